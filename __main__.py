@@ -1,0 +1,5 @@
+"""`python -m comfyui_sagemaker ...`"""
+
+from .cli import main
+
+raise SystemExit(main())

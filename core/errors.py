@@ -1,0 +1,53 @@
+"""Every failure a user can meet, one class each.
+
+`code` is the stable snake_case code sent as `{"error": {"code", "message"}}`;
+server_routes/errors.py maps each class to one HTTP status.
+"""
+
+from __future__ import annotations
+
+
+class SageMakerError(Exception):
+    """Base of the extension's own errors: a message meant for the user."""
+
+    code = "error"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(SageMakerError):
+    """The request is malformed: not JSON, a missing field, a wrong type."""
+
+    code = "bad_request"
+
+
+class PayloadTooLarge(SageMakerError):
+    """The request body is over the size limit."""
+
+    code = "payload_too_large"
+
+
+class Forbidden(SageMakerError):
+    """The guard refused a request (foreign Origin, Host not allowed, missing token)."""
+
+    code = "forbidden"
+
+
+class NotFound(SageMakerError):
+    """No such route or resource."""
+
+    code = "not_found"
+
+
+class ConfigInvalid(SageMakerError):
+    """The configuration file or an environment variable holds a bad value."""
+
+    code = "config_invalid"
+
+
+class NameInvalid(SageMakerError):
+    """A template or environment name breaks the name rule."""
+
+    code = "invalid_name"

@@ -1,0 +1,31 @@
+"""One place that turns failures into HTTP: each error class has one status."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..core import errors as e
+
+STATUS: dict[type[e.SageMakerError], int] = {
+    e.BadRequest: 400,
+    e.NameInvalid: 400,
+    e.Forbidden: 403,
+    e.NotFound: 404,
+    e.PayloadTooLarge: 413,
+    e.ConfigInvalid: 500,
+}
+
+
+def status_of(err: e.SageMakerError) -> int:
+    for cls in type(err).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def error_response(code: str, message: str, status: int) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def from_exception(err: e.SageMakerError) -> web.Response:
+    return error_response(err.code, err.message, status_of(err))

@@ -1,0 +1,80 @@
+"""The guard: who may call the extension's routes.
+
+- Host must be loopback, one of ComfyUI's explicit listen addresses, or in
+  `allowed_hosts` (a DNS-rebinding page reaches 127.0.0.1 under its own name).
+  Checked on every route, reads included: templates and environments are
+  the designer's data.
+- On routes that change state (anything but GET/HEAD): an Origin, when the
+  browser sends one, must match Host; and a token (header X-SageMaker-Token)
+  is required when one is configured or when ComfyUI listens off loopback.
+Non-browser clients (curl, scripts) send no Origin and are judged by Host and token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import urllib.parse
+from collections.abc import Iterable, Mapping
+
+from ..core.errors import Forbidden
+
+TOKEN_HEADER = "X-SageMaker-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def listens_off_loopback(listen: Iterable[str]) -> bool:
+    return any(not is_loopback(a) for a in listen)
+
+
+def _hostname(netloc: str) -> str | None:
+    try:
+        return urllib.parse.urlsplit("//" + netloc).hostname
+    except ValueError:
+        return None
+
+
+def check(
+    method: str,
+    headers: Mapping[str, str],
+    *,
+    listen: Iterable[str],
+    allowed_hosts: Iterable[str],
+    token: str,
+) -> None:
+    """Raise Forbidden, saying why, unless the request may go on."""
+    listen = [a.strip("[]").lower() for a in listen]
+    host_header = headers.get("Host", "")
+    host = _hostname(host_header.lower())
+    explicit = {a for a in listen if a not in ("0.0.0.0", "::")}
+    if not (is_loopback(host) or host in explicit or host in set(allowed_hosts)):
+        raise Forbidden(
+            f"Host {host_header!r} is not allowed; add it to allowed_hosts in the configuration"
+        )
+    if method.upper() in SAFE_METHODS:
+        return
+    origin = headers.get("Origin")
+    if origin is not None:
+        parsed = urllib.parse.urlsplit(origin)
+        if origin == "null" or parsed.netloc.lower() != host_header.lower():
+            raise Forbidden(f"cross-origin request refused (Origin {origin!r}, Host {host_header!r})")
+    off_loopback = listens_off_loopback(listen)
+    if token or off_loopback:
+        if not token:
+            raise Forbidden(
+                "ComfyUI listens beyond this machine: set a token in the configuration to allow changes"
+            )
+        sent = headers.get(TOKEN_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), token.encode()):
+            raise Forbidden(f"missing or wrong {TOKEN_HEADER} header")

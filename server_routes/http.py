@@ -1,0 +1,105 @@
+"""What every /sagemaker/ request goes through: the guard, JSON errors, body limits."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ..core.errors import BadRequest, NotFound, PayloadTooLarge, SageMakerError
+from . import guard
+from .context import Context
+from .errors import error_response, from_exception
+
+log = logging.getLogger("comfyui_sagemaker")
+
+PREFIXES = ("/sagemaker/", "/api/sagemaker/")
+MAX_JSON_BYTES = 16 * 1024 * 1024
+
+Handler = Callable[[web.Request, Context], Awaitable[web.StreamResponse]]
+
+
+def is_ours(path: str) -> bool:
+    return path.startswith(PREFIXES) or path in ("/sagemaker", "/api/sagemaker")
+
+
+def middleware(ctx: Context):
+    """Runs first for the extension's paths (it is put ahead of ComfyUI's own
+    middlewares), so a refusal is the extension's JSON, not a bare 403."""
+
+    @web.middleware
+    async def sagemaker_middleware(request: web.Request, handler):
+        if not is_ours(request.path):
+            return await handler(request)
+        try:
+            guard.check(
+                request.method,
+                request.headers,
+                listen=ctx.facts.listen,
+                allowed_hosts=ctx.config_or_default().allowed_hosts,
+                token=ctx.config_or_default().token,
+            )
+            resource = getattr(request.match_info.route, "resource", None)
+            if resource is not None and not is_ours(resource.canonical + "/"):
+                # Matched none of ours, only ComfyUI's catch-all static route.
+                raise NotFound(f"no route {request.method} {request.path}")
+            response = await handler(request)
+        except SageMakerError as err:
+            return from_exception(err)
+        except web.HTTPException as err:
+            if err.status == 404:
+                return error_response("not_found", f"no route {request.method} {request.path}", 404)
+            if err.status == 405:
+                return error_response("method_not_allowed", f"{request.method} is not allowed here", 405)
+            if err.status == 413:
+                return error_response("payload_too_large", "the request body is too large", 413)
+            if err.status < 400:
+                raise
+            return error_response("http_error", err.reason or str(err.status), err.status)
+        except Exception:
+            log.exception("comfyui-sagemaker: %s %s failed", request.method, request.path)
+            return error_response(
+                "internal_error", "internal error in comfyui-sagemaker; see the ComfyUI log", 500
+            )
+        # Whatever ComfyUI answered for a path of ours (its catch-all 404 is not
+        # JSON) becomes the extension's JSON error.
+        if response.status >= 400 and response.content_type != "application/json":
+            code = "not_found" if response.status == 404 else "http_error"
+            message = f"no route {request.method} {request.path}" if response.status == 404 else response.reason
+            return error_response(code, message or str(response.status), response.status)
+        return response
+
+    return sagemaker_middleware
+
+
+async def read_json(request: web.Request, limit: int = MAX_JSON_BYTES) -> object:
+    """The request body as JSON; PayloadTooLarge over `limit`, BadRequest if not JSON."""
+    too_large = PayloadTooLarge(f"request body is over the limit of {limit} bytes ({limit // 2**20} MiB)")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    chunks, size = [], 0
+    while chunk := await request.content.read(1024 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body:
+        raise BadRequest("request body is empty; send JSON")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise BadRequest(f"request body is not JSON: {err}") from None
+
+
+async def read_object(request: web.Request, limit: int = MAX_JSON_BYTES) -> dict:
+    data = await read_json(request, limit)
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object")
+    return data
+
+
+def json_ok(data: object, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)

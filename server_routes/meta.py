@@ -1,0 +1,50 @@
+"""GET /sagemaker/health and GET /sagemaker/rules."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..core import names
+from ..core.errors import BadRequest
+from ..core.version import __version__
+from .context import Context
+from .http import json_ok, read_object
+
+
+def store_summary(ctx: Context) -> dict:
+    cfg = ctx.config
+    if cfg.store == "s3":
+        return {"kind": "s3", "bucket": cfg.s3_bucket, "prefix": cfg.s3_prefix}
+    return {"kind": "folder"}
+
+
+async def health(request: web.Request, ctx: Context) -> web.Response:
+    body: dict = {"ok": ctx.config_error is None, "version": __version__, "comfyui_version": ctx.facts.version}
+    if ctx.config_error is None:
+        body["store"] = store_summary(ctx)
+        body["endpoints"] = "local" if ctx.config.store == "folder" else "sagemaker"
+    else:
+        body["store"] = None
+        body["config_error"] = ctx.config_error
+    return json_ok(body)
+
+
+async def rules(request: web.Request, ctx: Context) -> web.Response:
+    return json_ok(names.rules())
+
+
+async def check_name(request: web.Request, ctx: Context) -> web.Response:
+    """POST {kind: "template" | "environment", name} -> {valid: true, name} or 400 invalid_name."""
+    body = await read_object(request)
+    kind = body.get("kind")
+    rule = {"template": names.TEMPLATE_NAME, "environment": names.ENVIRONMENT_NAME}.get(kind)  # type: ignore[arg-type]
+    if rule is None:
+        raise BadRequest("kind must be 'template' or 'environment'")
+    return json_ok({"valid": True, "name": rule.check(body.get("name"))})
+
+
+ROUTES = [
+    ("GET", "/health", health),
+    ("GET", "/rules", rules),
+    ("POST", "/names/check", check_name),
+]

