@@ -51,3 +51,33 @@ class NameInvalid(SageMakerError):
     """A template or environment name breaks the name rule."""
 
     code = "invalid_name"
+
+
+class Conflict(SageMakerError):
+    """Someone else changed the thing first (compare-and-swap lost); reload and retry."""
+
+    code = "conflict"
+
+
+class TemplateExists(SageMakerError):
+    """A template with this exact name exists already."""
+
+    code = "template_exists"
+
+
+class TemplateNotFound(NotFound):
+    """No template has this name."""
+
+    code = "not_found"
+
+
+class EnvironmentNotFound(NotFound):
+    """No environment has this name."""
+
+    code = "environment_not_found"
+
+
+class StoreUnavailable(SageMakerError):
+    """The store could not be reached or refused the request (bucket missing, access denied)."""
+
+    code = "store_unavailable"

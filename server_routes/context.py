@@ -8,6 +8,7 @@ from pathlib import Path
 from ..core import config as config_mod
 from ..core.config import Config
 from ..core.errors import ConfigInvalid
+from ..services import Services
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Context:
     facts: ComfyFacts
     config_error: str | None = None
     _config: Config | None = field(default=None, repr=False)
+    _services: Services | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, facts: ComfyFacts) -> Context:
@@ -35,6 +37,13 @@ class Context:
         except ConfigInvalid as err:
             ctx.config_error = err.message
         return ctx
+
+    @property
+    def services(self) -> Services:
+        """The services (store, templates, ...); ConfigInvalid if the configuration is broken."""
+        if self._services is None:
+            self._services = Services(self.config)
+        return self._services
 
     @property
     def config(self) -> Config:

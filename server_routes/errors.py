@@ -13,6 +13,9 @@ STATUS: dict[type[e.SageMakerError], int] = {
     e.NotFound: 404,
     e.PayloadTooLarge: 413,
     e.ConfigInvalid: 500,
+    e.Conflict: 409,
+    e.TemplateExists: 409,
+    e.StoreUnavailable: 502,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from harness.comfyui import ComfyUI
 
-pytest_plugins = ["harness.browser"]
+pytest_plugins = ["harness.browser", "harness.stores"]
 
 
 @pytest.fixture(scope="session")

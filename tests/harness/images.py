@@ -15,7 +15,8 @@ def png(width: int = 8, height: int = 6, color: tuple[int, int, int] = (10, 100,
 
 
 def pixels(data: bytes) -> list[tuple[int, ...]]:
-    return list(Image.open(io.BytesIO(data)).convert("RGB").getdata())
+    raw = Image.open(io.BytesIO(data)).convert("RGB").tobytes()
+    return [tuple(raw[i:i + 3]) for i in range(0, len(raw), 3)]
 
 
 def invert_prompt(image_name: str, prefix: str = "inverted") -> dict:

@@ -1,0 +1,127 @@
+"""The S3 store: the same contract as the folder store, on a bucket + prefix.
+
+Atomicity comes from S3's conditional writes: `create` is a PutObject with
+`If-None-Match: *` (412 PreconditionFailed or 409 ConditionalRequestConflict
+mean another writer won), `replace` a PutObject with `If-Match: <etag>`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from ..core.errors import StoreUnavailable
+from ..core.store import KeyExists, KeyNotFound, PreconditionFailed, Store, Versioned, check_key
+from . import clients
+
+LOST_RACE = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+MISSING = {"NoSuchKey", "404", "NotFound"}
+
+
+def _code(err: Exception) -> str:
+    return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _unavailable_on_aws_error(fn):
+    @functools.wraps(fn)
+    def wrapper(self: S3Store, *args, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        try:
+            return fn(self, *args, **kwargs)
+        except NoCredentialsError:
+            raise StoreUnavailable("no AWS credentials found (boto3's chain: environment, ~/.aws, role)") from None
+        except ClientError as err:
+            code = _code(err)
+            if code == "NoSuchBucket":
+                raise StoreUnavailable(f"S3 bucket {self.bucket!r} does not exist") from None
+            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise StoreUnavailable(f"access denied to s3://{self.bucket}/{self.prefix} ({code})") from None
+            raise StoreUnavailable(f"S3 error {code}: {err}") from None
+        except BotoCoreError as err:
+            raise StoreUnavailable(f"S3 unreachable: {err}") from None
+
+    return wrapper
+
+
+class S3Store(Store):
+    kind = "s3"
+
+    def __init__(self, bucket: str, prefix: str = "", region: str = "", s3_client: Any = None):
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.region = region
+        self._client = s3_client
+
+    @property
+    def s3(self) -> Any:
+        if self._client is None:
+            self._client = clients.client("s3", self.region)
+        return self._client
+
+    def _key(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    @_unavailable_on_aws_error
+    def get(self, key: str) -> Versioned:
+        from botocore.exceptions import ClientError
+
+        try:
+            r = self.s3.get_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as err:
+            if _code(err) in MISSING:
+                raise KeyNotFound(key) from None
+            raise
+        return Versioned(r["Body"].read(), r["ETag"])
+
+    @_unavailable_on_aws_error
+    def create(self, key: str, data: bytes) -> str:
+        from botocore.exceptions import ClientError
+
+        try:
+            r = self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+        except ClientError as err:
+            if _code(err) in LOST_RACE:
+                raise KeyExists(key) from None
+            raise
+        return r["ETag"]
+
+    @_unavailable_on_aws_error
+    def replace(self, key: str, data: bytes, if_match: str) -> str:
+        from botocore.exceptions import ClientError
+
+        try:
+            r = self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=if_match)
+        except ClientError as err:
+            code = _code(err)
+            if code in MISSING:
+                raise KeyNotFound(key) from None
+            if code in LOST_RACE:
+                raise PreconditionFailed(key) from None
+            raise
+        return r["ETag"]
+
+    @_unavailable_on_aws_error
+    def put(self, key: str, data: bytes) -> str:
+        return self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)["ETag"]
+
+    @_unavailable_on_aws_error
+    def delete(self, key: str) -> None:
+        from botocore.exceptions import ClientError
+
+        # S3's DeleteObject succeeds for a missing key: look first, to say 404.
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as err:
+            if _code(err) in MISSING:
+                raise KeyNotFound(key) from None
+            raise
+        self.s3.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    @_unavailable_on_aws_error
+    def list(self, prefix: str) -> list[str]:
+        keys = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+            keys += [o["Key"][len(self.prefix):] for o in page.get("Contents", [])]
+        return sorted(keys)

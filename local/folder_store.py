@@ -1,0 +1,123 @@
+"""The folder store: the embedded default, a directory on this machine.
+
+Atomicity: `create` writes a temporary file and hard-links it to the final
+name (`os.link` fails if the name exists), so exactly one creator wins and
+no reader sees half a file. `replace` and `delete` take a per-key lock file
+and check the ETag (sha256 of the content) under it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+from ..core.errors import StoreUnavailable
+from ..core.store import KeyExists, KeyNotFound, PreconditionFailed, Store, Versioned, check_key
+from .filelock import locked
+
+
+def etag_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _unavailable_on_oserror(fn):
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except (KeyExists, KeyNotFound, PreconditionFailed):
+            raise
+        except PermissionError as err:
+            raise StoreUnavailable(f"folder store at {self.root}: permission denied ({err.filename})") from None
+        except OSError as err:
+            raise StoreUnavailable(f"folder store at {self.root}: {err.strerror or err}") from None
+
+    return wrapper
+
+
+class FolderStore(Store):
+    kind = "folder"
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key).split("/"))
+
+    def _lock_path(self, path: Path) -> Path:
+        return path.with_name(f".{path.name}.lock")
+
+    def _write_temp(self, path: Path, data: bytes) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{uuid.uuid4().hex}")
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return tmp
+
+    @_unavailable_on_oserror
+    def get(self, key: str) -> Versioned:
+        try:
+            data = self._path(key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise KeyNotFound(key) from None
+        return Versioned(data, etag_of(data))
+
+    @_unavailable_on_oserror
+    def create(self, key: str, data: bytes) -> str:
+        path = self._path(key)
+        tmp = self._write_temp(path, data)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise KeyExists(key) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return etag_of(data)
+
+    @_unavailable_on_oserror
+    def replace(self, key: str, data: bytes, if_match: str) -> str:
+        path = self._path(key)
+        if not path.parent.is_dir():
+            raise KeyNotFound(key)
+        with locked(self._lock_path(path)):
+            current = self.get(key)
+            if current.etag != if_match:
+                raise PreconditionFailed(key)
+            os.replace(self._write_temp(path, data), path)
+        return etag_of(data)
+
+    @_unavailable_on_oserror
+    def put(self, key: str, data: bytes) -> str:
+        path = self._path(key)
+        os.replace(self._write_temp(path, data), path)
+        return etag_of(data)
+
+    @_unavailable_on_oserror
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        if not path.parent.is_dir():
+            raise KeyNotFound(key)
+        with locked(self._lock_path(path)):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                raise KeyNotFound(key) from None
+
+    @_unavailable_on_oserror
+    def list(self, prefix: str) -> list[str]:
+        base = self.root.joinpath(*[p for p in prefix.split("/") if p])
+        if not base.is_dir():
+            return []
+        keys = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            rel = Path(dirpath).relative_to(self.root).as_posix()
+            for name in filenames:
+                if not name.startswith("."):
+                    keys.append(name if rel == "." else f"{rel}/{name}")
+        return sorted(keys)

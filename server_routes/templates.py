@@ -1,0 +1,71 @@
+"""Template routes: thin handlers over core.templates.TemplateService."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from ..core.errors import BadRequest
+from ..core.templates import UNSET
+from .context import Context
+from .http import json_ok, read_object
+
+FIELDS = {"name", "workflow", "prompt", "environment"}
+UPDATE_FIELDS = {"workflow", "prompt", "environment", "version"}
+
+
+def _no_unknown(body: dict, allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+
+
+async def list_templates(request: web.Request, ctx: Context) -> web.Response:
+    return json_ok({"templates": await asyncio.to_thread(ctx.services.templates.list)})
+
+
+async def create_template(request: web.Request, ctx: Context) -> web.Response:
+    body = await read_object(request)
+    _no_unknown(body, FIELDS)
+    for field in ("name", "workflow", "prompt"):
+        if field not in body:
+            raise BadRequest(f"missing field: {field}")
+    svc = ctx.services.templates
+    template = await asyncio.to_thread(
+        svc.create, body["name"], body["workflow"], body["prompt"], body.get("environment")
+    )
+    return json_ok(template.to_json(), status=201)
+
+
+async def get_template(request: web.Request, ctx: Context) -> web.Response:
+    template = await asyncio.to_thread(ctx.services.templates.get, request.match_info["name"])
+    return json_ok(template.to_json())
+
+
+async def update_template(request: web.Request, ctx: Context) -> web.Response:
+    body = await read_object(request)
+    _no_unknown(body, UPDATE_FIELDS)
+    template = await asyncio.to_thread(
+        ctx.services.templates.update,
+        request.match_info["name"],
+        environment=body.get("environment", UNSET) if "environment" in body else UNSET,
+        workflow=body.get("workflow"),
+        prompt=body.get("prompt"),
+        expected_version=body.get("version"),
+    )
+    return json_ok(template.to_json())
+
+
+async def delete_template(request: web.Request, ctx: Context) -> web.Response:
+    await asyncio.to_thread(ctx.services.templates.delete, request.match_info["name"])
+    return web.Response(status=204)
+
+
+ROUTES = [
+    ("GET", "/templates", list_templates),
+    ("POST", "/templates", create_template),
+    ("GET", "/templates/{name}", get_template),
+    ("PUT", "/templates/{name}", update_template),
+    ("DELETE", "/templates/{name}", delete_template),
+]

@@ -1,0 +1,59 @@
+"""The exact requests the S3 store sends (botocore's Stubber): moto's own
+conditional check is not atomic, so on S3 the race is proven by the headers."""
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from comfyui_sagemaker.aws.s3_store import S3Store
+from comfyui_sagemaker.core.errors import StoreUnavailable
+from comfyui_sagemaker.core.store import KeyExists, KeyNotFound, PreconditionFailed
+
+
+@pytest.fixture
+def stubbed(aws_env):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    with Stubber(s3) as stub:
+        yield S3Store("bkt", "pre", s3_client=s3), stub
+        stub.assert_no_pending_responses()
+
+
+def test_create_sends_if_none_match_star(stubbed):
+    store, stub = stubbed
+    stub.add_response("put_object", {"ETag": '"e1"'},
+                      {"Bucket": "bkt", "Key": "pre/templates/a.json", "Body": b"x", "IfNoneMatch": "*"})
+    assert store.create("templates/a.json", b"x") == '"e1"'
+
+
+@pytest.mark.parametrize("status, code", [(412, "PreconditionFailed"), (409, "ConditionalRequestConflict")])
+def test_create_lost_race_is_key_exists(stubbed, status, code):
+    store, stub = stubbed
+    stub.add_client_error("put_object", service_error_code=code, http_status_code=status)
+    with pytest.raises(KeyExists):
+        store.create("templates/a.json", b"x")
+
+
+def test_replace_sends_if_match_etag(stubbed):
+    store, stub = stubbed
+    stub.add_response("put_object", {"ETag": '"e2"'},
+                      {"Bucket": "bkt", "Key": "pre/templates/a.json", "Body": b"y", "IfMatch": '"e1"'})
+    assert store.replace("templates/a.json", b"y", if_match='"e1"') == '"e2"'
+
+
+@pytest.mark.parametrize("status, code, exc", [
+    (412, "PreconditionFailed", PreconditionFailed),
+    (409, "ConditionalRequestConflict", PreconditionFailed),
+    (404, "NoSuchKey", KeyNotFound),
+])
+def test_replace_failures(stubbed, status, code, exc):
+    store, stub = stubbed
+    stub.add_client_error("put_object", service_error_code=code, http_status_code=status)
+    with pytest.raises(exc):
+        store.replace("templates/a.json", b"y", if_match='"e1"')
+
+
+@pytest.mark.parametrize("code, needle", [("NoSuchBucket", "does not exist"), ("AccessDenied", "access denied")])
+def test_bucket_problems_are_store_unavailable(stubbed, code, needle):
+    store, stub = stubbed
+    stub.add_client_error("get_object", service_error_code=code, http_status_code=403)
+    with pytest.raises(StoreUnavailable, match=needle):
+        store.get("templates/a.json")

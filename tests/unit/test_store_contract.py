@@ -1,0 +1,65 @@
+"""One contract, two stores: the folder store and the S3 store (on moto)."""
+
+import pytest
+from comfyui_sagemaker.core.store import KeyExists, KeyNotFound, PreconditionFailed, check_key
+
+
+def test_create_then_get(store):
+    etag = store.create("templates/a.json", b"one")
+    got = store.get("templates/a.json")
+    assert got.data == b"one" and got.etag == etag
+
+
+def test_create_is_exclusive(store):
+    store.create("templates/a.json", b"one")
+    with pytest.raises(KeyExists):
+        store.create("templates/a.json", b"two")
+    assert store.get("templates/a.json").data == b"one"
+
+
+def test_replace_is_compare_and_swap(store):
+    etag = store.create("templates/a.json", b"one")
+    new = store.replace("templates/a.json", b"two", if_match=etag)
+    assert store.get("templates/a.json").data == b"two"
+    with pytest.raises(PreconditionFailed):
+        store.replace("templates/a.json", b"three", if_match=etag)  # stale
+    assert store.get("templates/a.json") .data == b"two"
+    store.replace("templates/a.json", b"three", if_match=new)
+    assert store.get("templates/a.json").data == b"three"
+
+
+def test_missing_keys(store):
+    with pytest.raises(KeyNotFound):
+        store.get("templates/none.json")
+    with pytest.raises(KeyNotFound):
+        store.replace("templates/none.json", b"x", if_match="whatever")
+    with pytest.raises(KeyNotFound):
+        store.delete("templates/none.json")
+    assert not store.exists("templates/none.json")
+
+
+def test_put_overwrites_and_delete_removes(store):
+    store.put("blobs/sha256/ab", b"1")
+    store.put("blobs/sha256/ab", b"1")
+    assert store.get("blobs/sha256/ab").data == b"1"
+    store.delete("blobs/sha256/ab")
+    assert not store.exists("blobs/sha256/ab")
+
+
+def test_list_is_recursive_sorted_and_scoped(store):
+    for key in ("templates/b.json", "templates/a.json", "templates/sub/c.json", "other/x.json"):
+        store.put(key, b"{}")
+    assert store.list("templates/") == ["templates/a.json", "templates/b.json", "templates/sub/c.json"]
+    assert store.list("nothing/") == []
+
+
+def test_case_distinct_keys_coexist(store):
+    store.create("templates/_foo.json", b"Foo")
+    store.create("templates/foo.json", b"foo")
+    assert store.get("templates/_foo.json").data == b"Foo"
+
+
+@pytest.mark.parametrize("key", ["../x", "a/../b", "/abs", "a//b", "a\\b", "a b", "", "a/./b", "é"])
+def test_bad_keys_are_refused(key):
+    with pytest.raises(ValueError):
+        check_key(key)
