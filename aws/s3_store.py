@@ -118,10 +118,14 @@ class S3Store(Store):
             raise
         self.s3.delete_object(Bucket=self.bucket, Key=self._key(key))
 
-    @_unavailable_on_aws_error
     def list(self, prefix: str) -> list[str]:
-        keys = []
+        return sorted(self.list_stamps(prefix))
+
+    @_unavailable_on_aws_error
+    def list_stamps(self, prefix: str) -> dict[str, str]:
+        out = {}
         paginator = self.s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
-            keys += [o["Key"][len(self.prefix):] for o in page.get("Contents", [])]
-        return sorted(keys)
+            for o in page.get("Contents", []):
+                out[o["Key"][len(self.prefix):]] = o["ETag"]
+        return dict(sorted(out.items()))

@@ -79,6 +79,11 @@ class Store(ABC):
     def list(self, prefix: str) -> list[str]:
         """Keys under `prefix` (a folder-like prefix ending in `/`), sorted, recursively."""
 
+    @abstractmethod
+    def list_stamps(self, prefix: str) -> dict[str, str]:
+        """Like `list`, with a stamp per key that changes whenever the object does
+        (S3's ETag; on the folder store inode, size and mtime): lets callers cache reads."""
+
     def exists(self, key: str) -> bool:
         try:
             self.get(key)

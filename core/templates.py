@@ -9,6 +9,7 @@ becomes `_` + its lower case (`Foo` -> `_foo`), which cannot collide because
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -106,6 +107,9 @@ class TemplateService:
     def __init__(self, store: Store, environment_exists: Callable[[str], bool]):
         self.store = store
         self.environment_exists = environment_exists
+        # key -> (stamp, summary): listing re-reads only what changed since the last list.
+        self._summaries: dict[str, tuple[str, dict]] = {}
+        self._summaries_lock = threading.Lock()
 
     def _check_environment(self, environment: object) -> str | None:
         if environment is None:
@@ -145,19 +149,30 @@ class TemplateService:
         return self._read(name)[0]
 
     def list(self) -> list[dict]:
-        keys = [k for k in self.store.list(PREFIX) if k.endswith(".json") and "/" not in k[len(PREFIX):]]
+        stamps = {k: v for k, v in self.store.list_stamps(PREFIX).items()
+                  if k.endswith(".json") and "/" not in k[len(PREFIX):]}
+        with self._summaries_lock:
+            cached = {k: c[1] for k, c in self._summaries.items() if stamps.get(k) == c[0]}
 
-        def summary(key: str) -> dict | None:
+        def read(key: str) -> tuple[str, str, dict] | None:
             try:
-                return Template.from_bytes(self.store.get(key).data).summary()
+                got = self.store.get(key)
             except KeyNotFound:  # deleted while listing
                 return None
+            # Cached under the listed stamp: if the object changed since, the next list re-reads it.
+            return key, stamps[key], Template.from_bytes(got.data).summary()
 
+        missing = [k for k in stamps if k not in cached]
         # Reads are independent; on S3 each is a round trip, so overlap them.
         workers = 1 if self.store.kind == "folder" else 16
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            found = [s for s in pool.map(summary, keys) if s is not None]
-        return sorted(found, key=lambda s: s["name"])
+            fresh = [r for r in pool.map(read, missing) if r is not None]
+        with self._summaries_lock:
+            self._summaries = {k: (stamps[k], s) for k, s in cached.items()}
+            for key, stamp, summary in fresh:
+                self._summaries[key] = (stamp, summary)
+                cached[key] = summary
+        return sorted(cached.values(), key=lambda s: s["name"])
 
     def update(
         self,

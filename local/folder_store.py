@@ -108,16 +108,25 @@ class FolderStore(Store):
             except FileNotFoundError:
                 raise KeyNotFound(key) from None
 
-    @_unavailable_on_oserror
     def list(self, prefix: str) -> list[str]:
+        return sorted(self.list_stamps(prefix))
+
+    @_unavailable_on_oserror
+    def list_stamps(self, prefix: str) -> dict[str, str]:
         base = self.root.joinpath(*[p for p in prefix.split("/") if p])
         if not base.is_dir():
-            return []
-        keys = []
+            return {}
+        out = {}
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             rel = Path(dirpath).relative_to(self.root).as_posix()
             for name in filenames:
-                if not name.startswith("."):
-                    keys.append(name if rel == "." else f"{rel}/{name}")
-        return sorted(keys)
+                if name.startswith("."):
+                    continue
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except FileNotFoundError:  # removed while listing
+                    continue
+                # replace() makes a new inode, so a changed object always gets a new stamp.
+                out[name if rel == "." else f"{rel}/{name}"] = f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}"
+        return dict(sorted(out.items()))

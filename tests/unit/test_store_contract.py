@@ -63,3 +63,15 @@ def test_case_distinct_keys_coexist(store):
 def test_bad_keys_are_refused(key):
     with pytest.raises(ValueError):
         check_key(key)
+
+
+def test_stamps_change_with_the_object(store):
+    etag = store.create("templates/a.json", b"one")
+    first = store.list_stamps("templates/")
+    assert list(first) == ["templates/a.json"]
+    assert store.list_stamps("templates/") == first
+    store.replace("templates/a.json", b"two", if_match=etag)
+    second = store.list_stamps("templates/")
+    assert second["templates/a.json"] != first["templates/a.json"]
+    store.put("templates/a.json", b"three")
+    assert store.list_stamps("templates/")["templates/a.json"] != second["templates/a.json"]

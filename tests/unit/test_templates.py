@@ -153,3 +153,13 @@ def test_twenty_concurrent_publishes_from_processes_one_wins(tmp_path):
     stored = TemplateService(FolderStore(tmp_path), lambda n: False).get("Race")
     assert stored.prompt["1"]["inputs"]["width"] == winners[0]
     assert [p.name for p in (tmp_path / "templates").iterdir() if not p.name.startswith(".")] == ["_race.json"]
+
+
+def test_list_follows_changes_after_caching(templates):
+    templates.create("Foo", WORKFLOW, PROMPT)
+    templates.create("Bar", WORKFLOW, PROMPT)
+    assert [t["version"] for t in templates.list()] == [1, 1]
+    templates.update("Foo", environment="prod")
+    templates.delete("Bar")
+    assert templates.list() == [{**templates.get("Foo").summary()}]
+    assert templates.list()[0]["environment"] == "prod"
