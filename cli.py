@@ -31,6 +31,76 @@ def _check_name(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server(args: argparse.Namespace, method: str, path: str, body: object = None) -> object:
+    """Call a running ComfyUI's /sagemaker/ routes (the node registry lives in that process)."""
+    import os
+
+    import requests
+
+    headers = {}
+    token = os.environ.get("COMFYUI_SAGEMAKER_TOKEN")
+    if token:
+        headers["X-SageMaker-Token"] = token
+    try:
+        r = requests.request(method, args.url.rstrip("/") + "/sagemaker" + path, json=body, headers=headers,
+                             timeout=300)
+    except requests.RequestException as err:
+        raise SageMakerError(f"cannot reach ComfyUI at {args.url}: {err}") from None
+    try:
+        data = r.json()
+    except ValueError:
+        raise SageMakerError(f"{args.url} answered {r.status_code} without JSON: is it ComfyUI?") from None
+    if not r.ok:
+        err = data.get("error", {}) if isinstance(data, dict) else {}
+        failure = SageMakerError(err.get("message", f"HTTP {r.status_code}"))
+        failure.code = err.get("code", "error")
+        raise failure
+    return data
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    snap = _server(args, "GET", "/snapshot")
+    if args.json:
+        print(json.dumps(snap, indent=2))
+        return 0
+    print(f"ComfyUI {snap['comfyui_version']}, Python {snap['python']}, torch {snap['torch']}, "
+          f"{snap['platform']['system']} {snap['platform']['machine']}")
+    print(f"custom node packs ({len(snap['custom_nodes'])}):")
+    for p in snap["custom_nodes"]:
+        ident = p["identity"]
+        where = {"git": lambda i: f"{i['url']} @ {i['commit'][:10]}",
+                 "registry": lambda i: f"registry {i['cnr_id']} {i['ver']}"}.get(ident["kind"], lambda i: i["kind"])
+        flags = " (dirty)" if p.get("dirty") else ""
+        print(f"  {p['folder']}: {where(ident)}{flags}")
+    print(f"python packages: {len(snap['python_packages'])}; model files: {len(snap['models'])}")
+    for problem in snap.get("problems", []):
+        print(f"  problem: {problem}")
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    try:
+        workflow = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise SageMakerError(f"cannot read {args.file}: {err}") from None
+    a = _server(args, "POST", "/analyze", {"workflow": workflow})
+    if args.json:
+        print(json.dumps(a, indent=2))
+        return 0
+    print(f"format: {a['format']}; packs: {', '.join(a['packs']) or 'core only'}")
+    for m in a["missing"]:
+        print(f"  missing node type {m['type']} (nodes {', '.join(m['node_ids'])})")
+    for m in a["models"]:
+        where = "/".join(m.get("candidates", [])) if m["folder"] == "?" else m["folder"]
+        state = "present" if m["present"] else "MISSING"
+        print(f"  model {where}/{m['name']}: {state} (nodes {', '.join(m['node_ids'])})")
+    for i in a["inputs"]:
+        print(f"  input {i['name']}: {'present' if i['present'] else 'MISSING'}")
+    for w in a["warnings"]:
+        print(f"  warning: {w}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m comfyui_sagemaker",
@@ -47,6 +117,16 @@ def parser() -> argparse.ArgumentParser:
     n.add_argument("kind", choices=["template", "environment"])
     n.add_argument("name")
     n.set_defaults(func=_check_name)
+    url = {"default": "http://127.0.0.1:8188", "help": "the running ComfyUI (default %(default)s)"}
+    sn = sub.add_parser("snapshot", help="what this ComfyUI has: versions, packs, packages, models")
+    sn.add_argument("--url", **url)
+    sn.add_argument("--json", action="store_true", help="print JSON")
+    sn.set_defaults(func=_snapshot)
+    an = sub.add_parser("analyze", help="what a workflow needs: packs, models, inputs (UI or API format)")
+    an.add_argument("file", help="workflow JSON file")
+    an.add_argument("--url", **url)
+    an.add_argument("--json", action="store_true", help="print JSON")
+    an.set_defaults(func=_analyze)
     return p
 
 

@@ -1,10 +1,41 @@
-"""Facts about the running ComfyUI, read here once and passed below as plain data."""
+"""Facts about the running ComfyUI, read here and passed below as plain data.
+
+The only module besides __init__.py that imports ComfyUI's own modules.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from .core.analysis import NodeInfo, input_specs
 from .server_routes.context import ComfyFacts
+
+
+class ComfyCatalog:
+    """ComfyUI's node registry (the data behind /object_info) for the node types asked about."""
+
+    def info(self, node_type: str) -> NodeInfo | None:
+        import nodes  # ComfyUI's nodes module (the extension's own is nodes/ inside the package)
+
+        cls = nodes.NODE_CLASS_MAPPINGS.get(node_type)
+        if cls is None:
+            return None
+        module = getattr(cls, "RELATIVE_PYTHON_MODULE", "nodes") or "nodes"
+        pack = module.split(".", 1)[1] if module.startswith("custom_nodes.") else "core"
+        try:
+            if hasattr(cls, "GET_NODE_INFO_V1"):  # V3 nodes
+                input_types = cls.GET_NODE_INFO_V1().get("input", {})
+            else:
+                input_types = cls.INPUT_TYPES()
+        except Exception:  # a broken node: still a known type of its pack
+            input_types = {}
+        return NodeInfo(pack=pack, inputs=input_specs(input_types))
+
+
+def model_folders() -> dict:
+    import folder_paths
+
+    return {name: (list(paths), list(exts)) for name, (paths, exts) in folder_paths.folder_names_and_paths.items()}
 
 
 def gather() -> ComfyFacts:
@@ -22,4 +53,8 @@ def gather() -> ComfyFacts:
         config_dir=Path(folder_paths.get_system_user_directory("sagemaker")),
         input_dir=Path(folder_paths.get_input_directory()),
         output_dir=Path(folder_paths.get_output_directory()),
+        extension_dir=Path(__file__).resolve().parent,
+        custom_node_dirs=tuple(folder_paths.get_folder_paths("custom_nodes")),
+        model_folders=model_folders,
+        catalog=ComfyCatalog(),
     )

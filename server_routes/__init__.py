@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import meta, templates
+from . import analysis, meta, templates
 from .context import ComfyFacts, Context
 from .http import middleware
 
-ROUTE_TABLES = [meta.ROUTES, templates.ROUTES]
+ROUTE_TABLES = [meta.ROUTES, templates.ROUTES, analysis.ROUTES]
 
 
 def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts) -> Context:

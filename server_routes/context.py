@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core import config as config_mod
+from ..core.analysis import NodeCatalog
 from ..core.config import Config
 from ..core.errors import ConfigInvalid
 from ..services import Services
@@ -20,6 +22,11 @@ class ComfyFacts:
     config_dir: Path
     input_dir: Path
     output_dir: Path
+    extension_dir: Path
+    custom_node_dirs: tuple[str, ...] = ()
+    # Called per request: ComfyUI's folder registry can change while it runs.
+    model_folders: Callable[[], dict] = dict
+    catalog: NodeCatalog | None = None
 
 
 @dataclass
