@@ -53,3 +53,13 @@ export function toast(severity, summary, detail) {
 export function toastError(summary, err) {
   toast("error", summary, err?.message ?? String(err));
 }
+
+// The name rules from GET /sagemaker/rules, fetched once (the server is their one source of truth).
+let rulesPromise = null;
+export function getRules() {
+  rulesPromise ??= call("GET", "/rules").catch((err) => {
+    rulesPromise = null; // retry on the next use
+    throw err;
+  });
+  return rulesPromise;
+}

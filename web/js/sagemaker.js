@@ -1,14 +1,15 @@
 // comfyui-sagemaker's frontend: registers the "SageMaker" sidebar tab.
 import { app } from "../../../scripts/app.js";
-import { call, toastError } from "./api.js";
+import { call, getRules, toastError } from "./api.js";
 import { el } from "./dom.js";
+import { canvasChanged, mountTemplates } from "./templates.js";
 
 const TAB_ID = "sagemaker";
 
 async function renderStatus(box) {
   box.replaceChildren(el("div", { class: "sagemaker-muted" }, "Loading..."));
   try {
-    const [health, rules] = await Promise.all([call("GET", "/health"), call("GET", "/rules")]);
+    const [health, rules] = await Promise.all([call("GET", "/health"), getRules()]);
     window.sagemakerRules = rules;
     const store = health.store ? health.store.kind : "unconfigured";
     const where = health.store?.kind === "s3" ? `s3://${health.store.bucket}/${health.store.prefix || ""}` : "";
@@ -37,6 +38,7 @@ function render(container) {
     el("div", { class: "sagemaker-panel", "data-testid": "sagemaker-panel" }, [
       el("h3", { class: "sagemaker-title" }, "SageMaker"),
       status,
+      mountTemplates(),
     ]),
   );
   renderStatus(status);
@@ -44,6 +46,10 @@ function render(container) {
 
 app.registerExtension({
   name: "comfyui.sagemaker",
+  // Every graph load (tab switch, file open, template load): the loaded-template marker follows.
+  async afterConfigureGraph() {
+    canvasChanged();
+  },
   async setup() {
     const link = document.createElement("link");
     link.rel = "stylesheet";

@@ -1,0 +1,177 @@
+"""The sidebar's Templates section in the real ComfyUI frontend, as a user clicks:
+publish the canvas, load it back, rebind, delete; name rules and duplicates."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.browser
+
+APP = "window.comfyAPI.app.app"  # the ComfyUI app object, as extensions import it
+LOADED_TEMPLATE = f"() => {APP}.graph.extra?.sagemaker?.template ?? null"
+
+
+# Chromium logs every 4xx fetch as a console error. These are expected: GET /environments
+# answers 404 until environments exist (the UI then offers only "(unbound)").
+EXPECTED_HTTP = [(404, "/api/sagemaker/environments")]
+
+
+def console_errors(page: Page, *expected: tuple[int, str]) -> list[str]:
+    """The page's errors about the extension, minus the expected HTTP statuses (status, URL path)."""
+
+    def expected_status(error: str) -> bool:
+        return "Failed to load resource" in error and any(
+            f"status of {status} " in error and error.endswith(f"{path})")
+            for status, path in EXPECTED_HTTP + list(expected)
+        )
+
+    return [e for e in page.console.errors_from("sagemaker") if not expected_status(e)]
+
+
+def unique_name() -> str:
+    """Letters and digits only: the ComfyUI (and its store) is shared by the whole session."""
+    return "T" + uuid.uuid4().hex[:12]
+
+
+def open_templates(page: Page) -> None:
+    page.click(".sagemaker-tab-button")
+    page.get_by_test_id("sagemaker-templates").wait_for(timeout=15_000)
+    # The first list load has finished once rows or the empty mark are drawn.
+    page.locator('[data-testid="sagemaker-templates-list"] > *').first.wait_for(timeout=15_000)
+
+
+def row(page: Page, name: str):
+    return page.locator(f'[data-testid="sagemaker-template-row"][data-template="{name}"]')
+
+
+def publish(page: Page, name: str) -> None:
+    page.get_by_test_id("sagemaker-templates-publish").click()
+    dialog = page.get_by_test_id("sagemaker-publish-dialog")
+    dialog.get_by_test_id("sagemaker-publish-name").fill(name)
+    dialog.get_by_test_id("sagemaker-dialog-ok").click()
+
+
+def test_publish_load_rebind_delete(page: Page, client):
+    name = unique_name()
+    open_templates(page)
+
+    publish(page, name)
+    expect(page.get_by_test_id("sagemaker-publish-dialog")).to_have_count(0)
+    template_row = row(page, name)
+    expect(template_row.get_by_test_id("sagemaker-template-environment")).to_have_text("unbound")
+    expect(template_row.get_by_test_id("sagemaker-template-version")).to_have_text("v1")
+    published = client.get(f"/sagemaker/templates/{name}").json()
+    assert published["environment"] is None and published["version"] == 1
+    assert published["workflow"]["extra"]["sagemaker"]["template"] == name
+    assert published["prompt"], "the API-format prompt was sent"
+    # Publishing records the template in the canvas too.
+    assert page.evaluate(LOADED_TEMPLATE) == name
+    expect(template_row.get_by_test_id("sagemaker-template-loaded")).to_be_visible()
+
+    # Another graph in the canvas: the marker goes; loading the template brings it back.
+    page.evaluate(f"() => {APP}.loadGraphData()")
+    assert page.evaluate(LOADED_TEMPLATE) is None
+    expect(template_row.get_by_test_id("sagemaker-template-loaded")).to_be_hidden()
+    template_row.get_by_test_id("sagemaker-template-name").click()
+    expect(template_row.get_by_test_id("sagemaker-template-loaded")).to_be_visible()
+    assert page.evaluate(LOADED_TEMPLATE) == name
+    assert page.evaluate(f"() => {APP}.graph.nodes.length") == len(published["workflow"]["nodes"])
+
+    # Rebind, replacing the workflow with the current graph (one node more than published).
+    page.evaluate(f"""() => {{
+        const node = window.LiteGraph.createNode("Note");
+        node.pos = [40, 40];
+        {APP}.graph.add(node);
+    }}""")
+    template_row.get_by_test_id("sagemaker-template-rebind").click()
+    rebind = page.get_by_test_id("sagemaker-rebind-dialog")
+    expect(rebind).to_contain_text("version 1")
+    expect(rebind.get_by_test_id("sagemaker-rebind-environment")).to_have_value("")
+    rebind.get_by_test_id("sagemaker-rebind-replace").check()
+    rebind.get_by_test_id("sagemaker-dialog-ok").click()
+    expect(rebind).to_have_count(0)
+    expect(template_row.get_by_test_id("sagemaker-template-version")).to_have_text("v2")
+    updated = client.get(f"/sagemaker/templates/{name}").json()
+    assert updated["version"] == 2 and updated["environment"] is None
+    assert len(updated["workflow"]["nodes"]) == len(published["workflow"]["nodes"]) + 1
+    assert updated["workflow"]["extra"]["sagemaker"]["template"] == name
+
+    # Delete: Cancel keeps it; the confirmation deletes it.
+    template_row.get_by_test_id("sagemaker-template-delete").click()
+    confirm = page.get_by_test_id("sagemaker-delete-dialog")
+    expect(confirm).to_contain_text(name)
+    confirm.get_by_test_id("sagemaker-dialog-cancel").click()
+    expect(confirm).to_have_count(0)
+    assert client.get(f"/sagemaker/templates/{name}").status_code == 200
+    template_row.get_by_test_id("sagemaker-template-delete").click()
+    confirm.get_by_test_id("sagemaker-dialog-ok").click()
+    expect(template_row).to_have_count(0)
+    expect(confirm).to_have_count(0)
+    gone = client.get(f"/sagemaker/templates/{name}")
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
+
+    assert console_errors(page) == []
+
+
+def test_invalid_names_show_the_rule_and_send_nothing(page: Page, client):
+    rule = client.get("/sagemaker/rules").json()["template_name"]
+    open_templates(page)
+    page.get_by_test_id("sagemaker-templates-publish").click()
+    dialog = page.get_by_test_id("sagemaker-publish-dialog")
+    name_input = dialog.get_by_test_id("sagemaker-publish-name")
+    message = dialog.get_by_test_id("sagemaker-publish-name-error")
+    ok = dialog.get_by_test_id("sagemaker-dialog-ok")
+    expect(ok).to_be_disabled()  # empty
+
+    sent = []
+    page.on("request", lambda r: sent.append((r.method, r.url)) if "/sagemaker/templates" in r.url else None)
+    for bad in ("bad_name", "A" * (rule["max_length"] + 1), "tab\tname"):
+        name_input.fill(bad)
+        expect(message).to_be_visible()
+        expect(message).to_have_text(rule["description"])
+        expect(ok).to_be_disabled()
+        name_input.press("Enter")
+        ok.click(force=True)  # a disabled button swallows the click
+    name_input.fill("A" * rule["max_length"])
+    expect(message).to_be_hidden()
+    expect(ok).to_be_enabled()
+    dialog.get_by_test_id("sagemaker-dialog-cancel").click()
+    expect(dialog).to_have_count(0)
+
+    # Ordering, not timing: a request the clicks above had sent would come before this refresh.
+    with page.expect_response(lambda r: r.url.endswith("/sagemaker/templates")):
+        page.get_by_test_id("sagemaker-templates-refresh").click()
+    assert [method for method, _ in sent] == ["GET"]
+    assert console_errors(page) == []
+
+
+def test_duplicate_name_shows_the_409_message(page: Page, client):
+    name = unique_name()
+    body = {
+        "name": name,
+        "workflow": {"nodes": [], "links": [], "extra": {}, "version": 0.4},
+        "prompt": {"1": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}},
+        "environment": None,
+    }
+    first = client.post("/sagemaker/templates", json=body)
+    assert first.status_code == 201, first.text
+    again = client.post("/sagemaker/templates", json=body)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "template_exists"
+    conflict = again.json()["error"]["message"]
+    try:
+        open_templates(page)
+        expect(row(page, name)).to_have_count(1)
+        publish(page, name)
+        expect(page.locator(".p-toast-message").filter(has_text=conflict)).to_be_visible()
+        dialog = page.get_by_test_id("sagemaker-publish-dialog")
+        expect(dialog.get_by_test_id("sagemaker-dialog-error")).to_have_text(conflict)
+        expect(dialog.get_by_test_id("sagemaker-dialog-ok")).to_be_enabled()  # fix the name and retry
+        assert client.get(f"/sagemaker/templates/{name}").json()["version"] == 1  # untouched
+        # A failed publish does not claim the canvas for the template.
+        assert page.evaluate(LOADED_TEMPLATE) != name
+    finally:
+        client.delete(f"/sagemaker/templates/{name}")
+    assert console_errors(page, (409, "/api/sagemaker/templates")) == []

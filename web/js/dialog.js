@@ -1,0 +1,66 @@
+// A small dialog drawn inside a slot of the sidebar panel: never modal, never a page lock.
+// The rest of ComfyUI stays usable while it is open; opening another one replaces it.
+import { el } from "./dom.js";
+
+// openDialog(slot, {title, body, okLabel, onOk, testid}) -> {setError, setOkEnabled, close}.
+// onOk is async: the dialog closes when it resolves and shows the error when it rejects.
+export function openDialog(slot, { title, body = [], okLabel = "OK", danger = false, onOk, testid = "sagemaker-dialog" }) {
+  const error = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-dialog-error", hidden: true });
+  const ok = el("button", { class: `sagemaker-button sagemaker-primary${danger ? " sagemaker-danger" : ""}`, "data-testid": "sagemaker-dialog-ok" }, okLabel);
+  const cancel = el("button", { class: "sagemaker-button", "data-testid": "sagemaker-dialog-cancel" }, "Cancel");
+  const box = el("div", { class: "sagemaker-dialog", role: "dialog", "aria-label": title, "data-testid": testid }, [
+    el("div", { class: "sagemaker-dialog-title" }, title),
+    ...[].concat(body),
+    error,
+    el("div", { class: "sagemaker-dialog-buttons" }, [cancel, ok]),
+  ]);
+  let okEnabled = true;
+  let busy = false;
+  const sync = () => { ok.disabled = busy || !okEnabled; };
+
+  const handle = {
+    box,
+    setError(message) {
+      error.hidden = !message;
+      error.textContent = message || "";
+    },
+    setOkEnabled(enabled) {
+      okEnabled = enabled;
+      sync();
+    },
+    close() {
+      box.remove();
+    },
+    async submit() {
+      if (ok.disabled) return;
+      busy = true;
+      sync();
+      handle.setError("");
+      try {
+        await onOk(handle);
+        handle.close();
+      } catch (err) {
+        handle.setError(err?.message ?? String(err));
+      } finally {
+        busy = false;
+        sync();
+      }
+    },
+  };
+  ok.addEventListener("click", () => handle.submit());
+  cancel.addEventListener("click", () => handle.close());
+  box.addEventListener("keydown", (event) => {
+    // Keys typed here are ours: ComfyUI's canvas shortcuts must not see them.
+    event.stopPropagation();
+    if (event.key === "Escape") handle.close();
+    else if (event.key === "Enter" && event.target.tagName === "INPUT" && event.target.type !== "checkbox") handle.submit();
+  });
+  slot.replaceChildren(box);
+  box.querySelector("input, select")?.focus();
+  return handle;
+}
+
+// A labelled form field: label above, control below.
+export function field(label, control) {
+  return el("label", { class: "sagemaker-field" }, [el("span", { class: "sagemaker-label" }, label), control]);
+}

@@ -1,0 +1,251 @@
+// The sidebar's "Templates" section: publish the canvas as a template; list, load, rebind, delete.
+import { app } from "../../../scripts/app.js";
+import { call, getRules, toast, toastError } from "./api.js";
+import { field, openDialog } from "./dialog.js";
+import { el } from "./dom.js";
+
+// Live sections: their "loaded" marker follows the canvas (see canvasChanged).
+const mounted = new Set();
+
+// The template recorded in the canvas's workflow: extra.sagemaker.template survives save and reload.
+export function loadedTemplate() {
+  return app.graph?.extra?.sagemaker?.template ?? null;
+}
+
+function withTemplate(workflow, name) {
+  const extra = workflow.extra ?? {};
+  return { ...workflow, extra: { ...extra, sagemaker: { ...(extra.sagemaker ?? {}), template: name } } };
+}
+
+function recordInCanvas(name) {
+  const extra = (app.graph.extra ??= {});
+  extra.sagemaker = { ...(extra.sagemaker ?? {}), template: name };
+  canvasChanged();
+}
+
+// Called after every graph load (workflow tab switch, file open, template load).
+export function canvasChanged() {
+  for (const section of mounted) {
+    if (section.root.isConnected) section.markLoaded();
+    else mounted.delete(section);
+  }
+}
+
+const templatePath = (name) => `/templates/${encodeURIComponent(name)}`;
+
+// Environments arrive in a later issue: until the route exists (404) only "(unbound)" is offered.
+async function listEnvironments() {
+  try {
+    return (await call("GET", "/environments")).environments ?? [];
+  } catch (err) {
+    if (err.status !== 404) toastError("Could not list environments", err);
+    return [];
+  }
+}
+
+function environmentSelect(environments, selected, testid) {
+  const names = environments.map((e) => e.name);
+  // A template may be bound to an environment the list does not show (deleted, or not listed yet).
+  if (selected && !names.includes(selected)) names.push(selected);
+  return el("select", { class: "sagemaker-input", "data-testid": testid }, [
+    el("option", { value: "" }, "(unbound)"),
+    ...names.map((name) => el("option", { value: name, selected: name === selected }, name)),
+  ]);
+}
+
+function iconButton(icon, title, testid, onclick) {
+  return el("button", { class: "sagemaker-icon-button", title, "aria-label": title, "data-testid": testid, onclick }, [
+    el("i", { class: icon }),
+  ]);
+}
+
+// Runs a change; a failure becomes a toast and is rethrown so the dialog shows it too.
+async function change(summary, fn) {
+  try {
+    return await fn();
+  } catch (err) {
+    toastError(summary, err);
+    throw err;
+  }
+}
+
+class TemplatesSection {
+  constructor() {
+    this.templates = [];
+    this.refreshes = 0; // only the latest refresh may draw the list
+    this.slot = el("div", { class: "sagemaker-dialog-slot" });
+    this.list = el("div", { class: "sagemaker-template-list", "data-testid": "sagemaker-templates-list" });
+    this.root = el("section", { class: "sagemaker-section", "data-testid": "sagemaker-templates" }, [
+      el("div", { class: "sagemaker-section-header" }, [
+        el("h4", { class: "sagemaker-section-title" }, "Templates"),
+        iconButton("pi pi-refresh", "Refresh the list", "sagemaker-templates-refresh", () => this.refresh()),
+        iconButton("pi pi-plus", "Publish the canvas as a template", "sagemaker-templates-publish", () => this.openPublish()),
+      ]),
+      this.slot,
+      this.list,
+    ]);
+  }
+
+  async refresh() {
+    const ticket = ++this.refreshes;
+    try {
+      const { templates } = await call("GET", "/templates");
+      if (ticket !== this.refreshes) return;
+      this.templates = templates;
+      this.renderList();
+    } catch (err) {
+      if (ticket !== this.refreshes) return;
+      this.list.replaceChildren(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-templates-error" }, err.message));
+      toastError("Could not list templates", err);
+    }
+  }
+
+  renderList() {
+    if (this.templates.length === 0) {
+      this.list.replaceChildren(
+        el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-templates-empty" }, "No templates yet: + publishes the canvas."),
+      );
+      return;
+    }
+    this.list.replaceChildren(...this.templates.map((t) => this.row(t)));
+    this.markLoaded();
+  }
+
+  row(t) {
+    const environment = t.environment
+      ? el("span", { class: "sagemaker-badge", title: "bound environment", "data-testid": "sagemaker-template-environment" }, t.environment)
+      : el("span", { class: "sagemaker-badge sagemaker-unbound", title: "bound to no environment yet", "data-testid": "sagemaker-template-environment" }, "unbound");
+    return el("div", { class: "sagemaker-template", "data-testid": "sagemaker-template-row", "data-template": t.name }, [
+      el("i", { class: "pi pi-circle-fill sagemaker-loaded-mark", title: "loaded in the canvas", "data-testid": "sagemaker-template-loaded", hidden: true }),
+      el("button", { class: "sagemaker-template-name", title: `Load ${t.name} into the canvas (a new workflow tab)`, "data-testid": "sagemaker-template-name", onclick: () => this.load(t.name) }, t.name),
+      environment,
+      el("span", { class: "sagemaker-muted", title: "version", "data-testid": "sagemaker-template-version" }, `v${t.version}`),
+      iconButton("pi pi-pencil", `Rebind ${t.name}`, "sagemaker-template-rebind", () => this.openRebind(t)),
+      iconButton("pi pi-trash", `Delete ${t.name}`, "sagemaker-template-delete", () => this.confirmDelete(t)),
+    ]);
+  }
+
+  markLoaded() {
+    const loaded = loadedTemplate();
+    for (const row of this.list.querySelectorAll("[data-template]")) {
+      const isLoaded = row.dataset.template === loaded;
+      row.classList.toggle("sagemaker-loaded", isLoaded);
+      row.querySelector(".sagemaker-loaded-mark").hidden = !isLoaded;
+    }
+  }
+
+  async load(name) {
+    try {
+      const template = await call("GET", templatePath(name));
+      // No workflow name: ComfyUI opens a new unsaved tab, so no open (or saved) workflow is overwritten.
+      await app.loadGraphData(withTemplate(template.workflow, template.name), true, true, null);
+    } catch (err) {
+      toastError(`Could not load ${name}`, err);
+      if (err.status === 404) this.refresh();
+    }
+    this.markLoaded();
+  }
+
+  async openPublish() {
+    const [rules, environments] = await Promise.all([
+      getRules().catch((err) => {
+        toastError("Could not read the name rules", err); // the server still checks the name
+        return null;
+      }),
+      listEnvironments(),
+    ]);
+    const rule = rules?.template_name;
+    const pattern = rule ? new RegExp(rule.pattern) : null;
+    const name = el("input", { type: "text", class: "sagemaker-input", placeholder: "e.g. Portrait2", autocomplete: "off", spellcheck: "false", "data-testid": "sagemaker-publish-name" });
+    const message = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-publish-name-error", hidden: true });
+    const environment = environmentSelect(environments, null, "sagemaker-publish-environment");
+    const dialog = openDialog(this.slot, {
+      title: "Publish the canvas as a template",
+      body: [field("Name", name), message, field("Environment", environment)],
+      okLabel: "Publish",
+      testid: "sagemaker-publish-dialog",
+      onOk: () => this.publish(name.value, environment.value || null),
+    });
+    const validate = () => {
+      const invalid = name.value !== "" && pattern !== null && !pattern.test(name.value);
+      message.hidden = !invalid;
+      message.textContent = invalid ? (rule.description ?? `must match ${rule.pattern}`) : "";
+      dialog.setOkEnabled(name.value !== "" && !invalid);
+    };
+    name.addEventListener("input", validate);
+    validate();
+  }
+
+  async publish(name, environment) {
+    const { workflow, output } = await app.graphToPrompt();
+    await change(`Could not publish ${name}`, () =>
+      call("POST", "/templates", { name, workflow: withTemplate(workflow, name), prompt: output, environment }),
+    );
+    recordInCanvas(name); // the canvas now is this template, so the marker shows it
+    toast("success", "Template published", name);
+    await this.refresh();
+  }
+
+  async openRebind(t) {
+    const environments = await listEnvironments();
+    const environment = environmentSelect(environments, t.environment, "sagemaker-rebind-environment");
+    const replace = el("input", { type: "checkbox", "data-testid": "sagemaker-rebind-replace" });
+    openDialog(this.slot, {
+      title: `Rebind ${t.name} (version ${t.version})`,
+      body: [
+        field("Environment", environment),
+        el("label", { class: "sagemaker-check" }, [replace, "Replace the workflow with the current graph"]),
+      ],
+      okLabel: "Save",
+      testid: "sagemaker-rebind-dialog",
+      onOk: () => this.rebind(t, environment.value || null, replace.checked),
+    });
+  }
+
+  async rebind(t, environment, replace) {
+    // version: the one shown; the server refuses (409 conflict) if someone changed it meanwhile.
+    const body = { environment, version: t.version };
+    if (replace) {
+      const { workflow, output } = await app.graphToPrompt();
+      body.workflow = withTemplate(workflow, t.name);
+      body.prompt = output;
+    }
+    try {
+      await change(`Could not update ${t.name}`, () => call("PUT", templatePath(t.name), body));
+    } catch (err) {
+      if (err.code === "conflict" || err.status === 404) this.refresh(); // show what changed
+      throw err;
+    }
+    if (replace) recordInCanvas(t.name);
+    toast("success", "Template updated", t.name);
+    await this.refresh();
+  }
+
+  confirmDelete(t) {
+    openDialog(this.slot, {
+      title: `Delete template ${t.name}?`,
+      body: el("div", { class: "sagemaker-muted" }, "It leaves the store; workflows already open keep their graph."),
+      okLabel: "Delete",
+      danger: true,
+      testid: "sagemaker-delete-dialog",
+      onOk: async () => {
+        try {
+          await change(`Could not delete ${t.name}`, () => call("DELETE", templatePath(t.name)));
+        } catch (err) {
+          if (err.status === 404) this.refresh();
+          throw err;
+        }
+        toast("success", "Template deleted", t.name);
+        await this.refresh();
+      },
+    });
+  }
+}
+
+// The section's root element; its list loads at once.
+export function mountTemplates() {
+  const section = new TemplatesSection();
+  mounted.add(section);
+  section.refresh();
+  return section.root;
+}
