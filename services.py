@@ -5,11 +5,15 @@ The only place that asks "folder or S3?"; routes and the CLI get services from h
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
 from .core.config import Config
+from .core.environments import EnvironmentService, Host, versions_of
+from .core.errors import SageMakerError
+from .core.hashing import HashCache
+from .core.jobs import JobManager
 from .core.store import Store
 from .core.templates import TemplateService
 
@@ -25,20 +29,38 @@ def make_store(config: Config) -> Store:
 
 
 class Services:
-    """Everything the routes and the CLI call, made once per configuration."""
+    """Everything the routes and the CLI call, made once per configuration.
 
-    def __init__(self, config: Config):
+    `host` is the ComfyUI the extension runs in (snapshot, models, analysis);
+    `state_dir` holds local caches; `send_event(event, data)` reaches browsers.
+    """
+
+    def __init__(self, config: Config, host: Host | None = None, state_dir: Path | None = None,
+                 send_event: Callable[[str, dict], None] | None = None):
         self.config = config
-        self._lock = threading.Lock()
+        self.host = host
+        self.state_dir = Path(state_dir) if state_dir else Path(config.store_path).parent
+        self.send_event = send_event or (lambda event, data: None)
 
     @cached_property
     def store(self) -> Store:
         return make_store(self.config)
 
-    def environment_exists(self, name: str) -> bool:
-        # Environments (a later issue) claim their lowercased name under environments/.
-        return self.store.exists(f"environments/{name.lower()}/claim.json")
-
     @cached_property
     def templates(self) -> TemplateService:
-        return TemplateService(self.store, self.environment_exists)
+        return TemplateService(self.store, lambda name: bool(versions_of(self.store, name)))
+
+    @cached_property
+    def jobs(self) -> JobManager:
+        return JobManager(on_event=lambda job: self.send_event("sagemaker.job", job))
+
+    @cached_property
+    def hash_cache(self) -> HashCache:
+        return HashCache(self.state_dir / "hash-cache.json")
+
+    @cached_property
+    def environments(self) -> EnvironmentService:
+        if self.host is None:
+            raise SageMakerError("environments need a running ComfyUI (its nodes and models)")
+        return EnvironmentService(self.store, self.templates, self.host, self.jobs, self.hash_cache,
+                                  self.config.max_instances)

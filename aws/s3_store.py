@@ -8,6 +8,7 @@ mean another writer won), `replace` a PutObject with `If-Match: <etag>`.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import StoreUnavailable
@@ -117,6 +118,41 @@ class S3Store(Store):
                 raise KeyNotFound(key) from None
             raise
         self.s3.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    @_unavailable_on_aws_error
+    def size(self, key: str) -> int | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.s3.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
+        except ClientError as err:
+            if _code(err) in MISSING:
+                return None
+            raise
+
+    @_unavailable_on_aws_error
+    def put_file(self, key: str, path: str, on_bytes: Callable[[int], None] | None = None) -> None:
+        # boto3's transfer manager: multipart and parallel for large files.
+        self.s3.upload_file(path, self.bucket, self._key(key), Callback=on_bytes)
+
+    @_unavailable_on_aws_error
+    def get_file(self, key: str, path: str, on_bytes: Callable[[int], None] | None = None) -> None:
+        import os
+        import uuid
+
+        from botocore.exceptions import ClientError
+
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        try:
+            self.s3.download_file(self.bucket, self._key(key), tmp, Callback=on_bytes)
+            os.replace(tmp, path)
+        except ClientError as err:
+            if _code(err) in MISSING:
+                raise KeyNotFound(key) from None
+            raise
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
     def list(self, prefix: str) -> list[str]:
         return sorted(self.list_stamps(prefix))

@@ -185,6 +185,23 @@ def distributions() -> list[dict]:
     return sorted(seen.values(), key=lambda d: d["name"].lower())
 
 
+BINARY_SUFFIXES = (".so", ".pyd", ".dylib", ".dll")
+
+
+def package_lock() -> list[dict]:
+    """Installed distributions, each marked `platform_specific` when it ships compiled code
+    (a wheel built for this OS and CPU, which the Linux x86_64 endpoint may not be able to use)."""
+    out = []
+    for entry in distributions():
+        try:
+            files = importlib.metadata.distribution(entry["name"]).files or []
+        except importlib.metadata.PackageNotFoundError:
+            files = []
+        binary = any(str(f).endswith(BINARY_SUFFIXES) or ".so." in str(f) for f in files)
+        out.append({**entry, "platform_specific": binary})
+    return out
+
+
 def take(facts: SnapshotFacts) -> dict:
     try:
         torch_version = importlib.metadata.version("torch")

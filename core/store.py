@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 KEY_RE = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
@@ -83,6 +84,19 @@ class Store(ABC):
     def list_stamps(self, prefix: str) -> dict[str, str]:
         """Like `list`, with a stamp per key that changes whenever the object does
         (S3's ETag; on the folder store inode, size and mtime): lets callers cache reads."""
+
+    @abstractmethod
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes, or None if absent (cheap: no data read)."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: str, on_bytes: Callable[[int], None] | None = None) -> None:
+        """Upload a local file unconditionally, streamed (flat memory). `on_bytes(n)` is called
+        as chunks go out; an exception it raises aborts the upload and leaves no object."""
+
+    @abstractmethod
+    def get_file(self, key: str, path: str, on_bytes: Callable[[int], None] | None = None) -> None:
+        """Download to `path` (written to a temporary name, renamed when complete); KeyNotFound."""
 
     def exists(self, key: str) -> bool:
         try:

@@ -12,11 +12,14 @@ import functools
 import hashlib
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from ..core.errors import StoreUnavailable
 from ..core.store import KeyExists, KeyNotFound, PreconditionFailed, Store, Versioned, check_key
 from .filelock import locked
+
+CHUNK = 8 * 1024 * 1024
 
 
 def etag_of(data: bytes) -> str:
@@ -107,6 +110,40 @@ class FolderStore(Store):
                 path.unlink()
             except FileNotFoundError:
                 raise KeyNotFound(key) from None
+
+    @_unavailable_on_oserror
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def _copy(self, src: str | Path, dest: Path, on_bytes: Callable[[int], None] | None) -> None:
+        """Copy through a temporary name; the final name appears only when complete."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".tmp-{uuid.uuid4().hex}")
+        try:
+            with open(src, "rb") as fin, open(tmp, "xb") as fout:
+                buf = bytearray(CHUNK)
+                view = memoryview(buf)
+                while n := fin.readinto(buf):
+                    fout.write(view[:n])
+                    if on_bytes:
+                        on_bytes(n)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @_unavailable_on_oserror
+    def put_file(self, key: str, path: str, on_bytes: Callable[[int], None] | None = None) -> None:
+        self._copy(path, self._path(key), on_bytes)
+
+    @_unavailable_on_oserror
+    def get_file(self, key: str, path: str, on_bytes: Callable[[int], None] | None = None) -> None:
+        src = self._path(key)
+        if not src.is_file():
+            raise KeyNotFound(key)
+        self._copy(src, Path(path), on_bytes)
 
     def list(self, prefix: str) -> list[str]:
         return sorted(self.list_stamps(prefix))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import analysis, meta, templates
+from . import analysis, environments, meta, templates
 from .context import ComfyFacts, Context
 from .http import middleware
 
-ROUTE_TABLES = [meta.ROUTES, templates.ROUTES, analysis.ROUTES]
+ROUTE_TABLES = [meta.ROUTES, templates.ROUTES, analysis.ROUTES, environments.ROUTES]
 
 
 def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts) -> Context:

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core import analysis, model_files, snapshot
 from ..core import config as config_mod
 from ..core.analysis import NodeCatalog
 from ..core.config import Config
-from ..core.errors import ConfigInvalid
+from ..core.errors import ConfigInvalid, SageMakerError
 from ..services import Services
 
 
@@ -27,6 +28,28 @@ class ComfyFacts:
     # Called per request: ComfyUI's folder registry can change while it runs.
     model_folders: Callable[[], dict] = dict
     catalog: NodeCatalog | None = None
+    send_event: Callable[[str, dict], None] = lambda event, data: None
+
+
+class ComfyHost:
+    """The environment service's view of this ComfyUI, built from the facts."""
+
+    def __init__(self, facts: ComfyFacts):
+        self.facts = facts
+
+    def snapshot(self) -> dict:
+        f = self.facts
+        return snapshot.take(snapshot.SnapshotFacts(f.version, f.custom_node_dirs, f.model_folders(),
+                                                    str(f.extension_dir)))
+
+    def model_index(self) -> model_files.ModelIndex:
+        return model_files.scan(self.facts.model_folders())
+
+    def analyze(self, workflow: object) -> dict:
+        if self.facts.catalog is None:
+            raise SageMakerError("analysis needs ComfyUI's node registry")
+        exists = analysis.safe_input_exists(str(self.facts.input_dir))
+        return analysis.analyze(workflow, self.facts.catalog, self.model_index(), exists).to_json()
 
 
 @dataclass
@@ -49,8 +72,13 @@ class Context:
     def services(self) -> Services:
         """The services (store, templates, ...); ConfigInvalid if the configuration is broken."""
         if self._services is None:
-            self._services = Services(self.config)
+            self._services = Services(self.config, ComfyHost(self.facts), self.facts.config_dir,
+                                      self.facts.send_event)
         return self._services
+
+    @property
+    def host(self) -> ComfyHost:
+        return ComfyHost(self.facts)
 
     @property
     def config(self) -> Config:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..core import errors as e
+from ..core.environments import EnvironmentExists
 
 STATUS: dict[type[e.SageMakerError], int] = {
     e.BadRequest: 400,
@@ -16,6 +17,7 @@ STATUS: dict[type[e.SageMakerError], int] = {
     e.Conflict: 409,
     e.TemplateExists: 409,
     e.StoreUnavailable: 502,
+    EnvironmentExists: 409,
 }
 
 

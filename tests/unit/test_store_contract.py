@@ -75,3 +75,32 @@ def test_stamps_change_with_the_object(store):
     assert second["templates/a.json"] != first["templates/a.json"]
     store.put("templates/a.json", b"three")
     assert store.list_stamps("templates/")["templates/a.json"] != second["templates/a.json"]
+
+
+def test_files_stream_in_and_out(store, tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"0123456789" * 100_000)
+    seen = []
+    store.put_file("blobs/sha256/abc", str(src), on_bytes=seen.append)
+    assert sum(seen) == 1_000_000
+    assert store.size("blobs/sha256/abc") == 1_000_000 and store.size("blobs/sha256/none") is None
+    dest = tmp_path / "out" / "dest.bin"
+    dest.parent.mkdir()
+    store.get_file("blobs/sha256/abc", str(dest))
+    assert dest.read_bytes() == src.read_bytes()
+    with pytest.raises(KeyNotFound):
+        store.get_file("blobs/sha256/none", str(tmp_path / "x"))
+    assert not (tmp_path / "x").exists()
+
+
+def test_aborted_upload_leaves_no_object(store, tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"x" * 20_000_000)
+
+    def boom(n):
+        raise RuntimeError("store failed in the middle")
+
+    with pytest.raises(RuntimeError, match="in the middle"):
+        store.put_file("blobs/sha256/partial", str(src), on_bytes=boom)
+    assert store.size("blobs/sha256/partial") is None
+    assert store.list("blobs/") == []

@@ -1,0 +1,231 @@
+"""Environments: named, versioned manifests in the store.
+
+Layout under `environments/<lowercased name>/`:
+- `claim.json`: `{"name": <name as first published>}`, created exclusively, so
+  names are unique regardless of case (they become SageMaker names, which ignore it);
+- `versions/v000001.json`, ...: the manifests, each created exclusively and
+  written last by its publish; an environment is visible once it has one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import endpoint_config, publish, snapshot
+from .errors import BadRequest, Conflict, EnvironmentNotFound, SageMakerError
+from .hashing import HashCache
+from .jobs import Job, JobManager
+from .model_files import ModelIndex
+from .names import ENVIRONMENT_NAME
+from .store import KeyExists, KeyNotFound, Store
+from .templates import TemplateService, now
+
+PREFIX = "environments/"
+VERSION_RE = re.compile(r"v(\d{6})\.json")
+
+
+class EnvironmentExists(SageMakerError):
+    """Another environment has this name up to case (SageMaker names ignore case)."""
+
+    code = "environment_exists"
+
+
+class Host(Protocol):
+    """What the environment service needs from the ComfyUI it runs in (plain data out)."""
+
+    def snapshot(self) -> dict: ...
+
+    def model_index(self) -> ModelIndex: ...
+
+    def analyze(self, workflow: dict) -> dict: ...
+
+
+@dataclass(frozen=True)
+class EndpointHooks:
+    """Filled in by the endpoints layer: is an endpoint running this environment, deploy, delete."""
+
+    running: Callable[[str], bool] = lambda name: False
+    deploy: Callable[[dict], None] = lambda manifest: None
+    remove: Callable[[str], None] = lambda name: None
+    state: Callable[[str], str | None] = lambda name: None
+
+
+def _folder(name: str) -> str:
+    return PREFIX + name.lower() + "/"
+
+
+def versions_of(store: Store, name: str) -> list[int]:
+    """The published versions of an environment (case-insensitive name), ascending."""
+    keys = store.list(_folder(name) + "versions/")
+    return sorted(int(m.group(1)) for k in keys if (m := VERSION_RE.fullmatch(k.rsplit("/", 1)[-1])))
+
+
+class EnvironmentService:
+    def __init__(self, store: Store, templates: TemplateService, host: Host, jobs: JobManager,
+                 hash_cache: HashCache, max_instances: int, hooks: EndpointHooks | None = None):
+        self.store = store
+        self.templates = templates
+        self.host = host
+        self.jobs = jobs
+        self.hash_cache = hash_cache
+        self.max_instances = max_instances
+        self.hooks = hooks or EndpointHooks()
+
+    # reading
+
+    def versions(self, name: str) -> list[int]:
+        return versions_of(self.store, name)
+
+    def exists(self, name: str) -> bool:
+        return bool(self.versions(name))
+
+    def get(self, name: str, version: int | None = None) -> dict:
+        ENVIRONMENT_NAME.check(name)
+        versions = self.versions(name)
+        if not versions:
+            raise EnvironmentNotFound(f"environment {name!r} does not exist")
+        version = versions[-1] if version is None else version
+        if version not in versions:
+            raise EnvironmentNotFound(f"environment {name!r} has no version {version} (it has {versions})")
+        data = self.store.get(f"{_folder(name)}versions/v{version:06d}.json").data
+        return json.loads(data)
+
+    def list(self) -> list[dict]:
+        names = sorted({k.split("/")[1] for k in self.store.list(PREFIX) if "/versions/" in k})
+        out = []
+        for lower in names:
+            try:
+                m = self.get(lower)
+            except EnvironmentNotFound:  # deleted meanwhile
+                continue
+            out.append({
+                "name": m["name"], "version": m["version"], "size": m["size"], "created_at": m["created_at"],
+                "packs": len(m["custom_nodes"]), "models": len(m["models"]), "templates": m["templates"],
+                "endpoint": m["endpoint"], "endpoint_state": self.hooks.state(m["name"]),
+            })
+        return out
+
+    def canonical(self, name: str) -> str | None:
+        try:
+            return json.loads(self.store.get(_folder(name) + "claim.json").data)["name"]
+        except KeyNotFound:
+            return None
+
+    # publishing
+
+    def _claim(self, name: str) -> bool:
+        """Claim the lowercased name; True if this call made the claim."""
+        try:
+            self.store.create(_folder(name) + "claim.json", json.dumps({"name": name}).encode())
+            return True
+        except KeyExists:
+            owner = self.canonical(name)
+            if owner is not None and owner != name:
+                raise EnvironmentExists(
+                    f"environment {owner!r} exists; names that differ only in case are the same on SageMaker"
+                ) from None
+            return False
+
+    def _bound_templates(self, name: str) -> list[dict]:
+        return [self.templates.get(t["name"]).to_json() for t in self.templates.list()
+                if t["environment"] and t["environment"].lower() == name.lower()]
+
+    def publish(self, name: object, templates: object = None, include: object = "templates",
+                endpoint: object = None) -> Job:
+        """Validate and plan now (errors are immediate), then run the publish as a job."""
+        name = ENVIRONMENT_NAME.check(name)
+        if include not in ("templates", "all"):
+            raise BadRequest('include must be "templates" or "all"')
+        endpoint = endpoint_config.validate(endpoint if endpoint is not None else {"kind": "local"},
+                                            self.max_instances)
+        if templates is None:
+            chosen = self._bound_templates(name)
+        else:
+            if not isinstance(templates, list) or not all(isinstance(t, str) for t in templates):
+                raise BadRequest("templates must be a list of template names")
+            chosen = [self.templates.get(t).to_json() for t in templates]
+        if self.jobs.running("publish", name.lower()):
+            raise Conflict(f"environment {name!r} is being published already; wait for it or cancel it")
+        snap = {**self.host.snapshot(), "python_packages": snapshot.package_lock()}
+        plan = publish.make_plan(name, chosen, include, endpoint, snap, self.host.model_index(),
+                                 self.host.analyze)
+        claimed = self._claim(name)
+
+        def task(job: Job) -> dict:
+            try:
+                result = publish.run_publish(job, plan, self.store, self.hash_cache, self._write_manifest)
+            except BaseException:
+                if claimed and not self.versions(name):
+                    self.store.delete(_folder(name) + "claim.json")  # nothing published: free the name
+                raise
+            job.update(phase="deploying")
+            self.hooks.deploy(self.get(name))
+            return result
+
+        return self.jobs.start("publish", name.lower(), task)
+
+    def _write_manifest(self, manifest: dict[str, Any]) -> int:
+        """Create version n+1 exclusively: two publishes never both become n+1."""
+        name = manifest["name"]
+        for _ in range(10):
+            version = (self.versions(name) or [0])[-1] + 1
+            body = {**manifest, "version": version, "created_at": now()}
+            try:
+                self.store.create(f"{_folder(name)}versions/v{version:06d}.json", json.dumps(body).encode())
+                return version
+            except KeyExists:
+                continue
+        raise Conflict(f"environment {name!r} is being published concurrently; retry")
+
+    # removing
+
+    def delete(self, name: str, force: bool = False) -> None:
+        ENVIRONMENT_NAME.check(name)
+        if not self.exists(name):
+            raise EnvironmentNotFound(f"environment {name!r} does not exist")
+        if not force:
+            bound = [t["name"] for t in self.templates.list()
+                     if t["environment"] and t["environment"].lower() == name.lower()]
+            if bound:
+                raise Conflict(f"templates {', '.join(bound)} are bound to {name!r}; rebind them or use force")
+            if self.hooks.running(name):
+                raise Conflict(f"an endpoint runs {name!r}; delete it first or use force")
+        self.hooks.remove(name)
+        for v in self.versions(name):
+            self.store.delete(f"{_folder(name)}versions/v{v:06d}.json")
+        try:
+            self.store.delete(_folder(name) + "claim.json")
+        except KeyNotFound:
+            pass
+
+    # comparing
+
+    def diff(self, name: str) -> dict:
+        """This ComfyUI against the environment's latest version."""
+        manifest = self.get(name)
+        snap = self.host.snapshot()
+        here = {p["folder"]: p for p in snap["custom_nodes"] if not p.get("builtin")}
+        there = {p["folder"]: p for p in manifest["custom_nodes"]}
+        index = self.host.model_index()
+        local_models = {(f.folder, f.name): f for folder in index.files.values() for f in folder.values()}
+        env_models = {(m["folder"], m["name"]): m for m in manifest["models"]}
+        return {
+            "name": manifest["name"],
+            "version": manifest["version"],
+            "packs": {
+                "added": sorted(set(here) - set(there)),
+                "removed": sorted(set(there) - set(here)),
+                "changed": sorted(f for f in set(here) & set(there) if here[f]["digest"] != there[f]["digest"]),
+            },
+            "models": {
+                "missing_here": [f"{f}/{n}" for f, n in sorted(set(env_models) - set(local_models))],
+                "missing_there": [f"{f}/{n}" for f, n in sorted(set(local_models) - set(env_models))],
+                "changed": [f"{f}/{n}" for f, n in sorted(set(env_models) & set(local_models))
+                            if env_models[(f, n)]["size"] != local_models[(f, n)].size],
+            },
+            "comfyui_version": {"here": snap["comfyui_version"], "there": manifest["comfyui_version"]},
+        }

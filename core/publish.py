@@ -1,0 +1,180 @@
+"""Publishing an environment: plan what goes in, then pack, hash, upload, and write the manifest last.
+
+The plan is made before the job starts (so a template that needs a missing
+model is a 400 at once); the job then hashes models (cached), archives node
+packs deterministically, uploads only blobs the store lacks, and writes the
+manifest as the last step, with an exclusive create of version n+1. An
+interrupted or cancelled publish therefore leaves no visible environment, and
+a retry uploads only what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import packing
+from .errors import BadRequest, SageMakerError
+from .hashing import HashCache, HashCancelled, hash_files
+from .jobs import Job, JobCancelled
+from .model_files import ModelFile, ModelIndex
+from .store import Store
+
+BLOBS = "blobs/sha256/"
+
+
+class PublishInvalid(BadRequest):
+    """What the templates need is not all here (a missing model or node type), or nothing was chosen."""
+
+    code = "publish_invalid"
+
+
+@dataclass
+class Plan:
+    name: str
+    templates: list[str]
+    include: str
+    endpoint: dict
+    packs: list[dict]  # snapshot entries (folder, path, identity, digest, dirty)
+    models: list[ModelFile]
+    snapshot: dict  # comfyui_version, python, platform, torch, python_packages
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def model_bytes(self) -> int:
+        return sum(m.size for m in self.models)
+
+
+def blob_key(sha256: str) -> str:
+    return BLOBS + sha256
+
+
+def make_plan(
+    name: str,
+    templates: list[dict],
+    include: str,
+    endpoint: dict,
+    snapshot: dict,
+    index: ModelIndex,
+    analyze: Callable[[dict], dict],
+) -> Plan:
+    """Union of what the templates need, minus this extension and ComfyUI-Manager.
+    PublishInvalid names a missing model or node type."""
+    installed = {p["folder"]: p for p in snapshot["custom_nodes"] if not p.get("builtin")}
+    notes: list[str] = []
+    if include == "all":
+        packs = sorted(installed)
+        models = [f for folder in index.files.values() for f in folder.values()]
+    else:
+        if not templates:
+            raise PublishInvalid(
+                f"environment {name!r} has no templates: bind templates to it, list them in `templates`, "
+                'or publish with include: "all"'
+            )
+        pack_names: set[str] = set()
+        wanted: dict[tuple[str, str], ModelFile] = {}
+        for t in templates:
+            a = analyze(t["workflow"])
+            if a["missing_nodes"]:
+                raise PublishInvalid(
+                    f"template {t['name']!r} uses node types this ComfyUI does not have: "
+                    f"{', '.join(a['missing_nodes'])}"
+                )
+            for m in a["models"]:
+                folders = m.get("candidates") or [m["folder"]]
+                found = [index.get(f, m["name"]) for f in folders]
+                if not m["present"] or not any(found):
+                    raise PublishInvalid(
+                        f"template {t['name']!r} needs model {m['folder']}/{m['name']}, which is not in this "
+                        "ComfyUI's model folders"
+                    )
+                if len(folders) > 1:
+                    notes.append(f"{m['name']} is in several folders ({', '.join(folders)}): all are included")
+                for f in found:
+                    if f is not None:
+                        wanted[(f.folder, f.name)] = f
+            pack_names |= {p for p in a["packs"] if p in installed}
+        packs = sorted(pack_names)
+        models = sorted(wanted.values(), key=lambda f: (f.folder, f.name))
+    return Plan(name, [t["name"] for t in templates], include, endpoint, [installed[p] for p in packs], models,
+                snapshot, notes)
+
+
+def platform_note() -> dict:
+    return {"system": platform.system(), "machine": platform.machine()}
+
+
+def run_publish(
+    job: Job,
+    plan: Plan,
+    store: Store,
+    cache: HashCache,
+    write_manifest: Callable[[dict], int],
+) -> dict:
+    """The job's task: returns {name, version}. Raises JobCancelled or a SageMakerError."""
+    job.update(phase="hashing", files_total=len(plan.models), bytes_total=plan.model_bytes)
+
+    def on_hash(p) -> None:
+        job.update(bytes_done=p.bytes_done, files_done=p.files_done, current=os.path.basename(p.current or ""))
+
+    try:
+        hashes = hash_files([m.path for m in plan.models], cache, progress=on_hash, cancel=job.cancel_event)
+    except HashCancelled:
+        raise JobCancelled() from None
+    failed = [f"{m.folder}/{m.name}: {hashes[m.path].error}" for m in plan.models if not hashes[m.path].ok]
+    if failed:
+        raise SageMakerError("cannot hash models: " + "; ".join(failed))
+
+    work = tempfile.mkdtemp(prefix="sagemaker-publish-")
+    try:
+        job.update(phase="packing", files_total=len(plan.packs), files_done=0, bytes_done=0, bytes_total=0)
+        archives = []
+        for i, pack in enumerate(plan.packs):
+            job.update(current=pack["folder"], files_done=i)
+            path, sha, size = packing.make_archive(os.path.realpath(pack["path"]), work)
+            archives.append((pack, path, sha, size))
+
+        uploads = [(m.path, hashes[m.path].sha256, m.size, f"{m.folder}/{m.name}") for m in plan.models]
+        uploads += [(path, sha, size, f"custom_nodes/{pack['folder']}") for pack, path, sha, size in archives]
+        job.update(phase="uploading", files_total=len(uploads), files_done=0, bytes_done=0,
+                   bytes_total=sum(u[2] for u in uploads))
+        written = skipped = 0
+        for i, (path, sha, size, label) in enumerate(uploads):
+            job.update(current=label, files_done=i)
+            if store.size(blob_key(sha)) == size:  # content-addressed: present means identical
+                skipped += 1
+                job.add_bytes(size)
+                continue
+            store.put_file(blob_key(sha), path, on_bytes=job.add_bytes)
+            written += size
+        job.update(files_done=len(uploads), current=None, phase="writing manifest")
+
+        manifest = {
+            "name": plan.name,
+            "comfyui_version": plan.snapshot["comfyui_version"],
+            "python": plan.snapshot["python"],
+            "platform": plan.snapshot["platform"],
+            "torch": plan.snapshot.get("torch"),
+            "python_packages": plan.snapshot["python_packages"],
+            "custom_nodes": [
+                {"folder": p["folder"], "identity": p["identity"], "dirty": p.get("dirty", False),
+                 "digest": p["digest"], "archive": {"sha256": sha, "size": size}}
+                for p, _path, sha, size in archives
+            ],
+            "models": [{"folder": m.folder, "name": m.name, "size": m.size, "sha256": hashes[m.path].sha256}
+                       for m in plan.models],
+            "templates": plan.templates,
+            "include": plan.include,
+            "endpoint": plan.endpoint,
+            "size": sum(u[2] for u in uploads),
+            "notes": plan.notes,
+        }
+        job.check_cancelled()  # last chance: after the manifest the environment exists
+        version = write_manifest(manifest)
+        return {"name": plan.name, "version": version, "bytes_written": written, "blobs_skipped": skipped}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

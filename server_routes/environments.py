@@ -1,0 +1,74 @@
+"""Environment and job routes: thin handlers over core.environments and core.jobs."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from ..core.errors import BadRequest
+from .context import Context
+from .http import json_ok, read_object
+
+PUBLISH_FIELDS = {"name", "templates", "include", "endpoint"}
+
+
+def _version(request: web.Request) -> int | None:
+    raw = request.query.get("version")
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise BadRequest(f"version must be a positive whole number, got {raw!r}")
+    return int(raw)
+
+
+async def list_environments(request: web.Request, ctx: Context) -> web.Response:
+    return json_ok({"environments": await asyncio.to_thread(ctx.services.environments.list)})
+
+
+async def publish_environment(request: web.Request, ctx: Context) -> web.Response:
+    body = await read_object(request)
+    unknown = sorted(set(body) - PUBLISH_FIELDS)
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(unknown)} (allowed: {', '.join(sorted(PUBLISH_FIELDS))})")
+    if "name" not in body:
+        raise BadRequest("missing field: name")
+    job = await asyncio.to_thread(
+        ctx.services.environments.publish, body["name"], body.get("templates"), body.get("include", "templates"),
+        body.get("endpoint"),
+    )
+    return json_ok({"job": job.to_json()}, status=202)
+
+
+async def get_environment(request: web.Request, ctx: Context) -> web.Response:
+    svc = ctx.services.environments
+    return json_ok(await asyncio.to_thread(svc.get, request.match_info["name"], _version(request)))
+
+
+async def delete_environment(request: web.Request, ctx: Context) -> web.Response:
+    force = request.query.get("force", "false").lower() in ("1", "true", "yes")
+    await asyncio.to_thread(ctx.services.environments.delete, request.match_info["name"], force)
+    return web.Response(status=204)
+
+
+async def diff_environment(request: web.Request, ctx: Context) -> web.Response:
+    return json_ok(await asyncio.to_thread(ctx.services.environments.diff, request.match_info["name"]))
+
+
+async def get_job(request: web.Request, ctx: Context) -> web.Response:
+    return json_ok(ctx.services.jobs.get(request.match_info["id"]).to_json())
+
+
+async def cancel_job(request: web.Request, ctx: Context) -> web.Response:
+    return json_ok(ctx.services.jobs.cancel(request.match_info["id"]).to_json())
+
+
+ROUTES = [
+    ("GET", "/environments", list_environments),
+    ("POST", "/environments", publish_environment),
+    ("GET", "/environments/{name}", get_environment),
+    ("DELETE", "/environments/{name}", delete_environment),
+    ("GET", "/environments/{name}/diff", diff_environment),
+    ("GET", "/jobs/{id}", get_job),
+    ("POST", "/jobs/{id}/cancel", cancel_job),
+]

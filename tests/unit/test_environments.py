@@ -1,0 +1,211 @@
+"""The environment service on real stores and real folders (include "all": no node registry needed)."""
+
+import hashlib
+import json
+import threading
+
+import pytest
+from comfyui_sagemaker.core import errors, model_files, snapshot
+from comfyui_sagemaker.core.environments import EnvironmentExists, EnvironmentService
+from comfyui_sagemaker.core.hashing import HashCache
+from comfyui_sagemaker.core.jobs import JobManager
+from comfyui_sagemaker.core.templates import TemplateService
+from comfyui_sagemaker.local.folder_store import FolderStore
+
+
+class FolderHost:
+    """This process's Python plus model and custom node folders under `root`: real code, test data."""
+
+    def __init__(self, root):
+        self.root = root
+        (root / "custom_nodes" / "pack_a").mkdir(parents=True)
+        (root / "custom_nodes" / "pack_a" / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
+        (root / "models" / "loras").mkdir(parents=True)
+
+    def folders(self):
+        return {"loras": ([str(self.root / "models" / "loras")], [".safetensors"])}
+
+    def snapshot(self):
+        return snapshot.take(snapshot.SnapshotFacts("0.3.75", (str(self.root / "custom_nodes"),), self.folders(),
+                                                    "/nonexistent"))
+
+    def model_index(self):
+        return model_files.scan(self.folders())
+
+    def analyze(self, workflow):
+        raise AssertionError("include=all never analyzes")
+
+
+class FailingStore(FolderStore):
+    """A real folder store that fails once `budget` bytes have gone out (the store failing mid-publish)."""
+
+    def __init__(self, root, budget):
+        super().__init__(root)
+        self.budget = budget
+
+    def put_file(self, key, path, on_bytes=None):
+        def counting(n):
+            self.budget -= n
+            if self.budget < 0:
+                raise errors.StoreUnavailable("store went away")
+            if on_bytes:
+                on_bytes(n)
+
+        super().put_file(key, path, counting)
+
+
+@pytest.fixture
+def host(tmp_path):
+    return FolderHost(tmp_path / "comfy")
+
+
+def service(store, host, tmp_path):
+    templates = TemplateService(store, lambda n: False)
+    return EnvironmentService(store, templates, host, JobManager(), HashCache(tmp_path / "hc.json"), 4)
+
+
+def publish_and_wait(svc, name="Env1", **kw):
+    job = svc.publish(name, include="all", endpoint={"kind": "local"}, **kw)
+    return svc.jobs.wait(job.id, 60)
+
+
+def model(host, name, data):
+    path = host.root / "models" / "loras" / name
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_publish_all_writes_blobs_then_manifest(tmp_path, host):
+    sha = model(host, "a.safetensors", b"a" * 1000)
+    store = FolderStore(tmp_path / "store")
+    svc = service(store, host, tmp_path)
+    job = publish_and_wait(svc)
+    assert job.state == "succeeded", job.error
+    m = svc.get("Env1")
+    assert m["version"] == 1 and m["models"] == [{"folder": "loras", "name": "a.safetensors", "size": 1000,
+                                                   "sha256": sha}]
+    assert [p["folder"] for p in m["custom_nodes"]] == ["pack_a"]
+    assert store.size(f"blobs/sha256/{sha}") == 1000
+    assert store.size(f"blobs/sha256/{m['custom_nodes'][0]['archive']['sha256']}") > 0
+    assert any(p["name"].lower() == "pytest" for p in m["python_packages"])
+    assert all("platform_specific" in p for p in m["python_packages"])
+    again = publish_and_wait(svc)
+    assert again.result["version"] == 2 and again.result["bytes_written"] == 0
+    assert svc.get("Env1", 1)["version"] == 1 and svc.versions("env1") == [1, 2]
+
+
+def test_store_failing_midway_leaves_no_manifest_and_retry_writes_the_rest(tmp_path, host):
+    model(host, "a.safetensors", b"a" * 3_000_000)
+    model(host, "b.safetensors", b"b" * 3_000_000)
+    store = FailingStore(tmp_path / "store", budget=4_000_000)
+    svc = service(store, host, tmp_path)
+    job = publish_and_wait(svc)
+    assert job.state == "failed" and "store went away" in job.error["message"]
+    assert not svc.exists("Env1") and svc.list() == []
+    store.budget = 10**12
+    retry = publish_and_wait(svc)
+    assert retry.state == "succeeded"
+    archive = svc.get("Env1")["custom_nodes"][0]["archive"]["size"]
+    assert retry.result["bytes_written"] == 3_000_000 + archive  # only what the failed run did not finish
+
+
+def test_cancelled_publish_leaves_nothing_and_frees_the_name(tmp_path, host):
+    model(host, "a.safetensors", b"a" * 1000)
+    store = FolderStore(tmp_path / "store")
+    svc = service(store, host, tmp_path)
+    started = threading.Event()
+    release = threading.Event()
+    real_size = store.size
+
+    def slow_size(key):  # hold the job in its upload phase until cancelled
+        started.set()
+        release.wait(10)
+        return real_size(key)
+
+    store.size = slow_size
+    job = svc.publish("Env1", include="all", endpoint={"kind": "local"})
+    assert started.wait(10)
+    svc.jobs.cancel(job.id)
+    release.set()
+    job = svc.jobs.wait(job.id, 30)
+    assert job.state == "cancelled"
+    assert not svc.exists("Env1") and store.list("environments/") == []
+    with pytest.raises(errors.Conflict):
+        svc.jobs.cancel(job.id)
+
+
+def test_names_are_unique_regardless_of_case(tmp_path, host):
+    svc = service(FolderStore(tmp_path / "store"), host, tmp_path)
+    assert publish_and_wait(svc, "Env1").state == "succeeded"
+    with pytest.raises(EnvironmentExists):
+        svc.publish("ENV1", include="all", endpoint={"kind": "local"})
+    assert publish_and_wait(svc, "Env1").result["version"] == 2
+
+
+def test_concurrent_manifest_writes_never_share_a_version(tmp_path, host):
+    svc = service(FolderStore(tmp_path / "store"), host, tmp_path)
+    barrier = threading.Barrier(8)
+    versions = []
+
+    def write():
+        barrier.wait()
+        versions.append(svc._write_manifest({"name": "Env1", "size": 0}))
+
+    threads = [threading.Thread(target=write) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(versions) == list(range(1, 9))
+
+
+def test_two_publishes_of_one_name_at_once_one_is_409(tmp_path, host):
+    store = FolderStore(tmp_path / "store")
+    svc = service(store, host, tmp_path)
+    release = threading.Event()
+    real_size = store.size
+    store.size = lambda key: (release.wait(10), real_size(key))[1]
+    first = svc.publish("Env1", include="all", endpoint={"kind": "local"})
+    with pytest.raises(errors.Conflict, match="being published"):
+        svc.publish("Env1", include="all", endpoint={"kind": "local"})
+    release.set()
+    assert svc.jobs.wait(first.id, 30).state == "succeeded"
+
+
+def test_no_templates_without_include_all_is_400(tmp_path, host):
+    svc = service(FolderStore(tmp_path / "store"), host, tmp_path)
+    with pytest.raises(errors.BadRequest, match="no templates"):
+        svc.publish("Env1", endpoint={"kind": "local"})
+
+
+def test_delete_guards_and_force(tmp_path, host):
+    store = FolderStore(tmp_path / "store")
+    svc = service(store, host, tmp_path)
+    publish_and_wait(svc)
+    svc.templates.environment_exists = svc.exists
+    svc.templates.create("T1", {"nodes": []}, {"1": {"class_type": "X", "inputs": {}}}, environment="env1")
+    with pytest.raises(errors.Conflict, match="T1"):
+        svc.delete("Env1")
+    svc.delete("Env1", force=True)
+    assert not svc.exists("Env1")
+    with pytest.raises(errors.EnvironmentNotFound):
+        svc.delete("Env1")
+
+
+def test_sparse_two_gigabyte_model_hashes_and_uploads_with_flat_memory(tmp_path, host):
+    import resource
+
+    path = host.root / "models" / "loras" / "big.safetensors"
+    with open(path, "wb") as f:
+        f.truncate(2 * 1024**3)
+    store = FolderStore(tmp_path / "store")
+    svc = service(store, host, tmp_path)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    job = publish_and_wait(svc)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert job.state == "succeeded", job.error
+    assert grown_mib < 100, f"peak RSS grew {grown_mib:.0f} MiB publishing a 2 GiB model"
+    m = svc.get("Env1")["models"][0]
+    assert m["size"] == 2 * 1024**3
+    assert json.dumps(m)  # and its blob is there, complete
+    assert store.size(f"blobs/sha256/{m['sha256']}") == 2 * 1024**3
