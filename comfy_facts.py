@@ -57,4 +57,12 @@ def gather() -> ComfyFacts:
         custom_node_dirs=tuple(folder_paths.get_folder_paths("custom_nodes")),
         model_folders=model_folders,
         catalog=ComfyCatalog(),
+        send_event=send_event,
     )
+
+
+def send_event(event: str, data: dict) -> None:
+    """Broadcast to every browser through ComfyUI's own websocket (thread-safe: send_sync queues it)."""
+    from server import PromptServer
+
+    PromptServer.instance.send_sync(event, data)
