@@ -5,6 +5,7 @@ The only place that asks "folder or S3?"; routes and the CLI get services from h
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +27,33 @@ def make_store(config: Config) -> Store:
     from .local.folder_store import FolderStore
 
     return FolderStore(Path(config.store_path))
+
+
+def store_uri(config: Config) -> str:
+    """Where a worker finds this store: file:///abs/path or s3://bucket/prefix."""
+    if config.store == "s3":
+        return f"s3://{config.s3_bucket}/{config.s3_prefix.strip('/')}".rstrip("/")
+    return Path(config.store_path).resolve().as_uri()
+
+
+def split_manifest_uri(uri: str) -> tuple[Store, str]:
+    """(store, key) for a manifest URI: `<store uri>/environments/<env>/versions/vNNNNNN.json`."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(uri)
+    marker = "/environments/"
+    path = unquote(parts.path)
+    if marker not in path or parts.scheme not in ("file", "s3"):
+        raise ValueError(f"not a manifest URI (file:// or s3://, .../environments/<env>/versions/...): {uri}")
+    root, key = path.split(marker, 1)
+    key = "environments/" + key
+    if parts.scheme == "file":
+        from .local.folder_store import FolderStore
+
+        return FolderStore(root or "/"), key
+    from .aws.s3_store import S3Store
+
+    return S3Store(parts.netloc, root.strip("/"), os.environ.get("AWS_REGION", "")), key
 
 
 class Services:

@@ -1,0 +1,35 @@
+"""Publishing templates and environments through the routes, for tests that need an environment."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+
+def unique(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex[:8]
+
+
+def wait_job(client, job_id: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/sagemaker/jobs/{job_id}").json()
+        if job["state"] != "running":
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still running")
+
+
+def publish_environment(client, prompt: dict, endpoint: dict | None = None) -> tuple[str, str, dict]:
+    """A template made of `prompt` (API format also serves as its workflow), published into a new
+    environment. Returns (template name, environment name, finished job)."""
+    template = unique("T")
+    r = client.post("/sagemaker/templates", json={"name": template, "workflow": prompt, "prompt": prompt})
+    assert r.status_code == 201, r.text
+    env = unique("E")
+    r = client.post("/sagemaker/environments", json={"name": env, "templates": [template],
+                                                     "endpoint": endpoint or {"kind": "local"}})
+    assert r.status_code == 202, r.text
+    job = wait_job(client, r.json()["job"]["id"])
+    assert job["state"] == "succeeded", job
+    return template, env, job

@@ -1,0 +1,85 @@
+"""A real worker process (`python -m comfyui_sagemaker.worker serve`) for the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from .comfyui import comfyui_dir, free_port
+
+
+class WorkerProcess:
+    def __init__(self, manifest_uri: str, root: Path, extra_env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.root = root
+        self.log_path = root / "worker.log"
+        self.env = {
+            **os.environ,
+            "SAGEMAKER_MANIFEST_URI": manifest_uri,
+            "SAGEMAKER_BIND_TO_PORT": str(self.port),
+            "WORKER_HOST": "127.0.0.1",
+            "WORKER_CACHE_DIR": str(root / "cache"),
+            "WORKER_BASE_DIR": str(root / "base"),
+            "COMFYUI_DIR": str(comfyui_dir()),
+            "WORKER_COMFYUI_ARGS": "--cpu",
+            "WORKER_INSTALL_PACKAGES": "0",
+            **(extra_env or {}),
+        }
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> WorkerProcess:
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-P", "-m", "comfyui_sagemaker.worker", "serve"],
+                                     env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def status(self) -> dict:
+        return requests.get(self.url + "/status", timeout=5).json()
+
+    def wait_state(self, wanted: tuple[str, ...] = ("ready", "failed"), timeout: float = 180) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.log()[-3000:]}")
+            try:
+                status = self.status()
+                if status["state"] in wanted:
+                    return status
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"worker not {wanted} in {timeout} s:\n{self.log()[-3000:]}")
+
+    def ping(self) -> int:
+        return requests.get(self.url + "/ping", timeout=5).status_code
+
+    def invoke(self, body: dict, stream: bool = False, timeout: float = 120) -> requests.Response:
+        headers = {"Accept": "application/x-ndjson"} if stream else {}
+        return requests.post(self.url + "/invocations", json=body, headers=headers, timeout=timeout, stream=stream)
+
+    @staticmethod
+    def lines(response: requests.Response) -> list[dict]:
+        return [json.loads(line) for line in response.iter_lines() if line]
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        comfy = self.root / "base" / "comfyui.log"
+        return text + ("\n--- comfyui ---\n" + comfy.read_text(errors="replace") if comfy.exists() else "")

@@ -1,0 +1,184 @@
+"""The worker program against the real ComfyUI install: materialise, /ping, /invocations."""
+
+import hashlib
+import io
+import json
+import threading
+
+import pytest
+from comfyui_sagemaker.local.folder_store import FolderStore
+from harness.envs import publish_environment
+from harness.images import pixels, png
+from harness.worker import WorkerProcess
+
+pytestmark = pytest.mark.comfyui
+
+
+def scale_prompt(image, factor=0.5, prefix="w"):
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "2": {"class_type": "SMTestScale", "inputs": {"image": ["1", 0], "lora_name": "style.safetensors",
+                                                        "factor": factor}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": prefix}},
+    }
+
+
+@pytest.fixture(scope="module")
+def store(comfyui):
+    return FolderStore(comfyui.user_dir / "__sagemaker" / "store")
+
+
+@pytest.fixture(scope="module")
+def environment(comfyui, store):
+    client = comfyui.client()
+    client.upload_image("wk.png", png(4, 4, (200, 100, 50)))
+    _, env, job = publish_environment(client, scale_prompt("wk.png"))
+    uri = (comfyui.user_dir / "__sagemaker" / "store").resolve().as_uri()
+    return env, f"{uri}/environments/{env.lower()}/versions/v{job['result']['version']:06d}.json"
+
+
+@pytest.fixture(scope="module")
+def worker(environment, tmp_path_factory):
+    w = WorkerProcess(environment[1], tmp_path_factory.mktemp("worker")).start()
+    status = w.wait_state()
+    assert status["state"] == "ready", (status, w.log()[-3000:])
+    yield w
+    w.stop()
+
+
+def put_input(store, data: bytes) -> str:
+    digest = hashlib.sha256(data).hexdigest()
+    store.put(f"blobs/sha256/{digest}", data)
+    return digest
+
+
+def output_pixels(store, result, node="3"):
+    item = result["outputs"][node]["images"][0]
+    data = store.get(f"blobs/sha256/{item['sha256']}").data
+    assert hashlib.sha256(data).hexdigest() == item["sha256"]
+    return pixels(data)
+
+
+def close(px, expected):
+    return all(abs(a - b) <= 1 for a, b in zip(px, expected, strict=True))
+
+
+def test_ping_and_materialised_environment(worker, environment):
+    assert worker.ping() == 200
+    status = worker.status()
+    assert status["environment"]["name"] == environment[0]
+    base = worker.root / "base"
+    assert (base / "custom_nodes" / "sm_test_pack" / "__init__.py").exists()
+    assert (base / "models" / "loras" / "style.safetensors").read_bytes() == b"lora bytes"
+    assert status["materialise"]["downloaded_blobs"] == 2  # the pack archive and the lora
+
+
+def test_invocation_with_the_packs_node_pixels_checked(worker, store):
+    digest = put_input(store, png(4, 4, (200, 100, 50)))
+    r = worker.invoke({"execution_id": "e1", "prompt": scale_prompt("in1.png", 0.5, "e1"),
+                       "inputs": {"in1.png": digest}})
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert result["status"] == "succeeded" and result["execution_id"] == "e1"
+    assert all(close(px, (100, 50, 25)) for px in output_pixels(store, result))
+    assert result["timings"]["run_ms"] > 0
+
+
+def test_no_model_workflow_streams_events_then_result(worker, store):
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 4, "height": 4, "batch_size": 1,
+                                                           "color": 0x102030}},
+              "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+              "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "stream"}}}
+    r = worker.invoke({"execution_id": "e2", "prompt": prompt, "inputs": {}}, stream=True)
+    assert r.headers["Content-Type"].startswith("application/x-ndjson")
+    lines = worker.lines(r)
+    types = [ln["type"] for ln in lines]
+    assert types[0] == "execution_start" and "executed" in types and types[-2:] == ["execution_success", "result"]
+    result = lines[-1]["data"]
+    assert all(close(px, (255 - 0x10, 255 - 0x20, 255 - 0x30)) for px in output_pixels(store, result))
+
+
+def test_two_prompts_at_once_are_queued_and_both_succeed(worker, store):
+    digest = put_input(store, png(4, 4, (10, 20, 30)))
+    results = []
+
+    def run(i):
+        body = {"execution_id": f"q{i}", "prompt": scale_prompt("q.png", 0.2 + i / 10, f"q{i}"),
+                "inputs": {"q.png": digest}}
+        results.append(worker.invoke(body).json())
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r["status"] for r in results) == ["succeeded", "succeeded"]
+    assert max(r["timings"]["queued_ms"] for r in results) > 0
+
+
+def test_bad_requests(worker, store):
+    import requests
+
+    r = requests.post(worker.url + "/invocations", data=b"{not json", timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request"
+    r = worker.invoke({"prompt": {"1": {"class_type": "NoSuchNode", "inputs": {}}}})
+    assert r.status_code == 400 and "NoSuchNode" in r.json()["error"]["message"]
+    assert "environment" in r.json()["error"]["message"]
+    r = requests.post(worker.url + "/invocations", data=b"{" + b" " * (7 * 1024 * 1024) + b"}", timeout=30)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+    r = worker.invoke({"prompt": scale_prompt("x.png"), "inputs": {"x.png": "0" * 64}})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "input_missing"
+    r = worker.invoke({"prompt": scale_prompt("x.png"), "inputs": {"../x.png": put_input(store, png())}})
+    assert r.status_code == 400
+
+
+def test_failing_node_reports_node_id_type_and_message(worker, store):
+    digest = put_input(store, png(4, 4, (1, 2, 3)))
+    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "f.png"}},
+              "2": {"class_type": "SMTestFail", "inputs": {"image": ["1", 0], "message": "broken on purpose"}},
+              "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "f"}}}
+    result = worker.invoke({"execution_id": "f", "prompt": prompt, "inputs": {"f.png": digest}}).json()
+    assert result["status"] == "failed"
+    err = result["error"]
+    assert (err["code"], err["node_id"], err["node_type"]) == ("node_error", "2", "SMTestFail")
+    assert "broken on purpose" in err["message"]
+
+
+def test_invalid_prompt_is_400_with_comfyuis_reasons(worker):
+    r = worker.invoke({"prompt": scale_prompt("missing-file.png")})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "prompt_invalid" and "missing-file.png" in json.dumps(r.json())
+
+
+def test_second_start_with_warm_cache_downloads_nothing(worker, environment, tmp_path):
+    again = WorkerProcess(environment[1], worker.root, {}).start()  # same cache and base
+    try:
+        status = again.wait_state()
+        assert status["state"] == "ready" and status["materialise"]["downloaded_blobs"] == 0
+    finally:
+        again.stop()
+
+
+@pytest.mark.parametrize("problem", ["missing", "corrupt"])
+def test_bad_manifest_keeps_ping_503_with_a_reason(store, tmp_path, problem):
+    key = f"environments/broken{problem}/versions/v000001.json"
+    if problem == "corrupt":
+        store.put(key, b"{not a manifest")
+    uri = f"{store.root.resolve().as_uri()}/{key}"
+    w = WorkerProcess(uri, tmp_path / "w").start()
+    try:
+        status = w.wait_state(("failed",), timeout=60)
+        assert w.ping() == 503
+        assert ("not found" if problem == "missing" else "corrupt") in status["reason"]
+    finally:
+        w.stop()
+
+
+def test_output_files_of_other_ui_keys_are_stored(worker, store):
+    # Any ui key whose items are files is stored, not only "images": PreviewImage writes to temp.
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 2, "height": 2, "batch_size": 1, "color": 7}},
+              "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+    result = worker.invoke({"prompt": prompt}).json()
+    item = result["outputs"]["2"]["images"][0]
+    assert item["type"] == "temp" and store.size(f"blobs/sha256/{item['sha256']}") == item["size"]
+    assert io.BytesIO(store.get(f"blobs/sha256/{item['sha256']}").data).read(8).startswith(b"\x89PNG")

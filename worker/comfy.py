@@ -1,0 +1,139 @@
+"""The worker's own headless ComfyUI: started as a subprocess, driven over its HTTP and websocket API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+
+FINAL_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
+
+
+class PromptRejected(Exception):
+    """ComfyUI refused the prompt at validation (its /prompt answered 400)."""
+
+    def __init__(self, body: dict):
+        super().__init__(json.dumps(body)[:2000])
+        self.body = body
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ComfyProcess:
+    def __init__(self, comfyui_dir: Path, base_dir: Path, extra_args: list[str], extra_pythonpath: list[str],
+                 log_path: Path):
+        self.comfyui_dir = comfyui_dir
+        self.base = base_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.extra_args = extra_args
+        self.extra_pythonpath = extra_pythonpath
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        for sub in ("input", "output", "temp", "models", "custom_nodes", "user"):
+            (self.base / sub).mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", COMFYUI_SAGEMAKER_ROLE="worker")
+        if self.extra_pythonpath:
+            env["PYTHONPATH"] = os.pathsep.join([*self.extra_pythonpath, env.get("PYTHONPATH", "")]).strip(os.pathsep)
+        cmd = [sys.executable, str(self.comfyui_dir / "main.py"), "--listen", "127.0.0.1", "--port", str(self.port),
+               "--disable-auto-launch", "--base-directory", str(self.base), "--database-url", "sqlite:///:memory:",
+               "--disable-api-nodes", *self.extra_args]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, cwd=self.comfyui_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc and self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with code {self.proc.returncode}")
+            if await self.alive(session):
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"ComfyUI did not answer within {timeout:.0f} s")
+
+    async def alive(self, session: aiohttp.ClientSession) -> bool:
+        try:
+            async with session.get(self.url + "/system_stats", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                return r.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    async def node_types(self, session: aiohttp.ClientSession) -> set[str]:
+        async with session.get(self.url + "/object_info") as r:
+            return set(await r.json())
+
+    async def run(self, session: aiohttp.ClientSession, prompt: dict,
+                  on_event: Callable[[dict], Awaitable[None]]) -> tuple[str, dict, dict | None]:
+        """Submit `prompt`, relay its events, wait for its end. Returns (final event type, outputs, error)."""
+        client_id = uuid.uuid4().hex
+        async with session.ws_connect(f"{self.url}/ws?clientId={client_id}", heartbeat=30) as ws:
+            async with session.post(self.url + "/prompt", json={"prompt": prompt, "client_id": client_id}) as r:
+                body = await r.json(content_type=None)
+                if r.status != 200:
+                    raise PromptRejected(body if isinstance(body, dict) else {"error": body})
+            prompt_id = body["prompt_id"]
+            final, error = None, None
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                        break
+                    continue  # binary previews
+                event = json.loads(msg.data)
+                data = event.get("data") or {}
+                if event.get("type") == "status" or data.get("prompt_id") not in (None, prompt_id):
+                    continue
+                await on_event(event)
+                if event.get("type") in FINAL_EVENTS:
+                    final = event["type"]
+                    if final == "execution_error":
+                        error = {"node_id": data.get("node_id"), "node_type": data.get("node_type"),
+                                 "message": data.get("exception_message", "").strip(),
+                                 "exception_type": data.get("exception_type")}
+                    elif final == "execution_interrupted":
+                        error = {"node_id": data.get("node_id"), "node_type": data.get("node_type"),
+                                 "message": "interrupted"}
+                    break
+            if final is None:
+                raise RuntimeError("ComfyUI closed its websocket before the prompt ended")
+        return final, await self.history_outputs(session, prompt_id), error
+
+    async def history_outputs(self, session: aiohttp.ClientSession, prompt_id: str) -> dict:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # /history can lag execution_success a little
+            async with session.get(f"{self.url}/history/{prompt_id}") as r:
+                entry = (await r.json()).get(prompt_id)
+            if entry and entry.get("status", {}).get("completed") is not None:
+                return entry.get("outputs") or {}
+            await asyncio.sleep(0.02)
+        return {}
+
+    async def interrupt(self, session: aiohttp.ClientSession) -> None:
+        try:
+            async with session.post(self.url + "/interrupt"):
+                pass
+        except aiohttp.ClientError:
+            pass

@@ -1,0 +1,201 @@
+"""Materialise an environment for the worker's ComfyUI: packs, models, Python packages.
+
+Everything is fetched by digest into a cache that outlives the process (a
+second start with a warm cache downloads nothing) and verified on arrival.
+Node packs are extracted safely into the base directory's custom_nodes;
+models are linked into its models folders, eagerly or, in lazy mode, just
+before a prompt that references them (ComfyUI validates combo values against
+files on disk, so they must be there before the prompt is submitted).
+
+Python packages: the image provides torch, CUDA and ComfyUI's requirements;
+the manifest's lock is compared with what the worker has. Pure-Python
+packages it lacks are installed once into a layer keyed by the lock's digest
+(reused by every later start); platform-specific ones that differ are
+reported, not guessed at, since the designer's wheel may be for another OS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from ..core.packing import extract_archive
+from ..core.store import KeyNotFound
+from ..services import split_manifest_uri
+
+log = logging.getLogger("comfyui_sagemaker.worker")
+DIGEST_MARKER = ".sagemaker-digest"
+SAFE_PART = re.compile(r"[^\x00/\\]+")
+
+
+class MaterialiseError(Exception):
+    """The environment cannot be made ready (missing manifest, corrupt blob, unsafe name)."""
+
+
+def safe_relative(path: str) -> PurePosixPath:
+    p = PurePosixPath(path)
+    if p.is_absolute() or not p.parts or any(part in ("..", ".") or not SAFE_PART.fullmatch(part) for part in p.parts):
+        raise MaterialiseError(f"unsafe name in manifest: {path!r}")
+    return p
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class Report:
+    downloaded_blobs: int = 0
+    downloaded_bytes: int = 0
+    packages_missing: list[str] = field(default_factory=list)
+    packages_installed: list[str] = field(default_factory=list)
+    packages_unavailable: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Materialiser:
+    def __init__(self, manifest_uri: str, cache_dir: Path, base_dir: Path):
+        self.store, self.manifest_key = split_manifest_uri(manifest_uri)
+        self.cache = cache_dir
+        self.base = base_dir
+        self.report = Report()
+        self.manifest: dict = {}
+        self._lock = threading.Lock()
+
+    def load_manifest(self) -> dict:
+        try:
+            data = self.store.get(self.manifest_key).data
+        except KeyNotFound:
+            raise MaterialiseError(f"manifest not found: {self.manifest_key}") from None
+        try:
+            self.manifest = json.loads(data)
+            self.manifest["models"], self.manifest["custom_nodes"]  # noqa: B018 - shape check
+        except (ValueError, KeyError, TypeError) as err:
+            raise MaterialiseError(f"manifest is corrupt: {err}") from None
+        return self.manifest
+
+    def blob(self, sha256: str) -> Path:
+        """The verified local copy of a blob, downloaded once."""
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256 or ""):
+            raise MaterialiseError(f"bad digest {sha256!r}")
+        path = self.cache / "blobs" / "sha256" / sha256
+        with self._lock:
+            if path.exists():
+                return path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{sha256}.part")
+            try:
+                self.store.get_file(f"blobs/sha256/{sha256}", str(tmp))
+            except KeyNotFound:
+                raise MaterialiseError(f"blob {sha256} is missing from the store") from None
+            if sha256_file(tmp) != sha256:
+                tmp.unlink(missing_ok=True)
+                raise MaterialiseError(f"blob {sha256} is corrupt (its content does not match its digest)")
+            self.report.downloaded_blobs += 1
+            self.report.downloaded_bytes += tmp.stat().st_size
+            os.replace(tmp, path)
+            return path
+
+    def packs(self) -> None:
+        root = self.base / "custom_nodes"
+        root.mkdir(parents=True, exist_ok=True)
+        for pack in self.manifest["custom_nodes"]:
+            folder = safe_relative(pack["folder"])
+            if len(folder.parts) != 1:
+                raise MaterialiseError(f"unsafe pack folder {pack['folder']!r}")
+            target = root / folder.name
+            marker = target / DIGEST_MARKER
+            if marker.exists() and marker.read_text() == pack["archive"]["sha256"]:
+                continue
+            archive = self.blob(pack["archive"]["sha256"])
+            if target.is_symlink() or target.is_file():
+                target.unlink()
+            elif target.exists():
+                shutil.rmtree(target)
+            staging = root / f".{folder.name}.staging"
+            shutil.rmtree(staging, ignore_errors=True)
+            extract_archive(str(archive), str(staging))
+            (staging / DIGEST_MARKER).write_text(pack["archive"]["sha256"])
+            os.replace(staging, target)
+
+    def model(self, entry: dict) -> None:
+        dest = self.base / "models" / safe_relative(entry["folder"]) / safe_relative(entry["name"])
+        blob = self.blob(entry["sha256"])
+        if dest.is_symlink() and os.readlink(dest) == str(blob):
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.is_symlink() or dest.exists():
+            dest.unlink()
+        dest.symlink_to(blob)
+
+    def models_for(self, prompt: dict) -> None:
+        """Lazy mode: fetch the models a prompt's inputs name before it is submitted."""
+        values = {v for node in prompt.values() if isinstance(node, dict)
+                  for v in (node.get("inputs") or {}).values() if isinstance(v, str)}
+        for entry in self.manifest["models"]:
+            if entry["name"] in values:
+                self.model(entry)
+
+    def packages(self, install: bool) -> list[str]:
+        """Compare the lock with this Python; install missing pure-Python ones into a cached layer.
+        Returns the layer folders to put on sys.path (PYTHONPATH) of ComfyUI."""
+        have = {d.metadata["Name"].lower(): d.version for d in importlib.metadata.distributions()
+                if d.metadata.get("Name")}
+        wanted = self.manifest.get("python_packages") or []
+        missing = [p for p in wanted if p["name"].lower() not in have]
+        self.report.packages_missing = [f"{p['name']}=={p['version']}" for p in missing]
+        portable = [p for p in missing if not p.get("platform_specific")]
+        self.report.packages_unavailable = [f"{p['name']}=={p['version']} (platform-specific)"
+                                            for p in missing if p.get("platform_specific")]
+        if not portable or not install:
+            return []
+        lock = json.dumps(sorted((p["name"].lower(), p["version"]) for p in portable)).encode()
+        layer = self.cache / "python-layers" / hashlib.sha256(lock).hexdigest()[:16]
+        done = layer / ".complete"
+        if not done.exists():
+            specs = [f"{p['name']}=={p['version']}" for p in portable]
+            r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(layer), *specs],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                self.report.packages_unavailable += [f"{s} (pip: {r.stderr.strip().splitlines()[-1:]})" for s in specs]
+                return []
+            done.write_text("\n".join(specs))
+        self.report.packages_installed = done.read_text().splitlines()
+        return [str(layer)]
+
+    def run(self, models: str, install_packages: bool) -> list[str]:
+        self.load_manifest()
+        self.packs()
+        if models == "eager":
+            for entry in self.manifest["models"]:
+                self.model(entry)
+        return self.packages(install_packages)
+
+
+def place_input(blob: Path, name: str, sha256: str, input_dir: Path) -> None:
+    """Put a fetched input under the worker ComfyUI's input folder with the name the prompt uses.
+    Called while the prompt holds the ComfyUI, so another prompt cannot swap the file meanwhile."""
+    dest = input_dir / safe_relative(name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() and dest.stat().st_size == blob.stat().st_size and sha256_file(dest) == sha256:
+        return
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+    shutil.copyfile(blob, tmp)
+    os.replace(tmp, dest)

@@ -1,0 +1,270 @@
+"""SageMaker's container contract in front of a headless ComfyUI.
+
+- `GET /ping`: 200 only when the environment is materialised and ComfyUI
+  answers, else 503; answered from state (never waits on a prompt), so it
+  stays fast while one runs.
+- `POST /invocations` `{execution_id, prompt, inputs: {filename: sha256}}`:
+  runs one prompt (others queue); outputs go to the store. With
+  `Accept: application/x-ndjson` the response streams ComfyUI's events, one
+  JSON object a line, ending with `{"type": "result", "data": <result>}`.
+- `GET /status`: state, reason, what materialisation downloaded (for local endpoints).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from .comfy import ComfyProcess, PromptRejected
+from .materialise import MaterialiseError, Materialiser, place_input, safe_relative
+from .settings import WorkerSettings
+
+log = logging.getLogger("comfyui_sagemaker.worker")
+NDJSON = "application/x-ndjson"
+
+
+def error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings):
+        self.s = settings
+        self.state = "starting"  # starting | ready | failed
+        self.reason: str | None = None
+        self.materialiser = Materialiser(settings.manifest_uri, settings.cache_dir, settings.base_dir)
+        self.comfy: ComfyProcess | None = None
+        self.node_types: set[str] = set()
+        self.lock = asyncio.Lock()  # one prompt at a time per ComfyUI
+        self.session: aiohttp.ClientSession | None = None
+        self.started = time.monotonic()
+        self.ready_after: float | None = None
+        self.last_alive = 0.0
+
+    # start-up
+
+    def link_extension(self) -> None:
+        if not self.s.extension_dir:
+            return
+        link = self.s.base_dir / "custom_nodes" / "comfyui-sagemaker"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(self.s.extension_dir, target_is_directory=True)
+
+    async def prepare(self) -> None:
+        try:
+            layers = await asyncio.to_thread(self.materialiser.run, self.s.models, self.s.install_packages)
+            self.link_extension()
+            self.comfy = ComfyProcess(self.s.comfyui_dir, self.s.base_dir, self.s.comfyui_args, layers,
+                                      self.s.base_dir / "comfyui.log")
+            self.comfy.start()
+            await self.comfy.wait_ready(self.session)
+            self.node_types = await self.comfy.node_types(self.session)
+            self.state = "ready"
+            self.ready_after = time.monotonic() - self.started
+            log.info("worker ready in %.1f s", self.ready_after)
+        except (MaterialiseError, RuntimeError, OSError, aiohttp.ClientError) as err:
+            self.state, self.reason = "failed", str(err)
+            log.error("worker failed: %s", err)
+
+    # routes
+
+    async def ping(self, request: web.Request) -> web.Response:
+        if self.state != "ready" or self.comfy is None or self.comfy.proc.poll() is not None:
+            return web.Response(status=503, text=self.reason or self.state)
+        return web.Response(status=200, text="ok")
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response({
+            "state": self.state, "reason": self.reason, "ready_after_s": self.ready_after,
+            "environment": {k: self.materialiser.manifest.get(k) for k in ("name", "version")},
+            "materialise": self.materialiser.report.to_json(),
+        })
+
+    async def read_request(self, request: web.Request) -> dict:
+        if request.content_length is not None and request.content_length > self.s.max_body_bytes:
+            raise web.HTTPRequestEntityTooLarge(max_size=self.s.max_body_bytes, actual_size=request.content_length)
+        body = await request.content.read(self.s.max_body_bytes + 1)
+        if len(body) > self.s.max_body_bytes:
+            raise web.HTTPRequestEntityTooLarge(max_size=self.s.max_body_bytes, actual_size=len(body))
+        return json.loads(body)
+
+    async def invocations(self, request: web.Request) -> web.StreamResponse:
+        if self.state != "ready":
+            return error(503, "not_ready", f"worker is {self.state}: {self.reason or 'materialising'}")
+        try:
+            body = await self.read_request(request)
+        except web.HTTPRequestEntityTooLarge:
+            return error(413, "payload_too_large", f"request body is over {self.s.max_body_bytes} bytes")
+        except (ValueError, UnicodeDecodeError) as err:
+            return error(400, "bad_request", f"request body is not JSON: {err}")
+        problem = self.check(body)
+        if problem:
+            return problem
+        execution_id = str(body.get("execution_id") or "")
+        prompt = body["prompt"]
+        try:
+            inputs = await self.fetch_inputs(body.get("inputs") or {})
+        except MaterialiseError as err:
+            return error(400, "input_missing", str(err))
+        if self.s.models == "lazy":
+            await asyncio.to_thread(self.materialiser.models_for, prompt)
+
+        stream = NDJSON in request.headers.get("Accept", "")
+        response: web.StreamResponse | None = None
+        if stream:
+            response = web.StreamResponse(headers={"Content-Type": NDJSON})
+            await response.prepare(request)
+
+        async def on_event(event: dict) -> None:
+            if response is not None:
+                await response.write(json.dumps(event).encode() + b"\n")
+
+        result = await self.execute(execution_id, prompt, inputs, on_event)
+        if response is None:
+            status = 400 if result.get("error", {}).get("code") == "prompt_invalid" else 200
+            return web.json_response(result, status=status)
+        await response.write(json.dumps({"type": "result", "data": result}).encode() + b"\n")
+        await response.write_eof()
+        return response
+
+    def check(self, body: object) -> web.Response | None:
+        if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict) or not body["prompt"]:
+            return error(400, "bad_request", "body must be {execution_id, prompt: {...}, inputs: {name: sha256}}")
+        inputs = body.get("inputs") or {}
+        if not isinstance(inputs, dict) or not all(isinstance(v, str) for v in inputs.values()):
+            return error(400, "bad_request", "inputs must be {filename: sha256}")
+        types = {n.get("class_type") for n in body["prompt"].values() if isinstance(n, dict)}
+        unknown = sorted(t for t in types if t not in self.node_types)
+        if unknown:
+            env = self.materialiser.manifest.get("name")
+            return error(400, "unknown_node_type",
+                         f"node type(s) {', '.join(map(str, unknown))} not in environment {env!r}: the environment "
+                         "lacks them; publish a new version that includes their pack")
+        return None
+
+    async def fetch_inputs(self, inputs: dict) -> list[tuple[Path, str, str]]:
+        """Download (or find in the cache) each input by digest; names are checked here too."""
+        out = []
+        for name, sha in inputs.items():
+            safe_relative(name)
+            out.append((await asyncio.to_thread(self.materialiser.blob, sha), name, sha))
+        return out
+
+    async def execute(self, execution_id: str, prompt: dict, inputs: list, on_event) -> dict:
+        t0 = time.monotonic()
+        async with self.lock:
+            t_start = time.monotonic()
+            for blob, name, sha in inputs:
+                await asyncio.to_thread(place_input, blob, name, sha, self.s.base_dir / "input")
+            try:
+                final, outputs, err = await asyncio.wait_for(self.comfy.run(self.session, prompt, on_event),
+                                                             self.s.invocation_timeout)
+            except asyncio.TimeoutError:
+                await self.comfy.interrupt(self.session)
+                return self.result(execution_id, "failed", {}, {"code": "timeout", "message":
+                                   f"the prompt ran over {self.s.invocation_timeout:.0f} s and was interrupted"}, t0,
+                                   t_start)
+            except PromptRejected as rej:
+                return self.result(execution_id, "failed", {}, {"code": "prompt_invalid", "message":
+                                   describe_rejection(rej.body), "details": rej.body}, t0, t_start)
+            except (aiohttp.ClientError, RuntimeError) as e:
+                return self.result(execution_id, "failed", {}, {"code": "worker_error", "message": str(e)}, t0,
+                                   t_start)
+        files = await asyncio.to_thread(self.store_outputs, outputs)
+        status = "succeeded" if final == "execution_success" else "failed"
+        failure = {"code": "node_error" if final == "execution_error" else "interrupted", **(err or {})}
+        return self.result(execution_id, status, files, None if status == "succeeded" else failure, t0, t_start)
+
+    @staticmethod
+    def result(execution_id, status, outputs, err, t0, t_start) -> dict:
+        now = time.monotonic()
+        body = {"execution_id": execution_id, "status": status, "outputs": outputs,
+                "timings": {"queued_ms": round((t_start - t0) * 1000, 1), "run_ms": round((now - t_start) * 1000, 1)}}
+        if err:
+            body["error"] = err
+        return body
+
+    def store_outputs(self, outputs: dict) -> dict:
+        """Every ui key's files (images, gifs, video, audio, 3D, ...) go to the store by content."""
+        store = self.materialiser.store
+        out: dict = {}
+        for node_id, ui in outputs.items():
+            node_out = out[node_id] = {}
+            for key, items in (ui or {}).items():
+                if not isinstance(items, list):
+                    node_out[key] = items
+                    continue
+                node_out[key] = [self.store_file(store, item) if is_file_item(item) else item for item in items]
+        return out
+
+    def store_file(self, store, item: dict) -> dict:
+        folder = {"output": "output", "temp": "temp", "input": "input"}.get(item.get("type", "output"), "output")
+        sub = item.get("subfolder") or ""
+        path: Path = self.s.base_dir / folder / (safe_relative(sub) if sub else "") / safe_relative(item["filename"])
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        digest = h.hexdigest()
+        if store.size(f"blobs/sha256/{digest}") != path.stat().st_size:
+            store.put_file(f"blobs/sha256/{digest}", str(path))
+        return {**item, "sha256": digest, "size": path.stat().st_size}
+
+
+def is_file_item(item: object) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("filename"), str)
+
+
+def describe_rejection(body: dict) -> str:
+    err = body.get("error") if isinstance(body.get("error"), dict) else {}
+    parts = [err.get("message", "ComfyUI refused the prompt")]
+    for node_id, node_err in (body.get("node_errors") or {}).items():
+        msgs = "; ".join(e.get("details") or e.get("message", "") for e in node_err.get("errors", []))
+        parts.append(f"node {node_id} ({node_err.get('class_type')}): {msgs}")
+    return " | ".join(p for p in parts if p)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler) -> web.StreamResponse:
+    """No traceback ever reaches a caller: unexpected failures are JSON 500s (details in the log)."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as err:
+        log.exception("%s %s failed", request.method, request.path)
+        return error(500, "worker_error", f"{type(err).__name__}: {err}")
+
+
+def build_app(worker: Worker) -> web.Application:
+    app = web.Application(client_max_size=worker.s.max_body_bytes + 1024, middlewares=[json_errors])
+    app.router.add_get("/ping", worker.ping)
+    app.router.add_get("/status", worker.status)
+    app.router.add_post("/invocations", worker.invocations)
+
+    async def on_startup(app: web.Application) -> None:
+        worker.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        app["prepare"] = asyncio.create_task(worker.prepare())
+
+    async def on_cleanup(app: web.Application) -> None:
+        if worker.comfy:
+            await asyncio.to_thread(worker.comfy.stop)
+        await worker.session.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+def serve(settings: WorkerSettings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    worker = Worker(settings)
+    web.run_app(build_app(worker), host=settings.host, port=settings.port, print=None, handle_signals=True)

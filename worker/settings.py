@@ -1,0 +1,46 @@
+"""The worker's settings, from its environment (the same for a local endpoint and a SageMaker container)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    manifest_uri: str  # file:///store/environments/<env>/versions/v000001.json or s3://bucket/prefix/environments/...
+    port: int = 8080
+    host: str = "0.0.0.0"
+    cache_dir: Path = Path("/opt/ml/cache")
+    base_dir: Path = Path("/opt/ml/comfyui")
+    comfyui_dir: Path = Path("/opt/ComfyUI")
+    comfyui_args: list[str] = field(default_factory=list)
+    models: str = "eager"  # eager | lazy
+    install_packages: bool = True
+    invocation_timeout: float = 3600.0
+    max_body_bytes: int = 6 * 1024 * 1024
+    extension_dir: Path | None = None  # linked into the worker's custom_nodes (the worker has it built in)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> WorkerSettings:
+        env = os.environ if environ is None else environ
+        uri = env.get("SAGEMAKER_MANIFEST_URI", "")
+        if not uri:
+            raise SystemExit("SAGEMAKER_MANIFEST_URI is not set: the worker serves one environment's manifest")
+        return cls(
+            manifest_uri=uri,
+            port=int(env.get("SAGEMAKER_BIND_TO_PORT", "8080")),
+            host=env.get("WORKER_HOST", "0.0.0.0"),
+            cache_dir=Path(env.get("WORKER_CACHE_DIR", "/opt/ml/cache")),
+            base_dir=Path(env.get("WORKER_BASE_DIR", "/opt/ml/comfyui")),
+            comfyui_dir=Path(env.get("COMFYUI_DIR", "/opt/ComfyUI")),
+            comfyui_args=shlex.split(env.get("WORKER_COMFYUI_ARGS", "")),
+            models=env.get("WORKER_MODELS", "eager"),
+            install_packages=env.get("WORKER_INSTALL_PACKAGES", "1") == "1",
+            invocation_timeout=float(env.get("WORKER_INVOCATION_TIMEOUT", "3600")),
+            max_body_bytes=int(env.get("WORKER_MAX_BODY_BYTES", str(6 * 1024 * 1024))),
+            extension_dir=Path(env["WORKER_EXTENSION_DIR"]) if env.get("WORKER_EXTENSION_DIR") else
+            Path(__file__).resolve().parent.parent,
+        )
