@@ -1,5 +1,6 @@
-// The sidebar's "Templates" section: publish the canvas as a template; list, load, rebind, delete.
+// The sidebar's "Templates" section: publish the canvas as a template; list, load (and analyze), rebind, delete.
 import { app } from "../../../scripts/app.js";
+import { AnalysisPanel } from "./analysis.js";
 import { call, getRules, toast, toastError } from "./api.js";
 import { field, openDialog } from "./dialog.js";
 import { el } from "./dom.js";
@@ -75,6 +76,11 @@ class TemplatesSection {
     this.refreshes = 0; // only the latest refresh may draw the list
     this.slot = el("div", { class: "sagemaker-dialog-slot" });
     this.list = el("div", { class: "sagemaker-template-list", "data-testid": "sagemaker-templates-list" });
+    this.analysis = new AnalysisPanel({
+      isLoaded: (name) => loadedTemplate() === name,
+      load: (name) => this.load(name),
+      onChange: () => this.markAnalyzed(),
+    });
     this.root = el("section", { class: "sagemaker-section", "data-testid": "sagemaker-templates" }, [
       el("div", { class: "sagemaker-section-header" }, [
         el("h4", { class: "sagemaker-section-title" }, "Templates"),
@@ -83,6 +89,7 @@ class TemplatesSection {
       ]),
       this.slot,
       this.list,
+      this.analysis.root,
     ]);
   }
 
@@ -93,6 +100,7 @@ class TemplatesSection {
       if (ticket !== this.refreshes) return;
       this.templates = templates;
       this.renderList();
+      this.analysis.sync(templates);
     } catch (err) {
       if (ticket !== this.refreshes) return;
       this.list.replaceChildren(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-templates-error" }, err.message));
@@ -109,6 +117,7 @@ class TemplatesSection {
     }
     this.list.replaceChildren(...this.templates.map((t) => this.row(t)));
     this.markLoaded();
+    this.markAnalyzed();
   }
 
   row(t) {
@@ -117,7 +126,7 @@ class TemplatesSection {
       : el("span", { class: "sagemaker-badge sagemaker-unbound", title: "bound to no environment yet", "data-testid": "sagemaker-template-environment" }, "unbound");
     return el("div", { class: "sagemaker-template", "data-testid": "sagemaker-template-row", "data-template": t.name }, [
       el("i", { class: "pi pi-circle-fill sagemaker-loaded-mark", title: "loaded in the canvas", "data-testid": "sagemaker-template-loaded", hidden: true }),
-      el("button", { class: "sagemaker-template-name", title: `Load ${t.name} into the canvas (a new workflow tab)`, "data-testid": "sagemaker-template-name", onclick: () => this.load(t.name) }, t.name),
+      el("button", { class: "sagemaker-template-name", title: `Load ${t.name} into the canvas (a new workflow tab)`, "data-testid": "sagemaker-template-name", onclick: () => this.select(t.name) }, t.name),
       environment,
       el("span", { class: "sagemaker-muted", title: "version", "data-testid": "sagemaker-template-version" }, `v${t.version}`),
       iconButton("pi pi-pencil", `Rebind ${t.name}`, "sagemaker-template-rebind", () => this.openRebind(t)),
@@ -134,16 +143,32 @@ class TemplatesSection {
     }
   }
 
+  markAnalyzed() {
+    for (const row of this.list.querySelectorAll("[data-template]")) {
+      row.classList.toggle("sagemaker-analyzed", row.dataset.template === this.analysis.name);
+    }
+  }
+
+  // Selecting a template (clicking its name) loads it and shows its analysis.
+  async select(name) {
+    const template = await this.load(name);
+    if (template) await this.analysis.show(template);
+  }
+
+  // Resolves to the template once it is in the canvas, or null (the failure is a toast).
   async load(name) {
+    let template = null;
     try {
-      const template = await call("GET", templatePath(name));
+      template = await call("GET", templatePath(name));
       // No workflow name: ComfyUI opens a new unsaved tab, so no open (or saved) workflow is overwritten.
       await app.loadGraphData(withTemplate(template.workflow, template.name), true, true, null);
     } catch (err) {
+      template = null;
       toastError(`Could not load ${name}`, err);
       if (err.status === 404) this.refresh();
     }
     this.markLoaded();
+    return template;
   }
 
   async openPublish() {
