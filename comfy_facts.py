@@ -58,6 +58,8 @@ def gather() -> ComfyFacts:
         model_folders=model_folders,
         catalog=ComfyCatalog(),
         send_event=send_event,
+        comfyui_dir=Path(folder_paths.__file__).resolve().parent,
+        worker_args="--cpu" if args.cpu else "",
     )
 
 

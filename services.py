@@ -11,7 +11,8 @@ from functools import cached_property
 from pathlib import Path
 
 from .core.config import Config
-from .core.environments import EnvironmentService, Host, versions_of
+from .core.endpoints import EndpointNotFound, Endpoints
+from .core.environments import EndpointHooks, EnvironmentService, Host, versions_of
 from .core.errors import SageMakerError
 from .core.hashing import HashCache
 from .core.jobs import JobManager
@@ -56,6 +57,78 @@ def split_manifest_uri(uri: str) -> tuple[Store, str]:
     return S3Store(parts.netloc, root.strip("/"), os.environ.get("AWS_REGION", "")), key
 
 
+class EndpointsRouter(Endpoints):
+    """Every endpoint, whichever kind: an environment's endpoint config picks the provider."""
+
+    kind = "any"
+
+    def __init__(self, providers: dict[str, Callable[[], Endpoints]]):
+        self._factories = providers
+        self._made: dict[str, Endpoints] = {}
+
+    def provider(self, kind: str) -> Endpoints:
+        if kind not in self._made:
+            if kind not in self._factories:
+                raise SageMakerError(f"{kind} endpoints are not available in this configuration")
+            self._made[kind] = self._factories[kind]()
+        return self._made[kind]
+
+    def _made_providers(self) -> list[Endpoints]:
+        return [self.provider(k) for k in self._factories if k == "local" or k in self._made]
+
+    def _owner(self, name: str) -> Endpoints:
+        for p in self._made_providers():
+            try:
+                p.get(name)
+                return p
+            except EndpointNotFound:
+                continue
+        raise EndpointNotFound(f"no endpoint runs environment {name!r}")
+
+    def list(self) -> list[dict]:
+        return [e for p in self._made_providers() for e in p.list()]
+
+    def get(self, name: str) -> dict:
+        return self._owner(name).get(name)
+
+    def deploy(self, manifest: dict) -> dict:
+        kind = manifest["endpoint"]["kind"]
+        for p in self._made_providers():  # a kind change moves the endpoint
+            if p.kind != kind:
+                try:
+                    p.delete(manifest["name"])
+                except EndpointNotFound:
+                    pass
+        return self.provider(kind).deploy(manifest)
+
+    def delete(self, name: str) -> None:
+        self._owner(name).delete(name)
+
+    def logs(self, name: str, tail: int = 200) -> str:
+        return self._owner(name).logs(name, tail)
+
+    def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
+        return self._owner(name).invoke(name, body, on_event)
+
+    def running(self, name: str) -> bool:
+        try:
+            return self.get(name)["state"] not in ("Deleted",)
+        except EndpointNotFound:
+            return False
+
+    def state(self, name: str) -> str | None:
+        try:
+            return self.get(name)["state"]
+        except EndpointNotFound:
+            return None
+
+    def remove(self, name: str) -> None:
+        try:
+            self.delete(name)
+        except EndpointNotFound:
+            pass
+
+
 class Services:
     """Everything the routes and the CLI call, made once per configuration.
 
@@ -90,5 +163,19 @@ class Services:
     def environments(self) -> EnvironmentService:
         if self.host is None:
             raise SageMakerError("environments need a running ComfyUI (its nodes and models)")
+        e = self.endpoints
+        hooks = EndpointHooks(running=e.running, deploy=e.deploy, remove=e.remove, state=e.state)
         return EnvironmentService(self.store, self.templates, self.host, self.jobs, self.hash_cache,
-                                  self.config.max_instances)
+                                  self.config.max_instances, hooks)
+
+    @cached_property
+    def endpoints(self) -> EndpointsRouter:
+        def local() -> Endpoints:
+            from .local.endpoints import LocalEndpoints
+
+            if self.host is None:
+                raise SageMakerError("local endpoints need a running ComfyUI")
+            return LocalEndpoints(self.state_dir, store_uri(self.config), self.host.worker_runtime(),
+                                  on_change=lambda endpoint: self.send_event("sagemaker.endpoint", endpoint))
+
+        return EndpointsRouter({"local": local})

@@ -140,8 +140,8 @@ class EnvironmentService:
         name = ENVIRONMENT_NAME.check(name)
         if include not in ("templates", "all"):
             raise BadRequest('include must be "templates" or "all"')
-        endpoint = endpoint_config.validate(endpoint if endpoint is not None else {"kind": "local"},
-                                            self.max_instances)
+        # No endpoint config: publish only, deploy nothing.
+        endpoint = None if endpoint is None else endpoint_config.validate(endpoint, self.max_instances)
         if templates is None:
             chosen = self._bound_templates(name)
         else:
@@ -162,8 +162,9 @@ class EnvironmentService:
                 if claimed and not self.versions(name):
                     self.store.delete(_folder(name) + "claim.json")  # nothing published: free the name
                 raise
-            job.update(phase="deploying")
-            self.hooks.deploy(self.get(name))
+            if endpoint is not None:
+                job.update(phase="deploying")
+                self.hooks.deploy(self.get(name))
             return result
 
         return self.jobs.start("publish", name.lower(), task)

@@ -38,7 +38,7 @@ class Plan:
     name: str
     templates: list[str]
     include: str
-    endpoint: dict
+    endpoint: dict | None
     packs: list[dict]  # snapshot entries (folder, path, identity, digest, dirty)
     models: list[ModelFile]
     snapshot: dict  # comfyui_version, python, platform, torch, python_packages
@@ -57,7 +57,7 @@ def make_plan(
     name: str,
     templates: list[dict],
     include: str,
-    endpoint: dict,
+    endpoint: dict | None,
     snapshot: dict,
     index: ModelIndex,
     analyze: Callable[[dict], dict],

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 from aiohttp import web
 
-from . import analysis, environments, meta, templates
+from . import analysis, endpoints, environments, meta, templates
 from .context import ComfyFacts, Context
 from .http import middleware
 
-ROUTE_TABLES = [meta.ROUTES, templates.ROUTES, analysis.ROUTES, environments.ROUTES]
+ROUTE_TABLES = [meta.ROUTES, templates.ROUTES, analysis.ROUTES, environments.ROUTES, endpoints.ROUTES]
 
 
 def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts) -> Context:
@@ -22,4 +25,14 @@ def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts)
 
             routes.route(method, "/sagemaker" + path)(handler)
     app.middlewares.insert(0, middleware(ctx))
+    if ctx.config_error is None:
+        # Re-adopt (or restart) local endpoints left by the previous run, off the start-up path.
+        threading.Thread(target=_adopt, args=(ctx,), name="sagemaker-adopt", daemon=True).start()
     return ctx
+
+
+def _adopt(ctx: Context) -> None:
+    try:
+        ctx.services.endpoints.provider("local").adopt()
+    except Exception:  # never break ComfyUI's start-up; the endpoint list shows what is wrong
+        logging.getLogger("comfyui_sagemaker").exception("re-adopting local endpoints failed")

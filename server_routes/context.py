@@ -11,6 +11,7 @@ from ..core import config as config_mod
 from ..core.analysis import NodeCatalog
 from ..core.config import Config
 from ..core.errors import ConfigInvalid, SageMakerError
+from ..local.endpoints import WorkerRuntime
 from ..services import Services
 
 
@@ -29,6 +30,8 @@ class ComfyFacts:
     model_folders: Callable[[], dict] = dict
     catalog: NodeCatalog | None = None
     send_event: Callable[[str, dict], None] = lambda event, data: None
+    comfyui_dir: Path | None = None
+    worker_args: str = ""  # e.g. --cpu when this ComfyUI runs on the CPU
 
 
 class ComfyHost:
@@ -44,6 +47,11 @@ class ComfyHost:
 
     def model_index(self) -> model_files.ModelIndex:
         return model_files.scan(self.facts.model_folders())
+
+    def worker_runtime(self) -> WorkerRuntime:
+        if self.facts.comfyui_dir is None:
+            raise SageMakerError("local endpoints need to know where ComfyUI is installed")
+        return WorkerRuntime(self.facts.comfyui_dir, self.facts.worker_args, self.facts.extension_dir)
 
     def analyze(self, workflow: object) -> dict:
         if self.facts.catalog is None:

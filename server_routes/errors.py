@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..core import errors as e
+from ..core.endpoints import EndpointNotReady, InvocationFailed
 from ..core.environments import EnvironmentExists
 
 STATUS: dict[type[e.SageMakerError], int] = {
@@ -18,6 +19,8 @@ STATUS: dict[type[e.SageMakerError], int] = {
     e.TemplateExists: 409,
     e.StoreUnavailable: 502,
     EnvironmentExists: 409,
+    EndpointNotReady: 409,
+    InvocationFailed: 502,
 }
 
 

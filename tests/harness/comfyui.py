@@ -98,7 +98,19 @@ class ComfyUI:
         self.stop()
         raise RuntimeError(f"ComfyUI did not answer within {timeout} s:\n{self.log()[-4000:]}")
 
-    def stop(self) -> None:
+    def stop_endpoints(self) -> None:
+        """Local endpoints' workers outlive ComfyUI by design (re-adopted on restart): end them."""
+        for state in (self.user_dir / "__sagemaker" / "endpoints").glob("*/state.json"):
+            try:
+                pid = json.loads(state.read_text()).get("pid")
+                if pid:
+                    os.killpg(pid, signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+
+    def stop(self, endpoints: bool = True) -> None:
+        if endpoints:
+            self.stop_endpoints()
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:

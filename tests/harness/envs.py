@@ -22,13 +22,15 @@ def wait_job(client, job_id: str, timeout: float = 120) -> dict:
 
 def publish_environment(client, prompt: dict, endpoint: dict | None = None) -> tuple[str, str, dict]:
     """A template made of `prompt` (API format also serves as its workflow), published into a new
-    environment. Returns (template name, environment name, finished job)."""
+    environment (deployed when `endpoint` is given). Returns (template name, environment name, finished job)."""
     template = unique("T")
     r = client.post("/sagemaker/templates", json={"name": template, "workflow": prompt, "prompt": prompt})
     assert r.status_code == 201, r.text
     env = unique("E")
-    r = client.post("/sagemaker/environments", json={"name": env, "templates": [template],
-                                                     "endpoint": endpoint or {"kind": "local"}})
+    body = {"name": env, "templates": [template]}
+    if endpoint is not None:
+        body["endpoint"] = endpoint
+    r = client.post("/sagemaker/environments", json=body)
     assert r.status_code == 202, r.text
     job = wait_job(client, r.json()["job"]["id"])
     assert job["state"] == "succeeded", job

@@ -39,7 +39,7 @@ def wait_job(client, job_id, timeout=120):
 
 
 def publish(client, name, **body):
-    r = client.post("/sagemaker/environments", json={"name": name, "endpoint": {"kind": "local"}, **body})
+    r = client.post("/sagemaker/environments", json={"name": name, **body})
     return r
 
 
@@ -62,7 +62,7 @@ def test_publish_from_templates_lists_and_versions(client, comfyui):
     data = TEST_MODELS["loras"]["style.safetensors"]
     assert manifest["models"] == [{"folder": "loras", "name": "style.safetensors", "size": len(data),
                                    "sha256": hashlib.sha256(data).hexdigest()}]
-    assert manifest["endpoint"] == {"kind": "local"}
+    assert manifest["endpoint"] is None  # published without an endpoint config: nothing deployed
     blob = comfyui.user_dir / "__sagemaker" / "store" / "blobs" / "sha256" / hashlib.sha256(data).hexdigest()
     assert blob.read_bytes() == data
     listed = {e["name"]: e for e in client.get("/sagemaker/environments").json()["environments"]}

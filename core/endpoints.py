@@ -1,0 +1,72 @@
+"""The Endpoints seam: the running service of an environment, local or on SageMaker.
+
+An endpoint is named after its environment (case-insensitive) and has a
+state: Creating -> InService, Updating -> InService, Failed (with a reason),
+Deleting -> gone. Implementations: `local.endpoints.LocalEndpoints` (worker
+subprocesses on this machine) and `aws.sagemaker_endpoints` (SageMaker).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from .errors import NotFound, SageMakerError
+
+READY_STATES = ("InService", "Updating")
+
+
+class EndpointNotFound(NotFound):
+    """No endpoint runs this environment."""
+
+    code = "endpoint_not_found"
+
+
+class EndpointNotReady(SageMakerError):
+    """The endpoint exists but cannot take work now (Creating, Failed, Deleting)."""
+
+    code = "endpoint_not_ready"
+
+
+class InvocationFailed(SageMakerError):
+    """The endpoint did not return a result (worker died, connection lost, timeout)."""
+
+    code = "invocation_failed"
+
+
+class Endpoints(ABC):
+    kind: str
+
+    @abstractmethod
+    def list(self) -> list[dict]:
+        """Every endpoint: {name, kind, state, environment, version, reason?, url?, instances?}."""
+
+    @abstractmethod
+    def get(self, name: str) -> dict:
+        """One endpoint's description; EndpointNotFound."""
+
+    @abstractmethod
+    def deploy(self, manifest: dict) -> dict:
+        """Create the endpoint of `manifest`'s environment, or update it to this version. Returns at once
+        (state Creating or Updating); progress arrives as state changes."""
+
+    @abstractmethod
+    def delete(self, name: str) -> None:
+        """Remove the endpoint and everything made for it; idempotent; EndpointNotFound if there is none."""
+
+    @abstractmethod
+    def logs(self, name: str, tail: int = 200) -> str:
+        """The last lines of the endpoint's logs."""
+
+    @abstractmethod
+    def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
+        """Run one prompt (the worker's /invocations body) and return its result, calling `on_event`
+        for each of ComfyUI's events as they arrive. Blocks: call it off the event loop.
+        EndpointNotReady before anything is sent; InvocationFailed if no result comes back."""
+
+    def check_ready(self, name: str) -> dict:
+        endpoint = self.get(name)
+        if endpoint["state"] not in READY_STATES:
+            reason = f": {endpoint['reason']}" if endpoint.get("reason") else ""
+            raise EndpointNotReady(f"endpoint {endpoint['name']} is {endpoint['state']}{reason}")
+        return endpoint

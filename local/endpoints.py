@@ -1,0 +1,313 @@
+"""Local endpoints: one worker subprocess per environment on a free 127.0.0.1 port.
+
+Each endpoint keeps `state.json`, its worker's log and its ComfyUI base under
+`<state dir>/endpoints/<environment>/`; model and pack blobs share one cache
+(`<state dir>/worker-cache`), so a restart downloads nothing. Workers run in
+their own session: they outlive a ComfyUI restart and are re-adopted by pid
+and /status, or restarted when they are gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from ..core.endpoints import EndpointNotFound, Endpoints, InvocationFailed
+from ..core.names import ENVIRONMENT_NAME
+from ..core.templates import now
+
+READY_TIMEOUT = 900.0
+# The same module and argument as the worker image's ENTRYPOINT + CMD (a test compares them).
+WORKER_COMMAND = ("-m", "comfyui_sagemaker.worker", "serve")
+
+
+@dataclass(frozen=True)
+class WorkerRuntime:
+    """How to start a worker here: the ComfyUI folder, its extra arguments, this extension."""
+
+    comfyui_dir: Path
+    comfyui_args: str
+    extension_dir: Path
+    python: str = sys.executable
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+class LocalEndpoints(Endpoints):
+    kind = "local"
+
+    def __init__(self, state_dir: Path, store_uri: str, runtime: WorkerRuntime,
+                 on_change: Callable[[dict], None] | None = None):
+        self.root = Path(state_dir) / "endpoints"
+        self.cache = Path(state_dir) / "worker-cache"
+        self.store_uri = store_uri
+        self.runtime = runtime
+        self.on_change = on_change or (lambda endpoint: None)
+        self._lock = threading.RLock()
+        self._procs: dict[str, subprocess.Popen] = {}
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    # state on disk
+
+    def _dir(self, name: str) -> Path:
+        return self.root / ENVIRONMENT_NAME.check(name).lower()
+
+    def _read(self, name: str) -> dict | None:
+        try:
+            return json.loads((self._dir(name) / "state.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _write(self, state: dict) -> dict:
+        folder = self._dir(state["name"])
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".state.{os.getpid()}.{threading.get_ident()}.json"
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, folder / "state.json")
+        return state
+
+    def _set(self, name: str, **fields) -> dict:
+        with self._lock:
+            state = {**(self._read(name) or {}), **fields, "updated_at": now()}
+            self._write(state)
+        self.on_change(self.describe(state))
+        return state
+
+    @staticmethod
+    def describe(state: dict) -> dict:
+        return {k: state.get(k) for k in ("name", "kind", "state", "environment", "version", "url", "reason",
+                                          "created_at", "updated_at")}
+
+    # the seam
+
+    def list(self) -> list[dict]:
+        out = []
+        for folder in sorted(self.root.iterdir()) if self.root.exists() else []:
+            state = self._read(folder.name)
+            if state:
+                out.append(self.describe(state))
+        return out
+
+    def get(self, name: str) -> dict:
+        state = self._read(name)
+        if state is None:
+            raise EndpointNotFound(f"no endpoint runs environment {name!r}")
+        return self.describe(state)
+
+    def deploy(self, manifest: dict) -> dict:
+        name, version = manifest["name"], manifest["version"]
+        key = f"environments/{name.lower()}/versions/v{version:06d}.json"
+        with self._lock:
+            old = self._read(name)
+            if old and old.get("version") == version and old["state"] in ("Creating", "InService") \
+                    and _alive(old.get("pid")):
+                return self.describe(old)
+            if old:
+                self._stop(old)
+            state = self._write({
+                "name": name, "kind": "local", "state": "Updating" if old else "Creating", "environment": name,
+                "version": version, "manifest_uri": f"{self.store_uri}/{key}", "reason": None,
+                "created_at": (old or {}).get("created_at") or now(), "updated_at": now(),
+            })
+            self._start(state)
+        self.on_change(self.describe(state))
+        return self.describe(state)
+
+    def delete(self, name: str) -> None:
+        state = self._read(name)
+        if state is None:
+            raise EndpointNotFound(f"no endpoint runs environment {name!r}")
+        self._set(name, state="Deleting")
+        with self._lock:
+            self._stop(state)
+            shutil.rmtree(self._dir(name), ignore_errors=True)
+        self.on_change({"name": state["name"], "kind": "local", "state": "Deleted"})
+
+    def logs(self, name: str, tail: int = 200) -> str:
+        self.get(name)
+        text = ""
+        for path in (self._dir(name) / "worker.log", self._dir(name) / "base" / "comfyui.log"):
+            if path.exists():
+                text += f"--- {path.name} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-tail:])
+                text += "\n"
+        return text
+
+    def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
+        endpoint = self.check_ready(name)
+        try:
+            with requests.post(endpoint["url"] + "/invocations", json=body, stream=True,
+                               headers={"Accept": "application/x-ndjson"}, timeout=(10, None)) as r:
+                if r.status_code != 200:
+                    try:
+                        err = r.json().get("error", {})
+                    except ValueError:
+                        err = {}
+                    return {"execution_id": body.get("execution_id"), "status": "failed", "outputs": {},
+                            "error": {"code": err.get("code", "worker_error"),
+                                      "message": err.get("message", f"worker answered {r.status_code}")}}
+                for line in r.iter_lines():
+                    if not line:
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "result":
+                        return event["data"]
+                    on_event(event)
+        except (requests.RequestException, ValueError) as err:
+            self._check_process(name)
+            raise InvocationFailed(f"endpoint {name} stopped answering: {err}") from None
+        self._check_process(name)
+        raise InvocationFailed(f"endpoint {name} closed the stream without a result (did the worker die?)")
+
+    # processes
+
+    def _start(self, state: dict) -> None:
+        folder = self._dir(state["name"])
+        port = _free_port()
+        env = {
+            **os.environ,
+            "SAGEMAKER_MANIFEST_URI": state["manifest_uri"],
+            "SAGEMAKER_BIND_TO_PORT": str(port),
+            "WORKER_HOST": "127.0.0.1",
+            "WORKER_CACHE_DIR": str(self.cache),
+            "WORKER_BASE_DIR": str(folder / "base"),
+            "COMFYUI_DIR": str(self.runtime.comfyui_dir),
+            "WORKER_COMFYUI_ARGS": self.runtime.comfyui_args,
+            "WORKER_EXTENSION_DIR": str(self.runtime.extension_dir),
+            # A local endpoint shares this Python: its packages are the designer's own.
+            "WORKER_INSTALL_PACKAGES": "0",
+        }
+        log = open(folder / "worker.log", "ab")
+        proc = subprocess.Popen([self.runtime.python, "-P", *WORKER_COMMAND], env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        self._procs[state["name"].lower()] = proc
+        state.update(pid=proc.pid, port=port, url=f"http://127.0.0.1:{port}")
+        self._write(state)
+        threading.Thread(target=self._watch, args=(state["name"], proc.pid), daemon=True,
+                         name=f"endpoint-{state['name']}").start()
+
+    def _stop(self, state: dict) -> None:
+        pid = state.get("pid")
+        proc = self._procs.pop(state["name"].lower(), None)
+        if _alive(pid):
+            try:
+                os.killpg(pid, signal.SIGINT)
+            except OSError:
+                pass
+            deadline = time.monotonic() + 20
+            while _alive(pid) and time.monotonic() < deadline:
+                if proc is not None and proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+            if _alive(pid) and (proc is None or proc.poll() is None):
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        if proc is not None:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def _status(self, url: str) -> dict | None:
+        try:
+            return requests.get(url + "/status", timeout=2).json()
+        except (requests.RequestException, ValueError):
+            return None
+
+    def _current(self, name: str, pid: int) -> dict | None:
+        state = self._read(name)
+        return state if state and state.get("pid") == pid and state["state"] != "Deleting" else None
+
+    def _watch(self, name: str, pid: int) -> None:
+        """Creating/Updating -> InService or Failed; then InService -> Failed if the worker dies."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while (state := self._current(name, pid)) and state["state"] in ("Creating", "Updating"):
+            if not self._running(name, pid):
+                self._set(name, state="Failed", reason=f"worker exited during start-up; {self._last_lines(name)}")
+                return
+            status = self._status(state["url"])
+            if status and status["state"] == "ready":
+                self._set(name, state="InService", reason=None)
+            elif status and status["state"] == "failed":
+                self._set(name, state="Failed", reason=f"{status['reason']}; {self._last_lines(name)}")
+                self._stop(state)
+                return
+            elif time.monotonic() > deadline:
+                self._set(name, state="Failed", reason=f"not ready after {READY_TIMEOUT:.0f} s")
+                return
+            time.sleep(0.1)
+        while (state := self._current(name, pid)) and state["state"] == "InService":
+            if not self._running(name, pid):
+                self._set(name, state="Failed", reason=f"worker exited; {self._last_lines(name)}")
+                return
+            time.sleep(0.5)
+
+    def _running(self, name: str, pid: int) -> bool:
+        proc = self._procs.get(name.lower())
+        if proc is not None and proc.pid == pid:
+            return proc.poll() is None
+        return _alive(pid)
+
+    def _check_process(self, name: str) -> None:
+        state = self._read(name)
+        if state and state["state"] == "InService" and not self._running(name, state.get("pid")):
+            self._set(name, state="Failed", reason=f"worker exited; {self._last_lines(name)}")
+
+    def _last_lines(self, name: str, n: int = 5) -> str:
+        path = self._dir(name) / "worker.log"
+        lines = path.read_text(errors="replace").splitlines()[-n:] if path.exists() else []
+        return "last log lines: " + " | ".join(lines) if lines else "no log"
+
+    def adopt(self) -> None:
+        """After a ComfyUI restart: keep workers that still answer, restart the others."""
+        for endpoint in self.list():
+            state = self._read(endpoint["name"])
+            if state is None or state["state"] == "Deleting":
+                continue
+            status = self._status(state["url"]) if _alive(state.get("pid")) and state.get("url") else None
+            if status and status["state"] == "ready":
+                if state["state"] != "InService":
+                    self._set(state["name"], state="InService", reason=None)
+                threading.Thread(target=self._watch, args=(state["name"], state["pid"]), daemon=True).start()
+            elif state["state"] != "Failed" or _alive(state.get("pid")):
+                self._stop(state)
+                state.update(state="Creating", reason=None)
+                self._write(state)
+                self._start(state)
+                self.on_change(self.describe(state))
+
+    def stop_all(self) -> None:
+        """Stop every worker (tests; ComfyUI's own exit leaves them running to be re-adopted)."""
+        for endpoint in self.list():
+            state = self._read(endpoint["name"])
+            if state:
+                self._stop(state)

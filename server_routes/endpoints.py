@@ -1,0 +1,57 @@
+"""Endpoint routes (endpoints are named after their environment)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from ..core.errors import BadRequest
+from .context import Context
+from .http import json_ok, read_object
+
+
+async def list_endpoints(request: web.Request, ctx: Context) -> web.Response:
+    return json_ok({"endpoints": await asyncio.to_thread(ctx.services.endpoints.list)})
+
+
+def _deploy(ctx: Context, environment: object) -> dict:
+    if not isinstance(environment, str):
+        raise BadRequest("environment must be an environment name")
+    manifest = ctx.services.environments.get(environment)
+    if manifest.get("endpoint") is None:  # published without a config: the embedded default
+        manifest = {**manifest, "endpoint": {"kind": "local"}}
+    return ctx.services.endpoints.deploy(manifest)
+
+
+async def create_endpoint(request: web.Request, ctx: Context) -> web.Response:
+    body = await read_object(request)
+    if set(body) - {"environment"} or "environment" not in body:
+        raise BadRequest("send {environment: <name>}: the endpoint runs that environment's latest version")
+    return json_ok(await asyncio.to_thread(_deploy, ctx, body["environment"]), status=202)
+
+
+async def get_endpoint(request: web.Request, ctx: Context) -> web.Response:
+    return json_ok(await asyncio.to_thread(ctx.services.endpoints.get, request.match_info["name"]))
+
+
+async def endpoint_logs(request: web.Request, ctx: Context) -> web.Response:
+    tail = request.query.get("tail", "200")
+    if not tail.isdigit():
+        raise BadRequest("tail must be a whole number of lines")
+    logs = await asyncio.to_thread(ctx.services.endpoints.logs, request.match_info["name"], min(int(tail), 5000))
+    return json_ok({"name": request.match_info["name"], "logs": logs})
+
+
+async def delete_endpoint(request: web.Request, ctx: Context) -> web.Response:
+    await asyncio.to_thread(ctx.services.endpoints.delete, request.match_info["name"])
+    return web.Response(status=204)
+
+
+ROUTES = [
+    ("GET", "/endpoints", list_endpoints),
+    ("POST", "/endpoints", create_endpoint),
+    ("GET", "/endpoints/{name}", get_endpoint),
+    ("GET", "/endpoints/{name}/logs", endpoint_logs),
+    ("DELETE", "/endpoints/{name}", delete_endpoint),
+]
