@@ -14,14 +14,26 @@ from .server_routes.context import ComfyFacts
 class ComfyCatalog:
     """ComfyUI's node registry (the data behind /object_info) for the node types asked about."""
 
+    @staticmethod
+    def _pack(cls) -> str:
+        module = getattr(cls, "RELATIVE_PYTHON_MODULE", "nodes") or "nodes"
+        return module.split(".", 1)[1] if module.startswith("custom_nodes.") else "core"
+
+    def types_by_pack(self) -> dict[str, list[str]]:
+        import nodes
+
+        out: dict[str, list[str]] = {}
+        for name, cls in list(nodes.NODE_CLASS_MAPPINGS.items()):
+            out.setdefault(self._pack(cls), []).append(name)
+        return {pack: sorted(types) for pack, types in out.items()}
+
     def info(self, node_type: str) -> NodeInfo | None:
         import nodes  # ComfyUI's nodes module (the extension's own is nodes/ inside the package)
 
         cls = nodes.NODE_CLASS_MAPPINGS.get(node_type)
         if cls is None:
             return None
-        module = getattr(cls, "RELATIVE_PYTHON_MODULE", "nodes") or "nodes"
-        pack = module.split(".", 1)[1] if module.startswith("custom_nodes.") else "core"
+        pack = self._pack(cls)
         try:
             if hasattr(cls, "GET_NODE_INFO_V1"):  # V3 nodes
                 input_types = cls.GET_NODE_INFO_V1().get("input", {})
@@ -63,8 +75,8 @@ def gather() -> ComfyFacts:
     )
 
 
-def send_event(event: str, data: dict) -> None:
-    """Broadcast to every browser through ComfyUI's own websocket (thread-safe: send_sync queues it)."""
+def send_event(event: str, data: dict, sid: str | None = None) -> None:
+    """To one browser (its client id) or all, through ComfyUI's own websocket (send_sync is thread-safe)."""
     from server import PromptServer
 
-    PromptServer.instance.send_sync(event, data)
+    PromptServer.instance.send_sync(event, data, sid)

@@ -14,6 +14,7 @@ from .core.config import Config
 from .core.endpoints import EndpointNotFound, Endpoints
 from .core.environments import EndpointHooks, EnvironmentService, Host, versions_of
 from .core.errors import SageMakerError
+from .core.executions import ExecutionService
 from .core.hashing import HashCache
 from .core.jobs import JobManager
 from .core.store import Store
@@ -110,6 +111,11 @@ class EndpointsRouter(Endpoints):
     def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
         return self._owner(name).invoke(name, body, on_event)
 
+    def cancel(self, name: str, execution_id: str) -> None:
+        owner = self._owner(name)
+        if hasattr(owner, "cancel"):
+            owner.cancel(name, execution_id)
+
     def running(self, name: str) -> bool:
         try:
             return self.get(name)["state"] not in ("Deleted",)
@@ -137,11 +143,12 @@ class Services:
     """
 
     def __init__(self, config: Config, host: Host | None = None, state_dir: Path | None = None,
-                 send_event: Callable[[str, dict], None] | None = None):
+                 send_event: Callable[..., None] | None = None):
         self.config = config
         self.host = host
         self.state_dir = Path(state_dir) if state_dir else Path(config.store_path).parent
-        self.send_event = send_event or (lambda event, data: None)
+        # send_event(event, data, sid=None): to one browser (sid) or all of them.
+        self.send_event = send_event or (lambda event, data, sid=None: None)
 
     @cached_property
     def store(self) -> Store:
@@ -167,6 +174,11 @@ class Services:
         hooks = EndpointHooks(running=e.running, deploy=e.deploy, remove=e.remove, state=e.state)
         return EnvironmentService(self.store, self.templates, self.host, self.jobs, self.hash_cache,
                                   self.config.max_instances, hooks)
+
+    @cached_property
+    def executions(self) -> ExecutionService:
+        return ExecutionService(self.store, self.templates, self.environments, self.endpoints, self.host,
+                                self.hash_cache, self.send_event)
 
     @cached_property
     def endpoints(self) -> EndpointsRouter:

@@ -37,6 +37,9 @@ class Host:
     def model_index(self):
         return model_files.scan(self.folders())
 
+    def node_types_by_pack(self):
+        return {"pack_a": ["PackANode"]}
+
     def analyze(self, workflow):
         raise NotImplementedError("the bench publishes with include=all")
 

@@ -53,6 +53,9 @@ class NodeCatalog(Protocol):
     def info(self, node_type: str) -> NodeInfo | None:
         """The installed node type's pack and inputs; None if not installed."""
 
+    def types_by_pack(self) -> dict[str, list[str]]:
+        """Every installed node type, grouped by pack ("core" or the custom node folder)."""
+
 
 def input_specs(input_types: dict) -> tuple[InputSpec, ...]:
     """InputSpecs from a node's INPUT_TYPES()-shaped dict, in widget order."""

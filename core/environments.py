@@ -43,6 +43,8 @@ class Host(Protocol):
 
     def analyze(self, workflow: dict) -> dict: ...
 
+    def node_types_by_pack(self) -> dict[str, list[str]]: ...
+
 
 @dataclass(frozen=True)
 class EndpointHooks:
@@ -157,7 +159,8 @@ class EnvironmentService:
 
         def task(job: Job) -> dict:
             try:
-                result = publish.run_publish(job, plan, self.store, self.hash_cache, self._write_manifest)
+                result = publish.run_publish(job, plan, self.store, self.hash_cache, self._write_manifest,
+                                             self.host.node_types_by_pack())
             except BaseException:
                 if claimed and not self.versions(name):
                     self.store.delete(_folder(name) + "claim.json")  # nothing published: free the name

@@ -114,6 +114,7 @@ def run_publish(
     store: Store,
     cache: HashCache,
     write_manifest: Callable[[dict], int],
+    node_types: dict[str, list[str]] | None = None,
 ) -> dict:
     """The job's task: returns {name, version}. Raises JobCancelled or a SageMakerError."""
     job.update(phase="hashing", files_total=len(plan.models), bytes_total=plan.model_bytes)
@@ -162,7 +163,8 @@ def run_publish(
             "python_packages": plan.snapshot["python_packages"],
             "custom_nodes": [
                 {"folder": p["folder"], "identity": p["identity"], "dirty": p.get("dirty", False),
-                 "digest": p["digest"], "archive": {"sha256": sha, "size": size}}
+                 "digest": p["digest"], "archive": {"sha256": sha, "size": size},
+                 "node_types": (node_types or {}).get(p["folder"], [])}
                 for p, _path, sha, size in archives
             ],
             "models": [{"folder": m.folder, "name": m.name, "size": m.size, "sha256": hashes[m.path].sha256}

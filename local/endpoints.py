@@ -185,6 +185,14 @@ class LocalEndpoints(Endpoints):
         self._check_process(name)
         raise InvocationFailed(f"endpoint {name} closed the stream without a result (did the worker die?)")
 
+    def cancel(self, name: str, execution_id: str) -> None:
+        """Ask the worker to interrupt (or skip) an execution; best effort."""
+        try:
+            url = self.get(name)["url"]
+            requests.post(url + "/invocations", json={"action": "cancel", "execution_id": execution_id}, timeout=10)
+        except (requests.RequestException, EndpointNotFound):
+            pass
+
     # processes
 
     def _start(self, state: dict) -> None:

@@ -7,11 +7,12 @@ import threading
 
 from aiohttp import web
 
-from . import analysis, endpoints, environments, meta, templates
+from . import analysis, endpoints, environments, executions, meta, templates
 from .context import ComfyFacts, Context
 from .http import middleware
 
-ROUTE_TABLES = [meta.ROUTES, templates.ROUTES, analysis.ROUTES, environments.ROUTES, endpoints.ROUTES]
+ROUTE_TABLES = [meta.ROUTES, templates.ROUTES, analysis.ROUTES, environments.ROUTES, endpoints.ROUTES,
+                executions.ROUTES]
 
 
 def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts) -> Context:
@@ -33,6 +34,7 @@ def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts)
 
 def _adopt(ctx: Context) -> None:
     try:
+        ctx.services.executions.fail_interrupted()
         ctx.services.endpoints.provider("local").adopt()
     except Exception:  # never break ComfyUI's start-up; the endpoint list shows what is wrong
         logging.getLogger("comfyui_sagemaker").exception("re-adopting local endpoints failed")

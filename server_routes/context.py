@@ -29,7 +29,7 @@ class ComfyFacts:
     # Called per request: ComfyUI's folder registry can change while it runs.
     model_folders: Callable[[], dict] = dict
     catalog: NodeCatalog | None = None
-    send_event: Callable[[str, dict], None] = lambda event, data: None
+    send_event: Callable[..., None] = lambda event, data, sid=None: None
     comfyui_dir: Path | None = None
     worker_args: str = ""  # e.g. --cpu when this ComfyUI runs on the CPU
 
@@ -47,6 +47,15 @@ class ComfyHost:
 
     def model_index(self) -> model_files.ModelIndex:
         return model_files.scan(self.facts.model_folders())
+
+    def node_types_by_pack(self) -> dict[str, list[str]]:
+        return self.facts.catalog.types_by_pack() if self.facts.catalog else {}
+
+    def input_dir(self) -> Path:
+        return self.facts.input_dir
+
+    def output_dir(self) -> Path:
+        return self.facts.output_dir
 
     def worker_runtime(self) -> WorkerRuntime:
         if self.facts.comfyui_dir is None:

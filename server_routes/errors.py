@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..core import errors as e
-from ..core.endpoints import EndpointNotReady, InvocationFailed
+from ..core.endpoints import EndpointNotFound, EndpointNotReady, InvocationFailed
 from ..core.environments import EnvironmentExists
 
 STATUS: dict[type[e.SageMakerError], int] = {
@@ -20,6 +20,7 @@ STATUS: dict[type[e.SageMakerError], int] = {
     e.StoreUnavailable: 502,
     EnvironmentExists: 409,
     EndpointNotReady: 409,
+    EndpointNotFound: 404,
     InvocationFailed: 502,
 }
 

@@ -87,7 +87,8 @@ class ComfyProcess:
             return set(await r.json())
 
     async def run(self, session: aiohttp.ClientSession, prompt: dict,
-                  on_event: Callable[[dict], Awaitable[None]]) -> tuple[str, dict, dict | None]:
+                  on_event: Callable[[dict], Awaitable[None]],
+                  on_submitted: Callable[[str], None] = lambda prompt_id: None) -> tuple[str, dict, dict | None]:
         """Submit `prompt`, relay its events, wait for its end. Returns (final event type, outputs, error)."""
         client_id = uuid.uuid4().hex
         async with session.ws_connect(f"{self.url}/ws?clientId={client_id}", heartbeat=30) as ws:
@@ -96,6 +97,7 @@ class ComfyProcess:
                 if r.status != 200:
                     raise PromptRejected(body if isinstance(body, dict) else {"error": body})
             prompt_id = body["prompt_id"]
+            on_submitted(prompt_id)
             final, error = None, None
             async for msg in ws:
                 if msg.type != aiohttp.WSMsgType.TEXT:
@@ -131,9 +133,13 @@ class ComfyProcess:
             await asyncio.sleep(0.02)
         return {}
 
-    async def interrupt(self, session: aiohttp.ClientSession) -> None:
+    async def interrupt(self, session: aiohttp.ClientSession, prompt_id: str | None = None) -> None:
+        """Interrupt the running prompt (only `prompt_id` if given) and drop it from the queue if still there."""
         try:
-            async with session.post(self.url + "/interrupt"):
+            async with session.post(self.url + "/interrupt", json={"prompt_id": prompt_id} if prompt_id else {}):
                 pass
+            if prompt_id:
+                async with session.post(self.url + "/queue", json={"delete": [prompt_id]}):
+                    pass
         except aiohttp.ClientError:
             pass

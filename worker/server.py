@@ -46,7 +46,9 @@ class Worker:
         self.session: aiohttp.ClientSession | None = None
         self.started = time.monotonic()
         self.ready_after: float | None = None
-        self.last_alive = 0.0
+        self.current: str | None = None  # the execution holding the ComfyUI
+        self.current_prompt_id: str | None = None
+        self.cancelled: set[str] = set()
 
     # start-up
 
@@ -105,6 +107,8 @@ class Worker:
             return error(413, "payload_too_large", f"request body is over {self.s.max_body_bytes} bytes")
         except (ValueError, UnicodeDecodeError) as err:
             return error(400, "bad_request", f"request body is not JSON: {err}")
+        if isinstance(body, dict) and body.get("action") == "cancel":
+            return web.json_response(await self.cancel(str(body.get("execution_id") or "")))
         problem = self.check(body)
         if problem:
             return problem
@@ -124,8 +128,13 @@ class Worker:
             await response.prepare(request)
 
         async def on_event(event: dict) -> None:
-            if response is not None:
-                await response.write(json.dumps(event).encode() + b"\n")
+            if response is None:
+                return
+            if event.get("type") == "executed" and isinstance((event.get("data") or {}).get("output"), dict):
+                # Store this node's files now, so the caller can show them before the run ends.
+                output = await asyncio.to_thread(self.store_outputs, {"n": event["data"]["output"]})
+                event = {**event, "data": {**event["data"], "output": output["n"]}}
+            await response.write(json.dumps(event).encode() + b"\n")
 
         result = await self.execute(execution_id, prompt, inputs, on_event)
         if response is None:
@@ -158,17 +167,43 @@ class Worker:
             out.append((await asyncio.to_thread(self.materialiser.blob, sha), name, sha))
         return out
 
+    def _submitted(self, prompt_id: str) -> None:
+        self.current_prompt_id = prompt_id
+
+    async def cancel(self, execution_id: str) -> dict:
+        """Cancel a queued or running execution (sent as an invocation: SageMaker has no other door)."""
+        if not execution_id:
+            return {"cancelled": False, "reason": "no execution_id"}
+        self.cancelled.add(execution_id)
+        if self.current == execution_id and self.comfy is not None:
+            asyncio.get_running_loop().create_task(self._interrupt_until_done(execution_id))
+            return {"cancelled": True, "state": "running"}
+        return {"cancelled": True, "state": "queued or unknown"}
+
+    async def _interrupt_until_done(self, execution_id: str, limit: float = 60) -> None:
+        # ComfyUI clears its interrupt flag when a prompt starts, so one interrupt sent between submit
+        # and start would be lost: repeat it, aimed at this prompt only, until the run has ended.
+        deadline = time.monotonic() + limit
+        while self.current == execution_id and time.monotonic() < deadline:
+            if self.current_prompt_id:
+                await self.comfy.interrupt(self.session, self.current_prompt_id)
+            await asyncio.sleep(0.1)
+
     async def execute(self, execution_id: str, prompt: dict, inputs: list, on_event) -> dict:
         t0 = time.monotonic()
         async with self.lock:
             t_start = time.monotonic()
+            if execution_id and execution_id in self.cancelled:
+                return self.result(execution_id, "failed", {}, {"code": "cancelled", "message": "cancelled"}, t0,
+                                   t_start)
+            self.current, self.current_prompt_id = execution_id, None
             for blob, name, sha in inputs:
                 await asyncio.to_thread(place_input, blob, name, sha, self.s.base_dir / "input")
             try:
-                final, outputs, err = await asyncio.wait_for(self.comfy.run(self.session, prompt, on_event),
-                                                             self.s.invocation_timeout)
+                final, outputs, err = await asyncio.wait_for(
+                    self.comfy.run(self.session, prompt, on_event, self._submitted), self.s.invocation_timeout)
             except asyncio.TimeoutError:
-                await self.comfy.interrupt(self.session)
+                await self.comfy.interrupt(self.session, self.current_prompt_id)
                 return self.result(execution_id, "failed", {}, {"code": "timeout", "message":
                                    f"the prompt ran over {self.s.invocation_timeout:.0f} s and was interrupted"}, t0,
                                    t_start)
@@ -178,6 +213,8 @@ class Worker:
             except (aiohttp.ClientError, RuntimeError) as e:
                 return self.result(execution_id, "failed", {}, {"code": "worker_error", "message": str(e)}, t0,
                                    t_start)
+            finally:
+                self.current = self.current_prompt_id = None
         files = await asyncio.to_thread(self.store_outputs, outputs)
         status = "succeeded" if final == "execution_success" else "failed"
         failure = {"code": "node_error" if final == "execution_error" else "interrupted", **(err or {})}

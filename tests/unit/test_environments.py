@@ -32,6 +32,9 @@ class FolderHost:
     def model_index(self):
         return model_files.scan(self.folders())
 
+    def node_types_by_pack(self):
+        return {"pack_a": ["PackANode"]}
+
     def analyze(self, workflow):
         raise AssertionError("include=all never analyzes")
 

@@ -1,0 +1,58 @@
+"""Input files in the store, by content: the one primitive that puts them there.
+
+Executions call it for exactly the inputs a prompt references, right before
+invoking (skipping blobs already present); the input watcher calls it as
+files appear. A file's digest comes from the hash cache (by path, size,
+mtime_ns), so a prompt never waits for a timer and an unchanged file is
+never read twice.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import BadRequest
+from .hashing import HashCache, hash_files
+from .store import Store
+
+BLOBS = "blobs/sha256/"
+
+
+class InputMissing(BadRequest):
+    """A prompt references an input file that is not in ComfyUI's input folder."""
+
+    code = "input_missing"
+
+
+def input_path(input_dir: Path, name: str) -> Path | None:
+    """The file `name` names under `input_dir`, or None if it would escape it or is not a file."""
+    if not name or "\0" in name or os.path.isabs(name):
+        return None
+    root = os.path.realpath(input_dir)
+    path = os.path.realpath(os.path.join(root, name))
+    if not path.startswith(root + os.sep) or not os.path.isfile(path):
+        return None
+    return Path(path)
+
+
+def put_inputs(store: Store, input_dir: Path, names: Iterable[str], cache: HashCache) -> dict[str, str]:
+    """Put the named input files in the store by content; return {name: sha256}.
+    InputMissing names every file that is not there."""
+    names = sorted(set(names))
+    paths = {n: input_path(input_dir, n) for n in names}
+    missing = [n for n, p in paths.items() if p is None]
+    if missing:
+        raise InputMissing(f"input file(s) not found in ComfyUI's input folder: {', '.join(missing)}")
+    hashed = hash_files([str(p) for p in paths.values()], cache)
+    out = {}
+    for name, path in paths.items():
+        result = hashed[str(path)]
+        if not result.ok:
+            raise InputMissing(f"input file {name}: {result.error}")
+        key = BLOBS + result.sha256
+        if store.size(key) != result.size:
+            store.put_file(key, str(path))
+        out[name] = result.sha256
+    return out
