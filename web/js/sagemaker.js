@@ -2,6 +2,7 @@
 import { app } from "../../../scripts/app.js";
 import { call, getRules, toastError } from "./api.js";
 import { el } from "./dom.js";
+import { mountEnvironments } from "./environments.js";
 import { canvasChanged, mountTemplates } from "./templates.js";
 
 const TAB_ID = "sagemaker";
@@ -39,6 +40,7 @@ function render(container) {
       el("h3", { class: "sagemaker-title" }, "SageMaker"),
       status,
       mountTemplates(),
+      mountEnvironments(),
     ]),
   );
   renderStatus(status);

@@ -4,6 +4,7 @@ import { AnalysisPanel } from "./analysis.js";
 import { call, getRules, toast, toastError } from "./api.js";
 import { field, openDialog } from "./dialog.js";
 import { el } from "./dom.js";
+import { bindingPreflight } from "./preflight.js";
 
 // Live sections: their "loaded" marker follows the canvas (see canvasChanged).
 const mounted = new Set();
@@ -34,7 +35,7 @@ export function canvasChanged() {
 
 const templatePath = (name) => `/templates/${encodeURIComponent(name)}`;
 
-// Environments arrive in a later issue: until the route exists (404) only "(unbound)" is offered.
+// The listed environments; if the route fails only "(unbound)" is offered.
 async function listEnvironments() {
   try {
     return (await call("GET", "/environments")).environments ?? [];
@@ -219,6 +220,7 @@ class TemplatesSection {
       title: `Rebind ${t.name} (version ${t.version})`,
       body: [
         field("Environment", environment),
+        bindingPreflight(t, environment, replace, environments),
         el("label", { class: "sagemaker-check" }, [replace, "Replace the workflow with the current graph"]),
       ],
       okLabel: "Save",

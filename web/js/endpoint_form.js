@@ -1,0 +1,102 @@
+// The endpoint config fields of the New Environment dialog; they change with the kind.
+// The server validates the config again (core/endpoint_config.py) and its 400 message is shown.
+import { field } from "./dialog.js";
+import { el } from "./dom.js";
+
+// Offered in the list; any other ml.* type may be typed.
+export const INSTANCE_TYPES = [
+  "ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g5.xlarge", "ml.g5.2xlarge", "ml.g5.4xlarge",
+  "ml.g6.xlarge", "ml.g6.2xlarge", "ml.g6e.xlarge", "ml.g6e.2xlarge", "ml.p4d.24xlarge",
+];
+export const MODE_NOTE = "real-time: SageMaker limits a request to 60 s; async: up to an hour, can scale to zero";
+const INSTANCE_TYPE = /^ml\.[a-z0-9]+\.[a-z0-9]+$/;
+
+let lists = 0; // datalist ids must be unique in the page
+
+function number(value, testid, min) {
+  return el("input", { type: "number", class: "sagemaker-input sagemaker-number", min, step: "1", value: String(value), "data-testid": testid });
+}
+
+function whole(input) {
+  const text = input.value.trim();
+  return /^-?\d+$/.test(text) ? Number(text) : NaN;
+}
+
+// endpointForm(initial config or null, onChange) -> {root, value(), problem()}.
+export function endpointForm(initial, onChange) {
+  const start = initial?.kind === "sagemaker" ? initial : { kind: initial?.kind ?? "local" };
+  const kind = el("select", { class: "sagemaker-input", "data-testid": "sagemaker-endpoint-kind" }, [
+    el("option", { value: "local", selected: start.kind === "local" }, "local (a worker on this machine)"),
+    el("option", { value: "sagemaker", selected: start.kind === "sagemaker" }, "SageMaker"),
+  ]);
+  const listId = `sagemaker-instance-types-${++lists}`;
+  const instanceType = el("input", { type: "text", class: "sagemaker-input", list: listId, autocomplete: "off", spellcheck: "false", value: start.instance_type ?? "ml.g5.xlarge", "data-testid": "sagemaker-endpoint-instance-type" });
+  const datalist = el("datalist", { id: listId }, INSTANCE_TYPES.map((t) => el("option", { value: t })));
+  const count = number(start.initial_count ?? 1, "sagemaker-endpoint-count", "1");
+  const mode = el("select", { class: "sagemaker-input", "data-testid": "sagemaker-endpoint-mode" }, [
+    el("option", { value: "async", selected: start.mode !== "realtime" }, "async"),
+    el("option", { value: "realtime", selected: start.mode === "realtime" }, "real-time"),
+  ]);
+  const scaling = el("input", { type: "checkbox", checked: Boolean(start.autoscaling), "data-testid": "sagemaker-endpoint-autoscaling" });
+  const min = number(start.autoscaling?.min ?? 0, "sagemaker-endpoint-min", "0");
+  const max = number(start.autoscaling?.max ?? 2, "sagemaker-endpoint-max", "1");
+  const range = el("div", { class: "sagemaker-inline" }, [field("Min", min), field("Max", max)]);
+  const message = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-endpoint-error", hidden: true });
+  const sagemaker = el("div", { class: "sagemaker-subfields", "data-testid": "sagemaker-endpoint-sagemaker" }, [
+    field("Instance type", instanceType),
+    datalist,
+    el("div", { class: "sagemaker-inline" }, [field("Initial count", count), field("Mode", mode)]),
+    el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-endpoint-mode-note" }, MODE_NOTE),
+    el("label", { class: "sagemaker-check" }, [scaling, "Autoscaling"]),
+    range,
+  ]);
+
+  const form = {
+    root: el("fieldset", { class: "sagemaker-fieldset", "data-testid": "sagemaker-endpoint" }, [
+      el("legend", { class: "sagemaker-label" }, "Endpoint"),
+      field("Kind", kind),
+      sagemaker,
+      message,
+    ]),
+    value() {
+      if (kind.value === "local") return { kind: "local" };
+      return {
+        kind: "sagemaker",
+        instance_type: instanceType.value.trim(),
+        initial_count: whole(count),
+        mode: mode.value,
+        autoscaling: scaling.checked ? { min: whole(min), max: whole(max) } : null,
+      };
+    },
+    // What is out of range, said the way the server would; null when the config looks fine.
+    problem() {
+      const c = form.value();
+      if (c.kind === "local") return null;
+      if (!INSTANCE_TYPE.test(c.instance_type)) return "Instance type must look like ml.g5.xlarge";
+      if (!Number.isInteger(c.initial_count) || c.initial_count < 1) {
+        return "Initial count must be at least 1: SageMaker cannot create an endpoint with 0 instances (async scales to 0 afterwards with autoscaling min 0)";
+      }
+      if (!c.autoscaling) return null;
+      const { min: lo, max: hi } = c.autoscaling;
+      if (!Number.isInteger(lo) || lo < 0) return "Autoscaling min must be a whole number, 0 or more";
+      if (!Number.isInteger(hi) || hi < 1) return "Autoscaling max must be at least 1";
+      if (lo > hi) return `Autoscaling min (${lo}) is over max (${hi})`;
+      if (lo === 0 && c.mode === "realtime") return "Autoscaling min 0 is only for async endpoints; real-time needs 1";
+      return null;
+    },
+  };
+  const sync = () => {
+    sagemaker.hidden = kind.value !== "sagemaker";
+    range.hidden = !scaling.checked;
+    const problem = form.problem();
+    message.hidden = !problem;
+    message.textContent = problem ?? "";
+    onChange?.();
+  };
+  for (const input of [kind, instanceType, count, mode, scaling, min, max]) {
+    input.addEventListener("input", sync);
+    input.addEventListener("change", sync);
+  }
+  sync();
+  return form;
+}

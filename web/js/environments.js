@@ -1,0 +1,266 @@
+// The sidebar's "Environments" section: list, diff, delete, publish (a new environment or a new
+// version). A publish is a job: its progress card lives here and ComfyUI stays usable meanwhile.
+import { api } from "../../../scripts/api.js";
+import { call, toast, toastError } from "./api.js";
+import { openDialog } from "./dialog.js";
+import { el } from "./dom.js";
+import { renderDiff } from "./environment_diff.js";
+import { openEnvironmentDialog } from "./environment_dialog.js";
+import { formatBytes, plural } from "./format.js";
+import { followJob, jobCard, onJob } from "./jobs.js";
+import { boundTo, environmentPath } from "./needs.js";
+
+const SUCCESS_CARD_MS = 10_000; // a finished publish's card goes by itself; a failed one waits for Dismiss
+const sections = new Set(); // a sidebar tab re-renders on every open: only connected sections draw
+const publishes = new Map(); // job id -> {job, name}: running (or finished, not dismissed) publishes
+
+function live() {
+  for (const s of sections) if (!s.root.isConnected) sections.delete(s);
+  return [...sections];
+}
+
+function announce(job, name) {
+  if (job.state === "succeeded") toast("success", "Environment published", `${name} version ${job.result?.version ?? "?"}`);
+  else if (job.state === "cancelled") toast("info", "Publish cancelled", name);
+  else toast("error", `Could not publish ${name}`, job.error?.message ?? "unknown error");
+}
+
+function dismiss(id) {
+  publishes.delete(id);
+  for (const s of live()) s.dropJob(id);
+}
+
+// Follow a publish once, whichever section (or none) is showing it.
+// `name` as typed; an event carries only the lowercased target, so a later call may correct it.
+function track(job, name) {
+  const known = publishes.get(job.id);
+  if (known) {
+    known.name = name;
+    for (const s of live()) s.cards.get(job.id)?.setTitle(`Publishing ${name}`);
+    return;
+  }
+  publishes.set(job.id, { job, name });
+  for (const s of live()) s.showJob(job.id);
+  followJob(job, (next) => {
+    const entry = publishes.get(job.id);
+    if (!entry) return;
+    entry.job = next;
+    for (const s of live()) s.updateJob(next);
+  }).then((final) => {
+    const entry = publishes.get(job.id);
+    if (entry && final.result?.name) entry.name = final.result.name; // the name as published, not lowercased
+    announce(final, entry?.name ?? name);
+    for (const s of live()) s.refresh();
+    if (final.state === "succeeded") setTimeout(() => dismiss(job.id), SUCCESS_CARD_MS);
+  });
+}
+
+// A publish started elsewhere (another browser, the CLI) shows up too.
+onJob((job) => {
+  if (job.kind !== "publish" || job.state !== "running" || publishes.has(job.id)) return;
+  const listed = live().flatMap((s) => s.environments).find((e) => e.name.toLowerCase() === job.target);
+  track(job, listed?.name ?? job.target);
+});
+
+// Endpoint state changes refresh the state column in place.
+api.addEventListener("sagemaker.endpoint", (event) => {
+  const endpoint = event.detail;
+  if (endpoint?.name) for (const s of live()) s.endpointChanged(endpoint.environment ?? endpoint.name, endpoint.state);
+});
+
+function iconButton(icon, title, testid, onclick) {
+  return el("button", { class: "sagemaker-icon-button", title, "aria-label": title, "data-testid": testid, onclick }, [el("i", { class: icon })]);
+}
+
+function endpointLabel(config) {
+  if (!config) return { text: "no endpoint", title: "published without an endpoint" };
+  if (config.kind !== "sagemaker") return { text: config.kind, title: "a worker process on this machine" };
+  const scaling = config.autoscaling ? `, autoscaling ${config.autoscaling.min}-${config.autoscaling.max}` : "";
+  return { text: `sagemaker ${config.mode}`, title: `${config.instance_type} × ${config.initial_count}, ${config.mode}${scaling}` };
+}
+
+// An info panel in the section's slot: a title, its content, Close.
+function openPanel(slot, title, content, testid) {
+  const close = el("button", { class: "sagemaker-button", "data-testid": "sagemaker-panel-close", onclick: () => box.remove() }, "Close");
+  const box = el("div", { class: "sagemaker-dialog", role: "region", "aria-label": title, "data-testid": testid }, [
+    el("div", { class: "sagemaker-dialog-title" }, title),
+    content,
+    el("div", { class: "sagemaker-dialog-buttons" }, close),
+  ]);
+  box.addEventListener("keydown", (event) => {
+    event.stopPropagation();
+    if (event.key === "Escape") box.remove();
+  });
+  slot.replaceChildren(box);
+  return box;
+}
+
+class EnvironmentsSection {
+  constructor() {
+    this.environments = [];
+    this.refreshes = 0; // only the latest refresh may draw the list
+    this.cards = new Map(); // job id -> card
+    this.slot = el("div", { class: "sagemaker-dialog-slot" });
+    this.jobs = el("div", { class: "sagemaker-jobs", "data-testid": "sagemaker-environment-jobs" });
+    this.list = el("div", { class: "sagemaker-environment-list", "data-testid": "sagemaker-environments-list" });
+    this.root = el("section", { class: "sagemaker-section", "data-testid": "sagemaker-environments" }, [
+      el("div", { class: "sagemaker-section-header" }, [
+        el("h4", { class: "sagemaker-section-title" }, "Environments"),
+        iconButton("pi pi-refresh", "Refresh the list", "sagemaker-environments-refresh", () => this.refresh()),
+        iconButton("pi pi-plus", "New Environment", "sagemaker-environments-new", () => this.openNew()),
+      ]),
+      this.slot,
+      this.jobs,
+      this.list,
+    ]);
+    for (const id of publishes.keys()) this.showJob(id);
+  }
+
+  showJob(id) {
+    const entry = publishes.get(id);
+    if (!entry || this.cards.has(id)) return;
+    const card = jobCard(entry.job, `Publishing ${entry.name}`, () => dismiss(id));
+    this.cards.set(id, card);
+    this.jobs.append(card.root);
+  }
+
+  updateJob(job) {
+    this.cards.get(job.id)?.update(job);
+  }
+
+  dropJob(id) {
+    this.cards.get(id)?.root.remove();
+    this.cards.delete(id);
+  }
+
+  async refresh() {
+    const ticket = ++this.refreshes;
+    try {
+      const { environments } = await call("GET", "/environments");
+      if (ticket !== this.refreshes) return;
+      this.environments = environments;
+      this.renderList();
+    } catch (err) {
+      if (ticket !== this.refreshes) return;
+      this.list.replaceChildren(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-environments-error" }, err.message));
+      toastError("Could not list environments", err);
+    }
+  }
+
+  renderList() {
+    if (this.environments.length === 0) {
+      this.list.replaceChildren(el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-environments-empty" }, "No environments yet: + publishes one."));
+      return;
+    }
+    this.list.replaceChildren(...this.environments.map((e) => this.row(e)));
+  }
+
+  row(e) {
+    const endpoint = endpointLabel(e.endpoint);
+    return el("div", { class: "sagemaker-environment", "data-testid": "sagemaker-environment-row", "data-environment": e.name }, [
+      el("div", { class: "sagemaker-environment-line" }, [
+        el("span", { class: "sagemaker-environment-name", title: `${e.name}: templates ${e.templates.join(", ") || "none"}`, "data-testid": "sagemaker-environment-name" }, e.name),
+        el("span", { class: "sagemaker-muted", title: "version", "data-testid": "sagemaker-environment-version" }, `v${e.version}`),
+        iconButton("pi pi-arrow-right-arrow-left", `Compare ${e.name} with this ComfyUI`, "sagemaker-environment-diff", () => this.openDiff(e)),
+        iconButton("pi pi-upload", `Publish a new version of ${e.name}`, "sagemaker-environment-publish", () => this.openNew({ name: e.name })),
+        iconButton("pi pi-trash", `Delete ${e.name}`, "sagemaker-environment-delete", () => this.confirmDelete(e)),
+      ]),
+      el("div", { class: "sagemaker-environment-facts sagemaker-muted" }, [
+        el("span", { title: "packs and models, stored", "data-testid": "sagemaker-environment-size" }, formatBytes(e.size)),
+        el("span", { "data-testid": "sagemaker-environment-counts" }, `${plural(e.packs, "pack")} · ${plural(e.models, "model")}`),
+        el("span", { class: "sagemaker-badge", title: endpoint.title, "data-testid": "sagemaker-environment-endpoint" }, endpoint.text),
+        el("span", { title: "endpoint state", "data-testid": "sagemaker-environment-state" }, e.endpoint_state ?? "—"),
+      ]),
+    ]);
+  }
+
+  endpointChanged(environment, state) {
+    const lower = String(environment).toLowerCase();
+    for (const row of this.list.querySelectorAll("[data-environment]")) {
+      if (row.dataset.environment.toLowerCase() === lower) row.querySelector('[data-testid="sagemaker-environment-state"]').textContent = state ?? "—";
+    }
+  }
+
+  // New environment, or (name given) a new version of it: its templates, the ones bound to it, and `add`.
+  async openNew({ name = null, add = [] } = {}) {
+    try {
+      let prefill = { templates: add };
+      if (name) {
+        const [manifest, { templates }] = await Promise.all([call("GET", environmentPath(name)), call("GET", "/templates")]);
+        const known = new Set(templates.map((t) => t.name));
+        const names = new Set([...manifest.templates, ...boundTo(templates, manifest.name), ...add]);
+        prefill = { name: manifest.name, templates: [...names].filter((n) => known.has(n)), include: manifest.include, endpoint: manifest.endpoint };
+      }
+      await this.refresh();
+      await openEnvironmentDialog(this.slot, { ...prefill, environments: this.environments, onStarted: (job, jobName) => track(job, jobName) });
+      this.slot.scrollIntoView({ block: "nearest" });
+    } catch (err) {
+      toastError("Could not open the New Environment dialog", err);
+    }
+  }
+
+  async openDiff(e) {
+    try {
+      const diff = await call("GET", `${environmentPath(e.name)}/diff`);
+      openPanel(this.slot, `${diff.name} v${diff.version} compared with this ComfyUI`, renderDiff(diff), "sagemaker-diff-panel");
+    } catch (err) {
+      toastError(`Could not compare ${e.name}`, err);
+      if (err.status === 404) this.refresh();
+    }
+  }
+
+  async confirmDelete(e) {
+    // Bound templates are known before asking: the usual conflict needs no failed request.
+    let bound = [];
+    try {
+      bound = boundTo((await call("GET", "/templates")).templates, e.name);
+    } catch {
+      bound = []; // the server still refuses (409) and the dialog then offers "Delete anyway"
+    }
+    let force = bound.length > 0;
+    const note = force
+      ? el("div", { class: "sagemaker-error", "data-testid": "sagemaker-environment-delete-note" }, `${plural(bound.length, "template")} ${bound.join(", ")} ${bound.length === 1 ? "is" : "are"} bound to ${e.name} and will point at a missing environment.`)
+      : el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-environment-delete-note" }, "Its versions and its endpoint go; stored files other environments share stay.");
+    const dialog = openDialog(this.slot, {
+      title: `Delete environment ${e.name}?`,
+      body: note,
+      okLabel: force ? "Delete anyway" : "Delete",
+      danger: true,
+      testid: "sagemaker-environment-delete-dialog",
+      onOk: async () => {
+        try {
+          await call("DELETE", environmentPath(e.name) + (force ? "?force=true" : ""));
+        } catch (err) {
+          if (err.code === "conflict" && !force) {
+            force = true; // the message says why; a second click deletes anyway
+            dialog.box.querySelector('[data-testid="sagemaker-dialog-ok"]').textContent = "Delete anyway";
+          } else {
+            toastError(`Could not delete ${e.name}`, err);
+          }
+          if (err.status === 404) this.refresh();
+          throw err;
+        }
+        toast("success", "Environment deleted", e.name);
+        await this.refresh();
+      },
+    });
+  }
+}
+
+// The section's root element; its list loads at once.
+export function mountEnvironments() {
+  const section = new EnvironmentsSection();
+  sections.add(section);
+  section.refresh();
+  return section.root;
+}
+
+// The New Environment dialog prefilled for a new version of `name` with `add` ticked (binding preflight).
+export function openNewEnvironment(name, add) {
+  const section = live()[0];
+  if (!section) {
+    toast("warn", "Open the SageMaker tab", "The Environments section is not shown.");
+    return;
+  }
+  section.openNew({ name, add });
+}
