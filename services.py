@@ -5,6 +5,7 @@ The only place that asks "folder or S3?"; routes and the CLI get services from h
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from functools import cached_property
@@ -16,9 +17,11 @@ from .core.environments import EndpointHooks, EnvironmentService, Host, versions
 from .core.errors import SageMakerError
 from .core.executions import ExecutionService
 from .core.hashing import HashCache
+from .core.input_sync import InputSync
 from .core.jobs import JobManager
 from .core.store import Store
 from .core.templates import TemplateService
+from .local.input_watcher import InputWatcher
 
 
 def make_store(config: Config) -> Store:
@@ -178,7 +181,33 @@ class Services:
     @cached_property
     def executions(self) -> ExecutionService:
         return ExecutionService(self.store, self.templates, self.environments, self.endpoints, self.host,
-                                self.hash_cache, self.send_event)
+                                self.hash_cache, self.send_event, synced=self.input_sync.digest)
+
+    @cached_property
+    def input_sync(self) -> InputSync:
+        if self.host is None:
+            raise SageMakerError("input sync needs a running ComfyUI (its input folder)")
+        return InputSync(self.store, self.host.input_dir(), self.hash_cache, self.state_dir / "input-index.json",
+                         on_change=lambda entry: self.send_event("sagemaker.input", entry))
+
+    @cached_property
+    def input_watcher(self) -> InputWatcher:
+        return InputWatcher(self.input_sync)
+
+    def watcher_enabled(self) -> bool:
+        try:
+            return bool(json.loads((self.state_dir / "input-sync.json").read_text()).get("enabled", True))
+        except (OSError, ValueError):
+            return True
+
+    def set_watcher(self, enabled: bool) -> None:
+        """Turn the input watcher on or off, and remember it across restarts."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "input-sync.json").write_text(json.dumps({"enabled": enabled}))
+        if enabled and not self.input_watcher.running:
+            self.input_watcher.start()
+        elif not enabled and self.input_watcher.running:
+            self.input_watcher.stop()
 
     @cached_property
     def endpoints(self) -> EndpointsRouter:

@@ -50,7 +50,8 @@ def new_id() -> str:
 
 class ExecutionService:
     def __init__(self, store: Store, templates: TemplateService, environments, endpoints: Endpoints, host,
-                 hash_cache: HashCache, send: Callable[[str, dict, str | None], None], max_workers: int = 32):
+                 hash_cache: HashCache, send: Callable[[str, dict, str | None], None], max_workers: int = 32,
+                 synced: Callable[[str], str | None] = lambda name: None):
         self.store = store
         self.templates = templates
         self.environments = environments
@@ -58,6 +59,7 @@ class ExecutionService:
         self.host = host
         self.hash_cache = hash_cache
         self.send = send
+        self.synced = synced
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sagemaker-execution")
         self._live: dict[str, dict] = {}
         self._lock = threading.Lock()
@@ -130,7 +132,7 @@ class ExecutionService:
         analysis = self.host.analyze(prompt)
         names = preflight.check(prompt, analysis, manifest)
         names += preflight.extra_inputs(prompt, analysis, lambda n: input_path(self.host.input_dir(), n) is not None)
-        inputs = put_inputs(self.store, self.host.input_dir(), names, self.hash_cache)
+        inputs = put_inputs(self.store, self.host.input_dir(), names, self.hash_cache, self.synced)
         record = {
             "id": new_id(), "prompt_id": uuid.uuid4().hex, "template": template, "environment": name,
             "endpoint": name, "client_id": client_id if isinstance(client_id, str) else None, "state": "queued",

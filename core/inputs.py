@@ -10,7 +10,7 @@ never read twice.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .errors import BadRequest
@@ -37,16 +37,19 @@ def input_path(input_dir: Path, name: str) -> Path | None:
     return Path(path)
 
 
-def put_inputs(store: Store, input_dir: Path, names: Iterable[str], cache: HashCache) -> dict[str, str]:
+def put_inputs(store: Store, input_dir: Path, names: Iterable[str], cache: HashCache,
+               synced: Callable[[str], str | None] = lambda name: None) -> dict[str, str]:
     """Put the named input files in the store by content; return {name: sha256}.
+    `synced(name)` gives the digest of a file input sync has already stored unchanged (no work then).
     InputMissing names every file that is not there."""
     names = sorted(set(names))
     paths = {n: input_path(input_dir, n) for n in names}
     missing = [n for n, p in paths.items() if p is None]
     if missing:
         raise InputMissing(f"input file(s) not found in ComfyUI's input folder: {', '.join(missing)}")
+    out = {n: d for n in names if (d := synced(n))}
+    paths = {n: p for n, p in paths.items() if n not in out}
     hashed = hash_files([str(p) for p in paths.values()], cache)
-    out = {}
     for name, path in paths.items():
         result = hashed[str(path)]
         if not result.ok:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import threading
 
 from aiohttp import web
 
-from . import analysis, endpoints, environments, executions, meta, templates
+from . import analysis, endpoints, environments, executions, inputs, meta, templates
 from .context import ComfyFacts, Context
 from .http import middleware
 
 ROUTE_TABLES = [meta.ROUTES, templates.ROUTES, analysis.ROUTES, environments.ROUTES, endpoints.ROUTES,
-                executions.ROUTES]
+                executions.ROUTES, inputs.ROUTES]
 
 
 def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts) -> Context:
@@ -26,15 +28,30 @@ def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts)
 
             routes.route(method, "/sagemaker" + path)(handler)
     app.middlewares.insert(0, middleware(ctx))
-    if ctx.config_error is None:
-        # Re-adopt (or restart) local endpoints left by the previous run, off the start-up path.
-        threading.Thread(target=_adopt, args=(ctx,), name="sagemaker-adopt", daemon=True).start()
+    # Inside an endpoint's worker the extension only brings its nodes: no watcher, no endpoints.
+    if ctx.config_error is None and os.environ.get("COMFYUI_SAGEMAKER_ROLE") != "worker":
+        threading.Thread(target=_background, args=(ctx,), name="sagemaker-start", daemon=True).start()
     return ctx
 
 
-def _adopt(ctx: Context) -> None:
-    try:
-        ctx.services.executions.fail_interrupted()
-        ctx.services.endpoints.provider("local").adopt()
-    except Exception:  # never break ComfyUI's start-up; the endpoint list shows what is wrong
-        logging.getLogger("comfyui_sagemaker").exception("re-adopting local endpoints failed")
+def _background(ctx: Context) -> None:
+    """Off ComfyUI's start-up path: fail runs a restart interrupted, re-adopt (or restart) local
+    endpoints, start the input watcher."""
+    log = logging.getLogger("comfyui_sagemaker")
+    svc = ctx.services
+
+    def watch() -> None:
+        if svc.watcher_enabled():
+            svc.input_watcher.start()
+            atexit.register(svc.input_watcher.stop)
+
+    steps = {
+        "failing interrupted executions": lambda: svc.executions.fail_interrupted(),
+        "re-adopting local endpoints": lambda: svc.endpoints.provider("local").adopt(),
+        "starting the input watcher": watch,
+    }
+    for what, step in steps.items():
+        try:
+            step()
+        except Exception:  # never break ComfyUI; the sidebar shows what is wrong
+            log.exception("comfyui-sagemaker: %s failed", what)

@@ -1,0 +1,38 @@
+"""Input sync routes: what is synced, and the watcher's switch."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from ..core.errors import BadRequest
+from .context import Context
+from .http import json_ok, read_object
+
+
+async def list_inputs(request: web.Request, ctx: Context) -> web.Response:
+    svc = ctx.services
+    files = await asyncio.to_thread(svc.input_sync.entries)
+    counts = {state: sum(1 for f in files if f["state"] == state) for state in ("synced", "pending", "failed")}
+    return json_ok({"watcher": {"enabled": svc.watcher_enabled(), "running": svc.input_watcher.running},
+                    "counts": counts, "files": files})
+
+
+async def set_watcher(request: web.Request, ctx: Context) -> web.Response:
+    body = await read_object(request)
+    if set(body) != {"enabled"} or not isinstance(body["enabled"], bool):
+        raise BadRequest("send {enabled: true | false}")
+    await asyncio.to_thread(ctx.services.set_watcher, body["enabled"])
+    return json_ok({"enabled": body["enabled"], "running": ctx.services.input_watcher.running})
+
+
+async def rescan(request: web.Request, ctx: Context) -> web.Response:
+    return json_ok({"queued": await asyncio.to_thread(ctx.services.input_sync.scan)})
+
+
+ROUTES = [
+    ("GET", "/inputs", list_inputs),
+    ("POST", "/inputs/watcher", set_watcher),
+    ("POST", "/inputs/scan", rescan),
+]
