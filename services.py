@@ -19,6 +19,7 @@ from .core.executions import ExecutionService
 from .core.hashing import HashCache
 from .core.input_sync import InputSync
 from .core.jobs import JobManager
+from .core.models import ModelService
 from .core.store import Store
 from .core.templates import TemplateService
 from .local.input_watcher import InputWatcher
@@ -152,6 +153,7 @@ class Services:
         self.state_dir = Path(state_dir) if state_dir else Path(config.store_path).parent
         # send_event(event, data, sid=None): to one browser (sid) or all of them.
         self.send_event = send_event or (lambda event, data, sid=None: None)
+        self.reload_config: Callable[[], Config] | None = None
 
     @cached_property
     def store(self) -> Store:
@@ -189,6 +191,17 @@ class Services:
             raise SageMakerError("input sync needs a running ComfyUI (its input folder)")
         return InputSync(self.store, self.host.input_dir(), self.hash_cache, self.state_dir / "input-index.json",
                          on_change=lambda entry: self.send_event("sagemaker.input", entry))
+
+    @cached_property
+    def models(self) -> ModelService:
+        if self.host is None:
+            raise SageMakerError("model management needs a running ComfyUI (its model folders)")
+        return ModelService(self.host.model_folders, self.hash_cache, self.jobs,
+                            lambda: list(self.live_config().download_allowed_hosts))
+
+    def live_config(self) -> Config:
+        """The configuration as it is now on disk (for settings that apply without a restart)."""
+        return self.reload_config() if self.reload_config else self.config
 
     @cached_property
     def input_watcher(self) -> InputWatcher:

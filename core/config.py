@@ -34,11 +34,14 @@ class Config:
     max_instances: int = 4
     allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
     token: str = ""
+    # Model downloads may reach these hosts (host or host:port) even on loopback or private addresses.
+    download_allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
 
     def public(self) -> dict:
         """What may be shown to a browser: never the token."""
         d = asdict(self)
         d["allowed_hosts"] = list(self.allowed_hosts)
+        d["download_allowed_hosts"] = list(self.download_allowed_hosts)
         d["token"] = bool(self.token)
         return d
 
@@ -53,7 +56,7 @@ def _coerce(key: str, value: object, source: str) -> object:
         if n < 1:
             raise ConfigInvalid(f"{where} must be at least 1, got {n}")
         return n
-    if key == "allowed_hosts":
+    if key in ("allowed_hosts", "download_allowed_hosts"):
         if isinstance(value, str):
             value = [h for h in value.replace(",", " ").split() if h]
         if not isinstance(value, list) or not all(isinstance(h, str) for h in value):

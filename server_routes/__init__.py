@@ -9,12 +9,12 @@ import threading
 
 from aiohttp import web
 
-from . import analysis, endpoints, environments, executions, inputs, meta, templates
+from . import analysis, endpoints, environments, executions, inputs, meta, models, templates
 from .context import ComfyFacts, Context
 from .http import middleware
 
 ROUTE_TABLES = [meta.ROUTES, templates.ROUTES, analysis.ROUTES, environments.ROUTES, endpoints.ROUTES,
-                executions.ROUTES, inputs.ROUTES]
+                executions.ROUTES, inputs.ROUTES, models.ROUTES]
 
 
 def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts) -> Context:

@@ -57,6 +57,9 @@ class ComfyHost:
     def output_dir(self) -> Path:
         return self.facts.output_dir
 
+    def model_folders(self) -> dict:
+        return self.facts.model_folders()
+
     def worker_runtime(self) -> WorkerRuntime:
         if self.facts.comfyui_dir is None:
             raise SageMakerError("local endpoints need to know where ComfyUI is installed")
@@ -91,6 +94,7 @@ class Context:
         if self._services is None:
             self._services = Services(self.config, ComfyHost(self.facts), self.facts.config_dir,
                                       self.facts.send_event)
+            self._services.reload_config = lambda: config_mod.load(self.facts.config_dir)
         return self._services
 
     @property

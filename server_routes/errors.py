@@ -7,6 +7,7 @@ from aiohttp import web
 from ..core import errors as e
 from ..core.endpoints import EndpointNotFound, EndpointNotReady, InvocationFailed
 from ..core.environments import EnvironmentExists
+from ..core.fetch import DownloadFailed
 
 STATUS: dict[type[e.SageMakerError], int] = {
     e.BadRequest: 400,
@@ -22,6 +23,7 @@ STATUS: dict[type[e.SageMakerError], int] = {
     EndpointNotReady: 409,
     EndpointNotFound: 404,
     InvocationFailed: 502,
+    DownloadFailed: 502,
 }
 
 

@@ -6,7 +6,7 @@ import pytest
 from harness.comfyui import ComfyUI
 from harness.fixtures import install_odd_packs, install_test_models, install_test_pack
 
-pytest_plugins = ["harness.browser", "harness.stores"]
+pytest_plugins = ["harness.browser", "harness.stores", "harness.moto"]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,68 @@
+"""Model routes: list, upload (streamed to disk), download by URL (a job), delete."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+from aiohttp import web
+
+from ..core.errors import BadRequest
+from .context import Context
+from .http import json_ok, read_object
+
+
+async def list_models(request: web.Request, ctx: Context) -> web.Response:
+    return json_ok(await asyncio.to_thread(ctx.services.models.list))
+
+
+async def upload_model(request: web.Request, ctx: Context) -> web.Response:
+    """PUT the file's bytes as the body: streamed to a temporary name, renamed when complete."""
+    svc = ctx.services.models
+    target = svc.target(request.match_info["folder"], request.match_info["name"])
+    if target.exists() and request.query.get("overwrite") != "true":
+        raise BadRequest(f"{target.name} exists in {request.match_info['folder']}; send ?overwrite=true to replace")
+    tmp = svc.temp_for(target)
+    h = hashlib.sha256()
+    size = 0
+    f = await asyncio.to_thread(open, tmp, "xb")
+    try:
+        while chunk := await request.content.read(4 << 20):
+            h.update(chunk)
+            size += len(chunk)
+            await asyncio.to_thread(f.write, chunk)
+        await asyncio.to_thread(f.close)
+        expected = request.query.get("sha256")
+        if expected and expected.lower() != h.hexdigest():
+            raise BadRequest(f"sha256 mismatch: expected {expected.lower()}, got {h.hexdigest()}; nothing was kept")
+        await asyncio.to_thread(os.replace, tmp, target)
+    finally:
+        f.close()
+        if tmp.exists():
+            tmp.unlink()
+    return json_ok({"folder": request.match_info["folder"], "name": target.name, "size": size,
+                    "sha256": h.hexdigest()}, status=201)
+
+
+async def download_model(request: web.Request, ctx: Context) -> web.Response:
+    body = await read_object(request)
+    unknown = sorted(set(body) - {"folder", "name", "url", "sha256"})
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(unknown)}")
+    job = await asyncio.to_thread(ctx.services.models.download, body.get("folder"), body.get("name"),
+                                  body.get("url"), body.get("sha256"))
+    return json_ok({"job": job.to_json()}, status=202)
+
+
+async def delete_model(request: web.Request, ctx: Context) -> web.Response:
+    await asyncio.to_thread(ctx.services.models.delete, request.match_info["folder"], request.match_info["name"])
+    return web.Response(status=204)
+
+
+ROUTES = [
+    ("GET", "/models", list_models),
+    ("PUT", "/models/{folder}/{name}", upload_model),
+    ("POST", "/models/download", download_model),
+    ("DELETE", "/models/{folder}/{name:.+}", delete_model),
+]
