@@ -67,8 +67,9 @@ class EndpointsRouter(Endpoints):
 
     kind = "any"
 
-    def __init__(self, providers: dict[str, Callable[[], Endpoints]]):
+    def __init__(self, providers: dict[str, Callable[[], Endpoints]], listed: tuple[str, ...] = ("local",)):
         self._factories = providers
+        self._listed = listed  # kinds asked even before first use (SageMaker when the store is S3)
         self._made: dict[str, Endpoints] = {}
 
     def provider(self, kind: str) -> Endpoints:
@@ -79,7 +80,7 @@ class EndpointsRouter(Endpoints):
         return self._made[kind]
 
     def _made_providers(self) -> list[Endpoints]:
-        return [self.provider(k) for k in self._factories if k == "local" or k in self._made]
+        return [self.provider(k) for k in self._factories if k in self._listed or k in self._made]
 
     def _owner(self, name: str) -> Endpoints:
         for p in self._made_providers():
@@ -232,4 +233,12 @@ class Services:
             return LocalEndpoints(self.state_dir, store_uri(self.config), self.host.worker_runtime(),
                                   on_change=lambda endpoint: self.send_event("sagemaker.endpoint", endpoint))
 
-        return EndpointsRouter({"local": local})
+        def sagemaker() -> Endpoints:
+            from .aws.sagemaker_endpoints import SageMakerEndpoints
+
+            c = self.config
+            return SageMakerEndpoints(store_uri(c), c.sagemaker_role_arn, c.worker_image_uri, c.region,
+                                      on_change=lambda endpoint: self.send_event("sagemaker.endpoint", endpoint))
+
+        listed = ("local", "sagemaker") if self.config.store == "s3" else ("local",)
+        return EndpointsRouter({"local": local, "sagemaker": sagemaker}, listed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..aws.errors import AwsError, AwsNotConfigured, InstanceTypeRefused, QuotaExceeded
 from ..core import errors as e
 from ..core.endpoints import EndpointNotFound, EndpointNotReady, InvocationFailed
 from ..core.environments import EnvironmentExists
@@ -24,6 +25,10 @@ STATUS: dict[type[e.SageMakerError], int] = {
     EndpointNotFound: 404,
     InvocationFailed: 502,
     DownloadFailed: 502,
+    AwsError: 502,
+    AwsNotConfigured: 400,
+    QuotaExceeded: 409,
+    InstanceTypeRefused: 400,
 }
 
 

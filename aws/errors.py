@@ -1,0 +1,74 @@
+"""AWS failures in the user's words: one place turns botocore's exceptions into SageMakerErrors."""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from ..core.errors import SageMakerError
+
+
+class AwsError(SageMakerError):
+    """AWS refused or could not be reached; the message says what to fix."""
+
+    code = "aws_error"
+
+
+class QuotaExceeded(AwsError):
+    """An AWS service quota (ResourceLimitExceeded) stops the request; the message names it."""
+
+    code = "quota_exceeded"
+
+
+class InstanceTypeRefused(AwsError):
+    """SageMaker does not offer this instance type for endpoints here."""
+
+    code = "instance_type_refused"
+
+
+class AwsNotConfigured(AwsError):
+    """Something the SageMaker path needs is missing: credentials, role ARN, image, S3 store."""
+
+    code = "aws_not_configured"
+
+
+ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+
+
+def translate(err: Exception, region: str = "") -> SageMakerError:
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
+
+    if isinstance(err, NoCredentialsError):
+        return AwsNotConfigured("no AWS credentials found (boto3's chain: environment, ~/.aws, instance role)")
+    if isinstance(err, NoRegionError):
+        return AwsNotConfigured("no AWS region: set `region` in the configuration or AWS_DEFAULT_REGION")
+    if isinstance(err, EndpointConnectionError):
+        return AwsError(f"cannot reach AWS in region {region or '(default)'}: is the region right? ({err})")
+    if isinstance(err, ClientError):
+        e = err.response.get("Error", {})
+        code, message = e.get("Code", ""), e.get("Message", str(err))
+        if code == "ResourceLimitExceeded":
+            return QuotaExceeded(f"AWS quota reached: {message} (ask for more in Service Quotas, SageMaker)")
+        if code == "ValidationException" and "instance" in message.lower() and "type" in message.lower():
+            return InstanceTypeRefused(f"instance type refused: {message}")
+        if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
+            return AwsError(f"access denied: {message}")
+        if code in ("ThrottlingException", "Throttling"):
+            return AwsError(f"AWS is throttling requests (retried already): {message}")
+        return AwsError(f"{code}: {message}")
+    return AwsError(str(err))
+
+
+def aws_call(fn):
+    """Decorator for methods of objects with a `region`: AWS exceptions become SageMakerErrors."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(self, *args, **kwargs)
+        except (ClientError, BotoCoreError) as err:
+            raise translate(err, getattr(self, "region", "")) from None
+
+    return wrapper

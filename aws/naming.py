@@ -1,0 +1,54 @@
+"""SageMaker resource names and tags for an environment's endpoint.
+
+Names come from the environment's name, its version and a short digest of the
+store location, so two stores in one account never collide; lowercase, `-`
+only, at most 63 characters. The endpoint's name is stable across versions
+(updates happen in place); models and endpoint configs carry the version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+PREFIX = "cs"
+TAG_STORE = "comfyui-sagemaker:store"
+TAG_ENVIRONMENT = "comfyui-sagemaker:environment"
+TAG_VERSION = "comfyui-sagemaker:version"
+VARIANT = "AllTraffic"
+
+
+def store_digest(store_uri: str) -> str:
+    return hashlib.sha256(store_uri.encode()).hexdigest()[:8]
+
+
+def _clean(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+
+
+def endpoint_name(environment: str, store_uri: str) -> str:
+    name = f"{PREFIX}-{_clean(environment)}-{store_digest(store_uri)}"
+    assert len(name) <= 63, name
+    return name
+
+
+def versioned_name(environment: str, version: int, store_uri: str) -> str:
+    """The model's and the endpoint config's name for one version."""
+    name = f"{endpoint_name(environment, store_uri)}-v{version}"
+    assert len(name) <= 63, name
+    return name
+
+
+def resource_id(endpoint: str) -> str:
+    return f"endpoint/{endpoint}/variant/{VARIANT}"
+
+
+def alarm_name(endpoint: str) -> str:
+    return f"{endpoint}-has-backlog-without-capacity"
+
+
+def tags(environment: str, version: int | None, store_uri: str) -> list[dict]:
+    out = [{"Key": TAG_STORE, "Value": store_digest(store_uri)}, {"Key": TAG_ENVIRONMENT, "Value": environment}]
+    if version is not None:
+        out.append({"Key": TAG_VERSION, "Value": str(version)})
+    return out
