@@ -29,7 +29,8 @@ def make_store(config: Config) -> Store:
     if config.store == "s3":
         from .aws.s3_store import S3Store
 
-        return S3Store(config.s3_bucket, config.s3_prefix, config.region)
+        return S3Store(config.s3_bucket, config.s3_prefix, config.region, sse=config.s3_sse,
+                       kms_key_id=config.s3_kms_key_id, max_concurrency=config.s3_max_concurrency)
     from .local.folder_store import FolderStore
 
     return FolderStore(Path(config.store_path))

@@ -28,6 +28,9 @@ class Config:
     store_path: str = ""  # folder store; default: <config dir>/store
     s3_bucket: str = ""
     s3_prefix: str = ""
+    s3_sse: str = ""  # server-side encryption: "" (the bucket's default), "AES256" or "aws:kms"
+    s3_kms_key_id: str = ""
+    s3_max_concurrency: int = 10  # parallel parts per transfer
     region: str = ""
     sagemaker_role_arn: str = ""
     worker_image_uri: str = ""
@@ -48,6 +51,16 @@ class Config:
 
 def _coerce(key: str, value: object, source: str) -> object:
     where = f"{key} (from {source})"
+    if key == "s3_max_concurrency":
+        try:
+            n = int(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigInvalid(f"{where} must be a whole number, got {value!r}") from None
+        if not 1 <= n <= 64:
+            raise ConfigInvalid(f"{where} must be from 1 to 64, got {n}")
+        return n
+    if key == "s3_sse" and value not in ("", "AES256", "aws:kms"):
+        raise ConfigInvalid(f"{where} must be empty, AES256 or aws:kms, got {value!r}")
     if key == "max_instances":
         try:
             n = int(value)  # type: ignore[arg-type]

@@ -20,7 +20,8 @@ def stubbed(aws_env):
 def test_create_sends_if_none_match_star(stubbed):
     store, stub = stubbed
     stub.add_response("put_object", {"ETag": '"e1"'},
-                      {"Bucket": "bkt", "Key": "pre/templates/a.json", "Body": b"x", "IfNoneMatch": "*"})
+                      {"Bucket": "bkt", "Key": "pre/templates/a.json", "Body": b"x", "IfNoneMatch": "*",
+                       "ChecksumAlgorithm": "SHA256"})
     assert store.create("templates/a.json", b"x") == '"e1"'
 
 
@@ -35,7 +36,8 @@ def test_create_lost_race_is_key_exists(stubbed, status, code):
 def test_replace_sends_if_match_etag(stubbed):
     store, stub = stubbed
     stub.add_response("put_object", {"ETag": '"e2"'},
-                      {"Bucket": "bkt", "Key": "pre/templates/a.json", "Body": b"y", "IfMatch": '"e1"'})
+                      {"Bucket": "bkt", "Key": "pre/templates/a.json", "Body": b"y", "IfMatch": '"e1"',
+                       "ChecksumAlgorithm": "SHA256"})
     assert store.replace("templates/a.json", b"y", if_match='"e1"') == '"e2"'
 
 
@@ -57,3 +59,18 @@ def test_bucket_problems_are_store_unavailable(stubbed, code, needle):
     stub.add_client_error("get_object", service_error_code=code, http_status_code=403)
     with pytest.raises(StoreUnavailable, match=needle):
         store.get("templates/a.json")
+
+
+def test_uploads_carry_encryption_and_a_checksum(aws_env, tmp_path):
+    from botocore.stub import ANY
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    store = S3Store("bkt", "pre", s3_client=s3, sse="aws:kms", kms_key_id="alias/comfy")
+    path = tmp_path / "blob"
+    path.write_bytes(b"small blob")
+    with Stubber(s3) as stub:
+        stub.add_response("put_object", {"ETag": '"e"'}, {
+            "Bucket": "bkt", "Key": "pre/blobs/sha256/ab", "Body": ANY, "ChecksumAlgorithm": "SHA256",
+            "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/comfy"})
+        store.put_file("blobs/sha256/ab", str(path))
+        stub.assert_no_pending_responses()
