@@ -176,8 +176,8 @@ class Client:
                     continue  # binary previews
                 event = json.loads(msg)
                 data = event.get("data", {})
-                if data.get("prompt_id") not in (None, prompt_id):
-                    continue
+                if event["type"].startswith("sagemaker.") or data.get("prompt_id") not in (None, prompt_id):
+                    continue  # the extension's own broadcasts, or another prompt's events
                 events.append(event)
                 if event["type"] in ("execution_success", "execution_error", "execution_interrupted"):
                     break
