@@ -239,7 +239,8 @@ class Services:
 
             c = self.config
             return SageMakerEndpoints(store_uri(c), c.sagemaker_role_arn, c.worker_image_uri, c.region,
-                                      on_change=lambda endpoint: self.send_event("sagemaker.endpoint", endpoint))
+                                      on_change=lambda endpoint: self.send_event("sagemaker.endpoint", endpoint),
+                                      store=self.store if c.store == "s3" else None)
 
         listed = ("local", "sagemaker") if self.config.store == "s3" else ("local",)
         return EndpointsRouter({"local": local, "sagemaker": sagemaker}, listed)

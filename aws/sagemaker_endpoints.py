@@ -10,6 +10,7 @@ delete removes everything the extension made for it, and is idempotent.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -17,10 +18,11 @@ from typing import Any
 
 from ..core.endpoints import EndpointNotFound, Endpoints, InvocationFailed
 from ..core.templates import now
-from . import autoscaling, naming
+from . import autoscaling, naming, runtime
 from .clients import client
 from .errors import ROLE_ARN, AwsNotConfigured, aws_call
 
+log = logging.getLogger("comfyui_sagemaker")
 STARTUP_HEALTH_CHECK_S = 3600  # materialising an environment (models by digest) can take a while
 SETTLED = ("InService", "Failed", "OutOfService")
 
@@ -34,7 +36,7 @@ class SageMakerEndpoints(Endpoints):
 
     def __init__(self, store_uri: str, role_arn: str, image_uri: str, region: str = "",
                  on_change: Callable[[dict], None] | None = None, clients: dict[str, Any] | None = None,
-                 poll_interval: float = 15.0):
+                 poll_interval: float = 15.0, store: Any = None):
         self.store_uri = store_uri
         self.role_arn = role_arn
         self.image_uri = image_uri
@@ -42,6 +44,7 @@ class SageMakerEndpoints(Endpoints):
         self.on_change = on_change or (lambda endpoint: None)
         self._clients = clients or {}
         self.poll_interval = poll_interval
+        self.store = store  # the S3 store: async requests and their progress go through it
         self._monitors: dict[str, threading.Thread] = {}
 
     def _client(self, service: str) -> Any:
@@ -250,6 +253,24 @@ class SageMakerEndpoints(Endpoints):
             raise EndpointNotFound(f"no SageMaker endpoint runs environment {name!r}; leftovers were removed")
 
     def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
-        self.check_ready(name)
-        raise InvocationFailed("running prompts on SageMaker endpoints is not available in this version yet; "
-                               "use a local endpoint")
+        endpoint = self.check_ready(name)
+        try:
+            config = self.sm.describe_endpoint_config(EndpointConfigName=endpoint["endpoint_config"])
+        except Exception as err:
+            raise InvocationFailed(f"cannot read endpoint {endpoint['endpoint_name']}'s config: {err}") from None
+        runtime_client = self._client("sagemaker-runtime")
+        if "AsyncInferenceConfig" not in config:
+            return runtime.invoke_realtime(runtime_client, endpoint["endpoint_name"], body, on_event)
+        if self.store is None:
+            raise InvocationFailed("async endpoints need the S3 store")
+        if endpoint.get("instances", 1) == 0:
+            log.info("endpoint %s is scaled in to zero: waiting for an instance", endpoint["endpoint_name"])
+
+        def still_there() -> bool:
+            try:
+                return self._describe(endpoint["endpoint_name"]) is not None
+            except Exception:  # a passing error is not a deletion
+                return True
+
+        return runtime.invoke_async(runtime_client, self.store.s3, self.store, self.store_uri,
+                                    endpoint["endpoint_name"], body, on_event, still_there=still_there)

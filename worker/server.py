@@ -127,7 +127,11 @@ class Worker:
             response = web.StreamResponse(headers={"Content-Type": NDJSON})
             await response.prepare(request)
 
+        progress = AsyncProgress(self.materialiser.store, execution_id) if not stream and execution_id else None
+
         async def on_event(event: dict) -> None:
+            if progress is not None:
+                await progress.add(event)
             if response is None:
                 return
             if event.get("type") == "executed" and isinstance((event.get("data") or {}).get("output"), dict):
@@ -137,6 +141,8 @@ class Worker:
             await response.write(json.dumps(event).encode() + b"\n")
 
         result = await self.execute(execution_id, prompt, inputs, on_event)
+        if progress is not None:
+            await progress.flush()
         if response is None:
             status = 400 if result.get("error", {}).get("code") == "prompt_invalid" else 200
             return web.json_response(result, status=status)
@@ -254,6 +260,32 @@ class Worker:
         if store.size(f"blobs/sha256/{digest}") != path.stat().st_size:
             store.put_file(f"blobs/sha256/{digest}", str(path))
         return {**item, "sha256": digest, "size": path.stat().st_size}
+
+
+class AsyncProgress:
+    """Coarse progress of a non-streamed run (SageMaker async), written to the store for the caller to
+    relay: the run's events so far, at most every `interval` seconds."""
+
+    RELAYED = ("execution_start", "execution_cached", "executing", "progress_state", "execution_success",
+               "execution_error", "execution_interrupted")
+
+    def __init__(self, store, execution_id: str, interval: float = 1.0):
+        self.store, self.key, self.interval = store, f"async/progress/{execution_id}.json", interval
+        self.events: list[dict] = []
+        self.last = 0.0
+
+    async def add(self, event: dict) -> None:
+        if event.get("type") in self.RELAYED:
+            self.events.append(event)
+            if time.monotonic() - self.last >= self.interval:
+                await self.flush()
+
+    async def flush(self) -> None:
+        self.last = time.monotonic()
+        try:
+            await asyncio.to_thread(self.store.put, self.key, json.dumps(self.events).encode())
+        except Exception as err:  # progress is a courtesy: never fail the run for it
+            log.warning("cannot write progress: %s", err)
 
 
 def is_file_item(item: object) -> bool:

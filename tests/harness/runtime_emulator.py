@@ -1,0 +1,218 @@
+"""A SageMaker runtime emulator that speaks the real wire protocol and forwards to a real worker.
+
+moto accepts invocations of endpoints that do not exist and puts async results
+in a random bucket, so this stands in for `runtime.sagemaker.<region>.amazonaws.com`
+(boto3 reaches it through AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME):
+- POST /endpoints/{name}/invocations: InvokeEndpoint;
+- POST /endpoints/{name}/invocations-response-stream: InvokeEndpointWithResponseStream,
+  the worker's bytes framed as `application/vnd.amazon.eventstream` PayloadPart events;
+- POST /endpoints/{name}/async-invocations: InvokeEndpointAsync, 202 with the
+  output and failure locations taken from the endpoint config on moto, the input
+  read from and the result written to moto's S3.
+Errors have AWS's shapes: `x-amzn-ErrorType` plus a JSON body (ValidationError
+400 for an unknown endpoint, ModelError 424 for a container failure or the
+real-time time limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import json
+import struct
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from .comfyui import free_port
+
+
+def event_message(headers: dict[str, str], payload: bytes) -> bytes:
+    """One message of AWS's event stream encoding (string headers only)."""
+    encoded = b""
+    for name, value in headers.items():
+        n, v = name.encode(), value.encode()
+        encoded += struct.pack("B", len(n)) + n + b"\x07" + struct.pack(">H", len(v)) + v
+    total = 12 + len(encoded) + len(payload) + 4
+    prelude = struct.pack(">II", total, len(encoded))
+    prelude += struct.pack(">I", binascii.crc32(prelude) & 0xFFFFFFFF)
+    message = prelude + encoded + payload
+    return message + struct.pack(">I", binascii.crc32(message) & 0xFFFFFFFF)
+
+
+def payload_part(data: bytes) -> bytes:
+    return event_message({":event-type": "PayloadPart", ":content-type": "application/octet-stream",
+                          ":message-type": "event"}, data)
+
+
+def aws_error(status: int, kind: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"message": message, **extra}, status=status, headers={"x-amzn-ErrorType": kind})
+
+
+class RuntimeEmulator:
+    def __init__(self, sagemaker: Any, s3: Any, realtime_limit: float = 60.0):
+        self.sagemaker = sagemaker  # a boto3 client on moto: which endpoints exist, their async config
+        self.s3 = s3
+        self.realtime_limit = realtime_limit
+        self.workers: dict[str, str] = {}  # endpoint name -> worker URL
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.calls: list[tuple[str, str]] = []  # (operation, endpoint)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._started = threading.Event()
+
+    def _endpoint(self, name: str) -> tuple[dict | None, web.Response | None]:
+        try:
+            d = self.sagemaker.describe_endpoint(EndpointName=name)
+        except Exception:
+            d = None
+        if d is None or name not in self.workers:
+            return None, aws_error(400, "ValidationError", f"Endpoint {name} of account 123456789012 not found.")
+        return d, None
+
+    async def _forward(self, name: str, body: bytes, accept: str) -> aiohttp.ClientResponse:
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        response = await session.post(self.workers[name] + "/invocations", data=body,
+                                      headers={"Content-Type": "application/json", "Accept": accept})
+        response._emulator_session = session  # closed with the response
+        return response
+
+    @staticmethod
+    async def _close(response: aiohttp.ClientResponse) -> None:
+        response.release()
+        await response._emulator_session.close()
+
+    async def invoke(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        self.calls.append(("InvokeEndpoint", name))
+        _, error = self._endpoint(name)
+        if error:
+            return error
+        body = await request.read()
+        try:
+            response = await asyncio.wait_for(self._forward(name, body, request.headers.get("Accept", "")),
+                                              self.realtime_limit)
+            data = await asyncio.wait_for(response.read(), self.realtime_limit)
+        except asyncio.TimeoutError:
+            return self._timed_out()
+        await self._close(response)
+        if response.status != 200:
+            return aws_error(424, "ModelError", "Received client error from model", OriginalStatusCode=response.status,
+                             OriginalMessage=data.decode(errors="replace"))
+        return web.Response(body=data, headers={"Content-Type": response.headers.get("Content-Type", ""),
+                                                "x-Amzn-Invoked-Production-Variant": "AllTraffic"})
+
+    def _timed_out(self) -> web.Response:
+        return aws_error(424, "ModelError", "Your invocation timed out while waiting for a response from container "
+                         "primary. Review the latency metrics for each container in Amazon CloudWatch, resolve the "
+                         "issue, and try again.", OriginalStatusCode=408)
+
+    async def invoke_stream(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        self.calls.append(("InvokeEndpointWithResponseStream", name))
+        _, error = self._endpoint(name)
+        if error:
+            return error
+        body = await request.read()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.realtime_limit
+        try:
+            response = await asyncio.wait_for(
+                self._forward(name, body, request.headers.get("X-Amzn-SageMaker-Accept", "")), self.realtime_limit)
+        except asyncio.TimeoutError:
+            return self._timed_out()
+        if response.status != 200:
+            data = await response.read()
+            await self._close(response)
+            return aws_error(424, "ModelError", "Received client error from model", OriginalStatusCode=response.status,
+                             OriginalMessage=data.decode(errors="replace"))
+        out = web.StreamResponse(headers={"Content-Type": "application/vnd.amazon.eventstream",
+                                          "x-Amzn-Invoked-Production-Variant": "AllTraffic",
+                                          "X-Amzn-SageMaker-Content-Type": "application/x-ndjson"})
+        await out.prepare(request)
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise asyncio.TimeoutError
+                chunk = await asyncio.wait_for(response.content.readany(), remaining)
+                if not chunk:
+                    break
+                await out.write(payload_part(chunk))
+        except asyncio.TimeoutError:
+            await out.write(event_message({":exception-type": "ModelStreamError",
+                                           ":content-type": "application/json", ":message-type": "exception"},
+                                          json.dumps({"Message": "Your invocation timed out while waiting for a "
+                                                      "response from container primary.",
+                                                      "ErrorCode": "ModelStreamError"}).encode()))
+        await self._close(response)
+        await out.write_eof()
+        return out
+
+    async def invoke_async(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        self.calls.append(("InvokeEndpointAsync", name))
+        d, error = self._endpoint(name)
+        if error:
+            return error
+        config = self.sagemaker.describe_endpoint_config(EndpointConfigName=d["EndpointConfigName"])
+        async_config = config.get("AsyncInferenceConfig")
+        if not async_config:
+            return aws_error(400, "ValidationError", f"Endpoint {name} is not an async endpoint.")
+        location = request.headers.get("X-Amzn-SageMaker-InputLocation", "")
+        inference_id = request.headers.get("X-Amzn-SageMaker-Inference-Id") or "emulated"
+        outputs = async_config["OutputConfig"]
+        output = f"{outputs['S3OutputPath'].rstrip('/')}/{inference_id}.out"
+        failure = f"{outputs.get('S3FailurePath', outputs['S3OutputPath']).rstrip('/')}/{inference_id}-error.out"
+        asyncio.get_running_loop().create_task(self._run_async(name, location, output, failure))
+        return web.json_response({"InferenceId": inference_id}, status=202,
+                                 headers={"X-Amzn-SageMaker-OutputLocation": output,
+                                          "X-Amzn-SageMaker-FailureLocation": failure})
+
+    async def _run_async(self, name: str, location: str, output: str, failure: str) -> None:
+        def s3_parts(uri: str) -> tuple[str, str]:
+            p = urlsplit(uri)
+            return p.netloc, p.path.lstrip("/")
+
+        bucket, key = s3_parts(location)
+        body = await asyncio.to_thread(lambda: self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        response = await self._forward(name, body, "application/json")
+        data = await response.read()
+        await self._close(response)
+        target = output if response.status == 200 else failure
+        if response.status != 200:
+            data = json.dumps({"OriginalStatusCode": response.status,
+                               "OriginalMessage": data.decode(errors="replace")}).encode()
+        out_bucket, out_key = s3_parts(target)
+        await asyncio.to_thread(self.s3.put_object, Bucket=out_bucket, Key=out_key, Body=data)
+
+    def start(self) -> RuntimeEmulator:
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            app = web.Application(client_max_size=64 * 1024 * 1024)
+            app.router.add_post("/endpoints/{name}/invocations", self.invoke)
+            app.router.add_post("/endpoints/{name}/invocations-response-stream", self.invoke_stream)
+            app.router.add_post("/endpoints/{name}/async-invocations", self.invoke_async)
+            self._runner = web.AppRunner(app)
+            self._loop.run_until_complete(self._runner.setup())
+            self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
+            self._started.set()
+            self._loop.run_forever()
+
+        threading.Thread(target=run, daemon=True, name="runtime-emulator").start()
+        self._started.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+
+        async def shutdown() -> None:
+            await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)

@@ -1,0 +1,176 @@
+"""The whole artist flow on the SageMaker path: S3 store and SageMaker control plane on moto,
+the runtime through the wire-protocol emulator, the prompt on a real worker."""
+
+import time
+import uuid
+
+import pytest
+from comfyui_sagemaker.aws import naming
+from harness.comfyui import ComfyUI
+from harness.envs import unique, wait_job
+from harness.fixtures import install_test_models, install_test_pack
+from harness.images import pixels, png
+from harness.runtime_emulator import RuntimeEmulator
+from harness.worker import WorkerProcess
+
+pytestmark = pytest.mark.comfyui
+
+BUCKET = "flow-bucket"
+PREFIX = "studio"
+STORE_URI = f"s3://{BUCKET}/{PREFIX}"
+ROLE = "arn:aws:iam::123456789012:role/ComfySageMaker"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/comfyui-sagemaker-worker:test"
+
+
+def prompt(factor=0.5, prefix="sm", wait_for=None, image="flow.png"):
+    p = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "2": {"class_type": "SMTestScale", "inputs": {"image": ["1", 0], "lora_name": "style.safetensors",
+                                                        "factor": factor}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": prefix}},
+    }
+    if wait_for:
+        p["4"] = {"class_type": "SMTestWait", "inputs": {"image": ["2", 0], "signal": wait_for, "timeout": 20}}
+        p["3"]["inputs"]["images"] = ["4", 0]
+    return p
+
+
+@pytest.fixture(scope="module")
+def rig(moto_server, tmp_path_factory):
+    s3, sm = moto_server.client("s3"), moto_server.client("sagemaker")
+    s3.create_bucket(Bucket=BUCKET)
+    emulator = RuntimeEmulator(sm, s3).start()
+    base = tmp_path_factory.mktemp("sm-flow")
+    install_test_pack(base)
+    install_test_models(base)
+    env = {**moto_server.env(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": emulator.url,
+           "COMFYUI_SAGEMAKER_STORE": "s3", "COMFYUI_SAGEMAKER_S3_BUCKET": BUCKET,
+           "COMFYUI_SAGEMAKER_S3_PREFIX": PREFIX, "COMFYUI_SAGEMAKER_REGION": "us-east-1",
+           "COMFYUI_SAGEMAKER_SAGEMAKER_ROLE_ARN": ROLE, "COMFYUI_SAGEMAKER_WORKER_IMAGE_URI": IMAGE}
+    server = ComfyUI(base, env=env).start()
+    client = server.client()
+    client.upload_image("flow.png", png(4, 4, (200, 100, 50)))
+    template = unique("T")
+    assert client.post("/sagemaker/templates", json={"name": template, "workflow": prompt(wait_for="/x"),
+                                                     "prompt": prompt()}).status_code == 201
+    envs, workers = {}, []
+    for mode in ("realtime", "async"):
+        name = unique("E")
+        r = client.post("/sagemaker/environments", json={"name": name, "templates": [template], "endpoint": {
+            "kind": "sagemaker", "instance_type": "ml.g4dn.xlarge", "initial_count": 1, "mode": mode}})
+        assert r.status_code == 202, r.text
+        job = wait_job(client, r.json()["job"]["id"])
+        assert job["state"] == "succeeded", job
+        deadline = time.monotonic() + 60
+        while client.get(f"/sagemaker/endpoints/{name}").json().get("state") != "InService":
+            assert time.monotonic() < deadline, client.get(f"/sagemaker/endpoints/{name}").text
+            time.sleep(0.2)
+        manifest_uri = f"{STORE_URI}/environments/{name.lower()}/versions/v000001.json"
+        worker = WorkerProcess(manifest_uri, base / f"worker-{mode}", moto_server.env()).start()
+        workers.append(worker)
+        envs[mode] = name
+    for mode, worker in zip(("realtime", "async"), workers, strict=True):
+        assert worker.wait_state()["state"] == "ready", worker.log()[-2000:]
+        emulator.workers[naming.endpoint_name(envs[mode], STORE_URI)] = worker.url
+    yield client, template, envs, emulator, sm
+    for worker in workers:
+        worker.stop()
+    server.stop()
+    emulator.stop()
+
+
+def run(client, body, timeout=90):
+    r = client.post("/sagemaker/executions", json=body)
+    assert r.status_code == 202, r.text
+    execution_id = r.json()["execution_id"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = client.get(f"/sagemaker/executions/{execution_id}").json()
+        if record["state"] in ("succeeded", "failed", "cancelled"):
+            return record
+        time.sleep(0.1)
+    raise AssertionError(f"execution {execution_id} did not end")
+
+
+def check_output(client, record, expected=(100, 50, 25)):
+    image = record["outputs"]["3"]["images"][0]
+    assert image["subfolder"] == f"sagemaker/{record['id']}"
+    data = client.view(image["filename"], image["subfolder"], "output")
+    assert all(abs(a - b) <= 1 for px in pixels(data) for a, b in zip(px, expected, strict=True))
+
+
+@pytest.mark.parametrize("mode", ["realtime", "async"])
+def test_prompt_on_aws_end_to_end(rig, mode):
+    client, _, envs, emulator, _ = rig
+    client_id = uuid.uuid4().hex
+    ws = client.websocket(client_id)
+    try:
+        record = run(client, {"prompt": prompt(prefix=mode), "environment": envs[mode], "client_id": client_id})
+    finally:
+        ws.close()
+    assert record["state"] == "succeeded", record
+    check_output(client, record)
+    operation = "InvokeEndpointWithResponseStream" if mode == "realtime" else "InvokeEndpointAsync"
+    assert (operation, naming.endpoint_name(envs[mode], STORE_URI)) in emulator.calls
+
+
+def test_realtime_streams_comfyuis_events_live(rig):
+    import json
+
+    client, _, envs, _, _ = rig
+    client_id = uuid.uuid4().hex
+    ws = client.websocket(client_id)
+    try:
+        r = client.post("/sagemaker/executions", json={"prompt": prompt(prefix="live", factor=0.25),
+                                                       "environment": envs["realtime"], "client_id": client_id})
+        prompt_id, types = r.json()["prompt_id"], []
+        while "execution_success" not in types and "execution_error" not in types:
+            event = json.loads(ws.recv())
+            if not event["type"].startswith("sagemaker.") and event["data"].get("prompt_id") == prompt_id:
+                types.append(event["type"])
+    finally:
+        ws.close()
+    assert types[0] == "execution_start" and "executed" in types and types[-1] == "execution_success"
+
+
+def test_realtime_limit_is_reported_and_suggests_async(rig, tmp_path):
+    client, _, envs, emulator, _ = rig
+    emulator.realtime_limit = 1.0
+    try:
+        record = run(client, {"prompt": prompt(prefix="slow", wait_for=str(tmp_path / "never")),
+                              "environment": envs["realtime"]})
+    finally:
+        emulator.realtime_limit = 60.0
+    assert record["state"] == "failed"
+    assert "60 s" in record["error"]["message"] and "async" in record["error"]["message"]
+    time.sleep(20)  # let the held prompt time out in the worker before the next test uses it
+
+
+def test_async_failure_object_becomes_the_error(rig):
+    client, _, envs, _, _ = rig
+    bad = prompt(prefix="bad")
+    bad["2"]["inputs"]["factor"] = 5.0  # over SMTestScale's max: the worker's ComfyUI refuses the prompt
+    record = run(client, {"prompt": bad, "environment": envs["async"]})
+    assert record["state"] == "failed"
+    assert "reported a failure" in record["error"]["message"] and "factor" in record["error"]["message"]
+
+
+def test_endpoint_deleted_while_an_async_run_waits(rig, tmp_path):
+    client, _, envs, _, sm = rig
+    release = tmp_path / "release"
+    r = client.post("/sagemaker/executions", json={"prompt": prompt(prefix="gone", wait_for=str(release)),
+                                                   "environment": envs["async"]})
+    execution_id = r.json()["execution_id"]
+    while client.get(f"/sagemaker/executions/{execution_id}").json()["state"] != "running":
+        time.sleep(0.05)
+    sm.delete_endpoint(EndpointName=naming.endpoint_name(envs["async"], STORE_URI))
+    try:
+        deadline = time.monotonic() + 60
+        while (record := client.get(f"/sagemaker/executions/{execution_id}").json())["state"] == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert record["state"] == "failed" and "deleted" in record["error"]["message"], record
+        r = client.post("/sagemaker/executions", json={"prompt": prompt(), "environment": envs["async"]})
+        assert r.status_code == 404 or r.json()["error"]["code"] in ("endpoint_not_ready", "endpoint_not_found")
+    finally:
+        release.write_text("go")
