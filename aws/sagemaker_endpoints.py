@@ -264,7 +264,9 @@ class SageMakerEndpoints(Endpoints):
         if self.store is None:
             raise InvocationFailed("async endpoints need the S3 store")
         if endpoint.get("instances", 1) == 0:
-            log.info("endpoint %s is scaled in to zero: waiting for an instance", endpoint["endpoint_name"])
+            # Async with min 0: the backlog alarm brings an instance back; say so instead of looking stuck.
+            on_event({"type": "sagemaker.note", "data": {
+                "message": "waiting for an instance: the endpoint scaled in to zero and is scaling out for this run"}})
 
         def still_there() -> bool:
             try:

@@ -81,7 +81,7 @@ class ExecutionService:
     @staticmethod
     def summary(record: dict) -> dict:
         return {k: record.get(k) for k in ("id", "prompt_id", "template", "environment", "state", "created_at",
-                                           "started_at", "finished_at", "error", "outputs")}
+                                           "started_at", "finished_at", "error", "outputs", "note")}
 
     def get(self, execution_id: str) -> dict:
         with self._lock:
@@ -148,6 +148,9 @@ class ExecutionService:
 
     def _relay(self, record: dict, event: dict) -> None:
         kind = event.get("type")
+        if kind == "sagemaker.note":  # a remark on the run (e.g. waiting for an instance), shown in the list
+            self._update(record, note=(event.get("data") or {}).get("message"))
+            return
         if kind not in RELAYED or record["state"] in FINAL:
             return
         data = dict(event.get("data") or {})

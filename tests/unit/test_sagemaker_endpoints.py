@@ -403,3 +403,35 @@ def test_lifecycle_on_moto(aws_env):
         assert sm.list_endpoint_configs()["EndpointConfigs"] == [] and sm.list_models()["Models"] == []
         assert aas.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
         assert cw.describe_alarms()["MetricAlarms"] == []
+
+
+def test_an_async_run_on_an_endpoint_scaled_to_zero_says_it_waits_for_an_instance(aws_env):
+    import json
+
+    from comfyui_sagemaker.aws.s3_store import S3Store
+    from moto import mock_aws
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="team-bucket")
+        store = S3Store("team-bucket", "comfy", s3_client=s3)
+        endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", poll_interval=0, store=store)
+        endpoints._monitor = lambda m, e: None
+        endpoints.deploy(manifest(scaling={"min": 0, "max": 2}))
+        endpoints.get = lambda name: {**SageMakerEndpoints.get(endpoints, name), "instances": 0}
+
+        runtime = boto3.client("sagemaker-runtime", region_name="us-east-1")
+        endpoints._clients["sagemaker-runtime"] = runtime
+        s3.put_object(Bucket="team-bucket", Key="comfy/async/outputs/x.out",
+                      Body=json.dumps({"status": "succeeded", "outputs": {}}).encode())
+        events = []
+        with Stubber(runtime) as stub:
+            stub.add_response("invoke_endpoint_async", {
+                "InferenceId": "x", "OutputLocation": "s3://team-bucket/comfy/async/outputs/x.out",
+                "FailureLocation": "s3://team-bucket/comfy/async/failures/x-error.out"}, {
+                "EndpointName": ENDPOINT, "InputLocation": f"{STORE}/async/requests/x.json",
+                "ContentType": "application/json", "Accept": "application/json", "InferenceId": "x",
+                "InvocationTimeoutSeconds": 3600})
+            result = endpoints.invoke("Portraits", {"execution_id": "x", "prompt": {}}, events.append)
+        assert result["status"] == "succeeded"
+        assert events[0]["type"] == "sagemaker.note" and "waiting for an instance" in events[0]["data"]["message"]
