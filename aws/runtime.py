@@ -106,6 +106,7 @@ def invoke_async(runtime: Any, s3: Any, store: Store, store_uri: str, endpoint: 
                 raise InvocationFailed(f"cannot read the async result: {_message(err)}") from None
             if failed:
                 raise InvocationFailed(f"the endpoint reported a failure: {data.decode(errors='replace')[:2000]}")
+            _relay_progress(store, execution_id, seen, on_event)  # what came after the last look
             return json.loads(data)
         seen = _relay_progress(store, execution_id, seen, on_event)
         if not still_there():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -62,6 +63,7 @@ class ExecutionService:
         self.synced = synced
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sagemaker-execution")
         self._live: dict[str, dict] = {}
+        self._relayed: dict[str, dict] = {}
         self._lock = threading.Lock()
 
     # records
@@ -157,7 +159,27 @@ class ExecutionService:
         data["prompt_id"] = record["prompt_id"]
         if kind == "executed" and isinstance(data.get("output"), dict):
             data["output"] = self._localise(record, data["output"])
+            self._seen(record)["shown"].add(str(data.get("node")))
+        if kind in ("execution_success", "execution_error", "execution_interrupted"):
+            self._seen(record)["ended"] = True
         self.send(kind, data, record["client_id"])
+
+    def _seen(self, record: dict) -> dict:
+        """What this run already showed the page (kept beside the record, never stored)."""
+        with self._lock:
+            return self._relayed.setdefault(record["id"], {"shown": set(), "ended": False})
+
+    def _finish_events(self, record: dict, outputs: dict) -> None:
+        """An async run relays coarse progress only: show the outputs and the end the page did not see."""
+        seen = self._seen(record)
+        shown = seen["shown"]
+        for node, ui in outputs.items():
+            if str(node) not in shown:
+                self.send("executed", {"node": node, "display_node": node, "output": ui,
+                                       "prompt_id": record["prompt_id"]}, record["client_id"])
+        if not seen["ended"]:
+            self.send("execution_success", {"prompt_id": record["prompt_id"], "timestamp": int(time.time() * 1000)},
+                      record["client_id"])
 
     def _localise(self, record: dict, output: dict) -> dict:
         """Copy a node's output files from the store under ComfyUI's output folder; point at the copies."""
@@ -195,6 +217,8 @@ class ExecutionService:
             outputs, result = {}, {"status": "failed", "error": {"code": "outputs_missing", "message": str(err)}}
         status = "succeeded" if result.get("status") == "succeeded" else "failed"
         error = result.get("error")
+        if status == "succeeded" and record["state"] not in FINAL:
+            self._finish_events(record, outputs)
         if status == "failed" and record["state"] not in FINAL:
             if not error or error.get("code") not in ("node_error", "interrupted"):
                 # The worker never said why in ComfyUI's words: tell the page, so it stops "running".
@@ -204,6 +228,8 @@ class ExecutionService:
                     "exception_message": (error or {}).get("message", "the remote run failed"), "traceback": [],
                     "executed": [], "current_inputs": {}, "current_outputs": {},
                 }, record["client_id"])
+        with self._lock:
+            self._relayed.pop(record["id"], None)
         self._update(record, state=status, finished_at=now(), outputs=outputs, error=error,
                      timings=result.get("timings"))
         with self._lock:

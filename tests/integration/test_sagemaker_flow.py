@@ -156,14 +156,16 @@ def test_async_failure_object_becomes_the_error(rig):
 
 
 def test_endpoint_deleted_while_an_async_run_waits(rig, tmp_path):
-    client, _, envs, _, sm = rig
+    client, _, envs, emulator, sm = rig
     release = tmp_path / "release"
+    endpoint = naming.endpoint_name(envs["async"], STORE_URI)
+    calls = emulator.calls.count(("InvokeEndpointAsync", endpoint))
     r = client.post("/sagemaker/executions", json={"prompt": prompt(prefix="gone", wait_for=str(release)),
                                                    "environment": envs["async"]})
     execution_id = r.json()["execution_id"]
-    while client.get(f"/sagemaker/executions/{execution_id}").json()["state"] != "running":
+    while emulator.calls.count(("InvokeEndpointAsync", endpoint)) == calls:  # the run is waiting on SageMaker
         time.sleep(0.05)
-    sm.delete_endpoint(EndpointName=naming.endpoint_name(envs["async"], STORE_URI))
+    sm.delete_endpoint(EndpointName=endpoint)
     try:
         deadline = time.monotonic() + 60
         while (record := client.get(f"/sagemaker/executions/{execution_id}").json())["state"] == "running":
