@@ -37,6 +37,8 @@ async def upload_model(request: web.Request, ctx: Context) -> web.Response:
         if expected and expected.lower() != h.hexdigest():
             raise BadRequest(f"sha256 mismatch: expected {expected.lower()}, got {h.hexdigest()}; nothing was kept")
         await asyncio.to_thread(os.replace, tmp, target)
+        st = target.stat()  # the digest is known: no one needs to read the file again for it
+        ctx.services.hash_cache.put(os.path.abspath(target), st.st_size, st.st_mtime_ns, h.hexdigest())
     finally:
         f.close()
         if tmp.exists():
