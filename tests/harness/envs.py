@@ -35,3 +35,14 @@ def publish_environment(client, prompt: dict, endpoint: dict | None = None) -> t
     job = wait_job(client, r.json()["job"]["id"])
     assert job["state"] == "succeeded", job
     return template, env, job
+
+
+def wait_endpoint(client, name: str, states: tuple[str, ...] = ("InService", "Failed"), timeout: float = 180) -> dict:
+    """Poll an endpoint until it reaches one of `states`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = client.get(f"/sagemaker/endpoints/{name}")
+        if r.status_code == 200 and r.json()["state"] in states:
+            return r.json()
+        time.sleep(0.1)
+    raise AssertionError(f"endpoint {name} not in {states}: {client.get(f'/sagemaker/endpoints/{name}').text}")

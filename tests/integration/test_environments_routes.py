@@ -1,10 +1,10 @@
 """Environment routes on the real ComfyUI: templates -> analysis -> publish job -> manifest."""
 
 import hashlib
-import time
 import uuid
 
 import pytest
+from harness.envs import wait_job
 from harness.fixtures import TEST_MODELS, TEST_PACK
 
 pytestmark = pytest.mark.comfyui
@@ -26,16 +26,6 @@ def template(client, prompt=PROMPT, workflow=None):
                                                   "prompt": prompt})
     assert r.status_code == 201, r.text
     return name
-
-
-def wait_job(client, job_id, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/sagemaker/jobs/{job_id}").json()
-        if job["state"] != "running":
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still running")
 
 
 def publish(client, name, **body):

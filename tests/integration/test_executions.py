@@ -6,7 +6,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from harness.envs import publish_environment
+from harness.envs import publish_environment, wait_endpoint
 from harness.images import pixels, png
 
 pytestmark = pytest.mark.comfyui
@@ -24,15 +24,6 @@ def prompt(image="ex.png", factor=0.5, prefix="ex", wait_for=None):
         p["3"]["inputs"]["images"] = ["4", 0]
     return p
 
-
-def wait_endpoint(client, name, timeout=180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        e = client.get(f"/sagemaker/endpoints/{name}").json()
-        if e.get("state") in ("InService", "Failed"):
-            return e
-        time.sleep(0.1)
-    raise AssertionError("endpoint never ready")
 
 
 @pytest.fixture(scope="module")

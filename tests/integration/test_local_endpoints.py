@@ -4,14 +4,13 @@ import json
 import os
 import signal
 import threading
-import time
 
 import pytest
 import requests
 from comfyui_sagemaker.core.endpoints import InvocationFailed
 from comfyui_sagemaker.local.endpoints import WORKER_COMMAND, LocalEndpoints, WorkerRuntime
 from harness.comfyui import ComfyUI
-from harness.envs import publish_environment
+from harness.envs import publish_environment, wait_endpoint
 from harness.fixtures import install_test_models, install_test_pack
 
 pytestmark = pytest.mark.comfyui
@@ -23,15 +22,6 @@ PROMPT = {
     "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "le"}},
 }
 
-
-def wait_endpoint(client, name, states=("InService", "Failed"), timeout=180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = client.get(f"/sagemaker/endpoints/{name}")
-        if r.status_code == 200 and r.json()["state"] in states:
-            return r.json()
-        time.sleep(0.1)
-    raise AssertionError(f"endpoint {name} not in {states}: {client.get(f'/sagemaker/endpoints/{name}').text}")
 
 
 def local_endpoints(comfyui):
