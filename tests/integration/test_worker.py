@@ -182,3 +182,18 @@ def test_output_files_of_other_ui_keys_are_stored(worker, store):
     item = result["outputs"]["2"]["images"][0]
     assert item["type"] == "temp" and store.size(f"blobs/sha256/{item['sha256']}") == item["size"]
     assert io.BytesIO(store.get(f"blobs/sha256/{item['sha256']}").data).read(8).startswith(b"\x89PNG")
+
+
+def test_lazy_models_are_fetched_just_before_the_prompt_that_needs_them(environment, store, tmp_path):
+    lazy = WorkerProcess(environment[1], tmp_path / "lazy", {"WORKER_MODELS": "lazy"}).start()
+    try:
+        assert lazy.wait_state()["state"] == "ready"
+        lora = tmp_path / "lazy" / "base" / "models" / "loras" / "style.safetensors"
+        assert not lora.exists()  # nothing fetched at start
+        digest = put_input(store, png(4, 4, (200, 100, 50)))
+        r = lazy.invoke({"execution_id": "lz", "prompt": scale_prompt("lz.png", 0.5, "lz"),
+                         "inputs": {"lz.png": digest}})
+        assert r.json()["status"] == "succeeded", r.text
+        assert lora.read_bytes() == b"lora bytes"
+    finally:
+        lazy.stop()
