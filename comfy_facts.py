@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .core.analysis import NodeInfo, input_specs
+from .core.analysis import BUILTIN, NodeInfo, input_specs
 from .server_routes.context import ComfyFacts
+
+OWN_PACKAGE = __name__.rsplit(".", 1)[0]  # the name ComfyUI (or an import) gave this extension
 
 
 class ComfyCatalog:
@@ -16,6 +18,9 @@ class ComfyCatalog:
 
     @staticmethod
     def _pack(cls) -> str:
+        # This extension's own nodes are built into every worker: never a pack an environment carries.
+        if str(getattr(cls, "__module__", "")).startswith(OWN_PACKAGE + "."):
+            return BUILTIN
         module = getattr(cls, "RELATIVE_PYTHON_MODULE", "nodes") or "nodes"
         return module.split(".", 1)[1] if module.startswith("custom_nodes.") else "core"
 

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from .errors import BadRequest
 from .model_files import ModelIndex
 
+BUILTIN = "builtin"  # the pack name of this extension's own nodes: every worker has them
 FRONTEND_ONLY = frozenset({"Note", "MarkdownNote", "Reroute", "PrimitiveNode"})
 UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload", "upload")
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
@@ -91,7 +92,7 @@ class Analysis:
         return {
             "format": self.format,
             "nodes": nodes,
-            "packs": sorted({n["pack"] for n in nodes if n["pack"] not in ("core", None)}),
+            "packs": sorted({n["pack"] for n in nodes if n["pack"] not in ("core", BUILTIN, None)}),
             "missing_nodes": sorted(self.missing_nodes),
             "missing": [{"type": t, "node_ids": ids} for t, ids in sorted(self.missing_nodes.items())],
             "models": sorted(self.models.values(), key=lambda m: (m["folder"], m["name"])),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from .analysis import BUILTIN
 from .errors import BadRequest
 
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx", ".pkl")
@@ -29,7 +30,7 @@ def check(prompt: dict, analysis: dict, manifest: dict) -> list[str]:
     remote_types = set().union(*packs.values()) if packs else set()
     problems = []
     for node in analysis["nodes"]:
-        if node["pack"] != "core" and node["pack"] not in packs:
+        if node["pack"] not in ("core", BUILTIN) and node["pack"] not in packs:
             problems.append(f"node type {node['type']} (pack {node['pack']}, nodes {', '.join(node['node_ids'])})")
     for missing in analysis["missing"]:
         if missing["type"] not in remote_types:

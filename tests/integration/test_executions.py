@@ -263,3 +263,15 @@ def test_worker_dying_fails_the_execution(client, comfyui, tmp_path):
     record = wait_execution(client, execution_id, timeout=60)
     assert record["state"] == "failed" and record["error"]["message"]
     client.delete(f"/sagemaker/endpoints/{env}")
+
+
+def test_a_prompt_with_the_extensions_own_nodes_runs_remotely(client, target):
+    """The worker has this extension built in: its parameter nodes are no pack an environment must carry."""
+    template, _ = target
+    p = prompt(prefix="param")
+    p["9"] = {"class_type": "SageMakerParamFloat", "inputs": {
+        "name": "factor", "description": "", "default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01, "required": False}}
+    p["2"]["inputs"]["factor"] = ["9", 0]
+    r = client.post("/sagemaker/executions", json={"prompt": p, "template": template})
+    assert r.status_code == 202, r.text
+    assert wait_execution(client, r.json()["execution_id"])["state"] == "succeeded"
