@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 
 from .errors import BadRequest, Conflict, EnvironmentNotFound, TemplateExists, TemplateNotFound
 from .names import ENVIRONMENT_NAME, TEMPLATE_NAME
+from .parameters import extract as extract_parameters
 from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
 
 PREFIX = "templates/"
@@ -55,6 +56,8 @@ class Template:
     version: int
     created_at: str
     updated_at: str
+    # JSON Schema of the template's parameter nodes (core/parameters.py); None without any.
+    parameters: dict | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -122,14 +125,17 @@ class TemplateService:
     def create(self, name: object, workflow: object, prompt: object, environment: object = None) -> Template:
         name = TEMPLATE_NAME.check(name)
         stamp = now()
+        workflow = check_workflow(workflow)
+        prompt = check_prompt(prompt)
         template = Template(
             name=name,
-            workflow=check_workflow(workflow),
-            prompt=check_prompt(prompt),
+            workflow=workflow,
+            prompt=prompt,
             environment=self._check_environment(environment),
             version=1,
             created_at=stamp,
             updated_at=stamp,
+            parameters=extract_parameters(prompt),  # ParametersInvalid: refused
         )
         try:
             self.store.create(key_of(name), template.to_bytes())
@@ -202,6 +208,7 @@ class TemplateService:
         if workflow is not None:
             template.workflow = check_workflow(workflow)
             template.prompt = check_prompt(prompt)
+            template.parameters = extract_parameters(template.prompt)
         template.version += 1
         template.updated_at = now()
         try:

@@ -9,6 +9,7 @@ from ..core import errors as e
 from ..core.endpoints import EndpointNotFound, EndpointNotReady, InvocationFailed
 from ..core.environments import EnvironmentExists
 from ..core.fetch import DownloadFailed
+from ..core.parameters import InputsInvalid, ParametersInvalid
 
 STATUS: dict[type[e.SageMakerError], int] = {
     e.BadRequest: 400,
@@ -29,6 +30,8 @@ STATUS: dict[type[e.SageMakerError], int] = {
     AwsNotConfigured: 400,
     QuotaExceeded: 409,
     InstanceTypeRefused: 400,
+    ParametersInvalid: 400,
+    InputsInvalid: 422,
 }
 
 
@@ -39,9 +42,12 @@ def status_of(err: e.SageMakerError) -> int:
     return 500
 
 
-def error_response(code: str, message: str, status: int) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def error_response(code: str, message: str, status: int, **extra: object) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
 
 
 def from_exception(err: e.SageMakerError) -> web.Response:
-    return error_response(err.code, err.message, status_of(err))
+    # Per-field reasons (invalid_inputs) travel next to the message: {"error": {..., "fields": {name: reason}}}.
+    fields = getattr(err, "fields", None)
+    extra = {"fields": fields} if isinstance(fields, dict) else {}
+    return error_response(err.code, err.message, status_of(err), **extra)
