@@ -3,6 +3,11 @@ import { app } from "../../../scripts/app.js";
 import { call, getRules, toastError } from "./api.js";
 import { el } from "./dom.js";
 import { mountEnvironments } from "./environments.js";
+import { mountExecutions } from "./executions.js";
+import { mountInputs } from "./inputs.js";
+import { mountModels } from "./models.js";
+import { mountPromptOnAws } from "./prompt_on_aws.js";
+import { installQueueRouting } from "./queue.js";
 import { canvasChanged, mountTemplates } from "./templates.js";
 
 const TAB_ID = "sagemaker";
@@ -39,8 +44,12 @@ function render(container) {
     el("div", { class: "sagemaker-panel", "data-testid": "sagemaker-panel" }, [
       el("h3", { class: "sagemaker-title" }, "SageMaker"),
       status,
+      mountPromptOnAws(),
       mountTemplates(),
+      mountExecutions(),
       mountEnvironments(),
+      mountInputs(),
+      mountModels(),
     ]),
   );
   renderStatus(status);
@@ -53,6 +62,7 @@ app.registerExtension({
     canvasChanged();
   },
   async setup() {
+    installQueueRouting(); // Run goes to the endpoint while Prompt on AWS is ticked
     const link = document.createElement("link");
     link.rel = "stylesheet";
     link.href = new URL("./sagemaker.css", import.meta.url).href;

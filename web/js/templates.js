@@ -8,6 +8,13 @@ import { bindingPreflight } from "./preflight.js";
 
 // Live sections: their "loaded" marker follows the canvas (see canvasChanged).
 const mounted = new Set();
+const canvasListeners = new Set(); // e.g. Prompt on AWS's target
+
+// Calls fn() after every change of the loaded template (or of its binding); returns the unsubscribe.
+export function onCanvasChanged(fn) {
+  canvasListeners.add(fn);
+  return () => canvasListeners.delete(fn);
+}
 
 // The template recorded in the canvas's workflow: extra.sagemaker.template survives save and reload.
 export function loadedTemplate() {
@@ -31,6 +38,7 @@ export function canvasChanged() {
     if (section.root.isConnected) section.markLoaded();
     else mounted.delete(section);
   }
+  for (const fn of canvasListeners) fn();
 }
 
 const templatePath = (name) => `/templates/${encodeURIComponent(name)}`;
@@ -244,6 +252,7 @@ class TemplatesSection {
       throw err;
     }
     if (replace) recordInCanvas(t.name);
+    else if (loadedTemplate() === t.name) canvasChanged(); // its environment may have changed
     toast("success", "Template updated", t.name);
     await this.refresh();
   }
@@ -263,6 +272,7 @@ class TemplatesSection {
           throw err;
         }
         toast("success", "Template deleted", t.name);
+        if (loadedTemplate() === t.name) canvasChanged(); // Prompt on AWS's target is gone
         await this.refresh();
       },
     });

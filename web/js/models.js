@@ -1,0 +1,193 @@
+// The sidebar's "Models" section: ComfyUI's model files per folder (collapsible), with size and hash
+// state; add one (upload from this computer, or download by URL as a job with a progress card); delete.
+import { call, toast, toastError } from "./api.js";
+import { openDialog } from "./dialog.js";
+import { el } from "./dom.js";
+import { formatBytes, plural } from "./format.js";
+import { followJob, jobCard, onJob } from "./jobs.js";
+import { openAddModel } from "./model_dialog.js";
+
+const SUCCESS_CARD_MS = 10_000; // a finished download's card goes by itself; a failed one waits for Dismiss
+const sections = new Set(); // a sidebar tab re-renders on every open: only connected sections draw
+const downloads = new Map(); // job id -> job: running (or finished, not dismissed) downloads
+const openFolders = new Set(); // folders the user expanded, kept across refreshes and tab switches
+
+function live() {
+  for (const s of sections) if (!s.root.isConnected) sections.delete(s);
+  return [...sections];
+}
+
+// A name may hold "/" (a file in a subfolder): each segment is encoded, the slashes stay.
+export function modelPath(folder, name) {
+  return `/models/${encodeURIComponent(folder)}/${name.split("/").map(encodeURIComponent).join("/")}`;
+}
+
+export function hashLabel(sha256) {
+  return sha256 ? `sha256 …${sha256.slice(-4)}` : "not hashed";
+}
+
+function dismiss(id) {
+  downloads.delete(id);
+  for (const s of live()) s.dropJob(id);
+}
+
+// Follow a download once, whichever section (or none) shows it.
+function track(job) {
+  if (downloads.has(job.id)) return;
+  downloads.set(job.id, job);
+  for (const s of live()) s.showJob(job.id);
+  followJob(job, (next) => {
+    if (!downloads.has(job.id)) return;
+    downloads.set(job.id, next);
+    for (const s of live()) s.cards.get(job.id)?.update(next);
+  }).then((final) => {
+    if (final.state === "succeeded") {
+      toast("success", "Model downloaded", final.target);
+      openFolders.add(final.target.split("/")[0]); // show where it went
+    } else if (final.state === "cancelled") toast("info", "Download cancelled", final.target);
+    else toast("error", `Could not download ${final.target}`, final.error?.message ?? "unknown error");
+    for (const s of live()) s.refresh();
+    if (final.state === "succeeded") setTimeout(() => dismiss(job.id), SUCCESS_CARD_MS);
+  });
+}
+
+// A download started elsewhere (another browser, the API) shows up too.
+onJob((job) => {
+  if (job.kind === "model download" && job.state === "running") track(job);
+});
+
+function iconButton(icon, title, testid, onclick) {
+  return el("button", { class: "sagemaker-icon-button", title, "aria-label": title, "data-testid": testid, onclick }, [el("i", { class: icon })]);
+}
+
+class ModelsSection {
+  constructor() {
+    this.folders = null; // {folder: [files]} from the last list
+    this.refreshes = 0; // only the latest refresh may draw the list
+    this.cards = new Map(); // job id -> card
+    this.slot = el("div", { class: "sagemaker-dialog-slot" });
+    this.jobs = el("div", { class: "sagemaker-jobs", "data-testid": "sagemaker-model-jobs" });
+    this.list = el("div", { class: "sagemaker-model-folders", "data-testid": "sagemaker-models-list" });
+    this.root = el("section", { class: "sagemaker-section", "data-testid": "sagemaker-models" }, [
+      el("div", { class: "sagemaker-section-header" }, [
+        el("h4", { class: "sagemaker-section-title" }, "Models"),
+        iconButton("pi pi-refresh", "Refresh the list", "sagemaker-models-refresh", () => this.refresh()),
+        iconButton("pi pi-plus", "Add a model", "sagemaker-models-add", () => this.openAdd()),
+      ]),
+      this.slot,
+      this.jobs,
+      this.list,
+    ]);
+    for (const id of downloads.keys()) this.showJob(id);
+  }
+
+  showJob(id) {
+    const job = downloads.get(id);
+    if (!job || this.cards.has(id)) return;
+    const card = jobCard(job, `Downloading ${job.target}`, () => dismiss(id));
+    this.cards.set(id, card);
+    this.jobs.append(card.root);
+  }
+
+  dropJob(id) {
+    this.cards.get(id)?.root.remove();
+    this.cards.delete(id);
+  }
+
+  async refresh() {
+    const ticket = ++this.refreshes;
+    try {
+      const answer = await call("GET", "/models");
+      if (ticket !== this.refreshes) return;
+      this.folders = answer.folders;
+      this.render(answer.problems ?? []);
+    } catch (err) {
+      if (ticket !== this.refreshes) return;
+      this.list.replaceChildren(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-models-error" }, err.message));
+      toastError("Could not list models", err);
+    }
+  }
+
+  render(problems) {
+    const names = Object.keys(this.folders).sort();
+    const filled = names.filter((f) => this.folders[f].length > 0);
+    const empty = names.filter((f) => this.folders[f].length === 0);
+    this.list.replaceChildren(...[
+      ...filled.map((f) => this.folder(f, this.folders[f])),
+      filled.length === 0 ? el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-models-empty" }, "No model files yet: + adds one.") : null,
+      empty.length ? el("div", { class: "sagemaker-muted sagemaker-note", title: empty.join("\n"), "data-testid": "sagemaker-models-empty-folders" }, `${plural(empty.length, "empty folder")} not shown`) : null,
+      problems.length ? el("div", { class: "sagemaker-diff-warn sagemaker-note", title: problems.join("\n"), "data-testid": "sagemaker-models-problems" }, `${plural(problems.length, "file")} could not be read`) : null,
+    ].filter(Boolean));
+  }
+
+  folder(name, files) {
+    const total = files.reduce((sum, f) => sum + f.size, 0);
+    const details = el("details", { class: "sagemaker-collapsible sagemaker-model-folder", open: openFolders.has(name), "data-testid": "sagemaker-model-folder", "data-folder": name }, [
+      el("summary", { title: `${plural(files.length, "file")}, ${formatBytes(total)}` }, [
+        el("span", { class: "sagemaker-model-folder-name" }, name),
+        el("span", { class: "sagemaker-muted", "data-testid": "sagemaker-model-folder-count" }, ` (${files.length})`),
+      ]),
+      el("ul", { class: "sagemaker-model-list" }, files.map((f) => this.row(f))),
+    ]);
+    details.addEventListener("toggle", () => (details.open ? openFolders.add(name) : openFolders.delete(name)));
+    return details;
+  }
+
+  row(f) {
+    return el("li", { class: "sagemaker-model", "data-testid": "sagemaker-model-row", "data-folder": f.folder, "data-model": f.name }, [
+      el("div", { class: "sagemaker-model-line" }, [
+        el("span", { class: "sagemaker-model-name", title: f.name }, f.name),
+        iconButton("pi pi-trash", `Delete ${f.folder}/${f.name}`, "sagemaker-model-delete", () => this.confirmDelete(f)),
+      ]),
+      el("div", { class: "sagemaker-model-facts sagemaker-muted" }, [
+        el("span", { title: `${f.size} bytes`, "data-testid": "sagemaker-model-size" }, formatBytes(f.size)),
+        el("span", { title: f.sha256 ? `sha256 ${f.sha256}` : "hashed when an environment includes it", "data-testid": "sagemaker-model-hash" }, hashLabel(f.sha256)),
+      ]),
+    ]);
+  }
+
+  confirmDelete(f) {
+    openDialog(this.slot, {
+      title: `Delete ${f.folder}/${f.name}?`,
+      body: el("div", { class: "sagemaker-muted" }, `The file (${formatBytes(f.size)}) leaves this ComfyUI's disk; environments already published keep their copy.`),
+      okLabel: "Delete",
+      danger: true,
+      testid: "sagemaker-model-delete-dialog",
+      onOk: async () => {
+        try {
+          await call("DELETE", modelPath(f.folder, f.name));
+        } catch (err) {
+          toastError(`Could not delete ${f.folder}/${f.name}`, err);
+          if (err.status === 404) this.refresh();
+          throw err;
+        }
+        toast("success", "Model deleted", `${f.folder}/${f.name}`);
+        openFolders.add(f.folder); // keep the user where they were
+        await this.refresh();
+      },
+    });
+    this.slot.scrollIntoView({ block: "nearest" });
+  }
+
+  async openAdd() {
+    if (!this.folders) await this.refresh();
+    if (!this.folders) return; // the refresh said why
+    openAddModel(this.slot, {
+      folders: Object.keys(this.folders).sort(),
+      onUploaded: (result) => {
+        openFolders.add(result.folder);
+        this.refresh();
+      },
+      onDownload: (job) => track(job),
+    });
+    this.slot.scrollIntoView({ block: "nearest" });
+  }
+}
+
+// The section's root element; its list loads at once.
+export function mountModels() {
+  const section = new ModelsSection();
+  sections.add(section);
+  section.refresh();
+  return section.root;
+}

@@ -1,0 +1,86 @@
+// The one place that wraps the host's queueing.
+//
+// ComfyUI's frontend (1.32) queues every way (Run with its batch count, Ctrl+Enter, queue-front,
+// queue selected outputs) through app.queuePrompt, which calls
+// api.queuePrompt(number, {output, workflow}, {partialExecutionTargets}) once per batch item and then
+// follows the run by the prompt_id it answers. With Prompt on AWS ticked, this wrapper sends that
+// call to POST /sagemaker/executions instead of /prompt and answers the execution's prompt_id, so the
+// relayed events (same names, same prompt_id) drive the canvas as a local run would. Unticked, the
+// host's function runs untouched. api.interrupt is wrapped alongside, so ComfyUI's Interrupt cancels
+// a remote run. tests/browser/test_prompt_on_aws.py fails if the host stops going through either.
+import { api } from "../../../scripts/api.js";
+import { app } from "../../../scripts/app.js";
+import { call, toastError } from "./api.js";
+import { cancelExecution, executionCreated, liveRunOf } from "./executions.js";
+import { isPromptOnAws } from "./prompt_on_aws.js";
+import { loadedTemplate } from "./templates.js";
+
+// A refused run skips the rest of its batch (the same refusal N times says nothing new) until the
+// host's "promptQueued" event, which app.queuePrompt sends when its batch loop is over.
+let refused = false;
+
+// Only the targets and what they depend on (queue selected output nodes): the endpoint runs it all.
+function upstreamOf(prompt, targets) {
+  const kept = {};
+  const todo = targets.map(String);
+  while (todo.length) {
+    const id = todo.pop();
+    if (kept[id] || !prompt[id]) continue;
+    kept[id] = prompt[id];
+    for (const value of Object.values(prompt[id].inputs ?? {})) {
+      if (Array.isArray(value) && value.length === 2 && typeof value[0] === "string") todo.push(value[0]);
+    }
+  }
+  return kept;
+}
+
+async function queueOnAws({ output, workflow }, options) {
+  if (refused && app.processingQueue === true) return { node_errors: {} };
+  refused = false;
+  const targets = options?.partialExecutionTargets;
+  const prompt = targets?.length ? upstreamOf(output, targets) : output;
+  try {
+    const answer = await call("POST", "/executions", {
+      prompt, workflow, template: loadedTemplate(), client_id: api.clientId ?? null,
+    });
+    executionCreated(answer.execution);
+    // What /prompt answers. `number` (the local queue position) has no meaning for a remote run.
+    return { prompt_id: answer.prompt_id, number: 0, node_errors: {} };
+  } catch (err) {
+    refused = true;
+    toastError("Prompt on AWS: not queued", err);
+    // No prompt_id: the frontend follows nothing, stays idle. (Throwing would open its modal error dialog.)
+    return { node_errors: {} };
+  }
+}
+
+// ComfyUI's "Cancel current run" (and Interrupt) calls api.interrupt(activePromptId): a remote run of
+// this page is cancelled on its endpoint instead; anything else goes to the host's function.
+function wrapInterrupt() {
+  const original = api.interrupt;
+  if (typeof original !== "function" || original.__sagemakerWrapped) return;
+  function interrupt(promptId, ...rest) {
+    const run = promptId ? liveRunOf(promptId) : null;
+    if (!run) return original.call(this, promptId, ...rest);
+    return cancelExecution(run.id).then(() => undefined);
+  }
+  interrupt.__sagemakerWrapped = true;
+  api.interrupt = interrupt;
+}
+
+// Wrap api.queuePrompt (and api.interrupt) once, at setup.
+export function installQueueRouting() {
+  wrapInterrupt();
+  const original = api.queuePrompt;
+  if (typeof original !== "function" || original.__sagemakerWrapped) return;
+  function queuePrompt(number, data, options, ...rest) {
+    if (!isPromptOnAws()) return original.call(this, number, data, options, ...rest);
+    return queueOnAws(data, options);
+  }
+  queuePrompt.__sagemakerWrapped = true;
+  queuePrompt.original = original;
+  api.queuePrompt = queuePrompt;
+  api.addEventListener("promptQueued", () => {
+    refused = false;
+  });
+}
