@@ -361,7 +361,6 @@ def test_progress_error_stops_the_workers(tmp_path, monkeypatch):
     assert not [t for t in threading.enumerate() if t.name.startswith("sha256-")]  # joined before raising
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="resource is POSIX only")
 def test_2gib_sparse_file_hashes_with_flat_memory(tmp_path):
     p = tmp_path / "sparse.safetensors"
     with open(p, "wb") as f:
