@@ -37,8 +37,9 @@ def start_once(with_extension: bool) -> tuple[float, float | None]:
 
 IMPORT_PROBE = r"""
 import importlib.util, sys, time, types
+import aiohttp, requests  # already loaded in a running ComfyUI (its server and start-up use both)
 from aiohttp import web
-import folder_paths, comfy.cli_args, comfyui_version  # already loaded in a running ComfyUI
+import folder_paths, comfy.cli_args, comfyui_version
 server = types.ModuleType("server")
 class PromptServer:
     instance = None

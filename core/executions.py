@@ -244,11 +244,13 @@ class ExecutionService:
             live = self._live.get(execution_id)
         if live is None:
             raise Conflict(f"execution {execution_id} is not running in this ComfyUI")
-        cancel = getattr(self.endpoints, "cancel", None)
-        if cancel is not None and live["state"] == "running":
-            cancel(live["endpoint"], execution_id)
+        was_running = live["state"] == "running"
+        # Mark it first: the worker's "interrupted" answer may reach _run before the cancel call returns.
         self._update(live, state="cancelled", finished_at=now(), error={"code": "cancelled",
                                                                         "message": "cancelled by the user"})
+        cancel = getattr(self.endpoints, "cancel", None)
+        if cancel is not None and was_running:
+            cancel(live["endpoint"], execution_id)
         self.send("execution_interrupted", {"prompt_id": live["prompt_id"], "node_id": None, "node_type": None,
                                             "executed": []}, live["client_id"])
         return self.summary(live)

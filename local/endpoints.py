@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 from ..core.endpoints import EndpointNotFound, Endpoints, InvocationFailed
 from ..core.names import ENVIRONMENT_NAME
 from ..core.templates import now
@@ -160,6 +158,8 @@ class LocalEndpoints(Endpoints):
         return text
 
     def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
+        import requests  # lazily: importing the extension stays light
+
         endpoint = self.check_ready(name)
         try:
             with requests.post(endpoint["url"] + "/invocations", json=body, stream=True,
@@ -187,6 +187,8 @@ class LocalEndpoints(Endpoints):
 
     def cancel(self, name: str, execution_id: str) -> None:
         """Ask the worker to interrupt (or skip) an execution; best effort."""
+        import requests
+
         try:
             url = self.get(name)["url"]
             requests.post(url + "/invocations", json={"action": "cancel", "execution_id": execution_id}, timeout=10)
@@ -246,6 +248,8 @@ class LocalEndpoints(Endpoints):
                 pass
 
     def _status(self, url: str) -> dict | None:
+        import requests
+
         try:
             return requests.get(url + "/status", timeout=2).json()
         except (requests.RequestException, ValueError):
