@@ -41,7 +41,9 @@ export async function call(method, path, body) {
   }
   if (!res.ok) {
     const err = data?.error ?? { code: "http_error", message: `${res.status} ${res.statusText}` };
-    throw new SageMakerError(res.status, err.code, err.message);
+    const failure = new SageMakerError(res.status, err.code, err.message);
+    failure.fields = err.fields; // per-field reasons of a 422 (template runs)
+    throw failure;
   }
   return data;
 }

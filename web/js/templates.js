@@ -4,6 +4,7 @@ import { AnalysisPanel } from "./analysis.js";
 import { call, getRules, toast, toastError } from "./api.js";
 import { field, openDialog } from "./dialog.js";
 import { el } from "./dom.js";
+import { ParameterForm } from "./parameter_form.js";
 import { bindingPreflight } from "./preflight.js";
 
 // Live sections: their "loaded" marker follows the canvas (see canvasChanged).
@@ -90,6 +91,7 @@ class TemplatesSection {
       load: (name) => this.load(name),
       onChange: () => this.markAnalyzed(),
     });
+    this.form = new ParameterForm(); // the selected template's run form
     this.root = el("section", { class: "sagemaker-section", "data-testid": "sagemaker-templates" }, [
       el("div", { class: "sagemaker-section-header" }, [
         el("h4", { class: "sagemaker-section-title" }, "Templates"),
@@ -98,6 +100,7 @@ class TemplatesSection {
       ]),
       this.slot,
       this.list,
+      this.form.root,
       this.analysis.root,
     ]);
   }
@@ -161,6 +164,7 @@ class TemplatesSection {
   // Selecting a template (clicking its name) loads it and shows its analysis.
   async select(name) {
     const template = await this.load(name);
+    this.form.show(template);
     if (template) await this.analysis.show(template);
   }
 
