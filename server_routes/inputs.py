@@ -13,9 +13,13 @@ from .http import json_ok, read_object
 
 async def list_inputs(request: web.Request, ctx: Context) -> web.Response:
     svc = ctx.services
-    files = await asyncio.to_thread(svc.input_sync.entries)
+
+    def read() -> tuple[list[dict], bool]:  # the index and the switch are files: off the event loop
+        return svc.input_sync.entries(), svc.watcher_enabled()
+
+    files, enabled = await asyncio.to_thread(read)
     counts = {state: sum(1 for f in files if f["state"] == state) for state in ("synced", "pending", "failed")}
-    return json_ok({"watcher": {"enabled": svc.watcher_enabled(), "running": svc.input_watcher.running},
+    return json_ok({"watcher": {"enabled": enabled, "running": svc.input_watcher.running},
                     "counts": counts, "files": files})
 
 

@@ -8,21 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from harness.envs import publish_environment, wait_endpoint
 from harness.images import pixels, png
-
-pytestmark = pytest.mark.comfyui
+from harness.prompts import scale_prompt
 
 
 def prompt(image="ex.png", factor=0.5, prefix="ex", wait_for=None):
-    p = {
-        "1": {"class_type": "LoadImage", "inputs": {"image": image}},
-        "2": {"class_type": "SMTestScale", "inputs": {"image": ["1", 0], "lora_name": "style.safetensors",
-                                                        "factor": factor}},
-        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": prefix}},
-    }
-    if wait_for:
-        p["4"] = {"class_type": "SMTestWait", "inputs": {"image": ["2", 0], "signal": wait_for, "timeout": 120}}
-        p["3"]["inputs"]["images"] = ["4", 0]
-    return p
+    return scale_prompt(image, factor, prefix, wait_for)
+
+pytestmark = pytest.mark.comfyui
+
 
 
 

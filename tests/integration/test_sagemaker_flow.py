@@ -10,6 +10,7 @@ from harness.comfyui import ComfyUI
 from harness.envs import unique, wait_job
 from harness.fixtures import install_test_models, install_test_pack
 from harness.images import pixels, png
+from harness.prompts import scale_prompt
 from harness.runtime_emulator import RuntimeEmulator
 from harness.worker import WorkerProcess
 
@@ -23,16 +24,8 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/comfyui-sagemaker-worker:t
 
 
 def prompt(factor=0.5, prefix="sm", wait_for=None, image="flow.png"):
-    p = {
-        "1": {"class_type": "LoadImage", "inputs": {"image": image}},
-        "2": {"class_type": "SMTestScale", "inputs": {"image": ["1", 0], "lora_name": "style.safetensors",
-                                                        "factor": factor}},
-        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": prefix}},
-    }
-    if wait_for:
-        p["4"] = {"class_type": "SMTestWait", "inputs": {"image": ["2", 0], "signal": wait_for, "timeout": 20}}
-        p["3"]["inputs"]["images"] = ["4", 0]
-    return p
+    return scale_prompt(image, factor, prefix, wait_for, timeout=20)
+
 
 
 @pytest.fixture(scope="module")

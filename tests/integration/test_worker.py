@@ -9,18 +9,11 @@ import pytest
 from comfyui_sagemaker.local.folder_store import FolderStore
 from harness.envs import publish_environment
 from harness.images import pixels, png
+from harness.prompts import scale_prompt
 from harness.worker import WorkerProcess
 
 pytestmark = pytest.mark.comfyui
 
-
-def scale_prompt(image, factor=0.5, prefix="w"):
-    return {
-        "1": {"class_type": "LoadImage", "inputs": {"image": image}},
-        "2": {"class_type": "SMTestScale", "inputs": {"image": ["1", 0], "lora_name": "style.safetensors",
-                                                        "factor": factor}},
-        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": prefix}},
-    }
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 // this ComfyUI lacks. A missing thing lists its node ids; clicking one selects that node on the canvas.
 import { app } from "../../../scripts/app.js";
 import { call, toast, toastError } from "./api.js";
-import { el } from "./dom.js";
+import { el, iconButton } from "./dom.js";
 
 const MAX_IDS = 12; // a model used by 5,000 nodes must not draw 5,000 buttons
 
@@ -78,15 +78,11 @@ export class AnalysisPanel {
     this.root = el("div", { class: "sagemaker-analysis", "data-testid": "sagemaker-analysis", hidden: true }, [
       el("div", { class: "sagemaker-section-header" }, [
         this.title,
-        this.iconButton("pi pi-refresh", "Analyze again", "sagemaker-analysis-refresh", () => this.template && this.showByName(this.template.name)),
-        this.iconButton("pi pi-times", "Close the analysis", "sagemaker-analysis-close", () => this.hide()),
+        iconButton("pi pi-refresh", "Analyze again", "sagemaker-analysis-refresh", () => this.template && this.showByName(this.template.name)),
+        iconButton("pi pi-times", "Close the analysis", "sagemaker-analysis-close", () => this.hide()),
       ]),
       this.body,
     ]);
-  }
-
-  iconButton(icon, title, testid, onclick) {
-    return el("button", { class: "sagemaker-icon-button", title, "aria-label": title, "data-testid": testid, onclick }, [el("i", { class: icon })]);
   }
 
   get name() {

@@ -13,3 +13,10 @@ export function el(tag, attrs = {}, children = []) {
   }
   return node;
 }
+
+// A small icon-only button (PrimeIcons class), labelled for screen readers and tests.
+export function iconButton(icon, title, testid, onclick) {
+  return el("button", { class: "sagemaker-icon-button", title, "aria-label": title, "data-testid": testid, onclick }, [
+    el("i", { class: icon }),
+  ]);
+}

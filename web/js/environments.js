@@ -3,7 +3,7 @@
 import { api } from "../../../scripts/api.js";
 import { call, toast, toastError } from "./api.js";
 import { openDialog } from "./dialog.js";
-import { el } from "./dom.js";
+import { el, iconButton } from "./dom.js";
 import { renderDiff } from "./environment_diff.js";
 import { openEnvironmentDialog } from "./environment_dialog.js";
 import { formatBytes, plural } from "./format.js";
@@ -67,10 +67,6 @@ api.addEventListener("sagemaker.endpoint", (event) => {
   const endpoint = event.detail;
   if (endpoint?.name) for (const s of live()) s.endpointChanged(endpoint.environment ?? endpoint.name, endpoint.state);
 });
-
-function iconButton(icon, title, testid, onclick) {
-  return el("button", { class: "sagemaker-icon-button", title, "aria-label": title, "data-testid": testid, onclick }, [el("i", { class: icon })]);
-}
 
 function endpointLabel(config) {
   if (!config) return { text: "no endpoint", title: "published without an endpoint" };

@@ -4,7 +4,7 @@
 import { api } from "../../../scripts/api.js";
 import { app } from "../../../scripts/app.js";
 import { call, toast, toastError } from "./api.js";
-import { el } from "./dom.js";
+import { el, iconButton } from "./dom.js";
 
 const SETTING = "SageMaker.InputSync";
 const STATES = ["failed", "pending", "synced"]; // the list's order: what needs attention first
@@ -111,10 +111,6 @@ app.registerExtension({
     });
   },
 });
-
-function iconButton(icon, title, testid, onclick) {
-  return el("button", { class: "sagemaker-icon-button", title, "aria-label": title, "data-testid": testid, onclick }, [el("i", { class: icon })]);
-}
 
 function countsOf() {
   const counts = { synced: 0, pending: 0, failed: 0 };

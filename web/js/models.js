@@ -2,7 +2,7 @@
 // state; add one (upload from this computer, or download by URL as a job with a progress card); delete.
 import { call, toast, toastError } from "./api.js";
 import { openDialog } from "./dialog.js";
-import { el } from "./dom.js";
+import { el, iconButton } from "./dom.js";
 import { formatBytes, plural } from "./format.js";
 import { followJob, jobCard, onJob } from "./jobs.js";
 import { openAddModel } from "./model_dialog.js";
@@ -55,10 +55,6 @@ function track(job) {
 onJob((job) => {
   if (job.kind === "model download" && job.state === "running") track(job);
 });
-
-function iconButton(icon, title, testid, onclick) {
-  return el("button", { class: "sagemaker-icon-button", title, "aria-label": title, "data-testid": testid, onclick }, [el("i", { class: icon })]);
-}
 
 class ModelsSection {
   constructor() {

@@ -3,7 +3,7 @@ import { app } from "../../../scripts/app.js";
 import { AnalysisPanel } from "./analysis.js";
 import { call, getRules, toast, toastError } from "./api.js";
 import { field, openDialog } from "./dialog.js";
-import { el } from "./dom.js";
+import { el, iconButton } from "./dom.js";
 import { ParameterForm } from "./parameter_form.js";
 import { bindingPreflight } from "./preflight.js";
 
@@ -49,7 +49,7 @@ async function listEnvironments() {
   try {
     return (await call("GET", "/environments")).environments ?? [];
   } catch (err) {
-    if (err.status !== 404) toastError("Could not list environments", err);
+    toastError("Could not list environments", err);
     return [];
   }
 }
@@ -61,12 +61,6 @@ function environmentSelect(environments, selected, testid) {
   return el("select", { class: "sagemaker-input", "data-testid": testid }, [
     el("option", { value: "" }, "(unbound)"),
     ...names.map((name) => el("option", { value: name, selected: name === selected }, name)),
-  ]);
-}
-
-function iconButton(icon, title, testid, onclick) {
-  return el("button", { class: "sagemaker-icon-button", title, "aria-label": title, "data-testid": testid, onclick }, [
-    el("i", { class: icon }),
   ]);
 }
 
