@@ -162,7 +162,13 @@ class ExecutionService:
             self._seen(record)["shown"].add(str(data.get("node")))
         if kind in ("execution_success", "execution_error", "execution_interrupted"):
             self._seen(record)["ended"] = True
-        self.send(kind, data, record["client_id"])
+        self._to_page(record, kind, data)
+
+    def _to_page(self, record: dict, kind: str, data: dict) -> None:
+        """A ComfyUI-named event of a run, to the browser that queued it. A run without a client id (a
+        program's) sends none: broadcast, its node ids would paint on every open canvas."""
+        if record["client_id"]:
+            self.send(kind, data, record["client_id"])
 
     def _seen(self, record: dict) -> dict:
         """What this run already showed the page (kept beside the record, never stored)."""
@@ -175,11 +181,11 @@ class ExecutionService:
         shown = seen["shown"]
         for node, ui in outputs.items():
             if str(node) not in shown:
-                self.send("executed", {"node": node, "display_node": node, "output": ui,
-                                       "prompt_id": record["prompt_id"]}, record["client_id"])
+                self._to_page(record, "executed", {"node": node, "display_node": node, "output": ui,
+                                                   "prompt_id": record["prompt_id"]})
         if not seen["ended"]:
-            self.send("execution_success", {"prompt_id": record["prompt_id"], "timestamp": int(time.time() * 1000)},
-                      record["client_id"])
+            self._to_page(record, "execution_success",
+                          {"prompt_id": record["prompt_id"], "timestamp": int(time.time() * 1000)})
 
     def _localise(self, record: dict, output: dict) -> dict:
         """Copy a node's output files from the store under ComfyUI's output folder; point at the copies."""
@@ -222,12 +228,12 @@ class ExecutionService:
         if status == "failed" and record["state"] not in FINAL:
             if not error or error.get("code") not in ("node_error", "interrupted"):
                 # The worker never said why in ComfyUI's words: tell the page, so it stops "running".
-                self.send("execution_error", {
+                self._to_page(record, "execution_error", {
                     "prompt_id": record["prompt_id"], "node_id": (error or {}).get("node_id"),
                     "node_type": (error or {}).get("node_type"), "exception_type": "SageMakerError",
                     "exception_message": (error or {}).get("message", "the remote run failed"), "traceback": [],
                     "executed": [], "current_inputs": {}, "current_outputs": {},
-                }, record["client_id"])
+                })
         with self._lock:
             self._relayed.pop(record["id"], None)
         self._update(record, state=status, finished_at=now(), outputs=outputs, error=error,
@@ -251,8 +257,8 @@ class ExecutionService:
         cancel = getattr(self.endpoints, "cancel", None)
         if cancel is not None and was_running:
             cancel(live["endpoint"], execution_id)
-        self.send("execution_interrupted", {"prompt_id": live["prompt_id"], "node_id": None, "node_type": None,
-                                            "executed": []}, live["client_id"])
+        self._to_page(live, "execution_interrupted", {"prompt_id": live["prompt_id"], "node_id": None,
+                                                      "node_type": None, "executed": []})
         return self.summary(live)
 
     def fail_interrupted(self) -> int:

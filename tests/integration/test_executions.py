@@ -196,6 +196,22 @@ def test_remote_failure_marks_the_node_and_carries_the_message(client, target):
     assert record["state"] == "failed" and "remote boom" in record["error"]["message"]
 
 
+def comfy_events_of(ws, prompt_ids, quiet=0.5):
+    """The ComfyUI-named events (not our sagemaker.* broadcasts) a socket got for these prompts, until quiet."""
+    ws.settimeout(quiet)
+    seen = []
+    try:
+        while True:
+            msg = ws.recv()
+            event = json.loads(msg) if isinstance(msg, str) else {}
+            if not event.get("type", "sagemaker.").startswith("sagemaker.") \
+                    and event.get("data", {}).get("prompt_id") in prompt_ids:
+                seen.append(event)
+    except Exception:  # the timeout: nothing more came
+        pass
+    return seen
+
+
 def test_events_go_only_to_the_browser_that_queued(client, target):
     template, _ = target
     mine, other = uuid.uuid4().hex, uuid.uuid4().hex
@@ -204,19 +220,11 @@ def test_events_go_only_to_the_browser_that_queued(client, target):
         r = client.post("/sagemaker/executions", json={"prompt": prompt(prefix="mine"), "template": template,
                                                        "client_id": mine})
         collect(ws_mine, r.json()["prompt_id"])
-        ws_other.settimeout(0.5)
-        seen = []
-        try:
-            while True:
-                msg = ws_other.recv()
-                event = json.loads(msg) if isinstance(msg, str) else {}
-                # ComfyUI's own event names must not reach the other browser (our sagemaker.* list updates may).
-                if not event.get("type", "sagemaker.").startswith("sagemaker.") \
-                        and event.get("data", {}).get("prompt_id") == r.json()["prompt_id"]:
-                    seen.append(msg)
-        except Exception:  # the timeout: nothing more came
-            pass
-        assert seen == []
+        # A run nobody follows (a program's, no client_id) paints on no canvas: ComfyUI would broadcast.
+        nobody = client.post("/sagemaker/executions", json={"prompt": prompt(prefix="nobody"), "template": template})
+        assert wait_execution(client, nobody.json()["execution_id"])["state"] == "succeeded"
+        assert comfy_events_of(ws_other, {r.json()["prompt_id"], nobody.json()["prompt_id"]}) == []
+        assert comfy_events_of(ws_mine, {nobody.json()["prompt_id"]}) == []
     finally:
         ws_mine.close()
         ws_other.close()
