@@ -15,10 +15,7 @@ STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 async def create_execution(request: web.Request, ctx: Context) -> web.Response:
-    body = await read_object(request)
-    unknown = sorted(set(body) - FIELDS)
-    if unknown:
-        raise BadRequest(f"unknown fields: {', '.join(unknown)} (allowed: {', '.join(sorted(FIELDS))})")
+    body = await read_object(request, FIELDS)
     svc = ctx.services.executions
     record = await asyncio.to_thread(svc.create, body.get("prompt"), body.get("workflow"), body.get("template"),
                                      body.get("environment"), body.get("client_id"))

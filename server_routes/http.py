@@ -94,10 +94,14 @@ async def read_json(request: web.Request, limit: int = MAX_JSON_BYTES) -> object
         raise BadRequest(f"request body is not JSON: {err}") from None
 
 
-async def read_object(request: web.Request, limit: int = MAX_JSON_BYTES) -> dict:
+async def read_object(request: web.Request, allowed: set[str] | None = None, limit: int = MAX_JSON_BYTES) -> dict:
+    """The body, a JSON object; with `allowed`, a field outside it is a 400 naming the allowed ones."""
     data = await read_json(request, limit)
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
+    unknown = sorted(set(data) - allowed) if allowed is not None else []
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
     return data
 
 

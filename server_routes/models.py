@@ -48,10 +48,7 @@ async def upload_model(request: web.Request, ctx: Context) -> web.Response:
 
 
 async def download_model(request: web.Request, ctx: Context) -> web.Response:
-    body = await read_object(request)
-    unknown = sorted(set(body) - {"folder", "name", "url", "sha256"})
-    if unknown:
-        raise BadRequest(f"unknown fields: {', '.join(unknown)}")
+    body = await read_object(request, {"folder", "name", "url", "sha256"})
     job = await asyncio.to_thread(ctx.services.models.download, body.get("folder"), body.get("name"),
                                   body.get("url"), body.get("sha256"))
     return json_ok({"job": job.to_json()}, status=202)

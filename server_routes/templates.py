@@ -15,19 +15,12 @@ FIELDS = {"name", "workflow", "prompt", "environment"}
 UPDATE_FIELDS = {"workflow", "prompt", "environment", "version"}
 
 
-def _no_unknown(body: dict, allowed: set[str]) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise BadRequest(f"unknown fields: {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
-
-
 async def list_templates(request: web.Request, ctx: Context) -> web.Response:
     return json_ok({"templates": await asyncio.to_thread(ctx.services.templates.list)})
 
 
 async def create_template(request: web.Request, ctx: Context) -> web.Response:
-    body = await read_object(request)
-    _no_unknown(body, FIELDS)
+    body = await read_object(request, FIELDS)
     for field in ("name", "workflow", "prompt"):
         if field not in body:
             raise BadRequest(f"missing field: {field}")
@@ -44,8 +37,7 @@ async def get_template(request: web.Request, ctx: Context) -> web.Response:
 
 
 async def update_template(request: web.Request, ctx: Context) -> web.Response:
-    body = await read_object(request)
-    _no_unknown(body, UPDATE_FIELDS)
+    body = await read_object(request, UPDATE_FIELDS)
     template = await asyncio.to_thread(
         ctx.services.templates.update,
         request.match_info["name"],

@@ -1,8 +1,11 @@
 """Template parameters on the real ComfyUI: the nodes run locally, a template runs by its parameters
-through POST /sagemaker/templates/{name}/executions on a local endpoint, and the API's refusals."""
+through POST /sagemaker/templates/{name}/executions on a local endpoint or, filled by
+POST /sagemaker/templates/{name}/prompt, on this ComfyUI; and the API's refusals."""
 
 import base64
+import json
 import time
+import uuid
 
 import pytest
 from harness.envs import publish_environment, unique
@@ -134,6 +137,57 @@ def test_run_without_wait_is_accepted_and_defaults_apply(client, target):
     close(client.view(out["filename"], out["subfolder"]), (6, 3), (100, 50, 25))
 
 
+def test_the_filled_prompt_runs_on_this_comfyui(client, target):
+    template, _ = target
+    image = base64.b64encode(png(3, 2, (0, 100, 255))).decode()
+    r = client.post(f"/sagemaker/templates/{template}/prompt",
+                    json={"inputs": {"width": 7, "factor": 1.0, "mode": "multiply", "init": image}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["workflow"] == client.get(f"/sagemaker/templates/{template}").json()["workflow"]
+    filled = body["prompt"]
+    assert filled["1"]["inputs"]["default"] == 7 and filled["5"]["inputs"]["default"] == "multiply"
+    assert filled["8"]["inputs"]["image"].startswith("sagemaker-")  # the base64 image, in the input folder
+    assert filled["1"]["class_type"] == "SageMakerParamInt"  # the parameter nodes stay: they run here
+    entry, events = client.run(filled)
+    assert events[-1]["type"] == "execution_success", events
+    result = entry["outputs"]["7"]["images"][0]
+    close(client.view(result["filename"], result["subfolder"]), (7, 3), (157, 39, 10))
+    inverted = entry["outputs"]["11"]["images"][0]
+    close(client.view(inverted["filename"], inverted["subfolder"]), (3, 2), (255, 155, 0))
+    # The same refusals as a run.
+    url = f"/sagemaker/templates/{template}/prompt"
+    assert error(client.post(url, json={"inputs": {"width": 65}}), 422, "invalid_inputs")["fields"] == {
+        "width": "must be from 1 to 64"}
+    assert "wait" in error(client.post(url, json={"inputs": {"width": 5}, "wait": 1}), 400, "bad_request")["message"]
+    error(client.post("/sagemaker/templates/NoSuch1/prompt", json={"inputs": {}}), 404, "not_found")
+
+
+def test_a_run_with_client_id_drives_that_browser(client, target):
+    template, _ = target
+    client_id = uuid.uuid4().hex
+    ws = client.websocket(client_id)
+    try:
+        r = client.post(f"/sagemaker/templates/{template}/executions",
+                        json={"inputs": {"width": 3, "init": "tp.png"}, "client_id": client_id})
+        assert r.status_code == 202, r.text
+        prompt_id, events = r.json()["prompt_id"], []
+        while not events or events[-1]["type"] not in ("execution_success", "execution_error"):
+            msg = ws.recv()
+            event = json.loads(msg) if isinstance(msg, str) else {}
+            if (event.get("data") or {}).get("prompt_id") == prompt_id and not event["type"].startswith("sagemaker."):
+                events.append(event)
+        assert events[-1]["type"] == "execution_success", events
+        executed = {e["data"]["node"]: e["data"]["output"] for e in events if e["type"] == "executed"}
+        assert executed["7"]["images"][0]["subfolder"].startswith("sagemaker/")
+    finally:
+        ws.close()
+    for bad in (7, "", "x" * 201):
+        assert "client_id" in error(client.post(f"/sagemaker/templates/{template}/executions",
+                                                json={"inputs": {"width": 3}, "client_id": bad}), 400,
+                                    "bad_request")["message"]
+
+
 def test_invalid_inputs_are_422_with_fields(client, target):
     template, _ = target
     url = f"/sagemaker/templates/{template}/executions"
@@ -185,7 +239,7 @@ def test_openapi_lists_every_route(client):
     run = doc["paths"]["/sagemaker/templates/{name}/executions"]["post"]
     assert run["summary"] and run["parameters"][0]["name"] == "name"
     assert "fields" in doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
-    for path in ("/sagemaker/templates", "/sagemaker/executions/{id}", "/sagemaker/models/{folder}/{name}",
-                 "/sagemaker/openapi.json"):
+    for path in ("/sagemaker/templates", "/sagemaker/templates/{name}/prompt", "/sagemaker/executions/{id}",
+                 "/sagemaker/models/{folder}/{name}", "/sagemaker/openapi.json"):
         assert path in doc["paths"], path
     assert all(op["summary"] for ops in doc["paths"].values() for op in ops.values())
