@@ -20,7 +20,8 @@ SUMMARIES = {
     ("GET", "/templates/{name}"): "A template: workflow, prompt, environment, version, parameters",
     ("PUT", "/templates/{name}"): "Rebind a template or replace its workflow and prompt",
     ("DELETE", "/templates/{name}"): "Delete a template",
-    ("POST", "/templates/{name}/executions"): "Run a template with parameter values {inputs, wait?}",
+    ("POST", "/templates/{name}/executions"): "Run a template on its endpoint with parameter values",
+    ("POST", "/templates/{name}/prompt"): "A template's prompt with parameter values filled in, for POST /prompt",
     ("GET", "/snapshot"): "This ComfyUI: versions, custom node packs, Python packages, models",
     ("POST", "/analyze"): "Analyse a workflow: node types, packs, models, inputs, missing nodes",
     ("GET", "/environments"): "List environments",
@@ -63,15 +64,93 @@ ERROR = {
         },
     }},
 }
-RUN_BODY = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "inputs": {"type": "object", "description": "parameter name -> value, as the template's `parameters` "
-                                                    "schema says; images as an input-folder file name or base64"},
-        "wait": {"type": "number", "minimum": 0, "maximum": 3600,
-                 "description": "seconds to wait for the run to end (200 with outputs) before answering 202"},
-    },
+def obj(properties: dict, required: tuple[str, ...] = (), closed: bool = True) -> dict:
+    schema: dict = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+NAME = {"type": "string", "pattern": "^[A-Za-z0-9]{1,20}$", "description": "letters and digits, case-sensitive"}
+GRAPH = {"type": "object", "description": "ComfyUI's UI-format graph (what Save writes)"}
+PROMPT = {"type": "object", "description": "ComfyUI's API-format prompt: node id -> {class_type, inputs}"}
+INPUTS = {"type": "object", "description": "parameter name -> value, as the template's `parameters` schema says; "
+                                           "images as an input-folder file name or base64"}
+CLIENT_ID = {"type": "string", "minLength": 1, "maxLength": 200,
+             "description": "ComfyUI's websocket client id: that browser gets the run's ComfyUI events"}
+ENDPOINT_CONFIG = {"oneOf": [
+    obj({"kind": {"const": "local"}}, ("kind",)),
+    obj({
+        "kind": {"const": "sagemaker"},
+        "instance_type": {"type": "string", "pattern": r"^ml\.[a-z0-9]+\.[a-z0-9]+$", "default": "ml.g5.xlarge"},
+        "initial_count": {"type": "integer", "minimum": 1, "default": 1},
+        "mode": {"enum": ["async", "realtime"], "default": "async"},
+        "autoscaling": {"oneOf": [{"type": "null"}, obj({"min": {"type": "integer", "minimum": 0},
+                                                         "max": {"type": "integer", "minimum": 1}},
+                                                        ("min", "max"))]},
+    }, ("kind",)),
+], "description": "no endpoint config: publish only; instance counts are capped by the max_instances setting"}
+
+# Request bodies by (method, path). A POST or PUT not listed takes no body.
+BODIES: dict[tuple[str, str], tuple[str, dict]] = {
+    ("POST", "/names/check"): ("application/json", obj(
+        {"kind": {"enum": ["template", "environment"]}, "name": {"type": "string"}}, ("kind", "name"))),
+    ("POST", "/templates"): ("application/json", obj(
+        {"name": NAME, "workflow": GRAPH, "prompt": PROMPT,
+         "environment": {"type": ["string", "null"], "description": "the environment it runs on"}},
+        ("name", "workflow", "prompt"))),
+    ("PUT", "/templates/{name}"): ("application/json", obj(
+        {"environment": {"type": ["string", "null"]}, "workflow": GRAPH, "prompt": PROMPT,
+         "version": {"type": "integer", "description": "the version you edited: 409 if it has moved on"}})),
+    ("POST", "/templates/{name}/executions"): ("application/json", obj(
+        {"inputs": INPUTS, "client_id": CLIENT_ID,
+         "wait": {"type": "number", "minimum": 0, "maximum": 3600,
+                  "description": "seconds to wait for the run to end (200 with outputs) before answering 202"}})),
+    ("POST", "/templates/{name}/prompt"): ("application/json", obj({"inputs": INPUTS})),
+    ("POST", "/analyze"): ("application/json", obj({"workflow": {"type": "object", "description": "UI or API format"}},
+                                                   ("workflow",))),
+    ("POST", "/environments"): ("application/json", obj(
+        {"name": NAME,
+         "templates": {"type": "array", "items": {"type": "string"},
+                       "description": "the templates it serves (default: those bound to it)"},
+         "include": {"enum": ["templates", "all"], "default": "templates",
+                     "description": "what the templates need, or every custom node pack and model here"},
+         "endpoint": ENDPOINT_CONFIG}, ("name",))),
+    ("POST", "/endpoints"): ("application/json", obj({"environment": {"type": "string"}}, ("environment",))),
+    ("POST", "/executions"): ("application/json", obj(
+        {"prompt": PROMPT, "workflow": GRAPH, "client_id": CLIENT_ID,
+         "template": {"type": ["string", "null"], "description": "runs on its environment's endpoint"},
+         "environment": {"type": ["string", "null"], "description": "or name the environment"}}, ("prompt",))),
+    ("POST", "/inputs/watcher"): ("application/json", obj({"enabled": {"type": "boolean"}}, ("enabled",))),
+    ("POST", "/models/download"): ("application/json", obj(
+        {"folder": {"type": "string"}, "name": {"type": "string"},
+         "url": {"type": "string", "format": "uri", "description": "https, from an allowed host"},
+         "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}}, ("folder", "name", "url"))),
+    ("PUT", "/models/{folder}/{name}"): ("application/octet-stream", {"type": "string", "format": "binary",
+                                                                      "description": "the file's bytes"}),
+}
+
+
+def query(name: str, schema: dict, description: str) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+QUERIES: dict[tuple[str, str], list[dict]] = {
+    ("GET", "/environments/{name}"): [query("version", {"type": "integer", "minimum": 1}, "default: the latest")],
+    ("DELETE", "/environments/{name}"): [query("force", {"type": "boolean"}, "also while bound or running")],
+    ("GET", "/endpoints/{name}/logs"): [query("tail", {"type": "integer", "minimum": 0, "maximum": 5000},
+                                              "last lines (default 200)")],
+    ("GET", "/executions"): [
+        query("state", {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]}, "only these"),
+        query("template", {"type": "string"}, "only this template's"),
+        query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "default 50, newest first"),
+    ],
+    ("PUT", "/models/{folder}/{name}"): [
+        query("sha256", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}, "refused (nothing kept) if it differs"),
+        query("overwrite", {"type": "boolean"}, "replace an existing file"),
+    ],
 }
 
 
@@ -90,16 +169,16 @@ def document(tables: list[list[tuple]]) -> dict:
                 "operationId": fn.__name__,
                 "summary": SUMMARIES.get(key) or (doc[0] if doc else fn.__name__.replace("_", " ")),
                 "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                               for p in re.findall(r"\{(\w+)\}", clean)],
+                               for p in re.findall(r"\{(\w+)\}", clean)] + QUERIES.get(key, []),
                 "responses": {
                     "2XX": {"description": "JSON (204 has no body)"},
                     "default": {"description": "an error", "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
                 },
             }
-            if method in ("POST", "PUT"):
-                schema = RUN_BODY if key == ("POST", "/templates/{name}/executions") else {"type": "object"}
-                op["requestBody"] = {"content": {"application/json": {"schema": schema}}}
+            if key in BODIES:
+                media, schema = BODIES[key]
+                op["requestBody"] = {"required": True, "content": {media: {"schema": schema}}}
             paths.setdefault(clean, {})[method.lower()] = op
     return {
         "openapi": "3.1.0",
