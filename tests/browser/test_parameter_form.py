@@ -1,71 +1,118 @@
 """The run form of a selected template in the sidebar: built from the template's parameter schema,
-prefilled with the defaults; Run sends the values, the server's 422 reasons show next to the inputs."""
+prefilled with the defaults; Run sends the values (to this ComfyUI with Prompt on AWS off, to the
+template's endpoint with it on), the server's 422 reasons show next to the inputs, and the run's
+images show under the form when it ends."""
 
 from __future__ import annotations
 
+from io import BytesIO
+
 import pytest
+from harness.envs import unique, wait_endpoint, wait_job
 from playwright.sync_api import Page, expect
 
 from .test_templates import console_errors, open_templates, row, unique_name
 
 pytestmark = pytest.mark.browser
 
+EMPTY_GRAPH = {"nodes": [], "links": [], "extra": {}, "version": 0.4}
+RED = 0xFF0000
 
-def template_body(name: str) -> dict:
+
+def form_prompt() -> dict:
+    """width and color parameters -> EmptyImage -> the template's output "result"; an inverted copy is
+    saved too, by a node the template does not name as an output (the form must not show it)."""
     return {
-        "name": name,
-        "workflow": {"nodes": [], "links": [], "extra": {}, "version": 0.4},
-        "prompt": {
-            "1": {"class_type": "SageMakerParamInt", "inputs": {
-                "name": "width", "description": "", "default": 8, "min": 1, "max": 64, "step": 1,
-                "required": False}},
-            "2": {"class_type": "EmptyImage", "inputs": {"width": ["1", 0], "height": 8, "batch_size": 1,
-                                                         "color": 0}},
-            "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "form"}},
-        },
-        "environment": None,
+        "1": {"class_type": "SageMakerParamInt", "inputs": {
+            "name": "width", "description": "image width", "default": 8, "min": 1, "max": 64, "step": 1,
+            "required": False}},
+        "2": {"class_type": "SageMakerParamInt", "inputs": {
+            "name": "color", "description": "", "default": 0, "min": 0, "max": 0xFFFFFF, "step": 1,
+            "required": False}},
+        "3": {"class_type": "EmptyImage", "inputs": {"width": ["1", 0], "height": 4, "batch_size": 1,
+                                                     "color": ["2", 0]}},
+        "4": {"class_type": "SageMakerTemplateOutput", "inputs": {"images": ["3", 0], "name": "result",
+                                                                  "description": ""}},
+        "5": {"class_type": "ImageInvert", "inputs": {"image": ["3", 0]}},
+        "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "unnamed"}},
     }
 
 
-def test_form_from_the_schema_runs_and_shows_the_422_reason(page: Page, client):
-    name, plain = unique_name(), unique_name()
-    created = client.post("/sagemaker/templates", json=template_body(name))
+def publish_template(client, name: str, environment: str | None = None) -> None:
+    body = {"name": name, "workflow": EMPTY_GRAPH, "prompt": form_prompt(), "environment": environment}
+    created = client.post("/sagemaker/templates", json=body)
     assert created.status_code == 201, created.text
-    without = {**template_body(plain), "prompt": {
+
+
+def param(form, name: str):
+    return form.locator(f'[data-testid="sagemaker-param-input"][data-param="{name}"]')
+
+
+def select(page: Page, name: str):
+    open_templates(page)
+    row(page, name).get_by_test_id("sagemaker-template-name").click()
+    form = page.get_by_test_id("sagemaker-param-form")
+    expect(form).to_have_attribute("data-template", name)
+    expect(form).to_be_visible()
+    return form
+
+
+def the_result(page: Page, form, client, size: tuple[int, int]) -> None:
+    """One image under the form (the named output only), of `size`, red, served by ComfyUI's /view."""
+    from PIL import Image
+
+    expect(form.get_by_test_id("sagemaker-param-status")).to_have_attribute("data-state", "succeeded",
+                                                                             timeout=120_000)
+    images = form.get_by_test_id("sagemaker-param-image")
+    expect(images).to_have_count(1)
+    img = images.locator("img")
+    expect(img).to_have_js_property("complete", True)
+    assert img.evaluate("(i) => [i.naturalWidth, i.naturalHeight]") == list(size)
+    r = client.get(images.get_attribute("href"))  # /api/view?filename=...
+    assert r.status_code == 200, r.text
+    image = Image.open(BytesIO(r.content)).convert("RGB")
+    assert image.size == size and image.getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_form_from_the_schema_shows_the_422_reason_and_refusals(page: Page, client):
+    name, plain = unique_name(), unique_name()
+    publish_template(client, name)
+    without = {"name": plain, "workflow": EMPTY_GRAPH, "prompt": {
         "1": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}}}
     assert client.post("/sagemaker/templates", json=without).status_code == 201
     # What the server says about width=999 (the form must show exactly that).
-    bad = client.post(f"/sagemaker/templates/{name}/executions", json={"inputs": {"width": 999}})
+    bad = client.post(f"/sagemaker/templates/{name}/prompt", json={"inputs": {"width": 999}})
     assert bad.status_code == 422, bad.text
     reason = bad.json()["error"]["fields"]["width"]
     unbound = client.post(f"/sagemaker/templates/{name}/executions", json={"inputs": {"width": 16}})
     assert unbound.status_code == 400, unbound.text
     try:
-        open_templates(page)
-        form = page.get_by_test_id("sagemaker-param-form")
-        row(page, name).get_by_test_id("sagemaker-template-name").click()
-        expect(form).to_be_visible()
-        width = form.locator('[data-testid="sagemaker-param-input"][data-param="width"]')
+        form = select(page, name)
+        width = param(form, "width")
         expect(width).to_have_attribute("type", "number")
         expect(width).to_have_value("8")
         expect(width).to_have_attribute("min", "1")
         expect(width).to_have_attribute("max", "64")
+        expect(form.get_by_test_id("sagemaker-param-where")).to_have_attribute("data-target", "local")
         message = form.locator('[data-testid="sagemaker-param-error"][data-param="width"]')
         expect(message).to_be_hidden()
 
         width.fill("999")
         expect(message).to_be_visible()  # checked as typed
-        with page.expect_response(lambda r: r.url.endswith(f"/templates/{name}/executions")) as answer:
+        with page.expect_response(lambda r: r.url.endswith(f"/templates/{name}/prompt")) as answer:
             form.get_by_test_id("sagemaker-param-run").click()
         assert answer.value.status == 422
-        assert answer.value.request.post_data_json == {"inputs": {"width": 999}}
+        assert answer.value.request.post_data_json == {"inputs": {"width": 999, "color": 0}}
         expect(message).to_have_text(reason)
 
-        # A valid value: the template is bound to no environment, so the 400 is a toast.
+        # On AWS, a valid value: the template is bound to no environment, so the 400 is a toast.
+        page.get_by_test_id("sagemaker-prompt-on-aws-check").check()
+        expect(form.get_by_test_id("sagemaker-param-where")).to_have_attribute("data-target", "endpoint")
         width.fill("16")
         expect(message).to_be_hidden()
         form.get_by_test_id("sagemaker-param-run").click()
         expect(page.locator(".p-toast-message").filter(has_text=unbound.json()["error"]["message"])).to_be_visible()
+        expect(form.get_by_test_id("sagemaker-param-result")).to_be_hidden()
 
         # A template without parameters shows no form.
         row(page, plain).get_by_test_id("sagemaker-template-name").click()
@@ -73,5 +120,85 @@ def test_form_from_the_schema_runs_and_shows_the_422_reason(page: Page, client):
     finally:
         client.delete(f"/sagemaker/templates/{name}")
         client.delete(f"/sagemaker/templates/{plain}")
-    path = f"/api/sagemaker/templates/{name}/executions"
-    assert console_errors(page, (422, path), (400, path)) == []
+    assert console_errors(page, (422, f"/api/sagemaker/templates/{name}/prompt"),
+                          (400, f"/api/sagemaker/templates/{name}/executions")) == []
+
+
+def test_run_here_fills_the_prompt_and_shows_the_result(page: Page, client):
+    """Prompt on AWS off: the filled prompt is queued on this ComfyUI, by this page (the canvas holds
+    the template), and the named output shows under the form."""
+    name, failing = unique_name(), unique_name()
+    publish_template(client, name)
+    fails = {
+        "1": {"class_type": "SageMakerParamText", "inputs": {"name": "message", "default": "boom", "description": "",
+                                                             "required": False, "max_length": 0}},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 4, "height": 4, "batch_size": 1, "color": 0}},
+        "3": {"class_type": "SMTestFail", "inputs": {"image": ["2", 0], "message": ["1", 0]}},
+        "4": {"class_type": "SageMakerTemplateOutput", "inputs": {"images": ["3", 0], "name": "out",
+                                                                  "description": ""}},
+    }
+    created = client.post("/sagemaker/templates", json={"name": failing, "workflow": EMPTY_GRAPH, "prompt": fails})
+    assert created.status_code == 201, created.text
+    try:
+        form = select(page, name)
+        param(form, "width").fill("12")
+        param(form, "color").fill(str(RED))
+        with page.expect_request(lambda r: r.url.endswith("/api/prompt") and r.method == "POST") as queued:
+            form.get_by_test_id("sagemaker-param-run").click()
+        body = queued.value.post_data_json
+        assert body["prompt"]["1"]["inputs"]["default"] == 12 and body["prompt"]["2"]["inputs"]["default"] == RED
+        assert body["client_id"] == page.evaluate("() => window.comfyAPI.api.api.clientId")
+        the_result(page, form, client, (12, 4))
+
+        # A run that fails in a node: its error under the form and as a toast, no image.
+        row(page, failing).get_by_test_id("sagemaker-template-name").click()
+        expect(form).to_have_attribute("data-template", failing)
+        param(form, "message").fill("form boom")
+        form.get_by_test_id("sagemaker-param-run").click()
+        status = form.get_by_test_id("sagemaker-param-status")
+        expect(status).to_have_attribute("data-state", "failed", timeout=60_000)
+        expect(status).to_contain_text("SMTestFail")
+        expect(status).to_contain_text("form boom")
+        expect(page.locator(".p-toast-message").filter(has_text="form boom")).to_be_visible()
+        expect(form.get_by_test_id("sagemaker-param-result")).to_be_hidden()
+    finally:
+        client.delete(f"/sagemaker/templates/{name}")
+        client.delete(f"/sagemaker/templates/{failing}")
+    assert console_errors(page) == []
+
+
+def test_run_on_the_endpoint_shows_the_result(page: Page, client):
+    """Prompt on AWS on: the template runs on its environment's local endpoint; the form shows the
+    named output and the run is listed under Executions."""
+    name, env = unique_name(), unique("E")
+    publish_template(client, name)
+    published = client.post("/sagemaker/environments", json={"name": env, "templates": [name],
+                                                              "endpoint": {"kind": "local"}})
+    assert published.status_code == 202, published.text
+    try:
+        assert wait_job(client, published.json()["job"]["id"])["state"] == "succeeded"
+        assert client.put(f"/sagemaker/templates/{name}", json={"environment": env}).status_code == 200
+        assert wait_endpoint(client, env)["state"] == "InService"
+
+        form = select(page, name)
+        expect(form.get_by_test_id("sagemaker-param-where")).to_have_attribute("data-target", "local")
+        page.get_by_test_id("sagemaker-prompt-on-aws-check").check()
+        expect(form.get_by_test_id("sagemaker-param-where")).to_have_attribute("data-target", "endpoint")
+        param(form, "width").fill("20")
+        param(form, "color").fill(str(RED))
+        with page.expect_response(lambda r: r.url.endswith(f"/templates/{name}/executions")) as answer:
+            form.get_by_test_id("sagemaker-param-run").click()
+        assert answer.value.status == 202
+        sent = answer.value.request.post_data_json
+        assert sent["inputs"] == {"width": 20, "color": RED}
+        assert sent["client_id"] == page.evaluate("() => window.comfyAPI.api.api.clientId")
+        execution_id = answer.value.json()["execution_id"]
+        the_result(page, form, client, (20, 4))
+        listed = page.locator(f'[data-testid="sagemaker-execution-row"][data-execution="{execution_id}"]')
+        expect(listed).to_have_attribute("data-state", "succeeded")
+        expect(listed.get_by_test_id("sagemaker-execution-template")).to_have_text(name)
+    finally:
+        client.delete(f"/sagemaker/endpoints/{env}")
+        client.delete(f"/sagemaker/templates/{name}")
+        client.delete(f"/sagemaker/environments/{env}?force=true")
+    assert console_errors(page) == []

@@ -93,11 +93,19 @@ function duration(r) {
   return formatDuration(seconds(r.started_at ?? r.created_at, r.finished_at));
 }
 
-function images(r) {
-  return Object.values(r.outputs ?? {}).flatMap((o) => (Array.isArray(o?.images) ? o.images : []));
+// The images of a run's outputs ({node: {images: [...]}}), of the given nodes only when `nodes` is set.
+export function outputImages(outputs, nodes = null) {
+  return Object.entries(outputs ?? {})
+    .filter(([node]) => !nodes || nodes.includes(String(node)))
+    .flatMap(([, o]) => (Array.isArray(o?.images) ? o.images : []));
 }
 
-function viewUrl(image) {
+function images(r) {
+  return outputImages(r.outputs);
+}
+
+// ComfyUI's /view URL of an output item ({filename, subfolder, type}).
+export function viewUrl(image) {
   const q = new URLSearchParams({ filename: image.filename, subfolder: image.subfolder ?? "", type: image.type ?? "output" });
   return api.apiURL(`/view?${q}`);
 }

@@ -1,11 +1,24 @@
 // The run form of a selected template: one input per parameter of its schema (GET /templates/{name}
 // answers `parameters`, a JSON Schema with x-kind per property), prefilled with the defaults, checked
-// as the user types, and a Run button that POSTs /templates/{name}/executions {"inputs": {...}}.
-// The server checks the values again and has the last word: its 422 reasons show next to the inputs.
+// as the user types, and a Run button. With Prompt on AWS ticked, Run POSTs
+// /templates/{name}/executions {"inputs": {...}} (the template's endpoint runs it); unticked, it asks
+// /templates/{name}/prompt for the filled prompt and queues that on this ComfyUI (POST /prompt).
+// Either way the server checks the values and has the last word: its 422 reasons show next to the
+// inputs. The run's images show under the form when it ends. When the canvas holds the same template,
+// the run carries this page's client id, so the canvas follows it as it follows Queue Prompt; otherwise
+// the run is the form's alone (another workflow's nodes must not show its progress or outputs).
+import { api } from "../../../scripts/api.js";
 import { call, toast, toastError } from "./api.js";
 import { el } from "./dom.js";
+import { executionCreated, formatDuration, outputImages, viewUrl } from "./executions.js";
+import { isPromptOnAws, onSwitch } from "./switch.js";
 
 const NUMERIC = new Set(["integer", "seed", "float"]);
+const POLL_MS = 400;
+const FINAL = new Set(["succeeded", "failed", "cancelled"]);
+// The client id of runs the canvas does not follow: ComfyUI sends their events to no open socket.
+const PRIVATE_CLIENT = `sagemaker-form-${Math.random().toString(36).slice(2)}`;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function kindOf(prop) {
   if (prop["x-kind"]) return prop["x-kind"];
@@ -62,11 +75,33 @@ function fieldReasons(err) {
   return err.fields && typeof err.fields === "object" ? err.fields : {};
 }
 
+// The error of a finished local prompt, from its /history entry's messages.
+function historyError(entry) {
+  for (const [kind, data] of entry.status?.messages ?? []) {
+    if (kind === "execution_error") return `${data.node_type ?? "a node"}: ${data.exception_message ?? "failed"}`;
+    if (kind === "execution_interrupted") return "interrupted";
+  }
+  return "failed";
+}
+
+// ComfyUI's POST /prompt refusal ({error: {message, details}, node_errors}) in one line.
+function promptRefusal(data, status) {
+  const first = Object.values(data?.node_errors ?? {})[0];
+  const detail = first?.errors?.[0];
+  const what = data?.error?.message ?? `${status}`;
+  return detail ? `${what}: ${first.class_type ?? "a node"}: ${detail.message} ${detail.details ?? ""}`.trim() : what;
+}
+
 export class ParameterForm {
-  constructor() {
+  // isLoaded(name): whether the canvas holds that template.
+  constructor({ isLoaded = () => false } = {}) {
+    this.isLoaded = isLoaded;
     this.root = el("div", { class: "sagemaker-param-form", "data-testid": "sagemaker-param-form", hidden: true });
     this.name = null;
     this.fields = new Map(); // name -> {input, message, prop, kind}
+    this.runs = 0; // only the latest run of the shown template may draw its result
+    // Until the sidebar drops this form (a new one comes with the next sidebar).
+    onSwitch(() => (this.root.isConnected || !this.wasShown ? this.drawWhere() : false));
   }
 
   // Shows the form of a template (the GET /templates/{name} answer); no parameters, no form.
@@ -80,16 +115,24 @@ export class ParameterForm {
       return;
     }
     this.name = template.name;
+    this.runs += 1; // a run of the previous template no longer draws here
     this.required = new Set(template.parameters.required ?? []);
+    const outputs = Object.values(template.parameters["x-outputs"] ?? {}).map((o) => String(o.node));
+    this.outputNodes = outputs.length ? outputs : null;
     const rows = Object.entries(props).map(([name, prop]) => this.row(name, prop));
     this.status = el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-param-status", hidden: true });
+    this.where = el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-param-where" });
+    this.result = el("div", { class: "sagemaker-execution-images sagemaker-param-result", "data-testid": "sagemaker-param-result", hidden: true });
     this.run = el("button", { class: "sagemaker-button sagemaker-primary", "data-testid": "sagemaker-param-run", onclick: () => this.submit() }, "Run");
     this.root.replaceChildren(
       el("div", { class: "sagemaker-dialog-title" }, `Run ${template.name}`),
       ...rows,
       el("div", { class: "sagemaker-dialog-buttons" }, [this.run]),
+      this.where,
       this.status,
+      this.result,
     );
+    this.drawWhere();
     this.root.dataset.template = template.name;
     this.root.hidden = false;
   }
@@ -136,26 +179,107 @@ export class ParameterForm {
     return inputs;
   }
 
-  setStatus(text) {
+  // Where Run sends the run: follows the Prompt on AWS switch.
+  drawWhere() {
+    if (!this.where) return;
+    this.wasShown ||= this.root.isConnected;
+    const onAws = isPromptOnAws();
+    this.where.dataset.target = onAws ? "endpoint" : "local";
+    this.where.textContent = onAws
+      ? "Runs on the template's endpoint (Prompt on AWS is on)."
+      : "Runs on this ComfyUI (Prompt on AWS is off).";
+  }
+
+  setStatus(text, state = "") {
     this.status.hidden = !text;
     this.status.textContent = text || "";
+    this.status.dataset.state = state;
+  }
+
+  showImages(outputs) {
+    const images = outputImages(outputs, this.outputNodes);
+    this.result.replaceChildren(...images.map((image) =>
+      el("a", { href: viewUrl(image), target: "_blank", rel: "noopener", title: image.filename, "data-testid": "sagemaker-param-image" },
+        el("img", { src: viewUrl(image), alt: image.filename }))));
+    this.result.hidden = images.length === 0;
+  }
+
+  // The end of a run: its images, or why it did not end well.
+  // A failed endpoint run is already a toast (executions.js announces this page's runs); a local one is not.
+  finish(state, outputs, error, seconds, local) {
+    if (state === "succeeded") {
+      this.showImages(outputs);
+      this.setStatus(`Done in ${formatDuration(seconds)}`, state);
+    } else {
+      this.setStatus(state === "cancelled" ? "Cancelled" : `Failed: ${error ?? "unknown error"}`, state);
+      if (state === "failed" && local) toast("error", `Run of ${this.name} failed`, error ?? "unknown error");
+    }
+  }
+
+  // On the endpoint: POST /templates/{name}/executions, then its record until it ends.
+  async runOnEndpoint(name, inputs, follow, still) {
+    const body = { inputs };
+    if (follow && api.clientId) body.client_id = api.clientId;
+    const answer = await call("POST", `/templates/${encodeURIComponent(name)}/executions`, body);
+    executionCreated(answer.execution); // listed under Executions as this page's run
+    if (!still()) return;
+    this.setStatus(`Running on ${answer.execution.environment ?? "the endpoint"}…`, "running");
+    let record = answer.execution;
+    while (!FINAL.has(record.state)) {
+      await sleep(POLL_MS);
+      if (!still()) return;
+      record = await call("GET", `/executions/${encodeURIComponent(answer.execution_id)}`);
+    }
+    if (!still()) return;
+    const seconds = (Date.parse(record.finished_at) - Date.parse(record.started_at ?? record.created_at)) / 1000;
+    this.finish(record.state, record.outputs, record.error?.message, Number.isFinite(seconds) ? seconds : null, false);
+  }
+
+  // On this ComfyUI: the filled prompt from /templates/{name}/prompt, queued with POST /prompt, then
+  // its /history entry until it ends.
+  async runHere(name, inputs, follow, still) {
+    const { prompt, workflow } = await call("POST", `/templates/${encodeURIComponent(name)}/prompt`, { inputs });
+    if (!still()) return;
+    const clientId = follow && api.clientId ? api.clientId : PRIVATE_CLIENT;
+    const started = Date.now();
+    const res = await api.fetchApi("/prompt", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ prompt, client_id: clientId, extra_data: { extra_pnginfo: { workflow } } }),
+    });
+    const queued = await res.json().catch(() => null);
+    if (!res.ok || !queued?.prompt_id) throw new Error(`ComfyUI did not queue it: ${promptRefusal(queued, res.status)}`);
+    if (!still()) return;
+    this.setStatus("Running on this ComfyUI…", "running");
+    for (;;) {
+      await sleep(POLL_MS);
+      if (!still()) return;
+      const history = await api.fetchApi(`/history/${encodeURIComponent(queued.prompt_id)}`).then((r) => r.json());
+      const entry = history?.[queued.prompt_id];
+      if (!entry || entry.status?.completed === undefined) continue;
+      if (!still()) return;
+      const ok = entry.status.status_str === "success";
+      this.finish(ok ? "succeeded" : "failed", entry.outputs, ok ? null : historyError(entry), (Date.now() - started) / 1000, true);
+      return;
+    }
   }
 
   async submit() {
     const name = this.name;
+    const ticket = ++this.runs;
+    const still = () => name === this.name && ticket === this.runs;
     const inputs = this.values();
+    const onAws = isPromptOnAws();
+    const follow = this.isLoaded(name);
     this.run.disabled = true;
-    this.setStatus("Starting…");
+    this.result.hidden = true;
+    this.result.replaceChildren();
+    this.setStatus("Starting…", "starting");
     try {
-      const answer = await call("POST", `/templates/${encodeURIComponent(name)}/executions`, { inputs });
-      if (name !== this.name) return;
-      const state = answer?.execution?.state ?? "running";
-      const text = state === "succeeded" || state === "failed" || state === "cancelled"
-        ? `${state}, see Executions` : "running, see Executions";
-      this.setStatus(text);
-      toast("success", `Run of ${name} started`, answer?.execution_id);
+      if (onAws) await this.runOnEndpoint(name, inputs, follow, still);
+      else await this.runHere(name, inputs, follow, still);
     } catch (err) {
-      if (name !== this.name) return;
+      if (!still()) return;
       this.setStatus("");
       if (err.status === 422) {
         const reasons = fieldReasons(err);
@@ -166,7 +290,7 @@ export class ParameterForm {
         toastError(`Could not run ${name}`, err);
       }
     } finally {
-      this.run.disabled = false;
+      if (name === this.name) this.run.disabled = false;
     }
   }
 }

@@ -1,29 +1,19 @@
-// "Prompt on AWS": a switch kept per browser (localStorage: ComfyUI settings are shared by every
-// browser of a single-user ComfyUI) and its target, which follows the canvas: the loaded template,
-// its bound environment and that environment's endpoint state. queue.js routes Run by the switch.
+// The "Prompt on AWS" section: the switch (switch.js keeps it) and its target, which follows the
+// canvas: the loaded template, its bound environment and that environment's endpoint state. queue.js
+// routes Run by the switch.
 import { api } from "../../../scripts/api.js";
 import { call } from "./api.js";
 import { el } from "./dom.js";
 import { onJob } from "./jobs.js";
 import { offerModels, restoreModelCombos } from "./model_combos.js";
+import { isPromptOnAws, onSwitch, setPromptOnAws } from "./switch.js";
 import { loadedTemplate, onCanvasChanged } from "./templates.js";
 
-const KEY = "sagemaker.promptOnAws";
 const sections = new Set();
 let resolves = 0; // only the latest resolve may set the target
 // template: loaded in the canvas; environment: its binding; endpoint: {name, state, reason} or null;
 // manifest: the environment's latest version; problem: why the target could not be read.
 let target = { template: null, environment: null, endpoint: null, manifest: null, problem: null };
-
-export function isPromptOnAws() {
-  return localStorage.getItem(KEY) === "1";
-}
-
-export function setPromptOnAws(on) {
-  if (on) localStorage.setItem(KEY, "1");
-  else localStorage.removeItem(KEY);
-  switched();
-}
 
 export function currentTarget() {
   return target;
@@ -83,10 +73,7 @@ onJob((job) => {
   if (job.kind === "publish" && job.state === "succeeded" && target.environment) resolveTarget();
 });
 
-// Another tab of this browser flipped the switch: this one follows (Run reads it at once anyway).
-window.addEventListener("storage", (event) => {
-  if (event.key === KEY) switched();
-});
+onSwitch(() => switched());
 
 // The endpoint's part of the target line: its text, colour class and data-state.
 function endpointText(t) {

@@ -12,7 +12,7 @@ import { api } from "../../../scripts/api.js";
 import { app } from "../../../scripts/app.js";
 import { call, toastError } from "./api.js";
 import { cancelExecution, executionCreated, liveRunOf } from "./executions.js";
-import { isPromptOnAws } from "./prompt_on_aws.js";
+import { isPromptOnAws } from "./switch.js";
 import { loadedTemplate } from "./templates.js";
 
 // A refused run skips the rest of its batch (the same refusal N times says nothing new) until the

@@ -85,7 +85,7 @@ class TemplatesSection {
       load: (name) => this.load(name),
       onChange: () => this.markAnalyzed(),
     });
-    this.form = new ParameterForm(); // the selected template's run form
+    this.form = new ParameterForm({ isLoaded: (name) => loadedTemplate() === name }); // the selected template's run form
     this.root = el("section", { class: "sagemaker-section", "data-testid": "sagemaker-templates" }, [
       el("div", { class: "sagemaker-section-header" }, [
         el("h4", { class: "sagemaker-section-title" }, "Templates"),

@@ -1,0 +1,29 @@
+// The "Prompt on AWS" switch itself: kept per browser (localStorage: ComfyUI settings are shared by
+// every browser of a single-user ComfyUI). Its own module, imported by what reads it (queue.js, the
+// parameter form) and by prompt_on_aws.js, which draws it; onSwitch listeners hear every flip, this
+// tab's or another tab's (a listener that returns false is dropped).
+const KEY = "sagemaker.promptOnAws";
+const listeners = new Set();
+
+export function isPromptOnAws() {
+  return localStorage.getItem(KEY) === "1";
+}
+
+export function setPromptOnAws(on) {
+  if (on) localStorage.setItem(KEY, "1");
+  else localStorage.removeItem(KEY);
+  tell(on);
+}
+
+function tell(on) {
+  for (const fn of [...listeners]) if (fn(on) === false) listeners.delete(fn);
+}
+
+export function onSwitch(fn) {
+  listeners.add(fn);
+}
+
+// Another tab of this browser flipped it: this one follows (Run reads it at once anyway).
+window.addEventListener("storage", (event) => {
+  if (event.key === KEY) tell(isPromptOnAws());
+});
