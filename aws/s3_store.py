@@ -45,6 +45,14 @@ def _unavailable_on_aws_error(fn):
     return wrapper
 
 
+def encryption_args(sse: str, kms_key_id: str = "") -> dict[str, str]:
+    """The put/upload arguments of the configured server-side encryption ({} leaves the bucket's default)."""
+    args = {"ServerSideEncryption": sse} if sse else {}
+    if sse == "aws:kms" and kms_key_id:
+        args["SSEKMSKeyId"] = kms_key_id
+    return args
+
+
 class S3Store(Store):
     kind = "s3"
 
@@ -57,11 +65,7 @@ class S3Store(Store):
         self.max_concurrency = max_concurrency
         # Every write: encryption as configured, and a SHA-256 checksum S3 verifies on arrival
         # (per part for multipart uploads; the manifest's sha256 stays the identity).
-        self.write_args: dict[str, str] = {"ChecksumAlgorithm": "SHA256"}
-        if sse:
-            self.write_args["ServerSideEncryption"] = sse
-        if sse == "aws:kms" and kms_key_id:
-            self.write_args["SSEKMSKeyId"] = kms_key_id
+        self.write_args: dict[str, str] = {"ChecksumAlgorithm": "SHA256", **encryption_args(sse, kms_key_id)}
 
     @property
     def s3(self) -> Any:

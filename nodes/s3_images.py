@@ -2,6 +2,8 @@
 
 They use boto3's own credential chain through aws/clients.py, in the configured
 `region` (boto3's default when it is empty); the bucket need not be the store's.
+Saved images are encrypted as the store's writes are (`s3_sse`, `s3_kms_key_id`):
+a bucket policy that demands it is met, and one setting says how this ComfyUI writes to S3.
 Each failure a user can meet is an exception class below whose message names
 the URI and what to fix; ComfyUI shows it on the node.
 
@@ -86,12 +88,16 @@ def s3_error(err: Exception, uri: str, region: str = "") -> S3ImageError:
     return S3ImageError(f"{uri}: {translate(err, region).message}")
 
 
-def _region() -> str:
+def _settings():
     import folder_paths
 
     from ..core import config
 
-    return config.load(Path(folder_paths.get_system_user_directory("sagemaker"))).region
+    return config.load(Path(folder_paths.get_system_user_directory("sagemaker")))
+
+
+def _region() -> str:
+    return _settings().region
 
 
 def _s3(region: str) -> Any:
@@ -266,7 +272,11 @@ class SageMakerSaveImageS3:
             folder += "/"
         name = filename_prefix.strip().lstrip("/")
         name = f"{name}_" if name else ""
-        region = _region()
+        from ..aws.s3_store import encryption_args
+
+        settings = _settings()
+        region = settings.region
+        encryption = encryption_args(settings.s3_sse, settings.s3_kms_key_id)
         s3 = _s3(region)
         run = uuid.uuid4().hex[:12]
         temp_dir = folder_paths.get_temp_directory()
@@ -276,7 +286,8 @@ class SageMakerSaveImageS3:
             key = f"{folder}{name}{run}_{i:05}.png"
             uri = f"s3://{bucket}/{key}"
             data = encode_png(image, prompt, extra_pnginfo)
-            _call(uri, region, s3.put_object, Bucket=bucket, Key=key, Body=data, ContentType="image/png")
+            _call(uri, region, s3.put_object, Bucket=bucket, Key=key, Body=data, ContentType="image/png",
+                  **encryption)
             uris.append(uri)
             preview = f"sagemaker_s3_{run}_{i:05}.png"
             with open(os.path.join(temp_dir, preview), "wb") as f:

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.comfyui
 
 @pytest.fixture(scope="module")
 def s3_comfyui(moto_server, tmp_path_factory):
-    server = ComfyUI(tmp_path_factory.mktemp("s3-nodes") / "base", env=moto_server.env()).start()
+    # Saved images are encrypted as configured (as the store's writes are).
+    env = {**moto_server.env(), "COMFYUI_SAGEMAKER_S3_SSE": "AES256"}
+    server = ComfyUI(tmp_path_factory.mktemp("s3-nodes") / "base", env=env).start()
     try:
         yield server
     finally:
@@ -74,7 +76,7 @@ def test_load_invert_save_through_moto(s3_comfyui, moto_server, bucket):
     assert uri.startswith(f"s3://{bucket}/out/inv_") and uri.endswith("_00000.png")
     assert keys(s3, bucket, "out/") == [uri.split("/", 3)[3]]
     obj = get(s3, uri)
-    assert obj["ContentType"] == "image/png"
+    assert obj["ContentType"] == "image/png" and obj["ServerSideEncryption"] == "AES256"
     data = obj["Body"].read()
     assert Image.open(io.BytesIO(data)).size == (8, 6)
     assert all(close(p, (245, 155, 55)) for p in pixels(data))
