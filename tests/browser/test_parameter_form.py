@@ -5,10 +5,12 @@ images show under the form when it ends."""
 
 from __future__ import annotations
 
+import uuid
 from io import BytesIO
 
 import pytest
 from harness.envs import unique, wait_endpoint, wait_job
+from harness.images import png
 from playwright.sync_api import Page, expect
 
 from .test_templates import console_errors, open_templates, row, unique_name
@@ -57,8 +59,8 @@ def select(page: Page, name: str):
     return form
 
 
-def the_result(page: Page, form, client, size: tuple[int, int]) -> None:
-    """One image under the form (the named output only), of `size`, red, served by ComfyUI's /view."""
+def the_result(page: Page, form, client, size: tuple[int, int], color=(255, 0, 0)) -> None:
+    """One image under the form (the named output only), of `size` and `color`, served by ComfyUI's /view."""
     from PIL import Image
 
     expect(form.get_by_test_id("sagemaker-param-status")).to_have_attribute("data-state", "succeeded",
@@ -71,7 +73,8 @@ def the_result(page: Page, form, client, size: tuple[int, int]) -> None:
     r = client.get(images.get_attribute("href"))  # /api/view?filename=...
     assert r.status_code == 200, r.text
     image = Image.open(BytesIO(r.content)).convert("RGB")
-    assert image.size == size and image.getpixel((0, 0)) == (255, 0, 0)
+    assert image.size == size
+    assert all(abs(a - b) <= 1 for a, b in zip(image.getpixel((0, 0)), color, strict=True)), image.getpixel((0, 0))
 
 
 def test_form_from_the_schema_shows_the_422_reason_and_refusals(page: Page, client):
@@ -164,6 +167,39 @@ def test_run_here_fills_the_prompt_and_shows_the_result(page: Page, client):
     finally:
         client.delete(f"/sagemaker/templates/{name}")
         client.delete(f"/sagemaker/templates/{failing}")
+    assert console_errors(page) == []
+
+
+def test_an_image_parameter_takes_an_upload(page: Page, client, tmp_path):
+    """The image input offers an upload into ComfyUI's input folder; the run uses the uploaded file."""
+    name = unique_name()
+    prompt = {
+        "1": {"class_type": "SageMakerParamImage", "inputs": {"name": "photo", "image": "example.png",
+                                                              "description": "", "required": True}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "SageMakerTemplateOutput", "inputs": {"images": ["2", 0], "name": "inverted",
+                                                                  "description": ""}},
+    }
+    client.upload_image("example.png", png(2, 2, (0, 0, 0)))
+    created = client.post("/sagemaker/templates", json={"name": name, "workflow": EMPTY_GRAPH, "prompt": prompt})
+    assert created.status_code == 201, created.text
+    upload = tmp_path / f"form-{uuid.uuid4().hex[:8]}.png"
+    upload.write_bytes(png(8, 6, (10, 100, 200)))
+    try:
+        form = select(page, name)
+        photo = param(form, "photo")
+        expect(photo).to_have_value("example.png")
+        # The input folder's images are offered as the name is typed.
+        expect(form.locator('datalist option[value="example.png"]')).to_have_count(1)
+        with page.expect_response(lambda r: r.url.endswith("/upload/image")) as uploaded:
+            form.locator('[data-testid="sagemaker-param-upload-file"][data-param="photo"]').set_input_files(upload)
+        assert uploaded.value.status == 200
+        expect(photo).to_have_value(upload.name)
+        assert (client.get(f"/view?filename={upload.name}&type=input").content == upload.read_bytes())
+        form.get_by_test_id("sagemaker-param-run").click()
+        the_result(page, form, client, (8, 6), (245, 155, 55))
+    finally:
+        client.delete(f"/sagemaker/templates/{name}")
     assert console_errors(page) == []
 
 

@@ -75,6 +75,24 @@ function fieldReasons(err) {
   return err.fields && typeof err.fields === "object" ? err.fields : {};
 }
 
+// The image files of ComfyUI's input folder, as the image parameter node offers them (its combo).
+async function inputImages() {
+  const res = await api.fetchApi("/object_info/SageMakerParamImage");
+  const spec = res.ok ? (await res.json())?.SageMakerParamImage?.input?.required?.image : null;
+  const options = Array.isArray(spec?.[0]) ? spec[0] : spec?.[1]?.options; // old and new combo shapes
+  return Array.isArray(options) ? options : [];
+}
+
+// Puts a file in ComfyUI's input folder (its own /upload/image); resolves to the name to send.
+async function uploadImage(file) {
+  const body = new FormData();
+  body.append("image", file);
+  const res = await api.fetchApi("/upload/image", { method: "POST", body });
+  if (!res.ok) throw new Error(`ComfyUI refused the upload: ${res.status} ${await res.text()}`);
+  const { name, subfolder } = await res.json();
+  return subfolder ? `${subfolder}/${name}` : name;
+}
+
 // The error of a finished local prompt, from its /history entry's messages.
 function historyError(entry) {
   for (const [kind, data] of entry.status?.messages ?? []) {
@@ -149,9 +167,36 @@ export class ParameterForm {
     const children = kind === "boolean"
       ? [el("label", { class: "sagemaker-check" }, [input, title])]
       : [el("label", { class: "sagemaker-field" }, [title, input])];
+    if (kind === "image") children.push(this.imagePicker(name, input));
     if (prop.description) children.push(el("div", { class: "sagemaker-muted sagemaker-param-description" }, prop.description));
     children.push(message);
     return el("div", { class: "sagemaker-param", "data-testid": "sagemaker-param", "data-param": name, "data-kind": kind }, children);
+  }
+
+  // An image parameter: the input folder's images to pick from as the name is typed, and an upload.
+  imagePicker(name, input) {
+    const list = el("datalist", { id: `sagemaker-param-images-${name}` });
+    input.setAttribute("list", list.id);
+    inputImages().then((names) => list.replaceChildren(...names.map((n) => el("option", { value: n }))))
+      .catch(() => {}); // the list is a help only: typing a name still works
+    const file = el("input", { type: "file", accept: "image/*", hidden: true, "data-testid": "sagemaker-param-upload-file", "data-param": name });
+    const button = el("button", { class: "sagemaker-button", type: "button", title: "Upload an image into ComfyUI's input folder", "data-testid": "sagemaker-param-upload", "data-param": name, onclick: () => file.click() }, "Upload…");
+    file.addEventListener("change", async () => {
+      const chosen = file.files?.[0];
+      if (!chosen) return;
+      button.disabled = true;
+      try {
+        input.value = await uploadImage(chosen);
+        list.append(el("option", { value: input.value }));
+        this.check(name);
+      } catch (err) {
+        toastError("Could not upload the image", err);
+      } finally {
+        button.disabled = false;
+        file.value = "";
+      }
+    });
+    return el("div", { class: "sagemaker-param-upload" }, [button, file, list]);
   }
 
   setMessage(name, reason) {
