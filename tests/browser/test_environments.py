@@ -5,11 +5,11 @@ and endpoint config checks, diff, delete (with bound templates), and the binding
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+from harness.envs import wait_job
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -137,16 +137,6 @@ def made(client, comfyui):
     m = Made(client, comfyui)
     yield m
     m.cleanup()
-
-
-def wait_job(client, job_id: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/sagemaker/jobs/{job_id}").json()
-        if job["state"] != "running":
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still running")
 
 
 def open_environments(page: Page):

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 from dataclasses import dataclass
 
 import pytest
-from harness.browser import Console
-from harness.envs import unique, wait_job
+from harness.browser import new_page
+from harness.envs import unique, wait_endpoint, wait_job
 from harness.images import pixels
 from playwright.sync_api import Page, expect
 
@@ -59,29 +58,6 @@ class Aws:
     loose: str  # the plain graph, bound to no environment
     bare: str  # an environment of `loose` without an endpoint
     own_lora: str
-
-
-def wait_endpoint(client, name: str, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        endpoint = client.get(f"/sagemaker/endpoints/{name}").json()
-        if endpoint.get("state") in ("InService", "Failed"):
-            return endpoint
-        time.sleep(0.1)
-    raise AssertionError(f"endpoint {name} never became ready")
-
-
-def new_page(browser, comfyui) -> Page:
-    """A page in its own browser context (its own localStorage), loaded, its console recorded."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    console = Console()
-    page.on("console", lambda m: console.messages.append((m.type, m.text, (m.location or {}).get("url", ""))))
-    page.on("pageerror", lambda e: console.page_errors.append(f"{e}\n{getattr(e, 'stack', '')}"))
-    page.console = console
-    page.goto(comfyui.url, wait_until="domcontentloaded")
-    page.wait_for_selector(".sagemaker-tab-button", timeout=60_000)
-    return page
 
 
 @pytest.fixture(scope="module")

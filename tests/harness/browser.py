@@ -42,9 +42,9 @@ def browser_fixture():
         browser.close()
 
 
-@pytest.fixture(name="page")
-def page_fixture(browser, comfyui):
-    """A fresh page on the session's ComfyUI, loaded, with its console recorded."""
+def new_page(browser, comfyui):
+    """A page in its own browser context (its own localStorage) on `comfyui`, loaded, its console
+    recorded in `page.console`. Close it with page.context.close()."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     console = Console()
@@ -54,5 +54,12 @@ def page_fixture(browser, comfyui):
     page.goto(comfyui.url, wait_until="domcontentloaded")
     # The app is ready once extensions have set up: our sidebar button exists then.
     page.wait_for_selector(".sagemaker-tab-button", timeout=60_000)
+    return page
+
+
+@pytest.fixture(name="page")
+def page_fixture(browser, comfyui):
+    """A fresh page on the session's ComfyUI."""
+    page = new_page(browser, comfyui)
     yield page
-    context.close()
+    page.context.close()

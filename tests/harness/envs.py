@@ -37,6 +37,17 @@ def publish_environment(client, prompt: dict, endpoint: dict | None = None) -> t
     return template, env, job
 
 
+def wait_execution(client, execution_id: str, timeout: float = 120) -> dict:
+    """Poll an execution until it ends (succeeded, failed or cancelled)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = client.get(f"/sagemaker/executions/{execution_id}").json()
+        if record["state"] in ("succeeded", "failed", "cancelled"):
+            return record
+        time.sleep(0.05)
+    raise AssertionError(f"execution {execution_id} did not end")
+
+
 def wait_endpoint(client, name: str, states: tuple[str, ...] = ("InService", "Failed"), timeout: float = 180) -> dict:
     """Poll an endpoint until it reaches one of `states`."""
     deadline = time.monotonic() + timeout

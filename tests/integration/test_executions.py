@@ -6,7 +6,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from harness.envs import publish_environment, wait_endpoint
+from harness.envs import publish_environment, wait_endpoint, wait_execution
 from harness.images import pixels, png
 from harness.prompts import scale_prompt
 
@@ -29,16 +29,6 @@ def target(comfyui):
     assert wait_endpoint(client, env)["state"] == "InService"
     yield template, env
     client.delete(f"/sagemaker/endpoints/{env}")
-
-
-def wait_execution(client, execution_id, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = client.get(f"/sagemaker/executions/{execution_id}").json()
-        if record["state"] in ("succeeded", "failed", "cancelled"):
-            return record
-        time.sleep(0.05)
-    raise AssertionError(f"execution {execution_id} did not end")
 
 
 def collect(ws, prompt_id, until=("execution_success", "execution_error", "execution_interrupted"), timeout=120):

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from comfyui_sagemaker.aws import naming
 from harness.comfyui import ComfyUI
-from harness.envs import unique, wait_job
+from harness.envs import unique, wait_execution, wait_job
 from harness.fixtures import install_test_models, install_test_pack
 from harness.images import pixels, png
 from harness.prompts import scale_prompt
@@ -75,14 +75,7 @@ def rig(moto_server, tmp_path_factory):
 def run(client, body, timeout=90):
     r = client.post("/sagemaker/executions", json=body)
     assert r.status_code == 202, r.text
-    execution_id = r.json()["execution_id"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = client.get(f"/sagemaker/executions/{execution_id}").json()
-        if record["state"] in ("succeeded", "failed", "cancelled"):
-            return record
-        time.sleep(0.1)
-    raise AssertionError(f"execution {execution_id} did not end")
+    return wait_execution(client, r.json()["execution_id"], timeout)
 
 
 def check_output(client, record, expected=(100, 50, 25)):

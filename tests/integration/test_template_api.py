@@ -4,11 +4,10 @@ POST /sagemaker/templates/{name}/prompt, on this ComfyUI; and the API's refusals
 
 import base64
 import json
-import time
 import uuid
 
 import pytest
-from harness.envs import publish_environment, unique
+from harness.envs import publish_environment, unique, wait_endpoint, wait_execution
 from harness.images import pixels, png
 
 pytestmark = pytest.mark.comfyui
@@ -58,16 +57,6 @@ def error(r, status, code):
     body = r.json()["error"]
     assert body["code"] == code, r.text
     return body
-
-
-def wait_endpoint(client, name, timeout=180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        e = client.get(f"/sagemaker/endpoints/{name}").json()
-        if e.get("state") in ("InService", "Failed"):
-            return e
-        time.sleep(0.1)
-    raise AssertionError("endpoint never ready")
 
 
 @pytest.fixture(scope="module")
@@ -126,12 +115,7 @@ def test_run_without_wait_is_accepted_and_defaults_apply(client, target):
     template, _ = target
     r = client.post(f"/sagemaker/templates/{template}/executions", json={"inputs": {"width": 6, "init": "tp.png"}})
     assert r.status_code == 202, r.text
-    execution_id = r.json()["execution_id"]
-    deadline = time.monotonic() + 120
-    while (record := client.get(f"/sagemaker/executions/{execution_id}").json())["state"] not in (
-            "succeeded", "failed", "cancelled"):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    record = wait_execution(client, r.json()["execution_id"])
     assert record["state"] == "succeeded", record
     out = record["outputs"]["7"]["images"][0]
     close(client.view(out["filename"], out["subfolder"]), (6, 3), (100, 50, 25))
