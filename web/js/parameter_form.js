@@ -312,7 +312,9 @@ export class ParameterForm {
   async submit() {
     const name = this.name;
     const ticket = ++this.runs;
-    const still = () => name === this.name && ticket === this.runs;
+    // Follow the run while this form shows it: not once another template (or another run) is shown,
+    // nor once the sidebar is closed (its form goes with it).
+    const still = () => name === this.name && ticket === this.runs && this.root.isConnected;
     const inputs = this.values();
     const onAws = isPromptOnAws();
     const follow = this.isLoaded(name);
