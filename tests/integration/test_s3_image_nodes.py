@@ -1,9 +1,11 @@
 """Load Image (S3) and Save Image (S3) in a real ComfyUI whose boto3 talks to moto's S3 server."""
 
 import io
+import json
 import uuid
 
 import pytest
+import requests
 from harness.comfyui import ComfyUI
 from harness.images import pixels, png
 from PIL import Image
@@ -168,3 +170,38 @@ def test_a_malformed_prefix_fails_on_the_save_node(s3_comfyui, moto_server, buck
     _, events = s3_comfyui.client().run(load_invert_save(f"s3://{bucket}/a.png", "bucket/out/"))
     err = error_of(events)
     assert err["node_id"] == "3" and "expected s3://bucket/prefix/" in err["exception_message"]
+
+
+def test_access_denied_to_load_and_to_save(moto_server, bucket, tmp_path_factory):
+    """moto's server checks IAM (its /moto-api/reset-auth) for a ComfyUI whose keys may list the bucket
+    and read `open/`, nothing else: the load node says so for a private object, the save node for a write."""
+    iam, s3 = moto_server.client("iam"), moto_server.client("s3")
+    user = f"reader-{uuid.uuid4().hex[:8]}"
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="read-open", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}"},
+                      {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/open/*"}],
+    }))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    s3.put_object(Bucket=bucket, Key="private/a.png", Body=png())
+    s3.put_object(Bucket=bucket, Key="open/a.png", Body=png())
+    env = {**moto_server.env(), "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+           "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+    server = ComfyUI(tmp_path_factory.mktemp("s3-denied") / "base", env=env).start()
+    try:
+        assert requests.post(moto_server.url + "/moto-api/reset-auth", data="0", timeout=10).ok  # IAM checks on
+        client = server.client()
+        _, events = client.run(load_preview(f"s3://{bucket}/private/a.png"))
+        err = error_of(events)
+        assert err["node_id"] == "1" and err["exception_type"].endswith("S3AccessDenied")
+        assert f"access denied to s3://{bucket}/private/a.png" in err["exception_message"]
+
+        _, events = client.run(load_invert_save(f"s3://{bucket}/open/a.png", f"s3://{bucket}/out/"))
+        err = error_of(events)
+        assert err["node_id"] == "3" and err["exception_type"].endswith("S3AccessDenied")
+        assert f"access denied to s3://{bucket}/out/" in err["exception_message"]
+    finally:
+        requests.post(moto_server.url + "/moto-api/reset-auth", data="inf", timeout=10)  # IAM checks off again
+        server.stop()
+    assert keys(s3, bucket, "out/") == []  # nothing was written
