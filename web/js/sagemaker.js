@@ -8,6 +8,7 @@ import { mountInputs } from "./inputs.js";
 import { mountModels } from "./models.js";
 import { mountPromptOnAws } from "./prompt_on_aws.js";
 import { installQueueRouting } from "./queue.js";
+import { showS3Uris } from "./s3_uris.js";
 import { canvasChanged, mountTemplates } from "./templates.js";
 
 const TAB_ID = "sagemaker";
@@ -57,6 +58,9 @@ function render(container) {
 
 app.registerExtension({
   name: "comfyui.sagemaker",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    showS3Uris(nodeType, nodeData); // Save Image (S3) lists the URIs it wrote
+  },
   // Every graph load (tab switch, file open, template load): the loaded-template marker follows.
   async afterConfigureGraph() {
     canvasChanged();
