@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from harness.browser import human
 from harness.envs import wait_job
 from playwright.sync_api import Page, expect
 
@@ -50,17 +51,6 @@ def console_errors(page: Page, *expected: tuple[int, str]) -> list[str]:
         )
 
     return [e for e in page.console.errors_from("sagemaker") if not expected_status(e)]
-
-
-def human(size: int) -> str:
-    """Sizes as the sidebar writes them: powers of 1024, one decimal below 10."""
-    units = ["B", "KB", "MB", "GB", "TB"]
-    unit = 0
-    value = float(size)
-    while value >= 1024 and unit < len(units) - 1:
-        value /= 1024
-        unit += 1
-    return f"{value:.{0 if unit == 0 or value >= 10 else 1}f} {units[unit]}"
 
 
 def ui_workflow(*nodes: tuple[str, list]) -> dict:

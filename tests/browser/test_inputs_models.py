@@ -7,12 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 import uuid
 
 import pytest
+from harness.browser import human
 from harness.http_server import FileServer
 from harness.images import png
+from harness.waiting import wait_for
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -32,27 +33,6 @@ def console_errors(page: Page, *expected: tuple[int, str]) -> list[str]:
         )
 
     return [e for e in page.console.errors_from("sagemaker") if not expected_status(e)]
-
-
-def human(size: int) -> str:
-    """Sizes as the sidebar writes them: powers of 1024, one decimal below 10."""
-    units = ["B", "KB", "MB", "GB", "TB"]
-    unit = 0
-    value = float(size)
-    while value >= 1024 and unit < len(units) - 1:
-        value /= 1024
-        unit += 1
-    return f"{value:.{0 if unit == 0 or value >= 10 else 1}f} {units[unit]}"
-
-
-def wait_for(cond, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def open_section(page: Page, testid: str):

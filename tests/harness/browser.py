@@ -15,6 +15,17 @@ CHROMIUM_ARGS = [
 ]
 
 
+def human(size: int) -> str:
+    """Sizes as the sidebar writes them (web/js/format.js): powers of 1024, one decimal below 10."""
+    units = ["B", "KB", "MB", "GB", "TB"]
+    unit = 0
+    value = float(size)
+    while value >= 1024 and unit < len(units) - 1:
+        value /= 1024
+        unit += 1
+    return f"{value:.{0 if unit == 0 or value >= 10 else 1}f} {units[unit]}"
+
+
 @dataclass
 class Console:
     """What the page printed: console messages and uncaught errors."""

@@ -37,15 +37,16 @@ def publish_environment(client, prompt: dict, endpoint: dict | None = None) -> t
     return template, env, job
 
 
-def wait_execution(client, execution_id: str, timeout: float = 120) -> dict:
-    """Poll an execution until it ends (succeeded, failed or cancelled)."""
+def wait_execution(client, execution_id: str, timeout: float = 120,
+                   states: tuple[str, ...] = ("succeeded", "failed", "cancelled")) -> dict:
+    """Poll an execution until it is in one of `states` (by default: until it ends)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         record = client.get(f"/sagemaker/executions/{execution_id}").json()
-        if record["state"] in ("succeeded", "failed", "cancelled"):
+        if record["state"] in states:
             return record
         time.sleep(0.05)
-    raise AssertionError(f"execution {execution_id} did not end")
+    raise AssertionError(f"execution {execution_id} never {' or '.join(states)}")
 
 
 def wait_endpoint(client, name: str, states: tuple[str, ...] = ("InService", "Failed"), timeout: float = 180) -> dict:

@@ -82,10 +82,7 @@ def test_remote_run_held_open_does_not_block_the_local_queue(client, target, tmp
     r = client.post("/sagemaker/executions", json={"prompt": prompt(prefix="held", wait_for=str(release)),
                                                    "template": template})
     execution_id = r.json()["execution_id"]
-    deadline = time.monotonic() + 60
-    while client.get(f"/sagemaker/executions/{execution_id}").json()["state"] != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_execution(client, execution_id, 60, states=("running",))
     local = {"1": {"class_type": "EmptyImage", "inputs": {"width": 2, "height": 2, "batch_size": 1,
                                                           "color": int(time.time()) % 0xFFFFFF}},
              "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "local"}}}
@@ -226,8 +223,7 @@ def test_cancel(client, target, tmp_path):
     r = client.post("/sagemaker/executions", json={"prompt": prompt(prefix="cx", wait_for=str(release)),
                                                    "template": template})
     execution_id = r.json()["execution_id"]
-    while client.get(f"/sagemaker/executions/{execution_id}").json()["state"] != "running":
-        time.sleep(0.05)
+    wait_execution(client, execution_id, 60, states=("running",))
     assert client.post(f"/sagemaker/executions/{execution_id}/cancel").json()["state"] == "cancelled"
     assert wait_execution(client, execution_id)["state"] == "cancelled"
     error(client.post(f"/sagemaker/executions/{execution_id}/cancel"), 409, "conflict")
@@ -246,8 +242,7 @@ def test_worker_dying_fails_the_execution(client, comfyui, tmp_path):
     r = client.post("/sagemaker/executions", json={"prompt": prompt(prefix="die", wait_for=str(tmp_path / "n")),
                                                    "environment": env})
     execution_id = r.json()["execution_id"]
-    while client.get(f"/sagemaker/executions/{execution_id}").json()["state"] != "running":
-        time.sleep(0.05)
+    wait_execution(client, execution_id, 60, states=("running",))
     time.sleep(0.5)  # let the prompt reach the worker's ComfyUI; the outcome does not depend on it
     state = json.loads((comfyui.user_dir / "__sagemaker" / "endpoints" / env.lower() / "state.json").read_text())
     os.killpg(state["pid"], signal.SIGKILL)

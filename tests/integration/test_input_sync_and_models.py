@@ -9,18 +9,9 @@ import pytest
 from harness.comfyui import ComfyUI
 from harness.http_server import FileServer
 from harness.images import png
+from harness.waiting import wait_for
 
 pytestmark = pytest.mark.comfyui
-
-
-def wait_for(cond, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def synced(client, name):

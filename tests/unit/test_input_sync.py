@@ -12,6 +12,7 @@ from comfyui_sagemaker.core.hashing import HashCache
 from comfyui_sagemaker.core.input_sync import InputSync
 from comfyui_sagemaker.local.folder_store import FolderStore
 from comfyui_sagemaker.local.input_watcher import InputWatcher
+from harness.waiting import wait_for
 
 
 class CountingStore(FolderStore):
@@ -43,15 +44,6 @@ def rig(tmp_path):
     yield store, sync, tmp_path / "input"
     watcher.stop()
     sync.close()
-
-
-def wait_for(cond, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    raise AssertionError("condition not met")
 
 
 def state(sync, name):
