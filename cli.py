@@ -12,11 +12,29 @@ from .core import names
 from .core.errors import SageMakerError
 from .core.version import __version__
 
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def default_config_dir() -> Path | None:
+    """ComfyUI's `user/__sagemaker` when this copy sits in `<ComfyUI>/custom_nodes/<folder>`
+    (a ComfyUI started with --user-directory or --base-directory keeps it elsewhere: pass --config-dir)."""
+    if PACKAGE_DIR.parent.name != "custom_nodes":
+        return None
+    candidate = PACKAGE_DIR.parent.parent / "user" / "__sagemaker"
+    return candidate if candidate.is_dir() else None
+
 
 def _config(args: argparse.Namespace) -> int:
-    cfg = config_mod.load(Path(args.config_dir) if args.config_dir else None)
-    print(json.dumps(cfg.public(), indent=2))
+    config_dir = Path(args.config_dir) if args.config_dir else default_config_dir()
+    cfg = config_mod.load(config_dir)
+    print(json.dumps({"config_dir": str(config_dir) if config_dir else None, **cfg.public()}, indent=2))
     return 0
+
+
+def _worker(argv: list[str]) -> int:
+    from .worker.__main__ import main as worker_main
+
+    return worker_main(argv, prog=f"{prog()} worker")
 
 
 def _rules(args: argparse.Namespace) -> int:
@@ -101,15 +119,25 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def prog() -> str:
+    """How this copy is called: by its folder in a ComfyUI's custom_nodes, else as the installed package."""
+    main_module = sys.modules.get("__main__")
+    if getattr(main_module, "__package__", None) == "":  # run as `python <folder>`
+        return f"python {PACKAGE_DIR.parent.name}/{PACKAGE_DIR.name}" if PACKAGE_DIR.parent.name == "custom_nodes" \
+            else f"python {PACKAGE_DIR}"
+    return "python -m comfyui_sagemaker"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m comfyui_sagemaker",
+        prog=prog(),
         description="comfyui-sagemaker: publish ComfyUI workflows as templates and run them on endpoints.",
     )
     p.add_argument("--version", action="version", version=f"comfyui-sagemaker {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     c = sub.add_parser("config", help="print the effective configuration (never the token)")
-    c.add_argument("--config-dir", help="folder holding config.json (ComfyUI's user/__sagemaker)")
+    c.add_argument("--config-dir", help="folder holding config.json (default: ComfyUI's user/__sagemaker "
+                   "when this extension sits in its custom_nodes)")
     c.set_defaults(func=_config)
     r = sub.add_parser("rules", help="print the name rules as JSON")
     r.set_defaults(func=_rules)
@@ -127,17 +155,28 @@ def parser() -> argparse.ArgumentParser:
     an.add_argument("--url", **url)
     an.add_argument("--json", action="store_true", help="print JSON")
     an.set_defaults(func=_analyze)
+    # Listed for --help; main() hands everything after `worker` to the worker's own parser.
+    sub.add_parser("worker", help="the worker of an endpoint (`worker serve`; local endpoints start it)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser()
-    args = p.parse_args(argv)
-    if not getattr(args, "func", None):
-        p.print_help()
-        return 2
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] == ["worker"]:
+            return _worker(argv[1:])
+        p = parser()
+        args = p.parse_args(argv)
+        if not getattr(args, "func", None):
+            p.print_help()
+            return 2
         return args.func(args)
     except SageMakerError as err:
         print(f"error ({err.code}): {err.message}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as err:
+        # Typically another Python than ComfyUI's: say which one and what to use instead.
+        print(f"error (missing_package): this Python ({sys.executable}) has no module {err.name!r}. Run the "
+              "command with ComfyUI's own Python (the one that starts its main.py), after the extension's "
+              "install.py.", file=sys.stderr)
         return 1

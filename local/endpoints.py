@@ -26,8 +26,14 @@ from ..core.names import ENVIRONMENT_NAME
 from ..core.templates import now
 
 READY_TIMEOUT = 900.0
-# The same module and argument as the worker image's ENTRYPOINT + CMD (a test compares them).
-WORKER_COMMAND = ("-m", "comfyui_sagemaker.worker", "serve")
+# The CLI's arguments that serve a worker: the worker image's ENTRYPOINT + CMD end the same way (a test
+# compares them). Here the CLI is started by the extension's folder (see __main__.py), so the worker runs
+# this very copy's code whether or not a package `comfyui_sagemaker` is installed.
+WORKER_ARGS = ("worker", "serve")
+
+
+def worker_command(python: str, extension_dir: Path) -> list[str]:
+    return [python, str(extension_dir), *WORKER_ARGS]
 
 
 @dataclass(frozen=True)
@@ -214,7 +220,7 @@ class LocalEndpoints(Endpoints):
             "WORKER_INSTALL_PACKAGES": "0",
         }
         log = open(folder / "worker.log", "ab")
-        proc = subprocess.Popen([self.runtime.python, "-P", *WORKER_COMMAND], env=env,
+        proc = subprocess.Popen(worker_command(self.runtime.python, self.runtime.extension_dir), env=env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self._procs[state["name"].lower()] = proc

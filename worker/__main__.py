@@ -12,8 +12,8 @@ from .server import serve
 from .settings import WorkerSettings
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m comfyui_sagemaker.worker")
+def main(argv: list[str] | None = None, prog: str = "python -m comfyui_sagemaker.worker") -> int:
+    p = argparse.ArgumentParser(prog=prog)
     p.add_argument("command", choices=["serve"], help="serve the environment named by SAGEMAKER_MANIFEST_URI")
     p.parse_args(argv)
     serve(WorkerSettings.from_env())

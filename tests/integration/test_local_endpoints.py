@@ -8,7 +8,7 @@ import threading
 import pytest
 import requests
 from comfyui_sagemaker.core.endpoints import InvocationFailed
-from comfyui_sagemaker.local.endpoints import WORKER_COMMAND, LocalEndpoints, WorkerRuntime
+from comfyui_sagemaker.local.endpoints import WORKER_ARGS, LocalEndpoints, WorkerRuntime
 from harness.comfyui import ComfyUI
 from harness.envs import publish_environment, wait_endpoint
 from harness.fixtures import install_test_models, install_test_pack
@@ -163,6 +163,7 @@ def test_dockerfile_runs_the_same_worker_command_as_local_endpoints():
             directives.setdefault(key, []).append(value)
     entrypoint = json.loads(directives["ENTRYPOINT"][-1])
     cmd = json.loads(directives["CMD"][-1])
-    assert entrypoint[0] == "python" and tuple(entrypoint[1:] + cmd) == WORKER_COMMAND
+    # The image runs the installed package's CLI, local endpoints the extension folder's: the same command.
+    assert entrypoint[:3] == ["python", "-m", "comfyui_sagemaker"] and tuple(entrypoint[3:] + cmd) == WORKER_ARGS
     assert any("com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true" in v for v in directives["LABEL"])
     assert directives["FROM"][0].startswith("pytorch/pytorch:")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,8 +31,9 @@ def test_core_imports_no_aiohttp_boto3_or_comfyui():
 
 def test_extension_imports_are_relative():
     # ComfyUI loads the extension by folder path: an absolute import of our own package would fail.
+    # __main__.py is the launcher that loads the folder under that name before importing from it.
     for path in ROOT.rglob("*.py"):
-        if any(p in path.parts for p in (".dev", "tests", "tools", "bench")):
+        if any(p in path.parts for p in (".dev", "tests", "tools", "bench")) or path == ROOT / "__main__.py":
             continue
         assert "comfyui_sagemaker" not in imports_of(path), path
 
@@ -41,7 +43,29 @@ def test_version_matches_pyproject():
 
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert meta["project"]["version"] == __version__
-    assert {"PublisherId", "DisplayName", "Icon"} <= set(meta["tool"]["comfy"])
+
+
+def test_registry_metadata_passes_comfy_clis_own_validation():
+    """`comfy node validate` is what `comfy node publish` runs before it uploads; its parser only
+    warns about a bad license, classifier or version range, so a warning fails here."""
+    comfy = Path(sys.executable).parent / "comfy"
+    r = subprocess.run([str(comfy), "--skip-prompt", "--no-enable-telemetry", "node", "validate"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "All validation checks passed" in out and "Warning" not in out, out
+
+    from comfy_cli.registry.config_parser import extract_node_configuration
+
+    config = extract_node_configuration(str(ROOT / "pyproject.toml"))
+    project, comfy_meta = config.project, config.tool_comfy
+    assert project.name == "comfyui-sagemaker" and project.version and project.description
+    assert project.license.text and project.urls.repository.startswith("https://")
+    assert project.supported_os and project.supported_comfyui_version == ">=0.3.75"
+    assert comfy_meta.publisher_id and comfy_meta.display_name
+    # The Registry's dependencies are requirements.txt's (ComfyUI-Manager installs the latter).
+    reqs = [ln.strip() for ln in (ROOT / "requirements.txt").read_text().splitlines()
+            if ln.strip() and not ln.startswith("#")]
+    assert sorted(project.dependencies) == sorted(reqs)
 
 
 def test_requirements_are_light_and_unpinned():
@@ -49,6 +73,10 @@ def test_requirements_are_light_and_unpinned():
     reqs = [ln for ln in lines if ln and not ln.startswith("#")]
     assert {re.split("[<>=~]", r)[0] for r in reqs} == {"boto3", "watchdog", "requests"}
     assert not any("==" in r for r in reqs)
+    # install.py reads them with its own small parser (it runs before any package is there).
+    from comfyui_sagemaker.install import requirements
+
+    assert [f"{n}>={b}" if b else n for n, b in requirements()] == reqs
 
 
 def test_ruff_is_clean():
@@ -56,9 +84,9 @@ def test_ruff_is_clean():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_cli_help():
-    r = subprocess.run([sys.executable, "-P", "-m", "comfyui_sagemaker", "--help"], capture_output=True, text=True)
+@pytest.mark.parametrize("how", [["-P", "-m", "comfyui_sagemaker"], [str(ROOT)]], ids=["package", "folder"])
+def test_cli_help(how):
+    r = subprocess.run([sys.executable, *how, "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "check-name" in r.stdout
-    r = subprocess.run([sys.executable, "-P", "-m", "comfyui_sagemaker", "check-name", "template", "a_b"],
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, *how, "check-name", "template", "a_b"], capture_output=True, text=True)
     assert r.returncode == 1 and "invalid_name" in r.stderr
