@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 
 from aiohttp import web
@@ -20,6 +21,7 @@ ROUTE_TABLES = [meta.ROUTES, templates.ROUTES, analysis.ROUTES, environments.ROU
 def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts) -> Context:
     """Add the routes to ComfyUI's table and put the extension's middleware first."""
     ctx = Context.load(facts)
+    _check_requirements(ctx)
     for table in ROUTE_TABLES:
         for method, path, fn in table:
 
@@ -32,6 +34,21 @@ def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts)
     if ctx.config_error is None and os.environ.get("COMFYUI_SAGEMAKER_ROLE") != "worker":
         threading.Thread(target=_background, args=(ctx,), name="sagemaker-start", daemon=True).start()
     return ctx
+
+
+def _check_requirements(ctx: Context) -> None:
+    """A ComfyUI whose Python lacks our requirements (install.py never ran with it) still loads the
+    extension; say once, in its log and in /sagemaker/health, what to run."""
+    from ..install import unmet
+
+    try:
+        ctx.missing_requirements = tuple(unmet())
+    except (OSError, ValueError):
+        return
+    if ctx.missing_requirements:
+        logging.getLogger("comfyui_sagemaker").warning(
+            "comfyui-sagemaker: this Python lacks %s; run: %s %s", "; ".join(ctx.missing_requirements),
+            sys.executable, ctx.facts.extension_dir / "install.py")
 
 
 def _background(ctx: Context) -> None:

@@ -76,6 +76,7 @@ class ComfyHost:
 class Context:
     facts: ComfyFacts
     config_error: str | None = None
+    missing_requirements: tuple[str, ...] = ()
     _config: Config | None = field(default=None, repr=False)
     _services: Services | None = field(default=None, repr=False)
 

@@ -19,7 +19,8 @@ def store_summary(ctx: Context) -> dict:
 
 
 async def health(request: web.Request, ctx: Context) -> web.Response:
-    body: dict = {"ok": ctx.config_error is None, "version": __version__, "comfyui_version": ctx.facts.version}
+    body: dict = {"ok": ctx.config_error is None, "version": __version__, "comfyui_version": ctx.facts.version,
+                  "missing_requirements": list(ctx.missing_requirements)}
     if ctx.config_error is None:
         body["store"] = store_summary(ctx)
         body["endpoints"] = "local" if ctx.config.store == "folder" else "sagemaker"
