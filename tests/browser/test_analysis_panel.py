@@ -8,6 +8,7 @@ import re
 import uuid
 
 import pytest
+from harness.browser import close_host_dialogs, open_sidebar
 from harness.fixtures import TEST_PACK
 from playwright.sync_api import Page, expect
 
@@ -49,14 +50,6 @@ def console_errors(page: Page) -> list[str]:
     return [e for e in page.console.errors_from("sagemaker") if not expected(e)]
 
 
-def close_comfyui_dialogs(page: Page) -> None:
-    """ComfyUI warns about missing node types in a modal dialog; its mask blocks clicks."""
-    dialog = page.locator(".p-dialog-mask")
-    expect(dialog).to_have_count(1)
-    page.keyboard.press("Escape")
-    expect(dialog).to_have_count(0)
-
-
 @pytest.fixture
 def template(page: Page, client):
     """A template with a missing input, a present lora, and a missing node type that declares a
@@ -84,7 +77,7 @@ def template(page: Page, client):
 
 
 def open_templates(page: Page, name: str):
-    page.click(".sagemaker-tab-button")
+    open_sidebar(page)
     page.get_by_test_id("sagemaker-templates-refresh").click()
     row = page.locator(f'[data-testid="sagemaker-template-row"][data-template="{name}"]')
     expect(row).to_have_count(1)
@@ -99,7 +92,7 @@ def test_selecting_a_template_shows_its_analysis(page: Page, template):
     expect(panel).to_be_visible()
     expect(panel.get_by_test_id("sagemaker-analysis-title")).to_contain_text(template["name"])
     expect(panel.get_by_test_id("sagemaker-analysis-summary")).to_have_text("3 missing on this ComfyUI")
-    close_comfyui_dialogs(page)
+    close_host_dialogs(page)
 
     packs = panel.get_by_test_id("sagemaker-analysis-pack")
     expect(packs.and_(page.locator(f'[data-pack="{TEST_PACK}"]'))).to_contain_text("SMTestScale")
@@ -153,12 +146,12 @@ def test_a_node_id_while_another_graph_is_shown_loads_the_template_first(page: P
     panel = page.get_by_test_id("sagemaker-analysis")
     node_id = panel.get_by_test_id("sagemaker-analysis-missing-node").get_by_test_id("sagemaker-analysis-node-id")
     expect(node_id).to_have_count(1)
-    close_comfyui_dialogs(page)
+    close_host_dialogs(page)
     page.evaluate(f"() => {APP}.loadGraphData()")  # another graph: the ids would name other nodes
     expect(row.get_by_test_id("sagemaker-template-loaded")).to_be_hidden()
     node_id.click()
     expect(row.get_by_test_id("sagemaker-template-loaded")).to_be_visible()
-    close_comfyui_dialogs(page)
+    close_host_dialogs(page)
     page.wait_for_function(f"() => Object.keys({APP}.canvas.selected_nodes).length === 1")
     assert page.evaluate(SELECTED) == [str(template["mystery"])]
 

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from harness.browser import human
+from harness.browser import human, open_sidebar, toasts
 from harness.envs import wait_job
 from playwright.sync_api import Page, expect
 
@@ -130,7 +130,7 @@ def made(client, comfyui):
 
 
 def open_environments(page: Page):
-    page.click(".sagemaker-tab-button")
+    open_sidebar(page)
     section = page.get_by_test_id("sagemaker-environments")
     section.wait_for(timeout=15_000)
     # The first list load has finished once rows or the empty mark are drawn.
@@ -187,7 +187,7 @@ def test_publish_from_a_template_shows_progress_and_lists_it(page: Page, client,
     expect(card).to_have_attribute("data-state", "succeeded", timeout=60_000)
     expect(card.get_by_test_id("sagemaker-job-bar")).to_have_attribute("aria-valuenow", "100")
     expect(card.get_by_test_id("sagemaker-job-phase")).to_have_text("done: version 1")
-    expect(page.locator(".p-toast-message").filter(has_text=f"{name} version 1")).to_be_visible()
+    expect(toasts(page, f"{name} version 1")).to_be_visible()
 
     row = env_row(page, name)
     expect(row.get_by_test_id("sagemaker-environment-version")).to_have_text("v1")
@@ -241,7 +241,7 @@ def test_comfyui_runs_a_local_prompt_during_a_publish_which_cancel_stops(page: P
     expect(card).to_have_attribute("data-state", "cancelled", timeout=30_000)
     expect(card.get_by_test_id("sagemaker-job-phase")).to_have_text("cancelled")
     expect(card.get_by_test_id("sagemaker-job-cancel")).to_be_hidden()
-    expect(page.locator(".p-toast-message").filter(has_text="Publish cancelled")).to_be_visible()
+    expect(toasts(page, "Publish cancelled")).to_be_visible()
     assert client.get(f"/sagemaker/environments/{name}").status_code == 404
     expect(env_row(page, name)).to_have_count(0)
     card.get_by_test_id("sagemaker-job-dismiss").click()
@@ -338,7 +338,7 @@ def test_binding_preflight_names_what_the_environment_lacks(page: Page, client, 
     env = made.environment([first])
     made.bind(first, env)
     second = made.template(("CheckpointLoaderSimple", ["tiny.safetensors"]))
-    page.click(".sagemaker-tab-button")
+    open_sidebar(page)
     templates = page.get_by_test_id("sagemaker-templates")
     templates.locator(f'[data-template="{second}"]').get_by_test_id("sagemaker-template-rebind").click()
     rebind = page.get_by_test_id("sagemaker-rebind-dialog")

@@ -10,7 +10,7 @@ import re
 import uuid
 
 import pytest
-from harness.browser import human
+from harness.browser import host_dialogs, human, open_sidebar, spy_toasts, toasts, wait_ready
 from harness.http_server import FileServer
 from harness.images import png
 from harness.waiting import wait_for
@@ -36,7 +36,7 @@ def console_errors(page: Page, *expected: tuple[int, str]) -> list[str]:
 
 
 def open_section(page: Page, testid: str):
-    page.click(".sagemaker-tab-button")
+    open_sidebar(page)
     section = page.get_by_test_id(testid)
     section.wait_for(timeout=15_000)
     return section
@@ -110,7 +110,7 @@ def test_the_watcher_is_a_comfyui_setting(page: Page, client):
         set_setting(page, False)
         wait_for(lambda: watcher_enabled(client) is False)
         expect(mark).to_have_text("off")
-        expect(page.locator(".p-toast-message").filter(has_text="Input sync off")).to_be_visible()
+        expect(toasts(page, "Input sync off")).to_be_visible()
 
         # A page opened while the server's switch is off shows it so, and does not switch it back on
         # (ComfyUI calls the setting's onChange at start-up with the stored value).
@@ -118,7 +118,8 @@ def test_the_watcher_is_a_comfyui_setting(page: Page, client):
         wait_for(lambda: watcher_enabled(client) is True)
         assert client.post("/sagemaker/inputs/watcher", json={"enabled": False}).ok
         page.reload(wait_until="domcontentloaded")
-        page.wait_for_selector(".sagemaker-tab-button", timeout=60_000)
+        wait_ready(page)
+        spy_toasts(page)
         wait_for(lambda: get_setting(page) is False)
         mark = open_section(page, "sagemaker-inputs").get_by_test_id("sagemaker-inputs-watcher")
         expect(mark).to_have_text("off")
@@ -126,10 +127,9 @@ def test_the_watcher_is_a_comfyui_setting(page: Page, client):
 
         # On again through ComfyUI's settings dialog, as a user does.
         page.evaluate(f"() => {APP}.extensionManager.command.execute('Comfy.ShowSettingsDialog')")
-        dialog = page.locator(".settings-container")
+        dialog = host_dialogs(page)
         dialog.get_by_placeholder(re.compile("search", re.I)).fill("Sync the input folder")
-        item = dialog.locator(".setting-item").filter(has_text="Sync the input folder to the store")
-        item.locator(".p-toggleswitch").click()
+        dialog.get_by_role("switch", name="Sync the input folder to the store").click()
         wait_for(lambda: watcher_enabled(client) is True)
         page.keyboard.press("Escape")
         expect(mark).to_have_text("watching")
@@ -177,7 +177,7 @@ def test_upload_a_model_then_replace_and_delete_it(page: Page, comfyui, client):
         expect(dialog).to_have_count(0)
         assert page.evaluate("window.progressSeen")[-1] == 100
         assert path.read_bytes() == data
-        expect(page.locator(".p-toast-message").filter(has_text=f"loras/{name}")).to_be_visible()
+        expect(toasts(page, f"loras/{name}")).to_be_visible()
         row = model_row(page, "loras", name)
         expect(row).to_be_visible()  # its folder opened to show it
         expect(row.get_by_test_id("sagemaker-model-size")).to_have_text(human(len(data)))
@@ -233,7 +233,7 @@ def test_download_by_url_refused_then_followed(page: Page, comfyui, client):
     message = answer.value.json()["error"]["message"]
     assert "only http and https" in message
     expect(dialog.get_by_test_id("sagemaker-dialog-error")).to_have_text(message)
-    expect(page.locator(".p-toast-message").filter(has_text=message)).to_be_visible()
+    expect(toasts(page, message)).to_be_visible()
 
     # A host the configuration allows: the download is a job with a progress card, then it is listed.
     name = f"dl{uuid.uuid4().hex[:8]}.safetensors"

@@ -9,6 +9,7 @@ import uuid
 from io import BytesIO
 
 import pytest
+from harness.browser import toasts
 from harness.envs import unique, wait_endpoint, wait_job
 from harness.images import png
 from playwright.sync_api import Page, expect
@@ -114,7 +115,7 @@ def test_form_from_the_schema_shows_the_422_reason_and_refusals(page: Page, clie
         width.fill("16")
         expect(message).to_be_hidden()
         form.get_by_test_id("sagemaker-param-run").click()
-        expect(page.locator(".p-toast-message").filter(has_text=unbound.json()["error"]["message"])).to_be_visible()
+        expect(toasts(page, unbound.json()["error"]["message"])).to_be_visible()
         expect(form.get_by_test_id("sagemaker-param-result")).to_be_hidden()
 
         # A template without parameters shows no form.
@@ -162,7 +163,7 @@ def test_run_here_fills_the_prompt_and_shows_the_result(page: Page, client):
         expect(status).to_have_attribute("data-state", "failed", timeout=60_000)
         expect(status).to_contain_text("SMTestFail")
         expect(status).to_contain_text("form boom")
-        expect(page.locator(".p-toast-message").filter(has_text="form boom")).to_be_visible()
+        expect(toasts(page, "form boom")).to_be_visible()
         expect(form.get_by_test_id("sagemaker-param-result")).to_be_hidden()
     finally:
         client.delete(f"/sagemaker/templates/{name}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from harness.browser import open_sidebar, toasts
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -36,7 +37,7 @@ def unique_name() -> str:
 
 
 def open_templates(page: Page) -> None:
-    page.click(".sagemaker-tab-button")
+    open_sidebar(page)
     page.get_by_test_id("sagemaker-templates").wait_for(timeout=15_000)
     # The first list load has finished once rows or the empty mark are drawn.
     page.locator('[data-testid="sagemaker-templates-list"] > *').first.wait_for(timeout=15_000)
@@ -164,7 +165,7 @@ def test_duplicate_name_shows_the_409_message(page: Page, client):
         open_templates(page)
         expect(row(page, name)).to_have_count(1)
         publish(page, name)
-        expect(page.locator(".p-toast-message").filter(has_text=conflict)).to_be_visible()
+        expect(toasts(page, conflict)).to_be_visible()
         dialog = page.get_by_test_id("sagemaker-publish-dialog")
         expect(dialog.get_by_test_id("sagemaker-dialog-error")).to_have_text(conflict)
         expect(dialog.get_by_test_id("sagemaker-dialog-ok")).to_be_enabled()  # fix the name and retry

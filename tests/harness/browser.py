@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +15,23 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
+
+
+# The frontend ComfyUI pins, and the newest comfyui-frontend-package (`./dev test` unpacks it and
+# names its static folder in COMFYUI_NEWEST_FRONTEND).
+FRONTENDS = ("pinned", "newest")
+TAB_ID = "sagemaker"
+APP = "window.comfyAPI.app.app"
+
+
+def frontend_args(frontend: str) -> list[str]:
+    if frontend == "pinned":
+        return []
+    root = os.environ.get("COMFYUI_NEWEST_FRONTEND")
+    if not root or not Path(root, "index.html").exists():
+        raise RuntimeError("COMFYUI_NEWEST_FRONTEND names no unpacked comfyui-frontend-package: run the tests "
+                           "with `./dev test` (it downloads the newest)")
+    return ["--front-end-root", root]
 
 
 def human(size: int) -> str:
@@ -63,9 +82,54 @@ def new_page(browser, comfyui):
     page.on("pageerror", lambda e: console.page_errors.append(f"{e}\n{getattr(e, 'stack', '')}"))
     page.console = console
     page.goto(comfyui.url, wait_until="domcontentloaded")
-    # The app is ready once extensions have set up: our sidebar button exists then.
-    page.wait_for_selector(".sagemaker-tab-button", timeout=60_000)
+    wait_ready(page)
+    spy_toasts(page)
     return page
+
+
+def wait_ready(page) -> None:
+    """The app is ready once extensions have set up: our tab is registered with the host then."""
+    page.wait_for_function(
+        "() => window.comfyAPI?.app?.app?.extensionManager?.sidebarTab?.sidebarTabs"
+        f"?.some((t) => t.id === {TAB_ID!r})",
+        timeout=60_000)
+
+
+def open_sidebar(page) -> None:
+    """Open the SageMaker tab through the host's own command (what its sidebar button runs)."""
+    panel = page.get_by_test_id("sagemaker-panel")
+    if not panel.is_visible():
+        page.evaluate(f"() => {APP}.extensionManager.command.execute('Workspace.ToggleSidebarTab.{TAB_ID}')")
+    panel.wait_for(state="visible", timeout=15_000)
+
+
+def sidebar_button(page):
+    """The host's button for our tab, by its accessible name (our tooltip): what a user clicks."""
+    return page.get_by_role("button", name=re.compile(r"^SageMaker: templates"))
+
+
+def spy_toasts(page) -> None:
+    """Record each notification asked of the host's public toast API (then shown by the host as usual),
+    so a test can count them: newer frontends announce all toasts of a kind in one live region."""
+    page.evaluate(f"""() => {{
+        const toast = {APP}.extensionManager.toast;
+        const add = toast.add;
+        window.__smToasts = [];
+        toast.add = (message) => {{ window.__smToasts.push(message); return add.call(toast, message); }};
+    }}""")
+
+
+def toast_count(page, text: str) -> int:
+    """How many notifications the page asked for whose summary or detail holds `text`."""
+    return page.evaluate("(t) => window.__smToasts.filter((m) => `${m.summary} ${m.detail}`.includes(t)).length",
+                         text)
+
+
+def toasts(page, text: str):
+    """The host's notifications that say `text`, found by their ARIA roles (toasts are alerts or
+    status messages to assistive technology), not by the host's class names. The first such one:
+    count them with toast_count()."""
+    return page.get_by_role("alert").or_(page.get_by_role("status")).filter(has_text=text).first
 
 
 @pytest.fixture(name="page")
@@ -74,3 +138,32 @@ def page_fixture(browser, comfyui):
     page = new_page(browser, comfyui)
     yield page
     page.context.close()
+
+
+def host_dialogs(page):
+    """The host's modal dialogs (role=dialog), not the extension's own (their test ids start with sagemaker)."""
+    return page.locator('[role="dialog"]:not([data-testid^="sagemaker"])')
+
+
+def close_host_dialogs(page, appear_within: float = 2.0) -> None:
+    """The host may warn in a modal (e.g. missing node types on load; newer frontends show a panel that
+    blocks nothing): give it `appear_within` s to open, then close it with Escape as a user does."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
+
+    dialogs = host_dialogs(page)
+    try:
+        dialogs.first.wait_for(state="visible", timeout=appear_within * 1000)
+    except PlaywrightTimeout:
+        return
+    for _ in range(3):
+        page.keyboard.press("Escape")
+        if dialogs.count() == 0:
+            break
+    expect(dialogs).to_have_count(0)
+
+
+def set_batch_count(page, count: int) -> None:
+    """The host's batch count (the store behind its Run button's number field), through its public API."""
+    page.evaluate(f"(n) => {{ {APP}.extensionManager.queueSettings.batchCount = n; }}", count)
+    page.wait_for_function(f"(n) => {APP}.extensionManager.queueSettings.batchCount === n", arg=count)

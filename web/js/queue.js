@@ -1,6 +1,6 @@
 // The one place that wraps the host's queueing.
 //
-// ComfyUI's frontend (1.32) queues every way (Run with its batch count, Ctrl+Enter, queue-front,
+// ComfyUI's frontend (1.32 to 1.58 at least) queues every way (Run with its batch count, Ctrl+Enter, queue-front,
 // queue selected outputs) through app.queuePrompt, which calls
 // api.queuePrompt(number, {output, workflow}, {partialExecutionTargets}) once per batch item and then
 // follows the run by the prompt_id it answers. With Prompt on AWS ticked, this wrapper sends that
@@ -15,8 +15,9 @@ import { cancelExecution, executionCreated, liveRunOf } from "./executions.js";
 import { isPromptOnAws } from "./switch.js";
 import { loadedTemplate } from "./templates.js";
 
-// A refused run skips the rest of its batch (the same refusal N times says nothing new) until the
-// host's "promptQueued" event, which app.queuePrompt sends when its batch loop is over.
+// A refused run skips the rest of its batch (the same refusal N times says nothing new), until the
+// next batch: frontends 1.33+ announce each one ("promptQueueing") and send "promptQueued" only when an
+// item of it was queued; 1.32 sends "promptQueued" after every batch loop. Both reset the mark.
 let refused = false;
 
 // Only the targets and what they depend on (queue selected output nodes): the endpoint runs it all.
@@ -80,7 +81,9 @@ export function installQueueRouting() {
   queuePrompt.__sagemakerWrapped = true;
   queuePrompt.original = original;
   api.queuePrompt = queuePrompt;
-  api.addEventListener("promptQueued", () => {
+  const nextBatch = () => {
     refused = false;
-  });
+  };
+  api.addEventListener("promptQueueing", nextBatch);
+  api.addEventListener("promptQueued", nextBatch);
 }
