@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from harness.comfyui import ComfyUI  # noqa: E402
 from harness.fixtures import install_test_models, install_test_pack  # noqa: E402
+from harness.reaper import reaping  # noqa: E402
 
 
 def median_ms(fn, n: int = 20) -> float:
@@ -51,4 +52,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with reaping("bench/analysis.py"):
+        main()

@@ -22,6 +22,7 @@ from comfyui_sagemaker.core.inputs import put_inputs  # noqa: E402
 from comfyui_sagemaker.local.folder_store import FolderStore  # noqa: E402
 from comfyui_sagemaker.local.input_watcher import InputWatcher  # noqa: E402
 from harness.moto import MotoServer  # noqa: E402
+from harness.reaper import reaping  # noqa: E402
 
 N = 200
 
@@ -81,4 +82,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with reaping("bench/input_sync.py"):
+        main()

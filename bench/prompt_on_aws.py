@@ -23,6 +23,7 @@ from harness.comfyui import ComfyUI  # noqa: E402
 from harness.envs import publish_environment, unique, wait_job  # noqa: E402
 from harness.fixtures import install_test_models, install_test_pack  # noqa: E402
 from harness.moto import MotoServer  # noqa: E402
+from harness.reaper import reaping  # noqa: E402
 from harness.runtime_emulator import RuntimeEmulator  # noqa: E402
 from harness.worker import WorkerProcess  # noqa: E402
 
@@ -137,4 +138,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with reaping("bench/prompt_on_aws.py"):
+        main()

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from harness.reaper import reaping  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comfyui_sagemaker.aws.s3_store import S3Store  # noqa: E402
 from comfyui_sagemaker.core.environments import EnvironmentService  # noqa: E402
@@ -73,4 +75,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with reaping("bench/s3_transfer.py"):
+        main()

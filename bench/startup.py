@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from harness.comfyui import ComfyUI  # noqa: E402
+from harness.reaper import reaping  # noqa: E402
 
 
 def start_once(with_extension: bool) -> tuple[float, float | None]:
@@ -86,4 +87,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with reaping("bench/startup.py"):
+        main()

@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from comfyui_sagemaker.core.templates import TemplateService  # noqa: E402
 from harness.comfyui import free_port  # noqa: E402
+from harness.reaper import reaping  # noqa: E402
 
 N = 200
 WORKFLOW = {"nodes": [{"id": i, "type": "EmptyImage", "widgets_values": [512, 512, 1, 0]} for i in range(30)]}
@@ -95,4 +96,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with reaping("bench/templates.py"):
+        main()

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from harness.comfyui import Client, ComfyUI  # noqa: E402
 from harness.envs import publish_environment  # noqa: E402
 from harness.fixtures import install_test_models, install_test_pack  # noqa: E402
+from harness.reaper import reaping  # noqa: E402
 from harness.worker import WorkerProcess  # noqa: E402
 
 
@@ -41,7 +42,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-worker-"))
     install_test_pack(work / "designer")
     install_test_models(work / "designer")
-    designer = ComfyUI(work / "designer").start()
+    started: list = []  # every ComfyUI and worker, stopped in `finally` whatever happens
+
+    def track(process):
+        started.append(process)
+        return process
+
+    designer = track(ComfyUI(work / "designer")).start()
     try:
         _, env, job = publish_environment(designer.client(), {
             "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
@@ -50,10 +57,12 @@ def main() -> None:
         store = (designer.user_dir / "__sagemaker" / "store").resolve().as_uri()
         uri = f"{store}/environments/{env.lower()}/versions/v{job['result']['version']:06d}.json"
 
-        WorkerProcess(uri, work / "w").start().wait_state()  # fills the cache
+        warm = track(WorkerProcess(uri, work / "w")).start()
+        warm.wait_state()  # fills the cache
+        warm.stop()
         worker_starts, plain_starts = [], []
         for i in range(3):
-            w = WorkerProcess(uri, work / "w")
+            w = track(WorkerProcess(uri, work / "w"))
 
             def start_worker(w=w) -> None:
                 w.start()
@@ -68,7 +77,7 @@ def main() -> None:
             worker_starts.append(timed_start(start_worker))
             if i < 2:
                 w.stop()
-            plain = ComfyUI(work / f"plain{i}")
+            plain = track(ComfyUI(work / f"plain{i}"))
             plain_starts.append(timed_start(plain.start))
             plain.stop()
         a, b = statistics.median(worker_starts), statistics.median(plain_starts)
@@ -92,10 +101,11 @@ def main() -> None:
         mv, ms = statistics.median(via) * 1000, statistics.median(straight) * 1000
         print(f"per invocation: /invocations median {mv:.1f} ms vs straight to ComfyUI {ms:.1f} ms, "
               f"overhead {mv - ms:+.1f} ms (target < 50 ms)")
-        w.stop()
     finally:
-        designer.stop()
+        for process in reversed(started):
+            process.stop()
 
 
 if __name__ == "__main__":
-    main()
+    with reaping("bench/worker.py"):
+        main()

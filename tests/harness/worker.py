@@ -1,4 +1,5 @@
-"""A real worker process (`python -m comfyui_sagemaker.worker serve`) for the tests."""
+"""A real worker process for the tests, started as local endpoints start it (the CLI's `worker serve`
+run through the extension's folder)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from .comfyui import comfyui_dir, free_port
+from .comfyui import ROOT, comfyui_dir, free_port
 
 
 class WorkerProcess:
@@ -38,8 +39,9 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         self.root.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-P", "-m", "comfyui_sagemaker.worker", "serve"],
-                                     env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        # Its own session, as local endpoints do: stop() ends the worker and its ComfyUI together.
+        self.proc = subprocess.Popen([sys.executable, str(ROOT), "worker", "serve"], env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
     def status(self) -> dict:
@@ -71,13 +73,19 @@ class WorkerProcess:
         return [json.loads(line) for line in response.iter_lines() if line]
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                pass
+        try:  # whatever of its session is left (a ComfyUI the worker did not stop)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.proc.wait()
 
     def log(self) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -1,0 +1,87 @@
+"""Every process a test session or a bench starts carries a mark in its environment (inherited by
+its children, grandchildren and processes in their own session, such as local endpoint workers).
+At the end, whatever still carries the mark was left running: it is killed and reported, so a
+leak fails the run instead of outliving it."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psutil
+
+MARK = "SM_TEST_RUN_ID"
+
+
+def start() -> str:
+    """Mark every process started from now on; the run's id."""
+    os.environ.setdefault(MARK, uuid.uuid4().hex)
+    return os.environ[MARK]
+
+
+def _ours_to_the_end(proc: psutil.Process, me: int) -> bool:
+    """Python's multiprocessing resource tracker of this very process: it ends when we do."""
+    return proc.ppid() == me and "multiprocessing.resource_tracker" in " ".join(proc.cmdline())
+
+
+def marked(run_id: str) -> list[psutil.Process]:
+    out = []
+    me = os.getpid()
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get(MARK) == run_id and not _ours_to_the_end(proc, me):
+                out.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return out
+
+
+def describe(proc: psutil.Process) -> str:
+    try:
+        return f"pid {proc.pid}: {' '.join(proc.cmdline())[:300]}"
+    except psutil.Error:
+        return f"pid {proc.pid}"
+
+
+def reap(run_id: str, grace: float = 10.0) -> list[str]:
+    """Wait up to `grace` s for marked processes to end (a stop in progress), then kill what is
+    left; return descriptions of what had to be killed."""
+    deadline = time.monotonic() + grace
+    left = marked(run_id)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = marked(run_id)
+    found = [describe(p) for p in left]
+    for proc in left:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(left, timeout=5)
+    return found
+
+
+@contextmanager
+def reaping(what: str) -> Iterator[None]:
+    """For scripts (bench/): everything started inside is gone afterwards, also on failure;
+    a leak is reported and makes the script fail."""
+    run_id = start()
+    failed = False
+    try:
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        leaked = reap(run_id)
+        if leaked:
+            print(f"{what} left processes running (killed now):\n  " + "\n  ".join(leaked), flush=True)
+            if not failed:
+                raise SystemExit(1)

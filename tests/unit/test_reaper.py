@@ -1,0 +1,23 @@
+"""The harness's leak check: a process tree left behind (a grandchild in a session of its own, as local
+endpoint workers are) is found by its mark and killed."""
+
+import os
+import subprocess
+import sys
+import uuid
+
+from harness import reaper
+
+
+def test_a_process_tree_left_behind_is_found_and_killed():
+    run_id = uuid.uuid4().hex
+    env = {**os.environ, reaper.MARK: run_id}
+    # A child that starts a grandchild in its own session and exits: only the grandchild is left.
+    script = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], "
+              "start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(p.pid)")
+    child = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    grandchild = int(child.stdout)
+    assert [p.pid for p in reaper.marked(run_id)] == [grandchild]
+    leaked = reaper.reap(run_id, grace=0.2)
+    assert len(leaked) == 1 and f"pid {grandchild}" in leaked[0] and "time.sleep(120)" in leaked[0]
+    assert reaper.marked(run_id) == []
