@@ -1,5 +1,9 @@
 """Local endpoints: one worker subprocess per environment on a free 127.0.0.1 port.
 
+Each worker has a secret of its own (in `state.json`, never shown): the worker
+refuses invocations without it, so no other program or web page on this
+machine can run prompts through its port.
+
 Each endpoint keeps `state.json`, its worker's log and its ComfyUI base under
 `<state dir>/endpoints/<environment>/`; model and pack blobs share one cache
 (`<state dir>/worker-cache`), so a restart downloads nothing. Workers run in
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -24,6 +29,7 @@ from pathlib import Path
 from ..core.endpoints import EndpointNotFound, Endpoints, InvocationFailed
 from ..core.names import ENVIRONMENT_NAME
 from ..core.templates import now
+from ..worker.settings import TOKEN_HEADER
 
 READY_TIMEOUT = 900.0
 # The CLI's arguments that serve a worker: the worker image's ENTRYPOINT + CMD end the same way (a test
@@ -93,9 +99,16 @@ class LocalEndpoints(Endpoints):
         folder = self._dir(state["name"])
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".state.{os.getpid()}.{threading.get_ident()}.json"
-        tmp.write_text(json.dumps(state))
+        # Readable by this user only: it holds the worker's secret.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(state))
         os.replace(tmp, folder / "state.json")
         return state
+
+    def _headers(self, name: str) -> dict[str, str]:
+        state = self._read(name) or {}
+        return {TOKEN_HEADER: state["token"]} if state.get("token") else {}
 
     def _set(self, name: str, **fields) -> dict:
         with self._lock:
@@ -168,8 +181,8 @@ class LocalEndpoints(Endpoints):
 
         endpoint = self.check_ready(name)
         try:
-            with requests.post(endpoint["url"] + "/invocations", json=body, stream=True,
-                               headers={"Accept": "application/x-ndjson"}, timeout=(10, None)) as r:
+            with requests.post(endpoint["url"] + "/invocations", json=body, stream=True, timeout=(10, None),
+                               headers={"Accept": "application/x-ndjson", **self._headers(name)}) as r:
                 if r.status_code != 200:
                     try:
                         err = r.json().get("error", {})
@@ -197,7 +210,8 @@ class LocalEndpoints(Endpoints):
 
         try:
             url = self.get(name)["url"]
-            requests.post(url + "/invocations", json={"action": "cancel", "execution_id": execution_id}, timeout=10)
+            requests.post(url + "/invocations", json={"action": "cancel", "execution_id": execution_id}, timeout=10,
+                          headers=self._headers(name))
         except (requests.RequestException, EndpointNotFound):
             pass
 
@@ -206,6 +220,7 @@ class LocalEndpoints(Endpoints):
     def _start(self, state: dict) -> None:
         folder = self._dir(state["name"])
         port = _free_port()
+        state["token"] = secrets.token_urlsafe(32)  # a new worker, a new secret
         env = {
             **os.environ,
             "SAGEMAKER_MANIFEST_URI": state["manifest_uri"],
@@ -218,6 +233,7 @@ class LocalEndpoints(Endpoints):
             "WORKER_EXTENSION_DIR": str(self.runtime.extension_dir),
             # A local endpoint shares this Python: its packages are the designer's own.
             "WORKER_INSTALL_PACKAGES": "0",
+            "WORKER_TOKEN": state["token"],
         }
         log = open(folder / "worker.log", "ab")
         proc = subprocess.Popen(worker_command(self.runtime.python, self.runtime.extension_dir), env=env,
@@ -253,11 +269,11 @@ class LocalEndpoints(Endpoints):
             except subprocess.TimeoutExpired:
                 pass
 
-    def _status(self, url: str) -> dict | None:
+    def _status(self, url: str, headers: dict[str, str]) -> dict | None:
         import requests
 
         try:
-            return requests.get(url + "/status", timeout=2).json()
+            return requests.get(url + "/status", timeout=2, headers=headers).json()
         except (requests.RequestException, ValueError):
             return None
 
@@ -272,7 +288,7 @@ class LocalEndpoints(Endpoints):
             if not self._running(name, pid):
                 self._set(name, state="Failed", reason=f"worker exited during start-up; {self._last_lines(name)}")
                 return
-            status = self._status(state["url"])
+            status = self._status(state["url"], self._headers(name))
             if status and status["state"] == "ready":
                 self._set(name, state="InService", reason=None)
             elif status and status["state"] == "failed":
@@ -311,7 +327,8 @@ class LocalEndpoints(Endpoints):
             state = self._read(endpoint["name"])
             if state is None or state["state"] == "Deleting":
                 continue
-            status = self._status(state["url"]) if _alive(state.get("pid")) and state.get("url") else None
+            status = self._status(state["url"], self._headers(state["name"])) \
+                if _alive(state.get("pid")) and state.get("url") else None
             if status and status["state"] == "ready":
                 if state["state"] != "InService":
                     self._set(state["name"], state="InService", reason=None)

@@ -27,6 +27,17 @@ class PromptRejected(Exception):
         self.body = body
 
 
+def die_with_parent(parent: int) -> None:
+    """Run in the child before exec (Linux): the kernel kills it when the worker dies, however the worker
+    dies, so a killed worker never leaves its ComfyUI serving (and surviving a redeploy)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the worker died before the line above
+        os._exit(1)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -55,7 +66,10 @@ class ComfyProcess:
                "--disable-auto-launch", "--base-directory", str(self.base), "--database-url", "sqlite:///:memory:",
                "--disable-api-nodes", *self.extra_args]
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, cwd=self.comfyui_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+        parent = os.getpid()
+        tie = (lambda: die_with_parent(parent)) if sys.platform == "linux" else None
+        self.proc = subprocess.Popen(cmd, cwd=self.comfyui_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                     preexec_fn=tie)
 
     async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout

@@ -8,12 +8,18 @@
   `Accept: application/x-ndjson` the response streams ComfyUI's events, one
   JSON object a line, ending with `{"type": "result", "data": <result>}`.
 - `GET /status`: state, reason, what materialisation downloaded (for local endpoints).
+
+Who may call: requests from a browser page (any `Origin` header) are refused;
+with a token (local endpoints set one each), `/invocations` and `/status` need
+it in `X-Worker-Token`. On SageMaker only SageMaker's front door reaches the
+container. `/ping` stays open: it says ready or not, nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import logging
 import time
@@ -22,9 +28,10 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from ..core.errors import SageMakerError
 from .comfy import ComfyProcess, PromptRejected
-from .materialise import MaterialiseError, Materialiser, place_input, safe_relative
-from .settings import WorkerSettings
+from .materialise import EXTENSION_FOLDER, MaterialiseError, Materialiser, place_input, safe_relative
+from .settings import TOKEN_HEADER, WorkerSettings
 
 log = logging.getLogger("comfyui_sagemaker.worker")
 NDJSON = "application/x-ndjson"
@@ -55,7 +62,7 @@ class Worker:
     def link_extension(self) -> None:
         if not self.s.extension_dir:
             return
-        link = self.s.base_dir / "custom_nodes" / "comfyui-sagemaker"
+        link = self.s.base_dir / "custom_nodes" / EXTENSION_FOLDER
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.exists() and not link.is_symlink():
             link.symlink_to(self.s.extension_dir, target_is_directory=True)
@@ -72,9 +79,15 @@ class Worker:
             self.state = "ready"
             self.ready_after = time.monotonic() - self.started
             log.info("worker ready in %.1f s", self.ready_after)
-        except (MaterialiseError, RuntimeError, OSError, aiohttp.ClientError) as err:
-            self.state, self.reason = "failed", str(err)
-            log.error("worker failed: %s", err)
+        except (MaterialiseError, SageMakerError, RuntimeError, OSError, aiohttp.ClientError) as err:
+            self.fail(str(getattr(err, "message", None) or err))
+        except Exception as err:  # whatever it is, the start ends with a reason the endpoint shows
+            log.exception("materialisation failed")
+            self.fail(f"{type(err).__name__}: {err}")
+
+    def fail(self, reason: str) -> None:
+        self.state, self.reason = "failed", reason
+        log.error("worker failed: %s", reason)
 
     # routes
 
@@ -90,13 +103,15 @@ class Worker:
             "materialise": self.materialiser.report.to_json(),
         })
 
-    async def read_request(self, request: web.Request) -> dict:
+    async def read_request(self, request: web.Request) -> object:
+        """The whole body (aiohttp reads it all, refusing more than client_max_size), as JSON."""
         if request.content_length is not None and request.content_length > self.s.max_body_bytes:
             raise web.HTTPRequestEntityTooLarge(max_size=self.s.max_body_bytes, actual_size=request.content_length)
-        body = await request.content.read(self.s.max_body_bytes + 1)
-        if len(body) > self.s.max_body_bytes:
-            raise web.HTTPRequestEntityTooLarge(max_size=self.s.max_body_bytes, actual_size=len(body))
-        return json.loads(body)
+        body = await request.read()
+        try:
+            return json.loads(body)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
 
     async def invocations(self, request: web.Request) -> web.StreamResponse:
         if self.state != "ready":
@@ -313,8 +328,22 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
         return error(500, "worker_error", f"{type(err).__name__}: {err}")
 
 
+def guard(settings: WorkerSettings):
+    @web.middleware
+    async def check(request: web.Request, handler) -> web.StreamResponse:
+        if request.path != "/ping":
+            if "Origin" in request.headers:
+                return error(403, "forbidden", "the worker takes no requests from browser pages")
+            sent = request.headers.get(TOKEN_HEADER, "")
+            if settings.token and not hmac.compare_digest(sent.encode(), settings.token.encode()):
+                return error(403, "forbidden", f"missing or wrong {TOKEN_HEADER} header")
+        return await handler(request)
+
+    return check
+
+
 def build_app(worker: Worker) -> web.Application:
-    app = web.Application(client_max_size=worker.s.max_body_bytes + 1024, middlewares=[json_errors])
+    app = web.Application(client_max_size=worker.s.max_body_bytes, middlewares=[guard(worker.s), json_errors])
     app.router.add_get("/ping", worker.ping)
     app.router.add_get("/status", worker.status)
     app.router.add_post("/invocations", worker.invocations)

@@ -7,6 +7,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+TOKEN_HEADER = "X-Worker-Token"
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
@@ -22,6 +24,9 @@ class WorkerSettings:
     invocation_timeout: float = 3600.0
     max_body_bytes: int = 6 * 1024 * 1024
     extension_dir: Path | None = None  # linked into the worker's custom_nodes (the worker has it built in)
+    # A local endpoint's secret: /invocations and /status need it in X-Worker-Token. None on SageMaker,
+    # whose own front door is the only way in.
+    token: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> WorkerSettings:
@@ -43,4 +48,5 @@ class WorkerSettings:
             max_body_bytes=int(env.get("WORKER_MAX_BODY_BYTES", str(6 * 1024 * 1024))),
             extension_dir=Path(env["WORKER_EXTENSION_DIR"]) if env.get("WORKER_EXTENSION_DIR") else
             Path(__file__).resolve().parent.parent,
+            token=env.get("WORKER_TOKEN") or None,
         )

@@ -17,7 +17,10 @@ from .comfyui import ROOT, comfyui_dir, free_port
 
 
 class WorkerProcess:
-    def __init__(self, manifest_uri: str, root: Path, extra_env: dict[str, str] | None = None):
+    def __init__(self, manifest_uri: str, root: Path, extra_env: dict[str, str] | None = None,
+                 token: str | None = None):
+        self.token = token
+        self.headers = {"X-Worker-Token": token} if token else {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.root = root
@@ -32,6 +35,7 @@ class WorkerProcess:
             "COMFYUI_DIR": str(comfyui_dir()),
             "WORKER_COMFYUI_ARGS": "--cpu",
             "WORKER_INSTALL_PACKAGES": "0",
+            **({"WORKER_TOKEN": token} if token else {}),
             **(extra_env or {}),
         }
         self.proc: subprocess.Popen | None = None
@@ -45,7 +49,7 @@ class WorkerProcess:
         return self
 
     def status(self) -> dict:
-        return requests.get(self.url + "/status", timeout=5).json()
+        return requests.get(self.url + "/status", timeout=5, headers=self.headers).json()
 
     def wait_state(self, wanted: tuple[str, ...] = ("ready", "failed"), timeout: float = 180) -> dict:
         deadline = time.monotonic() + timeout
@@ -65,7 +69,7 @@ class WorkerProcess:
         return requests.get(self.url + "/ping", timeout=5).status_code
 
     def invoke(self, body: dict, stream: bool = False, timeout: float = 120) -> requests.Response:
-        headers = {"Accept": "application/x-ndjson"} if stream else {}
+        headers = {**self.headers, **({"Accept": "application/x-ndjson"} if stream else {})}
         return requests.post(self.url + "/invocations", json=body, headers=headers, timeout=timeout, stream=stream)
 
     @staticmethod

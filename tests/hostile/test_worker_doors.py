@@ -1,0 +1,111 @@
+"""The worker's doors, tried as an attacker and a fault would: a browser page's cross-origin POST, no or
+a wrong secret, bodies at and over the limit, bodies that are not JSON or nest too deep, and a killed
+worker whose ComfyUI must not outlive it. All traffic stays on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import uuid
+
+import psutil
+import pytest
+import requests
+from harness.envs import publish_environment
+from harness.waiting import wait_for
+from harness.worker import WorkerProcess
+
+pytestmark = pytest.mark.comfyui
+
+LIMIT = 6 * 1024 * 1024  # SageMaker's real-time payload limit, the worker's default
+PROMPT = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 2, "height": 2, "batch_size": 1, "color": 7}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "doors"}},
+}
+
+
+@pytest.fixture(scope="module")
+def manifest_uri(comfyui):
+    _, env, job = publish_environment(comfyui.client(), PROMPT)
+    store = (comfyui.user_dir / "__sagemaker" / "store").resolve().as_uri()
+    return f"{store}/environments/{env.lower()}/versions/v{job['result']['version']:06d}.json"
+
+
+@pytest.fixture(scope="module")
+def worker(manifest_uri, tmp_path_factory):
+    w = WorkerProcess(manifest_uri, tmp_path_factory.mktemp("doors"), token=uuid.uuid4().hex).start()
+    try:
+        assert w.wait_state()["state"] == "ready", w.log()[-3000:]
+        yield w
+    finally:
+        w.stop()
+
+
+def body_of(size: int) -> bytes:
+    """A valid invocation of exactly `size` bytes (padded inside a string the worker ignores)."""
+    base = json.dumps({"execution_id": "", "prompt": PROMPT, "padding": ""}).encode()
+    return base[:-2] + b"x" * (size - len(base)) + base[-2:]
+
+
+def test_a_cross_origin_page_cannot_run_a_prompt(worker):
+    # What a web page can send without a preflight: a text/plain POST, which the browser marks with Origin.
+    body = json.dumps({"prompt": PROMPT})
+    for headers in ({"Origin": "http://evil.example", "Content-Type": "text/plain"},
+                    {**worker.headers, "Origin": "http://evil.example", "Content-Type": "text/plain"},
+                    {"Origin": "null"}):
+        r = requests.post(worker.url + "/invocations", data=body, headers=headers, timeout=30)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", r.text
+
+
+def test_no_or_a_wrong_secret_is_refused_and_ping_stays_open(worker):
+    for headers in ({}, {"X-Worker-Token": "guess"}, {"X-Worker-Token": worker.token + "x"}):
+        r = requests.post(worker.url + "/invocations", json={"prompt": PROMPT}, headers=headers, timeout=30)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", r.text
+        assert requests.get(worker.url + "/status", headers=headers, timeout=30).status_code == 403
+    assert worker.ping() == 200
+    assert worker.invoke({"execution_id": "", "prompt": PROMPT}).json()["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("size", [600 * 1024, LIMIT], ids=["600KB", "at-limit"])
+def test_large_bodies_up_to_the_limit_are_read_whole(worker, size):
+    r = requests.post(worker.url + "/invocations", data=body_of(size), timeout=120,
+                      headers={**worker.headers, "Content-Type": "application/json"})
+    assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text[:500]
+
+
+def test_over_the_limit_is_413(worker):
+    r = requests.post(worker.url + "/invocations", data=body_of(LIMIT + 1), timeout=120,
+                      headers={**worker.headers, "Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_a_ten_thousand_node_prompt_is_parsed_and_run(worker):
+    prompt = {str(i): {"class_type": "EmptyImage", "inputs": {"width": 1, "height": 1, "batch_size": 1,
+                                                               "color": i}} for i in range(3, 10_001)}
+    prompt.update(PROMPT)
+    assert len(prompt) == 10_000
+    r = worker.invoke({"execution_id": "", "prompt": prompt}, timeout=300)
+    assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text[:500]
+
+
+@pytest.mark.parametrize("data", [b"{not json", b"[" * 5000 + b"]" * 5000, "\u00e9t\u00e9".encode("latin-1"),
+                                  b""], ids=["broken", "nested-5000", "not-utf8", "empty"])
+def test_bodies_that_are_not_json_are_400_with_one_log_line(worker, data):
+    before = worker.log_path.read_text(errors="replace").count("\n")
+    r = requests.post(worker.url + "/invocations", data=data, headers=worker.headers, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request", r.text
+    assert worker.log_path.read_text(errors="replace").count("\n") - before <= 1
+
+
+def test_a_killed_worker_takes_its_comfyui_with_it(manifest_uri, tmp_path):
+    w = WorkerProcess(manifest_uri, tmp_path / "killed", token="t").start()
+    try:
+        assert w.wait_state()["state"] == "ready", w.log()[-3000:]
+        children = psutil.Process(w.proc.pid).children()
+        assert len(children) == 1 and "main.py" in " ".join(children[0].cmdline())
+        os.kill(w.proc.pid, signal.SIGKILL)  # the worker only, not its process group
+        wait_for(lambda: not children[0].is_running() or children[0].status() == psutil.STATUS_ZOMBIE,
+                 timeout=30, what="the worker's ComfyUI to end with it")
+    finally:
+        w.stop()
