@@ -37,6 +37,10 @@ from ..services import split_manifest_uri
 log = logging.getLogger("comfyui_sagemaker.worker")
 DIGEST_MARKER = ".sagemaker-digest"
 SAFE_PART = re.compile(r"[^\x00/\\]+")
+DIGEST = re.compile(r"[0-9a-f]{64}")
+PACKAGE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]{0,200}")
+# Where the worker's ComfyUI gets this extension (built in): no pack may take that folder.
+EXTENSION_FOLDER = "comfyui-sagemaker"
 
 
 class MaterialiseError(Exception):
@@ -85,15 +89,18 @@ class Materialiser:
         except KeyNotFound:
             raise MaterialiseError(f"manifest not found: {self.manifest_key}") from None
         try:
-            self.manifest = json.loads(data)
-            self.manifest["models"], self.manifest["custom_nodes"]  # noqa: B018 - shape check
-        except (ValueError, KeyError, TypeError) as err:
-            raise MaterialiseError(f"manifest is corrupt: {err}") from None
+            manifest = json.loads(data)
+        except (ValueError, RecursionError) as err:
+            raise MaterialiseError(f"manifest is not JSON: {err}") from None
+        problem = manifest_problem(manifest)
+        if problem:
+            raise MaterialiseError(f"manifest {self.manifest_key} is corrupt: {problem}")
+        self.manifest = manifest
         return self.manifest
 
     def blob(self, sha256: str) -> Path:
         """The verified local copy of a blob, downloaded once."""
-        if not re.fullmatch(r"[0-9a-f]{64}", sha256 or ""):
+        if not isinstance(sha256, str) or not DIGEST.fullmatch(sha256):
             raise MaterialiseError(f"bad digest {sha256!r}")
         path = self.cache / "blobs" / "sha256" / sha256
         with self._lock:
@@ -120,6 +127,9 @@ class Materialiser:
             folder = safe_relative(pack["folder"])
             if len(folder.parts) != 1:
                 raise MaterialiseError(f"unsafe pack folder {pack['folder']!r}")
+            if folder.name.lower() == EXTENSION_FOLDER:
+                raise MaterialiseError(f"pack folder {pack['folder']!r} would replace the worker's built-in "
+                                       "comfyui-sagemaker; environments never carry this extension")
             target = root / folder.name
             marker = target / DIGEST_MARKER
             if marker.exists() and marker.read_text() == pack["archive"]["sha256"]:
@@ -187,6 +197,32 @@ class Materialiser:
             for entry in self.manifest["models"]:
                 self.model(entry)
         return self.packages(install_packages)
+
+
+def manifest_problem(m: object) -> str | None:
+    """What makes a manifest unusable, in a few words, or None. Names and digests are checked again
+    where they are used (safe_relative, blob)."""
+    if not isinstance(m, dict):
+        return "not a JSON object"
+    for key in ("custom_nodes", "models"):
+        if not isinstance(m.get(key), list):
+            return f"{key} must be a list"
+    for i, pack in enumerate(m["custom_nodes"]):
+        if not isinstance(pack, dict) or not isinstance(pack.get("folder"), str):
+            return f"custom_nodes[{i}] has no folder"
+        if not isinstance(pack.get("archive"), dict) or not isinstance(pack["archive"].get("sha256"), str):
+            return f"custom_nodes[{i}] ({pack['folder']}) has no archive digest"
+    for i, model in enumerate(m["models"]):
+        if not isinstance(model, dict) or not all(isinstance(model.get(k), str) for k in ("folder", "name", "sha256")):
+            return f"models[{i}] needs folder, name and sha256"
+    if not isinstance(m.get("python_packages", []), list):
+        return "python_packages must be a list"
+    for i, package in enumerate(m.get("python_packages", [])):
+        # They become pip arguments: a name like "--index-url=..." must never get there.
+        if not isinstance(package, dict) or not all(isinstance(package.get(k), str) and PACKAGE_PART.fullmatch(
+                package[k]) for k in ("name", "version")):
+            return f"python_packages[{i}] needs a plain name and version"
+    return None
 
 
 def place_input(blob: Path, name: str, sha256: str, input_dir: Path) -> None:
