@@ -16,6 +16,7 @@ a run in flight when ComfyUI stops is marked failed at the next start.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -43,6 +44,10 @@ class ExecutionNotFound(NotFound):
     """No execution has this id."""
 
     code = "not_found"
+
+
+# Time-sortable: UTC date and time to the microsecond, then 8 random hex digits.
+ID_RE = re.compile(r"[0-9]{8}T[0-9]{12}-[0-9a-f]{8}")
 
 
 def new_id() -> str:
@@ -89,7 +94,7 @@ class ExecutionService:
         with self._lock:
             if execution_id in self._live:
                 return dict(self._live[execution_id])
-        if not execution_id.replace("-", "").isalnum():
+        if not isinstance(execution_id, str) or not ID_RE.fullmatch(execution_id):
             raise ExecutionNotFound(f"execution {execution_id!r} does not exist")
         try:
             return json.loads(self.store.get(f"{PREFIX}{execution_id}.json").data)

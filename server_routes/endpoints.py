@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..core.errors import BadRequest
 from .context import Context
-from .http import json_ok, read_object
+from .http import json_ok, query_int, read_object
 
 
 async def list_endpoints(request: web.Request, ctx: Context) -> web.Response:
@@ -36,10 +36,8 @@ async def get_endpoint(request: web.Request, ctx: Context) -> web.Response:
 
 
 async def endpoint_logs(request: web.Request, ctx: Context) -> web.Response:
-    tail = request.query.get("tail", "200")
-    if not tail.isdigit():
-        raise BadRequest("tail must be a whole number of lines")
-    logs = await asyncio.to_thread(ctx.services.endpoints.logs, request.match_info["name"], min(int(tail), 5000))
+    tail = query_int(request, "tail", 200, 0, 5000)
+    logs = await asyncio.to_thread(ctx.services.endpoints.logs, request.match_info["name"], tail)
     return json_ok({"name": request.match_info["name"], "logs": logs})
 
 

@@ -8,18 +8,13 @@ from aiohttp import web
 
 from ..core.errors import BadRequest
 from .context import Context
-from .http import json_ok, read_object
+from .http import json_ok, query_int, read_object
 
 PUBLISH_FIELDS = {"name", "templates", "include", "endpoint"}
 
 
 def _version(request: web.Request) -> int | None:
-    raw = request.query.get("version")
-    if raw is None:
-        return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise BadRequest(f"version must be a positive whole number, got {raw!r}")
-    return int(raw)
+    return query_int(request, "version", None, 1, 999_999)
 
 
 async def list_environments(request: web.Request, ctx: Context) -> web.Response:

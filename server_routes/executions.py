@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..core.errors import BadRequest
 from .context import Context
-from .http import json_ok, read_object
+from .http import json_ok, query_int, read_object
 
 FIELDS = {"prompt", "workflow", "template", "environment", "client_id"}
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -27,10 +27,8 @@ async def list_executions(request: web.Request, ctx: Context) -> web.Response:
     state = request.query.get("state")
     if state is not None and state not in STATES:
         raise BadRequest(f"state must be one of {', '.join(STATES)}")
-    limit = request.query.get("limit", "50")
-    if not limit.isdigit() or not 1 <= int(limit) <= 500:
-        raise BadRequest("limit must be a whole number from 1 to 500")
-    records = await asyncio.to_thread(ctx.services.executions.list, state, request.query.get("template"), int(limit))
+    limit = query_int(request, "limit", 50, 1, 500)
+    records = await asyncio.to_thread(ctx.services.executions.list, state, request.query.get("template"), limit)
     return json_ok({"executions": records})
 
 

@@ -92,6 +92,19 @@ async def read_json(request: web.Request, limit: int = MAX_JSON_BYTES) -> object
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
         raise BadRequest(f"request body is not JSON: {err}") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
+
+
+def query_int(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
+    """A whole-number query parameter within [low, high]; BadRequest saying so otherwise."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
 
 
 async def read_object(request: web.Request, allowed: set[str] | None = None, limit: int = MAX_JSON_BYTES) -> dict:
