@@ -1,11 +1,17 @@
 """Model management: list, add (upload or URL) and delete model files without a shell.
 
 A new file is written under a temporary name in the folder's first base path
-and renamed when complete, so ComfyUI never lists half a model.
+and given its real name when complete, so ComfyUI never lists half a model;
+without `overwrite` that last step never replaces a file (not even one that
+appeared meanwhile). Listing follows symlinked folders (users link model
+folders elsewhere), but a delete only removes an entry whose folder really
+lies inside one of the model folder's base paths, and removes a symlinked
+model file's link, never its target.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import uuid
@@ -13,17 +19,55 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import fetch, model_files
-from .errors import BadRequest, NotFound
+from .errors import BadRequest, Conflict, NotFound
 from .hashing import HashCache
 from .jobs import Job, JobManager
 
 NAME_RE = re.compile(r"[^/\\\x00]+")
+DOWNLOAD_JOB = "model download"
 
 
 class ModelNotFound(NotFound):
     """No such model file in that folder."""
 
     code = "not_found"
+
+
+class ModelExists(Conflict):
+    """A model of that name exists in that folder and replacing it was not asked for."""
+
+    code = "model_exists"
+
+
+class ModelOutsideFolder(BadRequest):
+    """The model file is reached through a symlinked folder that leads out of the model folder."""
+
+    code = "model_outside_folder"
+
+
+def _inside(path: str, base: str) -> bool:
+    try:
+        return os.path.commonpath([path, base]) == base
+    except ValueError:  # another drive (Windows)
+        return False
+
+
+def _unlink_beneath(base: str, parent: str, leaf: str) -> None:
+    """Unlink `parent/leaf`, `parent` being a real path inside the real path `base`, without following a
+    symlink that replaced a folder on the way since it was checked (and never the leaf's own link)."""
+    if not (os.unlink in os.supports_dir_fd and os.open in os.supports_dir_fd and hasattr(os, "O_NOFOLLOW")):
+        os.remove(os.path.join(parent, leaf))  # Windows: no dir_fd; the check above is what there is
+        return
+    rel = os.path.relpath(parent, base)
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in [] if rel == "." else rel.split(os.sep):
+            step = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = step
+        os.unlink(leaf, dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 class ModelService:
@@ -58,17 +102,38 @@ class ModelService:
             raise BadRequest(f"model folder {folder!r} has no path on disk")
         return Path(bases[0]) / name
 
+    def refuse_existing(self, folder: str, name: str, how_to_replace: str) -> None:
+        """ModelExists if `folder` has `name` in any of its base paths (ComfyUI lists them all as one)."""
+        for base in self.folders()[folder][0]:
+            if os.path.lexists(os.path.join(base, name)):
+                raise ModelExists(f"{name} exists in {folder}; {how_to_replace} to replace it")
+
     def temp_for(self, target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         return target.with_name(f".{target.name}.{uuid.uuid4().hex}.upload")
 
-    def download(self, folder: object, name: object, url: object, sha256: object = None) -> Job:
+    def install(self, tmp: Path, target: Path, folder: str, overwrite: bool, how_to_replace: str) -> None:
+        """Rename the complete `tmp` to `target`; without `overwrite`, ModelExists if the name is taken."""
+        try:
+            fetch.install(tmp, target, overwrite=overwrite)
+        except FileExistsError:
+            raise ModelExists(f"{target.name} appeared in {folder} meanwhile and was kept; "
+                              f"{how_to_replace} to replace it") from None
+
+    def download(self, folder: object, name: object, url: object, sha256: object = None,
+                 overwrite: object = False) -> Job:
         target = self.target(folder, name)
         if not isinstance(url, str):
             raise BadRequest("url must be a string")
         if sha256 is not None and (not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", sha256)):
             raise BadRequest("sha256 must be 64 hex digits")
+        if not isinstance(overwrite, bool):
+            raise BadRequest("overwrite must be true or false")
+        if not overwrite:
+            self.refuse_existing(folder, name, "send overwrite: true")
         fetch.check_url(url, self.allowed_hosts())  # refuse before starting a job
+        if self.jobs.running(DOWNLOAD_JOB, f"{folder}/{name}"):  # two writers would share one .part
+            raise Conflict(f"a download to {folder}/{name} is running; wait for it or cancel it first")
 
         def task(job: Job) -> dict:
             job.update(phase="downloading", files_total=1, current=target.name)
@@ -76,18 +141,39 @@ class ModelService:
             def progress(done: int, total: int | None) -> None:
                 job.update(bytes_done=done, bytes_total=total or 0)
 
-            digest = fetch.download(url, target, sha256=sha256, allowed_hosts=self.allowed_hosts(),
-                                    progress=progress)
+            try:
+                digest = fetch.download(url, target, sha256=sha256, allowed_hosts=self.allowed_hosts(),
+                                        progress=progress, overwrite=overwrite)
+            except FileExistsError:
+                raise ModelExists(f"{name} appeared in {folder} during the download and was kept; download "
+                                  "again with overwrite: true to replace it (the downloaded data is reused)") from None
             job.update(files_done=1)
             return {"folder": folder, "name": name, "sha256": digest, "size": target.stat().st_size}
 
-        return self.jobs.start("model download", f"{folder}/{name}", task)
+        return self.jobs.start(DOWNLOAD_JOB, f"{folder}/{name}", task)
 
     def delete(self, folder: object, name: object) -> None:
-        index = model_files.scan(self.folders())
         if not isinstance(folder, str) or not isinstance(name, str):
             raise BadRequest("folder and name must be strings")
-        found = index.get(folder, name)
+        folders = self.folders()
+        found = model_files.scan(folders).get(folder, name)
         if found is None:
             raise ModelNotFound(f"no model {folder}/{name}")
-        os.remove(found.path)
+        # The folder the entry is in, links resolved; the entry itself is not resolved: a linked model
+        # file is removed as a link.
+        parent = os.path.realpath(os.path.dirname(found.path))
+        leaf = os.path.basename(found.path)
+        base = next((b for b in map(os.path.realpath, folders[folder][0]) if _inside(parent, b)), None)
+        if base is None:
+            raise ModelOutsideFolder(
+                f"{folder}/{name} lives in {parent}, outside the {folder} model folder, through a symlinked "
+                "folder; it is not deleted from here: delete it where it lives if you mean to")
+        try:
+            _unlink_beneath(base, parent, leaf)
+        except FileNotFoundError:
+            raise ModelNotFound(f"no model {folder}/{name}") from None
+        except OSError as err:
+            if err.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            raise ModelOutsideFolder(f"a folder on the way to {folder}/{name} was replaced by a link while "
+                                     "deleting; nothing was deleted") from None

@@ -18,11 +18,16 @@ async def list_models(request: web.Request, ctx: Context) -> web.Response:
 
 
 async def upload_model(request: web.Request, ctx: Context) -> web.Response:
-    """PUT the file's bytes as the body: streamed to a temporary name, renamed when complete."""
+    """PUT the file's bytes as the body: streamed to a temporary name, renamed when complete.
+
+    An existing model is a 409 model_exists unless `?overwrite=true`, also if it appears during the upload."""
     svc = ctx.services.models
-    target = svc.target(request.match_info["folder"], request.match_info["name"])
-    if target.exists() and request.query.get("overwrite") != "true":
-        raise BadRequest(f"{target.name} exists in {request.match_info['folder']}; send ?overwrite=true to replace")
+    folder = request.match_info["folder"]
+    target = svc.target(folder, request.match_info["name"])
+    overwrite = request.query.get("overwrite") == "true"
+    how = "send ?overwrite=true"
+    if not overwrite:
+        await asyncio.to_thread(svc.refuse_existing, folder, target.name, how)
     tmp = svc.temp_for(target)
     h = hashlib.sha256()
     size = 0
@@ -36,21 +41,21 @@ async def upload_model(request: web.Request, ctx: Context) -> web.Response:
         expected = request.query.get("sha256")
         if expected and expected.lower() != h.hexdigest():
             raise BadRequest(f"sha256 mismatch: expected {expected.lower()}, got {h.hexdigest()}; nothing was kept")
-        await asyncio.to_thread(os.replace, tmp, target)
+        await asyncio.to_thread(svc.install, tmp, target, folder, overwrite, how)
         st = target.stat()  # the digest is known: no one needs to read the file again for it
         ctx.services.hash_cache.put(os.path.abspath(target), st.st_size, st.st_mtime_ns, h.hexdigest())
     finally:
         f.close()
         if tmp.exists():
             tmp.unlink()
-    return json_ok({"folder": request.match_info["folder"], "name": target.name, "size": size,
+    return json_ok({"folder": folder, "name": target.name, "size": size,
                     "sha256": h.hexdigest()}, status=201)
 
 
 async def download_model(request: web.Request, ctx: Context) -> web.Response:
-    body = await read_object(request, {"folder", "name", "url", "sha256"})
+    body = await read_object(request, {"folder", "name", "url", "sha256", "overwrite"})
     job = await asyncio.to_thread(ctx.services.models.download, body.get("folder"), body.get("name"),
-                                  body.get("url"), body.get("sha256"))
+                                  body.get("url"), body.get("sha256"), body.get("overwrite", False))
     return json_ok({"job": job.to_json()}, status=202)
 
 

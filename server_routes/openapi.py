@@ -127,7 +127,9 @@ BODIES: dict[tuple[str, str], tuple[str, dict]] = {
     ("POST", "/models/download"): ("application/json", obj(
         {"folder": {"type": "string"}, "name": {"type": "string"},
          "url": {"type": "string", "format": "uri", "description": "https, from an allowed host"},
-         "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}}, ("folder", "name", "url"))),
+         "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+         "overwrite": {"type": "boolean", "description": "replace a model of that name (else 409 model_exists)"}},
+        ("folder", "name", "url"))),
     ("PUT", "/models/{folder}/{name}"): ("application/octet-stream", {"type": "string", "format": "binary",
                                                                       "description": "the file's bytes"}),
 }

@@ -186,7 +186,7 @@ def test_upload_a_model_then_replace_and_delete_it(page: Page, comfyui, client):
 
         # The same name again: the server's refusal shows in the dialog, which stays; Replace then works.
         dialog, answer = upload(b"\x08" * 5000)
-        assert answer.status == 400
+        assert answer.status == 409
         expect(dialog.get_by_test_id("sagemaker-dialog-error")).to_contain_text("exists in loras")
         dialog.get_by_test_id("sagemaker-model-overwrite").check()
         with page.expect_response(lambda r: "/api/sagemaker/models/loras/" in r.url and "overwrite=true" in r.url) as a:
@@ -210,7 +210,7 @@ def test_upload_a_model_then_replace_and_delete_it(page: Page, comfyui, client):
         assert name not in {m["name"] for m in client.get("/sagemaker/models").json()["folders"]["loras"]}
     finally:
         path.unlink(missing_ok=True)
-    assert console_errors(page, (400, f"/api/sagemaker/models/loras/{name}")) == []
+    assert console_errors(page, (409, f"/api/sagemaker/models/loras/{name}")) == []
 
 
 def test_download_by_url_refused_then_followed(page: Page, comfyui, client):

@@ -92,7 +92,8 @@ def test_upload_a_model_from_the_browser_streamed(comfyui, client):
                    headers={"Content-Type": "application/octet-stream"})
     assert r.status_code == 201 and r.json()["sha256"] == hashlib.sha256(data).hexdigest()
     assert (comfyui.base / "models" / "loras" / name).read_bytes() == data
-    assert client.put(f"/sagemaker/models/loras/{name}", data=b"x").status_code == 400  # exists
+    exists = client.put(f"/sagemaker/models/loras/{name}", data=b"x")
+    assert exists.status_code == 409 and exists.json()["error"]["code"] == "model_exists"
     r = client.put(f"/sagemaker/models/loras/x{name}?sha256={'0' * 64}", data=b"abc")
     assert r.status_code == 400 and "mismatch" in r.json()["error"]["message"]
     assert not (comfyui.base / "models" / "loras" / f"x{name}").exists()

@@ -107,7 +107,6 @@ export function openAddModel(slot, { folders, onUploaded, onDownload }) {
   const validate = () => {
     const byUrl = fromUrl.input.checked;
     fileField.hidden = byUrl;
-    overwriteField.hidden = byUrl;
     urlField.hidden = !byUrl;
     ok.textContent = byUrl ? "Download" : "Upload";
     if (!nameTyped) name.value = byUrl ? nameFromUrl(url.value) : (file.files[0]?.name ?? "");
@@ -163,7 +162,7 @@ export function openAddModel(slot, { folders, onUploaded, onDownload }) {
   }
 
   async function download() {
-    const body = { folder: folder.value, name: name.value.trim(), url: url.value.trim() };
+    const body = { folder: folder.value, name: name.value.trim(), url: url.value.trim(), overwrite: overwrite.checked };
     if (sha256.value.trim()) body.sha256 = sha256.value.trim().toLowerCase();
     lastFolder = body.folder;
     try {
