@@ -16,6 +16,7 @@ a run in flight when ComfyUI stops is marked failed at the next start.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -28,7 +29,7 @@ from pathlib import Path
 from . import preflight
 from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, InvocationFailed
 from .errors import BadRequest, Conflict, NotFound, SageMakerError
-from .hashing import HashCache
+from .hashing import HashCache, file_sha256
 from .inputs import input_path, put_inputs
 from .store import KeyNotFound, Store
 from .templates import TemplateService, now
@@ -44,6 +45,16 @@ class ExecutionNotFound(NotFound):
     """No execution has this id."""
 
     code = "not_found"
+
+
+class OutputInvalid(SageMakerError):
+    """The endpoint answered with an output item that cannot be trusted: malformed, or its bytes do not
+    match its digest. The run fails with this reason; nothing of it is served."""
+
+    code = "bad_output"
+
+
+DIGEST_RE = re.compile(r"[0-9a-f]{64}")
 
 
 # Time-sortable: UTC date and time to the microsecond, then 8 random hex digits.
@@ -163,7 +174,7 @@ class ExecutionService:
         data = dict(event.get("data") or {})
         data["prompt_id"] = record["prompt_id"]
         if kind == "executed" and isinstance(data.get("output"), dict):
-            data["output"] = self._localise(record, data["output"])
+            data["output"] = self._localise(record, data["output"])  # OutputInvalid ends the invocation
             self._seen(record)["shown"].add(str(data.get("node")))
         if kind in ("execution_success", "execution_error", "execution_interrupted"):
             self._seen(record)["ended"] = True
@@ -203,13 +214,34 @@ class ExecutionService:
         return out
 
     def _copy_out(self, record: dict, item: dict) -> dict:
+        """The item's blob under output/sagemaker/<id>/, served by /view only once its bytes match its digest."""
+        digest, filename = item.get("sha256"), item.get("filename")
+        if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
+            raise OutputInvalid(f"the endpoint returned an output with a malformed digest: {str(digest)[:80]!r}")
+        if not isinstance(filename, str) or Path(filename).name in ("", ".", "..") or "\x00" in filename:
+            raise OutputInvalid(f"the endpoint returned an output with a malformed file name: {str(filename)[:80]!r}")
         subfolder = f"{OUTPUT_SUBFOLDER}/{record['id']}"
-        name = Path(item["filename"]).name
+        name = Path(filename).name
         dest = Path(self.host.output_dir()) / subfolder / name
-        if not dest.exists():
+        if not (dest.is_file() and file_sha256(dest) == digest):
             dest.parent.mkdir(parents=True, exist_ok=True)
-            self.store.get_file(f"blobs/sha256/{item['sha256']}", str(dest))
-        return {"filename": name, "subfolder": subfolder, "type": "output", "sha256": item["sha256"]}
+            tmp = dest.with_name(f".{name}.{uuid.uuid4().hex}.part")
+            try:
+                self.store.get_file(f"blobs/sha256/{digest}", str(tmp))
+                if file_sha256(tmp) != digest:
+                    raise OutputInvalid(f"output {name}: the stored bytes do not match their digest {digest}")
+                os.replace(tmp, dest)
+            finally:
+                tmp.unlink(missing_ok=True)
+        return {"filename": name, "subfolder": subfolder, "type": "output", "sha256": digest}
+
+    def _outputs(self, record: dict, result: object) -> dict:
+        outputs = result.get("outputs") if isinstance(result, dict) else None
+        if not outputs:
+            return {}
+        if not isinstance(outputs, dict) or not all(isinstance(ui, dict) for ui in outputs.values()):
+            raise OutputInvalid("the endpoint returned outputs that are not {node: {kind: [items]}}")
+        return {str(node): self._localise(record, ui) for node, ui in outputs.items()}
 
     def _run(self, record: dict, prompt: dict) -> None:
         if record["state"] in FINAL:
@@ -223,7 +255,9 @@ class ExecutionService:
         except Exception as err:  # never leave a run stuck in "running"
             result = {"status": "failed", "outputs": {}, "error": {"code": "internal_error", "message": str(err)}}
         try:
-            outputs = {node: self._localise(record, ui) for node, ui in (result.get("outputs") or {}).items()}
+            outputs = self._outputs(record, result)
+        except OutputInvalid as err:
+            outputs, result = {}, {"status": "failed", "error": {"code": err.code, "message": err.message}}
         except (KeyNotFound, OSError, SageMakerError) as err:
             outputs, result = {}, {"status": "failed", "error": {"code": "outputs_missing", "message": str(err)}}
         status = "succeeded" if result.get("status") == "succeeded" else "failed"

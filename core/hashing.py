@@ -176,6 +176,15 @@ class HashCache:
         return self.save()
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of one file's bytes, read now (no cache): for checking a copy against its digest."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_SIZE):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _save_quietly(cache: HashCache, interval: float = 0.0) -> None:
     # A cache that cannot be written costs a re-hash next time; it must not fail the run.
     try:

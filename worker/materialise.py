@@ -30,6 +30,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ..core.hashing import file_sha256
 from ..core.packing import extract_archive
 from ..core.store import KeyNotFound
 from ..services import split_manifest_uri
@@ -52,14 +53,6 @@ def safe_relative(path: str) -> PurePosixPath:
     if p.is_absolute() or not p.parts or any(part in ("..", ".") or not SAFE_PART.fullmatch(part) for part in p.parts):
         raise MaterialiseError(f"unsafe name in manifest: {path!r}")
     return p
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -112,7 +105,7 @@ class Materialiser:
                 self.store.get_file(f"blobs/sha256/{sha256}", str(tmp))
             except KeyNotFound:
                 raise MaterialiseError(f"blob {sha256} is missing from the store") from None
-            if sha256_file(tmp) != sha256:
+            if file_sha256(tmp) != sha256:
                 tmp.unlink(missing_ok=True)
                 raise MaterialiseError(f"blob {sha256} is corrupt (its content does not match its digest)")
             self.report.downloaded_blobs += 1
@@ -230,7 +223,7 @@ def place_input(blob: Path, name: str, sha256: str, input_dir: Path) -> None:
     Called while the prompt holds the ComfyUI, so another prompt cannot swap the file meanwhile."""
     dest = input_dir / safe_relative(name)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists() and dest.stat().st_size == blob.stat().st_size and sha256_file(dest) == sha256:
+    if dest.exists() and dest.stat().st_size == blob.stat().st_size and file_sha256(dest) == sha256:
         return
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
     shutil.copyfile(blob, tmp)

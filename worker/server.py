@@ -18,7 +18,6 @@ container. `/ping` stays open: it says ready or not, nothing else.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import json
 import logging
@@ -29,6 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from ..core.errors import SageMakerError
+from ..core.hashing import file_sha256
 from .comfy import ComfyProcess, PromptRejected
 from .materialise import EXTENSION_FOLDER, MaterialiseError, Materialiser, place_input, safe_relative
 from .settings import TOKEN_HEADER, WorkerSettings
@@ -267,11 +267,7 @@ class Worker:
         folder = {"output": "output", "temp": "temp", "input": "input"}.get(item.get("type", "output"), "output")
         sub = item.get("subfolder") or ""
         path: Path = self.s.base_dir / folder / (safe_relative(sub) if sub else "") / safe_relative(item["filename"])
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        digest = h.hexdigest()
+        digest = file_sha256(path)
         if store.size(f"blobs/sha256/{digest}") != path.stat().st_size:
             store.put_file(f"blobs/sha256/{digest}", str(path))
         return {**item, "sha256": digest, "size": path.stat().st_size}
