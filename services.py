@@ -201,6 +201,14 @@ class Services:
         return ModelService(self.host.model_folders, self.hash_cache, self.jobs,
                             lambda: list(self.live_config().download_allowed_hosts))
 
+    def sweep(self) -> list[str]:
+        """Temporary files a killed ComfyUI left in the store and the model folders (S3 multipart
+        leftovers are the bucket's lifecycle rule's job)."""
+        removed = list(getattr(self.store, "sweep", lambda: [])())
+        if self.host is not None:
+            removed += self.models.sweep()
+        return removed
+
     def live_config(self) -> Config:
         """The configuration as it is now on disk (for settings that apply without a restart)."""
         return self.reload_config() if self.reload_config else self.config

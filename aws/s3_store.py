@@ -3,17 +3,37 @@
 Atomicity comes from S3's conditional writes: `create` is a PutObject with
 `If-None-Match: *` (412 PreconditionFailed or 409 ConditionalRequestConflict
 mean another writer won), `replace` a PutObject with `If-Match: <etag>`.
+
+Blobs: up to the multipart threshold a PutObject carries the blob's own
+sha256 as `ChecksumSHA256`, so S3 itself refuses bytes that do not match it
+(BadDigest); larger files go up in parts, and the file must be unchanged
+(size, mtime, inode) from before to after the upload, else the object is
+removed. A present blob counts when S3's full-object checksum matches (or,
+for a multipart object, whose checksum is composite, its size).
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import StoreUnavailable
-from ..core.store import KeyExists, KeyNotFound, PreconditionFailed, Store, Versioned, check_key
+from ..core.store import (
+    BlobMismatch,
+    KeyExists,
+    KeyNotFound,
+    PreconditionFailed,
+    Store,
+    Versioned,
+    blob_key,
+    check_key,
+)
 from . import clients
+
+MULTIPART = 64 * 1024 * 1024
 
 LOST_RACE = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -30,6 +50,8 @@ def _unavailable_on_aws_error(fn):
 
         try:
             return fn(self, *args, **kwargs)
+        except BlobMismatch:
+            raise
         except NoCredentialsError:
             raise StoreUnavailable("no AWS credentials found (boto3's chain: environment, ~/.aws, role)") from None
         except ClientError as err:
@@ -76,7 +98,7 @@ class S3Store(Store):
     def transfer_config(self) -> Any:
         from boto3.s3.transfer import TransferConfig
 
-        return TransferConfig(multipart_threshold=64 * 1024 * 1024, multipart_chunksize=64 * 1024 * 1024,
+        return TransferConfig(multipart_threshold=MULTIPART, multipart_chunksize=MULTIPART,
                               max_concurrency=self.max_concurrency)
 
     def _key(self, key: str) -> str:
@@ -156,6 +178,50 @@ class S3Store(Store):
         # boto3's transfer manager: multipart and parallel for large files.
         self.s3.upload_file(path, self.bucket, self._key(key), Callback=on_bytes, ExtraArgs=self.write_args,
                             Config=self.transfer_config())
+
+    @_unavailable_on_aws_error
+    def put_blob(self, sha256: str, path: str, on_bytes: Callable[[int], None] | None = None) -> None:
+        from botocore.exceptions import ClientError
+
+        key = blob_key(sha256)
+        before = os.stat(path)
+        changed = BlobMismatch(f"{path} changed after it was hashed: its bytes no longer hash to {sha256}; "
+                               "nothing was stored (publish again once it is complete)")
+        if before.st_size <= MULTIPART:
+            with open(path, "rb") as f:
+                data = f.read()
+            args = {**self.write_args, "ChecksumSHA256": base64.b64encode(bytes.fromhex(sha256)).decode()}
+            try:
+                self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **args)
+            except ClientError as err:
+                if _code(err) in ("BadDigest", "InvalidRequest", "XAmzContentSHA256Mismatch"):
+                    raise changed from None
+                raise
+            if on_bytes:
+                on_bytes(len(data))
+            return
+        self.put_file(key, path, on_bytes)
+        after = os.stat(path)
+        if (before.st_size, before.st_mtime_ns, before.st_ino) != (after.st_size, after.st_mtime_ns, after.st_ino):
+            self.s3.delete_object(Bucket=self.bucket, Key=self._key(key))
+            raise changed
+
+    @_unavailable_on_aws_error
+    def has_blob(self, sha256: str, size: int) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=self._key(blob_key(sha256)), ChecksumMode="ENABLED")
+        except ClientError as err:
+            if _code(err) in MISSING:
+                return False
+            raise
+        if head["ContentLength"] != size:
+            return False
+        checksum = head.get("ChecksumSHA256")
+        if checksum and "-" not in checksum:  # a full-object checksum (a multipart one is composite: "...-N")
+            return base64.b64decode(checksum).hex() == sha256
+        return True
 
     @_unavailable_on_aws_error
     def get_file(self, key: str, path: str, on_bytes: Callable[[int], None] | None = None) -> None:

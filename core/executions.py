@@ -31,7 +31,7 @@ from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, Invocation
 from .errors import BadRequest, Conflict, NotFound, SageMakerError
 from .hashing import HashCache, file_sha256
 from .inputs import input_path, put_inputs
-from .store import KeyNotFound, Store
+from .store import KeyNotFound, Store, blob_key
 from .templates import TemplateService, now
 
 PREFIX = "executions/"
@@ -227,7 +227,7 @@ class ExecutionService:
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.with_name(f".{name}.{uuid.uuid4().hex}.part")
             try:
-                self.store.get_file(f"blobs/sha256/{digest}", str(tmp))
+                self.store.get_file(blob_key(digest), str(tmp))
                 if file_sha256(tmp) != digest:
                     raise OutputInvalid(f"output {name}: the stored bytes do not match their digest {digest}")
                 os.replace(tmp, dest)

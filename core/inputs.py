@@ -17,8 +17,6 @@ from .errors import BadRequest
 from .hashing import HashCache, hash_files
 from .store import Store
 
-BLOBS = "blobs/sha256/"
-
 
 class InputMissing(BadRequest):
     """A prompt references an input file that is not in ComfyUI's input folder."""
@@ -54,8 +52,7 @@ def put_inputs(store: Store, input_dir: Path, names: Iterable[str], cache: HashC
         result = hashed[str(path)]
         if not result.ok:
             raise InputMissing(f"input file {name}: {result.error}")
-        key = BLOBS + result.sha256
-        if store.size(key) != result.size:
-            store.put_file(key, str(path))
+        if not store.has_blob(result.sha256, result.size):
+            store.put_blob(result.sha256, str(path))
         out[name] = result.sha256
     return out

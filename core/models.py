@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from .errors import BadRequest, Conflict, NotFound
 from .hashing import HashCache
 from .jobs import Job, JobManager
 
+UPLOAD_SUFFIX = ".upload"
 NAME_RE = re.compile(r"[^/\\\x00]+")
 DOWNLOAD_JOB = "model download"
 
@@ -110,7 +112,27 @@ class ModelService:
 
     def temp_for(self, target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
-        return target.with_name(f".{target.name}.{uuid.uuid4().hex}.upload")
+        return target.with_name(f".{target.name}.{uuid.uuid4().hex}{UPLOAD_SUFFIX}")
+
+    def sweep(self, older_than: float = 3600.0) -> list[str]:
+        """Remove uploads a killed ComfyUI left half-written (older than `older_than` s: none in progress)."""
+        removed = []
+        cutoff = time.time() - older_than
+        for folder, (bases, _exts) in self.folders().items():
+            if folder in model_files.NOT_MODEL_FOLDERS:
+                continue
+            for base in bases:
+                for dirpath, _dirs, files in os.walk(base):
+                    for name in files:
+                        path = os.path.join(dirpath, name)
+                        try:
+                            if name.startswith(".") and name.endswith(UPLOAD_SUFFIX) and \
+                                    os.lstat(path).st_mtime < cutoff:
+                                os.unlink(path)
+                                removed.append(path)
+                        except OSError:
+                            continue
+        return removed
 
     def install(self, tmp: Path, target: Path, folder: str, overwrite: bool, how_to_replace: str) -> None:
         """Rename the complete `tmp` to `target`; without `overwrite`, ModelExists if the name is taken."""

@@ -22,9 +22,7 @@ from .errors import BadRequest, SageMakerError
 from .hashing import HashCache, HashCancelled, hash_files
 from .jobs import Job, JobCancelled
 from .model_files import ModelFile, ModelIndex
-from .store import Store
-
-BLOBS = "blobs/sha256/"
+from .store import BlobMismatch, Store
 
 
 class PublishInvalid(BadRequest):
@@ -47,10 +45,6 @@ class Plan:
     @property
     def model_bytes(self) -> int:
         return sum(m.size for m in self.models)
-
-
-def blob_key(sha256: str) -> str:
-    return BLOBS + sha256
 
 
 def make_plan(
@@ -139,6 +133,13 @@ def run_publish(
             path, sha, size = packing.make_archive(os.path.realpath(pack["path"]), work)
             archives.append((pack, path, sha, size))
 
+        # A model rewritten after it was hashed must not become a blob under its old digest: the hash cache
+        # says whether the file still has the (size, mtime) it was hashed with; the store checks the bytes.
+        for m in plan.models:
+            st = os.stat(m.path)
+            if cache.get(os.path.abspath(m.path), st.st_size, st.st_mtime_ns) != hashes[m.path].sha256:
+                raise BlobMismatch(f"model {m.folder}/{m.name} changed after it was hashed; publish again once it "
+                                   "is complete")
         uploads = [(m.path, hashes[m.path].sha256, m.size, f"{m.folder}/{m.name}") for m in plan.models]
         uploads += [(path, sha, size, f"custom_nodes/{pack['folder']}") for pack, path, sha, size in archives]
         job.update(phase="uploading", files_total=len(uploads), files_done=0, bytes_done=0,
@@ -146,11 +147,11 @@ def run_publish(
         written = skipped = 0
         for i, (path, sha, size, label) in enumerate(uploads):
             job.update(current=label, files_done=i)
-            if store.size(blob_key(sha)) == size:  # content-addressed: present means identical
+            if store.has_blob(sha, size):  # content-addressed and checked: present means identical
                 skipped += 1
                 job.add_bytes(size)
                 continue
-            store.put_file(blob_key(sha), path, on_bytes=job.add_bytes)
+            store.put_blob(sha, path, on_bytes=job.add_bytes)  # BlobMismatch if the file changed since hashed
             written += size
         job.update(files_done=len(uploads), current=None, phase="writing manifest")
 

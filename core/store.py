@@ -14,6 +14,10 @@ What every implementation promises:
   `replace`: it raises PreconditionFailed when the object changed since.
 - `put` overwrites unconditionally (content-addressed blobs, where any
   writer writes the same bytes).
+- Blobs (`blobs/sha256/<hex>`) are written by `put_blob` only: the bytes that
+  land under a digest are the bytes of that digest, or nothing is written
+  (BlobMismatch) — a file changed during a publish never becomes a blob that
+  lies about its content.
 - Failures of the backend itself (unreachable, access denied, bucket
   missing) raise `core.errors.StoreUnavailable` with a message for the user.
 """
@@ -25,7 +29,24 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .errors import SageMakerError
+
 KEY_RE = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+BLOBS = "blobs/sha256/"
+DIGEST_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def blob_key(sha256: str) -> str:
+    if not isinstance(sha256, str) or not DIGEST_RE.fullmatch(sha256):
+        raise ValueError(f"bad digest {sha256!r}")
+    return BLOBS + sha256
+
+
+class BlobMismatch(SageMakerError):
+    """The bytes read from a file do not hash to the digest they were to be stored under: the file
+    changed after it was hashed (or while it was copied). Nothing was stored."""
+
+    code = "blob_mismatch"
 
 
 class KeyExists(Exception):
@@ -97,6 +118,16 @@ class Store(ABC):
     @abstractmethod
     def get_file(self, key: str, path: str, on_bytes: Callable[[int], None] | None = None) -> None:
         """Download to `path` (written to a temporary name, renamed when complete); KeyNotFound."""
+
+    @abstractmethod
+    def put_blob(self, sha256: str, path: str, on_bytes: Callable[[int], None] | None = None) -> None:
+        """Store the file at `path` as blob `sha256`, only if the bytes stored hash to it; BlobMismatch
+        otherwise, with nothing left under the key."""
+
+    @abstractmethod
+    def has_blob(self, sha256: str, size: int) -> bool:
+        """True if blob `sha256` is present with `size` bytes and, as far as the store can tell
+        (without reading it again and again), with that content: a corrupt blob is replaced."""
 
     def exists(self, key: str) -> bool:
         try:

@@ -4,6 +4,12 @@ Atomicity: `create` writes a temporary file and hard-links it to the final
 name (`os.link` fails if the name exists), so exactly one creator wins and
 no reader sees half a file. `replace` and `delete` take a per-key lock file
 and check the ETag (sha256 of the content) under it.
+
+Blobs are hashed while they are copied in and renamed only if the digest
+matches; a present blob counts only once its content has been checked
+(remembered per inode, size and mtime for the life of the process), so one
+that was corrupted or tampered with is written again by the next publish.
+Temporary files a killed process left behind are swept by `sweep()`.
 """
 
 from __future__ import annotations
@@ -11,15 +17,28 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from ..core.errors import StoreUnavailable
-from ..core.store import KeyExists, KeyNotFound, PreconditionFailed, Store, Versioned, check_key
+from ..core.hashing import file_sha256
+from ..core.store import (
+    BlobMismatch,
+    KeyExists,
+    KeyNotFound,
+    PreconditionFailed,
+    Store,
+    Versioned,
+    blob_key,
+    check_key,
+)
 from .filelock import locked
 
 CHUNK = 8 * 1024 * 1024
+TEMP_PREFIX = ".tmp-"
 
 
 def etag_of(data: bytes) -> str:
@@ -31,7 +50,7 @@ def _unavailable_on_oserror(fn):
     def wrapper(self, *args, **kwargs):
         try:
             return fn(self, *args, **kwargs)
-        except (KeyExists, KeyNotFound, PreconditionFailed):
+        except (KeyExists, KeyNotFound, PreconditionFailed, BlobMismatch):
             raise
         except PermissionError as err:
             raise StoreUnavailable(f"folder store at {self.root}: permission denied ({err.filename})") from None
@@ -46,6 +65,8 @@ class FolderStore(Store):
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
+        self._verified: set[tuple[str, int, int, int]] = set()  # (digest, inode, size, mtime_ns)
+        self._verified_lock = threading.Lock()
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*check_key(key).split("/"))
@@ -55,11 +76,15 @@ class FolderStore(Store):
 
     def _write_temp(self, path: Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{uuid.uuid4().hex}")
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        tmp = path.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+        try:
+            with open(tmp, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk must not leave half a file behind
+            raise
         return tmp
 
     @_unavailable_on_oserror
@@ -118,18 +143,26 @@ class FolderStore(Store):
         except (FileNotFoundError, NotADirectoryError):
             return None
 
-    def _copy(self, src: str | Path, dest: Path, on_bytes: Callable[[int], None] | None) -> None:
-        """Copy through a temporary name; the final name appears only when complete."""
+    def _copy(self, src: str | Path, dest: Path, on_bytes: Callable[[int], None] | None,
+              sha256: str | None = None) -> None:
+        """Copy through a temporary name; the final name appears only when complete (and, with
+        `sha256`, only if the bytes copied hash to it: BlobMismatch otherwise)."""
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".tmp-{uuid.uuid4().hex}")
+        tmp = dest.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+        h = hashlib.sha256()
         try:
             with open(src, "rb") as fin, open(tmp, "xb") as fout:
                 buf = bytearray(CHUNK)
                 view = memoryview(buf)
                 while n := fin.readinto(buf):
                     fout.write(view[:n])
+                    if sha256:
+                        h.update(view[:n])
                     if on_bytes:
                         on_bytes(n)
+            if sha256 and h.hexdigest() != sha256:
+                raise BlobMismatch(f"{src} changed after it was hashed: its bytes no longer hash to {sha256}; "
+                                   "nothing was stored (publish again once it is complete)")
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
@@ -137,6 +170,50 @@ class FolderStore(Store):
     @_unavailable_on_oserror
     def put_file(self, key: str, path: str, on_bytes: Callable[[int], None] | None = None) -> None:
         self._copy(path, self._path(key), on_bytes)
+
+    @_unavailable_on_oserror
+    def put_blob(self, sha256: str, path: str, on_bytes: Callable[[int], None] | None = None) -> None:
+        dest = self._path(blob_key(sha256))
+        self._copy(path, dest, on_bytes, sha256=sha256)
+        self._remember(sha256, dest)
+
+    @_unavailable_on_oserror
+    def has_blob(self, sha256: str, size: int) -> bool:
+        path = self._path(blob_key(sha256))
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if st.st_size != size:
+            return False
+        with self._verified_lock:
+            if (sha256, st.st_ino, st.st_size, st.st_mtime_ns) in self._verified:
+                return True
+        if file_sha256(path) != sha256:
+            return False  # corrupt or tampered with: the caller writes it again
+        self._remember(sha256, path)
+        return True
+
+    def _remember(self, sha256: str, path: Path) -> None:
+        st = path.stat()
+        with self._verified_lock:
+            self._verified.add((sha256, st.st_ino, st.st_size, st.st_mtime_ns))
+
+    def sweep(self, older_than: float = 3600.0) -> list[str]:
+        """Remove temporary files a killed writer left (older than `older_than` s, so no write in
+        progress is touched); returns what was removed."""
+        removed = []
+        cutoff = time.time() - older_than
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            for name in filenames:
+                path = os.path.join(dirpath, name)
+                try:
+                    if name.startswith(TEMP_PREFIX) and os.lstat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed.append(os.path.relpath(path, self.root))
+                except OSError:
+                    continue
+        return removed
 
     @_unavailable_on_oserror
     def get_file(self, key: str, path: str, on_bytes: Callable[[int], None] | None = None) -> None:

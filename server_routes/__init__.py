@@ -63,6 +63,7 @@ def _background(ctx: Context) -> None:
             atexit.register(svc.input_watcher.stop)
 
     steps = {
+        "sweeping temporary files": svc.sweep,
         "failing interrupted executions": lambda: svc.executions.fail_interrupted(),
         "re-adopting local endpoints": lambda: svc.endpoints.provider("local").adopt(),
         "starting the input watcher": watch,

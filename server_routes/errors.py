@@ -10,6 +10,7 @@ from ..core.endpoints import EndpointNotFound, EndpointNotReady, InvocationFaile
 from ..core.environments import EnvironmentExists
 from ..core.fetch import DownloadFailed
 from ..core.parameters import InputsInvalid, ParametersInvalid
+from ..core.store import BlobMismatch
 
 STATUS: dict[type[e.SageMakerError], int] = {
     e.BadRequest: 400,
@@ -21,6 +22,7 @@ STATUS: dict[type[e.SageMakerError], int] = {
     e.Conflict: 409,
     e.TemplateExists: 409,
     e.StoreUnavailable: 502,
+    BlobMismatch: 409,
     EnvironmentExists: 409,
     EndpointNotReady: 409,
     EndpointNotFound: 404,

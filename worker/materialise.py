@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 
 from ..core.hashing import file_sha256
 from ..core.packing import extract_archive
-from ..core.store import KeyNotFound
+from ..core.store import KeyNotFound, blob_key
 from ..services import split_manifest_uri
 
 log = logging.getLogger("comfyui_sagemaker.worker")
@@ -102,7 +102,7 @@ class Materialiser:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{sha256}.part")
             try:
-                self.store.get_file(f"blobs/sha256/{sha256}", str(tmp))
+                self.store.get_file(blob_key(sha256), str(tmp))
             except KeyNotFound:
                 raise MaterialiseError(f"blob {sha256} is missing from the store") from None
             if file_sha256(tmp) != sha256:

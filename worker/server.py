@@ -268,8 +268,8 @@ class Worker:
         sub = item.get("subfolder") or ""
         path: Path = self.s.base_dir / folder / (safe_relative(sub) if sub else "") / safe_relative(item["filename"])
         digest = file_sha256(path)
-        if store.size(f"blobs/sha256/{digest}") != path.stat().st_size:
-            store.put_file(f"blobs/sha256/{digest}", str(path))
+        if not store.has_blob(digest, path.stat().st_size):
+            store.put_blob(digest, str(path))
         return {**item, "sha256": digest, "size": path.stat().st_size}
 
 

@@ -1,81 +1,18 @@
 """The environment service on real stores and real folders (include "all": no node registry needed)."""
 
-import hashlib
 import json
 import threading
 
 import pytest
-from comfyui_sagemaker.core import errors, model_files, snapshot
-from comfyui_sagemaker.core.environments import EnvironmentExists, EnvironmentService
-from comfyui_sagemaker.core.hashing import HashCache
-from comfyui_sagemaker.core.jobs import JobManager
-from comfyui_sagemaker.core.templates import TemplateService
+from comfyui_sagemaker.core import errors
+from comfyui_sagemaker.core.environments import EnvironmentExists
 from comfyui_sagemaker.local.folder_store import FolderStore
-
-
-class FolderHost:
-    """This process's Python plus model and custom node folders under `root`: real code, test data."""
-
-    def __init__(self, root):
-        self.root = root
-        (root / "custom_nodes" / "pack_a").mkdir(parents=True)
-        (root / "custom_nodes" / "pack_a" / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
-        (root / "models" / "loras").mkdir(parents=True)
-
-    def folders(self):
-        return {"loras": ([str(self.root / "models" / "loras")], [".safetensors"])}
-
-    def snapshot(self):
-        return snapshot.take(snapshot.SnapshotFacts("0.3.75", (str(self.root / "custom_nodes"),), self.folders(),
-                                                    "/nonexistent"))
-
-    def model_index(self):
-        return model_files.scan(self.folders())
-
-    def node_types_by_pack(self):
-        return {"pack_a": ["PackANode"]}
-
-    def analyze(self, workflow):
-        raise AssertionError("include=all never analyzes")
-
-
-class FailingStore(FolderStore):
-    """A real folder store that fails once `budget` bytes have gone out (the store failing mid-publish)."""
-
-    def __init__(self, root, budget):
-        super().__init__(root)
-        self.budget = budget
-
-    def put_file(self, key, path, on_bytes=None):
-        def counting(n):
-            self.budget -= n
-            if self.budget < 0:
-                raise errors.StoreUnavailable("store went away")
-            if on_bytes:
-                on_bytes(n)
-
-        super().put_file(key, path, counting)
+from harness.hosts import FailingStore, FolderHost, model, publish_and_wait, service
 
 
 @pytest.fixture
 def host(tmp_path):
     return FolderHost(tmp_path / "comfy")
-
-
-def service(store, host, tmp_path):
-    templates = TemplateService(store, lambda n: False)
-    return EnvironmentService(store, templates, host, JobManager(), HashCache(tmp_path / "hc.json"), 4)
-
-
-def publish_and_wait(svc, name="Env1", **kw):
-    job = svc.publish(name, include="all", endpoint={"kind": "local"}, **kw)
-    return svc.jobs.wait(job.id, 60)
-
-
-def model(host, name, data):
-    path = host.root / "models" / "loras" / name
-    path.write_bytes(data)
-    return hashlib.sha256(data).hexdigest()
 
 
 def test_publish_all_writes_blobs_then_manifest(tmp_path, host):
@@ -118,14 +55,14 @@ def test_cancelled_publish_leaves_nothing_and_frees_the_name(tmp_path, host):
     svc = service(store, host, tmp_path)
     started = threading.Event()
     release = threading.Event()
-    real_size = store.size
+    real_has_blob = store.has_blob
 
-    def slow_size(key):  # hold the job in its upload phase until cancelled
+    def slow_has_blob(sha256, size):  # hold the job in its upload phase until cancelled
         started.set()
         release.wait(10)
-        return real_size(key)
+        return real_has_blob(sha256, size)
 
-    store.size = slow_size
+    store.has_blob = slow_has_blob
     job = svc.publish("Env1", include="all", endpoint={"kind": "local"})
     assert started.wait(10)
     svc.jobs.cancel(job.id)

@@ -74,3 +74,48 @@ def test_uploads_carry_encryption_and_a_checksum(aws_env, tmp_path):
             "ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/comfy"})
         store.put_file("blobs/sha256/ab", str(path))
         stub.assert_no_pending_responses()
+
+
+def test_a_blob_carries_its_own_sha256_for_s3_to_check_and_a_mismatch_stores_nothing(stubbed, tmp_path):
+    """moto stores a body whatever x-amz-checksum-sha256 says; S3 answers 400 BadDigest ("The sha256 you
+    specified did not match the calculated checksum"). Here: the header we send, and that answer."""
+    import base64
+    import hashlib
+
+    from comfyui_sagemaker.core.store import BlobMismatch
+
+    store, stub = stubbed
+    path = tmp_path / "model"
+    path.write_bytes(b"weights")
+    digest = hashlib.sha256(b"weights").hexdigest()
+    checksum = base64.b64encode(bytes.fromhex(digest)).decode()
+    stub.add_response("put_object", {"ETag": '"e"', "ChecksumSHA256": checksum}, {
+        "Bucket": "bkt", "Key": f"pre/blobs/sha256/{digest}", "Body": b"weights", "ChecksumAlgorithm": "SHA256",
+        "ChecksumSHA256": checksum})
+    store.put_blob(digest, str(path))
+    stub.add_client_error("put_object", service_error_code="BadDigest", http_status_code=400,
+                          service_message="The sha256 you specified did not match the calculated checksum.")
+    with pytest.raises(BlobMismatch):
+        store.put_blob(hashlib.sha256(b"what it was when hashed").hexdigest(), str(path))
+
+
+@pytest.mark.parametrize("head, present", [
+    ({"ContentLength": 7, "ChecksumSHA256": "full"}, True),
+    ({"ContentLength": 7, "ChecksumSHA256": "other"}, False),
+    ({"ContentLength": 8, "ChecksumSHA256": "full"}, False),
+    ({"ContentLength": 7, "ChecksumSHA256": "composite-3"}, True),  # multipart: size is all S3 can tell
+    ({"ContentLength": 7}, True),
+])
+def test_has_blob_asks_for_s3s_checksum(stubbed, head, present):
+    import base64
+    import hashlib
+
+    store, stub = stubbed
+    digest = hashlib.sha256(b"weights").hexdigest()
+    values = {"full": base64.b64encode(bytes.fromhex(digest)).decode(),
+              "other": base64.b64encode(hashlib.sha256(b"x").digest()).decode(), "composite-3": "abc=-3"}
+    if "ChecksumSHA256" in head:
+        head = {**head, "ChecksumSHA256": values[head["ChecksumSHA256"]]}
+    stub.add_response("head_object", head, {"Bucket": "bkt", "Key": f"pre/blobs/sha256/{digest}",
+                                            "ChecksumMode": "ENABLED"})
+    assert store.has_blob(digest, 7) is present

@@ -104,3 +104,57 @@ def test_aborted_upload_leaves_no_object(store, tmp_path):
         store.put_file("blobs/sha256/partial", str(src), on_bytes=boom)
     assert store.size("blobs/sha256/partial") is None
     assert store.list("blobs/") == []
+
+
+def test_a_blob_is_stored_only_under_its_own_digest(store, tmp_path):
+    import hashlib
+
+    from comfyui_sagemaker.core.store import BlobMismatch
+
+    data = b"model bytes" * 1000
+    digest = hashlib.sha256(data).hexdigest()
+    src = tmp_path / "model.safetensors"
+    src.write_bytes(data)
+    assert not store.has_blob(digest, len(data))
+    store.put_blob(digest, str(src))
+    assert store.has_blob(digest, len(data)) and store.get(f"blobs/sha256/{digest}").data == data
+    if store.kind == "s3":
+        return  # S3 checks the bytes against x-amz-checksum-sha256; moto does not: test_s3_store_requests shows it
+    # The file was rewritten after it was hashed: nothing is stored under the old digest.
+    src.write_bytes(b"rewritten" * 1000)
+    other = hashlib.sha256(b"what it was when hashed").hexdigest()
+    with pytest.raises(BlobMismatch):
+        store.put_blob(other, str(src))
+    assert not store.exists(f"blobs/sha256/{other}") and not store.has_blob(other, len(b"rewritten" * 1000))
+    with pytest.raises(ValueError):
+        store.put_blob("../../config", str(src))
+
+
+def test_a_corrupted_blob_is_not_taken_as_present(store, tmp_path):
+    import hashlib
+
+    data = b"honest bytes" * 100
+    digest = hashlib.sha256(data).hexdigest()
+    store.put(f"blobs/sha256/{digest}", b"tampered byte" * 100)  # same size, other content
+    assert not store.has_blob(digest, len(data))  # on S3: the stored object's checksum is not the digest
+    src = tmp_path / "f"
+    src.write_bytes(data)
+    store.put_blob(digest, str(src))  # a publish writes it again
+    assert store.has_blob(digest, len(data)) and store.get(f"blobs/sha256/{digest}").data == data
+
+
+def test_sweep_removes_what_a_killed_writer_left(tmp_path):
+    import os
+    import time
+
+    from comfyui_sagemaker.local.folder_store import FolderStore
+
+    store = FolderStore(tmp_path / "store")
+    store.put("blobs/sha256/" + "a" * 64, b"x")
+    old = tmp_path / "store" / "blobs" / "sha256" / ".tmp-dead"
+    old.write_bytes(b"half a model")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    fresh = tmp_path / "store" / "blobs" / "sha256" / ".tmp-writing"
+    fresh.write_bytes(b"being written now")
+    assert store.sweep() == ["blobs/sha256/.tmp-dead"]
+    assert not old.exists() and fresh.exists() and store.exists("blobs/sha256/" + "a" * 64)
