@@ -173,8 +173,11 @@ class EnvironmentService:
         return self.jobs.start("publish", name.lower(), task)
 
     def _write_manifest(self, manifest: dict[str, Any]) -> int:
-        """Create version n+1 exclusively: two publishes never both become n+1."""
+        """Create version n+1 exclusively: two publishes never both become n+1. The claim must still be
+        this name's: an environment deleted while it was being published does not come back."""
         name = manifest["name"]
+        if self.canonical(name) != name:
+            raise Conflict(f"environment {name!r} was deleted while it was being published; nothing was written")
         for _ in range(10):
             version = (self.versions(name) or [0])[-1] + 1
             body = {**manifest, "version": version, "created_at": now()}
@@ -187,8 +190,18 @@ class EnvironmentService:
 
     # removing
 
-    def delete(self, name: str, force: bool = False) -> None:
+    def delete(self, name: str, force: bool = False, publish_timeout: float = 120.0) -> None:
         ENVIRONMENT_NAME.check(name)
+        publishing = self.jobs.running("publish", name.lower())
+        if publishing is not None:
+            if not force:
+                raise Conflict(f"environment {name!r} is being published; cancel the publish or use force")
+            # Cancel it and let it end first: a publish that went on would write its manifest afterwards.
+            publishing.cancel_event.set()
+            if self.jobs.wait(publishing.id, publish_timeout).state == "running":
+                raise Conflict(f"the publish of {name!r} did not stop within {publish_timeout:.0f} s; try again")
+            if not self.exists(name):
+                return  # a first publish, cancelled: nothing of it remains (its claim was freed)
         if not self.exists(name):
             raise EnvironmentNotFound(f"environment {name!r} does not exist")
         if not force:
