@@ -10,12 +10,24 @@ import threading
 
 from aiohttp import web
 
-from . import analysis, endpoints, environments, executions, inputs, meta, models, openapi, template_runs, templates
+from . import (
+    analysis,
+    endpoints,
+    environments,
+    events,
+    executions,
+    inputs,
+    meta,
+    models,
+    openapi,
+    template_runs,
+    templates,
+)
 from .context import ComfyFacts, Context
 from .http import middleware
 
 ROUTE_TABLES = [meta.ROUTES, templates.ROUTES, analysis.ROUTES, environments.ROUTES, endpoints.ROUTES,
-                executions.ROUTES, inputs.ROUTES, models.ROUTES, template_runs.ROUTES, openapi.ROUTES]
+                executions.ROUTES, inputs.ROUTES, models.ROUTES, template_runs.ROUTES, openapi.ROUTES, events.ROUTES]
 
 
 def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts) -> Context:

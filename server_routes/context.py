@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from ..core import analysis, model_files, snapshot
@@ -13,6 +14,8 @@ from ..core.config import Config
 from ..core.errors import ConfigInvalid, SageMakerError
 from ..local.endpoints import WorkerRuntime
 from ..services import Services
+from . import guard
+from .event_gate import EventGate
 
 
 @dataclass(frozen=True)
@@ -89,12 +92,18 @@ class Context:
             ctx.config_error = err.message
         return ctx
 
+    @cached_property
+    def events(self) -> EventGate:
+        """The extension's broadcasts, through the one gate that knows who may receive them."""
+        cfg = self.config_or_default
+        return EventGate(self.facts.send_event, lambda: guard.token_required(self.facts.listen, cfg().token))
+
     @property
     def services(self) -> Services:
         """The services (store, templates, ...); ConfigInvalid if the configuration is broken."""
         if self._services is None:
             self._services = Services(self.config, ComfyHost(self.facts), self.facts.config_dir,
-                                      self.facts.send_event)
+                                      self.events.send)
             self._services.reload_config = lambda: config_mod.load(self.facts.config_dir)
         return self._services
 

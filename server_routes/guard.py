@@ -4,9 +4,12 @@
   `allowed_hosts` (a DNS-rebinding page reaches 127.0.0.1 under its own name).
   Checked on every route, reads included: templates and environments are
   the designer's data.
+- A token (header X-SageMaker-Token) is required when one is configured or
+  when ComfyUI listens off loopback: then on every route, reads included
+  (manifests hold paths, logs hold tracebacks), except the public
+  `/health` and `/rules`.
 - On routes that change state (anything but GET/HEAD): an Origin, when the
-  browser sends one, must match Host; and a token (header X-SageMaker-Token)
-  is required when one is configured or when ComfyUI listens off loopback.
+  browser sends one, must match Host.
 Non-browser clients (curl, scripts) send no Origin and are judged by Host and token.
 """
 
@@ -21,6 +24,8 @@ from ..core.errors import Forbidden
 
 TOKEN_HEADER = "X-SageMaker-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
+# Readable without the token: what a browser needs to know that it must ask for one.
+PUBLIC_PATHS = frozenset({"/health", "/rules"})
 
 
 def is_loopback(host: str | None) -> bool:
@@ -45,6 +50,17 @@ def _hostname(netloc: str) -> str | None:
         return None
 
 
+def token_required(listen: Iterable[str], token: str) -> bool:
+    return bool(token) or listens_off_loopback([a.strip("[]").lower() for a in listen])
+
+
+def authorized(headers: Mapping[str, str], *, listen: Iterable[str], token: str) -> bool:
+    """The caller may see everything: no token is needed, or it sent the right one."""
+    if not token_required(listen, token):
+        return True
+    return bool(token) and hmac.compare_digest(headers.get(TOKEN_HEADER, "").encode(), token.encode())
+
+
 def check(
     method: str,
     headers: Mapping[str, str],
@@ -52,8 +68,9 @@ def check(
     listen: Iterable[str],
     allowed_hosts: Iterable[str],
     token: str,
+    path: str = "",
 ) -> None:
-    """Raise Forbidden, saying why, unless the request may go on."""
+    """Raise Forbidden, saying why, unless the request may go on. `path` is relative to /sagemaker."""
     listen = [a.strip("[]").lower() for a in listen]
     host_header = headers.get("Host", "")
     host = _hostname(host_header.lower())
@@ -62,19 +79,19 @@ def check(
         raise Forbidden(
             f"Host {host_header!r} is not allowed; add it to allowed_hosts in the configuration"
         )
-    if method.upper() in SAFE_METHODS:
+    reading = method.upper() in SAFE_METHODS
+    if reading and path in PUBLIC_PATHS:
         return
-    origin = headers.get("Origin")
-    if origin is not None:
-        parsed = urllib.parse.urlsplit(origin)
-        if origin == "null" or parsed.netloc.lower() != host_header.lower():
-            raise Forbidden(f"cross-origin request refused (Origin {origin!r}, Host {host_header!r})")
-    off_loopback = listens_off_loopback(listen)
-    if token or off_loopback:
+    if not reading:
+        origin = headers.get("Origin")
+        if origin is not None:
+            parsed = urllib.parse.urlsplit(origin)
+            if origin == "null" or parsed.netloc.lower() != host_header.lower():
+                raise Forbidden(f"cross-origin request refused (Origin {origin!r}, Host {host_header!r})")
+    if token_required(listen, token):
         if not token:
             raise Forbidden(
-                "ComfyUI listens beyond this machine: set a token in the configuration to allow changes"
+                "ComfyUI listens beyond this machine: set a token in the configuration to allow access"
             )
-        sent = headers.get(TOKEN_HEADER, "")
-        if not hmac.compare_digest(sent.encode(), token.encode()):
-            raise Forbidden(f"missing or wrong {TOKEN_HEADER} header")
+        if not authorized(headers, listen=listen, token=token):
+            raise Forbidden(f"missing or wrong {TOKEN_HEADER} header: enter the token in the SageMaker tab")

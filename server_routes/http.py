@@ -25,6 +25,14 @@ def is_ours(path: str) -> bool:
     return path.startswith(PREFIXES) or path in ("/sagemaker", "/api/sagemaker")
 
 
+def route_path(path: str) -> str:
+    """/api/sagemaker/health -> /health."""
+    for prefix in ("/api/sagemaker", "/sagemaker"):
+        if path.startswith(prefix):
+            return path[len(prefix):] or "/"
+    return path
+
+
 def middleware(ctx: Context):
     """Runs first for the extension's paths (it is put ahead of ComfyUI's own
     middlewares), so a refusal is the extension's JSON, not a bare 403."""
@@ -40,6 +48,7 @@ def middleware(ctx: Context):
                 listen=ctx.facts.listen,
                 allowed_hosts=ctx.config_or_default().allowed_hosts,
                 token=ctx.config_or_default().token,
+                path=route_path(request.path),
             )
             resource = getattr(request.match_info.route, "resource", None)
             if resource is not None and not is_ours(resource.canonical + "/"):

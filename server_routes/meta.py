@@ -7,6 +7,7 @@ from aiohttp import web
 from ..core import names
 from ..core.errors import BadRequest
 from ..core.version import __version__
+from . import guard
 from .context import Context
 from .http import json_ok, read_object
 
@@ -19,8 +20,15 @@ def store_summary(ctx: Context) -> dict:
 
 
 async def health(request: web.Request, ctx: Context) -> web.Response:
+    """Public (the page must learn that it needs a token); the details only for an authorized caller."""
+    cfg = ctx.config_or_default()
+    required = guard.token_required(ctx.facts.listen, cfg.token)
+    if not guard.authorized(request.headers, listen=ctx.facts.listen, token=cfg.token):
+        return json_ok({"ok": ctx.config_error is None, "version": __version__, "token_required": required,
+                        "authorized": False})
     body: dict = {"ok": ctx.config_error is None, "version": __version__, "comfyui_version": ctx.facts.version,
-                  "missing_requirements": list(ctx.missing_requirements)}
+                  "missing_requirements": list(ctx.missing_requirements), "token_required": required,
+                  "authorized": True}
     if ctx.config_error is None:
         body["store"] = store_summary(ctx)
         body["endpoints"] = "local" if ctx.config.store == "folder" else "sagemaker"

@@ -1,7 +1,11 @@
 """The real ComfyUI frontend in headless Chromium, as a user clicks."""
 
+import uuid
+
 import pytest
-from harness.browser import APP, TAB_ID, sidebar_button
+from harness.browser import APP, TAB_ID, frontend_args, new_page, open_sidebar, sidebar_button, wait_ready
+from harness.comfyui import ComfyUI
+from harness.images import png
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -26,3 +30,44 @@ def test_sidebar_tab_shows_store_and_version(page):
     expect(page.get_by_test_id("sagemaker-panel")).to_have_count(0)
     assert page.console.errors_from("sagemaker") == []
     assert page.console.errors_from("comfyui-sagemaker") == []
+
+
+TOKEN = "browser-token-" + "7" * 8
+
+
+@pytest.fixture
+def guarded_page(browser, frontend, tmp_path_factory):
+    """A ComfyUI that needs the token (configured here; the same as one listening beyond this machine)."""
+    server = ComfyUI(tmp_path_factory.mktemp("guarded-browser") / "base", extra_args=frontend_args(frontend),
+                     env={"COMFYUI_SAGEMAKER_TOKEN": TOKEN}).start()
+    page = new_page(browser, server)
+    try:
+        yield page, server
+    finally:
+        page.context.close()
+        server.stop()
+
+
+def test_a_comfyui_that_needs_the_token_asks_for_it_once_per_browser(guarded_page):
+    page, server = guarded_page
+    open_sidebar(page)
+    form = page.get_by_test_id("sagemaker-token")
+    expect(form).to_be_visible()
+    expect(page.get_by_test_id("sagemaker-templates")).to_have_count(0)  # nothing else is readable yet
+    form.get_by_test_id("sagemaker-token-input").fill(TOKEN)
+    form.get_by_test_id("sagemaker-token-save").click()
+    expect(page.get_by_test_id("sagemaker-store")).to_contain_text("folder")
+    expect(page.get_by_test_id("sagemaker-token")).to_have_count(0)
+
+    # Kept in this browser: a reload needs nothing, and the page is subscribed to the extension's events
+    # (a file put in input/ shows up without a refresh).
+    page.reload(wait_until="domcontentloaded")
+    wait_ready(page)
+    open_sidebar(page)
+    section = page.get_by_test_id("sagemaker-inputs")
+    expect(section).to_be_visible()
+    section.get_by_test_id("sagemaker-inputs-toggle").click()
+    name = f"tok{uuid.uuid4().hex[:8]}.png"
+    (server.input_dir / name).write_bytes(png(2, 2, (9, 9, 9)))
+    row = section.locator(f'[data-testid="sagemaker-input-row"][data-input="{name}"]')
+    expect(row).to_have_attribute("data-state", "synced", timeout=30_000)

@@ -32,7 +32,8 @@ CASES = [
     ("POST", "/sagemaker/names/check", "\u00e9t\u00e9".encode("latin-1"), 400),
     ("POST", "/sagemaker/templates", b"", 400),
     ("POST", "/sagemaker/templates", b"[1]", 400),
-    ("POST", "/sagemaker/templates", b"{" + b" " * (16 * 1024 * 1024) + b"}", 413),
+    ("POST", "/sagemaker/templates", b"{" + b" " * (16 * 1024 * 1024) + b"}", 413),  # one byte over
+    ("POST", "/sagemaker/templates", b"{" + b" " * (16 * 1024 * 1024 - 2) + b"}", 400),  # at the limit: read
 ]
 
 

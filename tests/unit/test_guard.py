@@ -5,8 +5,8 @@ from comfyui_sagemaker.server_routes import guard
 LOOP = ["127.0.0.1"]
 
 
-def check(method="POST", listen=LOOP, allowed=(), token="", **headers):
-    guard.check(method, headers, listen=listen, allowed_hosts=allowed, token=token)
+def check(method="POST", listen=LOOP, allowed=(), token="", path="/templates", **headers):
+    guard.check(method, headers, listen=listen, allowed_hosts=allowed, token=token, path=path)
 
 
 def test_same_origin_loopback_passes():
@@ -43,7 +43,24 @@ def test_off_loopback_needs_a_token():
     with pytest.raises(Forbidden, match="X-SageMaker-Token"):
         check(listen=listen, token="t0k", Host="127.0.0.1:8188")
     check(listen=listen, token="t0k", Host="127.0.0.1:8188", **{"X-SageMaker-Token": "t0k"})
-    check("GET", listen=listen, Host="127.0.0.1:8188")  # reads need no token
+
+
+@pytest.mark.parametrize("listen, token", [(["0.0.0.0"], "t0k"), (["127.0.0.1"], "t0k"), (["::"], "t0k")])
+def test_where_a_token_is_needed_reads_need_it_too_but_health_and_rules(listen, token):
+    for path in ("/templates", "/environments/E1", "/snapshot", "/endpoints/E1/logs", "/executions"):
+        with pytest.raises(Forbidden, match="X-SageMaker-Token"):
+            check("GET", listen=listen, token=token, path=path, Host="127.0.0.1:8188")
+        check("GET", listen=listen, token=token, path=path, Host="127.0.0.1:8188", **{"X-SageMaker-Token": token})
+    for path in ("/health", "/rules"):
+        check("GET", listen=listen, token=token, path=path, Host="127.0.0.1:8188")
+    with pytest.raises(Forbidden, match="token"):  # off loopback and no token configured: nothing but those
+        check("GET", listen=["0.0.0.0"], path="/templates", Host="127.0.0.1:8188")
+
+
+def test_without_a_token_on_loopback_reads_are_open():
+    check("GET", path="/templates", Host="127.0.0.1:8188")
+    assert guard.authorized({}, listen=LOOP, token="")
+    assert not guard.authorized({}, listen=LOOP, token="t") and not guard.authorized({}, listen=["0.0.0.0"], token="")
 
 
 def test_explicit_listen_address_is_an_allowed_host():

@@ -1,6 +1,7 @@
 // comfyui-sagemaker's frontend: registers the "SageMaker" sidebar tab.
 import { app } from "../../../scripts/app.js";
-import { call, getRules, toastError } from "./api.js";
+import { api } from "../../../scripts/api.js";
+import { call, getRules, setToken, toastError } from "./api.js";
 import { el } from "./dom.js";
 import { mountEnvironments } from "./environments.js";
 import { mountExecutions } from "./executions.js";
@@ -13,10 +14,45 @@ import { canvasChanged, mountTemplates } from "./templates.js";
 
 const TAB_ID = "sagemaker";
 
+// The extension's broadcasts reach this page once it subscribed (with the token where one is needed).
+let subscribedAs = null;
+function subscribeEvents(force = false) {
+  const id = api.clientId ?? api.initialClientId;
+  if (!id || (id === subscribedAs && !force)) return;
+  subscribedAs = id;
+  call("POST", "/events/subscribe", { client_id: id }).catch(() => {
+    subscribedAs = null; // refused (no token yet): try again once there is one
+  });
+}
+
+// Asked for when this ComfyUI needs the token (configured, or listening beyond this machine).
+function tokenForm(onSaved) {
+  const input = el("input", { type: "password", class: "sagemaker-input", autocomplete: "off",
+    "aria-label": "SageMaker token", "data-testid": "sagemaker-token-input" });
+  const save = () => {
+    setToken(input.value.trim());
+    subscribeEvents(true);
+    onSaved();
+  };
+  input.addEventListener("keydown", (event) => event.key === "Enter" && save());
+  return el("div", { class: "sagemaker-token", "data-testid": "sagemaker-token" }, [
+    el("div", { class: "sagemaker-muted" },
+      "This ComfyUI needs its SageMaker token (from its configuration). It is kept in this browser only."),
+    el("div", { class: "sagemaker-row" }, [
+      input,
+      el("button", { class: "sagemaker-button", "data-testid": "sagemaker-token-save", onclick: save }, "Save"),
+    ]),
+  ]);
+}
+
 async function renderStatus(box) {
   box.replaceChildren(el("div", { class: "sagemaker-muted" }, "Loading..."));
   try {
     const [health, rules] = await Promise.all([call("GET", "/health"), getRules()]);
+    if (health.authorized === false) {
+      box.replaceChildren();
+      return health;
+    }
     window.sagemakerRules = rules;
     const store = health.store ? health.store.kind : "unconfigured";
     const where = health.store?.kind === "s3" ? `s3://${health.store.bucket}/${health.store.prefix || ""}` : "";
@@ -33,27 +69,28 @@ async function renderStatus(box) {
         ? el("div", { class: "sagemaker-error", "data-testid": "sagemaker-config-error" }, health.config_error)
         : el("span"),
     );
+    return health;
   } catch (err) {
     box.replaceChildren(el("div", { class: "sagemaker-error" }, err.message));
     toastError("SageMaker", err);
+    return null;
   }
 }
 
-function render(container) {
+async function render(container) {
   const status = el("div", { class: "sagemaker-status" });
-  container.replaceChildren(
-    el("div", { class: "sagemaker-panel", "data-testid": "sagemaker-panel" }, [
-      el("h3", { class: "sagemaker-title" }, "SageMaker"),
-      status,
-      mountPromptOnAws(),
-      mountTemplates(),
-      mountExecutions(),
-      mountEnvironments(),
-      mountInputs(),
-      mountModels(),
-    ]),
-  );
-  renderStatus(status);
+  const panel = el("div", { class: "sagemaker-panel", "data-testid": "sagemaker-panel" }, [
+    el("h3", { class: "sagemaker-title" }, "SageMaker"),
+    status,
+  ]);
+  container.replaceChildren(panel);
+  const health = await renderStatus(status);
+  if (health?.authorized === false) {
+    status.append(tokenForm(() => render(container)));
+    return;
+  }
+  panel.append(mountPromptOnAws(), mountTemplates(), mountExecutions(), mountEnvironments(), mountInputs(),
+    mountModels());
 }
 
 app.registerExtension({
@@ -67,6 +104,10 @@ app.registerExtension({
   },
   async setup() {
     installQueueRouting(); // Run goes to the endpoint while Prompt on AWS is ticked
+    // The websocket (re)connects with the page's client id: subscribe to the extension's events then.
+    api.addEventListener("status", () => subscribeEvents());
+    api.addEventListener("reconnected", () => subscribeEvents(true));
+    subscribeEvents();
     const link = document.createElement("link");
     link.rel = "stylesheet";
     link.href = new URL("./sagemaker.css", import.meta.url).href;
