@@ -111,8 +111,8 @@ class EndpointsRouter(Endpoints):
     def delete(self, name: str) -> None:
         self._owner(name).delete(name)
 
-    def logs(self, name: str, tail: int = 200) -> str:
-        return self._owner(name).logs(name, tail)
+    def logs(self, name: str, tail: int = 200, contains: str | None = None) -> str:
+        return self._owner(name).logs(name, tail, contains)
 
     def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
         return self._owner(name).invoke(name, body, on_event)
@@ -248,7 +248,8 @@ class Services:
             c = self.config
             return SageMakerEndpoints(store_uri(c), c.sagemaker_role_arn, c.worker_image_uri, c.region,
                                       on_change=lambda endpoint: self.send_event("sagemaker.endpoint", endpoint),
-                                      store=self.store if c.store == "s3" else None)
+                                      store=self.store if c.store == "s3" else None,
+                                      kms_key_id=c.s3_kms_key_id if c.s3_sse == "aws:kms" else "")
 
         listed = ("local", "sagemaker") if self.config.store == "s3" else ("local",)
         return EndpointsRouter({"local": local, "sagemaker": sagemaker}, listed)

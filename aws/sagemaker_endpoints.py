@@ -1,34 +1,59 @@
 """SageMaker endpoints: state read from AWS, never a shadow copy.
 
 An environment's endpoint is found by name and by tag; its state, failure
-reason and instance count come from DescribeEndpoint at every look, so an
-endpoint deleted in the console is simply gone here too. Deploy creates (or
-updates in place, without downtime) the model, endpoint config and endpoint,
-then a monitor follows it to InService or Failed and sets up autoscaling;
-delete removes everything the extension made for it, and is idempotent.
+reason, instance count and the version it serves come from DescribeEndpoint
+at every look, so an endpoint deleted in the console is simply gone here too.
+
+The life cycle follows the SageMaker API reference (aws/endpoint_states.py):
+a deploy updates an InService endpoint in place (the old version serves until
+the new one is up), recreates a Failed one (DeleteEndpoint is the only
+operation SageMaker allows on it) or one switching between async and
+real-time (SageMaker refuses that in place), and refuses while the endpoint
+is busy. A monitor follows it to a settled state: an update SageMaker rolled
+back comes back InService on the old config with a FailureReason, which is
+reported as such (and the new version's model and config removed), never
+taken for success. Autoscaling is set up once InService; if that fails the
+endpoint carries a warning. Delete removes everything made for it once the
+endpoint is gone, never a config or model a live endpoint uses.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from ..core.endpoints import EndpointNotFound, Endpoints, InvocationFailed
+from ..core.endpoints import EndpointBusy, EndpointNotFound, Endpoints, InvocationFailed
+from ..core.executions import CANCEL_PREFIX
 from ..core.templates import now
-from . import autoscaling, naming, runtime
+from . import autoscaling, endpoint_states, naming, runtime
 from .clients import client
-from .errors import ROLE_ARN, AwsNotConfigured, aws_call
+from .errors import ROLE_ARN, AwsError, AwsNotConfigured, aws_call, translate
 
 log = logging.getLogger("comfyui_sagemaker")
 STARTUP_HEALTH_CHECK_S = 3600  # materialising an environment (models by digest) can take a while
-SETTLED = ("InService", "Failed", "OutOfService")
+# The worker image is CUDA 12.4 (worker/Dockerfile); SageMaker's default inference AMI on GPU instances has
+# driver 470 / CUDA 11.4. This AMI has driver 550 / CUDA 12.4 (a test reads that from botocore's model).
+GPU_INFERENCE_AMI = "al2-ami-sagemaker-inference-gpu-3-1"
+GPU_FAMILIES = re.compile(r"ml\.(g\d|p\d)")
+GONE_TIMEOUT_S = 1800  # a DeleteEndpoint usually ends within minutes
 
 
 def _code(err: Exception) -> str:
     return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _not_found(err: Exception) -> bool:
+    return _code(err) == "ValidationException" and "Could not find" in str(err)
+
+
+def version_of(config_name: str | None) -> int | None:
+    m = re.search(r"-v(\d+)$", config_name or "")
+    return int(m.group(1)) if m else None
 
 
 class SageMakerEndpoints(Endpoints):
@@ -36,7 +61,7 @@ class SageMakerEndpoints(Endpoints):
 
     def __init__(self, store_uri: str, role_arn: str, image_uri: str, region: str = "",
                  on_change: Callable[[dict], None] | None = None, clients: dict[str, Any] | None = None,
-                 poll_interval: float = 15.0, store: Any = None):
+                 poll_interval: float = 15.0, store: Any = None, kms_key_id: str = ""):
         self.store_uri = store_uri
         self.role_arn = role_arn
         self.image_uri = image_uri
@@ -44,8 +69,8 @@ class SageMakerEndpoints(Endpoints):
         self.on_change = on_change or (lambda endpoint: None)
         self._clients = clients or {}
         self.poll_interval = poll_interval
-        self.store = store  # the S3 store: async requests and their progress go through it
-        self._monitors: dict[str, threading.Thread] = {}
+        self.store = store  # the S3 store: async requests, cancel markers, warnings
+        self.kms_key_id = kms_key_id  # async results are encrypted with it when the store uses SSE-KMS
 
     def _client(self, service: str) -> Any:
         if service not in self._clients:
@@ -56,6 +81,9 @@ class SageMakerEndpoints(Endpoints):
     def sm(self) -> Any:
         return self._client("sagemaker")
 
+    def _scaling(self) -> autoscaling.Autoscaling:
+        return autoscaling.Autoscaling(self._client("application-autoscaling"), self._client("cloudwatch"))
+
     # reading state from AWS
 
     def _describe(self, endpoint: str) -> dict | None:
@@ -64,18 +92,40 @@ class SageMakerEndpoints(Endpoints):
         try:
             return self.sm.describe_endpoint(EndpointName=endpoint)
         except ClientError as err:
-            if _code(err) == "ValidationException" and "Could not find" in str(err):
+            if _not_found(err):
                 return None
             raise
+
+    def _warning_key(self, environment: str) -> str:
+        return f"endpoints/{environment.lower()}/warning.json"
+
+    def _warning(self, environment: str) -> str | None:
+        if self.store is None:
+            return None
+        try:
+            return json.loads(self.store.get(self._warning_key(environment)).data).get("message")
+        except Exception:  # none, or unreadable: no warning to show
+            return None
+
+    def _set_warning(self, environment: str, message: str | None) -> None:
+        if self.store is None:
+            return
+        try:
+            if message:
+                self.store.put(self._warning_key(environment), json.dumps({"message": message}).encode())
+            elif self._warning(environment) is not None:
+                self.store.delete(self._warning_key(environment))
+        except Exception as err:  # the warning is a courtesy: never fail the deploy for it
+            log.warning("cannot record the endpoint warning: %s", err)
 
     def _view(self, environment: str, d: dict) -> dict:
         variants = d.get("ProductionVariants") or [{}]
         return {
             "name": environment, "kind": "sagemaker", "state": d["EndpointStatus"],
             "environment": environment, "endpoint_name": d["EndpointName"],
-            "endpoint_config": d.get("EndpointConfigName"), "reason": d.get("FailureReason"),
-            "instances": variants[0].get("CurrentInstanceCount", 0),
-            "updated_at": str(d.get("LastModifiedTime", "")),
+            "endpoint_config": d.get("EndpointConfigName"), "version": version_of(d.get("EndpointConfigName")),
+            "reason": d.get("FailureReason"), "instances": variants[0].get("CurrentInstanceCount", 0),
+            "warning": self._warning(environment), "updated_at": str(d.get("LastModifiedTime", "")),
         }
 
     @aws_call
@@ -99,10 +149,11 @@ class SageMakerEndpoints(Endpoints):
                     out.append(self._view(tags.get(naming.TAG_ENVIRONMENT, e["EndpointName"]), d))
         return out
 
-    def logs(self, name: str, tail: int = 200) -> str:
-        endpoint = naming.endpoint_name(name, self.store_uri)
-        return (f"SageMaker endpoint {endpoint}: its logs are in CloudWatch Logs, group "
-                f"/aws/sagemaker/Endpoints/{endpoint}\n")
+    @aws_call
+    def logs(self, name: str, tail: int = 200, contains: str | None = None) -> str:
+        from .endpoint_logs import read_logs
+
+        return read_logs(self._client("logs"), naming.endpoint_name(name, self.store_uri), tail, contains)
 
     # deploying
 
@@ -131,126 +182,215 @@ class SageMakerEndpoints(Endpoints):
     def endpoint_config_request(self, manifest: dict) -> dict:
         env, version, cfg = manifest["name"], manifest["version"], manifest["endpoint"]
         name = naming.versioned_name(env, version, self.store_uri)
-        request = {
-            "EndpointConfigName": name,
-            "ProductionVariants": [{
-                "VariantName": naming.VARIANT, "ModelName": name, "InstanceType": cfg["instance_type"],
-                "InitialInstanceCount": cfg["initial_count"],
-                "ContainerStartupHealthCheckTimeoutInSeconds": STARTUP_HEALTH_CHECK_S,
-            }],
-            "Tags": naming.tags(env, version, self.store_uri),
+        variant = {
+            "VariantName": naming.VARIANT, "ModelName": name, "InstanceType": cfg["instance_type"],
+            "InitialInstanceCount": cfg["initial_count"],
+            "ContainerStartupHealthCheckTimeoutInSeconds": STARTUP_HEALTH_CHECK_S,
         }
+        if GPU_FAMILIES.match(cfg["instance_type"]):
+            variant["InferenceAmiVersion"] = GPU_INFERENCE_AMI
+        request = {"EndpointConfigName": name, "ProductionVariants": [variant],
+                   "Tags": naming.tags(env, version, self.store_uri)}
         if cfg["mode"] == "async":
-            request["AsyncInferenceConfig"] = {
-                "OutputConfig": {"S3OutputPath": f"{self.store_uri}/async/outputs/",
-                                 "S3FailurePath": f"{self.store_uri}/async/failures/"},
-                "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 1},
-            }
+            output = {"S3OutputPath": f"{self.store_uri}/async/outputs/",
+                      "S3FailurePath": f"{self.store_uri}/async/failures/"}
+            if self.kms_key_id:
+                output["KmsKeyId"] = self.kms_key_id
+            request["AsyncInferenceConfig"] = {"OutputConfig": output,
+                                               "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 1}}
         return request
+
+    def _create_version(self, model: dict, config: dict) -> None:
+        """The version's model and config; ones left by an earlier try of the same version are reused."""
+        from botocore.exceptions import ClientError
+
+        for create, request in ((self.sm.create_model, model), (self.sm.create_endpoint_config, config)):
+            try:
+                create(**request)
+            except ClientError as err:
+                if not (_code(err) == "ValidationException" and "already exist" in str(err)):
+                    raise
 
     @aws_call
     def deploy(self, manifest: dict) -> dict:
         self._check_configured()
-        env = manifest["name"]
+        env, version = manifest["name"], manifest["version"]
         endpoint = naming.endpoint_name(env, self.store_uri)
-        model = self.model_request(manifest)
-        config = self.endpoint_config_request(manifest)
-        self.sm.create_model(**model)
-        self.sm.create_endpoint_config(**config)
         existing = self._describe(endpoint)
-        scaling = autoscaling.Autoscaling(self._client("application-autoscaling"), self._client("cloudwatch"))
-        if existing is None:
+        action, reason, old = "create", None, None
+        if existing is not None:
+            status = existing["EndpointStatus"]
+            action = endpoint_states.of(status).on_deploy
+            if action == "wait":
+                raise EndpointBusy(f"endpoint {endpoint} is {status}; deploy again once it has settled")
+            if action == "recreate":
+                reason = f"recreating: the endpoint was {status} ({existing.get('FailureReason') or 'no reason'})"
+            else:
+                old = self.sm.describe_endpoint_config(EndpointConfigName=existing["EndpointConfigName"])
+                if ("AsyncInferenceConfig" in old) != (manifest["endpoint"]["mode"] == "async"):
+                    action, reason = "recreate", "recreating: SageMaker cannot switch async and real-time in place"
+        model, config = self.model_request(manifest), self.endpoint_config_request(manifest)
+        self._create_version(model, config)
+        scaling = self._scaling()
+        if action == "create":
             self.sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config["EndpointConfigName"],
                                     Tags=naming.tags(env, None, self.store_uri))
+        elif action == "recreate":
+            scaling.remove(endpoint)
+            self.sm.delete_endpoint(EndpointName=endpoint)
         else:
-            old_config = self.sm.describe_endpoint_config(EndpointConfigName=existing["EndpointConfigName"])
-            old_type = old_config["ProductionVariants"][0]["InstanceType"]
-            if old_type != manifest["endpoint"]["instance_type"]:
+            if old["ProductionVariants"][0]["InstanceType"] != manifest["endpoint"]["instance_type"]:
                 # AWS refuses to change the instance type while autoscaling is registered on the variant.
                 scaling.remove(endpoint)
             self.sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=config["EndpointConfigName"])
-        state = {"name": env, "kind": "sagemaker", "state": "Creating" if existing is None else "Updating",
-                 "environment": env, "endpoint_name": endpoint, "version": manifest["version"],
-                 "reason": None, "updated_at": now()}
+        state = {"name": env, "kind": "sagemaker", "environment": env, "endpoint_name": endpoint,
+                 "state": {"create": "Creating", "recreate": "Deleting", "update": "Updating"}[action],
+                 "version": version, "reason": reason, "updated_at": now()}
         self.on_change(state)
-        self._monitor(manifest, endpoint)
+        self._monitor(manifest, endpoint, recreate=action == "recreate")
         return state
 
-    def _monitor(self, manifest: dict, endpoint: str) -> None:
-        thread = threading.Thread(target=self.settle, args=(manifest, endpoint), daemon=True,
-                                  name=f"sagemaker-monitor-{endpoint}")
-        self._monitors[endpoint] = thread
-        thread.start()
+    def _monitor(self, manifest: dict, endpoint: str, recreate: bool = False) -> None:
+        self._in_background(lambda: self.settle(manifest, endpoint, recreate=recreate), f"sagemaker-monitor-{endpoint}")
 
-    def settle(self, manifest: dict, endpoint: str, timeout: float = 7200) -> dict | None:
-        """Follow the endpoint until it settles; then set up autoscaling and remove older versions."""
+    def _wait_gone(self, endpoint: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        last = None
         while time.monotonic() < deadline:
-            try:
-                d = self._describe(endpoint)
-            except Exception as err:  # keep following through a passing error
-                d, last = None, str(err)
-            if d is None:
-                return None
-            if d["EndpointStatus"] != last:
-                last = d["EndpointStatus"]
-                self.on_change(self._view(manifest["name"], d))
-            if d["EndpointStatus"] in SETTLED:
-                if d["EndpointStatus"] == "InService":
-                    self._after_in_service(manifest, endpoint, d)
-                return d
+            if self._describe(endpoint) is None:
+                return True
             time.sleep(self.poll_interval)
-        return None
+        return False
 
-    @aws_call
+    def settle(self, manifest: dict, endpoint: str, timeout: float = 7200, recreate: bool = False) -> dict | None:
+        """Follow the endpoint until it settles (after recreating it, if asked); then autoscaling, and the
+        versions it no longer uses are removed. Returns the last description (None if it is gone)."""
+        env = manifest["name"]
+        ours = naming.versioned_name(env, manifest["version"], self.store_uri)
+        try:
+            if recreate:
+                if not self._wait_gone(endpoint, GONE_TIMEOUT_S):
+                    self.on_change({"name": env, "kind": "sagemaker", "state": "Failed", "environment": env,
+                                    "reason": f"endpoint {endpoint} was not deleted within {GONE_TIMEOUT_S} s"})
+                    return None
+                self.sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=ours,
+                                        Tags=naming.tags(env, None, self.store_uri))
+            deadline = time.monotonic() + timeout
+            last = None
+            while time.monotonic() < deadline:
+                d = self._describe(endpoint)
+                if d is None:
+                    return None
+                status = d["EndpointStatus"]
+                view = self._view(env, d)
+                if d["EndpointConfigName"] != ours and endpoint_states.of(status).settled and status != "Failed":
+                    # SageMaker rolled the update back: the old version serves, ours failed.
+                    why = d.get("FailureReason") or "no reason given"
+                    view["reason"] = (f"version {manifest['version']} did not deploy ({why}); still serving version "
+                                      f"{version_of(d['EndpointConfigName'])}")
+                    self.on_change(view)
+                    self._remove_version(ours)
+                    return d
+                if status != last:
+                    last = status
+                    self.on_change(view)
+                if endpoint_states.of(status).settled:
+                    if endpoint_states.of(status).serving:
+                        self._after_in_service(manifest, endpoint, d)
+                    return d
+                time.sleep(self.poll_interval)
+            return None
+        except Exception as err:  # a monitor's failure is shown on the endpoint, never lost in a thread
+            message = translate(err, self.region).message if not isinstance(err, AwsError) else err.message
+            log.error("comfyui-sagemaker: following endpoint %s failed: %s", endpoint, message)
+            self.on_change({"name": env, "kind": "sagemaker", "state": "Failed", "environment": env,
+                            "reason": f"following the deploy failed: {message}"})
+            return None
+
     def _after_in_service(self, manifest: dict, endpoint: str, d: dict) -> None:
         cfg = manifest["endpoint"]
-        scaling = autoscaling.Autoscaling(self._client("application-autoscaling"), self._client("cloudwatch"))
-        if cfg.get("autoscaling"):
-            scaling.apply(endpoint, cfg["mode"], cfg["autoscaling"]["min"], cfg["autoscaling"]["max"])
-        current = d["EndpointConfigName"]
-        self._delete_versions(endpoint, keep=current)
+        env = manifest["name"]
+        try:
+            if cfg.get("autoscaling"):
+                self._scaling().apply(endpoint, cfg["mode"], cfg["autoscaling"]["min"], cfg["autoscaling"]["max"])
+            self._set_warning(env, None)
+        except Exception as err:
+            # Without it the endpoint never scales (never to zero, billed around the clock): say so on it.
+            message = err.message if isinstance(err, AwsError) else translate(err, self.region).message
+            warning = f"autoscaling was not set up: {message}"
+            log.error("comfyui-sagemaker: endpoint %s: %s", endpoint, warning)
+            self._set_warning(env, warning)
+            self.on_change({**self._view(env, d), "warning": warning})
+        self._delete_versions(endpoint, keep=d["EndpointConfigName"])
 
-    def _delete_versions(self, endpoint: str, keep: str | None = None) -> None:
+    def _remove_version(self, name: str) -> None:
         from botocore.exceptions import ClientError
 
-        prefix = f"{endpoint}-v"
-        for page in self.sm.get_paginator("list_endpoint_configs").paginate(NameContains=prefix):
-            for c in page["EndpointConfigs"]:
-                if c["EndpointConfigName"] != keep and c["EndpointConfigName"].startswith(prefix):
-                    try:
-                        self.sm.delete_endpoint_config(EndpointConfigName=c["EndpointConfigName"])
-                    except ClientError as err:
-                        if _code(err) != "ValidationException":
-                            raise
-        for page in self.sm.get_paginator("list_models").paginate(NameContains=prefix):
-            for m in page["Models"]:
-                if m["ModelName"] != keep and m["ModelName"].startswith(prefix):
-                    try:
-                        self.sm.delete_model(ModelName=m["ModelName"])
-                    except ClientError as err:
-                        if _code(err) != "ValidationException":
-                            raise
-
-    @aws_call
-    def delete(self, name: str) -> None:
-        """Everything the extension made for this endpoint; safe to call again after a partial delete."""
-        from botocore.exceptions import ClientError
-
-        endpoint = naming.endpoint_name(name, self.store_uri)
-        existed = self._describe(endpoint) is not None
-        autoscaling.Autoscaling(self._client("application-autoscaling"), self._client("cloudwatch")).remove(endpoint)
-        if existed:
-            self.on_change({"name": name, "kind": "sagemaker", "state": "Deleting", "environment": name})
+        for delete, key in ((self.sm.delete_endpoint_config, "EndpointConfigName"),
+                            (self.sm.delete_model, "ModelName")):
             try:
-                self.sm.delete_endpoint(EndpointName=endpoint)
+                delete(**{key: name})
             except ClientError as err:
                 if _code(err) != "ValidationException":
                     raise
-        self._delete_versions(endpoint)
-        if not existed:
+
+    def _delete_versions(self, endpoint: str, keep: str | None = None) -> None:
+        """Every version's config and model but `keep` (the one the live endpoint uses)."""
+        prefix = f"{endpoint}-v"
+        names = set()
+        for page in self.sm.get_paginator("list_endpoint_configs").paginate(NameContains=prefix):
+            names |= {c["EndpointConfigName"] for c in page["EndpointConfigs"]}
+        for page in self.sm.get_paginator("list_models").paginate(NameContains=prefix):
+            names |= {m["ModelName"] for m in page["Models"]}
+        for name in sorted(names):
+            if name != keep and name.startswith(prefix) and version_of(name) is not None:
+                self._remove_version(name)
+
+    @aws_call
+    def delete(self, name: str) -> None:
+        """Everything the extension made for this endpoint; safe to call again after a partial delete.
+        The configs and models go once the endpoint is gone (in the background: that takes minutes)."""
+        from botocore.exceptions import ClientError
+
+        endpoint = naming.endpoint_name(name, self.store_uri)
+        existing = self._describe(endpoint)
+        if existing is None:
+            # Leftovers of an earlier delete, or of one made outside: no endpoint uses them.
+            self._scaling().remove(endpoint)
+            self._delete_versions(endpoint)
+            self._set_warning(name, None)
             raise EndpointNotFound(f"no SageMaker endpoint runs environment {name!r}; leftovers were removed")
+        status = existing["EndpointStatus"]
+        if not endpoint_states.of(status).deletable:
+            raise EndpointBusy(f"endpoint {endpoint} is {status}; SageMaker allows no delete until that ends")
+        self._scaling().remove(endpoint)
+        try:
+            self.sm.delete_endpoint(EndpointName=endpoint)
+        except ClientError as err:
+            if not _not_found(err):
+                if _code(err) == "ValidationException":
+                    raise EndpointBusy(f"SageMaker refused to delete {endpoint}: {err}") from None
+                raise
+        self.on_change({"name": name, "kind": "sagemaker", "state": "Deleting", "environment": name})
+
+        def clean_up() -> None:
+            try:
+                if self._wait_gone(endpoint, GONE_TIMEOUT_S):
+                    self._delete_versions(endpoint)
+                    self._set_warning(name, None)
+                    self.on_change({"name": name, "kind": "sagemaker", "state": "Deleted", "environment": name})
+            except Exception as err:  # the next delete removes the leftovers
+                log.error("comfyui-sagemaker: cleaning up after endpoint %s failed: %s", endpoint, err)
+
+        self._in_background(clean_up, f"sagemaker-delete-{endpoint}")
+
+    def _in_background(self, fn: Callable[[], None], name: str) -> None:
+        threading.Thread(target=fn, daemon=True, name=name).start()
+
+    def cancel(self, name: str, execution_id: str) -> None:
+        """SageMaker sends each invocation to any instance, so a second one cannot reach the run: the
+        worker that has it watches for this marker in the store (and skips a queued request that has one)."""
+        if self.store is not None:
+            self.store.put(f"{CANCEL_PREFIX}{execution_id}", b"{}")
 
     def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
         endpoint = self.check_ready(name)

@@ -11,9 +11,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-from .errors import NotFound, SageMakerError
+from .errors import Conflict, NotFound, SageMakerError
 
-READY_STATES = ("InService", "Updating")
+# States in which an endpoint takes invocations. SageMaker's serving ones (aws/endpoint_states.py;
+# a test keeps the two equal): the current config keeps serving through an update or maintenance.
+READY_STATES = ("InService", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed")
 
 
 class EndpointNotFound(NotFound):
@@ -26,6 +28,13 @@ class EndpointNotReady(SageMakerError):
     """The endpoint exists but cannot take work now (Creating, Failed, Deleting)."""
 
     code = "endpoint_not_ready"
+
+
+class EndpointBusy(Conflict):
+    """The endpoint is in the middle of something (creating, updating, maintenance, deleting) and
+    cannot take this change now; the message says what it is doing."""
+
+    code = "endpoint_busy"
 
 
 class InvocationFailed(SageMakerError):
@@ -55,8 +64,8 @@ class Endpoints(ABC):
         """Remove the endpoint and everything made for it; idempotent; EndpointNotFound if there is none."""
 
     @abstractmethod
-    def logs(self, name: str, tail: int = 200) -> str:
-        """The last lines of the endpoint's logs."""
+    def logs(self, name: str, tail: int = 200, contains: str | None = None) -> str:
+        """The last `tail` lines of the endpoint's logs (only lines holding `contains`, if given)."""
 
     @abstractmethod
     def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:

@@ -55,7 +55,8 @@ def stubbed(aws_env):
         s.activate()
     events = []
     endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", events.append, clients, poll_interval=0)
-    endpoints._monitor = lambda m, e: None  # the tests drive settle() themselves
+    endpoints._monitor = lambda m, e, recreate=False: None  # the tests drive settle() themselves
+    endpoints._in_background = lambda fn, name: fn()
     yield endpoints, stubs, events
     for s in stubs.values():
         s.assert_no_pending_responses()
@@ -85,6 +86,7 @@ def described(status, config="cs-x-v1", reason=None, count=1):
     return d
 
 
+@pytest.mark.stubber
 def test_create_async_with_scale_to_zero_sends_exactly_these_requests(stubbed):
     endpoints, stubs, events = stubbed
     sm, aas, cw = stubs["sagemaker"], stubs["application-autoscaling"], stubs["cloudwatch"]
@@ -94,6 +96,7 @@ def test_create_async_with_scale_to_zero_sends_exactly_these_requests(stubbed):
         {"Key": naming.TAG_ENVIRONMENT, "Value": "Portraits"},
         {"Key": naming.TAG_VERSION, "Value": "1"},
     ]
+    not_found(sm)  # a new endpoint
     sm.add_response(
         "create_model",
         {"ModelArn": ARN + "model/m"},
@@ -124,6 +127,7 @@ def test_create_async_with_scale_to_zero_sends_exactly_these_requests(stubbed):
                     "InstanceType": "ml.g4dn.xlarge",
                     "InitialInstanceCount": 1,
                     "ContainerStartupHealthCheckTimeoutInSeconds": STARTUP_HEALTH_CHECK_S,
+                    "InferenceAmiVersion": "al2-ami-sagemaker-inference-gpu-3-1",
                 }
             ],
             "AsyncInferenceConfig": {
@@ -135,7 +139,6 @@ def test_create_async_with_scale_to_zero_sends_exactly_these_requests(stubbed):
             },
         },
     )
-    not_found(sm)
     sm.add_response(
         "create_endpoint",
         {"EndpointArn": ARN + "endpoint/e"},
@@ -224,11 +227,10 @@ def test_create_async_with_scale_to_zero_sends_exactly_these_requests(stubbed):
     assert [e["state"] for e in events] == ["Creating", "Creating", "InService"]
 
 
+@pytest.mark.stubber
 def test_update_changing_instance_type_deregisters_autoscaling_first(stubbed):
     endpoints, stubs, events = stubbed
     sm, aas, cw = stubs["sagemaker"], stubs["application-autoscaling"], stubs["cloudwatch"]
-    sm.add_response("create_model", {"ModelArn": ARN + "model/m"}, None)
-    sm.add_response("create_endpoint_config", {"EndpointConfigArn": ARN + "endpoint-config/c"}, None)
     sm.add_response("describe_endpoint", described("InService", f"{ENDPOINT}-v1"), {"EndpointName": ENDPOINT})
     sm.add_response(
         "describe_endpoint_config",
@@ -247,6 +249,8 @@ def test_update_changing_instance_type_deregisters_autoscaling_first(stubbed):
         },
         {"EndpointConfigName": f"{ENDPOINT}-v1"},
     )
+    sm.add_response("create_model", {"ModelArn": ARN + "model/m"}, None)
+    sm.add_response("create_endpoint_config", {"EndpointConfigArn": ARN + "endpoint-config/c"}, None)
     dim = DIM
     aas.add_response(
         "describe_scaling_policies",
@@ -311,7 +315,6 @@ def test_update_changing_instance_type_deregisters_autoscaling_first(stubbed):
         },
         {"NameContains": f"{ENDPOINT}-v"},
     )
-    sm.add_response("delete_endpoint_config", {}, {"EndpointConfigName": v1})
     sm.add_response(
         "list_models",
         {
@@ -321,10 +324,12 @@ def test_update_changing_instance_type_deregisters_autoscaling_first(stubbed):
         },
         {"NameContains": f"{ENDPOINT}-v"},
     )
+    sm.add_response("delete_endpoint_config", {}, {"EndpointConfigName": v1})
     sm.add_response("delete_model", {}, {"ModelName": v1})
     endpoints.settle(manifest(version=2, instance_type="ml.g5.xlarge", mode="realtime"), ENDPOINT)
 
 
+@pytest.mark.stubber
 def test_failed_creation_reports_sagemakers_reason(stubbed):
     endpoints, stubs, events = stubbed
     stubs["sagemaker"].add_response(
@@ -334,6 +339,7 @@ def test_failed_creation_reports_sagemakers_reason(stubbed):
     assert events[-1]["state"] == "Failed" and events[-1]["reason"] == "Image does not exist"
 
 
+@pytest.mark.stubber
 @pytest.mark.parametrize(
     "code, message, exc",
     [
@@ -347,6 +353,7 @@ def test_failed_creation_reports_sagemakers_reason(stubbed):
 )
 def test_aws_refusals_become_clear_errors(stubbed, code, message, exc):
     endpoints, stubs, _ = stubbed
+    not_found(stubs["sagemaker"])
     stubs["sagemaker"].add_client_error("create_model", code, message, http_status_code=400)
     with pytest.raises(exc) as err:
         endpoints.deploy(manifest())
@@ -355,6 +362,7 @@ def test_aws_refusals_become_clear_errors(stubbed, code, message, exc):
         assert "ml.g5.xlarge for endpoint usage" in err.value.message and "Service Quotas" in err.value.message
 
 
+@pytest.mark.stubber
 @pytest.mark.parametrize(
     "role, image, store, needle",
     [
@@ -376,7 +384,8 @@ def test_lifecycle_on_moto(aws_env):
     with mock_aws():
         events = []
         endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", events.append, poll_interval=0)
-        endpoints._monitor = lambda m, e: endpoints.settle(m, e)  # moto is InService at once
+        endpoints._monitor = lambda m, e, recreate=False: endpoints.settle(m, e, recreate=recreate)
+        endpoints._in_background = lambda fn, name: fn()  # moto is InService at once
         endpoints.deploy(manifest(scaling={"min": 0, "max": 2}))
         listed = endpoints.list()
         assert [(e["name"], e["state"]) for e in listed] == [("Portraits", "InService")]
@@ -416,7 +425,7 @@ def test_an_async_run_on_an_endpoint_scaled_to_zero_says_it_waits_for_an_instanc
         s3.create_bucket(Bucket="team-bucket")
         store = S3Store("team-bucket", "comfy", s3_client=s3)
         endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", poll_interval=0, store=store)
-        endpoints._monitor = lambda m, e: None
+        endpoints._monitor = lambda m, e, recreate=False: None
         endpoints.deploy(manifest(scaling={"min": 0, "max": 2}))
         endpoints.get = lambda name: {**SageMakerEndpoints.get(endpoints, name), "instances": 0}
 
@@ -431,7 +440,7 @@ def test_an_async_run_on_an_endpoint_scaled_to_zero_says_it_waits_for_an_instanc
                 "FailureLocation": "s3://team-bucket/comfy/async/failures/x-error.out"}, {
                 "EndpointName": ENDPOINT, "InputLocation": f"{STORE}/async/requests/x.json",
                 "ContentType": "application/json", "Accept": "application/json", "InferenceId": "x",
-                "InvocationTimeoutSeconds": 3600})
+                "InvocationTimeoutSeconds": 3600, "RequestTTLSeconds": 3900})
             result = endpoints.invoke("Portraits", {"execution_id": "x", "prompt": {}}, events.append)
         assert result["status"] == "succeeded"
         assert events[0]["type"] == "sagemaker.note" and "waiting for an instance" in events[0]["data"]["message"]
