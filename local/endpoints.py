@@ -167,14 +167,14 @@ class LocalEndpoints(Endpoints):
             shutil.rmtree(self._dir(name), ignore_errors=True)
         self.on_change({"name": state["name"], "kind": "local", "state": "Deleted"})
 
-    def logs(self, name: str, tail: int = 200) -> str:
+    def logs(self, name: str, tail: int = 200, contains: str | None = None) -> str:
+        """The worker's log (its ComfyUI's output is in it too, as on SageMaker)."""
         self.get(name)
-        text = ""
-        for path in (self._dir(name) / "worker.log", self._dir(name) / "base" / "comfyui.log"):
-            if path.exists():
-                text += f"--- {path.name} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-tail:])
-                text += "\n"
-        return text
+        path = self._dir(name) / "worker.log"
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        if contains:
+            lines = [line for line in lines if contains.lower() in line.lower()]
+        return "\n".join(lines[-tail:]) + ("\n" if lines else "") if tail else ""
 
     def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
         import requests  # lazily: importing the extension stays light

@@ -37,7 +37,10 @@ async def get_endpoint(request: web.Request, ctx: Context) -> web.Response:
 
 async def endpoint_logs(request: web.Request, ctx: Context) -> web.Response:
     tail = query_int(request, "tail", 200, 0, 5000)
-    logs = await asyncio.to_thread(ctx.services.endpoints.logs, request.match_info["name"], tail)
+    contains = request.query.get("contains") or None
+    if contains is not None and len(contains) > 200:
+        raise BadRequest("contains: at most 200 characters")
+    logs = await asyncio.to_thread(ctx.services.endpoints.logs, request.match_info["name"], tail, contains)
     return json_ok({"name": request.match_info["name"], "logs": logs})
 
 

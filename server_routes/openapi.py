@@ -48,6 +48,7 @@ SUMMARIES = {
     ("POST", "/models/download"): "Download a model by URL",
     ("DELETE", "/models/{folder}/{name}"): "Delete a model file",
     ("GET", "/openapi.json"): "This document",
+    ("POST", "/events/subscribe"): "Receive the extension's events on this page's websocket (with the token)",
 }
 
 ERROR = {
@@ -124,6 +125,8 @@ BODIES: dict[tuple[str, str], tuple[str, dict]] = {
          "template": {"type": ["string", "null"], "description": "runs on its environment's endpoint"},
          "environment": {"type": ["string", "null"], "description": "or name the environment"}}, ("prompt",))),
     ("POST", "/inputs/watcher"): ("application/json", obj({"enabled": {"type": "boolean"}}, ("enabled",))),
+    ("POST", "/events/subscribe"): ("application/json", obj(
+        {"client_id": {"type": "string", "description": "the page's ComfyUI websocket client id"}}, ("client_id",))),
     ("POST", "/models/download"): ("application/json", obj(
         {"folder": {"type": "string"}, "name": {"type": "string"},
          "url": {"type": "string", "format": "uri", "description": "https, from an allowed host"},
@@ -143,7 +146,9 @@ QUERIES: dict[tuple[str, str], list[dict]] = {
     ("GET", "/environments/{name}"): [query("version", {"type": "integer", "minimum": 1}, "default: the latest")],
     ("DELETE", "/environments/{name}"): [query("force", {"type": "boolean"}, "also while bound or running")],
     ("GET", "/endpoints/{name}/logs"): [query("tail", {"type": "integer", "minimum": 0, "maximum": 5000},
-                                              "last lines (default 200)")],
+                                              "last lines (default 200)"),
+                                        query("contains", {"type": "string", "maxLength": 200},
+                                              "only lines holding this text (any case)")],
     ("GET", "/executions"): [
         query("state", {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]}, "only these"),
         query("template", {"type": "string"}, "only this template's"),

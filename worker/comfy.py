@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -65,11 +66,22 @@ class ComfyProcess:
         cmd = [sys.executable, str(self.comfyui_dir / "main.py"), "--listen", "127.0.0.1", "--port", str(self.port),
                "--disable-auto-launch", "--base-directory", str(self.base), "--database-url", "sqlite:///:memory:",
                "--disable-api-nodes", *self.extra_args]
-        log = open(self.log_path, "ab")
         parent = os.getpid()
         tie = (lambda: die_with_parent(parent)) if sys.platform == "linux" else None
-        self.proc = subprocess.Popen(cmd, cwd=self.comfyui_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                     preexec_fn=tie)
+        self.proc = subprocess.Popen(cmd, cwd=self.comfyui_dir, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, preexec_fn=tie)
+        threading.Thread(target=self._relay_output, args=(self.proc.stdout,), daemon=True,
+                         name="comfyui-output").start()
+
+    def _relay_output(self, stream) -> None:
+        """ComfyUI's output goes to the worker's own stdout (on SageMaker that is CloudWatch Logs, where node
+        tracebacks and out-of-memory errors must be seen) and to its log file (tests, local debugging)."""
+        with open(self.log_path, "ab") as log:
+            for line in iter(stream.readline, b""):
+                log.write(line)
+                log.flush()
+                sys.stdout.buffer.write(b"comfyui | " + line)
+                sys.stdout.buffer.flush()
 
     async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
