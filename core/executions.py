@@ -59,6 +59,8 @@ DIGEST_RE = re.compile(r"[0-9a-f]{64}")
 
 # Time-sortable: UTC date and time to the microsecond, then 8 random hex digits.
 ID_RE = re.compile(r"[0-9]{8}T[0-9]{12}-[0-9a-f]{8}")
+# A cancel request for an endpoint that cannot route it to the run (SageMaker): a marker the worker polls.
+CANCEL_PREFIX = "async/cancel/"
 
 
 def new_id() -> str:

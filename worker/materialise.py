@@ -84,7 +84,7 @@ class Materialiser:
         try:
             manifest = json.loads(data)
         except (ValueError, RecursionError) as err:
-            raise MaterialiseError(f"manifest is not JSON: {err}") from None
+            raise MaterialiseError(f"manifest {self.manifest_key} is corrupt: not JSON ({err})") from None
         problem = manifest_problem(manifest)
         if problem:
             raise MaterialiseError(f"manifest {self.manifest_key} is corrupt: {problem}")

@@ -28,6 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from ..core.errors import SageMakerError
+from ..core.executions import CANCEL_PREFIX, ID_RE
 from ..core.hashing import file_sha256
 from .comfy import ComfyProcess, PromptRejected
 from .materialise import EXTENSION_FOLDER, MaterialiseError, Materialiser, place_input, safe_relative
@@ -35,6 +36,7 @@ from .settings import TOKEN_HEADER, WorkerSettings
 
 log = logging.getLogger("comfyui_sagemaker.worker")
 NDJSON = "application/x-ndjson"
+
 
 
 def error(status: int, code: str, message: str) -> web.Response:
@@ -88,6 +90,17 @@ class Worker:
     def fail(self, reason: str) -> None:
         self.state, self.reason = "failed", reason
         log.error("worker failed: %s", reason)
+        if self.s.exit_after_failure >= 0:
+            log.info("exiting in %.0f s", self.s.exit_after_failure)
+            asyncio.get_running_loop().call_later(self.s.exit_after_failure, self.exit_failed)
+
+    @staticmethod
+    def exit_failed() -> None:
+        # aiohttp's run_app stops on SIGINT; the container (or local endpoint) then sees the exit code.
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGINT)
 
     # routes
 
@@ -210,14 +223,34 @@ class Worker:
                 await self.comfy.interrupt(self.session, self.current_prompt_id)
             await asyncio.sleep(0.1)
 
+    def _cancel_marked(self, execution_id: str) -> bool:
+        """SageMaker cannot route a cancel to the instance that runs a prompt: the caller leaves a marker
+        in the store (async/cancel/<execution id>) that the run's worker looks for."""
+        if not ID_RE.fullmatch(execution_id or ""):
+            return False
+        try:
+            return self.materialiser.store.size(f"{CANCEL_PREFIX}{execution_id}") is not None
+        except Exception:  # the store is the caller's: a failed look is not a cancel
+            return False
+
+    async def _watch_cancel(self, execution_id: str) -> None:
+        while self.current == execution_id:
+            await asyncio.sleep(self.s.cancel_poll)
+            if self.current == execution_id and await asyncio.to_thread(self._cancel_marked, execution_id):
+                await self.cancel(execution_id)
+                return
+
     async def execute(self, execution_id: str, prompt: dict, inputs: list, on_event) -> dict:
         t0 = time.monotonic()
         async with self.lock:
             t_start = time.monotonic()
-            if execution_id and execution_id in self.cancelled:
+            if execution_id and (execution_id in self.cancelled or
+                                 await asyncio.to_thread(self._cancel_marked, execution_id)):
                 return self.result(execution_id, "failed", {}, {"code": "cancelled", "message": "cancelled"}, t0,
                                    t_start)
             self.current, self.current_prompt_id = execution_id, None
+            watcher = asyncio.get_running_loop().create_task(self._watch_cancel(execution_id)) \
+                if ID_RE.fullmatch(execution_id or "") else None
             for blob, name, sha in inputs:
                 await asyncio.to_thread(place_input, blob, name, sha, self.s.base_dir / "input")
             try:
@@ -236,6 +269,8 @@ class Worker:
                                    t_start)
             finally:
                 self.current = self.current_prompt_id = None
+                if watcher is not None:
+                    watcher.cancel()
         files = await asyncio.to_thread(self.store_outputs, outputs)
         status = "succeeded" if final == "execution_success" else "failed"
         failure = {"code": "node_error" if final == "execution_error" else "interrupted", **(err or {})}
@@ -362,3 +397,5 @@ def serve(settings: WorkerSettings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     worker = Worker(settings)
     web.run_app(build_app(worker), host=settings.host, port=settings.port, print=None, handle_signals=True)
+    if worker.state == "failed":
+        raise SystemExit(f"worker failed: {worker.reason}")

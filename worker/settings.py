@@ -27,6 +27,10 @@ class WorkerSettings:
     # A local endpoint's secret: /invocations and /status need it in X-Worker-Token. None on SageMaker,
     # whose own front door is the only way in.
     token: str | None = None
+    # After a failed start, keep answering /status and /ping (503) this long, then exit: SageMaker then
+    # marks the deploy Failed at once instead of waiting for its startup health check to expire.
+    exit_after_failure: float = 60.0
+    cancel_poll: float = 2.0  # how often a run looks for its cancel marker in the store
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> WorkerSettings:
@@ -49,4 +53,6 @@ class WorkerSettings:
             extension_dir=Path(env["WORKER_EXTENSION_DIR"]) if env.get("WORKER_EXTENSION_DIR") else
             Path(__file__).resolve().parent.parent,
             token=env.get("WORKER_TOKEN") or None,
+            exit_after_failure=float(env.get("WORKER_EXIT_AFTER_FAILURE", "60")),
+            cancel_poll=float(env.get("WORKER_CANCEL_POLL", "2")),
         )
