@@ -10,6 +10,7 @@ relaying the coarse progress the worker writes to the store meanwhile.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +20,16 @@ from ..core.endpoints import InvocationFailed
 from ..core.store import Store
 
 REALTIME_LIMIT_S = 60
+NEAR_LIMIT_S = REALTIME_LIMIT_S - 5  # SageMaker's clock starts after ours: a cut from here on is the limit
+# InvokeEndpointAsync's ranges (botocore's service model): the queue time, and the run time once picked up.
+REQUEST_TTL_S = (60, 21600)
+INVOCATION_TIMEOUT_S = (1, 3600)
 PROGRESS_PREFIX = "async/progress/"
 REQUEST_PREFIX = "async/requests/"
+# What SageMaker says when a real-time invocation runs over its limit: "Your model primary did not complete
+# sending the inference response in the allotted time." (stream) / "Your invocation timed out while waiting
+# for a response from container primary." (InvokeEndpoint).
+LIMIT_WORDS = ("in the allotted time", "timed out while waiting for a response")
 
 
 def _code(err: Exception) -> str:
@@ -32,42 +41,64 @@ def _message(err: Exception) -> str:
     return e.get("Message") or str(err)
 
 
-def realtime_error(err: Exception) -> InvocationFailed:
-    message = _message(err)
-    if "timed out" in message.lower() or "timeout" in message.lower():
-        return InvocationFailed(
-            f"the prompt ran over SageMaker's real-time limit of {REALTIME_LIMIT_S} s ({message}); publish the "
-            "environment with mode async for long workflows (up to an hour)")
-    return InvocationFailed(f"SageMaker {_code(err) or 'error'}: {message}")
+def _over_the_limit(detail: str) -> InvocationFailed:
+    return InvocationFailed(
+        f"the prompt ran over SageMaker's real-time limit of {REALTIME_LIMIT_S} s (SageMaker: {detail}); publish the "
+        "environment with mode async for long workflows (up to an hour)")
 
 
-def invoke_realtime(runtime: Any, endpoint: str, body: dict, on_event: Callable[[dict], None]) -> dict:
+def realtime_error(err: Exception, elapsed: float) -> InvocationFailed:
+    """SageMaker's answer in the user's words. Whether the run hit the time limit is read from the
+    error code and how long the run took, or from AWS's own words for it (the texts are AWS's to change,
+    so either is enough)."""
+    code, message = _code(err), _message(err)
+    near_limit = elapsed >= NEAR_LIMIT_S or any(words in message.lower() for words in LIMIT_WORDS)
+    if code == "ModelStreamError":  # an exception frame in the stream: botocore's EventStreamError
+        # Its ErrorCode (ModelInvocationTimeExceeded | StreamBroken) does not survive botocore's parser.
+        if near_limit:
+            return _over_the_limit(message)
+        return InvocationFailed(f"the worker's stream broke after {elapsed:.0f} s (SageMaker: {message})")
+    if code == "InternalStreamFailure":
+        return InvocationFailed(f"SageMaker's stream failed ({message}); retry the prompt")
+    if code == "ModelError":  # 424: the container answered an error, or not in time
+        if near_limit:
+            return _over_the_limit(message)
+        response = getattr(err, "response", {})
+        if "OriginalStatusCode" in response:
+            return InvocationFailed(f"the worker answered HTTP {response['OriginalStatusCode']}: "
+                                    f"{str(response.get('OriginalMessage', ''))[:2000]}")
+        return InvocationFailed(f"the worker failed: {message}")
+    return InvocationFailed(f"SageMaker refused the request ({code or 'error'}): {message}")
+
+
+def invoke_realtime(runtime: Any, endpoint: str, body: dict, on_event: Callable[[dict], None],
+                    clock: Callable[[], float] = time.monotonic) -> dict:
     from botocore.exceptions import BotoCoreError, ClientError
+    from urllib3.exceptions import HTTPError
 
+    started = clock()
     try:
         extra = {"InferenceId": str(body["execution_id"])[:64]} if body.get("execution_id") else {}
         response = runtime.invoke_endpoint_with_response_stream(
             EndpointName=endpoint, Body=json.dumps(body).encode(), ContentType="application/json",
             Accept="application/x-ndjson", **extra)
         buffer = b""
+        # An exception frame (ModelStreamError, InternalStreamFailure) raises EventStreamError here.
         for event in response["Body"]:
-            if "PayloadPart" in event:
-                buffer += event["PayloadPart"]["Bytes"]
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    if not line.strip():
-                        continue
-                    item = json.loads(line)
-                    if item.get("type") == "result":
-                        return item["data"]
-                    on_event(item)
-            elif "ModelStreamError" in event:
-                raise InvocationFailed(f"the model's stream failed: {event['ModelStreamError'].get('Message')}")
-            elif "InternalStreamFailure" in event:
-                raise InvocationFailed(f"SageMaker's stream failed: {event['InternalStreamFailure'].get('Message')}")
+            if "PayloadPart" not in event:
+                continue
+            buffer += event["PayloadPart"]["Bytes"]
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if not line.strip():
+                    continue
+                item = json.loads(line)
+                if item.get("type") == "result":
+                    return item["data"]
+                on_event(item)
     except ClientError as err:
-        raise realtime_error(err) from None
-    except BotoCoreError as err:
+        raise realtime_error(err, clock() - started) from None
+    except (BotoCoreError, HTTPError) as err:  # the body is read by urllib3 itself: its errors are not wrapped
         raise InvocationFailed(f"SageMaker did not answer: {err}") from None
     raise InvocationFailed("the endpoint closed its stream without a result")
 
@@ -83,12 +114,17 @@ def invoke_async(runtime: Any, s3: Any, store: Store, store_uri: str, endpoint: 
     from botocore.exceptions import BotoCoreError, ClientError
 
     execution_id = str(body.get("execution_id") or "")
+    # Nobody waits past `timeout`: SageMaker drops the request then too (its default is 6 hours of queue).
+    patience = math.ceil(timeout)
+    ttl = min(max(patience, REQUEST_TTL_S[0]), REQUEST_TTL_S[1])
+    run_limit = min(max(patience, INVOCATION_TIMEOUT_S[0]), INVOCATION_TIMEOUT_S[1])
     request_key = f"{REQUEST_PREFIX}{execution_id}.json"
     store.put(request_key, json.dumps(body).encode())
     try:
         r = runtime.invoke_endpoint_async(
             EndpointName=endpoint, InputLocation=f"{store_uri}/{request_key}", ContentType="application/json",
-            Accept="application/json", InferenceId=execution_id[:64], InvocationTimeoutSeconds=3600)
+            Accept="application/json", InferenceId=execution_id[:64], InvocationTimeoutSeconds=run_limit,
+            RequestTTLSeconds=ttl)
     except (ClientError, BotoCoreError) as err:
         raise InvocationFailed(f"SageMaker refused the async request: {_message(err)}") from None
     output, failure = _s3_location(r["OutputLocation"]), _s3_location(r.get("FailureLocation") or "")

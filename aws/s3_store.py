@@ -1,8 +1,9 @@
 """The S3 store: the same contract as the folder store, on a bucket + prefix.
 
 Atomicity comes from S3's conditional writes: `create` is a PutObject with
-`If-None-Match: *` (412 PreconditionFailed or 409 ConditionalRequestConflict
-mean another writer won), `replace` a PutObject with `If-Match: <etag>`.
+`If-None-Match: *` (412 PreconditionFailed means another writer won; 409
+ConditionalRequestConflict is S3's "a conflicting operation is in progress,
+retry", and is retried), `replace` a PutObject with `If-Match: <etag>`.
 
 Blobs: up to the multipart threshold a PutObject carries the blob's own
 sha256 as `ChecksumSHA256`, so S3 itself refuses bytes that do not match it
@@ -35,7 +36,11 @@ from . import clients
 
 MULTIPART = 64 * 1024 * 1024
 
-LOST_RACE = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+LOST_RACE = {"PreconditionFailed", "412"}  # the condition was checked and is false: another writer won
+# 409: "a conflicting operation occurred during the upload... retry" (PutObject's IfNoneMatch / IfMatch
+# in S3's API reference); the condition was not decided, so the write is tried again after a pause.
+CONFLICT = {"ConditionalRequestConflict", "409"}
+CONFLICT_BACKOFF_S = (0.05, 0.1, 0.2, 0.4)  # one pause per retry, jittered +-50 %
 MISSING = {"NoSuchKey", "404", "NotFound"}
 
 
@@ -118,32 +123,56 @@ class S3Store(Store):
 
     @_unavailable_on_aws_error
     def create(self, key: str, data: bytes) -> str:
+        import random
+        import time
+
         from botocore.exceptions import ClientError
 
-        try:
-            r = self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*",
-                                   **self.write_args)
-        except ClientError as err:
-            if _code(err) in LOST_RACE:
-                raise KeyExists(key) from None
-            raise
-        return r["ETag"]
+        for pause in (*CONFLICT_BACKOFF_S, None):
+            try:
+                r = self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*",
+                                       **self.write_args)
+            except ClientError as err:
+                code = _code(err)
+                if code in LOST_RACE:
+                    raise KeyExists(key) from None
+                if code in CONFLICT and pause is not None:
+                    time.sleep(pause * random.uniform(0.5, 1.5))
+                    continue
+                if code in CONFLICT:
+                    raise StoreUnavailable(f"S3 kept conflicting on {key!r} ({len(CONFLICT_BACKOFF_S) + 1} tries, "
+                                           "409 ConditionalRequestConflict): another write is in progress; "
+                                           "try again") from None
+                raise
+            return r["ETag"]
 
     @_unavailable_on_aws_error
     def replace(self, key: str, data: bytes, if_match: str) -> str:
+        import random
+        import time
+
         from botocore.exceptions import ClientError
 
-        try:
-            r = self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=if_match,
-                                   **self.write_args)
-        except ClientError as err:
-            code = _code(err)
-            if code in MISSING:
-                raise KeyNotFound(key) from None
-            if code in LOST_RACE:
-                raise PreconditionFailed(key) from None
-            raise
-        return r["ETag"]
+        # A retry keeps the caller's If-Match: if the conflicting write changed the object, S3 says 412.
+        for pause in (*CONFLICT_BACKOFF_S, None):
+            try:
+                r = self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=if_match,
+                                       **self.write_args)
+            except ClientError as err:
+                code = _code(err)
+                if code in MISSING:
+                    raise KeyNotFound(key) from None
+                if code in LOST_RACE:
+                    raise PreconditionFailed(key) from None
+                if code in CONFLICT and pause is not None:
+                    time.sleep(pause * random.uniform(0.5, 1.5))
+                    continue
+                if code in CONFLICT:
+                    raise StoreUnavailable(f"S3 kept conflicting on {key!r} ({len(CONFLICT_BACKOFF_S) + 1} tries, "
+                                           "409 ConditionalRequestConflict): another write is in progress; "
+                                           "try again") from None
+                raise
+            return r["ETag"]
 
     @_unavailable_on_aws_error
     def put(self, key: str, data: bytes) -> str:

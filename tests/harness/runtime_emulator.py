@@ -9,9 +9,20 @@ in a random bucket, so this stands in for `runtime.sagemaker.<region>.amazonaws.
 - POST /endpoints/{name}/async-invocations: InvokeEndpointAsync, 202 with the
   output and failure locations taken from the endpoint config on moto, the input
   read from and the result written to moto's S3.
-Errors have AWS's shapes: `x-amzn-ErrorType` plus a JSON body (ValidationError
-400 for an unknown endpoint, ModelError 424 for a container failure or the
-real-time time limit).
+Errors have AWS's shapes and texts: `x-amzn-ErrorType` plus a JSON body with the
+modeled fields. The texts are the ones AWS's users quote from real endpoints
+(aws/amazon-sagemaker-examples issues #293, #559; aws/sagemaker-python-sdk #1119;
+aws/sagemaker-huggingface-inference-toolkit #122; a re:Post question on
+InvokeEndpointWithResponseStream), the error codes those of the API reference:
+- ValidationError 400 "Endpoint {name} of account {account} not found.";
+- ModelError 424 for a container that answers an error: "Received client|server error
+  ({status}) from primary with message "{body}". See {CloudWatch link} in account
+  {account} for more information.", with OriginalStatusCode / OriginalMessage / LogStreamArn;
+- ModelError 424, original status 0, "Your invocation timed out while waiting for a response
+  from container primary. ..." when the container sends nothing within the time limit;
+- a ModelStreamError exception frame, ErrorCode ModelInvocationTimeExceeded, "Your model
+  primary did not complete sending the inference response in the allotted time." when a
+  stream runs over the limit.
 """
 
 from __future__ import annotations
@@ -28,6 +39,12 @@ import aiohttp
 from aiohttp import web
 
 from .comfyui import free_port
+
+ACCOUNT = "123456789012"
+CONTAINER_TIMEOUT_MESSAGE = ("Your invocation timed out while waiting for a response from container primary. Review "
+                             "the latency metrics for each container in Amazon CloudWatch, resolve the issue, and try "
+                             "again.")
+STREAM_TIMEOUT_MESSAGE = "Your model primary did not complete sending the inference response in the allotted time."
 
 
 def event_message(headers: dict[str, str], payload: bytes) -> bytes:
@@ -49,7 +66,17 @@ def payload_part(data: bytes) -> bytes:
 
 
 def aws_error(status: int, kind: str, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"message": message, **extra}, status=status, headers={"x-amzn-ErrorType": kind})
+    return web.json_response({"Message": message, **extra}, status=status, headers={"x-amzn-ErrorType": kind})
+
+
+def model_error(endpoint: str, region: str, status: int, original: str) -> web.Response:
+    """What SageMaker answers when the container answered `status` (0: nothing in time)."""
+    group = f"/aws/sagemaker/Endpoints/{endpoint}"
+    logs = (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logEventViewer:group={group}")
+    kind = "client" if 400 <= status < 500 else "server"
+    return aws_error(424, "ModelError", f'Received {kind} error ({status}) from primary with message "{original}". '
+                     f"See {logs} in account {ACCOUNT} for more information.", OriginalStatusCode=status,
+                     OriginalMessage=original, LogStreamArn=f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{group}")
 
 
 class RuntimeEmulator:
@@ -71,7 +98,7 @@ class RuntimeEmulator:
         except Exception:
             d = None
         if d is None or name not in self.workers:
-            return None, aws_error(400, "ValidationError", f"Endpoint {name} of account 123456789012 not found.")
+            return None, aws_error(400, "ValidationError", f"Endpoint {name} of account {ACCOUNT} not found.")
         return d, None
 
     async def _forward(self, name: str, body: bytes, accept: str) -> aiohttp.ClientResponse:
@@ -98,18 +125,19 @@ class RuntimeEmulator:
                                               self.realtime_limit)
             data = await asyncio.wait_for(response.read(), self.realtime_limit)
         except asyncio.TimeoutError:
-            return self._timed_out()
+            return self._timed_out(name)
         await self._close(response)
         if response.status != 200:
-            return aws_error(424, "ModelError", "Received client error from model", OriginalStatusCode=response.status,
-                             OriginalMessage=data.decode(errors="replace"))
+            return self._model_error(name, response.status, data.decode(errors="replace"))
         return web.Response(body=data, headers={"Content-Type": response.headers.get("Content-Type", ""),
                                                 "x-Amzn-Invoked-Production-Variant": "AllTraffic"})
 
-    def _timed_out(self) -> web.Response:
-        return aws_error(424, "ModelError", "Your invocation timed out while waiting for a response from container "
-                         "primary. Review the latency metrics for each container in Amazon CloudWatch, resolve the "
-                         "issue, and try again.", OriginalStatusCode=408)
+    def _model_error(self, name: str, status: int, original: str) -> web.Response:
+        return model_error(name, getattr(getattr(self.sagemaker, "meta", None), "region_name", None) or "us-east-1",
+                           status, original)
+
+    def _timed_out(self, name: str) -> web.Response:
+        return self._model_error(name, 0, CONTAINER_TIMEOUT_MESSAGE)
 
     async def invoke_stream(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -124,12 +152,11 @@ class RuntimeEmulator:
             response = await asyncio.wait_for(
                 self._forward(name, body, request.headers.get("X-Amzn-SageMaker-Accept", "")), self.realtime_limit)
         except asyncio.TimeoutError:
-            return self._timed_out()
+            return self._timed_out(name)
         if response.status != 200:
             data = await response.read()
             await self._close(response)
-            return aws_error(424, "ModelError", "Received client error from model", OriginalStatusCode=response.status,
-                             OriginalMessage=data.decode(errors="replace"))
+            return self._model_error(name, response.status, data.decode(errors="replace"))
         out = web.StreamResponse(headers={"Content-Type": "application/vnd.amazon.eventstream",
                                           "x-Amzn-Invoked-Production-Variant": "AllTraffic",
                                           "X-Amzn-SageMaker-Content-Type": "application/x-ndjson"})
@@ -146,9 +173,8 @@ class RuntimeEmulator:
         except asyncio.TimeoutError:
             await out.write(event_message({":exception-type": "ModelStreamError",
                                            ":content-type": "application/json", ":message-type": "exception"},
-                                          json.dumps({"Message": "Your invocation timed out while waiting for a "
-                                                      "response from container primary.",
-                                                      "ErrorCode": "ModelStreamError"}).encode()))
+                                          json.dumps({"Message": STREAM_TIMEOUT_MESSAGE,
+                                                      "ErrorCode": "ModelInvocationTimeExceeded"}).encode()))
         await self._close(response)
         await out.write_eof()
         return out

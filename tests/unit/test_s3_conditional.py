@@ -1,0 +1,76 @@
+"""S3 conditional writes: 412 means another writer won; 409 ConditionalRequestConflict means
+"a conflicting operation occurred during the upload... retry" (PutObject's IfNoneMatch / IfMatch
+in botocore's S3 model), so the store retries it before it gives up."""
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from comfyui_sagemaker.aws import s3_store
+from comfyui_sagemaker.aws.s3_store import S3Store
+from comfyui_sagemaker.core.errors import StoreUnavailable
+from comfyui_sagemaker.core.store import KeyExists, PreconditionFailed
+
+pytestmark = pytest.mark.stubber
+
+CREATE = {"Bucket": "bkt", "Key": "pre/templates/a.json", "Body": b"x", "IfNoneMatch": "*",
+          "ChecksumAlgorithm": "SHA256"}
+REPLACE = {"Bucket": "bkt", "Key": "pre/templates/a.json", "Body": b"y", "IfMatch": '"e1"',
+           "ChecksumAlgorithm": "SHA256"}
+
+
+@pytest.fixture
+def stubbed(aws_env):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    with Stubber(s3) as stub:
+        yield S3Store("bkt", "pre", s3_client=s3), stub
+        stub.assert_no_pending_responses()
+
+
+def conflict(stub, params):
+    stub.add_client_error("put_object", service_error_code="ConditionalRequestConflict", http_status_code=409,
+                          service_message="A conflicting conditional operation is currently in progress against "
+                                          "this resource. Please try again.", expected_params=params)
+
+
+def tries() -> int:
+    return len(s3_store.CONFLICT_BACKOFF_S) + 1
+
+
+@pytest.mark.parametrize("write, params", [
+    (lambda store: store.create("templates/a.json", b"x"), CREATE),
+    (lambda store: store.replace("templates/a.json", b"y", if_match='"e1"'), REPLACE),
+], ids=["create", "replace"])
+def test_a_conflict_is_retried_then_succeeds(stubbed, write, params):
+    store, stub = stubbed
+    conflict(stub, params)
+    stub.add_response("put_object", {"ETag": '"e2"'}, params)
+    assert write(store) == '"e2"'
+
+
+@pytest.mark.parametrize("write, params", [
+    (lambda store: store.create("templates/a.json", b"x"), CREATE),
+    (lambda store: store.replace("templates/a.json", b"y", if_match='"e1"'), REPLACE),
+], ids=["create", "replace"])
+def test_conflicts_that_do_not_clear_are_store_unavailable(stubbed, write, params):
+    store, stub = stubbed
+    for _ in range(tries()):
+        conflict(stub, params)
+    with pytest.raises(StoreUnavailable, match="kept conflicting"):
+        write(store)
+
+
+def test_a_conflict_then_the_other_writer_won_is_key_exists(stubbed):
+    store, stub = stubbed
+    conflict(stub, CREATE)
+    stub.add_client_error("put_object", service_error_code="PreconditionFailed", http_status_code=412,
+                          expected_params=CREATE)
+    with pytest.raises(KeyExists):
+        store.create("templates/a.json", b"x")
+
+
+def test_precondition_failed_is_not_retried(stubbed):
+    store, stub = stubbed
+    stub.add_client_error("put_object", service_error_code="PreconditionFailed", http_status_code=412,
+                          expected_params=REPLACE)
+    with pytest.raises(PreconditionFailed):
+        store.replace("templates/a.json", b"y", if_match='"e1"')
