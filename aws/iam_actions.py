@@ -1,0 +1,145 @@
+"""The IAM actions AWS checks for each operation the extension calls (data only: no boto3, no I/O).
+
+An IAM action is not always named like the API operation: HeadObject is authorised
+as s3:GetObject, a streamed invoke as sagemaker:InvokeEndpoint, and some calls need
+actions on other services (CreateModel passes a role; RegisterScalableTarget lets
+Application Auto Scaling act on the endpoint and on CloudWatch alarms). So each
+operation is mapped here, explicitly, from AWS's documentation; the unit test reads
+the operations from the code and fails on any operation missing from this table.
+
+Keys: (boto3 service name, operation name as in the service model) or, for boto3's
+transfer manager, (service, method name) such as ("s3", "upload_file").
+Values: every IAM action the caller needs for that call (a list, no wildcards).
+"""
+
+from __future__ import annotations
+
+# Application Auto Scaling checks, with the caller's own permissions, that it may act on the target and on
+# CloudWatch before it registers a target or puts a policy.
+# Sources: "Application Auto Scaling identity-based policy examples" (Permissions required for actions on target
+# services and CloudWatch: SageMaker endpoints), "Permissions validation for API calls on target resources",
+# and SageMaker's "Auto scaling prerequisites".
+AUTOSCALING_ON_SAGEMAKER = [
+    "sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:UpdateEndpointWeightsAndCapacities",
+    "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms",
+]
+
+ACTIONS: dict[tuple[str, str], list[str]] = {
+    # --- Amazon S3 ---------------------------------------------------------------------------------------------
+    # "Actions, resources, and condition keys for Amazon S3"; the S3 API Reference pages of each operation.
+    # A missing key answers 404 (what the code tells "not found" by) only to a caller allowed s3:ListBucket,
+    # else 403 ("HeadObject" / "GetObject": Permissions), so reads need s3:ListBucket on the bucket as well.
+    ("s3", "GetObject"): ["s3:GetObject", "s3:ListBucket"],
+    ("s3", "HeadObject"): ["s3:GetObject", "s3:ListBucket"],
+    # Conditional writes (If-None-Match / If-Match) and ChecksumSHA256 are still s3:PutObject.
+    ("s3", "PutObject"): ["s3:PutObject"],
+    ("s3", "DeleteObject"): ["s3:DeleteObject"],
+    ("s3", "ListObjectsV2"): ["s3:ListBucket"],
+    # boto3's transfer manager. "Multipart upload API and permissions": CreateMultipartUpload, UploadPart and
+    # CompleteMultipartUpload are s3:PutObject, AbortMultipartUpload (sent when an upload fails) is its own
+    # action; s3transfer never lists parts, so s3:ListMultipartUploadParts is not needed.
+    ("s3", "upload_file"): ["s3:PutObject", "s3:AbortMultipartUpload"],
+    # HeadObject for the size, then ranged GetObject.
+    ("s3", "download_file"): ["s3:GetObject", "s3:ListBucket"],
+
+    # --- Amazon SageMaker (control plane) ----------------------------------------------------------------------
+    # "Actions, resources, and condition keys for Amazon SageMaker AI": CreateModel's dependent actions are
+    # iam:PassRole (the execution role) and sagemaker:AddTags (the request carries Tags); the create calls
+    # that carry Tags need sagemaker:AddTags too.
+    ("sagemaker", "CreateModel"): ["sagemaker:CreateModel", "sagemaker:AddTags", "iam:PassRole"],
+    ("sagemaker", "CreateEndpointConfig"): ["sagemaker:CreateEndpointConfig", "sagemaker:AddTags"],
+    ("sagemaker", "CreateEndpoint"): ["sagemaker:CreateEndpoint", "sagemaker:AddTags"],
+    ("sagemaker", "UpdateEndpoint"): ["sagemaker:UpdateEndpoint"],
+    ("sagemaker", "DeleteModel"): ["sagemaker:DeleteModel"],
+    ("sagemaker", "DeleteEndpointConfig"): ["sagemaker:DeleteEndpointConfig"],
+    ("sagemaker", "DeleteEndpoint"): ["sagemaker:DeleteEndpoint"],
+    ("sagemaker", "DescribeEndpoint"): ["sagemaker:DescribeEndpoint"],
+    ("sagemaker", "DescribeEndpointConfig"): ["sagemaker:DescribeEndpointConfig"],
+    ("sagemaker", "ListEndpoints"): ["sagemaker:ListEndpoints"],
+    ("sagemaker", "ListEndpointConfigs"): ["sagemaker:ListEndpointConfigs"],
+    ("sagemaker", "ListModels"): ["sagemaker:ListModels"],
+    ("sagemaker", "ListTags"): ["sagemaker:ListTags"],
+
+    # --- Amazon SageMaker Runtime ------------------------------------------------------------------------------
+    # API Reference "InvokeEndpointWithResponseStream": "your IAM permissions must allow the
+    # sagemaker:InvokeEndpoint action"; the Service Authorization Reference also lists
+    # sagemaker:InvokeEndpointWithResponseStream, granted too so either evaluation allows the call.
+    ("sagemaker-runtime", "InvokeEndpointWithResponseStream"): [
+        "sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"],
+    # SageMaker's "Asynchronous inference" prerequisites: sagemaker:InvokeEndpointAsync.
+    ("sagemaker-runtime", "InvokeEndpointAsync"): ["sagemaker:InvokeEndpointAsync"],
+
+    # --- Application Auto Scaling ------------------------------------------------------------------------------
+    # "Service-linked roles for Application Auto Scaling" / "Permissions required to create a service-linked
+    # role": the first RegisterScalableTarget for SageMaker in an account creates
+    # AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint with the caller's iam:CreateServiceLinkedRole
+    # (granted only on that role and service: see SCOPED).
+    ("application-autoscaling", "RegisterScalableTarget"): [
+        "application-autoscaling:RegisterScalableTarget", *AUTOSCALING_ON_SAGEMAKER, "iam:CreateServiceLinkedRole"],
+    ("application-autoscaling", "PutScalingPolicy"): [
+        "application-autoscaling:PutScalingPolicy", *AUTOSCALING_ON_SAGEMAKER],
+    ("application-autoscaling", "DescribeScalingPolicies"): ["application-autoscaling:DescribeScalingPolicies"],
+    ("application-autoscaling", "DeleteScalingPolicy"): ["application-autoscaling:DeleteScalingPolicy"],
+    ("application-autoscaling", "DescribeScalableTargets"): ["application-autoscaling:DescribeScalableTargets"],
+    ("application-autoscaling", "DeregisterScalableTarget"): ["application-autoscaling:DeregisterScalableTarget"],
+
+    # --- Amazon CloudWatch ("Actions, resources, and condition keys for Amazon CloudWatch") ----------------------
+    ("cloudwatch", "PutMetricAlarm"): ["cloudwatch:PutMetricAlarm"],
+    ("cloudwatch", "DeleteAlarms"): ["cloudwatch:DeleteAlarms"],
+
+    # --- Amazon CloudWatch Logs ("CloudWatch Logs permissions reference") -----------------------------------------
+    # An endpoint's logs: group /aws/sagemaker/Endpoints/<endpoint> (see ENDPOINT_LOG_GROUPS).
+    ("logs", "DescribeLogStreams"): ["logs:DescribeLogStreams"],
+    ("logs", "FilterLogEvents"): ["logs:FilterLogEvents"],
+    ("logs", "GetLogEvents"): ["logs:GetLogEvents"],
+}
+
+# When the configuration sets s3_sse to "aws:kms": what each S3 operation needs on the store's KMS key, besides
+# ACTIONS. Every S3 operation in ACTIONS has an entry here ([] = none), so a new one must be decided.
+# Sources: S3 User Guide "Using server-side encryption with AWS KMS keys (SSE-KMS)" (upload: kms:GenerateDataKey,
+# download: kms:Decrypt) and "Multipart upload API and permissions" / AWS Knowledge Center "Why do I need
+# permission to decrypt the AWS KMS key when I run Amazon S3 multipart uploads with SSE-KMS?" (a multipart
+# upload needs kms:Decrypt too). HeadObject, ListObjectsV2 and DeleteObject read or drop no object data.
+KMS_WHEN_SSE_KMS: dict[tuple[str, str], list[str]] = {
+    ("s3", "GetObject"): ["kms:Decrypt"],
+    ("s3", "HeadObject"): [],
+    ("s3", "PutObject"): ["kms:GenerateDataKey"],
+    ("s3", "DeleteObject"): [],
+    ("s3", "ListObjectsV2"): [],
+    ("s3", "upload_file"): ["kms:GenerateDataKey", "kms:Decrypt"],
+    ("s3", "download_file"): ["kms:Decrypt"],
+}
+
+# What the execution role passed to CreateModel must allow SageMaker to do for what the call creates (the
+# worker's own calls come on top: see the unit test). Sources: SageMaker's "How to use SageMaker AI execution
+# roles" (CreateModel API: Execution Role Permissions) and "Asynchronous inference" prerequisites (SageMaker
+# reads InputLocation and writes S3OutputPath / S3FailurePath with the execution role).
+EXECUTION_ROLE: dict[tuple[str, str], list[str]] = {
+    ("sagemaker", "CreateModel"): [
+        "cloudwatch:PutMetricData", "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
+        "logs:DescribeLogStreams", "s3:GetObject", "s3:ListBucket", "ecr:GetAuthorizationToken",
+        "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
+    ("sagemaker", "CreateEndpointConfig"): [
+        "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket"],
+}
+
+# Actions granted only on one resource and under one condition, wherever they appear.
+SERVICE_LINKED_ROLE_ARN = ("arn:aws:iam::*:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+                           "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint")
+SCOPED: dict[str, dict] = {
+    "iam:CreateServiceLinkedRole": {
+        "Resource": SERVICE_LINKED_ROLE_ARN,
+        "Condition": {"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
+    },
+    "iam:PassRole": {
+        "Resource": "arn:aws:iam::ACCOUNT_ID:role/EXECUTION_ROLE_NAME",
+        "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+    },
+}
+
+# The log groups SageMaker hosting writes an endpoint's logs to; readers are scoped to them.
+ENDPOINT_LOG_GROUPS = "arn:aws:logs:*:ACCOUNT_ID:log-group:/aws/sagemaker/Endpoints/*"
+# The store's KMS key (placeholder, like STORE_BUCKET) and the statement that grants it, only used through S3.
+KMS_KEY_ARN = "arn:aws:kms:REGION:ACCOUNT_ID:key/KMS_KEY_ID"
+KMS_STATEMENT_SID = "StoreKmsKeyWhenSseKms"
+KMS_CONDITION = {"StringEquals": {"kms:ViaService": "s3.REGION.amazonaws.com"}}
