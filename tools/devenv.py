@@ -10,6 +10,8 @@ Stdlib only, run by the machine's python3. It builds, once, and reuses:
   .dev/ComfyUI       a pinned ComfyUI (0.3.75), unless COMFYUI_DIR names another
   .dev/frontends/V   the newest comfyui-frontend-package's static files (the
                      browser tests run on the pinned frontend and on this one)
+  .dev/floor-venv    the lowest boto3/botocore requirements.txt allows, for the
+                     AWS request suites
   .dev/base          the base directory of `./dev run` (input, output, models, user)
 Each step is skipped when its stamp matches its inputs, so a second call is fast.
 """
@@ -192,6 +194,34 @@ def ensure_user_venv(comfy: Path) -> None:
     log(f"ComfyUI Python ready in {time.monotonic() - t0:.0f} s")
 
 
+FLOOR_VENV = DEV / "floor-venv"
+FLOOR_PY = FLOOR_VENV / "bin" / "python"
+
+
+def boto3_floor() -> str:
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip().replace(" ", "")
+        if line.startswith("boto3>="):
+            return line.split(">=", 1)[1]
+    sys.exit("requirements.txt has no boto3>= lower bound")
+
+
+def ensure_floor_venv() -> None:
+    """The lowest boto3 and botocore requirements.txt allows, for the AWS request suites (tests marked
+    stubber): code that needs a newer botocore than the floor fails there, not in a user's ComfyUI."""
+    floor = boto3_floor()
+    key = digest(sys.version, floor, "aiohttp requests websocket-client")
+    if FLOOR_PY.exists() and stamp_ok("floor-venv", key):
+        return
+    shutil.rmtree(FLOOR_VENV, ignore_errors=True)
+    log(f"creating .dev/floor-venv (boto3 and botocore {floor}, the lowest allowed)")
+    run([sys.executable, "-m", "venv", FLOOR_VENV])
+    # The runtime suite parses the emulator's frames (tests/harness/runtime_emulator.py, which imports these).
+    run([FLOOR_PY, "-m", "pip", "install", "--disable-pip-version-check", "-q", f"boto3=={floor}",
+         f"botocore=={floor}", "pytest>=8", "pytest-timeout>=2.3", "aiohttp", "requests", "websocket-client"])
+    stamp_set("floor-venv", key)
+
+
 def ensure_newest_frontend() -> Path:
     """The newest comfyui-frontend-package from the package index, unpacked; its static folder is
     what ComfyUI's --front-end-root serves. Asked for at every `./dev test`: a new release is
@@ -270,12 +300,13 @@ def cmd_test(args: list[str]) -> None:
     comfy = ensure_comfyui()
     ensure_venv(comfy)
     ensure_user_venv(comfy)
+    ensure_floor_venv()
     newest = ensure_newest_frontend()
     ensure_chromium()
     log(f"environment ready in {time.monotonic() - t0:.0f} s; running the test suite "
         f"(browser tests on the pinned frontend and on {FRONTEND_PACKAGE} {newest.parent.parent.name})")
     env = dict(os.environ, COMFYUI_DIR=str(comfy), COMFYUI_USER_PYTHON=str(USER_PY),
-               COMFYUI_NEWEST_FRONTEND=str(newest))
+               COMFYUI_NEWEST_FRONTEND=str(newest), SM_FLOOR_PYTHON=str(FLOOR_PY))
     # -P: the repo root must never be on sys.path (its nodes/ shadows ComfyUI's).
     rc = subprocess.run([str(PY), "-P", "-m", "pytest", *args], cwd=ROOT, env=env).returncode
     sys.exit(rc)

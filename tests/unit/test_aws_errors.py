@@ -4,6 +4,8 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 from comfyui_sagemaker.aws.errors import AwsError, AwsNotConfigured, InstanceTypeRefused, QuotaExceeded, translate
 
+pytestmark = pytest.mark.stubber
+
 
 def client_error(code, message, status=400):
     return ClientError({"Error": {"Code": code, "Message": message},

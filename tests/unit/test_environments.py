@@ -84,6 +84,7 @@ def test_names_are_unique_regardless_of_case(tmp_path, host):
 
 def test_concurrent_manifest_writes_never_share_a_version(tmp_path, host):
     svc = service(FolderStore(tmp_path / "store"), host, tmp_path)
+    svc._claim("Env1")  # as publish() does before its job runs
     barrier = threading.Barrier(8)
     versions = []
 

@@ -24,13 +24,13 @@ class CountingStore(FolderStore):
         self.failures_left = 0
         self.lock = threading.Lock()
 
-    def put_file(self, key, path, on_bytes=None):
+    def put_blob(self, sha256, path, on_bytes=None):
         with self.lock:
             if self.failures_left:
                 self.failures_left -= 1
                 raise StoreUnavailable("store is down")
-            self.uploads.append(key)
-        super().put_file(key, path, on_bytes)
+            self.uploads.append(f"blobs/sha256/{sha256}")
+        super().put_blob(sha256, path, on_bytes)
 
 
 @pytest.fixture

@@ -1,0 +1,41 @@
+"""The AWS request suites (tests marked stubber) on the lowest boto3 and botocore that requirements.txt
+allows: a call or parameter newer than the floor fails here (botocore's Stubber validates each request
+against that version's service model), instead of in a user's older ComfyUI environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from comfyui_sagemaker.install import requirements
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITES = ["tests/unit/test_endpoint_lifecycle.py", "tests/unit/test_sagemaker_endpoints.py",
+          "tests/unit/test_s3_store_requests.py", "tests/unit/test_aws_errors.py", "tests/unit/test_endpoint_logs.py",
+          "tests/unit/test_runtime_errors.py", "tests/unit/test_s3_conditional.py"]
+
+
+def floor_python() -> str:
+    path = os.environ.get("SM_FLOOR_PYTHON") or str(ROOT / ".dev" / "floor-venv" / "bin" / "python")
+    if not Path(path).exists():
+        raise RuntimeError(f"no floor Python at {path}: run the tests with `./dev test` (it builds one)")
+    return path
+
+
+def test_the_aws_request_suites_pass_on_the_lowest_boto3_allowed(tmp_path):
+    floor = dict(requirements())["boto3"]
+    python = floor_python()
+    versions = subprocess.run([python, "-c", "import boto3, botocore; print(boto3.__version__, botocore.__version__)"],
+                              capture_output=True, text=True, check=True).stdout.split()
+    assert versions == [floor, floor], versions
+    (tmp_path / "comfyui_sagemaker").symlink_to(ROOT, target_is_directory=True)  # the package, by its name
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "tests")])}
+    suites = [s for s in SUITES if (ROOT / s).exists()]
+    r = subprocess.run([python, "-P", "-m", "pytest", "-q", "-m", "stubber", "--noconftest", "-p", "harness.stores",
+                        "-p", "no:cacheprovider", *suites], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
+    assert " passed" in r.stdout and " skipped" not in r.stdout, r.stdout[-2000:]
+    assert sys.executable != python
