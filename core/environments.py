@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import endpoint_config, publish, snapshot
-from .errors import BadRequest, Conflict, EnvironmentNotFound, SageMakerError
+from .errors import BadRequest, Conflict, EnvironmentNotFound, NameInvalid, SageMakerError
 from .hashing import HashCache
 from .jobs import Job, JobManager
 from .model_files import ModelIndex
@@ -104,11 +104,20 @@ class EnvironmentService:
                 m = self.get(lower)
             except EnvironmentNotFound:  # deleted meanwhile
                 continue
-            out.append({
-                "name": m["name"], "version": m["version"], "size": m["size"], "created_at": m["created_at"],
-                "packs": len(m["custom_nodes"]), "models": len(m["models"]), "templates": m["templates"],
-                "endpoint": m["endpoint"], "endpoint_state": self.hooks.state(m["name"]),
-            })
+            except (ValueError, NameInvalid) as err:  # not JSON, or a folder no publish made
+                out.append({"name": lower, "problem": f"its manifest cannot be read: {err}"})
+                continue
+            try:
+                out.append({
+                    "name": m["name"], "version": m["version"], "size": m["size"], "created_at": m["created_at"],
+                    "packs": len(m["custom_nodes"]), "models": len(m["models"]), "templates": m["templates"],
+                    "endpoint": m["endpoint"], "endpoint_state": self.hooks.state(m["name"]),
+                })
+            except (KeyError, TypeError) as err:
+                # One broken manifest (written by hand, or by an older version) never hides the others.
+                out.append({"name": m.get("name", lower) if isinstance(m, dict) else lower,
+                            "version": m.get("version") if isinstance(m, dict) else None,
+                            "problem": f"its manifest is incomplete ({err}); publish a new version or delete it"})
         return out
 
     def canonical(self, name: str) -> str | None:

@@ -99,5 +99,9 @@ def test_the_endpoint_shows_why_its_worker_failed(comfyui):
         assert client.post("/sagemaker/endpoints", json={"environment": env}).status_code == 202
         endpoint = wait_endpoint(client, env, timeout=60)
         assert endpoint["state"] == "Failed" and "models must be a list" in endpoint["reason"], endpoint
+        # One broken manifest never hides the list: it is listed with what is wrong.
+        listed = {e["name"]: e for e in client.get("/sagemaker/environments").json()["environments"]}
+        assert "incomplete" in listed[env]["problem"]
     finally:
         client.delete(f"/sagemaker/endpoints/{env}")
+        client.delete(f"/sagemaker/environments/{env}?force=true")

@@ -152,6 +152,16 @@ class EnvironmentsSection {
   }
 
   row(e) {
+    if (e.problem) {
+      // A manifest this version cannot read: say so, and let it be deleted; the others still list.
+      return el("div", { class: "sagemaker-environment", "data-testid": "sagemaker-environment-row", "data-environment": e.name }, [
+        el("div", { class: "sagemaker-environment-line" }, [
+          el("span", { class: "sagemaker-environment-name", "data-testid": "sagemaker-environment-name" }, e.name),
+          iconButton("pi pi-trash", `Delete ${e.name}`, "sagemaker-environment-delete", () => this.confirmDelete(e)),
+        ]),
+        el("div", { class: "sagemaker-error", "data-testid": "sagemaker-environment-problem" }, e.problem),
+      ]);
+    }
     const endpoint = endpointLabel(e.endpoint);
     return el("div", { class: "sagemaker-environment", "data-testid": "sagemaker-environment-row", "data-environment": e.name }, [
       el("div", { class: "sagemaker-environment-line" }, [
