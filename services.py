@@ -60,7 +60,9 @@ def split_manifest_uri(uri: str) -> tuple[Store, str]:
         return FolderStore(root or "/"), key
     from .aws.s3_store import S3Store
 
-    return S3Store(parts.netloc, root.strip("/"), os.environ.get("AWS_REGION", "")), key
+    # The worker's store: the deploy passes the store's encryption settings in its environment.
+    return S3Store(parts.netloc, root.strip("/"), os.environ.get("AWS_REGION", ""),
+                   sse=os.environ.get("WORKER_S3_SSE", ""), kms_key_id=os.environ.get("WORKER_S3_KMS_KEY_ID", "")), key
 
 
 class EndpointsRouter(Endpoints):
@@ -248,8 +250,8 @@ class Services:
             c = self.config
             return SageMakerEndpoints(store_uri(c), c.sagemaker_role_arn, c.worker_image_uri, c.region,
                                       on_change=lambda endpoint: self.send_event("sagemaker.endpoint", endpoint),
-                                      store=self.store if c.store == "s3" else None,
-                                      kms_key_id=c.s3_kms_key_id if c.s3_sse == "aws:kms" else "")
+                                      store=self.store if c.store == "s3" else None, sse=c.s3_sse,
+                                      kms_key_id=c.s3_kms_key_id)
 
         listed = ("local", "sagemaker") if self.config.store == "s3" else ("local",)
         return EndpointsRouter({"local": local, "sagemaker": sagemaker}, listed)

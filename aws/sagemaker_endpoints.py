@@ -41,6 +41,7 @@ STARTUP_HEALTH_CHECK_S = 3600  # materialising an environment (models by digest)
 GPU_INFERENCE_AMI = "al2-ami-sagemaker-inference-gpu-3-1"
 GPU_FAMILIES = re.compile(r"ml\.(g\d|p\d)")
 GONE_TIMEOUT_S = 1800  # a DeleteEndpoint usually ends within minutes
+INVOCATION_TIMEOUT_S = {"realtime": 60, "async": 3600}  # SageMaker's limits per mode
 
 
 def _code(err: Exception) -> str:
@@ -61,7 +62,7 @@ class SageMakerEndpoints(Endpoints):
 
     def __init__(self, store_uri: str, role_arn: str, image_uri: str, region: str = "",
                  on_change: Callable[[dict], None] | None = None, clients: dict[str, Any] | None = None,
-                 poll_interval: float = 15.0, store: Any = None, kms_key_id: str = ""):
+                 poll_interval: float = 15.0, store: Any = None, sse: str = "", kms_key_id: str = ""):
         self.store_uri = store_uri
         self.role_arn = role_arn
         self.image_uri = image_uri
@@ -70,7 +71,8 @@ class SageMakerEndpoints(Endpoints):
         self._clients = clients or {}
         self.poll_interval = poll_interval
         self.store = store  # the S3 store: async requests, cancel markers, warnings
-        self.kms_key_id = kms_key_id  # async results are encrypted with it when the store uses SSE-KMS
+        self.sse = sse  # the store's server-side encryption: the worker's writes and async results use it too
+        self.kms_key_id = kms_key_id
 
     def _client(self, service: str) -> Any:
         if service not in self._clients:
@@ -170,12 +172,18 @@ class SageMakerEndpoints(Endpoints):
         env, version = manifest["name"], manifest["version"]
         name = naming.versioned_name(env, version, self.store_uri)
         manifest_uri = f"{self.store_uri}/environments/{env.lower()}/versions/v{version:06d}.json"
+        environment = {
+            "SAGEMAKER_MANIFEST_URI": manifest_uri, "WORKER_MODELS": "eager",
+            # SageMaker gives up on a real-time call after 60 s: the worker frees the GPU then too.
+            "WORKER_INVOCATION_TIMEOUT": str(INVOCATION_TIMEOUT_S[manifest["endpoint"]["mode"]])}
+        if self.sse:
+            environment["WORKER_S3_SSE"] = self.sse
+            if self.sse == "aws:kms" and self.kms_key_id:
+                environment["WORKER_S3_KMS_KEY_ID"] = self.kms_key_id
         return {
             "ModelName": name,
             "ExecutionRoleArn": self.role_arn,
-            "PrimaryContainer": {"Image": self.image_uri, "Environment": {
-                "SAGEMAKER_MANIFEST_URI": manifest_uri, "WORKER_MODELS": "eager",
-                "WORKER_INVOCATION_TIMEOUT": "3600"}},
+            "PrimaryContainer": {"Image": self.image_uri, "Environment": environment},
             "Tags": naming.tags(env, version, self.store_uri),
         }
 
@@ -194,7 +202,7 @@ class SageMakerEndpoints(Endpoints):
         if cfg["mode"] == "async":
             output = {"S3OutputPath": f"{self.store_uri}/async/outputs/",
                       "S3FailurePath": f"{self.store_uri}/async/failures/"}
-            if self.kms_key_id:
+            if self.sse == "aws:kms" and self.kms_key_id:
                 output["KmsKeyId"] = self.kms_key_id
             request["AsyncInferenceConfig"] = {"OutputConfig": output,
                                                "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 1}}

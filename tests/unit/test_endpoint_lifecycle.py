@@ -267,7 +267,28 @@ def test_autoscaling_that_fails_is_a_warning_on_the_endpoint_not_lost(cloud):
     assert "autoscaling was not set up" in warning and "CreateServiceLinkedRole" in warning
 
 
-def test_async_results_are_encrypted_with_the_stores_kms_key(aws_env):
-    endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", kms_key_id="alias/comfy")
+def test_sse_kms_reaches_the_worker_and_the_async_results(aws_env):
+    endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", sse="aws:kms", kms_key_id="alias/comfy")
     output = endpoints.endpoint_config_request(manifest())["AsyncInferenceConfig"]["OutputConfig"]
     assert output["KmsKeyId"] == "alias/comfy"
+    env = endpoints.model_request(manifest())["PrimaryContainer"]["Environment"]
+    assert env["WORKER_S3_SSE"] == "aws:kms" and env["WORKER_S3_KMS_KEY_ID"] == "alias/comfy"
+    plain = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1").model_request(manifest())
+    assert "WORKER_S3_SSE" not in plain["PrimaryContainer"]["Environment"]
+
+
+def test_the_worker_stops_a_realtime_run_when_sagemaker_gives_up(aws_env):
+    endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1")
+    timeout = {mode: endpoints.model_request(manifest(mode=mode))["PrimaryContainer"]["Environment"][
+        "WORKER_INVOCATION_TIMEOUT"] for mode in ("realtime", "async")}
+    assert timeout == {"realtime": "60", "async": "3600"}
+
+
+def test_the_workers_store_writes_with_the_stores_encryption(monkeypatch):
+    from comfyui_sagemaker.services import split_manifest_uri
+
+    monkeypatch.setenv("WORKER_S3_SSE", "aws:kms")
+    monkeypatch.setenv("WORKER_S3_KMS_KEY_ID", "alias/comfy")
+    store, key = split_manifest_uri(f"{STORE}/environments/portraits/versions/v000001.json")
+    assert store.write_args["ServerSideEncryption"] == "aws:kms" and store.write_args["SSEKMSKeyId"] == "alias/comfy"
+    assert key == "environments/portraits/versions/v000001.json"
