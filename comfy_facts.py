@@ -77,6 +77,7 @@ def gather() -> ComfyFacts:
         send_event=send_event,
         comfyui_dir=Path(folder_paths.__file__).resolve().parent,
         worker_args="--cpu" if args.cpu else "",
+        multi_user=bool(getattr(args, "multi_user", False)),
     )
 
 

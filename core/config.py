@@ -20,6 +20,7 @@ from .errors import ConfigInvalid
 ENV_PREFIX = "COMFYUI_SAGEMAKER_"
 CONFIG_FILE = "config.json"
 STORES = ("folder", "s3")
+ROLES = ("designer", "artist")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ class Config:
     token: str = ""
     # Model downloads may reach these hosts (host or host:port) even on loopback or private addresses.
     download_allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
+    # Team mode: what this ComfyUI may do on a shared store, and how it is named to the others.
+    role: str = "designer"  # designer (publish, deploy, delete) | artist (read and run)
+    display_name: str = ""  # default: this machine's host name
+    execution_retention_days: int = 30  # execution records and their outputs; applied by a designer
 
     def public(self) -> dict:
         """What may be shown to a browser: never the token."""
@@ -61,6 +66,14 @@ def _coerce(key: str, value: object, source: str) -> object:
         return n
     if key == "s3_sse" and value not in ("", "AES256", "aws:kms"):
         raise ConfigInvalid(f"{where} must be empty, AES256 or aws:kms, got {value!r}")
+    if key == "execution_retention_days":
+        try:
+            n = int(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigInvalid(f"{where} must be a whole number of days, got {value!r}") from None
+        if n < 1:
+            raise ConfigInvalid(f"{where} must be at least 1, got {n}")
+        return n
     if key == "max_instances":
         try:
             n = int(value)  # type: ignore[arg-type]
@@ -79,6 +92,10 @@ def _coerce(key: str, value: object, source: str) -> object:
         raise ConfigInvalid(f"{where} must be a string, got {type(value).__name__}")
     if key == "store" and value not in STORES:
         raise ConfigInvalid(f"{where} must be one of {', '.join(STORES)}, got {value!r}")
+    if key == "role" and value not in ROLES:
+        raise ConfigInvalid(f"{where} must be designer or artist, got {value!r}")
+    if key == "display_name" and (len(value) > 64 or any(ord(c) < 32 for c in value)):
+        raise ConfigInvalid(f"{where} must be at most 64 printable characters")
     return value
 
 

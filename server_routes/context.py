@@ -35,6 +35,7 @@ class ComfyFacts:
     send_event: Callable[..., None] = lambda event, data, sid=None: None
     comfyui_dir: Path | None = None
     worker_args: str = ""  # e.g. --cpu when this ComfyUI runs on the CPU
+    multi_user: bool = False  # ComfyUI's --multi-user: requests name their ComfyUI user (comfy-user header)
 
 
 class ComfyHost:
@@ -117,6 +118,13 @@ class Context:
         if self._config is None:
             raise ConfigInvalid(self.config_error or "configuration not loaded")
         return self._config
+
+    def user(self, request) -> str | None:
+        """The ComfyUI user of a request under --multi-user (ComfyUI's own `comfy-user` header), else None."""
+        if not self.facts.multi_user:
+            return None
+        user = request.headers.get("comfy-user", "")
+        return user[:64] if user else None
 
     def config_or_default(self) -> Config:
         """For the guard: a broken file must not open the door, so fall back to the defaults

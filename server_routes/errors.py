@@ -11,11 +11,13 @@ from ..core.environments import EnvironmentExists
 from ..core.fetch import DownloadFailed
 from ..core.parameters import InputsInvalid, ParametersInvalid
 from ..core.store import BlobMismatch
+from .policy import ForbiddenForRole
 
 STATUS: dict[type[e.SageMakerError], int] = {
     e.BadRequest: 400,
     e.NameInvalid: 400,
     e.Forbidden: 403,
+    ForbiddenForRole: 403,
     e.NotFound: 404,
     e.PayloadTooLarge: 413,
     e.ConfigInvalid: 500,

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ..core.errors import BadRequest, NotFound, PayloadTooLarge, SageMakerError
-from . import guard
+from . import guard, policy
 from .context import Context
 from .errors import error_response, from_exception
 
@@ -54,6 +54,8 @@ def middleware(ctx: Context):
             if resource is not None and not is_ours(resource.canonical + "/"):
                 # Matched none of ours, only ComfyUI's catch-all static route.
                 raise NotFound(f"no route {request.method} {request.path}")
+            if resource is not None:
+                policy.check(ctx.config_or_default().role, request.method, route_path(resource.canonical))
             response = await handler(request)
         except SageMakerError as err:
             return from_exception(err)

@@ -31,6 +31,9 @@ async def health(request: web.Request, ctx: Context) -> web.Response:
                   "authorized": True}
     if ctx.config_error is None:
         body["store"] = store_summary(ctx)
+        body["role"] = ctx.config.role
+        owner = ctx.services.executions.owner_for(ctx.user(request))
+        body["identity"] = {**owner.to_json(), "key": owner.key}
         body["endpoints"] = "local" if ctx.config.store == "folder" else "sagemaker"
     else:
         body["store"] = None

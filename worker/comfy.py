@@ -60,7 +60,7 @@ class ComfyProcess:
     def start(self) -> None:
         for sub in ("input", "output", "temp", "models", "custom_nodes", "user"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, PYTHONUNBUFFERED="1", COMFYUI_SAGEMAKER_ROLE="worker")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", SM_WORKER_COMFYUI="1")
         if self.extra_pythonpath:
             env["PYTHONPATH"] = os.pathsep.join([*self.extra_pythonpath, env.get("PYTHONPATH", "")]).strip(os.pathsep)
         cmd = [sys.executable, str(self.comfyui_dir / "main.py"), "--listen", "127.0.0.1", "--port", str(self.port),

@@ -1,0 +1,53 @@
+"""Roles: what this ComfyUI may change on a shared store. One place, beside the guard; the sidebar
+only mirrors it (GET /sagemaker/health says the role).
+
+- designer (the default: a single user is their own designer): everything.
+- artist: reads everything shared, runs templates (Prompt on AWS and the template API), manages
+  their own executions and this ComfyUI's input sync, and nothing else. Changes are allowed by this
+  list only, so a route added later is designer-only until it is put here.
+"""
+
+from __future__ import annotations
+
+from ..core.errors import Forbidden
+
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+# (method, route pattern relative to /sagemaker) an artist may call besides reads.
+ARTIST_CHANGES = frozenset({
+    ("POST", "/executions"),
+    ("POST", "/executions/{id}/cancel"),  # their own; someone else's is checked by the service
+    ("POST", "/templates/{name}/executions"),
+    ("POST", "/templates/{name}/prompt"),
+    ("POST", "/analyze"),
+    ("POST", "/names/check"),
+    ("POST", "/inputs/watcher"),
+    ("POST", "/inputs/scan"),
+    ("POST", "/events/subscribe"),
+})
+WHAT = {
+    "/templates": "publish, replace, rebind or delete templates",
+    "/environments": "publish or delete environments",
+    "/endpoints": "deploy or delete endpoints",
+    "/jobs": "cancel publish or download jobs",
+    "/models": "add or delete model files",
+}
+
+
+class ForbiddenForRole(Forbidden):
+    """This ComfyUI's role (configuration key `role`) does not allow the change."""
+
+    code = "forbidden_for_role"
+
+
+def check(role: str, method: str, route: str) -> None:
+    """Raise ForbiddenForRole unless `role` may call `method route` (the route's pattern)."""
+    if role == "designer" or method.upper() in SAFE_METHODS or (method.upper(), route) in ARTIST_CHANGES:
+        return
+    what = next((w for prefix, w in WHAT.items() if route.startswith(prefix)), "make this change")
+    raise ForbiddenForRole(f"only a designer can {what}; this ComfyUI is configured as an artist "
+                           "(configuration key role) and can read, run templates and manage its own runs")
+
+
+def may_cancel(role: str, mine: bool) -> bool:
+    """Anyone cancels their own runs; only a designer cancels someone else's."""
+    return mine or role == "designer"
