@@ -11,14 +11,17 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
+from .core.changes import ChangeFeed
 from .core.config import Config
 from .core.endpoints import EndpointNotFound, Endpoints
 from .core.environments import EndpointHooks, EnvironmentService, Host, versions_of
 from .core.errors import SageMakerError
 from .core.executions import ExecutionService
 from .core.hashing import HashCache
+from .core.identity import Owner, display_name, instance_id
 from .core.input_sync import InputSync
 from .core.jobs import JobManager
+from .core.leases import Leases
 from .core.models import ModelService
 from .core.store import Store
 from .core.templates import TemplateService
@@ -156,12 +159,28 @@ class Services:
         self.host = host
         self.state_dir = Path(state_dir) if state_dir else Path(config.store_path).parent
         # send_event(event, data, sid=None): to one browser (sid) or all of them.
-        self.send_event = send_event or (lambda event, data, sid=None: None)
+        self._send = send_event or (lambda event, data, sid=None: None)
         self.reload_config: Callable[[], Config] | None = None
 
     @cached_property
     def store(self) -> Store:
         return make_store(self.config)
+
+    @cached_property
+    def changes(self) -> ChangeFeed:
+        return ChangeFeed(self.store, self.owner.name)
+
+    @cached_property
+    def leases(self) -> Leases:
+        return Leases(self.store, self.owner)
+
+    # What changes a shared list, besides telling this ComfyUI's browsers, marks it for the other ComfyUIs.
+    MARKS = {"sagemaker.endpoint": "endpoints", "sagemaker.execution": "executions"}
+
+    def send_event(self, event: str, data: dict, sid: str | None = None) -> None:
+        self._send(event, data, sid)
+        if sid is None and event in self.MARKS:
+            self.changes.touch(self.MARKS[event])
 
     @cached_property
     def templates(self) -> TemplateService:
@@ -182,12 +201,38 @@ class Services:
         e = self.endpoints
         hooks = EndpointHooks(running=e.running, deploy=e.deploy, remove=e.remove, state=e.state)
         return EnvironmentService(self.store, self.templates, self.host, self.jobs, self.hash_cache,
-                                  self.config.max_instances, hooks)
+                                  self.config.max_instances, hooks, leases=self.leases,
+                                  changed=lambda: self.changes.touch("environments"))
+
+    @cached_property
+    def owner(self) -> Owner:
+        """This ComfyUI on the store: its stable id and display name."""
+        return Owner(instance_id(self.state_dir), display_name(self.config.display_name))
 
     @cached_property
     def executions(self) -> ExecutionService:
         return ExecutionService(self.store, self.templates, self.environments, self.endpoints, self.host,
-                                self.hash_cache, self.send_event, synced=self.input_sync.digest)
+                                self.hash_cache, self.send_event, synced=self.input_sync.digest, owner=self.owner)
+
+    def apply_retention(self) -> int:
+        """Execution records (and their outputs) older than execution_retention_days; a designer's job."""
+        if self.config.role != "designer":
+            return 0
+
+        def environment_blobs() -> set[str]:
+            keep: set[str] = set()
+            for key in self.store.list("environments/"):
+                if "/versions/" not in key:
+                    continue
+                try:
+                    manifest = json.loads(self.store.get(key).data)
+                    keep |= {m["sha256"] for m in manifest.get("models", [])}
+                    keep |= {p["archive"]["sha256"] for p in manifest.get("custom_nodes", [])}
+                except (ValueError, KeyError, TypeError):
+                    continue
+            return keep
+
+        return self.executions.apply_retention(self.config.execution_retention_days, environment_blobs)
 
     @cached_property
     def input_sync(self) -> InputSync:

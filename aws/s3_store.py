@@ -275,6 +275,37 @@ class S3Store(Store):
         return sorted(self.list_stamps(prefix))
 
     @_unavailable_on_aws_error
+    def list_page(self, folder: str, start_after: str = "", limit: int = 1000) -> list[str]:
+        args = {"Bucket": self.bucket, "Prefix": self.prefix + folder, "Delimiter": "/", "MaxKeys": min(limit, 1000)}
+        if start_after:
+            args["StartAfter"] = self.prefix + start_after
+        keys: list[str] = []
+        while len(keys) < limit:
+            r = self.s3.list_objects_v2(**args)
+            keys += [o["Key"][len(self.prefix):] for o in r.get("Contents", [])]
+            if not r.get("IsTruncated"):
+                break
+            args = {**args, "ContinuationToken": r["NextContinuationToken"]}
+        return keys[:limit]
+
+    @_unavailable_on_aws_error
+    def get_if_changed(self, key: str, etag: str | None) -> Versioned | None:
+        from botocore.exceptions import ClientError
+
+        args = {"Bucket": self.bucket, "Key": self._key(key)}
+        if etag:
+            args["IfNoneMatch"] = etag
+        try:
+            r = self.s3.get_object(**args)
+        except ClientError as err:
+            if _code(err) in ("304", "NotModified"):
+                return None
+            if _code(err) in MISSING:
+                raise KeyNotFound(key) from None
+            raise
+        return Versioned(r["Body"].read(), r["ETag"])
+
+    @_unavailable_on_aws_error
     def list_stamps(self, prefix: str) -> dict[str, str]:
         out = {}
         paginator = self.s3.get_paginator("list_objects_v2")

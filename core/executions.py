@@ -9,36 +9,42 @@ ComfyUI's own events are relayed to that browser only (`sid`), with the
 execution's prompt_id, and output files are copied under ComfyUI's
 `output/sagemaker/<execution id>/` so `/view` serves them.
 
-Records live in the store under `executions/<id>.json` (ids sort by time);
-a run in flight when ComfyUI stops is marked failed at the next start.
+Team mode: every record carries its owner (this ComfyUI, and its ComfyUI user
+under --multi-user), the template version and the environment version it ran.
+Records are written with compare-and-swap (core/execution_records.py): a run
+that a designer cancelled from another ComfyUI is seen cancelled here (its
+owner polls its runs in flight) and stops, and nothing here rewrites it. A
+ComfyUI restarting fails only its own runs left in flight.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import datetime, timedelta, timezone
 
 from . import preflight
 from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, InvocationFailed
-from .errors import BadRequest, Conflict, NotFound, SageMakerError
-from .hashing import HashCache, file_sha256
+from .errors import BadRequest, Conflict, Forbidden, NotFound, SageMakerError
+from .execution_outputs import OUTPUT_SUBFOLDER, OutputInvalid, Outputs
+from .execution_records import FINAL, ID_RE, INDEX, ExecutionRecords
+from .hashing import HashCache
+from .identity import Owner
 from .inputs import input_path, put_inputs
-from .store import KeyNotFound, Store, blob_key
+from .store import KeyNotFound, PreconditionFailed, Store, blob_key
 from .templates import TemplateService, now
 
-PREFIX = "executions/"
-FINAL = ("succeeded", "failed", "cancelled")
 RELAYED = ("execution_start", "execution_cached", "executing", "progress", "progress_state", "executed",
            "execution_success", "execution_error", "execution_interrupted")
-OUTPUT_SUBFOLDER = "sagemaker"
+# A cancel request for an endpoint that cannot route it to the run (SageMaker): a marker the worker polls.
+CANCEL_PREFIX = "async/cancel/"
+WATCH_INTERVAL = 2.0  # how often the owner looks at its runs in flight for a cancel from another ComfyUI
+__all__ = ["ExecutionService", "ExecutionNotFound", "OutputInvalid", "CANCEL_PREFIX", "ID_RE", "OUTPUT_SUBFOLDER",
+           "new_id"]
 
 
 class ExecutionNotFound(NotFound):
@@ -47,20 +53,10 @@ class ExecutionNotFound(NotFound):
     code = "not_found"
 
 
-class OutputInvalid(SageMakerError):
-    """The endpoint answered with an output item that cannot be trusted: malformed, or its bytes do not
-    match its digest. The run fails with this reason; nothing of it is served."""
+class NotYourRun(Forbidden):
+    """Someone else's run: only a designer may cancel it."""
 
-    code = "bad_output"
-
-
-DIGEST_RE = re.compile(r"[0-9a-f]{64}")
-
-
-# Time-sortable: UTC date and time to the microsecond, then 8 random hex digits.
-ID_RE = re.compile(r"[0-9]{8}T[0-9]{12}-[0-9a-f]{8}")
-# A cancel request for an endpoint that cannot route it to the run (SageMaker): a marker the worker polls.
-CANCEL_PREFIX = "async/cancel/"
+    code = "forbidden_for_role"
 
 
 def new_id() -> str:
@@ -70,8 +66,9 @@ def new_id() -> str:
 class ExecutionService:
     def __init__(self, store: Store, templates: TemplateService, environments, endpoints: Endpoints, host,
                  hash_cache: HashCache, send: Callable[[str, dict, str | None], None], max_workers: int = 32,
-                 synced: Callable[[str], str | None] = lambda name: None):
+                 synced: Callable[[str], str | None] = lambda name: None, owner: Owner | None = None):
         self.store = store
+        self.records = ExecutionRecords(store)
         self.templates = templates
         self.environments = environments
         self.endpoints = endpoints
@@ -79,68 +76,118 @@ class ExecutionService:
         self.hash_cache = hash_cache
         self.send = send
         self.synced = synced
+        self.owner = owner or Owner("local", "this ComfyUI")
+        self.outputs = Outputs(store, lambda: self.host.output_dir())
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sagemaker-execution")
         self._live: dict[str, dict] = {}
+        self._etags: dict[str, str] = {}
         self._relayed: dict[str, dict] = {}
         self._lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
 
     # records
 
-    def _save(self, record: dict) -> None:
-        self.store.put(f"{PREFIX}{record['id']}.json", json.dumps(record).encode())
+    def owner_for(self, user: str | None) -> Owner:
+        """This ComfyUI, and the ComfyUI user a request comes from (--multi-user)."""
+        return Owner(self.owner.instance, self.owner.name, user) if user else self.owner
+
+    def is_mine(self, record: dict, user: str | None = None) -> bool:
+        owner = Owner.from_json(record.get("owner"))
+        return owner is not None and owner.key == self.owner_for(user).key
 
     def _update(self, record: dict, **fields) -> dict:
+        """Change a live run's record: compare-and-swap on its last ETag. If someone else (a designer)
+        ended it meanwhile, their state stands and this run takes it."""
         with self._lock:
             if record["state"] in FINAL and fields.get("state") not in (None, record["state"]):
                 return record  # cancelled meanwhile: the later outcome does not overwrite it
             record.update(fields)
-            self._save(record)
+            try:
+                self._etags[record["id"]] = self.records.replace(record, self._etags[record["id"]])
+            except (PreconditionFailed, KeyNotFound):
+                got = self.records.read(record["id"])
+                if got is not None and got[0].get("state") in FINAL:
+                    record.update({k: got[0].get(k) for k in ("state", "finished_at", "error")})
+                    self._etags[record["id"]] = got[1]
+                elif got is not None:  # changed but not ended: ours to write again
+                    self._etags[record["id"]] = self.records.replace(record, got[1])
+        if record["state"] in FINAL:
+            self.records.ended(record)
         self.send("sagemaker.execution", self.summary(record), None)
         return record
 
-    @staticmethod
-    def summary(record: dict) -> dict:
-        return {k: record.get(k) for k in ("id", "prompt_id", "template", "environment", "state", "created_at",
-                                           "started_at", "finished_at", "error", "outputs", "note")}
+    def summary(self, record: dict, user: str | None = None) -> dict:
+        out = {k: record.get(k) for k in ("id", "prompt_id", "template", "template_version", "environment",
+                                          "environment_version", "owner", "state", "created_at", "started_at",
+                                          "finished_at", "error", "outputs", "note")}
+        out["mine"] = self.is_mine(record, user)
+        return out
 
-    def get(self, execution_id: str) -> dict:
+    def get(self, execution_id: str, user: str | None = None) -> dict:
         with self._lock:
             if execution_id in self._live:
                 return dict(self._live[execution_id])
         if not isinstance(execution_id, str) or not ID_RE.fullmatch(execution_id):
             raise ExecutionNotFound(f"execution {execution_id!r} does not exist")
-        try:
-            return json.loads(self.store.get(f"{PREFIX}{execution_id}.json").data)
-        except KeyNotFound:
-            raise ExecutionNotFound(f"execution {execution_id!r} does not exist") from None
-
-    def list(self, state: str | None = None, template: str | None = None, limit: int = 50) -> list[dict]:
-        keys = sorted(self.store.list(PREFIX), reverse=True)
-        out = []
-        for key in keys:
-            if len(out) >= limit:
-                break
+        got = self.records.read(execution_id)
+        if got is None:
+            raise ExecutionNotFound(f"execution {execution_id!r} does not exist")
+        record = got[0]
+        if not self.is_mine(record, user) and record.get("state") == "succeeded" and record.get("outputs"):
+            # Someone else's run: its files are in their output folder, not here; copy them from the store.
             try:
-                record = self.get(key[len(PREFIX):-len(".json")])
-            except ExecutionNotFound:
-                continue
-            if (state and record["state"] != state) or (template and record.get("template") != template):
-                continue
-            out.append(self.summary(record))
-        return out
+                record["outputs"] = self.outputs.all(execution_id, record["outputs"])
+            except (OutputInvalid, KeyNotFound, OSError, SageMakerError) as err:
+                record["outputs_error"] = str(getattr(err, "message", err))
+        return record
+
+    def list(self, owner: str = "me", state: str | None = None, template: str | None = None, limit: int = 10,
+             after: str | None = None, user: str | None = None) -> tuple[list[dict], str | None]:
+        """A page of runs, newest first: `owner` "me" (this ComfyUI, or this user of it), "all", or an
+        owner key; returns (summaries, cursor of the next page or None)."""
+        owner_key = self.owner_for(user).key if owner == "me" else None if owner == "all" else owner
+        if state in ("queued", "running"):
+            ids = [i for i in self.records.inflight(owner_key) if not after or i < after]
+            records = [r for r in self._read_many(ids[:limit * 4]) if r.get("state") == state][:limit]
+            cursor = records[-1]["id"] if len(records) == limit else None
+        else:
+            if state:
+                folder = f"{INDEX}state/{state}/"
+            elif template:
+                from .execution_records import template_part
+
+                folder = f"{INDEX}template/{template_part(template)}/"
+            else:
+                folder = f"{INDEX}owner/{owner_key}/" if owner_key else f"{INDEX}all/"
+            ids, cursor = self.records.page(folder, owner_key, template, limit, after)
+            records = self._read_many(ids)
+        with self._lock:
+            live = dict(self._live)
+        return [self.summary(live.get(r["id"], r), user) for r in records], cursor
+
+    def _read_many(self, ids: list[str]) -> list[dict]:
+        def read(execution_id: str) -> dict | None:
+            got = self.records.read(execution_id)
+            return got[0] if got else None
+
+        workers = 1 if self.store.kind == "folder" else 16
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return [r for r in pool.map(read, ids) if r is not None]
 
     # running
 
     def create(self, prompt: object, workflow: object = None, template: object = None, environment: object = None,
-               client_id: object = None) -> dict:
+               client_id: object = None, user: str | None = None) -> dict:
         if not isinstance(prompt, dict) or not prompt:
             raise BadRequest("prompt must be a non-empty object (ComfyUI's API format)")
         if template is None and environment is None:
             raise BadRequest("choose a template (load one from the SageMaker sidebar) or an environment to run on")
+        template_version = None
         if template is not None:
-            bound = self.templates.get(template).environment  # TemplateNotFound -> 404
-            if environment is None:
-                environment = bound
+            loaded = self.templates.get(template)  # TemplateNotFound -> 404
+            template_version = loaded.version
+            if environment is None:  # the page names the environment of the template it loaded, if it can
+                environment = loaded.environment
             if environment is None:
                 raise BadRequest(f"template {template!r} is bound to no environment: bind it to one first")
         manifest = self.environments.get(environment)  # EnvironmentNotFound -> 404
@@ -154,17 +201,19 @@ class ExecutionService:
         names += preflight.extra_inputs(prompt, analysis, lambda n: input_path(self.host.input_dir(), n) is not None)
         inputs = put_inputs(self.store, self.host.input_dir(), names, self.hash_cache, self.synced)
         record = {
-            "id": new_id(), "prompt_id": uuid.uuid4().hex, "template": template, "environment": name,
-            "endpoint": name, "client_id": client_id if isinstance(client_id, str) else None, "state": "queued",
-            "created_at": now(), "started_at": None, "finished_at": None, "inputs": inputs, "outputs": {},
-            "error": None, "workflow_saved": workflow is not None,
+            "id": new_id(), "prompt_id": uuid.uuid4().hex, "template": template, "template_version": template_version,
+            "environment": name, "environment_version": manifest.get("version"), "endpoint": name,
+            "owner": self.owner_for(user).to_json(), "client_id": client_id if isinstance(client_id, str) else None,
+            "state": "queued", "created_at": now(), "started_at": None, "finished_at": None, "inputs": inputs,
+            "outputs": {}, "error": None, "workflow_saved": workflow is not None,
         }
         with self._lock:
+            self._etags[record["id"]] = self.records.create(record)
             self._live[record["id"]] = record
-            self._save(record)
-        self.send("sagemaker.execution", self.summary(record), None)
+        self.send("sagemaker.execution", self.summary(record, user), None)
+        self._watch()
         self.pool.submit(self._run, record, prompt)
-        return self.summary(record)
+        return self.summary(record, user)
 
     def _relay(self, record: dict, event: dict) -> None:
         kind = event.get("type")
@@ -176,7 +225,7 @@ class ExecutionService:
         data = dict(event.get("data") or {})
         data["prompt_id"] = record["prompt_id"]
         if kind == "executed" and isinstance(data.get("output"), dict):
-            data["output"] = self._localise(record, data["output"])  # OutputInvalid ends the invocation
+            data["output"] = self.outputs.localise(record["id"], data["output"])  # OutputInvalid ends the invocation
             self._seen(record)["shown"].add(str(data.get("node")))
         if kind in ("execution_success", "execution_error", "execution_interrupted"):
             self._seen(record)["ended"] = True
@@ -205,46 +254,6 @@ class ExecutionService:
             self._to_page(record, "execution_success",
                           {"prompt_id": record["prompt_id"], "timestamp": int(time.time() * 1000)})
 
-    def _localise(self, record: dict, output: dict) -> dict:
-        """Copy a node's output files from the store under ComfyUI's output folder; point at the copies."""
-        out = {}
-        for key, items in output.items():
-            if not isinstance(items, list):
-                out[key] = items
-                continue
-            out[key] = [self._copy_out(record, i) if isinstance(i, dict) and i.get("sha256") else i for i in items]
-        return out
-
-    def _copy_out(self, record: dict, item: dict) -> dict:
-        """The item's blob under output/sagemaker/<id>/, served by /view only once its bytes match its digest."""
-        digest, filename = item.get("sha256"), item.get("filename")
-        if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
-            raise OutputInvalid(f"the endpoint returned an output with a malformed digest: {str(digest)[:80]!r}")
-        if not isinstance(filename, str) or Path(filename).name in ("", ".", "..") or "\x00" in filename:
-            raise OutputInvalid(f"the endpoint returned an output with a malformed file name: {str(filename)[:80]!r}")
-        subfolder = f"{OUTPUT_SUBFOLDER}/{record['id']}"
-        name = Path(filename).name
-        dest = Path(self.host.output_dir()) / subfolder / name
-        if not (dest.is_file() and file_sha256(dest) == digest):
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{name}.{uuid.uuid4().hex}.part")
-            try:
-                self.store.get_file(blob_key(digest), str(tmp))
-                if file_sha256(tmp) != digest:
-                    raise OutputInvalid(f"output {name}: the stored bytes do not match their digest {digest}")
-                os.replace(tmp, dest)
-            finally:
-                tmp.unlink(missing_ok=True)
-        return {"filename": name, "subfolder": subfolder, "type": "output", "sha256": digest}
-
-    def _outputs(self, record: dict, result: object) -> dict:
-        outputs = result.get("outputs") if isinstance(result, dict) else None
-        if not outputs:
-            return {}
-        if not isinstance(outputs, dict) or not all(isinstance(ui, dict) for ui in outputs.values()):
-            raise OutputInvalid("the endpoint returned outputs that are not {node: {kind: [items]}}")
-        return {str(node): self._localise(record, ui) for node, ui in outputs.items()}
-
     def _run(self, record: dict, prompt: dict) -> None:
         if record["state"] in FINAL:
             return
@@ -257,7 +266,7 @@ class ExecutionService:
         except Exception as err:  # never leave a run stuck in "running"
             result = {"status": "failed", "outputs": {}, "error": {"code": "internal_error", "message": str(err)}}
         try:
-            outputs = self._outputs(record, result)
+            outputs = self.outputs.all(record["id"], result.get("outputs") if isinstance(result, dict) else None)
         except OutputInvalid as err:
             outputs, result = {}, {"status": "failed", "error": {"code": err.code, "message": err.message}}
         except (KeyNotFound, OSError, SageMakerError) as err:
@@ -281,38 +290,134 @@ class ExecutionService:
                      timings=result.get("timings"))
         with self._lock:
             self._live.pop(record["id"], None)
+            self._etags.pop(record["id"], None)
 
-    def cancel(self, execution_id: str) -> dict:
-        record = self.get(execution_id)
+    def cancel(self, execution_id: str, role: str = "designer", user: str | None = None) -> dict:
+        record = self.get(execution_id, user)
         if record["state"] in FINAL:
             raise Conflict(f"execution {execution_id} is {record['state']}; only a queued or running one can be "
                            "cancelled")
         with self._lock:
             live = self._live.get(execution_id)
         if live is None:
-            raise Conflict(f"execution {execution_id} is not running in this ComfyUI")
+            return self._cancel_elsewhere(record, role, user)
         was_running = live["state"] == "running"
         # Mark it first: the worker's "interrupted" answer may reach _run before the cancel call returns.
         self._update(live, state="cancelled", finished_at=now(), error={"code": "cancelled",
                                                                         "message": "cancelled by the user"})
+        self._stop(live, was_running)
+        return self.summary(live, user)
+
+    def _stop(self, live: dict, was_running: bool) -> None:
         cancel = getattr(self.endpoints, "cancel", None)
         if cancel is not None and was_running:
-            cancel(live["endpoint"], execution_id)
+            cancel(live["endpoint"], live["id"])
         self._to_page(live, "execution_interrupted", {"prompt_id": live["prompt_id"], "node_id": None,
                                                       "node_type": None, "executed": []})
-        return self.summary(live)
+
+    def _cancel_elsewhere(self, record: dict, role: str, user: str | None) -> dict:
+        """A run of another ComfyUI (or one this ComfyUI lost in a restart): a designer may end it through
+        compare-and-swap; its owner sees that and stops it, and a SageMaker worker sees the marker."""
+        if not self.is_mine(record, user) and role != "designer":
+            owner = Owner.from_json(record.get("owner"))
+            raise NotYourRun(f"execution {record['id']} is {owner.name if owner else 'an older version'}'s; only a "
+                             "designer can cancel someone else's run")
+        by = self.owner_for(user)
+
+        def cancelled(stored: dict) -> dict | None:
+            if stored.get("state") in FINAL:
+                return None
+            return {**stored, "state": "cancelled", "finished_at": now(),
+                    "error": {"code": "cancelled", "message": f"cancelled by {by.name}"}}
+
+        done = self.records.swap(record["id"], cancelled)
+        if done is None:
+            stored = self.records.read(record["id"])
+            state = stored[0].get("state") if stored else "gone"
+            raise Conflict(f"execution {record['id']} is {state}; only a queued or running one can be cancelled")
+        self.records.ended(done)
+        cancel = getattr(self.endpoints, "cancel", None)
+        if cancel is not None:
+            try:
+                cancel(done["endpoint"], done["id"])  # reaches SageMaker workers; a local one is its owner's
+            except SageMakerError:
+                pass
+        self.send("sagemaker.execution", self.summary(done, user), None)
+        return self.summary(done, user)
+
+    def _watch(self) -> None:
+        """While this ComfyUI has runs in flight, look at their records for a cancel from elsewhere."""
+        with self._lock:
+            if self._watcher is not None and self._watcher.is_alive():
+                return
+            self._watcher = threading.Thread(target=self._watch_loop, daemon=True, name="sagemaker-run-watch")
+            self._watcher.start()
+
+    def _watch_loop(self) -> None:
+        while True:
+            time.sleep(WATCH_INTERVAL)
+            with self._lock:
+                live = [(r, self._etags.get(r["id"])) for r in self._live.values()]
+            if not live:
+                return
+            for record, etag in live:
+                try:
+                    got = self.store.get_if_changed(self.records.key(record["id"]), etag)
+                except Exception:  # a passing store error: look again next time
+                    continue
+                if got is None or record["state"] in FINAL:
+                    continue
+                stored = json.loads(got.data)
+                if stored.get("state") == "cancelled":
+                    was_running = record["state"] == "running"
+                    with self._lock:
+                        record.update({k: stored.get(k) for k in ("state", "finished_at", "error")})
+                        self._etags[record["id"]] = got.etag
+                    self._stop(record, was_running)
+                    self.send("sagemaker.execution", self.summary(record), None)
 
     def fail_interrupted(self) -> int:
-        """At start-up: runs left queued or running by a previous ComfyUI are failed, with the reason."""
+        """At start-up: this ComfyUI's runs left queued or running by its previous life are failed, with the
+        reason, by compare-and-swap. Others' runs are theirs; the work grows with our runs in flight only."""
         n = 0
-        for key in self.store.list(PREFIX):
-            try:
-                record = json.loads(self.store.get(key).data)
-            except (KeyNotFound, ValueError):
-                continue
-            if record.get("state") in ("queued", "running"):
-                record.update(state="failed", finished_at=now(), error={
-                    "code": "interrupted", "message": "ComfyUI restarted while this execution ran"})
-                self._save(record)
-                n += 1
+        for execution_id in self.records.inflight(self.owner.key):
+            def failed(stored: dict) -> dict | None:
+                if stored.get("state") not in ("queued", "running") or not self.is_mine(stored):
+                    return None
+                return {**stored, "state": "failed", "finished_at": now(),
+                        "error": {"code": "interrupted", "message": "ComfyUI restarted while this execution ran"}}
+
+            record = self.records.swap(execution_id, failed)
+            stored = self.records.read(execution_id)
+            # Ended (by us now, or by someone before): it leaves our in-flight folder either way.
+            self.records.ended({**(stored[0] if stored else {"id": execution_id, "state": "gone"}),
+                                "owner": self.owner.to_json()})
+            n += record is not None
         return n
+
+    def apply_retention(self, days: int, keep_blobs: Callable[[], set[str]]) -> int:
+        """Remove execution records older than `days` days with their index markers, their local output
+        copies and their output blobs (except blobs an environment uses). Done by a designer's ComfyUI."""
+        cutoff = datetime.now(timezone.utc) - timedelta(days=days)
+        removed, protected = 0, None
+        for execution_id in list(self.records.expired(cutoff)):
+            got = self.records.read(execution_id)
+            if got is None:
+                continue
+            record = got[0]
+            if record.get("state") not in FINAL:
+                continue  # in flight (or left so by a ComfyUI that is gone: its owner fails it at its start)
+            protected = keep_blobs() if protected is None else protected
+            for ui in (record.get("outputs") or {}).values():
+                for items in (ui or {}).values() if isinstance(ui, dict) else ():
+                    for item in items if isinstance(items, list) else ():
+                        digest = item.get("sha256") if isinstance(item, dict) else None
+                        if isinstance(digest, str) and digest not in protected:
+                            try:
+                                self.store.delete(blob_key(digest))
+                            except (KeyNotFound, ValueError):
+                                pass
+            self.records.remove(record)
+            self.outputs.remove_local(execution_id)
+            removed += 1
+        return removed

@@ -102,6 +102,17 @@ class Store(ABC):
         """Keys under `prefix` (a folder-like prefix ending in `/`), sorted, recursively."""
 
     @abstractmethod
+    def list_page(self, folder: str, start_after: str = "", limit: int = 1000) -> list[str]:
+        """Up to `limit` keys directly in `folder` (a prefix ending in `/`; not its sub-folders), in
+        ascending order, after the key `start_after`: lists that page cost one request, however many
+        keys the folder holds."""
+
+    @abstractmethod
+    def get_if_changed(self, key: str, etag: str | None) -> Versioned | None:
+        """The object if its ETag is not `etag` (a conditional GET on S3: cheap when unchanged), else None;
+        KeyNotFound if absent."""
+
+    @abstractmethod
     def list_stamps(self, prefix: str) -> dict[str, str]:
         """Like `list`, with a stamp per key that changes whenever the object does
         (S3's ETag; on the folder store inode, size and mtime): lets callers cache reads."""

@@ -226,6 +226,21 @@ class FolderStore(Store):
         return sorted(self.list_stamps(prefix))
 
     @_unavailable_on_oserror
+    def list_page(self, folder: str, start_after: str = "", limit: int = 1000) -> list[str]:
+        base = self.root.joinpath(*[p for p in folder.split("/") if p])
+        try:
+            names = sorted(e.name for e in os.scandir(base) if e.is_file() and not e.name.startswith("."))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        keys = [f"{folder}{n}" for n in names]
+        return [k for k in keys if k > start_after][:limit]
+
+    @_unavailable_on_oserror
+    def get_if_changed(self, key: str, etag: str | None) -> Versioned | None:
+        got = self.get(key)
+        return None if got.etag == etag else got
+
+    @_unavailable_on_oserror
     def list_stamps(self, prefix: str) -> dict[str, str]:
         base = self.root.joinpath(*[p for p in prefix.split("/") if p])
         if not base.is_dir():

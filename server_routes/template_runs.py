@@ -96,7 +96,7 @@ async def run_template(request: web.Request, ctx: Context) -> web.Response:
     name = request.match_info["name"]
     prompt, schema = await asyncio.to_thread(prepare, ctx, name, body.get("inputs"))
     svc = ctx.services.executions
-    record = await asyncio.to_thread(svc.create, prompt, None, name, None, client_id)
+    record = await asyncio.to_thread(svc.create, prompt, None, name, None, client_id, ctx.user(request))
     deadline = time.monotonic() + wait
     while wait and record["state"] not in FINAL and time.monotonic() < deadline:
         await asyncio.sleep(POLL_SECONDS)

@@ -158,3 +158,22 @@ def test_sweep_removes_what_a_killed_writer_left(tmp_path):
     fresh.write_bytes(b"being written now")
     assert store.sweep() == ["blobs/sha256/.tmp-dead"]
     assert not old.exists() and fresh.exists() and store.exists("blobs/sha256/" + "a" * 64)
+
+
+def test_list_page_lists_one_folder_in_order_a_page_at_a_time(store):
+    for name in ("c", "a", "b", "d"):
+        store.put(f"things/{name}", b"")
+    store.put("things/sub/x", b"")  # a sub-folder's keys are not the folder's
+    assert store.list_page("things/") == ["things/a", "things/b", "things/c", "things/d"]
+    assert store.list_page("things/", "things/b", 1) == ["things/c"]
+    assert store.list_page("things/", "things/d") == [] and store.list_page("none/") == []
+
+
+def test_get_if_changed_answers_nothing_for_an_unchanged_object(store):
+    etag = store.create("changes/x.json", b"one")
+    assert store.get_if_changed("changes/x.json", etag) is None
+    assert store.get_if_changed("changes/x.json", None).data == b"one"
+    store.put("changes/x.json", b"two")
+    assert store.get_if_changed("changes/x.json", etag).data == b"two"
+    with pytest.raises(KeyNotFound):
+        store.get_if_changed("changes/none.json", etag)

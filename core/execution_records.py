@@ -1,0 +1,211 @@
+"""Execution records in the store, laid out so that every list costs a page, not the store.
+
+- `executions/records/<id>.json`: the record (ids sort by time). Created exclusively; every later
+  write is compare-and-swap on its ETag, so nothing rewrites someone else's record unseen.
+- `executions/index/{all,owner/<owner>,template/<template>}/<inv>.<owner>.<template>`: empty markers
+  written at creation; `<inv>` is the id under an inverted time, so a folder lists newest first and
+  a page is one LIST request. The owner and template in the name let a list filter on them from
+  the names alone.
+- `executions/index/state/<final state>/<inv>...`: written when a run ends.
+- `executions/inflight/<owner>/<id>`: while a run is queued or running. A ComfyUI restarting fails
+  its own in-flight runs from here: its start-up work grows with its runs in flight, nothing else.
+- `executions/<id>.json`: records an older version wrote (no owner); readable by id, never
+  rewritten, not listed, removed by retention.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .identity import Owner
+from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
+
+ROOT = "executions/"
+RECORDS = ROOT + "records/"
+INDEX = ROOT + "index/"
+INFLIGHT = ROOT + "inflight/"
+ID_RE = re.compile(r"[0-9]{8}T[0-9]{12}-[0-9a-f]{8}")
+FINAL = ("succeeded", "failed", "cancelled")
+NO_TEMPLATE = "-"
+
+
+def inverted(execution_id: str) -> str:
+    """A prefix that sorts newer ids first: 10**20 - 1 - the id's 20 time digits."""
+    digits = int(execution_id[:8] + execution_id[9:21])
+    return f"{10**20 - 1 - digits:020d}-{execution_id}"
+
+
+def id_time(execution_id: str) -> datetime:
+    return datetime.strptime(execution_id[:21], "%Y%m%dT%H%M%S%f").replace(tzinfo=timezone.utc)
+
+
+def template_part(template: str | None) -> str:
+    from .templates import encode_name
+
+    return encode_name(template) if template else NO_TEMPLATE
+
+
+@dataclass(frozen=True)
+class Marker:
+    execution_id: str
+    owner: str
+    template: str
+
+    @classmethod
+    def parse(cls, key: str) -> Marker | None:
+        parts = key.rsplit("/", 1)[-1].split(".")
+        if len(parts) < 3:
+            return None
+        inv_id, template, owner = parts[0], parts[-1], ".".join(parts[1:-1])
+        execution_id = inv_id[21:]
+        return cls(execution_id, owner, template) if ID_RE.fullmatch(execution_id) else None
+
+
+def marker_name(execution_id: str, owner: Owner | None, template: str | None) -> str:
+    return f"{inverted(execution_id)}.{owner.key if owner else 'unowned'}.{template_part(template)}"
+
+
+class ExecutionRecords:
+    def __init__(self, store: Store):
+        self.store = store
+
+    # one record
+
+    def key(self, execution_id: str) -> str:
+        return f"{RECORDS}{execution_id}.json"
+
+    def read(self, execution_id: str) -> tuple[dict, str] | None:
+        """(record, etag), from the current layout or an older version's; None if absent."""
+        for key in (self.key(execution_id), f"{ROOT}{execution_id}.json"):
+            try:
+                got = self.store.get(key)
+            except KeyNotFound:
+                continue
+            return json.loads(got.data), got.etag
+        return None
+
+    def create(self, record: dict) -> str:
+        """The new record and its index markers; returns the record's ETag."""
+        owner = Owner.from_json(record.get("owner"))
+        name = marker_name(record["id"], owner, record.get("template"))
+        etag = self.store.create(self.key(record["id"]), _dump(record))
+        self.store.put(f"{INFLIGHT}{owner.key if owner else 'unowned'}/{record['id']}", b"")
+        folders = [f"{INDEX}all/", f"{INDEX}owner/{owner.key if owner else 'unowned'}/"]
+        if record.get("template"):
+            folders.append(f"{INDEX}template/{template_part(record['template'])}/")
+        for folder in folders:
+            self.store.put(folder + name, b"")
+        return etag
+
+    def replace(self, record: dict, etag: str) -> str:
+        """Compare-and-swap; PreconditionFailed if the record changed since `etag`."""
+        return self.store.replace(self.key(record["id"]), _dump(record), if_match=etag)
+
+    def ended(self, record: dict) -> None:
+        """A run ended: its state marker, and it leaves the in-flight folder."""
+        owner = Owner.from_json(record.get("owner"))
+        if record["state"] in FINAL:
+            name = marker_name(record["id"], owner, record.get("template"))
+            self.store.put(f"{INDEX}state/{record['state']}/{name}", b"")
+        try:
+            self.store.delete(f"{INFLIGHT}{owner.key if owner else 'unowned'}/{record['id']}")
+        except KeyNotFound:
+            pass
+
+    def swap(self, execution_id: str, change, attempts: int = 5) -> dict | None:
+        """Apply `change(record) -> record | None` with compare-and-swap, re-reading on a lost race.
+        None when the record is absent or `change` declines (returns None)."""
+        for _ in range(attempts):
+            got = self.read(execution_id)
+            if got is None:
+                return None
+            new = change(dict(got[0]))
+            if new is None:
+                return None
+            try:
+                self.replace(new, got[1])
+                return new
+            except (PreconditionFailed, KeyNotFound):
+                continue
+        raise PreconditionFailed(execution_id)
+
+    # lists
+
+    def inflight(self, owner_key: str | None = None) -> list[str]:
+        """Ids of runs queued or running (of one owner, or everyone's), newest first: the in-flight folder
+        holds only those, so this grows with runs in flight, not with the records."""
+        keys = list(self._all(f"{INFLIGHT}{owner_key}/")) if owner_key else self.store.list(INFLIGHT)
+        return sorted((k.rsplit("/", 1)[-1] for k in keys if ID_RE.fullmatch(k.rsplit("/", 1)[-1])), reverse=True)
+
+    def _all(self, folder: str) -> Iterator[str]:
+        after = ""
+        while True:
+            page = self.store.list_page(folder, after, 1000)
+            yield from page
+            if len(page) < 1000:
+                return
+            after = page[-1]
+
+    def page(self, folder: str, owner_key: str | None, template: str | None, limit: int,
+             after: str | None) -> tuple[list[str], str | None]:
+        """Up to `limit` execution ids from an index folder, newest first, after the cursor `after`
+        (a marker name), keeping those of `owner_key` / `template` when given. Returns (ids, next cursor)."""
+        wanted_template = template_part(template) if template else None
+        start = folder + after if after else ""
+        ids: list[str] = []
+        last = None
+        scanned = 0
+        while len(ids) < limit:
+            keys = self.store.list_page(folder, start, 1000)
+            for key in keys:
+                scanned += 1
+                marker = Marker.parse(key)
+                last = key.rsplit("/", 1)[-1]
+                if marker and (owner_key is None or marker.owner == owner_key) \
+                        and (wanted_template is None or marker.template == wanted_template):
+                    ids.append(marker.execution_id)
+                    if len(ids) == limit:
+                        break
+            if len(keys) < 1000 or len(ids) == limit:
+                break
+            start = keys[-1]
+        more = bool(ids) and len(ids) == limit
+        return ids, (last if more else None)
+
+    def expired(self, cutoff: datetime) -> Iterator[str]:
+        """Ids older than `cutoff`, oldest first (records' keys sort by time)."""
+        for folder in (RECORDS, ROOT):
+            for key in self._all(folder):
+                execution_id = key.rsplit("/", 1)[-1].removesuffix(".json")
+                if not ID_RE.fullmatch(execution_id):
+                    continue
+                if id_time(execution_id) >= cutoff:
+                    break
+                yield execution_id
+
+    def remove(self, record: dict) -> None:
+        """A record and all its markers (retention)."""
+        owner = Owner.from_json(record.get("owner"))
+        name = marker_name(record["id"], owner, record.get("template"))
+        keys = [f"{INDEX}all/{name}", f"{INDEX}owner/{owner.key if owner else 'unowned'}/{name}",
+                f"{INFLIGHT}{owner.key if owner else 'unowned'}/{record['id']}"]
+        if record.get("template"):
+            keys.append(f"{INDEX}template/{template_part(record['template'])}/{name}")
+        keys += [f"{INDEX}state/{state}/{name}" for state in FINAL]
+        keys += [self.key(record["id"]), f"{ROOT}{record['id']}.json"]
+        for key in keys:
+            try:
+                self.store.delete(key)
+            except KeyNotFound:
+                pass
+
+
+def _dump(record: dict) -> bytes:
+    return json.dumps(record).encode()
+
+
+__all__ = ["ExecutionRecords", "KeyExists", "FINAL", "ID_RE", "inverted"]
