@@ -19,6 +19,7 @@ from . import endpoint_config, publish, snapshot
 from .errors import BadRequest, Conflict, EnvironmentNotFound, NameInvalid, SageMakerError
 from .hashing import HashCache
 from .jobs import Job, JobManager
+from .leases import Leases
 from .model_files import ModelIndex
 from .names import ENVIRONMENT_NAME
 from .store import KeyExists, KeyNotFound, Store
@@ -51,7 +52,7 @@ class EndpointHooks:
     """Filled in by the endpoints layer: is an endpoint running this environment, deploy, delete."""
 
     running: Callable[[str], bool] = lambda name: False
-    deploy: Callable[[dict], None] = lambda manifest: None
+    deploy: Callable[[dict], dict | None] = lambda manifest: None
     remove: Callable[[str], None] = lambda name: None
     state: Callable[[str], str | None] = lambda name: None
 
@@ -68,7 +69,8 @@ def versions_of(store: Store, name: str) -> list[int]:
 
 class EnvironmentService:
     def __init__(self, store: Store, templates: TemplateService, host: Host, jobs: JobManager,
-                 hash_cache: HashCache, max_instances: int, hooks: EndpointHooks | None = None):
+                 hash_cache: HashCache, max_instances: int, hooks: EndpointHooks | None = None,
+                 leases: Leases | None = None, changed: Callable[[], None] = lambda: None):
         self.store = store
         self.templates = templates
         self.host = host
@@ -76,6 +78,8 @@ class EnvironmentService:
         self.hash_cache = hash_cache
         self.max_instances = max_instances
         self.hooks = hooks or EndpointHooks()
+        self.leases = leases  # one publish/deploy of an environment at a time, across ComfyUIs
+        self.changed = changed  # tell the other ComfyUIs on the store
 
     # reading
 
@@ -108,10 +112,13 @@ class EnvironmentService:
                 out.append({"name": lower, "problem": f"its manifest cannot be read: {err}"})
                 continue
             try:
+                lease = self.leases.current(m["name"]) if self.leases else None
                 out.append({
                     "name": m["name"], "version": m["version"], "size": m["size"], "created_at": m["created_at"],
                     "packs": len(m["custom_nodes"]), "models": len(m["models"]), "templates": m["templates"],
                     "endpoint": m["endpoint"], "endpoint_state": self.hooks.state(m["name"]),
+                    "busy": {"by": (lease.get("holder") or {}).get("name"), "what": lease.get("what")}
+                    if lease else None,
                 })
             except (KeyError, TypeError) as err:
                 # One broken manifest (written by hand, or by an older version) never hides the others.
@@ -165,21 +172,46 @@ class EnvironmentService:
         plan = publish.make_plan(name, chosen, include, endpoint, snap, self.host.model_index(),
                                  self.host.analyze)
         claimed = self._claim(name)
+        lease = self.leases.acquire(name, "publishing") if self.leases else None  # DeployInProgress: 409
+        self.changed()
 
         def task(job: Job) -> dict:
             try:
-                result = publish.run_publish(job, plan, self.store, self.hash_cache, self._write_manifest,
-                                             self.host.node_types_by_pack())
-            except BaseException:
-                if claimed and not self.versions(name):
-                    self.store.delete(_folder(name) + "claim.json")  # nothing published: free the name
-                raise
-            if endpoint is not None:
-                job.update(phase="deploying")
-                self.hooks.deploy(self.get(name))
-            return result
+                try:
+                    result = publish.run_publish(job, plan, self.store, self.hash_cache, self._write_manifest,
+                                                 self.host.node_types_by_pack())
+                except BaseException:
+                    if claimed and not self.versions(name):
+                        self.store.delete(_folder(name) + "claim.json")  # nothing published: free the name
+                    raise
+                if endpoint is not None:
+                    job.update(phase="deploying")
+                    self.hooks.deploy(self.get(name))
+                return result
+            finally:
+                if lease is not None:
+                    self.leases.release(lease)
+                self.changed()
 
-        return self.jobs.start("publish", name.lower(), task)
+        try:
+            return self.jobs.start("publish", name.lower(), task)
+        except BaseException:
+            if lease is not None:
+                self.leases.release(lease)
+            raise
+
+    def deploy(self, name: str, version: int | None = None) -> dict:
+        """Deploy (or update) the endpoint of an environment's version, under its lease."""
+        manifest = self.get(name, version)
+        if manifest.get("endpoint") is None:  # published without a config: the embedded default
+            manifest = {**manifest, "endpoint": {"kind": "local"}}
+        lease = self.leases.acquire(name, "deploying") if self.leases else None
+        try:
+            return self.hooks.deploy(manifest)
+        finally:
+            if lease is not None:
+                self.leases.release(lease)
+            self.changed()
 
     def _write_manifest(self, manifest: dict[str, Any]) -> int:
         """Create version n+1 exclusively: two publishes never both become n+1. The claim must still be
@@ -221,6 +253,7 @@ class EnvironmentService:
             if self.hooks.running(name):
                 raise Conflict(f"an endpoint runs {name!r}; delete it first or use force")
         self.hooks.remove(name)
+        self.changed()
         for v in self.versions(name):
             self.store.delete(f"{_folder(name)}versions/v{v:06d}.json")
         try:

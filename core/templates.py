@@ -4,12 +4,19 @@ Names are case-sensitive, but a store may sit on a case-insensitive file
 system, so a name is encoded before it becomes a key: each capital letter
 becomes `_` + its lower case (`Foo` -> `_foo`), which cannot collide because
 `_` is not allowed in names.
+
+`templates/index.json` holds every template's summary, so listing them is one
+read however many there are (and watching it is how other ComfyUIs learn of a
+change). Every write updates it by compare-and-swap after the template itself;
+a writer that died in between leaves it one change behind until `reconcile`
+(a designer's ComfyUI runs it at start and hourly) rebuilds it from the keys.
 """
 
 from __future__ import annotations
 
 import json
-import threading
+import random
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -21,6 +28,7 @@ from .parameters import extract as extract_parameters
 from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
 
 PREFIX = "templates/"
+INDEX_KEY = PREFIX + "index.json"
 UNSET = object()
 
 
@@ -110,9 +118,6 @@ class TemplateService:
     def __init__(self, store: Store, environment_exists: Callable[[str], bool]):
         self.store = store
         self.environment_exists = environment_exists
-        # key -> (stamp, summary): listing re-reads only what changed since the last list.
-        self._summaries: dict[str, tuple[str, dict]] = {}
-        self._summaries_lock = threading.Lock()
 
     def _check_environment(self, environment: object) -> str | None:
         if environment is None:
@@ -141,6 +146,7 @@ class TemplateService:
             self.store.create(key_of(name), template.to_bytes())
         except KeyExists:
             raise TemplateExists(f"template {name!r} exists already; pick another name or edit it") from None
+        self._index(name, template.summary())
         return template
 
     def _read(self, name: str) -> tuple[Template, str]:
@@ -155,30 +161,60 @@ class TemplateService:
         return self._read(name)[0]
 
     def list(self) -> list[dict]:
-        stamps = {k: v for k, v in self.store.list_stamps(PREFIX).items()
-                  if k.endswith(".json") and "/" not in k[len(PREFIX):]}
-        with self._summaries_lock:
-            cached = {k: c[1] for k, c in self._summaries.items() if stamps.get(k) == c[0]}
+        try:
+            entries = json.loads(self.store.get(INDEX_KEY).data).get("entries", {})
+        except KeyNotFound:
+            entries = self.reconcile()
+        return sorted(entries.values(), key=lambda t: t["name"])
 
-        def read(key: str) -> tuple[str, str, dict] | None:
+    def _index(self, name: str, summary: dict | None, attempts: int = 20) -> None:
+        """Set (or, with None, remove) one entry of the index, by compare-and-swap."""
+        for attempt in range(attempts):
             try:
-                got = self.store.get(key)
-            except KeyNotFound:  # deleted while listing
-                return None
-            # Cached under the listed stamp: if the object changed since, the next list re-reads it.
-            return key, stamps[key], Template.from_bytes(got.data).summary()
+                got = self.store.get(INDEX_KEY)
+            except KeyNotFound:
+                self.reconcile()  # builds it from the templates themselves, this one included
+                return
+            index = json.loads(got.data)
+            entries = index.setdefault("entries", {})
+            if summary is None:
+                entries.pop(encode_name(name), None)
+            else:
+                entries[encode_name(name)] = summary
+            try:
+                self.store.replace(INDEX_KEY, json.dumps(index, separators=(",", ":")).encode(), if_match=got.etag)
+                return
+            except (PreconditionFailed, KeyNotFound):
+                time.sleep(min(0.01 * 2 ** attempt, 0.5) * random.random())
+        raise Conflict("the template index is being changed by many writers at once; retry")
 
-        missing = [k for k in stamps if k not in cached]
-        # Reads are independent; on S3 each is a round trip, so overlap them.
+    def reconcile(self) -> dict[str, dict]:
+        """Rebuild the index from the template objects themselves (the truth); returns its entries."""
+        keys = [k for k in self.store.list(PREFIX)
+                if k.endswith(".json") and "/" not in k[len(PREFIX):] and k != INDEX_KEY]
+
+        def read(key: str) -> tuple[str, dict] | None:
+            try:
+                return key[len(PREFIX):-len(".json")], Template.from_bytes(self.store.get(key).data).summary()
+            except (KeyNotFound, ValueError, TypeError):
+                return None
+
         workers = 1 if self.store.kind == "folder" else 16
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            fresh = [r for r in pool.map(read, missing) if r is not None]
-        with self._summaries_lock:
-            self._summaries = {k: (stamps[k], s) for k, s in cached.items()}
-            for key, stamp, summary in fresh:
-                self._summaries[key] = (stamp, summary)
-                cached[key] = summary
-        return sorted(cached.values(), key=lambda s: s["name"])
+            entries = dict(r for r in pool.map(read, keys) if r is not None)
+        body = json.dumps({"entries": entries}, separators=(",", ":")).encode()
+        try:
+            current = self.store.get(INDEX_KEY)
+            if json.loads(current.data).get("entries") != entries:
+                self.store.replace(INDEX_KEY, body, if_match=current.etag)
+        except KeyNotFound:
+            try:
+                self.store.create(INDEX_KEY, body)
+            except KeyExists:
+                pass  # another ComfyUI built it at the same moment, from the same templates
+        except PreconditionFailed:
+            pass  # changed meanwhile by a writer, who keeps it current
+        return entries
 
     def update(
         self,
@@ -217,6 +253,7 @@ class TemplateService:
             raise Conflict(f"template {name!r} was changed by someone else meanwhile; reload it and retry") from None
         except KeyNotFound:
             raise TemplateNotFound(f"template {name!r} was deleted meanwhile") from None
+        self._index(name, template.summary())
         return template
 
     def delete(self, name: str) -> None:
@@ -225,3 +262,4 @@ class TemplateService:
             self.store.delete(key_of(name))
         except KeyNotFound:
             raise TemplateNotFound(f"template {name!r} does not exist") from None
+        self._index(name, None)

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import threading
+import time
 
 from aiohttp import web
 
@@ -43,7 +44,7 @@ def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts)
             routes.route(method, "/sagemaker" + path)(handler)
     app.middlewares.insert(0, middleware(ctx))
     # Inside an endpoint's worker the extension only brings its nodes: no watcher, no endpoints.
-    if ctx.config_error is None and os.environ.get("COMFYUI_SAGEMAKER_ROLE") != "worker":
+    if ctx.config_error is None and os.environ.get("SM_WORKER_COMFYUI") != "1":
         threading.Thread(target=_background, args=(ctx,), name="sagemaker-start", daemon=True).start()
     return ctx
 
@@ -76,12 +77,35 @@ def _background(ctx: Context) -> None:
 
     steps = {
         "sweeping temporary files": svc.sweep,
-        "failing interrupted executions": lambda: svc.executions.fail_interrupted(),
+        "failing this ComfyUI's interrupted executions": lambda: svc.executions.fail_interrupted(),
         "re-adopting local endpoints": lambda: svc.endpoints.provider("local").adopt(),
         "starting the input watcher": watch,
+        # Other ComfyUIs' changes on the store reach this one's browsers.
+        "watching the store for changes": lambda: svc.changes.start(
+            lambda collection: svc.send_event("sagemaker.changed", {"collection": collection})),
     }
     for what, step in steps.items():
         try:
             step()
         except Exception:  # never break ComfyUI; the sidebar shows what is wrong
             log.exception("comfyui-sagemaker: %s failed", what)
+    if svc.config.role == "designer":
+        threading.Thread(target=_maintenance, args=(svc,), name="sagemaker-maintenance", daemon=True).start()
+
+
+def _maintenance(svc, every: float = 3600.0) -> None:
+    """A designer's ComfyUI keeps the shared store tidy: the template index checked against the templates
+    themselves (hourly), execution records past their retention removed (daily)."""
+    log = logging.getLogger("comfyui_sagemaker")
+    hours = 0
+    while True:
+        for what, due, step in (("rebuilding the template index", True, svc.templates.reconcile),
+                                ("applying the execution retention", hours % 24 == 0, svc.apply_retention)):
+            if not due:
+                continue
+            try:
+                step()
+            except Exception:
+                log.exception("comfyui-sagemaker: %s failed", what)
+        hours += 1
+        time.sleep(every)

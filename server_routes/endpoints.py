@@ -18,10 +18,7 @@ async def list_endpoints(request: web.Request, ctx: Context) -> web.Response:
 def _deploy(ctx: Context, environment: object) -> dict:
     if not isinstance(environment, str):
         raise BadRequest("environment must be an environment name")
-    manifest = ctx.services.environments.get(environment)
-    if manifest.get("endpoint") is None:  # published without a config: the embedded default
-        manifest = {**manifest, "endpoint": {"kind": "local"}}
-    return ctx.services.endpoints.deploy(manifest)
+    return ctx.services.environments.deploy(environment)
 
 
 async def create_endpoint(request: web.Request, ctx: Context) -> web.Response:

@@ -152,7 +152,9 @@ def test_twenty_concurrent_publishes_from_processes_one_wins(tmp_path):
 
     stored = TemplateService(FolderStore(tmp_path), lambda n: False).get("Race")
     assert stored.prompt["1"]["inputs"]["width"] == winners[0]
-    assert [p.name for p in (tmp_path / "templates").iterdir() if not p.name.startswith(".")] == ["_race.json"]
+    assert [p.name for p in sorted((tmp_path / "templates").iterdir()) if not p.name.startswith(".")] == \
+        ["_race.json", "index.json"]  # the one template, and the index naming only it
+    assert [t["name"] for t in TemplateService(FolderStore(tmp_path), lambda n: False).list()] == ["Race"]
 
 
 def test_list_follows_changes_after_caching(templates):

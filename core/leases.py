@@ -1,0 +1,99 @@
+"""One deploy of an environment at a time, across every ComfyUI on the store: a lease object
+(`environments/<name>/lease.json`) taken with an exclusive create (or, once expired or released,
+a compare-and-swap), renewed while the work runs, released at its end. A ComfyUI killed mid-publish
+stops renewing: its lease expires and the next publish proceeds.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from .errors import Conflict
+from .identity import Owner
+from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
+
+TTL = 120.0  # seconds a lease lives without renewal
+RENEW = 30.0
+
+
+class DeployInProgress(Conflict):
+    """Another publish or deploy of this environment holds its lease."""
+
+    code = "deploy_in_progress"
+
+
+@dataclass
+class Lease:
+    key: str
+    token: str
+    etag: str
+    what: str
+    stop: threading.Event
+    lock: threading.Lock
+
+def lease_key(environment: str) -> str:
+    return f"environments/{environment.lower()}/lease.json"
+
+
+class Leases:
+    def __init__(self, store: Store, holder: Owner, ttl: float = TTL, renew_every: float = RENEW):
+        self.store = store
+        self.holder = holder
+        self.ttl = ttl
+        self.renew_every = renew_every
+
+    def _body(self, token: str, what: str, released: bool = False) -> bytes:
+        return json.dumps({"holder": self.holder.to_json(), "token": token, "what": what,
+                           "expires_at": 0 if released else time.time() + self.ttl}).encode()
+
+    def current(self, environment: str) -> dict | None:
+        """The lease in force (unexpired, unreleased), or None."""
+        try:
+            data = json.loads(self.store.get(lease_key(environment)).data)
+        except (KeyNotFound, ValueError):
+            return None
+        return data if data.get("expires_at", 0) > time.time() else None
+
+    def acquire(self, environment: str, what: str) -> Lease:
+        key, token = lease_key(environment), uuid.uuid4().hex
+        try:
+            etag = self.store.create(key, self._body(token, what))
+        except KeyExists:
+            got = self.store.get(key)
+            held = json.loads(got.data)
+            if held.get("expires_at", 0) > time.time():
+                who = (held.get("holder") or {}).get("name", "another ComfyUI")
+                raise DeployInProgress(f"{who} is {held.get('what', 'deploying')} environment {environment!r}; "
+                                       "wait until it ends") from None
+            try:  # expired or released: take it over, unless someone else does first
+                etag = self.store.replace(key, self._body(token, what), if_match=got.etag)
+            except PreconditionFailed:
+                raise DeployInProgress(f"someone else just started {what} environment {environment!r}") from None
+        lease = Lease(key, token, etag, what, threading.Event(), threading.Lock())
+        threading.Thread(target=self._keep, args=(lease,), daemon=True, name=f"lease-{environment}").start()
+        return lease
+
+    def _keep(self, lease: Lease) -> None:
+        while not lease.stop.wait(self.renew_every):
+            try:
+                with lease.lock:
+                    if lease.stop.is_set():
+                        return
+                    lease.etag = self.store.replace(lease.key, self._body(lease.token, lease.what),
+                                                    if_match=lease.etag)
+            except (PreconditionFailed, KeyNotFound):
+                return  # lost (it expired and was taken over): the holder's next store write will say so
+            except Exception:
+                continue  # a passing store error: try again before the lease runs out
+
+    def release(self, lease: Lease) -> None:
+        lease.stop.set()
+        try:
+            with lease.lock:
+                self.store.replace(lease.key, self._body(lease.token, lease.what, released=True), if_match=lease.etag)
+        except (PreconditionFailed, KeyNotFound):
+            pass  # it expired and someone took it: theirs now
