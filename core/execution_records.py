@@ -1,7 +1,10 @@
 """Execution records in the store, laid out so that every list costs a page, not the store.
 
-- `executions/records/<id>.json`: the record (ids sort by time). Created exclusively; every later
-  write is compare-and-swap on its ETag, so nothing rewrites someone else's record unseen.
+- `executions/records/<instance>/<id>.json`: the record. An id is the UTC time to the microsecond,
+  8 random hex digits and the instance id of the ComfyUI that made it (so ids sort by time, and the
+  key - like the async request and cancel keys named by the id - carries its owner, which the
+  artist's IAM policy scopes writes by). Created exclusively; every later write is compare-and-swap
+  on its ETag, so nothing rewrites someone else's record unseen.
 - `executions/index/{all,owner/<owner>,template/<template>}/<inv>.<owner>.<template>`: empty markers
   written at creation; `<inv>` is the id under an inverted time, so a folder lists newest first and
   a page is one LIST request. The owner and template in the name let a list filter on them from
@@ -28,7 +31,8 @@ ROOT = "executions/"
 RECORDS = ROOT + "records/"
 INDEX = ROOT + "index/"
 INFLIGHT = ROOT + "inflight/"
-ID_RE = re.compile(r"[0-9]{8}T[0-9]{12}-[0-9a-f]{8}")
+# <time>-<random>-<instance>; ids made before team mode lack the instance.
+ID_RE = re.compile(r"[0-9]{8}T[0-9]{12}-[0-9a-f]{8}(?:-[a-z0-9]{12})?")
 FINAL = ("succeeded", "failed", "cancelled")
 NO_TEMPLATE = "-"
 
@@ -76,7 +80,8 @@ class ExecutionRecords:
     # one record
 
     def key(self, execution_id: str) -> str:
-        return f"{RECORDS}{execution_id}.json"
+        instance = execution_id[31:] if len(execution_id) > 30 else "unowned"
+        return f"{RECORDS}{instance}/{execution_id}.json"
 
     def read(self, execution_id: str) -> tuple[dict, str] | None:
         """(record, etag), from the current layout or an older version's; None if absent."""
@@ -177,8 +182,9 @@ class ExecutionRecords:
         return ids, (last if more else None)
 
     def expired(self, cutoff: datetime) -> Iterator[str]:
-        """Ids older than `cutoff`, oldest first (records' keys sort by time)."""
-        for folder in (RECORDS, ROOT):
+        """Ids older than `cutoff`, oldest first in each instance's folder (their keys sort by time)."""
+        instances = sorted({k[len(RECORDS):].split("/", 1)[0] for k in self.store.list(RECORDS)})
+        for folder in [*(f"{RECORDS}{i}/" for i in instances), ROOT]:
             for key in self._all(folder):
                 execution_id = key.rsplit("/", 1)[-1].removesuffix(".json")
                 if not ID_RE.fullmatch(execution_id):

@@ -59,8 +59,10 @@ class NotYourRun(Forbidden):
     code = "forbidden_for_role"
 
 
-def new_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:8]
+def new_id(instance: str = "") -> str:
+    """<UTC time to the microsecond>-<8 random hex digits>[-<instance id of the ComfyUI that made it>]."""
+    made = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:8]
+    return f"{made}-{instance}" if instance else made
 
 
 class ExecutionService:
@@ -201,7 +203,7 @@ class ExecutionService:
         names += preflight.extra_inputs(prompt, analysis, lambda n: input_path(self.host.input_dir(), n) is not None)
         inputs = put_inputs(self.store, self.host.input_dir(), names, self.hash_cache, self.synced)
         record = {
-            "id": new_id(), "prompt_id": uuid.uuid4().hex, "template": template, "template_version": template_version,
+            "id": new_id(self.owner.instance), "prompt_id": uuid.uuid4().hex, "template": template, "template_version": template_version,
             "environment": name, "environment_version": manifest.get("version"), "endpoint": name,
             "owner": self.owner_for(user).to_json(), "client_id": client_id if isinstance(client_id, str) else None,
             "state": "queued", "created_at": now(), "started_at": None, "finished_at": None, "inputs": inputs,

@@ -94,18 +94,19 @@ def _background(ctx: Context) -> None:
 
 
 def _maintenance(svc, every: float = 3600.0) -> None:
-    """A designer's ComfyUI keeps the shared store tidy: the template index checked against the templates
-    themselves (hourly), execution records past their retention removed (daily)."""
+    """A designer's ComfyUI keeps the shared store tidy, starting an hour after start-up (no start-up work
+    grows with the store): the template index checked against the templates themselves (hourly),
+    execution records past their retention removed (daily)."""
     log = logging.getLogger("comfyui_sagemaker")
     hours = 0
     while True:
+        time.sleep(every)
+        hours += 1
         for what, due, step in (("rebuilding the template index", True, svc.templates.reconcile),
-                                ("applying the execution retention", hours % 24 == 0, svc.apply_retention)):
+                                ("applying the execution retention", hours % 24 == 1, svc.apply_retention)):
             if not due:
                 continue
             try:
                 step()
             except Exception:
                 log.exception("comfyui-sagemaker: %s failed", what)
-        hours += 1
-        time.sleep(every)

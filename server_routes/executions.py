@@ -15,7 +15,8 @@ from .http import json_ok, query_int, read_object
 FIELDS = {"prompt", "workflow", "template", "environment", "client_id"}
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 OWNER_KEY = re.compile(r"[A-Za-z0-9._-]{1,100}")
-CURSOR = re.compile(r"[0-9]{20}-[0-9]{8}T[0-9]{12}-[0-9a-f]{8}\.[A-Za-z0-9._-]+|[0-9]{8}T[0-9]{12}-[0-9a-f]{8}")
+# A page's cursor: an index marker's name, or (runs in flight) an execution id.
+CURSOR = re.compile(r"([0-9]{20}-)?[0-9]{8}T[0-9]{12}-[0-9a-f]{8}(-[a-z0-9]{12})?(\.[A-Za-z0-9._-]+)?")
 
 
 async def create_execution(request: web.Request, ctx: Context) -> web.Response:
