@@ -203,7 +203,8 @@ class ExecutionService:
         names += preflight.extra_inputs(prompt, analysis, lambda n: input_path(self.host.input_dir(), n) is not None)
         inputs = put_inputs(self.store, self.host.input_dir(), names, self.hash_cache, self.synced)
         record = {
-            "id": new_id(self.owner.instance), "prompt_id": uuid.uuid4().hex, "template": template, "template_version": template_version,
+            "id": new_id(self.owner.instance), "prompt_id": uuid.uuid4().hex, "template": template,
+            "template_version": template_version,
             "environment": name, "environment_version": manifest.get("version"), "endpoint": name,
             "owner": self.owner_for(user).to_json(), "client_id": client_id if isinstance(client_id, str) else None,
             "state": "queued", "created_at": now(), "started_at": None, "finished_at": None, "inputs": inputs,
