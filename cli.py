@@ -25,9 +25,14 @@ def default_config_dir() -> Path | None:
 
 
 def _config(args: argparse.Namespace) -> int:
+    from .core.identity import display_name, instance_id
+
     config_dir = Path(args.config_dir) if args.config_dir else default_config_dir()
     cfg = config_mod.load(config_dir)
-    print(json.dumps({"config_dir": str(config_dir) if config_dir else None, **cfg.public()}, indent=2))
+    # The instance id names this ComfyUI's runs in the store (an artist's IAM policy scopes writes by it).
+    identity = {"instance": instance_id(config_dir), "name": display_name(cfg.display_name)} if config_dir else None
+    print(json.dumps({"config_dir": str(config_dir) if config_dir else None, "identity": identity, **cfg.public()},
+                     indent=2))
     return 0
 
 

@@ -179,15 +179,19 @@ class ExecutionService:
     # running
 
     def create(self, prompt: object, workflow: object = None, template: object = None, environment: object = None,
-               client_id: object = None, user: str | None = None) -> dict:
+               client_id: object = None, user: str | None = None, template_version: object = None) -> dict:
+        """`environment` and `template_version`, when the page sends them, are what it loaded: a run follows
+        them, not a binding the designer changed since."""
         if not isinstance(prompt, dict) or not prompt:
             raise BadRequest("prompt must be a non-empty object (ComfyUI's API format)")
         if template is None and environment is None:
             raise BadRequest("choose a template (load one from the SageMaker sidebar) or an environment to run on")
-        template_version = None
+        if template_version is not None and (isinstance(template_version, bool)
+                                             or not isinstance(template_version, int)):
+            raise BadRequest("template_version must be the version of the template loaded (an integer)")
         if template is not None:
             loaded = self.templates.get(template)  # TemplateNotFound -> 404
-            template_version = loaded.version
+            template_version = template_version or loaded.version
             if environment is None:  # the page names the environment of the template it loaded, if it can
                 environment = loaded.environment
             if environment is None:

@@ -12,7 +12,7 @@ from ..core.names import TEMPLATE_NAME
 from .context import Context
 from .http import json_ok, query_int, read_object
 
-FIELDS = {"prompt", "workflow", "template", "environment", "client_id"}
+FIELDS = {"prompt", "workflow", "template", "template_version", "environment", "client_id"}
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 OWNER_KEY = re.compile(r"[A-Za-z0-9._-]{1,100}")
 # A page's cursor: an index marker's name, or (runs in flight) an execution id.
@@ -23,7 +23,8 @@ async def create_execution(request: web.Request, ctx: Context) -> web.Response:
     body = await read_object(request, FIELDS)
     svc = ctx.services.executions
     record = await asyncio.to_thread(svc.create, body.get("prompt"), body.get("workflow"), body.get("template"),
-                                     body.get("environment"), body.get("client_id"), ctx.user(request))
+                                     body.get("environment"), body.get("client_id"), ctx.user(request),
+                                     body.get("template_version"))
     return json_ok({"execution_id": record["id"], "prompt_id": record["prompt_id"], "execution": record},
                    status=202)
 

@@ -123,7 +123,9 @@ BODIES: dict[tuple[str, str], tuple[str, dict]] = {
     ("POST", "/executions"): ("application/json", obj(
         {"prompt": PROMPT, "workflow": GRAPH, "client_id": CLIENT_ID,
          "template": {"type": ["string", "null"], "description": "runs on its environment's endpoint"},
-         "environment": {"type": ["string", "null"], "description": "or name the environment"}}, ("prompt",))),
+         "template_version": {"type": ["integer", "null"], "description": "the version of the template loaded"},
+         "environment": {"type": ["string", "null"], "description": "or name the environment (the one the "
+                                                                   "loaded template was bound to)"}}, ("prompt",))),
     ("POST", "/inputs/watcher"): ("application/json", obj({"enabled": {"type": "boolean"}}, ("enabled",))),
     ("POST", "/events/subscribe"): ("application/json", obj(
         {"client_id": {"type": "string", "description": "the page's ComfyUI websocket client id"}}, ("client_id",))),
@@ -152,6 +154,8 @@ QUERIES: dict[tuple[str, str], list[dict]] = {
     ("GET", "/executions"): [
         query("state", {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]}, "only these"),
         query("template", {"type": "string"}, "only this template's"),
+        query("owner", {"type": "string"}, "me (default), all, or an owner key"),
+        query("after", {"type": "string"}, "the `next` of the previous page"),
         query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "default 50, newest first"),
     ],
     ("PUT", "/models/{folder}/{name}"): [

@@ -149,8 +149,9 @@ def designer_operations() -> set[tuple[str, str]]:
 
 
 def artist_operations() -> set[tuple[str, str]]:
+    # DeleteObject: an artist's runs leave its in-flight folder (core/execution_records.py); scoped below.
     run_path = called([ROOT / "aws" / "runtime.py", ROOT / "aws" / "s3_store.py", *(ROOT / "nodes").glob("*.py")])
-    return (run_path - {("s3", "DeleteObject")}) | ARTIST_READS
+    return run_path | ARTIST_READS
 
 
 def actions(ops, extra: dict | None = None) -> set[str]:
@@ -261,8 +262,21 @@ def test_the_artist_policy_is_invoke_and_read_plus_its_own_uploads():
     assert artist == actions(ops)
     assert set(_list(kms_statement("artist-policy.json")["Action"])) == kms_actions(ops)
     assert not any(a.startswith(("sagemaker:Create", "sagemaker:Delete", "sagemaker:Update", "application-",
-                                 "cloudwatch:", "iam:", "s3:DeleteObject")) for a in artist)
+                                 "cloudwatch:", "iam:")) for a in artist)
     assert artist <= allowed("designer-policy.json")
+
+
+def test_an_artists_writes_reach_only_its_own_runs():
+    """Content-addressed blobs and the executions change marker are shared; every other key an artist may
+    write or delete names its own instance (execution ids carry it: core/execution_records.py)."""
+    shared = {"arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/blobs/*",
+              "arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/changes/executions.json"}
+    writes = [s for s in statements("artist-policy.json")
+              if {"s3:PutObject", "s3:DeleteObject"} & set(_list(s["Action"]))]
+    resources = {r for s in writes for r in _list(s["Resource"])}
+    assert resources - shared and all("ARTIST_INSTANCE_ID" in r for r in resources - shared), resources
+    deletes = {r for s in writes if "s3:DeleteObject" in _list(s["Action"]) for r in _list(s["Resource"])}
+    assert deletes == {"arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/executions/inflight/ARTIST_INSTANCE_ID*"}
 
 
 def test_the_execution_role_covers_the_worker_and_what_sagemaker_does_with_it():
