@@ -89,16 +89,39 @@ class EndpointsRouter(Endpoints):
         return [self.provider(k) for k in self._factories if k in self._listed or k in self._made]
 
     def _owner(self, name: str) -> Endpoints:
+        unavailable = None
         for p in self._made_providers():
             try:
                 p.get(name)
                 return p
             except EndpointNotFound:
                 continue
+            except SageMakerError as err:  # that provider cannot answer now (AWS unconfigured or unreachable)
+                unavailable = err
+        if unavailable is not None:
+            raise unavailable
         raise EndpointNotFound(f"no endpoint runs environment {name!r}")
 
     def list(self) -> list[dict]:
-        return [e for p in self._made_providers() for e in p.list()]
+        return self.list_with_problems()[0]
+
+    def list_with_problems(self) -> tuple[list[dict], list[dict]]:
+        """Every endpoint of the providers that answer, and {kind, reason} for those that cannot: one
+        unavailable provider never hides the others."""
+        endpoints, problems = [], []
+        for p in self._made_providers():
+            try:
+                endpoints += p.list()
+            except SageMakerError as err:
+                problems.append({"kind": p.kind, "reason": err.message})
+        return endpoints, problems
+
+    def check(self, endpoint_config: dict) -> None:
+        """Before anything is written: can this configuration's provider deploy that kind at all?"""
+        provider = self.provider(endpoint_config["kind"])
+        check = getattr(provider, "check_configured", None)
+        if check is not None:
+            check()
 
     def get(self, name: str) -> dict:
         return self._owner(name).get(name)
@@ -138,12 +161,22 @@ class EndpointsRouter(Endpoints):
             return self.get(name)["state"]
         except EndpointNotFound:
             return None
+        except SageMakerError as err:
+            return f"unavailable: {err.message}"
 
     def remove(self, name: str) -> None:
-        try:
-            self.delete(name)
-        except EndpointNotFound:
-            pass
+        """For deleting an environment: its endpoint, wherever it runs. A provider this configuration
+        cannot even make (AWS not configured) can have made no endpoint: skipped. One that fails (access
+        denied, unreachable) stops the delete: an endpoint left running would be billed."""
+        from .aws.errors import AwsNotConfigured
+
+        for provider in self._made_providers():
+            try:
+                provider.delete(name)
+            except EndpointNotFound:
+                continue
+            except AwsNotConfigured:
+                continue
 
 
 class Services:
@@ -199,7 +232,7 @@ class Services:
         if self.host is None:
             raise SageMakerError("environments need a running ComfyUI (its nodes and models)")
         e = self.endpoints
-        hooks = EndpointHooks(running=e.running, deploy=e.deploy, remove=e.remove, state=e.state)
+        hooks = EndpointHooks(running=e.running, deploy=e.deploy, remove=e.remove, state=e.state, check=e.check)
         return EnvironmentService(self.store, self.templates, self.host, self.jobs, self.hash_cache,
                                   self.config.max_instances, hooks, leases=self.leases,
                                   changed=lambda: self.changes.touch("environments"))

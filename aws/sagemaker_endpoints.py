@@ -159,7 +159,7 @@ class SageMakerEndpoints(Endpoints):
 
     # deploying
 
-    def _check_configured(self) -> None:
+    def check_configured(self) -> None:
         if not self.store_uri.startswith("s3://"):
             raise AwsNotConfigured("SageMaker endpoints read their environment from S3: set store to s3")
         if not ROLE_ARN.fullmatch(self.role_arn or ""):
@@ -221,7 +221,7 @@ class SageMakerEndpoints(Endpoints):
 
     @aws_call
     def deploy(self, manifest: dict) -> dict:
-        self._check_configured()
+        self.check_configured()
         env, version = manifest["name"], manifest["version"]
         endpoint = naming.endpoint_name(env, self.store_uri)
         existing = self._describe(endpoint)

@@ -55,6 +55,7 @@ class EndpointHooks:
     deploy: Callable[[dict], dict | None] = lambda manifest: None
     remove: Callable[[str], None] = lambda name: None
     state: Callable[[str], str | None] = lambda name: None
+    check: Callable[[dict], None] = lambda endpoint_config: None  # can this kind be deployed here at all?
 
 
 def _folder(name: str) -> str:
@@ -160,6 +161,8 @@ class EnvironmentService:
             raise BadRequest('include must be "templates" or "all"')
         # No endpoint config: publish only, deploy nothing.
         endpoint = None if endpoint is None else endpoint_config.validate(endpoint, self.max_instances)
+        if endpoint is not None:
+            self.hooks.check(endpoint)  # e.g. SageMaker without AWS configured: refused before anything is written
         if templates is None:
             chosen = self._bound_templates(name)
         else:

@@ -12,7 +12,9 @@ from .http import json_ok, query_int, read_object
 
 
 async def list_endpoints(request: web.Request, ctx: Context) -> web.Response:
-    return json_ok({"endpoints": await asyncio.to_thread(ctx.services.endpoints.list)})
+    """Every endpoint, and `unavailable` [{kind, reason}] for a provider that cannot answer now."""
+    endpoints, problems = await asyncio.to_thread(ctx.services.endpoints.list_with_problems)
+    return json_ok({"endpoints": endpoints, "unavailable": problems})
 
 
 def _deploy(ctx: Context, environment: object) -> dict:
