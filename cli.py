@@ -36,6 +36,98 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _aws(args: argparse.Namespace):
+    from .aws.clients import client
+    from .aws.setup import Aws
+
+    region = args.region or _default_region()
+    return Aws(region, lambda service: client(service, region))
+
+
+def _default_region() -> str:
+    import boto3
+
+    region = boto3.session.Session().region_name
+    if not region:
+        raise SageMakerError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
+    return region
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _ask(question: str) -> bool:
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _aws_setup(args: argparse.Namespace) -> int:
+    from .aws.setup import setup
+
+    parameters = {"StorePrefix": args.prefix, "ImageTag": args.image_tag}
+    for item in args.parameter or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SageMakerError(f"--parameter {item!r}: write it KEY=VALUE")
+        parameters[key] = value
+    if args.bucket:
+        parameters["BucketName"] = args.bucket
+    if args.kms_key_arn:
+        parameters["KmsKeyArn"] = args.kms_key_arn
+    config_dir = Path(args.config_dir) if args.config_dir else default_config_dir()
+    cfg = setup(_aws(args), args.stack, parameters, config_dir, _say, recreate=args.recreate, build=not args.no_build,
+                confirm=_ask if sys.stdin.isatty() else None)
+    if config_dir is None:
+        print("no ComfyUI configuration folder found (pass --config-dir); put this in its config.json:")
+        print(json.dumps(cfg, indent=2))
+    else:
+        print("done: restart ComfyUI, or apply it from the SageMaker tab's Connect panel")
+    return 0
+
+
+def _aws_status(args: argparse.Namespace) -> int:
+    from .aws.setup import status
+
+    report = status(_aws(args), args.stack)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"stack {report['stack']}: {report['status']}")
+    for key, value in report.get("outputs", {}).items():
+        print(f"  {key}: {value}")
+    for key in ("account", "image_digest", "drift"):
+        if key in report:
+            print(f"  {key.replace('_', ' ')}: {report[key]}")
+    return 0
+
+
+def _aws_teardown(args: argparse.Namespace) -> int:
+    from .aws.sagemaker_endpoints import SageMakerEndpoints
+    from .aws.setup import describe, outputs, teardown
+
+    aws = _aws(args)
+    d = describe(aws, args.stack)
+    endpoints = None
+    if d is not None:
+        out = outputs(d)
+        endpoints = SageMakerEndpoints(f"s3://{out['StoreBucket']}/{out['StorePrefix']}", out["SageMakerRoleArn"],
+                                       out["WorkerImageUri"], aws.region)
+    teardown(aws, args.stack, endpoints, _say, force=args.force, delete_data=args.delete_data)
+    return 0
+
+
+def _translated(args: argparse.Namespace) -> int:
+    """An `aws` command: AWS's errors in the same words as everywhere else (aws/errors.py)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from .aws.errors import translate
+
+    try:
+        return args.func(args)
+    except (ClientError, BotoCoreError) as err:
+        raise translate(err, getattr(args, "region", None) or "") from None
+
+
 def _worker(argv: list[str]) -> int:
     from .worker.__main__ import main as worker_main
 
@@ -160,6 +252,30 @@ def parser() -> argparse.ArgumentParser:
     an.add_argument("--url", **url)
     an.add_argument("--json", action="store_true", help="print JSON")
     an.set_defaults(func=_analyze)
+    aws = sub.add_parser("aws", help="create, inspect or remove the AWS stack (bucket, image build, roles)")
+    aws_sub = aws.add_subparsers(dest="aws_command", metavar="ACTION")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--stack", default="comfyui-sagemaker", help="the stack's name (default %(default)s)")
+    common.add_argument("--region", help="AWS region (default: boto3's)")
+    st = aws_sub.add_parser("setup", parents=[common], help="create or update everything; write the configuration")
+    st.add_argument("--bucket", help="the store bucket's name (default: made up by CloudFormation)")
+    st.add_argument("--prefix", default="comfyui", help="the store's key prefix (default %(default)s)")
+    st.add_argument("--kms-key-arn", help="encrypt the bucket with this KMS key (default: SSE-S3)")
+    st.add_argument("--image-tag", default="latest", help="the worker image's tag (default %(default)s)")
+    st.add_argument("--config-dir", help="ComfyUI's user/__sagemaker (default: the ComfyUI this extension is in)")
+    st.add_argument("--recreate", action="store_true", help="delete a stack whose creation failed, then create it")
+    st.add_argument("--no-build", action="store_true", help="skip the image build (an image is pushed already)")
+    st.add_argument("--parameter", action="append", metavar="KEY=VALUE",
+                    help="any other stack parameter (aws/comfyui-sagemaker.template.json), e.g. "
+                         "ExecutionRecordsExpireDays=180")
+    st.set_defaults(func=_aws_setup)
+    ss = aws_sub.add_parser("status", parents=[common], help="what exists: stack, outputs, image digest, drift")
+    ss.add_argument("--json", action="store_true", help="print JSON")
+    ss.set_defaults(func=_aws_status)
+    td = aws_sub.add_parser("teardown", parents=[common], help="delete the endpoints, then the stack")
+    td.add_argument("--force", action="store_true", help="delete running endpoints too")
+    td.add_argument("--delete-data", action="store_true", help="also empty and delete the store bucket")
+    td.set_defaults(func=_aws_teardown)
     # Listed for --help; main() hands everything after `worker` to the worker's own parser.
     sub.add_parser("worker", help="the worker of an endpoint (`worker serve`; local endpoints start it)")
     return p
@@ -175,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "func", None):
             p.print_help()
             return 2
+        if getattr(args, "aws_command", None):
+            return _translated(args)
         return args.func(args)
     except SageMakerError as err:
         print(f"error ({err.code}): {err.message}", file=sys.stderr)

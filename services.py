@@ -5,8 +5,11 @@ The only place that asks "folder or S3?"; routes and the CLI get services from h
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
+import threading
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -15,7 +18,7 @@ from .core.changes import ChangeFeed
 from .core.config import Config
 from .core.endpoints import EndpointNotFound, Endpoints
 from .core.environments import EndpointHooks, EnvironmentService, Host, versions_of
-from .core.errors import SageMakerError
+from .core.errors import ConfigInvalid, SageMakerError
 from .core.executions import ExecutionService
 from .core.hashing import HashCache
 from .core.identity import Owner, display_name, instance_id
@@ -194,6 +197,26 @@ class Services:
         # send_event(event, data, sid=None): to one browser (sid) or all of them.
         self._send = send_event or (lambda event, data, sid=None: None)
         self.reload_config: Callable[[], Config] | None = None
+        self.closed = threading.Event()  # set when another configuration's services replace these
+        # The local endpoints of the services these replace: their workers run on, one owner for them.
+        self.local_endpoints_from: Endpoints | None = None
+
+    def made_local_endpoints(self) -> Endpoints | None:
+        return self.__dict__["endpoints"]._made.get("local") if "endpoints" in self.__dict__ else None
+
+    def close(self) -> None:
+        """Replaced by another configuration's services: stop watching and maintaining; what is in flight
+        (runs, uploads already started, endpoints) finishes on this store."""
+        self.closed.set()
+        for name in ("input_watcher", "changes"):
+            if name in self.__dict__:  # only what was made
+                try:
+                    self.__dict__[name].stop()
+                except Exception:
+                    logging.getLogger("comfyui_sagemaker").exception("comfyui-sagemaker: stopping %s failed", name)
+        if "input_sync" in self.__dict__:
+            sync = self.__dict__["input_sync"]
+            threading.Thread(target=sync.close, name="sagemaker-input-sync-close", daemon=True).start()
 
     @cached_property
     def store(self) -> Store:
@@ -271,7 +294,11 @@ class Services:
     def input_sync(self) -> InputSync:
         if self.host is None:
             raise SageMakerError("input sync needs a running ComfyUI (its input folder)")
-        return InputSync(self.store, self.host.input_dir(), self.hash_cache, self.state_dir / "input-index.json",
+        # One index per store: a ComfyUI moved to another store (Connect panel) sends its inputs there too.
+        uri = store_uri(self.config)
+        index = "input-index.json" if self.config.store == "folder" else \
+            f"input-index-{hashlib.sha256(uri.encode()).hexdigest()[:12]}.json"
+        return InputSync(self.store, self.host.input_dir(), self.hash_cache, self.state_dir / index,
                          on_change=lambda entry: self.send_event("sagemaker.input", entry))
 
     @cached_property
@@ -290,8 +317,12 @@ class Services:
         return removed
 
     def live_config(self) -> Config:
-        """The configuration as it is now on disk (for settings that apply without a restart)."""
-        return self.reload_config() if self.reload_config else self.config
+        """The configuration as it is now on disk (for settings that apply without a restart); the one
+        these services run with while the file is broken."""
+        try:
+            return self.reload_config() if self.reload_config else self.config
+        except ConfigInvalid:
+            return self.config
 
     @cached_property
     def input_watcher(self) -> InputWatcher:
@@ -319,6 +350,11 @@ class Services:
 
             if self.host is None:
                 raise SageMakerError("local endpoints need a running ComfyUI")
+            inherited = self.local_endpoints_from
+            if inherited is not None:  # new deploys go to this configuration's store
+                inherited.store_uri = store_uri(self.config)  # type: ignore[attr-defined]
+                inherited.on_change = lambda endpoint: self.send_event("sagemaker.endpoint", endpoint)  # type: ignore[attr-defined]
+                return inherited
             return LocalEndpoints(self.state_dir, store_uri(self.config), self.host.worker_runtime(),
                                   on_change=lambda endpoint: self.send_event("sagemaker.endpoint", endpoint))
 

@@ -92,6 +92,40 @@ ACTIONS: dict[tuple[str, str], list[str]] = {
     ("logs", "DescribeLogStreams"): ["logs:DescribeLogStreams"],
     ("logs", "FilterLogEvents"): ["logs:FilterLogEvents"],
     ("logs", "GetLogEvents"): ["logs:GetLogEvents"],
+
+    # --- The Connect panel's Check (aws/connect.py) ----------------------------------------------------------------
+    # STS API Reference "GetCallerIdentity": "No permissions are required to perform this operation."
+    ("sts", "GetCallerIdentity"): [],
+    # S3 API Reference "HeadBucket": "you must have permissions to perform the s3:ListBucket action".
+    ("s3", "HeadBucket"): ["s3:ListBucket"],
+    ("iam", "GetRole"): ["iam:GetRole"],
+    ("iam", "SimulatePrincipalPolicy"): ["iam:SimulatePrincipalPolicy"],
+    ("ecr", "BatchGetImage"): ["ecr:BatchGetImage"],
+}
+
+# `aws setup | status | teardown` (aws/setup.py) run by an account administrator, not by a designer's
+# ComfyUI: CloudFormation creates the stack's resources with the caller's own permissions (IAM roles and
+# policies among them), so these operations are listed for the README and the test, not granted by a
+# generated policy. Sources: each service's "Actions, resources, and condition keys" page.
+ADMIN: dict[tuple[str, str], list[str]] = {
+    ("sts", "GetCallerIdentity"): [],
+    ("cloudformation", "DescribeStacks"): ["cloudformation:DescribeStacks"],
+    ("cloudformation", "DescribeStackEvents"): ["cloudformation:DescribeStackEvents"],
+    ("cloudformation", "CreateStack"): ["cloudformation:CreateStack"],
+    ("cloudformation", "UpdateStack"): ["cloudformation:UpdateStack"],
+    ("cloudformation", "DeleteStack"): ["cloudformation:DeleteStack"],
+    ("cloudformation", "DetectStackDrift"): ["cloudformation:DetectStackDrift"],
+    ("cloudformation", "DescribeStackDriftDetectionStatus"): ["cloudformation:DescribeStackDriftDetectionStatus"],
+    ("s3", "PutObject"): ["s3:PutObject"],
+    ("s3", "ListObjectsV2"): ["s3:ListBucket"],
+    ("s3", "DeleteObjects"): ["s3:DeleteObject"],
+    ("s3", "DeleteBucket"): ["s3:DeleteBucket"],
+    ("codebuild", "StartBuild"): ["codebuild:StartBuild"],
+    ("codebuild", "BatchGetBuilds"): ["codebuild:BatchGetBuilds"],
+    ("logs", "GetLogEvents"): ["logs:GetLogEvents"],
+    ("ecr", "DescribeImages"): ["ecr:DescribeImages"],
+    ("ecr", "ListImages"): ["ecr:ListImages"],
+    ("ecr", "BatchDeleteImage"): ["ecr:BatchDeleteImage"],
 }
 
 # When the configuration sets s3_sse to "aws:kms": what each S3 operation needs on the store's KMS key, besides
@@ -108,6 +142,7 @@ KMS_WHEN_SSE_KMS: dict[tuple[str, str], list[str]] = {
     ("s3", "ListObjectsV2"): [],
     ("s3", "upload_file"): ["kms:GenerateDataKey", "kms:Decrypt"],
     ("s3", "download_file"): ["kms:Decrypt"],
+    ("s3", "HeadBucket"): [],
 }
 
 # What the execution role passed to CreateModel must allow SageMaker to do for what the call creates (the

@@ -99,29 +99,97 @@ def _coerce(key: str, value: object, source: str) -> object:
     return value
 
 
+class ConfigRefused(ConfigInvalid):
+    """A change to the configuration (Connect panel) that would make it invalid: nothing is written."""
+
+
+# What the Connect panel may change. store_path is not: a folder a request names would let a caller
+# write anywhere this ComfyUI may write; it is set in the file or the environment only.
+EDITABLE = ("store", "s3_bucket", "s3_prefix", "s3_sse", "s3_kms_key_id", "s3_max_concurrency", "region",
+            "sagemaker_role_arn", "worker_image_uri", "max_instances", "allowed_hosts", "token",
+            "download_allowed_hosts", "role", "display_name", "execution_retention_days")
+
+
+def file_values(config_dir: Path) -> dict:
+    """The file's own values (no environment); {} when there is no file. ConfigInvalid when unreadable."""
+    path = Path(config_dir) / CONFIG_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigInvalid(f"{path.name} is not readable JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigInvalid(f"{path.name} must hold a JSON object")
+    return data
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The keys an environment variable sets (they win over the file)."""
+    environ = os.environ if environ is None else environ
+    return [f.name for f in fields(Config) if ENV_PREFIX + f.name.upper() in environ]
+
+
+def update(config_dir: Path, changes: dict, replace: bool = False, environ: Mapping[str, str] | None = None) -> Config:
+    """Change the file's values (a None value removes the key; `replace` starts from nothing) and write it
+    atomically, only if the result is a valid configuration. Returns the configuration it makes."""
+    data, cfg = preview(config_dir, changes, replace, environ)
+    path = Path(config_dir) / CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{CONFIG_FILE}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold the token
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+    return cfg
+
+
+def preview(config_dir: Path, changes: dict, replace: bool = False,
+            environ: Mapping[str, str] | None = None) -> tuple[dict, Config]:
+    """The file's values with `changes` applied, and the configuration they make; nothing written."""
+    if not isinstance(changes, dict):
+        raise ConfigRefused("the changes must be an object of configuration keys")
+    for key in changes:
+        if key not in EDITABLE:
+            raise ConfigRefused(f"{key} cannot be changed here" if key in {f.name for f in fields(Config)}
+                                else f"unknown configuration key {key!r}")
+    try:
+        data = {} if replace else file_values(config_dir)
+    except ConfigInvalid as err:
+        raise ConfigRefused(f"{err.message}: fix the file, or replace it with these settings") from None
+    for key, value in changes.items():
+        if value is None or (key == "token" and value == ""):
+            data.pop(key, None)
+        else:
+            data[key] = list(value) if isinstance(value, tuple) else value
+    try:
+        cfg = _build(data, "the change", config_dir, environ)
+    except ConfigRefused:
+        raise
+    except ConfigInvalid as err:
+        raise ConfigRefused(err.message) from None
+    return data, cfg
+
+
 def load(config_dir: Path | None, environ: Mapping[str, str] | None = None) -> Config:
     """Read `config_dir/config.json` (if any) under the environment's overrides.
 
     Raises ConfigInvalid naming the key and its source for a bad value or a
     file that is not a JSON object.
     """
+    data = file_values(config_dir) if config_dir is not None else {}
+    return _build(data, CONFIG_FILE, config_dir, environ)
+
+
+def _build(data: dict, source: str, config_dir: Path | None, environ: Mapping[str, str] | None) -> Config:
     environ = os.environ if environ is None else environ
     keys = {f.name for f in fields(Config)}
     values: dict[str, object] = {}
-    if config_dir is not None:
-        path = Path(config_dir) / CONFIG_FILE
-        if path.exists():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as e:
-                raise ConfigInvalid(f"{path.name} is not readable JSON: {e}") from None
-            if not isinstance(data, dict):
-                raise ConfigInvalid(f"{path.name} must hold a JSON object")
-            unknown = sorted(set(data) - keys)
-            if unknown:
-                raise ConfigInvalid(f"{path.name} has unknown keys: {', '.join(unknown)}")
-            for k, v in data.items():
-                values[k] = _coerce(k, v, path.name)
+    unknown = sorted(set(data) - keys)
+    if unknown:
+        raise ConfigInvalid(f"{source} has unknown keys: {', '.join(unknown)}")
+    for k, v in data.items():
+        values[k] = _coerce(k, v, source)
     for k in keys:
         env_key = ENV_PREFIX + k.upper()
         if env_key in environ:

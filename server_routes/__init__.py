@@ -7,12 +7,13 @@ import logging
 import os
 import sys
 import threading
-import time
 
 from aiohttp import web
 
+from ..core.errors import SageMakerError
 from . import (
     analysis,
+    connect,
     endpoints,
     environments,
     events,
@@ -28,7 +29,8 @@ from .context import ComfyFacts, Context
 from .http import middleware
 
 ROUTE_TABLES = [meta.ROUTES, templates.ROUTES, analysis.ROUTES, environments.ROUTES, endpoints.ROUTES,
-                executions.ROUTES, inputs.ROUTES, models.ROUTES, template_runs.ROUTES, openapi.ROUTES, events.ROUTES]
+                executions.ROUTES, inputs.ROUTES, models.ROUTES, template_runs.ROUTES, openapi.ROUTES, events.ROUTES,
+                connect.ROUTES]
 
 
 def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts) -> Context:
@@ -44,9 +46,15 @@ def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts)
             routes.route(method, "/sagemaker" + path)(handler)
     app.middlewares.insert(0, middleware(ctx))
     # Inside an endpoint's worker the extension only brings its nodes: no watcher, no endpoints.
-    if ctx.config_error is None and os.environ.get("SM_WORKER_COMFYUI") != "1":
-        threading.Thread(target=_background, args=(ctx,), name="sagemaker-start", daemon=True).start()
+    if os.environ.get("SM_WORKER_COMFYUI") != "1":
+        ctx.on_services = _start_background  # again when the Connect panel applies another configuration
+        if ctx.config_error is None:
+            _start_background(ctx)
     return ctx
+
+
+def _start_background(ctx: Context) -> None:
+    threading.Thread(target=_background, args=(ctx,), name="sagemaker-start", daemon=True).start()
 
 
 def _check_requirements(ctx: Context) -> None:
@@ -68,7 +76,11 @@ def _background(ctx: Context) -> None:
     """Off ComfyUI's start-up path: fail runs a restart interrupted, re-adopt (or restart) local
     endpoints, start the input watcher."""
     log = logging.getLogger("comfyui_sagemaker")
-    svc = ctx.services
+    try:
+        svc = ctx.services
+    except SageMakerError:
+        return
+    first, ctx.background_ran = not ctx.background_ran, True
 
     def watch() -> None:
         if svc.watcher_enabled():
@@ -79,6 +91,10 @@ def _background(ctx: Context) -> None:
         "sweeping temporary files": svc.sweep,
         "failing this ComfyUI's interrupted executions": lambda: svc.executions.fail_interrupted(),
         "re-adopting local endpoints": lambda: svc.endpoints.provider("local").adopt(),
+    }
+    if not first:  # a configuration applied while ComfyUI runs: no restart interrupted anything
+        del steps["failing this ComfyUI's interrupted executions"], steps["re-adopting local endpoints"]
+    steps |= {
         "starting the input watcher": watch,
         # Other ComfyUIs' changes on the store reach this one's browsers.
         "watching the store for changes": lambda: svc.changes.start(
@@ -89,7 +105,7 @@ def _background(ctx: Context) -> None:
             step()
         except Exception:  # never break ComfyUI; the sidebar shows what is wrong
             log.exception("comfyui-sagemaker: %s failed", what)
-    if svc.config.role == "designer":
+    if svc.config.role == "designer" and not svc.closed.is_set():
         threading.Thread(target=_maintenance, args=(svc,), name="sagemaker-maintenance", daemon=True).start()
 
 
@@ -99,8 +115,7 @@ def _maintenance(svc, every: float = 3600.0) -> None:
     execution records past their retention removed (daily)."""
     log = logging.getLogger("comfyui_sagemaker")
     hours = 0
-    while True:
-        time.sleep(every)
+    while not svc.closed.wait(every):  # until another configuration's services take over
         hours += 1
         for what, due, step in (("rebuilding the template index", True, svc.templates.reconcile),
                                 ("applying the execution retention", hours % 24 == 1, svc.apply_retention)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -83,6 +84,12 @@ class Context:
     missing_requirements: tuple[str, ...] = ()
     _config: Config | None = field(default=None, repr=False)
     _services: Services | None = field(default=None, repr=False)
+    # Called with the context when new services take over (server_routes starts their background work).
+    on_services: Callable[[Context], None] | None = field(default=None, repr=False)
+    _applying: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _local_endpoints: object = field(default=None, repr=False)
+    applied: int = 0  # configurations applied since start-up
+    background_ran: bool = False  # the start-up work (adopting endpoints, failing interrupted runs) is done
 
     @classmethod
     def load(cls, facts: ComfyFacts) -> Context:
@@ -103,10 +110,26 @@ class Context:
     def services(self) -> Services:
         """The services (store, templates, ...); ConfigInvalid if the configuration is broken."""
         if self._services is None:
-            self._services = Services(self.config, ComfyHost(self.facts), self.facts.config_dir,
-                                      self.events.send)
+            services = Services(self.config, ComfyHost(self.facts), self.facts.config_dir, self.events.send)
+            services.local_endpoints_from = self._local_endpoints
+            self._services = services
             self._services.reload_config = lambda: config_mod.load(self.facts.config_dir)
         return self._services
+
+    def apply(self, config: Config) -> None:
+        """Run with another configuration from now on, without a restart: new services are made on
+        first use; the old ones stop watching and maintaining, and what they have in flight (runs,
+        uploads, endpoints) finishes on their store."""
+        with self._applying:
+            old = self._services
+            if old is not None:
+                self._local_endpoints = old.made_local_endpoints() or self._local_endpoints
+            self._config, self.config_error, self._services = config, None, None
+            self.applied += 1
+            if old is not None:
+                old.close()
+            if self.on_services is not None:
+                self.on_services(self)
 
     @property
     def host(self) -> ComfyHost:

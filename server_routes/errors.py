@@ -6,6 +6,7 @@ from aiohttp import web
 
 from ..aws.errors import AwsError, AwsNotConfigured, InstanceTypeRefused, QuotaExceeded
 from ..core import errors as e
+from ..core.config import ConfigRefused
 from ..core.endpoints import EndpointNotFound, EndpointNotReady, InvocationFailed
 from ..core.environments import EnvironmentExists
 from ..core.fetch import DownloadFailed
@@ -21,6 +22,7 @@ STATUS: dict[type[e.SageMakerError], int] = {
     e.NotFound: 404,
     e.PayloadTooLarge: 413,
     e.ConfigInvalid: 500,
+    ConfigRefused: 400,
     e.Conflict: 409,
     e.TemplateExists: 409,
     e.StoreUnavailable: 502,

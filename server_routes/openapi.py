@@ -48,6 +48,9 @@ SUMMARIES = {
     ("POST", "/models/download"): "Download a model by URL",
     ("DELETE", "/models/{folder}/{name}"): "Delete a model file",
     ("GET", "/openapi.json"): "This document",
+    ("GET", "/connect"): "The effective configuration (never a credential) and the file's state",
+    ("POST", "/connect/check"): "Check each AWS prerequisite of a configuration (nothing written)",
+    ("PUT", "/config"): "Change the configuration and apply it without restarting ComfyUI (designer)",
     ("POST", "/events/subscribe"): "Receive the extension's events on this page's websocket (with the token)",
 }
 
@@ -95,6 +98,11 @@ ENDPOINT_CONFIG = {"oneOf": [
 ], "description": "no endpoint config: publish only; instance counts are capped by the max_instances setting"}
 
 # Request bodies by (method, path). A POST or PUT not listed takes no body.
+CONFIG_CHANGE = {
+    "changes": {"type": "object", "description": "configuration keys to set (null removes one; token is "
+                                                 "write-only); store_path is not among them"},
+    "replace": {"type": "boolean", "description": "start from nothing instead of the file's values (a broken file)"},
+}
 BODIES: dict[tuple[str, str], tuple[str, dict]] = {
     ("POST", "/names/check"): ("application/json", obj(
         {"kind": {"enum": ["template", "environment"]}, "name": {"type": "string"}}, ("kind", "name"))),
@@ -127,6 +135,8 @@ BODIES: dict[tuple[str, str], tuple[str, dict]] = {
          "environment": {"type": ["string", "null"], "description": "or name the environment (the one the "
                                                                    "loaded template was bound to)"}}, ("prompt",))),
     ("POST", "/inputs/watcher"): ("application/json", obj({"enabled": {"type": "boolean"}}, ("enabled",))),
+    ("POST", "/connect/check"): ("application/json", obj(CONFIG_CHANGE)),
+    ("PUT", "/config"): ("application/json", obj(CONFIG_CHANGE, ("changes",))),
     ("POST", "/events/subscribe"): ("application/json", obj(
         {"client_id": {"type": "string", "description": "the page's ComfyUI websocket client id"}}, ("client_id",))),
     ("POST", "/models/download"): ("application/json", obj(

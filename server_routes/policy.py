@@ -30,6 +30,8 @@ WHAT = {
     "/endpoints": "deploy or delete endpoints",
     "/jobs": "cancel publish or download jobs",
     "/models": "add or delete model files",
+    "/config": "change the configuration",
+    "/connect": "check the AWS set-up",
 }
 
 

@@ -23,8 +23,8 @@ IAM = ROOT / "aws" / "iam"
 # boto3's transfer-manager methods (on an S3 client), which are not operations of the service model.
 TRANSFER = {"upload_file", "download_file", "upload_fileobj", "download_fileobj"}
 # Receiver attribute -> service, for an operation name that several services share (tag_resource, ...).
-RECEIVERS = {"s3": "s3", "sm": "sagemaker", "runtime": "sagemaker-runtime", "aas": "application-autoscaling",
-             "cw": "cloudwatch", "logs": "logs"}
+RECEIVERS = {"s3": "s3", "ecr": "ecr", "sm": "sagemaker", "runtime": "sagemaker-runtime",
+             "aas": "application-autoscaling", "cw": "cloudwatch", "logs": "logs"}
 # Endpoint logs (aws/endpoint_logs.py): designers and artists read them.
 LOG_OPERATIONS = {("logs", "DescribeLogStreams"), ("logs", "FilterLogEvents"), ("logs", "GetLogEvents")}
 # The worker never deletes. S3Store.put_blob deletes a blob whose file changed during a multipart upload; on an
@@ -39,9 +39,13 @@ LOG_READS = {"logs:DescribeLogStreams", "logs:FilterLogEvents", "logs:GetLogEven
 
 # --- what the code calls ---------------------------------------------------------------------------------------
 
+# What an administrator runs (`aws setup|status|teardown`), not a designer's ComfyUI: table.ADMIN.
+ADMIN_CODE = ("setup.py", "stack.py")
+
+
 def extension_code() -> list[Path]:
     return sorted(p for p in [*(ROOT / "aws").glob("*.py"), *(ROOT / "nodes").glob("*.py")]
-                  if p.name != "iam_actions.py")
+                  if p.name != "iam_actions.py" and not (p.parent.name == "aws" and p.name in ADMIN_CODE))
 
 
 def _trees(paths) -> list[ast.AST]:
@@ -51,7 +55,7 @@ def _trees(paths) -> list[ast.AST]:
 @functools.cache
 def operation_index() -> dict[str, tuple[tuple[str, str], ...]]:
     """snake_case name -> (service, Operation) for every operation of the services the code makes clients for."""
-    services = {s for s, _ in table.ACTIONS}
+    services = {s for s, _ in [*table.ACTIONS, *table.ADMIN]}
     for tree in _trees([*extension_code(), *(ROOT / "worker").glob("*.py")]):
         for node in ast.walk(tree):
             if (isinstance(node, ast.Call) and isinstance(node.func, (ast.Attribute, ast.Name)) and node.args
@@ -70,6 +74,8 @@ def operation_index() -> dict[str, tuple[tuple[str, str], ...]]:
 
 def _receiver(node: ast.Attribute) -> str:
     value = node.value
+    if isinstance(value, ast.Call) and value.args and isinstance(value.args[0], ast.Constant):
+        return str(value.args[0].value)  # aws("ecr").list_images(...)
     return value.attr if isinstance(value, ast.Attribute) else getattr(value, "id", "")
 
 
@@ -219,11 +225,19 @@ def test_every_operation_the_code_calls_is_in_the_table():
     assert ARTIST_READS <= designer_operations()
 
 
+def test_what_the_admin_cli_calls_is_in_its_table():
+    ops = called([ROOT / "aws" / name for name in ADMIN_CODE])
+    assert ops >= {("cloudformation", "CreateStack"), ("codebuild", "StartBuild")}, "the code walk found too little"
+    missing = sorted(ops - set(table.ADMIN))
+    assert not missing, f"aws/setup.py calls {missing}: add each to ADMIN in aws/iam_actions.py"
+    assert not set(table.ADMIN) - ops, "ADMIN lists operations aws/setup.py no longer calls"
+
+
 def test_every_action_exists_in_the_service_authorization_reference():
     known = service_authorization_reference()
     assert "InvokeEndpointWithResponseStream" in known["sagemaker"], "parliament's list is too old"
     granted = {a for p in POLICIES for s in statements(p) for a in _list(s["Action"])}
-    listed = {a for group in (table.ACTIONS, table.KMS_WHEN_SSE_KMS, table.EXECUTION_ROLE)
+    listed = {a for group in (table.ACTIONS, table.KMS_WHEN_SSE_KMS, table.EXECUTION_ROLE, table.ADMIN)
               for values in group.values() for a in values}
     unknown = sorted(a for a in granted | listed | set(table.SCOPED)
                      if a.split(":", 1)[1] not in known.get(a.split(":", 1)[0], {}))

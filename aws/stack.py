@@ -1,0 +1,242 @@
+"""The CloudFormation stack that gives a designer everything on AWS in one command (`aws setup`):
+
+- the store bucket (encrypted, public access blocked, TLS only; async requests and results, execution
+  records past a backstop age and multipart uploads left unfinished expire; execution outputs are
+  content-addressed blobs an environment may share, so only a designer's retention, which knows what is
+  in use, removes them);
+- an ECR repository for the worker image (the newest 10 images are kept) and a CodeBuild project that
+  builds the image from this repository's source (a zip the CLI uploads to the bucket) and pushes it;
+- the SageMaker execution role, and managed policies for designers and artists.
+
+The IAM documents are aws/iam/*.json themselves, their placeholders turned into CloudFormation
+references: one source of truth for the policies, whether applied by hand or by the stack.
+`aws/comfyui-sagemaker.template.json` is this module's output (a test keeps the two equal), for
+the console or any other tool.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+IAM = Path(__file__).resolve().parent / "iam"
+TEMPLATE_FILE = Path(__file__).resolve().parent / "comfyui-sagemaker.template.json"
+SOURCE_KEY = "source/comfyui-sagemaker.zip"  # under the store prefix
+# Placeholders of aws/iam/*.json -> what the stack puts there.
+SUBSTITUTIONS = {
+    "STORE_BUCKET": "${StoreBucket}",
+    "STORE_PREFIX": "${StorePrefix}",
+    "ACCOUNT_ID": "${AWS::AccountId}",
+    "REGION": "${AWS::Region}",
+    "EXECUTION_ROLE_NAME": "${ExecutionRole}",
+    "WORKER_REPOSITORY": "${RepositoryName}",
+    "ARTIST_INSTANCE_ID": "*",  # one managed policy for every artist: narrow it per machine by hand (README)
+}
+KMS_SID = "StoreKmsKeyWhenSseKms"
+BUILDSPEC = """version: 0.2
+phases:
+  pre_build:
+    commands:
+      - REGISTRY=${REPOSITORY_URI%%/*}
+      - aws ecr get-login-password --region $AWS_REGION | docker login --username AWS --password-stdin $REGISTRY
+  build:
+    commands:
+      - docker build -f worker/Dockerfile -t $REPOSITORY_URI:$IMAGE_TAG .
+  post_build:
+    commands:
+      - docker push $REPOSITORY_URI:$IMAGE_TAG
+      - docker inspect --format '{{index .RepoDigests 0}}' $REPOSITORY_URI:$IMAGE_TAG
+"""
+
+
+def _sub(value: object) -> object:
+    """A policy document with its placeholders as Fn::Sub references."""
+    if isinstance(value, dict):
+        return {k: _sub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_sub(v) for v in value]
+    if isinstance(value, str) and any(p in value for p in SUBSTITUTIONS):
+        out = value
+        for placeholder, ref in SUBSTITUTIONS.items():
+            out = re.sub(rf"\b{placeholder}\b", ref.replace("\\", "\\\\"), out)
+        return {"Fn::Sub": out} if "${" in out else out
+    return value
+
+
+def policy_document(name: str) -> dict:
+    """aws/iam/<name>-policy.json for the stack: the KMS statement only when a key is given."""
+    doc = json.loads((IAM / f"{name}-policy.json").read_text())
+    without_kms, with_kms = [], []
+    for statement in doc["Statement"]:
+        if statement.get("Sid") == KMS_SID:
+            via = {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}
+            statement = {**statement, "Resource": {"Ref": "KmsKeyArn"},
+                         "Condition": {"StringEquals": {"kms:ViaService": via}}}
+            with_kms.append(_sub(statement))
+        else:
+            without_kms.append(_sub(statement))
+            with_kms.append(_sub(statement))
+    # One list or the other as a whole: an AWS::NoValue inside the list is not understood by every tool.
+    return {"Version": doc["Version"], "Statement": {"Fn::If": ["HasKmsKey", with_kms, without_kms]}}
+
+
+# What CodeBuild does: read the source zip, push to the repository, log.
+BUILD_STATEMENTS = [
+    {"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+     "Resource": {"Fn::Sub": "${StoreBucket.Arn}/${StorePrefix}/" + SOURCE_KEY}},
+    {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+    {"Effect": "Allow", "Action": ["ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
+                                   "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage"],
+     "Resource": {"Fn::GetAtt": ["Repository", "Arn"]}},
+    {"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+     "Resource": {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/codebuild/*"}},
+]
+
+
+def template() -> dict:
+    bucket_encryption = {"Fn::If": ["HasKmsKey",
+                                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms",
+                                                                       "KMSMasterKeyID": {"Ref": "KmsKeyArn"}},
+                                     "BucketKeyEnabled": True},
+                                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "comfyui-sagemaker: store bucket, worker image build, SageMaker execution role, "
+                       "designer and artist policies",
+        "Parameters": {
+            "BucketName": {"Type": "String", "Default": "",
+                           "Description": "the store bucket's name (empty: CloudFormation makes one up)",
+                           "AllowedPattern": "^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"},
+            "StorePrefix": {"Type": "String", "Default": "comfyui", "AllowedPattern": "^[A-Za-z0-9._-]{1,100}$",
+                            "Description": "the store's key prefix in the bucket"},
+            "RepositoryName": {"Type": "String", "Default": "comfyui-sagemaker-worker",
+                               "AllowedPattern": "^[a-z0-9]+(?:[._-][a-z0-9]+)*$",
+                               "Description": "the ECR repository of the worker image"},
+            "ImageTag": {"Type": "String", "Default": "latest", "AllowedPattern": "^[A-Za-z0-9._-]{1,128}$",
+                         "Description": "the worker image's tag"},
+            "ExecutionRecordsExpireDays": {
+                "Type": "Number", "Default": 90, "MinValue": 1, "MaxValue": 3650,
+                "Description": "a backstop: S3 removes execution records older than this even when no "
+                               "designer's ComfyUI applies the retention (execution_retention_days, 30 by "
+                               "default, which also removes their outputs); keep it above that"},
+            "KmsKeyArn": {"Type": "String", "Default": "",
+                          "Description": "a KMS key for the bucket (empty: SSE-S3)",
+                          "AllowedPattern": "^$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$"},
+        },
+        "Conditions": {
+            "HasBucketName": {"Fn::Not": [{"Fn::Equals": [{"Ref": "BucketName"}, ""]}]},
+            "HasKmsKey": {"Fn::Not": [{"Fn::Equals": [{"Ref": "KmsKeyArn"}, ""]}]},
+        },
+        "Resources": {
+            "StoreBucket": {
+                "Type": "AWS::S3::Bucket",
+                "DeletionPolicy": "Retain",  # `aws teardown` empties and deletes it only when told
+                "UpdateReplacePolicy": "Retain",
+                "Properties": {
+                    "BucketName": {"Fn::If": ["HasBucketName", {"Ref": "BucketName"}, {"Ref": "AWS::NoValue"}]},
+                    "BucketEncryption": {"ServerSideEncryptionConfiguration": [bucket_encryption]},
+                    "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                                       "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
+                    "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+                    "LifecycleConfiguration": {"Rules": [
+                        {"Id": "async-requests-and-results", "Status": "Enabled", "ExpirationInDays": 7,
+                         "Prefix": {"Fn::Sub": "${StorePrefix}/async/"}},
+                        {"Id": "expired-execution-records", "Status": "Enabled",
+                         "ExpirationInDays": {"Ref": "ExecutionRecordsExpireDays"},
+                         "Prefix": {"Fn::Sub": "${StorePrefix}/executions/"}},
+                        {"Id": "unfinished-uploads", "Status": "Enabled",
+                         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2}},
+                    ]},
+                },
+            },
+            "StoreBucketPolicy": {
+                "Type": "AWS::S3::BucketPolicy",
+                "Properties": {"Bucket": {"Ref": "StoreBucket"}, "PolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                                   "Resource": [{"Fn::GetAtt": ["StoreBucket", "Arn"]},
+                                                {"Fn::Sub": "${StoreBucket.Arn}/*"}],
+                                   "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}},
+            },
+            "Repository": {
+                "Type": "AWS::ECR::Repository",
+                "Properties": {
+                    "RepositoryName": {"Ref": "RepositoryName"},
+                    "ImageScanningConfiguration": {"ScanOnPush": True},
+                    "LifecyclePolicy": {"LifecyclePolicyText": json.dumps({"rules": [{
+                        "rulePriority": 1, "description": "keep the newest 10 images",
+                        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 10},
+                        "action": {"type": "expire"}}]})},
+                },
+            },
+            "BuildRole": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                        "Effect": "Allow", "Principal": {"Service": "codebuild.amazonaws.com"},
+                        "Action": "sts:AssumeRole"}]},
+                    "Policies": [{"PolicyName": "build-the-worker-image", "PolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": {"Fn::If": ["HasKmsKey", [*BUILD_STATEMENTS, {
+                            "Effect": "Allow", "Action": "kms:Decrypt", "Resource": {"Ref": "KmsKeyArn"}}],
+                            BUILD_STATEMENTS]}}}],
+                },
+            },
+            "ImageBuild": {
+                "Type": "AWS::CodeBuild::Project",
+                "Properties": {
+                    "Description": "builds the comfyui-sagemaker worker image from the uploaded source",
+                    "ServiceRole": {"Fn::GetAtt": ["BuildRole", "Arn"]},
+                    "Source": {"Type": "S3", "Location": {"Fn::Sub": "${StoreBucket}/${StorePrefix}/" + SOURCE_KEY},
+                               "BuildSpec": BUILDSPEC},
+                    "Artifacts": {"Type": "NO_ARTIFACTS"},
+                    "Environment": {
+                        "Type": "LINUX_CONTAINER", "ComputeType": "BUILD_GENERAL1_LARGE",
+                        "Image": "aws/codebuild/standard:7.0", "PrivilegedMode": True,  # docker build
+                        "EnvironmentVariables": [
+                            {"Name": "REPOSITORY_URI", "Value": {"Fn::GetAtt": ["Repository", "RepositoryUri"]}},
+                            {"Name": "IMAGE_TAG", "Value": {"Ref": "ImageTag"}}]},
+                    "TimeoutInMinutes": 60,
+                },
+            },
+            "ExecutionRole": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                        "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
+                        "Action": "sts:AssumeRole"}]},
+                    "Policies": [{"PolicyName": "comfyui-sagemaker-endpoint",
+                                  "PolicyDocument": policy_document("execution-role")}],
+                },
+            },
+            "DesignerPolicy": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {
+                "Description": "comfyui-sagemaker: publish, deploy, scale, delete, invoke "
+                               "(aws/iam/designer-policy.json)",
+                "PolicyDocument": policy_document("designer")}},
+            "ArtistPolicy": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {
+                "Description": "comfyui-sagemaker: read and run templates (aws/iam/artist-policy.json)",
+                "PolicyDocument": policy_document("artist")}},
+        },
+        "Outputs": {
+            "StoreBucket": {"Value": {"Ref": "StoreBucket"}},
+            "StorePrefix": {"Value": {"Ref": "StorePrefix"}},
+            "Region": {"Value": {"Ref": "AWS::Region"}},
+            "SageMakerRoleArn": {"Value": {"Fn::GetAtt": ["ExecutionRole", "Arn"]}},
+            "RepositoryUri": {"Value": {"Fn::GetAtt": ["Repository", "RepositoryUri"]}},
+            "WorkerImageUri": {"Value": {"Fn::Sub": "${Repository.RepositoryUri}:${ImageTag}"}},
+            "BuildProject": {"Value": {"Ref": "ImageBuild"}},
+            "DesignerPolicyArn": {"Value": {"Ref": "DesignerPolicy"}},
+            "ArtistPolicyArn": {"Value": {"Ref": "ArtistPolicy"}},
+            "KmsKeyArn": {"Value": {"Ref": "KmsKeyArn"}},
+        },
+    }
+
+
+def template_json() -> str:
+    return json.dumps(template(), indent=2) + "\n"
+
+
+def write_template_file() -> Path:
+    TEMPLATE_FILE.write_text(template_json())
+    return TEMPLATE_FILE

@@ -1,0 +1,77 @@
+"""The Connect panel's routes: the effective configuration (never a credential), a Check of each AWS
+prerequisite, and a change of the configuration applied without restarting ComfyUI.
+
+GET  /connect        {effective, file: {error, differs}, from_environment, editable, stack_command}
+POST /connect/check  {changes?} -> {results: [{name, status, detail, fix}]} for the configuration the
+                     changes would make (nothing written)
+PUT  /config         {changes, replace?} -> writes config.json, applies it, {effective}
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from ..core import config as config_mod
+from ..core.config import Config, ConfigInvalid
+from .context import Context
+from .http import json_ok, read_object
+
+
+def _view(cfg: Config) -> dict:
+    """What the panel shows: Config.public() (the token as set or not)."""
+    return cfg.public()
+
+
+async def get_connect(request: web.Request, ctx: Context) -> web.Response:
+    directory = ctx.facts.config_dir
+    body: dict = {"effective": _view(ctx._config) if ctx._config is not None else None,
+                  "startup_error": ctx.config_error, "from_environment": config_mod.from_environment(),
+                  "editable": list(config_mod.EDITABLE), "applied": ctx.applied}
+    try:
+        on_disk = config_mod.load(directory)
+        body["file"] = {"error": None, "differs": ctx._config is None or on_disk != ctx._config}
+    except ConfigInvalid as err:  # edited by hand into something broken: the services keep the last good one
+        body["file"] = {"error": err.message, "differs": True}
+    return json_ok(body)
+
+
+async def check(request: web.Request, ctx: Context) -> web.Response:
+    body = await read_object(request, {"changes", "replace"})
+    _, cfg = config_mod.preview(ctx.facts.config_dir, body.get("changes") or {}, bool(body.get("replace")))
+    return json_ok({"results": await asyncio.to_thread(run_checks, cfg)})
+
+
+def run_checks(cfg: Config) -> list[dict]:
+    from .. import services
+
+    if cfg.store == "folder":
+        try:
+            services.make_store(cfg).list_page("templates/", "", 1)
+            store = {"name": "store", "status": "ok", "detail": "the folder store on this machine", "fix": ""}
+        except Exception as err:
+            store = {"name": "store", "status": "failed", "detail": str(getattr(err, "message", err)),
+                     "fix": "check store_path"}
+        return [store, {"name": "AWS", "status": "ok", "detail": "not used: local endpoints run on this machine",
+                        "fix": "set store to s3 (or run aws setup) for SageMaker endpoints"}]
+    from ..aws.clients import client
+    from ..aws.connect import check as aws_check
+
+    return aws_check(cfg, lambda service: client(service, cfg.region))
+
+
+async def put_config(request: web.Request, ctx: Context) -> web.Response:
+    body = await read_object(request, {"changes", "replace"})
+    changes = body.get("changes") or {}
+    cfg = await asyncio.to_thread(config_mod.update, ctx.facts.config_dir, changes, bool(body.get("replace")))
+    await asyncio.to_thread(ctx.apply, cfg)
+    ctx.events.send("sagemaker.changed", {"collection": "config"})
+    return json_ok({"effective": _view(cfg), "applied": ctx.applied})
+
+
+ROUTES = [
+    ("GET", "/connect", get_connect),
+    ("POST", "/connect/check", check),
+    ("PUT", "/config", put_config),
+]
