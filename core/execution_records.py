@@ -163,11 +163,14 @@ class ExecutionRecords:
         start = folder + after if after else ""
         ids: list[str] = []
         last = None
-        scanned = 0
+        # A folder that is the filter (all, one owner's, one template's) needs limit + 1 keys; a filtered
+        # scan (a state folder narrowed by owner or template) reads full pages.
+        filtered = (owner_key is not None and not folder.startswith(f"{INDEX}owner/")) \
+            or (wanted_template is not None and not folder.startswith(f"{INDEX}template/"))
+        page_size = 1000 if filtered else min(limit + 1, 1000)
         while len(ids) < limit:
-            keys = self.store.list_page(folder, start, 1000)
+            keys = self.store.list_page(folder, start, page_size)
             for key in keys:
-                scanned += 1
                 marker = Marker.parse(key)
                 last = key.rsplit("/", 1)[-1]
                 if marker and (owner_key is None or marker.owner == owner_key) \
@@ -175,7 +178,7 @@ class ExecutionRecords:
                     ids.append(marker.execution_id)
                     if len(ids) == limit:
                         break
-            if len(keys) < 1000 or len(ids) == limit:
+            if len(keys) < page_size or len(ids) == limit:
                 break
             start = keys[-1]
         more = bool(ids) and len(ids) == limit

@@ -150,7 +150,12 @@ class ExecutionService:
         owner_key = self.owner_for(user).key if owner == "me" else None if owner == "all" else owner
         if state in ("queued", "running"):
             ids = [i for i in self.records.inflight(owner_key) if not after or i < after]
-            records = [r for r in self._read_many(ids[:limit * 4]) if r.get("state") == state][:limit]
+            records: list[dict] = []
+            batch, taken = limit, 0  # read what the page needs; more only if some ended meanwhile
+            while len(records) < limit and taken < len(ids):
+                records += [r for r in self._read_many(ids[taken:taken + batch]) if r.get("state") == state]
+                taken, batch = taken + batch, batch * 2
+            records = records[:limit]
             cursor = records[-1]["id"] if len(records) == limit else None
         else:
             if state:
