@@ -43,6 +43,11 @@ export async function call(method, path, body) {
     const err = data?.error ?? { code: "http_error", message: `${res.status} ${res.statusText}` };
     const failure = new SageMakerError(res.status, err.code, err.message);
     failure.fields = err.fields; // per-field reasons of a 422 (template runs)
+    if (failure.code === "forbidden_for_role") {
+      // The server's policy refused a change this ComfyUI's role may not make: say its words, once.
+      toast("error", "Not allowed for this ComfyUI's role", failure.message);
+      failure.toasted = true;
+    }
     throw failure;
   }
   return data;
@@ -53,6 +58,7 @@ export function toast(severity, summary, detail) {
 }
 
 export function toastError(summary, err) {
+  if (err?.toasted) return; // already said (a role refusal)
   toast("error", summary, err?.message ?? String(err));
 }
 

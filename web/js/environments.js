@@ -1,5 +1,6 @@
 // The sidebar's "Environments" section: list, diff, delete, publish (a new environment or a new
 // version). A publish is a job: its progress card lives here and ComfyUI stays usable meanwhile.
+// An artist only reads the list; an environment another ComfyUI is publishing says so, without actions.
 import { api } from "../../../scripts/api.js";
 import { call, toast, toastError } from "./api.js";
 import { openDialog } from "./dialog.js";
@@ -8,7 +9,9 @@ import { renderDiff } from "./environment_diff.js";
 import { openEnvironmentDialog } from "./environment_dialog.js";
 import { formatBytes, plural } from "./format.js";
 import { followJob, jobCard, onJob } from "./jobs.js";
+import { onShared } from "./live.js";
 import { boundTo, environmentPath } from "./needs.js";
+import { isArtist } from "./role.js";
 
 const SUCCESS_CARD_MS = 10_000; // a finished publish's card goes by itself; a failed one waits for Dismiss
 const sections = new Set(); // a sidebar tab re-renders on every open: only connected sections draw
@@ -62,6 +65,17 @@ onJob((job) => {
   track(job, listed?.name ?? job.target);
 });
 
+// Another ComfyUI published, deleted or deployed: the list (and its endpoint states) follows.
+onShared(["environments", "endpoints"], () => {
+  for (const s of live()) s.refresh();
+});
+
+// A publish this page follows (of this ComfyUI): its own card says so, so the row keeps its actions.
+function publishingHere(name) {
+  const lower = name.toLowerCase();
+  return [...publishes.values()].some((p) => p.job.state === "running" && p.job.target === lower);
+}
+
 // Endpoint state changes refresh the state column in place.
 api.addEventListener("sagemaker.endpoint", (event) => {
   const endpoint = event.detail;
@@ -93,6 +107,7 @@ function openPanel(slot, title, content, testid) {
 
 class EnvironmentsSection {
   constructor() {
+    this.artist = isArtist(); // an artist reads environments; publishing and deleting are a designer's
     this.environments = [];
     this.refreshes = 0; // only the latest refresh may draw the list
     this.cards = new Map(); // job id -> card
@@ -103,7 +118,7 @@ class EnvironmentsSection {
       el("div", { class: "sagemaker-section-header" }, [
         el("h4", { class: "sagemaker-section-title" }, "Environments"),
         iconButton("pi pi-refresh", "Refresh the list", "sagemaker-environments-refresh", () => this.refresh()),
-        iconButton("pi pi-plus", "New Environment", "sagemaker-environments-new", () => this.openNew()),
+        this.artist ? null : iconButton("pi pi-plus", "New Environment", "sagemaker-environments-new", () => this.openNew()),
       ]),
       this.slot,
       this.jobs,
@@ -145,7 +160,8 @@ class EnvironmentsSection {
 
   renderList() {
     if (this.environments.length === 0) {
-      this.list.replaceChildren(el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-environments-empty" }, "No environments yet: + publishes one."));
+      this.list.replaceChildren(el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-environments-empty" },
+        this.artist ? "No environments yet: a designer publishes them." : "No environments yet: + publishes one."));
       return;
     }
     this.list.replaceChildren(...this.environments.map((e) => this.row(e)));
@@ -157,19 +173,28 @@ class EnvironmentsSection {
       return el("div", { class: "sagemaker-environment", "data-testid": "sagemaker-environment-row", "data-environment": e.name }, [
         el("div", { class: "sagemaker-environment-line" }, [
           el("span", { class: "sagemaker-environment-name", "data-testid": "sagemaker-environment-name" }, e.name),
-          iconButton("pi pi-trash", `Delete ${e.name}`, "sagemaker-environment-delete", () => this.confirmDelete(e)),
+          this.artist ? null : iconButton("pi pi-trash", `Delete ${e.name}`, "sagemaker-environment-delete", () => this.confirmDelete(e)),
         ]),
         el("div", { class: "sagemaker-error", "data-testid": "sagemaker-environment-problem" }, e.problem),
       ]);
     }
     const endpoint = endpointLabel(e.endpoint);
+    // Another ComfyUI holds its lease (publishing or deploying): no publish or delete to offer meanwhile.
+    const busy = e.busy && !publishingHere(e.name)
+      ? el("span", { class: "sagemaker-badge sagemaker-busy", title: "another ComfyUI on the store is working on it", "data-testid": "sagemaker-environment-busy" },
+        `${e.busy.what ?? "publishing"} by ${e.busy.by ?? "another ComfyUI"}`)
+      : null;
+    const actions = this.artist || busy ? [] : [
+      iconButton("pi pi-upload", `Publish a new version of ${e.name}`, "sagemaker-environment-publish", () => this.openNew({ name: e.name })),
+      iconButton("pi pi-trash", `Delete ${e.name}`, "sagemaker-environment-delete", () => this.confirmDelete(e)),
+    ];
     return el("div", { class: "sagemaker-environment", "data-testid": "sagemaker-environment-row", "data-environment": e.name }, [
       el("div", { class: "sagemaker-environment-line" }, [
         el("span", { class: "sagemaker-environment-name", title: `${e.name}: templates ${e.templates.join(", ") || "none"}`, "data-testid": "sagemaker-environment-name" }, e.name),
         el("span", { class: "sagemaker-muted", title: "version", "data-testid": "sagemaker-environment-version" }, `v${e.version}`),
         iconButton("pi pi-arrow-right-arrow-left", `Compare ${e.name} with this ComfyUI`, "sagemaker-environment-diff", () => this.openDiff(e)),
-        iconButton("pi pi-upload", `Publish a new version of ${e.name}`, "sagemaker-environment-publish", () => this.openNew({ name: e.name })),
-        iconButton("pi pi-trash", `Delete ${e.name}`, "sagemaker-environment-delete", () => this.confirmDelete(e)),
+        busy,
+        ...actions,
       ]),
       el("div", { class: "sagemaker-environment-facts sagemaker-muted" }, [
         el("span", { title: "packs and models, stored", "data-testid": "sagemaker-environment-size" }, formatBytes(e.size)),

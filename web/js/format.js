@@ -19,3 +19,24 @@ export function formatBytes(bytes) {
 export function plural(count, word) {
   return `${count} ${word}${count === 1 ? "" : "s"}`;
 }
+
+// 4.2 -> "4.2 s"; 125 -> "2 min 5 s".
+export function formatDuration(s) {
+  if (s === null) return "";
+  if (s < 10) return `${s.toFixed(1)} s`;
+  if (s < 60) return `${Math.round(s)} s`;
+  const whole = Math.round(s);
+  return `${Math.floor(whole / 60)} min ${whole % 60} s`;
+}
+
+// An ISO time as "just now", "2 min ago", "3 h ago", "5 d ago" (older: the date); "" when unreadable.
+export function timeAgo(iso, now = Date.now()) {
+  const at = Date.parse(iso);
+  if (!Number.isFinite(at)) return "";
+  const s = Math.max(0, (now - at) / 1000);
+  if (s < 45) return "just now";
+  if (s < 3600) return `${Math.max(1, Math.round(s / 60))} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  if (s < 30 * 86400) return `${Math.round(s / 86400)} d ago`;
+  return new Date(at).toLocaleDateString();
+}

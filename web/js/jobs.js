@@ -4,6 +4,7 @@ import { api } from "../../../scripts/api.js";
 import { call, toastError } from "./api.js";
 import { el } from "./dom.js";
 import { formatBytes } from "./format.js";
+import { isArtist } from "./role.js";
 
 const POLL_MS = 2000;
 // A job's phases in order: a view in an earlier phase than the one shown is stale.
@@ -143,7 +144,7 @@ export function jobCard(job, title, onDismiss) {
     counts.textContent = detail(next);
     current.textContent = next.current ?? "";
     current.title = next.current ?? "";
-    cancel.hidden = finished;
+    cancel.hidden = finished || isArtist(); // publishes and downloads are a designer's to cancel
     dismiss.hidden = !finished;
   };
   update(job);

@@ -6,6 +6,7 @@ import { el, iconButton } from "./dom.js";
 import { formatBytes, plural } from "./format.js";
 import { followJob, jobCard, onJob } from "./jobs.js";
 import { openAddModel } from "./model_dialog.js";
+import { isArtist } from "./role.js";
 
 const SUCCESS_CARD_MS = 10_000; // a finished download's card goes by itself; a failed one waits for Dismiss
 const sections = new Set(); // a sidebar tab re-renders on every open: only connected sections draw
@@ -58,6 +59,7 @@ onJob((job) => {
 
 class ModelsSection {
   constructor() {
+    this.artist = isArtist(); // an artist's model files are read only here: adding and deleting are a designer's
     this.folders = null; // {folder: [files]} from the last list
     this.refreshes = 0; // only the latest refresh may draw the list
     this.cards = new Map(); // job id -> card
@@ -68,7 +70,7 @@ class ModelsSection {
       el("div", { class: "sagemaker-section-header" }, [
         el("h4", { class: "sagemaker-section-title" }, "Models"),
         iconButton("pi pi-refresh", "Refresh the list", "sagemaker-models-refresh", () => this.refresh()),
-        iconButton("pi pi-plus", "Add a model", "sagemaker-models-add", () => this.openAdd()),
+        this.artist ? null : iconButton("pi pi-plus", "Add a model", "sagemaker-models-add", () => this.openAdd()),
       ]),
       this.slot,
       this.jobs,
@@ -110,7 +112,7 @@ class ModelsSection {
     const empty = names.filter((f) => this.folders[f].length === 0);
     this.list.replaceChildren(...[
       ...filled.map((f) => this.folder(f, this.folders[f])),
-      filled.length === 0 ? el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-models-empty" }, "No model files yet: + adds one.") : null,
+      filled.length === 0 ? el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-models-empty" }, this.artist ? "No model files yet." : "No model files yet: + adds one.") : null,
       empty.length ? el("div", { class: "sagemaker-muted sagemaker-note", title: empty.join("\n"), "data-testid": "sagemaker-models-empty-folders" }, `${plural(empty.length, "empty folder")} not shown`) : null,
       problems.length ? el("div", { class: "sagemaker-diff-warn sagemaker-note", title: problems.join("\n"), "data-testid": "sagemaker-models-problems" }, `${plural(problems.length, "file")} could not be read`) : null,
     ].filter(Boolean));
@@ -133,7 +135,7 @@ class ModelsSection {
     return el("li", { class: "sagemaker-model", "data-testid": "sagemaker-model-row", "data-folder": f.folder, "data-model": f.name }, [
       el("div", { class: "sagemaker-model-line" }, [
         el("span", { class: "sagemaker-model-name", title: f.name }, f.name),
-        iconButton("pi pi-trash", `Delete ${f.folder}/${f.name}`, "sagemaker-model-delete", () => this.confirmDelete(f)),
+        this.artist ? null : iconButton("pi pi-trash", `Delete ${f.folder}/${f.name}`, "sagemaker-model-delete", () => this.confirmDelete(f)),
       ]),
       el("div", { class: "sagemaker-model-facts sagemaker-muted" }, [
         el("span", { title: `${f.size} bytes`, "data-testid": "sagemaker-model-size" }, formatBytes(f.size)),

@@ -10,7 +10,8 @@
 import { api } from "../../../scripts/api.js";
 import { call, toast, toastError } from "./api.js";
 import { el } from "./dom.js";
-import { executionCreated, formatDuration, outputImages, viewUrl } from "./executions.js";
+import { executionCreated, outputImages, viewUrl } from "./executions.js";
+import { formatDuration } from "./format.js";
 import { isPromptOnAws, onSwitch } from "./switch.js";
 
 const NUMERIC = new Set(["integer", "seed", "float"]);

@@ -1,19 +1,22 @@
-// The "Prompt on AWS" section: the switch (switch.js keeps it) and its target, which follows the
-// canvas: the loaded template, its bound environment and that environment's endpoint state. queue.js
-// routes Run by the switch.
+// The "Prompt on AWS" section: the switch (switch.js keeps it; always on for an artist) and its target,
+// which follows the canvas: the loaded template and version, the environment it was bound to when loaded
+// (templates.js records both) and that environment's endpoint state. queue.js routes Run by the switch.
 import { api } from "../../../scripts/api.js";
 import { call } from "./api.js";
 import { el } from "./dom.js";
 import { onJob } from "./jobs.js";
+import { onShared } from "./live.js";
 import { offerModels, restoreModelCombos } from "./model_combos.js";
-import { isPromptOnAws, onSwitch, setPromptOnAws } from "./switch.js";
-import { loadedTemplate, onCanvasChanged } from "./templates.js";
+import { isForcedOn, isPromptOnAws, onSwitch, setPromptOnAws } from "./switch.js";
+import { loadedRecord, onCanvasChanged } from "./templates.js";
 
 const sections = new Set();
 let resolves = 0; // only the latest resolve may set the target
-// template: loaded in the canvas; environment: its binding; endpoint: {name, state, reason} or null;
-// manifest: the environment's latest version; problem: why the target could not be read.
-let target = { template: null, environment: null, endpoint: null, manifest: null, problem: null };
+// template, version: loaded in the canvas; environment: its binding as loaded (else its current one);
+// current: the template as now published ({version, environment}); endpoint: {name, state, reason} or
+// null; manifest: the environment's latest version; problem: why the target could not be read.
+const NONE = { template: null, version: null, environment: null, current: null, endpoint: null, manifest: null, problem: null };
+let target = NONE;
 
 export function currentTarget() {
   return target;
@@ -36,13 +39,15 @@ function live() {
 // template or environment is said in the sidebar, not as a failed request.
 export async function resolveTarget() {
   const mine = ++resolves;
-  const next = { template: loadedTemplate(), environment: null, endpoint: null, manifest: null, problem: null };
+  const loaded = loadedRecord();
+  const next = { ...NONE, template: loaded?.template ?? null, version: loaded?.version ?? null };
   if (next.template) {
     try {
       const { templates } = await call("GET", "/templates");
       const template = templates.find((t) => t.name === next.template);
       if (!template) throw new Error(`template ${next.template} no longer exists`);
-      next.environment = template.environment;
+      next.current = { version: template.version, environment: template.environment };
+      next.environment = loaded.environment ?? template.environment;
       if (next.environment) {
         const [{ endpoints }, { environments }] = await Promise.all([call("GET", "/endpoints"), call("GET", "/environments")]);
         if (!environments.some((e) => sameName(e.name, next.environment))) throw new Error(`environment ${next.environment} no longer exists`);
@@ -59,6 +64,10 @@ export async function resolveTarget() {
 }
 
 onCanvasChanged(() => resolveTarget());
+// Another ComfyUI changed a template, an environment or an endpoint: the target line follows.
+onShared(["templates", "environments", "endpoints"], () => {
+  if (target.template) resolveTarget();
+});
 
 // Live endpoint state: the target's endpoint line follows without a request.
 api.addEventListener("sagemaker.endpoint", (event) => {
@@ -84,24 +93,37 @@ function endpointText(t) {
 }
 
 function note(t, on) {
+  const forced = isForcedOn();
   if (!on) return "Off: Run queues on this ComfyUI.";
   if (t.problem) return t.problem;
   if (!t.template) return "No template in the canvas: load one from Templates below.";
-  if (!t.environment) return `${t.template} is bound to no environment: rebind it below.`;
-  if (!t.endpoint) return `${t.environment} has no endpoint: publish it with an endpoint config.`;
+  if (!t.environment) return `${t.template} is bound to no environment${forced ? ": a designer binds it" : ": rebind it below"}.`;
+  if (!t.endpoint) return `${t.environment} has no endpoint${forced ? " yet" : ": publish it with an endpoint config"}.`;
   if (t.endpoint.state !== "InService") return `${t.environment}'s endpoint is ${t.endpoint.state}: it takes runs once InService.`;
-  return `Run sends the canvas to ${t.environment}.`;
+  return forced ? `Runs on ${t.environment}'s endpoint.` : `Run sends the canvas to ${t.environment}.`;
+}
+
+// The template was published again since it was loaded (a new version, or bound elsewhere): runs still
+// follow what is in the canvas; loading it again takes the new one.
+function newer(t) {
+  const now = t.current;
+  if (!now || t.version === null || now.version === t.version) return null;
+  const where = now.environment && now.environment !== t.environment ? ` (bound to ${now.environment})` : "";
+  return `${t.template} v${now.version}${where} is published: load it again to use it.`;
 }
 
 class PromptOnAwsSection {
   constructor() {
     this.box = el("input", { type: "checkbox", "data-testid": "sagemaker-prompt-on-aws-check", onchange: () => setPromptOnAws(this.box.checked) });
+    this.label = el("label", { class: "sagemaker-check sagemaker-switch" }, [this.box, "Prompt on AWS"]);
     this.target = el("div", { class: "sagemaker-target", "data-testid": "sagemaker-prompt-on-aws-target" });
     this.note = el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-prompt-on-aws-note" });
+    this.newer = el("div", { class: "sagemaker-diff-warn sagemaker-note", "data-testid": "sagemaker-target-newer", hidden: true });
     this.root = el("section", { class: "sagemaker-section sagemaker-prompt-on-aws", "data-testid": "sagemaker-prompt-on-aws" }, [
-      el("label", { class: "sagemaker-check sagemaker-switch", title: "Kept in this browser only" }, [this.box, "Prompt on AWS"]),
+      this.label,
       this.target,
       this.note,
+      this.newer,
     ]);
     this.draw();
   }
@@ -110,11 +132,14 @@ class PromptOnAwsSection {
     const on = isPromptOnAws();
     const t = target;
     this.box.checked = on;
+    this.box.disabled = isForcedOn();
+    this.label.title = isForcedOn() ? "An artist's Run always goes to the endpoint" : "Kept in this browser only";
     this.root.classList.toggle("sagemaker-off", !on);
     this.root.dataset.on = String(on);
     const parts = [];
     if (t.template) {
       parts.push(el("span", { class: "sagemaker-badge", title: "template in the canvas", "data-testid": "sagemaker-target-template" }, t.template));
+      if (t.version !== null) parts.push(el("span", { class: "sagemaker-muted", title: "the version loaded in the canvas", "data-testid": "sagemaker-target-version" }, `v${t.version}`));
       if (t.environment) {
         const state = endpointText(t);
         parts.push(
@@ -130,6 +155,9 @@ class PromptOnAwsSection {
     this.target.replaceChildren(...parts);
     this.target.hidden = parts.length === 0;
     this.note.textContent = note(t, on);
+    const later = on ? newer(t) : null;
+    this.newer.hidden = !later;
+    this.newer.textContent = later ?? "";
   }
 }
 

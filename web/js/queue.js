@@ -6,14 +6,16 @@
 // follows the run by the prompt_id it answers. With Prompt on AWS ticked, this wrapper sends that
 // call to POST /sagemaker/executions instead of /prompt and answers the execution's prompt_id, so the
 // relayed events (same names, same prompt_id) drive the canvas as a local run would. Unticked, the
-// host's function runs untouched. api.interrupt is wrapped alongside, so ComfyUI's Interrupt cancels
-// a remote run. tests/browser/test_prompt_on_aws.py fails if the host stops going through either.
+// host's function runs untouched. An artist's switch is always on (switch.js), so an artist's Run always
+// goes to the endpoint. api.interrupt is wrapped alongside, so ComfyUI's Interrupt cancels a remote run.
+// tests/browser/test_prompt_on_aws.py fails if the host stops going through either.
 import { api } from "../../../scripts/api.js";
 import { app } from "../../../scripts/app.js";
 import { call, toastError } from "./api.js";
 import { cancelExecution, executionCreated, liveRunOf } from "./executions.js";
+import { loadRole, roleKnown } from "./role.js";
 import { isPromptOnAws } from "./switch.js";
-import { loadedTemplate } from "./templates.js";
+import { loadedRecord } from "./templates.js";
 
 // A refused run skips the rest of its batch (the same refusal N times says nothing new), until the
 // next batch: frontends 1.33+ announce each one ("promptQueueing") and send "promptQueued" only when an
@@ -40,9 +42,13 @@ async function queueOnAws({ output, workflow }, options) {
   refused = false;
   const targets = options?.partialExecutionTargets;
   const prompt = targets?.length ? upstreamOf(output, targets) : output;
+  // The environment the template was bound to when loaded: a designer's later rebind does not redirect
+  // a template already loaded. None recorded (an older workflow, or loaded unbound): its current binding.
+  const loaded = loadedRecord();
   try {
     const answer = await call("POST", "/executions", {
-      prompt, workflow, template: loadedTemplate(), client_id: api.clientId ?? null,
+      prompt, workflow, template: loaded?.template ?? null, environment: loaded?.environment ?? undefined,
+      client_id: api.clientId ?? null,
     });
     executionCreated(answer.execution);
     // What /prompt answers. `number` (the local queue position) has no meaning for a remote run.
@@ -75,6 +81,11 @@ export function installQueueRouting() {
   const original = api.queuePrompt;
   if (typeof original !== "function" || original.__sagemakerWrapped) return;
   function queuePrompt(number, data, options, ...rest) {
+    // Run pressed before /health said the role (the page just opened): an artist's must not run here.
+    if (!roleKnown()) return loadRole().then(() => route.call(this, number, data, options, ...rest));
+    return route.call(this, number, data, options, ...rest);
+  }
+  function route(number, data, options, ...rest) {
     if (!isPromptOnAws()) return original.call(this, number, data, options, ...rest);
     return queueOnAws(data, options);
   }

@@ -9,6 +9,7 @@ import { mountInputs } from "./inputs.js";
 import { mountModels } from "./models.js";
 import { mountPromptOnAws } from "./prompt_on_aws.js";
 import { installQueueRouting } from "./queue.js";
+import { isArtist, learnRole, loadRole } from "./role.js";
 import { showS3Uris } from "./s3_uris.js";
 import { canvasChanged, mountTemplates } from "./templates.js";
 
@@ -54,6 +55,7 @@ async function renderStatus(box) {
       return health;
     }
     window.sagemakerRules = rules;
+    learnRole(health); // before the sections are drawn: an artist's show no designer actions
     const store = health.store ? health.store.kind : "unconfigured";
     const where = health.store?.kind === "s3" ? `s3://${health.store.bucket}/${health.store.prefix || ""}` : "";
     box.replaceChildren(
@@ -67,6 +69,10 @@ async function renderStatus(box) {
       ]),
       health.config_error
         ? el("div", { class: "sagemaker-error", "data-testid": "sagemaker-config-error" }, health.config_error)
+        : el("span"),
+      isArtist()
+        ? el("div", { class: "sagemaker-muted sagemaker-note", title: "configuration key role", "data-testid": "sagemaker-role", "data-role": "artist" },
+          "Artist: you can run templates; a designer publishes them.")
         : el("span"),
     );
     return health;
@@ -103,7 +109,8 @@ app.registerExtension({
     canvasChanged();
   },
   async setup() {
-    installQueueRouting(); // Run goes to the endpoint while Prompt on AWS is ticked
+    installQueueRouting(); // Run goes to the endpoint while Prompt on AWS is ticked (always, for an artist)
+    loadRole();
     // The websocket (re)connects with the page's client id: subscribe to the extension's events then.
     api.addEventListener("status", () => subscribeEvents());
     api.addEventListener("reconnected", () => subscribeEvents(true));

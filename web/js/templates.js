@@ -4,8 +4,10 @@ import { AnalysisPanel } from "./analysis.js";
 import { call, getRules, toast, toastError } from "./api.js";
 import { field, openDialog } from "./dialog.js";
 import { el, iconButton } from "./dom.js";
+import { onShared } from "./live.js";
 import { ParameterForm } from "./parameter_form.js";
 import { bindingPreflight } from "./preflight.js";
+import { isArtist } from "./role.js";
 
 // Live sections: their "loaded" marker follows the canvas (see canvasChanged).
 const mounted = new Set();
@@ -17,19 +19,35 @@ export function onCanvasChanged(fn) {
   return () => canvasListeners.delete(fn);
 }
 
-// The template recorded in the canvas's workflow: extra.sagemaker.template survives save and reload.
+// The template recorded in the canvas's workflow (extra.sagemaker survives save and reload):
+// {template, version, environment} as loaded, so a run goes where the loaded template went even after a
+// designer rebinds it elsewhere. Workflows saved before version and environment were recorded have null.
+export function loadedRecord() {
+  const recorded = app.graph?.extra?.sagemaker;
+  if (!recorded?.template) return null;
+  return { template: recorded.template, version: recorded.version ?? null, environment: recorded.environment ?? null };
+}
+
 export function loadedTemplate() {
-  return app.graph?.extra?.sagemaker?.template ?? null;
+  return loadedRecord()?.template ?? null;
 }
 
-function withTemplate(workflow, name) {
+// The marker a workflow carries: in a stored template its name only (its version and binding change
+// later); in the canvas the name, version and binding as loaded.
+function marked(sagemaker, t) {
+  const { version, environment, ...rest } = sagemaker ?? {};
+  if (t.version === undefined) return { ...rest, template: t.name };
+  return { ...rest, template: t.name, version: t.version, environment: t.environment ?? null };
+}
+
+function withTemplate(workflow, t) {
   const extra = workflow.extra ?? {};
-  return { ...workflow, extra: { ...extra, sagemaker: { ...(extra.sagemaker ?? {}), template: name } } };
+  return { ...workflow, extra: { ...extra, sagemaker: marked(extra.sagemaker, t) } };
 }
 
-function recordInCanvas(name) {
+function recordInCanvas(t) {
   const extra = (app.graph.extra ??= {});
-  extra.sagemaker = { ...(extra.sagemaker ?? {}), template: name };
+  extra.sagemaker = marked(extra.sagemaker, t);
   canvasChanged();
 }
 
@@ -76,6 +94,7 @@ async function change(summary, fn) {
 
 class TemplatesSection {
   constructor() {
+    this.artist = isArtist(); // an artist runs templates; publishing, rebinding and deleting are a designer's
     this.templates = [];
     this.refreshes = 0; // only the latest refresh may draw the list
     this.slot = el("div", { class: "sagemaker-dialog-slot" });
@@ -90,7 +109,7 @@ class TemplatesSection {
       el("div", { class: "sagemaker-section-header" }, [
         el("h4", { class: "sagemaker-section-title" }, "Templates"),
         iconButton("pi pi-refresh", "Refresh the list", "sagemaker-templates-refresh", () => this.refresh()),
-        iconButton("pi pi-plus", "Publish the canvas as a template", "sagemaker-templates-publish", () => this.openPublish()),
+        this.artist ? null : iconButton("pi pi-plus", "Publish the canvas as a template", "sagemaker-templates-publish", () => this.openPublish()),
       ]),
       this.slot,
       this.list,
@@ -117,7 +136,8 @@ class TemplatesSection {
   renderList() {
     if (this.templates.length === 0) {
       this.list.replaceChildren(
-        el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-templates-empty" }, "No templates yet: + publishes the canvas."),
+        el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-templates-empty" },
+          this.artist ? "No templates yet: a designer publishes them." : "No templates yet: + publishes the canvas."),
       );
       return;
     }
@@ -135,8 +155,8 @@ class TemplatesSection {
       el("button", { class: "sagemaker-template-name", title: `Load ${t.name} into the canvas (a new workflow tab)`, "data-testid": "sagemaker-template-name", onclick: () => this.select(t.name) }, t.name),
       environment,
       el("span", { class: "sagemaker-muted", title: "version", "data-testid": "sagemaker-template-version" }, `v${t.version}`),
-      iconButton("pi pi-pencil", `Rebind ${t.name}`, "sagemaker-template-rebind", () => this.openRebind(t)),
-      iconButton("pi pi-trash", `Delete ${t.name}`, "sagemaker-template-delete", () => this.confirmDelete(t)),
+      this.artist ? null : iconButton("pi pi-pencil", `Rebind ${t.name}`, "sagemaker-template-rebind", () => this.openRebind(t)),
+      this.artist ? null : iconButton("pi pi-trash", `Delete ${t.name}`, "sagemaker-template-delete", () => this.confirmDelete(t)),
     ]);
   }
 
@@ -168,7 +188,7 @@ class TemplatesSection {
     try {
       template = await call("GET", templatePath(name));
       // No workflow name: ComfyUI opens a new unsaved tab, so no open (or saved) workflow is overwritten.
-      await app.loadGraphData(withTemplate(template.workflow, template.name), true, true, null);
+      await app.loadGraphData(withTemplate(template.workflow, template), true, true, null);
     } catch (err) {
       template = null;
       toastError(`Could not load ${name}`, err);
@@ -210,10 +230,10 @@ class TemplatesSection {
 
   async publish(name, environment) {
     const { workflow, output } = await app.graphToPrompt();
-    await change(`Could not publish ${name}`, () =>
-      call("POST", "/templates", { name, workflow: withTemplate(workflow, name), prompt: output, environment }),
+    const published = await change(`Could not publish ${name}`, () =>
+      call("POST", "/templates", { name, workflow: withTemplate(workflow, { name }), prompt: output, environment }),
     );
-    recordInCanvas(name); // the canvas now is this template, so the marker shows it
+    recordInCanvas(published); // the canvas now is this template, so the marker shows it
     toast("success", "Template published", name);
     await this.refresh();
   }
@@ -240,17 +260,18 @@ class TemplatesSection {
     const body = { environment, version: t.version };
     if (replace) {
       const { workflow, output } = await app.graphToPrompt();
-      body.workflow = withTemplate(workflow, t.name);
+      body.workflow = withTemplate(workflow, { name: t.name });
       body.prompt = output;
     }
+    let updated;
     try {
-      await change(`Could not update ${t.name}`, () => call("PUT", templatePath(t.name), body));
+      updated = await change(`Could not update ${t.name}`, () => call("PUT", templatePath(t.name), body));
     } catch (err) {
       if (err.code === "conflict" || err.status === 404) this.refresh(); // show what changed
       throw err;
     }
-    if (replace) recordInCanvas(t.name);
-    else if (loadedTemplate() === t.name) canvasChanged(); // its environment may have changed
+    // Rebound here, by this designer: the canvas holding it follows (a rebind elsewhere does not).
+    if (replace || loadedTemplate() === t.name) recordInCanvas(updated);
     toast("success", "Template updated", t.name);
     await this.refresh();
   }
@@ -276,6 +297,11 @@ class TemplatesSection {
     });
   }
 }
+
+// Another ComfyUI published, rebound or deleted a template: the open lists follow.
+onShared("templates", () => {
+  for (const section of mounted) if (section.root.isConnected) section.refresh();
+});
 
 // The section's root element; its list loads at once.
 export function mountTemplates() {

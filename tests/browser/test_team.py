@@ -1,0 +1,353 @@
+"""Team mode in the real ComfyUI frontend: a designer's ComfyUI and an artist's on one folder store, each
+with its own page. Shared lists follow without a reload, the artist's sidebar offers no designer action
+and runs only on endpoints (on the environment it loaded), and the Executions list pages through this
+ComfyUI's runs or everyone's, with owners, outputs of someone else's run and cancels as the roles allow."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from comfyui_sagemaker.core.changes import ChangeFeed
+from comfyui_sagemaker.core.execution_records import FINAL, ExecutionRecords
+from comfyui_sagemaker.core.executions import new_id
+from comfyui_sagemaker.core.hashing import file_sha256
+from comfyui_sagemaker.core.identity import Owner
+from comfyui_sagemaker.core.leases import Leases
+from comfyui_sagemaker.core.store import blob_key
+from comfyui_sagemaker.core.templates import now
+from comfyui_sagemaker.local.folder_store import FolderStore
+from harness.browser import frontend_args, new_page, open_sidebar, toast_count, toasts
+from harness.comfyui import ComfyUI
+from harness.envs import unique, wait_job
+from harness.images import png
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.browser
+
+APP = "window.comfyAPI.app.app"
+API_JS = "/extensions/comfyui-sagemaker/js/api.js"
+LIVE = 10_000  # ms: a change in one ComfyUI reaches the other's open page within this
+
+
+@dataclass
+class Team:
+    designer: ComfyUI
+    artist: ComfyUI
+    store: FolderStore
+    designer_owner: Owner
+    artist_owner: Owner
+    template: str  # bound to `first`
+    first: str  # environments holding `template`, without endpoints
+    second: str
+
+
+def owner_of(server: ComfyUI) -> Owner:
+    identity = server.client().get("/sagemaker/health").json()["identity"]
+    return Owner(identity["instance"], identity["name"])
+
+
+def publish_environment(client, name: str, templates: list[str]) -> None:
+    r = client.post("/sagemaker/environments", json={"name": name, "templates": templates})
+    assert r.status_code == 202, r.text
+    assert wait_job(client, r.json()["job"]["id"])["state"] == "succeeded"
+
+
+# EmptyImage -> SaveImage as the frontend builds it (so the canvas loads it back).
+BUILD_GRAPH = f"""async () => {{
+    const app = {APP};
+    app.graph.clear();
+    const empty = window.LiteGraph.createNode("EmptyImage");
+    const save = window.LiteGraph.createNode("SaveImage");
+    save.pos = [400, 0];
+    app.graph.add(empty);
+    app.graph.add(save);
+    empty.connect(0, save, 0);
+    const {{ workflow, output }} = await app.graphToPrompt();
+    return JSON.stringify({{ workflow, output }});
+}}"""
+
+
+@pytest.fixture(scope="module")
+def team(browser, frontend, tmp_path_factory):
+    """Two ComfyUIs on one folder store (a designer's and an artist's), a template bound to the first of
+    two environments that hold it."""
+    root = tmp_path_factory.mktemp(f"team-{frontend}")
+    shared = root / "store"
+    servers: list[ComfyUI] = []
+    try:
+        for who, name in (("designer", "Dana Designer"), ("artist", "Arti Artist")):
+            servers.append(ComfyUI(root / who, env={
+                "COMFYUI_SAGEMAKER_STORE_PATH": str(shared), "COMFYUI_SAGEMAKER_ROLE": who,
+                "COMFYUI_SAGEMAKER_DISPLAY_NAME": name}, extra_args=frontend_args(frontend)).start())
+        designer, artist = servers
+        page = new_page(browser, designer)
+        try:
+            built = json.loads(page.evaluate(BUILD_GRAPH))
+        finally:
+            page.context.close()
+        client = designer.client()
+        template = unique("T")
+        r = client.post("/sagemaker/templates", json={"name": template, "workflow": built["workflow"],
+                                                       "prompt": built["output"]})
+        assert r.status_code == 201, r.text
+        first, second = unique("E"), unique("E")
+        for environment in (first, second):
+            publish_environment(client, environment, [template])
+        assert client.put(f"/sagemaker/templates/{template}", json={"environment": first}).status_code == 200
+        yield Team(designer, artist, FolderStore(shared), owner_of(designer), owner_of(artist), template, first,
+                   second)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def pages(browser, team):
+    """(designer's page, artist's page), their sidebars open."""
+    opened = []
+    try:
+        for server in (team.designer, team.artist):
+            page = new_page(browser, server)
+            opened.append(page)
+            open_sidebar(page)
+        yield opened[0], opened[1]
+    finally:
+        for page in opened:
+            page.context.close()
+
+
+def template_row(page: Page, name: str):
+    return page.locator(f'[data-testid="sagemaker-template-row"][data-template="{name}"]')
+
+
+def environment_row(page: Page, name: str):
+    return page.locator(f'[data-testid="sagemaker-environment-row"][data-environment="{name}"]')
+
+
+def test_a_designers_changes_reach_an_open_artist_page_without_a_reload(team, pages):
+    _, page = pages
+    expect(template_row(page, team.template)).to_be_visible()
+    page.evaluate("() => { window.__sameDocument = true; }")
+    name = unique("T")
+    r = team.designer.client().post("/sagemaker/templates", json={
+        "name": name, "workflow": {"nodes": [], "links": [], "extra": {}}, "prompt": {"1": {
+            "class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}}})
+    assert r.status_code == 201, r.text
+    expect(template_row(page, name)).to_be_visible(timeout=LIVE)
+    environment = unique("E")
+    publish_environment(team.designer.client(), environment, [name])
+    expect(environment_row(page, environment)).to_be_visible(timeout=LIVE)
+    assert team.designer.client().delete(f"/sagemaker/templates/{name}").status_code == 204
+    expect(template_row(page, name)).to_have_count(0, timeout=LIVE)
+    assert page.evaluate("() => window.__sameDocument") is True
+
+
+def test_an_artist_sees_no_designer_action_and_runs_on_the_environment_it_loaded(team, pages):
+    designer, page = pages
+    # The designer's sidebar has the actions the artist's lacks (so the absences below mean something).
+    expect(designer.get_by_test_id("sagemaker-templates-publish")).to_have_count(1)
+    expect(designer.get_by_test_id("sagemaker-role")).to_have_count(0)
+    expect(page.get_by_test_id("sagemaker-role")).to_have_text(
+        "Artist: you can run templates; a designer publishes them.")
+    expect(template_row(page, team.template)).to_be_visible()
+    expect(environment_row(page, team.first)).to_be_visible()
+    for testid in ("sagemaker-templates-publish", "sagemaker-template-rebind", "sagemaker-template-delete",
+                   "sagemaker-environments-new", "sagemaker-environment-publish", "sagemaker-environment-delete",
+                   "sagemaker-models-add", "sagemaker-model-delete", "sagemaker-job-cancel"):
+        expect(page.get_by_test_id(testid)).to_have_count(0)
+        if testid in ("sagemaker-templates-publish", "sagemaker-template-rebind", "sagemaker-environments-new"):
+            expect(designer.get_by_test_id(testid).first).to_be_visible()
+
+    # Prompt on AWS is on by role: shown ticked, not to be unticked, and nothing kept in the browser.
+    section = page.get_by_test_id("sagemaker-prompt-on-aws")
+    box = section.get_by_test_id("sagemaker-prompt-on-aws-check")
+    expect(box).to_be_checked()
+    expect(box).to_be_disabled()
+    assert page.evaluate("() => localStorage.getItem('sagemaker.promptOnAws')") is None
+
+    # Loaded: the target shows the version and environment loaded, and Run goes to the endpoint route.
+    template_row(page, team.template).get_by_test_id("sagemaker-template-name").click()
+    expect(section.get_by_test_id("sagemaker-target-template")).to_have_text(team.template)
+    expect(section.get_by_test_id("sagemaker-target-version")).to_have_text("v2")
+    expect(section.get_by_test_id("sagemaker-target-environment")).to_have_text(team.first)
+    expect(section.get_by_test_id("sagemaker-prompt-on-aws-note")).to_contain_text(team.first)
+    sent = run(page)
+    assert (sent["template"], sent["environment"]) == (team.template, team.first)
+    # Local endpoints are their own machine's: the artist's ComfyUI has none, and says so in a toast.
+    expect(toasts(page, f"no endpoint runs environment '{team.first}'")).to_be_visible()
+
+    # The designer rebinds it elsewhere: the open page says so, and the loaded template still runs where
+    # it was loaded.
+    assert team.designer.client().put(f"/sagemaker/templates/{team.template}",
+                                      json={"environment": team.second}).status_code == 200
+    try:
+        newer = section.get_by_test_id("sagemaker-target-newer")
+        expect(newer).to_contain_text(f"v3 (bound to {team.second})", timeout=LIVE)
+        expect(section.get_by_test_id("sagemaker-target-environment")).to_have_text(team.first)
+        assert run(page)["environment"] == team.first
+    finally:
+        team.designer.client().put(f"/sagemaker/templates/{team.template}", json={"environment": team.first})
+
+    # A designer route called by the page's own client: the server's 403, its words in a toast.
+    refusal = page.evaluate(f"""async () => {{
+        const {{ call }} = await import("{API_JS}");
+        try {{
+            await call("DELETE", "/templates/{team.template}");
+            return null;
+        }} catch (err) {{
+            return {{ status: err.status, code: err.code, message: err.message }};
+        }}
+    }}""")
+    assert refusal["status"] == 403 and refusal["code"] == "forbidden_for_role", refusal
+    assert "only a designer can" in refusal["message"]
+    expect(toasts(page, refusal["message"])).to_be_visible()
+    assert toast_count(page, refusal["message"]) == 1
+    assert team.designer.client().get(f"/sagemaker/templates/{team.template}").status_code == 200
+
+
+def run(page: Page) -> dict:
+    """Press the host's Run; the body the page posted to /sagemaker/executions (never /prompt)."""
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" and "/api/prompt" in r.url else None)
+    with page.expect_response(lambda r: r.url.endswith("/api/sagemaker/executions")
+                              and r.request.method == "POST") as answer:
+        page.get_by_test_id("queue-button").click()
+    assert answer.value.status == 409, answer.value.text()
+    assert posts == []
+    return answer.value.request.post_data_json
+
+
+def make_run(team: Team, owner: Owner, state: str, outputs: dict | None = None) -> dict:
+    """An execution record straight in the shared store, as the owner's ComfyUI writes it."""
+    execution_id = new_id(owner.instance)
+    record = {"id": execution_id, "prompt_id": uuid.uuid4().hex, "template": team.template, "template_version": 2,
+              "environment": team.first, "environment_version": 1, "endpoint": team.first,
+              "owner": owner.to_json(), "client_id": None, "state": state, "created_at": now(),
+              "started_at": now(), "finished_at": now() if state in FINAL else None, "inputs": {},
+              "outputs": outputs(execution_id) if outputs else {}, "error": None}
+    records = ExecutionRecords(team.store)
+    records.create(record)
+    if state in FINAL:
+        records.ended(record)
+    time.sleep(0.002)  # ids sort by their microsecond
+    return record
+
+
+def image_outputs(team: Team, tmp: Path):
+    data = png(6, 4, (200, 40, 40))
+    path = tmp / "team.png"
+    path.write_bytes(data)
+    digest = file_sha256(path)
+    team.store.put(blob_key(digest), data)
+    return lambda execution_id: {"9": {"images": [{"filename": "team.png", "subfolder": f"sagemaker/{execution_id}",
+                                                   "type": "output", "sha256": digest}]}}
+
+
+def rows(page: Page):
+    return page.get_by_test_id("sagemaker-executions").get_by_test_id("sagemaker-execution-row")
+
+
+def execution_row(page: Page, execution_id: str):
+    return page.locator(f'[data-testid="sagemaker-execution-row"][data-execution="{execution_id}"]')
+
+
+def test_executions_list_own_or_everyones_runs_a_page_at_a_time(team, browser, tmp_path):
+    own = [make_run(team, team.artist_owner, "succeeded") for _ in range(12)]
+    shown = make_run(team, team.designer_owner, "succeeded", image_outputs(team, tmp_path))
+    running = make_run(team, team.designer_owner, "running")
+    page = new_page(browser, team.artist)
+    try:
+        open_sidebar(page)
+        section = page.get_by_test_id("sagemaker-executions")
+        older = section.get_by_test_id("sagemaker-executions-older")
+        newer = section.get_by_test_id("sagemaker-executions-newer")
+        # This ComfyUI's runs by default, newest first, ten a page.
+        expect(rows(page)).to_have_count(10)
+        assert [r.get_attribute("data-execution") for r in rows(page).all()] == [r["id"] for r in own[::-1][:10]]
+        expect(section.get_by_test_id("sagemaker-execution-owner")).to_have_count(0)
+        time_shown = execution_row(page, own[-1]["id"]).get_by_test_id("sagemaker-execution-time")
+        expect(time_shown).to_have_text(re.compile(r"^(just now|\d+ min ago)$"))
+        expect(time_shown).to_have_attribute("title", own[-1]["created_at"])
+        expect(newer).to_be_disabled()
+        older.click()
+        expect(rows(page)).to_have_count(2)
+        assert [r.get_attribute("data-execution") for r in rows(page).all()] == [own[1]["id"], own[0]["id"]]
+        expect(older).to_be_disabled()
+        newer.click()
+        expect(rows(page)).to_have_count(10)
+
+        # Everyone's: the designer's runs too, with their owner; an artist cannot cancel them.
+        section.get_by_test_id("sagemaker-executions-everyone").check()
+        expect(execution_row(page, running["id"])).to_be_visible()
+        expect(rows(page)).to_have_count(10)
+        theirs = execution_row(page, running["id"])
+        expect(theirs.get_by_test_id("sagemaker-execution-owner")).to_have_text(re.compile("Dana Designer"))
+        expect(theirs).to_have_attribute("data-state", "running")
+        expect(theirs.get_by_test_id("sagemaker-execution-cancel")).to_have_count(0)
+        expect(execution_row(page, own[-1]["id"]).get_by_test_id("sagemaker-execution-owner")).to_have_count(0)
+        older.click()
+        expect(rows(page)).to_have_count(4)
+        newer.click()
+
+        # Someone else's finished run, opened: its outputs are copied here and shown through /view.
+        execution_row(page, shown["id"]).click()
+        detail = page.locator(f'[data-testid="sagemaker-execution-detail"][data-execution="{shown["id"]}"]')
+        image = detail.get_by_test_id("sagemaker-execution-image").locator("img")
+        expect(image).to_have_attribute("src", re.compile(r"/view\?filename=team\.png"))
+        page.wait_for_function("(img) => img.complete && img.naturalWidth === 6", arg=image.element_handle())
+        expect(execution_row(page, shown["id"]).get_by_test_id("sagemaker-execution-thumb")).to_be_visible()
+    finally:
+        page.context.close()
+
+
+def test_a_designer_cancels_others_runs_and_a_refused_cancel_is_a_toast(team, browser):
+    page = new_page(browser, team.designer)
+    try:
+        open_sidebar(page)
+        section = page.get_by_test_id("sagemaker-executions")
+        section.get_by_test_id("sagemaker-executions-everyone").check()
+        expect(section.get_by_test_id("sagemaker-executions-empty").or_(rows(page).first)).to_be_visible()
+        # A new run of the artist, announced on the store: the open list follows.
+        theirs = make_run(team, team.artist_owner, "running")
+        ChangeFeed(team.store, "Arti Artist").touch("executions")
+        row = execution_row(page, theirs["id"])
+        expect(row).to_be_visible(timeout=LIVE)
+        expect(row.get_by_test_id("sagemaker-execution-owner")).to_have_text(re.compile("Arti Artist"))
+        cancel = row.get_by_test_id("sagemaker-execution-cancel")
+        expect(cancel).to_be_visible()
+        # It ends before the click (the list has not heard): the 409 is a toast, and the row shows the end.
+        records = ExecutionRecords(team.store)
+        ended = records.swap(theirs["id"], lambda r: {**r, "state": "succeeded", "finished_at": now()})
+        records.ended(ended)
+        cancel.click()
+        message = "only a queued or running one can be cancelled"
+        expect(toasts(page, message)).to_be_visible()
+        assert toast_count(page, message) == 1
+        expect(row).to_have_attribute("data-state", "succeeded")
+        expect(row.get_by_test_id("sagemaker-execution-cancel")).to_have_count(0)
+    finally:
+        page.context.close()
+
+
+def test_an_environment_another_comfyui_is_publishing_says_so_instead_of_offering_actions(team, pages):
+    designer, _ = pages
+    row = environment_row(designer, team.second)
+    expect(row.get_by_test_id("sagemaker-environment-publish")).to_be_visible()
+    leases = Leases(team.store, Owner("zzzzzzzzzzzz", "Olga Other"))
+    lease = leases.acquire(team.second, "publishing")
+    try:
+        ChangeFeed(team.store, "Olga Other").touch("environments")
+        expect(row.get_by_test_id("sagemaker-environment-busy")).to_have_text("publishing by Olga Other", timeout=LIVE)
+        expect(row.get_by_test_id("sagemaker-environment-publish")).to_have_count(0)
+        expect(row.get_by_test_id("sagemaker-environment-delete")).to_have_count(0)
+    finally:
+        leases.release(lease)
+    ChangeFeed(team.store, "Olga Other").touch("environments")
+    expect(row.get_by_test_id("sagemaker-environment-busy")).to_have_count(0, timeout=LIVE)
+    expect(row.get_by_test_id("sagemaker-environment-publish")).to_be_visible()

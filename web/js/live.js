@@ -1,0 +1,22 @@
+// "sagemaker.changed" {collection}: another ComfyUI on the store changed a shared list (templates,
+// environments, endpoints, executions; the server watches the store and tells within ~2 s). Each
+// subscriber reloads once per burst: a publish changes environments and endpoints several times.
+import { api } from "../../../scripts/api.js";
+
+const QUIET_MS = 300;
+const subscriptions = new Set(); // {collections, fn, timer}
+
+// Registered at load: ComfyUI's api only dispatches event types someone listens to.
+api.addEventListener("sagemaker.changed", (event) => {
+  const collection = event.detail?.collection;
+  for (const s of subscriptions) {
+    if (!s.collections.has(collection)) continue;
+    clearTimeout(s.timer);
+    s.timer = setTimeout(s.fn, QUIET_MS);
+  }
+});
+
+// Calls fn() after changes to any of `collections` have been quiet for a moment.
+export function onShared(collections, fn) {
+  subscriptions.add({ collections: new Set([].concat(collections)), fn, timer: null });
+}
