@@ -7,8 +7,10 @@ and the admin CLI, exactly as a user types them."""
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -137,6 +139,27 @@ def test_admin_cli_by_the_folder(installed, python, decoy):
     assert json.loads(r.stdout)["comfyui_version"]
     r = run_cli("check-name", "template", "a_b")
     assert r.returncode == 1 and "invalid_name" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_aws_setup_by_the_folder_uploads_this_copys_source(installed, python, decoy, moto_server, tmp_path):
+    """`aws setup` from an installed copy (no git: the Registry's archive) on moto: the stack, the source the
+    image build reads (this copy's files, without what .dockerignore leaves out), the configuration."""
+    server, extension = installed
+    env = {"PYTHONPATH": str(decoy), **moto_server.env(), "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+           "AWS_CONFIG_FILE": "/dev/null"}
+    config_dir = tmp_path / "config"
+    r = run([python, "custom_nodes/" + extension.name, "aws", "setup", "--stack", "cs-installed", "--region",
+             "us-east-1", "--prefix", "p", "--config-dir", str(config_dir), "--no-build"], cwd=server.base, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    config = json.loads((config_dir / "config.json").read_text())
+    assert config["store"] == "s3" and config["s3_prefix"] == "p"
+    body = moto_server.client("s3").get_object(Bucket=config["s3_bucket"], Key="p/source/comfyui-sagemaker.zip")
+    names = set(zipfile.ZipFile(io.BytesIO(body["Body"].read())).namelist())
+    assert {"worker/Dockerfile", "pyproject.toml", "__main__.py", "install.py"} <= names, sorted(names)
+    assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n or n.endswith(".pyc")]
+    r = run([python, "custom_nodes/" + extension.name, "aws", "setup", "--stack", "cs-installed", "--region",
+             "us-east-1", "--parameter", "Colour=blue"], cwd=server.base, env=env)
+    assert r.returncode == 1 and "the stack has no parameter Colour" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_two_copies_under_two_names_the_second_refuses_naming_the_first(python, archive, tmp_path):
