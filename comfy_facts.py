@@ -85,4 +85,38 @@ def send_event(event: str, data: dict, sid: str | None = None) -> None:
     """To one browser (its client id) or all, through ComfyUI's own websocket (send_sync is thread-safe)."""
     from server import PromptServer
 
+    if event == "sagemaker.preview":
+        if sid is not None:
+            send_preview(PromptServer.instance, data, sid)
+        return
     PromptServer.instance.send_sync(event, data, sid)
+
+
+def send_preview(server, data: dict, sid: str) -> None:
+    """A remote run's sampler preview as ComfyUI sends a local one (server.py, progress.py): the
+    PREVIEW_IMAGE frame, and the frame with metadata (node, prompt) to a page that declared
+    supports_preview_metadata."""
+    import io
+    import struct
+
+    from protocol import BinaryEventTypes
+
+    image = data["image"]
+    kind = 2 if data["image_type"] == "image/png" else 1
+    server.send_sync(BinaryEventTypes.PREVIEW_IMAGE, struct.pack(">I", kind) + image, sid)
+    flags = (getattr(server, "sockets_metadata", {}).get(sid) or {}).get("feature_flags") or {}
+    if flags.get("supports_preview_metadata") and data.get("node_id"):
+        # ComfyUI's queue takes this frame only as (image, metadata) and encodes it itself: anything else
+        # raises inside its publish loop, which stops ComfyUI's websocket for everyone.
+        from PIL import Image
+
+        node = data["node_id"]
+        try:
+            picture = Image.open(io.BytesIO(image))
+            picture.load()
+        except (OSError, ValueError):
+            return
+        metadata = {"node_id": node, "prompt_id": data["prompt_id"], "display_node_id": node,
+                    "parent_node_id": None, "real_node_id": node}
+        server.send_sync(BinaryEventTypes.PREVIEW_IMAGE_WITH_METADATA,
+                         (("PNG" if kind == 2 else "JPEG", picture, None), metadata), sid)

@@ -129,7 +129,7 @@ def invoke_async(runtime: Any, s3: Any, store: Store, store_uri: str, endpoint: 
         raise InvocationFailed(f"SageMaker refused the async request: {_message(err)}") from None
     output, failure = _s3_location(r["OutputLocation"]), _s3_location(r.get("FailureLocation") or "")
     deadline = time.monotonic() + timeout
-    delay, seen = 0.2, 0
+    delay, seen = 0.2, (0, 0)
     while time.monotonic() < deadline:
         for (bucket, key), failed in ((output, False), (failure, True)):
             if not key:
@@ -152,12 +152,20 @@ def invoke_async(runtime: Any, s3: Any, store: Store, store_uri: str, endpoint: 
     raise InvocationFailed(f"no async result after {timeout:.0f} s; the run is marked failed")
 
 
-def _relay_progress(store: Store, execution_id: str, seen: int, on_event: Callable[[dict], None]) -> int:
-    """Relay the events the worker wrote to the store since the last look."""
+def _relay_progress(store: Store, execution_id: str, seen: tuple[int, int],
+                    on_event: Callable[[dict], None]) -> tuple[int, int]:
+    """Relay what the worker wrote to the store since the last look: new events, and its latest preview if
+    it is newer than the one relayed. `seen` is (events relayed, preview sequence relayed)."""
     try:
-        events = json.loads(store.get(f"{PROGRESS_PREFIX}{execution_id}.json").data)
+        progress = json.loads(store.get(f"{PROGRESS_PREFIX}{execution_id}.json").data)
     except Exception:  # not written yet, or mid-write: look again next time
         return seen
-    for event in events[seen:]:
+    if isinstance(progress, list):  # a worker of an earlier version: events only
+        progress = {"events": progress}
+    events, preview = progress.get("events") or [], progress.get("preview")
+    for event in events[seen[0]:]:
         on_event(event)
-    return max(seen, len(events))
+    sequence = progress.get("preview_seq") or 0
+    if isinstance(preview, dict) and sequence > seen[1]:
+        on_event(preview)
+    return max(seen[0], len(events)), max(seen[1], sequence)

@@ -19,6 +19,7 @@ ComfyUI restarting fails only its own runs left in flight.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -38,6 +39,8 @@ from .inputs import input_path, put_inputs
 from .store import KeyNotFound, PreconditionFailed, Store, blob_key
 from .templates import TemplateService, now
 
+PREVIEW = "sagemaker.preview"  # a sampler preview from the worker (worker/comfy.py)
+MAX_PREVIEW_BYTES = 4 * 1024 * 1024
 RELAYED = ("execution_start", "execution_cached", "executing", "progress", "progress_state", "executed",
            "execution_success", "execution_error", "execution_interrupted")
 # A cancel request for an endpoint that cannot route it to the run (SageMaker): a marker the worker polls.
@@ -232,6 +235,9 @@ class ExecutionService:
         if kind == "sagemaker.note":  # a remark on the run (e.g. waiting for an instance), shown in the list
             self._update(record, note=(event.get("data") or {}).get("message"))
             return
+        if kind == PREVIEW and record["state"] not in FINAL:
+            self._preview(record, event.get("data") or {})
+            return
         if kind not in RELAYED or record["state"] in FINAL:
             return
         data = dict(event.get("data") or {})
@@ -242,6 +248,22 @@ class ExecutionService:
         if kind in ("execution_success", "execution_error", "execution_interrupted"):
             self._seen(record)["ended"] = True
         self._to_page(record, kind, data)
+
+    def _preview(self, record: dict, data: dict) -> None:
+        """A sampler preview, as bytes, to the page that queued the run (the ComfyUI face sends it as
+        ComfyUI's own binary preview frame); a malformed one is dropped."""
+        image_type = data.get("image_type")
+        if image_type not in ("image/jpeg", "image/png") or not isinstance(data.get("image"), str):
+            return
+        try:
+            image = base64.b64decode(data["image"], validate=True)
+        except ValueError:
+            return
+        if len(image) > MAX_PREVIEW_BYTES:
+            return
+        node = data.get("node_id")
+        self._to_page(record, PREVIEW, {"prompt_id": record["prompt_id"], "image_type": image_type, "image": image,
+                                        "node_id": node if isinstance(node, str) else None})
 
     def _to_page(self, record: dict, kind: str, data: dict) -> None:
         """A ComfyUI-named event of a run, to the browser that queued it. A run without a client id (a

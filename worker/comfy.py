@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -18,6 +20,22 @@ from pathlib import Path
 import aiohttp
 
 FINAL_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
+PREVIEW_EVENT = "sagemaker.preview"  # a sampler preview, relayed by the extension as ComfyUI's binary frame
+# ComfyUI's binary websocket frames (protocol.py): a 4-byte event type, then for PREVIEW_IMAGE a 4-byte
+# image type (1 JPEG, 2 PNG) and the image.
+BINARY_PREVIEW_IMAGE = 1
+IMAGE_TYPES = {1: "image/jpeg", 2: "image/png"}
+
+
+def preview_event(frame: bytes, prompt_id: str, node_id: str | None) -> dict | None:
+    """A binary preview frame as an event (base64), for the node that was executing; None if not one."""
+    if len(frame) < 8 or struct.unpack(">I", frame[:4])[0] != BINARY_PREVIEW_IMAGE:
+        return None
+    image_type = IMAGE_TYPES.get(struct.unpack(">I", frame[4:8])[0])
+    if image_type is None:
+        return None
+    return {"type": PREVIEW_EVENT, "data": {"prompt_id": prompt_id, "node_id": node_id, "image_type": image_type,
+                                            "image": base64.b64encode(frame[8:]).decode()}}
 
 
 class PromptRejected(Exception):
@@ -47,7 +65,7 @@ def free_port() -> int:
 
 class ComfyProcess:
     def __init__(self, comfyui_dir: Path, base_dir: Path, extra_args: list[str], extra_pythonpath: list[str],
-                 log_path: Path):
+                 log_path: Path, preview_method: str = "auto"):
         self.comfyui_dir = comfyui_dir
         self.base = base_dir
         self.port = free_port()
@@ -55,6 +73,7 @@ class ComfyProcess:
         self.extra_args = extra_args
         self.extra_pythonpath = extra_pythonpath
         self.log_path = log_path
+        self.preview_method = preview_method
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -65,7 +84,7 @@ class ComfyProcess:
             env["PYTHONPATH"] = os.pathsep.join([*self.extra_pythonpath, env.get("PYTHONPATH", "")]).strip(os.pathsep)
         cmd = [sys.executable, str(self.comfyui_dir / "main.py"), "--listen", "127.0.0.1", "--port", str(self.port),
                "--disable-auto-launch", "--base-directory", str(self.base), "--database-url", "sqlite:///:memory:",
-               "--disable-api-nodes", *self.extra_args]
+               "--disable-api-nodes", "--preview-method", self.preview_method, *self.extra_args]
         parent = os.getpid()
         tie = (lambda: die_with_parent(parent)) if sys.platform == "linux" else None
         self.proc = subprocess.Popen(cmd, cwd=self.comfyui_dir, env=env, stdout=subprocess.PIPE,
@@ -124,16 +143,23 @@ class ComfyProcess:
                     raise PromptRejected(body if isinstance(body, dict) else {"error": body})
             prompt_id = body["prompt_id"]
             on_submitted(prompt_id)
-            final, error = None, None
+            final, error, executing = None, None, None
             async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.BINARY:  # sampler previews: this socket only gets this prompt's
+                    preview = preview_event(msg.data, prompt_id, executing)
+                    if preview is not None:
+                        await on_event(preview)
+                    continue
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                         break
-                    continue  # binary previews
+                    continue
                 event = json.loads(msg.data)
                 data = event.get("data") or {}
                 if event.get("type") == "status" or data.get("prompt_id") not in (None, prompt_id):
                     continue
+                if event.get("type") == "executing":
+                    executing = data.get("node")
                 await on_event(event)
                 if event.get("type") in FINAL_EVENTS:
                     final = event["type"]

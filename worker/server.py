@@ -30,7 +30,7 @@ from aiohttp import web
 from ..core.errors import SageMakerError
 from ..core.executions import CANCEL_PREFIX, ID_RE
 from ..core.hashing import file_sha256
-from .comfy import ComfyProcess, PromptRejected
+from .comfy import PREVIEW_EVENT, ComfyProcess, PromptRejected
 from .materialise import EXTENSION_FOLDER, MaterialiseError, Materialiser, place_input, safe_relative
 from .settings import TOKEN_HEADER, WorkerSettings
 
@@ -74,7 +74,7 @@ class Worker:
             layers = await asyncio.to_thread(self.materialiser.run, self.s.models, self.s.install_packages)
             self.link_extension()
             self.comfy = ComfyProcess(self.s.comfyui_dir, self.s.base_dir, self.s.comfyui_args, layers,
-                                      self.s.base_dir / "comfyui.log")
+                                      self.s.base_dir / "comfyui.log", self.s.preview_method)
             self.comfy.start()
             await self.comfy.wait_ready(self.session)
             self.node_types = await self.comfy.node_types(self.session)
@@ -310,7 +310,8 @@ class Worker:
 
 class AsyncProgress:
     """Coarse progress of a non-streamed run (SageMaker async), written to the store for the caller to
-    relay: the run's events so far, at most every `interval` seconds."""
+    relay at most every `interval` seconds: {"events": the run's events so far, "preview": the latest
+    sampler preview, with a sequence number the caller compares}."""
 
     RELAYED = ("execution_start", "execution_cached", "executing", "progress_state", "execution_success",
                "execution_error", "execution_interrupted")
@@ -318,18 +319,25 @@ class AsyncProgress:
     def __init__(self, store, execution_id: str, interval: float = 1.0):
         self.store, self.key, self.interval = store, f"async/progress/{execution_id}.json", interval
         self.events: list[dict] = []
+        self.preview: dict | None = None
+        self.previews = 0
         self.last = 0.0
 
     async def add(self, event: dict) -> None:
-        if event.get("type") in self.RELAYED:
+        if event.get("type") == PREVIEW_EVENT:
+            self.preview, self.previews = event, self.previews + 1
+        elif event.get("type") in self.RELAYED:
             self.events.append(event)
-            if time.monotonic() - self.last >= self.interval:
-                await self.flush()
+        else:
+            return
+        if time.monotonic() - self.last >= self.interval:
+            await self.flush()
 
     async def flush(self) -> None:
         self.last = time.monotonic()
+        body = {"events": self.events, "preview": self.preview, "preview_seq": self.previews}
         try:
-            await asyncio.to_thread(self.store.put, self.key, json.dumps(self.events).encode())
+            await asyncio.to_thread(self.store.put, self.key, json.dumps(body).encode())
         except Exception as err:  # progress is a courtesy: never fail the run for it
             log.warning("cannot write progress: %s", err)
 
