@@ -1,6 +1,6 @@
 """Facts about the running ComfyUI, read here and passed below as plain data.
 
-The only module besides __init__.py that imports ComfyUI's own modules.
+With comfy_queue.py, the only modules besides __init__.py that import ComfyUI's own modules.
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ def model_folders() -> dict:
 def gather() -> ComfyFacts:
     import folder_paths  # ComfyUI's own modules: only imported inside ComfyUI
     from comfy.cli_args import args
+    from server import PromptServer
+
+    from .comfy_queue import ComfyQueue, validate_prompt
 
     try:
         from comfyui_version import __version__ as version
@@ -78,6 +81,8 @@ def gather() -> ComfyFacts:
         comfyui_dir=Path(folder_paths.__file__).resolve().parent,
         worker_args="--cpu" if args.cpu else "",
         multi_user=bool(getattr(args, "multi_user", False)),
+        validate_prompt=validate_prompt,
+        native_queue=ComfyQueue(PromptServer.instance),
     )
 
 

@@ -268,7 +268,8 @@ class Services:
     @cached_property
     def executions(self) -> ExecutionService:
         return ExecutionService(self.store, self.templates, self.environments, self.endpoints, self.host,
-                                self.hash_cache, self.send_event, synced=self.input_sync.digest, owner=self.owner)
+                                self.hash_cache, self.send_event, synced=self.input_sync.digest, owner=self.owner,
+                                native=self.host.native_queue() if hasattr(self.host, "native_queue") else None)
 
     def apply_retention(self) -> int:
         """Execution records (and their outputs) older than execution_retention_days; a designer's job."""

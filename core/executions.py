@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 import time
 import uuid
@@ -38,6 +39,52 @@ from .identity import Owner
 from .inputs import input_path, put_inputs
 from .store import KeyNotFound, PreconditionFailed, Store, blob_key
 from .templates import TemplateService, now
+
+# A run that failed outside a node, as ComfyUI's error dialog titles it (its exception_type).
+FAILURE_TITLES = {
+    "prompt_invalid": "Prompt refused by the endpoint", "timeout": "Run took too long", "cancelled": "Cancelled",
+    "input_missing": "Input file missing on the endpoint", "worker_error": "Endpoint error",
+    "bad_output": "Output could not be trusted", "outputs_missing": "Outputs not found",
+    "endpoint_not_ready": "Endpoint not ready", "invocation_failed": "Endpoint did not answer",
+}
+
+
+def page_error(prompt_id: str, error: dict) -> dict:
+    """ComfyUI's execution_error for a run that failed outside a node: the node the endpoint's own
+    validation refused, if it said so, and a title in the user's words."""
+    node_id = error.get("node_id")
+    node_type = error.get("node_type")
+    message = error.get("message") or "the remote run failed"
+    details = error.get("details")
+    node_errors = details.get("node_errors") if isinstance(details, dict) else None
+    if isinstance(node_errors, dict) and node_errors:
+        node_id, entry = next(iter(node_errors.items()))
+        node_type = entry.get("class_type") if isinstance(entry, dict) else None
+        reasons = [f"{e.get('message')}: {e.get('details')}" for e in (entry or {}).get("errors", [])
+                   if isinstance(e, dict)]
+        message = "; ".join(reasons) or message
+    return {"prompt_id": prompt_id, "node_id": node_id, "node_type": node_type,
+            "exception_type": FAILURE_TITLES.get(error.get("code"), "Remote run failed"),
+            "exception_message": message, "traceback": [], "executed": [], "current_inputs": {},
+            "current_outputs": {}}
+
+
+class NativeQueue:
+    """ComfyUI's own queue and history, told of this ComfyUI's remote runs (the ComfyUI face implements
+    it), so they count as running, can be cancelled from ComfyUI's own button and stay in its history."""
+
+    def started(self, record: dict, prompt: dict, workflow: object, outputs: list[str] | None) -> None:
+        """A run was accepted (queued on its endpoint)."""
+
+    def ended(self, record: dict) -> None:
+        """A run ended (succeeded, failed or cancelled); its outputs are in record["outputs"]."""
+
+    def execution_of(self, prompt_id: str) -> str | None:
+        """The execution id of a remote run of this ComfyUI in flight, by its prompt id."""
+        return None
+
+
+NoNativeQueue = NativeQueue
 
 PREVIEW = "sagemaker.preview"  # a sampler preview from the worker (worker/comfy.py)
 MAX_PREVIEW_BYTES = 4 * 1024 * 1024
@@ -71,7 +118,8 @@ def new_id(instance: str = "") -> str:
 class ExecutionService:
     def __init__(self, store: Store, templates: TemplateService, environments, endpoints: Endpoints, host,
                  hash_cache: HashCache, send: Callable[[str, dict, str | None], None], max_workers: int = 32,
-                 synced: Callable[[str], str | None] = lambda name: None, owner: Owner | None = None):
+                 synced: Callable[[str], str | None] = lambda name: None, owner: Owner | None = None,
+                 native: NativeQueue | None = None):
         self.store = store
         self.records = ExecutionRecords(store)
         self.templates = templates
@@ -82,6 +130,7 @@ class ExecutionService:
         self.send = send
         self.synced = synced
         self.owner = owner or Owner("local", "this ComfyUI")
+        self.native = native or NoNativeQueue()
         self.outputs = Outputs(store, lambda: self.host.output_dir())
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sagemaker-execution")
         self._live: dict[str, dict] = {}
@@ -118,8 +167,17 @@ class ExecutionService:
                     self._etags[record["id"]] = self.records.replace(record, got[1])
         if record["state"] in FINAL:
             self.records.ended(record)
+            self._native(self.native.ended, record)
         self.send("sagemaker.execution", self.summary(record), None)
         return record
+
+    @staticmethod
+    def _native(step: Callable, *args) -> None:
+        """ComfyUI's queue and history mirror a run as a courtesy: never fail the run for it."""
+        try:
+            step(*args)
+        except Exception:
+            logging.getLogger("comfyui_sagemaker").exception("comfyui-sagemaker: ComfyUI's queue mirror failed")
 
     def summary(self, record: dict, user: str | None = None) -> dict:
         out = {k: record.get(k) for k in ("id", "prompt_id", "template", "template_version", "environment",
@@ -214,6 +272,11 @@ class ExecutionService:
         names = preflight.check(prompt, analysis, manifest)
         names += preflight.extra_inputs(prompt, analysis, lambda n: input_path(self.host.input_dir(), n) is not None)
         inputs = put_inputs(self.store, self.host.input_dir(), names, self.hash_cache, self.synced)
+        # ComfyUI's own validation, where this ComfyUI knows every node type (else the worker's is the check);
+        # after the input files, whose absence put_inputs says in its own words.
+        validate = getattr(self.host, "validate", None)
+        outputs_to_execute = preflight.comfy_validation(
+            validate(prompt) if validate is not None and not analysis["missing"] else None, manifest)
         record = {
             "id": new_id(self.owner.instance), "prompt_id": uuid.uuid4().hex, "template": template,
             "template_version": template_version,
@@ -226,6 +289,7 @@ class ExecutionService:
             self._etags[record["id"]] = self.records.create(record)
             self._live[record["id"]] = record
         self.send("sagemaker.execution", self.summary(record, user), None)
+        self._native(self.native.started, record, prompt, workflow, outputs_to_execute)
         self._watch()
         self.pool.submit(self._run, record, prompt)
         return self.summary(record, user)
@@ -312,12 +376,7 @@ class ExecutionService:
         if status == "failed" and record["state"] not in FINAL:
             if not error or error.get("code") not in ("node_error", "interrupted"):
                 # The worker never said why in ComfyUI's words: tell the page, so it stops "running".
-                self._to_page(record, "execution_error", {
-                    "prompt_id": record["prompt_id"], "node_id": (error or {}).get("node_id"),
-                    "node_type": (error or {}).get("node_type"), "exception_type": "SageMakerError",
-                    "exception_message": (error or {}).get("message", "the remote run failed"), "traceback": [],
-                    "executed": [], "current_inputs": {}, "current_outputs": {},
-                })
+                self._to_page(record, "execution_error", page_error(record["prompt_id"], error or {}))
         with self._lock:
             self._relayed.pop(record["id"], None)
         self._update(record, state=status, finished_at=now(), outputs=outputs, error=error,

@@ -4,7 +4,11 @@ Checked against the environment's manifest, never against what this
 ComfyUI happens to have (an artist's machine may have no models at all):
 - every node type is core, or belongs to a pack the manifest carries;
 - every model the prompt names is one of the manifest's models;
-- every input file it names is in ComfyUI's input folder (it will be uploaded).
+- every input file it names is in ComfyUI's input folder (it will be uploaded);
+- ComfyUI's own validation of the prompt passes (`comfy_validation`), where this ComfyUI knows every
+  node type: its refusal goes back to the page as /prompt's 400 (`node_errors`), so the nodes get
+  their red outlines and ComfyUI's own messages. A model this ComfyUI lacks but the environment
+  carries is not an error.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import os
 
 from .analysis import BUILTIN
-from .errors import BadRequest
+from .errors import BadRequest, SageMakerError
 
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx", ".pkl")
 
@@ -58,3 +62,43 @@ def extra_inputs(prompt: dict, analysis: dict, input_exists) -> list[str]:
             if isinstance(value, str) and os.path.splitext(value)[1] and input_exists(value):
                 out.append(value)
     return out
+
+
+class PromptRefused(SageMakerError):
+    """ComfyUI's own validation refused the prompt: `comfy_error` and `node_errors` are /prompt's."""
+
+    code = "prompt_invalid"
+
+    def __init__(self, comfy_error: dict, node_errors: dict):
+        super().__init__(_refusal_message(comfy_error, node_errors))
+        self.comfy_error = comfy_error
+        self.node_errors = node_errors
+
+
+def _refusal_message(comfy_error: dict, node_errors: dict) -> str:
+    message = str(comfy_error.get("message") or "the prompt is not valid")
+    details = [f"{errors.get('class_type', 'node')} #{node_id}: {e.get('message')}: {e.get('details')}"
+               for node_id, errors in node_errors.items() for e in errors.get("errors", [])[:3]]
+    return message + (" (" + "; ".join(details[:5]) + ")" if details else "")
+
+
+def comfy_validation(result: tuple | None, manifest: dict) -> list[str] | None:
+    """ComfyUI's validate_prompt result (valid, error, outputs, node_errors), or None when it was not run.
+    Raises PromptRefused unless every error is a model list this ComfyUI lacks but the environment has;
+    returns the output node ids ComfyUI would execute (None when unknown)."""
+    if result is None:
+        return None
+    valid, error, outputs, node_errors = result
+    if valid:
+        return list(outputs)
+    models = {m["name"] for m in manifest.get("models", [])}
+    remaining: dict = {}
+    for node_id, entry in (node_errors or {}).items():
+        errors = [e for e in entry.get("errors", []) if not (
+            e.get("type") == "value_not_in_list" and (e.get("extra_info") or {}).get("received_value") in models)]
+        if errors:
+            remaining[node_id] = {**entry, "errors": errors}
+    if remaining or not node_errors:  # a refusal of the prompt as a whole (no node at fault) stands
+        raise PromptRefused(error or {"type": "prompt_invalid", "message": "the prompt is not valid",
+                                      "details": "", "extra_info": {}}, remaining)
+    return None

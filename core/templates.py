@@ -96,16 +96,30 @@ def check_workflow(workflow: object) -> dict:
     return workflow
 
 
-def check_prompt(prompt: object) -> dict:
-    """A ComfyUI API-format prompt: {node_id: {class_type, inputs}}."""
+def check_prompt(prompt: object, workflow: dict | None = None) -> dict:
+    """A ComfyUI API-format prompt: {node_id: {class_type, inputs}}. A node without its type is, in
+    practice, one this ComfyUI lacks (its frontend drops the type of a missing node): the workflow names it."""
     if not isinstance(prompt, dict) or not prompt:
-        raise BadRequest("prompt must be a non-empty JSON object (ComfyUI's API format)")
+        raise BadRequest("the workflow has no nodes to run: save it in ComfyUI's API format, or publish it from "
+                         "the canvas")
     for node_id, node in prompt.items():
         if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
-            raise BadRequest(f"prompt node {node_id!r} must be an object with a class_type")
+            missing = _workflow_type(workflow, node_id)
+            if missing:
+                raise BadRequest(f"node #{node_id}: node type {missing} is not installed in this ComfyUI: install "
+                                 "its custom node pack (or remove the node) and publish again")
+            raise BadRequest(f"node #{node_id} has no node type: reload the workflow in ComfyUI and publish again")
         if not isinstance(node.get("inputs", {}), dict):
-            raise BadRequest(f"prompt node {node_id!r}: inputs must be an object")
+            raise BadRequest(f"node #{node_id} ({node['class_type']}): its inputs are not readable: reload the "
+                             "workflow in ComfyUI and publish again")
     return prompt
+
+
+def _workflow_type(workflow: dict | None, node_id: object) -> str | None:
+    for node in (workflow or {}).get("nodes") or []:
+        if isinstance(node, dict) and str(node.get("id")) == str(node_id) and isinstance(node.get("type"), str):
+            return node["type"]
+    return None
 
 
 class TemplateService:
@@ -131,7 +145,7 @@ class TemplateService:
         name = TEMPLATE_NAME.check(name)
         stamp = now()
         workflow = check_workflow(workflow)
-        prompt = check_prompt(prompt)
+        prompt = check_prompt(prompt, workflow)
         template = Template(
             name=name,
             workflow=workflow,
@@ -243,7 +257,7 @@ class TemplateService:
             template.environment = self._check_environment(environment)
         if workflow is not None:
             template.workflow = check_workflow(workflow)
-            template.prompt = check_prompt(prompt)
+            template.prompt = check_prompt(prompt, template.workflow)
             template.parameters = extract_parameters(template.prompt)
         template.version += 1
         template.updated_at = now()

@@ -37,6 +37,8 @@ class ComfyFacts:
     comfyui_dir: Path | None = None
     worker_args: str = ""  # e.g. --cpu when this ComfyUI runs on the CPU
     multi_user: bool = False  # ComfyUI's --multi-user: requests name their ComfyUI user (comfy-user header)
+    validate_prompt: Callable[[dict], tuple] | None = None  # ComfyUI's validate_prompt (valid, error, outputs, errors)
+    native_queue: object = None  # core.executions.NativeQueue: ComfyUI's queue and history
 
 
 class ComfyHost:
@@ -69,6 +71,13 @@ class ComfyHost:
         if self.facts.comfyui_dir is None:
             raise SageMakerError("local endpoints need to know where ComfyUI is installed")
         return WorkerRuntime(self.facts.comfyui_dir, self.facts.worker_args, self.facts.extension_dir)
+
+    def validate(self, prompt: dict) -> tuple | None:
+        """ComfyUI's own validate_prompt result for `prompt`, or None where it cannot be run."""
+        return self.facts.validate_prompt(prompt) if self.facts.validate_prompt else None
+
+    def native_queue(self):
+        return self.facts.native_queue
 
     def analyze(self, workflow: object) -> dict:
         if self.facts.catalog is None:

@@ -11,6 +11,7 @@ from ..core.endpoints import EndpointNotFound, EndpointNotReady, InvocationFaile
 from ..core.environments import EnvironmentExists
 from ..core.fetch import DownloadFailed
 from ..core.parameters import InputsInvalid, ParametersInvalid
+from ..core.preflight import PromptRefused
 from ..core.store import BlobMismatch
 from .policy import ForbiddenForRole
 
@@ -38,6 +39,7 @@ STATUS: dict[type[e.SageMakerError], int] = {
     InstanceTypeRefused: 400,
     ParametersInvalid: 400,
     InputsInvalid: 422,
+    PromptRefused: 400,
 }
 
 
@@ -56,4 +58,11 @@ def from_exception(err: e.SageMakerError) -> web.Response:
     # Per-field reasons (invalid_inputs) travel next to the message: {"error": {..., "fields": {name: reason}}}.
     fields = getattr(err, "fields", None)
     extra = {"fields": fields} if isinstance(fields, dict) else {}
+    if isinstance(err, PromptRefused):
+        # /prompt's own 400: {"error": {type, message, details, extra_info}, "node_errors": {...}}, with our
+        # code beside, so ComfyUI's frontend outlines the nodes and shows its own messages.
+        comfy = {k: err.comfy_error.get(k) for k in ("type", "details", "extra_info") if k in err.comfy_error}
+        body = {"error": {"code": err.code, "message": err.comfy_error.get("message") or err.message, **comfy},
+                "node_errors": err.node_errors}
+        return web.json_response(body, status=status_of(err))
     return error_response(err.code, err.message, status_of(err), **extra)

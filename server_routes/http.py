@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import urllib.parse
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -33,12 +35,44 @@ def route_path(path: str) -> str:
     return path
 
 
+INTERRUPT_PATHS = ("/interrupt", "/api/interrupt")
+
+
+async def interrupt_remote(request: web.Request, ctx: Context) -> web.Response | None:
+    """ComfyUI's own Cancel for a remote run (its prompt id is in ComfyUI's queue, comfy_queue.py): cancel
+    that run and answer as ComfyUI does, before ComfyUI's handler would interrupt what runs locally. Anyone
+    who may interrupt a local run here may interrupt this ComfyUI's remote one (ComfyUI's own rule), from
+    this page's origin only. Anything else goes on to ComfyUI."""
+    if ctx.config_error is not None or ctx._services is None:
+        return None
+    try:
+        body = json.loads(await request.read() or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    prompt_id = body.get("prompt_id") if isinstance(body, dict) else None
+    executions = ctx.services.executions
+    execution_id = executions.native.execution_of(prompt_id) if isinstance(prompt_id, str) else None
+    if execution_id is None:
+        return None
+    origin = request.headers.get("Origin")
+    if origin is not None and urllib.parse.urlsplit(origin).netloc.lower() != request.headers.get("Host", "").lower():
+        return error_response("forbidden", f"cross-origin request refused (Origin {origin!r})", 403)
+    try:
+        await asyncio.to_thread(executions.cancel, execution_id, ctx.config.role, ctx.user(request))
+    except SageMakerError as err:  # ended meanwhile: as ComfyUI, nothing to interrupt
+        log.info("comfyui-sagemaker: interrupt of %s: %s", execution_id, err.message)
+    return web.Response(status=200)
+
+
 def middleware(ctx: Context):
     """Runs first for the extension's paths (it is put ahead of ComfyUI's own
     middlewares), so a refusal is the extension's JSON, not a bare 403."""
 
     @web.middleware
     async def sagemaker_middleware(request: web.Request, handler):
+        if request.method == "POST" and request.path in INTERRUPT_PATHS:
+            taken = await interrupt_remote(request, ctx)
+            return taken if taken is not None else await handler(request)
         if not is_ours(request.path):
             return await handler(request)
         try:

@@ -132,13 +132,31 @@ def test_realtime_limit_is_reported_and_suggests_async(rig, tmp_path):
     time.sleep(20)  # let the held prompt time out in the worker before the next test uses it
 
 
-def test_async_failure_object_becomes_the_error(rig):
-    client, _, envs, _, _ = rig
-    bad = prompt(prefix="bad")
-    bad["2"]["inputs"]["factor"] = 5.0  # over SMTestScale's max: the worker's ComfyUI refuses the prompt
-    record = run(client, {"prompt": bad, "environment": envs["async"]})
-    assert record["state"] == "failed"
-    assert "reported a failure" in record["error"]["message"] and "factor" in record["error"]["message"]
+def test_async_failure_object_becomes_the_error(rig, moto_server):
+    """The extension refuses a prompt ComfyUI would refuse before it is sent (tests/integration/
+    test_native_run.py); a caller that sends one anyway (another program, an older extension) gets the
+    worker's refusal through SageMaker's failure object, read by the same runtime code."""
+    import boto3
+    from comfyui_sagemaker.aws.runtime import invoke_async
+    from comfyui_sagemaker.aws.s3_store import S3Store
+    from comfyui_sagemaker.core.endpoints import InvocationFailed
+    from comfyui_sagemaker.core.executions import new_id
+
+    client, _, envs, emulator, _ = rig
+    bad = {"1": {"class_type": "EmptyImage", "inputs": {"width": 4, "height": 4, "batch_size": 1, "color": 0}},
+           "2": {"class_type": "SMTestScale", "inputs": {"image": ["1", 0], "lora_name": "style.safetensors",
+                                                         "factor": 5.0}},  # over SMTestScale's max
+           "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "bad"}}}
+    r = client.post("/sagemaker/executions", json={"prompt": bad, "environment": envs["async"]})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "prompt_invalid", r.text
+    runtime = boto3.client("sagemaker-runtime", endpoint_url=emulator.url, region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = moto_server.client("s3")
+    with pytest.raises(InvocationFailed) as failed:
+        invoke_async(runtime, s3, S3Store(BUCKET, PREFIX, s3_client=s3), STORE_URI,
+                     naming.endpoint_name(envs["async"], STORE_URI),
+                     {"execution_id": new_id("test"), "prompt": bad, "inputs": {}}, lambda event: None, timeout=60)
+    assert "reported a failure" in failed.value.message and "factor" in failed.value.message
 
 
 def test_endpoint_deleted_while_an_async_run_waits(rig, tmp_path):
