@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import io
 import os
 from collections.abc import Callable
 from typing import Any
@@ -78,6 +79,28 @@ def encryption_args(sse: str, kms_key_id: str = "") -> dict[str, str]:
     if sse == "aws:kms" and kms_key_id:
         args["SSEKMSKeyId"] = kms_key_id
     return args
+
+
+class ProgressBody(io.BytesIO):
+    """A request body that reports the bytes read from it as they are sent; a re-read (botocore's retry,
+    a checksum pass) reports nothing twice."""
+
+    def __init__(self, data: bytes, on_bytes: Callable[[int], None] | None):
+        super().__init__(data)
+        self.on_bytes, self.reported = on_bytes, 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self._report(self.tell())
+        return chunk
+
+    def _report(self, position: int) -> None:
+        if self.on_bytes and position > self.reported:
+            self.on_bytes(position - self.reported)
+            self.reported = position
+
+    def finish(self) -> None:
+        self._report(len(self.getbuffer()))
 
 
 class S3Store(Store):
@@ -220,14 +243,14 @@ class S3Store(Store):
             with open(path, "rb") as f:
                 data = f.read()
             args = {**self.write_args, "ChecksumSHA256": base64.b64encode(bytes.fromhex(sha256)).decode()}
+            body = ProgressBody(data, on_bytes)  # progress while it is sent, not only once it is stored
             try:
-                self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **args)
+                self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=body, **args)
             except ClientError as err:
                 if _code(err) in ("BadDigest", "InvalidRequest", "XAmzContentSHA256Mismatch"):
                     raise changed from None
                 raise
-            if on_bytes:
-                on_bytes(len(data))
+            body.finish()
             return
         self.put_file(key, path, on_bytes)
         after = os.stat(path)

@@ -11,6 +11,16 @@ from comfyui_sagemaker.core.store import KeyExists, KeyNotFound, PreconditionFai
 pytestmark = pytest.mark.stubber
 
 
+class BodyOf:
+    """Matches a request body by its bytes, whether sent as bytes or as a file-like object."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def __eq__(self, other) -> bool:
+        return (other.getvalue() if hasattr(other, "getvalue") else other) == self.data
+
+
 @pytest.fixture
 def stubbed(aws_env):
     s3 = boto3.client("s3", region_name="us-east-1")
@@ -91,7 +101,7 @@ def test_a_blob_carries_its_own_sha256_for_s3_to_check_and_a_mismatch_stores_not
     digest = hashlib.sha256(b"weights").hexdigest()
     checksum = base64.b64encode(bytes.fromhex(digest)).decode()
     stub.add_response("put_object", {"ETag": '"e"', "ChecksumSHA256": checksum}, {
-        "Bucket": "bkt", "Key": f"pre/blobs/sha256/{digest}", "Body": b"weights", "ChecksumAlgorithm": "SHA256",
+        "Bucket": "bkt", "Key": f"pre/blobs/sha256/{digest}", "Body": BodyOf(b"weights"), "ChecksumAlgorithm": "SHA256",
         "ChecksumSHA256": checksum})
     store.put_blob(digest, str(path))
     stub.add_client_error("put_object", service_error_code="BadDigest", http_status_code=400,
