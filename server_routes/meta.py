@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from ..core import names
@@ -52,7 +54,14 @@ async def check_name(request: web.Request, ctx: Context) -> web.Response:
     rule = {"template": names.TEMPLATE_NAME, "environment": names.ENVIRONMENT_NAME}.get(kind)  # type: ignore[arg-type]
     if rule is None:
         raise BadRequest("kind must be 'template' or 'environment'")
-    return json_ok({"valid": True, "name": rule.check(body.get("name"))})
+    name = rule.check(body.get("name"))
+    answer: dict = {"valid": True, "name": name}
+    if kind == "template" and ctx.config_error is None:
+        # Names are case-sensitive ("Slow" and "slow" are two templates): say so before a second one is made.
+        taken = [t["name"] for t in await asyncio.to_thread(ctx.services.templates.list)]
+        answer["exists"] = name in taken
+        answer["similar"] = [n for n in taken if n.lower() == name.lower() and n != name]
+    return json_ok(answer)
 
 
 ROUTES = [

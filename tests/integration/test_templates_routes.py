@@ -102,3 +102,13 @@ def test_cross_origin_publish_is_refused(client):
     r = client.post("/sagemaker/templates", json={"name": unique(), "workflow": WORKFLOW, "prompt": PROMPT},
                     headers={"Origin": "http://evil.example"})
     error(r, 403, "forbidden")
+
+
+def test_a_name_differing_only_in_case_from_a_template_is_flagged(client):
+    base = f"Slow{uuid.uuid4().hex[:6]}"
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 2, "height": 2, "batch_size": 1, "color": 0}}}
+    assert client.post("/sagemaker/templates", json={"name": base, "workflow": prompt, "prompt": prompt}).ok
+    r = client.post("/sagemaker/names/check", json={"kind": "template", "name": base.lower()})
+    assert r.json() == {"valid": True, "name": base.lower(), "exists": False, "similar": [base]}
+    same = client.post("/sagemaker/names/check", json={"kind": "template", "name": base}).json()
+    assert same["exists"] is True and same["similar"] == []
