@@ -154,9 +154,12 @@ class EnvironmentService:
                 if t["environment"] and t["environment"].lower() == name.lower()]
 
     def publish(self, name: object, templates: object = None, include: object = "templates",
-                endpoint: object = None) -> Job:
-        """Validate and plan now (errors are immediate), then run the publish as a job."""
+                endpoint: object = None, bind: object = False) -> Job:
+        """Validate and plan now (errors are immediate), then run the publish as a job. With `bind`, the
+        templates it includes are bound to it once it is published (their runs go to its endpoint)."""
         name = ENVIRONMENT_NAME.check(name)
+        if not isinstance(bind, bool):
+            raise BadRequest("bind must be true or false")
         if include not in ("templates", "all"):
             raise BadRequest('include must be "templates" or "all"')
         # No endpoint config: publish only, deploy nothing.
@@ -187,6 +190,13 @@ class EnvironmentService:
                     if claimed and not self.versions(name):
                         self.store.delete(_folder(name) + "claim.json")  # nothing published: free the name
                     raise
+                if bind:
+                    job.update(phase="binding templates")
+                    result["bound"] = []
+                    for template in chosen:
+                        if template.get("environment") != name:
+                            self.templates.update(template["name"], environment=name)
+                            result["bound"].append(template["name"])
                 if endpoint is not None:
                     job.update(phase="deploying")
                     self.hooks.deploy(self.get(name))

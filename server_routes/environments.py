@@ -10,7 +10,7 @@ from ..core.errors import BadRequest
 from .context import Context
 from .http import json_ok, query_int, read_object
 
-PUBLISH_FIELDS = {"name", "templates", "include", "endpoint"}
+PUBLISH_FIELDS = {"name", "templates", "include", "endpoint", "bind"}
 
 
 def _version(request: web.Request) -> int | None:
@@ -27,7 +27,7 @@ async def publish_environment(request: web.Request, ctx: Context) -> web.Respons
         raise BadRequest("missing field: name")
     job = await asyncio.to_thread(
         ctx.services.environments.publish, body["name"], body.get("templates"), body.get("include", "templates"),
-        body.get("endpoint"),
+        body.get("endpoint"), body.get("bind", False),
     )
     return json_ok({"job": job.to_json()}, status=202)
 

@@ -126,7 +126,9 @@ BODIES: dict[tuple[str, str], tuple[str, dict]] = {
                        "description": "the templates it serves (default: those bound to it)"},
          "include": {"enum": ["templates", "all"], "default": "templates",
                      "description": "what the templates need, or every custom node pack and model here"},
-         "endpoint": ENDPOINT_CONFIG}, ("name",))),
+         "endpoint": ENDPOINT_CONFIG,
+         "bind": {"type": "boolean", "default": False,
+                  "description": "bind the templates it includes to it once published"}}, ("name",))),
     ("POST", "/endpoints"): ("application/json", obj({"environment": {"type": "string"}}, ("environment",))),
     ("POST", "/executions"): ("application/json", obj(
         {"prompt": PROMPT, "workflow": GRAPH, "client_id": CLIENT_ID,

@@ -104,6 +104,7 @@ def test_bad_endpoint_configs_are_400(client, endpoint, needle):
     ({"name": "Ok1", "surprise": 1}, "bad_request", "unknown fields"),
     ({"name": "Ok1", "include": "some"}, "bad_request", "include"),
     ({"name": "Ok1", "templates": "x"}, "bad_request", "list"),
+    ({"name": "Ok1", "templates": [], "bind": "yes"}, "bad_request", "bind must be true or false"),
 ])
 def test_bad_publish_bodies(client, body, code, needle):
     r = client.post("/sagemaker/environments", json=body)
@@ -134,3 +135,18 @@ def test_unknown_template_and_job(client):
     assert r.status_code == 404
     assert client.get("/sagemaker/jobs/nope").status_code == 404
     assert client.post("/sagemaker/jobs/nope/cancel").status_code == 404
+
+
+def test_publishing_with_bind_binds_the_templates_it_includes(client):
+    first, second = template(client, workflow=PROMPT), template(client, workflow=PROMPT)
+    env = unique()
+    r = publish(client, env, templates=[first, second], bind=True)
+    assert r.status_code == 202, r.text
+    job = wait_job(client, r.json()["job"]["id"])
+    assert job["state"] == "succeeded" and sorted(job["result"]["bound"]) == sorted([first, second]), job
+    for name in (first, second):
+        assert client.get(f"/sagemaker/templates/{name}").json()["environment"] == env
+    unbound = template(client, workflow=PROMPT)
+    r = publish(client, unique(), templates=[unbound])
+    assert wait_job(client, r.json()["job"]["id"])["state"] == "succeeded"
+    assert client.get(f"/sagemaker/templates/{unbound}").json()["environment"] is None  # bind is asked for
