@@ -131,11 +131,13 @@ class EndpointsRouter(Endpoints):
 
     def deploy(self, manifest: dict) -> dict:
         kind = manifest["endpoint"]["kind"]
+        from .aws.errors import AwsNotConfigured
+
         for p in self._made_providers():  # a kind change moves the endpoint
             if p.kind != kind:
                 try:
                     p.delete(manifest["name"])
-                except EndpointNotFound:
+                except (EndpointNotFound, AwsNotConfigured):  # a provider that cannot work made no endpoint
                     pass
         return self.provider(kind).deploy(manifest)
 

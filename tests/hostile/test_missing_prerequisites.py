@@ -8,7 +8,7 @@ import json
 
 import pytest
 from comfyui_sagemaker.local.folder_store import FolderStore
-from harness.envs import unique
+from harness.envs import unique, wait_job
 
 pytestmark = pytest.mark.comfyui
 
@@ -28,6 +28,17 @@ def test_sagemaker_without_aws_configured_is_refused_before_anything_is_written(
     store = FolderStore(comfyui.user_dir / "__sagemaker" / "store")
     assert not store.list(f"environments/{env.lower()}/")  # no claim, no version: the name is still free
     assert client.get("/sagemaker/environments").status_code == 200
+    # The refusal left nothing behind in this ComfyUI either: a local endpoint still deploys.
+    local = unique("E")
+    r = client.post("/sagemaker/environments", json={"name": local, "templates": [template],
+                                                      "endpoint": {"kind": "local"}})
+    assert r.status_code == 202, r.text
+    try:
+        job = wait_job(client, r.json()["job"]["id"])
+        assert job["state"] == "succeeded", job
+        assert client.get(f"/sagemaker/endpoints/{local}").status_code == 200
+    finally:
+        client.delete(f"/sagemaker/environments/{local}?force=true")
     assert client.delete(f"/sagemaker/templates/{template}").status_code == 204
 
 
