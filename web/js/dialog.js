@@ -3,7 +3,8 @@
 import { el } from "./dom.js";
 
 // openDialog(slot, {title, body, okLabel, onOk, testid}) -> {setError, setOkEnabled, close}.
-// onOk is async: the dialog closes when it resolves and shows the error when it rejects.
+// onOk is async: the dialog closes when it resolves and shows the error when it rejects (with the
+// error's `action` element, if it carries one).
 export function openDialog(slot, { title, body = [], okLabel = "OK", danger = false, onOk, testid = "sagemaker-dialog" }) {
   const error = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-dialog-error", hidden: true });
   const ok = el("button", { class: `sagemaker-button sagemaker-primary${danger ? " sagemaker-danger" : ""}`, "data-testid": "sagemaker-dialog-ok" }, okLabel);
@@ -20,9 +21,10 @@ export function openDialog(slot, { title, body = [], okLabel = "OK", danger = fa
 
   const handle = {
     box,
-    setError(message) {
+    // `action`: an element offered with the message (e.g. a button to where it can be fixed).
+    setError(message, action = null) {
       error.hidden = !message;
-      error.textContent = message || "";
+      error.replaceChildren(...(message ? [message] : []), ...(message && action ? [action] : []));
     },
     setOkEnabled(enabled) {
       okEnabled = enabled;
@@ -40,7 +42,7 @@ export function openDialog(slot, { title, body = [], okLabel = "OK", danger = fa
         await onOk(handle);
         handle.close();
       } catch (err) {
-        handle.setError(err?.message ?? String(err));
+        handle.setError(err?.message ?? String(err), err?.action);
       } finally {
         busy = false;
         sync();

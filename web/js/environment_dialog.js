@@ -1,6 +1,7 @@
 // The New Environment dialog: name, what to include (templates or everything installed), the
 // endpoint config and a summary; publishing starts a job and the dialog closes (no page lock).
 import { call, getRules, toastError } from "./api.js";
+import { openConnect } from "./connect.js";
 import { field, openDialog } from "./dialog.js";
 import { el } from "./dom.js";
 import { endpointForm } from "./endpoint_form.js";
@@ -66,6 +67,16 @@ function summarize(choices, all, snapshot) {
     text: `${plural(chosen.length, "template")} · ${plural(packs.size, "pack")} · ${plural(models.size, "model")} · ${formatBytes(bytes)}${pending ? " (analyzing...)" : ""}`,
     pending,
   };
+}
+
+// "Open Connect": closes the dialog and brings the Connect section (expanded) into view.
+function connectOffer(close) {
+  return el("div", { class: "sagemaker-dialog-action" }, [
+    el("button", { class: "sagemaker-button", "data-testid": "sagemaker-open-connect", onclick: () => {
+      close();
+      openConnect();
+    } }, "Open Connect"),
+  ]);
 }
 
 // options: {environments, name?, templates?: [names ticked], include?, endpoint?, onStarted(job, name)}.
@@ -157,6 +168,8 @@ export async function openEnvironmentDialog(slot, options) {
       ({ job } = await call("POST", "/environments", body));
     } catch (err) {
       toastError(`Could not publish ${body.name}`, err);
+      // SageMaker needs the S3 store and AWS set up: the message says what is missing, Connect sets it.
+      if (err.code === "aws_not_configured") err.action = connectOffer(() => dialog.close());
       throw err; // the dialog shows it too
     }
     onStarted(job, body.name);

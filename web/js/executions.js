@@ -68,6 +68,13 @@ onShared("executions", () => {
   if (view.everyone) for (const s of live()) s.refresh();
 });
 
+// Another configuration applied (Connect): the store may be another one, so the runs known so far are
+// forgotten, except this page's runs still in flight (they finish on the old store; their events go on).
+export function forgetRuns() {
+  for (const [id, r] of records) if (!queuedHere.has(id) || isFinal(r)) records.delete(id);
+  copied.clear();
+}
+
 // queue.js: a run this page just queued (the answer of POST /sagemaker/executions).
 export function executionCreated(execution) {
   queuedHere.add(execution.id);

@@ -25,6 +25,12 @@ export function loadRole() {
   return loading;
 }
 
+// The configuration changed (Connect): read the role again, whether or not the sidebar is shown.
+export function reloadRole() {
+  loading = null;
+  return loadRole();
+}
+
 export const roleKnown = () => role !== null;
 export const isArtist = () => role === "artist";
 export const myIdentity = () => identity;

@@ -2,14 +2,15 @@
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
 import { call, getRules, setToken, toastError } from "./api.js";
+import { mountConnect, onConfigChanged } from "./connect.js";
 import { el } from "./dom.js";
 import { mountEnvironments } from "./environments.js";
-import { mountExecutions } from "./executions.js";
+import { forgetRuns, mountExecutions } from "./executions.js";
 import { mountInputs } from "./inputs.js";
 import { mountModels } from "./models.js";
-import { mountPromptOnAws } from "./prompt_on_aws.js";
+import { mountPromptOnAws, resolveTarget } from "./prompt_on_aws.js";
 import { installQueueRouting } from "./queue.js";
-import { isArtist, learnRole, loadRole } from "./role.js";
+import { isArtist, learnRole, loadRole, reloadRole } from "./role.js";
 import { showS3Uris } from "./s3_uris.js";
 import { canvasChanged, mountTemplates } from "./templates.js";
 
@@ -83,7 +84,10 @@ async function renderStatus(box) {
   }
 }
 
+let drawnIn = null; // the container the tab last drew into (the host gives one at every open)
+
 async function render(container) {
+  drawnIn = container;
   const status = el("div", { class: "sagemaker-status" });
   const panel = el("div", { class: "sagemaker-panel", "data-testid": "sagemaker-panel" }, [
     el("h3", { class: "sagemaker-title" }, "SageMaker"),
@@ -95,9 +99,19 @@ async function render(container) {
     status.append(tokenForm(() => render(container)));
     return;
   }
-  panel.append(mountPromptOnAws(), mountTemplates(), mountExecutions(), mountEnvironments(), mountInputs(),
+  panel.append(mountConnect(), mountPromptOnAws(), mountTemplates(), mountExecutions(), mountEnvironments(), mountInputs(),
     mountModels());
 }
+
+// A configuration applied (Connect, here or in another page): the store, the role and the token may have
+// changed. Everything is read again from the new one, without a page reload.
+onConfigChanged(() => {
+  subscribeEvents(true); // with the token as it is now
+  reloadRole(); // Run is routed by the role, whether or not the tab is open
+  resolveTarget(); // Prompt on AWS's target, on the new store
+  forgetRuns(); // the old store's runs are not listed on the new one
+  if (drawnIn?.isConnected) render(drawnIn);
+});
 
 app.registerExtension({
   name: "comfyui.sagemaker",
