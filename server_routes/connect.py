@@ -1,10 +1,12 @@
 """The Connect panel's routes: the effective configuration (never a credential), a Check of each AWS
 prerequisite, and a change of the configuration applied without restarting ComfyUI.
 
-GET  /connect        {effective, file: {error, differs}, from_environment, editable, stack_command}
-POST /connect/check  {changes?} -> {results: [{name, status, detail, fix}]} for the configuration the
-                     changes would make (nothing written)
-PUT  /config         {changes, replace?} -> writes config.json, applies it, {effective}
+GET  /connect        {effective, startup_error, applied, from_environment, editable,
+                      file: {error, differs, values}}: `values` is what the file would apply (token as
+                      set or not), for the panel to say what "Apply the file" changes
+POST /connect/check  {changes?, replace?} -> {results: [{name, status, detail, fix}]} for the configuration
+                     the changes would make (nothing written)
+PUT  /config         {changes, replace?} -> writes config.json, applies it, {effective, applied}
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from aiohttp import web
 
 from ..core import config as config_mod
 from ..core.config import Config, ConfigInvalid
+from . import guard
 from .context import Context
 from .http import json_ok, read_object
 
@@ -31,9 +34,10 @@ async def get_connect(request: web.Request, ctx: Context) -> web.Response:
                   "editable": list(config_mod.EDITABLE), "applied": ctx.applied}
     try:
         on_disk = config_mod.load(directory)
-        body["file"] = {"error": None, "differs": ctx._config is None or on_disk != ctx._config}
+        body["file"] = {"error": None, "differs": ctx._config is None or on_disk != ctx._config,
+                        "values": _view(on_disk)}
     except ConfigInvalid as err:  # edited by hand into something broken: the services keep the last good one
-        body["file"] = {"error": err.message, "differs": True}
+        body["file"] = {"error": err.message, "differs": True, "values": None}
     return json_ok(body)
 
 
@@ -64,9 +68,14 @@ def run_checks(cfg: Config) -> list[dict]:
 async def put_config(request: web.Request, ctx: Context) -> web.Response:
     body = await read_object(request, {"changes", "replace"})
     changes = body.get("changes") or {}
+    before = ctx.config_or_default().token
+    was_gated = guard.token_required(ctx.facts.listen, before)
     cfg = await asyncio.to_thread(config_mod.update, ctx.facts.config_dir, changes, bool(body.get("replace")))
     await asyncio.to_thread(ctx.apply, cfg)
-    ctx.events.send("sagemaker.changed", {"collection": "config"})
+    # To the pages that received broadcasts until now, as they were gated until now.
+    ctx.events.send("sagemaker.changed", {"collection": "config"}, required=was_gated)
+    if cfg.token != before:
+        ctx.events.forget_subscribers()  # from now on only pages that subscribe with the new token
     return json_ok({"effective": _view(cfg), "applied": ctx.applied})
 
 

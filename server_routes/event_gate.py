@@ -31,8 +31,15 @@ class EventGate:
             while len(self._subscribers) > MAX_SUBSCRIBERS:
                 self._subscribers.popitem(last=False)
 
-    def send(self, event: str, data: dict, sid: str | None = None) -> None:
-        if sid is not None or not self._required():
+    def forget_subscribers(self) -> None:
+        """The token changed: a page subscribed with the old one must subscribe again with the new one."""
+        with self._lock:
+            self._subscribers.clear()
+
+    def send(self, event: str, data: dict, sid: str | None = None, required: bool | None = None) -> None:
+        """`required` overrides whether a token gates this broadcast (the configuration's change itself
+        goes out as the configuration before it was gated)."""
+        if sid is not None or not (self._required() if required is None else required):
             self._send(event, data, sid)
             return
         with self._lock:

@@ -51,7 +51,8 @@ def test_folder_store_to_s3_without_a_restart(designer, moto_server, tmp_path):
     client = designer.client()
     config_dir = designer.user_dir / "__sagemaker"
     connect = client.get("/sagemaker/connect").json()
-    assert connect["effective"]["store"] == "folder" and connect["file"] == {"error": None, "differs": False}
+    assert connect["effective"]["store"] == "folder" and connect["file"]["error"] is None
+    assert connect["file"]["differs"] is False and connect["file"]["values"] == connect["effective"]
 
     # A run on a local endpoint of the folder store, held open across the switch.
     signal = str(tmp_path / "release")
@@ -78,6 +79,7 @@ def test_folder_store_to_s3_without_a_restart(designer, moto_server, tmp_path):
     assert written["store"] == "s3" and written["s3_prefix"] == "studio"
     connect = client.get("/sagemaker/connect").json()
     assert connect["file"]["differs"] is True and connect["effective"]["store"] == "folder"
+    assert connect["file"]["values"]["s3_bucket"] == written["s3_bucket"]  # what applying the file would make
 
     # The image build, simulated: moto's CloudFormation makes no CodeBuild project, so push a manifest.
     repository = written["worker_image_uri"].split("/", 1)[1].split(":")[0]
@@ -167,8 +169,16 @@ def test_the_token_is_write_only_and_changes_are_same_origin(designer):
                    headers={"Origin": "http://evil.example"})
     assert r.status_code == 403, r.text
     secret = uuid.uuid4().hex
-    r = client.put("/sagemaker/config", json={"changes": {"token": secret}})
-    assert r.status_code == 200 and secret not in r.text and r.json()["effective"]["token"] is True
+    page = client.websocket(uuid.uuid4().hex)  # an open page: no token was needed, so it never subscribed
+    try:
+        r = client.put("/sagemaker/config", json={"changes": {"token": secret}})
+        assert r.status_code == 200 and secret not in r.text and r.json()["effective"]["token"] is True
+        page.settimeout(10)
+        while (event := json.loads(page.recv()))["type"] != "sagemaker.changed":
+            pass
+        assert event["data"] == {"collection": "config"}  # it learns, and then asks for the token
+    finally:
+        page.close()
     authorized = {"X-SageMaker-Token": secret}
     refused = client.get("/sagemaker/connect")  # the token now guards this ComfyUI, from the next request on
     assert refused.status_code == 403 and "X-SageMaker-Token" in refused.json()["error"]["message"]
