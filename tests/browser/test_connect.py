@@ -196,7 +196,9 @@ def test_folder_store_to_s3_through_the_panel_without_a_restart(designer, design
     assert written == {"store": "s3", "s3_bucket": bucket, "s3_prefix": prefix, "region": stack["region"],
                        "sagemaker_role_arn": stack["sagemaker_role_arn"],
                        "worker_image_uri": stack["worker_image_uri"]}  # only what was changed
-    assert client.get("/sagemaker/connect").json()["file"] == {"error": None, "differs": False}
+    on_disk = client.get("/sagemaker/connect").json()
+    assert on_disk["file"]["error"] is None and on_disk["file"]["differs"] is False
+    assert on_disk["file"]["values"] == on_disk["effective"]  # the file and the running configuration agree
     assert extension_errors(page) == []
 
 
@@ -249,7 +251,9 @@ def test_bad_input_is_refused_in_the_servers_words_and_a_broken_file_is_replaced
     expect(connect.get_by_test_id("sagemaker-connect-file-error")).to_have_count(0)
     fixed = json.loads(path.read_text())
     assert fixed["store"] == "folder" and fixed["display_name"] == "Studio A", fixed
-    assert client.get("/sagemaker/connect").json()["file"] == {"error": None, "differs": False}
+    on_disk = client.get("/sagemaker/connect").json()
+    assert on_disk["file"]["error"] is None and on_disk["file"]["differs"] is False
+    assert on_disk["file"]["values"] == on_disk["effective"]  # the file and the running configuration agree
     assert client.get("/sagemaker/health").json()["identity"]["name"] == "Studio A"
     assert extension_errors(page, 400) == []
 

@@ -57,8 +57,10 @@ def test_duplicate_is_template_exists(templates):
     ([], PROMPT, "workflow"),
     ("x", PROMPT, "workflow"),
     ({"nodes": {}}, PROMPT, "nodes"),
-    (WORKFLOW, {}, "prompt"),
-    (WORKFLOW, {"1": {"inputs": {}}}, "class_type"),
+    (WORKFLOW, {}, "no nodes to run"),
+    # the frontend drops the type of a node this ComfyUI lacks: the workflow names it
+    (WORKFLOW, {"1": {"inputs": {}}}, "node type EmptyImage is not installed"),
+    (WORKFLOW, {"9": {"inputs": {}}}, "node #9 has no node type"),
     (WORKFLOW, {"1": {"class_type": "X", "inputs": []}}, "inputs"),
 ])
 def test_bad_bodies(templates, workflow, prompt, needle):
