@@ -140,6 +140,11 @@ class Store(ABC):
         """True if blob `sha256` is present with `size` bytes and, as far as the store can tell
         (without reading it again and again), with that content: a corrupt blob is replaced."""
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Up to `length` bytes of the object from byte `start` (fewer at its end, none past it); KeyNotFound
+        if absent. Implementations read only that range (served downloads stream a blob in parts)."""
+        return self.get(key).data[start:start + length]
+
     def exists(self, key: str) -> bool:
         try:
             self.get(key)

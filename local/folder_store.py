@@ -96,6 +96,15 @@ class FolderStore(Store):
         return Versioned(data, etag_of(data))
 
     @_unavailable_on_oserror
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        try:
+            with open(self._path(key), "rb") as f:
+                f.seek(start)
+                return f.read(max(length, 0))
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise KeyNotFound(key) from None
+
+    @_unavailable_on_oserror
     def create(self, key: str, data: bytes) -> str:
         path = self._path(key)
         tmp = self._write_temp(path, data)

@@ -1,0 +1,238 @@
+"""Assets (the Comfy API v2's inputs and outputs) over the store's content-addressed blobs.
+
+The bytes stay where every other blob is, `blobs/sha256/<hex>` (checked against their digest when
+written, as always). The v2 API names content by blake3, so beside them:
+- `blobs/blake3/<hex>`: {"sha256", "size"}, written once the bytes were hashed both ways by us (an
+  upload); `HEAD /assets/by-hash` and `POST /assets/from-hash` look here, and only mint over a blob
+  that is still present with that size;
+- `assets/records/<uuid>.json`: an uploaded asset, {id, sha256, blake3, size, content_type, file_path,
+  created_at, owner}, created exclusively.
+An output is an asset too, with no record of its own: its id `out-<execution id>-<24 hex of its sha256>`
+names the run and the output, and is served only while that run's record lists that output.
+
+A job uses an asset by a `{"__type": "core/ASSET", "info": {"id": ...}}` reference where a file name goes;
+it reaches the endpoint as an input file `sagemaker-<sha256[:16]><ext>` (the same names the template API
+gives uploaded images), its blob already in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import PurePosixPath
+
+from .errors import BadRequest, Conflict, NotFound
+from .execution_records import ID_RE
+from .identity import Owner
+from .store import DIGEST_RE, KeyExists, KeyNotFound, Store, blob_key
+from .templates import now
+
+RECORDS = "assets/records/"
+BY_BLAKE3 = "blobs/blake3/"
+BLAKE3 = re.compile(r"blake3:([0-9a-f]{64})")
+UPLOAD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+OUTPUT_ID = re.compile(rf"out-({ID_RE.pattern})-([0-9a-f]{{24}})")
+EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,10}")
+MAX_FILE_PATH = 255
+MAX_UPLOAD_BYTES = 1024**3
+OCTETS = "application/octet-stream"
+# ComfyUI's output keys -> the v2 output kinds
+KINDS = {"images": "image", "gifs": "video", "video": "video", "videos": "video", "audio": "audio", "text": "text",
+         "latents": "latent"}
+
+
+class HashMismatch(Conflict):
+    """The uploaded bytes do not hash to the expected_hash the caller declared; nothing was stored."""
+
+    code = "hash_mismatch"
+
+
+class BlobNotFound(NotFound):
+    """No blob with this hash that an asset can be made from."""
+
+    code = "blob_not_found"
+
+
+class AssetNotFound(NotFound):
+    """No asset has this id (or the run that made the output no longer lists it)."""
+
+    code = "not_found"
+
+
+class MissingAsset(BadRequest):
+    """A job's asset reference is malformed or names no asset."""
+
+    code = "missing_asset"
+
+
+@dataclass
+class Asset:
+    id: str
+    sha256: str
+    size: int
+    content_type: str
+    file_path: str | None
+    created_at: str
+    blake3: str | None = None
+    job_id: str | None = None
+    owner: dict | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def parse_hash(value: object) -> str:
+    """The hex of a `blake3:<hex>` hash; BadRequest otherwise."""
+    match = BLAKE3.fullmatch(value) if isinstance(value, str) else None
+    if not match:
+        raise BadRequest("a hash is written blake3:<64 lowercase hex digits>")
+    return match.group(1)
+
+
+def clean_file_path(value: object) -> str:
+    """The file name an asset keeps (its last path part), for display and its extension."""
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_FILE_PATH \
+            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise BadRequest(f"file_path must be a file name of 1 to {MAX_FILE_PATH} printable characters")
+    name = PurePosixPath(value.replace("\\", "/")).name
+    if name in ("", ".", ".."):
+        raise BadRequest("file_path must end in a file name")
+    return name
+
+
+def content_type_of(value: object, file_path: str | None) -> str:
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}", value):
+        return value.lower()
+    guessed = mimetypes.guess_type(file_path or "")[0]
+    return guessed or OCTETS
+
+
+def input_name(asset: Asset) -> str:
+    """The input file name a job's reference to `asset` becomes on the endpoint (content-derived)."""
+    suffix = PurePosixPath(asset.file_path or "").suffix
+    return f"sagemaker-{asset.sha256[:16]}{suffix if EXTENSION.fullmatch(suffix) else ''}"
+
+
+def output_id(execution_id: str, sha256: str) -> str:
+    return f"out-{execution_id}-{sha256[:24]}"
+
+
+def output_items(record: dict) -> list[tuple[str, str, dict]]:
+    """(node id, ui key, item) of every output file of a record, in the record's order."""
+    out = []
+    for node, ui in (record.get("outputs") or {}).items():
+        if not isinstance(ui, dict):
+            continue
+        for key, items in ui.items():
+            for item in items if isinstance(items, list) else ():
+                if isinstance(item, dict) and isinstance(item.get("sha256"), str) \
+                        and DIGEST_RE.fullmatch(item["sha256"]) and isinstance(item.get("filename"), str):
+                    out.append((str(node), key, item))
+    return out
+
+
+class AssetService:
+    """`read_run(execution id)` gives a run's record (or None): outputs are looked up there."""
+
+    def __init__(self, store: Store, owner: Callable[[str | None], Owner], read_run: Callable[[str], dict | None]):
+        self.store = store
+        self.owner = owner
+        self.read_run = read_run
+
+    # uploads
+
+    def ingest(self, path: str, sha256: str, blake3: str, size: int, content_type: object, file_path: object,
+               expected_hash: object = None, user: str | None = None) -> tuple[Asset, bool]:
+        """A file already hashed both ways (sha256, blake3 hex) becomes an asset: (asset, whether its bytes
+        were new to the store). HashMismatch, with nothing stored, when expected_hash differs."""
+        name = clean_file_path(file_path)
+        if expected_hash is not None and expected_hash != "" and parse_hash(expected_hash) != blake3:
+            raise HashMismatch(f"the bytes received hash to blake3:{blake3}, not {expected_hash}; nothing was "
+                               "stored (the upload was cut or changed on the way)")
+        new = not self.store.has_blob(sha256, size)
+        if new:
+            self.store.put_blob(sha256, path)  # BlobMismatch if the file changed under us
+        self.store.put(BY_BLAKE3 + blake3, json.dumps({"sha256": sha256, "size": size}).encode())
+        asset = Asset(str(uuid.uuid4()), sha256, size, content_type_of(content_type, name), name, now(),
+                      blake3=blake3, owner=self.owner(user).to_json())
+        self._create(asset)
+        return asset, new
+
+    def _create(self, asset: Asset) -> None:
+        try:
+            self.store.create(f"{RECORDS}{asset.id}.json", json.dumps(asset.to_json()).encode())
+        except KeyExists:  # a uuid4 collision: a new id
+            asset.id = str(uuid.uuid4())
+            self.store.create(f"{RECORDS}{asset.id}.json", json.dumps(asset.to_json()).encode())
+
+    def blob_of(self, blake3_hash: object) -> tuple[str, int] | None:
+        """(sha256, size) of the blob with this blake3 hash, if it is in the store."""
+        hexa = parse_hash(blake3_hash)
+        try:
+            entry = json.loads(self.store.get(BY_BLAKE3 + hexa).data)
+            sha, size = entry["sha256"], int(entry["size"])
+        except (KeyNotFound, ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(sha, str) or not DIGEST_RE.fullmatch(sha) or self.store.size(blob_key(sha)) != size:
+            return None
+        return sha, size
+
+    def from_hash(self, blake3_hash: object, file_path: object = None, content_type: object = None,
+                  user: str | None = None) -> Asset:
+        """A new asset over bytes the store has (found by blake3); BlobNotFound otherwise."""
+        found = self.blob_of(blake3_hash)
+        if found is None:
+            raise BlobNotFound(f"no blob with hash {blake3_hash}: upload the bytes")
+        name = clean_file_path(file_path) if file_path is not None else None
+        asset = Asset(str(uuid.uuid4()), found[0], found[1], content_type_of(content_type, name), name, now(),
+                      blake3=parse_hash(blake3_hash), owner=self.owner(user).to_json())
+        self._create(asset)
+        return asset
+
+    # reading
+
+    def get(self, asset_id: object) -> Asset:
+        if isinstance(asset_id, str) and UPLOAD_ID.fullmatch(asset_id):
+            try:
+                data = json.loads(self.store.get(f"{RECORDS}{asset_id}.json").data)
+            except KeyNotFound:
+                raise AssetNotFound(f"asset {asset_id} does not exist") from None
+            return Asset(**{k: data.get(k) for k in Asset.__dataclass_fields__})
+        match = OUTPUT_ID.fullmatch(asset_id) if isinstance(asset_id, str) else None
+        if match:
+            record = self.read_run(match.group(1))
+            for node, key, item in output_items(record or {}):
+                if item["sha256"].startswith(match.group(2)):
+                    return self.output_asset(record, node, key, item)
+        raise AssetNotFound(f"asset {str(asset_id)[:120]!r} does not exist")
+
+    def output_asset(self, record: dict, node: str, key: str, item: dict) -> Asset:
+        size = item.get("size")
+        if not isinstance(size, int):
+            size = self.store.size(blob_key(item["sha256"])) or 0
+        name = PurePosixPath(item["filename"]).name
+        return Asset(output_id(record["id"], item["sha256"]), item["sha256"], size,
+                     mimetypes.guess_type(name)[0] or OCTETS, name,
+                     record.get("finished_at") or record.get("created_at") or now(), job_id=record["id"],
+                     owner=record.get("owner"))
+
+    def resolve(self, reference: object) -> Asset:
+        """The asset a job's `core/ASSET` reference (or a bare asset id) names; MissingAsset otherwise."""
+        asset_id = reference
+        if isinstance(reference, dict):
+            info = reference.get("info")
+            asset_id = info.get("id") if isinstance(info, dict) else None
+        if not isinstance(asset_id, str) or not asset_id:
+            raise MissingAsset("an asset reference must be {\"__type\": \"core/ASSET\", \"info\": {\"id\": ...}}")
+        try:
+            return self.get(asset_id)
+        except AssetNotFound:
+            raise MissingAsset(f"asset {asset_id[:120]!r} does not exist") from None
+
+
+def is_reference(value: object) -> bool:
+    return isinstance(value, dict) and value.get("__type") == "core/ASSET"

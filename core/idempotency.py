@@ -1,0 +1,132 @@
+"""Idempotency keys (the `Idempotency-Key` header of the Comfy API v2), Stripe's semantics, kept in the store
+so every process on it (ComfyUIs, gateway replicas) agrees:
+
+- a retry with the same key and the same body replays the recorded response (no second run), where the
+  caller wants that (assets); the Comfy API v2's jobs refuse it instead, as the protocol says, naming the job;
+- the same key with another body is refused (`idempotency_key_reuse`, 422);
+- a retry while the first request is still being handled is refused (`idempotency_conflict`, 409 with
+  Retry-After); a claim older than STALE_S (its process died) is taken over;
+- keys expire after 24 hours; a request that failed leaves no key behind (the retry runs anew).
+
+`idempotency/<scope>/<sha256 of the key>.json` holds {fingerprint, state, created_at, response}: created
+exclusively by the first request, finished or removed by it with compare-and-swap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+
+from .errors import BadRequest, Conflict, SageMakerError
+from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
+
+PREFIX = "idempotency/"
+TTL_S = 24 * 3600
+STALE_S = 600
+RETRY_AFTER_S = 1
+
+
+class IdempotencyKeyInvalid(BadRequest):
+    """The Idempotency-Key header is empty, longer than 255 characters or not printable ASCII."""
+
+    code = "invalid_idempotency_key"
+
+
+class IdempotencyKeyReuse(SageMakerError):
+    """This Idempotency-Key was used before (v2 jobs: with any body; elsewhere: with another body).
+    `details` may name what the first request made."""
+
+    code = "idempotency_key_reuse"
+
+    def __init__(self, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.details = details
+
+
+class IdempotencyConflict(Conflict):
+    """A request with this Idempotency-Key is still being handled; retry after a moment."""
+
+    code = "idempotency_conflict"
+    retry_after = RETRY_AFTER_S
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    etag: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Replay:
+    status: int
+    response: dict
+
+
+def fingerprint(body: object) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def check_key(key: str) -> str:
+    if not key or len(key) > 255 or not key.isascii() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+        raise IdempotencyKeyInvalid("Idempotency-Key must be 1 to 255 printable ASCII characters")
+    return key
+
+
+class Idempotency:
+    def __init__(self, store: Store, clock=time.time):
+        self.store = store
+        self.clock = clock
+
+    def _key(self, scope: str, key: str) -> str:
+        return f"{PREFIX}{scope}/{hashlib.sha256(key.encode()).hexdigest()}.json"
+
+    def begin(self, scope: str, key: str, fp: str) -> Claim | Replay:
+        """Claim the key for a new request, or the recorded response to replay. Raises
+        IdempotencyKeyReuse (another body) or IdempotencyConflict (still in flight)."""
+        store_key = self._key(scope, check_key(key))
+        record = {"fingerprint": fp, "state": "in_flight", "created_at": self.clock(), "response": None}
+        for _ in range(5):
+            try:
+                return Claim(store_key, self.store.create(store_key, json.dumps(record).encode()), fp)
+            except KeyExists:
+                pass
+            try:
+                got = self.store.get(store_key)
+            except KeyNotFound:
+                continue  # removed meanwhile (a failed first request): claim it
+            held = json.loads(got.data)
+            age = self.clock() - float(held.get("created_at") or 0)
+            expired = age > TTL_S
+            stale = held.get("state") == "in_flight" and age > STALE_S
+            if expired or stale:
+                try:
+                    return Claim(store_key, self.store.replace(store_key, json.dumps(record).encode(), got.etag), fp)
+                except (PreconditionFailed, KeyNotFound):
+                    continue
+            if held.get("fingerprint") != fp:
+                raise IdempotencyKeyReuse("this Idempotency-Key was used with another request body; use a new key "
+                                          "for a new request")
+            if held.get("state") == "done" and isinstance(held.get("response"), dict):
+                return Replay(int(held.get("status") or 200), held["response"])
+            raise IdempotencyConflict("a request with this Idempotency-Key is still being handled; retry shortly")
+        raise IdempotencyConflict("this Idempotency-Key is contended; retry shortly")
+
+    def finish(self, claim: Claim, status: int, response: dict) -> None:
+        record = {"fingerprint": claim.fingerprint, "state": "done", "created_at": self.clock(), "status": status,
+                  "response": response}
+        try:
+            self.store.replace(claim.key, json.dumps(record).encode(), claim.etag)
+        except (PreconditionFailed, KeyNotFound):
+            pass  # taken over as stale meanwhile: that request's answer stands
+
+    def abandon(self, claim: Claim) -> None:
+        """The request failed: free the key (a retry runs anew)."""
+        try:
+            current = self.store.get(claim.key)
+            if current.etag == claim.etag:
+                self.store.delete(claim.key)
+        except KeyNotFound:
+            pass
