@@ -44,12 +44,18 @@ class Config:
     role: str = "designer"  # designer (publish, deploy, delete) | artist (read and run)
     display_name: str = ""  # default: this machine's host name
     execution_retention_days: int = 30  # execution records and their outputs; applied by a designer
+    # Webhooks (core/webhooks.py): hosts (host or host:port) a webhook_url may name even on loopback or private
+    # addresses; how long one delivery is retried in all, and how long one attempt may take.
+    webhook_allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
+    webhook_retry_seconds: int = 900
+    webhook_timeout_seconds: int = 10
 
     def public(self) -> dict:
         """What may be shown to a browser: never the token."""
         d = asdict(self)
         d["allowed_hosts"] = list(self.allowed_hosts)
         d["download_allowed_hosts"] = list(self.download_allowed_hosts)
+        d["webhook_allowed_hosts"] = list(self.webhook_allowed_hosts)
         d["token"] = bool(self.token)
         return d
 
@@ -74,6 +80,14 @@ def _coerce(key: str, value: object, source: str) -> object:
         if n < 1:
             raise ConfigInvalid(f"{where} must be at least 1, got {n}")
         return n
+    if key in ("webhook_retry_seconds", "webhook_timeout_seconds"):
+        try:
+            n = int(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigInvalid(f"{where} must be a whole number of seconds, got {value!r}") from None
+        if not 1 <= n <= 86400:
+            raise ConfigInvalid(f"{where} must be from 1 to 86400 seconds, got {n}")
+        return n
     if key == "max_instances":
         try:
             n = int(value)  # type: ignore[arg-type]
@@ -82,7 +96,7 @@ def _coerce(key: str, value: object, source: str) -> object:
         if n < 1:
             raise ConfigInvalid(f"{where} must be at least 1, got {n}")
         return n
-    if key in ("allowed_hosts", "download_allowed_hosts"):
+    if key in ("allowed_hosts", "download_allowed_hosts", "webhook_allowed_hosts"):
         if isinstance(value, str):
             value = [h for h in value.replace(",", " ").split() if h]
         if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
@@ -107,7 +121,8 @@ class ConfigRefused(ConfigInvalid):
 # write anywhere this ComfyUI may write; it is set in the file or the environment only.
 EDITABLE = ("store", "s3_bucket", "s3_prefix", "s3_sse", "s3_kms_key_id", "s3_max_concurrency", "region",
             "sagemaker_role_arn", "worker_image_uri", "max_instances", "allowed_hosts", "token",
-            "download_allowed_hosts", "role", "display_name", "execution_retention_days")
+            "download_allowed_hosts", "role", "display_name", "execution_retention_days", "webhook_allowed_hosts",
+            "webhook_retry_seconds", "webhook_timeout_seconds")
 
 
 def file_values(config_dir: Path) -> dict:

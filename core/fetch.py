@@ -146,7 +146,9 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
-def _open(parts: urllib.parse.SplitResult, address: str, headers: dict, timeout: float) -> http.client.HTTPResponse:
+def open_checked(parts: urllib.parse.SplitResult, address: str, headers: dict, timeout: float, method: str = "GET",
+          body: bytes | None = None) -> http.client.HTTPResponse:
+    """A request to the checked `address` (never a fresh DNS answer); https verifies the host name."""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     if parts.scheme == "https":
         conn: http.client.HTTPConnection = _PinnedHTTPS(address, parts.hostname, port, timeout)
@@ -156,7 +158,7 @@ def _open(parts: urllib.parse.SplitResult, address: str, headers: dict, timeout:
     if parts.query:
         path += "?" + parts.query
     host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    conn.request("GET", path, headers={"Host": host, "User-Agent": "comfyui-sagemaker", **headers})
+    conn.request(method, path, body=body, headers={"Host": host, "User-Agent": "comfyui-sagemaker", **headers})
     return conn.getresponse()
 
 
@@ -173,7 +175,7 @@ def _follow(url: str, done: int, allowed_hosts: Iterable[str], resolve, timeout:
     current = url
     for _hop in range(MAX_REDIRECTS + 1):
         parts, address = check_url(current, allowed_hosts, resolve)
-        response = _open(parts, address, {"Range": f"bytes={done}-"} if done else {}, timeout)
+        response = open_checked(parts, address, {"Range": f"bytes={done}-"} if done else {}, timeout)
         if response.status not in (301, 302, 303, 307, 308):
             return response
         location = response.getheader("Location")

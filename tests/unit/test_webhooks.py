@@ -1,0 +1,132 @@
+"""Webhooks (core/webhooks.py) on a folder store, delivered over HTTP to a receiver on 127.0.0.1: the URL
+check, the signature a receiver verifies, retries after a 500 and a receiver that never answers, and the
+delivery state on the record; idempotency keys (core/idempotency.py) on the same store."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from comfyui_sagemaker.core.execution_records import ExecutionRecords
+from comfyui_sagemaker.core.idempotency import (
+    Claim,
+    Idempotency,
+    IdempotencyConflict,
+    IdempotencyKeyInvalid,
+    IdempotencyKeyReuse,
+    Replay,
+    fingerprint,
+)
+from comfyui_sagemaker.core.webhooks import (
+    HEADER_ID,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    WebhookRefused,
+    Webhooks,
+    pending,
+    sign,
+    verify,
+)
+from comfyui_sagemaker.local.folder_store import FolderStore
+from harness.gateway import WebhookReceiver
+
+RUN_ID = "20260101T000000000000-0123abcd"
+
+
+@pytest.fixture
+def store(tmp_path):
+    return FolderStore(tmp_path / "store")
+
+
+def hooks(store, retry=30.0, timeout=5.0, allowed=("127.0.0.1",)) -> Webhooks:
+    return Webhooks(store, ExecutionRecords(store), lambda r: {"type": "execution.ended", "execution": r},
+                    allowed_hosts=lambda: allowed, retry_seconds=lambda: retry, timeout=lambda: timeout,
+                    sleep=lambda s: time.sleep(min(s, 0.05)))
+
+
+def ended_run(store, url) -> dict:
+    record = {"id": RUN_ID, "state": "succeeded", "owner": {"instance": "abc", "name": "t"}, "template": None,
+              "created_at": "2026-01-01T00:00:00Z", "webhook": pending(url)}
+    ExecutionRecords(store).create(record)
+    return record
+
+
+def delivery(store, states=("delivered", "failed"), timeout=30) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        hook = ExecutionRecords(store).read(RUN_ID)[0]["webhook"]
+        if hook["state"] in states:
+            return hook
+        assert time.monotonic() < deadline, hook
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:9/x",
+                                 "http://10.1.2.3/hook", "ftp://example.com/x", "http://[::1]/x", ""])
+def test_urls_inside_the_network_are_refused_unless_allowed(store, url):
+    with pytest.raises(WebhookRefused) as err:
+        hooks(store, allowed=()).check(url)
+    assert err.value.code == "webhook_refused"
+    if "169.254" in url:
+        assert "webhook_allowed_hosts" in err.value.message and "169.254.169.254" in err.value.message
+    assert hooks(store, allowed=("127.0.0.1:9",)).check("http://127.0.0.1:9/x") == "http://127.0.0.1:9/x"
+
+
+def test_a_run_end_is_signed_retried_after_a_500_and_recorded(store):
+    with WebhookReceiver(answers=[500]) as receiver:
+        webhooks = hooks(store)
+        webhooks.ended(ended_run(store, receiver.url))
+        hook = delivery(store)
+        receiver.wait(2)
+    assert hook["state"] == "delivered" and hook["attempts"] == 2 and hook["last_status"] == 200
+    secret = webhooks.secret()
+    for headers, body, _ in receiver.received:
+        assert verify(secret, headers, body) and headers[HEADER_ID] == RUN_ID
+        assert not verify(secret, headers, body + b" ")  # the raw body is what is signed
+        assert not verify("another-secret", headers, body)
+    headers, body, _ = receiver.received[0]
+    stale = int(headers[HEADER_TIMESTAMP]) - 3600  # a replay of an old request, re-signed with its time
+    assert not verify(secret, {**headers, HEADER_TIMESTAMP: str(stale), HEADER_SIGNATURE: sign(secret, stale, body)},
+                      body)
+    assert receiver.bodies()[0]["execution"]["id"] == RUN_ID
+    # Once delivered, another end of the same run (a second process noticing it) sends nothing.
+    webhooks.ended({"id": RUN_ID, **ExecutionRecords(store).read(RUN_ID)[0]})
+    time.sleep(0.2)
+    assert len(receiver.received) == 2
+
+
+def test_a_receiver_that_never_answers_is_given_up_after_the_retry_time(store):
+    with WebhookReceiver(answers=["hang"] * 10) as receiver:
+        webhooks = hooks(store, retry=2, timeout=0.5)
+        webhooks.ended(ended_run(store, receiver.url))
+        hook = delivery(store)
+    assert hook["state"] == "failed" and hook["attempts"] >= 2
+    assert hook["last_status"] is None and "timed out" in hook["last_error"]
+    assert webhooks.drain(5) == 0
+
+
+def test_the_secret_is_one_per_store_and_rotates(store, tmp_path):
+    a, b = hooks(store), hooks(FolderStore(tmp_path / "store"))
+    old = a.secret()
+    assert b.secret() == old and len(old) == 64
+    new = a.rotate()
+    assert new != old and hooks(store).secret() == new
+
+
+def test_idempotency_replays_refuses_another_body_and_frees_a_failed_key(store):
+    idem = Idempotency(store)
+    body = {"workflow": {"1": {"class_type": "X", "inputs": {}}}}
+    claim = idem.begin("jobs.e.me", "key-1", fingerprint(body))
+    assert isinstance(claim, Claim)
+    with pytest.raises(IdempotencyConflict):  # the first request is still being handled
+        idem.begin("jobs.e.me", "key-1", fingerprint(body))
+    idem.finish(claim, 201, {"id": "job-1"})
+    assert idem.begin("jobs.e.me", "key-1", fingerprint(body)) == Replay(201, {"id": "job-1"})
+    with pytest.raises(IdempotencyKeyReuse):
+        idem.begin("jobs.e.me", "key-1", fingerprint({**body, "metadata": {"a": "b"}}))
+    failed = idem.begin("jobs.e.me", "key-2", fingerprint(body))
+    idem.abandon(failed)
+    assert isinstance(idem.begin("jobs.e.me", "key-2", fingerprint(body)), Claim)  # runs anew
+    assert isinstance(idem.begin("jobs.e.other", "key-1", fingerprint(body)), Claim)  # scopes are apart
+    with pytest.raises(IdempotencyKeyInvalid):
+        idem.begin("jobs.e.me", "bad\nkey", fingerprint(body))
