@@ -64,27 +64,50 @@ def free_port() -> int:
 
 
 class ComfyProcess:
+    """One headless ComfyUI. Several share a base directory (models and custom_nodes, materialised once);
+    each has its own input, output, temp and user folders under `slot_dir`, so concurrent runs never meet
+    on a file name, and a ComfyUI that restarts (it empties its temp folder at start) touches no other's."""
+
     def __init__(self, comfyui_dir: Path, base_dir: Path, extra_args: list[str], extra_pythonpath: list[str],
-                 log_path: Path, preview_method: str = "auto"):
+                 log_path: Path, preview_method: str = "auto", slot_dir: Path | None = None,
+                 env: dict[str, str] | None = None, label: str = ""):
         self.comfyui_dir = comfyui_dir
         self.base = base_dir
+        self.slot_dir = slot_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_args = extra_args
         self.extra_pythonpath = extra_pythonpath
         self.log_path = log_path
         self.preview_method = preview_method
+        self.env = env or {}
+        self.prefix = f"comfyui{' ' + label if label else ''} | ".encode()
         self.proc: subprocess.Popen | None = None
 
+    def folder(self, kind: str) -> Path:
+        """Where this ComfyUI keeps `input`, `output`, `temp` or `user` files."""
+        return (self.slot_dir or self.base) / kind
+
     def start(self) -> None:
-        for sub in ("input", "output", "temp", "models", "custom_nodes", "user"):
+        """Start (or start again, on a new port) this ComfyUI."""
+        for sub in ("models", "custom_nodes"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, PYTHONUNBUFFERED="1", SM_WORKER_COMFYUI="1")
+        for kind in ("input", "output", "temp", "user"):
+            self.folder(kind).mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, PYTHONUNBUFFERED="1", SM_WORKER_COMFYUI="1", **self.env)
         if self.extra_pythonpath:
             env["PYTHONPATH"] = os.pathsep.join([*self.extra_pythonpath, env.get("PYTHONPATH", "")]).strip(os.pathsep)
+        folders = []
+        if self.slot_dir is not None:
+            # --temp-directory D makes ComfyUI use D/temp.
+            folders = ["--input-directory", str(self.folder("input")), "--output-directory", str(self.folder("output")),
+                       "--temp-directory", str(self.slot_dir), "--user-directory", str(self.folder("user"))]
         cmd = [sys.executable, str(self.comfyui_dir / "main.py"), "--listen", "127.0.0.1", "--port", str(self.port),
-               "--disable-auto-launch", "--base-directory", str(self.base), "--database-url", "sqlite:///:memory:",
-               "--disable-api-nodes", "--preview-method", self.preview_method, *self.extra_args]
+               "--disable-auto-launch", "--base-directory", str(self.base), *folders,
+               "--database-url", "sqlite:///:memory:", "--disable-api-nodes", "--preview-method", self.preview_method,
+               *self.extra_args]
         parent = os.getpid()
         tie = (lambda: die_with_parent(parent)) if sys.platform == "linux" else None
         self.proc = subprocess.Popen(cmd, cwd=self.comfyui_dir, env=env, stdout=subprocess.PIPE,
@@ -99,8 +122,16 @@ class ComfyProcess:
             for line in iter(stream.readline, b""):
                 log.write(line)
                 log.flush()
-                sys.stdout.buffer.write(b"comfyui | " + line)
+                sys.stdout.buffer.write(self.prefix + line)
                 sys.stdout.buffer.flush()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def exit_code(self) -> int | None:
+        """None while it runs (or before it started)."""
+        return self.proc.poll() if self.proc else None
 
     async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout

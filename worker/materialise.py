@@ -7,6 +7,10 @@ models are linked into its models folders, eagerly or, in lazy mode, just
 before a prompt that references them (ComfyUI validates combo values against
 files on disk, so they must be there before the prompt is submitted).
 
+On an S3 store blobs come with ranged GETs in parallel (worker/fetch.py); each phase's time and bytes
+go to the worker's cold start report (worker/coldstart.py). Blobs are fetched once per instance: every
+ComfyUI of the worker shares the base directory's models and custom_nodes.
+
 Python packages: the image provides torch, CUDA and ComfyUI's requirements;
 the manifest's lock is compared with what the worker has. Pure-Python
 packages it lacks are installed once into a layer keyed by the lock's digest
@@ -34,6 +38,8 @@ from ..core.hashing import file_sha256
 from ..core.packing import extract_archive
 from ..core.store import KeyNotFound, blob_key
 from ..services import split_manifest_uri
+from .coldstart import ColdStart
+from .fetch import DEFAULT_PART, RangedFetch, concurrency_for, s3_client
 
 log = logging.getLogger("comfyui_sagemaker.worker")
 DIGEST_MARKER = ".sagemaker-digest"
@@ -68,13 +74,24 @@ class Report:
 
 
 class Materialiser:
-    def __init__(self, manifest_uri: str, cache_dir: Path, base_dir: Path):
+    def __init__(self, manifest_uri: str, cache_dir: Path, base_dir: Path, coldstart: ColdStart | None = None,
+                 fetch_part: int = DEFAULT_PART, fetch_concurrency: int | None = None):
         self.store, self.manifest_key = split_manifest_uri(manifest_uri)
         self.cache = cache_dir
         self.base = base_dir
         self.report = Report()
         self.manifest: dict = {}
+        self.coldstart = coldstart or ColdStart()
+        self.fetch_part = fetch_part
+        self.fetch_concurrency = fetch_concurrency or concurrency_for()
         self._lock = threading.Lock()
+        self._blob_locks: dict[str, threading.Lock] = {}
+
+    @property
+    def environment(self) -> str:
+        """The environment's name as the manifest's key has it (known before the manifest is read)."""
+        parts = self.manifest_key.split("/")
+        return parts[1] if len(parts) > 2 else "unknown"
 
     def load_manifest(self) -> dict:
         try:
@@ -91,29 +108,49 @@ class Materialiser:
         self.manifest = manifest
         return self.manifest
 
-    def blob(self, sha256: str) -> Path:
-        """The verified local copy of a blob, downloaded once."""
+    def cached(self, sha256: str) -> bool:
+        return isinstance(sha256, str) and bool(DIGEST.fullmatch(sha256)) and \
+            (self.cache / "blobs" / "sha256" / sha256).exists()
+
+    def blob(self, sha256: str, on_bytes=None) -> Path:
+        """The verified local copy of a blob, downloaded once (concurrent asks for one blob wait for it)."""
         if not isinstance(sha256, str) or not DIGEST.fullmatch(sha256):
             raise MaterialiseError(f"bad digest {sha256!r}")
         path = self.cache / "blobs" / "sha256" / sha256
         with self._lock:
+            lock = self._blob_locks.setdefault(sha256, threading.Lock())
+        with lock:
             if path.exists():
                 return path
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{sha256}.part")
+            tmp = path.with_name(f".{sha256}.{uuid.uuid4().hex[:8]}.part")
             try:
-                self.store.get_file(blob_key(sha256), str(tmp))
+                digest = self._download(blob_key(sha256), tmp, on_bytes)
             except KeyNotFound:
+                tmp.unlink(missing_ok=True)
                 raise MaterialiseError(f"blob {sha256} is missing from the store") from None
-            if file_sha256(tmp) != sha256:
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            if digest != sha256:
                 tmp.unlink(missing_ok=True)
                 raise MaterialiseError(f"blob {sha256} is corrupt (its content does not match its digest)")
-            self.report.downloaded_blobs += 1
-            self.report.downloaded_bytes += tmp.stat().st_size
+            with self._lock:
+                self.report.downloaded_blobs += 1
+                self.report.downloaded_bytes += tmp.stat().st_size
             os.replace(tmp, path)
             return path
 
-    def packs(self) -> None:
+    def _download(self, key: str, tmp: Path, on_bytes) -> str:
+        """Fetch `key` to `tmp`; its sha256. S3: ranged GETs in parallel, hashed as they land."""
+        if getattr(self.store, "kind", "") == "s3":
+            s3 = s3_client(self.store.region, self.fetch_concurrency)
+            return RangedFetch(s3, self.store.bucket, self.store.prefix + key, tmp, self.fetch_part,
+                               self.fetch_concurrency, on_bytes).run()
+        self.store.get_file(key, str(tmp), on_bytes)
+        return file_sha256(tmp)
+
+    def packs(self, on_bytes=None) -> None:
         root = self.base / "custom_nodes"
         root.mkdir(parents=True, exist_ok=True)
         for pack in self.manifest["custom_nodes"]:
@@ -127,7 +164,7 @@ class Materialiser:
             marker = target / DIGEST_MARKER
             if marker.exists() and marker.read_text() == pack["archive"]["sha256"]:
                 continue
-            archive = self.blob(pack["archive"]["sha256"])
+            archive = self.blob(pack["archive"]["sha256"], on_bytes)
             if target.is_symlink() or target.is_file():
                 target.unlink()
             elif target.exists():
@@ -138,9 +175,9 @@ class Materialiser:
             (staging / DIGEST_MARKER).write_text(pack["archive"]["sha256"])
             os.replace(staging, target)
 
-    def model(self, entry: dict) -> None:
+    def model(self, entry: dict, on_bytes=None) -> None:
         dest = self.base / "models" / safe_relative(entry["folder"]) / safe_relative(entry["name"])
-        blob = self.blob(entry["sha256"])
+        blob = self.blob(entry["sha256"], on_bytes)
         if dest.is_symlink() and os.readlink(dest) == str(blob):
             return
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -183,13 +220,44 @@ class Materialiser:
         self.report.packages_installed = done.read_text().splitlines()
         return [str(layer)]
 
+    def _to_fetch(self, items: list[tuple[str, object]]) -> tuple[int, int]:
+        """(count, bytes) of the blobs among `items` ((sha256, size)) not in the cache yet."""
+        missing = {sha: size for sha, size in items if not self.cached(sha)}
+        return len(missing), sum(size for size in missing.values() if isinstance(size, int))
+
     def run(self, models: str, install_packages: bool) -> list[str]:
-        self.load_manifest()
-        self.packs()
+        """Every phase of the start, timed in the cold start report."""
+        cold = self.coldstart
+        with cold.phase("manifest", "manifest read") as phase:
+            self.load_manifest()
+            phase["detail"] = (f"{len(self.manifest['custom_nodes'])} packs, {len(self.manifest['models'])} models, "
+                               f"{len(self.manifest.get('python_packages') or [])} Python packages")
+        packs = [(p["archive"]["sha256"], p["archive"].get("size")) for p in self.manifest["custom_nodes"]]
+        count, total = self._to_fetch(packs)
+        with cold.phase("packs", "packs fetched and extracted", count=len(packs), fetched=count) as phase:
+            before = self.report.downloaded_bytes
+            self.packs(cold.progress("packs", total) if total else None)
+            phase["bytes"] = self.report.downloaded_bytes - before
+        entries = self.manifest["models"]
         if models == "eager":
-            for entry in self.manifest["models"]:
-                self.model(entry)
-        return self.packages(install_packages)
+            count, total = self._to_fetch([(m["sha256"], m.get("size")) for m in entries])
+            with cold.phase("models", "models fetched", count=len(entries), fetched=count) as phase:
+                before = self.report.downloaded_bytes
+                on_bytes = cold.progress("models", total) if total else None
+                for entry in entries:
+                    self.model(entry, on_bytes)
+                phase["bytes"] = self.report.downloaded_bytes - before
+                if getattr(self.store, "kind", "") == "s3" and count:
+                    phase["detail"] = (f"ranged GETs, {self.fetch_concurrency} in parallel, "
+                                       f"{self.fetch_part // (1024 * 1024)} MiB parts")
+        else:
+            cold.record("models", "models fetched", 0.0, count=len(entries), fetched=0,
+                        detail="lazy: each is fetched before the first prompt that names it")
+        with cold.phase("python_packages", "Python packages") as phase:
+            layers = self.packages(install_packages)
+            phase["detail"] = (f"{len(self.report.packages_installed)} installed, "
+                               f"{len(self.report.packages_unavailable)} unavailable")
+        return layers
 
 
 def manifest_problem(m: object) -> str | None:

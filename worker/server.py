@@ -1,13 +1,14 @@
-"""SageMaker's container contract in front of a headless ComfyUI.
+"""SageMaker's container contract in front of the worker's headless ComfyUIs (one per GPU).
 
-- `GET /ping`: 200 only when the environment is materialised and ComfyUI
-  answers, else 503; answered from state (never waits on a prompt), so it
-  stays fast while one runs.
-- `POST /invocations` `{execution_id, prompt, inputs: {filename: sha256}}`:
-  runs one prompt (others queue); outputs go to the store. With
-  `Accept: application/x-ndjson` the response streams ComfyUI's events, one
-  JSON object a line, ending with `{"type": "result", "data": <result>}`.
-- `GET /status`: state, reason, what materialisation downloaded (for local endpoints).
+- `GET /ping`: 200 when the environment is materialised and at least one ComfyUI answers, else 503;
+  answered from state (never waits on a prompt), so it stays fast while prompts run.
+- `POST /invocations` `{execution_id, prompt, inputs: {filename: sha256}}`: runs one prompt on a free
+  ComfyUI (as many at once as there are ComfyUIs; the rest queue in arrival order); outputs go to the
+  store. With `Accept: application/x-ndjson` the response streams ComfyUI's events, one JSON object a
+  line, ending with `{"type": "result", "data": <result>}`. `{"action": "cancel", "execution_id"}`
+  cancels a queued or running execution, on whichever ComfyUI runs it.
+- `GET /status`: state, reason, each ComfyUI's state (`comfyuis`), the queue, the cold start's phases
+  (`phases`) and what the worker does now (`activity`), what materialisation downloaded.
 
 Who may call: requests from a browser page (any `Origin` header) are refused;
 with a token (local endpoints set one each), `/invocations` and `/status` need
@@ -21,22 +22,25 @@ import asyncio
 import hmac
 import json
 import logging
+import os
+import signal
 import time
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
 from ..core.errors import SageMakerError
 from ..core.executions import CANCEL_PREFIX, ID_RE
-from ..core.hashing import file_sha256
-from .comfy import PREVIEW_EVENT, ComfyProcess, PromptRejected
+from .coldstart import ColdStart, FirstPromptTimer, StoreReport, now_iso, report_key
+from .comfy import ComfyProcess, PromptRejected
+from .devices import DevicesInvalid, plan
 from .materialise import EXTENSION_FOLDER, MaterialiseError, Materialiser, place_input, safe_relative
+from .outputs import AsyncProgress, describe_rejection, store_outputs
+from .pool import ComfyPool, NoComfyUI, QueuedCancelled, Slot
 from .settings import TOKEN_HEADER, WorkerSettings
 
 log = logging.getLogger("comfyui_sagemaker.worker")
 NDJSON = "application/x-ndjson"
-
 
 
 def error(status: int, code: str, message: str) -> web.Response:
@@ -48,16 +52,20 @@ class Worker:
         self.s = settings
         self.state = "starting"  # starting | ready | failed
         self.reason: str | None = None
-        self.materialiser = Materialiser(settings.manifest_uri, settings.cache_dir, settings.base_dir)
-        self.comfy: ComfyProcess | None = None
+        self.coldstart = ColdStart()
+        self.materialiser = Materialiser(settings.manifest_uri, settings.cache_dir, settings.base_dir, self.coldstart,
+                                         settings.fetch_part_bytes, settings.fetch_concurrency)
+        self.pool: ComfyPool | None = None
         self.node_types: set[str] = set()
-        self.lock = asyncio.Lock()  # one prompt at a time per ComfyUI
         self.session: aiohttp.ClientSession | None = None
         self.started = time.monotonic()
         self.ready_after: float | None = None
-        self.current: str | None = None  # the execution holding the ComfyUI
-        self.current_prompt_id: str | None = None
         self.cancelled: set[str] = set()
+        self.report: StoreReport | None = None
+        if settings.report_to_store:
+            key = report_key(self.materialiser.environment, self.coldstart.started_epoch, StoreReport.instance_name())
+            self.report = StoreReport(self.materialiser.store, key, self.report_body).start()
+            self.coldstart.on_change = self.report.poke
 
     # start-up
 
@@ -69,27 +77,58 @@ class Worker:
         if not link.exists() and not link.is_symlink():
             link.symlink_to(self.s.extension_dir, target_is_directory=True)
 
+    def make_pool(self, layers: list[str]) -> ComfyPool:
+        devices = plan(self.s.device_environ(), self.s.comfyui_args)
+        slots = []
+        for i, device in enumerate(devices):
+            # One ComfyUI keeps the log name it always had; more get one log each.
+            log_path = self.s.base_dir / ("comfyui.log" if i == 0 else f"comfyui-{i}.log")
+            comfy = ComfyProcess(self.s.comfyui_dir, self.s.base_dir, device.args(self.s.comfyui_args), layers,
+                                 log_path, self.s.preview_method, slot_dir=self.s.base_dir / "comfyui" / str(i),
+                                 env=device.env(), label=str(i) if len(devices) > 1 else "")
+            slots.append(Slot(i, device, comfy))
+        log.info("%d ComfyUI(s): %s", len(slots), ", ".join(d.label for d in devices))
+        return ComfyPool(slots, self.coldstart, self.pool_changed, self.s.restart_backoff)
+
     async def prepare(self) -> None:
         try:
             layers = await asyncio.to_thread(self.materialiser.run, self.s.models, self.s.install_packages)
             self.link_extension()
-            self.comfy = ComfyProcess(self.s.comfyui_dir, self.s.base_dir, self.s.comfyui_args, layers,
-                                      self.s.base_dir / "comfyui.log", self.s.preview_method)
-            self.comfy.start()
-            await self.comfy.wait_ready(self.session)
-            self.node_types = await self.comfy.node_types(self.session)
+            self.pool = self.make_pool(layers)
+            self.coldstart.set_activity(f"starting {len(self.pool.slots)} ComfyUI(s)")
+            first = await self.pool.start(self.session)
+            self.node_types = await first.comfy.node_types(self.session)
             self.state = "ready"
             self.ready_after = time.monotonic() - self.started
-            log.info("worker ready in %.1f s", self.ready_after)
-        except (MaterialiseError, SageMakerError, RuntimeError, OSError, aiohttp.ClientError) as err:
+            self.pool_changed()
+            log.info("worker ready in %.1f s (ComfyUI %d first; %d in all)", self.ready_after, first.index,
+                     len(self.pool.slots))
+        except (MaterialiseError, SageMakerError, RuntimeError, OSError, aiohttp.ClientError, NoComfyUI,
+                DevicesInvalid) as err:
             self.fail(str(getattr(err, "message", None) or err))
         except Exception as err:  # whatever it is, the start ends with a reason the endpoint shows
             log.exception("materialisation failed")
             self.fail(f"{type(err).__name__}: {err}")
 
+    def pool_changed(self) -> None:
+        """A ComfyUI changed state: the activity line, the store report, and a worker left without any."""
+        pool = self.pool
+        if pool is None:
+            return
+        ready = sum(1 for s in pool.slots if s.state in ("ready", "busy"))
+        starting = sum(1 for s in pool.slots if s.state in ("starting", "restarting"))
+        self.coldstart.set_activity(f"{ready} of {len(pool.slots)} ComfyUIs ready" if starting else None)
+        if self.report is not None:
+            self.report.poke(urgent=True)
+        if self.state == "ready" and pool.failed():
+            self.fail("every ComfyUI of this worker failed: " + "; ".join(s.reason or "" for s in pool.slots))
+
     def fail(self, reason: str) -> None:
         self.state, self.reason = "failed", reason
         log.error("worker failed: %s", reason)
+        self.coldstart.set_activity(None)
+        if self.report is not None:
+            self.report.poke(urgent=True)
         if self.s.exit_after_failure >= 0:
             log.info("exiting in %.0f s", self.s.exit_after_failure)
             asyncio.get_running_loop().call_later(self.s.exit_after_failure, self.exit_failed)
@@ -97,23 +136,33 @@ class Worker:
     @staticmethod
     def exit_failed() -> None:
         # aiohttp's run_app stops on SIGINT; the container (or local endpoint) then sees the exit code.
-        import os
-        import signal
-
         os.kill(os.getpid(), signal.SIGINT)
+
+    # what the worker says about itself
+
+    def report_body(self) -> dict:
+        """The cold start report, the same in /status and in the store."""
+        pool = self.pool
+        return {
+            "state": self.state, "reason": self.reason, "ready_after_s": self.ready_after,
+            "environment": {"name": self.materialiser.manifest.get("name") or self.materialiser.environment,
+                            "version": self.materialiser.manifest.get("version")},
+            "instance": StoreReport.instance_name(), "started_at": self.coldstart.started_at,
+            "phases": self.coldstart.to_json(), "activity": self.coldstart.activity,
+            "comfyuis": pool.status() if pool else [],
+        }
 
     # routes
 
     async def ping(self, request: web.Request) -> web.Response:
-        if self.state != "ready" or self.comfy is None or self.comfy.proc.poll() is not None:
+        if self.state != "ready" or self.pool is None or not self.pool.healthy():
             return web.Response(status=503, text=self.reason or self.state)
         return web.Response(status=200, text="ok")
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response({
-            "state": self.state, "reason": self.reason, "ready_after_s": self.ready_after,
-            "environment": {k: self.materialiser.manifest.get(k) for k in ("name", "version")},
-            "materialise": self.materialiser.report.to_json(),
+            **self.report_body(), "queue": self.pool.queued() if self.pool else [],
+            "materialise": self.materialiser.report.to_json(), "updated_at": now_iso(),
         })
 
     async def read_request(self, request: web.Request) -> object:
@@ -156,6 +205,7 @@ class Worker:
             await response.prepare(request)
 
         progress = AsyncProgress(self.materialiser.store, execution_id) if not stream and execution_id else None
+        held: list[Slot] = []  # the ComfyUI running this execution, once it has one
 
         async def on_event(event: dict) -> None:
             if progress is not None:
@@ -164,11 +214,12 @@ class Worker:
                 return
             if event.get("type") == "executed" and isinstance((event.get("data") or {}).get("output"), dict):
                 # Store this node's files now, so the caller can show them before the run ends.
-                output = await asyncio.to_thread(self.store_outputs, {"n": event["data"]["output"]})
+                output = await asyncio.to_thread(store_outputs, self.materialiser.store, held[0].comfy,
+                                                 {"n": event["data"]["output"]})
                 event = {**event, "data": {**event["data"], "output": output["n"]}}
             await response.write(json.dumps(event).encode() + b"\n")
 
-        result = await self.execute(execution_id, prompt, inputs, on_event)
+        result = await self.execute(execution_id, prompt, inputs, on_event, held)
         if progress is not None:
             await progress.flush()
         if response is None:
@@ -193,7 +244,7 @@ class Worker:
                          "lacks them; publish a new version that includes their pack")
         return None
 
-    async def fetch_inputs(self, inputs: dict) -> list[tuple[Path, str, str]]:
+    async def fetch_inputs(self, inputs: dict) -> list[tuple]:
         """Download (or find in the cache) each input by digest; names are checked here too."""
         out = []
         for name, sha in inputs.items():
@@ -201,26 +252,26 @@ class Worker:
             out.append((await asyncio.to_thread(self.materialiser.blob, sha), name, sha))
         return out
 
-    def _submitted(self, prompt_id: str) -> None:
-        self.current_prompt_id = prompt_id
-
     async def cancel(self, execution_id: str) -> dict:
         """Cancel a queued or running execution (sent as an invocation: SageMaker has no other door)."""
         if not execution_id:
             return {"cancelled": False, "reason": "no execution_id"}
         self.cancelled.add(execution_id)
-        if self.current == execution_id and self.comfy is not None:
-            asyncio.get_running_loop().create_task(self._interrupt_until_done(execution_id))
-            return {"cancelled": True, "state": "running"}
+        slot = self.pool.running(execution_id) if self.pool else None
+        if slot is not None:
+            asyncio.get_running_loop().create_task(self._interrupt_until_done(slot, execution_id))
+            return {"cancelled": True, "state": "running", "comfyui": slot.index}
+        if self.pool is not None and self.pool.cancel_waiting(execution_id):
+            return {"cancelled": True, "state": "queued"}
         return {"cancelled": True, "state": "queued or unknown"}
 
-    async def _interrupt_until_done(self, execution_id: str, limit: float = 60) -> None:
+    async def _interrupt_until_done(self, slot: Slot, execution_id: str, limit: float = 60) -> None:
         # ComfyUI clears its interrupt flag when a prompt starts, so one interrupt sent between submit
         # and start would be lost: repeat it, aimed at this prompt only, until the run has ended.
         deadline = time.monotonic() + limit
-        while self.current == execution_id and time.monotonic() < deadline:
-            if self.current_prompt_id:
-                await self.comfy.interrupt(self.session, self.current_prompt_id)
+        while slot.execution == execution_id and time.monotonic() < deadline:
+            if slot.prompt_id:
+                await slot.comfy.interrupt(self.session, slot.prompt_id)
             await asyncio.sleep(0.1)
 
     def _cancel_marked(self, execution_id: str) -> bool:
@@ -233,126 +284,86 @@ class Worker:
         except Exception:  # the store is the caller's: a failed look is not a cancel
             return False
 
-    async def _watch_cancel(self, execution_id: str) -> None:
-        while self.current == execution_id:
+    async def _watch_cancel(self, slot: Slot, execution_id: str) -> None:
+        while slot.execution == execution_id:
             await asyncio.sleep(self.s.cancel_poll)
-            if self.current == execution_id and await asyncio.to_thread(self._cancel_marked, execution_id):
+            if slot.execution == execution_id and await asyncio.to_thread(self._cancel_marked, execution_id):
                 await self.cancel(execution_id)
                 return
 
-    async def execute(self, execution_id: str, prompt: dict, inputs: list, on_event) -> dict:
+    async def execute(self, execution_id: str, prompt: dict, inputs: list, on_event, held: list | None = None) -> dict:
         t0 = time.monotonic()
-        async with self.lock:
-            t_start = time.monotonic()
+        cancelled = {"code": "cancelled", "message": "cancelled"}
+        if execution_id and execution_id in self.cancelled:
+            return self.result(execution_id, "failed", {}, cancelled, t0, t0)
+        try:
+            slot = await self.pool.acquire(execution_id)
+        except QueuedCancelled:
+            return self.result(execution_id, "failed", {}, cancelled, t0, time.monotonic())
+        except NoComfyUI as err:
+            return self.result(execution_id, "failed", {}, {"code": "worker_error", "message": str(err)}, t0, t0)
+        if held is not None:
+            held.append(slot)
+        t_start = time.monotonic()
+        try:
             if execution_id and (execution_id in self.cancelled or
                                  await asyncio.to_thread(self._cancel_marked, execution_id)):
-                return self.result(execution_id, "failed", {}, {"code": "cancelled", "message": "cancelled"}, t0,
-                                   t_start)
-            self.current, self.current_prompt_id = execution_id, None
-            watcher = asyncio.get_running_loop().create_task(self._watch_cancel(execution_id)) \
+                return self.result(execution_id, "failed", {}, cancelled, t0, t_start, slot)
+            watcher = asyncio.get_running_loop().create_task(self._watch_cancel(slot, execution_id)) \
                 if ID_RE.fullmatch(execution_id or "") else None
             for blob, name, sha in inputs:
-                await asyncio.to_thread(place_input, blob, name, sha, self.s.base_dir / "input")
+                await asyncio.to_thread(place_input, blob, name, sha, slot.comfy.folder("input"))
+            timer = FirstPromptTimer(prompt) if not slot.first_prompt_done else None
+
+            async def relay(event: dict) -> None:
+                if timer is not None:
+                    timer.feed(event)
+                await on_event(event)
+
             try:
                 final, outputs, err = await asyncio.wait_for(
-                    self.comfy.run(self.session, prompt, on_event, self._submitted), self.s.invocation_timeout)
+                    slot.comfy.run(self.session, prompt, relay, slot.submitted), self.s.invocation_timeout)
             except asyncio.TimeoutError:
-                await self.comfy.interrupt(self.session, self.current_prompt_id)
+                await slot.comfy.interrupt(self.session, slot.prompt_id)
                 return self.result(execution_id, "failed", {}, {"code": "timeout", "message":
                                    f"the prompt ran over {self.s.invocation_timeout:.0f} s and was interrupted"}, t0,
-                                   t_start)
+                                   t_start, slot)
             except PromptRejected as rej:
                 return self.result(execution_id, "failed", {}, {"code": "prompt_invalid", "message":
-                                   describe_rejection(rej.body), "details": rej.body}, t0, t_start)
+                                   describe_rejection(rej.body), "details": rej.body}, t0, t_start, slot)
             except (aiohttp.ClientError, RuntimeError) as e:
+                died = await self.pool.death_of(slot)
+                if died:
+                    return self.result(execution_id, "failed", {}, {"code": "comfyui_died", "message":
+                                       f"{died} while running this prompt; it is being restarted (the worker's other "
+                                       "ComfyUIs go on serving)"}, t0, t_start, slot)
                 return self.result(execution_id, "failed", {}, {"code": "worker_error", "message": str(e)}, t0,
-                                   t_start)
+                                   t_start, slot)
             finally:
-                self.current = self.current_prompt_id = None
                 if watcher is not None:
                     watcher.cancel()
-        files = await asyncio.to_thread(self.store_outputs, outputs)
+            if timer is not None and final == "execution_success":
+                slot.first_prompt_done = True
+                seconds, how = timer.finish()
+                self.coldstart.record("first_prompt_model_load", "first prompt's model load", seconds,
+                                      comfyui=slot.index, device=slot.device.label, detail=how)
+        finally:
+            self.pool.release(slot)
+        files = await asyncio.to_thread(store_outputs, self.materialiser.store, slot.comfy, outputs)
         status = "succeeded" if final == "execution_success" else "failed"
         failure = {"code": "node_error" if final == "execution_error" else "interrupted", **(err or {})}
-        return self.result(execution_id, status, files, None if status == "succeeded" else failure, t0, t_start)
+        return self.result(execution_id, status, files, None if status == "succeeded" else failure, t0, t_start, slot)
 
     @staticmethod
-    def result(execution_id, status, outputs, err, t0, t_start) -> dict:
+    def result(execution_id, status, outputs, err, t0, t_start, slot: Slot | None = None) -> dict:
         now = time.monotonic()
         body = {"execution_id": execution_id, "status": status, "outputs": outputs,
                 "timings": {"queued_ms": round((t_start - t0) * 1000, 1), "run_ms": round((now - t_start) * 1000, 1)}}
+        if slot is not None:
+            body["comfyui"] = slot.index
         if err:
             body["error"] = err
         return body
-
-    def store_outputs(self, outputs: dict) -> dict:
-        """Every ui key's files (images, gifs, video, audio, 3D, ...) go to the store by content."""
-        store = self.materialiser.store
-        out: dict = {}
-        for node_id, ui in outputs.items():
-            node_out = out[node_id] = {}
-            for key, items in (ui or {}).items():
-                if not isinstance(items, list):
-                    node_out[key] = items
-                    continue
-                node_out[key] = [self.store_file(store, item) if is_file_item(item) else item for item in items]
-        return out
-
-    def store_file(self, store, item: dict) -> dict:
-        folder = {"output": "output", "temp": "temp", "input": "input"}.get(item.get("type", "output"), "output")
-        sub = item.get("subfolder") or ""
-        path: Path = self.s.base_dir / folder / (safe_relative(sub) if sub else "") / safe_relative(item["filename"])
-        digest = file_sha256(path)
-        if not store.has_blob(digest, path.stat().st_size):
-            store.put_blob(digest, str(path))
-        return {**item, "sha256": digest, "size": path.stat().st_size}
-
-
-class AsyncProgress:
-    """Coarse progress of a non-streamed run (SageMaker async), written to the store for the caller to
-    relay at most every `interval` seconds: {"events": the run's events so far, "preview": the latest
-    sampler preview, with a sequence number the caller compares}."""
-
-    RELAYED = ("execution_start", "execution_cached", "executing", "progress_state", "execution_success",
-               "execution_error", "execution_interrupted")
-
-    def __init__(self, store, execution_id: str, interval: float = 1.0):
-        self.store, self.key, self.interval = store, f"async/progress/{execution_id}.json", interval
-        self.events: list[dict] = []
-        self.preview: dict | None = None
-        self.previews = 0
-        self.last = 0.0
-
-    async def add(self, event: dict) -> None:
-        if event.get("type") == PREVIEW_EVENT:
-            self.preview, self.previews = event, self.previews + 1
-        elif event.get("type") in self.RELAYED:
-            self.events.append(event)
-        else:
-            return
-        if time.monotonic() - self.last >= self.interval:
-            await self.flush()
-
-    async def flush(self) -> None:
-        self.last = time.monotonic()
-        body = {"events": self.events, "preview": self.preview, "preview_seq": self.previews}
-        try:
-            await asyncio.to_thread(self.store.put, self.key, json.dumps(body).encode())
-        except Exception as err:  # progress is a courtesy: never fail the run for it
-            log.warning("cannot write progress: %s", err)
-
-
-def is_file_item(item: object) -> bool:
-    return isinstance(item, dict) and isinstance(item.get("filename"), str)
-
-
-def describe_rejection(body: dict) -> str:
-    err = body.get("error") if isinstance(body.get("error"), dict) else {}
-    parts = [err.get("message", "ComfyUI refused the prompt")]
-    for node_id, node_err in (body.get("node_errors") or {}).items():
-        msgs = "; ".join(e.get("details") or e.get("message", "") for e in node_err.get("errors", []))
-        parts.append(f"node {node_id} ({node_err.get('class_type')}): {msgs}")
-    return " | ".join(p for p in parts if p)
 
 
 @web.middleware
@@ -392,8 +403,10 @@ def build_app(worker: Worker) -> web.Application:
         app["prepare"] = asyncio.create_task(worker.prepare())
 
     async def on_cleanup(app: web.Application) -> None:
-        if worker.comfy:
-            await asyncio.to_thread(worker.comfy.stop)
+        if worker.pool:
+            await worker.pool.stop()
+        if worker.report is not None:
+            await asyncio.to_thread(worker.report.close)
         await worker.session.close()
 
     app.on_startup.append(on_startup)

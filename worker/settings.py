@@ -34,6 +34,17 @@ class WorkerSettings:
     # Sampler previews (ComfyUI's --preview-method): auto is latent2rgb unless TAESD decoders are installed;
     # none sends none. The page that queued a run shows them as for a local run.
     preview_method: str = "auto"
+    # How many ComfyUIs and on which devices (worker/devices.py): by default one per visible GPU, one on a
+    # machine without. WORKER_COMFYUI_COUNT=N and WORKER_DEVICES="0,1" / "cpu,cpu,cpu" override it.
+    comfyui_count: str = ""
+    devices: str = ""
+    restart_backoff: float = 1.0  # a ComfyUI that died starts again after 1, 2, 4, ... s
+    # Blobs from S3: ranged GETs of this size, this many in parallel (None: 4 per vCPU, 8 to 64).
+    fetch_part_bytes: int = 16 * 1024 * 1024
+    fetch_concurrency: int | None = None
+    # Write the cold start report to the store (workers/<environment>/...): SageMaker endpoints, whose
+    # containers the extension cannot reach, set it; local endpoints read /status instead.
+    report_to_store: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> WorkerSettings:
@@ -59,4 +70,14 @@ class WorkerSettings:
             exit_after_failure=float(env.get("WORKER_EXIT_AFTER_FAILURE", "60")),
             cancel_poll=float(env.get("WORKER_CANCEL_POLL", "2")),
             preview_method=env.get("WORKER_PREVIEW_METHOD", "auto"),
+            comfyui_count=env.get("WORKER_COMFYUI_COUNT", ""),
+            devices=env.get("WORKER_DEVICES", ""),
+            restart_backoff=float(env.get("WORKER_RESTART_BACKOFF", "1")),
+            fetch_part_bytes=int(float(env.get("WORKER_FETCH_PART_MB", "16")) * 1024 * 1024),
+            fetch_concurrency=int(env["WORKER_FETCH_CONCURRENCY"]) if env.get("WORKER_FETCH_CONCURRENCY") else None,
+            report_to_store=env.get("WORKER_REPORT", "") == "store",
         )
+
+    def device_environ(self) -> dict[str, str]:
+        """What worker/devices.py plans from: this process's environment with the worker's own choices."""
+        return {**os.environ, "WORKER_COMFYUI_COUNT": self.comfyui_count, "WORKER_DEVICES": self.devices}
