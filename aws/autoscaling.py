@@ -1,9 +1,15 @@
 """Autoscaling of an endpoint's variant (Application Auto Scaling + a CloudWatch alarm).
 
-- real-time: target tracking on SageMakerVariantInvocationsPerInstance;
-- async: target tracking on ApproximateBacklogSizePerInstance; with min 0,
+- real-time: target tracking on SageMakerVariantInvocationsPerInstance (AWS: "the average number of
+  times per minute that each instance for a variant is invoked");
+- async: target tracking on ApproximateBacklogSizePerInstance (AWS: the number of items in the queue,
+  being processed or yet to be, divided by the number of instances); with min 0,
   also a step scaling policy driven by an alarm on HasBacklogWithoutCapacity,
   so the first request after scaling in to zero brings an instance back.
+
+Targets are per GPU and multiplied by the instance's GPUs (core/endpoint_config.py GPUS_PER_INSTANCE):
+the worker runs one ComfyUI per GPU, so an instance with 4 GPUs does the work of 4 and should carry 4
+times the backlog (or invocations) before another instance is added.
 """
 
 from __future__ import annotations
@@ -16,8 +22,14 @@ NAMESPACE = "sagemaker"
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 TRACKING_POLICY = "comfyui-sagemaker-target-tracking"
 STEP_POLICY = "comfyui-sagemaker-scale-out-from-zero"
-INVOCATIONS_PER_INSTANCE = 5.0  # real-time: a few concurrent prompts per GPU
-BACKLOG_PER_INSTANCE = 2.0  # async: queued requests per instance before adding one
+INVOCATIONS_PER_GPU = 5.0  # real-time: invocations per minute per GPU (a few prompts of ~10 s each)
+BACKLOG_PER_GPU = 2.0  # async: requests per GPU (one running, one waiting) before adding an instance
+
+
+def targets(gpus: int) -> dict[str, float]:
+    """The target tracking values for an instance with `gpus` GPUs, per mode."""
+    gpus = max(1, gpus)
+    return {"realtime": INVOCATIONS_PER_GPU * gpus, "async": BACKLOG_PER_GPU * gpus}
 
 
 class Autoscaling:
@@ -25,19 +37,19 @@ class Autoscaling:
         self.aas = aas
         self.cw = cloudwatch
 
-    def apply(self, endpoint: str, mode: str, minimum: int, maximum: int) -> None:
+    def apply(self, endpoint: str, mode: str, minimum: int, maximum: int, gpus: int = 1) -> None:
         rid = naming.resource_id(endpoint)
         self.aas.register_scalable_target(ServiceNamespace=NAMESPACE, ResourceId=rid, ScalableDimension=DIMENSION,
                                           MinCapacity=minimum, MaxCapacity=maximum)
         if mode == "realtime":
             metric = {"PredefinedMetricSpecification": {
                 "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}}
-            target = INVOCATIONS_PER_INSTANCE
+            target = targets(gpus)["realtime"]
         else:
             metric = {"CustomizedMetricSpecification": {
                 "MetricName": "ApproximateBacklogSizePerInstance", "Namespace": "AWS/SageMaker",
                 "Dimensions": [{"Name": "EndpointName", "Value": endpoint}], "Statistic": "Average"}}
-            target = BACKLOG_PER_INSTANCE
+            target = targets(gpus)["async"]
         self.aas.put_scaling_policy(
             PolicyName=TRACKING_POLICY, ServiceNamespace=NAMESPACE, ResourceId=rid, ScalableDimension=DIMENSION,
             PolicyType="TargetTrackingScaling",

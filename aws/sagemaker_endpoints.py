@@ -27,9 +27,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..core.endpoint_config import gpu_count
 from ..core.endpoints import EndpointBusy, EndpointNotFound, Endpoints, InvocationFailed
 from ..core.executions import CANCEL_PREFIX
 from ..core.templates import now
+from ..worker.coldstart import report_folder
 from . import autoscaling, endpoint_states, naming, runtime
 from .clients import client
 from .errors import ROLE_ARN, AwsError, AwsNotConfigured, aws_call, translate
@@ -55,6 +57,15 @@ def _not_found(err: Exception) -> bool:
 def version_of(config_name: str | None) -> int | None:
     m = re.search(r"-v(\d+)$", config_name or "")
     return int(m.group(1)) if m else None
+
+
+def worker_summary(report: dict) -> dict | None:
+    """Which worker the report is from and how it is: its state, instance, start, version."""
+    if not report:
+        return None
+    out = {k: report.get(k) for k in ("state", "reason", "instance", "started_at", "updated_at", "ready_after_s")}
+    out["version"] = (report.get("environment") or {}).get("version")
+    return out
 
 
 class SageMakerEndpoints(Endpoints):
@@ -120,14 +131,32 @@ class SageMakerEndpoints(Endpoints):
         except Exception as err:  # the warning is a courtesy: never fail the deploy for it
             log.warning("cannot record the endpoint warning: %s", err)
 
+    def worker_report(self, environment: str) -> dict | None:
+        """The newest worker's report (worker/coldstart.py): the containers write it to the store, since
+        nothing else of theirs reaches the extension. One LIST of one key and one GET, however many
+        instances have ever started (keys sort newest first)."""
+        if self.store is None:
+            return None
+        try:
+            keys = self.store.list_page(report_folder(environment), limit=1)
+            return json.loads(self.store.get(keys[0]).data) if keys else None
+        except Exception as err:  # a report is a courtesy: an endpoint shows without it
+            log.warning("cannot read the worker report of %s: %s", environment, err)
+            return None
+
     def _view(self, environment: str, d: dict) -> dict:
         variants = d.get("ProductionVariants") or [{}]
+        report = self.worker_report(environment) or {}
         return {
             "name": environment, "kind": "sagemaker", "state": d["EndpointStatus"],
             "environment": environment, "endpoint_name": d["EndpointName"],
             "endpoint_config": d.get("EndpointConfigName"), "version": version_of(d.get("EndpointConfigName")),
             "reason": d.get("FailureReason"), "instances": variants[0].get("CurrentInstanceCount", 0),
             "warning": self._warning(environment), "updated_at": str(d.get("LastModifiedTime", "")),
+            # The newest instance's cold start, as its worker reported it (see worker/coldstart.py).
+            "phases": report.get("phases") or [], "activity": report.get("activity"),
+            "comfyuis": report.get("comfyuis") or [],
+            "worker": worker_summary(report),
         }
 
     @aws_call
@@ -175,7 +204,9 @@ class SageMakerEndpoints(Endpoints):
         environment = {
             "SAGEMAKER_MANIFEST_URI": manifest_uri, "WORKER_MODELS": "eager",
             # SageMaker gives up on a real-time call after 60 s: the worker frees the GPU then too.
-            "WORKER_INVOCATION_TIMEOUT": str(INVOCATION_TIMEOUT_S[manifest["endpoint"]["mode"]])}
+            "WORKER_INVOCATION_TIMEOUT": str(INVOCATION_TIMEOUT_S[manifest["endpoint"]["mode"]]),
+            # The extension cannot reach the container: its cold start report goes to the store.
+            "WORKER_REPORT": "store"}
         if self.sse:
             environment["WORKER_S3_SSE"] = self.sse
             if self.sse == "aws:kms" and self.kms_key_id:
@@ -204,8 +235,9 @@ class SageMakerEndpoints(Endpoints):
                       "S3FailurePath": f"{self.store_uri}/async/failures/"}
             if self.sse == "aws:kms" and self.kms_key_id:
                 output["KmsKeyId"] = self.kms_key_id
-            request["AsyncInferenceConfig"] = {"OutputConfig": output,
-                                               "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 1}}
+            # The worker runs one ComfyUI per GPU: as many requests at once as the instance has GPUs.
+            request["AsyncInferenceConfig"] = {"OutputConfig": output, "ClientConfig": {
+                "MaxConcurrentInvocationsPerInstance": gpu_count(cfg["instance_type"])}}
         return request
 
     def _create_version(self, model: dict, config: dict) -> None:
@@ -319,7 +351,8 @@ class SageMakerEndpoints(Endpoints):
         env = manifest["name"]
         try:
             if cfg.get("autoscaling"):
-                self._scaling().apply(endpoint, cfg["mode"], cfg["autoscaling"]["min"], cfg["autoscaling"]["max"])
+                self._scaling().apply(endpoint, cfg["mode"], cfg["autoscaling"]["min"], cfg["autoscaling"]["max"],
+                                      gpu_count(cfg["instance_type"]))
             self._set_warning(env, None)
         except Exception as err:
             # Without it the endpoint never scales (never to zero, billed around the clock): say so on it.
@@ -385,11 +418,22 @@ class SageMakerEndpoints(Endpoints):
                 if self._wait_gone(endpoint, GONE_TIMEOUT_S):
                     self._delete_versions(endpoint)
                     self._set_warning(name, None)
+                    self._delete_reports(name)
                     self.on_change({"name": name, "kind": "sagemaker", "state": "Deleted", "environment": name})
             except Exception as err:  # the next delete removes the leftovers
                 log.error("comfyui-sagemaker: cleaning up after endpoint %s failed: %s", endpoint, err)
 
         self._in_background(clean_up, f"sagemaker-delete-{endpoint}")
+
+    def _delete_reports(self, environment: str) -> None:
+        """The workers' reports go with the endpoint (a bucket lifecycle rule on workers/ is the backstop)."""
+        if self.store is None:
+            return
+        try:
+            for key in self.store.list(report_folder(environment)):
+                self.store.delete(key)
+        except Exception as err:  # leftovers cost a few bytes; the next endpoint's reports sort before them
+            log.warning("cannot remove the worker reports of %s: %s", environment, err)
 
     def _in_background(self, fn: Callable[[], None], name: str) -> None:
         threading.Thread(target=fn, daemon=True, name=name).start()

@@ -32,6 +32,9 @@ from ..core.templates import now
 from ..worker.settings import TOKEN_HEADER
 
 READY_TIMEOUT = 900.0
+# What a local endpoint carries from its worker's /status (worker/coldstart.py says what they hold).
+WORKER_REPORT = ("phases", "activity", "comfyuis")
+STATUS_POLL_IN_SERVICE = 2.0  # s between /status reads once InService (first prompts, ComfyUI restarts)
 # The CLI's arguments that serve a worker: the worker image's ENTRYPOINT + CMD end the same way (a test
 # compares them). Here the CLI is started by the extension's folder (see __main__.py), so the worker runs
 # this very copy's code whether or not a package `comfyui_sagemaker` is installed.
@@ -119,8 +122,14 @@ class LocalEndpoints(Endpoints):
 
     @staticmethod
     def describe(state: dict) -> dict:
-        return {k: state.get(k) for k in ("name", "kind", "state", "environment", "version", "url", "reason",
-                                          "created_at", "updated_at")}
+        """What the sidebar shows; `phases`, `activity` and `comfyuis` are the worker's own (its /status:
+        the cold start step by step, what it does now, each ComfyUI's state)."""
+        out = {k: state.get(k) for k in ("name", "kind", "state", "environment", "version", "url", "reason",
+                                         "created_at", "updated_at")}
+        out.update({k: state.get(k) for k in WORKER_REPORT})
+        out["phases"] = out["phases"] or []
+        out["comfyuis"] = out["comfyuis"] or []
+        return out
 
     # the seam
 
@@ -234,6 +243,10 @@ class LocalEndpoints(Endpoints):
             # A local endpoint shares this Python: its packages are the designer's own.
             "WORKER_INSTALL_PACKAGES": "0",
             "WORKER_TOKEN": state["token"],
+            # One ComfyUI on the designer's machine (its own ComfyUI uses the GPU too), unless this ComfyUI's
+            # environment asks for more (WORKER_COMFYUI_COUNT or WORKER_DEVICES, see worker/devices.py).
+            "WORKER_COMFYUI_COUNT": os.environ.get("WORKER_COMFYUI_COUNT")
+            or ("" if os.environ.get("WORKER_DEVICES") else "1"),
         }
         log = open(folder / "worker.log", "ab")
         proc = subprocess.Popen(worker_command(self.runtime.python, self.runtime.extension_dir), env=env,
@@ -281,29 +294,59 @@ class LocalEndpoints(Endpoints):
         state = self._read(name)
         return state if state and state.get("pid") == pid and state["state"] != "Deleting" else None
 
+    @staticmethod
+    def _report(status: dict | None, state: dict) -> dict:
+        """The worker's report fields that changed since `state` (nothing when /status did not answer)."""
+        if not status:
+            return {}
+        fresh = {k: status.get(k) for k in WORKER_REPORT}
+        return fresh if any(fresh[k] != state.get(k) for k in WORKER_REPORT) else {}
+
     def _watch(self, name: str, pid: int) -> None:
-        """Creating/Updating -> InService or Failed; then InService -> Failed if the worker dies."""
-        deadline = time.monotonic() + READY_TIMEOUT
+        """Creating/Updating -> InService or Failed; then InService -> Failed if the worker dies. The worker's
+        cold start report (phases, activity, ComfyUIs) is copied into the endpoint as it changes."""
+        deadline, reported = time.monotonic() + READY_TIMEOUT, 0.0
         while (state := self._current(name, pid)) and state["state"] in ("Creating", "Updating"):
             if not self._running(name, pid):
                 self._set(name, state="Failed", reason=f"worker exited during start-up; {self._last_lines(name)}")
                 return
             status = self._status(state["url"], self._headers(name))
+            report = self._report(status, state)
             if status and status["state"] == "ready":
-                self._set(name, state="InService", reason=None)
+                self._set(name, state="InService", reason=None, **report)
             elif status and status["state"] == "failed":
-                self._set(name, state="Failed", reason=f"{status['reason']}; {self._last_lines(name)}")
+                self._set(name, state="Failed", reason=f"{status['reason']}; {self._last_lines(name)}", **report)
                 self._stop(state)
                 return
             elif time.monotonic() > deadline:
                 self._set(name, state="Failed", reason=f"not ready after {READY_TIMEOUT:.0f} s")
                 return
+            elif report and (time.monotonic() - reported >= 0.5 or
+                             any(report[k] != state.get(k) for k in WORKER_REPORT if k != "activity")):
+                reported = time.monotonic()  # byte progress: at most twice a second
+                self._merge_report(name, pid, report)
             time.sleep(0.1)
+        polled = time.monotonic()
         while (state := self._current(name, pid)) and state["state"] == "InService":
             if not self._running(name, pid):
                 self._set(name, state="Failed", reason=f"worker exited; {self._last_lines(name)}")
                 return
+            if time.monotonic() - polled >= STATUS_POLL_IN_SERVICE:
+                polled = time.monotonic()
+                report = self._report(self._status(state["url"], self._headers(name)), state)
+                if report:
+                    self._merge_report(name, pid, report)
             time.sleep(0.5)
+
+    def _merge_report(self, name: str, pid: int, report: dict) -> None:
+        """The worker's report into its endpoint, only while that worker still owns it (never bringing
+        back an endpoint deleted meanwhile)."""
+        with self._lock:
+            state = self._current(name, pid)
+            if state is None:
+                return
+            state = self._write({**state, **report, "updated_at": now()})
+        self.on_change(self.describe(state))
 
     def _running(self, name: str, pid: int) -> bool:
         proc = self._procs.get(name.lower())

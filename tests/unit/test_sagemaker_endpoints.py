@@ -110,6 +110,7 @@ def test_create_async_with_scale_to_zero_sends_exactly_these_requests(stubbed):
                     "SAGEMAKER_MANIFEST_URI": f"{STORE}/environments/portraits/versions/v000001.json",
                     "WORKER_MODELS": "eager",
                     "WORKER_INVOCATION_TIMEOUT": "3600",
+                    "WORKER_REPORT": "store",
                 },
             },
         },
