@@ -1,6 +1,7 @@
 """An execution's output files: checked against their digests and copied from the store under
 ComfyUI's `output/sagemaker/<execution id>/`, where `/view` serves them. The same for a run of this
-ComfyUI as it ends and, on demand, for someone else's run opened here (team mode)."""
+ComfyUI as it ends and, on demand, for someone else's run opened here (team mode). Without an output
+folder (the gateway: `output_dir()` is None) each file is checked and nothing is kept; the store serves it."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class OutputInvalid(SageMakerError):
 
 
 class Outputs:
-    def __init__(self, store: Store, output_dir: Callable[[], Path]):
+    def __init__(self, store: Store, output_dir: Callable[[], Path | None]):
         self.store = store
         self.output_dir = output_dir
 
@@ -58,7 +59,11 @@ class Outputs:
             raise OutputInvalid(f"the endpoint returned an output with a malformed file name: {str(filename)[:80]!r}")
         subfolder = f"{OUTPUT_SUBFOLDER}/{execution_id}"
         name = Path(filename).name
-        dest = Path(self.output_dir()) / subfolder / name
+        folder = self.output_dir()
+        if folder is None:
+            return {"filename": name, "subfolder": subfolder, "type": "output", "sha256": digest,
+                    "size": self._check(digest, name)}
+        dest = Path(folder) / subfolder / name
         if not (dest.is_file() and file_sha256(dest) == digest):
             dest.parent.mkdir(parents=True, exist_ok=True)
             tmp = dest.with_name(f".{name}.{uuid.uuid4().hex}.part")
@@ -69,9 +74,26 @@ class Outputs:
                 os.replace(tmp, dest)
             finally:
                 tmp.unlink(missing_ok=True)
-        return {"filename": name, "subfolder": subfolder, "type": "output", "sha256": digest}
+        return {"filename": name, "subfolder": subfolder, "type": "output", "sha256": digest,
+                "size": dest.stat().st_size}
+
+    def _check(self, digest: str, name: str) -> int:
+        """The blob's size once its bytes are read and match their digest (nothing kept)."""
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(prefix=".sagemaker-output-")
+        os.close(fd)
+        try:
+            self.store.get_file(blob_key(digest), tmp)
+            if file_sha256(tmp) != digest:
+                raise OutputInvalid(f"output {name}: the stored bytes do not match their digest {digest}")
+            return os.path.getsize(tmp)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
     def remove_local(self, execution_id: str) -> None:
         import shutil
 
-        shutil.rmtree(Path(self.output_dir()) / OUTPUT_SUBFOLDER / execution_id, ignore_errors=True)
+        folder = self.output_dir()
+        if folder is not None:
+            shutil.rmtree(Path(folder) / OUTPUT_SUBFOLDER / execution_id, ignore_errors=True)

@@ -15,6 +15,10 @@ Records are written with compare-and-swap (core/execution_records.py): a run
 that a designer cancelled from another ComfyUI is seen cancelled here (its
 owner polls its runs in flight) and stops, and nothing here rewrites it. A
 ComfyUI restarting fails only its own runs left in flight.
+
+Other faces (the Comfy API v2, the gateway) follow runs through `listeners` (every event of a run, with
+its execution id) and hand over inputs already in the store (`stored_inputs`); a run may carry a
+`webhook_url`, delivered by `webhooks` (core/webhooks.py) when the run ends, wherever it ends.
 """
 
 from __future__ import annotations
@@ -36,9 +40,10 @@ from .execution_outputs import OUTPUT_SUBFOLDER, OutputInvalid, Outputs
 from .execution_records import FINAL, ID_RE, INDEX, ExecutionRecords
 from .hashing import HashCache
 from .identity import Owner
-from .inputs import input_path, put_inputs
-from .store import KeyNotFound, PreconditionFailed, Store, blob_key
+from .inputs import InputMissing, get_inputs, input_path, put_inputs
+from .store import DIGEST_RE, KeyNotFound, PreconditionFailed, Store, blob_key
 from .templates import TemplateService, now
+from .webhooks import pending as pending_webhook
 
 # A run that failed outside a node, as ComfyUI's error dialog titles it (its exception_type).
 FAILURE_TITLES = {
@@ -93,6 +98,7 @@ RELAYED = ("execution_start", "execution_cached", "executing", "progress", "prog
 # A cancel request for an endpoint that cannot route it to the run (SageMaker): a marker the worker polls.
 CANCEL_PREFIX = "async/cancel/"
 WATCH_INTERVAL = 2.0  # how often the owner looks at its runs in flight for a cancel from another ComfyUI
+EXTRA_FIELDS = ("api", "v2", "labels")  # what other faces keep on a record (core/jobs_v2.py)
 __all__ = ["ExecutionService", "ExecutionNotFound", "OutputInvalid", "CANCEL_PREFIX", "ID_RE", "OUTPUT_SUBFOLDER",
            "new_id"]
 
@@ -119,7 +125,7 @@ class ExecutionService:
     def __init__(self, store: Store, templates: TemplateService, environments, endpoints: Endpoints, host,
                  hash_cache: HashCache, send: Callable[[str, dict, str | None], None], max_workers: int = 32,
                  synced: Callable[[str], str | None] = lambda name: None, owner: Owner | None = None,
-                 native: NativeQueue | None = None):
+                 native: NativeQueue | None = None, webhooks=None):
         self.store = store
         self.records = ExecutionRecords(store)
         self.templates = templates
@@ -138,6 +144,10 @@ class ExecutionService:
         self._relayed: dict[str, dict] = {}
         self._lock = threading.Lock()
         self._watcher: threading.Thread | None = None
+        self.webhooks = webhooks  # core.webhooks.Webhooks, or None where webhooks are not offered
+        # Called with (execution id, event kind, data) for every event of a run this process follows, and
+        # ("sagemaker.execution", summary) on each change of its record.
+        self.listeners: list[Callable[[str, str, dict], None]] = []
 
     # records
 
@@ -155,6 +165,7 @@ class ExecutionService:
         with self._lock:
             if record["state"] in FINAL and fields.get("state") not in (None, record["state"]):
                 return record  # cancelled meanwhile: the later outcome does not overwrite it
+            was_final = record["state"] in FINAL
             record.update(fields)
             try:
                 self._etags[record["id"]] = self.records.replace(record, self._etags[record["id"]])
@@ -168,8 +179,24 @@ class ExecutionService:
         if record["state"] in FINAL:
             self.records.ended(record)
             self._native(self.native.ended, record)
-        self.send("sagemaker.execution", self.summary(record), None)
+        summary = self.summary(record)
+        self.send("sagemaker.execution", summary, None)
+        self._tell(record["id"], "sagemaker.execution", summary)
+        if record["state"] in FINAL and not was_final:
+            self._ended(record)
         return record
+
+    def _tell(self, execution_id: str, kind: str, data: dict) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(execution_id, kind, data)
+            except Exception:  # a face's bookkeeping never fails the run
+                logging.getLogger("comfyui_sagemaker").exception("comfyui-sagemaker: an execution listener failed")
+
+    def _ended(self, record: dict) -> None:
+        """A run reached its final state through this process: its webhook goes out (once, see webhooks)."""
+        if self.webhooks is not None:
+            self._native(self.webhooks.ended, record)
 
     @staticmethod
     def _native(step: Callable, *args) -> None:
@@ -182,11 +209,18 @@ class ExecutionService:
     def summary(self, record: dict, user: str | None = None) -> dict:
         out = {k: record.get(k) for k in ("id", "prompt_id", "template", "template_version", "environment",
                                           "environment_version", "owner", "state", "created_at", "started_at",
-                                          "finished_at", "error", "outputs", "note")}
+                                          "finished_at", "error", "outputs", "note", "webhook")}
         out["mine"] = self.is_mine(record, user)
         return out
 
-    def get(self, execution_id: str, user: str | None = None) -> dict:
+    def live(self, execution_id: str) -> bool:
+        """Whether this process runs (follows) that execution now."""
+        with self._lock:
+            return execution_id in self._live
+
+    def get(self, execution_id: str, user: str | None = None, localise: bool = True) -> dict:
+        """The record; with `localise`, someone else's outputs are copied here for /view (a face that serves
+        outputs from the store passes False)."""
         with self._lock:
             if execution_id in self._live:
                 return dict(self._live[execution_id])
@@ -196,7 +230,8 @@ class ExecutionService:
         if got is None:
             raise ExecutionNotFound(f"execution {execution_id!r} does not exist")
         record = got[0]
-        if not self.is_mine(record, user) and record.get("state") == "succeeded" and record.get("outputs"):
+        if localise and not self.is_mine(record, user) and record.get("state") == "succeeded" \
+                and record.get("outputs"):
             # Someone else's run: its files are in their output folder, not here; copy them from the store.
             try:
                 record["outputs"] = self.outputs.all(execution_id, record["outputs"])
@@ -245,11 +280,24 @@ class ExecutionService:
     # running
 
     def create(self, prompt: object, workflow: object = None, template: object = None, environment: object = None,
-               client_id: object = None, user: str | None = None, template_version: object = None) -> dict:
+               client_id: object = None, user: str | None = None, template_version: object = None, *,
+               stored_inputs: dict[str, str] | None = None, webhook_url: object = None,
+               extra: dict | None = None) -> dict:
         """`environment` and `template_version`, when the page sends them, are what it loaded: a run follows
-        them, not a binding the designer changed since."""
+        them, not a binding the designer changed since. `stored_inputs` ({file name: sha256}) are input files
+        whose bytes the store holds already (a v2 job's assets, the gateway's images); `webhook_url` gets a
+        signed POST when the run ends; `extra` ({api, v2, labels}) is kept on the record for other faces."""
         if not isinstance(prompt, dict) or not prompt:
             raise BadRequest("prompt must be a non-empty object (ComfyUI's API format)")
+        stored = dict(stored_inputs or {})
+        if not all(isinstance(k, str) and isinstance(v, str) and DIGEST_RE.fullmatch(v) for k, v in stored.items()):
+            raise BadRequest("stored inputs must be {file name: sha256}")
+        webhook = None
+        if webhook_url is not None:
+            if self.webhooks is None:
+                raise BadRequest("webhooks are not available here")
+            webhook = pending_webhook(self.webhooks.check(webhook_url))  # WebhookRefused before anything is spent
+        extra = {k: v for k, v in (extra or {}).items() if k in EXTRA_FIELDS}
         if template is None and environment is None:
             raise BadRequest("choose a template (load one from the SageMaker sidebar) or an environment to run on")
         if template_version is not None and (isinstance(template_version, bool)
@@ -268,10 +316,19 @@ class ExecutionService:
             self.endpoints.check_ready(name)
         except EndpointNotFound:
             raise EndpointNotReady(f"no endpoint runs environment {name!r}: deploy one first") from None
-        analysis = self.host.analyze(prompt)
+        input_dir = self.host.input_dir()  # None without ComfyUI (the gateway): inputs come from the store only
+        if input_dir is not None and stored:
+            get_inputs(self.store, input_dir, stored, self.hash_cache)  # so ComfyUI's own validation sees them
+        analysis = self.host.analyze(prompt, manifest)
         names = preflight.check(prompt, analysis, manifest)
-        names += preflight.extra_inputs(prompt, analysis, lambda n: input_path(self.host.input_dir(), n) is not None)
-        inputs = put_inputs(self.store, self.host.input_dir(), names, self.hash_cache, self.synced)
+        if input_dir is not None:
+            names += preflight.extra_inputs(prompt, analysis, lambda n: input_path(input_dir, n) is not None)
+        names = [n for n in names if n not in stored]
+        if input_dir is None and names:
+            raise InputMissing(f"input file(s) {', '.join(sorted(set(names)))} are not assets of this run: without "
+                               "ComfyUI there is no input folder; upload them as assets (or pass images as base64)")
+        inputs = {**(put_inputs(self.store, input_dir, names, self.hash_cache, self.synced) if names else {}),
+                  **stored}
         # ComfyUI's own validation, where this ComfyUI knows every node type (else the worker's is the check);
         # after the input files, whose absence put_inputs says in its own words.
         validate = getattr(self.host, "validate", None)
@@ -283,8 +340,10 @@ class ExecutionService:
             "environment": name, "environment_version": manifest.get("version"), "endpoint": name,
             "owner": self.owner_for(user).to_json(), "client_id": client_id if isinstance(client_id, str) else None,
             "state": "queued", "created_at": now(), "started_at": None, "finished_at": None, "inputs": inputs,
-            "outputs": {}, "error": None, "workflow_saved": workflow is not None,
+            "outputs": {}, "error": None, "workflow_saved": workflow is not None, **extra,
         }
+        if webhook is not None:
+            record["webhook"] = webhook
         with self._lock:
             self._etags[record["id"]] = self.records.create(record)
             self._live[record["id"]] = record
@@ -331,7 +390,9 @@ class ExecutionService:
 
     def _to_page(self, record: dict, kind: str, data: dict) -> None:
         """A ComfyUI-named event of a run, to the browser that queued it. A run without a client id (a
-        program's) sends none: broadcast, its node ids would paint on every open canvas."""
+        program's) sends none: broadcast, its node ids would paint on every open canvas. Listeners (other
+        faces following the run) get every one."""
+        self._tell(record["id"], kind, data)
         if record["client_id"]:
             self.send(kind, data, record["client_id"])
 
@@ -429,6 +490,7 @@ class ExecutionService:
             state = stored[0].get("state") if stored else "gone"
             raise Conflict(f"execution {record['id']} is {state}; only a queued or running one can be cancelled")
         self.records.ended(done)
+        self._ended(done)
         cancel = getattr(self.endpoints, "cancel", None)
         if cancel is not None:
             try:
@@ -481,12 +543,34 @@ class ExecutionService:
                         "error": {"code": "interrupted", "message": "ComfyUI restarted while this execution ran"}}
 
             record = self.records.swap(execution_id, failed)
+            if record is not None:
+                self._ended(record)
             stored = self.records.read(execution_id)
             # Ended (by us now, or by someone before): it leaves our in-flight folder either way.
             self.records.ended({**(stored[0] if stored else {"id": execution_id, "state": "gone"}),
                                 "owner": self.owner.to_json()})
             n += record is not None
         return n
+
+    def drain(self, timeout: float, why: str) -> int:
+        """A process stopping (the gateway): wait up to `timeout` s for the runs it follows to end, then fail
+        the others with `why` and ask their endpoints to stop them. The number failed so."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._live:
+                    return 0
+            time.sleep(0.05)
+        with self._lock:
+            left = list(self._live.values())
+        for live in left:
+            was_running = live["state"] == "running"
+            self._update(live, state="failed", finished_at=now(), error={"code": "interrupted", "message": why})
+            try:
+                self._stop(live, was_running)
+            except SageMakerError:
+                pass
+        return len(left)
 
     def apply_retention(self, days: int, keep_blobs: Callable[[], set[str]]) -> int:
         """Remove execution records older than `days` days with their index markers, their local output

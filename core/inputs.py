@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .errors import BadRequest
-from .hashing import HashCache, hash_files
+from .hashing import HashCache, file_sha256, hash_files
 from .store import Store
 
 
@@ -56,3 +56,37 @@ def put_inputs(store: Store, input_dir: Path, names: Iterable[str], cache: HashC
             store.put_blob(result.sha256, str(path))
         out[name] = result.sha256
     return out
+
+
+def get_inputs(store: Store, input_dir: Path, stored: dict[str, str], cache: HashCache) -> None:
+    """Files the store holds ({name: sha256}, e.g. a v2 job's assets) into ComfyUI's input folder, so this
+    ComfyUI's own validation sees them as its input files. Written once under their name (exclusively, never
+    over another file); a file of that name with other content is InputMissing's refusal."""
+    import uuid
+
+    from .store import KeyNotFound, blob_key
+
+    for name, digest in sorted(stored.items()):
+        dest = Path(input_dir) / name
+        if input_path(input_dir, name) is None and (dest.exists() or os.path.dirname(name)):
+            raise InputMissing(f"input file {name}: not a plain file name of ComfyUI's input folder")
+        if dest.exists():
+            result = hash_files([str(dest)], cache)[str(dest)]
+            if result.ok and result.sha256 == digest:
+                continue
+            raise InputMissing(f"input file {name} exists in ComfyUI's input folder with other content")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".sagemaker-asset-{uuid.uuid4().hex}")
+        try:
+            try:
+                store.get_file(blob_key(digest), str(tmp))
+            except KeyNotFound:
+                raise InputMissing(f"input file {name}: its bytes ({digest}) are not in the store") from None
+            if file_sha256(tmp) != digest:
+                raise InputMissing(f"input file {name}: the stored bytes do not match their digest {digest}")
+            try:
+                os.link(tmp, dest)
+            except FileExistsError:
+                pass  # written by another request meanwhile: the same name is the same content
+        finally:
+            tmp.unlink(missing_ok=True)

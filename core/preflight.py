@@ -22,9 +22,14 @@ MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".s
 
 
 class EnvironmentLacks(BadRequest):
-    """The prompt needs a node type or model that the environment does not carry."""
+    """The prompt needs a node type or model that the environment does not carry. `node_errors` says it
+    per node: {node id: [{"reason": "node_type_missing" | "model_missing", "class_type", "field"?, "value"?}]}."""
 
     code = "environment_lacks"
+
+    def __init__(self, message: str, node_errors: dict | None = None):
+        super().__init__(message)
+        self.node_errors = node_errors or {}
 
 
 def check(prompt: dict, analysis: dict, manifest: dict) -> list[str]:
@@ -33,23 +38,33 @@ def check(prompt: dict, analysis: dict, manifest: dict) -> list[str]:
     packs = {p["folder"]: set(p.get("node_types") or []) for p in manifest["custom_nodes"]}
     remote_types = set().union(*packs.values()) if packs else set()
     problems = []
+    node_errors: dict[str, list[dict]] = {}
+
+    def lacks_type(node_type: str, node_ids: list[str]) -> None:
+        for node_id in node_ids:
+            node_errors.setdefault(node_id, []).append({"reason": "node_type_missing", "class_type": node_type})
+
     for node in analysis["nodes"]:
         if node["pack"] not in ("core", BUILTIN) and node["pack"] not in packs:
             problems.append(f"node type {node['type']} (pack {node['pack']}, nodes {', '.join(node['node_ids'])})")
+            lacks_type(node["type"], node["node_ids"])
     for missing in analysis["missing"]:
         if missing["type"] not in remote_types:
             problems.append(f"node type {missing['type']} (nodes {', '.join(missing['node_ids'])})")
+            lacks_type(missing["type"], missing["node_ids"])
     names = {m["name"] for m in manifest["models"]}
     seen = set()
     for node_id, node in prompt.items():
-        for value in (node.get("inputs") or {}).values():
-            if isinstance(value, str) and value.lower().endswith(MODEL_EXTENSIONS) and value not in names \
-                    and value not in seen:
-                seen.add(value)
-                problems.append(f"model {value} (node {node_id})")
+        for field, value in (node.get("inputs") or {}).items():
+            if isinstance(value, str) and value.lower().endswith(MODEL_EXTENSIONS) and value not in names:
+                node_errors.setdefault(str(node_id), []).append(
+                    {"reason": "model_missing", "class_type": node.get("class_type"), "field": field, "value": value})
+                if value not in seen:
+                    seen.add(value)
+                    problems.append(f"model {value} (node {node_id})")
     if problems:
         raise EnvironmentLacks(f"environment {env!r} lacks: {'; '.join(problems)}. Publish a new version of it "
-                               "that includes them, or change the prompt")
+                               "that includes them, or change the prompt", node_errors)
     return sorted({i["name"] for i in analysis["inputs"]})
 
 

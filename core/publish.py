@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import packing
+from .analysis import BUILTIN
 from .errors import BadRequest, SageMakerError
 from .hashing import HashCache, HashCancelled, hash_files
 from .jobs import Job, JobCancelled
@@ -170,6 +171,9 @@ def run_publish(
             ],
             "models": [{"folder": m.folder, "name": m.name, "size": m.size, "sha256": hashes[m.path].sha256}
                        for m in plan.models],
+            # What a caller without ComfyUI (the gateway) checks a prompt's node types against: the designer's
+            # core nodes and this extension's own, beside each pack's node_types above.
+            "core_node_types": sorted({*(node_types or {}).get("core", []), *(node_types or {}).get(BUILTIN, [])}),
             "templates": plan.templates,
             "include": plan.include,
             "endpoint": plan.endpoint,

@@ -79,7 +79,9 @@ class ComfyHost:
     def native_queue(self):
         return self.facts.native_queue
 
-    def analyze(self, workflow: object) -> dict:
+    def analyze(self, workflow: object, manifest: dict | None = None) -> dict:
+        """What `workflow` needs, by this ComfyUI's node registry (the manifest a run targets is judged by
+        preflight, not here)."""
         if self.facts.catalog is None:
             raise SageMakerError("analysis needs ComfyUI's node registry")
         exists = analysis.safe_input_exists(str(self.facts.input_dir))

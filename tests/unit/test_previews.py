@@ -64,6 +64,7 @@ class Page:
 def service_with(page: Page) -> ExecutionService:
     svc = ExecutionService.__new__(ExecutionService)  # only the relay: no store, no endpoints
     svc.send = page
+    svc.listeners = []
     return svc
 
 
