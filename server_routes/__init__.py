@@ -24,13 +24,14 @@ from . import (
     openapi,
     template_runs,
     templates,
+    v2,
 )
 from .context import ComfyFacts, Context
 from .http import middleware
 
 ROUTE_TABLES = [meta.ROUTES, templates.ROUTES, analysis.ROUTES, environments.ROUTES, endpoints.ROUTES,
                 executions.ROUTES, inputs.ROUTES, models.ROUTES, template_runs.ROUTES, openapi.ROUTES, events.ROUTES,
-                connect.ROUTES]
+                connect.ROUTES, v2.ROUTES]
 
 
 def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts) -> Context:

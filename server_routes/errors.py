@@ -6,13 +6,17 @@ from aiohttp import web
 
 from ..aws.errors import AwsError, AwsNotConfigured, InstanceTypeRefused, QuotaExceeded
 from ..core import errors as e
+from ..core.assets import BlobNotFound, HashMismatch, MissingAsset
 from ..core.config import ConfigRefused
 from ..core.endpoints import EndpointNotFound, EndpointNotReady, InvocationFailed
 from ..core.environments import EnvironmentExists
 from ..core.fetch import DownloadFailed
+from ..core.idempotency import IdempotencyConflict, IdempotencyKeyReuse
+from ..core.jobs_v2 import InvalidWorkflow
 from ..core.parameters import InputsInvalid, ParametersInvalid
 from ..core.preflight import PromptRefused
 from ..core.store import BlobMismatch
+from .guard import TokenRefused
 from .policy import ForbiddenForRole
 
 STATUS: dict[type[e.SageMakerError], int] = {
@@ -40,7 +44,25 @@ STATUS: dict[type[e.SageMakerError], int] = {
     ParametersInvalid: 400,
     InputsInvalid: 422,
     PromptRefused: 400,
+    # the Comfy API v2's own codes (core/jobs_v2.py, core/assets.py, core/idempotency.py)
+    InvalidWorkflow: 422,
+    MissingAsset: 422,
+    HashMismatch: 409,
+    BlobNotFound: 404,
+    IdempotencyKeyReuse: 422,
+    IdempotencyConflict: 409,
 }
+
+# The v2 face (server_routes/v2.py) speaks the Comfy API v2's protocol: validation failures are 422, a
+# missing token 401 `unauthorized`, an endpoint not serving yet 429 `deployment_not_ready` with Retry-After
+# (clients retry), none at all 422 `deployment_stopped`. Everything else as above.
+V2: dict[type[e.SageMakerError], tuple[int, str | None]] = {
+    e.BadRequest: (422, None),
+    TokenRefused: (401, "unauthorized"),
+    EndpointNotReady: (429, "deployment_not_ready"),
+    EndpointNotFound: (422, "deployment_stopped"),
+}
+RETRY_AFTER = {EndpointNotReady: 10}
 
 
 def status_of(err: e.SageMakerError) -> int:
@@ -54,10 +76,38 @@ def error_response(code: str, message: str, status: int, **extra: object) -> web
     return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
 
 
-def from_exception(err: e.SageMakerError) -> web.Response:
+def _v2(err: e.SageMakerError) -> tuple[int, str]:
+    for cls in type(err).__mro__:
+        if cls in STATUS and cls not in V2:
+            return STATUS[cls], err.code  # a more specific class of ours decides (e.g. InvalidWorkflow 422)
+        if cls in V2:
+            status, code = V2[cls]
+            return status, code or err.code
+    return status_of(err), err.code
+
+
+def from_exception(err: e.SageMakerError, face: str = "sagemaker") -> web.Response:
+    """The error's JSON answer; `face` "v2" for the Comfy API v2 routes (their statuses, `details`)."""
+    if face == "v2":
+        status, code = _v2(err)
+        details = getattr(err, "details", None)
+        fields = getattr(err, "fields", None)
+        if isinstance(fields, dict):
+            details = {**(details or {}), "fields": fields}
+        if isinstance(err, PromptRefused):
+            details = {"node_errors": err.node_errors}
+        response = error_response(code, err.message, status, **({"details": details} if details else {}))
+        retry = getattr(err, "retry_after", None) or next(
+            (v for cls, v in RETRY_AFTER.items() if isinstance(err, cls)), None)
+        if retry:
+            response.headers["Retry-After"] = str(retry)
+        return response
     # Per-field reasons (invalid_inputs) travel next to the message: {"error": {..., "fields": {name: reason}}}.
     fields = getattr(err, "fields", None)
     extra = {"fields": fields} if isinstance(fields, dict) else {}
+    details = getattr(err, "details", None)
+    if isinstance(details, dict):
+        extra["details"] = details
     if isinstance(err, PromptRefused):
         # /prompt's own 400: {"error": {type, message, details, extra_info}, "node_errors": {...}}, with our
         # code beside, so ComfyUI's frontend outlines the nodes and shows its own messages.

@@ -4,7 +4,8 @@
   `allowed_hosts` (a DNS-rebinding page reaches 127.0.0.1 under its own name).
   Checked on every route, reads included: templates and environments are
   the designer's data.
-- A token (header X-SageMaker-Token) is required when one is configured or
+- A token (header X-SageMaker-Token, or `Authorization: Bearer <token>` as the Comfy API v2's clients
+  send it) is required when one is configured or
   when ComfyUI listens off loopback: then on every route, reads included
   (manifests hold paths, logs hold tracebacks), except the public
   `/health` and `/rules`.
@@ -54,11 +55,25 @@ def token_required(listen: Iterable[str], token: str) -> bool:
     return bool(token) or listens_off_loopback([a.strip("[]").lower() for a in listen])
 
 
+class TokenRefused(Forbidden):
+    """The token is needed and missing or wrong (the v2 face answers 401 unauthorized for it)."""
+
+
+def presented(headers: Mapping[str, str]) -> str:
+    """The token a request carries: X-SageMaker-Token, else an Authorization bearer token."""
+    token = headers.get(TOKEN_HEADER, "")
+    if not token:
+        scheme, _, value = headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            token = value.strip()
+    return token
+
+
 def authorized(headers: Mapping[str, str], *, listen: Iterable[str], token: str) -> bool:
     """The caller may see everything: no token is needed, or it sent the right one."""
     if not token_required(listen, token):
         return True
-    return bool(token) and hmac.compare_digest(headers.get(TOKEN_HEADER, "").encode(), token.encode())
+    return bool(token) and hmac.compare_digest(presented(headers).encode(), token.encode())
 
 
 def check(
@@ -94,4 +109,5 @@ def check(
                 "ComfyUI listens beyond this machine: set a token in the configuration to allow access"
             )
         if not authorized(headers, listen=listen, token=token):
-            raise Forbidden(f"missing or wrong {TOKEN_HEADER} header: enter the token in the SageMaker tab")
+            raise TokenRefused(f"missing or wrong {TOKEN_HEADER} header (or Authorization: Bearer): enter the "
+                               "token in the SageMaker tab")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import urllib.parse
 from collections.abc import Awaitable, Callable
 
@@ -25,6 +26,14 @@ Handler = Callable[[web.Request, Context], Awaitable[web.StreamResponse]]
 
 def is_ours(path: str) -> bool:
     return path.startswith(PREFIXES) or path in ("/sagemaker", "/api/sagemaker")
+
+
+V2_PATH = re.compile(r"/v2/[^/]+/api/v2(/.*)?")
+
+
+def face_of(path: str) -> str:
+    """"v2" for the Comfy API v2 routes (their error protocol), else "sagemaker"."""
+    return "v2" if V2_PATH.fullmatch(route_path(path)) else "sagemaker"
 
 
 def route_path(path: str) -> str:
@@ -92,7 +101,7 @@ def middleware(ctx: Context):
                 policy.check(ctx.config_or_default().role, request.method, route_path(resource.canonical))
             response = await handler(request)
         except SageMakerError as err:
-            return from_exception(err)
+            return from_exception(err, face_of(request.path))
         except web.HTTPException as err:
             if err.status == 404:
                 return error_response("not_found", f"no route {request.method} {request.path}", 404)

@@ -3,11 +3,14 @@ body saying exactly the fields its handler accepts (the handlers' own field sets
 
 from __future__ import annotations
 
+from comfyui_sagemaker.core import jobs_v2
 from comfyui_sagemaker.server_routes import ROUTE_TABLES, environments, executions, openapi, template_runs, templates
 from openapi_spec_validator import validate
 
 # POSTs that act on the path alone (a body is not read).
-NO_BODY = {("POST", "/jobs/{id}/cancel"), ("POST", "/executions/{id}/cancel"), ("POST", "/inputs/scan")}
+NO_BODY = {("POST", "/jobs/{id}/cancel"), ("POST", "/executions/{id}/cancel"), ("POST", "/inputs/scan"),
+           ("POST", "/endpoints/{name}/stop"), ("POST", "/endpoints/{name}/start"),
+           ("POST", "/v2/{environment}/api/v2/jobs/{id}/cancel")}
 
 
 def routes():
@@ -35,6 +38,7 @@ def test_each_body_lists_the_fields_its_handler_accepts():
     assert fields("POST", "/executions") == executions.FIELDS
     assert fields("POST", "/templates/{name}/executions") == template_runs.FIELDS
     assert fields("POST", "/templates/{name}/prompt") == template_runs.PROMPT_FIELDS
+    assert fields("POST", "/v2/{environment}/api/v2/jobs") == jobs_v2.FIELDS
     assert all(key in set(routes()) for key in openapi.BODIES), "a body for a route that does not exist"
     assert all(key in set(routes()) for key in openapi.QUERIES), "a query for a route that does not exist"
 

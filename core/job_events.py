@@ -1,0 +1,122 @@
+"""What a v2 event stream (`GET /jobs/{id}/events`, server-sent events) sends for one job.
+
+On connect: a `status` event, the latest `progress` and `preview` if any; then each change; `output` events
+as outputs are known; at the end the outputs not sent yet and the terminal `status`, after which the
+stream ends. Live push only, as the protocol says (no ids, no replay): a client that reconnects gets a
+fresh snapshot, and `GET /jobs/{id}` stays the authority.
+
+Where changes come from: a run this process follows pushes them (core/job_view.py LiveJobs, the caller
+waits on its event); a run another process follows is polled from the store: its record by conditional
+GET (cheap when unchanged) and, while it runs, its worker's coarse progress (`async/progress/<id>.json`).
+Progress events are throttled to two a second; each is a complete snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from .job_view import PROGRESS_KEY, TERMINAL, Mount, job_json, stored_progress
+from .jobs_v2 import JobsV2
+from .store import KeyNotFound
+
+PROGRESS_EVERY_S = 0.5
+
+
+class JobEvents:
+    def __init__(self, jobs: JobsV2, environment: str, job_id: str, mount: Mount, user: str | None = None,
+                 clock=time.monotonic):
+        self.jobs = jobs
+        self.environment = environment
+        self.job_id = job_id
+        self.mount = mount
+        self.user = user
+        self.clock = clock
+        self.status: str | None = None
+        self.progress: dict | None = None
+        self.progress_at = 0.0
+        self.preview: str | None = None
+        self.outputs: set[str] = set()
+        self._record: dict | None = None
+        self._etag: str | None = None
+        self._progress_etag: str | None = None
+        self._stored: tuple[dict | None, dict | None] = (None, None)
+        self.ended = False
+        self.pending = False
+
+    @property
+    def live(self) -> bool:
+        """Whether this process follows the run (changes are pushed, no need to poll)."""
+        return self.jobs.executions.live(self.job_id)
+
+    def _read(self) -> tuple[dict, dict | None, dict | None, list | None]:
+        """(record, progress, preview, outputs so far) now."""
+        executions = self.jobs.executions
+        if executions.live(self.job_id):
+            record = self.jobs.record(self.environment, self.job_id, self.user)
+            live = self.jobs.live.get(self.job_id)
+            if live is not None:
+                return record, live.tracker.snapshot(), live.preview, live.outputs
+            return record, None, None, None
+        if self._record is None:
+            self._record = self.jobs.record(self.environment, self.job_id, self.user)  # JobNotFound -> 404
+        else:  # a conditional GET: nothing comes back unless the record changed
+            key = executions.records.key(self.job_id)
+            try:
+                got = self.jobs.store.get_if_changed(key, self._etag)
+            except KeyNotFound:
+                got = None
+            if got is not None:
+                self._record, self._etag = json.loads(got.data), got.etag
+        if self._etag is None:
+            got = executions.records.read(self.job_id)
+            self._etag = got[1] if got else None
+        record = self._record
+        if record.get("state") == "running":
+            try:
+                changed = self.jobs.store.get_if_changed(PROGRESS_KEY.format(id=self.job_id), self._progress_etag)
+            except KeyNotFound:
+                changed = None
+            except Exception:
+                changed = None
+            if changed is not None:
+                self._progress_etag = changed.etag
+                self._stored = stored_progress(self.jobs.store, record)
+            return record, self._stored[0], self._stored[1], None
+        return record, None, None, None
+
+    def poll(self) -> list[tuple[str, dict]]:
+        """The events to send now (blocking: it may read the store). Sets `ended` after the terminal status."""
+        record, progress, preview, outputs = self._read()
+        job = job_json(record, self.mount, self.jobs.retention_days(), progress, outputs)
+        frames: list[tuple[str, dict]] = []
+        terminal = job["status"] in TERMINAL
+        if job["status"] != self.status and not terminal:
+            self.status = job["status"]
+            frames.append(("status", {"status": job["status"], "queue_position": None}))
+        now = self.clock()
+        due = terminal or self.progress is None or now - self.progress_at >= PROGRESS_EVERY_S
+        changed = bool(job["progress"]) and job["progress"] != self.progress
+        self.pending = changed and not due  # held back by the throttle: look again soon
+        if changed and due:
+            self.progress, self.progress_at = job["progress"], now
+            frames.append(("progress", job["progress"]))
+        if preview and preview["data_base64"][-64:] != self.preview and not terminal:
+            self.preview = preview["data_base64"][-64:]
+            frames.append(("preview", preview))
+        for output in job["outputs"]:
+            if output["id"] not in self.outputs:
+                self.outputs.add(output["id"])
+                frames.append(("output", output))
+        if terminal:
+            frames.append(("status", {"status": job["status"], "queue_position": None}))
+            self.ended = True
+        return frames
+
+
+def frame(event: str, data: dict) -> bytes:
+    """One server-sent event (no id: the stream is not a replayable log)."""
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+KEEPALIVE = b": keepalive\n\n"

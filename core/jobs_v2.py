@@ -1,0 +1,224 @@
+"""Comfy API v2 jobs: executions of one environment's endpoint, created, read, listed and cancelled through
+the same ExecutionService as every other run (its checks, preflight, records, cancel markers, webhooks).
+
+A job is `{"workflow": <API-format graph>}` whose inputs may hold `core/ASSET` references (resolved to input
+files whose bytes the store has), or, as this project's extension, `{"template": name, "inputs": {param:
+value}}` (core/template_runs.py). Both may carry `webhook_url` and `metadata` (string labels). The
+job id is the execution id; `GET /sagemaker/executions/{id}` shows the same run.
+
+Errors speak the v2 protocol: a UI-format graph is `workflow_format_ui`, anything else the graph or the
+environment cannot run (unknown node types, models the environment lacks, ComfyUI's own validation) is
+`invalid_workflow` with per-node details, an unknown asset `missing_asset`; all 422, before anything is spent.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+from .analysis import detect_format
+from .assets import AssetService, input_name, is_reference
+from .errors import BadRequest, Conflict, NotFound, SageMakerError
+from .execution_records import FINAL
+from .executions import ExecutionService
+from .idempotency import Claim, Idempotency, IdempotencyKeyReuse, Replay, fingerprint
+from .job_view import LiveJobs, Mount, job_json, stored_progress, summary_json
+from .names import ENVIRONMENT_NAME
+from .preflight import EnvironmentLacks, PromptRefused
+from .store import Store, blob_key
+from .template_runs import TemplateRuns
+
+FIELDS = {"workflow", "template", "inputs", "webhook_url", "metadata", "extra_data"}
+MAX_LABELS = 16
+
+
+class InvalidWorkflow(SageMakerError):
+    """The graph cannot run here: malformed, a node type or model the environment lacks, or refused by
+    ComfyUI's own validation. `details` says it per node (`node_errors`)."""
+
+    code = "invalid_workflow"
+
+    def __init__(self, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.details = details
+
+
+class WorkflowFormatUi(InvalidWorkflow):
+    """A UI-format workflow (the editor's save, with `nodes` and `links`) was sent where the API format goes."""
+
+    code = "workflow_format_ui"
+
+
+class JobNotFound(NotFound):
+    """No job of this environment has this id."""
+
+    code = "not_found"
+
+
+def comfy_node_errors(node_errors: dict) -> dict:
+    """ComfyUI's /prompt node_errors in the v2 shape: {node id: [{field, reason, message, class_type}]}."""
+    out: dict[str, list[dict]] = {}
+    for node_id, entry in (node_errors or {}).items():
+        entry = entry if isinstance(entry, dict) else {}
+        for err in entry.get("errors") or []:
+            out.setdefault(str(node_id), []).append({
+                "field": (err.get("extra_info") or {}).get("input_name"), "reason": err.get("type"),
+                "message": f"{err.get('message')}: {err.get('details')}" if err.get("details") else err.get("message"),
+                "class_type": entry.get("class_type")})
+    return out
+
+
+def _labels(metadata: object) -> dict:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict) or len(metadata) > MAX_LABELS or not all(
+            isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= 64 and len(v) <= 512
+            for k, v in metadata.items()):
+        raise BadRequest(f"metadata must be an object of at most {MAX_LABELS} string labels (keys of 1 to 64 "
+                         "characters, values of at most 512)")
+    return dict(metadata)
+
+
+class JobsV2:
+    def __init__(self, executions: ExecutionService, assets: AssetService, runs: TemplateRuns,
+                 idempotency: Idempotency, live: LiveJobs, store: Store, retention_days: Callable[[], int]):
+        self.executions = executions
+        self.assets = assets
+        self.runs = runs
+        self.idempotency = idempotency
+        self.live = live
+        self.store = store
+        self.retention_days = retention_days
+
+    # creating
+
+    def create(self, environment: str, body: object, mount: Mount, user: str | None = None,
+               idempotency_key: str | None = None) -> tuple[dict, bool]:
+        """(the Job, False). A key used before is IdempotencyKeyReuse (422) whatever the body; one still being
+        handled IdempotencyConflict (409)."""
+        environment = ENVIRONMENT_NAME.check(environment)
+        claim: Claim | None = None
+        if idempotency_key is not None:
+            scope = f"jobs.{environment.lower()}.{self.executions.owner_for(user).key}"
+            got = self.idempotency.begin(scope, idempotency_key, fingerprint(body))
+            if isinstance(got, Replay):
+                # The protocol (comfy-sdk: "a reused key is rejected, not replayed"): 422 even for the same
+                # body; the job the first request made is named, so the caller need not list to find it.
+                job_id = got.response.get("id")
+                raise IdempotencyKeyReuse(f"this Idempotency-Key was already used: job {job_id} was accepted for "
+                                          "it; do not resubmit (GET the job)", {"job_id": job_id})
+            claim = got
+        try:
+            job = self._create(environment, body, mount, user)
+        except BaseException:
+            if claim is not None:
+                self.idempotency.abandon(claim)
+            raise
+        if claim is not None:
+            self.idempotency.finish(claim, 201, job)
+        return job, False
+
+    def _create(self, environment: str, body: object, mount: Mount, user: str | None) -> dict:
+        if not isinstance(body, dict):
+            raise BadRequest("the body must be a JSON object: {\"workflow\": <API-format graph>}")
+        unknown = sorted(set(body) - FIELDS)
+        if unknown:
+            raise BadRequest(f"unknown fields: {', '.join(unknown)} (allowed: {', '.join(sorted(FIELDS))})")
+        labels = _labels(body.get("metadata"))
+        template = body.get("template")
+        stored: dict[str, str] = {}
+        if template is not None:
+            if body.get("workflow") is not None:
+                raise InvalidWorkflow("send either a workflow or a template with inputs, not both")
+            prompt, _schema = self.runs.prepare(template, body.get("inputs"), stored)  # InputsInvalid -> 422
+        else:
+            if body.get("inputs") is not None:
+                raise BadRequest("inputs are a template's parameter values: name the template too")
+            prompt = self._graph(body.get("workflow"), stored)
+        extra = {"api": "v2", "v2": {"origin": mount.origin, "prefix": mount.prefix, "nodes": len(prompt)},
+                 "labels": labels}
+        try:
+            record = self.executions.create(prompt, None, template, environment, None, user, stored_inputs=stored,
+                                            webhook_url=body.get("webhook_url"), extra=extra)
+        except EnvironmentLacks as err:
+            raise InvalidWorkflow(err.message, {"node_errors": err.node_errors}) from None
+        except PromptRefused as err:
+            raise InvalidWorkflow(err.message, {"node_errors": comfy_node_errors(err.node_errors)}) from None
+        self.live.track(record["id"], prompt)
+        full = self.executions.get(record["id"], user, localise=False)
+        return self.job(full, mount)
+
+    def _graph(self, workflow: object, stored: dict[str, str]) -> dict:
+        """The prompt of a v2 graph: checked for its format, asset references made input file names."""
+        if isinstance(workflow, dict) and isinstance(workflow.get("nodes"), list):
+            raise WorkflowFormatUi("this is ComfyUI's UI format (the editor's save, with nodes and links); send "
+                                   "the API format (Export (API) in ComfyUI, a {node id: {class_type, inputs}} "
+                                   "object)")
+        if not isinstance(workflow, dict) or not workflow:
+            raise InvalidWorkflow("workflow must be a non-empty API-format graph: {node id: {class_type, inputs}}")
+        try:
+            detect_format(workflow)
+        except BadRequest:
+            bad = {str(k): [{"reason": "malformed_node", "message": "a node is {class_type: str, inputs: {...}}"}]
+                   for k, v in workflow.items() if not (isinstance(v, dict) and isinstance(v.get("class_type"), str))}
+            raise InvalidWorkflow("workflow is not an API-format graph", {"node_errors": bad}) from None
+        prompt = copy.deepcopy(workflow)
+        for node in prompt.values():
+            inputs = node.get("inputs")
+            if inputs is not None and not isinstance(inputs, dict):
+                raise InvalidWorkflow("a node's inputs must be an object")
+            for key, value in (inputs or {}).items():
+                if is_reference(value):
+                    asset = self.assets.resolve(value)  # MissingAsset -> 422
+                    inputs[key] = input_name(asset)
+                    stored[inputs[key]] = asset.sha256
+        return prompt
+
+    # reading
+
+    def _record(self, environment: str, job_id: str, user: str | None) -> dict:
+        environment = ENVIRONMENT_NAME.check(environment)
+        try:
+            record = self.executions.get(job_id, user, localise=False)
+        except NotFound:
+            raise JobNotFound(f"job {str(job_id)[:80]!r} does not exist") from None
+        if str(record.get("environment") or "").lower() != environment.lower():
+            raise JobNotFound(f"job {job_id} is not a job of environment {environment}")
+        return record
+
+    def job(self, record: dict, mount: Mount) -> dict:
+        progress, outputs = None, None
+        live = self.live.get(record["id"]) if record.get("state") not in FINAL else None
+        if live is not None:
+            progress, outputs = live.tracker.snapshot(), live.outputs
+        elif record.get("state") == "running":
+            progress = stored_progress(self.store, record)[0]
+        return job_json(record, mount, self.retention_days(), progress, outputs,
+                        sizes=lambda digest: self.store.size(blob_key(digest)))
+
+    def get(self, environment: str, job_id: str, mount: Mount, user: str | None = None) -> dict:
+        return self.job(self._record(environment, job_id, user), mount)
+
+    def record(self, environment: str, job_id: str, user: str | None = None) -> dict:
+        return self._record(environment, job_id, user)
+
+    def list(self, environment: str, mount: Mount, limit: int = 50, cursor: str | None = None,
+             user: str | None = None) -> dict:
+        """A page of this owner's jobs on this environment, newest first; `next_cursor` when there may be more."""
+        environment = ENVIRONMENT_NAME.check(environment)
+        records, after = self.executions.list("me", None, None, limit, cursor, user)
+        jobs = [summary_json(r) for r in records if str(r.get("environment") or "").lower() == environment.lower()]
+        page: dict = {"jobs": jobs}
+        if after:
+            page["next_cursor"] = after
+        return page
+
+    def cancel(self, environment: str, job_id: str, mount: Mount, role: str, user: str | None = None) -> dict:
+        """Request cancellation; a job already ended is answered as it is (idempotent)."""
+        record = self._record(environment, job_id, user)
+        if record.get("state") not in FINAL:
+            try:
+                self.executions.cancel(job_id, role, user)
+            except Conflict:
+                pass  # it ended meanwhile
+        return self.get(environment, job_id, mount, user)

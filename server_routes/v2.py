@@ -1,0 +1,334 @@
+"""The Comfy API v2, one surface per environment: `/sagemaker/v2/<environment>/api/v2/...` (a prefix-mounted
+deployment: point Comfy's SDK at `COMFY_BASE_URL=<ComfyUI>/sagemaker/v2/<environment>`). The gateway serves
+the same routes. Handlers parse, call the services (core/jobs_v2.py, core/assets.py, core/job_events.py) and
+write; the guard, the policy and the error mapping (errors.py, the v2 face) are the extension's own.
+
+Jobs: POST/GET /jobs, GET /jobs/{id}, GET /jobs/{id}/events (SSE), POST /jobs/{id}/cancel. Assets: POST
+/assets (multipart: file, content_type, file_path, expected_hash, tags), HEAD /assets/by-hash/{hash}, POST
+/assets/from-hash, GET /assets/{id}, GET /assets/{id}/content (Range). `Idempotency-Key` on POST /jobs and
+POST /assets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import tempfile
+from datetime import datetime, timezone
+
+from aiohttp import web
+
+from ..core.assets import MAX_UPLOAD_BYTES, Asset, AssetNotFound, parse_hash
+from ..core.errors import BadRequest, PayloadTooLarge, SageMakerError
+from ..core.idempotency import Replay, fingerprint
+from ..core.job_events import KEEPALIVE, JobEvents, frame
+from ..core.job_view import URL_LIFETIME, Mount
+from ..core.names import ENVIRONMENT_NAME
+from ..core.store import KeyNotFound, blob_key
+from .context import Context
+from .executions import CURSOR
+from .http import json_ok, log, query_int, read_json
+
+PREFIX = "/v2/{environment}/api/v2"
+HEARTBEAT_S = 15.0
+POLL_S = 0.5
+CHUNK = 1024 * 1024
+FIELD_LIMIT = 4096
+RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+METADATA_FILTER = re.compile(r"metadata\[(.{1,64})\]")
+
+
+def mount(request: web.Request) -> Mount:
+    """This request's origin and the mount prefix it came through (/sagemaker or ComfyUI's /api/sagemaker)."""
+    path = request.path
+    prefix = path[: path.index("/api/v2")]
+    proto = request.headers.get("X-Forwarded-Proto", "").lower()
+    scheme = proto if proto in ("http", "https") else request.scheme
+    return Mount(f"{scheme}://{request.host}", prefix)
+
+
+def environment(request: web.Request) -> str:
+    return ENVIRONMENT_NAME.check(request.match_info["environment"])
+
+
+def asset_json(asset: Asset, m: Mount, created_new: bool | None = None) -> dict:
+    out = {"id": asset.id, "hash": f"blake3:{asset.blake3}" if asset.blake3 else None, "size_bytes": asset.size,
+           "content_type": asset.content_type, "file_path": asset.file_path, "created_at": asset.created_at,
+           "url": m.url(f"/assets/{asset.id}/content"),
+           "url_expires_at": (datetime.now(timezone.utc) + URL_LIFETIME).isoformat(timespec="seconds")
+           .replace("+00:00", "Z"), "expires_at": None, "job_id": asset.job_id}
+    if created_new is not None:
+        out["created_new"] = created_new
+    return out
+
+
+# jobs
+
+async def v2_create_job(request: web.Request, ctx: Context) -> web.Response:
+    body = await read_json(request)
+    job, replayed = await asyncio.to_thread(ctx.services.jobs_v2.create, environment(request), body, mount(request),
+                                            ctx.user(request), request.headers.get("Idempotency-Key"))
+    response = json_ok(job, status=201)
+    if replayed:
+        response.headers["Idempotency-Replayed"] = "true"
+    return response
+
+
+async def v2_list_jobs(request: web.Request, ctx: Context) -> web.Response:
+    limit = query_int(request, "limit", 50, 1, 100)
+    cursor = request.query.get("cursor")
+    if cursor is not None and not CURSOR.fullmatch(cursor):
+        raise BadRequest("cursor must be the next_cursor of a previous page")
+    page = await asyncio.to_thread(ctx.services.jobs_v2.list, environment(request), mount(request), limit, cursor,
+                                   ctx.user(request))
+    wanted = {m.group(1): v for k, v in request.query.items() if (m := METADATA_FILTER.fullmatch(k))}
+    if wanted:
+        page["jobs"] = [j for j in page["jobs"] if all(j["metadata"].get(k) == v for k, v in wanted.items())]
+    return json_ok(page)
+
+
+async def v2_get_job(request: web.Request, ctx: Context) -> web.Response:
+    return json_ok(await asyncio.to_thread(ctx.services.jobs_v2.get, environment(request), request.match_info["id"],
+                                           mount(request), ctx.user(request)))
+
+
+async def v2_cancel_job(request: web.Request, ctx: Context) -> web.Response:
+    return json_ok(await asyncio.to_thread(ctx.services.jobs_v2.cancel, environment(request),
+                                           request.match_info["id"], mount(request), ctx.config.role,
+                                           ctx.user(request)))
+
+
+async def v2_job_events(request: web.Request, ctx: Context) -> web.StreamResponse:
+    """Server-sent events of one job (see core/job_events.py). A client that goes away ends its stream here
+    and leaves nothing behind; one that comes back gets a fresh snapshot."""
+    services = ctx.services
+    events = JobEvents(services.jobs_v2, environment(request), request.match_info["id"], mount(request),
+                       ctx.user(request))
+    frames = await asyncio.to_thread(events.poll)  # JobNotFound -> 404, before anything is streamed
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    live = services.live_jobs
+    wake = live.subscribe(events.job_id)
+    stopping = request.app.get("draining")
+    last_write = asyncio.get_running_loop().time()
+    try:
+        while True:
+            for event, data in frames:
+                await response.write(frame(event, data))
+                last_write = asyncio.get_running_loop().time()
+            if events.ended or (stopping is not None and stopping.is_set()):
+                break  # the end; or this process stops (the client reconnects elsewhere)
+            await _either(wake, stopping, HEARTBEAT_S if events.live and not events.pending else POLL_S)
+            wake.clear()
+            if asyncio.get_running_loop().time() - last_write >= HEARTBEAT_S:
+                await response.write(KEEPALIVE)  # also how a client that left is noticed
+                last_write = asyncio.get_running_loop().time()
+            frames = await asyncio.to_thread(events.poll)
+    except (ConnectionError, asyncio.CancelledError):
+        pass  # the client went away
+    except SageMakerError as err:  # the store failing mid-stream: say so as an event, then end
+        try:
+            await response.write(frame("log", {"level": "error", "message": err.message}))
+        except ConnectionError:
+            pass
+    except Exception:
+        log.exception("comfyui-sagemaker: the event stream of %s failed", events.job_id)
+    finally:
+        live.unsubscribe(events.job_id, wake)
+    return response
+
+
+async def _either(wake: asyncio.Event, stopping: asyncio.Event | None, timeout: float) -> None:
+    """Until a change is pushed, the process starts stopping, or `timeout` s pass."""
+    waits = [asyncio.ensure_future(wake.wait())]
+    if stopping is not None:
+        waits.append(asyncio.ensure_future(stopping.wait()))
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+# assets
+
+async def _read_upload(request: web.Request) -> tuple[dict, str, str, str, int]:
+    """The multipart form: (its text fields, temp file path, sha256, blake3 hex, size). The file part is
+    streamed to a temporary file and hashed both ways on the way."""
+    from blake3 import blake3  # lazily: only uploads need it
+
+    if not request.content_type.startswith("multipart/form-data"):
+        raise BadRequest("send multipart/form-data with a file part and content_type, file_path fields")
+    reader = await request.multipart()
+    fields: dict = {"tags": []}
+    path, sha, b3, size = None, None, None, 0
+    try:
+        while (part := await reader.next()) is not None:
+            name = part.name
+            if name == "file":
+                if path is not None:
+                    raise BadRequest("one file part only")
+                fd, path = tempfile.mkstemp(prefix=".sagemaker-asset-")
+                h256, h3 = hashlib.sha256(), blake3()
+                with os.fdopen(fd, "wb") as out:
+                    while chunk := await part.read_chunk(CHUNK):
+                        size += len(chunk)
+                        if size > MAX_UPLOAD_BYTES:
+                            raise PayloadTooLarge(f"an asset is at most {MAX_UPLOAD_BYTES} bytes")
+                        h256.update(chunk)
+                        h3.update(chunk)
+                        await asyncio.to_thread(out.write, chunk)
+                sha, b3 = h256.hexdigest(), h3.hexdigest()
+                fields.setdefault("file_name", part.filename)
+            elif name in ("content_type", "file_path", "expected_hash", "tags"):
+                value = (await part.read(decode=True))
+                if len(value) > FIELD_LIMIT:
+                    raise BadRequest(f"form field {name} is over {FIELD_LIMIT} bytes")
+                text = value.decode("utf-8", errors="replace")
+                if name == "tags":
+                    fields["tags"].append(text)
+                else:
+                    fields[name] = text
+            else:
+                await part.release()
+        if path is None:
+            raise BadRequest("the form has no file part")
+        return fields, path, sha, b3, size  # type: ignore[return-value]
+    except BaseException:
+        if path is not None:
+            os.unlink(path)
+        raise
+
+
+async def v2_upload_asset(request: web.Request, ctx: Context) -> web.Response:
+    environment(request)
+    fields, path, sha, b3, size = await _read_upload(request)
+    services, user = ctx.services, ctx.user(request)
+    try:
+        key = request.headers.get("Idempotency-Key")
+        claim = None
+        if key is not None:
+            scope = f"assets.{services.executions.owner_for(user).key}"
+            request_fp = fingerprint({k: fields.get(k) for k in ("content_type", "file_path", "expected_hash", "tags")}
+                                     | {"sha256": sha})
+            got = await asyncio.to_thread(services.idempotency.begin, scope, key, request_fp)
+            if isinstance(got, Replay):
+                response = json_ok(got.response, status=got.status)
+                response.headers["Idempotency-Replayed"] = "true"
+                return response
+            claim = got
+        try:
+            asset, new = await asyncio.to_thread(
+                services.assets.ingest, path, sha, b3, size, fields.get("content_type"),
+                fields.get("file_path") or fields.get("file_name"), fields.get("expected_hash"), user)
+        except BaseException:
+            if claim is not None:
+                await asyncio.to_thread(services.idempotency.abandon, claim)
+            raise
+        body, status = asset_json(asset, mount(request), new), 201 if new else 200
+        if claim is not None:
+            await asyncio.to_thread(services.idempotency.finish, claim, status, body)
+        return json_ok(body, status=status)
+    finally:
+        os.unlink(path)
+
+
+async def v2_head_by_hash(request: web.Request, ctx: Context) -> web.Response:
+    environment(request)
+    found = await asyncio.to_thread(ctx.services.assets.blob_of, request.match_info["hash"])
+    return web.Response(status=200 if found else 404)
+
+
+async def v2_asset_from_hash(request: web.Request, ctx: Context) -> web.Response:
+    environment(request)
+    body = await read_json(request)
+    if not isinstance(body, dict) or set(body) - {"hash", "file_path", "tags", "content_type"}:
+        raise BadRequest("send {hash, file_path?, tags?, content_type?}")
+    parse_hash(body.get("hash"))
+    asset = await asyncio.to_thread(ctx.services.assets.from_hash, body["hash"], body.get("file_path"),
+                                    body.get("content_type"), ctx.user(request))
+    return json_ok(asset_json(asset, mount(request), False), status=201)
+
+
+async def v2_get_asset(request: web.Request, ctx: Context) -> web.Response:
+    environment(request)
+    asset = await asyncio.to_thread(ctx.services.assets.get, request.match_info["id"])
+    return json_ok(asset_json(asset, mount(request)))
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(first, last) of a single `bytes=` range; None for the whole (no header, or one we do not serve: several
+    ranges). ValueError when it cannot be satisfied."""
+    if not header:
+        return None
+    match = RANGE.fullmatch(header.strip())
+    if not match or not (match.group(1) or match.group(2)):
+        return None
+    first, last = match.group(1), match.group(2)
+    if not first:  # the last n bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            raise ValueError("empty suffix range")
+        return max(size - n, 0), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or end < start:
+        raise ValueError("range outside the content")
+    return start, end
+
+
+async def v2_asset_content(request: web.Request, ctx: Context) -> web.StreamResponse:
+    environment(request)
+    services = ctx.services
+    asset = await asyncio.to_thread(services.assets.get, request.match_info["id"])
+    store, key = services.store, blob_key(asset.sha256)
+    size = await asyncio.to_thread(store.size, key)
+    if size is None:
+        raise AssetNotFound(f"the bytes of asset {asset.id} are no longer in the store")
+    try:
+        wanted = byte_range(request.headers.get("Range"), size)
+    except ValueError:
+        return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+    start, end = wanted if wanted else (0, size - 1)
+    length = end - start + 1 if size else 0
+    headers = {"Content-Type": asset.content_type, "Accept-Ranges": "bytes", "Content-Length": str(length),
+               "ETag": f'"{asset.sha256}"', "Cache-Control": "private, max-age=3600",
+               "Content-Disposition": f'attachment; filename="{_quoted(asset.file_path or asset.id)}"'}
+    if wanted:
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
+    await response.prepare(request)
+    if request.method == "HEAD":
+        return response
+    position = start
+    try:
+        while position <= end:
+            chunk = await asyncio.to_thread(store.read_range, key, position, min(CHUNK, end - position + 1))
+            if not chunk:
+                break
+            await response.write(chunk)
+            position += len(chunk)
+    except (ConnectionError, KeyNotFound):
+        pass  # the client went away, or the blob did mid-way: the length tells the client it is short
+    return response
+
+
+def _quoted(name: str) -> str:
+    return re.sub(r'[^A-Za-z0-9._ -]', "_", name)[:200]
+
+
+ROUTES = [
+    ("POST", PREFIX + "/jobs", v2_create_job),
+    ("GET", PREFIX + "/jobs", v2_list_jobs),
+    ("GET", PREFIX + "/jobs/{id}", v2_get_job),
+    ("GET", PREFIX + "/jobs/{id}/events", v2_job_events),
+    ("POST", PREFIX + "/jobs/{id}/cancel", v2_cancel_job),
+    ("POST", PREFIX + "/assets", v2_upload_asset),
+    ("HEAD", PREFIX + "/assets/by-hash/{hash}", v2_head_by_hash),
+    ("POST", PREFIX + "/assets/from-hash", v2_asset_from_hash),
+    ("GET", PREFIX + "/assets/{id}", v2_get_asset),
+    ("GET", PREFIX + "/assets/{id}/content", v2_asset_content),
+]
