@@ -128,6 +128,29 @@ def _translated(args: argparse.Namespace) -> int:
         raise translate(err, getattr(args, "region", None) or "") from None
 
 
+def _config_dir(args: argparse.Namespace) -> Path | None:
+    return Path(args.config_dir) if args.config_dir else default_config_dir()
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from .gateway.app import serve
+
+    return serve(_config_dir(args), args.host, args.port, args.drain_seconds)
+
+
+def _webhook_secret(args: argparse.Namespace) -> int:
+    """The store's webhook signing secret (made on first use), for the receivers that verify signatures."""
+    import tempfile
+
+    from .services import Services
+
+    config_dir = _config_dir(args)
+    cfg = config_mod.load(config_dir)
+    services = Services(cfg, None, config_dir or Path(tempfile.gettempdir()))
+    print(services.webhooks.rotate() if args.rotate else services.webhooks.secret())
+    return 0
+
+
 def _worker(argv: list[str]) -> int:
     from .worker.__main__ import main as worker_main
 
@@ -276,6 +299,20 @@ def parser() -> argparse.ArgumentParser:
     td.add_argument("--force", action="store_true", help="delete running endpoints too")
     td.add_argument("--delete-data", action="store_true", help="also empty and delete the store bucket")
     td.set_defaults(func=_aws_teardown)
+    gw = sub.add_parser("gateway", help="serve the template API and the Comfy API v2 without ComfyUI (any number "
+                        "of replicas on one store)")
+    gw.add_argument("--config-dir", help="folder holding config.json (default: ComfyUI's user/__sagemaker when this "
+                    "extension sits in its custom_nodes; COMFYUI_SAGEMAKER_* variables alone work too)")
+    gw.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s; 0.0.0.0 in a "
+                    "container)")
+    gw.add_argument("--port", type=int, default=8189, help="port (default %(default)s)")
+    gw.add_argument("--drain-seconds", type=float, default=30.0, help="on SIGTERM, how long requests and runs in "
+                    "flight may take to finish (default %(default)s)")
+    gw.set_defaults(func=_gateway)
+    ws = sub.add_parser("webhook-secret", help="print the store's webhook signing secret (made on first use)")
+    ws.add_argument("--config-dir", help="folder holding config.json (default: as for config)")
+    ws.add_argument("--rotate", action="store_true", help="make a new secret (receivers must be given it)")
+    ws.set_defaults(func=_webhook_secret)
     # Listed for --help; main() hands everything after `worker` to the worker's own parser.
     sub.add_parser("worker", help="the worker of an endpoint (`worker serve`; local endpoints start it)")
     return p

@@ -1,0 +1,175 @@
+"""The gateway's HTTP server: the extension's own run handlers (server_routes/) behind its own middleware
+(guard, policy, JSON errors), plus what a service behind a load balancer needs:
+
+- the token on every route, always (it listens as if beyond loopback: no loopback exemption); the Host it
+  is reached by must be loopback, its --host address, or in allowed_hosts;
+- `GET /health` (no token: `{"ok", "draining"}` only, 503 while stopping) for the load balancer;
+- an access log line per request on stdout (never a header: no token in it);
+- SIGTERM (or SIGINT): stop accepting, let requests in flight finish within --drain-seconds (event
+  streams end: their clients reconnect to another replica), then wait the rest of that time for the
+  runs this replica follows; those still running are failed (`interrupted`) and stopped on their endpoint,
+  and pending webhook deliveries get what time is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from ..core import config as config_mod
+from ..core.config import Config
+from ..core.errors import ConfigInvalid
+from ..core.version import __version__
+from ..server_routes import executions, meta, openapi, template_runs, templates, v2
+from ..server_routes.errors import error_response
+from ..server_routes.http import is_ours, json_ok, middleware
+from ..services import Services, store_uri
+from .host import HeadlessHost, gateway_owner
+
+log = logging.getLogger("comfyui_sagemaker.gateway")
+ACCESS_FORMAT = '%a "%r" %s %b %Tfs "%{User-Agent}i"'
+EXTENSION_DIR = Path(__file__).resolve().parent.parent
+
+
+def _only(table: list[tuple], *wanted: tuple[str, str]) -> list[tuple]:
+    return [route for route in table if (route[0], route[1]) in wanted]
+
+
+async def gateway_openapi(request: web.Request, ctx) -> web.Response:
+    return json_ok(openapi.document(ROUTE_TABLES))
+
+
+# What the gateway serves: reading templates, running them, following runs, and the Comfy API v2.
+ROUTE_TABLES = [
+    _only(meta.ROUTES, ("GET", "/health"), ("GET", "/rules")),
+    _only(templates.ROUTES, ("GET", "/templates"), ("GET", "/templates/{name}")),
+    _only(template_runs.ROUTES, ("POST", "/templates/{name}/executions")),
+    _only(executions.ROUTES, ("GET", "/executions"), ("GET", "/executions/{id}"), ("POST", "/executions/{id}/cancel")),
+    v2.ROUTES,
+    [("GET", "/openapi.json", gateway_openapi)],
+]
+
+
+class Facts:
+    """The few facts about "this ComfyUI" the shared handlers read; the gateway has no ComfyUI."""
+
+    def __init__(self, listen: tuple[str, ...]):
+        self.listen = listen
+        self.version = None
+        self.multi_user = False
+
+
+class GatewayContext:
+    """What the shared handlers get as `ctx` (server_routes/context.py's Context, for a process without
+    ComfyUI): the configuration, the services on it, a headless host."""
+
+    def __init__(self, config: Config, config_dir: Path | None, listen: str):
+        self._config = config
+        self.config_dir = config_dir
+        self.config_error = None
+        self.missing_requirements: tuple[str, ...] = ()
+        # "0.0.0.0" among the addresses makes the guard require the token everywhere, loopback included.
+        self.facts = Facts(tuple({listen, "0.0.0.0"}))
+        self.host = HeadlessHost(EXTENSION_DIR)
+        self.state_dir = config_dir or Path(tempfile.mkdtemp(prefix="sagemaker-gateway-"))
+        self._services = Services(config, self.host, self.state_dir,
+                                  owner=gateway_owner(store_uri(config), config.display_name))
+        self._services.reload_config = lambda: config_mod.load(config_dir)
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def config_or_default(self) -> Config:
+        return self._config
+
+    @property
+    def services(self) -> Services:
+        return self._services
+
+    def user(self, request) -> None:
+        return None
+
+
+def make_app(ctx: GatewayContext) -> web.Application:
+    draining = asyncio.Event()
+
+    @web.middleware
+    async def stopping(request: web.Request, handler):
+        if request.path != "/health" and not is_ours(request.path):  # no ComfyUI behind: nothing else is here
+            return error_response("not_found", f"no route {request.method} {request.path}", 404)
+        if draining.is_set() and request.path != "/health":
+            response = error_response("draining", "this gateway replica is stopping; retry (another one answers)",
+                                      503)
+            response.headers["Connection"] = "close"
+            response.headers["Retry-After"] = "1"
+            return response
+        return await handler(request)
+
+    async def health(request: web.Request) -> web.Response:
+        return json_ok({"ok": not draining.is_set(), "draining": draining.is_set(), "version": __version__},
+                       status=503 if draining.is_set() else 200)
+
+    app = web.Application(middlewares=[stopping, middleware(ctx)])
+    app["draining"] = draining
+    app.router.add_get("/health", health)
+    for table in ROUTE_TABLES:
+        for method, path, fn in table:
+
+            async def handler(request: web.Request, fn=fn) -> web.StreamResponse:
+                return await fn(request, ctx)
+
+            app.router.add_route(method, "/sagemaker" + path, handler)
+    return app
+
+
+def check(config: Config) -> None:
+    """What the gateway refuses to start without, said before it listens."""
+    if not config.token:
+        raise ConfigInvalid("the gateway needs a token (every route requires it): set token in config.json or "
+                             "COMFYUI_SAGEMAKER_TOKEN")
+
+
+def serve(config_dir: Path | None, host: str, port: int, drain_seconds: float) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(name)s %(message)s")
+    config = config_mod.load(config_dir)
+    check(config)
+    ctx = GatewayContext(config, config_dir, host)
+    return asyncio.run(_run(ctx, host, port, drain_seconds))
+
+
+async def _run(ctx: GatewayContext, host: str, port: int, drain_seconds: float) -> int:
+    app = make_app(ctx)
+    runner = web.AppRunner(app, access_log=logging.getLogger("comfyui_sagemaker.gateway.access"),
+                           access_log_format=ACCESS_FORMAT, shutdown_timeout=drain_seconds)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    services = ctx.services
+    log.info("comfyui-sagemaker gateway %s listening on http://%s:%d; store %s; runs owned by %s (%s)", __version__,
+             host, port, store_uri(ctx.config), services.owner.instance, services.owner.name)
+    await stop.wait()
+    started = time.monotonic()
+    log.info("stopping: no new requests; %.0f s for those in flight, then the runs this replica follows",
+             drain_seconds)
+    app["draining"].set()
+    await runner.cleanup()  # stops listening, waits for requests in flight (up to drain_seconds)
+    left = max(0.0, drain_seconds - (time.monotonic() - started))
+    failed = await asyncio.to_thread(services.executions.drain, left, "the gateway replica following this run "
+                                     "stopped before it ended")
+    left = max(0.0, drain_seconds - (time.monotonic() - started))
+    undelivered = await asyncio.to_thread(services.webhooks.drain, left) if "webhooks" in services.__dict__ else 0
+    services.close()
+    log.info("stopped (%d run(s) failed as interrupted, %d webhook(s) still being delivered)", failed, undelivered)
+    return 0
