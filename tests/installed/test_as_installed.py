@@ -14,8 +14,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import requests
 from harness.comfyui import ComfyUI
 from harness.envs import unique, wait_endpoint, wait_execution, wait_job
+from harness.gateway import Gateway
 from harness.images import invert_prompt, pixels, png
 from harness.installed import (
     copy_extension,
@@ -139,6 +141,22 @@ def test_admin_cli_by_the_folder(installed, python, decoy):
     assert json.loads(r.stdout)["comfyui_version"]
     r = run_cli("check-name", "template", "a_b")
     assert r.returncode == 1 and "invalid_name" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_gateway_by_the_folder(installed, python, decoy, tmp_path):
+    """README's gateway command on an installed copy: its ComfyUI's configuration found by itself, the token
+    asked on every route, a clean stop."""
+    server, extension = installed
+    gateway = Gateway(tmp_path, env={"PYTHONPATH": str(decoy)}, python=python,
+                      extension=Path("custom_nodes") / extension.name, cwd=server.base, drain_seconds=5).start()
+    try:
+        assert requests.get(gateway.url + "/health", timeout=10).json()["ok"] is True
+        assert requests.get(gateway.url + "/sagemaker/templates", timeout=10).status_code == 403
+        assert gateway.get("/sagemaker/templates").status_code == 200
+    finally:
+        assert gateway.stop() == 0, gateway.log()
+    log = gateway.log()
+    assert str(server.user_dir / "__sagemaker") in log and "Traceback" not in log, log
 
 
 def test_aws_setup_by_the_folder_uploads_this_copys_source(installed, python, decoy, moto_server, tmp_path):
