@@ -184,7 +184,7 @@ def executions_of(client, template: str) -> list[str]:
     return [e["id"] for e in client.get(f"/sagemaker/executions?template={template}&limit=500").json()["executions"]]
 
 
-def test_run_goes_to_the_endpoint_when_ticked_and_stays_local_when_not(page: Page, client, aws):
+def test_run_goes_to_the_endpoint_when_ticked_and_stays_local_when_not(page: Page, client, aws, frontend):
     # The one wrapper is in place: if the host stopped queueing through api.queuePrompt, the Run below
     # would post /prompt and this test would fail.
     assert page.evaluate(f"() => {API}.queuePrompt.__sagemakerWrapped && {API}.interrupt.__sagemakerWrapped")
@@ -224,8 +224,22 @@ def test_run_goes_to_the_endpoint_when_ticked_and_stays_local_when_not(page: Pag
     row.click()
     detail = page.locator(f'[data-testid="sagemaker-execution-detail"][data-execution="{execution_id}"]')
     expect(detail.get_by_test_id("sagemaker-execution-image")).to_have_count(1)
+    expect(detail.get_by_test_id("sagemaker-execution-folder")).to_have_text(
+        f"In ComfyUI's output folder, under sagemaker/{execution_id}/")
     expect(detail.get_by_test_id("sagemaker-execution-error")).to_have_count(0)
     assert posts == ["/api/sagemaker/executions"], "a ticked Run must not reach ComfyUI's /prompt"
+
+    # ComfyUI's own history has the run, with its outputs, as a local one; the queue panel lists it with
+    # its image. (The newest frontend's panel reads /api/jobs, which this ComfyUI has not: it lists no run
+    # there, local or remote; the history above is what it would read.)
+    prompt_id = answer.value.json()["prompt_id"]
+    entry = client.get(f"/history/{prompt_id}").json()[prompt_id]
+    assert entry["status"]["status_str"] == "success" and entry["outputs"][str(save)]["images"][0] == image
+    if frontend == "pinned":
+        page.evaluate(f"() => {APP}.extensionManager.command.execute('Workspace.ToggleSidebarTab.queue')")
+        listed = page.locator(f'img[src*="subfolder=sagemaker%2F{execution_id}"]:visible')
+        expect(listed.first).to_be_visible(timeout=30_000)
+        open_sidebar(page)
 
     # Unticked: ComfyUI runs it in its own queue, exactly as before; no execution is created.
     box.uncheck()
@@ -350,6 +364,71 @@ def test_a_refused_run_is_a_toast_and_comfyui_stays_idle(page: Page, client, aws
     assert console_errors(page, (400, "/api/sagemaker/executions"), (409, "/api/sagemaker/executions")) == []
 
 
+NODE_ERRORS = f"() => JSON.stringify({APP}.lastNodeErrors ?? null)"
+
+
+def test_an_invalid_prompt_is_outlined_and_said_as_comfyui_does_locally(page: Page, client, aws):
+    section = load_template(page, aws.plain)
+    box = section.get_by_test_id("sagemaker-prompt-on-aws-check")
+    box.check()
+    loose = aws.plain_ids[-1]
+    page.evaluate(f"(n) => {APP}.graph.getNodeById(n).disconnectInput(0)", loose)  # SaveImage: no image to save
+    # Ticked: the server refuses it before sending it, in /prompt's shape, and the host takes it as /prompt's
+    # refusal: the node outlined (the host's node errors) and the host's own words ("Required input is
+    # missing" on 1.32, "... is missing a required input" on newer frontends), no toast of ours.
+    with page.expect_response(is_execution_post) as answer:
+        page.get_by_test_id("queue-button").click()
+    assert answer.value.status == 400
+    page.wait_for_function(f"() => {APP}.lastNodeErrors?.[{str(loose)!r}]", timeout=30_000)
+    said_remotely = page.evaluate(NODE_ERRORS)
+    expect(page.get_by_text(re.compile("required input", re.IGNORECASE)).first).to_be_visible()
+    page.wait_for_function(BATCH_DONE)
+    assert toast_count(page, "not queued") == 0
+    assert is_idle(page)
+    close_host_dialogs(page)
+    # Unticked: ComfyUI's own /prompt refuses it the same way, and the host says the same.
+    box.uncheck()
+    with page.expect_response(is_prompt_post) as local:
+        page.get_by_test_id("queue-button").click()
+    assert local.value.status == 400
+    assert answer.value.json()["node_errors"] == local.value.json()["node_errors"]
+    page.wait_for_function(BATCH_DONE)
+    assert page.evaluate(NODE_ERRORS) == said_remotely
+    close_host_dialogs(page)
+    # The host logs the refusal it shows (console.error of its PromptExecutionError), as for /prompt's.
+    errors = console_errors(page, (400, "/api/sagemaker/executions"), (400, "/api/prompt"))
+    assert [e for e in errors if not e.startswith("error: PromptExecutionError")] == []
+
+
+RECORD_PREVIEWS = f"""() => {{
+    window.__previews = [];
+    {API}.addEventListener("b_preview", (e) => window.__previews.push(e.detail.type));
+    window.__previewPrompts = [];
+    {API}.addEventListener("b_preview_with_metadata",
+        (e) => window.__previewPrompts.push(e.detail.promptId ?? e.detail.jobId));  // 1.32: promptId; newer: jobId
+}}"""
+
+
+def test_a_remote_runs_sampler_previews_reach_the_page(page: Page, client, aws):
+    load_template(page, aws.plain).get_by_test_id("sagemaker-prompt-on-aws-check").check()
+    page.evaluate(RECORD_PREVIEWS)
+    empty, invert, _ = aws.plain_ids
+    # In the environment's pack: sends its image as previews, as a sampler does, without a model.
+    page.evaluate(ADD_NODE, ["SMTestPreview", {"steps": 3, "pause": 0.05}, [empty, invert]])
+    with page.expect_response(is_execution_post) as answer:
+        page.get_by_test_id("queue-button").click()
+    assert answer.value.status == 202, answer.value.text()
+    expect(execution_row(page, answer.value.json()["execution_id"])).to_have_attribute(
+        "data-state", "succeeded", timeout=60_000)
+    # ComfyUI's binary preview frames, as for a local run: the image, and (this page announced it supports
+    # them) the frame naming the run's prompt and node, which the host shows on that node.
+    previews = page.evaluate("() => window.__previews")
+    assert len(previews) >= 3 and set(previews) == {"image/jpeg"}, previews
+    with_metadata = page.evaluate("() => window.__previewPrompts")
+    assert len(with_metadata) == 3 and set(with_metadata) == {answer.value.json()["prompt_id"]}, with_metadata
+    assert console_errors(page) == []
+
+
 def test_a_remote_failure_marks_the_node_and_is_a_toast(page: Page, client, aws):
     load_template(page, aws.plain).get_by_test_id("sagemaker-prompt-on-aws-check").check()
     page.evaluate(RECORD_ERRORS)
@@ -456,21 +535,27 @@ def test_model_combos_offer_the_environment_models_and_runs_cancel(page: Page, c
     expect(row.get_by_test_id("sagemaker-execution-cancel")).to_be_hidden()
     page.wait_for_function(f"() => {EXECUTION}.isIdle")  # execution_interrupted reached the canvas
 
-    # ...or by ComfyUI's own Interrupt (Ctrl+Alt+Enter), which cancels it on the endpoint. (Its "Cancel
-    # current run" button follows ComfyUI's local queue only, so it stays disabled for a remote run.)
-    with page.expect_response(is_execution_post) as answer:
-        page.get_by_test_id("queue-button").click()
-    execution_id = answer.value.json()["execution_id"]
-    row = execution_row(page, execution_id)
-    expect(row).to_have_attribute("data-state", "running", timeout=60_000)
-    wait_following(page, answer.value.json()["prompt_id"])
-    focus_canvas(page)
-    with page.expect_response(lambda r: r.url.endswith(f"/api/sagemaker/executions/{execution_id}/cancel")) as cancel:
-        page.keyboard.press("Control+Alt+Enter")
-    assert cancel.value.status == 200
-    expect(row).to_have_attribute("data-state", "cancelled", timeout=30_000)
-    page.wait_for_function(f"() => {EXECUTION}.isIdle")
-    assert client.get(f"/sagemaker/executions/{execution_id}").json()["state"] == "cancelled"
+    # ...or by ComfyUI's own "Cancel current run" (X) button: the remote run counts as running in ComfyUI's
+    # queue, so the host enables it, and it cancels the run on the endpoint. Then Ctrl+Alt+Enter (Interrupt).
+    stop = page.get_by_role("button", name="Cancel current run")
+    for press in (stop.click, lambda: (focus_canvas(page), page.keyboard.press("Control+Alt+Enter"))):
+        expect(stop).to_be_disabled()
+        with page.expect_response(is_execution_post) as answer:
+            page.get_by_test_id("queue-button").click()
+        execution_id = answer.value.json()["execution_id"]
+        row = execution_row(page, execution_id)
+        expect(row).to_have_attribute("data-state", "running", timeout=60_000)
+        wait_following(page, answer.value.json()["prompt_id"])
+        assert client.get("/queue").json()["queue_running"][0][1] == answer.value.json()["prompt_id"]
+        expect(stop).to_be_enabled()
+        cancelled = f"/api/sagemaker/executions/{execution_id}/cancel"
+        with page.expect_response(lambda r, path=cancelled: r.url.endswith(path)) as cancel:
+            press()
+        assert cancel.value.status == 200
+        expect(row).to_have_attribute("data-state", "cancelled", timeout=30_000)
+        page.wait_for_function(f"() => {EXECUTION}.isIdle")
+        assert client.get(f"/sagemaker/executions/{execution_id}").json()["state"] == "cancelled"
+    expect(stop).to_be_disabled()
 
     # Unticked: the combo offers this ComfyUI's files again; the value stays as it was.
     box.uncheck()

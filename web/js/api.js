@@ -43,6 +43,7 @@ export async function call(method, path, body) {
     const err = data?.error ?? { code: "http_error", message: `${res.status} ${res.statusText}` };
     const failure = new SageMakerError(res.status, err.code, err.message);
     failure.fields = err.fields; // per-field reasons of a 422 (template runs)
+    failure.body = data; // the whole answer: a refused prompt carries /prompt's node_errors beside its error
     if (failure.code === "forbidden_for_role") {
       // The server's policy refused a change this ComfyUI's role may not make: say its words, once.
       toast("error", "Not allowed for this ComfyUI's role", failure.message);

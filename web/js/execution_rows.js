@@ -95,6 +95,10 @@ export function detailOf(r, ctx) {
       ? el("div", { class: "sagemaker-execution-images" }, shown.map((image) =>
         el("a", { href: viewUrl(image), target: "_blank", rel: "noopener", title: image.filename, "data-testid": "sagemaker-execution-image" }, el("img", { src: viewUrl(image), alt: image.filename }))))
       : empty ? el("div", { class: "sagemaker-muted" }, empty) : null,
+    shown.length
+      ? el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-execution-folder" },
+        shown[0].subfolder ? `In ComfyUI's output folder, under ${shown[0].subfolder}/` : "In ComfyUI's output folder")
+      : null,
     el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-execution-versions" }, `${versions(r)} · ${r.id}`),
   ]);
 }

@@ -55,10 +55,20 @@ async function queueOnAws({ output, workflow }, options) {
     return { prompt_id: answer.prompt_id, number: 0, node_errors: {} };
   } catch (err) {
     refused = true;
+    // A prompt ComfyUI's own validation refused comes back in /prompt's 400 shape: thrown as the host's
+    // api.queuePrompt throws it, so the host outlines the nodes and says it in its own words, as locally.
+    if (err?.body && typeof err.body === "object" && "node_errors" in err.body) throw promptError(err);
     toastError("Prompt on AWS: not queued", err);
     // No prompt_id: the frontend follows nothing, stays idle. (Throwing would open its modal error dialog.)
     return { node_errors: {} };
   }
+}
+
+// The host's own error class for a refused /prompt (1.32: (response); 1.33+: (response, status)).
+function promptError(err) {
+  const PromptExecutionError = window.comfyAPI?.api?.PromptExecutionError;
+  if (typeof PromptExecutionError !== "function") return err;
+  return new PromptExecutionError(err.body, err.status);
 }
 
 // ComfyUI's "Cancel current run" (and Interrupt) calls api.interrupt(activePromptId): a remote run of
