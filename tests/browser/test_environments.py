@@ -181,6 +181,10 @@ def test_publish_from_a_template_shows_progress_and_lists_it(page: Page, client,
     expect(dialog.get_by_test_id("sagemaker-environment-summary")).to_have_text("1 template · 1 pack · 1 model · 10 B")
     expect(dialog.get_by_test_id("sagemaker-endpoint-kind")).to_have_value("local")
     expect(dialog.get_by_test_id("sagemaker-endpoint-sagemaker")).to_be_hidden()
+    # The ticked templates are bound to it unless the box is unticked: Run needs them bound.
+    expect(dialog.get_by_test_id("sagemaker-environment-bind")).to_be_checked()
+    expect(dialog.get_by_test_id("sagemaker-environment-bind-note")).to_have_text(
+        "Once published, their runs go to this environment.")
     job_id = publish(page, dialog)
 
     card = page.locator(f'[data-testid="sagemaker-job"][data-job="{job_id}"]')
@@ -196,6 +200,14 @@ def test_publish_from_a_template_shows_progress_and_lists_it(page: Page, client,
     expect(row.get_by_test_id("sagemaker-environment-state")).not_to_have_text("")
     manifest = client.get(f"/sagemaker/environments/{name}").json()
     assert manifest["templates"] == [template] and manifest["endpoint"] == {"kind": "local"}
+    assert client.get(f"/sagemaker/templates/{template}").json()["environment"] == name
+    bound = page.locator(f'[data-testid="sagemaker-template-row"][data-template="{template}"]')
+    expect(bound.get_by_test_id("sagemaker-template-environment")).to_have_text(name)
+    # Publishing the canvas proposes the most recent environment (here the one just published).
+    page.get_by_test_id("sagemaker-templates-publish").click()
+    proposed = page.get_by_test_id("sagemaker-publish-dialog").get_by_test_id("sagemaker-publish-environment")
+    expect(proposed).to_have_value(name)
+    page.get_by_test_id("sagemaker-publish-dialog").get_by_test_id("sagemaker-dialog-cancel").click()
     expect(row.get_by_test_id("sagemaker-environment-size")).to_have_text(human(manifest["size"]))
 
     # The diff against this ComfyUI: the session's other packs and models are only here.
@@ -344,8 +356,11 @@ def test_binding_preflight_names_what_the_environment_lacks(page: Page, client, 
     rebind = page.get_by_test_id("sagemaker-rebind-dialog")
     preflight = rebind.get_by_test_id("sagemaker-preflight")
     expect(preflight).to_be_hidden()  # unbound: nothing to check
+    consequence = rebind.get_by_test_id("sagemaker-rebind-consequence")
+    expect(consequence).to_have_text("No change.")
     rebind.get_by_test_id("sagemaker-rebind-environment").select_option(env)
     expect(preflight.get_by_test_id("sagemaker-preflight-item")).to_have_text(["model checkpoints/tiny.safetensors"])
+    expect(consequence).to_contain_text(f"New runs of {second} go to {env};")  # said before Save
 
     # The offer opens New Environment for a new version: the bound template and this one ticked.
     preflight.get_by_test_id("sagemaker-preflight-publish").click()

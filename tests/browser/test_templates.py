@@ -48,9 +48,11 @@ def row(page: Page, name: str):
 
 
 def publish(page: Page, name: str) -> None:
+    """Publish the canvas as a new template, bound to no environment (the dialog proposes the newest)."""
     page.get_by_test_id("sagemaker-templates-publish").click()
     dialog = page.get_by_test_id("sagemaker-publish-dialog")
     dialog.get_by_test_id("sagemaker-publish-name").fill(name)
+    dialog.get_by_test_id("sagemaker-publish-environment").select_option("")
     dialog.get_by_test_id("sagemaker-dialog-ok").click()
 
 

@@ -69,6 +69,16 @@ function summarize(choices, all, snapshot) {
   };
 }
 
+// What binding changes, said before it is done: templates bound elsewhere move here.
+function bindConsequence(chosen, templates, target) {
+  const lower = target.toLowerCase();
+  const moved = chosen.map((c) => templates.find((t) => t.name === c.name))
+    .filter((t) => t?.environment && t.environment.toLowerCase() !== lower);
+  if (chosen.length === 0) return "";
+  if (moved.length === 0) return "Once published, their runs go to this environment.";
+  return `Once published, their runs go to this environment; ${moved.map((t) => `${t.name} leaves ${t.environment}`).join(", ")}.`;
+}
+
 // "Open Connect": closes the dialog and brings the Connect section (expanded) into view.
 function connectOffer(close) {
   return el("div", { class: "sagemaker-dialog-action" }, [
@@ -100,6 +110,9 @@ export async function openEnvironmentDialog(slot, options) {
   const byTemplates = el("input", { type: "radio", name: group, value: "templates", checked: options.include !== "all", "data-testid": "sagemaker-environment-include-templates" });
   const everything = el("input", { type: "radio", name: group, value: "all", checked: options.include === "all", "data-testid": "sagemaker-environment-include-all" });
   const choices = templates.map((t) => templateChoice(t.name, ticked.has(t.name)));
+  // Yes by default: a template is included to run there, and Run needs it bound.
+  const bind = el("input", { type: "checkbox", checked: options.bind !== false, "data-testid": "sagemaker-environment-bind" });
+  const bindNote = el("div", { class: "sagemaker-muted sagemaker-choice-detail", "data-testid": "sagemaker-environment-bind-note" });
   const list = el("div", { class: "sagemaker-choices", "data-testid": "sagemaker-environment-templates" },
     choices.length ? choices.map((c) => c.root) : el("div", { class: "sagemaker-muted" }, "No templates yet: publish one first, or include everything installed."));
   const summary = el("div", { class: "sagemaker-summary", "data-testid": "sagemaker-environment-summary" });
@@ -117,6 +130,9 @@ export async function openEnvironmentDialog(slot, options) {
         el("label", { class: "sagemaker-check" }, [byTemplates, "these templates' packs and models"]),
         list,
         el("label", { class: "sagemaker-check" }, [everything, "everything installed (all packs and models)"]),
+        el("label", { class: "sagemaker-check", title: "Their runs then go to this environment's endpoint" },
+          [bind, "bind the ticked templates to it"]),
+        bindNote,
       ]),
       endpoint.root,
       summary,
@@ -156,13 +172,18 @@ export async function openEnvironmentDialog(slot, options) {
     blocker.hidden = !block;
     blocker.textContent = block ?? "";
     summary.textContent = summarize(choices, all, snapshot).text;
+    bind.disabled = all;
+    bindNote.textContent = bindConsequence(all || !bind.checked ? [] : chosen, templates, name.value);
     dialog.setOkEnabled(name.value !== "" && !problem && !block && endpoint.problem() === null);
   }
 
   async function publish() {
     const body = { name: name.value, endpoint: endpoint.value() };
     if (everything.checked) body.include = "all";
-    else body.templates = choices.filter((c) => c.box.checked).map((c) => c.name);
+    else {
+      body.templates = choices.filter((c) => c.box.checked).map((c) => c.name);
+      if (bind.checked) body.bind = true;
+    }
     let job;
     try {
       ({ job } = await call("POST", "/environments", body));
@@ -175,7 +196,7 @@ export async function openEnvironmentDialog(slot, options) {
     onStarted(job, body.name);
   }
 
-  for (const input of [name, byTemplates, everything, ...choices.map((c) => c.box)]) {
+  for (const input of [name, byTemplates, everything, bind, ...choices.map((c) => c.box)]) {
     input.addEventListener("input", validate);
     input.addEventListener("change", validate);
   }

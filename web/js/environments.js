@@ -9,7 +9,7 @@ import { renderDiff } from "./environment_diff.js";
 import { openEnvironmentDialog } from "./environment_dialog.js";
 import { formatBytes, plural } from "./format.js";
 import { followJob, jobCard, onJob } from "./jobs.js";
-import { onShared } from "./live.js";
+import { changedHere, onShared } from "./live.js";
 import { boundTo, environmentPath } from "./needs.js";
 import { isArtist } from "./role.js";
 
@@ -54,6 +54,7 @@ function track(job, name) {
     if (entry && final.result?.name) entry.name = final.result.name; // the name as published, not lowercased
     announce(final, entry?.name ?? name);
     for (const s of live()) s.refresh();
+    if (final.result?.bound?.length) changedHere("templates"); // their rows show the binding
     if (final.state === "succeeded") setTimeout(() => dismiss(job.id), SUCCESS_CARD_MS);
   });
 }

@@ -6,15 +6,19 @@ import { api } from "../../../scripts/api.js";
 const QUIET_MS = 300;
 const subscriptions = new Set(); // {collections, fn, timer}
 
-// Registered at load: ComfyUI's api only dispatches event types someone listens to.
-api.addEventListener("sagemaker.changed", (event) => {
-  const collection = event.detail?.collection;
+function changed(collection) {
   for (const s of subscriptions) {
     if (!s.collections.has(collection)) continue;
     clearTimeout(s.timer);
     s.timer = setTimeout(s.fn, QUIET_MS);
   }
-});
+}
+
+// Registered at load: ComfyUI's api only dispatches event types someone listens to.
+api.addEventListener("sagemaker.changed", (event) => changed(event.detail?.collection));
+
+// A change made by this page that other sections show (e.g. a publish that bound templates).
+export const changedHere = changed;
 
 // Calls fn() after changes to any of `collections` have been quiet for a moment.
 export function onShared(collections, fn) {

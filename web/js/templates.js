@@ -82,6 +82,12 @@ function environmentSelect(environments, selected, testid) {
   ]);
 }
 
+// The environment a new template most likely goes to: the only one, or the most recently published.
+function newest(environments) {
+  const sorted = [...environments].sort((a, b) => String(b.created_at ?? "").localeCompare(String(a.created_at ?? "")));
+  return sorted[0]?.name ?? null;
+}
+
 // Runs a change; a failure becomes a toast and is rethrown so the dialog shows it too.
 async function change(summary, fn) {
   try {
@@ -90,6 +96,21 @@ async function change(summary, fn) {
     toastError(summary, err);
     throw err;
   }
+}
+
+// What a rebind changes, shown as the environment is chosen (before Save).
+function rebindConsequence(t, select) {
+  const box = el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-rebind-consequence" });
+  const show = () => {
+    const to = select.value || null;
+    if (to === (t.environment ?? null)) box.textContent = "No change.";
+    else if (!to) box.textContent = `${t.name} will run nowhere until it is bound again; runs in flight finish.`;
+    else box.textContent = `New runs of ${t.name} go to ${to}${t.environment ? ` instead of ${t.environment}` : ""}; `
+      + "runs in flight finish where they are, and canvases that already loaded it keep running where they loaded it.";
+  };
+  select.addEventListener("change", show);
+  show();
+  return box;
 }
 
 class TemplatesSection {
@@ -210,7 +231,7 @@ class TemplatesSection {
     const pattern = rule ? new RegExp(rule.pattern) : null;
     const name = el("input", { type: "text", class: "sagemaker-input", placeholder: "e.g. Portrait2", autocomplete: "off", spellcheck: "false", "data-testid": "sagemaker-publish-name" });
     const message = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-publish-name-error", hidden: true });
-    const environment = environmentSelect(environments, null, "sagemaker-publish-environment");
+    const environment = environmentSelect(environments, newest(environments), "sagemaker-publish-environment");
     const dialog = openDialog(this.slot, {
       title: "Publish the canvas as a template",
       body: [field("Name", name), message, field("Environment", environment)],
@@ -246,6 +267,7 @@ class TemplatesSection {
       title: `Rebind ${t.name} (version ${t.version})`,
       body: [
         field("Environment", environment),
+        rebindConsequence(t, environment),
         bindingPreflight(t, environment, replace, environments),
         el("label", { class: "sagemaker-check" }, [replace, "Replace the workflow with the current graph"]),
       ],
