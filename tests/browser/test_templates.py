@@ -56,6 +56,11 @@ def publish(page: Page, name: str) -> None:
     dialog.get_by_test_id("sagemaker-dialog-ok").click()
 
 
+# The host's workflow tabs, through its public workflow store.
+ACTIVE_TAB = f"() => {APP}.extensionManager.workflow.activeWorkflow?.path ?? null"
+OPEN_TABS = f"() => {APP}.extensionManager.workflow.openWorkflows.map((w) => w.path)"
+
+
 def test_publish_load_rebind_delete(page: Page, client):
     name = unique_name()
     open_templates(page)
@@ -177,3 +182,58 @@ def test_duplicate_name_shows_the_409_message(page: Page, client):
     finally:
         client.delete(f"/sagemaker/templates/{name}")
     assert console_errors(page, (409, "/api/sagemaker/templates")) == []
+
+
+def test_a_template_opens_in_its_own_tab_and_plus_offers_to_update_it(page: Page, client):
+    name = unique_name()
+    open_templates(page)
+    publish(page, name)
+    template_row = row(page, name)
+    expect(template_row.get_by_test_id("sagemaker-template-version")).to_have_text("v1")
+    try:
+        # Loading opens a tab named after the template; loading it again goes back to that tab.
+        template_row.get_by_test_id("sagemaker-template-name").click()
+        page.wait_for_function(f"(p) => ({ACTIVE_TAB})() === p", arg=f"workflows/{name}.json")
+        tabs = page.evaluate(OPEN_TABS)
+        page.evaluate(f"() => {APP}.loadGraphData()")  # another tab meanwhile
+        page.wait_for_function(f"(p) => ({ACTIVE_TAB})() !== p", arg=f"workflows/{name}.json")
+        template_row.get_by_test_id("sagemaker-template-name").click()
+        page.wait_for_function(f"(p) => ({ACTIVE_TAB})() === p", arg=f"workflows/{name}.json")
+        assert page.evaluate(OPEN_TABS).count(f"workflows/{name}.json") == 1
+        assert page.evaluate(LOADED_TEMPLATE) == name
+        assert len(page.evaluate(OPEN_TABS)) == len(tabs) + 1  # only the blank one opened above
+
+        # + on a canvas that is a template offers to update it (the default) with the edited canvas.
+        page.evaluate(f"""() => {{
+            const node = window.LiteGraph.createNode("Note");
+            node.pos = [40, 40];
+            {APP}.graph.add(node);
+        }}""")
+        page.get_by_test_id("sagemaker-templates-publish").click()
+        dialog = page.get_by_test_id("sagemaker-publish-dialog")
+        expect(dialog.get_by_test_id("sagemaker-publish-update")).to_be_checked()
+        expect(dialog).to_contain_text(f"update {name} with the canvas (version 2)")
+        expect(dialog.get_by_test_id("sagemaker-publish-name")).to_be_hidden()
+        expect(dialog.get_by_test_id("sagemaker-publish-environment")).to_have_value("")  # its own binding
+        dialog.get_by_test_id("sagemaker-dialog-ok").click()
+        expect(template_row.get_by_test_id("sagemaker-template-version")).to_have_text("v2")
+        updated = client.get(f"/sagemaker/templates/{name}").json()
+        assert any(n["type"] == "Note" for n in updated["workflow"]["nodes"])
+        assert [t["name"] for t in client.get("/sagemaker/templates").json()["templates"]].count(name) == 1
+
+        # A new one instead: a name differing only in case from an existing one is warned about.
+        page.get_by_test_id("sagemaker-templates-publish").click()
+        dialog.get_by_test_id("sagemaker-publish-new").check()
+        name_input = dialog.get_by_test_id("sagemaker-publish-name")
+        expect(name_input).to_be_visible()
+        name_input.fill(name.lower())
+        note = dialog.get_by_test_id("sagemaker-publish-name-note")
+        expect(note).to_have_text(f"{name} already exists: names that differ only in case are different templates.")
+        name_input.fill(name)
+        expect(note).to_contain_text(f"{name} exists: publishing would be refused")
+        name_input.fill(unique_name())
+        expect(note).to_be_hidden()
+        dialog.get_by_test_id("sagemaker-dialog-cancel").click()
+    finally:
+        client.delete(f"/sagemaker/templates/{name}")
+    assert console_errors(page) == []

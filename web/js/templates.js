@@ -82,6 +82,22 @@ function environmentSelect(environments, selected, testid) {
   ]);
 }
 
+// ComfyUI's workflow tabs (the host's workflow store, app.extensionManager.workflow).
+const workflows = () => app.extensionManager?.workflow ?? null;
+const tabPath = (name) => `workflows/${name}.json`;
+
+// The open tab a template was loaded into (named after it, holding it), or null.
+function templateTab(name) {
+  const open = workflows()?.openWorkflows ?? [];
+  return open.find((w) => w.path === tabPath(name) && w.isTemporary
+    && (w.activeState?.extra?.sagemaker?.template ?? name) === name) ?? null;
+}
+
+function savedWorkflow(name) {
+  const found = workflows()?.getWorkflowByPath?.(tabPath(name));
+  return Boolean(found && !found.isTemporary);
+}
+
 // The environment a new template most likely goes to: the only one, or the most recently published.
 function newest(environments) {
   const sorted = [...environments].sort((a, b) => String(b.created_at ?? "").localeCompare(String(a.created_at ?? "")));
@@ -173,7 +189,7 @@ class TemplatesSection {
       : el("span", { class: "sagemaker-badge sagemaker-unbound", title: "bound to no environment yet", "data-testid": "sagemaker-template-environment" }, "unbound");
     return el("div", { class: "sagemaker-template", "data-testid": "sagemaker-template-row", "data-template": t.name }, [
       el("i", { class: "pi pi-circle-fill sagemaker-loaded-mark", title: "loaded in the canvas", "data-testid": "sagemaker-template-loaded", hidden: true }),
-      el("button", { class: "sagemaker-template-name", title: `Load ${t.name} into the canvas (a new workflow tab)`, "data-testid": "sagemaker-template-name", onclick: () => this.select(t.name) }, t.name),
+      el("button", { class: "sagemaker-template-name", title: `Load ${t.name} into the canvas (its own workflow tab)`, "data-testid": "sagemaker-template-name", onclick: () => this.select(t.name) }, t.name),
       environment,
       el("span", { class: "sagemaker-muted", title: "version", "data-testid": "sagemaker-template-version" }, `v${t.version}`),
       this.artist ? null : iconButton("pi pi-pencil", `Rebind ${t.name}`, "sagemaker-template-rebind", () => this.openRebind(t)),
@@ -208,8 +224,17 @@ class TemplatesSection {
     let template = null;
     try {
       template = await call("GET", templatePath(name));
-      // No workflow name: ComfyUI opens a new unsaved tab, so no open (or saved) workflow is overwritten.
-      await app.loadGraphData(withTemplate(template.workflow, template), true, true, null);
+      const data = withTemplate(template.workflow, template);
+      const tab = templateTab(name);
+      if (tab) {
+        // Its tab is open: back to it, with its edits while it holds this version, else with this version.
+        const state = tab.activeState;
+        const same = state?.extra?.sagemaker?.version === template.version;
+        await app.loadGraphData(same ? state : data, true, true, tab);
+      } else {
+        // A new tab named after the template; never a saved workflow of that name (it would be overwritten).
+        await app.loadGraphData(data, true, true, savedWorkflow(name) ? null : name);
+      }
     } catch (err) {
       template = null;
       toastError(`Could not load ${name}`, err);
@@ -229,24 +254,63 @@ class TemplatesSection {
     ]);
     const rule = rules?.template_name;
     const pattern = rule ? new RegExp(rule.pattern) : null;
+    // The canvas is a listed template: + offers to update it (a new version), or to publish a new one.
+    const loaded = this.templates.find((t) => t.name === loadedTemplate()) ?? null;
+    const update = el("input", { type: "radio", name: "sagemaker-publish-mode", checked: Boolean(loaded), "data-testid": "sagemaker-publish-update" });
+    const asNew = el("input", { type: "radio", name: "sagemaker-publish-mode", checked: !loaded, "data-testid": "sagemaker-publish-new" });
+    const mode = loaded
+      ? el("fieldset", { class: "sagemaker-fieldset" }, [
+        el("label", { class: "sagemaker-check" }, [update, `update ${loaded.name} with the canvas (version ${loaded.version + 1})`]),
+        el("label", { class: "sagemaker-check" }, [asNew, "publish a new template"]),
+      ])
+      : null;
     const name = el("input", { type: "text", class: "sagemaker-input", placeholder: "e.g. Portrait2", autocomplete: "off", spellcheck: "false", "data-testid": "sagemaker-publish-name" });
     const message = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-publish-name-error", hidden: true });
-    const environment = environmentSelect(environments, newest(environments), "sagemaker-publish-environment");
+    const note = el("div", { class: "sagemaker-warning", "data-testid": "sagemaker-publish-name-note", hidden: true });
+    const environment = environmentSelect(environments, loaded ? loaded.environment : newest(environments),
+      "sagemaker-publish-environment");
+    const nameField = field("Name", name);
     const dialog = openDialog(this.slot, {
-      title: "Publish the canvas as a template",
-      body: [field("Name", name), message, field("Environment", environment)],
+      title: loaded ? `Publish the canvas (${loaded.name} is loaded)` : "Publish the canvas as a template",
+      body: [mode, nameField, message, note, field("Environment", environment)],
       okLabel: "Publish",
       testid: "sagemaker-publish-dialog",
-      onOk: () => this.publish(name.value, environment.value || null),
+      onOk: () => (loaded && update.checked
+        ? this.rebind(loaded, environment.value || null, true)
+        : this.publish(name.value, environment.value || null)),
     });
+    let checks = 0;
     const validate = () => {
-      const invalid = name.value !== "" && pattern !== null && !pattern.test(name.value);
+      const updating = Boolean(loaded && update.checked);
+      nameField.hidden = updating;
+      const invalid = !updating && name.value !== "" && pattern !== null && !pattern.test(name.value);
       message.hidden = !invalid;
       message.textContent = invalid ? (rule.description ?? `must match ${rule.pattern}`) : "";
-      dialog.setOkEnabled(name.value !== "" && !invalid);
+      dialog.setOkEnabled(updating || (name.value !== "" && !invalid));
+      note.hidden = true;
+      if (!updating && name.value !== "" && !invalid) this.checkName(name.value, ++checks, () => checks, note);
     };
-    name.addEventListener("input", validate);
+    for (const input of [name, update, asNew]) input.addEventListener("input", validate);
+    for (const input of [update, asNew]) input.addEventListener("change", validate);
     validate();
+  }
+
+  // The server's word on a free name: taken, or differing only in case from one (names are case-sensitive,
+  // so "Slow" and "slow" would be two templates). Said under the name; only the latest check is shown.
+  async checkName(value, ticket, latest, note) {
+    let answer;
+    try {
+      answer = await call("POST", "/names/check", { kind: "template", name: value });
+    } catch {
+      return; // the publish itself says what is wrong
+    }
+    if (ticket !== latest()) return;
+    const similar = answer.similar ?? [];
+    let text = "";
+    if (answer.exists) text = `${value} exists: publishing would be refused. Load it and use + to update it.`;
+    else if (similar.length) text = `${similar.join(", ")} already ${similar.length === 1 ? "exists" : "exist"}: names that differ only in case are different templates.`;
+    note.hidden = !text;
+    note.textContent = text;
   }
 
   async publish(name, environment) {
