@@ -239,3 +239,65 @@ def test_run_on_the_endpoint_shows_the_result(page: Page, client):
         client.delete(f"/sagemaker/templates/{name}")
         client.delete(f"/sagemaker/environments/{env}?force=true")
     assert console_errors(page) == []
+
+
+APP = "window.comfyAPI.app.app"
+# A width parameter node (8, from 1 to 64) -> EmptyImage (width x 4) -> the template's output, built by
+# the frontend itself so the canvas loads it back with its parameter node.
+BUILD_FORM_GRAPH = f"""async () => {{
+    const app = {APP};
+    app.graph.clear();
+    const add = (type, x, values) => {{
+        const node = window.LiteGraph.createNode(type);
+        node.pos = [x, 0];
+        app.graph.add(node);
+        for (const [name, value] of Object.entries(values)) node.widgets.find((w) => w.name === name).value = value;
+        return node;
+    }};
+    const width = add("SageMakerParamInt", 0, {{ name: "width", default: 8, min: 1, max: 64 }});
+    const empty = add("EmptyImage", 320, {{ height: 4, color: 0 }});
+    width.connect(0, empty, empty.findInputSlot("width"));
+    empty.connect(0, add("SageMakerTemplateOutput", 640, {{ name: "result" }}), 0);
+    const {{ workflow, output }} = await app.graphToPrompt();
+    return JSON.stringify({{ workflow, output, node: width.id }});
+}}"""
+CANVAS_VALUE = f"(id) => {APP}.graph.getNodeById(id)?.widgets.find((w) => w.name === 'default').value"
+SET_ON_CANVAS = f"([id, v]) => {{ {APP}.graph.getNodeById(id).widgets.find((w) => w.name === 'default').value = v; }}"
+
+
+def test_the_form_and_the_canvas_hold_the_same_values(page: Page, client):
+    import json
+
+    built = json.loads(page.evaluate(BUILD_FORM_GRAPH))
+    node = built["node"]
+    name = unique_name()
+    created = client.post("/sagemaker/templates", json={"name": name, "workflow": built["workflow"],
+                                                         "prompt": built["output"]})
+    assert created.status_code == 201, created.text
+    try:
+        form = select(page, name)
+        width = param(form, "width")
+        expect(width).to_have_value("8")
+        # The form writes into the canvas's parameter node...
+        width.fill("20")
+        page.wait_for_function(f"([id, v]) => ({CANVAS_VALUE})(id) === v", arg=[node, 20])
+        # ...and reads it back: edited on the canvas, the form's Run runs the canvas's value, as ComfyUI's does.
+        page.evaluate(SET_ON_CANVAS, [node, 24])
+        with page.expect_request(lambda r: r.url.endswith("/api/prompt") and r.method == "POST") as queued:
+            form.get_by_test_id("sagemaker-param-run").click()
+        assert queued.value.post_data_json["prompt"][str(node)]["inputs"]["default"] == 24
+        expect(width).to_have_value("24")
+        host_prompt = page.evaluate(f"async () => JSON.stringify((await {APP}.graphToPrompt()).output)")
+        assert json.loads(host_prompt)[str(node)]["inputs"]["default"] == 24
+        the_result(page, form, client, (24, 4), (0, 0, 0))
+
+        # The form goes with the template's graph and comes back with it (its tab, its values).
+        page.evaluate(f"() => {APP}.loadGraphData()")
+        expect(form).to_be_hidden()
+        row(page, name).get_by_test_id("sagemaker-template-name").click()
+        expect(form).to_be_visible()
+        expect(width).to_have_value("24")
+        assert page.evaluate(CANVAS_VALUE, node) == 24
+    finally:
+        client.delete(f"/sagemaker/templates/{name}")
+    assert console_errors(page) == []

@@ -8,6 +8,7 @@
 // the run carries this page's client id, so the canvas follows it as it follows Queue Prompt; otherwise
 // the run is the form's alone (another workflow's nodes must not show its progress or outputs).
 import { api } from "../../../scripts/api.js";
+import { app } from "../../../scripts/app.js";
 import { call, toast, toastError } from "./api.js";
 import { el } from "./dom.js";
 import { executionCreated, outputImages, viewUrl } from "./executions.js";
@@ -69,6 +70,19 @@ function readValue(input, prop, kind, required) {
   if (prop.maxLength && raw.length > prop.maxLength) return [raw, `must be at most ${prop.maxLength} characters`];
   if (Array.isArray(prop.enum) && !prop.enum.includes(raw)) return [raw, `must be one of ${prop.enum.join(", ")}`];
   return [raw, null];
+}
+
+// The canvas's parameter nodes by parameter name: {node, widget} with the widget holding the value (an
+// image parameter's file, every other kind's "default"). Only while the canvas holds the form's template.
+function canvasParameters() {
+  const found = new Map();
+  for (const node of app.graph?.nodes ?? []) {
+    if (!String(node.type ?? "").startsWith("SageMakerParam")) continue;
+    const name = node.widgets?.find((w) => w.name === "name")?.value;
+    const widget = node.widgets?.find((w) => w.name === (node.type === "SageMakerParamImage" ? "image" : "default"));
+    if (typeof name === "string" && widget && !found.has(name)) found.set(name, { node, widget });
+  }
+  return found;
 }
 
 // The per-field reasons of a 422 (api.js keeps error.fields on the error).
@@ -154,6 +168,34 @@ export class ParameterForm {
     this.drawWhere();
     this.root.dataset.template = template.name;
     this.root.hidden = false;
+    this.readCanvas();
+  }
+
+  // One truth with the canvas: while it holds this template, the form shows its parameter nodes' values
+  // (read when shown, when the canvas changes and before Run) and writes each edit into them, so the
+  // form's Run and ComfyUI's Run run the same values.
+  readCanvas() {
+    if (!this.name || !this.isLoaded(this.name)) return;
+    const nodes = canvasParameters();
+    for (const [name, field] of this.fields) {
+      const value = nodes.get(name)?.widget.value;
+      if (value === undefined) continue;
+      if (field.kind === "boolean") field.input.checked = value === true;
+      else field.input.value = String(value);
+      this.check(name);
+    }
+  }
+
+  writeCanvas(name) {
+    if (!this.name || !this.isLoaded(this.name)) return;
+    const found = canvasParameters().get(name);
+    const field = this.fields.get(name);
+    if (!found || !field) return;
+    const [value, reason] = readValue(field.input, field.prop, field.kind, false);
+    if (value === undefined || reason) return; // the canvas keeps a valid value; the form shows why not
+    found.widget.value = value;
+    found.widget.callback?.(value);
+    app.graph.setDirtyCanvas?.(true, true);
   }
 
   row(name, prop) {
@@ -162,7 +204,10 @@ export class ParameterForm {
     const message = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-param-error", "data-param": name, hidden: true });
     const field = { input, message, prop, kind };
     this.fields.set(name, field);
-    input.addEventListener(kind === "boolean" || input.tagName === "SELECT" ? "change" : "input", () => this.check(name));
+    input.addEventListener(kind === "boolean" || input.tagName === "SELECT" ? "change" : "input", () => {
+      this.check(name);
+      this.writeCanvas(name);
+    });
     const label = `${name}${this.required.has(name) ? " *" : ""}`;
     const title = el("span", { class: "sagemaker-label sagemaker-param-label" }, label);
     const children = kind === "boolean"
@@ -190,6 +235,7 @@ export class ParameterForm {
         input.value = await uploadImage(chosen);
         list.append(el("option", { value: input.value }));
         this.check(name);
+        this.writeCanvas(name);
       } catch (err) {
         toastError("Could not upload the image", err);
       } finally {
@@ -316,6 +362,7 @@ export class ParameterForm {
     // Follow the run while this form shows it: not once another template (or another run) is shown,
     // nor once the sidebar is closed (its form goes with it).
     const still = () => name === this.name && ticket === this.runs && this.root.isConnected;
+    this.readCanvas(); // edited on the canvas since: those values run, as ComfyUI's Run would
     const inputs = this.values();
     const onAws = isPromptOnAws();
     const follow = this.isLoaded(name);

@@ -134,6 +134,7 @@ class TemplatesSection {
     this.artist = isArtist(); // an artist runs templates; publishing, rebinding and deleting are a designer's
     this.templates = [];
     this.refreshes = 0; // only the latest refresh may draw the list
+    this.following = 0; // only the latest canvas change may choose the form
     this.slot = el("div", { class: "sagemaker-dialog-slot" });
     this.list = el("div", { class: "sagemaker-template-list", "data-testid": "sagemaker-templates-list" });
     this.analysis = new AnalysisPanel({
@@ -198,12 +199,35 @@ class TemplatesSection {
   }
 
   markLoaded() {
+    this.followCanvas();
     const loaded = loadedTemplate();
     for (const row of this.list.querySelectorAll("[data-template]")) {
       const isLoaded = row.dataset.template === loaded;
       row.classList.toggle("sagemaker-loaded", isLoaded);
       row.querySelector(".sagemaker-loaded-mark").hidden = !isLoaded;
     }
+  }
+
+  // The form is the canvas's template's: it reads the canvas again, comes with another template's graph
+  // and goes with a graph that is no template.
+  async followCanvas() {
+    const loaded = loadedTemplate();
+    const ticket = ++this.following;
+    if (loaded && loaded === this.form.name) {
+      this.form.readCanvas();
+      return;
+    }
+    if (!loaded || !this.templates.some((t) => t.name === loaded)) {
+      this.form.show(null);
+      return;
+    }
+    let template = null;
+    try {
+      template = await call("GET", templatePath(loaded));
+    } catch {
+      template = null; // listed a moment ago: gone meanwhile, and the list will say so
+    }
+    if (ticket === this.following && loadedTemplate() === loaded) this.form.show(template);
   }
 
   markAnalyzed() {
@@ -215,6 +239,7 @@ class TemplatesSection {
   // Selecting a template (clicking its name) loads it and shows its analysis.
   async select(name) {
     const template = await this.load(name);
+    this.following += 1; // this template's form, not one a canvas change on the way asked for
     this.form.show(template);
     if (template) await this.analysis.show(template);
   }
@@ -377,6 +402,7 @@ class TemplatesSection {
           throw err;
         }
         toast("success", "Template deleted", t.name);
+        this.templates = this.templates.filter((x) => x.name !== t.name); // its form goes too
         if (loadedTemplate() === t.name) canvasChanged(); // Prompt on AWS's target is gone
         await this.refresh();
       },
