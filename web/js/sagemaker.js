@@ -4,6 +4,7 @@ import { api } from "../../../scripts/api.js";
 import { call, getRules, setToken, toastError } from "./api.js";
 import { mountConnect, onConfigChanged } from "./connect.js";
 import { el } from "./dom.js";
+import { mountEndpoints } from "./endpoints.js";
 import { mountEnvironments } from "./environments.js";
 import { forgetRuns, mountExecutions } from "./executions.js";
 import { mountInputs } from "./inputs.js";
@@ -99,8 +100,8 @@ async function render(container) {
     status.append(tokenForm(() => render(container)));
     return;
   }
-  panel.append(mountConnect(), mountPromptOnAws(), mountTemplates(), mountExecutions(), mountEnvironments(), mountInputs(),
-    mountModels());
+  panel.append(mountConnect(), mountPromptOnAws(), mountTemplates(), mountExecutions(), mountEnvironments(),
+    mountEndpoints(), mountInputs(), mountModels());
 }
 
 // A configuration applied (Connect, here or in another page): the store, the role and the token may have

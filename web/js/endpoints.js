@@ -1,0 +1,186 @@
+// The sidebar's "Endpoints" section: every endpoint (a local worker, a SageMaker endpoint) with its state,
+// the environment version it serves, its instances, what it is doing while it starts (the worker's own
+// activity and cold start steps) and its log. States arrive as
+// "sagemaker.endpoint" events; while an endpoint starts, the section reads it every second for its steps.
+import { api } from "../../../scripts/api.js";
+import { call } from "./api.js";
+import { el, iconButton } from "./dom.js";
+import { formatBytes, formatDuration, timeAgo } from "./format.js";
+import { onShared } from "./live.js";
+
+const STARTING = new Set(["Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"]);
+const POLL_MS = 1000;
+const LOG_TAIL = 200;
+const sections = new Set(); // a sidebar tab re-renders on every open: only connected sections draw
+
+function live() {
+  for (const s of sections) if (!s.root.isConnected) sections.delete(s);
+  return [...sections];
+}
+
+api.addEventListener("sagemaker.endpoint", (event) => {
+  if (event.detail?.name) for (const s of live()) s.changed(event.detail);
+});
+
+// Another ComfyUI deployed, stopped or deleted one: the list follows.
+onShared("endpoints", () => {
+  for (const s of live()) s.refresh();
+});
+
+const endpointPath = (name) => `/endpoints/${encodeURIComponent(name)}`;
+
+function stateClass(state) {
+  if (state === "InService") return "sagemaker-state-ok";
+  if (state === "Failed" || state === "OutOfService") return "sagemaker-state-bad";
+  return "sagemaker-state-wait";
+}
+
+function instancesText(e) {
+  if (e.kind === "local") return "a worker on this machine";
+  const type = e.instance_type ? ` × ${e.instance_type}` : "";
+  const count = Number.isFinite(e.instances) ? e.instances : "?";
+  return `${count} instance${count === 1 ? "" : "s"}${type}`;
+}
+
+// One cold start step: "models 2.1 GB in 31 s", or "models..." while it runs.
+function phaseText(p) {
+  const what = p.label || p.name;
+  if (p.state === "running") return `${what}...`;
+  const size = Number.isFinite(p.bytes) ? `${formatBytes(p.bytes)} in ` : "";
+  const failed = p.state === "failed" ? " (failed)" : "";
+  return `${what} ${size}${formatDuration(p.seconds ?? 0)}${failed}`;
+}
+
+// What it is doing now, in the user's words: the worker's activity, else the step running, else the state.
+function doingText(e) {
+  if (!STARTING.has(e.state)) return "";
+  if (e.activity) return e.activity;
+  const running = (e.phases ?? []).find((p) => p.state === "running");
+  if (running) return `${running.label || running.name}...`;
+  return { Creating: "starting the worker...", Updating: "replacing the worker...", Deleting: "stopping..." }[e.state]
+    ?? `${e.state}...`;
+}
+
+class EndpointsSection {
+  constructor() {
+    this.endpoints = new Map(); // name -> view
+    this.logs = new Map(); // name -> text of its open log
+    this.refreshes = 0;
+    this.timer = null;
+    this.list = el("div", { class: "sagemaker-endpoint-list", "data-testid": "sagemaker-endpoints-list" });
+    this.root = el("section", { class: "sagemaker-section", "data-testid": "sagemaker-endpoints" }, [
+      el("div", { class: "sagemaker-section-header" }, [
+        el("h4", { class: "sagemaker-section-title" }, "Endpoints"),
+        iconButton("pi pi-refresh", "Refresh the list", "sagemaker-endpoints-refresh", () => this.refresh()),
+      ]),
+      this.list,
+    ]);
+  }
+
+  async refresh() {
+    const ticket = ++this.refreshes;
+    try {
+      const { endpoints, unavailable } = await call("GET", "/endpoints");
+      if (ticket !== this.refreshes) return;
+      this.endpoints = new Map(endpoints.map((e) => [e.name, e]));
+      this.unavailable = unavailable ?? [];
+      this.draw();
+    } catch (err) {
+      if (ticket !== this.refreshes) return;
+      this.list.replaceChildren(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-endpoints-error" }, err.message));
+    }
+  }
+
+  // A state change event: its view, or the list again when one appeared or went.
+  changed(view) {
+    if (!this.endpoints.has(view.name) || view.state === "Deleted") {
+      this.refresh();
+      return;
+    }
+    this.endpoints.set(view.name, { ...this.endpoints.get(view.name), ...view });
+    this.draw();
+  }
+
+  // While one starts (or a log is open on one that starts), read it every second: its steps and log move.
+  schedule() {
+    clearTimeout(this.timer);
+    const busy = [...this.endpoints.values()].filter((e) => STARTING.has(e.state));
+    if (!busy.length || !this.root.isConnected) return;
+    this.timer = setTimeout(async () => {
+      await Promise.all(busy.map(async (e) => {
+        try {
+          const view = await call("GET", endpointPath(e.name));
+          if (this.endpoints.has(e.name)) this.endpoints.set(e.name, view);
+        } catch (err) {
+          if (err.status === 404) this.endpoints.delete(e.name);
+        }
+        if (this.logs.has(e.name)) await this.readLog(e.name, false);
+      }));
+      this.draw();
+    }, POLL_MS);
+  }
+
+  draw() {
+    const rows = [...this.endpoints.values()].sort((a, b) => a.name.localeCompare(b.name)).map((e) => this.row(e));
+    const problems = (this.unavailable ?? []).map((p) =>
+      el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-endpoints-unavailable" }, `${p.kind}: ${p.reason}`));
+    this.list.replaceChildren(...(rows.length || problems.length ? [...rows, ...problems]
+      : [el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-endpoints-empty" },
+        "No endpoints: publish an environment with an endpoint.")]));
+    this.schedule();
+  }
+
+  row(e) {
+    const doing = doingText(e);
+    const phases = (e.phases ?? []).map(phaseText).join(" · ");
+    const log = this.logs.get(e.name);
+    return el("div", { class: "sagemaker-endpoint", "data-testid": "sagemaker-endpoint-row", "data-endpoint": e.name, "data-state": e.state }, [
+      el("div", { class: "sagemaker-endpoint-line" }, [
+        el("span", { class: "sagemaker-endpoint-name", title: e.endpoint_name ?? e.name, "data-testid": "sagemaker-endpoint-name" }, e.name),
+        el("span", { class: `sagemaker-target-state ${stateClass(e.state)}`, "data-testid": "sagemaker-endpoint-state" }, e.state),
+        el("span", { class: "sagemaker-muted", title: "the environment version it serves", "data-testid": "sagemaker-endpoint-version" }, e.version ? `v${e.version}` : ""),
+      ]),
+      el("div", { class: "sagemaker-endpoint-facts sagemaker-muted" }, [
+        el("span", { "data-testid": "sagemaker-endpoint-instances" }, instancesText(e)),
+        e.updated_at ? el("span", { title: e.updated_at, "data-testid": "sagemaker-endpoint-updated" }, `changed ${timeAgo(e.updated_at)}`) : null,
+      ]),
+      doing ? el("div", { class: "sagemaker-endpoint-doing", "data-testid": "sagemaker-endpoint-activity" }, doing) : null,
+      phases ? el("div", { class: "sagemaker-endpoint-phases sagemaker-muted", title: "the last start, step by step", "data-testid": "sagemaker-endpoint-phases" }, phases) : null,
+      e.reason ? el("div", { class: "sagemaker-error", "data-testid": "sagemaker-endpoint-reason" }, e.reason) : null,
+      e.warning ? el("div", { class: "sagemaker-warning", "data-testid": "sagemaker-endpoint-warning" }, e.warning) : null,
+      el("div", { class: "sagemaker-endpoint-actions" }, [
+        el("button", { class: "sagemaker-button", "aria-expanded": String(log !== undefined), "data-testid": "sagemaker-endpoint-log-toggle", onclick: () => this.toggleLog(e.name) }, log === undefined ? "Log" : "Hide log"),
+      ]),
+      log === undefined ? null : el("pre", { class: "sagemaker-endpoint-log", "data-testid": "sagemaker-endpoint-log" }, log || "(nothing logged yet)"),
+    ]);
+  }
+
+  async toggleLog(name) {
+    if (this.logs.has(name)) {
+      this.logs.delete(name);
+      this.draw();
+      return;
+    }
+    this.logs.set(name, "Loading...");
+    this.draw();
+    await this.readLog(name, true);
+  }
+
+  async readLog(name, draw) {
+    try {
+      const { logs } = await call("GET", `${endpointPath(name)}/logs?tail=${LOG_TAIL}`);
+      if (this.logs.has(name)) this.logs.set(name, logs ?? "");
+    } catch (err) {
+      if (this.logs.has(name)) this.logs.set(name, `Could not read the log: ${err.message}`);
+    }
+    if (draw) this.draw();
+  }
+}
+
+// The section's root element; its list loads at once.
+export function mountEndpoints() {
+  const section = new EndpointsSection();
+  sections.add(section);
+  section.refresh();
+  return section.root;
+}
