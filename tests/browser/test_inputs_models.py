@@ -145,6 +145,16 @@ def test_upload_a_model_then_replace_and_delete_it(page: Page, comfyui, client):
     path = comfyui.base / "models" / "loras" / name
     section = open_section(page, "sagemaker-models")
     expect(section.locator('[data-testid="sagemaker-model-folder"][data-folder="loras"]')).to_be_visible()
+    # A lora loader on the canvas: its combo lists the new file once uploaded, and no more once deleted,
+    # without a node definitions refresh.
+    loader = page.evaluate(f"""() => {{
+        const node = window.LiteGraph.createNode("LoraLoaderModelOnly");
+        {APP}.graph.add(node);
+        return node.id;
+    }}""")
+    offers = f"""([id, name]) => [...{APP}.graph.getNodeById(id).widgets.find((w) => w.name === "lora_name")
+        .options.values].includes(name)"""
+    assert not page.evaluate(offers, [loader, name])
 
     def upload(payload: bytes, replace: bool = False):
         section.get_by_test_id("sagemaker-models-add").click()
@@ -178,6 +188,7 @@ def test_upload_a_model_then_replace_and_delete_it(page: Page, comfyui, client):
         assert page.evaluate("window.progressSeen")[-1] == 100
         assert path.read_bytes() == data
         expect(toasts(page, f"loras/{name}")).to_be_visible()
+        page.wait_for_function(offers, arg=[loader, name])
         row = model_row(page, "loras", name)
         expect(row).to_be_visible()  # its folder opened to show it
         expect(row.get_by_test_id("sagemaker-model-size")).to_have_text(human(len(data)))
@@ -206,6 +217,7 @@ def test_upload_a_model_then_replace_and_delete_it(page: Page, comfyui, client):
         row.get_by_test_id("sagemaker-model-delete").click()
         confirm.get_by_test_id("sagemaker-dialog-ok").click()
         expect(row).to_have_count(0)
+        page.wait_for_function(f"(args) => !({offers})(args)", arg=[loader, name])
         assert not path.exists()
         assert name not in {m["name"] for m in client.get("/sagemaker/models").json()["folders"]["loras"]}
     finally:

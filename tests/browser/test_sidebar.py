@@ -26,6 +26,26 @@ def test_sidebar_tab_shows_store_and_version(page):
     assert "folder" in store.inner_text()
     version = page.get_by_test_id("sagemaker-version").inner_text()
     assert "0.1.0" in version and "ComfyUI" in version
+
+    # A section collapses from its title, and stays so in this browser when the tab is drawn again.
+    templates = page.get_by_test_id("sagemaker-templates")
+    toggle = templates.get_by_test_id("sagemaker-section-toggle")
+    listed = templates.get_by_test_id("sagemaker-templates-list")
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(listed).to_be_hidden()
+    expect(templates.get_by_test_id("sagemaker-templates-refresh")).to_be_visible()
+    button.click()
+    expect(page.get_by_test_id("sagemaker-panel")).to_have_count(0)
+    button.click()
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(listed).to_be_hidden()
+    expect(page.get_by_test_id("sagemaker-executions").get_by_test_id("sagemaker-section-toggle")).to_have_attribute(
+        "aria-expanded", "true")
+    toggle.click()
+    expect(listed).to_be_visible()
+    assert page.evaluate("() => localStorage.getItem('sagemaker.collapsed')") == "[]"
     button.click()
     expect(page.get_by_test_id("sagemaker-panel")).to_have_count(0)
     assert page.console.errors_from("sagemaker") == []

@@ -26,7 +26,7 @@ function whole(input) {
 export function endpointForm(initial, onChange) {
   const start = initial?.kind === "sagemaker" ? initial : { kind: initial?.kind ?? "local" };
   const kind = el("select", { class: "sagemaker-input", "data-testid": "sagemaker-endpoint-kind" }, [
-    el("option", { value: "local", selected: start.kind === "local" }, "local (a worker on this machine)"),
+    el("option", { value: "local", selected: start.kind === "local" }, "local (a worker on this computer)"),
     el("option", { value: "sagemaker", selected: start.kind === "sagemaker" }, "SageMaker"),
   ]);
   const listId = `sagemaker-instance-types-${++lists}`;

@@ -103,3 +103,14 @@ export async function offerModels(manifest) {
   if (offered.size) app.graph?.setDirtyCanvas(true, true);
   return offered.size;
 }
+
+// A model was added or deleted here (the Models section): ComfyUI's combos list it at once, as after
+// "Refresh Node Definitions" (the host's own refreshComboInNodes), and the folder lists are read again.
+export async function modelsChanged() {
+  local = null;
+  try {
+    await app.refreshComboInNodes?.();
+  } catch (err) {
+    console.warn("comfyui-sagemaker: could not refresh ComfyUI's model lists", err);
+  }
+}

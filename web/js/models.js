@@ -5,6 +5,7 @@ import { openDialog } from "./dialog.js";
 import { el, iconButton } from "./dom.js";
 import { formatBytes, plural } from "./format.js";
 import { followJob, jobCard, onJob } from "./jobs.js";
+import { modelsChanged } from "./model_combos.js";
 import { openAddModel } from "./model_dialog.js";
 import { isArtist } from "./role.js";
 
@@ -45,6 +46,7 @@ function track(job) {
     if (final.state === "succeeded") {
       toast("success", "Model downloaded", final.target);
       openFolders.add(final.target.split("/")[0]); // show where it went
+      modelsChanged();
     } else if (final.state === "cancelled") toast("info", "Download cancelled", final.target);
     else toast("error", `Could not download ${final.target}`, final.error?.message ?? "unknown error");
     for (const s of live()) s.refresh();
@@ -55,6 +57,8 @@ function track(job) {
 // A download started elsewhere (another browser, the API) shows up too.
 onJob((job) => {
   if (job.kind === "model download" && job.state === "running") track(job);
+  // A publish hashes the models it includes: their hash state here follows once it ends.
+  if (job.kind === "publish" && job.state !== "running") for (const s of live()) s.refresh();
 });
 
 class ModelsSection {
@@ -160,6 +164,7 @@ class ModelsSection {
           throw err;
         }
         toast("success", "Model deleted", `${f.folder}/${f.name}`);
+        modelsChanged();
         openFolders.add(f.folder); // keep the user where they were
         await this.refresh();
       },
@@ -174,6 +179,7 @@ class ModelsSection {
       folders: Object.keys(this.folders).sort(),
       onUploaded: (result) => {
         openFolders.add(result.folder);
+        modelsChanged();
         this.refresh();
       },
       onDownload: (job) => track(job),
