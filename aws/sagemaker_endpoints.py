@@ -15,6 +15,11 @@ reported as such (and the new version's model and config removed), never
 taken for success. Autoscaling is set up once InService; if that fails the
 endpoint carries a warning. Delete removes everything made for it once the
 endpoint is gone, never a config or model a live endpoint uses.
+
+Stop deletes the SageMaker endpoint (billing stops) and keeps its EndpointConfig and Model; a record in
+the store (`endpoints/<environment>/stopped.json`) says so and names the config, so the endpoint is
+still listed, with the state `Stopped`: ours, not one of SageMaker's EndpointStatus values. Start creates
+the endpoint again from that config and follows it as a deploy does.
 """
 
 from __future__ import annotations
@@ -28,8 +33,16 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.endpoint_config import gpu_count
-from ..core.endpoints import EndpointBusy, EndpointNotFound, Endpoints, InvocationFailed
+from ..core.endpoints import (
+    STOPPED,
+    EndpointBusy,
+    EndpointNotFound,
+    Endpoints,
+    EndpointStateConflict,
+    InvocationFailed,
+)
 from ..core.executions import CANCEL_PREFIX
+from ..core.store import KeyNotFound
 from ..core.templates import now
 from ..worker.coldstart import report_folder
 from . import autoscaling, endpoint_states, naming, runtime
@@ -159,9 +172,61 @@ class SageMakerEndpoints(Endpoints):
             "worker": worker_summary(report),
         }
 
+    # stopped endpoints: a record in the store, the config and model kept in SageMaker
+
+    def _stopped_key(self, environment: str) -> str:
+        return f"endpoints/{environment.lower()}/stopped.json"
+
+    def _stopped(self, environment: str, strict: bool = False) -> dict | None:
+        """The stopped record, or None. A store that cannot answer counts as none, unless `strict`."""
+        if self.store is None:
+            return None
+        try:
+            return json.loads(self.store.get(self._stopped_key(environment)).data)
+        except KeyNotFound:
+            return None
+        except Exception as err:
+            if strict:
+                raise
+            log.warning("cannot read whether endpoint %s is stopped: %s", environment, err)
+            return None
+
+    def _put_stopped(self, environment: str, record: dict) -> dict:
+        self.store.put(self._stopped_key(environment), json.dumps(record).encode())
+        return record
+
+    def _clear_stopped(self, environment: str) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.delete(self._stopped_key(environment))
+        except KeyNotFound:
+            pass
+
+    @staticmethod
+    def _hides(d: dict | None) -> bool:
+        """A stopped record speaks for the endpoint while SageMaker has none, or is deleting it."""
+        return d is None or d["EndpointStatus"] == "Deleting"
+
+    def _stopped_view(self, environment: str, record: dict, state: str | None = None) -> dict:
+        return {
+            "name": record.get("environment") or environment, "kind": "sagemaker",
+            "state": state or ("Creating" if record.get("starting") else STOPPED),
+            "environment": record.get("environment") or environment,
+            "endpoint_name": naming.endpoint_name(environment, self.store_uri),
+            "endpoint_config": record["endpoint_config"], "version": record.get("version"),
+            "reason": record.get("reason"), "instances": 0, "warning": None,
+            "updated_at": record.get("updated_at"), "stopped_at": record.get("stopped_at"),
+            "phases": [], "activity": None, "comfyuis": [], "worker": None,
+        }
+
     @aws_call
     def get(self, name: str) -> dict:
         d = self._describe(naming.endpoint_name(name, self.store_uri))
+        if self._hides(d):
+            record = self._stopped(name)
+            if record is not None:
+                return self._stopped_view(name, record)
         if d is None:
             raise EndpointNotFound(f"no SageMaker endpoint runs environment {name!r} (deleted outside?)")
         return self._view(name, d)
@@ -169,6 +234,7 @@ class SageMakerEndpoints(Endpoints):
     @aws_call
     def list(self) -> list[dict]:
         digest = naming.store_digest(self.store_uri)
+        stopped = self._all_stopped()
         out = []
         for page in self.sm.get_paginator("list_endpoints").paginate(NameContains=f"{naming.PREFIX}-"):
             for e in page["Endpoints"]:
@@ -176,8 +242,27 @@ class SageMakerEndpoints(Endpoints):
                 if tags.get(naming.TAG_STORE) != digest:
                     continue  # another store's endpoint, or not ours
                 d = self._describe(e["EndpointName"])
-                if d is not None:
-                    out.append(self._view(tags.get(naming.TAG_ENVIRONMENT, e["EndpointName"]), d))
+                name = tags.get(naming.TAG_ENVIRONMENT, e["EndpointName"])
+                if d is not None and not (self._hides(d) and name.lower() in stopped):
+                    out.append(self._view(name, d))
+        listed = {e["name"].lower() for e in out}
+        out += [self._stopped_view(env, record) for env, record in sorted(stopped.items()) if env not in listed]
+        return out
+
+    def _all_stopped(self) -> dict[str, dict]:
+        """Every stopped record of this store, by lowercased environment name."""
+        if self.store is None:
+            return {}
+        out = {}
+        try:
+            for key in self.store.list("endpoints/"):
+                parts = key.split("/")
+                if len(parts) == 3 and parts[2] == "stopped.json":
+                    record = self._stopped(parts[1])
+                    if record is not None:
+                        out[parts[1]] = record
+        except Exception as err:  # the running endpoints still show
+            log.warning("cannot list the stopped endpoints: %s", err)
         return out
 
     @aws_call
@@ -273,6 +358,7 @@ class SageMakerEndpoints(Endpoints):
         self._create_version(model, config)
         scaling = self._scaling()
         if action == "create":
+            self._clear_stopped(env)  # a deploy starts a stopped endpoint, on the new version
             self.sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config["EndpointConfigName"],
                                     Tags=naming.tags(env, None, self.store_uri))
         elif action == "recreate":
@@ -386,6 +472,106 @@ class SageMakerEndpoints(Endpoints):
             if name != keep and name.startswith(prefix) and version_of(name) is not None:
                 self._remove_version(name)
 
+    # stopping and starting
+
+    @aws_call
+    def stop(self, name: str) -> dict:
+        """Delete the SageMaker endpoint, keep its config and model, and record that it is stopped."""
+        from botocore.exceptions import ClientError
+
+        if self.store is None:
+            raise AwsNotConfigured("stopping a SageMaker endpoint needs the S3 store (set store to s3)")
+        endpoint = naming.endpoint_name(name, self.store_uri)
+        d = self._describe(endpoint)
+        record = self._stopped(name, strict=True)
+        if record is not None and self._hides(d):
+            what = "being started" if record.get("starting") else "stopped already"
+            raise EndpointStateConflict(f"endpoint {record.get('environment') or name} is {what}")
+        if d is None:
+            raise EndpointNotFound(f"no SageMaker endpoint runs environment {name!r}")
+        status = d["EndpointStatus"]
+        if not endpoint_states.of(status).deletable:
+            raise EndpointBusy(f"endpoint {endpoint} is {status}; SageMaker allows no stop until that ends")
+        stamp = now()
+        record = self._put_stopped(name, {
+            "environment": name, "endpoint_config": d["EndpointConfigName"],
+            "version": version_of(d["EndpointConfigName"]), "stopped_at": stamp, "updated_at": stamp})
+        try:
+            self._scaling().remove(endpoint)  # the scalable target names the variant: it goes with the endpoint
+            self.sm.delete_endpoint(EndpointName=endpoint)
+        except ClientError as err:
+            if not _not_found(err):
+                self._clear_stopped(name)
+                if _code(err) == "ValidationException":
+                    raise EndpointBusy(f"SageMaker refused to delete {endpoint}: {err}") from None
+                raise
+        except Exception:
+            self._clear_stopped(name)
+            raise
+        view = self._stopped_view(name, record)
+        self.on_change(view)
+
+        def gone() -> None:  # the instances are released when SageMaker has deleted the endpoint
+            try:
+                if self._wait_gone(endpoint, GONE_TIMEOUT_S) and (rec := self._stopped(name)) is not None:
+                    self.on_change(self._stopped_view(name, rec))
+            except Exception as err:
+                log.warning("comfyui-sagemaker: following the stop of %s failed: %s", endpoint, err)
+
+        self._in_background(gone, f"sagemaker-stop-{endpoint}")
+        return view
+
+    def _kept_manifest(self, name: str, record: dict) -> dict:
+        """The manifest of the version the stopped endpoint ran (its autoscaling is set up from it again)."""
+        version = record.get("version")
+        try:
+            return json.loads(self.store.get(f"environments/{name.lower()}/versions/v{version:06d}.json").data)
+        except (KeyNotFound, TypeError, ValueError):
+            raise EndpointStateConflict(f"version {version} of environment {name} is no longer in the store: "
+                                        "deploy the environment again instead") from None
+
+    @aws_call
+    def start(self, name: str) -> dict:
+        """CreateEndpoint again with the kept EndpointConfig (once SageMaker has finished deleting the old
+        one), then followed as a deploy is. Returns at once, state Creating."""
+        endpoint = naming.endpoint_name(name, self.store_uri)
+        d = self._describe(endpoint)
+        record = self._stopped(name, strict=True)
+        if record is None or not self._hides(d):
+            if d is None:
+                raise EndpointNotFound(f"no SageMaker endpoint runs environment {name!r}")
+            raise EndpointStateConflict(f"endpoint {name} is {d['EndpointStatus']}, not stopped: there is "
+                                        "nothing to start")
+        if record.get("starting"):
+            raise EndpointStateConflict(f"endpoint {record.get('environment') or name} is being started already")
+        manifest = self._kept_manifest(name, record)
+        if d is None:  # the usual case: SageMaker's delete has ended
+            self._create_kept(name, endpoint, record, manifest)
+        else:
+            record = self._put_stopped(name, {**record, "starting": True, "reason": None, "updated_at": now()})
+
+            def when_gone() -> None:
+                try:
+                    if not self._wait_gone(endpoint, GONE_TIMEOUT_S):
+                        raise RuntimeError(f"SageMaker did not finish deleting {endpoint} within {GONE_TIMEOUT_S} s")
+                    self._create_kept(name, endpoint, record, manifest)
+                except Exception as err:  # shown on the endpoint, which stays stopped
+                    message = err.message if isinstance(err, AwsError) else translate(err, self.region).message
+                    back = self._put_stopped(name, {**record, "starting": False, "reason": f"start failed: {message}",
+                                                    "updated_at": now()})
+                    self.on_change(self._stopped_view(name, back))
+
+            self._in_background(when_gone, f"sagemaker-start-{endpoint}")
+        view = {**self._stopped_view(name, record, "Creating"), "reason": None, "updated_at": now()}
+        self.on_change(view)
+        return view
+
+    def _create_kept(self, name: str, endpoint: str, record: dict, manifest: dict) -> None:
+        self.sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=record["endpoint_config"],
+                                Tags=naming.tags(name, None, self.store_uri))
+        self._clear_stopped(name)
+        self._monitor(manifest, endpoint)
+
     @aws_call
     def delete(self, name: str) -> None:
         """Everything the extension made for this endpoint; safe to call again after a partial delete.
@@ -394,6 +580,16 @@ class SageMakerEndpoints(Endpoints):
 
         endpoint = naming.endpoint_name(name, self.store_uri)
         existing = self._describe(endpoint)
+        stopped = self._stopped(name, strict=True) if self._hides(existing) else None
+        if stopped is not None:  # a stopped endpoint: its kept config and model go, and the record
+            self._clear_stopped(name)
+            if existing is not None:  # SageMaker is still deleting it: the rest once it is gone
+                self.on_change({"name": name, "kind": "sagemaker", "state": "Deleting", "environment": name})
+                self._in_background(lambda: self._clean_up(name, endpoint), f"sagemaker-delete-{endpoint}")
+                return
+            self._scaling().remove(endpoint)
+            self._clean_up(name, endpoint)
+            return
         if existing is None:
             # Leftovers of an earlier delete, or of one made outside: no endpoint uses them.
             self._scaling().remove(endpoint)
@@ -412,18 +608,17 @@ class SageMakerEndpoints(Endpoints):
                     raise EndpointBusy(f"SageMaker refused to delete {endpoint}: {err}") from None
                 raise
         self.on_change({"name": name, "kind": "sagemaker", "state": "Deleting", "environment": name})
+        self._in_background(lambda: self._clean_up(name, endpoint), f"sagemaker-delete-{endpoint}")
 
-        def clean_up() -> None:
-            try:
-                if self._wait_gone(endpoint, GONE_TIMEOUT_S):
-                    self._delete_versions(endpoint)
-                    self._set_warning(name, None)
-                    self._delete_reports(name)
-                    self.on_change({"name": name, "kind": "sagemaker", "state": "Deleted", "environment": name})
-            except Exception as err:  # the next delete removes the leftovers
-                log.error("comfyui-sagemaker: cleaning up after endpoint %s failed: %s", endpoint, err)
-
-        self._in_background(clean_up, f"sagemaker-delete-{endpoint}")
+    def _clean_up(self, name: str, endpoint: str) -> None:
+        try:
+            if self._wait_gone(endpoint, GONE_TIMEOUT_S):
+                self._delete_versions(endpoint)
+                self._set_warning(name, None)
+                self._delete_reports(name)
+                self.on_change({"name": name, "kind": "sagemaker", "state": "Deleted", "environment": name})
+        except Exception as err:  # the next delete removes the leftovers
+            log.error("comfyui-sagemaker: cleaning up after endpoint %s failed: %s", endpoint, err)
 
     def _delete_reports(self, environment: str) -> None:
         """The workers' reports go with the endpoint (a bucket lifecycle rule on workers/ is the backstop)."""

@@ -2,7 +2,9 @@
 
 An endpoint is named after its environment (case-insensitive) and has a
 state: Creating -> InService, Updating -> InService, Failed (with a reason),
-Deleting -> gone. Implementations: `local.endpoints.LocalEndpoints` (worker
+Deleting -> gone, and Stopped (ours, not one of SageMaker's EndpointStatus
+values: the endpoint's workers or instances are gone, what it runs is kept,
+and start brings it back). Implementations: `local.endpoints.LocalEndpoints` (worker
 subprocesses on this machine) and `aws.sagemaker_endpoints` (SageMaker).
 """
 
@@ -16,6 +18,7 @@ from .errors import Conflict, NotFound, SageMakerError
 # States in which an endpoint takes invocations. SageMaker's serving ones (aws/endpoint_states.py;
 # a test keeps the two equal): the current config keeps serving through an update or maintenance.
 READY_STATES = ("InService", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed")
+STOPPED = "Stopped"
 
 
 class EndpointNotFound(NotFound):
@@ -35,6 +38,12 @@ class EndpointBusy(Conflict):
     cannot take this change now; the message says what it is doing."""
 
     code = "endpoint_busy"
+
+
+class EndpointStateConflict(Conflict):
+    """The endpoint is not in a state that allows this (start a running one, stop a stopped one)."""
+
+    code = "endpoint_state"
 
 
 class InvocationFailed(SageMakerError):
@@ -73,8 +82,20 @@ class Endpoints(ABC):
         for each of ComfyUI's events as they arrive. Blocks: call it off the event loop.
         EndpointNotReady before anything is sent; InvocationFailed if no result comes back."""
 
+    def stop(self, name: str) -> dict:
+        """Stop the endpoint without removing what it runs (billing stops); its view, state Stopped.
+        EndpointNotFound; EndpointStateConflict if it is stopped already."""
+        raise EndpointStateConflict(f"{self.kind} endpoints cannot be stopped")
+
+    def start(self, name: str) -> dict:
+        """Start a stopped endpoint again; returns at once (state Creating), like deploy.
+        EndpointNotFound; EndpointStateConflict unless it is stopped."""
+        raise EndpointStateConflict(f"{self.kind} endpoints cannot be started")
+
     def check_ready(self, name: str) -> dict:
         endpoint = self.get(name)
+        if endpoint["state"] == STOPPED:
+            raise EndpointNotReady(f"endpoint {endpoint['name']} is stopped: start it to run prompts")
         if endpoint["state"] not in READY_STATES:
             reason = f": {endpoint['reason']}" if endpoint.get("reason") else ""
             raise EndpointNotReady(f"endpoint {endpoint['name']} is {endpoint['state']}{reason}")

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.endpoints import EndpointNotFound, Endpoints, InvocationFailed
+from ..core.endpoints import STOPPED, EndpointNotFound, Endpoints, EndpointStateConflict, InvocationFailed
 from ..core.names import ENVIRONMENT_NAME
 from ..core.templates import now
 from ..worker.settings import TOKEN_HEADER
@@ -176,6 +176,38 @@ class LocalEndpoints(Endpoints):
             shutil.rmtree(self._dir(name), ignore_errors=True)
         self.on_change({"name": state["name"], "kind": "local", "state": "Deleted"})
 
+    def stop(self, name: str) -> dict:
+        """The worker stops; the endpoint stays (Stopped), its log and ComfyUI base with it."""
+        with self._lock:
+            state = self._read(name)
+            if state is None:
+                raise EndpointNotFound(f"no endpoint runs environment {name!r}")
+            if state["state"] in (STOPPED, "Deleting"):
+                raise EndpointStateConflict(f"endpoint {state['name']} is {state['state'].lower()} already")
+            # Stopped first: the watcher then leaves it alone instead of taking the worker's exit for a failure.
+            self._write({**state, "state": STOPPED, "reason": None, "updated_at": now()})
+            self._stop(state)
+            state = self._write({**(self._read(name) or state), "pid": None, "port": None, "url": None,
+                                 "token": None, "activity": None, "comfyuis": [], "updated_at": now()})
+        self.on_change(self.describe(state))
+        return self.describe(state)
+
+    def start(self, name: str) -> dict:
+        """A stopped endpoint's worker starts again, on the version it ran (Creating, then InService)."""
+        with self._lock:
+            state = self._read(name)
+            if state is None:
+                raise EndpointNotFound(f"no endpoint runs environment {name!r}")
+            if state["state"] != STOPPED:
+                what = "running already" if state["state"] in ("Creating", "Updating", "InService") else \
+                    f"{state['state']}, not stopped: deploy its environment again instead"
+                raise EndpointStateConflict(f"endpoint {state['name']} is {what}")
+            state = {**state, "state": "Creating", "reason": None, "phases": [], "updated_at": now()}
+            self._write(state)
+            self._start(state)
+        self.on_change(self.describe(state))
+        return self.describe(state)
+
     def logs(self, name: str, tail: int = 200, contains: str | None = None) -> str:
         """The worker's log (its ComfyUI's output is in it too, as on SageMaker)."""
         self.get(name)
@@ -308,7 +340,7 @@ class LocalEndpoints(Endpoints):
         deadline, reported = time.monotonic() + READY_TIMEOUT, 0.0
         while (state := self._current(name, pid)) and state["state"] in ("Creating", "Updating"):
             if not self._running(name, pid):
-                self._set(name, state="Failed", reason=f"worker exited during start-up; {self._last_lines(name)}")
+                self._fail_if_current(name, pid, f"worker exited during start-up; {self._last_lines(name)}")
                 return
             status = self._status(state["url"], self._headers(name))
             report = self._report(status, state)
@@ -329,7 +361,7 @@ class LocalEndpoints(Endpoints):
         polled = time.monotonic()
         while (state := self._current(name, pid)) and state["state"] == "InService":
             if not self._running(name, pid):
-                self._set(name, state="Failed", reason=f"worker exited; {self._last_lines(name)}")
+                self._fail_if_current(name, pid, f"worker exited; {self._last_lines(name)}")
                 return
             if time.monotonic() - polled >= STATUS_POLL_IN_SERVICE:
                 polled = time.monotonic()
@@ -337,6 +369,15 @@ class LocalEndpoints(Endpoints):
                 if report:
                     self._merge_report(name, pid, report)
             time.sleep(0.5)
+
+    def _fail_if_current(self, name: str, pid: int, reason: str) -> None:
+        """Failed, unless the endpoint was stopped, deleted or given another worker meanwhile."""
+        with self._lock:
+            state = self._current(name, pid)
+            if state is None or state["state"] == STOPPED:
+                return
+            state = self._write({**state, "state": "Failed", "reason": reason, "updated_at": now()})
+        self.on_change(self.describe(state))
 
     def _merge_report(self, name: str, pid: int, report: dict) -> None:
         """The worker's report into its endpoint, only while that worker still owns it (never bringing
@@ -368,7 +409,7 @@ class LocalEndpoints(Endpoints):
         """After a ComfyUI restart: keep workers that still answer, restart the others."""
         for endpoint in self.list():
             state = self._read(endpoint["name"])
-            if state is None or state["state"] == "Deleting":
+            if state is None or state["state"] in ("Deleting", STOPPED):
                 continue
             status = self._status(state["url"], self._headers(state["name"])) \
                 if _alive(state.get("pid")) and state.get("url") else None

@@ -43,6 +43,16 @@ async def endpoint_logs(request: web.Request, ctx: Context) -> web.Response:
     return json_ok({"name": request.match_info["name"], "logs": logs})
 
 
+async def stop_endpoint(request: web.Request, ctx: Context) -> web.Response:
+    """Stop an endpoint without removing its environment (billing stops); state Stopped"""
+    return json_ok(await asyncio.to_thread(ctx.services.endpoints.stop, request.match_info["name"]))
+
+
+async def start_endpoint(request: web.Request, ctx: Context) -> web.Response:
+    """Start a stopped endpoint again (state Creating, then InService)"""
+    return json_ok(await asyncio.to_thread(ctx.services.endpoints.start, request.match_info["name"]), status=202)
+
+
 async def delete_endpoint(request: web.Request, ctx: Context) -> web.Response:
     await asyncio.to_thread(ctx.services.endpoints.delete, request.match_info["name"])
     return web.Response(status=204)
@@ -53,5 +63,7 @@ ROUTES = [
     ("POST", "/endpoints", create_endpoint),
     ("GET", "/endpoints/{name}", get_endpoint),
     ("GET", "/endpoints/{name}/logs", endpoint_logs),
+    ("POST", "/endpoints/{name}/stop", stop_endpoint),
+    ("POST", "/endpoints/{name}/start", start_endpoint),
     ("DELETE", "/endpoints/{name}", delete_endpoint),
 ]

@@ -1,0 +1,88 @@
+"""Stopping and starting a local endpoint through the routes: the worker goes and the endpoint stays
+(Stopped, runs refused), then comes back on the same version and runs again. Bad requests are refused."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import requests
+from harness.envs import publish_environment, wait_endpoint, wait_execution
+
+pytestmark = pytest.mark.comfyui
+
+PROMPT = {"1": {"class_type": "EmptyImage", "inputs": {"width": 4, "height": 4, "batch_size": 1, "color": 7}},
+          "2": {"class_type": "SMTestScale", "inputs": {"image": ["1", 0], "lora_name": "style.safetensors",
+                                                          "factor": 0.5}},
+          "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "stopstart"}}}
+
+
+def run(client, env: str) -> requests.Response:
+    return client.post("/sagemaker/executions", json={"prompt": PROMPT, "environment": env,
+                                                       "client_id": uuid.uuid4().hex})
+
+
+def test_stop_keeps_the_endpoint_and_start_brings_it_back(client):
+    _, env, _ = publish_environment(client, PROMPT, endpoint={"kind": "local"})
+    try:
+        running = wait_endpoint(client, env)
+        assert running["state"] == "InService", running
+
+        r = client.post(f"/sagemaker/endpoints/{env}/stop")
+        assert r.status_code == 200, r.text
+        assert r.json()["state"] == "Stopped" and r.json()["name"] == env
+        with pytest.raises(requests.ConnectionError):  # the worker is gone
+            requests.get(running["url"] + "/ping", timeout=5)
+        assert client.get(f"/sagemaker/endpoints/{env}").json()["state"] == "Stopped"
+        listed = {e["name"]: e for e in client.get("/sagemaker/endpoints").json()["endpoints"]}
+        assert listed[env]["state"] == "Stopped"
+
+        refused = run(client, env)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "endpoint_not_ready"
+        assert "stopped" in refused.json()["error"]["message"]
+
+        again = client.post(f"/sagemaker/endpoints/{env}/stop")
+        assert again.status_code == 409 and again.json()["error"]["code"] == "endpoint_state", again.text
+        assert "stopped already" in again.json()["error"]["message"]
+
+        r = client.post(f"/sagemaker/endpoints/{env}/start")
+        assert r.status_code == 202, r.text
+        assert r.json()["state"] == "Creating"
+        back = wait_endpoint(client, env)
+        assert back["state"] == "InService" and back["version"] == running["version"], back
+
+        twice = client.post(f"/sagemaker/endpoints/{env}/start")
+        assert twice.status_code == 409 and twice.json()["error"]["code"] == "endpoint_state", twice.text
+        assert "running already" in twice.json()["error"]["message"]
+
+        r = run(client, env)
+        assert r.status_code == 202, r.text
+        assert wait_execution(client, r.json()["execution_id"])["state"] == "succeeded"
+    finally:
+        client.delete(f"/sagemaker/endpoints/{env}")
+
+
+def test_a_stopped_endpoint_can_be_deleted_and_a_get_or_foreign_page_stops_nothing(client):
+    _, env, _ = publish_environment(client, PROMPT, endpoint={"kind": "local"})
+    try:
+        assert wait_endpoint(client, env)["state"] == "InService"
+        assert client.get(f"/sagemaker/endpoints/{env}/stop").status_code in (404, 405)
+        r = client.post(f"/sagemaker/endpoints/{env}/stop", headers={"Origin": "http://evil.example"})
+        assert r.status_code == 403, r.text
+        assert client.get(f"/sagemaker/endpoints/{env}").json()["state"] == "InService"
+        assert client.post(f"/sagemaker/endpoints/{env}/stop").status_code == 200
+    finally:
+        assert client.delete(f"/sagemaker/endpoints/{env}").status_code == 204
+    assert client.get(f"/sagemaker/endpoints/{env}").status_code == 404
+
+
+def test_bad_stop_and_start_requests(comfyui, client):
+    for action in ("stop", "start"):
+        r = client.post(f"/sagemaker/endpoints/NoSuchEnv1/{action}")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "endpoint_not_found", r.text
+        # Only POST acts: a GET falls through to ComfyUI's catch-all static route, answered as our JSON 404.
+        r = client.get(f"/sagemaker/endpoints/NoSuchEnv1/{action}")
+        assert r.status_code in (404, 405) and r.json()["error"]["code"] in ("not_found", "method_not_allowed")
+        r = client.post(f"/sagemaker/endpoints/NoSuchEnv1/{action}", headers={"Origin": "http://evil.example"})
+        assert r.status_code == 403, r.text
