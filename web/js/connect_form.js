@@ -26,6 +26,9 @@ const FIELDS = [
   { key: "token", label: "Token", kind: "password", group: "more" },
   { key: "allowed_hosts", label: "Allowed Host names", kind: "list", group: "more", placeholder: "comfy.example.com, 10.0.0.5" },
   { key: "download_allowed_hosts", label: "Model downloads may also reach", kind: "list", group: "more", placeholder: "models.lan:8080" },
+  { key: "webhook_allowed_hosts", label: "Webhooks may also reach", kind: "list", group: "more", placeholder: "hooks.lan:9000" },
+  { key: "webhook_retry_seconds", label: "Retry a webhook for (seconds)", kind: "number", group: "more", fallback: 900 },
+  { key: "webhook_timeout_seconds", label: "One webhook attempt may take (seconds)", kind: "number", group: "more", fallback: 10 },
 ];
 
 export const testidOf = (key) => `sagemaker-connect-${key.replaceAll("_", "-")}`;
