@@ -93,8 +93,8 @@ class JobsV2:
     # creating
 
     def create(self, environment: str, body: object, mount: Mount, user: str | None = None,
-               idempotency_key: str | None = None) -> tuple[dict, bool]:
-        """(the Job, False). A key used before is IdempotencyKeyReuse (422) whatever the body; one still being
+               idempotency_key: str | None = None) -> dict:
+        """The new Job. A key used before is IdempotencyKeyReuse (422) whatever the body; one still being
         handled IdempotencyConflict (409)."""
         environment = ENVIRONMENT_NAME.check(environment)
         claim: Claim | None = None
@@ -116,7 +116,7 @@ class JobsV2:
             raise
         if claim is not None:
             self.idempotency.finish(claim, 201, job)
-        return job, False
+        return job
 
     def _create(self, environment: str, body: object, mount: Mount, user: str | None) -> dict:
         if not isinstance(body, dict):

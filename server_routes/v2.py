@@ -68,12 +68,9 @@ def asset_json(asset: Asset, m: Mount, created_new: bool | None = None) -> dict:
 
 async def v2_create_job(request: web.Request, ctx: Context) -> web.Response:
     body = await read_json(request)
-    job, replayed = await asyncio.to_thread(ctx.services.jobs_v2.create, environment(request), body, mount(request),
-                                            ctx.user(request), request.headers.get("Idempotency-Key"))
-    response = json_ok(job, status=201)
-    if replayed:
-        response.headers["Idempotency-Replayed"] = "true"
-    return response
+    job = await asyncio.to_thread(ctx.services.jobs_v2.create, environment(request), body, mount(request),
+                                  ctx.user(request), request.headers.get("Idempotency-Key"))
+    return json_ok(job, status=201)
 
 
 async def v2_list_jobs(request: web.Request, ctx: Context) -> web.Response:
