@@ -1,6 +1,6 @@
 """The sidebar's Endpoints section in the real ComfyUI frontend: an endpoint of a published environment is
 listed through Creating (what it is doing said as it goes) to InService with the version it serves, its
-instances, its start-up steps and its log."""
+instances, its start-up steps and its log; Stop and Start keep its environment."""
 
 from __future__ import annotations
 
@@ -67,6 +67,17 @@ def test_an_endpoint_is_listed_from_creating_to_in_service_with_its_steps_and_lo
         assert shown and shown[0] in logged, shown[:3]
         row.get_by_test_id("sagemaker-endpoint-log-toggle").click()
         expect(log).to_have_count(0)
+
+        # Stop keeps the environment and the endpoint (Stopped); Start brings it back to InService.
+        row.get_by_test_id("sagemaker-endpoint-stop").click()
+        expect(row).to_have_attribute("data-state", "Stopped", timeout=60_000)
+        assert client.get(f"/sagemaker/endpoints/{environment}").json()["state"] == "Stopped"
+        expect(row.get_by_test_id("sagemaker-endpoint-stop")).to_have_count(0)
+        row.get_by_test_id("sagemaker-endpoint-start").click()
+        expect(row).to_have_attribute("data-state", re.compile("Creating|InService"))
+        expect(row).to_have_attribute("data-state", "InService", timeout=120_000)
+        expect(row.get_by_test_id("sagemaker-endpoint-start")).to_have_count(0)
+        assert client.get(f"/sagemaker/environments/{environment}").status_code == 200
 
         # Deleted: the row goes.
         assert client.delete(f"/sagemaker/endpoints/{environment}").status_code == 204

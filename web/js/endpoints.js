@@ -1,12 +1,13 @@
 // The sidebar's "Endpoints" section: every endpoint (a local worker, a SageMaker endpoint) with its state,
 // the environment version it serves, its instances, what it is doing while it starts (the worker's own
-// activity and cold start steps) and its log. States arrive as
+// activity and cold start steps), its log, and Stop / Start, which keep the environment. States arrive as
 // "sagemaker.endpoint" events; while an endpoint starts, the section reads it every second for its steps.
 import { api } from "../../../scripts/api.js";
-import { call } from "./api.js";
+import { call, toast, toastError } from "./api.js";
 import { el, iconButton } from "./dom.js";
 import { formatBytes, formatDuration, timeAgo } from "./format.js";
 import { onShared } from "./live.js";
+import { isArtist } from "./role.js";
 
 const STARTING = new Set(["Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"]);
 const POLL_MS = 1000;
@@ -63,6 +64,7 @@ function doingText(e) {
 
 class EndpointsSection {
   constructor() {
+    this.artist = isArtist(); // an artist sees endpoints; stopping and starting them is a designer's
     this.endpoints = new Map(); // name -> view
     this.logs = new Map(); // name -> text of its open log
     this.refreshes = 0;
@@ -134,6 +136,10 @@ class EndpointsSection {
     const doing = doingText(e);
     const phases = (e.phases ?? []).map(phaseText).join(" · ");
     const log = this.logs.get(e.name);
+    const actions = this.artist ? [] : [
+      e.state === "InService" ? el("button", { class: "sagemaker-button", title: "Stop its instances; the environment stays and Start brings it back", "data-testid": "sagemaker-endpoint-stop", onclick: (ev) => this.act(e, "stop", ev.currentTarget) }, "Stop") : null,
+      e.state === "Stopped" ? el("button", { class: "sagemaker-button", title: "Start it again, serving its environment", "data-testid": "sagemaker-endpoint-start", onclick: (ev) => this.act(e, "start", ev.currentTarget) }, "Start") : null,
+    ];
     return el("div", { class: "sagemaker-endpoint", "data-testid": "sagemaker-endpoint-row", "data-endpoint": e.name, "data-state": e.state }, [
       el("div", { class: "sagemaker-endpoint-line" }, [
         el("span", { class: "sagemaker-endpoint-name", title: e.endpoint_name ?? e.name, "data-testid": "sagemaker-endpoint-name" }, e.name),
@@ -150,6 +156,7 @@ class EndpointsSection {
       e.warning ? el("div", { class: "sagemaker-warning", "data-testid": "sagemaker-endpoint-warning" }, e.warning) : null,
       el("div", { class: "sagemaker-endpoint-actions" }, [
         el("button", { class: "sagemaker-button", "aria-expanded": String(log !== undefined), "data-testid": "sagemaker-endpoint-log-toggle", onclick: () => this.toggleLog(e.name) }, log === undefined ? "Log" : "Hide log"),
+        ...actions,
       ]),
       log === undefined ? null : el("pre", { class: "sagemaker-endpoint-log", "data-testid": "sagemaker-endpoint-log" }, log || "(nothing logged yet)"),
     ]);
@@ -174,6 +181,20 @@ class EndpointsSection {
       if (this.logs.has(name)) this.logs.set(name, `Could not read the log: ${err.message}`);
     }
     if (draw) this.draw();
+  }
+
+  async act(e, action, button) {
+    button.disabled = true;
+    try {
+      const view = await call("POST", `${endpointPath(e.name)}/${action}`);
+      if (view?.name) this.endpoints.set(view.name, { ...this.endpoints.get(view.name), ...view });
+      toast("success", action === "stop" ? "Endpoint stopped" : "Endpoint starting", e.name);
+      this.draw();
+    } catch (err) {
+      toastError(`Could not ${action} ${e.name}`, err);
+      button.disabled = false;
+      this.refresh(); // its state changed meanwhile: show how
+    }
   }
 }
 
