@@ -14,20 +14,27 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
+from .core.assets import AssetService
 from .core.changes import ChangeFeed
 from .core.config import Config
 from .core.endpoints import EndpointNotFound, Endpoints
 from .core.environments import EndpointHooks, EnvironmentService, Host, versions_of
-from .core.errors import ConfigInvalid, SageMakerError
+from .core.errors import ConfigInvalid, NotFound, SageMakerError
+from .core.execution_records import ExecutionRecords
 from .core.executions import ExecutionService
 from .core.hashing import HashCache
+from .core.idempotency import Idempotency
 from .core.identity import Owner, display_name, instance_id
 from .core.input_sync import InputSync
+from .core.job_view import LiveJobs, Mount, job_json
 from .core.jobs import JobManager
+from .core.jobs_v2 import JobsV2
 from .core.leases import Leases
 from .core.models import ModelService
 from .core.store import Store
+from .core.template_runs import TemplateRuns
 from .core.templates import TemplateService
+from .core.webhooks import Webhooks
 from .local.input_watcher import InputWatcher
 
 
@@ -144,6 +151,12 @@ class EndpointsRouter(Endpoints):
     def delete(self, name: str) -> None:
         self._owner(name).delete(name)
 
+    def stop(self, name: str) -> dict:
+        return self._owner(name).stop(name)
+
+    def start(self, name: str) -> dict:
+        return self._owner(name).start(name)
+
     def logs(self, name: str, tail: int = 200, contains: str | None = None) -> str:
         return self._owner(name).logs(name, tail, contains)
 
@@ -192,9 +205,10 @@ class Services:
     """
 
     def __init__(self, config: Config, host: Host | None = None, state_dir: Path | None = None,
-                 send_event: Callable[..., None] | None = None):
+                 send_event: Callable[..., None] | None = None, owner: Owner | None = None):
         self.config = config
         self.host = host
+        self._owner = owner  # who runs are made by, when not this ComfyUI's instance (the gateway)
         self.state_dir = Path(state_dir) if state_dir else Path(config.store_path).parent
         # send_event(event, data, sid=None): to one browser (sid) or all of them.
         self._send = send_event or (lambda event, data, sid=None: None)
@@ -265,13 +279,69 @@ class Services:
     @cached_property
     def owner(self) -> Owner:
         """This ComfyUI on the store: its stable id and display name."""
-        return Owner(instance_id(self.state_dir), display_name(self.config.display_name))
+        return self._owner or Owner(instance_id(self.state_dir), display_name(self.config.display_name))
+
+    @property
+    def has_input_folder(self) -> bool:
+        return self.host is not None and self.host.input_dir() is not None
 
     @cached_property
     def executions(self) -> ExecutionService:
-        return ExecutionService(self.store, self.templates, self.environments, self.endpoints, self.host,
-                                self.hash_cache, self.send_event, synced=self.input_sync.digest, owner=self.owner,
-                                native=self.host.native_queue() if hasattr(self.host, "native_queue") else None)
+        synced = self.input_sync.digest if self.has_input_folder else (lambda name: None)
+        svc = ExecutionService(self.store, self.templates, self.environments, self.endpoints, self.host,
+                               self.hash_cache, self.send_event, synced=synced, owner=self.owner,
+                               native=self.host.native_queue() if hasattr(self.host, "native_queue") else None,
+                               webhooks=self.webhooks)
+        svc.listeners.append(self.live_jobs)
+        return svc
+
+    # the run APIs' other faces: webhooks, assets, Comfy API v2 jobs
+
+    @cached_property
+    def webhooks(self) -> Webhooks:
+        cfg = self.live_config
+        return Webhooks(self.store, ExecutionRecords(self.store), self.webhook_body,
+                        allowed_hosts=lambda: cfg().webhook_allowed_hosts,
+                        retry_seconds=lambda: cfg().webhook_retry_seconds,
+                        timeout=lambda: cfg().webhook_timeout_seconds)
+
+    def webhook_body(self, record: dict) -> dict:
+        """What a run's webhook carries: the v2 Job for a v2 job, else the execution record as the template
+        API shows it."""
+        v2 = record.get("v2")
+        if record.get("api") == "v2" and isinstance(v2, dict):
+            mount = Mount(str(v2.get("origin") or ""), str(v2.get("prefix") or ""))
+            return {"type": "job.ended", "job": job_json(record, mount, self.config.execution_retention_days)}
+        shown = {k: v for k, v in record.items() if k not in ("client_id", "inputs")}
+        return {"type": "execution.ended", "execution": shown}
+
+    @cached_property
+    def live_jobs(self) -> LiveJobs:
+        return LiveJobs()
+
+    @cached_property
+    def assets(self) -> AssetService:
+        def read_run(execution_id: str) -> dict | None:
+            try:
+                return self.executions.get(execution_id, localise=False)
+            except NotFound:
+                return None
+
+        return AssetService(self.store, lambda user: self.executions.owner_for(user), read_run)
+
+    @cached_property
+    def idempotency(self) -> Idempotency:
+        return Idempotency(self.store)
+
+    @cached_property
+    def template_runs(self) -> TemplateRuns:
+        return TemplateRuns(self.templates, self.store, lambda: self.host.input_dir() if self.host else None,
+                            lambda: self.assets)
+
+    @cached_property
+    def jobs_v2(self) -> JobsV2:
+        return JobsV2(self.executions, self.assets, self.template_runs, self.idempotency, self.live_jobs, self.store,
+                      lambda: self.config.execution_retention_days)
 
     def apply_retention(self) -> int:
         """Execution records (and their outputs) older than execution_retention_days; a designer's job."""

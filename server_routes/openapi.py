@@ -11,6 +11,8 @@ from ..core.version import __version__
 from .context import Context
 from .http import json_ok
 
+V2 = "/v2/{environment}/api/v2"  # the Comfy API v2, mounted per environment
+
 SUMMARIES = {
     ("GET", "/health"): "Extension, ComfyUI and store status",
     ("GET", "/rules"): "Name rules (the single source for the UI's validation)",
@@ -36,6 +38,8 @@ SUMMARIES = {
     ("GET", "/endpoints/{name}"): "An endpoint's state",
     ("GET", "/endpoints/{name}/logs"): "An endpoint's worker log",
     ("DELETE", "/endpoints/{name}"): "Remove an endpoint and everything made for it",
+    ("POST", "/endpoints/{name}/stop"): "Stop an endpoint, keeping what it runs (state Stopped: billing stops)",
+    ("POST", "/endpoints/{name}/start"): "Start a stopped endpoint again (state Creating, then InService)",
     ("GET", "/executions"): "Recent executions (?state=&template=&limit=)",
     ("POST", "/executions"): "Run a prompt on an endpoint (Prompt on AWS)",
     ("GET", "/executions/{id}"): "An execution: state, timings, outputs, error",
@@ -52,6 +56,17 @@ SUMMARIES = {
     ("POST", "/connect/check"): "Check each AWS prerequisite of a configuration (nothing written)",
     ("PUT", "/config"): "Change the configuration and apply it without restarting ComfyUI (designer)",
     ("POST", "/events/subscribe"): "Receive the extension's events on this page's websocket (with the token)",
+    # the Comfy API v2 of one environment (server_routes/v2.py)
+    ("POST", V2 + "/jobs"): "Comfy API v2: submit a job (an API-format graph, or a template with inputs)",
+    ("GET", V2 + "/jobs"): "Comfy API v2: a page of jobs, newest first",
+    ("GET", V2 + "/jobs/{id}"): "Comfy API v2: a job (status, progress, outputs, error)",
+    ("GET", V2 + "/jobs/{id}/events"): "Comfy API v2: a job's live events (server-sent events)",
+    ("POST", V2 + "/jobs/{id}/cancel"): "Comfy API v2: cancel a job (idempotent)",
+    ("POST", V2 + "/assets"): "Comfy API v2: upload an asset (multipart, expected_hash checked)",
+    ("HEAD", V2 + "/assets/by-hash/{hash}"): "Comfy API v2: is a blob with this blake3 hash here",
+    ("POST", V2 + "/assets/from-hash"): "Comfy API v2: an asset over bytes already here",
+    ("GET", V2 + "/assets/{id}"): "Comfy API v2: an asset's metadata",
+    ("GET", V2 + "/assets/{id}/content"): "Comfy API v2: an asset's bytes (Range requests served)",
 }
 
 ERROR = {
@@ -82,6 +97,8 @@ GRAPH = {"type": "object", "description": "ComfyUI's UI-format graph (what Save 
 PROMPT = {"type": "object", "description": "ComfyUI's API-format prompt: node id -> {class_type, inputs}"}
 INPUTS = {"type": "object", "description": "parameter name -> value, as the template's `parameters` schema says; "
                                            "images as an input-folder file name or base64"}
+WEBHOOK_URL = {"type": "string", "format": "uri",
+               "description": "gets a signed POST of the run when it ends (README: Webhooks)"}
 CLIENT_ID = {"type": "string", "minLength": 1, "maxLength": 200,
              "description": "ComfyUI's websocket client id: that browser gets the run's ComfyUI events"}
 ENDPOINT_CONFIG = {"oneOf": [
@@ -114,7 +131,7 @@ BODIES: dict[tuple[str, str], tuple[str, dict]] = {
         {"environment": {"type": ["string", "null"]}, "workflow": GRAPH, "prompt": PROMPT,
          "version": {"type": "integer", "description": "the version you edited: 409 if it has moved on"}})),
     ("POST", "/templates/{name}/executions"): ("application/json", obj(
-        {"inputs": INPUTS, "client_id": CLIENT_ID,
+        {"inputs": INPUTS, "client_id": CLIENT_ID, "webhook_url": WEBHOOK_URL,
          "wait": {"type": "number", "minimum": 0, "maximum": 3600,
                   "description": "seconds to wait for the run to end (200 with outputs) before answering 202"}})),
     ("POST", "/templates/{name}/prompt"): ("application/json", obj({"inputs": INPUTS})),
@@ -149,6 +166,20 @@ BODIES: dict[tuple[str, str], tuple[str, dict]] = {
         ("folder", "name", "url"))),
     ("PUT", "/models/{folder}/{name}"): ("application/octet-stream", {"type": "string", "format": "binary",
                                                                       "description": "the file's bytes"}),
+    ("POST", V2 + "/jobs"): ("application/json", obj({
+        "workflow": {"type": "object", "description": "API-format graph; core/ASSET references where files go"},
+        "template": {"type": "string", "description": "or: run this template (this project's extension)"},
+        "inputs": INPUTS, "webhook_url": WEBHOOK_URL,
+        "metadata": {"type": "object", "additionalProperties": {"type": "string"}, "description": "string labels"},
+        "extra_data": {"type": "object", "description": "accepted, not used (no partner nodes on these endpoints)"},
+    })),
+    ("POST", V2 + "/assets"): ("multipart/form-data", obj({
+        "file": {"type": "string", "format": "binary"}, "content_type": {"type": "string"},
+        "file_path": {"type": "string"}, "expected_hash": {"type": "string", "pattern": "^blake3:[0-9a-f]{64}$"},
+        "tags": {"type": "array", "items": {"type": "string"}}}, ("file", "file_path"))),
+    ("POST", V2 + "/assets/from-hash"): ("application/json", obj({
+        "hash": {"type": "string", "pattern": "^blake3:[0-9a-f]{64}$"}, "file_path": {"type": "string"},
+        "content_type": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}}, ("hash",))),
 }
 
 
@@ -170,6 +201,8 @@ QUERIES: dict[tuple[str, str], list[dict]] = {
         query("after", {"type": "string"}, "the `next` of the previous page"),
         query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "default 50, newest first"),
     ],
+    ("GET", V2 + "/jobs"): [query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "default 50"),
+                            query("cursor", {"type": "string"}, "the next_cursor of the previous page")],
     ("PUT", "/models/{folder}/{name}"): [
         query("sha256", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}, "refused (nothing kept) if it differs"),
         query("overwrite", {"type": "boolean"}, "replace an existing file"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..core.errors import Forbidden
 
-SAFE_METHODS = frozenset({"GET", "HEAD"})
+SAFE_METHODS = frozenset({"GET", "HEAD"})  # reads, e.g. HEAD /v2/{environment}/api/v2/assets/by-hash/{hash}
 # (method, route pattern relative to /sagemaker) an artist may call besides reads.
 ARTIST_CHANGES = frozenset({
     ("POST", "/executions"),
@@ -23,6 +23,11 @@ ARTIST_CHANGES = frozenset({
     ("POST", "/inputs/watcher"),
     ("POST", "/inputs/scan"),
     ("POST", "/events/subscribe"),
+    # the Comfy API v2 (server_routes/v2.py): run jobs, cancel their own, upload their inputs
+    ("POST", "/v2/{environment}/api/v2/jobs"),
+    ("POST", "/v2/{environment}/api/v2/jobs/{id}/cancel"),  # someone else's is checked by the service
+    ("POST", "/v2/{environment}/api/v2/assets"),
+    ("POST", "/v2/{environment}/api/v2/assets/from-hash"),
 })
 WHAT = {
     "/templates": "publish, replace, rebind or delete templates",
