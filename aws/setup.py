@@ -105,10 +105,20 @@ def ensure_stack(aws: Aws, name: str, parameters: dict[str, str], say: Callable[
     from botocore.exceptions import ClientError
 
     cf = aws("cloudformation")
-    params = [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()]
-    body = {"StackName": name, "TemplateBody": stack.template_json(), "Parameters": params,
-            "Capabilities": ["CAPABILITY_IAM"]}
     current = describe(aws, name)
+    body = {"StackName": name, "TemplateBody": stack.template_json(), "Parameters": [],
+            "Capabilities": ["CAPABILITY_IAM"]}
+
+    def with_parameters(creating: bool) -> dict:
+        given = dict(parameters)
+        if creating:  # the repository named after the stack: two stacks in one account never collide
+            given.setdefault("RepositoryName", repository_name(name))
+        params = [{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()]
+        if not creating:  # what this run does not set keeps its value (an omitted one would take the default)
+            had = {p["ParameterKey"] for p in (current or {}).get("Parameters") or []}
+            params += [{"ParameterKey": k, "UsePreviousValue": True} for k in sorted(had - set(given))]
+        return {**body, "Parameters": params}
+
     if current is not None and current["StackStatus"] == "ROLLBACK_COMPLETE":
         why = _failure(aws, name) if not recreate else ""
         if not recreate and confirm is not None:
@@ -123,13 +133,13 @@ def ensure_stack(aws: Aws, name: str, parameters: dict[str, str], say: Callable[
         current = None
     if current is None:
         say(f"creating stack {name}")
-        cf.create_stack(**body)
+        cf.create_stack(**with_parameters(creating=True))
     elif current["StackStatus"].endswith("_IN_PROGRESS"):
         say(f"stack {name} is {current['StackStatus']}: waiting for it")
     else:
         try:
             say(f"updating stack {name}")
-            cf.update_stack(**body)
+            cf.update_stack(**with_parameters(creating=False))
         except ClientError as err:
             if "No updates are to be performed" not in str(err):
                 raise
@@ -261,6 +271,11 @@ def _same_account(config_dir: Path | None, account: str) -> None:
     if configured and configured != account:
         raise SetupError(f"{path} is set up for AWS account {configured}; these credentials are account {account}'s. "
                          f"Use that account's credentials, or pass --config-dir for another ComfyUI")
+
+
+def repository_name(stack_name: str) -> str:
+    """The worker image's ECR repository for a stack (lower case: ECR's rule; stack names allow capitals)."""
+    return re.sub(r"-+", "-", stack_name.lower()).strip("-") + "-worker"
 
 
 def check_parameters(parameters: dict[str, str]) -> None:

@@ -30,7 +30,7 @@ SUBSTITUTIONS = {
     "ACCOUNT_ID": "${AWS::AccountId}",
     "REGION": "${AWS::Region}",
     "EXECUTION_ROLE_NAME": "${ExecutionRole}",
-    "WORKER_REPOSITORY": "${RepositoryName}",
+    "WORKER_REPOSITORY": "${Repository}",  # Ref of an ECR repository is its name
     "ARTIST_INSTANCE_ID": "*",  # one managed policy for every artist: narrow it per machine by hand (README)
 }
 KMS_SID = "StoreKmsKeyWhenSseKms"
@@ -110,9 +110,11 @@ def template() -> dict:
                            "AllowedPattern": "^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"},
             "StorePrefix": {"Type": "String", "Default": "comfyui", "AllowedPattern": "^[A-Za-z0-9._-]{1,100}$",
                             "Description": "the store's key prefix in the bucket"},
-            "RepositoryName": {"Type": "String", "Default": "comfyui-sagemaker-worker",
-                               "AllowedPattern": "^[a-z0-9]+(?:[._-][a-z0-9]+)*$",
-                               "Description": "the ECR repository of the worker image"},
+            "RepositoryName": {"Type": "String", "Default": "",
+                               "AllowedPattern": "^$|^[a-z0-9]+(?:[._-][a-z0-9]+)*$",
+                               "Description": "the ECR repository of the worker image (empty: CloudFormation "
+                                              "makes one up, so two stacks in one account and region never "
+                                              "collide)"},
             "ImageTag": {"Type": "String", "Default": "latest", "AllowedPattern": "^[A-Za-z0-9._-]{1,128}$",
                          "Description": "the worker image's tag"},
             "ExecutionRecordsExpireDays": {
@@ -126,6 +128,7 @@ def template() -> dict:
         },
         "Conditions": {
             "HasBucketName": {"Fn::Not": [{"Fn::Equals": [{"Ref": "BucketName"}, ""]}]},
+            "HasRepositoryName": {"Fn::Not": [{"Fn::Equals": [{"Ref": "RepositoryName"}, ""]}]},
             "HasKmsKey": {"Fn::Not": [{"Fn::Equals": [{"Ref": "KmsKeyArn"}, ""]}]},
         },
         "Resources": {
@@ -162,7 +165,8 @@ def template() -> dict:
             "Repository": {
                 "Type": "AWS::ECR::Repository",
                 "Properties": {
-                    "RepositoryName": {"Ref": "RepositoryName"},
+                    "RepositoryName": {"Fn::If": ["HasRepositoryName", {"Ref": "RepositoryName"},
+                                                  {"Ref": "AWS::NoValue"}]},
                     "ImageScanningConfiguration": {"ScanOnPush": True},
                     "LifecyclePolicy": {"LifecyclePolicyText": json.dumps({"rules": [{
                         "rulePriority": 1, "description": "keep the newest 10 images",

@@ -59,9 +59,16 @@ def events(stub, *failures: tuple[str, str]) -> None:
         for i, (logical, reason) in enumerate(reversed(failures))]}, {"StackName": NAME})
 
 
-CREATE = {"StackName": NAME, "TemplateBody": ANY, "Parameters": [{"ParameterKey": "StorePrefix",
-                                                                  "ParameterValue": "comfyui"}],
-          "Capabilities": ["CAPABILITY_IAM"]}
+# A new stack's image repository is named after the stack (two stacks in one account never collide).
+CREATE = {"StackName": NAME, "TemplateBody": ANY, "Parameters": [
+    {"ParameterKey": "StorePrefix", "ParameterValue": "comfyui"},
+    {"ParameterKey": "RepositoryName", "ParameterValue": f"{NAME}-worker"}], "Capabilities": ["CAPABILITY_IAM"]}
+# An update keeps what this run does not set (an omitted parameter would take its default: a renamed
+# repository would be a new one, the old one and its images deleted).
+UPDATE = {"StackName": NAME, "TemplateBody": ANY, "Parameters": [
+    {"ParameterKey": "StorePrefix", "ParameterValue": "comfyui"},
+    {"ParameterKey": "ImageTag", "UsePreviousValue": True},
+    {"ParameterKey": "RepositoryName", "UsePreviousValue": True}], "Capabilities": ["CAPABILITY_IAM"]}
 
 
 def test_a_stack_whose_creation_failed_is_only_recreated_when_asked(stubs):
@@ -100,9 +107,12 @@ def test_a_bucket_name_another_account_holds_is_said_in_cloudformations_words(st
 def test_a_stack_with_nothing_to_update_is_up_to_date(stubs):
     aws, stub = stubs
     cf = stub("cloudformation")
-    cf.add_response("describe_stacks", described("CREATE_COMPLETE"), {"StackName": NAME})
+    current = described("CREATE_COMPLETE")
+    current["Stacks"][0]["Parameters"] = [{"ParameterKey": k, "ParameterValue": v} for k, v in (
+        ("StorePrefix", "studio"), ("RepositoryName", "team-images"), ("ImageTag", "v3"))]
+    cf.add_response("describe_stacks", current, {"StackName": NAME})
     cf.add_client_error("update_stack", "ValidationError", "No updates are to be performed.", http_status_code=400,
-                        expected_params=CREATE)
+                        expected_params=UPDATE)
     said = []
     assert ensure_stack(aws, NAME, {"StorePrefix": "comfyui"}, said.append)["StackStatus"] == "CREATE_COMPLETE"
     assert said[-1] == f"stack {NAME} is up to date"
