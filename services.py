@@ -14,6 +14,7 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
+from .aws.errors import AwsNotConfigured
 from .core.assets import AssetService
 from .core.changes import ChangeFeed
 from .core.config import Config
@@ -104,9 +105,9 @@ class EndpointsRouter(Endpoints):
             try:
                 p.get(name)
                 return p
-            except EndpointNotFound:
+            except (EndpointNotFound, AwsNotConfigured):  # without AWS configured, no SageMaker endpoint is ours
                 continue
-            except SageMakerError as err:  # that provider cannot answer now (AWS unconfigured or unreachable)
+            except SageMakerError as err:  # that provider cannot answer now (AWS unreachable)
                 unavailable = err
         if unavailable is not None:
             raise unavailable
@@ -128,18 +129,23 @@ class EndpointsRouter(Endpoints):
 
     def check(self, endpoint_config: dict) -> None:
         """Before anything is written: can this configuration's provider deploy that kind at all?"""
-        provider = self.provider(endpoint_config["kind"])
+        kind = endpoint_config["kind"]
+        made_before = kind in self._made
+        provider = self.provider(kind)
         check = getattr(provider, "check_configured", None)
-        if check is not None:
-            check()
+        try:
+            if check is not None:
+                check()
+        except SageMakerError:
+            if not made_before:  # a refused first try leaves no provider behind to be asked later
+                self._made.pop(kind, None)
+            raise
 
     def get(self, name: str) -> dict:
         return self._owner(name).get(name)
 
     def deploy(self, manifest: dict) -> dict:
         kind = manifest["endpoint"]["kind"]
-        from .aws.errors import AwsNotConfigured
-
         for p in self._made_providers():  # a kind change moves the endpoint
             if p.kind != kind:
                 try:

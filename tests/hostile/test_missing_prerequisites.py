@@ -28,6 +28,9 @@ def test_sagemaker_without_aws_configured_is_refused_before_anything_is_written(
     store = FolderStore(comfyui.user_dir / "__sagemaker" / "store")
     assert not store.list(f"environments/{env.lower()}/")  # no claim, no version: the name is still free
     assert client.get("/sagemaker/environments").status_code == 200
+    r = client.get("/sagemaker/endpoints/NoSuchEnv1")  # a missing endpoint is still just missing
+    assert r.status_code == 404 and r.json()["error"]["code"] == "endpoint_not_found", r.text
+    assert client.get("/sagemaker/endpoints").json()["unavailable"] == []
     # The refusal left nothing behind in this ComfyUI either: a local endpoint still deploys.
     local = unique("E")
     r = client.post("/sagemaker/environments", json={"name": local, "templates": [template],
