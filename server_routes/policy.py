@@ -32,7 +32,7 @@ ARTIST_CHANGES = frozenset({
 WHAT = {
     "/templates": "publish, replace, rebind or delete templates",
     "/environments": "publish or delete environments",
-    "/endpoints": "deploy or delete endpoints",
+    "/endpoints": "deploy, stop, start or delete endpoints",
     "/jobs": "cancel publish or download jobs",
     "/models": "add or delete model files",
     "/config": "change the configuration",
