@@ -4,6 +4,7 @@ order; a queued caller cancelled or gone; a ComfyUI that ends is restarted; none
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 
 import pytest
 from comfyui_sagemaker.worker.coldstart import ColdStart
@@ -51,7 +52,10 @@ async def settle() -> None:
 
 
 def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 10))
+    # In a thread of its own: in the whole suite the browser tests' Playwright (sync API) keeps an event
+    # loop marked running in the main thread, where asyncio.run() refuses to start.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, asyncio.wait_for(coro, 10)).result()
 
 
 def test_free_comfyuis_first_then_strict_arrival_order():
