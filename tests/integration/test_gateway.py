@@ -133,7 +133,9 @@ def test_a_stop_lets_the_request_in_flight_finish_and_refuses_new_ones(comfyui, 
         while True:  # it stops listening at once
             try:
                 requests.get(gw.url + "/health", timeout=1)
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.ReadTimeout):
+                # A connection accepted in the instant the listener closes is held, unanswered, until the
+                # drain ends (aiohttp's graceful shutdown reads no new request): not served either way.
                 break
             assert time.monotonic() < deadline, "still accepting connections"
             time.sleep(0.05)
