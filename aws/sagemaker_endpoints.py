@@ -41,6 +41,7 @@ from ..core.endpoints import (
     EndpointStateConflict,
     InvocationFailed,
 )
+from ..core.environments import manifest_key
 from ..core.executions import CANCEL_PREFIX
 from ..core.store import KeyNotFound
 from ..core.templates import now
@@ -93,6 +94,7 @@ class SageMakerEndpoints(Endpoints):
         self.region = region
         self.on_change = on_change or (lambda endpoint: None)
         self._clients = clients or {}
+        self._instance_types: dict[tuple[str, int], str | None] = {}  # (environment, version) -> type
         self.poll_interval = poll_interval
         self.store = store  # the S3 store: async requests, cancel markers, warnings
         self.sse = sse  # the store's server-side encryption: the worker's writes and async results use it too
@@ -157,6 +159,21 @@ class SageMakerEndpoints(Endpoints):
             log.warning("cannot read the worker report of %s: %s", environment, err)
             return None
 
+    def _instance_type(self, environment: str, version: int | None) -> str | None:
+        """The instance type the serving version asked for (DescribeEndpoint does not say it): from that
+        version's manifest, read once, since a manifest never changes."""
+        if self.store is None or version is None:
+            return None
+        key = (environment.lower(), version)
+        if key not in self._instance_types:
+            try:
+                manifest = json.loads(self.store.get(manifest_key(environment, version)).data)
+            except Exception as err:  # a courtesy, as the worker report: the endpoint shows without it
+                log.warning("cannot read version %s of %s: %s", version, environment, err)
+                return None
+            self._instance_types[key] = (manifest.get("endpoint") or {}).get("instance_type")
+        return self._instance_types[key]
+
     def _view(self, environment: str, d: dict) -> dict:
         variants = d.get("ProductionVariants") or [{}]
         report = self.worker_report(environment) or {}
@@ -165,6 +182,7 @@ class SageMakerEndpoints(Endpoints):
             "environment": environment, "endpoint_name": d["EndpointName"],
             "endpoint_config": d.get("EndpointConfigName"), "version": version_of(d.get("EndpointConfigName")),
             "reason": d.get("FailureReason"), "instances": variants[0].get("CurrentInstanceCount", 0),
+            "instance_type": self._instance_type(environment, version_of(d.get("EndpointConfigName"))),
             "warning": self._warning(environment), "updated_at": str(d.get("LastModifiedTime", "")),
             # The newest instance's cold start, as its worker reported it (see worker/coldstart.py).
             "phases": report.get("phases") or [], "activity": report.get("activity"),
@@ -285,7 +303,7 @@ class SageMakerEndpoints(Endpoints):
     def model_request(self, manifest: dict) -> dict:
         env, version = manifest["name"], manifest["version"]
         name = naming.versioned_name(env, version, self.store_uri)
-        manifest_uri = f"{self.store_uri}/environments/{env.lower()}/versions/v{version:06d}.json"
+        manifest_uri = f"{self.store_uri}/{manifest_key(env, version)}"
         environment = {
             "SAGEMAKER_MANIFEST_URI": manifest_uri, "WORKER_MODELS": "eager",
             # SageMaker gives up on a real-time call after 60 s: the worker frees the GPU then too.
@@ -525,7 +543,7 @@ class SageMakerEndpoints(Endpoints):
         """The manifest of the version the stopped endpoint ran (its autoscaling is set up from it again)."""
         version = record.get("version")
         try:
-            return json.loads(self.store.get(f"environments/{name.lower()}/versions/v{version:06d}.json").data)
+            return json.loads(self.store.get(manifest_key(name, version)).data)
         except (KeyNotFound, TypeError, ValueError):
             raise EndpointStateConflict(f"version {version} of environment {name} is no longer in the store: "
                                         "deploy the environment again instead") from None

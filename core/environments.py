@@ -62,6 +62,11 @@ def _folder(name: str) -> str:
     return PREFIX + name.lower() + "/"
 
 
+def manifest_key(name: str, version: int) -> str:
+    """Where an environment's version is kept in the store (its manifest, created once, never changed)."""
+    return f"{_folder(name)}versions/v{version:06d}.json"
+
+
 def versions_of(store: Store, name: str) -> list[int]:
     """The published versions of an environment (case-insensitive name), ascending."""
     keys = store.list(_folder(name) + "versions/")
@@ -98,7 +103,7 @@ class EnvironmentService:
         version = versions[-1] if version is None else version
         if version not in versions:
             raise EnvironmentNotFound(f"environment {name!r} has no version {version} (it has {versions})")
-        data = self.store.get(f"{_folder(name)}versions/v{version:06d}.json").data
+        data = self.store.get(manifest_key(name, version)).data
         return json.loads(data)
 
     def list(self) -> list[dict]:
@@ -236,7 +241,7 @@ class EnvironmentService:
             version = (self.versions(name) or [0])[-1] + 1
             body = {**manifest, "version": version, "created_at": now()}
             try:
-                self.store.create(f"{_folder(name)}versions/v{version:06d}.json", json.dumps(body).encode())
+                self.store.create(manifest_key(name, version), json.dumps(body).encode())
                 return version
             except KeyExists:
                 continue
@@ -268,7 +273,7 @@ class EnvironmentService:
         self.hooks.remove(name)
         self.changed()
         for v in self.versions(name):
-            self.store.delete(f"{_folder(name)}versions/v{v:06d}.json")
+            self.store.delete(manifest_key(name, v))
         try:
             self.store.delete(_folder(name) + "claim.json")
         except KeyNotFound:

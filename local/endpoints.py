@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.endpoints import STOPPED, EndpointNotFound, Endpoints, EndpointStateConflict, InvocationFailed
+from ..core.environments import manifest_key
 from ..core.names import ENVIRONMENT_NAME
 from ..core.templates import now
 from ..worker.settings import TOKEN_HEADER
@@ -149,7 +150,7 @@ class LocalEndpoints(Endpoints):
 
     def deploy(self, manifest: dict) -> dict:
         name, version = manifest["name"], manifest["version"]
-        key = f"environments/{name.lower()}/versions/v{version:06d}.json"
+        key = manifest_key(name, version)
         with self._lock:
             old = self._read(name)
             if old and old.get("version") == version and old["state"] in ("Creating", "InService") \

@@ -445,3 +445,29 @@ def test_an_async_run_on_an_endpoint_scaled_to_zero_says_it_waits_for_an_instanc
             result = endpoints.invoke("Portraits", {"execution_id": "x", "prompt": {}}, events.append)
         assert result["status"] == "succeeded"
         assert events[0]["type"] == "sagemaker.note" and "waiting for an instance" in events[0]["data"]["message"]
+
+
+def test_the_view_says_the_instance_type_the_serving_version_asked_for(aws_env):
+    """DescribeEndpoint does not carry the instance type: the view takes it from the serving version's
+    manifest in the store, read once (a manifest never changes)."""
+    import json
+
+    from comfyui_sagemaker.aws.s3_store import S3Store
+    from comfyui_sagemaker.core.environments import manifest_key
+    from moto import mock_aws
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="team-bucket")
+        store = S3Store("team-bucket", "comfy", s3_client=s3)
+        deployed = manifest(instance_type="ml.g4dn.12xlarge")
+        store.create(manifest_key("Portraits", 1), json.dumps(deployed).encode())
+        endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", poll_interval=0, store=store)
+        endpoints._monitor = lambda m, e, recreate=False: None
+        endpoints.deploy(deployed)
+        assert endpoints.get("Portraits")["instance_type"] == "ml.g4dn.12xlarge"
+        s3.delete_object(Bucket="team-bucket", Key="comfy/" + manifest_key("Portraits", 1))
+        assert endpoints.list()[0]["instance_type"] == "ml.g4dn.12xlarge"  # kept: no read per look
+        # Without a store (or its manifest), the endpoint still shows, without the type.
+        bare = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", poll_interval=0)
+        assert bare.get("Portraits")["instance_type"] is None
