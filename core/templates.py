@@ -187,8 +187,10 @@ class TemplateService:
             try:
                 got = self.store.get(INDEX_KEY)
             except KeyNotFound:
-                self.reconcile()  # builds it from the templates themselves, this one included
-                return
+                # Built from the templates themselves; then this entry is set on whatever index won: another
+                # process building it at the same moment may have listed the templates before this one.
+                self.reconcile()
+                continue
             index = json.loads(got.data)
             entries = index.setdefault("entries", {})
             if summary is None:

@@ -167,3 +167,24 @@ def test_list_follows_changes_after_caching(templates):
     templates.delete("Bar")
     assert templates.list() == [{**templates.get("Foo").summary()}]
     assert templates.list()[0]["environment"] == "prod"
+
+
+def test_a_template_created_while_another_process_builds_the_index_is_listed(store):
+    """A fresh store: a reader builds the index from a listing taken before this template existed and wins
+    the create; the template's own entry is still set on that index."""
+    import json
+
+    from comfyui_sagemaker.core.templates import INDEX_KEY
+
+    svc = TemplateService(store, lambda name: False)
+    real_create, raced = store.create, []
+
+    def racing_create(key, data, *args, **kwargs):
+        if key == INDEX_KEY and not raced:
+            raced.append(key)
+            real_create(INDEX_KEY, json.dumps({"entries": {}}).encode())  # the other reader's, stale
+        return real_create(key, data, *args, **kwargs)
+
+    store.create = racing_create
+    svc.create("Foo", WORKFLOW, PROMPT)
+    assert raced and [t["name"] for t in svc.list()] == ["Foo"]
