@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core import config as config_mod
 from ..core.errors import SageMakerError
 from . import stack
 from .errors import translate
@@ -245,14 +246,10 @@ def configuration(out: dict[str, str], region: str) -> dict:
 
 
 def write_configuration(config_dir: Path, values: dict) -> Path:
-    """Merge into config.json (other keys, such as a token, stay), atomically."""
-    path = Path(config_dir) / "config.json"
-    current = json.loads(path.read_text()) if path.exists() else {}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".config.json.tmp")
-    tmp.write_text(json.dumps({**current, **values}, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    """Merge into config.json (other keys, such as a token, stay) through the configuration's one writer:
+    validated, under its lock, atomically. The CLI is the file's owner: no role applies."""
+    config_mod.update(config_dir, values)
+    return Path(config_dir) / config_mod.CONFIG_FILE
 
 
 def account_of(aws: Aws) -> str:

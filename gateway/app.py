@@ -87,7 +87,7 @@ class GatewayContext:
     def config(self) -> Config:
         return self._config
 
-    def config_or_default(self) -> Config:
+    def effective_config(self) -> Config:
         return self._config
 
     @property

@@ -7,16 +7,23 @@ GET  /connect        {effective, startup_error, applied, from_environment, edita
 POST /connect/check  {changes?, replace?} -> {results: [{name, status, detail, fix}]} for the configuration
                      the changes would make (nothing written)
 PUT  /config         {changes, replace?} -> writes config.json, applies it, {effective, applied}
+POST /config/reload  -> applies config.json as it is now (fixed or edited by hand), {effective, applied}
+
+A ComfyUI whose configuration could not be read at start runs fail-safe, with an artist's rights (Context.
+effective_config): it cannot make itself a designer's from the page; the file (then Reload) or the environment
+can.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from aiohttp import web
 
 from ..core import config as config_mod
 from ..core.config import Config, ConfigInvalid
+from ..core.errors import BadRequest
 from . import guard
 from .context import Context
 from .http import json_ok, read_object
@@ -30,10 +37,11 @@ def _view(cfg: Config) -> dict:
 async def get_connect(request: web.Request, ctx: Context) -> web.Response:
     directory = ctx.facts.config_dir
     body: dict = {"effective": _view(ctx._config) if ctx._config is not None else None,
-                  "startup_error": ctx.config_error, "from_environment": config_mod.from_environment(),
+                  "startup_error": ctx.config_error, "role": ctx.effective_config().role,
+                  "from_environment": config_mod.from_environment(),
                   "editable": list(config_mod.EDITABLE), "applied": ctx.applied}
     try:
-        on_disk = config_mod.load(directory)
+        on_disk = await asyncio.to_thread(config_mod.load, directory)
         body["file"] = {"error": None, "differs": ctx._config is None or on_disk != ctx._config,
                         "values": _view(on_disk)}
     except ConfigInvalid as err:  # edited by hand into something broken: the services keep the last good one
@@ -43,7 +51,9 @@ async def get_connect(request: web.Request, ctx: Context) -> web.Response:
 
 async def check(request: web.Request, ctx: Context) -> web.Response:
     body = await read_object(request, {"changes", "replace"})
-    _, cfg = config_mod.preview(ctx.facts.config_dir, body.get("changes") or {}, bool(body.get("replace")))
+    _, cfg = await asyncio.to_thread(config_mod.preview, ctx.facts.config_dir, body.get("changes") or {},
+                                     bool(body.get("replace")), acting_role=ctx.effective_config().role,
+                                     last_good=ctx._file_values)
     return json_ok({"results": await asyncio.to_thread(run_checks, cfg)})
 
 
@@ -68,10 +78,20 @@ def run_checks(cfg: Config) -> list[dict]:
 async def put_config(request: web.Request, ctx: Context) -> web.Response:
     body = await read_object(request, {"changes", "replace"})
     changes = body.get("changes") or {}
-    before = ctx.config_or_default().token
+    replace = body.get("replace", False)
+    if not isinstance(replace, bool):
+        raise BadRequest("replace must be true or false")
+    return await _applied(ctx, lambda: ctx.change_config(changes, replace))
+
+
+async def reload_config(request: web.Request, ctx: Context) -> web.Response:
+    return await _applied(ctx, ctx.reload_file)
+
+
+async def _applied(ctx: Context, change: Callable[[], Config]) -> web.Response:
+    before = ctx.effective_config().token
     was_gated = guard.token_required(ctx.facts.listen, before)
-    cfg = await asyncio.to_thread(config_mod.update, ctx.facts.config_dir, changes, bool(body.get("replace")))
-    await asyncio.to_thread(ctx.apply, cfg)
+    cfg = await asyncio.to_thread(change)
     # To the pages that received broadcasts until now, as they were gated until now.
     ctx.events.send("sagemaker.changed", {"collection": "config"}, required=was_gated)
     if cfg.token != before:
@@ -83,4 +103,5 @@ ROUTES = [
     ("GET", "/connect", get_connect),
     ("POST", "/connect/check", check),
     ("PUT", "/config", put_config),
+    ("POST", "/config/reload", reload_config),
 ]

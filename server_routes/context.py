@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,6 +99,9 @@ class Context:
     # Called with the context when new services take over (server_routes starts their background work).
     on_services: Callable[[Context], None] | None = field(default=None, repr=False)
     _applying: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _changing: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _file_values: dict | None = field(default=None, repr=False)  # config.json's values as last read or written
+    _fail_safe: Config | None = field(default=None, repr=False)  # what runs while no configuration could be read
     _local_endpoints: object = field(default=None, repr=False)
     applied: int = 0  # configurations applied since start-up
     background_ran: bool = False  # the start-up work (adopting endpoints, failing interrupted runs) is done
@@ -106,15 +110,22 @@ class Context:
     def load(cls, facts: ComfyFacts) -> Context:
         ctx = cls(facts)
         try:
-            ctx._config = config_mod.load(facts.config_dir)
+            data = config_mod.file_values(facts.config_dir)
+            ctx._config = config_mod.build(data, config_mod.CONFIG_FILE, facts.config_dir)
+            ctx._file_values = data
         except ConfigInvalid as err:
             ctx.config_error = err.message
+            ctx._fail_safe = config_mod.fail_safe()
+            logging.getLogger("comfyui_sagemaker").error(
+                "comfyui-sagemaker: the configuration cannot be read (%s); until it can, this ComfyUI has an %s's "
+                "rights and runs nothing on the store: fix %s, then press Reload the file in the Connect panel (or "
+                "restart ComfyUI)", err.message, ctx._fail_safe.role, Path(facts.config_dir) / config_mod.CONFIG_FILE)
         return ctx
 
     @cached_property
     def events(self) -> EventGate:
         """The extension's broadcasts, through the one gate that knows who may receive them."""
-        cfg = self.config_or_default
+        cfg = self.effective_config
         return EventGate(self.facts.send_event, lambda: guard.token_required(self.facts.listen, cfg().token))
 
     @property
@@ -142,6 +153,28 @@ class Context:
             if self.on_services is not None:
                 self.on_services(self)
 
+    def change_config(self, changes: object, replace: bool = False) -> Config:
+        """A change from the page: written to config.json, then run. One change at a time: the file's lock
+        serialises writers across processes, this one keeps the order of applies that of the writes. The
+        change is judged by the role that runs now (an artist's page cannot make it a designer's)."""
+        with self._changing:
+            data, cfg = config_mod.update(self.facts.config_dir, changes, replace,
+                                          acting_role=self.effective_config().role, last_good=self._file_values)
+            self._file_values = data
+            self.apply(cfg)
+        return cfg
+
+    def reload_file(self) -> Config:
+        """Run with config.json as it is now (after it was fixed or edited by hand): the file is the
+        authority, so this may change the role either way. ConfigInvalid, and nothing changes, if it is
+        still unreadable."""
+        with self._changing:
+            data = config_mod.file_values(self.facts.config_dir)
+            cfg = config_mod.build(data, config_mod.CONFIG_FILE, self.facts.config_dir)
+            self._file_values = data
+            self.apply(cfg)
+        return cfg
+
     @property
     def host(self) -> ComfyHost:
         return ComfyHost(self.facts)
@@ -160,7 +193,8 @@ class Context:
         user = request.headers.get("comfy-user", "")
         return user[:64] if user else None
 
-    def config_or_default(self) -> Config:
-        """For the guard: a broken file must not open the door, so fall back to the defaults
-        (loopback only), with the token from the environment if set."""
-        return self._config or config_mod.load(None)
+    def effective_config(self) -> Config:
+        """For the guard and the role policy: the configuration that runs or, while none could be read, the
+        fail-safe one (an artist's rights, loopback only, the environment's token): a broken file never opens
+        a door."""
+        return self._config or self._fail_safe or config_mod.fail_safe()

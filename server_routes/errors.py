@@ -7,7 +7,7 @@ from aiohttp import web
 from ..aws.errors import AwsError, AwsNotConfigured, InstanceTypeRefused, QuotaExceeded
 from ..core import errors as e
 from ..core.assets import BlobNotFound, HashMismatch, MissingAsset
-from ..core.config import ConfigRefused
+from ..core.config import ConfigRefused, RoleRaiseRefused
 from ..core.endpoints import EndpointNotFound, EndpointNotReady, InvocationFailed
 from ..core.environments import EnvironmentExists
 from ..core.fetch import DownloadFailed
@@ -28,6 +28,7 @@ STATUS: dict[type[e.SageMakerError], int] = {
     e.PayloadTooLarge: 413,
     e.ConfigInvalid: 500,
     ConfigRefused: 400,
+    RoleRaiseRefused: 403,
     e.Conflict: 409,
     e.TemplateExists: 409,
     e.StoreUnavailable: 502,

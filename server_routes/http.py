@@ -89,8 +89,8 @@ def middleware(ctx: Context):
                 request.method,
                 request.headers,
                 listen=ctx.facts.listen,
-                allowed_hosts=ctx.config_or_default().allowed_hosts,
-                token=ctx.config_or_default().token,
+                allowed_hosts=ctx.effective_config().allowed_hosts,
+                token=ctx.effective_config().token,
                 path=route_path(request.path),
             )
             resource = getattr(request.match_info.route, "resource", None)
@@ -98,7 +98,8 @@ def middleware(ctx: Context):
                 # Matched none of ours, only ComfyUI's catch-all static route.
                 raise NotFound(f"no route {request.method} {request.path}")
             if resource is not None:
-                policy.check(ctx.config_or_default().role, request.method, route_path(resource.canonical))
+                policy.check(ctx.effective_config().role, request.method, route_path(resource.canonical),
+                             ctx.config_error)
             response = await handler(request)
         except SageMakerError as err:
             return from_exception(err, face_of(request.path))

@@ -23,7 +23,7 @@ def store_summary(ctx: Context) -> dict:
 
 async def health(request: web.Request, ctx: Context) -> web.Response:
     """Public (the page must learn that it needs a token); the details only for an authorized caller."""
-    cfg = ctx.config_or_default()
+    cfg = ctx.effective_config()
     required = guard.token_required(ctx.facts.listen, cfg.token)
     if not guard.authorized(request.headers, listen=ctx.facts.listen, token=cfg.token):
         return json_ok({"ok": ctx.config_error is None, "version": __version__, "token_required": required,
@@ -31,9 +31,9 @@ async def health(request: web.Request, ctx: Context) -> web.Response:
     body: dict = {"ok": ctx.config_error is None, "version": __version__, "comfyui_version": ctx.facts.version,
                   "missing_requirements": list(ctx.missing_requirements), "token_required": required,
                   "authorized": True}
+    body["role"] = cfg.role  # while no configuration could be read, the fail-safe one's: an artist's
     if ctx.config_error is None:
         body["store"] = store_summary(ctx)
-        body["role"] = ctx.config.role
         owner = ctx.services.executions.owner_for(ctx.user(request))
         body["identity"] = {**owner.to_json(), "key": owner.key}
         body["endpoints"] = "local" if ctx.config.store == "folder" else "sagemaker"

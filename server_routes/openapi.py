@@ -7,6 +7,8 @@ import re
 
 from aiohttp import web
 
+from ..core import config as config_mod
+from ..core.config import Config
 from ..core.version import __version__
 from .context import Context
 from .http import json_ok
@@ -55,6 +57,7 @@ SUMMARIES = {
     ("GET", "/connect"): "The effective configuration (never a credential) and the file's state",
     ("POST", "/connect/check"): "Check each AWS prerequisite of a configuration (nothing written)",
     ("PUT", "/config"): "Change the configuration and apply it without restarting ComfyUI (designer)",
+    ("POST", "/config/reload"): "Apply config.json as it is now (the file is the authority, also for an artist)",
     ("POST", "/events/subscribe"): "Receive the extension's events on this page's websocket (with the token)",
     # the Comfy API v2 of one environment (server_routes/v2.py)
     ("POST", V2 + "/jobs"): "Comfy API v2: submit a job (an API-format graph, or a template with inputs)",
@@ -115,10 +118,19 @@ ENDPOINT_CONFIG = {"oneOf": [
 ], "description": "no endpoint config: publish only; instance counts are capped by the max_instances setting"}
 
 # Request bodies by (method, path). A POST or PUT not listed takes no body.
+def _config_changes() -> dict:
+    """The keys the page may set, from the configuration's own schema (core/config.py): null removes one."""
+    props = Config.model_json_schema()["properties"]
+    return {"type": "object", "additionalProperties": False,
+            "description": "configuration keys to set (null removes one; token is write-only); store_path is not "
+                           "among them",
+            "properties": {k: {"anyOf": [props[k], {"type": "null"}]} for k in config_mod.EDITABLE}}
+
+
 CONFIG_CHANGE = {
-    "changes": {"type": "object", "description": "configuration keys to set (null removes one; token is "
-                                                 "write-only); store_path is not among them"},
-    "replace": {"type": "boolean", "description": "start from nothing instead of the file's values (a broken file)"},
+    "changes": _config_changes(),
+    "replace": {"type": "boolean", "description": "start from nothing but the store folder and the token (a broken "
+                                                  "file)"},
 }
 BODIES: dict[tuple[str, str], tuple[str, dict]] = {
     ("POST", "/names/check"): ("application/json", obj(

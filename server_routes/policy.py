@@ -23,6 +23,8 @@ ARTIST_CHANGES = frozenset({
     ("POST", "/inputs/watcher"),
     ("POST", "/inputs/scan"),
     ("POST", "/events/subscribe"),
+    # config.json as it is now: the file is the authority (only it, or the environment, makes a designer)
+    ("POST", "/config/reload"),
     # the Comfy API v2 (server_routes/v2.py): run jobs, cancel their own, upload their inputs
     ("POST", "/v2/{environment}/api/v2/jobs"),
     ("POST", "/v2/{environment}/api/v2/jobs/{id}/cancel"),  # someone else's is checked by the service
@@ -46,11 +48,15 @@ class ForbiddenForRole(Forbidden):
     code = "forbidden_for_role"
 
 
-def check(role: str, method: str, route: str) -> None:
-    """Raise ForbiddenForRole unless `role` may call `method route` (the route's pattern)."""
+def check(role: str, method: str, route: str, config_error: str | None = None) -> None:
+    """Raise ForbiddenForRole unless `role` may call `method route` (the route's pattern). `config_error`: why
+    the role is the fail-safe one (the configuration could not be read), said in the refusal."""
     if role == "designer" or method.upper() in SAFE_METHODS or (method.upper(), route) in ARTIST_CHANGES:
         return
     what = next((w for prefix, w in WHAT.items() if route.startswith(prefix)), "make this change")
+    if config_error is not None:
+        raise ForbiddenForRole(f"only a designer can {what}; this ComfyUI has an artist's rights until its "
+                               f"configuration can be read ({config_error}): fix config.json, then reload it")
     raise ForbiddenForRole(f"only a designer can {what}; this ComfyUI is configured as an artist "
                            "(configuration key role) and can read, run templates and manage its own runs")
 

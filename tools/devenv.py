@@ -198,27 +198,29 @@ FLOOR_VENV = DEV / "floor-venv"
 FLOOR_PY = FLOOR_VENV / "bin" / "python"
 
 
-def boto3_floor() -> str:
+def floor_of(name: str) -> str:
     for line in (ROOT / "requirements.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip().replace(" ", "")
-        if line.startswith("boto3>="):
+        if line.startswith(f"{name}>="):
             return line.split(">=", 1)[1]
-    sys.exit("requirements.txt has no boto3>= lower bound")
+    sys.exit(f"requirements.txt has no {name}>= lower bound")
 
 
 def ensure_floor_venv() -> None:
-    """The lowest boto3 and botocore requirements.txt allows, for the AWS request suites (tests marked
-    stubber): code that needs a newer botocore than the floor fails there, not in a user's ComfyUI."""
-    floor = boto3_floor()
-    key = digest(sys.version, floor, "aiohttp requests websocket-client")
+    """The lowest boto3, botocore and pydantic requirements.txt allows, for the AWS request suites and the
+    configuration's (tests marked stubber or floor): code that needs newer ones than the floor fails there,
+    not in a user's ComfyUI."""
+    floor, pydantic = floor_of("boto3"), floor_of("pydantic")
+    key = digest(sys.version, floor, pydantic, "aiohttp requests websocket-client")
     if FLOOR_PY.exists() and stamp_ok("floor-venv", key):
         return
     shutil.rmtree(FLOOR_VENV, ignore_errors=True)
-    log(f"creating .dev/floor-venv (boto3 and botocore {floor}, the lowest allowed)")
+    log(f"creating .dev/floor-venv (boto3 and botocore {floor}, pydantic {pydantic}: the lowest allowed)")
     run([sys.executable, "-m", "venv", FLOOR_VENV])
     # The runtime suite parses the emulator's frames (tests/harness/runtime_emulator.py, which imports these).
     run([FLOOR_PY, "-m", "pip", "install", "--disable-pip-version-check", "-q", f"boto3=={floor}",
-         f"botocore=={floor}", "pytest>=8", "pytest-timeout>=2.3", "aiohttp", "requests", "websocket-client"])
+         f"botocore=={floor}", f"pydantic=={pydantic}",
+         "pytest>=8", "pytest-timeout>=2.3", "aiohttp", "requests", "websocket-client"])
     stamp_set("floor-venv", key)
 
 

@@ -288,8 +288,9 @@ def test_new_environment_on_sagemaker_without_aws_says_what_is_missing_and_opens
 
 @pytest.fixture
 def fresh(browser, frontend, tmp_path_factory):
-    """A ComfyUI of its own (it becomes an artist's, for good) started on a config.json broken by hand, its
-    display name set by its environment, and two pages on it, their sidebars open."""
+    """A ComfyUI of its own started on an artist's config.json broken by hand (it runs fail-safe, then is made a
+    designer's in the file, then an artist's for good), its display name set by its environment, and two pages
+    on it, their sidebars open."""
     base = tmp_path_factory.mktemp("connect-artist")
     (base / "user" / "__sagemaker").mkdir(parents=True)
     (base / "user" / "__sagemaker" / "config.json").write_text('{"role": "artist",')
@@ -314,13 +315,22 @@ def test_a_broken_start_a_token_and_a_designer_who_makes_this_comfyui_an_artists
     for p in (page, other):
         p.evaluate("() => { window.__sameDocument = true; }")
 
-    # Started on a file it could not read: no configuration runs; the form replaces the file.
+    # Started on a file it could not read (an artist's, with a typo): an artist's rights until it can be read,
+    # no form; the page cannot make it a designer's.
     expect(connect).to_have_attribute("data-expanded", "true")
     expect(connect.get_by_test_id("sagemaker-connect-startup-error")).to_contain_text(
-        "No configuration runs: config.json is not readable JSON")
+        "config.json cannot be read: config.json is not readable JSON")
+    expect(connect.get_by_test_id("sagemaker-connect-fail-safe")).to_contain_text("an artist's rights")
     expect(connect.get_by_test_id("sagemaker-connect-effective")).to_have_count(0)
+    expect(connect.get_by_test_id("sagemaker-connect-form")).to_have_count(0)
     expect(page.get_by_test_id("sagemaker-config-error")).to_be_visible()
-    connect.get_by_test_id("sagemaker-connect-replace").click()
+    r = client.put("/sagemaker/config", json={"replace": True, "changes": {"role": "designer"}})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_for_role", r.text
+    # Still broken: Reload says why. Fixed by hand (the file's owner makes it a designer's): Reload runs it.
+    connect.get_by_test_id("sagemaker-connect-reload").click()
+    expect(connect.get_by_test_id("sagemaker-connect-apply-file-error")).to_contain_text("not readable JSON")
+    (server.user_dir / "__sagemaker" / "config.json").write_text('{"role": "designer"}')
+    connect.get_by_test_id("sagemaker-connect-reload").click()
     wait_toasts(page, "Configuration applied", 1)
     for p in (page, other):
         section = p.get_by_test_id("sagemaker-connect")

@@ -150,7 +150,7 @@ def test_a_file_broken_by_hand_keeps_the_last_good_configuration(designer):
     ({"colour": "blue"}, "unknown configuration key 'colour'"),
     ({"store": "s3", "s3_bucket": None}, "store is s3 but s3_bucket is not set"),
     ({"role": "admin"}, "must be designer or artist"),
-    ({"max_instances": 0}, "must be at least 1"),
+    ({"max_instances": 0}, "must be a whole number from 1 to 100"),
     ("s3", "must be an object"),
 ])
 def test_a_change_that_would_break_the_configuration_writes_nothing(designer, changes, said):

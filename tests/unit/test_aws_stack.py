@@ -129,11 +129,11 @@ def test_the_outputs_make_a_configuration_the_extension_accepts(tmp_path):
         "WorkerImageUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/comfyui-sagemaker-worker:latest",
         "KmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/abcd"}
     cfg = setup_mod.configuration(out, "eu-west-1")
-    (tmp_path / "config.json").write_text(json.dumps({"token": "kept", "role": "designer"}))
+    (tmp_path / "config.json").write_text(json.dumps({"token": "kept-token", "role": "designer"}))
     setup_mod.write_configuration(tmp_path, cfg)
     loaded = config_mod.load(tmp_path)
     assert (loaded.store, loaded.s3_bucket, loaded.s3_sse, loaded.role) == ("s3", "team-store", "aws:kms", "designer")
-    assert json.loads((tmp_path / "config.json").read_text())["token"] == "kept"
+    assert json.loads((tmp_path / "config.json").read_text())["token"] == "kept-token"
 
 
 @pytest.mark.parametrize(("parameters", "said"), [

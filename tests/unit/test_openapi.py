@@ -10,7 +10,7 @@ from openapi_spec_validator import validate
 # POSTs that act on the path alone (a body is not read).
 NO_BODY = {("POST", "/jobs/{id}/cancel"), ("POST", "/executions/{id}/cancel"), ("POST", "/inputs/scan"),
            ("POST", "/endpoints/{name}/stop"), ("POST", "/endpoints/{name}/start"),
-           ("POST", "/v2/{environment}/api/v2/jobs/{id}/cancel")}
+           ("POST", "/v2/{environment}/api/v2/jobs/{id}/cancel"), ("POST", "/config/reload")}
 
 
 def routes():

@@ -158,9 +158,10 @@ class ConnectSection {
     }
   }
 
+  // The role that runs: while no configuration could be read, the fail-safe one (an artist's).
   get artist() {
-    const cfg = this.state?.effective;
-    return cfg ? cfg.role === "artist" : isArtist();
+    const role = this.state?.role ?? this.state?.effective?.role;
+    return role ? role === "artist" : isArtist();
   }
 
   draw() {
@@ -189,8 +190,15 @@ class ConnectSection {
     const out = [];
     const designer = !this.artist;
     if (!s.effective) {
-      out.push(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-connect-startup-error" },
-        `No configuration runs: ${s.startup_error ?? s.file?.error ?? "unknown error"}`));
+      this.applyFileError = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-connect-apply-file-error", hidden: true });
+      out.push(
+        el("div", { class: "sagemaker-error", "data-testid": "sagemaker-connect-startup-error" },
+          `config.json cannot be read: ${s.startup_error ?? s.file?.error ?? "unknown error"}`),
+        el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-connect-fail-safe" },
+          "Until it can, this ComfyUI has an artist's rights and uses no store. Fix the file, then reload it."),
+        el("button", { class: "sagemaker-button", "data-testid": "sagemaker-connect-reload", onclick: (event) => this.applyFile(event.currentTarget) }, "Reload the file"),
+        this.applyFileError,
+      );
     } else if (s.file?.error) {
       out.push(
         el("div", { class: "sagemaker-error", "data-testid": "sagemaker-connect-file-error" }, s.file.error),
@@ -202,12 +210,12 @@ class ConnectSection {
       out.push(el("div", { class: "sagemaker-connect-differs", "data-testid": "sagemaker-connect-differs" }, [
         el("div", {}, designer
           ? "config.json is not what runs (aws setup wrote it, or it was edited): apply it to run with it. Applying a change below applies the rest of the file too."
-          : "config.json is not what runs (aws setup wrote it, or it was edited): ComfyUI uses it from its next start."),
-        designer ? el("button", { class: "sagemaker-button", "data-testid": "sagemaker-connect-apply-file", onclick: (event) => this.applyFile(event.currentTarget) }, "Apply the file") : null,
+          : "config.json is not what runs (it was edited): apply it to run with it."),
+        el("button", { class: "sagemaker-button", "data-testid": "sagemaker-connect-apply-file", onclick: (event) => this.applyFile(event.currentTarget) }, "Apply the file"),
         this.applyFileError,
       ]));
     }
-    if (designer && this.broken) {
+    if (designer && this.broken && s.effective) {
       out.push(el("div", { class: "sagemaker-muted sagemaker-note" }, "Fix the file by hand, or replace it with the settings below."));
     }
     return out;
@@ -220,9 +228,8 @@ class ConnectSection {
     this.checkButton = el("button", { class: "sagemaker-button", title: "Try each prerequisite of these settings; nothing is written", "data-testid": "sagemaker-connect-check", onclick: () => this.check() }, "Check");
     this.applyButton = el("button", { class: "sagemaker-button sagemaker-primary", title: "Write config.json and run with it now", "data-testid": "sagemaker-connect-apply", onclick: () => this.apply() }, "Apply");
     this.replaceButton = el("button", { class: "sagemaker-button sagemaker-danger", "data-testid": "sagemaker-connect-replace", onclick: () => this.apply(true) }, "Replace config.json with these settings");
-    const tokenLost = s.effective?.token && !fromEnv.has("token") ? " The token is kept only if typed again." : "";
     this.replaceOffer = el("div", { class: "sagemaker-connect-replace", "data-testid": "sagemaker-connect-replace-offer", hidden: !this.broken }, [
-      el("div", { class: "sagemaker-muted sagemaker-note" }, `Writes config.json from this form alone; the file's content is not read.${tokenLost}`),
+      el("div", { class: "sagemaker-muted sagemaker-note" }, "Writes config.json from this form; the store folder and the token are kept from the configuration that runs."),
       this.replaceButton,
     ]);
     this.formChanged();
@@ -250,8 +257,10 @@ class ConnectSection {
   // While a Check or an Apply runs: no second one; the pressed button says what happens.
   setBusy(busy, button = null, text = "") {
     this.busy = busy;
-    for (const b of [this.checkButton, this.replaceButton]) b.disabled = busy;
-    this.applyButton.disabled = busy || Object.keys(this.form.changes()).length === 0;
+    if (this.form?.root.isConnected) { // an artist's page (or one running fail-safe) has no form
+      for (const b of [this.checkButton, this.replaceButton]) b.disabled = busy;
+      this.applyButton.disabled = busy || Object.keys(this.form.changes()).length === 0;
+    }
     this.body.setAttribute("aria-busy", String(busy));
     if (button) {
       button.dataset.label ??= button.textContent;
@@ -305,23 +314,25 @@ class ConnectSection {
     this.send(body, button).catch((err) => this.showError(err.message));
   }
 
+  // config.json as it is now (POST /config/reload): the file is the authority, for an artist's page too.
   applyFile(button) {
     this.applyFileError.hidden = true;
-    this.send({ changes: {} }, button).catch((err) => {
+    this.send(null, button).catch((err) => {
       this.applyFileError.hidden = false;
       this.applyFileError.textContent = err.message;
     });
   }
 
-  // PUT /config; on success the whole sidebar draws again (listeners). Rejects with the server's refusal.
+  // PUT /config with `body` (null: reload the file); on success the whole sidebar draws again (listeners).
+  // Rejects with the server's refusal.
   async send(body, button) {
-    this.showError("");
+    if (this.error?.isConnected) this.showError("");
     this.setBusy(true, button, "Applying...");
     try {
-      const answer = await call("PUT", "/config", body);
+      const answer = body ? await call("PUT", "/config", body) : await call("POST", "/config/reload");
       seen = answer.applied;
       // This browser's requests need the token from now on (or no longer): keep what was typed.
-      if ("token" in body.changes) setToken(body.changes.token || "");
+      if (body && "token" in body.changes) setToken(body.changes.token || "");
       expanded = this.open;
       const cfg = answer.effective;
       toast("success", "Configuration applied", cfg.store === "s3" ? `store s3://${cfg.s3_bucket}/${cfg.s3_prefix || ""}` : "folder store on this machine");
