@@ -71,7 +71,7 @@ def test_registry_metadata_passes_comfy_clis_own_validation():
 def test_requirements_are_light_and_unpinned():
     lines = [ln.strip() for ln in (ROOT / "requirements.txt").read_text().splitlines()]
     reqs = [ln for ln in lines if ln and not ln.startswith("#")]
-    assert {re.split("[<>=~]", r)[0] for r in reqs} == {"boto3", "watchdog", "requests", "blake3"}
+    assert {re.split("[<>=~]", r)[0] for r in reqs} == {"boto3", "watchdog", "requests", "pydantic", "blake3"}
     assert not any("==" in r for r in reqs)
     # install.py reads them with its own small parser (it runs before any package is there).
     from comfyui_sagemaker.install import requirements
