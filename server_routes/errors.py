@@ -15,7 +15,7 @@ from ..core.idempotency import IdempotencyConflict, IdempotencyKeyReuse
 from ..core.jobs_v2 import InvalidWorkflow
 from ..core.parameters import InputsInvalid, ParametersInvalid
 from ..core.preflight import PromptRefused
-from ..core.store import BlobMismatch
+from ..core.store import BlobCorrupt, BlobMismatch
 from .guard import TokenRefused
 from .policy import ForbiddenForRole
 
@@ -32,6 +32,7 @@ STATUS: dict[type[e.SageMakerError], int] = {
     e.TemplateExists: 409,
     e.StoreUnavailable: 502,
     BlobMismatch: 409,
+    BlobCorrupt: 502,
     EnvironmentExists: 409,
     EndpointNotReady: 409,
     EndpointNotFound: 404,
