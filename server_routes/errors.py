@@ -31,6 +31,7 @@ STATUS: dict[type[e.SageMakerError], int] = {
     e.Conflict: 409,
     e.TemplateExists: 409,
     e.StoreUnavailable: 502,
+    e.RecordCorrupt: 502,
     BlobMismatch: 409,
     BlobCorrupt: 502,
     EnvironmentExists: 409,
