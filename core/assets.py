@@ -28,11 +28,12 @@ from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 
 from .blob_reads import read_verified
-from .errors import BadRequest, Conflict, NotFound
+from .errors import BadRequest, Conflict, NotFound, RecordCorrupt
 from .execution_records import ID_RE
 from .identity import Owner
 from .store import DIGEST_RE, BlobCorrupt, KeyExists, KeyNotFound, Store, blob_key
 from .templates import now
+from .unreadable import Unreadable, load_object, report
 
 log = logging.getLogger("comfyui_sagemaker")
 
@@ -67,6 +68,12 @@ class AssetNotFound(NotFound):
     """No asset has this id (or the run that made the output no longer lists it)."""
 
     code = "not_found"
+
+
+class AssetCorrupt(RecordCorrupt):
+    """The asset's record in the store cannot be read."""
+
+    code = "asset_corrupt"
 
 
 class MissingAsset(BadRequest):
@@ -222,11 +229,15 @@ class AssetService:
 
     def get(self, asset_id: object) -> Asset:
         if isinstance(asset_id, str) and UPLOAD_ID.fullmatch(asset_id):
+            key = f"{RECORDS}{asset_id}.json"
             try:
-                data = json.loads(self.store.get(f"{RECORDS}{asset_id}.json").data)
+                return _asset(load_object(self.store.get(key).data, key), key)
             except KeyNotFound:
                 raise AssetNotFound(f"asset {asset_id} does not exist") from None
-            return Asset(**{k: data.get(k) for k in Asset.__dataclass_fields__})
+            except Unreadable as err:
+                report(err.key, err.reason)
+                raise AssetCorrupt(f"asset {asset_id} cannot be read from the store ({err.reason})", err.key,
+                                   err.reason) from None
         match = OUTPUT_ID.fullmatch(asset_id) if isinstance(asset_id, str) else None
         if match:
             record = self.read_run(match.group(1))
@@ -257,6 +268,22 @@ class AssetService:
             return self.get(asset_id)
         except AssetNotFound:
             raise MissingAsset(f"asset {asset_id[:120]!r} does not exist") from None
+
+
+def _asset(data: dict, key: str) -> Asset:
+    """An uploaded asset's record; Unreadable if it is not one."""
+    if not isinstance(data.get("sha256"), str) or not DIGEST_RE.fullmatch(data["sha256"]):
+        raise Unreadable(key, "sha256 is not a digest")
+    if isinstance(data.get("size"), bool) or not isinstance(data.get("size"), int):
+        raise Unreadable(key, "size is not a whole number")
+    if not all(isinstance(data.get(k), str) for k in ("id", "content_type", "created_at")):
+        raise Unreadable(key, "id, content_type or created_at is not a string")
+    if data.get("blake3") is not None and not (isinstance(data["blake3"], str) and DIGEST_RE.fullmatch(data["blake3"])):
+        raise Unreadable(key, "blake3 is not a digest")
+    if not isinstance(data.get("file_path"), (str, type(None))) \
+            or not isinstance(data.get("owner"), (dict, type(None))):
+        raise Unreadable(key, "file_path or owner is malformed")
+    return Asset(**{k: data.get(k) for k in Asset.__dataclass_fields__})
 
 
 def is_reference(value: object) -> bool:
