@@ -22,7 +22,7 @@ from .core.endpoints import EndpointNotFound, Endpoints
 from .core.environments import EndpointHooks, EnvironmentService, Host, versions_of
 from .core.errors import ConfigInvalid, NotFound, SageMakerError
 from .core.execution_records import ExecutionRecords
-from .core.executions import ExecutionService
+from .core.executions import ExecutionService, KeepAll
 from .core.hashing import HashCache
 from .core.idempotency import Idempotency
 from .core.identity import Owner, display_name, instance_id
@@ -35,6 +35,7 @@ from .core.models import ModelService
 from .core.store import Store
 from .core.template_runs import TemplateRuns
 from .core.templates import TemplateService
+from .core.unreadable import Unreadable, load_object, report
 from .core.webhooks import Webhooks
 from .local.input_watcher import InputWatcher
 
@@ -354,17 +355,19 @@ class Services:
         if self.config.role != "designer":
             return 0
 
-        def environment_blobs() -> set[str]:
+        def environment_blobs() -> set[str] | KeepAll:
             keep: set[str] = set()
             for key in self.store.list("environments/"):
                 if "/versions/" not in key:
                     continue
                 try:
-                    manifest = json.loads(self.store.get(key).data)
+                    manifest = load_object(self.store.get(key).data, key)
                     keep |= {m["sha256"] for m in manifest.get("models", [])}
                     keep |= {p["archive"]["sha256"] for p in manifest.get("custom_nodes", [])}
-                except (ValueError, KeyError, TypeError):
-                    continue
+                except (Unreadable, KeyError, TypeError, AttributeError) as err:
+                    # Its blobs cannot be known: none is removed this time (fail safe), until it is mended or gone.
+                    report(key, getattr(err, "reason", None) or f"incomplete ({err})")
+                    return KeepAll()
             return keep
 
         return self.executions.apply_retention(self.config.execution_retention_days, environment_blobs)

@@ -143,7 +143,14 @@ def invoke_async(runtime: Any, s3: Any, store: Store, store_uri: str, endpoint: 
             if failed:
                 raise InvocationFailed(f"the endpoint reported a failure: {data.decode(errors='replace')[:2000]}")
             _relay_progress(store, execution_id, seen, on_event)  # what came after the last look
-            return json.loads(data)
+            try:
+                result = json.loads(data)
+            except (ValueError, RecursionError):
+                result = None
+            if not isinstance(result, dict):
+                raise InvocationFailed(f"the endpoint's result at s3://{bucket}/{key} cannot be read (not a JSON "
+                                       "object)")
+            return result
         seen = _relay_progress(store, execution_id, seen, on_event)
         if not still_there():
             raise InvocationFailed(f"endpoint {endpoint} was deleted while the run waited")
@@ -162,10 +169,14 @@ def _relay_progress(store: Store, execution_id: str, seen: tuple[int, int],
         return seen
     if isinstance(progress, list):  # a worker of an earlier version: events only
         progress = {"events": progress}
-    events, preview = progress.get("events") or [], progress.get("preview")
+    if not isinstance(progress, dict):  # cannot be read: nothing to relay from it
+        return seen
+    events, preview = progress.get("events"), progress.get("preview")
+    events = [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
     for event in events[seen[0]:]:
         on_event(event)
-    sequence = progress.get("preview_seq") or 0
+    sequence = progress.get("preview_seq")
+    sequence = sequence if isinstance(sequence, int) and not isinstance(sequence, bool) else 0
     if isinstance(preview, dict) and sequence > seen[1]:
         on_event(preview)
     return max(seen[0], len(events)), max(seen[1], sequence)

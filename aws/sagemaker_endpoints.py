@@ -45,6 +45,7 @@ from ..core.environments import manifest_key
 from ..core.executions import CANCEL_PREFIX
 from ..core.store import KeyNotFound
 from ..core.templates import now
+from ..core.unreadable import Unreadable, load_object, report
 from ..worker.coldstart import report_folder
 from . import autoscaling, endpoint_states, naming, runtime
 from .clients import client
@@ -199,9 +200,16 @@ class SageMakerEndpoints(Endpoints):
         """The stopped record, or None. A store that cannot answer counts as none, unless `strict`."""
         if self.store is None:
             return None
+        key = self._stopped_key(environment)
         try:
-            return json.loads(self.store.get(self._stopped_key(environment)).data)
+            record = load_object(self.store.get(key).data, key)
+            if not isinstance(record.get("endpoint_config"), str):
+                raise Unreadable(key, "it names no endpoint config")
+            return record
         except KeyNotFound:
+            return None
+        except Unreadable as err:  # logged once; counts as none (a deploy makes the endpoint anew)
+            report(err.key, err.reason)
             return None
         except Exception as err:
             if strict:

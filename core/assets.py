@@ -4,7 +4,8 @@ The bytes stay where every other blob is, `blobs/sha256/<hex>` (checked against 
 written, as always). The v2 API names content by blake3, so beside them:
 - `blobs/blake3/<hex>`: {"sha256", "size"}, written once the bytes were hashed both ways by us (an
   upload); `HEAD /assets/by-hash` and `POST /assets/from-hash` look here, and only mint over a blob
-  that is still present with that size;
+  that is still present with that size and whose bytes hash to both (an entry is only a pointer that
+  whoever can write the store can rewrite: one pointing at other bytes counts as missing, and is logged);
 - `assets/records/<uuid>.json`: an uploaded asset, {id, sha256, blake3, size, content_type, file_path,
   created_at, owner}, created exclusively.
 An output is an asset too, with no record of its own: its id `out-<execution id>-<24 hex of its sha256>`
@@ -18,6 +19,7 @@ gives uploaded images), its blob already in the store.
 from __future__ import annotations
 
 import json
+import logging
 import mimetypes
 import re
 import uuid
@@ -25,11 +27,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 
-from .errors import BadRequest, Conflict, NotFound
+from .blob_reads import read_verified
+from .errors import BadRequest, Conflict, NotFound, RecordCorrupt
 from .execution_records import ID_RE
 from .identity import Owner
-from .store import DIGEST_RE, KeyExists, KeyNotFound, Store, blob_key
+from .store import DIGEST_RE, BlobCorrupt, KeyExists, KeyNotFound, Store, blob_key
 from .templates import now
+from .unreadable import Unreadable, load_object, report
+
+log = logging.getLogger("comfyui_sagemaker")
 
 RECORDS = "assets/records/"
 BY_BLAKE3 = "blobs/blake3/"
@@ -39,6 +45,7 @@ OUTPUT_ID = re.compile(rf"out-({ID_RE.pattern})-([0-9a-f]{{24}})")
 EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,10}")
 MAX_FILE_PATH = 255
 MAX_UPLOAD_BYTES = 1024**3
+CHECKED_PAIRS = 4096  # (blake3, sha256) pairs remembered as checked, per process
 OCTETS = "application/octet-stream"
 # ComfyUI's output keys -> the v2 output kinds
 KINDS = {"images": "image", "gifs": "video", "video": "video", "videos": "video", "audio": "audio", "text": "text",
@@ -61,6 +68,12 @@ class AssetNotFound(NotFound):
     """No asset has this id (or the run that made the output no longer lists it)."""
 
     code = "not_found"
+
+
+class AssetCorrupt(RecordCorrupt):
+    """The asset's record in the store cannot be read."""
+
+    code = "asset_corrupt"
 
 
 class MissingAsset(BadRequest):
@@ -142,6 +155,14 @@ class AssetService:
         self.store = store
         self.owner = owner
         self.read_run = read_run
+        # (blake3, sha256) pairs whose bytes were hashed both ways here. A fact about content, not about an
+        # object: bytes that hash to that sha256 hash to that blake3, whatever is rewritten in the store later.
+        self._checked: set[tuple[str, str]] = set()
+
+    def _checked_pair(self, blake3: str, sha256: str) -> None:
+        if len(self._checked) >= CHECKED_PAIRS:
+            self._checked.clear()
+        self._checked.add((blake3, sha256))
 
     # uploads
 
@@ -157,6 +178,7 @@ class AssetService:
         if new:
             self.store.put_blob(sha256, path)  # BlobMismatch if the file changed under us
         self.store.put(BY_BLAKE3 + blake3, json.dumps({"sha256": sha256, "size": size}).encode())
+        self._checked_pair(blake3, sha256)
         asset = Asset(str(uuid.uuid4()), sha256, size, content_type_of(content_type, name), name, now(),
                       blake3=blake3, owner=self.owner(user).to_json())
         self._create(asset)
@@ -170,15 +192,25 @@ class AssetService:
             self.store.create(f"{RECORDS}{asset.id}.json", json.dumps(asset.to_json()).encode())
 
     def blob_of(self, blake3_hash: object) -> tuple[str, int] | None:
-        """(sha256, size) of the blob with this blake3 hash, if it is in the store."""
+        """(sha256, size) of the blob with this blake3 hash, if it is in the store: the entry's blob is read
+        and hashed both ways before the entry is believed (once per pair; see `_checked`)."""
         hexa = parse_hash(blake3_hash)
+        key = BY_BLAKE3 + hexa
         try:
-            entry = json.loads(self.store.get(BY_BLAKE3 + hexa).data)
+            entry = json.loads(self.store.get(key).data)
             sha, size = entry["sha256"], int(entry["size"])
-        except (KeyNotFound, ValueError, KeyError, TypeError):
+        except (KeyNotFound, ValueError, KeyError, TypeError, RecursionError):
             return None
         if not isinstance(sha, str) or not DIGEST_RE.fullmatch(sha) or self.store.size(blob_key(sha)) != size:
             return None
+        if (hexa, sha) not in self._checked:
+            try:
+                read_verified(self.store, sha, blake3=hexa)
+            except (BlobCorrupt, KeyNotFound) as err:
+                log.warning("comfyui-sagemaker: %s points at blob %s, whose bytes are not blake3:%s (%s): treated "
+                            "as missing", key, sha, hexa, getattr(err, "message", "gone"))
+                return None
+            self._checked_pair(hexa, sha)
         return sha, size
 
     def from_hash(self, blake3_hash: object, file_path: object = None, content_type: object = None,
@@ -197,11 +229,15 @@ class AssetService:
 
     def get(self, asset_id: object) -> Asset:
         if isinstance(asset_id, str) and UPLOAD_ID.fullmatch(asset_id):
+            key = f"{RECORDS}{asset_id}.json"
             try:
-                data = json.loads(self.store.get(f"{RECORDS}{asset_id}.json").data)
+                return _asset(load_object(self.store.get(key).data, key), key)
             except KeyNotFound:
                 raise AssetNotFound(f"asset {asset_id} does not exist") from None
-            return Asset(**{k: data.get(k) for k in Asset.__dataclass_fields__})
+            except Unreadable as err:
+                report(err.key, err.reason)
+                raise AssetCorrupt(f"asset {asset_id} cannot be read from the store ({err.reason})", err.key,
+                                   err.reason) from None
         match = OUTPUT_ID.fullmatch(asset_id) if isinstance(asset_id, str) else None
         if match:
             record = self.read_run(match.group(1))
@@ -232,6 +268,22 @@ class AssetService:
             return self.get(asset_id)
         except AssetNotFound:
             raise MissingAsset(f"asset {asset_id[:120]!r} does not exist") from None
+
+
+def _asset(data: dict, key: str) -> Asset:
+    """An uploaded asset's record; Unreadable if it is not one."""
+    if not isinstance(data.get("sha256"), str) or not DIGEST_RE.fullmatch(data["sha256"]):
+        raise Unreadable(key, "sha256 is not a digest")
+    if isinstance(data.get("size"), bool) or not isinstance(data.get("size"), int):
+        raise Unreadable(key, "size is not a whole number")
+    if not all(isinstance(data.get(k), str) for k in ("id", "content_type", "created_at")):
+        raise Unreadable(key, "id, content_type or created_at is not a string")
+    if data.get("blake3") is not None and not (isinstance(data["blake3"], str) and DIGEST_RE.fullmatch(data["blake3"])):
+        raise Unreadable(key, "blake3 is not a digest")
+    if not isinstance(data.get("file_path"), (str, type(None))) \
+            or not isinstance(data.get("owner"), (dict, type(None))):
+        raise Unreadable(key, "file_path or owner is malformed")
+    return Asset(**{k: data.get(k) for k in Asset.__dataclass_fields__})
 
 
 def is_reference(value: object) -> bool:

@@ -5,6 +5,11 @@ Layout under `environments/<lowercased name>/`:
   names are unique regardless of case (they become SageMaker names, which ignore it);
 - `versions/v000001.json`, ...: the manifests, each created exclusively and
   written last by its publish; an environment is visible once it has one.
+
+A manifest that cannot be read (core/unreadable.py) fails only its own environment: reading it answers
+`environment_corrupt` naming the environment and version (so does a run or a deploy of it), and the list
+shows it with its problem (and in `skipped`). A claim that cannot be read is taken from the newest readable
+manifest; without one, the next publish of the name takes it over.
 """
 
 from __future__ import annotations
@@ -16,14 +21,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import endpoint_config, publish, snapshot
-from .errors import BadRequest, Conflict, EnvironmentNotFound, NameInvalid, SageMakerError
+from .errors import BadRequest, Conflict, EnvironmentCorrupt, EnvironmentNotFound, NameInvalid, SageMakerError
 from .hashing import HashCache
 from .jobs import Job, JobManager
 from .leases import Leases
 from .model_files import ModelIndex
 from .names import ENVIRONMENT_NAME
-from .store import KeyExists, KeyNotFound, Store
+from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
 from .templates import TemplateService, now
+from .unreadable import Unreadable, load_object, report
 
 PREFIX = "environments/"
 VERSION_RE = re.compile(r"v(\d{6})\.json")
@@ -67,6 +73,27 @@ def manifest_key(name: str, version: int) -> str:
     return f"{_folder(name)}versions/v{version:06d}.json"
 
 
+def manifest_problem(m: dict, name: str, version: int) -> str | None:
+    """What makes a manifest unusable to the extension (runs, deploys, lists), in a few words, or None. The
+    worker checks what it uses again (worker/materialise.py)."""
+    if not isinstance(m.get("name"), str) or m["name"].lower() != name.lower():
+        return f"it is not a manifest of environment {name}"
+    if isinstance(m.get("version"), bool) or m.get("version") != version:
+        return f"it is not version {version}"
+    for key in ("custom_nodes", "models"):
+        if not isinstance(m.get(key), list) or not all(isinstance(item, dict) for item in m[key]):
+            return f"{key} is not a list of objects"
+    for pack in m["custom_nodes"]:
+        if not isinstance(pack.get("folder"), str) or not isinstance(pack.get("archive"), dict) \
+                or not isinstance(pack["archive"].get("sha256"), str):
+            return "a custom node pack has no folder or archive digest"
+    if not all(isinstance(model.get(k), str) for model in m["models"] for k in ("folder", "name", "sha256")):
+        return "a model has no folder, name or sha256"
+    if not isinstance(m.get("endpoint"), (dict, type(None))):
+        return "endpoint is not an object"
+    return None
+
+
 def versions_of(store: Store, name: str) -> list[int]:
     """The published versions of an environment (case-insensitive name), ascending."""
     keys = store.list(_folder(name) + "versions/")
@@ -103,19 +130,42 @@ class EnvironmentService:
         version = versions[-1] if version is None else version
         if version not in versions:
             raise EnvironmentNotFound(f"environment {name!r} has no version {version} (it has {versions})")
-        data = self.store.get(manifest_key(name, version)).data
-        return json.loads(data)
+        key = manifest_key(name, version)
+        try:
+            manifest = load_object(self.store.get(key).data, key)
+            problem = manifest_problem(manifest, name, version)
+            if problem:
+                raise Unreadable(key, problem)
+        except KeyNotFound:
+            raise EnvironmentNotFound(f"environment {name!r} version {version} was deleted meanwhile") from None
+        except Unreadable as err:
+            report(err.key, err.reason)
+            raise EnvironmentCorrupt(f"environment {name!r} version {version} cannot be read from the store "
+                                     f"({err.reason}): publish a new version or delete it", err.key,
+                                     err.reason) from None
+        return manifest
 
     def list(self) -> list[dict]:
+        return self.listing()[0]
+
+    def listing(self) -> tuple[list[dict], list[dict]]:
+        """(every environment, the manifests that cannot be read: [{key, reason}]). An environment whose newest
+        manifest cannot be read is listed with its `problem`, so a designer can delete it."""
         names = sorted({k.split("/")[1] for k in self.store.list(PREFIX) if "/versions/" in k})
-        out = []
+        out: list[dict] = []
+        skipped: list[dict] = []
         for lower in names:
             try:
                 m = self.get(lower)
             except EnvironmentNotFound:  # deleted meanwhile
                 continue
-            except (ValueError, NameInvalid) as err:  # not JSON, or a folder no publish made
+            except EnvironmentCorrupt as err:
+                out.append({"name": lower, "problem": err.message})
+                skipped.append({"key": err.key, "reason": err.reason})
+                continue
+            except NameInvalid as err:  # a folder no publish made
                 out.append({"name": lower, "problem": f"its manifest cannot be read: {err}"})
+                skipped.append(report(f"{PREFIX}{lower}/", "a folder no publish made"))
                 continue
             try:
                 lease = self.leases.current(m["name"]) if self.leases else None
@@ -128,27 +178,49 @@ class EnvironmentService:
                 })
             except (KeyError, TypeError) as err:
                 # One broken manifest (written by hand, or by an older version) never hides the others.
-                out.append({"name": m.get("name", lower) if isinstance(m, dict) else lower,
-                            "version": m.get("version") if isinstance(m, dict) else None,
+                out.append({"name": m["name"], "version": m["version"],
                             "problem": f"its manifest is incomplete ({err}); publish a new version or delete it"})
-        return out
+                skipped.append(report(manifest_key(lower, m["version"]), f"incomplete ({err})"))
+        return out, skipped
 
     def canonical(self, name: str) -> str | None:
+        """The name as first published (the claim); from the newest readable manifest when the claim cannot be
+        read; None if neither says."""
+        key = _folder(name) + "claim.json"
         try:
-            return json.loads(self.store.get(_folder(name) + "claim.json").data)["name"]
+            claimed = load_object(self.store.get(key).data, key).get("name")
         except KeyNotFound:
             return None
+        except Unreadable as err:
+            report(err.key, err.reason)
+            claimed = None
+        if isinstance(claimed, str) and claimed.lower() == name.lower():
+            return claimed
+        for version in reversed(self.versions(name)):
+            try:
+                return self.get(name, version)["name"]
+            except (EnvironmentCorrupt, EnvironmentNotFound):
+                continue
+        return None
 
     # publishing
 
     def _claim(self, name: str) -> bool:
         """Claim the lowercased name; True if this call made the claim."""
+        key, body = _folder(name) + "claim.json", json.dumps({"name": name}).encode()
         try:
-            self.store.create(_folder(name) + "claim.json", json.dumps({"name": name}).encode())
+            self.store.create(key, body)
             return True
         except KeyExists:
             owner = self.canonical(name)
-            if owner is not None and owner != name:
+            if owner is None:  # a claim no one can read, and no manifest: this publish takes it over
+                try:
+                    got = self.store.get(key)
+                    self.store.replace(key, body, if_match=got.etag)
+                    return True
+                except (KeyNotFound, PreconditionFailed):
+                    raise Conflict(f"environment {name!r} is being claimed by another publish; retry") from None
+            if owner != name:
                 raise EnvironmentExists(
                     f"environment {owner!r} exists; names that differ only in case are the same on SageMaker"
                 ) from None

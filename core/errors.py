@@ -81,3 +81,33 @@ class StoreUnavailable(SageMakerError):
     """The store could not be reached or refused the request (bucket missing, access denied)."""
 
     code = "store_unavailable"
+
+
+class RecordCorrupt(SageMakerError):
+    """A record in the store cannot be read (not JSON, or not the shape it must have): that one thing fails,
+    with its name; lists skip it and say so (its store `key` and the `reason`)."""
+
+    code = "record_corrupt"
+
+    def __init__(self, message: str, key: str = "", reason: str = ""):
+        super().__init__(message)
+        self.key = key
+        self.reason = reason
+
+
+class TemplateCorrupt(RecordCorrupt):
+    """The template's object in the store cannot be read."""
+
+    code = "template_corrupt"
+
+
+class EnvironmentCorrupt(RecordCorrupt):
+    """A version's manifest (or the environment's name claim) in the store cannot be read."""
+
+    code = "environment_corrupt"
+
+
+class ExecutionCorrupt(RecordCorrupt):
+    """The execution's record in the store cannot be read."""
+
+    code = "execution_corrupt"

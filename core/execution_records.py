@@ -24,8 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from .errors import ExecutionCorrupt
 from .identity import Owner
 from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
+from .unreadable import Unreadable, load_object, report
 
 ROOT = "executions/"
 RECORDS = ROOT + "records/"
@@ -69,6 +71,22 @@ class Marker:
         return cls(execution_id, owner, template) if ID_RE.fullmatch(execution_id) else None
 
 
+def parse_record(data: bytes, key: str, execution_id: str | None = None) -> dict:
+    """An execution record; Unreadable if it is not one (or is another execution's)."""
+    record = load_object(data, key)
+    if not isinstance(record.get("id"), str) or (execution_id is not None and record["id"] != execution_id):
+        raise Unreadable(key, f"it is not the record of {execution_id or 'an execution'}")
+    if not isinstance(record.get("state"), str):
+        raise Unreadable(key, "it has no state")
+    for field in ("owner", "outputs", "error", "inputs"):
+        if not isinstance(record.get(field), (dict, type(None))):
+            raise Unreadable(key, f"{field} is not an object")
+    for field in ("template", "environment"):
+        if not isinstance(record.get(field), (str, type(None))):
+            raise Unreadable(key, f"{field} is not a name")
+    return record
+
+
 def marker_name(execution_id: str, owner: Owner | None, template: str | None) -> str:
     return f"{inverted(execution_id)}.{owner.key if owner else 'unowned'}.{template_part(template)}"
 
@@ -84,13 +102,19 @@ class ExecutionRecords:
         return f"{RECORDS}{instance}/{execution_id}.json"
 
     def read(self, execution_id: str) -> tuple[dict, str] | None:
-        """(record, etag), from the current layout or an older version's; None if absent."""
+        """(record, etag), from the current layout or an older version's; None if absent. ExecutionCorrupt
+        (logged once) if it cannot be read."""
         for key in (self.key(execution_id), f"{ROOT}{execution_id}.json"):
             try:
                 got = self.store.get(key)
             except KeyNotFound:
                 continue
-            return json.loads(got.data), got.etag
+            try:
+                return parse_record(got.data, key, execution_id), got.etag
+            except Unreadable as err:
+                report(err.key, err.reason)
+                raise ExecutionCorrupt(f"execution {execution_id} cannot be read from the store ({err.reason})",
+                                       err.key, err.reason) from None
         return None
 
     def create(self, record: dict) -> str:

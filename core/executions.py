@@ -24,7 +24,6 @@ its execution id) and hand over inputs already in the store (`stored_inputs`); a
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import threading
 import time
@@ -35,14 +34,15 @@ from datetime import datetime, timedelta, timezone
 
 from . import preflight
 from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, InvocationFailed
-from .errors import BadRequest, Conflict, Forbidden, NotFound, SageMakerError
+from .errors import BadRequest, Conflict, ExecutionCorrupt, Forbidden, NotFound, SageMakerError
 from .execution_outputs import OUTPUT_SUBFOLDER, OutputInvalid, Outputs
-from .execution_records import FINAL, ID_RE, INDEX, ExecutionRecords
+from .execution_records import FINAL, ID_RE, INDEX, ExecutionRecords, parse_record
 from .hashing import HashCache
 from .identity import Owner
 from .inputs import InputMissing, get_inputs, input_path, put_inputs
 from .store import DIGEST_RE, KeyNotFound, PreconditionFailed, Store, blob_key
 from .templates import TemplateService, now
+from .unreadable import Unreadable, report
 from .webhooks import pending as pending_webhook
 
 # A run that failed outside a node, as ComfyUI's error dialog titles it (its exception_type).
@@ -115,6 +115,14 @@ class NotYourRun(Forbidden):
     code = "forbidden_for_role"
 
 
+class KeepAll:
+    """Every blob: what a retention keeps when it cannot know which blobs the environments use (a manifest
+    cannot be read)."""
+
+    def __contains__(self, digest: object) -> bool:
+        return True
+
+
 def new_id(instance: str = "") -> str:
     """<UTC time to the microsecond>-<8 random hex digits>[-<instance id of the ComfyUI that made it>]."""
     made = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:8]
@@ -170,7 +178,13 @@ class ExecutionService:
             try:
                 self._etags[record["id"]] = self.records.replace(record, self._etags[record["id"]])
             except (PreconditionFailed, KeyNotFound):
-                got = self.records.read(record["id"])
+                try:
+                    got = self.records.read(record["id"])
+                except ExecutionCorrupt:  # rewritten unreadable under a live run: this run's record is the truth
+                    try:
+                        got = ({}, self.store.get(self.records.key(record["id"])).etag)
+                    except KeyNotFound:
+                        got = None
                 if got is not None and got[0].get("state") in FINAL:
                     record.update({k: got[0].get(k) for k in ("state", "finished_at", "error")})
                     self._etags[record["id"]] = got[1]
@@ -243,13 +257,19 @@ class ExecutionService:
              after: str | None = None, user: str | None = None) -> tuple[list[dict], str | None]:
         """A page of runs, newest first: `owner` "me" (this ComfyUI, or this user of it), "all", or an
         owner key; returns (summaries, cursor of the next page or None)."""
+        return self.listing(owner, state, template, limit, after, user)[:2]
+
+    def listing(self, owner: str = "me", state: str | None = None, template: str | None = None, limit: int = 10,
+                after: str | None = None, user: str | None = None) -> tuple[list[dict], str | None, list[dict]]:
+        """`list`, and the records of the page that cannot be read ([{key, reason}], skipped)."""
+        skipped: list[dict] = []
         owner_key = self.owner_for(user).key if owner == "me" else None if owner == "all" else owner
         if state in ("queued", "running"):
             ids = [i for i in self.records.inflight(owner_key) if not after or i < after]
             records: list[dict] = []
             batch, taken = limit, 0  # read what the page needs; more only if some ended meanwhile
             while len(records) < limit and taken < len(ids):
-                records += [r for r in self._read_many(ids[taken:taken + batch]) if r.get("state") == state]
+                records += [r for r in self._read_many(ids[taken:taken + batch], skipped) if r.get("state") == state]
                 taken, batch = taken + batch, batch * 2
             records = records[:limit]
             cursor = records[-1]["id"] if len(records) == limit else None
@@ -263,19 +283,25 @@ class ExecutionService:
             else:
                 folder = f"{INDEX}owner/{owner_key}/" if owner_key else f"{INDEX}all/"
             ids, cursor = self.records.page(folder, owner_key, template, limit, after)
-            records = self._read_many(ids)
+            records = self._read_many(ids, skipped)
         with self._lock:
             live = dict(self._live)
-        return [self.summary(live.get(r["id"], r), user) for r in records], cursor
+        return [self.summary(live.get(r["id"], r), user) for r in records], cursor, skipped
 
-    def _read_many(self, ids: list[str]) -> list[dict]:
-        def read(execution_id: str) -> dict | None:
-            got = self.records.read(execution_id)
+    def _read_many(self, ids: list[str], skipped: list[dict]) -> list[dict]:
+        """The records of `ids` that exist; those that cannot be read go to `skipped` (core/unreadable.py)."""
+        def read(execution_id: str) -> dict | ExecutionCorrupt | None:
+            try:
+                got = self.records.read(execution_id)
+            except ExecutionCorrupt as err:
+                return err
             return got[0] if got else None
 
         workers = 1 if self.store.kind == "folder" else 16
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return [r for r in pool.map(read, ids) if r is not None]
+            found = list(pool.map(read, ids))
+        skipped += [{"key": r.key, "reason": r.reason} for r in found if isinstance(r, ExecutionCorrupt)]
+        return [r for r in found if isinstance(r, dict)]
 
     # running
 
@@ -522,7 +548,11 @@ class ExecutionService:
                     continue
                 if got is None or record["state"] in FINAL:
                     continue
-                stored = json.loads(got.data)
+                try:
+                    stored = parse_record(got.data, self.records.key(record["id"]), record["id"])
+                except Unreadable as err:  # rewritten unreadable: not a cancel; this run writes it again as it goes
+                    report(err.key, err.reason)
+                    continue
                 if stored.get("state") == "cancelled":
                     was_running = record["state"] == "running"
                     with self._lock:
@@ -542,10 +572,13 @@ class ExecutionService:
                 return {**stored, "state": "failed", "finished_at": now(),
                         "error": {"code": "interrupted", "message": "ComfyUI restarted while this execution ran"}}
 
-            record = self.records.swap(execution_id, failed)
-            if record is not None:
-                self._ended(record)
-            stored = self.records.read(execution_id)
+            try:
+                record = self.records.swap(execution_id, failed)
+                if record is not None:
+                    self._ended(record)
+                stored = self.records.read(execution_id)
+            except ExecutionCorrupt:  # logged; it cannot be failed, but it leaves our in-flight folder
+                record, stored = None, None
             # Ended (by us now, or by someone before): it leaves our in-flight folder either way.
             self.records.ended({**(stored[0] if stored else {"id": execution_id, "state": "gone"}),
                                 "owner": self.owner.to_json()})
@@ -572,13 +605,16 @@ class ExecutionService:
                 pass
         return len(left)
 
-    def apply_retention(self, days: int, keep_blobs: Callable[[], set[str]]) -> int:
+    def apply_retention(self, days: int, keep_blobs: Callable[[], set[str] | KeepAll]) -> int:
         """Remove execution records older than `days` days with their index markers, their local output
         copies and their output blobs (except blobs an environment uses). Done by a designer's ComfyUI."""
         cutoff = datetime.now(timezone.utc) - timedelta(days=days)
         removed, protected = 0, None
         for execution_id in list(self.records.expired(cutoff)):
-            got = self.records.read(execution_id)
+            try:
+                got = self.records.read(execution_id)
+            except ExecutionCorrupt:  # logged; its outputs cannot be known: kept, for a person to look at
+                continue
             if got is None:
                 continue
             record = got[0]

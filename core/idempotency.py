@@ -6,7 +6,8 @@ so every process on it (ComfyUIs, gateway replicas) agrees:
 - the same key with another body is refused (`idempotency_key_reuse`, 422);
 - a retry while the first request is still being handled is refused (`idempotency_conflict`, 409 with
   Retry-After); a claim older than STALE_S (its process died) is taken over;
-- keys expire after 24 hours; a request that failed leaves no key behind (the retry runs anew).
+- keys expire after 24 hours; a request that failed leaves no key behind (the retry runs anew); a record
+  that cannot be read counts as expired (core/unreadable.py).
 
 `idempotency/<scope>/<sha256 of the key>.json` holds {fingerprint, state, created_at, response}: created
 exclusively by the first request, finished or removed by it with compare-and-swap.
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 from .errors import BadRequest, Conflict, SageMakerError
 from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
+from .unreadable import Unreadable, load_object, report
 
 PREFIX = "idempotency/"
 TTL_S = 24 * 3600
@@ -75,6 +77,19 @@ def check_key(key: str) -> str:
     return key
 
 
+def _held(data: bytes, key: str) -> dict | None:
+    """A key's record, or None (logged once) if it cannot be read."""
+    try:
+        held = load_object(data, key)
+        created = held.get("created_at") or 0
+        if isinstance(created, bool) or not isinstance(created, (int, float)):
+            raise Unreadable(key, "created_at is not a time")
+    except Unreadable as err:
+        report(err.key, err.reason)
+        return None
+    return {**held, "created_at": float(created)}
+
+
 class Idempotency:
     def __init__(self, store: Store, clock=time.time):
         self.store = store
@@ -97,10 +112,10 @@ class Idempotency:
                 got = self.store.get(store_key)
             except KeyNotFound:
                 continue  # removed meanwhile (a failed first request): claim it
-            held = json.loads(got.data)
-            age = self.clock() - float(held.get("created_at") or 0)
-            expired = age > TTL_S
-            stale = held.get("state") == "in_flight" and age > STALE_S
+            held = _held(got.data, store_key)
+            age = self.clock() - held["created_at"] if held else 0.0
+            expired = held is None or age > TTL_S  # one that cannot be read is taken over, as an expired one
+            stale = held is not None and held.get("state") == "in_flight" and age > STALE_S
             if expired or stale:
                 try:
                     return Claim(store_key, self.store.replace(store_key, json.dumps(record).encode(), got.etag), fp)

@@ -16,9 +16,12 @@ from __future__ import annotations
 import json
 import time
 
+from .errors import ExecutionCorrupt
+from .execution_records import parse_record
 from .job_view import PROGRESS_KEY, TERMINAL, Mount, job_json, stored_progress
 from .jobs_v2 import JobsV2
 from .store import KeyNotFound
+from .unreadable import Unreadable, report
 
 PROGRESS_EVERY_S = 0.5
 
@@ -67,7 +70,13 @@ class JobEvents:
             except KeyNotFound:
                 got = None
             if got is not None:
-                self._record, self._etag = json.loads(got.data), got.etag
+                try:
+                    self._record = parse_record(got.data, key, self.job_id)
+                except Unreadable as err:  # rewritten unreadable: the stream says so and ends (the v2 face's error)
+                    report(err.key, err.reason)
+                    raise ExecutionCorrupt(f"job {self.job_id} cannot be read from the store ({err.reason})",
+                                           err.key, err.reason) from None
+                self._etag = got.etag
         if self._etag is None:
             got = executions.records.read(self.job_id)
             self._etag = got[1] if got else None

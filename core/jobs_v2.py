@@ -206,9 +206,9 @@ class JobsV2:
              user: str | None = None) -> dict:
         """A page of this owner's jobs on this environment, newest first; `next_cursor` when there may be more."""
         environment = ENVIRONMENT_NAME.check(environment)
-        records, after = self.executions.list("me", None, None, limit, cursor, user)
+        records, after, skipped = self.executions.listing("me", None, None, limit, cursor, user)
         jobs = [summary_json(r) for r in records if str(r.get("environment") or "").lower() == environment.lower()]
-        page: dict = {"jobs": jobs}
+        page: dict = {"jobs": jobs, "skipped": skipped}
         if after:
             page["next_cursor"] = after
         return page

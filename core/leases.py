@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from .errors import Conflict
 from .identity import Owner
 from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
+from .unreadable import Unreadable, load_object, report
 
 TTL = 120.0  # seconds a lease lives without renewal
 RENEW = 30.0
@@ -35,6 +36,21 @@ class Lease:
     stop: threading.Event
     lock: threading.Lock
 
+def _held(data: bytes, key: str) -> dict | None:
+    """A lease's content, or None (logged once) if it cannot be read: such a lease counts as expired, taken over
+    by compare-and-swap (a lease only keeps two deploys apart; one nobody can read must not stop them all)."""
+    try:
+        held = load_object(data, key)
+        expires = held.get("expires_at", 0)
+        if isinstance(expires, bool) or not isinstance(expires, (int, float)) \
+                or not isinstance(held.get("holder", {}), dict) or not isinstance(held.get("what", ""), str):
+            raise Unreadable(key, "not a lease (holder, what, expires_at)")
+    except Unreadable as err:
+        report(err.key, err.reason)
+        return None
+    return {**held, "expires_at": expires}
+
+
 def lease_key(environment: str) -> str:
     return f"environments/{environment.lower()}/lease.json"
 
@@ -51,12 +67,13 @@ class Leases:
                            "expires_at": 0 if released else time.time() + self.ttl}).encode()
 
     def current(self, environment: str) -> dict | None:
-        """The lease in force (unexpired, unreleased), or None."""
+        """The lease in force (unexpired, unreleased), or None (also for one that cannot be read)."""
+        key = lease_key(environment)
         try:
-            data = json.loads(self.store.get(lease_key(environment)).data)
-        except (KeyNotFound, ValueError):
+            data = _held(self.store.get(key).data, key)
+        except KeyNotFound:
             return None
-        return data if data.get("expires_at", 0) > time.time() else None
+        return data if data is not None and data["expires_at"] > time.time() else None
 
     def acquire(self, environment: str, what: str) -> Lease:
         key, token = lease_key(environment), uuid.uuid4().hex
@@ -64,8 +81,8 @@ class Leases:
             etag = self.store.create(key, self._body(token, what))
         except KeyExists:
             got = self.store.get(key)
-            held = json.loads(got.data)
-            if held.get("expires_at", 0) > time.time():
+            held = _held(got.data, key) or {"expires_at": 0}  # unreadable: as expired, taken over below
+            if held["expires_at"] > time.time():
                 who = (held.get("holder") or {}).get("name", "another ComfyUI")
                 raise DeployInProgress(f"{who} is {held.get('what', 'deploying')} environment {environment!r}; "
                                        "wait until it ends") from None

@@ -18,6 +18,9 @@ What every implementation promises:
   land under a digest are the bytes of that digest, or nothing is written
   (BlobMismatch) — a file changed during a publish never becomes a blob that
   lies about its content.
+- Nothing in the store is trusted because of where it lies: whoever can write the store can rewrite a
+  blob, so every reader checks the bytes it hands out or uses against their digest
+  (`core/blob_reads.py` for reads served from the store, a fetched copy's sha256 elsewhere).
 - Failures of the backend itself (unreachable, access denied, bucket
   missing) raise `core.errors.StoreUnavailable` with a message for the user.
 """
@@ -47,6 +50,13 @@ class BlobMismatch(SageMakerError):
     changed after it was hashed (or while it was copied). Nothing was stored."""
 
     code = "blob_mismatch"
+
+
+class BlobCorrupt(SageMakerError):
+    """The bytes stored under a digest do not hash to it (rewritten or damaged in the store since they were
+    written): none of them is handed out as that digest's content."""
+
+    code = "blob_corrupt"
 
 
 class KeyExists(Exception):

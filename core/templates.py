@@ -10,11 +10,19 @@ read however many there are (and watching it is how other ComfyUIs learn of a
 change). Every write updates it by compare-and-swap after the template itself;
 a writer that died in between leaves it one change behind until `reconcile`
 (a designer's ComfyUI runs it at start and hourly) rebuilds it from the keys.
+
+The templates are the truth, the index a copy (core/unreadable.py): an index that
+cannot be read is rebuilt from them by whoever reads it, and written back; a
+write whose index update fails still succeeds (the template is written) and
+removes the index, so the next reader rebuilds it. A template that cannot be
+read is listed in the index's `skipped`, and opening it answers
+`template_corrupt`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -22,14 +30,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-from .errors import BadRequest, Conflict, EnvironmentNotFound, TemplateExists, TemplateNotFound
+from .errors import (
+    BadRequest,
+    Conflict,
+    EnvironmentNotFound,
+    SageMakerError,
+    TemplateCorrupt,
+    TemplateExists,
+    TemplateNotFound,
+)
 from .names import ENVIRONMENT_NAME, TEMPLATE_NAME
 from .parameters import extract as extract_parameters
 from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
+from .unreadable import Unreadable, load_object, report, skipped_entry
 
 PREFIX = "templates/"
 INDEX_KEY = PREFIX + "index.json"
 UNSET = object()
+log = logging.getLogger("comfyui_sagemaker")
 
 
 def encode_name(name: str) -> str:
@@ -80,11 +98,55 @@ class Template:
         }
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Template:
-        return cls(**json.loads(data))
+    def from_bytes(cls, data: bytes, key: str = "template") -> Template:
+        """Unreadable when the bytes are not a template's object (fields this version does not know are left)."""
+        raw = load_object(data, key)
+        problem = _template_problem(raw)
+        if problem:
+            raise Unreadable(key, problem)
+        return cls(**{f: raw.get(f) for f in cls.__dataclass_fields__})
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.to_json(), separators=(",", ":")).encode()
+
+
+def _template_problem(raw: dict) -> str | None:
+    for field, kinds in (("name", str), ("workflow", dict), ("prompt", dict), ("created_at", str),
+                         ("updated_at", str)):
+        if not isinstance(raw.get(field), kinds):
+            return f"{field} is not a {kinds.__name__}"
+    if not isinstance(raw.get("environment"), (str, type(None))):
+        return "environment is not a name"
+    if not isinstance(raw.get("parameters"), (dict, type(None))):
+        return "parameters is not an object"
+    if isinstance(raw.get("version"), bool) or not isinstance(raw.get("version"), int):
+        return "version is not a whole number"
+    return None
+
+
+def _summary_problem(entry: object) -> str | None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        return "an entry without a name"
+    if isinstance(entry.get("version"), bool) or not isinstance(entry.get("version"), int) \
+            or not isinstance(entry.get("environment"), (str, type(None))):
+        return f"the entry of {entry['name'][:40]!r} is malformed"
+    return None
+
+
+def parse_index(data: bytes) -> dict:
+    """{"entries": {encoded name: summary}, "skipped": [{key, reason}]}; Unreadable if the index is not that."""
+    raw = load_object(data, INDEX_KEY)
+    entries, skipped = raw.get("entries"), raw.get("skipped", [])
+    if not isinstance(entries, dict):
+        raise Unreadable(INDEX_KEY, "it has no entries object")
+    for entry in entries.values():
+        problem = _summary_problem(entry)
+        if problem:
+            raise Unreadable(INDEX_KEY, problem)
+    if not isinstance(skipped, list) or not all(isinstance(s, dict) and isinstance(s.get("key"), str)
+                                                and isinstance(s.get("reason"), str) for s in skipped):
+        raise Unreadable(INDEX_KEY, "its skipped list is malformed")
+    return {"entries": entries, "skipped": [{"key": s["key"], "reason": s["reason"]} for s in skipped]}
 
 
 def check_workflow(workflow: object) -> dict:
@@ -160,7 +222,7 @@ class TemplateService:
             self.store.create(key_of(name), template.to_bytes())
         except KeyExists:
             raise TemplateExists(f"template {name!r} exists already; pick another name or edit it") from None
-        self._index(name, template.summary())
+        self._indexed(name, template.summary())
         return template
 
     def _read(self, name: str) -> tuple[Template, str]:
@@ -169,34 +231,67 @@ class TemplateService:
             got = self.store.get(key_of(name))
         except KeyNotFound:
             raise TemplateNotFound(f"template {name!r} does not exist") from None
-        return Template.from_bytes(got.data), got.etag
+        try:
+            return Template.from_bytes(got.data, key_of(name)), got.etag
+        except Unreadable as err:
+            report(err.key, err.reason)
+            raise TemplateCorrupt(f"template {name!r} cannot be read from the store ({err.reason}): delete it and "
+                                  "publish it again", err.key, err.reason) from None
 
     def get(self, name: str) -> Template:
         return self._read(name)[0]
 
     def list(self) -> list[dict]:
+        return self.listing()[0]
+
+    def listing(self) -> tuple[list[dict], list[dict]]:
+        """(every template's summary by name, the templates that cannot be read: [{key, reason}])."""
         try:
-            entries = json.loads(self.store.get(INDEX_KEY).data).get("entries", {})
+            index = parse_index(self.store.get(INDEX_KEY).data)
         except KeyNotFound:
-            entries = self.reconcile()
-        return sorted(entries.values(), key=lambda t: t["name"])
+            index = self.reconcile()
+        except Unreadable as err:
+            report(err.key, err.reason)
+            index = self.reconcile()
+        return sorted(index["entries"].values(), key=lambda t: t["name"]), index["skipped"]
+
+    def _indexed(self, name: str, summary: dict | None) -> None:
+        """`_index`, for a write that has happened: the template is the truth, so a failed index update does not
+        fail the write; the index is removed instead, and its next reader rebuilds it from the templates."""
+        try:
+            self._index(name, summary)
+        except Exception as err:
+            log.warning("comfyui-sagemaker: template %r was written but the template index could not be updated "
+                        "(%s): it is removed, and rebuilt from the templates when next read", name,
+                        getattr(err, "message", err), exc_info=not isinstance(err, SageMakerError))
+            try:
+                self.store.delete(INDEX_KEY)
+            except Exception as again:  # the hourly reconcile mends it then
+                log.warning("comfyui-sagemaker: the template index could not be removed either: %s", again)
 
     def _index(self, name: str, summary: dict | None, attempts: int = 20) -> None:
         """Set (or, with None, remove) one entry of the index, by compare-and-swap."""
+        rebuilds = 0
         for attempt in range(attempts):
             try:
                 got = self.store.get(INDEX_KEY)
-            except KeyNotFound:
+                index = parse_index(got.data)
+            except (KeyNotFound, Unreadable) as err:
                 # Built from the templates themselves; then this entry is set on whatever index won: another
                 # process building it at the same moment may have listed the templates before this one.
+                if isinstance(err, Unreadable):
+                    report(err.key, err.reason)
+                if rebuilds == 2:
+                    raise Conflict("the template index could not be rebuilt") from None
+                rebuilds += 1
                 self.reconcile()
                 continue
-            index = json.loads(got.data)
-            entries = index.setdefault("entries", {})
+            entries = index["entries"]
             if summary is None:
                 entries.pop(encode_name(name), None)
             else:
                 entries[encode_name(name)] = summary
+            index["skipped"] = [s for s in index["skipped"] if s["key"] != key_of(name)]  # written or gone now
             try:
                 self.store.replace(INDEX_KEY, json.dumps(index, separators=(",", ":")).encode(), if_match=got.etag)
                 return
@@ -204,33 +299,47 @@ class TemplateService:
                 time.sleep(min(0.01 * 2 ** attempt, 0.5) * random.random())
         raise Conflict("the template index is being changed by many writers at once; retry")
 
-    def reconcile(self) -> dict[str, dict]:
-        """Rebuild the index from the template objects themselves (the truth); returns its entries."""
+    def reconcile(self) -> dict:
+        """Rebuild the index from the template objects themselves (the truth) and write it back where this
+        ComfyUI may; returns it ({"entries", "skipped"})."""
         keys = [k for k in self.store.list(PREFIX)
                 if k.endswith(".json") and "/" not in k[len(PREFIX):] and k != INDEX_KEY]
 
-        def read(key: str) -> tuple[str, dict] | None:
+        def read(key: str) -> tuple[str, dict | None, dict | None] | None:
             try:
-                return key[len(PREFIX):-len(".json")], Template.from_bytes(self.store.get(key).data).summary()
-            except (KeyNotFound, ValueError, TypeError):
+                return key[len(PREFIX):-len(".json")], Template.from_bytes(self.store.get(key).data, key).summary(), \
+                    None
+            except KeyNotFound:
                 return None
+            except Unreadable as err:
+                return key, None, skipped_entry(err)
 
         workers = 1 if self.store.kind == "folder" else 16
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            entries = dict(r for r in pool.map(read, keys) if r is not None)
-        body = json.dumps({"entries": entries}, separators=(",", ":")).encode()
+            read_all = [r for r in pool.map(read, keys) if r is not None]
+        index = {"entries": {k: summary for k, summary, _ in read_all if summary is not None},
+                 "skipped": [skip for _, _, skip in read_all if skip is not None]}
+        body = json.dumps(index, separators=(",", ":")).encode()
         try:
             current = self.store.get(INDEX_KEY)
-            if json.loads(current.data).get("entries") != entries:
+            try:
+                same = parse_index(current.data) == index
+            except Unreadable:
+                same = False
+            if not same:
                 self.store.replace(INDEX_KEY, body, if_match=current.etag)
         except KeyNotFound:
             try:
                 self.store.create(INDEX_KEY, body)
             except KeyExists:
                 pass  # another ComfyUI built it at the same moment, from the same templates
+            except SageMakerError as err:  # e.g. an artist, who may not write templates/: the list still answers
+                log.warning("comfyui-sagemaker: the rebuilt template index could not be written: %s", err.message)
         except PreconditionFailed:
             pass  # changed meanwhile by a writer, who keeps it current
-        return entries
+        except SageMakerError as err:
+            log.warning("comfyui-sagemaker: the rebuilt template index could not be written: %s", err.message)
+        return index
 
     def update(
         self,
@@ -269,7 +378,7 @@ class TemplateService:
             raise Conflict(f"template {name!r} was changed by someone else meanwhile; reload it and retry") from None
         except KeyNotFound:
             raise TemplateNotFound(f"template {name!r} was deleted meanwhile") from None
-        self._index(name, template.summary())
+        self._indexed(name, template.summary())
         return template
 
     def delete(self, name: str) -> None:
@@ -278,4 +387,4 @@ class TemplateService:
             self.store.delete(key_of(name))
         except KeyNotFound:
             raise TemplateNotFound(f"template {name!r} does not exist") from None
-        self._index(name, None)
+        self._indexed(name, None)

@@ -95,9 +95,10 @@ class LocalEndpoints(Endpoints):
 
     def _read(self, name: str) -> dict | None:
         try:
-            return json.loads((self._dir(name) / "state.json").read_text())
-        except (FileNotFoundError, ValueError):
+            state = json.loads((self._dir(name) / "state.json").read_text())
+        except (FileNotFoundError, ValueError, RecursionError):
             return None
+        return state if isinstance(state, dict) and isinstance(state.get("state"), str) else None
 
     def _write(self, state: dict) -> dict:
         folder = self._dir(state["name"])

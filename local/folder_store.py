@@ -7,7 +7,7 @@ and check the ETag (sha256 of the content) under it.
 
 Blobs are hashed while they are copied in and renamed only if the digest
 matches; a present blob counts only once its content has been checked
-(remembered per inode, size and mtime for the life of the process), so one
+(remembered per inode, size, mtime and ctime for the life of the process), so one
 that was corrupted or tampered with is written again by the next publish.
 Temporary files a killed process left behind are swept by `sweep()`.
 """
@@ -45,6 +45,11 @@ def etag_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _signature(sha256: str, st: os.stat_result) -> tuple[str, int, int, int, int]:
+    # A rewrite in place that sets the mtime back still moves the ctime, which no writer can set.
+    return sha256, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 def _unavailable_on_oserror(fn):
     @functools.wraps(fn)
     def wrapper(self, *args, **kwargs):
@@ -65,7 +70,7 @@ class FolderStore(Store):
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
-        self._verified: set[tuple[str, int, int, int]] = set()  # (digest, inode, size, mtime_ns)
+        self._verified: set[tuple[str, int, int, int, int]] = set()  # _signature()s of blobs checked
         self._verified_lock = threading.Lock()
 
     def _path(self, key: str) -> Path:
@@ -196,17 +201,17 @@ class FolderStore(Store):
         if st.st_size != size:
             return False
         with self._verified_lock:
-            if (sha256, st.st_ino, st.st_size, st.st_mtime_ns) in self._verified:
+            if _signature(sha256, st) in self._verified:
                 return True
-        if file_sha256(path) != sha256:
-            return False  # corrupt or tampered with: the caller writes it again
-        self._remember(sha256, path)
+        if file_sha256(path) != sha256 or _signature(sha256, path.stat()) != _signature(sha256, st):
+            return False  # corrupt, tampered with or changed while read: the caller writes it again
+        with self._verified_lock:
+            self._verified.add(_signature(sha256, st))
         return True
 
     def _remember(self, sha256: str, path: Path) -> None:
-        st = path.stat()
         with self._verified_lock:
-            self._verified.add((sha256, st.st_ino, st.st_size, st.st_mtime_ns))
+            self._verified.add(_signature(sha256, path.stat()))
 
     def sweep(self, older_than: float = 3600.0) -> list[str]:
         """Remove temporary files a killed writer left (older than `older_than` s, so no write in

@@ -18,7 +18,9 @@ def _version(request: web.Request) -> int | None:
 
 
 async def list_environments(request: web.Request, ctx: Context) -> web.Response:
-    return json_ok({"environments": await asyncio.to_thread(ctx.services.environments.list)})
+    """Every environment (one whose manifest cannot be read with its `problem`); `skipped` [{key, reason}]."""
+    environments, skipped = await asyncio.to_thread(ctx.services.environments.listing)
+    return json_ok({"environments": environments, "skipped": skipped})
 
 
 async def publish_environment(request: web.Request, ctx: Context) -> web.Response:

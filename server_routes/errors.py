@@ -15,7 +15,7 @@ from ..core.idempotency import IdempotencyConflict, IdempotencyKeyReuse
 from ..core.jobs_v2 import InvalidWorkflow
 from ..core.parameters import InputsInvalid, ParametersInvalid
 from ..core.preflight import PromptRefused
-from ..core.store import BlobMismatch
+from ..core.store import BlobCorrupt, BlobMismatch
 from .guard import TokenRefused
 from .policy import ForbiddenForRole
 
@@ -32,7 +32,9 @@ STATUS: dict[type[e.SageMakerError], int] = {
     e.Conflict: 409,
     e.TemplateExists: 409,
     e.StoreUnavailable: 502,
+    e.RecordCorrupt: 502,
     BlobMismatch: 409,
+    BlobCorrupt: 502,
     EnvironmentExists: 409,
     EndpointNotReady: 409,
     EndpointNotFound: 404,

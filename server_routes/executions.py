@@ -31,7 +31,8 @@ async def create_execution(request: web.Request, ctx: Context) -> web.Response:
 
 async def list_executions(request: web.Request, ctx: Context) -> web.Response:
     """A page of runs, newest first: this ComfyUI's (`owner=me`, the default), everyone's (`owner=all`)
-    or one owner's; `next` is the cursor (`after`) of the next page."""
+    or one owner's; `next` is the cursor (`after`) of the next page; `skipped` [{key, reason}] the records of
+    this page that cannot be read (core/unreadable.py)."""
     state = request.query.get("state")
     if state is not None and state not in STATES:
         raise BadRequest(f"state must be one of {', '.join(STATES)}")
@@ -45,9 +46,9 @@ async def list_executions(request: web.Request, ctx: Context) -> web.Response:
     if after is not None and not CURSOR.fullmatch(after):
         raise BadRequest("after must be the `next` of a previous page")
     limit = query_int(request, "limit", 10, 1, 500)
-    records, cursor = await asyncio.to_thread(ctx.services.executions.list, owner, state, template, limit, after,
-                                              ctx.user(request))
-    return json_ok({"executions": records, "next": cursor})
+    records, cursor, skipped = await asyncio.to_thread(ctx.services.executions.listing, owner, state, template, limit,
+                                                       after, ctx.user(request))
+    return json_ok({"executions": records, "next": cursor, "skipped": skipped})
 
 
 async def get_execution(request: web.Request, ctx: Context) -> web.Response:

@@ -16,7 +16,9 @@ UPDATE_FIELDS = {"workflow", "prompt", "environment", "version"}
 
 
 async def list_templates(request: web.Request, ctx: Context) -> web.Response:
-    return json_ok({"templates": await asyncio.to_thread(ctx.services.templates.list)})
+    """Every template; `skipped` [{key, reason}] names those that cannot be read (core/unreadable.py)."""
+    templates, skipped = await asyncio.to_thread(ctx.services.templates.listing)
+    return json_ok({"templates": templates, "skipped": skipped})
 
 
 async def create_template(request: web.Request, ctx: Context) -> web.Response:

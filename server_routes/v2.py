@@ -21,12 +21,13 @@ from datetime import datetime, timezone
 from aiohttp import web
 
 from ..core.assets import MAX_UPLOAD_BYTES, Asset, AssetNotFound, parse_hash
+from ..core.blob_reads import verified_pieces
 from ..core.errors import BadRequest, PayloadTooLarge, SageMakerError
 from ..core.idempotency import Replay, fingerprint
 from ..core.job_events import KEEPALIVE, JobEvents, frame
 from ..core.job_view import URL_LIFETIME, Mount
 from ..core.names import ENVIRONMENT_NAME
-from ..core.store import KeyNotFound, blob_key
+from ..core.store import BlobCorrupt, KeyNotFound, blob_key
 from .context import Context
 from .executions import CURSOR
 from .http import json_ok, log, query_int, read_json
@@ -278,6 +279,9 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 async def v2_asset_content(request: web.Request, ctx: Context) -> web.StreamResponse:
+    """The asset's bytes (or one range of them), each answer checked against the asset's digests as it is read
+    (core/blob_reads.py): its last piece goes out only once the whole blob matched. A mismatch found before
+    anything was sent is a 502 `blob_corrupt`; after, the connection is aborted, so the answer stays short."""
     environment(request)
     services = ctx.services
     asset = await asyncio.to_thread(services.assets.get, request.match_info["id"])
@@ -297,20 +301,33 @@ async def v2_asset_content(request: web.Request, ctx: Context) -> web.StreamResp
     if wanted:
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
-    await response.prepare(request)
     if request.method == "HEAD":
+        await response.prepare(request)
         return response
-    position = start
+    pieces = verified_pieces(store, asset.sha256, size, start, end, asset.blake3)
     try:
-        while position <= end:
-            chunk = await asyncio.to_thread(store.read_range, key, position, min(CHUNK, end - position + 1))
-            if not chunk:
-                break
-            await response.write(chunk)
-            position += len(chunk)
-    except (ConnectionError, KeyNotFound):
-        pass  # the client went away, or the blob did mid-way: the length tells the client it is short
+        piece = await asyncio.to_thread(next, pieces, None)  # a blob of one piece is checked before any answer
+    except KeyNotFound:
+        raise AssetNotFound(f"the bytes of asset {asset.id} are no longer in the store") from None
+    await response.prepare(request)
+    try:
+        while piece is not None:
+            await response.write(piece)
+            piece = await asyncio.to_thread(next, pieces, None)
+    except ConnectionError:
+        pass  # the client went away
+    except Exception as err:  # BlobCorrupt (logged), the blob gone or the store failing mid-way
+        if not isinstance(err, BlobCorrupt):
+            log.warning("comfyui-sagemaker: asset %s cut short: %s", asset.id, getattr(err, "message", err))
+        _abort(request)
     return response
+
+
+def _abort(request: web.Request) -> None:
+    """End the connection with the answer incomplete: a client sees a body shorter than its Content-Length,
+    never a complete one (nor, on a kept-alive connection, a wait for bytes that will not come)."""
+    if request.transport is not None:
+        request.transport.abort()
 
 
 def _quoted(name: str) -> str:

@@ -91,14 +91,15 @@ def test_the_endpoint_shows_why_its_worker_failed(comfyui):
               "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "mf"}}}
     _, env, _ = publish_environment(client, prompt)
     store = FolderStore(comfyui.user_dir / "__sagemaker" / "store")
-    # A version written by hand (or by a broken tool) that the worker cannot use.
+    # A version written by hand (or by a broken tool) that the extension can read (a manifest it cannot read is
+    # refused before any deploy: tests/hostile/test_corrupt_records.py) but the worker cannot use.
     store.create(f"environments/{env.lower()}/versions/v000002.json",
-                 json.dumps({"name": env, "version": 2, "custom_nodes": [], "models": 5, "endpoint": {"kind": "local"}})
-                 .encode())
+                 json.dumps({"name": env, "version": 2, "custom_nodes": [], "models": [], "endpoint": {"kind": "local"},
+                             "python_packages": [{"name": "--index-url=http://x", "version": "1"}]}).encode())
     try:
         assert client.post("/sagemaker/endpoints", json={"environment": env}).status_code == 202
         endpoint = wait_endpoint(client, env, timeout=60)
-        assert endpoint["state"] == "Failed" and "models must be a list" in endpoint["reason"], endpoint
+        assert endpoint["state"] == "Failed" and "needs a plain name and version" in endpoint["reason"], endpoint
         # One broken manifest never hides the list: it is listed with what is wrong.
         listed = {e["name"]: e for e in client.get("/sagemaker/environments").json()["environments"]}
         assert "incomplete" in listed[env]["problem"]
