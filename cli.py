@@ -13,6 +13,7 @@ from .core.errors import SageMakerError
 from .core.version import __version__
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+SERVER_TIMEOUT_S = 300.0  # one call to a running ComfyUI (a snapshot hashes nothing, an analysis is quick)
 
 
 def default_config_dir() -> Path | None:
@@ -170,27 +171,28 @@ def _check_name(args: argparse.Namespace) -> int:
 
 
 def _server(args: argparse.Namespace, method: str, path: str, body: object = None) -> object:
-    """Call a running ComfyUI's /sagemaker/ routes (the node registry lives in that process)."""
+    """Call a running ComfyUI's /sagemaker/ routes (the node registry lives in that process), the whole
+    exchange within SERVER_TIMEOUT_S (core/http_deadline.py)."""
     import os
+    from http.client import HTTPException
 
-    import requests
+    from .core.http_deadline import request
 
     headers = {}
     token = os.environ.get("COMFYUI_SAGEMAKER_TOKEN")
     if token:
         headers["X-SageMaker-Token"] = token
     try:
-        r = requests.request(method, args.url.rstrip("/") + "/sagemaker" + path, json=body, headers=headers,
-                             timeout=300)
-    except requests.RequestException as err:
+        status, answer = request(args.url.rstrip("/") + "/sagemaker" + path, method, body, headers, SERVER_TIMEOUT_S)
+    except (OSError, HTTPException, ValueError) as err:
         raise SageMakerError(f"cannot reach ComfyUI at {args.url}: {err}") from None
     try:
-        data = r.json()
+        data = json.loads(answer)
     except ValueError:
-        raise SageMakerError(f"{args.url} answered {r.status_code} without JSON: is it ComfyUI?") from None
-    if not r.ok:
+        raise SageMakerError(f"{args.url} answered {status} without JSON: is it ComfyUI?") from None
+    if not 200 <= status < 300:
         err = data.get("error", {}) if isinstance(data, dict) else {}
-        failure = SageMakerError(err.get("message", f"HTTP {r.status_code}"))
+        failure = SageMakerError(err.get("message", f"HTTP {status}"))
         failure.code = err.get("code", "error")
         raise failure
     return data

@@ -13,7 +13,8 @@
   "<timestamp>.<body>")>`. A receiver recomputes it over the raw body, compares in constant time, and
   refuses a timestamp more than five minutes away from its clock (a replayed request). `verify` does it.
 - Retried with exponential backoff (1 s, 2 s, 4 s ... at most a minute apart) until a 2xx or until
-  `webhook_retry_seconds` have passed; each attempt waits `webhook_timeout_seconds` at most.
+  `webhook_retry_seconds` have passed. One attempt, from connecting to reading the answer, takes at most
+  `webhook_timeout_seconds` in all (core/http_deadline.py), however slowly the receiver trickles.
 - Delivery state is on the record (`webhook: {url, state: pending | sending | delivered | failed, attempts,
   last_status, last_error, delivered_at}`), written by compare-and-swap. The process that ends the run
   claims the delivery (pending -> sending), so it is sent once even with several processes on one
@@ -34,6 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from .errors import BadRequest
 from .fetch import DownloadRefused, check_url, open_checked
+from .http_deadline import Deadline
 from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
 
 log = logging.getLogger("comfyui_sagemaker")
@@ -227,7 +229,9 @@ class Webhooks:
                    HEADER_SIGNATURE: sign(self.secret(), timestamp, body)}
         try:
             parts, address = check_url(url, self.allowed_hosts(), self.resolve)
-            response = open_checked(parts, address, headers, self.timeout(), method="POST", body=body)
+            seconds = self.timeout()
+            deadline = Deadline(seconds, f"timed out: no whole answer within {seconds:g} s")
+            response = open_checked(parts, address, headers, deadline, method="POST", body=body)
             try:
                 response.read(64 * 1024)
             finally:
