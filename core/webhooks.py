@@ -18,13 +18,16 @@
 - Delivery state is on the record (`webhook: {url, state: pending | sending | delivered | failed, attempts,
   last_status, last_error, delivered_at}`), written by compare-and-swap. The process that ends the run
   claims the delivery (pending -> sending), so it is sent once even with several processes on one
-  store; a process that dies mid-delivery leaves it `sending`.
+  store. An attempt is counted when it starts. Whatever goes wrong once claimed (a secret that cannot be
+  read, an unexpected error) is an attempt that failed with its reason, retried within the window, then
+  `failed`: never left `sending` by a process that lives on (one that dies mid-delivery leaves it so).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import secrets
@@ -47,6 +50,7 @@ HEADER_SIGNATURE = "X-SageMaker-Webhook-Signature"
 TOLERANCE_S = 300  # a receiver refuses timestamps further than this from its clock
 MAX_URL = 2048
 MAX_DELAY_S = 60.0
+ANSWER_BYTES = 64 * 1024  # read of a receiver's answer, so its connection ends cleanly; the rest is not wanted
 FINAL_STATES = ("delivered", "failed")
 
 
@@ -200,13 +204,19 @@ class Webhooks:
     def _deliver(self, execution_id: str) -> None:
         try:
             record = self._claim(execution_id)
-            if record is None:
-                return  # someone else sends it, or it was sent
+        except Exception:  # the store failed before anything was claimed: it stays pending
+            log.exception("comfyui-sagemaker: webhook of %s not claimed", execution_id)
+            return
+        if record is None:
+            return  # someone else sends it, or it was sent
+        attempts, status, error = 0, None, "no attempt"
+        try:
             body = json.dumps(self.body_for(record), separators=(",", ":")).encode()
             url = record["webhook"]["url"]
-            started, delay, attempts = time.monotonic(), 1.0, 0
+            started, delay = time.monotonic(), 1.0
             while True:
                 attempts += 1
+                self._set(execution_id, attempts=attempts)  # counted as it starts: a hung one shows
                 status, error = self._attempt(url, execution_id, body)
                 if status is not None and 200 <= status < 300:
                     self._set(execution_id, state="delivered", attempts=attempts, last_status=status, last_error=None,
@@ -214,34 +224,41 @@ class Webhooks:
                     return
                 elapsed = time.monotonic() - started
                 if elapsed + delay > self.retry_seconds() or self._stop.is_set():
-                    self._set(execution_id, state="failed", attempts=attempts, last_status=status, last_error=error)
-                    return
-                self._set(execution_id, attempts=attempts, last_status=status, last_error=error)
+                    break
+                self._set(execution_id, last_status=status, last_error=error)
                 self.sleep(delay)
                 delay = min(delay * 2, MAX_DELAY_S)
-        except Exception:  # a delivery never takes anything else down
+        except Exception as err:  # a delivery never takes anything else down, and never stays `sending`
             log.exception("comfyui-sagemaker: webhook of %s failed", execution_id)
+            status, error = None, f"could not be sent: {type(err).__name__}: {err}"
+        try:
+            self._set(execution_id, state="failed", attempts=attempts, last_status=status, last_error=error)
+        except Exception:  # the store itself fails: nothing more can be recorded from here
+            log.exception("comfyui-sagemaker: webhook state of %s not recorded", execution_id)
 
     def _attempt(self, url: str, execution_id: str, body: bytes) -> tuple[int | None, str | None]:
-        """(HTTP status, None) or (status or None, why it is not a delivery)."""
+        """(HTTP status, None) or (status or None, why it is not a delivery). The whole attempt, from
+        connecting to reading the answer, ends within `timeout` seconds."""
         timestamp = int(time.time())
+        try:
+            signature = sign(self.secret(), timestamp, body)
+        except Exception as err:  # a secret that cannot be read: this attempt fails, a later one may sign
+            return None, f"not signed: the secret cannot be read ({type(err).__name__}: {err})"
         headers = {"Content-Type": "application/json", HEADER_ID: execution_id, HEADER_TIMESTAMP: str(timestamp),
-                   HEADER_SIGNATURE: sign(self.secret(), timestamp, body)}
+                   HEADER_SIGNATURE: signature}
+        seconds = self.timeout()
         try:
             parts, address = check_url(url, self.allowed_hosts(), self.resolve)
-            seconds = self.timeout()
             deadline = Deadline(seconds, f"timed out: no whole answer within {seconds:g} s")
             response = open_checked(parts, address, headers, deadline, method="POST", body=body)
             try:
-                response.read(64 * 1024)
+                response.read(ANSWER_BYTES)
             finally:
                 response.close()
         except DownloadRefused as err:
             return None, err.message.replace("download_allowed_hosts", "webhook_allowed_hosts")
-        except (OSError, ValueError) as err:  # refused, reset, timed out, TLS
+        except (OSError, ValueError, http.client.HTTPException) as err:  # refused, reset, timed out, TLS, bad HTTP
             return None, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-        except Exception as err:  # http.client's own (RemoteDisconnected is an OSError; BadStatusLine is not)
-            return None, f"{type(err).__name__}: {err}"
         if 200 <= response.status < 300:
             return response.status, None
         return response.status, f"answered HTTP {response.status}"

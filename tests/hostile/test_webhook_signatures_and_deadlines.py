@@ -1,6 +1,8 @@
 """Hostile input for webhooks (issue 25, point 8), through the composition root (services.py) on a folder
 store: a receiver that trickles its answer one byte at a time is given up at the attempt's timeout, which is
-for the whole attempt (connect, send, the whole answer), not per read.
+for the whole attempt (connect, send, the whole answer), not per read; attempts are counted when they
+start; a corrupt secret ends the delivery `failed` with the reason, or delivers it once the file is fixed,
+never `sending` for good.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from comfyui_sagemaker.core.config import Config
 from comfyui_sagemaker.core.execution_records import ExecutionRecords
 from comfyui_sagemaker.core.webhooks import pending
 from comfyui_sagemaker.services import Services
+from harness.gateway import WebhookReceiver
 from harness.http_server import TrickleServer
 from harness.waiting import wait_for
 
 RUN_ID = "20260101T000000000000-0123abcd"
+SECRET_KEY = "webhooks/secret.json"
 
 
 def configure(folder: Path, tmp_path: Path, **values) -> Config:
@@ -65,3 +69,36 @@ def test_a_receiver_trickling_its_answer_is_given_up_at_the_attempt_timeout(tmp_
         done = final(svc)
     assert done["state"] == "failed" and done["attempts"] >= 1 and done["last_status"] is None
     assert "timed out" in done["last_error"]
+
+
+def test_an_attempt_is_counted_when_it_starts(tmp_path):
+    svc = services(tmp_path, retry=2, timeout=30)
+    with TrickleServer(hang=True) as receiver:  # takes the request, never answers
+        end_run(svc, receiver.url + "/hook")
+        assert receiver.received.wait(30)
+        held = hook(svc)  # the first attempt is still open: the record already counts it
+        svc.webhooks.drain(0)
+    assert held["state"] == "sending" and held["attempts"] == 1
+    final(svc)  # the receiver gone, the delivery ends
+
+
+def test_a_corrupt_secret_fails_the_delivery_with_the_reason_never_left_sending(tmp_path):
+    svc = services(tmp_path, retry=2)
+    svc.store.put(SECRET_KEY, b"{not json")
+    with WebhookReceiver() as receiver:
+        end_run(svc, receiver.url, checked=False)
+        done = final(svc)
+    assert done["state"] == "failed" and done["attempts"] >= 1
+    assert "not signed" in done["last_error"]
+    assert not receiver.received  # nothing unsigned went out
+
+
+def test_a_secret_fixed_during_the_retries_is_used(tmp_path):
+    svc = services(tmp_path, retry=120)
+    svc.store.put(SECRET_KEY, b"{not json")
+    with WebhookReceiver() as receiver:
+        end_run(svc, receiver.url, checked=False)
+        wait_for(lambda: hook(svc).get("last_error"), 30, "a failed attempt recorded")
+        svc.store.put(SECRET_KEY, json.dumps({"secret": "ab" * 32}).encode())  # the designer fixes it
+        done = final(svc)
+    assert done["state"] == "delivered", done
