@@ -80,7 +80,8 @@ class GatewayContext:
         self.host = HeadlessHost(EXTENSION_DIR)
         self.state_dir = config_dir or Path(tempfile.mkdtemp(prefix="sagemaker-gateway-"))
         self._services = Services(config, self.host, self.state_dir,
-                                  owner=gateway_owner(store_uri(config), config.display_name))
+                                  owner=gateway_owner(store_uri(config), config.display_name),
+                                  makes_webhook_secret=False)
         self._services.reload_config = lambda: config_mod.load(config_dir)
 
     @property
