@@ -84,9 +84,9 @@ class WebhookSecret:
                 install(made, self._need_path(), overwrite=False)
             except FileExistsError:  # another process made it first: theirs is the one
                 made.unlink(missing_ok=True)
-        except OSError as err:
+            return _read_private(self._need_path())
+        except OSError as err:  # no room, no right, or a dangling link where the file goes
             raise WebhookSecretUnavailable(f"{FILE} cannot be made: {err.strerror or err}") from None
-        return _read_private(self._need_path())
 
     def rotate(self) -> str:
         """A new secret in the file (receivers must be given it); deliveries sign with it from now on."""
