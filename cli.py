@@ -13,6 +13,7 @@ from .core.errors import SageMakerError
 from .core.version import __version__
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+SERVER_TIMEOUT_S = 300.0  # one call to a running ComfyUI (a snapshot hashes nothing, an analysis is quick)
 
 
 def default_config_dir() -> Path | None:
@@ -139,16 +140,38 @@ def _gateway(args: argparse.Namespace) -> int:
 
 
 def _webhook_secret(args: argparse.Namespace) -> int:
-    """The store's webhook signing secret (made on first use), for the receivers that verify signatures."""
-    import tempfile
-
-    from .services import Services
+    """This configuration's webhook signing secret (made on first use), for the receivers that verify
+    signatures; the store's old, readable one is deleted."""
+    from .core.webhook_secret import ENV, LEGACY_KEY, WebhookSecret
 
     config_dir = _config_dir(args)
-    cfg = config_mod.load(config_dir)
-    services = Services(cfg, None, config_dir or Path(tempfile.gettempdir()))
-    print(services.webhooks.rotate() if args.rotate else services.webhooks.secret())
+    secret = WebhookSecret(config_dir, make=True)
+    if config_dir is None and not secret.environ.get(ENV, "").strip():
+        raise SageMakerError("no configuration folder: pass --config-dir (the folder of config.json), or set "
+                             f"{ENV}")
+    print(secret.rotate() if args.rotate else secret.text())
+    _forget_legacy_secret(config_dir, LEGACY_KEY)
     return 0
+
+
+def _forget_legacy_secret(config_dir: Path | None, key: str) -> None:
+    """Older versions kept one secret per store, readable by every reader of the store: delete it, and say
+    that receivers trusting it must be given the new one."""
+    from .services import make_store
+
+    try:
+        cfg = config_mod.load(config_dir)
+        if cfg.store == "folder" and not cfg.store_path:
+            return  # no store configured here
+        store = make_store(cfg)
+        if not store.exists(key):
+            return
+        store.delete(key)
+        done = f"deleted {key}"
+    except Exception as err:  # no store here, or no right to delete: say so, the secret printed stands
+        done = f"could not check or delete {key} in the store ({type(err).__name__}: {err}); delete it yourself"
+    print(f"note: {done}, the webhook secret of older versions. Everyone who could read the store could read "
+          "it: give receivers the secret above and stop accepting the old one.", file=sys.stderr)
 
 
 def _worker(argv: list[str]) -> int:
@@ -170,27 +193,28 @@ def _check_name(args: argparse.Namespace) -> int:
 
 
 def _server(args: argparse.Namespace, method: str, path: str, body: object = None) -> object:
-    """Call a running ComfyUI's /sagemaker/ routes (the node registry lives in that process)."""
+    """Call a running ComfyUI's /sagemaker/ routes (the node registry lives in that process), the whole
+    exchange within SERVER_TIMEOUT_S (core/http_deadline.py)."""
     import os
+    from http.client import HTTPException
 
-    import requests
+    from .core.http_deadline import request
 
     headers = {}
     token = os.environ.get("COMFYUI_SAGEMAKER_TOKEN")
     if token:
         headers["X-SageMaker-Token"] = token
     try:
-        r = requests.request(method, args.url.rstrip("/") + "/sagemaker" + path, json=body, headers=headers,
-                             timeout=300)
-    except requests.RequestException as err:
+        status, answer = request(args.url.rstrip("/") + "/sagemaker" + path, method, body, headers, SERVER_TIMEOUT_S)
+    except (OSError, HTTPException, ValueError) as err:
         raise SageMakerError(f"cannot reach ComfyUI at {args.url}: {err}") from None
     try:
-        data = r.json()
+        data = json.loads(answer)
     except ValueError:
-        raise SageMakerError(f"{args.url} answered {r.status_code} without JSON: is it ComfyUI?") from None
-    if not r.ok:
+        raise SageMakerError(f"{args.url} answered {status} without JSON: is it ComfyUI?") from None
+    if not 200 <= status < 300:
         err = data.get("error", {}) if isinstance(data, dict) else {}
-        failure = SageMakerError(err.get("message", f"HTTP {r.status_code}"))
+        failure = SageMakerError(err.get("message", f"HTTP {status}"))
         failure.code = err.get("code", "error")
         raise failure
     return data
@@ -309,7 +333,8 @@ def parser() -> argparse.ArgumentParser:
     gw.add_argument("--drain-seconds", type=float, default=30.0, help="on SIGTERM, how long requests and runs in "
                     "flight may take to finish (default %(default)s)")
     gw.set_defaults(func=_gateway)
-    ws = sub.add_parser("webhook-secret", help="print the store's webhook signing secret (made on first use)")
+    ws = sub.add_parser("webhook-secret", help="print the webhook signing secret of this configuration (made on "
+                        "first use, kept in the configuration folder, readable by you only)")
     ws.add_argument("--config-dir", help="folder holding config.json (default: as for config)")
     ws.add_argument("--rotate", action="store_true", help="make a new secret (receivers must be given it)")
     ws.set_defaults(func=_webhook_secret)

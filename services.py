@@ -36,6 +36,7 @@ from .core.store import Store
 from .core.template_runs import TemplateRuns
 from .core.templates import TemplateService
 from .core.unreadable import Unreadable, load_object, report
+from .core.webhook_secret import WebhookSecret
 from .core.webhooks import Webhooks
 from .local.input_watcher import InputWatcher
 
@@ -212,7 +213,8 @@ class Services:
     """
 
     def __init__(self, config: Config, host: Host | None = None, state_dir: Path | None = None,
-                 send_event: Callable[..., None] | None = None, owner: Owner | None = None):
+                 send_event: Callable[..., None] | None = None, owner: Owner | None = None,
+                 makes_webhook_secret: bool = True):
         self.config = config
         self.host = host
         self._owner = owner  # who runs are made by, when not this ComfyUI's instance (the gateway)
@@ -223,6 +225,9 @@ class Services:
         self.closed = threading.Event()  # set when another configuration's services replace these
         # The local endpoints of the services these replace: their workers run on, one owner for them.
         self.local_endpoints_from: Endpoints | None = None
+        # A ComfyUI makes its webhook secret on first use; the gateway's replicas are given one (one each would
+        # not do): core/webhook_secret.py.
+        self.makes_webhook_secret = makes_webhook_secret
 
     def made_local_endpoints(self) -> Endpoints | None:
         return self.__dict__["endpoints"]._made.get("local") if "endpoints" in self.__dict__ else None
@@ -308,6 +313,7 @@ class Services:
     def webhooks(self) -> Webhooks:
         cfg = self.live_config
         return Webhooks(self.store, ExecutionRecords(self.store), self.webhook_body,
+                        WebhookSecret(self.state_dir, make=self.makes_webhook_secret),
                         allowed_hosts=lambda: cfg().webhook_allowed_hosts,
                         retry_seconds=lambda: cfg().webhook_retry_seconds,
                         timeout=lambda: cfg().webhook_timeout_seconds)

@@ -9,6 +9,9 @@
   to the checked address (a DNS answer that changes between check and connect
   cannot redirect it); https still verifies the certificate against the host name;
 - redirects are followed by hand, each hop checked the same way (at most 5);
+- no wait is open-ended: an attempt must reach the answer within `timeout` (connect, TLS and every
+  redirect included) and then receive 64 KiB in every `timeout` seconds (a stall deadline: a large model
+  may take hours, a trickle may not); a stalled attempt is resumed by the next, at most RETRIES times;
 - the body is streamed to `.<dest>.part`, beside a record (`.<dest>.part.json`)
   of the URL, the expected sha256 and the total size the server announced; an
   interrupted transfer is resumed with a Range request only for the same URL and
@@ -30,16 +33,17 @@ import json
 import os
 import re
 import socket
-import ssl
 import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .errors import BadRequest, SageMakerError
+from .http_deadline import Deadline, connection
 
 MAX_REDIRECTS = 5
 CHUNK = 1 << 20
 RETRIES = 3
+PROGRESS = 64 << 10  # a download that receives less than this in its `timeout` has stalled
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # the well-known prefix: the last 32 bits are the IPv4 address
@@ -134,32 +138,22 @@ def check_url(url: str, allowed_hosts: Iterable[str] = (),
     return parts, addresses[0]
 
 
-class _PinnedHTTPS(http.client.HTTPSConnection):
-    """Connects to a checked address while verifying the certificate for the host name."""
-
-    def __init__(self, address: str, hostname: str, port: int, timeout: float):
-        super().__init__(hostname, port, timeout=timeout, context=ssl.create_default_context())
-        self._address = address
-
-    def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
-
-
-def open_checked(parts: urllib.parse.SplitResult, address: str, headers: dict, timeout: float, method: str = "GET",
-          body: bytes | None = None) -> http.client.HTTPResponse:
-    """A request to the checked `address` (never a fresh DNS answer); https verifies the host name."""
+def open_checked(parts: urllib.parse.SplitResult, address: str, headers: dict, deadline: Deadline,
+                 method: str = "GET", body: bytes | None = None) -> http.client.HTTPResponse:
+    """A request to the checked `address` (never a fresh DNS answer); https verifies the host name. Every
+    step until the answer's headers, and each later read of its body, ends by `deadline`."""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    if parts.scheme == "https":
-        conn: http.client.HTTPConnection = _PinnedHTTPS(address, parts.hostname, port, timeout)
-    else:
-        conn = http.client.HTTPConnection(address, port, timeout=timeout)
+    conn = connection(parts.scheme, address, parts.hostname or "", port, deadline)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
     host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    conn.request(method, path, body=body, headers={"Host": host, "User-Agent": "comfyui-sagemaker", **headers})
-    return conn.getresponse()
+    try:
+        conn.request(method, path, body=body, headers={"Host": host, "User-Agent": "comfyui-sagemaker", **headers})
+        return conn.getresponse()
+    except BaseException:
+        conn.close()
+        raise
 
 
 def _hash_existing(path: Path) -> hashlib._Hash:
@@ -170,12 +164,13 @@ def _hash_existing(path: Path) -> hashlib._Hash:
     return h
 
 
-def _follow(url: str, done: int, allowed_hosts: Iterable[str], resolve, timeout: float) -> http.client.HTTPResponse:
-    """GET `url` from byte `done` on, following redirects by hand, each hop checked."""
+def _follow(url: str, done: int, allowed_hosts: Iterable[str], resolve, deadline: Deadline) -> http.client.HTTPResponse:
+    """GET `url` from byte `done` on, following redirects by hand, each hop checked; every hop until the
+    answer's headers within `deadline`."""
     current = url
     for _hop in range(MAX_REDIRECTS + 1):
         parts, address = check_url(current, allowed_hosts, resolve)
-        response = open_checked(parts, address, {"Range": f"bytes={done}-"} if done else {}, timeout)
+        response = open_checked(parts, address, {"Range": f"bytes={done}-"} if done else {}, deadline)
         if response.status not in (301, 302, 303, 307, 308):
             return response
         location = response.getheader("Location")
@@ -229,12 +224,18 @@ def _content_range(response: http.client.HTTPResponse) -> tuple[int, int] | None
 
 
 def _receive(response: http.client.HTTPResponse, part: Path, done: int, total: int | None,
-             progress: Callable[[int, int | None], None] | None) -> int:
-    """Append the body to `part` (holding `done` bytes); returns the bytes now in it."""
+             progress: Callable[[int, int | None], None] | None, deadline: Deadline) -> int:
+    """Append the body to `part` (holding `done` bytes); returns the bytes now in it. Each PROGRESS bytes
+    renew the stall `deadline`: a trickle slower than that ends the transfer (it is resumed later)."""
+    since = 0
     with open(part, "ab") as f:
-        while chunk := response.read(CHUNK):
+        while chunk := response.read1(CHUNK):  # what has arrived: the deadline is renewed as it comes
             f.write(chunk)
             done += len(chunk)
+            since += len(chunk)
+            if since >= PROGRESS:
+                deadline.renew()
+                since = 0
             if progress:
                 progress(done, total)
             if total is not None and done > total:
@@ -269,6 +270,10 @@ def download(url: str, dest: Path, *, sha256: str | None = None, allowed_hosts: 
              resolve: Callable[..., list] = socket.getaddrinfo, overwrite: bool = False) -> str:
     """Download `url` to `dest`; returns the sha256. See the module docstring for what is refused.
 
+    `timeout` is a stall deadline: each attempt must reach the answer's headers within it (connect, TLS,
+    redirects included) and then receive at least PROGRESS bytes in every `timeout` seconds; otherwise the
+    attempt ends and the next resumes from the part.
+
     FileExistsError when `dest` exists (before or by the end) and not `overwrite`; a complete download is
     then kept as the part, and the next call for the same URL installs it without downloading it again.
     """
@@ -280,11 +285,13 @@ def download(url: str, dest: Path, *, sha256: str | None = None, allowed_hosts: 
     last_error = "no attempt"
     for _attempt in range(RETRIES + 1):
         done, total = part.resume_point()
+        deadline = Deadline(timeout, f"stalled: no answer, or less than {PROGRESS >> 10} KiB, in {timeout:g} s")
         try:
-            response = _follow(url, done, allowed_hosts, resolve, timeout)
+            response = _follow(url, done, allowed_hosts, resolve, deadline)
         except (OSError, http.client.HTTPException) as err:
             last_error = f"cannot connect: {err}"
             continue
+        deadline.renew()  # the answer came: the body's own stall deadline starts
         try:
             if response.status == 416 and done:
                 if done != total:  # the server cannot send what the part lacks: its bytes are not vouched for
@@ -302,12 +309,12 @@ def download(url: str, dest: Path, *, sha256: str | None = None, allowed_hosts: 
                 if not done:
                     part.start(got[1])
                 total = got[1]
-                done = _receive(response, part.path, done, total, progress)
+                done = _receive(response, part.path, done, total, progress, deadline)
             elif response.status == 200:  # also the answer to a Range request the server ignores: start over
                 length = response.getheader("Content-Length")
                 total = int(length) if length and length.isdigit() else None
                 part.start(total)
-                done = _receive(response, part.path, 0, total, progress)
+                done = _receive(response, part.path, 0, total, progress, deadline)
             else:
                 part.discard()
                 raise DownloadFailed(f"the server answered {response.status} {response.reason}")

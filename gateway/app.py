@@ -25,7 +25,7 @@ from aiohttp import web
 
 from ..core import config as config_mod
 from ..core.config import Config
-from ..core.errors import ConfigInvalid
+from ..core.errors import ConfigInvalid, SageMakerError
 from ..core.version import __version__
 from ..server_routes import executions, meta, openapi, template_runs, templates, v2
 from ..server_routes.errors import error_response
@@ -80,7 +80,8 @@ class GatewayContext:
         self.host = HeadlessHost(EXTENSION_DIR)
         self.state_dir = config_dir or Path(tempfile.mkdtemp(prefix="sagemaker-gateway-"))
         self._services = Services(config, self.host, self.state_dir,
-                                  owner=gateway_owner(store_uri(config), config.display_name))
+                                  owner=gateway_owner(store_uri(config), config.display_name),
+                                  makes_webhook_secret=False)
         self._services.reload_config = lambda: config_mod.load(config_dir)
 
     @property
@@ -145,6 +146,15 @@ def serve(config_dir: Path | None, host: str, port: int, drain_seconds: float) -
     return asyncio.run(_run(ctx, host, port, drain_seconds))
 
 
+def _webhooks(services: Services) -> str:
+    """Whether this replica can sign webhooks, said once at start (the operator sees a missing secret)."""
+    try:
+        services.webhooks.secret.keys()
+        return "signed with the secret this replica was given"
+    except SageMakerError as err:
+        return f"a webhook_url is refused ({err.message})"
+
+
 async def _run(ctx: GatewayContext, host: str, port: int, drain_seconds: float) -> int:
     app = make_app(ctx)
     runner = web.AppRunner(app, access_log=logging.getLogger("comfyui_sagemaker.gateway.access"),
@@ -159,6 +169,7 @@ async def _run(ctx: GatewayContext, host: str, port: int, drain_seconds: float) 
     services = ctx.services
     log.info("comfyui-sagemaker gateway %s listening on http://%s:%d; store %s; runs owned by %s (%s)", __version__,
              host, port, store_uri(ctx.config), services.owner.instance, services.owner.name)
+    log.info("webhooks: %s", await asyncio.to_thread(_webhooks, services))
     await stop.wait()
     started = time.monotonic()
     log.info("stopping: no new requests; %.0f s for those in flight, then the runs this replica follows",

@@ -36,6 +36,9 @@ READY_TIMEOUT = 900.0
 # What a local endpoint carries from its worker's /status (worker/coldstart.py says what they hold).
 WORKER_REPORT = ("phases", "activity", "comfyuis")
 STATUS_POLL_IN_SERVICE = 2.0  # s between /status reads once InService (first prompts, ComfyUI restarts)
+# Whole exchanges with a worker (core/http_deadline.py: a worker that trickles its answer cannot hold them).
+STATUS_TIMEOUT_S = 2.0
+CANCEL_TIMEOUT_S = 10.0
 # The CLI's arguments that serve a worker: the worker image's ENTRYPOINT + CMD end the same way (a test
 # compares them). Here the CLI is started by the extension's folder (see __main__.py), so the worker runs
 # this very copy's code whether or not a package `comfyui_sagemaker` is installed.
@@ -249,13 +252,15 @@ class LocalEndpoints(Endpoints):
 
     def cancel(self, name: str, execution_id: str) -> None:
         """Ask the worker to interrupt (or skip) an execution; best effort."""
-        import requests
+        from http.client import HTTPException  # lazily: importing the extension stays light
+
+        from ..core.http_deadline import request
 
         try:
             url = self.get(name)["url"]
-            requests.post(url + "/invocations", json={"action": "cancel", "execution_id": execution_id}, timeout=10,
-                          headers=self._headers(name))
-        except (requests.RequestException, EndpointNotFound):
+            request(url + "/invocations", "POST", {"action": "cancel", "execution_id": execution_id},
+                    self._headers(name), CANCEL_TIMEOUT_S)
+        except (OSError, ValueError, HTTPException, EndpointNotFound):
             pass
 
     # processes
@@ -317,11 +322,13 @@ class LocalEndpoints(Endpoints):
                 pass
 
     def _status(self, url: str, headers: dict[str, str]) -> dict | None:
-        import requests
+        from http.client import HTTPException
+
+        from ..core.http_deadline import request
 
         try:
-            return requests.get(url + "/status", timeout=2, headers=headers).json()
-        except (requests.RequestException, ValueError):
+            return json.loads(request(url + "/status", headers=headers, seconds=STATUS_TIMEOUT_S)[1])
+        except (OSError, ValueError, HTTPException):
             return None
 
     def _current(self, name: str, pid: int) -> dict | None:

@@ -20,6 +20,10 @@ from pathlib import Path
 import aiohttp
 
 FINAL_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
+# Whole-call deadlines for the calls a run's own deadline does not cover (the session sets none: a run's
+# websocket lives as long as the run, under the worker's invocation timeout).
+NODE_TYPES_TIMEOUT = aiohttp.ClientTimeout(total=300)
+INTERRUPT_TIMEOUT = aiohttp.ClientTimeout(total=10)
 PREVIEW_EVENT = "sagemaker.preview"  # a sampler preview, relayed by the extension as ComfyUI's binary frame
 # ComfyUI's binary websocket frames (protocol.py): a 4-byte event type, then for PREVIEW_IMAGE a 4-byte
 # image type (1 JPEG, 2 PNG) and the image.
@@ -159,8 +163,12 @@ class ComfyProcess:
                 self.proc.kill()
 
     async def node_types(self, session: aiohttp.ClientSession) -> set[str]:
-        async with session.get(self.url + "/object_info") as r:
-            return set(await r.json())
+        try:
+            async with session.get(self.url + "/object_info", timeout=NODE_TYPES_TIMEOUT) as r:
+                return set(await r.json())
+        except asyncio.TimeoutError:
+            raise RuntimeError(f"ComfyUI did not list its node types within {NODE_TYPES_TIMEOUT.total:.0f} s") \
+                from None
 
     async def run(self, session: aiohttp.ClientSession, prompt: dict,
                   on_event: Callable[[dict], Awaitable[None]],
@@ -219,10 +227,11 @@ class ComfyProcess:
     async def interrupt(self, session: aiohttp.ClientSession, prompt_id: str | None = None) -> None:
         """Interrupt the running prompt (only `prompt_id` if given) and drop it from the queue if still there."""
         try:
-            async with session.post(self.url + "/interrupt", json={"prompt_id": prompt_id} if prompt_id else {}):
+            async with session.post(self.url + "/interrupt", json={"prompt_id": prompt_id} if prompt_id else {},
+                                    timeout=INTERRUPT_TIMEOUT):
                 pass
             if prompt_id:
-                async with session.post(self.url + "/queue", json={"delete": [prompt_id]}):
+                async with session.post(self.url + "/queue", json={"delete": [prompt_id]}, timeout=INTERRUPT_TIMEOUT):
                     pass
-        except aiohttp.ClientError:
+        except (aiohttp.ClientError, asyncio.TimeoutError):
             pass

@@ -11,8 +11,9 @@ import time
 
 import httpx
 import pytest
+import standardwebhooks
 from comfyui_sagemaker.aws import naming
-from comfyui_sagemaker.core.webhooks import verify
+from comfyui_sagemaker.core.webhook_signing import new_secret
 from harness.comfyui import ROOT, ComfyUI
 from harness.envs import unique, wait_job
 from harness.fixtures import install_test_models, install_test_pack
@@ -48,7 +49,8 @@ def rig(moto_server, tmp_path_factory):
            "COMFYUI_SAGEMAKER_S3_PREFIX": PREFIX, "COMFYUI_SAGEMAKER_REGION": "us-east-1",
            "COMFYUI_SAGEMAKER_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/ComfySageMaker",
            "COMFYUI_SAGEMAKER_WORKER_IMAGE_URI": "123456789012.dkr.ecr.us-east-1.amazonaws.com/worker:test",
-           "COMFYUI_SAGEMAKER_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1"}
+           "COMFYUI_SAGEMAKER_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+           "COMFYUI_SAGEMAKER_WEBHOOK_SECRET": new_secret()}  # the gateway's replicas are given one
     started: list = [emulator]
     try:
         server = ComfyUI(base, env=env).start()
@@ -144,8 +146,10 @@ def test_a_webhook_is_signed_and_retried_after_a_500(rig):
         receiver.wait(2, timeout=120)
     secret = subprocess.run([sys.executable, str(ROOT), "webhook-secret"], env=process_env, capture_output=True,
                             text=True, check=True, timeout=60).stdout.strip()
+    assert secret == process_env["COMFYUI_SAGEMAKER_WEBHOOK_SECRET"]
     for headers, body, _ in receiver.received:
-        assert verify(secret, headers, body), headers
+        standardwebhooks.Webhook(secret).verify(body, headers)  # what a receiver runs; raises if it fails
+    assert len({headers["webhook-id"] for headers, _, _ in receiver.received}) == 1  # one event, one id
     sent = receiver.bodies()[-1]
     assert sent["type"] == "job.ended" and sent["job"]["id"] == job_id and sent["job"]["status"] == "succeeded"
     assert sent["job"]["metadata"] == {"order": "42"}
