@@ -34,6 +34,7 @@ import zlib
 from collections.abc import Iterator
 
 from .errors import SageMakerError
+from .files import open_regular
 from .snapshot import pack_files
 
 
@@ -267,7 +268,7 @@ class _Bounded:
 
 @contextlib.contextmanager
 def _open(archive: str, max_members: int) -> Iterator[tarfile.TarFile]:
-    with open(archive, "rb") as raw, contextlib.ExitStack() as stack:
+    with open_regular(archive, f"archive {os.path.basename(archive)}") as raw, contextlib.ExitStack() as stack:
         stream: io.BufferedIOBase = raw
         if raw.read(2) == b"\x1f\x8b":
             stream = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..core.endpoints import STOPPED, EndpointNotFound, Endpoints, EndpointStateConflict, InvocationFailed
 from ..core.environments import manifest_key
+from ..core.files import NotARegularFile, read_regular
 from ..core.names import ENVIRONMENT_NAME
 from ..core.templates import now
 from ..worker.settings import TOKEN_HEADER
@@ -95,7 +96,7 @@ class LocalEndpoints(Endpoints):
 
     def _read(self, name: str) -> dict | None:
         try:
-            return json.loads((self._dir(name) / "state.json").read_text())
+            return json.loads(read_regular(self._dir(name) / "state.json"))
         except (FileNotFoundError, ValueError):
             return None
 
@@ -213,7 +214,7 @@ class LocalEndpoints(Endpoints):
         """The worker's log (its ComfyUI's output is in it too, as on SageMaker)."""
         self.get(name)
         path = self._dir(name) / "worker.log"
-        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        lines = read_regular(path).decode(errors="replace").splitlines() if path.exists() else []
         if contains:
             lines = [line for line in lines if contains.lower() in line.lower()]
         return "\n".join(lines[-tail:]) + ("\n" if lines else "") if tail else ""
@@ -403,7 +404,10 @@ class LocalEndpoints(Endpoints):
 
     def _last_lines(self, name: str, n: int = 5) -> str:
         path = self._dir(name) / "worker.log"
-        lines = path.read_text(errors="replace").splitlines()[-n:] if path.exists() else []
+        try:
+            lines = read_regular(path).decode(errors="replace").splitlines()[-n:] if path.exists() else []
+        except (OSError, NotARegularFile) as err:
+            return f"log unreadable: {getattr(err, 'message', None) or err}"
         return "last log lines: " + " | ".join(lines) if lines else "no log"
 
     def adopt(self) -> None:

@@ -41,6 +41,8 @@ from .settings import TOKEN_HEADER, WorkerSettings
 
 log = logging.getLogger("comfyui_sagemaker.worker")
 NDJSON = "application/x-ndjson"
+# An output file that is missing, unsafely named, or not a regular file (a FIFO would hang the read).
+OUTPUT_ERRORS = (OSError, SageMakerError, MaterialiseError)
 
 
 def error(status: int, code: str, message: str) -> web.Response:
@@ -214,8 +216,12 @@ class Worker:
                 return
             if event.get("type") == "executed" and isinstance((event.get("data") or {}).get("output"), dict):
                 # Store this node's files now, so the caller can show them before the run ends.
-                output = await asyncio.to_thread(store_outputs, self.materialiser.store, held[0].comfy,
-                                                 {"n": event["data"]["output"]})
+                try:
+                    output = await asyncio.to_thread(store_outputs, self.materialiser.store, held[0].comfy,
+                                                     {"n": event["data"]["output"]})
+                except OUTPUT_ERRORS as err:  # the run's end says so (execute stores them all again)
+                    log.warning("cannot store an output of %s: %s", execution_id, err)
+                    return
                 event = {**event, "data": {**event["data"], "output": output["n"]}}
             await response.write(json.dumps(event).encode() + b"\n")
 
@@ -349,7 +355,11 @@ class Worker:
                                       comfyui=slot.index, device=slot.device.label, detail=how)
         finally:
             self.pool.release(slot)
-        files = await asyncio.to_thread(store_outputs, self.materialiser.store, slot.comfy, outputs)
+        try:
+            files = await asyncio.to_thread(store_outputs, self.materialiser.store, slot.comfy, outputs)
+        except OUTPUT_ERRORS as err:
+            return self.result(execution_id, "failed", {}, {"code": "bad_output", "message": "an output could not "
+                               f"be stored: {getattr(err, 'message', None) or err}"}, t0, t_start, slot)
         status = "succeeded" if final == "execution_success" else "failed"
         failure = {"code": "node_error" if final == "execution_error" else "interrupted", **(err or {})}
         return self.result(execution_id, status, files, None if status == "succeeded" else failure, t0, t_start, slot)
