@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.cancel_tokens import TOKEN_FIELD
 from ..core.endpoints import STOPPED, EndpointNotFound, Endpoints, EndpointStateConflict, InvocationFailed
 from ..core.environments import manifest_key
 from ..core.files import NotARegularFile, read_regular
@@ -247,14 +248,14 @@ class LocalEndpoints(Endpoints):
         self._check_process(name)
         raise InvocationFailed(f"endpoint {name} closed the stream without a result (did the worker die?)")
 
-    def cancel(self, name: str, execution_id: str) -> None:
-        """Ask the worker to interrupt (or skip) an execution; best effort."""
+    def cancel(self, name: str, execution_id: str, token: str) -> None:
+        """Ask the worker to interrupt (or skip) an execution, with the run's cancel token; best effort."""
         import requests
 
         try:
             url = self.get(name)["url"]
-            requests.post(url + "/invocations", json={"action": "cancel", "execution_id": execution_id}, timeout=10,
-                          headers=self._headers(name))
+            requests.post(url + "/invocations", json={"action": "cancel", "execution_id": execution_id,
+                                                      TOKEN_FIELD: token}, timeout=10, headers=self._headers(name))
         except (requests.RequestException, EndpointNotFound):
             pass
 
