@@ -7,17 +7,21 @@
   follows): a cancel for an id the worker does not have is kept EARLY_TTL seconds, at most MAX_EARLY of
   them (the oldest go first), and a run arriving with that id takes it only if the token is its own.
 - Ids are at most MAX_ID characters and tokens at most MAX_TOKEN: memory stays bounded whoever calls.
+- SageMaker cannot route a cancel to the instance that runs a prompt: the invoker leaves a marker in the
+  store (async/cancel/<execution id>) with the run's token, which the run's worker looks for (`marked`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..core.cancel_tokens import digest_of, is_digest, matches
+from ..core.cancel_tokens import MARKER_BYTES, digest_of, is_digest, matches, token_in_marker
+from ..core.executions import CANCEL_PREFIX, ID_RE
 
 MAX_ID = 128  # characters of an execution id (the extension's are 43)
 MAX_EARLY = 256
@@ -87,3 +91,26 @@ class CancelBook:
         """How many runs and early cancels it holds (what /status shows)."""
         self._prune()
         return {"runs": sum(len(r) for r in self.runs.values()), "early_cancels": len(self.early)}
+
+
+def marked(store, run: Run) -> bool:
+    """The store holds a cancel marker for `run` with its token. A marker without that token (anyone else
+    who may write the store) is no cancel; only its first bytes are read, whatever its size."""
+    if run.digest is None or not ID_RE.fullmatch(run.execution_id):
+        return False
+    try:
+        data = store.read_range(f"{CANCEL_PREFIX}{run.execution_id}", 0, MARKER_BYTES)
+    except Exception:  # the store is the caller's: a failed look is not a cancel
+        return False
+    return matches(token_in_marker(data), run.digest)
+
+
+async def interrupt_until_done(session, slot, run: Run, limit: float = 60) -> None:
+    """Interrupt `run` on `slot`'s ComfyUI until it has ended. ComfyUI clears its interrupt flag when a
+    prompt starts, so one interrupt sent between submit and start would be lost: it is repeated, aimed at
+    this prompt only; the run ends before its ComfyUI is given to another run."""
+    deadline = time.monotonic() + limit
+    while not run.ended and time.monotonic() < deadline:
+        if slot.prompt_id:
+            await slot.comfy.interrupt(session, slot.prompt_id)
+        await asyncio.sleep(0.1)

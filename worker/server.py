@@ -31,10 +31,10 @@ import time
 import aiohttp
 from aiohttp import web
 
-from ..core.cancel_tokens import DIGEST_FIELD, MARKER_BYTES, TOKEN_FIELD, is_digest, is_token, matches, token_in_marker
+from ..core.cancel_tokens import DIGEST_FIELD, TOKEN_FIELD, is_digest, is_token
 from ..core.errors import SageMakerError
-from ..core.executions import CANCEL_PREFIX, ID_RE
-from .cancels import MAX_ID, CancelBook, Run
+from ..core.executions import ID_RE
+from .cancels import MAX_ID, CancelBook, Run, interrupt_until_done, marked
 from .coldstart import ColdStart, FirstPromptTimer, StoreReport, now_iso, report_key
 from .comfy import ComfyProcess, PromptRejected
 from .devices import DevicesInvalid, plan
@@ -291,38 +291,16 @@ class Worker:
     def _stop(self, run: Run) -> dict:
         slot = run.slot
         if isinstance(slot, Slot):
-            asyncio.get_running_loop().create_task(self._interrupt_until_done(slot, run))
+            asyncio.get_running_loop().create_task(interrupt_until_done(self.session, slot, run))
             return {"cancelled": True, "state": "running", "comfyui": slot.index}
         if self.pool is not None:
             self.pool.cancel_waiting(run.execution_id, key=run)
         return {"cancelled": True, "state": "queued"}
 
-    async def _interrupt_until_done(self, slot: Slot, run: Run, limit: float = 60) -> None:
-        # ComfyUI clears its interrupt flag when a prompt starts, so one interrupt sent between submit
-        # and start would be lost: repeat it, aimed at this prompt only, until the run has ended (it
-        # ends before its ComfyUI is given to another run).
-        deadline = time.monotonic() + limit
-        while not run.ended and time.monotonic() < deadline:
-            if slot.prompt_id:
-                await slot.comfy.interrupt(self.session, slot.prompt_id)
-            await asyncio.sleep(0.1)
-
-    def _cancel_marked(self, run: Run) -> bool:
-        """SageMaker cannot route a cancel to the instance that runs a prompt: the invoker leaves a marker
-        in the store (async/cancel/<execution id>) with the run's cancel token, which the run's worker
-        looks for. A marker without that token (whoever else may write the store) is not a cancel."""
-        if run.digest is None or not ID_RE.fullmatch(run.execution_id):
-            return False
-        try:
-            data = self.materialiser.store.read_range(f"{CANCEL_PREFIX}{run.execution_id}", 0, MARKER_BYTES)
-        except Exception:  # the store is the caller's: a failed look is not a cancel
-            return False
-        return matches(token_in_marker(data), run.digest)
-
     async def _watch_cancel(self, run: Run) -> None:
         while not run.ended:
             await asyncio.sleep(self.s.cancel_poll)
-            if not run.ended and await asyncio.to_thread(self._cancel_marked, run):
+            if not run.ended and await asyncio.to_thread(marked, self.materialiser.store, run):
                 run.cancelled = True
                 self._stop(run)
                 return
@@ -352,7 +330,7 @@ class Worker:
             held.append(slot)
         t_start = time.monotonic()
         try:
-            if run.cancelled or await asyncio.to_thread(self._cancel_marked, run):
+            if run.cancelled or await asyncio.to_thread(marked, self.materialiser.store, run):
                 return self.result(execution_id, "failed", {}, cancelled, t0, t_start, slot)
             watcher = asyncio.get_running_loop().create_task(self._watch_cancel(run)) \
                 if run.digest and ID_RE.fullmatch(execution_id) else None
