@@ -171,10 +171,10 @@ class EndpointsRouter(Endpoints):
     def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
         return self._owner(name).invoke(name, body, on_event)
 
-    def cancel(self, name: str, execution_id: str) -> None:
+    def cancel(self, name: str, execution_id: str, token: str) -> None:
         owner = self._owner(name)
         if hasattr(owner, "cancel"):
-            owner.cancel(name, execution_id)
+            owner.cancel(name, execution_id, token)
 
     def running(self, name: str) -> bool:
         try:

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..core.cancel_tokens import marker
 from ..core.endpoint_config import gpu_count
 from ..core.endpoints import (
     STOPPED,
@@ -659,11 +660,12 @@ class SageMakerEndpoints(Endpoints):
     def _in_background(self, fn: Callable[[], None], name: str) -> None:
         threading.Thread(target=fn, daemon=True, name=name).start()
 
-    def cancel(self, name: str, execution_id: str) -> None:
+    def cancel(self, name: str, execution_id: str, token: str) -> None:
         """SageMaker sends each invocation to any instance, so a second one cannot reach the run: the
-        worker that has it watches for this marker in the store (and skips a queued request that has one)."""
+        worker that has it watches for this marker in the store (and skips a queued request that has one).
+        The marker carries the run's cancel token: whoever else may write it cannot cancel the run."""
         if self.store is not None:
-            self.store.put(f"{CANCEL_PREFIX}{execution_id}", b"{}")
+            self.store.put(f"{CANCEL_PREFIX}{execution_id}", marker(token))
 
     def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
         endpoint = self.check_ready(name)

@@ -16,9 +16,11 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from comfyui_sagemaker.worker.settings import INNER_SECRET_ENV, INNER_SECRET_HEADER  # noqa: E402
 from harness.comfyui import Client, ComfyUI  # noqa: E402
 from harness.envs import publish_environment  # noqa: E402
 from harness.fixtures import install_test_models, install_test_pack  # noqa: E402
@@ -84,11 +86,11 @@ def main() -> None:
         print(f"start to ready, warm cache: worker {a:.2f} s vs plain ComfyUI {b:.2f} s, ratio {a / b:.2f} "
               "(target <= 1.3)")
 
-        comfy_url = None
-        for line in (w.root / "base" / "comfyui.log").read_text().splitlines():
-            if "To see the GUI go to:" in line:
-                comfy_url = line.split("go to:")[1].strip()
-        direct = Client(comfy_url)
+        # Straight to the worker's ComfyUI, with the secret its worker gave it (readable by the same user).
+        child = next(c for c in psutil.Process(w.proc.pid).children() if "main.py" in " ".join(c.cmdline()))
+        cmd = child.cmdline()
+        direct = Client(f"http://127.0.0.1:{cmd[cmd.index('--port') + 1]}",
+                        headers={INNER_SECRET_HEADER: child.environ()[INNER_SECRET_ENV]})
         via, straight = [], []
         for i in range(30):
             t0 = time.perf_counter()

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
-from . import preflight
+from . import cancel_tokens, preflight
 from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, InvocationFailed
 from .errors import BadRequest, Conflict, ExecutionCorrupt, Forbidden, NotFound, SageMakerError
 from .execution_outputs import OUTPUT_SUBFOLDER, OutputInvalid, Outputs
@@ -150,6 +150,8 @@ class ExecutionService:
         self._live: dict[str, dict] = {}
         self._etags: dict[str, str] = {}
         self._relayed: dict[str, dict] = {}
+        # Each run's cancel token while it runs: only this process, its invoker, can cancel it at the worker.
+        self._cancel_tokens: dict[str, str] = {}
         self._lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self.webhooks = webhooks  # core.webhooks.Webhooks, or None where webhooks are not offered
@@ -442,8 +444,12 @@ class ExecutionService:
     def _run(self, record: dict, prompt: dict) -> None:
         if record["state"] in FINAL:
             return
+        token = cancel_tokens.new_token()
+        with self._lock:  # before "running": a cancel that sees it running has the token to send
+            self._cancel_tokens[record["id"]] = token
         self._update(record, state="running", started_at=now())
-        body = {"execution_id": record["id"], "prompt": prompt, "inputs": record["inputs"]}
+        body = {"execution_id": record["id"], "prompt": prompt, "inputs": record["inputs"],
+                cancel_tokens.DIGEST_FIELD: cancel_tokens.digest_of(token)}
         try:
             result = self.endpoints.invoke(record["endpoint"], body, lambda e: self._relay(record, e))
         except (InvocationFailed, EndpointNotReady, SageMakerError) as err:
@@ -471,6 +477,7 @@ class ExecutionService:
         with self._lock:
             self._live.pop(record["id"], None)
             self._etags.pop(record["id"], None)
+            self._cancel_tokens.pop(record["id"], None)
 
     def cancel(self, execution_id: str, role: str = "designer", user: str | None = None) -> dict:
         record = self.get(execution_id, user)
@@ -490,14 +497,17 @@ class ExecutionService:
 
     def _stop(self, live: dict, was_running: bool) -> None:
         cancel = getattr(self.endpoints, "cancel", None)
-        if cancel is not None and was_running:
-            cancel(live["endpoint"], live["id"])
+        with self._lock:
+            token = self._cancel_tokens.get(live["id"])
+        if cancel is not None and was_running and token is not None:
+            cancel(live["endpoint"], live["id"], token)
         self._to_page(live, "execution_interrupted", {"prompt_id": live["prompt_id"], "node_id": None,
                                                       "node_type": None, "executed": []})
 
     def _cancel_elsewhere(self, record: dict, role: str, user: str | None) -> dict:
         """A run of another ComfyUI (or one this ComfyUI lost in a restart): a designer may end it through
-        compare-and-swap; its owner sees that and stops it, and a SageMaker worker sees the marker."""
+        compare-and-swap; its owner sees that and stops it at the worker with the run's cancel token, which
+        only the owner holds (a run whose owner is gone runs on to its end there, its record cancelled)."""
         if not self.is_mine(record, user) and role != "designer":
             owner = Owner.from_json(record.get("owner"))
             raise NotYourRun(f"execution {record['id']} is {owner.name if owner else 'an older version'}'s; only a "
@@ -517,12 +527,6 @@ class ExecutionService:
             raise Conflict(f"execution {record['id']} is {state}; only a queued or running one can be cancelled")
         self.records.ended(done)
         self._ended(done)
-        cancel = getattr(self.endpoints, "cancel", None)
-        if cancel is not None:
-            try:
-                cancel(done["endpoint"], done["id"])  # reaches SageMaker workers; a local one is its owner's
-            except SageMakerError:
-                pass
         self.send("sagemaker.execution", self.summary(done, user), None)
         return self.summary(done, user)
 

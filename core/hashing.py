@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .errors import SageMakerError
+from .files import open_regular
 
 # 1 MiB: the buffer stays in L2 next to the hash state; 4-8 MiB measured a few percent slower.
 CHUNK_SIZE = 1 << 20
@@ -179,7 +180,7 @@ class HashCache:
 def file_sha256(path: str | os.PathLike) -> str:
     """The sha256 of one file's bytes, read now (no cache): for checking a copy against its digest."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # a FIFO would wait for a writer
         while chunk := f.read(CHUNK_SIZE):
             h.update(chunk)
     return h.hexdigest()

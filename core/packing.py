@@ -12,6 +12,10 @@ files, folders and links, anything under a link, links that are absolute,
 leave the pack or pass through another link, and archives over the size and
 entry caps. It then writes files and folders without following a link, and
 the links last. On any failure the target is removed.
+
+The headers are read as a stream that stops at the entry cap: every header
+tarfile reads counts (the root folder's, pax and long-name ones too), and
+tarfile is not left holding them (it keeps every header it reads).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import zlib
 from collections.abc import Iterator
 
 from .errors import SageMakerError
+from .files import open_regular
 from .snapshot import pack_files
 
 
@@ -49,6 +54,7 @@ MAX_BYTES = 8 << 30  # total uncompressed size of an archive's files
 MAX_MEMBERS = 100_000
 MAX_NAME_BYTES = 1024  # a member's name or a link's target
 MAX_DEPTH = 64  # folders in a member's name
+MAX_CHAIN = 8  # pax / long-name headers in front of one entry (tarfile reads a chain recursively)
 _MAX_READ = 4 << 20  # tarfile reads a long-name or pax header in one piece: a huge one would fill memory
 _MAX_TAIL = 1 << 20  # bytes allowed after the end-of-archive marker (tar pads to 10 KiB records)
 _CHUNK = 1 << 20
@@ -170,14 +176,40 @@ def _check_link(member: tarfile.TarInfo, parts: tuple[str, ...], links: set[str]
             raise UnsafeArchive(f"{what} goes through the link {_shown('/'.join(walked))}")
 
 
+def _counting(max_members: int) -> type[tarfile.TarInfo]:
+    """A TarInfo class for one archive that counts every header tarfile reads, the extended ones too, and
+    stops the reading at the cap (before any entry is judged or skipped) or at a chain over MAX_CHAIN."""
+    count = depth = 0
+
+    class Counted(tarfile.TarInfo):
+        @classmethod
+        def fromtarfile(cls, tar: tarfile.TarFile) -> tarfile.TarInfo:
+            nonlocal count, depth
+            depth += 1
+            try:
+                if depth > MAX_CHAIN:
+                    raise UnsafeArchive(f"archive has an entry with more than {MAX_CHAIN} extended headers")
+                member = super().fromtarfile(tar)
+            finally:
+                depth -= 1
+            count += 1  # a header read whole (the end-of-archive block is not one)
+            if count > max_members:
+                raise UnsafeArchive(f"archive has more than {max_members} entries (extended headers count)")
+            return member
+
+    return Counted
+
+
 def _plan(tar: tarfile.TarFile, max_bytes: int, max_members: int) -> list[tuple[tarfile.TarInfo, tuple[str, ...]]]:
-    """Every member with its path parts, judged from the headers alone (nothing is written yet)."""
+    """Every member with its path parts, judged from the headers alone (nothing is written yet). The
+    header count is capped as they are read (_counting); this counts the entries kept."""
     entries: list[tuple[tarfile.TarInfo, tuple[str, ...]]] = []
     seen: set[tuple[str, ...]] = set()
     total = 0
-    for member in tar:  # headers are read one by one, so the caps stop a bomb before its data is read
-        if len(entries) >= max_members:
-            raise UnsafeArchive(f"archive has more than {max_members} entries")
+    # Headers are read one by one, so the caps stop a bomb before its data is read; tarfile's own list
+    # of the headers it read is emptied as it goes (it would hold every one).
+    while (member := tar.next()) is not None:
+        tar.members.clear()
         parts = _check_member(member)
         if not parts:
             continue
@@ -235,13 +267,13 @@ class _Bounded:
 
 
 @contextlib.contextmanager
-def _open(archive: str) -> Iterator[tarfile.TarFile]:
-    with open(archive, "rb") as raw, contextlib.ExitStack() as stack:
+def _open(archive: str, max_members: int) -> Iterator[tarfile.TarFile]:
+    with open_regular(archive, f"archive {os.path.basename(archive)}") as raw, contextlib.ExitStack() as stack:
         stream: io.BufferedIOBase = raw
         if raw.read(2) == b"\x1f\x8b":
             stream = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
         raw.seek(0)
-        with tarfile.open(fileobj=_Bounded(stream), mode="r:") as tar:
+        with tarfile.open(fileobj=_Bounded(stream), mode="r:", tarinfo=_counting(max_members)) as tar:
             yield tar
 
 
@@ -334,7 +366,7 @@ def extract_archive(archive: str, target: str, *, max_bytes: int = MAX_BYTES, ma
     dest = os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
     created: bool | None = None
     try:
-        with _open(archive) as tar:
+        with _open(archive, max_members) as tar:
             entries = _plan(tar, max_bytes, max_members)
             _check_end(tar)
             created = _make_target(dest)

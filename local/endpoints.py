@@ -26,8 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.cancel_tokens import TOKEN_FIELD
 from ..core.endpoints import STOPPED, EndpointNotFound, Endpoints, EndpointStateConflict, InvocationFailed
 from ..core.environments import manifest_key
+from ..core.files import NotARegularFile, read_regular
 from ..core.names import ENVIRONMENT_NAME
 from ..core.templates import now
 from ..worker.settings import TOKEN_HEADER
@@ -98,7 +100,7 @@ class LocalEndpoints(Endpoints):
 
     def _read(self, name: str) -> dict | None:
         try:
-            state = json.loads((self._dir(name) / "state.json").read_text())
+            state = json.loads(read_regular(self._dir(name) / "state.json"))
         except (FileNotFoundError, ValueError, RecursionError):
             return None
         return state if isinstance(state, dict) and isinstance(state.get("state"), str) else None
@@ -217,7 +219,7 @@ class LocalEndpoints(Endpoints):
         """The worker's log (its ComfyUI's output is in it too, as on SageMaker)."""
         self.get(name)
         path = self._dir(name) / "worker.log"
-        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        lines = read_regular(path).decode(errors="replace").splitlines() if path.exists() else []
         if contains:
             lines = [line for line in lines if contains.lower() in line.lower()]
         return "\n".join(lines[-tail:]) + ("\n" if lines else "") if tail else ""
@@ -250,16 +252,16 @@ class LocalEndpoints(Endpoints):
         self._check_process(name)
         raise InvocationFailed(f"endpoint {name} closed the stream without a result (did the worker die?)")
 
-    def cancel(self, name: str, execution_id: str) -> None:
-        """Ask the worker to interrupt (or skip) an execution; best effort."""
+    def cancel(self, name: str, execution_id: str, token: str) -> None:
+        """Ask the worker to interrupt (or skip) an execution, with the run's cancel token; best effort."""
         from http.client import HTTPException  # lazily: importing the extension stays light
 
         from ..core.http_deadline import request
 
         try:
             url = self.get(name)["url"]
-            request(url + "/invocations", "POST", {"action": "cancel", "execution_id": execution_id},
-                    self._headers(name), CANCEL_TIMEOUT_S)
+            request(url + "/invocations", "POST", {"action": "cancel", "execution_id": execution_id,
+                                                   TOKEN_FIELD: token}, self._headers(name), CANCEL_TIMEOUT_S)
         except (OSError, ValueError, HTTPException, EndpointNotFound):
             pass
 
@@ -411,7 +413,10 @@ class LocalEndpoints(Endpoints):
 
     def _last_lines(self, name: str, n: int = 5) -> str:
         path = self._dir(name) / "worker.log"
-        lines = path.read_text(errors="replace").splitlines()[-n:] if path.exists() else []
+        try:
+            lines = read_regular(path).decode(errors="replace").splitlines()[-n:] if path.exists() else []
+        except (OSError, NotARegularFile) as err:
+            return f"log unreadable: {getattr(err, 'message', None) or err}"
         return "last log lines: " + " | ".join(lines) if lines else "no log"
 
     def adopt(self) -> None:

@@ -10,6 +10,9 @@ matches; a present blob counts only once its content has been checked
 (remembered per inode, size, mtime and ctime for the life of the process), so one
 that was corrupted or tampered with is written again by the next publish.
 Temporary files a killed process left behind are swept by `sweep()`.
+
+Every object is read only if it is a regular file: a FIFO, device or socket put in the folder is
+refused with its key (NotARegularFile), never opened for a read that would wait.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..core.errors import StoreUnavailable
+from ..core.files import open_regular, read_regular
 from ..core.hashing import file_sha256
 from ..core.store import (
     BlobMismatch,
@@ -95,7 +99,7 @@ class FolderStore(Store):
     @_unavailable_on_oserror
     def get(self, key: str) -> Versioned:
         try:
-            data = self._path(key).read_bytes()
+            data = read_regular(self._path(key), f"store object {key}")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise KeyNotFound(key) from None
         return Versioned(data, etag_of(data))
@@ -103,7 +107,7 @@ class FolderStore(Store):
     @_unavailable_on_oserror
     def read_range(self, key: str, start: int, length: int) -> bytes:
         try:
-            with open(self._path(key), "rb") as f:
+            with open_regular(self._path(key), f"store object {key}") as f:
                 f.seek(start)
                 return f.read(max(length, 0))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -158,14 +162,14 @@ class FolderStore(Store):
             return None
 
     def _copy(self, src: str | Path, dest: Path, on_bytes: Callable[[int], None] | None,
-              sha256: str | None = None) -> None:
+              sha256: str | None = None, what: str | None = None) -> None:
         """Copy through a temporary name; the final name appears only when complete (and, with
         `sha256`, only if the bytes copied hash to it: BlobMismatch otherwise)."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}")
         h = hashlib.sha256()
         try:
-            with open(src, "rb") as fin, open(tmp, "xb") as fout:
+            with open_regular(src, what) as fin, open(tmp, "xb") as fout:
                 buf = bytearray(CHUNK)
                 view = memoryview(buf)
                 while n := fin.readinto(buf):
@@ -232,9 +236,9 @@ class FolderStore(Store):
     @_unavailable_on_oserror
     def get_file(self, key: str, path: str, on_bytes: Callable[[int], None] | None = None) -> None:
         src = self._path(key)
-        if not src.is_file():
+        if not src.exists() or src.is_dir():
             raise KeyNotFound(key)
-        self._copy(src, Path(path), on_bytes)
+        self._copy(src, Path(path), on_bytes, what=f"store object {key}")
 
     def list(self, prefix: str) -> list[str]:
         return sorted(self.list_stamps(prefix))

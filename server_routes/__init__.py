@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import sys
 import threading
 
@@ -25,6 +24,7 @@ from . import (
     template_runs,
     templates,
     v2,
+    worker_door,
 )
 from .context import ComfyFacts, Context
 from .http import middleware
@@ -35,7 +35,9 @@ ROUTE_TABLES = [meta.ROUTES, templates.ROUTES, analysis.ROUTES, environments.ROU
 
 
 def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts) -> Context:
-    """Add the routes to ComfyUI's table and put the extension's middleware first."""
+    """Add the routes to ComfyUI's table and put the extension's middleware first (after the door of a
+    worker's own ComfyUI, which comes before everything)."""
+    inner = worker_door.install(app)
     ctx = Context.load(facts)
     _check_requirements(ctx)
     for table in ROUTE_TABLES:
@@ -45,9 +47,9 @@ def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts)
                 return await fn(request, ctx)
 
             routes.route(method, "/sagemaker" + path)(handler)
-    app.middlewares.insert(0, middleware(ctx))
+    app.middlewares.insert(1 if inner else 0, middleware(ctx))
     # Inside an endpoint's worker the extension only brings its nodes: no watcher, no endpoints.
-    if os.environ.get("SM_WORKER_COMFYUI") != "1":
+    if not inner:
         ctx.on_services = _start_background  # again when the Connect panel applies another configuration
         if ctx.config_error is None:
             _start_background(ctx)

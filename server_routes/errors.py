@@ -11,6 +11,7 @@ from ..core.config import ConfigRefused, RoleRaiseRefused
 from ..core.endpoints import EndpointNotFound, EndpointNotReady, InvocationFailed
 from ..core.environments import EnvironmentExists
 from ..core.fetch import DownloadFailed
+from ..core.files import NotARegularFile
 from ..core.idempotency import IdempotencyConflict, IdempotencyKeyReuse
 from ..core.jobs_v2 import InvalidWorkflow
 from ..core.parameters import InputsInvalid, ParametersInvalid
@@ -33,6 +34,7 @@ STATUS: dict[type[e.SageMakerError], int] = {
     e.TemplateExists: 409,
     e.StoreUnavailable: 502,
     e.RecordCorrupt: 502,
+    NotARegularFile: 502,  # a FIFO, device or socket where the store or disk should have a file
     BlobMismatch: 409,
     BlobCorrupt: 502,
     EnvironmentExists: 409,

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import secrets
 import signal
 import socket
 import struct
@@ -18,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+
+from .settings import INNER_SECRET_ENV, INNER_SECRET_HEADER, WORKER_COMFYUI_ENV
 
 FINAL_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
 # Whole-call deadlines for the calls a run's own deadline does not cover (the session sets none: a run's
@@ -67,10 +70,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class DoorOpen(RuntimeError):
+    """The ComfyUI answered a request without its secret: the extension's door is not in front of it."""
+
+
 class ComfyProcess:
     """One headless ComfyUI. Several share a base directory (models and custom_nodes, materialised once);
     each has its own input, output, temp and user folders under `slot_dir`, so concurrent runs never meet
-    on a file name, and a ComfyUI that restarts (it empties its temp folder at start) touches no other's."""
+    on a file name, and a ComfyUI that restarts (it empties its temp folder at start) touches no other's.
+
+    Only the worker may call it: each start gives it a new random secret (in its environment), which the
+    extension inside it requires of every request (server_routes/worker_door.py) and which every call here
+    sends. A ComfyUI that answers without the secret is not used (`check_door`)."""
 
     def __init__(self, comfyui_dir: Path, base_dir: Path, extra_args: list[str], extra_pythonpath: list[str],
                  log_path: Path, preview_method: str = "auto", slot_dir: Path | None = None,
@@ -87,6 +98,11 @@ class ComfyProcess:
         self.env = env or {}
         self.prefix = f"comfyui{' ' + label if label else ''} | ".encode()
         self.proc: subprocess.Popen | None = None
+        self.secret = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {INNER_SECRET_HEADER: self.secret}
 
     def folder(self, kind: str) -> Path:
         """Where this ComfyUI keeps `input`, `output`, `temp` or `user` files."""
@@ -100,7 +116,10 @@ class ComfyProcess:
             self.folder(kind).mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, PYTHONUNBUFFERED="1", SM_WORKER_COMFYUI="1", **self.env)
+        self.secret = secrets.token_urlsafe(32)  # a new process, a new secret
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
+        env.update({WORKER_COMFYUI_ENV: "1", INNER_SECRET_ENV: self.secret})
+        env.pop("WORKER_TOKEN", None)  # the worker's own door's secret: nothing inside its ComfyUI needs it
         if self.extra_pythonpath:
             env["PYTHONPATH"] = os.pathsep.join([*self.extra_pythonpath, env.get("PYTHONPATH", "")]).strip(os.pathsep)
         folders = []
@@ -143,16 +162,26 @@ class ComfyProcess:
             if self.proc and self.proc.poll() is not None:
                 raise RuntimeError(f"ComfyUI exited with code {self.proc.returncode}")
             if await self.alive(session):
+                await self.check_door(session)
                 return
             await asyncio.sleep(0.1)
         raise RuntimeError(f"ComfyUI did not answer within {timeout:.0f} s")
 
     async def alive(self, session: aiohttp.ClientSession) -> bool:
         try:
-            async with session.get(self.url + "/system_stats", timeout=aiohttp.ClientTimeout(total=2)) as r:
+            async with session.get(self.url + "/system_stats", headers=self.headers,
+                                   timeout=aiohttp.ClientTimeout(total=2)) as r:
                 return r.status == 200
         except (aiohttp.ClientError, asyncio.TimeoutError):
             return False
+
+    async def check_door(self, session: aiohttp.ClientSession) -> None:
+        """Fail safe: a ComfyUI that serves a caller without the secret (the extension did not load in it,
+        or an older one did) would run anyone's prompts on the endpoint. DoorOpen, and it is not used."""
+        async with session.get(self.url + "/system_stats", timeout=aiohttp.ClientTimeout(total=10)) as r:
+            if r.status != 403:
+                raise DoorOpen(f"ComfyUI answered {r.status} to a request without the worker's secret: the "
+                               "comfyui-sagemaker extension's door is not in front of it (see its log)")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -164,7 +193,7 @@ class ComfyProcess:
 
     async def node_types(self, session: aiohttp.ClientSession) -> set[str]:
         try:
-            async with session.get(self.url + "/object_info", timeout=NODE_TYPES_TIMEOUT) as r:
+            async with session.get(self.url + "/object_info", headers=self.headers, timeout=NODE_TYPES_TIMEOUT) as r:
                 return set(await r.json())
         except asyncio.TimeoutError:
             raise RuntimeError(f"ComfyUI did not list its node types within {NODE_TYPES_TIMEOUT.total:.0f} s") \
@@ -175,8 +204,10 @@ class ComfyProcess:
                   on_submitted: Callable[[str], None] = lambda prompt_id: None) -> tuple[str, dict, dict | None]:
         """Submit `prompt`, relay its events, wait for its end. Returns (final event type, outputs, error)."""
         client_id = uuid.uuid4().hex
-        async with session.ws_connect(f"{self.url}/ws?clientId={client_id}", heartbeat=30) as ws:
-            async with session.post(self.url + "/prompt", json={"prompt": prompt, "client_id": client_id}) as r:
+        async with session.ws_connect(f"{self.url}/ws?clientId={client_id}", heartbeat=30,
+                                      headers=self.headers) as ws:
+            async with session.post(self.url + "/prompt", json={"prompt": prompt, "client_id": client_id},
+                                    headers=self.headers) as r:
                 body = await r.json(content_type=None)
                 if r.status != 200:
                     raise PromptRejected(body if isinstance(body, dict) else {"error": body})
@@ -217,7 +248,7 @@ class ComfyProcess:
     async def history_outputs(self, session: aiohttp.ClientSession, prompt_id: str) -> dict:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # /history can lag execution_success a little
-            async with session.get(f"{self.url}/history/{prompt_id}") as r:
+            async with session.get(f"{self.url}/history/{prompt_id}", headers=self.headers) as r:
                 entry = (await r.json()).get(prompt_id)
             if entry and entry.get("status", {}).get("completed") is not None:
                 return entry.get("outputs") or {}
@@ -228,10 +259,11 @@ class ComfyProcess:
         """Interrupt the running prompt (only `prompt_id` if given) and drop it from the queue if still there."""
         try:
             async with session.post(self.url + "/interrupt", json={"prompt_id": prompt_id} if prompt_id else {},
-                                    timeout=INTERRUPT_TIMEOUT):
+                                    headers=self.headers, timeout=INTERRUPT_TIMEOUT):
                 pass
             if prompt_id:
-                async with session.post(self.url + "/queue", json={"delete": [prompt_id]}, timeout=INTERRUPT_TIMEOUT):
+                async with session.post(self.url + "/queue", json={"delete": [prompt_id]}, headers=self.headers,
+                                        timeout=INTERRUPT_TIMEOUT):
                     pass
         except (aiohttp.ClientError, asyncio.TimeoutError):
             pass

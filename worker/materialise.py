@@ -34,6 +34,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ..core.files import read_regular
 from ..core.hashing import file_sha256
 from ..core.packing import extract_archive
 from ..core.store import KeyNotFound, blob_key
@@ -121,6 +122,9 @@ class Materialiser:
             lock = self._blob_locks.setdefault(sha256, threading.Lock())
         with lock:
             if path.exists():
+                if not path.is_file():  # stat, as ComfyUI and the extraction will: a FIFO would hang them
+                    raise MaterialiseError(f"cached blob {sha256} is not a regular file (a FIFO, device or socket "
+                                           f"in {path.parent}): remove it")
                 return path
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{sha256}.{uuid.uuid4().hex[:8]}.part")
@@ -162,7 +166,7 @@ class Materialiser:
                                        "comfyui-sagemaker; environments never carry this extension")
             target = root / folder.name
             marker = target / DIGEST_MARKER
-            if marker.exists() and marker.read_text() == pack["archive"]["sha256"]:
+            if marker.exists() and read_regular(marker) == pack["archive"]["sha256"].encode():
                 continue
             archive = self.blob(pack["archive"]["sha256"], on_bytes)
             if target.is_symlink() or target.is_file():

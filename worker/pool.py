@@ -69,6 +69,7 @@ class Slot:
 class _Waiter:
     execution_id: str
     future: asyncio.Future
+    key: object = None  # what cancel_waiting names it by (the worker's Run: two may share an id)
 
 
 class ComfyPool:
@@ -197,7 +198,7 @@ class ComfyPool:
         self._changed()
         return slot
 
-    async def acquire(self, execution_id: str) -> Slot:
+    async def acquire(self, execution_id: str, key: object = None) -> Slot:
         """A ComfyUI for this execution, in arrival order. QueuedCancelled if cancelled while waiting."""
         if self.failed():
             raise NoComfyUI("every ComfyUI of this worker has failed")
@@ -205,7 +206,7 @@ class ComfyPool:
             slot = self._free()
             if slot is not None:
                 return self._take(slot, execution_id)
-        waiter = _Waiter(execution_id, asyncio.get_running_loop().create_future())
+        waiter = _Waiter(execution_id, asyncio.get_running_loop().create_future(), key)
         self.waiters.append(waiter)
         self._changed()
         try:
@@ -237,9 +238,10 @@ class ComfyPool:
                 self._died(slot)
         self._dispatch()
 
-    def cancel_waiting(self, execution_id: str) -> bool:
+    def cancel_waiting(self, execution_id: str, key: object = None) -> bool:
+        """Take a queued caller out of the queue: the one acquired with `key` if given, else by its id."""
         for waiter in list(self.waiters):
-            if waiter.execution_id == execution_id and not waiter.future.done():
+            if waiter.execution_id == execution_id and (key is None or waiter.key is key) and not waiter.future.done():
                 self.waiters.remove(waiter)
                 waiter.future.set_exception(QueuedCancelled(execution_id))
                 self._changed()

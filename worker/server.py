@@ -2,13 +2,15 @@
 
 - `GET /ping`: 200 when the environment is materialised and at least one ComfyUI answers, else 503;
   answered from state (never waits on a prompt), so it stays fast while prompts run.
-- `POST /invocations` `{execution_id, prompt, inputs: {filename: sha256}}`: runs one prompt on a free
-  ComfyUI (as many at once as there are ComfyUIs; the rest queue in arrival order); outputs go to the
-  store. With `Accept: application/x-ndjson` the response streams ComfyUI's events, one JSON object a
-  line, ending with `{"type": "result", "data": <result>}`. `{"action": "cancel", "execution_id"}`
-  cancels a queued or running execution, on whichever ComfyUI runs it.
+- `POST /invocations` `{execution_id, prompt, inputs: {filename: sha256}, cancel_sha256}`: runs one prompt
+  on a free ComfyUI (as many at once as there are ComfyUIs; the rest queue in arrival order); outputs go
+  to the store. With `Accept: application/x-ndjson` the response streams ComfyUI's events, one JSON
+  object a line, ending with `{"type": "result", "data": <result>}`. `{"action": "cancel", "execution_id",
+  "cancel_token"}` cancels a queued or running execution, on whichever ComfyUI runs it, if the token is
+  the one whose sha256 its invocation carried (worker/cancels.py): only the run's invoker can.
 - `GET /status`: state, reason, each ComfyUI's state (`comfyuis`), the queue, the cold start's phases
-  (`phases`) and what the worker does now (`activity`), what materialisation downloaded.
+  (`phases`) and what the worker does now (`activity`), what materialisation downloaded, how many runs
+  and early cancels the cancel book holds (`cancels`).
 
 Who may call: requests from a browser page (any `Origin` header) are refused;
 with a token (local endpoints set one each), `/invocations` and `/status` need
@@ -29,8 +31,10 @@ import time
 import aiohttp
 from aiohttp import web
 
+from ..core.cancel_tokens import DIGEST_FIELD, TOKEN_FIELD, is_digest, is_token
 from ..core.errors import SageMakerError
-from ..core.executions import CANCEL_PREFIX, ID_RE
+from ..core.executions import ID_RE
+from .cancels import MAX_ID, CancelBook, Run, interrupt_until_done, marked
 from .coldstart import ColdStart, FirstPromptTimer, StoreReport, now_iso, report_key
 from .comfy import ComfyProcess, PromptRejected
 from .devices import DevicesInvalid, plan
@@ -41,6 +45,8 @@ from .settings import TOKEN_HEADER, WorkerSettings
 
 log = logging.getLogger("comfyui_sagemaker.worker")
 NDJSON = "application/x-ndjson"
+# An output file that is missing, unsafely named, or not a regular file (a FIFO would hang the read).
+OUTPUT_ERRORS = (OSError, SageMakerError, MaterialiseError)
 
 
 def error(status: int, code: str, message: str) -> web.Response:
@@ -60,7 +66,7 @@ class Worker:
         self.session: aiohttp.ClientSession | None = None
         self.started = time.monotonic()
         self.ready_after: float | None = None
-        self.cancelled: set[str] = set()
+        self.cancels = CancelBook(early_ttl=settings.cancel_hold)
         self.report: StoreReport | None = None
         if settings.report_to_store:
             key = report_key(self.materialiser.environment, self.coldstart.started_epoch, StoreReport.instance_name())
@@ -161,7 +167,7 @@ class Worker:
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response({
-            **self.report_body(), "queue": self.pool.queued() if self.pool else [],
+            **self.report_body(), "queue": self.pool.queued() if self.pool else [], "cancels": self.cancels.size(),
             "materialise": self.materialiser.report.to_json(), "updated_at": now_iso(),
         })
 
@@ -185,11 +191,11 @@ class Worker:
         except (ValueError, UnicodeDecodeError) as err:
             return error(400, "bad_request", f"request body is not JSON: {err}")
         if isinstance(body, dict) and body.get("action") == "cancel":
-            return web.json_response(await self.cancel(str(body.get("execution_id") or "")))
+            return self.cancel(body)
         problem = self.check(body)
         if problem:
             return problem
-        execution_id = str(body.get("execution_id") or "")
+        execution_id = body.get("execution_id") or ""
         prompt = body["prompt"]
         try:
             inputs = await self.fetch_inputs(body.get("inputs") or {})
@@ -214,12 +220,16 @@ class Worker:
                 return
             if event.get("type") == "executed" and isinstance((event.get("data") or {}).get("output"), dict):
                 # Store this node's files now, so the caller can show them before the run ends.
-                output = await asyncio.to_thread(store_outputs, self.materialiser.store, held[0].comfy,
-                                                 {"n": event["data"]["output"]})
+                try:
+                    output = await asyncio.to_thread(store_outputs, self.materialiser.store, held[0].comfy,
+                                                     {"n": event["data"]["output"]})
+                except OUTPUT_ERRORS as err:  # the run's end says so (execute stores them all again)
+                    log.warning("cannot store an output of %s: %s", execution_id, err)
+                    return
                 event = {**event, "data": {**event["data"], "output": output["n"]}}
             await response.write(json.dumps(event).encode() + b"\n")
 
-        result = await self.execute(execution_id, prompt, inputs, on_event, held)
+        result = await self.execute(execution_id, prompt, inputs, on_event, held, body.get(DIGEST_FIELD))
         if progress is not None:
             await progress.flush()
         if response is None:
@@ -232,6 +242,11 @@ class Worker:
     def check(self, body: object) -> web.Response | None:
         if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict) or not body["prompt"]:
             return error(400, "bad_request", "body must be {execution_id, prompt: {...}, inputs: {name: sha256}}")
+        execution_id = body.get("execution_id") or ""
+        if not isinstance(execution_id, str) or len(execution_id) > MAX_ID:
+            return error(400, "bad_request", f"execution_id must be a string of at most {MAX_ID} characters")
+        if body.get(DIGEST_FIELD) is not None and not is_digest(body[DIGEST_FIELD]):
+            return error(400, "bad_request", f"{DIGEST_FIELD} must be a lowercase hex sha256")
         inputs = body.get("inputs") or {}
         if not isinstance(inputs, dict) or not all(isinstance(v, str) for v in inputs.values()):
             return error(400, "bad_request", "inputs must be {filename: sha256}")
@@ -252,65 +267,73 @@ class Worker:
             out.append((await asyncio.to_thread(self.materialiser.blob, sha), name, sha))
         return out
 
-    async def cancel(self, execution_id: str) -> dict:
-        """Cancel a queued or running execution (sent as an invocation: SageMaker has no other door)."""
-        if not execution_id:
-            return {"cancelled": False, "reason": "no execution_id"}
-        self.cancelled.add(execution_id)
-        slot = self.pool.running(execution_id) if self.pool else None
-        if slot is not None:
-            asyncio.get_running_loop().create_task(self._interrupt_until_done(slot, execution_id))
+    def cancel(self, body: dict) -> web.Response:
+        """Cancel a queued or running execution (sent as an invocation: SageMaker has no other door), for
+        its invoker only: the cancel's token must be the run's."""
+        execution_id, token = body.get("execution_id"), body.get(TOKEN_FIELD)
+        if not isinstance(execution_id, str) or not 0 < len(execution_id) <= MAX_ID:
+            return error(400, "bad_request", f"a cancel needs an execution_id of 1 to {MAX_ID} characters")
+        if not is_token(token):
+            return error(403, "cancel_refused", f"a cancel needs the run's {TOKEN_FIELD}: only its invoker may "
+                         "cancel it")
+        runs = self.cancels.cancel(execution_id, token)
+        if runs is None:
+            return web.json_response({"cancelled": False, "state": "unknown", "message": f"no execution "
+                                      f"{execution_id} here; the cancel holds {self.cancels.early_ttl:.0f} s for it"})
+        if not runs:
+            return error(403, "cancel_refused", f"wrong {TOKEN_FIELD} for execution {execution_id} (or it was "
+                         "invoked without one): only its invoker may cancel it")
+        answer: dict = {}
+        for run in runs:
+            answer = self._stop(run)
+        return web.json_response(answer)
+
+    def _stop(self, run: Run) -> dict:
+        slot = run.slot
+        if isinstance(slot, Slot):
+            asyncio.get_running_loop().create_task(interrupt_until_done(self.session, slot, run))
             return {"cancelled": True, "state": "running", "comfyui": slot.index}
-        if self.pool is not None and self.pool.cancel_waiting(execution_id):
-            return {"cancelled": True, "state": "queued"}
-        return {"cancelled": True, "state": "queued or unknown"}
+        if self.pool is not None:
+            self.pool.cancel_waiting(run.execution_id, key=run)
+        return {"cancelled": True, "state": "queued"}
 
-    async def _interrupt_until_done(self, slot: Slot, execution_id: str, limit: float = 60) -> None:
-        # ComfyUI clears its interrupt flag when a prompt starts, so one interrupt sent between submit
-        # and start would be lost: repeat it, aimed at this prompt only, until the run has ended.
-        deadline = time.monotonic() + limit
-        while slot.execution == execution_id and time.monotonic() < deadline:
-            if slot.prompt_id:
-                await slot.comfy.interrupt(self.session, slot.prompt_id)
-            await asyncio.sleep(0.1)
-
-    def _cancel_marked(self, execution_id: str) -> bool:
-        """SageMaker cannot route a cancel to the instance that runs a prompt: the caller leaves a marker
-        in the store (async/cancel/<execution id>) that the run's worker looks for."""
-        if not ID_RE.fullmatch(execution_id or ""):
-            return False
-        try:
-            return self.materialiser.store.size(f"{CANCEL_PREFIX}{execution_id}") is not None
-        except Exception:  # the store is the caller's: a failed look is not a cancel
-            return False
-
-    async def _watch_cancel(self, slot: Slot, execution_id: str) -> None:
-        while slot.execution == execution_id:
+    async def _watch_cancel(self, run: Run) -> None:
+        while not run.ended:
             await asyncio.sleep(self.s.cancel_poll)
-            if slot.execution == execution_id and await asyncio.to_thread(self._cancel_marked, execution_id):
-                await self.cancel(execution_id)
+            if not run.ended and await asyncio.to_thread(marked, self.materialiser.store, run):
+                run.cancelled = True
+                self._stop(run)
                 return
 
-    async def execute(self, execution_id: str, prompt: dict, inputs: list, on_event, held: list | None = None) -> dict:
+    async def execute(self, execution_id: str, prompt: dict, inputs: list, on_event, held: list | None = None,
+                      cancel_digest: str | None = None) -> dict:
+        run = self.cancels.begin(execution_id, cancel_digest)  # forgotten when the run ends
+        try:
+            return await self._execute(run, prompt, inputs, on_event, held)
+        finally:
+            self.cancels.end(run)
+
+    async def _execute(self, run: Run, prompt: dict, inputs: list, on_event, held: list | None) -> dict:
         t0 = time.monotonic()
+        execution_id = run.execution_id
         cancelled = {"code": "cancelled", "message": "cancelled"}
-        if execution_id and execution_id in self.cancelled:
+        if run.cancelled:
             return self.result(execution_id, "failed", {}, cancelled, t0, t0)
         try:
-            slot = await self.pool.acquire(execution_id)
+            slot = await self.pool.acquire(execution_id, key=run)
         except QueuedCancelled:
             return self.result(execution_id, "failed", {}, cancelled, t0, time.monotonic())
         except NoComfyUI as err:
             return self.result(execution_id, "failed", {}, {"code": "worker_error", "message": str(err)}, t0, t0)
+        run.slot = slot
         if held is not None:
             held.append(slot)
         t_start = time.monotonic()
         try:
-            if execution_id and (execution_id in self.cancelled or
-                                 await asyncio.to_thread(self._cancel_marked, execution_id)):
+            if run.cancelled or await asyncio.to_thread(marked, self.materialiser.store, run):
                 return self.result(execution_id, "failed", {}, cancelled, t0, t_start, slot)
-            watcher = asyncio.get_running_loop().create_task(self._watch_cancel(slot, execution_id)) \
-                if ID_RE.fullmatch(execution_id or "") else None
+            watcher = asyncio.get_running_loop().create_task(self._watch_cancel(run)) \
+                if run.digest and ID_RE.fullmatch(execution_id) else None
             for blob, name, sha in inputs:
                 await asyncio.to_thread(place_input, blob, name, sha, slot.comfy.folder("input"))
             timer = FirstPromptTimer(prompt) if not slot.first_prompt_done else None
@@ -348,8 +371,13 @@ class Worker:
                 self.coldstart.record("first_prompt_model_load", "first prompt's model load", seconds,
                                       comfyui=slot.index, device=slot.device.label, detail=how)
         finally:
+            run.ended = True  # before its ComfyUI goes to another run: no interrupt of this one reaches that
             self.pool.release(slot)
-        files = await asyncio.to_thread(store_outputs, self.materialiser.store, slot.comfy, outputs)
+        try:
+            files = await asyncio.to_thread(store_outputs, self.materialiser.store, slot.comfy, outputs)
+        except OUTPUT_ERRORS as err:
+            return self.result(execution_id, "failed", {}, {"code": "bad_output", "message": "an output could not "
+                               f"be stored: {getattr(err, 'message', None) or err}"}, t0, t_start, slot)
         status = "succeeded" if final == "execution_success" else "failed"
         failure = {"code": "node_error" if final == "execution_error" else "interrupted", **(err or {})}
         return self.result(execution_id, status, files, None if status == "succeeded" else failure, t0, t_start, slot)

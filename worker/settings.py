@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TOKEN_HEADER = "X-Worker-Token"
+# Each ComfyUI the worker starts has a secret of its own, in its environment; the extension inside it
+# (server_routes/worker_door.py) refuses every request without it in this header.
+WORKER_COMFYUI_ENV = "SM_WORKER_COMFYUI"
+INNER_SECRET_ENV = "SM_WORKER_COMFYUI_SECRET"
+INNER_SECRET_HEADER = "X-Worker-ComfyUI"
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class WorkerSettings:
     # marks the deploy Failed at once instead of waiting for its startup health check to expire.
     exit_after_failure: float = 60.0
     cancel_poll: float = 2.0  # how often a run looks for its cancel marker in the store
+    cancel_hold: float = 300.0  # how long a cancel that came before its run is kept (worker/cancels.py)
     # Sampler previews (ComfyUI's --preview-method): auto is latent2rgb unless TAESD decoders are installed;
     # none sends none. The page that queued a run shows them as for a local run.
     preview_method: str = "auto"
@@ -69,6 +75,7 @@ class WorkerSettings:
             token=env.get("WORKER_TOKEN") or None,
             exit_after_failure=float(env.get("WORKER_EXIT_AFTER_FAILURE", "60")),
             cancel_poll=float(env.get("WORKER_CANCEL_POLL", "2")),
+            cancel_hold=float(env.get("WORKER_CANCEL_HOLD", "300")),
             preview_method=env.get("WORKER_PREVIEW_METHOD", "auto"),
             comfyui_count=env.get("WORKER_COMFYUI_COUNT", ""),
             devices=env.get("WORKER_DEVICES", ""),

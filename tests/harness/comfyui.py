@@ -131,9 +131,11 @@ class ComfyUI:
 class Client:
     """ComfyUI's API as a test uses it: /prompt, /ws, /history, /view, /upload/image."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, headers: dict[str, str] | None = None):
         self.url = url
+        self.headers = headers or {}  # sent on every request and the websocket (a worker's ComfyUI's secret)
         self.http = requests.Session()
+        self.http.headers.update(self.headers)
 
     def get(self, path: str, **kw) -> requests.Response:
         return self.http.get(self.url + path, timeout=kw.pop("timeout", 30), **kw)
@@ -155,7 +157,7 @@ class Client:
 
     def websocket(self, client_id: str) -> websocket.WebSocket:
         ws_url = self.url.replace("http://", "ws://") + f"/ws?clientId={client_id}"
-        return websocket.create_connection(ws_url, timeout=60)
+        return websocket.create_connection(ws_url, timeout=60, header=[f"{k}: {v}" for k, v in self.headers.items()])
 
     def queue(self, prompt: dict, client_id: str | None = None) -> str:
         body = {"prompt": prompt, "client_id": client_id or uuid.uuid4().hex}

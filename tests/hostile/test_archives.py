@@ -294,3 +294,83 @@ def test_the_test_pack_round_trips(tmp_path, box):
     for rel in want:
         if (source / rel).is_file():
             assert (box / "dest" / rel).read_bytes() == (source / rel).read_bytes()
+
+
+# The entry cap counts every header read, before anything is skipped (issue 25, point 7): a 0.9 MB tar.gz
+# of 409,600 root-folder entries went past it (root entries were skipped before counting, and tarfile kept
+# every header), 101 s and 177 MiB.
+
+def _headers_read(monkeypatch) -> list[int]:
+    """How many 512-byte headers tarfile parses from here on."""
+    calls = [0]
+    frombuf = tarfile.TarInfo.frombuf.__func__
+
+    def counting(cls, buf, encoding, errors):
+        calls[0] += 1
+        return frombuf(cls, buf, encoding, errors)
+
+    monkeypatch.setattr(tarfile.TarInfo, "frombuf", classmethod(counting))
+    return calls
+
+
+def _gzip_of_repeated(path: Path, head: bytes, block: bytes, times: int, tail: bytes) -> str:
+    """head + block * times + tail, gzipped as it is made (never whole in memory)."""
+    z = gzip.GzipFile(path, "wb", compresslevel=9, mtime=0)
+    with z:
+        z.write(head)
+        for _ in range(times // 1024):
+            z.write(block * 1024)
+        z.write(block * (times % 1024))
+        z.write(tail)
+    return str(path)
+
+
+def _root_entry() -> bytes:
+    info = tarfile.TarInfo("./")
+    info.type = tarfile.DIRTYPE
+    return info.tobuf(tarfile.USTAR_FORMAT)
+
+
+def test_root_folder_entries_count_toward_the_cap(tmp_path, box):
+    root = d("./")
+    path = build(tmp_path / "roots.tar.gz", f("__init__.py"), *[root] * 50)
+    assert_refused(path, box, "more than 10 entries", max_members=10)
+
+
+def test_the_issues_archive_of_409600_root_entries_stops_at_the_cap(tmp_path, box, monkeypatch):
+    end = tarfile.NUL * (2 * tarfile.BLOCKSIZE)
+    first, _ = f("__init__.py")
+    path = _gzip_of_repeated(tmp_path / "dots.tar.gz", first.tobuf(tarfile.USTAR_FORMAT) + b"x".ljust(512, b"\0"),
+                             _root_entry(), 409_600, end)
+    assert os.path.getsize(path) < MiB
+    headers = _headers_read(monkeypatch)
+    assert_refused(path, box, f"more than {packing.MAX_MEMBERS} entries")
+    # Read as a stream that stops at the cap: not one header past it.
+    assert headers[0] == packing.MAX_MEMBERS + 1
+
+
+def test_headers_are_read_only_up_to_the_cap(tmp_path, box, monkeypatch):
+    path = build(tmp_path / "many.tar.gz", *[f(f"{i}.py") for i in range(5000)])
+    headers = _headers_read(monkeypatch)
+    assert_refused(path, box, "more than 100 entries", max_members=100)
+    assert headers[0] == 101
+
+
+def test_extended_headers_count_and_a_long_chain_of_them_is_refused(tmp_path, box):
+    def longname(name: bytes) -> bytes:
+        info = tarfile.TarInfo("././@LongLink")
+        info.type, info.size = tarfile.GNUTYPE_LONGNAME, len(name) + 1
+        data = name + b"\0"
+        return info.tobuf(tarfile.GNU_FORMAT) + data.ljust(-(-len(data) // 512) * 512, b"\0")
+
+    last, _ = f("x.py")
+    tail = last.tobuf(tarfile.GNU_FORMAT) + b"x".ljust(512, b"\0") + tarfile.NUL * 1024
+    # 2000 long-name headers in front of one file: tarfile reads them recursively (a RecursionError).
+    chain = _gzip_of_repeated(tmp_path / "chain.tar.gz", b"", longname(b"y.py"), 2000, tail)
+    assert_refused(chain, box, "more than 8 extended headers")
+    # Each extended header counts: three long-name headers and the file's own are four.
+    path = _gzip_of_repeated(tmp_path / "ext.tar.gz", b"", longname(b"a") * 3 + last.tobuf(tarfile.GNU_FORMAT)
+                             + b"x".ljust(512, b"\0"), 1, tarfile.NUL * 1024)
+    assert_refused(path, box, "more than 3 entries", max_members=3)
+    extract_archive(path, str(box / "dest"), max_members=4)
+    assert [p.name for p in (box / "dest").iterdir()] == ["a"]

@@ -4,15 +4,19 @@ worker whose ComfyUI must not outlive it. All traffic stays on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import uuid
+from pathlib import Path
 
+import aiohttp
 import psutil
 import pytest
 import requests
 from harness.envs import publish_environment
+from harness.http_server import FileServer
 from harness.waiting import wait_for
 from harness.worker import WorkerProcess
 
@@ -112,3 +116,59 @@ def test_a_killed_worker_takes_its_comfyui_with_it(manifest_uri, tmp_path):
                  timeout=30, what="the worker's ComfyUI to end with it")
     finally:
         w.stop()
+
+
+# The worker's own ComfyUI (issue 25, point 3): it listens on a loopback port, and took POST /prompt from
+# anyone on the machine, also under another site's Host or Origin (a DNS-rebinding page): prompts ran on
+# the endpoint and jumped its queue. Now only its worker, which holds its secret, comes in.
+
+SECRET_HEADER = "X-Worker-ComfyUI"
+
+
+def inner_comfyui(worker: WorkerProcess) -> tuple[str, str]:
+    """(url, secret) of the worker's ComfyUI, read as its owner (the same user) can."""
+    child = next(c for c in psutil.Process(worker.proc.pid).children() if "main.py" in " ".join(c.cmdline()))
+    cmd = child.cmdline()
+    return f"http://127.0.0.1:{cmd[cmd.index('--port') + 1]}", child.environ().get("SM_WORKER_COMFYUI_SECRET", "")
+
+
+def test_the_workers_own_comfyui_serves_only_its_worker(worker):
+    url, secret = inner_comfyui(worker)
+    own = {SECRET_HEADER: secret}
+    intruder = {"prompt": {**PROMPT, "2": {**PROMPT["2"], "inputs": {**PROMPT["2"]["inputs"],
+                                                                     "filename_prefix": "intruder"}}},
+                "client_id": "intruder"}
+    for headers in ({}, {SECRET_HEADER: "guess"}, {SECRET_HEADER: secret + "x"},
+                    {**own, "Host": f"rebound.example:{url.rsplit(':', 1)[1]}"},  # a DNS-rebinding page
+                    {**own, "Origin": "http://evil.example"}, {**own, "Origin": url}):
+        r = requests.post(url + "/prompt", json=intruder, headers=headers, timeout=30)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", (headers, r.text[:300])
+    # ComfyUI's own routes and its websocket, reads too.
+    for method, path in (("GET", "/system_stats"), ("GET", "/queue"), ("GET", "/history"), ("GET", "/object_info"),
+                         ("POST", "/interrupt"), ("POST", "/queue"), ("GET", "/"), ("GET", "/api/prompt")):
+        r = requests.request(method, url + path, json={} if method == "POST" else None, timeout=30)
+        assert r.status_code == 403, (method, path, r.status_code)
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    with requests.get(url + "/ws?clientId=intruder", headers=upgrade, stream=True, timeout=30) as ws:
+        assert ws.status_code == 403
+    # Runs through the worker still work, and nothing of the intruder's ran before them.
+    assert worker.invoke({"execution_id": "", "prompt": PROMPT}).json()["status"] == "succeeded"
+    history = requests.get(url + "/history", headers=own, timeout=30).json()
+    assert history and not any(entry["prompt"][3].get("client_id") == "intruder" for entry in history.values())
+
+
+def test_a_comfyui_that_answers_without_the_secret_is_not_used(tmp_path):
+    """Fail safe: if the extension's door is not in front of the ComfyUI (it did not load), the worker
+    does not take that ComfyUI for ready."""
+    from comfyui_sagemaker.worker.comfy import ComfyProcess, DoorOpen
+
+    async def check(url: str) -> None:
+        comfy = ComfyProcess(Path(tmp_path), Path(tmp_path), [], [], tmp_path / "log")
+        comfy.url, comfy.secret = url, "s"
+        async with aiohttp.ClientSession() as session:
+            await comfy.check_door(session)
+
+    with FileServer({"/system_stats": b"{}"}) as open_door:
+        with pytest.raises(DoorOpen, match="answered 200 to a request without the worker's secret"):
+            asyncio.run(check(open_door.url))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from comfyui_sagemaker.core.cancel_tokens import digest_of, marker, new_token
 from comfyui_sagemaker.core.executions import CANCEL_PREFIX, new_id
 from comfyui_sagemaker.local.folder_store import FolderStore
 from harness.envs import publish_environment
@@ -39,15 +40,16 @@ def setup(comfyui, tmp_path_factory):
 
 def test_a_cancel_marker_in_the_store_stops_the_run_on_whichever_instance_has_it(setup):
     worker, store, never = setup
-    execution_id = new_id()
-    r = worker.invoke({"execution_id": execution_id, "prompt": held(never)}, stream=True, timeout=120)
+    execution_id, token = new_id(), new_token()
+    r = worker.invoke({"execution_id": execution_id, "prompt": held(never), "cancel_sha256": digest_of(token)},
+                      stream=True, timeout=120)
     result = None
     for line in r.iter_lines():
         if not line:
             continue
         event = json.loads(line)
         if event["type"] == "executing" and (event["data"] or {}).get("node") == "2":
-            store.put(f"{CANCEL_PREFIX}{execution_id}", b"{}")  # what SageMakerEndpoints.cancel writes
+            store.put(f"{CANCEL_PREFIX}{execution_id}", marker(token))  # what SageMakerEndpoints.cancel writes
         if event["type"] == "result":
             result = event["data"]
     assert result["status"] == "failed" and result["error"]["code"] == "interrupted", result
@@ -55,9 +57,10 @@ def test_a_cancel_marker_in_the_store_stops_the_run_on_whichever_instance_has_it
 
 def test_a_queued_request_whose_marker_exists_never_starts(setup):
     worker, store, never = setup
-    execution_id = new_id()
-    store.put(f"{CANCEL_PREFIX}{execution_id}", b"{}")
-    result = worker.invoke({"execution_id": execution_id, "prompt": held(never)}).json()
+    execution_id, token = new_id(), new_token()
+    store.put(f"{CANCEL_PREFIX}{execution_id}", marker(token))
+    result = worker.invoke({"execution_id": execution_id, "prompt": held(never),
+                            "cancel_sha256": digest_of(token)}).json()
     assert result["status"] == "failed" and result["error"]["code"] == "cancelled", result
     assert result["outputs"] == {}
 

@@ -38,12 +38,17 @@ class Run:
     """One streamed invocation in a thread: its events as they come, then its result."""
 
     def __init__(self, worker: WorkerProcess, prompt: dict, inputs: dict | None = None):
-        self.worker, self.id = worker, uuid.uuid4().hex
-        self.body = {"execution_id": self.id, "prompt": prompt, "inputs": inputs or {}}
+        self.worker, self.id, self.token = worker, uuid.uuid4().hex, uuid.uuid4().hex
+        self.body = {"execution_id": self.id, "prompt": prompt, "inputs": inputs or {},
+                     "cancel_sha256": hashlib.sha256(self.token.encode()).hexdigest()}
         self.events: list[dict] = []
         self.result: dict | None = None
         self.thread = threading.Thread(target=self._go, daemon=True)
         self.thread.start()
+
+    def cancel(self) -> dict:
+        """Cancel it as its invoker does (with its cancel token)."""
+        return self.worker.invoke({"action": "cancel", "execution_id": self.id, "cancel_token": self.token}).json()
 
     def _go(self) -> None:
         r = self.worker.invoke(self.body, stream=True, timeout=300)
@@ -142,12 +147,12 @@ def test_three_at_once_the_rest_in_arrival_order_and_a_cancel_reaches_its_comfyu
     wait_for(lambda: worker.status()["queue"] == [d.id, e.id], timeout=30, what="the fifth queued after it")
     f = Run(worker, held(str(signals / "f")))
     wait_for(lambda: worker.status()["queue"] == [d.id, e.id, f.id], timeout=30, what="a sixth queued")
-    r = worker.invoke({"action": "cancel", "execution_id": f.id}).json()
+    r = f.cancel()
     assert r == {"cancelled": True, "state": "queued"}
     assert f.done()["error"]["code"] == "cancelled" and not f.holding()  # left the queue, never ran
     assert worker.status()["queue"] == [d.id, e.id] and not d.events and not e.events
 
-    r = worker.invoke({"action": "cancel", "execution_id": b.id}).json()
+    r = b.cancel()
     assert r["state"] == "running" and r["comfyui"] == busy[b.id]
     result_b = b.done()
     assert result_b["status"] == "failed" and result_b["error"]["code"] == "interrupted"
