@@ -94,7 +94,7 @@ def test_a_cancel_without_the_runs_token_is_refused_and_the_run_completes(rig):
     a = Run(worker, str(signals / "a"))
     wait_for(a.holding, timeout=60, what="the run held")
     b = Run(worker, str(signals / "b"))  # queued behind it
-    wait_for(lambda: worker.status()["queue"] == [b.id], timeout=30, what="the second run queued")
+    wait_for(lambda: worker.status()["queue"] == [b.id], timeout=120, what="the second run queued")
     other = new_token()
     for run in (a, b):
         for token in (None, "", other, run.token + "x", digest_of(run.token), 5, "é" * 10):
@@ -127,7 +127,7 @@ def test_the_runs_own_token_cancels_it_queued_running_or_by_marker(rig):
     wait_for(a.holding, timeout=60, what="the run held")
     b = Run(worker, str(signals / "never"))
     c = Run(worker, str(signals / "never"))
-    wait_for(lambda: worker.status()["queue"] == [b.id, c.id], timeout=30, what="two runs queued")
+    wait_for(lambda: worker.status()["queue"] == [b.id, c.id], timeout=120, what="two runs queued")
     assert cancel(worker, b.id, b.token).json() == {"cancelled": True, "state": "queued"}
     assert b.done()["error"]["code"] == "cancelled" and not b.holding()
     r = cancel(worker, a.id, a.token).json()
