@@ -39,7 +39,7 @@ from .errors import BadRequest, Conflict, Forbidden, NotFound, SageMakerError
 from .execution_outputs import OUTPUT_SUBFOLDER, OutputInvalid, Outputs
 from .execution_records import FINAL, ID_RE, INDEX, ExecutionRecords
 from .hashing import HashCache
-from .identity import Owner
+from .identity import Owner, may_change_run
 from .inputs import InputMissing, get_inputs, input_path, put_inputs
 from .store import DIGEST_RE, KeyNotFound, PreconditionFailed, Store, blob_key
 from .templates import TemplateService, now
@@ -110,7 +110,7 @@ class ExecutionNotFound(NotFound):
 
 
 class NotYourRun(Forbidden):
-    """Someone else's run: only a designer may cancel it."""
+    """Someone else's run: only a designer's single-user ComfyUI may cancel it (core/identity.py)."""
 
     code = "forbidden_for_role"
 
@@ -446,15 +446,32 @@ class ExecutionService:
             self._live.pop(record["id"], None)
             self._etags.pop(record["id"], None)
 
-    def cancel(self, execution_id: str, role: str = "designer", user: str | None = None) -> dict:
-        record = self.get(execution_id, user)
+    def check_may_change(self, record: dict, role: str, user: str | None, shared: bool = False) -> None:
+        """NotYourRun (403) unless this request may cancel or otherwise change `record`: the one check every
+        face's change of a run goes through (core/identity.py's may_change_run)."""
+        if may_change_run(role, self.is_mine(record, user), shared):
+            return
+        owner = Owner.from_json(record.get("owner"))
+        whose = "an older version's" if owner is None else \
+            f"{owner.user} on {owner.name}'s" if owner.user else f"{owner.name}'s"
+        if role == "designer":
+            raise NotYourRun(f"execution {record['id']} is {whose}: here (under --multi-user, or through the "
+                             "gateway) each user cancels only their own runs; a designer cancels someone else's "
+                             "from a single-user ComfyUI")
+        raise NotYourRun(f"execution {record['id']} is {whose}; only a designer can cancel someone else's run")
+
+    def cancel(self, execution_id: str, role: str = "designer", user: str | None = None, shared: bool = False) -> dict:
+        """Cancel a queued or running run: NotYourRun unless the caller may (check_may_change), Conflict once
+        it has ended. `shared`: several people act here as one role (--multi-user, the gateway)."""
+        record = self.get(execution_id, user, localise=False)
+        self.check_may_change(record, role, user, shared)
         if record["state"] in FINAL:
             raise Conflict(f"execution {execution_id} is {record['state']}; only a queued or running one can be "
                            "cancelled")
         with self._lock:
             live = self._live.get(execution_id)
         if live is None:
-            return self._cancel_elsewhere(record, role, user)
+            return self._cancel_elsewhere(record, user)
         was_running = live["state"] == "running"
         # Mark it first: the worker's "interrupted" answer may reach _run before the cancel call returns.
         self._update(live, state="cancelled", finished_at=now(), error={"code": "cancelled",
@@ -469,13 +486,9 @@ class ExecutionService:
         self._to_page(live, "execution_interrupted", {"prompt_id": live["prompt_id"], "node_id": None,
                                                       "node_type": None, "executed": []})
 
-    def _cancel_elsewhere(self, record: dict, role: str, user: str | None) -> dict:
-        """A run of another ComfyUI (or one this ComfyUI lost in a restart): a designer may end it through
-        compare-and-swap; its owner sees that and stops it, and a SageMaker worker sees the marker."""
-        if not self.is_mine(record, user) and role != "designer":
-            owner = Owner.from_json(record.get("owner"))
-            raise NotYourRun(f"execution {record['id']} is {owner.name if owner else 'an older version'}'s; only a "
-                             "designer can cancel someone else's run")
+    def _cancel_elsewhere(self, record: dict, user: str | None) -> dict:
+        """A run another process follows (another ComfyUI, a gateway replica), checked by the caller: ended
+        through compare-and-swap; its follower sees that and stops it, and a SageMaker worker sees the marker."""
         by = self.owner_for(user)
 
         def cancelled(stored: dict) -> dict | None:

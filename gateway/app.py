@@ -97,6 +97,10 @@ class GatewayContext:
     def user(self, request) -> None:
         return None
 
+    # Every caller holds the same token and every replica is one owner: callers change the gateway's own runs,
+    # never a ComfyUI's (core/identity.py's may_change_run), whatever the configured role.
+    shared = True
+
 
 def make_app(ctx: GatewayContext) -> web.Application:
     draining = asyncio.Event()

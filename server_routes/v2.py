@@ -94,7 +94,7 @@ async def v2_get_job(request: web.Request, ctx: Context) -> web.Response:
 async def v2_cancel_job(request: web.Request, ctx: Context) -> web.Response:
     return json_ok(await asyncio.to_thread(ctx.services.jobs_v2.cancel, environment(request),
                                            request.match_info["id"], mount(request), ctx.config.role,
-                                           ctx.user(request)))
+                                           ctx.user(request), ctx.shared))
 
 
 async def v2_job_events(request: web.Request, ctx: Context) -> web.StreamResponse:
