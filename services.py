@@ -169,6 +169,9 @@ class EndpointsRouter(Endpoints):
     def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
         return self._owner(name).invoke(name, body, on_event)
 
+    def resume(self, name: str, execution_id: str, resume: dict, on_event: Callable[[dict], None]) -> dict:
+        return self._owner(name).resume(name, execution_id, resume, on_event)
+
     def cancel(self, name: str, execution_id: str) -> None:
         owner = self._owner(name)
         if hasattr(owner, "cancel"):
@@ -211,8 +214,10 @@ class Services:
     """
 
     def __init__(self, config: Config, host: Host | None = None, state_dir: Path | None = None,
-                 send_event: Callable[..., None] | None = None, owner: Owner | None = None):
+                 send_event: Callable[..., None] | None = None, owner: Owner | None = None,
+                 follow_ttl: float | None = None):
         self.config = config
+        self.follow_ttl = follow_ttl  # how long a follower lease of runs lives unrenewed (core/followers.py)
         self.host = host
         self._owner = owner  # who runs are made by, when not this ComfyUI's instance (the gateway)
         self.state_dir = Path(state_dir) if state_dir else Path(config.store_path).parent
@@ -230,6 +235,8 @@ class Services:
         """Replaced by another configuration's services: stop watching and maintaining; what is in flight
         (runs, uploads already started, endpoints) finishes on this store."""
         self.closed.set()
+        if "executions" in self.__dict__:  # its runs in flight go on; finding others' orphans is the new one's
+            self.__dict__["executions"].sweeper.stop()
         for name in ("input_watcher", "changes"):
             if name in self.__dict__:  # only what was made
                 try:
@@ -297,7 +304,8 @@ class Services:
         svc = ExecutionService(self.store, self.templates, self.environments, self.endpoints, self.host,
                                self.hash_cache, self.send_event, synced=synced, owner=self.owner,
                                native=self.host.native_queue() if hasattr(self.host, "native_queue") else None,
-                               webhooks=self.webhooks)
+                               webhooks=self.webhooks, role=self.config.role,
+                               **({"follow_ttl": self.follow_ttl} if self.follow_ttl else {}))
         svc.listeners.append(self.live_jobs)
         return svc
 

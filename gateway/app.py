@@ -5,6 +5,8 @@
   is reached by must be loopback, its --host address, or in allowed_hosts;
 - `GET /health` (no token: `{"ok", "draining"}` only, 503 while stopping) for the load balancer;
 - an access log line per request on stdout (never a header: no token in it);
+- runs it follows hold a lease in the store, renewed while it lives: if it is killed outright, another
+  replica (or itself, started again) takes them over or fails them once the lease expires (core/followers.py);
 - SIGTERM (or SIGINT): stop accepting, let requests in flight finish within --drain-seconds (event
   streams end: their clients reconnect to another replica), then wait the rest of that time for the
   runs this replica follows; those still running are failed (`interrupted`) and stopped on their endpoint,
@@ -70,7 +72,7 @@ class GatewayContext:
     """What the shared handlers get as `ctx` (server_routes/context.py's Context, for a process without
     ComfyUI): the configuration, the services on it, a headless host."""
 
-    def __init__(self, config: Config, config_dir: Path | None, listen: str):
+    def __init__(self, config: Config, config_dir: Path | None, listen: str, follow_ttl: float | None = None):
         self._config = config
         self.config_dir = config_dir
         self.config_error = None
@@ -80,7 +82,7 @@ class GatewayContext:
         self.host = HeadlessHost(EXTENSION_DIR)
         self.state_dir = config_dir or Path(tempfile.mkdtemp(prefix="sagemaker-gateway-"))
         self._services = Services(config, self.host, self.state_dir,
-                                  owner=gateway_owner(store_uri(config), config.display_name))
+                                  owner=gateway_owner(store_uri(config), config.display_name), follow_ttl=follow_ttl)
         self._services.reload_config = lambda: config_mod.load(config_dir)
 
     @property
@@ -141,11 +143,14 @@ def check(config: Config) -> None:
                              "COMFYUI_SAGEMAKER_TOKEN")
 
 
-def serve(config_dir: Path | None, host: str, port: int, drain_seconds: float) -> int:
+def serve(config_dir: Path | None, host: str, port: int, drain_seconds: float,
+          run_lease_seconds: float | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(name)s %(message)s")
     config = config_mod.load(config_dir)
     check(config)
-    ctx = GatewayContext(config, config_dir, host)
+    if run_lease_seconds is not None and not 1 <= run_lease_seconds <= 3600:
+        raise ConfigInvalid("--run-lease-seconds must be from 1 to 3600")
+    ctx = GatewayContext(config, config_dir, host, run_lease_seconds)
     return asyncio.run(_run(ctx, host, port, drain_seconds))
 
 
@@ -161,6 +166,8 @@ async def _run(ctx: GatewayContext, host: str, port: int, drain_seconds: float) 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     services = ctx.services
+    # Runs a killed replica (or this one's previous life) left: taken over or failed (core/followers.py).
+    services.executions.sweeper.start()
     log.info("comfyui-sagemaker gateway %s listening on http://%s:%d; store %s; runs owned by %s (%s)", __version__,
              host, port, store_uri(ctx.config), services.owner.instance, services.owner.name)
     await stop.wait()

@@ -92,6 +92,8 @@ def _background(ctx: Context) -> None:
         "sweeping temporary files": svc.sweep,
         "failing this ComfyUI's interrupted executions": lambda: svc.executions.fail_interrupted(),
         "re-adopting local endpoints": lambda: svc.endpoints.provider("local").adopt(),
+        # Runs whose follower (a ComfyUI or gateway replica on the store) was killed: taken over or failed.
+        "looking for runs whose follower stopped": lambda: svc.executions.sweeper.start(),
     }
     if not first:  # a configuration applied while ComfyUI runs: no restart interrupted anything
         del steps["failing this ComfyUI's interrupted executions"], steps["re-adopting local endpoints"]
