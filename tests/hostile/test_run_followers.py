@@ -193,6 +193,45 @@ def test_the_sweep_costs_a_listing_of_the_runs_in_flight_not_the_records(tmp_pat
         artist.pool.shutdown(wait=True)
 
 
+def test_an_async_sagemaker_run_says_where_its_result_lands_and_another_process_reads_it(aws_env, tmp_path):
+    """What makes a SageMaker async run resumable: the invocation tells its follower where the result lands
+    (the record keeps it), and a process that takes it over reads the result from there."""
+    import io
+
+    import boto3
+    from botocore.response import StreamingBody
+    from botocore.stub import Stubber
+    from comfyui_sagemaker.aws import runtime
+
+    store = FolderStore(tmp_path / "store")
+    sm_runtime = boto3.client("sagemaker-runtime", region_name="us-east-1")
+    s3 = boto3.client("s3", region_name="us-east-1")
+    events: list[dict] = []
+
+    class Killed(Exception):
+        pass
+
+    def on_event(event):
+        events.append(event)
+        raise Killed  # the invoking process dies right after SageMaker accepted the request
+
+    with Stubber(sm_runtime) as rt:
+        rt.add_response("invoke_endpoint_async", {"InferenceId": "x", "OutputLocation": "s3://bkt/out/x.out",
+                                                  "FailureLocation": "s3://bkt/fail/x.out"})
+        with pytest.raises(Killed):
+            runtime.invoke_async(sm_runtime, s3, store, "s3://bkt/pre", "ep", {"execution_id": "x", "prompt": {}},
+                                 on_event, timeout=600)
+    (resumable,) = events
+    assert resumable["type"] == "sagemaker.resumable"
+    resume = resumable["data"]["resume"]
+    assert resume["output"] == "s3://bkt/out/x.out" and resume["failure"] == "s3://bkt/fail/x.out"
+    with Stubber(s3) as s3_stub:
+        s3_stub.add_response("get_object", {"Body": StreamingBody(io.BytesIO(b'{"status": "succeeded"}'), 23)},
+                             {"Bucket": "bkt", "Key": "out/x.out"})
+        assert runtime.follow_async(s3, store, "ep", "x", json.loads(json.dumps(resume)), lambda e: None) == {
+            "status": "succeeded"}
+
+
 # The gateway as deployed: a replica SIGKILLed while it follows a v2 job on a local endpoint; another replica
 # (started after it died, as a restart would be) fails the job once the lease expires.
 
