@@ -84,3 +84,67 @@ def test_a_publish_refused_while_planning_leaves_the_lease_and_the_name_free(tmp
     with pytest.raises(Exception, match="no templates"):
         a.publish("Env2")  # planning refuses it (nothing to publish)
     assert a.leases.current("Env2") is None and a.canonical("Env2") is None
+
+
+# --- idempotency keys expire (the Comfy API v2's 24 hours) and are removed ------------------------------------
+
+class Clock:
+    def __init__(self, t: float):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class CountingStore(FolderStore):
+    def __init__(self, root):
+        super().__init__(root)
+        self.calls: list[str] = []
+
+    def get(self, key):
+        self.calls.append("get")
+        return super().get(key)
+
+    def list_page(self, folder, start_after="", limit=1000):
+        self.calls.append("list_page")
+        return super().list_page(folder, start_after, limit)
+
+
+def test_idempotency_keys_past_24_hours_are_gone_and_the_sweep_reads_only_those(tmp_path):
+    from comfyui_sagemaker.core.idempotency import Claim, Idempotency, Replay
+
+    store = CountingStore(tmp_path / "store")
+    clock = Clock(1_800_000_000.0)
+    keys = Idempotency(store, clock)
+    old = [keys.begin(f"jobs.env1.{'a' * 12}", f"old-{i}", "fp") for i in range(3)]
+    for claim in old:
+        keys.finish(claim, 201, {"id": claim.key})
+    clock.t += 23 * 3600
+    young = keys.begin(f"assets.{'b' * 12}.alice", "young", "fp")
+    keys.finish(young, 201, {"id": "young"})
+    clock.t += 3600 + 1  # the old ones are 24 h and 1 s old; the young one 1 h
+    assert isinstance(keys.begin(f"assets.{'b' * 12}.alice", "young", "fp"), Replay)  # still in force
+    store.calls.clear()
+    assert keys.remove_expired() == 3
+    for claim in old:
+        assert not store.exists(claim.key)
+    assert store.exists(young.key)
+    assert len(store.list("idempotency/expiry/")) == 1  # the young one's marker
+    # An expired key used again is a new request (lazily, on read), and the sweep leaves that claim alone.
+    clock.t += 24 * 3600 + 1
+    again = keys.begin(f"assets.{'b' * 12}.alice", "young", "other body")
+    assert isinstance(again, Claim)
+    assert keys.remove_expired() == 0 and store.exists(young.key)
+
+
+def test_the_idempotency_sweep_costs_what_has_expired_not_every_key(tmp_path):
+    from comfyui_sagemaker.core.idempotency import Idempotency
+
+    store = CountingStore(tmp_path / "store")
+    clock = Clock(1_800_000_000.0)
+    keys = Idempotency(store, clock)
+    for i in range(200):
+        keys.finish(keys.begin("assets.cccccccccccc", f"k{i}", "fp"), 200, {"i": i})
+    store.calls.clear()
+    assert keys.remove_expired() == 0
+    assert store.calls == ["list_page"]  # nothing expired: one listing (one LIST on S3), nothing read
