@@ -76,7 +76,7 @@ def versions_of(store: Store, name: str) -> list[int]:
 class EnvironmentService:
     def __init__(self, store: Store, templates: TemplateService, host: Host, jobs: JobManager,
                  hash_cache: HashCache, max_instances: int, hooks: EndpointHooks | None = None,
-                 leases: Leases | None = None, changed: Callable[[], None] = lambda: None):
+                 leases: Leases | None = None, changed: Callable[[], None] = lambda: None, temp=None):
         self.store = store
         self.templates = templates
         self.host = host
@@ -86,6 +86,7 @@ class EnvironmentService:
         self.hooks = hooks or EndpointHooks()
         self.leases = leases  # one publish/deploy of an environment at a time, across ComfyUIs
         self.changed = changed  # tell the other ComfyUIs on the store
+        self.temp = temp  # core.scratch.Scratch: where a publish makes its packs
 
     # reading
 
@@ -204,7 +205,7 @@ class EnvironmentService:
             try:
                 try:
                     result = publish.run_publish(job, plan, self.store, self.hash_cache, self._write_manifest,
-                                                 self.host.node_types_by_pack())
+                                                 self.host.node_types_by_pack(), self.temp)
                 except BaseException:
                     if claimed and not self.versions(name):
                         self.store.delete(_folder(name) + "claim.json")  # nothing published: free the name

@@ -129,7 +129,7 @@ class ExecutionService:
                  hash_cache: HashCache, send: Callable[[str, dict, str | None], None], max_workers: int = 32,
                  synced: Callable[[str], str | None] = lambda name: None, owner: Owner | None = None,
                  native: NativeQueue | None = None, webhooks=None, role: str = "designer",
-                 follow_ttl: float = followers.TTL):
+                 follow_ttl: float = followers.TTL, temp=None):
         self.store = store
         self.records = ExecutionRecords(store)
         self.templates = templates
@@ -141,7 +141,7 @@ class ExecutionService:
         self.synced = synced
         self.owner = owner or Owner("local", "this ComfyUI")
         self.native = native or NoNativeQueue()
-        self.outputs = Outputs(store, lambda: self.host.output_dir())
+        self.outputs = Outputs(store, lambda: self.host.output_dir(), temp)
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sagemaker-execution")
         self._live: dict[str, dict] = {}
         self._etags: dict[str, str] = {}

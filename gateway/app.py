@@ -26,6 +26,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..core import config as config_mod
+from ..core import scratch
 from ..core.config import Config
 from ..core.errors import ConfigInvalid
 from ..core.version import __version__
@@ -36,6 +37,7 @@ from ..services import Services, store_uri
 from .host import HeadlessHost, gateway_owner
 
 log = logging.getLogger("comfyui_sagemaker.gateway")
+STATE_PREFIX = "sagemaker-gateway-"
 ACCESS_FORMAT = '%a "%r" %s %b %Tfs "%{User-Agent}i"'
 EXTENSION_DIR = Path(__file__).resolve().parent.parent
 
@@ -80,7 +82,9 @@ class GatewayContext:
         # "0.0.0.0" among the addresses makes the guard require the token everywhere, loopback included.
         self.facts = Facts(tuple({listen, "0.0.0.0"}))
         self.host = HeadlessHost(EXTENSION_DIR)
-        self.state_dir = config_dir or Path(tempfile.mkdtemp(prefix="sagemaker-gateway-"))
+        # Without a configuration folder, a state folder of its own, named after this process so that the next
+        # gateway started on this machine removes it once this one is gone (core/scratch.py).
+        self.state_dir = config_dir or Path(tempfile.mkdtemp(prefix=f"{STATE_PREFIX}{scratch.owner_tag()}-"))
         self._services = Services(config, self.host, self.state_dir,
                                   owner=gateway_owner(store_uri(config), config.display_name), follow_ttl=follow_ttl)
         self._services.reload_config = lambda: config_mod.load(config_dir)
@@ -166,8 +170,13 @@ async def _run(ctx: GatewayContext, host: str, port: int, drain_seconds: float) 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     services = ctx.services
-    # Runs a killed replica (or this one's previous life) left: taken over or failed (core/followers.py).
+    # Runs a killed replica (or this one's previous life) left: taken over or failed (core/followers.py); and
+    # the temporary files a killed gateway left (uploads being received, its own state folder).
     services.executions.sweeper.start()
+    swept = await asyncio.to_thread(lambda: services.sweep() + scratch.sweep(tempfile.gettempdir(), (STATE_PREFIX,),
+                                                                              unknown_after=None))
+    if swept:
+        log.info("removed %d temporary file(s) a stopped process left", len(swept))
     log.info("comfyui-sagemaker gateway %s listening on http://%s:%d; store %s; runs owned by %s (%s)", __version__,
              host, port, store_uri(ctx.config), services.owner.instance, services.owner.name)
     await stop.wait()

@@ -148,3 +148,99 @@ def test_the_idempotency_sweep_costs_what_has_expired_not_every_key(tmp_path):
     store.calls.clear()
     assert keys.remove_expired() == 0
     assert store.calls == ["list_page"]  # nothing expired: one listing (one LIST on S3), nothing read
+
+
+# --- what a killed process was writing is swept at the next start, however young -------------------------------
+
+WRITER = """
+import os, sys, time
+from pathlib import Path
+from comfyui_sagemaker.core.scratch import Scratch
+from comfyui_sagemaker.local.folder_store import FolderStore
+
+root = Path(sys.argv[1])
+store, scratch = FolderStore(root / "store"), Scratch(root / "state" / "tmp")
+fd, _ = scratch.file("asset")  # an upload being received
+os.write(fd, b"x" * 1000)
+scratch.dir("publish")  # packs being made for a publish
+src = root / f"model-{os.getpid()}.bin"
+src.write_bytes(os.urandom(9 * 1024 * 1024))
+
+def held(n):  # a blob half copied into the store: the process is killed here
+    (root / f"writing-{os.getpid()}").touch()
+    time.sleep(600)
+
+store.put_blob("0" * 64, str(src), on_bytes=held)
+"""
+
+
+def writer(root):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(root)], env={**os.environ},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+
+def temporary(root) -> set[str]:
+    return {str(p) for p in (root / "store").rglob(".tmp-*")} | {str(p) for p in (root / "state" / "tmp").glob("*")}
+
+
+def test_a_sigkilled_writers_temporary_files_are_swept_at_the_next_start_even_if_young(tmp_path):
+    from comfyui_sagemaker.core.scratch import Scratch
+
+    killed, alive = writer(tmp_path), None
+    try:
+        wait_for(lambda: (tmp_path / f"writing-{killed.pid}").exists(), 60, "the writer mid-copy")
+        left = temporary(tmp_path)
+        assert len(left) == 3, left  # a store temp file, an upload, a publish folder: seconds old
+        killed.kill()
+        killed.wait(10)
+        alive = writer(tmp_path)  # another process writing right now, on the same store and state folder
+        wait_for(lambda: (tmp_path / f"writing-{alive.pid}").exists(), 60, "the other writer mid-copy")
+        being_written = temporary(tmp_path) - left
+        # The next start (services.sweep(): the store's sweep and our scratch folder's, among others).
+        FolderStore(tmp_path / "store").sweep()
+        Scratch(tmp_path / "state" / "tmp").sweep()
+        assert temporary(tmp_path) == being_written and len(being_written) == 3  # the live writer's stay
+    finally:
+        for proc in (killed, alive):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+@pytest.mark.comfyui
+def test_a_v2_upload_cut_by_a_sigkill_is_in_our_folder_and_swept_when_the_gateway_starts_again(tmp_path):
+    import socket
+
+    from harness.gateway import TOKEN, Gateway
+
+    config = tmp_path / "config"
+    env = {"COMFYUI_SAGEMAKER_STORE": "folder", "COMFYUI_SAGEMAKER_STORE_PATH": str(tmp_path / "store")}
+    first = Gateway(tmp_path, env=env, config_dir=config).start()
+    second = None
+    sock = socket.create_connection(("127.0.0.1", first.port), timeout=30)
+    try:
+        boundary = "leftover"
+        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n'
+                "Content-Type: image/png\r\n\r\n").encode()
+        total = len(head) + 25 * 1024 * 1024
+        sock.sendall((f"POST /sagemaker/v2/E1/api/v2/assets HTTP/1.1\r\nHost: 127.0.0.1:{first.port}\r\n"
+                      f"Authorization: Bearer {TOKEN}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+                      f"Content-Length: {total}\r\n\r\n").encode() + head + b"\0" * (4 * 1024 * 1024))
+        scratch = config / "tmp"
+        # The upload is being received into our own folder (not the system's temporary folder).
+        wait_for(lambda: scratch.is_dir() and any(p.stat().st_size > 0 for p in scratch.iterdir()), 60,
+                 "the upload's temporary file in the gateway's folder")
+        first.proc.kill()  # SIGKILL mid-upload: nothing is cleaned on the way out
+        first.proc.wait(10)
+        assert list(scratch.iterdir())  # left behind, seconds old
+        second = Gateway(tmp_path, env=env, config_dir=config).start()
+        wait_for(lambda: not list(scratch.iterdir()), 60, "the next gateway to sweep it")
+    finally:
+        sock.close()
+        first.stop()
+        if second is not None:
+            second.stop()
