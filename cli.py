@@ -136,7 +136,7 @@ def _config_dir(args: argparse.Namespace) -> Path | None:
 def _gateway(args: argparse.Namespace) -> int:
     from .gateway.app import serve
 
-    return serve(_config_dir(args), args.host, args.port, args.drain_seconds)
+    return serve(_config_dir(args), args.host, args.port, args.drain_seconds, args.run_lease_seconds)
 
 
 def _webhook_secret(args: argparse.Namespace) -> int:
@@ -332,6 +332,9 @@ def parser() -> argparse.ArgumentParser:
     gw.add_argument("--port", type=int, default=8189, help="port (default %(default)s)")
     gw.add_argument("--drain-seconds", type=float, default=30.0, help="on SIGTERM, how long requests and runs in "
                     "flight may take to finish (default %(default)s)")
+    gw.add_argument("--run-lease-seconds", type=float, default=60.0, help="how long the runs this replica "
+                    "follows outlive it if it is killed before another replica takes them over or fails them "
+                    "(default %(default)s; each replica looks every half of its own)")
     gw.set_defaults(func=_gateway)
     ws = sub.add_parser("webhook-secret", help="print the webhook signing secret of this configuration (made on "
                         "first use, kept in the configuration folder, readable by you only)")

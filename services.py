@@ -32,6 +32,8 @@ from .core.jobs import JobManager
 from .core.jobs_v2 import JobsV2
 from .core.leases import Leases
 from .core.models import ModelService
+from .core.scratch import HIDDEN, Scratch
+from .core.scratch import sweep as sweep_temporary
 from .core.store import Store
 from .core.template_runs import TemplateRuns
 from .core.templates import TemplateService
@@ -171,6 +173,9 @@ class EndpointsRouter(Endpoints):
     def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
         return self._owner(name).invoke(name, body, on_event)
 
+    def resume(self, name: str, execution_id: str, resume: dict, on_event: Callable[[dict], None]) -> dict:
+        return self._owner(name).resume(name, execution_id, resume, on_event)
+
     def cancel(self, name: str, execution_id: str, token: str) -> None:
         owner = self._owner(name)
         if hasattr(owner, "cancel"):
@@ -214,8 +219,9 @@ class Services:
 
     def __init__(self, config: Config, host: Host | None = None, state_dir: Path | None = None,
                  send_event: Callable[..., None] | None = None, owner: Owner | None = None,
-                 makes_webhook_secret: bool = True):
+                 makes_webhook_secret: bool = True, follow_ttl: float | None = None):
         self.config = config
+        self.follow_ttl = follow_ttl  # how long a follower lease of runs lives unrenewed (core/followers.py)
         self.host = host
         self._owner = owner  # who runs are made by, when not this ComfyUI's instance (the gateway)
         self.state_dir = Path(state_dir) if state_dir else Path(config.store_path).parent
@@ -236,6 +242,8 @@ class Services:
         """Replaced by another configuration's services: stop watching and maintaining; what is in flight
         (runs, uploads already started, endpoints) finishes on this store."""
         self.closed.set()
+        if "executions" in self.__dict__:  # its runs in flight go on; finding others' orphans is the new one's
+            self.__dict__["executions"].sweeper.stop()
         for name in ("input_watcher", "changes"):
             if name in self.__dict__:  # only what was made
                 try:
@@ -286,7 +294,7 @@ class Services:
         hooks = EndpointHooks(running=e.running, deploy=e.deploy, remove=e.remove, state=e.state, check=e.check)
         return EnvironmentService(self.store, self.templates, self.host, self.jobs, self.hash_cache,
                                   self.config.max_instances, hooks, leases=self.leases,
-                                  changed=lambda: self.changes.touch("environments"))
+                                  changed=lambda: self.changes.touch("environments"), temp=self.scratch)
 
     @cached_property
     def owner(self) -> Owner:
@@ -303,7 +311,8 @@ class Services:
         svc = ExecutionService(self.store, self.templates, self.environments, self.endpoints, self.host,
                                self.hash_cache, self.send_event, synced=synced, owner=self.owner,
                                native=self.host.native_queue() if hasattr(self.host, "native_queue") else None,
-                               webhooks=self.webhooks)
+                               webhooks=self.webhooks, role=self.config.role, temp=self.scratch,
+                               **({"follow_ttl": self.follow_ttl} if self.follow_ttl else {}))
         svc.listeners.append(self.live_jobs)
         return svc
 
@@ -349,7 +358,7 @@ class Services:
     @cached_property
     def template_runs(self) -> TemplateRuns:
         return TemplateRuns(self.templates, self.store, lambda: self.host.input_dir() if self.host else None,
-                            lambda: self.assets)
+                            lambda: self.assets, self.scratch)
 
     @cached_property
     def jobs_v2(self) -> JobsV2:
@@ -396,11 +405,26 @@ class Services:
         return ModelService(self.host.model_folders, self.hash_cache, self.jobs,
                             lambda: list(self.live_config().download_allowed_hosts))
 
+    @cached_property
+    def scratch(self) -> Scratch:
+        """Our folder for temporary files (uploads being received, packs being made, blobs being checked)."""
+        return Scratch(self.state_dir / "tmp")
+
     def sweep(self) -> list[str]:
-        """Temporary files a killed ComfyUI left in the store and the model folders (S3 multipart
-        leftovers are the bucket's lifecycle rule's job)."""
+        """Temporary files killed processes left, whatever their age once their writer is known dead
+        (core/scratch.py): in the store, our scratch folder, our state, the endpoints' state, ComfyUI's
+        input, output and model folders (S3 multipart leftovers are the bucket's lifecycle rule's job)."""
+        from .core.execution_outputs import OUTPUT_SUBFOLDER, OUTPUT_TEMP
+        from .core.inputs import INPUT_TEMPS
+
         removed = list(getattr(self.store, "sweep", lambda: [])())
-        if self.host is not None:
+        removed += self.scratch.sweep()
+        removed += sweep_temporary(self.state_dir, (HIDDEN,), unknown_after=None)
+        for endpoint in (self.state_dir / "endpoints").glob("*/"):  # their state.json, not their workers' trees
+            removed += sweep_temporary(endpoint, (HIDDEN,), unknown_after=None)
+        if self.host is not None and self.host.input_dir() is not None:
+            removed += sweep_temporary(self.host.input_dir(), INPUT_TEMPS)
+            removed += sweep_temporary(self.host.output_dir() / OUTPUT_SUBFOLDER, (OUTPUT_TEMP,), recursive=True)
             removed += self.models.sweep()
         return removed
 

@@ -127,10 +127,29 @@ def invoke_async(runtime: Any, s3: Any, store: Store, store_uri: str, endpoint: 
             RequestTTLSeconds=ttl)
     except (ClientError, BotoCoreError) as err:
         raise InvocationFailed(f"SageMaker refused the async request: {_message(err)}") from None
-    output, failure = _s3_location(r["OutputLocation"]), _s3_location(r.get("FailureLocation") or "")
-    deadline = time.monotonic() + timeout
+    # Accepted: the result lands in S3 whoever waits for it, so another process can follow the run from here
+    # if this one dies (core/followers.py); the execution record keeps where to look and until when.
+    resume = {"output": r["OutputLocation"], "failure": r.get("FailureLocation") or "",
+              "until": time.time() + timeout}
+    on_event({"type": "sagemaker.resumable", "data": {"resume": resume}})
+    return follow_async(s3, store, endpoint, execution_id, resume, on_event, still_there, sleep)
+
+
+def follow_async(s3: Any, store: Store, endpoint: str, execution_id: str, resume: dict,
+                 on_event: Callable[[dict], None], still_there: Callable[[], bool] = lambda: True,
+                 sleep: Callable[[float], None] = time.sleep) -> dict:
+    """Wait for an accepted async request's result (`resume`: its output and failure locations and the time
+    it is given up), relaying the worker's progress; from the invocation, or from a process taking it over."""
+    from botocore.exceptions import ClientError
+
+    try:
+        output, failure = _s3_location(str(resume["output"])), _s3_location(str(resume.get("failure") or ""))
+        until = float(resume["until"])
+    except (KeyError, TypeError, ValueError):
+        raise InvocationFailed("the async request cannot be followed: where its result lands is unknown") from None
+    deadline = time.monotonic() + max(0.0, until - time.time())
     delay, seen = 0.2, (0, 0)
-    while time.monotonic() < deadline:
+    while True:
         for (bucket, key), failed in ((output, False), (failure, True)):
             if not key:
                 continue
@@ -151,12 +170,14 @@ def invoke_async(runtime: Any, s3: Any, store: Store, store_uri: str, endpoint: 
                 raise InvocationFailed(f"the endpoint's result at s3://{bucket}/{key} cannot be read (not a JSON "
                                        "object)")
             return result
+        if time.monotonic() >= deadline:
+            break
         seen = _relay_progress(store, execution_id, seen, on_event)
         if not still_there():
             raise InvocationFailed(f"endpoint {endpoint} was deleted while the run waited")
         sleep(delay)
         delay = min(delay * 1.5, 5.0)
-    raise InvocationFailed(f"no async result after {timeout:.0f} s; the run is marked failed")
+    raise InvocationFailed("no async result in the time it was given; the run is marked failed")
 
 
 def _relay_progress(store: Store, execution_id: str, seen: tuple[int, int],

@@ -683,11 +683,23 @@ class SageMakerEndpoints(Endpoints):
             on_event({"type": "sagemaker.note", "data": {
                 "message": "waiting for an instance: the endpoint scaled in to zero and is scaling out for this run"}})
 
+        return runtime.invoke_async(runtime_client, self.store.s3, self.store, self.store_uri,
+                                    endpoint["endpoint_name"], body, on_event,
+                                    still_there=self._still_there(endpoint["endpoint_name"]))
+
+    def _still_there(self, endpoint_name: str) -> Callable[[], bool]:
         def still_there() -> bool:
             try:
-                return self._describe(endpoint["endpoint_name"]) is not None
+                return self._describe(endpoint_name) is not None
             except Exception:  # a passing error is not a deletion
                 return True
 
-        return runtime.invoke_async(runtime_client, self.store.s3, self.store, self.store_uri,
-                                    endpoint["endpoint_name"], body, on_event, still_there=still_there)
+        return still_there
+
+    def resume(self, name: str, execution_id: str, resume: dict, on_event: Callable[[dict], None]) -> dict:
+        """An async run another process invoked and stopped following: its result still lands in S3."""
+        if self.store is None:
+            raise InvocationFailed("async endpoints need the S3 store")
+        endpoint = self.get(name)
+        return runtime.follow_async(self.store.s3, self.store, endpoint["endpoint_name"], execution_id, resume,
+                                    on_event, self._still_there(endpoint["endpoint_name"]))

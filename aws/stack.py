@@ -148,6 +148,9 @@ def template() -> dict:
                         {"Id": "expired-execution-records", "Status": "Enabled",
                          "ExpirationInDays": {"Ref": "ExecutionRecordsExpireDays"},
                          "Prefix": {"Fn::Sub": "${StorePrefix}/executions/"}},
+                        # Idempotency keys live 24 hours (the Comfy API v2's window; core/idempotency.py).
+                        {"Id": "expired-idempotency-keys", "Status": "Enabled", "ExpirationInDays": 1,
+                         "Prefix": {"Fn::Sub": "${StorePrefix}/idempotency/"}},
                         {"Id": "unfinished-uploads", "Status": "Enabled",
                          "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2}},
                     ]},

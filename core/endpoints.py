@@ -82,6 +82,12 @@ class Endpoints(ABC):
         for each of ComfyUI's events as they arrive. Blocks: call it off the event loop.
         EndpointNotReady before anything is sent; InvocationFailed if no result comes back."""
 
+    def resume(self, name: str, execution_id: str, resume: dict, on_event: Callable[[dict], None]) -> dict:
+        """Follow a run an invocation started and its process stopped following (core/followers.py): `resume`
+        is what that invocation said in its `sagemaker.resumable` event. Like invoke's answer; InvocationFailed
+        where the endpoint cannot answer for a run to anyone but its invoker (streams: local, real-time)."""
+        raise InvocationFailed(f"{self.kind} endpoints answer a run only to the process that invoked it")
+
     def stop(self, name: str) -> dict:
         """Stop the endpoint without removing what it runs (billing stops); its view, state Stopped.
         EndpointNotFound; EndpointStateConflict if it is stopped already."""

@@ -103,7 +103,7 @@ def versions_of(store: Store, name: str) -> list[int]:
 class EnvironmentService:
     def __init__(self, store: Store, templates: TemplateService, host: Host, jobs: JobManager,
                  hash_cache: HashCache, max_instances: int, hooks: EndpointHooks | None = None,
-                 leases: Leases | None = None, changed: Callable[[], None] = lambda: None):
+                 leases: Leases | None = None, changed: Callable[[], None] = lambda: None, temp=None):
         self.store = store
         self.templates = templates
         self.host = host
@@ -113,6 +113,7 @@ class EnvironmentService:
         self.hooks = hooks or EndpointHooks()
         self.leases = leases  # one publish/deploy of an environment at a time, across ComfyUIs
         self.changed = changed  # tell the other ComfyUIs on the store
+        self.temp = temp  # core.scratch.Scratch: where a publish makes its packs
 
     # reading
 
@@ -251,18 +252,32 @@ class EnvironmentService:
             chosen = [self.templates.get(t).to_json() for t in templates]
         if self.jobs.running("publish", name.lower()):
             raise Conflict(f"environment {name!r} is being published already; wait for it or cancel it")
-        snap = {**self.host.snapshot(), "python_packages": snapshot.package_lock()}
-        plan = publish.make_plan(name, chosen, include, endpoint, snap, self.host.model_index(),
-                                 self.host.analyze)
-        claimed = self._claim(name)
+        # Held from the moment the publish is asked for, across every ComfyUI on the store: a second publish
+        # asked while this one plans (the snapshot takes seconds) or runs is refused, never a second version.
         lease = self.leases.acquire(name, "publishing") if self.leases else None  # DeployInProgress: 409
-        self.changed()
+        claimed = False
+        try:
+            snap = {**self.host.snapshot(), "python_packages": snapshot.package_lock()}
+            plan = publish.make_plan(name, chosen, include, endpoint, snap, self.host.model_index(),
+                                     self.host.analyze)
+            claimed = self._claim(name)
+            self.changed()
+            return self.jobs.start("publish", name.lower(), self._publish_task(name, plan, chosen, endpoint, bind,
+                                                                                claimed, lease))
+        except BaseException:
+            if claimed and not self.versions(name):
+                self.store.delete(_folder(name) + "claim.json")  # nothing published: free the name
+            if lease is not None:
+                self.leases.release(lease)
+            raise
 
+    def _publish_task(self, name: str, plan: publish.Plan, chosen: list[dict], endpoint: dict | None, bind: bool,
+                      claimed: bool, lease) -> Callable[[Job], dict]:
         def task(job: Job) -> dict:
             try:
                 try:
                     result = publish.run_publish(job, plan, self.store, self.hash_cache, self._write_manifest,
-                                                 self.host.node_types_by_pack())
+                                                 self.host.node_types_by_pack(), self.temp)
                 except BaseException:
                     if claimed and not self.versions(name):
                         self.store.delete(_folder(name) + "claim.json")  # nothing published: free the name
@@ -283,12 +298,7 @@ class EnvironmentService:
                     self.leases.release(lease)
                 self.changed()
 
-        try:
-            return self.jobs.start("publish", name.lower(), task)
-        except BaseException:
-            if lease is not None:
-                self.leases.release(lease)
-            raise
+        return task
 
     def deploy(self, name: str, version: int | None = None) -> dict:
         """Deploy (or update) the endpoint of an environment's version, under its lease."""

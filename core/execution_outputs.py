@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from . import scratch
 from .errors import SageMakerError
 from .hashing import file_sha256
 from .store import Store, blob_key
@@ -26,10 +26,15 @@ class OutputInvalid(SageMakerError):
     code = "bad_output"
 
 
+# Temporary names under output/sagemaker/ while a file is copied there (core/scratch.py: swept at start).
+OUTPUT_TEMP = ".sagemaker-output-"
+
+
 class Outputs:
-    def __init__(self, store: Store, output_dir: Callable[[], Path | None]):
+    def __init__(self, store: Store, output_dir: Callable[[], Path | None], temp: scratch.Scratch | None = None):
         self.store = store
         self.output_dir = output_dir
+        self.temp = temp  # where a blob is checked when there is no output folder (the gateway)
 
     def localise(self, execution_id: str, output: dict) -> dict:
         """A node's output files copied under output/; the items point at the copies."""
@@ -66,7 +71,7 @@ class Outputs:
         dest = Path(folder) / subfolder / name
         if not (dest.is_file() and file_sha256(dest) == digest):
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{name}.{uuid.uuid4().hex}.part")
+            tmp = dest.with_name(scratch.temp_name(OUTPUT_TEMP, ".part"))
             try:
                 self.store.get_file(blob_key(digest), str(tmp))
                 if file_sha256(tmp) != digest:
@@ -79,9 +84,7 @@ class Outputs:
 
     def _check(self, digest: str, name: str) -> int:
         """The blob's size once its bytes are read and match their digest (nothing kept)."""
-        import tempfile
-
-        fd, tmp = tempfile.mkstemp(prefix=".sagemaker-output-")
+        fd, tmp = (self.temp or scratch.system()).file("output")
         os.close(fd)
         try:
             self.store.get_file(blob_key(digest), tmp)

@@ -12,6 +12,9 @@
 - `executions/index/state/<final state>/<inv>...`: written when a run ends.
 - `executions/inflight/<owner>/<id>`: while a run is queued or running. A ComfyUI restarting fails
   its own in-flight runs from here: its start-up work grows with its runs in flight, nothing else.
+- `executions/inflight/<owner>/<id>.<follower>`: beside it, the process that follows the run (its record's
+  `follower`, whose lease is `executions/inflight/<follower>.json`, core/followers.py): one listing of the
+  in-flight folder tells who follows what, without reading a record.
 - `executions/<id>.json`: records an older version wrote (no owner); readable by id, never
   rewritten, not listed, removed by retention.
 """
@@ -118,9 +121,12 @@ class ExecutionRecords:
         return None
 
     def create(self, record: dict) -> str:
-        """The new record and its index markers; returns the record's ETag."""
+        """The new record and its index markers; returns the record's ETag. Its follower's marker goes first:
+        a run is never in the store without one once it names a follower."""
         owner = Owner.from_json(record.get("owner"))
         name = marker_name(record["id"], owner, record.get("template"))
+        if record.get("follower"):
+            self.mark_follower(record, record["follower"])
         etag = self.store.create(self.key(record["id"]), _dump(record))
         self.store.put(f"{INFLIGHT}{owner.key if owner else 'unowned'}/{record['id']}", b"")
         folders = [f"{INDEX}all/", f"{INDEX}owner/{owner.key if owner else 'unowned'}/"]
@@ -135,13 +141,41 @@ class ExecutionRecords:
         return self.store.replace(self.key(record["id"]), _dump(record), if_match=etag)
 
     def ended(self, record: dict) -> None:
-        """A run ended: its state marker, and it leaves the in-flight folder."""
+        """A run ended: its state marker, and it leaves the in-flight folder (with its follower's marker)."""
         owner = Owner.from_json(record.get("owner"))
         if record["state"] in FINAL:
             name = marker_name(record["id"], owner, record.get("template"))
             self.store.put(f"{INDEX}state/{record['state']}/{name}", b"")
         try:
             self.store.delete(f"{INFLIGHT}{owner.key if owner else 'unowned'}/{record['id']}")
+        except KeyNotFound:
+            pass
+        if record.get("follower"):
+            self.unmark_follower(record, record["follower"])
+
+    def forget_inflight(self, execution_id: str) -> None:
+        """A run whose record cannot be read leaves the in-flight folder (its markers, whoever's): nobody can end
+        it by its record. Rare: one listing of the in-flight folder."""
+        for key in self.store.list(INFLIGHT):
+            name = key.rsplit("/", 1)[-1]
+            if name == execution_id or name.startswith(execution_id + "."):
+                try:
+                    self.store.delete(key)
+                except KeyNotFound:
+                    pass
+
+    def follower_key(self, record: dict, follower: str) -> str:
+        owner = Owner.from_json(record.get("owner"))
+        return f"{INFLIGHT}{owner.key if owner else 'unowned'}/{record['id']}.{follower}"
+
+    def mark_follower(self, record: dict, follower: str) -> None:
+        self.store.put(self.follower_key(record, follower), b"")
+
+    def unmark_follower(self, record: dict, follower: str | None) -> None:
+        if not follower:
+            return
+        try:
+            self.store.delete(self.follower_key(record, follower))
         except KeyNotFound:
             pass
 
@@ -169,6 +203,15 @@ class ExecutionRecords:
         holds only those, so this grows with runs in flight, not with the records."""
         keys = list(self._all(f"{INFLIGHT}{owner_key}/")) if owner_key else self.store.list(INFLIGHT)
         return sorted((k.rsplit("/", 1)[-1] for k in keys if ID_RE.fullmatch(k.rsplit("/", 1)[-1])), reverse=True)
+
+    def inflight_of(self, instance: str) -> list[str]:
+        """Ids of runs in flight of one ComfyUI, all its --multi-user users included, newest first."""
+        ids = []
+        for key in self.store.list(INFLIGHT):
+            owner, _, name = key[len(INFLIGHT):].rpartition("/")
+            if (owner == instance or owner.startswith(instance + ".")) and ID_RE.fullmatch(name):
+                ids.append(name)
+        return sorted(ids, reverse=True)
 
     def _all(self, folder: str) -> Iterator[str]:
         after = ""

@@ -14,7 +14,9 @@ under --multi-user), the template version and the environment version it ran.
 Records are written with compare-and-swap (core/execution_records.py): a run
 that a designer cancelled from another ComfyUI is seen cancelled here (its
 owner polls its runs in flight) and stops, and nothing here rewrites it. A
-ComfyUI restarting fails only its own runs left in flight.
+ComfyUI restarting fails only its own runs left in flight. Each run names the process that follows it,
+which holds a lease in the store while it lives: a run whose follower was killed outright is taken over
+(where its endpoint can still answer for it) or failed by another process on the store (core/followers.py).
 
 Other faces (the Comfy API v2, the gateway) follow runs through `listeners` (every event of a run, with
 its execution id) and hand over inputs already in the store (`stored_inputs`); a run may carry a
@@ -32,13 +34,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
-from . import cancel_tokens, preflight
+from . import cancel_tokens, followers, preflight
 from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, InvocationFailed
 from .errors import BadRequest, Conflict, ExecutionCorrupt, Forbidden, NotFound, SageMakerError
 from .execution_outputs import OUTPUT_SUBFOLDER, OutputInvalid, Outputs
 from .execution_records import FINAL, ID_RE, INDEX, ExecutionRecords, parse_record
 from .hashing import HashCache
-from .identity import Owner
+from .identity import Owner, may_change_run
 from .inputs import InputMissing, get_inputs, input_path, put_inputs
 from .store import DIGEST_RE, KeyNotFound, PreconditionFailed, Store, blob_key
 from .templates import TemplateService, now
@@ -92,6 +94,7 @@ class NativeQueue:
 NoNativeQueue = NativeQueue
 
 PREVIEW = "sagemaker.preview"  # a sampler preview from the worker (worker/comfy.py)
+RESUMABLE = "sagemaker.resumable"  # from an endpoint (aws/runtime.py): {resume: what Endpoints.resume needs}
 MAX_PREVIEW_BYTES = 4 * 1024 * 1024
 RELAYED = ("execution_start", "execution_cached", "executing", "progress", "progress_state", "executed",
            "execution_success", "execution_error", "execution_interrupted")
@@ -110,7 +113,7 @@ class ExecutionNotFound(NotFound):
 
 
 class NotYourRun(Forbidden):
-    """Someone else's run: only a designer may cancel it."""
+    """Someone else's run: only a designer's single-user ComfyUI may cancel it (core/identity.py)."""
 
     code = "forbidden_for_role"
 
@@ -133,7 +136,8 @@ class ExecutionService:
     def __init__(self, store: Store, templates: TemplateService, environments, endpoints: Endpoints, host,
                  hash_cache: HashCache, send: Callable[[str, dict, str | None], None], max_workers: int = 32,
                  synced: Callable[[str], str | None] = lambda name: None, owner: Owner | None = None,
-                 native: NativeQueue | None = None, webhooks=None):
+                 native: NativeQueue | None = None, webhooks=None, role: str = "designer",
+                 follow_ttl: float = followers.TTL, temp=None):
         self.store = store
         self.records = ExecutionRecords(store)
         self.templates = templates
@@ -145,7 +149,7 @@ class ExecutionService:
         self.synced = synced
         self.owner = owner or Owner("local", "this ComfyUI")
         self.native = native or NoNativeQueue()
-        self.outputs = Outputs(store, lambda: self.host.output_dir())
+        self.outputs = Outputs(store, lambda: self.host.output_dir(), temp)
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sagemaker-execution")
         self._live: dict[str, dict] = {}
         self._etags: dict[str, str] = {}
@@ -158,6 +162,11 @@ class ExecutionService:
         # Called with (execution id, event kind, data) for every event of a run this process follows, and
         # ("sagemaker.execution", summary) on each change of its record.
         self.listeners: list[Callable[[str, str, dict], None]] = []
+        # This process's lease as the follower of its runs, and the sweep that finds the runs of followers that
+        # died (core/followers.py); the sweep runs once its owner starts it.
+        self.follower = followers.Follower(store, self.owner, follow_ttl)
+        self.sweeper = followers.Sweeper(store, self.follower, self.take_over,
+                                         lambda f: role == "designer" or f.startswith(self.owner.instance + "-"))
 
     # records
 
@@ -362,9 +371,10 @@ class ExecutionService:
         validate = getattr(self.host, "validate", None)
         outputs_to_execute = preflight.comfy_validation(
             validate(prompt) if validate is not None and not analysis["missing"] else None, manifest)
+        follower = self.follower.hold()
         record = {
             "id": new_id(self.owner.instance), "prompt_id": uuid.uuid4().hex, "template": template,
-            "template_version": template_version,
+            "template_version": template_version, "follower": follower,
             "environment": name, "environment_version": manifest.get("version"), "endpoint": name,
             "owner": self.owner_for(user).to_json(), "client_id": client_id if isinstance(client_id, str) else None,
             "state": "queued", "created_at": now(), "started_at": None, "finished_at": None, "inputs": inputs,
@@ -372,9 +382,14 @@ class ExecutionService:
         }
         if webhook is not None:
             record["webhook"] = webhook
-        with self._lock:
-            self._etags[record["id"]] = self.records.create(record)
-            self._live[record["id"]] = record
+        try:
+            with self._lock:
+                self._etags[record["id"]] = self.records.create(record)
+                self._live[record["id"]] = record
+        except BaseException:
+            self.records.unmark_follower(record, follower)
+            self.follower.drop()
+            raise
         self.send("sagemaker.execution", self.summary(record, user), None)
         self._native(self.native.started, record, prompt, workflow, outputs_to_execute)
         self._watch()
@@ -385,6 +400,11 @@ class ExecutionService:
         kind = event.get("type")
         if kind == "sagemaker.note":  # a remark on the run (e.g. waiting for an instance), shown in the list
             self._update(record, note=(event.get("data") or {}).get("message"))
+            return
+        if kind == RESUMABLE:  # the endpoint accepted it and can answer for it to another follower: how
+            resume = (event.get("data") or {}).get("resume")
+            if isinstance(resume, dict):
+                self._update(record, resume=resume)
             return
         if kind == PREVIEW and record["state"] not in FINAL:
             self._preview(record, event.get("data") or {})
@@ -443,6 +463,7 @@ class ExecutionService:
 
     def _run(self, record: dict, prompt: dict) -> None:
         if record["state"] in FINAL:
+            self._finished(record)
             return
         token = cancel_tokens.new_token()
         with self._lock:  # before "running": a cancel that sees it running has the token to send
@@ -450,8 +471,24 @@ class ExecutionService:
         self._update(record, state="running", started_at=now())
         body = {"execution_id": record["id"], "prompt": prompt, "inputs": record["inputs"],
                 cancel_tokens.DIGEST_FIELD: cancel_tokens.digest_of(token)}
+        self._follow(record, lambda: self.endpoints.invoke(record["endpoint"], body, lambda e: self._relay(record, e)))
+
+    def _resume(self, record: dict) -> None:
+        """A run taken over from a follower that died: its endpoint answers for it from where it is. Its cancel
+        token died with that follower: the endpoint cannot be asked to stop it (it runs to its end there)."""
+        self._follow(record, lambda: self.endpoints.resume(record["endpoint"], record["id"], record["resume"],
+                                                           lambda e: self._relay(record, e)))
+
+    def _follow(self, record: dict, answer: Callable[[], dict]) -> None:
         try:
-            result = self.endpoints.invoke(record["endpoint"], body, lambda e: self._relay(record, e))
+            self._conclude(record, answer)
+        finally:
+            # Its end is written (or the store failed: then another process's sweep fails it, core/followers.py).
+            self._finished(record)
+
+    def _conclude(self, record: dict, answer: Callable[[], dict]) -> None:
+        try:
+            result = answer()
         except (InvocationFailed, EndpointNotReady, SageMakerError) as err:
             result = {"status": "failed", "outputs": {}, "error": {"code": err.code, "message": err.message}}
         except Exception as err:  # never leave a run stuck in "running"
@@ -474,20 +511,40 @@ class ExecutionService:
             self._relayed.pop(record["id"], None)
         self._update(record, state=status, finished_at=now(), outputs=outputs, error=error,
                      timings=result.get("timings"))
+
+    def _finished(self, record: dict) -> None:
         with self._lock:
             self._live.pop(record["id"], None)
             self._etags.pop(record["id"], None)
             self._cancel_tokens.pop(record["id"], None)
+        self.follower.drop()
 
-    def cancel(self, execution_id: str, role: str = "designer", user: str | None = None) -> dict:
-        record = self.get(execution_id, user)
+    def check_may_change(self, record: dict, role: str, user: str | None, shared: bool = False) -> None:
+        """NotYourRun (403) unless this request may cancel or otherwise change `record`: the one check every
+        face's change of a run goes through (core/identity.py's may_change_run)."""
+        if may_change_run(role, self.is_mine(record, user), shared):
+            return
+        owner = Owner.from_json(record.get("owner"))
+        whose = "an older version's" if owner is None else \
+            f"{owner.user} on {owner.name}'s" if owner.user else f"{owner.name}'s"
+        if role == "designer":
+            raise NotYourRun(f"execution {record['id']} is {whose}: here (under --multi-user, or through the "
+                             "gateway) each user cancels only their own runs; a designer cancels someone else's "
+                             "from a single-user ComfyUI")
+        raise NotYourRun(f"execution {record['id']} is {whose}; only a designer can cancel someone else's run")
+
+    def cancel(self, execution_id: str, role: str = "designer", user: str | None = None, shared: bool = False) -> dict:
+        """Cancel a queued or running run: NotYourRun unless the caller may (check_may_change), Conflict once
+        it has ended. `shared`: several people act here as one role (--multi-user, the gateway)."""
+        record = self.get(execution_id, user, localise=False)
+        self.check_may_change(record, role, user, shared)
         if record["state"] in FINAL:
             raise Conflict(f"execution {execution_id} is {record['state']}; only a queued or running one can be "
                            "cancelled")
         with self._lock:
             live = self._live.get(execution_id)
         if live is None:
-            return self._cancel_elsewhere(record, role, user)
+            return self._cancel_elsewhere(record, user)
         was_running = live["state"] == "running"
         # Mark it first: the worker's "interrupted" answer may reach _run before the cancel call returns.
         self._update(live, state="cancelled", finished_at=now(), error={"code": "cancelled",
@@ -504,14 +561,11 @@ class ExecutionService:
         self._to_page(live, "execution_interrupted", {"prompt_id": live["prompt_id"], "node_id": None,
                                                       "node_type": None, "executed": []})
 
-    def _cancel_elsewhere(self, record: dict, role: str, user: str | None) -> dict:
-        """A run of another ComfyUI (or one this ComfyUI lost in a restart): a designer may end it through
-        compare-and-swap; its owner sees that and stops it at the worker with the run's cancel token, which
-        only the owner holds (a run whose owner is gone runs on to its end there, its record cancelled)."""
-        if not self.is_mine(record, user) and role != "designer":
-            owner = Owner.from_json(record.get("owner"))
-            raise NotYourRun(f"execution {record['id']} is {owner.name if owner else 'an older version'}'s; only a "
-                             "designer can cancel someone else's run")
+    def _cancel_elsewhere(self, record: dict, user: str | None) -> dict:
+        """A run another process follows (another ComfyUI, a gateway replica), checked by the caller: ended
+        through compare-and-swap; its follower sees that and stops it at the worker with the run's cancel token,
+        which only the follower holds (a run whose follower is gone runs on to its end there, its record
+        cancelled)."""
         by = self.owner_for(user)
 
         def cancelled(stored: dict) -> dict | None:
@@ -566,37 +620,94 @@ class ExecutionService:
                     self.send("sagemaker.execution", self.summary(record), None)
 
     def fail_interrupted(self) -> int:
-        """At start-up: this ComfyUI's runs left queued or running by its previous life are failed, with the
-        reason, by compare-and-swap. Others' runs are theirs; the work grows with our runs in flight only."""
-        n = 0
-        for execution_id in self.records.inflight(self.owner.key):
-            def failed(stored: dict) -> dict | None:
-                if stored.get("state") not in ("queued", "running") or not self.is_mine(stored):
-                    return None
-                return {**stored, "state": "failed", "finished_at": now(),
-                        "error": {"code": "interrupted", "message": "ComfyUI restarted while this execution ran"}}
+        """At start-up: this ComfyUI's runs (its --multi-user users' too) left queued or running by its previous
+        life are taken over (take_over: followed again where their endpoint can answer, else failed with the
+        reason). A run another process took over meanwhile is that one's; others' runs are theirs. The work
+        grows with the runs in flight only."""
+        mine = self.owner.instance + "-"
 
-            try:
-                record = self.records.swap(execution_id, failed)
-                if record is not None:
-                    self._ended(record)
-                stored = self.records.read(execution_id)
-            except ExecutionCorrupt:  # logged; it cannot be failed, but it leaves our in-flight folder
-                record, stored = None, None
-            # Ended (by us now, or by someone before): it leaves our in-flight folder either way.
-            self.records.ended({**(stored[0] if stored else {"id": execution_id, "state": "gone"}),
-                                "owner": self.owner.to_json()})
-            n += record is not None
-        return n
+        def previous_life(follower: str | None) -> bool:  # a record of an older version names no follower
+            return follower is None or (follower.startswith(mine) and follower != self.follower.id)
+
+        return sum(self.take_over(execution_id, previous_life, "ComfyUI restarted while this execution ran")
+                   in ("failed", "followed") for execution_id in self.records.inflight_of(self.owner.instance))
+
+    def take_over(self, execution_id: str, is_dead: Callable[[str | None], bool], reason: str) -> str:
+        """A run whose follower died (`is_dead(its follower id)`): followed from here if its endpoint can still
+        answer for it (Endpoints.resume), else failed with `reason`, by compare-and-swap. Returns "followed",
+        "failed", "ended" (it had ended: its in-flight markers are cleared), "stale" (no record, or another
+        follower has it) or "live" (this process follows it)."""
+        if self.live(execution_id):
+            return "live"
+        try:
+            got = self.records.read(execution_id)
+        except ExecutionCorrupt:  # logged; it can be neither failed nor followed: it leaves the in-flight folder
+            self.records.forget_inflight(execution_id)
+            return "ended"
+        if got is None:
+            return "stale"
+        record = got[0]
+        if record.get("state") in FINAL:
+            self.records.ended(record)
+            return "ended"
+        if record.get("state") not in ("queued", "running") or not is_dead(record.get("follower")):
+            return "stale"
+        if isinstance(record.get("resume"), dict) and hasattr(self.endpoints, "resume"):
+            return self._follow_again(record, is_dead, reason)
+
+        def failed(stored: dict) -> dict | None:
+            if stored.get("state") not in ("queued", "running") or not is_dead(stored.get("follower")):
+                return None
+            return {**stored, "state": "failed", "finished_at": now(), "error": {"code": "interrupted",
+                                                                                 "message": reason}}
+
+        done = self.records.swap(execution_id, failed)
+        if done is None:
+            return "stale"
+        self.records.ended(done)
+        self._ended(done)
+        # Its cancel token died with its follower: the endpoint runs it to its end (within its time limit).
+        summary = self.summary(done)
+        self.send("sagemaker.execution", summary, None)
+        self._tell(execution_id, "sagemaker.execution", summary)
+        return "failed"
+
+    def _follow_again(self, record: dict, is_dead: Callable[[str | None], bool], reason: str) -> str:
+        me = self.follower.hold()
+        self.records.mark_follower(record, me)  # before the record names it: see core/execution_records.py
+
+        def claimed(stored: dict) -> dict | None:
+            if stored.get("state") not in ("queued", "running") or not is_dead(stored.get("follower")):
+                return None
+            return {**stored, "follower": me, "note": f"followed again: {reason}"}
+
+        mine = None
+        try:
+            mine = self.records.swap(record["id"], claimed)
+        finally:
+            if mine is None:  # lost the race, or the store failed: not ours to follow
+                self.records.unmark_follower(record, me)
+                self.follower.drop()
+        if mine is None:
+            return "stale"
+        self.records.unmark_follower(record, record.get("follower"))
+        got = self.records.read(record["id"])
+        with self._lock:
+            self._live[record["id"]] = mine
+            self._etags[record["id"]] = got[1] if got else ""
+        self._watch()
+        self.pool.submit(self._resume, mine)
+        return "followed"
 
     def drain(self, timeout: float, why: str) -> int:
         """A process stopping (the gateway): wait up to `timeout` s for the runs it follows to end, then fail
         the others with `why` and ask their endpoints to stop them. The number failed so."""
+        self.sweeper.stop()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
                 if not self._live:
-                    return 0
+                    break
             time.sleep(0.05)
         with self._lock:
             left = list(self._live.values())
@@ -607,6 +718,7 @@ class ExecutionService:
                 self._stop(live, was_running)
             except SageMakerError:
                 pass
+        self.follower.close()  # its runs are ended: nothing is left for another process to take over
         return len(left)
 
     def apply_retention(self, days: int, keep_blobs: Callable[[], set[str] | KeepAll]) -> int:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from . import scratch
 from .errors import SageMakerError
 from .files import open_regular
 
@@ -155,7 +156,9 @@ class HashCache:
                 entries = dict(self._entries)
             data = json.dumps({"version": CACHE_VERSION, "entries": entries}, separators=(",", ":"))
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+            # Named after this process (core/scratch.py): one a killed ComfyUI left is swept at start.
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f"{scratch.HIDDEN}{scratch.owner_tag()}-",
+                                       suffix=f".{self.path.name}")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as f:
                     f.write(data)

@@ -6,11 +6,16 @@ so every process on it (ComfyUIs, gateway replicas) agrees:
 - the same key with another body is refused (`idempotency_key_reuse`, 422);
 - a retry while the first request is still being handled is refused (`idempotency_conflict`, 409 with
   Retry-After); a claim older than STALE_S (its process died) is taken over;
-- keys expire after 24 hours; a request that failed leaves no key behind (the retry runs anew); a record
-  that cannot be read counts as expired (core/unreadable.py).
+- keys expire 24 hours after the first request (the Comfy API v2's window); a request that failed leaves no
+  key behind (the retry runs anew); a record that cannot be read counts as expired (core/unreadable.py).
 
 `idempotency/<scope>/<sha256 of the key>.json` holds {fingerprint, state, created_at, response}: created
-exclusively by the first request, finished or removed by it with compare-and-swap.
+exclusively by the first request, finished or removed by it with compare-and-swap. An expired one is taken
+over by the next request with its key (lazily, on read) and removed by a designer's hourly maintenance
+(`remove_expired`): each claim first writes an empty marker `idempotency/expiry/<UTC time>.<scope>.<sha256>`
+in one folder whose names sort by time, so the sweep lists only what has expired (one LIST per 1,000, then a
+GET and two DELETEs each; an idle store costs one LIST an hour). On S3 the stack's lifecycle rule expires
+`idempotency/` after a day as well, at no request cost.
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from .errors import BadRequest, Conflict, SageMakerError
 from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
+from .store import check_key as check_store_key
 from .unreadable import Unreadable, load_object, report
 
 PREFIX = "idempotency/"
+EXPIRY = PREFIX + "expiry/"
 TTL_S = 24 * 3600
 STALE_S = 600
 RETRY_AFTER_S = 1
@@ -59,6 +67,7 @@ class Claim:
     key: str
     etag: str
     fingerprint: str
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -98,14 +107,23 @@ class Idempotency:
     def _key(self, scope: str, key: str) -> str:
         return f"{PREFIX}{scope}/{hashlib.sha256(key.encode()).hexdigest()}.json"
 
+    @staticmethod
+    def _marker(store_key: str, created_at: float) -> str:
+        scope, name = store_key[len(PREFIX):].rsplit("/", 1)
+        when = datetime.fromtimestamp(created_at, timezone.utc).strftime("%Y%m%dT%H%M%S")
+        return f"{EXPIRY}{when}.{scope}.{name.removesuffix('.json')}"
+
     def begin(self, scope: str, key: str, fp: str) -> Claim | Replay:
         """Claim the key for a new request, or the recorded response to replay. Raises
         IdempotencyKeyReuse (another body) or IdempotencyConflict (still in flight)."""
         store_key = self._key(scope, check_key(key))
-        record = {"fingerprint": fp, "state": "in_flight", "created_at": self.clock(), "response": None}
+        created = self.clock()
+        record = {"fingerprint": fp, "state": "in_flight", "created_at": created, "response": None}
+        marker = self._marker(store_key, created)
+        self.store.put(marker, b"")  # before the claim: no claim is ever left that the sweep cannot find
         for _ in range(5):
             try:
-                return Claim(store_key, self.store.create(store_key, json.dumps(record).encode()), fp)
+                return Claim(store_key, self.store.create(store_key, json.dumps(record).encode()), fp, created)
             except KeyExists:
                 pass
             try:
@@ -116,11 +134,14 @@ class Idempotency:
             age = self.clock() - held["created_at"] if held else 0.0
             expired = held is None or age > TTL_S  # one that cannot be read is taken over, as an expired one
             stale = held is not None and held.get("state") == "in_flight" and age > STALE_S
-            if expired or stale:
+            if expired or stale:  # lazily on read: an expired key is a new one
                 try:
-                    return Claim(store_key, self.store.replace(store_key, json.dumps(record).encode(), got.etag), fp)
+                    return Claim(store_key, self.store.replace(store_key, json.dumps(record).encode(), got.etag), fp,
+                                 created)
                 except (PreconditionFailed, KeyNotFound):
                     continue
+            if self._marker(store_key, float(held.get("created_at") or 0)) != marker:
+                self._forget(marker)  # the key is held by an earlier request: its own marker stands
             if held.get("fingerprint") != fp:
                 raise IdempotencyKeyReuse("this Idempotency-Key was used with another request body; use a new key "
                                           "for a new request")
@@ -130,8 +151,9 @@ class Idempotency:
         raise IdempotencyConflict("this Idempotency-Key is contended; retry shortly")
 
     def finish(self, claim: Claim, status: int, response: dict) -> None:
-        record = {"fingerprint": claim.fingerprint, "state": "done", "created_at": self.clock(), "status": status,
-                  "response": response}
+        # created_at stays the first request's: the key expires 24 hours after it, where its marker says.
+        record = {"fingerprint": claim.fingerprint, "state": "done", "created_at": claim.created_at or self.clock(),
+                  "status": status, "response": response}
         try:
             self.store.replace(claim.key, json.dumps(record).encode(), claim.etag)
         except (PreconditionFailed, KeyNotFound):
@@ -143,5 +165,53 @@ class Idempotency:
             current = self.store.get(claim.key)
             if current.etag == claim.etag:
                 self.store.delete(claim.key)
+                self._forget(self._marker(claim.key, claim.created_at))
+        except KeyNotFound:
+            pass
+
+    def remove_expired(self, limit: int = 10_000) -> int:
+        """Delete the keys past their 24 hours (a designer's maintenance): the expiry folder is read oldest
+        first and only as far as what has expired, so the work grows with the expired keys, not all keys.
+        A marker whose key was claimed again since (lazily, after expiry) just goes: that claim has its own."""
+        cutoff = datetime.fromtimestamp(self.clock() - TTL_S, timezone.utc).strftime("%Y%m%dT%H%M%S")
+        removed, after = 0, ""
+        while removed < limit:
+            page = self.store.list_page(EXPIRY, after, 1000)
+            for marker in page:
+                name = marker[len(EXPIRY):]
+                if name[:15] >= cutoff:
+                    return removed
+                store_key = self._key_of(name)
+                if store_key is not None:
+                    try:
+                        held = json.loads(self.store.get(store_key).data)
+                        if self.clock() - float(held.get("created_at") or 0) > TTL_S:
+                            self._forget(store_key)
+                            removed += 1
+                    except KeyNotFound:
+                        pass
+                    except (ValueError, TypeError, AttributeError):  # unreadable: it can only be expired junk
+                        self._forget(store_key)
+                        removed += 1
+                self._forget(marker)
+            if len(page) < 1000:
+                return removed
+            after = page[-1]
+        return removed
+
+    @staticmethod
+    def _key_of(marker_name: str) -> str | None:
+        """The record key a marker name (`<time>.<scope>.<sha256>`) stands for; None if it is not one."""
+        rest, _, digest = marker_name[16:].rpartition(".")
+        if len(digest) != 64 or not rest or any(c not in "0123456789abcdef" for c in digest):
+            return None
+        try:
+            return check_store_key(f"{PREFIX}{rest}/{digest}.json")
+        except ValueError:
+            return None
+
+    def _forget(self, key: str) -> None:
+        try:
+            self.store.delete(key)
         except KeyNotFound:
             pass

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from . import scratch
 from .errors import SageMakerError
 from .hashing import HashCache
 from .inputs import put_inputs
@@ -58,7 +59,7 @@ class InputSync:
             return {}
 
     def _save(self) -> None:
-        tmp = self.index_path.with_name(f".{self.index_path.name}.{threading.get_ident()}.tmp")
+        tmp = self.index_path.with_name(scratch.temp_name(scratch.HIDDEN, f".{self.index_path.name}"))
         try:
             self.index_path.parent.mkdir(parents=True, exist_ok=True)
             with self._lock:

@@ -13,9 +13,14 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from . import scratch
 from .errors import BadRequest
 from .hashing import HashCache, file_sha256, hash_files
 from .store import Store
+
+# Temporary names in ComfyUI's input folder while a file comes in (core/scratch.py: swept at start).
+INPUT_TEMPS = (".sagemaker-asset-", ".sagemaker-upload-")
+INPUT_TEMP = INPUT_TEMPS[0]
 
 
 class InputMissing(BadRequest):
@@ -62,8 +67,6 @@ def get_inputs(store: Store, input_dir: Path, stored: dict[str, str], cache: Has
     """Files the store holds ({name: sha256}, e.g. a v2 job's assets) into ComfyUI's input folder, so this
     ComfyUI's own validation sees them as its input files. Written once under their name (exclusively, never
     over another file); a file of that name with other content is InputMissing's refusal."""
-    import uuid
-
     from .store import KeyNotFound, blob_key
 
     for name, digest in sorted(stored.items()):
@@ -76,7 +79,7 @@ def get_inputs(store: Store, input_dir: Path, stored: dict[str, str], cache: Has
                 continue
             raise InputMissing(f"input file {name} exists in ComfyUI's input folder with other content")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".sagemaker-asset-{uuid.uuid4().hex}")
+        tmp = dest.with_name(scratch.temp_name(INPUT_TEMP))
         try:
             try:
                 store.get_file(blob_key(digest), str(tmp))

@@ -213,12 +213,15 @@ class JobsV2:
             page["next_cursor"] = after
         return page
 
-    def cancel(self, environment: str, job_id: str, mount: Mount, role: str, user: str | None = None) -> dict:
-        """Request cancellation; a job already ended is answered as it is (idempotent)."""
+    def cancel(self, environment: str, job_id: str, mount: Mount, role: str, user: str | None = None,
+               shared: bool = False) -> dict:
+        """Request cancellation; a job already ended is answered as it is (idempotent). Someone else's job is
+        refused (NotYourRun, 403) whatever its state, by the execution service's one check."""
         record = self._record(environment, job_id, user)
+        self.executions.check_may_change(record, role, user, shared)
         if record.get("state") not in FINAL:
             try:
-                self.executions.cancel(job_id, role, user)
+                self.executions.cancel(job_id, role, user, shared)
             except Conflict:
                 pass  # it ended meanwhile
         return self.get(environment, job_id, mount, user)

@@ -1,7 +1,12 @@
-"""One deploy of an environment at a time, across every ComfyUI on the store: a lease object
+"""Leases in the store: an object with an expiry, renewed while its holder lives.
+
+One deploy of an environment at a time, across every ComfyUI on the store: a lease object
 (`environments/<name>/lease.json`) taken with an exclusive create (or, once expired or released,
 a compare-and-swap), renewed while the work runs, released at its end. A ComfyUI killed mid-publish
 stops renewing: its lease expires and the next publish proceeds.
+
+A process following runs holds a lease of its own (`hold`, a key nobody else creates; core/followers.py):
+others read its expiry (`read`, `expired`) to tell a live follower from a dead one.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import Conflict
 from .identity import Owner
@@ -35,6 +40,8 @@ class Lease:
     what: str
     stop: threading.Event
     lock: threading.Lock
+    lost: threading.Event = field(default_factory=threading.Event)  # it could not be renewed: someone took it
+
 
 def _held(data: bytes, key: str) -> dict | None:
     """A lease's content, or None (logged once) if it cannot be read: such a lease counts as expired, taken over
@@ -55,6 +62,15 @@ def lease_key(environment: str) -> str:
     return f"environments/{environment.lower()}/lease.json"
 
 
+def expired(data: object, now: float | None = None) -> bool:
+    """Whether a lease object's body (parsed) is past its expiry; an unreadable one counts as expired: its
+    holder cannot renew it either (its compare-and-swap would fail)."""
+    expires = data.get("expires_at") if isinstance(data, dict) else None
+    if isinstance(expires, bool) or not isinstance(expires, (int, float)):
+        return True
+    return expires <= (time.time() if now is None else now)
+
+
 class Leases:
     def __init__(self, store: Store, holder: Owner, ttl: float = TTL, renew_every: float = RENEW):
         self.store = store
@@ -65,6 +81,15 @@ class Leases:
     def _body(self, token: str, what: str, released: bool = False) -> bytes:
         return json.dumps({"holder": self.holder.to_json(), "token": token, "what": what,
                            "expires_at": 0 if released else time.time() + self.ttl}).encode()
+
+    def hold(self, key: str, what: str) -> Lease:
+        """A lease under a key only this holder creates (no contention: KeyExists would be a bug), renewed
+        until released; `lost` is set if a renewal finds it gone or changed (someone judged it expired)."""
+        token = uuid.uuid4().hex
+        etag = self.store.create(key, self._body(token, what))
+        lease = Lease(key, token, etag, what, threading.Event(), threading.Lock())
+        threading.Thread(target=self._keep, args=(lease,), daemon=True, name=f"lease-{key.rsplit('/', 1)[-1]}").start()
+        return lease
 
     def current(self, environment: str) -> dict | None:
         """The lease in force (unexpired, unreleased), or None (also for one that cannot be read)."""
@@ -103,14 +128,22 @@ class Leases:
                     lease.etag = self.store.replace(lease.key, self._body(lease.token, lease.what),
                                                     if_match=lease.etag)
             except (PreconditionFailed, KeyNotFound):
+                lease.lost.set()
                 return  # lost (it expired and was taken over): the holder's next store write will say so
             except Exception:
                 continue  # a passing store error: try again before the lease runs out
 
-    def release(self, lease: Lease) -> None:
+    def release(self, lease: Lease, remove: bool = False) -> None:
+        """Stop renewing; mark it released (anyone may take it now), or with `remove` delete it (a lease of
+        a key only its holder uses: nothing is left behind)."""
         lease.stop.set()
         try:
             with lease.lock:
-                self.store.replace(lease.key, self._body(lease.token, lease.what, released=True), if_match=lease.etag)
+                if remove:
+                    if self.store.get(lease.key).etag == lease.etag:
+                        self.store.delete(lease.key)
+                else:
+                    self.store.replace(lease.key, self._body(lease.token, lease.what, released=True),
+                                       if_match=lease.etag)
         except (PreconditionFailed, KeyNotFound):
             pass  # it expired and someone took it: theirs now

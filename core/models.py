@@ -15,16 +15,16 @@ import errno
 import os
 import re
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from . import fetch, model_files
+from . import fetch, model_files, scratch
 from .errors import BadRequest, Conflict, NotFound
 from .hashing import HashCache
 from .jobs import Job, JobManager
 
 UPLOAD_SUFFIX = ".upload"
+UPLOAD_PREFIX = ".sagemaker-model-"  # a model file being uploaded or copied in: `<prefix><owner>-<random>.upload`
 NAME_RE = re.compile(r"[^/\\\x00]+")
 DOWNLOAD_JOB = "model download"
 
@@ -112,26 +112,34 @@ class ModelService:
 
     def temp_for(self, target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
-        return target.with_name(f".{target.name}.{uuid.uuid4().hex}{UPLOAD_SUFFIX}")
+        return target.with_name(scratch.temp_name(UPLOAD_PREFIX, UPLOAD_SUFFIX))
 
-    def sweep(self, older_than: float = 3600.0) -> list[str]:
-        """Remove uploads a killed ComfyUI left half-written (older than `older_than` s: none in progress)."""
+    def sweep(self, older_than: float = scratch.UNKNOWN_AFTER_S) -> list[str]:
+        """Remove uploads a killed ComfyUI left half-written: any age once their writer is known dead
+        (core/scratch.py), else older than `older_than` s (an older version's names)."""
         removed = []
-        cutoff = time.time() - older_than
         for folder, (bases, _exts) in self.folders().items():
             if folder in model_files.NOT_MODEL_FOLDERS:
                 continue
             for base in bases:
-                for dirpath, _dirs, files in os.walk(base):
-                    for name in files:
-                        path = os.path.join(dirpath, name)
-                        try:
-                            if name.startswith(".") and name.endswith(UPLOAD_SUFFIX) and \
-                                    os.lstat(path).st_mtime < cutoff:
-                                os.unlink(path)
-                                removed.append(path)
-                        except OSError:
-                            continue
+                removed += scratch.sweep(base, (UPLOAD_PREFIX,), recursive=True, unknown_after=older_than)
+                removed += self._sweep_older(base, older_than)
+        return removed
+
+    @staticmethod
+    def _sweep_older(base: str, older_than: float) -> list[str]:
+        """Uploads named by an older version (`.<name>.<hex>.upload`, no owner): by age only."""
+        removed, cutoff = [], time.time() - older_than
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                path = os.path.join(dirpath, name)
+                try:
+                    if name.startswith(".") and not name.startswith(UPLOAD_PREFIX) and name.endswith(UPLOAD_SUFFIX) \
+                            and os.lstat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed.append(path)
+                except OSError:
+                    continue
         return removed
 
     def install(self, tmp: Path, target: Path, folder: str, overwrite: bool, how_to_replace: str) -> None:

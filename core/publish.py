@@ -13,11 +13,10 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import packing
+from . import packing, scratch
 from .analysis import BUILTIN
 from .errors import BadRequest, SageMakerError
 from .hashing import HashCache, HashCancelled, hash_files
@@ -110,8 +109,10 @@ def run_publish(
     cache: HashCache,
     write_manifest: Callable[[dict], int],
     node_types: dict[str, list[str]] | None = None,
+    temp: scratch.Scratch | None = None,
 ) -> dict:
-    """The job's task: returns {name, version}. Raises JobCancelled or a SageMakerError."""
+    """The job's task: returns {name, version}. Raises JobCancelled or a SageMakerError. The packs are made
+    in a folder of `temp` (removed at the end; one a killed ComfyUI left is swept at its next start)."""
     job.update(phase="hashing", files_total=len(plan.models), bytes_total=plan.model_bytes)
 
     def on_hash(p) -> None:
@@ -125,7 +126,7 @@ def run_publish(
     if failed:
         raise SageMakerError("cannot hash models: " + "; ".join(failed))
 
-    work = tempfile.mkdtemp(prefix="sagemaker-publish-")
+    work = (temp or scratch.system()).dir("publish")
     try:
         job.update(phase="packing", files_total=len(plan.packs), files_done=0, bytes_done=0, bytes_total=0)
         archives = []

@@ -17,9 +17,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import parameters
+from . import parameters, scratch
 from .assets import AssetService, input_name, is_reference
-from .inputs import input_path
+from .inputs import INPUT_TEMPS, input_path
 from .store import Store
 from .templates import Template, TemplateService
 
@@ -36,7 +36,7 @@ def write_image(input_dir: Path, data: bytes) -> str:
     if dest.exists():
         return name
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".sagemaker-upload-")
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f"{INPUT_TEMPS[1]}{scratch.owner_tag()}-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -49,10 +49,10 @@ def write_image(input_dir: Path, data: bytes) -> str:
     return name
 
 
-def store_image(store: Store, data: bytes) -> tuple[str, str]:
+def store_image(store: Store, data: bytes, temp: scratch.Scratch | None = None) -> tuple[str, str]:
     """Image bytes as a blob in the store: (their content-derived file name, sha256)."""
     digest = hashlib.sha256(data).hexdigest()
-    fd, tmp = tempfile.mkstemp(prefix=".sagemaker-image-")
+    fd, tmp = (temp or scratch.system()).file("image")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -73,11 +73,12 @@ class TemplateRuns:
     """`input_dir()` is ComfyUI's input folder, or None without one (the gateway)."""
 
     def __init__(self, templates: TemplateService, store: Store, input_dir: Callable[[], Path | None],
-                 assets: Callable[[], AssetService] | None = None):
+                 assets: Callable[[], AssetService] | None = None, temp: scratch.Scratch | None = None):
         self.templates = templates
         self.store = store
         self.input_dir = input_dir
         self.assets = assets
+        self.temp = temp  # where an image on its way to the store waits (core/scratch.py)
 
     def filled(self, name: str, inputs: object, stored: dict[str, str] | None = None) -> tuple[Template, dict]:
         """(the template, its prompt with the values set on its parameter nodes). Images given as bytes are
@@ -103,7 +104,7 @@ class TemplateRuns:
                 if folder is not None:
                     values[key] = write_image(folder, value)
                 else:
-                    values[key], stored[image_name(value)] = store_image(self.store, value)
+                    values[key], stored[image_name(value)] = store_image(self.store, value, self.temp)
         return template, parameters.fill(template.prompt, template.parameters, values)
 
     def prepare(self, name: str, inputs: object, stored: dict[str, str] | None = None) -> tuple[dict, dict]:

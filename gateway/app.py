@@ -5,6 +5,8 @@
   is reached by must be loopback, its --host address, or in allowed_hosts;
 - `GET /health` (no token: `{"ok", "draining"}` only, 503 while stopping) for the load balancer;
 - an access log line per request on stdout (never a header: no token in it);
+- runs it follows hold a lease in the store, renewed while it lives: if it is killed outright, another
+  replica (or itself, started again) takes them over or fails them once the lease expires (core/followers.py);
 - SIGTERM (or SIGINT): stop accepting, let requests in flight finish within --drain-seconds (event
   streams end: their clients reconnect to another replica), then wait the rest of that time for the
   runs this replica follows; those still running are failed (`interrupted`) and stopped on their endpoint,
@@ -24,6 +26,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..core import config as config_mod
+from ..core import scratch
 from ..core.config import Config
 from ..core.errors import ConfigInvalid, SageMakerError
 from ..core.version import __version__
@@ -34,6 +37,7 @@ from ..services import Services, store_uri
 from .host import HeadlessHost, gateway_owner
 
 log = logging.getLogger("comfyui_sagemaker.gateway")
+STATE_PREFIX = "sagemaker-gateway-"
 ACCESS_FORMAT = '%a "%r" %s %b %Tfs "%{User-Agent}i"'
 EXTENSION_DIR = Path(__file__).resolve().parent.parent
 
@@ -70,7 +74,7 @@ class GatewayContext:
     """What the shared handlers get as `ctx` (server_routes/context.py's Context, for a process without
     ComfyUI): the configuration, the services on it, a headless host."""
 
-    def __init__(self, config: Config, config_dir: Path | None, listen: str):
+    def __init__(self, config: Config, config_dir: Path | None, listen: str, follow_ttl: float | None = None):
         self._config = config
         self.config_dir = config_dir
         self.config_error = None
@@ -78,10 +82,12 @@ class GatewayContext:
         # "0.0.0.0" among the addresses makes the guard require the token everywhere, loopback included.
         self.facts = Facts(tuple({listen, "0.0.0.0"}))
         self.host = HeadlessHost(EXTENSION_DIR)
-        self.state_dir = config_dir or Path(tempfile.mkdtemp(prefix="sagemaker-gateway-"))
+        # Without a configuration folder, a state folder of its own, named after this process so that the next
+        # gateway started on this machine removes it once this one is gone (core/scratch.py).
+        self.state_dir = config_dir or Path(tempfile.mkdtemp(prefix=f"{STATE_PREFIX}{scratch.owner_tag()}-"))
         self._services = Services(config, self.host, self.state_dir,
                                   owner=gateway_owner(store_uri(config), config.display_name),
-                                  makes_webhook_secret=False)
+                                  makes_webhook_secret=False, follow_ttl=follow_ttl)
         self._services.reload_config = lambda: config_mod.load(config_dir)
 
     @property
@@ -97,6 +103,10 @@ class GatewayContext:
 
     def user(self, request) -> None:
         return None
+
+    # Every caller holds the same token and every replica is one owner: callers change the gateway's own runs,
+    # never a ComfyUI's (core/identity.py's may_change_run), whatever the configured role.
+    shared = True
 
 
 def make_app(ctx: GatewayContext) -> web.Application:
@@ -138,11 +148,14 @@ def check(config: Config) -> None:
                              "COMFYUI_SAGEMAKER_TOKEN")
 
 
-def serve(config_dir: Path | None, host: str, port: int, drain_seconds: float) -> int:
+def serve(config_dir: Path | None, host: str, port: int, drain_seconds: float,
+          run_lease_seconds: float | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(name)s %(message)s")
     config = config_mod.load(config_dir)
     check(config)
-    ctx = GatewayContext(config, config_dir, host)
+    if run_lease_seconds is not None and not 1 <= run_lease_seconds <= 3600:
+        raise ConfigInvalid("--run-lease-seconds must be from 1 to 3600")
+    ctx = GatewayContext(config, config_dir, host, run_lease_seconds)
     return asyncio.run(_run(ctx, host, port, drain_seconds))
 
 
@@ -167,6 +180,13 @@ async def _run(ctx: GatewayContext, host: str, port: int, drain_seconds: float) 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     services = ctx.services
+    # Runs a killed replica (or this one's previous life) left: taken over or failed (core/followers.py); and
+    # the temporary files a killed gateway left (uploads being received, its own state folder).
+    services.executions.sweeper.start()
+    swept = await asyncio.to_thread(lambda: services.sweep() + scratch.sweep(tempfile.gettempdir(), (STATE_PREFIX,),
+                                                                              unknown_after=None))
+    if swept:
+        log.info("removed %d temporary file(s) a stopped process left", len(swept))
     log.info("comfyui-sagemaker gateway %s listening on http://%s:%d; store %s; runs owned by %s (%s)", __version__,
              host, port, store_uri(ctx.config), services.owner.instance, services.owner.name)
     log.info("webhooks: %s", await asyncio.to_thread(_webhooks, services))

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core import scratch
 from ..core.cancel_tokens import TOKEN_FIELD
 from ..core.endpoints import STOPPED, EndpointNotFound, Endpoints, EndpointStateConflict, InvocationFailed
 from ..core.environments import manifest_key
@@ -108,7 +109,7 @@ class LocalEndpoints(Endpoints):
     def _write(self, state: dict) -> dict:
         folder = self._dir(state["name"])
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".state.{os.getpid()}.{threading.get_ident()}.json"
+        tmp = folder / scratch.temp_name(scratch.HIDDEN, ".state.json")  # swept at start if a killed process left it
         # Readable by this user only: it holds the worker's secret.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

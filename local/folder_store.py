@@ -9,7 +9,8 @@ Blobs are hashed while they are copied in and renamed only if the digest
 matches; a present blob counts only once its content has been checked
 (remembered per inode, size, mtime and ctime for the life of the process), so one
 that was corrupted or tampered with is written again by the next publish.
-Temporary files a killed process left behind are swept by `sweep()`.
+Temporary files are named after the process writing them (core/scratch.py): `sweep()` removes those a
+killed process left, whatever their age.
 
 Every object is read only if it is a regular file: a FIFO, device or socket put in the folder is
 refused with its key (NotARegularFile), never opened for a read that would wait.
@@ -21,11 +22,10 @@ import functools
 import hashlib
 import os
 import threading
-import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from ..core import scratch
 from ..core.errors import StoreUnavailable
 from ..core.files import open_regular, read_regular
 from ..core.hashing import file_sha256
@@ -42,7 +42,7 @@ from ..core.store import (
 from .filelock import locked
 
 CHUNK = 8 * 1024 * 1024
-TEMP_PREFIX = ".tmp-"
+TEMP_PREFIX = scratch.HIDDEN
 
 
 def etag_of(data: bytes) -> str:
@@ -85,7 +85,7 @@ class FolderStore(Store):
 
     def _write_temp(self, path: Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+        tmp = path.with_name(scratch.temp_name(TEMP_PREFIX))
         try:
             with open(tmp, "xb") as f:
                 f.write(data)
@@ -166,7 +166,7 @@ class FolderStore(Store):
         """Copy through a temporary name; the final name appears only when complete (and, with
         `sha256`, only if the bytes copied hash to it: BlobMismatch otherwise)."""
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+        tmp = dest.with_name(scratch.temp_name(TEMP_PREFIX))
         h = hashlib.sha256()
         try:
             with open_regular(src, what) as fin, open(tmp, "xb") as fout:
@@ -217,21 +217,11 @@ class FolderStore(Store):
         with self._verified_lock:
             self._verified.add(_signature(sha256, path.stat()))
 
-    def sweep(self, older_than: float = 3600.0) -> list[str]:
-        """Remove temporary files a killed writer left (older than `older_than` s, so no write in
-        progress is touched); returns what was removed."""
-        removed = []
-        cutoff = time.time() - older_than
-        for dirpath, _dirnames, filenames in os.walk(self.root):
-            for name in filenames:
-                path = os.path.join(dirpath, name)
-                try:
-                    if name.startswith(TEMP_PREFIX) and os.lstat(path).st_mtime < cutoff:
-                        os.unlink(path)
-                        removed.append(os.path.relpath(path, self.root))
-                except OSError:
-                    continue
-        return removed
+    def sweep(self, older_than: float = scratch.UNKNOWN_AFTER_S) -> list[str]:
+        """Remove temporary files a killed writer left: any age when their writer is known dead (this host),
+        else older than `older_than` s (another host's, an older version's); returns what was removed."""
+        return [os.path.relpath(p, self.root) for p in scratch.sweep(self.root, (TEMP_PREFIX,), recursive=True,
+                                                                      unknown_after=older_than)]
 
     @_unavailable_on_oserror
     def get_file(self, key: str, path: str, on_bytes: Callable[[int], None] | None = None) -> None:

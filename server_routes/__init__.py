@@ -94,6 +94,8 @@ def _background(ctx: Context) -> None:
         "sweeping temporary files": svc.sweep,
         "failing this ComfyUI's interrupted executions": lambda: svc.executions.fail_interrupted(),
         "re-adopting local endpoints": lambda: svc.endpoints.provider("local").adopt(),
+        # Runs whose follower (a ComfyUI or gateway replica on the store) was killed: taken over or failed.
+        "looking for runs whose follower stopped": lambda: svc.executions.sweeper.start(),
     }
     if not first:  # a configuration applied while ComfyUI runs: no restart interrupted anything
         del steps["failing this ComfyUI's interrupted executions"], steps["re-adopting local endpoints"]
@@ -115,12 +117,14 @@ def _background(ctx: Context) -> None:
 def _maintenance(svc, every: float = 3600.0) -> None:
     """A designer's ComfyUI keeps the shared store tidy, starting an hour after start-up (no start-up work
     grows with the store): the template index checked against the templates themselves (hourly),
-    execution records past their retention removed (daily)."""
+    idempotency keys past their 24 hours removed (hourly), execution records past their retention removed
+    (daily)."""
     log = logging.getLogger("comfyui_sagemaker")
     hours = 0
     while not svc.closed.wait(every):  # until another configuration's services take over
         hours += 1
         for what, due, step in (("rebuilding the template index", True, svc.templates.reconcile),
+                                ("removing expired idempotency keys", True, svc.idempotency.remove_expired),
                                 ("applying the execution retention", hours % 24 == 1, svc.apply_retention)):
             if not due:
                 continue

@@ -186,6 +186,12 @@ class Context:
             raise ConfigInvalid(self.config_error or "configuration not loaded")
         return self._config
 
+    @property
+    def shared(self) -> bool:
+        """Whether several people act through this ComfyUI with one role (--multi-user): then each changes
+        only their own runs, whatever the role (core/identity.py's may_change_run)."""
+        return self.facts.multi_user
+
     def user(self, request) -> str | None:
         """The ComfyUI user of a request under --multi-user (ComfyUI's own `comfy-user` header), else None."""
         if not self.facts.multi_user:

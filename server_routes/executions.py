@@ -60,7 +60,7 @@ async def get_execution(request: web.Request, ctx: Context) -> web.Response:
 
 async def cancel_execution(request: web.Request, ctx: Context) -> web.Response:
     return json_ok(await asyncio.to_thread(ctx.services.executions.cancel, request.match_info["id"],
-                                           ctx.config.role, ctx.user(request)))
+                                           ctx.config.role, ctx.user(request), ctx.shared))
 
 
 ROUTES = [

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from ..core.errors import BadRequest, NotFound, PayloadTooLarge, SageMakerError
+from ..core.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, SageMakerError
 from . import guard, policy
 from .context import Context
 from .errors import error_response, from_exception
@@ -49,9 +49,10 @@ INTERRUPT_PATHS = ("/interrupt", "/api/interrupt")
 
 async def interrupt_remote(request: web.Request, ctx: Context) -> web.Response | None:
     """ComfyUI's own Cancel for a remote run (its prompt id is in ComfyUI's queue, comfy_queue.py): cancel
-    that run and answer as ComfyUI does, before ComfyUI's handler would interrupt what runs locally. Anyone
-    who may interrupt a local run here may interrupt this ComfyUI's remote one (ComfyUI's own rule), from
-    this page's origin only. Anything else goes on to ComfyUI."""
+    that run and answer as ComfyUI does, before ComfyUI's handler would interrupt what runs locally. The run's
+    owner may (a designer's single-user ComfyUI: anyone's, as ComfyUI's own rule), from this page's origin
+    only; someone else's is refused (403), never passed on to ComfyUI, which would interrupt the local prompt.
+    Anything else goes on to ComfyUI."""
     if ctx.config_error is not None or ctx._services is None:
         return None
     try:
@@ -67,7 +68,9 @@ async def interrupt_remote(request: web.Request, ctx: Context) -> web.Response |
     if origin is not None and urllib.parse.urlsplit(origin).netloc.lower() != request.headers.get("Host", "").lower():
         return error_response("forbidden", f"cross-origin request refused (Origin {origin!r})", 403)
     try:
-        await asyncio.to_thread(executions.cancel, execution_id, ctx.config.role, ctx.user(request))
+        await asyncio.to_thread(executions.cancel, execution_id, ctx.config.role, ctx.user(request), ctx.shared)
+    except Forbidden as err:  # someone else's run
+        return from_exception(err)
     except SageMakerError as err:  # ended meanwhile: as ComfyUI, nothing to interrupt
         log.info("comfyui-sagemaker: interrupt of %s: %s", execution_id, err.message)
     return web.Response(status=200)

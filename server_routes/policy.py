@@ -10,6 +10,7 @@ only mirrors it (GET /sagemaker/health says the role).
 from __future__ import annotations
 
 from ..core.errors import Forbidden
+from ..core.identity import may_change_run
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})  # reads, e.g. HEAD /v2/{environment}/api/v2/assets/by-hash/{hash}
 # (method, route pattern relative to /sagemaker) an artist may call besides reads.
@@ -61,6 +62,6 @@ def check(role: str, method: str, route: str, config_error: str | None = None) -
                            "(configuration key role) and can read, run templates and manage its own runs")
 
 
-def may_cancel(role: str, mine: bool) -> bool:
-    """Anyone cancels their own runs; only a designer cancels someone else's."""
-    return mine or role == "designer"
+# Who may cancel or change a run (its owner; someone else's a designer's single-user ComfyUI): decided with
+# the record in hand, by the execution service, with the rule of core/identity.py.
+may_cancel = may_change_run

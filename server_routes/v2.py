@@ -15,7 +15,6 @@ import asyncio
 import hashlib
 import os
 import re
-import tempfile
 from datetime import datetime, timezone
 
 from aiohttp import web
@@ -95,7 +94,7 @@ async def v2_get_job(request: web.Request, ctx: Context) -> web.Response:
 async def v2_cancel_job(request: web.Request, ctx: Context) -> web.Response:
     return json_ok(await asyncio.to_thread(ctx.services.jobs_v2.cancel, environment(request),
                                            request.match_info["id"], mount(request), ctx.config.role,
-                                           ctx.user(request)))
+                                           ctx.user(request), ctx.shared))
 
 
 async def v2_job_events(request: web.Request, ctx: Context) -> web.StreamResponse:
@@ -153,9 +152,10 @@ async def _either(wake: asyncio.Event, stopping: asyncio.Event | None, timeout: 
 
 # assets
 
-async def _read_upload(request: web.Request) -> tuple[dict, str, str, str, int]:
+async def _read_upload(request: web.Request, ctx: Context) -> tuple[dict, str, str, str, int]:
     """The multipart form: (its text fields, temp file path, sha256, blake3 hex, size). The file part is
-    streamed to a temporary file and hashed both ways on the way."""
+    streamed to a temporary file in our scratch folder (swept at start if this process is killed) and hashed
+    both ways on the way."""
     from blake3 import blake3  # lazily: only uploads need it
 
     if not request.content_type.startswith("multipart/form-data"):
@@ -169,7 +169,7 @@ async def _read_upload(request: web.Request) -> tuple[dict, str, str, str, int]:
             if name == "file":
                 if path is not None:
                     raise BadRequest("one file part only")
-                fd, path = tempfile.mkstemp(prefix=".sagemaker-asset-")
+                fd, path = ctx.services.scratch.file("asset")
                 h256, h3 = hashlib.sha256(), blake3()
                 with os.fdopen(fd, "wb") as out:
                     while chunk := await part.read_chunk(CHUNK):
@@ -203,7 +203,7 @@ async def _read_upload(request: web.Request) -> tuple[dict, str, str, str, int]:
 
 async def v2_upload_asset(request: web.Request, ctx: Context) -> web.Response:
     environment(request)
-    fields, path, sha, b3, size = await _read_upload(request)
+    fields, path, sha, b3, size = await _read_upload(request, ctx)
     services, user = ctx.services, ctx.user(request)
     try:
         key = request.headers.get("Idempotency-Key")

@@ -23,7 +23,7 @@ TOKEN = "gateway-test-token"
 class Gateway:
     def __init__(self, log_dir: Path, env: dict[str, str] | None = None, config_dir: Path | None = None,
                  drain_seconds: float = 20, token: str = TOKEN, python: str = sys.executable,
-                 extension: Path = ROOT, cwd: Path | None = None):
+                 extension: Path = ROOT, cwd: Path | None = None, args: list[str] | None = None):
         """`python <extension> gateway` run in `cwd` (as installed: a ComfyUI's Python, from its folder,
         `custom_nodes/<folder>`)."""
         self.port = free_port()
@@ -34,12 +34,13 @@ class Gateway:
         self.drain_seconds = drain_seconds
         self.python, self.extension = python, extension
         self.cwd = cwd
+        self.args = list(args or [])
         self.log_path = Path(log_dir) / f"gateway-{self.port}.log"
         self.proc: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
         cmd = [self.python, str(self.extension), "gateway", "--port", str(self.port), "--drain-seconds",
-               str(self.drain_seconds)]
+               str(self.drain_seconds), *self.args]
         return cmd + (["--config-dir", str(self.config_dir)] if self.config_dir else [])
 
     def start(self, timeout: float = 60) -> Gateway:

@@ -89,7 +89,8 @@ def test_a_local_endpoints_calls_to_a_trickling_worker_end(tmp_path, monkeypatch
     monkeypatch.setattr(local_endpoints, "CANCEL_TIMEOUT_S", 1.0, raising=False)
     with TrickleServer(interval=0.1, **trickle) as worker:
         endpoints = local_endpoint(tmp_path, worker.url)
-        ends(lambda: endpoints.cancel("env", "20260101T000000000000-0123abcd", "a-cancel-token"))  # best effort: it just returns
+        # best effort: it just returns
+        ends(lambda: endpoints.cancel("env", "20260101T000000000000-0123abcd", "a-cancel-token"))
         assert ends(lambda: endpoints._status(worker.url, {})) is None
     assert len(worker.requests) == 2
 
