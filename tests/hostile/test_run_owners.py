@@ -139,7 +139,7 @@ class NeverEnds:
         self.release.wait(30)
         return {"status": "failed", "outputs": {}, "error": {"code": "cancelled", "message": "released"}}
 
-    def cancel(self, name, execution_id):
+    def cancel(self, name, execution_id, token):
         pass
 
 
