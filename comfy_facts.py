@@ -1,6 +1,7 @@
 """Facts about the running ComfyUI, read here and passed below as plain data.
 
-With comfy_queue.py, the only modules besides __init__.py that import ComfyUI's own modules.
+With comfy_queue.py and nodes/, the only modules that import ComfyUI's own modules (__init__.py only looks
+its `server` up in sys.modules).
 """
 
 from __future__ import annotations

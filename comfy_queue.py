@@ -5,7 +5,7 @@ its own that ComfyUI's executor never uses), so the queue counts it, its status 
 frontend's Cancel is live; when it ends it goes into ComfyUI's history with its outputs (copied under
 output/sagemaker/<execution id>/, served by /view), as a local run does. ComfyUI's /interrupt for a
 remote run's prompt id is taken by `interrupt_remote` before ComfyUI's own handler could interrupt
-whatever runs locally. The only module besides comfy_facts.py and __init__.py that touches ComfyUI.
+whatever runs locally. The only module that writes into ComfyUI's queue and history.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """The composition root: builds the store and the services from the configuration.
 
-The only place that asks "folder or S3?"; routes and the CLI get services from here.
+Stores are made here, from the configuration (`make_store`) or a worker's manifest URI
+(`split_manifest_uri`), and so are the endpoint providers; routes and the CLI get services from here
+(`aws teardown` alone makes SageMaker endpoints from the stack's outputs). Code below still asks a
+store's `kind` where folder and S3 differ in cost (read concurrency, the worker's ranged fetch).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ becomes `_` + its lower case (`Foo` -> `_foo`), which cannot collide because
 read however many there are (and watching it is how other ComfyUIs learn of a
 change). Every write updates it by compare-and-swap after the template itself;
 a writer that died in between leaves it one change behind until `reconcile`
-(a designer's ComfyUI runs it at start and hourly) rebuilds it from the keys.
+(a designer's ComfyUI runs it hourly, from an hour after its start) rebuilds it from the keys.
 
 The templates are the truth, the index a copy (core/unreadable.py): an index that
 cannot be read is rebuilt from them by whoever reads it, and written back; a

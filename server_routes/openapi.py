@@ -101,7 +101,7 @@ PROMPT = {"type": "object", "description": "ComfyUI's API-format prompt: node id
 INPUTS = {"type": "object", "description": "parameter name -> value, as the template's `parameters` schema says; "
                                            "images as an input-folder file name or base64"}
 WEBHOOK_URL = {"type": "string", "format": "uri",
-               "description": "gets a signed POST of the run when it ends (README: Webhooks)"}
+               "description": "gets a signed POST of the run when it ends (docs/http-api.md: Webhooks)"}
 CLIENT_ID = {"type": "string", "minLength": 1, "maxLength": 200,
              "description": "ComfyUI's websocket client id: that browser gets the run's ComfyUI events"}
 ENDPOINT_CONFIG = {"oneOf": [

@@ -1,5 +1,6 @@
-"""Roles: what this ComfyUI may change on a shared store. One place, beside the guard; the sidebar
-only mirrors it (GET /sagemaker/health says the role).
+"""Roles: which routes this ComfyUI may call to change a shared store, one list beside the guard; the
+sidebar only mirrors it (GET /sagemaker/health says the role). Whose run may be cancelled is decided with
+the record in hand (core/identity.py), and a change from the page never raises the role (core/config.py).
 
 - designer (the default: a single user is their own designer): everything.
 - artist: reads everything shared, runs templates (Prompt on AWS and the template API), manages
