@@ -47,7 +47,7 @@ from ..core.executions import CANCEL_PREFIX
 from ..core.store import KeyNotFound
 from ..core.templates import now
 from ..core.unreadable import Unreadable, load_object, report
-from ..worker.coldstart import report_folder
+from ..core.worker_contract import report_folder
 from . import autoscaling, endpoint_states, naming, runtime
 from .clients import client
 from .errors import ROLE_ARN, AwsError, AwsNotConfigured, aws_call, translate

@@ -20,7 +20,7 @@ import psutil
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from comfyui_sagemaker.worker.settings import INNER_SECRET_ENV, INNER_SECRET_HEADER  # noqa: E402
+from comfyui_sagemaker.core.worker_contract import INNER_SECRET_ENV, INNER_SECRET_HEADER  # noqa: E402
 from harness.comfyui import Client, ComfyUI  # noqa: E402
 from harness.envs import publish_environment  # noqa: E402
 from harness.fixtures import install_test_models, install_test_pack  # noqa: E402

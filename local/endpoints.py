@@ -33,7 +33,7 @@ from ..core.environments import manifest_key
 from ..core.files import NotARegularFile, read_regular
 from ..core.names import ENVIRONMENT_NAME
 from ..core.templates import now
-from ..worker.settings import TOKEN_HEADER
+from ..core.worker_contract import TOKEN_HEADER
 
 READY_TIMEOUT = 900.0
 # What a local endpoint carries from its worker's /status (worker/coldstart.py says what they hold).

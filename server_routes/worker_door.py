@@ -15,7 +15,7 @@ import os
 
 from aiohttp import web
 
-from ..worker.settings import INNER_SECRET_ENV, INNER_SECRET_HEADER, WORKER_COMFYUI_ENV
+from ..core.worker_contract import INNER_SECRET_ENV, INNER_SECRET_HEADER, WORKER_COMFYUI_ENV
 from .guard import _hostname, is_loopback
 
 

@@ -27,9 +27,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
+from ..core.worker_contract import REPORTS as REPORTS  # the store layout of the reports lives below worker/
+from ..core.worker_contract import report_folder
+
 log = logging.getLogger("comfyui_sagemaker.worker")
 
-REPORTS = "workers/"
 _CLOCK_MAX = 10 ** 13 - 1  # milliseconds: 13 digits until the year 2286
 
 
@@ -50,10 +52,6 @@ def progress_text(what: str, done: int, total: int) -> str:
         if total >= size:
             return f"{what} {done / size:.1f} of {total / size:.1f} {unit}"
     return f"{what} {done} of {total} B"
-
-
-def report_folder(environment: str) -> str:
-    return f"{REPORTS}{environment.lower()}/"
 
 
 def report_key(environment: str, started_epoch: float, instance: str) -> str:

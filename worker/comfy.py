@@ -20,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 
-from .settings import INNER_SECRET_ENV, INNER_SECRET_HEADER, WORKER_COMFYUI_ENV
+from ..core.worker_contract import INNER_SECRET_ENV, INNER_SECRET_HEADER, WORKER_COMFYUI_ENV
 
 FINAL_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
 # Whole-call deadlines for the calls a run's own deadline does not cover (the session sets none: a run's

@@ -34,6 +34,7 @@ from aiohttp import web
 from ..core.cancel_tokens import DIGEST_FIELD, TOKEN_FIELD, is_digest, is_token
 from ..core.errors import SageMakerError
 from ..core.executions import ID_RE
+from ..core.worker_contract import TOKEN_HEADER
 from .cancels import MAX_ID, CancelBook, Run, interrupt_until_done, marked
 from .coldstart import ColdStart, FirstPromptTimer, StoreReport, now_iso, report_key
 from .comfy import ComfyProcess, PromptRejected
@@ -41,7 +42,7 @@ from .devices import DevicesInvalid, plan
 from .materialise import EXTENSION_FOLDER, MaterialiseError, Materialiser, place_input, safe_relative
 from .outputs import AsyncProgress, describe_rejection, store_outputs
 from .pool import ComfyPool, NoComfyUI, QueuedCancelled, Slot
-from .settings import TOKEN_HEADER, WorkerSettings
+from .settings import WorkerSettings
 
 log = logging.getLogger("comfyui_sagemaker.worker")
 NDJSON = "application/x-ndjson"

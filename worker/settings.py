@@ -7,13 +7,6 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TOKEN_HEADER = "X-Worker-Token"
-# Each ComfyUI the worker starts has a secret of its own, in its environment; the extension inside it
-# (server_routes/worker_door.py) refuses every request without it in this header.
-WORKER_COMFYUI_ENV = "SM_WORKER_COMFYUI"
-INNER_SECRET_ENV = "SM_WORKER_COMFYUI_SECRET"
-INNER_SECRET_HEADER = "X-Worker-ComfyUI"
-
 
 @dataclass(frozen=True)
 class WorkerSettings:
