@@ -157,7 +157,7 @@ def _webhook_secret(args: argparse.Namespace) -> int:
 def _forget_legacy_secret(config_dir: Path | None, key: str) -> None:
     """Older versions kept one secret per store, readable by every reader of the store: delete it, and say
     that receivers trusting it must be given the new one."""
-    from .services import make_store
+    from .stores import make_store
 
     try:
         cfg = config_mod.load(config_dir)

@@ -1,7 +1,7 @@
 """The composition root: builds the store and the services from the configuration.
 
-Stores are made here, from the configuration (`make_store`) or a worker's manifest URI
-(`split_manifest_uri`), and so are the endpoint providers; routes and the CLI get services from here
+Stores are made in stores.py, from the configuration (`make_store`) or a worker's manifest URI
+(`split_manifest_uri`); the endpoint providers are made here; routes and the CLI get services from here
 (`aws teardown` alone makes SageMaker endpoints from the stack's outputs). Code below still asks a
 store's `kind` where folder and S3 differ in cost (read concurrency, the worker's ranged fetch).
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable
 from functools import cached_property
@@ -44,46 +43,7 @@ from .core.unreadable import Unreadable, load_object, report
 from .core.webhook_secret import WebhookSecret
 from .core.webhooks import Webhooks
 from .local.input_watcher import InputWatcher
-
-
-def make_store(config: Config) -> Store:
-    if config.store == "s3":
-        from .aws.s3_store import S3Store
-
-        return S3Store(config.s3_bucket, config.s3_prefix, config.region, sse=config.s3_sse,
-                       kms_key_id=config.s3_kms_key_id, max_concurrency=config.s3_max_concurrency)
-    from .local.folder_store import FolderStore
-
-    return FolderStore(Path(config.store_path))
-
-
-def store_uri(config: Config) -> str:
-    """Where a worker finds this store: file:///abs/path or s3://bucket/prefix."""
-    if config.store == "s3":
-        return f"s3://{config.s3_bucket}/{config.s3_prefix.strip('/')}".rstrip("/")
-    return Path(config.store_path).resolve().as_uri()
-
-
-def split_manifest_uri(uri: str) -> tuple[Store, str]:
-    """(store, key) for a manifest URI: `<store uri>/environments/<env>/versions/vNNNNNN.json`."""
-    from urllib.parse import unquote, urlsplit
-
-    parts = urlsplit(uri)
-    marker = "/environments/"
-    path = unquote(parts.path)
-    if marker not in path or parts.scheme not in ("file", "s3"):
-        raise ValueError(f"not a manifest URI (file:// or s3://, .../environments/<env>/versions/...): {uri}")
-    root, key = path.split(marker, 1)
-    key = "environments/" + key
-    if parts.scheme == "file":
-        from .local.folder_store import FolderStore
-
-        return FolderStore(root or "/"), key
-    from .aws.s3_store import S3Store
-
-    # The worker's store: the deploy passes the store's encryption settings in its environment.
-    return S3Store(parts.netloc, root.strip("/"), os.environ.get("AWS_REGION", ""),
-                   sse=os.environ.get("WORKER_S3_SSE", ""), kms_key_id=os.environ.get("WORKER_S3_KMS_KEY_ID", "")), key
+from .stores import make_store, store_uri
 
 
 class EndpointsRouter(Endpoints):

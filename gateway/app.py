@@ -33,7 +33,8 @@ from ..core.version import __version__
 from ..server_routes import executions, meta, openapi, template_runs, templates, v2
 from ..server_routes.errors import error_response
 from ..server_routes.http import is_ours, json_ok, middleware
-from ..services import Services, store_uri
+from ..services import Services
+from ..stores import store_uri
 from .host import HeadlessHost, gateway_owner
 
 log = logging.getLogger("comfyui_sagemaker.gateway")

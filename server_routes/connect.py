@@ -58,11 +58,11 @@ async def check(request: web.Request, ctx: Context) -> web.Response:
 
 
 def run_checks(cfg: Config) -> list[dict]:
-    from .. import services
+    from ..stores import make_store
 
     if cfg.store == "folder":
         try:
-            services.make_store(cfg).list_page("templates/", "", 1)
+            make_store(cfg).list_page("templates/", "", 1)
             store = {"name": "store", "status": "ok", "detail": "the folder store on this machine", "fix": ""}
         except Exception as err:
             store = {"name": "store", "status": "failed", "detail": str(getattr(err, "message", err)),

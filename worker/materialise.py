@@ -38,7 +38,7 @@ from ..core.files import read_regular
 from ..core.hashing import file_sha256
 from ..core.packing import extract_archive
 from ..core.store import KeyNotFound, blob_key
-from ..services import split_manifest_uri
+from ..stores import split_manifest_uri
 from .coldstart import ColdStart
 from .fetch import DEFAULT_PART, RangedFetch, concurrency_for, s3_client
 

@@ -285,7 +285,7 @@ def test_the_worker_stops_a_realtime_run_when_sagemaker_gives_up(aws_env):
 
 
 def test_the_workers_store_writes_with_the_stores_encryption(monkeypatch):
-    from comfyui_sagemaker.services import split_manifest_uri
+    from comfyui_sagemaker.stores import split_manifest_uri
 
     monkeypatch.setenv("WORKER_S3_SSE", "aws:kms")
     monkeypatch.setenv("WORKER_S3_KMS_KEY_ID", "alias/comfy")
