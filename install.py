@@ -8,67 +8,30 @@ Idempotent: requirements already met are reported and pip is not called.
 Otherwise pip (or uv where this Python has no pip, as ComfyUI-Manager does)
 installs `requirements.txt`, and the result is checked again: exit 0 only
 when every requirement is met afterwards. Stdlib only (it runs before the
-requirements exist); the extension reuses `unmet()` to warn at load.
+requirements exist): what is unmet is core/requirements.py's, which the extension also asks at load.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REQUIREMENTS = HERE / "requirements.txt"
-# requirements.txt holds only these forms (a test checks): a name, optionally with a lower bound.
-LINE = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:>=\s*([0-9][0-9.]*))?")
+if __package__:
+    from .core.requirements import REQUIREMENTS, requirements, unmet
+else:  # `python install.py`: the package's requirements may not exist yet, so only this stdlib-only file is loaded
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location(
+        "comfyui_sagemaker_requirements", Path(__file__).resolve().parent / "core" / "requirements.py")
+    _requirements = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_requirements)
+    REQUIREMENTS, requirements, unmet = _requirements.REQUIREMENTS, _requirements.requirements, _requirements.unmet
 
 
 def say(msg: str) -> None:
     print(f"comfyui-sagemaker: {msg}", flush=True)
-
-
-def requirements(path: Path = REQUIREMENTS) -> list[tuple[str, str | None]]:
-    """(name, lower bound or None) for each line of requirements.txt."""
-    out = []
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        m = LINE.fullmatch(line)
-        if not m:
-            raise ValueError(f"{path.name}: unsupported requirement {line!r} (use 'name' or 'name>=version')")
-        out.append((m.group(1), m.group(2)))
-    return out
-
-
-def _release(version: str) -> tuple[int, ...]:
-    """The numeric release part of a version ("1.35.69", "4.0.2.post1" -> (4, 0, 2))."""
-    parts = []
-    for piece in version.split("."):
-        m = re.match(r"\d+", piece)
-        if not m:
-            break
-        parts.append(int(m.group()))
-        if m.group() != piece:
-            break
-    return tuple(parts)
-
-
-def unmet(reqs: list[tuple[str, str | None]] | None = None) -> list[str]:
-    """The requirements this Python does not meet, as 'name>=bound (installed: x)' texts."""
-    out = []
-    for name, bound in requirements() if reqs is None else reqs:
-        try:
-            installed = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out.append(f"{name}{'>=' + bound if bound else ''} (not installed)")
-            continue
-        if bound and _release(installed) < _release(bound):
-            out.append(f"{name}>={bound} (installed: {installed})")
-    return out
 
 
 def installer() -> list[str] | None:

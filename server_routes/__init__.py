@@ -63,7 +63,7 @@ def _start_background(ctx: Context) -> None:
 def _check_requirements(ctx: Context) -> None:
     """A ComfyUI whose Python lacks our requirements (install.py never ran with it) still loads the
     extension; say once, in its log and in /sagemaker/health, what to run."""
-    from ..install import unmet
+    from ..core.requirements import unmet
 
     try:
         ctx.missing_requirements = tuple(unmet())
