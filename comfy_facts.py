@@ -1,7 +1,7 @@
 """Facts about the running ComfyUI, read here and passed below as plain data.
 
-With comfy_queue.py and nodes/, the only modules that import ComfyUI's own modules (__init__.py only looks
-its `server` up in sys.modules).
+With the other host adapters (comfy_queue.py) and nodes/, the only modules that import ComfyUI's own modules
+(__init__.py only looks its `server` up in sys.modules; tests/unit/test_layers.py holds them to it).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .core.analysis import BUILTIN, NodeInfo, input_specs
-from .server_routes.context import ComfyFacts
+from .core.host_facts import ComfyFacts
 
 OWN_PACKAGE = __name__.rsplit(".", 1)[0]  # the name ComfyUI (or an import) gave this extension
 

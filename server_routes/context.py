@@ -11,35 +11,13 @@ from pathlib import Path
 
 from ..core import analysis, model_files, snapshot
 from ..core import config as config_mod
-from ..core.analysis import NodeCatalog
 from ..core.config import Config
 from ..core.errors import ConfigInvalid, SageMakerError
+from ..core.host_facts import ComfyFacts
 from ..local.endpoints import WorkerRuntime
 from ..services import Services
 from . import guard
 from .event_gate import EventGate
-
-
-@dataclass(frozen=True)
-class ComfyFacts:
-    """ComfyUI facts, gathered by the ComfyUI face so nothing below imports ComfyUI."""
-
-    version: str
-    listen: tuple[str, ...]
-    config_dir: Path
-    input_dir: Path
-    output_dir: Path
-    extension_dir: Path
-    custom_node_dirs: tuple[str, ...] = ()
-    # Called per request: ComfyUI's folder registry can change while it runs.
-    model_folders: Callable[[], dict] = dict
-    catalog: NodeCatalog | None = None
-    send_event: Callable[..., None] = lambda event, data, sid=None: None
-    comfyui_dir: Path | None = None
-    worker_args: str = ""  # e.g. --cpu when this ComfyUI runs on the CPU
-    multi_user: bool = False  # ComfyUI's --multi-user: requests name their ComfyUI user (comfy-user header)
-    validate_prompt: Callable[[dict], tuple] | None = None  # ComfyUI's validate_prompt (valid, error, outputs, errors)
-    native_queue: object = None  # core.executions.NativeQueue: ComfyUI's queue and history
 
 
 class ComfyHost:
