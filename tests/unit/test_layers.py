@@ -1,0 +1,164 @@
+"""The layers of DESIGN.md's diagram, as import contracts read from the source (the AST, so an import inside a
+function counts as much as one at the top): arrows point down, and what runs in another process (the worker,
+install.py) or belongs to the host (ComfyUI's modules) is imported only where the diagram says."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SKIP = {"tests", "bench", "tools", "web", "dev", ".dev", "node_modules"}
+
+# ComfyUI's own top-level modules and packages (a ComfyUI checkout's root): importable only inside ComfyUI.
+COMFYUI = {"folder_paths", "comfy", "comfy_api", "comfy_api_nodes", "comfy_config", "comfy_execution",
+           "comfy_extras", "comfyui_version", "execution", "server", "nodes", "node_helpers", "latent_preview",
+           "protocol", "main", "cuda_malloc", "app", "api_server", "middleware", "utils", "new_updater",
+           "alembic_db", "hook_breaker_ac10a0"}
+AWS_SDK = {"boto3", "botocore"}
+# The extension's own modules that touch ComfyUI (host adapters); everything else gets its facts as data.
+HOST_ADAPTERS = {"comfy_facts", "comfy_queue", "comfy_interrupt"}
+COMFYUI_FACES = {"__init__", "nodes"} | HOST_ADAPTERS
+
+
+class Import:
+    def __init__(self, source: str, line: int, unit: str | None, external: str | None, text: str):
+        self.source, self.line, self.unit, self.external, self.text = source, line, unit, external, text
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: {self.text}"
+
+
+def unit_of(path: Path) -> tuple[str, list[str]]:
+    """("core", ["core", "config"]) for core/config.py; ("services", ["services"]) for services.py; the package
+    parts name what a relative import is relative to."""
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    package = parts[:-1]
+    return parts[0], package
+
+
+def imports() -> list[Import]:
+    out: list[Import] = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if rel.parts[0] in SKIP or any(p.startswith(".") for p in rel.parts):
+            continue
+        _, package = unit_of(path)
+        source = rel.as_posix()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), source)):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    top = alias.name.split(".")[0]
+                    if top == "comfyui_sagemaker":
+                        out.append(Import(source, node.lineno, "<absolute>", None, f"import {alias.name}"))
+                    else:
+                        out.append(Import(source, node.lineno, None, top, f"import {alias.name}"))
+            elif isinstance(node, ast.ImportFrom):
+                names = ", ".join(a.name for a in node.names)
+                text = f"from {'.' * node.level}{node.module or ''} import {names}"
+                if node.level == 0:
+                    top = (node.module or "").split(".")[0]
+                    if top == "comfyui_sagemaker":
+                        out.append(Import(source, node.lineno, "<absolute>", None, text))
+                    else:
+                        out.append(Import(source, node.lineno, None, top, text))
+                    continue
+                base = package[:len(package) - (node.level - 1)] if node.level > 1 else package
+                target = base + (node.module.split(".") if node.module else [])
+                if target:
+                    out.append(Import(source, node.lineno, target[0], None, text))
+                else:  # `from .. import services, stores`: each name is a top-level module
+                    for alias in node.names:
+                        out.append(Import(source, node.lineno, alias.name, None, text))
+    return out
+
+
+IMPORTS = imports()
+
+
+def unit(source: str) -> str:
+    first = source.split("/")[0]
+    return first[:-3] if first.endswith(".py") else first
+
+
+def of(*units: str) -> list[Import]:
+    return [i for i in IMPORTS if unit(i.source) in units]
+
+
+def ours(found: list[Import], allowed: set[str]) -> list[str]:
+    """The imports of the extension's own modules outside `allowed` (a module may always import its own unit)."""
+    return [str(i) for i in found if i.unit is not None and i.unit not in allowed and i.unit != unit(i.source)]
+
+
+def external(found: list[Import], banned: set[str]) -> list[str]:
+    return [str(i) for i in found if i.external in banned]
+
+
+def test_the_source_is_read():
+    assert len({i.source for i in IMPORTS}) > 50 and of("core") and of("worker") and of("server_routes")
+
+
+def test_imports_inside_the_extension_are_relative():
+    # ComfyUI loads the extension by folder path, under whatever name its folder has.
+    assert [str(i) for i in IMPORTS if i.unit == "<absolute>" and i.source != "__main__.py"] == []
+
+
+def test_core_imports_nothing_above_it_and_no_host_or_sdk():
+    assert ours(of("core"), set()) == []
+    assert external(of("core"), {"aiohttp"} | AWS_SDK | COMFYUI) == []
+
+
+def test_local_and_aws_import_core_only_never_each_other_nor_the_worker():
+    assert ours(of("local"), {"core"}) == []
+    assert ours(of("aws"), {"core"}) == []
+    assert external(of("local", "aws"), COMFYUI) == []
+
+
+def test_the_worker_is_a_program_of_its_own_on_core_and_the_stores():
+    # It runs in an endpoint: never the extension's composition root, routes or ComfyUI face.
+    assert ours(of("worker"), {"core", "stores"}) == []
+    assert external(of("worker"), COMFYUI) == []
+
+
+def test_only_the_entry_points_import_the_worker():
+    assert [str(i) for i in IMPORTS if i.unit == "worker" and unit(i.source) not in ("worker", "cli")] == []
+
+
+def test_nothing_below_the_routes_imports_them():
+    above = {"server_routes", "gateway", "cli", "__init__"}
+    assert [str(i) for i in IMPORTS if i.unit == "server_routes" and unit(i.source) not in above] == []
+
+
+def test_the_host_adapters_do_not_depend_on_the_routes():
+    # They hand ComfyUI's facts and surfaces to the routes (through __init__.py), as core/ types.
+    assert ours(of(*HOST_ADAPTERS), {"core"} | HOST_ADAPTERS) == []
+
+
+def test_the_composition_root_builds_on_core_and_the_adapters():
+    assert ours(of("services", "stores"), {"core", "local", "aws", "stores"}) == []
+
+
+def test_the_comfyui_nodes_use_core_and_aws_only():
+    assert ours(of("nodes"), {"core", "aws"}) == []
+
+
+def test_install_py_stands_alone_and_nothing_imports_it():
+    # ComfyUI-Manager runs it as a script before the requirements exist: it loads core/requirements.py by path,
+    # which therefore imports nothing of ours.
+    assert [str(i) for i in of("install") if i.unit is not None
+            and not i.text.startswith("from .core.requirements import ")] == []
+    assert [str(i) for i in IMPORTS if i.source == "core/requirements.py" and i.unit is not None] == []
+    assert [str(i) for i in IMPORTS if i.unit == "install"] == []
+
+
+def test_only_the_comfyui_face_imports_comfyui():
+    assert [str(i) for i in IMPORTS if i.external in COMFYUI and unit(i.source) not in COMFYUI_FACES] == []
+
+
+@pytest.mark.parametrize("sdk", sorted(AWS_SDK))
+def test_the_aws_sdk_stays_in_aws_the_worker_and_the_s3_nodes(sdk):
+    allowed = {"aws", "worker", "nodes", "cli"}
+    assert [str(i) for i in IMPORTS if i.external == sdk and unit(i.source) not in allowed] == []
