@@ -31,22 +31,13 @@ class Import:
         return f"{self.source}:{self.line}: {self.text}"
 
 
-def unit_of(path: Path) -> tuple[str, list[str]]:
-    """("core", ["core", "config"]) for core/config.py; ("services", ["services"]) for services.py; the package
-    parts name what a relative import is relative to."""
-    rel = path.relative_to(ROOT).with_suffix("")
-    parts = list(rel.parts)
-    package = parts[:-1]
-    return parts[0], package
-
-
 def imports() -> list[Import]:
     out: list[Import] = []
     for path in sorted(ROOT.rglob("*.py")):
         rel = path.relative_to(ROOT)
         if rel.parts[0] in SKIP or any(p.startswith(".") for p in rel.parts):
             continue
-        _, package = unit_of(path)
+        package = list(rel.parts[:-1])  # what a relative import is relative to: [] at the root, ["core"] in core/
         source = rel.as_posix()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), source)):
             if isinstance(node, ast.Import):
