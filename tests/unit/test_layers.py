@@ -20,7 +20,7 @@ COMFYUI = {"folder_paths", "comfy", "comfy_api", "comfy_api_nodes", "comfy_confi
 AWS_SDK = {"boto3", "botocore"}
 # The extension's own modules that touch ComfyUI (host adapters); everything else gets its facts as data.
 HOST_ADAPTERS = {"comfy_facts", "comfy_queue", "comfy_interrupt"}
-COMFYUI_FACES = {"__init__", "nodes"} | HOST_ADAPTERS
+COMFYUI_FACES = {"nodes"} | HOST_ADAPTERS  # __init__.py only looks ComfyUI's `server` up in sys.modules
 
 
 class Import:
