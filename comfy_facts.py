@@ -57,16 +57,20 @@ def model_folders() -> dict:
 
 
 def gather() -> ComfyFacts:
-    import folder_paths  # ComfyUI's own modules: only imported inside ComfyUI
+    import execution  # ComfyUI's own modules: only imported inside ComfyUI
+    import folder_paths
     from comfy.cli_args import args
     from server import PromptServer
 
+    from . import comfy_interrupt
     from .comfy_queue import ComfyQueue, validate_prompt
 
     try:
         from comfyui_version import __version__ as version
     except ImportError:
         version = "unknown"
+    server = PromptServer.instance
+    interrupt = comfy_interrupt.detect(server)
     listen = tuple(a.strip() for a in str(args.listen or "127.0.0.1").split(",") if a.strip())
     return ComfyFacts(
         version=version,
@@ -83,7 +87,8 @@ def gather() -> ComfyFacts:
         worker_args="--cpu" if args.cpu else "",
         multi_user=bool(getattr(args, "multi_user", False)),
         validate_prompt=validate_prompt,
-        native_queue=ComfyQueue(PromptServer.instance),
+        native_queue=ComfyQueue.attach(server, execution, interrupt),
+        interrupt=interrupt,
     )
 
 

@@ -78,7 +78,11 @@ def page_error(prompt_id: str, error: dict) -> dict:
 
 class NativeQueue:
     """ComfyUI's own queue and history, told of this ComfyUI's remote runs (the ComfyUI face implements
-    it), so they count as running, can be cancelled from ComfyUI's own button and stay in its history."""
+    it), so they count as running, can be cancelled from ComfyUI's own button and stay in its history.
+    None of its methods raises: a host whose queue is not the shape the face knows is left alone."""
+
+    # "ok", or "degraded: <why>" when the running ComfyUI's queue is not the shape the face knows (health shows it).
+    status = "absent: no ComfyUI queue"
 
     def started(self, record: dict, prompt: dict, workflow: object, outputs: list[str] | None) -> None:
         """A run was accepted (queued on its endpoint)."""

@@ -12,6 +12,19 @@ from .executions import NativeQueue
 
 
 @dataclass(frozen=True)
+class InterruptDoor:
+    """ComfyUI's Cancel for a remote run (POST /interrupt with its prompt id), as the ComfyUI face found it
+    (comfy_interrupt.py): the paths the extension answers first for a remote run's prompt id, since ComfyUI's
+    own handler would interrupt whatever runs locally; `uncovered`, ComfyUI's other doors that stop a run by
+    its prompt id and that the extension does not answer (remote runs are then kept out of ComfyUI's running
+    list); `status` "ok" or "degraded: <why>"."""
+
+    paths: tuple[str, ...] = ()
+    status: str = "absent: no ComfyUI routes"
+    uncovered: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ComfyFacts:
     """ComfyUI facts, gathered by the ComfyUI face so nothing below imports ComfyUI."""
 
@@ -31,3 +44,9 @@ class ComfyFacts:
     multi_user: bool = False  # ComfyUI's --multi-user: requests name their ComfyUI user (comfy-user header)
     validate_prompt: Callable[[dict], tuple] | None = None  # ComfyUI's validate_prompt (valid, error, outputs, errors)
     native_queue: NativeQueue | None = None  # ComfyUI's queue and history
+    interrupt: InterruptDoor = InterruptDoor()
+
+    def host_status(self) -> dict[str, str]:
+        """What /sagemaker/health says of the host surfaces the extension touches: "ok" or "degraded: <why>"."""
+        queue = self.native_queue.status if self.native_queue is not None else NativeQueue.status
+        return {"queue": queue, "interrupt": self.interrupt.status}

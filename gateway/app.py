@@ -29,6 +29,7 @@ from ..core import config as config_mod
 from ..core import scratch
 from ..core.config import Config
 from ..core.errors import ConfigInvalid, SageMakerError
+from ..core.host_facts import InterruptDoor
 from ..core.version import __version__
 from ..server_routes import executions, meta, openapi, template_runs, templates, v2
 from ..server_routes.errors import error_response
@@ -69,6 +70,10 @@ class Facts:
         self.listen = listen
         self.version = None
         self.multi_user = False
+        self.interrupt = InterruptDoor()  # no ComfyUI Cancel to answer
+
+    def host_status(self) -> None:
+        return None  # no host surfaces
 
 
 class GatewayContext:

@@ -44,12 +44,10 @@ def route_path(path: str) -> str:
     return path
 
 
-INTERRUPT_PATHS = ("/interrupt", "/api/interrupt")
-
-
 async def interrupt_remote(request: web.Request, ctx: Context) -> web.Response | None:
-    """ComfyUI's own Cancel for a remote run (its prompt id is in ComfyUI's queue, comfy_queue.py): cancel
-    that run and answer as ComfyUI does, before ComfyUI's handler would interrupt what runs locally. The run's
+    """ComfyUI's own Cancel for a remote run (its prompt id is in ComfyUI's queue, comfy_queue.py), on the paths
+    the ComfyUI face found for it (comfy_interrupt.py): cancel that run and answer as ComfyUI does, before
+    ComfyUI's handler would interrupt what runs locally. The run's
     owner may (a designer's single-user ComfyUI: anyone's, as ComfyUI's own rule), from this page's origin
     only; someone else's is refused (403), never passed on to ComfyUI, which would interrupt the local prompt.
     Anything else goes on to ComfyUI."""
@@ -82,7 +80,7 @@ def middleware(ctx: Context):
 
     @web.middleware
     async def sagemaker_middleware(request: web.Request, handler):
-        if request.method == "POST" and request.path in INTERRUPT_PATHS:
+        if request.method == "POST" and request.path in ctx.facts.interrupt.paths:
             taken = await interrupt_remote(request, ctx)
             return taken if taken is not None else await handler(request)
         if not is_ours(request.path):

@@ -30,7 +30,7 @@ async def health(request: web.Request, ctx: Context) -> web.Response:
                         "authorized": False})
     body: dict = {"ok": ctx.config_error is None, "version": __version__, "comfyui_version": ctx.facts.version,
                   "missing_requirements": list(ctx.missing_requirements), "token_required": required,
-                  "authorized": True}
+                  "authorized": True, "host": ctx.facts.host_status()}
     body["role"] = cfg.role  # while no configuration could be read, the fail-safe one's: an artist's
     if ctx.config_error is None:
         body["store"] = store_summary(ctx)
