@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import StoreUnavailable
+from ..core.retry import Backoff, retry
 from ..core.store import (
     BlobMismatch,
     KeyExists,
@@ -41,7 +42,7 @@ LOST_RACE = {"PreconditionFailed", "412"}  # the condition was checked and is fa
 # 409: "a conflicting operation occurred during the upload... retry" (PutObject's IfNoneMatch / IfMatch
 # in S3's API reference); the condition was not decided, so the write is tried again after a pause.
 CONFLICT = {"ConditionalRequestConflict", "409"}
-CONFLICT_BACKOFF_S = (0.05, 0.1, 0.2, 0.4)  # one pause per retry, jittered +-50 %
+CONFLICT_BACKOFF = Backoff(0.05, attempts=5, jitter=0.5)  # pauses of 0.05, 0.1, 0.2, 0.4 s, each +-50 %
 MISSING = {"NoSuchKey", "404", "NotFound"}
 
 
@@ -162,56 +163,46 @@ class S3Store(Store):
 
     @_unavailable_on_aws_error
     def create(self, key: str, data: bytes) -> str:
-        import random
-        import time
-
         from botocore.exceptions import ClientError
 
-        for pause in (*CONFLICT_BACKOFF_S, None):
-            try:
-                r = self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*",
-                                       **self.write_args)
-            except ClientError as err:
-                code = _code(err)
-                if code in LOST_RACE:
-                    raise KeyExists(key) from None
-                if code in CONFLICT and pause is not None:
-                    time.sleep(pause * random.uniform(0.5, 1.5))
-                    continue
-                if code in CONFLICT:
-                    raise StoreUnavailable(f"S3 kept conflicting on {key!r} ({len(CONFLICT_BACKOFF_S) + 1} tries, "
-                                           "409 ConditionalRequestConflict): another write is in progress; "
-                                           "try again") from None
-                raise
-            return r["ETag"]
+        try:
+            r = self._conditional_put(key, data, IfNoneMatch="*")
+        except ClientError as err:
+            if _code(err) in LOST_RACE:
+                raise KeyExists(key) from None
+            raise
+        return r["ETag"]
 
     @_unavailable_on_aws_error
     def replace(self, key: str, data: bytes, if_match: str) -> str:
-        import random
-        import time
-
         from botocore.exceptions import ClientError
 
         # A retry keeps the caller's If-Match: if the conflicting write changed the object, S3 says 412.
-        for pause in (*CONFLICT_BACKOFF_S, None):
-            try:
-                r = self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfMatch=if_match,
-                                       **self.write_args)
-            except ClientError as err:
-                code = _code(err)
-                if code in MISSING:
-                    raise KeyNotFound(key) from None
-                if code in LOST_RACE:
-                    raise PreconditionFailed(key) from None
-                if code in CONFLICT and pause is not None:
-                    time.sleep(pause * random.uniform(0.5, 1.5))
-                    continue
-                if code in CONFLICT:
-                    raise StoreUnavailable(f"S3 kept conflicting on {key!r} ({len(CONFLICT_BACKOFF_S) + 1} tries, "
-                                           "409 ConditionalRequestConflict): another write is in progress; "
-                                           "try again") from None
-                raise
-            return r["ETag"]
+        try:
+            r = self._conditional_put(key, data, IfMatch=if_match)
+        except ClientError as err:
+            code = _code(err)
+            if code in MISSING:
+                raise KeyNotFound(key) from None
+            if code in LOST_RACE:
+                raise PreconditionFailed(key) from None
+            raise
+        return r["ETag"]
+
+    def _conditional_put(self, key: str, data: bytes, **condition: str) -> dict:
+        """A conditional PutObject, tried again while S3 answers 409 ConditionalRequestConflict."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return retry(lambda: self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition,
+                                                    **self.write_args),
+                         CONFLICT_BACKOFF, lambda err: isinstance(err, ClientError) and _code(err) in CONFLICT)
+        except ClientError as err:
+            if _code(err) in CONFLICT:
+                raise StoreUnavailable(f"S3 kept conflicting on {key!r} ({CONFLICT_BACKOFF.attempts} tries, "
+                                       "409 ConditionalRequestConflict): another write is in progress; "
+                                       "try again") from None
+            raise
 
     @_unavailable_on_aws_error
     def put(self, key: str, data: bytes) -> str:

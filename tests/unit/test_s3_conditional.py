@@ -33,7 +33,7 @@ def conflict(stub, params):
 
 
 def tries() -> int:
-    return len(s3_store.CONFLICT_BACKOFF_S) + 1
+    return s3_store.CONFLICT_BACKOFF.attempts
 
 
 @pytest.mark.parametrize("write, params", [
