@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from .errors import BadRequest
 from .fetch import DownloadRefused, check_url, open_checked
 from .http_deadline import Deadline
+from .retry import Backoff
 from .store import PreconditionFailed, Store
 from .webhook_secret import LEGACY_KEY, WebhookSecret, WebhookSecretUnavailable
 from .webhook_signing import HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, headers, verify
@@ -163,7 +164,8 @@ class Webhooks:
         try:
             body = json.dumps(self.body_for(record), separators=(",", ":")).encode()
             url = record["webhook"]["url"]
-            started, delay = time.monotonic(), 1.0
+            # Read at each pause: a configuration applied meanwhile counts from then on.
+            pauses = Backoff(1.0, cap=MAX_DELAY_S, deadline=self.retry_seconds).pauses()
             while True:
                 attempts += 1
                 self._set(execution_id, attempts=attempts)  # counted as it starts: a hung one shows
@@ -172,12 +174,11 @@ class Webhooks:
                     self._set(execution_id, state="delivered", attempts=attempts, last_status=status, last_error=None,
                               delivered_at=_now())
                     return
-                elapsed = time.monotonic() - started
-                if elapsed + delay > self.retry_seconds() or self._stop.is_set():
+                pause = next(pauses, None)
+                if pause is None or self._stop.is_set():
                     break
                 self._set(execution_id, last_status=status, last_error=error)
-                self.sleep(delay)
-                delay = min(delay * 2, MAX_DELAY_S)
+                self.sleep(pause)
         except Exception as err:  # a delivery never takes anything else down, and never stays `sending`
             log.exception("comfyui-sagemaker: webhook of %s failed", execution_id)
             status, error = None, f"could not be sent: {type(err).__name__}: {err}"
