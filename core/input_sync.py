@@ -25,6 +25,7 @@ from . import scratch
 from .errors import SageMakerError
 from .hashing import HashCache
 from .inputs import put_inputs
+from .retry import Backoff, retry
 from .store import Store
 
 log = logging.getLogger("comfyui_sagemaker")
@@ -184,22 +185,19 @@ class InputSync:
             if self.digest(name):
                 return
             self._set(name, state="pending", size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=None, error=None)
-            delay = self.backoff
-            for attempt in range(self.retries + 1):
-                try:
-                    sha = put_inputs(self.store, self.input_dir, [name], self.cache)[name]
-                    self._set(name, state="synced", size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=sha, error=None)
+            try:
+                # A failing store is tried again while the file is there and the sync open.
+                sha = retry(lambda: put_inputs(self.store, self.input_dir, [name], self.cache)[name],
+                            Backoff(self.backoff, cap=30, attempts=self.retries + 1),
+                            lambda err: isinstance(err, SageMakerError) and path.exists() and not self._closed)
+            except SageMakerError as err:
+                if not path.exists():
+                    self.removed(path)
                     return
-                except SageMakerError as err:
-                    if not path.exists():
-                        self.removed(path)
-                        return
-                    if attempt == self.retries or self._closed:
-                        self._set(name, state="failed", size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=None,
-                                  error=err.message)
-                        return
-                    time.sleep(delay)
-                    delay = min(delay * 2, 30)
+                self._set(name, state="failed", size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=None,
+                          error=err.message)
+                return
+            self._set(name, state="synced", size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=sha, error=None)
         except Exception as err:  # the watcher must survive anything one file does
             log.exception("input sync of %s failed", name)
             self._set(name, state="failed", size=None, mtime_ns=None, sha256=None, error=str(err))
