@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from ..core.retry import Backoff
 from .coldstart import ColdStart
 from .comfy import ComfyProcess
 from .devices import Device
@@ -103,9 +104,10 @@ class ComfyPool:
         task.add_done_callback(self._tasks.discard)
 
     async def _bring_up(self, slot: Slot, first: bool) -> None:
+        pauses = Backoff(self.restart_backoff).pauses()  # 1, 2, 4, ... times restart_backoff
         for attempt in range(START_ATTEMPTS):
-            if attempt or not first:  # a first start tries at once; then 1, 2, 4, ... s apart
-                await asyncio.sleep(self.restart_backoff * 2 ** (attempt - 1 if first else attempt))
+            if attempt or not first:  # a first start tries at once, a restart after the first pause
+                await asyncio.sleep(next(pauses))
             t0 = time.monotonic()
             try:
                 await asyncio.to_thread(slot.comfy.start)
