@@ -17,7 +17,7 @@ import os
 import re
 from datetime import datetime, timezone
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from ..core.assets import MAX_UPLOAD_BYTES, Asset, AssetNotFound, parse_hash
 from ..core.blob_reads import verified_pieces
@@ -36,7 +36,7 @@ HEARTBEAT_S = 15.0
 POLL_S = 0.5
 CHUNK = 1024 * 1024
 FIELD_LIMIT = 4096
-RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+INVERTED_RANGE = "start cannot be after end"  # aiohttp's http_range on "bytes=5-2": unsatisfiable, not ignored
 METADATA_FILTER = re.compile(r"metadata\[(.{1,64})\]")
 
 
@@ -257,22 +257,27 @@ async def v2_get_asset(request: web.Request, ctx: Context) -> web.Response:
     return json_ok(asset_json(asset, mount(request)))
 
 
-def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """(first, last) of a single `bytes=` range; None for the whole (no header, or one we do not serve: several
-    ranges). ValueError when it cannot be satisfied."""
+def byte_range(request: web.BaseRequest, size: int) -> tuple[int, int] | None:
+    """(first, last) of the request's one `bytes=` range, as aiohttp reads it (`request.http_range`); None for
+    the whole: no Range, or one that is not served (several ranges, another unit, no numbers), which RFC 9110
+    lets a server ignore. ValueError when it cannot be satisfied: past the end, last before first, an empty
+    suffix."""
+    header = request.headers.get(hdrs.RANGE)
     if not header:
         return None
-    match = RANGE.fullmatch(header.strip())
-    if not match or not (match.group(1) or match.group(2)):
+    try:
+        wanted = request.http_range
+    except ValueError as err:
+        if str(err) == INVERTED_RANGE:
+            raise
         return None
-    first, last = match.group(1), match.group(2)
-    if not first:  # the last n bytes
-        n = int(last)
-        if n == 0 or size == 0:
+    start, stop = wanted.start, wanted.stop
+    # aiohttp gives the last n bytes as start -n; "-0" becomes 0, which only the header tells from "0-".
+    if start < 0 or header.partition("=")[2].lstrip().startswith("-"):
+        if start == 0 or size == 0:
             raise ValueError("empty suffix range")
-        return max(size - n, 0), size - 1
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
+        return max(size + start, 0), size - 1
+    end = min(stop - 1, size - 1) if stop is not None else size - 1
     if start >= size or end < start:
         raise ValueError("range outside the content")
     return start, end
@@ -290,7 +295,7 @@ async def v2_asset_content(request: web.Request, ctx: Context) -> web.StreamResp
     if size is None:
         raise AssetNotFound(f"the bytes of asset {asset.id} are no longer in the store")
     try:
-        wanted = byte_range(request.headers.get("Range"), size)
+        wanted = byte_range(request, size)
     except ValueError:
         return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
     start, end = wanted if wanted else (0, size - 1)

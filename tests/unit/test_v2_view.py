@@ -4,6 +4,7 @@ published schema), progress folded from ComfyUI's events, and the Range header o
 from __future__ import annotations
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from comfy_low.models import Job
 from comfyui_sagemaker.core.job_view import Mount, ProgressTracker, job_json
 from comfyui_sagemaker.server_routes.v2 import byte_range
@@ -48,14 +49,19 @@ def test_progress_counts_nodes_and_sampler_steps():
     assert tracker.snapshot()["value"] == 1.0 and tracker.snapshot()["current_node"] is None
 
 
+def asking(header: str | None):
+    return make_mocked_request("GET", "/content", headers={"Range": header} if header is not None else {})
+
+
 @pytest.mark.parametrize("header, size, expected", [
     (None, 10, None), ("bytes=0-3", 10, (0, 3)), ("bytes=5-", 10, (5, 9)), ("bytes=-4", 10, (6, 9)),
-    ("bytes=2-99", 10, (2, 9)), ("bytes=0-1,4-5", 10, None), ("items=0-1", 10, None)])
+    ("bytes=2-99", 10, (2, 9)), ("bytes=0-1,4-5", 10, None), ("items=0-1", 10, None),
+    ("bytes=5-5", 10, (5, 5)), ("bytes=-20", 10, (0, 9)), ("bytes=-", 10, None), ("bytes=x-1", 10, None)])
 def test_ranges_served(header, size, expected):
-    assert byte_range(header, size) == expected
+    assert byte_range(asking(header), size) == expected
 
 
-@pytest.mark.parametrize("header", ["bytes=10-", "bytes=5-2", "bytes=-0"])
-def test_ranges_that_cannot_be_satisfied(header):
+@pytest.mark.parametrize("header, size", [("bytes=10-", 10), ("bytes=5-2", 10), ("bytes=-0", 10), ("bytes=-4", 0)])
+def test_ranges_that_cannot_be_satisfied(header, size):
     with pytest.raises(ValueError):
-        byte_range(header, 10)
+        byte_range(asking(header), size)
