@@ -176,7 +176,7 @@ class ComfyQueue(NativeQueue):
     def _to_history(self, run: dict, record: dict, key: str) -> None:
         queue = self.server.prompt_queue
         ended = int(time.time() * 1000)
-        state = record.get("state")
+        state = str(record.get("state"))
         succeeded = state == "succeeded"
         final = {"succeeded": "execution_success", "cancelled": "execution_interrupted"}.get(state, "execution_error")
         messages = [["execution_start", {"prompt_id": record["prompt_id"], "timestamp": run["started"]}],

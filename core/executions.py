@@ -81,8 +81,11 @@ class NativeQueue:
     it), so they count as running, can be cancelled from ComfyUI's own button and stay in its history.
     None of its methods raises: a host whose queue is not the shape the face knows is left alone."""
 
-    # "ok", or "degraded: <why>" when the running ComfyUI's queue is not the shape the face knows (health shows it).
-    status = "absent: no ComfyUI queue"
+    @property
+    def status(self) -> str:
+        """"ok", or "degraded: <why>" where the running ComfyUI's queue is not the shape the face knows (health
+        shows it)."""
+        return "absent: no ComfyUI queue"
 
     def started(self, record: dict, prompt: dict, workflow: object, outputs: list[str] | None) -> None:
         """A run was accepted (queued on its endpoint)."""

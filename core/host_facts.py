@@ -48,5 +48,5 @@ class ComfyFacts:
 
     def host_status(self) -> dict[str, str]:
         """What /sagemaker/health says of the host surfaces the extension touches: "ok" or "degraded: <why>"."""
-        queue = self.native_queue.status if self.native_queue is not None else NativeQueue.status
-        return {"queue": queue, "interrupt": self.interrupt.status}
+        queue = self.native_queue if self.native_queue is not None else NativeQueue()
+        return {"queue": queue.status, "interrupt": self.interrupt.status}
