@@ -103,7 +103,7 @@ class FakeRun:
         self.dying: str | None = None  # why the worker stopped answering it
         self._commands: queue.Queue = queue.Queue()
         self._followers: list[queue.Queue] = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._t0 = time.monotonic()
         self._t_start = self._t0
 
@@ -197,10 +197,6 @@ class FakeRun:
 
     def _send(self, event: dict) -> None:
         done = threading.Event()
-        with self._lock:
-            self.events.append(event)
-            inboxes = list(self._followers)
-            pending = [len(inboxes)]
 
         def taken_in() -> None:
             with self._lock:
@@ -208,9 +204,14 @@ class FakeRun:
                 if pending[0] == 0:
                     done.set()
 
-        for inbox in inboxes:
-            inbox.put(("event", event, taken_in))
-        if inboxes and not done.wait(DEADLINE):
+        with self._lock:  # a follower leaving (unfollow, sever) drains its inbox under this lock: none is missed
+            self.events.append(event)
+            pending = [len(self._followers)]
+            if not self._followers:
+                return
+            for inbox in self._followers:
+                inbox.put(("event", event, taken_in))
+        if not done.wait(DEADLINE):
             raise AssertionError(f"run {self.execution_id}: a follower never took in {event['type']}")
 
     def _finish(self, result: dict | None) -> None:
