@@ -147,8 +147,10 @@ class FakeComfy:
             catalog=Catalog(self.base / "input", models), send_event=self._send, multi_user=multi_user)
         self.app = web.Application(client_max_size=MAX_UPLOAD)
         routes = web.RouteTableDef()
-        # The start-up work (sweeps, re-adoption, watchers) runs only when a test asks (`background`).
-        with mock.patch.object(server_routes, "_start_background", lambda ctx: None):
+        # The start-up work (sweeps, re-adoption, watchers) runs only when a test asks (`background`); the
+        # requirements check (package metadata read at each start) is skipped: this Python is the dev one.
+        with mock.patch.object(server_routes, "_start_background", lambda ctx: None), \
+                mock.patch.object(server_routes, "_check_requirements", lambda ctx: None):
             self.ctx = server_routes.register(routes, self.app, self.facts)
         self.app.add_routes(routes)
         self.services = Services(self.ctx.config, ComfyHost(self.facts), self.config_dir, self.ctx.events.send)
@@ -197,7 +199,7 @@ class FakeComfy:
         return self.services.templates.get(name)
 
     def wait(self, execution_id: str, states: tuple[str, ...] = ("succeeded", "failed", "cancelled"),
-             timeout: float = 30) -> dict:
+             timeout: float = 120) -> dict:
         """The record once in one of `states`; for an end, once this ComfyUI is done with the run too (its end
         written and said to the pages)."""
         final = all(s in ("succeeded", "failed", "cancelled") for s in states)

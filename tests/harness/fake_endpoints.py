@@ -157,11 +157,11 @@ class FakeRun:
                 self._drain(first)
                 first.put(("severed",))
 
-    def wait_started(self, timeout: float = 30) -> FakeRun:
+    def wait_started(self, timeout: float = DEADLINE) -> FakeRun:
         assert self.started.wait(timeout), f"run {self.execution_id} never started (still {self.state})"
         return self
 
-    def wait_ended(self, timeout: float = 30) -> dict | None:
+    def wait_ended(self, timeout: float = DEADLINE) -> dict | None:
         assert self.ended.wait(timeout), f"run {self.execution_id} never ended (still {self.state})"
         return self.result
 
@@ -440,14 +440,14 @@ class FakeEndpoints(Endpoints):
         self._log(name, "killed")
         return self.fail(name, "worker exited; last log lines: killed")
 
-    def run(self, execution_id: str, timeout: float = 30) -> FakeRun:
+    def run(self, execution_id: str, timeout: float = DEADLINE) -> FakeRun:
         """The (last) run of that execution, once it has been invoked."""
         with self._changed:
             assert self._changed.wait_for(lambda: any(r.execution_id == execution_id for r in self._all), timeout), \
                 f"execution {execution_id} never reached the endpoint"
             return [r for r in self._all if r.execution_id == execution_id][-1]
 
-    def next_run(self, after: int = 0, timeout: float = 30) -> FakeRun:
+    def next_run(self, after: int = 0, timeout: float = DEADLINE) -> FakeRun:
         """The run invoked after `after` others (the first by default)."""
         with self._changed:
             assert self._changed.wait_for(lambda: len(self._all) > after, timeout), "no run reached the endpoint"
@@ -457,7 +457,8 @@ class FakeEndpoints(Endpoints):
         with self._lock:
             return list(self._all)
 
-    def wait_state(self, name: str, states: tuple[str, ...] = ("InService", "Failed"), timeout: float = 30) -> dict:
+    def wait_state(self, name: str, states: tuple[str, ...] = ("InService", "Failed"),
+                   timeout: float = DEADLINE) -> dict:
         with self._changed:
             ok = self._changed.wait_for(
                 lambda: (self._endpoints.get(self._key(name)) or {}).get("state") in states, timeout)
@@ -480,7 +481,7 @@ class FakeEndpoints(Endpoints):
                 run._commands.put(("wake",))
             self._changed.notify_all()
         for run in runs:
-            run.ended.wait(10)
+            run.ended.wait(DEADLINE)
 
     # inside
 

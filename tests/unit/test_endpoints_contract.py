@@ -28,7 +28,7 @@ from harness.fake_endpoints import FakeEndpoints
 from harness.images import png
 from harness.waiting import wait_for
 
-WAIT = 60  # s an SMTestWait holds a run at most; every test releases its own
+WAIT = 600  # s an SMTestWait holds a run at most; every test releases its own
 
 
 class Provider:
@@ -354,7 +354,7 @@ def test_a_worker_that_dies_fails_its_run_and_the_endpoint_which_stops_and_start
     p.kill()
     with pytest.raises(InvocationFailed):
         run.end()
-    assert "exited" in p.wait_state("Failed", timeout=60)["reason"]
+    assert "exited" in p.wait_state("Failed", timeout=180)["reason"]
     assert p.endpoints.stop(p.name)["state"] == "Stopped"
     with pytest.raises(EndpointStateConflict):
         p.endpoints.stop(p.name)

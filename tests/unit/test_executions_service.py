@@ -49,7 +49,7 @@ class Studio:
 
 
 def prompt(image="ex.png", factor=0.5, prefix="ex", wait_for=None):
-    return scale_prompt(image, factor, prefix, wait_for, timeout=60)
+    return scale_prompt(image, factor, prefix, wait_for, timeout=600)
 
 
 @pytest.fixture
@@ -337,8 +337,8 @@ def test_cancel_of_a_run_not_yet_sent_sends_nothing_to_the_endpoint(studio):
         assert svc.get(waiting["id"])["state"] == "queued"
         assert svc.cancel(waiting["id"])["state"] == "cancelled"
         (s.tmp / "go").touch()
-        wait_for(lambda: svc.get(first["id"])["state"] == "succeeded", 30, "the first run to end")
-        wait_for(lambda: not svc.live(waiting["id"]), 30, "the cancelled run to be let go")
+        wait_for(lambda: svc.get(first["id"])["state"] == "succeeded", 120, "the first run to end")
+        wait_for(lambda: not svc.live(waiting["id"]), 120, "the cancelled run to be let go")
         assert [b["execution_id"] for b in s.fake.invocations] == [first["id"]]
         assert s.fake.cancels == [] and svc.get(waiting["id"])["state"] == "cancelled"
     finally:
@@ -381,11 +381,11 @@ def test_a_run_whose_follower_died_is_taken_over_where_the_endpoint_answers_for_
         fake.deploy(publish(store, "Env1"))
         fake.wait_state("Env1")
         plain = {"1": {"class_type": "EmptyImage", "inputs": {"width": 2, "height": 2, "batch_size": 1, "color": 1}},
-                 "2": {"class_type": "SMTestWait", "inputs": {"image": ["1", 0], "signal": "", "timeout": 60}},
+                 "2": {"class_type": "SMTestWait", "inputs": {"image": ["1", 0], "signal": "", "timeout": 600}},
                  "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "taken"}}}
         r = first.executions.create(plain, environment="Env1")
         run = fake.run(r["id"]).wait_started()
-        wait_for(lambda: first.executions.get(r["id"]).get("resume"), 30, "the run to say how to follow it")
+        wait_for(lambda: first.executions.get(r["id"]).get("resume"), 120, "the run to say how to follow it")
         dead = ExecutionRecords(store).read(r["id"])[0]["follower"]
         run.sever()  # the first follower is killed: it hears nothing more
         assert second.executions.take_over(r["id"], lambda f: f == dead, "its follower stopped") == "followed"
@@ -396,7 +396,7 @@ def test_a_run_whose_follower_died_is_taken_over_where_the_endpoint_answers_for_
         image = done["outputs"]["3"]["images"][0]
         assert (second.base / "output" / image["subfolder"] / image["filename"]).is_file()
         assert fake.cancels == []  # the token died with the first follower: nothing asked the endpoint to stop
-        wait_for(lambda: not [k for k in store.list(INFLIGHT) if r["id"] in k], 10, "the run's markers to go")
+        wait_for(lambda: not [k for k in store.list(INFLIGHT) if r["id"] in k], 120, "the run's markers to go")
     finally:
         first.close()
         second.close()
@@ -462,7 +462,7 @@ def test_runs_in_flight_hold_one_follower_lease_that_goes_with_the_last(studio):
     assert len(leases) == 1, s.store.list(INFLIGHT)
     go.touch()
     s.comfy.wait(a["id"])
-    wait_for(lambda: not s.store.list(INFLIGHT), 10, "the lease and markers to go")
+    wait_for(lambda: not s.store.list(INFLIGHT), 120, "the lease and markers to go")
 
 
 def test_a_run_started_while_another_thread_cancels_it_ends_once(studio):

@@ -27,7 +27,7 @@ def plain(color: int = 7) -> dict:
 def held() -> dict:
     p = plain()
     p["2"]["inputs"]["images"] = ["3", 0]
-    p["3"] = {"class_type": "SMTestWait", "inputs": {"image": ["1", 0], "signal": "", "timeout": 60}}
+    p["3"] = {"class_type": "SMTestWait", "inputs": {"image": ["1", 0], "signal": "", "timeout": 600}}
     return p
 
 
@@ -64,13 +64,13 @@ def setup(tmp_path, monkeypatch, receiver):
 
 def delivered(store, execution_id: str) -> dict:
     return wait_for(lambda: (hook := ExecutionRecords(store).read(execution_id)[0]["webhook"])["state"]
-                    in ("delivered", "failed") and hook, 30, "the webhook to be delivered")
+                    in ("delivered", "failed") and hook, 120, "the webhook to be delivered")
 
 
 def settled(*comfys: FakeComfy) -> None:
     """Every ComfyUI is done with its runs and deliveries: whatever it was going to send, it has sent."""
     for comfy in comfys:
-        wait_for(lambda c=comfy: not c.executions._live and not c.services.webhooks.busy(), 30, "runs and hooks")
+        wait_for(lambda c=comfy: not c.executions._live and not c.services.webhooks.busy(), 120, "runs and hooks")
 
 
 @pytest.mark.parametrize("outcome", ["succeeded", "failed", "cancelled"])
