@@ -7,13 +7,10 @@ As a local endpoint and its worker behave:
 - `deploy` answers Creating (Updating for another version) at once; the endpoint becomes InService in a
   thread of its own, or when the test says so (`hold_starts`, `ready`, `fail`). stop, start and delete as
   LocalEndpoints; `on_change(view)` on each change, `{"name", "kind", "state": "Deleted"}` once deleted.
-- `invoke` runs the prompt as the worker's ComfyUI would: ComfyUI's events in their order (execution_start,
-  execution_cached, executing and progress_state per node, executed for each output node with its files put
-  in the store by content as worker/outputs.py does, then execution_success), then the result
-  worker/server.py answers. A prompt without an output node is refused (prompt_invalid), inputs must be in
-  the store (input_missing), and the body is checked as the worker checks it. The test pack's nodes
-  (tests/fixtures/sm_test_pack) behave as in a real ComfyUI: SMTestWait holds the run until its signal file
-  exists (or `FakeRun.release()`), SMTestFail fails it in that node with its message.
+- `invoke` checks the body and the inputs as the worker does (bad_request; input_missing unless each input
+  is a blob in the store) and plays the run as the worker and its ComfyUI do (tests/harness/fake_runs.py:
+  ComfyUI's events in their order, output files put in the store by content, the worker's result; the test
+  pack's SMTestWait and SMTestFail behave as in a real ComfyUI).
 - One run at a time per endpoint (a local endpoint runs one ComfyUI; `slots` for more), the others queued
   in arrival order.
 - `cancel` needs the run's cancel token (core/cancel_tokens.py): a running run is interrupted
@@ -22,7 +19,7 @@ As a local endpoint and its worker behave:
 - The worker dying (`kill`), the endpoint stopped, deleted or redeployed: the invocations in flight raise
   InvocationFailed; killed, the endpoint is Failed.
 
-For tests: `manual = True` makes each run wait for the test's word (FakeRun: emit, progress, executed,
+For tests: `manual = True` makes each run wait for the test's word (FakeRun: emit, progress, executed_node,
 succeed, fail, interrupt, answer, die), `run(execution_id)` / `next_run()` find a run once invoked,
 `cancels` and `invocations` say what reached the endpoint; `resumable = True` answers a run to another
 follower (`resume`) as SageMaker's async endpoints do, and `FakeRun.sever()` is its first follower killed.
@@ -31,14 +28,10 @@ Every wait has a deadline: a test that forgets a run fails instead of hanging.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 from comfyui_sagemaker.core import cancel_tokens
 from comfyui_sagemaker.core.endpoints import (
@@ -51,196 +44,15 @@ from comfyui_sagemaker.core.endpoints import (
 from comfyui_sagemaker.core.store import DIGEST_RE, blob_key
 from comfyui_sagemaker.core.templates import now
 
-OUTPUT_NODES = {"SaveImage": "output", "PreviewImage": "temp", "SageMakerTemplateOutput": "output"}
-WAIT_NODE, FAIL_NODE = "SMTestWait", "SMTestFail"
+from .fake_runs import DEADLINE, Died, FakeRun
+
 MAX_ID = 128  # the worker's limit on execution ids (worker/cancels.py)
-DEADLINE = 120.0  # s a test has to end a manual run, or a held one to be released
-FINAL = ("execution_success", "execution_error", "execution_interrupted")
-
-
-def png(seed: str) -> bytes:
-    """A small real PNG whose colour (so whose bytes) depends on `seed`."""
-    from PIL import Image
-
-    color = tuple(hashlib.sha256(seed.encode()).digest()[:3])
-    buf = io.BytesIO()
-    Image.new("RGB", (2, 2), color).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def failed(execution_id: object, code: str, message: str, **extra) -> dict:
     """A result the worker answers without running the prompt (what LocalEndpoints.invoke returns for it)."""
     return {"execution_id": execution_id, "status": "failed", "outputs": {},
             "error": {"code": code, "message": message, **extra}}
-
-
-class _Died(Exception):
-    """The worker stopped answering this run."""
-
-
-class FakeRun:
-    """One invocation while the fake endpoint has it. Its prompt is played in a thread of its own (the
-    worker's ComfyUI); each follower (the invoker, a resumer) gets its events in order in its own thread, and
-    an event is sent on only once every follower has taken it in (the services saw it: tests need no sleep)."""
-
-    def __init__(self, fake: FakeEndpoints, endpoint: str, body: dict):
-        self.fake = fake
-        self.endpoint = endpoint
-        self.execution_id: str = body.get("execution_id") or ""
-        self.prompt: dict = body["prompt"]
-        self.inputs: dict = dict(body.get("inputs") or {})
-        self.digest: str | None = body.get(cancel_tokens.DIGEST_FIELD)
-        self.prompt_id = uuid.uuid4().hex  # the worker's ComfyUI's own prompt id
-        self.state = "queued"  # -> running -> ending -> ended
-        self.cancelled: str | None = None  # "queued" or "running": a cancel with its token reached it then
-        self.result: dict | None = None  # None once ended: the worker died
-        self.outputs: dict = {}
-        self.events: list[dict] = []  # every event sent to its followers, in order
-        self.executed: list[str] = []
-        self.node: str | None = None  # the node running now
-        self.started = threading.Event()  # running (it has a ComfyUI)
-        self.ended = threading.Event()
-        self.dying: str | None = None  # why the worker stopped answering it
-        self._commands: queue.Queue = queue.Queue()
-        self._followers: list[queue.Queue] = []
-        self._lock = threading.RLock()
-        self._t0 = time.monotonic()
-        self._t_start = self._t0
-
-    # what tests call
-
-    def release(self) -> None:
-        """Let a run held by an SMTestWait node go on."""
-        self._commands.put(("release",))
-
-    def emit(self, kind: str, data: dict | None = None) -> None:
-        """A ComfyUI event of this prompt (its prompt id added), taken in by the followers before this returns."""
-        self._do("emit", kind, data or {})
-
-    def progress(self, node: str, value: int, maximum: int) -> None:
-        self.emit("progress", {"node": node, "value": value, "max": maximum})
-
-    def executed_node(self, node: str, files: dict[str, bytes] | None = None, kind: str = "output") -> dict:
-        """`node` ran and saved `files` ({name: bytes}; by default one PNG): they go to the store by content and
-        an `executed` event carries them. Returns the node's ui output."""
-        return self._do("executed", node, files, kind)
-
-    def succeed(self, outputs: dict | None = None) -> dict:
-        """execution_success, and a succeeded result with `outputs` (by default the executed nodes')."""
-        return self._do("succeed", outputs)
-
-    def fail(self, node_id: str, message: str, node_type: str = "SMTestFail",
-             exception_type: str = "RuntimeError") -> dict:
-        """The prompt fails in a node: execution_error, and the result worker/server.py answers for it."""
-        return self._do("fail", node_id, message, node_type, exception_type)
-
-    def interrupt(self) -> dict:
-        """ComfyUI interrupted the prompt (as a cancel does): execution_interrupted, failed `interrupted`."""
-        return self._do("interrupt")
-
-    def answer(self, result: dict) -> dict:
-        """End with this result (e.g. the worker's timeout, comfyui_died or bad_output answers)."""
-        return self._do("answer", result)
-
-    def die(self) -> None:
-        """The worker stops answering this run: its followers get InvocationFailed."""
-        self.dying = "the worker stopped answering"
-        self._commands.put(("wake",))
-        assert self.ended.wait(DEADLINE), f"run {self.execution_id} did not die"
-
-    def sever(self) -> None:
-        """The invoker's process was killed: it takes in nothing more, ever (until the fake is closed). The run
-        goes on at the endpoint, and another follower can take it up (FakeEndpoints.resume)."""
-        with self._lock:
-            if self._followers:
-                first, self._followers = self._followers[0], self._followers[1:]
-                self._drain(first)
-                first.put(("severed",))
-
-    def wait_started(self, timeout: float = DEADLINE) -> FakeRun:
-        assert self.started.wait(timeout), f"run {self.execution_id} never started (still {self.state})"
-        return self
-
-    def wait_ended(self, timeout: float = DEADLINE) -> dict | None:
-        assert self.ended.wait(timeout), f"run {self.execution_id} never ended (still {self.state})"
-        return self.result
-
-    # followers
-
-    def follow(self) -> queue.Queue:
-        inbox: queue.Queue = queue.Queue()
-        with self._lock:
-            for event in self.events:  # a follower taking the run up is told what it missed
-                inbox.put(("event", event, None))
-            if self.ended.is_set():
-                inbox.put(("result", self.result) if self.result is not None else ("died",))
-            else:
-                self._followers.append(inbox)
-        return inbox
-
-    def unfollow(self, inbox: queue.Queue) -> None:
-        """A follower stopped listening (its invocation raised): nothing waits for it any more."""
-        with self._lock:
-            if inbox in self._followers:
-                self._followers.remove(inbox)
-            self._drain(inbox)
-
-    @staticmethod
-    def _drain(inbox: queue.Queue) -> None:
-        while True:
-            try:
-                item = inbox.get_nowait()
-            except queue.Empty:
-                return
-            if item[0] == "event" and item[2] is not None:
-                item[2]()
-
-    def _send(self, event: dict) -> None:
-        done = threading.Event()
-
-        def taken_in() -> None:
-            with self._lock:
-                pending[0] -= 1
-                if pending[0] == 0:
-                    done.set()
-
-        with self._lock:  # a follower leaving (unfollow, sever) drains its inbox under this lock: none is missed
-            self.events.append(event)
-            pending = [len(self._followers)]
-            if not self._followers:
-                return
-            for inbox in self._followers:
-                inbox.put(("event", event, taken_in))
-        if not done.wait(DEADLINE):
-            raise AssertionError(f"run {self.execution_id}: a follower never took in {event['type']}")
-
-    def _finish(self, result: dict | None) -> None:
-        with self._lock:
-            self.result = result
-            self.state = "ended"
-            inboxes, self._followers = self._followers, []
-            self.ended.set()
-        for inbox in inboxes:
-            inbox.put(("result", result) if result is not None else ("died",))
-
-    # the test's word, carried out by the run's own thread
-
-    def _do(self, *command) -> object:
-        assert self.fake.manual, "FakeRun's commands drive manual runs (fake.manual = True)"
-        reply: queue.Queue = queue.Queue()
-        self._commands.put((*command, reply))
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            try:
-                outcome = reply.get(timeout=0.05)
-            except queue.Empty:
-                if self.ended.is_set() and reply.empty():
-                    raise AssertionError(f"run {self.execution_id} ended before it could {command[0]}") from None
-                continue
-            if isinstance(outcome, BaseException):
-                raise outcome
-            return outcome
-        raise AssertionError(f"run {self.execution_id} did not {command[0]} within {DEADLINE:.0f} s")
 
 
 class FakeEndpoints(Endpoints):
@@ -377,7 +189,7 @@ class FakeEndpoints(Endpoints):
         problem = self._refusal(body)
         if problem is not None:
             return problem
-        run = FakeRun(self, endpoint["name"], body)
+        run = FakeRun(endpoint["name"], body, self.store, self.manual)
         inbox = run.follow()
         with self._lock:
             early = self._early.pop(run.execution_id, None) if run.execution_id else None
@@ -554,17 +366,17 @@ class FakeEndpoints(Endpoints):
             if self.resumable:
                 run._send({"type": "sagemaker.resumable", "data": {"resume": {"execution_id": run.execution_id}}})
             if not self._acquire(run):
-                result = self._result(run, "failed", {"code": "cancelled", "message": "cancelled"})
+                result = run.result_body("failed", {"code": "cancelled", "message": "cancelled"})
             else:
                 try:
-                    result = self._manual(run) if self.manual else self._auto(run)
+                    result = run.play()
                 finally:
                     with self._changed:
                         run.state = "ending"
                         self._changed.notify_all()
             self._log(run.endpoint, f"run {run.execution_id} ended: {result.get('status')}")
             run._finish(result)
-        except _Died:
+        except Died:
             self._log(run.endpoint, f"run {run.execution_id} lost: {run.dying}")
             run._finish(None)
         except BaseException:
@@ -575,12 +387,12 @@ class FakeEndpoints(Endpoints):
                 self._changed.notify_all()
 
     def _acquire(self, run: FakeRun) -> bool:
-        """A ComfyUI for the run, in arrival order; False if it was cancelled while queued; _Died if the worker
+        """A ComfyUI for the run, in arrival order; False if it was cancelled while queued; Died if the worker
         went away meanwhile."""
         with self._changed:
             while True:
                 if run.dying:
-                    raise _Died()
+                    raise Died()
                 if run.cancelled:
                     return False
                 live = self._live(run.endpoint)
@@ -592,175 +404,3 @@ class FakeEndpoints(Endpoints):
                     self._changed.notify_all()
                     return True
                 self._changed.wait(0.05)
-
-    @staticmethod
-    def _take(run: FakeRun, timeout: float | None = None) -> tuple | None:
-        """The next command (None if none came within `timeout`); raises _Died once the run is dying."""
-        try:
-            command = run._commands.get(timeout=timeout) if timeout else run._commands.get_nowait()
-        except queue.Empty:
-            command = None
-        if run.dying:
-            raise _Died()
-        return None if command is not None and command[0] == "wake" else command
-
-    def _result(self, run: FakeRun, status: str, error: dict | None = None) -> dict:
-        body = {"execution_id": run.execution_id, "status": status,
-                "outputs": run.outputs if status == "succeeded" else {},
-                "timings": {"queued_ms": round((run._t_start - run._t0) * 1000, 1),
-                            "run_ms": round((time.monotonic() - run._t_start) * 1000, 1)}}
-        if run.started.is_set():
-            body["comfyui"] = 0
-        if error:
-            body["error"] = error
-        return body
-
-    @staticmethod
-    def _event(run: FakeRun, kind: str, data: dict) -> None:
-        run._send({"type": kind, "data": {**data, "prompt_id": run.prompt_id}})
-
-    def _store_files(self, run: FakeRun, node: str, files: dict[str, bytes] | None, kind: str) -> dict:
-        """Each file to the store by content, as worker/outputs.py's store_file: the item gains sha256 and size."""
-        if files is None:
-            files = {f"{self._prefix(run, node)}_{len(run.outputs) + 1:05d}_.png": png(f"{run.execution_id}/{node}")}
-        items = []
-        for filename, data in files.items():
-            digest = hashlib.sha256(data).hexdigest()
-            if self.store is not None and not self.store.exists(blob_key(digest)):
-                self.store.put(blob_key(digest), data)
-            items.append({"filename": filename, "subfolder": "", "type": kind, "sha256": digest, "size": len(data)})
-        return {"images": items}
-
-    @staticmethod
-    def _prefix(run: FakeRun, node: str) -> str:
-        inputs = (run.prompt.get(node) or {}).get("inputs") or {}
-        prefix = inputs.get("filename_prefix") or inputs.get("name")
-        return Path(prefix).name if isinstance(prefix, str) and prefix else "ComfyUI"
-
-    def _executed(self, run: FakeRun, node: str, files: dict[str, bytes] | None = None, kind: str = "output") -> dict:
-        ui = self._store_files(run, node, files, kind)
-        run.outputs[node] = ui
-        run.executed.append(node)
-        self._event(run, "executed", {"node": node, "display_node": node, "output": ui})
-        return ui
-
-    def _failed_in(self, run: FakeRun, node: str, node_type: str, message: str, exception_type: str) -> dict:
-        self._event(run, "execution_error", {
-            "node_id": node, "node_type": node_type, "executed": list(run.executed), "exception_message": message,
-            "exception_type": exception_type, "traceback": [f'  raise {exception_type}("{message}")'],
-            "current_inputs": {}, "current_outputs": {}, "timestamp": int(time.time() * 1000)})
-        return self._result(run, "failed", {"code": "node_error", "node_id": node, "node_type": node_type,
-                                            "message": message.strip(), "exception_type": exception_type})
-
-    def _interrupted(self, run: FakeRun) -> dict:
-        node = run.node
-        node_type = (run.prompt.get(node) or {}).get("class_type") if node else None
-        self._event(run, "execution_interrupted", {"node_id": node, "node_type": node_type,
-                                                   "executed": list(run.executed),
-                                                   "timestamp": int(time.time() * 1000)})
-        return self._result(run, "failed", {"code": "interrupted", "node_id": node, "node_type": node_type,
-                                            "message": "interrupted"})
-
-    @staticmethod
-    def _order(prompt: dict) -> list[str]:
-        """The nodes ComfyUI executes (those the output nodes need), dependencies first."""
-        order: list[str] = []
-
-        def visit(node: str, path: tuple[str, ...]) -> None:
-            if node in order or node in path or not isinstance(prompt.get(node), dict):
-                return
-            for value in (prompt[node].get("inputs") or {}).values():
-                if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
-                    visit(value[0], (*path, node))
-            order.append(node)
-
-        for node in sorted(n for n, v in prompt.items() if isinstance(v, dict) and v.get("class_type") in OUTPUT_NODES):
-            visit(node, ())
-        return order
-
-    def _auto(self, run: FakeRun) -> dict:
-        """The prompt played as the worker's ComfyUI plays it."""
-        order = self._order(run.prompt)
-        if not order:
-            return self._result(run, "failed", {"code": "prompt_invalid", "message": "Prompt has no outputs",
-                                                "details": {"error": {"type": "prompt_no_outputs",
-                                                                      "message": "Prompt has no outputs"},
-                                                            "node_errors": {}}})
-        stamp = int(time.time() * 1000)
-        self._event(run, "execution_start", {"timestamp": stamp})
-        self._event(run, "execution_cached", {"nodes": [], "timestamp": stamp})
-        for node in order:
-            command = self._take(run)
-            if run.cancelled or (command is not None and command[0] == "interrupt"):
-                return self._interrupted(run)
-            spec = run.prompt[node]
-            run.node = node
-            self._event(run, "executing", {"node": node, "display_node": node})
-            self._event(run, "progress_state", {"nodes": {node: {"value": 0, "max": 1, "state": "running",
-                                                                 "node_id": node, "prompt_id": run.prompt_id,
-                                                                 "display_node_id": node, "parent_node_id": None,
-                                                                 "real_node_id": node}}})
-            kind, inputs = spec.get("class_type"), spec.get("inputs") or {}
-            if kind == WAIT_NODE and not self._held(run, str(inputs.get("signal") or ""),
-                                                    float(inputs.get("timeout") or 60)):
-                return self._interrupted(run)
-            if kind == FAIL_NODE:
-                return self._failed_in(run, node, kind, str(inputs.get("message", "boom")), "RuntimeError")
-            if kind in OUTPUT_NODES:
-                self._executed(run, node, kind=OUTPUT_NODES[kind])
-            else:
-                run.executed.append(node)
-        run.node = None
-        self._event(run, "execution_success", {"timestamp": int(time.time() * 1000)})
-        return self._result(run, "succeeded")
-
-    def _held(self, run: FakeRun, signal: str, timeout: float) -> bool:
-        """SMTestWait: until its signal file exists, release(), or `timeout` s; False if it was interrupted."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not (signal and Path(signal).exists()):
-            command = self._take(run, 0.01)
-            if run.cancelled or (command is not None and command[0] == "interrupt"):
-                return False
-            if command is not None and command[0] == "release":
-                break
-        return True
-
-    def _manual(self, run: FakeRun) -> dict:
-        """The run waits for the test's word (FakeRun's methods), each carried out here, in order."""
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            if time.monotonic() > deadline:
-                run.dying = f"the test never ended it within {DEADLINE:.0f} s"
-                raise _Died()
-            command = self._take(run, 0.05)
-            if run.cancelled or (command is not None and command[0] == "interrupt" and len(command) == 1):
-                return self._interrupted(run)
-            if command is None or command[0] == "release":
-                continue
-            kind, args, reply = command[0], command[1:-1], command[-1]
-            try:
-                if kind == "emit":
-                    self._event(run, args[0], args[1])
-                    reply.put(None)
-                    continue
-                if kind == "executed":
-                    run.node = args[0]
-                    reply.put(self._executed(run, *args))
-                    continue
-                if kind == "succeed":
-                    if args[0] is not None:
-                        run.outputs = args[0]
-                    run.node = None
-                    self._event(run, "execution_success", {"timestamp": int(time.time() * 1000)})
-                    result = self._result(run, "succeeded")
-                elif kind == "fail":
-                    result = self._failed_in(run, args[0], args[2], args[1], args[3])
-                elif kind == "interrupt":
-                    result = self._interrupted(run)
-                else:  # answer
-                    result = {"execution_id": run.execution_id, **args[0]}
-            except Exception as err:  # the test's mistake reaches the test
-                reply.put(err)
-                continue
-            reply.put(result)
-            return result
