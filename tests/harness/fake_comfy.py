@@ -254,7 +254,10 @@ class FakeComfy:
         return self.request("DELETE", path, **kw)
 
     def close(self) -> None:
+        """What a ComfyUI's exit stops: its services' watchers, its run threads once idle, its HTTP face."""
         self.services.close()
+        if "executions" in self.services.__dict__:
+            self.services.executions.pool.shutdown(wait=False, cancel_futures=True)
         with self._serving:
             if self._loop is None:
                 return
