@@ -2,8 +2,8 @@
 its role, instance id and folders) on one store, folder or S3 (moto), and one shared endpoint (FakeEndpoints,
 held to the real one by test_endpoints_contract.py). Roles through the routes' policy, own runs and others'
 outputs, who cancels whose run and how the owner's ComfyUI learns of it, restarts, one deploy at a time, live
-changes, runs that follow what the artist loaded. tests/integration/test_team.py keeps the end-to-end run and
-cancel across real ComfyUIs on the SageMaker path."""
+changes, runs that follow what the artist loaded, several users of one ComfyUI. tests/integration/test_team.py
+keeps the end-to-end run and cancel across real ComfyUIs on the SageMaker path."""
 
 from __future__ import annotations
 
@@ -227,3 +227,31 @@ def test_a_run_follows_the_environment_the_artist_loaded(team):
     # Without what it loaded, a run takes the binding as it is now: Env2, which no endpoint runs.
     r = ana.post("/sagemaker/executions", json={"prompt": plain(), "template": "T1"})
     assert r.status_code == 409 and "Env2" in r.json()["error"]["message"], r.text
+
+
+@pytest.mark.parametrize("store", ["folder"], indirect=True)  # the store's own behaviour is not at stake
+def test_under_multi_user_each_user_cancels_only_their_own_runs_on_every_face(store, tmp_path):
+    """Several people through one designer's ComfyUI (--multi-user, told apart by ComfyUI's comfy-user header):
+    none may cancel another's run, on the execution route or the v2 one; the owner may."""
+    fake = FakeEndpoints(store)
+    shared = FakeComfy(tmp_path / "shared", store, fake, multi_user=True)
+    try:
+        fake.deploy(publish(store, "Env1"))
+        fake.wait_state("Env1")
+        alice, bob = {"comfy-user": "alice"}, {"comfy-user": "bob"}
+        r = shared.post("/sagemaker/executions", json={"prompt": held(), "environment": "Env1"}, headers=alice)
+        assert r.status_code == 202, r.text
+        execution_id = r.json()["execution_id"]
+        fake.run(execution_id).wait_started()
+        for refusal in (shared.post(f"/sagemaker/executions/{execution_id}/cancel", headers=bob),
+                        shared.post(f"/sagemaker/v2/Env1/api/v2/jobs/{execution_id}/cancel", headers=bob),
+                        shared.post(f"/sagemaker/executions/{execution_id}/cancel")):  # no header: not alice
+            refused(refusal, "only their own runs")
+        assert shared.get(f"/sagemaker/executions/{execution_id}").json()["state"] == "running"
+        assert shared.get("/sagemaker/executions", headers=bob).json()["executions"] == []  # alice's, not bob's
+        mine = shared.post(f"/sagemaker/executions/{execution_id}/cancel", headers=alice)
+        assert mine.status_code == 200 and mine.json()["state"] == "cancelled", mine.text
+        assert fake.cancels[-1]["outcome"] == "running"
+    finally:
+        shared.close()
+        fake.close()
