@@ -227,8 +227,7 @@ class FakeEndpoints(Endpoints):
                 hit = [r for r in runs if cancel_tokens.matches(token, r.digest)]
                 outcome = "refused" if not hit else hit[-1].state
                 for run in hit:
-                    run.cancelled = run.state
-                    run._commands.put(("interrupt",))
+                    run.cancelled_by_token()
                 self._changed.notify_all()
             self.cancels.append({"endpoint": name, "execution_id": execution_id, "outcome": outcome})
             self._log(name, f"cancel {execution_id}: {outcome}")
@@ -289,8 +288,7 @@ class FakeEndpoints(Endpoints):
         with self._lock:
             runs = self._live()
             for run in runs:
-                run.dying = "the fake endpoints were closed"
-                run._commands.put(("wake",))
+                run.lose("the fake endpoints were closed")
             self._changed.notify_all()
         for run in runs:
             run.ended.wait(DEADLINE)
@@ -313,8 +311,7 @@ class FakeEndpoints(Endpoints):
     def _end_runs(self, name: str, why: str) -> None:
         """The worker is gone (called under the lock): its runs die, queued ones too."""
         for run in self._live(name):
-            run.dying = why
-            run._commands.put(("wake",))
+            run.lose(why)
         self._changed.notify_all()
 
     def _refusal(self, body: object) -> dict | None:
@@ -364,7 +361,7 @@ class FakeEndpoints(Endpoints):
         """The worker's side of one run: queued, then its prompt played (or the test's word), then its result."""
         try:
             if self.resumable:
-                run._send({"type": "sagemaker.resumable", "data": {"resume": {"execution_id": run.execution_id}}})
+                run.send({"type": "sagemaker.resumable", "data": {"resume": {"execution_id": run.execution_id}}})
             if not self._acquire(run):
                 result = run.result_body("failed", {"code": "cancelled", "message": "cancelled"})
             else:
@@ -375,12 +372,12 @@ class FakeEndpoints(Endpoints):
                         run.state = "ending"
                         self._changed.notify_all()
             self._log(run.endpoint, f"run {run.execution_id} ended: {result.get('status')}")
-            run._finish(result)
+            run.finish(result)
         except Died:
             self._log(run.endpoint, f"run {run.execution_id} lost: {run.dying}")
-            run._finish(None)
+            run.finish(None)
         except BaseException:
-            run._finish(None)
+            run.finish(None)
             raise
         finally:
             with self._changed:
@@ -399,8 +396,7 @@ class FakeEndpoints(Endpoints):
                 running = [r for r in live if r.state in ("running", "ending")]
                 queued = [r for r in live if r.state == "queued" and not r.cancelled and not r.dying]
                 if len(running) < self.slots and queued and queued[0] is run:
-                    run.state, run._t_start = "running", time.monotonic()
-                    run.started.set()
+                    run.begin()
                     self._changed.notify_all()
                     return True
                 self._changed.wait(0.05)

@@ -112,8 +112,7 @@ class FakeRun:
 
     def die(self) -> None:
         """The worker stops answering this run: its followers get InvocationFailed."""
-        self.dying = "the worker stopped answering"
-        self._commands.put(("wake",))
+        self.lose("the worker stopped answering")
         assert self.ended.wait(DEADLINE), f"run {self.execution_id} did not die"
 
     def sever(self) -> None:
@@ -133,9 +132,27 @@ class FakeRun:
         assert self.ended.wait(timeout), f"run {self.execution_id} never ended (still {self.state})"
         return self.result
 
+    # what its endpoint does to it
+
+    def begin(self) -> None:
+        """It has a ComfyUI now."""
+        self.state, self._t_start = "running", time.monotonic()
+        self.started.set()
+
+    def cancelled_by_token(self) -> None:
+        """A cancel with its token reached it: a queued run never runs, a running one is interrupted."""
+        self.cancelled = self.state
+        self._commands.put(("interrupt",))
+
+    def lose(self, why: str) -> None:
+        """The worker went away (killed, stopped, deleted, replaced): its followers get InvocationFailed."""
+        self.dying = why
+        self._commands.put(("wake",))
+
     # followers
 
     def follow(self) -> queue.Queue:
+        """A new follower's inbox: what it missed, then each event as it comes, then the end."""
         inbox: queue.Queue = queue.Queue()
         with self._lock:
             for event in self.events:  # a follower taking the run up is told what it missed
@@ -163,7 +180,8 @@ class FakeRun:
             if item[0] == "event" and item[2] is not None:
                 item[2]()
 
-    def _send(self, event: dict) -> None:
+    def send(self, event: dict) -> None:
+        """An event to every follower, in order; returns once each has taken it in."""
         done = threading.Event()
 
         def taken_in() -> None:
@@ -182,7 +200,8 @@ class FakeRun:
         if not done.wait(DEADLINE):
             raise AssertionError(f"run {self.execution_id}: a follower never took in {event['type']}")
 
-    def _finish(self, result: dict | None) -> None:
+    def finish(self, result: dict | None) -> None:
+        """Its end: its result to every follower (None: the worker died, they get InvocationFailed)."""
         with self._lock:
             self.result = result
             self.state = "ended"
@@ -240,7 +259,7 @@ class FakeRun:
         return body
 
     def _event(self, kind: str, data: dict) -> None:
-        self._send({"type": kind, "data": {**data, "prompt_id": self.prompt_id}})
+        self.send({"type": kind, "data": {**data, "prompt_id": self.prompt_id}})
 
     def _store_files(self, node: str, files: dict[str, bytes] | None, kind: str) -> dict:
         """Each file to the store by content, as worker/outputs.py's store_file: the item gains sha256 and size."""
