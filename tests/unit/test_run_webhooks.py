@@ -58,7 +58,7 @@ def setup(tmp_path, monkeypatch, receiver):
     yield store, fake, comfys, receiver
     fake.close()  # a run held by a severed follower ends now
     for comfy in comfys.values():
-        settled(comfy)
+        settled(fake, comfy)
         comfy.close()
 
 
@@ -67,10 +67,13 @@ def delivered(store, execution_id: str) -> dict:
                     in ("delivered", "failed") and hook, 120, "the webhook to be delivered")
 
 
-def settled(*comfys: FakeComfy) -> None:
-    """Every ComfyUI is done with its runs and deliveries: whatever it was going to send, it has sent."""
+def settled(fake: FakeEndpoints, *comfys: FakeComfy) -> None:
+    """Every ComfyUI is done with the runs it followed and their deliveries: whatever it was going to send, it
+    has sent."""
+    ids = [run.execution_id for run in fake.runs()]
     for comfy in comfys:
-        wait_for(lambda c=comfy: not c.executions._live and not c.services.webhooks.busy(), 120, "runs and hooks")
+        wait_for(lambda c=comfy: not any(c.executions.live(i) for i in ids) and not c.services.webhooks.busy(), 120,
+                 "runs and hooks")
 
 
 @pytest.mark.parametrize("outcome", ["succeeded", "failed", "cancelled"])
@@ -85,7 +88,7 @@ def test_a_run_that_ends_posts_its_record_signed_with_this_comfyuis_secret(setup
         fake.run(run["id"]).wait_started()
         ana.executions.cancel(run["id"])
     hook = delivered(store, run["id"])
-    settled(ana)
+    settled(fake, ana)
     assert hook["state"] == "delivered" and hook["attempts"] == 1 and hook["last_status"] == 200
     assert len(receiver.received) == 1
     headers, body, _ = receiver.received[0]
@@ -109,7 +112,7 @@ def test_a_run_cancelled_from_another_comfyui_is_posted_once(setup):
     designer.executions.cancel(run["id"])  # ends it by compare-and-swap: the designer's ComfyUI delivers it
     assert delivered(store, run["id"])["state"] == "delivered"
     assert ana.wait(run["id"])["state"] == "cancelled"  # Ana's ComfyUI saw it and stopped the run
-    settled(ana, designer)
+    settled(fake, ana, designer)
     assert len(receiver.received) == 1
     assert verify(designer.services.webhooks.secret.text(), *receiver.received[0][:2])
 
