@@ -1,12 +1,16 @@
-"""Prompt on AWS on a local endpoint, through the routes and ComfyUI's own websocket."""
+"""Prompt on AWS on a real local endpoint, end to end through the routes and ComfyUI's own websocket: a run
+that shows as if local (pixels checked), a run held open that leaves ComfyUI's own queue free, and the
+extension's own nodes run by the worker. The service's logic (refusals, failures, cancels, concurrency, a worker
+that dies, events to the page that queued) is tests/unit/test_executions_service.py's, on FakeEndpoints held
+to the real endpoint by tests/unit/test_endpoints_contract.py. These runs share the session's v2 environment
+and its local endpoint (tests/integration/conftest.py): no endpoint of their own to start."""
 
 import json
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from harness.envs import publish_environment, wait_endpoint, wait_execution
+from harness.envs import unique, wait_execution
 from harness.images import pixels, png
 from harness.prompts import scale_prompt
 
@@ -17,18 +21,17 @@ def prompt(image="ex.png", factor=0.5, prefix="ex", wait_for=None):
 pytestmark = pytest.mark.comfyui
 
 
-
-
 @pytest.fixture(scope="module")
-def target(comfyui):
-    client = comfyui.client()
+def target(v2):
+    """A template of this module bound to the shared environment (it has the test pack and the lora)."""
+    client, env, _, _ = v2
     client.upload_image("ex.png", png(4, 4, (200, 100, 50)))
+    template = unique("T")
     wait_prompt = prompt(wait_for="/nonexistent")
-    template, env, _ = publish_environment(client, wait_prompt, endpoint={"kind": "local"})
+    r = client.post("/sagemaker/templates", json={"name": template, "workflow": wait_prompt, "prompt": wait_prompt})
+    assert r.status_code == 201, r.text
     assert client.put(f"/sagemaker/templates/{template}", json={"environment": env}).status_code == 200
-    assert wait_endpoint(client, env)["state"] == "InService"
-    yield template, env
-    client.delete(f"/sagemaker/endpoints/{env}")
+    return template, env
 
 
 def collect(ws, prompt_id, until=("execution_success", "execution_error", "execution_interrupted"), timeout=120):
@@ -50,15 +53,18 @@ def collect(ws, prompt_id, until=("execution_success", "execution_error", "execu
 def test_template_runs_on_its_endpoint_and_shows_as_if_local(client, target):
     template, env = target
     client_id = uuid.uuid4().hex
-    ws = client.websocket(client_id)
+    ws, ws_other = client.websocket(client_id), client.websocket(uuid.uuid4().hex)
     try:
         r = client.post("/sagemaker/executions", json={"prompt": prompt(prefix="first"), "template": template,
                                                        "client_id": client_id})
         assert r.status_code == 202, r.text
         body = r.json()
         events = collect(ws, body["prompt_id"])
+        # Only the page that queued it: ComfyUI's websocket carries the events to that client id alone.
+        assert comfy_events_of(ws_other, {body["prompt_id"]}) == []
     finally:
         ws.close()
+        ws_other.close()
     types = [e["type"] for e in events]
     assert types[0] == "execution_start" and types[-1] == "execution_success", types
     assert "executing" in types and "progress_state" in types
@@ -94,95 +100,6 @@ def test_remote_run_held_open_does_not_block_the_local_queue(client, target, tmp
     assert wait_execution(client, execution_id)["state"] == "succeeded"
 
 
-def test_ten_concurrent_executions_all_succeed(client, target):
-    template, _ = target
-
-    def run(i):
-        r = client.post("/sagemaker/executions", json={"prompt": prompt(factor=0.1 + i / 20, prefix=f"c{i}"),
-                                                       "template": template})
-        assert r.status_code == 202, r.text
-        return wait_execution(client, r.json()["execution_id"])["state"]
-
-    with ThreadPoolExecutor(10) as pool:
-        assert list(pool.map(run, range(10))) == ["succeeded"] * 10
-
-
-def error(r, status, code):
-    assert r.status_code == status, r.text
-    assert r.json()["error"]["code"] == code, r.text
-    return r.json()["error"]["message"]
-
-
-def test_nothing_chosen_unknown_template_and_environment(client):
-    assert "choose a template" in error(client.post("/sagemaker/executions", json={"prompt": prompt()}), 400,
-                                        "bad_request")
-    error(client.post("/sagemaker/executions", json={"prompt": prompt(), "template": "NoSuchT1"}), 404, "not_found")
-    error(client.post("/sagemaker/executions", json={"prompt": prompt(), "environment": "NoSuchE1"}), 404,
-          "environment_not_found")
-    error(client.post("/sagemaker/executions", json={"template": "x"}), 400, "bad_request")
-
-
-def test_endpoint_missing_is_409(client):
-    _, env, _ = publish_environment(client, prompt())  # published without an endpoint
-    message = error(client.post("/sagemaker/executions", json={"prompt": prompt(), "environment": env}), 409,
-                    "endpoint_not_ready")
-    assert "no endpoint" in message
-
-
-def test_endpoint_creating_is_409_with_the_state(client):
-    _, env, _ = publish_environment(client, prompt())
-    assert client.post("/sagemaker/endpoints", json={"environment": env}).json()["state"] == "Creating"
-    try:
-        message = error(client.post("/sagemaker/executions", json={"prompt": prompt(), "environment": env}), 409,
-                        "endpoint_not_ready")
-        assert "Creating" in message
-    finally:
-        client.delete(f"/sagemaker/endpoints/{env}")
-
-
-def test_missing_input_is_400_and_nothing_is_invoked(client, target):
-    template, _ = target
-    before = len(client.get("/sagemaker/executions?limit=500").json()["executions"])
-    message = error(client.post("/sagemaker/executions", json={"prompt": prompt(image="nope.png"),
-                                                               "template": template}), 400, "input_missing")
-    assert "nope.png" in message
-    assert len(client.get("/sagemaker/executions?limit=500").json()["executions"]) == before
-
-
-def test_prompt_needing_what_the_environment_lacks_is_400(client, target):
-    template, _ = target
-    p = prompt()
-    p["5"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}}
-    message = error(client.post("/sagemaker/executions", json={"prompt": p, "template": template}), 400,
-                    "environment_lacks")
-    assert "tiny.safetensors" in message
-    p = prompt()
-    p["5"] = {"class_type": "SomeoneElsesNode", "inputs": {}}
-    assert "SomeoneElsesNode" in error(client.post("/sagemaker/executions", json={"prompt": p, "template": template}),
-                                       400, "environment_lacks")
-
-
-def test_remote_failure_marks_the_node_and_carries_the_message(client, target):
-    template, _ = target
-    p = prompt()
-    p["3"]["inputs"]["images"] = ["4", 0]
-    p["4"] = {"class_type": "SMTestFail", "inputs": {"image": ["2", 0], "message": "remote boom"}}
-    # SMTestFail is in the environment's pack, so the preflight lets it through.
-    client_id = uuid.uuid4().hex
-    ws = client.websocket(client_id)
-    try:
-        r = client.post("/sagemaker/executions", json={"prompt": p, "template": template, "client_id": client_id})
-        assert r.status_code == 202, r.text
-        events = collect(ws, r.json()["prompt_id"])
-    finally:
-        ws.close()
-    err = events[-1]
-    assert err["type"] == "execution_error" and err["data"]["node_id"] == "4"
-    assert "remote boom" in err["data"]["exception_message"]
-    record = wait_execution(client, r.json()["execution_id"])
-    assert record["state"] == "failed" and "remote boom" in record["error"]["message"]
-
-
 def comfy_events_of(ws, prompt_ids, quiet=0.5):
     """The ComfyUI-named events (not our sagemaker.* broadcasts) a socket got for these prompts, until quiet."""
     ws.settimeout(quiet)
@@ -197,58 +114,6 @@ def comfy_events_of(ws, prompt_ids, quiet=0.5):
     except Exception:  # the timeout: nothing more came
         pass
     return seen
-
-
-def test_events_go_only_to_the_browser_that_queued(client, target):
-    template, _ = target
-    mine, other = uuid.uuid4().hex, uuid.uuid4().hex
-    ws_mine, ws_other = client.websocket(mine), client.websocket(other)
-    try:
-        r = client.post("/sagemaker/executions", json={"prompt": prompt(prefix="mine"), "template": template,
-                                                       "client_id": mine})
-        collect(ws_mine, r.json()["prompt_id"])
-        # A run nobody follows (a program's, no client_id) paints on no canvas: ComfyUI would broadcast.
-        nobody = client.post("/sagemaker/executions", json={"prompt": prompt(prefix="nobody"), "template": template})
-        assert wait_execution(client, nobody.json()["execution_id"])["state"] == "succeeded"
-        assert comfy_events_of(ws_other, {r.json()["prompt_id"], nobody.json()["prompt_id"]}) == []
-        assert comfy_events_of(ws_mine, {nobody.json()["prompt_id"]}) == []
-    finally:
-        ws_mine.close()
-        ws_other.close()
-
-
-def test_cancel(client, target, tmp_path):
-    template, _ = target
-    release = tmp_path / "never"
-    r = client.post("/sagemaker/executions", json={"prompt": prompt(prefix="cx", wait_for=str(release)),
-                                                   "template": template})
-    execution_id = r.json()["execution_id"]
-    wait_execution(client, execution_id, 60, states=("running",))
-    assert client.post(f"/sagemaker/executions/{execution_id}/cancel").json()["state"] == "cancelled"
-    assert wait_execution(client, execution_id)["state"] == "cancelled"
-    error(client.post(f"/sagemaker/executions/{execution_id}/cancel"), 409, "conflict")
-    error(client.post("/sagemaker/executions/20990101T000000000000-00000000/cancel"), 404, "not_found")
-    # The worker is free again: the next run goes through.
-    r = client.post("/sagemaker/executions", json={"prompt": prompt(prefix="after"), "template": template})
-    assert wait_execution(client, r.json()["execution_id"])["state"] == "succeeded"
-
-
-def test_worker_dying_fails_the_execution(client, comfyui, tmp_path):
-    import os
-    import signal
-
-    template, env, _ = publish_environment(client, prompt(wait_for="/nonexistent"), endpoint={"kind": "local"})
-    assert wait_endpoint(client, env)["state"] == "InService"
-    r = client.post("/sagemaker/executions", json={"prompt": prompt(prefix="die", wait_for=str(tmp_path / "n")),
-                                                   "environment": env})
-    execution_id = r.json()["execution_id"]
-    wait_execution(client, execution_id, 60, states=("running",))
-    time.sleep(0.5)  # let the prompt reach the worker's ComfyUI; the outcome does not depend on it
-    state = json.loads((comfyui.user_dir / "__sagemaker" / "endpoints" / env.lower() / "state.json").read_text())
-    os.killpg(state["pid"], signal.SIGKILL)
-    record = wait_execution(client, execution_id, timeout=60)
-    assert record["state"] == "failed" and record["error"]["message"]
-    client.delete(f"/sagemaker/endpoints/{env}")
 
 
 def test_a_prompt_with_the_extensions_own_nodes_runs_remotely(client, target):

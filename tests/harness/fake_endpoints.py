@@ -1,0 +1,402 @@
+"""FakeEndpoints: an in-process endpoint provider that keeps core/endpoints.py's contract, so the services
+above it (executions, Comfy API v2 jobs, webhooks, team mode) are unit-tested without a worker process.
+tests/unit/test_endpoints_contract.py runs the same behavioural checks on it and on LocalEndpoints with a
+real worker: the fake cannot drift from the real one. Only tests use it, so it lives here.
+
+As a local endpoint and its worker behave:
+- `deploy` answers Creating (Updating for another version) at once; the endpoint becomes InService in a
+  thread of its own, or when the test says so (`hold_starts`, `ready`, `fail`). stop, start and delete as
+  LocalEndpoints; `on_change(view)` on each change, `{"name", "kind", "state": "Deleted"}` once deleted.
+- `invoke` checks the body and the inputs as the worker does (bad_request; input_missing unless each input
+  is a blob in the store) and plays the run as the worker and its ComfyUI do (tests/harness/fake_runs.py:
+  ComfyUI's events in their order, output files put in the store by content, the worker's result; the test
+  pack's SMTestWait and SMTestFail behave as in a real ComfyUI).
+- One run at a time per endpoint (a local endpoint runs one ComfyUI; `slots` for more), the others queued
+  in arrival order.
+- `cancel` needs the run's cancel token (core/cancel_tokens.py): a running run is interrupted
+  (execution_interrupted, failed `interrupted`), a queued one ends `cancelled` without events, a wrong token
+  changes nothing, and a cancel that comes before its invocation is kept for it.
+- The worker dying (`kill`), the endpoint stopped, deleted or redeployed: the invocations in flight raise
+  InvocationFailed; killed, the endpoint is Failed.
+
+For tests: `manual = True` makes each run wait for the test's word (FakeRun: emit, progress, executed_node,
+succeed, fail, interrupt, answer, die), `run(execution_id)` / `next_run()` find a run once invoked,
+`cancels` and `invocations` say what reached the endpoint; `resumable = True` answers a run to another
+follower (`resume`) as SageMaker's async endpoints do, and `FakeRun.sever()` is its first follower killed.
+Every wait has a deadline: a test that forgets a run fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from comfyui_sagemaker.core import cancel_tokens
+from comfyui_sagemaker.core.endpoints import (
+    STOPPED,
+    EndpointNotFound,
+    Endpoints,
+    EndpointStateConflict,
+    InvocationFailed,
+)
+from comfyui_sagemaker.core.store import DIGEST_RE, blob_key
+from comfyui_sagemaker.core.templates import now
+
+from .fake_runs import DEADLINE, Died, FakeRun
+
+MAX_ID = 128  # the worker's limit on execution ids (worker/cancels.py)
+
+
+def failed(execution_id: object, code: str, message: str, **extra) -> dict:
+    """A result the worker answers without running the prompt (what LocalEndpoints.invoke returns for it)."""
+    return {"execution_id": execution_id, "status": "failed", "outputs": {},
+            "error": {"code": code, "message": message, **extra}}
+
+
+class FakeEndpoints(Endpoints):
+    """`store` receives output files (and is where inputs must be); `kind` is the kind it stands for."""
+
+    def __init__(self, store=None, kind: str = "local", on_change: Callable[[dict], None] | None = None,
+                 slots: int = 1, hold_starts: bool = False):
+        self.store = store
+        self.kind = kind
+        self.on_change = on_change or (lambda endpoint: None)
+        self.store_uri = ""  # set by Services, as on LocalEndpoints
+        self.slots = slots
+        self.hold_starts = hold_starts  # deploys stay Creating until `ready` (or `fail`)
+        self.manual = False  # runs wait for the test's word instead of playing their prompt
+        self.resumable = False  # runs say how to follow them (sagemaker.resumable) and `resume` answers them
+        self.invocations: list[dict] = []  # every body invoked, in order
+        self.cancels: list[dict] = []  # {endpoint, execution_id, outcome: running|queued|refused|unknown}
+        self._endpoints: dict[str, dict] = {}
+        self._all: list[FakeRun] = []
+        self._early: dict[str, str] = {}  # execution id -> digest of a cancel that came before its run
+        self._logs: dict[str, list[str]] = {}
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._closed = threading.Event()
+
+    # state
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return name.lower()
+
+    def _state(self, name: str) -> dict:
+        state = self._endpoints.get(self._key(name))
+        if state is None:
+            raise EndpointNotFound(f"no endpoint runs environment {name!r}")
+        return state
+
+    @staticmethod
+    def describe(state: dict) -> dict:
+        return {k: state.get(k) for k in ("name", "kind", "state", "environment", "version", "url", "reason",
+                                          "created_at", "updated_at", "phases", "activity", "comfyuis")}
+
+    def _set(self, name: str, **fields) -> dict:
+        with self._lock:
+            state = self._state(name)
+            state.update(fields, updated_at=now())
+            view = self.describe(state)
+            self._changed.notify_all()
+        self.on_change(view)
+        return view
+
+    def _log(self, name: str, line: str) -> None:
+        with self._lock:
+            self._logs.setdefault(self._key(name), []).append(f"{time.strftime('%H:%M:%S')} {line}")
+
+    def _live(self, name: str | None = None) -> list[FakeRun]:
+        return [r for r in self._all if r.state != "ended" and (name is None or r.endpoint.lower() == name.lower())]
+
+    # the seam
+
+    def list(self) -> list[dict]:
+        with self._lock:
+            return [self.describe(self._endpoints[k]) for k in sorted(self._endpoints)]
+
+    def get(self, name: str) -> dict:
+        with self._lock:
+            return self.describe(self._state(name))
+
+    def deploy(self, manifest: dict) -> dict:
+        name, version = manifest["name"], manifest["version"]
+        with self._lock:
+            old = self._endpoints.get(self._key(name))
+            if old and old["version"] == version and old["state"] in ("Creating", "InService"):
+                return self.describe(old)
+            if old:
+                self._end_runs(name, "the worker was replaced by a deploy")
+            state = {"name": name, "kind": self.kind, "state": "Updating" if old else "Creating", "environment": name,
+                     "version": version, "url": None, "reason": None, "phases": [], "activity": None,
+                     "comfyuis": [], "created_at": (old or {}).get("created_at") or now(), "updated_at": now(),
+                     "starts": (old or {}).get("starts", 0) + 1}
+            self._endpoints[self._key(name)] = state
+            self._log(name, f"deploying {name} v{version}")
+            view = self.describe(state)
+            self._changed.notify_all()
+        self.on_change(view)
+        self._starting(name, state["starts"])
+        return view
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            state = self._state(name)
+        self._set(name, state="Deleting")
+        with self._lock:
+            self._end_runs(name, "the endpoint was deleted")
+            self._endpoints.pop(self._key(name), None)
+            self._logs.pop(self._key(name), None)
+            self._changed.notify_all()
+        self.on_change({"name": state["name"], "kind": self.kind, "state": "Deleted"})
+
+    def stop(self, name: str) -> dict:
+        with self._lock:
+            state = self._state(name)
+            if state["state"] in (STOPPED, "Deleting"):
+                raise EndpointStateConflict(f"endpoint {state['name']} is {state['state'].lower()} already")
+            self._end_runs(name, "the endpoint was stopped")
+            self._log(name, "stopped")
+        return self._set(name, state=STOPPED, reason=None, url=None, activity=None, comfyuis=[])
+
+    def start(self, name: str) -> dict:
+        with self._lock:
+            state = self._state(name)
+            if state["state"] != STOPPED:
+                what = "running already" if state["state"] in ("Creating", "Updating", "InService") else \
+                    f"{state['state']}, not stopped: deploy its environment again instead"
+                raise EndpointStateConflict(f"endpoint {state['name']} is {what}")
+            state["starts"] += 1
+            starts = state["starts"]
+        view = self._set(name, state="Creating", reason=None, phases=[])
+        self._starting(name, starts)
+        return view
+
+    def logs(self, name: str, tail: int = 200, contains: str | None = None) -> str:
+        with self._lock:
+            self._state(name)
+            lines = list(self._logs.get(self._key(name), []))
+        if contains:
+            lines = [line for line in lines if contains.lower() in line.lower()]
+        return "\n".join(lines[-tail:]) + ("\n" if lines else "") if tail else ""
+
+    def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
+        endpoint = self.check_ready(name)
+        with self._lock:
+            self.invocations.append(body)
+        problem = self._refusal(body)
+        if problem is not None:
+            return problem
+        run = FakeRun(endpoint["name"], body, self.store, self.manual)
+        inbox = run.follow()
+        with self._lock:
+            early = self._early.pop(run.execution_id, None) if run.execution_id else None
+            if early is not None and run.digest is not None and early == run.digest:
+                run.cancelled = "queued"  # its cancel came first, with its token
+            self._all.append(run)
+            self._log(name, f"invocation {run.execution_id}")
+            self._changed.notify_all()
+        threading.Thread(target=self._play, args=(run,), daemon=True,
+                         name=f"fake-run-{run.execution_id[:24]}").start()
+        return self._relay(run, inbox, on_event)
+
+    def resume(self, name: str, execution_id: str, resume: dict, on_event: Callable[[dict], None]) -> dict:
+        if not self.resumable:
+            return super().resume(name, execution_id, resume, on_event)
+        self.get(name)
+        with self._lock:
+            found = [r for r in self._all if r.execution_id == execution_id]
+        if not found or resume.get("execution_id") != execution_id:
+            raise InvocationFailed(f"the run {execution_id} cannot be followed: where its result lands is unknown")
+        run = found[-1]
+        return self._relay(run, run.follow(), on_event)
+
+    def cancel(self, name: str, execution_id: str, token: str) -> None:
+        """Best effort, as LocalEndpoints' (which does not look at the worker's answer)."""
+        with self._lock:
+            if self._key(name) not in self._endpoints:
+                return
+            runs = [r for r in self._live(name) if r.execution_id == execution_id and r.state != "ending"]
+            if not runs:
+                if cancel_tokens.is_token(token):
+                    self._early[execution_id] = cancel_tokens.digest_of(token)
+                outcome = "unknown"
+            else:
+                hit = [r for r in runs if cancel_tokens.matches(token, r.digest)]
+                outcome = "refused" if not hit else hit[-1].state
+                for run in hit:
+                    run.cancelled_by_token()
+                self._changed.notify_all()
+            self.cancels.append({"endpoint": name, "execution_id": execution_id, "outcome": outcome})
+            self._log(name, f"cancel {execution_id}: {outcome}")
+
+    # what only tests call
+
+    def ready(self, name: str) -> dict:
+        """A held start (hold_starts) ends: InService."""
+        self._log(name, "worker ready in 0.0 s (ComfyUI 0 first; 1 in all)")
+        return self._set(name, state="InService", reason=None, url=f"http://fake.invalid/{self._key(name)}",
+                         comfyuis=[{"index": 0, "state": "ready"}])
+
+    def fail(self, name: str, reason: str) -> dict:
+        """The endpoint failed (its worker could not start, or died): Failed with `reason`."""
+        with self._lock:
+            self._end_runs(name, reason)
+        return self._set(name, state="Failed", reason=reason)
+
+    def kill(self, name: str) -> dict:
+        """The worker dies: its runs' invocations fail, the endpoint is Failed (as LocalEndpoints' watcher says)."""
+        self._log(name, "killed")
+        return self.fail(name, "worker exited; last log lines: killed")
+
+    def run(self, execution_id: str, timeout: float = DEADLINE) -> FakeRun:
+        """The (last) run of that execution, once it has been invoked."""
+        with self._changed:
+            assert self._changed.wait_for(lambda: any(r.execution_id == execution_id for r in self._all), timeout), \
+                f"execution {execution_id} never reached the endpoint"
+            return [r for r in self._all if r.execution_id == execution_id][-1]
+
+    def next_run(self, after: int = 0, timeout: float = DEADLINE) -> FakeRun:
+        """The run invoked after `after` others (the first by default)."""
+        with self._changed:
+            assert self._changed.wait_for(lambda: len(self._all) > after, timeout), "no run reached the endpoint"
+            return self._all[after]
+
+    def runs(self) -> list[FakeRun]:
+        with self._lock:
+            return list(self._all)
+
+    def wait_state(self, name: str, states: tuple[str, ...] = ("InService", "Failed"),
+                   timeout: float = DEADLINE) -> dict:
+        with self._changed:
+            ok = self._changed.wait_for(
+                lambda: (self._endpoints.get(self._key(name)) or {}).get("state") in states, timeout)
+            assert ok, f"endpoint {name} never {' or '.join(states)}: {self._endpoints.get(self._key(name))}"
+            return self.describe(self._endpoints[self._key(name)])
+
+    def adopt(self) -> None:
+        """Nothing to re-adopt: nothing of it outlives a test."""
+
+    def stop_all(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Every run dies (its followers, a severed invoker too, get InvocationFailed): nothing outlives the test."""
+        self._closed.set()
+        with self._lock:
+            runs = self._live()
+            for run in runs:
+                run.lose("the fake endpoints were closed")
+            self._changed.notify_all()
+        for run in runs:
+            run.ended.wait(DEADLINE)
+
+    # inside
+
+    def _starting(self, name: str, starts: int) -> None:
+        if self.hold_starts:
+            return
+
+        def become_ready() -> None:
+            with self._lock:
+                state = self._endpoints.get(self._key(name))
+                if state is None or state["starts"] != starts or state["state"] not in ("Creating", "Updating"):
+                    return  # stopped, deleted or deployed again meanwhile
+            self.ready(name)
+
+        threading.Thread(target=become_ready, daemon=True, name=f"fake-start-{name}").start()
+
+    def _end_runs(self, name: str, why: str) -> None:
+        """The worker is gone (called under the lock): its runs die, queued ones too."""
+        for run in self._live(name):
+            run.lose(why)
+        self._changed.notify_all()
+
+    def _refusal(self, body: object) -> dict | None:
+        """What worker/server.py answers before running anything (as LocalEndpoints.invoke returns it)."""
+        if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict) or not body["prompt"]:
+            return failed(None, "bad_request", "body must be {execution_id, prompt: {...}, inputs: {name: sha256}}")
+        execution_id = body.get("execution_id") or ""
+        if not isinstance(execution_id, str) or len(execution_id) > MAX_ID:
+            return failed(None, "bad_request", f"execution_id must be a string of at most {MAX_ID} characters")
+        digest = body.get(cancel_tokens.DIGEST_FIELD)
+        if digest is not None and not cancel_tokens.is_digest(digest):
+            return failed(execution_id, "bad_request", f"{cancel_tokens.DIGEST_FIELD} must be a lowercase hex sha256")
+        inputs = body.get("inputs") or {}
+        if not isinstance(inputs, dict) or not all(isinstance(v, str) for v in inputs.values()):
+            return failed(execution_id, "bad_request", "inputs must be {filename: sha256}")
+        for file, sha in inputs.items():
+            if not DIGEST_RE.fullmatch(sha) or (self.store is not None and not self.store.exists(blob_key(sha))):
+                return failed(execution_id, "input_missing", f"input {file}: blob {sha} is not in the store")
+        return None
+
+    def _relay(self, run: FakeRun, inbox: queue.Queue, on_event: Callable[[dict], None]) -> dict:
+        """A follower's side: the run's events in order, then its result (InvocationFailed if the worker died)."""
+        try:
+            while True:
+                try:
+                    item = inbox.get(timeout=DEADLINE * 2)
+                except queue.Empty:
+                    raise InvocationFailed(f"endpoint {run.endpoint} sent nothing for {DEADLINE * 2:.0f} s") from None
+                if item[0] == "event":
+                    try:
+                        on_event(item[1])
+                    finally:
+                        if item[2] is not None:
+                            item[2]()
+                elif item[0] == "result":
+                    return item[1]
+                elif item[0] == "severed":  # this follower's process is dead: it hears nothing more
+                    self._closed.wait(DEADLINE * 5)
+                    raise InvocationFailed(f"endpoint {run.endpoint} stopped answering (its follower was killed)")
+                else:
+                    raise InvocationFailed(f"endpoint {run.endpoint} closed the stream without a result (did the "
+                                           "worker die?)")
+        finally:
+            run.unfollow(inbox)
+
+    def _play(self, run: FakeRun) -> None:
+        """The worker's side of one run: queued, then its prompt played (or the test's word), then its result."""
+        try:
+            if self.resumable:
+                run.send({"type": "sagemaker.resumable", "data": {"resume": {"execution_id": run.execution_id}}})
+            if not self._acquire(run):
+                result = run.result_body("failed", {"code": "cancelled", "message": "cancelled"})
+            else:
+                try:
+                    result = run.play()
+                finally:
+                    with self._changed:
+                        run.state = "ending"
+                        self._changed.notify_all()
+            self._log(run.endpoint, f"run {run.execution_id} ended: {result.get('status')}")
+            run.finish(result)
+        except Died:
+            self._log(run.endpoint, f"run {run.execution_id} lost: {run.dying}")
+            run.finish(None)
+        except BaseException:
+            run.finish(None)
+            raise
+        finally:
+            with self._changed:
+                self._changed.notify_all()
+
+    def _acquire(self, run: FakeRun) -> bool:
+        """A ComfyUI for the run, in arrival order; False if it was cancelled while queued; Died if the worker
+        went away meanwhile."""
+        with self._changed:
+            while True:
+                if run.dying:
+                    raise Died()
+                if run.cancelled:
+                    return False
+                live = self._live(run.endpoint)
+                running = [r for r in live if r.state in ("running", "ending")]
+                queued = [r for r in live if r.state == "queued" and not r.cancelled and not r.dying]
+                if len(running) < self.slots and queued and queued[0] is run:
+                    run.begin()
+                    self._changed.notify_all()
+                    return True
+                self._changed.wait(0.05)

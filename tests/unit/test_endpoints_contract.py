@@ -1,0 +1,384 @@
+"""The Endpoints contract (core/endpoints.py) as callers rely on it, checked the same way on the in-process
+FakeEndpoints (tests/harness/fake_endpoints.py, which the services' unit tests run on) and on LocalEndpoints
+with a real worker (marked comfyui: it starts a worker and its headless ComfyUI, once for the module): the fake
+cannot drift from the real one. Orderings, never timings: a run is held open by the test pack's SMTestWait
+until its signal file exists."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from comfyui_sagemaker.core import cancel_tokens
+from comfyui_sagemaker.core.endpoints import (
+    EndpointNotFound,
+    EndpointNotReady,
+    EndpointStateConflict,
+    InvocationFailed,
+)
+from comfyui_sagemaker.core.store import blob_key
+from comfyui_sagemaker.local.folder_store import FolderStore
+from harness.fake_endpoints import FakeEndpoints
+from harness.images import png
+from harness.waiting import wait_for
+
+WAIT = 600  # s an SMTestWait holds a run at most; every test releases its own
+
+
+class Provider:
+    """One implementation under test, its endpoint deployed: what the checks need to drive it."""
+
+    def __init__(self, endpoints, store: FolderStore, manifest: dict, signals: Path, publish):
+        self.endpoints, self.store, self.manifest, self.signals = endpoints, store, manifest, signals
+        self.name = manifest["name"]
+        self.publish = publish  # name -> the manifest of another environment
+        self.changes: list[dict] = []
+        self.deployed: dict | None = None
+        self.early: Exception | None = None  # what an invocation got before the endpoint was in service
+
+    def signal(self) -> Path:
+        return self.signals / uuid.uuid4().hex
+
+    def kill(self) -> None:
+        """The worker dies (SIGKILL for a real one)."""
+        if isinstance(self.endpoints, FakeEndpoints):
+            self.endpoints.kill(self.name)
+            return
+        state = json.loads((self.endpoints.root / self.name.lower() / "state.json").read_text())
+        os.killpg(state["pid"], signal.SIGKILL)
+
+    def state(self, name: str | None = None) -> str:
+        return self.endpoints.get(name or self.name)["state"]
+
+    def wait_state(self, *states: str, timeout: float = 180) -> dict:
+        return wait_for(lambda: (e := self.endpoints.get(self.name))["state"] in states and e, timeout,
+                        f"endpoint {self.name} {' or '.join(states)}")
+
+
+def plain(color: int | None = None) -> dict:
+    """EmptyImage -> ImageInvert -> SaveImage; a colour of its own, so ComfyUI's cache never answers it."""
+    color = uuid.uuid4().int % 0xFFFFFF if color is None else color
+    return {"1": {"class_type": "EmptyImage", "inputs": {"width": 2, "height": 2, "batch_size": 1, "color": color}},
+            "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+            "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "contract"}}}
+
+
+def held(signal_file: Path) -> dict:
+    p = plain()
+    p["2"] = {"class_type": "SMTestWait", "inputs": {"image": ["1", 0], "signal": str(signal_file), "timeout": WAIT}}
+    return p
+
+
+def body(prompt: dict, token: str | None = None, inputs: dict | None = None) -> dict:
+    out = {"execution_id": f"contract-{uuid.uuid4().hex[:12]}", "prompt": prompt, "inputs": inputs or {}}
+    if token is not None:
+        out[cancel_tokens.DIGEST_FIELD] = cancel_tokens.digest_of(token)
+    return out
+
+
+class Invocation:
+    """An invocation in a thread of its own (invoke blocks), its events as they come."""
+
+    def __init__(self, provider: Provider, request: dict):
+        self.request = request
+        self.events: list[dict] = []
+        self.result: dict | None = None
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self._run, args=(provider,), daemon=True)
+        self.thread.start()
+
+    def _run(self, provider: Provider) -> None:
+        try:
+            self.result = provider.endpoints.invoke(provider.name, self.request, self.events.append)
+        except Exception as err:
+            self.error = err
+
+    def reached(self, node: str, timeout: float = 120) -> None:
+        wait_for(lambda: any(e["type"] == "executing" and (e.get("data") or {}).get("node") == node
+                             for e in list(self.events)) or not self.thread.is_alive(), timeout, f"node {node} running")
+        assert self.thread.is_alive(), (self.result, self.error)
+
+    def end(self, timeout: float = 120) -> dict:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the invocation never ended"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.events]
+
+
+# the two implementations
+
+def _fake(tmp: Path) -> Provider:
+    store = FolderStore(tmp / "store")
+    fake = FakeEndpoints(store, hold_starts=True)
+    name = "Contract" + uuid.uuid4().hex[:6]
+    p = Provider(fake, store, {"name": name, "version": 1, "endpoint": {"kind": "local"}}, tmp / "signals",
+                 lambda other: {"name": other, "version": 1, "endpoint": {"kind": "local"}})
+    fake.on_change = p.changes.append
+    return p
+
+
+def _local(tmp: Path) -> Provider:
+    """A folder store holding an environment with the test pack (published in-process, no ComfyUI), and
+    LocalEndpoints starting real workers on this machine's ComfyUI."""
+    import shutil
+
+    from comfyui_sagemaker.core import snapshot
+    from comfyui_sagemaker.core.environments import EnvironmentService
+    from comfyui_sagemaker.core.hashing import HashCache
+    from comfyui_sagemaker.core.jobs import JobManager
+    from comfyui_sagemaker.core.model_files import scan
+    from comfyui_sagemaker.core.templates import TemplateService
+    from comfyui_sagemaker.local.endpoints import LocalEndpoints, WorkerRuntime
+    from harness.comfyui import ROOT, comfyui_dir
+    from harness.fixtures import FIXTURES, TEST_PACK
+
+    comfy = tmp / "comfy"
+    shutil.copytree(FIXTURES / TEST_PACK, comfy / "custom_nodes" / TEST_PACK,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+
+    class PackHost:
+        """The test pack in custom_nodes, no models: what the publish packs."""
+
+        def snapshot(self):
+            return snapshot.take(snapshot.SnapshotFacts("0.3.75", (str(comfy / "custom_nodes"),), {}, "/nonexistent"))
+
+        def model_index(self):
+            return scan({})
+
+        def node_types_by_pack(self):
+            return {TEST_PACK: ["SMTestScale", "SMTestFail", "SMTestWait", "SMTestPreview"]}
+
+        def analyze(self, workflow):
+            raise AssertionError("include=all never analyzes")
+
+    store = FolderStore(tmp / "store")
+    environments = EnvironmentService(store, TemplateService(store, lambda n: False), PackHost(), JobManager(),
+                                      HashCache(tmp / "hash-cache.json"), 4)
+
+    def publish(name: str) -> dict:
+        job = environments.publish(name, include="all", endpoint={"kind": "local"})
+        assert environments.jobs.wait(job.id, 120).state == "succeeded", job.to_json()
+        return environments.get(name)
+
+    p = Provider(None, store, publish("Contract" + uuid.uuid4().hex[:6]), tmp / "signals", publish)
+    p.endpoints = LocalEndpoints(tmp / "state", store.root.resolve().as_uri(),
+                                 WorkerRuntime(comfyui_dir(), "--cpu", ROOT), on_change=p.changes.append)
+    return p
+
+
+@pytest.fixture(scope="module", params=["fake", pytest.param("local", marks=pytest.mark.comfyui)])
+def provider(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"contract-{request.param}")
+    p = _fake(tmp) if request.param == "fake" else _local(tmp)
+    p.signals.mkdir()
+    try:
+        p.deployed = p.endpoints.deploy(p.manifest)
+        try:
+            p.endpoints.invoke(p.name, body(plain()), lambda event: None)
+        except Exception as err:
+            p.early = err
+        if isinstance(p.endpoints, FakeEndpoints):
+            p.endpoints.hold_starts = False
+            p.endpoints.ready(p.name)
+        assert p.wait_state("InService", "Failed")["state"] == "InService", p.endpoints.logs(p.name)
+        yield p
+    finally:
+        if isinstance(p.endpoints, FakeEndpoints):
+            p.endpoints.close()
+        else:
+            p.endpoints.stop_all()
+
+
+@pytest.fixture
+def signals(provider):
+    """Signal files of this test, all created at its end: nothing it held stays held."""
+    made: list[Path] = []
+
+    def make() -> Path:
+        made.append(provider.signal())
+        return made[-1]
+
+    yield make
+    for path in made:
+        path.touch()
+
+
+# the checks
+
+def test_deploy_answers_at_once_and_the_endpoint_comes_into_service(provider):
+    p = provider
+    assert p.deployed["state"] == "Creating" and p.deployed["name"] == p.name
+    assert p.deployed["kind"] == "local" and p.deployed["environment"] == p.name and p.deployed["version"] == 1
+    assert isinstance(p.early, EndpointNotReady) and "Creating" in p.early.message  # nothing was sent
+    states = [c["state"] for c in p.changes if c.get("name") == p.name]
+    assert states[0] == "Creating" and "InService" in states
+    assert p.endpoints.get(p.name.upper())["state"] == "InService"  # names ignore case
+    assert [e["name"] for e in p.endpoints.list() if e["name"] == p.name] == [p.name]
+    # The same version deployed again: the endpoint that serves it answers, nothing restarts.
+    assert p.endpoints.deploy(p.manifest)["state"] == "InService"
+    with pytest.raises(EndpointNotFound):
+        p.endpoints.get("NoSuchEnv1")
+
+
+def test_a_run_relays_comfyuis_events_in_order_and_its_files_are_in_the_store(provider):
+    p = provider
+    events: list[dict] = []
+    request = body(plain(), cancel_tokens.new_token())
+    result = p.endpoints.invoke(p.name, request, events.append)
+    types = [e["type"] for e in events]
+    assert types[0] == "execution_start" and types[-1] == "execution_success", types
+    assert "executing" in types and "status" not in types
+    assert types.index("executed") < types.index("execution_success")
+    assert len({e["data"]["prompt_id"] for e in events}) == 1  # one prompt's events
+    executed = next(e["data"] for e in events if e["type"] == "executed")
+    assert executed["node"] == "3"
+    item = executed["output"]["images"][0]
+    data = p.store.get(blob_key(item["sha256"])).data
+    assert hashlib.sha256(data).hexdigest() == item["sha256"] and item["size"] == len(data)
+    assert item["type"] == "output" and item["filename"].startswith("contract")
+    assert result["status"] == "succeeded" and result["execution_id"] == request["execution_id"]
+    assert result["outputs"]["3"]["images"][0] == item and "error" not in result
+
+
+def test_a_node_that_fails_fails_the_run_with_its_message(provider):
+    p = provider
+    prompt = plain()
+    prompt["2"] = {"class_type": "SMTestFail", "inputs": {"image": ["1", 0], "message": "contract boom"}}
+    events: list[dict] = []
+    result = p.endpoints.invoke(p.name, body(prompt), events.append)
+    assert events[-1]["type"] == "execution_error", [e["type"] for e in events]
+    assert events[-1]["data"]["node_id"] == "2" and "contract boom" in events[-1]["data"]["exception_message"]
+    assert result["status"] == "failed" and result["outputs"] == {}
+    assert result["error"]["code"] == "node_error" and result["error"]["node_id"] == "2"
+    assert "contract boom" in result["error"]["message"]
+
+
+def test_inputs_come_from_the_store_by_digest(provider):
+    p = provider
+    data = png(3, 2, (10, 20, uuid.uuid4().int % 256))
+    digest = hashlib.sha256(data).hexdigest()
+    p.store.put(blob_key(digest), data)
+    prompt = plain()
+    prompt["1"] = {"class_type": "LoadImage", "inputs": {"image": "contract-in.png"}}
+    result = p.endpoints.invoke(p.name, body(prompt, inputs={"contract-in.png": digest}), lambda e: None)
+    assert result["status"] == "succeeded", result
+    events: list[dict] = []
+    absent = hashlib.sha256(b"not in the store " + uuid.uuid4().bytes).hexdigest()
+    result = p.endpoints.invoke(p.name, body(prompt, inputs={"contract-in.png": absent}), events.append)
+    assert result["status"] == "failed" and result["error"]["code"] == "input_missing" and events == [], result
+
+
+def test_a_prompt_without_an_output_is_refused_by_comfyui(provider):
+    p = provider
+    events: list[dict] = []
+    result = p.endpoints.invoke(p.name, body({"1": plain()["1"]}), events.append)
+    assert result["status"] == "failed" and result["error"]["code"] == "prompt_invalid", result
+    assert events == []
+
+
+def test_only_the_runs_own_token_cancels_it_while_it_runs(provider, signals):
+    p = provider
+    token = cancel_tokens.new_token()
+    go = signals()
+    first = Invocation(p, body(held(go), token))
+    first.reached("2")
+    p.endpoints.cancel(p.name, first.request["execution_id"], cancel_tokens.new_token())  # someone else's token
+    p.endpoints.cancel(p.name, "contract-someone-else", token)  # its token, another run
+    go.touch()
+    assert first.end()["status"] == "succeeded"  # neither stopped it
+    second = Invocation(p, body(held(signals()), token))
+    second.reached("2")
+    p.endpoints.cancel(p.name, second.request["execution_id"], token)
+    result = second.end()
+    assert second.types()[-1] == "execution_interrupted", second.types()
+    assert result["status"] == "failed" and result["error"]["code"] == "interrupted"
+
+
+def test_a_queued_run_cancelled_never_runs_and_the_one_running_goes_on(provider, signals):
+    p = provider
+    go = signals()
+    running = Invocation(p, body(held(go), cancel_tokens.new_token()))
+    running.reached("2")
+    token = cancel_tokens.new_token()
+    queued = Invocation(p, body(plain(), token))  # behind the held run: one ComfyUI
+    p.endpoints.cancel(p.name, queued.request["execution_id"], token)  # queued, or not arrived yet: kept for it
+    result = queued.end()
+    assert result["status"] == "failed" and result["error"]["code"] == "cancelled", result
+    assert queued.events == []
+    go.touch()
+    assert running.end()["status"] == "succeeded"
+
+
+def test_a_cancel_that_comes_before_its_run_is_kept_for_it(provider):
+    p = provider
+    token = cancel_tokens.new_token()
+    request = body(plain(), token)
+    p.endpoints.cancel(p.name, request["execution_id"], token)
+    events: list[dict] = []
+    result = p.endpoints.invoke(p.name, request, events.append)
+    assert result["status"] == "failed" and result["error"]["code"] == "cancelled" and events == []
+
+
+def test_logs_are_the_last_lines_filtered(provider):
+    p = provider
+    text = p.endpoints.logs(p.name)
+    assert text.endswith("\n") and len(text.splitlines()) <= 200
+    assert len(p.endpoints.logs(p.name, tail=1).splitlines()) == 1
+    ready = p.endpoints.logs(p.name, contains="READY")  # case-insensitive
+    assert ready and all("ready" in line.lower() for line in ready.splitlines())
+    assert p.endpoints.logs(p.name, tail=0) == ""
+    with pytest.raises(EndpointNotFound):
+        p.endpoints.logs("NoSuchEnv1")
+
+
+def test_a_run_is_answered_only_to_its_invoker(provider):
+    with pytest.raises(InvocationFailed):
+        provider.endpoints.resume(provider.name, "contract-x", {"output": "s3://b/k"}, lambda e: None)
+
+
+def test_a_worker_that_dies_fails_its_run_and_the_endpoint_which_stops_and_starts_again(provider, signals):
+    p = provider
+    run = Invocation(p, body(held(signals()), cancel_tokens.new_token()))
+    run.reached("2")
+    mark = len(p.changes)
+    p.kill()
+    with pytest.raises(InvocationFailed):
+        run.end()
+    assert "exited" in p.wait_state("Failed", timeout=180)["reason"]
+    assert p.endpoints.stop(p.name)["state"] == "Stopped"
+    with pytest.raises(EndpointStateConflict):
+        p.endpoints.stop(p.name)
+    with pytest.raises(EndpointNotReady, match="stopped"):
+        p.endpoints.invoke(p.name, body(plain()), lambda e: None)
+    assert p.endpoints.start(p.name)["state"] == "Creating"
+    with pytest.raises(EndpointStateConflict):
+        p.endpoints.start(p.name)
+    p.wait_state("InService")
+    assert p.endpoints.invoke(p.name, body(plain()), lambda e: None)["status"] == "succeeded"
+    states = iter([c["state"] for c in p.changes[mark:] if c.get("name") == p.name])
+    assert all(state in states for state in ("Failed", "Stopped", "Creating", "InService")), p.changes[mark:]
+
+
+def test_delete_removes_the_endpoint(provider):
+    p = provider
+    other = p.publish("ContractDel" + uuid.uuid4().hex[:4])
+    p.endpoints.deploy(other)
+    p.endpoints.delete(other["name"])
+    assert [c for c in p.changes if c.get("name") == other["name"]][-1] == {
+        "name": other["name"], "kind": "local", "state": "Deleted"}
+    with pytest.raises(EndpointNotFound):
+        p.endpoints.get(other["name"])
+    with pytest.raises(EndpointNotFound):
+        p.endpoints.delete(other["name"])
+    assert other["name"] not in [e["name"] for e in p.endpoints.list()]
+    assert p.endpoints.get(p.name)["state"] == "InService"  # the other endpoint is untouched
