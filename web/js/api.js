@@ -63,6 +63,15 @@ export function toastError(summary, err) {
   toast("error", summary, err?.message ?? String(err));
 }
 
+/**
+ * The extension's own websocket events ("sagemaker.job", ...): ComfyUI's api dispatches every message type as a
+ * CustomEvent, once someone listens to it; its published types list only the host's own types.
+ * @param {string} type @param {(detail: any) => void} fn
+ */
+export function onServerEvent(type, fn) {
+  /** @type {EventTarget} */ (api).addEventListener(type, (event) => fn(/** @type {CustomEvent} */ (event).detail));
+}
+
 // The name rules from GET /sagemaker/rules, fetched once (the server is their one source of truth).
 let rulesPromise = null;
 export function getRules() {

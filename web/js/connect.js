@@ -5,23 +5,20 @@
 // onConfigChanged (sagemaker.js) draw the whole sidebar again, here and in every page of this ComfyUI.
 import { call, setToken, toast } from "./api.js";
 import { openDialog } from "./dialog.js";
-import { el, iconButton } from "./dom.js";
 import { connectForm, envVariable } from "./connect_form.js";
+import { el } from "./dom.js";
 import { onShared } from "./live.js";
 import { isArtist } from "./role.js";
+import { LiveSet, Section } from "./section.js";
 
 const ICONS = { ok: "pi-check-circle", warning: "pi-exclamation-triangle", failed: "pi-times-circle" };
 const REPLACE_HINT = "replace it with these settings"; // the server's words for a file it cannot read
 
-const sections = new Set(); // a sidebar tab re-renders on every open: only connected sections draw
+/** @type {LiveSet<ConnectSection>} */
+const sections = new LiveSet();
 const listeners = new Set();
 let expanded = null; // null: as the configuration suggests; then the user's choice, kept across renders
 let seen = null; // `applied` (the server's count of configurations applied) this page has drawn
-
-function live() {
-  for (const s of sections) if (!s.root.isConnected) sections.delete(s);
-  return [...sections];
-}
 
 // fn() runs once per configuration applied (by this page, another page, or another tab).
 export function onConfigChanged(fn) {
@@ -47,7 +44,7 @@ onShared("config", async () => {
 // Expand the section and bring it into view (e.g. from the New Environment dialog); false if not shown.
 export function openConnect() {
   expanded = true;
-  const section = live()[0];
+  const section = sections.all()[0];
   if (!section) {
     toast("info", "Connect", "Open the SageMaker tab: Connect is its first section.");
     return false;
@@ -106,12 +103,15 @@ function summaryOf(results) {
   return [failed && `${failed} failed`, warnings && `${warnings} ${warnings === 1 ? "warning" : "warnings"}`].filter(Boolean).join(", ");
 }
 
-class ConnectSection {
+class ConnectSection extends Section {
   constructor() {
+    super({
+      testid: "sagemaker-connect",
+      className: "sagemaker-connect",
+      refresh: { title: "Read the configuration again", testid: "sagemaker-connect-refresh" },
+    });
     this.state = null; // GET /connect's answer
     this.form = null;
-    this.loads = 0; // only the latest load may draw
-    this.slot = el("div", { class: "sagemaker-dialog-slot" });
     this.chevron = el("i", { class: "pi pi-chevron-right", "aria-hidden": "true" });
     this.toggle = el("button", { class: "sagemaker-section-toggle", "aria-expanded": "false", "aria-controls": "sagemaker-connect-body", "data-testid": "sagemaker-connect-toggle", onclick: () => this.userToggle() }, [
       this.chevron,
@@ -120,14 +120,8 @@ class ConnectSection {
     this.badge = el("span", { class: "sagemaker-badge", "data-testid": "sagemaker-connect-badge", hidden: true });
     this.body = el("div", { class: "sagemaker-connect-body", id: "sagemaker-connect-body", "data-testid": "sagemaker-connect-body" },
       el("div", { class: "sagemaker-muted" }, "Loading..."));
-    this.root = el("section", { class: "sagemaker-section sagemaker-connect", "data-testid": "sagemaker-connect" }, [
-      el("div", { class: "sagemaker-section-header" }, [
-        this.toggle,
-        this.badge,
-        iconButton("pi pi-refresh", "Read the configuration again", "sagemaker-connect-refresh", () => this.load()),
-      ]),
-      this.body,
-    ]);
+    this.beside(this.toggle, this.badge);
+    this.root.append(this.body);
     this.setExpanded(Boolean(expanded));
   }
 
@@ -144,18 +138,18 @@ class ConnectSection {
     this.root.dataset.expanded = String(open);
   }
 
-  async load() {
-    const ticket = ++this.loads;
-    try {
-      const state = await call("GET", "/connect");
-      if (ticket !== this.loads) return;
-      seen = state.applied;
-      this.state = state;
-      this.draw();
-    } catch (err) {
-      if (ticket !== this.loads) return;
-      this.body.replaceChildren(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-connect-load-error" }, err.message));
-    }
+  read() {
+    return call("GET", "/connect");
+  }
+
+  show(state) {
+    seen = state.applied;
+    this.state = state;
+    this.draw();
+  }
+
+  failed(err) {
+    this.body.replaceChildren(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-connect-load-error" }, err.message));
   }
 
   // The role that runs: while no configuration could be read, the fail-safe one (an artist's).
@@ -348,8 +342,5 @@ class ConnectSection {
 
 // The section's root element; the configuration loads at once.
 export function mountConnect() {
-  const section = new ConnectSection();
-  sections.add(section);
-  section.load();
-  return section.root;
+  return sections.add(new ConnectSection()).start();
 }

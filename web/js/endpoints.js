@@ -2,30 +2,25 @@
 // the environment version it serves, its instances, what it is doing while it starts (the worker's own
 // activity and cold start steps), its log, and Stop / Start, which keep the environment. States arrive as
 // "sagemaker.endpoint" events; while an endpoint starts, the section reads it every second for its steps.
-import { api } from "../../../scripts/api.js";
-import { call, toast, toastError } from "./api.js";
-import { el, iconButton } from "./dom.js";
+import { call, onServerEvent, toast, toastError } from "./api.js";
+import { el } from "./dom.js";
 import { formatBytes, formatDuration, timeAgo } from "./format.js";
 import { onShared } from "./live.js";
-import { isArtist } from "./role.js";
+import { LiveSet, Section } from "./section.js";
 
 const STARTING = new Set(["Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"]);
 const POLL_MS = 1000;
 const LOG_TAIL = 200;
-const sections = new Set(); // a sidebar tab re-renders on every open: only connected sections draw
+/** @type {LiveSet<EndpointsSection>} */
+const sections = new LiveSet();
 
-function live() {
-  for (const s of sections) if (!s.root.isConnected) sections.delete(s);
-  return [...sections];
-}
-
-api.addEventListener("sagemaker.endpoint", (event) => {
-  if (event.detail?.name) for (const s of live()) s.changed(event.detail);
+onServerEvent("sagemaker.endpoint", (endpoint) => {
+  if (endpoint?.name) for (const s of sections.all()) s.changed(endpoint);
 });
 
 // Another ComfyUI deployed, stopped or deleted one: the list follows.
 onShared("endpoints", () => {
-  for (const s of live()) s.refresh();
+  for (const s of sections.all()) s.refresh();
 });
 
 const endpointPath = (name) => `/endpoints/${encodeURIComponent(name)}`;
@@ -62,35 +57,29 @@ function doingText(e) {
     ?? `${e.state}...`;
 }
 
-class EndpointsSection {
+class EndpointsSection extends Section {
   constructor() {
-    this.artist = isArtist(); // an artist sees endpoints; stopping and starting them is a designer's
+    super({
+      testid: "sagemaker-endpoints",
+      title: "Endpoints",
+      refresh: { title: "Refresh the list", testid: "sagemaker-endpoints-refresh" },
+    });
     this.endpoints = new Map(); // name -> view
+    this.unavailable = [];
     this.logs = new Map(); // name -> text of its open log
-    this.refreshes = 0;
-    this.timer = null;
+    this.timer = undefined;
     this.list = el("div", { class: "sagemaker-endpoint-list", "data-testid": "sagemaker-endpoints-list" });
-    this.root = el("section", { class: "sagemaker-section", "data-testid": "sagemaker-endpoints" }, [
-      el("div", { class: "sagemaker-section-header" }, [
-        el("h4", { class: "sagemaker-section-title" }, "Endpoints"),
-        iconButton("pi pi-refresh", "Refresh the list", "sagemaker-endpoints-refresh", () => this.refresh()),
-      ]),
-      this.list,
-    ]);
+    this.root.append(this.list);
   }
 
-  async refresh() {
-    const ticket = ++this.refreshes;
-    try {
-      const { endpoints, unavailable } = await call("GET", "/endpoints");
-      if (ticket !== this.refreshes) return;
-      this.endpoints = new Map(endpoints.map((e) => [e.name, e]));
-      this.unavailable = unavailable ?? [];
-      this.draw();
-    } catch (err) {
-      if (ticket !== this.refreshes) return;
-      this.list.replaceChildren(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-endpoints-error" }, err.message));
-    }
+  read() {
+    return call("GET", "/endpoints");
+  }
+
+  show({ endpoints, unavailable }) {
+    this.endpoints = new Map(endpoints.map((e) => [e.name, e]));
+    this.unavailable = unavailable ?? [];
+    this.draw();
   }
 
   // A state change event: its view, or the list again when one appeared or went.
@@ -200,8 +189,5 @@ class EndpointsSection {
 
 // The section's root element; its list loads at once.
 export function mountEndpoints() {
-  const section = new EndpointsSection();
-  sections.add(section);
-  section.refresh();
-  return section.root;
+  return sections.add(new EndpointsSection()).start();
 }

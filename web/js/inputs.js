@@ -1,10 +1,10 @@
 // The sidebar's "Input sync" section: files in ComfyUI's input folder reach the store by themselves.
 // Counts and a (collapsed) file list, live from the "sagemaker.input" event; the watcher's switch is
 // a ComfyUI setting whose value the server keeps (GET /sagemaker/inputs says what it is).
-import { api } from "../../../scripts/api.js";
 import { app } from "../../../scripts/app.js";
-import { call, toast, toastError } from "./api.js";
-import { el, iconButton } from "./dom.js";
+import { call, onServerEvent, toast, toastError } from "./api.js";
+import { el } from "./dom.js";
+import { LiveSet, Section } from "./section.js";
 
 const SETTING = "SageMaker.InputSync";
 const STATES = ["failed", "pending", "synced"]; // the list's order: what needs attention first
@@ -14,12 +14,8 @@ const files = new Map(); // name -> {name, state, size, mtime_ns, sha256, error}
 let watcher = null; // {enabled, running} as the server last said; null until known
 let loaded = false;
 let fetching = null; // events heard while a GET is in flight, replayed over its answer
-const sections = new Set();
-
-function live() {
-  for (const s of sections) if (!s.root.isConnected) sections.delete(s);
-  return [...sections];
-}
+/** @type {LiveSet<InputsSection>} */
+const sections = new LiveSet();
 
 let drawQueued = false;
 function redraw() {
@@ -27,7 +23,7 @@ function redraw() {
   drawQueued = true; // a scan sends an event per file: draw once per frame
   requestAnimationFrame(() => {
     drawQueued = false;
-    for (const s of live()) s.render();
+    for (const s of sections.all()) s.render();
   });
 }
 
@@ -36,8 +32,7 @@ function apply(entry) {
   else files.set(entry.name, entry);
 }
 
-api.addEventListener("sagemaker.input", (event) => {
-  const entry = event.detail;
+onServerEvent("sagemaker.input", (entry) => {
   if (!entry?.name) return;
   fetching?.push(entry);
   apply(entry);
@@ -56,7 +51,7 @@ async function load() {
     redraw();
   } catch (err) {
     if (fetching !== heard) return;
-    for (const s of live()) s.fail(err);
+    for (const s of sections.all()) s.fail(err);
     toastError("Could not read the input sync state", err);
   } finally {
     if (fetching === heard) fetching = null;
@@ -126,8 +121,13 @@ function sorted() {
   return [...files.values()].sort((a, b) => rank(a) - rank(b) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-class InputsSection {
+class InputsSection extends Section {
   constructor() {
+    super({
+      testid: "sagemaker-inputs",
+      title: "Input sync",
+      refresh: { title: "Look for new files in input/ and refresh", testid: "sagemaker-inputs-scan" },
+    });
     this.watcherMark = el("span", { class: "sagemaker-badge", "data-testid": "sagemaker-inputs-watcher" });
     this.counts = el("div", { class: "sagemaker-inputs-counts", "data-testid": "sagemaker-inputs-counts" });
     this.summary = el("summary", { class: "sagemaker-inputs-summary", "data-testid": "sagemaker-inputs-toggle" }, "Files");
@@ -135,17 +135,20 @@ class InputsSection {
     this.details = el("details", { class: "sagemaker-collapsible", "data-testid": "sagemaker-inputs-files" }, [this.summary, this.list]);
     this.details.addEventListener("toggle", () => this.render());
     this.error = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-inputs-error", hidden: true });
-    this.root = el("section", { class: "sagemaker-section", "data-testid": "sagemaker-inputs" }, [
-      el("div", { class: "sagemaker-section-header" }, [
-        el("h4", { class: "sagemaker-section-title" }, "Input sync"),
-        this.watcherMark,
-        iconButton("pi pi-refresh", "Look for new files in input/ and refresh", "sagemaker-inputs-scan", () => this.scan()),
-      ]),
-      this.counts,
-      this.error,
-      this.details,
-    ]);
+    this.beside(this.watcherMark);
+    this.root.append(this.counts, this.error, this.details);
     this.render();
+  }
+
+  // The state is the page's (events keep it current): mounting reads it again.
+  start() {
+    load();
+    return this.root;
+  }
+
+  // Refresh scans input/ first.
+  refresh() {
+    return this.scan();
   }
 
   fail(err) {
@@ -214,8 +217,5 @@ class InputsSection {
 
 // The section's root element; its state loads at once (events keep it current afterwards).
 export function mountInputs() {
-  const section = new InputsSection();
-  sections.add(section);
-  load();
-  return section.root;
+  return sections.add(new InputsSection()).start();
 }

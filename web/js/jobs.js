@@ -1,7 +1,6 @@
 // Jobs (an environment publish): progress arrives as the websocket event "sagemaker.job";
 // GET /sagemaker/jobs/{id} every few seconds covers an event that was missed.
-import { api } from "../../../scripts/api.js";
-import { call, toastError } from "./api.js";
+import { call, onServerEvent, toastError } from "./api.js";
 import { el } from "./dom.js";
 import { formatBytes } from "./format.js";
 import { isArtist } from "./role.js";
@@ -14,8 +13,7 @@ const watchers = new Map(); // job id -> Set of callbacks
 const anyJob = new Set(); // callbacks that hear every job
 
 // Registered at load: ComfyUI's api only dispatches event types someone listens to.
-api.addEventListener("sagemaker.job", (event) => {
-  const job = event.detail;
+onServerEvent("sagemaker.job", (job) => {
   if (!job?.id) return;
   for (const fn of [...(watchers.get(job.id) ?? [])]) fn(job);
   for (const fn of [...anyJob]) fn(job);

@@ -1,17 +1,18 @@
 // The "Prompt on AWS" section: the switch (switch.js keeps it; always on for an artist) and its target,
 // which follows the canvas: the loaded template and version, the environment it was bound to when loaded
 // (templates.js records both) and that environment's endpoint state. queue.js routes Run by the switch.
-import { api } from "../../../scripts/api.js";
-import { call } from "./api.js";
+import { call, onServerEvent } from "./api.js";
 import { el } from "./dom.js";
 import { onJob } from "./jobs.js";
 import { onShared } from "./live.js";
 import { offerModels, restoreModelCombos } from "./model_combos.js";
+import { Latest, LiveSet, Section } from "./section.js";
 import { isForcedOn, isPromptOnAws, onSwitch, setPromptOnAws } from "./switch.js";
 import { loadedRecord, onCanvasChanged } from "./templates.js";
 
-const sections = new Set();
-let resolves = 0; // only the latest resolve may set the target
+/** @type {LiveSet<PromptOnAwsSection>} */
+const sections = new LiveSet();
+const resolves = new Latest(); // only the latest resolve may set the target
 // template, version: loaded in the canvas; environment: its binding as loaded (else its current one);
 // current: the template as now published ({version, environment}); endpoint: {name, state, reason} or
 // null; manifest: the environment's latest version; problem: why the target could not be read.
@@ -25,20 +26,15 @@ export function currentTarget() {
 const sameName = (a, b) => typeof a === "string" && typeof b === "string" && a.toLowerCase() === b.toLowerCase();
 
 function switched() {
-  for (const s of live()) s.draw();
+  for (const s of sections.all()) s.draw();
   if (isPromptOnAws()) offerModels(target.manifest);
   else restoreModelCombos();
-}
-
-function live() {
-  for (const s of sections) if (!s.root.isConnected) sections.delete(s);
-  return [...sections];
 }
 
 // Read the target again (the canvas, the binding or the environment changed). Lists first: a deleted
 // template or environment is said in the sidebar, not as a failed request.
 export async function resolveTarget() {
-  const mine = ++resolves;
+  const isLatest = resolves.begin();
   const loaded = loadedRecord();
   const next = { ...NONE, template: loaded?.template ?? null, version: loaded?.version ?? null };
   if (next.template) {
@@ -58,7 +54,7 @@ export async function resolveTarget() {
       next.problem = err.message;
     }
   }
-  if (mine !== resolves) return;
+  if (!isLatest()) return;
   target = next;
   switched();
 }
@@ -70,11 +66,10 @@ onShared(["templates", "environments", "endpoints"], () => {
 });
 
 // Live endpoint state: the target's endpoint line follows without a request.
-api.addEventListener("sagemaker.endpoint", (event) => {
-  const endpoint = event.detail;
+onServerEvent("sagemaker.endpoint", (endpoint) => {
   if (!endpoint?.name || !sameName(endpoint.environment ?? endpoint.name, target.environment)) return;
   target = { ...target, endpoint: endpoint.state === "Deleted" ? null : endpoint };
-  for (const s of live()) s.draw();
+  for (const s of sections.all()) s.draw();
 });
 
 // A new version of the target's environment may bring other models.
@@ -112,20 +107,21 @@ function newer(t) {
   return `${t.template} v${now.version}${where} is published: load it again to use it.`;
 }
 
-class PromptOnAwsSection {
+class PromptOnAwsSection extends Section {
   constructor() {
+    super({ testid: "sagemaker-prompt-on-aws", className: "sagemaker-prompt-on-aws" });
     this.box = el("input", { type: "checkbox", "data-testid": "sagemaker-prompt-on-aws-check", onchange: () => setPromptOnAws(this.box.checked) });
     this.label = el("label", { class: "sagemaker-check sagemaker-switch" }, [this.box, "Prompt on AWS"]);
     this.target = el("div", { class: "sagemaker-target", "data-testid": "sagemaker-prompt-on-aws-target" });
     this.note = el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-prompt-on-aws-note" });
     this.newer = el("div", { class: "sagemaker-diff-warn sagemaker-note", "data-testid": "sagemaker-target-newer", hidden: true });
-    this.root = el("section", { class: "sagemaker-section sagemaker-prompt-on-aws", "data-testid": "sagemaker-prompt-on-aws" }, [
-      this.label,
-      this.target,
-      this.note,
-      this.newer,
-    ]);
+    this.root.append(this.label, this.target, this.note, this.newer);
     this.draw();
+  }
+
+  // Drawn from the current target, which follows the canvas by itself.
+  start() {
+    return this.root;
   }
 
   draw() {
@@ -163,7 +159,5 @@ class PromptOnAwsSection {
 
 // The section's root element (drawn from the current target; the target follows the canvas).
 export function mountPromptOnAws() {
-  const section = new PromptOnAwsSection();
-  sections.add(section);
-  return section.root;
+  return sections.add(new PromptOnAwsSection()).start();
 }

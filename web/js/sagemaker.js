@@ -13,7 +13,6 @@ import { mountPromptOnAws, resolveTarget } from "./prompt_on_aws.js";
 import { installQueueRouting } from "./queue.js";
 import { isArtist, learnRole, loadRole, reloadRole } from "./role.js";
 import { showS3Uris } from "./s3_uris.js";
-import { collapsible } from "./sections.js";
 import { canvasChanged, mountTemplates } from "./templates.js";
 
 const TAB_ID = "sagemaker";
@@ -101,9 +100,8 @@ async function render(container) {
     status.append(tokenForm(() => render(container)));
     return;
   }
-  panel.append(mountConnect(), mountPromptOnAws(),
-    ...[mountTemplates(), mountExecutions(), mountEnvironments(), mountEndpoints(), mountInputs(), mountModels()]
-      .map(collapsible));
+  panel.append(mountConnect(), mountPromptOnAws(), mountTemplates(), mountExecutions(), mountEnvironments(),
+    mountEndpoints(), mountInputs(), mountModels());
 }
 
 // A configuration applied (Connect, here or in another page): the store, the role and the token may have

@@ -7,10 +7,11 @@ import { el, iconButton } from "./dom.js";
 import { onShared } from "./live.js";
 import { ParameterForm } from "./parameter_form.js";
 import { bindingPreflight } from "./preflight.js";
-import { isArtist } from "./role.js";
+import { Latest, LiveSet, Section } from "./section.js";
 
 // Live sections: their "loaded" marker follows the canvas (see canvasChanged).
-const mounted = new Set();
+/** @type {LiveSet<TemplatesSection>} */
+const sections = new LiveSet();
 const canvasListeners = new Set(); // e.g. Prompt on AWS's target
 
 // Calls fn() after every change of the loaded template (or of its binding); returns the unsubscribe.
@@ -53,10 +54,7 @@ function recordInCanvas(t) {
 
 // Called after every graph load (workflow tab switch, file open, template load).
 export function canvasChanged() {
-  for (const section of mounted) {
-    if (section.root.isConnected) section.markLoaded();
-    else mounted.delete(section);
-  }
+  for (const section of sections.all()) section.markLoaded();
   for (const fn of canvasListeners) fn();
 }
 
@@ -129,13 +127,17 @@ function rebindConsequence(t, select) {
   return box;
 }
 
-class TemplatesSection {
+class TemplatesSection extends Section {
   constructor() {
-    this.artist = isArtist(); // an artist runs templates; publishing, rebinding and deleting are a designer's
+    super({
+      testid: "sagemaker-templates",
+      title: "Templates",
+      refresh: { title: "Refresh the list", testid: "sagemaker-templates-refresh" },
+      plus: { title: "Publish the canvas as a template", testid: "sagemaker-templates-publish" },
+      failure: "Could not list templates",
+    });
     this.templates = [];
-    this.refreshes = 0; // only the latest refresh may draw the list
-    this.following = 0; // only the latest canvas change may choose the form
-    this.slot = el("div", { class: "sagemaker-dialog-slot" });
+    this.following = new Latest(); // only the latest canvas change may choose the form
     this.list = el("div", { class: "sagemaker-template-list", "data-testid": "sagemaker-templates-list" });
     this.analysis = new AnalysisPanel({
       isLoaded: (name) => loadedTemplate() === name,
@@ -143,32 +145,21 @@ class TemplatesSection {
       onChange: () => this.markAnalyzed(),
     });
     this.form = new ParameterForm({ isLoaded: (name) => loadedTemplate() === name }); // the selected template's run form
-    this.root = el("section", { class: "sagemaker-section", "data-testid": "sagemaker-templates" }, [
-      el("div", { class: "sagemaker-section-header" }, [
-        el("h4", { class: "sagemaker-section-title" }, "Templates"),
-        iconButton("pi pi-refresh", "Refresh the list", "sagemaker-templates-refresh", () => this.refresh()),
-        this.artist ? null : iconButton("pi pi-plus", "Publish the canvas as a template", "sagemaker-templates-publish", () => this.openPublish()),
-      ]),
-      this.slot,
-      this.list,
-      this.form.root,
-      this.analysis.root,
-    ]);
+    this.root.append(this.slot, this.list, this.form.root, this.analysis.root);
   }
 
-  async refresh() {
-    const ticket = ++this.refreshes;
-    try {
-      const { templates } = await call("GET", "/templates");
-      if (ticket !== this.refreshes) return;
-      this.templates = templates;
-      this.renderList();
-      this.analysis.sync(templates);
-    } catch (err) {
-      if (ticket !== this.refreshes) return;
-      this.list.replaceChildren(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-templates-error" }, err.message));
-      toastError("Could not list templates", err);
-    }
+  async read() {
+    return (await call("GET", "/templates")).templates;
+  }
+
+  show(templates) {
+    this.templates = templates;
+    this.renderList();
+    this.analysis.sync(templates);
+  }
+
+  plus() {
+    this.openPublish();
   }
 
   renderList() {
@@ -212,7 +203,7 @@ class TemplatesSection {
   // and goes with a graph that is no template.
   async followCanvas() {
     const loaded = loadedTemplate();
-    const ticket = ++this.following;
+    const isLatest = this.following.begin();
     if (loaded && loaded === this.form.name) {
       this.form.readCanvas();
       return;
@@ -227,7 +218,7 @@ class TemplatesSection {
     } catch {
       template = null; // listed a moment ago: gone meanwhile, and the list will say so
     }
-    if (ticket === this.following && loadedTemplate() === loaded) this.form.show(template);
+    if (isLatest() && loadedTemplate() === loaded) this.form.show(template);
   }
 
   markAnalyzed() {
@@ -239,7 +230,7 @@ class TemplatesSection {
   // Selecting a template (clicking its name) loads it and shows its analysis.
   async select(name) {
     const template = await this.load(name);
-    this.following += 1; // this template's form, not one a canvas change on the way asked for
+    this.following.begin(); // this template's form, not one a canvas change on the way asked for
     this.form.show(template);
     if (template) await this.analysis.show(template);
   }
@@ -304,7 +295,7 @@ class TemplatesSection {
         ? this.rebind(loaded, environment.value || null, true)
         : this.publish(name.value, environment.value || null)),
     });
-    let checks = 0;
+    const checks = new Latest();
     const validate = () => {
       const updating = Boolean(loaded && update.checked);
       nameField.hidden = updating;
@@ -313,7 +304,7 @@ class TemplatesSection {
       message.textContent = invalid ? (rule.description ?? `must match ${rule.pattern}`) : "";
       dialog.setOkEnabled(updating || (name.value !== "" && !invalid));
       note.hidden = true;
-      if (!updating && name.value !== "" && !invalid) this.checkName(name.value, ++checks, () => checks, note);
+      if (!updating && name.value !== "" && !invalid) this.checkName(name.value, checks.begin(), note);
     };
     for (const input of [name, update, asNew]) input.addEventListener("input", validate);
     for (const input of [update, asNew]) input.addEventListener("change", validate);
@@ -322,14 +313,14 @@ class TemplatesSection {
 
   // The server's word on a free name: taken, or differing only in case from one (names are case-sensitive,
   // so "Slow" and "slow" would be two templates). Said under the name; only the latest check is shown.
-  async checkName(value, ticket, latest, note) {
+  async checkName(value, isLatest, note) {
     let answer;
     try {
       answer = await call("POST", "/names/check", { kind: "template", name: value });
     } catch {
       return; // the publish itself says what is wrong
     }
-    if (ticket !== latest()) return;
+    if (!isLatest()) return;
     const similar = answer.similar ?? [];
     let text = "";
     if (answer.exists) text = `${value} exists: publishing would be refused. Load it and use + to update it.`;
@@ -412,13 +403,10 @@ class TemplatesSection {
 
 // Another ComfyUI published, rebound or deleted a template: the open lists follow.
 onShared("templates", () => {
-  for (const section of mounted) if (section.root.isConnected) section.refresh();
+  for (const section of sections.all()) section.refresh();
 });
 
 // The section's root element; its list loads at once.
 export function mountTemplates() {
-  const section = new TemplatesSection();
-  mounted.add(section);
-  section.refresh();
-  return section.root;
+  return sections.add(new TemplatesSection()).start();
 }
