@@ -3,6 +3,7 @@
 // (templates.js records both) and that environment's endpoint state. queue.js routes Run by the switch.
 import { call, onServerEvent } from "./api.js";
 import { el } from "./dom.js";
+import { hostProblems, onHostProblem } from "./host_queue.js";
 import { onJob } from "./jobs.js";
 import { onShared } from "./live.js";
 import { offerModels, restoreModelCombos } from "./model_combos.js";
@@ -78,6 +79,9 @@ onJob((job) => {
 });
 
 onSwitch(() => switched());
+onHostProblem(() => {
+  for (const s of sections.all()) s.draw();
+});
 
 // The endpoint's part of the target line: its text, colour class and data-state.
 function endpointText(t) {
@@ -115,7 +119,8 @@ class PromptOnAwsSection extends Section {
     this.target = el("div", { class: "sagemaker-target", "data-testid": "sagemaker-prompt-on-aws-target" });
     this.note = el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-prompt-on-aws-note" });
     this.newer = el("div", { class: "sagemaker-diff-warn sagemaker-note", "data-testid": "sagemaker-target-newer", hidden: true });
-    this.root.append(this.label, this.target, this.note, this.newer);
+    this.degraded = el("div", { class: "sagemaker-warning sagemaker-note", "data-testid": "sagemaker-host-degraded", hidden: true });
+    this.root.append(this.label, this.target, this.note, this.newer, this.degraded);
     this.draw();
   }
 
@@ -154,6 +159,11 @@ class PromptOnAwsSection extends Section {
     const later = on ? newer(t) : null;
     this.newer.hidden = !later;
     this.newer.textContent = later ?? "";
+    // The frontend's queue or interrupt is not the shape host_queue.js knows: what does not work, said here.
+    const problems = hostProblems();
+    this.degraded.hidden = problems.length === 0;
+    this.degraded.replaceChildren(...(problems.length
+      ? ["This ComfyUI frontend differs from what Prompt on AWS knows:", ...problems.map((p) => el("div", {}, p))] : []));
   }
 }
 
