@@ -1,5 +1,7 @@
-"""The sidebar's JS (web/js, no-build ES modules) checked by Node.js: the node tests of the host adapters
-(tests/js/*.test.mjs), which feed them the shapes of older and newer frontends."""
+"""The sidebar's JS (web/js, no-build ES modules) checked as the README's test command runs it: tsc against
+the frontend's published types (tools/js/tsconfig.json), and the node tests of the host adapters
+(tests/js/*.test.mjs), which feed them the shapes of older and newer frontends. The tools are the ones
+tools/js/package-lock.json pins, installed into tools/js/node_modules by `./dev test` (npm ci)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+TOOLS = ROOT / "tools" / "js"
+WEB_JS = ROOT / "web" / "js"
 
 
 def node() -> str:
@@ -18,8 +22,23 @@ def node() -> str:
     return path
 
 
-def run(*cmd: str) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+def tool(name: str) -> str:
+    path = TOOLS / "node_modules" / ".bin" / name
+    if not path.exists():
+        raise RuntimeError(f"no {name} in tools/js/node_modules: run the tests with `./dev test` (it runs npm ci "
+                           "there) or run `npm ci` in tools/js")
+    return str(path)
+
+
+def run(*cmd: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_every_module_is_type_checked_against_the_frontends_published_types():
+    unchecked = [p.name for p in sorted(WEB_JS.glob("*.js")) if not p.read_text().startswith("// @ts-check\n")]
+    assert unchecked == [], f"these modules do not start with // @ts-check: {unchecked}"
+    r = run(tool("tsc"), "-p", "tools/js", "--pretty", "false")
+    assert r.returncode == 0, r.stdout[-8000:] + r.stderr[-2000:]
 
 
 def test_the_host_adapters_meet_older_and_newer_frontend_shapes():

@@ -1,3 +1,4 @@
+// @ts-check
 // The sidebar's "Analysis" panel: what a template needs (node packs, models, input files) and what
 // this ComfyUI lacks. A missing thing lists its node ids; clicking one selects that node on the canvas.
 import { app } from "../../../scripts/app.js";
@@ -142,10 +143,11 @@ export class AnalysisPanel {
 
   // Templates changed (list refresh): a deleted template's analysis goes, a changed one is redone.
   sync(templates) {
-    if (!this.template || this.template.version === null) return;
-    const current = templates.find((t) => t.name === this.template.name);
+    const shown = this.template;
+    if (!shown || shown.version === null) return;
+    const current = templates.find((t) => t.name === shown.name);
     if (!current) this.hide();
-    else if (current.version !== this.template.version) this.showByName(current.name);
+    else if (current.version !== shown.version) this.showByName(current.name);
   }
 
   render(a) {
@@ -161,7 +163,7 @@ export class AnalysisPanel {
         section("Models", "sagemaker-analysis-models", a.models.map((m) => this.modelItem(m)), "none"),
         section("Input files", "sagemaker-analysis-inputs", a.inputs.map((i) => this.inputItem(i)), "none"),
         section("Warnings", "sagemaker-analysis-warnings", a.warnings.map((w) => el("li", { class: "sagemaker-analysis-item sagemaker-analysis-warning", "data-testid": "sagemaker-analysis-warning" }, w)), null),
-      ].filter(Boolean),
+      ].filter((part) => part !== null),
     );
   }
 

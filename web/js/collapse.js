@@ -1,3 +1,4 @@
+// @ts-check
 // Collapsible sidebar sections: a section's title is a toggle; what is collapsed is remembered per browser
 // (localStorage, like Prompt on AWS) and comes back at every open of the tab. A header action (+, refresh)
 // opens the section, so what it shows is seen.

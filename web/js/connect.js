@@ -1,3 +1,4 @@
+// @ts-check
 // The sidebar's "Connect" section: the configuration this ComfyUI runs (never a credential; the token only
 // as set or not), what is wrong with config.json, and for a designer a form to change it. Check tries each
 // prerequisite of the configuration the form would make (nothing written); Apply writes config.json and the
@@ -104,14 +105,27 @@ function summaryOf(results) {
 }
 
 class ConnectSection extends Section {
+  // A designer's form and what goes with it (formArea), and the file's Apply / Reload error (problems).
+  /** @type {ReturnType<typeof connectForm>} */ form;
+  /** @type {HTMLDivElement} */ results;
+  /** @type {HTMLDivElement} */ error;
+  /** @type {HTMLButtonElement} */ checkButton;
+  /** @type {HTMLButtonElement} */ applyButton;
+  /** @type {HTMLButtonElement} */ replaceButton;
+  /** @type {HTMLDivElement} */ replaceOffer;
+  /** @type {HTMLDivElement} */ applyFileError;
+  busy = false;
+  broken = false;
+  open = false;
+
   constructor() {
     super({
       testid: "sagemaker-connect",
       className: "sagemaker-connect",
       refresh: { title: "Read the configuration again", testid: "sagemaker-connect-refresh" },
     });
-    this.state = null; // GET /connect's answer
-    this.form = null;
+    /** GET /connect's answer. @type {any} */
+    this.state = null;
     this.chevron = el("i", { class: "pi pi-chevron-right", "aria-hidden": "true" });
     this.toggle = el("button", { class: "sagemaker-section-toggle", "aria-expanded": "false", "aria-controls": "sagemaker-connect-body", "data-testid": "sagemaker-connect-toggle", onclick: () => this.userToggle() }, [
       this.chevron,
@@ -177,7 +191,7 @@ class ConnectSection extends Section {
       this.artist ? el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-connect-read-only" },
         "An artist's ComfyUI shows its configuration; config.json (read when ComfyUI starts) changes it.")
         : this.formArea(s, fromEnv),
-    ].filter(Boolean));
+    ].filter((node) => node !== null));
   }
 
   problems(s) {
@@ -248,7 +262,8 @@ class ConnectSection extends Section {
     this.error.textContent = message || "";
   }
 
-  // While a Check or an Apply runs: no second one; the pressed button says what happens.
+  /** While a Check or an Apply runs: no second one; the pressed button says what happens.
+   * @param {boolean} busy @param {HTMLButtonElement | null} [button] @param {string} [text] */
   setBusy(busy, button = null, text = "") {
     this.busy = busy;
     if (this.form?.root.isConnected) { // an artist's page (or one running fail-safe) has no form

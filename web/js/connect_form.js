@@ -1,3 +1,4 @@
+// @ts-check
 // The Connect panel's form: one field per key the server lets the panel change (GET /sagemaker/connect
 // `editable`), filled from the configuration that runs. A key an environment variable sets is shown fixed:
 // the variable wins over config.json. changes() holds only what the user changed (null removes the key
@@ -77,6 +78,7 @@ export function connectForm(effective, fromEnvironment, editable, onChange) {
     const fixed = fromEnvironment.has(spec.key);
     const initial = shown(spec, cfg[spec.key]);
     const input = control(spec, initial, fixed);
+    /** @type {HTMLElement[]} */
     const parts = [field(spec.label, input)];
     if (fixed) {
       parts.push(el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-connect-env-note", "data-key": spec.key },

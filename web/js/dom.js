@@ -34,3 +34,13 @@ export function iconButton(icon, title, testid, onclick) {
     el("i", { class: icon }),
   ]);
 }
+
+/** The element `selector` finds in `root`, which the caller knows is there. @param {ParentNode} root @param {string} selector */
+export function find(root, selector) {
+  return /** @type {HTMLElement} */ (root.querySelector(selector));
+}
+
+/** Every element `selector` finds in `root`. @param {ParentNode} root @param {string} selector @returns {HTMLElement[]} */
+export function findAll(root, selector) {
+  return [...root.querySelectorAll(selector)].filter((node) => node instanceof HTMLElement);
+}

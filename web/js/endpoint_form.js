@@ -1,3 +1,4 @@
+// @ts-check
 // The endpoint config fields of the New Environment dialog; they change with the kind.
 // The server validates the config again (core/endpoint_config.py) and its 400 message is shown.
 import { field } from "./dialog.js";
@@ -58,6 +59,8 @@ export function endpointForm(initial, onChange) {
       sagemaker,
       message,
     ]),
+    /** @returns {{kind: "local"} | {kind: "sagemaker", instance_type: string, initial_count: number, mode: string,
+     *   autoscaling: {min: number, max: number} | null}} */
     value() {
       if (kind.value === "local") return { kind: "local" };
       return {

@@ -1,3 +1,4 @@
+// @ts-check
 // The sidebar's "Endpoints" section: every endpoint (a local worker, a SageMaker endpoint) with its state,
 // the environment version it serves, its instances, what it is doing while it starts (the worker's own
 // activity and cold start steps), its log, and Stop / Start, which keep the environment. States arrive as

@@ -1,3 +1,4 @@
+// @ts-check
 // The New Environment dialog: name, what to include (templates or everything installed), the
 // endpoint config and a summary; publishing starts a job and the dialog closes (no page lock).
 import { call, getRules, toastError } from "./api.js";

@@ -1,3 +1,4 @@
+// @ts-check
 // An environment's latest version against this ComfyUI (GET /sagemaker/environments/{name}/diff), drawn.
 import { el } from "./dom.js";
 

@@ -1,9 +1,10 @@
+// @ts-check
 // The sidebar's "Environments" section: list, diff, delete, publish (a new environment or a new
 // version). A publish is a job: its progress card lives here and ComfyUI stays usable meanwhile.
 // An artist only reads the list; an environment another ComfyUI is publishing says so, without actions.
 import { call, onServerEvent, toast, toastError } from "./api.js";
 import { openDialog } from "./dialog.js";
-import { el, iconButton } from "./dom.js";
+import { el, find, findAll, iconButton } from "./dom.js";
 import { renderDiff } from "./environment_diff.js";
 import { openEnvironmentDialog } from "./environment_dialog.js";
 import { formatBytes, plural } from "./format.js";
@@ -156,8 +157,8 @@ class EnvironmentsSection extends Section {
 
   endpointChanged(environment, state) {
     const lower = String(environment).toLowerCase();
-    for (const row of this.list.querySelectorAll("[data-environment]")) {
-      if (row.dataset.environment.toLowerCase() === lower) row.querySelector('[data-testid="sagemaker-environment-state"]').textContent = state ?? "—";
+    for (const row of findAll(this.list, "[data-environment]")) {
+      if (row.dataset.environment?.toLowerCase() === lower) find(row, '[data-testid="sagemaker-environment-state"]').textContent = state ?? "—";
     }
   }
 
@@ -213,7 +214,7 @@ class EnvironmentsSection extends Section {
         } catch (err) {
           if (err.code === "conflict" && !force) {
             force = true; // the message says why; a second click deletes anyway
-            dialog.box.querySelector('[data-testid="sagemaker-dialog-ok"]').textContent = "Delete anyway";
+            find(dialog.box, '[data-testid="sagemaker-dialog-ok"]').textContent = "Delete anyway";
           } else {
             toastError(`Could not delete ${e.name}`, err);
           }

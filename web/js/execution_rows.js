@@ -1,3 +1,4 @@
+// @ts-check
 // How the Executions list draws a run: its row (state, template, owner when it is not this ComfyUI's,
 // duration, age, first image, Cancel) and, when selected, its detail (error, images, versions).
 import { api } from "../../../scripts/api.js";
@@ -21,7 +22,8 @@ export function duration(r) {
   return formatDuration(seconds(r.started_at ?? r.created_at, r.finished_at));
 }
 
-// The images of a run's outputs ({node: {images: [...]}}), of the given nodes only when `nodes` is set.
+/** The images of a run's outputs ({node: {images: [...]}}), of the given nodes only when `nodes` is set.
+ * @param {Record<string, any> | null | undefined} outputs @param {string[] | null} [nodes] @returns {any[]} */
 export function outputImages(outputs, nodes = null) {
   return Object.entries(outputs ?? {})
     .filter(([node]) => !nodes || nodes.includes(String(node)))

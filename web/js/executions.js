@@ -1,3 +1,4 @@
+// @ts-check
 // The sidebar's "Executions" section: Prompt on AWS runs, this ComfyUI's by default or everyone's on the
 // store ("Everyone's"), 10 a page (Older / Newer follow the server's `next` cursors). Live: this
 // ComfyUI's runs from the websocket event "sagemaker.execution" (sent to every browser), everyone's from
@@ -5,7 +6,7 @@
 // follows only the latest run of this page (ComfyUI's frontend follows one prompt at a time). A run this
 // page queued that fails is a toast, and so is a cancel that fails.
 import { call, onServerEvent, toast, toastError } from "./api.js";
-import { el } from "./dom.js";
+import { el, find, findAll } from "./dom.js";
 import { detailOf, duration, isFinal, rowOf } from "./execution_rows.js";
 import { timeAgo } from "./format.js";
 import { onShared } from "./live.js";
@@ -181,7 +182,7 @@ class ExecutionsSection extends Section {
 
   // The runs to show: an older page as listed; the newest page as listed plus the runs heard of since.
   shown() {
-    if (this.cursors.length > 1) return this.ids.map((id) => records.get(id)).filter(Boolean);
+    if (this.cursors.length > 1) return this.ids.map((id) => records.get(id)).filter((r) => r !== undefined);
     const floor = this.ids.length === LIMIT ? this.ids.at(-1) : "";
     return [...records.values()]
       .filter((r) => (view.everyone || isMine(r)) && r.id >= floor)
@@ -196,11 +197,11 @@ class ExecutionsSection extends Section {
       return;
     }
     this.wasShown = true;
-    for (const row of this.list.querySelectorAll("[data-execution][data-testid='sagemaker-execution-row']")) {
+    for (const row of findAll(this.list, "[data-execution][data-testid='sagemaker-execution-row']")) {
       const r = records.get(row.dataset.execution);
       if (!r) continue;
-      if (r.state === "running") row.querySelector('[data-testid="sagemaker-execution-duration"]').textContent = duration(r);
-      row.querySelector('[data-testid="sagemaker-execution-time"]').textContent = timeAgo(r.created_at);
+      if (r.state === "running") find(row, '[data-testid="sagemaker-execution-duration"]').textContent = duration(r);
+      find(row, '[data-testid="sagemaker-execution-time"]').textContent = timeAgo(r.created_at);
     }
   }
 
@@ -221,7 +222,7 @@ class ExecutionsSection extends Section {
     this.list.replaceChildren(...shown.flatMap((r) => [
       rowOf(r, r.id === this.selected, context),
       r.id === this.selected ? detailOf(r, context) : null,
-    ]).filter(Boolean));
+    ]).filter((node) => node !== null));
   }
 
   select(id) {

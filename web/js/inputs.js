@@ -1,3 +1,4 @@
+// @ts-check
 // The sidebar's "Input sync" section: files in ComfyUI's input folder reach the store by themselves.
 // Counts and a (collapsed) file list, live from the "sagemaker.input" event; the watcher's switch is
 // a ComfyUI setting whose value the server keeps (GET /sagemaker/inputs says what it is).
@@ -180,7 +181,7 @@ class InputsSection extends Section {
       ...STATES.slice().reverse().flatMap((state, i) => [
         i ? el("span", { class: "sagemaker-muted" }, " · ") : null,
         el("span", { class: `sagemaker-input-count sagemaker-input-${state}`, "data-testid": `sagemaker-inputs-${state}`, "data-count": String(counts[state]) }, `${counts[state]} ${state}`),
-      ]).filter(Boolean),
+      ]).filter((node) => node !== null),
     );
     const on = Boolean(watcher?.enabled);
     this.watcherMark.hidden = false;

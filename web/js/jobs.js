@@ -1,3 +1,4 @@
+// @ts-check
 // Jobs (an environment publish): progress arrives as the websocket event "sagemaker.job";
 // GET /sagemaker/jobs/{id} every few seconds covers an event that was missed.
 import { call, onServerEvent, toastError } from "./api.js";

@@ -1,3 +1,4 @@
+// @ts-check
 // "sagemaker.changed" {collection}: another ComfyUI on the store changed a shared list (templates,
 // environments, endpoints, executions; the server watches the store and tells within ~2 s). Each
 // subscriber reloads once per burst: a publish changes environments and endpoints several times.

@@ -1,3 +1,4 @@
+// @ts-check
 // While Prompt on AWS is on, model combos also offer the target environment's models: the prompt runs
 // there, and an artist's own machine may hold none of them.
 //
@@ -38,13 +39,15 @@ function localLists() {
   return lists;
 }
 
-// The combo widgets of the root graph and of its subgraphs (a prompt flattens both).
+/** @typedef {{type: string, value: any, options: {values: string[]}}} ComboWidget */
+
+/** The combo widgets of the root graph and of its subgraphs (a prompt flattens both). @returns {Generator<ComboWidget>} */
 function* comboWidgets() {
   const graphs = [app.graph, ...(app.graph?.subgraphs?.values?.() ?? [])];
   for (const graph of graphs) {
     for (const node of graph?.nodes ?? []) {
       for (const widget of node.widgets ?? []) {
-        if (widget.type === "combo" && Array.isArray(widget.options?.values)) yield widget;
+        if (widget.type === "combo" && Array.isArray(widget.options?.values)) yield /** @type {ComboWidget} */ (widget);
       }
     }
   }

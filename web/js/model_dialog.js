@@ -1,16 +1,23 @@
+// @ts-check
 // The "Add a model" dialog: upload a file from this computer (streamed, with a progress bar) or
 // download one by URL on the server (a job: its progress card lives in the Models section).
 import { api } from "../../../scripts/api.js";
 import { call, getToken, SageMakerError, toast, toastError } from "./api.js";
 import { field, openDialog } from "./dialog.js";
-import { el } from "./dom.js";
+import { el, find } from "./dom.js";
 import { formatBytes } from "./format.js";
 
 const SHA256 = /^[0-9a-fA-F]{64}$/;
 let lastFolder = null; // the folder picked last time: models tend to go to the same place
 
-// PUT the File as the request body: the browser streams it from disk (never read into memory here).
-// XMLHttpRequest because fetch reports no upload progress. Resolves to {folder, name, size, sha256}.
+/**
+ * PUT the File as the request body: the browser streams it from disk (never read into memory here).
+ * XMLHttpRequest because fetch reports no upload progress. Resolves to {folder, name, size, sha256}.
+ * @param {string} folder @param {string} name @param {File} file
+ * @param {{sha256?: string, overwrite?: boolean, onProgress?: (done: number, total: number) => void,
+ *   onXhr?: (xhr: XMLHttpRequest) => void}} [options]
+ * @returns {Promise<any>}
+ */
 export function uploadModel(folder, name, file, { sha256 = "", overwrite = false, onProgress, onXhr } = {}) {
   return new Promise((resolve, reject) => {
     const query = new URLSearchParams();
@@ -99,9 +106,9 @@ export function openAddModel(slot, { folders, onUploaded, onDownload }) {
     testid: "sagemaker-model-dialog",
     onOk: () => (fromUrl.input.checked ? download() : upload()),
   });
-  const ok = dialog.box.querySelector('[data-testid="sagemaker-dialog-ok"]');
+  const ok = find(dialog.box, '[data-testid="sagemaker-dialog-ok"]');
   // Cancel (or Escape) while uploading stops the upload; the file never gets its final name.
-  dialog.box.querySelector('[data-testid="sagemaker-dialog-cancel"]').addEventListener("click", () => xhr?.abort());
+  find(dialog.box, '[data-testid="sagemaker-dialog-cancel"]').addEventListener("click", () => xhr?.abort());
   dialog.box.addEventListener("keydown", (event) => event.key === "Escape" && xhr?.abort());
 
   const validate = () => {
@@ -109,11 +116,11 @@ export function openAddModel(slot, { folders, onUploaded, onDownload }) {
     fileField.hidden = byUrl;
     urlField.hidden = !byUrl;
     ok.textContent = byUrl ? "Download" : "Upload";
-    if (!nameTyped) name.value = byUrl ? nameFromUrl(url.value) : (file.files[0]?.name ?? "");
+    if (!nameTyped) name.value = byUrl ? nameFromUrl(url.value) : (file.files?.[0]?.name ?? "");
     const badHash = sha256.value.trim() !== "" && !SHA256.test(sha256.value.trim());
     message.hidden = !badHash;
     message.textContent = badHash ? "SHA-256: 64 hex digits, or empty" : "";
-    const source = byUrl ? url.value.trim() !== "" : file.files.length > 0;
+    const source = byUrl ? url.value.trim() !== "" : (file.files?.length ?? 0) > 0;
     dialog.setOkEnabled(source && name.value.trim() !== "" && folder.value !== "" && !badHash);
   };
   for (const c of [fromFile.input, fromUrl.input, file, folder]) c.addEventListener("change", validate);
@@ -135,7 +142,7 @@ export function openAddModel(slot, { folders, onUploaded, onDownload }) {
   };
 
   async function upload() {
-    const chosen = file.files[0];
+    const chosen = /** @type {File} */ (file.files?.[0]); // Upload is enabled once a file is chosen
     const target = { folder: folder.value, name: name.value.trim() };
     lastFolder = target.folder;
     setBusy(true);

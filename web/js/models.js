@@ -1,3 +1,4 @@
+// @ts-check
 // The sidebar's "Models" section: ComfyUI's model files per folder (collapsible), with size and hash
 // state; add one (upload from this computer, or download by URL as a job with a progress card); delete.
 import { call, toast, toastError } from "./api.js";
@@ -80,7 +81,7 @@ class ModelsSection extends Section {
       filled.length === 0 ? el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-models-empty" }, this.artist ? "No model files yet." : "No model files yet: + adds one.") : null,
       empty.length ? el("div", { class: "sagemaker-muted sagemaker-note", title: empty.join("\n"), "data-testid": "sagemaker-models-empty-folders" }, `${plural(empty.length, "empty folder")} not shown`) : null,
       problems.length ? el("div", { class: "sagemaker-diff-warn sagemaker-note", title: problems.join("\n"), "data-testid": "sagemaker-models-problems" }, `${plural(problems.length, "file")} could not be read`) : null,
-    ].filter(Boolean));
+    ].filter((node) => node !== null));
   }
 
   folder(name, files) {

@@ -1,3 +1,4 @@
+// @ts-check
 // The run form of a selected template: one input per parameter of its schema (GET /templates/{name}
 // answers `parameters`, a JSON Schema with x-kind per property), prefilled with the defaults, checked
 // as the user types, and a Run button. With Prompt on AWS ticked, Run POSTs
@@ -126,7 +127,17 @@ function promptRefusal(data, status) {
 }
 
 export class ParameterForm {
+  // Drawn by show() for a template with parameters.
+  /** @type {Set<string>} */ required;
+  /** @type {string[] | null} */ outputNodes;
+  /** @type {HTMLDivElement} */ status;
+  /** @type {HTMLDivElement | undefined} */ where;
+  /** @type {HTMLDivElement} */ result;
+  /** @type {HTMLButtonElement} */ run;
+  wasShown = false; // in the page once: a form that left it for good stops hearing the switch
+
   // isLoaded(name): whether the canvas holds that template.
+  /** @param {{isLoaded?: (name: string) => boolean}} [options] */
   constructor({ isLoaded = () => false } = {}) {
     this.isLoaded = isLoaded;
     this.root = el("div", { class: "sagemaker-param-form", "data-testid": "sagemaker-param-form", hidden: true });
@@ -210,6 +221,7 @@ export class ParameterForm {
     });
     const label = `${name}${this.required.has(name) ? " *" : ""}`;
     const title = el("span", { class: "sagemaker-label sagemaker-param-label" }, label);
+    /** @type {HTMLElement[]} */
     const children = kind === "boolean"
       ? [el("label", { class: "sagemaker-check" }, [input, title])]
       : [el("label", { class: "sagemaker-field" }, [title, input])];

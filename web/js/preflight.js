@@ -1,3 +1,4 @@
+// @ts-check
 // Binding preflight (the template rebind dialog): does the chosen environment hold the packs and
 // models the template needs? If not, say which and offer to publish a new version with the template.
 import { app } from "../../../scripts/app.js";

@@ -1,3 +1,4 @@
+// @ts-check
 // The "Prompt on AWS" section: the switch (switch.js keeps it; always on for an artist) and its target,
 // which follows the canvas: the loaded template and version, the environment it was bound to when loaded
 // (templates.js records both) and that environment's endpoint state. queue.js routes Run by the switch.
@@ -14,9 +15,20 @@ import { loadedRecord, onCanvasChanged } from "./templates.js";
 /** @type {LiveSet<PromptOnAwsSection>} */
 const sections = new LiveSet();
 const resolves = new Latest(); // only the latest resolve may set the target
-// template, version: loaded in the canvas; environment: its binding as loaded (else its current one);
-// current: the template as now published ({version, environment}); endpoint: {name, state, reason} or
-// null; manifest: the environment's latest version; problem: why the target could not be read.
+/**
+ * template, version: loaded in the canvas; environment: its binding as loaded (else its current one);
+ * current: the template as now published ({version, environment}); endpoint: {name, state, reason} or
+ * null; manifest: the environment's latest version; problem: why the target could not be read.
+ * @typedef {object} Target
+ * @property {string | null} template
+ * @property {number | null} version
+ * @property {string | null} environment
+ * @property {{version: number, environment: string | null} | null} current
+ * @property {{name: string, state: string, reason?: string} | null} endpoint
+ * @property {any} manifest
+ * @property {string | null} problem
+ */
+/** @type {Target} */
 const NONE = { template: null, version: null, environment: null, current: null, endpoint: null, manifest: null, problem: null };
 let target = NONE;
 
@@ -37,8 +49,9 @@ function switched() {
 export async function resolveTarget() {
   const isLatest = resolves.begin();
   const loaded = loadedRecord();
+  /** @type {Target} */
   const next = { ...NONE, template: loaded?.template ?? null, version: loaded?.version ?? null };
-  if (next.template) {
+  if (loaded && next.template) {
     try {
       const { templates } = await call("GET", "/templates");
       const template = templates.find((t) => t.name === next.template);

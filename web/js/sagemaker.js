@@ -1,3 +1,4 @@
+// @ts-check
 // comfyui-sagemaker's frontend: registers the "SageMaker" sidebar tab.
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
@@ -51,12 +52,11 @@ function tokenForm(onSaved) {
 async function renderStatus(box) {
   box.replaceChildren(el("div", { class: "sagemaker-muted" }, "Loading..."));
   try {
-    const [health, rules] = await Promise.all([call("GET", "/health"), getRules()]);
+    const [health] = await Promise.all([call("GET", "/health"), getRules()]); // the rules are read once, here
     if (health.authorized === false) {
       box.replaceChildren();
       return health;
     }
-    window.sagemakerRules = rules;
     learnRole(health); // before the sections are drawn: an artist's show no designer actions
     const store = health.store ? health.store.kind : "unconfigured";
     const where = health.store?.kind === "s3" ? `s3://${health.store.bucket}/${health.store.prefix || ""}` : "";

@@ -1,9 +1,10 @@
+// @ts-check
 // The sidebar's "Templates" section: publish the canvas as a template; list, load (and analyze), rebind, delete.
 import { app } from "../../../scripts/app.js";
 import { AnalysisPanel } from "./analysis.js";
 import { call, getRules, toast, toastError } from "./api.js";
 import { field, openDialog } from "./dialog.js";
-import { el, iconButton } from "./dom.js";
+import { el, find, findAll, iconButton } from "./dom.js";
 import { onShared } from "./live.js";
 import { ParameterForm } from "./parameter_form.js";
 import { bindingPreflight } from "./preflight.js";
@@ -23,8 +24,9 @@ export function onCanvasChanged(fn) {
 // The template recorded in the canvas's workflow (extra.sagemaker survives save and reload):
 // {template, version, environment} as loaded, so a run goes where the loaded template went even after a
 // designer rebinds it elsewhere. Workflows saved before version and environment were recorded have null.
+/** @returns {{template: string, version: number | null, environment: string | null} | null} */
 export function loadedRecord() {
-  const recorded = app.graph?.extra?.sagemaker;
+  const recorded = /** @type {any} */ (app.graph?.extra)?.sagemaker;
   if (!recorded?.template) return null;
   return { template: recorded.template, version: recorded.version ?? null, environment: recorded.environment ?? null };
 }
@@ -81,6 +83,7 @@ function environmentSelect(environments, selected, testid) {
 }
 
 // ComfyUI's workflow tabs (the host's workflow store, app.extensionManager.workflow).
+// @ts-expect-error the published ExtensionManager type omits `workflow`, which frontends 1.32 to 1.58 have
 const workflows = () => app.extensionManager?.workflow ?? null;
 const tabPath = (name) => `workflows/${name}.json`;
 
@@ -192,10 +195,10 @@ class TemplatesSection extends Section {
   markLoaded() {
     this.followCanvas();
     const loaded = loadedTemplate();
-    for (const row of this.list.querySelectorAll("[data-template]")) {
+    for (const row of findAll(this.list, "[data-template]")) {
       const isLoaded = row.dataset.template === loaded;
       row.classList.toggle("sagemaker-loaded", isLoaded);
-      row.querySelector(".sagemaker-loaded-mark").hidden = !isLoaded;
+      find(row, ".sagemaker-loaded-mark").hidden = !isLoaded;
     }
   }
 
@@ -222,7 +225,7 @@ class TemplatesSection extends Section {
   }
 
   markAnalyzed() {
-    for (const row of this.list.querySelectorAll("[data-template]")) {
+    for (const row of findAll(this.list, "[data-template]")) {
       row.classList.toggle("sagemaker-analyzed", row.dataset.template === this.analysis.name);
     }
   }
