@@ -1,7 +1,8 @@
 """The sidebar's JS (web/js, no-build ES modules) checked as the README's test command runs it: tsc against
-the frontend's published types (tools/js/tsconfig.json), and the node tests of the host adapters
-(tests/js/*.test.mjs), which feed them the shapes of older and newer frontends. The tools are the ones
-tools/js/package-lock.json pins, installed into tools/js/node_modules by `./dev test` (npm ci)."""
+the frontend's published types (tools/js/tsconfig.json), biome's lint (tools/js/biome.json), and the node
+tests of the host adapters (tests/js/*.test.mjs), which feed them the shapes of older and newer frontends.
+The tools are the ones tools/js/package-lock.json pins, installed into tools/js/node_modules by
+`./dev test` (npm ci)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,13 @@ def test_every_module_is_type_checked_against_the_frontends_published_types():
     assert unchecked == [], f"these modules do not start with // @ts-check: {unchecked}"
     r = run(tool("tsc"), "-p", "tools/js", "--pretty", "false")
     assert r.returncode == 0, r.stdout[-8000:] + r.stderr[-2000:]
+
+
+def test_biome_finds_nothing():
+    # Run from tools/js, where biome.json is: the paths it checks are given from there.
+    r = run(tool("biome"), "lint", "--colors=off", "--error-on-warnings", "../../web/js", "../../tests/js", "host",
+            cwd=TOOLS)
+    assert r.returncode == 0, r.stdout[-8000:] + r.stderr[-4000:]
 
 
 def test_the_host_adapters_meet_older_and_newer_frontend_shapes():

@@ -59,8 +59,8 @@ function summarize(choices, all, snapshot) {
   const packs = new Set();
   const models = new Set();
   for (const c of chosen.filter((c) => c.analysis)) {
-    c.analysis.packs.filter((p) => !builtin.has(p)).forEach((p) => packs.add(p));
-    c.analysis.models.flatMap(modelKeys).filter((key) => sizes.has(key)).forEach((key) => models.add(key));
+    for (const p of c.analysis.packs) if (!builtin.has(p)) packs.add(p);
+    for (const key of c.analysis.models.flatMap(modelKeys)) if (sizes.has(key)) models.add(key);
   }
   const bytes = [...models].reduce((sum, key) => sum + sizes.get(key), 0);
   const pending = chosen.some((c) => c.state === "loading");

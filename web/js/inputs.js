@@ -41,7 +41,8 @@ onServerEvent("sagemaker.input", (entry) => {
 });
 
 async function load() {
-  const heard = (fetching = []);
+  const heard = [];
+  fetching = heard;
   try {
     const answer = await call("GET", "/inputs");
     if (fetching !== heard) return; // a later load draws

@@ -49,7 +49,8 @@ function withTemplate(workflow, t) {
 }
 
 function recordInCanvas(t) {
-  const extra = (app.graph.extra ??= {});
+  app.graph.extra ??= {};
+  const extra = /** @type {any} */ (app.graph.extra);
   extra.sagemaker = marked(extra.sagemaker, t);
   canvasChanged();
 }
