@@ -82,7 +82,10 @@ function recordingRoutes() {
 /** @param {import("node:test").TestContext} t */
 const quietWarnings = (t) => t.mock.method(console, "warn", () => {});
 
-for (const [version, PromptExecutionError] of [["1.32", PromptExecutionError132], ["1.58", PromptExecutionError158]]) {
+for (const [version, PromptExecutionError] of [
+  ["1.32", PromptExecutionError132],
+  ["1.58", PromptExecutionError158],
+]) {
   test(`the ${version} shape is wrapped and nothing is reported`, async (t) => {
     const warn = quietWarnings(t);
     const adapter = await freshAdapter();
@@ -183,7 +186,10 @@ test("a call of an unknown shape reaches the route as null (it is refused, never
   adapter.install(host, routes);
   await host.api.queuePrompt(0, { prompt: {} }, {});
   await host.api.queuePrompt(0, null, {});
-  assert.deepEqual(routed, [["queue", null, {}], ["queue", null, {}]]);
+  assert.deepEqual(routed, [
+    ["queue", null, {}],
+    ["queue", null, {}],
+  ]);
   assert.equal(calls.length, 2); // these routes ran it here; queue.js refuses it when Prompt on AWS is on
   assert.deepEqual(adapter.hostProblems(), ["api.queuePrompt was called without {output, workflow}: Prompt on AWS cannot send it"]);
   assert.equal(warn.mock.callCount(), 1);

@@ -29,8 +29,10 @@ export function collapsible(section) {
   const title = header?.querySelector(":scope > .sagemaker-section-title");
   if (!id || !title) return section;
   const chevron = el("i", { class: "pi pi-chevron-down", "aria-hidden": "true" });
-  const toggle = el("button", { class: "sagemaker-section-toggle", "aria-expanded": "true", "data-testid": "sagemaker-section-toggle" },
-    [chevron, el("span", {}, title.textContent)]);
+  const toggle = el("button", { class: "sagemaker-section-toggle", "aria-expanded": "true", "data-testid": "sagemaker-section-toggle" }, [
+    chevron,
+    el("span", {}, title.textContent),
+  ]);
   title.replaceChildren(toggle);
   const apply = (isCollapsed) => {
     section.dataset.collapsed = String(isCollapsed);

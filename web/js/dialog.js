@@ -15,10 +15,17 @@ import { el } from "./dom.js";
  */
 /** @typedef {ReturnType<typeof openDialog>} Dialog */
 
-/** openDialog(slot, {title, body, okLabel, onOk, testid}) -> {setError, setOkEnabled, close}. @param {HTMLElement} slot @param {DialogOptions} options */
+/**
+ * openDialog(slot, {title, body, okLabel, onOk, testid}) -> {setError, setOkEnabled, close}.
+ * @param {HTMLElement} slot @param {DialogOptions} options
+ */
 export function openDialog(slot, { title, body = [], okLabel = "OK", danger = false, onOk, testid = "sagemaker-dialog" }) {
   const error = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-dialog-error", hidden: true });
-  const ok = el("button", { class: `sagemaker-button sagemaker-primary${danger ? " sagemaker-danger" : ""}`, "data-testid": "sagemaker-dialog-ok" }, okLabel);
+  const ok = el(
+    "button",
+    { class: `sagemaker-button sagemaker-primary${danger ? " sagemaker-danger" : ""}`, "data-testid": "sagemaker-dialog-ok" },
+    okLabel,
+  );
   const cancel = el("button", { class: "sagemaker-button", "data-testid": "sagemaker-dialog-cancel" }, "Cancel");
   const box = el("div", { class: "sagemaker-dialog", role: "dialog", "aria-label": title, "data-testid": testid }, [
     el("div", { class: "sagemaker-dialog-title" }, title),
@@ -28,7 +35,9 @@ export function openDialog(slot, { title, body = [], okLabel = "OK", danger = fa
   ]);
   let okEnabled = true;
   let busy = false;
-  const sync = () => { ok.disabled = busy || !okEnabled; };
+  const sync = () => {
+    ok.disabled = busy || !okEnabled;
+  };
 
   const handle = {
     box,

@@ -54,8 +54,7 @@ function doingText(e) {
   if (e.activity) return e.activity;
   const running = (e.phases ?? []).find((p) => p.state === "running");
   if (running) return `${running.label || running.name}...`;
-  return { Creating: "starting the worker...", Updating: "replacing the worker...", Deleting: "stopping..." }[e.state]
-    ?? `${e.state}...`;
+  return { Creating: "starting the worker...", Updating: "replacing the worker...", Deleting: "stopping..." }[e.state] ?? `${e.state}...`;
 }
 
 class EndpointsSection extends Section {
@@ -99,15 +98,17 @@ class EndpointsSection extends Section {
     const busy = [...this.endpoints.values()].filter((e) => STARTING.has(e.state));
     if (!busy.length || !this.root.isConnected) return;
     this.timer = setTimeout(async () => {
-      await Promise.all(busy.map(async (e) => {
-        try {
-          const view = await call("GET", endpointPath(e.name));
-          if (this.endpoints.has(e.name)) this.endpoints.set(e.name, view);
-        } catch (err) {
-          if (err.status === 404) this.endpoints.delete(e.name);
-        }
-        if (this.logs.has(e.name)) await this.readLog(e.name, false);
-      }));
+      await Promise.all(
+        busy.map(async (e) => {
+          try {
+            const view = await call("GET", endpointPath(e.name));
+            if (this.endpoints.has(e.name)) this.endpoints.set(e.name, view);
+          } catch (err) {
+            if (err.status === 404) this.endpoints.delete(e.name);
+          }
+          if (this.logs.has(e.name)) await this.readLog(e.name, false);
+        }),
+      );
       this.draw();
     }, POLL_MS);
   }
@@ -115,10 +116,19 @@ class EndpointsSection extends Section {
   draw() {
     const rows = [...this.endpoints.values()].sort((a, b) => a.name.localeCompare(b.name)).map((e) => this.row(e));
     const problems = (this.unavailable ?? []).map((p) =>
-      el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-endpoints-unavailable" }, `${p.kind}: ${p.reason}`));
-    this.list.replaceChildren(...(rows.length || problems.length ? [...rows, ...problems]
-      : [el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-endpoints-empty" },
-        "No endpoints: publish an environment with an endpoint.")]));
+      el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-endpoints-unavailable" }, `${p.kind}: ${p.reason}`),
+    );
+    this.list.replaceChildren(
+      ...(rows.length || problems.length
+        ? [...rows, ...problems]
+        : [
+            el(
+              "div",
+              { class: "sagemaker-muted", "data-testid": "sagemaker-endpoints-empty" },
+              "No endpoints: publish an environment with an endpoint.",
+            ),
+          ]),
+    );
     this.schedule();
   }
 
@@ -126,30 +136,89 @@ class EndpointsSection extends Section {
     const doing = doingText(e);
     const phases = (e.phases ?? []).map(phaseText).join(" · ");
     const log = this.logs.get(e.name);
-    const actions = this.artist ? [] : [
-      e.state === "InService" ? el("button", { class: "sagemaker-button", title: "Stop its instances; the environment stays and Start brings it back", "data-testid": "sagemaker-endpoint-stop", onclick: (ev) => this.act(e, "stop", ev.currentTarget) }, "Stop") : null,
-      e.state === "Stopped" ? el("button", { class: "sagemaker-button", title: "Start it again, serving its environment", "data-testid": "sagemaker-endpoint-start", onclick: (ev) => this.act(e, "start", ev.currentTarget) }, "Start") : null,
-    ];
-    return el("div", { class: "sagemaker-endpoint", "data-testid": "sagemaker-endpoint-row", "data-endpoint": e.name, "data-state": e.state }, [
-      el("div", { class: "sagemaker-endpoint-line" }, [
-        el("span", { class: "sagemaker-endpoint-name", title: e.endpoint_name ?? e.name, "data-testid": "sagemaker-endpoint-name" }, e.name),
-        el("span", { class: `sagemaker-target-state ${stateClass(e.state)}`, "data-testid": "sagemaker-endpoint-state" }, e.state),
-        el("span", { class: "sagemaker-muted", title: "the environment version it serves", "data-testid": "sagemaker-endpoint-version" }, e.version ? `v${e.version}` : ""),
-      ]),
-      el("div", { class: "sagemaker-endpoint-facts sagemaker-muted" }, [
-        el("span", { "data-testid": "sagemaker-endpoint-instances" }, instancesText(e)),
-        e.updated_at ? el("span", { title: e.updated_at, "data-testid": "sagemaker-endpoint-updated" }, `changed ${timeAgo(e.updated_at)}`) : null,
-      ]),
-      doing ? el("div", { class: "sagemaker-endpoint-doing", "data-testid": "sagemaker-endpoint-activity" }, doing) : null,
-      phases ? el("div", { class: "sagemaker-endpoint-phases sagemaker-muted", title: "the last start, step by step", "data-testid": "sagemaker-endpoint-phases" }, phases) : null,
-      e.reason ? el("div", { class: "sagemaker-error", "data-testid": "sagemaker-endpoint-reason" }, e.reason) : null,
-      e.warning ? el("div", { class: "sagemaker-warning", "data-testid": "sagemaker-endpoint-warning" }, e.warning) : null,
-      el("div", { class: "sagemaker-endpoint-actions" }, [
-        el("button", { class: "sagemaker-button", "aria-expanded": String(log !== undefined), "data-testid": "sagemaker-endpoint-log-toggle", onclick: () => this.toggleLog(e.name) }, log === undefined ? "Log" : "Hide log"),
-        ...actions,
-      ]),
-      log === undefined ? null : el("pre", { class: "sagemaker-endpoint-log", "data-testid": "sagemaker-endpoint-log" }, log || "(nothing logged yet)"),
-    ]);
+    const actions = this.artist
+      ? []
+      : [
+          e.state === "InService"
+            ? el(
+                "button",
+                {
+                  class: "sagemaker-button",
+                  title: "Stop its instances; the environment stays and Start brings it back",
+                  "data-testid": "sagemaker-endpoint-stop",
+                  onclick: (ev) => this.act(e, "stop", ev.currentTarget),
+                },
+                "Stop",
+              )
+            : null,
+          e.state === "Stopped"
+            ? el(
+                "button",
+                {
+                  class: "sagemaker-button",
+                  title: "Start it again, serving its environment",
+                  "data-testid": "sagemaker-endpoint-start",
+                  onclick: (ev) => this.act(e, "start", ev.currentTarget),
+                },
+                "Start",
+              )
+            : null,
+        ];
+    return el(
+      "div",
+      { class: "sagemaker-endpoint", "data-testid": "sagemaker-endpoint-row", "data-endpoint": e.name, "data-state": e.state },
+      [
+        el("div", { class: "sagemaker-endpoint-line" }, [
+          el(
+            "span",
+            { class: "sagemaker-endpoint-name", title: e.endpoint_name ?? e.name, "data-testid": "sagemaker-endpoint-name" },
+            e.name,
+          ),
+          el("span", { class: `sagemaker-target-state ${stateClass(e.state)}`, "data-testid": "sagemaker-endpoint-state" }, e.state),
+          el(
+            "span",
+            { class: "sagemaker-muted", title: "the environment version it serves", "data-testid": "sagemaker-endpoint-version" },
+            e.version ? `v${e.version}` : "",
+          ),
+        ]),
+        el("div", { class: "sagemaker-endpoint-facts sagemaker-muted" }, [
+          el("span", { "data-testid": "sagemaker-endpoint-instances" }, instancesText(e)),
+          e.updated_at
+            ? el("span", { title: e.updated_at, "data-testid": "sagemaker-endpoint-updated" }, `changed ${timeAgo(e.updated_at)}`)
+            : null,
+        ]),
+        doing ? el("div", { class: "sagemaker-endpoint-doing", "data-testid": "sagemaker-endpoint-activity" }, doing) : null,
+        phases
+          ? el(
+              "div",
+              {
+                class: "sagemaker-endpoint-phases sagemaker-muted",
+                title: "the last start, step by step",
+                "data-testid": "sagemaker-endpoint-phases",
+              },
+              phases,
+            )
+          : null,
+        e.reason ? el("div", { class: "sagemaker-error", "data-testid": "sagemaker-endpoint-reason" }, e.reason) : null,
+        e.warning ? el("div", { class: "sagemaker-warning", "data-testid": "sagemaker-endpoint-warning" }, e.warning) : null,
+        el("div", { class: "sagemaker-endpoint-actions" }, [
+          el(
+            "button",
+            {
+              class: "sagemaker-button",
+              "aria-expanded": String(log !== undefined),
+              "data-testid": "sagemaker-endpoint-log-toggle",
+              onclick: () => this.toggleLog(e.name),
+            },
+            log === undefined ? "Log" : "Hide log",
+          ),
+          ...actions,
+        ]),
+        log === undefined
+          ? null
+          : el("pre", { class: "sagemaker-endpoint-log", "data-testid": "sagemaker-endpoint-log" }, log || "(nothing logged yet)"),
+      ],
+    );
   }
 
   async toggleLog(name) {

@@ -5,11 +5,11 @@
 import { call, onServerEvent, toast, toastError } from "./api.js";
 import { openDialog } from "./dialog.js";
 import { el, find, findAll, iconButton } from "./dom.js";
-import { renderDiff } from "./environment_diff.js";
 import { openEnvironmentDialog } from "./environment_dialog.js";
+import { renderDiff } from "./environment_diff.js";
 import { formatBytes, plural } from "./format.js";
-import { onJob } from "./jobs.js";
 import { JobBoard } from "./job_board.js";
+import { onJob } from "./jobs.js";
 import { changedHere, onShared } from "./live.js";
 import { boundTo, environmentPath } from "./needs.js";
 import { LiveSet, Section } from "./section.js";
@@ -38,7 +38,10 @@ const publishes = new JobBoard({
 // A publish started elsewhere (another browser, the CLI) shows up too.
 onJob((job) => {
   if (job.kind !== "publish" || job.state !== "running" || publishes.entries.has(job.id)) return;
-  const listed = sections.all().flatMap((s) => s.environments).find((e) => e.name.toLowerCase() === job.target);
+  const listed = sections
+    .all()
+    .flatMap((s) => s.environments)
+    .find((e) => e.name.toLowerCase() === job.target);
   publishes.track(job, listed?.name ?? job.target);
 });
 
@@ -110,8 +113,13 @@ class EnvironmentsSection extends Section {
 
   renderList() {
     if (this.environments.length === 0) {
-      this.list.replaceChildren(el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-environments-empty" },
-        this.artist ? "No environments yet: a designer publishes them." : "No environments yet: + publishes one."));
+      this.list.replaceChildren(
+        el(
+          "div",
+          { class: "sagemaker-muted", "data-testid": "sagemaker-environments-empty" },
+          this.artist ? "No environments yet: a designer publishes them." : "No environments yet: + publishes one.",
+        ),
+      );
       return;
     }
     this.list.replaceChildren(...this.environments.map((e) => this.row(e)));
@@ -130,19 +138,42 @@ class EnvironmentsSection extends Section {
     }
     const endpoint = endpointLabel(e.endpoint);
     // Another ComfyUI holds its lease (publishing or deploying): no publish or delete to offer meanwhile.
-    const busy = e.busy && !publishingHere(e.name)
-      ? el("span", { class: "sagemaker-badge sagemaker-busy", title: "another ComfyUI on the store is working on it", "data-testid": "sagemaker-environment-busy" },
-        `${e.busy.what ?? "publishing"} by ${e.busy.by ?? "another ComfyUI"}`)
-      : null;
-    const actions = this.artist || busy ? [] : [
-      iconButton("pi pi-upload", `Publish a new version of ${e.name}`, "sagemaker-environment-publish", () => this.openNew({ name: e.name })),
-      iconButton("pi pi-trash", `Delete ${e.name}`, "sagemaker-environment-delete", () => this.confirmDelete(e)),
-    ];
+    const busy =
+      e.busy && !publishingHere(e.name)
+        ? el(
+            "span",
+            {
+              class: "sagemaker-badge sagemaker-busy",
+              title: "another ComfyUI on the store is working on it",
+              "data-testid": "sagemaker-environment-busy",
+            },
+            `${e.busy.what ?? "publishing"} by ${e.busy.by ?? "another ComfyUI"}`,
+          )
+        : null;
+    const actions =
+      this.artist || busy
+        ? []
+        : [
+            iconButton("pi pi-upload", `Publish a new version of ${e.name}`, "sagemaker-environment-publish", () =>
+              this.openNew({ name: e.name }),
+            ),
+            iconButton("pi pi-trash", `Delete ${e.name}`, "sagemaker-environment-delete", () => this.confirmDelete(e)),
+          ];
     return el("div", { class: "sagemaker-environment", "data-testid": "sagemaker-environment-row", "data-environment": e.name }, [
       el("div", { class: "sagemaker-environment-line" }, [
-        el("span", { class: "sagemaker-environment-name", title: `${e.name}: templates ${e.templates.join(", ") || "none"}`, "data-testid": "sagemaker-environment-name" }, e.name),
+        el(
+          "span",
+          {
+            class: "sagemaker-environment-name",
+            title: `${e.name}: templates ${e.templates.join(", ") || "none"}`,
+            "data-testid": "sagemaker-environment-name",
+          },
+          e.name,
+        ),
         el("span", { class: "sagemaker-muted", title: "version", "data-testid": "sagemaker-environment-version" }, `v${e.version}`),
-        iconButton("pi pi-arrow-right-arrow-left", `Compare ${e.name} with this ComfyUI`, "sagemaker-environment-diff", () => this.openDiff(e)),
+        iconButton("pi pi-arrow-right-arrow-left", `Compare ${e.name} with this ComfyUI`, "sagemaker-environment-diff", () =>
+          this.openDiff(e),
+        ),
         busy,
         ...actions,
       ]),
@@ -158,7 +189,8 @@ class EnvironmentsSection extends Section {
   endpointChanged(environment, state) {
     const lower = String(environment).toLowerCase();
     for (const row of findAll(this.list, "[data-environment]")) {
-      if (row.dataset.environment?.toLowerCase() === lower) find(row, '[data-testid="sagemaker-environment-state"]').textContent = state ?? "—";
+      if (row.dataset.environment?.toLowerCase() === lower)
+        find(row, '[data-testid="sagemaker-environment-state"]').textContent = state ?? "—";
     }
   }
 
@@ -170,10 +202,19 @@ class EnvironmentsSection extends Section {
         const [manifest, { templates }] = await Promise.all([call("GET", environmentPath(name)), call("GET", "/templates")]);
         const known = new Set(templates.map((t) => t.name));
         const names = new Set([...manifest.templates, ...boundTo(templates, manifest.name), ...add]);
-        prefill = { name: manifest.name, templates: [...names].filter((n) => known.has(n)), include: manifest.include, endpoint: manifest.endpoint };
+        prefill = {
+          name: manifest.name,
+          templates: [...names].filter((n) => known.has(n)),
+          include: manifest.include,
+          endpoint: manifest.endpoint,
+        };
       }
       await this.refresh();
-      await openEnvironmentDialog(this.slot, { ...prefill, environments: this.environments, onStarted: (job, jobName) => publishes.track(job, jobName) });
+      await openEnvironmentDialog(this.slot, {
+        ...prefill,
+        environments: this.environments,
+        onStarted: (job, jobName) => publishes.track(job, jobName),
+      });
       this.slot.scrollIntoView({ block: "nearest" });
     } catch (err) {
       toastError("Could not open the New Environment dialog", err);
@@ -200,8 +241,17 @@ class EnvironmentsSection extends Section {
     }
     let force = bound.length > 0;
     const note = force
-      ? el("div", { class: "sagemaker-error", "data-testid": "sagemaker-environment-delete-note" }, `${plural(bound.length, "template")} ${bound.join(", ")} ${bound.length === 1 ? "is" : "are"} bound to ${e.name} and will point at a missing environment.`)
-      : el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-environment-delete-note" }, "Its versions and its endpoint go; stored files other environments share stay.");
+      ? el(
+          "div",
+          { class: "sagemaker-error", "data-testid": "sagemaker-environment-delete-note" },
+          `${plural(bound.length, "template")} ${bound.join(", ")} ${bound.length === 1 ? "is" : "are"} bound to ${e.name} ` +
+            "and will point at a missing environment.",
+        )
+      : el(
+          "div",
+          { class: "sagemaker-muted", "data-testid": "sagemaker-environment-delete-note" },
+          "Its versions and its endpoint go; stored files other environments share stay.",
+        );
     const dialog = openDialog(this.slot, {
       title: `Delete environment ${e.name}?`,
       body: note,

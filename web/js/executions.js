@@ -133,13 +133,32 @@ class ExecutionsSection extends Section {
     this.next = null; // the cursor of the page after it
     this.loaded = false;
     this.wasShown = false;
-    this.everyone = el("input", { type: "checkbox", checked: view.everyone, "data-testid": "sagemaker-executions-everyone", onchange: () => this.setEveryone(this.everyone.checked) });
-    this.newer = el("button", { class: "sagemaker-button", "data-testid": "sagemaker-executions-newer", onclick: () => this.turn(-1) }, "Newer");
-    this.older = el("button", { class: "sagemaker-button", "data-testid": "sagemaker-executions-older", onclick: () => this.turn(1) }, "Older");
+    this.everyone = el("input", {
+      type: "checkbox",
+      checked: view.everyone,
+      "data-testid": "sagemaker-executions-everyone",
+      onchange: () => this.setEveryone(this.everyone.checked),
+    });
+    this.newer = el(
+      "button",
+      { class: "sagemaker-button", "data-testid": "sagemaker-executions-newer", onclick: () => this.turn(-1) },
+      "Newer",
+    );
+    this.older = el(
+      "button",
+      { class: "sagemaker-button", "data-testid": "sagemaker-executions-older", onclick: () => this.turn(1) },
+      "Older",
+    );
     this.pageLabel = el("span", { class: "sagemaker-muted", "data-testid": "sagemaker-executions-page" });
-    this.pager = el("div", { class: "sagemaker-pager", "data-testid": "sagemaker-executions-pager" }, [this.newer, this.pageLabel, this.older]);
+    this.pager = el("div", { class: "sagemaker-pager", "data-testid": "sagemaker-executions-pager" }, [
+      this.newer,
+      this.pageLabel,
+      this.older,
+    ]);
     this.list = el("div", { class: "sagemaker-execution-list", "data-testid": "sagemaker-executions-list" });
-    this.beside(el("label", { class: "sagemaker-check sagemaker-note", title: "Every ComfyUI's runs on this store" }, [this.everyone, "Everyone's"]));
+    this.beside(
+      el("label", { class: "sagemaker-check sagemaker-note", title: "Every ComfyUI's runs on this store" }, [this.everyone, "Everyone's"]),
+    );
     this.root.append(this.list, this.pager);
     this.timer = setInterval(() => this.tick(), 1000);
     this.draw();
@@ -213,16 +232,22 @@ class ExecutionsSection extends Section {
     this.pageLabel.textContent = `page ${this.cursors.length}`;
     this.pager.hidden = first && !this.next;
     if (shown.length === 0) {
-      const empty = !this.loaded ? "Loading..." : !first ? "No older runs."
-        : view.everyone ? "No runs on this store yet." : "No runs yet: tick Prompt on AWS and press Run.";
+      const empty = !this.loaded
+        ? "Loading..."
+        : !first
+          ? "No older runs."
+          : view.everyone
+            ? "No runs on this store yet."
+            : "No runs yet: tick Prompt on AWS and press Run.";
       this.list.replaceChildren(el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-executions-empty" }, empty));
       return;
     }
     const context = { isMine, queuedHere, copied, opening, cancel: cancelExecution, select: (id) => this.select(id) };
-    this.list.replaceChildren(...shown.flatMap((r) => [
-      rowOf(r, r.id === this.selected, context),
-      r.id === this.selected ? detailOf(r, context) : null,
-    ]).filter((node) => node !== null));
+    this.list.replaceChildren(
+      ...shown
+        .flatMap((r) => [rowOf(r, r.id === this.selected, context), r.id === this.selected ? detailOf(r, context) : null])
+        .filter((node) => node !== null),
+    );
   }
 
   select(id) {

@@ -63,19 +63,24 @@ export function inspect({ api, app, comfyAPI }) {
   const queuePrompt = api?.queuePrompt;
   const interrupt = api?.interrupt;
   return {
-    queuePrompt: typeof queuePrompt !== "function" ? "api.queuePrompt is missing: Run always queues on this ComfyUI"
-      : queuePrompt.length < 2 ? `api.queuePrompt takes ${queuePrompt.length} argument(s), not (number, prompt, options): `
-        + "Run always queues on this ComfyUI"
+    queuePrompt:
+      typeof queuePrompt !== "function"
+        ? "api.queuePrompt is missing: Run always queues on this ComfyUI"
+        : queuePrompt.length < 2
+          ? `api.queuePrompt takes ${queuePrompt.length} argument(s), not (number, prompt, options): Run always queues on this ComfyUI`
+          : null,
+    interrupt:
+      typeof interrupt !== "function"
+        ? "api.interrupt is missing: Interrupt does not cancel a run on AWS"
+        : interrupt.length < 1
+          ? "api.interrupt takes no prompt id: Interrupt does not cancel a run on AWS"
+          : null,
+    promptError:
+      typeof comfyAPI?.api?.PromptExecutionError !== "function"
+        ? "no PromptExecutionError: a prompt the endpoint refused is not outlined on its nodes"
         : null,
-    interrupt: typeof interrupt !== "function" ? "api.interrupt is missing: Interrupt does not cancel a run on AWS"
-      : interrupt.length < 1 ? "api.interrupt takes no prompt id: Interrupt does not cancel a run on AWS"
-        : null,
-    promptError: typeof comfyAPI?.api?.PromptExecutionError !== "function"
-      ? "no PromptExecutionError: a prompt the endpoint refused is not outlined on its nodes"
-      : null,
-    batches: typeof app?.processingQueue !== "boolean"
-      ? "no app.processingQueue: a refused run is tried again for each item of its batch"
-      : null,
+    batches:
+      typeof app?.processingQueue !== "boolean" ? "no app.processingQueue: a refused run is tried again for each item of its batch" : null,
   };
 }
 

@@ -78,7 +78,11 @@ async function switchWatcher(value) {
   if (value === watcher?.enabled) return;
   try {
     watcher = await call("POST", "/inputs/watcher", { enabled: value });
-    toast("info", value ? "Input sync on" : "Input sync off", value ? "Files put in input/ reach the store." : "Files put in input/ stay on this machine.");
+    toast(
+      "info",
+      value ? "Input sync on" : "Input sync off",
+      value ? "Files put in input/ reach the store." : "Files put in input/ stay on this machine.",
+    );
     if (value) load(); // the watcher's start-up scan brings what changed meanwhile
     redraw();
   } catch (err) {
@@ -179,10 +183,21 @@ class InputsSection extends Section {
     this.error.hidden = true;
     const counts = countsOf();
     this.counts.replaceChildren(
-      ...STATES.slice().reverse().flatMap((state, i) => [
-        i ? el("span", { class: "sagemaker-muted" }, " · ") : null,
-        el("span", { class: `sagemaker-input-count sagemaker-input-${state}`, "data-testid": `sagemaker-inputs-${state}`, "data-count": String(counts[state]) }, `${counts[state]} ${state}`),
-      ]).filter((node) => node !== null),
+      ...STATES.slice()
+        .reverse()
+        .flatMap((state, i) => [
+          i ? el("span", { class: "sagemaker-muted" }, " · ") : null,
+          el(
+            "span",
+            {
+              class: `sagemaker-input-count sagemaker-input-${state}`,
+              "data-testid": `sagemaker-inputs-${state}`,
+              "data-count": String(counts[state]),
+            },
+            `${counts[state]} ${state}`,
+          ),
+        ])
+        .filter((node) => node !== null),
     );
     const on = Boolean(watcher?.enabled);
     this.watcherMark.hidden = false;
@@ -203,15 +218,23 @@ class InputsSection extends Section {
       this.list.replaceChildren(el("li", { class: "sagemaker-muted", "data-testid": "sagemaker-inputs-empty" }, "No files in input/ yet."));
       return;
     }
-    const rows = all.slice(0, MAX_ROWS).map((f) =>
-      el("li", { class: "sagemaker-input-file", "data-testid": "sagemaker-input-row", "data-input": f.name, "data-state": f.state }, [
-        el("div", { class: "sagemaker-input-line" }, [
-          el("span", { class: "sagemaker-input-name", title: f.sha256 ? `${f.name}\nsha256 ${f.sha256}` : f.name }, f.name),
-          el("span", { class: `sagemaker-input-state sagemaker-input-${f.state}`, "data-testid": "sagemaker-input-state" }, f.state),
+    const rows = all
+      .slice(0, MAX_ROWS)
+      .map((f) =>
+        el("li", { class: "sagemaker-input-file", "data-testid": "sagemaker-input-row", "data-input": f.name, "data-state": f.state }, [
+          el("div", { class: "sagemaker-input-line" }, [
+            el("span", { class: "sagemaker-input-name", title: f.sha256 ? `${f.name}\nsha256 ${f.sha256}` : f.name }, f.name),
+            el("span", { class: `sagemaker-input-state sagemaker-input-${f.state}`, "data-testid": "sagemaker-input-state" }, f.state),
+          ]),
+          f.state === "failed"
+            ? el(
+                "div",
+                { class: "sagemaker-error sagemaker-input-error", "data-testid": "sagemaker-input-error" },
+                f.error || "unknown error",
+              )
+            : null,
         ]),
-        f.state === "failed" ? el("div", { class: "sagemaker-error sagemaker-input-error", "data-testid": "sagemaker-input-error" }, f.error || "unknown error") : null,
-      ]),
-    );
+      );
     if (all.length > MAX_ROWS) rows.push(el("li", { class: "sagemaker-muted" }, `+${all.length - MAX_ROWS} more`));
     this.list.replaceChildren(...rows);
   }

@@ -113,17 +113,40 @@ export function jobCard(job, title, onDismiss) {
   setTitle(title);
   const phase = el("span", { class: "sagemaker-job-phase", "data-testid": "sagemaker-job-phase" });
   const fill = el("div", { class: "sagemaker-progress-fill" });
-  const bar = el("div", { class: "sagemaker-progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100", "data-testid": "sagemaker-job-bar" }, fill);
+  const bar = el(
+    "div",
+    { class: "sagemaker-progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100", "data-testid": "sagemaker-job-bar" },
+    fill,
+  );
   const counts = el("div", { class: "sagemaker-muted sagemaker-job-detail", "data-testid": "sagemaker-job-detail" });
   const current = el("div", { class: "sagemaker-muted sagemaker-job-current", "data-testid": "sagemaker-job-current" });
-  const cancel = el("button", { class: "sagemaker-button", "data-testid": "sagemaker-job-cancel", onclick: () => {
-    cancel.disabled = true;
-    cancelJob(job.id);
-  } }, "Cancel");
-  const dismiss = el("button", { class: "sagemaker-icon-button", title: "Dismiss", "aria-label": "Dismiss", "data-testid": "sagemaker-job-dismiss", hidden: true, onclick: () => {
-    root.remove();
-    onDismiss?.();
-  } }, el("i", { class: "pi pi-times" }));
+  const cancel = el(
+    "button",
+    {
+      class: "sagemaker-button",
+      "data-testid": "sagemaker-job-cancel",
+      onclick: () => {
+        cancel.disabled = true;
+        cancelJob(job.id);
+      },
+    },
+    "Cancel",
+  );
+  const dismiss = el(
+    "button",
+    {
+      class: "sagemaker-icon-button",
+      title: "Dismiss",
+      "aria-label": "Dismiss",
+      "data-testid": "sagemaker-job-dismiss",
+      hidden: true,
+      onclick: () => {
+        root.remove();
+        onDismiss?.();
+      },
+    },
+    el("i", { class: "pi pi-times" }),
+  );
   const root = el("div", { class: "sagemaker-job", "data-testid": "sagemaker-job", "data-job": job.id }, [
     el("div", { class: "sagemaker-section-header" }, [heading, dismiss]),
     el("div", { class: "sagemaker-job-line" }, [phase, cancel]),

@@ -35,7 +35,9 @@ function localLists() {
     return new Map(wanted.map((f, i) => [f, files[i]]));
   });
   local = { at: Date.now(), lists };
-  lists.catch(() => { local = null; });
+  lists.catch(() => {
+    local = null;
+  });
   return lists;
 }
 
@@ -47,7 +49,7 @@ function* comboWidgets() {
   for (const graph of graphs) {
     for (const node of graph?.nodes ?? []) {
       for (const widget of node.widgets ?? []) {
-        if (widget.type === "combo" && Array.isArray(widget.options?.values)) yield /** @type {ComboWidget} */ (widget);
+        if (widget.type === "combo" && Array.isArray(widget.options?.values)) yield/** @type {ComboWidget} */ (widget);
       }
     }
   }

@@ -71,15 +71,50 @@ export function openAddModel(slot, { folders, onUploaded, onDownload }) {
   const fromFile = radio(group, "upload", "From this computer", true);
   const fromUrl = radio(group, "url", "From a URL", false);
   const file = el("input", { type: "file", class: "sagemaker-input sagemaker-model-file", "data-testid": "sagemaker-model-file" });
-  const url = el("input", { type: "url", class: "sagemaker-input", placeholder: "https://…/model.safetensors", autocomplete: "off", spellcheck: "false", "data-testid": "sagemaker-model-url" });
+  const url = el("input", {
+    type: "url",
+    class: "sagemaker-input",
+    placeholder: "https://…/model.safetensors",
+    autocomplete: "off",
+    spellcheck: "false",
+    "data-testid": "sagemaker-model-url",
+  });
   const preferred = lastFolder && folders.includes(lastFolder) ? lastFolder : folders.includes("checkpoints") ? "checkpoints" : folders[0];
-  const folder = el("select", { class: "sagemaker-input", "data-testid": "sagemaker-model-folder" }, folders.map((f) => el("option", { value: f, selected: f === preferred }, f)));
-  const name = el("input", { type: "text", class: "sagemaker-input", autocomplete: "off", spellcheck: "false", "data-testid": "sagemaker-model-name" });
-  const sha256 = el("input", { type: "text", class: "sagemaker-input", placeholder: "optional: 64 hex digits, checked", autocomplete: "off", spellcheck: "false", "data-testid": "sagemaker-model-sha256" });
+  const folder = el(
+    "select",
+    { class: "sagemaker-input", "data-testid": "sagemaker-model-folder" },
+    folders.map((f) => el("option", { value: f, selected: f === preferred }, f)),
+  );
+  const name = el("input", {
+    type: "text",
+    class: "sagemaker-input",
+    autocomplete: "off",
+    spellcheck: "false",
+    "data-testid": "sagemaker-model-name",
+  });
+  const sha256 = el("input", {
+    type: "text",
+    class: "sagemaker-input",
+    placeholder: "optional: 64 hex digits, checked",
+    autocomplete: "off",
+    spellcheck: "false",
+    "data-testid": "sagemaker-model-sha256",
+  });
   const overwrite = el("input", { type: "checkbox", "data-testid": "sagemaker-model-overwrite" });
   const message = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-model-sha256-error", hidden: true });
   const fill = el("div", { class: "sagemaker-progress-fill" });
-  const bar = el("div", { class: "sagemaker-progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": "0", "data-testid": "sagemaker-model-progress" }, fill);
+  const bar = el(
+    "div",
+    {
+      class: "sagemaker-progress",
+      role: "progressbar",
+      "aria-valuemin": "0",
+      "aria-valuemax": "100",
+      "aria-valuenow": "0",
+      "data-testid": "sagemaker-model-progress",
+    },
+    fill,
+  );
   const progressText = el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-model-progress-text" });
   const progress = el("div", { class: "sagemaker-subfields", hidden: true }, [bar, progressText]);
   const fileField = field("File", file);

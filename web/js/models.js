@@ -76,23 +76,56 @@ class ModelsSection extends Section {
     const names = Object.keys(this.folders).sort();
     const filled = names.filter((f) => this.folders[f].length > 0);
     const empty = names.filter((f) => this.folders[f].length === 0);
-    this.list.replaceChildren(...[
-      ...filled.map((f) => this.folder(f, this.folders[f])),
-      filled.length === 0 ? el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-models-empty" }, this.artist ? "No model files yet." : "No model files yet: + adds one.") : null,
-      empty.length ? el("div", { class: "sagemaker-muted sagemaker-note", title: empty.join("\n"), "data-testid": "sagemaker-models-empty-folders" }, `${plural(empty.length, "empty folder")} not shown`) : null,
-      problems.length ? el("div", { class: "sagemaker-diff-warn sagemaker-note", title: problems.join("\n"), "data-testid": "sagemaker-models-problems" }, `${plural(problems.length, "file")} could not be read`) : null,
-    ].filter((node) => node !== null));
+    this.list.replaceChildren(
+      ...[
+        ...filled.map((f) => this.folder(f, this.folders[f])),
+        filled.length === 0
+          ? el(
+              "div",
+              { class: "sagemaker-muted", "data-testid": "sagemaker-models-empty" },
+              this.artist ? "No model files yet." : "No model files yet: + adds one.",
+            )
+          : null,
+        empty.length
+          ? el(
+              "div",
+              { class: "sagemaker-muted sagemaker-note", title: empty.join("\n"), "data-testid": "sagemaker-models-empty-folders" },
+              `${plural(empty.length, "empty folder")} not shown`,
+            )
+          : null,
+        problems.length
+          ? el(
+              "div",
+              { class: "sagemaker-diff-warn sagemaker-note", title: problems.join("\n"), "data-testid": "sagemaker-models-problems" },
+              `${plural(problems.length, "file")} could not be read`,
+            )
+          : null,
+      ].filter((node) => node !== null),
+    );
   }
 
   folder(name, files) {
     const total = files.reduce((sum, f) => sum + f.size, 0);
-    const details = el("details", { class: "sagemaker-collapsible sagemaker-model-folder", open: openFolders.has(name), "data-testid": "sagemaker-model-folder", "data-folder": name }, [
-      el("summary", { title: `${plural(files.length, "file")}, ${formatBytes(total)}` }, [
-        el("span", { class: "sagemaker-model-folder-name" }, name),
-        el("span", { class: "sagemaker-muted", "data-testid": "sagemaker-model-folder-count" }, ` (${files.length})`),
-      ]),
-      el("ul", { class: "sagemaker-model-list" }, files.map((f) => this.row(f))),
-    ]);
+    const details = el(
+      "details",
+      {
+        class: "sagemaker-collapsible sagemaker-model-folder",
+        open: openFolders.has(name),
+        "data-testid": "sagemaker-model-folder",
+        "data-folder": name,
+      },
+      [
+        el("summary", { title: `${plural(files.length, "file")}, ${formatBytes(total)}` }, [
+          el("span", { class: "sagemaker-model-folder-name" }, name),
+          el("span", { class: "sagemaker-muted", "data-testid": "sagemaker-model-folder-count" }, ` (${files.length})`),
+        ]),
+        el(
+          "ul",
+          { class: "sagemaker-model-list" },
+          files.map((f) => this.row(f)),
+        ),
+      ],
+    );
     details.addEventListener("toggle", () => (details.open ? openFolders.add(name) : openFolders.delete(name)));
     return details;
   }
@@ -101,11 +134,17 @@ class ModelsSection extends Section {
     return el("li", { class: "sagemaker-model", "data-testid": "sagemaker-model-row", "data-folder": f.folder, "data-model": f.name }, [
       el("div", { class: "sagemaker-model-line" }, [
         el("span", { class: "sagemaker-model-name", title: f.name }, f.name),
-        this.artist ? null : iconButton("pi pi-trash", `Delete ${f.folder}/${f.name}`, "sagemaker-model-delete", () => this.confirmDelete(f)),
+        this.artist
+          ? null
+          : iconButton("pi pi-trash", `Delete ${f.folder}/${f.name}`, "sagemaker-model-delete", () => this.confirmDelete(f)),
       ]),
       el("div", { class: "sagemaker-model-facts sagemaker-muted" }, [
         el("span", { title: `${f.size} bytes`, "data-testid": "sagemaker-model-size" }, formatBytes(f.size)),
-        el("span", { title: f.sha256 ? `sha256 ${f.sha256}` : "hashed when an environment includes it", "data-testid": "sagemaker-model-hash" }, hashLabel(f.sha256)),
+        el(
+          "span",
+          { title: f.sha256 ? `sha256 ${f.sha256}` : "hashed when an environment includes it", "data-testid": "sagemaker-model-hash" },
+          hashLabel(f.sha256),
+        ),
       ]),
     ]);
   }
@@ -113,7 +152,11 @@ class ModelsSection extends Section {
   confirmDelete(f) {
     openDialog(this.slot, {
       title: `Delete ${f.folder}/${f.name}?`,
-      body: el("div", { class: "sagemaker-muted" }, `The file (${formatBytes(f.size)}) leaves this ComfyUI's disk; environments already published keep their copy.`),
+      body: el(
+        "div",
+        { class: "sagemaker-muted" },
+        `The file (${formatBytes(f.size)}) leaves this ComfyUI's disk; environments already published keep their copy.`,
+      ),
       okLabel: "Delete",
       danger: true,
       testid: "sagemaker-model-delete-dialog",

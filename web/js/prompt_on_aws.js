@@ -60,7 +60,8 @@ export async function resolveTarget() {
       next.environment = loaded.environment ?? template.environment;
       if (next.environment) {
         const [{ endpoints }, { environments }] = await Promise.all([call("GET", "/endpoints"), call("GET", "/environments")]);
-        if (!environments.some((e) => sameName(e.name, next.environment))) throw new Error(`environment ${next.environment} no longer exists`);
+        if (!environments.some((e) => sameName(e.name, next.environment)))
+          throw new Error(`environment ${next.environment} no longer exists`);
         next.endpoint = endpoints.find((e) => sameName(e.name, next.environment)) ?? null;
         next.manifest = await call("GET", `/environments/${encodeURIComponent(next.environment)}`);
       }
@@ -127,7 +128,11 @@ function newer(t) {
 class PromptOnAwsSection extends Section {
   constructor() {
     super({ testid: "sagemaker-prompt-on-aws", className: "sagemaker-prompt-on-aws" });
-    this.box = el("input", { type: "checkbox", "data-testid": "sagemaker-prompt-on-aws-check", onchange: () => setPromptOnAws(this.box.checked) });
+    this.box = el("input", {
+      type: "checkbox",
+      "data-testid": "sagemaker-prompt-on-aws-check",
+      onchange: () => setPromptOnAws(this.box.checked),
+    });
     this.label = el("label", { class: "sagemaker-check sagemaker-switch" }, [this.box, "Prompt on AWS"]);
     this.target = el("div", { class: "sagemaker-target", "data-testid": "sagemaker-prompt-on-aws-target" });
     this.note = el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-prompt-on-aws-note" });
@@ -152,17 +157,32 @@ class PromptOnAwsSection extends Section {
     this.root.dataset.on = String(on);
     const parts = [];
     if (t.template) {
-      parts.push(el("span", { class: "sagemaker-badge", title: "template in the canvas", "data-testid": "sagemaker-target-template" }, t.template));
-      if (t.version !== null) parts.push(el("span", { class: "sagemaker-muted", title: "the version loaded in the canvas", "data-testid": "sagemaker-target-version" }, `v${t.version}`));
+      parts.push(
+        el("span", { class: "sagemaker-badge", title: "template in the canvas", "data-testid": "sagemaker-target-template" }, t.template),
+      );
+      if (t.version !== null)
+        parts.push(
+          el(
+            "span",
+            { class: "sagemaker-muted", title: "the version loaded in the canvas", "data-testid": "sagemaker-target-version" },
+            `v${t.version}`,
+          ),
+        );
       if (t.environment) {
         const state = endpointText(t);
         parts.push(
           el("i", { class: "pi pi-arrow-right sagemaker-muted" }),
           el("span", { class: "sagemaker-badge", title: "its environment", "data-testid": "sagemaker-target-environment" }, t.environment),
-          el("span", { class: `sagemaker-target-state ${state.cls}`, title: state.title, "data-testid": "sagemaker-target-state", "data-state": state.state }, [
-            el("i", { class: "pi pi-circle-fill" }),
-            state.text,
-          ]),
+          el(
+            "span",
+            {
+              class: `sagemaker-target-state ${state.cls}`,
+              title: state.title,
+              "data-testid": "sagemaker-target-state",
+              "data-state": state.state,
+            },
+            [el("i", { class: "pi pi-circle-fill" }), state.text],
+          ),
         );
       }
     }
@@ -175,8 +195,11 @@ class PromptOnAwsSection extends Section {
     // The frontend's queue or interrupt is not the shape host_queue.js knows: what does not work, said here.
     const problems = hostProblems();
     this.degraded.hidden = problems.length === 0;
-    this.degraded.replaceChildren(...(problems.length
-      ? ["This ComfyUI frontend differs from what Prompt on AWS knows:", ...problems.map((p) => el("div", {}, p))] : []));
+    this.degraded.replaceChildren(
+      ...(problems.length
+        ? ["This ComfyUI frontend differs from what Prompt on AWS knows:", ...problems.map((p) => el("div", {}, p))]
+        : []),
+    );
   }
 }
 

@@ -57,7 +57,10 @@ async function queueOnAws({ output, workflow }, options) {
   const loaded = loadedRecord();
   try {
     const answer = await call("POST", "/executions", {
-      prompt, workflow, template: loaded?.template ?? null, environment: loaded?.environment ?? undefined,
+      prompt,
+      workflow,
+      template: loaded?.template ?? null,
+      environment: loaded?.environment ?? undefined,
       client_id: api.clientId ?? null,
     });
     executionCreated(answer.execution);

@@ -21,7 +21,9 @@ export function showS3Uris(nodeType, nodeData) {
       widget = this.addDOMWidget(WIDGET, "text", box, {
         serialize: false,
         getValue: () => box.value,
-        setValue: (value) => { box.value = value; },
+        setValue: (value) => {
+          box.value = value;
+        },
       });
       widget.serialize = false;
     }

@@ -1,7 +1,7 @@
 // @ts-check
 // comfyui-sagemaker's frontend: registers the "SageMaker" sidebar tab.
-import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
+import { app } from "../../../scripts/app.js";
 import { call, getRules, setToken, toastError } from "./api.js";
 import { mountConnect, onConfigChanged } from "./connect.js";
 import { el } from "./dom.js";
@@ -31,8 +31,13 @@ function subscribeEvents(force = false) {
 
 // Asked for when this ComfyUI needs the token (configured, or listening beyond this machine).
 function tokenForm(onSaved) {
-  const input = el("input", { type: "password", class: "sagemaker-input", autocomplete: "off",
-    "aria-label": "SageMaker token", "data-testid": "sagemaker-token-input" });
+  const input = el("input", {
+    type: "password",
+    class: "sagemaker-input",
+    autocomplete: "off",
+    "aria-label": "SageMaker token",
+    "data-testid": "sagemaker-token-input",
+  });
   const save = () => {
     setToken(input.value.trim());
     subscribeEvents(true);
@@ -40,8 +45,11 @@ function tokenForm(onSaved) {
   };
   input.addEventListener("keydown", (event) => event.key === "Enter" && save());
   return el("div", { class: "sagemaker-token", "data-testid": "sagemaker-token" }, [
-    el("div", { class: "sagemaker-muted" },
-      "This ComfyUI needs its SageMaker token (from its configuration). It is kept in this browser only."),
+    el(
+      "div",
+      { class: "sagemaker-muted" },
+      "This ComfyUI needs its SageMaker token (from its configuration). It is kept in this browser only.",
+    ),
     el("div", { class: "sagemaker-row" }, [
       input,
       el("button", { class: "sagemaker-button", "data-testid": "sagemaker-token-save", onclick: save }, "Save"),
@@ -73,8 +81,16 @@ async function renderStatus(box) {
         ? el("div", { class: "sagemaker-error", "data-testid": "sagemaker-config-error" }, health.config_error)
         : el("span"),
       isArtist()
-        ? el("div", { class: "sagemaker-muted sagemaker-note", title: "configuration key role", "data-testid": "sagemaker-role", "data-role": "artist" },
-          "Artist: you can run templates; a designer publishes them.")
+        ? el(
+            "div",
+            {
+              class: "sagemaker-muted sagemaker-note",
+              title: "configuration key role",
+              "data-testid": "sagemaker-role",
+              "data-role": "artist",
+            },
+            "Artist: you can run templates; a designer publishes them.",
+          )
         : el("span"),
     );
     return health;
@@ -100,8 +116,16 @@ async function render(container) {
     status.append(tokenForm(() => render(container)));
     return;
   }
-  panel.append(mountConnect(), mountPromptOnAws(), mountTemplates(), mountExecutions(), mountEnvironments(),
-    mountEndpoints(), mountInputs(), mountModels());
+  panel.append(
+    mountConnect(),
+    mountPromptOnAws(),
+    mountTemplates(),
+    mountExecutions(),
+    mountEnvironments(),
+    mountEndpoints(),
+    mountInputs(),
+    mountModels(),
+  );
 }
 
 // A configuration applied (Connect, here or in another page): the store, the role and the token may have

@@ -3,9 +3,9 @@
 // a header (title, refresh, a designer's +), latest-wins refresh (read, then show, unless a later refresh
 // started meanwhile), the failure line, and collapsing. A section adds its body and says what it reads.
 import { toastError } from "./api.js";
+import { collapsible } from "./collapse.js";
 import { el, iconButton } from "./dom.js";
 import { isArtist } from "./role.js";
-import { collapsible } from "./collapse.js";
 
 // Of overlapping reads only the latest may draw: begin() hands a check that is true until the next begin().
 export class Latest {
@@ -78,8 +78,11 @@ export class Section {
       refreshButton,
       plusButton,
     ]);
-    this.root = el("section", { class: `sagemaker-section${className ? ` ${className}` : ""}`, "data-testid": testid },
-      title || refreshButton || plusButton ? this.header : null);
+    this.root = el(
+      "section",
+      { class: `sagemaker-section${className ? ` ${className}` : ""}`, "data-testid": testid },
+      title || refreshButton || plusButton ? this.header : null,
+    );
     if (title) collapsible(this.root);
   }
 

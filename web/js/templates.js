@@ -91,8 +91,9 @@ const tabPath = (name) => `workflows/${name}.json`;
 // The open tab a template was loaded into (named after it, holding it), or null.
 function templateTab(name) {
   const open = workflows()?.openWorkflows ?? [];
-  return open.find((w) => w.path === tabPath(name) && w.isTemporary
-    && (w.activeState?.extra?.sagemaker?.template ?? name) === name) ?? null;
+  return (
+    open.find((w) => w.path === tabPath(name) && w.isTemporary && (w.activeState?.extra?.sagemaker?.template ?? name) === name) ?? null
+  );
 }
 
 function savedWorkflow(name) {
@@ -123,8 +124,10 @@ function rebindConsequence(t, select) {
     const to = select.value || null;
     if (to === (t.environment ?? null)) box.textContent = "No change.";
     else if (!to) box.textContent = `${t.name} will run nowhere until it is bound again; runs in flight finish.`;
-    else box.textContent = `New runs of ${t.name} go to ${to}${t.environment ? ` instead of ${t.environment}` : ""}; `
-      + "runs in flight finish where they are, and canvases that already loaded it keep running where they loaded it.";
+    else
+      box.textContent =
+        `New runs of ${t.name} go to ${to}${t.environment ? ` instead of ${t.environment}` : ""}; ` +
+        "runs in flight finish where they are, and canvases that already loaded it keep running where they loaded it.";
   };
   select.addEventListener("change", show);
   show();
@@ -169,8 +172,11 @@ class TemplatesSection extends Section {
   renderList() {
     if (this.templates.length === 0) {
       this.list.replaceChildren(
-        el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-templates-empty" },
-          this.artist ? "No templates yet: a designer publishes them." : "No templates yet: + publishes the canvas."),
+        el(
+          "div",
+          { class: "sagemaker-muted", "data-testid": "sagemaker-templates-empty" },
+          this.artist ? "No templates yet: a designer publishes them." : "No templates yet: + publishes the canvas.",
+        ),
       );
       return;
     }
@@ -182,10 +188,32 @@ class TemplatesSection extends Section {
   row(t) {
     const environment = t.environment
       ? el("span", { class: "sagemaker-badge", title: "bound environment", "data-testid": "sagemaker-template-environment" }, t.environment)
-      : el("span", { class: "sagemaker-badge sagemaker-unbound", title: "bound to no environment yet", "data-testid": "sagemaker-template-environment" }, "unbound");
+      : el(
+          "span",
+          {
+            class: "sagemaker-badge sagemaker-unbound",
+            title: "bound to no environment yet",
+            "data-testid": "sagemaker-template-environment",
+          },
+          "unbound",
+        );
     return el("div", { class: "sagemaker-template", "data-testid": "sagemaker-template-row", "data-template": t.name }, [
-      el("i", { class: "pi pi-circle-fill sagemaker-loaded-mark", title: "loaded in the canvas", "data-testid": "sagemaker-template-loaded", hidden: true }),
-      el("button", { class: "sagemaker-template-name", title: `Load ${t.name} into the canvas (its own workflow tab)`, "data-testid": "sagemaker-template-name", onclick: () => this.select(t.name) }, t.name),
+      el("i", {
+        class: "pi pi-circle-fill sagemaker-loaded-mark",
+        title: "loaded in the canvas",
+        "data-testid": "sagemaker-template-loaded",
+        hidden: true,
+      }),
+      el(
+        "button",
+        {
+          class: "sagemaker-template-name",
+          title: `Load ${t.name} into the canvas (its own workflow tab)`,
+          "data-testid": "sagemaker-template-name",
+          onclick: () => this.select(t.name),
+        },
+        t.name,
+      ),
       environment,
       el("span", { class: "sagemaker-muted", title: "version", "data-testid": "sagemaker-template-version" }, `v${t.version}`),
       this.artist ? null : iconButton("pi pi-pencil", `Rebind ${t.name}`, "sagemaker-template-rebind", () => this.openRebind(t)),
@@ -276,28 +304,44 @@ class TemplatesSection extends Section {
     const pattern = rule ? new RegExp(rule.pattern) : null;
     // The canvas is a listed template: + offers to update it (a new version), or to publish a new one.
     const loaded = this.templates.find((t) => t.name === loadedTemplate()) ?? null;
-    const update = el("input", { type: "radio", name: "sagemaker-publish-mode", checked: Boolean(loaded), "data-testid": "sagemaker-publish-update" });
+    const update = el("input", {
+      type: "radio",
+      name: "sagemaker-publish-mode",
+      checked: Boolean(loaded),
+      "data-testid": "sagemaker-publish-update",
+    });
     const asNew = el("input", { type: "radio", name: "sagemaker-publish-mode", checked: !loaded, "data-testid": "sagemaker-publish-new" });
     const mode = loaded
       ? el("fieldset", { class: "sagemaker-fieldset" }, [
-        el("label", { class: "sagemaker-check" }, [update, `update ${loaded.name} with the canvas (version ${loaded.version + 1})`]),
-        el("label", { class: "sagemaker-check" }, [asNew, "publish a new template"]),
-      ])
+          el("label", { class: "sagemaker-check" }, [update, `update ${loaded.name} with the canvas (version ${loaded.version + 1})`]),
+          el("label", { class: "sagemaker-check" }, [asNew, "publish a new template"]),
+        ])
       : null;
-    const name = el("input", { type: "text", class: "sagemaker-input", placeholder: "e.g. Portrait2", autocomplete: "off", spellcheck: "false", "data-testid": "sagemaker-publish-name" });
+    const name = el("input", {
+      type: "text",
+      class: "sagemaker-input",
+      placeholder: "e.g. Portrait2",
+      autocomplete: "off",
+      spellcheck: "false",
+      "data-testid": "sagemaker-publish-name",
+    });
     const message = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-publish-name-error", hidden: true });
     const note = el("div", { class: "sagemaker-warning", "data-testid": "sagemaker-publish-name-note", hidden: true });
-    const environment = environmentSelect(environments, loaded ? loaded.environment : newest(environments),
-      "sagemaker-publish-environment");
+    const environment = environmentSelect(
+      environments,
+      loaded ? loaded.environment : newest(environments),
+      "sagemaker-publish-environment",
+    );
     const nameField = field("Name", name);
     const dialog = openDialog(this.slot, {
       title: loaded ? `Publish the canvas (${loaded.name} is loaded)` : "Publish the canvas as a template",
       body: [mode, nameField, message, note, field("Environment", environment)],
       okLabel: "Publish",
       testid: "sagemaker-publish-dialog",
-      onOk: () => (loaded && update.checked
-        ? this.rebind(loaded, environment.value || null, true)
-        : this.publish(name.value, environment.value || null)),
+      onOk: () =>
+        loaded && update.checked
+          ? this.rebind(loaded, environment.value || null, true)
+          : this.publish(name.value, environment.value || null),
     });
     const checks = new Latest();
     const validate = () => {
@@ -328,7 +372,10 @@ class TemplatesSection extends Section {
     const similar = answer.similar ?? [];
     let text = "";
     if (answer.exists) text = `${value} exists: publishing would be refused. Load it and use + to update it.`;
-    else if (similar.length) text = `${similar.join(", ")} already ${similar.length === 1 ? "exists" : "exist"}: names that differ only in case are different templates.`;
+    else if (similar.length)
+      text =
+        `${similar.join(", ")} already ${similar.length === 1 ? "exists" : "exist"}: ` +
+        "names that differ only in case are different templates.";
     note.hidden = !text;
     note.textContent = text;
   }
