@@ -202,8 +202,8 @@ test("batches: a new one is heard from promptQueueing (1.33+) and from promptQue
   adapter.onBatch(host, () => {
     heard += 1;
   });
-  host.api.dispatchEvent(new CustomEvent("promptQueueing", { detail: { batchCount: 2 } }));
-  host.api.dispatchEvent(new CustomEvent("promptQueued", { detail: { number: 0, batchCount: 2 } }));
-  host.api.dispatchEvent(new CustomEvent("status", { detail: null }));
+  host.api.dispatchEvent(new Event("promptQueueing"));
+  host.api.dispatchEvent(new Event("promptQueued"));
+  host.api.dispatchEvent(new Event("status"));
   assert.equal(heard, 2);
 });
