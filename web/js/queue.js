@@ -15,7 +15,13 @@ import { isPromptOnAws } from "./switch.js";
 import { loadedRecord } from "./templates.js";
 
 /** @type {import("./host_queue.js").Host} */
-const host = { api, app, comfyAPI: window.comfyAPI };
+const host = {
+  api,
+  app,
+  get comfyAPI() {
+    return window.comfyAPI; // read when used, as the frontend fills it in
+  },
+};
 
 // A refused run skips the rest of its batch (the same refusal N times says nothing new), until the next batch.
 let refused = false;
