@@ -30,7 +30,7 @@ def test_the_frontends_have_the_known_shape_and_an_unknown_one_is_said(page):
     }}""")
     expect(degraded).to_be_visible()
     expect(degraded).to_contain_text("This ComfyUI frontend differs from what Prompt on AWS knows")
-    expect(degraded).to_contain_text("api.queuePrompt takes 1 argument(s)")
+    expect(degraded).to_contain_text("api.queuePrompt takes 1 argument,")
     warnings = [text for kind, text, _ in page.console.messages if kind == "warning" and "comfyui-sagemaker" in text]
     assert len(warnings) == 1, warnings
     assert page.evaluate(f"() => {API}.queuePrompt.__sagemakerWrapped === true")

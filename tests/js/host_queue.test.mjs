@@ -148,14 +148,32 @@ test("a queuePrompt of another shape stays the host's own, and the sidebar and t
   adapter.install(host, routes);
   assert.equal(host.api.queuePrompt, original);
   assert.deepEqual(adapter.hostProblems(), [
-    "api.queuePrompt takes 1 argument(s), not (number, prompt, options): Run always queues on this ComfyUI",
+    "api.queuePrompt takes 1 argument, not (number, prompt, options): Run always queues on this ComfyUI",
   ]);
   assert.equal(warn.mock.callCount(), 1);
-  assert.match(String(warn.mock.calls[0].arguments[0]), /differs from what Prompt on AWS knows: api\.queuePrompt takes 1/);
+  assert.match(String(warn.mock.calls[0].arguments[0]), /differs from what Prompt on AWS knows: api\.queuePrompt takes 1 argument,/);
   assert.deepEqual(heard, [1]);
   await host.api.queuePrompt({ number: 0 });
   assert.deepEqual(routed, []);
   assert.equal(host.api.interrupt.__sagemakerWrapped, true); // what has the known shape is still wrapped
+});
+
+test("another extension's pass-through wrapper (...args) is wrapped in turn; its calls are checked one by one", async (t) => {
+  const warn = quietWarnings(t);
+  const adapter = await freshAdapter();
+  const { host, calls } = frontend();
+  const hostQueuePrompt = host.api.queuePrompt;
+  host.api.queuePrompt = function (/** @type {any[]} */ ...args) {
+    return hostQueuePrompt.apply(this, args);
+  };
+  const { routes, routed } = recordingRoutes();
+  adapter.install(host, routes);
+  assert.deepEqual(adapter.hostProblems(), []);
+  const data = { output: {}, workflow: {} };
+  await host.api.queuePrompt(0, data, {});
+  assert.deepEqual(routed, [["queue", data, {}]]);
+  assert.deepEqual(calls, [["queuePrompt", host.api, 0, data, {}]]);
+  assert.equal(warn.mock.callCount(), 0);
 });
 
 test("a frontend without interrupt, PromptExecutionError or processingQueue: each is said, the rest works", async (t) => {

@@ -55,7 +55,8 @@ function report(problem) {
 }
 
 /**
- * What differs from the known shape; nothing is changed.
+ * What differs from the known shape; nothing is changed. A function that declares no parameters is taken for a
+ * pass-through wrapper (another extension's `(...args)`): its calls are checked one by one instead.
  * @param {Host} host
  * @returns {{queuePrompt: string | null, interrupt: string | null, promptError: string | null, batches: string | null}}
  */
@@ -66,15 +67,10 @@ export function inspect({ api, app, comfyAPI }) {
     queuePrompt:
       typeof queuePrompt !== "function"
         ? "api.queuePrompt is missing: Run always queues on this ComfyUI"
-        : queuePrompt.length < 2
-          ? `api.queuePrompt takes ${queuePrompt.length} argument(s), not (number, prompt, options): Run always queues on this ComfyUI`
+        : queuePrompt.length === 1
+          ? "api.queuePrompt takes 1 argument, not (number, prompt, options): Run always queues on this ComfyUI"
           : null,
-    interrupt:
-      typeof interrupt !== "function"
-        ? "api.interrupt is missing: Interrupt does not cancel a run on AWS"
-        : interrupt.length < 1
-          ? "api.interrupt takes no prompt id: Interrupt does not cancel a run on AWS"
-          : null,
+    interrupt: typeof interrupt !== "function" ? "api.interrupt is missing: Interrupt does not cancel a run on AWS" : null,
     promptError:
       typeof comfyAPI?.api?.PromptExecutionError !== "function"
         ? "no PromptExecutionError: a prompt the endpoint refused is not outlined on its nodes"
