@@ -13,6 +13,9 @@ Stdlib only, run by the machine's python3. It builds, once, and reuses:
   .dev/floor-venv    the lowest boto3/botocore requirements.txt allows, for the
                      AWS request suites
   .dev/base          the base directory of `./dev run` (input, output, models, user)
+  tools/js/node_modules  the JS checks' tools as tools/js/package-lock.json pins them (tsc, biome,
+                     the frontend's published types), by `npm ci` with Node.js (Debian's nodejs
+                     and npm when the machine has none)
 Each step is skipped when its stamp matches its inputs, so a second call is fast.
 """
 
@@ -45,6 +48,7 @@ COMFYUI_VERSION = "0.3.75"
 # fails on import here (two audio nodes then fail to load; nothing else needs it).
 SKIP_REQUIREMENTS = {"torch", "torchvision", "torchaudio"}
 CHROMIUM = Path("/usr/bin/chromium")
+JS_TOOLS = ROOT / "tools" / "js"
 
 
 def log(msg: str) -> None:
@@ -265,6 +269,29 @@ def ensure_chromium() -> None:
     run(["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"], env=env, stdout=subprocess.DEVNULL)
 
 
+def ensure_node() -> None:
+    """Node.js and npm for the JS checks (tests/unit/test_js_checks.py); Debian's when missing."""
+    if shutil.which("node") and shutil.which("npm"):
+        return
+    if os.geteuid() != 0:
+        sys.exit("Node.js and npm are needed for the JS checks: apt-get install nodejs npm")
+    log("installing Debian's nodejs and npm for the JS checks")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL)
+    run(["apt-get", "install", "-y", "-q", "nodejs", "npm"], env=env, stdout=subprocess.DEVNULL)
+
+
+def ensure_js_tools() -> None:
+    """tools/js/node_modules as the lock file pins it: `npm ci` again only when the lock changed."""
+    stamp = JS_TOOLS / "node_modules" / ".devenv-stamp"
+    key = digest((JS_TOOLS / "package-lock.json").read_bytes())
+    if stamp.exists() and stamp.read_text() == key:
+        return
+    log("installing the JS checks' tools (npm ci in tools/js)")
+    run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=JS_TOOLS, stdout=subprocess.DEVNULL)
+    stamp.write_text(key)
+
+
 def link_extension(base: Path) -> None:
     nodes = base / "custom_nodes"
     nodes.mkdir(parents=True, exist_ok=True)
@@ -305,6 +332,8 @@ def cmd_test(args: list[str]) -> None:
     ensure_floor_venv()
     newest = ensure_newest_frontend()
     ensure_chromium()
+    ensure_node()
+    ensure_js_tools()
     log(f"environment ready in {time.monotonic() - t0:.0f} s; running the test suite "
         f"(browser tests on the pinned frontend and on {FRONTEND_PACKAGE} {newest.parent.parent.name})")
     env = dict(os.environ, COMFYUI_DIR=str(comfy), COMFYUI_USER_PYTHON=str(USER_PY),

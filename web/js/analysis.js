@@ -1,3 +1,4 @@
+// @ts-check
 // The sidebar's "Analysis" panel: what a template needs (node packs, models, input files) and what
 // this ComfyUI lacks. A missing thing lists its node ids; clicking one selects that node on the canvas.
 import { app } from "../../../scripts/app.js";
@@ -48,7 +49,14 @@ function packItems(nodes) {
   return [...byPack].map(([pack, types]) =>
     el("li", { class: "sagemaker-analysis-item", "data-testid": "sagemaker-analysis-pack", "data-pack": pack }, [
       el("div", { class: "sagemaker-analysis-line" }, [
-        el("span", { class: `sagemaker-badge${pack === "core" ? " sagemaker-core" : ""}`, title: pack === "core" ? "built into ComfyUI" : "custom node pack" }, pack),
+        el(
+          "span",
+          {
+            class: `sagemaker-badge${pack === "core" ? " sagemaker-core" : ""}`,
+            title: pack === "core" ? "built into ComfyUI" : "custom node pack",
+          },
+          pack,
+        ),
         el("span", { class: "sagemaker-analysis-types sagemaker-muted", title: types.join("\n") }, types.join(", ")),
       ]),
     ]),
@@ -78,7 +86,12 @@ export class AnalysisPanel {
     this.root = el("div", { class: "sagemaker-analysis", "data-testid": "sagemaker-analysis", hidden: true }, [
       el("div", { class: "sagemaker-section-header" }, [
         this.title,
-        iconButton("pi pi-refresh", "Analyze again", "sagemaker-analysis-refresh", () => this.template && this.showByName(this.template.name)),
+        iconButton(
+          "pi pi-refresh",
+          "Analyze again",
+          "sagemaker-analysis-refresh",
+          () => this.template && this.showByName(this.template.name),
+        ),
         iconButton("pi pi-times", "Close the analysis", "sagemaker-analysis-close", () => this.hide()),
       ]),
       this.body,
@@ -136,32 +149,65 @@ export class AnalysisPanel {
 
   fail(ticket, name, err) {
     if (ticket !== this.ticket) return;
-    this.body.replaceChildren(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-analysis-error" }, err?.message ?? String(err)));
+    this.body.replaceChildren(
+      el("div", { class: "sagemaker-error", "data-testid": "sagemaker-analysis-error" }, err?.message ?? String(err)),
+    );
     toastError(`Could not analyze ${name}`, err);
   }
 
   // Templates changed (list refresh): a deleted template's analysis goes, a changed one is redone.
   sync(templates) {
-    if (!this.template || this.template.version === null) return;
-    const current = templates.find((t) => t.name === this.template.name);
+    const shown = this.template;
+    if (!shown || shown.version === null) return;
+    const current = templates.find((t) => t.name === shown.name);
     if (!current) this.hide();
-    else if (current.version !== this.template.version) this.showByName(current.name);
+    else if (current.version !== shown.version) this.showByName(current.name);
   }
 
   render(a) {
     const missingCount = a.missing.length + a.models.filter((m) => !m.present).length + a.inputs.filter((i) => !i.present).length;
     const summary = missingCount
-      ? el("div", { class: "sagemaker-analysis-missing sagemaker-analysis-summary", "data-testid": "sagemaker-analysis-summary" }, `${missingCount} missing on this ComfyUI`)
-      : el("div", { class: "sagemaker-analysis-ok sagemaker-analysis-summary", "data-testid": "sagemaker-analysis-summary" }, "Everything it needs is here");
+      ? el(
+          "div",
+          { class: "sagemaker-analysis-missing sagemaker-analysis-summary", "data-testid": "sagemaker-analysis-summary" },
+          `${missingCount} missing on this ComfyUI`,
+        )
+      : el(
+          "div",
+          { class: "sagemaker-analysis-ok sagemaker-analysis-summary", "data-testid": "sagemaker-analysis-summary" },
+          "Everything it needs is here",
+        );
     this.body.replaceChildren(
       ...[
         summary,
-        section("Missing node types", "sagemaker-analysis-missing-nodes", a.missing.map((m) => this.missingNodeItem(m)), null),
+        section(
+          "Missing node types",
+          "sagemaker-analysis-missing-nodes",
+          a.missing.map((m) => this.missingNodeItem(m)),
+          null,
+        ),
         section("Node packs", "sagemaker-analysis-packs", packItems(a.nodes), "none"),
-        section("Models", "sagemaker-analysis-models", a.models.map((m) => this.modelItem(m)), "none"),
-        section("Input files", "sagemaker-analysis-inputs", a.inputs.map((i) => this.inputItem(i)), "none"),
-        section("Warnings", "sagemaker-analysis-warnings", a.warnings.map((w) => el("li", { class: "sagemaker-analysis-item sagemaker-analysis-warning", "data-testid": "sagemaker-analysis-warning" }, w)), null),
-      ].filter(Boolean),
+        section(
+          "Models",
+          "sagemaker-analysis-models",
+          a.models.map((m) => this.modelItem(m)),
+          "none",
+        ),
+        section(
+          "Input files",
+          "sagemaker-analysis-inputs",
+          a.inputs.map((i) => this.inputItem(i)),
+          "none",
+        ),
+        section(
+          "Warnings",
+          "sagemaker-analysis-warnings",
+          a.warnings.map((w) =>
+            el("li", { class: "sagemaker-analysis-item sagemaker-analysis-warning", "data-testid": "sagemaker-analysis-warning" }, w),
+          ),
+          null,
+        ),
+      ].filter((part) => part !== null),
     );
   }
 
@@ -179,35 +225,84 @@ export class AnalysisPanel {
     const ambiguous = m.folder === "?";
     const path = ambiguous ? m.name : `${m.folder}/${m.name}`;
     const url = !m.present && m.url ? safeUrl(m.url) : null;
-    return el("li", { class: "sagemaker-analysis-item", "data-testid": "sagemaker-analysis-model", "data-model": path, "data-present": String(m.present) }, [
-      el("div", { class: "sagemaker-analysis-line" }, [
-        el("span", { class: "sagemaker-analysis-name", title: path }, path),
-        status(m.present),
-      ]),
-      ambiguous && m.candidates
-        ? el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-analysis-candidates" }, `ambiguous: in ${m.candidates.join(", ")}`)
-        : null,
-      url ? el("a", { class: "sagemaker-analysis-url", href: url, target: "_blank", rel: "noopener noreferrer", title: url, "data-testid": "sagemaker-analysis-url" }, "download link") : null,
-      !m.present || ambiguous ? this.nodeIds(m.node_ids) : null,
-    ]);
+    return el(
+      "li",
+      {
+        class: "sagemaker-analysis-item",
+        "data-testid": "sagemaker-analysis-model",
+        "data-model": path,
+        "data-present": String(m.present),
+      },
+      [
+        el("div", { class: "sagemaker-analysis-line" }, [
+          el("span", { class: "sagemaker-analysis-name", title: path }, path),
+          status(m.present),
+        ]),
+        ambiguous && m.candidates
+          ? el(
+              "div",
+              { class: "sagemaker-muted", "data-testid": "sagemaker-analysis-candidates" },
+              `ambiguous: in ${m.candidates.join(", ")}`,
+            )
+          : null,
+        url
+          ? el(
+              "a",
+              {
+                class: "sagemaker-analysis-url",
+                href: url,
+                target: "_blank",
+                rel: "noopener noreferrer",
+                title: url,
+                "data-testid": "sagemaker-analysis-url",
+              },
+              "download link",
+            )
+          : null,
+        !m.present || ambiguous ? this.nodeIds(m.node_ids) : null,
+      ],
+    );
   }
 
   inputItem(i) {
-    return el("li", { class: "sagemaker-analysis-item", "data-testid": "sagemaker-analysis-input", "data-input": i.name, "data-present": String(i.present) }, [
-      el("div", { class: "sagemaker-analysis-line" }, [
-        el("span", { class: "sagemaker-analysis-name", title: i.name }, i.name),
-        status(i.present),
-      ]),
-      i.present ? null : this.nodeIds(i.node_ids),
-    ]);
+    return el(
+      "li",
+      {
+        class: "sagemaker-analysis-item",
+        "data-testid": "sagemaker-analysis-input",
+        "data-input": i.name,
+        "data-present": String(i.present),
+      },
+      [
+        el("div", { class: "sagemaker-analysis-line" }, [
+          el("span", { class: "sagemaker-analysis-name", title: i.name }, i.name),
+          status(i.present),
+        ]),
+        i.present ? null : this.nodeIds(i.node_ids),
+      ],
+    );
   }
 
   nodeIds(ids) {
     const shown = ids.slice(0, MAX_IDS).map((id) =>
-      el("button", { class: "sagemaker-node-id", title: `Select node ${id} on the canvas`, "data-testid": "sagemaker-analysis-node-id", "data-node-id": id, onclick: () => this.goTo(id) }, `#${id}`),
+      el(
+        "button",
+        {
+          class: "sagemaker-node-id",
+          title: `Select node ${id} on the canvas`,
+          "data-testid": "sagemaker-analysis-node-id",
+          "data-node-id": id,
+          onclick: () => this.goTo(id),
+        },
+        `#${id}`,
+      ),
     );
     const more = ids.length > MAX_IDS ? el("span", { class: "sagemaker-muted" }, `+${ids.length - MAX_IDS} more`) : null;
-    return el("div", { class: "sagemaker-node-ids" }, [el("span", { class: "sagemaker-muted" }, ids.length === 1 ? "node" : "nodes"), ...shown, more]);
+    return el("div", { class: "sagemaker-node-ids" }, [
+      el("span", { class: "sagemaker-muted" }, ids.length === 1 ? "node" : "nodes"),
+      ...shown,
+      more,
+    ]);
   }
 
   async goTo(id) {

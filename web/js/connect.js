@@ -1,27 +1,25 @@
+// @ts-check
 // The sidebar's "Connect" section: the configuration this ComfyUI runs (never a credential; the token only
 // as set or not), what is wrong with config.json, and for a designer a form to change it. Check tries each
 // prerequisite of the configuration the form would make (nothing written); Apply writes config.json and the
 // server runs with it at once (no restart). The store may then be another one: listeners of
 // onConfigChanged (sagemaker.js) draw the whole sidebar again, here and in every page of this ComfyUI.
 import { call, setToken, toast } from "./api.js";
+import { connectForm } from "./connect_form.js";
+import { facts, resultRow, summaryOf } from "./connect_view.js";
 import { openDialog } from "./dialog.js";
-import { el, iconButton } from "./dom.js";
-import { connectForm, envVariable } from "./connect_form.js";
+import { el } from "./dom.js";
 import { onShared } from "./live.js";
 import { isArtist } from "./role.js";
+import { LiveSet, Section } from "./section.js";
 
-const ICONS = { ok: "pi-check-circle", warning: "pi-exclamation-triangle", failed: "pi-times-circle" };
 const REPLACE_HINT = "replace it with these settings"; // the server's words for a file it cannot read
 
-const sections = new Set(); // a sidebar tab re-renders on every open: only connected sections draw
+/** @type {LiveSet<ConnectSection>} */
+const sections = new LiveSet();
 const listeners = new Set();
 let expanded = null; // null: as the configuration suggests; then the user's choice, kept across renders
 let seen = null; // `applied` (the server's count of configurations applied) this page has drawn
-
-function live() {
-  for (const s of sections) if (!s.root.isConnected) sections.delete(s);
-  return [...sections];
-}
 
 // fn() runs once per configuration applied (by this page, another page, or another tab).
 export function onConfigChanged(fn) {
@@ -47,7 +45,7 @@ onShared("config", async () => {
 // Expand the section and bring it into view (e.g. from the New Environment dialog); false if not shown.
 export function openConnect() {
   expanded = true;
-  const section = live()[0];
+  const section = sections.all()[0];
   if (!section) {
     toast("info", "Connect", "Open the SageMaker tab: Connect is its first section.");
     return false;
@@ -58,76 +56,48 @@ export function openConnect() {
   return true;
 }
 
-function envBadge(key) {
-  return el("span", { class: "sagemaker-badge sagemaker-connect-env", title: "environment variables win over config.json", "data-testid": "sagemaker-connect-env" },
-    `set by ${envVariable(key)}`);
-}
+class ConnectSection extends Section {
+  // A designer's form and what goes with it (formArea), and the file's Apply / Reload error (problems).
+  /** @type {ReturnType<typeof connectForm>} */ form;
+  /** @type {HTMLDivElement} */ results;
+  /** @type {HTMLDivElement} */ error;
+  /** @type {HTMLButtonElement} */ checkButton;
+  /** @type {HTMLButtonElement} */ applyButton;
+  /** @type {HTMLButtonElement} */ replaceButton;
+  /** @type {HTMLDivElement} */ replaceOffer;
+  /** @type {HTMLDivElement} */ applyFileError;
+  busy = false;
+  broken = false;
+  open = false;
 
-// The configuration that runs, read-only: what a user needs to know, never a secret.
-function facts(cfg, fromEnv) {
-  const fact = (keys, label, value, unset = false) => el("div", { class: "sagemaker-connect-fact", "data-testid": "sagemaker-connect-fact", "data-key": keys[0] }, [
-    el("span", { class: "sagemaker-label" }, label),
-    el("span", { class: `sagemaker-connect-fact-value${unset ? " sagemaker-muted" : ""}`, "data-testid": "sagemaker-connect-fact-value" }, value),
-    ...keys.filter((k) => fromEnv.has(k)).map(envBadge),
-  ]);
-  const s3 = cfg.store === "s3";
-  const rows = [fact(["store"], "Store", s3 ? "S3" : "folder store on this machine")];
-  if (s3) rows.push(fact(["s3_bucket", "s3_prefix"], "Bucket", `s3://${cfg.s3_bucket}/${cfg.s3_prefix || ""}`));
-  const aws = [["region", "Region", "boto3's default"], ["sagemaker_role_arn", "Execution role", "not set"], ["worker_image_uri", "Worker image", "not set"]];
-  for (const [key, label, fallback] of aws) {
-    if (s3 || cfg[key]) rows.push(fact([key], label, cfg[key] || fallback, !cfg[key]));
-  }
-  rows.push(
-    fact(["role"], "Role", cfg.role),
-    fact(["display_name"], "Display name", cfg.display_name || "this machine's host name", !cfg.display_name),
-    fact(["token"], "Token", cfg.token ? "set" : "not set"),
-  );
-  if (!s3 && cfg.store_path) rows[0].title = cfg.store_path;
-  return el("div", { class: "sagemaker-connect-facts", "data-testid": "sagemaker-connect-effective" }, rows);
-}
-
-function resultRow(r) {
-  const status = ICONS[r.status] ? r.status : "failed";
-  return el("div", { class: `sagemaker-connect-result sagemaker-connect-${status}`, role: "listitem", "data-testid": "sagemaker-connect-result", "data-name": r.name, "data-status": status }, [
-    el("div", { class: "sagemaker-connect-result-line" }, [
-      el("i", { class: `pi ${ICONS[status]}`, "aria-hidden": "true" }),
-      el("span", { class: "sagemaker-connect-result-name" }, r.name),
-      el("span", { class: "sagemaker-connect-result-status", "data-testid": "sagemaker-connect-result-status" }, status),
-    ]),
-    el("div", { class: "sagemaker-connect-result-detail", "data-testid": "sagemaker-connect-result-detail" }, r.detail),
-    r.fix ? el("div", { class: "sagemaker-muted sagemaker-connect-result-detail", "data-testid": "sagemaker-connect-result-fix" }, r.status === "ok" ? r.fix : `Fix: ${r.fix}`) : null,
-  ]);
-}
-
-function summaryOf(results) {
-  const failed = results.filter((r) => r.status === "failed").length;
-  const warnings = results.filter((r) => r.status === "warning").length;
-  if (!failed && !warnings) return "Every check passed.";
-  return [failed && `${failed} failed`, warnings && `${warnings} ${warnings === 1 ? "warning" : "warnings"}`].filter(Boolean).join(", ");
-}
-
-class ConnectSection {
   constructor() {
-    this.state = null; // GET /connect's answer
-    this.form = null;
-    this.loads = 0; // only the latest load may draw
-    this.slot = el("div", { class: "sagemaker-dialog-slot" });
+    super({
+      testid: "sagemaker-connect",
+      className: "sagemaker-connect",
+      refresh: { title: "Read the configuration again", testid: "sagemaker-connect-refresh" },
+    });
+    /** GET /connect's answer. @type {any} */
+    this.state = null;
     this.chevron = el("i", { class: "pi pi-chevron-right", "aria-hidden": "true" });
-    this.toggle = el("button", { class: "sagemaker-section-toggle", "aria-expanded": "false", "aria-controls": "sagemaker-connect-body", "data-testid": "sagemaker-connect-toggle", onclick: () => this.userToggle() }, [
-      this.chevron,
-      el("span", { class: "sagemaker-section-title" }, "Connect"),
-    ]);
+    this.toggle = el(
+      "button",
+      {
+        class: "sagemaker-section-toggle",
+        "aria-expanded": "false",
+        "aria-controls": "sagemaker-connect-body",
+        "data-testid": "sagemaker-connect-toggle",
+        onclick: () => this.userToggle(),
+      },
+      [this.chevron, el("span", { class: "sagemaker-section-title" }, "Connect")],
+    );
     this.badge = el("span", { class: "sagemaker-badge", "data-testid": "sagemaker-connect-badge", hidden: true });
-    this.body = el("div", { class: "sagemaker-connect-body", id: "sagemaker-connect-body", "data-testid": "sagemaker-connect-body" },
-      el("div", { class: "sagemaker-muted" }, "Loading..."));
-    this.root = el("section", { class: "sagemaker-section sagemaker-connect", "data-testid": "sagemaker-connect" }, [
-      el("div", { class: "sagemaker-section-header" }, [
-        this.toggle,
-        this.badge,
-        iconButton("pi pi-refresh", "Read the configuration again", "sagemaker-connect-refresh", () => this.load()),
-      ]),
-      this.body,
-    ]);
+    this.body = el(
+      "div",
+      { class: "sagemaker-connect-body", id: "sagemaker-connect-body", "data-testid": "sagemaker-connect-body" },
+      el("div", { class: "sagemaker-muted" }, "Loading..."),
+    );
+    this.beside(this.toggle, this.badge);
+    this.root.append(this.body);
     this.setExpanded(Boolean(expanded));
   }
 
@@ -144,18 +114,18 @@ class ConnectSection {
     this.root.dataset.expanded = String(open);
   }
 
-  async load() {
-    const ticket = ++this.loads;
-    try {
-      const state = await call("GET", "/connect");
-      if (ticket !== this.loads) return;
-      seen = state.applied;
-      this.state = state;
-      this.draw();
-    } catch (err) {
-      if (ticket !== this.loads) return;
-      this.body.replaceChildren(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-connect-load-error" }, err.message));
-    }
+  read() {
+    return call("GET", "/connect");
+  }
+
+  show(state) {
+    seen = state.applied;
+    this.state = state;
+    this.draw();
+  }
+
+  failed(err) {
+    this.body.replaceChildren(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-connect-load-error" }, err.message));
   }
 
   // The role that runs: while no configuration could be read, the fail-safe one (an artist's).
@@ -176,14 +146,20 @@ class ConnectSection {
     this.badge.classList.toggle("sagemaker-connect-attention", problem || pending);
     this.broken = Boolean(s.file?.error) || !cfg;
     const fromEnv = new Set(s.from_environment ?? []);
-    this.body.replaceChildren(...[
-      ...this.problems(s),
-      cfg ? facts(cfg, fromEnv) : null,
-      this.slot,
-      this.artist ? el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-connect-read-only" },
-        "An artist's ComfyUI shows its configuration; config.json (read when ComfyUI starts) changes it.")
-        : this.formArea(s, fromEnv),
-    ].filter(Boolean));
+    this.body.replaceChildren(
+      ...[
+        ...this.problems(s),
+        cfg ? facts(cfg, fromEnv) : null,
+        this.slot,
+        this.artist
+          ? el(
+              "div",
+              { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-connect-read-only" },
+              "An artist's ComfyUI shows its configuration; config.json (read when ComfyUI starts) changes it.",
+            )
+          : this.formArea(s, fromEnv),
+      ].filter((node) => node !== null),
+    );
   }
 
   problems(s) {
@@ -192,28 +168,56 @@ class ConnectSection {
     if (!s.effective) {
       this.applyFileError = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-connect-apply-file-error", hidden: true });
       out.push(
-        el("div", { class: "sagemaker-error", "data-testid": "sagemaker-connect-startup-error" },
-          `config.json cannot be read: ${s.startup_error ?? s.file?.error ?? "unknown error"}`),
-        el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-connect-fail-safe" },
-          "Until it can, this ComfyUI has an artist's rights and uses no store. Fix the file, then reload it."),
-        el("button", { class: "sagemaker-button", "data-testid": "sagemaker-connect-reload", onclick: (event) => this.applyFile(event.currentTarget) }, "Reload the file"),
+        el(
+          "div",
+          { class: "sagemaker-error", "data-testid": "sagemaker-connect-startup-error" },
+          `config.json cannot be read: ${s.startup_error ?? s.file?.error ?? "unknown error"}`,
+        ),
+        el(
+          "div",
+          { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-connect-fail-safe" },
+          "Until it can, this ComfyUI has an artist's rights and uses no store. Fix the file, then reload it.",
+        ),
+        el(
+          "button",
+          { class: "sagemaker-button", "data-testid": "sagemaker-connect-reload", onclick: (event) => this.applyFile(event.currentTarget) },
+          "Reload the file",
+        ),
         this.applyFileError,
       );
     } else if (s.file?.error) {
       out.push(
         el("div", { class: "sagemaker-error", "data-testid": "sagemaker-connect-file-error" }, s.file.error),
-        el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-connect-last-good" },
-          "ComfyUI keeps running with the last good configuration."),
+        el(
+          "div",
+          { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-connect-last-good" },
+          "ComfyUI keeps running with the last good configuration.",
+        ),
       );
     } else if (s.file?.differs) {
       this.applyFileError = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-connect-apply-file-error", hidden: true });
-      out.push(el("div", { class: "sagemaker-connect-differs", "data-testid": "sagemaker-connect-differs" }, [
-        el("div", {}, designer
-          ? "config.json is not what runs (aws setup wrote it, or it was edited): apply it to run with it. Applying a change below applies the rest of the file too."
-          : "config.json is not what runs (it was edited): apply it to run with it."),
-        el("button", { class: "sagemaker-button", "data-testid": "sagemaker-connect-apply-file", onclick: (event) => this.applyFile(event.currentTarget) }, "Apply the file"),
-        this.applyFileError,
-      ]));
+      out.push(
+        el("div", { class: "sagemaker-connect-differs", "data-testid": "sagemaker-connect-differs" }, [
+          el(
+            "div",
+            {},
+            designer
+              ? "config.json is not what runs (aws setup wrote it, or it was edited): apply it to run with it. " +
+                  "Applying a change below applies the rest of the file too."
+              : "config.json is not what runs (it was edited): apply it to run with it.",
+          ),
+          el(
+            "button",
+            {
+              class: "sagemaker-button",
+              "data-testid": "sagemaker-connect-apply-file",
+              onclick: (event) => this.applyFile(event.currentTarget),
+            },
+            "Apply the file",
+          ),
+          this.applyFileError,
+        ]),
+      );
     }
     if (designer && this.broken && s.effective) {
       out.push(el("div", { class: "sagemaker-muted sagemaker-note" }, "Fix the file by hand, or replace it with the settings below."));
@@ -223,15 +227,50 @@ class ConnectSection {
 
   formArea(s, fromEnv) {
     this.form = connectForm(s.effective, fromEnv, s.editable ?? [], () => this.formChanged());
-    this.results = el("div", { class: "sagemaker-connect-results", role: "list", "aria-label": "Check results", "data-testid": "sagemaker-connect-results" });
+    this.results = el("div", {
+      class: "sagemaker-connect-results",
+      role: "list",
+      "aria-label": "Check results",
+      "data-testid": "sagemaker-connect-results",
+    });
     this.error = el("div", { class: "sagemaker-error", role: "alert", "data-testid": "sagemaker-connect-error", hidden: true });
-    this.checkButton = el("button", { class: "sagemaker-button", title: "Try each prerequisite of these settings; nothing is written", "data-testid": "sagemaker-connect-check", onclick: () => this.check() }, "Check");
-    this.applyButton = el("button", { class: "sagemaker-button sagemaker-primary", title: "Write config.json and run with it now", "data-testid": "sagemaker-connect-apply", onclick: () => this.apply() }, "Apply");
-    this.replaceButton = el("button", { class: "sagemaker-button sagemaker-danger", "data-testid": "sagemaker-connect-replace", onclick: () => this.apply(true) }, "Replace config.json with these settings");
-    this.replaceOffer = el("div", { class: "sagemaker-connect-replace", "data-testid": "sagemaker-connect-replace-offer", hidden: !this.broken }, [
-      el("div", { class: "sagemaker-muted sagemaker-note" }, "Writes config.json from this form; the store folder and the token are kept from the configuration that runs."),
-      this.replaceButton,
-    ]);
+    this.checkButton = el(
+      "button",
+      {
+        class: "sagemaker-button",
+        title: "Try each prerequisite of these settings; nothing is written",
+        "data-testid": "sagemaker-connect-check",
+        onclick: () => this.check(),
+      },
+      "Check",
+    );
+    this.applyButton = el(
+      "button",
+      {
+        class: "sagemaker-button sagemaker-primary",
+        title: "Write config.json and run with it now",
+        "data-testid": "sagemaker-connect-apply",
+        onclick: () => this.apply(),
+      },
+      "Apply",
+    );
+    this.replaceButton = el(
+      "button",
+      { class: "sagemaker-button sagemaker-danger", "data-testid": "sagemaker-connect-replace", onclick: () => this.apply(true) },
+      "Replace config.json with these settings",
+    );
+    this.replaceOffer = el(
+      "div",
+      { class: "sagemaker-connect-replace", "data-testid": "sagemaker-connect-replace-offer", hidden: !this.broken },
+      [
+        el(
+          "div",
+          { class: "sagemaker-muted sagemaker-note" },
+          "Writes config.json from this form; the store folder and the token are kept from the configuration that runs.",
+        ),
+        this.replaceButton,
+      ],
+    );
     this.formChanged();
     return el("div", { class: "sagemaker-connect-edit" }, [
       this.form.root,
@@ -254,10 +293,12 @@ class ConnectSection {
     this.error.textContent = message || "";
   }
 
-  // While a Check or an Apply runs: no second one; the pressed button says what happens.
+  /** While a Check or an Apply runs: no second one; the pressed button says what happens.
+   * @param {boolean} busy @param {HTMLButtonElement | null} [button] @param {string} [text] */
   setBusy(busy, button = null, text = "") {
     this.busy = busy;
-    if (this.form?.root.isConnected) { // an artist's page (or one running fail-safe) has no form
+    if (this.form?.root.isConnected) {
+      // an artist's page (or one running fail-safe) has no form
       for (const b of [this.checkButton, this.replaceButton]) b.disabled = busy;
       this.applyButton.disabled = busy || Object.keys(this.form.changes()).length === 0;
     }
@@ -277,8 +318,13 @@ class ConnectSection {
     this.showError("");
     this.setBusy(true, this.checkButton, "Checking...");
     this.results.dataset.busy = "true";
-    this.results.replaceChildren(el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-connect-checking" },
-      "Checking: the S3 and AWS checks can take a few seconds..."));
+    this.results.replaceChildren(
+      el(
+        "div",
+        { class: "sagemaker-muted", "data-testid": "sagemaker-connect-checking" },
+        "Checking: the S3 and AWS checks can take a few seconds...",
+      ),
+    );
     try {
       const { results } = await call("POST", "/connect/check", this.request(this.broken)); // a broken file: what replacing it makes
       this.results.replaceChildren(
@@ -301,9 +347,12 @@ class ConnectSection {
     if (body.changes.role === "artist" && current !== "artist") {
       openDialog(this.slot, {
         title: "Make this ComfyUI an artist's?",
-        body: el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-connect-artist-warning" },
-          "This ComfyUI will no longer be able to change the configuration: it then reads and runs templates only, and only "
-          + "config.json (read when ComfyUI starts) makes it a designer's again."),
+        body: el(
+          "div",
+          { class: "sagemaker-muted", "data-testid": "sagemaker-connect-artist-warning" },
+          "This ComfyUI will no longer be able to change the configuration: it then reads and runs templates only, and only " +
+            "config.json (read when ComfyUI starts) makes it a designer's again.",
+        ),
         okLabel: "Make it an artist's",
         danger: true,
         testid: "sagemaker-connect-artist-dialog",
@@ -335,7 +384,11 @@ class ConnectSection {
       if (body && "token" in body.changes) setToken(body.changes.token || "");
       expanded = this.open;
       const cfg = answer.effective;
-      toast("success", "Configuration applied", cfg.store === "s3" ? `store s3://${cfg.s3_bucket}/${cfg.s3_prefix || ""}` : "folder store on this machine");
+      toast(
+        "success",
+        "Configuration applied",
+        cfg.store === "s3" ? `store s3://${cfg.s3_bucket}/${cfg.s3_prefix || ""}` : "folder store on this machine",
+      );
       configChanged();
     } catch (err) {
       if (err.code === "config_invalid" && err.message.includes(REPLACE_HINT) && this.replaceOffer) this.replaceOffer.hidden = false;
@@ -348,8 +401,5 @@ class ConnectSection {
 
 // The section's root element; the configuration loads at once.
 export function mountConnect() {
-  const section = new ConnectSection();
-  sections.add(section);
-  section.load();
-  return section.root;
+  return sections.add(new ConnectSection()).start();
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // The Connect panel's form: one field per key the server lets the panel change (GET /sagemaker/connect
 // `editable`), filled from the configuration that runs. A key an environment variable sets is shown fixed:
 // the variable wins over config.json. changes() holds only what the user changed (null removes the key
@@ -10,17 +11,49 @@ export const ENV_PREFIX = "COMFYUI_SAGEMAKER_";
 
 // group: "s3" shows only with store s3; "more" sits in "This ComfyUI" (collapsed).
 const FIELDS = [
-  { key: "store", label: "Store", kind: "select", options: [["folder", "folder on this machine"], ["s3", "S3 bucket (and SageMaker endpoints)"]] },
+  {
+    key: "store",
+    label: "Store",
+    kind: "select",
+    options: [
+      ["folder", "folder on this machine"],
+      ["s3", "S3 bucket (and SageMaker endpoints)"],
+    ],
+  },
   { key: "s3_bucket", label: "Bucket", group: "s3", placeholder: "my-comfy-store" },
   { key: "s3_prefix", label: "Prefix", group: "s3", placeholder: "studio (empty: the bucket's root)" },
   { key: "region", label: "Region", group: "s3", placeholder: "us-east-1 (empty: boto3's default)" },
   { key: "sagemaker_role_arn", label: "Execution role ARN", group: "s3", placeholder: "arn:aws:iam::<account>:role/<name>" },
-  { key: "worker_image_uri", label: "Worker image URI", group: "s3", placeholder: "<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>" },
+  {
+    key: "worker_image_uri",
+    label: "Worker image URI",
+    group: "s3",
+    placeholder: "<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>",
+  },
   { key: "max_instances", label: "Max instances per endpoint", kind: "number", group: "s3", fallback: 4 },
-  { key: "s3_sse", label: "Server-side encryption", kind: "select", group: "s3", options: [["", "the bucket's default"], ["AES256", "AES256"], ["aws:kms", "aws:kms (KMS key)"]] },
+  {
+    key: "s3_sse",
+    label: "Server-side encryption",
+    kind: "select",
+    group: "s3",
+    options: [
+      ["", "the bucket's default"],
+      ["AES256", "AES256"],
+      ["aws:kms", "aws:kms (KMS key)"],
+    ],
+  },
   { key: "s3_kms_key_id", label: "KMS key", group: "s3", placeholder: "key id or ARN" },
   { key: "s3_max_concurrency", label: "Parallel parts per transfer", kind: "number", group: "s3", fallback: 10 },
-  { key: "role", label: "Role", kind: "select", group: "more", options: [["designer", "designer: publish, deploy, delete"], ["artist", "artist: read and run"]] },
+  {
+    key: "role",
+    label: "Role",
+    kind: "select",
+    group: "more",
+    options: [
+      ["designer", "designer: publish, deploy, delete"],
+      ["artist", "artist: read and run"],
+    ],
+  },
   { key: "display_name", label: "Display name", group: "more", placeholder: "this machine's host name" },
   { key: "execution_retention_days", label: "Keep execution records (days)", kind: "number", group: "more", fallback: 30 },
   { key: "token", label: "Token", kind: "password", group: "more" },
@@ -55,12 +88,22 @@ function shown(spec, value) {
 function control(spec, value, disabled) {
   const common = { class: "sagemaker-input", disabled, "data-testid": testidOf(spec.key), "aria-label": spec.label };
   if (spec.kind === "select") {
-    return el("select", common, spec.options.map(([v, label]) => el("option", { value: v, selected: v === value }, label)));
+    return el(
+      "select",
+      common,
+      spec.options.map(([v, label]) => el("option", { value: v, selected: v === value }, label)),
+    );
   }
   const type = { number: "number", password: "password" }[spec.kind] ?? "text";
   return el("input", {
-    ...common, type, value, placeholder: spec.placeholder, min: spec.kind === "number" ? "1" : undefined,
-    step: spec.kind === "number" ? "1" : undefined, autocomplete: type === "password" ? "new-password" : "off", spellcheck: "false",
+    ...common,
+    type,
+    value,
+    placeholder: spec.placeholder,
+    min: spec.kind === "number" ? "1" : undefined,
+    step: spec.kind === "number" ? "1" : undefined,
+    autocomplete: type === "password" ? "new-password" : "off",
+    spellcheck: "false",
   });
 }
 
@@ -71,16 +114,24 @@ export function connectForm(effective, fromEnvironment, editable, onChange) {
   const fields = new Map(); // key -> {spec, input, initial, row}
   const rows = { main: [], s3: [], more: [] };
   const known = new Set(FIELDS.map((f) => f.key));
-  const specs = [...FIELDS.filter((f) => editable.includes(f.key)),
-    ...editable.filter((key) => !known.has(key)).map((key) => inferred(key, cfg[key]))];
+  const specs = [
+    ...FIELDS.filter((f) => editable.includes(f.key)),
+    ...editable.filter((key) => !known.has(key)).map((key) => inferred(key, cfg[key])),
+  ];
   for (const spec of specs) {
     const fixed = fromEnvironment.has(spec.key);
     const initial = shown(spec, cfg[spec.key]);
     const input = control(spec, initial, fixed);
+    /** @type {HTMLElement[]} */
     const parts = [field(spec.label, input)];
     if (fixed) {
-      parts.push(el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-connect-env-note", "data-key": spec.key },
-        `set by ${envVariable(spec.key)}: it wins over config.json`));
+      parts.push(
+        el(
+          "div",
+          { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-connect-env-note", "data-key": spec.key },
+          `set by ${envVariable(spec.key)}: it wins over config.json`,
+        ),
+      );
     }
     fields.set(spec.key, { spec, input, initial, fixed });
     const row = el("div", { class: "sagemaker-connect-field", "data-key": spec.key }, parts);
@@ -95,8 +146,13 @@ export function connectForm(effective, fromEnvironment, editable, onChange) {
     token.input.placeholder = cfg.token ? "set: type a new one to change it" : "not set";
     clear = el("input", { type: "checkbox", "data-testid": "sagemaker-connect-token-clear" });
     if (cfg.token) token.row.append(el("label", { class: "sagemaker-check sagemaker-note" }, [clear, "clear the token"]));
-    token.row.append(el("div", { class: "sagemaker-muted sagemaker-note" },
-      "Needed in every request once set; this browser keeps the one typed here. Never shown again."));
+    token.row.append(
+      el(
+        "div",
+        { class: "sagemaker-muted sagemaker-note" },
+        "Needed in every request once set; this browser keeps the one typed here. Never shown again.",
+      ),
+    );
   }
 
   const s3 = el("div", { class: "sagemaker-subfields", "data-testid": "sagemaker-connect-s3" }, rows.s3);
@@ -116,8 +172,14 @@ export function connectForm(effective, fromEnvironment, editable, onChange) {
     if (token && clear) token.input.disabled = clear.checked;
   };
   for (const element of [...[...fields.values()].map((f) => f.input), clear].filter(Boolean)) {
-    element.addEventListener("input", () => { sync(); onChange?.(); });
-    element.addEventListener("change", () => { sync(); onChange?.(); });
+    element.addEventListener("input", () => {
+      sync();
+      onChange?.();
+    });
+    element.addEventListener("change", () => {
+      sync();
+      onChange?.();
+    });
   }
   sync();
 

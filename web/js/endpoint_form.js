@@ -1,3 +1,4 @@
+// @ts-check
 // The endpoint config fields of the New Environment dialog; they change with the kind.
 // The server validates the config again (core/endpoint_config.py) and its 400 message is shown.
 import { field } from "./dialog.js";
@@ -5,8 +6,16 @@ import { el } from "./dom.js";
 
 // Offered in the list; any other ml.* type may be typed.
 export const INSTANCE_TYPES = [
-  "ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g5.xlarge", "ml.g5.2xlarge", "ml.g5.4xlarge",
-  "ml.g6.xlarge", "ml.g6.2xlarge", "ml.g6e.xlarge", "ml.g6e.2xlarge", "ml.p4d.24xlarge",
+  "ml.g4dn.xlarge",
+  "ml.g4dn.2xlarge",
+  "ml.g5.xlarge",
+  "ml.g5.2xlarge",
+  "ml.g5.4xlarge",
+  "ml.g6.xlarge",
+  "ml.g6.2xlarge",
+  "ml.g6e.xlarge",
+  "ml.g6e.2xlarge",
+  "ml.p4d.24xlarge",
 ];
 export const MODE_NOTE = "real-time: SageMaker limits a request to 60 s; async: up to an hour, can scale to zero";
 const INSTANCE_TYPE = /^ml\.[a-z0-9]+\.[a-z0-9]+$/;
@@ -14,7 +23,14 @@ const INSTANCE_TYPE = /^ml\.[a-z0-9]+\.[a-z0-9]+$/;
 let lists = 0; // datalist ids must be unique in the page
 
 function number(value, testid, min) {
-  return el("input", { type: "number", class: "sagemaker-input sagemaker-number", min, step: "1", value: String(value), "data-testid": testid });
+  return el("input", {
+    type: "number",
+    class: "sagemaker-input sagemaker-number",
+    min,
+    step: "1",
+    value: String(value),
+    "data-testid": testid,
+  });
 }
 
 function whole(input) {
@@ -30,8 +46,20 @@ export function endpointForm(initial, onChange) {
     el("option", { value: "sagemaker", selected: start.kind === "sagemaker" }, "SageMaker"),
   ]);
   const listId = `sagemaker-instance-types-${++lists}`;
-  const instanceType = el("input", { type: "text", class: "sagemaker-input", list: listId, autocomplete: "off", spellcheck: "false", value: start.instance_type ?? "ml.g5.xlarge", "data-testid": "sagemaker-endpoint-instance-type" });
-  const datalist = el("datalist", { id: listId }, INSTANCE_TYPES.map((t) => el("option", { value: t })));
+  const instanceType = el("input", {
+    type: "text",
+    class: "sagemaker-input",
+    list: listId,
+    autocomplete: "off",
+    spellcheck: "false",
+    value: start.instance_type ?? "ml.g5.xlarge",
+    "data-testid": "sagemaker-endpoint-instance-type",
+  });
+  const datalist = el(
+    "datalist",
+    { id: listId },
+    INSTANCE_TYPES.map((t) => el("option", { value: t })),
+  );
   const count = number(start.initial_count ?? 1, "sagemaker-endpoint-count", "1");
   const mode = el("select", { class: "sagemaker-input", "data-testid": "sagemaker-endpoint-mode" }, [
     el("option", { value: "async", selected: start.mode !== "realtime" }, "async"),
@@ -58,6 +86,8 @@ export function endpointForm(initial, onChange) {
       sagemaker,
       message,
     ]),
+    /** @returns {{kind: "local"} | {kind: "sagemaker", instance_type: string, initial_count: number, mode: string,
+     *   autoscaling: {min: number, max: number} | null}} */
     value() {
       if (kind.value === "local") return { kind: "local" };
       return {
@@ -74,7 +104,10 @@ export function endpointForm(initial, onChange) {
       if (c.kind === "local") return null;
       if (!INSTANCE_TYPE.test(c.instance_type)) return "Instance type must look like ml.g5.xlarge";
       if (!Number.isInteger(c.initial_count) || c.initial_count < 1) {
-        return "Initial count must be at least 1: SageMaker cannot create an endpoint with 0 instances (async scales to 0 afterwards with autoscaling min 0)";
+        return (
+          "Initial count must be at least 1: SageMaker cannot create an endpoint with 0 instances " +
+          "(async scales to 0 afterwards with autoscaling min 0)"
+        );
       }
       if (!c.autoscaling) return null;
       const { min: lo, max: hi } = c.autoscaling;

@@ -1,31 +1,27 @@
+// @ts-check
 // The sidebar's "Endpoints" section: every endpoint (a local worker, a SageMaker endpoint) with its state,
 // the environment version it serves, its instances, what it is doing while it starts (the worker's own
 // activity and cold start steps), its log, and Stop / Start, which keep the environment. States arrive as
 // "sagemaker.endpoint" events; while an endpoint starts, the section reads it every second for its steps.
-import { api } from "../../../scripts/api.js";
-import { call, toast, toastError } from "./api.js";
-import { el, iconButton } from "./dom.js";
+import { call, onServerEvent, toast, toastError } from "./api.js";
+import { el } from "./dom.js";
 import { formatBytes, formatDuration, timeAgo } from "./format.js";
 import { onShared } from "./live.js";
-import { isArtist } from "./role.js";
+import { LiveSet, Section } from "./section.js";
 
 const STARTING = new Set(["Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"]);
 const POLL_MS = 1000;
 const LOG_TAIL = 200;
-const sections = new Set(); // a sidebar tab re-renders on every open: only connected sections draw
+/** @type {LiveSet<EndpointsSection>} */
+const sections = new LiveSet();
 
-function live() {
-  for (const s of sections) if (!s.root.isConnected) sections.delete(s);
-  return [...sections];
-}
-
-api.addEventListener("sagemaker.endpoint", (event) => {
-  if (event.detail?.name) for (const s of live()) s.changed(event.detail);
+onServerEvent("sagemaker.endpoint", (endpoint) => {
+  if (endpoint?.name) for (const s of sections.all()) s.changed(endpoint);
 });
 
 // Another ComfyUI deployed, stopped or deleted one: the list follows.
 onShared("endpoints", () => {
-  for (const s of live()) s.refresh();
+  for (const s of sections.all()) s.refresh();
 });
 
 const endpointPath = (name) => `/endpoints/${encodeURIComponent(name)}`;
@@ -58,39 +54,32 @@ function doingText(e) {
   if (e.activity) return e.activity;
   const running = (e.phases ?? []).find((p) => p.state === "running");
   if (running) return `${running.label || running.name}...`;
-  return { Creating: "starting the worker...", Updating: "replacing the worker...", Deleting: "stopping..." }[e.state]
-    ?? `${e.state}...`;
+  return { Creating: "starting the worker...", Updating: "replacing the worker...", Deleting: "stopping..." }[e.state] ?? `${e.state}...`;
 }
 
-class EndpointsSection {
+class EndpointsSection extends Section {
   constructor() {
-    this.artist = isArtist(); // an artist sees endpoints; stopping and starting them is a designer's
+    super({
+      testid: "sagemaker-endpoints",
+      title: "Endpoints",
+      refresh: { title: "Refresh the list", testid: "sagemaker-endpoints-refresh" },
+    });
     this.endpoints = new Map(); // name -> view
+    this.unavailable = [];
     this.logs = new Map(); // name -> text of its open log
-    this.refreshes = 0;
-    this.timer = null;
+    this.timer = undefined;
     this.list = el("div", { class: "sagemaker-endpoint-list", "data-testid": "sagemaker-endpoints-list" });
-    this.root = el("section", { class: "sagemaker-section", "data-testid": "sagemaker-endpoints" }, [
-      el("div", { class: "sagemaker-section-header" }, [
-        el("h4", { class: "sagemaker-section-title" }, "Endpoints"),
-        iconButton("pi pi-refresh", "Refresh the list", "sagemaker-endpoints-refresh", () => this.refresh()),
-      ]),
-      this.list,
-    ]);
+    this.root.append(this.list);
   }
 
-  async refresh() {
-    const ticket = ++this.refreshes;
-    try {
-      const { endpoints, unavailable } = await call("GET", "/endpoints");
-      if (ticket !== this.refreshes) return;
-      this.endpoints = new Map(endpoints.map((e) => [e.name, e]));
-      this.unavailable = unavailable ?? [];
-      this.draw();
-    } catch (err) {
-      if (ticket !== this.refreshes) return;
-      this.list.replaceChildren(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-endpoints-error" }, err.message));
-    }
+  read() {
+    return call("GET", "/endpoints");
+  }
+
+  show({ endpoints, unavailable }) {
+    this.endpoints = new Map(endpoints.map((e) => [e.name, e]));
+    this.unavailable = unavailable ?? [];
+    this.draw();
   }
 
   // A state change event: its view, or the list again when one appeared or went.
@@ -109,15 +98,17 @@ class EndpointsSection {
     const busy = [...this.endpoints.values()].filter((e) => STARTING.has(e.state));
     if (!busy.length || !this.root.isConnected) return;
     this.timer = setTimeout(async () => {
-      await Promise.all(busy.map(async (e) => {
-        try {
-          const view = await call("GET", endpointPath(e.name));
-          if (this.endpoints.has(e.name)) this.endpoints.set(e.name, view);
-        } catch (err) {
-          if (err.status === 404) this.endpoints.delete(e.name);
-        }
-        if (this.logs.has(e.name)) await this.readLog(e.name, false);
-      }));
+      await Promise.all(
+        busy.map(async (e) => {
+          try {
+            const view = await call("GET", endpointPath(e.name));
+            if (this.endpoints.has(e.name)) this.endpoints.set(e.name, view);
+          } catch (err) {
+            if (err.status === 404) this.endpoints.delete(e.name);
+          }
+          if (this.logs.has(e.name)) await this.readLog(e.name, false);
+        }),
+      );
       this.draw();
     }, POLL_MS);
   }
@@ -125,10 +116,19 @@ class EndpointsSection {
   draw() {
     const rows = [...this.endpoints.values()].sort((a, b) => a.name.localeCompare(b.name)).map((e) => this.row(e));
     const problems = (this.unavailable ?? []).map((p) =>
-      el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-endpoints-unavailable" }, `${p.kind}: ${p.reason}`));
-    this.list.replaceChildren(...(rows.length || problems.length ? [...rows, ...problems]
-      : [el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-endpoints-empty" },
-        "No endpoints: publish an environment with an endpoint.")]));
+      el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-endpoints-unavailable" }, `${p.kind}: ${p.reason}`),
+    );
+    this.list.replaceChildren(
+      ...(rows.length || problems.length
+        ? [...rows, ...problems]
+        : [
+            el(
+              "div",
+              { class: "sagemaker-muted", "data-testid": "sagemaker-endpoints-empty" },
+              "No endpoints: publish an environment with an endpoint.",
+            ),
+          ]),
+    );
     this.schedule();
   }
 
@@ -136,30 +136,89 @@ class EndpointsSection {
     const doing = doingText(e);
     const phases = (e.phases ?? []).map(phaseText).join(" · ");
     const log = this.logs.get(e.name);
-    const actions = this.artist ? [] : [
-      e.state === "InService" ? el("button", { class: "sagemaker-button", title: "Stop its instances; the environment stays and Start brings it back", "data-testid": "sagemaker-endpoint-stop", onclick: (ev) => this.act(e, "stop", ev.currentTarget) }, "Stop") : null,
-      e.state === "Stopped" ? el("button", { class: "sagemaker-button", title: "Start it again, serving its environment", "data-testid": "sagemaker-endpoint-start", onclick: (ev) => this.act(e, "start", ev.currentTarget) }, "Start") : null,
-    ];
-    return el("div", { class: "sagemaker-endpoint", "data-testid": "sagemaker-endpoint-row", "data-endpoint": e.name, "data-state": e.state }, [
-      el("div", { class: "sagemaker-endpoint-line" }, [
-        el("span", { class: "sagemaker-endpoint-name", title: e.endpoint_name ?? e.name, "data-testid": "sagemaker-endpoint-name" }, e.name),
-        el("span", { class: `sagemaker-target-state ${stateClass(e.state)}`, "data-testid": "sagemaker-endpoint-state" }, e.state),
-        el("span", { class: "sagemaker-muted", title: "the environment version it serves", "data-testid": "sagemaker-endpoint-version" }, e.version ? `v${e.version}` : ""),
-      ]),
-      el("div", { class: "sagemaker-endpoint-facts sagemaker-muted" }, [
-        el("span", { "data-testid": "sagemaker-endpoint-instances" }, instancesText(e)),
-        e.updated_at ? el("span", { title: e.updated_at, "data-testid": "sagemaker-endpoint-updated" }, `changed ${timeAgo(e.updated_at)}`) : null,
-      ]),
-      doing ? el("div", { class: "sagemaker-endpoint-doing", "data-testid": "sagemaker-endpoint-activity" }, doing) : null,
-      phases ? el("div", { class: "sagemaker-endpoint-phases sagemaker-muted", title: "the last start, step by step", "data-testid": "sagemaker-endpoint-phases" }, phases) : null,
-      e.reason ? el("div", { class: "sagemaker-error", "data-testid": "sagemaker-endpoint-reason" }, e.reason) : null,
-      e.warning ? el("div", { class: "sagemaker-warning", "data-testid": "sagemaker-endpoint-warning" }, e.warning) : null,
-      el("div", { class: "sagemaker-endpoint-actions" }, [
-        el("button", { class: "sagemaker-button", "aria-expanded": String(log !== undefined), "data-testid": "sagemaker-endpoint-log-toggle", onclick: () => this.toggleLog(e.name) }, log === undefined ? "Log" : "Hide log"),
-        ...actions,
-      ]),
-      log === undefined ? null : el("pre", { class: "sagemaker-endpoint-log", "data-testid": "sagemaker-endpoint-log" }, log || "(nothing logged yet)"),
-    ]);
+    const actions = this.artist
+      ? []
+      : [
+          e.state === "InService"
+            ? el(
+                "button",
+                {
+                  class: "sagemaker-button",
+                  title: "Stop its instances; the environment stays and Start brings it back",
+                  "data-testid": "sagemaker-endpoint-stop",
+                  onclick: (ev) => this.act(e, "stop", ev.currentTarget),
+                },
+                "Stop",
+              )
+            : null,
+          e.state === "Stopped"
+            ? el(
+                "button",
+                {
+                  class: "sagemaker-button",
+                  title: "Start it again, serving its environment",
+                  "data-testid": "sagemaker-endpoint-start",
+                  onclick: (ev) => this.act(e, "start", ev.currentTarget),
+                },
+                "Start",
+              )
+            : null,
+        ];
+    return el(
+      "div",
+      { class: "sagemaker-endpoint", "data-testid": "sagemaker-endpoint-row", "data-endpoint": e.name, "data-state": e.state },
+      [
+        el("div", { class: "sagemaker-endpoint-line" }, [
+          el(
+            "span",
+            { class: "sagemaker-endpoint-name", title: e.endpoint_name ?? e.name, "data-testid": "sagemaker-endpoint-name" },
+            e.name,
+          ),
+          el("span", { class: `sagemaker-target-state ${stateClass(e.state)}`, "data-testid": "sagemaker-endpoint-state" }, e.state),
+          el(
+            "span",
+            { class: "sagemaker-muted", title: "the environment version it serves", "data-testid": "sagemaker-endpoint-version" },
+            e.version ? `v${e.version}` : "",
+          ),
+        ]),
+        el("div", { class: "sagemaker-endpoint-facts sagemaker-muted" }, [
+          el("span", { "data-testid": "sagemaker-endpoint-instances" }, instancesText(e)),
+          e.updated_at
+            ? el("span", { title: e.updated_at, "data-testid": "sagemaker-endpoint-updated" }, `changed ${timeAgo(e.updated_at)}`)
+            : null,
+        ]),
+        doing ? el("div", { class: "sagemaker-endpoint-doing", "data-testid": "sagemaker-endpoint-activity" }, doing) : null,
+        phases
+          ? el(
+              "div",
+              {
+                class: "sagemaker-endpoint-phases sagemaker-muted",
+                title: "the last start, step by step",
+                "data-testid": "sagemaker-endpoint-phases",
+              },
+              phases,
+            )
+          : null,
+        e.reason ? el("div", { class: "sagemaker-error", "data-testid": "sagemaker-endpoint-reason" }, e.reason) : null,
+        e.warning ? el("div", { class: "sagemaker-warning", "data-testid": "sagemaker-endpoint-warning" }, e.warning) : null,
+        el("div", { class: "sagemaker-endpoint-actions" }, [
+          el(
+            "button",
+            {
+              class: "sagemaker-button",
+              "aria-expanded": String(log !== undefined),
+              "data-testid": "sagemaker-endpoint-log-toggle",
+              onclick: () => this.toggleLog(e.name),
+            },
+            log === undefined ? "Log" : "Hide log",
+          ),
+          ...actions,
+        ]),
+        log === undefined
+          ? null
+          : el("pre", { class: "sagemaker-endpoint-log", "data-testid": "sagemaker-endpoint-log" }, log || "(nothing logged yet)"),
+      ],
+    );
   }
 
   async toggleLog(name) {
@@ -200,8 +259,5 @@ class EndpointsSection {
 
 // The section's root element; its list loads at once.
 export function mountEndpoints() {
-  const section = new EndpointsSection();
-  sections.add(section);
-  section.refresh();
-  return section.root;
+  return sections.add(new EndpointsSection()).start();
 }

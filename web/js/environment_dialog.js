@@ -1,3 +1,4 @@
+// @ts-check
 // The New Environment dialog: name, what to include (templates or everything installed), the
 // endpoint config and a summary; publishing starts a job and the dialog closes (no page lock).
 import { call, getRules, toastError } from "./api.js";
@@ -18,15 +19,27 @@ function nameRule(rules) {
 // A template's row: checkbox, name, what it needs (packs, models) and, in red, what this ComfyUI lacks.
 function templateChoice(name, checked) {
   const box = el("input", { type: "checkbox", value: name, checked, "data-testid": "sagemaker-environment-template-check" });
-  const info = el("div", { class: "sagemaker-muted sagemaker-choice-detail", "data-testid": "sagemaker-environment-template-info" }, "analyzing...");
-  const missing = el("div", { class: "sagemaker-error sagemaker-choice-detail", "data-testid": "sagemaker-environment-template-missing", hidden: true });
+  const info = el(
+    "div",
+    { class: "sagemaker-muted sagemaker-choice-detail", "data-testid": "sagemaker-environment-template-info" },
+    "analyzing...",
+  );
+  const missing = el("div", {
+    class: "sagemaker-error sagemaker-choice-detail",
+    "data-testid": "sagemaker-environment-template-missing",
+    hidden: true,
+  });
   const root = el("div", { class: "sagemaker-choice", "data-testid": "sagemaker-environment-template", "data-template": name }, [
     el("label", { class: "sagemaker-check" }, [box, el("span", { class: "sagemaker-choice-name", title: name }, name)]),
     info,
     missing,
   ]);
   return {
-    name, box, root, state: "loading", analysis: null,
+    name,
+    box,
+    root,
+    state: "loading",
+    analysis: null,
     show(analysis) {
       this.state = "ok";
       this.analysis = analysis;
@@ -52,19 +65,24 @@ function summarize(choices, all, snapshot) {
   const sizes = new Map(snapshot.models.map((m) => [`${m.folder}/${m.name}`, m.size]));
   if (all) {
     const bytes = snapshot.models.reduce((sum, m) => sum + m.size, 0);
-    return { text: `everything installed: ${plural(installed.length, "pack")} · ${plural(sizes.size, "model")} · ${formatBytes(bytes)}`, pending: false };
+    return {
+      text: `everything installed: ${plural(installed.length, "pack")} · ${plural(sizes.size, "model")} · ${formatBytes(bytes)}`,
+      pending: false,
+    };
   }
   const chosen = choices.filter((c) => c.box.checked);
   const packs = new Set();
   const models = new Set();
   for (const c of chosen.filter((c) => c.analysis)) {
-    c.analysis.packs.filter((p) => !builtin.has(p)).forEach((p) => packs.add(p));
-    c.analysis.models.flatMap(modelKeys).filter((key) => sizes.has(key)).forEach((key) => models.add(key));
+    for (const p of c.analysis.packs) if (!builtin.has(p)) packs.add(p);
+    for (const key of c.analysis.models.flatMap(modelKeys)) if (sizes.has(key)) models.add(key);
   }
   const bytes = [...models].reduce((sum, key) => sum + sizes.get(key), 0);
   const pending = chosen.some((c) => c.state === "loading");
   return {
-    text: `${plural(chosen.length, "template")} · ${plural(packs.size, "pack")} · ${plural(models.size, "model")} · ${formatBytes(bytes)}${pending ? " (analyzing...)" : ""}`,
+    text:
+      `${plural(chosen.length, "template")} · ${plural(packs.size, "pack")} · ${plural(models.size, "model")} · ` +
+      `${formatBytes(bytes)}${pending ? " (analyzing...)" : ""}`,
     pending,
   };
 }
@@ -72,7 +90,8 @@ function summarize(choices, all, snapshot) {
 // What binding changes, said before it is done: templates bound elsewhere move here.
 function bindConsequence(chosen, templates, target) {
   const lower = target.toLowerCase();
-  const moved = chosen.map((c) => templates.find((t) => t.name === c.name))
+  const moved = chosen
+    .map((c) => templates.find((t) => t.name === c.name))
     .filter((t) => t?.environment && t.environment.toLowerCase() !== lower);
   if (chosen.length === 0) return "";
   if (moved.length === 0) return "Once published, their runs go to this environment.";
@@ -82,10 +101,18 @@ function bindConsequence(chosen, templates, target) {
 // "Open Connect": closes the dialog and brings the Connect section (expanded) into view.
 function connectOffer(close) {
   return el("div", { class: "sagemaker-dialog-action" }, [
-    el("button", { class: "sagemaker-button", "data-testid": "sagemaker-open-connect", onclick: () => {
-      close();
-      openConnect();
-    } }, "Open Connect"),
+    el(
+      "button",
+      {
+        class: "sagemaker-button",
+        "data-testid": "sagemaker-open-connect",
+        onclick: () => {
+          close();
+          openConnect();
+        },
+      },
+      "Open Connect",
+    ),
   ]);
 }
 
@@ -104,17 +131,42 @@ export async function openEnvironmentDialog(slot, options) {
   const ticked = new Set(options.templates ?? []);
   const group = `sagemaker-include-${++dialogs}`;
 
-  const name = el("input", { type: "text", class: "sagemaker-input", placeholder: "e.g. Portraits", autocomplete: "off", spellcheck: "false", value: options.name ?? "", "data-testid": "sagemaker-environment-name" });
+  const name = el("input", {
+    type: "text",
+    class: "sagemaker-input",
+    placeholder: "e.g. Portraits",
+    autocomplete: "off",
+    spellcheck: "false",
+    value: options.name ?? "",
+    "data-testid": "sagemaker-environment-name",
+  });
   const nameError = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-environment-name-error", hidden: true });
   const nameNote = el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-environment-name-note", hidden: true });
-  const byTemplates = el("input", { type: "radio", name: group, value: "templates", checked: options.include !== "all", "data-testid": "sagemaker-environment-include-templates" });
-  const everything = el("input", { type: "radio", name: group, value: "all", checked: options.include === "all", "data-testid": "sagemaker-environment-include-all" });
+  const byTemplates = el("input", {
+    type: "radio",
+    name: group,
+    value: "templates",
+    checked: options.include !== "all",
+    "data-testid": "sagemaker-environment-include-templates",
+  });
+  const everything = el("input", {
+    type: "radio",
+    name: group,
+    value: "all",
+    checked: options.include === "all",
+    "data-testid": "sagemaker-environment-include-all",
+  });
   const choices = templates.map((t) => templateChoice(t.name, ticked.has(t.name)));
   // Yes by default: a template is included to run there, and Run needs it bound.
   const bind = el("input", { type: "checkbox", checked: options.bind !== false, "data-testid": "sagemaker-environment-bind" });
   const bindNote = el("div", { class: "sagemaker-muted sagemaker-choice-detail", "data-testid": "sagemaker-environment-bind-note" });
-  const list = el("div", { class: "sagemaker-choices", "data-testid": "sagemaker-environment-templates" },
-    choices.length ? choices.map((c) => c.root) : el("div", { class: "sagemaker-muted" }, "No templates yet: publish one first, or include everything installed."));
+  const list = el(
+    "div",
+    { class: "sagemaker-choices", "data-testid": "sagemaker-environment-templates" },
+    choices.length
+      ? choices.map((c) => c.root)
+      : el("div", { class: "sagemaker-muted" }, "No templates yet: publish one first, or include everything installed."),
+  );
   const summary = el("div", { class: "sagemaker-summary", "data-testid": "sagemaker-environment-summary" });
   const blocker = el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-environment-blocker", hidden: true });
   let dialog = null;
@@ -124,14 +176,18 @@ export async function openEnvironmentDialog(slot, options) {
   dialog = openDialog(slot, {
     title: existing ? `New version of ${existing.name}` : "New Environment",
     body: [
-      field("Name", name), nameError, nameNote,
+      field("Name", name),
+      nameError,
+      nameNote,
       el("fieldset", { class: "sagemaker-fieldset" }, [
         el("legend", { class: "sagemaker-label" }, "Include"),
         el("label", { class: "sagemaker-check" }, [byTemplates, "these templates' packs and models"]),
         list,
         el("label", { class: "sagemaker-check" }, [everything, "everything installed (all packs and models)"]),
-        el("label", { class: "sagemaker-check", title: "Their runs then go to this environment's endpoint" },
-          [bind, "bind the ticked templates to it"]),
+        el("label", { class: "sagemaker-check", title: "Their runs then go to this environment's endpoint" }, [
+          bind,
+          "bind the ticked templates to it",
+        ]),
         bindNote,
       ]),
       endpoint.root,
@@ -168,7 +224,8 @@ export async function openEnvironmentDialog(slot, options) {
     const lacking = chosen.filter((c) => c.state === "missing").map((c) => c.name);
     let block = null;
     if (!all && chosen.length === 0) block = "Tick at least one template, or include everything installed.";
-    else if (!all && lacking.length) block = `${lacking.join(", ")} ${lacking.length === 1 ? "needs" : "need"} what this ComfyUI lacks (in red above).`;
+    else if (!all && lacking.length)
+      block = `${lacking.join(", ")} ${lacking.length === 1 ? "needs" : "need"} what this ComfyUI lacks (in red above).`;
     blocker.hidden = !block;
     blocker.textContent = block ?? "";
     summary.textContent = summarize(choices, all, snapshot).text;
@@ -202,7 +259,12 @@ export async function openEnvironmentDialog(slot, options) {
   }
   validate();
   for (const c of choices) {
-    analyzeTemplate(c.name).then((a) => c.show(a), (err) => c.fail(err)).then(() => dialog.box.isConnected && validate());
+    analyzeTemplate(c.name)
+      .then(
+        (a) => c.show(a),
+        (err) => c.fail(err),
+      )
+      .then(() => dialog.box.isConnected && validate());
   }
   return dialog;
 }

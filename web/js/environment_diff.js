@@ -1,14 +1,23 @@
+// @ts-check
 // An environment's latest version against this ComfyUI (GET /sagemaker/environments/{name}/diff), drawn.
 import { el } from "./dom.js";
 
 // One list of names under a heading; long lists fold away.
 function part(label, names, testid, emphasis) {
   if (names.length === 0) return null;
-  const items = el("ul", { class: "sagemaker-diff-list" }, names.map((n) => el("li", { title: n }, n)));
+  const items = el(
+    "ul",
+    { class: "sagemaker-diff-list" },
+    names.map((n) => el("li", { title: n }, n)),
+  );
   const heading = `${label} (${names.length})`;
-  return el("div", { class: "sagemaker-diff-part", "data-testid": testid }, names.length > 6
-    ? el("details", {}, [el("summary", { class: emphasis }, heading), items])
-    : [el("div", { class: emphasis }, heading), items]);
+  return el(
+    "div",
+    { class: "sagemaker-diff-part", "data-testid": testid },
+    names.length > 6
+      ? el("details", {}, [el("summary", { class: emphasis }, heading), items])
+      : [el("div", { class: emphasis }, heading), items],
+  );
 }
 
 export function renderDiff(diff) {
@@ -24,8 +33,13 @@ export function renderDiff(diff) {
   ].filter(Boolean);
   const sameVersion = version.here === version.there;
   return el("div", { class: "sagemaker-diff", "data-testid": "sagemaker-diff" }, [
-    el("div", { class: sameVersion ? "sagemaker-muted" : "sagemaker-diff-warn", "data-testid": "sagemaker-diff-comfyui" },
-      sameVersion ? `ComfyUI ${version.here} here and ${there}` : `ComfyUI ${version.here} here, ${version.there} ${there}`),
-    ...(parts.length ? parts : [el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-diff-same" }, "Same packs and models as here.")]),
+    el(
+      "div",
+      { class: sameVersion ? "sagemaker-muted" : "sagemaker-diff-warn", "data-testid": "sagemaker-diff-comfyui" },
+      sameVersion ? `ComfyUI ${version.here} here and ${there}` : `ComfyUI ${version.here} here, ${version.there} ${there}`,
+    ),
+    ...(parts.length
+      ? parts
+      : [el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-diff-same" }, "Same packs and models as here.")]),
   ]);
 }

@@ -1,26 +1,21 @@
+// @ts-check
 // The sidebar's "Environments" section: list, diff, delete, publish (a new environment or a new
 // version). A publish is a job: its progress card lives here and ComfyUI stays usable meanwhile.
 // An artist only reads the list; an environment another ComfyUI is publishing says so, without actions.
-import { api } from "../../../scripts/api.js";
-import { call, toast, toastError } from "./api.js";
+import { call, onServerEvent, toast, toastError } from "./api.js";
 import { openDialog } from "./dialog.js";
-import { el, iconButton } from "./dom.js";
-import { renderDiff } from "./environment_diff.js";
+import { el, find, findAll, iconButton } from "./dom.js";
 import { openEnvironmentDialog } from "./environment_dialog.js";
+import { renderDiff } from "./environment_diff.js";
 import { formatBytes, plural } from "./format.js";
-import { followJob, jobCard, onJob } from "./jobs.js";
+import { JobBoard } from "./job_board.js";
+import { onJob } from "./jobs.js";
 import { changedHere, onShared } from "./live.js";
 import { boundTo, environmentPath } from "./needs.js";
-import { isArtist } from "./role.js";
+import { LiveSet, Section } from "./section.js";
 
-const SUCCESS_CARD_MS = 10_000; // a finished publish's card goes by itself; a failed one waits for Dismiss
-const sections = new Set(); // a sidebar tab re-renders on every open: only connected sections draw
-const publishes = new Map(); // job id -> {job, name}: running (or finished, not dismissed) publishes
-
-function live() {
-  for (const s of sections) if (!s.root.isConnected) sections.delete(s);
-  return [...sections];
-}
+/** @type {LiveSet<EnvironmentsSection>} */
+const sections = new LiveSet();
 
 function announce(job, name) {
   if (job.state === "succeeded") toast("success", "Environment published", `${name} version ${job.result?.version ?? "?"}`);
@@ -28,59 +23,42 @@ function announce(job, name) {
   else toast("error", `Could not publish ${name}`, job.error?.message ?? "unknown error");
 }
 
-function dismiss(id) {
-  publishes.delete(id);
-  for (const s of live()) s.dropJob(id);
-}
-
-// Follow a publish once, whichever section (or none) is showing it.
-// `name` as typed; an event carries only the lowercased target, so a later call may correct it.
-function track(job, name) {
-  const known = publishes.get(job.id);
-  if (known) {
-    known.name = name;
-    for (const s of live()) s.cards.get(job.id)?.setTitle(`Publishing ${name}`);
-    return;
-  }
-  publishes.set(job.id, { job, name });
-  for (const s of live()) s.showJob(job.id);
-  followJob(job, (next) => {
-    const entry = publishes.get(job.id);
-    if (!entry) return;
-    entry.job = next;
-    for (const s of live()) s.updateJob(next);
-  }).then((final) => {
-    const entry = publishes.get(job.id);
-    if (entry && final.result?.name) entry.name = final.result.name; // the name as published, not lowercased
-    announce(final, entry?.name ?? name);
-    for (const s of live()) s.refresh();
+// Publishes, each followed once whichever section (or none) shows it. A publish's name is as typed; an
+// event carries only the lowercased target, so a later track() may correct it.
+const publishes = new JobBoard({
+  title: (entry) => `Publishing ${entry.name}`,
+  finished(final, entry) {
+    if (final.result?.name) entry.name = final.result.name; // the name as published, not lowercased
+    announce(final, entry.name);
+    for (const s of sections.all()) s.refresh();
     if (final.result?.bound?.length) changedHere("templates"); // their rows show the binding
-    if (final.state === "succeeded") setTimeout(() => dismiss(job.id), SUCCESS_CARD_MS);
-  });
-}
+  },
+});
 
 // A publish started elsewhere (another browser, the CLI) shows up too.
 onJob((job) => {
-  if (job.kind !== "publish" || job.state !== "running" || publishes.has(job.id)) return;
-  const listed = live().flatMap((s) => s.environments).find((e) => e.name.toLowerCase() === job.target);
-  track(job, listed?.name ?? job.target);
+  if (job.kind !== "publish" || job.state !== "running" || publishes.entries.has(job.id)) return;
+  const listed = sections
+    .all()
+    .flatMap((s) => s.environments)
+    .find((e) => e.name.toLowerCase() === job.target);
+  publishes.track(job, listed?.name ?? job.target);
 });
 
 // Another ComfyUI published, deleted or deployed: the list (and its endpoint states) follows.
 onShared(["environments", "endpoints"], () => {
-  for (const s of live()) s.refresh();
+  for (const s of sections.all()) s.refresh();
 });
 
 // A publish this page follows (of this ComfyUI): its own card says so, so the row keeps its actions.
 function publishingHere(name) {
   const lower = name.toLowerCase();
-  return [...publishes.values()].some((p) => p.job.state === "running" && p.job.target === lower);
+  return [...publishes.entries.values()].some((p) => p.job.state === "running" && p.job.target === lower);
 }
 
 // Endpoint state changes refresh the state column in place.
-api.addEventListener("sagemaker.endpoint", (event) => {
-  const endpoint = event.detail;
-  if (endpoint?.name) for (const s of live()) s.endpointChanged(endpoint.environment ?? endpoint.name, endpoint.state);
+onServerEvent("sagemaker.endpoint", (endpoint) => {
+  if (endpoint?.name) for (const s of sections.all()) s.endpointChanged(endpoint.environment ?? endpoint.name, endpoint.state);
 });
 
 function endpointLabel(config) {
@@ -106,63 +84,42 @@ function openPanel(slot, title, content, testid) {
   return box;
 }
 
-class EnvironmentsSection {
+class EnvironmentsSection extends Section {
   constructor() {
-    this.artist = isArtist(); // an artist reads environments; publishing and deleting are a designer's
+    super({
+      testid: "sagemaker-environments",
+      title: "Environments",
+      refresh: { title: "Refresh the list", testid: "sagemaker-environments-refresh" },
+      plus: { title: "New Environment", testid: "sagemaker-environments-new" },
+      failure: "Could not list environments",
+    });
     this.environments = [];
-    this.refreshes = 0; // only the latest refresh may draw the list
-    this.cards = new Map(); // job id -> card
-    this.slot = el("div", { class: "sagemaker-dialog-slot" });
-    this.jobs = el("div", { class: "sagemaker-jobs", "data-testid": "sagemaker-environment-jobs" });
     this.list = el("div", { class: "sagemaker-environment-list", "data-testid": "sagemaker-environments-list" });
-    this.root = el("section", { class: "sagemaker-section", "data-testid": "sagemaker-environments" }, [
-      el("div", { class: "sagemaker-section-header" }, [
-        el("h4", { class: "sagemaker-section-title" }, "Environments"),
-        iconButton("pi pi-refresh", "Refresh the list", "sagemaker-environments-refresh", () => this.refresh()),
-        this.artist ? null : iconButton("pi pi-plus", "New Environment", "sagemaker-environments-new", () => this.openNew()),
-      ]),
-      this.slot,
-      this.jobs,
-      this.list,
-    ]);
-    for (const id of publishes.keys()) this.showJob(id);
+    this.root.append(this.slot, publishes.attach(this.root, "sagemaker-environment-jobs"), this.list);
   }
 
-  showJob(id) {
-    const entry = publishes.get(id);
-    if (!entry || this.cards.has(id)) return;
-    const card = jobCard(entry.job, `Publishing ${entry.name}`, () => dismiss(id));
-    this.cards.set(id, card);
-    this.jobs.append(card.root);
+  async read() {
+    return (await call("GET", "/environments")).environments;
   }
 
-  updateJob(job) {
-    this.cards.get(job.id)?.update(job);
+  show(environments) {
+    this.environments = environments;
+    this.renderList();
   }
 
-  dropJob(id) {
-    this.cards.get(id)?.root.remove();
-    this.cards.delete(id);
-  }
-
-  async refresh() {
-    const ticket = ++this.refreshes;
-    try {
-      const { environments } = await call("GET", "/environments");
-      if (ticket !== this.refreshes) return;
-      this.environments = environments;
-      this.renderList();
-    } catch (err) {
-      if (ticket !== this.refreshes) return;
-      this.list.replaceChildren(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-environments-error" }, err.message));
-      toastError("Could not list environments", err);
-    }
+  plus() {
+    this.openNew();
   }
 
   renderList() {
     if (this.environments.length === 0) {
-      this.list.replaceChildren(el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-environments-empty" },
-        this.artist ? "No environments yet: a designer publishes them." : "No environments yet: + publishes one."));
+      this.list.replaceChildren(
+        el(
+          "div",
+          { class: "sagemaker-muted", "data-testid": "sagemaker-environments-empty" },
+          this.artist ? "No environments yet: a designer publishes them." : "No environments yet: + publishes one.",
+        ),
+      );
       return;
     }
     this.list.replaceChildren(...this.environments.map((e) => this.row(e)));
@@ -181,19 +138,42 @@ class EnvironmentsSection {
     }
     const endpoint = endpointLabel(e.endpoint);
     // Another ComfyUI holds its lease (publishing or deploying): no publish or delete to offer meanwhile.
-    const busy = e.busy && !publishingHere(e.name)
-      ? el("span", { class: "sagemaker-badge sagemaker-busy", title: "another ComfyUI on the store is working on it", "data-testid": "sagemaker-environment-busy" },
-        `${e.busy.what ?? "publishing"} by ${e.busy.by ?? "another ComfyUI"}`)
-      : null;
-    const actions = this.artist || busy ? [] : [
-      iconButton("pi pi-upload", `Publish a new version of ${e.name}`, "sagemaker-environment-publish", () => this.openNew({ name: e.name })),
-      iconButton("pi pi-trash", `Delete ${e.name}`, "sagemaker-environment-delete", () => this.confirmDelete(e)),
-    ];
+    const busy =
+      e.busy && !publishingHere(e.name)
+        ? el(
+            "span",
+            {
+              class: "sagemaker-badge sagemaker-busy",
+              title: "another ComfyUI on the store is working on it",
+              "data-testid": "sagemaker-environment-busy",
+            },
+            `${e.busy.what ?? "publishing"} by ${e.busy.by ?? "another ComfyUI"}`,
+          )
+        : null;
+    const actions =
+      this.artist || busy
+        ? []
+        : [
+            iconButton("pi pi-upload", `Publish a new version of ${e.name}`, "sagemaker-environment-publish", () =>
+              this.openNew({ name: e.name }),
+            ),
+            iconButton("pi pi-trash", `Delete ${e.name}`, "sagemaker-environment-delete", () => this.confirmDelete(e)),
+          ];
     return el("div", { class: "sagemaker-environment", "data-testid": "sagemaker-environment-row", "data-environment": e.name }, [
       el("div", { class: "sagemaker-environment-line" }, [
-        el("span", { class: "sagemaker-environment-name", title: `${e.name}: templates ${e.templates.join(", ") || "none"}`, "data-testid": "sagemaker-environment-name" }, e.name),
+        el(
+          "span",
+          {
+            class: "sagemaker-environment-name",
+            title: `${e.name}: templates ${e.templates.join(", ") || "none"}`,
+            "data-testid": "sagemaker-environment-name",
+          },
+          e.name,
+        ),
         el("span", { class: "sagemaker-muted", title: "version", "data-testid": "sagemaker-environment-version" }, `v${e.version}`),
-        iconButton("pi pi-arrow-right-arrow-left", `Compare ${e.name} with this ComfyUI`, "sagemaker-environment-diff", () => this.openDiff(e)),
+        iconButton("pi pi-arrow-right-arrow-left", `Compare ${e.name} with this ComfyUI`, "sagemaker-environment-diff", () =>
+          this.openDiff(e),
+        ),
         busy,
         ...actions,
       ]),
@@ -208,8 +188,9 @@ class EnvironmentsSection {
 
   endpointChanged(environment, state) {
     const lower = String(environment).toLowerCase();
-    for (const row of this.list.querySelectorAll("[data-environment]")) {
-      if (row.dataset.environment.toLowerCase() === lower) row.querySelector('[data-testid="sagemaker-environment-state"]').textContent = state ?? "—";
+    for (const row of findAll(this.list, "[data-environment]")) {
+      if (row.dataset.environment?.toLowerCase() === lower)
+        find(row, '[data-testid="sagemaker-environment-state"]').textContent = state ?? "—";
     }
   }
 
@@ -221,10 +202,19 @@ class EnvironmentsSection {
         const [manifest, { templates }] = await Promise.all([call("GET", environmentPath(name)), call("GET", "/templates")]);
         const known = new Set(templates.map((t) => t.name));
         const names = new Set([...manifest.templates, ...boundTo(templates, manifest.name), ...add]);
-        prefill = { name: manifest.name, templates: [...names].filter((n) => known.has(n)), include: manifest.include, endpoint: manifest.endpoint };
+        prefill = {
+          name: manifest.name,
+          templates: [...names].filter((n) => known.has(n)),
+          include: manifest.include,
+          endpoint: manifest.endpoint,
+        };
       }
       await this.refresh();
-      await openEnvironmentDialog(this.slot, { ...prefill, environments: this.environments, onStarted: (job, jobName) => track(job, jobName) });
+      await openEnvironmentDialog(this.slot, {
+        ...prefill,
+        environments: this.environments,
+        onStarted: (job, jobName) => publishes.track(job, jobName),
+      });
       this.slot.scrollIntoView({ block: "nearest" });
     } catch (err) {
       toastError("Could not open the New Environment dialog", err);
@@ -251,8 +241,17 @@ class EnvironmentsSection {
     }
     let force = bound.length > 0;
     const note = force
-      ? el("div", { class: "sagemaker-error", "data-testid": "sagemaker-environment-delete-note" }, `${plural(bound.length, "template")} ${bound.join(", ")} ${bound.length === 1 ? "is" : "are"} bound to ${e.name} and will point at a missing environment.`)
-      : el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-environment-delete-note" }, "Its versions and its endpoint go; stored files other environments share stay.");
+      ? el(
+          "div",
+          { class: "sagemaker-error", "data-testid": "sagemaker-environment-delete-note" },
+          `${plural(bound.length, "template")} ${bound.join(", ")} ${bound.length === 1 ? "is" : "are"} bound to ${e.name} ` +
+            "and will point at a missing environment.",
+        )
+      : el(
+          "div",
+          { class: "sagemaker-muted", "data-testid": "sagemaker-environment-delete-note" },
+          "Its versions and its endpoint go; stored files other environments share stay.",
+        );
     const dialog = openDialog(this.slot, {
       title: `Delete environment ${e.name}?`,
       body: note,
@@ -265,7 +264,7 @@ class EnvironmentsSection {
         } catch (err) {
           if (err.code === "conflict" && !force) {
             force = true; // the message says why; a second click deletes anyway
-            dialog.box.querySelector('[data-testid="sagemaker-dialog-ok"]').textContent = "Delete anyway";
+            find(dialog.box, '[data-testid="sagemaker-dialog-ok"]').textContent = "Delete anyway";
           } else {
             toastError(`Could not delete ${e.name}`, err);
           }
@@ -281,15 +280,12 @@ class EnvironmentsSection {
 
 // The section's root element; its list loads at once.
 export function mountEnvironments() {
-  const section = new EnvironmentsSection();
-  sections.add(section);
-  section.refresh();
-  return section.root;
+  return sections.add(new EnvironmentsSection()).start();
 }
 
 // The New Environment dialog prefilled for a new version of `name` with `add` ticked (binding preflight).
 export function openNewEnvironment(name, add) {
-  const section = live()[0];
+  const section = sections.all()[0];
   if (!section) {
     toast("warn", "Open the SageMaker tab", "The Environments section is not shown.");
     return;

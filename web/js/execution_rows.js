@@ -1,3 +1,4 @@
+// @ts-check
 // How the Executions list draws a run: its row (state, template, owner when it is not this ComfyUI's,
 // duration, age, first image, Cancel) and, when selected, its detail (error, images, versions).
 import { api } from "../../../scripts/api.js";
@@ -5,7 +6,13 @@ import { el } from "./dom.js";
 import { formatDuration, timeAgo } from "./format.js";
 import { isArtist } from "./role.js";
 
-const STATE_ICON = { queued: "pi pi-clock", running: "pi pi-spin pi-spinner", succeeded: "pi pi-check", failed: "pi pi-times", cancelled: "pi pi-ban" };
+const STATE_ICON = {
+  queued: "pi pi-clock",
+  running: "pi pi-spin pi-spinner",
+  succeeded: "pi pi-check",
+  failed: "pi pi-times",
+  cancelled: "pi pi-ban",
+};
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 
 export const isFinal = (r) => FINAL.has(r.state);
@@ -21,7 +28,8 @@ export function duration(r) {
   return formatDuration(seconds(r.started_at ?? r.created_at, r.finished_at));
 }
 
-// The images of a run's outputs ({node: {images: [...]}}), of the given nodes only when `nodes` is set.
+/** The images of a run's outputs ({node: {images: [...]}}), of the given nodes only when `nodes` is set.
+ * @param {Record<string, any> | null | undefined} outputs @param {string[] | null} [nodes] @returns {any[]} */
 export function outputImages(outputs, nodes = null) {
   return Object.entries(outputs ?? {})
     .filter(([node]) => !nodes || nodes.includes(String(node)))
@@ -46,35 +54,72 @@ export function rowOf(r, selected, ctx) {
   // Anyone cancels their own runs; only a designer cancels someone else's (the server says the same).
   let stop = null;
   if (!isFinal(r) && (mine || !isArtist())) {
-    stop = el("button", { class: "sagemaker-icon-button", title: "Cancel this run", "aria-label": "Cancel this run", "data-testid": "sagemaker-execution-cancel" }, el("i", { class: "pi pi-stop-circle" }));
+    stop = el(
+      "button",
+      {
+        class: "sagemaker-icon-button",
+        title: "Cancel this run",
+        "aria-label": "Cancel this run",
+        "data-testid": "sagemaker-execution-cancel",
+      },
+      el("i", { class: "pi pi-stop-circle" }),
+    );
     stop.addEventListener("click", (event) => {
       event.stopPropagation();
       stop.disabled = true;
-      ctx.cancel(r.id).then((accepted) => { stop.disabled = accepted; });
+      ctx.cancel(r.id).then((accepted) => {
+        stop.disabled = accepted;
+      });
     });
   }
   const title = `${r.id}${ctx.queuedHere.has(r.id) ? " (queued from this page)" : ""}\ncreated ${r.created_at ?? "?"}`;
-  return el("div", {
-    class: `sagemaker-execution${selected ? " sagemaker-selected" : ""}`, role: "button", tabindex: "0", title,
-    "data-testid": "sagemaker-execution-row", "data-execution": r.id, "data-state": r.state, "data-mine": String(mine),
-    onclick: () => ctx.select(r.id),
-    onkeydown: (event) => event.key === "Enter" && ctx.select(r.id),
-  }, [
-    el("i", { class: `${STATE_ICON[r.state] ?? "pi pi-question"} sagemaker-execution-icon sagemaker-${r.state}` }),
-    el("div", { class: "sagemaker-execution-main" }, [
-      el("span", { class: "sagemaker-execution-template", "data-testid": "sagemaker-execution-template" }, r.template ?? r.environment ?? "?"),
-      el("span", { class: "sagemaker-muted sagemaker-execution-facts" }, [
-        el("span", { "data-testid": "sagemaker-execution-state" }, r.state),
-        el("span", { "data-testid": "sagemaker-execution-duration" }, duration(r)),
-        el("span", { title: r.created_at ?? "", "data-testid": "sagemaker-execution-time" }, timeAgo(r.created_at)),
-        mine ? null : el("span", { class: "sagemaker-execution-owner", title: `run by ${ownerName(r.owner)}`, "data-testid": "sagemaker-execution-owner" }, [
-          el("i", { class: "pi pi-user" }), ` ${ownerName(r.owner)}`,
+  return el(
+    "div",
+    {
+      class: `sagemaker-execution${selected ? " sagemaker-selected" : ""}`,
+      role: "button",
+      tabindex: "0",
+      title,
+      "data-testid": "sagemaker-execution-row",
+      "data-execution": r.id,
+      "data-state": r.state,
+      "data-mine": String(mine),
+      onclick: () => ctx.select(r.id),
+      onkeydown: (event) => event.key === "Enter" && ctx.select(r.id),
+    },
+    [
+      el("i", { class: `${STATE_ICON[r.state] ?? "pi pi-question"} sagemaker-execution-icon sagemaker-${r.state}` }),
+      el("div", { class: "sagemaker-execution-main" }, [
+        el(
+          "span",
+          { class: "sagemaker-execution-template", "data-testid": "sagemaker-execution-template" },
+          r.template ?? r.environment ?? "?",
+        ),
+        el("span", { class: "sagemaker-muted sagemaker-execution-facts" }, [
+          el("span", { "data-testid": "sagemaker-execution-state" }, r.state),
+          el("span", { "data-testid": "sagemaker-execution-duration" }, duration(r)),
+          el("span", { title: r.created_at ?? "", "data-testid": "sagemaker-execution-time" }, timeAgo(r.created_at)),
+          mine
+            ? null
+            : el(
+                "span",
+                { class: "sagemaker-execution-owner", title: `run by ${ownerName(r.owner)}`, "data-testid": "sagemaker-execution-owner" },
+                [el("i", { class: "pi pi-user" }), ` ${ownerName(r.owner)}`],
+              ),
         ]),
       ]),
-    ]),
-    first ? el("img", { class: "sagemaker-thumb", src: viewUrl(first), alt: first.filename, loading: "lazy", "data-testid": "sagemaker-execution-thumb" }) : null,
-    stop,
-  ]);
+      first
+        ? el("img", {
+            class: "sagemaker-thumb",
+            src: viewUrl(first),
+            alt: first.filename,
+            loading: "lazy",
+            "data-testid": "sagemaker-execution-thumb",
+          })
+        : null,
+      stop,
+    ],
+  );
 }
 
 function versions(r) {
@@ -90,14 +135,40 @@ export function detailOf(r, ctx) {
   else if (!ctx.isMine(r) && r.state === "succeeded" && !ctx.copied.has(r.id)) empty = "";
   return el("div", { class: "sagemaker-execution-detail", "data-testid": "sagemaker-execution-detail", "data-execution": r.id }, [
     r.error ? el("div", { class: "sagemaker-error", "data-testid": "sagemaker-execution-error" }, r.error.message ?? r.error.code) : null,
-    r.outputs_error ? el("div", { class: "sagemaker-error", "data-testid": "sagemaker-execution-outputs-error" }, `Its outputs could not be copied: ${r.outputs_error}`) : null,
+    r.outputs_error
+      ? el(
+          "div",
+          { class: "sagemaker-error", "data-testid": "sagemaker-execution-outputs-error" },
+          `Its outputs could not be copied: ${r.outputs_error}`,
+        )
+      : null,
     shown.length
-      ? el("div", { class: "sagemaker-execution-images" }, shown.map((image) =>
-        el("a", { href: viewUrl(image), target: "_blank", rel: "noopener", title: image.filename, "data-testid": "sagemaker-execution-image" }, el("img", { src: viewUrl(image), alt: image.filename }))))
-      : empty ? el("div", { class: "sagemaker-muted" }, empty) : null,
+      ? el(
+          "div",
+          { class: "sagemaker-execution-images" },
+          shown.map((image) =>
+            el(
+              "a",
+              {
+                href: viewUrl(image),
+                target: "_blank",
+                rel: "noopener",
+                title: image.filename,
+                "data-testid": "sagemaker-execution-image",
+              },
+              el("img", { src: viewUrl(image), alt: image.filename }),
+            ),
+          ),
+        )
+      : empty
+        ? el("div", { class: "sagemaker-muted" }, empty)
+        : null,
     shown.length
-      ? el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-execution-folder" },
-        shown[0].subfolder ? `In ComfyUI's output folder, under ${shown[0].subfolder}/` : "In ComfyUI's output folder")
+      ? el(
+          "div",
+          { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-execution-folder" },
+          shown[0].subfolder ? `In ComfyUI's output folder, under ${shown[0].subfolder}/` : "In ComfyUI's output folder",
+        )
       : null,
     el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-execution-versions" }, `${versions(r)} · ${r.id}`),
   ]);

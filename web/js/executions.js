@@ -1,15 +1,16 @@
+// @ts-check
 // The sidebar's "Executions" section: Prompt on AWS runs, this ComfyUI's by default or everyone's on the
 // store ("Everyone's"), 10 a page (Older / Newer follow the server's `next` cursors). Live: this
 // ComfyUI's runs from the websocket event "sagemaker.execution" (sent to every browser), everyone's from
 // "sagemaker.changed" (another ComfyUI changed the list). Rows are drawn by execution_rows.js. The canvas
 // follows only the latest run of this page (ComfyUI's frontend follows one prompt at a time). A run this
 // page queued that fails is a toast, and so is a cancel that fails.
-import { api } from "../../../scripts/api.js";
-import { call, toast, toastError } from "./api.js";
-import { el } from "./dom.js";
+import { call, onServerEvent, toast, toastError } from "./api.js";
+import { el, find, findAll } from "./dom.js";
 import { detailOf, duration, isFinal, rowOf } from "./execution_rows.js";
 import { timeAgo } from "./format.js";
 import { onShared } from "./live.js";
+import { LiveSet, Section } from "./section.js";
 
 export { outputImages, viewUrl } from "./execution_rows.js";
 
@@ -22,13 +23,10 @@ const queuedHere = new Set(); // ids of the runs this page queued
 const announced = new Set(); // failed runs of this page already shown as a toast
 const copied = new Set(); // someone else's finished runs whose outputs this ComfyUI copied (GET /executions/{id})
 const opening = new Set(); // ... being copied now
-const sections = new Set();
+/** @type {LiveSet<ExecutionsSection>} */
+const sections = new LiveSet();
 const view = { everyone: false }; // the toggle, kept while the page lives (the tab re-renders on every open)
-
-function live() {
-  for (const s of sections) if (!s.root.isConnected) sections.delete(s);
-  return [...sections];
-}
+const live = () => sections.all();
 
 const byNewest = (a, b) => (a.id < b.id ? 1 : -1); // ids start with their creation time
 
@@ -59,8 +57,8 @@ function announce(id) {
   toast("error", `Run on ${r.environment ?? "AWS"} failed`, r.error?.message ?? "unknown error");
 }
 
-api.addEventListener("sagemaker.execution", (event) => {
-  if (event.detail?.id) upsert(event.detail);
+onServerEvent("sagemaker.execution", (record) => {
+  if (record?.id) upsert(record);
 });
 
 // Another ComfyUI's runs changed: shown only when listing everyone's.
@@ -121,29 +119,47 @@ async function openRun(id) {
   }
 }
 
-class ExecutionsSection {
+class ExecutionsSection extends Section {
   constructor() {
+    super({
+      testid: "sagemaker-executions",
+      title: "Executions",
+      refresh: { title: "Refresh the list", testid: "sagemaker-executions-refresh" },
+      failure: "Could not list executions",
+    });
     this.selected = null; // the id whose outputs are shown
     this.cursors = [null]; // the `after` of each page from the newest to the one shown
     this.ids = []; // the shown page's runs, as listed
     this.next = null; // the cursor of the page after it
     this.loaded = false;
-    this.loads = 0; // only the latest load may draw
-    this.everyone = el("input", { type: "checkbox", checked: view.everyone, "data-testid": "sagemaker-executions-everyone", onchange: () => this.setEveryone(this.everyone.checked) });
-    this.newer = el("button", { class: "sagemaker-button", "data-testid": "sagemaker-executions-newer", onclick: () => this.turn(-1) }, "Newer");
-    this.older = el("button", { class: "sagemaker-button", "data-testid": "sagemaker-executions-older", onclick: () => this.turn(1) }, "Older");
+    this.wasShown = false;
+    this.everyone = el("input", {
+      type: "checkbox",
+      checked: view.everyone,
+      "data-testid": "sagemaker-executions-everyone",
+      onchange: () => this.setEveryone(this.everyone.checked),
+    });
+    this.newer = el(
+      "button",
+      { class: "sagemaker-button", "data-testid": "sagemaker-executions-newer", onclick: () => this.turn(-1) },
+      "Newer",
+    );
+    this.older = el(
+      "button",
+      { class: "sagemaker-button", "data-testid": "sagemaker-executions-older", onclick: () => this.turn(1) },
+      "Older",
+    );
     this.pageLabel = el("span", { class: "sagemaker-muted", "data-testid": "sagemaker-executions-page" });
-    this.pager = el("div", { class: "sagemaker-pager", "data-testid": "sagemaker-executions-pager" }, [this.newer, this.pageLabel, this.older]);
-    this.list = el("div", { class: "sagemaker-execution-list", "data-testid": "sagemaker-executions-list" });
-    this.root = el("section", { class: "sagemaker-section", "data-testid": "sagemaker-executions" }, [
-      el("div", { class: "sagemaker-section-header" }, [
-        el("h4", { class: "sagemaker-section-title" }, "Executions"),
-        el("label", { class: "sagemaker-check sagemaker-note", title: "Every ComfyUI's runs on this store" }, [this.everyone, "Everyone's"]),
-        el("button", { class: "sagemaker-icon-button", title: "Refresh the list", "aria-label": "Refresh the list", "data-testid": "sagemaker-executions-refresh", onclick: () => this.refresh() }, el("i", { class: "pi pi-refresh" })),
-      ]),
-      this.list,
-      this.pager,
+    this.pager = el("div", { class: "sagemaker-pager", "data-testid": "sagemaker-executions-pager" }, [
+      this.newer,
+      this.pageLabel,
+      this.older,
     ]);
+    this.list = el("div", { class: "sagemaker-execution-list", "data-testid": "sagemaker-executions-list" });
+    this.beside(
+      el("label", { class: "sagemaker-check sagemaker-note", title: "Every ComfyUI's runs on this store" }, [this.everyone, "Everyone's"]),
+    );
+    this.root.append(this.list, this.pager);
     this.timer = setInterval(() => this.tick(), 1000);
     this.draw();
   }
@@ -167,30 +183,25 @@ class ExecutionsSection {
     this.refresh();
   }
 
-  async refresh() {
-    const ticket = ++this.loads;
+  read() {
     const query = new URLSearchParams({ owner: view.everyone ? "all" : "me", limit: String(LIMIT) });
     const after = this.cursors.at(-1);
     if (after) query.set("after", after);
-    try {
-      const { executions, next } = await call("GET", `/executions?${query}`);
-      if (ticket !== this.loads) return;
-      for (const r of executions) upsert(r, false);
-      this.ids = executions.map((r) => r.id);
-      this.next = next ?? null;
-      this.loaded = true;
-      trim();
-      this.draw();
-    } catch (err) {
-      if (ticket !== this.loads) return;
-      this.list.replaceChildren(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-executions-error" }, err.message));
-      toastError("Could not list executions", err);
-    }
+    return call("GET", `/executions?${query}`);
+  }
+
+  show({ executions, next }) {
+    for (const r of executions) upsert(r, false);
+    this.ids = executions.map((r) => r.id);
+    this.next = next ?? null;
+    this.loaded = true;
+    trim();
+    this.draw();
   }
 
   // The runs to show: an older page as listed; the newest page as listed plus the runs heard of since.
   shown() {
-    if (this.cursors.length > 1) return this.ids.map((id) => records.get(id)).filter(Boolean);
+    if (this.cursors.length > 1) return this.ids.map((id) => records.get(id)).filter((r) => r !== undefined);
     const floor = this.ids.length === LIMIT ? this.ids.at(-1) : "";
     return [...records.values()]
       .filter((r) => (view.everyone || isMine(r)) && r.id >= floor)
@@ -205,11 +216,11 @@ class ExecutionsSection {
       return;
     }
     this.wasShown = true;
-    for (const row of this.list.querySelectorAll("[data-execution][data-testid='sagemaker-execution-row']")) {
+    for (const row of findAll(this.list, "[data-execution][data-testid='sagemaker-execution-row']")) {
       const r = records.get(row.dataset.execution);
       if (!r) continue;
-      if (r.state === "running") row.querySelector('[data-testid="sagemaker-execution-duration"]').textContent = duration(r);
-      row.querySelector('[data-testid="sagemaker-execution-time"]').textContent = timeAgo(r.created_at);
+      if (r.state === "running") find(row, '[data-testid="sagemaker-execution-duration"]').textContent = duration(r);
+      find(row, '[data-testid="sagemaker-execution-time"]').textContent = timeAgo(r.created_at);
     }
   }
 
@@ -221,16 +232,22 @@ class ExecutionsSection {
     this.pageLabel.textContent = `page ${this.cursors.length}`;
     this.pager.hidden = first && !this.next;
     if (shown.length === 0) {
-      const empty = !this.loaded ? "Loading..." : !first ? "No older runs."
-        : view.everyone ? "No runs on this store yet." : "No runs yet: tick Prompt on AWS and press Run.";
+      const empty = !this.loaded
+        ? "Loading..."
+        : !first
+          ? "No older runs."
+          : view.everyone
+            ? "No runs on this store yet."
+            : "No runs yet: tick Prompt on AWS and press Run.";
       this.list.replaceChildren(el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-executions-empty" }, empty));
       return;
     }
     const context = { isMine, queuedHere, copied, opening, cancel: cancelExecution, select: (id) => this.select(id) };
-    this.list.replaceChildren(...shown.flatMap((r) => [
-      rowOf(r, r.id === this.selected, context),
-      r.id === this.selected ? detailOf(r, context) : null,
-    ]).filter(Boolean));
+    this.list.replaceChildren(
+      ...shown
+        .flatMap((r) => [rowOf(r, r.id === this.selected, context), r.id === this.selected ? detailOf(r, context) : null])
+        .filter((node) => node !== null),
+    );
   }
 
   select(id) {
@@ -243,8 +260,5 @@ class ExecutionsSection {
 
 // The section's root element; the newest runs load at once.
 export function mountExecutions() {
-  const section = new ExecutionsSection();
-  sections.add(section);
-  section.refresh();
-  return section.root;
+  return sections.add(new ExecutionsSection()).start();
 }

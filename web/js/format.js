@@ -1,3 +1,4 @@
+// @ts-check
 // Small text helpers shared by the sidebar sections.
 
 const UNITS = ["B", "KB", "MB", "GB", "TB"];

@@ -1,10 +1,11 @@
+// @ts-check
 // The sidebar's "Input sync" section: files in ComfyUI's input folder reach the store by themselves.
 // Counts and a (collapsed) file list, live from the "sagemaker.input" event; the watcher's switch is
 // a ComfyUI setting whose value the server keeps (GET /sagemaker/inputs says what it is).
-import { api } from "../../../scripts/api.js";
 import { app } from "../../../scripts/app.js";
-import { call, toast, toastError } from "./api.js";
-import { el, iconButton } from "./dom.js";
+import { call, onServerEvent, toast, toastError } from "./api.js";
+import { el } from "./dom.js";
+import { LiveSet, Section } from "./section.js";
 
 const SETTING = "SageMaker.InputSync";
 const STATES = ["failed", "pending", "synced"]; // the list's order: what needs attention first
@@ -14,12 +15,8 @@ const files = new Map(); // name -> {name, state, size, mtime_ns, sha256, error}
 let watcher = null; // {enabled, running} as the server last said; null until known
 let loaded = false;
 let fetching = null; // events heard while a GET is in flight, replayed over its answer
-const sections = new Set();
-
-function live() {
-  for (const s of sections) if (!s.root.isConnected) sections.delete(s);
-  return [...sections];
-}
+/** @type {LiveSet<InputsSection>} */
+const sections = new LiveSet();
 
 let drawQueued = false;
 function redraw() {
@@ -27,7 +24,7 @@ function redraw() {
   drawQueued = true; // a scan sends an event per file: draw once per frame
   requestAnimationFrame(() => {
     drawQueued = false;
-    for (const s of live()) s.render();
+    for (const s of sections.all()) s.render();
   });
 }
 
@@ -36,8 +33,7 @@ function apply(entry) {
   else files.set(entry.name, entry);
 }
 
-api.addEventListener("sagemaker.input", (event) => {
-  const entry = event.detail;
+onServerEvent("sagemaker.input", (entry) => {
   if (!entry?.name) return;
   fetching?.push(entry);
   apply(entry);
@@ -45,7 +41,8 @@ api.addEventListener("sagemaker.input", (event) => {
 });
 
 async function load() {
-  const heard = (fetching = []);
+  const heard = [];
+  fetching = heard;
   try {
     const answer = await call("GET", "/inputs");
     if (fetching !== heard) return; // a later load draws
@@ -56,7 +53,7 @@ async function load() {
     redraw();
   } catch (err) {
     if (fetching !== heard) return;
-    for (const s of live()) s.fail(err);
+    for (const s of sections.all()) s.fail(err);
     toastError("Could not read the input sync state", err);
   } finally {
     if (fetching === heard) fetching = null;
@@ -81,7 +78,11 @@ async function switchWatcher(value) {
   if (value === watcher?.enabled) return;
   try {
     watcher = await call("POST", "/inputs/watcher", { enabled: value });
-    toast("info", value ? "Input sync on" : "Input sync off", value ? "Files put in input/ reach the store." : "Files put in input/ stay on this machine.");
+    toast(
+      "info",
+      value ? "Input sync on" : "Input sync off",
+      value ? "Files put in input/ reach the store." : "Files put in input/ stay on this machine.",
+    );
     if (value) load(); // the watcher's start-up scan brings what changed meanwhile
     redraw();
   } catch (err) {
@@ -126,8 +127,13 @@ function sorted() {
   return [...files.values()].sort((a, b) => rank(a) - rank(b) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-class InputsSection {
+class InputsSection extends Section {
   constructor() {
+    super({
+      testid: "sagemaker-inputs",
+      title: "Input sync",
+      refresh: { title: "Look for new files in input/ and refresh", testid: "sagemaker-inputs-scan" },
+    });
     this.watcherMark = el("span", { class: "sagemaker-badge", "data-testid": "sagemaker-inputs-watcher" });
     this.counts = el("div", { class: "sagemaker-inputs-counts", "data-testid": "sagemaker-inputs-counts" });
     this.summary = el("summary", { class: "sagemaker-inputs-summary", "data-testid": "sagemaker-inputs-toggle" }, "Files");
@@ -135,17 +141,20 @@ class InputsSection {
     this.details = el("details", { class: "sagemaker-collapsible", "data-testid": "sagemaker-inputs-files" }, [this.summary, this.list]);
     this.details.addEventListener("toggle", () => this.render());
     this.error = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-inputs-error", hidden: true });
-    this.root = el("section", { class: "sagemaker-section", "data-testid": "sagemaker-inputs" }, [
-      el("div", { class: "sagemaker-section-header" }, [
-        el("h4", { class: "sagemaker-section-title" }, "Input sync"),
-        this.watcherMark,
-        iconButton("pi pi-refresh", "Look for new files in input/ and refresh", "sagemaker-inputs-scan", () => this.scan()),
-      ]),
-      this.counts,
-      this.error,
-      this.details,
-    ]);
+    this.beside(this.watcherMark);
+    this.root.append(this.counts, this.error, this.details);
     this.render();
+  }
+
+  // The state is the page's (events keep it current): mounting reads it again.
+  start() {
+    load();
+    return this.root;
+  }
+
+  // Refresh scans input/ first.
+  refresh() {
+    return this.scan();
   }
 
   fail(err) {
@@ -174,10 +183,21 @@ class InputsSection {
     this.error.hidden = true;
     const counts = countsOf();
     this.counts.replaceChildren(
-      ...STATES.slice().reverse().flatMap((state, i) => [
-        i ? el("span", { class: "sagemaker-muted" }, " · ") : null,
-        el("span", { class: `sagemaker-input-count sagemaker-input-${state}`, "data-testid": `sagemaker-inputs-${state}`, "data-count": String(counts[state]) }, `${counts[state]} ${state}`),
-      ]).filter(Boolean),
+      ...STATES.slice()
+        .reverse()
+        .flatMap((state, i) => [
+          i ? el("span", { class: "sagemaker-muted" }, " · ") : null,
+          el(
+            "span",
+            {
+              class: `sagemaker-input-count sagemaker-input-${state}`,
+              "data-testid": `sagemaker-inputs-${state}`,
+              "data-count": String(counts[state]),
+            },
+            `${counts[state]} ${state}`,
+          ),
+        ])
+        .filter((node) => node !== null),
     );
     const on = Boolean(watcher?.enabled);
     this.watcherMark.hidden = false;
@@ -198,15 +218,23 @@ class InputsSection {
       this.list.replaceChildren(el("li", { class: "sagemaker-muted", "data-testid": "sagemaker-inputs-empty" }, "No files in input/ yet."));
       return;
     }
-    const rows = all.slice(0, MAX_ROWS).map((f) =>
-      el("li", { class: "sagemaker-input-file", "data-testid": "sagemaker-input-row", "data-input": f.name, "data-state": f.state }, [
-        el("div", { class: "sagemaker-input-line" }, [
-          el("span", { class: "sagemaker-input-name", title: f.sha256 ? `${f.name}\nsha256 ${f.sha256}` : f.name }, f.name),
-          el("span", { class: `sagemaker-input-state sagemaker-input-${f.state}`, "data-testid": "sagemaker-input-state" }, f.state),
+    const rows = all
+      .slice(0, MAX_ROWS)
+      .map((f) =>
+        el("li", { class: "sagemaker-input-file", "data-testid": "sagemaker-input-row", "data-input": f.name, "data-state": f.state }, [
+          el("div", { class: "sagemaker-input-line" }, [
+            el("span", { class: "sagemaker-input-name", title: f.sha256 ? `${f.name}\nsha256 ${f.sha256}` : f.name }, f.name),
+            el("span", { class: `sagemaker-input-state sagemaker-input-${f.state}`, "data-testid": "sagemaker-input-state" }, f.state),
+          ]),
+          f.state === "failed"
+            ? el(
+                "div",
+                { class: "sagemaker-error sagemaker-input-error", "data-testid": "sagemaker-input-error" },
+                f.error || "unknown error",
+              )
+            : null,
         ]),
-        f.state === "failed" ? el("div", { class: "sagemaker-error sagemaker-input-error", "data-testid": "sagemaker-input-error" }, f.error || "unknown error") : null,
-      ]),
-    );
+      );
     if (all.length > MAX_ROWS) rows.push(el("li", { class: "sagemaker-muted" }, `+${all.length - MAX_ROWS} more`));
     this.list.replaceChildren(...rows);
   }
@@ -214,8 +242,5 @@ class InputsSection {
 
 // The section's root element; its state loads at once (events keep it current afterwards).
 export function mountInputs() {
-  const section = new InputsSection();
-  sections.add(section);
-  load();
-  return section.root;
+  return sections.add(new InputsSection()).start();
 }

@@ -1,7 +1,7 @@
+// @ts-check
 // Jobs (an environment publish): progress arrives as the websocket event "sagemaker.job";
 // GET /sagemaker/jobs/{id} every few seconds covers an event that was missed.
-import { api } from "../../../scripts/api.js";
-import { call, toastError } from "./api.js";
+import { call, onServerEvent, toastError } from "./api.js";
 import { el } from "./dom.js";
 import { formatBytes } from "./format.js";
 import { isArtist } from "./role.js";
@@ -14,8 +14,7 @@ const watchers = new Map(); // job id -> Set of callbacks
 const anyJob = new Set(); // callbacks that hear every job
 
 // Registered at load: ComfyUI's api only dispatches event types someone listens to.
-api.addEventListener("sagemaker.job", (event) => {
-  const job = event.detail;
+onServerEvent("sagemaker.job", (job) => {
   if (!job?.id) return;
   for (const fn of [...(watchers.get(job.id) ?? [])]) fn(job);
   for (const fn of [...anyJob]) fn(job);
@@ -114,17 +113,40 @@ export function jobCard(job, title, onDismiss) {
   setTitle(title);
   const phase = el("span", { class: "sagemaker-job-phase", "data-testid": "sagemaker-job-phase" });
   const fill = el("div", { class: "sagemaker-progress-fill" });
-  const bar = el("div", { class: "sagemaker-progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100", "data-testid": "sagemaker-job-bar" }, fill);
+  const bar = el(
+    "div",
+    { class: "sagemaker-progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100", "data-testid": "sagemaker-job-bar" },
+    fill,
+  );
   const counts = el("div", { class: "sagemaker-muted sagemaker-job-detail", "data-testid": "sagemaker-job-detail" });
   const current = el("div", { class: "sagemaker-muted sagemaker-job-current", "data-testid": "sagemaker-job-current" });
-  const cancel = el("button", { class: "sagemaker-button", "data-testid": "sagemaker-job-cancel", onclick: () => {
-    cancel.disabled = true;
-    cancelJob(job.id);
-  } }, "Cancel");
-  const dismiss = el("button", { class: "sagemaker-icon-button", title: "Dismiss", "aria-label": "Dismiss", "data-testid": "sagemaker-job-dismiss", hidden: true, onclick: () => {
-    root.remove();
-    onDismiss?.();
-  } }, el("i", { class: "pi pi-times" }));
+  const cancel = el(
+    "button",
+    {
+      class: "sagemaker-button",
+      "data-testid": "sagemaker-job-cancel",
+      onclick: () => {
+        cancel.disabled = true;
+        cancelJob(job.id);
+      },
+    },
+    "Cancel",
+  );
+  const dismiss = el(
+    "button",
+    {
+      class: "sagemaker-icon-button",
+      title: "Dismiss",
+      "aria-label": "Dismiss",
+      "data-testid": "sagemaker-job-dismiss",
+      hidden: true,
+      onclick: () => {
+        root.remove();
+        onDismiss?.();
+      },
+    },
+    el("i", { class: "pi pi-times" }),
+  );
   const root = el("div", { class: "sagemaker-job", "data-testid": "sagemaker-job", "data-job": job.id }, [
     el("div", { class: "sagemaker-section-header" }, [heading, dismiss]),
     el("div", { class: "sagemaker-job-line" }, [phase, cancel]),

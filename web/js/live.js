@@ -1,7 +1,8 @@
+// @ts-check
 // "sagemaker.changed" {collection}: another ComfyUI on the store changed a shared list (templates,
 // environments, endpoints, executions; the server watches the store and tells within ~2 s). Each
 // subscriber reloads once per burst: a publish changes environments and endpoints several times.
-import { api } from "../../../scripts/api.js";
+import { onServerEvent } from "./api.js";
 
 const QUIET_MS = 300;
 const subscriptions = new Set(); // {collections, fn, timer}
@@ -15,7 +16,7 @@ function changed(collection) {
 }
 
 // Registered at load: ComfyUI's api only dispatches event types someone listens to.
-api.addEventListener("sagemaker.changed", (event) => changed(event.detail?.collection));
+onServerEvent("sagemaker.changed", (detail) => changed(detail?.collection));
 
 // A change made by this page that other sections show (e.g. a publish that bound templates).
 export const changedHere = changed;

@@ -1,3 +1,4 @@
+// @ts-check
 // While Prompt on AWS is on, model combos also offer the target environment's models: the prompt runs
 // there, and an artist's own machine may hold none of them.
 //
@@ -34,17 +35,21 @@ function localLists() {
     return new Map(wanted.map((f, i) => [f, files[i]]));
   });
   local = { at: Date.now(), lists };
-  lists.catch(() => { local = null; });
+  lists.catch(() => {
+    local = null;
+  });
   return lists;
 }
 
-// The combo widgets of the root graph and of its subgraphs (a prompt flattens both).
+/** @typedef {{type: string, value: any, options: {values: string[]}}} ComboWidget */
+
+/** The combo widgets of the root graph and of its subgraphs (a prompt flattens both). @returns {Generator<ComboWidget>} */
 function* comboWidgets() {
   const graphs = [app.graph, ...(app.graph?.subgraphs?.values?.() ?? [])];
   for (const graph of graphs) {
     for (const node of graph?.nodes ?? []) {
       for (const widget of node.widgets ?? []) {
-        if (widget.type === "combo" && Array.isArray(widget.options?.values)) yield widget;
+        if (widget.type === "combo" && Array.isArray(widget.options?.values)) yield/** @type {ComboWidget} */ (widget);
       }
     }
   }

@@ -1,16 +1,23 @@
+// @ts-check
 // The "Add a model" dialog: upload a file from this computer (streamed, with a progress bar) or
 // download one by URL on the server (a job: its progress card lives in the Models section).
 import { api } from "../../../scripts/api.js";
 import { call, getToken, SageMakerError, toast, toastError } from "./api.js";
 import { field, openDialog } from "./dialog.js";
-import { el } from "./dom.js";
+import { el, find } from "./dom.js";
 import { formatBytes } from "./format.js";
 
 const SHA256 = /^[0-9a-fA-F]{64}$/;
 let lastFolder = null; // the folder picked last time: models tend to go to the same place
 
-// PUT the File as the request body: the browser streams it from disk (never read into memory here).
-// XMLHttpRequest because fetch reports no upload progress. Resolves to {folder, name, size, sha256}.
+/**
+ * PUT the File as the request body: the browser streams it from disk (never read into memory here).
+ * XMLHttpRequest because fetch reports no upload progress. Resolves to {folder, name, size, sha256}.
+ * @param {string} folder @param {string} name @param {File} file
+ * @param {{sha256?: string, overwrite?: boolean, onProgress?: (done: number, total: number) => void,
+ *   onXhr?: (xhr: XMLHttpRequest) => void}} [options]
+ * @returns {Promise<any>}
+ */
 export function uploadModel(folder, name, file, { sha256 = "", overwrite = false, onProgress, onXhr } = {}) {
   return new Promise((resolve, reject) => {
     const query = new URLSearchParams();
@@ -64,15 +71,50 @@ export function openAddModel(slot, { folders, onUploaded, onDownload }) {
   const fromFile = radio(group, "upload", "From this computer", true);
   const fromUrl = radio(group, "url", "From a URL", false);
   const file = el("input", { type: "file", class: "sagemaker-input sagemaker-model-file", "data-testid": "sagemaker-model-file" });
-  const url = el("input", { type: "url", class: "sagemaker-input", placeholder: "https://…/model.safetensors", autocomplete: "off", spellcheck: "false", "data-testid": "sagemaker-model-url" });
+  const url = el("input", {
+    type: "url",
+    class: "sagemaker-input",
+    placeholder: "https://…/model.safetensors",
+    autocomplete: "off",
+    spellcheck: "false",
+    "data-testid": "sagemaker-model-url",
+  });
   const preferred = lastFolder && folders.includes(lastFolder) ? lastFolder : folders.includes("checkpoints") ? "checkpoints" : folders[0];
-  const folder = el("select", { class: "sagemaker-input", "data-testid": "sagemaker-model-folder" }, folders.map((f) => el("option", { value: f, selected: f === preferred }, f)));
-  const name = el("input", { type: "text", class: "sagemaker-input", autocomplete: "off", spellcheck: "false", "data-testid": "sagemaker-model-name" });
-  const sha256 = el("input", { type: "text", class: "sagemaker-input", placeholder: "optional: 64 hex digits, checked", autocomplete: "off", spellcheck: "false", "data-testid": "sagemaker-model-sha256" });
+  const folder = el(
+    "select",
+    { class: "sagemaker-input", "data-testid": "sagemaker-model-folder" },
+    folders.map((f) => el("option", { value: f, selected: f === preferred }, f)),
+  );
+  const name = el("input", {
+    type: "text",
+    class: "sagemaker-input",
+    autocomplete: "off",
+    spellcheck: "false",
+    "data-testid": "sagemaker-model-name",
+  });
+  const sha256 = el("input", {
+    type: "text",
+    class: "sagemaker-input",
+    placeholder: "optional: 64 hex digits, checked",
+    autocomplete: "off",
+    spellcheck: "false",
+    "data-testid": "sagemaker-model-sha256",
+  });
   const overwrite = el("input", { type: "checkbox", "data-testid": "sagemaker-model-overwrite" });
   const message = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-model-sha256-error", hidden: true });
   const fill = el("div", { class: "sagemaker-progress-fill" });
-  const bar = el("div", { class: "sagemaker-progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": "0", "data-testid": "sagemaker-model-progress" }, fill);
+  const bar = el(
+    "div",
+    {
+      class: "sagemaker-progress",
+      role: "progressbar",
+      "aria-valuemin": "0",
+      "aria-valuemax": "100",
+      "aria-valuenow": "0",
+      "data-testid": "sagemaker-model-progress",
+    },
+    fill,
+  );
   const progressText = el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-model-progress-text" });
   const progress = el("div", { class: "sagemaker-subfields", hidden: true }, [bar, progressText]);
   const fileField = field("File", file);
@@ -99,9 +141,9 @@ export function openAddModel(slot, { folders, onUploaded, onDownload }) {
     testid: "sagemaker-model-dialog",
     onOk: () => (fromUrl.input.checked ? download() : upload()),
   });
-  const ok = dialog.box.querySelector('[data-testid="sagemaker-dialog-ok"]');
+  const ok = find(dialog.box, '[data-testid="sagemaker-dialog-ok"]');
   // Cancel (or Escape) while uploading stops the upload; the file never gets its final name.
-  dialog.box.querySelector('[data-testid="sagemaker-dialog-cancel"]').addEventListener("click", () => xhr?.abort());
+  find(dialog.box, '[data-testid="sagemaker-dialog-cancel"]').addEventListener("click", () => xhr?.abort());
   dialog.box.addEventListener("keydown", (event) => event.key === "Escape" && xhr?.abort());
 
   const validate = () => {
@@ -109,11 +151,11 @@ export function openAddModel(slot, { folders, onUploaded, onDownload }) {
     fileField.hidden = byUrl;
     urlField.hidden = !byUrl;
     ok.textContent = byUrl ? "Download" : "Upload";
-    if (!nameTyped) name.value = byUrl ? nameFromUrl(url.value) : (file.files[0]?.name ?? "");
+    if (!nameTyped) name.value = byUrl ? nameFromUrl(url.value) : (file.files?.[0]?.name ?? "");
     const badHash = sha256.value.trim() !== "" && !SHA256.test(sha256.value.trim());
     message.hidden = !badHash;
     message.textContent = badHash ? "SHA-256: 64 hex digits, or empty" : "";
-    const source = byUrl ? url.value.trim() !== "" : file.files.length > 0;
+    const source = byUrl ? url.value.trim() !== "" : (file.files?.length ?? 0) > 0;
     dialog.setOkEnabled(source && name.value.trim() !== "" && folder.value !== "" && !badHash);
   };
   for (const c of [fromFile.input, fromUrl.input, file, folder]) c.addEventListener("change", validate);
@@ -135,7 +177,7 @@ export function openAddModel(slot, { folders, onUploaded, onDownload }) {
   };
 
   async function upload() {
-    const chosen = file.files[0];
+    const chosen = /** @type {File} */ (file.files?.[0]); // Upload is enabled once a file is chosen
     const target = { folder: folder.value, name: name.value.trim() };
     lastFolder = target.folder;
     setBusy(true);

@@ -1,23 +1,19 @@
+// @ts-check
 // The sidebar's "Models" section: ComfyUI's model files per folder (collapsible), with size and hash
 // state; add one (upload from this computer, or download by URL as a job with a progress card); delete.
 import { call, toast, toastError } from "./api.js";
 import { openDialog } from "./dialog.js";
 import { el, iconButton } from "./dom.js";
 import { formatBytes, plural } from "./format.js";
-import { followJob, jobCard, onJob } from "./jobs.js";
+import { JobBoard } from "./job_board.js";
+import { onJob } from "./jobs.js";
 import { modelsChanged } from "./model_combos.js";
 import { openAddModel } from "./model_dialog.js";
-import { isArtist } from "./role.js";
+import { LiveSet, Section } from "./section.js";
 
-const SUCCESS_CARD_MS = 10_000; // a finished download's card goes by itself; a failed one waits for Dismiss
-const sections = new Set(); // a sidebar tab re-renders on every open: only connected sections draw
-const downloads = new Map(); // job id -> job: running (or finished, not dismissed) downloads
+/** @type {LiveSet<ModelsSection>} */
+const sections = new LiveSet();
 const openFolders = new Set(); // folders the user expanded, kept across refreshes and tab switches
-
-function live() {
-  for (const s of sections) if (!s.root.isConnected) sections.delete(s);
-  return [...sections];
-}
 
 // A name may hold "/" (a file in a subfolder): each segment is encoded, the slashes stay.
 export function modelPath(folder, name) {
@@ -28,109 +24,108 @@ export function hashLabel(sha256) {
   return sha256 ? `sha256 …${sha256.slice(-4)}` : "not hashed";
 }
 
-function dismiss(id) {
-  downloads.delete(id);
-  for (const s of live()) s.dropJob(id);
-}
-
-// Follow a download once, whichever section (or none) shows it.
-function track(job) {
-  if (downloads.has(job.id)) return;
-  downloads.set(job.id, job);
-  for (const s of live()) s.showJob(job.id);
-  followJob(job, (next) => {
-    if (!downloads.has(job.id)) return;
-    downloads.set(job.id, next);
-    for (const s of live()) s.cards.get(job.id)?.update(next);
-  }).then((final) => {
+// Downloads, each followed once whichever section (or none) shows it.
+const downloads = new JobBoard({
+  title: (entry) => `Downloading ${entry.name}`,
+  finished(final) {
     if (final.state === "succeeded") {
       toast("success", "Model downloaded", final.target);
       openFolders.add(final.target.split("/")[0]); // show where it went
       modelsChanged();
     } else if (final.state === "cancelled") toast("info", "Download cancelled", final.target);
     else toast("error", `Could not download ${final.target}`, final.error?.message ?? "unknown error");
-    for (const s of live()) s.refresh();
-    if (final.state === "succeeded") setTimeout(() => dismiss(job.id), SUCCESS_CARD_MS);
-  });
-}
+    for (const s of sections.all()) s.refresh();
+  },
+});
 
 // A download started elsewhere (another browser, the API) shows up too.
 onJob((job) => {
-  if (job.kind === "model download" && job.state === "running") track(job);
+  if (job.kind === "model download" && job.state === "running") downloads.track(job, job.target);
   // A publish hashes the models it includes: their hash state here follows once it ends.
-  if (job.kind === "publish" && job.state !== "running") for (const s of live()) s.refresh();
+  if (job.kind === "publish" && job.state !== "running") for (const s of sections.all()) s.refresh();
 });
 
-class ModelsSection {
+class ModelsSection extends Section {
   constructor() {
-    this.artist = isArtist(); // an artist's model files are read only here: adding and deleting are a designer's
+    super({
+      testid: "sagemaker-models",
+      title: "Models",
+      refresh: { title: "Refresh the list", testid: "sagemaker-models-refresh" },
+      plus: { title: "Add a model", testid: "sagemaker-models-add" },
+      failure: "Could not list models",
+    });
     this.folders = null; // {folder: [files]} from the last list
-    this.refreshes = 0; // only the latest refresh may draw the list
-    this.cards = new Map(); // job id -> card
-    this.slot = el("div", { class: "sagemaker-dialog-slot" });
-    this.jobs = el("div", { class: "sagemaker-jobs", "data-testid": "sagemaker-model-jobs" });
     this.list = el("div", { class: "sagemaker-model-folders", "data-testid": "sagemaker-models-list" });
-    this.root = el("section", { class: "sagemaker-section", "data-testid": "sagemaker-models" }, [
-      el("div", { class: "sagemaker-section-header" }, [
-        el("h4", { class: "sagemaker-section-title" }, "Models"),
-        iconButton("pi pi-refresh", "Refresh the list", "sagemaker-models-refresh", () => this.refresh()),
-        this.artist ? null : iconButton("pi pi-plus", "Add a model", "sagemaker-models-add", () => this.openAdd()),
-      ]),
-      this.slot,
-      this.jobs,
-      this.list,
-    ]);
-    for (const id of downloads.keys()) this.showJob(id);
+    this.root.append(this.slot, downloads.attach(this.root, "sagemaker-model-jobs"), this.list);
   }
 
-  showJob(id) {
-    const job = downloads.get(id);
-    if (!job || this.cards.has(id)) return;
-    const card = jobCard(job, `Downloading ${job.target}`, () => dismiss(id));
-    this.cards.set(id, card);
-    this.jobs.append(card.root);
+  read() {
+    return call("GET", "/models");
   }
 
-  dropJob(id) {
-    this.cards.get(id)?.root.remove();
-    this.cards.delete(id);
+  show(answer) {
+    this.folders = answer.folders;
+    this.render(answer.problems ?? []);
   }
 
-  async refresh() {
-    const ticket = ++this.refreshes;
-    try {
-      const answer = await call("GET", "/models");
-      if (ticket !== this.refreshes) return;
-      this.folders = answer.folders;
-      this.render(answer.problems ?? []);
-    } catch (err) {
-      if (ticket !== this.refreshes) return;
-      this.list.replaceChildren(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-models-error" }, err.message));
-      toastError("Could not list models", err);
-    }
+  plus() {
+    this.openAdd();
   }
 
   render(problems) {
     const names = Object.keys(this.folders).sort();
     const filled = names.filter((f) => this.folders[f].length > 0);
     const empty = names.filter((f) => this.folders[f].length === 0);
-    this.list.replaceChildren(...[
-      ...filled.map((f) => this.folder(f, this.folders[f])),
-      filled.length === 0 ? el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-models-empty" }, this.artist ? "No model files yet." : "No model files yet: + adds one.") : null,
-      empty.length ? el("div", { class: "sagemaker-muted sagemaker-note", title: empty.join("\n"), "data-testid": "sagemaker-models-empty-folders" }, `${plural(empty.length, "empty folder")} not shown`) : null,
-      problems.length ? el("div", { class: "sagemaker-diff-warn sagemaker-note", title: problems.join("\n"), "data-testid": "sagemaker-models-problems" }, `${plural(problems.length, "file")} could not be read`) : null,
-    ].filter(Boolean));
+    this.list.replaceChildren(
+      ...[
+        ...filled.map((f) => this.folder(f, this.folders[f])),
+        filled.length === 0
+          ? el(
+              "div",
+              { class: "sagemaker-muted", "data-testid": "sagemaker-models-empty" },
+              this.artist ? "No model files yet." : "No model files yet: + adds one.",
+            )
+          : null,
+        empty.length
+          ? el(
+              "div",
+              { class: "sagemaker-muted sagemaker-note", title: empty.join("\n"), "data-testid": "sagemaker-models-empty-folders" },
+              `${plural(empty.length, "empty folder")} not shown`,
+            )
+          : null,
+        problems.length
+          ? el(
+              "div",
+              { class: "sagemaker-diff-warn sagemaker-note", title: problems.join("\n"), "data-testid": "sagemaker-models-problems" },
+              `${plural(problems.length, "file")} could not be read`,
+            )
+          : null,
+      ].filter((node) => node !== null),
+    );
   }
 
   folder(name, files) {
     const total = files.reduce((sum, f) => sum + f.size, 0);
-    const details = el("details", { class: "sagemaker-collapsible sagemaker-model-folder", open: openFolders.has(name), "data-testid": "sagemaker-model-folder", "data-folder": name }, [
-      el("summary", { title: `${plural(files.length, "file")}, ${formatBytes(total)}` }, [
-        el("span", { class: "sagemaker-model-folder-name" }, name),
-        el("span", { class: "sagemaker-muted", "data-testid": "sagemaker-model-folder-count" }, ` (${files.length})`),
-      ]),
-      el("ul", { class: "sagemaker-model-list" }, files.map((f) => this.row(f))),
-    ]);
+    const details = el(
+      "details",
+      {
+        class: "sagemaker-collapsible sagemaker-model-folder",
+        open: openFolders.has(name),
+        "data-testid": "sagemaker-model-folder",
+        "data-folder": name,
+      },
+      [
+        el("summary", { title: `${plural(files.length, "file")}, ${formatBytes(total)}` }, [
+          el("span", { class: "sagemaker-model-folder-name" }, name),
+          el("span", { class: "sagemaker-muted", "data-testid": "sagemaker-model-folder-count" }, ` (${files.length})`),
+        ]),
+        el(
+          "ul",
+          { class: "sagemaker-model-list" },
+          files.map((f) => this.row(f)),
+        ),
+      ],
+    );
     details.addEventListener("toggle", () => (details.open ? openFolders.add(name) : openFolders.delete(name)));
     return details;
   }
@@ -139,11 +134,17 @@ class ModelsSection {
     return el("li", { class: "sagemaker-model", "data-testid": "sagemaker-model-row", "data-folder": f.folder, "data-model": f.name }, [
       el("div", { class: "sagemaker-model-line" }, [
         el("span", { class: "sagemaker-model-name", title: f.name }, f.name),
-        this.artist ? null : iconButton("pi pi-trash", `Delete ${f.folder}/${f.name}`, "sagemaker-model-delete", () => this.confirmDelete(f)),
+        this.artist
+          ? null
+          : iconButton("pi pi-trash", `Delete ${f.folder}/${f.name}`, "sagemaker-model-delete", () => this.confirmDelete(f)),
       ]),
       el("div", { class: "sagemaker-model-facts sagemaker-muted" }, [
         el("span", { title: `${f.size} bytes`, "data-testid": "sagemaker-model-size" }, formatBytes(f.size)),
-        el("span", { title: f.sha256 ? `sha256 ${f.sha256}` : "hashed when an environment includes it", "data-testid": "sagemaker-model-hash" }, hashLabel(f.sha256)),
+        el(
+          "span",
+          { title: f.sha256 ? `sha256 ${f.sha256}` : "hashed when an environment includes it", "data-testid": "sagemaker-model-hash" },
+          hashLabel(f.sha256),
+        ),
       ]),
     ]);
   }
@@ -151,7 +152,11 @@ class ModelsSection {
   confirmDelete(f) {
     openDialog(this.slot, {
       title: `Delete ${f.folder}/${f.name}?`,
-      body: el("div", { class: "sagemaker-muted" }, `The file (${formatBytes(f.size)}) leaves this ComfyUI's disk; environments already published keep their copy.`),
+      body: el(
+        "div",
+        { class: "sagemaker-muted" },
+        `The file (${formatBytes(f.size)}) leaves this ComfyUI's disk; environments already published keep their copy.`,
+      ),
       okLabel: "Delete",
       danger: true,
       testid: "sagemaker-model-delete-dialog",
@@ -182,7 +187,7 @@ class ModelsSection {
         modelsChanged();
         this.refresh();
       },
-      onDownload: (job) => track(job),
+      onDownload: (job) => downloads.track(job, job.target),
     });
     this.slot.scrollIntoView({ block: "nearest" });
   }
@@ -190,8 +195,5 @@ class ModelsSection {
 
 // The section's root element; its list loads at once.
 export function mountModels() {
-  const section = new ModelsSection();
-  sections.add(section);
-  section.refresh();
-  return section.root;
+  return sections.add(new ModelsSection()).start();
 }

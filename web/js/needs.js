@@ -1,3 +1,4 @@
+// @ts-check
 // What templates need (POST /sagemaker/analyze over their workflows) and what an environment lacks.
 import { call } from "./api.js";
 

@@ -1,3 +1,4 @@
+// @ts-check
 // The run form of a selected template: one input per parameter of its schema (GET /templates/{name}
 // answers `parameters`, a JSON Schema with x-kind per property), prefilled with the defaults, checked
 // as the user types, and a Run button. With Prompt on AWS ticked, Run POSTs
@@ -126,7 +127,17 @@ function promptRefusal(data, status) {
 }
 
 export class ParameterForm {
+  // Drawn by show() for a template with parameters.
+  /** @type {Set<string>} */ required;
+  /** @type {string[] | null} */ outputNodes;
+  /** @type {HTMLDivElement} */ status;
+  /** @type {HTMLDivElement | undefined} */ where;
+  /** @type {HTMLDivElement} */ result;
+  /** @type {HTMLButtonElement} */ run;
+  wasShown = false; // in the page once: a form that left it for good stops hearing the switch
+
   // isLoaded(name): whether the canvas holds that template.
+  /** @param {{isLoaded?: (name: string) => boolean}} [options] */
   constructor({ isLoaded = () => false } = {}) {
     this.isLoaded = isLoaded;
     this.root = el("div", { class: "sagemaker-param-form", "data-testid": "sagemaker-param-form", hidden: true });
@@ -155,8 +166,16 @@ export class ParameterForm {
     const rows = Object.entries(props).map(([name, prop]) => this.row(name, prop));
     this.status = el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-param-status", hidden: true });
     this.where = el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-param-where" });
-    this.result = el("div", { class: "sagemaker-execution-images sagemaker-param-result", "data-testid": "sagemaker-param-result", hidden: true });
-    this.run = el("button", { class: "sagemaker-button sagemaker-primary", "data-testid": "sagemaker-param-run", onclick: () => this.submit() }, "Run");
+    this.result = el("div", {
+      class: "sagemaker-execution-images sagemaker-param-result",
+      "data-testid": "sagemaker-param-result",
+      hidden: true,
+    });
+    this.run = el(
+      "button",
+      { class: "sagemaker-button sagemaker-primary", "data-testid": "sagemaker-param-run", onclick: () => this.submit() },
+      "Run",
+    );
     this.root.replaceChildren(
       el("div", { class: "sagemaker-dialog-title" }, `Run ${template.name}`),
       ...rows,
@@ -210,9 +229,11 @@ export class ParameterForm {
     });
     const label = `${name}${this.required.has(name) ? " *" : ""}`;
     const title = el("span", { class: "sagemaker-label sagemaker-param-label" }, label);
-    const children = kind === "boolean"
-      ? [el("label", { class: "sagemaker-check" }, [input, title])]
-      : [el("label", { class: "sagemaker-field" }, [title, input])];
+    /** @type {HTMLElement[]} */
+    const children =
+      kind === "boolean"
+        ? [el("label", { class: "sagemaker-check" }, [input, title])]
+        : [el("label", { class: "sagemaker-field" }, [title, input])];
     if (kind === "image") children.push(this.imagePicker(name, input));
     if (prop.description) children.push(el("div", { class: "sagemaker-muted sagemaker-param-description" }, prop.description));
     children.push(message);
@@ -223,10 +244,28 @@ export class ParameterForm {
   imagePicker(name, input) {
     const list = el("datalist", { id: `sagemaker-param-images-${name}` });
     input.setAttribute("list", list.id);
-    inputImages().then((names) => list.replaceChildren(...names.map((n) => el("option", { value: n }))))
+    inputImages()
+      .then((names) => list.replaceChildren(...names.map((n) => el("option", { value: n }))))
       .catch(() => {}); // the list is a help only: typing a name still works
-    const file = el("input", { type: "file", accept: "image/*", hidden: true, "data-testid": "sagemaker-param-upload-file", "data-param": name });
-    const button = el("button", { class: "sagemaker-button", type: "button", title: "Upload an image into ComfyUI's input folder", "data-testid": "sagemaker-param-upload", "data-param": name, onclick: () => file.click() }, "Upload…");
+    const file = el("input", {
+      type: "file",
+      accept: "image/*",
+      hidden: true,
+      "data-testid": "sagemaker-param-upload-file",
+      "data-param": name,
+    });
+    const button = el(
+      "button",
+      {
+        class: "sagemaker-button",
+        type: "button",
+        title: "Upload an image into ComfyUI's input folder",
+        "data-testid": "sagemaker-param-upload",
+        "data-param": name,
+        onclick: () => file.click(),
+      },
+      "Upload…",
+    );
     file.addEventListener("change", async () => {
       const chosen = file.files?.[0];
       if (!chosen) return;
@@ -290,9 +329,15 @@ export class ParameterForm {
 
   showImages(outputs) {
     const images = outputImages(outputs, this.outputNodes);
-    this.result.replaceChildren(...images.map((image) =>
-      el("a", { href: viewUrl(image), target: "_blank", rel: "noopener", title: image.filename, "data-testid": "sagemaker-param-image" },
-        el("img", { src: viewUrl(image), alt: image.filename }))));
+    this.result.replaceChildren(
+      ...images.map((image) =>
+        el(
+          "a",
+          { href: viewUrl(image), target: "_blank", rel: "noopener", title: image.filename, "data-testid": "sagemaker-param-image" },
+          el("img", { src: viewUrl(image), alt: image.filename }),
+        ),
+      ),
+    );
     this.result.hidden = images.length === 0;
   }
 

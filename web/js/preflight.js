@@ -1,3 +1,4 @@
+// @ts-check
 // Binding preflight (the template rebind dialog): does the chosen environment hold the packs and
 // models the template needs? If not, say which and offer to publish a new version with the template.
 import { app } from "../../../scripts/app.js";
@@ -22,20 +23,33 @@ function render(box, template, manifest, lacks) {
     ...lacks.nodes.map((n) => `node ${n} (not installed in this ComfyUI either)`),
   ];
   if (items.length === 0) {
-    box.replaceChildren(el("div", { class: "sagemaker-ok", "data-testid": "sagemaker-preflight-ok" },
-      `${manifest.name} v${manifest.version} has the packs and models ${template} needs.`));
+    box.replaceChildren(
+      el(
+        "div",
+        { class: "sagemaker-ok", "data-testid": "sagemaker-preflight-ok" },
+        `${manifest.name} v${manifest.version} has the packs and models ${template} needs.`,
+      ),
+    );
     return;
   }
   box.replaceChildren(
     el("div", { class: "sagemaker-error", "data-testid": "sagemaker-preflight-missing" }, [
       `${manifest.name} v${manifest.version} lacks what ${template} needs:`,
-      el("ul", { class: "sagemaker-diff-list" }, items.map((text) => el("li", { "data-testid": "sagemaker-preflight-item" }, text))),
+      el(
+        "ul",
+        { class: "sagemaker-diff-list" },
+        items.map((text) => el("li", { "data-testid": "sagemaker-preflight-item" }, text)),
+      ),
     ]),
-    el("button", {
-      class: "sagemaker-button",
-      "data-testid": "sagemaker-preflight-publish",
-      onclick: () => openNewEnvironment(manifest.name, [template]),
-    }, "Publish new version with this template"),
+    el(
+      "button",
+      {
+        class: "sagemaker-button",
+        "data-testid": "sagemaker-preflight-publish",
+        onclick: () => openNewEnvironment(manifest.name, [template]),
+      },
+      "Publish new version with this template",
+    ),
   );
 }
 
@@ -55,13 +69,14 @@ export function bindingPreflight(template, select, replace, environments) {
     box.hidden = false;
     box.replaceChildren(el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-preflight-checking" }, `Checking ${name}...`));
     try {
-      const workflow = replace.checked
-        ? (await app.graphToPrompt()).workflow
-        : (await call("GET", templatePath(template.name))).workflow;
+      const workflow = replace.checked ? (await app.graphToPrompt()).workflow : (await call("GET", templatePath(template.name))).workflow;
       const [analysis, manifest, packs] = await Promise.all([analyzeWorkflow(workflow), call("GET", environmentPath(name)), getBuiltin()]);
       if (mine === ticket) render(box, template.name, manifest, missingThere(analysis, manifest, packs));
     } catch (err) {
-      if (mine === ticket) box.replaceChildren(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-preflight-error" }, `Could not check ${name}: ${err.message}`));
+      if (mine === ticket)
+        box.replaceChildren(
+          el("div", { class: "sagemaker-error", "data-testid": "sagemaker-preflight-error" }, `Could not check ${name}: ${err.message}`),
+        );
     }
   };
   select.addEventListener("change", run);

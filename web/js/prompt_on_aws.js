@@ -1,20 +1,34 @@
+// @ts-check
 // The "Prompt on AWS" section: the switch (switch.js keeps it; always on for an artist) and its target,
 // which follows the canvas: the loaded template and version, the environment it was bound to when loaded
 // (templates.js records both) and that environment's endpoint state. queue.js routes Run by the switch.
-import { api } from "../../../scripts/api.js";
-import { call } from "./api.js";
+import { call, onServerEvent } from "./api.js";
 import { el } from "./dom.js";
+import { hostProblems, onHostProblem } from "./host_queue.js";
 import { onJob } from "./jobs.js";
 import { onShared } from "./live.js";
 import { offerModels, restoreModelCombos } from "./model_combos.js";
+import { Latest, LiveSet, Section } from "./section.js";
 import { isForcedOn, isPromptOnAws, onSwitch, setPromptOnAws } from "./switch.js";
 import { loadedRecord, onCanvasChanged } from "./templates.js";
 
-const sections = new Set();
-let resolves = 0; // only the latest resolve may set the target
-// template, version: loaded in the canvas; environment: its binding as loaded (else its current one);
-// current: the template as now published ({version, environment}); endpoint: {name, state, reason} or
-// null; manifest: the environment's latest version; problem: why the target could not be read.
+/** @type {LiveSet<PromptOnAwsSection>} */
+const sections = new LiveSet();
+const resolves = new Latest(); // only the latest resolve may set the target
+/**
+ * template, version: loaded in the canvas; environment: its binding as loaded (else its current one);
+ * current: the template as now published ({version, environment}); endpoint: {name, state, reason} or
+ * null; manifest: the environment's latest version; problem: why the target could not be read.
+ * @typedef {object} Target
+ * @property {string | null} template
+ * @property {number | null} version
+ * @property {string | null} environment
+ * @property {{version: number, environment: string | null} | null} current
+ * @property {{name: string, state: string, reason?: string} | null} endpoint
+ * @property {any} manifest
+ * @property {string | null} problem
+ */
+/** @type {Target} */
 const NONE = { template: null, version: null, environment: null, current: null, endpoint: null, manifest: null, problem: null };
 let target = NONE;
 
@@ -25,23 +39,19 @@ export function currentTarget() {
 const sameName = (a, b) => typeof a === "string" && typeof b === "string" && a.toLowerCase() === b.toLowerCase();
 
 function switched() {
-  for (const s of live()) s.draw();
+  for (const s of sections.all()) s.draw();
   if (isPromptOnAws()) offerModels(target.manifest);
   else restoreModelCombos();
-}
-
-function live() {
-  for (const s of sections) if (!s.root.isConnected) sections.delete(s);
-  return [...sections];
 }
 
 // Read the target again (the canvas, the binding or the environment changed). Lists first: a deleted
 // template or environment is said in the sidebar, not as a failed request.
 export async function resolveTarget() {
-  const mine = ++resolves;
+  const isLatest = resolves.begin();
   const loaded = loadedRecord();
+  /** @type {Target} */
   const next = { ...NONE, template: loaded?.template ?? null, version: loaded?.version ?? null };
-  if (next.template) {
+  if (loaded && next.template) {
     try {
       const { templates } = await call("GET", "/templates");
       const template = templates.find((t) => t.name === next.template);
@@ -50,7 +60,8 @@ export async function resolveTarget() {
       next.environment = loaded.environment ?? template.environment;
       if (next.environment) {
         const [{ endpoints }, { environments }] = await Promise.all([call("GET", "/endpoints"), call("GET", "/environments")]);
-        if (!environments.some((e) => sameName(e.name, next.environment))) throw new Error(`environment ${next.environment} no longer exists`);
+        if (!environments.some((e) => sameName(e.name, next.environment)))
+          throw new Error(`environment ${next.environment} no longer exists`);
         next.endpoint = endpoints.find((e) => sameName(e.name, next.environment)) ?? null;
         next.manifest = await call("GET", `/environments/${encodeURIComponent(next.environment)}`);
       }
@@ -58,7 +69,7 @@ export async function resolveTarget() {
       next.problem = err.message;
     }
   }
-  if (mine !== resolves) return;
+  if (!isLatest()) return;
   target = next;
   switched();
 }
@@ -70,11 +81,10 @@ onShared(["templates", "environments", "endpoints"], () => {
 });
 
 // Live endpoint state: the target's endpoint line follows without a request.
-api.addEventListener("sagemaker.endpoint", (event) => {
-  const endpoint = event.detail;
+onServerEvent("sagemaker.endpoint", (endpoint) => {
   if (!endpoint?.name || !sameName(endpoint.environment ?? endpoint.name, target.environment)) return;
   target = { ...target, endpoint: endpoint.state === "Deleted" ? null : endpoint };
-  for (const s of live()) s.draw();
+  for (const s of sections.all()) s.draw();
 });
 
 // A new version of the target's environment may bring other models.
@@ -83,6 +93,9 @@ onJob((job) => {
 });
 
 onSwitch(() => switched());
+onHostProblem(() => {
+  for (const s of sections.all()) s.draw();
+});
 
 // The endpoint's part of the target line: its text, colour class and data-state.
 function endpointText(t) {
@@ -112,20 +125,26 @@ function newer(t) {
   return `${t.template} v${now.version}${where} is published: load it again to use it.`;
 }
 
-class PromptOnAwsSection {
+class PromptOnAwsSection extends Section {
   constructor() {
-    this.box = el("input", { type: "checkbox", "data-testid": "sagemaker-prompt-on-aws-check", onchange: () => setPromptOnAws(this.box.checked) });
+    super({ testid: "sagemaker-prompt-on-aws", className: "sagemaker-prompt-on-aws" });
+    this.box = el("input", {
+      type: "checkbox",
+      "data-testid": "sagemaker-prompt-on-aws-check",
+      onchange: () => setPromptOnAws(this.box.checked),
+    });
     this.label = el("label", { class: "sagemaker-check sagemaker-switch" }, [this.box, "Prompt on AWS"]);
     this.target = el("div", { class: "sagemaker-target", "data-testid": "sagemaker-prompt-on-aws-target" });
     this.note = el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-prompt-on-aws-note" });
     this.newer = el("div", { class: "sagemaker-diff-warn sagemaker-note", "data-testid": "sagemaker-target-newer", hidden: true });
-    this.root = el("section", { class: "sagemaker-section sagemaker-prompt-on-aws", "data-testid": "sagemaker-prompt-on-aws" }, [
-      this.label,
-      this.target,
-      this.note,
-      this.newer,
-    ]);
+    this.degraded = el("div", { class: "sagemaker-warning sagemaker-note", "data-testid": "sagemaker-host-degraded", hidden: true });
+    this.root.append(this.label, this.target, this.note, this.newer, this.degraded);
     this.draw();
+  }
+
+  // Drawn from the current target, which follows the canvas by itself.
+  start() {
+    return this.root;
   }
 
   draw() {
@@ -138,17 +157,32 @@ class PromptOnAwsSection {
     this.root.dataset.on = String(on);
     const parts = [];
     if (t.template) {
-      parts.push(el("span", { class: "sagemaker-badge", title: "template in the canvas", "data-testid": "sagemaker-target-template" }, t.template));
-      if (t.version !== null) parts.push(el("span", { class: "sagemaker-muted", title: "the version loaded in the canvas", "data-testid": "sagemaker-target-version" }, `v${t.version}`));
+      parts.push(
+        el("span", { class: "sagemaker-badge", title: "template in the canvas", "data-testid": "sagemaker-target-template" }, t.template),
+      );
+      if (t.version !== null)
+        parts.push(
+          el(
+            "span",
+            { class: "sagemaker-muted", title: "the version loaded in the canvas", "data-testid": "sagemaker-target-version" },
+            `v${t.version}`,
+          ),
+        );
       if (t.environment) {
         const state = endpointText(t);
         parts.push(
           el("i", { class: "pi pi-arrow-right sagemaker-muted" }),
           el("span", { class: "sagemaker-badge", title: "its environment", "data-testid": "sagemaker-target-environment" }, t.environment),
-          el("span", { class: `sagemaker-target-state ${state.cls}`, title: state.title, "data-testid": "sagemaker-target-state", "data-state": state.state }, [
-            el("i", { class: "pi pi-circle-fill" }),
-            state.text,
-          ]),
+          el(
+            "span",
+            {
+              class: `sagemaker-target-state ${state.cls}`,
+              title: state.title,
+              "data-testid": "sagemaker-target-state",
+              "data-state": state.state,
+            },
+            [el("i", { class: "pi pi-circle-fill" }), state.text],
+          ),
         );
       }
     }
@@ -158,12 +192,18 @@ class PromptOnAwsSection {
     const later = on ? newer(t) : null;
     this.newer.hidden = !later;
     this.newer.textContent = later ?? "";
+    // The frontend's queue or interrupt is not the shape host_queue.js knows: what does not work, said here.
+    const problems = hostProblems();
+    this.degraded.hidden = problems.length === 0;
+    this.degraded.replaceChildren(
+      ...(problems.length
+        ? ["This ComfyUI frontend differs from what Prompt on AWS knows:", ...problems.map((p) => el("div", {}, p))]
+        : []),
+    );
   }
 }
 
 // The section's root element (drawn from the current target; the target follows the canvas).
 export function mountPromptOnAws() {
-  const section = new PromptOnAwsSection();
-  sections.add(section);
-  return section.root;
+  return sections.add(new PromptOnAwsSection()).start();
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // This ComfyUI's role on a shared store, from GET /sagemaker/health: "designer" (the default) or
 // "artist". The server enforces it (server_routes/policy.py); the page only mirrors it: an artist's
 // sidebar offers no designer actions and an artist's Run always goes to the endpoint (switch.js).

@@ -1,3 +1,4 @@
+// @ts-check
 // Save Image (S3) answers the URIs it wrote in its `ui.text`. ComfyUI shows no node's text by itself,
 // so that node gets a read-only box listing them after each run (never saved with the workflow, never
 // sent as an input).
@@ -20,7 +21,9 @@ export function showS3Uris(nodeType, nodeData) {
       widget = this.addDOMWidget(WIDGET, "text", box, {
         serialize: false,
         getValue: () => box.value,
-        setValue: (value) => { box.value = value; },
+        setValue: (value) => {
+          box.value = value;
+        },
       });
       widget.serialize = false;
     }

@@ -1,6 +1,7 @@
+// @ts-check
 // comfyui-sagemaker's frontend: registers the "SageMaker" sidebar tab.
-import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
+import { app } from "../../../scripts/app.js";
 import { call, getRules, setToken, toastError } from "./api.js";
 import { mountConnect, onConfigChanged } from "./connect.js";
 import { el } from "./dom.js";
@@ -13,7 +14,6 @@ import { mountPromptOnAws, resolveTarget } from "./prompt_on_aws.js";
 import { installQueueRouting } from "./queue.js";
 import { isArtist, learnRole, loadRole, reloadRole } from "./role.js";
 import { showS3Uris } from "./s3_uris.js";
-import { collapsible } from "./sections.js";
 import { canvasChanged, mountTemplates } from "./templates.js";
 
 const TAB_ID = "sagemaker";
@@ -31,8 +31,13 @@ function subscribeEvents(force = false) {
 
 // Asked for when this ComfyUI needs the token (configured, or listening beyond this machine).
 function tokenForm(onSaved) {
-  const input = el("input", { type: "password", class: "sagemaker-input", autocomplete: "off",
-    "aria-label": "SageMaker token", "data-testid": "sagemaker-token-input" });
+  const input = el("input", {
+    type: "password",
+    class: "sagemaker-input",
+    autocomplete: "off",
+    "aria-label": "SageMaker token",
+    "data-testid": "sagemaker-token-input",
+  });
   const save = () => {
     setToken(input.value.trim());
     subscribeEvents(true);
@@ -40,8 +45,11 @@ function tokenForm(onSaved) {
   };
   input.addEventListener("keydown", (event) => event.key === "Enter" && save());
   return el("div", { class: "sagemaker-token", "data-testid": "sagemaker-token" }, [
-    el("div", { class: "sagemaker-muted" },
-      "This ComfyUI needs its SageMaker token (from its configuration). It is kept in this browser only."),
+    el(
+      "div",
+      { class: "sagemaker-muted" },
+      "This ComfyUI needs its SageMaker token (from its configuration). It is kept in this browser only.",
+    ),
     el("div", { class: "sagemaker-row" }, [
       input,
       el("button", { class: "sagemaker-button", "data-testid": "sagemaker-token-save", onclick: save }, "Save"),
@@ -52,12 +60,11 @@ function tokenForm(onSaved) {
 async function renderStatus(box) {
   box.replaceChildren(el("div", { class: "sagemaker-muted" }, "Loading..."));
   try {
-    const [health, rules] = await Promise.all([call("GET", "/health"), getRules()]);
+    const [health] = await Promise.all([call("GET", "/health"), getRules()]); // the rules are read once, here
     if (health.authorized === false) {
       box.replaceChildren();
       return health;
     }
-    window.sagemakerRules = rules;
     learnRole(health); // before the sections are drawn: an artist's show no designer actions
     const store = health.store ? health.store.kind : "unconfigured";
     const where = health.store?.kind === "s3" ? `s3://${health.store.bucket}/${health.store.prefix || ""}` : "";
@@ -74,8 +81,16 @@ async function renderStatus(box) {
         ? el("div", { class: "sagemaker-error", "data-testid": "sagemaker-config-error" }, health.config_error)
         : el("span"),
       isArtist()
-        ? el("div", { class: "sagemaker-muted sagemaker-note", title: "configuration key role", "data-testid": "sagemaker-role", "data-role": "artist" },
-          "Artist: you can run templates; a designer publishes them.")
+        ? el(
+            "div",
+            {
+              class: "sagemaker-muted sagemaker-note",
+              title: "configuration key role",
+              "data-testid": "sagemaker-role",
+              "data-role": "artist",
+            },
+            "Artist: you can run templates; a designer publishes them.",
+          )
         : el("span"),
     );
     return health;
@@ -101,9 +116,16 @@ async function render(container) {
     status.append(tokenForm(() => render(container)));
     return;
   }
-  panel.append(mountConnect(), mountPromptOnAws(),
-    ...[mountTemplates(), mountExecutions(), mountEnvironments(), mountEndpoints(), mountInputs(), mountModels()]
-      .map(collapsible));
+  panel.append(
+    mountConnect(),
+    mountPromptOnAws(),
+    mountTemplates(),
+    mountExecutions(),
+    mountEnvironments(),
+    mountEndpoints(),
+    mountInputs(),
+    mountModels(),
+  );
 }
 
 // A configuration applied (Connect, here or in another page): the store, the role and the token may have

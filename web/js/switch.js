@@ -1,3 +1,4 @@
+// @ts-check
 // The "Prompt on AWS" switch itself: kept per browser (localStorage: ComfyUI settings are shared by
 // every browser of a single-user ComfyUI). Its own module, imported by what reads it (queue.js, the
 // parameter form) and by prompt_on_aws.js, which draws it; onSwitch listeners hear every flip, this

@@ -1,16 +1,18 @@
+// @ts-check
 // The sidebar's "Templates" section: publish the canvas as a template; list, load (and analyze), rebind, delete.
 import { app } from "../../../scripts/app.js";
 import { AnalysisPanel } from "./analysis.js";
 import { call, getRules, toast, toastError } from "./api.js";
 import { field, openDialog } from "./dialog.js";
-import { el, iconButton } from "./dom.js";
+import { el, find, findAll, iconButton } from "./dom.js";
 import { onShared } from "./live.js";
 import { ParameterForm } from "./parameter_form.js";
 import { bindingPreflight } from "./preflight.js";
-import { isArtist } from "./role.js";
+import { Latest, LiveSet, Section } from "./section.js";
 
 // Live sections: their "loaded" marker follows the canvas (see canvasChanged).
-const mounted = new Set();
+/** @type {LiveSet<TemplatesSection>} */
+const sections = new LiveSet();
 const canvasListeners = new Set(); // e.g. Prompt on AWS's target
 
 // Calls fn() after every change of the loaded template (or of its binding); returns the unsubscribe.
@@ -22,8 +24,9 @@ export function onCanvasChanged(fn) {
 // The template recorded in the canvas's workflow (extra.sagemaker survives save and reload):
 // {template, version, environment} as loaded, so a run goes where the loaded template went even after a
 // designer rebinds it elsewhere. Workflows saved before version and environment were recorded have null.
+/** @returns {{template: string, version: number | null, environment: string | null} | null} */
 export function loadedRecord() {
-  const recorded = app.graph?.extra?.sagemaker;
+  const recorded = /** @type {any} */ (app.graph?.extra)?.sagemaker;
   if (!recorded?.template) return null;
   return { template: recorded.template, version: recorded.version ?? null, environment: recorded.environment ?? null };
 }
@@ -46,17 +49,15 @@ function withTemplate(workflow, t) {
 }
 
 function recordInCanvas(t) {
-  const extra = (app.graph.extra ??= {});
+  app.graph.extra ??= {};
+  const extra = /** @type {any} */ (app.graph.extra);
   extra.sagemaker = marked(extra.sagemaker, t);
   canvasChanged();
 }
 
 // Called after every graph load (workflow tab switch, file open, template load).
 export function canvasChanged() {
-  for (const section of mounted) {
-    if (section.root.isConnected) section.markLoaded();
-    else mounted.delete(section);
-  }
+  for (const section of sections.all()) section.markLoaded();
   for (const fn of canvasListeners) fn();
 }
 
@@ -83,14 +84,16 @@ function environmentSelect(environments, selected, testid) {
 }
 
 // ComfyUI's workflow tabs (the host's workflow store, app.extensionManager.workflow).
+// @ts-expect-error the published ExtensionManager type omits `workflow`, which frontends 1.32 to 1.58 have
 const workflows = () => app.extensionManager?.workflow ?? null;
 const tabPath = (name) => `workflows/${name}.json`;
 
 // The open tab a template was loaded into (named after it, holding it), or null.
 function templateTab(name) {
   const open = workflows()?.openWorkflows ?? [];
-  return open.find((w) => w.path === tabPath(name) && w.isTemporary
-    && (w.activeState?.extra?.sagemaker?.template ?? name) === name) ?? null;
+  return (
+    open.find((w) => w.path === tabPath(name) && w.isTemporary && (w.activeState?.extra?.sagemaker?.template ?? name) === name) ?? null
+  );
 }
 
 function savedWorkflow(name) {
@@ -121,21 +124,27 @@ function rebindConsequence(t, select) {
     const to = select.value || null;
     if (to === (t.environment ?? null)) box.textContent = "No change.";
     else if (!to) box.textContent = `${t.name} will run nowhere until it is bound again; runs in flight finish.`;
-    else box.textContent = `New runs of ${t.name} go to ${to}${t.environment ? ` instead of ${t.environment}` : ""}; `
-      + "runs in flight finish where they are, and canvases that already loaded it keep running where they loaded it.";
+    else
+      box.textContent =
+        `New runs of ${t.name} go to ${to}${t.environment ? ` instead of ${t.environment}` : ""}; ` +
+        "runs in flight finish where they are, and canvases that already loaded it keep running where they loaded it.";
   };
   select.addEventListener("change", show);
   show();
   return box;
 }
 
-class TemplatesSection {
+class TemplatesSection extends Section {
   constructor() {
-    this.artist = isArtist(); // an artist runs templates; publishing, rebinding and deleting are a designer's
+    super({
+      testid: "sagemaker-templates",
+      title: "Templates",
+      refresh: { title: "Refresh the list", testid: "sagemaker-templates-refresh" },
+      plus: { title: "Publish the canvas as a template", testid: "sagemaker-templates-publish" },
+      failure: "Could not list templates",
+    });
     this.templates = [];
-    this.refreshes = 0; // only the latest refresh may draw the list
-    this.following = 0; // only the latest canvas change may choose the form
-    this.slot = el("div", { class: "sagemaker-dialog-slot" });
+    this.following = new Latest(); // only the latest canvas change may choose the form
     this.list = el("div", { class: "sagemaker-template-list", "data-testid": "sagemaker-templates-list" });
     this.analysis = new AnalysisPanel({
       isLoaded: (name) => loadedTemplate() === name,
@@ -143,39 +152,31 @@ class TemplatesSection {
       onChange: () => this.markAnalyzed(),
     });
     this.form = new ParameterForm({ isLoaded: (name) => loadedTemplate() === name }); // the selected template's run form
-    this.root = el("section", { class: "sagemaker-section", "data-testid": "sagemaker-templates" }, [
-      el("div", { class: "sagemaker-section-header" }, [
-        el("h4", { class: "sagemaker-section-title" }, "Templates"),
-        iconButton("pi pi-refresh", "Refresh the list", "sagemaker-templates-refresh", () => this.refresh()),
-        this.artist ? null : iconButton("pi pi-plus", "Publish the canvas as a template", "sagemaker-templates-publish", () => this.openPublish()),
-      ]),
-      this.slot,
-      this.list,
-      this.form.root,
-      this.analysis.root,
-    ]);
+    this.root.append(this.slot, this.list, this.form.root, this.analysis.root);
   }
 
-  async refresh() {
-    const ticket = ++this.refreshes;
-    try {
-      const { templates } = await call("GET", "/templates");
-      if (ticket !== this.refreshes) return;
-      this.templates = templates;
-      this.renderList();
-      this.analysis.sync(templates);
-    } catch (err) {
-      if (ticket !== this.refreshes) return;
-      this.list.replaceChildren(el("div", { class: "sagemaker-error", "data-testid": "sagemaker-templates-error" }, err.message));
-      toastError("Could not list templates", err);
-    }
+  async read() {
+    return (await call("GET", "/templates")).templates;
+  }
+
+  show(templates) {
+    this.templates = templates;
+    this.renderList();
+    this.analysis.sync(templates);
+  }
+
+  plus() {
+    this.openPublish();
   }
 
   renderList() {
     if (this.templates.length === 0) {
       this.list.replaceChildren(
-        el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-templates-empty" },
-          this.artist ? "No templates yet: a designer publishes them." : "No templates yet: + publishes the canvas."),
+        el(
+          "div",
+          { class: "sagemaker-muted", "data-testid": "sagemaker-templates-empty" },
+          this.artist ? "No templates yet: a designer publishes them." : "No templates yet: + publishes the canvas.",
+        ),
       );
       return;
     }
@@ -187,10 +188,32 @@ class TemplatesSection {
   row(t) {
     const environment = t.environment
       ? el("span", { class: "sagemaker-badge", title: "bound environment", "data-testid": "sagemaker-template-environment" }, t.environment)
-      : el("span", { class: "sagemaker-badge sagemaker-unbound", title: "bound to no environment yet", "data-testid": "sagemaker-template-environment" }, "unbound");
+      : el(
+          "span",
+          {
+            class: "sagemaker-badge sagemaker-unbound",
+            title: "bound to no environment yet",
+            "data-testid": "sagemaker-template-environment",
+          },
+          "unbound",
+        );
     return el("div", { class: "sagemaker-template", "data-testid": "sagemaker-template-row", "data-template": t.name }, [
-      el("i", { class: "pi pi-circle-fill sagemaker-loaded-mark", title: "loaded in the canvas", "data-testid": "sagemaker-template-loaded", hidden: true }),
-      el("button", { class: "sagemaker-template-name", title: `Load ${t.name} into the canvas (its own workflow tab)`, "data-testid": "sagemaker-template-name", onclick: () => this.select(t.name) }, t.name),
+      el("i", {
+        class: "pi pi-circle-fill sagemaker-loaded-mark",
+        title: "loaded in the canvas",
+        "data-testid": "sagemaker-template-loaded",
+        hidden: true,
+      }),
+      el(
+        "button",
+        {
+          class: "sagemaker-template-name",
+          title: `Load ${t.name} into the canvas (its own workflow tab)`,
+          "data-testid": "sagemaker-template-name",
+          onclick: () => this.select(t.name),
+        },
+        t.name,
+      ),
       environment,
       el("span", { class: "sagemaker-muted", title: "version", "data-testid": "sagemaker-template-version" }, `v${t.version}`),
       this.artist ? null : iconButton("pi pi-pencil", `Rebind ${t.name}`, "sagemaker-template-rebind", () => this.openRebind(t)),
@@ -201,10 +224,10 @@ class TemplatesSection {
   markLoaded() {
     this.followCanvas();
     const loaded = loadedTemplate();
-    for (const row of this.list.querySelectorAll("[data-template]")) {
+    for (const row of findAll(this.list, "[data-template]")) {
       const isLoaded = row.dataset.template === loaded;
       row.classList.toggle("sagemaker-loaded", isLoaded);
-      row.querySelector(".sagemaker-loaded-mark").hidden = !isLoaded;
+      find(row, ".sagemaker-loaded-mark").hidden = !isLoaded;
     }
   }
 
@@ -212,7 +235,7 @@ class TemplatesSection {
   // and goes with a graph that is no template.
   async followCanvas() {
     const loaded = loadedTemplate();
-    const ticket = ++this.following;
+    const isLatest = this.following.begin();
     if (loaded && loaded === this.form.name) {
       this.form.readCanvas();
       return;
@@ -227,11 +250,11 @@ class TemplatesSection {
     } catch {
       template = null; // listed a moment ago: gone meanwhile, and the list will say so
     }
-    if (ticket === this.following && loadedTemplate() === loaded) this.form.show(template);
+    if (isLatest() && loadedTemplate() === loaded) this.form.show(template);
   }
 
   markAnalyzed() {
-    for (const row of this.list.querySelectorAll("[data-template]")) {
+    for (const row of findAll(this.list, "[data-template]")) {
       row.classList.toggle("sagemaker-analyzed", row.dataset.template === this.analysis.name);
     }
   }
@@ -239,7 +262,7 @@ class TemplatesSection {
   // Selecting a template (clicking its name) loads it and shows its analysis.
   async select(name) {
     const template = await this.load(name);
-    this.following += 1; // this template's form, not one a canvas change on the way asked for
+    this.following.begin(); // this template's form, not one a canvas change on the way asked for
     this.form.show(template);
     if (template) await this.analysis.show(template);
   }
@@ -281,30 +304,46 @@ class TemplatesSection {
     const pattern = rule ? new RegExp(rule.pattern) : null;
     // The canvas is a listed template: + offers to update it (a new version), or to publish a new one.
     const loaded = this.templates.find((t) => t.name === loadedTemplate()) ?? null;
-    const update = el("input", { type: "radio", name: "sagemaker-publish-mode", checked: Boolean(loaded), "data-testid": "sagemaker-publish-update" });
+    const update = el("input", {
+      type: "radio",
+      name: "sagemaker-publish-mode",
+      checked: Boolean(loaded),
+      "data-testid": "sagemaker-publish-update",
+    });
     const asNew = el("input", { type: "radio", name: "sagemaker-publish-mode", checked: !loaded, "data-testid": "sagemaker-publish-new" });
     const mode = loaded
       ? el("fieldset", { class: "sagemaker-fieldset" }, [
-        el("label", { class: "sagemaker-check" }, [update, `update ${loaded.name} with the canvas (version ${loaded.version + 1})`]),
-        el("label", { class: "sagemaker-check" }, [asNew, "publish a new template"]),
-      ])
+          el("label", { class: "sagemaker-check" }, [update, `update ${loaded.name} with the canvas (version ${loaded.version + 1})`]),
+          el("label", { class: "sagemaker-check" }, [asNew, "publish a new template"]),
+        ])
       : null;
-    const name = el("input", { type: "text", class: "sagemaker-input", placeholder: "e.g. Portrait2", autocomplete: "off", spellcheck: "false", "data-testid": "sagemaker-publish-name" });
+    const name = el("input", {
+      type: "text",
+      class: "sagemaker-input",
+      placeholder: "e.g. Portrait2",
+      autocomplete: "off",
+      spellcheck: "false",
+      "data-testid": "sagemaker-publish-name",
+    });
     const message = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-publish-name-error", hidden: true });
     const note = el("div", { class: "sagemaker-warning", "data-testid": "sagemaker-publish-name-note", hidden: true });
-    const environment = environmentSelect(environments, loaded ? loaded.environment : newest(environments),
-      "sagemaker-publish-environment");
+    const environment = environmentSelect(
+      environments,
+      loaded ? loaded.environment : newest(environments),
+      "sagemaker-publish-environment",
+    );
     const nameField = field("Name", name);
     const dialog = openDialog(this.slot, {
       title: loaded ? `Publish the canvas (${loaded.name} is loaded)` : "Publish the canvas as a template",
       body: [mode, nameField, message, note, field("Environment", environment)],
       okLabel: "Publish",
       testid: "sagemaker-publish-dialog",
-      onOk: () => (loaded && update.checked
-        ? this.rebind(loaded, environment.value || null, true)
-        : this.publish(name.value, environment.value || null)),
+      onOk: () =>
+        loaded && update.checked
+          ? this.rebind(loaded, environment.value || null, true)
+          : this.publish(name.value, environment.value || null),
     });
-    let checks = 0;
+    const checks = new Latest();
     const validate = () => {
       const updating = Boolean(loaded && update.checked);
       nameField.hidden = updating;
@@ -313,7 +352,7 @@ class TemplatesSection {
       message.textContent = invalid ? (rule.description ?? `must match ${rule.pattern}`) : "";
       dialog.setOkEnabled(updating || (name.value !== "" && !invalid));
       note.hidden = true;
-      if (!updating && name.value !== "" && !invalid) this.checkName(name.value, ++checks, () => checks, note);
+      if (!updating && name.value !== "" && !invalid) this.checkName(name.value, checks.begin(), note);
     };
     for (const input of [name, update, asNew]) input.addEventListener("input", validate);
     for (const input of [update, asNew]) input.addEventListener("change", validate);
@@ -322,18 +361,21 @@ class TemplatesSection {
 
   // The server's word on a free name: taken, or differing only in case from one (names are case-sensitive,
   // so "Slow" and "slow" would be two templates). Said under the name; only the latest check is shown.
-  async checkName(value, ticket, latest, note) {
+  async checkName(value, isLatest, note) {
     let answer;
     try {
       answer = await call("POST", "/names/check", { kind: "template", name: value });
     } catch {
       return; // the publish itself says what is wrong
     }
-    if (ticket !== latest()) return;
+    if (!isLatest()) return;
     const similar = answer.similar ?? [];
     let text = "";
     if (answer.exists) text = `${value} exists: publishing would be refused. Load it and use + to update it.`;
-    else if (similar.length) text = `${similar.join(", ")} already ${similar.length === 1 ? "exists" : "exist"}: names that differ only in case are different templates.`;
+    else if (similar.length)
+      text =
+        `${similar.join(", ")} already ${similar.length === 1 ? "exists" : "exist"}: ` +
+        "names that differ only in case are different templates.";
     note.hidden = !text;
     note.textContent = text;
   }
@@ -412,13 +454,10 @@ class TemplatesSection {
 
 // Another ComfyUI published, rebound or deleted a template: the open lists follow.
 onShared("templates", () => {
-  for (const section of mounted) if (section.root.isConnected) section.refresh();
+  for (const section of sections.all()) section.refresh();
 });
 
 // The section's root element; its list loads at once.
 export function mountTemplates() {
-  const section = new TemplatesSection();
-  mounted.add(section);
-  section.refresh();
-  return section.root;
+  return sections.add(new TemplatesSection()).start();
 }

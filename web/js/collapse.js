@@ -1,3 +1,4 @@
+// @ts-check
 // Collapsible sidebar sections: a section's title is a toggle; what is collapsed is remembered per browser
 // (localStorage, like Prompt on AWS) and comes back at every open of the tab. A header action (+, refresh)
 // opens the section, so what it shows is seen.
@@ -28,8 +29,10 @@ export function collapsible(section) {
   const title = header?.querySelector(":scope > .sagemaker-section-title");
   if (!id || !title) return section;
   const chevron = el("i", { class: "pi pi-chevron-down", "aria-hidden": "true" });
-  const toggle = el("button", { class: "sagemaker-section-toggle", "aria-expanded": "true", "data-testid": "sagemaker-section-toggle" },
-    [chevron, el("span", {}, title.textContent)]);
+  const toggle = el("button", { class: "sagemaker-section-toggle", "aria-expanded": "true", "data-testid": "sagemaker-section-toggle" }, [
+    chevron,
+    el("span", {}, title.textContent),
+  ]);
   title.replaceChildren(toggle);
   const apply = (isCollapsed) => {
     section.dataset.collapsed = String(isCollapsed);
