@@ -4,7 +4,7 @@ An endpoint is named after its environment (case-insensitive) and has a
 state: Creating -> InService, Updating -> InService, Failed (with a reason),
 Deleting -> gone, and Stopped (ours, not one of SageMaker's EndpointStatus
 values: the endpoint's workers or instances are gone, what it runs is kept,
-and start brings it back). Implementations: `local.endpoints.LocalEndpoints` (worker
+and start brings it back; a local endpoint is Stopping while its worker exits). Implementations: `local.endpoints.LocalEndpoints` (worker
 subprocesses on this machine) and `aws.sagemaker_endpoints` (SageMaker).
 """
 
@@ -19,6 +19,7 @@ from .errors import Conflict, NotFound, SageMakerError
 # a test keeps the two equal): the current config keeps serving through an update or maintenance.
 READY_STATES = ("InService", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed")
 STOPPED = "Stopped"
+STOPPING = "Stopping"  # ours too: its workers are being stopped; Stopped follows (Start is offered only then)
 
 
 class EndpointNotFound(NotFound):

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..core import scratch
 from ..core.cancel_tokens import TOKEN_FIELD
-from ..core.endpoints import STOPPED, EndpointNotFound, Endpoints, EndpointStateConflict, InvocationFailed
+from ..core.endpoints import STOPPED, STOPPING, EndpointNotFound, Endpoints, EndpointStateConflict, InvocationFailed
 from ..core.environments import manifest_key
 from ..core.files import NotARegularFile, read_regular
 from ..core.names import ENVIRONMENT_NAME
@@ -190,12 +190,18 @@ class LocalEndpoints(Endpoints):
             state = self._read(name)
             if state is None:
                 raise EndpointNotFound(f"no endpoint runs environment {name!r}")
-            if state["state"] in (STOPPED, "Deleting"):
+            if state["state"] in (STOPPED, STOPPING, "Deleting"):
                 raise EndpointStateConflict(f"endpoint {state['name']} is {state['state'].lower()} already")
-            # Stopped first: the watcher then leaves it alone instead of taking the worker's exit for a failure.
-            self._write({**state, "state": STOPPED, "reason": None, "updated_at": now()})
+            # Stopping first: the watcher then leaves it alone instead of taking the worker's exit for a failure,
+            # and no page offers Start before the worker is gone (a Start would wait here for this lock).
+            stopping = self._write({**state, "state": STOPPING, "reason": None, "updated_at": now()})
+        self.on_change(self.describe(stopping))
+        with self._lock:
+            state = self._read(name) or stopping
+            if state["state"] != STOPPING:  # deleted meanwhile
+                return self.describe(state)
             self._stop(state)
-            state = self._write({**(self._read(name) or state), "pid": None, "port": None, "url": None,
+            state = self._write({**state, "state": STOPPED, "pid": None, "port": None, "url": None,
                                  "token": None, "activity": None, "comfyuis": [], "updated_at": now()})
         self.on_change(self.describe(state))
         return self.describe(state)
@@ -261,6 +267,8 @@ class LocalEndpoints(Endpoints):
 
         try:
             url = self.get(name)["url"]
+            if not url:  # stopped or stopping: its worker runs nothing any more
+                return
             request(url + "/invocations", "POST", {"action": "cancel", "execution_id": execution_id,
                                                    TOKEN_FIELD: token}, self._headers(name), CANCEL_TIMEOUT_S)
         except (OSError, ValueError, HTTPException, EndpointNotFound):
@@ -386,7 +394,7 @@ class LocalEndpoints(Endpoints):
         """Failed, unless the endpoint was stopped, deleted or given another worker meanwhile."""
         with self._lock:
             state = self._current(name, pid)
-            if state is None or state["state"] == STOPPED:
+            if state is None or state["state"] in (STOPPED, STOPPING):
                 return
             state = self._write({**state, "state": "Failed", "reason": reason, "updated_at": now()})
         self.on_change(self.describe(state))
@@ -425,6 +433,12 @@ class LocalEndpoints(Endpoints):
         for endpoint in self.list():
             state = self._read(endpoint["name"])
             if state is None or state["state"] in ("Deleting", STOPPED):
+                continue
+            if state["state"] == STOPPING:  # this ComfyUI stopped while it stopped the worker: finish the stop
+                with self._lock:
+                    self._stop(state)
+                    self._write({**state, "state": STOPPED, "pid": None, "port": None, "url": None, "token": None,
+                                 "activity": None, "comfyuis": [], "updated_at": now()})
                 continue
             status = self._status(state["url"], self._headers(state["name"])) \
                 if _alive(state.get("pid")) and state.get("url") else None
