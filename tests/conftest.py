@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from harness import reaper
-from harness.comfyui import ComfyUI
+from harness import reaper, tiers
+from harness.comfyui import ROOT, ComfyUI
 from harness.fixtures import install_odd_packs, install_test_models, install_test_pack
 
 pytest_plugins = ["harness.browser", "harness.stores", "harness.moto"]
+
+
+def pytest_configure(config):
+    if tiers.is_fast():
+        tiers.install_guard(ROOT)
 
 
 @pytest.fixture(scope="session", autouse=True)

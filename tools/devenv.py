@@ -1,4 +1,4 @@
-"""The project's dev environment: `./dev run` and `./dev test` (see README).
+"""The project's dev environment: `./dev run`, `./dev test` and `./dev test --fast` (see README).
 
 Stdlib only, run by the machine's python3. It builds, once, and reuses:
   .dev/venv          a virtualenv with ComfyUI's packages, the dev tools and this
@@ -324,7 +324,14 @@ def cmd_run(args: list[str]) -> None:
         sys.exit(e.returncode)
 
 
+# The fast tier: every test that needs no ComfyUI process, browser or other venv (tests/harness/tiers.py keeps
+# the markers honest), on both cores. It builds only .dev/venv.
+FAST_SELECTION = "not comfyui and not browser and not installed and not slow"
+
+
 def cmd_test(args: list[str]) -> None:
+    if "--fast" in args:
+        return cmd_test_fast([a for a in args if a != "--fast"])
     t0 = time.monotonic()
     comfy = ensure_comfyui()
     ensure_venv(comfy)
@@ -340,6 +347,16 @@ def cmd_test(args: list[str]) -> None:
                COMFYUI_NEWEST_FRONTEND=str(newest), SM_FLOOR_PYTHON=str(FLOOR_PY))
     # -P: the repo root must never be on sys.path (its nodes/ shadows ComfyUI's).
     rc = subprocess.run([str(PY), "-P", "-m", "pytest", *args], cwd=ROOT, env=env).returncode
+    sys.exit(rc)
+
+
+def cmd_test_fast(args: list[str]) -> None:
+    comfy = ensure_comfyui()
+    ensure_venv(comfy)
+    log("running the fast tier (no ComfyUI process, browser or other venv) on two workers")
+    env = dict(os.environ, COMFYUI_DIR=str(comfy), SM_TEST_TIER="fast")
+    rc = subprocess.run([str(PY), "-P", "-m", "pytest", "-m", FAST_SELECTION, "-n", "2", "--dist", "loadfile",
+                         *args], cwd=ROOT, env=env).returncode
     sys.exit(rc)
 
 
@@ -359,6 +376,7 @@ def main() -> None:
         print(
             "usage: ./dev run [comfyui args]   install what is missing, start ComfyUI at http://127.0.0.1:8188\n"
             "       ./dev test [pytest args]   install what is missing, run the whole test suite\n"
+            "       ./dev test --fast [args]   the fast tier only (no ComfyUI, browser or other venv), on 2 workers\n"
             "       ./dev python ARGS          the dev venv's python (bench/, the CLI)",
             file=sys.stderr,
         )

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from comfyui_sagemaker.install import requirements
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +28,7 @@ def floor_python() -> str:
     return path
 
 
+@pytest.mark.slow  # another Python environment (.dev/floor-venv)
 def test_the_aws_request_suites_pass_on_the_lowest_boto3_allowed(tmp_path):
     floors = dict(requirements())
     python = floor_python()
