@@ -4,7 +4,8 @@ An endpoint is named after its environment (case-insensitive) and has a
 state: Creating -> InService, Updating -> InService, Failed (with a reason),
 Deleting -> gone, and Stopped (ours, not one of SageMaker's EndpointStatus
 values: the endpoint's workers or instances are gone, what it runs is kept,
-and start brings it back; a local endpoint is Stopping while its worker exits). Implementations: `local.endpoints.LocalEndpoints` (worker
+and start brings it back; a local endpoint is Stopping while its worker
+exits). Implementations: `local.endpoints.LocalEndpoints` (worker
 subprocesses on this machine) and `aws.sagemaker_endpoints` (SageMaker).
 """
 

@@ -24,7 +24,7 @@ def heavy(argv: list[str], root: Path) -> str | None:
     if not argv:
         return None
     exe = Path(argv[0]).name
-    if "playwright" in argv[0] or exe in ("chromium", "chrome", "node"):
+    if "playwright" in argv[0] or exe in ("chromium", "chrome"):
         return "a browser (mark it browser)"
     if any(a.endswith(os.sep + "main.py") or a == "main.py" for a in argv[1:3]):
         return "a ComfyUI (mark it comfyui)"
