@@ -4,7 +4,8 @@ The worker's side (worker/server.py, worker/comfy.py, worker/outputs.py): the pr
 of events (execution_start, execution_cached, executing and progress_state per node the output nodes need,
 executed for each output node with its files put in the store by content, execution_success), and the result
 the worker answers, with its error codes (node_error, interrupted, cancelled, prompt_invalid). The test pack's
-nodes behave as in a real ComfyUI: SMTestWait holds the run until its signal file exists (or `release()`),
+nodes behave as in a real ComfyUI: SMTestWait holds the run until its signal file exists (or `release()`,
+which stands for that file: a run released before it reaches its SMTestWait does not stop there),
 SMTestFail fails it in that node with its message. A manual run instead waits for the test's word: emit,
 progress, executed_node, succeed, fail, interrupt, answer, die.
 
@@ -67,6 +68,7 @@ class FakeRun:
         self.executed: list[str] = []
         self.node: str | None = None  # the node running now
         self.started = threading.Event()  # running (it has a ComfyUI)
+        self.released = threading.Event()  # release(): its SMTestWait nodes' signal exists, now and from now on
         self.ended = threading.Event()
         self.dying: str | None = None  # why the worker stopped answering it
         self._commands: queue.Queue = queue.Queue()
@@ -78,8 +80,10 @@ class FakeRun:
     # what tests call
 
     def release(self) -> None:
-        """Let a run held by an SMTestWait node go on."""
-        self._commands.put(("release",))
+        """Let a run held by an SMTestWait node go on; one released before it reaches that node (a test releases
+        it once it has started, while it still plays the nodes before) goes through it: a flag, as the node's
+        signal file is, not a command the nodes before could take and drop."""
+        self.released.set()
 
     def emit(self, kind: str, data: dict | None = None) -> None:
         """A ComfyUI event of this prompt (its prompt id added), taken in by the followers before this returns."""
@@ -357,12 +361,10 @@ class FakeRun:
     def _held(self, signal: str, timeout: float) -> bool:
         """SMTestWait: until its signal file exists, release(), or `timeout` s; False if it was interrupted."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not (signal and Path(signal).exists()):
+        while time.monotonic() < deadline and not self.released.is_set() and not (signal and Path(signal).exists()):
             command = self._take(0.01)
             if self.cancelled or (command is not None and command[0] == "interrupt"):
                 return False
-            if command is not None and command[0] == "release":
-                break
         return True
 
     def _manual(self) -> dict:
@@ -375,7 +377,7 @@ class FakeRun:
             command = self._take(0.05)
             if self.cancelled or (command is not None and command[0] == "interrupt" and len(command) == 1):
                 return self._interrupted()
-            if command is None or command[0] == "release":
+            if command is None:
                 continue
             kind, args, reply = command[0], command[1:-1], command[-1]
             try:

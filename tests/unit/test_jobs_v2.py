@@ -99,11 +99,16 @@ def test_the_sdk_runs_a_graph_on_an_uploaded_asset_and_reads_its_outputs(sdk, v2
 
     image = png(6, 4, (120, 60, 240))
     asset = sdk.assets.from_bytes(image, filename="photo.png", content_type="image/png")
-    workflow = sdk.workflows.from_json(scale_prompt("placeholder.png", factor=0.5, prefix="v2unit"))
+    # Held until its event stream is open: the stream then sees the run's progress, however busy the machine.
+    workflow = sdk.workflows.from_json(scale_prompt("placeholder.png", factor=0.5, prefix="v2unit",
+                                                    wait_for="/nonexistent/never", timeout=600))
     workflow.set_input("1", "image", asset)
     job = sdk.submit(workflow)
     assert job.status in ("queued", "running") and asset.hash == "blake3:" + blake3(image).hexdigest()
-    events = list(job.events())
+    stream = job.events()
+    events = [next(stream)]
+    v2.fake.run(job.id).wait_started().release()
+    events += list(stream)
     assert isinstance(events[0], StatusChange) and events[-1] == StatusChange(status="succeeded")
     assert any(isinstance(e, Progress) for e in events)
     assert [e.output.node_id for e in events if isinstance(e, OutputReady)] == ["3"]
