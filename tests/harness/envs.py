@@ -10,7 +10,7 @@ def unique(prefix: str) -> str:
     return prefix + uuid.uuid4().hex[:8]
 
 
-def wait_job(client, job_id: str, timeout: float = 120) -> dict:
+def wait_job(client, job_id: str, timeout: float = 180) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.get(f"/sagemaker/jobs/{job_id}").json()

@@ -49,7 +49,7 @@ class WorkerProcess:
         return self
 
     def status(self) -> dict:
-        return requests.get(self.url + "/status", timeout=5, headers=self.headers).json()
+        return requests.get(self.url + "/status", timeout=30, headers=self.headers).json()
 
     def wait_state(self, wanted: tuple[str, ...] = ("ready", "failed"), timeout: float = 180) -> dict:
         deadline = time.monotonic() + timeout
@@ -66,7 +66,7 @@ class WorkerProcess:
         raise AssertionError(f"worker not {wanted} in {timeout} s:\n{self.log()[-3000:]}")
 
     def ping(self) -> int:
-        return requests.get(self.url + "/ping", timeout=5).status_code
+        return requests.get(self.url + "/ping", timeout=30).status_code
 
     def invoke(self, body: dict, stream: bool = False, timeout: float = 120) -> requests.Response:
         headers = {**self.headers, **({"Accept": "application/x-ndjson"} if stream else {})}

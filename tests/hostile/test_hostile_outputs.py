@@ -75,7 +75,7 @@ def run(client, env, stub, lines) -> dict:
     r = client.post("/sagemaker/executions", json={"prompt": PROMPT, "environment": env,
                                                    "client_id": uuid.uuid4().hex})
     assert r.status_code == 202, r.text
-    return wait_execution(client, r.json()["execution_id"], timeout=30)
+    return wait_execution(client, r.json()["execution_id"])
 
 
 def result(outputs) -> dict:

@@ -39,14 +39,14 @@ def run(client, template, prompt, client_id=None, workflow=None):
 def test_a_remote_run_is_in_comfyuis_queue_and_comfyuis_interrupt_cancels_it(client, target):
     template, signals = target
     body = run(client, template, scale_prompt("native.png", 0.3, "held", wait_for=str(signals / "never")))
-    wait_execution(client, body["execution_id"], 60, states=("running",))
+    wait_execution(client, body["execution_id"], states=("running",))
     queue = client.get("/queue").json()
     assert [item[1] for item in queue["queue_running"]] == [body["prompt_id"]]
     assert client.get("/prompt").json()["exec_info"]["queue_remaining"] == 1
 
     r = client.post("/interrupt", json={"prompt_id": body["prompt_id"]})  # what ComfyUI's Cancel sends
     assert r.status_code == 200
-    assert wait_execution(client, body["execution_id"], 60)["state"] == "cancelled"
+    assert wait_execution(client, body["execution_id"])["state"] == "cancelled"
     assert client.get("/queue").json()["queue_running"] == []
     history = client.get(f"/history/{body['prompt_id']}").json()[body["prompt_id"]]
     assert history["status"]["status_str"] == "error"
@@ -59,7 +59,7 @@ def test_a_remote_run_is_in_comfyuis_queue_and_comfyuis_interrupt_cancels_it(cli
 
 def comfyui_run(client, prompt):
     prompt_id = client.post("/prompt", json={"prompt": prompt, "client_id": uuid.uuid4().hex}).json()["prompt_id"]
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         entry = client.get(f"/history/{prompt_id}").json().get(prompt_id)
         if entry and entry["status"]["completed"] is not None:
@@ -74,7 +74,7 @@ def test_a_finished_remote_run_is_in_comfyuis_history_with_outputs_and_workflow(
     workflow = {"nodes": [{"id": 1, "type": "LoadImage"}], "links": [], "version": 0.4}
     prompt = scale_prompt("native.png", 0.4, "hist", wait_for=str(signals / "go"))
     body = run(client, template, prompt, workflow=workflow)
-    record = wait_execution(client, body["execution_id"], 60)
+    record = wait_execution(client, body["execution_id"])
     assert record["state"] == "succeeded", record
     entry = client.get(f"/history/{body['prompt_id']}").json()[body["prompt_id"]]
     assert entry["status"] == {"status_str": "success", "completed": True, "messages": entry["status"]["messages"]}
@@ -114,7 +114,7 @@ def test_a_model_this_comfyui_lacks_but_the_environment_carries_is_no_error(comf
         (signals / "go").write_text("")
         assert client.post("/prompt", json={"prompt": prompt}).status_code == 400  # ComfyUI alone refuses it
         body = run(client, template, prompt)
-        assert wait_execution(client, body["execution_id"], 60)["state"] == "succeeded"
+        assert wait_execution(client, body["execution_id"])["state"] == "succeeded"
     finally:
         shutil.move(aside, model)
 

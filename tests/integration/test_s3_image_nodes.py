@@ -190,7 +190,7 @@ def test_access_denied_to_load_and_to_save(moto_server, bucket, tmp_path_factory
            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
     server = ComfyUI(tmp_path_factory.mktemp("s3-denied") / "base", env=env).start()
     try:
-        assert requests.post(moto_server.url + "/moto-api/reset-auth", data="0", timeout=10).ok  # IAM checks on
+        assert requests.post(moto_server.url + "/moto-api/reset-auth", data="0", timeout=30).ok  # IAM checks on
         client = server.client()
         _, events = client.run(load_preview(f"s3://{bucket}/private/a.png"))
         err = error_of(events)
@@ -202,6 +202,6 @@ def test_access_denied_to_load_and_to_save(moto_server, bucket, tmp_path_factory
         assert err["node_id"] == "3" and err["exception_type"].endswith("S3AccessDenied")
         assert f"access denied to s3://{bucket}/out/" in err["exception_message"]
     finally:
-        requests.post(moto_server.url + "/moto-api/reset-auth", data="inf", timeout=10)  # IAM checks off again
+        requests.post(moto_server.url + "/moto-api/reset-auth", data="inf", timeout=30)  # IAM checks off again
         server.stop()
     assert keys(s3, bucket, "out/") == []  # nothing was written

@@ -38,7 +38,7 @@ def test_a_local_endpoint_carries_its_workers_cold_start(comfyui, client):
                                                        "client_id": uuid.uuid4().hex})
         assert r.status_code == 202, r.text
         loaded = wait_for(lambda: [p for p in client.get(f"/sagemaker/endpoints/{env}").json()["phases"]
-                                   if p["name"] == "first_prompt_model_load"], timeout=60,
+                                   if p["name"] == "first_prompt_model_load"],
                           what="the first prompt's model load on the endpoint")
         assert loaded[0]["comfyui"] == 0
         listed = {e["name"]: e for e in client.get("/sagemaker/endpoints").json()["endpoints"]}
@@ -85,7 +85,7 @@ def test_a_sagemaker_endpoint_shows_the_report_its_worker_wrote_to_the_store(s3_
     try:
         assert worker.wait_state()["state"] == "ready", worker.log()[-3000:]
         shown = wait_for(lambda: (e := endpoints.get(manifest["name"]))["worker"] and
-                         e["worker"]["state"] == "ready" and e, timeout=30, what="the ready report in the store")
+                         e["worker"]["state"] == "ready" and e, what="the ready report in the store")
         assert [p["name"] for p in shown["phases"]] == START and shown["activity"] is None
         assert shown["worker"]["version"] == manifest["version"] and shown["comfyuis"][0]["state"] == "ready"
         models = next(p for p in shown["phases"] if p["name"] == "models")

@@ -88,7 +88,7 @@ def test_a_thousand_files_at_once_with_bounded_memory(rig):
     tracemalloc.start()
     for i in range(1000):
         (folder / f"f{i:04d}.png").write_bytes(f"content {i}".encode() * 50)
-    wait_for(lambda: sum(1 for e in sync.entries() if e["state"] == "synced") == 1000, timeout=120)
+    wait_for(lambda: sum(1 for e in sync.entries() if e["state"] == "synced") == 1000, timeout=480)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert len(store.list("blobs/")) == 1000
