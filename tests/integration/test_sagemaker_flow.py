@@ -1,17 +1,17 @@
 """The whole artist flow on the SageMaker path: S3 store and SageMaker control plane on moto,
 the runtime through the wire-protocol emulator, the prompt on a real worker."""
 
-import time
 import uuid
 
 import pytest
 from comfyui_sagemaker.aws import naming
 from harness.comfyui import ComfyUI
-from harness.envs import unique, wait_execution, wait_job
+from harness.envs import unique, wait_endpoint, wait_execution, wait_job
 from harness.fixtures import install_test_models, install_test_pack
 from harness.images import pixels, png
 from harness.prompts import scale_prompt
 from harness.runtime_emulator import RuntimeEmulator
+from harness.waiting import wait_for
 from harness.worker import WorkerProcess
 
 pytestmark = pytest.mark.comfyui
@@ -24,7 +24,8 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/comfyui-sagemaker-worker:t
 
 
 def prompt(factor=0.5, prefix="sm", wait_for=None, image="flow.png"):
-    return scale_prompt(image, factor, prefix, wait_for, timeout=20)
+    """Held (with `wait_for`) until the test writes that file: a hold never ends by itself mid-test."""
+    return scale_prompt(image, factor, prefix, wait_for, timeout=300)
 
 
 
@@ -46,7 +47,7 @@ def rig(moto_server, tmp_path_factory):
     template = unique("T")
     assert client.post("/sagemaker/templates", json={"name": template, "workflow": prompt(wait_for="/x"),
                                                      "prompt": prompt()}).status_code == 201
-    envs, workers = {}, []
+    envs, workers = {}, {}
     for mode in ("realtime", "async"):
         name = unique("E")
         r = client.post("/sagemaker/environments", json={"name": name, "templates": [template], "endpoint": {
@@ -54,25 +55,27 @@ def rig(moto_server, tmp_path_factory):
         assert r.status_code == 202, r.text
         job = wait_job(client, r.json()["job"]["id"])
         assert job["state"] == "succeeded", job
-        deadline = time.monotonic() + 60
-        while client.get(f"/sagemaker/endpoints/{name}").json().get("state") != "InService":
-            assert time.monotonic() < deadline, client.get(f"/sagemaker/endpoints/{name}").text
-            time.sleep(0.2)
+        assert wait_endpoint(client, name, ("InService",))["state"] == "InService"
         manifest_uri = f"{STORE_URI}/environments/{name.lower()}/versions/v000001.json"
         worker = WorkerProcess(manifest_uri, base / f"worker-{mode}", moto_server.env()).start()
-        workers.append(worker)
+        workers[mode] = worker
         envs[mode] = name
-    for mode, worker in zip(("realtime", "async"), workers, strict=True):
+    for mode, worker in workers.items():
         assert worker.wait_state()["state"] == "ready", worker.log()[-2000:]
         emulator.workers[naming.endpoint_name(envs[mode], STORE_URI)] = worker.url
-    yield client, template, envs, emulator, sm
-    for worker in workers:
+    yield client, template, envs, emulator, sm, workers
+    for worker in workers.values():
         worker.stop()
     server.stop()
     emulator.stop()
 
 
-def run(client, body, timeout=90):
+def idle(worker) -> bool:
+    status = worker.status()
+    return not status["queue"] and all(c["execution"] is None for c in status["comfyuis"])
+
+
+def run(client, body, timeout=180):
     r = client.post("/sagemaker/executions", json=body)
     assert r.status_code == 202, r.text
     return wait_execution(client, r.json()["execution_id"], timeout)
@@ -87,7 +90,7 @@ def check_output(client, record, expected=(100, 50, 25)):
 
 @pytest.mark.parametrize("mode", ["realtime", "async"])
 def test_prompt_on_aws_end_to_end(rig, mode):
-    client, _, envs, emulator, _ = rig
+    client, _, envs, emulator, _, _ = rig
     client_id = uuid.uuid4().hex
     ws = client.websocket(client_id)
     try:
@@ -103,7 +106,7 @@ def test_prompt_on_aws_end_to_end(rig, mode):
 def test_realtime_streams_comfyuis_events_live(rig):
     import json
 
-    client, _, envs, _, _ = rig
+    client, _, envs, _, _, _ = rig
     client_id = uuid.uuid4().hex
     ws = client.websocket(client_id)
     try:
@@ -120,16 +123,19 @@ def test_realtime_streams_comfyuis_events_live(rig):
 
 
 def test_realtime_limit_is_reported_and_suggests_async(rig, tmp_path):
-    client, _, envs, emulator, _ = rig
+    """The prompt is held until the limit has passed (the limit is short here; the hold lasts until released)."""
+    client, _, envs, emulator, _, workers = rig
+    release = tmp_path / "release"
     emulator.realtime_limit = 1.0
     try:
-        record = run(client, {"prompt": prompt(prefix="slow", wait_for=str(tmp_path / "never")),
+        record = run(client, {"prompt": prompt(prefix="slow", wait_for=str(release)),
                               "environment": envs["realtime"]})
     finally:
         emulator.realtime_limit = 60.0
+        release.write_text("go")  # the worker's prompt ends; the worker is free for whatever comes next
+        wait_for(lambda: idle(workers["realtime"]), what="the realtime worker to finish the released prompt")
     assert record["state"] == "failed"
     assert "60 s" in record["error"]["message"] and "async" in record["error"]["message"]
-    time.sleep(20)  # let the held prompt time out in the worker before the next test uses it
 
 
 def test_async_failure_object_becomes_the_error(rig, moto_server):
@@ -142,7 +148,7 @@ def test_async_failure_object_becomes_the_error(rig, moto_server):
     from comfyui_sagemaker.core.endpoints import InvocationFailed
     from comfyui_sagemaker.core.executions import new_id
 
-    client, _, envs, emulator, _ = rig
+    client, _, envs, emulator, _, _ = rig
     bad = {"1": {"class_type": "EmptyImage", "inputs": {"width": 4, "height": 4, "batch_size": 1, "color": 0}},
            "2": {"class_type": "SMTestScale", "inputs": {"image": ["1", 0], "lora_name": "style.safetensors",
                                                          "factor": 5.0}},  # over SMTestScale's max
@@ -155,26 +161,23 @@ def test_async_failure_object_becomes_the_error(rig, moto_server):
     with pytest.raises(InvocationFailed) as failed:
         invoke_async(runtime, s3, S3Store(BUCKET, PREFIX, s3_client=s3), STORE_URI,
                      naming.endpoint_name(envs["async"], STORE_URI),
-                     {"execution_id": new_id("test"), "prompt": bad, "inputs": {}}, lambda event: None, timeout=60)
+                     {"execution_id": new_id("test"), "prompt": bad, "inputs": {}}, lambda event: None, timeout=180)
     assert "reported a failure" in failed.value.message and "factor" in failed.value.message
 
 
 def test_endpoint_deleted_while_an_async_run_waits(rig, tmp_path):
-    client, _, envs, emulator, sm = rig
+    client, _, envs, emulator, sm, _ = rig
     release = tmp_path / "release"
     endpoint = naming.endpoint_name(envs["async"], STORE_URI)
     calls = emulator.calls.count(("InvokeEndpointAsync", endpoint))
-    r = client.post("/sagemaker/executions", json={"prompt": prompt(prefix="gone", wait_for=str(release)),
-                                                   "environment": envs["async"]})
-    execution_id = r.json()["execution_id"]
-    while emulator.calls.count(("InvokeEndpointAsync", endpoint)) == calls:  # the run is waiting on SageMaker
-        time.sleep(0.05)
-    sm.delete_endpoint(EndpointName=endpoint)
     try:
-        deadline = time.monotonic() + 60
-        while (record := client.get(f"/sagemaker/executions/{execution_id}").json())["state"] == "running":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        r = client.post("/sagemaker/executions", json={"prompt": prompt(prefix="gone", wait_for=str(release)),
+                                                       "environment": envs["async"]})
+        execution_id = r.json()["execution_id"]
+        wait_for(lambda: emulator.calls.count(("InvokeEndpointAsync", endpoint)) > calls,
+                 what="the run to wait on SageMaker")
+        sm.delete_endpoint(EndpointName=endpoint)
+        record = wait_execution(client, execution_id)
         assert record["state"] == "failed" and "deleted" in record["error"]["message"], record
         r = client.post("/sagemaker/executions", json={"prompt": prompt(), "environment": envs["async"]})
         assert r.status_code == 404 or r.json()["error"]["code"] in ("endpoint_not_ready", "endpoint_not_found")
