@@ -1,5 +1,6 @@
 """Stopping and starting a local endpoint through the routes: the worker goes and the endpoint stays
-(Stopped, runs refused), then comes back on the same version and runs again. Bad requests are refused."""
+(Stopped, runs refused), then comes back on the same version and runs again; a stopped endpoint is deleted.
+A GET or another site's page stops nothing; bad requests are refused. One endpoint, its states in order."""
 
 from __future__ import annotations
 
@@ -22,58 +23,73 @@ def run(client, env: str) -> requests.Response:
                                                        "client_id": uuid.uuid4().hex})
 
 
-def test_stop_keeps_the_endpoint_and_start_brings_it_back(client):
-    _, env, _ = publish_environment(client, PROMPT, endpoint={"kind": "local"})
+@pytest.fixture(scope="module")
+def env(comfyui):
+    """One environment on its own local endpoint for the module (the tests below stop and start it, in
+    order: in service, stopped and started again, stopped and deleted)."""
+    client = comfyui.client()
+    _, name, _ = publish_environment(client, PROMPT, endpoint={"kind": "local"})
     try:
-        running = wait_endpoint(client, env)
-        assert running["state"] == "InService", running
-
-        r = client.post(f"/sagemaker/endpoints/{env}/stop")
-        assert r.status_code == 200, r.text
-        assert r.json()["state"] == "Stopped" and r.json()["name"] == env
-        with pytest.raises(requests.ConnectionError):  # the worker is gone
-            requests.get(running["url"] + "/ping", timeout=5)
-        assert client.get(f"/sagemaker/endpoints/{env}").json()["state"] == "Stopped"
-        listed = {e["name"]: e for e in client.get("/sagemaker/endpoints").json()["endpoints"]}
-        assert listed[env]["state"] == "Stopped"
-
-        refused = run(client, env)
-        assert refused.status_code == 409, refused.text
-        assert refused.json()["error"]["code"] == "endpoint_not_ready"
-        assert "stopped" in refused.json()["error"]["message"]
-
-        again = client.post(f"/sagemaker/endpoints/{env}/stop")
-        assert again.status_code == 409 and again.json()["error"]["code"] == "endpoint_state", again.text
-        assert "stopped already" in again.json()["error"]["message"]
-
-        r = client.post(f"/sagemaker/endpoints/{env}/start")
-        assert r.status_code == 202, r.text
-        assert r.json()["state"] == "Creating"
-        back = wait_endpoint(client, env)
-        assert back["state"] == "InService" and back["version"] == running["version"], back
-
-        twice = client.post(f"/sagemaker/endpoints/{env}/start")
-        assert twice.status_code == 409 and twice.json()["error"]["code"] == "endpoint_state", twice.text
-        assert "running already" in twice.json()["error"]["message"]
-
-        r = run(client, env)
-        assert r.status_code == 202, r.text
-        assert wait_execution(client, r.json()["execution_id"])["state"] == "succeeded"
+        yield name
     finally:
-        client.delete(f"/sagemaker/endpoints/{env}")
+        client.delete(f"/sagemaker/endpoints/{name}")
 
 
-def test_a_stopped_endpoint_can_be_deleted_and_a_get_or_foreign_page_stops_nothing(client):
-    _, env, _ = publish_environment(client, PROMPT, endpoint={"kind": "local"})
-    try:
-        assert wait_endpoint(client, env)["state"] == "InService"
-        assert client.get(f"/sagemaker/endpoints/{env}/stop").status_code in (404, 405)
-        r = client.post(f"/sagemaker/endpoints/{env}/stop", headers={"Origin": "http://evil.example"})
-        assert r.status_code == 403, r.text
-        assert client.get(f"/sagemaker/endpoints/{env}").json()["state"] == "InService"
+def test_an_environment_an_endpoint_runs_is_not_deleted(client, env):
+    assert wait_endpoint(client, env)["state"] == "InService"
+    r = client.delete(f"/sagemaker/environments/{env}")
+    assert r.status_code == 409 and "an endpoint runs" in r.json()["error"]["message"], r.text
+
+
+def test_a_get_or_a_foreign_page_stops_nothing(client, env):
+    assert wait_endpoint(client, env)["state"] == "InService"
+    assert client.get(f"/sagemaker/endpoints/{env}/stop").status_code in (404, 405)
+    r = client.post(f"/sagemaker/endpoints/{env}/stop", headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403, r.text
+    assert client.get(f"/sagemaker/endpoints/{env}").json()["state"] == "InService"
+
+
+def test_stop_keeps_the_endpoint_and_start_brings_it_back(client, env):
+    running = wait_endpoint(client, env)
+    assert running["state"] == "InService", running
+
+    r = client.post(f"/sagemaker/endpoints/{env}/stop")
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "Stopped" and r.json()["name"] == env
+    with pytest.raises(requests.ConnectionError):  # the worker is gone
+        requests.get(running["url"] + "/ping", timeout=30)
+    assert client.get(f"/sagemaker/endpoints/{env}").json()["state"] == "Stopped"
+    listed = {e["name"]: e for e in client.get("/sagemaker/endpoints").json()["endpoints"]}
+    assert listed[env]["state"] == "Stopped"
+
+    refused = run(client, env)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "endpoint_not_ready"
+    assert "stopped" in refused.json()["error"]["message"]
+
+    again = client.post(f"/sagemaker/endpoints/{env}/stop")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "endpoint_state", again.text
+    assert "stopped already" in again.json()["error"]["message"]
+
+    r = client.post(f"/sagemaker/endpoints/{env}/start")
+    assert r.status_code == 202, r.text
+    assert r.json()["state"] == "Creating"
+    back = wait_endpoint(client, env)
+    assert back["state"] == "InService" and back["version"] == running["version"], back
+
+    twice = client.post(f"/sagemaker/endpoints/{env}/start")
+    assert twice.status_code == 409 and twice.json()["error"]["code"] == "endpoint_state", twice.text
+    assert "running already" in twice.json()["error"]["message"]
+
+    r = run(client, env)
+    assert r.status_code == 202, r.text
+    assert wait_execution(client, r.json()["execution_id"])["state"] == "succeeded"
+
+
+def test_a_stopped_endpoint_can_be_deleted(client, env):
+    if wait_endpoint(client, env, ("InService", "Stopped", "Failed"))["state"] != "Stopped":
         assert client.post(f"/sagemaker/endpoints/{env}/stop").status_code == 200
-    finally:
-        assert client.delete(f"/sagemaker/endpoints/{env}").status_code == 204
+    assert client.delete(f"/sagemaker/endpoints/{env}").status_code == 204
     assert client.get(f"/sagemaker/endpoints/{env}").status_code == 404
 
 
