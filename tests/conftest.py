@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from harness import reaper
 from harness.comfyui import ComfyUI
+from harness.envs import SharedEnvironment, publish_shared_environment
 from harness.fixtures import install_odd_packs, install_test_models, install_test_pack
 
 pytest_plugins = ["harness.browser", "harness.stores", "harness.moto"]
@@ -40,3 +41,18 @@ def comfyui(integration_comfyui):
 @pytest.fixture
 def client(comfyui):
     return comfyui.client()
+
+
+@pytest.fixture(scope="session")
+def local_environment(comfyui) -> SharedEnvironment:
+    """One environment on a local endpoint of the session's ComfyUI, deployed once (a worker and its ComfyUI
+    cost seconds of CPU each). It carries the test pack, its lora and the extension's parameter nodes, so
+    any test-pack prompt runs on it: a test binds its own template to it (`harness.envs.template_on`) or
+    runs prompts on it by name, and releases what it holds. A test that stops, kills, restarts or watches
+    an endpoint's cold start publishes its own."""
+    client = comfyui.client()
+    shared = publish_shared_environment(client)
+    try:
+        yield shared
+    finally:
+        client.delete(f"/sagemaker/endpoints/{shared.name}")

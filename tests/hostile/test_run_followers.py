@@ -244,17 +244,9 @@ def held(signal: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def environment(comfyui, tmp_path_factory):
-    from harness.envs import publish_environment, wait_endpoint
-
-    client = comfyui.client()
-    never = tmp_path_factory.mktemp("never") / "never"
-    _, env, _ = publish_environment(client, held(str(never)), {"kind": "local"})
-    assert wait_endpoint(client, env)["state"] == "InService"
-    try:
-        yield env
-    finally:
-        client.delete(f"/sagemaker/endpoints/{env}")
+def environment(local_environment):
+    """The session's shared environment on a local endpoint (tests/conftest.py): it carries the test pack."""
+    return local_environment.name
 
 
 @pytest.mark.comfyui

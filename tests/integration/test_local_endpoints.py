@@ -34,14 +34,10 @@ def local_endpoints(comfyui):
 
 
 @pytest.fixture(scope="module")
-def deployed(comfyui):
-    client = comfyui.client()
-    _, env, job = publish_environment(client, PROMPT, endpoint={"kind": "local"})
-    assert job["phase"] == "done"
-    endpoint = wait_endpoint(client, env)
-    assert endpoint["state"] == "InService", endpoint
-    yield env, endpoint
-    client.delete(f"/sagemaker/endpoints/{env}")
+def deployed(comfyui, local_environment):
+    """The session's environment, deployed on a local endpoint when it was published (tests/conftest.py)."""
+    env = local_environment.name
+    return env, wait_endpoint(comfyui.client(), env)
 
 
 def test_publish_deploys_an_endpoint_in_service(comfyui, client, deployed):
@@ -53,8 +49,8 @@ def test_publish_deploys_an_endpoint_in_service(comfyui, client, deployed):
     assert listed[env]["endpoint_state"] == "InService"
     logs = client.get(f"/sagemaker/endpoints/{env}/logs").json()["logs"]
     assert "worker ready" in logs
-    r = client.delete(f"/sagemaker/environments/{env}")  # an endpoint runs it
-    assert r.status_code == 409 and "endpoint" in r.json()["error"]["message"]
+    # An environment an endpoint runs is not deleted: tests/integration/test_endpoint_stop_start.py (this
+    # one is refused first for the templates bound to it).
 
 
 def test_invoke_through_the_endpoint_pixels_checked(comfyui, deployed):

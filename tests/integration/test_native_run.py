@@ -10,7 +10,7 @@ import time
 import uuid
 
 import pytest
-from harness.envs import publish_environment, wait_endpoint, wait_execution
+from harness.envs import template_on, wait_execution
 from harness.images import png
 from harness.prompts import scale_prompt
 
@@ -18,15 +18,12 @@ pytestmark = pytest.mark.comfyui
 
 
 @pytest.fixture(scope="module")
-def target(comfyui, tmp_path_factory):
+def target(comfyui, local_environment, tmp_path_factory):
+    """A template of a graph that can be held open, run on the session's shared environment."""
     client = comfyui.client()
     client.upload_image("native.png", png(4, 4, (10, 20, 30)))
     held = scale_prompt("native.png", prefix="native", wait_for="/nonexistent")
-    template, env, _ = publish_environment(client, held, endpoint={"kind": "local"})
-    assert client.put(f"/sagemaker/templates/{template}", json={"environment": env}).status_code == 200
-    assert wait_endpoint(client, env)["state"] == "InService"
-    yield template, tmp_path_factory.mktemp("signals")
-    client.delete(f"/sagemaker/endpoints/{env}")
+    return template_on(client, held, local_environment.name), tmp_path_factory.mktemp("signals")
 
 
 def run(client, template, prompt, client_id=None, workflow=None):

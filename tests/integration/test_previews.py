@@ -12,7 +12,7 @@ import time
 import uuid
 
 import pytest
-from harness.envs import publish_environment, wait_endpoint
+from harness.envs import template_on
 from PIL import Image
 
 pytestmark = pytest.mark.comfyui
@@ -27,13 +27,9 @@ def preview_prompt(color: int = 0x336699) -> dict:
 
 
 @pytest.fixture(scope="module")
-def target(comfyui):
-    client = comfyui.client()
-    template, env, _ = publish_environment(client, preview_prompt(), endpoint={"kind": "local"})
-    assert client.put(f"/sagemaker/templates/{template}", json={"environment": env}).status_code == 200
-    assert wait_endpoint(client, env)["state"] == "InService"
-    yield template
-    client.delete(f"/sagemaker/endpoints/{env}")
+def target(comfyui, local_environment):
+    """A template of the preview graph, run on the session's shared environment."""
+    return template_on(comfyui.client(), preview_prompt(), local_environment.name)
 
 
 def frames_of_a_run(client, template: str, metadata: bool, color: int = 0x336699) -> tuple[str, list, list[str]]:
