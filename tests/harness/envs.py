@@ -44,6 +44,12 @@ def publish_environment(client, prompt: dict, endpoint: dict | None = None) -> t
     return template, env, job
 
 
+def manifest_uri(comfyui, environment: str, version: int) -> str:
+    """The file URI of a version's manifest in a ComfyUI's folder store (what a worker is started with)."""
+    store = (comfyui.user_dir / "__sagemaker" / "store").resolve().as_uri()
+    return f"{store}/environments/{environment.lower()}/versions/v{version:06d}.json"
+
+
 def wait_execution(client, execution_id: str, timeout: float = 120,
                    states: tuple[str, ...] = ("succeeded", "failed", "cancelled")) -> dict:
     """Poll an execution until it is in one of `states` (by default: until it ends)."""

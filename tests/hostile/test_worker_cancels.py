@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 
 import pytest
 from comfyui_sagemaker.core.cancel_tokens import digest_of, marker, new_token
 from comfyui_sagemaker.core.executions import CANCEL_PREFIX, new_id
 from comfyui_sagemaker.local.folder_store import FolderStore
 from comfyui_sagemaker.worker.cancels import MAX_EARLY, CancelBook
-from harness.envs import publish_environment
 from harness.waiting import wait_for
-from harness.worker import WorkerProcess
+from harness.worker import SharedWorker, WorkerProcess
 
-HOLD = 15.0  # seconds a cancel for an unknown id is kept, on this test's worker
+HOLD = SharedWorker.CANCEL_HOLD  # seconds a cancel for an unknown id is kept, on the session's worker
 
 
 def held(signal: str, color: int = 5) -> dict:
@@ -32,18 +30,11 @@ def held(signal: str, color: int = 5) -> dict:
 
 
 @pytest.fixture(scope="module")
-def rig(comfyui, tmp_path_factory):
-    signals = tmp_path_factory.mktemp("cancel-signals")
-    _, env, job = publish_environment(comfyui.client(), held(str(signals / "never")))
-    store_dir = comfyui.user_dir / "__sagemaker" / "store"
-    uri = f"{store_dir.resolve().as_uri()}/environments/{env.lower()}/versions/v{job['result']['version']:06d}.json"
-    worker = WorkerProcess(uri, tmp_path_factory.mktemp("cancel-worker"), token=uuid.uuid4().hex,
-                           extra_env={"WORKER_CANCEL_POLL": "0.1", "WORKER_CANCEL_HOLD": str(HOLD)}).start()
-    try:
-        assert worker.wait_state()["state"] == "ready", worker.log()[-3000:]
-        yield worker, FolderStore(store_dir), signals
-    finally:
-        worker.stop()
+def rig(comfyui, shared_worker, tmp_path_factory):
+    """The session's worker (tests/conftest.py: a secret, the test pack, cancel markers looked for every
+    0.1 s, early cancels kept HOLD s), its store, and a folder for signal files."""
+    return (shared_worker.take(), FolderStore(comfyui.user_dir / "__sagemaker" / "store"),
+            tmp_path_factory.mktemp("cancel-signals"))
 
 
 class Run:

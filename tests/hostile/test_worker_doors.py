@@ -16,7 +16,6 @@ import aiohttp
 import psutil
 import pytest
 import requests
-from harness.envs import publish_environment
 from harness.http_server import FileServer
 from harness.waiting import wait_for
 from harness.worker import WorkerProcess
@@ -32,20 +31,14 @@ PROMPT = {
 
 
 @pytest.fixture(scope="module")
-def manifest_uri(comfyui):
-    _, env, job = publish_environment(comfyui.client(), PROMPT)
-    store = (comfyui.user_dir / "__sagemaker" / "store").resolve().as_uri()
-    return f"{store}/environments/{env.lower()}/versions/v{job['result']['version']:06d}.json"
+def manifest_uri(worker_environment):
+    return worker_environment[1]
 
 
 @pytest.fixture(scope="module")
-def worker(manifest_uri, tmp_path_factory):
-    w = WorkerProcess(manifest_uri, tmp_path_factory.mktemp("doors"), token=uuid.uuid4().hex).start()
-    try:
-        assert w.wait_state()["state"] == "ready", w.log()[-3000:]
-        yield w
-    finally:
-        w.stop()
+def worker(shared_worker):
+    """The session's worker (tests/conftest.py), which has a secret, as local endpoints' workers do."""
+    return shared_worker.take()
 
 
 def body_of(size: int) -> bytes:

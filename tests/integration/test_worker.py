@@ -7,7 +7,6 @@ import threading
 
 import pytest
 from comfyui_sagemaker.local.folder_store import FolderStore
-from harness.envs import publish_environment
 from harness.images import pixels, png
 from harness.prompts import scale_prompt
 from harness.waiting import wait_for
@@ -22,21 +21,15 @@ def store(comfyui):
 
 
 @pytest.fixture(scope="module")
-def environment(comfyui, store):
-    client = comfyui.client()
-    client.upload_image("wk.png", png(4, 4, (200, 100, 50)))
-    _, env, job = publish_environment(client, scale_prompt("wk.png"))
-    uri = (comfyui.user_dir / "__sagemaker" / "store").resolve().as_uri()
-    return env, f"{uri}/environments/{env.lower()}/versions/v{job['result']['version']:06d}.json"
+def environment(worker_environment):
+    """(name, manifest URI) of an environment with the test pack and its lora (tests/conftest.py)."""
+    return worker_environment
 
 
 @pytest.fixture(scope="module")
-def worker(environment, tmp_path_factory):
-    w = WorkerProcess(environment[1], tmp_path_factory.mktemp("worker")).start()
-    status = w.wait_state()
-    assert status["state"] == "ready", (status, w.log()[-3000:])
-    yield w
-    w.stop()
+def worker(shared_worker):
+    """The session's worker of that environment (tests/conftest.py), idle."""
+    return shared_worker.take()
 
 
 def put_input(store, data: bytes) -> str:
@@ -123,12 +116,13 @@ def test_two_prompts_at_once_are_queued_and_both_succeed(worker, store, tmp_path
 def test_bad_requests(worker, store):
     import requests
 
-    r = requests.post(worker.url + "/invocations", data=b"{not json", timeout=30)
+    r = requests.post(worker.url + "/invocations", data=b"{not json", headers=worker.headers, timeout=30)
     assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request"
     r = worker.invoke({"prompt": {"1": {"class_type": "NoSuchNode", "inputs": {}}}})
     assert r.status_code == 400 and "NoSuchNode" in r.json()["error"]["message"]
     assert "environment" in r.json()["error"]["message"]
-    r = requests.post(worker.url + "/invocations", data=b"{" + b" " * (7 * 1024 * 1024) + b"}", timeout=120)
+    r = requests.post(worker.url + "/invocations", data=b"{" + b" " * (7 * 1024 * 1024) + b"}", headers=worker.headers,
+                      timeout=120)
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
     r = worker.invoke({"prompt": scale_prompt("x.png"), "inputs": {"x.png": "0" * 64}})
     assert r.status_code == 400 and r.json()["error"]["code"] == "input_missing"

@@ -10,7 +10,6 @@ import pytest
 from comfyui_sagemaker.core.cancel_tokens import digest_of, marker, new_token
 from comfyui_sagemaker.core.executions import CANCEL_PREFIX, new_id
 from comfyui_sagemaker.local.folder_store import FolderStore
-from harness.envs import publish_environment
 from harness.waiting import wait_for
 from harness.worker import WorkerProcess
 
@@ -24,18 +23,11 @@ def held(never: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def setup(comfyui, tmp_path_factory):
+def setup(comfyui, shared_worker, tmp_path_factory):
+    """The session's worker (tests/conftest.py: the test pack, cancel markers looked for every 0.1 s), its
+    store, and a signal file that never comes."""
     never = str(tmp_path_factory.mktemp("signals") / "never")
-    _, env, job = publish_environment(comfyui.client(), held(never))
-    store_dir = comfyui.user_dir / "__sagemaker" / "store"
-    uri = f"{store_dir.resolve().as_uri()}/environments/{env.lower()}/versions/v{job['result']['version']:06d}.json"
-    worker = WorkerProcess(uri, tmp_path_factory.mktemp("sm-worker"), extra_env={"WORKER_CANCEL_POLL": "0.1"})
-    worker.start()
-    try:
-        assert worker.wait_state()["state"] == "ready", worker.log()[-3000:]
-        yield worker, FolderStore(store_dir), never
-    finally:
-        worker.stop()
+    return shared_worker.take(), FolderStore(comfyui.user_dir / "__sagemaker" / "store"), never
 
 
 def test_a_cancel_marker_in_the_store_stops_the_run_on_whichever_instance_has_it(setup):
