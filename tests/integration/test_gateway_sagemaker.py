@@ -11,23 +11,14 @@ import sys
 import httpx
 import pytest
 import standardwebhooks
-from comfyui_sagemaker.aws import naming
-from comfyui_sagemaker.core.webhook_signing import new_secret
-from harness.comfyui import ROOT, ComfyUI
-from harness.envs import unique, wait_endpoint, wait_job
-from harness.fixtures import install_test_models, install_test_pack
+from harness.comfyui import ROOT
+from harness.envs import unique
 from harness.gateway import Gateway, WebhookReceiver
 from harness.images import pixels, png
 from harness.prompts import scale_prompt
-from harness.runtime_emulator import RuntimeEmulator
 from harness.waiting import wait_for
-from harness.worker import WorkerProcess
 
 pytestmark = pytest.mark.comfyui
-
-BUCKET = "gateway-bucket"
-PREFIX = "apps"
-STORE_URI = f"s3://{BUCKET}/{PREFIX}"
 
 
 def close_to(data: bytes, color, tolerance=1) -> bool:
@@ -35,50 +26,25 @@ def close_to(data: bytes, color, tolerance=1) -> bool:
 
 
 @pytest.fixture(scope="module")
-def rig(moto_server, tmp_path_factory):
-    """A designer's ComfyUI publishes an async SageMaker environment; its worker runs; two gateways serve it.
-    Yields (ComfyUI, environment, gateway A, gateway B, the processes' environment)."""
-    s3, sm = moto_server.client("s3"), moto_server.client("sagemaker")
-    s3.create_bucket(Bucket=BUCKET)
-    emulator = RuntimeEmulator(sm, s3).start()
-    base = tmp_path_factory.mktemp("gw-sm")
-    install_test_pack(base)
-    install_test_models(base)
-    env = {**moto_server.env(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": emulator.url,
-           "COMFYUI_SAGEMAKER_STORE": "s3", "COMFYUI_SAGEMAKER_S3_BUCKET": BUCKET,
-           "COMFYUI_SAGEMAKER_S3_PREFIX": PREFIX, "COMFYUI_SAGEMAKER_REGION": "us-east-1",
-           "COMFYUI_SAGEMAKER_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/ComfySageMaker",
-           "COMFYUI_SAGEMAKER_WORKER_IMAGE_URI": "123456789012.dkr.ecr.us-east-1.amazonaws.com/worker:test",
-           "COMFYUI_SAGEMAKER_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
-           "COMFYUI_SAGEMAKER_WEBHOOK_SECRET": new_secret()}  # the gateway's replicas are given one
-    started: list = [emulator]
+def rig(aws_rig, tmp_path_factory):
+    """The session's AWS rig (tests/harness/aws_rig.py): its designer's ComfyUI publishes an async SageMaker
+    environment; two gateways serve it. Yields (ComfyUI, environment, gateway A, gateway B, the processes'
+    environment)."""
+    client = aws_rig.client()
+    client.upload_image("gw.png", png(4, 4, (200, 100, 50)))
+    template = unique("T")
+    graph = scale_prompt("gw.png", prefix="gw")
+    assert client.post("/sagemaker/templates", json={"name": template, "workflow": graph,
+                                                     "prompt": graph}).status_code == 201
+    name = aws_rig.publish([template], "async", bind=True)
+    logs = tmp_path_factory.mktemp("gw-sm")
+    gateways: list[Gateway] = []
     try:
-        server = ComfyUI(base, env=env).start()
-        started.append(server)
-        client = server.client()
-        client.upload_image("gw.png", png(4, 4, (200, 100, 50)))
-        template, name = unique("T"), unique("E")
-        graph = scale_prompt("gw.png", prefix="gw")
-        assert client.post("/sagemaker/templates", json={"name": template, "workflow": graph,
-                                                         "prompt": graph}).status_code == 201
-        r = client.post("/sagemaker/environments", json={"name": name, "templates": [template], "bind": True,
-                                                         "endpoint": {"kind": "sagemaker", "mode": "async",
-                                                                      "instance_type": "ml.g4dn.xlarge",
-                                                                      "initial_count": 1}})
-        assert r.status_code == 202, r.text
-        assert wait_job(client, r.json()["job"]["id"])["state"] == "succeeded"
-        assert wait_endpoint(client, name, ("InService",))["state"] == "InService"
-        worker = WorkerProcess(f"{STORE_URI}/environments/{name.lower()}/versions/v000001.json", base / "worker",
-                               moto_server.env()).start()
-        started.append(worker)
-        gateways = [Gateway(base, env=env).start() for _ in range(2)]
-        started += gateways
-        assert worker.wait_state()["state"] == "ready", worker.log()[-2000:]
-        emulator.workers[naming.endpoint_name(name, STORE_URI)] = worker.url
-        yield server, name, gateways[0], gateways[1], env
+        gateways += [Gateway(logs, env=aws_rig.env).start() for _ in range(2)]
+        yield aws_rig.comfyui, name, gateways[0], gateways[1], aws_rig.env
     finally:
-        for process in reversed(started):
-            process.stop()
+        for gateway in gateways:
+            gateway.stop()
 
 
 def graph(gateway: Gateway, env: str, **kw) -> dict:

@@ -14,14 +14,10 @@ pytestmark = pytest.mark.comfyui
 
 
 @pytest.fixture(scope="module")
-def s3_comfyui(moto_server, tmp_path_factory):
-    # Saved images are encrypted as configured (as the store's writes are).
-    env = {**moto_server.env(), "COMFYUI_SAGEMAKER_S3_SSE": "AES256"}
-    server = ComfyUI(tmp_path_factory.mktemp("s3-nodes") / "base", env=env).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def s3_comfyui(aws_rig):
+    """The session's ComfyUI on moto (tests/harness/aws_rig.py): saved images are encrypted as configured
+    there (COMFYUI_SAGEMAKER_S3_SSE=AES256, as the store's writes are). Each test has a bucket of its own."""
+    return aws_rig.comfyui
 
 
 @pytest.fixture
