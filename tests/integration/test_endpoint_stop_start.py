@@ -1,6 +1,8 @@
-"""Stopping and starting a local endpoint through the routes: the worker goes and the endpoint stays
+"""A local endpoint's life through the routes, on one endpoint taken through its states in order: it
+carries its worker's cold start (then its first prompt's model load); an environment it runs is not
+deleted; a GET or another site's page stops nothing; stopped, the worker goes and the endpoint stays
 (Stopped, runs refused), then comes back on the same version and runs again; a stopped endpoint is deleted.
-A GET or another site's page stops nothing; bad requests are refused. One endpoint, its states in order."""
+Bad requests are refused."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import uuid
 import pytest
 import requests
 from harness.envs import publish_environment, wait_endpoint, wait_execution
+from harness.waiting import wait_for
 
 pytestmark = pytest.mark.comfyui
 
@@ -16,6 +19,7 @@ PROMPT = {"1": {"class_type": "EmptyImage", "inputs": {"width": 4, "height": 4, 
           "2": {"class_type": "SMTestScale", "inputs": {"image": ["1", 0], "lora_name": "style.safetensors",
                                                           "factor": 0.5}},
           "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "stopstart"}}}
+START = ["manifest", "packs", "models", "python_packages", "comfyui_start"]  # a worker's cold start phases
 
 
 def run(client, env: str) -> requests.Response:
@@ -25,14 +29,31 @@ def run(client, env: str) -> requests.Response:
 
 @pytest.fixture(scope="module")
 def env(comfyui):
-    """One environment on its own local endpoint for the module (the tests below stop and start it, in
-    order: in service, stopped and started again, stopped and deleted)."""
+    """One environment on its own local endpoint for the module (the tests below take it, in order: fresh,
+    in service, stopped and started again, stopped and deleted)."""
     client = comfyui.client()
     _, name, _ = publish_environment(client, PROMPT, endpoint={"kind": "local"})
     try:
         yield name
     finally:
         client.delete(f"/sagemaker/endpoints/{name}")
+
+
+def test_a_local_endpoint_carries_its_workers_cold_start(client, env):
+    """The endpoint copies its worker's /status: the cold start's phases before any prompt, then the first
+    prompt's model load (a SageMaker endpoint's, read from the store: test_worker_report)."""
+    endpoint = wait_endpoint(client, env)
+    assert endpoint["state"] == "InService", endpoint
+    assert [p["name"] for p in endpoint["phases"]] == START and endpoint["activity"] is None
+    assert [(c["index"], c["device"], c["state"]) for c in endpoint["comfyuis"]] == [(0, "cpu", "ready")]
+    r = run(client, env)
+    assert r.status_code == 202, r.text
+    loaded = wait_for(lambda: [p for p in client.get(f"/sagemaker/endpoints/{env}").json()["phases"]
+                               if p["name"] == "first_prompt_model_load"],
+                      what="the first prompt's model load on the endpoint")
+    assert loaded[0]["comfyui"] == 0
+    listed = {e["name"]: e for e in client.get("/sagemaker/endpoints").json()["endpoints"]}
+    assert [p["name"] for p in listed[env]["phases"]][:5] == START
 
 
 def test_an_environment_an_endpoint_runs_is_not_deleted(client, env):
