@@ -76,7 +76,7 @@ class ComfyUI:
         if not settings.exists():
             settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}))
 
-    def start(self, timeout: float = 180) -> ComfyUI:
+    def start(self, timeout: float = 300) -> ComfyUI:
         self.prepare()
         comfy = comfyui_dir()
         cmd = [
@@ -166,7 +166,7 @@ class Client:
             raise AssertionError(f"/prompt refused: {r.status_code} {r.text}")
         return r.json()["prompt_id"]
 
-    def run(self, prompt: dict, timeout: float = 120) -> tuple[dict, list[dict]]:
+    def run(self, prompt: dict, timeout: float = 300) -> tuple[dict, list[dict]]:
         """Queue `prompt`, follow the websocket to its end; return (history entry, events)."""
         client_id = uuid.uuid4().hex
         ws = self.websocket(client_id)

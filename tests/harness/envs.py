@@ -50,7 +50,7 @@ def manifest_uri(comfyui, environment: str, version: int) -> str:
     return f"{store}/environments/{environment.lower()}/versions/v{version:06d}.json"
 
 
-def wait_execution(client, execution_id: str, timeout: float = 120,
+def wait_execution(client, execution_id: str, timeout: float = 300,
                    states: tuple[str, ...] = ("succeeded", "failed", "cancelled")) -> dict:
     """Poll an execution until it is in one of `states` (by default: until it ends)."""
     deadline = time.monotonic() + timeout
@@ -62,7 +62,7 @@ def wait_execution(client, execution_id: str, timeout: float = 120,
     raise AssertionError(f"execution {execution_id} never {' or '.join(states)}")
 
 
-def wait_endpoint(client, name: str, states: tuple[str, ...] = ("InService", "Failed"), timeout: float = 180) -> dict:
+def wait_endpoint(client, name: str, states: tuple[str, ...] = ("InService", "Failed"), timeout: float = 300) -> dict:
     """Poll an endpoint until it reaches one of `states`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

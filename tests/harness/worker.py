@@ -51,7 +51,7 @@ class WorkerProcess:
     def status(self) -> dict:
         return requests.get(self.url + "/status", timeout=30, headers=self.headers).json()
 
-    def wait_state(self, wanted: tuple[str, ...] = ("ready", "failed"), timeout: float = 180) -> dict:
+    def wait_state(self, wanted: tuple[str, ...] = ("ready", "failed"), timeout: float = 300) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -68,7 +68,7 @@ class WorkerProcess:
     def ping(self) -> int:
         return requests.get(self.url + "/ping", timeout=30).status_code
 
-    def invoke(self, body: dict, stream: bool = False, timeout: float = 120) -> requests.Response:
+    def invoke(self, body: dict, stream: bool = False, timeout: float = 300) -> requests.Response:
         headers = {**self.headers, **({"Accept": "application/x-ndjson"} if stream else {})}
         return requests.post(self.url + "/invocations", json=body, headers=headers, timeout=timeout, stream=stream)
 
