@@ -30,6 +30,7 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/comfyui-sagemaker-worker:t
 class AwsRig:
     def __init__(self, moto, base: Path):
         self.moto, self.base = moto, base
+        self.worker_manifest = ""
         self.s3, self.sagemaker = moto.client("s3"), moto.client("sagemaker")
         self.bucket, self.prefix, self.store_uri = BUCKET, PREFIX, STORE_URI
         self.emulator: RuntimeEmulator | None = None
@@ -70,11 +71,35 @@ class AwsRig:
         assert job["state"] == "succeeded", job
         assert wait_endpoint(client, name, ("InService",))["state"] == "InService"
         if self.worker is None:
-            self.worker = WorkerProcess(f"{STORE_URI}/environments/{name.lower()}/versions/v000001.json",
-                                        self.base / "worker", self.moto.env()).start()
-            assert self.worker.wait_state()["state"] == "ready", self.worker.log()[-2000:]
+            self.worker_manifest = f"{STORE_URI}/environments/{name.lower()}/versions/v000001.json"
+            self._start_worker()
         self.emulator.workers[self.endpoint(name)] = self.worker.url
         return name
+
+    def _start_worker(self) -> None:
+        self.worker = WorkerProcess(self.worker_manifest, self.base / unique("worker"), self.moto.env()).start()
+        assert self.worker.wait_state()["state"] == "ready", self.worker.log()[-2000:]
+
+    def take(self) -> AwsRig:
+        """For a module: the rig with its worker idle. If a run is still in it after 30 s (a module that failed
+        while holding one), a fresh worker replaces it behind every endpoint, so no module waits on another's
+        leftovers."""
+        if self.worker is not None and not self._worker_idle_within(30):
+            self.worker.stop()
+            self._start_worker()
+            self.emulator.workers = {name: self.worker.url for name in self.emulator.workers}
+        return self
+
+    def _worker_idle_within(self, seconds: float) -> bool:
+        try:
+            wait_for(self._worker_idle, seconds, "the rig's worker to be idle")
+            return True
+        except AssertionError:
+            return False
+
+    def _worker_idle(self) -> bool:
+        status = self.worker.status()
+        return not status["queue"] and all(c["execution"] is None for c in status["comfyuis"])
 
     def endpoint(self, environment: str) -> str:
         """The SageMaker endpoint's name of an environment published on the rig."""
@@ -82,11 +107,7 @@ class AwsRig:
 
     def wait_worker_idle(self) -> None:
         """Until the rig's worker has nothing running or queued (a prompt released by a test has ended)."""
-        def idle() -> bool:
-            status = self.worker.status()
-            return not status["queue"] and all(c["execution"] is None for c in status["comfyuis"])
-
-        wait_for(idle, what="the rig's worker to be idle")
+        wait_for(self._worker_idle, what="the rig's worker to be idle")
 
     def stop(self) -> None:
         for process in (self.worker, self.comfyui, self.emulator):

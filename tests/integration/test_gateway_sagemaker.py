@@ -30,6 +30,7 @@ def rig(aws_rig, tmp_path_factory):
     """The session's AWS rig (tests/harness/aws_rig.py): its designer's ComfyUI publishes an async SageMaker
     environment; two gateways serve it. Yields (ComfyUI, environment, gateway A, gateway B, the processes'
     environment)."""
+    aws_rig.take()
     client = aws_rig.client()
     client.upload_image("gw.png", png(4, 4, (200, 100, 50)))
     template = unique("T")

@@ -21,6 +21,7 @@ def prompt(factor=0.5, prefix="sm", wait_for=None, image="flow.png"):
 def rig(aws_rig):
     """The session's AWS rig (tests/harness/aws_rig.py) with a template published into two environments, one
     on a real-time endpoint, one on an async endpoint. Yields (client, template, {mode: environment}, rig)."""
+    aws_rig.take()
     client = aws_rig.client()
     client.upload_image("flow.png", png(4, 4, (200, 100, 50)))
     template = unique("T")
