@@ -122,12 +122,15 @@ def test_a_webhook_is_signed_and_retried_after_a_500(rig):
     assert hook["attempts"] == 2 and hook["last_status"] == 200
 
 
-def test_a_job_started_on_one_gateway_is_cancelled_on_another(rig, tmp_path, monkeypatch):
+def test_a_job_started_on_one_gateway_is_cancelled_on_another(rig, aws_rig, tmp_path, monkeypatch):
     _, env, a, b, _ = rig
     held = graph(a, env, prefix="held", wait_for=str(tmp_path / "never"), timeout=600)
     job = a.post(f"/sagemaker/v2/{env}/api/v2/jobs", json={"workflow": held}).json()
     wait_for(lambda: b.get(f"/sagemaker/v2/{env}/api/v2/jobs/{job['id']}").json()["status"] == "running",
              what="the job running")
+    # Cancelled once the worker holds it (the hold lasts until the test ends, so only the cancel can end it).
+    wait_for(lambda: [c["execution"] for c in aws_rig.worker.status()["comfyuis"]] == [job["id"]],
+             what="the held job running on the worker")
     with sdk_for(f"{b.url}/sagemaker/v2/{env}", b.token, monkeypatch) as sdk_b:
         assert sdk_b.jobs.get(job["id"]).cancel().status == "canceled"
     with httpx.stream("GET", f"{a.url}/sagemaker/v2/{env}/api/v2/jobs/{job['id']}/events", headers=a.headers(),
