@@ -22,6 +22,9 @@ CHROMIUM_ARGS = [
 FRONTENDS = ("pinned", "newest")
 TAB_ID = "sagemaker"
 APP = "window.comfyAPI.app.app"
+# ms, for every expect(): a check returns as soon as it holds, so a generous deadline costs a passing test
+# nothing and keeps a busy machine (a ComfyUI starting beside the browser) from failing it.
+EXPECT_TIMEOUT = 30_000
 
 
 def frontend_args(frontend: str) -> list[str]:
@@ -64,8 +67,9 @@ class Console:
 def browser_fixture():
     if not CHROMIUM.exists():
         raise RuntimeError("Debian's chromium is missing: `./dev test` installs it (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=EXPECT_TIMEOUT)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield browser
