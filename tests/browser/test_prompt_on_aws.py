@@ -69,25 +69,21 @@ class Aws:
 
 
 @pytest.fixture(scope="module")
-def aws(browser, comfyui, tmp_path_factory):
+def aws(module_page, comfyui, tmp_path_factory):
     """Two templates in one environment with a local endpoint (a second ComfyUI); a third one unbound, in an
     environment without an endpoint. The held template uses a lora the environment holds and this ComfyUI
-    no longer has."""
+    no longer has. Built in the module's page (the tests get it reset)."""
     client = comfyui.client()
     own_lora = f"own{uuid.uuid4().hex[:8]}.safetensors"
     own_path = comfyui.base / "models" / "loras" / own_lora
     own_path.write_bytes(uuid.uuid4().bytes)
     never = tmp_path_factory.mktemp("signals") / "never"  # SMTestWait holds until cancelled
-    page = new_page(browser, comfyui)
-    try:
-        plain = json.loads(page.evaluate(BUILD_CHAIN, [
-            ["EmptyImage", {"width": 64, "height": 48, "color": 0x204060}], ["ImageInvert", {}],
-            ["SaveImage", {"filename_prefix": "poa"}]]))
-        held = json.loads(page.evaluate(BUILD_CHAIN, [
-            ["EmptyImage", {"width": 16, "height": 16}], ["SMTestScale", {"lora_name": own_lora}],
-            ["SMTestWait", {"signal": str(never), "timeout": 120}], ["SaveImage", {"filename_prefix": "poaheld"}]]))
-    finally:
-        page.context.close()
+    plain = json.loads(module_page.evaluate(BUILD_CHAIN, [
+        ["EmptyImage", {"width": 64, "height": 48, "color": 0x204060}], ["ImageInvert", {}],
+        ["SaveImage", {"filename_prefix": "poa"}]]))
+    held = json.loads(module_page.evaluate(BUILD_CHAIN, [
+        ["EmptyImage", {"width": 16, "height": 16}], ["SMTestScale", {"lora_name": own_lora}],
+        ["SMTestWait", {"signal": str(never), "timeout": 120}], ["SaveImage", {"filename_prefix": "poaheld"}]]))
     names = {"plain": unique("T"), "held": unique("T"), "loose": unique("T")}
     for key, built in (("plain", plain), ("held", held), ("loose", plain)):
         r = client.post("/sagemaker/templates", json={"name": names[key], "workflow": built["workflow"],
@@ -257,9 +253,12 @@ def test_run_goes_to_the_endpoint_when_ticked_and_stays_local_when_not(page: Pag
 
 # The host's batch loop (app.queuePrompt) is running. The wrapper in web/js/queue.js reads the same flag.
 BATCH_DONE = f"() => {APP}.processingQueue === false"
-# ComfyUI's own events as the page's API object receives them (what the canvas and the queue follow).
+# ComfyUI's own events as the page's API object receives them (what the canvas and the queue follow), from
+# now on (one listener per page, however often a test asks).
 RECORD_ERRORS = f"""() => {{
     window.__executionErrors = [];
+    if (window.__recordingErrors) return;
+    window.__recordingErrors = true;
     {API}.addEventListener("execution_error", (e) => window.__executionErrors.push(e.detail));
 }}"""
 
@@ -402,8 +401,10 @@ def test_an_invalid_prompt_is_outlined_and_said_as_comfyui_does_locally(page: Pa
 
 RECORD_PREVIEWS = f"""() => {{
     window.__previews = [];
-    {API}.addEventListener("b_preview", (e) => window.__previews.push(e.detail.type));
     window.__previewPrompts = [];
+    if (window.__recordingPreviews) return;
+    window.__recordingPreviews = true;
+    {API}.addEventListener("b_preview", (e) => window.__previews.push(e.detail.type));
     {API}.addEventListener("b_preview_with_metadata",
         (e) => window.__previewPrompts.push(e.detail.promptId ?? e.detail.jobId));  // 1.32: promptId; newer: jobId
 }}"""
@@ -561,3 +562,4 @@ def test_model_combos_offer_the_environment_models_and_runs_cancel(page: Page, c
     box.uncheck()
     assert page.evaluate(WIDGET_VALUES, [scale, "lora_name"]) == local
     assert console_errors(page) == []
+

@@ -22,6 +22,7 @@ CHROMIUM_ARGS = [
 FRONTENDS = ("pinned", "newest")
 TAB_ID = "sagemaker"
 APP = "window.comfyAPI.app.app"
+EXTENSION_JS = "/extensions/comfyui-sagemaker/js"
 # ms, for every expect(): a check returns as soon as it holds, so a generous deadline costs a passing test
 # nothing and keeps a busy machine (a ComfyUI starting beside the browser) from failing it.
 EXPECT_TIMEOUT = 30_000
@@ -78,7 +79,8 @@ def browser_fixture():
 
 def new_page(browser, comfyui):
     """A page in its own browser context (its own localStorage) on `comfyui`, loaded, its console
-    recorded in `page.console`. Close it with page.context.close()."""
+    recorded in `page.console`. Close it with page.context.close(). A load costs seconds: a test that
+    needs no fresh page takes its module's, reset (the `page` fixture, `reset_page`)."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     console = Console()
@@ -112,15 +114,21 @@ def sidebar_button(page):
     return page.get_by_role("button", name=re.compile(r"^SageMaker: templates"))
 
 
+SPY_TOASTS = f"""() => {{
+    const toast = {APP}.extensionManager.toast;
+    window.__smToasts = [];
+    if (toast.add.__smSpy) return;
+    const add = toast.add;
+    toast.add = (message) => {{ window.__smToasts.push(message); return add.call(toast, message); }};
+    toast.add.__smSpy = true;
+}}"""
+
+
 def spy_toasts(page) -> None:
     """Record each notification asked of the host's public toast API (then shown by the host as usual),
-    so a test can count them: newer frontends announce all toasts of a kind in one live region."""
-    page.evaluate(f"""() => {{
-        const toast = {APP}.extensionManager.toast;
-        const add = toast.add;
-        window.__smToasts = [];
-        toast.add = (message) => {{ window.__smToasts.push(message); return add.call(toast, message); }};
-    }}""")
+    so a test can count them: newer frontends announce all toasts of a kind in one live region. Again on
+    the same page: the count starts over."""
+    page.evaluate(SPY_TOASTS)
 
 
 def toast_count(page, text: str) -> int:
@@ -136,12 +144,56 @@ def toasts(page, text: str):
     return page.get_by_role("alert").or_(page.get_by_role("status")).filter(has_text=text).first
 
 
-@pytest.fixture(name="page")
-def page_fixture(browser, comfyui):
-    """A fresh page on the session's ComfyUI."""
+# What a test may have changed on a page, undone through the page and the host's public stores (no reload:
+# a load costs seconds). Our tab is closed, so its next open draws every section anew from the server, as
+# on a fresh page (the dialogs and panels of ours live in it); what we keep in the browser is forgotten
+# (collapsed sections, Prompt on AWS: through its module, so the page's listeners hear it); the canvas is
+# a new default graph in a tab of its own and every other tab is closed (a template's tab would keep a
+# test's edits: loading the template again goes back to it); batch count 1; no notification left.
+RESET = f"""async () => {{
+    const app = {APP};
+    const manager = app.extensionManager;
+    const tabs = manager.sidebarTab;
+    if (tabs.activeSidebarTabId) tabs.toggleSidebarTab(tabs.activeSidebarTabId);
+    localStorage.removeItem("sagemaker.collapsed");
+    const {{ setPromptOnAws }} = await import("{EXTENSION_JS}/switch.js");
+    setPromptOnAws(false);
+    await app.loadGraphData();
+    const workflows = manager.workflow;
+    for (const w of [...workflows.openWorkflows]) if (w !== workflows.activeWorkflow) await workflows.closeWorkflow(w);
+    manager.queueSettings.batchCount = 1;
+    const toast = manager.toast;
+    (toast.removeAll ?? toast.dismissAll).call(toast);
+}}"""
+
+
+def reset_page(page) -> None:
+    """A page an earlier test used, as a test expects a freshly loaded one (see RESET), its console
+    record empty. Modal host dialogs are closed first: they would block the clicks that follow."""
+    from playwright.sync_api import expect
+
+    close_host_dialogs(page)
+    page.evaluate(RESET)
+    expect(page.get_by_test_id("sagemaker-panel")).to_have_count(0)
+    page.evaluate(SPY_TOASTS)
+    page.console.messages.clear()
+    page.console.page_errors.clear()
+
+
+@pytest.fixture(scope="module")
+def module_page(browser, comfyui):
+    """One page per module (and frontend) on the session's ComfyUI, loaded once."""
     page = new_page(browser, comfyui)
     yield page
     page.context.close()
+
+
+@pytest.fixture(name="page")
+def page_fixture(module_page):
+    """The module's page on the session's ComfyUI, reset (reset_page): a test that needs what only a load
+    gives (a default a page starts with, another browser's localStorage) opens its own with new_page()."""
+    reset_page(module_page)
+    return module_page
 
 
 def host_dialogs(page):
