@@ -22,7 +22,16 @@ from comfyui_sagemaker.core.leases import Leases
 from comfyui_sagemaker.core.store import blob_key
 from comfyui_sagemaker.core.templates import now
 from comfyui_sagemaker.local.folder_store import FolderStore
-from harness.browser import frontend_args, new_page, open_sidebar, toast_count, toasts
+from harness.browser import (
+    frontend_args,
+    new_page,
+    open_sidebar,
+    reset_page,
+    start_side_by_side,
+    stop_side_by_side,
+    toast_count,
+    toasts,
+)
 from harness.comfyui import ComfyUI
 from harness.envs import unique, wait_job
 from harness.images import png
@@ -32,7 +41,7 @@ pytestmark = pytest.mark.browser
 
 APP = "window.comfyAPI.app.app"
 API_JS = "/extensions/comfyui-sagemaker/js/api.js"
-LIVE = 10_000  # ms: a change in one ComfyUI reaches the other's open page within this
+LIVE = 30_000  # ms: a change in one ComfyUI reaches the other's open page within seconds; generous on a busy machine
 
 
 @dataclass
@@ -45,6 +54,8 @@ class Team:
     template: str  # bound to `first`
     first: str  # environments holding `template`, without endpoints
     second: str
+    designer_page: Page
+    artist_page: Page
 
 
 def owner_of(server: ComfyUI) -> Owner:
@@ -52,10 +63,15 @@ def owner_of(server: ComfyUI) -> Owner:
     return Owner(identity["instance"], identity["name"])
 
 
-def publish_environment(client, name: str, templates: list[str]) -> None:
-    r = client.post("/sagemaker/environments", json={"name": name, "templates": templates})
-    assert r.status_code == 202, r.text
-    assert wait_job(client, r.json()["job"]["id"])["state"] == "succeeded"
+def publish_environments(client, templates: list[str], *names: str) -> None:
+    """Publish each environment (of `templates`), side by side; back once all are published."""
+    jobs = []
+    for name in names:
+        r = client.post("/sagemaker/environments", json={"name": name, "templates": templates})
+        assert r.status_code == 202, r.text
+        jobs.append(r.json()["job"]["id"])
+    for job in jobs:
+        assert wait_job(client, job)["state"] == "succeeded"
 
 
 # EmptyImage -> SaveImage as the frontend builds it (so the canvas loads it back).
@@ -75,51 +91,43 @@ BUILD_GRAPH = f"""async () => {{
 
 @pytest.fixture(scope="module")
 def team(browser, frontend, tmp_path_factory):
-    """Two ComfyUIs on one folder store (a designer's and an artist's), a template bound to the first of
-    two environments that hold it."""
+    """Two ComfyUIs on one folder store (a designer's and an artist's), a page on each (the tests get them
+    reset), a template bound to the first of two environments that hold it."""
     root = tmp_path_factory.mktemp(f"team-{frontend}")
     shared = root / "store"
-    servers: list[ComfyUI] = []
+    servers = [ComfyUI(root / who, env={
+        "COMFYUI_SAGEMAKER_STORE_PATH": str(shared), "COMFYUI_SAGEMAKER_ROLE": who,
+        "COMFYUI_SAGEMAKER_DISPLAY_NAME": name}, extra_args=frontend_args(frontend))
+        for who, name in (("designer", "Dana Designer"), ("artist", "Arti Artist"))]
+    pages: list[Page] = []
     try:
-        for who, name in (("designer", "Dana Designer"), ("artist", "Arti Artist")):
-            servers.append(ComfyUI(root / who, env={
-                "COMFYUI_SAGEMAKER_STORE_PATH": str(shared), "COMFYUI_SAGEMAKER_ROLE": who,
-                "COMFYUI_SAGEMAKER_DISPLAY_NAME": name}, extra_args=frontend_args(frontend)).start())
+        start_side_by_side(*servers)
         designer, artist = servers
-        page = new_page(browser, designer)
-        try:
-            built = json.loads(page.evaluate(BUILD_GRAPH))
-        finally:
-            page.context.close()
+        pages = [new_page(browser, server) for server in servers]
+        built = json.loads(pages[0].evaluate(BUILD_GRAPH))
         client = designer.client()
         template = unique("T")
         r = client.post("/sagemaker/templates", json={"name": template, "workflow": built["workflow"],
                                                        "prompt": built["output"]})
         assert r.status_code == 201, r.text
         first, second = unique("E"), unique("E")
-        for environment in (first, second):
-            publish_environment(client, environment, [template])
+        publish_environments(client, [template], first, second)
         assert client.put(f"/sagemaker/templates/{template}", json={"environment": first}).status_code == 200
         yield Team(designer, artist, FolderStore(shared), owner_of(designer), owner_of(artist), template, first,
-                   second)
+                   second, *pages)
     finally:
-        for server in servers:
-            server.stop()
+        for page in pages:
+            page.context.close()
+        stop_side_by_side(*servers)
 
 
 @pytest.fixture
-def pages(browser, team):
-    """(designer's page, artist's page), their sidebars open."""
-    opened = []
-    try:
-        for server in (team.designer, team.artist):
-            page = new_page(browser, server)
-            opened.append(page)
-            open_sidebar(page)
-        yield opened[0], opened[1]
-    finally:
-        for page in opened:
-            page.context.close()
+def pages(team):
+    """(designer's page, artist's page): the module's, reset (reset_page), their sidebars open."""
+    for page in (team.designer_page, team.artist_page):
+        reset_page(page)
+        open_sidebar(page)
+    return team.designer_page, team.artist_page
 
 
 def template_row(page: Page, name: str):
@@ -141,7 +149,7 @@ def test_a_designers_changes_reach_an_open_artist_page_without_a_reload(team, pa
     assert r.status_code == 201, r.text
     expect(template_row(page, name)).to_be_visible(timeout=LIVE)
     environment = unique("E")
-    publish_environment(team.designer.client(), environment, [name])
+    publish_environments(team.designer.client(), [name], environment)
     expect(environment_row(page, environment)).to_be_visible(timeout=LIVE)
     assert team.designer.client().delete(f"/sagemaker/templates/{name}").status_code == 204
     expect(template_row(page, name)).to_have_count(0, timeout=LIVE)
@@ -261,7 +269,7 @@ def test_executions_list_own_or_everyones_runs_a_page_at_a_time(team, browser, t
     own = [make_run(team, team.artist_owner, "succeeded") for _ in range(12)]
     shown = make_run(team, team.designer_owner, "succeeded", image_outputs(team, tmp_path))
     running = make_run(team, team.designer_owner, "running")
-    page = new_page(browser, team.artist)
+    page = new_page(browser, team.artist)  # a page of its own: what the list shows by default is what a load gives
     try:
         open_sidebar(page)
         section = page.get_by_test_id("sagemaker-executions")
@@ -306,33 +314,29 @@ def test_executions_list_own_or_everyones_runs_a_page_at_a_time(team, browser, t
         page.context.close()
 
 
-def test_a_designer_cancels_others_runs_and_a_refused_cancel_is_a_toast(team, browser):
-    page = new_page(browser, team.designer)
-    try:
-        open_sidebar(page)
-        section = page.get_by_test_id("sagemaker-executions")
-        section.get_by_test_id("sagemaker-executions-everyone").check()
-        expect(section.get_by_test_id("sagemaker-executions-empty").or_(rows(page).first)).to_be_visible()
-        # A new run of the artist, announced on the store: the open list follows.
-        theirs = make_run(team, team.artist_owner, "running")
-        ChangeFeed(team.store, "Arti Artist").touch("executions")
-        row = execution_row(page, theirs["id"])
-        expect(row).to_be_visible(timeout=LIVE)
-        expect(row.get_by_test_id("sagemaker-execution-owner")).to_have_text(re.compile("Arti Artist"))
-        cancel = row.get_by_test_id("sagemaker-execution-cancel")
-        expect(cancel).to_be_visible()
-        # It ends before the click (the list has not heard): the 409 is a toast, and the row shows the end.
-        records = ExecutionRecords(team.store)
-        ended = records.swap(theirs["id"], lambda r: {**r, "state": "succeeded", "finished_at": now()})
-        records.ended(ended)
-        cancel.click()
-        message = "only a queued or running one can be cancelled"
-        expect(toasts(page, message)).to_be_visible()
-        assert toast_count(page, message) == 1
-        expect(row).to_have_attribute("data-state", "succeeded")
-        expect(row.get_by_test_id("sagemaker-execution-cancel")).to_have_count(0)
-    finally:
-        page.context.close()
+def test_a_designer_cancels_others_runs_and_a_refused_cancel_is_a_toast(team, pages):
+    page, _ = pages
+    section = page.get_by_test_id("sagemaker-executions")
+    section.get_by_test_id("sagemaker-executions-everyone").check()
+    expect(section.get_by_test_id("sagemaker-executions-empty").or_(rows(page).first)).to_be_visible()
+    # A new run of the artist, announced on the store: the open list follows.
+    theirs = make_run(team, team.artist_owner, "running")
+    ChangeFeed(team.store, "Arti Artist").touch("executions")
+    row = execution_row(page, theirs["id"])
+    expect(row).to_be_visible(timeout=LIVE)
+    expect(row.get_by_test_id("sagemaker-execution-owner")).to_have_text(re.compile("Arti Artist"))
+    cancel = row.get_by_test_id("sagemaker-execution-cancel")
+    expect(cancel).to_be_visible()
+    # It ends before the click (the list has not heard): the 409 is a toast, and the row shows the end.
+    records = ExecutionRecords(team.store)
+    ended = records.swap(theirs["id"], lambda r: {**r, "state": "succeeded", "finished_at": now()})
+    records.ended(ended)
+    cancel.click()
+    message = "only a queued or running one can be cancelled"
+    expect(toasts(page, message)).to_be_visible()
+    assert toast_count(page, message) == 1
+    expect(row).to_have_attribute("data-state", "succeeded")
+    expect(row.get_by_test_id("sagemaker-execution-cancel")).to_have_count(0)
 
 
 def test_an_environment_another_comfyui_is_publishing_says_so_instead_of_offering_actions(team, pages):
