@@ -25,6 +25,9 @@ from harness.envs import unique, wait_endpoint, wait_job
 from harness.images import pixels
 from playwright.sync_api import Page, expect
 
+from .test_parameter_form import RED, param, publish_template, select, the_result
+from .test_templates import unique_name
+
 pytestmark = pytest.mark.browser
 
 API = "window.comfyAPI.api.api"
@@ -66,13 +69,14 @@ class Aws:
     loose: str  # the plain graph, bound to no environment
     bare: str  # an environment of `loose` without an endpoint
     own_lora: str
+    form: str  # the parameter form's template (width and color -> EmptyImage -> its output "result")
 
 
 @pytest.fixture(scope="module")
 def aws(module_page, comfyui, tmp_path_factory):
-    """Two templates in one environment with a local endpoint (a second ComfyUI); a third one unbound, in an
-    environment without an endpoint. The held template uses a lora the environment holds and this ComfyUI
-    no longer has. Built in the module's page (the tests get it reset)."""
+    """Three templates in one environment with a local endpoint (a second ComfyUI, started once for the
+    module); a fourth one unbound, in an environment without an endpoint. The held template uses a lora the
+    environment holds and this ComfyUI no longer has. Built in the module's page (the tests get it reset)."""
     client = comfyui.client()
     own_lora = f"own{uuid.uuid4().hex[:8]}.safetensors"
     own_path = comfyui.base / "models" / "loras" / own_lora
@@ -84,14 +88,16 @@ def aws(module_page, comfyui, tmp_path_factory):
     held = json.loads(module_page.evaluate(BUILD_CHAIN, [
         ["EmptyImage", {"width": 16, "height": 16}], ["SMTestScale", {"lora_name": own_lora}],
         ["SMTestWait", {"signal": str(never), "timeout": 120}], ["SaveImage", {"filename_prefix": "poaheld"}]]))
-    names = {"plain": unique("T"), "held": unique("T"), "loose": unique("T")}
+    names = {"plain": unique("T"), "held": unique("T"), "loose": unique("T"), "form": unique_name()}
+    publish_template(client, names["form"])
     for key, built in (("plain", plain), ("held", held), ("loose", plain)):
         r = client.post("/sagemaker/templates", json={"name": names[key], "workflow": built["workflow"],
                                                        "prompt": built["output"]})
         assert r.status_code == 201, r.text
     environment, bare = unique("E"), unique("E")
     jobs = [client.post("/sagemaker/environments", json=body) for body in (
-        {"name": environment, "templates": [names["plain"], names["held"]], "endpoint": {"kind": "local"}},
+        {"name": environment, "templates": [names["plain"], names["held"], names["form"]],
+         "endpoint": {"kind": "local"}},
         {"name": bare, "templates": [names["loose"]]})]
     try:
         for r in jobs:
@@ -99,11 +105,12 @@ def aws(module_page, comfyui, tmp_path_factory):
             job = wait_job(client, r.json()["job"]["id"])
             assert job["state"] == "succeeded", job
         own_path.unlink()  # the artist's machine lacks it: only the environment has it
-        for key in ("plain", "held"):
+        for key in ("plain", "held", "form"):
             r = client.put(f"/sagemaker/templates/{names[key]}", json={"environment": environment})
             assert r.status_code == 200, r.text
         assert wait_endpoint(client, environment)["state"] == "InService"
-        yield Aws(environment, names["plain"], plain["ids"], names["held"], held["ids"], names["loose"], bare, own_lora)
+        yield Aws(environment, names["plain"], plain["ids"], names["held"], held["ids"], names["loose"], bare, own_lora,
+                  names["form"])
     finally:
         own_path.unlink(missing_ok=True)
         for env in (environment, bare):
@@ -563,3 +570,25 @@ def test_model_combos_offer_the_environment_models_and_runs_cancel(page: Page, c
     assert page.evaluate(WIDGET_VALUES, [scale, "lora_name"]) == local
     assert console_errors(page) == []
 
+
+def test_the_parameter_form_runs_on_the_endpoint_when_ticked(page: Page, client, aws):
+    """The run form of a template (test_parameter_form's) with Prompt on AWS on: the template runs on its
+    environment's local endpoint; the form shows the named output and the run is listed under Executions."""
+    form = select(page, aws.form)
+    expect(form.get_by_test_id("sagemaker-param-where")).to_have_attribute("data-target", "local")
+    page.get_by_test_id("sagemaker-prompt-on-aws-check").check()
+    expect(form.get_by_test_id("sagemaker-param-where")).to_have_attribute("data-target", "endpoint")
+    param(form, "width").fill("20")
+    param(form, "color").fill(str(RED))
+    with page.expect_response(lambda r: r.url.endswith(f"/templates/{aws.form}/executions")) as answer:
+        form.get_by_test_id("sagemaker-param-run").click()
+    assert answer.value.status == 202
+    sent = answer.value.request.post_data_json
+    assert sent["inputs"] == {"width": 20, "color": RED}
+    assert sent["client_id"] == page.evaluate(f"() => {API}.clientId")
+    execution_id = answer.value.json()["execution_id"]
+    the_result(page, form, client, (20, 4))
+    listed = execution_row(page, execution_id)
+    expect(listed).to_have_attribute("data-state", "succeeded")
+    expect(listed.get_by_test_id("sagemaker-execution-template")).to_have_text(aws.form)
+    assert console_errors(page) == []
