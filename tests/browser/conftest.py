@@ -43,7 +43,6 @@ def aws_comfyui(frontend, moto_server, tmp_path_factory):
     server.stop()
 
 
-
 @pytest.fixture
 def aws_designer(aws_comfyui):
     """aws_comfyui; whatever a test did to its config.json is undone and run after it (with the token the

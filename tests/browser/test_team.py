@@ -1,7 +1,8 @@
 """Team mode in the real ComfyUI frontend: a designer's ComfyUI and an artist's on one folder store, each
-with its own page. Shared lists follow without a reload, the artist's sidebar offers no designer action
-and runs only on endpoints (on the environment it loaded), and the Executions list pages through this
-ComfyUI's runs or everyone's, with owners, outputs of someone else's run and cancels as the roles allow."""
+with its own page (the designer's is the browser tier's aws_comfyui: one ComfyUI fewer to start). Shared
+lists follow without a reload, the artist's sidebar offers no designer action and runs only on endpoints
+(on the environment it loaded), and the Executions list pages through this ComfyUI's runs or everyone's,
+with owners, outputs of someone else's run and cancels as the roles allow."""
 
 from __future__ import annotations
 
@@ -27,8 +28,6 @@ from harness.browser import (
     new_page,
     open_sidebar,
     reset_page,
-    start_side_by_side,
-    stop_side_by_side,
     toast_count,
     toasts,
 )
@@ -90,20 +89,19 @@ BUILD_GRAPH = f"""async () => {{
 
 
 @pytest.fixture(scope="module")
-def team(browser, frontend, tmp_path_factory):
-    """Two ComfyUIs on one folder store (a designer's and an artist's), a page on each (the tests get them
-    reset), a template bound to the first of two environments that hold it."""
-    root = tmp_path_factory.mktemp(f"team-{frontend}")
-    shared = root / "store"
-    servers = [ComfyUI(root / who, env={
-        "COMFYUI_SAGEMAKER_STORE_PATH": str(shared), "COMFYUI_SAGEMAKER_ROLE": who,
-        "COMFYUI_SAGEMAKER_DISPLAY_NAME": name}, extra_args=frontend_args(frontend))
-        for who, name in (("designer", "Dana Designer"), ("artist", "Arti Artist"))]
+def team(browser, aws_comfyui, frontend, tmp_path_factory):
+    """A designer's ComfyUI (the tier's aws_comfyui, a designer's on its folder store) and an artist's started on
+    that store, a page on each (the tests get them reset), a template bound to the first of two environments
+    that hold it. Names are unique: the designer's store holds what other modules left."""
+    designer = aws_comfyui
+    shared = designer.user_dir / "__sagemaker" / "store"
+    artist = ComfyUI(tmp_path_factory.mktemp(f"team-artist-{frontend}"), env={
+        "COMFYUI_SAGEMAKER_STORE_PATH": str(shared), "COMFYUI_SAGEMAKER_ROLE": "artist",
+        "COMFYUI_SAGEMAKER_DISPLAY_NAME": "Arti Artist"}, extra_args=frontend_args(frontend))
     pages: list[Page] = []
     try:
-        start_side_by_side(*servers)
-        designer, artist = servers
-        pages = [new_page(browser, server) for server in servers]
+        artist.start()
+        pages = [new_page(browser, server) for server in (designer, artist)]
         built = json.loads(pages[0].evaluate(BUILD_GRAPH))
         client = designer.client()
         template = unique("T")
@@ -118,7 +116,7 @@ def team(browser, frontend, tmp_path_factory):
     finally:
         for page in pages:
             page.context.close()
-        stop_side_by_side(*servers)
+        artist.stop()
 
 
 @pytest.fixture
@@ -295,12 +293,16 @@ def test_executions_list_own_or_everyones_runs_a_page_at_a_time(team, browser, t
         expect(execution_row(page, running["id"])).to_be_visible()
         expect(rows(page)).to_have_count(10)
         theirs = execution_row(page, running["id"])
-        expect(theirs.get_by_test_id("sagemaker-execution-owner")).to_have_text(re.compile("Dana Designer"))
+        expect(theirs.get_by_test_id("sagemaker-execution-owner")).to_have_text(
+            re.compile(re.escape(team.designer_owner.name)))
         expect(theirs).to_have_attribute("data-state", "running")
         expect(theirs.get_by_test_id("sagemaker-execution-cancel")).to_have_count(0)
         expect(execution_row(page, own[-1]["id"]).get_by_test_id("sagemaker-execution-owner")).to_have_count(0)
+        # The next page goes on with the rest of everyone's (the designer's store holds earlier modules' too).
+        everyone = team.artist.client().get("/sagemaker/executions?owner=all&limit=500").json()["executions"]
         older.click()
-        expect(rows(page)).to_have_count(4)
+        expect(rows(page)).to_have_count(min(10, len(everyone) - 10))
+        assert [r.get_attribute("data-execution") for r in rows(page).all()][:4] == [r["id"] for r in own[3::-1]]
         newer.click()
 
         # Someone else's finished run, opened: its outputs are copied here and shown through /view.

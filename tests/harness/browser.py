@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,20 +36,6 @@ def frontend_args(frontend: str) -> list[str]:
         raise RuntimeError("COMFYUI_NEWEST_FRONTEND names no unpacked comfyui-frontend-package: run the tests "
                            "with `./dev test` (it downloads the newest)")
     return ["--front-end-root", root]
-
-
-def start_side_by_side(*servers) -> None:
-    """Start ComfyUIs at once: most of a start is one interpreter importing ComfyUI, one core each. Stop them
-    with stop_side_by_side() whatever happened (one that never started stops as a no-op)."""
-    with ThreadPoolExecutor(len(servers)) as pool:
-        for started in [pool.submit(server.start) for server in servers]:
-            started.result()
-
-
-def stop_side_by_side(*servers) -> None:
-    with ThreadPoolExecutor(len(servers)) as pool:
-        for stopped in [pool.submit(server.stop) for server in servers]:
-            stopped.result()
 
 
 def human(size: int) -> str:
