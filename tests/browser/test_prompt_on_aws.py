@@ -14,6 +14,7 @@ import pytest
 from harness.browser import (
     APP,
     close_host_dialogs,
+    dismiss_toasts,
     host_dialogs,
     new_page,
     open_sidebar,
@@ -320,6 +321,7 @@ def test_a_refused_run_is_a_toast_and_comfyui_stays_idle(page: Page, client, aws
     expect(toasts(page, "tiny.safetensors")).to_be_visible()
     page.wait_for_function(BATCH_DONE)
     assert toast_count(page, "tiny.safetensors") == 1
+    dismiss_toasts(page)  # on 1.32 it stands over Run, whose next click would wait until it goes
     assert posts == ["/api/sagemaker/executions"], "the batch's second item is not sent again"
     assert executions_of(client, aws.plain) == before
     queue = client.get("/queue").json()
@@ -335,6 +337,7 @@ def test_a_refused_run_is_a_toast_and_comfyui_stays_idle(page: Page, client, aws
     assert answer.value.status == 400
     page.wait_for_function(BATCH_DONE)
     assert posts == ["/api/sagemaker/executions"] * 2
+    dismiss_toasts(page)
 
     # A template bound to no environment: the server's words, and the sidebar says so before Run.
     load_template(page, aws.loose)
@@ -347,6 +350,7 @@ def test_a_refused_run_is_a_toast_and_comfyui_stays_idle(page: Page, client, aws
     expect(toasts(page, "bound to no environment")).to_be_visible()
     page.wait_for_function(BATCH_DONE)
     assert toast_count(page, "bound to no environment") == 1
+    dismiss_toasts(page)
     assert posts == ["/api/sagemaker/executions"] * 3
 
     # Bound (from the sidebar) to an environment without an endpoint: the target follows at once.
@@ -356,6 +360,7 @@ def test_a_refused_run_is_a_toast_and_comfyui_stays_idle(page: Page, client, aws
     state = section.get_by_test_id("sagemaker-target-state")
     expect(section.get_by_test_id("sagemaker-target-environment")).to_have_text(aws.bare)
     expect(state).to_have_attribute("data-state", "none")
+    dismiss_toasts(page)  # "Template updated"
     with page.expect_response(is_execution_post) as answer:
         page.get_by_test_id("queue-button").click()
     assert answer.value.status == 409 and answer.value.json()["error"]["code"] == "endpoint_not_ready"

@@ -24,6 +24,7 @@ from comfyui_sagemaker.core.store import blob_key
 from comfyui_sagemaker.core.templates import now
 from comfyui_sagemaker.local.folder_store import FolderStore
 from harness.browser import (
+    dismiss_toasts,
     frontend_args,
     new_page,
     open_sidebar,
@@ -188,6 +189,7 @@ def test_an_artist_sees_no_designer_action_and_runs_on_the_environment_it_loaded
     assert (sent["template"], sent["environment"]) == (team.template, team.first)
     # Local endpoints are their own machine's: the artist's ComfyUI has none, and says so in a toast.
     expect(toasts(page, f"no endpoint runs environment '{team.first}'")).to_be_visible()
+    dismiss_toasts(page)  # it stands over Run on 1.32
 
     # The designer rebinds it elsewhere: the open page says so, and the loaded template still runs where
     # it was loaded.

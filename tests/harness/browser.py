@@ -131,6 +131,15 @@ def spy_toasts(page) -> None:
     page.evaluate(SPY_TOASTS)
 
 
+def dismiss_toasts(page) -> None:
+    """Close every notification, as their close buttons do (the host's toast API): on 1.32 they stand over the
+    Run button, and a click waits until they go by themselves."""
+    page.evaluate(f"""() => {{
+        const toast = {APP}.extensionManager.toast;
+        (toast.removeAll ?? toast.dismissAll).call(toast);
+    }}""")
+
+
 def toast_count(page, text: str) -> int:
     """How many notifications the page asked for whose summary or detail holds `text`."""
     return page.evaluate("(t) => window.__smToasts.filter((m) => `${m.summary} ${m.detail}`.includes(t)).length",
@@ -149,7 +158,8 @@ def toasts(page, text: str):
 # on a fresh page (the dialogs and panels of ours live in it); what we keep in the browser is forgotten
 # (collapsed sections, Prompt on AWS: through its module, so the page's listeners hear it); the canvas is
 # a new default graph in a tab of its own and every other tab is closed (a template's tab would keep a
-# test's edits: loading the template again goes back to it); batch count 1; no notification left.
+# test's edits: loading the template again goes back to it); batch count 1. No notification is left either
+# (reset_page).
 RESET = f"""async () => {{
     const app = {APP};
     const manager = app.extensionManager;
@@ -162,8 +172,6 @@ RESET = f"""async () => {{
     const workflows = manager.workflow;
     for (const w of [...workflows.openWorkflows]) if (w !== workflows.activeWorkflow) await workflows.closeWorkflow(w);
     manager.queueSettings.batchCount = 1;
-    const toast = manager.toast;
-    (toast.removeAll ?? toast.dismissAll).call(toast);
 }}"""
 
 
@@ -175,6 +183,7 @@ def reset_page(page) -> None:
     close_host_dialogs(page)
     page.evaluate(RESET)
     expect(page.get_by_test_id("sagemaker-panel")).to_have_count(0)
+    dismiss_toasts(page)
     page.evaluate(SPY_TOASTS)
     page.console.messages.clear()
     page.console.page_errors.clear()
