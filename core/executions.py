@@ -36,7 +36,7 @@ from datetime import datetime, timedelta, timezone
 
 from . import cancel_tokens, followers, preflight
 from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, InvocationFailed
-from .errors import BadRequest, Conflict, ExecutionCorrupt, Forbidden, NotFound, SageMakerError
+from .errors import BadRequest, Conflict, ExecutionCorrupt, Forbidden, NotFound, SageMakerError, message_of
 from .execution_outputs import OUTPUT_SUBFOLDER, OutputInvalid, Outputs
 from .execution_records import FINAL, ID_RE, INDEX, ExecutionRecords, parse_record
 from .hashing import HashCache
@@ -268,7 +268,7 @@ class ExecutionService:
             try:
                 record["outputs"] = self.outputs.all(execution_id, record["outputs"])
             except (OutputInvalid, KeyNotFound, OSError, SageMakerError) as err:
-                record["outputs_error"] = str(getattr(err, "message", err))
+                record["outputs_error"] = message_of(err)
         return record
 
     def list(self, owner: str = "me", state: str | None = None, template: str | None = None, limit: int = 10,

@@ -30,6 +30,7 @@ from ..core import scratch
 from ..core.cancel_tokens import TOKEN_FIELD
 from ..core.endpoints import STOPPED, EndpointNotFound, Endpoints, EndpointStateConflict, InvocationFailed
 from ..core.environments import manifest_key
+from ..core.errors import message_of
 from ..core.files import NotARegularFile, read_regular
 from ..core.names import ENVIRONMENT_NAME
 from ..core.templates import now
@@ -417,7 +418,7 @@ class LocalEndpoints(Endpoints):
         try:
             lines = read_regular(path).decode(errors="replace").splitlines()[-n:] if path.exists() else []
         except (OSError, NotARegularFile) as err:
-            return f"log unreadable: {getattr(err, 'message', None) or err}"
+            return f"log unreadable: {message_of(err)}"
         return "last log lines: " + " | ".join(lines) if lines else "no log"
 
     def adopt(self) -> None:

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from ..core import config as config_mod
 from ..core.config import Config, ConfigInvalid
-from ..core.errors import BadRequest
+from ..core.errors import BadRequest, message_of
 from . import guard
 from .context import Context
 from .http import json_ok, read_object
@@ -65,7 +65,7 @@ def run_checks(cfg: Config) -> list[dict]:
             make_store(cfg).list_page("templates/", "", 1)
             store = {"name": "store", "status": "ok", "detail": "the folder store on this machine", "fix": ""}
         except Exception as err:
-            store = {"name": "store", "status": "failed", "detail": str(getattr(err, "message", err)),
+            store = {"name": "store", "status": "failed", "detail": message_of(err),
                      "fix": "check store_path"}
         return [store, {"name": "AWS", "status": "ok", "detail": "not used: local endpoints run on this machine",
                         "fix": "set store to s3 (or run aws setup) for SageMaker endpoints"}]

@@ -21,7 +21,7 @@ from aiohttp import hdrs, web
 
 from ..core.assets import MAX_UPLOAD_BYTES, Asset, AssetNotFound, parse_hash
 from ..core.blob_reads import verified_pieces
-from ..core.errors import BadRequest, PayloadTooLarge, SageMakerError
+from ..core.errors import BadRequest, PayloadTooLarge, SageMakerError, message_of
 from ..core.idempotency import Replay, fingerprint
 from ..core.job_events import KEEPALIVE, JobEvents, frame
 from ..core.job_view import URL_LIFETIME, Mount
@@ -323,7 +323,7 @@ async def v2_asset_content(request: web.Request, ctx: Context) -> web.StreamResp
         pass  # the client went away
     except Exception as err:  # BlobCorrupt (logged), the blob gone or the store failing mid-way
         if not isinstance(err, BlobCorrupt):
-            log.warning("comfyui-sagemaker: asset %s cut short: %s", asset.id, getattr(err, "message", err))
+            log.warning("comfyui-sagemaker: asset %s cut short: %s", asset.id, message_of(err))
         _abort(request)
     return response
 
