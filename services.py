@@ -16,16 +16,16 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
-from .aws.errors import AwsNotConfigured
 from .core.assets import AssetService
 from .core.changes import ChangeFeed
 from .core.config import Config
-from .core.endpoints import EndpointNotFound, Endpoints
-from .core.environments import EndpointHooks, EnvironmentService, Host, versions_of
+from .core.endpoints import EndpointNotFound, Endpoints, EndpointsNotConfigured
+from .core.environments import EndpointHooks, EnvironmentService, versions_of
 from .core.errors import ConfigInvalid, NotFound, SageMakerError
 from .core.execution_records import ExecutionRecords
 from .core.executions import ExecutionService, KeepAll
 from .core.hashing import HashCache
+from .core.host import Host
 from .core.idempotency import Idempotency
 from .core.identity import Owner, display_name, instance_id
 from .core.input_sync import InputSync
@@ -72,7 +72,7 @@ class EndpointsRouter(Endpoints):
             try:
                 p.get(name)
                 return p
-            except (EndpointNotFound, AwsNotConfigured):  # without AWS configured, no SageMaker endpoint is ours
+            except (EndpointNotFound, EndpointsNotConfigured):  # not configured: no endpoint of that kind is ours
                 continue
             except SageMakerError as err:  # that provider cannot answer now (AWS unreachable)
                 unavailable = err
@@ -98,11 +98,8 @@ class EndpointsRouter(Endpoints):
         """Before anything is written: can this configuration's provider deploy that kind at all?"""
         kind = endpoint_config["kind"]
         made_before = kind in self._made
-        provider = self.provider(kind)
-        check = getattr(provider, "check_configured", None)
         try:
-            if check is not None:
-                check()
+            self.provider(kind).check_configured()
         except SageMakerError:
             if not made_before:  # a refused first try leaves no provider behind to be asked later
                 self._made.pop(kind, None)
@@ -117,7 +114,7 @@ class EndpointsRouter(Endpoints):
             if p.kind != kind:
                 try:
                     p.delete(manifest["name"])
-                except (EndpointNotFound, AwsNotConfigured):  # a provider that cannot work made no endpoint
+                except (EndpointNotFound, EndpointsNotConfigured):  # a provider that cannot work made no endpoint
                     pass
         return self.provider(kind).deploy(manifest)
 
@@ -140,9 +137,12 @@ class EndpointsRouter(Endpoints):
         return self._owner(name).resume(name, execution_id, resume, on_event)
 
     def cancel(self, name: str, execution_id: str, token: str) -> None:
-        owner = self._owner(name)
-        if hasattr(owner, "cancel"):
-            owner.cancel(name, execution_id, token)
+        self._owner(name).cancel(name, execution_id, token)
+
+    def adopt(self) -> None:
+        """The providers whose endpoints outlive this process (local workers) take them back."""
+        for p in self._made_providers():
+            p.adopt()
 
     def running(self, name: str) -> bool:
         try:
@@ -162,14 +162,10 @@ class EndpointsRouter(Endpoints):
         """For deleting an environment: its endpoint, wherever it runs. A provider this configuration
         cannot even make (AWS not configured) can have made no endpoint: skipped. One that fails (access
         denied, unreachable) stops the delete: an endpoint left running would be billed."""
-        from .aws.errors import AwsNotConfigured
-
         for provider in self._made_providers():
             try:
                 provider.delete(name)
-            except EndpointNotFound:
-                continue
-            except AwsNotConfigured:
+            except (EndpointNotFound, EndpointsNotConfigured):
                 continue
 
 
@@ -273,7 +269,7 @@ class Services:
         synced = self.input_sync.digest if self.has_input_folder else (lambda name: None)
         svc = ExecutionService(self.store, self.templates, self.environments, self.endpoints, self.host,
                                self.hash_cache, self.send_event, synced=synced, owner=self.owner,
-                               native=self.host.native_queue() if hasattr(self.host, "native_queue") else None,
+                               native=self.host.native_queue() if self.host is not None else None,
                                webhooks=self.webhooks, role=self.config.role, temp=self.scratch,
                                **({"follow_ttl": self.follow_ttl} if self.follow_ttl else {}))
         svc.listeners.append(self.live_jobs)
@@ -344,7 +340,7 @@ class Services:
                     keep |= {p["archive"]["sha256"] for p in manifest.get("custom_nodes", [])}
                 except (Unreadable, KeyError, TypeError, AttributeError) as err:
                     # Its blobs cannot be known: none is removed this time (fail safe), until it is mended or gone.
-                    report(key, getattr(err, "reason", None) or f"incomplete ({err})")
+                    report(key, (err.reason if isinstance(err, Unreadable) else "") or f"incomplete ({err})")
                     return KeepAll()
             return keep
 
@@ -380,7 +376,7 @@ class Services:
         from .core.execution_outputs import OUTPUT_SUBFOLDER, OUTPUT_TEMP
         from .core.inputs import INPUT_TEMPS
 
-        removed = list(getattr(self.store, "sweep", lambda: [])())
+        removed = self.store.sweep()
         removed += self.scratch.sweep()
         removed += sweep_temporary(self.state_dir, (HIDDEN,), unknown_after=None)
         for endpoint in (self.state_dir / "endpoints").glob("*/"):  # their state.json, not their workers' trees

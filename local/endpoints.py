@@ -19,11 +19,9 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import scratch
@@ -34,7 +32,7 @@ from ..core.errors import message_of
 from ..core.files import NotARegularFile, read_regular
 from ..core.names import ENVIRONMENT_NAME
 from ..core.templates import now
-from ..core.worker_contract import TOKEN_HEADER
+from ..core.worker_contract import TOKEN_HEADER, WorkerRuntime
 
 READY_TIMEOUT = 900.0
 # What a local endpoint carries from its worker's /status (worker/coldstart.py says what they hold).
@@ -51,16 +49,6 @@ WORKER_ARGS = ("worker", "serve")
 
 def worker_command(python: str, extension_dir: Path) -> list[str]:
     return [python, str(extension_dir), *WORKER_ARGS]
-
-
-@dataclass(frozen=True)
-class WorkerRuntime:
-    """How to start a worker here: the ComfyUI folder, its extra arguments, this extension."""
-
-    comfyui_dir: Path
-    comfyui_args: str
-    extension_dir: Path
-    python: str = sys.executable
 
 
 def _free_port() -> int:

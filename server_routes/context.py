@@ -9,62 +9,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from ..core import analysis, model_files, snapshot
 from ..core import config as config_mod
 from ..core.config import Config
-from ..core.errors import ConfigInvalid, SageMakerError
+from ..core.errors import ConfigInvalid
+from ..core.host import ComfyHost
 from ..core.host_facts import ComfyFacts
-from ..local.endpoints import WorkerRuntime
 from ..services import Services
 from . import guard
 from .event_gate import EventGate
-
-
-class ComfyHost:
-    """The environment service's view of this ComfyUI, built from the facts."""
-
-    def __init__(self, facts: ComfyFacts):
-        self.facts = facts
-
-    def snapshot(self) -> dict:
-        f = self.facts
-        return snapshot.take(snapshot.SnapshotFacts(f.version, f.custom_node_dirs, f.model_folders(),
-                                                    str(f.extension_dir)))
-
-    def model_index(self) -> model_files.ModelIndex:
-        return model_files.scan(self.facts.model_folders())
-
-    def node_types_by_pack(self) -> dict[str, list[str]]:
-        return self.facts.catalog.types_by_pack() if self.facts.catalog else {}
-
-    def input_dir(self) -> Path:
-        return self.facts.input_dir
-
-    def output_dir(self) -> Path:
-        return self.facts.output_dir
-
-    def model_folders(self) -> dict:
-        return self.facts.model_folders()
-
-    def worker_runtime(self) -> WorkerRuntime:
-        if self.facts.comfyui_dir is None:
-            raise SageMakerError("local endpoints need to know where ComfyUI is installed")
-        return WorkerRuntime(self.facts.comfyui_dir, self.facts.worker_args, self.facts.extension_dir)
-
-    def validate(self, prompt: dict) -> tuple | None:
-        """ComfyUI's own validate_prompt result for `prompt`, or None where it cannot be run."""
-        return self.facts.validate_prompt(prompt) if self.facts.validate_prompt else None
-
-    def native_queue(self):
-        return self.facts.native_queue
-
-    def analyze(self, workflow: object, manifest: dict | None = None) -> dict:
-        """What `workflow` needs, by this ComfyUI's node registry (the manifest a run targets is judged by
-        preflight, not here)."""
-        if self.facts.catalog is None:
-            raise SageMakerError("analysis needs ComfyUI's node registry")
-        exists = analysis.safe_input_exists(str(self.facts.input_dir))
-        return analysis.analyze(workflow, self.facts.catalog, self.model_index(), exists).to_json()
 
 
 @dataclass
