@@ -194,6 +194,11 @@ class Services:
         # not do): core/webhook_secret.py.
         self.makes_webhook_secret = makes_webhook_secret
 
+    def drain_webhooks(self, seconds: float) -> int:
+        """Let the webhook deliveries under way finish within `seconds`; how many are still going (none if no
+        webhook was ever sent from here)."""
+        return self.webhooks.drain(seconds) if "webhooks" in self.__dict__ else 0
+
     def made_local_endpoints(self) -> Endpoints | None:
         return self.__dict__["endpoints"]._made.get("local") if "endpoints" in self.__dict__ else None
 

@@ -206,7 +206,7 @@ async def _run(ctx: GatewayContext, host: str, port: int, drain_seconds: float) 
     failed = await asyncio.to_thread(services.executions.drain, left, "the gateway replica following this run "
                                      "stopped before it ended")
     left = max(0.0, drain_seconds - (time.monotonic() - started))
-    undelivered = await asyncio.to_thread(services.webhooks.drain, left) if "webhooks" in services.__dict__ else 0
+    undelivered = await asyncio.to_thread(services.drain_webhooks, left)
     services.close()
     log.info("stopped (%d run(s) failed as interrupted, %d webhook(s) still being delivered)", failed, undelivered)
     return 0
