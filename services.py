@@ -4,6 +4,7 @@ Stores are made in stores.py, from the configuration (`make_store`) or a worker'
 (`split_manifest_uri`); the endpoint providers are made here; routes and the CLI get services from here
 (`aws teardown` alone makes SageMaker endpoints from the stack's outputs). Code below still asks a
 store's `kind` where folder and S3 differ in cost (read concurrency, the worker's ranged fetch).
+The routing of endpoints among their providers is core/endpoints_router.py's.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
+from .core import retention
 from .core.assets import AssetService
 from .core.changes import ChangeFeed
 from .core.config import Config
-from .core.endpoints import EndpointNotFound, Endpoints, EndpointsNotConfigured
+from .core.endpoints import Endpoints
+from .core.endpoints_router import EndpointsRouter
 from .core.environments import EndpointHooks, EnvironmentService, versions_of
 from .core.errors import ConfigInvalid, NotFound, SageMakerError
 from .core.execution_records import ExecutionRecords
-from .core.executions import ExecutionService, KeepAll
+from .core.executions import ExecutionService
 from .core.hashing import HashCache
 from .core.host import Host
 from .core.idempotency import Idempotency
@@ -39,134 +42,10 @@ from .core.scratch import sweep as sweep_temporary
 from .core.store import Store
 from .core.template_runs import TemplateRuns
 from .core.templates import TemplateService
-from .core.unreadable import Unreadable, load_object, report
 from .core.webhook_secret import WebhookSecret
 from .core.webhooks import Webhooks
 from .local.input_watcher import InputWatcher
 from .stores import make_store, store_uri
-
-
-class EndpointsRouter(Endpoints):
-    """Every endpoint, whichever kind: an environment's endpoint config picks the provider."""
-
-    kind = "any"
-
-    def __init__(self, providers: dict[str, Callable[[], Endpoints]], listed: tuple[str, ...] = ("local",)):
-        self._factories = providers
-        self._listed = listed  # kinds asked even before first use (SageMaker when the store is S3)
-        self._made: dict[str, Endpoints] = {}
-
-    def provider(self, kind: str) -> Endpoints:
-        if kind not in self._made:
-            if kind not in self._factories:
-                raise SageMakerError(f"{kind} endpoints are not available in this configuration")
-            self._made[kind] = self._factories[kind]()
-        return self._made[kind]
-
-    def _made_providers(self) -> list[Endpoints]:
-        return [self.provider(k) for k in self._factories if k in self._listed or k in self._made]
-
-    def _owner(self, name: str) -> Endpoints:
-        unavailable = None
-        for p in self._made_providers():
-            try:
-                p.get(name)
-                return p
-            except (EndpointNotFound, EndpointsNotConfigured):  # not configured: no endpoint of that kind is ours
-                continue
-            except SageMakerError as err:  # that provider cannot answer now (AWS unreachable)
-                unavailable = err
-        if unavailable is not None:
-            raise unavailable
-        raise EndpointNotFound(f"no endpoint runs environment {name!r}")
-
-    def list(self) -> list[dict]:
-        return self.list_with_problems()[0]
-
-    def list_with_problems(self) -> tuple[list[dict], list[dict]]:
-        """Every endpoint of the providers that answer, and {kind, reason} for those that cannot: one
-        unavailable provider never hides the others."""
-        endpoints, problems = [], []
-        for p in self._made_providers():
-            try:
-                endpoints += p.list()
-            except SageMakerError as err:
-                problems.append({"kind": p.kind, "reason": err.message})
-        return endpoints, problems
-
-    def check(self, endpoint_config: dict) -> None:
-        """Before anything is written: can this configuration's provider deploy that kind at all?"""
-        kind = endpoint_config["kind"]
-        made_before = kind in self._made
-        try:
-            self.provider(kind).check_configured()
-        except SageMakerError:
-            if not made_before:  # a refused first try leaves no provider behind to be asked later
-                self._made.pop(kind, None)
-            raise
-
-    def get(self, name: str) -> dict:
-        return self._owner(name).get(name)
-
-    def deploy(self, manifest: dict) -> dict:
-        kind = manifest["endpoint"]["kind"]
-        for p in self._made_providers():  # a kind change moves the endpoint
-            if p.kind != kind:
-                try:
-                    p.delete(manifest["name"])
-                except (EndpointNotFound, EndpointsNotConfigured):  # a provider that cannot work made no endpoint
-                    pass
-        return self.provider(kind).deploy(manifest)
-
-    def delete(self, name: str) -> None:
-        self._owner(name).delete(name)
-
-    def stop(self, name: str) -> dict:
-        return self._owner(name).stop(name)
-
-    def start(self, name: str) -> dict:
-        return self._owner(name).start(name)
-
-    def logs(self, name: str, tail: int = 200, contains: str | None = None) -> str:
-        return self._owner(name).logs(name, tail, contains)
-
-    def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
-        return self._owner(name).invoke(name, body, on_event)
-
-    def resume(self, name: str, execution_id: str, resume: dict, on_event: Callable[[dict], None]) -> dict:
-        return self._owner(name).resume(name, execution_id, resume, on_event)
-
-    def cancel(self, name: str, execution_id: str, token: str) -> None:
-        self._owner(name).cancel(name, execution_id, token)
-
-    def adopt(self) -> None:
-        """The providers whose endpoints outlive this process (local workers) take them back."""
-        for p in self._made_providers():
-            p.adopt()
-
-    def running(self, name: str) -> bool:
-        try:
-            return self.get(name)["state"] not in ("Deleted",)
-        except EndpointNotFound:
-            return False
-
-    def state(self, name: str) -> str | None:
-        try:
-            return self.get(name)["state"]
-        except EndpointNotFound:
-            return None
-        except SageMakerError as err:
-            return f"unavailable: {err.message}"
-
-    def remove(self, name: str) -> None:
-        """For deleting an environment: its endpoint, wherever it runs. A provider this configuration
-        cannot even make (AWS not configured) can have made no endpoint: skipped. One that fails (access
-        denied, unreachable) stops the delete: an endpoint left running would be billed."""
-        for provider in self._made_providers():
-            try:
-                provider.delete(name)
-            except (EndpointNotFound, EndpointsNotConfigured):
-                continue
 
 
 class Services:
@@ -333,23 +212,8 @@ class Services:
         """Execution records (and their outputs) older than execution_retention_days; a designer's job."""
         if self.config.role != "designer":
             return 0
-
-        def environment_blobs() -> set[str] | KeepAll:
-            keep: set[str] = set()
-            for key in self.store.list("environments/"):
-                if "/versions/" not in key:
-                    continue
-                try:
-                    manifest = load_object(self.store.get(key).data, key)
-                    keep |= {m["sha256"] for m in manifest.get("models", [])}
-                    keep |= {p["archive"]["sha256"] for p in manifest.get("custom_nodes", [])}
-                except (Unreadable, KeyError, TypeError, AttributeError) as err:
-                    # Its blobs cannot be known: none is removed this time (fail safe), until it is mended or gone.
-                    report(key, (err.reason if isinstance(err, Unreadable) else "") or f"incomplete ({err})")
-                    return KeepAll()
-            return keep
-
-        return self.executions.apply_retention(self.config.execution_retention_days, environment_blobs)
+        return self.executions.apply_retention(self.config.execution_retention_days,
+                                               lambda: retention.environment_blobs(self.store))
 
     @cached_property
     def input_sync(self) -> InputSync:
