@@ -4,7 +4,9 @@ Stores are made in stores.py, from the configuration (`make_store`) or a worker'
 (`split_manifest_uri`); the endpoint providers are made here; routes and the CLI get services from here
 (`aws teardown` alone makes SageMaker endpoints from the stack's outputs). Code below still asks a
 store's `kind` where folder and S3 differ in cost (read concurrency, the worker's ranged fetch).
-The routing of endpoints among their providers is core/endpoints_router.py's.
+
+What outlives one configuration (start-up work, the maintenance schedule, the local endpoints' owner) is the
+Extension's (extension.py); the routing of endpoints is core/endpoints_router.py's.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .core.job_view import LiveJobs, Mount, job_json
 from .core.jobs import JobManager
 from .core.jobs_v2 import JobsV2
 from .core.leases import Leases
+from .core.local_supervisor import LocalSupervisor
 from .core.models import ModelService
 from .core.scratch import HIDDEN, Scratch
 from .core.scratch import sweep as sweep_temporary
@@ -48,16 +51,35 @@ from .local.input_watcher import InputWatcher
 from .stores import make_store, store_uri
 
 
+def local_supervisor(state_dir: Path, host: Host | None) -> LocalSupervisor:
+    """The owner of a process's local endpoints: worker subprocesses started from `host`'s ComfyUI, their
+    state under `state_dir`."""
+
+    def make(store_uri: Callable[[], str], on_change: Callable[[dict], None]) -> Endpoints:
+        from .local.endpoints import LocalEndpoints
+
+        if host is None:
+            raise SageMakerError("local endpoints need a running ComfyUI")
+        return LocalEndpoints(state_dir, store_uri, host.worker_runtime(), on_change=on_change)
+
+    return LocalSupervisor(make)
+
+
 class Services:
     """Everything the routes and the CLI call, made once per configuration.
 
     `host` is the ComfyUI the extension runs in (snapshot, models, analysis);
-    `state_dir` holds local caches; `send_event(event, data)` reaches browsers.
+    `state_dir` holds local caches; `send_event(event, data)` reaches browsers; `reload_config` reads the
+    configuration as it is now (settings that apply without a restart). `local` owns the local endpoints
+    beyond these services (the Extension's, the same for every configuration; else these services' own);
+    `providers`, every endpoint kind instead of the configuration's (tests: a fake).
     """
 
     def __init__(self, config: Config, host: Host | None = None, state_dir: Path | None = None,
                  send_event: Callable[..., None] | None = None, owner: Owner | None = None,
-                 makes_webhook_secret: bool = True, follow_ttl: float | None = None):
+                 makes_webhook_secret: bool = True, follow_ttl: float | None = None,
+                 reload_config: Callable[[], Config] | None = None, local: LocalSupervisor | None = None,
+                 providers: dict[str, Callable[[], Endpoints]] | None = None):
         self.config = config
         self.follow_ttl = follow_ttl  # how long a follower lease of runs lives unrenewed (core/followers.py)
         self.host = host
@@ -65,37 +87,40 @@ class Services:
         self.state_dir = Path(state_dir) if state_dir else Path(config.store_path).parent
         # send_event(event, data, sid=None): to one browser (sid) or all of them.
         self._send = send_event or (lambda event, data, sid=None: None)
-        self.reload_config: Callable[[], Config] | None = None
+        self.reload_config = reload_config
         self.closed = threading.Event()  # set when another configuration's services replace these
-        # The local endpoints of the services these replace: their workers run on, one owner for them.
-        self.local_endpoints_from: Endpoints | None = None
+        self._providers = providers
+        # From now on the local endpoints deploy from this configuration's store and tell these services.
+        self.local = local or local_supervisor(self.state_dir, host)
+        self.local.serve(store_uri(config), lambda endpoint: self.send_event("sagemaker.endpoint", endpoint))
         # A ComfyUI makes its webhook secret on first use; the gateway's replicas are given one (one each would
         # not do): core/webhook_secret.py.
         self.makes_webhook_secret = makes_webhook_secret
 
-    def drain_webhooks(self, seconds: float) -> int:
-        """Let the webhook deliveries under way finish within `seconds`; how many are still going (none if no
-        webhook was ever sent from here)."""
-        return self.webhooks.drain(seconds) if "webhooks" in self.__dict__ else 0
-
-    def made_local_endpoints(self) -> Endpoints | None:
-        return self.__dict__["endpoints"]._made.get("local") if "endpoints" in self.__dict__ else None
+    def _made(self, name: str) -> bool:
+        """Whether the service `name` (a cached property) was made: closing touches only what was."""
+        return name in self.__dict__
 
     def close(self) -> None:
         """Replaced by another configuration's services: stop watching and maintaining; what is in flight
         (runs, uploads already started, endpoints) finishes on this store."""
         self.closed.set()
-        if "executions" in self.__dict__:  # its runs in flight go on; finding others' orphans is the new one's
-            self.__dict__["executions"].sweeper.stop()
-        for name in ("input_watcher", "changes"):
-            if name in self.__dict__:  # only what was made
+        if self._made("executions"):  # its runs in flight go on; finding others' orphans is the new one's
+            self.executions.sweeper.stop()
+        stops = {"input_watcher": lambda: self.input_watcher.stop(), "changes": lambda: self.changes.stop()}
+        for name, stop in stops.items():
+            if self._made(name):
                 try:
-                    self.__dict__[name].stop()
+                    stop()
                 except Exception:
                     logging.getLogger("comfyui_sagemaker").exception("comfyui-sagemaker: stopping %s failed", name)
-        if "input_sync" in self.__dict__:
-            sync = self.__dict__["input_sync"]
-            threading.Thread(target=sync.close, name="sagemaker-input-sync-close", daemon=True).start()
+        if self._made("input_sync"):
+            threading.Thread(target=self.input_sync.close, name="sagemaker-input-sync-close", daemon=True).start()
+
+    def drain_webhooks(self, seconds: float) -> int:
+        """Let the webhook deliveries under way finish within `seconds`; how many are still going (none if no
+        webhook was ever sent from here)."""
+        return self.webhooks.drain(seconds) if self._made("webhooks") else 0
 
     @cached_property
     def store(self) -> Store:
@@ -285,18 +310,8 @@ class Services:
 
     @cached_property
     def endpoints(self) -> EndpointsRouter:
-        def local() -> Endpoints:
-            from .local.endpoints import LocalEndpoints
-
-            if self.host is None:
-                raise SageMakerError("local endpoints need a running ComfyUI")
-            inherited = self.local_endpoints_from
-            if inherited is not None:  # new deploys go to this configuration's store
-                inherited.store_uri = store_uri(self.config)  # type: ignore[attr-defined]
-                inherited.on_change = lambda endpoint: self.send_event("sagemaker.endpoint", endpoint)  # type: ignore[attr-defined]
-                return inherited
-            return LocalEndpoints(self.state_dir, store_uri(self.config), self.host.worker_runtime(),
-                                  on_change=lambda endpoint: self.send_event("sagemaker.endpoint", endpoint))
+        if self._providers is not None:
+            return EndpointsRouter(self._providers, tuple(self._providers))
 
         def sagemaker() -> Endpoints:
             from .aws.sagemaker_endpoints import SageMakerEndpoints
@@ -308,4 +323,4 @@ class Services:
                                       kms_key_id=c.s3_kms_key_id)
 
         listed = ("local", "sagemaker") if self.config.store == "s3" else ("local",)
-        return EndpointsRouter({"local": local, "sagemaker": sagemaker}, listed)
+        return EndpointsRouter({"local": self.local.provider, "sagemaker": sagemaker}, listed)

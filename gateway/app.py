@@ -85,6 +85,7 @@ class GatewayContext:
         self.config_dir = config_dir
         self.config_error = None
         self.missing_requirements: tuple[str, ...] = ()
+        self.services_made = True  # made here, at once
         # "0.0.0.0" among the addresses makes the guard require the token everywhere, loopback included.
         self.facts = Facts(tuple({listen, "0.0.0.0"}))
         self.host = HeadlessHost(EXTENSION_DIR)
@@ -93,8 +94,8 @@ class GatewayContext:
         self.state_dir = config_dir or Path(tempfile.mkdtemp(prefix=f"{STATE_PREFIX}{scratch.owner_tag()}-"))
         self._services = Services(config, self.host, self.state_dir,
                                   owner=gateway_owner(store_uri(config), config.display_name),
-                                  makes_webhook_secret=False, follow_ttl=follow_ttl)
-        self._services.reload_config = lambda: config_mod.load(config_dir)
+                                  makes_webhook_secret=False, follow_ttl=follow_ttl,
+                                  reload_config=lambda: config_mod.load(config_dir))
 
     @property
     def config(self) -> Config:

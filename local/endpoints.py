@@ -59,6 +59,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _constant(value: str) -> Callable[[], str]:
+    return lambda: value
+
+
 def _alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -72,11 +76,13 @@ def _alive(pid: int | None) -> bool:
 class LocalEndpoints(Endpoints):
     kind = "local"
 
-    def __init__(self, state_dir: Path, store_uri: str, runtime: WorkerRuntime,
+    def __init__(self, state_dir: Path, store_uri: str | Callable[[], str], runtime: WorkerRuntime,
                  on_change: Callable[[dict], None] | None = None):
+        """`store_uri`: where new deploys read their environment; a function for the process's one owner
+        (core/local_supervisor.py), whose store is that of the configuration that runs now."""
         self.root = Path(state_dir) / "endpoints"
         self.cache = Path(state_dir) / "worker-cache"
-        self.store_uri = store_uri
+        self._store_uri = _constant(store_uri) if isinstance(store_uri, str) else store_uri
         self.runtime = runtime
         self.on_change = on_change or (lambda endpoint: None)
         self._lock = threading.RLock()
@@ -156,7 +162,7 @@ class LocalEndpoints(Endpoints):
                 self._stop(old)
             state = self._write({
                 "name": name, "kind": "local", "state": "Updating" if old else "Creating", "environment": name,
-                "version": version, "manifest_uri": f"{self.store_uri}/{key}", "reason": None,
+                "version": version, "manifest_uri": f"{self._store_uri()}/{key}", "reason": None,
                 "created_at": (old or {}).get("created_at") or now(), "updated_at": now(),
             })
             self._start(state)

@@ -51,7 +51,7 @@ async def interrupt_remote(request: web.Request, ctx: Context) -> web.Response |
     owner may (a designer's single-user ComfyUI: anyone's, as ComfyUI's own rule), from this page's origin
     only; someone else's is refused (403), never passed on to ComfyUI, which would interrupt the local prompt.
     Anything else goes on to ComfyUI."""
-    if ctx.config_error is not None or ctx._services is None:
+    if ctx.config_error is not None or not ctx.services_made:
         return None
     try:
         body = json.loads(await request.read() or b"{}")
