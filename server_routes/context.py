@@ -5,23 +5,80 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cached_property
+from typing import Protocol
 
 from aiohttp import web
 
 from ..core.config import Config
 from ..core.endpoints import Endpoints
 from ..core.host import ComfyHost
-from ..core.host_facts import ComfyFacts
+from ..core.host_facts import ComfyFacts, InterruptDoor
 from ..core.local_supervisor import LocalSupervisor
 from ..extension import Extension
 from ..services import Services
 from . import guard
 from .event_gate import EventGate
 
-__all__ = ["ComfyFacts", "ComfyHost", "Context"]
+__all__ = ["ComfyFacts", "ComfyHost", "Context", "RouteContext", "RouteFacts"]
 
 
-class Context:
+class RouteFacts(Protocol):
+    """What the shared handlers read of "this ComfyUI" (ComfyFacts; the gateway's has no ComfyUI)."""
+
+    @property
+    def listen(self) -> tuple[str, ...]: ...
+
+    @property
+    def version(self) -> str | None: ...
+
+    @property
+    def interrupt(self) -> InterruptDoor: ...
+
+    def host_status(self) -> dict[str, str] | None: ...
+
+
+class RouteContext(Protocol):
+    """What every handler gets as `ctx`: a ComfyUI's Context, or the gateway's (gateway/app.py's
+    GatewayContext). Handlers only ComfyUI serves (its panels) take the Context itself."""
+
+    facts: RouteFacts
+    missing_requirements: tuple[str, ...]  # what this Python lacks of our requirements (health says it)
+
+    @property
+    def config(self) -> Config:
+        """The configuration that runs; ConfigInvalid (500, saying what is wrong) if it is broken."""
+        ...
+
+    @property
+    def config_error(self) -> str | None:
+        """Why no configuration could be read, while none could."""
+        ...
+
+    @property
+    def services(self) -> Services: ...
+
+    @property
+    def services_made(self) -> bool:
+        """Whether the services were made yet (nothing has run on them before)."""
+        ...
+
+    @property
+    def shared(self) -> bool:
+        """Whether several people act through this process with one role (ComfyUI's --multi-user, the
+        gateway): then each changes only their own runs, whatever the role (core/identity.py's
+        may_change_run)."""
+        ...
+
+    def effective_config(self) -> Config:
+        """The configuration the guard and the role policy apply: never a broken one."""
+        ...
+
+    def user(self, request: web.Request) -> str | None:
+        """The user a request comes from, where several share this process; else None."""
+        ...
+
+
+class Context(RouteContext):
     """What a ComfyUI's routes share: its facts, the extension (configuration, services, lifetime) and the gate
     of its broadcasts."""
 
@@ -48,17 +105,14 @@ class Context:
 
     @property
     def services_made(self) -> bool:
-        """Whether the services were made yet (nothing has run on them before)."""
         return self.extension.services_made
 
     @property
     def config(self) -> Config:
-        """The configuration that runs; ConfigInvalid (500, saying what is wrong) if it is broken."""
         return self.extension.require_config()
 
     @property
     def config_error(self) -> str | None:
-        """Why no configuration could be read, while none could."""
         return self.extension.config_error
 
     @property
@@ -78,8 +132,6 @@ class Context:
 
     @property
     def shared(self) -> bool:
-        """Whether several people act through this ComfyUI with one role (--multi-user): then each changes
-        only their own runs, whatever the role (core/identity.py's may_change_run)."""
         return self.facts.multi_user
 
     def user(self, request: web.Request) -> str | None:
@@ -90,5 +142,4 @@ class Context:
         return user[:64] if user else None
 
     def effective_config(self) -> Config:
-        """The configuration the guard and the role policy apply: never a broken one (Extension)."""
         return self.extension.effective_config()
