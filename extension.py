@@ -61,11 +61,11 @@ class Extension:
 
     @classmethod
     def load(cls, facts: ComfyFacts, send_event: Callable[..., None] | None = None,
-             providers: dict[str, Callable[[], Endpoints]] | None = None,
-             local: LocalSupervisor | None = None) -> Extension:
+             providers: dict[str, Callable[[], Endpoints]] | None = None, local: LocalSupervisor | None = None,
+             maintenance_every: float = MAINTENANCE_EVERY_S) -> Extension:
         """With the configuration as config.json and the environment give it; a broken one is said in the log
         and kept as `config_error`, and the fail-safe configuration guards the door until it is fixed."""
-        ext = cls(facts, send_event, providers, local)
+        ext = cls(facts, send_event, providers, local, maintenance_every)
         try:
             data = config_mod.file_values(facts.config_dir)
             ext.config = config_mod.build(data, config_mod.CONFIG_FILE, facts.config_dir)
