@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 
+from ..core.endpoints import EndpointsNotConfigured
 from ..core.errors import SageMakerError
 
 
@@ -26,7 +27,7 @@ class InstanceTypeRefused(AwsError):
     code = "instance_type_refused"
 
 
-class AwsNotConfigured(AwsError):
+class AwsNotConfigured(AwsError, EndpointsNotConfigured):
     """Something the SageMaker path needs is missing: credentials, role ARN, image, S3 store."""
 
     code = "aws_not_configured"
@@ -60,7 +61,8 @@ def translate(err: Exception, region: str = "") -> SageMakerError:
 
 
 def aws_call(fn):
-    """Decorator for methods of objects with a `region`: AWS exceptions become SageMakerErrors."""
+    """Decorator for methods of objects with a `region` (SageMakerEndpoints): AWS exceptions become
+    SageMakerErrors."""
 
     @functools.wraps(fn)
     def wrapper(self, *args, **kwargs):
@@ -69,6 +71,6 @@ def aws_call(fn):
         try:
             return fn(self, *args, **kwargs)
         except (ClientError, BotoCoreError) as err:
-            raise translate(err, getattr(self, "region", "")) from None
+            raise translate(err, self.region) from None
 
     return wrapper

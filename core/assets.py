@@ -208,7 +208,7 @@ class AssetService:
                 read_verified(self.store, sha, blake3=hexa)
             except (BlobCorrupt, KeyNotFound) as err:
                 log.warning("comfyui-sagemaker: %s points at blob %s, whose bytes are not blake3:%s (%s): treated "
-                            "as missing", key, sha, hexa, getattr(err, "message", "gone"))
+                            "as missing", key, sha, hexa, err.message if isinstance(err, BlobCorrupt) else "gone")
                 return None
             self._checked_pair(hexa, sha)
         return sha, size

@@ -54,6 +54,13 @@ class InvocationFailed(SageMakerError):
     code = "invocation_failed"
 
 
+class EndpointsNotConfigured(SageMakerError):
+    """This configuration cannot make that kind of endpoint at all (AWS's prerequisites missing): such a
+    provider has made no endpoint, so asking it for one finds none."""
+
+    code = "endpoints_not_configured"
+
+
 class Endpoints(ABC):
     kind: str
 
@@ -99,6 +106,21 @@ class Endpoints(ABC):
         """Start a stopped endpoint again; returns at once (state Creating), like deploy.
         EndpointNotFound; EndpointStateConflict unless it is stopped."""
         raise EndpointStateConflict(f"{self.kind} endpoints cannot be started")
+
+    def cancel(self, name: str, execution_id: str, token: str) -> None:
+        """Stop a run this process invoked, with its cancel token (core/cancel_tokens.py); best effort, never
+        raises for a run the endpoint no longer has. Nothing by default: the run goes on to its end."""
+        return None
+
+    def check_configured(self) -> None:
+        """Before anything is written: EndpointsNotConfigured (or another SageMakerError) if this configuration
+        cannot deploy this kind at all. Nothing by default: a kind that needs nothing."""
+        return None
+
+    def adopt(self) -> None:
+        """After a restart of this process: take back the endpoints whose workers outlived it (or start them
+        again). Nothing by default: a kind whose endpoints live elsewhere has nothing to take back."""
+        return None
 
     def check_ready(self, name: str) -> dict:
         endpoint = self.get(name)

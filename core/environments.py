@@ -18,14 +18,14 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from . import endpoint_config, publish, snapshot
 from .errors import BadRequest, Conflict, EnvironmentCorrupt, EnvironmentNotFound, NameInvalid, SageMakerError
 from .hashing import HashCache
+from .host import Host
 from .jobs import Job, JobManager
 from .leases import Leases
-from .model_files import ModelIndex
 from .names import ENVIRONMENT_NAME
 from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
 from .templates import TemplateService, now
@@ -39,18 +39,6 @@ class EnvironmentExists(SageMakerError):
     """Another environment has this name up to case (SageMaker names ignore case)."""
 
     code = "environment_exists"
-
-
-class Host(Protocol):
-    """What the environment service needs from the ComfyUI it runs in (plain data out)."""
-
-    def snapshot(self) -> dict: ...
-
-    def model_index(self) -> ModelIndex: ...
-
-    def analyze(self, workflow: dict) -> dict: ...
-
-    def node_types_by_pack(self) -> dict[str, list[str]]: ...
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,11 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from . import cancel_tokens, followers, preflight
 from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, InvocationFailed
-from .errors import BadRequest, Conflict, ExecutionCorrupt, Forbidden, NotFound, SageMakerError
+from .errors import BadRequest, Conflict, ExecutionCorrupt, Forbidden, NotFound, SageMakerError, message_of
 from .execution_outputs import OUTPUT_SUBFOLDER, OutputInvalid, Outputs
 from .execution_records import FINAL, ID_RE, INDEX, ExecutionRecords, parse_record
 from .hashing import HashCache
@@ -46,6 +47,9 @@ from .store import DIGEST_RE, KeyNotFound, PreconditionFailed, Store, blob_key
 from .templates import TemplateService, now
 from .unreadable import Unreadable, report
 from .webhooks import pending as pending_webhook
+
+if TYPE_CHECKING:
+    from .host import Host
 
 # A run that failed outside a node, as ComfyUI's error dialog titles it (its exception_type).
 FAILURE_TITLES = {
@@ -140,7 +144,7 @@ def new_id(instance: str = "") -> str:
 
 
 class ExecutionService:
-    def __init__(self, store: Store, templates: TemplateService, environments, endpoints: Endpoints, host,
+    def __init__(self, store: Store, templates: TemplateService, environments, endpoints: Endpoints, host: Host,
                  hash_cache: HashCache, send: Callable[[str, dict, str | None], None], max_workers: int = 32,
                  synced: Callable[[str], str | None] = lambda name: None, owner: Owner | None = None,
                  native: NativeQueue | None = None, webhooks=None, role: str = "designer",
@@ -268,7 +272,7 @@ class ExecutionService:
             try:
                 record["outputs"] = self.outputs.all(execution_id, record["outputs"])
             except (OutputInvalid, KeyNotFound, OSError, SageMakerError) as err:
-                record["outputs_error"] = str(getattr(err, "message", err))
+                record["outputs_error"] = message_of(err)
         return record
 
     def list(self, owner: str = "me", state: str | None = None, template: str | None = None, limit: int = 10,
@@ -371,13 +375,12 @@ class ExecutionService:
         if input_dir is None and names:
             raise InputMissing(f"input file(s) {', '.join(sorted(set(names)))} are not assets of this run: without "
                                "ComfyUI there is no input folder; upload them as assets (or pass images as base64)")
-        inputs = {**(put_inputs(self.store, input_dir, names, self.hash_cache, self.synced) if names else {}),
-                  **stored}
+        put = put_inputs(self.store, input_dir, names, self.hash_cache, self.synced) if input_dir and names else {}
+        inputs = {**put, **stored}
         # ComfyUI's own validation, where this ComfyUI knows every node type (else the worker's is the check);
         # after the input files, whose absence put_inputs says in its own words.
-        validate = getattr(self.host, "validate", None)
         outputs_to_execute = preflight.comfy_validation(
-            validate(prompt) if validate is not None and not analysis["missing"] else None, manifest)
+            self.host.validate(prompt) if not analysis["missing"] else None, manifest)
         follower = self.follower.hold()
         record = {
             "id": new_id(self.owner.instance), "prompt_id": uuid.uuid4().hex, "template": template,
@@ -560,11 +563,10 @@ class ExecutionService:
         return self.summary(live, user)
 
     def _stop(self, live: dict, was_running: bool) -> None:
-        cancel = getattr(self.endpoints, "cancel", None)
         with self._lock:
             token = self._cancel_tokens.get(live["id"])
-        if cancel is not None and was_running and token is not None:
-            cancel(live["endpoint"], live["id"], token)
+        if was_running and token is not None:
+            self.endpoints.cancel(live["endpoint"], live["id"], token)
         self._to_page(live, "execution_interrupted", {"prompt_id": live["prompt_id"], "node_id": None,
                                                       "node_type": None, "executed": []})
 
@@ -659,7 +661,7 @@ class ExecutionService:
             return "ended"
         if record.get("state") not in ("queued", "running") or not is_dead(record.get("follower")):
             return "stale"
-        if isinstance(record.get("resume"), dict) and hasattr(self.endpoints, "resume"):
+        if isinstance(record.get("resume"), dict):
             return self._follow_again(record, is_dead, reason)
 
         def failed(stored: dict) -> dict | None:

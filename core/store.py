@@ -27,6 +27,7 @@ What every implementation promises:
 
 from __future__ import annotations
 
+import builtins
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -161,3 +162,8 @@ class Store(ABC):
         except KeyNotFound:
             return False
         return True
+
+    def sweep(self) -> builtins.list[str]:
+        """Remove the temporary files killed writers left in the store; what was removed. None by default: the
+        S3 store's unfinished uploads are its bucket's lifecycle rule's job."""
+        return []

@@ -38,6 +38,7 @@ from .errors import (
     TemplateCorrupt,
     TemplateExists,
     TemplateNotFound,
+    message_of,
 )
 from .names import ENVIRONMENT_NAME, TEMPLATE_NAME
 from .parameters import extract as extract_parameters
@@ -263,7 +264,7 @@ class TemplateService:
         except Exception as err:
             log.warning("comfyui-sagemaker: template %r was written but the template index could not be updated "
                         "(%s): it is removed, and rebuilt from the templates when next read", name,
-                        getattr(err, "message", err), exc_info=not isinstance(err, SageMakerError))
+                        message_of(err), exc_info=not isinstance(err, SageMakerError))
             try:
                 self.store.delete(INDEX_KEY)
             except Exception as again:  # the hourly reconcile mends it then

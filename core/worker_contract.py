@@ -4,6 +4,10 @@ its cold start. Here, below both, so that neither imports the other."""
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
 # A local endpoint's secret: the worker's /invocations and /status refuse a request without it in this header.
 TOKEN_HEADER = "X-Worker-Token"
 # Each ComfyUI the worker starts has a secret of its own, in its environment; the extension inside it
@@ -19,3 +23,14 @@ REPORTS = "workers/"
 
 def report_folder(environment: str) -> str:
     return f"{REPORTS}{environment.lower()}/"
+
+
+@dataclass(frozen=True)
+class WorkerRuntime:
+    """How to start a worker here: the ComfyUI folder, its extra arguments, this extension (a host fact: core's
+    Host gives it; local endpoints start their workers with it)."""
+
+    comfyui_dir: Path
+    comfyui_args: str
+    extension_dir: Path
+    python: str = sys.executable

@@ -19,21 +19,20 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import scratch
 from ..core.cancel_tokens import TOKEN_FIELD
 from ..core.endpoints import STOPPED, STOPPING, EndpointNotFound, Endpoints, EndpointStateConflict, InvocationFailed
 from ..core.environments import manifest_key
+from ..core.errors import message_of
 from ..core.files import NotARegularFile, read_regular
 from ..core.names import ENVIRONMENT_NAME
 from ..core.templates import now
-from ..core.worker_contract import TOKEN_HEADER
+from ..core.worker_contract import TOKEN_HEADER, WorkerRuntime
 
 READY_TIMEOUT = 900.0
 # What a local endpoint carries from its worker's /status (worker/coldstart.py says what they hold).
@@ -52,22 +51,16 @@ def worker_command(python: str, extension_dir: Path) -> list[str]:
     return [python, str(extension_dir), *WORKER_ARGS]
 
 
-@dataclass(frozen=True)
-class WorkerRuntime:
-    """How to start a worker here: the ComfyUI folder, its extra arguments, this extension."""
-
-    comfyui_dir: Path
-    comfyui_args: str
-    extension_dir: Path
-    python: str = sys.executable
-
-
 def _free_port() -> int:
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _constant(value: str) -> Callable[[], str]:
+    return lambda: value
 
 
 def _alive(pid: int | None) -> bool:
@@ -83,11 +76,13 @@ def _alive(pid: int | None) -> bool:
 class LocalEndpoints(Endpoints):
     kind = "local"
 
-    def __init__(self, state_dir: Path, store_uri: str, runtime: WorkerRuntime,
+    def __init__(self, state_dir: Path, store_uri: str | Callable[[], str], runtime: WorkerRuntime,
                  on_change: Callable[[dict], None] | None = None):
+        """`store_uri`: where new deploys read their environment; a function for the process's one owner
+        (core/local_supervisor.py), whose store is that of the configuration that runs now."""
         self.root = Path(state_dir) / "endpoints"
         self.cache = Path(state_dir) / "worker-cache"
-        self.store_uri = store_uri
+        self._store_uri = _constant(store_uri) if isinstance(store_uri, str) else store_uri
         self.runtime = runtime
         self.on_change = on_change or (lambda endpoint: None)
         self._lock = threading.RLock()
@@ -167,7 +162,7 @@ class LocalEndpoints(Endpoints):
                 self._stop(old)
             state = self._write({
                 "name": name, "kind": "local", "state": "Updating" if old else "Creating", "environment": name,
-                "version": version, "manifest_uri": f"{self.store_uri}/{key}", "reason": None,
+                "version": version, "manifest_uri": f"{self._store_uri()}/{key}", "reason": None,
                 "created_at": (old or {}).get("created_at") or now(), "updated_at": now(),
             })
             self._start(state)
@@ -425,7 +420,7 @@ class LocalEndpoints(Endpoints):
         try:
             lines = read_regular(path).decode(errors="replace").splitlines()[-n:] if path.exists() else []
         except (OSError, NotARegularFile) as err:
-            return f"log unreadable: {getattr(err, 'message', None) or err}"
+            return f"log unreadable: {message_of(err)}"
         return "last log lines: " + " | ".join(lines) if lines else "no log"
 
     def adopt(self) -> None:

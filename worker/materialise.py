@@ -147,7 +147,7 @@ class Materialiser:
 
     def _download(self, key: str, tmp: Path, on_bytes) -> str:
         """Fetch `key` to `tmp`; its sha256. S3: ranged GETs in parallel, hashed as they land."""
-        if getattr(self.store, "kind", "") == "s3":
+        if self.store.kind == "s3":
             s3 = s3_client(self.store.region, self.fetch_concurrency)
             return RangedFetch(s3, self.store.bucket, self.store.prefix + key, tmp, self.fetch_part,
                                self.fetch_concurrency, on_bytes).run()
@@ -251,7 +251,7 @@ class Materialiser:
                 for entry in entries:
                     self.model(entry, on_bytes)
                 phase["bytes"] = self.report.downloaded_bytes - before
-                if getattr(self.store, "kind", "") == "s3" and count:
+                if self.store.kind == "s3" and count:
                     phase["detail"] = (f"ranged GETs, {self.fetch_concurrency} in parallel, "
                                        f"{self.fetch_part // (1024 * 1024)} MiB parts")
         else:

@@ -32,7 +32,7 @@ import aiohttp
 from aiohttp import web
 
 from ..core.cancel_tokens import DIGEST_FIELD, TOKEN_FIELD, is_digest, is_token
-from ..core.errors import SageMakerError
+from ..core.errors import SageMakerError, message_of
 from ..core.executions import ID_RE
 from ..core.worker_contract import TOKEN_HEADER
 from .cancels import MAX_ID, CancelBook, Run, interrupt_until_done, marked
@@ -112,7 +112,7 @@ class Worker:
                      len(self.pool.slots))
         except (MaterialiseError, SageMakerError, RuntimeError, OSError, aiohttp.ClientError, NoComfyUI,
                 DevicesInvalid) as err:
-            self.fail(str(getattr(err, "message", None) or err))
+            self.fail(message_of(err))
         except Exception as err:  # whatever it is, the start ends with a reason the endpoint shows
             log.exception("materialisation failed")
             self.fail(f"{type(err).__name__}: {err}")
@@ -378,7 +378,7 @@ class Worker:
             files = await asyncio.to_thread(store_outputs, self.materialiser.store, slot.comfy, outputs)
         except OUTPUT_ERRORS as err:
             return self.result(execution_id, "failed", {}, {"code": "bad_output", "message": "an output could not "
-                               f"be stored: {getattr(err, 'message', None) or err}"}, t0, t_start, slot)
+                               f"be stored: {message_of(err)}"}, t0, t_start, slot)
         status = "succeeded" if final == "execution_success" else "failed"
         failure = {"code": "node_error" if final == "execution_error" else "interrupted", **(err or {})}
         return self.result(execution_id, status, files, None if status == "succeeded" else failure, t0, t_start, slot)
