@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 from ..core.errors import SageMakerError
 
@@ -59,16 +61,20 @@ def translate(err: Exception, region: str = "") -> SageMakerError:
     return AwsError(str(err))
 
 
-def aws_call(fn):
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def aws_call(fn: Callable[P, R]) -> Callable[P, R]:
     """Decorator for methods of objects with a `region`: AWS exceptions become SageMakerErrors."""
 
     @functools.wraps(fn)
-    def wrapper(self, *args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return fn(self, *args, **kwargs)
-        except (ClientError, BotoCoreError) as err:
-            raise translate(err, getattr(self, "region", "")) from None
+            return fn(*args, **kwargs)
+        except (ClientError, BotoCoreError) as err:  # args[0] is the object whose method this is
+            raise translate(err, getattr(args[0], "region", "")) from None
 
     return wrapper
