@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 from ..core.endpoints import EndpointsNotConfigured
 from ..core.errors import SageMakerError
@@ -60,12 +62,21 @@ def translate(err: Exception, region: str = "") -> SageMakerError:
     return AwsError(str(err))
 
 
-def aws_call(fn):
+class _InRegion(Protocol):
+    region: str
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S", bound=_InRegion)
+
+
+def aws_call(fn: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
     """Decorator for methods of objects with a `region` (SageMakerEndpoints): AWS exceptions become
     SageMakerErrors."""
 
     @functools.wraps(fn)
-    def wrapper(self, *args, **kwargs):
+    def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:

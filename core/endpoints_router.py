@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
+from typing import Any
 
 from .endpoints import EndpointNotFound, Endpoints, EndpointsNotConfigured
 from .errors import SageMakerError
+from .records import EndpointConfig, EndpointView, Manifest
+from .worker_contract import Invocation, WorkerEvent, WorkerResult
 
 
 class EndpointsRouter(Endpoints):
@@ -50,14 +53,14 @@ class EndpointsRouter(Endpoints):
             raise unavailable
         raise EndpointNotFound(f"no endpoint runs environment {name!r}")
 
-    def list(self) -> list[dict]:
+    def list(self) -> builtins.list[EndpointView]:
         return self.list_with_problems()[0]
 
-    def list_with_problems(self) -> tuple[builtins.list[dict], builtins.list[dict]]:
+    def list_with_problems(self) -> tuple[builtins.list[EndpointView], builtins.list[dict[str, str]]]:
         """Every endpoint of the providers that answer, and {kind, reason} for those that cannot: one
         unavailable provider never hides the others."""
-        endpoints: builtins.list[dict] = []
-        problems: builtins.list[dict] = []
+        endpoints: builtins.list[EndpointView] = []
+        problems: builtins.list[dict[str, str]] = []
         for p in self._made_providers():
             try:
                 endpoints += p.list()
@@ -65,7 +68,7 @@ class EndpointsRouter(Endpoints):
                 problems.append({"kind": p.kind, "reason": err.message})
         return endpoints, problems
 
-    def check(self, endpoint_config: dict) -> None:
+    def check(self, endpoint_config: EndpointConfig) -> None:
         """Before anything is written: can this configuration's provider deploy that kind at all?"""
         kind = endpoint_config["kind"]
         made_before = kind in self._made
@@ -79,11 +82,14 @@ class EndpointsRouter(Endpoints):
     def check_configured(self) -> None:
         """Each kind is checked when an environment asks for it (`check`)."""
 
-    def get(self, name: str) -> dict:
+    def get(self, name: str) -> EndpointView:
         return self._owner(name).get(name)
 
-    def deploy(self, manifest: dict) -> dict:
-        kind = manifest["endpoint"]["kind"]
+    def deploy(self, manifest: Manifest) -> EndpointView:
+        endpoint = manifest.get("endpoint")
+        if endpoint is None:  # environments deploy only what names an endpoint; said, not a TypeError
+            raise SageMakerError(f"environment {manifest['name']} was published without an endpoint")
+        kind = endpoint["kind"]
         for p in self._made_providers():  # a kind change moves the endpoint
             if p.kind != kind:
                 try:
@@ -95,19 +101,20 @@ class EndpointsRouter(Endpoints):
     def delete(self, name: str) -> None:
         self._owner(name).delete(name)
 
-    def stop(self, name: str) -> dict:
+    def stop(self, name: str) -> EndpointView:
         return self._owner(name).stop(name)
 
-    def start(self, name: str) -> dict:
+    def start(self, name: str) -> EndpointView:
         return self._owner(name).start(name)
 
     def logs(self, name: str, tail: int = 200, contains: str | None = None) -> str:
         return self._owner(name).logs(name, tail, contains)
 
-    def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
+    def invoke(self, name: str, body: Invocation, on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
         return self._owner(name).invoke(name, body, on_event)
 
-    def resume(self, name: str, execution_id: str, resume: dict, on_event: Callable[[dict], None]) -> dict:
+    def resume(self, name: str, execution_id: str, resume: dict[str, Any],
+               on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
         return self._owner(name).resume(name, execution_id, resume, on_event)
 
     def cancel(self, name: str, execution_id: str, token: str) -> None:

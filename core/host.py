@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 from . import analysis, model_files, snapshot
 from .errors import SageMakerError
 from .host_facts import ComfyFacts
+from .records import Manifest
 from .worker_contract import WorkerRuntime
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class Host(Protocol):
         """The model files of this ComfyUI's folders."""
         ...
 
-    def analyze(self, workflow: object, manifest: dict | None = None) -> dict:
+    def analyze(self, workflow: object, manifest: Manifest | None = None) -> dict:
         """What `workflow` needs (node types, models, input files); `manifest`, the environment a run targets,
         where the host has no node registry of its own."""
         ...
@@ -102,7 +103,7 @@ class ComfyHost(Host):
     def native_queue(self) -> NativeQueue | None:
         return self.facts.native_queue
 
-    def analyze(self, workflow: object, manifest: dict | None = None) -> dict:
+    def analyze(self, workflow: object, manifest: Manifest | None = None) -> dict:
         """By this ComfyUI's node registry (the manifest a run targets is judged by preflight, not here)."""
         if self.facts.catalog is None:
             raise SageMakerError("analysis needs ComfyUI's node registry")

@@ -113,7 +113,7 @@ class Store(ABC):
         """Keys under `prefix` (a folder-like prefix ending in `/`), sorted, recursively."""
 
     @abstractmethod
-    def list_page(self, folder: str, start_after: str = "", limit: int = 1000) -> list[str]:
+    def list_page(self, folder: str, start_after: str = "", limit: int = 1000) -> builtins.list[str]:
         """Up to `limit` keys directly in `folder` (a prefix ending in `/`; not its sub-folders), in
         ascending order, after the key `start_after`: lists that page cost one request, however many
         keys the folder holds."""
@@ -155,6 +155,11 @@ class Store(ABC):
         """Up to `length` bytes of the object from byte `start` (fewer at its end, none past it); KeyNotFound
         if absent. Implementations read only that range (served downloads stream a blob in parts)."""
         return self.get(key).data[start:start + length]
+
+    def s3_object(self, key: str) -> tuple[str, str, str] | None:
+        """(region, bucket, object key) of `key` on S3, for a reader with a client of its own (the worker's
+        parallel ranged GETs); None on a store that is not S3."""
+        return None
 
     def exists(self, key: str) -> bool:
         try:
