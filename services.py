@@ -4,6 +4,9 @@ Stores are made in stores.py, from the configuration (`make_store`) or a worker'
 (`split_manifest_uri`); the endpoint providers are made here; routes and the CLI get services from here
 (`aws teardown` alone makes SageMaker endpoints from the stack's outputs). Code below still asks a
 store's `kind` where folder and S3 differ in cost (read concurrency, the worker's ranged fetch).
+
+What outlives one configuration (start-up work, the maintenance schedule, the local endpoints' owner) is the
+Extension's (extension.py); the routing of endpoints is core/endpoints_router.py's.
 """
 
 from __future__ import annotations
@@ -16,16 +19,18 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
-from .aws.errors import AwsNotConfigured
+from .core import retention
 from .core.assets import AssetService
 from .core.changes import ChangeFeed
 from .core.config import Config
-from .core.endpoints import EndpointNotFound, Endpoints
-from .core.environments import EndpointHooks, EnvironmentService, Host, versions_of
+from .core.endpoints import Endpoints
+from .core.endpoints_router import EndpointsRouter
+from .core.environments import EndpointHooks, EnvironmentService, versions_of
 from .core.errors import ConfigInvalid, NotFound, SageMakerError
 from .core.execution_records import ExecutionRecords
-from .core.executions import ExecutionService, KeepAll
+from .core.executions import ExecutionService
 from .core.hashing import HashCache
+from .core.host import Host
 from .core.idempotency import Idempotency
 from .core.identity import Owner, display_name, instance_id
 from .core.input_sync import InputSync
@@ -33,156 +38,48 @@ from .core.job_view import LiveJobs, Mount, job_json
 from .core.jobs import JobManager
 from .core.jobs_v2 import JobsV2
 from .core.leases import Leases
+from .core.local_supervisor import LocalSupervisor
 from .core.models import ModelService
 from .core.scratch import HIDDEN, Scratch
 from .core.scratch import sweep as sweep_temporary
 from .core.store import Store
 from .core.template_runs import TemplateRuns
 from .core.templates import TemplateService
-from .core.unreadable import Unreadable, load_object, report
 from .core.webhook_secret import WebhookSecret
 from .core.webhooks import Webhooks
 from .local.input_watcher import InputWatcher
 from .stores import make_store, store_uri
 
 
-class EndpointsRouter(Endpoints):
-    """Every endpoint, whichever kind: an environment's endpoint config picks the provider."""
+def local_supervisor(state_dir: Path, host: Host | None) -> LocalSupervisor:
+    """The owner of a process's local endpoints: worker subprocesses started from `host`'s ComfyUI, their
+    state under `state_dir`."""
 
-    kind = "any"
+    def make(store_uri: Callable[[], str], on_change: Callable[[dict], None]) -> Endpoints:
+        from .local.endpoints import LocalEndpoints
 
-    def __init__(self, providers: dict[str, Callable[[], Endpoints]], listed: tuple[str, ...] = ("local",)):
-        self._factories = providers
-        self._listed = listed  # kinds asked even before first use (SageMaker when the store is S3)
-        self._made: dict[str, Endpoints] = {}
+        if host is None:
+            raise SageMakerError("local endpoints need a running ComfyUI")
+        return LocalEndpoints(state_dir, store_uri, host.worker_runtime(), on_change=on_change)
 
-    def provider(self, kind: str) -> Endpoints:
-        if kind not in self._made:
-            if kind not in self._factories:
-                raise SageMakerError(f"{kind} endpoints are not available in this configuration")
-            self._made[kind] = self._factories[kind]()
-        return self._made[kind]
-
-    def _made_providers(self) -> list[Endpoints]:
-        return [self.provider(k) for k in self._factories if k in self._listed or k in self._made]
-
-    def _owner(self, name: str) -> Endpoints:
-        unavailable = None
-        for p in self._made_providers():
-            try:
-                p.get(name)
-                return p
-            except (EndpointNotFound, AwsNotConfigured):  # without AWS configured, no SageMaker endpoint is ours
-                continue
-            except SageMakerError as err:  # that provider cannot answer now (AWS unreachable)
-                unavailable = err
-        if unavailable is not None:
-            raise unavailable
-        raise EndpointNotFound(f"no endpoint runs environment {name!r}")
-
-    def list(self) -> list[dict]:
-        return self.list_with_problems()[0]
-
-    def list_with_problems(self) -> tuple[list[dict], list[dict]]:
-        """Every endpoint of the providers that answer, and {kind, reason} for those that cannot: one
-        unavailable provider never hides the others."""
-        endpoints, problems = [], []
-        for p in self._made_providers():
-            try:
-                endpoints += p.list()
-            except SageMakerError as err:
-                problems.append({"kind": p.kind, "reason": err.message})
-        return endpoints, problems
-
-    def check(self, endpoint_config: dict) -> None:
-        """Before anything is written: can this configuration's provider deploy that kind at all?"""
-        kind = endpoint_config["kind"]
-        made_before = kind in self._made
-        provider = self.provider(kind)
-        check = getattr(provider, "check_configured", None)
-        try:
-            if check is not None:
-                check()
-        except SageMakerError:
-            if not made_before:  # a refused first try leaves no provider behind to be asked later
-                self._made.pop(kind, None)
-            raise
-
-    def get(self, name: str) -> dict:
-        return self._owner(name).get(name)
-
-    def deploy(self, manifest: dict) -> dict:
-        kind = manifest["endpoint"]["kind"]
-        for p in self._made_providers():  # a kind change moves the endpoint
-            if p.kind != kind:
-                try:
-                    p.delete(manifest["name"])
-                except (EndpointNotFound, AwsNotConfigured):  # a provider that cannot work made no endpoint
-                    pass
-        return self.provider(kind).deploy(manifest)
-
-    def delete(self, name: str) -> None:
-        self._owner(name).delete(name)
-
-    def stop(self, name: str) -> dict:
-        return self._owner(name).stop(name)
-
-    def start(self, name: str) -> dict:
-        return self._owner(name).start(name)
-
-    def logs(self, name: str, tail: int = 200, contains: str | None = None) -> str:
-        return self._owner(name).logs(name, tail, contains)
-
-    def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
-        return self._owner(name).invoke(name, body, on_event)
-
-    def resume(self, name: str, execution_id: str, resume: dict, on_event: Callable[[dict], None]) -> dict:
-        return self._owner(name).resume(name, execution_id, resume, on_event)
-
-    def cancel(self, name: str, execution_id: str, token: str) -> None:
-        owner = self._owner(name)
-        if hasattr(owner, "cancel"):
-            owner.cancel(name, execution_id, token)
-
-    def running(self, name: str) -> bool:
-        try:
-            return self.get(name)["state"] not in ("Deleted",)
-        except EndpointNotFound:
-            return False
-
-    def state(self, name: str) -> str | None:
-        try:
-            return self.get(name)["state"]
-        except EndpointNotFound:
-            return None
-        except SageMakerError as err:
-            return f"unavailable: {err.message}"
-
-    def remove(self, name: str) -> None:
-        """For deleting an environment: its endpoint, wherever it runs. A provider this configuration
-        cannot even make (AWS not configured) can have made no endpoint: skipped. One that fails (access
-        denied, unreachable) stops the delete: an endpoint left running would be billed."""
-        from .aws.errors import AwsNotConfigured
-
-        for provider in self._made_providers():
-            try:
-                provider.delete(name)
-            except EndpointNotFound:
-                continue
-            except AwsNotConfigured:
-                continue
+    return LocalSupervisor(make)
 
 
 class Services:
     """Everything the routes and the CLI call, made once per configuration.
 
     `host` is the ComfyUI the extension runs in (snapshot, models, analysis);
-    `state_dir` holds local caches; `send_event(event, data)` reaches browsers.
+    `state_dir` holds local caches; `send_event(event, data)` reaches browsers; `reload_config` reads the
+    configuration as it is now (settings that apply without a restart). `local` owns the local endpoints
+    beyond these services (the Extension's, the same for every configuration; else these services' own);
+    `providers`, every endpoint kind instead of the configuration's (tests: a fake).
     """
 
     def __init__(self, config: Config, host: Host | None = None, state_dir: Path | None = None,
                  send_event: Callable[..., None] | None = None, owner: Owner | None = None,
-                 makes_webhook_secret: bool = True, follow_ttl: float | None = None):
+                 makes_webhook_secret: bool = True, follow_ttl: float | None = None,
+                 reload_config: Callable[[], Config] | None = None, local: LocalSupervisor | None = None,
+                 providers: dict[str, Callable[[], Endpoints]] | None = None):
         self.config = config
         self.follow_ttl = follow_ttl  # how long a follower lease of runs lives unrenewed (core/followers.py)
         self.host = host
@@ -190,32 +87,40 @@ class Services:
         self.state_dir = Path(state_dir) if state_dir else Path(config.store_path).parent
         # send_event(event, data, sid=None): to one browser (sid) or all of them.
         self._send = send_event or (lambda event, data, sid=None: None)
-        self.reload_config: Callable[[], Config] | None = None
+        self.reload_config = reload_config
         self.closed = threading.Event()  # set when another configuration's services replace these
-        # The local endpoints of the services these replace: their workers run on, one owner for them.
-        self.local_endpoints_from: Endpoints | None = None
+        self._providers = providers
+        # From now on the local endpoints deploy from this configuration's store and tell these services.
+        self.local = local or local_supervisor(self.state_dir, host)
+        self.local.serve(store_uri(config), lambda endpoint: self.send_event("sagemaker.endpoint", endpoint))
         # A ComfyUI makes its webhook secret on first use; the gateway's replicas are given one (one each would
         # not do): core/webhook_secret.py.
         self.makes_webhook_secret = makes_webhook_secret
 
-    def made_local_endpoints(self) -> Endpoints | None:
-        return self.__dict__["endpoints"]._made.get("local") if "endpoints" in self.__dict__ else None
+    def _made(self, name: str) -> bool:
+        """Whether the service `name` (a cached property) was made: closing touches only what was."""
+        return name in self.__dict__
 
     def close(self) -> None:
         """Replaced by another configuration's services: stop watching and maintaining; what is in flight
         (runs, uploads already started, endpoints) finishes on this store."""
         self.closed.set()
-        if "executions" in self.__dict__:  # its runs in flight go on; finding others' orphans is the new one's
-            self.__dict__["executions"].sweeper.stop()
-        for name in ("input_watcher", "changes"):
-            if name in self.__dict__:  # only what was made
+        if self._made("executions"):  # its runs in flight go on; finding others' orphans is the new one's
+            self.executions.sweeper.stop()
+        stops = {"input_watcher": lambda: self.input_watcher.stop(), "changes": lambda: self.changes.stop()}
+        for name, stop in stops.items():
+            if self._made(name):
                 try:
-                    self.__dict__[name].stop()
+                    stop()
                 except Exception:
                     logging.getLogger("comfyui_sagemaker").exception("comfyui-sagemaker: stopping %s failed", name)
-        if "input_sync" in self.__dict__:
-            sync = self.__dict__["input_sync"]
-            threading.Thread(target=sync.close, name="sagemaker-input-sync-close", daemon=True).start()
+        if self._made("input_sync"):
+            threading.Thread(target=self.input_sync.close, name="sagemaker-input-sync-close", daemon=True).start()
+
+    def drain_webhooks(self, seconds: float) -> int:
+        """Let the webhook deliveries under way finish within `seconds`; how many are still going (none if no
+        webhook was ever sent from here)."""
+        return self.webhooks.drain(seconds) if self._made("webhooks") else 0
 
     @cached_property
     def store(self) -> Store:
@@ -273,7 +178,7 @@ class Services:
         synced = self.input_sync.digest if self.has_input_folder else (lambda name: None)
         svc = ExecutionService(self.store, self.templates, self.environments, self.endpoints, self.host,
                                self.hash_cache, self.send_event, synced=synced, owner=self.owner,
-                               native=self.host.native_queue() if hasattr(self.host, "native_queue") else None,
+                               native=self.host.native_queue() if self.host is not None else None,
                                webhooks=self.webhooks, role=self.config.role, temp=self.scratch,
                                **({"follow_ttl": self.follow_ttl} if self.follow_ttl else {}))
         svc.listeners.append(self.live_jobs)
@@ -332,23 +237,8 @@ class Services:
         """Execution records (and their outputs) older than execution_retention_days; a designer's job."""
         if self.config.role != "designer":
             return 0
-
-        def environment_blobs() -> set[str] | KeepAll:
-            keep: set[str] = set()
-            for key in self.store.list("environments/"):
-                if "/versions/" not in key:
-                    continue
-                try:
-                    manifest = load_object(self.store.get(key).data, key)
-                    keep |= {m["sha256"] for m in manifest.get("models", [])}
-                    keep |= {p["archive"]["sha256"] for p in manifest.get("custom_nodes", [])}
-                except (Unreadable, KeyError, TypeError, AttributeError) as err:
-                    # Its blobs cannot be known: none is removed this time (fail safe), until it is mended or gone.
-                    report(key, getattr(err, "reason", None) or f"incomplete ({err})")
-                    return KeepAll()
-            return keep
-
-        return self.executions.apply_retention(self.config.execution_retention_days, environment_blobs)
+        return self.executions.apply_retention(self.config.execution_retention_days,
+                                               lambda: retention.environment_blobs(self.store))
 
     @cached_property
     def input_sync(self) -> InputSync:
@@ -380,7 +270,7 @@ class Services:
         from .core.execution_outputs import OUTPUT_SUBFOLDER, OUTPUT_TEMP
         from .core.inputs import INPUT_TEMPS
 
-        removed = list(getattr(self.store, "sweep", lambda: [])())
+        removed = self.store.sweep()
         removed += self.scratch.sweep()
         removed += sweep_temporary(self.state_dir, (HIDDEN,), unknown_after=None)
         for endpoint in (self.state_dir / "endpoints").glob("*/"):  # their state.json, not their workers' trees
@@ -420,18 +310,8 @@ class Services:
 
     @cached_property
     def endpoints(self) -> EndpointsRouter:
-        def local() -> Endpoints:
-            from .local.endpoints import LocalEndpoints
-
-            if self.host is None:
-                raise SageMakerError("local endpoints need a running ComfyUI")
-            inherited = self.local_endpoints_from
-            if inherited is not None:  # new deploys go to this configuration's store
-                inherited.store_uri = store_uri(self.config)  # type: ignore[attr-defined]
-                inherited.on_change = lambda endpoint: self.send_event("sagemaker.endpoint", endpoint)  # type: ignore[attr-defined]
-                return inherited
-            return LocalEndpoints(self.state_dir, store_uri(self.config), self.host.worker_runtime(),
-                                  on_change=lambda endpoint: self.send_event("sagemaker.endpoint", endpoint))
+        if self._providers is not None:
+            return EndpointsRouter(self._providers, tuple(self._providers))
 
         def sagemaker() -> Endpoints:
             from .aws.sagemaker_endpoints import SageMakerEndpoints
@@ -443,4 +323,4 @@ class Services:
                                       kms_key_id=c.s3_kms_key_id)
 
         listed = ("local", "sagemaker") if self.config.store == "s3" else ("local",)
-        return EndpointsRouter({"local": local, "sagemaker": sagemaker}, listed)
+        return EndpointsRouter({"local": self.local.provider, "sagemaker": sagemaker}, listed)

@@ -41,6 +41,7 @@ class Autoscaling:
         rid = naming.resource_id(endpoint)
         self.aas.register_scalable_target(ServiceNamespace=NAMESPACE, ResourceId=rid, ScalableDimension=DIMENSION,
                                           MinCapacity=minimum, MaxCapacity=maximum)
+        metric: dict[str, Any]
         if mode == "realtime":
             metric = {"PredefinedMetricSpecification": {
                 "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}}

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
+from ..core.endpoints import EndpointsNotConfigured
 from ..core.errors import SageMakerError
 
 
@@ -26,7 +29,7 @@ class InstanceTypeRefused(AwsError):
     code = "instance_type_refused"
 
 
-class AwsNotConfigured(AwsError):
+class AwsNotConfigured(AwsError, EndpointsNotConfigured):
     """Something the SageMaker path needs is missing: credentials, role ARN, image, S3 store."""
 
     code = "aws_not_configured"
@@ -59,16 +62,26 @@ def translate(err: Exception, region: str = "") -> SageMakerError:
     return AwsError(str(err))
 
 
-def aws_call(fn):
-    """Decorator for methods of objects with a `region`: AWS exceptions become SageMakerErrors."""
+class _InRegion(Protocol):
+    region: str
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S", bound=_InRegion)
+
+
+def aws_call(fn: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
+    """Decorator for methods of objects with a `region` (SageMakerEndpoints): AWS exceptions become
+    SageMakerErrors."""
 
     @functools.wraps(fn)
-    def wrapper(self, *args, **kwargs):
+    def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return fn(self, *args, **kwargs)
         except (ClientError, BotoCoreError) as err:
-            raise translate(err, getattr(self, "region", "")) from None
+            raise translate(err, self.region) from None
 
     return wrapper

@@ -12,19 +12,27 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..core.endpoints import InvocationFailed
 from ..core.store import Store
+from ..core.worker_contract import (  # PROGRESS_PREFIX: where the async progress is, for tests too
+    PROGRESS_PREFIX,
+    Invocation,
+    WorkerEvent,
+    WorkerResult,
+    read_progress,
+    read_result,
+    read_stream,
+)
 
 REALTIME_LIMIT_S = 60
 NEAR_LIMIT_S = REALTIME_LIMIT_S - 5  # SageMaker's clock starts after ours: a cut from here on is the limit
 # InvokeEndpointAsync's ranges (botocore's service model): the queue time, and the run time once picked up.
 REQUEST_TTL_S = (60, 21600)
 INVOCATION_TIMEOUT_S = (1, 3600)
-PROGRESS_PREFIX = "async/progress/"
 REQUEST_PREFIX = "async/requests/"
 # What SageMaker says when a real-time invocation runs over its limit: "Your model primary did not complete
 # sending the inference response in the allotted time." (stream) / "Your invocation timed out while waiting
@@ -71,36 +79,40 @@ def realtime_error(err: Exception, elapsed: float) -> InvocationFailed:
     return InvocationFailed(f"SageMaker refused the request ({code or 'error'}): {message}")
 
 
-def invoke_realtime(runtime: Any, endpoint: str, body: dict, on_event: Callable[[dict], None],
-                    clock: Callable[[], float] = time.monotonic) -> dict:
+def _lines(stream: Iterable[dict]) -> Iterator[bytes]:
+    """The worker's NDJSON lines from the response stream's PayloadParts (which cut lines anywhere)."""
+    buffer = b""
+    for event in stream:
+        if "PayloadPart" not in event:
+            continue
+        buffer += event["PayloadPart"]["Bytes"]
+        *lines, buffer = buffer.split(b"\n")
+        yield from lines
+
+
+def invoke_realtime(runtime: Any, endpoint: str, body: Invocation, on_event: Callable[[WorkerEvent], None],
+                    clock: Callable[[], float] = time.monotonic) -> WorkerResult:
     from botocore.exceptions import BotoCoreError, ClientError
     from urllib3.exceptions import HTTPError
 
     started = clock()
     try:
-        extra = {"InferenceId": str(body["execution_id"])[:64]} if body.get("execution_id") else {}
+        execution_id = body.get("execution_id")
+        extra = {"InferenceId": execution_id[:64]} if execution_id else {}
         response = runtime.invoke_endpoint_with_response_stream(
             EndpointName=endpoint, Body=json.dumps(body).encode(), ContentType="application/json",
             Accept="application/x-ndjson", **extra)
-        buffer = b""
         # An exception frame (ModelStreamError, InternalStreamFailure) raises EventStreamError here.
-        for event in response["Body"]:
-            if "PayloadPart" not in event:
-                continue
-            buffer += event["PayloadPart"]["Bytes"]
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                if not line.strip():
-                    continue
-                item = json.loads(line)
-                if item.get("type") == "result":
-                    return item["data"]
-                on_event(item)
+        result = read_stream(_lines(response["Body"]), on_event)
     except ClientError as err:
         raise realtime_error(err, clock() - started) from None
     except (BotoCoreError, HTTPError) as err:  # the body is read by urllib3 itself: its errors are not wrapped
         raise InvocationFailed(f"SageMaker did not answer: {err}") from None
-    raise InvocationFailed("the endpoint closed its stream without a result")
+    except ValueError as err:  # ShapeInvalid, ProtocolUnsupported, a line that is not JSON
+        raise InvocationFailed(f"the endpoint's worker answered what this extension cannot read: {err}") from None
+    if result is None:
+        raise InvocationFailed("the endpoint closed its stream without a result")
+    return result
 
 
 def _s3_location(uri: str) -> tuple[str, str]:
@@ -108,9 +120,10 @@ def _s3_location(uri: str) -> tuple[str, str]:
     return parts.netloc, parts.path.lstrip("/")
 
 
-def invoke_async(runtime: Any, s3: Any, store: Store, store_uri: str, endpoint: str, body: dict,
-                 on_event: Callable[[dict], None], timeout: float = 3900,
-                 still_there: Callable[[], bool] = lambda: True, sleep: Callable[[float], None] = time.sleep) -> dict:
+def invoke_async(runtime: Any, s3: Any, store: Store, store_uri: str, endpoint: str, body: Invocation,
+                 on_event: Callable[[WorkerEvent], None], timeout: float = 3900,
+                 still_there: Callable[[], bool] = lambda: True,
+                 sleep: Callable[[float], None] = time.sleep) -> WorkerResult:
     from botocore.exceptions import BotoCoreError, ClientError
 
     execution_id = str(body.get("execution_id") or "")
@@ -135,9 +148,9 @@ def invoke_async(runtime: Any, s3: Any, store: Store, store_uri: str, endpoint: 
     return follow_async(s3, store, endpoint, execution_id, resume, on_event, still_there, sleep)
 
 
-def follow_async(s3: Any, store: Store, endpoint: str, execution_id: str, resume: dict,
-                 on_event: Callable[[dict], None], still_there: Callable[[], bool] = lambda: True,
-                 sleep: Callable[[float], None] = time.sleep) -> dict:
+def follow_async(s3: Any, store: Store, endpoint: str, execution_id: str, resume: dict[str, Any],
+                 on_event: Callable[[WorkerEvent], None], still_there: Callable[[], bool] = lambda: True,
+                 sleep: Callable[[float], None] = time.sleep) -> WorkerResult:
     """Wait for an accepted async request's result (`resume`: its output and failure locations and the time
     it is given up), relaying the worker's progress; from the invocation, or from a process taking it over."""
     from botocore.exceptions import ClientError
@@ -163,13 +176,10 @@ def follow_async(s3: Any, store: Store, endpoint: str, execution_id: str, resume
                 raise InvocationFailed(f"the endpoint reported a failure: {data.decode(errors='replace')[:2000]}")
             _relay_progress(store, execution_id, seen, on_event)  # what came after the last look
             try:
-                result = json.loads(data)
-            except (ValueError, RecursionError):
-                result = None
-            if not isinstance(result, dict):
-                raise InvocationFailed(f"the endpoint's result at s3://{bucket}/{key} cannot be read (not a JSON "
-                                       "object)")
-            return result
+                return read_result(json.loads(data))
+            except (ValueError, RecursionError) as err:  # ShapeInvalid, ProtocolUnsupported, not JSON
+                raise InvocationFailed(f"the endpoint's result at s3://{bucket}/{key} cannot be read ({err})") \
+                    from None
         if time.monotonic() >= deadline:
             break
         seen = _relay_progress(store, execution_id, seen, on_event)
@@ -181,23 +191,16 @@ def follow_async(s3: Any, store: Store, endpoint: str, execution_id: str, resume
 
 
 def _relay_progress(store: Store, execution_id: str, seen: tuple[int, int],
-                    on_event: Callable[[dict], None]) -> tuple[int, int]:
+                    on_event: Callable[[WorkerEvent], None]) -> tuple[int, int]:
     """Relay what the worker wrote to the store since the last look: new events, and its latest preview if
     it is newer than the one relayed. `seen` is (events relayed, preview sequence relayed)."""
     try:
-        progress = json.loads(store.get(f"{PROGRESS_PREFIX}{execution_id}.json").data)
-    except Exception:  # not written yet, or mid-write: look again next time
+        progress = read_progress(json.loads(store.get(f"{PROGRESS_PREFIX}{execution_id}.json").data))
+    except Exception:  # not written yet, mid-write, or cannot be read: look again next time
         return seen
-    if isinstance(progress, list):  # a worker of an earlier version: events only
-        progress = {"events": progress}
-    if not isinstance(progress, dict):  # cannot be read: nothing to relay from it
-        return seen
-    events, preview = progress.get("events"), progress.get("preview")
-    events = [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
+    events, preview, sequence = progress["events"], progress.get("preview"), progress.get("preview_seq", 0)
     for event in events[seen[0]:]:
         on_event(event)
-    sequence = progress.get("preview_seq")
-    sequence = sequence if isinstance(sequence, int) and not isinstance(sequence, bool) else 0
-    if isinstance(preview, dict) and sequence > seen[1]:
+    if preview is not None and sequence > seen[1]:
         on_event(preview)
     return max(seen[0], len(events)), max(seen[1], sequence)

@@ -16,6 +16,7 @@ for a multipart object, whose checksum is composite, its size).
 from __future__ import annotations
 
 import base64
+import builtins
 import functools
 import io
 import os
@@ -132,6 +133,9 @@ class S3Store(Store):
 
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
+
+    def s3_object(self, key: str) -> tuple[str, str, str] | None:
+        return self.region, self.bucket, self._key(key)
 
     @_unavailable_on_aws_error
     def get(self, key: str) -> Versioned:
@@ -305,7 +309,7 @@ class S3Store(Store):
         return sorted(self.list_stamps(prefix))
 
     @_unavailable_on_aws_error
-    def list_page(self, folder: str, start_after: str = "", limit: int = 1000) -> list[str]:
+    def list_page(self, folder: str, start_after: str = "", limit: int = 1000) -> builtins.list[str]:
         args = {"Bucket": self.bucket, "Prefix": self.prefix + folder, "Delimiter": "/", "MaxKeys": min(limit, 1000)}
         if start_after:
             args["StartAfter"] = self.prefix + start_after

@@ -24,6 +24,7 @@ the endpoint again from that config and follows it as a deploy does.
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import re
@@ -32,8 +33,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from typing_extensions import NotRequired, TypedDict
+
 from ..core.cancel_tokens import marker
-from ..core.endpoint_config import gpu_count
+from ..core.endpoint_config import EndpointConfigInvalid, gpu_count
 from ..core.endpoints import (
     STOPPED,
     EndpointBusy,
@@ -42,12 +45,14 @@ from ..core.endpoints import (
     EndpointStateConflict,
     InvocationFailed,
 )
-from ..core.environments import manifest_key
+from ..core.environments import manifest_key, read_manifest
 from ..core.executions import CANCEL_PREFIX
+from ..core.records import EndpointConfig, EndpointView, Manifest
+from ..core.shapes import ShapeInvalid, validate
 from ..core.store import KeyNotFound
 from ..core.templates import now
 from ..core.unreadable import Unreadable, load_object, report
-from ..core.worker_contract import report_folder
+from ..core.worker_contract import Invocation, WorkerEvent, WorkerReport, WorkerResult, read_report, report_folder
 from . import autoscaling, endpoint_states, naming, runtime
 from .clients import client
 from .errors import ROLE_ARN, AwsError, AwsNotConfigured, aws_call, translate
@@ -75,20 +80,41 @@ def version_of(config_name: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def worker_summary(report: dict) -> dict | None:
+def worker_summary(report: WorkerReport | None) -> dict[str, Any] | None:
     """Which worker the report is from and how it is: its state, instance, start, version."""
     if not report:
         return None
-    out = {k: report.get(k) for k in ("state", "reason", "instance", "started_at", "updated_at", "ready_after_s")}
-    out["version"] = (report.get("environment") or {}).get("version")
-    return out
+    return {"state": report["state"], "reason": report.get("reason"), "instance": report.get("instance"),
+            "started_at": report.get("started_at"), "updated_at": report.get("updated_at"),
+            "ready_after_s": report.get("ready_after_s"), "version": (report.get("environment") or {}).get("version")}
+
+
+class Stopped(TypedDict):
+    """`endpoints/<environment>/stopped.json`: the endpoint is stopped (or being started) on this config."""
+
+    endpoint_config: str
+    environment: NotRequired[str]
+    version: NotRequired[int | None]
+    stopped_at: NotRequired[str]
+    updated_at: NotRequired[str]
+    starting: NotRequired[bool]
+    reason: NotRequired[str | None]
+
+
+def _endpoint_config(manifest: Manifest) -> EndpointConfig:
+    """The manifest's endpoint config: a SageMaker deploy is asked only of one that has one."""
+    cfg = manifest.get("endpoint")
+    if cfg is None or cfg["kind"] != "sagemaker":
+        raise EndpointConfigInvalid(f"version {manifest['version']} of environment {manifest['name']} has no "
+                                    "SageMaker endpoint config")
+    return cfg
 
 
 class SageMakerEndpoints(Endpoints):
     kind = "sagemaker"
 
     def __init__(self, store_uri: str, role_arn: str, image_uri: str, region: str = "",
-                 on_change: Callable[[dict], None] | None = None, clients: dict[str, Any] | None = None,
+                 on_change: Callable[[EndpointView], None] | None = None, clients: dict[str, Any] | None = None,
                  poll_interval: float = 15.0, store: Any = None, sse: str = "", kms_key_id: str = ""):
         self.store_uri = store_uri
         self.role_arn = role_arn
@@ -148,7 +174,7 @@ class SageMakerEndpoints(Endpoints):
         except Exception as err:  # the warning is a courtesy: never fail the deploy for it
             log.warning("cannot record the endpoint warning: %s", err)
 
-    def worker_report(self, environment: str) -> dict | None:
+    def worker_report(self, environment: str) -> WorkerReport | None:
         """The newest worker's report (worker/coldstart.py): the containers write it to the store, since
         nothing else of theirs reaches the extension. One LIST of one key and one GET, however many
         instances have ever started (keys sort newest first)."""
@@ -156,8 +182,8 @@ class SageMakerEndpoints(Endpoints):
             return None
         try:
             keys = self.store.list_page(report_folder(environment), limit=1)
-            return json.loads(self.store.get(keys[0]).data) if keys else None
-        except Exception as err:  # a report is a courtesy: an endpoint shows without it
+            return read_report(json.loads(self.store.get(keys[0]).data)) if keys else None
+        except Exception as err:  # a report is a courtesy (one that cannot be read too): an endpoint shows without it
             log.warning("cannot read the worker report of %s: %s", environment, err)
             return None
 
@@ -169,16 +195,22 @@ class SageMakerEndpoints(Endpoints):
         key = (environment.lower(), version)
         if key not in self._instance_types:
             try:
-                manifest = json.loads(self.store.get(manifest_key(environment, version)).data)
+                manifest = self._manifest(environment, version)
             except Exception as err:  # a courtesy, as the worker report: the endpoint shows without it
                 log.warning("cannot read version %s of %s: %s", version, environment, err)
                 return None
-            self._instance_types[key] = (manifest.get("endpoint") or {}).get("instance_type")
+            cfg = manifest.get("endpoint")
+            self._instance_types[key] = cfg.get("instance_type") if cfg else None
         return self._instance_types[key]
 
-    def _view(self, environment: str, d: dict) -> dict:
+    def _manifest(self, environment: str, version: int) -> Manifest:
+        """A version's manifest from the store; KeyNotFound, Unreadable."""
+        key = manifest_key(environment, version)
+        return read_manifest(self.store.get(key).data, key, environment, version)
+
+    def _view(self, environment: str, d: dict) -> EndpointView:
         variants = d.get("ProductionVariants") or [{}]
-        report = self.worker_report(environment) or {}
+        report = self.worker_report(environment)
         return {
             "name": environment, "kind": "sagemaker", "state": d["EndpointStatus"],
             "environment": environment, "endpoint_name": d["EndpointName"],
@@ -187,8 +219,9 @@ class SageMakerEndpoints(Endpoints):
             "instance_type": self._instance_type(environment, version_of(d.get("EndpointConfigName"))),
             "warning": self._warning(environment), "updated_at": str(d.get("LastModifiedTime", "")),
             # The newest instance's cold start, as its worker reported it (see worker/coldstart.py).
-            "phases": report.get("phases") or [], "activity": report.get("activity"),
-            "comfyuis": report.get("comfyuis") or [],
+            "phases": (report.get("phases") if report else None) or [],
+            "activity": report.get("activity") if report else None,
+            "comfyuis": (report.get("comfyuis") if report else None) or [],
             "worker": worker_summary(report),
         }
 
@@ -197,16 +230,16 @@ class SageMakerEndpoints(Endpoints):
     def _stopped_key(self, environment: str) -> str:
         return f"endpoints/{environment.lower()}/stopped.json"
 
-    def _stopped(self, environment: str, strict: bool = False) -> dict | None:
+    def _stopped(self, environment: str, strict: bool = False) -> Stopped | None:
         """The stopped record, or None. A store that cannot answer counts as none, unless `strict`."""
         if self.store is None:
             return None
         key = self._stopped_key(environment)
         try:
-            record = load_object(self.store.get(key).data, key)
-            if not isinstance(record.get("endpoint_config"), str):
-                raise Unreadable(key, "it names no endpoint config")
-            return record
+            try:
+                return validate(Stopped, load_object(self.store.get(key).data, key))
+            except ShapeInvalid as err:
+                raise Unreadable(key, err.reason) from None
         except KeyNotFound:
             return None
         except Unreadable as err:  # logged once; counts as none (a deploy makes the endpoint anew)
@@ -218,7 +251,7 @@ class SageMakerEndpoints(Endpoints):
             log.warning("cannot read whether endpoint %s is stopped: %s", environment, err)
             return None
 
-    def _put_stopped(self, environment: str, record: dict) -> dict:
+    def _put_stopped(self, environment: str, record: Stopped) -> Stopped:
         self.store.put(self._stopped_key(environment), json.dumps(record).encode())
         return record
 
@@ -235,7 +268,7 @@ class SageMakerEndpoints(Endpoints):
         """A stopped record speaks for the endpoint while SageMaker has none, or is deleting it."""
         return d is None or d["EndpointStatus"] == "Deleting"
 
-    def _stopped_view(self, environment: str, record: dict, state: str | None = None) -> dict:
+    def _stopped_view(self, environment: str, record: Stopped, state: str | None = None) -> EndpointView:
         return {
             "name": record.get("environment") or environment, "kind": "sagemaker",
             "state": state or ("Creating" if record.get("starting") else STOPPED),
@@ -248,7 +281,7 @@ class SageMakerEndpoints(Endpoints):
         }
 
     @aws_call
-    def get(self, name: str) -> dict:
+    def get(self, name: str) -> EndpointView:
         d = self._describe(naming.endpoint_name(name, self.store_uri))
         if self._hides(d):
             record = self._stopped(name)
@@ -259,7 +292,7 @@ class SageMakerEndpoints(Endpoints):
         return self._view(name, d)
 
     @aws_call
-    def list(self) -> list[dict]:
+    def list(self) -> builtins.list[EndpointView]:
         digest = naming.store_digest(self.store_uri)
         stopped = self._all_stopped()
         out = []
@@ -276,7 +309,7 @@ class SageMakerEndpoints(Endpoints):
         out += [self._stopped_view(env, record) for env, record in sorted(stopped.items()) if env not in listed]
         return out
 
-    def _all_stopped(self) -> dict[str, dict]:
+    def _all_stopped(self) -> dict[str, Stopped]:
         """Every stopped record of this store, by lowercased environment name."""
         if self.store is None:
             return {}
@@ -309,14 +342,14 @@ class SageMakerEndpoints(Endpoints):
         if not self.image_uri:
             raise AwsNotConfigured("worker_image_uri is not set: build and push the worker image (README)")
 
-    def model_request(self, manifest: dict) -> dict:
+    def model_request(self, manifest: Manifest) -> dict:
         env, version = manifest["name"], manifest["version"]
         name = naming.versioned_name(env, version, self.store_uri)
         manifest_uri = f"{self.store_uri}/{manifest_key(env, version)}"
         environment = {
             "SAGEMAKER_MANIFEST_URI": manifest_uri, "WORKER_MODELS": "eager",
             # SageMaker gives up on a real-time call after 60 s: the worker frees the GPU then too.
-            "WORKER_INVOCATION_TIMEOUT": str(INVOCATION_TIMEOUT_S[manifest["endpoint"]["mode"]]),
+            "WORKER_INVOCATION_TIMEOUT": str(INVOCATION_TIMEOUT_S[_endpoint_config(manifest).get("mode", "async")]),
             # The extension cannot reach the container: its cold start report goes to the store.
             "WORKER_REPORT": "store"}
         if self.sse:
@@ -330,17 +363,17 @@ class SageMakerEndpoints(Endpoints):
             "Tags": naming.tags(env, version, self.store_uri),
         }
 
-    def endpoint_config_request(self, manifest: dict) -> dict:
-        env, version, cfg = manifest["name"], manifest["version"], manifest["endpoint"]
+    def endpoint_config_request(self, manifest: Manifest) -> dict:
+        env, version, cfg = manifest["name"], manifest["version"], _endpoint_config(manifest)
         name = naming.versioned_name(env, version, self.store_uri)
-        variant = {
+        variant: dict[str, Any] = {
             "VariantName": naming.VARIANT, "ModelName": name, "InstanceType": cfg["instance_type"],
             "InitialInstanceCount": cfg["initial_count"],
             "ContainerStartupHealthCheckTimeoutInSeconds": STARTUP_HEALTH_CHECK_S,
         }
         if GPU_FAMILIES.match(cfg["instance_type"]):
             variant["InferenceAmiVersion"] = GPU_INFERENCE_AMI
-        request = {"EndpointConfigName": name, "ProductionVariants": [variant],
+        request: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": [variant],
                    "Tags": naming.tags(env, version, self.store_uri)}
         if cfg["mode"] == "async":
             output = {"S3OutputPath": f"{self.store_uri}/async/outputs/",
@@ -364,12 +397,12 @@ class SageMakerEndpoints(Endpoints):
                     raise
 
     @aws_call
-    def deploy(self, manifest: dict) -> dict:
+    def deploy(self, manifest: Manifest) -> EndpointView:
         self.check_configured()
         env, version = manifest["name"], manifest["version"]
         endpoint = naming.endpoint_name(env, self.store_uri)
         existing = self._describe(endpoint)
-        action, reason, old = "create", None, None
+        action, reason, old = "create", None, {}
         if existing is not None:
             status = existing["EndpointStatus"]
             action = endpoint_states.of(status).on_deploy
@@ -379,7 +412,7 @@ class SageMakerEndpoints(Endpoints):
                 reason = f"recreating: the endpoint was {status} ({existing.get('FailureReason') or 'no reason'})"
             else:
                 old = self.sm.describe_endpoint_config(EndpointConfigName=existing["EndpointConfigName"])
-                if ("AsyncInferenceConfig" in old) != (manifest["endpoint"]["mode"] == "async"):
+                if ("AsyncInferenceConfig" in old) != (_endpoint_config(manifest).get("mode") == "async"):
                     action, reason = "recreate", "recreating: SageMaker cannot switch async and real-time in place"
         model, config = self.model_request(manifest), self.endpoint_config_request(manifest)
         self._create_version(model, config)
@@ -392,18 +425,18 @@ class SageMakerEndpoints(Endpoints):
             scaling.remove(endpoint)
             self.sm.delete_endpoint(EndpointName=endpoint)
         else:
-            if old["ProductionVariants"][0]["InstanceType"] != manifest["endpoint"]["instance_type"]:
+            if old["ProductionVariants"][0]["InstanceType"] != _endpoint_config(manifest).get("instance_type"):
                 # AWS refuses to change the instance type while autoscaling is registered on the variant.
                 scaling.remove(endpoint)
             self.sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=config["EndpointConfigName"])
-        state = {"name": env, "kind": "sagemaker", "environment": env, "endpoint_name": endpoint,
+        state: EndpointView = {"name": env, "kind": "sagemaker", "environment": env, "endpoint_name": endpoint,
                  "state": {"create": "Creating", "recreate": "Deleting", "update": "Updating"}[action],
                  "version": version, "reason": reason, "updated_at": now()}
         self.on_change(state)
         self._monitor(manifest, endpoint, recreate=action == "recreate")
         return state
 
-    def _monitor(self, manifest: dict, endpoint: str, recreate: bool = False) -> None:
+    def _monitor(self, manifest: Manifest, endpoint: str, recreate: bool = False) -> None:
         self._in_background(lambda: self.settle(manifest, endpoint, recreate=recreate), f"sagemaker-monitor-{endpoint}")
 
     def _wait_gone(self, endpoint: str, timeout: float) -> bool:
@@ -414,7 +447,7 @@ class SageMakerEndpoints(Endpoints):
             time.sleep(self.poll_interval)
         return False
 
-    def settle(self, manifest: dict, endpoint: str, timeout: float = 7200, recreate: bool = False) -> dict | None:
+    def settle(self, manifest: Manifest, endpoint: str, timeout: float = 7200, recreate: bool = False) -> dict | None:
         """Follow the endpoint until it settles (after recreating it, if asked); then autoscaling, and the
         versions it no longer uses are removed. Returns the last description (None if it is gone)."""
         env = manifest["name"]
@@ -459,12 +492,13 @@ class SageMakerEndpoints(Endpoints):
                             "reason": f"following the deploy failed: {message}"})
             return None
 
-    def _after_in_service(self, manifest: dict, endpoint: str, d: dict) -> None:
-        cfg = manifest["endpoint"]
+    def _after_in_service(self, manifest: Manifest, endpoint: str, d: dict) -> None:
+        cfg = _endpoint_config(manifest)
         env = manifest["name"]
         try:
-            if cfg.get("autoscaling"):
-                self._scaling().apply(endpoint, cfg["mode"], cfg["autoscaling"]["min"], cfg["autoscaling"]["max"],
+            scaling = cfg.get("autoscaling")
+            if scaling:
+                self._scaling().apply(endpoint, cfg["mode"], scaling["min"], scaling["max"],
                                       gpu_count(cfg["instance_type"]))
             self._set_warning(env, None)
         except Exception as err:
@@ -502,7 +536,7 @@ class SageMakerEndpoints(Endpoints):
     # stopping and starting
 
     @aws_call
-    def stop(self, name: str) -> dict:
+    def stop(self, name: str) -> EndpointView:
         """Delete the SageMaker endpoint, keep its config and model, and record that it is stopped."""
         from botocore.exceptions import ClientError
 
@@ -548,17 +582,19 @@ class SageMakerEndpoints(Endpoints):
         self._in_background(gone, f"sagemaker-stop-{endpoint}")
         return view
 
-    def _kept_manifest(self, name: str, record: dict) -> dict:
+    def _kept_manifest(self, name: str, record: Stopped) -> Manifest:
         """The manifest of the version the stopped endpoint ran (its autoscaling is set up from it again)."""
         version = record.get("version")
         try:
-            return json.loads(self.store.get(manifest_key(name, version)).data)
-        except (KeyNotFound, TypeError, ValueError):
+            if version is None:
+                raise ValueError("the stopped record names no version")
+            return self._manifest(name, version)
+        except (KeyNotFound, ValueError):  # Unreadable is a ValueError
             raise EndpointStateConflict(f"version {version} of environment {name} is no longer in the store: "
                                         "deploy the environment again instead") from None
 
     @aws_call
-    def start(self, name: str) -> dict:
+    def start(self, name: str) -> EndpointView:
         """CreateEndpoint again with the kept EndpointConfig (once SageMaker has finished deleting the old
         one), then followed as a deploy is. Returns at once, state Creating."""
         endpoint = naming.endpoint_name(name, self.store_uri)
@@ -589,11 +625,11 @@ class SageMakerEndpoints(Endpoints):
                     self.on_change(self._stopped_view(name, back))
 
             self._in_background(when_gone, f"sagemaker-start-{endpoint}")
-        view = {**self._stopped_view(name, record, "Creating"), "reason": None, "updated_at": now()}
+        view: EndpointView = {**self._stopped_view(name, record, "Creating"), "reason": None, "updated_at": now()}
         self.on_change(view)
         return view
 
-    def _create_kept(self, name: str, endpoint: str, record: dict, manifest: dict) -> None:
+    def _create_kept(self, name: str, endpoint: str, record: Stopped, manifest: Manifest) -> None:
         self.sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=record["endpoint_config"],
                                 Tags=naming.tags(name, None, self.store_uri))
         self._clear_stopped(name)
@@ -657,7 +693,7 @@ class SageMakerEndpoints(Endpoints):
         except Exception as err:  # leftovers cost a few bytes; the next endpoint's reports sort before them
             log.warning("cannot remove the worker reports of %s: %s", environment, err)
 
-    def _in_background(self, fn: Callable[[], None], name: str) -> None:
+    def _in_background(self, fn: Callable[[], object], name: str) -> None:
         threading.Thread(target=fn, daemon=True, name=name).start()
 
     def cancel(self, name: str, execution_id: str, token: str) -> None:
@@ -667,10 +703,10 @@ class SageMakerEndpoints(Endpoints):
         if self.store is not None:
             self.store.put(f"{CANCEL_PREFIX}{execution_id}", marker(token))
 
-    def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
+    def invoke(self, name: str, body: Invocation, on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
         endpoint = self.check_ready(name)
         try:
-            config = self.sm.describe_endpoint_config(EndpointConfigName=endpoint["endpoint_config"])
+            config = self.sm.describe_endpoint_config(EndpointConfigName=endpoint.get("endpoint_config"))
         except Exception as err:
             raise InvocationFailed(f"cannot read endpoint {endpoint['endpoint_name']}'s config: {err}") from None
         runtime_client = self._client("sagemaker-runtime")
@@ -696,7 +732,8 @@ class SageMakerEndpoints(Endpoints):
 
         return still_there
 
-    def resume(self, name: str, execution_id: str, resume: dict, on_event: Callable[[dict], None]) -> dict:
+    def resume(self, name: str, execution_id: str, resume: dict[str, Any],
+               on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
         """An async run another process invoked and stopped following: its result still lands in S3."""
         if self.store is None:
             raise InvocationFailed("async endpoints need the S3 store")

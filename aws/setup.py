@@ -114,7 +114,7 @@ def ensure_stack(aws: Aws, name: str, parameters: dict[str, str], say: Callable[
         given = dict(parameters)
         if creating:  # the repository named after the stack: two stacks in one account never collide
             given.setdefault("RepositoryName", repository_name(name))
-        params = [{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()]
+        params: list[dict[str, object]] = [{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()]
         if not creating:  # what this run does not set keeps its value (an omitted one would take the default)
             had = {p["ParameterKey"] for p in (current or {}).get("Parameters") or []}
             params += [{"ParameterKey": k, "UsePreviousValue": True} for k in sorted(had - set(given))]

@@ -143,9 +143,9 @@ def flatten_ui(workflow: dict, warnings: list[str]) -> list[FlatNode]:
                     continue
                 walk(subgraphs[node_type].get("nodes") or [], f"{node_id}:", path + (node_type,))
                 continue
-            values = node.get("widgets_values")
+            values, properties = node.get("widgets_values"), node.get("properties")
             out.append(FlatNode(node_id, node_type, values if isinstance(values, (list, dict)) else [],
-                                node.get("properties") if isinstance(node.get("properties"), dict) else {}))
+                                properties if isinstance(properties, dict) else {}))
 
     walk(workflow["nodes"], "", ())
     return out
@@ -195,7 +195,8 @@ def analyze(
     """What `workflow` (UI or API format) needs from this ComfyUI."""
     fmt = detect_format(workflow)
     result = Analysis(fmt)
-    flat = flatten_ui(workflow, result.warnings) if fmt == "ui" else flatten_api(workflow)  # type: ignore[arg-type]
+    assert isinstance(workflow, dict)  # detect_format refused anything else
+    flat = flatten_ui(workflow, result.warnings) if fmt == "ui" else flatten_api(workflow)
 
     def add_model(folders: list[str], name: str, node_id: str, present: bool = True, url: str | None = None):
         key = (folders[0] if len(folders) == 1 else "?", name)

@@ -26,11 +26,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
+from typing import Any
 
 from .blob_reads import read_verified
 from .errors import BadRequest, Conflict, NotFound, RecordCorrupt
 from .execution_records import ID_RE
 from .identity import Owner
+from .records import ExecutionRecord, OwnerJson
 from .store import DIGEST_RE, BlobCorrupt, KeyExists, KeyNotFound, Store, blob_key
 from .templates import now
 from .unreadable import Unreadable, load_object, report
@@ -92,7 +94,7 @@ class Asset:
     created_at: str
     blake3: str | None = None
     job_id: str | None = None
-    owner: dict | None = None
+    owner: OwnerJson | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -134,7 +136,7 @@ def output_id(execution_id: str, sha256: str) -> str:
     return f"out-{execution_id}-{sha256[:24]}"
 
 
-def output_items(record: dict) -> list[tuple[str, str, dict]]:
+def output_items(record: ExecutionRecord) -> list[tuple[str, str, dict]]:
     """(node id, ui key, item) of every output file of a record, in the record's order."""
     out = []
     for node, ui in (record.get("outputs") or {}).items():
@@ -151,7 +153,8 @@ def output_items(record: dict) -> list[tuple[str, str, dict]]:
 class AssetService:
     """`read_run(execution id)` gives a run's record (or None): outputs are looked up there."""
 
-    def __init__(self, store: Store, owner: Callable[[str | None], Owner], read_run: Callable[[str], dict | None]):
+    def __init__(self, store: Store, owner: Callable[[str | None], Owner],
+                 read_run: Callable[[str], ExecutionRecord | None]):
         self.store = store
         self.owner = owner
         self.read_run = read_run
@@ -208,7 +211,7 @@ class AssetService:
                 read_verified(self.store, sha, blake3=hexa)
             except (BlobCorrupt, KeyNotFound) as err:
                 log.warning("comfyui-sagemaker: %s points at blob %s, whose bytes are not blake3:%s (%s): treated "
-                            "as missing", key, sha, hexa, getattr(err, "message", "gone"))
+                            "as missing", key, sha, hexa, err.message if isinstance(err, BlobCorrupt) else "gone")
                 return None
             self._checked_pair(hexa, sha)
         return sha, size
@@ -241,12 +244,13 @@ class AssetService:
         match = OUTPUT_ID.fullmatch(asset_id) if isinstance(asset_id, str) else None
         if match:
             record = self.read_run(match.group(1))
-            for node, key, item in output_items(record or {}):
-                if item["sha256"].startswith(match.group(2)):
-                    return self.output_asset(record, node, key, item)
+            if record is not None:
+                for node, key, item in output_items(record):
+                    if item["sha256"].startswith(match.group(2)):
+                        return self.output_asset(record, node, key, item)
         raise AssetNotFound(f"asset {str(asset_id)[:120]!r} does not exist")
 
-    def output_asset(self, record: dict, node: str, key: str, item: dict) -> Asset:
+    def output_asset(self, record: ExecutionRecord, node: str, key: str, item: dict) -> Asset:
         size = item.get("size")
         if not isinstance(size, int):
             size = self.store.size(blob_key(item["sha256"])) or 0
@@ -283,7 +287,8 @@ def _asset(data: dict, key: str) -> Asset:
     if not isinstance(data.get("file_path"), (str, type(None))) \
             or not isinstance(data.get("owner"), (dict, type(None))):
         raise Unreadable(key, "file_path or owner is malformed")
-    return Asset(**{k: data.get(k) for k in Asset.__dataclass_fields__})
+    fields: dict[str, Any] = {k: data.get(k) for k in Asset.__dataclass_fields__}  # checked above
+    return Asset(**fields)
 
 
 def is_reference(value: object) -> bool:

@@ -15,9 +15,10 @@ import hmac
 import json
 import re
 import secrets
+from typing import Final, TypeGuard
 
-DIGEST_FIELD = "cancel_sha256"  # in an invocation
-TOKEN_FIELD = "cancel_token"  # in a cancel invocation or a cancel marker
+DIGEST_FIELD: Final = "cancel_sha256"  # in an invocation
+TOKEN_FIELD: Final = "cancel_token"  # in a cancel invocation or a cancel marker
 MAX_TOKEN = 256  # characters: a token is 43
 MARKER_BYTES = 4096  # a cancel marker is read up to this size, never whole
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -31,11 +32,11 @@ def digest_of(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def is_digest(value: object) -> bool:
+def is_digest(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and bool(_DIGEST.fullmatch(value))
 
 
-def is_token(value: object) -> bool:
+def is_token(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and 0 < len(value) <= MAX_TOKEN and value.isascii()
 
 

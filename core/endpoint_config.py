@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from .errors import BadRequest
+from .records import Autoscaling, EndpointConfig
 
 # Offered in the UI; any other well-formed ml.* type is accepted (AWS refuses what it does not know).
 COMMON_GPU_TYPES = (
@@ -62,7 +63,7 @@ def _int(value: object, field: str) -> int:
     return value
 
 
-def validate(config: object, max_instances: int) -> dict:
+def validate(config: object, max_instances: int) -> EndpointConfig:
     """The normalised config, or EndpointConfigInvalid saying which field is wrong and why."""
     if not isinstance(config, dict):
         raise EndpointConfigInvalid('endpoint must be an object such as {"kind": "local"}')
@@ -88,11 +89,12 @@ def validate(config: object, max_instances: int) -> dict:
         )
     if count > max_instances:
         raise EndpointConfigInvalid(f"endpoint.initial_count {count} is over the cap of {max_instances} instances")
-    scaling = config.get("autoscaling")
-    if scaling is not None:
-        if not isinstance(scaling, dict) or set(scaling) - {"min", "max"} or not {"min", "max"} <= set(scaling):
+    given = config.get("autoscaling")
+    scaling: Autoscaling | None = None
+    if given is not None:
+        if not isinstance(given, dict) or set(given) - {"min", "max"} or not {"min", "max"} <= set(given):
             raise EndpointConfigInvalid('endpoint.autoscaling must be {"min": N, "max": M} or null')
-        lo, hi = _int(scaling["min"], "autoscaling.min"), _int(scaling["max"], "autoscaling.max")
+        lo, hi = _int(given["min"], "autoscaling.min"), _int(given["max"], "autoscaling.max")
         if lo < 0:
             raise EndpointConfigInvalid("endpoint.autoscaling.min must be 0 or more")
         if lo > hi:

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 from .errors import Conflict, NotFound, SageMakerError
+from .records import EndpointView, Manifest
+from .worker_contract import Invocation, WorkerEvent, WorkerResult
 
 # States in which an endpoint takes invocations. SageMaker's serving ones (aws/endpoint_states.py;
 # a test keeps the two equal): the current config keeps serving through an update or maintenance.
@@ -54,19 +57,26 @@ class InvocationFailed(SageMakerError):
     code = "invocation_failed"
 
 
+class EndpointsNotConfigured(SageMakerError):
+    """This configuration cannot make that kind of endpoint at all (AWS's prerequisites missing): such a
+    provider has made no endpoint, so asking it for one finds none."""
+
+    code = "endpoints_not_configured"
+
+
 class Endpoints(ABC):
     kind: str
 
     @abstractmethod
-    def list(self) -> list[dict]:
+    def list(self) -> list[EndpointView]:
         """Every endpoint: {name, kind, state, environment, version, reason?, url?, instances?}."""
 
     @abstractmethod
-    def get(self, name: str) -> dict:
+    def get(self, name: str) -> EndpointView:
         """One endpoint's description; EndpointNotFound."""
 
     @abstractmethod
-    def deploy(self, manifest: dict) -> dict:
+    def deploy(self, manifest: Manifest) -> EndpointView:
         """Create the endpoint of `manifest`'s environment, or update it to this version. Returns at once
         (state Creating or Updating); progress arrives as state changes."""
 
@@ -79,28 +89,44 @@ class Endpoints(ABC):
         """The last `tail` lines of the endpoint's logs (only lines holding `contains`, if given)."""
 
     @abstractmethod
-    def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
+    def invoke(self, name: str, body: Invocation, on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
         """Run one prompt (the worker's /invocations body) and return its result, calling `on_event`
         for each of ComfyUI's events as they arrive. Blocks: call it off the event loop.
         EndpointNotReady before anything is sent; InvocationFailed if no result comes back."""
 
-    def resume(self, name: str, execution_id: str, resume: dict, on_event: Callable[[dict], None]) -> dict:
+    def resume(self, name: str, execution_id: str, resume: dict[str, Any],
+               on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
         """Follow a run an invocation started and its process stopped following (core/followers.py): `resume`
         is what that invocation said in its `sagemaker.resumable` event. Like invoke's answer; InvocationFailed
         where the endpoint cannot answer for a run to anyone but its invoker (streams: local, real-time)."""
         raise InvocationFailed(f"{self.kind} endpoints answer a run only to the process that invoked it")
 
-    def stop(self, name: str) -> dict:
+    def stop(self, name: str) -> EndpointView:
         """Stop the endpoint without removing what it runs (billing stops); its view, state Stopped.
         EndpointNotFound; EndpointStateConflict if it is stopped already."""
         raise EndpointStateConflict(f"{self.kind} endpoints cannot be stopped")
 
-    def start(self, name: str) -> dict:
+    def start(self, name: str) -> EndpointView:
         """Start a stopped endpoint again; returns at once (state Creating), like deploy.
         EndpointNotFound; EndpointStateConflict unless it is stopped."""
         raise EndpointStateConflict(f"{self.kind} endpoints cannot be started")
 
-    def check_ready(self, name: str) -> dict:
+    def cancel(self, name: str, execution_id: str, token: str) -> None:
+        """Stop a run this process invoked, with its cancel token (core/cancel_tokens.py); best effort, never
+        raises for a run the endpoint no longer has. Nothing by default: the run goes on to its end."""
+        return None
+
+    def check_configured(self) -> None:
+        """Before anything is written: EndpointsNotConfigured (or another SageMakerError) if this configuration
+        cannot deploy this kind at all. Nothing by default: a kind that needs nothing."""
+        return None
+
+    def adopt(self) -> None:
+        """After a restart of this process: take back the endpoints whose workers outlived it (or start them
+        again). Nothing by default: a kind whose endpoints live elsewhere has nothing to take back."""
+        return None
+
+    def check_ready(self, name: str) -> EndpointView:
         endpoint = self.get(name)
         if endpoint["state"] == STOPPED:
             raise EndpointNotReady(f"endpoint {endpoint['name']} is stopped: start it to run prompts")

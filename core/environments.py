@@ -14,19 +14,22 @@ manifest; without one, the next publish of the name takes it over.
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from . import endpoint_config, publish, snapshot
 from .errors import BadRequest, Conflict, EnvironmentCorrupt, EnvironmentNotFound, NameInvalid, SageMakerError
 from .hashing import HashCache
+from .host import Host
 from .jobs import Job, JobManager
 from .leases import Leases
-from .model_files import ModelIndex
 from .names import ENVIRONMENT_NAME
+from .publish import Plan
+from .records import EndpointConfig, EndpointView, Manifest
+from .shapes import ShapeInvalid, validate
 from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
 from .templates import TemplateService, now
 from .unreadable import Unreadable, load_object, report
@@ -41,27 +44,15 @@ class EnvironmentExists(SageMakerError):
     code = "environment_exists"
 
 
-class Host(Protocol):
-    """What the environment service needs from the ComfyUI it runs in (plain data out)."""
-
-    def snapshot(self) -> dict: ...
-
-    def model_index(self) -> ModelIndex: ...
-
-    def analyze(self, workflow: dict) -> dict: ...
-
-    def node_types_by_pack(self) -> dict[str, list[str]]: ...
-
-
 @dataclass(frozen=True)
 class EndpointHooks:
     """Filled in by the endpoints layer: is an endpoint running this environment, deploy, delete."""
 
     running: Callable[[str], bool] = lambda name: False
-    deploy: Callable[[dict], dict | None] = lambda manifest: None
+    deploy: Callable[[Manifest], EndpointView | None] = lambda manifest: None
     remove: Callable[[str], None] = lambda name: None
     state: Callable[[str], str | None] = lambda name: None
-    check: Callable[[dict], None] = lambda endpoint_config: None  # can this kind be deployed here at all?
+    check: Callable[[EndpointConfig], None] = lambda endpoint_config: None  # can this kind be deployed here at all?
 
 
 def _folder(name: str) -> str:
@@ -73,25 +64,18 @@ def manifest_key(name: str, version: int) -> str:
     return f"{_folder(name)}versions/v{version:06d}.json"
 
 
-def manifest_problem(m: dict, name: str, version: int) -> str | None:
-    """What makes a manifest unusable to the extension (runs, deploys, lists), in a few words, or None. The
-    worker checks what it uses again (worker/materialise.py)."""
-    if not isinstance(m.get("name"), str) or m["name"].lower() != name.lower():
-        return f"it is not a manifest of environment {name}"
-    if isinstance(m.get("version"), bool) or m.get("version") != version:
-        return f"it is not version {version}"
-    for key in ("custom_nodes", "models"):
-        if not isinstance(m.get(key), list) or not all(isinstance(item, dict) for item in m[key]):
-            return f"{key} is not a list of objects"
-    for pack in m["custom_nodes"]:
-        if not isinstance(pack.get("folder"), str) or not isinstance(pack.get("archive"), dict) \
-                or not isinstance(pack["archive"].get("sha256"), str):
-            return "a custom node pack has no folder or archive digest"
-    if not all(isinstance(model.get(k), str) for model in m["models"] for k in ("folder", "name", "sha256")):
-        return "a model has no folder, name or sha256"
-    if not isinstance(m.get("endpoint"), (dict, type(None))):
-        return "endpoint is not an object"
-    return None
+def read_manifest(data: bytes, key: str, name: str, version: int) -> Manifest:
+    """Version `version` of environment `name`; Unreadable if it is not one the extension can use (runs,
+    deploys, lists). The worker checks what it uses again (worker/materialise.py)."""
+    try:
+        manifest = validate(Manifest, load_object(data, key))
+    except ShapeInvalid as err:
+        raise Unreadable(key, err.reason) from None
+    if manifest["name"].lower() != name.lower():
+        raise Unreadable(key, f"it is not a manifest of environment {name}")
+    if manifest["version"] != version:
+        raise Unreadable(key, f"it is not version {version}")
+    return manifest
 
 
 def versions_of(store: Store, name: str) -> list[int]:
@@ -123,7 +107,7 @@ class EnvironmentService:
     def exists(self, name: str) -> bool:
         return bool(self.versions(name))
 
-    def get(self, name: str, version: int | None = None) -> dict:
+    def get(self, name: str, version: int | None = None) -> Manifest:
         ENVIRONMENT_NAME.check(name)
         versions = self.versions(name)
         if not versions:
@@ -133,10 +117,7 @@ class EnvironmentService:
             raise EnvironmentNotFound(f"environment {name!r} has no version {version} (it has {versions})")
         key = manifest_key(name, version)
         try:
-            manifest = load_object(self.store.get(key).data, key)
-            problem = manifest_problem(manifest, name, version)
-            if problem:
-                raise Unreadable(key, problem)
+            manifest = read_manifest(self.store.get(key).data, key, name, version)
         except KeyNotFound:
             raise EnvironmentNotFound(f"environment {name!r} version {version} was deleted meanwhile") from None
         except Unreadable as err:
@@ -149,7 +130,7 @@ class EnvironmentService:
     def list(self) -> list[dict]:
         return self.listing()[0]
 
-    def listing(self) -> tuple[list[dict], list[dict]]:
+    def listing(self) -> tuple[builtins.list[dict], builtins.list[dict]]:
         """(every environment, the manifests that cannot be read: [{key, reason}]). An environment whose newest
         manifest cannot be read is listed with its `problem`, so a designer can delete it."""
         names = sorted({k.split("/")[1] for k in self.store.list(PREFIX) if "/versions/" in k})
@@ -227,7 +208,7 @@ class EnvironmentService:
                 ) from None
             return False
 
-    def _bound_templates(self, name: str) -> list[dict]:
+    def _bound_templates(self, name: str) -> builtins.list[dict]:
         return [self.templates.get(t["name"]).to_json() for t in self.templates.list()
                 if t["environment"] and t["environment"].lower() == name.lower()]
 
@@ -267,12 +248,12 @@ class EnvironmentService:
         except BaseException:
             if claimed and not self.versions(name):
                 self.store.delete(_folder(name) + "claim.json")  # nothing published: free the name
-            if lease is not None:
+            if lease is not None and self.leases is not None:
                 self.leases.release(lease)
             raise
 
-    def _publish_task(self, name: str, plan: publish.Plan, chosen: list[dict], endpoint: dict | None, bind: bool,
-                      claimed: bool, lease) -> Callable[[Job], dict]:
+    def _publish_task(self, name: str, plan: Plan, chosen: builtins.list[dict], endpoint: EndpointConfig | None,
+                      bind: bool, claimed: bool, lease) -> Callable[[Job], dict]:
         def task(job: Job) -> dict:
             try:
                 try:
@@ -294,13 +275,13 @@ class EnvironmentService:
                     self.hooks.deploy(self.get(name))
                 return result
             finally:
-                if lease is not None:
+                if lease is not None and self.leases is not None:
                     self.leases.release(lease)
                 self.changed()
 
         return task
 
-    def deploy(self, name: str, version: int | None = None) -> dict:
+    def deploy(self, name: str, version: int | None = None) -> EndpointView | None:
         """Deploy (or update) the endpoint of an environment's version, under its lease."""
         manifest = self.get(name, version)
         if manifest.get("endpoint") is None:  # published without a config: the embedded default
@@ -309,11 +290,11 @@ class EnvironmentService:
         try:
             return self.hooks.deploy(manifest)
         finally:
-            if lease is not None:
+            if lease is not None and self.leases is not None:
                 self.leases.release(lease)
             self.changed()
 
-    def _write_manifest(self, manifest: dict[str, Any]) -> int:
+    def _write_manifest(self, manifest: Manifest) -> int:
         """Create version n+1 exclusively: two publishes never both become n+1. The claim must still be
         this name's: an environment deleted while it was being published does not come back."""
         name = manifest["name"]
@@ -321,7 +302,7 @@ class EnvironmentService:
             raise Conflict(f"environment {name!r} was deleted while it was being published; nothing was written")
         for _ in range(10):
             version = (self.versions(name) or [0])[-1] + 1
-            body = {**manifest, "version": version, "created_at": now()}
+            body: Manifest = {**manifest, "version": version, "created_at": now()}
             try:
                 self.store.create(manifest_key(name, version), json.dumps(body).encode())
                 return version

@@ -12,9 +12,20 @@ class SageMakerError(Exception):
 
     code = "error"
 
+    # What some failures carry besides their message (server_routes/errors.py sends them): per-field reasons,
+    # details (per node, what a key made first), and when a client may retry (seconds).
+    fields: dict | None = None
+    details: dict | None = None
+    retry_after: int | None = None
+
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+
+def message_of(err: BaseException) -> str:
+    """What to tell the user of a failure: our message, else the exception's own text."""
+    return (err.message if isinstance(err, SageMakerError) else "") or str(err)
 
 
 class BadRequest(SageMakerError):

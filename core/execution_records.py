@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .errors import ExecutionCorrupt
 from .identity import Owner
+from .records import ExecutionRecord
+from .shapes import ShapeInvalid, validate
 from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
 from .unreadable import Unreadable, load_object, report
 
@@ -74,19 +76,14 @@ class Marker:
         return cls(execution_id, owner, template) if ID_RE.fullmatch(execution_id) else None
 
 
-def parse_record(data: bytes, key: str, execution_id: str | None = None) -> dict:
+def parse_record(data: bytes, key: str, execution_id: str | None = None) -> ExecutionRecord:
     """An execution record; Unreadable if it is not one (or is another execution's)."""
-    record = load_object(data, key)
-    if not isinstance(record.get("id"), str) or (execution_id is not None and record["id"] != execution_id):
-        raise Unreadable(key, f"it is not the record of {execution_id or 'an execution'}")
-    if not isinstance(record.get("state"), str):
-        raise Unreadable(key, "it has no state")
-    for field in ("owner", "outputs", "error", "inputs"):
-        if not isinstance(record.get(field), (dict, type(None))):
-            raise Unreadable(key, f"{field} is not an object")
-    for field in ("template", "environment"):
-        if not isinstance(record.get(field), (str, type(None))):
-            raise Unreadable(key, f"{field} is not a name")
+    try:
+        record = validate(ExecutionRecord, load_object(data, key))
+    except ShapeInvalid as err:
+        raise Unreadable(key, err.reason) from None
+    if execution_id is not None and record["id"] != execution_id:
+        raise Unreadable(key, f"it is not the record of {execution_id}")
     return record
 
 
@@ -104,7 +101,7 @@ class ExecutionRecords:
         instance = execution_id[31:] if len(execution_id) > 30 else "unowned"
         return f"{RECORDS}{instance}/{execution_id}.json"
 
-    def read(self, execution_id: str) -> tuple[dict, str] | None:
+    def read(self, execution_id: str) -> tuple[ExecutionRecord, str] | None:
         """(record, etag), from the current layout or an older version's; None if absent. ExecutionCorrupt
         (logged once) if it cannot be read."""
         for key in (self.key(execution_id), f"{ROOT}{execution_id}.json"):
@@ -120,13 +117,13 @@ class ExecutionRecords:
                                        err.key, err.reason) from None
         return None
 
-    def create(self, record: dict) -> str:
+    def create(self, record: ExecutionRecord) -> str:
         """The new record and its index markers; returns the record's ETag. Its follower's marker goes first:
         a run is never in the store without one once it names a follower."""
         owner = Owner.from_json(record.get("owner"))
         name = marker_name(record["id"], owner, record.get("template"))
-        if record.get("follower"):
-            self.mark_follower(record, record["follower"])
+        if follower := record.get("follower"):
+            self.mark_follower(record, follower)
         etag = self.store.create(self.key(record["id"]), _dump(record))
         self.store.put(f"{INFLIGHT}{owner.key if owner else 'unowned'}/{record['id']}", b"")
         folders = [f"{INDEX}all/", f"{INDEX}owner/{owner.key if owner else 'unowned'}/"]
@@ -136,11 +133,11 @@ class ExecutionRecords:
             self.store.put(folder + name, b"")
         return etag
 
-    def replace(self, record: dict, etag: str) -> str:
+    def replace(self, record: ExecutionRecord, etag: str) -> str:
         """Compare-and-swap; PreconditionFailed if the record changed since `etag`."""
         return self.store.replace(self.key(record["id"]), _dump(record), if_match=etag)
 
-    def ended(self, record: dict) -> None:
+    def ended(self, record: ExecutionRecord) -> None:
         """A run ended: its state marker, and it leaves the in-flight folder (with its follower's marker)."""
         owner = Owner.from_json(record.get("owner"))
         if record["state"] in FINAL:
@@ -164,14 +161,14 @@ class ExecutionRecords:
                 except KeyNotFound:
                     pass
 
-    def follower_key(self, record: dict, follower: str) -> str:
+    def follower_key(self, record: ExecutionRecord, follower: str) -> str:
         owner = Owner.from_json(record.get("owner"))
         return f"{INFLIGHT}{owner.key if owner else 'unowned'}/{record['id']}.{follower}"
 
-    def mark_follower(self, record: dict, follower: str) -> None:
+    def mark_follower(self, record: ExecutionRecord, follower: str) -> None:
         self.store.put(self.follower_key(record, follower), b"")
 
-    def unmark_follower(self, record: dict, follower: str | None) -> None:
+    def unmark_follower(self, record: ExecutionRecord, follower: str | None) -> None:
         if not follower:
             return
         try:
@@ -179,14 +176,15 @@ class ExecutionRecords:
         except KeyNotFound:
             pass
 
-    def swap(self, execution_id: str, change, attempts: int = 5) -> dict | None:
+    def swap(self, execution_id: str, change: Callable[[ExecutionRecord], ExecutionRecord | None],
+             attempts: int = 5) -> ExecutionRecord | None:
         """Apply `change(record) -> record | None` with compare-and-swap, re-reading on a lost race.
         None when the record is absent or `change` declines (returns None)."""
         for _ in range(attempts):
             got = self.read(execution_id)
             if got is None:
                 return None
-            new = change(dict(got[0]))
+            new = change(got[0].copy())
             if new is None:
                 return None
             try:
@@ -263,7 +261,7 @@ class ExecutionRecords:
                     break
                 yield execution_id
 
-    def remove(self, record: dict) -> None:
+    def remove(self, record: ExecutionRecord) -> None:
         """A record and all its markers (retention)."""
         owner = Owner.from_json(record.get("owner"))
         name = marker_name(record["id"], owner, record.get("template"))
@@ -280,7 +278,7 @@ class ExecutionRecords:
                 pass
 
 
-def _dump(record: dict) -> bytes:
+def _dump(record: ExecutionRecord) -> bytes:
     return json.dumps(record).encode()
 
 

@@ -26,26 +26,37 @@ its execution id) and hand over inputs already in the store (`stored_inputs`); a
 from __future__ import annotations
 
 import base64
+import builtins
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from typing_extensions import TypedDict, Unpack
 
 from . import cancel_tokens, followers, preflight
 from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, InvocationFailed
-from .errors import BadRequest, Conflict, ExecutionCorrupt, Forbidden, NotFound, SageMakerError
+from .errors import BadRequest, Conflict, ExecutionCorrupt, Forbidden, NotFound, SageMakerError, message_of
 from .execution_outputs import OUTPUT_SUBFOLDER, OutputInvalid, Outputs
 from .execution_records import FINAL, ID_RE, INDEX, ExecutionRecords, parse_record
 from .hashing import HashCache
 from .identity import Owner, may_change_run
 from .inputs import InputMissing, get_inputs, input_path, put_inputs
+from .names import ENVIRONMENT_NAME, TEMPLATE_NAME
+from .records import ExecutionError, ExecutionExtra, ExecutionRecord, ExecutionState, ExecutionSummary
 from .store import DIGEST_RE, KeyNotFound, PreconditionFailed, Store, blob_key
 from .templates import TemplateService, now
 from .unreadable import Unreadable, report
 from .webhooks import pending as pending_webhook
+from .worker_contract import PROTOCOL_VERSION, Invocation, WorkerEvent, WorkerResult
+
+if TYPE_CHECKING:
+    from .environments import EnvironmentService
+    from .host import Host
 
 # A run that failed outside a node, as ComfyUI's error dialog titles it (its exception_type).
 FAILURE_TITLES = {
@@ -56,9 +67,10 @@ FAILURE_TITLES = {
 }
 
 
-def page_error(prompt_id: str, error: dict) -> dict:
+def page_error(prompt_id: str, error: ExecutionError | None) -> dict:
     """ComfyUI's execution_error for a run that failed outside a node: the node the endpoint's own
     validation refused, if it said so, and a title in the user's words."""
+    error = error or {"code": "error"}
     node_id = error.get("node_id")
     node_type = error.get("node_type")
     message = error.get("message") or "the remote run failed"
@@ -71,7 +83,7 @@ def page_error(prompt_id: str, error: dict) -> dict:
                    if isinstance(e, dict)]
         message = "; ".join(reasons) or message
     return {"prompt_id": prompt_id, "node_id": node_id, "node_type": node_type,
-            "exception_type": FAILURE_TITLES.get(error.get("code"), "Remote run failed"),
+            "exception_type": FAILURE_TITLES.get(error["code"], "Remote run failed"),
             "exception_message": message, "traceback": [], "executed": [], "current_inputs": {},
             "current_outputs": {}}
 
@@ -87,10 +99,10 @@ class NativeQueue:
         shows it)."""
         return "absent: no ComfyUI queue"
 
-    def started(self, record: dict, prompt: dict, workflow: object, outputs: list[str] | None) -> None:
+    def started(self, record: ExecutionRecord, prompt: dict, workflow: object, outputs: list[str] | None) -> None:
         """A run was accepted (queued on its endpoint)."""
 
-    def ended(self, record: dict) -> None:
+    def ended(self, record: ExecutionRecord) -> None:
         """A run ended (succeeded, failed or cancelled); its outputs are in record["outputs"]."""
 
     def execution_of(self, prompt_id: str) -> str | None:
@@ -100,6 +112,19 @@ class NativeQueue:
 
 NoNativeQueue = NativeQueue
 
+
+class ExecutionChange(TypedDict, total=False):
+    """What following a run changes on its record (ExecutionService._update)."""
+
+    state: ExecutionState
+    started_at: str | None
+    finished_at: str | None
+    outputs: dict[str, Any] | None
+    error: ExecutionError | None
+    timings: dict[str, float] | None
+    note: str | None
+    resume: dict[str, Any]
+
 PREVIEW = "sagemaker.preview"  # a sampler preview from the worker (worker/comfy.py)
 RESUMABLE = "sagemaker.resumable"  # from an endpoint (aws/runtime.py): {resume: what Endpoints.resume needs}
 MAX_PREVIEW_BYTES = 4 * 1024 * 1024
@@ -108,7 +133,6 @@ RELAYED = ("execution_start", "execution_cached", "executing", "progress", "prog
 # A cancel request for an endpoint that cannot route it to the run (SageMaker): a marker the worker polls.
 CANCEL_PREFIX = "async/cancel/"
 WATCH_INTERVAL = 2.0  # how often the owner looks at its runs in flight for a cancel from another ComfyUI
-EXTRA_FIELDS = ("api", "v2", "labels")  # what other faces keep on a record (core/jobs_v2.py)
 __all__ = ["ExecutionService", "ExecutionNotFound", "OutputInvalid", "CANCEL_PREFIX", "ID_RE", "OUTPUT_SUBFOLDER",
            "new_id"]
 
@@ -140,8 +164,9 @@ def new_id(instance: str = "") -> str:
 
 
 class ExecutionService:
-    def __init__(self, store: Store, templates: TemplateService, environments, endpoints: Endpoints, host,
-                 hash_cache: HashCache, send: Callable[[str, dict, str | None], None], max_workers: int = 32,
+    def __init__(self, store: Store, templates: TemplateService, environments: EnvironmentService,
+                 endpoints: Endpoints, host: Host, hash_cache: HashCache,
+                 send: Callable[[str, Mapping[str, Any], str | None], None], max_workers: int = 32,
                  synced: Callable[[str], str | None] = lambda name: None, owner: Owner | None = None,
                  native: NativeQueue | None = None, webhooks=None, role: str = "designer",
                  follow_ttl: float = followers.TTL, temp=None):
@@ -158,7 +183,7 @@ class ExecutionService:
         self.native = native or NoNativeQueue()
         self.outputs = Outputs(store, lambda: self.host.output_dir(), temp)
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sagemaker-execution")
-        self._live: dict[str, dict] = {}
+        self._live: dict[str, ExecutionRecord] = {}
         self._etags: dict[str, str] = {}
         self._relayed: dict[str, dict] = {}
         # Each run's cancel token while it runs: only this process, its invoker, can cancel it at the worker.
@@ -168,7 +193,7 @@ class ExecutionService:
         self.webhooks = webhooks  # core.webhooks.Webhooks, or None where webhooks are not offered
         # Called with (execution id, event kind, data) for every event of a run this process follows, and
         # ("sagemaker.execution", summary) on each change of its record.
-        self.listeners: list[Callable[[str, str, dict], None]] = []
+        self.listeners: list[Callable[[str, str, Mapping[str, Any]], None]] = []
         # This process's lease as the follower of its runs, and the sweep that finds the runs of followers that
         # died (core/followers.py); the sweep runs once its owner starts it.
         self.follower = followers.Follower(store, self.owner, follow_ttl)
@@ -181,11 +206,11 @@ class ExecutionService:
         """This ComfyUI, and the ComfyUI user a request comes from (--multi-user)."""
         return Owner(self.owner.instance, self.owner.name, user) if user else self.owner
 
-    def is_mine(self, record: dict, user: str | None = None) -> bool:
+    def is_mine(self, record: ExecutionRecord | ExecutionSummary, user: str | None = None) -> bool:
         owner = Owner.from_json(record.get("owner"))
         return owner is not None and owner.key == self.owner_for(user).key
 
-    def _update(self, record: dict, **fields) -> dict:
+    def _update(self, record: ExecutionRecord, **fields: Unpack[ExecutionChange]) -> ExecutionRecord:
         """Change a live run's record: compare-and-swap on its last ETag. If someone else (a designer)
         ended it meanwhile, their state stands and this run takes it."""
         with self._lock:
@@ -196,18 +221,23 @@ class ExecutionService:
             try:
                 self._etags[record["id"]] = self.records.replace(record, self._etags[record["id"]])
             except (PreconditionFailed, KeyNotFound):
+                stored: ExecutionRecord | None = None
+                etag: str | None = None
                 try:
                     got = self.records.read(record["id"])
+                    if got is not None:
+                        stored, etag = got
                 except ExecutionCorrupt:  # rewritten unreadable under a live run: this run's record is the truth
                     try:
-                        got = ({}, self.store.get(self.records.key(record["id"])).etag)
+                        etag = self.store.get(self.records.key(record["id"])).etag
                     except KeyNotFound:
-                        got = None
-                if got is not None and got[0].get("state") in FINAL:
-                    record.update({k: got[0].get(k) for k in ("state", "finished_at", "error")})
-                    self._etags[record["id"]] = got[1]
-                elif got is not None:  # changed but not ended: ours to write again
-                    self._etags[record["id"]] = self.records.replace(record, got[1])
+                        pass
+                if stored is not None and etag is not None and stored["state"] in FINAL:
+                    record.update({"state": stored["state"], "finished_at": stored.get("finished_at"),
+                                   "error": stored.get("error")})
+                    self._etags[record["id"]] = etag
+                elif etag is not None:  # changed but not ended: ours to write again
+                    self._etags[record["id"]] = self.records.replace(record, etag)
         if record["state"] in FINAL:
             self.records.ended(record)
             self._native(self.native.ended, record)
@@ -218,14 +248,14 @@ class ExecutionService:
             self._ended(record)
         return record
 
-    def _tell(self, execution_id: str, kind: str, data: dict) -> None:
+    def _tell(self, execution_id: str, kind: str, data: Mapping[str, Any]) -> None:
         for listener in list(self.listeners):
             try:
                 listener(execution_id, kind, data)
             except Exception:  # a face's bookkeeping never fails the run
                 logging.getLogger("comfyui_sagemaker").exception("comfyui-sagemaker: an execution listener failed")
 
-    def _ended(self, record: dict) -> None:
+    def _ended(self, record: ExecutionRecord) -> None:
         """A run reached its final state through this process: its webhook goes out (once, see webhooks)."""
         if self.webhooks is not None:
             self._native(self.webhooks.ended, record)
@@ -238,24 +268,30 @@ class ExecutionService:
         except Exception:
             logging.getLogger("comfyui_sagemaker").exception("comfyui-sagemaker: ComfyUI's queue mirror failed")
 
-    def summary(self, record: dict, user: str | None = None) -> dict:
-        out = {k: record.get(k) for k in ("id", "prompt_id", "template", "template_version", "environment",
-                                          "environment_version", "owner", "state", "created_at", "started_at",
-                                          "finished_at", "error", "outputs", "note", "webhook")}
-        out["mine"] = self.is_mine(record, user)
-        return out
+    def summary(self, record: ExecutionRecord, user: str | None = None) -> ExecutionSummary:
+        summary: ExecutionSummary = {
+            "id": record["id"], "prompt_id": record.get("prompt_id"), "template": record.get("template"),
+            "template_version": record.get("template_version"), "environment": record.get("environment"),
+            "environment_version": record.get("environment_version"), "owner": record.get("owner"),
+            "state": record["state"], "created_at": record.get("created_at"), "started_at": record.get("started_at"),
+            "finished_at": record.get("finished_at"), "error": record.get("error"), "outputs": record.get("outputs"),
+            "note": record.get("note"), "webhook": record.get("webhook"), "mine": self.is_mine(record, user),
+        }
+        if "labels" in record:  # a v2 job's (its list shows them)
+            summary["labels"] = record["labels"]
+        return summary
 
     def live(self, execution_id: str) -> bool:
         """Whether this process runs (follows) that execution now."""
         with self._lock:
             return execution_id in self._live
 
-    def get(self, execution_id: str, user: str | None = None, localise: bool = True) -> dict:
+    def get(self, execution_id: str, user: str | None = None, localise: bool = True) -> ExecutionRecord:
         """The record; with `localise`, someone else's outputs are copied here for /view (a face that serves
         outputs from the store passes False)."""
         with self._lock:
             if execution_id in self._live:
-                return dict(self._live[execution_id])
+                return self._live[execution_id].copy()
         if not isinstance(execution_id, str) or not ID_RE.fullmatch(execution_id):
             raise ExecutionNotFound(f"execution {execution_id!r} does not exist")
         got = self.records.read(execution_id)
@@ -268,23 +304,24 @@ class ExecutionService:
             try:
                 record["outputs"] = self.outputs.all(execution_id, record["outputs"])
             except (OutputInvalid, KeyNotFound, OSError, SageMakerError) as err:
-                record["outputs_error"] = str(getattr(err, "message", err))
+                record["outputs_error"] = message_of(err)
         return record
 
     def list(self, owner: str = "me", state: str | None = None, template: str | None = None, limit: int = 10,
-             after: str | None = None, user: str | None = None) -> tuple[list[dict], str | None]:
+             after: str | None = None, user: str | None = None) -> tuple[list[ExecutionSummary], str | None]:
         """A page of runs, newest first: `owner` "me" (this ComfyUI, or this user of it), "all", or an
         owner key; returns (summaries, cursor of the next page or None)."""
         return self.listing(owner, state, template, limit, after, user)[:2]
 
     def listing(self, owner: str = "me", state: str | None = None, template: str | None = None, limit: int = 10,
-                after: str | None = None, user: str | None = None) -> tuple[list[dict], str | None, list[dict]]:
+                after: str | None = None,
+                user: str | None = None) -> tuple[builtins.list[ExecutionSummary], str | None, builtins.list[dict]]:
         """`list`, and the records of the page that cannot be read ([{key, reason}], skipped)."""
         skipped: list[dict] = []
         owner_key = self.owner_for(user).key if owner == "me" else None if owner == "all" else owner
         if state in ("queued", "running"):
             ids = [i for i in self.records.inflight(owner_key) if not after or i < after]
-            records: list[dict] = []
+            records: list[ExecutionRecord] = []
             batch, taken = limit, 0  # read what the page needs; more only if some ended meanwhile
             while len(records) < limit and taken < len(ids):
                 records += [r for r in self._read_many(ids[taken:taken + batch], skipped) if r.get("state") == state]
@@ -306,9 +343,9 @@ class ExecutionService:
             live = dict(self._live)
         return [self.summary(live.get(r["id"], r), user) for r in records], cursor, skipped
 
-    def _read_many(self, ids: list[str], skipped: list[dict]) -> list[dict]:
+    def _read_many(self, ids: builtins.list[str], skipped: builtins.list[dict]) -> builtins.list[ExecutionRecord]:
         """The records of `ids` that exist; those that cannot be read go to `skipped` (core/unreadable.py)."""
-        def read(execution_id: str) -> dict | ExecutionCorrupt | None:
+        def read(execution_id: str) -> ExecutionRecord | ExecutionCorrupt | None:
             try:
                 got = self.records.read(execution_id)
             except ExecutionCorrupt as err:
@@ -319,14 +356,14 @@ class ExecutionService:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             found = list(pool.map(read, ids))
         skipped += [{"key": r.key, "reason": r.reason} for r in found if isinstance(r, ExecutionCorrupt)]
-        return [r for r in found if isinstance(r, dict)]
+        return [r for r in found if r is not None and not isinstance(r, ExecutionCorrupt)]
 
     # running
 
     def create(self, prompt: object, workflow: object = None, template: object = None, environment: object = None,
                client_id: object = None, user: str | None = None, template_version: object = None, *,
                stored_inputs: dict[str, str] | None = None, webhook_url: object = None,
-               extra: dict | None = None) -> dict:
+               extra: ExecutionExtra | None = None) -> ExecutionSummary:
         """`environment` and `template_version`, when the page sends them, are what it loaded: a run follows
         them, not a binding the designer changed since. `stored_inputs` ({file name: sha256}) are input files
         whose bytes the store holds already (a v2 job's assets, the gateway's images); `webhook_url` gets a
@@ -341,20 +378,23 @@ class ExecutionService:
             if self.webhooks is None:
                 raise BadRequest("webhooks are not available here")
             webhook = pending_webhook(self.webhooks.check(webhook_url))  # WebhookRefused before anything is spent
-        extra = {k: v for k, v in (extra or {}).items() if k in EXTRA_FIELDS}
         if template is None and environment is None:
             raise BadRequest("choose a template (load one from the SageMaker sidebar) or an environment to run on")
-        if template_version is not None and (isinstance(template_version, bool)
-                                             or not isinstance(template_version, int)):
-            raise BadRequest("template_version must be the version of the template loaded (an integer)")
+        version: int | None = None
+        if template_version is not None:
+            if isinstance(template_version, bool) or not isinstance(template_version, int):
+                raise BadRequest("template_version must be the version of the template loaded (an integer)")
+            version = template_version
+        template_name: str | None = None
         if template is not None:
-            loaded = self.templates.get(template)  # TemplateNotFound -> 404
-            template_version = template_version or loaded.version
+            template_name = TEMPLATE_NAME.check(template)
+            loaded = self.templates.get(template_name)  # TemplateNotFound -> 404
+            version = version or loaded.version
             if environment is None:  # the page names the environment of the template it loaded, if it can
                 environment = loaded.environment
             if environment is None:
                 raise BadRequest(f"template {template!r} is bound to no environment: bind it to one first")
-        manifest = self.environments.get(environment)  # EnvironmentNotFound -> 404
+        manifest = self.environments.get(ENVIRONMENT_NAME.check(environment))  # EnvironmentNotFound -> 404
         name = manifest["name"]
         try:
             self.endpoints.check_ready(name)
@@ -371,22 +411,28 @@ class ExecutionService:
         if input_dir is None and names:
             raise InputMissing(f"input file(s) {', '.join(sorted(set(names)))} are not assets of this run: without "
                                "ComfyUI there is no input folder; upload them as assets (or pass images as base64)")
-        inputs = {**(put_inputs(self.store, input_dir, names, self.hash_cache, self.synced) if names else {}),
-                  **stored}
+        put = put_inputs(self.store, input_dir, names, self.hash_cache, self.synced) if input_dir and names else {}
+        inputs = {**put, **stored}
         # ComfyUI's own validation, where this ComfyUI knows every node type (else the worker's is the check);
         # after the input files, whose absence put_inputs says in its own words.
-        validate = getattr(self.host, "validate", None)
         outputs_to_execute = preflight.comfy_validation(
-            validate(prompt) if validate is not None and not analysis["missing"] else None, manifest)
+            self.host.validate(prompt) if not analysis["missing"] else None, manifest)
         follower = self.follower.hold()
-        record = {
-            "id": new_id(self.owner.instance), "prompt_id": uuid.uuid4().hex, "template": template,
-            "template_version": template_version, "follower": follower,
+        record: ExecutionRecord = {
+            "id": new_id(self.owner.instance), "prompt_id": uuid.uuid4().hex, "template": template_name,
+            "template_version": version, "follower": follower,
             "environment": name, "environment_version": manifest.get("version"), "endpoint": name,
             "owner": self.owner_for(user).to_json(), "client_id": client_id if isinstance(client_id, str) else None,
             "state": "queued", "created_at": now(), "started_at": None, "finished_at": None, "inputs": inputs,
-            "outputs": {}, "error": None, "workflow_saved": workflow is not None, **extra,
+            "outputs": {}, "error": None, "workflow_saved": workflow is not None,
         }
+        if extra is not None:  # what another face keeps on its runs' records: these fields only
+            if "api" in extra:
+                record["api"] = extra["api"]
+            if "v2" in extra:
+                record["v2"] = extra["v2"]
+            if "labels" in extra:
+                record["labels"] = extra["labels"]
         if webhook is not None:
             record["webhook"] = webhook
         try:
@@ -403,7 +449,7 @@ class ExecutionService:
         self.pool.submit(self._run, record, prompt)
         return self.summary(record, user)
 
-    def _relay(self, record: dict, event: dict) -> None:
+    def _relay(self, record: ExecutionRecord, event: WorkerEvent) -> None:
         kind = event.get("type")
         if kind == "sagemaker.note":  # a remark on the run (e.g. waiting for an instance), shown in the list
             self._update(record, note=(event.get("data") or {}).get("message"))
@@ -427,7 +473,7 @@ class ExecutionService:
             self._seen(record)["ended"] = True
         self._to_page(record, kind, data)
 
-    def _preview(self, record: dict, data: dict) -> None:
+    def _preview(self, record: ExecutionRecord, data: dict[str, Any]) -> None:
         """A sampler preview, as bytes, to the page that queued the run (the ComfyUI face sends it as
         ComfyUI's own binary preview frame); a malformed one is dropped."""
         image_type = data.get("image_type")
@@ -443,7 +489,7 @@ class ExecutionService:
         self._to_page(record, PREVIEW, {"prompt_id": record["prompt_id"], "image_type": image_type, "image": image,
                                         "node_id": node if isinstance(node, str) else None})
 
-    def _to_page(self, record: dict, kind: str, data: dict) -> None:
+    def _to_page(self, record: ExecutionRecord, kind: str, data: dict) -> None:
         """A ComfyUI-named event of a run, to the browser that queued it. A run without a client id (a
         program's) sends none: broadcast, its node ids would paint on every open canvas. Listeners (other
         faces following the run) get every one."""
@@ -451,12 +497,12 @@ class ExecutionService:
         if record["client_id"]:
             self.send(kind, data, record["client_id"])
 
-    def _seen(self, record: dict) -> dict:
+    def _seen(self, record: ExecutionRecord) -> dict:
         """What this run already showed the page (kept beside the record, never stored)."""
         with self._lock:
             return self._relayed.setdefault(record["id"], {"shown": set(), "ended": False})
 
-    def _finish_events(self, record: dict, outputs: dict) -> None:
+    def _finish_events(self, record: ExecutionRecord, outputs: dict) -> None:
         """An async run relays coarse progress only: show the outputs and the end the page did not see."""
         seen = self._seen(record)
         shown = seen["shown"]
@@ -468,7 +514,7 @@ class ExecutionService:
             self._to_page(record, "execution_success",
                           {"prompt_id": record["prompt_id"], "timestamp": int(time.time() * 1000)})
 
-    def _run(self, record: dict, prompt: dict) -> None:
+    def _run(self, record: ExecutionRecord, prompt: dict) -> None:
         if record["state"] in FINAL:
             self._finished(record)
             return
@@ -476,24 +522,25 @@ class ExecutionService:
         with self._lock:  # before "running": a cancel that sees it running has the token to send
             self._cancel_tokens[record["id"]] = token
         self._update(record, state="running", started_at=now())
-        body = {"execution_id": record["id"], "prompt": prompt, "inputs": record["inputs"],
-                cancel_tokens.DIGEST_FIELD: cancel_tokens.digest_of(token)}
+        body: Invocation = {"protocol_version": PROTOCOL_VERSION, "execution_id": record["id"], "prompt": prompt,
+                            "inputs": record["inputs"], cancel_tokens.DIGEST_FIELD: cancel_tokens.digest_of(token)}
         self._follow(record, lambda: self.endpoints.invoke(record["endpoint"], body, lambda e: self._relay(record, e)))
 
-    def _resume(self, record: dict) -> None:
+    def _resume(self, record: ExecutionRecord) -> None:
         """A run taken over from a follower that died: its endpoint answers for it from where it is. Its cancel
         token died with that follower: the endpoint cannot be asked to stop it (it runs to its end there)."""
         self._follow(record, lambda: self.endpoints.resume(record["endpoint"], record["id"], record["resume"],
                                                            lambda e: self._relay(record, e)))
 
-    def _follow(self, record: dict, answer: Callable[[], dict]) -> None:
+    def _follow(self, record: ExecutionRecord, answer: Callable[[], WorkerResult]) -> None:
         try:
             self._conclude(record, answer)
         finally:
             # Its end is written (or the store failed: then another process's sweep fails it, core/followers.py).
             self._finished(record)
 
-    def _conclude(self, record: dict, answer: Callable[[], dict]) -> None:
+    def _conclude(self, record: ExecutionRecord, answer: Callable[[], WorkerResult]) -> None:
+        result: WorkerResult
         try:
             result = answer()
         except (InvocationFailed, EndpointNotReady, SageMakerError) as err:
@@ -501,32 +548,34 @@ class ExecutionService:
         except Exception as err:  # never leave a run stuck in "running"
             result = {"status": "failed", "outputs": {}, "error": {"code": "internal_error", "message": str(err)}}
         try:
-            outputs = self.outputs.all(record["id"], result.get("outputs") if isinstance(result, dict) else None)
+            outputs = self.outputs.all(record["id"], result.get("outputs"))
         except OutputInvalid as err:
-            outputs, result = {}, {"status": "failed", "error": {"code": err.code, "message": err.message}}
+            outputs, result = {}, {"status": "failed", "outputs": {},
+                                   "error": {"code": err.code, "message": err.message}}
         except (KeyNotFound, OSError, SageMakerError) as err:
-            outputs, result = {}, {"status": "failed", "error": {"code": "outputs_missing", "message": str(err)}}
-        status = "succeeded" if result.get("status") == "succeeded" else "failed"
+            outputs, result = {}, {"status": "failed", "outputs": {},
+                                   "error": {"code": "outputs_missing", "message": str(err)}}
+        status: ExecutionState = "succeeded" if result["status"] == "succeeded" else "failed"
         error = result.get("error")
         if status == "succeeded" and record["state"] not in FINAL:
             self._finish_events(record, outputs)
         if status == "failed" and record["state"] not in FINAL:
             if not error or error.get("code") not in ("node_error", "interrupted"):
                 # The worker never said why in ComfyUI's words: tell the page, so it stops "running".
-                self._to_page(record, "execution_error", page_error(record["prompt_id"], error or {}))
+                self._to_page(record, "execution_error", page_error(record["prompt_id"], error))
         with self._lock:
             self._relayed.pop(record["id"], None)
         self._update(record, state=status, finished_at=now(), outputs=outputs, error=error,
                      timings=result.get("timings"))
 
-    def _finished(self, record: dict) -> None:
+    def _finished(self, record: ExecutionRecord) -> None:
         with self._lock:
             self._live.pop(record["id"], None)
             self._etags.pop(record["id"], None)
             self._cancel_tokens.pop(record["id"], None)
         self.follower.drop()
 
-    def check_may_change(self, record: dict, role: str, user: str | None, shared: bool = False) -> None:
+    def check_may_change(self, record: ExecutionRecord, role: str, user: str | None, shared: bool = False) -> None:
         """NotYourRun (403) unless this request may cancel or otherwise change `record`: the one check every
         face's change of a run goes through (core/identity.py's may_change_run)."""
         if may_change_run(role, self.is_mine(record, user), shared):
@@ -540,7 +589,8 @@ class ExecutionService:
                              "from a single-user ComfyUI")
         raise NotYourRun(f"execution {record['id']} is {whose}; only a designer can cancel someone else's run")
 
-    def cancel(self, execution_id: str, role: str = "designer", user: str | None = None, shared: bool = False) -> dict:
+    def cancel(self, execution_id: str, role: str = "designer", user: str | None = None,
+               shared: bool = False) -> ExecutionSummary:
         """Cancel a queued or running run: NotYourRun unless the caller may (check_may_change), Conflict once
         it has ended. `shared`: several people act here as one role (--multi-user, the gateway)."""
         record = self.get(execution_id, user, localise=False)
@@ -559,23 +609,22 @@ class ExecutionService:
         self._stop(live, was_running)
         return self.summary(live, user)
 
-    def _stop(self, live: dict, was_running: bool) -> None:
-        cancel = getattr(self.endpoints, "cancel", None)
+    def _stop(self, live: ExecutionRecord, was_running: bool) -> None:
         with self._lock:
             token = self._cancel_tokens.get(live["id"])
-        if cancel is not None and was_running and token is not None:
-            cancel(live["endpoint"], live["id"], token)
+        if was_running and token is not None:
+            self.endpoints.cancel(live["endpoint"], live["id"], token)
         self._to_page(live, "execution_interrupted", {"prompt_id": live["prompt_id"], "node_id": None,
                                                       "node_type": None, "executed": []})
 
-    def _cancel_elsewhere(self, record: dict, user: str | None) -> dict:
+    def _cancel_elsewhere(self, record: ExecutionRecord, user: str | None) -> ExecutionSummary:
         """A run another process follows (another ComfyUI, a gateway replica), checked by the caller: ended
         through compare-and-swap; its follower sees that and stops it at the worker with the run's cancel token,
         which only the follower holds (a run whose follower is gone runs on to its end there, its record
         cancelled)."""
         by = self.owner_for(user)
 
-        def cancelled(stored: dict) -> dict | None:
+        def cancelled(stored: ExecutionRecord) -> ExecutionRecord | None:
             if stored.get("state") in FINAL:
                 return None
             return {**stored, "state": "cancelled", "finished_at": now(),
@@ -618,10 +667,11 @@ class ExecutionService:
                 except Unreadable as err:  # rewritten unreadable: not a cancel; this run writes it again as it goes
                     report(err.key, err.reason)
                     continue
-                if stored.get("state") == "cancelled":
+                if stored["state"] == "cancelled":
                     was_running = record["state"] == "running"
                     with self._lock:
-                        record.update({k: stored.get(k) for k in ("state", "finished_at", "error")})
+                        record.update({"state": stored["state"], "finished_at": stored.get("finished_at"),
+                                       "error": stored.get("error")})
                         self._etags[record["id"]] = got.etag
                     self._stop(record, was_running)
                     self.send("sagemaker.execution", self.summary(record), None)
@@ -659,10 +709,10 @@ class ExecutionService:
             return "ended"
         if record.get("state") not in ("queued", "running") or not is_dead(record.get("follower")):
             return "stale"
-        if isinstance(record.get("resume"), dict) and hasattr(self.endpoints, "resume"):
+        if isinstance(record.get("resume"), dict):
             return self._follow_again(record, is_dead, reason)
 
-        def failed(stored: dict) -> dict | None:
+        def failed(stored: ExecutionRecord) -> ExecutionRecord | None:
             if stored.get("state") not in ("queued", "running") or not is_dead(stored.get("follower")):
                 return None
             return {**stored, "state": "failed", "finished_at": now(), "error": {"code": "interrupted",
@@ -679,11 +729,11 @@ class ExecutionService:
         self._tell(execution_id, "sagemaker.execution", summary)
         return "failed"
 
-    def _follow_again(self, record: dict, is_dead: Callable[[str | None], bool], reason: str) -> str:
+    def _follow_again(self, record: ExecutionRecord, is_dead: Callable[[str | None], bool], reason: str) -> str:
         me = self.follower.hold()
         self.records.mark_follower(record, me)  # before the record names it: see core/execution_records.py
 
-        def claimed(stored: dict) -> dict | None:
+        def claimed(stored: ExecutionRecord) -> ExecutionRecord | None:
             if stored.get("state") not in ("queued", "running") or not is_dead(stored.get("follower")):
                 return None
             return {**stored, "follower": me, "note": f"followed again: {reason}"}

@@ -147,7 +147,9 @@ def open_checked(parts: urllib.parse.SplitResult, address: str, headers: dict, d
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
     try:
         conn.request(method, path, body=body, headers={"Host": host, "User-Agent": "comfyui-sagemaker", **headers})
         return conn.getresponse()

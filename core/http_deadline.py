@@ -116,14 +116,15 @@ class TLSConnection(http.client.HTTPSConnection):
     """HTTPS to `address` while verifying the certificate for `hostname`, every step within `deadline`."""
 
     def __init__(self, address: str, hostname: str, port: int, deadline: Deadline):
-        super().__init__(hostname, port, context=ssl.create_default_context())
+        self._tls = ssl.create_default_context()
+        super().__init__(hostname, port, context=self._tls)
         self._address, self.deadline = address, deadline
 
     def connect(self) -> None:
         sock = _connect(self._address, self.port, self.deadline)
         try:
             sock.settimeout(self.deadline.left())  # the handshake as a whole is bounded by it (ssl's own deadline)
-            tls = self.deadline.call(lambda: self._context.wrap_socket(sock, server_hostname=self.host))
+            tls = self.deadline.call(lambda: self._tls.wrap_socket(sock, server_hostname=self.host))
         except BaseException:
             sock.close()
             raise

@@ -132,9 +132,8 @@ class Idempotency:
                 continue  # removed meanwhile (a failed first request): claim it
             held = _held(got.data, store_key)
             age = self.clock() - held["created_at"] if held else 0.0
-            expired = held is None or age > TTL_S  # one that cannot be read is taken over, as an expired one
-            stale = held is not None and held.get("state") == "in_flight" and age > STALE_S
-            if expired or stale:  # lazily on read: an expired key is a new one
+            # One that cannot be read is taken over, as an expired one; lazily on read: an expired key is a new one.
+            if held is None or age > TTL_S or (held.get("state") == "in_flight" and age > STALE_S):
                 try:
                     return Claim(store_key, self.store.replace(store_key, json.dumps(record).encode(), got.etag), fp,
                                  created)

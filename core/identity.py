@@ -13,8 +13,10 @@ import os
 import re
 import socket
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+
+from .records import OwnerJson
 
 INSTANCE_FILE = "instance.json"
 KEY_PART = re.compile(r"[^A-Za-z0-9._-]")
@@ -32,8 +34,8 @@ class Owner:
         user = KEY_PART.sub("_", self.user)[:64] if self.user else ""
         return f"{self.instance}.{user}" if user else self.instance
 
-    def to_json(self) -> dict:
-        return asdict(self)
+    def to_json(self) -> OwnerJson:
+        return {"instance": self.instance, "name": self.name, "user": self.user}
 
     @classmethod
     def from_json(cls, data: object) -> Owner | None:

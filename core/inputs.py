@@ -55,7 +55,7 @@ def put_inputs(store: Store, input_dir: Path, names: Iterable[str], cache: HashC
     hashed = hash_files([str(p) for p in paths.values()], cache)
     for name, path in paths.items():
         result = hashed[str(path)]
-        if not result.ok:
+        if result.sha256 is None or result.size is None:
             raise InputMissing(f"input file {name}: {result.error}")
         if not store.has_blob(result.sha256, result.size):
             store.put_blob(result.sha256, str(path))

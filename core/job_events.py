@@ -20,6 +20,7 @@ from .errors import ExecutionCorrupt
 from .execution_records import parse_record
 from .job_view import PROGRESS_KEY, TERMINAL, Mount, job_json, stored_progress
 from .jobs_v2 import JobsV2
+from .records import ExecutionRecord
 from .store import KeyNotFound
 from .unreadable import Unreadable, report
 
@@ -40,7 +41,7 @@ class JobEvents:
         self.progress_at = 0.0
         self.preview: str | None = None
         self.outputs: set[str] = set()
-        self._record: dict | None = None
+        self._record: ExecutionRecord | None = None
         self._etag: str | None = None
         self._progress_etag: str | None = None
         self._stored: tuple[dict | None, dict | None] = (None, None)
@@ -52,7 +53,7 @@ class JobEvents:
         """Whether this process follows the run (changes are pushed, no need to poll)."""
         return self.jobs.executions.live(self.job_id)
 
-    def _read(self) -> tuple[dict, dict | None, dict | None, list | None]:
+    def _read(self) -> tuple[ExecutionRecord, dict | None, dict | None, list | None]:
         """(record, progress, preview, outputs so far) now."""
         executions = self.jobs.executions
         if executions.live(self.job_id):
@@ -78,10 +79,10 @@ class JobEvents:
                                            err.key, err.reason) from None
                 self._etag = got.etag
         if self._etag is None:
-            got = executions.records.read(self.job_id)
-            self._etag = got[1] if got else None
+            read = executions.records.read(self.job_id)
+            self._etag = read[1] if read else None
         record = self._record
-        if record.get("state") == "running":
+        if record["state"] == "running":
             try:
                 changed = self.jobs.store.get_if_changed(PROGRESS_KEY.format(id=self.job_id), self._progress_etag)
             except KeyNotFound:

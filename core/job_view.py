@@ -15,15 +15,18 @@ import json
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from .assets import KINDS, OCTETS, output_id, output_items
 from .execution_records import FINAL
+from .records import ExecutionRecord, ExecutionSummary
 from .store import KeyNotFound, Store
+from .worker_contract import PROGRESS_PREFIX, read_progress
 
 STATUS = {"queued": "queued", "running": "running", "succeeded": "succeeded", "failed": "failed",
           "cancelled": "canceled"}
 TERMINAL = ("succeeded", "failed", "canceled", "expired")
-PROGRESS_KEY = "async/progress/{id}.json"  # the worker's coarse progress of an async run (worker/outputs.py)
+PROGRESS_KEY = PROGRESS_PREFIX + "{id}.json"  # the worker's coarse progress of an async run (worker/outputs.py)
 PREVIEW = "sagemaker.preview"
 URL_LIFETIME = timedelta(hours=1)
 
@@ -182,25 +185,23 @@ class LiveJobs:
             return sum(len(w) for w in self._waiters.values())
 
 
-def stored_progress(store: Store, record: dict) -> tuple[dict | None, dict | None]:
+def stored_progress(store: Store, record: ExecutionRecord) -> tuple[dict | None, dict | None]:
     """(progress, latest preview) of a run from what its worker wrote to the store, if anything."""
     try:
-        body = json.loads(store.get(PROGRESS_KEY.format(id=record["id"])).data)
-    except (KeyNotFound, ValueError, KeyError):
+        body = read_progress(json.loads(store.get(PROGRESS_KEY.format(id=record["id"])).data))
+    except (KeyNotFound, ValueError):  # none yet, or one that cannot be read
         return None, None
     except Exception:  # the store unreachable for a moment: no progress this time
         return None, None
-    if isinstance(body, list):
-        body = {"events": body}
-    if not isinstance(body, dict):
-        return None, None
-    tracker = ProgressTracker(total=(record.get("v2") or {}).get("nodes") or 0)
-    for event in body.get("events") or []:
-        if isinstance(event, dict) and isinstance(event.get("data"), dict):
-            tracker.add(str(event.get("type")), event["data"])
+    v2 = record.get("v2")
+    tracker = ProgressTracker(total=v2["nodes"] if v2 else 0)
+    for event in body["events"]:
+        if "data" in event:
+            tracker.add(event["type"], event["data"])
     preview = None
-    data = (body.get("preview") or {}).get("data") if isinstance(body.get("preview"), dict) else None
-    if isinstance(data, dict) and isinstance(data.get("image"), str):
+    shown = body.get("preview")
+    data = shown.get("data") if shown else None
+    if data is not None and isinstance(data.get("image"), str):
         preview = {"node_id": str(data.get("node_id") or ""), "content_type": data.get("image_type") or "image/jpeg",
                    "data_base64": data["image"]}
     return tracker.snapshot(), preview
@@ -219,7 +220,8 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def output_json(record: dict, node: str, key: str, item: dict, mount: Mount, size: int | None = None) -> dict:
+def output_json(record: ExecutionRecord, node: str, key: str, item: dict, mount: Mount,
+                size: int | None = None) -> dict:
     import mimetypes
     from pathlib import PurePosixPath
 
@@ -243,14 +245,14 @@ def job_error(error: object) -> dict | None:
             "class_type": error.get("node_type") or error.get("class_type"), "traceback": None}
 
 
-def job_json(record: dict, mount: Mount, retention_days: int, progress: dict | None = None,
+def job_json(record: ExecutionRecord, mount: Mount, retention_days: int, progress: dict | None = None,
              live_outputs: list[tuple[str, str, dict]] | None = None, sizes=None) -> dict:
     """The v2 Job of an execution record. `progress` and `live_outputs` are what is known beyond the record
     while it runs; `sizes(sha256)` gives a blob's size for outputs recorded without one."""
-    status = STATUS.get(record.get("state"), "failed")
-    created, started, finished = (_time(record.get(k)) for k in ("created_at", "started_at", "finished_at"))
-    created = created or datetime.now(timezone.utc)
-    items = output_items(record) if record.get("state") in FINAL else (live_outputs or [])
+    status = STATUS.get(record["state"], "failed")
+    started, finished = _time(record.get("started_at")), _time(record.get("finished_at"))
+    created = _time(record.get("created_at")) or datetime.now(timezone.utc)
+    items = output_items(record) if record["state"] in FINAL else (live_outputs or [])
     seen, outputs = set(), []
     for node, key, item in items:
         if item["sha256"] in seen:
@@ -259,11 +261,12 @@ def job_json(record: dict, mount: Mount, retention_days: int, progress: dict | N
         size = None if isinstance(item.get("size"), int) or sizes is None else sizes(item["sha256"])
         outputs.append(output_json(record, node, key, item, mount, size))
     if status == "succeeded":
-        total = (record.get("v2") or {}).get("nodes") or (progress or {}).get("nodes_total") or 1
+        v2 = record.get("v2")
+        total = (v2["nodes"] if v2 else 0) or (progress or {}).get("nodes_total") or 1
         progress = {"value": 1.0, "nodes_done": total, "nodes_total": total, "current_node": None,
                     "current_node_class": None, "step": None, "steps": None, "message": None}
     job_id = record["id"]
-    job = {
+    job: dict[str, Any] = {
         "id": job_id, "status": status, "created_at": _iso(created),
         "started_at": _iso(started) if started else None, "completed_at": _iso(finished) if finished else None,
         "expires_at": _iso(created + timedelta(days=retention_days)), "queue_position": None,
@@ -274,9 +277,10 @@ def job_json(record: dict, mount: Mount, retention_days: int, progress: dict | N
                  "cancel": mount.path(f"/jobs/{job_id}/cancel")},
         "metadata": record.get("labels") or {},
     }
-    for extra in ("template", "environment"):
-        if record.get(extra):
-            job[extra] = record[extra]
+    if record.get("template"):
+        job["template"] = record["template"]
+    if record.get("environment"):
+        job["environment"] = record["environment"]
     if record.get("webhook"):
         job["webhook"] = record["webhook"]
     return job
@@ -286,9 +290,9 @@ def _ms(start: datetime | None, end: datetime | None) -> int | None:
     return int((end - start).total_seconds() * 1000) if start and end else None
 
 
-def summary_json(record: dict) -> dict:
+def summary_json(record: ExecutionSummary) -> dict:
     """A `GET /jobs` list item (lighter than a Job)."""
-    return {"id": record["id"], "status": STATUS.get(record.get("state"), "failed"),
+    return {"id": record["id"], "status": STATUS.get(record["state"], "failed"),
             "create_time": record.get("created_at"),
             "update_time": record.get("finished_at") or record.get("started_at") or record.get("created_at"),
             "metadata": record.get("labels") or {}, "template": record.get("template"),

@@ -25,6 +25,7 @@ from .idempotency import Claim, Idempotency, IdempotencyKeyReuse, Replay, finger
 from .job_view import LiveJobs, Mount, job_json, stored_progress, summary_json
 from .names import ENVIRONMENT_NAME
 from .preflight import EnvironmentLacks, PromptRefused
+from .records import ExecutionExtra, ExecutionRecord
 from .store import Store, blob_key
 from .template_runs import TemplateRuns
 
@@ -68,7 +69,7 @@ def comfy_node_errors(node_errors: dict) -> dict:
     return out
 
 
-def _labels(metadata: object) -> dict:
+def _labels(metadata: object) -> dict[str, str]:
     if metadata is None:
         return {}
     if not isinstance(metadata, dict) or len(metadata) > MAX_LABELS or not all(
@@ -135,8 +136,8 @@ class JobsV2:
             if body.get("inputs") is not None:
                 raise BadRequest("inputs are a template's parameter values: name the template too")
             prompt = self._graph(body.get("workflow"), stored)
-        extra = {"api": "v2", "v2": {"origin": mount.origin, "prefix": mount.prefix, "nodes": len(prompt)},
-                 "labels": labels}
+        extra: ExecutionExtra = {"api": "v2", "labels": labels,
+                                 "v2": {"origin": mount.origin, "prefix": mount.prefix, "nodes": len(prompt)}}
         try:
             record = self.executions.create(prompt, None, template, environment, None, user, stored_inputs=stored,
                                             webhook_url=body.get("webhook_url"), extra=extra)
@@ -165,9 +166,11 @@ class JobsV2:
         prompt = copy.deepcopy(workflow)
         for node in prompt.values():
             inputs = node.get("inputs")
-            if inputs is not None and not isinstance(inputs, dict):
+            if inputs is None:
+                continue
+            if not isinstance(inputs, dict):
                 raise InvalidWorkflow("a node's inputs must be an object")
-            for key, value in (inputs or {}).items():
+            for key, value in inputs.items():
                 if is_reference(value):
                     asset = self.assets.resolve(value)  # MissingAsset -> 422
                     inputs[key] = input_name(asset)
@@ -176,7 +179,7 @@ class JobsV2:
 
     # reading
 
-    def _record(self, environment: str, job_id: str, user: str | None) -> dict:
+    def _record(self, environment: str, job_id: str, user: str | None) -> ExecutionRecord:
         environment = ENVIRONMENT_NAME.check(environment)
         try:
             record = self.executions.get(job_id, user, localise=False)
@@ -186,12 +189,12 @@ class JobsV2:
             raise JobNotFound(f"job {job_id} is not a job of environment {environment}")
         return record
 
-    def job(self, record: dict, mount: Mount) -> dict:
+    def job(self, record: ExecutionRecord, mount: Mount) -> dict:
         progress, outputs = None, None
-        live = self.live.get(record["id"]) if record.get("state") not in FINAL else None
+        live = self.live.get(record["id"]) if record["state"] not in FINAL else None
         if live is not None:
             progress, outputs = live.tracker.snapshot(), live.outputs
-        elif record.get("state") == "running":
+        elif record["state"] == "running":
             progress = stored_progress(self.store, record)[0]
         return job_json(record, mount, self.retention_days(), progress, outputs,
                         sizes=lambda digest: self.store.size(blob_key(digest)))
@@ -199,7 +202,7 @@ class JobsV2:
     def get(self, environment: str, job_id: str, mount: Mount, user: str | None = None) -> dict:
         return self.job(self._record(environment, job_id, user), mount)
 
-    def record(self, environment: str, job_id: str, user: str | None = None) -> dict:
+    def record(self, environment: str, job_id: str, user: str | None = None) -> ExecutionRecord:
         return self._record(environment, job_id, user)
 
     def list(self, environment: str, mount: Mount, limit: int = 50, cursor: str | None = None,

@@ -11,6 +11,7 @@ model file's link, never its target.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import re
@@ -114,7 +115,7 @@ class ModelService:
         target.parent.mkdir(parents=True, exist_ok=True)
         return target.with_name(scratch.temp_name(UPLOAD_PREFIX, UPLOAD_SUFFIX))
 
-    def sweep(self, older_than: float = scratch.UNKNOWN_AFTER_S) -> list[str]:
+    def sweep(self, older_than: float = scratch.UNKNOWN_AFTER_S) -> builtins.list[str]:
         """Remove uploads a killed ComfyUI left half-written: any age once their writer is known dead
         (core/scratch.py), else older than `older_than` s (an older version's names)."""
         removed = []
@@ -127,7 +128,7 @@ class ModelService:
         return removed
 
     @staticmethod
-    def _sweep_older(base: str, older_than: float) -> list[str]:
+    def _sweep_older(base: str, older_than: float) -> builtins.list[str]:
         """Uploads named by an older version (`.<name>.<hex>.upload`, no owner): by age only."""
         removed, cutoff = [], time.time() - older_than
         for dirpath, _dirs, files in os.walk(base):
@@ -160,7 +161,7 @@ class ModelService:
         if not isinstance(overwrite, bool):
             raise BadRequest("overwrite must be true or false")
         if not overwrite:
-            self.refuse_existing(folder, name, "send overwrite: true")
+            self.refuse_existing(str(folder), str(name), "send overwrite: true")  # strings: target() checked
         fetch.check_url(url, self.allowed_hosts())  # refuse before starting a job
         if self.jobs.running(DOWNLOAD_JOB, f"{folder}/{name}"):  # two writers would share one .part
             raise Conflict(f"a download to {folder}/{name} is running; wait for it or cancel it first")

@@ -183,7 +183,7 @@ def _counting(max_members: int) -> type[tarfile.TarInfo]:
 
     class Counted(tarfile.TarInfo):
         @classmethod
-        def fromtarfile(cls, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        def fromtarfile(cls, tar: tarfile.TarFile) -> Counted:
             nonlocal count, depth
             depth += 1
             try:
@@ -209,7 +209,7 @@ def _plan(tar: tarfile.TarFile, max_bytes: int, max_members: int) -> list[tuple[
     # Headers are read one by one, so the caps stop a bomb before its data is read; tarfile's own list
     # of the headers it read is emptied as it goes (it would hold every one).
     while (member := tar.next()) is not None:
-        tar.members.clear()
+        tar.members.clear()  # type: ignore[attr-defined]  # typeshed omits TarFile.members (a plain list)
         parts = _check_member(member)
         if not parts:
             continue
@@ -264,6 +264,12 @@ class _Bounded:
 
     def tell(self) -> int:
         return self.stream.tell()
+
+    def write(self, data: bytes) -> int:
+        raise io.UnsupportedOperation("an archive is only read here")
+
+    def close(self) -> None:
+        """The stream is the caller's to close."""
 
 
 @contextlib.contextmanager

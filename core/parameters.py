@@ -25,6 +25,7 @@ import copy
 import math
 import re
 from collections.abc import Callable
+from typing import Any, TypeGuard
 
 from .errors import BadRequest, SageMakerError
 
@@ -88,16 +89,17 @@ def split_choices(text: object) -> list[str]:
     return [c.strip() for c in re.split(r"[,\n]", text) if c.strip()]
 
 
-def _is_int(v: object) -> bool:
+def _is_int(v: object) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v: object) -> bool:
-    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)  # type: ignore[arg-type]
+def _is_number(v: object) -> TypeGuard[int | float]:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
 
 
-def _value(node_id: str, inputs: dict, key: str, check: Callable[[object], bool], what: str,
-           problems: list[str], default: object = None) -> object:
+def _value(node_id: str, inputs: dict, key: str, check: Callable[[Any], bool], what: str,
+           problems: list[str], default: object = None) -> Any:
+    """inputs[key] (or `default`) if it passes `check`, else None with a problem."""
     v = inputs.get(key, default)
     if isinstance(v, list):
         problems.append(f"node {node_id}: {key} must be a widget value, not a link")
@@ -290,15 +292,15 @@ def _check(prop: dict, value: object) -> str | None:
         return "must be true or false"
     if kind == "string" and not isinstance(value, str):
         return "must be a string"
-    if kind in ("integer", "number"):
+    if kind in ("integer", "number") and isinstance(value, (int, float)):
         lo, hi = prop.get("minimum"), prop.get("maximum")
-        if (lo is not None and value < lo) or (hi is not None and value > hi):  # type: ignore[operator]
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
             return f"must be from {lo} to {hi}"
         step = prop.get("multipleOf")
-        if step and value % step:  # type: ignore[operator]
+        if step and value % step:
             return f"must be a multiple of {step}"
-    if kind == "string":
-        if "maxLength" in prop and len(value) > prop["maxLength"]:  # type: ignore[arg-type]
+    if kind == "string" and isinstance(value, str):
+        if "maxLength" in prop and len(value) > prop["maxLength"]:
             return f"must be at most {prop['maxLength']} characters"
         if "enum" in prop and value not in prop["enum"]:
             return "must be one of " + ", ".join(prop["enum"])

@@ -17,6 +17,7 @@ import os
 
 from .analysis import BUILTIN
 from .errors import BadRequest, SageMakerError
+from .records import Manifest
 
 MODEL_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft", ".onnx", ".pkl")
 
@@ -32,7 +33,7 @@ class EnvironmentLacks(BadRequest):
         self.node_errors = node_errors or {}
 
 
-def check(prompt: dict, analysis: dict, manifest: dict) -> list[str]:
+def check(prompt: dict, analysis: dict, manifest: Manifest) -> list[str]:
     """Raise EnvironmentLacks naming what is missing; return the input file names the prompt uses."""
     env = manifest["name"]
     packs = {p["folder"]: set(p.get("node_types") or []) for p in manifest["custom_nodes"]}
@@ -97,7 +98,7 @@ def _refusal_message(comfy_error: dict, node_errors: dict) -> str:
     return message + (" (" + "; ".join(details[:5]) + ")" if details else "")
 
 
-def comfy_validation(result: tuple | None, manifest: dict) -> list[str] | None:
+def comfy_validation(result: tuple | None, manifest: Manifest) -> list[str] | None:
     """ComfyUI's validate_prompt result (valid, error, outputs, node_errors), or None when it was not run.
     Raises PromptRefused unless every error is a model list this ComfyUI lacks but the environment has;
     returns the output node ids ComfyUI would execute (None when unknown)."""
@@ -106,7 +107,7 @@ def comfy_validation(result: tuple | None, manifest: dict) -> list[str] | None:
     valid, error, outputs, node_errors = result
     if valid:
         return list(outputs)
-    models = {m["name"] for m in manifest.get("models", [])}
+    models = {m["name"] for m in manifest["models"]}
     remaining: dict = {}
     for node_id, entry in (node_errors or {}).items():
         errors = [e for e in entry.get("errors", []) if not (

@@ -22,6 +22,7 @@ from .errors import BadRequest, SageMakerError
 from .hashing import HashCache, HashCancelled, hash_files
 from .jobs import Job, JobCancelled
 from .model_files import ModelFile, ModelIndex
+from .records import EndpointConfig, Manifest
 from .store import BlobMismatch, Store
 
 
@@ -36,7 +37,7 @@ class Plan:
     name: str
     templates: list[str]
     include: str
-    endpoint: dict | None
+    endpoint: EndpointConfig | None
     packs: list[dict]  # snapshot entries (folder, path, identity, digest, dirty)
     models: list[ModelFile]
     snapshot: dict  # comfyui_version, python, platform, torch, python_packages
@@ -51,7 +52,7 @@ def make_plan(
     name: str,
     templates: list[dict],
     include: str,
-    endpoint: dict | None,
+    endpoint: EndpointConfig | None,
     snapshot: dict,
     index: ModelIndex,
     analyze: Callable[[dict], dict],
@@ -107,7 +108,7 @@ def run_publish(
     plan: Plan,
     store: Store,
     cache: HashCache,
-    write_manifest: Callable[[dict], int],
+    write_manifest: Callable[[Manifest], int],
     node_types: dict[str, list[str]] | None = None,
     temp: scratch.Scratch | None = None,
 ) -> dict:
@@ -125,6 +126,7 @@ def run_publish(
     failed = [f"{m.folder}/{m.name}: {hashes[m.path].error}" for m in plan.models if not hashes[m.path].ok]
     if failed:
         raise SageMakerError("cannot hash models: " + "; ".join(failed))
+    digests = {path: r.sha256 for path, r in hashes.items() if r.sha256 is not None}  # all of them: none failed
 
     work = (temp or scratch.system()).dir("publish")
     try:
@@ -139,10 +141,10 @@ def run_publish(
         # says whether the file still has the (size, mtime) it was hashed with; the store checks the bytes.
         for m in plan.models:
             st = os.stat(m.path)
-            if cache.get(os.path.abspath(m.path), st.st_size, st.st_mtime_ns) != hashes[m.path].sha256:
+            if cache.get(os.path.abspath(m.path), st.st_size, st.st_mtime_ns) != digests[m.path]:
                 raise BlobMismatch(f"model {m.folder}/{m.name} changed after it was hashed; publish again once it "
                                    "is complete")
-        uploads = [(m.path, hashes[m.path].sha256, m.size, f"{m.folder}/{m.name}") for m in plan.models]
+        uploads = [(m.path, digests[m.path], m.size, f"{m.folder}/{m.name}") for m in plan.models]
         uploads += [(path, sha, size, f"custom_nodes/{pack['folder']}") for pack, path, sha, size in archives]
         job.update(phase="uploading", files_total=len(uploads), files_done=0, bytes_done=0,
                    bytes_total=sum(u[2] for u in uploads))
@@ -157,8 +159,9 @@ def run_publish(
             written += size
         job.update(files_done=len(uploads), current=None, phase="writing manifest")
 
-        manifest = {
+        manifest: Manifest = {
             "name": plan.name,
+            "version": 0,  # write_manifest numbers it
             "comfyui_version": plan.snapshot["comfyui_version"],
             "python": plan.snapshot["python"],
             "platform": plan.snapshot["platform"],
@@ -170,7 +173,7 @@ def run_publish(
                  "node_types": (node_types or {}).get(p["folder"], [])}
                 for p, _path, sha, size in archives
             ],
-            "models": [{"folder": m.folder, "name": m.name, "size": m.size, "sha256": hashes[m.path].sha256}
+            "models": [{"folder": m.folder, "name": m.name, "size": m.size, "sha256": digests[m.path]}
                        for m in plan.models],
             # What a caller without ComfyUI (the gateway) checks a prompt's node types against: the designer's
             # core nodes and this extension's own, beside each pack's node_types above.

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from . import model_files
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ImportError:  # Python 3.10: registry identities are then read as git or content
-    tomllib = None  # type: ignore[assignment]
+else:  # Python 3.10: registry identities are then read as git or content
+    tomllib = None
 
 DIGEST_IGNORED_DIRS = frozenset({".git", "__pycache__", ".dev", "node_modules", ".venv", ".pytest_cache"})
 DIGEST_IGNORED_SUFFIXES = (".pyc", ".pyo")
@@ -179,7 +179,7 @@ def custom_node_packs(dirs: Iterable[str], this_extension: str) -> list[dict]:
 def distributions() -> list[dict]:
     seen = {}
     for dist in importlib.metadata.distributions():
-        name = dist.metadata.get("Name")
+        name = dist.metadata["Name"] if "Name" in dist.metadata else None
         if name and name.lower() not in seen:
             seen[name.lower()] = {"name": name, "version": dist.version}
     return sorted(seen.values(), key=lambda d: d["name"].lower())

@@ -27,6 +27,7 @@ What every implementation promises:
 
 from __future__ import annotations
 
+import builtins
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -112,7 +113,7 @@ class Store(ABC):
         """Keys under `prefix` (a folder-like prefix ending in `/`), sorted, recursively."""
 
     @abstractmethod
-    def list_page(self, folder: str, start_after: str = "", limit: int = 1000) -> list[str]:
+    def list_page(self, folder: str, start_after: str = "", limit: int = 1000) -> builtins.list[str]:
         """Up to `limit` keys directly in `folder` (a prefix ending in `/`; not its sub-folders), in
         ascending order, after the key `start_after`: lists that page cost one request, however many
         keys the folder holds."""
@@ -155,9 +156,19 @@ class Store(ABC):
         if absent. Implementations read only that range (served downloads stream a blob in parts)."""
         return self.get(key).data[start:start + length]
 
+    def s3_object(self, key: str) -> tuple[str, str, str] | None:
+        """(region, bucket, object key) of `key` on S3, for a reader with a client of its own (the worker's
+        parallel ranged GETs); None on a store that is not S3."""
+        return None
+
     def exists(self, key: str) -> bool:
         try:
             self.get(key)
         except KeyNotFound:
             return False
         return True
+
+    def sweep(self) -> builtins.list[str]:
+        """Remove the temporary files killed writers left in the store; what was removed. None by default: the
+        S3 store's unfinished uploads are its bucket's lifecycle rule's job."""
+        return []

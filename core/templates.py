@@ -21,6 +21,7 @@ read is listed in the index's `skipped`, and opening it answers
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import random
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from .errors import (
     BadRequest,
@@ -38,6 +40,7 @@ from .errors import (
     TemplateCorrupt,
     TemplateExists,
     TemplateNotFound,
+    message_of,
 )
 from .names import ENVIRONMENT_NAME, TEMPLATE_NAME
 from .parameters import extract as extract_parameters
@@ -104,7 +107,8 @@ class Template:
         problem = _template_problem(raw)
         if problem:
             raise Unreadable(key, problem)
-        return cls(**{f: raw.get(f) for f in cls.__dataclass_fields__})
+        fields: dict[str, Any] = {f: raw.get(f) for f in cls.__dataclass_fields__}  # checked above
+        return cls(**fields)
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.to_json(), separators=(",", ":")).encode()
@@ -198,10 +202,10 @@ class TemplateService:
     def _check_environment(self, environment: object) -> str | None:
         if environment is None:
             return None
-        ENVIRONMENT_NAME.check(environment)
-        if not self.environment_exists(environment):  # type: ignore[arg-type]
-            raise EnvironmentNotFound(f"environment {environment!r} does not exist")
-        return environment  # type: ignore[return-value]
+        name = ENVIRONMENT_NAME.check(environment)
+        if not self.environment_exists(name):
+            raise EnvironmentNotFound(f"environment {name!r} does not exist")
+        return name
 
     def create(self, name: object, workflow: object, prompt: object, environment: object = None) -> Template:
         name = TEMPLATE_NAME.check(name)
@@ -244,7 +248,7 @@ class TemplateService:
     def list(self) -> list[dict]:
         return self.listing()[0]
 
-    def listing(self) -> tuple[list[dict], list[dict]]:
+    def listing(self) -> tuple[builtins.list[dict], builtins.list[dict]]:
         """(every template's summary by name, the templates that cannot be read: [{key, reason}])."""
         try:
             index = parse_index(self.store.get(INDEX_KEY).data)
@@ -263,7 +267,7 @@ class TemplateService:
         except Exception as err:
             log.warning("comfyui-sagemaker: template %r was written but the template index could not be updated "
                         "(%s): it is removed, and rebuilt from the templates when next read", name,
-                        getattr(err, "message", err), exc_info=not isinstance(err, SageMakerError))
+                        message_of(err), exc_info=not isinstance(err, SageMakerError))
             try:
                 self.store.delete(INDEX_KEY)
             except Exception as again:  # the hourly reconcile mends it then

@@ -31,9 +31,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from typing_extensions import TypedDict, Unpack
+
 from .errors import BadRequest
+from .execution_records import ExecutionRecords
 from .fetch import DownloadRefused, check_url, open_checked
 from .http_deadline import Deadline
+from .records import ExecutionRecord, Webhook, WebhookState
 from .retry import Backoff
 from .store import PreconditionFailed, Store
 from .webhook_secret import LEGACY_KEY, WebhookSecret, WebhookSecretUnavailable
@@ -56,17 +60,28 @@ class WebhookRefused(BadRequest):
     code = "webhook_refused"
 
 
+class WebhookChange(TypedDict, total=False):
+    """How a delivery goes on (Webhooks._set)."""
+
+    state: WebhookState
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    delivered_at: str | None
+
+
 class Webhooks:
     """Checks webhook URLs and delivers a run's end. `allowed_hosts`, `retry_seconds` and `timeout` are read
     at each use (the configuration applies without a restart); `body_for(record)` is what is sent, signed
     with `secret` (core/webhook_secret.py)."""
 
-    def __init__(self, store: Store, records, body_for: Callable[[dict], dict], secret: WebhookSecret,
+    def __init__(self, store: Store, records: ExecutionRecords, body_for: Callable[[ExecutionRecord], dict],
+                 secret: WebhookSecret,
                  allowed_hosts: Callable[[], Iterable[str]] = tuple,
                  retry_seconds: Callable[[], float] = lambda: 900, timeout: Callable[[], float] = lambda: 10,
                  resolve=socket.getaddrinfo, sleep: Callable[[float], None] | None = None):
         self.store = store
-        self.records = records  # core.execution_records.ExecutionRecords
+        self.records = records
         self.body_for = body_for
         self.secret = secret
         self.allowed_hosts = allowed_hosts
@@ -99,11 +114,11 @@ class Webhooks:
 
     # delivering
 
-    def ended(self, record: dict) -> None:
+    def ended(self, record: ExecutionRecord) -> None:
         """A run reached its final state here: deliver its webhook, if it has one still pending, in the
         background (never in the caller's way)."""
         hook = record.get("webhook")
-        if not isinstance(hook, dict) or hook.get("state") != "pending":
+        if hook is None or hook["state"] != "pending":
             return
         thread = threading.Thread(target=self._deliver, args=(record["id"],), daemon=True,
                                   name=f"sagemaker-webhook-{record['id'][:24]}")
@@ -126,10 +141,10 @@ class Webhooks:
             self._stop.set()  # the backoff waits end: the threads record where they are and stop
         return left
 
-    def _set(self, execution_id: str, **fields) -> dict | None:
-        def change(stored: dict) -> dict | None:
+    def _set(self, execution_id: str, **fields: Unpack[WebhookChange]) -> ExecutionRecord | None:
+        def change(stored: ExecutionRecord) -> ExecutionRecord | None:
             hook = stored.get("webhook")
-            if not isinstance(hook, dict):
+            if hook is None:
                 return None
             return {**stored, "webhook": {**hook, **fields}}
 
@@ -139,10 +154,10 @@ class Webhooks:
             log.warning("comfyui-sagemaker: webhook state of %s not recorded (record busy)", execution_id)
             return None
 
-    def _claim(self, execution_id: str) -> dict | None:
-        def claimed(stored: dict) -> dict | None:
+    def _claim(self, execution_id: str) -> ExecutionRecord | None:
+        def claimed(stored: ExecutionRecord) -> ExecutionRecord | None:
             hook = stored.get("webhook")
-            if not isinstance(hook, dict) or hook.get("state") != "pending":
+            if hook is None or hook["state"] != "pending":
                 return None
             return {**stored, "webhook": {**hook, "state": "sending"}}
 
@@ -160,7 +175,8 @@ class Webhooks:
         if record is None:
             return  # someone else sends it, or it was sent
         self._warn_legacy()
-        attempts, status, error = 0, None, "no attempt"
+        attempts, status = 0, None
+        error: str | None = "no attempt"
         try:
             body = json.dumps(self.body_for(record), separators=(",", ":")).encode()
             url = record["webhook"]["url"]
@@ -227,7 +243,7 @@ class Webhooks:
             pass
 
 
-def pending(url: str) -> dict:
+def pending(url: str) -> Webhook:
     """The record's webhook field for a new run."""
     return {"url": url, "state": "pending", "attempts": 0, "last_status": None, "last_error": None,
             "delivered_at": None}

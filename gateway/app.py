@@ -32,6 +32,7 @@ from ..core.errors import ConfigInvalid, SageMakerError
 from ..core.host_facts import InterruptDoor
 from ..core.version import __version__
 from ..server_routes import executions, meta, openapi, template_runs, templates, v2
+from ..server_routes.context import RouteContext
 from ..server_routes.errors import error_response
 from ..server_routes.http import is_ours, json_ok, middleware
 from ..services import Services
@@ -64,7 +65,8 @@ ROUTE_TABLES = [
 
 
 class Facts:
-    """The few facts about "this ComfyUI" the shared handlers read; the gateway has no ComfyUI."""
+    """The few facts about "this ComfyUI" the shared handlers read (server_routes/context.py's RouteFacts); the
+    gateway has no ComfyUI."""
 
     def __init__(self, listen: tuple[str, ...]):
         self.listen = listen
@@ -76,15 +78,18 @@ class Facts:
         return None  # no host surfaces
 
 
-class GatewayContext:
-    """What the shared handlers get as `ctx` (server_routes/context.py's Context, for a process without
+class GatewayContext(RouteContext):
+    """What the shared handlers get as `ctx` (server_routes/context.py's RouteContext, for a process without
     ComfyUI): the configuration, the services on it, a headless host."""
+
+    # Its configuration was read before it started (or it did not start): never broken, never missing anything.
+    config_error = None
+    missing_requirements: tuple[str, ...] = ()
+    services_made = True
 
     def __init__(self, config: Config, config_dir: Path | None, listen: str, follow_ttl: float | None = None):
         self._config = config
         self.config_dir = config_dir
-        self.config_error = None
-        self.missing_requirements: tuple[str, ...] = ()
         # "0.0.0.0" among the addresses makes the guard require the token everywhere, loopback included.
         self.facts = Facts(tuple({listen, "0.0.0.0"}))
         self.host = HeadlessHost(EXTENSION_DIR)
@@ -93,8 +98,8 @@ class GatewayContext:
         self.state_dir = config_dir or Path(tempfile.mkdtemp(prefix=f"{STATE_PREFIX}{scratch.owner_tag()}-"))
         self._services = Services(config, self.host, self.state_dir,
                                   owner=gateway_owner(store_uri(config), config.display_name),
-                                  makes_webhook_secret=False, follow_ttl=follow_ttl)
-        self._services.reload_config = lambda: config_mod.load(config_dir)
+                                  makes_webhook_secret=False, follow_ttl=follow_ttl,
+                                  reload_config=lambda: config_mod.load(config_dir))
 
     @property
     def config(self) -> Config:
@@ -107,7 +112,7 @@ class GatewayContext:
     def services(self) -> Services:
         return self._services
 
-    def user(self, request) -> None:
+    def user(self, request: web.Request) -> None:
         return None
 
     # Every caller holds the same token and every replica is one owner: callers change the gateway's own runs,
@@ -206,7 +211,7 @@ async def _run(ctx: GatewayContext, host: str, port: int, drain_seconds: float) 
     failed = await asyncio.to_thread(services.executions.drain, left, "the gateway replica following this run "
                                      "stopped before it ended")
     left = max(0.0, drain_seconds - (time.monotonic() - started))
-    undelivered = await asyncio.to_thread(services.webhooks.drain, left) if "webhooks" in services.__dict__ else 0
+    undelivered = await asyncio.to_thread(services.drain_webhooks, left)
     services.close()
     log.info("stopped (%d run(s) failed as interrupted, %d webhook(s) still being delivered)", failed, undelivered)
     return 0

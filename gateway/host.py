@@ -20,9 +20,10 @@ from pathlib import Path, PurePosixPath
 from ..core import analysis
 from ..core.analysis import NodeInfo
 from ..core.errors import SageMakerError
+from ..core.host import Host
 from ..core.identity import Owner
 from ..core.model_files import ModelIndex
-from ..local.endpoints import WorkerRuntime
+from ..core.worker_contract import WorkerRuntime
 
 NEEDS_COMFYUI = "needs a running ComfyUI (its nodes, models and folders); the gateway only runs templates"
 MEDIA_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mp4", ".webm", ".mov",
@@ -62,8 +63,8 @@ class ManifestCatalog:
         return out
 
 
-class HeadlessHost:
-    """The Host of core/environments.py and core/executions.py, without ComfyUI."""
+class HeadlessHost(Host):
+    """core/host.py's Host without ComfyUI: no validation of its own, no native queue (the defaults)."""
 
     def __init__(self, extension_dir: Path):
         self.extension_dir = extension_dir

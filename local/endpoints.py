@@ -19,25 +19,38 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal, TypeGuard
+
+from typing_extensions import Required, TypedDict, Unpack
 
 from ..core import scratch
 from ..core.cancel_tokens import TOKEN_FIELD
 from ..core.endpoints import STOPPED, STOPPING, EndpointNotFound, Endpoints, EndpointStateConflict, InvocationFailed
 from ..core.environments import manifest_key
+from ..core.errors import message_of
 from ..core.files import NotARegularFile, read_regular
 from ..core.names import ENVIRONMENT_NAME
+from ..core.records import EndpointView, Manifest
+from ..core.shapes import ShapeInvalid, validate
 from ..core.templates import now
-from ..core.worker_contract import TOKEN_HEADER
+from ..core.worker_contract import (
+    TOKEN_HEADER,
+    Invocation,
+    ProtocolUnsupported,
+    WorkerEvent,
+    WorkerReport,
+    WorkerResult,
+    WorkerRuntime,
+    read_report,
+    read_stream,
+    refusal,
+)
 
 READY_TIMEOUT = 900.0
-# What a local endpoint carries from its worker's /status (worker/coldstart.py says what they hold).
-WORKER_REPORT = ("phases", "activity", "comfyuis")
 STATUS_POLL_IN_SERVICE = 2.0  # s between /status reads once InService (first prompts, ComfyUI restarts)
 # Whole exchanges with a worker (core/http_deadline.py: a worker that trickles its answer cannot hold them).
 STATUS_TIMEOUT_S = 2.0
@@ -48,18 +61,44 @@ CANCEL_TIMEOUT_S = 10.0
 WORKER_ARGS = ("worker", "serve")
 
 
+class Report(TypedDict, total=False):
+    """What a local endpoint carries from its worker's /status (worker/coldstart.py says what they hold)."""
+
+    phases: list[dict[str, Any]] | None
+    activity: str | None
+    comfyuis: list[dict[str, Any]] | None
+
+
+class LocalState(Report, total=False):
+    """An endpoint's `state.json`: its view, its worker (readable by this user only: it holds the secret)."""
+
+    name: Required[str]
+    kind: Literal["local"]
+    state: Required[str]
+    environment: str
+    version: int
+    manifest_uri: str
+    reason: str | None
+    created_at: str
+    updated_at: str
+    pid: int | None
+    port: int | None
+    url: str | None
+    token: str | None
+
+
+class LocalChange(Report, total=False):
+    state: str
+    reason: str | None
+
+
+def _changed(report: Report, state: LocalState) -> bool:
+    """Whether the worker's phases or ComfyUIs differ from the endpoint's (its activity line changes often)."""
+    return report.get("phases") != state.get("phases") or report.get("comfyuis") != state.get("comfyuis")
+
+
 def worker_command(python: str, extension_dir: Path) -> list[str]:
     return [python, str(extension_dir), *WORKER_ARGS]
-
-
-@dataclass(frozen=True)
-class WorkerRuntime:
-    """How to start a worker here: the ComfyUI folder, its extra arguments, this extension."""
-
-    comfyui_dir: Path
-    comfyui_args: str
-    extension_dir: Path
-    python: str = sys.executable
 
 
 def _free_port() -> int:
@@ -70,7 +109,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _alive(pid: int | None) -> bool:
+def _constant(value: str) -> Callable[[], str]:
+    return lambda: value
+
+
+def _alive(pid: int | None) -> TypeGuard[int]:
     if not pid:
         return False
     try:
@@ -83,11 +126,13 @@ def _alive(pid: int | None) -> bool:
 class LocalEndpoints(Endpoints):
     kind = "local"
 
-    def __init__(self, state_dir: Path, store_uri: str, runtime: WorkerRuntime,
-                 on_change: Callable[[dict], None] | None = None):
+    def __init__(self, state_dir: Path, store_uri: str | Callable[[], str], runtime: WorkerRuntime,
+                 on_change: Callable[[EndpointView], None] | None = None):
+        """`store_uri`: where new deploys read their environment; a function for the process's one owner
+        (core/local_supervisor.py), whose store is that of the configuration that runs now."""
         self.root = Path(state_dir) / "endpoints"
         self.cache = Path(state_dir) / "worker-cache"
-        self.store_uri = store_uri
+        self._store_uri = _constant(store_uri) if isinstance(store_uri, str) else store_uri
         self.runtime = runtime
         self.on_change = on_change or (lambda endpoint: None)
         self._lock = threading.RLock()
@@ -99,14 +144,13 @@ class LocalEndpoints(Endpoints):
     def _dir(self, name: str) -> Path:
         return self.root / ENVIRONMENT_NAME.check(name).lower()
 
-    def _read(self, name: str) -> dict | None:
+    def _read(self, name: str) -> LocalState | None:
         try:
-            state = json.loads(read_regular(self._dir(name) / "state.json"))
-        except (FileNotFoundError, ValueError, RecursionError):
+            return validate(LocalState, json.loads(read_regular(self._dir(name) / "state.json")))
+        except (FileNotFoundError, ValueError, RecursionError):  # ShapeInvalid is a ValueError
             return None
-        return state if isinstance(state, dict) and isinstance(state.get("state"), str) else None
 
-    def _write(self, state: dict) -> dict:
+    def _write(self, state: LocalState) -> LocalState:
         folder = self._dir(state["name"])
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / scratch.temp_name(scratch.HIDDEN, ".state.json")  # swept at start if a killed process left it
@@ -118,30 +162,36 @@ class LocalEndpoints(Endpoints):
         return state
 
     def _headers(self, name: str) -> dict[str, str]:
-        state = self._read(name) or {}
-        return {TOKEN_HEADER: state["token"]} if state.get("token") else {}
+        state = self._read(name)
+        token = state.get("token") if state else None
+        return {TOKEN_HEADER: token} if token else {}
 
-    def _set(self, name: str, **fields) -> dict:
+    def _set(self, name: str, **fields: Unpack[LocalChange]) -> LocalState | None:
+        """Change a known endpoint's state (None, nothing written, if it has none: deleted meanwhile)."""
         with self._lock:
-            state = {**(self._read(name) or {}), **fields, "updated_at": now()}
-            self._write(state)
+            state = self._read(name)
+            if state is None:
+                return None
+            state = self._write({**state, **fields, "updated_at": now()})
         self.on_change(self.describe(state))
         return state
 
     @staticmethod
-    def describe(state: dict) -> dict:
+    def describe(state: LocalState) -> EndpointView:
         """What the sidebar shows; `phases`, `activity` and `comfyuis` are the worker's own (its /status:
         the cold start step by step, what it does now, each ComfyUI's state)."""
-        out = {k: state.get(k) for k in ("name", "kind", "state", "environment", "version", "url", "reason",
-                                         "created_at", "updated_at")}
-        out.update({k: state.get(k) for k in WORKER_REPORT})
-        out["phases"] = out["phases"] or []
-        out["comfyuis"] = out["comfyuis"] or []
-        return out
+        return {
+            "name": state["name"], "kind": "local", "state": state["state"],
+            "environment": state.get("environment") or state["name"],
+            "version": state.get("version"), "url": state.get("url"), "reason": state.get("reason"),
+            "created_at": state.get("created_at"), "updated_at": state.get("updated_at"),
+            "phases": state.get("phases") or [], "activity": state.get("activity"),
+            "comfyuis": state.get("comfyuis") or [],
+        }
 
     # the seam
 
-    def list(self) -> list[dict]:
+    def list(self) -> list[EndpointView]:
         out = []
         for folder in sorted(self.root.iterdir()) if self.root.exists() else []:
             state = self._read(folder.name)
@@ -149,13 +199,13 @@ class LocalEndpoints(Endpoints):
                 out.append(self.describe(state))
         return out
 
-    def get(self, name: str) -> dict:
+    def get(self, name: str) -> EndpointView:
         state = self._read(name)
         if state is None:
             raise EndpointNotFound(f"no endpoint runs environment {name!r}")
         return self.describe(state)
 
-    def deploy(self, manifest: dict) -> dict:
+    def deploy(self, manifest: Manifest) -> EndpointView:
         name, version = manifest["name"], manifest["version"]
         key = manifest_key(name, version)
         with self._lock:
@@ -167,8 +217,8 @@ class LocalEndpoints(Endpoints):
                 self._stop(old)
             state = self._write({
                 "name": name, "kind": "local", "state": "Updating" if old else "Creating", "environment": name,
-                "version": version, "manifest_uri": f"{self.store_uri}/{key}", "reason": None,
-                "created_at": (old or {}).get("created_at") or now(), "updated_at": now(),
+                "version": version, "manifest_uri": f"{self._store_uri()}/{key}", "reason": None,
+                "created_at": (old.get("created_at") if old else None) or now(), "updated_at": now(),
             })
             self._start(state)
         self.on_change(self.describe(state))
@@ -184,7 +234,7 @@ class LocalEndpoints(Endpoints):
             shutil.rmtree(self._dir(name), ignore_errors=True)
         self.on_change({"name": state["name"], "kind": "local", "state": "Deleted"})
 
-    def stop(self, name: str) -> dict:
+    def stop(self, name: str) -> EndpointView:
         """The worker stops; the endpoint stays (Stopped), its log and ComfyUI base with it."""
         with self._lock:
             state = self._read(name)
@@ -206,7 +256,7 @@ class LocalEndpoints(Endpoints):
         self.on_change(self.describe(state))
         return self.describe(state)
 
-    def start(self, name: str) -> dict:
+    def start(self, name: str) -> EndpointView:
         """A stopped endpoint's worker starts again, on the version it ran (Creating, then InService)."""
         with self._lock:
             state = self._read(name)
@@ -231,31 +281,26 @@ class LocalEndpoints(Endpoints):
             lines = [line for line in lines if contains.lower() in line.lower()]
         return "\n".join(lines[-tail:]) + ("\n" if lines else "") if tail else ""
 
-    def invoke(self, name: str, body: dict, on_event: Callable[[dict], None]) -> dict:
+    def invoke(self, name: str, body: Invocation, on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
         import requests  # lazily: importing the extension stays light
 
-        endpoint = self.check_ready(name)
+        url = self.check_ready(name).get("url") or ""
         try:
-            with requests.post(endpoint["url"] + "/invocations", json=body, stream=True, timeout=(10, None),
-                               headers={"Accept": "application/x-ndjson", **self._headers(name)}) as r:
+            with requests.post(url + "/invocations", data=json.dumps(body).encode(), stream=True, timeout=(10, None),
+                               headers={"Content-Type": "application/json", "Accept": "application/x-ndjson",
+                                        **self._headers(name)}) as r:
                 if r.status_code != 200:
-                    try:
-                        err = r.json().get("error", {})
-                    except ValueError:
-                        err = {}
                     return {"execution_id": body.get("execution_id"), "status": "failed", "outputs": {},
-                            "error": {"code": err.get("code", "worker_error"),
-                                      "message": err.get("message", f"worker answered {r.status_code}")}}
-                for line in r.iter_lines():
-                    if not line:
-                        continue
-                    event = json.loads(line)
-                    if event.get("type") == "result":
-                        return event["data"]
-                    on_event(event)
+                            "error": refusal(r.content, r.status_code)}
+                result = read_stream(r.iter_lines(), on_event)
+        except (ShapeInvalid, ProtocolUnsupported) as err:
+            raise InvocationFailed(f"endpoint {name}'s worker answered what this extension cannot read: {err}") \
+                from None
         except (requests.RequestException, ValueError) as err:
             self._check_process(name)
             raise InvocationFailed(f"endpoint {name} stopped answering: {err}") from None
+        if result is not None:
+            return result
         self._check_process(name)
         raise InvocationFailed(f"endpoint {name} closed the stream without a result (did the worker die?)")
 
@@ -266,7 +311,7 @@ class LocalEndpoints(Endpoints):
         from ..core.http_deadline import request
 
         try:
-            url = self.get(name)["url"]
+            url = self.get(name).get("url")
             if not url:  # stopped or stopping: its worker runs nothing any more
                 return
             request(url + "/invocations", "POST", {"action": "cancel", "execution_id": execution_id,
@@ -276,10 +321,10 @@ class LocalEndpoints(Endpoints):
 
     # processes
 
-    def _start(self, state: dict) -> None:
+    def _start(self, state: LocalState) -> None:
         folder = self._dir(state["name"])
         port = _free_port()
-        state["token"] = secrets.token_urlsafe(32)  # a new worker, a new secret
+        token = state["token"] = secrets.token_urlsafe(32)  # a new worker, a new secret
         env = {
             **os.environ,
             "SAGEMAKER_MANIFEST_URI": state["manifest_uri"],
@@ -292,7 +337,7 @@ class LocalEndpoints(Endpoints):
             "WORKER_EXTENSION_DIR": str(self.runtime.extension_dir),
             # A local endpoint shares this Python: its packages are the designer's own.
             "WORKER_INSTALL_PACKAGES": "0",
-            "WORKER_TOKEN": state["token"],
+            "WORKER_TOKEN": token,
             # One ComfyUI on the designer's machine (its own ComfyUI uses the GPU too), unless this ComfyUI's
             # environment asks for more (WORKER_COMFYUI_COUNT or WORKER_DEVICES, see worker/devices.py).
             "WORKER_COMFYUI_COUNT": os.environ.get("WORKER_COMFYUI_COUNT")
@@ -303,12 +348,12 @@ class LocalEndpoints(Endpoints):
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self._procs[state["name"].lower()] = proc
-        state.update(pid=proc.pid, port=port, url=f"http://127.0.0.1:{port}")
+        state.update({"pid": proc.pid, "port": port, "url": f"http://127.0.0.1:{port}"})
         self._write(state)
         threading.Thread(target=self._watch, args=(state["name"], proc.pid), daemon=True,
                          name=f"endpoint-{state['name']}").start()
 
-    def _stop(self, state: dict) -> None:
+    def _stop(self, state: LocalState) -> None:
         pid = state.get("pid")
         proc = self._procs.pop(state["name"].lower(), None)
         if _alive(pid):
@@ -332,27 +377,31 @@ class LocalEndpoints(Endpoints):
             except subprocess.TimeoutExpired:
                 pass
 
-    def _status(self, url: str, headers: dict[str, str]) -> dict | None:
+    def _status(self, url: str | None, headers: dict[str, str]) -> WorkerReport | None:
+        """The worker's /status; None if it does not answer, or answers what cannot be read."""
         from http.client import HTTPException
 
         from ..core.http_deadline import request
 
+        if not url:
+            return None
         try:
-            return json.loads(request(url + "/status", headers=headers, seconds=STATUS_TIMEOUT_S)[1])
-        except (OSError, ValueError, HTTPException):
+            return read_report(json.loads(request(url + "/status", headers=headers, seconds=STATUS_TIMEOUT_S)[1]))
+        except (OSError, ValueError, HTTPException):  # ShapeInvalid, ProtocolUnsupported are ValueErrors
             return None
 
-    def _current(self, name: str, pid: int) -> dict | None:
+    def _current(self, name: str, pid: int) -> LocalState | None:
         state = self._read(name)
         return state if state and state.get("pid") == pid and state["state"] != "Deleting" else None
 
     @staticmethod
-    def _report(status: dict | None, state: dict) -> dict:
+    def _report(status: WorkerReport | None, state: LocalState) -> Report:
         """The worker's report fields that changed since `state` (nothing when /status did not answer)."""
         if not status:
             return {}
-        fresh = {k: status.get(k) for k in WORKER_REPORT}
-        return fresh if any(fresh[k] != state.get(k) for k in WORKER_REPORT) else {}
+        fresh: Report = {"phases": status.get("phases"), "activity": status.get("activity"),
+                         "comfyuis": status.get("comfyuis")}
+        return fresh if _changed(fresh, state) or fresh["activity"] != state.get("activity") else {}
 
     def _watch(self, name: str, pid: int) -> None:
         """Creating/Updating -> InService or Failed; then InService -> Failed if the worker dies. The worker's
@@ -362,19 +411,18 @@ class LocalEndpoints(Endpoints):
             if not self._running(name, pid):
                 self._fail_if_current(name, pid, f"worker exited during start-up; {self._last_lines(name)}")
                 return
-            status = self._status(state["url"], self._headers(name))
+            status = self._status(state.get("url"), self._headers(name))
             report = self._report(status, state)
             if status and status["state"] == "ready":
                 self._set(name, state="InService", reason=None, **report)
             elif status and status["state"] == "failed":
-                self._set(name, state="Failed", reason=f"{status['reason']}; {self._last_lines(name)}", **report)
+                self._set(name, state="Failed", reason=f"{status.get('reason')}; {self._last_lines(name)}", **report)
                 self._stop(state)
                 return
             elif time.monotonic() > deadline:
                 self._set(name, state="Failed", reason=f"not ready after {READY_TIMEOUT:.0f} s")
                 return
-            elif report and (time.monotonic() - reported >= 0.5 or
-                             any(report[k] != state.get(k) for k in WORKER_REPORT if k != "activity")):
+            elif report and (time.monotonic() - reported >= 0.5 or _changed(report, state)):
                 reported = time.monotonic()  # byte progress: at most twice a second
                 self._merge_report(name, pid, report)
             time.sleep(0.1)
@@ -385,7 +433,7 @@ class LocalEndpoints(Endpoints):
                 return
             if time.monotonic() - polled >= STATUS_POLL_IN_SERVICE:
                 polled = time.monotonic()
-                report = self._report(self._status(state["url"], self._headers(name)), state)
+                report = self._report(self._status(state.get("url"), self._headers(name)), state)
                 if report:
                     self._merge_report(name, pid, report)
             time.sleep(0.5)
@@ -399,7 +447,7 @@ class LocalEndpoints(Endpoints):
             state = self._write({**state, "state": "Failed", "reason": reason, "updated_at": now()})
         self.on_change(self.describe(state))
 
-    def _merge_report(self, name: str, pid: int, report: dict) -> None:
+    def _merge_report(self, name: str, pid: int, report: Report) -> None:
         """The worker's report into its endpoint, only while that worker still owns it (never bringing
         back an endpoint deleted meanwhile)."""
         with self._lock:
@@ -409,7 +457,7 @@ class LocalEndpoints(Endpoints):
             state = self._write({**state, **report, "updated_at": now()})
         self.on_change(self.describe(state))
 
-    def _running(self, name: str, pid: int) -> bool:
+    def _running(self, name: str, pid: int | None) -> bool:
         proc = self._procs.get(name.lower())
         if proc is not None and proc.pid == pid:
             return proc.poll() is None
@@ -425,7 +473,7 @@ class LocalEndpoints(Endpoints):
         try:
             lines = read_regular(path).decode(errors="replace").splitlines()[-n:] if path.exists() else []
         except (OSError, NotARegularFile) as err:
-            return f"log unreadable: {getattr(err, 'message', None) or err}"
+            return f"log unreadable: {message_of(err)}"
         return "last log lines: " + " | ".join(lines) if lines else "no log"
 
     def adopt(self) -> None:
@@ -440,15 +488,15 @@ class LocalEndpoints(Endpoints):
                     self._write({**state, "state": STOPPED, "pid": None, "port": None, "url": None, "token": None,
                                  "activity": None, "comfyuis": [], "updated_at": now()})
                 continue
-            status = self._status(state["url"], self._headers(state["name"])) \
-                if _alive(state.get("pid")) and state.get("url") else None
+            status = self._status(state.get("url"), self._headers(state["name"])) \
+                if _alive(state.get("pid")) else None
             if status and status["state"] == "ready":
                 if state["state"] != "InService":
                     self._set(state["name"], state="InService", reason=None)
                 threading.Thread(target=self._watch, args=(state["name"], state["pid"]), daemon=True).start()
             elif state["state"] != "Failed" or _alive(state.get("pid")):
                 self._stop(state)
-                state.update(state="Creating", reason=None)
+                state.update({"state": "Creating", "reason": None})
                 self._write(state)
                 self._start(state)
                 self.on_change(self.describe(state))

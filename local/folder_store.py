@@ -18,6 +18,7 @@ refused with its key (NotARegularFile), never opened for a read that would wait.
 
 from __future__ import annotations
 
+import builtins
 import functools
 import hashlib
 import os
@@ -234,7 +235,7 @@ class FolderStore(Store):
         return sorted(self.list_stamps(prefix))
 
     @_unavailable_on_oserror
-    def list_page(self, folder: str, start_after: str = "", limit: int = 1000) -> list[str]:
+    def list_page(self, folder: str, start_after: str = "", limit: int = 1000) -> builtins.list[str]:
         base = self.root.joinpath(*[p for p in folder.split("/") if p])
         try:
             names = sorted(e.name for e in os.scandir(base) if e.is_file() and not e.name.startswith("."))

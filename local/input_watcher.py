@@ -9,8 +9,12 @@ take the same path.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from ..core.input_sync import InputSync
+
+if TYPE_CHECKING:  # watchdog is imported when the watch starts
+    from watchdog.observers.api import BaseObserver
 
 log = logging.getLogger("comfyui_sagemaker")
 
@@ -18,14 +22,15 @@ log = logging.getLogger("comfyui_sagemaker")
 class InputWatcher:
     def __init__(self, sync: InputSync):
         self.sync = sync
-        self.observer = None
+        self.observer: BaseObserver | None = None
 
     def start(self) -> None:
         from watchdog.events import FileSystemEventHandler
         from watchdog.observers import Observer
 
         sync = self.sync
-        close_events = Observer.__name__ == "InotifyObserver"
+        observer = Observer()
+        close_events = type(observer).__name__ == "InotifyObserver"
 
         class Handler(FileSystemEventHandler):
             def on_closed(self, event):
@@ -51,10 +56,10 @@ class InputWatcher:
         if not close_events:
             sync.settle = max(sync.settle, 1.0)  # no close events: wait for a quiet second
         sync.input_dir.mkdir(parents=True, exist_ok=True)
-        self.observer = Observer()
-        self.observer.schedule(Handler(), str(sync.input_dir), recursive=True)
-        self.observer.daemon = True
-        self.observer.start()
+        observer.schedule(Handler(), str(sync.input_dir), recursive=True)
+        observer.daemon = True
+        observer.start()
+        self.observer = observer
         queued = sync.scan()
         log.info("comfyui-sagemaker: watching %s (%d files to sync)", sync.input_dir, queued)
 

@@ -9,7 +9,7 @@ POST /connect/check  {changes?, replace?} -> {results: [{name, status, detail, f
 PUT  /config         {changes, replace?} -> writes config.json, applies it, {effective, applied}
 POST /config/reload  -> applies config.json as it is now (fixed or edited by hand), {effective, applied}
 
-A ComfyUI whose configuration could not be read at start runs fail-safe, with an artist's rights (Context.
+A ComfyUI whose configuration could not be read at start runs fail-safe, with an artist's rights (Extension.
 effective_config): it cannot make itself a designer's from the page; the file (then Reload) or the environment
 can.
 """
@@ -23,7 +23,7 @@ from aiohttp import web
 
 from ..core import config as config_mod
 from ..core.config import Config, ConfigInvalid
-from ..core.errors import BadRequest
+from ..core.errors import BadRequest, message_of
 from . import guard
 from .context import Context
 from .http import json_ok, read_object
@@ -35,14 +35,14 @@ def _view(cfg: Config) -> dict:
 
 
 async def get_connect(request: web.Request, ctx: Context) -> web.Response:
-    directory = ctx.facts.config_dir
-    body: dict = {"effective": _view(ctx._config) if ctx._config is not None else None,
+    directory, running = ctx.facts.config_dir, ctx.extension.config
+    body: dict = {"effective": _view(running) if running is not None else None,
                   "startup_error": ctx.config_error, "role": ctx.effective_config().role,
                   "from_environment": config_mod.from_environment(),
                   "editable": list(config_mod.EDITABLE), "applied": ctx.applied}
     try:
         on_disk = await asyncio.to_thread(config_mod.load, directory)
-        body["file"] = {"error": None, "differs": ctx._config is None or on_disk != ctx._config,
+        body["file"] = {"error": None, "differs": running is None or on_disk != running,
                         "values": _view(on_disk)}
     except ConfigInvalid as err:  # edited by hand into something broken: the services keep the last good one
         body["file"] = {"error": err.message, "differs": True, "values": None}
@@ -53,7 +53,7 @@ async def check(request: web.Request, ctx: Context) -> web.Response:
     body = await read_object(request, {"changes", "replace"})
     _, cfg = await asyncio.to_thread(config_mod.preview, ctx.facts.config_dir, body.get("changes") or {},
                                      bool(body.get("replace")), acting_role=ctx.effective_config().role,
-                                     last_good=ctx._file_values)
+                                     last_good=ctx.extension.file_values)
     return json_ok({"results": await asyncio.to_thread(run_checks, cfg)})
 
 
@@ -65,7 +65,7 @@ def run_checks(cfg: Config) -> list[dict]:
             make_store(cfg).list_page("templates/", "", 1)
             store = {"name": "store", "status": "ok", "detail": "the folder store on this machine", "fix": ""}
         except Exception as err:
-            store = {"name": "store", "status": "failed", "detail": str(getattr(err, "message", err)),
+            store = {"name": "store", "status": "failed", "detail": message_of(err),
                      "fix": "check store_path"}
         return [store, {"name": "AWS", "status": "ok", "detail": "not used: local endpoints run on this machine",
                         "fix": "set store to s3 (or run aws setup) for SageMaker endpoints"}]

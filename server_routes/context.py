@@ -1,104 +1,96 @@
-"""What the routes share: facts about this ComfyUI (plain data) and the configuration."""
+"""What the routes share: facts about this ComfyUI (plain data), and the extension that owns its
+configuration, services and lifetime (extension.py)."""
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
+from typing import Protocol
 
-from ..core import analysis, model_files, snapshot
-from ..core import config as config_mod
+from aiohttp import web
+
 from ..core.config import Config
-from ..core.errors import ConfigInvalid, SageMakerError
-from ..core.host_facts import ComfyFacts
-from ..local.endpoints import WorkerRuntime
+from ..core.endpoints import Endpoints
+from ..core.host import ComfyHost
+from ..core.host_facts import ComfyFacts, InterruptDoor
+from ..core.local_supervisor import LocalSupervisor
+from ..extension import Extension
 from ..services import Services
 from . import guard
 from .event_gate import EventGate
 
-
-class ComfyHost:
-    """The environment service's view of this ComfyUI, built from the facts."""
-
-    def __init__(self, facts: ComfyFacts):
-        self.facts = facts
-
-    def snapshot(self) -> dict:
-        f = self.facts
-        return snapshot.take(snapshot.SnapshotFacts(f.version, f.custom_node_dirs, f.model_folders(),
-                                                    str(f.extension_dir)))
-
-    def model_index(self) -> model_files.ModelIndex:
-        return model_files.scan(self.facts.model_folders())
-
-    def node_types_by_pack(self) -> dict[str, list[str]]:
-        return self.facts.catalog.types_by_pack() if self.facts.catalog else {}
-
-    def input_dir(self) -> Path:
-        return self.facts.input_dir
-
-    def output_dir(self) -> Path:
-        return self.facts.output_dir
-
-    def model_folders(self) -> dict:
-        return self.facts.model_folders()
-
-    def worker_runtime(self) -> WorkerRuntime:
-        if self.facts.comfyui_dir is None:
-            raise SageMakerError("local endpoints need to know where ComfyUI is installed")
-        return WorkerRuntime(self.facts.comfyui_dir, self.facts.worker_args, self.facts.extension_dir)
-
-    def validate(self, prompt: dict) -> tuple | None:
-        """ComfyUI's own validate_prompt result for `prompt`, or None where it cannot be run."""
-        return self.facts.validate_prompt(prompt) if self.facts.validate_prompt else None
-
-    def native_queue(self):
-        return self.facts.native_queue
-
-    def analyze(self, workflow: object, manifest: dict | None = None) -> dict:
-        """What `workflow` needs, by this ComfyUI's node registry (the manifest a run targets is judged by
-        preflight, not here)."""
-        if self.facts.catalog is None:
-            raise SageMakerError("analysis needs ComfyUI's node registry")
-        exists = analysis.safe_input_exists(str(self.facts.input_dir))
-        return analysis.analyze(workflow, self.facts.catalog, self.model_index(), exists).to_json()
+__all__ = ["ComfyFacts", "ComfyHost", "Context", "RouteContext", "RouteFacts"]
 
 
-@dataclass
-class Context:
-    facts: ComfyFacts
-    config_error: str | None = None
-    missing_requirements: tuple[str, ...] = ()
-    _config: Config | None = field(default=None, repr=False)
-    _services: Services | None = field(default=None, repr=False)
-    # Called with the context when new services take over (server_routes starts their background work).
-    on_services: Callable[[Context], None] | None = field(default=None, repr=False)
-    _applying: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _changing: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _file_values: dict | None = field(default=None, repr=False)  # config.json's values as last read or written
-    _fail_safe: Config | None = field(default=None, repr=False)  # what runs while no configuration could be read
-    _local_endpoints: object = field(default=None, repr=False)
-    applied: int = 0  # configurations applied since start-up
-    background_ran: bool = False  # the start-up work (adopting endpoints, failing interrupted runs) is done
+class RouteFacts(Protocol):
+    """What the shared handlers read of "this ComfyUI" (ComfyFacts; the gateway's has no ComfyUI)."""
 
-    @classmethod
-    def load(cls, facts: ComfyFacts) -> Context:
-        ctx = cls(facts)
-        try:
-            data = config_mod.file_values(facts.config_dir)
-            ctx._config = config_mod.build(data, config_mod.CONFIG_FILE, facts.config_dir)
-            ctx._file_values = data
-        except ConfigInvalid as err:
-            ctx.config_error = err.message
-            ctx._fail_safe = config_mod.fail_safe()
-            logging.getLogger("comfyui_sagemaker").error(
-                "comfyui-sagemaker: the configuration cannot be read (%s); until it can, this ComfyUI has an %s's "
-                "rights and runs nothing on the store: fix %s, then press Reload the file in the Connect panel (or "
-                "restart ComfyUI)", err.message, ctx._fail_safe.role, Path(facts.config_dir) / config_mod.CONFIG_FILE)
-        return ctx
+    @property
+    def listen(self) -> tuple[str, ...]: ...
+
+    @property
+    def version(self) -> str | None: ...
+
+    @property
+    def interrupt(self) -> InterruptDoor: ...
+
+    def host_status(self) -> dict[str, str] | None: ...
+
+
+class RouteContext(Protocol):
+    """What every handler gets as `ctx`: a ComfyUI's Context, or the gateway's (gateway/app.py's
+    GatewayContext). Handlers only ComfyUI serves (its panels) take the Context itself."""
+
+    facts: RouteFacts
+    missing_requirements: tuple[str, ...]  # what this Python lacks of our requirements (health says it)
+
+    @property
+    def config(self) -> Config:
+        """The configuration that runs; ConfigInvalid (500, saying what is wrong) if it is broken."""
+        ...
+
+    @property
+    def config_error(self) -> str | None:
+        """Why no configuration could be read, while none could."""
+        ...
+
+    @property
+    def services(self) -> Services: ...
+
+    @property
+    def services_made(self) -> bool:
+        """Whether the services were made yet (nothing has run on them before)."""
+        ...
+
+    @property
+    def shared(self) -> bool:
+        """Whether several people act through this process with one role (ComfyUI's --multi-user, the
+        gateway): then each changes only their own runs, whatever the role (core/identity.py's
+        may_change_run)."""
+        ...
+
+    def effective_config(self) -> Config:
+        """The configuration the guard and the role policy apply: never a broken one."""
+        ...
+
+    def user(self, request: web.Request) -> str | None:
+        """The user a request comes from, where several share this process; else None."""
+        ...
+
+
+class Context(RouteContext):
+    """What a ComfyUI's routes share: its facts, the extension (configuration, services, lifetime) and the gate
+    of its broadcasts."""
+
+    def __init__(self, facts: ComfyFacts, providers: dict[str, Callable[[], Endpoints]] | None = None,
+                 local: LocalSupervisor | None = None):
+        """`providers` and `local`: the Extension's (tests: fakes)."""
+        self.facts: ComfyFacts = facts
+        self.missing_requirements: tuple[str, ...] = ()
+        self.extension = Extension.load(facts, self._broadcast, providers=providers, local=local)
+
+    def _broadcast(self, event: str, data: dict, sid: str | None = None) -> None:
+        self.events.send(event, data, sid)
 
     @cached_property
     def events(self) -> EventGate:
@@ -109,68 +101,40 @@ class Context:
     @property
     def services(self) -> Services:
         """The services (store, templates, ...); ConfigInvalid if the configuration is broken."""
-        if self._services is None:
-            services = Services(self.config, ComfyHost(self.facts), self.facts.config_dir, self.events.send)
-            services.local_endpoints_from = self._local_endpoints
-            self._services = services
-            self._services.reload_config = lambda: config_mod.load(self.facts.config_dir)
-        return self._services
-
-    def apply(self, config: Config) -> None:
-        """Run with another configuration from now on, without a restart: new services are made on
-        first use; the old ones stop watching and maintaining, and what they have in flight (runs,
-        uploads, endpoints) finishes on their store."""
-        with self._applying:
-            old = self._services
-            if old is not None:
-                self._local_endpoints = old.made_local_endpoints() or self._local_endpoints
-            self._config, self.config_error, self._services = config, None, None
-            self.applied += 1
-            if old is not None:
-                old.close()
-            if self.on_services is not None:
-                self.on_services(self)
-
-    def change_config(self, changes: object, replace: bool = False) -> Config:
-        """A change from the page: written to config.json, then run. One change at a time: the file's lock
-        serialises writers across processes, this one keeps the order of applies that of the writes. The
-        change is judged by the role that runs now (an artist's page cannot make it a designer's)."""
-        with self._changing:
-            data, cfg = config_mod.update(self.facts.config_dir, changes, replace,
-                                          acting_role=self.effective_config().role, last_good=self._file_values)
-            self._file_values = data
-            self.apply(cfg)
-        return cfg
-
-    def reload_file(self) -> Config:
-        """Run with config.json as it is now (after it was fixed or edited by hand): the file is the
-        authority, so this may change the role either way. ConfigInvalid, and nothing changes, if it is
-        still unreadable."""
-        with self._changing:
-            data = config_mod.file_values(self.facts.config_dir)
-            cfg = config_mod.build(data, config_mod.CONFIG_FILE, self.facts.config_dir)
-            self._file_values = data
-            self.apply(cfg)
-        return cfg
+        return self.extension.services
 
     @property
-    def host(self) -> ComfyHost:
-        return ComfyHost(self.facts)
+    def services_made(self) -> bool:
+        return self.extension.services_made
 
     @property
     def config(self) -> Config:
-        """The configuration; ConfigInvalid (500, saying what is wrong) if it is broken."""
-        if self._config is None:
-            raise ConfigInvalid(self.config_error or "configuration not loaded")
-        return self._config
+        return self.extension.require_config()
+
+    @property
+    def config_error(self) -> str | None:
+        return self.extension.config_error
+
+    @property
+    def applied(self) -> int:
+        """Configurations applied since start-up."""
+        return self.extension.applied
+
+    def change_config(self, changes: object, replace: bool = False) -> Config:
+        return self.extension.change_config(changes, replace)
+
+    def reload_file(self) -> Config:
+        return self.extension.reload_file()
+
+    @property
+    def host(self) -> ComfyHost:
+        return self.extension.host
 
     @property
     def shared(self) -> bool:
-        """Whether several people act through this ComfyUI with one role (--multi-user): then each changes
-        only their own runs, whatever the role (core/identity.py's may_change_run)."""
         return self.facts.multi_user
 
-    def user(self, request) -> str | None:
+    def user(self, request: web.Request) -> str | None:
         """The ComfyUI user of a request under --multi-user (ComfyUI's own `comfy-user` header), else None."""
         if not self.facts.multi_user:
             return None
@@ -178,7 +142,4 @@ class Context:
         return user[:64] if user else None
 
     def effective_config(self) -> Config:
-        """For the guard and the role policy: the configuration that runs or, while none could be read, the
-        fail-safe one (an artist's rights, loopback only, the environment's token): a broken file never opens
-        a door."""
-        return self._config or self._fail_safe or config_mod.fail_safe()
+        return self.extension.effective_config()

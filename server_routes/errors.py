@@ -95,22 +95,21 @@ def from_exception(err: e.SageMakerError, face: str = "sagemaker") -> web.Respon
     """The error's JSON answer; `face` "v2" for the Comfy API v2 routes (their statuses, `details`)."""
     if face == "v2":
         status, code = _v2(err)
-        details = getattr(err, "details", None)
-        fields = getattr(err, "fields", None)
+        details, fields = err.details, err.fields
         if isinstance(fields, dict):
             details = {**(details or {}), "fields": fields}
         if isinstance(err, PromptRefused):
             details = {"node_errors": err.node_errors}
         response = error_response(code, err.message, status, **({"details": details} if details else {}))
-        retry = getattr(err, "retry_after", None) or next(
+        retry = err.retry_after or next(
             (v for cls, v in RETRY_AFTER.items() if isinstance(err, cls)), None)
         if retry:
             response.headers["Retry-After"] = str(retry)
         return response
     # Per-field reasons (invalid_inputs) travel next to the message: {"error": {..., "fields": {name: reason}}}.
-    fields = getattr(err, "fields", None)
-    extra = {"fields": fields} if isinstance(fields, dict) else {}
-    details = getattr(err, "details", None)
+    fields = err.fields
+    extra: dict[str, object] = {"fields": fields} if isinstance(fields, dict) else {}
+    details = err.details
     if isinstance(details, dict):
         extra["details"] = details
     if isinstance(err, PromptRefused):

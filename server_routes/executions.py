@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..core.errors import BadRequest
 from ..core.names import TEMPLATE_NAME
-from .context import Context
+from .context import RouteContext
 from .http import json_ok, query_int, read_object
 
 FIELDS = {"prompt", "workflow", "template", "template_version", "environment", "client_id"}
@@ -19,7 +19,7 @@ OWNER_KEY = re.compile(r"[A-Za-z0-9._-]{1,100}")
 CURSOR = re.compile(r"([0-9]{20}-)?[0-9]{8}T[0-9]{12}-[0-9a-f]{8}(-[a-z0-9]{12})?(\.[A-Za-z0-9._-]+)?")
 
 
-async def create_execution(request: web.Request, ctx: Context) -> web.Response:
+async def create_execution(request: web.Request, ctx: RouteContext) -> web.Response:
     body = await read_object(request, FIELDS)
     svc = ctx.services.executions
     record = await asyncio.to_thread(svc.create, body.get("prompt"), body.get("workflow"), body.get("template"),
@@ -29,7 +29,7 @@ async def create_execution(request: web.Request, ctx: Context) -> web.Response:
                    status=202)
 
 
-async def list_executions(request: web.Request, ctx: Context) -> web.Response:
+async def list_executions(request: web.Request, ctx: RouteContext) -> web.Response:
     """A page of runs, newest first: this ComfyUI's (`owner=me`, the default), everyone's (`owner=all`)
     or one owner's; `next` is the cursor (`after`) of the next page; `skipped` [{key, reason}] the records of
     this page that cannot be read (core/unreadable.py)."""
@@ -51,14 +51,14 @@ async def list_executions(request: web.Request, ctx: Context) -> web.Response:
     return json_ok({"executions": records, "next": cursor, "skipped": skipped})
 
 
-async def get_execution(request: web.Request, ctx: Context) -> web.Response:
+async def get_execution(request: web.Request, ctx: RouteContext) -> web.Response:
     svc = ctx.services.executions
     user = ctx.user(request)
     record = await asyncio.to_thread(svc.get, request.match_info["id"], user)
     return json_ok({**{k: v for k, v in record.items() if k != "client_id"}, "mine": svc.is_mine(record, user)})
 
 
-async def cancel_execution(request: web.Request, ctx: Context) -> web.Response:
+async def cancel_execution(request: web.Request, ctx: RouteContext) -> web.Response:
     return json_ok(await asyncio.to_thread(ctx.services.executions.cancel, request.match_info["id"],
                                            ctx.config.role, ctx.user(request), ctx.shared))
 

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ..core.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, SageMakerError
 from . import guard, policy
-from .context import Context
+from .context import RouteContext
 from .errors import error_response, from_exception
 
 log = logging.getLogger("comfyui_sagemaker")
@@ -21,7 +21,7 @@ log = logging.getLogger("comfyui_sagemaker")
 PREFIXES = ("/sagemaker/", "/api/sagemaker/")
 MAX_JSON_BYTES = 16 * 1024 * 1024
 
-Handler = Callable[[web.Request, Context], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.Request, RouteContext], Awaitable[web.StreamResponse]]
 
 
 def is_ours(path: str) -> bool:
@@ -44,14 +44,14 @@ def route_path(path: str) -> str:
     return path
 
 
-async def interrupt_remote(request: web.Request, ctx: Context) -> web.Response | None:
+async def interrupt_remote(request: web.Request, ctx: RouteContext) -> web.Response | None:
     """ComfyUI's own Cancel for a remote run (its prompt id is in ComfyUI's queue, comfy_queue.py), on the paths
     the ComfyUI face found for it (comfy_interrupt.py): cancel that run and answer as ComfyUI does, before
     ComfyUI's handler would interrupt what runs locally. The run's
     owner may (a designer's single-user ComfyUI: anyone's, as ComfyUI's own rule), from this page's origin
     only; someone else's is refused (403), never passed on to ComfyUI, which would interrupt the local prompt.
     Anything else goes on to ComfyUI."""
-    if ctx.config_error is not None or ctx._services is None:
+    if ctx.config_error is not None or not ctx.services_made:
         return None
     try:
         body = json.loads(await request.read() or b"{}")
@@ -74,7 +74,7 @@ async def interrupt_remote(request: web.Request, ctx: Context) -> web.Response |
     return web.Response(status=200)
 
 
-def middleware(ctx: Context):
+def middleware(ctx: RouteContext):
     """Runs first for the extension's paths (it is put ahead of ComfyUI's own
     middlewares), so a refusal is the extension's JSON, not a bare 403."""
 

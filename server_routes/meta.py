@@ -10,18 +10,18 @@ from ..core import names
 from ..core.errors import BadRequest
 from ..core.version import __version__
 from . import guard
-from .context import Context
+from .context import RouteContext
 from .http import json_ok, read_object
 
 
-def store_summary(ctx: Context) -> dict:
+def store_summary(ctx: RouteContext) -> dict:
     cfg = ctx.config
     if cfg.store == "s3":
         return {"kind": "s3", "bucket": cfg.s3_bucket, "prefix": cfg.s3_prefix}
     return {"kind": "folder"}
 
 
-async def health(request: web.Request, ctx: Context) -> web.Response:
+async def health(request: web.Request, ctx: RouteContext) -> web.Response:
     """Public (the page must learn that it needs a token); the details only for an authorized caller."""
     cfg = ctx.effective_config()
     required = guard.token_required(ctx.facts.listen, cfg.token)
@@ -43,11 +43,11 @@ async def health(request: web.Request, ctx: Context) -> web.Response:
     return json_ok(body)
 
 
-async def rules(request: web.Request, ctx: Context) -> web.Response:
+async def rules(request: web.Request, ctx: RouteContext) -> web.Response:
     return json_ok(names.rules())
 
 
-async def check_name(request: web.Request, ctx: Context) -> web.Response:
+async def check_name(request: web.Request, ctx: RouteContext) -> web.Response:
     """POST {kind: "template" | "environment", name} -> {valid: true, name} or 400 invalid_name."""
     body = await read_object(request)
     kind = body.get("kind")

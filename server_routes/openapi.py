@@ -10,7 +10,7 @@ from aiohttp import web
 from ..core import config as config_mod
 from ..core.config import Config
 from ..core.version import __version__
-from .context import Context
+from .context import RouteContext
 from .http import json_ok
 
 V2 = "/v2/{environment}/api/v2"  # the Comfy API v2, mounted per environment
@@ -261,7 +261,7 @@ def document(tables: list[list[tuple]]) -> dict:
     }
 
 
-async def get_openapi(request: web.Request, ctx: Context) -> web.Response:
+async def get_openapi(request: web.Request, ctx: RouteContext) -> web.Response:
     from . import ROUTE_TABLES  # the package imports this module
 
     return json_ok(document(ROUTE_TABLES))

@@ -27,7 +27,7 @@ from aiohttp import web
 from ..core.errors import BadRequest
 from ..core.executions import FINAL
 from ..core.template_runs import named_outputs
-from .context import Context
+from .context import RouteContext
 from .http import json_ok, read_object
 
 FIELDS = {"inputs", "wait", "client_id", "webhook_url"}
@@ -36,7 +36,7 @@ MAX_WAIT = 3600
 POLL_SECONDS = 0.1
 
 
-async def run_template(request: web.Request, ctx: Context) -> web.Response:
+async def run_template(request: web.Request, ctx: RouteContext) -> web.Response:
     body = await read_object(request, FIELDS)
     client_id = body.get("client_id")
     if client_id is not None and not (isinstance(client_id, str) and 0 < len(client_id) <= 200):
@@ -62,7 +62,7 @@ async def run_template(request: web.Request, ctx: Context) -> web.Response:
     return json_ok(answer, status=200 if done else 202)
 
 
-async def template_prompt(request: web.Request, ctx: Context) -> web.Response:
+async def template_prompt(request: web.Request, ctx: RouteContext) -> web.Response:
     body = await read_object(request, PROMPT_FIELDS)
     template, prompt = await asyncio.to_thread(ctx.services.template_runs.filled, request.match_info["name"],
                                                body.get("inputs"))

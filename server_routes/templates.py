@@ -8,20 +8,20 @@ from aiohttp import web
 
 from ..core.errors import BadRequest
 from ..core.templates import UNSET
-from .context import Context
+from .context import RouteContext
 from .http import json_ok, read_object
 
 FIELDS = {"name", "workflow", "prompt", "environment"}
 UPDATE_FIELDS = {"workflow", "prompt", "environment", "version"}
 
 
-async def list_templates(request: web.Request, ctx: Context) -> web.Response:
+async def list_templates(request: web.Request, ctx: RouteContext) -> web.Response:
     """Every template; `skipped` [{key, reason}] names those that cannot be read (core/unreadable.py)."""
     templates, skipped = await asyncio.to_thread(ctx.services.templates.listing)
     return json_ok({"templates": templates, "skipped": skipped})
 
 
-async def create_template(request: web.Request, ctx: Context) -> web.Response:
+async def create_template(request: web.Request, ctx: RouteContext) -> web.Response:
     body = await read_object(request, FIELDS)
     for field in ("name", "workflow", "prompt"):
         if field not in body:
@@ -33,12 +33,12 @@ async def create_template(request: web.Request, ctx: Context) -> web.Response:
     return json_ok(template.to_json(), status=201)
 
 
-async def get_template(request: web.Request, ctx: Context) -> web.Response:
+async def get_template(request: web.Request, ctx: RouteContext) -> web.Response:
     template = await asyncio.to_thread(ctx.services.templates.get, request.match_info["name"])
     return json_ok(template.to_json())
 
 
-async def update_template(request: web.Request, ctx: Context) -> web.Response:
+async def update_template(request: web.Request, ctx: RouteContext) -> web.Response:
     body = await read_object(request, UPDATE_FIELDS)
     template = await asyncio.to_thread(
         ctx.services.templates.update,
@@ -51,7 +51,7 @@ async def update_template(request: web.Request, ctx: Context) -> web.Response:
     return json_ok(template.to_json())
 
 
-async def delete_template(request: web.Request, ctx: Context) -> web.Response:
+async def delete_template(request: web.Request, ctx: RouteContext) -> web.Response:
     await asyncio.to_thread(ctx.services.templates.delete, request.match_info["name"])
     return web.Response(status=204)
 

@@ -21,13 +21,13 @@ from aiohttp import hdrs, web
 
 from ..core.assets import MAX_UPLOAD_BYTES, Asset, AssetNotFound, parse_hash
 from ..core.blob_reads import verified_pieces
-from ..core.errors import BadRequest, PayloadTooLarge, SageMakerError
+from ..core.errors import BadRequest, PayloadTooLarge, SageMakerError, message_of
 from ..core.idempotency import Replay, fingerprint
 from ..core.job_events import KEEPALIVE, JobEvents, frame
 from ..core.job_view import URL_LIFETIME, Mount
 from ..core.names import ENVIRONMENT_NAME
 from ..core.store import BlobCorrupt, KeyNotFound, blob_key
-from .context import Context
+from .context import RouteContext
 from .executions import CURSOR
 from .http import json_ok, log, query_int, read_json
 
@@ -66,14 +66,14 @@ def asset_json(asset: Asset, m: Mount, created_new: bool | None = None) -> dict:
 
 # jobs
 
-async def v2_create_job(request: web.Request, ctx: Context) -> web.Response:
+async def v2_create_job(request: web.Request, ctx: RouteContext) -> web.Response:
     body = await read_json(request)
     job = await asyncio.to_thread(ctx.services.jobs_v2.create, environment(request), body, mount(request),
                                   ctx.user(request), request.headers.get("Idempotency-Key"))
     return json_ok(job, status=201)
 
 
-async def v2_list_jobs(request: web.Request, ctx: Context) -> web.Response:
+async def v2_list_jobs(request: web.Request, ctx: RouteContext) -> web.Response:
     limit = query_int(request, "limit", 50, 1, 100)
     cursor = request.query.get("cursor")
     if cursor is not None and not CURSOR.fullmatch(cursor):
@@ -86,18 +86,18 @@ async def v2_list_jobs(request: web.Request, ctx: Context) -> web.Response:
     return json_ok(page)
 
 
-async def v2_get_job(request: web.Request, ctx: Context) -> web.Response:
+async def v2_get_job(request: web.Request, ctx: RouteContext) -> web.Response:
     return json_ok(await asyncio.to_thread(ctx.services.jobs_v2.get, environment(request), request.match_info["id"],
                                            mount(request), ctx.user(request)))
 
 
-async def v2_cancel_job(request: web.Request, ctx: Context) -> web.Response:
+async def v2_cancel_job(request: web.Request, ctx: RouteContext) -> web.Response:
     return json_ok(await asyncio.to_thread(ctx.services.jobs_v2.cancel, environment(request),
                                            request.match_info["id"], mount(request), ctx.config.role,
                                            ctx.user(request), ctx.shared))
 
 
-async def v2_job_events(request: web.Request, ctx: Context) -> web.StreamResponse:
+async def v2_job_events(request: web.Request, ctx: RouteContext) -> web.StreamResponse:
     """Server-sent events of one job (see core/job_events.py). A client that goes away ends its stream here
     and leaves nothing behind; one that comes back gets a fresh snapshot."""
     services = ctx.services
@@ -152,7 +152,7 @@ async def _either(wake: asyncio.Event, stopping: asyncio.Event | None, timeout: 
 
 # assets
 
-async def _read_upload(request: web.Request, ctx: Context) -> tuple[dict, str, str, str, int]:
+async def _read_upload(request: web.Request, ctx: RouteContext) -> tuple[dict, str, str, str, int]:
     """The multipart form: (its text fields, temp file path, sha256, blake3 hex, size). The file part is
     streamed to a temporary file in our scratch folder (swept at start if this process is killed) and hashed
     both ways on the way."""
@@ -201,7 +201,7 @@ async def _read_upload(request: web.Request, ctx: Context) -> tuple[dict, str, s
         raise
 
 
-async def v2_upload_asset(request: web.Request, ctx: Context) -> web.Response:
+async def v2_upload_asset(request: web.Request, ctx: RouteContext) -> web.Response:
     environment(request)
     fields, path, sha, b3, size = await _read_upload(request, ctx)
     services, user = ctx.services, ctx.user(request)
@@ -234,13 +234,13 @@ async def v2_upload_asset(request: web.Request, ctx: Context) -> web.Response:
         os.unlink(path)
 
 
-async def v2_head_by_hash(request: web.Request, ctx: Context) -> web.Response:
+async def v2_head_by_hash(request: web.Request, ctx: RouteContext) -> web.Response:
     environment(request)
     found = await asyncio.to_thread(ctx.services.assets.blob_of, request.match_info["hash"])
     return web.Response(status=200 if found else 404)
 
 
-async def v2_asset_from_hash(request: web.Request, ctx: Context) -> web.Response:
+async def v2_asset_from_hash(request: web.Request, ctx: RouteContext) -> web.Response:
     environment(request)
     body = await read_json(request)
     if not isinstance(body, dict) or set(body) - {"hash", "file_path", "tags", "content_type"}:
@@ -251,7 +251,7 @@ async def v2_asset_from_hash(request: web.Request, ctx: Context) -> web.Response
     return json_ok(asset_json(asset, mount(request), False), status=201)
 
 
-async def v2_get_asset(request: web.Request, ctx: Context) -> web.Response:
+async def v2_get_asset(request: web.Request, ctx: RouteContext) -> web.Response:
     environment(request)
     asset = await asyncio.to_thread(ctx.services.assets.get, request.match_info["id"])
     return json_ok(asset_json(asset, mount(request)))
@@ -283,7 +283,7 @@ def byte_range(request: web.BaseRequest, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-async def v2_asset_content(request: web.Request, ctx: Context) -> web.StreamResponse:
+async def v2_asset_content(request: web.Request, ctx: RouteContext) -> web.StreamResponse:
     """The asset's bytes (or one range of them), each answer checked against the asset's digests as it is read
     (core/blob_reads.py): its last piece goes out only once the whole blob matched. A mismatch found before
     anything was sent is a 502 `blob_corrupt`; after, the connection is aborted, so the answer stays short."""
@@ -323,7 +323,7 @@ async def v2_asset_content(request: web.Request, ctx: Context) -> web.StreamResp
         pass  # the client went away
     except Exception as err:  # BlobCorrupt (logged), the blob gone or the store failing mid-way
         if not isinstance(err, BlobCorrupt):
-            log.warning("comfyui-sagemaker: asset %s cut short: %s", asset.id, getattr(err, "message", err))
+            log.warning("comfyui-sagemaker: asset %s cut short: %s", asset.id, message_of(err))
         _abort(request)
     return response
 

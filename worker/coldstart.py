@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from ..core.worker_contract import REPORTS as REPORTS  # the store layout of the reports lives below worker/
-from ..core.worker_contract import report_folder
+from ..core.worker_contract import WorkerEvent, WorkerReport, report_folder
 
 log = logging.getLogger("comfyui_sagemaker.worker")
 
@@ -161,7 +161,7 @@ class StoreReport:
     """Writes the worker's report (what `snapshot()` returns) to the store: at once for a phase or state
     change, at most every `interval` seconds for byte progress. Never fails the worker."""
 
-    def __init__(self, store, key: str, snapshot: Callable[[], dict], interval: float = 2.0):
+    def __init__(self, store, key: str, snapshot: Callable[[], WorkerReport], interval: float = 2.0):
         self.store, self.key, self.snapshot, self.interval = store, key, snapshot, interval
         self._wake = threading.Event()
         self._urgent = False
@@ -228,7 +228,7 @@ class FirstPromptTimer:
                 self.loader_nodes.append(self.types[node_id])
             self.node = None
 
-    def feed(self, event: dict) -> None:
+    def feed(self, event: WorkerEvent) -> None:
         now = self.clock()
         kind, data = event.get("type"), event.get("data") or {}
         if kind == "execution_start":

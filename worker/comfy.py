@@ -20,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 
-from ..core.worker_contract import INNER_SECRET_ENV, INNER_SECRET_HEADER, WORKER_COMFYUI_ENV
+from ..core.worker_contract import INNER_SECRET_ENV, INNER_SECRET_HEADER, WORKER_COMFYUI_ENV, WorkerEvent
 
 FINAL_EVENTS = ("execution_success", "execution_error", "execution_interrupted")
 # Whole-call deadlines for the calls a run's own deadline does not cover (the session sets none: a run's
@@ -34,7 +34,7 @@ BINARY_PREVIEW_IMAGE = 1
 IMAGE_TYPES = {1: "image/jpeg", 2: "image/png"}
 
 
-def preview_event(frame: bytes, prompt_id: str, node_id: str | None) -> dict | None:
+def preview_event(frame: bytes, prompt_id: str, node_id: str | None) -> WorkerEvent | None:
     """A binary preview frame as an event (base64), for the node that was executing; None if not one."""
     if len(frame) < 8 or struct.unpack(">I", frame[:4])[0] != BINARY_PREVIEW_IMAGE:
         return None
@@ -200,7 +200,7 @@ class ComfyProcess:
                 from None
 
     async def run(self, session: aiohttp.ClientSession, prompt: dict,
-                  on_event: Callable[[dict], Awaitable[None]],
+                  on_event: Callable[[WorkerEvent], Awaitable[None]],
                   on_submitted: Callable[[str], None] = lambda prompt_id: None) -> tuple[str, dict, dict | None]:
         """Submit `prompt`, relay its events, wait for its end. Returns (final event type, outputs, error)."""
         client_id = uuid.uuid4().hex

@@ -37,6 +37,8 @@ from pathlib import Path, PurePosixPath
 from ..core.files import read_regular
 from ..core.hashing import file_sha256
 from ..core.packing import extract_archive
+from ..core.records import ManifestContent, ModelEntry
+from ..core.shapes import ShapeInvalid, validate
 from ..core.store import KeyNotFound, blob_key
 from ..stores import split_manifest_uri
 from .coldstart import ColdStart
@@ -81,7 +83,10 @@ class Materialiser:
         self.cache = cache_dir
         self.base = base_dir
         self.report = Report()
-        self.manifest: dict = {}
+        self.manifest: ManifestContent = {"custom_nodes": [], "models": []}  # until load_manifest
+        # What the manifest says it is (shown in the worker's report; one written by hand may not say).
+        self.name: str | None = None
+        self.version: int | None = None
         self.coldstart = coldstart or ColdStart()
         self.fetch_part = fetch_part
         self.fetch_concurrency = fetch_concurrency or concurrency_for()
@@ -94,7 +99,7 @@ class Materialiser:
         parts = self.manifest_key.split("/")
         return parts[1] if len(parts) > 2 else "unknown"
 
-    def load_manifest(self) -> dict:
+    def load_manifest(self) -> ManifestContent:
         try:
             data = self.store.get(self.manifest_key).data
         except KeyNotFound:
@@ -103,10 +108,13 @@ class Materialiser:
             manifest = json.loads(data)
         except (ValueError, RecursionError) as err:
             raise MaterialiseError(f"manifest {self.manifest_key} is corrupt: not JSON ({err})") from None
-        problem = manifest_problem(manifest)
-        if problem:
-            raise MaterialiseError(f"manifest {self.manifest_key} is corrupt: {problem}")
-        self.manifest = manifest
+        try:
+            self.manifest = checked_manifest(manifest)
+        except ShapeInvalid as err:
+            raise MaterialiseError(f"manifest {self.manifest_key} is corrupt: {err.reason}") from None
+        name, version = manifest.get("name"), manifest.get("version")
+        self.name = name if isinstance(name, str) else None
+        self.version = version if isinstance(version, int) and not isinstance(version, bool) else None
         return self.manifest
 
     def cached(self, sha256: str) -> bool:
@@ -147,9 +155,10 @@ class Materialiser:
 
     def _download(self, key: str, tmp: Path, on_bytes) -> str:
         """Fetch `key` to `tmp`; its sha256. S3: ranged GETs in parallel, hashed as they land."""
-        if getattr(self.store, "kind", "") == "s3":
-            s3 = s3_client(self.store.region, self.fetch_concurrency)
-            return RangedFetch(s3, self.store.bucket, self.store.prefix + key, tmp, self.fetch_part,
+        on_s3 = self.store.s3_object(key)
+        if on_s3 is not None:
+            region, bucket, s3_key = on_s3
+            return RangedFetch(s3_client(region, self.fetch_concurrency), bucket, s3_key, tmp, self.fetch_part,
                                self.fetch_concurrency, on_bytes).run()
         self.store.get_file(key, str(tmp), on_bytes)
         return file_sha256(tmp)
@@ -179,7 +188,7 @@ class Materialiser:
             (staging / DIGEST_MARKER).write_text(pack["archive"]["sha256"])
             os.replace(staging, target)
 
-    def model(self, entry: dict, on_bytes=None) -> None:
+    def model(self, entry: ModelEntry, on_bytes=None) -> None:
         dest = self.base / "models" / safe_relative(entry["folder"]) / safe_relative(entry["name"])
         blob = self.blob(entry["sha256"], on_bytes)
         if dest.is_symlink() and os.readlink(dest) == str(blob):
@@ -201,7 +210,7 @@ class Materialiser:
         """Compare the lock with this Python; install missing pure-Python ones into a cached layer.
         Returns the layer folders to put on sys.path (PYTHONPATH) of ComfyUI."""
         have = {d.metadata["Name"].lower(): d.version for d in importlib.metadata.distributions()
-                if d.metadata.get("Name")}
+                if "Name" in d.metadata and d.metadata["Name"]}
         wanted = self.manifest.get("python_packages") or []
         missing = [p for p in wanted if p["name"].lower() not in have]
         self.report.packages_missing = [f"{p['name']}=={p['version']}" for p in missing]
@@ -224,10 +233,10 @@ class Materialiser:
         self.report.packages_installed = done.read_text().splitlines()
         return [str(layer)]
 
-    def _to_fetch(self, items: list[tuple[str, object]]) -> tuple[int, int]:
+    def _to_fetch(self, items: list[tuple[str, int | None]]) -> tuple[int, int]:
         """(count, bytes) of the blobs among `items` ((sha256, size)) not in the cache yet."""
         missing = {sha: size for sha, size in items if not self.cached(sha)}
-        return len(missing), sum(size for size in missing.values() if isinstance(size, int))
+        return len(missing), sum(size for size in missing.values() if size is not None)
 
     def run(self, models: str, install_packages: bool) -> list[str]:
         """Every phase of the start, timed in the cold start report."""
@@ -251,7 +260,7 @@ class Materialiser:
                 for entry in entries:
                     self.model(entry, on_bytes)
                 phase["bytes"] = self.report.downloaded_bytes - before
-                if getattr(self.store, "kind", "") == "s3" and count:
+                if self.store.kind == "s3" and count:
                     phase["detail"] = (f"ranged GETs, {self.fetch_concurrency} in parallel, "
                                        f"{self.fetch_part // (1024 * 1024)} MiB parts")
         else:
@@ -264,30 +273,15 @@ class Materialiser:
         return layers
 
 
-def manifest_problem(m: object) -> str | None:
-    """What makes a manifest unusable, in a few words, or None. Names and digests are checked again
-    where they are used (safe_relative, blob)."""
-    if not isinstance(m, dict):
-        return "not a JSON object"
-    for key in ("custom_nodes", "models"):
-        if not isinstance(m.get(key), list):
-            return f"{key} must be a list"
-    for i, pack in enumerate(m["custom_nodes"]):
-        if not isinstance(pack, dict) or not isinstance(pack.get("folder"), str):
-            return f"custom_nodes[{i}] has no folder"
-        if not isinstance(pack.get("archive"), dict) or not isinstance(pack["archive"].get("sha256"), str):
-            return f"custom_nodes[{i}] ({pack['folder']}) has no archive digest"
-    for i, model in enumerate(m["models"]):
-        if not isinstance(model, dict) or not all(isinstance(model.get(k), str) for k in ("folder", "name", "sha256")):
-            return f"models[{i}] needs folder, name and sha256"
-    if not isinstance(m.get("python_packages", []), list):
-        return "python_packages must be a list"
-    for i, package in enumerate(m.get("python_packages", [])):
+def checked_manifest(m: object) -> ManifestContent:
+    """What the worker makes of a manifest; ShapeInvalid saying what makes it unusable. Names and digests are
+    checked again where they are used (safe_relative, blob)."""
+    content = validate(ManifestContent, m)
+    for i, package in enumerate(content.get("python_packages", [])):
         # They become pip arguments: a name like "--index-url=..." must never get there.
-        if not isinstance(package, dict) or not all(isinstance(package.get(k), str) and PACKAGE_PART.fullmatch(
-                package[k]) for k in ("name", "version")):
-            return f"python_packages[{i}] needs a plain name and version"
-    return None
+        if not (PACKAGE_PART.fullmatch(package["name"]) and PACKAGE_PART.fullmatch(package["version"])):
+            raise ShapeInvalid(f"python_packages[{i}] needs a plain name and version")
+    return content
 
 
 def place_input(blob: Path, name: str, sha256: str, input_dir: Path) -> None:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from ..core.hashing import file_sha256
+from ..core.worker_contract import PROGRESS_PREFIX, PROTOCOL_VERSION, RunProgress, WorkerEvent
 from .comfy import PREVIEW_EVENT, ComfyProcess
 from .materialise import safe_relative
 
@@ -42,8 +43,8 @@ def store_file(store, comfy: ComfyProcess, item: dict) -> dict:
 
 class AsyncProgress:
     """Coarse progress of a non-streamed run (SageMaker async), written to the store for the caller to
-    relay at most every `interval` seconds: {"events": the run's events so far, "preview": the latest
-    sampler preview, with a sequence number the caller compares}.
+    relay at most every `interval` seconds (core/worker_contract.py's RunProgress): {"events": the run's
+    events so far, "preview": the latest sampler preview, with a sequence number the caller compares}.
 
     `events` only grows (the caller relays what is past its last look). ComfyUI's progress_state is a
     snapshot of every node, sent on each node's change: only the latest of a write's interval is kept,
@@ -55,14 +56,14 @@ class AsyncProgress:
     FINAL = ("execution_success", "execution_error", "execution_interrupted")
 
     def __init__(self, store, execution_id: str, interval: float = 1.0):
-        self.store, self.key, self.interval = store, f"async/progress/{execution_id}.json", interval
-        self.events: list[dict] = []
-        self.state: dict | None = None  # the latest progress_state not written yet
-        self.preview: dict | None = None
+        self.store, self.key, self.interval = store, f"{PROGRESS_PREFIX}{execution_id}.json", interval
+        self.events: list[WorkerEvent] = []
+        self.state: WorkerEvent | None = None  # the latest progress_state not written yet
+        self.preview: WorkerEvent | None = None
         self.previews = 0
         self.last = 0.0
 
-    async def add(self, event: dict) -> None:
+    async def add(self, event: WorkerEvent) -> None:
         kind = event.get("type")
         if kind == PREVIEW_EVENT:
             self.preview, self.previews = event, self.previews + 1
@@ -85,7 +86,8 @@ class AsyncProgress:
     async def flush(self) -> None:
         self.last = time.monotonic()
         self._take_state()
-        body = {"events": self.events, "preview": self.preview, "preview_seq": self.previews}
+        body: RunProgress = {"protocol_version": PROTOCOL_VERSION, "events": self.events, "preview": self.preview,
+                             "preview_seq": self.previews}
         try:
             await asyncio.to_thread(self.store.put, self.key, json.dumps(body).encode())
         except Exception as err:  # progress is a courtesy: never fail the run for it
@@ -97,7 +99,8 @@ def is_file_item(item: object) -> bool:
 
 
 def describe_rejection(body: dict) -> str:
-    err = body.get("error") if isinstance(body.get("error"), dict) else {}
+    err = body.get("error")
+    err = err if isinstance(err, dict) else {}
     parts = [err.get("message", "ComfyUI refused the prompt")]
     for node_id, node_err in (body.get("node_errors") or {}).items():
         msgs = "; ".join(e.get("details") or e.get("message", "") for e in node_err.get("errors", []))

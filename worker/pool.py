@@ -74,6 +74,8 @@ class _Waiter:
 
 
 class ComfyPool:
+    session: aiohttp.ClientSession  # the worker's, given to start() (before any ComfyUI starts)
+
     def __init__(self, slots: list[Slot], coldstart: ColdStart, on_change: Callable[[], None] = lambda: None,
                  restart_backoff: float = 1.0):
         self.slots = slots
@@ -81,7 +83,6 @@ class ComfyPool:
         self.on_change = on_change
         self.restart_backoff = restart_backoff
         self.waiters: deque[_Waiter] = deque()
-        self.session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task] = set()
         self._first_ready: asyncio.Future | None = None
         self._supervisor: asyncio.Task | None = None

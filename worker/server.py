@@ -2,7 +2,8 @@
 
 - `GET /ping`: 200 when the environment is materialised and at least one ComfyUI answers, else 503;
   answered from state (never waits on a prompt), so it stays fast while prompts run.
-- `POST /invocations` `{execution_id, prompt, inputs: {filename: sha256}, cancel_sha256}`: runs one prompt
+- `POST /invocations` `{protocol_version, execution_id, prompt, inputs: {filename: sha256}, cancel_sha256}`
+  (core/worker_contract.py declares the wire and its version): runs one prompt
   on a free ComfyUI (as many at once as there are ComfyUIs; the rest queue in arrival order); outputs go
   to the store. With `Accept: application/x-ndjson` the response streams ComfyUI's events, one JSON
   object a line, ending with `{"type": "result", "data": <result>}`. `{"action": "cancel", "execution_id",
@@ -27,14 +28,30 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Literal
 
 import aiohttp
 from aiohttp import web
 
 from ..core.cancel_tokens import DIGEST_FIELD, TOKEN_FIELD, is_digest, is_token
-from ..core.errors import SageMakerError
+from ..core.errors import SageMakerError, message_of
 from ..core.executions import ID_RE
-from ..core.worker_contract import TOKEN_HEADER
+from ..core.records import ExecutionError
+from ..core.shapes import ShapeInvalid, validate
+from ..core.worker_contract import (
+    PROTOCOL_VERSION,
+    TOKEN_HEADER,
+    CancelRequest,
+    Invocation,
+    ProtocolUnsupported,
+    WorkerEvent,
+    WorkerReport,
+    WorkerResult,
+    WorkerState,
+    speaks,
+)
 from .cancels import MAX_ID, CancelBook, Run, interrupt_until_done, marked
 from .coldstart import ColdStart, FirstPromptTimer, StoreReport, now_iso, report_key
 from .comfy import ComfyProcess, PromptRejected
@@ -57,7 +74,7 @@ def error(status: int, code: str, message: str) -> web.Response:
 class Worker:
     def __init__(self, settings: WorkerSettings):
         self.s = settings
-        self.state = "starting"  # starting | ready | failed
+        self.state: WorkerState = "starting"
         self.reason: str | None = None
         self.coldstart = ColdStart()
         self.materialiser = Materialiser(settings.manifest_uri, settings.cache_dir, settings.base_dir, self.coldstart,
@@ -73,6 +90,12 @@ class Worker:
             key = report_key(self.materialiser.environment, self.coldstart.started_epoch, StoreReport.instance_name())
             self.report = StoreReport(self.materialiser.store, key, self.report_body).start()
             self.coldstart.on_change = self.report.poke
+
+    def http(self) -> aiohttp.ClientSession:
+        """The session to this worker's ComfyUIs (made at start-up, before any request is served)."""
+        if self.session is None:
+            raise RuntimeError("the worker has not started")
+        return self.session
 
     # start-up
 
@@ -103,8 +126,8 @@ class Worker:
             self.link_extension()
             self.pool = self.make_pool(layers)
             self.coldstart.set_activity(f"starting {len(self.pool.slots)} ComfyUI(s)")
-            first = await self.pool.start(self.session)
-            self.node_types = await first.comfy.node_types(self.session)
+            first = await self.pool.start(self.http())
+            self.node_types = await first.comfy.node_types(self.http())
             self.state = "ready"
             self.ready_after = time.monotonic() - self.started
             self.pool_changed()
@@ -112,7 +135,7 @@ class Worker:
                      len(self.pool.slots))
         except (MaterialiseError, SageMakerError, RuntimeError, OSError, aiohttp.ClientError, NoComfyUI,
                 DevicesInvalid) as err:
-            self.fail(str(getattr(err, "message", None) or err))
+            self.fail(message_of(err))
         except Exception as err:  # whatever it is, the start ends with a reason the endpoint shows
             log.exception("materialisation failed")
             self.fail(f"{type(err).__name__}: {err}")
@@ -147,13 +170,14 @@ class Worker:
 
     # what the worker says about itself
 
-    def report_body(self) -> dict:
+    def report_body(self) -> WorkerReport:
         """The cold start report, the same in /status and in the store."""
         pool = self.pool
         return {
-            "state": self.state, "reason": self.reason, "ready_after_s": self.ready_after,
-            "environment": {"name": self.materialiser.manifest.get("name") or self.materialiser.environment,
-                            "version": self.materialiser.manifest.get("version")},
+            "protocol_version": PROTOCOL_VERSION, "state": self.state, "reason": self.reason,
+            "ready_after_s": self.ready_after,
+            "environment": {"name": self.materialiser.name or self.materialiser.environment,
+                            "version": self.materialiser.version},
             "instance": StoreReport.instance_name(), "started_at": self.coldstart.started_at,
             "phases": self.coldstart.to_json(), "activity": self.coldstart.activity,
             "comfyuis": pool.status() if pool else [],
@@ -193,13 +217,13 @@ class Worker:
             return error(400, "bad_request", f"request body is not JSON: {err}")
         if isinstance(body, dict) and body.get("action") == "cancel":
             return self.cancel(body)
-        problem = self.check(body)
-        if problem:
-            return problem
-        execution_id = body.get("execution_id") or ""
-        prompt = body["prompt"]
+        invocation = self.check(body)
+        if isinstance(invocation, web.Response):
+            return invocation
+        execution_id = invocation.get("execution_id") or ""
+        prompt = invocation["prompt"]
         try:
-            inputs = await self.fetch_inputs(body.get("inputs") or {})
+            inputs = await self.fetch_inputs(invocation.get("inputs") or {})
         except MaterialiseError as err:
             return error(400, "input_missing", str(err))
         if self.s.models == "lazy":
@@ -214,53 +238,61 @@ class Worker:
         progress = AsyncProgress(self.materialiser.store, execution_id) if not stream and execution_id else None
         held: list[Slot] = []  # the ComfyUI running this execution, once it has one
 
-        async def on_event(event: dict) -> None:
+        async def on_event(event: WorkerEvent) -> None:
             if progress is not None:
                 await progress.add(event)
             if response is None:
                 return
-            if event.get("type") == "executed" and isinstance((event.get("data") or {}).get("output"), dict):
+            data = event.get("data") or {}
+            if event["type"] == "executed" and isinstance(data.get("output"), dict):
                 # Store this node's files now, so the caller can show them before the run ends.
                 try:
                     output = await asyncio.to_thread(store_outputs, self.materialiser.store, held[0].comfy,
-                                                     {"n": event["data"]["output"]})
+                                                     {"n": data["output"]})
                 except OUTPUT_ERRORS as err:  # the run's end says so (execute stores them all again)
                     log.warning("cannot store an output of %s: %s", execution_id, err)
                     return
-                event = {**event, "data": {**event["data"], "output": output["n"]}}
+                event = {**event, "data": {**data, "output": output["n"]}}
             await response.write(json.dumps(event).encode() + b"\n")
 
-        result = await self.execute(execution_id, prompt, inputs, on_event, held, body.get(DIGEST_FIELD))
+        result = await self.execute(execution_id, prompt, inputs, on_event, held, invocation.get(DIGEST_FIELD))
         if progress is not None:
             await progress.flush()
         if response is None:
-            status = 400 if result.get("error", {}).get("code") == "prompt_invalid" else 200
+            failure = result.get("error")
+            status = 400 if failure is not None and failure["code"] == "prompt_invalid" else 200
             return web.json_response(result, status=status)
         await response.write(json.dumps({"type": "result", "data": result}).encode() + b"\n")
         await response.write_eof()
         return response
 
-    def check(self, body: object) -> web.Response | None:
-        if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict) or not body["prompt"]:
-            return error(400, "bad_request", "body must be {execution_id, prompt: {...}, inputs: {name: sha256}}")
-        execution_id = body.get("execution_id") or ""
-        if not isinstance(execution_id, str) or len(execution_id) > MAX_ID:
+    def check(self, body: object) -> Invocation | web.Response:
+        """The invocation, or the answer saying what is wrong with it."""
+        usage = "body must be {execution_id, prompt: {...}, inputs: {name: sha256}}"
+        try:
+            invocation = validate(Invocation, body)
+            speaks(invocation.get("protocol_version"), "the caller")
+        except ProtocolUnsupported as err:
+            return error(400, "protocol_unsupported", str(err))
+        except ShapeInvalid as err:
+            return error(400, "bad_request", f"{usage}: {err.reason}")
+        if not invocation["prompt"]:
+            return error(400, "bad_request", usage)
+        if len(invocation.get("execution_id") or "") > MAX_ID:
             return error(400, "bad_request", f"execution_id must be a string of at most {MAX_ID} characters")
-        if body.get(DIGEST_FIELD) is not None and not is_digest(body[DIGEST_FIELD]):
+        digest = invocation.get(DIGEST_FIELD)
+        if digest is not None and not is_digest(digest):
             return error(400, "bad_request", f"{DIGEST_FIELD} must be a lowercase hex sha256")
-        inputs = body.get("inputs") or {}
-        if not isinstance(inputs, dict) or not all(isinstance(v, str) for v in inputs.values()):
-            return error(400, "bad_request", "inputs must be {filename: sha256}")
-        types = {n.get("class_type") for n in body["prompt"].values() if isinstance(n, dict)}
-        unknown = sorted(t for t in types if t not in self.node_types)
+        types = {n.get("class_type") for n in invocation["prompt"].values() if isinstance(n, dict)}
+        unknown = sorted(str(t) for t in types if t not in self.node_types)
         if unknown:
-            env = self.materialiser.manifest.get("name")
+            env = self.materialiser.name
             return error(400, "unknown_node_type",
-                         f"node type(s) {', '.join(map(str, unknown))} not in environment {env!r}: the environment "
+                         f"node type(s) {', '.join(unknown)} not in environment {env!r}: the environment "
                          "lacks them; publish a new version that includes their pack")
-        return None
+        return invocation
 
-    async def fetch_inputs(self, inputs: dict) -> list[tuple]:
+    async def fetch_inputs(self, inputs: dict[str, str]) -> list[tuple[Path, str, str]]:
         """Download (or find in the cache) each input by digest; names are checked here too."""
         out = []
         for name, sha in inputs.items():
@@ -268,10 +300,17 @@ class Worker:
             out.append((await asyncio.to_thread(self.materialiser.blob, sha), name, sha))
         return out
 
-    def cancel(self, body: dict) -> web.Response:
+    def cancel(self, body: object) -> web.Response:
         """Cancel a queued or running execution (sent as an invocation: SageMaker has no other door), for
         its invoker only: the cancel's token must be the run's."""
-        execution_id, token = body.get("execution_id"), body.get(TOKEN_FIELD)
+        try:
+            request = validate(CancelRequest, body)
+            speaks(request.get("protocol_version"), "the caller")
+        except ProtocolUnsupported as err:
+            return error(400, "protocol_unsupported", str(err))
+        except ShapeInvalid as err:
+            return error(400, "bad_request", f"a cancel is {{action, execution_id, {TOKEN_FIELD}}}: {err.reason}")
+        execution_id, token = request.get("execution_id"), request.get(TOKEN_FIELD)
         if not isinstance(execution_id, str) or not 0 < len(execution_id) <= MAX_ID:
             return error(400, "bad_request", f"a cancel needs an execution_id of 1 to {MAX_ID} characters")
         if not is_token(token):
@@ -292,36 +331,45 @@ class Worker:
     def _stop(self, run: Run) -> dict:
         slot = run.slot
         if isinstance(slot, Slot):
-            asyncio.get_running_loop().create_task(interrupt_until_done(self.session, slot, run))
+            asyncio.get_running_loop().create_task(interrupt_until_done(self.http(), slot, run))
             return {"cancelled": True, "state": "running", "comfyui": slot.index}
         if self.pool is not None:
             self.pool.cancel_waiting(run.execution_id, key=run)
         return {"cancelled": True, "state": "queued"}
 
+    async def _marked(self, run: Run) -> bool:
+        """Whether the store holds a cancel marker with the run's token (worker/cancels.py)."""
+        return await asyncio.to_thread(marked, self.materialiser.store, run)
+
     async def _watch_cancel(self, run: Run) -> None:
         while not run.ended:
             await asyncio.sleep(self.s.cancel_poll)
-            if not run.ended and await asyncio.to_thread(marked, self.materialiser.store, run):
+            if not run.ended and await self._marked(run):
                 run.cancelled = True
                 self._stop(run)
                 return
 
-    async def execute(self, execution_id: str, prompt: dict, inputs: list, on_event, held: list | None = None,
-                      cancel_digest: str | None = None) -> dict:
+    async def execute(self, execution_id: str, prompt: dict, inputs: list[tuple[Path, str, str]],
+                      on_event: Callable[[WorkerEvent], Awaitable[None]], held: list[Slot] | None = None,
+                      cancel_digest: str | None = None) -> WorkerResult:
         run = self.cancels.begin(execution_id, cancel_digest)  # forgotten when the run ends
         try:
             return await self._execute(run, prompt, inputs, on_event, held)
         finally:
             self.cancels.end(run)
 
-    async def _execute(self, run: Run, prompt: dict, inputs: list, on_event, held: list | None) -> dict:
+    async def _execute(self, run: Run, prompt: dict, inputs: list[tuple[Path, str, str]],
+                       on_event: Callable[[WorkerEvent], Awaitable[None]], held: list[Slot] | None) -> WorkerResult:
         t0 = time.monotonic()
         execution_id = run.execution_id
-        cancelled = {"code": "cancelled", "message": "cancelled"}
+        cancelled: ExecutionError = {"code": "cancelled", "message": "cancelled"}
         if run.cancelled:
             return self.result(execution_id, "failed", {}, cancelled, t0, t0)
+        pool = self.pool
+        if pool is None:  # served only once ready, when the pool exists
+            return self.result(execution_id, "failed", {}, {"code": "worker_error", "message": "not ready"}, t0, t0)
         try:
-            slot = await self.pool.acquire(execution_id, key=run)
+            slot = await pool.acquire(execution_id, key=run)
         except QueuedCancelled:
             return self.result(execution_id, "failed", {}, cancelled, t0, time.monotonic())
         except NoComfyUI as err:
@@ -331,7 +379,7 @@ class Worker:
             held.append(slot)
         t_start = time.monotonic()
         try:
-            if run.cancelled or await asyncio.to_thread(marked, self.materialiser.store, run):
+            if run.cancelled or await self._marked(run):
                 return self.result(execution_id, "failed", {}, cancelled, t0, t_start, slot)
             watcher = asyncio.get_running_loop().create_task(self._watch_cancel(run)) \
                 if run.digest and ID_RE.fullmatch(execution_id) else None
@@ -339,16 +387,16 @@ class Worker:
                 await asyncio.to_thread(place_input, blob, name, sha, slot.comfy.folder("input"))
             timer = FirstPromptTimer(prompt) if not slot.first_prompt_done else None
 
-            async def relay(event: dict) -> None:
+            async def relay(event: WorkerEvent) -> None:
                 if timer is not None:
                     timer.feed(event)
                 await on_event(event)
 
             try:
-                final, outputs, err = await asyncio.wait_for(
-                    slot.comfy.run(self.session, prompt, relay, slot.submitted), self.s.invocation_timeout)
+                final, outputs, comfy_error = await asyncio.wait_for(
+                    slot.comfy.run(self.http(), prompt, relay, slot.submitted), self.s.invocation_timeout)
             except asyncio.TimeoutError:
-                await slot.comfy.interrupt(self.session, slot.prompt_id)
+                await slot.comfy.interrupt(self.http(), slot.prompt_id)
                 return self.result(execution_id, "failed", {}, {"code": "timeout", "message":
                                    f"the prompt ran over {self.s.invocation_timeout:.0f} s and was interrupted"}, t0,
                                    t_start, slot)
@@ -356,7 +404,7 @@ class Worker:
                 return self.result(execution_id, "failed", {}, {"code": "prompt_invalid", "message":
                                    describe_rejection(rej.body), "details": rej.body}, t0, t_start, slot)
             except (aiohttp.ClientError, RuntimeError) as e:
-                died = await self.pool.death_of(slot)
+                died = await pool.death_of(slot)
                 if died:
                     return self.result(execution_id, "failed", {}, {"code": "comfyui_died", "message":
                                        f"{died} while running this prompt; it is being restarted (the worker's other "
@@ -373,21 +421,25 @@ class Worker:
                                       comfyui=slot.index, device=slot.device.label, detail=how)
         finally:
             run.ended = True  # before its ComfyUI goes to another run: no interrupt of this one reaches that
-            self.pool.release(slot)
+            pool.release(slot)
         try:
             files = await asyncio.to_thread(store_outputs, self.materialiser.store, slot.comfy, outputs)
         except OUTPUT_ERRORS as err:
             return self.result(execution_id, "failed", {}, {"code": "bad_output", "message": "an output could not "
-                               f"be stored: {getattr(err, 'message', None) or err}"}, t0, t_start, slot)
-        status = "succeeded" if final == "execution_success" else "failed"
-        failure = {"code": "node_error" if final == "execution_error" else "interrupted", **(err or {})}
-        return self.result(execution_id, status, files, None if status == "succeeded" else failure, t0, t_start, slot)
+                               f"be stored: {message_of(err)}"}, t0, t_start, slot)
+        if final == "execution_success":
+            return self.result(execution_id, "succeeded", files, None, t0, t_start, slot)
+        failure: ExecutionError = {"code": "node_error" if final == "execution_error" else "interrupted",
+                                   **(comfy_error or {})}
+        return self.result(execution_id, "failed", files, failure, t0, t_start, slot)
 
     @staticmethod
-    def result(execution_id, status, outputs, err, t0, t_start, slot: Slot | None = None) -> dict:
+    def result(execution_id: str, status: Literal["succeeded", "failed"], outputs: dict,
+               err: ExecutionError | None, t0: float, t_start: float, slot: Slot | None = None) -> WorkerResult:
         now = time.monotonic()
-        body = {"execution_id": execution_id, "status": status, "outputs": outputs,
-                "timings": {"queued_ms": round((t_start - t0) * 1000, 1), "run_ms": round((now - t_start) * 1000, 1)}}
+        body: WorkerResult = {
+            "protocol_version": PROTOCOL_VERSION, "execution_id": execution_id, "status": status, "outputs": outputs,
+            "timings": {"queued_ms": round((t_start - t0) * 1000, 1), "run_ms": round((now - t_start) * 1000, 1)}}
         if slot is not None:
             body["comfyui"] = slot.index
         if err:
@@ -436,7 +488,8 @@ def build_app(worker: Worker) -> web.Application:
             await worker.pool.stop()
         if worker.report is not None:
             await asyncio.to_thread(worker.report.close)
-        await worker.session.close()
+        if worker.session is not None:
+            await worker.session.close()
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)

@@ -4,10 +4,25 @@ newest comfyui-frontend-package, which `./dev test` downloads and ComfyUI serves
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from harness.browser import FRONTENDS, frontend_args
 from harness.comfyui import ComfyUI
 from harness.fixtures import install_odd_packs, install_test_models, install_test_pack
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`-n 2 --dist loadgroup`) each frontend's browser tests go to one worker, which then
+    starts that frontend's ComfyUIs only, once."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    here = Path(__file__).parent
+    for item in items:
+        frontend = getattr(item, "callspec", None) and item.callspec.params.get("frontend")
+        if frontend and here in item.path.parents:
+            item.add_marker(pytest.mark.xdist_group(f"browser-{frontend}"))
 
 
 @pytest.fixture(scope="session", params=FRONTENDS)
@@ -28,3 +43,34 @@ def comfyui(request, frontend, tmp_path_factory):
     server = ComfyUI(base, extra_args=frontend_args(frontend)).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def aws_comfyui(frontend, moto_server, tmp_path_factory):
+    """A designer's ComfyUI on its own folder store whose boto3 talks to moto, one per frontend: for the tests
+    that need AWS from ComfyUI (Save Image (S3)) or change its configuration (Connect, a token). Each of
+    those puts the configuration back after it (`aws_designer`)."""
+    server = ComfyUI(tmp_path_factory.mktemp(f"aws-comfyui-{frontend}"), env=moto_server.env(),
+                     extra_args=frontend_args(frontend)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws_designer(aws_comfyui):
+    """aws_comfyui; whatever a test did to its config.json is undone and run after it (with the token the
+    test left in the file, if it set one: the running configuration asks for it)."""
+    path = aws_comfyui.user_dir / "__sagemaker" / "config.json"
+    before = path.read_text() if path.exists() else None
+    yield aws_comfyui
+    try:
+        token = json.loads(path.read_text()).get("token") if path.exists() else None
+    except ValueError:
+        token = None
+    if before is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(before)
+    r = aws_comfyui.client().put("/sagemaker/config", json={"changes": {}},
+                                 headers={"X-SageMaker-Token": token} if token else {})
+    assert r.status_code == 200, r.text

@@ -37,10 +37,11 @@ def unique(prefix: str) -> str:
     return prefix + uuid.uuid4().hex[:8]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(moto_server):
     """What `aws setup` makes (bucket, ECR repository, execution role) on moto, its image pushed; the
-    configuration values it returns. Its own repository name: other modules make stacks on this moto too."""
+    configuration values it returns. Once for both frontends (each applies its own prefix); its own
+    repository name: other modules make stacks on this moto too."""
     aws = Aws("us-east-1", moto_server.client)
     name = unique("cs-ui-")
     said: list[str] = []
@@ -54,29 +55,11 @@ def stack(moto_server):
         teardown(aws, name, None, said.append, force=True, delete_data=True, poll=0.2)
 
 
-@pytest.fixture(scope="module")
-def designer_server(frontend, moto_server, tmp_path_factory):
-    """A designer's ComfyUI on the folder store whose boto3 talks to moto (one per frontend)."""
-    server = ComfyUI(tmp_path_factory.mktemp(f"connect-{frontend}"), env=moto_server.env(),
-                     extra_args=frontend_args(frontend)).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def designer(designer_server):
-    """The module's designer ComfyUI; whatever a test did to its config.json is undone and applied after it."""
-    path = designer_server.user_dir / "__sagemaker" / "config.json"
-    before = path.read_text() if path.exists() else None
-    yield designer_server
-    if before is None:
-        path.unlink(missing_ok=True)
-    else:
-        path.write_text(before)
-    r = designer_server.client().put("/sagemaker/config", json={"changes": {}})
-    assert r.status_code == 200, r.text
+def designer(aws_designer):
+    """The browser tier's ComfyUI whose boto3 talks to moto (one per frontend), a designer's on the folder store;
+    whatever a test did to its config.json is undone and applied after it."""
+    return aws_designer
 
 
 @pytest.fixture
@@ -259,9 +242,9 @@ def test_bad_input_is_refused_in_the_servers_words_and_a_broken_file_is_replaced
 
 
 def test_new_environment_on_sagemaker_without_aws_says_what_is_missing_and_opens_connect(designer, designer_page):
-    """On this module's ComfyUI, not the session's: the services that refused SageMaker fail a later local
-    deploy ("no AWS region": Endpoints.deploy asks the provider the refused check made), and the configuration
-    applied after each test here makes new services."""
+    """On the ComfyUI of the tests that change its configuration, not the session's: the services that refused
+    SageMaker fail a later local deploy ("no AWS region": Endpoints.deploy asks the provider the refused check
+    made), and the configuration applied after each test here makes new services."""
     client, page = designer.client(), designer_page
     connect = page.get_by_test_id("sagemaker-connect")
     expect(connect).to_have_attribute("data-expanded", "true")  # on the folder store

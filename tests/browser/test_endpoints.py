@@ -21,6 +21,8 @@ def console_errors(page: Page) -> list[str]:
 # Every text the rows' "what it is doing" line showed, from now on (it lives only while an endpoint starts).
 SEEN_WHILE_STARTING = """() => {
     window.__smDoing = [];
+    if (window.__smDoingObserved) return;
+    window.__smDoingObserved = true;
     const record = () => document.querySelectorAll('[data-testid="sagemaker-endpoint-activity"]')
         .forEach((e) => { if (!window.__smDoing.includes(e.textContent)) window.__smDoing.push(e.textContent); });
     new MutationObserver(record).observe(document.body, { childList: true, subtree: true, characterData: true });

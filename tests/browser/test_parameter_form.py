@@ -1,7 +1,7 @@
 """The run form of a selected template in the sidebar: built from the template's parameter schema,
 prefilled with the defaults; Run sends the values (to this ComfyUI with Prompt on AWS off, to the
-template's endpoint with it on), the server's 422 reasons show next to the inputs, and the run's
-images show under the form when it ends."""
+template's endpoint with it on: test_prompt_on_aws runs it there, on that module's endpoint), the
+server's 422 reasons show next to the inputs, and the run's images show under the form when it ends."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from io import BytesIO
 
 import pytest
 from harness.browser import toasts
-from harness.envs import unique, wait_endpoint, wait_job
 from harness.images import png
 from playwright.sync_api import Page, expect
 
@@ -201,43 +200,6 @@ def test_an_image_parameter_takes_an_upload(page: Page, client, tmp_path):
         the_result(page, form, client, (8, 6), (245, 155, 55))
     finally:
         client.delete(f"/sagemaker/templates/{name}")
-    assert console_errors(page) == []
-
-
-def test_run_on_the_endpoint_shows_the_result(page: Page, client):
-    """Prompt on AWS on: the template runs on its environment's local endpoint; the form shows the
-    named output and the run is listed under Executions."""
-    name, env = unique_name(), unique("E")
-    publish_template(client, name)
-    published = client.post("/sagemaker/environments", json={"name": env, "templates": [name],
-                                                              "endpoint": {"kind": "local"}})
-    assert published.status_code == 202, published.text
-    try:
-        assert wait_job(client, published.json()["job"]["id"])["state"] == "succeeded"
-        assert client.put(f"/sagemaker/templates/{name}", json={"environment": env}).status_code == 200
-        assert wait_endpoint(client, env)["state"] == "InService"
-
-        form = select(page, name)
-        expect(form.get_by_test_id("sagemaker-param-where")).to_have_attribute("data-target", "local")
-        page.get_by_test_id("sagemaker-prompt-on-aws-check").check()
-        expect(form.get_by_test_id("sagemaker-param-where")).to_have_attribute("data-target", "endpoint")
-        param(form, "width").fill("20")
-        param(form, "color").fill(str(RED))
-        with page.expect_response(lambda r: r.url.endswith(f"/templates/{name}/executions")) as answer:
-            form.get_by_test_id("sagemaker-param-run").click()
-        assert answer.value.status == 202
-        sent = answer.value.request.post_data_json
-        assert sent["inputs"] == {"width": 20, "color": RED}
-        assert sent["client_id"] == page.evaluate("() => window.comfyAPI.api.api.clientId")
-        execution_id = answer.value.json()["execution_id"]
-        the_result(page, form, client, (20, 4))
-        listed = page.locator(f'[data-testid="sagemaker-execution-row"][data-execution="{execution_id}"]')
-        expect(listed).to_have_attribute("data-state", "succeeded")
-        expect(listed.get_by_test_id("sagemaker-execution-template")).to_have_text(name)
-    finally:
-        client.delete(f"/sagemaker/endpoints/{env}")
-        client.delete(f"/sagemaker/templates/{name}")
-        client.delete(f"/sagemaker/environments/{env}?force=true")
     assert console_errors(page) == []
 
 

@@ -14,6 +14,7 @@ import pytest
 from harness.browser import (
     APP,
     close_host_dialogs,
+    dismiss_toasts,
     host_dialogs,
     new_page,
     open_sidebar,
@@ -24,6 +25,9 @@ from harness.browser import (
 from harness.envs import unique, wait_endpoint, wait_job
 from harness.images import pixels
 from playwright.sync_api import Page, expect
+
+from .test_parameter_form import RED, param, publish_template, select, the_result
+from .test_templates import unique_name
 
 pytestmark = pytest.mark.browser
 
@@ -66,36 +70,35 @@ class Aws:
     loose: str  # the plain graph, bound to no environment
     bare: str  # an environment of `loose` without an endpoint
     own_lora: str
+    form: str  # the parameter form's template (width and color -> EmptyImage -> its output "result")
 
 
 @pytest.fixture(scope="module")
-def aws(browser, comfyui, tmp_path_factory):
-    """Two templates in one environment with a local endpoint (a second ComfyUI); a third one unbound, in an
-    environment without an endpoint. The held template uses a lora the environment holds and this ComfyUI
-    no longer has."""
+def aws(module_page, comfyui, tmp_path_factory):
+    """Three templates in one environment with a local endpoint (a second ComfyUI, started once for the
+    module); a fourth one unbound, in an environment without an endpoint. The held template uses a lora the
+    environment holds and this ComfyUI no longer has. Built in the module's page (the tests get it reset)."""
     client = comfyui.client()
     own_lora = f"own{uuid.uuid4().hex[:8]}.safetensors"
     own_path = comfyui.base / "models" / "loras" / own_lora
     own_path.write_bytes(uuid.uuid4().bytes)
     never = tmp_path_factory.mktemp("signals") / "never"  # SMTestWait holds until cancelled
-    page = new_page(browser, comfyui)
-    try:
-        plain = json.loads(page.evaluate(BUILD_CHAIN, [
-            ["EmptyImage", {"width": 64, "height": 48, "color": 0x204060}], ["ImageInvert", {}],
-            ["SaveImage", {"filename_prefix": "poa"}]]))
-        held = json.loads(page.evaluate(BUILD_CHAIN, [
-            ["EmptyImage", {"width": 16, "height": 16}], ["SMTestScale", {"lora_name": own_lora}],
-            ["SMTestWait", {"signal": str(never), "timeout": 120}], ["SaveImage", {"filename_prefix": "poaheld"}]]))
-    finally:
-        page.context.close()
-    names = {"plain": unique("T"), "held": unique("T"), "loose": unique("T")}
+    plain = json.loads(module_page.evaluate(BUILD_CHAIN, [
+        ["EmptyImage", {"width": 64, "height": 48, "color": 0x204060}], ["ImageInvert", {}],
+        ["SaveImage", {"filename_prefix": "poa"}]]))
+    held = json.loads(module_page.evaluate(BUILD_CHAIN, [
+        ["EmptyImage", {"width": 16, "height": 16}], ["SMTestScale", {"lora_name": own_lora}],
+        ["SMTestWait", {"signal": str(never), "timeout": 120}], ["SaveImage", {"filename_prefix": "poaheld"}]]))
+    names = {"plain": unique("T"), "held": unique("T"), "loose": unique("T"), "form": unique_name()}
+    publish_template(client, names["form"])
     for key, built in (("plain", plain), ("held", held), ("loose", plain)):
         r = client.post("/sagemaker/templates", json={"name": names[key], "workflow": built["workflow"],
                                                        "prompt": built["output"]})
         assert r.status_code == 201, r.text
     environment, bare = unique("E"), unique("E")
     jobs = [client.post("/sagemaker/environments", json=body) for body in (
-        {"name": environment, "templates": [names["plain"], names["held"]], "endpoint": {"kind": "local"}},
+        {"name": environment, "templates": [names["plain"], names["held"], names["form"]],
+         "endpoint": {"kind": "local"}},
         {"name": bare, "templates": [names["loose"]]})]
     try:
         for r in jobs:
@@ -103,11 +106,12 @@ def aws(browser, comfyui, tmp_path_factory):
             job = wait_job(client, r.json()["job"]["id"])
             assert job["state"] == "succeeded", job
         own_path.unlink()  # the artist's machine lacks it: only the environment has it
-        for key in ("plain", "held"):
+        for key in ("plain", "held", "form"):
             r = client.put(f"/sagemaker/templates/{names[key]}", json={"environment": environment})
             assert r.status_code == 200, r.text
         assert wait_endpoint(client, environment)["state"] == "InService"
-        yield Aws(environment, names["plain"], plain["ids"], names["held"], held["ids"], names["loose"], bare, own_lora)
+        yield Aws(environment, names["plain"], plain["ids"], names["held"], held["ids"], names["loose"], bare, own_lora,
+                  names["form"])
     finally:
         own_path.unlink(missing_ok=True)
         for env in (environment, bare):
@@ -257,9 +261,12 @@ def test_run_goes_to_the_endpoint_when_ticked_and_stays_local_when_not(page: Pag
 
 # The host's batch loop (app.queuePrompt) is running. The wrapper in web/js/queue.js reads the same flag.
 BATCH_DONE = f"() => {APP}.processingQueue === false"
-# ComfyUI's own events as the page's API object receives them (what the canvas and the queue follow).
+# ComfyUI's own events as the page's API object receives them (what the canvas and the queue follow), from
+# now on (one listener per page, however often a test asks).
 RECORD_ERRORS = f"""() => {{
     window.__executionErrors = [];
+    if (window.__recordingErrors) return;
+    window.__recordingErrors = true;
     {API}.addEventListener("execution_error", (e) => window.__executionErrors.push(e.detail));
 }}"""
 
@@ -314,6 +321,7 @@ def test_a_refused_run_is_a_toast_and_comfyui_stays_idle(page: Page, client, aws
     expect(toasts(page, "tiny.safetensors")).to_be_visible()
     page.wait_for_function(BATCH_DONE)
     assert toast_count(page, "tiny.safetensors") == 1
+    dismiss_toasts(page)  # on 1.32 it stands over Run, whose next click would wait until it goes
     assert posts == ["/api/sagemaker/executions"], "the batch's second item is not sent again"
     assert executions_of(client, aws.plain) == before
     queue = client.get("/queue").json()
@@ -329,6 +337,7 @@ def test_a_refused_run_is_a_toast_and_comfyui_stays_idle(page: Page, client, aws
     assert answer.value.status == 400
     page.wait_for_function(BATCH_DONE)
     assert posts == ["/api/sagemaker/executions"] * 2
+    dismiss_toasts(page)
 
     # A template bound to no environment: the server's words, and the sidebar says so before Run.
     load_template(page, aws.loose)
@@ -341,6 +350,7 @@ def test_a_refused_run_is_a_toast_and_comfyui_stays_idle(page: Page, client, aws
     expect(toasts(page, "bound to no environment")).to_be_visible()
     page.wait_for_function(BATCH_DONE)
     assert toast_count(page, "bound to no environment") == 1
+    dismiss_toasts(page)
     assert posts == ["/api/sagemaker/executions"] * 3
 
     # Bound (from the sidebar) to an environment without an endpoint: the target follows at once.
@@ -350,6 +360,7 @@ def test_a_refused_run_is_a_toast_and_comfyui_stays_idle(page: Page, client, aws
     state = section.get_by_test_id("sagemaker-target-state")
     expect(section.get_by_test_id("sagemaker-target-environment")).to_have_text(aws.bare)
     expect(state).to_have_attribute("data-state", "none")
+    dismiss_toasts(page)  # "Template updated"
     with page.expect_response(is_execution_post) as answer:
         page.get_by_test_id("queue-button").click()
     assert answer.value.status == 409 and answer.value.json()["error"]["code"] == "endpoint_not_ready"
@@ -402,8 +413,10 @@ def test_an_invalid_prompt_is_outlined_and_said_as_comfyui_does_locally(page: Pa
 
 RECORD_PREVIEWS = f"""() => {{
     window.__previews = [];
-    {API}.addEventListener("b_preview", (e) => window.__previews.push(e.detail.type));
     window.__previewPrompts = [];
+    if (window.__recordingPreviews) return;
+    window.__recordingPreviews = true;
+    {API}.addEventListener("b_preview", (e) => window.__previews.push(e.detail.type));
     {API}.addEventListener("b_preview_with_metadata",
         (e) => window.__previewPrompts.push(e.detail.promptId ?? e.detail.jobId));  // 1.32: promptId; newer: jobId
 }}"""
@@ -560,4 +573,27 @@ def test_model_combos_offer_the_environment_models_and_runs_cancel(page: Page, c
     # Unticked: the combo offers this ComfyUI's files again; the value stays as it was.
     box.uncheck()
     assert page.evaluate(WIDGET_VALUES, [scale, "lora_name"]) == local
+    assert console_errors(page) == []
+
+
+def test_the_parameter_form_runs_on_the_endpoint_when_ticked(page: Page, client, aws):
+    """The run form of a template (test_parameter_form's) with Prompt on AWS on: the template runs on its
+    environment's local endpoint; the form shows the named output and the run is listed under Executions."""
+    form = select(page, aws.form)
+    expect(form.get_by_test_id("sagemaker-param-where")).to_have_attribute("data-target", "local")
+    page.get_by_test_id("sagemaker-prompt-on-aws-check").check()
+    expect(form.get_by_test_id("sagemaker-param-where")).to_have_attribute("data-target", "endpoint")
+    param(form, "width").fill("20")
+    param(form, "color").fill(str(RED))
+    with page.expect_response(lambda r: r.url.endswith(f"/templates/{aws.form}/executions")) as answer:
+        form.get_by_test_id("sagemaker-param-run").click()
+    assert answer.value.status == 202
+    sent = answer.value.request.post_data_json
+    assert sent["inputs"] == {"width": 20, "color": RED}
+    assert sent["client_id"] == page.evaluate(f"() => {API}.clientId")
+    execution_id = answer.value.json()["execution_id"]
+    the_result(page, form, client, (20, 4))
+    listed = execution_row(page, execution_id)
+    expect(listed).to_have_attribute("data-state", "succeeded")
+    expect(listed.get_by_test_id("sagemaker-execution-template")).to_have_text(aws.form)
     assert console_errors(page) == []

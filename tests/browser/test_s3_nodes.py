@@ -8,7 +8,6 @@ import uuid
 
 import pytest
 from harness.browser import new_page
-from harness.comfyui import ComfyUI
 from playwright.sync_api import expect
 
 from .test_prompt_on_aws import APP, BUILD_CHAIN
@@ -17,14 +16,13 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def s3_page(browser, moto_server, tmp_path_factory):
-    server = ComfyUI(tmp_path_factory.mktemp("s3-browser") / "base", env=moto_server.env()).start()
-    page = new_page(browser, server)
+def s3_page(browser, aws_comfyui):
+    """A page on the browser tier's ComfyUI whose boto3 talks to moto."""
+    page = new_page(browser, aws_comfyui)
     try:
         yield page
     finally:
         page.context.close()
-        server.stop()
 
 
 def test_the_save_node_lists_what_it_wrote(s3_page, moto_server):
@@ -51,5 +49,5 @@ def test_the_save_node_lists_what_it_wrote(s3_page, moto_server):
         return JSON.stringify({{ workflow, output }});
     }}"""))
     assert set(again["output"][str(save)]["inputs"]) == {"images", "prefix", "filename_prefix"}
-    [node] = [n for n in again["workflow"]["nodes"] if n["id"] == save]
+    [node] = [n for n in again["workflow"]["nodes"] if str(n["id"]) == str(save)]  # newer frontends gave the id as text
     assert node["widgets_values"] == [f"s3://{bucket}/canvas/", "run"]

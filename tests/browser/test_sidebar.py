@@ -3,8 +3,7 @@
 import uuid
 
 import pytest
-from harness.browser import APP, TAB_ID, frontend_args, new_page, open_sidebar, sidebar_button, wait_ready
-from harness.comfyui import ComfyUI
+from harness.browser import APP, TAB_ID, new_page, open_sidebar, sidebar_button, wait_ready
 from harness.images import png
 from playwright.sync_api import expect
 
@@ -56,16 +55,16 @@ TOKEN = "browser-token-" + "7" * 8
 
 
 @pytest.fixture
-def guarded_page(browser, frontend, tmp_path_factory):
-    """A ComfyUI that needs the token (configured here; the same as one listening beyond this machine)."""
-    server = ComfyUI(tmp_path_factory.mktemp("guarded-browser") / "base", extra_args=frontend_args(frontend),
-                     env={"COMFYUI_SAGEMAKER_TOKEN": TOKEN}).start()
-    page = new_page(browser, server)
+def guarded_page(browser, aws_designer):
+    """A ComfyUI that needs the token (configured here, the same as one listening beyond this machine: the
+    tier's ComfyUI whose configuration tests change, put back after), and a page of a browser that lacks it."""
+    r = aws_designer.client().put("/sagemaker/config", json={"changes": {"token": TOKEN}})
+    assert r.status_code == 200, r.text
+    page = new_page(browser, aws_designer)
     try:
-        yield page, server
+        yield page, aws_designer
     finally:
         page.context.close()
-        server.stop()
 
 
 def test_a_comfyui_that_needs_the_token_asks_for_it_once_per_browser(guarded_page):

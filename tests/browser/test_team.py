@@ -1,7 +1,8 @@
 """Team mode in the real ComfyUI frontend: a designer's ComfyUI and an artist's on one folder store, each
-with its own page. Shared lists follow without a reload, the artist's sidebar offers no designer action
-and runs only on endpoints (on the environment it loaded), and the Executions list pages through this
-ComfyUI's runs or everyone's, with owners, outputs of someone else's run and cancels as the roles allow."""
+with its own page (the designer's is the browser tier's aws_comfyui: one ComfyUI fewer to start). Shared
+lists follow without a reload, the artist's sidebar offers no designer action and runs only on endpoints
+(on the environment it loaded), and the Executions list pages through this ComfyUI's runs or everyone's,
+with owners, outputs of someone else's run and cancels as the roles allow."""
 
 from __future__ import annotations
 
@@ -22,7 +23,15 @@ from comfyui_sagemaker.core.leases import Leases
 from comfyui_sagemaker.core.store import blob_key
 from comfyui_sagemaker.core.templates import now
 from comfyui_sagemaker.local.folder_store import FolderStore
-from harness.browser import frontend_args, new_page, open_sidebar, toast_count, toasts
+from harness.browser import (
+    dismiss_toasts,
+    frontend_args,
+    new_page,
+    open_sidebar,
+    reset_page,
+    toast_count,
+    toasts,
+)
 from harness.comfyui import ComfyUI
 from harness.envs import unique, wait_job
 from harness.images import png
@@ -32,7 +41,7 @@ pytestmark = pytest.mark.browser
 
 APP = "window.comfyAPI.app.app"
 API_JS = "/extensions/comfyui-sagemaker/js/api.js"
-LIVE = 10_000  # ms: a change in one ComfyUI reaches the other's open page within this
+LIVE = 30_000  # ms: a change in one ComfyUI reaches the other's open page within seconds; generous on a busy machine
 
 
 @dataclass
@@ -40,11 +49,15 @@ class Team:
     designer: ComfyUI
     artist: ComfyUI
     store: FolderStore
-    designer_owner: Owner
     artist_owner: Owner
     template: str  # bound to `first`
     first: str  # environments holding `template`, without endpoints
     second: str
+    designer_page: Page
+    artist_page: Page
+
+
+ELSEWHERE = Owner("dddddddddddd", "Dana Designer")  # a designer of another ComfyUI on the store
 
 
 def owner_of(server: ComfyUI) -> Owner:
@@ -52,10 +65,15 @@ def owner_of(server: ComfyUI) -> Owner:
     return Owner(identity["instance"], identity["name"])
 
 
-def publish_environment(client, name: str, templates: list[str]) -> None:
-    r = client.post("/sagemaker/environments", json={"name": name, "templates": templates})
-    assert r.status_code == 202, r.text
-    assert wait_job(client, r.json()["job"]["id"])["state"] == "succeeded"
+def publish_environments(client, templates: list[str], *names: str) -> None:
+    """Publish each environment (of `templates`), side by side; back once all are published."""
+    jobs = []
+    for name in names:
+        r = client.post("/sagemaker/environments", json={"name": name, "templates": templates})
+        assert r.status_code == 202, r.text
+        jobs.append(r.json()["job"]["id"])
+    for job in jobs:
+        assert wait_job(client, job)["state"] == "succeeded"
 
 
 # EmptyImage -> SaveImage as the frontend builds it (so the canvas loads it back).
@@ -74,52 +92,42 @@ BUILD_GRAPH = f"""async () => {{
 
 
 @pytest.fixture(scope="module")
-def team(browser, frontend, tmp_path_factory):
-    """Two ComfyUIs on one folder store (a designer's and an artist's), a template bound to the first of
-    two environments that hold it."""
-    root = tmp_path_factory.mktemp(f"team-{frontend}")
-    shared = root / "store"
-    servers: list[ComfyUI] = []
+def team(browser, aws_comfyui, frontend, tmp_path_factory):
+    """A designer's ComfyUI (the tier's aws_comfyui, a designer's on its folder store) and an artist's started on
+    that store, a page on each (the tests get them reset), a template bound to the first of two environments
+    that hold it. Names are unique: the designer's store holds what other modules left."""
+    designer = aws_comfyui
+    shared = designer.user_dir / "__sagemaker" / "store"
+    artist = ComfyUI(tmp_path_factory.mktemp(f"team-artist-{frontend}"), env={
+        "COMFYUI_SAGEMAKER_STORE_PATH": str(shared), "COMFYUI_SAGEMAKER_ROLE": "artist",
+        "COMFYUI_SAGEMAKER_DISPLAY_NAME": "Arti Artist"}, extra_args=frontend_args(frontend))
+    pages: list[Page] = []
     try:
-        for who, name in (("designer", "Dana Designer"), ("artist", "Arti Artist")):
-            servers.append(ComfyUI(root / who, env={
-                "COMFYUI_SAGEMAKER_STORE_PATH": str(shared), "COMFYUI_SAGEMAKER_ROLE": who,
-                "COMFYUI_SAGEMAKER_DISPLAY_NAME": name}, extra_args=frontend_args(frontend)).start())
-        designer, artist = servers
-        page = new_page(browser, designer)
-        try:
-            built = json.loads(page.evaluate(BUILD_GRAPH))
-        finally:
-            page.context.close()
+        artist.start()
+        pages = [new_page(browser, server) for server in (designer, artist)]
+        built = json.loads(pages[0].evaluate(BUILD_GRAPH))
         client = designer.client()
         template = unique("T")
         r = client.post("/sagemaker/templates", json={"name": template, "workflow": built["workflow"],
                                                        "prompt": built["output"]})
         assert r.status_code == 201, r.text
         first, second = unique("E"), unique("E")
-        for environment in (first, second):
-            publish_environment(client, environment, [template])
+        publish_environments(client, [template], first, second)
         assert client.put(f"/sagemaker/templates/{template}", json={"environment": first}).status_code == 200
-        yield Team(designer, artist, FolderStore(shared), owner_of(designer), owner_of(artist), template, first,
-                   second)
+        yield Team(designer, artist, FolderStore(shared), owner_of(artist), template, first, second, *pages)
     finally:
-        for server in servers:
-            server.stop()
+        for page in pages:
+            page.context.close()
+        artist.stop()
 
 
 @pytest.fixture
-def pages(browser, team):
-    """(designer's page, artist's page), their sidebars open."""
-    opened = []
-    try:
-        for server in (team.designer, team.artist):
-            page = new_page(browser, server)
-            opened.append(page)
-            open_sidebar(page)
-        yield opened[0], opened[1]
-    finally:
-        for page in opened:
-            page.context.close()
+def pages(team):
+    """(designer's page, artist's page): the module's, reset (reset_page), their sidebars open."""
+    for page in (team.designer_page, team.artist_page):
+        reset_page(page)
+        open_sidebar(page)
+    return team.designer_page, team.artist_page
 
 
 def template_row(page: Page, name: str):
@@ -141,7 +149,7 @@ def test_a_designers_changes_reach_an_open_artist_page_without_a_reload(team, pa
     assert r.status_code == 201, r.text
     expect(template_row(page, name)).to_be_visible(timeout=LIVE)
     environment = unique("E")
-    publish_environment(team.designer.client(), environment, [name])
+    publish_environments(team.designer.client(), [name], environment)
     expect(environment_row(page, environment)).to_be_visible(timeout=LIVE)
     assert team.designer.client().delete(f"/sagemaker/templates/{name}").status_code == 204
     expect(template_row(page, name)).to_have_count(0, timeout=LIVE)
@@ -181,6 +189,7 @@ def test_an_artist_sees_no_designer_action_and_runs_on_the_environment_it_loaded
     assert (sent["template"], sent["environment"]) == (team.template, team.first)
     # Local endpoints are their own machine's: the artist's ComfyUI has none, and says so in a toast.
     expect(toasts(page, f"no endpoint runs environment '{team.first}'")).to_be_visible()
+    dismiss_toasts(page)  # it stands over Run on 1.32
 
     # The designer rebinds it elsewhere: the open page says so, and the loaded template still runs where
     # it was loaded.
@@ -259,9 +268,14 @@ def execution_row(page: Page, execution_id: str):
 
 def test_executions_list_own_or_everyones_runs_a_page_at_a_time(team, browser, tmp_path):
     own = [make_run(team, team.artist_owner, "succeeded") for _ in range(12)]
-    shown = make_run(team, team.designer_owner, "succeeded", image_outputs(team, tmp_path))
-    running = make_run(team, team.designer_owner, "running")
-    page = new_page(browser, team.artist)
+    # Someone else's: a designer on another ComfyUI of the store (not this module's designer, whose own list
+    # would then hold runs whose outputs it never had).
+    shown = make_run(team, ELSEWHERE, "succeeded", image_outputs(team, tmp_path))
+    running = make_run(team, ELSEWHERE, "running")
+    # The artist's and everyone's runs as its ComfyUI lists them: other tests here make some too.
+    listed = {owner: [r["id"] for r in team.artist.client().get(
+        f"/sagemaker/executions?owner={owner}&limit=500").json()["executions"]] for owner in ("me", "all")}
+    page = new_page(browser, team.artist)  # a page of its own: what the list shows by default is what a load gives
     try:
         open_sidebar(page)
         section = page.get_by_test_id("sagemaker-executions")
@@ -276,9 +290,11 @@ def test_executions_list_own_or_everyones_runs_a_page_at_a_time(team, browser, t
         expect(time_shown).to_have_attribute("title", own[-1]["created_at"])
         expect(newer).to_be_disabled()
         older.click()
-        expect(rows(page)).to_have_count(2)
-        assert [r.get_attribute("data-execution") for r in rows(page).all()] == [own[1]["id"], own[0]["id"]]
-        expect(older).to_be_disabled()
+        expect(rows(page)).to_have_count(min(10, len(listed["me"]) - 10))
+        assert [r.get_attribute("data-execution") for r in rows(page).all()] == listed["me"][10:20]
+        assert listed["me"][10:12] == [own[1]["id"], own[0]["id"]]
+        if len(listed["me"]) <= 20:
+            expect(older).to_be_disabled()
         newer.click()
         expect(rows(page)).to_have_count(10)
 
@@ -291,8 +307,11 @@ def test_executions_list_own_or_everyones_runs_a_page_at_a_time(team, browser, t
         expect(theirs).to_have_attribute("data-state", "running")
         expect(theirs.get_by_test_id("sagemaker-execution-cancel")).to_have_count(0)
         expect(execution_row(page, own[-1]["id"]).get_by_test_id("sagemaker-execution-owner")).to_have_count(0)
+        # The next page goes on with the rest of everyone's (the designer's store holds earlier modules' too).
         older.click()
-        expect(rows(page)).to_have_count(4)
+        expect(rows(page)).to_have_count(min(10, len(listed["all"]) - 10))
+        assert [r.get_attribute("data-execution") for r in rows(page).all()] == listed["all"][10:20]
+        assert listed["all"][10:14] == [r["id"] for r in own[3::-1]]
         newer.click()
 
         # Someone else's finished run, opened: its outputs are copied here and shown through /view.
@@ -304,35 +323,33 @@ def test_executions_list_own_or_everyones_runs_a_page_at_a_time(team, browser, t
         expect(execution_row(page, shown["id"]).get_by_test_id("sagemaker-execution-thumb")).to_be_visible()
     finally:
         page.context.close()
+        records = ExecutionRecords(team.store)  # the designer's store lives on: no run is left running
+        records.ended(records.swap(running["id"], lambda r: {**r, "state": "cancelled", "finished_at": now()}))
 
 
-def test_a_designer_cancels_others_runs_and_a_refused_cancel_is_a_toast(team, browser):
-    page = new_page(browser, team.designer)
-    try:
-        open_sidebar(page)
-        section = page.get_by_test_id("sagemaker-executions")
-        section.get_by_test_id("sagemaker-executions-everyone").check()
-        expect(section.get_by_test_id("sagemaker-executions-empty").or_(rows(page).first)).to_be_visible()
-        # A new run of the artist, announced on the store: the open list follows.
-        theirs = make_run(team, team.artist_owner, "running")
-        ChangeFeed(team.store, "Arti Artist").touch("executions")
-        row = execution_row(page, theirs["id"])
-        expect(row).to_be_visible(timeout=LIVE)
-        expect(row.get_by_test_id("sagemaker-execution-owner")).to_have_text(re.compile("Arti Artist"))
-        cancel = row.get_by_test_id("sagemaker-execution-cancel")
-        expect(cancel).to_be_visible()
-        # It ends before the click (the list has not heard): the 409 is a toast, and the row shows the end.
-        records = ExecutionRecords(team.store)
-        ended = records.swap(theirs["id"], lambda r: {**r, "state": "succeeded", "finished_at": now()})
-        records.ended(ended)
-        cancel.click()
-        message = "only a queued or running one can be cancelled"
-        expect(toasts(page, message)).to_be_visible()
-        assert toast_count(page, message) == 1
-        expect(row).to_have_attribute("data-state", "succeeded")
-        expect(row.get_by_test_id("sagemaker-execution-cancel")).to_have_count(0)
-    finally:
-        page.context.close()
+def test_a_designer_cancels_others_runs_and_a_refused_cancel_is_a_toast(team, pages):
+    page, _ = pages
+    section = page.get_by_test_id("sagemaker-executions")
+    section.get_by_test_id("sagemaker-executions-everyone").check()
+    expect(section.get_by_test_id("sagemaker-executions-empty").or_(rows(page).first)).to_be_visible()
+    # A new run of the artist, announced on the store: the open list follows.
+    theirs = make_run(team, team.artist_owner, "running")
+    ChangeFeed(team.store, "Arti Artist").touch("executions")
+    row = execution_row(page, theirs["id"])
+    expect(row).to_be_visible(timeout=LIVE)
+    expect(row.get_by_test_id("sagemaker-execution-owner")).to_have_text(re.compile("Arti Artist"))
+    cancel = row.get_by_test_id("sagemaker-execution-cancel")
+    expect(cancel).to_be_visible()
+    # It ends before the click (the list has not heard): the 409 is a toast, and the row shows the end.
+    records = ExecutionRecords(team.store)
+    ended = records.swap(theirs["id"], lambda r: {**r, "state": "succeeded", "finished_at": now()})
+    records.ended(ended)
+    cancel.click()
+    message = "only a queued or running one can be cancelled"
+    expect(toasts(page, message)).to_be_visible()
+    assert toast_count(page, message) == 1
+    expect(row).to_have_attribute("data-state", "succeeded")
+    expect(row.get_by_test_id("sagemaker-execution-cancel")).to_have_count(0)
 
 
 def test_an_environment_another_comfyui_is_publishing_says_so_instead_of_offering_actions(team, pages):

@@ -22,6 +22,10 @@ CHROMIUM_ARGS = [
 FRONTENDS = ("pinned", "newest")
 TAB_ID = "sagemaker"
 APP = "window.comfyAPI.app.app"
+EXTENSION_JS = "/extensions/comfyui-sagemaker/js"
+# ms, for every expect(): a check returns as soon as it holds, so a generous deadline costs a passing test
+# nothing and keeps a busy machine (a ComfyUI starting beside the browser) from failing it.
+EXPECT_TIMEOUT = 30_000
 
 
 def frontend_args(frontend: str) -> list[str]:
@@ -64,8 +68,9 @@ class Console:
 def browser_fixture():
     if not CHROMIUM.exists():
         raise RuntimeError("Debian's chromium is missing: `./dev test` installs it (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=EXPECT_TIMEOUT)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield browser
@@ -74,7 +79,8 @@ def browser_fixture():
 
 def new_page(browser, comfyui):
     """A page in its own browser context (its own localStorage) on `comfyui`, loaded, its console
-    recorded in `page.console`. Close it with page.context.close()."""
+    recorded in `page.console`. Close it with page.context.close(). A load costs seconds: a test that
+    needs no fresh page takes its module's, reset (the `page` fixture, `reset_page`)."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     console = Console()
@@ -108,14 +114,29 @@ def sidebar_button(page):
     return page.get_by_role("button", name=re.compile(r"^SageMaker: templates"))
 
 
+SPY_TOASTS = f"""() => {{
+    const toast = {APP}.extensionManager.toast;
+    window.__smToasts = [];
+    if (toast.add.__smSpy) return;
+    const add = toast.add;
+    toast.add = (message) => {{ window.__smToasts.push(message); return add.call(toast, message); }};
+    toast.add.__smSpy = true;
+}}"""
+
+
 def spy_toasts(page) -> None:
     """Record each notification asked of the host's public toast API (then shown by the host as usual),
-    so a test can count them: newer frontends announce all toasts of a kind in one live region."""
+    so a test can count them: newer frontends announce all toasts of a kind in one live region. Again on
+    the same page: the count starts over."""
+    page.evaluate(SPY_TOASTS)
+
+
+def dismiss_toasts(page) -> None:
+    """Close every notification, as their close buttons do (the host's toast API): on 1.32 they stand over the
+    Run button, and a click waits until they go by themselves."""
     page.evaluate(f"""() => {{
         const toast = {APP}.extensionManager.toast;
-        const add = toast.add;
-        window.__smToasts = [];
-        toast.add = (message) => {{ window.__smToasts.push(message); return add.call(toast, message); }};
+        (toast.removeAll ?? toast.dismissAll).call(toast);
     }}""")
 
 
@@ -132,12 +153,56 @@ def toasts(page, text: str):
     return page.get_by_role("alert").or_(page.get_by_role("status")).filter(has_text=text).first
 
 
-@pytest.fixture(name="page")
-def page_fixture(browser, comfyui):
-    """A fresh page on the session's ComfyUI."""
+# What a test may have changed on a page, undone through the page and the host's public stores (no reload:
+# a load costs seconds). Our tab is closed, so its next open draws every section anew from the server, as
+# on a fresh page (the dialogs and panels of ours live in it); what we keep in the browser is forgotten
+# (collapsed sections, Prompt on AWS: through its module, so the page's listeners hear it); the canvas is
+# a new default graph in a tab of its own and every other tab is closed (a template's tab would keep a
+# test's edits: loading the template again goes back to it); batch count 1. No notification is left either
+# (reset_page).
+RESET = f"""async () => {{
+    const app = {APP};
+    const manager = app.extensionManager;
+    const tabs = manager.sidebarTab;
+    if (tabs.activeSidebarTabId) tabs.toggleSidebarTab(tabs.activeSidebarTabId);
+    localStorage.removeItem("sagemaker.collapsed");
+    const {{ setPromptOnAws }} = await import("{EXTENSION_JS}/switch.js");
+    setPromptOnAws(false);
+    await app.loadGraphData();
+    const workflows = manager.workflow;
+    for (const w of [...workflows.openWorkflows]) if (w !== workflows.activeWorkflow) await workflows.closeWorkflow(w);
+    manager.queueSettings.batchCount = 1;
+}}"""
+
+
+def reset_page(page) -> None:
+    """A page an earlier test used, as a test expects a freshly loaded one (see RESET), its console
+    record empty. Modal host dialogs are closed first: they would block the clicks that follow."""
+    from playwright.sync_api import expect
+
+    close_host_dialogs(page)
+    page.evaluate(RESET)
+    expect(page.get_by_test_id("sagemaker-panel")).to_have_count(0)
+    dismiss_toasts(page)
+    page.evaluate(SPY_TOASTS)
+    page.console.messages.clear()
+    page.console.page_errors.clear()
+
+
+@pytest.fixture(scope="module")
+def module_page(browser, comfyui):
+    """One page per module (and frontend) on the session's ComfyUI, loaded once."""
     page = new_page(browser, comfyui)
     yield page
     page.context.close()
+
+
+@pytest.fixture(name="page")
+def page_fixture(module_page):
+    """The module's page on the session's ComfyUI, reset (reset_page): a test that needs what only a load
+    gives (a default a page starts with, another browser's localStorage) opens its own with new_page()."""
+    reset_page(module_page)
+    return module_page
 
 
 def host_dialogs(page):
@@ -145,21 +210,40 @@ def host_dialogs(page):
     return page.locator('[role="dialog"]:not([data-testid^="sagemaker"])')
 
 
-def close_host_dialogs(page, appear_within: float = 2.0) -> None:
-    """The host may warn in a modal (e.g. missing node types on load; newer frontends show a panel that
-    blocks nothing): give it `appear_within` s to open, then close it with Escape as a user does."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+# The host's dialog store (Pinia): the dialogs it has opened, drawn or about to be. Read only.
+DIALOG_STORE = "document.querySelector('#vue-app')?.__vue_app__?.config.globalProperties.$pinia?._s.get('dialog')"
+
+
+def close_host_dialogs(page) -> None:
+    """Close the host's modal dialogs with Escape, as a user does. Call it once the event that may open one
+    has been handled (the graph loaded, the refused prompt answered, the execution error received): the
+    host opens its dialogs in its dialog store from that very handler (1.32: missing nodes or models on
+    load, a refused prompt, an execution error; newer frontends show panels that block nothing), so an
+    empty store means no dialog is coming, without waiting for one that does not."""
     from playwright.sync_api import expect
 
+    opened = f"() => {DIALOG_STORE}?.dialogStack?.length ?? -1"
     dialogs = host_dialogs(page)
-    try:
-        dialogs.first.wait_for(state="visible", timeout=appear_within * 1000)
-    except PlaywrightTimeout:
+    if page.evaluate(opened) == -1:  # a host without that store: give a dialog a moment to show
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            dialogs.first.wait_for(state="visible", timeout=2_000)
+        except PlaywrightTimeout:
+            return
+        for _ in range(3):
+            page.keyboard.press("Escape")
+            if dialogs.count() == 0:
+                break
+        expect(dialogs).to_have_count(0)
         return
-    for _ in range(3):
-        page.keyboard.press("Escape")
-        if dialogs.count() == 0:
+    for _ in range(5):
+        count = page.evaluate(opened)
+        if count <= 0:
             break
+        dialogs.first.wait_for(state="visible")
+        page.keyboard.press("Escape")
+        page.wait_for_function(f"(n) => ({opened})() < n", arg=count)
     expect(dialogs).to_have_count(0)
 
 

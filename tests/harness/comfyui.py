@@ -76,7 +76,7 @@ class ComfyUI:
         if not settings.exists():
             settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}))
 
-    def start(self, timeout: float = 180) -> ComfyUI:
+    def start(self, timeout: float = 300) -> ComfyUI:
         self.prepare()
         comfy = comfyui_dir()
         cmd = [
@@ -157,7 +157,7 @@ class Client:
 
     def websocket(self, client_id: str) -> websocket.WebSocket:
         ws_url = self.url.replace("http://", "ws://") + f"/ws?clientId={client_id}"
-        return websocket.create_connection(ws_url, timeout=60, header=[f"{k}: {v}" for k, v in self.headers.items()])
+        return websocket.create_connection(ws_url, timeout=120, header=[f"{k}: {v}" for k, v in self.headers.items()])
 
     def queue(self, prompt: dict, client_id: str | None = None) -> str:
         body = {"prompt": prompt, "client_id": client_id or uuid.uuid4().hex}
@@ -166,7 +166,7 @@ class Client:
             raise AssertionError(f"/prompt refused: {r.status_code} {r.text}")
         return r.json()["prompt_id"]
 
-    def run(self, prompt: dict, timeout: float = 120) -> tuple[dict, list[dict]]:
+    def run(self, prompt: dict, timeout: float = 300) -> tuple[dict, list[dict]]:
         """Queue `prompt`, follow the websocket to its end; return (history entry, events)."""
         client_id = uuid.uuid4().hex
         ws = self.websocket(client_id)
@@ -191,7 +191,7 @@ class Client:
             ws.close()
         return self.history(prompt_id), events
 
-    def history(self, prompt_id: str, timeout: float = 10) -> dict:
+    def history(self, prompt_id: str, timeout: float = 60) -> dict:
         # /history can lag execution_success a little on the first prompt.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -20,7 +20,6 @@ import json
 import threading
 import time
 from pathlib import Path
-from unittest import mock
 
 import requests
 from aiohttp import web
@@ -31,8 +30,8 @@ from comfyui_sagemaker.core.environments import manifest_key
 from comfyui_sagemaker.core.parameters import IMAGE_NODE, MODEL_NODES, OUTPUT_NODE
 from comfyui_sagemaker.core.store import blob_key
 from comfyui_sagemaker.core.templates import now
-from comfyui_sagemaker.server_routes.context import ComfyFacts, ComfyHost
-from comfyui_sagemaker.services import EndpointsRouter, Services
+from comfyui_sagemaker.server_routes.context import ComfyFacts, Context
+from comfyui_sagemaker.services import Services
 
 from .comfyui import ROOT
 from .fake_endpoints import FakeEndpoints
@@ -147,17 +146,12 @@ class FakeComfy:
             catalog=Catalog(self.base / "input", models), send_event=self._send, multi_user=multi_user)
         self.app = web.Application(client_max_size=MAX_UPLOAD)
         routes = web.RouteTableDef()
-        # The start-up work (sweeps, re-adoption, watchers) runs only when a test asks (`background`); the
-        # requirements check (package metadata read at each start) is skipped: this Python is the dev one.
-        with mock.patch.object(server_routes, "_start_background", lambda ctx: None), \
-                mock.patch.object(server_routes, "_check_requirements", lambda ctx: None):
-            self.ctx = server_routes.register(routes, self.app, self.facts)
+        # ComfyUI's registration (server_routes.register) but for its start-up work (sweeps, re-adoption,
+        # watchers), which runs only when a test asks (`background`), and the requirements check (package metadata
+        # read at each start): this Python is the dev one. Every endpoint of every configuration is the fake.
+        self.ctx = Context(self.facts, providers={endpoints.kind: lambda: endpoints})
+        server_routes.install(routes, self.app, self.ctx)
         self.app.add_routes(routes)
-        self.services = Services(self.ctx.config, ComfyHost(self.facts), self.config_dir, self.ctx.events.send)
-        self.services.reload_config = lambda: config_mod.load(self.config_dir)
-        # The one place that picks a provider routes every endpoint to the fake.
-        self.services.__dict__["endpoints"] = EndpointsRouter({endpoints.kind: lambda: endpoints}, (endpoints.kind,))
-        self.ctx._services = self.services
         told = endpoints.on_change
         endpoints.on_change = lambda view: (told(view), self.services.send_event("sagemaker.endpoint", view))
         self.url = ""
@@ -183,6 +177,11 @@ class FakeComfy:
                 if not e.startswith("sagemaker.") and (d or {}).get("prompt_id") == prompt_id]
 
     # the services
+
+    @property
+    def services(self) -> Services:
+        """The services of the configuration that runs."""
+        return self.ctx.services
 
     @property
     def executions(self):
@@ -213,8 +212,8 @@ class FakeComfy:
             time.sleep(0.01)
 
     def background(self) -> None:
-        """The start-up work a ComfyUI does (server_routes._background), here and now: what a restart runs."""
-        server_routes._background(self.ctx)
+        """The start-up work a ComfyUI does (Extension.start), here and now: what a restart runs."""
+        self.ctx.extension.start(wait=True)
 
     # the HTTP face
 
@@ -255,7 +254,7 @@ class FakeComfy:
 
     def close(self) -> None:
         """What a ComfyUI's exit stops: its services' watchers, its run threads once idle, its HTTP face."""
-        self.services.close()
+        self.ctx.extension.stop()
         if "executions" in self.services.__dict__:
             self.services.executions.pool.shutdown(wait=False, cancel_futures=True)
         with self._serving:

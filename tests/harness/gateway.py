@@ -43,7 +43,7 @@ class Gateway:
                str(self.drain_seconds), *self.args]
         return cmd + (["--config-dir", str(self.config_dir)] if self.config_dir else [])
 
-    def start(self, timeout: float = 60) -> Gateway:
+    def start(self, timeout: float = 120) -> Gateway:
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.command(), env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
                                      stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd or self.log_path.parent)
@@ -108,7 +108,7 @@ class WebhookReceiver:
                 receiver.received.append((dict(self.headers.items()), body, time.monotonic()))
                 answer = receiver.answers.pop(0) if receiver.answers else 200
                 if answer == "hang":
-                    receiver.released.wait(60)
+                    receiver.released.wait(300)
                     return
                 self.send_response(int(answer))
                 self.send_header("Content-Length", "0")
@@ -131,7 +131,7 @@ class WebhookReceiver:
     def bodies(self) -> list[dict]:
         return [json.loads(body) for _, body, _ in self.received]
 
-    def wait(self, count: int, timeout: float = 60) -> None:
+    def wait(self, count: int, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while len(self.received) < count and time.monotonic() < deadline:
             time.sleep(0.05)

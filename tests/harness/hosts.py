@@ -64,7 +64,7 @@ def service(store, host, tmp_path):
 
 def publish_and_wait(svc, name="Env1", **kw):
     job = svc.publish(name, include="all", endpoint={"kind": "local"}, **kw)
-    return svc.jobs.wait(job.id, 60)
+    return svc.jobs.wait(job.id, 180)
 
 
 def model(host, name, data):

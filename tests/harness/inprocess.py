@@ -62,8 +62,8 @@ class InProcess:
         return requests.request(method, self.url + path, **kw)
 
     def stop(self) -> None:
-        if self.ctx is not None and self.ctx._services is not None:
-            self.ctx._services.close()
+        if self.ctx is not None:
+            self.ctx.extension.stop()
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(timeout=60)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -61,7 +61,11 @@ def registry_install(custom_nodes: Path, folder: str, archive: Path) -> Path:
 
 def run(cmd: list[str], cwd: Path | None = None, env: dict | None = None,
         timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+    """`cmd` in this session's environment without its PYTHONPATH (which points at this checkout when the
+    suite imports it from there instead of an installed package: a user's ComfyUI Python has none of it),
+    plus `env`."""
+    inherited = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run(cmd, cwd=cwd, env={**inherited, **(env or {})}, capture_output=True, text=True,
                           timeout=timeout)
 
 

@@ -27,7 +27,7 @@ class MotoServer:
         self.server.stop()
 
     def reset(self) -> None:
-        requests.post(self.url + "/moto-api/reset", timeout=10)
+        requests.post(self.url + "/moto-api/reset", timeout=30)
 
     def env(self) -> dict[str, str]:
         """What a process needs to talk to this server and nothing else."""

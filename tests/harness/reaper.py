@@ -50,7 +50,7 @@ def describe(proc: psutil.Process) -> str:
         return f"pid {proc.pid}"
 
 
-def reap(run_id: str, grace: float = 10.0) -> list[str]:
+def reap(run_id: str, grace: float = 30.0) -> list[str]:
     """Wait up to `grace` s for marked processes to end (a stop in progress), then kill what is
     left; return descriptions of what had to be killed."""
     deadline = time.monotonic() + grace

@@ -230,7 +230,8 @@ class RuntimeEmulator:
             self._loop.run_forever()
 
         threading.Thread(target=run, daemon=True, name="runtime-emulator").start()
-        self._started.wait(10)
+        if not self._started.wait(60):
+            raise RuntimeError("the runtime emulator did not start within 60 s")
         return self
 
     def stop(self) -> None:
@@ -240,5 +241,5 @@ class RuntimeEmulator:
         async def shutdown() -> None:
             await self._runner.cleanup()
 
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(60)
         self._loop.call_soon_threadsafe(self._loop.stop)

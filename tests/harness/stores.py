@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 
@@ -15,6 +17,19 @@ def aws_env(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
 
+@pytest.fixture(scope="session")
+def moto_s3_client():
+    """One S3 client for the session's in-process moto cases. Making a boto3 client is what cost each [s3]
+    case its seconds; moto's own start and reset cost milliseconds. The client is built with dummy
+    credentials and no endpoint override (as `aws_env` sets), so it cannot reach AWS; it answers only
+    inside `mock_aws()`."""
+    import boto3
+    import moto  # noqa: F401 - moto's botocore hook must be in place before the client is made
+
+    return boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                 region_name="us-east-1").client("s3", endpoint_url=None)
+
+
 @pytest.fixture(params=["folder", "s3"])
 def store(request, tmp_path, aws_env):
     if request.param == "folder":
@@ -22,11 +37,11 @@ def store(request, tmp_path, aws_env):
 
         yield FolderStore(tmp_path / "store")
         return
-    import boto3
     from comfyui_sagemaker.aws.s3_store import S3Store
     from moto import mock_aws
 
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="contract-bucket")
-        yield S3Store("contract-bucket", "team/a", s3_client=s3)
+    s3 = request.getfixturevalue("moto_s3_client")
+    with mock_aws():  # each case its own moto state; a bucket and prefix of its own besides
+        bucket = f"contract-{uuid.uuid4().hex[:12]}"
+        s3.create_bucket(Bucket=bucket)
+        yield S3Store(bucket, "team/a", s3_client=s3)

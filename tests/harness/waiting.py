@@ -1,4 +1,5 @@
-"""Polling with a deadline: a condition that never holds fails the test instead of hanging it."""
+"""Polling with a deadline: a condition that never holds fails the test instead of hanging it. Deadlines are
+generous (a busy two-core machine must not miss them): they bound a hang, they do not measure anything."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(cond: Callable[[], T], timeout: float = 30, what: str = "condition") -> T:
+def wait_for(cond: Callable[[], T], timeout: float = 120, what: str = "condition") -> T:
     """Call `cond` until it returns something truthy; return that."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

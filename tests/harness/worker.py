@@ -49,9 +49,9 @@ class WorkerProcess:
         return self
 
     def status(self) -> dict:
-        return requests.get(self.url + "/status", timeout=5, headers=self.headers).json()
+        return requests.get(self.url + "/status", timeout=30, headers=self.headers).json()
 
-    def wait_state(self, wanted: tuple[str, ...] = ("ready", "failed"), timeout: float = 180) -> dict:
+    def wait_state(self, wanted: tuple[str, ...] = ("ready", "failed"), timeout: float = 300) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -66,9 +66,9 @@ class WorkerProcess:
         raise AssertionError(f"worker not {wanted} in {timeout} s:\n{self.log()[-3000:]}")
 
     def ping(self) -> int:
-        return requests.get(self.url + "/ping", timeout=5).status_code
+        return requests.get(self.url + "/ping", timeout=30).status_code
 
-    def invoke(self, body: dict, stream: bool = False, timeout: float = 120) -> requests.Response:
+    def invoke(self, body: dict, stream: bool = False, timeout: float = 300) -> requests.Response:
         headers = {**self.headers, **({"Accept": "application/x-ndjson"} if stream else {})}
         return requests.post(self.url + "/invocations", json=body, headers=headers, timeout=timeout, stream=stream)
 
@@ -95,3 +95,45 @@ class WorkerProcess:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         comfy = self.root / "base" / "comfyui.log"
         return text + ("\n--- comfyui ---\n" + comfy.read_text(errors="replace") if comfy.exists() else "")
+
+
+class SharedWorker:
+    """One worker process shared by the modules that test the worker program itself (a start costs a ComfyUI
+    start). A module takes it with `take()`: running, ready and idle; if a run is still in it (a module that
+    failed while holding one) or it died, a fresh one replaces it, so no module waits on another's leftovers."""
+
+    CANCEL_HOLD = 15.0  # seconds a cancel for an id it does not have is kept
+    SETTINGS = {"WORKER_CANCEL_POLL": "0.1", "WORKER_CANCEL_HOLD": str(CANCEL_HOLD)}  # cancel markers: every 0.1 s
+
+    def __init__(self, manifest_uri: str, roots, token: str):
+        self.manifest_uri, self.roots, self.token = manifest_uri, roots, token
+        self.worker: WorkerProcess | None = None
+
+    def take(self, idle_within: float = 30) -> WorkerProcess:
+        if self.worker is not None and not self._idle(idle_within):
+            self.worker.stop()
+            self.worker = None
+        if self.worker is None:
+            self.worker = WorkerProcess(self.manifest_uri, self.roots(), self.SETTINGS, token=self.token).start()
+            status = self.worker.wait_state()
+            assert status["state"] == "ready", (status, self.worker.log()[-3000:])
+        return self.worker
+
+    def _idle(self, within: float) -> bool:
+        deadline = time.monotonic() + within
+        while self.worker.proc.poll() is None:
+            try:
+                status = self.worker.status()
+                if status["state"] == "ready" and not status["queue"] and \
+                        all(c["execution"] is None for c in status["comfyuis"]):
+                    return True
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return False
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()

@@ -24,7 +24,7 @@ def held(store: FolderStore):
 
     def slow(sha256, size):
         started.set()
-        release.wait(30)
+        release.wait(300)
         return real(sha256, size)
 
     store.has_blob = slow
@@ -40,13 +40,13 @@ def test_force_delete_cancels_the_publish_and_nothing_comes_back(tmp_path, host,
         assert publish_and_wait(svc, "Env1").state == "succeeded"
     started, release = held(store)
     job = svc.publish("Env1", include="all")
-    assert started.wait(10)
+    assert started.wait(120)
     with pytest.raises(Conflict, match="being published"):
         svc.delete("Env1")  # without force: says why
     deleted = threading.Thread(target=svc.delete, args=("Env1", True))
     deleted.start()
     release.set()
-    deleted.join(30)
+    deleted.join(120)
     assert not deleted.is_alive()
     assert svc.jobs.get(job.id).state == "cancelled"
     assert not svc.exists("Env1") and store.list("environments/") == []
@@ -62,10 +62,10 @@ def test_a_delete_from_another_comfyui_is_not_undone_by_the_publish(tmp_path, ho
     assert publish_and_wait(svc, "Env1").state == "succeeded"
     started, release = held(store)
     job = svc.publish("Env1", include="all")
-    assert started.wait(10)
+    assert started.wait(120)
     other = service(FolderStore(tmp_path / "store"), host, tmp_path)  # its own jobs: it cannot cancel ours
     other.delete("Env1", force=True)
     release.set()
-    job = svc.jobs.wait(job.id, 30)
+    job = svc.jobs.wait(job.id, 120)
     assert job.state == "failed" and "deleted while it was being published" in job.error["message"]
     assert not svc.exists("Env1") and store.list("environments/") == []

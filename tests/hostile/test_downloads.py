@@ -296,7 +296,7 @@ def models(tmp_path):
 
 
 def finished(svc: ModelService, job):
-    job = svc.jobs.wait(job.id, 30)
+    job = svc.jobs.wait(job.id, 120)
     assert job.state != "running"
     return job
 
@@ -349,7 +349,7 @@ def test_a_second_download_to_the_same_name_while_one_runs_is_refused(models):
     gate = threading.Event()
 
     def answer(n, path, rng):
-        gate.wait(10)
+        gate.wait(120)
         return ranged(A, rng)
 
     with ScriptedServer(answer) as server:

@@ -36,7 +36,7 @@ class SlowSnapshot(FolderHost):
 
     def snapshot(self):
         self.planning.set()
-        self.until.wait(30)
+        self.until.wait(300)
         return super().snapshot()
 
 
@@ -66,16 +66,16 @@ def test_two_comfyuis_publishing_one_environment_at_once_one_is_refused(tmp_path
     second = threading.Thread(target=publish_b)
     second.start()
     # B is planning (or already answered) while A's publish is in flight; then A ends.
-    wait_for(lambda: host_b.planning.is_set() or "b" in answers, 30, "the second publish planning or answered")
-    assert a.jobs.wait(job_a.id, 60).state == "succeeded"
+    wait_for(lambda: host_b.planning.is_set() or "b" in answers, 120, "the second publish planning or answered")
+    assert a.jobs.wait(job_a.id, 120).state == "succeeded"
     first_done.set()
-    second.join(60)
+    second.join(120)
     assert isinstance(answers["b"], DeployInProgress), answers["b"]  # 409 deploy_in_progress, as the README says
     assert "a's ComfyUI is publishing" in answers["b"].message
     assert a.versions("Env1") == [1]
     # Once the first has ended, a publish is a publish: v2.
     job = b.publish("Env1", include="all")
-    assert b.jobs.wait(job.id, 60).state == "succeeded" and b.versions("Env1") == [1, 2]
+    assert b.jobs.wait(job.id, 120).state == "succeeded" and b.versions("Env1") == [1, 2]
 
 
 def test_a_publish_refused_while_planning_leaves_the_lease_and_the_name_free(tmp_path):
@@ -192,13 +192,13 @@ def test_a_sigkilled_writers_temporary_files_are_swept_at_the_next_start_even_if
 
     killed, alive = writer(tmp_path), None
     try:
-        wait_for(lambda: (tmp_path / f"writing-{killed.pid}").exists(), 60, "the writer mid-copy")
+        wait_for(lambda: (tmp_path / f"writing-{killed.pid}").exists(), 120, "the writer mid-copy")
         left = temporary(tmp_path)
         assert len(left) == 3, left  # a store temp file, an upload, a publish folder: seconds old
         killed.kill()
-        killed.wait(10)
+        killed.wait(60)
         alive = writer(tmp_path)  # another process writing right now, on the same store and state folder
-        wait_for(lambda: (tmp_path / f"writing-{alive.pid}").exists(), 60, "the other writer mid-copy")
+        wait_for(lambda: (tmp_path / f"writing-{alive.pid}").exists(), 120, "the other writer mid-copy")
         being_written = temporary(tmp_path) - left
         # The next start (services.sweep(): the store's sweep and our scratch folder's, among others).
         FolderStore(tmp_path / "store").sweep()
@@ -208,7 +208,7 @@ def test_a_sigkilled_writers_temporary_files_are_swept_at_the_next_start_even_if
         for proc in (killed, alive):
             if proc is not None and proc.poll() is None:
                 proc.kill()
-                proc.wait(10)
+                proc.wait(60)
 
 
 @pytest.mark.comfyui
@@ -232,13 +232,13 @@ def test_a_v2_upload_cut_by_a_sigkill_is_in_our_folder_and_swept_when_the_gatewa
                       f"Content-Length: {total}\r\n\r\n").encode() + head + b"\0" * (4 * 1024 * 1024))
         scratch = config / "tmp"
         # The upload is being received into our own folder (not the system's temporary folder).
-        wait_for(lambda: scratch.is_dir() and any(p.stat().st_size > 0 for p in scratch.iterdir()), 60,
+        wait_for(lambda: scratch.is_dir() and any(p.stat().st_size > 0 for p in scratch.iterdir()), 120,
                  "the upload's temporary file in the gateway's folder")
         first.proc.kill()  # SIGKILL mid-upload: nothing is cleaned on the way out
-        first.proc.wait(10)
+        first.proc.wait(60)
         assert list(scratch.iterdir())  # left behind, seconds old
         second = Gateway(tmp_path, env=env, config_dir=config).start()
-        wait_for(lambda: not list(scratch.iterdir()), 60, "the next gateway to sweep it")
+        wait_for(lambda: not list(scratch.iterdir()), 120, "the next gateway to sweep it")
     finally:
         sock.close()
         first.stop()

@@ -77,7 +77,7 @@ def test_a_manifest_the_worker_cannot_use_fails_its_start_with_a_reason(store, t
     store.put(key, manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode())
     w = WorkerProcess(f"{store.root.resolve().as_uri()}/{key}", tmp_path / "w").start()
     try:
-        status = w.wait_state(timeout=60)
+        status = w.wait_state()
         assert status["state"] == "failed" and words in status["reason"], status
         assert "worker failed:" in w.log()
         assert not any((tmp_path / "w" / "base").glob("**/etc/passwd"))
@@ -98,7 +98,7 @@ def test_the_endpoint_shows_why_its_worker_failed(comfyui):
                              "python_packages": [{"name": "--index-url=http://x", "version": "1"}]}).encode())
     try:
         assert client.post("/sagemaker/endpoints", json={"environment": env}).status_code == 202
-        endpoint = wait_endpoint(client, env, timeout=60)
+        endpoint = wait_endpoint(client, env)
         assert endpoint["state"] == "Failed" and "needs a plain name and version" in endpoint["reason"], endpoint
         # One broken manifest never hides the list: it is listed with what is wrong.
         listed = {e["name"]: e for e in client.get("/sagemaker/environments").json()["environments"]}

@@ -28,7 +28,7 @@ def unblock(path: Path) -> None:
         pass
 
 
-def within(call, fifo: Path | None = None, timeout: float = 20):
+def within(call, fifo: Path | None = None, timeout: float = 120):
     """`call()`'s outcome (its value or the exception it raised), failing the test if it waits."""
     box: dict = {}
 
@@ -96,7 +96,7 @@ def test_an_archive_or_a_file_to_hash_that_is_a_fifo_is_refused(tmp_path):
 def start_failing_worker(store: FolderStore, key: str, root: Path) -> dict:
     w = WorkerProcess(f"{store.root.resolve().as_uri()}/{key}", root).start()
     try:
-        return w.wait_state(timeout=60)
+        return w.wait_state()
     finally:
         w.stop()
 

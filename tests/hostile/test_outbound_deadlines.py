@@ -33,7 +33,7 @@ TRICKLES = [pytest.param({"answer": b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 200}
             pytest.param({"head": HEAD, "answer": b" " * 200}, id="body")]
 
 
-def ends(call, timeout: float = 60):
+def ends(call, timeout: float = 120):
     """Run `call` in a thread; its result (or exception) once it ends; fails the test if it does not."""
     box: dict = {}
 

@@ -71,7 +71,7 @@ def test_broadcasts_reach_only_subscribed_browsers(guarded):
         ws_in.close()
 
 
-def receive_until(ws, wanted, timeout: float = 60) -> dict:
+def receive_until(ws, wanted, timeout: float = 120) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         msg = ws.recv()

@@ -105,7 +105,7 @@ def test_an_attempt_is_counted_when_it_starts(tmp_path):
     svc = services(tmp_path, retry=2, timeout=30)
     with TrickleServer(hang=True) as receiver:  # takes the request, never answers
         end_run(svc, receiver.url + "/hook")
-        assert receiver.received.wait(30)
+        assert receiver.received.wait(120)
         held = hook(svc)  # the first attempt is still open: the record already counts it
         svc.webhooks.drain(0)
     assert held["state"] == "sending" and held["attempts"] == 1
@@ -135,7 +135,7 @@ def test_a_secret_fixed_during_the_retries_is_used(tmp_path):
         bad.chmod(0o600)
     with WebhookReceiver() as receiver:
         end_run(svc, receiver.url, checked=False)  # the secret broke after the run was made
-        wait_for(lambda: hook(svc).get("last_error"), 30, "a failed attempt recorded")
+        wait_for(lambda: hook(svc).get("last_error"), 120, "a failed attempt recorded")
         path.write_text(GOOD_SECRET + "\n")  # the designer fixes it: the next attempt signs with it
         done = final(svc)
     assert done["state"] == "delivered", done

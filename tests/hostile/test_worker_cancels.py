@@ -11,39 +11,30 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 
 import pytest
 from comfyui_sagemaker.core.cancel_tokens import digest_of, marker, new_token
 from comfyui_sagemaker.core.executions import CANCEL_PREFIX, new_id
 from comfyui_sagemaker.local.folder_store import FolderStore
 from comfyui_sagemaker.worker.cancels import MAX_EARLY, CancelBook
-from harness.envs import publish_environment
 from harness.waiting import wait_for
-from harness.worker import WorkerProcess
+from harness.worker import SharedWorker, WorkerProcess
 
-HOLD = 15.0  # seconds a cancel for an unknown id is kept, on this test's worker
+HOLD = SharedWorker.CANCEL_HOLD  # seconds a cancel for an unknown id is kept, on the session's worker
 
 
 def held(signal: str, color: int = 5) -> dict:
     return {"1": {"class_type": "EmptyImage", "inputs": {"width": 2, "height": 2, "batch_size": 1, "color": color}},
-            "2": {"class_type": "SMTestWait", "inputs": {"image": ["1", 0], "signal": signal, "timeout": 120}},
+            "2": {"class_type": "SMTestWait", "inputs": {"image": ["1", 0], "signal": signal, "timeout": 600}},
             "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "cancels"}}}
 
 
 @pytest.fixture(scope="module")
-def rig(comfyui, tmp_path_factory):
-    signals = tmp_path_factory.mktemp("cancel-signals")
-    _, env, job = publish_environment(comfyui.client(), held(str(signals / "never")))
-    store_dir = comfyui.user_dir / "__sagemaker" / "store"
-    uri = f"{store_dir.resolve().as_uri()}/environments/{env.lower()}/versions/v{job['result']['version']:06d}.json"
-    worker = WorkerProcess(uri, tmp_path_factory.mktemp("cancel-worker"), token=uuid.uuid4().hex,
-                           extra_env={"WORKER_CANCEL_POLL": "0.1", "WORKER_CANCEL_HOLD": str(HOLD)}).start()
-    try:
-        assert worker.wait_state()["state"] == "ready", worker.log()[-3000:]
-        yield worker, FolderStore(store_dir), signals
-    finally:
-        worker.stop()
+def rig(comfyui, shared_worker, tmp_path_factory):
+    """The session's worker (tests/conftest.py: a secret, the test pack, cancel markers looked for every
+    0.1 s, early cancels kept HOLD s), its store, and a folder for signal files."""
+    return (shared_worker.take(), FolderStore(comfyui.user_dir / "__sagemaker" / "store"),
+            tmp_path_factory.mktemp("cancel-signals"))
 
 
 class Run:
@@ -71,7 +62,7 @@ class Run:
     def holding(self) -> bool:
         return any(e["type"] == "executing" and (e["data"] or {}).get("node") == "2" for e in self.events)
 
-    def done(self, timeout: float = 120) -> dict:
+    def done(self, timeout: float = 300) -> dict:
         self.thread.join(timeout)
         assert self.result is not None, f"run {self.id} gave no result"
         return self.result
@@ -92,7 +83,7 @@ def refused(r) -> bool:
 def test_a_cancel_without_the_runs_token_is_refused_and_the_run_completes(rig):
     worker, store, signals = rig
     a = Run(worker, str(signals / "a"))
-    wait_for(a.holding, timeout=60, what="the run held")
+    wait_for(a.holding, what="the run held")
     b = Run(worker, str(signals / "b"))  # queued behind it
     wait_for(lambda: worker.status()["queue"] == [b.id], timeout=120, what="the second run queued")
     other = new_token()
@@ -104,7 +95,7 @@ def test_a_cancel_without_the_runs_token_is_refused_and_the_run_completes(rig):
     store.put(f"{CANCEL_PREFIX}{b.id}", marker(other))
     (signals / "a").write_text("go")
     assert a.done()["status"] == "succeeded"
-    wait_for(b.holding, timeout=60, what="the queued run to start, never cancelled")
+    wait_for(b.holding, what="the queued run to start, never cancelled")
     (signals / "b").write_text("go")
     assert b.done()["status"] == "succeeded"
     assert worker.status()["cancels"] == {"runs": 0, "early_cancels": 0}
@@ -114,7 +105,7 @@ def test_a_cancel_without_the_runs_token_is_refused_and_the_run_completes(rig):
 def test_a_run_invoked_without_a_token_cannot_be_cancelled_by_anyone(rig):
     worker, _, signals = rig
     old = Run(worker, str(signals / "old"), with_token=False)  # an older caller's invocation
-    wait_for(old.holding, timeout=60, what="the run held")
+    wait_for(old.holding, what="the run held")
     assert refused(cancel(worker, old.id, old.token)) and refused(cancel(worker, old.id, new_token()))
     (signals / "old").write_text("go")
     assert old.done()["status"] == "succeeded"
@@ -124,16 +115,17 @@ def test_a_run_invoked_without_a_token_cannot_be_cancelled_by_anyone(rig):
 def test_the_runs_own_token_cancels_it_queued_running_or_by_marker(rig):
     worker, store, signals = rig
     a = Run(worker, str(signals / "never"))
-    wait_for(a.holding, timeout=60, what="the run held")
+    wait_for(a.holding, what="the run held")
     b = Run(worker, str(signals / "never"))
-    c = Run(worker, str(signals / "never"))
-    wait_for(lambda: worker.status()["queue"] == [b.id, c.id], timeout=120, what="two runs queued")
+    wait_for(lambda: worker.status()["queue"] == [b.id], what="a run queued")
+    c = Run(worker, str(signals / "never"))  # sent once b is queued: two requests in flight at once race
+    wait_for(lambda: worker.status()["queue"] == [b.id, c.id], what="two runs queued")
     assert cancel(worker, b.id, b.token).json() == {"cancelled": True, "state": "queued"}
     assert b.done()["error"]["code"] == "cancelled" and not b.holding()
     r = cancel(worker, a.id, a.token).json()
     assert r["cancelled"] is True and r["state"] == "running"
     assert a.done()["error"]["code"] == "interrupted"
-    wait_for(c.holding, timeout=60, what="the third run to start")
+    wait_for(c.holding, what="the third run to start")
     store.put(f"{CANCEL_PREFIX}{c.id}", marker(c.token))  # what SageMakerEndpoints.cancel writes
     assert c.done()["error"]["code"] == "interrupted"
     # A cancel that overtakes its invocation, with the run's token, cancels it when it arrives.
@@ -155,7 +147,7 @@ def test_cancels_for_ids_it_does_not_have_are_bounded_and_expire(rig):
     for i in range(MAX_EARLY + 200):
         assert cancel(worker, f"{i:0128d}", new_token()).status_code == 200
     assert worker.status()["cancels"]["early_cancels"] <= MAX_EARLY
-    wait_for(lambda: worker.status()["cancels"]["early_cancels"] == 0, timeout=90,
+    wait_for(lambda: worker.status()["cancels"]["early_cancels"] == 0, timeout=180,
              what=f"cancels for unknown ids forgotten after {HOLD} s")
 
 

@@ -186,7 +186,7 @@ def test_two_copies_under_two_names_the_second_refuses_naming_the_first(python, 
     base = tmp_path / "base"
     copies = [copy_extension(base / "custom_nodes", "ComfyUI-SageMaker"),
               registry_install(base / "custom_nodes", FOLDER, archive)]
-    server = ComfyUI(base, python=python).start()
+    server = ComfyUI(base, python=python, env={"PYTHONPATH": ""}).start()  # nothing of the checkout's on its path
     try:
         assert server.client().get("/sagemaker/health").json()["ok"]
         log = server.log()

@@ -28,7 +28,7 @@ INDEX = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+js
 
 def held(signal: str) -> dict:
     return {"1": {"class_type": "EmptyImage", "inputs": {"width": 2, "height": 2, "batch_size": 1, "color": 1}},
-            "2": {"class_type": "SMTestWait", "inputs": {"image": ["1", 0], "signal": signal, "timeout": 120}},
+            "2": {"class_type": "SMTestWait", "inputs": {"image": ["1", 0], "signal": signal, "timeout": 600}},
             "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "held"}}}
 
 
@@ -68,7 +68,7 @@ def test_folder_store_to_s3_without_a_restart(designer, moto_server, tmp_path):
                                                    "client_id": uuid.uuid4().hex})
     assert r.status_code == 202, r.text
     running = r.json()["execution_id"]
-    wait_for(lambda: client.get(f"/sagemaker/executions/{running}").json()["state"] == "running", 60)
+    wait_for(lambda: client.get(f"/sagemaker/executions/{running}").json()["state"] == "running")
 
     # The admin's one command writes this ComfyUI's configuration; nothing changes until it is applied.
     r = cli(moto_server, "aws", "setup", "--stack", STACK, "--region", "us-east-1", "--prefix", "studio",
@@ -107,7 +107,7 @@ def test_folder_store_to_s3_without_a_restart(designer, moto_server, tmp_path):
     # The run in flight finishes on the old store, its output where /view serves it.
     Path(signal).write_text("go")
     folder_record = next(iter((config_dir / "store" / "executions" / "records").rglob(f"{running}.json")))
-    wait_for(lambda: json.loads(folder_record.read_text())["state"] == "succeeded", 60)
+    wait_for(lambda: json.loads(folder_record.read_text())["state"] == "succeeded")
     assert list((designer.output_dir / "sagemaker" / running).glob("*.png"))
 
     # Running setup again is safe: same stack, same configuration. (CloudFormation answers "No updates are to
@@ -173,7 +173,7 @@ def test_the_token_is_write_only_and_changes_are_same_origin(designer):
     try:
         r = client.put("/sagemaker/config", json={"changes": {"token": secret}})
         assert r.status_code == 200 and secret not in r.text and r.json()["effective"]["token"] is True
-        page.settimeout(10)
+        page.settimeout(120)
         while (event := json.loads(page.recv()))["type"] != "sagemaker.changed":
             pass
         assert event["data"] == {"collection": "config"}  # it learns, and then asks for the token
@@ -200,7 +200,7 @@ def test_teardown_deletes_endpoints_first_and_a_bucket_with_data_only_when_told(
     r = client.post("/sagemaker/environments", json={"name": env, "templates": [template], "endpoint": {
         "kind": "sagemaker", "instance_type": "ml.g4dn.xlarge", "initial_count": 1, "mode": "async"}})
     assert r.status_code == 202 and wait_job(client, r.json()["job"]["id"])["state"] == "succeeded", r.text
-    endpoint = wait_endpoint(client, env, timeout=60)
+    endpoint = wait_endpoint(client, env)
     assert endpoint["state"] == "InService", endpoint
     bucket = client.get("/sagemaker/health").json()["store"]["bucket"]
 

@@ -35,21 +35,21 @@ def close_to(data: bytes, color, tolerance=1) -> bool:
 
 def test_every_route_needs_the_token_even_on_loopback(gateway, v2):
     _, env, params, _ = v2
-    assert requests.get(gateway.url + "/health", timeout=10).json()["ok"] is True
-    public = requests.get(gateway.url + "/sagemaker/health", timeout=10).json()
+    assert requests.get(gateway.url + "/health", timeout=30).json()["ok"] is True
+    public = requests.get(gateway.url + "/sagemaker/health", timeout=30).json()
     assert public["token_required"] is True and public["authorized"] is False and "store" not in public
     for path in ("/sagemaker/templates", f"/sagemaker/templates/{params}", "/sagemaker/executions"):
-        r = requests.get(gateway.url + path, timeout=10)
+        r = requests.get(gateway.url + path, timeout=30)
         assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", (path, r.text)
         assert gateway.get(path).status_code == 200, path
-    r = requests.get(f"{gateway.url}/sagemaker/v2/{env}/api/v2/jobs", timeout=10)
+    r = requests.get(f"{gateway.url}/sagemaker/v2/{env}/api/v2/jobs", timeout=30)
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
-    wrong = requests.get(f"{gateway.url}/sagemaker/templates", headers={"Authorization": "Bearer nope"}, timeout=10)
+    wrong = requests.get(f"{gateway.url}/sagemaker/templates", headers={"Authorization": "Bearer nope"}, timeout=30)
     assert wrong.status_code == 403
     # Only the run APIs: no publishing, no configuration, no ComfyUI routes.
     for method, path in (("POST", "/sagemaker/environments"), ("PUT", "/sagemaker/config"),
                          ("POST", "/sagemaker/templates"), ("GET", "/prompt")):
-        r = requests.request(method, gateway.url + path, headers=gateway.headers(), json={}, timeout=10)
+        r = requests.request(method, gateway.url + path, headers=gateway.headers(), json={}, timeout=30)
         assert r.status_code in (404, 405) and r.json()["error"]["code"] in ("not_found", "method_not_allowed")
     doc = gateway.get("/sagemaker/openapi.json").json()
     assert "/sagemaker/v2/{environment}/api/v2/jobs" in doc["paths"]
@@ -63,11 +63,11 @@ def test_the_sdk_runs_a_graph_through_the_gateway(gateway, v2, monkeypatch):
 
     _, env, _, _ = v2
     monkeypatch.setenv("COMFY_BASE_URL", f"{gateway.url}/sagemaker/v2/{env}")
-    with Comfy(api_key=gateway.token, timeout=60) as sdk:
+    with Comfy(api_key=gateway.token, timeout=120) as sdk:
         asset = sdk.assets.from_bytes(png(4, 2, (90, 180, 30)), filename="g.png")
         workflow = sdk.workflows.from_json(scale_prompt("unused.png", factor=0.5, prefix="gw"))
         workflow.set_input("1", "image", asset)
-        job = sdk.run(workflow, timeout=120)
+        job = sdk.run(workflow, timeout=300)
         (output,) = job.get_outputs("3")
         assert close_to(output.to_bytes(), (45, 90, 15))
     # No ComfyUI here: the output was checked against its digest and is served from the store.
@@ -99,9 +99,9 @@ def test_the_template_api_runs_without_an_input_folder(gateway, v2, comfyui):
 
 def test_a_stop_lets_the_request_in_flight_finish_and_refuses_new_ones(comfyui, v2, tmp_path):
     _, env, params, _ = v2
-    gw = Gateway(tmp_path, config_dir=comfyui.user_dir / "__sagemaker", drain_seconds=60).start()
+    gw = Gateway(tmp_path, config_dir=comfyui.user_dir / "__sagemaker", drain_seconds=300).start()
     release = tmp_path / "release"
-    held = scale_prompt("unused.png", prefix="drain", wait_for=str(release), timeout=60)
+    held = scale_prompt("unused.png", prefix="drain", wait_for=str(release), timeout=600)
     answer: dict = {}
     try:
         asset = gw.post(f"/sagemaker/v2/{env}/api/v2/assets", files={"file": ("d.png", png(2, 2, (9, 9, 9)))},
@@ -113,7 +113,7 @@ def test_a_stop_lets_the_request_in_flight_finish_and_refuses_new_ones(comfyui, 
 
         def wait_in_flight():  # a request in flight when the stop comes: the job's event stream
             with httpx.stream("GET", f"{gw.url}/sagemaker/v2/{env}/api/v2/jobs/{job['id']}/events",
-                              headers=gw.headers(), timeout=60) as stream:
+                              headers=gw.headers(), timeout=300) as stream:
                 answer["status"] = stream.status_code
                 lines = []
                 for line in stream.iter_lines():
@@ -123,14 +123,14 @@ def test_a_stop_lets_the_request_in_flight_finish_and_refuses_new_ones(comfyui, 
 
         events = threading.Thread(target=wait_in_flight)
         events.start()
-        assert opened.wait(30)
-        deadline = time.monotonic() + 30
+        assert opened.wait(120)
+        deadline = time.monotonic() + 120
         while gw.get(f"/sagemaker/v2/{env}/api/v2/jobs/{job['id']}").json()["status"] != "running":
             assert time.monotonic() < deadline
             time.sleep(0.05)
         gw.terminate()
-        deadline = time.monotonic() + 10
-        while True:  # it stops listening at once
+        deadline = time.monotonic() + 120
+        while True:  # it stops listening at once: while the run it follows is still held
             try:
                 requests.get(gw.url + "/health", timeout=1)
             except (requests.ConnectionError, requests.ReadTimeout):
@@ -139,12 +139,12 @@ def test_a_stop_lets_the_request_in_flight_finish_and_refuses_new_ones(comfyui, 
                 break
             assert time.monotonic() < deadline, "still accepting connections"
             time.sleep(0.05)
-        events.join(15)
+        events.join(120)
         assert not events.is_alive() and answer["status"] == 200  # its event stream ended (reconnect)
         assert '"status":"succeeded"' not in "".join(answer["lines"])
         assert gw.proc.poll() is None  # ... while the run it follows goes on
         release.write_text("go")
-        assert gw.proc.wait(timeout=60) == 0
+        assert gw.proc.wait(timeout=300) == 0
     finally:
         release.write_text("go")
         gw.stop()

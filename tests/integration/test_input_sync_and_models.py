@@ -6,7 +6,6 @@ import time
 import uuid
 
 import pytest
-from harness.comfyui import ComfyUI
 from harness.http_server import FileServer
 from harness.images import png
 from harness.waiting import wait_for
@@ -52,28 +51,24 @@ def test_the_watcher_can_be_turned_off_and_on(comfyui, client):
     assert client.post("/sagemaker/inputs/watcher", json={"enabled": "yes"}).status_code == 400
 
 
-def test_inputs_reach_s3_on_moto(moto_server, tmp_path):
-    bucket = f"inputs-{uuid.uuid4().hex[:8]}"
-    s3 = moto_server.client("s3")
-    s3.create_bucket(Bucket=bucket)
-    env = {**moto_server.env(), "COMFYUI_SAGEMAKER_STORE": "s3", "COMFYUI_SAGEMAKER_S3_BUCKET": bucket,
-           "COMFYUI_SAGEMAKER_S3_PREFIX": "team"}
-    server = ComfyUI(tmp_path / "base", env=env).start()
-    try:
-        client = server.client()
-        assert client.get("/sagemaker/health").json()["store"] == {"kind": "s3", "bucket": bucket, "prefix": "team"}
-        data = png(4, 2, (7, 7, 7))
-        (server.input_dir / "s3.png").write_bytes(data)
-        entry = wait_for(lambda: synced(client, "s3.png"))
-        body = s3.get_object(Bucket=bucket, Key=f"team/blobs/sha256/{entry['sha256']}")["Body"].read()
-        assert body == data
-        # Templates go to S3 through the same store.
-        t = {"name": "OnS3", "workflow": {"nodes": []}, "prompt": {"1": {"class_type": "EmptyImage", "inputs": {}}}}
-        assert client.post("/sagemaker/templates", json=t).status_code == 201
-        assert client.post("/sagemaker/templates", json=t).json()["error"]["code"] == "template_exists"
-        assert s3.head_object(Bucket=bucket, Key="team/templates/_on_s3.json")["ContentLength"] > 0
-    finally:
-        server.stop()
+def test_inputs_reach_s3_on_moto(aws_rig):
+    """On the session's ComfyUI whose store is S3 on moto (tests/harness/aws_rig.py)."""
+    server, s3, bucket, prefix = aws_rig.comfyui, aws_rig.s3, aws_rig.bucket, aws_rig.prefix
+    client = server.client()
+    assert client.get("/sagemaker/health").json()["store"] == {"kind": "s3", "bucket": bucket, "prefix": prefix}
+    name = f"s3{uuid.uuid4().hex[:8]}.png"
+    data = png(4, 2, (7, 7, 7))
+    (server.input_dir / name).write_bytes(data)
+    entry = wait_for(lambda: synced(client, name))
+    body = s3.get_object(Bucket=bucket, Key=f"{prefix}/blobs/sha256/{entry['sha256']}")["Body"].read()
+    assert body == data
+    # Templates go to S3 through the same store.
+    template = f"OnS3{uuid.uuid4().hex[:8]}"
+    t = {"name": template, "workflow": {"nodes": []}, "prompt": {"1": {"class_type": "EmptyImage", "inputs": {}}}}
+    assert client.post("/sagemaker/templates", json=t).status_code == 201
+    assert client.post("/sagemaker/templates", json=t).json()["error"]["code"] == "template_exists"
+    key = f"{prefix}/templates/_on_s3{template[4:]}.json"
+    assert s3.head_object(Bucket=bucket, Key=key)["ContentLength"] > 0
 
 
 # models

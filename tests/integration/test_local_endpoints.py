@@ -34,27 +34,24 @@ def local_endpoints(comfyui):
 
 
 @pytest.fixture(scope="module")
-def deployed(comfyui):
-    client = comfyui.client()
-    _, env, job = publish_environment(client, PROMPT, endpoint={"kind": "local"})
-    assert job["phase"] == "done"
-    endpoint = wait_endpoint(client, env)
-    assert endpoint["state"] == "InService", endpoint
-    yield env, endpoint
-    client.delete(f"/sagemaker/endpoints/{env}")
+def deployed(comfyui, local_environment):
+    """The session's environment, deployed on a local endpoint when it was published (tests/conftest.py)."""
+    env = local_environment.name
+    return env, wait_endpoint(comfyui.client(), env)
 
 
 def test_publish_deploys_an_endpoint_in_service(comfyui, client, deployed):
     env, endpoint = deployed
     assert endpoint["kind"] == "local" and endpoint["version"] == 1 and endpoint["url"].startswith("http://127.0.0.1:")
-    assert requests.get(endpoint["url"] + "/ping", timeout=5).status_code == 200
+    assert requests.get(endpoint["url"] + "/ping", timeout=30).status_code == 200
     assert env in [e["name"] for e in client.get("/sagemaker/endpoints").json()["endpoints"]]
     listed = {e["name"]: e for e in client.get("/sagemaker/environments").json()["environments"]}
     assert listed[env]["endpoint_state"] == "InService"
-    logs = client.get(f"/sagemaker/endpoints/{env}/logs").json()["logs"]
+    # The worker's own log (filtered: the session's endpoint has run long, its start is past the default tail).
+    logs = client.get(f"/sagemaker/endpoints/{env}/logs", params={"contains": "worker ready"}).json()["logs"]
     assert "worker ready" in logs
-    r = client.delete(f"/sagemaker/environments/{env}")  # an endpoint runs it
-    assert r.status_code == 409 and "endpoint" in r.json()["error"]["message"]
+    # An environment an endpoint runs is not deleted: tests/integration/test_endpoint_stop_start.py (this
+    # one is refused first for the templates bound to it).
 
 
 def test_invoke_through_the_endpoint_pixels_checked(comfyui, deployed):
@@ -94,10 +91,10 @@ def test_worker_killed_mid_invocation_fails_the_call_and_the_endpoint(comfyui, c
 
     t = threading.Thread(target=call)
     t.start()
-    assert started.wait(60)
+    assert started.wait(180)
     state = json.loads((comfyui.user_dir / "__sagemaker" / "endpoints" / env.lower() / "state.json").read_text())
     os.killpg(state["pid"], signal.SIGKILL)
-    t.join(60)
+    t.join(180)
     assert not t.is_alive() and "error" in outcome, outcome
     failed = wait_endpoint(client, env, ("Failed",))
     assert "worker exited" in failed["reason"]
@@ -147,7 +144,7 @@ def test_endpoints_are_re_adopted_when_comfyui_restarts(tmp_path):
         server = ComfyUI(base).start()
         after = wait_endpoint(server.client(), env, ("InService",))
         assert after["url"] == before["url"]  # the same worker, adopted
-        assert requests.get(after["url"] + "/ping", timeout=5).status_code == 200
+        assert requests.get(after["url"] + "/ping", timeout=30).status_code == 200
     finally:
         server.stop()
 

@@ -12,7 +12,7 @@ import time
 import uuid
 
 import pytest
-from harness.envs import publish_environment, wait_endpoint
+from harness.envs import template_on
 from PIL import Image
 
 pytestmark = pytest.mark.comfyui
@@ -27,13 +27,9 @@ def preview_prompt(color: int = 0x336699) -> dict:
 
 
 @pytest.fixture(scope="module")
-def target(comfyui):
-    client = comfyui.client()
-    template, env, _ = publish_environment(client, preview_prompt(), endpoint={"kind": "local"})
-    assert client.put(f"/sagemaker/templates/{template}", json={"environment": env}).status_code == 200
-    assert wait_endpoint(client, env)["state"] == "InService"
-    yield template
-    client.delete(f"/sagemaker/endpoints/{env}")
+def target(comfyui, local_environment):
+    """A template of the preview graph, run on the session's shared environment."""
+    return template_on(comfyui.client(), preview_prompt(), local_environment.name)
 
 
 def frames_of_a_run(client, template: str, metadata: bool, color: int = 0x336699) -> tuple[str, list, list[str]]:
@@ -49,7 +45,7 @@ def frames_of_a_run(client, template: str, metadata: bool, color: int = 0x336699
         assert r.status_code == 202, r.text
         prompt_id = r.json()["prompt_id"]
         frames, types = [], []
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             msg = ws.recv()
             if isinstance(msg, bytes):
@@ -92,19 +88,27 @@ def test_a_page_that_supports_preview_metadata_gets_the_node_and_its_prompt_id(c
 
 
 def test_a_page_that_did_not_queue_the_run_gets_no_preview(client, target):
-    other = client.websocket(uuid.uuid4().hex)
+    other_id = uuid.uuid4().hex
+    other = client.websocket(other_id)
     try:
-        other.settimeout(0.5)
         _, frames, _ = frames_of_a_run(client, target, metadata=False, color=0x040506)
         assert frames
+        # Then something for the other page alone (a local prompt it queued, with no previews): a preview
+        # frame sent to it would have arrived first, on the same socket.
+        marker = client.queue({"1": {"class_type": "EmptyImage", "inputs": {"width": 1, "height": 1,
+                                                                           "batch_size": 1, "color": 0x070809}},
+                               "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0],
+                                                                           "filename_prefix": "marker"}}}, other_id)
         got = []
-        try:
-            while True:
-                msg = other.recv()
-                if isinstance(msg, bytes):
-                    got.append(msg)
-        except Exception:  # the socket's timeout: nothing more came
-            pass
+        while True:
+            msg = other.recv()
+            if isinstance(msg, bytes):
+                got.append(msg)
+                continue
+            event = json.loads(msg)
+            if event["type"] in ("execution_success", "execution_error") and \
+                    (event.get("data") or {}).get("prompt_id") == marker:
+                break
         assert got == []
     finally:
         other.close()

@@ -14,14 +14,10 @@ pytestmark = pytest.mark.comfyui
 
 
 @pytest.fixture(scope="module")
-def s3_comfyui(moto_server, tmp_path_factory):
-    # Saved images are encrypted as configured (as the store's writes are).
-    env = {**moto_server.env(), "COMFYUI_SAGEMAKER_S3_SSE": "AES256"}
-    server = ComfyUI(tmp_path_factory.mktemp("s3-nodes") / "base", env=env).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def s3_comfyui(aws_rig):
+    """The session's ComfyUI on moto (tests/harness/aws_rig.py): saved images are encrypted as configured
+    there (COMFYUI_SAGEMAKER_S3_SSE=AES256, as the store's writes are). Each test has a bucket of its own."""
+    return aws_rig.comfyui
 
 
 @pytest.fixture
@@ -190,7 +186,7 @@ def test_access_denied_to_load_and_to_save(moto_server, bucket, tmp_path_factory
            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
     server = ComfyUI(tmp_path_factory.mktemp("s3-denied") / "base", env=env).start()
     try:
-        assert requests.post(moto_server.url + "/moto-api/reset-auth", data="0", timeout=10).ok  # IAM checks on
+        assert requests.post(moto_server.url + "/moto-api/reset-auth", data="0", timeout=30).ok  # IAM checks on
         client = server.client()
         _, events = client.run(load_preview(f"s3://{bucket}/private/a.png"))
         err = error_of(events)
@@ -202,6 +198,6 @@ def test_access_denied_to_load_and_to_save(moto_server, bucket, tmp_path_factory
         assert err["node_id"] == "3" and err["exception_type"].endswith("S3AccessDenied")
         assert f"access denied to s3://{bucket}/out/" in err["exception_message"]
     finally:
-        requests.post(moto_server.url + "/moto-api/reset-auth", data="inf", timeout=10)  # IAM checks off again
+        requests.post(moto_server.url + "/moto-api/reset-auth", data="inf", timeout=30)  # IAM checks off again
         server.stop()
     assert keys(s3, bucket, "out/") == []  # nothing was written

@@ -1,78 +1,37 @@
 """The whole artist flow on the SageMaker path: S3 store and SageMaker control plane on moto,
 the runtime through the wire-protocol emulator, the prompt on a real worker."""
 
-import time
 import uuid
 
 import pytest
-from comfyui_sagemaker.aws import naming
-from harness.comfyui import ComfyUI
-from harness.envs import unique, wait_execution, wait_job
-from harness.fixtures import install_test_models, install_test_pack
+from harness.envs import unique, wait_execution
 from harness.images import pixels, png
 from harness.prompts import scale_prompt
-from harness.runtime_emulator import RuntimeEmulator
-from harness.worker import WorkerProcess
+from harness.waiting import wait_for
 
 pytestmark = pytest.mark.comfyui
 
-BUCKET = "flow-bucket"
-PREFIX = "studio"
-STORE_URI = f"s3://{BUCKET}/{PREFIX}"
-ROLE = "arn:aws:iam::123456789012:role/ComfySageMaker"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/comfyui-sagemaker-worker:test"
-
 
 def prompt(factor=0.5, prefix="sm", wait_for=None, image="flow.png"):
-    return scale_prompt(image, factor, prefix, wait_for, timeout=20)
-
+    """Held (with `wait_for`) until the test writes that file: a hold never ends by itself mid-test."""
+    return scale_prompt(image, factor, prefix, wait_for, timeout=300)
 
 
 @pytest.fixture(scope="module")
-def rig(moto_server, tmp_path_factory):
-    s3, sm = moto_server.client("s3"), moto_server.client("sagemaker")
-    s3.create_bucket(Bucket=BUCKET)
-    emulator = RuntimeEmulator(sm, s3).start()
-    base = tmp_path_factory.mktemp("sm-flow")
-    install_test_pack(base)
-    install_test_models(base)
-    env = {**moto_server.env(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": emulator.url,
-           "COMFYUI_SAGEMAKER_STORE": "s3", "COMFYUI_SAGEMAKER_S3_BUCKET": BUCKET,
-           "COMFYUI_SAGEMAKER_S3_PREFIX": PREFIX, "COMFYUI_SAGEMAKER_REGION": "us-east-1",
-           "COMFYUI_SAGEMAKER_SAGEMAKER_ROLE_ARN": ROLE, "COMFYUI_SAGEMAKER_WORKER_IMAGE_URI": IMAGE}
-    server = ComfyUI(base, env=env).start()
-    client = server.client()
+def rig(aws_rig):
+    """The session's AWS rig (tests/harness/aws_rig.py) with a template published into two environments, one
+    on a real-time endpoint, one on an async endpoint. Yields (client, template, {mode: environment}, rig)."""
+    aws_rig.take()
+    client = aws_rig.client()
     client.upload_image("flow.png", png(4, 4, (200, 100, 50)))
     template = unique("T")
     assert client.post("/sagemaker/templates", json={"name": template, "workflow": prompt(wait_for="/x"),
                                                      "prompt": prompt()}).status_code == 201
-    envs, workers = {}, []
-    for mode in ("realtime", "async"):
-        name = unique("E")
-        r = client.post("/sagemaker/environments", json={"name": name, "templates": [template], "endpoint": {
-            "kind": "sagemaker", "instance_type": "ml.g4dn.xlarge", "initial_count": 1, "mode": mode}})
-        assert r.status_code == 202, r.text
-        job = wait_job(client, r.json()["job"]["id"])
-        assert job["state"] == "succeeded", job
-        deadline = time.monotonic() + 60
-        while client.get(f"/sagemaker/endpoints/{name}").json().get("state") != "InService":
-            assert time.monotonic() < deadline, client.get(f"/sagemaker/endpoints/{name}").text
-            time.sleep(0.2)
-        manifest_uri = f"{STORE_URI}/environments/{name.lower()}/versions/v000001.json"
-        worker = WorkerProcess(manifest_uri, base / f"worker-{mode}", moto_server.env()).start()
-        workers.append(worker)
-        envs[mode] = name
-    for mode, worker in zip(("realtime", "async"), workers, strict=True):
-        assert worker.wait_state()["state"] == "ready", worker.log()[-2000:]
-        emulator.workers[naming.endpoint_name(envs[mode], STORE_URI)] = worker.url
-    yield client, template, envs, emulator, sm
-    for worker in workers:
-        worker.stop()
-    server.stop()
-    emulator.stop()
+    envs = {mode: aws_rig.publish([template], mode) for mode in ("realtime", "async")}
+    return client, template, envs, aws_rig
 
 
-def run(client, body, timeout=90):
+def run(client, body, timeout=180):
     r = client.post("/sagemaker/executions", json=body)
     assert r.status_code == 202, r.text
     return wait_execution(client, r.json()["execution_id"], timeout)
@@ -87,7 +46,7 @@ def check_output(client, record, expected=(100, 50, 25)):
 
 @pytest.mark.parametrize("mode", ["realtime", "async"])
 def test_prompt_on_aws_end_to_end(rig, mode):
-    client, _, envs, emulator, _ = rig
+    client, _, envs, aws = rig
     client_id = uuid.uuid4().hex
     ws = client.websocket(client_id)
     try:
@@ -97,13 +56,13 @@ def test_prompt_on_aws_end_to_end(rig, mode):
     assert record["state"] == "succeeded", record
     check_output(client, record)
     operation = "InvokeEndpointWithResponseStream" if mode == "realtime" else "InvokeEndpointAsync"
-    assert (operation, naming.endpoint_name(envs[mode], STORE_URI)) in emulator.calls
+    assert (operation, aws.endpoint(envs[mode])) in aws.emulator.calls
 
 
 def test_realtime_streams_comfyuis_events_live(rig):
     import json
 
-    client, _, envs, _, _ = rig
+    client, _, envs, _ = rig
     client_id = uuid.uuid4().hex
     ws = client.websocket(client_id)
     try:
@@ -120,19 +79,22 @@ def test_realtime_streams_comfyuis_events_live(rig):
 
 
 def test_realtime_limit_is_reported_and_suggests_async(rig, tmp_path):
-    client, _, envs, emulator, _ = rig
-    emulator.realtime_limit = 1.0
+    """The prompt is held until the limit has passed (the limit is short here; the hold lasts until released)."""
+    client, _, envs, aws = rig
+    release = tmp_path / "release"
+    aws.emulator.realtime_limit = 1.0
     try:
-        record = run(client, {"prompt": prompt(prefix="slow", wait_for=str(tmp_path / "never")),
+        record = run(client, {"prompt": prompt(prefix="slow", wait_for=str(release)),
                               "environment": envs["realtime"]})
     finally:
-        emulator.realtime_limit = 60.0
+        aws.emulator.realtime_limit = 60.0
+        release.write_text("go")  # the worker's prompt ends; the worker is free for whatever comes next
+        aws.wait_worker_idle()
     assert record["state"] == "failed"
     assert "60 s" in record["error"]["message"] and "async" in record["error"]["message"]
-    time.sleep(20)  # let the held prompt time out in the worker before the next test uses it
 
 
-def test_async_failure_object_becomes_the_error(rig, moto_server):
+def test_async_failure_object_becomes_the_error(rig):
     """The extension refuses a prompt ComfyUI would refuse before it is sent (tests/integration/
     test_native_run.py); a caller that sends one anyway (another program, an older extension) gets the
     worker's refusal through SageMaker's failure object, read by the same runtime code."""
@@ -142,41 +104,38 @@ def test_async_failure_object_becomes_the_error(rig, moto_server):
     from comfyui_sagemaker.core.endpoints import InvocationFailed
     from comfyui_sagemaker.core.executions import new_id
 
-    client, _, envs, emulator, _ = rig
+    client, _, envs, aws = rig
     bad = {"1": {"class_type": "EmptyImage", "inputs": {"width": 4, "height": 4, "batch_size": 1, "color": 0}},
            "2": {"class_type": "SMTestScale", "inputs": {"image": ["1", 0], "lora_name": "style.safetensors",
                                                          "factor": 5.0}},  # over SMTestScale's max
            "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "bad"}}}
     r = client.post("/sagemaker/executions", json={"prompt": bad, "environment": envs["async"]})
     assert r.status_code == 400 and r.json()["error"]["code"] == "prompt_invalid", r.text
-    runtime = boto3.client("sagemaker-runtime", endpoint_url=emulator.url, region_name="us-east-1",
+    runtime = boto3.client("sagemaker-runtime", endpoint_url=aws.emulator.url, region_name="us-east-1",
                            aws_access_key_id="testing", aws_secret_access_key="testing")
-    s3 = moto_server.client("s3")
     with pytest.raises(InvocationFailed) as failed:
-        invoke_async(runtime, s3, S3Store(BUCKET, PREFIX, s3_client=s3), STORE_URI,
-                     naming.endpoint_name(envs["async"], STORE_URI),
-                     {"execution_id": new_id("test"), "prompt": bad, "inputs": {}}, lambda event: None, timeout=60)
+        invoke_async(runtime, aws.s3, S3Store(aws.bucket, aws.prefix, s3_client=aws.s3), aws.store_uri,
+                     aws.endpoint(envs["async"]),
+                     {"execution_id": new_id("test"), "prompt": bad, "inputs": {}}, lambda event: None, timeout=180)
     assert "reported a failure" in failed.value.message and "factor" in failed.value.message
 
 
 def test_endpoint_deleted_while_an_async_run_waits(rig, tmp_path):
-    client, _, envs, emulator, sm = rig
+    client, _, envs, aws = rig
     release = tmp_path / "release"
-    endpoint = naming.endpoint_name(envs["async"], STORE_URI)
-    calls = emulator.calls.count(("InvokeEndpointAsync", endpoint))
-    r = client.post("/sagemaker/executions", json={"prompt": prompt(prefix="gone", wait_for=str(release)),
-                                                   "environment": envs["async"]})
-    execution_id = r.json()["execution_id"]
-    while emulator.calls.count(("InvokeEndpointAsync", endpoint)) == calls:  # the run is waiting on SageMaker
-        time.sleep(0.05)
-    sm.delete_endpoint(EndpointName=endpoint)
+    endpoint = aws.endpoint(envs["async"])
+    calls = aws.emulator.calls.count(("InvokeEndpointAsync", endpoint))
     try:
-        deadline = time.monotonic() + 60
-        while (record := client.get(f"/sagemaker/executions/{execution_id}").json())["state"] == "running":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        r = client.post("/sagemaker/executions", json={"prompt": prompt(prefix="gone", wait_for=str(release)),
+                                                       "environment": envs["async"]})
+        execution_id = r.json()["execution_id"]
+        wait_for(lambda: aws.emulator.calls.count(("InvokeEndpointAsync", endpoint)) > calls,
+                 what="the run to wait on SageMaker")
+        aws.sagemaker.delete_endpoint(EndpointName=endpoint)
+        record = wait_execution(client, execution_id)
         assert record["state"] == "failed" and "deleted" in record["error"]["message"], record
         r = client.post("/sagemaker/executions", json={"prompt": prompt(), "environment": envs["async"]})
         assert r.status_code == 404 or r.json()["error"]["code"] in ("endpoint_not_ready", "endpoint_not_found")
     finally:
         release.write_text("go")
+        aws.wait_worker_idle()  # the released prompt ends on the rig's worker before anything else runs there

@@ -7,13 +7,12 @@ import threading
 
 import pytest
 from comfyui_sagemaker.local.folder_store import FolderStore
-from harness.envs import publish_environment
 from harness.images import pixels, png
 from harness.prompts import scale_prompt
+from harness.waiting import wait_for
 from harness.worker import WorkerProcess
 
 pytestmark = pytest.mark.comfyui
-
 
 
 @pytest.fixture(scope="module")
@@ -22,21 +21,15 @@ def store(comfyui):
 
 
 @pytest.fixture(scope="module")
-def environment(comfyui, store):
-    client = comfyui.client()
-    client.upload_image("wk.png", png(4, 4, (200, 100, 50)))
-    _, env, job = publish_environment(client, scale_prompt("wk.png"))
-    uri = (comfyui.user_dir / "__sagemaker" / "store").resolve().as_uri()
-    return env, f"{uri}/environments/{env.lower()}/versions/v{job['result']['version']:06d}.json"
+def environment(worker_environment):
+    """(name, manifest URI) of an environment with the test pack and its lora (tests/conftest.py)."""
+    return worker_environment
 
 
 @pytest.fixture(scope="module")
-def worker(environment, tmp_path_factory):
-    w = WorkerProcess(environment[1], tmp_path_factory.mktemp("worker")).start()
-    status = w.wait_state()
-    assert status["state"] == "ready", (status, w.log()[-3000:])
-    yield w
-    w.stop()
+def worker(shared_worker):
+    """The session's worker of that environment (tests/conftest.py), idle."""
+    return shared_worker.take()
 
 
 def put_input(store, data: bytes) -> str:
@@ -91,33 +84,45 @@ def test_no_model_workflow_streams_events_then_result(worker, store):
     assert all(close(px, (255 - 0x10, 255 - 0x20, 255 - 0x30)) for px in output_pixels(store, result))
 
 
-def test_two_prompts_at_once_are_queued_and_both_succeed(worker, store):
+def test_two_prompts_at_once_are_queued_and_both_succeed(worker, store, tmp_path):
+    """The worker has one ComfyUI: a second prompt sent while the first is held waits in the worker's queue
+    (an ordering, seen in /status), then runs once the first is released; both succeed."""
     digest = put_input(store, png(4, 4, (10, 20, 30)))
-    results = []
+    release = tmp_path / "release"
+    results = {}
 
-    def run(i):
-        body = {"execution_id": f"q{i}", "prompt": scale_prompt("q.png", 0.2 + i / 10, f"q{i}"),
+    def run(i, wait_for=None):
+        body = {"execution_id": f"q{i}", "prompt": scale_prompt("q.png", 0.2 + i / 10, f"q{i}", wait_for, 300),
                 "inputs": {"q.png": digest}}
-        results.append(worker.invoke(body).json())
+        results[i] = worker.invoke(body, timeout=300).json()
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(r["status"] for r in results) == ["succeeded", "succeeded"]
-    assert max(r["timings"]["queued_ms"] for r in results) > 0
+    first = threading.Thread(target=run, args=(0, str(release)))
+    second = threading.Thread(target=run, args=(1,))
+    try:
+        first.start()
+        wait_for(lambda: [c["execution"] for c in worker.status()["comfyuis"]] == ["q0"], what="the first running")
+        second.start()
+        wait_for(lambda: worker.status()["queue"] == ["q1"], what="the second queued behind the held first")
+        assert 0 not in results and 1 not in results  # neither ends while the first is held
+    finally:
+        release.write_text("go")
+        first.join(300)
+        second.join(300)
+    assert [results[i]["status"] for i in (0, 1)] == ["succeeded", "succeeded"], results
+    assert results[1]["timings"]["queued_ms"] > 0  # it did wait: the worker reports the time it queued
+    assert worker.status()["queue"] == []
 
 
 def test_bad_requests(worker, store):
     import requests
 
-    r = requests.post(worker.url + "/invocations", data=b"{not json", timeout=30)
+    r = requests.post(worker.url + "/invocations", data=b"{not json", headers=worker.headers, timeout=30)
     assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request"
     r = worker.invoke({"prompt": {"1": {"class_type": "NoSuchNode", "inputs": {}}}})
     assert r.status_code == 400 and "NoSuchNode" in r.json()["error"]["message"]
     assert "environment" in r.json()["error"]["message"]
-    r = requests.post(worker.url + "/invocations", data=b"{" + b" " * (7 * 1024 * 1024) + b"}", timeout=30)
+    r = requests.post(worker.url + "/invocations", data=b"{" + b" " * (7 * 1024 * 1024) + b"}", headers=worker.headers,
+                      timeout=120)
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
     r = worker.invoke({"prompt": scale_prompt("x.png"), "inputs": {"x.png": "0" * 64}})
     assert r.status_code == 400 and r.json()["error"]["code"] == "input_missing"
@@ -160,7 +165,7 @@ def test_bad_manifest_keeps_ping_503_with_a_reason(store, tmp_path, problem):
     uri = f"{store.root.resolve().as_uri()}/{key}"
     w = WorkerProcess(uri, tmp_path / "w").start()
     try:
-        status = w.wait_state(("failed",), timeout=60)
+        status = w.wait_state(("failed",))
         assert w.ping() == 503
         assert ("not found" if problem == "missing" else "corrupt") in status["reason"]
     finally:

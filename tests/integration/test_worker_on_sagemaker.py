@@ -10,7 +10,6 @@ import pytest
 from comfyui_sagemaker.core.cancel_tokens import digest_of, marker, new_token
 from comfyui_sagemaker.core.executions import CANCEL_PREFIX, new_id
 from comfyui_sagemaker.local.folder_store import FolderStore
-from harness.envs import publish_environment
 from harness.waiting import wait_for
 from harness.worker import WorkerProcess
 
@@ -19,30 +18,23 @@ pytestmark = pytest.mark.comfyui
 
 def held(never: str) -> dict:
     return {"1": {"class_type": "EmptyImage", "inputs": {"width": 2, "height": 2, "batch_size": 1, "color": 5}},
-            "2": {"class_type": "SMTestWait", "inputs": {"image": ["1", 0], "signal": never, "timeout": 120}},
+            "2": {"class_type": "SMTestWait", "inputs": {"image": ["1", 0], "signal": never, "timeout": 600}},
             "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "held"}}}
 
 
 @pytest.fixture(scope="module")
-def setup(comfyui, tmp_path_factory):
+def setup(comfyui, shared_worker, tmp_path_factory):
+    """The session's worker (tests/conftest.py: the test pack, cancel markers looked for every 0.1 s), its
+    store, and a signal file that never comes."""
     never = str(tmp_path_factory.mktemp("signals") / "never")
-    _, env, job = publish_environment(comfyui.client(), held(never))
-    store_dir = comfyui.user_dir / "__sagemaker" / "store"
-    uri = f"{store_dir.resolve().as_uri()}/environments/{env.lower()}/versions/v{job['result']['version']:06d}.json"
-    worker = WorkerProcess(uri, tmp_path_factory.mktemp("sm-worker"), extra_env={"WORKER_CANCEL_POLL": "0.1"})
-    worker.start()
-    try:
-        assert worker.wait_state()["state"] == "ready", worker.log()[-3000:]
-        yield worker, FolderStore(store_dir), never
-    finally:
-        worker.stop()
+    return shared_worker.take(), FolderStore(comfyui.user_dir / "__sagemaker" / "store"), never
 
 
 def test_a_cancel_marker_in_the_store_stops_the_run_on_whichever_instance_has_it(setup):
     worker, store, never = setup
     execution_id, token = new_id(), new_token()
     r = worker.invoke({"execution_id": execution_id, "prompt": held(never), "cancel_sha256": digest_of(token)},
-                      stream=True, timeout=120)
+                      stream=True, timeout=300)
     result = None
     for line in r.iter_lines():
         if not line:
@@ -77,7 +69,7 @@ def test_a_failed_start_ends_the_worker_with_the_reason(tmp_path):
     w = WorkerProcess(f"{store.root.resolve().as_uri()}/{key}", tmp_path / "w",
                       extra_env={"WORKER_EXIT_AFTER_FAILURE": "0.5"}).start()
     try:
-        wait_for(lambda: w.proc.poll() is not None, timeout=60, what="the failed worker to exit")
+        wait_for(lambda: w.proc.poll() is not None, what="the failed worker to exit")
         assert w.proc.returncode != 0 and "models must be a list" in w.log()
     finally:
         w.stop()

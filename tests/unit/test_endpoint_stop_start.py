@@ -31,7 +31,7 @@ ENDPOINT = naming.endpoint_name("Portraits", STORE)
 V1 = f"{ENDPOINT}-v1"
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:"
 T0 = datetime(2026, 1, 1)
-MANIFEST = {"name": "Portraits", "version": 1, "endpoint": {
+MANIFEST = {"name": "Portraits", "version": 1, "custom_nodes": [], "models": [], "endpoint": {
     "kind": "sagemaker", "instance_type": "ml.g5.xlarge", "initial_count": 1, "mode": "async",
     "autoscaling": {"min": 0, "max": 2}}}
 RECORD = "endpoints/portraits/stopped.json"

@@ -59,15 +59,15 @@ def test_cancelled_publish_leaves_nothing_and_frees_the_name(tmp_path, host):
 
     def slow_has_blob(sha256, size):  # hold the job in its upload phase until cancelled
         started.set()
-        release.wait(10)
+        release.wait(300)
         return real_has_blob(sha256, size)
 
     store.has_blob = slow_has_blob
     job = svc.publish("Env1", include="all", endpoint={"kind": "local"})
-    assert started.wait(10)
+    assert started.wait(120)
     svc.jobs.cancel(job.id)
     release.set()
-    job = svc.jobs.wait(job.id, 30)
+    job = svc.jobs.wait(job.id, 120)
     assert job.state == "cancelled"
     assert not svc.exists("Env1") and store.list("environments/") == []
     with pytest.raises(errors.Conflict):
@@ -105,12 +105,12 @@ def test_two_publishes_of_one_name_at_once_one_is_409(tmp_path, host):
     svc = service(store, host, tmp_path)
     release = threading.Event()
     real_size = store.size
-    store.size = lambda key: (release.wait(10), real_size(key))[1]
+    store.size = lambda key: (release.wait(300), real_size(key))[1]
     first = svc.publish("Env1", include="all", endpoint={"kind": "local"})
     with pytest.raises(errors.Conflict, match="being published"):
         svc.publish("Env1", include="all", endpoint={"kind": "local"})
     release.set()
-    assert svc.jobs.wait(first.id, 30).state == "succeeded"
+    assert svc.jobs.wait(first.id, 120).state == "succeeded"
 
 
 def test_no_templates_without_include_all_is_400(tmp_path, host):

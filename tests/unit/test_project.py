@@ -50,7 +50,7 @@ def test_registry_metadata_passes_comfy_clis_own_validation():
     warns about a bad license, classifier or version range, so a warning fails here."""
     comfy = Path(sys.executable).parent / "comfy"
     r = subprocess.run([str(comfy), "--skip-prompt", "--no-enable-telemetry", "node", "validate"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=300)
     out = r.stdout + r.stderr
     assert r.returncode == 0 and "All validation checks passed" in out and "Warning" not in out, out
 

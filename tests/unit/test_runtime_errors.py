@@ -295,7 +295,7 @@ class _Worker(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(ndjson({"type": "progress", "data": {}}))
         self.wfile.flush()
-        self.server.release.wait(10)  # hold the stream open past the emulator's limit
+        self.server.release.wait(120)  # hold the stream open past the emulator's limit
 
     def log_message(self, *args):
         pass

@@ -28,6 +28,8 @@ def manifest(version=1, instance_type="ml.g4dn.xlarge", mode="async", scaling=No
     return {
         "name": "Portraits",
         "version": version,
+        "custom_nodes": [],
+        "models": [],
         "endpoint": {
             "kind": "sagemaker",
             "instance_type": instance_type,

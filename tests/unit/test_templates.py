@@ -119,7 +119,7 @@ def test_two_concurrent_updates_one_conflict(templates, store):
         got = real_get(key)
         if not getattr(first, "done", False):  # the service's read, not the store's own check
             first.done = True
-            barrier.wait(timeout=10)  # both have read before either writes
+            barrier.wait(timeout=120)  # both have read before either writes
         return got
 
     store.get = get_then_wait
@@ -147,7 +147,7 @@ def test_twenty_concurrent_publishes_from_processes_one_wins(tmp_path):
         with ctx.Pool(4) as pool:
             pending = pool.map_async(race.publish, [(tmp_path, i, start) for i in range(20)])
             start.set()
-            results = pending.get(timeout=120)
+            results = pending.get(timeout=300)
     winners = [r for r in results if r is not None]
     assert len(winners) == 1, results
     from comfyui_sagemaker.local.folder_store import FolderStore

@@ -43,7 +43,7 @@ def store(tmp_path):
     return FolderStore(tmp_path / "store")
 
 
-def hooks(store, retry=30.0, timeout=5.0, allowed=("127.0.0.1",), secret=None) -> Webhooks:
+def hooks(store, retry=30.0, timeout=30.0, allowed=("127.0.0.1",), secret=None) -> Webhooks:
     secret = secret or WebhookSecret(store.root.parent / "config", environ={}, make=True)
     return Webhooks(store, ExecutionRecords(store), lambda r: {"type": "execution.ended", "execution": r}, secret,
                     allowed_hosts=lambda: allowed, retry_seconds=lambda: retry, timeout=lambda: timeout,
@@ -57,7 +57,7 @@ def ended_run(store, url) -> dict:
     return record
 
 
-def delivery(store, states=("delivered", "failed"), timeout=30) -> dict:
+def delivery(store, states=("delivered", "failed"), timeout=120) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         hook = ExecutionRecords(store).read(RUN_ID)[0]["webhook"]

@@ -104,13 +104,12 @@ def test_a_missing_object_is_key_not_found(tmp_path, aws_env):
 
 
 @pytest.fixture
-def moto_s3(aws_env):
+def moto_s3(aws_env, moto_s3_client):
     from moto import mock_aws
 
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="bucket")
-        yield s3
+    with mock_aws():  # the session's client (tests/harness/stores.py), this case's own moto state
+        moto_s3_client.create_bucket(Bucket="bucket")
+        yield moto_s3_client
 
 
 @pytest.mark.parametrize("size", [0, 1, MIB - 1, MIB, MIB + 1, 3 * MIB + MIB // 2])

@@ -55,7 +55,7 @@ def run(coro):
     # In a thread of its own: in the whole suite the browser tests' Playwright (sync API) keeps an event
     # loop marked running in the main thread, where asyncio.run() refuses to start.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, asyncio.wait_for(coro, 10)).result()
+        return pool.submit(asyncio.run, asyncio.wait_for(coro, 120)).result()
 
 
 def test_free_comfyuis_first_then_strict_arrival_order():

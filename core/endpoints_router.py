@@ -1,0 +1,150 @@
+"""Every endpoint, whichever kind: the routing policy above the providers (local workers, SageMaker).
+
+An environment's endpoint config names its kind; the router makes that kind's provider on first use and finds
+an endpoint by asking the providers in turn. A provider this configuration cannot even make (AWS not
+configured: EndpointsNotConfigured) has made no endpoint; one that cannot answer now (AWS unreachable) is said
+so, and never hides the others.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from typing import Any
+
+from .endpoints import EndpointNotFound, Endpoints, EndpointsNotConfigured
+from .errors import SageMakerError
+from .records import EndpointConfig, EndpointView, Manifest
+from .worker_contract import Invocation, WorkerEvent, WorkerResult
+
+
+class EndpointsRouter(Endpoints):
+    """`providers` makes each kind's provider; the `listed` kinds are asked even before first use (SageMaker
+    when the store is S3)."""
+
+    kind = "any"
+
+    def __init__(self, providers: dict[str, Callable[[], Endpoints]], listed: tuple[str, ...] = ("local",)):
+        self._factories = providers
+        self._listed = listed
+        self._made: dict[str, Endpoints] = {}
+
+    def provider(self, kind: str) -> Endpoints:
+        if kind not in self._made:
+            if kind not in self._factories:
+                raise SageMakerError(f"{kind} endpoints are not available in this configuration")
+            self._made[kind] = self._factories[kind]()
+        return self._made[kind]
+
+    def _made_providers(self) -> builtins.list[Endpoints]:
+        return [self.provider(k) for k in self._factories if k in self._listed or k in self._made]
+
+    def _owner(self, name: str) -> Endpoints:
+        unavailable = None
+        for p in self._made_providers():
+            try:
+                p.get(name)
+                return p
+            except (EndpointNotFound, EndpointsNotConfigured):  # not configured: no endpoint of that kind is ours
+                continue
+            except SageMakerError as err:  # that provider cannot answer now (AWS unreachable)
+                unavailable = err
+        if unavailable is not None:
+            raise unavailable
+        raise EndpointNotFound(f"no endpoint runs environment {name!r}")
+
+    def list(self) -> builtins.list[EndpointView]:
+        return self.list_with_problems()[0]
+
+    def list_with_problems(self) -> tuple[builtins.list[EndpointView], builtins.list[dict[str, str]]]:
+        """Every endpoint of the providers that answer, and {kind, reason} for those that cannot: one
+        unavailable provider never hides the others."""
+        endpoints: builtins.list[EndpointView] = []
+        problems: builtins.list[dict[str, str]] = []
+        for p in self._made_providers():
+            try:
+                endpoints += p.list()
+            except SageMakerError as err:
+                problems.append({"kind": p.kind, "reason": err.message})
+        return endpoints, problems
+
+    def check(self, endpoint_config: EndpointConfig) -> None:
+        """Before anything is written: can this configuration's provider deploy that kind at all?"""
+        kind = endpoint_config["kind"]
+        made_before = kind in self._made
+        try:
+            self.provider(kind).check_configured()
+        except SageMakerError:
+            if not made_before:  # a refused first try leaves no provider behind to be asked later
+                self._made.pop(kind, None)
+            raise
+
+    def check_configured(self) -> None:
+        """Each kind is checked when an environment asks for it (`check`)."""
+
+    def get(self, name: str) -> EndpointView:
+        return self._owner(name).get(name)
+
+    def deploy(self, manifest: Manifest) -> EndpointView:
+        endpoint = manifest.get("endpoint")
+        if endpoint is None:  # environments deploy only what names an endpoint; said, not a TypeError
+            raise SageMakerError(f"environment {manifest['name']} was published without an endpoint")
+        kind = endpoint["kind"]
+        for p in self._made_providers():  # a kind change moves the endpoint
+            if p.kind != kind:
+                try:
+                    p.delete(manifest["name"])
+                except (EndpointNotFound, EndpointsNotConfigured):  # a provider that cannot work made no endpoint
+                    pass
+        return self.provider(kind).deploy(manifest)
+
+    def delete(self, name: str) -> None:
+        self._owner(name).delete(name)
+
+    def stop(self, name: str) -> EndpointView:
+        return self._owner(name).stop(name)
+
+    def start(self, name: str) -> EndpointView:
+        return self._owner(name).start(name)
+
+    def logs(self, name: str, tail: int = 200, contains: str | None = None) -> str:
+        return self._owner(name).logs(name, tail, contains)
+
+    def invoke(self, name: str, body: Invocation, on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
+        return self._owner(name).invoke(name, body, on_event)
+
+    def resume(self, name: str, execution_id: str, resume: dict[str, Any],
+               on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
+        return self._owner(name).resume(name, execution_id, resume, on_event)
+
+    def cancel(self, name: str, execution_id: str, token: str) -> None:
+        self._owner(name).cancel(name, execution_id, token)
+
+    def adopt(self) -> None:
+        """The providers whose endpoints outlive this process (local workers) take them back."""
+        for p in self._made_providers():
+            p.adopt()
+
+    def running(self, name: str) -> bool:
+        try:
+            return self.get(name)["state"] not in ("Deleted",)
+        except EndpointNotFound:
+            return False
+
+    def state(self, name: str) -> str | None:
+        try:
+            return self.get(name)["state"]
+        except EndpointNotFound:
+            return None
+        except SageMakerError as err:
+            return f"unavailable: {err.message}"
+
+    def remove(self, name: str) -> None:
+        """For deleting an environment: its endpoint, wherever it runs. A provider this configuration
+        cannot even make (AWS not configured) can have made no endpoint: skipped. One that fails (access
+        denied, unreachable) stops the delete: an endpoint left running would be billed."""
+        for provider in self._made_providers():
+            try:
+                provider.delete(name)
+            except (EndpointNotFound, EndpointsNotConfigured):
+                continue

@@ -1,0 +1,223 @@
+"""The records the extension keeps and hands between its layers, each declared once: an execution's record,
+an environment's manifest (with its endpoint config) and an endpoint's view. The worker's wire is declared
+beside the worker's other promises (core/worker_contract.py).
+
+They are `TypedDict`s: JSON as it is stored and served, typed for the checker (mypy, tests/unit/test_types.py)
+at every `record["state"]`. What is read from the store is checked against them once, where it is read
+(core/shapes.py); a field marked NotRequired may be absent from what an earlier version wrote.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+# pydantic reads TypedDicts from typing_extensions only before Python 3.12 (it comes with pydantic).
+from typing_extensions import NotRequired, TypedDict
+
+# executions
+
+ExecutionState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class OwnerJson(TypedDict):
+    """Who a run belongs to (core/identity.py's Owner)."""
+
+    instance: str
+    name: NotRequired[str]
+    user: NotRequired[str | None]  # ComfyUI's user under --multi-user
+
+
+class ExecutionError(TypedDict):
+    """Why a run failed: a stable code and a message; a node's failure carries ComfyUI's own fields too."""
+
+    code: str
+    message: NotRequired[str]
+    details: NotRequired[Any]  # the endpoint's own account (ComfyUI's validation answer)
+    node_id: NotRequired[str | None]
+    node_type: NotRequired[str | None]
+
+
+WebhookState = Literal["pending", "sending", "delivered", "failed"]
+
+
+class Webhook(TypedDict):
+    """A run's webhook and how its delivery went (core/webhooks.py)."""
+
+    url: str
+    state: WebhookState
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    delivered_at: str | None
+
+
+class V2Run(TypedDict):
+    """Where a Comfy API v2 job was queued (core/jobs_v2.py)."""
+
+    origin: str
+    prefix: str
+    nodes: int
+
+
+class ExecutionExtra(TypedDict, total=False):
+    """What other faces keep on the records of the runs they queue (core/jobs_v2.py)."""
+
+    api: str  # the face ("v2")
+    v2: V2Run
+    labels: dict[str, str]
+
+
+class ExecutionRecord(ExecutionExtra):
+    """One prompt run on an endpoint (core/executions.py; its store layout: core/execution_records.py)."""
+
+    id: str
+    state: ExecutionState
+    prompt_id: NotRequired[str]
+    template: NotRequired[str | None]
+    template_version: NotRequired[int | None]
+    environment: NotRequired[str | None]
+    environment_version: NotRequired[int | None]
+    endpoint: NotRequired[str]
+    owner: NotRequired[OwnerJson | None]  # None: a run of a version before team mode
+    follower: NotRequired[str | None]  # the process following it (core/followers.py)
+    client_id: NotRequired[str | None]  # the browser that queued it
+    created_at: NotRequired[str]
+    started_at: NotRequired[str | None]
+    finished_at: NotRequired[str | None]
+    inputs: NotRequired[dict[str, str] | None]  # file name -> sha256
+    outputs: NotRequired[dict[str, Any] | None]  # node id -> ComfyUI's ui output, files by sha256
+    error: NotRequired[ExecutionError | None]
+    timings: NotRequired[dict[str, float] | None]
+    workflow_saved: NotRequired[bool]
+    note: NotRequired[str | None]  # a remark shown in the list (waiting for an instance)
+    resume: NotRequired[dict[str, Any]]  # what Endpoints.resume needs to follow it from another process
+    webhook: NotRequired[Webhook]
+    outputs_error: NotRequired[str]  # never stored: why get() could not copy someone else's outputs here
+
+
+class ExecutionSummary(TypedDict):
+    """An execution as lists, answers and `sagemaker.execution` events show it: its record's public fields
+    (None where the record has none), and whether it is the asker's own."""
+
+    id: str
+    prompt_id: str | None
+    template: str | None
+    template_version: int | None
+    environment: str | None
+    environment_version: int | None
+    owner: OwnerJson | None
+    state: ExecutionState
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    error: ExecutionError | None
+    outputs: dict[str, Any] | None
+    note: str | None
+    webhook: Webhook | None
+    labels: NotRequired[dict[str, str]]  # a v2 job's
+    mine: bool
+
+
+# environments
+
+EndpointKind = Literal["local", "sagemaker"]
+
+
+class Autoscaling(TypedDict):
+    min: int
+    max: int
+
+
+class EndpointConfig(TypedDict):
+    """What an environment's endpoint runs on (core/endpoint_config.py validates a request's)."""
+
+    kind: EndpointKind
+    instance_type: NotRequired[str]  # the sagemaker fields
+    initial_count: NotRequired[int]
+    mode: NotRequired[Literal["async", "realtime"]]
+    autoscaling: NotRequired[Autoscaling | None]
+
+
+class Archive(TypedDict):
+    sha256: str
+    size: NotRequired[int]
+
+
+class PackEntry(TypedDict):
+    """A custom node pack, packed by content."""
+
+    folder: str
+    archive: Archive
+    identity: NotRequired[dict[str, Any]]  # registry id and version, git URL and commit, or content
+    dirty: NotRequired[bool]
+    digest: NotRequired[str]
+    node_types: NotRequired[list[str]]
+
+
+class ModelEntry(TypedDict):
+    folder: str
+    name: str
+    sha256: str
+    size: NotRequired[int]
+
+
+class PackageEntry(TypedDict):
+    name: str
+    version: str
+    platform_specific: NotRequired[bool]
+
+
+class ManifestContent(TypedDict):
+    """What a worker makes of an environment (worker/materialise.py reads only this)."""
+
+    custom_nodes: list[PackEntry]
+    models: list[ModelEntry]
+    python_packages: NotRequired[list[PackageEntry]]
+
+
+class Manifest(ManifestContent):
+    """An environment's version: written once by its publish, last (core/publish.py, core/environments.py)."""
+
+    name: str
+    version: int
+    comfyui_version: NotRequired[str | None]
+    python: NotRequired[str]
+    platform: NotRequired[dict[str, str]]
+    torch: NotRequired[str | None]
+    core_node_types: NotRequired[list[str]]
+    templates: NotRequired[list[str]]
+    include: NotRequired[str]
+    endpoint: NotRequired[EndpointConfig | None]  # None: published without one (the embedded default)
+    size: NotRequired[int]
+    notes: NotRequired[list[str]]
+    created_at: NotRequired[str]
+
+
+# endpoints
+
+
+class EndpointView(TypedDict):
+    """An endpoint as the sidebar, the routes and `sagemaker.endpoint` events show it (core/endpoints.py).
+    A change event may carry only the first fields (name, kind, state: Deleting, Deleted)."""
+
+    name: str  # its environment's name
+    kind: EndpointKind
+    state: str  # SageMaker's EndpointStatus, or Stopped, Deleted (core/endpoints.py)
+    environment: NotRequired[str]
+    version: NotRequired[int | None]
+    reason: NotRequired[str | None]
+    created_at: NotRequired[str | None]
+    updated_at: NotRequired[str | None]
+    # The newest worker's cold start as it reported it (worker/coldstart.py): phases, what it does now, its ComfyUIs.
+    phases: NotRequired[list[dict[str, Any]]]
+    activity: NotRequired[str | None]
+    comfyuis: NotRequired[list[dict[str, Any]]]
+    url: NotRequired[str | None]  # local: its worker
+    endpoint_name: NotRequired[str]  # sagemaker: the resources and how the endpoint is now
+    endpoint_config: NotRequired[str | None]
+    instances: NotRequired[int]
+    instance_type: NotRequired[str | None]
+    warning: NotRequired[str | None]
+    stopped_at: NotRequired[str | None]
+    worker: NotRequired[dict[str, Any] | None]
+
