@@ -9,6 +9,7 @@ from harness import reaper, tiers
 from harness.comfyui import ROOT, ComfyUI
 from harness.envs import SharedEnvironment, manifest_uri, publish_environment, publish_shared_environment
 from harness.fixtures import install_odd_packs, install_test_models, install_test_pack
+from harness.loops import outside_playwrights_loop
 from harness.worker import SharedWorker
 
 pytest_plugins = ["harness.browser", "harness.stores", "harness.moto"]
@@ -17,6 +18,21 @@ pytest_plugins = ["harness.browser", "harness.stores", "harness.moto"]
 def pytest_configure(config):
     if tiers.is_fast():
         tiers.install_guard(ROOT)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    yield from outside_playwrights_loop(item)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    yield from outside_playwrights_loop(item)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield from outside_playwrights_loop(item, last=nextitem is None)
 
 
 @pytest.fixture(scope="session", autouse=True)
