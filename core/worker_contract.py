@@ -102,7 +102,9 @@ class WorkerResult(TypedDict):
     protocol_version: NotRequired[int]
     execution_id: NotRequired[str | None]
     status: Literal["succeeded", "failed"]
-    outputs: NotRequired[dict[str, Any]]  # node id -> ComfyUI's ui output, each file with its sha256 in the store
+    # node id -> ComfyUI's ui output, each file with its sha256 in the store; its shape is checked where the
+    # outputs are taken in (core/execution_outputs.py), which fails the run as bad_output, not as a broken wire
+    outputs: NotRequired[object]
     error: NotRequired[ExecutionError | None]
     timings: NotRequired[dict[str, float]]  # queued_ms, run_ms
     comfyui: NotRequired[int]  # which of the worker's ComfyUIs ran it

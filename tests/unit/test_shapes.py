@@ -98,6 +98,19 @@ def test_a_result_and_a_stream_are_read_by_the_protocol():
         read_stream([b'{"type": "executing", "data": 5}'], events.append)
 
 
+@pytest.mark.parametrize("outputs", ["nonsense", {"2": "images"}, {"2": ["x"]}])
+def test_outputs_of_any_shape_cross_the_wire_and_fail_the_run_as_bad_output(tmp_path, outputs):
+    # One place for the outputs' shape (core/execution_outputs.py): a result whose outputs are not
+    # {node: {kind: [items]}} is a run that failed with bad_output, not a worker that broke the protocol.
+    from comfyui_sagemaker.core.execution_outputs import OutputInvalid, Outputs
+    from comfyui_sagemaker.local.folder_store import FolderStore
+
+    result = read_result({"status": "succeeded", "outputs": outputs})
+    with pytest.raises(OutputInvalid) as err:
+        Outputs(FolderStore(tmp_path), lambda: tmp_path).all("run", result.get("outputs"))
+    assert err.value.code == "bad_output"
+
+
 def test_an_async_runs_progress_of_either_protocol():
     assert read_progress([{"type": "execution_start"}]) == {"events": [{"type": "execution_start"}]}  # protocol 0
     progress = {"protocol_version": PROTOCOL_VERSION, "events": [], "preview": None, "preview_seq": 0}
