@@ -163,6 +163,14 @@ def new_id(instance: str = "") -> str:
     return f"{made}-{instance}" if instance else made
 
 
+def endpoint_of(record: ExecutionRecord) -> str:
+    """The endpoint a run was sent to; EndpointNotFound (the run fails saying so) for a record that names none."""
+    name = record.get("endpoint")
+    if not name:
+        raise EndpointNotFound(f"execution {record['id']} names no endpoint")
+    return name
+
+
 class ExecutionService:
     def __init__(self, store: Store, templates: TemplateService, environments: EnvironmentService,
                  endpoints: Endpoints, host: Host, hash_cache: HashCache,
@@ -524,12 +532,12 @@ class ExecutionService:
         self._update(record, state="running", started_at=now())
         body: Invocation = {"protocol_version": PROTOCOL_VERSION, "execution_id": record["id"], "prompt": prompt,
                             "inputs": record["inputs"], cancel_tokens.DIGEST_FIELD: cancel_tokens.digest_of(token)}
-        self._follow(record, lambda: self.endpoints.invoke(record["endpoint"], body, lambda e: self._relay(record, e)))
+        self._follow(record, lambda: self.endpoints.invoke(endpoint_of(record), body, lambda e: self._relay(record, e)))
 
     def _resume(self, record: ExecutionRecord) -> None:
         """A run taken over from a follower that died: its endpoint answers for it from where it is. Its cancel
         token died with that follower: the endpoint cannot be asked to stop it (it runs to its end there)."""
-        self._follow(record, lambda: self.endpoints.resume(record["endpoint"], record["id"], record["resume"],
+        self._follow(record, lambda: self.endpoints.resume(endpoint_of(record), record["id"], record["resume"],
                                                            lambda e: self._relay(record, e)))
 
     def _follow(self, record: ExecutionRecord, answer: Callable[[], WorkerResult]) -> None:
@@ -612,8 +620,9 @@ class ExecutionService:
     def _stop(self, live: ExecutionRecord, was_running: bool) -> None:
         with self._lock:
             token = self._cancel_tokens.get(live["id"])
-        if was_running and token is not None:
-            self.endpoints.cancel(live["endpoint"], live["id"], token)
+        endpoint = live.get("endpoint")
+        if was_running and token is not None and endpoint:
+            self.endpoints.cancel(endpoint, live["id"], token)
         self._to_page(live, "execution_interrupted", {"prompt_id": live["prompt_id"], "node_id": None,
                                                       "node_type": None, "executed": []})
 

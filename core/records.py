@@ -77,7 +77,7 @@ class ExecutionRecord(ExecutionExtra):
     template_version: NotRequired[int | None]
     environment: NotRequired[str | None]
     environment_version: NotRequired[int | None]
-    endpoint: NotRequired[str]
+    endpoint: NotRequired[str | None]  # None in a record written before it ran anywhere (as environment)
     owner: NotRequired[OwnerJson | None]  # None: a run of a version before team mode
     follower: NotRequired[str | None]  # the process following it (core/followers.py)
     client_id: NotRequired[str | None]  # the browser that queued it

@@ -35,6 +35,14 @@ def test_a_record_of_its_shape_is_handed_on_as_it_is_with_fields_it_does_not_kno
     assert parse_record(json.dumps(newer).encode(), "k", RECORD["id"]) == newer
 
 
+def test_a_record_with_nulls_where_nothing_was_known_yet_is_read():
+    # A record that never reached an endpoint names none: listed as it is, never hidden as unreadable.
+    blank = {**RECORD, "prompt_id": "p", "template_version": None, "environment": None, "environment_version": None,
+             "endpoint": None, "client_id": None, "started_at": None, "finished_at": None, "outputs": None,
+             "timings": None, "note": None, "follower": None}
+    assert parse_record(json.dumps(blank).encode(), "k") == blank
+
+
 @pytest.mark.parametrize("change, reason", [
     ({"state": "paused"}, "state must be 'queued', 'running', 'succeeded', 'failed' or 'cancelled'"),
     ({"id": 5}, "id must be a string"),
