@@ -35,7 +35,6 @@ from .core.idempotency import Idempotency
 from .core.identity import Owner, display_name, instance_id
 from .core.input_sync import InputSync
 from .core.job_view import LiveJobs, Mount, job_json
-from .core.jobs import JobManager
 from .core.jobs_v2 import JobsV2
 from .core.leases import Leases
 from .core.local_supervisor import LocalSupervisor
@@ -43,6 +42,7 @@ from .core.models import ModelService
 from .core.scratch import HIDDEN, Scratch
 from .core.scratch import sweep as sweep_temporary
 from .core.store import Store
+from .core.tasks import TaskManager
 from .core.template_runs import TemplateRuns
 from .core.templates import TemplateService
 from .core.webhook_secret import WebhookSecret
@@ -147,8 +147,9 @@ class Services:
         return TemplateService(self.store, lambda name: bool(versions_of(self.store, name)))
 
     @cached_property
-    def jobs(self) -> JobManager:
-        return JobManager(on_event=lambda job: self.send_event("sagemaker.job", job))
+    def tasks(self) -> TaskManager:
+        # the event keeps its name "sagemaker.job" (a wire format pages and scripts listen for)
+        return TaskManager(on_event=lambda task: self.send_event("sagemaker.job", task))
 
     @cached_property
     def hash_cache(self) -> HashCache:
@@ -160,7 +161,7 @@ class Services:
             raise SageMakerError("environments need a running ComfyUI (its nodes and models)")
         e = self.endpoints
         hooks = EndpointHooks(running=e.running, deploy=e.deploy, remove=e.remove, state=e.state, check=e.check)
-        return EnvironmentService(self.store, self.templates, self.host, self.jobs, self.hash_cache,
+        return EnvironmentService(self.store, self.templates, self.host, self.tasks, self.hash_cache,
                                   self.config.max_instances, hooks, leases=self.leases,
                                   changed=lambda: self.changes.touch("environments"), temp=self.scratch)
 
@@ -255,7 +256,7 @@ class Services:
     def models(self) -> ModelService:
         if self.host is None:
             raise SageMakerError("model management needs a running ComfyUI (its model folders)")
-        return ModelService(self.host.model_folders, self.hash_cache, self.jobs,
+        return ModelService(self.host.model_folders, self.hash_cache, self.tasks,
                             lambda: list(self.live_config().download_allowed_hosts))
 
     @cached_property

@@ -1,4 +1,4 @@
-"""Environment and job routes: thin handlers over core.environments and core.jobs."""
+"""Environment and task routes: thin handlers over core.environments and core.tasks."""
 
 from __future__ import annotations
 
@@ -50,11 +50,11 @@ async def diff_environment(request: web.Request, ctx: Context) -> web.Response:
 
 
 async def get_job(request: web.Request, ctx: Context) -> web.Response:
-    return json_ok(ctx.services.jobs.get(request.match_info["id"]).to_json())
+    return json_ok(ctx.services.tasks.get(request.match_info["id"]).to_json())
 
 
 async def cancel_job(request: web.Request, ctx: Context) -> web.Response:
-    return json_ok(ctx.services.jobs.cancel(request.match_info["id"]).to_json())
+    return json_ok(ctx.services.tasks.cancel(request.match_info["id"]).to_json())
 
 
 ROUTES = [

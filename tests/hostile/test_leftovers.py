@@ -10,8 +10,8 @@ import pytest
 from comfyui_sagemaker.core.environments import EnvironmentService
 from comfyui_sagemaker.core.hashing import HashCache
 from comfyui_sagemaker.core.identity import Owner
-from comfyui_sagemaker.core.jobs import JobManager
 from comfyui_sagemaker.core.leases import DeployInProgress, Leases
+from comfyui_sagemaker.core.tasks import TaskManager
 from comfyui_sagemaker.core.templates import TemplateService
 from comfyui_sagemaker.local.folder_store import FolderStore
 from harness.hosts import FolderHost, model
@@ -43,7 +43,7 @@ class SlowSnapshot(FolderHost):
 def comfyui(store_root, host, tmp_path, who: str) -> EnvironmentService:
     store = FolderStore(store_root)
     owner = Owner(who * 12, f"{who}'s ComfyUI")
-    return EnvironmentService(store, TemplateService(store, lambda n: False), host, JobManager(),
+    return EnvironmentService(store, TemplateService(store, lambda n: False), host, TaskManager(),
                               HashCache(tmp_path / f"hc-{who}.json"), 4, leases=Leases(store, owner))
 
 
@@ -67,7 +67,7 @@ def test_two_comfyuis_publishing_one_environment_at_once_one_is_refused(tmp_path
     second.start()
     # B is planning (or already answered) while A's publish is in flight; then A ends.
     wait_for(lambda: host_b.planning.is_set() or "b" in answers, 120, "the second publish planning or answered")
-    assert a.jobs.wait(job_a.id, 120).state == "succeeded"
+    assert a.tasks.wait(job_a.id, 120).state == "succeeded"
     first_done.set()
     second.join(120)
     assert isinstance(answers["b"], DeployInProgress), answers["b"]  # 409 deploy_in_progress, as the README says
@@ -75,7 +75,7 @@ def test_two_comfyuis_publishing_one_environment_at_once_one_is_refused(tmp_path
     assert a.versions("Env1") == [1]
     # Once the first has ended, a publish is a publish: v2.
     job = b.publish("Env1", include="all")
-    assert b.jobs.wait(job.id, 120).state == "succeeded" and b.versions("Env1") == [1, 2]
+    assert b.tasks.wait(job.id, 120).state == "succeeded" and b.versions("Env1") == [1, 2]
 
 
 def test_a_publish_refused_while_planning_leaves_the_lease_and_the_name_free(tmp_path):
