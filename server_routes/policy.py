@@ -37,7 +37,8 @@ WHAT = {
     "/templates": "publish, replace, rebind or delete templates",
     "/environments": "publish or delete environments",
     "/endpoints": "deploy, stop, start or delete endpoints",
-    "/jobs": "cancel publish or download jobs",
+    "/tasks": "cancel publish or download tasks",
+    "/jobs": "cancel publish or download tasks",  # the deprecated /tasks (server_routes/deprecation.py)
     "/models": "add or delete model files",
     "/config": "change the configuration",
     "/connect": "check the AWS set-up",

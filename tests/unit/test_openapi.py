@@ -8,7 +8,8 @@ from comfyui_sagemaker.server_routes import ROUTE_TABLES, environments, executio
 from openapi_spec_validator import validate
 
 # POSTs that act on the path alone (a body is not read).
-NO_BODY = {("POST", "/jobs/{id}/cancel"), ("POST", "/executions/{id}/cancel"), ("POST", "/inputs/scan"),
+NO_BODY = {("POST", "/tasks/{id}/cancel"), ("POST", "/jobs/{id}/cancel"),
+           ("POST", "/executions/{id}/cancel"), ("POST", "/inputs/scan"),
            ("POST", "/endpoints/{name}/stop"), ("POST", "/endpoints/{name}/start"),
            ("POST", "/v2/{environment}/api/v2/jobs/{id}/cancel"), ("POST", "/config/reload")}
 
