@@ -43,7 +43,7 @@ from .core.scratch import HIDDEN, Scratch
 from .core.scratch import sweep as sweep_temporary
 from .core.store import Store
 from .core.tasks import TaskManager
-from .core.template_runs import TemplateRuns
+from .core.template_runs import TemplateExecutions
 from .core.templates import TemplateService
 from .core.webhook_secret import WebhookSecret
 from .core.webhooks import Webhooks
@@ -212,21 +212,21 @@ class Services:
 
     @cached_property
     def assets(self) -> AssetService:
-        def read_run(execution_id: str) -> dict | None:
+        def read_execution(execution_id: str) -> dict | None:
             try:
                 return self.executions.get(execution_id, localise=False)
             except NotFound:
                 return None
 
-        return AssetService(self.store, lambda user: self.executions.owner_for(user), read_run)
+        return AssetService(self.store, lambda user: self.executions.owner_for(user), read_execution)
 
     @cached_property
     def idempotency(self) -> Idempotency:
         return Idempotency(self.store)
 
     @cached_property
-    def template_runs(self) -> TemplateRuns:
-        return TemplateRuns(self.templates, self.store, lambda: self.host.input_dir() if self.host else None,
+    def template_runs(self) -> TemplateExecutions:
+        return TemplateExecutions(self.templates, self.store, lambda: self.host.input_dir() if self.host else None,
                             lambda: self.assets, self.scratch)
 
     @cached_property

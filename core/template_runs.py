@@ -69,7 +69,7 @@ def named_outputs(schema: dict, outputs: dict) -> dict:
     return {out: (outputs.get(spec["node"]) or {}).get("images", []) for out, spec in marked.items()}
 
 
-class TemplateRuns:
+class TemplateExecutions:
     """`input_dir()` is ComfyUI's input folder, or None without one (the gateway)."""
 
     def __init__(self, templates: TemplateService, store: Store, input_dir: Callable[[], Path | None],

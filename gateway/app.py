@@ -116,7 +116,7 @@ class GatewayContext(RouteContext):
         return None
 
     # Every caller holds the same token and every replica is one owner: callers change the gateway's own runs,
-    # never a ComfyUI's (core/identity.py's may_change_run), whatever the configured role.
+    # never a ComfyUI's (core/identity.py's may_change_execution), whatever the configured role.
     shared = True
 
 

@@ -11,7 +11,7 @@ the record in hand (core/identity.py), and a change from the page never raises t
 from __future__ import annotations
 
 from ..core.errors import Forbidden
-from ..core.identity import may_change_run
+from ..core.identity import may_change_execution
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})  # reads, e.g. HEAD /v2/{environment}/api/v2/assets/by-hash/{hash}
 # (method, route pattern relative to /sagemaker) an artist may call besides reads.
@@ -66,4 +66,4 @@ def check(role: str, method: str, route: str, config_error: str | None = None) -
 
 # Who may cancel or change a run (its owner; someone else's a designer's single-user ComfyUI): decided with
 # the record in hand, by the execution service, with the rule of core/identity.py.
-may_cancel = may_change_run
+may_cancel = may_change_execution
