@@ -20,7 +20,6 @@ from functools import cached_property
 from pathlib import Path
 
 from .core import retention
-from .core.assets import AssetService
 from .core.changes import ChangeFeed
 from .core.config import Config
 from .core.endpoints import Endpoints
@@ -29,22 +28,23 @@ from .core.environments import EndpointHooks, EnvironmentService, versions_of
 from .core.errors import ConfigInvalid, NotFound, SageMakerError
 from .core.execution_records import ExecutionRecords
 from .core.executions import ExecutionService
-from .core.hashing import HashCache
+from .core.fs.hashing import HashCache
+from .core.fs.scratch import HIDDEN, Scratch
+from .core.fs.scratch import sweep as sweep_temporary
 from .core.host import Host
-from .core.idempotency import Idempotency
 from .core.identity import Owner, display_name, instance_id
 from .core.input_sync import InputSync
-from .core.job_view import LiveJobs, Mount, job_json
-from .core.jobs_v2 import JobsV2
 from .core.leases import Leases
 from .core.local_supervisor import LocalSupervisor
 from .core.models import ModelService
-from .core.scratch import HIDDEN, Scratch
-from .core.scratch import sweep as sweep_temporary
 from .core.store import Store
 from .core.tasks import TaskManager
 from .core.template_runs import TemplateExecutions
 from .core.templates import TemplateService
+from .core.v2.assets import AssetService
+from .core.v2.idempotency import Idempotency
+from .core.v2.job_view import LiveJobs, Mount, job_json
+from .core.v2.jobs_v2 import JobsV2
 from .core.webhook_secret import WebhookSecret
 from .core.webhooks import Webhooks
 from .local.input_watcher import InputWatcher
@@ -266,7 +266,7 @@ class Services:
 
     def sweep(self) -> list[str]:
         """Temporary files killed processes left, whatever their age once their writer is known dead
-        (core/scratch.py): in the store, our scratch folder, our state, the endpoints' state, ComfyUI's
+        (core/fs/scratch.py): in the store, our scratch folder, our state, the endpoints' state, ComfyUI's
         input, output and model folders (S3 multipart leftovers are the bucket's lifecycle rule's job)."""
         from .core.execution_outputs import OUTPUT_SUBFOLDER, OUTPUT_TEMP
         from .core.inputs import INPUT_TEMPS

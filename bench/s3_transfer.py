@@ -21,7 +21,7 @@ from harness.reaper import reaping  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comfyui_sagemaker.aws.s3_store import S3Store  # noqa: E402
 from comfyui_sagemaker.core.environments import EnvironmentService  # noqa: E402
-from comfyui_sagemaker.core.hashing import HashCache  # noqa: E402
+from comfyui_sagemaker.core.fs.hashing import HashCache  # noqa: E402
 from comfyui_sagemaker.core.tasks import TaskManager  # noqa: E402
 from comfyui_sagemaker.core.templates import TemplateService  # noqa: E402
 from environments import Host  # noqa: E402

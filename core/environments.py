@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from . import endpoint_config, publish, snapshot
 from .errors import BadRequest, Conflict, EnvironmentCorrupt, EnvironmentNotFound, NameInvalid, SageMakerError
-from .hashing import HashCache
+from .fs.hashing import HashCache
 from .host import Host
 from .leases import Leases
 from .names import ENVIRONMENT_NAME
@@ -97,7 +97,7 @@ class EnvironmentService:
         self.hooks = hooks or EndpointHooks()
         self.leases = leases  # one publish/deploy of an environment at a time, across ComfyUIs
         self.changed = changed  # tell the other ComfyUIs on the store
-        self.temp = temp  # core.scratch.Scratch: where a publish makes its packs
+        self.temp = temp  # core.fs.scratch.Scratch: where a publish makes its packs
 
     # reading
 

@@ -43,7 +43,7 @@ from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, Invocation
 from .errors import BadRequest, Conflict, ExecutionCorrupt, Forbidden, NotFound, SageMakerError, message_of
 from .execution_outputs import OUTPUT_SUBFOLDER, OutputInvalid, Outputs
 from .execution_records import FINAL, ID_RE, INDEX, ExecutionRecords, parse_record
-from .hashing import HashCache
+from .fs.hashing import HashCache
 from .identity import Owner, may_change_execution
 from .inputs import InputMissing, get_inputs, input_path, put_inputs
 from .names import ENVIRONMENT_NAME, TEMPLATE_NAME

@@ -19,9 +19,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import fetch, model_files, scratch
+from . import model_files
 from .errors import BadRequest, Conflict, NotFound
-from .hashing import HashCache
+from .fs import scratch
+from .fs.hashing import HashCache
+from .net import fetch
 from .tasks import Task, TaskManager
 
 UPLOAD_SUFFIX = ".upload"
@@ -117,7 +119,7 @@ class ModelService:
 
     def sweep(self, older_than: float = scratch.UNKNOWN_AFTER_S) -> builtins.list[str]:
         """Remove uploads a killed ComfyUI left half-written: any age once their writer is known dead
-        (core/scratch.py), else older than `older_than` s (an older version's names)."""
+        (core/fs/scratch.py), else older than `older_than` s (an older version's names)."""
         removed = []
         for folder, (bases, _exts) in self.folders().items():
             if folder in model_files.NOT_MODEL_FOLDERS:

@@ -16,10 +16,11 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import packing, scratch
+from . import packing
 from .analysis import BUILTIN
 from .errors import BadRequest, SageMakerError
-from .hashing import HashCache, HashCancelled, hash_files
+from .fs import scratch
+from .fs.hashing import HashCache, HashCancelled, hash_files
 from .model_files import ModelFile, ModelIndex
 from .records import EndpointConfig, Manifest
 from .store import BlobMismatch, Store

@@ -4,7 +4,7 @@ A task runs in its own thread, never on ComfyUI's event loop. It reports
 progress through `Task.update(...)`; listeners (the websocket relay) hear at
 most `max_rate` updates a second, plus every change of state. `cancel()` sets
 an event the work checks between chunks; the work then raises TaskCancelled.
-("Task", not "job": a job is a Comfy API v2 run, core/jobs_v2.py.)
+("Task", not "job": a job is a Comfy API v2 run, core/v2/jobs_v2.py.)
 """
 
 from __future__ import annotations

@@ -17,11 +17,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import parameters, scratch
-from .assets import AssetService, input_name, is_reference
+from . import parameters
+from .fs import scratch
 from .inputs import INPUT_TEMPS, input_path
 from .store import Store
 from .templates import Template, TemplateService
+from .v2.assets import AssetService, input_name, is_reference
 
 
 def image_name(data: bytes) -> str:
@@ -78,7 +79,7 @@ class TemplateExecutions:
         self.store = store
         self.input_dir = input_dir
         self.assets = assets
-        self.temp = temp  # where an image on its way to the store waits (core/scratch.py)
+        self.temp = temp  # where an image on its way to the store waits (core/fs/scratch.py)
 
     def filled(self, name: str, inputs: object, stored: dict[str, str] | None = None) -> tuple[Template, dict]:
         """(the template, its prompt with the values set on its parameter nodes). Images given as bytes are

@@ -9,7 +9,7 @@ import logging
 import time
 from pathlib import Path
 
-from ..core.hashing import file_sha256
+from ..core.fs.hashing import file_sha256
 from ..core.worker_contract import PROGRESS_PREFIX, PROTOCOL_VERSION, ExecutionProgress, WorkerEvent
 from .comfy import PREVIEW_EVENT, ComfyProcess
 from .materialise import safe_relative

@@ -7,7 +7,7 @@ import hashlib
 
 from comfyui_sagemaker.core import errors, model_files, snapshot
 from comfyui_sagemaker.core.environments import EnvironmentService
-from comfyui_sagemaker.core.hashing import HashCache
+from comfyui_sagemaker.core.fs.hashing import HashCache
 from comfyui_sagemaker.core.tasks import TaskManager
 from comfyui_sagemaker.core.templates import TemplateService
 from comfyui_sagemaker.local.folder_store import FolderStore

@@ -15,12 +15,12 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from comfyui_sagemaker.core import fetch
 from comfyui_sagemaker.core import models as model_service
 from comfyui_sagemaker.core.errors import Conflict
-from comfyui_sagemaker.core.fetch import DownloadFailed, DownloadRefused, check_url, download
-from comfyui_sagemaker.core.hashing import HashCache
+from comfyui_sagemaker.core.fs.hashing import HashCache
 from comfyui_sagemaker.core.models import ModelService
+from comfyui_sagemaker.core.net import fetch
+from comfyui_sagemaker.core.net.fetch import DownloadFailed, DownloadRefused, check_url, download
 from comfyui_sagemaker.core.tasks import TaskManager
 from comfyui_sagemaker.server_routes.errors import status_of
 from harness.http_server import FileServer

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 from comfyui_sagemaker.core.environments import EnvironmentService
-from comfyui_sagemaker.core.hashing import HashCache
+from comfyui_sagemaker.core.fs.hashing import HashCache
 from comfyui_sagemaker.core.identity import Owner
 from comfyui_sagemaker.core.leases import DeployInProgress, Leases
 from comfyui_sagemaker.core.tasks import TaskManager
@@ -111,7 +111,7 @@ class CountingStore(FolderStore):
 
 
 def test_idempotency_keys_past_24_hours_are_gone_and_the_sweep_reads_only_those(tmp_path):
-    from comfyui_sagemaker.core.idempotency import Claim, Idempotency, Replay
+    from comfyui_sagemaker.core.v2.idempotency import Claim, Idempotency, Replay
 
     store = CountingStore(tmp_path / "store")
     clock = Clock(1_800_000_000.0)
@@ -138,7 +138,7 @@ def test_idempotency_keys_past_24_hours_are_gone_and_the_sweep_reads_only_those(
 
 
 def test_the_idempotency_sweep_costs_what_has_expired_not_every_key(tmp_path):
-    from comfyui_sagemaker.core.idempotency import Idempotency
+    from comfyui_sagemaker.core.v2.idempotency import Idempotency
 
     store = CountingStore(tmp_path / "store")
     clock = Clock(1_800_000_000.0)
@@ -155,7 +155,7 @@ def test_the_idempotency_sweep_costs_what_has_expired_not_every_key(tmp_path):
 WRITER = """
 import os, sys, time
 from pathlib import Path
-from comfyui_sagemaker.core.scratch import Scratch
+from comfyui_sagemaker.core.fs.scratch import Scratch
 from comfyui_sagemaker.local.folder_store import FolderStore
 
 root = Path(sys.argv[1])
@@ -188,7 +188,7 @@ def temporary(root) -> set[str]:
 
 
 def test_a_sigkilled_writers_temporary_files_are_swept_at_the_next_start_even_if_young(tmp_path):
-    from comfyui_sagemaker.core.scratch import Scratch
+    from comfyui_sagemaker.core.fs.scratch import Scratch
 
     killed, alive = writer(tmp_path), None
     try:

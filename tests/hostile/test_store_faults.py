@@ -102,7 +102,7 @@ def test_a_store_failing_mid_publish_leaves_no_environment_and_no_temporary_file
 def test_uploads_a_killed_comfyui_left_are_swept_at_start(tmp_path, host):
     import time
 
-    from comfyui_sagemaker.core.hashing import HashCache
+    from comfyui_sagemaker.core.fs.hashing import HashCache
     from comfyui_sagemaker.core.models import ModelService
     from comfyui_sagemaker.core.tasks import TaskManager
 

@@ -134,7 +134,7 @@ def _local(tmp: Path) -> Provider:
 
     from comfyui_sagemaker.core import snapshot
     from comfyui_sagemaker.core.environments import EnvironmentService
-    from comfyui_sagemaker.core.hashing import HashCache
+    from comfyui_sagemaker.core.fs.hashing import HashCache
     from comfyui_sagemaker.core.model_files import scan
     from comfyui_sagemaker.core.tasks import TaskManager
     from comfyui_sagemaker.core.templates import TemplateService

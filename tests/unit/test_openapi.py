@@ -3,7 +3,7 @@ body saying exactly the fields its handler accepts (the handlers' own field sets
 
 from __future__ import annotations
 
-from comfyui_sagemaker.core import jobs_v2
+from comfyui_sagemaker.core.v2 import jobs_v2
 from comfyui_sagemaker.server_routes import ROUTE_TABLES, environments, executions, openapi, template_runs, templates
 from openapi_spec_validator import validate
 

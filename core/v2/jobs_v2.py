@@ -16,18 +16,18 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
-from .analysis import detect_format
+from ..analysis import detect_format
+from ..errors import BadRequest, Conflict, NotFound, SageMakerError
+from ..execution_records import FINAL
+from ..executions import ExecutionService
+from ..names import ENVIRONMENT_NAME
+from ..preflight import EnvironmentLacks, PromptRefused
+from ..records import ExecutionExtra, ExecutionRecord
+from ..store import Store, blob_key
+from ..template_runs import TemplateExecutions
 from .assets import AssetService, input_name, is_reference
-from .errors import BadRequest, Conflict, NotFound, SageMakerError
-from .execution_records import FINAL
-from .executions import ExecutionService
 from .idempotency import Claim, Idempotency, IdempotencyKeyReuse, Replay, fingerprint
 from .job_view import LiveJobs, Mount, job_json, stored_progress, summary_json
-from .names import ENVIRONMENT_NAME
-from .preflight import EnvironmentLacks, PromptRefused
-from .records import ExecutionExtra, ExecutionRecord
-from .store import Store, blob_key
-from .template_runs import TemplateExecutions
 
 FIELDS = {"workflow", "template", "inputs", "webhook_url", "metadata", "extra_data"}
 MAX_LABELS = 16

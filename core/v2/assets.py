@@ -28,14 +28,14 @@ from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from ..errors import BadRequest, Conflict, NotFound, RecordCorrupt
+from ..execution_records import ID_RE
+from ..identity import Owner
+from ..records import ExecutionRecord, OwnerJson
+from ..store import DIGEST_RE, BlobCorrupt, KeyExists, KeyNotFound, Store, blob_key
+from ..templates import now
+from ..unreadable import Unreadable, load_object, report
 from .blob_reads import read_verified
-from .errors import BadRequest, Conflict, NotFound, RecordCorrupt
-from .execution_records import ID_RE
-from .identity import Owner
-from .records import ExecutionRecord, OwnerJson
-from .store import DIGEST_RE, BlobCorrupt, KeyExists, KeyNotFound, Store, blob_key
-from .templates import now
-from .unreadable import Unreadable, load_object, report
 
 log = logging.getLogger("comfyui_sagemaker")
 
