@@ -194,11 +194,11 @@ def _check_name(args: argparse.Namespace) -> int:
 
 def _server(args: argparse.Namespace, method: str, path: str, body: object = None) -> object:
     """Call a running ComfyUI's /sagemaker/ routes (the node registry lives in that process), the whole
-    exchange within SERVER_TIMEOUT_S (core/http_deadline.py)."""
+    exchange within SERVER_TIMEOUT_S (core/net/http_deadline.py)."""
     import os
     from http.client import HTTPException
 
-    from .core.http_deadline import request
+    from .core.net.http_deadline import request
 
     headers = {}
     token = os.environ.get("COMFYUI_SAGEMAKER_TOKEN")

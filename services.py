@@ -20,7 +20,6 @@ from functools import cached_property
 from pathlib import Path
 
 from .core import retention
-from .core.assets import AssetService
 from .core.changes import ChangeFeed
 from .core.config import Config
 from .core.endpoints import Endpoints
@@ -29,22 +28,23 @@ from .core.environments import EndpointHooks, EnvironmentService, versions_of
 from .core.errors import ConfigInvalid, NotFound, SageMakerError
 from .core.execution_records import ExecutionRecords
 from .core.executions import ExecutionService
-from .core.hashing import HashCache
+from .core.fs.hashing import HashCache
+from .core.fs.scratch import HIDDEN, Scratch
+from .core.fs.scratch import sweep as sweep_temporary
 from .core.host import Host
-from .core.idempotency import Idempotency
 from .core.identity import Owner, display_name, instance_id
 from .core.input_sync import InputSync
-from .core.job_view import LiveJobs, Mount, job_json
-from .core.jobs import JobManager
-from .core.jobs_v2 import JobsV2
 from .core.leases import Leases
 from .core.local_supervisor import LocalSupervisor
 from .core.models import ModelService
-from .core.scratch import HIDDEN, Scratch
-from .core.scratch import sweep as sweep_temporary
 from .core.store import Store
-from .core.template_runs import TemplateRuns
+from .core.tasks import TaskManager
+from .core.template_runs import TemplateExecutions
 from .core.templates import TemplateService
+from .core.v2.assets import AssetService
+from .core.v2.idempotency import Idempotency
+from .core.v2.job_view import LiveJobs, Mount, job_json
+from .core.v2.jobs_v2 import JobsV2
 from .core.webhook_secret import WebhookSecret
 from .core.webhooks import Webhooks
 from .local.input_watcher import InputWatcher
@@ -147,8 +147,9 @@ class Services:
         return TemplateService(self.store, lambda name: bool(versions_of(self.store, name)))
 
     @cached_property
-    def jobs(self) -> JobManager:
-        return JobManager(on_event=lambda job: self.send_event("sagemaker.job", job))
+    def tasks(self) -> TaskManager:
+        # the event keeps its name "sagemaker.job" (a wire format pages and scripts listen for)
+        return TaskManager(on_event=lambda task: self.send_event("sagemaker.job", task))
 
     @cached_property
     def hash_cache(self) -> HashCache:
@@ -160,7 +161,7 @@ class Services:
             raise SageMakerError("environments need a running ComfyUI (its nodes and models)")
         e = self.endpoints
         hooks = EndpointHooks(running=e.running, deploy=e.deploy, remove=e.remove, state=e.state, check=e.check)
-        return EnvironmentService(self.store, self.templates, self.host, self.jobs, self.hash_cache,
+        return EnvironmentService(self.store, self.templates, self.host, self.tasks, self.hash_cache,
                                   self.config.max_instances, hooks, leases=self.leases,
                                   changed=lambda: self.changes.touch("environments"), temp=self.scratch)
 
@@ -211,21 +212,21 @@ class Services:
 
     @cached_property
     def assets(self) -> AssetService:
-        def read_run(execution_id: str) -> dict | None:
+        def read_execution(execution_id: str) -> dict | None:
             try:
                 return self.executions.get(execution_id, localise=False)
             except NotFound:
                 return None
 
-        return AssetService(self.store, lambda user: self.executions.owner_for(user), read_run)
+        return AssetService(self.store, lambda user: self.executions.owner_for(user), read_execution)
 
     @cached_property
     def idempotency(self) -> Idempotency:
         return Idempotency(self.store)
 
     @cached_property
-    def template_runs(self) -> TemplateRuns:
-        return TemplateRuns(self.templates, self.store, lambda: self.host.input_dir() if self.host else None,
+    def template_runs(self) -> TemplateExecutions:
+        return TemplateExecutions(self.templates, self.store, lambda: self.host.input_dir() if self.host else None,
                             lambda: self.assets, self.scratch)
 
     @cached_property
@@ -255,7 +256,7 @@ class Services:
     def models(self) -> ModelService:
         if self.host is None:
             raise SageMakerError("model management needs a running ComfyUI (its model folders)")
-        return ModelService(self.host.model_folders, self.hash_cache, self.jobs,
+        return ModelService(self.host.model_folders, self.hash_cache, self.tasks,
                             lambda: list(self.live_config().download_allowed_hosts))
 
     @cached_property
@@ -265,7 +266,7 @@ class Services:
 
     def sweep(self) -> list[str]:
         """Temporary files killed processes left, whatever their age once their writer is known dead
-        (core/scratch.py): in the store, our scratch folder, our state, the endpoints' state, ComfyUI's
+        (core/fs/scratch.py): in the store, our scratch folder, our state, the endpoints' state, ComfyUI's
         input, output and model folders (S3 multipart leftovers are the bucket's lifecycle rule's job)."""
         from .core.execution_outputs import OUTPUT_SUBFOLDER, OUTPUT_TEMP
         from .core.inputs import INPUT_TEMPS

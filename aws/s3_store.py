@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import StoreUnavailable
-from ..core.retry import Backoff, retry
+from ..core.net.retry import Backoff, retry
 from ..core.store import (
     BlobMismatch,
     KeyExists,

@@ -148,7 +148,7 @@ def template() -> dict:
                         {"Id": "expired-execution-records", "Status": "Enabled",
                          "ExpirationInDays": {"Ref": "ExecutionRecordsExpireDays"},
                          "Prefix": {"Fn::Sub": "${StorePrefix}/executions/"}},
-                        # Idempotency keys live 24 hours (the Comfy API v2's window; core/idempotency.py).
+                        # Idempotency keys live 24 hours (the Comfy API v2's window; core/v2/idempotency.py).
                         {"Id": "expired-idempotency-keys", "Status": "Enabled", "ExpirationInDays": 1,
                          "Prefix": {"Fn::Sub": "${StorePrefix}/idempotency/"}},
                         {"Id": "unfinished-uploads", "Status": "Enabled",

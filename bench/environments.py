@@ -18,8 +18,8 @@ from pathlib import Path
 
 from comfyui_sagemaker.core import model_files, snapshot
 from comfyui_sagemaker.core.environments import EnvironmentService
-from comfyui_sagemaker.core.hashing import HashCache
-from comfyui_sagemaker.core.jobs import JobManager
+from comfyui_sagemaker.core.fs.hashing import HashCache
+from comfyui_sagemaker.core.tasks import TaskManager
 from comfyui_sagemaker.core.templates import TemplateService
 from comfyui_sagemaker.local.folder_store import FolderStore
 
@@ -47,7 +47,7 @@ class Host:
 def publish(svc: EnvironmentService) -> tuple[float, dict]:
     t0 = time.perf_counter()
     job = svc.publish("Bench", include="all", endpoint={"kind": "local"})
-    job = svc.jobs.wait(job.id, 3600)
+    job = svc.tasks.wait(job.id, 3600)
     if job.state != "succeeded":
         raise SystemExit(f"publish {job.state}: {job.error}")
     return time.perf_counter() - t0, job.result
@@ -72,7 +72,7 @@ def main() -> None:
         shutil.rmtree(work / "copy")
 
         store = FolderStore(work / "store")
-        svc = EnvironmentService(store, TemplateService(store, lambda n: False), Host(work / "comfy"), JobManager(),
+        svc = EnvironmentService(store, TemplateService(store, lambda n: False), Host(work / "comfy"), TaskManager(),
                                  HashCache(work / "hash-cache.json"), 4)
         first_s, first = publish(svc)
         print(f"first publish of {total_mb} MB: {first_s:.2f} s; cp -r --reflink=never: {copy_s:.2f} s; "

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from comfyui_sagemaker.core.hashing import HashCache, hash_files
+from comfyui_sagemaker.core.fs.hashing import HashCache, hash_files
 
 FILES, FILE_SIZE, WRITE_CHUNK = 8, 128 << 20, 8 << 20
 SMALL_FILES = 1000

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from comfyui_sagemaker.core.hashing import HashCache  # noqa: E402
+from comfyui_sagemaker.core.fs.hashing import HashCache  # noqa: E402
 from comfyui_sagemaker.core.input_sync import InputSync  # noqa: E402
 from comfyui_sagemaker.core.inputs import put_inputs  # noqa: E402
 from comfyui_sagemaker.local.folder_store import FolderStore  # noqa: E402

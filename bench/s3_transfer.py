@@ -21,8 +21,8 @@ from harness.reaper import reaping  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comfyui_sagemaker.aws.s3_store import S3Store  # noqa: E402
 from comfyui_sagemaker.core.environments import EnvironmentService  # noqa: E402
-from comfyui_sagemaker.core.hashing import HashCache  # noqa: E402
-from comfyui_sagemaker.core.jobs import JobManager  # noqa: E402
+from comfyui_sagemaker.core.fs.hashing import HashCache  # noqa: E402
+from comfyui_sagemaker.core.tasks import TaskManager  # noqa: E402
 from comfyui_sagemaker.core.templates import TemplateService  # noqa: E402
 from environments import Host  # noqa: E402
 from harness.moto import MotoServer  # noqa: E402
@@ -61,11 +61,11 @@ def main() -> None:
         for op in ("PutObject", "UploadPart", "CreateMultipartUpload"):
             s3.meta.events.register(f"before-parameter-build.s3.{op}", lambda params, op=op, **kw: puts.append(
                 (op, params.get("Key", ""))))
-        svc = EnvironmentService(store, TemplateService(store, lambda n: False), Host(work / "comfy"), JobManager(),
+        svc = EnvironmentService(store, TemplateService(store, lambda n: False), Host(work / "comfy"), TaskManager(),
                                  HashCache(work / "hc.json"), 4)
         for attempt in ("first", "again"):
             puts.clear()
-            job = svc.jobs.wait(svc.publish("Bench", include="all").id, 3600)
+            job = svc.tasks.wait(svc.publish("Bench", include="all").id, 3600)
             assert job.state == "succeeded", job.error
             blob_puts = [p for p in puts if "/blobs/" in p[1]]
             print(f"publish ({attempt}): {len(blob_puts)} blob PUT requests, {len(puts) - len(blob_puts)} other "

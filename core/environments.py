@@ -22,15 +22,15 @@ from dataclasses import dataclass
 
 from . import endpoint_config, publish, snapshot
 from .errors import BadRequest, Conflict, EnvironmentCorrupt, EnvironmentNotFound, NameInvalid, SageMakerError
-from .hashing import HashCache
+from .fs.hashing import HashCache
 from .host import Host
-from .jobs import Job, JobManager
 from .leases import Leases
 from .names import ENVIRONMENT_NAME
 from .publish import Plan
 from .records import EndpointConfig, EndpointView, Manifest
 from .shapes import ShapeInvalid, validate
 from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
+from .tasks import Task, TaskManager
 from .templates import TemplateService, now
 from .unreadable import Unreadable, load_object, report
 
@@ -85,19 +85,19 @@ def versions_of(store: Store, name: str) -> list[int]:
 
 
 class EnvironmentService:
-    def __init__(self, store: Store, templates: TemplateService, host: Host, jobs: JobManager,
+    def __init__(self, store: Store, templates: TemplateService, host: Host, tasks: TaskManager,
                  hash_cache: HashCache, max_instances: int, hooks: EndpointHooks | None = None,
                  leases: Leases | None = None, changed: Callable[[], None] = lambda: None, temp=None):
         self.store = store
         self.templates = templates
         self.host = host
-        self.jobs = jobs
+        self.tasks = tasks
         self.hash_cache = hash_cache
         self.max_instances = max_instances
         self.hooks = hooks or EndpointHooks()
         self.leases = leases  # one publish/deploy of an environment at a time, across ComfyUIs
         self.changed = changed  # tell the other ComfyUIs on the store
-        self.temp = temp  # core.scratch.Scratch: where a publish makes its packs
+        self.temp = temp  # core.fs.scratch.Scratch: where a publish makes its packs
 
     # reading
 
@@ -213,8 +213,8 @@ class EnvironmentService:
                 if t["environment"] and t["environment"].lower() == name.lower()]
 
     def publish(self, name: object, templates: object = None, include: object = "templates",
-                endpoint: object = None, bind: object = False) -> Job:
-        """Validate and plan now (errors are immediate), then run the publish as a job. With `bind`, the
+                endpoint: object = None, bind: object = False) -> Task:
+        """Validate and plan now (errors are immediate), then run the publish as a task. With `bind`, the
         templates it includes are bound to it once it is published (their runs go to its endpoint)."""
         name = ENVIRONMENT_NAME.check(name)
         if not isinstance(bind, bool):
@@ -231,7 +231,7 @@ class EnvironmentService:
             if not isinstance(templates, list) or not all(isinstance(t, str) for t in templates):
                 raise BadRequest("templates must be a list of template names")
             chosen = [self.templates.get(t).to_json() for t in templates]
-        if self.jobs.running("publish", name.lower()):
+        if self.tasks.running("publish", name.lower()):
             raise Conflict(f"environment {name!r} is being published already; wait for it or cancel it")
         # Held from the moment the publish is asked for, across every ComfyUI on the store: a second publish
         # asked while this one plans (the snapshot takes seconds) or runs is refused, never a second version.
@@ -243,7 +243,7 @@ class EnvironmentService:
                                      self.host.analyze)
             claimed = self._claim(name)
             self.changed()
-            return self.jobs.start("publish", name.lower(), self._publish_task(name, plan, chosen, endpoint, bind,
+            return self.tasks.start("publish", name.lower(), self._publish_task(name, plan, chosen, endpoint, bind,
                                                                                 claimed, lease))
         except BaseException:
             if claimed and not self.versions(name):
@@ -253,25 +253,25 @@ class EnvironmentService:
             raise
 
     def _publish_task(self, name: str, plan: Plan, chosen: builtins.list[dict], endpoint: EndpointConfig | None,
-                      bind: bool, claimed: bool, lease) -> Callable[[Job], dict]:
-        def task(job: Job) -> dict:
+                      bind: bool, claimed: bool, lease) -> Callable[[Task], dict]:
+        def work(task: Task) -> dict:
             try:
                 try:
-                    result = publish.run_publish(job, plan, self.store, self.hash_cache, self._write_manifest,
+                    result = publish.run_publish(task, plan, self.store, self.hash_cache, self._write_manifest,
                                                  self.host.node_types_by_pack(), self.temp)
                 except BaseException:
                     if claimed and not self.versions(name):
                         self.store.delete(_folder(name) + "claim.json")  # nothing published: free the name
                     raise
                 if bind:
-                    job.update(phase="binding templates")
+                    task.update(phase="binding templates")
                     result["bound"] = []
                     for template in chosen:
                         if template.get("environment") != name:
                             self.templates.update(template["name"], environment=name)
                             result["bound"].append(template["name"])
                 if endpoint is not None:
-                    job.update(phase="deploying")
+                    task.update(phase="deploying")
                     self.hooks.deploy(self.get(name))
                 return result
             finally:
@@ -279,7 +279,7 @@ class EnvironmentService:
                     self.leases.release(lease)
                 self.changed()
 
-        return task
+        return work
 
     def deploy(self, name: str, version: int | None = None) -> EndpointView | None:
         """Deploy (or update) the endpoint of an environment's version, under its lease."""
@@ -314,13 +314,13 @@ class EnvironmentService:
 
     def delete(self, name: str, force: bool = False, publish_timeout: float = 120.0) -> None:
         ENVIRONMENT_NAME.check(name)
-        publishing = self.jobs.running("publish", name.lower())
+        publishing = self.tasks.running("publish", name.lower())
         if publishing is not None:
             if not force:
                 raise Conflict(f"environment {name!r} is being published; cancel the publish or use force")
             # Cancel it and let it end first: a publish that went on would write its manifest afterwards.
             publishing.cancel_event.set()
-            if self.jobs.wait(publishing.id, publish_timeout).state == "running":
+            if self.tasks.wait(publishing.id, publish_timeout).state == "running":
                 raise Conflict(f"the publish of {name!r} did not stop within {publish_timeout:.0f} s; try again")
             if not self.exists(name):
                 return  # a first publish, cancelled: nothing of it remains (its claim was freed)

@@ -10,9 +10,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from . import scratch
 from .errors import SageMakerError
-from .hashing import file_sha256
+from .fs import scratch
+from .fs.hashing import file_sha256
 from .store import Store, blob_key
 
 OUTPUT_SUBFOLDER = "sagemaker"
@@ -26,7 +26,7 @@ class OutputInvalid(SageMakerError):
     code = "bad_output"
 
 
-# Temporary names under output/sagemaker/ while a file is copied there (core/scratch.py: swept at start).
+# Temporary names under output/sagemaker/ while a file is copied there (core/fs/scratch.py: swept at start).
 OUTPUT_TEMP = ".sagemaker-output-"
 
 

@@ -43,8 +43,8 @@ from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, Invocation
 from .errors import BadRequest, Conflict, ExecutionCorrupt, Forbidden, NotFound, SageMakerError, message_of
 from .execution_outputs import OUTPUT_SUBFOLDER, OutputInvalid, Outputs
 from .execution_records import FINAL, ID_RE, INDEX, ExecutionRecords, parse_record
-from .hashing import HashCache
-from .identity import Owner, may_change_run
+from .fs.hashing import HashCache
+from .identity import Owner, may_change_execution
 from .inputs import InputMissing, get_inputs, input_path, put_inputs
 from .names import ENVIRONMENT_NAME, TEMPLATE_NAME
 from .records import ExecutionError, ExecutionExtra, ExecutionRecord, ExecutionState, ExecutionSummary
@@ -143,7 +143,7 @@ class ExecutionNotFound(NotFound):
     code = "not_found"
 
 
-class NotYourRun(Forbidden):
+class NotYourExecution(Forbidden):
     """Someone else's run: only a designer's single-user ComfyUI may cancel it (core/identity.py)."""
 
     code = "forbidden_for_role"
@@ -584,22 +584,22 @@ class ExecutionService:
         self.follower.drop()
 
     def check_may_change(self, record: ExecutionRecord, role: str, user: str | None, shared: bool = False) -> None:
-        """NotYourRun (403) unless this request may cancel or otherwise change `record`: the one check every
-        face's change of a run goes through (core/identity.py's may_change_run)."""
-        if may_change_run(role, self.is_mine(record, user), shared):
+        """NotYourExecution (403) unless this request may cancel or otherwise change `record`: the one check every
+        face's change of a run goes through (core/identity.py's may_change_execution)."""
+        if may_change_execution(role, self.is_mine(record, user), shared):
             return
         owner = Owner.from_json(record.get("owner"))
         whose = "an older version's" if owner is None else \
             f"{owner.user} on {owner.name}'s" if owner.user else f"{owner.name}'s"
         if role == "designer":
-            raise NotYourRun(f"execution {record['id']} is {whose}: here (under --multi-user, or through the "
+            raise NotYourExecution(f"execution {record['id']} is {whose}: here (under --multi-user, or through the "
                              "gateway) each user cancels only their own runs; a designer cancels someone else's "
                              "from a single-user ComfyUI")
-        raise NotYourRun(f"execution {record['id']} is {whose}; only a designer can cancel someone else's run")
+        raise NotYourExecution(f"execution {record['id']} is {whose}; only a designer can cancel someone else's run")
 
     def cancel(self, execution_id: str, role: str = "designer", user: str | None = None,
                shared: bool = False) -> ExecutionSummary:
-        """Cancel a queued or running run: NotYourRun unless the caller may (check_may_change), Conflict once
+        """Cancel a queued or running run: NotYourExecution unless the caller may (check_may_change), Conflict once
         it has ended. `shared`: several people act here as one role (--multi-user, the gateway)."""
         record = self.get(execution_id, user, localise=False)
         self.check_may_change(record, role, user, shared)

@@ -66,7 +66,7 @@ def instance_id(folder: Path) -> str:
     return json.loads(path.read_text())["instance"]
 
 
-def may_change_run(role: str, mine: bool, shared: bool = False) -> bool:
+def may_change_execution(role: str, mine: bool, shared: bool = False) -> bool:
     """Who may cancel (or otherwise change) a run: its owner, always; someone else's only a designer's
     ComfyUI used by one person. Where several people act through one face as one role (`shared`: ComfyUI's
     --multi-user, whose users all get the ComfyUI's role and are told apart by a header ComfyUI does not

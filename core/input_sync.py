@@ -21,11 +21,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import scratch
 from .errors import SageMakerError
-from .hashing import HashCache
+from .fs import scratch
+from .fs.hashing import HashCache
 from .inputs import put_inputs
-from .retry import Backoff, retry
+from .net.retry import Backoff, retry
 from .store import Store
 
 log = logging.getLogger("comfyui_sagemaker")

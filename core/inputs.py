@@ -13,12 +13,12 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from . import scratch
 from .errors import BadRequest
-from .hashing import HashCache, file_sha256, hash_files
+from .fs import scratch
+from .fs.hashing import HashCache, file_sha256, hash_files
 from .store import Store
 
-# Temporary names in ComfyUI's input folder while a file comes in (core/scratch.py: swept at start).
+# Temporary names in ComfyUI's input folder while a file comes in (core/fs/scratch.py: swept at start).
 INPUT_TEMPS = (".sagemaker-asset-", ".sagemaker-upload-")
 INPUT_TEMP = INPUT_TEMPS[0]
 

@@ -19,15 +19,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import fetch, model_files, scratch
+from . import model_files
 from .errors import BadRequest, Conflict, NotFound
-from .hashing import HashCache
-from .jobs import Job, JobManager
+from .fs import scratch
+from .fs.hashing import HashCache
+from .net import fetch
+from .tasks import Task, TaskManager
 
 UPLOAD_SUFFIX = ".upload"
 UPLOAD_PREFIX = ".sagemaker-model-"  # a model file being uploaded or copied in: `<prefix><owner>-<random>.upload`
 NAME_RE = re.compile(r"[^/\\\x00]+")
-DOWNLOAD_JOB = "model download"
+DOWNLOAD_TASK = "model download"
 
 
 class ModelNotFound(NotFound):
@@ -74,11 +76,11 @@ def _unlink_beneath(base: str, parent: str, leaf: str) -> None:
 
 
 class ModelService:
-    def __init__(self, folders: Callable[[], dict], hash_cache: HashCache, jobs: JobManager,
+    def __init__(self, folders: Callable[[], dict], hash_cache: HashCache, tasks: TaskManager,
                  allowed_hosts: Callable[[], list[str]]):
         self.folders = folders
         self.hash_cache = hash_cache
-        self.jobs = jobs
+        self.tasks = tasks
         self.allowed_hosts = allowed_hosts
 
     def list(self) -> dict:
@@ -117,7 +119,7 @@ class ModelService:
 
     def sweep(self, older_than: float = scratch.UNKNOWN_AFTER_S) -> builtins.list[str]:
         """Remove uploads a killed ComfyUI left half-written: any age once their writer is known dead
-        (core/scratch.py), else older than `older_than` s (an older version's names)."""
+        (core/fs/scratch.py), else older than `older_than` s (an older version's names)."""
         removed = []
         for folder, (bases, _exts) in self.folders().items():
             if folder in model_files.NOT_MODEL_FOLDERS:
@@ -152,7 +154,7 @@ class ModelService:
                               f"{how_to_replace} to replace it") from None
 
     def download(self, folder: object, name: object, url: object, sha256: object = None,
-                 overwrite: object = False) -> Job:
+                 overwrite: object = False) -> Task:
         target = self.target(folder, name)
         if not isinstance(url, str):
             raise BadRequest("url must be a string")
@@ -162,15 +164,15 @@ class ModelService:
             raise BadRequest("overwrite must be true or false")
         if not overwrite:
             self.refuse_existing(str(folder), str(name), "send overwrite: true")  # strings: target() checked
-        fetch.check_url(url, self.allowed_hosts())  # refuse before starting a job
-        if self.jobs.running(DOWNLOAD_JOB, f"{folder}/{name}"):  # two writers would share one .part
+        fetch.check_url(url, self.allowed_hosts())  # refuse before starting a task
+        if self.tasks.running(DOWNLOAD_TASK, f"{folder}/{name}"):  # two writers would share one .part
             raise Conflict(f"a download to {folder}/{name} is running; wait for it or cancel it first")
 
-        def task(job: Job) -> dict:
-            job.update(phase="downloading", files_total=1, current=target.name)
+        def work(task: Task) -> dict:
+            task.update(phase="downloading", files_total=1, current=target.name)
 
             def progress(done: int, total: int | None) -> None:
-                job.update(bytes_done=done, bytes_total=total or 0)
+                task.update(bytes_done=done, bytes_total=total or 0)
 
             try:
                 digest = fetch.download(url, target, sha256=sha256, allowed_hosts=self.allowed_hosts(),
@@ -178,10 +180,10 @@ class ModelService:
             except FileExistsError:
                 raise ModelExists(f"{name} appeared in {folder} during the download and was kept; download "
                                   "again with overwrite: true to replace it (the downloaded data is reused)") from None
-            job.update(files_done=1)
+            task.update(files_done=1)
             return {"folder": folder, "name": name, "sha256": digest, "size": target.stat().st_size}
 
-        return self.jobs.start(DOWNLOAD_JOB, f"{folder}/{name}", task)
+        return self.tasks.start(DOWNLOAD_TASK, f"{folder}/{name}", work)
 
     def delete(self, folder: object, name: object) -> None:
         if not isinstance(folder, str) or not isinstance(name, str):

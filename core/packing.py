@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Iterator
 
 from .errors import SageMakerError
-from .files import open_regular
+from .fs.files import open_regular
 from .snapshot import pack_files
 
 

@@ -1,7 +1,7 @@
 """Publishing an environment: plan what goes in, then pack, hash, upload, and write the manifest last.
 
-The plan is made before the job starts (so a template that needs a missing
-model is a 400 at once); the job then hashes models (cached), archives node
+The plan is made before the task starts (so a template that needs a missing
+model is a 400 at once); the task then hashes models (cached), archives node
 packs deterministically, uploads only blobs the store lacks, and writes the
 manifest as the last step, with an exclusive create of version n+1. An
 interrupted or cancelled publish therefore leaves no visible environment, and
@@ -16,14 +16,15 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import packing, scratch
+from . import packing
 from .analysis import BUILTIN
 from .errors import BadRequest, SageMakerError
-from .hashing import HashCache, HashCancelled, hash_files
-from .jobs import Job, JobCancelled
+from .fs import scratch
+from .fs.hashing import HashCache, HashCancelled, hash_files
 from .model_files import ModelFile, ModelIndex
 from .records import EndpointConfig, Manifest
 from .store import BlobMismatch, Store
+from .tasks import Task, TaskCancelled
 
 
 class PublishInvalid(BadRequest):
@@ -104,7 +105,7 @@ def platform_note() -> dict:
 
 
 def run_publish(
-    job: Job,
+    task: Task,
     plan: Plan,
     store: Store,
     cache: HashCache,
@@ -112,17 +113,17 @@ def run_publish(
     node_types: dict[str, list[str]] | None = None,
     temp: scratch.Scratch | None = None,
 ) -> dict:
-    """The job's task: returns {name, version}. Raises JobCancelled or a SageMakerError. The packs are made
+    """The publish task's work: returns {name, version}. Raises TaskCancelled or a SageMakerError. The packs are made
     in a folder of `temp` (removed at the end; one a killed ComfyUI left is swept at its next start)."""
-    job.update(phase="hashing", files_total=len(plan.models), bytes_total=plan.model_bytes)
+    task.update(phase="hashing", files_total=len(plan.models), bytes_total=plan.model_bytes)
 
     def on_hash(p) -> None:
-        job.update(bytes_done=p.bytes_done, files_done=p.files_done, current=os.path.basename(p.current or ""))
+        task.update(bytes_done=p.bytes_done, files_done=p.files_done, current=os.path.basename(p.current or ""))
 
     try:
-        hashes = hash_files([m.path for m in plan.models], cache, progress=on_hash, cancel=job.cancel_event)
+        hashes = hash_files([m.path for m in plan.models], cache, progress=on_hash, cancel=task.cancel_event)
     except HashCancelled:
-        raise JobCancelled() from None
+        raise TaskCancelled() from None
     failed = [f"{m.folder}/{m.name}: {hashes[m.path].error}" for m in plan.models if not hashes[m.path].ok]
     if failed:
         raise SageMakerError("cannot hash models: " + "; ".join(failed))
@@ -130,10 +131,10 @@ def run_publish(
 
     work = (temp or scratch.system()).dir("publish")
     try:
-        job.update(phase="packing", files_total=len(plan.packs), files_done=0, bytes_done=0, bytes_total=0)
+        task.update(phase="packing", files_total=len(plan.packs), files_done=0, bytes_done=0, bytes_total=0)
         archives = []
         for i, pack in enumerate(plan.packs):
-            job.update(current=pack["folder"], files_done=i)
+            task.update(current=pack["folder"], files_done=i)
             path, sha, size = packing.make_archive(os.path.realpath(pack["path"]), work)
             archives.append((pack, path, sha, size))
 
@@ -146,18 +147,18 @@ def run_publish(
                                    "is complete")
         uploads = [(m.path, digests[m.path], m.size, f"{m.folder}/{m.name}") for m in plan.models]
         uploads += [(path, sha, size, f"custom_nodes/{pack['folder']}") for pack, path, sha, size in archives]
-        job.update(phase="uploading", files_total=len(uploads), files_done=0, bytes_done=0,
+        task.update(phase="uploading", files_total=len(uploads), files_done=0, bytes_done=0,
                    bytes_total=sum(u[2] for u in uploads))
         written = skipped = 0
         for i, (path, sha, size, label) in enumerate(uploads):
-            job.update(current=label, files_done=i)
+            task.update(current=label, files_done=i)
             if store.has_blob(sha, size):  # content-addressed and checked: present means identical
                 skipped += 1
-                job.add_bytes(size)
+                task.add_bytes(size)
                 continue
-            store.put_blob(sha, path, on_bytes=job.add_bytes)  # BlobMismatch if the file changed since hashed
+            store.put_blob(sha, path, on_bytes=task.add_bytes)  # BlobMismatch if the file changed since hashed
             written += size
-        job.update(files_done=len(uploads), current=None, phase="writing manifest")
+        task.update(files_done=len(uploads), current=None, phase="writing manifest")
 
         manifest: Manifest = {
             "name": plan.name,
@@ -184,7 +185,7 @@ def run_publish(
             "size": sum(u[2] for u in uploads),
             "notes": plan.notes,
         }
-        job.check_cancelled()  # last chance: after the manifest the environment exists
+        task.check_cancelled()  # last chance: after the manifest the environment exists
         version = write_manifest(manifest)
         return {"name": plan.name, "version": version, "bytes_written": written, "blobs_skipped": skipped}
     finally:

@@ -52,7 +52,7 @@ class Webhook(TypedDict):
 
 
 class V2Run(TypedDict):
-    """Where a Comfy API v2 job was queued (core/jobs_v2.py)."""
+    """Where a Comfy API v2 job was queued (core/v2/jobs_v2.py)."""
 
     origin: str
     prefix: str
@@ -60,7 +60,7 @@ class V2Run(TypedDict):
 
 
 class ExecutionExtra(TypedDict, total=False):
-    """What other faces keep on the records of the runs they queue (core/jobs_v2.py)."""
+    """What other faces keep on the records of the runs they queue (core/v2/jobs_v2.py)."""
 
     api: str  # the face ("v2")
     v2: V2Run

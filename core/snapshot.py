@@ -1,7 +1,7 @@
 """A snapshot of this ComfyUI: versions, custom node packs, Python packages, models.
 
 Listing is fast: models are listed with size and mtime, never hashed here
-(core.hashing does that on demand). A pack is identified the way
+(core.fs.hashing does that on demand). A pack is identified the way
 ComfyUI-Manager records it (registry id + version: `pyproject.toml` beside a
 `.tracking` file) or by git remote + commit; `dirty` when it has uncommitted
 changes or no git at all, and then only its content digest identifies it.

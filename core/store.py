@@ -20,7 +20,7 @@ What every implementation promises:
   lies about its content.
 - Nothing in the store is trusted because of where it lies: whoever can write the store can rewrite a
   blob, so every reader checks the bytes it hands out or uses against their digest
-  (`core/blob_reads.py` for reads served from the store, a fetched copy's sha256 elsewhere).
+  (`core/v2/blob_reads.py` for reads served from the store, a fetched copy's sha256 elsewhere).
 - Failures of the backend itself (unreachable, access denied, bucket
   missing) raise `core.errors.StoreUnavailable` with a message for the user.
 """

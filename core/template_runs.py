@@ -17,11 +17,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import parameters, scratch
-from .assets import AssetService, input_name, is_reference
+from . import parameters
+from .fs import scratch
 from .inputs import INPUT_TEMPS, input_path
 from .store import Store
 from .templates import Template, TemplateService
+from .v2.assets import AssetService, input_name, is_reference
 
 
 def image_name(data: bytes) -> str:
@@ -69,7 +70,7 @@ def named_outputs(schema: dict, outputs: dict) -> dict:
     return {out: (outputs.get(spec["node"]) or {}).get("images", []) for out, spec in marked.items()}
 
 
-class TemplateRuns:
+class TemplateExecutions:
     """`input_dir()` is ComfyUI's input folder, or None without one (the gateway)."""
 
     def __init__(self, templates: TemplateService, store: Store, input_dir: Callable[[], Path | None],
@@ -78,7 +79,7 @@ class TemplateRuns:
         self.store = store
         self.input_dir = input_dir
         self.assets = assets
-        self.temp = temp  # where an image on its way to the store waits (core/scratch.py)
+        self.temp = temp  # where an image on its way to the store waits (core/fs/scratch.py)
 
     def filled(self, name: str, inputs: object, stored: dict[str, str] | None = None) -> tuple[Template, dict]:
         """(the template, its prompt with the values set on its parameter nodes). Images given as bytes are

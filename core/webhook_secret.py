@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import BadRequest
-from .fetch import install
+from .net.fetch import install
 from .webhook_signing import WebhookSecretInvalid, keys, new_secret
 
 ENV = "COMFYUI_SAGEMAKER_WEBHOOK_SECRET"

@@ -1,6 +1,6 @@
 """Webhooks: when a run that named a `webhook_url` ends, a signed POST of its record to that URL.
 
-- The URL is checked like a model download (core/fetch.py): http(s) only, and only globally routable
+- The URL is checked like a model download (core/net/fetch.py): http(s) only, and only globally routable
   addresses unless its host is in `webhook_allowed_hosts`; checked when the run is created (a refusal
   is a 400 before anything is spent) and again at each attempt, connecting to the address checked.
   Redirects are not followed (a 3xx is a failed attempt).
@@ -12,7 +12,7 @@
   one refuses a `webhook_url` when the run is created.
 - Retried with exponential backoff (1 s, 2 s, 4 s ... at most a minute apart) until a 2xx or until
   `webhook_retry_seconds` have passed. One attempt, from connecting to reading the answer, takes at most
-  `webhook_timeout_seconds` in all (core/http_deadline.py), however slowly the receiver trickles.
+  `webhook_timeout_seconds` in all (core/net/http_deadline.py), however slowly the receiver trickles.
 - Delivery state is on the record (`webhook: {url, state: pending | sending | delivered | failed, attempts,
   last_status, last_error, delivered_at}`), written by compare-and-swap. The process that ends the run
   claims the delivery (pending -> sending), so it is sent once even with several processes on one
@@ -35,10 +35,10 @@ from typing_extensions import TypedDict, Unpack
 
 from .errors import BadRequest
 from .execution_records import ExecutionRecords
-from .fetch import DownloadRefused, check_url, open_checked
-from .http_deadline import Deadline
+from .net.fetch import DownloadRefused, check_url, open_checked
+from .net.http_deadline import Deadline
+from .net.retry import Backoff
 from .records import ExecutionRecord, Webhook, WebhookState
-from .retry import Backoff
 from .store import PreconditionFailed, Store
 from .webhook_secret import LEGACY_KEY, WebhookSecret, WebhookSecretUnavailable
 from .webhook_signing import HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, headers, verify

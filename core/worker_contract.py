@@ -29,7 +29,7 @@ INNER_SECRET_HEADER = "X-Worker-ComfyUI"
 REPORTS = "workers/"
 
 
-# A non-streamed run's coarse progress (RunProgress below): `async/progress/<execution id>.json`.
+# A non-streamed run's coarse progress (ExecutionProgress below): `async/progress/<execution id>.json`.
 PROGRESS_PREFIX = "async/progress/"
 
 
@@ -110,7 +110,7 @@ class WorkerResult(TypedDict):
     comfyui: NotRequired[int]  # which of the worker's ComfyUIs ran it
 
 
-class RunProgress(TypedDict):
+class ExecutionProgress(TypedDict):
     """A non-streamed run's coarse progress, written to the store (`async/progress/<id>.json`) as it goes."""
 
     protocol_version: NotRequired[int]
@@ -170,11 +170,11 @@ def refusal(body: bytes, status: int) -> ExecutionError:
             "message": message if isinstance(message, str) else f"worker answered {status}"}
 
 
-def read_progress(value: object) -> RunProgress:
+def read_progress(value: object) -> ExecutionProgress:
     """An async run's progress; ShapeInvalid or ProtocolUnsupported if it cannot be read."""
     if isinstance(value, list):  # protocol 0's first form: the events only
         value = {"events": value}
-    progress = validate(RunProgress, value)
+    progress = validate(ExecutionProgress, value)
     speaks(progress.get("protocol_version"), "the endpoint's worker")
     return progress
 

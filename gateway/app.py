@@ -26,9 +26,9 @@ from pathlib import Path
 from aiohttp import web
 
 from ..core import config as config_mod
-from ..core import scratch
 from ..core.config import Config
 from ..core.errors import ConfigInvalid, SageMakerError
+from ..core.fs import scratch
 from ..core.host_facts import InterruptDoor
 from ..core.version import __version__
 from ..server_routes import executions, meta, openapi, template_runs, templates, v2
@@ -94,7 +94,7 @@ class GatewayContext(RouteContext):
         self.facts = Facts(tuple({listen, "0.0.0.0"}))
         self.host = HeadlessHost(EXTENSION_DIR)
         # Without a configuration folder, a state folder of its own, named after this process so that the next
-        # gateway started on this machine removes it once this one is gone (core/scratch.py).
+        # gateway started on this machine removes it once this one is gone (core/fs/scratch.py).
         self.state_dir = config_dir or Path(tempfile.mkdtemp(prefix=f"{STATE_PREFIX}{scratch.owner_tag()}-"))
         self._services = Services(config, self.host, self.state_dir,
                                   owner=gateway_owner(store_uri(config), config.display_name),
@@ -116,7 +116,7 @@ class GatewayContext(RouteContext):
         return None
 
     # Every caller holds the same token and every replica is one owner: callers change the gateway's own runs,
-    # never a ComfyUI's (core/identity.py's may_change_run), whatever the configured role.
+    # never a ComfyUI's (core/identity.py's may_change_execution), whatever the configured role.
     shared = True
 
 

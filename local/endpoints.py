@@ -27,12 +27,12 @@ from typing import Any, Literal, TypeGuard
 
 from typing_extensions import Required, TypedDict, Unpack
 
-from ..core import scratch
 from ..core.cancel_tokens import TOKEN_FIELD
 from ..core.endpoints import STOPPED, STOPPING, EndpointNotFound, Endpoints, EndpointStateConflict, InvocationFailed
 from ..core.environments import manifest_key
 from ..core.errors import message_of
-from ..core.files import NotARegularFile, read_regular
+from ..core.fs import scratch
+from ..core.fs.files import NotARegularFile, read_regular
 from ..core.names import ENVIRONMENT_NAME
 from ..core.records import EndpointView, Manifest
 from ..core.shapes import ShapeInvalid, validate
@@ -52,7 +52,7 @@ from ..core.worker_contract import (
 
 READY_TIMEOUT = 900.0
 STATUS_POLL_IN_SERVICE = 2.0  # s between /status reads once InService (first prompts, ComfyUI restarts)
-# Whole exchanges with a worker (core/http_deadline.py: a worker that trickles its answer cannot hold them).
+# Whole exchanges with a worker (core/net/http_deadline.py: a worker that trickles its answer cannot hold them).
 STATUS_TIMEOUT_S = 2.0
 CANCEL_TIMEOUT_S = 10.0
 # The CLI's arguments that serve a worker: the worker image's ENTRYPOINT + CMD end the same way (a test
@@ -308,7 +308,7 @@ class LocalEndpoints(Endpoints):
         """Ask the worker to interrupt (or skip) an execution, with the run's cancel token; best effort."""
         from http.client import HTTPException  # lazily: importing the extension stays light
 
-        from ..core.http_deadline import request
+        from ..core.net.http_deadline import request
 
         try:
             url = self.get(name).get("url")
@@ -381,7 +381,7 @@ class LocalEndpoints(Endpoints):
         """The worker's /status; None if it does not answer, or answers what cannot be read."""
         from http.client import HTTPException
 
-        from ..core.http_deadline import request
+        from ..core.net.http_deadline import request
 
         if not url:
             return None

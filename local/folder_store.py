@@ -9,7 +9,7 @@ Blobs are hashed while they are copied in and renamed only if the digest
 matches; a present blob counts only once its content has been checked
 (remembered per inode, size, mtime and ctime for the life of the process), so one
 that was corrupted or tampered with is written again by the next publish.
-Temporary files are named after the process writing them (core/scratch.py): `sweep()` removes those a
+Temporary files are named after the process writing them (core/fs/scratch.py): `sweep()` removes those a
 killed process left, whatever their age.
 
 Every object is read only if it is a regular file: a FIFO, device or socket put in the folder is
@@ -26,10 +26,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ..core import scratch
 from ..core.errors import StoreUnavailable
-from ..core.files import open_regular, read_regular
-from ..core.hashing import file_sha256
+from ..core.fs import scratch
+from ..core.fs.files import open_regular, read_regular
+from ..core.fs.hashing import file_sha256
 from ..core.store import (
     BlobMismatch,
     KeyExists,

@@ -66,7 +66,7 @@ class RouteContext(Protocol):
     def shared(self) -> bool:
         """Whether several people act through this process with one role (ComfyUI's --multi-user, the
         gateway): then each changes only their own runs, whatever the role (core/identity.py's
-        may_change_run)."""
+        may_change_execution)."""
         ...
 
     def effective_config(self) -> Config:

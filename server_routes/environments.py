@@ -1,4 +1,4 @@
-"""Environment and job routes: thin handlers over core.environments and core.jobs."""
+"""Environment and task routes: thin handlers over core.environments and core.tasks."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 
 from ..core.errors import BadRequest
+from . import deprecation
 from .context import Context
 from .http import json_ok, query_int, read_object
 
@@ -27,11 +28,11 @@ async def publish_environment(request: web.Request, ctx: Context) -> web.Respons
     body = await read_object(request, PUBLISH_FIELDS)
     if "name" not in body:
         raise BadRequest("missing field: name")
-    job = await asyncio.to_thread(
+    task = await asyncio.to_thread(
         ctx.services.environments.publish, body["name"], body.get("templates"), body.get("include", "templates"),
         body.get("endpoint"), body.get("bind", False),
     )
-    return json_ok({"job": job.to_json()}, status=202)
+    return json_ok(deprecation.task_started(task.to_json()), status=202)
 
 
 async def get_environment(request: web.Request, ctx: Context) -> web.Response:
@@ -49,12 +50,13 @@ async def diff_environment(request: web.Request, ctx: Context) -> web.Response:
     return json_ok(await asyncio.to_thread(ctx.services.environments.diff, request.match_info["name"]))
 
 
-async def get_job(request: web.Request, ctx: Context) -> web.Response:
-    return json_ok(ctx.services.jobs.get(request.match_info["id"]).to_json())
+async def get_task(request: web.Request, ctx: Context) -> web.Response:
+    """A background task's progress (a publish, a model download)."""
+    return json_ok(ctx.services.tasks.get(request.match_info["id"]).to_json())
 
 
-async def cancel_job(request: web.Request, ctx: Context) -> web.Response:
-    return json_ok(ctx.services.jobs.cancel(request.match_info["id"]).to_json())
+async def cancel_task(request: web.Request, ctx: Context) -> web.Response:
+    return json_ok(ctx.services.tasks.cancel(request.match_info["id"]).to_json())
 
 
 ROUTES = [
@@ -63,6 +65,7 @@ ROUTES = [
     ("GET", "/environments/{name}", get_environment),
     ("DELETE", "/environments/{name}", delete_environment),
     ("GET", "/environments/{name}/diff", diff_environment),
-    ("GET", "/jobs/{id}", get_job),
-    ("POST", "/jobs/{id}/cancel", cancel_job),
+    ("GET", "/tasks/{id}", get_task),
+    ("POST", "/tasks/{id}/cancel", cancel_task),
 ]
+ROUTES += deprecation.aliases(ROUTES)  # /jobs/{id}: the same handlers, answered with a Deprecation header

@@ -6,17 +6,17 @@ from aiohttp import web
 
 from ..aws.errors import AwsError, AwsNotConfigured, InstanceTypeRefused, QuotaExceeded
 from ..core import errors as e
-from ..core.assets import BlobNotFound, HashMismatch, MissingAsset
 from ..core.config import ConfigRefused, RoleRaiseRefused
 from ..core.endpoints import EndpointNotFound, EndpointNotReady, InvocationFailed
 from ..core.environments import EnvironmentExists
-from ..core.fetch import DownloadFailed
-from ..core.files import NotARegularFile
-from ..core.idempotency import IdempotencyConflict, IdempotencyKeyReuse
-from ..core.jobs_v2 import InvalidWorkflow
+from ..core.fs.files import NotARegularFile
+from ..core.net.fetch import DownloadFailed
 from ..core.parameters import InputsInvalid, ParametersInvalid
 from ..core.preflight import PromptRefused
 from ..core.store import BlobCorrupt, BlobMismatch
+from ..core.v2.assets import BlobNotFound, HashMismatch, MissingAsset
+from ..core.v2.idempotency import IdempotencyConflict, IdempotencyKeyReuse
+from ..core.v2.jobs_v2 import InvalidWorkflow
 from .guard import TokenRefused
 from .policy import ForbiddenForRole
 
@@ -49,7 +49,7 @@ STATUS: dict[type[e.SageMakerError], int] = {
     ParametersInvalid: 400,
     InputsInvalid: 422,
     PromptRefused: 400,
-    # the Comfy API v2's own codes (core/jobs_v2.py, core/assets.py, core/idempotency.py)
+    # the Comfy API v2's own codes (core/v2/jobs_v2.py, core/v2/assets.py, core/v2/idempotency.py)
     InvalidWorkflow: 422,
     MissingAsset: 422,
     HashMismatch: 409,

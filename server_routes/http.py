@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ..core.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, SageMakerError
-from . import guard, policy
+from . import deprecation, guard, policy
 from .context import RouteContext
 from .errors import error_response, from_exception
 
@@ -80,6 +80,14 @@ def middleware(ctx: RouteContext):
 
     @web.middleware
     async def sagemaker_middleware(request: web.Request, handler):
+        response = await answer(request, handler)
+        resource = getattr(request.match_info.route, "resource", None)
+        if resource is not None and is_ours(request.path):  # an old route's answers (errors too) say it is
+            prefix = request.path[:len(request.path) - len(route_path(request.path))]
+            response.headers.update(deprecation.headers(route_path(resource.canonical), prefix, request.match_info))
+        return response
+
+    async def answer(request: web.Request, handler) -> web.StreamResponse:
         if request.method == "POST" and request.path in ctx.facts.interrupt.paths:
             taken = await interrupt_remote(request, ctx)
             return taken if taken is not None else await handler(request)

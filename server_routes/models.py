@@ -1,4 +1,4 @@
-"""Model routes: list, upload (streamed to disk), download by URL (a job), delete."""
+"""Model routes: list, upload (streamed to disk), download by URL (a task), delete."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 from aiohttp import web
 
 from ..core.errors import BadRequest
+from . import deprecation
 from .context import Context
 from .http import json_ok, read_object
 
@@ -54,9 +55,9 @@ async def upload_model(request: web.Request, ctx: Context) -> web.Response:
 
 async def download_model(request: web.Request, ctx: Context) -> web.Response:
     body = await read_object(request, {"folder", "name", "url", "sha256", "overwrite"})
-    job = await asyncio.to_thread(ctx.services.models.download, body.get("folder"), body.get("name"),
+    task = await asyncio.to_thread(ctx.services.models.download, body.get("folder"), body.get("name"),
                                   body.get("url"), body.get("sha256"), body.get("overwrite", False))
-    return json_ok({"job": job.to_json()}, status=202)
+    return json_ok(deprecation.task_started(task.to_json()), status=202)
 
 
 async def delete_model(request: web.Request, ctx: Context) -> web.Response:

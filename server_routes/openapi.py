@@ -10,6 +10,7 @@ from aiohttp import web
 from ..core import config as config_mod
 from ..core.config import Config
 from ..core.version import __version__
+from . import deprecation
 from .context import RouteContext
 from .http import json_ok
 
@@ -33,8 +34,10 @@ SUMMARIES = {
     ("GET", "/environments/{name}"): "An environment's manifest (?version=n)",
     ("DELETE", "/environments/{name}"): "Delete an environment (?force=true while bound or running)",
     ("GET", "/environments/{name}/diff"): "This ComfyUI against an environment",
-    ("GET", "/jobs/{id}"): "A background job's progress",
-    ("POST", "/jobs/{id}/cancel"): "Cancel a background job",
+    ("GET", "/tasks/{id}"): "A background task's progress (a publish, a model download)",
+    ("POST", "/tasks/{id}/cancel"): "Cancel a background task",
+    ("GET", "/jobs/{id}"): "Deprecated: GET /tasks/{id}",
+    ("POST", "/jobs/{id}/cancel"): "Deprecated: POST /tasks/{id}/cancel",
     ("GET", "/endpoints"): "List endpoints (local and SageMaker)",
     ("POST", "/endpoints"): "Deploy an environment's endpoint",
     ("GET", "/endpoints/{name}"): "An endpoint's state",
@@ -244,6 +247,8 @@ def document(tables: list[list[tuple]]) -> dict:
                         "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
                 },
             }
+            if key[1] in deprecation.SUCCESSORS:  # the successor's handler: its operationId is taken
+                op.update(deprecated=True, operationId=fn.__name__ + "_deprecated")
             if key in BODIES:
                 media, schema = BODIES[key]
                 op["requestBody"] = {"required": True, "content": {media: {"schema": schema}}}

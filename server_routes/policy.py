@@ -11,7 +11,7 @@ the record in hand (core/identity.py), and a change from the page never raises t
 from __future__ import annotations
 
 from ..core.errors import Forbidden
-from ..core.identity import may_change_run
+from ..core.identity import may_change_execution
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})  # reads, e.g. HEAD /v2/{environment}/api/v2/assets/by-hash/{hash}
 # (method, route pattern relative to /sagemaker) an artist may call besides reads.
@@ -37,7 +37,8 @@ WHAT = {
     "/templates": "publish, replace, rebind or delete templates",
     "/environments": "publish or delete environments",
     "/endpoints": "deploy, stop, start or delete endpoints",
-    "/jobs": "cancel publish or download jobs",
+    "/tasks": "cancel publish or download tasks",
+    "/jobs": "cancel publish or download tasks",  # the deprecated /tasks (server_routes/deprecation.py)
     "/models": "add or delete model files",
     "/config": "change the configuration",
     "/connect": "check the AWS set-up",
@@ -65,4 +66,4 @@ def check(role: str, method: str, route: str, config_error: str | None = None) -
 
 # Who may cancel or change a run (its owner; someone else's a designer's single-user ComfyUI): decided with
 # the record in hand, by the execution service, with the rule of core/identity.py.
-may_cancel = may_change_run
+may_cancel = may_change_execution

@@ -1,6 +1,6 @@
 """The Comfy API v2, one surface per environment: `/sagemaker/v2/<environment>/api/v2/...` (a prefix-mounted
 deployment: point Comfy's SDK at `COMFY_BASE_URL=<ComfyUI>/sagemaker/v2/<environment>`). The gateway serves
-the same routes. Handlers parse, call the services (core/jobs_v2.py, core/assets.py, core/job_events.py) and
+the same routes. Handlers parse, call the services (core/v2/jobs_v2.py, core/v2/assets.py, core/v2/job_events.py) and
 write; the guard, the policy and the error mapping (errors.py, the v2 face) are the extension's own.
 
 Jobs: POST/GET /jobs, GET /jobs/{id}, GET /jobs/{id}/events (SSE), POST /jobs/{id}/cancel. Assets: POST
@@ -19,14 +19,14 @@ from datetime import datetime, timezone
 
 from aiohttp import hdrs, web
 
-from ..core.assets import MAX_UPLOAD_BYTES, Asset, AssetNotFound, parse_hash
-from ..core.blob_reads import verified_pieces
 from ..core.errors import BadRequest, PayloadTooLarge, SageMakerError, message_of
-from ..core.idempotency import Replay, fingerprint
-from ..core.job_events import KEEPALIVE, JobEvents, frame
-from ..core.job_view import URL_LIFETIME, Mount
 from ..core.names import ENVIRONMENT_NAME
 from ..core.store import BlobCorrupt, KeyNotFound, blob_key
+from ..core.v2.assets import MAX_UPLOAD_BYTES, Asset, AssetNotFound, parse_hash
+from ..core.v2.blob_reads import verified_pieces
+from ..core.v2.idempotency import Replay, fingerprint
+from ..core.v2.job_events import KEEPALIVE, JobEvents, frame
+from ..core.v2.job_view import URL_LIFETIME, Mount
 from .context import RouteContext
 from .executions import CURSOR
 from .http import json_ok, log, query_int, read_json
@@ -98,7 +98,7 @@ async def v2_cancel_job(request: web.Request, ctx: RouteContext) -> web.Response
 
 
 async def v2_job_events(request: web.Request, ctx: RouteContext) -> web.StreamResponse:
-    """Server-sent events of one job (see core/job_events.py). A client that goes away ends its stream here
+    """Server-sent events of one job (see core/v2/job_events.py). A client that goes away ends its stream here
     and leaves nothing behind; one that comes back gets a fresh snapshot."""
     services = ctx.services
     events = JobEvents(services.jobs_v2, environment(request), request.match_info["id"], mount(request),
@@ -285,7 +285,7 @@ def byte_range(request: web.BaseRequest, size: int) -> tuple[int, int] | None:
 
 async def v2_asset_content(request: web.Request, ctx: RouteContext) -> web.StreamResponse:
     """The asset's bytes (or one range of them), each answer checked against the asset's digests as it is read
-    (core/blob_reads.py): its last piece goes out only once the whole blob matched. A mismatch found before
+    (core/v2/blob_reads.py): its last piece goes out only once the whole blob matched. A mismatch found before
     anything was sent is a 502 `blob_corrupt`; after, the connection is aborted, so the answer stays short."""
     environment(request)
     services = ctx.services

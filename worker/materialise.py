@@ -34,8 +34,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..core.files import read_regular
-from ..core.hashing import file_sha256
+from ..core.fs.files import read_regular
+from ..core.fs.hashing import file_sha256
 from ..core.packing import extract_archive
 from ..core.records import ManifestContent, ModelEntry
 from ..core.shapes import ShapeInvalid, validate

@@ -9,8 +9,8 @@ import logging
 import time
 from pathlib import Path
 
-from ..core.hashing import file_sha256
-from ..core.worker_contract import PROGRESS_PREFIX, PROTOCOL_VERSION, RunProgress, WorkerEvent
+from ..core.fs.hashing import file_sha256
+from ..core.worker_contract import PROGRESS_PREFIX, PROTOCOL_VERSION, ExecutionProgress, WorkerEvent
 from .comfy import PREVIEW_EVENT, ComfyProcess
 from .materialise import safe_relative
 
@@ -43,7 +43,7 @@ def store_file(store, comfy: ComfyProcess, item: dict) -> dict:
 
 class AsyncProgress:
     """Coarse progress of a non-streamed run (SageMaker async), written to the store for the caller to
-    relay at most every `interval` seconds (core/worker_contract.py's RunProgress): {"events": the run's
+    relay at most every `interval` seconds (core/worker_contract.py's ExecutionProgress): {"events": the run's
     events so far, "preview": the latest sampler preview, with a sequence number the caller compares}.
 
     `events` only grows (the caller relays what is past its last look). ComfyUI's progress_state is a
@@ -86,7 +86,7 @@ class AsyncProgress:
     async def flush(self) -> None:
         self.last = time.monotonic()
         self._take_state()
-        body: RunProgress = {"protocol_version": PROTOCOL_VERSION, "events": self.events, "preview": self.preview,
+        body: ExecutionProgress = {"protocol_version": PROTOCOL_VERSION, "events": self.events, "preview": self.preview,
                              "preview_seq": self.previews}
         try:
             await asyncio.to_thread(self.store.put, self.key, json.dumps(body).encode())

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from ..core.retry import Backoff
+from ..core.net.retry import Backoff
 from .coldstart import ColdStart
 from .comfy import ComfyProcess
 from .devices import Device

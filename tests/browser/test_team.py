@@ -17,7 +17,7 @@ import pytest
 from comfyui_sagemaker.core.changes import ChangeFeed
 from comfyui_sagemaker.core.execution_records import FINAL, ExecutionRecords
 from comfyui_sagemaker.core.executions import new_id
-from comfyui_sagemaker.core.hashing import file_sha256
+from comfyui_sagemaker.core.fs.hashing import file_sha256
 from comfyui_sagemaker.core.identity import Owner
 from comfyui_sagemaker.core.leases import Leases
 from comfyui_sagemaker.core.store import blob_key

@@ -20,7 +20,7 @@ def unique(prefix: str) -> str:
 def wait_job(client, job_id: str, timeout: float = 180) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = client.get(f"/sagemaker/jobs/{job_id}").json()
+        job = client.get(f"/sagemaker/tasks/{job_id}").json()
         if job["state"] != "running":
             return job
         time.sleep(0.05)

@@ -7,8 +7,8 @@ import hashlib
 
 from comfyui_sagemaker.core import errors, model_files, snapshot
 from comfyui_sagemaker.core.environments import EnvironmentService
-from comfyui_sagemaker.core.hashing import HashCache
-from comfyui_sagemaker.core.jobs import JobManager
+from comfyui_sagemaker.core.fs.hashing import HashCache
+from comfyui_sagemaker.core.tasks import TaskManager
 from comfyui_sagemaker.core.templates import TemplateService
 from comfyui_sagemaker.local.folder_store import FolderStore
 
@@ -59,12 +59,12 @@ class FailingStore(FolderStore):
 
 def service(store, host, tmp_path):
     templates = TemplateService(store, lambda n: False)
-    return EnvironmentService(store, templates, host, JobManager(), HashCache(tmp_path / "hc.json"), 4)
+    return EnvironmentService(store, templates, host, TaskManager(), HashCache(tmp_path / "hc.json"), 4)
 
 
 def publish_and_wait(svc, name="Env1", **kw):
     job = svc.publish(name, include="all", endpoint={"kind": "local"}, **kw)
-    return svc.jobs.wait(job.id, 180)
+    return svc.tasks.wait(job.id, 180)
 
 
 def model(host, name, data):

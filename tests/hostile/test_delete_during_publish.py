@@ -48,7 +48,7 @@ def test_force_delete_cancels_the_publish_and_nothing_comes_back(tmp_path, host,
     release.set()
     deleted.join(120)
     assert not deleted.is_alive()
-    assert svc.jobs.get(job.id).state == "cancelled"
+    assert svc.tasks.get(job.id).state == "cancelled"
     assert not svc.exists("Env1") and store.list("environments/") == []
     store.has_blob = FolderStore.has_blob.__get__(store)
     assert publish_and_wait(svc, "env1").state == "succeeded"  # the name (any case) is free: a new v1
@@ -66,6 +66,6 @@ def test_a_delete_from_another_comfyui_is_not_undone_by_the_publish(tmp_path, ho
     other = service(FolderStore(tmp_path / "store"), host, tmp_path)  # its own jobs: it cannot cancel ours
     other.delete("Env1", force=True)
     release.set()
-    job = svc.jobs.wait(job.id, 120)
+    job = svc.tasks.wait(job.id, 120)
     assert job.state == "failed" and "deleted while it was being published" in job.error["message"]
     assert not svc.exists("Env1") and store.list("environments/") == []

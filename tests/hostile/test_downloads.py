@@ -15,13 +15,13 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from comfyui_sagemaker.core import fetch
 from comfyui_sagemaker.core import models as model_service
 from comfyui_sagemaker.core.errors import Conflict
-from comfyui_sagemaker.core.fetch import DownloadFailed, DownloadRefused, check_url, download
-from comfyui_sagemaker.core.hashing import HashCache
-from comfyui_sagemaker.core.jobs import JobManager
+from comfyui_sagemaker.core.fs.hashing import HashCache
 from comfyui_sagemaker.core.models import ModelService
+from comfyui_sagemaker.core.net import fetch
+from comfyui_sagemaker.core.net.fetch import DownloadFailed, DownloadRefused, check_url, download
+from comfyui_sagemaker.core.tasks import TaskManager
 from comfyui_sagemaker.server_routes.errors import status_of
 from harness.http_server import FileServer
 
@@ -288,7 +288,7 @@ def models(tmp_path):
             p.mkdir(parents=True)
     allowed: list[str] = []
     svc = ModelService(lambda: {k: ([str(p) for p in v], [".safetensors"]) for k, v in bases.items()},
-                       HashCache(tmp_path / "hc.json"), JobManager(), lambda: allowed)
+                       HashCache(tmp_path / "hc.json"), TaskManager(), lambda: allowed)
     svc.allowed_for_tests = allowed
     svc.base = bases["checkpoints"][0]
     svc.extra = bases["checkpoints"][1]
@@ -296,7 +296,7 @@ def models(tmp_path):
 
 
 def finished(svc: ModelService, job):
-    job = svc.jobs.wait(job.id, 120)
+    job = svc.tasks.wait(job.id, 120)
     assert job.state != "running"
     return job
 
@@ -405,7 +405,7 @@ def test_a_linked_base_path_and_links_inside_it_are_fine(tmp_path):
     os.symlink(real, tmp_path / "models" / "checkpoints")  # users link a whole model folder elsewhere
     os.symlink(real / "sub", real / "alias")  # a link that stays inside the folder
     svc = ModelService(lambda: {"checkpoints": ([str(tmp_path / "models" / "checkpoints")], [".safetensors"])},
-                       HashCache(tmp_path / "hc.json"), JobManager(), lambda: [])
+                       HashCache(tmp_path / "hc.json"), TaskManager(), lambda: [])
     svc.delete("checkpoints", "top.safetensors")
     svc.delete("checkpoints", "alias/m.safetensors")
     assert not (real / "top.safetensors").exists() and not (real / "sub" / "m.safetensors").exists()

@@ -8,10 +8,10 @@ import threading
 
 import pytest
 from comfyui_sagemaker.core.environments import EnvironmentService
-from comfyui_sagemaker.core.hashing import HashCache
+from comfyui_sagemaker.core.fs.hashing import HashCache
 from comfyui_sagemaker.core.identity import Owner
-from comfyui_sagemaker.core.jobs import JobManager
 from comfyui_sagemaker.core.leases import DeployInProgress, Leases
+from comfyui_sagemaker.core.tasks import TaskManager
 from comfyui_sagemaker.core.templates import TemplateService
 from comfyui_sagemaker.local.folder_store import FolderStore
 from harness.hosts import FolderHost, model
@@ -43,7 +43,7 @@ class SlowSnapshot(FolderHost):
 def comfyui(store_root, host, tmp_path, who: str) -> EnvironmentService:
     store = FolderStore(store_root)
     owner = Owner(who * 12, f"{who}'s ComfyUI")
-    return EnvironmentService(store, TemplateService(store, lambda n: False), host, JobManager(),
+    return EnvironmentService(store, TemplateService(store, lambda n: False), host, TaskManager(),
                               HashCache(tmp_path / f"hc-{who}.json"), 4, leases=Leases(store, owner))
 
 
@@ -67,7 +67,7 @@ def test_two_comfyuis_publishing_one_environment_at_once_one_is_refused(tmp_path
     second.start()
     # B is planning (or already answered) while A's publish is in flight; then A ends.
     wait_for(lambda: host_b.planning.is_set() or "b" in answers, 120, "the second publish planning or answered")
-    assert a.jobs.wait(job_a.id, 120).state == "succeeded"
+    assert a.tasks.wait(job_a.id, 120).state == "succeeded"
     first_done.set()
     second.join(120)
     assert isinstance(answers["b"], DeployInProgress), answers["b"]  # 409 deploy_in_progress, as the README says
@@ -75,7 +75,7 @@ def test_two_comfyuis_publishing_one_environment_at_once_one_is_refused(tmp_path
     assert a.versions("Env1") == [1]
     # Once the first has ended, a publish is a publish: v2.
     job = b.publish("Env1", include="all")
-    assert b.jobs.wait(job.id, 120).state == "succeeded" and b.versions("Env1") == [1, 2]
+    assert b.tasks.wait(job.id, 120).state == "succeeded" and b.versions("Env1") == [1, 2]
 
 
 def test_a_publish_refused_while_planning_leaves_the_lease_and_the_name_free(tmp_path):
@@ -111,7 +111,7 @@ class CountingStore(FolderStore):
 
 
 def test_idempotency_keys_past_24_hours_are_gone_and_the_sweep_reads_only_those(tmp_path):
-    from comfyui_sagemaker.core.idempotency import Claim, Idempotency, Replay
+    from comfyui_sagemaker.core.v2.idempotency import Claim, Idempotency, Replay
 
     store = CountingStore(tmp_path / "store")
     clock = Clock(1_800_000_000.0)
@@ -138,7 +138,7 @@ def test_idempotency_keys_past_24_hours_are_gone_and_the_sweep_reads_only_those(
 
 
 def test_the_idempotency_sweep_costs_what_has_expired_not_every_key(tmp_path):
-    from comfyui_sagemaker.core.idempotency import Idempotency
+    from comfyui_sagemaker.core.v2.idempotency import Idempotency
 
     store = CountingStore(tmp_path / "store")
     clock = Clock(1_800_000_000.0)
@@ -155,7 +155,7 @@ def test_the_idempotency_sweep_costs_what_has_expired_not_every_key(tmp_path):
 WRITER = """
 import os, sys, time
 from pathlib import Path
-from comfyui_sagemaker.core.scratch import Scratch
+from comfyui_sagemaker.core.fs.scratch import Scratch
 from comfyui_sagemaker.local.folder_store import FolderStore
 
 root = Path(sys.argv[1])
@@ -188,7 +188,7 @@ def temporary(root) -> set[str]:
 
 
 def test_a_sigkilled_writers_temporary_files_are_swept_at_the_next_start_even_if_young(tmp_path):
-    from comfyui_sagemaker.core.scratch import Scratch
+    from comfyui_sagemaker.core.fs.scratch import Scratch
 
     killed, alive = writer(tmp_path), None
     try:

@@ -13,8 +13,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from comfyui_sagemaker.core.files import NotARegularFile
-from comfyui_sagemaker.core.hashing import file_sha256
+from comfyui_sagemaker.core.fs.files import NotARegularFile
+from comfyui_sagemaker.core.fs.hashing import file_sha256
 from comfyui_sagemaker.core.packing import extract_archive
 from comfyui_sagemaker.local.folder_store import FolderStore
 from harness.worker import WorkerProcess

@@ -19,8 +19,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 from comfyui_sagemaker import cli
-from comfyui_sagemaker.core import http_deadline
-from comfyui_sagemaker.core.fetch import DownloadFailed, download
+from comfyui_sagemaker.core.net import http_deadline
+from comfyui_sagemaker.core.net.fetch import DownloadFailed, download
 from comfyui_sagemaker.local import endpoints as local_endpoints
 from comfyui_sagemaker.local.endpoints import LocalEndpoints, WorkerRuntime
 from comfyui_sagemaker.worker import comfy as worker_comfy

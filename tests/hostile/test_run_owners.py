@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 from comfyui_sagemaker.core.execution_records import ExecutionRecords
-from comfyui_sagemaker.core.executions import ExecutionService, NotYourRun, new_id
+from comfyui_sagemaker.core.executions import ExecutionService, NotYourExecution, new_id
 from comfyui_sagemaker.core.identity import Owner
 from comfyui_sagemaker.local.folder_store import FolderStore
 from harness.comfyui import ComfyUI
@@ -160,9 +160,9 @@ def test_the_rule_holds_for_a_run_this_process_follows(tmp_path, role):
     endpoints = NeverEnds()
     svc, record = live_run(store, Owner("aaaaaaaaaaaa", "shared box"), endpoints)
     try:
-        with pytest.raises(NotYourRun):
+        with pytest.raises(NotYourExecution):
             svc.cancel(record["id"], role, "bob", shared=True)
-        with pytest.raises(NotYourRun):
+        with pytest.raises(NotYourExecution):
             svc.cancel(record["id"], role, None, shared=True)  # no header under --multi-user: not alice either
         assert svc.get(record["id"])["state"] == "running"
         assert svc.cancel(record["id"], role, "alice", shared=True)["state"] == "cancelled"

@@ -102,9 +102,9 @@ def test_a_store_failing_mid_publish_leaves_no_environment_and_no_temporary_file
 def test_uploads_a_killed_comfyui_left_are_swept_at_start(tmp_path, host):
     import time
 
-    from comfyui_sagemaker.core.hashing import HashCache
-    from comfyui_sagemaker.core.jobs import JobManager
+    from comfyui_sagemaker.core.fs.hashing import HashCache
     from comfyui_sagemaker.core.models import ModelService
+    from comfyui_sagemaker.core.tasks import TaskManager
 
     loras = host.root / "models" / "loras"
     dead, live = loras / ".big.safetensors.1234.upload", loras / ".other.safetensors.5678.upload"
@@ -112,6 +112,6 @@ def test_uploads_a_killed_comfyui_left_are_swept_at_start(tmp_path, host):
     live.write_bytes(b"being uploaded right now")
     os.utime(dead, (time.time() - 7200, time.time() - 7200))
     kept = model(host, "a.safetensors", b"a")
-    svc = ModelService(host.folders, HashCache(tmp_path / "hc.json"), JobManager(), lambda: [])
+    svc = ModelService(host.folders, HashCache(tmp_path / "hc.json"), TaskManager(), lambda: [])
     assert svc.sweep() == [str(dead)]
     assert live.exists() and (loras / "a.safetensors").exists() and kept

@@ -1,4 +1,4 @@
-"""Reads served under a digest (core/blob_reads.py), on both stores: the range asked for, and never all of it
+"""Reads served under a digest (core/v2/blob_reads.py), on both stores: the range asked for, and never all of it
 when the blob does not hash to its digest; a blake3 index entry believed only once its blob hashes to it."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import json
 
 import pytest
 from blake3 import blake3
-from comfyui_sagemaker.core.assets import BY_BLAKE3, AssetService
-from comfyui_sagemaker.core.blob_reads import read_verified, verified_pieces
 from comfyui_sagemaker.core.identity import Owner
 from comfyui_sagemaker.core.store import BlobCorrupt, KeyNotFound, blob_key
+from comfyui_sagemaker.core.v2.assets import BY_BLAKE3, AssetService
+from comfyui_sagemaker.core.v2.blob_reads import read_verified, verified_pieces
 
 DATA = bytes(range(256)) * 41  # 10,496 bytes: several pieces of CHUNK below
 

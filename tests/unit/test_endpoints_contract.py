@@ -134,9 +134,9 @@ def _local(tmp: Path) -> Provider:
 
     from comfyui_sagemaker.core import snapshot
     from comfyui_sagemaker.core.environments import EnvironmentService
-    from comfyui_sagemaker.core.hashing import HashCache
-    from comfyui_sagemaker.core.jobs import JobManager
+    from comfyui_sagemaker.core.fs.hashing import HashCache
     from comfyui_sagemaker.core.model_files import scan
+    from comfyui_sagemaker.core.tasks import TaskManager
     from comfyui_sagemaker.core.templates import TemplateService
     from comfyui_sagemaker.local.endpoints import LocalEndpoints, WorkerRuntime
     from harness.comfyui import ROOT, comfyui_dir
@@ -162,12 +162,12 @@ def _local(tmp: Path) -> Provider:
             raise AssertionError("include=all never analyzes")
 
     store = FolderStore(tmp / "store")
-    environments = EnvironmentService(store, TemplateService(store, lambda n: False), PackHost(), JobManager(),
+    environments = EnvironmentService(store, TemplateService(store, lambda n: False), PackHost(), TaskManager(),
                                       HashCache(tmp / "hash-cache.json"), 4)
 
     def publish(name: str) -> dict:
         job = environments.publish(name, include="all", endpoint={"kind": "local"})
-        assert environments.jobs.wait(job.id, 120).state == "succeeded", job.to_json()
+        assert environments.tasks.wait(job.id, 120).state == "succeeded", job.to_json()
         return environments.get(name)
 
     p = Provider(None, store, publish("Contract" + uuid.uuid4().hex[:6]), tmp / "signals", publish)

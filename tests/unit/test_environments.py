@@ -65,13 +65,13 @@ def test_cancelled_publish_leaves_nothing_and_frees_the_name(tmp_path, host):
     store.has_blob = slow_has_blob
     job = svc.publish("Env1", include="all", endpoint={"kind": "local"})
     assert started.wait(120)
-    svc.jobs.cancel(job.id)
+    svc.tasks.cancel(job.id)
     release.set()
-    job = svc.jobs.wait(job.id, 120)
+    job = svc.tasks.wait(job.id, 120)
     assert job.state == "cancelled"
     assert not svc.exists("Env1") and store.list("environments/") == []
     with pytest.raises(errors.Conflict):
-        svc.jobs.cancel(job.id)
+        svc.tasks.cancel(job.id)
 
 
 def test_names_are_unique_regardless_of_case(tmp_path, host):
@@ -110,7 +110,7 @@ def test_two_publishes_of_one_name_at_once_one_is_409(tmp_path, host):
     with pytest.raises(errors.Conflict, match="being published"):
         svc.publish("Env1", include="all", endpoint={"kind": "local"})
     release.set()
-    assert svc.jobs.wait(first.id, 120).state == "succeeded"
+    assert svc.tasks.wait(first.id, 120).state == "succeeded"
 
 
 def test_no_templates_without_include_all_is_400(tmp_path, host):

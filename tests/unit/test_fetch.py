@@ -4,7 +4,7 @@ import hashlib
 import socket
 
 import pytest
-from comfyui_sagemaker.core.fetch import DownloadFailed, DownloadRefused, check_url, download
+from comfyui_sagemaker.core.net.fetch import DownloadFailed, DownloadRefused, check_url, download
 from harness.http_server import FileServer
 
 DATA = bytes(range(256)) * 4096  # 1 MiB

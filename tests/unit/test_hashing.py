@@ -13,8 +13,8 @@ import sys
 import threading
 
 import pytest
-from comfyui_sagemaker.core import hashing
-from comfyui_sagemaker.core.hashing import CHANGED, HashCache, HashCancelled, HashResult, hash_files
+from comfyui_sagemaker.core.fs import hashing
+from comfyui_sagemaker.core.fs.hashing import CHANGED, HashCache, HashCancelled, HashResult, hash_files
 
 CHUNK = 4096
 ZEROS_2GIB_SHA256 = "a7c744c13cc101ed66c29f672f92455547889cc586ce6d44fe76ae824958ea51"  # sha256sum of 2 GiB of zeros
@@ -368,7 +368,7 @@ def test_2gib_sparse_file_hashes_with_flat_memory(tmp_path):
     # A fresh process: ru_maxrss is a lifetime peak, so the growth must be measured from a clean start.
     code = (
         "import resource, sys\n"
-        "from comfyui_sagemaker.core.hashing import hash_files\n"
+        "from comfyui_sagemaker.core.fs.hashing import hash_files\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "r = hash_files([sys.argv[1]])[sys.argv[1]]\n"
         "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"

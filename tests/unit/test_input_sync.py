@@ -9,7 +9,7 @@ import time
 
 import pytest
 from comfyui_sagemaker.core.errors import StoreUnavailable
-from comfyui_sagemaker.core.hashing import HashCache
+from comfyui_sagemaker.core.fs.hashing import HashCache
 from comfyui_sagemaker.core.input_sync import InputSync
 from comfyui_sagemaker.local.folder_store import FolderStore
 from comfyui_sagemaker.local.input_watcher import InputWatcher
@@ -87,7 +87,7 @@ def test_slow_writer_is_uploaded_once_complete(rig):
 THOUSAND = """
 import resource, sys, time
 from pathlib import Path
-from comfyui_sagemaker.core.hashing import HashCache
+from comfyui_sagemaker.core.fs.hashing import HashCache
 from comfyui_sagemaker.core.input_sync import InputSync
 from comfyui_sagemaker.local.folder_store import FolderStore
 from comfyui_sagemaker.local.input_watcher import InputWatcher

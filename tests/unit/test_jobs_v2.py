@@ -1,4 +1,4 @@
-"""The Comfy API v2 jobs (core/jobs_v2.py) through their routes in-process (harness.fake_comfy) on FakeEndpoints,
+"""The Comfy API v2 jobs (core/v2/jobs_v2.py) through their routes in-process (harness.fake_comfy) on FakeEndpoints,
 driven by Comfy's own SDK (comfy-sdk) where a client would be: graphs with asset inputs, templates by their
 parameters, events (SSE) left and joined again, cancels, idempotency keys, webhooks, who may do what, and the
 protocol's refusals. tests/integration/test_v2_extension.py keeps the SDK's run on a real local endpoint with

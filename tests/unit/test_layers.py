@@ -24,8 +24,10 @@ COMFYUI_FACES = {"nodes"} | HOST_ADAPTERS  # __init__.py only looks ComfyUI's `s
 
 
 class Import:
-    def __init__(self, source: str, line: int, unit: str | None, external: str | None, text: str):
+    def __init__(self, source: str, line: int, unit: str | None, external: str | None, text: str,
+                 target: tuple[str, ...] = ()):
         self.source, self.line, self.unit, self.external, self.text = source, line, unit, external, text
+        self.target = target  # what a relative import names, as package parts: ("core", "v2", "assets")
 
     def __str__(self) -> str:
         return f"{self.source}:{self.line}: {self.text}"
@@ -60,10 +62,11 @@ def imports() -> list[Import]:
                 base = package[:len(package) - (node.level - 1)] if node.level > 1 else package
                 target = base + (node.module.split(".") if node.module else [])
                 if target:
-                    out.append(Import(source, node.lineno, target[0], None, text))
+                    for alias in node.names:  # `from . import fetch` names the module core/net/fetch
+                        out.append(Import(source, node.lineno, target[0], None, text, tuple(target + [alias.name])))
                 else:  # `from .. import services, stores`: each name is a top-level module
                     for alias in node.names:
-                        out.append(Import(source, node.lineno, alias.name, None, text))
+                        out.append(Import(source, node.lineno, alias.name, None, text, (alias.name,)))
     return out
 
 
@@ -153,3 +156,38 @@ def test_only_the_comfyui_face_imports_comfyui():
 def test_the_aws_sdk_stays_in_aws_the_worker_and_the_s3_nodes(sdk):
     allowed = {"aws", "worker", "nodes", "cli"}
     assert [str(i) for i in IMPORTS if i.external == sdk and unit(i.source) not in allowed] == []
+
+
+# core/'s sub-packages (docs/architecture.md, Layout): the v2 protocol above the domain, I/O helpers below it.
+CORE_PACKAGES = ("v2", "net", "fs")
+
+
+def core_package(parts: tuple[str, ...] | list[str]) -> str | None:
+    """"v2" for core/v2/..., "" for a module of core/ itself, None outside core/."""
+    if not parts or parts[0] != "core":
+        return None
+    return parts[1] if len(parts) > 2 and parts[1] in CORE_PACKAGES else ""
+
+
+def test_core_is_in_the_sub_packages_the_layout_names():
+    found = {p.name for p in (ROOT / "core").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert found == set(CORE_PACKAGES)
+
+
+@pytest.mark.parametrize("package", ["net", "fs"])
+def test_the_io_helpers_import_nothing_of_core_but_its_errors(package):
+    # They know files and sockets, not templates or executions: anything of ours may use them.
+    assert [str(i) for i in of("core") if core_package(i.source.split("/")) == package and i.unit == "core"
+            and core_package(i.target) != package and i.target[:2] != ("core", "errors")] == []
+
+
+def test_the_domain_does_not_import_the_v2_protocol():
+    # The Comfy API v2 is one face of the executions: the domain never depends on it, except the template
+    # executions, whose inputs may be v2 asset references (core/v2/assets.py).
+    assert [str(i) for i in of("core") if core_package(i.source.split("/")) != "v2" and core_package(i.target) == "v2"
+            and i.source != "core/template_runs.py"] == []
+
+
+def test_the_io_helpers_import_neither_each_other_nor_v2():
+    assert [str(i) for i in of("core") if core_package(i.source.split("/")) in ("net", "fs")
+            and core_package(i.target) not in (None, "", core_package(i.source.split("/")))] == []

@@ -37,7 +37,7 @@ ALLOWED = {
     # aiohttp's match info has a resource only for a route that matched
     ("server_routes/http.py", "request.match_info.route", "resource"),
     # the deadline socket hands every other attribute to the socket it wraps
-    ("core/http_deadline.py", "self._sock", "*"),
+    ("core/net/http_deadline.py", "self._sock", "*"),
 }
 
 

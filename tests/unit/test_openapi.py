@@ -3,12 +3,13 @@ body saying exactly the fields its handler accepts (the handlers' own field sets
 
 from __future__ import annotations
 
-from comfyui_sagemaker.core import jobs_v2
+from comfyui_sagemaker.core.v2 import jobs_v2
 from comfyui_sagemaker.server_routes import ROUTE_TABLES, environments, executions, openapi, template_runs, templates
 from openapi_spec_validator import validate
 
 # POSTs that act on the path alone (a body is not read).
-NO_BODY = {("POST", "/jobs/{id}/cancel"), ("POST", "/executions/{id}/cancel"), ("POST", "/inputs/scan"),
+NO_BODY = {("POST", "/tasks/{id}/cancel"), ("POST", "/jobs/{id}/cancel"),
+           ("POST", "/executions/{id}/cancel"), ("POST", "/inputs/scan"),
            ("POST", "/endpoints/{name}/stop"), ("POST", "/endpoints/{name}/start"),
            ("POST", "/v2/{environment}/api/v2/jobs/{id}/cancel"), ("POST", "/config/reload")}
 

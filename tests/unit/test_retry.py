@@ -1,4 +1,4 @@
-"""core/retry.py, the one backoff: pauses that double up to a cap, jittered, bounded by tries or a deadline (on
+"""core/net/retry.py, the one backoff: pauses that double up to a cap, jittered, bounded by tries or a deadline (on
 an injected clock, so nothing here waits), and `retry`, which tries again only what its predicate allows."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from comfyui_sagemaker.core.retry import Backoff, retry
+from comfyui_sagemaker.core.net.retry import Backoff, retry
 
 
 def test_pauses_double_up_to_the_cap():

@@ -10,14 +10,14 @@ import time
 
 import pytest
 from comfyui_sagemaker.core import errors, unreadable
-from comfyui_sagemaker.core.assets import AssetCorrupt, AssetService
 from comfyui_sagemaker.core.environments import EnvironmentService, manifest_key
 from comfyui_sagemaker.core.execution_records import ExecutionRecords
 from comfyui_sagemaker.core.executions import ExecutionService, new_id
-from comfyui_sagemaker.core.idempotency import Claim, Idempotency
 from comfyui_sagemaker.core.identity import Owner
 from comfyui_sagemaker.core.leases import Leases, lease_key
 from comfyui_sagemaker.core.templates import INDEX_KEY, TemplateService, key_of, parse_index
+from comfyui_sagemaker.core.v2.assets import AssetCorrupt, AssetService
+from comfyui_sagemaker.core.v2.idempotency import Claim, Idempotency
 
 ME = Owner("aaaaaaaaaaaa", "designer box")
 GARBAGE = [b"{not json", b"[1, 2]", b"", b'{"entries": 5}', b"\xff\xfe"]

@@ -5,7 +5,7 @@ pass) never reports the same bytes twice."""
 from __future__ import annotations
 
 from comfyui_sagemaker.aws.s3_store import ProgressBody
-from comfyui_sagemaker.core.hashing import file_sha256
+from comfyui_sagemaker.core.fs.hashing import file_sha256
 
 
 def test_bytes_are_reported_as_they_are_read_and_never_twice():

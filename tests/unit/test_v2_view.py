@@ -1,4 +1,4 @@
-"""The Comfy API v2's view of a run (core/job_view.py) checked against comfy-sdk's own models (the protocol's
+"""The Comfy API v2's view of a run (core/v2/job_view.py) checked against comfy-sdk's own models (the protocol's
 published schema), progress folded from ComfyUI's events, and the Range header of asset downloads."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import make_mocked_request
 from comfy_low.models import Job
-from comfyui_sagemaker.core.job_view import Mount, ProgressTracker, job_json
+from comfyui_sagemaker.core.v2.job_view import Mount, ProgressTracker, job_json
 from comfyui_sagemaker.server_routes.v2 import byte_range
 
 SHA = "ab" * 32

@@ -1,7 +1,7 @@
 """Webhooks (core/webhooks.py) on a folder store, delivered over HTTP to a receiver on 127.0.0.1: the URL
 check, the signature a receiver verifies (Standard Webhooks: the stock `standardwebhooks` verifier too),
 retries after a 500 and a receiver that never answers, and the delivery state on the record; where the
-secret lives (core/webhook_secret.py); idempotency keys (core/idempotency.py) on the same store."""
+secret lives (core/webhook_secret.py); idempotency keys (core/v2/idempotency.py) on the same store."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 import pytest
 import standardwebhooks
 from comfyui_sagemaker.core.execution_records import ExecutionRecords
-from comfyui_sagemaker.core.idempotency import (
+from comfyui_sagemaker.core.v2.idempotency import (
     Claim,
     Idempotency,
     IdempotencyConflict,

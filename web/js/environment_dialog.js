@@ -1,6 +1,6 @@
 // @ts-check
 // The New Environment dialog: name, what to include (templates or everything installed), the
-// endpoint config and a summary; publishing starts a job and the dialog closes (no page lock).
+// endpoint config and a summary; publishing starts a task and the dialog closes (no page lock).
 import { call, getRules, toastError } from "./api.js";
 import { openConnect } from "./connect.js";
 import { field, openDialog } from "./dialog.js";
@@ -116,7 +116,7 @@ function connectOffer(close) {
   ]);
 }
 
-// options: {environments, name?, templates?: [names ticked], include?, endpoint?, onStarted(job, name)}.
+// options: {environments, name?, templates?: [names ticked], include?, endpoint?, onStarted(task, name)}.
 export async function openEnvironmentDialog(slot, options) {
   const { environments, onStarted } = options;
   const [rules, templates, snapshot] = await Promise.all([
@@ -241,16 +241,16 @@ export async function openEnvironmentDialog(slot, options) {
       body.templates = choices.filter((c) => c.box.checked).map((c) => c.name);
       if (bind.checked) body.bind = true;
     }
-    let job;
+    let task;
     try {
-      ({ job } = await call("POST", "/environments", body));
+      ({ task } = await call("POST", "/environments", body));
     } catch (err) {
       toastError(`Could not publish ${body.name}`, err);
       // SageMaker needs the S3 store and AWS set up: the message says what is missing, Connect sets it.
       if (err.code === "aws_not_configured") err.action = connectOffer(() => dialog.close());
       throw err; // the dialog shows it too
     }
-    onStarted(job, body.name);
+    onStarted(task, body.name);
   }
 
   for (const input of [name, byTemplates, everything, bind, ...choices.map((c) => c.box)]) {

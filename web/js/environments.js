@@ -1,6 +1,6 @@
 // @ts-check
 // The sidebar's "Environments" section: list, diff, delete, publish (a new environment or a new
-// version). A publish is a job: its progress card lives here and ComfyUI stays usable meanwhile.
+// version). A publish is a task: its progress card lives here and ComfyUI stays usable meanwhile.
 // An artist only reads the list; an environment another ComfyUI is publishing says so, without actions.
 import { call, onServerEvent, toast, toastError } from "./api.js";
 import { openDialog } from "./dialog.js";
@@ -8,24 +8,24 @@ import { el, find, findAll, iconButton } from "./dom.js";
 import { openEnvironmentDialog } from "./environment_dialog.js";
 import { renderDiff } from "./environment_diff.js";
 import { formatBytes, plural } from "./format.js";
-import { JobBoard } from "./job_board.js";
-import { onJob } from "./jobs.js";
 import { changedHere, onShared } from "./live.js";
 import { boundTo, environmentPath } from "./needs.js";
 import { LiveSet, Section } from "./section.js";
+import { TaskBoard } from "./task_board.js";
+import { onTask } from "./tasks.js";
 
 /** @type {LiveSet<EnvironmentsSection>} */
 const sections = new LiveSet();
 
-function announce(job, name) {
-  if (job.state === "succeeded") toast("success", "Environment published", `${name} version ${job.result?.version ?? "?"}`);
-  else if (job.state === "cancelled") toast("info", "Publish cancelled", name);
-  else toast("error", `Could not publish ${name}`, job.error?.message ?? "unknown error");
+function announce(task, name) {
+  if (task.state === "succeeded") toast("success", "Environment published", `${name} version ${task.result?.version ?? "?"}`);
+  else if (task.state === "cancelled") toast("info", "Publish cancelled", name);
+  else toast("error", `Could not publish ${name}`, task.error?.message ?? "unknown error");
 }
 
 // Publishes, each followed once whichever section (or none) shows it. A publish's name is as typed; an
 // event carries only the lowercased target, so a later track() may correct it.
-const publishes = new JobBoard({
+const publishes = new TaskBoard({
   title: (entry) => `Publishing ${entry.name}`,
   finished(final, entry) {
     if (final.result?.name) entry.name = final.result.name; // the name as published, not lowercased
@@ -36,13 +36,13 @@ const publishes = new JobBoard({
 });
 
 // A publish started elsewhere (another browser, the CLI) shows up too.
-onJob((job) => {
-  if (job.kind !== "publish" || job.state !== "running" || publishes.entries.has(job.id)) return;
+onTask((task) => {
+  if (task.kind !== "publish" || task.state !== "running" || publishes.entries.has(task.id)) return;
   const listed = sections
     .all()
     .flatMap((s) => s.environments)
-    .find((e) => e.name.toLowerCase() === job.target);
-  publishes.track(job, listed?.name ?? job.target);
+    .find((e) => e.name.toLowerCase() === task.target);
+  publishes.track(task, listed?.name ?? task.target);
 });
 
 // Another ComfyUI published, deleted or deployed: the list (and its endpoint states) follows.
@@ -53,7 +53,7 @@ onShared(["environments", "endpoints"], () => {
 // A publish this page follows (of this ComfyUI): its own card says so, so the row keeps its actions.
 function publishingHere(name) {
   const lower = name.toLowerCase();
-  return [...publishes.entries.values()].some((p) => p.job.state === "running" && p.job.target === lower);
+  return [...publishes.entries.values()].some((p) => p.task.state === "running" && p.task.target === lower);
 }
 
 // Endpoint state changes refresh the state column in place.
@@ -213,7 +213,7 @@ class EnvironmentsSection extends Section {
       await openEnvironmentDialog(this.slot, {
         ...prefill,
         environments: this.environments,
-        onStarted: (job, jobName) => publishes.track(job, jobName),
+        onStarted: (task, taskName) => publishes.track(task, taskName),
       });
       this.slot.scrollIntoView({ block: "nearest" });
     } catch (err) {

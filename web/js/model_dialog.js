@@ -1,6 +1,6 @@
 // @ts-check
 // The "Add a model" dialog: upload a file from this computer (streamed, with a progress bar) or
-// download one by URL on the server (a job: its progress card lives in the Models section).
+// download one by URL on the server (a task: its progress card lives in the Models section).
 import { api } from "../../../scripts/api.js";
 import { call, getToken, SageMakerError, toast, toastError } from "./api.js";
 import { field, openDialog } from "./dialog.js";
@@ -65,7 +65,7 @@ function radio(group, value, label, checked) {
   return { input, label: el("label", { class: "sagemaker-check" }, [input, label]) };
 }
 
-// openAddModel(slot, {folders, onUploaded(result), onDownload(job)})
+// openAddModel(slot, {folders, onUploaded(result), onDownload(task)})
 export function openAddModel(slot, { folders, onUploaded, onDownload }) {
   const group = `sagemaker-model-source-${Math.random().toString(36).slice(2)}`;
   const fromFile = radio(group, "upload", "From this computer", true);
@@ -208,8 +208,8 @@ export function openAddModel(slot, { folders, onUploaded, onDownload }) {
     if (sha256.value.trim()) body.sha256 = sha256.value.trim().toLowerCase();
     lastFolder = body.folder;
     try {
-      const { job } = await call("POST", "/models/download", body);
-      onDownload(job);
+      const { task } = await call("POST", "/models/download", body);
+      onDownload(task);
     } catch (err) {
       toastError(`Could not download ${body.folder}/${body.name}`, err);
       throw err;

@@ -1,15 +1,15 @@
 // @ts-check
 // The sidebar's "Models" section: ComfyUI's model files per folder (collapsible), with size and hash
-// state; add one (upload from this computer, or download by URL as a job with a progress card); delete.
+// state; add one (upload from this computer, or download by URL as a task with a progress card); delete.
 import { call, toast, toastError } from "./api.js";
 import { openDialog } from "./dialog.js";
 import { el, iconButton } from "./dom.js";
 import { formatBytes, plural } from "./format.js";
-import { JobBoard } from "./job_board.js";
-import { onJob } from "./jobs.js";
 import { modelsChanged } from "./model_combos.js";
 import { openAddModel } from "./model_dialog.js";
 import { LiveSet, Section } from "./section.js";
+import { TaskBoard } from "./task_board.js";
+import { onTask } from "./tasks.js";
 
 /** @type {LiveSet<ModelsSection>} */
 const sections = new LiveSet();
@@ -25,7 +25,7 @@ export function hashLabel(sha256) {
 }
 
 // Downloads, each followed once whichever section (or none) shows it.
-const downloads = new JobBoard({
+const downloads = new TaskBoard({
   title: (entry) => `Downloading ${entry.name}`,
   finished(final) {
     if (final.state === "succeeded") {
@@ -39,10 +39,10 @@ const downloads = new JobBoard({
 });
 
 // A download started elsewhere (another browser, the API) shows up too.
-onJob((job) => {
-  if (job.kind === "model download" && job.state === "running") downloads.track(job, job.target);
+onTask((task) => {
+  if (task.kind === "model download" && task.state === "running") downloads.track(task, task.target);
   // A publish hashes the models it includes: their hash state here follows once it ends.
-  if (job.kind === "publish" && job.state !== "running") for (const s of sections.all()) s.refresh();
+  if (task.kind === "publish" && task.state !== "running") for (const s of sections.all()) s.refresh();
 });
 
 class ModelsSection extends Section {
@@ -187,7 +187,7 @@ class ModelsSection extends Section {
         modelsChanged();
         this.refresh();
       },
-      onDownload: (job) => downloads.track(job, job.target),
+      onDownload: (task) => downloads.track(task, task.target),
     });
     this.slot.scrollIntoView({ block: "nearest" });
   }

@@ -5,11 +5,11 @@
 import { call, onServerEvent } from "./api.js";
 import { el } from "./dom.js";
 import { hostProblems, onHostProblem } from "./host_queue.js";
-import { onJob } from "./jobs.js";
 import { onShared } from "./live.js";
 import { offerModels, restoreModelCombos } from "./model_combos.js";
 import { Latest, LiveSet, Section } from "./section.js";
 import { isForcedOn, isPromptOnAws, onSwitch, setPromptOnAws } from "./switch.js";
+import { onTask } from "./tasks.js";
 import { loadedRecord, onCanvasChanged } from "./templates.js";
 
 /** @type {LiveSet<PromptOnAwsSection>} */
@@ -88,8 +88,8 @@ onServerEvent("sagemaker.endpoint", (endpoint) => {
 });
 
 // A new version of the target's environment may bring other models.
-onJob((job) => {
-  if (job.kind === "publish" && job.state === "succeeded" && target.environment) resolveTarget();
+onTask((task) => {
+  if (task.kind === "publish" && task.state === "succeeded" && target.environment) resolveTarget();
 });
 
 onSwitch(() => switched());

@@ -19,7 +19,7 @@ import hashlib
 import logging
 from collections.abc import Iterator
 
-from .store import BlobCorrupt, KeyNotFound, Store, blob_key
+from ..store import BlobCorrupt, KeyNotFound, Store, blob_key
 
 CHUNK = 1024 * 1024
 log = logging.getLogger("comfyui_sagemaker")

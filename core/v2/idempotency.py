@@ -26,10 +26,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .errors import BadRequest, Conflict, SageMakerError
-from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
-from .store import check_key as check_store_key
-from .unreadable import Unreadable, load_object, report
+from ..errors import BadRequest, Conflict, SageMakerError
+from ..store import KeyExists, KeyNotFound, PreconditionFailed, Store
+from ..store import check_key as check_store_key
+from ..unreadable import Unreadable, load_object, report
 
 PREFIX = "idempotency/"
 EXPIRY = PREFIX + "expiry/"

@@ -12,7 +12,7 @@ import io
 import os
 import stat
 
-from .errors import SageMakerError
+from ..errors import SageMakerError
 
 _FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 

@@ -37,7 +37,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from .errors import BadRequest, SageMakerError
+from ..errors import BadRequest, SageMakerError
 from .http_deadline import Deadline, connection
 
 MAX_REDIRECTS = 5

@@ -7,7 +7,7 @@ status line, headers and body) gets only the time left until a `Deadline`, so th
 Two kinds of deadline use the one class:
 - whole: `Deadline(10)` for a request and its whole answer (webhooks, calls to our own workers, the CLI);
 - stall: a download of a large model legitimately takes hours, so its deadline is `renew`ed each time it
-  makes progress (core/fetch.py: 64 KiB received); no progress for that long ends it.
+  makes progress (core/net/fetch.py: 64 KiB received); no progress for that long ends it.
 """
 
 from __future__ import annotations

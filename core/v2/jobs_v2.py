@@ -16,18 +16,18 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
-from .analysis import detect_format
+from ..analysis import detect_format
+from ..errors import BadRequest, Conflict, NotFound, SageMakerError
+from ..execution_records import FINAL
+from ..executions import ExecutionService
+from ..names import ENVIRONMENT_NAME
+from ..preflight import EnvironmentLacks, PromptRefused
+from ..records import ExecutionExtra, ExecutionRecord
+from ..store import Store, blob_key
+from ..template_runs import TemplateExecutions
 from .assets import AssetService, input_name, is_reference
-from .errors import BadRequest, Conflict, NotFound, SageMakerError
-from .execution_records import FINAL
-from .executions import ExecutionService
 from .idempotency import Claim, Idempotency, IdempotencyKeyReuse, Replay, fingerprint
 from .job_view import LiveJobs, Mount, job_json, stored_progress, summary_json
-from .names import ENVIRONMENT_NAME
-from .preflight import EnvironmentLacks, PromptRefused
-from .records import ExecutionExtra, ExecutionRecord
-from .store import Store, blob_key
-from .template_runs import TemplateRuns
 
 FIELDS = {"workflow", "template", "inputs", "webhook_url", "metadata", "extra_data"}
 MAX_LABELS = 16
@@ -81,11 +81,11 @@ def _labels(metadata: object) -> dict[str, str]:
 
 
 class JobsV2:
-    def __init__(self, executions: ExecutionService, assets: AssetService, runs: TemplateRuns,
+    def __init__(self, executions: ExecutionService, assets: AssetService, template_executions: TemplateExecutions,
                  idempotency: Idempotency, live: LiveJobs, store: Store, retention_days: Callable[[], int]):
         self.executions = executions
         self.assets = assets
-        self.runs = runs
+        self.template_executions = template_executions
         self.idempotency = idempotency
         self.live = live
         self.store = store
@@ -131,7 +131,8 @@ class JobsV2:
         if template is not None:
             if body.get("workflow") is not None:
                 raise InvalidWorkflow("send either a workflow or a template with inputs, not both")
-            prompt, _schema = self.runs.prepare(template, body.get("inputs"), stored)  # InputsInvalid -> 422
+            # InputsInvalid -> 422
+            prompt, _schema = self.template_executions.prepare(template, body.get("inputs"), stored)
         else:
             if body.get("inputs") is not None:
                 raise BadRequest("inputs are a template's parameter values: name the template too")
@@ -219,7 +220,7 @@ class JobsV2:
     def cancel(self, environment: str, job_id: str, mount: Mount, role: str, user: str | None = None,
                shared: bool = False) -> dict:
         """Request cancellation; a job already ended is answered as it is (idempotent). Someone else's job is
-        refused (NotYourRun, 403) whatever its state, by the execution service's one check."""
+        refused (NotYourExecution, 403) whatever its state, by the execution service's one check."""
         record = self._record(environment, job_id, user)
         self.executions.check_may_change(record, role, user, shared)
         if record.get("state") not in FINAL:

@@ -1,55 +1,56 @@
 // @ts-check
-// Jobs (an environment publish): progress arrives as the websocket event "sagemaker.job";
-// GET /sagemaker/jobs/{id} every few seconds covers an event that was missed.
+// Tasks (an environment publish, a model download): progress arrives as the websocket event "sagemaker.job"
+// (a task's view, under its first name);
+// GET /sagemaker/tasks/{id} every few seconds covers an event that was missed.
 import { call, onServerEvent, toastError } from "./api.js";
 import { el } from "./dom.js";
 import { formatBytes } from "./format.js";
 import { isArtist } from "./role.js";
 
 const POLL_MS = 2000;
-// A job's phases in order: a view in an earlier phase than the one shown is stale.
+// A task's phases in order: a view in an earlier phase than the one shown is stale.
 const PHASES = ["starting", "hashing", "packing", "uploading", "writing manifest", "deploying", "done", "cancelled"];
 
-const watchers = new Map(); // job id -> Set of callbacks
-const anyJob = new Set(); // callbacks that hear every job
+const watchers = new Map(); // task id -> Set of callbacks
+const anyTask = new Set(); // callbacks that hear every task
 
 // Registered at load: ComfyUI's api only dispatches event types someone listens to.
-onServerEvent("sagemaker.job", (job) => {
-  if (!job?.id) return;
-  for (const fn of [...(watchers.get(job.id) ?? [])]) fn(job);
-  for (const fn of [...anyJob]) fn(job);
+onServerEvent("sagemaker.job", (task) => {
+  if (!task?.id) return;
+  for (const fn of [...(watchers.get(task.id) ?? [])]) fn(task);
+  for (const fn of [...anyTask]) fn(task);
 });
 
-// Hear every job's events (e.g. a publish started by another browser); returns the unsubscribe.
-export function onJob(fn) {
-  anyJob.add(fn);
-  return () => anyJob.delete(fn);
+// Hear every task's events (e.g. a publish started by another browser); returns the unsubscribe.
+export function onTask(fn) {
+  anyTask.add(fn);
+  return () => anyTask.delete(fn);
 }
 
-export const isFinished = (job) => job.state !== "running";
+export const isFinished = (task) => task.state !== "running";
 
 function isStale(next, last) {
-  if (isFinished(last)) return true; // a finished job is final
+  if (isFinished(last)) return true; // a finished task is final
   if (isFinished(next)) return false;
   const a = PHASES.indexOf(next.phase);
   const b = PHASES.indexOf(last.phase);
   return a < b || (a === b && next.bytes_done < last.bytes_done) || (a === b && next.files_done < last.files_done);
 }
 
-// Calls onUpdate with each newer view of the job; resolves to the finished job.
-export function followJob(job, onUpdate) {
+// Calls onUpdate with each newer view of the task; resolves to the finished task.
+export function followTask(task, onUpdate) {
   return new Promise((resolve) => {
-    let last = job;
+    let last = task;
     let timer = null;
-    const callbacks = watchers.get(job.id) ?? new Set();
-    watchers.set(job.id, callbacks);
+    const callbacks = watchers.get(task.id) ?? new Set();
+    watchers.set(task.id, callbacks);
     const stop = () => {
       clearInterval(timer);
       callbacks.delete(update);
-      if (callbacks.size === 0) watchers.delete(job.id);
+      if (callbacks.size === 0) watchers.delete(task.id);
     };
     function update(next) {
-      if (next !== job && isStale(next, last)) return;
+      if (next !== task && isStale(next, last)) return;
       last = next;
       onUpdate(next);
       if (isFinished(next)) {
@@ -59,23 +60,23 @@ export function followJob(job, onUpdate) {
     }
     const poll = async () => {
       try {
-        update(await call("GET", `/jobs/${encodeURIComponent(job.id)}`));
+        update(await call("GET", `/tasks/${encodeURIComponent(task.id)}`));
       } catch (err) {
-        // 404: ComfyUI restarted and forgot the job; its outcome is unknown.
+        // 404: ComfyUI restarted and forgot the task; its outcome is unknown.
         if (err.status === 404) update({ ...last, state: "failed", error: { code: err.code, message: err.message } });
       }
     };
     callbacks.add(update);
-    update(job);
-    if (isFinished(job)) return;
+    update(task);
+    if (isFinished(task)) return;
     timer = setInterval(poll, POLL_MS);
-    poll(); // events sent before this listener existed are missed: read the job once now
+    poll(); // events sent before this listener existed are missed: read the task once now
   });
 }
 
-export async function cancelJob(id) {
+export async function cancelTask(id) {
   try {
-    await call("POST", `/jobs/${encodeURIComponent(id)}/cancel`);
+    await call("POST", `/tasks/${encodeURIComponent(id)}/cancel`);
   } catch (err) {
     // 409: it finished meanwhile; its own event says how.
     if (err.code !== "conflict") toastError("Could not cancel", err);
@@ -83,28 +84,29 @@ export async function cancelJob(id) {
 }
 
 // The fraction of the current phase that is done, 0..1.
-export function phaseFraction(job) {
-  if (job.state === "succeeded") return 1;
-  if (job.bytes_total > 0) return Math.min(1, job.bytes_done / job.bytes_total);
-  if (job.files_total > 0) return Math.min(1, job.files_done / job.files_total);
-  return job.phase === "writing manifest" || job.phase === "deploying" ? 1 : 0;
+export function phaseFraction(task) {
+  if (task.state === "succeeded") return 1;
+  if (task.bytes_total > 0) return Math.min(1, task.bytes_done / task.bytes_total);
+  if (task.files_total > 0) return Math.min(1, task.files_done / task.files_total);
+  return task.phase === "writing manifest" || task.phase === "deploying" ? 1 : 0;
 }
 
-function detail(job) {
+function detail(task) {
   const parts = [];
-  if (job.files_total > 0) parts.push(`${job.files_done}/${job.files_total} files`);
-  if (job.bytes_total > 0) parts.push(`${formatBytes(job.bytes_done)} of ${formatBytes(job.bytes_total)}`);
+  if (task.files_total > 0) parts.push(`${task.files_done}/${task.files_total} files`);
+  if (task.bytes_total > 0) parts.push(`${formatBytes(task.bytes_done)} of ${formatBytes(task.bytes_total)}`);
   return parts.join(" · ");
 }
 
-function outcome(job) {
-  if (job.state === "succeeded") return job.result?.version ? `done: version ${job.result.version}` : "done";
-  if (job.state === "cancelled") return "cancelled";
-  return `failed: ${job.error?.message ?? "unknown error"}`;
+function outcome(task) {
+  if (task.state === "succeeded") return task.result?.version ? `done: version ${task.result.version}` : "done";
+  if (task.state === "cancelled") return "cancelled";
+  return `failed: ${task.error?.message ?? "unknown error"}`;
 }
 
 // A progress card: title, phase, bar, files and bytes, current file, Cancel (then Dismiss).
-export function jobCard(job, title, onDismiss) {
+// Its testids, classes and data-job keep the name "job": tests and users' scripts select them.
+export function taskCard(task, title, onDismiss) {
   const heading = el("span", { class: "sagemaker-job-title", "data-testid": "sagemaker-job-title" });
   const setTitle = (text) => {
     heading.textContent = text;
@@ -127,7 +129,7 @@ export function jobCard(job, title, onDismiss) {
       "data-testid": "sagemaker-job-cancel",
       onclick: () => {
         cancel.disabled = true;
-        cancelJob(job.id);
+        cancelTask(task.id);
       },
     },
     "Cancel",
@@ -147,7 +149,7 @@ export function jobCard(job, title, onDismiss) {
     },
     el("i", { class: "pi pi-times" }),
   );
-  const root = el("div", { class: "sagemaker-job", "data-testid": "sagemaker-job", "data-job": job.id }, [
+  const root = el("div", { class: "sagemaker-job", "data-testid": "sagemaker-job", "data-job": task.id }, [
     el("div", { class: "sagemaker-section-header" }, [heading, dismiss]),
     el("div", { class: "sagemaker-job-line" }, [phase, cancel]),
     bar,
@@ -169,6 +171,6 @@ export function jobCard(job, title, onDismiss) {
     cancel.hidden = finished || isArtist(); // publishes and downloads are a designer's to cancel
     dismiss.hidden = !finished;
   };
-  update(job);
+  update(task);
   return { root, update, setTitle };
 }

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ..execution_records import FINAL
+from ..records import ExecutionRecord, ExecutionSummary
+from ..store import KeyNotFound, Store
+from ..worker_contract import PROGRESS_PREFIX, read_progress
 from .assets import KINDS, OCTETS, output_id, output_items
-from .execution_records import FINAL
-from .records import ExecutionRecord, ExecutionSummary
-from .store import KeyNotFound, Store
-from .worker_contract import PROGRESS_PREFIX, read_progress
 
 STATUS = {"queued": "queued", "running": "running", "succeeded": "succeeded", "failed": "failed",
           "cancelled": "canceled"}

@@ -28,14 +28,14 @@ from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from ..errors import BadRequest, Conflict, NotFound, RecordCorrupt
+from ..execution_records import ID_RE
+from ..identity import Owner
+from ..records import ExecutionRecord, OwnerJson
+from ..store import DIGEST_RE, BlobCorrupt, KeyExists, KeyNotFound, Store, blob_key
+from ..templates import now
+from ..unreadable import Unreadable, load_object, report
 from .blob_reads import read_verified
-from .errors import BadRequest, Conflict, NotFound, RecordCorrupt
-from .execution_records import ID_RE
-from .identity import Owner
-from .records import ExecutionRecord, OwnerJson
-from .store import DIGEST_RE, BlobCorrupt, KeyExists, KeyNotFound, Store, blob_key
-from .templates import now
-from .unreadable import Unreadable, load_object, report
 
 log = logging.getLogger("comfyui_sagemaker")
 
@@ -151,13 +151,13 @@ def output_items(record: ExecutionRecord) -> list[tuple[str, str, dict]]:
 
 
 class AssetService:
-    """`read_run(execution id)` gives a run's record (or None): outputs are looked up there."""
+    """`read_execution(execution id)` gives a run's record (or None): outputs are looked up there."""
 
     def __init__(self, store: Store, owner: Callable[[str | None], Owner],
-                 read_run: Callable[[str], ExecutionRecord | None]):
+                 read_execution: Callable[[str], ExecutionRecord | None]):
         self.store = store
         self.owner = owner
-        self.read_run = read_run
+        self.read_execution = read_execution
         # (blake3, sha256) pairs whose bytes were hashed both ways here. A fact about content, not about an
         # object: bytes that hash to that sha256 hash to that blake3, whatever is rewritten in the store later.
         self._checked: set[tuple[str, str]] = set()
@@ -243,7 +243,7 @@ class AssetService:
                                    err.reason) from None
         match = OUTPUT_ID.fullmatch(asset_id) if isinstance(asset_id, str) else None
         if match:
-            record = self.read_run(match.group(1))
+            record = self.read_execution(match.group(1))
             if record is not None:
                 for node, key, item in output_items(record):
                     if item["sha256"].startswith(match.group(2)):

@@ -5,7 +5,7 @@ as outputs are known; at the end the outputs not sent yet and the terminal `stat
 stream ends. Live push only, as the protocol says (no ids, no replay): a client that reconnects gets a
 fresh snapshot, and `GET /jobs/{id}` stays the authority.
 
-Where changes come from: a run this process follows pushes them (core/job_view.py LiveJobs, the caller
+Where changes come from: a run this process follows pushes them (core/v2/job_view.py LiveJobs, the caller
 waits on its event); a run another process follows is polled from the store: its record by conditional
 GET (cheap when unchanged) and, while it runs, its worker's coarse progress (`async/progress/<id>.json`).
 Progress events are throttled to two a second; each is a complete snapshot.
@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import time
 
-from .errors import ExecutionCorrupt
-from .execution_records import parse_record
+from ..errors import ExecutionCorrupt
+from ..execution_records import parse_record
+from ..records import ExecutionRecord
+from ..store import KeyNotFound
+from ..unreadable import Unreadable, report
 from .job_view import PROGRESS_KEY, TERMINAL, Mount, job_json, stored_progress
 from .jobs_v2 import JobsV2
-from .records import ExecutionRecord
-from .store import KeyNotFound
-from .unreadable import Unreadable, report
 
 PROGRESS_EVERY_S = 0.5
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ..errors import SageMakerError
 from . import scratch
-from .errors import SageMakerError
 from .files import open_regular
 
 # 1 MiB: the buffer stays in L2 next to the hash state; 4-8 MiB measured a few percent slower.
@@ -156,7 +156,7 @@ class HashCache:
                 entries = dict(self._entries)
             data = json.dumps({"version": CACHE_VERSION, "entries": entries}, separators=(",", ":"))
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Named after this process (core/scratch.py): one a killed ComfyUI left is swept at start.
+            # Named after this process (core/fs/scratch.py): one a killed ComfyUI left is swept at start.
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f"{scratch.HIDDEN}{scratch.owner_tag()}-",
                                        suffix=f".{self.path.name}")
             try:
