@@ -19,6 +19,7 @@ from ..core.preflight import PromptRefused
 from ..core.store import BlobCorrupt, BlobMismatch
 from .guard import TokenRefused
 from .policy import ForbiddenForRole
+from .schemas import Error, ErrorDetail
 
 STATUS: dict[type[e.SageMakerError], int] = {
     e.BadRequest: 400,
@@ -78,7 +79,8 @@ def status_of(err: e.SageMakerError) -> int:
 
 
 def error_response(code: str, message: str, status: int, **extra: object) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
+    detail = ErrorDetail(code=code, message=message)
+    return web.json_response(Error(error={**detail, **extra}), status=status)  # extra: fields, details
 
 
 def _v2(err: e.SageMakerError) -> tuple[int, str]:
