@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 
 from ..core.version import __version__
 from .context import RouteContext
@@ -93,6 +93,8 @@ class Schemas:
         if isinstance(shape, type) and issubclass(shape, BaseModel):
             schema = shape.model_json_schema(ref_template=REF)
         else:  # a TypedDict (an answer)
+            from pydantic import TypeAdapter  # only when the document is asked for: it imports much of pydantic
+
             schema = TypeAdapter(shape).json_schema(ref_template=REF)
         self.components.update(schema.pop("$defs", {}))
         for prop in schema.get("properties", {}).values():

@@ -113,7 +113,7 @@ def _config_changes() -> dict:
 class NameCheck(Shape):
     model_config = ConfigDict(extra="ignore", strict=True)  # as before: other fields are not looked at
     kind: Literal["template", "environment"]
-    name: Any = doc({"type": "string"})
+    name: Any = doc({"type": "string", "description": "required (a missing one is invalid_name, as a bad one)"}, None)
 
 
 class TemplateCreate(Shape):
@@ -203,7 +203,7 @@ class Subscribe(Shape):
 
 class ModelDownload(Shape):
     folder: Any = doc({"type": "string"})
-    name: Any = doc({"type": "string"})
+    name: Any = doc({"type": "string", "description": "required (a missing one is invalid_name, as a bad one)"}, None)
     url: Any = doc({"type": "string", "format": "uri", "description": "https, from an allowed host"})
     sha256: Any = doc({"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}, None)
     overwrite: Any = doc({"type": "boolean", "description": "replace a model of that name (else 409 model_exists)"},
