@@ -17,6 +17,7 @@ from typing_extensions import NotRequired, TypedDict
 
 from ..core import config as config_mod
 from ..core.config import Config
+from ..core.endpoint_config import INSTANCE_TYPE_RE, MODES
 from ..core.errors import BadRequest
 from ..core.records import EndpointView, ExecutionSummary
 from ..core.shapes import describe
@@ -84,6 +85,8 @@ STRINGS = {"type": "array", "items": {"type": "string"}}
 
 
 def _endpoint_config() -> dict:
+    # Its checks are core/endpoint_config.py's (cross-field rules, the instance cap, their own messages): this
+    # documents them, with its constants.
     closed = {"type": "object", "additionalProperties": False}
     autoscaling = {**closed, "required": ["min", "max"], "properties": {
         "min": {"type": "integer", "minimum": 0}, "max": {"type": "integer", "minimum": 1}}}
@@ -91,9 +94,9 @@ def _endpoint_config() -> dict:
         {**closed, "required": ["kind"], "properties": {"kind": {"const": "local"}}},
         {**closed, "required": ["kind"], "properties": {
             "kind": {"const": "sagemaker"},
-            "instance_type": {"type": "string", "pattern": r"^ml\.[a-z0-9]+\.[a-z0-9]+$", "default": "ml.g5.xlarge"},
+            "instance_type": {"type": "string", "pattern": f"^{INSTANCE_TYPE_RE.pattern}$", "default": "ml.g5.xlarge"},
             "initial_count": {"type": "integer", "minimum": 1, "default": 1},
-            "mode": {"enum": ["async", "realtime"], "default": "async"},
+            "mode": {"enum": list(MODES), "default": "async"},
             "autoscaling": {"oneOf": [{"type": "null"}, autoscaling]}}},
     ], "description": "no endpoint config: publish only; instance counts are capped by the max_instances setting "
                       "(validated by core/endpoint_config.py)"}
