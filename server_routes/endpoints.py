@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 
 from ..core.errors import BadRequest
+from ..core.records import EndpointView
 from .context import Context
 from .http import json_ok, shapes, the
 from .schemas import EndpointCreate, EndpointsList, LogsQuery
@@ -30,6 +31,7 @@ async def create_endpoint(request: web.Request, ctx: Context) -> web.Response:
     return json_ok(await asyncio.to_thread(_deploy, ctx, the(request, EndpointCreate).environment), status=202)
 
 
+@shapes(answer=EndpointView)
 async def get_endpoint(request: web.Request, ctx: Context) -> web.Response:
     return json_ok(await asyncio.to_thread(ctx.services.endpoints.get, request.match_info["name"]))
 
