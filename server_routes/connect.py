@@ -23,10 +23,11 @@ from aiohttp import web
 
 from ..core import config as config_mod
 from ..core.config import Config, ConfigInvalid
-from ..core.errors import BadRequest, message_of
+from ..core.errors import message_of
 from . import guard
 from .context import Context
-from .http import json_ok, read_object
+from .http import json_ok, shapes, the
+from .schemas import ConfigChange
 
 
 def _view(cfg: Config) -> dict:
@@ -49,10 +50,11 @@ async def get_connect(request: web.Request, ctx: Context) -> web.Response:
     return json_ok(body)
 
 
+@shapes(body=ConfigChange)
 async def check(request: web.Request, ctx: Context) -> web.Response:
-    body = await read_object(request, {"changes", "replace"})
-    _, cfg = await asyncio.to_thread(config_mod.preview, ctx.facts.config_dir, body.get("changes") or {},
-                                     bool(body.get("replace")), acting_role=ctx.effective_config().role,
+    body = the(request, ConfigChange)
+    _, cfg = await asyncio.to_thread(config_mod.preview, ctx.facts.config_dir, body.changes or {},
+                                     body.replace, acting_role=ctx.effective_config().role,
                                      last_good=ctx.extension.file_values)
     return json_ok({"results": await asyncio.to_thread(run_checks, cfg)})
 
@@ -75,12 +77,10 @@ def run_checks(cfg: Config) -> list[dict]:
     return aws_check(cfg, lambda service: client(service, cfg.region))
 
 
+@shapes(body=ConfigChange)
 async def put_config(request: web.Request, ctx: Context) -> web.Response:
-    body = await read_object(request, {"changes", "replace"})
-    changes = body.get("changes") or {}
-    replace = body.get("replace", False)
-    if not isinstance(replace, bool):
-        raise BadRequest("replace must be true or false")
+    body = the(request, ConfigChange)
+    changes, replace = body.changes or {}, body.replace
     return await _applied(ctx, lambda: ctx.change_config(changes, replace))
 
 

@@ -7,14 +7,17 @@ import asyncio
 from aiohttp import web
 
 from ..core.errors import BadRequest
+from ..core.records import EndpointView
 from .context import Context
-from .http import json_ok, query_int, read_object
+from .http import json_ok, shapes, the
+from .schemas import EndpointCreate, EndpointsList, LogsQuery
 
 
+@shapes(answer=EndpointsList)
 async def list_endpoints(request: web.Request, ctx: Context) -> web.Response:
     """Every endpoint, and `unavailable` [{kind, reason}] for a provider that cannot answer now."""
     endpoints, problems = await asyncio.to_thread(ctx.services.endpoints.list_with_problems)
-    return json_ok({"endpoints": endpoints, "unavailable": problems})
+    return json_ok(EndpointsList(endpoints=endpoints, unavailable=problems))
 
 
 def _deploy(ctx: Context, environment: object) -> dict:
@@ -23,23 +26,20 @@ def _deploy(ctx: Context, environment: object) -> dict:
     return ctx.services.environments.deploy(environment)
 
 
+@shapes(body=EndpointCreate)
 async def create_endpoint(request: web.Request, ctx: Context) -> web.Response:
-    body = await read_object(request)
-    if set(body) - {"environment"} or "environment" not in body:
-        raise BadRequest("send {environment: <name>}: the endpoint runs that environment's latest version")
-    return json_ok(await asyncio.to_thread(_deploy, ctx, body["environment"]), status=202)
+    return json_ok(await asyncio.to_thread(_deploy, ctx, the(request, EndpointCreate).environment), status=202)
 
 
+@shapes(answer=EndpointView)
 async def get_endpoint(request: web.Request, ctx: Context) -> web.Response:
     return json_ok(await asyncio.to_thread(ctx.services.endpoints.get, request.match_info["name"]))
 
 
+@shapes(query=LogsQuery)
 async def endpoint_logs(request: web.Request, ctx: Context) -> web.Response:
-    tail = query_int(request, "tail", 200, 0, 5000)
-    contains = request.query.get("contains") or None
-    if contains is not None and len(contains) > 200:
-        raise BadRequest("contains: at most 200 characters")
-    logs = await asyncio.to_thread(ctx.services.endpoints.logs, request.match_info["name"], tail, contains)
+    q = the(request, LogsQuery)
+    logs = await asyncio.to_thread(ctx.services.endpoints.logs, request.match_info["name"], q.tail, q.contains)
     return json_ok({"name": request.match_info["name"], "logs": logs})
 
 

@@ -6,42 +6,37 @@ import asyncio
 
 from aiohttp import web
 
-from ..core.errors import BadRequest
 from . import deprecation
 from .context import Context
-from .http import json_ok, query_int, read_object
-
-PUBLISH_FIELDS = {"name", "templates", "include", "endpoint", "bind"}
-
-
-def _version(request: web.Request) -> int | None:
-    return query_int(request, "version", None, 1, 999_999)
+from .http import json_ok, shapes, the
+from .schemas import EnvironmentDeleteQuery, EnvironmentPublish, EnvironmentQuery, EnvironmentsList
 
 
+@shapes(answer=EnvironmentsList)
 async def list_environments(request: web.Request, ctx: Context) -> web.Response:
     """Every environment (one whose manifest cannot be read with its `problem`); `skipped` [{key, reason}]."""
     environments, skipped = await asyncio.to_thread(ctx.services.environments.listing)
-    return json_ok({"environments": environments, "skipped": skipped})
+    return json_ok(EnvironmentsList(environments=environments, skipped=skipped))
 
 
+@shapes(body=EnvironmentPublish)
 async def publish_environment(request: web.Request, ctx: Context) -> web.Response:
-    body = await read_object(request, PUBLISH_FIELDS)
-    if "name" not in body:
-        raise BadRequest("missing field: name")
+    body = the(request, EnvironmentPublish)
     task = await asyncio.to_thread(
-        ctx.services.environments.publish, body["name"], body.get("templates"), body.get("include", "templates"),
-        body.get("endpoint"), body.get("bind", False),
+        ctx.services.environments.publish, body.name, body.templates, body.include, body.endpoint, body.bind,
     )
     return json_ok(deprecation.task_started(task.to_json()), status=202)
 
 
+@shapes(query=EnvironmentQuery)
 async def get_environment(request: web.Request, ctx: Context) -> web.Response:
     svc = ctx.services.environments
-    return json_ok(await asyncio.to_thread(svc.get, request.match_info["name"], _version(request)))
+    return json_ok(await asyncio.to_thread(svc.get, request.match_info["name"], the(request, EnvironmentQuery).version))
 
 
+@shapes(query=EnvironmentDeleteQuery)
 async def delete_environment(request: web.Request, ctx: Context) -> web.Response:
-    force = request.query.get("force", "false").lower() in ("1", "true", "yes")
+    force = the(request, EnvironmentDeleteQuery).force
     await asyncio.to_thread(ctx.services.environments.delete, request.match_info["name"], force)
     return web.Response(status=204)
 

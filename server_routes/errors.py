@@ -19,6 +19,7 @@ from ..core.v2.idempotency import IdempotencyConflict, IdempotencyKeyReuse
 from ..core.v2.jobs_v2 import InvalidWorkflow
 from .guard import TokenRefused
 from .policy import ForbiddenForRole
+from .schemas import Error, ErrorDetail
 
 STATUS: dict[type[e.SageMakerError], int] = {
     e.BadRequest: 400,
@@ -78,7 +79,8 @@ def status_of(err: e.SageMakerError) -> int:
 
 
 def error_response(code: str, message: str, status: int, **extra: object) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
+    detail = ErrorDetail(code=code, message=message)
+    return web.json_response(Error(error={**detail, **extra}), status=status)  # extra: fields, details
 
 
 def _v2(err: e.SageMakerError) -> tuple[int, str]:

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
 import urllib.parse
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from ..core.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, SageMakerError
 from . import deprecation, guard, policy
 from .context import RouteContext
 from .errors import error_response, from_exception
+from .schemas import Query, Shape, parse
 
 log = logging.getLogger("comfyui_sagemaker")
 
@@ -160,17 +165,6 @@ async def read_json(request: web.Request, limit: int = MAX_JSON_BYTES) -> object
         raise BadRequest("request body is nested too deeply") from None
 
 
-def query_int(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
-    """A whole-number query parameter within [low, high]; BadRequest saying so otherwise."""
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise BadRequest(f"{name} must be a whole number from {low} to {high}")
-    return int(raw)
-
-
 async def read_object(request: web.Request, allowed: set[str] | None = None, limit: int = MAX_JSON_BYTES) -> dict:
     """The body, a JSON object; with `allowed`, a field outside it is a 400 naming the allowed ones."""
     data = await read_json(request, limit)
@@ -184,3 +178,60 @@ async def read_object(request: web.Request, allowed: set[str] | None = None, lim
 
 def json_ok(data: object, status: int = 200) -> web.Response:
     return web.json_response(data, status=status)
+
+
+# A handler's declared shapes (server_routes/schemas.py): validated before it runs, documented by openapi.py.
+try:  # aiohttp 3.11 and later: typed request keys (a plain string key warns there)
+    from aiohttp.web import RequestKey
+
+    BODY: Any = RequestKey("sagemaker_body", BaseModel)
+    QUERY: Any = RequestKey("sagemaker_query", BaseModel)
+except ImportError:
+    BODY, QUERY = "sagemaker_body", "sagemaker_query"
+S = TypeVar("S", bound=Shape)
+
+
+@dataclass(frozen=True)
+class Declared:
+    body: type[BaseModel] | None
+    query: type[Query] | None
+    answer: Any  # a TypedDict of the answer, or None
+    media: str  # the body's media type
+    read: bool  # False: the handler reads the body itself (multipart, raw bytes, a service that wants it as sent)
+
+
+DECLARED: dict[Callable[..., Any], Declared] = {}
+
+
+def shapes(body: type[BaseModel] | None = None, query: type[Query] | None = None, answer: Any = None,
+           media: str = "application/json", read: bool = True) -> Callable[[Handler], Handler]:
+    """Declare what a handler takes and answers. The query (always) and a JSON body (`read`) are validated
+    first: a 400 bad_request in the route's words, never the handler's concern; the handler gets them with
+    `the(request, Model)`."""
+
+    def declare(fn: Handler) -> Handler:
+        @functools.wraps(fn)
+        async def handler(request: web.Request, ctx: RouteContext) -> web.StreamResponse:
+            if query is not None:
+                request[QUERY] = parse(query, dict(request.query))
+            if body is not None and read and issubclass(body, Shape):
+                request[BODY] = parse(body, await read_object(request))
+            return await fn(request, ctx)
+
+        DECLARED[handler] = Declared(body, query, answer, media, read)
+        return handler
+
+    return declare
+
+
+def declared(fn: object) -> Declared | None:
+    return DECLARED.get(fn)  # type: ignore[arg-type]
+
+
+def the(request: web.Request, model: type[S]) -> S:
+    """The validated body or query of this request (the handler declared `model` with @shapes)."""
+    for key in (BODY, QUERY):
+        value = request.get(key)
+        if isinstance(value, model):
+            return value
+    raise RuntimeError(f"{model.__name__} was not declared with @shapes on this route")

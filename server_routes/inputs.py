@@ -6,9 +6,9 @@ import asyncio
 
 from aiohttp import web
 
-from ..core.errors import BadRequest
 from .context import Context
-from .http import json_ok, read_object
+from .http import json_ok, shapes, the
+from .schemas import Watcher
 
 
 async def list_inputs(request: web.Request, ctx: Context) -> web.Response:
@@ -23,12 +23,11 @@ async def list_inputs(request: web.Request, ctx: Context) -> web.Response:
                     "counts": counts, "files": files})
 
 
+@shapes(body=Watcher)
 async def set_watcher(request: web.Request, ctx: Context) -> web.Response:
-    body = await read_object(request)
-    if set(body) != {"enabled"} or not isinstance(body["enabled"], bool):
-        raise BadRequest("send {enabled: true | false}")
-    await asyncio.to_thread(ctx.services.set_watcher, body["enabled"])
-    return json_ok({"enabled": body["enabled"], "running": ctx.services.input_watcher.running})
+    enabled = the(request, Watcher).enabled
+    await asyncio.to_thread(ctx.services.set_watcher, enabled)
+    return json_ok({"enabled": enabled, "running": ctx.services.input_watcher.running})
 
 
 async def rescan(request: web.Request, ctx: Context) -> web.Response:

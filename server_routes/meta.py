@@ -7,11 +7,11 @@ import asyncio
 from aiohttp import web
 
 from ..core import names
-from ..core.errors import BadRequest
 from ..core.version import __version__
 from . import guard
 from .context import RouteContext
-from .http import json_ok, read_object
+from .http import json_ok, shapes, the
+from .schemas import NameCheck
 
 
 def store_summary(ctx: RouteContext) -> dict:
@@ -47,14 +47,13 @@ async def rules(request: web.Request, ctx: RouteContext) -> web.Response:
     return json_ok(names.rules())
 
 
+@shapes(body=NameCheck)
 async def check_name(request: web.Request, ctx: RouteContext) -> web.Response:
     """POST {kind: "template" | "environment", name} -> {valid: true, name} or 400 invalid_name."""
-    body = await read_object(request)
-    kind = body.get("kind")
-    rule = {"template": names.TEMPLATE_NAME, "environment": names.ENVIRONMENT_NAME}.get(kind)  # type: ignore[arg-type]
-    if rule is None:
-        raise BadRequest("kind must be 'template' or 'environment'")
-    name = rule.check(body.get("name"))
+    body = the(request, NameCheck)
+    kind = body.kind
+    rule = {"template": names.TEMPLATE_NAME, "environment": names.ENVIRONMENT_NAME}[kind]
+    name = rule.check(body.name)
     answer: dict = {"valid": True, "name": name}
     if kind == "template" and ctx.config_error is None:
         # Names are case-sensitive ("Slow" and "slow" are two templates): say so before a second one is made.

@@ -11,13 +11,15 @@ from aiohttp import web
 from ..core.errors import BadRequest
 from . import deprecation
 from .context import Context
-from .http import json_ok, read_object
+from .http import json_ok, shapes, the
+from .schemas import ModelDownload, ModelUploadQuery
 
 
 async def list_models(request: web.Request, ctx: Context) -> web.Response:
     return json_ok(await asyncio.to_thread(ctx.services.models.list))
 
 
+@shapes(query=ModelUploadQuery, media="application/octet-stream", read=False)  # the bytes: streamed below
 async def upload_model(request: web.Request, ctx: Context) -> web.Response:
     """PUT the file's bytes as the body: streamed to a temporary name, renamed when complete.
 
@@ -25,7 +27,8 @@ async def upload_model(request: web.Request, ctx: Context) -> web.Response:
     svc = ctx.services.models
     folder = request.match_info["folder"]
     target = svc.target(folder, request.match_info["name"])
-    overwrite = request.query.get("overwrite") == "true"
+    q = the(request, ModelUploadQuery)
+    overwrite = q.overwrite
     how = "send ?overwrite=true"
     if not overwrite:
         await asyncio.to_thread(svc.refuse_existing, folder, target.name, how)
@@ -39,7 +42,7 @@ async def upload_model(request: web.Request, ctx: Context) -> web.Response:
             size += len(chunk)
             await asyncio.to_thread(f.write, chunk)
         await asyncio.to_thread(f.close)
-        expected = request.query.get("sha256")
+        expected = q.sha256
         if expected and expected.lower() != h.hexdigest():
             raise BadRequest(f"sha256 mismatch: expected {expected.lower()}, got {h.hexdigest()}; nothing was kept")
         await asyncio.to_thread(svc.install, tmp, target, folder, overwrite, how)
@@ -53,10 +56,11 @@ async def upload_model(request: web.Request, ctx: Context) -> web.Response:
                     "sha256": h.hexdigest()}, status=201)
 
 
+@shapes(body=ModelDownload)
 async def download_model(request: web.Request, ctx: Context) -> web.Response:
-    body = await read_object(request, {"folder", "name", "url", "sha256", "overwrite"})
-    task = await asyncio.to_thread(ctx.services.models.download, body.get("folder"), body.get("name"),
-                                  body.get("url"), body.get("sha256"), body.get("overwrite", False))
+    body = the(request, ModelDownload)
+    task = await asyncio.to_thread(ctx.services.models.download, body.folder, body.name, body.url, body.sha256,
+                                  body.overwrite)
     return json_ok(deprecation.task_started(task.to_json()), status=202)
 
 

@@ -1,18 +1,21 @@
-"""GET /sagemaker/openapi.json: an OpenAPI 3.1 document made from the route tables themselves,
-so a new route shows up without editing this file (it gets a summary once one is written here)."""
+"""GET /sagemaker/openapi.json: an OpenAPI 3.1 document made from the route tables themselves, so a new route
+shows up without editing this file (it gets a summary once one is written here). Each route's query, body and
+answer are the JSON schema of the models its handler declares with @shapes (server_routes/schemas.py): the
+very models it validates with."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
-from ..core import config as config_mod
-from ..core.config import Config
 from ..core.version import __version__
 from . import deprecation
 from .context import RouteContext
-from .http import json_ok
+from .http import Declared, declared, json_ok
+from .schemas import Error
 
 V2 = "/v2/{environment}/api/v2"  # the Comfy API v2, mounted per environment
 
@@ -75,183 +78,101 @@ SUMMARIES = {
     ("GET", V2 + "/assets/{id}/content"): "Comfy API v2: an asset's bytes (Range requests served)",
 }
 
-ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {"error": {
-        "type": "object",
-        "required": ["code", "message"],
-        "properties": {
-            "code": {"type": "string", "description": "stable snake_case code, e.g. not_found, invalid_inputs"},
-            "message": {"type": "string"},
-            "fields": {"type": "object", "additionalProperties": {"type": "string"},
-                       "description": "invalid_inputs only: parameter name -> reason"},
-        },
-    }},
-}
-def obj(properties: dict, required: tuple[str, ...] = (), closed: bool = True) -> dict:
-    schema: dict = {"type": "object", "properties": properties}
-    if required:
-        schema["required"] = list(required)
-    if closed:
-        schema["additionalProperties"] = False
-    return schema
-
-
-NAME = {"type": "string", "pattern": "^[A-Za-z0-9]{1,20}$", "description": "letters and digits, case-sensitive"}
-GRAPH = {"type": "object", "description": "ComfyUI's UI-format graph (what Save writes)"}
-PROMPT = {"type": "object", "description": "ComfyUI's API-format prompt: node id -> {class_type, inputs}"}
-INPUTS = {"type": "object", "description": "parameter name -> value, as the template's `parameters` schema says; "
-                                           "images as an input-folder file name or base64"}
-WEBHOOK_URL = {"type": "string", "format": "uri",
-               "description": "gets a signed POST of the run when it ends (docs/http-api.md: Webhooks)"}
-CLIENT_ID = {"type": "string", "minLength": 1, "maxLength": 200,
-             "description": "ComfyUI's websocket client id: that browser gets the run's ComfyUI events"}
-ENDPOINT_CONFIG = {"oneOf": [
-    obj({"kind": {"const": "local"}}, ("kind",)),
-    obj({
-        "kind": {"const": "sagemaker"},
-        "instance_type": {"type": "string", "pattern": r"^ml\.[a-z0-9]+\.[a-z0-9]+$", "default": "ml.g5.xlarge"},
-        "initial_count": {"type": "integer", "minimum": 1, "default": 1},
-        "mode": {"enum": ["async", "realtime"], "default": "async"},
-        "autoscaling": {"oneOf": [{"type": "null"}, obj({"min": {"type": "integer", "minimum": 0},
-                                                         "max": {"type": "integer", "minimum": 1}},
-                                                        ("min", "max"))]},
-    }, ("kind",)),
-], "description": "no endpoint config: publish only; instance counts are capped by the max_instances setting"}
-
-# Request bodies by (method, path). A POST or PUT not listed takes no body.
-def _config_changes() -> dict:
-    """The keys the page may set, from the configuration's own schema (core/config.py): null removes one."""
-    props = Config.model_json_schema()["properties"]
-    return {"type": "object", "additionalProperties": False,
-            "description": "configuration keys to set (null removes one; token is write-only); store_path is not "
-                           "among them",
-            "properties": {k: {"anyOf": [props[k], {"type": "null"}]} for k in config_mod.EDITABLE}}
-
-
-CONFIG_CHANGE = {
-    "changes": _config_changes(),
-    "replace": {"type": "boolean", "description": "start from nothing but the store folder and the token (a broken "
-                                                  "file)"},
-}
-BODIES: dict[tuple[str, str], tuple[str, dict]] = {
-    ("POST", "/names/check"): ("application/json", obj(
-        {"kind": {"enum": ["template", "environment"]}, "name": {"type": "string"}}, ("kind", "name"))),
-    ("POST", "/templates"): ("application/json", obj(
-        {"name": NAME, "workflow": GRAPH, "prompt": PROMPT,
-         "environment": {"type": ["string", "null"], "description": "the environment it runs on"}},
-        ("name", "workflow", "prompt"))),
-    ("PUT", "/templates/{name}"): ("application/json", obj(
-        {"environment": {"type": ["string", "null"]}, "workflow": GRAPH, "prompt": PROMPT,
-         "version": {"type": "integer", "description": "the version you edited: 409 if it has moved on"}})),
-    ("POST", "/templates/{name}/executions"): ("application/json", obj(
-        {"inputs": INPUTS, "client_id": CLIENT_ID, "webhook_url": WEBHOOK_URL,
-         "wait": {"type": "number", "minimum": 0, "maximum": 3600,
-                  "description": "seconds to wait for the run to end (200 with outputs) before answering 202"}})),
-    ("POST", "/templates/{name}/prompt"): ("application/json", obj({"inputs": INPUTS})),
-    ("POST", "/analyze"): ("application/json", obj({"workflow": {"type": "object", "description": "UI or API format"}},
-                                                   ("workflow",))),
-    ("POST", "/environments"): ("application/json", obj(
-        {"name": NAME,
-         "templates": {"type": "array", "items": {"type": "string"},
-                       "description": "the templates it serves (default: those bound to it)"},
-         "include": {"enum": ["templates", "all"], "default": "templates",
-                     "description": "what the templates need, or every custom node pack and model here"},
-         "endpoint": ENDPOINT_CONFIG,
-         "bind": {"type": "boolean", "default": False,
-                  "description": "bind the templates it includes to it once published"}}, ("name",))),
-    ("POST", "/endpoints"): ("application/json", obj({"environment": {"type": "string"}}, ("environment",))),
-    ("POST", "/executions"): ("application/json", obj(
-        {"prompt": PROMPT, "workflow": GRAPH, "client_id": CLIENT_ID,
-         "template": {"type": ["string", "null"], "description": "runs on its environment's endpoint"},
-         "template_version": {"type": ["integer", "null"], "description": "the version of the template loaded"},
-         "environment": {"type": ["string", "null"], "description": "or name the environment (the one the "
-                                                                   "loaded template was bound to)"}}, ("prompt",))),
-    ("POST", "/inputs/watcher"): ("application/json", obj({"enabled": {"type": "boolean"}}, ("enabled",))),
-    ("POST", "/connect/check"): ("application/json", obj(CONFIG_CHANGE)),
-    ("PUT", "/config"): ("application/json", obj(CONFIG_CHANGE, ("changes",))),
-    ("POST", "/events/subscribe"): ("application/json", obj(
-        {"client_id": {"type": "string", "description": "the page's ComfyUI websocket client id"}}, ("client_id",))),
-    ("POST", "/models/download"): ("application/json", obj(
-        {"folder": {"type": "string"}, "name": {"type": "string"},
-         "url": {"type": "string", "format": "uri", "description": "https, from an allowed host"},
-         "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
-         "overwrite": {"type": "boolean", "description": "replace a model of that name (else 409 model_exists)"}},
-        ("folder", "name", "url"))),
-    ("PUT", "/models/{folder}/{name}"): ("application/octet-stream", {"type": "string", "format": "binary",
-                                                                      "description": "the file's bytes"}),
-    ("POST", V2 + "/jobs"): ("application/json", obj({
-        "workflow": {"type": "object", "description": "API-format graph; core/ASSET references where files go"},
-        "template": {"type": "string", "description": "or: run this template (this project's extension)"},
-        "inputs": INPUTS, "webhook_url": WEBHOOK_URL,
-        "metadata": {"type": "object", "additionalProperties": {"type": "string"}, "description": "string labels"},
-        "extra_data": {"type": "object", "description": "accepted, not used (no partner nodes on these endpoints)"},
-    })),
-    ("POST", V2 + "/assets"): ("multipart/form-data", obj({
-        "file": {"type": "string", "format": "binary"}, "content_type": {"type": "string"},
-        "file_path": {"type": "string"}, "expected_hash": {"type": "string", "pattern": "^blake3:[0-9a-f]{64}$"},
-        "tags": {"type": "array", "items": {"type": "string"}}}, ("file", "file_path"))),
-    ("POST", V2 + "/assets/from-hash"): ("application/json", obj({
-        "hash": {"type": "string", "pattern": "^blake3:[0-9a-f]{64}$"}, "file_path": {"type": "string"},
-        "content_type": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}}, ("hash",))),
-}
-
-
-def query(name: str, schema: dict, description: str) -> dict:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
-
-
-QUERIES: dict[tuple[str, str], list[dict]] = {
-    ("GET", "/environments/{name}"): [query("version", {"type": "integer", "minimum": 1}, "default: the latest")],
-    ("DELETE", "/environments/{name}"): [query("force", {"type": "boolean"}, "also while bound or running")],
-    ("GET", "/endpoints/{name}/logs"): [query("tail", {"type": "integer", "minimum": 0, "maximum": 5000},
-                                              "last lines (default 200)"),
-                                        query("contains", {"type": "string", "maxLength": 200},
-                                              "only lines holding this text (any case)")],
-    ("GET", "/executions"): [
-        query("state", {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]}, "only these"),
-        query("template", {"type": "string"}, "only this template's"),
-        query("owner", {"type": "string"}, "me (default), all, or an owner key"),
-        query("after", {"type": "string"}, "the `next` of the previous page"),
-        query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "default 50, newest first"),
-    ],
-    ("GET", V2 + "/jobs"): [query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "default 50"),
-                            query("cursor", {"type": "string"}, "the next_cursor of the previous page")],
-    ("PUT", "/models/{folder}/{name}"): [
-        query("sha256", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}, "refused (nothing kept) if it differs"),
-        query("overwrite", {"type": "boolean"}, "replace an existing file"),
-    ],
-}
-
-
 def openapi_path(path: str) -> str:
     return "/sagemaker" + re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
 
 
+REF = "#/components/schemas/{model}"
+
+
+class Schemas:
+    """The components' schemas: each model's JSON schema, its nested definitions hoisted beside it (a `$ref`
+    in an OpenAPI document is resolved from the document's root)."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, dict] = {}
+
+    def of(self, shape: Any) -> dict:
+        if isinstance(shape, type) and issubclass(shape, BaseModel):
+            schema = shape.model_json_schema(ref_template=REF)
+        else:  # a TypedDict (an answer)
+            from pydantic import TypeAdapter  # only when the document is asked for: it imports much of pydantic
+
+            schema = TypeAdapter(shape).json_schema(ref_template=REF)
+        self.components.update(schema.pop("$defs", {}))
+        for prop in schema.get("properties", {}).values():
+            if prop.get("default", ...) is None:
+                del prop["default"]  # a field left out; a schema that takes no null must not name null its default
+        return schema
+
+    def named(self, shape: Any, inline: bool = False) -> dict:
+        """A `$ref` to the shape's schema among the components (`inline`: with its fields' shapes in it, for a
+        reader who looks at one schema only, such as the error envelope)."""
+        name = shape.__name__
+        if name not in self.components:
+            schema = self.of(shape)
+            if inline:
+                schema["properties"] = {k: self.resolved(v) for k, v in schema["properties"].items()}
+            self.components[name] = schema
+        return {"$ref": REF.format(model=name)}
+
+    def resolved(self, schema: dict) -> dict:
+        ref = schema.get("$ref")
+        return self.components[ref.rsplit("/", 1)[1]] if ref else schema
+
+
+def query_parameters(shape: Declared, schemas: Schemas) -> list[dict]:
+    schema = schemas.of(shape.query)
+    required = set(schema.get("required", ()))
+    out = []
+    for name, prop in schema["properties"].items():
+        prop = {k: v for k, v in prop.items() if k not in ("title", "description")}
+        # Optional[X]: a query parameter is left out, never null
+        choices = [c for c in prop.pop("anyOf", ()) if c.get("type") != "null"]
+        if choices:
+            prop = {**prop, **choices[0]} if len(choices) == 1 else {**prop, "anyOf": choices}
+        out.append({"name": name, "in": "query", "required": name in required, "schema": prop,
+                    **({"description": schema["properties"][name]["description"]}
+                       if "description" in schema["properties"][name] else {})})
+    return out
+
+
+def request_body(shape: Declared, schemas: Schemas) -> dict:
+    if shape.body is None:  # raw bytes
+        schema: dict = {"type": "string", "format": "binary", "description": "the file's bytes"}
+    else:
+        schema = schemas.named(shape.body)
+    return {"required": True, "content": {shape.media: {"schema": schema}}}
+
+
 def document(tables: list[list[tuple]]) -> dict:
     paths: dict[str, dict] = {}
+    schemas = Schemas()
+    error = schemas.named(Error, inline=True)
     for table in tables:
         for method, path, fn in table:
             clean = openapi_path(path)
             key = (method, clean[len("/sagemaker"):])
             doc = (fn.__doc__ or "").strip().splitlines()
+            shape = declared(fn)
+            ok: dict = {"description": "JSON (204 has no body)"}
+            if shape is not None and shape.answer is not None:
+                ok["content"] = {"application/json": {"schema": schemas.named(shape.answer)}}
             op: dict = {
                 "operationId": fn.__name__,
                 "summary": SUMMARIES.get(key) or (doc[0] if doc else fn.__name__.replace("_", " ")),
                 "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                               for p in re.findall(r"\{(\w+)\}", clean)] + QUERIES.get(key, []),
+                               for p in re.findall(r"\{(\w+)\}", clean)]
+                + (query_parameters(shape, schemas) if shape is not None and shape.query is not None else []),
                 "responses": {
-                    "2XX": {"description": "JSON (204 has no body)"},
-                    "default": {"description": "an error", "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                    "2XX": ok,
+                    "default": {"description": "an error", "content": {"application/json": {"schema": error}}},
                 },
             }
             if key[1] in deprecation.SUCCESSORS:  # the successor's handler: its operationId is taken
                 op.update(deprecated=True, operationId=fn.__name__ + "_deprecated")
-            if key in BODIES:
-                media, schema = BODIES[key]
-                op["requestBody"] = {"required": True, "content": {media: {"schema": schema}}}
+            if shape is not None and (shape.body is not None or shape.media != "application/json"):
+                op["requestBody"] = request_body(shape, schemas)
             paths.setdefault(clean, {})[method.lower()] = op
     return {
         "openapi": "3.1.0",
@@ -259,7 +180,7 @@ def document(tables: list[list[tuple]]) -> dict:
                  "description": "Routes are also served under ComfyUI's /api/ alias. Mutating routes need a "
                                 "matching Origin and, when configured, the token."},
         "paths": paths,
-        "components": {"schemas": {"Error": ERROR}, "securitySchemes": {
+        "components": {"schemas": schemas.components, "securitySchemes": {
             "token": {"type": "apiKey", "in": "header", "name": "X-SageMaker-Token",
                       "description": "needed by mutating routes when a token is configured or ComfyUI listens "
                                      "off loopback"}}},

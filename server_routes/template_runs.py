@@ -24,32 +24,25 @@ import time
 
 from aiohttp import web
 
-from ..core.errors import BadRequest
 from ..core.executions import FINAL
 from ..core.template_runs import named_outputs
 from .context import RouteContext
-from .http import json_ok, read_object
+from .http import json_ok, shapes, the
+from .schemas import TemplatePrompt, TemplateRun
 
-FIELDS = {"inputs", "wait", "client_id", "webhook_url"}
-PROMPT_FIELDS = {"inputs"}
-MAX_WAIT = 3600
 POLL_SECONDS = 0.1
 
 
+@shapes(body=TemplateRun)
 async def run_template(request: web.Request, ctx: RouteContext) -> web.Response:
-    body = await read_object(request, FIELDS)
-    client_id = body.get("client_id")
-    if client_id is not None and not (isinstance(client_id, str) and 0 < len(client_id) <= 200):
-        raise BadRequest("client_id must be a websocket client id (a string of 1 to 200 characters)")
-    wait = body.get("wait", 0)
-    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_WAIT:
-        raise BadRequest(f"wait must be a number of seconds from 0 to {MAX_WAIT}")
+    body = the(request, TemplateRun)
+    wait = body.wait
     name = request.match_info["name"]
     stored: dict[str, str] = {}
-    prompt, schema = await asyncio.to_thread(ctx.services.template_runs.prepare, name, body.get("inputs"), stored)
+    prompt, schema = await asyncio.to_thread(ctx.services.template_runs.prepare, name, body.inputs, stored)
     svc = ctx.services.executions
-    record = await asyncio.to_thread(svc.create, prompt, None, name, None, client_id, ctx.user(request),
-                                     stored_inputs=stored, webhook_url=body.get("webhook_url"))
+    record = await asyncio.to_thread(svc.create, prompt, None, name, None, body.client_id, ctx.user(request),
+                                     stored_inputs=stored, webhook_url=body.webhook_url)
     deadline = time.monotonic() + wait
     while wait and record["state"] not in FINAL and time.monotonic() < deadline:
         await asyncio.sleep(POLL_SECONDS)
@@ -62,10 +55,10 @@ async def run_template(request: web.Request, ctx: RouteContext) -> web.Response:
     return json_ok(answer, status=200 if done else 202)
 
 
+@shapes(body=TemplatePrompt)
 async def template_prompt(request: web.Request, ctx: RouteContext) -> web.Response:
-    body = await read_object(request, PROMPT_FIELDS)
     template, prompt = await asyncio.to_thread(ctx.services.template_runs.filled, request.match_info["name"],
-                                               body.get("inputs"))
+                                               the(request, TemplatePrompt).inputs)
     return json_ok({"prompt": prompt, "workflow": template.workflow})
 
 

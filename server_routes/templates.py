@@ -6,30 +6,24 @@ import asyncio
 
 from aiohttp import web
 
-from ..core.errors import BadRequest
 from ..core.templates import UNSET
 from .context import RouteContext
-from .http import json_ok, read_object
-
-FIELDS = {"name", "workflow", "prompt", "environment"}
-UPDATE_FIELDS = {"workflow", "prompt", "environment", "version"}
+from .http import json_ok, shapes, the
+from .schemas import TemplateCreate, TemplatesList, TemplateUpdate
 
 
+@shapes(answer=TemplatesList)
 async def list_templates(request: web.Request, ctx: RouteContext) -> web.Response:
     """Every template; `skipped` [{key, reason}] names those that cannot be read (core/unreadable.py)."""
     templates, skipped = await asyncio.to_thread(ctx.services.templates.listing)
-    return json_ok({"templates": templates, "skipped": skipped})
+    return json_ok(TemplatesList(templates=templates, skipped=skipped))
 
 
+@shapes(body=TemplateCreate)
 async def create_template(request: web.Request, ctx: RouteContext) -> web.Response:
-    body = await read_object(request, FIELDS)
-    for field in ("name", "workflow", "prompt"):
-        if field not in body:
-            raise BadRequest(f"missing field: {field}")
-    svc = ctx.services.templates
-    template = await asyncio.to_thread(
-        svc.create, body["name"], body["workflow"], body["prompt"], body.get("environment")
-    )
+    body = the(request, TemplateCreate)
+    template = await asyncio.to_thread(ctx.services.templates.create, body.name, body.workflow, body.prompt,
+                                       body.environment)
     return json_ok(template.to_json(), status=201)
 
 
@@ -38,15 +32,16 @@ async def get_template(request: web.Request, ctx: RouteContext) -> web.Response:
     return json_ok(template.to_json())
 
 
+@shapes(body=TemplateUpdate)
 async def update_template(request: web.Request, ctx: RouteContext) -> web.Response:
-    body = await read_object(request, UPDATE_FIELDS)
+    body = the(request, TemplateUpdate)
     template = await asyncio.to_thread(
         ctx.services.templates.update,
         request.match_info["name"],
-        environment=body.get("environment", UNSET) if "environment" in body else UNSET,
-        workflow=body.get("workflow"),
-        prompt=body.get("prompt"),
-        expected_version=body.get("version"),
+        environment=body.environment if "environment" in body.model_fields_set else UNSET,
+        workflow=body.workflow,
+        prompt=body.prompt,
+        expected_version=body.version,
     )
     return json_ok(template.to_json())
 

@@ -27,9 +27,10 @@ from ..core.v2.blob_reads import verified_pieces
 from ..core.v2.idempotency import Replay, fingerprint
 from ..core.v2.job_events import KEEPALIVE, JobEvents, frame
 from ..core.v2.job_view import URL_LIFETIME, Mount
+from ..core.v2.jobs_v2 import JobRequest
 from .context import RouteContext
-from .executions import CURSOR
-from .http import json_ok, log, query_int, read_json
+from .http import json_ok, log, read_json, shapes, the
+from .schemas import AssetFromHash, AssetUpload, V2JobsQuery
 
 PREFIX = "/v2/{environment}/api/v2"
 HEARTBEAT_S = 15.0
@@ -38,6 +39,7 @@ CHUNK = 1024 * 1024
 FIELD_LIMIT = 4096
 INVERTED_RANGE = "start cannot be after end"  # aiohttp's http_range on "bytes=5-2": unsatisfiable, not ignored
 METADATA_FILTER = re.compile(r"metadata\[(.{1,64})\]")
+UPLOAD_TEXT = frozenset(AssetUpload.model_fields) - {"file"}  # the form's text fields
 
 
 def mount(request: web.Request) -> Mount:
@@ -66,6 +68,7 @@ def asset_json(asset: Asset, m: Mount, created_new: bool | None = None) -> dict:
 
 # jobs
 
+@shapes(body=JobRequest, read=False)  # core/jobs_v2.py checks it, as sent (the idempotency fingerprint)
 async def v2_create_job(request: web.Request, ctx: RouteContext) -> web.Response:
     body = await read_json(request)
     job = await asyncio.to_thread(ctx.services.jobs_v2.create, environment(request), body, mount(request),
@@ -73,12 +76,10 @@ async def v2_create_job(request: web.Request, ctx: RouteContext) -> web.Response
     return json_ok(job, status=201)
 
 
+@shapes(query=V2JobsQuery)
 async def v2_list_jobs(request: web.Request, ctx: RouteContext) -> web.Response:
-    limit = query_int(request, "limit", 50, 1, 100)
-    cursor = request.query.get("cursor")
-    if cursor is not None and not CURSOR.fullmatch(cursor):
-        raise BadRequest("cursor must be the next_cursor of a previous page")
-    page = await asyncio.to_thread(ctx.services.jobs_v2.list, environment(request), mount(request), limit, cursor,
+    q = the(request, V2JobsQuery)
+    page = await asyncio.to_thread(ctx.services.jobs_v2.list, environment(request), mount(request), q.limit, q.cursor,
                                    ctx.user(request))
     wanted = {m.group(1): v for k, v in request.query.items() if (m := METADATA_FILTER.fullmatch(k))}
     if wanted:
@@ -181,7 +182,7 @@ async def _read_upload(request: web.Request, ctx: RouteContext) -> tuple[dict, s
                         await asyncio.to_thread(out.write, chunk)
                 sha, b3 = h256.hexdigest(), h3.hexdigest()
                 fields.setdefault("file_name", part.filename)
-            elif name in ("content_type", "file_path", "expected_hash", "tags"):
+            elif name in UPLOAD_TEXT:
                 value = (await part.read(decode=True))
                 if len(value) > FIELD_LIMIT:
                     raise BadRequest(f"form field {name} is over {FIELD_LIMIT} bytes")
@@ -201,6 +202,7 @@ async def _read_upload(request: web.Request, ctx: RouteContext) -> tuple[dict, s
         raise
 
 
+@shapes(body=AssetUpload, media="multipart/form-data", read=False)  # streamed part by part: _read_upload
 async def v2_upload_asset(request: web.Request, ctx: RouteContext) -> web.Response:
     environment(request)
     fields, path, sha, b3, size = await _read_upload(request, ctx)
@@ -210,7 +212,7 @@ async def v2_upload_asset(request: web.Request, ctx: RouteContext) -> web.Respon
         claim = None
         if key is not None:
             scope = f"assets.{services.executions.owner_for(user).key}"
-            request_fp = fingerprint({k: fields.get(k) for k in ("content_type", "file_path", "expected_hash", "tags")}
+            request_fp = fingerprint({k: fields.get(k) for k in sorted(UPLOAD_TEXT)}
                                      | {"sha256": sha})
             got = await asyncio.to_thread(services.idempotency.begin, scope, key, request_fp)
             if isinstance(got, Replay):
@@ -240,14 +242,13 @@ async def v2_head_by_hash(request: web.Request, ctx: RouteContext) -> web.Respon
     return web.Response(status=200 if found else 404)
 
 
+@shapes(body=AssetFromHash)
 async def v2_asset_from_hash(request: web.Request, ctx: RouteContext) -> web.Response:
     environment(request)
-    body = await read_json(request)
-    if not isinstance(body, dict) or set(body) - {"hash", "file_path", "tags", "content_type"}:
-        raise BadRequest("send {hash, file_path?, tags?, content_type?}")
-    parse_hash(body.get("hash"))
-    asset = await asyncio.to_thread(ctx.services.assets.from_hash, body["hash"], body.get("file_path"),
-                                    body.get("content_type"), ctx.user(request))
+    body = the(request, AssetFromHash)
+    parse_hash(body.hash)
+    asset = await asyncio.to_thread(ctx.services.assets.from_hash, body.hash, body.file_path, body.content_type,
+                                    ctx.user(request))
     return json_ok(asset_json(asset, mount(request), False), status=201)
 
 

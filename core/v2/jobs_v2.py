@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..analysis import detect_format
 from ..errors import BadRequest, Conflict, NotFound, SageMakerError
@@ -29,8 +32,30 @@ from .assets import AssetService, input_name, is_reference
 from .idempotency import Claim, Idempotency, IdempotencyKeyReuse, Replay, fingerprint
 from .job_view import LiveJobs, Mount, job_json, stored_progress, summary_json
 
-FIELDS = {"workflow", "template", "inputs", "webhook_url", "metadata", "extra_data"}
 MAX_LABELS = 16
+
+
+class JobRequest(BaseModel):
+    """POST /jobs's body, declared once: checked here field by field (its errors speak the v2 protocol, and the
+    body as sent is the idempotency fingerprint), documented by the OpenAPI document from this model."""
+
+    model_config = ConfigDict(extra="forbid")
+    workflow: Any = Field(None, json_schema_extra={
+        "type": "object", "description": "API-format graph; core/ASSET references where files go"})
+    template: Any = Field(None, json_schema_extra={
+        "type": "string", "description": "or: run this template (this project's extension)"})
+    inputs: Any = Field(None, json_schema_extra={
+        "type": "object", "description": "the template's parameter values (name -> value)"})
+    webhook_url: Any = Field(None, json_schema_extra={
+        "type": "string", "format": "uri", "description": "gets a signed POST of the run when it ends"})
+    metadata: Any = Field(None, json_schema_extra={
+        "type": "object", "additionalProperties": {"type": "string", "maxLength": 512}, "maxProperties": MAX_LABELS,
+        "description": "string labels (keys of 1 to 64 characters)"})
+    extra_data: Any = Field(None, json_schema_extra={
+        "type": "object", "description": "accepted, not used (no partner nodes on these endpoints)"})
+
+
+FIELDS = frozenset(JobRequest.model_fields)
 
 
 class InvalidWorkflow(SageMakerError):
