@@ -133,6 +133,7 @@ def test_delete_guards_and_force(tmp_path, host):
         svc.delete("Env1")
 
 
+@pytest.mark.slow  # writes 2 GiB to the folder store: the whole suite runs it, the fast tier does not
 def test_sparse_two_gigabyte_model_hashes_and_uploads_with_flat_memory(tmp_path, host):
     import resource
 
