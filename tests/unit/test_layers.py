@@ -5,12 +5,13 @@ install.py) or belongs to the host (ComfyUI's modules) is imported only where th
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
+from harness.sources import parsed
 
 ROOT = Path(__file__).resolve().parents[2]
-SKIP = {"tests", "bench", "tools", "web", "dev", ".dev", "node_modules"}
 
 # ComfyUI's own top-level modules and packages (a ComfyUI checkout's root): importable only inside ComfyUI.
 COMFYUI = {"folder_paths", "comfy", "comfy_api", "comfy_api_nodes", "comfy_config", "comfy_execution",
@@ -33,15 +34,12 @@ class Import:
         return f"{self.source}:{self.line}: {self.text}"
 
 
+@functools.cache
 def imports() -> list[Import]:
     out: list[Import] = []
-    for path in sorted(ROOT.rglob("*.py")):
-        rel = path.relative_to(ROOT)
-        if rel.parts[0] in SKIP or any(p.startswith(".") for p in rel.parts):
-            continue
-        package = list(rel.parts[:-1])  # what a relative import is relative to: [] at the root, ["core"] in core/
-        source = rel.as_posix()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), source)):
+    for source, tree in parsed():
+        package = source.split("/")[:-1]  # what a relative import is relative to: [] at the root, ["core"] in core/
+        for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     top = alias.name.split(".")[0]
@@ -70,7 +68,6 @@ def imports() -> list[Import]:
     return out
 
 
-IMPORTS = imports()
 
 
 def unit(source: str) -> str:
@@ -79,7 +76,7 @@ def unit(source: str) -> str:
 
 
 def of(*units: str) -> list[Import]:
-    return [i for i in IMPORTS if unit(i.source) in units]
+    return [i for i in imports() if unit(i.source) in units]
 
 
 def ours(found: list[Import], allowed: set[str]) -> list[str]:
@@ -92,12 +89,12 @@ def external(found: list[Import], banned: set[str]) -> list[str]:
 
 
 def test_the_source_is_read():
-    assert len({i.source for i in IMPORTS}) > 50 and of("core") and of("worker") and of("server_routes")
+    assert len({i.source for i in imports()}) > 50 and of("core") and of("worker") and of("server_routes")
 
 
 def test_imports_inside_the_extension_are_relative():
     # ComfyUI loads the extension by folder path, under whatever name its folder has.
-    assert [str(i) for i in IMPORTS if i.unit == "<absolute>" and i.source != "__main__.py"] == []
+    assert [str(i) for i in imports() if i.unit == "<absolute>" and i.source != "__main__.py"] == []
 
 
 def test_core_imports_nothing_above_it_and_no_host_or_sdk():
@@ -118,12 +115,12 @@ def test_the_worker_is_a_program_of_its_own_on_core_and_the_stores():
 
 
 def test_only_the_entry_points_import_the_worker():
-    assert [str(i) for i in IMPORTS if i.unit == "worker" and unit(i.source) not in ("worker", "cli")] == []
+    assert [str(i) for i in imports() if i.unit == "worker" and unit(i.source) not in ("worker", "cli")] == []
 
 
 def test_nothing_below_the_routes_imports_them():
     above = {"server_routes", "gateway", "cli", "__init__"}
-    assert [str(i) for i in IMPORTS if i.unit == "server_routes" and unit(i.source) not in above] == []
+    assert [str(i) for i in imports() if i.unit == "server_routes" and unit(i.source) not in above] == []
 
 
 def test_the_host_adapters_do_not_depend_on_the_routes():
@@ -144,18 +141,18 @@ def test_install_py_stands_alone_and_nothing_imports_it():
     # which therefore imports nothing of ours.
     assert [str(i) for i in of("install") if i.unit is not None
             and not i.text.startswith("from .core.requirements import ")] == []
-    assert [str(i) for i in IMPORTS if i.source == "core/requirements.py" and i.unit is not None] == []
-    assert [str(i) for i in IMPORTS if i.unit == "install"] == []
+    assert [str(i) for i in imports() if i.source == "core/requirements.py" and i.unit is not None] == []
+    assert [str(i) for i in imports() if i.unit == "install"] == []
 
 
 def test_only_the_comfyui_face_imports_comfyui():
-    assert [str(i) for i in IMPORTS if i.external in COMFYUI and unit(i.source) not in COMFYUI_FACES] == []
+    assert [str(i) for i in imports() if i.external in COMFYUI and unit(i.source) not in COMFYUI_FACES] == []
 
 
 @pytest.mark.parametrize("sdk", sorted(AWS_SDK))
 def test_the_aws_sdk_stays_in_aws_the_worker_and_the_s3_nodes(sdk):
     allowed = {"aws", "worker", "nodes", "cli"}
-    assert [str(i) for i in IMPORTS if i.external == sdk and unit(i.source) not in allowed] == []
+    assert [str(i) for i in imports() if i.external == sdk and unit(i.source) not in allowed] == []
 
 
 # core/'s sub-packages (docs/architecture.md, Layout): the v2 protocol above the domain, I/O helpers below it.

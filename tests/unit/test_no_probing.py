@@ -12,10 +12,8 @@
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SKIP = {"tests", "bench", "tools", "web", "dev", ".dev", "node_modules"}
+from harness.sources import parsed
 
 # The ComfyUI face: everything it probes is ComfyUI's (tests/unit/test_layers.py's host adapters, and the
 # package's __init__.py, which looks ComfyUI's PromptServer up).
@@ -41,23 +39,12 @@ ALLOWED = {
 }
 
 
-def sources() -> list[tuple[str, ast.Module]]:
-    out = []
-    for path in sorted(ROOT.rglob("*.py")):
-        rel = path.relative_to(ROOT)
-        if rel.parts[0] in SKIP or any(p.startswith(".") for p in rel.parts):
-            continue
-        out.append((rel.as_posix(), ast.parse(path.read_text(encoding="utf-8"), rel.as_posix())))
-    return out
-
-
-SOURCES = sources()
 
 
 def probes() -> list[tuple[str, int, str, str]]:
     """(file, line, object, attribute) of every getattr/hasattr; "*" for an attribute named at run time."""
     found = []
-    for source, tree in SOURCES:
+    for source, tree in parsed():
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
                     and node.func.id in ("getattr", "hasattr") and len(node.args) >= 2:
@@ -74,7 +61,7 @@ def modules(tree: ast.Module) -> set[str]:
 
 
 def test_the_source_is_read():
-    assert len(SOURCES) > 50 and any(s == "services.py" for s, _ in SOURCES)
+    assert len(parsed()) > 50 and any(s == "services.py" for s, _ in parsed())
     assert any(p[0] == "comfy_queue.py" for p in probes())  # the walk sees getattr calls
 
 
@@ -93,7 +80,7 @@ def test_the_allowed_probes_still_exist():
 
 def test_nobody_reads_another_objects_private_state():
     wrong = []
-    for source, tree in SOURCES:
+    for source, tree in parsed():
         imported = modules(tree)
         for node in ast.walk(tree):
             if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
