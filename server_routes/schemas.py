@@ -16,8 +16,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from typing_extensions import NotRequired, TypedDict
 
 from ..core import config as config_mod
+from ..core import endpoint_config
 from ..core.config import Config
-from ..core.endpoint_config import INSTANCE_TYPE_RE, MODES
 from ..core.errors import BadRequest
 from ..core.records import EndpointView, ExecutionSummary
 from ..core.shapes import describe
@@ -85,21 +85,22 @@ STRINGS = {"type": "array", "items": {"type": "string"}}
 
 
 def _endpoint_config() -> dict:
-    # Its checks are core/endpoint_config.py's (cross-field rules, the instance cap, their own messages): this
-    # documents them, with its constants.
-    closed = {"type": "object", "additionalProperties": False}
-    autoscaling = {**closed, "required": ["min", "max"], "properties": {
-        "min": {"type": "integer", "minimum": 0}, "max": {"type": "integer", "minimum": 1}}}
-    return {"oneOf": [
-        {**closed, "required": ["kind"], "properties": {"kind": {"const": "local"}}},
-        {**closed, "required": ["kind"], "properties": {
-            "kind": {"const": "sagemaker"},
-            "instance_type": {"type": "string", "pattern": f"^{INSTANCE_TYPE_RE.pattern}$", "default": "ml.g5.xlarge"},
-            "initial_count": {"type": "integer", "minimum": 1, "default": 1},
-            "mode": {"enum": list(MODES), "default": "async"},
-            "autoscaling": {"oneOf": [{"type": "null"}, autoscaling]}}},
-    ], "description": "no endpoint config: publish only; instance counts are capped by the max_instances setting "
-                      "(validated by core/endpoint_config.py)"}
+    """The endpoint config's schema: its model's (core/endpoint_config.py, which validates it with its own
+    code and messages), the nested definitions put in place (this is one field's schema inside another's)."""
+    schema = endpoint_config.SPEC.json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.rsplit("/", 1)[1]])
+            return {k: inline(v) for k, v in node.items()}
+        return [inline(v) for v in node] if isinstance(node, list) else node
+
+    schema["discriminator"] = {"propertyName": "kind"}  # its mapping names the definitions inlined here
+    return {**inline(schema), "description": "no endpoint config: publish only; instance counts are capped by "
+                                             "the max_instances setting"}
 
 
 def _config_changes() -> dict:
