@@ -19,7 +19,7 @@ from ..core import config as config_mod
 from ..core import endpoint_config
 from ..core.config import Config
 from ..core.errors import BadRequest
-from ..core.records import EndpointView, ExecutionSummary
+from ..core.records import EndpointView, ExecutionRecord, ExecutionSummary
 from ..core.shapes import describe
 
 # A page's cursor: an index marker's name, or (runs in flight) an execution id.
@@ -295,6 +295,20 @@ class Error(TypedDict):
 class Unreadable(TypedDict):
     key: str
     reason: str
+
+
+class ExecutionAnswer(ExecutionRecord):
+    """GET /executions/{id}: the record as stored (its client_id left out) and whether it is the asker's."""
+
+    mine: bool
+
+
+class ExecutionCreated(TypedDict):
+    """POST /executions (202): the run queued."""
+
+    execution_id: str
+    prompt_id: str
+    execution: ExecutionRecord
 
 
 class ExecutionsPage(TypedDict):
