@@ -12,38 +12,11 @@ from __future__ import annotations
 
 import re
 
+from . import instance_families
 from .errors import BadRequest
 from .records import Autoscaling, EndpointConfig
 
-# Offered in the UI; any other well-formed ml.* type is accepted (AWS refuses what it does not know).
-COMMON_GPU_TYPES = (
-    "ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g5.xlarge", "ml.g5.2xlarge", "ml.g5.4xlarge",
-    "ml.g6.xlarge", "ml.g6.2xlarge", "ml.g6e.xlarge", "ml.g6e.2xlarge", "ml.p4d.24xlarge",
-)
-# GPUs per instance type, the one table: the worker runs one ComfyUI per GPU, so an async endpoint takes
-# this many requests per instance at once (MaxConcurrentInvocationsPerInstance) and its autoscaling target
-# scales with it. From AWS's instance specifications (EC2 User Guide "Accelerated computing instances",
-# AWS Batch "Run GPU jobs"); a type not listed counts as 1.
-GPUS_PER_INSTANCE = {
-    "ml.g4dn.xlarge": 1, "ml.g4dn.2xlarge": 1, "ml.g4dn.4xlarge": 1, "ml.g4dn.8xlarge": 1, "ml.g4dn.16xlarge": 1,
-    "ml.g4dn.12xlarge": 4,
-    "ml.g5.xlarge": 1, "ml.g5.2xlarge": 1, "ml.g5.4xlarge": 1, "ml.g5.8xlarge": 1, "ml.g5.16xlarge": 1,
-    "ml.g5.12xlarge": 4, "ml.g5.24xlarge": 4, "ml.g5.48xlarge": 8,
-    "ml.g6.xlarge": 1, "ml.g6.2xlarge": 1, "ml.g6.4xlarge": 1, "ml.g6.8xlarge": 1, "ml.g6.16xlarge": 1,
-    "ml.g6.12xlarge": 4, "ml.g6.24xlarge": 4, "ml.g6.48xlarge": 8,
-    "ml.g6e.xlarge": 1, "ml.g6e.2xlarge": 1, "ml.g6e.4xlarge": 1, "ml.g6e.8xlarge": 1, "ml.g6e.16xlarge": 1,
-    "ml.g6e.12xlarge": 4, "ml.g6e.24xlarge": 4, "ml.g6e.48xlarge": 8,
-    "ml.p3.2xlarge": 1, "ml.p3.8xlarge": 4, "ml.p3.16xlarge": 8,
-    "ml.p4d.24xlarge": 8, "ml.p4de.24xlarge": 8, "ml.p5.48xlarge": 8,
-}
-
-
-def gpu_count(instance_type: str) -> int:
-    """GPUs of an instance type (1 for a type not in GPUS_PER_INSTANCE, CPU types included)."""
-    return GPUS_PER_INSTANCE.get(instance_type, 1)
-
-
-INSTANCE_TYPE_RE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
+INSTANCE_TYPE_RE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")  # ml.p6-b200.48xlarge has a hyphen
 MODES = ("async", "realtime")
 KIND_FIELDS = {
     "local": {"kind"},
@@ -78,6 +51,9 @@ def validate(config: object, max_instances: int) -> EndpointConfig:
     instance_type = config.get("instance_type", "ml.g5.xlarge")
     if not isinstance(instance_type, str) or not INSTANCE_TYPE_RE.fullmatch(instance_type):
         raise EndpointConfigInvalid(f"endpoint.instance_type must look like ml.g5.xlarge, got {instance_type!r}")
+    refused = instance_families.refusal(instance_type)
+    if refused:
+        raise EndpointConfigInvalid(f"endpoint.instance_type: {refused}")
     mode = config.get("mode", "async")
     if mode not in MODES:
         raise EndpointConfigInvalid(f"endpoint.mode must be async or realtime, got {mode!r}")
