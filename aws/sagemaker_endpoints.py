@@ -374,6 +374,10 @@ class SageMakerEndpoints(Endpoints):
         ami = inference_ami(cfg["instance_type"])
         if ami:
             variant["InferenceAmiVersion"] = ami
+        if cfg["mode"] == "realtime":
+            # A busy instance (every ComfyUI running) should not be sent more: SageMaker's default routing is
+            # random. API reference, ProductionVariantRoutingConfig.
+            variant["RoutingConfig"] = {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"}
         request: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": [variant],
                    "Tags": naming.tags(env, version, self.store_uri)}
         if cfg["mode"] == "async":
