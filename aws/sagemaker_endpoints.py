@@ -349,6 +349,8 @@ class SageMakerEndpoints(Endpoints):
             "WORKER_INVOCATION_TIMEOUT": str(INVOCATION_TIMEOUT_S[_endpoint_config(manifest).get("mode", "async")]),
             # The extension cannot reach the container: its cold start report goes to the store.
             "WORKER_REPORT": "store"}
+        if _endpoint_config(manifest).get("mode") == "realtime":
+            environment["WORKER_DEADLINE_FROM_ARRIVAL"] = "1"  # its 60 s start when SageMaker sends the request
         if self.sse:
             environment["WORKER_S3_SSE"] = self.sse
             if self.sse == "aws:kms" and self.kms_key_id:
