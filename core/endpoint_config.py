@@ -16,38 +16,11 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from . import instance_families
 from .errors import BadRequest
 from .records import EndpointConfig
 
-# Offered in the UI; any other well-formed ml.* type is accepted (AWS refuses what it does not know).
-COMMON_GPU_TYPES = (
-    "ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g5.xlarge", "ml.g5.2xlarge", "ml.g5.4xlarge",
-    "ml.g6.xlarge", "ml.g6.2xlarge", "ml.g6e.xlarge", "ml.g6e.2xlarge", "ml.p4d.24xlarge",
-)
-# GPUs per instance type, the one table: the worker runs one ComfyUI per GPU, so an async endpoint takes
-# this many requests per instance at once (MaxConcurrentInvocationsPerInstance) and its autoscaling target
-# scales with it. From AWS's instance specifications (EC2 User Guide "Accelerated computing instances",
-# AWS Batch "Run GPU jobs"); a type not listed counts as 1.
-GPUS_PER_INSTANCE = {
-    "ml.g4dn.xlarge": 1, "ml.g4dn.2xlarge": 1, "ml.g4dn.4xlarge": 1, "ml.g4dn.8xlarge": 1, "ml.g4dn.16xlarge": 1,
-    "ml.g4dn.12xlarge": 4,
-    "ml.g5.xlarge": 1, "ml.g5.2xlarge": 1, "ml.g5.4xlarge": 1, "ml.g5.8xlarge": 1, "ml.g5.16xlarge": 1,
-    "ml.g5.12xlarge": 4, "ml.g5.24xlarge": 4, "ml.g5.48xlarge": 8,
-    "ml.g6.xlarge": 1, "ml.g6.2xlarge": 1, "ml.g6.4xlarge": 1, "ml.g6.8xlarge": 1, "ml.g6.16xlarge": 1,
-    "ml.g6.12xlarge": 4, "ml.g6.24xlarge": 4, "ml.g6.48xlarge": 8,
-    "ml.g6e.xlarge": 1, "ml.g6e.2xlarge": 1, "ml.g6e.4xlarge": 1, "ml.g6e.8xlarge": 1, "ml.g6e.16xlarge": 1,
-    "ml.g6e.12xlarge": 4, "ml.g6e.24xlarge": 4, "ml.g6e.48xlarge": 8,
-    "ml.p3.2xlarge": 1, "ml.p3.8xlarge": 4, "ml.p3.16xlarge": 8,
-    "ml.p4d.24xlarge": 8, "ml.p4de.24xlarge": 8, "ml.p5.48xlarge": 8,
-}
-
-
-def gpu_count(instance_type: str) -> int:
-    """GPUs of an instance type (1 for a type not in GPUS_PER_INSTANCE, CPU types included)."""
-    return GPUS_PER_INSTANCE.get(instance_type, 1)
-
-
-INSTANCE_TYPE_RE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
+INSTANCE_TYPE_RE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")  # ml.p6-b200.48xlarge has a hyphen
 MODES = ("async", "realtime")
 KINDS = ("local", "sagemaker")
 DEFAULT_INSTANCE_TYPE = "ml.g5.xlarge"
@@ -97,12 +70,21 @@ class LocalEndpointSpec(_Closed):
 class SageMakerEndpointSpec(_Closed):
     kind: Literal["sagemaker"]
     instance_type: str = Field(DEFAULT_INSTANCE_TYPE, pattern=f"^{INSTANCE_TYPE_RE.pattern}$", description=(
-        f"any ml.* type SageMaker offers (AWS refuses one it does not know); GPU ones: {', '.join(COMMON_GPU_TYPES)}"))
+        "an ml.* type of a family core/instance_families.py supports (it refuses the others, saying why); GPU "
+        f"ones: {', '.join(instance_families.COMMON_GPU_TYPES)}"))
     initial_count: int = Field(1, ge=1, description="at most the max_instances setting")
     mode: Literal["async", "realtime"] = Field("async", description="async: queued, an hour a run at most; "
                                                                     "realtime: 60 s at most")
     autoscaling: AutoscalingSpec | None = Field(None, description="null: initial_count instances, always; "
                                                                   "min 0 only for async endpoints")
+
+    @field_validator("instance_type")
+    @classmethod
+    def _supported(cls, instance_type: str) -> str:
+        refused = instance_families.refusal(instance_type)
+        if refused:
+            raise PydanticCustomError(RULE, "endpoint.instance_type: {reason}", {"reason": refused})
+        return instance_type
 
     @field_validator("initial_count")
     @classmethod

@@ -5,7 +5,9 @@
 - `POST /invocations` `{protocol_version, execution_id, prompt, inputs: {filename: sha256}, cancel_sha256}`
   (core/worker_contract.py declares the wire and its version): runs one prompt
   on a free ComfyUI (as many at once as there are ComfyUIs; the rest queue in arrival order); outputs go
-  to the store. With `Accept: application/x-ndjson` the response streams ComfyUI's events, one JSON
+  to the store. On a real-time endpoint the time limit counts from arrival, queue included
+  (WORKER_DEADLINE_FROM_ARRIVAL), and a prompt whose caller hung up while it was queued is not started.
+  With `Accept: application/x-ndjson` the response streams ComfyUI's events, one JSON
   object a line, ending with `{"type": "result", "data": <result>}`. `{"action": "cancel", "execution_id",
   "cancel_token"}` cancels a queued or running execution, on whichever ComfyUI runs it, if the token is
   the one whose sha256 its invocation carried (worker/cancels.py): only the run's invoker can.
@@ -207,6 +209,7 @@ class Worker:
             raise ValueError("nested too deeply") from None
 
     async def invocations(self, request: web.Request) -> web.StreamResponse:
+        arrived = time.monotonic()
         if self.state != "ready":
             return error(503, "not_ready", f"worker is {self.state}: {self.reason or 'materialising'}")
         try:
@@ -255,7 +258,9 @@ class Worker:
                 event = {**event, "data": {**data, "output": output["n"]}}
             await response.write(json.dumps(event).encode() + b"\n")
 
-        result = await self.execute(execution_id, prompt, inputs, on_event, held, invocation.get(DIGEST_FIELD))
+        deadline = arrived + self.s.invocation_timeout if self.s.deadline_from_arrival else None
+        result = await self.execute(execution_id, prompt, inputs, on_event, held, invocation.get(DIGEST_FIELD),
+                                    deadline, lambda: request.transport is None or request.transport.is_closing())
         if progress is not None:
             await progress.flush()
         if response is None:
@@ -351,15 +356,19 @@ class Worker:
 
     async def execute(self, execution_id: str, prompt: dict, inputs: list[tuple[Path, str, str]],
                       on_event: Callable[[WorkerEvent], Awaitable[None]], held: list[Slot] | None = None,
-                      cancel_digest: str | None = None) -> WorkerResult:
+                      cancel_digest: str | None = None, deadline: float | None = None,
+                      caller_gone: Callable[[], bool] = lambda: False) -> WorkerResult:
+        """Run the prompt on a free ComfyUI. `deadline` (monotonic): past it the prompt is not started, or is
+        interrupted; `caller_gone`: the caller hung up while it was queued, so it is not started."""
         run = self.cancels.begin(execution_id, cancel_digest)  # forgotten when the run ends
         try:
-            return await self._execute(run, prompt, inputs, on_event, held)
+            return await self._execute(run, prompt, inputs, on_event, held, deadline, caller_gone)
         finally:
             self.cancels.end(run)
 
     async def _execute(self, run: Run, prompt: dict, inputs: list[tuple[Path, str, str]],
-                       on_event: Callable[[WorkerEvent], Awaitable[None]], held: list[Slot] | None) -> WorkerResult:
+                       on_event: Callable[[WorkerEvent], Awaitable[None]], held: list[Slot] | None,
+                       deadline: float | None = None, caller_gone: Callable[[], bool] = lambda: False) -> WorkerResult:
         t0 = time.monotonic()
         execution_id = run.execution_id
         cancelled: ExecutionError = {"code": "cancelled", "message": "cancelled"}
@@ -368,10 +377,17 @@ class Worker:
         pool = self.pool
         if pool is None:  # served only once ready, when the pool exists
             return self.result(execution_id, "failed", {}, {"code": "worker_error", "message": "not ready"}, t0, t0)
+        timeout = self.s.invocation_timeout
         try:
-            slot = await pool.acquire(execution_id, key=run)
+            # acquire leaves the queue when wait_for cancels it (worker/pool.py)
+            slot = await asyncio.wait_for(pool.acquire(execution_id, key=run),
+                                          None if deadline is None else max(0.0, deadline - time.monotonic()))
         except QueuedCancelled:
             return self.result(execution_id, "failed", {}, cancelled, t0, time.monotonic())
+        except asyncio.TimeoutError:
+            return self.result(execution_id, "failed", {}, {"code": "timeout", "message": f"queued for {timeout:.0f} s"
+                               " behind other prompts: the caller's time was up before it could start"}, t0,
+                               time.monotonic())
         except NoComfyUI as err:
             return self.result(execution_id, "failed", {}, {"code": "worker_error", "message": str(err)}, t0, t0)
         run.slot = slot
@@ -379,8 +395,14 @@ class Worker:
             held.append(slot)
         t_start = time.monotonic()
         try:
+            if caller_gone():  # a prompt nobody waits for any more does not take the GPU
+                log.info("execution %s: its caller left while it was queued; not run", execution_id or "-")
+                return self.result(execution_id, "failed", {}, {"code": "cancelled", "message": "the caller went "
+                                   "away before the prompt started"}, t0, t_start, slot)
             if run.cancelled or await self._marked(run):
                 return self.result(execution_id, "failed", {}, cancelled, t0, t_start, slot)
+            if deadline is not None:
+                timeout = min(timeout, max(0.0, deadline - time.monotonic()))
             watcher = asyncio.get_running_loop().create_task(self._watch_cancel(run)) \
                 if run.digest and ID_RE.fullmatch(execution_id) else None
             for blob, name, sha in inputs:
@@ -394,7 +416,7 @@ class Worker:
 
             try:
                 final, outputs, comfy_error = await asyncio.wait_for(
-                    slot.comfy.run(self.http(), prompt, relay, slot.submitted), self.s.invocation_timeout)
+                    slot.comfy.run(self.http(), prompt, relay, slot.submitted), timeout)
             except asyncio.TimeoutError:
                 await slot.comfy.interrupt(self.http(), slot.prompt_id)
                 return self.result(execution_id, "failed", {}, {"code": "timeout", "message":

@@ -20,6 +20,9 @@ class WorkerSettings:
     models: str = "eager"  # eager | lazy
     install_packages: bool = True
     invocation_timeout: float = 3600.0
+    # Count invocation_timeout from the request's arrival, queue wait included: SageMaker abandons a
+    # real-time call 60 s after sending it, so a prompt still queued then must never run (set for real-time).
+    deadline_from_arrival: bool = False
     max_body_bytes: int = 6 * 1024 * 1024
     extension_dir: Path | None = None  # linked into the worker's custom_nodes (the worker has it built in)
     # A local endpoint's secret: /invocations and /status need it in X-Worker-Token. None on SageMaker,
@@ -62,6 +65,7 @@ class WorkerSettings:
             models=env.get("WORKER_MODELS", "eager"),
             install_packages=env.get("WORKER_INSTALL_PACKAGES", "1") == "1",
             invocation_timeout=float(env.get("WORKER_INVOCATION_TIMEOUT", "3600")),
+            deadline_from_arrival=env.get("WORKER_DEADLINE_FROM_ARRIVAL", "") == "1",
             max_body_bytes=int(env.get("WORKER_MAX_BODY_BYTES", str(6 * 1024 * 1024))),
             extension_dir=Path(env["WORKER_EXTENSION_DIR"]) if env.get("WORKER_EXTENSION_DIR") else
             Path(__file__).resolve().parent.parent,
