@@ -1,6 +1,7 @@
 """A worker's cold start, step by step: each phase's time (and the bytes it moved), and what it does now.
 
-Phases, in order: `manifest` (read and checked), `packs` (custom node archives fetched and extracted),
+Phases, in order: `manifest` (read and checked, also against the free bytes of the local volume the caches
+are on: `disk_path`, `free_bytes`, `needed_bytes`; the report's `disk` says the same), `packs` (custom node archives fetched and extracted),
 `models` (fetched and verified: bytes, bytes per second), `python_packages` (the lock compared, missing
 pure-Python packages installed), `comfyui_start` (one per ComfyUI, with its device), and
 `first_prompt_model_load` (one per ComfyUI, at its first prompt: the time from the prompt's start to the

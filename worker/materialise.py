@@ -252,22 +252,20 @@ class Materialiser:
                  if not self.cached(p["archive"]["sha256"])}
         return sum(models.values()) + 2 * sum(size for sha, size in packs.items() if sha not in models)
 
-    def check_disk(self) -> None:
-        """Refuse the start now, with the numbers, rather than with ENOSPC halfway through the models."""
+    def check_disk(self, phase: dict) -> None:
+        """Refuse the start now, with the numbers, rather than with ENOSPC halfway through the models; the
+        numbers go to the manifest's phase (`phase`) and the report's `disk`."""
         if self.placement is None:
             return
         needed, free, where = self.needed_bytes(), free_bytes(self.cache), self.placement.volume.candidate
         disk = self.disk = {**self.placement.disk(needed), "free_bytes": free}
-        with self.coldstart.phase("disk", "local disk", path=str(where), free_bytes=free,
-                                  needed_bytes=needed) as phase:
-            phase["detail"] = f"{human_bytes(needed)} needed, {human_bytes(free)} free on {where}"
-            if needed > free:
-                raise MaterialiseError(
-                    f"the environment needs {human_bytes(needed)} ({needed} bytes) of local disk but {where} "
-                    f"(the largest of the worker's local volumes: {', '.join(disk.get('candidates', {}))}) has "
-                    f"{human_bytes(free)} ({free} bytes) free; "
-                    "use an instance type with more instance storage, or an endpoint storage volume "
-                    "(VolumeSizeInGB), or fewer models in the environment")
+        phase.update(disk_path=str(where), free_bytes=free, needed_bytes=needed)
+        if needed > free:
+            raise MaterialiseError(
+                f"the environment needs {human_bytes(needed)} ({needed} bytes) of local disk but {where} "
+                f"(the largest of the worker's local volumes: {', '.join(disk.get('candidates', {}))}) has "
+                f"{human_bytes(free)} ({free} bytes) free; use an instance type with more instance storage, "
+                "or an endpoint storage volume (VolumeSizeInGB), or fewer models in the environment")
 
     def run(self, models: str, install_packages: bool) -> list[str]:
         """Every phase of the start, timed in the cold start report."""
@@ -276,7 +274,7 @@ class Materialiser:
             self.load_manifest()
             phase["detail"] = (f"{len(self.manifest['custom_nodes'])} packs, {len(self.manifest['models'])} models, "
                                f"{len(self.manifest.get('python_packages') or [])} Python packages")
-        self.check_disk()
+            self.check_disk(phase)
         packs = [(p["archive"]["sha256"], p["archive"].get("size")) for p in self.manifest["custom_nodes"]]
         count, total = self._to_fetch(packs)
         with cold.phase("packs", "packs fetched and extracted", count=len(packs), fetched=count) as phase:

@@ -111,8 +111,8 @@ def test_a_manifest_larger_than_the_largest_volume_is_refused_at_start(disks, tm
     assert str(tmp_path / "tmp") in reason
     assert report["disk"]["path"] == str(tmp_path / "tmp")
     assert (report["disk"]["needed_bytes"], report["disk"]["free_bytes"]) == (300 * GB, 200 * GB)
-    disk = next(p for p in report["phases"] if p["name"] == "disk")
-    assert disk["state"] == "failed" and not any(p["name"] == "models" for p in report["phases"])
+    assert [(p["name"], p["state"]) for p in report["phases"]] == [("manifest", "failed")]  # nothing fetched
+    assert report["phases"][0]["error"] == reason[:300]
 
 
 def test_a_manifest_that_fits_goes_on_to_fetch_onto_the_chosen_volume(disks, tmp_path):
@@ -120,8 +120,9 @@ def test_a_manifest_that_fits_goes_on_to_fetch_onto_the_chosen_volume(disks, tmp
     disks.add(tmp_path / "tmp", fsid=2, free=200 * GB)
     worker = started(tmp_path, manifest(tmp_path / "store", 150 * GB))
     report = read_report(worker.report_body())
-    disk = next(p for p in report["phases"] if p["name"] == "disk")
-    assert disk["state"] == "done" and disk["free_bytes"] == 200 * GB and disk["needed_bytes"] == 150 * GB
+    read = report["phases"][0]
+    assert read["state"] == "done" and (read["free_bytes"], read["needed_bytes"]) == (200 * GB, 150 * GB)
+    assert read["disk_path"] == str(tmp_path / "tmp")
     assert "missing from the store" in (report["reason"] or "")  # the next step ran: the blob is not there
     assert worker.materialiser.cache == tmp_path / "tmp" / "comfyui-sagemaker" / "cache"
     assert report["disk"]["cache_dir"] == str(tmp_path / "tmp" / "comfyui-sagemaker" / "cache")
