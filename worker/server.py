@@ -24,6 +24,7 @@ container. `/ping` stays open: it says ready or not, nothing else.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
@@ -55,13 +56,14 @@ from ..core.worker_contract import (
     speaks,
 )
 from .cancels import MAX_ID, CancelBook, Run, interrupt_until_done, marked
-from .coldstart import ColdStart, FirstPromptTimer, StoreReport, now_iso, report_key
+from .coldstart import ColdStart, FirstPromptTimer, StoreReport, human_bytes, now_iso, report_key
 from .comfy import ComfyProcess, PromptRejected
 from .devices import DevicesInvalid, plan
 from .materialise import EXTENSION_FOLDER, MaterialiseError, Materialiser, place_input, safe_relative
 from .outputs import AsyncProgress, describe_rejection, store_outputs
 from .pool import ComfyPool, NoComfyUI, QueuedCancelled, Slot
 from .settings import WorkerSettings
+from .volumes import candidates_from, place
 
 log = logging.getLogger("comfyui_sagemaker.worker")
 NDJSON = "application/x-ndjson"
@@ -75,12 +77,20 @@ def error(status: int, code: str, message: str) -> web.Response:
 
 class Worker:
     def __init__(self, settings: WorkerSettings):
+        # The caches go to the largest local volume (worker/volumes.py): on SageMaker, the instance's storage.
+        self.placement = place(settings.cache_dir, settings.base_dir,
+                               candidates_from(settings.local_volumes, settings.cache_dir))
+        if self.placement is not None:
+            settings = dataclasses.replace(settings, cache_dir=self.placement.cache_dir,
+                                           base_dir=self.placement.base_dir)
+            log.info("caches on %s (%s free)", self.placement.volume.candidate,
+                     human_bytes(self.placement.volume.free_bytes))
         self.s = settings
         self.state: WorkerState = "starting"
         self.reason: str | None = None
         self.coldstart = ColdStart()
         self.materialiser = Materialiser(settings.manifest_uri, settings.cache_dir, settings.base_dir, self.coldstart,
-                                         settings.fetch_part_bytes, settings.fetch_concurrency)
+                                         settings.fetch_part_bytes, settings.fetch_concurrency, self.placement)
         self.pool: ComfyPool | None = None
         self.node_types: set[str] = set()
         self.session: aiohttp.ClientSession | None = None
@@ -175,7 +185,7 @@ class Worker:
     def report_body(self) -> WorkerReport:
         """The cold start report, the same in /status and in the store."""
         pool = self.pool
-        return {
+        body: WorkerReport = {
             "protocol_version": PROTOCOL_VERSION, "state": self.state, "reason": self.reason,
             "ready_after_s": self.ready_after,
             "environment": {"name": self.materialiser.name or self.materialiser.environment,
@@ -184,6 +194,9 @@ class Worker:
             "phases": self.coldstart.to_json(), "activity": self.coldstart.activity,
             "comfyuis": pool.status() if pool else [],
         }
+        if self.materialiser.disk is not None:
+            body["disk"] = self.materialiser.disk
+        return body
 
     # routes
 

@@ -15,6 +15,9 @@ class WorkerSettings:
     host: str = "0.0.0.0"
     cache_dir: Path = Path("/opt/ml/cache")
     base_dir: Path = Path("/opt/ml/comfyui")
+    # Where the caches may go besides cache_dir (worker/volumes.py: the largest wins), ":"-separated;
+    # "" is /tmp, where SageMaker mounts the instance's storage. Naming only cache_dir keeps it there.
+    local_volumes: str = ""
     comfyui_dir: Path = Path("/opt/ComfyUI")
     comfyui_args: list[str] = field(default_factory=list)
     models: str = "eager"  # eager | lazy
@@ -60,6 +63,7 @@ class WorkerSettings:
             host=env.get("WORKER_HOST", "0.0.0.0"),
             cache_dir=Path(env.get("WORKER_CACHE_DIR", "/opt/ml/cache")),
             base_dir=Path(env.get("WORKER_BASE_DIR", "/opt/ml/comfyui")),
+            local_volumes=env.get("WORKER_LOCAL_VOLUMES", ""),
             comfyui_dir=Path(env.get("COMFYUI_DIR", "/opt/ComfyUI")),
             comfyui_args=shlex.split(env.get("WORKER_COMFYUI_ARGS", "")),
             models=env.get("WORKER_MODELS", "eager"),
