@@ -54,7 +54,9 @@ def _bucket(config: Config, client: Callable[[str], Any]) -> dict:
     prefix = config.s3_prefix.strip("/")
     probe = f"{prefix + '/' if prefix else ''}.connect-check-{uuid.uuid4().hex}"
     try:
-        s3.head_bucket(Bucket=config.s3_bucket)
+        # What the store does (a LIST under its prefix, then a write), not HeadBucket: the bucket's existence
+        # is not the question, and a LIST is what a policy scoped to the store's prefix still allows.
+        s3.list_objects_v2(Bucket=config.s3_bucket, Prefix=f"{prefix}/" if prefix else "", MaxKeys=1)
         s3.put_object(Bucket=config.s3_bucket, Key=probe, Body=b"")
         s3.delete_object(Bucket=config.s3_bucket, Key=probe)
     except Exception as err:

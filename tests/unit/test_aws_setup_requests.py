@@ -162,7 +162,8 @@ def connect_responses(stub, caller="arn:aws:sts::123456789012:assumed-role/Desig
                       index=INDEX, decisions=None) -> None:
     stub("sts").add_response("get_caller_identity", {"Account": "123456789012", "Arn": caller, "UserId": "AROA:alice"})
     s3 = stub("s3")
-    s3.add_response("head_bucket", {}, {"Bucket": "team-store"})
+    s3.add_response("list_objects_v2", {"KeyCount": 0, "IsTruncated": False},
+                    {"Bucket": "team-store", "Prefix": "comfyui/", "MaxKeys": 1})
     s3.add_response("put_object", {}, {"Bucket": "team-store", "Key": ANY, "Body": b""})
     s3.add_response("delete_object", {}, {"Bucket": "team-store", "Key": ANY})
     iam = stub("iam")
@@ -228,7 +229,7 @@ def test_credentials_of_another_account_than_the_roles(stubs):
     stub("sts").add_response("get_caller_identity", {"Account": "210987654321", "UserId": "AIDA",
                                                      "Arn": "arn:aws:iam::210987654321:user/bob"})
     s3 = stub("s3")
-    s3.add_client_error("head_bucket", "403", "Forbidden", http_status_code=403)
+    s3.add_client_error("list_objects_v2", "AccessDenied", "Access Denied", http_status_code=403)
     stub("ecr").add_client_error("batch_get_image", "RepositoryNotFoundException", "The repository with name "
                                  "'comfyui-sagemaker-worker' does not exist in the registry with id '210987654321'",
                                  http_status_code=400)
