@@ -81,8 +81,12 @@ def policy_document(name: str) -> dict:
     return {"Version": doc["Version"], "Statement": {"Fn::If": ["HasKmsKey", with_kms, without_kms]}}
 
 
-# What CodeBuild does: read the source zip, push to the repository, log.
+# What CodeBuild does: read the source zip, push to the repository, log. CodeBuild reads the bucket's ACL and
+# location before it downloads an S3 source (CodeBuild User Guide, "Allow CodeBuild to interact with other AWS
+# services": the service role's S3BucketIdentity statement), granted here on the store's bucket only.
 BUILD_STATEMENTS = [
+    {"Effect": "Allow", "Action": ["s3:GetBucketAcl", "s3:GetBucketLocation"],
+     "Resource": {"Fn::GetAtt": ["StoreBucket", "Arn"]}},
     {"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
      "Resource": {"Fn::Sub": "${StoreBucket.Arn}/${StorePrefix}/" + SOURCE_KEY}},
     {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},

@@ -41,6 +41,10 @@ def resolve(value, kms: bool = False):
         # `${!name}` is CloudFormation's escape for an IAM policy variable: it reaches IAM as `${name}`.
         return VARIABLE.sub(lambda m: "${" + m.group(1)[1:] + "}" if m.group(1).startswith("!")
                             else REFS[m.group(1)], value["Fn::Sub"])
+    if set(value) == {"Fn::GetAtt"}:
+        return {("StoreBucket", "Arn"): f"arn:aws:s3:::{BUCKET}",
+                ("Repository", "Arn"): f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{REFS['Repository']}",
+                }[tuple(value["Fn::GetAtt"])]
     if set(value) == {"Ref"}:
         return {"KmsKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"}[value["Ref"]]
     return {k: resolve(v, kms) for k, v in value.items()}

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError
-from harness.iam_semantics import BUCKET, PREFIX, missing_key_status, stack_policy
+from comfyui_sagemaker.aws import stack
+from harness.iam_semantics import BUCKET, PREFIX, allows, missing_key_status, object_arn, resolve, stack_policy
 from harness.moto_iam import enforced
 
 ROLES = ("designer", "artist", "execution-role")
@@ -31,3 +32,29 @@ def test_a_head_of_a_missing_key_is_404_under_moto_iam(aws_env, role):
             clients[role].head_object(Bucket=BUCKET, Key=f"{PREFIX}/{MISSING[role]}")
         assert err.value.response["Error"]["Code"] == "404"
         clients[role].list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/", MaxKeys=1)  # Connect's bucket check
+
+
+def build_role_policy(kms: bool = False) -> dict:
+    role = stack.template()["Resources"]["BuildRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    return resolve(role, kms)
+
+
+@pytest.mark.parametrize("kms", [False, True])
+def test_the_build_role_may_read_the_buckets_acl_and_location_and_the_source(kms):
+    """CodeBuild's documented service-role policy: s3:GetBucketAcl and s3:GetBucketLocation on the source's
+    bucket (its S3BucketIdentity statement), then the source object."""
+    policy = build_role_policy(kms)
+    for action in ("s3:GetBucketAcl", "s3:GetBucketLocation"):
+        assert allows(policy, action, f"arn:aws:s3:::{BUCKET}"), action
+        assert not allows(policy, action, "arn:aws:s3:::another-bucket"), action
+    assert allows(policy, "s3:GetObject", object_arn(stack.SOURCE_KEY))
+    assert not allows(policy, "s3:GetObject", object_arn("templates/index.json"))
+
+
+def test_the_build_role_reads_the_bucket_under_moto_iam(aws_env):
+    with enforced({"build": build_role_policy()}) as clients:
+        clients["build"].get_bucket_location(Bucket=BUCKET)
+        clients["build"].get_bucket_acl(Bucket=BUCKET)
+        with pytest.raises(ClientError) as err:  # present or not, the source is readable: 404, not 403
+            clients["build"].get_object(Bucket=BUCKET, Key=f"{PREFIX}/{stack.SOURCE_KEY}")
+        assert err.value.response["Error"]["Code"] == "NoSuchKey"
