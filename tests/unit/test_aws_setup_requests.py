@@ -14,6 +14,7 @@ from botocore.stub import ANY, Stubber
 from comfyui_sagemaker.aws import connect, stack
 from comfyui_sagemaker.aws.setup import Aws, SetupError, build_image, ensure_stack
 from comfyui_sagemaker.core.config import Config
+from harness.simulator import stub_simulations
 
 pytestmark = pytest.mark.stubber
 
@@ -180,10 +181,7 @@ def connect_responses(stub, caller="arn:aws:sts::123456789012:assumed-role/Desig
         iam.add_client_error("simulate_principal_policy", "AccessDenied", "not authorized to perform "
                              "iam:SimulatePrincipalPolicy", http_status_code=403)
     else:
-        iam.add_response("simulate_principal_policy", {"EvaluationResults": [
-            {"EvalActionName": a, "EvalDecision": decisions.get(a, "allowed")} for a in connect.DESIGNER_ACTIONS]},
-            {"PolicySourceArn": "arn:aws:iam::123456789012:role/Designer",
-             "ActionNames": list(connect.DESIGNER_ACTIONS)})
+        stub_simulations(iam, "arn:aws:iam::123456789012:role/Designer", ROLE, "team-store", "comfyui", decisions)
 
 
 def verdicts(results: list[dict]) -> dict[str, str]:
