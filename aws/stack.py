@@ -6,7 +6,7 @@
   in use, removes them);
 - an ECR repository for the worker image (the newest 10 images are kept) and a CodeBuild project that
   builds the image from this repository's source (a zip the CLI uploads to the bucket) and pushes it;
-- the SageMaker execution role, and managed policies for designers and artists.
+- the SageMaker execution role, and managed policies for designers, artists and the gateway.
 
 The IAM documents are aws/iam/*.json themselves, their placeholders turned into CloudFormation
 references: one source of truth for the policies, whether applied by hand or by the stack.
@@ -107,7 +107,7 @@ def template() -> dict:
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "comfyui-sagemaker: store bucket, worker image build, SageMaker execution role, "
-                       "designer and artist policies",
+                       "designer, artist and gateway policies",
         "Parameters": {
             "BucketName": {"Type": "String", "Default": "",
                            "Description": "the store bucket's name (empty: CloudFormation makes one up)",
@@ -228,6 +228,10 @@ def template() -> dict:
             "ArtistPolicy": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {
                 "Description": "comfyui-sagemaker: read and run templates (aws/iam/artist-policy.json)",
                 "PolicyDocument": policy_document("artist")}},
+            "GatewayPolicy": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {
+                "Description": "comfyui-sagemaker: the gateway serves runs and the Comfy API v2 for every owner "
+                               "(aws/iam/gateway-policy.json)",
+                "PolicyDocument": policy_document("gateway")}},
         },
         "Outputs": {
             "StoreBucket": {"Value": {"Ref": "StoreBucket"}},
@@ -239,6 +243,7 @@ def template() -> dict:
             "BuildProject": {"Value": {"Ref": "ImageBuild"}},
             "DesignerPolicyArn": {"Value": {"Ref": "DesignerPolicy"}},
             "ArtistPolicyArn": {"Value": {"Ref": "ArtistPolicy"}},
+            "GatewayPolicyArn": {"Value": {"Ref": "GatewayPolicy"}},
             "KmsKeyArn": {"Value": {"Ref": "KmsKeyArn"}},
         },
     }

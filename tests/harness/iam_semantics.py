@@ -13,6 +13,7 @@ only to a caller with s3:ListBucket on the bucket, else 403).
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 
 from comfyui_sagemaker.aws import stack
@@ -132,3 +133,15 @@ def missing_key_status(policy: dict, key: str, context: dict | None = None) -> i
     if not allows(policy, "s3:GetObject", object_arn(key), context):
         return 403
     return 404 if allows(policy, "s3:ListBucket", f"arn:aws:s3:::{BUCKET}", context) else 403
+
+
+def hand_policy(name: str, instance: str = "") -> dict:
+    """aws/iam/<name>-policy.json applied by hand (README): its placeholders replaced, the artist's
+    ARTIST_INSTANCE_ID by one ComfyUI's instance id."""
+    text = (stack.IAM / f"{name}-policy.json").read_text()
+    values = {"STORE_BUCKET": BUCKET, "STORE_PREFIX": PREFIX, "ACCOUNT_ID": ACCOUNT, "REGION": REGION,
+              "EXECUTION_ROLE_NAME": REFS["ExecutionRole"], "WORKER_REPOSITORY": REFS["Repository"],
+              "ARTIST_INSTANCE_ID": instance, "KMS_KEY_ID": "1234abcd-12ab-34cd-56ef-1234567890ab"}
+    for placeholder, value in values.items():
+        text = re.sub(rf"\b{placeholder}\b", value, text)
+    return json.loads(text)
