@@ -23,7 +23,8 @@ REGION = "us-east-1"
 BUCKET = "team-store"
 PREFIX = "comfyui"
 REFS = {"StoreBucket": BUCKET, "StorePrefix": PREFIX, "AWS::AccountId": ACCOUNT, "AWS::Region": REGION,
-        "AWS::Partition": "aws", "ExecutionRole": "comfyui-sagemaker-ExecutionRole-ABC",
+        "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com",
+        "ExecutionRole": "comfyui-sagemaker-ExecutionRole-ABC",
         "Repository": "comfyui-sagemaker-worker", "StoreBucket.Arn": f"arn:aws:s3:::{BUCKET}"}
 VARIABLE = re.compile(r"\$\{([^}]+)\}")
 

@@ -14,6 +14,7 @@ import hashlib
 
 import pytest
 from botocore.exceptions import ClientError
+from comfyui_sagemaker.aws import stack
 from comfyui_sagemaker.aws.s3_store import S3Store
 from comfyui_sagemaker.core.identity import Owner
 from comfyui_sagemaker.core.v2.assets import AssetService
@@ -52,7 +53,7 @@ def v2_flows(store: S3Store, owner: Owner, tmp_path) -> None:
 @pytest.mark.parametrize("role", ["artist", "artist-stack", "gateway"])
 def test_the_v2_surface_works_on_s3_under_iam(aws_env, tmp_path, role):
     owner = ME if role.startswith("artist") else Owner("0123456789ab", "gateway")
-    with enforced(policies()) as clients:
+    with enforced(policies(), {"artist-stack": {stack.INSTANCE_TAG: ME.instance}}) as clients:
         v2_flows(S3Store(BUCKET, PREFIX, s3_client=clients[role]), owner, tmp_path)
 
 
