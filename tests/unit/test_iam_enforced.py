@@ -4,9 +4,13 @@ held against the policy text (tests/harness/iam_semantics.py)."""
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from botocore.exceptions import ClientError
 from comfyui_sagemaker.aws import stack
+from harness import iam_semantics
 from harness.iam_semantics import BUCKET, PREFIX, allows, missing_key_status, object_arn, resolve, stack_policy
 from harness.moto_iam import enforced
 
@@ -58,3 +62,13 @@ def test_the_build_role_reads_the_bucket_under_moto_iam(aws_env):
         with pytest.raises(ClientError) as err:  # present or not, the source is readable: 404, not 403
             clients["build"].get_object(Bucket=BUCKET, Key=f"{PREFIX}/{stack.SOURCE_KEY}")
         assert err.value.response["Error"]["Code"] == "NoSuchKey"
+
+
+@pytest.mark.parametrize("role", ["designer", "artist", "gateway"])
+def test_each_managed_policy_fits_iams_quota_with_the_longest_names(monkeypatch, role):
+    """IAM User Guide, "IAM and AWS STS quotas": a managed policy holds at most 6,144 characters, white space
+    not counted; the longest bucket name (63) and store prefix (100) the stack accepts."""
+    monkeypatch.setitem(iam_semantics.REFS, "StoreBucket", "b" * 63)
+    monkeypatch.setitem(iam_semantics.REFS, "StorePrefix", "p" * 100)
+    monkeypatch.setitem(iam_semantics.REFS, "Repository", "r" * 100)
+    assert len(re.sub(r"\s", "", json.dumps(stack_policy(role, kms=True)))) <= 6144
