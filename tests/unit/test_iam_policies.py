@@ -280,7 +280,9 @@ def test_the_artist_policy_is_invoke_and_read_plus_its_own_uploads():
     assert artist <= allowed("designer-policy.json")
 
 
-WRITE_ONCE = {"StringEquals": {"s3:if-none-match": "*"}}  # a create only: never over someone else's key
+# A create only, never over someone else's key: the request carries If-None-Match (S3 User Guide, "Enforce
+# conditional writes on Amazon S3 buckets", example 1).
+WRITE_ONCE = {"Null": {"s3:if-none-match": "false"}}
 
 
 def test_an_artists_writes_reach_only_its_own_runs():

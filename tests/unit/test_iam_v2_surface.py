@@ -74,9 +74,10 @@ def test_an_artist_cannot_write_another_owners_keys(aws_env):
 
 @pytest.mark.parametrize("role", ["artist", "artist-stack", "gateway"])
 def test_asset_records_are_created_never_overwritten(role):
-    """Their key names no owner, so the grant is for a create only: S3 sets s3:if-none-match from the
-    request's If-None-Match (Service Authorization Reference, Amazon S3 condition keys), which S3Store.create
-    sends; a plain PUT over someone's record is refused. moto does not evaluate this key."""
+    """Their key names no owner, so the grant is for a create only: the request must carry If-None-Match
+    (the s3:if-none-match key not null: S3 User Guide, "Enforce conditional writes on Amazon S3 buckets",
+    example 1), which S3Store.create sends; a plain PUT over someone's record is refused. moto does not
+    evaluate this key."""
     policy = policies()[role]
     record = object_arn("assets/records/0b6f4c1e-5d7a-4e8b-9c2d-3f4a5b6c7d8e.json")
     assert allows(policy, "s3:PutObject", record, WRITE_ONCE)
