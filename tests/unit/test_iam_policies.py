@@ -211,7 +211,7 @@ def service_authorization_reference() -> dict[str, dict[str, bool]]:
     return out
 
 
-POLICIES = ("designer-policy.json", "artist-policy.json", "execution-role-policy.json")
+POLICIES = ("designer-policy.json", "artist-policy.json", "execution-role-policy.json", "gateway-policy.json")
 
 
 # --- tests -----------------------------------------------------------------------------------------------------
@@ -280,17 +280,27 @@ def test_the_artist_policy_is_invoke_and_read_plus_its_own_uploads():
     assert artist <= allowed("designer-policy.json")
 
 
+# A create only, never over someone else's key: the request carries If-None-Match (S3 User Guide, "Enforce
+# conditional writes on Amazon S3 buckets", example 1).
+WRITE_ONCE = {"Null": {"s3:if-none-match": "false"}}
+
+
 def test_an_artists_writes_reach_only_its_own_runs():
-    """Content-addressed blobs and the executions change marker are shared; every other key an artist may
-    write or delete names its own instance (execution ids carry it: core/execution_records.py)."""
+    """Content-addressed blobs and the executions change marker are shared, v2 asset records only created
+    (their key names no owner); every other key an artist may write or delete names its own instance
+    (execution ids and idempotency scopes carry it: core/execution_records.py, core/v2/idempotency.py)."""
     shared = {"arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/blobs/*",
               "arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/changes/executions.json"}
     writes = [s for s in statements("artist-policy.json")
-              if {"s3:PutObject", "s3:DeleteObject"} & set(_list(s["Action"]))]
+              if {"s3:PutObject", "s3:DeleteObject"} & set(_list(s["Action"])) and s.get("Condition") != WRITE_ONCE]
     resources = {r for s in writes for r in _list(s["Resource"])}
     assert resources - shared and all("ARTIST_INSTANCE_ID" in r for r in resources - shared), resources
     deletes = {r for s in writes if "s3:DeleteObject" in _list(s["Action"]) for r in _list(s["Resource"])}
-    assert deletes == {"arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/executions/inflight/ARTIST_INSTANCE_ID*"}
+    assert "arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/executions/inflight/ARTIST_INSTANCE_ID*" in deletes
+    assert all(r.startswith(("arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/executions/inflight/",
+                             "arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/idempotency/")) for r in deletes), deletes
+    once = [s for s in statements("artist-policy.json") if s.get("Condition") == WRITE_ONCE]
+    assert all(_list(s["Action"]) == ["s3:PutObject"] for s in once), once
 
 
 def test_the_execution_role_covers_the_worker_and_what_sagemaker_does_with_it():
