@@ -139,7 +139,7 @@ class TemplateUpdate(Shape):
 MAX_WAIT = 3600
 
 
-class TemplateRun(Shape):
+class TemplateExecutionCreate(Shape):
     MESSAGES: ClassVar[dict[str, str]] = {
         "client_id": "client_id must be a websocket client id (a string of 1 to 200 characters)",
         "wait": f"wait must be a number of seconds from 0 to {MAX_WAIT}"}
@@ -147,7 +147,7 @@ class TemplateRun(Shape):
     client_id: str | None = Field(None, min_length=1, max_length=200, description=CLIENT_ID_DOC)
     webhook_url: Any = doc(WEBHOOK_URL, None)
     wait: float = Field(0, ge=0, le=MAX_WAIT,
-                        description="seconds to wait for the run to end (200 with outputs) before answering 202")
+                        description="seconds to wait for the execution to end (200 with outputs) before answering 202")
 
 
 class TemplatePrompt(Shape):

@@ -34,8 +34,8 @@ class WorkerSettings:
     # After a failed start, keep answering /status and /ping (503) this long, then exit: SageMaker then
     # marks the deploy Failed at once instead of waiting for its startup health check to expire.
     exit_after_failure: float = 60.0
-    cancel_poll: float = 2.0  # how often a run looks for its cancel marker in the store
-    cancel_hold: float = 300.0  # how long a cancel that came before its run is kept (worker/cancels.py)
+    cancel_poll: float = 2.0  # how often an execution looks for its cancel marker in the store
+    cancel_hold: float = 300.0  # how long a cancel that came before its execution is kept (worker/cancels.py)
     # Sampler previews (ComfyUI's --preview-method): auto is latent2rgb unless TAESD decoders are installed;
     # none sends none. The page that queued a run shows them as for a local run.
     preview_method: str = "auto"

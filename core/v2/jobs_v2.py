@@ -3,7 +3,7 @@ the same ExecutionService as every other run (its checks, preflight, records, ca
 
 A job is `{"workflow": <API-format graph>}` whose inputs may hold `core/ASSET` references (resolved to input
 files whose bytes the store has), or, as this project's extension, `{"template": name, "inputs": {param:
-value}}` (core/template_runs.py). Both may carry `webhook_url` and `metadata` (string labels). The
+value}}` (core/template_executions.py). Both may carry `webhook_url` and `metadata` (string labels). The
 job id is the execution id; `GET /sagemaker/executions/{id}` shows the same run.
 
 Errors speak the v2 protocol: a UI-format graph is `workflow_format_ui`, anything else the graph or the
@@ -27,7 +27,7 @@ from ..names import ENVIRONMENT_NAME
 from ..preflight import EnvironmentLacks, PromptRefused
 from ..records import ExecutionExtra, ExecutionRecord
 from ..store import Store, blob_key
-from ..template_runs import TemplateExecutions
+from ..template_executions import TemplateExecutions
 from .assets import AssetService, input_name, is_reference
 from .idempotency import Claim, Idempotency, IdempotencyKeyReuse, Replay, fingerprint
 from .job_view import Job, LiveJobs, Mount, job_json, stored_progress, summary_json
