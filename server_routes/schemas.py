@@ -200,6 +200,15 @@ class ConfigChange(Shape):
     replace: bool = Field(False, description="start from nothing but the store folder and the token (a broken file)")
 
 
+class Doctor(Shape):
+    """POST /connect/doctor: the instance type whose quota and region offer are checked (aws/doctor.py)."""
+
+    MESSAGES: ClassVar[dict[str, str]] = {"instance_type": "instance_type must be a SageMaker instance type such as "
+                                                           "ml.g5.xlarge"}
+    instance_type: str | None = Field(None, pattern=f"^{INSTANCE_TYPE_RE.pattern}$",
+                                      description="default: an endpoint's of this store, else ml.g5.xlarge")
+
+
 class Subscribe(Shape):
     MESSAGES: ClassVar[dict[str, str]] = {"client_id": "client_id must be the page's ComfyUI client id"}
     client_id: str = Field(min_length=1, max_length=200, description="the page's ComfyUI websocket client id")
