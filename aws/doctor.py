@@ -19,6 +19,8 @@ from typing import Any
 
 from . import endpoint_logs, naming
 from .connect import IMAGE_URI
+from .errors import error_code as _code
+from .errors import http_status as _http
 from .errors import translate
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
@@ -60,14 +62,6 @@ def line(name: str, status: str, detail: str, fix: str = "") -> dict:
 
 def failed(lines: Iterable[dict]) -> bool:
     return any(x["status"] == FAIL for x in lines)
-
-
-def _code(err: Exception) -> str:
-    return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
-
-
-def _http(err: Exception) -> int:
-    return int(getattr(err, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
 
 
 def _unanswered(err: Exception) -> bool:
@@ -318,7 +312,7 @@ def _image(target: Target, ecr: Any, described: dict | None) -> dict:
         return line("worker image", FAIL, f"{target.image_uri} names {pinned}, ECR has {digest}",
                     "run aws setup again so the configuration names the image ECR has")
     running = _resolved_digest(described)
-    if running and digest and running != digest:
+    if described and running and digest and running != digest:
         return line("worker image", FAIL, f"{described['EndpointName']} runs {running}; {target.image_uri} is now "
                     f"{digest}", "deploy the environment again so its endpoint runs the image the stack names")
     return line("worker image", PASS, f"{repository}@{digest or '?'}" + (", the image the endpoint runs" if running
@@ -346,8 +340,8 @@ def quota_name(instance_type: str) -> str:
 
 def _find_quota(sq: Any, name: str) -> dict | None:
     # Applied values first; "for some quotas, only the default values are available" (ListServiceQuotas).
-    for operation in ("list_service_quotas", "list_aws_default_service_quotas"):
-        for page in sq.get_paginator(operation).paginate(ServiceCode="sagemaker"):
+    for paginator in (sq.get_paginator("list_service_quotas"), sq.get_paginator("list_aws_default_service_quotas")):
+        for page in paginator.paginate(ServiceCode="sagemaker"):
             for q in page.get("Quotas", []):
                 if q.get("QuotaName") == name:
                     return q

@@ -128,6 +128,18 @@ ADMIN: dict[tuple[str, str], list[str]] = {
     ("ecr", "DescribeImages"): ["ecr:DescribeImages"],
     ("ecr", "ListImages"): ["ecr:ListImages"],
     ("ecr", "BatchDeleteImage"): ["ecr:BatchDeleteImage"],
+    # aws/doctor.py (`aws doctor`, and the Connect panel's Doctor with a designer's credentials, where a call the
+    # designer may not make is a line of the report with its fix, never a grant of the designer policy).
+    ("service-quotas", "ListServiceQuotas"): ["servicequotas:ListServiceQuotas"],
+    ("service-quotas", "ListAWSDefaultServiceQuotas"): ["servicequotas:ListAWSDefaultServiceQuotas"],
+    ("sts", "AssumeRole"): ["sts:AssumeRole"],
+    ("s3", "HeadObject"): ["s3:GetObject"],
+    ("s3", "DeleteObject"): ["s3:DeleteObject"],
+    ("ecr", "BatchGetImage"): ["ecr:BatchGetImage"],
+    ("sagemaker", "ListEndpoints"): ["sagemaker:ListEndpoints"],
+    ("sagemaker", "ListTags"): ["sagemaker:ListTags"],
+    ("sagemaker", "DescribeEndpoint"): ["sagemaker:DescribeEndpoint"],
+    ("sagemaker", "DescribeEndpointConfig"): ["sagemaker:DescribeEndpointConfig"],
 }
 
 # When the configuration sets s3_sse to "aws:kms": what each S3 operation needs on the store's KMS key, besides

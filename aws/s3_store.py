@@ -37,6 +37,8 @@ from ..core.store import (
     check_key,
 )
 from . import clients
+from .errors import error_code as _code
+from .errors import retried as _retried
 
 MULTIPART = 64 * 1024 * 1024
 
@@ -50,15 +52,6 @@ MISSING = {"NoSuchKey", "404", "NotFound"}
 # object. S3's reads are strongly consistent after a write (S3 User Guide, "Amazon S3 data consistency
 # model"), so a HEAD right after a 412 sees the version that made the condition false.
 WRITE_NONCE = "comfyui-sagemaker-write"
-
-
-def _code(err: Exception) -> str:
-    return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
-
-
-def _retried(err: Exception) -> bool:
-    """Whether botocore sent this call more than once (its ResponseMetadata counts the retries)."""
-    return bool(getattr(err, "response", {}).get("ResponseMetadata", {}).get("RetryAttempts", 0))
 
 
 def _unavailable_on_aws_error(fn):

@@ -57,15 +57,12 @@ from ..core.worker_contract import Invocation, WorkerEvent, WorkerReport, Worker
 from . import autoscaling, endpoint_states, naming, runtime
 from .clients import client
 from .errors import ROLE_ARN, AwsError, AwsNotConfigured, aws_call, translate
+from .errors import error_code as _code
 
 log = logging.getLogger("comfyui_sagemaker")
 STARTUP_HEALTH_CHECK_S = 3600  # materialising an environment (models by digest) can take a while
 GONE_TIMEOUT_S = 1800  # a DeleteEndpoint usually ends within minutes
 INVOCATION_TIMEOUT_S = {"realtime": 60, "async": 3600}  # SageMaker's limits per mode
-
-
-def _code(err: Exception) -> str:
-    return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
 
 
 def _not_found(err: Exception) -> bool:

@@ -205,7 +205,7 @@ class Doctor(Shape):
 
     MESSAGES: ClassVar[dict[str, str]] = {"instance_type": "instance_type must be a SageMaker instance type such as "
                                                            "ml.g5.xlarge"}
-    instance_type: str | None = Field(None, pattern=f"^{INSTANCE_TYPE_RE.pattern}$",
+    instance_type: str | None = Field(None, pattern=f"^{endpoint_config.INSTANCE_TYPE_RE.pattern}$",
                                       description="default: an endpoint's of this store, else ml.g5.xlarge")
 
 

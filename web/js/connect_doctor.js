@@ -22,7 +22,7 @@ export function doctorButton(section) {
     "button",
     {
       class: "sagemaker-button",
-      title: "aws doctor: try the AWS account as the extension uses it, for the configuration that runs (real calls on doctor/ keys of the store, deleted after)",
+      title: "aws doctor: the AWS account tried as the extension uses it (real calls on doctor/ keys, deleted after)",
       "data-testid": "sagemaker-connect-doctor",
       onclick: () => run(),
     },
