@@ -40,7 +40,16 @@ from typing_extensions import TypedDict, Unpack
 
 from . import cancel_tokens, followers, preflight
 from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, InvocationFailed
-from .errors import BadRequest, Conflict, ExecutionCorrupt, Forbidden, NotFound, SageMakerError, message_of
+from .errors import (
+    BadRequest,
+    Conflict,
+    EnvironmentNotFound,
+    ExecutionCorrupt,
+    Forbidden,
+    NotFound,
+    SageMakerError,
+    message_of,
+)
 from .execution_outputs import OUTPUT_SUBFOLDER, OutputInvalid, Outputs
 from .execution_records import FINAL, ID_RE, INDEX, ExecutionRecords, parse_record
 from .fs.hashing import HashCache
@@ -405,9 +414,17 @@ class ExecutionService:
         manifest = self.environments.get(ENVIRONMENT_NAME.check(environment))  # EnvironmentNotFound -> 404
         name = manifest["name"]
         try:
-            self.endpoints.check_ready(name)
+            served = self.endpoints.check_ready(name).get("version")
         except EndpointNotFound:
             raise EndpointNotReady(f"no endpoint runs environment {name!r}: deploy one first") from None
+        # What runs is the version the endpoint serves, not the newest published (not deployed yet, or its deploy
+        # failed): the prompt is checked against that version's manifest and the record names it.
+        version_run = served if isinstance(served, int) else manifest["version"]
+        if version_run != manifest["version"]:
+            try:
+                manifest = self.environments.get(name, version_run)
+            except EnvironmentNotFound:  # that version's manifest was deleted since: the newest is the best check
+                pass
         input_dir = self.host.input_dir()  # None without ComfyUI (the gateway): inputs come from the store only
         if input_dir is not None and stored:
             get_inputs(self.store, input_dir, stored, self.hash_cache)  # so ComfyUI's own validation sees them
@@ -429,7 +446,7 @@ class ExecutionService:
         record: ExecutionRecord = {
             "id": new_id(self.owner.instance), "prompt_id": uuid.uuid4().hex, "template": template_name,
             "template_version": version, "follower": follower,
-            "environment": name, "environment_version": manifest.get("version"), "endpoint": name,
+            "environment": name, "environment_version": version_run, "endpoint": name,
             "owner": self.owner_for(user).to_json(), "client_id": client_id if isinstance(client_id, str) else None,
             "state": "queued", "created_at": now(), "started_at": None, "finished_at": None, "inputs": inputs,
             "outputs": {}, "error": None, "workflow_saved": workflow is not None,
