@@ -347,7 +347,7 @@ class ExecutionService:
             cursor = records[-1]["id"] if len(records) == limit else None
         else:
             if state:
-                folder = f"{INDEX}state/{state}/"
+                folder = self.records.state_folder(state, owner_key)
             elif template:
                 from .execution_records import template_part
 
