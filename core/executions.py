@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from typing_extensions import TypedDict, Unpack
 
 from . import cancel_tokens, followers, preflight
+from .daemon_pool import DaemonPool
 from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, InvocationFailed
 from .errors import (
     BadRequest,
@@ -199,7 +200,8 @@ class ExecutionService:
         self.owner = owner or Owner("local", "this ComfyUI")
         self.native = native or NoNativeQueue()
         self.outputs = Outputs(store, lambda: self.host.output_dir(), temp)
-        self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sagemaker-execution")
+        # Daemon threads: stopping ComfyUI never waits for its runs, which are taken over at its next start.
+        self.pool = DaemonPool(max_workers=max_workers, thread_name_prefix="sagemaker-execution")
         self._live: dict[str, ExecutionRecord] = {}
         self._etags: dict[str, str] = {}
         self._relayed: dict[str, dict] = {}
