@@ -235,11 +235,14 @@ class Services:
                       self.store, lambda: self.config.execution_retention_days)
 
     def apply_retention(self) -> int:
-        """Execution records (and their outputs) older than execution_retention_days; a designer's job."""
+        """Execution records older than execution_retention_days, then the blobs nothing refers to any more
+        (core/retention.py); a designer's job. The number of records removed."""
         if self.config.role != "designer":
             return 0
-        return self.executions.apply_retention(self.config.execution_retention_days,
-                                               lambda: retention.environment_blobs(self.store))
+        days = self.config.execution_retention_days
+        removed = self.executions.apply_retention(days)
+        retention.sweep_blobs(self.store, retention_days=days)
+        return removed
 
     @cached_property
     def input_sync(self) -> InputSync:
@@ -250,7 +253,8 @@ class Services:
         index = "input-index.json" if self.config.store == "folder" else \
             f"input-index-{hashlib.sha256(uri.encode()).hexdigest()[:12]}.json"
         return InputSync(self.store, self.host.input_dir(), self.hash_cache, self.state_dir / index,
-                         on_change=lambda entry: self.send_event("sagemaker.input", entry))
+                         on_change=lambda entry: self.send_event("sagemaker.input", entry),
+                         publish_as=self.owner.instance)
 
     @cached_property
     def models(self) -> ModelService:
