@@ -688,7 +688,8 @@ class SageMakerEndpoints(Endpoints):
             log.error("comfyui-sagemaker: cleaning up after endpoint %s failed: %s", endpoint, err)
 
     def _delete_reports(self, environment: str) -> None:
-        """The workers' reports go with the endpoint (a bucket lifecycle rule on workers/ is the backstop)."""
+        """The workers' reports go with the endpoint (the bucket's worker-reports lifecycle rule is the backstop:
+        aws/stack.py)."""
         if self.store is None:
             return
         try:

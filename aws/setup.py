@@ -113,7 +113,9 @@ def ensure_stack(aws: Aws, name: str, parameters: dict[str, str], say: Callable[
             given.setdefault("RepositoryName", repository_name(name))
         params: list[dict[str, object]] = [{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()]
         if not creating:  # what this run does not set keeps its value (an omitted one would take the default)
+            # ...if this template still declares it (ExecutionRecordsExpireDays became RetentionDays).
             had = {p["ParameterKey"] for p in (current or {}).get("Parameters") or []}
+            had &= set(stack.template()["Parameters"])
             params += [{"ParameterKey": k, "UsePreviousValue": True} for k in sorted(had - set(given))]
         return {**body, "Parameters": params}
 
