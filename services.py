@@ -319,13 +319,14 @@ class Services:
             return EndpointsRouter(self._providers, tuple(self._providers))
 
         def sagemaker() -> Endpoints:
+            from .aws.endpoint_logs import LOG_RETENTION_DAYS
             from .aws.sagemaker_endpoints import SageMakerEndpoints
 
             c = self.config
             return SageMakerEndpoints(store_uri(c), c.sagemaker_role_arn, c.worker_image_uri, c.region,
                                       on_change=lambda endpoint: self.send_event("sagemaker.endpoint", endpoint),
                                       store=self.store if c.store == "s3" else None, sse=c.s3_sse,
-                                      kms_key_id=c.s3_kms_key_id)
+                                      kms_key_id=c.s3_kms_key_id, log_retention_days=LOG_RETENTION_DAYS)
 
         listed = ("local", "sagemaker") if self.config.store == "s3" else ("local",)
         return EndpointsRouter({"local": self.local.provider, "sagemaker": sagemaker}, listed)

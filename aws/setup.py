@@ -287,6 +287,8 @@ def check_parameters(parameters: dict[str, str]) -> None:
         if spec["Type"] == "Number":
             if not str(value).isdigit() or not spec.get("MinValue", 0) <= int(value) <= spec.get("MaxValue", 1 << 62):
                 raise SetupError(f"{key} must be a whole number from {spec.get('MinValue')} to {spec.get('MaxValue')}")
+        if "AllowedValues" in spec and str(value) not in {str(v) for v in spec["AllowedValues"]}:
+            raise SetupError(f"{key} must be one of {', '.join(str(v) for v in spec['AllowedValues'])}")
         elif "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], str(value)):
             raise SetupError(f"{key} {value!r} is not valid: {spec['Description']}")
 

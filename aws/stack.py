@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..core.retention import RETENTION_DAYS, SYNCED_INPUTS
 from ..core.worker_contract import REPORTS
+from .endpoint_logs import LOG_RETENTION_DAYS, RETENTION_VALUES
 
 IAM = Path(__file__).resolve().parent / "iam"
 TEMPLATE_FILE = Path(__file__).resolve().parent / "comfyui-sagemaker.template.json"
@@ -109,8 +110,10 @@ BUILD_STATEMENTS = [
     {"Effect": "Allow", "Action": ["ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
                                    "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage"],
      "Resource": {"Fn::GetAtt": ["Repository", "Arn"]}},
-    {"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-     "Resource": {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/codebuild/*"}},
+    # The build's own log group (BuildLogs, made by the stack with a retention), nothing else: its Arn ends in
+    # `:*`, which covers its streams (CloudFormation User Guide, "AWS::Logs::LogGroup": return values).
+    {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+     "Resource": {"Fn::GetAtt": ["BuildLogs", "Arn"]}},
 ]
 
 
@@ -142,6 +145,11 @@ def template() -> dict:
                 "Description": "days S3 keeps execution records, async requests and results, and worker "
                                "reports (the ComfyUI's execution_retention_days: `aws setup` passes it); the "
                                "blobs nothing refers to any more are then removed by a designer's ComfyUI"},
+            "LogRetentionDays": {
+                "Type": "Number", "Default": LOG_RETENTION_DAYS, "MinValue": 1, "MaxValue": RETENTION_VALUES[-1],
+                "AllowedValues": list(RETENTION_VALUES),
+                "Description": "days CloudWatch Logs keeps the image build's log (one of CloudWatch's "
+                               "retention values)"},
             "KmsKeyArn": {"Type": "String", "Default": "",
                           "Description": "a KMS key for the bucket (empty: SSE-S3)",
                           "AllowedPattern": "^$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$"},
@@ -207,6 +215,13 @@ def template() -> dict:
                             BUILD_STATEMENTS]}}}],
                 },
             },
+            # CodeBuild would make /aws/codebuild/<project> itself, kept for good; the stack makes the group the
+            # project logs to (LogsConfig), with a retention, and deletes it with the stack.
+            "BuildLogs": {
+                "Type": "AWS::Logs::LogGroup",
+                "Properties": {"LogGroupName": {"Fn::Sub": "/aws/codebuild/${AWS::StackName}-worker-image"},
+                               "RetentionInDays": {"Ref": "LogRetentionDays"}},
+            },
             "ImageBuild": {
                 "Type": "AWS::CodeBuild::Project",
                 "Properties": {
@@ -221,6 +236,7 @@ def template() -> dict:
                         "EnvironmentVariables": [
                             {"Name": "REPOSITORY_URI", "Value": {"Fn::GetAtt": ["Repository", "RepositoryUri"]}},
                             {"Name": "IMAGE_TAG", "Value": {"Ref": "ImageTag"}}]},
+                    "LogsConfig": {"CloudWatchLogs": {"Status": "ENABLED", "GroupName": {"Ref": "BuildLogs"}}},
                     "TimeoutInMinutes": 60,
                 },
             },
