@@ -94,8 +94,8 @@ class InputSync:
                 return
             digests = frozenset(e["sha256"] for e in self.index.values()
                                 if e.get("state") == "synced" and e.get("sha256"))
-            if digests == self._published:
-                return
+            if digests == self._published or (self._published is None and not digests):
+                return  # unchanged; or nothing synced since start (a set left by an earlier run lapses by itself)
         try:
             self.store.put(f"{SYNCED_INPUTS}{self.publish_as}.json", synced_inputs_document(self.publish_as, digests))
         except SageMakerError as err:  # the next change tries again; until then the sweep's grace covers them
