@@ -76,6 +76,8 @@ def _aws_setup(args: argparse.Namespace) -> int:
     if args.kms_key_arn:
         parameters["KmsKeyArn"] = args.kms_key_arn
     config_dir = Path(args.config_dir) if args.config_dir else default_config_dir()
+    # The bucket keeps records as long as this ComfyUI's retention does (core/retention.py).
+    parameters.setdefault("RetentionDays", str(config_mod.load(config_dir).execution_retention_days))
     cfg = setup(_aws(args), args.stack, parameters, config_dir, _say, recreate=args.recreate, build=not args.no_build,
                 confirm=_ask if sys.stdin.isatty() else None)
     if config_dir is None:
@@ -339,7 +341,7 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--no-build", action="store_true", help="skip the image build (an image is pushed already)")
     st.add_argument("--parameter", action="append", metavar="KEY=VALUE",
                     help="any other stack parameter (aws/comfyui-sagemaker.template.json), e.g. "
-                         "ExecutionRecordsExpireDays=180")
+                         "RetentionDays=90 (default: this ComfyUI's execution_retention_days)")
     st.set_defaults(func=_aws_setup)
     ss = aws_sub.add_parser("status", parents=[common], help="what exists: stack, outputs, image digest, drift")
     ss.add_argument("--json", action="store_true", help="print JSON")

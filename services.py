@@ -235,11 +235,14 @@ class Services:
                       self.store, lambda: self.config.execution_retention_days)
 
     def apply_retention(self) -> int:
-        """Execution records (and their outputs) older than execution_retention_days; a designer's job."""
+        """Execution records older than execution_retention_days, then the blobs nothing refers to any more
+        (core/retention.py); a designer's job. The number of records removed."""
         if self.config.role != "designer":
             return 0
-        return self.executions.apply_retention(self.config.execution_retention_days,
-                                               lambda: retention.environment_blobs(self.store))
+        days = self.config.execution_retention_days
+        removed = self.executions.apply_retention(days)
+        retention.sweep_blobs(self.store, retention_days=days)
+        return removed
 
     @cached_property
     def input_sync(self) -> InputSync:
@@ -250,7 +253,8 @@ class Services:
         index = "input-index.json" if self.config.store == "folder" else \
             f"input-index-{hashlib.sha256(uri.encode()).hexdigest()[:12]}.json"
         return InputSync(self.store, self.host.input_dir(), self.hash_cache, self.state_dir / index,
-                         on_change=lambda entry: self.send_event("sagemaker.input", entry))
+                         on_change=lambda entry: self.send_event("sagemaker.input", entry),
+                         publish_as=self.owner.instance)
 
     @cached_property
     def models(self) -> ModelService:
@@ -315,13 +319,14 @@ class Services:
             return EndpointsRouter(self._providers, tuple(self._providers))
 
         def sagemaker() -> Endpoints:
+            from .aws.endpoint_logs import LOG_RETENTION_DAYS
             from .aws.sagemaker_endpoints import SageMakerEndpoints
 
             c = self.config
             return SageMakerEndpoints(store_uri(c), c.sagemaker_role_arn, c.worker_image_uri, c.region,
                                       on_change=lambda endpoint: self.send_event("sagemaker.endpoint", endpoint),
                                       store=self.store if c.store == "s3" else None, sse=c.s3_sse,
-                                      kms_key_id=c.s3_kms_key_id)
+                                      kms_key_id=c.s3_kms_key_id, log_retention_days=LOG_RETENTION_DAYS)
 
         listed = ("local", "sagemaker") if self.config.store == "s3" else ("local",)
         return EndpointsRouter({"local": self.local.provider, "sagemaker": sagemaker}, listed)

@@ -95,6 +95,9 @@ ACTIONS: dict[tuple[str, str], list[str]] = {
     ("logs", "DescribeLogStreams"): ["logs:DescribeLogStreams"],
     ("logs", "FilterLogEvents"): ["logs:FilterLogEvents"],
     ("logs", "GetLogEvents"): ["logs:GetLogEvents"],
+    # A deploy makes that group first, with a retention (aws/endpoint_logs.py's keep_logs).
+    ("logs", "CreateLogGroup"): ["logs:CreateLogGroup"],
+    ("logs", "PutRetentionPolicy"): ["logs:PutRetentionPolicy"],
 
     # --- The Connect panel's Check (aws/connect.py) ----------------------------------------------------------------
     # STS API Reference "GetCallerIdentity": "No permissions are required to perform this operation."

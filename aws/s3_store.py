@@ -22,6 +22,7 @@ import io
 import os
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from ..core.errors import StoreUnavailable
@@ -366,6 +367,15 @@ class S3Store(Store):
                 raise KeyNotFound(key) from None
             raise
         return Versioned(r["Body"].read(), r["ETag"])
+
+    @_unavailable_on_aws_error
+    def list_modified(self, prefix: str) -> dict[str, datetime]:
+        out = {}
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+            for o in page.get("Contents", []):
+                out[o["Key"][len(self.prefix):]] = o["LastModified"]
+        return dict(sorted(out.items()))
 
     @_unavailable_on_aws_error
     def list_stamps(self, prefix: str) -> dict[str, str]:

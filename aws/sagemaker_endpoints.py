@@ -109,7 +109,8 @@ class SageMakerEndpoints(Endpoints):
 
     def __init__(self, store_uri: str, role_arn: str, image_uri: str, region: str = "",
                  on_change: Callable[[EndpointView], None] | None = None, clients: dict[str, Any] | None = None,
-                 poll_interval: float = 15.0, store: Any = None, sse: str = "", kms_key_id: str = ""):
+                 poll_interval: float = 15.0, store: Any = None, sse: str = "", kms_key_id: str = "",
+                 log_retention_days: int | None = None):
         self.store_uri = store_uri
         self.role_arn = role_arn
         self.image_uri = image_uri
@@ -121,6 +122,8 @@ class SageMakerEndpoints(Endpoints):
         self.store = store  # the S3 store: async requests, cancel markers, warnings
         self.sse = sse  # the store's server-side encryption: the worker's writes and async results use it too
         self.kms_key_id = kms_key_id
+        # Days an endpoint's log is kept (aws/endpoint_logs.py); None leaves the group to SageMaker (kept for good).
+        self.log_retention_days = log_retention_days
 
     def _client(self, service: str) -> Any:
         if service not in self._clients:
@@ -130,6 +133,22 @@ class SageMakerEndpoints(Endpoints):
     @property
     def sm(self) -> Any:
         return self._client("sagemaker")
+
+    def _create_endpoint(self, endpoint: str, config_name: str, env: str) -> None:
+        """CreateEndpoint, its log group made first with a retention. A caller not allowed that (a designer
+        policy older than the log retention) still deploys: its log is then SageMaker's, kept for good."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from .endpoint_logs import keep_logs
+
+        if self.log_retention_days is not None:
+            try:
+                keep_logs(self._client("logs"), endpoint, self.log_retention_days)
+            except (ClientError, BotoCoreError) as err:
+                log.warning("comfyui-sagemaker: endpoint %s's log group keeps its events for good: %s", endpoint,
+                            translate(err, self.region).message)
+        self.sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config_name,
+                                Tags=naming.tags(env, None, self.store_uri))
 
     def _scaling(self) -> autoscaling.Autoscaling:
         return autoscaling.Autoscaling(self._client("application-autoscaling"), self._client("cloudwatch"))
@@ -423,8 +442,7 @@ class SageMakerEndpoints(Endpoints):
         scaling = self._scaling()
         if action == "create":
             self._clear_stopped(env)  # a deploy starts a stopped endpoint, on the new version
-            self.sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config["EndpointConfigName"],
-                                    Tags=naming.tags(env, None, self.store_uri))
+            self._create_endpoint(endpoint, config["EndpointConfigName"], env)
         elif action == "recreate":
             scaling.remove(endpoint)
             self.sm.delete_endpoint(EndpointName=endpoint)
@@ -462,8 +480,7 @@ class SageMakerEndpoints(Endpoints):
                     self.on_change({"name": env, "kind": "sagemaker", "state": "Failed", "environment": env,
                                     "reason": f"endpoint {endpoint} was not deleted within {GONE_TIMEOUT_S} s"})
                     return None
-                self.sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=ours,
-                                        Tags=naming.tags(env, None, self.store_uri))
+                self._create_endpoint(endpoint, ours, env)
             deadline = time.monotonic() + timeout
             last = None
             while time.monotonic() < deadline:
@@ -634,8 +651,7 @@ class SageMakerEndpoints(Endpoints):
         return view
 
     def _create_kept(self, name: str, endpoint: str, record: Stopped, manifest: Manifest) -> None:
-        self.sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=record["endpoint_config"],
-                                Tags=naming.tags(name, None, self.store_uri))
+        self._create_endpoint(endpoint, record["endpoint_config"], name)
         self._clear_stopped(name)
         self._monitor(manifest, endpoint)
 
@@ -688,7 +704,8 @@ class SageMakerEndpoints(Endpoints):
             log.error("comfyui-sagemaker: cleaning up after endpoint %s failed: %s", endpoint, err)
 
     def _delete_reports(self, environment: str) -> None:
-        """The workers' reports go with the endpoint (a bucket lifecycle rule on workers/ is the backstop)."""
+        """The workers' reports go with the endpoint (the bucket's worker-reports lifecycle rule is the backstop:
+        aws/stack.py)."""
         if self.store is None:
             return
         try:

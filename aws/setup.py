@@ -113,7 +113,9 @@ def ensure_stack(aws: Aws, name: str, parameters: dict[str, str], say: Callable[
             given.setdefault("RepositoryName", repository_name(name))
         params: list[dict[str, object]] = [{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()]
         if not creating:  # what this run does not set keeps its value (an omitted one would take the default)
+            # ...if this template still declares it (ExecutionRecordsExpireDays became RetentionDays).
             had = {p["ParameterKey"] for p in (current or {}).get("Parameters") or []}
+            had &= set(stack.template()["Parameters"])
             params += [{"ParameterKey": k, "UsePreviousValue": True} for k in sorted(had - set(given))]
         return {**body, "Parameters": params}
 
@@ -285,6 +287,8 @@ def check_parameters(parameters: dict[str, str]) -> None:
         if spec["Type"] == "Number":
             if not str(value).isdigit() or not spec.get("MinValue", 0) <= int(value) <= spec.get("MaxValue", 1 << 62):
                 raise SetupError(f"{key} must be a whole number from {spec.get('MinValue')} to {spec.get('MaxValue')}")
+        if "AllowedValues" in spec and str(value) not in {str(v) for v in spec["AllowedValues"]}:
+            raise SetupError(f"{key} must be one of {', '.join(str(v) for v in spec['AllowedValues'])}")
         elif "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], str(value)):
             raise SetupError(f"{key} {value!r} is not valid: {spec['Description']}")
 

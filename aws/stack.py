@@ -1,9 +1,10 @@
 """The CloudFormation stack that gives a designer everything on AWS in one command (`aws setup`):
 
-- the store bucket (encrypted, public access blocked, TLS only; async requests and results, execution
-  records past a backstop age and multipart uploads left unfinished expire; execution outputs are
-  content-addressed blobs an environment may share, so only a designer's retention, which knows what is
-  in use, removes them);
+- the store bucket (encrypted, public access blocked, TLS only; execution records, async requests and
+  results, worker reports and published input-sync sets expire after RetentionDays, the days of
+  core/retention.py's one constant, the retention a designer's ComfyUI applies too; idempotency keys after a
+  day, unfinished multipart uploads after 2; blobs have no rule: they are content-addressed and shared, so
+  only the designer's blob sweep, which knows what still refers to them, removes them);
 - an ECR repository for the worker image (the newest 10 images are kept) and a CodeBuild project that
   builds the image from this repository's source (a zip the CLI uploads to the bucket) and pushes it;
 - the SageMaker execution role, and managed policies for designers, artists and the gateway.
@@ -19,6 +20,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+
+from ..core.retention import RETENTION_DAYS, SYNCED_INPUTS
+from ..core.worker_contract import REPORTS
+from .endpoint_logs import LOG_RETENTION_DAYS, RETENTION_VALUES
 
 IAM = Path(__file__).resolve().parent / "iam"
 TEMPLATE_FILE = Path(__file__).resolve().parent / "comfyui-sagemaker.template.json"
@@ -41,6 +46,11 @@ SUBSTITUTIONS = {
 # (aws-cn, aws-us-gov): CloudFormation User Guide, "Pseudo parameters reference" (AWS::Partition, AWS::URLSuffix).
 PARTITION_ARN = re.compile(r"^arn:aws:")
 KMS_SID = "StoreKmsKeyWhenSseKms"
+# What S3 expires after RetentionDays (lifecycle rule id, prefix): a run's record and its async request and
+# result live equally long (a ComfyUI back within the retention still finds its result); worker reports of
+# an endpoint that lives on (one per instance start) and input-sync sets of a ComfyUI that is gone go too.
+RETAINED = (("expired-execution-records", "executions/"), ("async-requests-and-results", "async/"),
+            ("worker-reports", REPORTS), ("input-sync-sets", SYNCED_INPUTS))
 BUILDSPEC = """version: 0.2
 phases:
   pre_build:
@@ -100,8 +110,10 @@ BUILD_STATEMENTS = [
     {"Effect": "Allow", "Action": ["ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
                                    "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage"],
      "Resource": {"Fn::GetAtt": ["Repository", "Arn"]}},
-    {"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-     "Resource": {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/codebuild/*"}},
+    # The build's own log group (BuildLogs, made by the stack with a retention), nothing else: its Arn ends in
+    # `:*`, which covers its streams (CloudFormation User Guide, "AWS::Logs::LogGroup": return values).
+    {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+     "Resource": {"Fn::GetAtt": ["BuildLogs", "Arn"]}},
 ]
 
 
@@ -128,11 +140,16 @@ def template() -> dict:
                                               "collide)"},
             "ImageTag": {"Type": "String", "Default": "latest", "AllowedPattern": "^[A-Za-z0-9._-]{1,128}$",
                          "Description": "the worker image's tag"},
-            "ExecutionRecordsExpireDays": {
-                "Type": "Number", "Default": 90, "MinValue": 1, "MaxValue": 3650,
-                "Description": "a backstop: S3 removes execution records older than this even when no "
-                               "designer's ComfyUI applies the retention (execution_retention_days, 30 by "
-                               "default, which also removes their outputs); keep it above that"},
+            "RetentionDays": {
+                "Type": "Number", "Default": RETENTION_DAYS, "MinValue": 1, "MaxValue": 3650,
+                "Description": "days S3 keeps execution records, async requests and results, and worker "
+                               "reports (the ComfyUI's execution_retention_days: `aws setup` passes it); the "
+                               "blobs nothing refers to any more are then removed by a designer's ComfyUI"},
+            "LogRetentionDays": {
+                "Type": "Number", "Default": LOG_RETENTION_DAYS, "MinValue": 1, "MaxValue": RETENTION_VALUES[-1],
+                "AllowedValues": list(RETENTION_VALUES),
+                "Description": "days CloudWatch Logs keeps the image build's log (one of CloudWatch's "
+                               "retention values)"},
             "KmsKeyArn": {"Type": "String", "Default": "",
                           "Description": "a KMS key for the bucket (empty: SSE-S3)",
                           "AllowedPattern": "^$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$"},
@@ -154,11 +171,8 @@ def template() -> dict:
                                                        "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
                     "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
                     "LifecycleConfiguration": {"Rules": [
-                        {"Id": "async-requests-and-results", "Status": "Enabled", "ExpirationInDays": 7,
-                         "Prefix": {"Fn::Sub": "${StorePrefix}/async/"}},
-                        {"Id": "expired-execution-records", "Status": "Enabled",
-                         "ExpirationInDays": {"Ref": "ExecutionRecordsExpireDays"},
-                         "Prefix": {"Fn::Sub": "${StorePrefix}/executions/"}},
+                        *({"Id": rule, "Status": "Enabled", "ExpirationInDays": {"Ref": "RetentionDays"},
+                           "Prefix": {"Fn::Sub": "${StorePrefix}/" + prefix}} for rule, prefix in RETAINED),
                         # Idempotency keys live 24 hours (the Comfy API v2's window; core/v2/idempotency.py).
                         {"Id": "expired-idempotency-keys", "Status": "Enabled", "ExpirationInDays": 1,
                          "Prefix": {"Fn::Sub": "${StorePrefix}/idempotency/"}},
@@ -201,6 +215,13 @@ def template() -> dict:
                             BUILD_STATEMENTS]}}}],
                 },
             },
+            # CodeBuild would make /aws/codebuild/<project> itself, kept for good; the stack makes the group the
+            # project logs to (LogsConfig), with a retention, and deletes it with the stack.
+            "BuildLogs": {
+                "Type": "AWS::Logs::LogGroup",
+                "Properties": {"LogGroupName": {"Fn::Sub": "/aws/codebuild/${AWS::StackName}-worker-image"},
+                               "RetentionInDays": {"Ref": "LogRetentionDays"}},
+            },
             "ImageBuild": {
                 "Type": "AWS::CodeBuild::Project",
                 "Properties": {
@@ -215,6 +236,7 @@ def template() -> dict:
                         "EnvironmentVariables": [
                             {"Name": "REPOSITORY_URI", "Value": {"Fn::GetAtt": ["Repository", "RepositoryUri"]}},
                             {"Name": "IMAGE_TAG", "Value": {"Ref": "ImageTag"}}]},
+                    "LogsConfig": {"CloudWatchLogs": {"Status": "ENABLED", "GroupName": {"Ref": "BuildLogs"}}},
                     "TimeoutInMinutes": 60,
                 },
             },

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigInvalid
+from .retention import RETENTION_DAYS
 
 ENV_PREFIX = "COMFYUI_SAGEMAKER_"
 CONFIG_FILE = "config.json"
@@ -80,7 +81,7 @@ class Config(BaseModel):
     role: Literal["designer", "artist"] = Field("designer", description="designer or artist")
     display_name: str = Field("", description=(
         "at most 64 characters, none of them control or direction-changing characters"))
-    execution_retention_days: int = _whole(30, 1, 3650, "days")
+    execution_retention_days: int = _whole(RETENTION_DAYS, 1, 3650, "days")
     # Webhooks (core/webhooks.py): hosts (host or host:port) a webhook_url may name even on loopback or private
     # addresses; how long one delivery is retried in all, and how long one attempt may take.
     webhook_allowed_hosts: Hosts = Field((), description=f"a list of at most {MAX_HOSTS} host names (host:port)")

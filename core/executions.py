@@ -58,7 +58,7 @@ from .identity import Owner, may_change_execution
 from .inputs import InputMissing, get_inputs, input_path, put_inputs
 from .names import ENVIRONMENT_NAME, TEMPLATE_NAME
 from .records import ExecutionError, ExecutionExtra, ExecutionRecord, ExecutionState, ExecutionSummary
-from .store import DIGEST_RE, KeyNotFound, PreconditionFailed, Store, blob_key
+from .store import DIGEST_RE, KeyNotFound, PreconditionFailed, Store
 from .templates import TemplateService, now
 from .unreadable import Unreadable, report
 from .webhooks import pending as pending_webhook
@@ -157,14 +157,6 @@ class NotYourExecution(Forbidden):
     """Someone else's run: only a designer's single-user ComfyUI may cancel it (core/identity.py)."""
 
     code = "forbidden_for_role"
-
-
-class KeepAll:
-    """Every blob: what a retention keeps when it cannot know which blobs the environments use (a manifest
-    cannot be read)."""
-
-    def __contains__(self, digest: object) -> bool:
-        return True
 
 
 def new_id(instance: str = "") -> str:
@@ -806,31 +798,22 @@ class ExecutionService:
         self.follower.close()  # its runs are ended: nothing is left for another process to take over
         return len(left)
 
-    def apply_retention(self, days: int, keep_blobs: Callable[[], set[str] | KeepAll]) -> int:
-        """Remove execution records older than `days` days with their index markers, their local output
-        copies and their output blobs (except blobs an environment uses). Done by a designer's ComfyUI."""
+    def apply_retention(self, days: int) -> int:
+        """Remove execution records older than `days` days with their index markers and their local output
+        copies. Their output blobs are the blob sweep's (core/retention.py): another record, an input or an
+        environment may have the same bytes. Done by a designer's ComfyUI."""
         cutoff = datetime.now(timezone.utc) - timedelta(days=days)
-        removed, protected = 0, None
+        removed = 0
         for execution_id in list(self.records.expired(cutoff)):
             try:
                 got = self.records.read(execution_id)
-            except ExecutionCorrupt:  # logged; its outputs cannot be known: kept, for a person to look at
+            except ExecutionCorrupt:  # logged; kept, for a person to look at
                 continue
             if got is None:
                 continue
             record = got[0]
             if record.get("state") not in FINAL:
                 continue  # in flight (or left so by a ComfyUI that is gone: its owner fails it at its start)
-            protected = keep_blobs() if protected is None else protected
-            for ui in (record.get("outputs") or {}).values():
-                for items in (ui or {}).values() if isinstance(ui, dict) else ():
-                    for item in items if isinstance(items, list) else ():
-                        digest = item.get("sha256") if isinstance(item, dict) else None
-                        if isinstance(digest, str) and digest not in protected:
-                            try:
-                                self.store.delete(blob_key(digest))
-                            except (KeyNotFound, ValueError):
-                                pass
             self.records.remove(record)
             self.outputs.remove_local(execution_id)
             removed += 1

@@ -8,6 +8,10 @@ name -> (size, mtime_ns, sha256, state) in a JSON file, so executions find a
 digest without waiting and renames and deletes are recorded. Uploads run on
 a bounded pool; a failing store is retried with backoff, then the file is
 `failed` with the reason, and the next change or scan tries again.
+
+The synced digests are also published in the store (`inputs/synced/<instance>.json`, rewritten when they
+change and the sync is idle, and once per start), so a designer's blob sweep keeps them
+(core/retention.py); the index itself is checked against the store before a run trusts it (core/inputs.py).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from .fs import scratch
 from .fs.hashing import HashCache
 from .inputs import put_inputs
 from .net.retry import Backoff, retry
+from .retention import SYNCED_INPUTS, synced_inputs_document
 from .store import Store
 
 log = logging.getLogger("comfyui_sagemaker")
@@ -34,8 +39,9 @@ log = logging.getLogger("comfyui_sagemaker")
 class InputSync:
     def __init__(self, store: Store, input_dir: Path, cache: HashCache, index_path: Path,
                  on_change: Callable[[dict], None] | None = None, workers: int = 4, settle: float = 0.1,
-                 retries: int = 5, backoff: float = 0.5):
+                 retries: int = 5, backoff: float = 0.5, publish_as: str | None = None):
         self.store = store
+        self.publish_as = publish_as  # this ComfyUI's instance id: where its synced digests are published
         self.input_dir = Path(input_dir)
         self.cache = cache
         self.index_path = Path(index_path)
@@ -50,6 +56,7 @@ class InputSync:
         self._pending: set[str] = set()  # names queued or in flight (each at most once)
         self._again: set[str] = set()  # changed again while in flight
         self.index: dict[str, dict] = self._load()
+        self._published: frozenset[str] | None = None  # None: not yet published since start
         self._closed = False
 
     # the index
@@ -78,6 +85,26 @@ class InputSync:
             snapshot = dict(self.index[name])
         self._save()
         self.on_change(snapshot)
+
+    def _publish(self) -> None:
+        """The synced digests to the store, when they differ from what was last published and nothing is in
+        flight (a burst of files is one write, not one per file)."""
+        if self.publish_as is None:
+            return
+        with self._lock:
+            if self._pending:
+                return
+            digests = frozenset(e["sha256"] for e in self.index.values()
+                                if e.get("state") == "synced" and e.get("sha256"))
+            if digests == self._published or (self._published is None and not digests):
+                return  # unchanged; or nothing synced since start (a set left by an earlier run lapses by itself)
+        try:
+            self.store.put(f"{SYNCED_INPUTS}{self.publish_as}.json", synced_inputs_document(self.publish_as, digests))
+        except SageMakerError as err:  # the next change tries again; until then the sweep's grace covers them
+            log.warning("input sync: cannot publish its synced inputs: %s", err.message)
+            return
+        with self._lock:
+            self._published = digests
 
     def entries(self) -> list[dict]:
         with self._lock:
@@ -130,6 +157,7 @@ class InputSync:
         if gone is not None:
             self._save()
             self.on_change({"name": name, "state": "deleted"})
+            self._publish()
 
     def moved(self, src: str | os.PathLike, dest: str | os.PathLike) -> None:
         old, new = self.relative(src), self.relative(dest)
@@ -139,6 +167,7 @@ class InputSync:
                 self.index[new] = {**entry, "name": new}
         if entry is not None:
             self._save()
+            self._publish()
         if new is not None:
             self.notify(dest, closed=True)  # same bytes: the hash cache answers, no upload
 
@@ -157,6 +186,7 @@ class InputSync:
         for name in known:
             if not (self.input_dir / name).exists():
                 self.removed(self.input_dir / name)
+        self._publish()
         return n
 
     # work
@@ -210,6 +240,8 @@ class InputSync:
                 self._again.discard(name)
             if again:
                 self.notify(path)
+            else:
+                self._publish()
 
     def wait_idle(self, timeout: float = 30) -> bool:
         deadline = time.monotonic() + timeout

@@ -50,10 +50,13 @@ def put_inputs(store: Store, input_dir: Path, names: Iterable[str], cache: HashC
     missing = [n for n, p in paths.items() if p is None]
     if missing:
         raise InputMissing(f"input file(s) not found in ComfyUI's input folder: {', '.join(missing)}")
-    out = {n: d for n in names if (d := synced(n))}
-    paths = {n: p for n, p in paths.items() if n not in out}
-    hashed = hash_files([str(p) for p in paths.values()], cache)
-    for name, path in paths.items():
+    # Input sync's index says what it uploaded, the store what is still there (a blob nothing referred to
+    # may have been swept since, core/retention.py): a synced digest the store lost is uploaded again.
+    found = {n: p for n, p in paths.items() if p is not None}
+    out = {n: d for n, p in found.items() if (d := synced(n)) and store.has_blob(d, p.stat().st_size)}
+    found = {n: p for n, p in found.items() if n not in out}
+    hashed = hash_files([str(p) for p in found.values()], cache)
+    for name, path in found.items():
         result = hashed[str(path)]
         if result.sha256 is None or result.size is None:
             raise InputMissing(f"input file {name}: {result.error}")

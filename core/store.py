@@ -32,6 +32,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from .errors import SageMakerError
 
@@ -160,6 +161,11 @@ class Store(ABC):
         """(region, bucket, object key) of `key` on S3, for a reader with a client of its own (the worker's
         parallel ranged GETs); None on a store that is not S3."""
         return None
+
+    def list_modified(self, prefix: str) -> dict[str, datetime]:
+        """Like `list`, with when each object was last written (UTC): S3's LastModified, a file's mtime. A
+        store that cannot tell lists nothing, so nothing is swept for being old (core/retention.py)."""
+        return {}
 
     def exists(self, key: str) -> bool:
         try:

@@ -26,6 +26,7 @@ import os
 import re
 import threading
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ..core.errors import StoreUnavailable
@@ -277,6 +278,17 @@ class FolderStore(Store):
     def get_if_changed(self, key: str, etag: str | None) -> Versioned | None:
         got = self.get(key)
         return None if got.etag == etag else got
+
+    @_unavailable_on_oserror
+    def list_modified(self, prefix: str) -> dict[str, datetime]:
+        # Every write goes through a new temporary file renamed into place, so mtime is the last write's time.
+        out = {}
+        for key in self.list_stamps(prefix):
+            try:
+                out[key] = datetime.fromtimestamp(self._path(key).stat().st_mtime, timezone.utc)
+            except FileNotFoundError:  # removed while listing
+                continue
+        return out
 
     @_unavailable_on_oserror
     def list_stamps(self, prefix: str) -> dict[str, str]:

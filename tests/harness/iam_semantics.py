@@ -46,6 +46,9 @@ def resolve(value, kms: bool = False):
     if set(value) == {"Fn::GetAtt"}:
         return {("StoreBucket", "Arn"): f"arn:aws:s3:::{BUCKET}",
                 ("Repository", "Arn"): f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{REFS['Repository']}",
+                # A log group's Arn ends in `:*` (CloudFormation User Guide, "AWS::Logs::LogGroup").
+                ("BuildLogs", "Arn"): f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/codebuild/"
+                                      "comfyui-sagemaker-worker-image:*",
                 }[tuple(value["Fn::GetAtt"])]
     if set(value) == {"Ref"}:
         return {"KmsKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"}[value["Ref"]]

@@ -137,8 +137,8 @@ def test_the_outputs_make_a_configuration_the_extension_accepts(tmp_path):
     ({"Bucket": "x"}, "the stack has no parameter Bucket"),
     ({"BucketName": "Not_A_Bucket"}, "BucketName 'Not_A_Bucket' is not valid"),
     ({"KmsKeyArn": "alias/mine"}, "KmsKeyArn 'alias/mine' is not valid"),
-    ({"ExecutionRecordsExpireDays": "0"}, "ExecutionRecordsExpireDays must be a whole number from 1 to 3650"),
-    ({"ExecutionRecordsExpireDays": "ten"}, "must be a whole number"),
+    ({"RetentionDays": "0"}, "RetentionDays must be a whole number from 1 to 3650"),
+    ({"RetentionDays": "ten"}, "must be a whole number"),
 ])
 def test_a_bad_parameter_is_refused_before_any_aws_call(parameters, said):
     def no_aws(service):

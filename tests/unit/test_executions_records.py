@@ -11,6 +11,7 @@ import pytest
 from comfyui_sagemaker.core.execution_records import INDEX, INFLIGHT, ExecutionRecords, inverted
 from comfyui_sagemaker.core.executions import ExecutionService, new_id
 from comfyui_sagemaker.core.identity import Owner
+from comfyui_sagemaker.core.retention import sweep_blobs
 
 ME = Owner("aaaaaaaaaaaa", "designer box")
 ARTIST = Owner("bbbbbbbbbbbb", "artist box")
@@ -114,7 +115,7 @@ def test_a_designer_cancels_someone_elses_run_and_an_artist_cannot(store):
         service(store, ARTIST).cancel(r["id"], role="designer")  # never silent
 
 
-def test_retention_removes_old_records_their_markers_and_their_output_blobs(store, tmp_path):
+def test_retention_removes_old_records_their_markers_and_the_sweep_their_output_blobs(store, tmp_path):
     records = ExecutionRecords(store)
     old_time = (datetime.now(timezone.utc) - timedelta(days=40)).strftime("%Y%m%dT%H%M%S%f")
     old = record(ME, "succeeded", execution_id=f"{old_time}-0000000a")
@@ -130,9 +131,12 @@ def test_retention_removes_old_records_their_markers_and_their_output_blobs(stor
     copies = tmp_path / "output" / "sagemaker" / old["id"]
     copies.mkdir(parents=True)
     (copies / "x.png").write_bytes(b"x")
-    assert service(store, host=Host(tmp_path / "output")).apply_retention(30, lambda: {shared_blob}) == 1
+    store.put("environments/e/versions/1.json", json.dumps({"models": [{"sha256": shared_blob}]}).encode())
+    assert service(store, host=Host(tmp_path / "output")).apply_retention(30) == 1
     assert not copies.exists()
     assert records.read(old["id"]) is None and records.read(fresh["id"]) is not None
+    # Its blobs are the sweep's: the one nothing refers to any more goes once past the grace period.
+    assert sweep_blobs(store, now=datetime.now(timezone.utc) + timedelta(days=2)) == [kept_blob]
     assert not store.exists(f"blobs/sha256/{kept_blob}") and store.exists(f"blobs/sha256/{shared_blob}")
     assert not [k for k in store.list(INDEX) if old["id"] in k]
     assert not [k for k in store.list(INFLIGHT) if old["id"] in k]

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from comfyui_sagemaker.core import cancel_tokens, executions
+from comfyui_sagemaker.core import cancel_tokens, executions, retention
 from comfyui_sagemaker.core.execution_records import INFLIGHT, ExecutionRecords
 from comfyui_sagemaker.core.executions import PREVIEW, ExecutionService, new_id
 from comfyui_sagemaker.core.identity import Owner
@@ -451,6 +451,7 @@ def test_retention_removes_a_runs_record_its_output_blobs_and_copies_but_not_an_
             return later
 
     monkeypatch.setattr(executions, "datetime", Later)
+    monkeypatch.setattr(retention, "datetime", Later)
     assert s.comfy.services.apply_retention() == 1
     assert ExecutionRecords(s.store).read(record["id"]) is None and not copy.exists()
     assert not s.store.exists(blob_key(image["sha256"])) and s.store.exists(blob_key(model))
