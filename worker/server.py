@@ -41,6 +41,7 @@ from aiohttp import web
 from ..core.cancel_tokens import DIGEST_FIELD, TOKEN_FIELD, is_digest, is_token
 from ..core.errors import SageMakerError, message_of
 from ..core.executions import ID_RE
+from ..core.idle_stop import Idleness, stamp
 from ..core.records import ExecutionError
 from ..core.shapes import ShapeInvalid, validate
 from ..core.worker_contract import (
@@ -97,6 +98,7 @@ class Worker:
         self.started = time.monotonic()
         self.ready_after: float | None = None
         self.cancels = CancelBook(early_ttl=settings.cancel_hold)
+        self.idleness = Idleness()  # the idle stop's clock (core/idle_stop.py)
         self.report: StoreReport | None = None
         if settings.report_to_store:
             key = report_key(self.materialiser.environment, self.coldstart.started_epoch, StoreReport.instance_name())
@@ -142,6 +144,7 @@ class Worker:
             self.node_types = await first.comfy.node_types(self.http())
             self.state = "ready"
             self.ready_after = time.monotonic() - self.started
+            self.idleness.end()  # idle from now: a materialisation is not idleness
             self.pool_changed()
             log.info("worker ready in %.1f s (ComfyUI %d first; %d in all)", self.ready_after, first.index,
                      len(self.pool.slots))
@@ -193,6 +196,7 @@ class Worker:
             "instance": StoreReport.instance_name(), "started_at": self.coldstart.started_at,
             "phases": self.coldstart.to_json(), "activity": self.coldstart.activity,
             "comfyuis": pool.status() if pool else [],
+            "idle_since": stamp(self.idleness.since()),
         }
         if self.materialiser.disk is not None:
             body["disk"] = self.materialiser.disk
@@ -272,8 +276,12 @@ class Worker:
             await response.write(json.dumps(event).encode() + b"\n")
 
         deadline = arrived + self.s.invocation_timeout if self.s.deadline_from_arrival else None
-        result = await self.execute(execution_id, prompt, inputs, on_event, held, invocation.get(DIGEST_FIELD),
-                                    deadline, lambda: request.transport is None or request.transport.is_closing())
+        self.idleness.begin()
+        try:
+            result = await self.execute(execution_id, prompt, inputs, on_event, held, invocation.get(DIGEST_FIELD),
+                                        deadline, lambda: request.transport is None or request.transport.is_closing())
+        finally:
+            self.idleness.end()
         if progress is not None:
             await progress.flush()
         if response is None:
