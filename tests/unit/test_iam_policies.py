@@ -149,7 +149,7 @@ def worker_operations() -> set[tuple[str, str]]:
             if isinstance(n, ast.Attribute) and n.attr in methods and not n.attr.startswith("_") \
                     and ast.unparse(n.value).endswith("store"):
                 ops |= methods[n.attr]
-    return ops | called(sorted((ROOT / "nodes").glob("*.py")))
+    return ops | called(sorted((ROOT / "nodes").glob("*.py"))) | set(table.IDLE_STOP)
 
 
 def designer_operations() -> set[tuple[str, str]]:
