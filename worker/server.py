@@ -299,12 +299,8 @@ class Worker:
             await response.write(json.dumps(event).encode() + b"\n")
 
         deadline = arrived + self.s.invocation_timeout if self.s.deadline_from_arrival else None
-        self.idleness.begin()
-        try:
-            result = await self.execute(execution_id, prompt, inputs, on_event, held, invocation.get(DIGEST_FIELD),
-                                        deadline, lambda: request.transport is None or request.transport.is_closing())
-        finally:
-            self.idleness.end()
+        result = await self.execute(execution_id, prompt, inputs, on_event, held, invocation.get(DIGEST_FIELD),
+                                    deadline, lambda: request.transport is None or request.transport.is_closing())
         if progress is not None:
             await progress.flush()
         if response is None:
@@ -405,9 +401,11 @@ class Worker:
         """Run the prompt on a free ComfyUI. `deadline` (monotonic): past it the prompt is not started, or is
         interrupted; `caller_gone`: the caller hung up while it was queued, so it is not started."""
         execution = self.cancels.begin(execution_id, cancel_digest)  # forgotten when the execution ends
+        self.idleness.begin()  # a run, queued or running, is not idleness (core/idle_stop.py)
         try:
             return await self._execute(execution, prompt, inputs, on_event, held, deadline, caller_gone)
         finally:
+            self.idleness.end()
             self.cancels.end(execution)
 
     async def _execute(self, execution: Execution, prompt: dict, inputs: list[tuple[Path, str, str]],

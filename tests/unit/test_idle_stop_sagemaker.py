@@ -133,3 +133,49 @@ def test_the_execution_role_may_stop_only_this_projects_endpoints():
     alarms = [s for s in doc["Statement"] if "cloudwatch:DeleteAlarms" in s["Action"]]
     assert [s["Resource"] for s in alarms] == [f"arn:aws:cloudwatch:REGION:ACCOUNT_ID:alarm:{naming.PREFIX}-*"]
     assert naming.alarm_name(ENDPOINT).startswith(f"{naming.PREFIX}-")
+
+
+def test_the_worker_keeps_its_idle_clock_and_only_a_sagemaker_worker_stops_itself(tmp_path, aws_env):
+    """The worker's own wiring (worker/server.py): a run, even one never started, is not idleness; the idle
+    stop starts only on a SageMaker worker (report to the store, S3) whose config keeps an instance."""
+    import asyncio
+    import concurrent.futures
+    import dataclasses
+
+    from comfyui_sagemaker.worker.materialise import Materialiser
+    from comfyui_sagemaker.worker.server import Worker
+    from comfyui_sagemaker.worker.settings import WorkerSettings
+
+    clock = Clock(T0)
+    local = WorkerSettings(manifest_uri=(tmp_path / "store/environments/e/versions/v000001.json").as_uri(),
+                           cache_dir=tmp_path / "cache", base_dir=tmp_path / "base")
+    w = Worker(local)
+    w.idleness = Idleness(clock)
+
+    async def nothing(event) -> None:
+        pass
+
+    async def go():
+        clock.now = T0 + 600
+        w.pool = None  # no ComfyUI: the run fails at once, and still counts as a run
+        try:
+            await w.execute("a", {"1": {}}, [], nothing, caller_gone=lambda: True)
+        except Exception:
+            pass
+        assert w.report_body()["idle_since"] == "2026-01-01T00:10:00+00:00"
+        w.materialiser.endpoint = REALTIME
+        w.start_idle_stop()
+        assert w.idle_task is None  # a local endpoint's worker: its ComfyUI decides
+        w.s = dataclasses.replace(w.s, report_to_store=True,
+                                  manifest_uri=f"{STORE}/environments/portraits/versions/v000001.json")
+        w.materialiser = Materialiser(w.s.manifest_uri, tmp_path / "cache", tmp_path / "base")
+        w.materialiser.endpoint = {**REALTIME, "idle_stop_minutes": 0}
+        w.start_idle_stop()
+        assert w.idle_task is None  # 0: never
+        w.materialiser.endpoint = REALTIME
+        w.start_idle_stop()
+        assert w.idle_task is not None
+        w.idle_task.cancel()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, go()).result()
