@@ -152,6 +152,8 @@ ADMIN: dict[tuple[str, str], list[str]] = {
     ("sagemaker", "ListTags"): ["sagemaker:ListTags"],
     ("sagemaker", "DescribeEndpoint"): ["sagemaker:DescribeEndpoint"],
     ("sagemaker", "DescribeEndpointConfig"): ["sagemaker:DescribeEndpointConfig"],
+    # `aws status` reads the stack's budget: "Actions, resources, and condition keys for AWS Budget Service".
+    ("budgets", "DescribeBudget"): ["budgets:ViewBudget"],
 }
 
 # When the configuration sets s3_sse to "aws:kms": what each S3 operation needs on the store's KMS key, besides
