@@ -75,6 +75,10 @@ def _aws_setup(args: argparse.Namespace) -> int:
         parameters["BucketName"] = args.bucket
     if args.kms_key_arn:
         parameters["KmsKeyArn"] = args.kms_key_arn
+    if args.monthly_budget is not None:
+        parameters["MonthlyBudget"] = str(args.monthly_budget)
+    if args.budget_email:
+        parameters["BudgetEmail"] = args.budget_email
     config_dir = Path(args.config_dir) if args.config_dir else default_config_dir()
     # The bucket keeps records as long as this ComfyUI's retention does (core/retention.py).
     parameters.setdefault("RetentionDays", str(config_mod.load(config_dir).execution_retention_days))
@@ -98,7 +102,7 @@ def _aws_status(args: argparse.Namespace) -> int:
     print(f"stack {report['stack']}: {report['status']}")
     for key, value in report.get("outputs", {}).items():
         print(f"  {key}: {value}")
-    for key in ("account", "image_digest", "drift"):
+    for key in ("account", "image_digest", "drift", "budget"):
         if key in report:
             print(f"  {key.replace('_', ' ')}: {report[key]}")
     return 0
@@ -339,6 +343,9 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--config-dir", help="ComfyUI's user/__sagemaker (default: the ComfyUI this extension is in)")
     st.add_argument("--recreate", action="store_true", help="delete a stack whose creation failed, then create it")
     st.add_argument("--no-build", action="store_true", help="skip the image build (an image is pushed already)")
+    st.add_argument("--monthly-budget", type=int, metavar="USD",
+                    help="an AWS Budgets budget of this many USD a month for the whole account; 0 removes it")
+    st.add_argument("--budget-email", metavar="ADDRESS", help="emailed when the month's forecast spend passes it")
     st.add_argument("--parameter", action="append", metavar="KEY=VALUE",
                     help="any other stack parameter (aws/comfyui-sagemaker.template.json), e.g. "
                          "RetentionDays=90 (default: this ComfyUI's execution_retention_days)")

@@ -89,6 +89,9 @@ ACTIONS: dict[tuple[str, str], list[str]] = {
     # --- Amazon CloudWatch ("Actions, resources, and condition keys for Amazon CloudWatch") ----------------------
     ("cloudwatch", "PutMetricAlarm"): ["cloudwatch:PutMetricAlarm"],
     ("cloudwatch", "DeleteAlarms"): ["cloudwatch:DeleteAlarms"],
+    # "Actions, resources, and condition keys for Amazon CloudWatch": GetMetricData supports no resource-level
+    # permissions (Resource "*").
+    ("cloudwatch", "GetMetricData"): ["cloudwatch:GetMetricData"],
 
     # --- Amazon CloudWatch Logs ("CloudWatch Logs permissions reference") -----------------------------------------
     # An endpoint's logs: group /aws/sagemaker/Endpoints/<endpoint> (see ENDPOINT_LOG_GROUPS).
@@ -112,6 +115,15 @@ ACTIONS: dict[tuple[str, str], list[str]] = {
 # ComfyUI: CloudFormation creates the stack's resources with the caller's own permissions (IAM roles and
 # policies among them), so these operations are listed for the README and the test, not granted by a
 # generated policy. Sources: each service's "Actions, resources, and condition keys" page.
+# A SageMaker worker's idle stop (worker/idle_stop.py) runs aws/sagemaker_endpoints.py's stop on its own
+# endpoint with the execution role: these calls, beyond what the worker's own files call.
+IDLE_STOP: list[tuple[str, str]] = [
+    ("sagemaker", "DescribeEndpoint"), ("sagemaker", "DeleteEndpoint"),
+    ("application-autoscaling", "DescribeScalingPolicies"), ("application-autoscaling", "DeleteScalingPolicy"),
+    ("application-autoscaling", "DescribeScalableTargets"), ("application-autoscaling", "DeregisterScalableTarget"),
+    ("cloudwatch", "DeleteAlarms"), ("s3", "GetObject"), ("s3", "PutObject"),
+]
+
 ADMIN: dict[tuple[str, str], list[str]] = {
     ("sts", "GetCallerIdentity"): [],
     ("cloudformation", "DescribeStacks"): ["cloudformation:DescribeStacks"],
@@ -143,6 +155,8 @@ ADMIN: dict[tuple[str, str], list[str]] = {
     ("sagemaker", "ListTags"): ["sagemaker:ListTags"],
     ("sagemaker", "DescribeEndpoint"): ["sagemaker:DescribeEndpoint"],
     ("sagemaker", "DescribeEndpointConfig"): ["sagemaker:DescribeEndpointConfig"],
+    # `aws status` reads the stack's budget: "Actions, resources, and condition keys for AWS Budget Service".
+    ("budgets", "DescribeBudget"): ["budgets:ViewBudget"],
 }
 
 # When the configuration sets s3_sse to "aws:kms": what each S3 operation needs on the store's KMS key, besides

@@ -47,6 +47,7 @@ from ..core.endpoints import (
 )
 from ..core.environments import manifest_key, read_manifest
 from ..core.executions import CANCEL_PREFIX
+from ..core.idle_stop import minutes as idle_minutes
 from ..core.instance_families import gpu_count, inference_ami, refusal
 from ..core.records import EndpointConfig, EndpointView, Manifest
 from ..core.shapes import ShapeInvalid, validate
@@ -93,6 +94,7 @@ class Stopped(TypedDict):
     updated_at: NotRequired[str]
     starting: NotRequired[bool]
     reason: NotRequired[str | None]
+    stopped_by: NotRequired[str | None]  # "idle": the worker's idle stop (worker/idle_stop.py)
 
 
 def _endpoint_config(manifest: Manifest) -> EndpointConfig:
@@ -117,7 +119,7 @@ class SageMakerEndpoints(Endpoints):
         self.region = region
         self.on_change = on_change or (lambda endpoint: None)
         self._clients = clients or {}
-        self._instance_types: dict[tuple[str, int], str | None] = {}  # (environment, version) -> type
+        self._configs: dict[tuple[str, int], EndpointConfig | None] = {}  # (environment, version) -> its config
         self.poll_interval = poll_interval
         self.store = store  # the S3 store: async requests, cancel markers, warnings
         self.sse = sse  # the store's server-side encryption: the worker's writes and async results use it too
@@ -149,6 +151,10 @@ class SageMakerEndpoints(Endpoints):
                             translate(err, self.region).message)
         self.sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config_name,
                                 Tags=naming.tags(env, None, self.store_uri))
+
+    @property
+    def cloudwatch(self) -> Any:
+        return self._client("cloudwatch")
 
     def _scaling(self) -> autoscaling.Autoscaling:
         return autoscaling.Autoscaling(self._client("application-autoscaling"), self._client("cloudwatch"))
@@ -200,21 +206,24 @@ class SageMakerEndpoints(Endpoints):
             log.warning("cannot read the worker report of %s: %s", environment, err)
             return None
 
-    def _instance_type(self, environment: str, version: int | None) -> str | None:
-        """The instance type the serving version asked for (DescribeEndpoint does not say it): from that
-        version's manifest, read once, since a manifest never changes."""
+    def _config(self, environment: str, version: int | None) -> EndpointConfig | None:
+        """The endpoint config the serving version asked for (DescribeEndpoint does not say its instance type
+        nor its idle stop): from that version's manifest, read once, since a manifest never changes."""
         if self.store is None or version is None:
             return None
         key = (environment.lower(), version)
-        if key not in self._instance_types:
+        if key not in self._configs:
             try:
                 manifest = self._manifest(environment, version)
             except Exception as err:  # a courtesy, as the worker report: the endpoint shows without it
                 log.warning("cannot read version %s of %s: %s", version, environment, err)
                 return None
-            cfg = manifest.get("endpoint")
-            self._instance_types[key] = cfg.get("instance_type") if cfg else None
-        return self._instance_types[key]
+            self._configs[key] = manifest.get("endpoint")
+        return self._configs[key]
+
+    def _instance_type(self, environment: str, version: int | None) -> str | None:
+        cfg = self._config(environment, version)
+        return cfg.get("instance_type") if cfg else None
 
     def _manifest(self, environment: str, version: int) -> Manifest:
         """A version's manifest from the store; KeyNotFound, Unreadable."""
@@ -230,6 +239,7 @@ class SageMakerEndpoints(Endpoints):
             "endpoint_config": d.get("EndpointConfigName"), "version": version_of(d.get("EndpointConfigName")),
             "reason": d.get("FailureReason"), "instances": variants[0].get("CurrentInstanceCount", 0),
             "instance_type": self._instance_type(environment, version_of(d.get("EndpointConfigName"))),
+            "idle_stop_minutes": idle_minutes(self._config(environment, version_of(d.get("EndpointConfigName")))),
             "warning": self._warning(environment), "updated_at": str(d.get("LastModifiedTime", "")),
             # The newest instance's cold start, as its worker reported it (see worker/coldstart.py).
             "phases": (report.get("phases") if report else None) or [],
@@ -290,6 +300,8 @@ class SageMakerEndpoints(Endpoints):
             "endpoint_config": record["endpoint_config"], "version": record.get("version"),
             "reason": record.get("reason"), "instances": 0, "warning": None,
             "updated_at": record.get("updated_at"), "stopped_at": record.get("stopped_at"),
+            "stopped_by": record.get("stopped_by"),
+            "idle_stop_minutes": idle_minutes(self._config(environment, record.get("version"))),
             "phases": [], "activity": None, "comfyuis": [], "worker": None,
         }
 
@@ -557,8 +569,9 @@ class SageMakerEndpoints(Endpoints):
     # stopping and starting
 
     @aws_call
-    def stop(self, name: str) -> EndpointView:
-        """Delete the SageMaker endpoint, keep its config and model, and record that it is stopped."""
+    def stop(self, name: str, by: str | None = None) -> EndpointView:
+        """Delete the SageMaker endpoint, keep its config and model, and record that it is stopped (`by`: who,
+        when not a person: core/idle_stop.py's IDLE)."""
         from botocore.exceptions import ClientError
 
         if self.store is None:
@@ -577,7 +590,8 @@ class SageMakerEndpoints(Endpoints):
         stamp = now()
         record = self._put_stopped(name, {
             "environment": name, "endpoint_config": d["EndpointConfigName"],
-            "version": version_of(d["EndpointConfigName"]), "stopped_at": stamp, "updated_at": stamp})
+            "version": version_of(d["EndpointConfigName"]), "stopped_at": stamp, "updated_at": stamp,
+            "stopped_by": by})
         try:
             self._scaling().remove(endpoint)  # the scalable target names the variant: it goes with the endpoint
             self.sm.delete_endpoint(EndpointName=endpoint)

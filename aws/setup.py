@@ -22,7 +22,7 @@ from typing import Any
 
 from ..core import config as config_mod
 from ..core.errors import SageMakerError
-from . import stack
+from . import budget, stack
 from .errors import error_code as _code
 from .errors import translate
 
@@ -282,6 +282,9 @@ def check_parameters(parameters: dict[str, str]) -> None:
     if unknown:
         raise SetupError(f"the stack has no parameter {', '.join(unknown)}; its parameters are "
                          f"{', '.join(sorted(declared))}")
+    budget_refused = budget.refusal(parameters)
+    if budget_refused:
+        raise SetupError(budget_refused)
     for key, value in parameters.items():
         spec = declared[key]
         if spec["Type"] == "Number":
@@ -335,6 +338,7 @@ def status(aws: Aws, name: str) -> dict:
     out = outputs(d)
     report: dict[str, Any] = {"stack": name, "status": d["StackStatus"], "outputs": out,
                               "account": d["StackId"].split(":")[4]}
+    report["budget"] = budget.status(aws("budgets"), d)
     image = out.get("WorkerImageUri", "")
     if ":" in image.rsplit("/", 1)[-1]:
         repository, tag = image.rsplit("/", 1)[-1].split(":", 1)

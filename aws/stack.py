@@ -67,6 +67,38 @@ phases:
 """
 
 
+# `aws setup --monthly-budget N --budget-email ADDRESS`: an AWS Budgets cost budget of N USD a month that emails
+# when AWS forecasts the month's spend above it (CloudFormation Template Reference, "AWS::Budgets::Budget"; the
+# values are the Budgets API's: BudgetType COST, TimeUnit MONTHLY, NotificationType FORECASTED, ComparisonOperator
+# GREATER_THAN, ThresholdType PERCENTAGE, SubscriptionType EMAIL). It counts the whole account's spend: a budget
+# filtered by tag counts only tags activated as cost allocation tags in the Billing console (up to a day, by the
+# payer account), and an inactive tag would count $0, an alarm that never rings. A budget costs nothing for the
+# first two per account (AWS Budgets pricing).
+BUDGET_PARAMETERS = {
+    "MonthlyBudget": {"Type": "Number", "Default": 0, "MinValue": 0, "MaxValue": 1000000,
+                      "Description": "USD a month: AWS Budgets emails BudgetEmail when the month's forecast spend of "
+                                     "the whole account passes it (0: no budget)"},
+    "BudgetEmail": {"Type": "String", "Default": "", "AllowedPattern": r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$",
+                    "Description": "who is emailed when the forecast passes MonthlyBudget"},
+}
+HAS_BUDGET = {"Fn::Not": [{"Fn::Equals": [{"Ref": "MonthlyBudget"}, "0"]}]}
+BUDGET_RULES = {"BudgetNeedsAnEmail": {"RuleCondition": HAS_BUDGET, "Assertions": [{
+    "Assert": {"Fn::Not": [{"Fn::Equals": [{"Ref": "BudgetEmail"}, ""]}]},
+    "AssertDescription": "a MonthlyBudget needs a BudgetEmail to tell"}]}}
+BUDGET = {
+    "Type": "AWS::Budgets::Budget",
+    "Condition": "HasBudget",
+    "Properties": {
+        "Budget": {"BudgetName": {"Fn::Sub": "${AWS::StackName}-monthly"}, "BudgetType": "COST", "TimeUnit": "MONTHLY",
+                   "BudgetLimit": {"Amount": {"Ref": "MonthlyBudget"}, "Unit": "USD"}},
+        "NotificationsWithSubscribers": [{
+            "Notification": {"NotificationType": "FORECASTED", "ComparisonOperator": "GREATER_THAN", "Threshold": 100,
+                             "ThresholdType": "PERCENTAGE"},
+            "Subscribers": [{"SubscriptionType": "EMAIL", "Address": {"Ref": "BudgetEmail"}}]}],
+    },
+}
+
+
 def _sub(value: object) -> object:
     """A policy document with its placeholders as Fn::Sub references."""
     if isinstance(value, dict):
@@ -153,13 +185,17 @@ def template() -> dict:
             "KmsKeyArn": {"Type": "String", "Default": "",
                           "Description": "a KMS key for the bucket (empty: SSE-S3)",
                           "AllowedPattern": "^$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$"},
+            **BUDGET_PARAMETERS,
         },
         "Conditions": {
             "HasBucketName": {"Fn::Not": [{"Fn::Equals": [{"Ref": "BucketName"}, ""]}]},
             "HasRepositoryName": {"Fn::Not": [{"Fn::Equals": [{"Ref": "RepositoryName"}, ""]}]},
             "HasKmsKey": {"Fn::Not": [{"Fn::Equals": [{"Ref": "KmsKeyArn"}, ""]}]},
+            "HasBudget": HAS_BUDGET,
         },
+        "Rules": BUDGET_RULES,
         "Resources": {
+            "Budget": BUDGET,
             "StoreBucket": {
                 "Type": "AWS::S3::Bucket",
                 "DeletionPolicy": "Retain",  # `aws teardown` empties and deletes it only when told
@@ -275,6 +311,7 @@ def template() -> dict:
             "ArtistPolicyArn": {"Value": {"Ref": "ArtistPolicy"}},
             "GatewayPolicyArn": {"Value": {"Ref": "GatewayPolicy"}},
             "KmsKeyArn": {"Value": {"Ref": "KmsKeyArn"}},
+            "BudgetName": {"Condition": "HasBudget", "Value": {"Ref": "Budget"}},
         },
     }
 

@@ -63,8 +63,13 @@ class AutoscalingSpec(_Closed):
         return self
 
 
+IDLE_STOP = ("minutes without a run after which the endpoint is stopped (core/idle_stop.py); 0: never; absent: "
+             "60 for a SageMaker endpoint that keeps an instance (min above 0 or no autoscaling), never otherwise")
+
+
 class LocalEndpointSpec(_Closed):
     kind: Literal["local"]
+    idle_stop_minutes: int | None = Field(None, ge=0, description=IDLE_STOP)
 
 
 class SageMakerEndpointSpec(_Closed):
@@ -77,6 +82,7 @@ class SageMakerEndpointSpec(_Closed):
                                                                     "realtime: 60 s at most")
     autoscaling: AutoscalingSpec | None = Field(None, description="null: initial_count instances, always; "
                                                                   "min 0 only for async endpoints")
+    idle_stop_minutes: int | None = Field(None, ge=0, description=IDLE_STOP)
 
     @field_validator("instance_type")
     @classmethod
@@ -117,10 +123,12 @@ MESSAGES = {
     ("autoscaling.min", "int_type"): "endpoint.{field} must be a whole number, got {input!r}",
     ("autoscaling.max", "int_type"): "endpoint.{field} must be a whole number, got {input!r}",
     ("autoscaling.min", "greater_than_equal"): "endpoint.autoscaling.min must be 0 or more",
+    ("idle_stop_minutes", "int_type"): "endpoint.{field} must be a whole number, got {input!r}",
+    ("idle_stop_minutes", "greater_than_equal"): "endpoint.idle_stop_minutes must be 0 (never) or more",
     ("autoscaling.max", "greater_than_equal"): "endpoint.autoscaling.max must be at least 1",
 }
 # The order the fields are judged in, so the first problem named is the same whatever else is wrong.
-ORDER = ("instance_type", "mode", "initial_count", "autoscaling", "")
+ORDER = ("instance_type", "mode", "initial_count", "autoscaling", "idle_stop_minutes", "")
 SHAPE_TYPES = ("missing", "extra_forbidden", "model_type", "model_attributes_type", "dict_type")
 
 
@@ -131,7 +139,10 @@ def validate(config: object, max_instances: int) -> EndpointConfig:
         spec = SPEC.validate_python(config, context={"max_instances": max_instances})
     except ValidationError as err:
         raise EndpointConfigInvalid(_message(err, config)) from None
-    return cast(EndpointConfig, spec.model_dump())
+    config = spec.model_dump()
+    if config["idle_stop_minutes"] is None:  # absent stays absent: the kind's default (core/idle_stop.py) applies
+        del config["idle_stop_minutes"]
+    return cast(EndpointConfig, config)
 
 
 def _message(err: ValidationError, config: object) -> str:

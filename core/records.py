@@ -136,6 +136,7 @@ class EndpointConfig(TypedDict):
     initial_count: NotRequired[int]
     mode: NotRequired[Literal["async", "realtime"]]
     autoscaling: NotRequired[Autoscaling | None]
+    idle_stop_minutes: NotRequired[int]  # 0: never; absent: the kind's default (core/idle_stop.py)
 
 
 class Archive(TypedDict):
@@ -219,5 +220,7 @@ class EndpointView(TypedDict):
     instance_type: NotRequired[str | None]
     warning: NotRequired[str | None]
     stopped_at: NotRequired[str | None]
+    stopped_by: NotRequired[str | None]  # "idle": the idle stop (core/idle_stop.py), not a person
+    idle_stop_minutes: NotRequired[int]  # 0: never
     worker: NotRequired[dict[str, Any] | None]
 

@@ -149,6 +149,7 @@ class WorkerReport(TypedDict):
     activity: NotRequired[str | None]  # what it does now
     comfyuis: NotRequired[list[dict[str, Any]]]  # each ComfyUI's state
     disk: NotRequired[LocalDisk]  # where the caches are, and the free bytes there
+    idle_since: NotRequired[str | None]  # when its last run ended (or it started); None while one runs
 
 
 def read_result(value: object) -> WorkerResult:

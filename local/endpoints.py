@@ -33,6 +33,7 @@ from ..core.environments import manifest_key
 from ..core.errors import message_of
 from ..core.fs import scratch
 from ..core.fs.files import NotARegularFile, read_regular
+from ..core.idle_stop import IDLE, due, minutes, parse
 from ..core.names import ENVIRONMENT_NAME
 from ..core.records import EndpointView, Manifest
 from ..core.shapes import ShapeInvalid, validate
@@ -85,6 +86,9 @@ class LocalState(Report, total=False):
     port: int | None
     url: str | None
     token: str | None
+    idle_stop_minutes: int  # core/idle_stop.py: 0, never
+    stopped_at: str | None
+    stopped_by: str | None
 
 
 class LocalChange(Report, total=False):
@@ -137,6 +141,7 @@ class LocalEndpoints(Endpoints):
         self.on_change = on_change or (lambda endpoint: None)
         self._lock = threading.RLock()
         self._procs: dict[str, subprocess.Popen] = {}
+        self.clock: Callable[[], float] = time.time  # the idle stop's (tests set a fake one)
         self.root.mkdir(parents=True, exist_ok=True)
 
     # state on disk
@@ -187,6 +192,8 @@ class LocalEndpoints(Endpoints):
             "created_at": state.get("created_at"), "updated_at": state.get("updated_at"),
             "phases": state.get("phases") or [], "activity": state.get("activity"),
             "comfyuis": state.get("comfyuis") or [],
+            "idle_stop_minutes": state.get("idle_stop_minutes") or 0,
+            "stopped_at": state.get("stopped_at"), "stopped_by": state.get("stopped_by"),
         }
 
     # the seam
@@ -219,6 +226,7 @@ class LocalEndpoints(Endpoints):
                 "name": name, "kind": "local", "state": "Updating" if old else "Creating", "environment": name,
                 "version": version, "manifest_uri": f"{self._store_uri()}/{key}", "reason": None,
                 "created_at": (old.get("created_at") if old else None) or now(), "updated_at": now(),
+                "idle_stop_minutes": minutes(manifest.get("endpoint")), "stopped_at": None, "stopped_by": None,
             })
             self._start(state)
         self.on_change(self.describe(state))
@@ -234,8 +242,9 @@ class LocalEndpoints(Endpoints):
             shutil.rmtree(self._dir(name), ignore_errors=True)
         self.on_change({"name": state["name"], "kind": "local", "state": "Deleted"})
 
-    def stop(self, name: str) -> EndpointView:
-        """The worker stops; the endpoint stays (Stopped), its log and ComfyUI base with it."""
+    def stop(self, name: str, by: str | None = None) -> EndpointView:
+        """The worker stops; the endpoint stays (Stopped), its log and ComfyUI base with it. `by`: who stopped it
+        when not a person (core/idle_stop.py's IDLE)."""
         with self._lock:
             state = self._read(name)
             if state is None:
@@ -251,8 +260,10 @@ class LocalEndpoints(Endpoints):
             if state["state"] != STOPPING:  # deleted meanwhile
                 return self.describe(state)
             self._stop(state)
+            stamp = now()
             state = self._write({**state, "state": STOPPED, "pid": None, "port": None, "url": None,
-                                 "token": None, "activity": None, "comfyuis": [], "updated_at": now()})
+                                 "token": None, "activity": None, "comfyuis": [], "updated_at": stamp,
+                                 "stopped_at": stamp, "stopped_by": by})
         self.on_change(self.describe(state))
         return self.describe(state)
 
@@ -266,7 +277,8 @@ class LocalEndpoints(Endpoints):
                 what = "running already" if state["state"] in ("Creating", "Updating", "InService") else \
                     f"{state['state']}, not stopped: deploy its environment again instead"
                 raise EndpointStateConflict(f"endpoint {state['name']} is {what}")
-            state = {**state, "state": "Creating", "reason": None, "phases": [], "updated_at": now()}
+            state = {**state, "state": "Creating", "reason": None, "phases": [], "updated_at": now(),
+                     "stopped_at": None, "stopped_by": None}
             self._write(state)
             self._start(state)
         self.on_change(self.describe(state))
@@ -435,10 +447,26 @@ class LocalEndpoints(Endpoints):
                 return
             if time.monotonic() - polled >= STATUS_POLL_IN_SERVICE:
                 polled = time.monotonic()
-                report = self._report(self._status(state.get("url"), self._headers(name)), state)
+                status = self._status(state.get("url"), self._headers(name))
+                report = self._report(status, state)
                 if report:
                     self._merge_report(name, pid, report)
+                if self.idle_due(state, status):
+                    self._stop_idle(name)
+                    return
             time.sleep(0.5)
+
+    def idle_due(self, state: LocalState, status: WorkerReport | None) -> bool:
+        """Whether the worker has run nothing for the endpoint's idle_stop_minutes (core/idle_stop.py): read in
+        the /status this watcher polls anyway, so the idle stop costs no request of its own."""
+        since = parse(status.get("idle_since")) if status and status["state"] == "ready" else None
+        return due(state.get("idle_stop_minutes") or 0, since, self.clock())
+
+    def _stop_idle(self, name: str) -> None:
+        try:
+            self.stop(name, by=IDLE)
+        except (EndpointNotFound, EndpointStateConflict):  # deleted or stopped by someone meanwhile
+            pass
 
     def _fail_if_current(self, name: str, pid: int, reason: str) -> None:
         """Failed, unless the endpoint was stopped, deleted or given another worker meanwhile."""

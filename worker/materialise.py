@@ -90,6 +90,7 @@ class Materialiser:
         # What the manifest says it is (shown in the worker's report; one written by hand may not say).
         self.name: str | None = None
         self.version: int | None = None
+        self.endpoint: dict | None = None  # its endpoint config (the idle stop reads it: worker/idle_stop.py)
         self.coldstart = coldstart or ColdStart()
         self.fetch_part = fetch_part
         self.fetch_concurrency = fetch_concurrency or concurrency_for()
@@ -121,6 +122,8 @@ class Materialiser:
         name, version = manifest.get("name"), manifest.get("version")
         self.name = name if isinstance(name, str) else None
         self.version = version if isinstance(version, int) and not isinstance(version, bool) else None
+        endpoint = manifest.get("endpoint")
+        self.endpoint = endpoint if isinstance(endpoint, dict) else None
         return self.manifest
 
     def cached(self, sha256: str) -> bool:

@@ -33,7 +33,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import aiohttp
 from aiohttp import web
@@ -41,7 +41,9 @@ from aiohttp import web
 from ..core.cancel_tokens import DIGEST_FIELD, TOKEN_FIELD, is_digest, is_token
 from ..core.errors import SageMakerError, message_of
 from ..core.executions import ID_RE
-from ..core.records import ExecutionError
+from ..core.idle_stop import Idleness, stamp
+from ..core.idle_stop import minutes as idle_minutes
+from ..core.records import EndpointConfig, ExecutionError
 from ..core.shapes import ShapeInvalid, validate
 from ..core.worker_contract import (
     PROTOCOL_VERSION,
@@ -97,6 +99,8 @@ class Worker:
         self.started = time.monotonic()
         self.ready_after: float | None = None
         self.cancels = CancelBook(early_ttl=settings.cancel_hold)
+        self.idleness = Idleness()  # the idle stop's clock (core/idle_stop.py)
+        self.idle_task: asyncio.Task | None = None  # a SageMaker worker's idle stop (worker/idle_stop.py)
         self.report: StoreReport | None = None
         if settings.report_to_store:
             key = report_key(self.materialiser.environment, self.coldstart.started_epoch, StoreReport.instance_name())
@@ -142,6 +146,8 @@ class Worker:
             self.node_types = await first.comfy.node_types(self.http())
             self.state = "ready"
             self.ready_after = time.monotonic() - self.started
+            self.idleness.end()  # idle from now: a materialisation is not idleness
+            self.start_idle_stop()
             self.pool_changed()
             log.info("worker ready in %.1f s (ComfyUI %d first; %d in all)", self.ready_after, first.index,
                      len(self.pool.slots))
@@ -151,6 +157,26 @@ class Worker:
         except Exception as err:  # whatever it is, the start ends with a reason the endpoint shows
             log.exception("materialisation failed")
             self.fail(f"{type(err).__name__}: {err}")
+
+    def start_idle_stop(self) -> None:
+        """On SageMaker (its report goes to the store: nothing of the extension's runs beside it), the worker
+        stops its endpoint once idle for the config's idle_stop_minutes (worker/idle_stop.py)."""
+        if not self.s.report_to_store or self.materialiser.store.kind != "s3":
+            return
+        try:
+            limit = idle_minutes(cast(EndpointConfig, self.materialiser.endpoint))
+        except (KeyError, TypeError, AttributeError) as err:  # a manifest written by hand: never fail the start
+            log.warning("idle stop off: the manifest's endpoint config cannot be read (%s)", err)
+            return
+        if limit == 0:
+            return
+        from .idle_stop import for_sagemaker
+
+        store_uri = self.s.manifest_uri.split("/environments/", 1)[0]
+        mode = str((self.materialiser.endpoint or {}).get("mode") or "async")
+        idle = for_sagemaker(self.idleness, limit, self.materialiser.store, store_uri,
+                             self.materialiser.name or self.materialiser.environment, mode)
+        self.idle_task = asyncio.get_running_loop().create_task(idle.run())
 
     def pool_changed(self) -> None:
         """A ComfyUI changed state: the activity line, the store report, and a worker left without any."""
@@ -193,6 +219,7 @@ class Worker:
             "instance": StoreReport.instance_name(), "started_at": self.coldstart.started_at,
             "phases": self.coldstart.to_json(), "activity": self.coldstart.activity,
             "comfyuis": pool.status() if pool else [],
+            "idle_since": stamp(self.idleness.since()),
         }
         if self.materialiser.disk is not None:
             body["disk"] = self.materialiser.disk
@@ -374,9 +401,11 @@ class Worker:
         """Run the prompt on a free ComfyUI. `deadline` (monotonic): past it the prompt is not started, or is
         interrupted; `caller_gone`: the caller hung up while it was queued, so it is not started."""
         execution = self.cancels.begin(execution_id, cancel_digest)  # forgotten when the execution ends
+        self.idleness.begin()  # a run, queued or running, is not idleness (core/idle_stop.py)
         try:
             return await self._execute(execution, prompt, inputs, on_event, held, deadline, caller_gone)
         finally:
+            self.idleness.end()
             self.cancels.end(execution)
 
     async def _execute(self, execution: Execution, prompt: dict, inputs: list[tuple[Path, str, str]],

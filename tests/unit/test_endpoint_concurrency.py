@@ -121,4 +121,5 @@ def test_the_execution_role_may_write_the_workers_reports_and_nothing_beside():
     writes = [s for s in doc["Statement"] if "s3:PutObject" in s["Action"]]
     resources = {r for s in writes for r in s["Resource"]}
     assert f"arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/{REPORTS}*" in resources
-    assert resources == {f"arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/{p}*" for p in ("blobs/", "async/", REPORTS)}
+    assert resources == {f"arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/{p}*" for p in ("blobs/", "async/", REPORTS)} | {
+        "arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/endpoints/*/stopped.json"}  # the idle stop's (worker/idle_stop.py)

@@ -42,7 +42,7 @@ LOG_READS = {"logs:DescribeLogStreams", "logs:FilterLogEvents", "logs:GetLogEven
 # What an administrator runs (`aws setup|status|teardown|doctor`), not a designer's ComfyUI: table.ADMIN. A
 # designer's Doctor button runs aws/doctor.py with the designer's credentials: what they may not call is a line
 # of its report (skip or fail, with the fix), not a permission the designer policy grants.
-ADMIN_CODE = ("setup.py", "stack.py", "doctor.py")
+ADMIN_CODE = ("setup.py", "stack.py", "doctor.py", "budget.py")
 
 
 def extension_code() -> list[Path]:
@@ -149,7 +149,7 @@ def worker_operations() -> set[tuple[str, str]]:
             if isinstance(n, ast.Attribute) and n.attr in methods and not n.attr.startswith("_") \
                     and ast.unparse(n.value).endswith("store"):
                 ops |= methods[n.attr]
-    return ops | called(sorted((ROOT / "nodes").glob("*.py")))
+    return ops | called(sorted((ROOT / "nodes").glob("*.py"))) | set(table.IDLE_STOP)
 
 
 def designer_operations() -> set[tuple[str, str]]:

@@ -6,6 +6,7 @@
 import { call, onServerEvent, toast, toastError } from "./api.js";
 import { el } from "./dom.js";
 import { formatBytes, formatDuration, timeAgo } from "./format.js";
+import { idleText } from "./idle_stop.js";
 import { onShared } from "./live.js";
 import { LiveSet, Section } from "./section.js";
 
@@ -134,6 +135,7 @@ class EndpointsSection extends Section {
 
   row(e) {
     const doing = doingText(e);
+    const idle = idleText(e);
     const phases = (e.phases ?? []).map(phaseText).join(" · ");
     const log = this.logs.get(e.name);
     const actions = this.artist
@@ -185,6 +187,16 @@ class EndpointsSection extends Section {
           el("span", { "data-testid": "sagemaker-endpoint-instances" }, instancesText(e)),
           e.updated_at
             ? el("span", { title: e.updated_at, "data-testid": "sagemaker-endpoint-updated" }, `changed ${timeAgo(e.updated_at)}`)
+            : null,
+          idle
+            ? el(
+                "span",
+                {
+                  title: e.stopped_at ?? "the endpoint's idle_stop_minutes: stopped when it runs nothing that long",
+                  "data-testid": "sagemaker-endpoint-idle",
+                },
+                idle,
+              )
             : null,
         ]),
         doing ? el("div", { class: "sagemaker-endpoint-doing", "data-testid": "sagemaker-endpoint-activity" }, doing) : null,
