@@ -161,6 +161,12 @@ class Store(ABC):
         parallel ranged GETs); None on a store that is not S3."""
         return None
 
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        """Every key under `prefix` ("" for the whole store) and its size in bytes. Implementations read the sizes
+        with the listing (a HEAD per object, as here, would cost a request each)."""
+        found = {key: self.size(key) for key in self.list(prefix)}
+        return {key: size for key, size in found.items() if size is not None}
+
     def exists(self, key: str) -> bool:
         try:
             self.get(key)
