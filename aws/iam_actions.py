@@ -89,6 +89,9 @@ ACTIONS: dict[tuple[str, str], list[str]] = {
     # --- Amazon CloudWatch ("Actions, resources, and condition keys for Amazon CloudWatch") ----------------------
     ("cloudwatch", "PutMetricAlarm"): ["cloudwatch:PutMetricAlarm"],
     ("cloudwatch", "DeleteAlarms"): ["cloudwatch:DeleteAlarms"],
+    # What endpoints cost (aws/endpoint_usage.py): their instance metrics, read by designers and artists alike.
+    # cloudwatch:GetMetricData has no resource type and no condition key: granted on "*".
+    ("cloudwatch", "GetMetricData"): ["cloudwatch:GetMetricData"],
 
     # --- Amazon CloudWatch Logs ("CloudWatch Logs permissions reference") -----------------------------------------
     # An endpoint's logs: group /aws/sagemaker/Endpoints/<endpoint> (see ENDPOINT_LOG_GROUPS).
