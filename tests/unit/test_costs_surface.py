@@ -6,6 +6,7 @@ prefix; documented in the OpenAPI document with its answer; `comfyui-sagemaker c
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from comfyui_sagemaker import cli
@@ -83,7 +84,7 @@ def test_the_cli_asks_a_running_comfyui_and_prints_each_endpoint(team, capsys):
 
 
 def test_the_cli_computes_from_a_configuration_without_comfyui(tmp_path, capsys, monkeypatch):
-    for var in [v for v in __import__("os").environ if v.startswith(config_mod.ENV_PREFIX)]:
+    for var in [v for v in os.environ if v.startswith(config_mod.ENV_PREFIX)]:
         monkeypatch.delenv(var)
     store = FolderStore(tmp_path / "store")
     publish(store, "Sketches")
