@@ -269,7 +269,7 @@ class Costs:
         totals = Totals(hourly=_sum([e["hourly"] for e in endpoints]), today=_sum([e["cost_today"] for e in endpoints]),
                         month=_sum([e["cost_month"] for e in endpoints]),
                         monthly_storage=storage["monthly"] if storage else None)
-        return CostsReport(as_of=now.isoformat(), region=self.region, prices_as_of=getattr(prices, "AS_OF", None),
+        return CostsReport(as_of=now.isoformat(), region=self.region, prices_as_of=prices.table().as_of,
                            endpoints=endpoints, storage=storage, totals=totals, days=days, series=series,
                            unavailable=unavailable)
 

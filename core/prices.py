@@ -1,9 +1,12 @@
-"""What AWS charges: a minimal stand-in for the project's one price table (issue 29's i29-price branch writes the
-real one, dated and refreshable, with this same interface: hourly, monthly, stack_rate). A region or instance
-type the table lacks is "price unknown" (None), never a neighbour's price. A month is AWS's 730 hours; an async
-endpoint bills the same instance-hours as a real-time one (SageMaker AI pricing, "Asynchronous Inference")."""
+"""What AWS charges: a minimal stand-in for the project's one price table (issue 29's i29-price branch writes
+the real one, dated and refreshable, with this same interface: hourly, monthly, stack_rate, table().as_of). A
+region or instance type the table lacks is "price unknown" (None), never a neighbour's price. A month is AWS's
+730 hours; an async endpoint bills the same instance-hours as a real-time one (SageMaker AI pricing,
+"Asynchronous Inference")."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 AS_OF = "2026-12-01"
 HOURS_PER_MONTH = 730.0
@@ -19,6 +22,15 @@ STACK: dict[str, dict[str, float]] = {
     "us-west-2": {"s3_gb_month": 0.023},
     "eu-west-1": {"s3_gb_month": 0.023},
 }
+
+
+@dataclass(frozen=True)
+class Table:
+    as_of: str  # the day the prices were read (YYYY-MM-DD)
+
+
+def table() -> Table:
+    return Table(AS_OF)
 
 
 def hourly(region: str, instance_type: str, count: int = 1) -> float | None:
