@@ -28,4 +28,5 @@ def test_the_costs_section_shows_a_row_per_running_endpoint_and_the_plot(page: P
     expect(plot).to_be_visible()
     expect(plot.locator("rect")).to_have_count(30)  # a bar per day
     expect(plot.locator("polyline")).to_have_count(1)  # instances over time
+    expect(section.get_by_test_id("sagemaker-costs-legend")).to_contain_text("Last 30 days: cost per day")
     assert page.console.errors_from("sagemaker") == []

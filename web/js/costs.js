@@ -60,6 +60,13 @@ export function plot(days, instances) {
   );
 }
 
+// Under the plot: what its bars and its line are, and their peaks.
+function legend(report) {
+  const dearest = Math.max(0, ...report.days.map((d) => d.cost ?? 0));
+  const most = Math.max(0, ...report.series.instances);
+  return `Last ${report.days.length} days: cost per day (bars, up to ${money(dearest)}), instances (line, up to ${most.toFixed(1)})`;
+}
+
 function endpointRow(e) {
   const what =
     e.kind === "sagemaker" ? `${e.instances} × ${e.instance_type ?? "?"}` : `${e.instances} local worker${e.instances === 1 ? "" : "s"}`;
@@ -130,6 +137,7 @@ class CostsSection extends Section {
         : [el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-costs-none" }, "No endpoint.")]),
       ...storageRows(report.storage),
       plot(report.days, report.series.instances),
+      el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-costs-legend" }, legend(report)),
       ...report.unavailable.map((p) =>
         el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-costs-unavailable" }, `${p.kind}: ${p.reason}`),
       ),
