@@ -45,6 +45,7 @@ def stubbed(aws_env):
     stub.assert_no_pending_responses()
 
 
+@pytest.mark.stubber
 def test_one_request_reads_every_endpoints_hours_and_its_pages_are_followed(stubbed):
     endpoints, stub = stubbed
     request = {"MetricDataQueries": [query(0, "Portraits"), query(1, "Sketches")], "StartTime": START, "EndTime": NOW,
@@ -72,6 +73,7 @@ def test_one_request_reads_every_endpoints_hours_and_its_pages_are_followed(stub
     assert costs.instance_hours(spans, costs.day_start(NOW), NOW) == pytest.approx(3.5)
 
 
+@pytest.mark.stubber
 def test_a_refused_metrics_read_is_said_in_the_users_words(stubbed):
     endpoints, stub = stubbed
     stub.add_client_error("get_metric_data", "AccessDenied", "User: arn:aws:iam::1:user/a is not authorized to "
