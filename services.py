@@ -22,6 +22,7 @@ from pathlib import Path
 from .core import retention
 from .core.changes import ChangeFeed
 from .core.config import Config
+from .core.costs import Costs, recent_runs
 from .core.endpoints import Endpoints
 from .core.endpoints_router import EndpointsRouter
 from .core.environments import EndpointHooks, EnvironmentService, versions_of
@@ -312,6 +313,13 @@ class Services:
             self.input_watcher.start()
         elif not enabled and self.input_watcher.running:
             self.input_watcher.stop()
+
+    @cached_property
+    def costs(self) -> Costs:
+        """What runs and what it costs, computed when asked (core/costs.py)."""
+
+        return Costs(self.config.region, self.store.kind, self.endpoints.list_with_problems, self.endpoints.usage,
+                     lambda limit: recent_runs(self.store, limit), self.store.sizes)
 
     @cached_property
     def endpoints(self) -> EndpointsRouter:

@@ -89,8 +89,8 @@ ACTIONS: dict[tuple[str, str], list[str]] = {
     # --- Amazon CloudWatch ("Actions, resources, and condition keys for Amazon CloudWatch") ----------------------
     ("cloudwatch", "PutMetricAlarm"): ["cloudwatch:PutMetricAlarm"],
     ("cloudwatch", "DeleteAlarms"): ["cloudwatch:DeleteAlarms"],
-    # "Actions, resources, and condition keys for Amazon CloudWatch": GetMetricData supports no resource-level
-    # permissions (Resource "*").
+    # What endpoints cost (aws/endpoint_usage.py): their instance metrics, read by designers and artists alike.
+    # cloudwatch:GetMetricData has no resource type and no condition key: granted on "*".
     ("cloudwatch", "GetMetricData"): ["cloudwatch:GetMetricData"],
 
     # --- Amazon CloudWatch Logs ("CloudWatch Logs permissions reference") -----------------------------------------

@@ -31,11 +31,13 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from typing_extensions import NotRequired, TypedDict
 
 from ..core.cancel_tokens import marker
+from ..core.costs import Span
 from ..core.endpoint_config import EndpointConfigInvalid
 from ..core.endpoints import (
     STOPPED,
@@ -357,6 +359,14 @@ class SageMakerEndpoints(Endpoints):
         return read_logs(self._client("logs"), naming.endpoint_name(name, self.store_uri), tail, contains)
 
     # deploying
+
+    @aws_call
+    def usage(self, endpoints: builtins.list[EndpointView], start: datetime,
+              end: datetime) -> dict[str, builtins.list[Span]]:
+        """From CloudWatch, when someone asks what the endpoints cost (aws/endpoint_usage.py)."""
+        from .endpoint_usage import usage
+
+        return usage(self._client("cloudwatch"), endpoints, start, end)
 
     def check_configured(self) -> None:
         if not self.store_uri.startswith("s3://"):

@@ -11,13 +11,18 @@ subprocesses on this machine) and `aws.sagemaker_endpoints` (SageMaker).
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from .errors import Conflict, NotFound, SageMakerError
 from .records import EndpointView, Manifest
 from .worker_contract import Invocation, WorkerEvent, WorkerResult
+
+if TYPE_CHECKING:
+    from .costs import Span
 
 # States in which an endpoint takes invocations. SageMaker's serving ones (aws/endpoint_states.py;
 # a test keeps the two equal): the current config keeps serving through an update or maintenance.
@@ -115,6 +120,13 @@ class Endpoints(ABC):
         """Stop a run this process invoked, with its cancel token (core/cancel_tokens.py); best effort, never
         raises for a run the endpoint no longer has. Nothing by default: the run goes on to its end."""
         return None
+
+    def usage(self, endpoints: builtins.list[EndpointView], start: datetime,
+              end: datetime) -> dict[str, builtins.list[Span]]:
+        """The instances each of `endpoints` (views of this kind) ran between `start` and `end`, by name, from
+        the history the provider keeps (core/costs.py). None kept by default: an endpoint missing from the
+        answer is estimated from its view. SageMakerError if the history cannot be read now."""
+        return {}
 
     def check_configured(self) -> None:
         """Before anything is written: EndpointsNotConfigured (or another SageMakerError) if this configuration

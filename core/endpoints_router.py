@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from .endpoints import EndpointNotFound, Endpoints, EndpointsNotConfigured
 from .errors import SageMakerError
 from .records import EndpointConfig, EndpointView, Manifest
 from .worker_contract import Invocation, WorkerEvent, WorkerResult
+
+if TYPE_CHECKING:
+    from .costs import Span
 
 
 class EndpointsRouter(Endpoints):
@@ -61,12 +65,20 @@ class EndpointsRouter(Endpoints):
         unavailable provider never hides the others."""
         endpoints: builtins.list[EndpointView] = []
         problems: builtins.list[dict[str, str]] = []
-        for p in self._made_providers():
-            try:
-                endpoints += p.list()
+        for kind in [k for k in self._factories if k in self._listed or k in self._made]:
+            try:  # making it may fail too (local endpoints without a ComfyUI: the CLI's costs)
+                endpoints += self.provider(kind).list()
             except SageMakerError as err:
-                problems.append({"kind": p.kind, "reason": err.message})
+                problems.append({"kind": kind, "reason": err.message})
         return endpoints, problems
+
+    def usage(self, endpoints: builtins.list[EndpointView], start: datetime,
+              end: datetime) -> dict[str, builtins.list[Span]]:
+        """Each kind's history from its provider (the kinds of `endpoints`, which listing them made)."""
+        found: dict[str, builtins.list[Span]] = {}
+        for kind in {e["kind"] for e in endpoints}:  # a kind listed was made
+            found.update(self.provider(kind).usage([e for e in endpoints if e["kind"] == kind], start, end))
+        return found
 
     def check(self, endpoint_config: EndpointConfig) -> None:
         """Before anything is written: can this configuration's provider deploy that kind at all?"""

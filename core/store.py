@@ -167,6 +167,12 @@ class Store(ABC):
         store that cannot tell lists nothing, so nothing is swept for being old (core/retention.py)."""
         return {}
 
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        """Every key under `prefix` ("" for the whole store) and its size in bytes. Implementations read the sizes
+        with the listing (a HEAD per object, as here, would cost a request each)."""
+        found = {key: self.size(key) for key in self.list(prefix)}
+        return {key: size for key, size in found.items() if size is not None}
+
     def exists(self, key: str) -> bool:
         try:
             self.get(key)

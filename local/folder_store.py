@@ -292,10 +292,19 @@ class FolderStore(Store):
 
     @_unavailable_on_oserror
     def list_stamps(self, prefix: str) -> dict[str, str]:
+        # replace() makes a new inode, so a changed object always gets a new stamp.
+        return {key: f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}" for key, st in self._stats(prefix)}
+
+    @_unavailable_on_oserror
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        return {key: st.st_size for key, st in self._stats(prefix)}
+
+    def _stats(self, prefix: str) -> builtins.list[tuple[str, os.stat_result]]:
+        """Every object under `prefix` and its stat, sorted by key (temporary dot-files left out)."""
         base = self.root.joinpath(*[p for p in prefix.split("/") if p])
         if not base.is_dir():
-            return {}
-        out = {}
+            return []
+        out = []
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             rel = Path(dirpath).relative_to(self.root).as_posix()
@@ -306,6 +315,5 @@ class FolderStore(Store):
                     st = os.stat(os.path.join(dirpath, name))
                 except FileNotFoundError:  # removed while listing
                     continue
-                # replace() makes a new inode, so a changed object always gets a new stamp.
-                out[name if rel == "." else f"{rel}/{name}"] = f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}"
-        return dict(sorted(out.items()))
+                out.append((name if rel == "." else f"{rel}/{name}", st))
+        return sorted(out, key=lambda item: item[0])

@@ -12,6 +12,7 @@ from aiohttp import web
 from . import (
     analysis,
     connect,
+    costs,
     endpoints,
     environments,
     events,
@@ -30,7 +31,7 @@ from .http import middleware
 
 ROUTE_TABLES = [meta.ROUTES, templates.ROUTES, analysis.ROUTES, environments.ROUTES, endpoints.ROUTES,
                 executions.ROUTES, inputs.ROUTES, models.ROUTES, template_executions.ROUTES, openapi.ROUTES,
-                events.ROUTES, connect.ROUTES, v2.ROUTES]
+                events.ROUTES, connect.ROUTES, costs.ROUTES, v2.ROUTES]
 
 
 def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts) -> Context:

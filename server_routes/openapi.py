@@ -48,6 +48,7 @@ SUMMARIES = {
     ("DELETE", "/endpoints/{name}"): "Remove an endpoint and everything made for it",
     ("POST", "/endpoints/{name}/stop"): "Stop an endpoint, keeping what it runs (state Stopped: billing stops)",
     ("POST", "/endpoints/{name}/start"): "Start a stopped endpoint again (state Creating, then InService)",
+    ("GET", "/costs"): "What runs and what it costs: endpoints, storage, the last 30 days (?fresh=1)",
     ("GET", "/executions"): "Recent executions (?state=&template=&limit=)",
     ("POST", "/executions"): "Run a prompt on an endpoint (Prompt on AWS)",
     ("GET", "/executions/{id}"): "An execution: state, timings, outputs, error",

@@ -280,6 +280,10 @@ class ModelUploadQuery(Query):
     overwrite: StrictFlag = Field(False, description="replace an existing file (only `true`)")
 
 
+class CostsQuery(Query):
+    fresh: Flag = Field(False, description="computed now, not the answer kept for a minute (1, true or yes)")
+
+
 class V2JobsQuery(Query):
     MESSAGES: ClassVar[dict[str, str]] = {"cursor": "cursor must be the next_cursor of a previous page"}
     limit: WholeNumber = Field(50, ge=1, le=100)

@@ -16,7 +16,9 @@ from .iam_semantics import BUCKET, REGION
 # HEAD of an object as s3:GetObject, ListObjectsV2 and HeadBucket as s3:ListBucket (S3 API Reference, each
 # operation's Permissions). So wherever a policy grants the IAM action, moto is given its names too; nothing
 # else of the document changes.
-MOTO_ALIASES = {"s3:GetObject": ["s3:HeadObject"], "s3:ListBucket": ["s3:ListObjectsV2", "s3:HeadBucket"]}
+# moto authorises CloudWatch calls under the service's endpoint prefix ("monitoring:"), IAM under "cloudwatch:".
+MOTO_ALIASES = {"s3:GetObject": ["s3:HeadObject"], "s3:ListBucket": ["s3:ListObjectsV2", "s3:HeadBucket"],
+                "cloudwatch:GetMetricData": ["monitoring:GetMetricData"]}
 
 
 def for_moto(document: dict, tags: dict[str, str] | None = None) -> dict:

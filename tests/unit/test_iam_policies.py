@@ -30,9 +30,10 @@ LOG_OPERATIONS = {("logs", "DescribeLogStreams"), ("logs", "FilterLogEvents"), (
 # The worker never deletes. S3Store.put_blob deletes a blob whose file changed during a multipart upload; on an
 # endpoint outputs are complete when stored, and without s3:DeleteObject that clean-up fails as AccessDenied.
 WORKER_NEVER = {("s3", "DeleteObject")}
-# What an artist reads besides its run path: endpoint state and endpoint logs.
+# What an artist reads besides its run path: endpoint state, endpoint logs and endpoint metrics.
 ARTIST_READS = {("sagemaker", "DescribeEndpoint"), ("sagemaker", "DescribeEndpointConfig"),
-                ("sagemaker", "ListEndpoints"), ("sagemaker", "ListTags"), *LOG_OPERATIONS}
+                ("sagemaker", "ListEndpoints"), ("sagemaker", "ListTags"), *LOG_OPERATIONS,
+                ("cloudwatch", "GetMetricData")}  # what endpoints cost (GET /sagemaker/costs)
 PAGINATE_OR_WAIT = ("get_paginator", "get_waiter")
 LOG_READS = {"logs:DescribeLogStreams", "logs:FilterLogEvents", "logs:GetLogEvents"}
 
@@ -277,8 +278,10 @@ def test_the_artist_policy_is_invoke_and_read_plus_its_own_uploads():
     artist = allowed("artist-policy.json")
     assert artist == actions(ops)
     assert set(_list(kms_statement("artist-policy.json")["Action"])) == kms_actions(ops)
+    # Metrics are read (what endpoints cost), alarms never touched.
     assert not any(a.startswith(("sagemaker:Create", "sagemaker:Delete", "sagemaker:Update", "application-",
-                                 "cloudwatch:", "iam:")) for a in artist)
+                                 "iam:")) for a in artist)
+    assert {a for a in artist if a.startswith("cloudwatch:")} <= {"cloudwatch:GetMetricData"}
     assert artist <= allowed("designer-policy.json")
 
 

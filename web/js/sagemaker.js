@@ -4,6 +4,7 @@ import { api } from "../../../scripts/api.js";
 import { app } from "../../../scripts/app.js";
 import { call, getRules, setToken, toastError } from "./api.js";
 import { mountConnect, onConfigChanged } from "./connect.js";
+import { mountCosts } from "./costs.js";
 import { el } from "./dom.js";
 import { mountEndpoints } from "./endpoints.js";
 import { mountEnvironments } from "./environments.js";
@@ -123,6 +124,7 @@ async function render(container) {
     mountExecutions(),
     mountEnvironments(),
     mountEndpoints(),
+    mountCosts(),
     mountInputs(),
     mountModels(),
   );

@@ -1,0 +1,32 @@
+"""The sidebar's Costs section in the real ComfyUI frontend: a row per running endpoint (a local worker: $0/h),
+the store's bytes, and the plot of the last 30 days drawn in the panel."""
+
+from __future__ import annotations
+
+import pytest
+from harness.browser import open_sidebar
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.browser
+
+
+def test_the_costs_section_shows_a_row_per_running_endpoint_and_the_plot(page: Page, client, local_environment):
+    open_sidebar(page)
+    section = page.get_by_test_id("sagemaker-costs")
+    expect(section).to_be_visible(timeout=15_000)
+    running = [e["name"] for e in client.get("/sagemaker/endpoints").json()["endpoints"] if e["state"] == "InService"]
+    assert local_environment.name in running
+    section.get_by_test_id("sagemaker-costs-refresh").click()  # computed now, not the answer kept a minute
+    for name in running:
+        row = section.locator(f'[data-testid="sagemaker-cost-row"][data-endpoint="{name}"]')
+        expect(row).to_have_count(1)
+        expect(row.get_by_test_id("sagemaker-cost-hourly")).to_have_text("1 local worker · $0.00/h")
+        expect(row.get_by_test_id("sagemaker-cost-spent")).to_contain_text("this month $0.00")
+    expect(section.get_by_test_id("sagemaker-costs-totals")).to_contain_text("$0.00/h")
+    expect(section.get_by_test_id("sagemaker-costs-storage")).to_contain_text("Storage (folder)")
+    plot = section.get_by_test_id("sagemaker-costs-plot")
+    expect(plot).to_be_visible()
+    expect(plot.locator("rect")).to_have_count(30)  # a bar per day
+    expect(plot.locator("polyline")).to_have_count(1)  # instances over time
+    expect(section.get_by_test_id("sagemaker-costs-legend")).to_contain_text("Last 30 days: cost per day")
+    assert page.console.errors_from("sagemaker") == []
