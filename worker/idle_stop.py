@@ -95,10 +95,12 @@ def for_sagemaker(idleness: Idleness, minutes: int, store: Any, store_uri: str, 
     """The idle stop of this worker's SageMaker endpoint, with the extension's own Stop (`endpoints`: the
     provider, made here unless given; imported here: a local endpoint's worker never loads the AWS code)."""
     from ..aws import naming
+    from ..aws.s3_store import S3Store
     from ..aws.sagemaker_endpoints import SageMakerEndpoints
 
     if endpoints is None:
-        endpoints = SageMakerEndpoints(store_uri, "", "", getattr(store, "region", "") or "", store=store)
+        region = store.region if isinstance(store, S3Store) else ""
+        endpoints = SageMakerEndpoints(store_uri, "", "", region, store=store)
     endpoint = naming.endpoint_name(environment, store_uri)
     return IdleStop(idleness, minutes, lambda m, now: endpoint_ran(endpoints.cloudwatch, endpoint, mode, m, now),
                     lambda: endpoints.stop(environment, by=IDLE), clock)
