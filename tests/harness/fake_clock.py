@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from .waiting import wait_for
 
@@ -56,6 +57,7 @@ class CountingStore:
     def __init__(self, inner):
         self.inner = inner
         self.calls: list[str] = []
+        self.times: list[float] = []  # when each call was made (time.monotonic)
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str):
@@ -66,6 +68,7 @@ class CountingStore:
         def counted(*args, **kwargs):
             with self._lock:
                 self.calls.append(name)
+                self.times.append(time.monotonic())
             return attr(*args, **kwargs)
 
         return counted
