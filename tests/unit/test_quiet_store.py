@@ -97,3 +97,21 @@ def test_without_the_hosts_websockets_the_lease_alone_decides():
     assert pages.looking()
     now[0] += 1
     assert not pages.looking()
+
+
+def test_the_hosts_websockets_are_read_from_prompt_servers_sockets(caplog):
+    from comfyui_sagemaker.comfy_facts import connected_pages
+
+    class Server:  # ComfyUI's PromptServer: its open websockets by client id
+        def __init__(self):
+            self.sockets: dict = {}
+
+    server = Server()
+    connected = connected_pages(server)
+    assert connected is not None and not connected("page-1")
+    server.sockets["page-1"] = object()  # the page's websocket opens (a reload reopens it under the same id)
+    assert connected("page-1")
+    del server.sockets["page-1"]
+    assert not connected("page-1")
+    # A host without that dict: said in the log, and the lease alone decides.
+    assert connected_pages(object()) is None and "PromptServer.sockets" in caplog.text
