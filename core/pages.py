@@ -57,6 +57,12 @@ class Pages:
         with self._lock:
             self._wakes.append(event)
 
+    def unwaking(self, event: threading.Event) -> None:
+        """`event`'s loop has stopped (its services were replaced)."""
+        with self._lock:
+            if event in self._wakes:
+                self._wakes.remove(event)
+
     def looking(self) -> bool:
         """Whether at least one page looks now."""
         return self.count() > 0
