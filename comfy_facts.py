@@ -6,11 +6,14 @@ With the other host adapters (comfy_queue.py) and nodes/, the only modules that 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from .core.analysis import BUILTIN, NodeInfo, input_specs
 from .core.host_facts import ComfyFacts
 
+log = logging.getLogger("comfyui_sagemaker")
 OWN_PACKAGE = __name__.rsplit(".", 1)[0]  # the name ComfyUI (or an import) gave this extension
 
 
@@ -89,7 +92,20 @@ def gather() -> ComfyFacts:
         validate_prompt=validate_prompt,
         native_queue=ComfyQueue.attach(server, execution, interrupt),
         interrupt=interrupt,
+        connected=connected_pages(server),
     )
+
+
+def connected_pages(server) -> Callable[[str], bool] | None:
+    """Whether a page's websocket is open: ComfyUI keeps them in PromptServer.sockets by client id (a reload
+    reconnects with the same id). Where that dict is not there, None: a page's lease alone then says it looks
+    (core/pages.py), said once in the log."""
+    sockets = getattr(server, "sockets", None)
+    if not isinstance(sockets, dict):
+        log.warning("comfyui-sagemaker: this ComfyUI keeps no PromptServer.sockets dict; a page counts as looking "
+                    "until its subscription's lease ends, open or closed")
+        return None
+    return lambda client_id: client_id in server.sockets  # a lookup, safe from any thread
 
 
 def send_event(event: str, data: dict, sid: str | None = None) -> None:

@@ -27,6 +27,7 @@ from .core.errors import ConfigInvalid
 from .core.host import ComfyHost
 from .core.host_facts import ComfyFacts
 from .core.local_supervisor import LocalSupervisor
+from .core.pages import Pages
 from .services import Services, local_supervisor
 
 log = logging.getLogger("comfyui_sagemaker")
@@ -45,6 +46,9 @@ class Extension:
         self._send = send_event or (lambda event, data, sid=None: None)
         self._providers = providers
         self.local = local or local_supervisor(facts.config_dir, self.host)
+        # The pages that look at this ComfyUI, across configurations: while none does, the store is read
+        # only for maintenance (core/pages.py).
+        self.pages = Pages(facts.connected)
         self.maintenance_every = maintenance_every
         self.config: Config | None = None  # None while the configuration cannot be read
         self.config_error: str | None = None
@@ -108,7 +112,7 @@ class Extension:
     def _make_services(self, config: Config) -> Services:
         directory = self.facts.config_dir
         return Services(config, self.host, directory, self._send, reload_config=lambda: config_mod.load(directory),
-                        local=self.local, providers=self._providers)
+                        local=self.local, providers=self._providers, pages=self.pages)
 
     def apply(self, config: Config) -> None:
         """Run with `config` from now on, without a restart: its services take over at once (the local endpoints

@@ -38,6 +38,7 @@ from .core.input_sync import InputSync
 from .core.leases import Leases
 from .core.local_supervisor import LocalSupervisor
 from .core.models import ModelService
+from .core.pages import Pages
 from .core.store import Store
 from .core.tasks import TaskManager
 from .core.template_executions import TemplateExecutions
@@ -73,15 +74,21 @@ class Services:
     `state_dir` holds local caches; `send_event(event, data)` reaches browsers; `reload_config` reads the
     configuration as it is now (settings that apply without a restart). `local` owns the local endpoints
     beyond these services (the Extension's, the same for every configuration; else these services' own);
-    `providers`, every endpoint kind instead of the configuration's (tests: a fake).
+    `providers`, every endpoint kind instead of the configuration's (tests: a fake). `pages`, the pages that
+    look at this ComfyUI (core/pages.py): while none does, the loops that only serve them read nothing and the
+    others read at their slow pace (None: a process without pages, always at full pace); `wait(event, s)`,
+    their sleep (tests: a fake clock's).
     """
 
     def __init__(self, config: Config, host: Host | None = None, state_dir: Path | None = None,
                  send_event: Callable[..., None] | None = None, owner: Owner | None = None,
                  makes_webhook_secret: bool = True, follow_ttl: float | None = None,
                  reload_config: Callable[[], Config] | None = None, local: LocalSupervisor | None = None,
-                 providers: dict[str, Callable[[], Endpoints]] | None = None):
+                 providers: dict[str, Callable[[], Endpoints]] | None = None, pages: Pages | None = None,
+                 wait: Callable[[threading.Event, float], object] | None = None):
         self.config = config
+        self.pages = pages
+        self._wait = wait
         self.follow_ttl = follow_ttl  # how long a follower lease of runs lives unrenewed (core/followers.py)
         self.host = host
         self._owner = owner  # who runs are made by, when not this ComfyUI's instance (the gateway)
@@ -129,7 +136,7 @@ class Services:
 
     @cached_property
     def changes(self) -> ChangeFeed:
-        return ChangeFeed(self.store, self.owner.name)
+        return ChangeFeed(self.store, self.owner.name, self.pages, self._wait)
 
     @cached_property
     def leases(self) -> Leases:
@@ -184,6 +191,8 @@ class Services:
                                webhooks=self.webhooks, role=self.config.role, temp=self.scratch,
                                **({"follow_ttl": self.follow_ttl} if self.follow_ttl else {}))
         svc.listeners.append(self.live_jobs)
+        if self.pages is not None:
+            svc.sweeper.pace(self.pages.looking, self._wait)
         return svc
 
     # the run APIs' other faces: webhooks, assets, Comfy API v2 jobs

@@ -14,19 +14,17 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..core.endpoints import InvocationFailed
 from ..core.store import Store
 from ..core.worker_contract import (  # PROGRESS_PREFIX: where the async progress is, for tests too
-    PROGRESS_PREFIX,
+    PROGRESS_PREFIX,  # noqa: F401
     Invocation,
     WorkerEvent,
     WorkerResult,
-    read_progress,
-    read_result,
     read_stream,
 )
+from .async_watch import AsyncWatch, relay_progress
 from .errors import answer
 from .errors import error_code as _code
 from .errors import error_message as _message
@@ -40,6 +38,8 @@ REQUEST_PREFIX = "async/requests/"
 # What SageMaker says when a real-time invocation runs over its limit: "Your model primary did not complete
 # sending the inference response in the allotted time." (stream) / "Your invocation timed out while waiting
 # for a response from container primary." (InvokeEndpoint).
+# Waits for an accepted async request's result: (endpoint, execution id, resume, on_event) -> its result.
+Follow = Callable[[str, str, dict[str, Any], Callable[[WorkerEvent], None]], WorkerResult]
 LIMIT_WORDS = ("in the allotted time", "timed out while waiting for a response")
 
 
@@ -109,15 +109,13 @@ def invoke_realtime(runtime: Any, endpoint: str, body: Invocation, on_event: Cal
     return result
 
 
-def _s3_location(uri: str) -> tuple[str, str]:
-    parts = urlsplit(uri)
-    return parts.netloc, parts.path.lstrip("/")
-
-
 def invoke_async(runtime: Any, s3: Any, store: Store, store_uri: str, endpoint: str, body: Invocation,
                  on_event: Callable[[WorkerEvent], None], timeout: float = 3900,
                  still_there: Callable[[], bool] = lambda: True,
-                 sleep: Callable[[float], None] = time.sleep) -> WorkerResult:
+                 follow: Follow | None = None) -> WorkerResult:
+    """`follow(endpoint, execution_id, resume, on_event)` waits for the result once SageMaker accepted the
+    request: the process's one watch (aws/async_watch.py); without it, a watch of this run's own that asks
+    `still_there()` whether the endpoint exists."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     execution_id = str(body.get("execution_id") or "")
@@ -139,62 +137,18 @@ def invoke_async(runtime: Any, s3: Any, store: Store, store_uri: str, endpoint: 
     resume = {"output": r["OutputLocation"], "failure": r.get("FailureLocation") or "",
               "until": time.time() + timeout}
     on_event({"type": "sagemaker.resumable", "data": {"resume": resume}})
-    return follow_async(s3, store, endpoint, execution_id, resume, on_event, still_there, sleep)
+    if follow is not None:
+        return follow(endpoint, execution_id, resume, on_event)
+    return follow_async(s3, store, endpoint, execution_id, resume, on_event, still_there)
 
 
 def follow_async(s3: Any, store: Store, endpoint: str, execution_id: str, resume: dict[str, Any],
-                 on_event: Callable[[WorkerEvent], None], still_there: Callable[[], bool] = lambda: True,
-                 sleep: Callable[[float], None] = time.sleep) -> WorkerResult:
+                 on_event: Callable[[WorkerEvent], None],
+                 still_there: Callable[[], bool] = lambda: True) -> WorkerResult:
     """Wait for an accepted async request's result (`resume`: its output and failure locations and the time
-    it is given up), relaying the worker's progress; from the invocation, or from a process taking it over."""
-    from botocore.exceptions import ClientError
-
-    try:
-        output, failure = _s3_location(str(resume["output"])), _s3_location(str(resume.get("failure") or ""))
-        until = float(resume["until"])
-    except (KeyError, TypeError, ValueError):
-        raise InvocationFailed("the async request cannot be followed: where its result lands is unknown") from None
-    deadline = time.monotonic() + max(0.0, until - time.time())
-    delay, seen = 0.2, (0, 0)
-    while True:
-        for (bucket, key), failed in ((output, False), (failure, True)):
-            if not key:
-                continue
-            try:
-                data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            except ClientError as err:
-                if _code(err) in ("NoSuchKey", "404"):
-                    continue
-                raise InvocationFailed(f"cannot read the async result: {_message(err)}") from None
-            if failed:
-                raise InvocationFailed(f"the endpoint reported a failure: {data.decode(errors='replace')[:2000]}")
-            _relay_progress(store, execution_id, seen, on_event)  # what came after the last look
-            try:
-                return read_result(json.loads(data))
-            except (ValueError, RecursionError) as err:  # ShapeInvalid, ProtocolUnsupported, not JSON
-                raise InvocationFailed(f"the endpoint's result at s3://{bucket}/{key} cannot be read ({err})") \
-                    from None
-        if time.monotonic() >= deadline:
-            break
-        seen = _relay_progress(store, execution_id, seen, on_event)
-        if not still_there():
-            raise InvocationFailed(f"endpoint {endpoint} was deleted while the run waited")
-        sleep(delay)
-        delay = min(delay * 1.5, 5.0)
-    raise InvocationFailed("no async result in the time it was given; the run is marked failed")
+    it is given up), relaying the worker's progress; from the invocation, or from a process taking it over.
+    A watch of its own: a process with several runs shares one (SageMakerEndpoints.watch)."""
+    return AsyncWatch(s3, store, lambda _endpoint: still_there()).follow(endpoint, execution_id, resume, on_event)
 
 
-def _relay_progress(store: Store, execution_id: str, seen: tuple[int, int],
-                    on_event: Callable[[WorkerEvent], None]) -> tuple[int, int]:
-    """Relay what the worker wrote to the store since the last look: new events, and its latest preview if
-    it is newer than the one relayed. `seen` is (events relayed, preview sequence relayed)."""
-    try:
-        progress = read_progress(json.loads(store.get(f"{PROGRESS_PREFIX}{execution_id}.json").data))
-    except Exception:  # not written yet, mid-write, or cannot be read: look again next time
-        return seen
-    events, preview, sequence = progress["events"], progress.get("preview"), progress.get("preview_seq", 0)
-    for event in events[seen[0]:]:
-        on_event(event)
-    if preview is not None and sequence > seen[1]:
-        on_event(preview)
-    return max(seen[0], len(events)), max(seen[1], sequence)
+_relay_progress = relay_progress  # its old name here

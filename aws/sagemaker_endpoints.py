@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from typing_extensions import NotRequired, TypedDict
@@ -58,6 +59,7 @@ from ..core.templates import now
 from ..core.unreadable import Unreadable, load_object, report
 from ..core.worker_contract import Invocation, WorkerEvent, WorkerReport, WorkerResult, read_report, report_folder
 from . import autoscaling, endpoint_states, naming, runtime
+from .async_watch import AsyncWatch
 from .clients import client
 from .errors import ROLE_ARN, AwsError, AwsNotConfigured, aws_call, translate
 from .errors import error_code as _code
@@ -765,17 +767,18 @@ class SageMakerEndpoints(Endpoints):
                 "message": "waiting for an instance: the endpoint scaled in to zero and is scaling out for this run"}})
 
         return runtime.invoke_async(runtime_client, self.store.s3, self.store, self.store_uri,
-                                    endpoint["endpoint_name"], body, on_event,
-                                    still_there=self._still_there(endpoint["endpoint_name"]))
+                                    endpoint["endpoint_name"], body, on_event, follow=self.watch.follow)
 
-    def _still_there(self, endpoint_name: str) -> Callable[[], bool]:
-        def still_there() -> bool:
+    @cached_property
+    def watch(self) -> AsyncWatch:
+        """This process's async runs, all watched by one loop; DescribeEndpoint once per endpoint for them all."""
+        def there(endpoint_name: str) -> bool:
             try:
                 return self._describe(endpoint_name) is not None
             except Exception:  # a passing error is not a deletion
                 return True
 
-        return still_there
+        return AsyncWatch(self.store.s3, self.store, there)
 
     def resume(self, name: str, execution_id: str, resume: dict[str, Any],
                on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
@@ -783,5 +786,4 @@ class SageMakerEndpoints(Endpoints):
         if self.store is None:
             raise InvocationFailed("async endpoints need the S3 store")
         endpoint = self.get(name)
-        return runtime.follow_async(self.store.s3, self.store, endpoint["endpoint_name"], execution_id, resume,
-                                    on_event, self._still_there(endpoint["endpoint_name"]))
+        return self.watch.follow(endpoint["endpoint_name"], execution_id, resume, on_event)

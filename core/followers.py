@@ -10,11 +10,13 @@ the in-flight folder, where an artist's IAM policy lets it write (`executions/in
 A process killed outright (SIGKILL, power loss, the OOM killer) stops renewing. Every process sweeps every
 TTL/2 s: one listing of the in-flight folder (its requests grow with the runs in flight, never with the
 records: on an idle store one LIST per period), and one GET of a lease whose listing stamp changed since the
-last look. A follower whose lease has expired or is gone is dead: each of its runs is taken over here when
-its endpoint can still answer for it (an async SageMaker run: its result lands in S3), else failed with the
-reason, by compare-and-swap (core/executions.py, `take_over`); then its markers and lease go. A process takes
-the runs of its own instance (a gateway's replicas are one instance; a ComfyUI's --multi-user users are its
-own), and a designer's those of everyone (core/identity.py: nothing else rewrites another owner's record).
+last look. A ComfyUI sweeps at IDLE_PERIOD s instead while no page looks at it (core/pages.py): the store's
+one request a minute when nobody looks. A follower whose lease has expired or is gone is dead: each of its
+runs is taken over here when its endpoint can still answer for it (an async SageMaker run: its result lands in
+S3), else failed with the reason, by compare-and-swap (core/executions.py, `take_over`); then its markers and
+lease go. A process takes the runs of its own instance (a gateway's replicas are one instance; a ComfyUI's
+--multi-user users are its own), and a designer's those of everyone (core/identity.py: nothing else rewrites
+another owner's record).
 Wall clocks are compared (expiry times, as the deploy lease does): keep the machines' clocks in sync.
 """
 
@@ -33,6 +35,7 @@ from .leases import Lease, Leases, expired
 from .store import KeyNotFound, Store
 
 TTL = 60.0
+IDLE_PERIOD = 60.0  # while no page looks: a dead follower's runs end within TTL + IDLE_PERIOD
 FOLLOWER_ID = re.compile(r"[a-z0-9]+-[0-9a-f]{12}")  # <instance id>-<token>
 WHAT = "following runs"
 log = logging.getLogger("comfyui_sagemaker")
@@ -106,9 +109,19 @@ class Sweeper:
         self.take_over = take_over
         self.may_take = may_take
         self.period = period if period is not None else follower.ttl / 2
+        self._looking: Callable[[], bool] = lambda: True
+        self._wait: Callable[[threading.Event, float], object] = lambda event, seconds: event.wait(seconds)
         self._seen: dict[str, tuple[str, dict | None]] = {}  # lease key -> (listing stamp, body read then)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def pace(self, looking: Callable[[], bool],
+             wait: Callable[[threading.Event, float], object] | None = None) -> None:
+        """Before start: sweep every `period` s while `looking()` (a page looks), else every IDLE_PERIOD s;
+        `wait(event, seconds)` sleeps (tests: a fake clock's)."""
+        self._looking = looking
+        if wait is not None:
+            self._wait = wait
 
     def start(self) -> None:
         if self._thread is None:
@@ -119,7 +132,10 @@ class Sweeper:
         self._stop.set()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.period):
+        while True:
+            self._wait(self._stop, self.period if self._looking() else max(self.period, IDLE_PERIOD))
+            if self._stop.is_set():
+                return
             try:
                 self.sweep()
             except Exception:  # a passing store error: the next period looks again

@@ -45,6 +45,9 @@ class ComfyFacts:
     validate_prompt: Callable[[dict], tuple] | None = None  # ComfyUI's validate_prompt (valid, error, outputs, errors)
     native_queue: NativeQueue | None = None  # ComfyUI's queue and history
     interrupt: InterruptDoor = InterruptDoor()
+    # Whether the page of a client id has its websocket open (ComfyUI's PromptServer.sockets); None where the
+    # host cannot say (core/pages.py: then a page's lease alone says it looks).
+    connected: Callable[[str], bool] | None = None
 
     def host_status(self) -> dict[str, str]:
         """What /sagemaker/health says of the host surfaces the extension touches: "ok" or "degraded: <why>"."""

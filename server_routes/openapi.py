@@ -66,7 +66,8 @@ SUMMARIES = {
     ("POST", "/connect/doctor"): "aws doctor: check the AWS account as the extension uses it (designer)",
     ("PUT", "/config"): "Change the configuration and apply it without restarting ComfyUI (designer)",
     ("POST", "/config/reload"): "Apply config.json as it is now (the file is the authority, also for an artist)",
-    ("POST", "/events/subscribe"): "Receive the extension's events on this page's websocket (with the token)",
+    ("POST", "/events/subscribe"): "Receive the extension's events on this page's websocket (with the token); "
+                                   "a visible page renews it every minute: the store is watched while one does",
     # the Comfy API v2 of one environment (server_routes/v2.py)
     ("POST", V2 + "/jobs"): "Comfy API v2: submit a job (an API-format graph, or a template with inputs)",
     ("GET", V2 + "/jobs"): "Comfy API v2: a page of jobs, newest first",

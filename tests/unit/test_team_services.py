@@ -199,6 +199,8 @@ def test_a_change_in_one_comfyui_reaches_the_others(team, monkeypatch):
     ben, designer = team["ben"], team["designer"]
     monkeypatch.setattr(ChangeFeed.start, "__defaults__", (0.05,))  # it looks often: nothing here is timed
     ben.background()  # ben's ComfyUI watches the store for the others' changes, as at its start
+    # ... while a page of it looks (core/pages.py): Ben's sidebar is open
+    assert ben.post("/sagemaker/events/subscribe", json={"client_id": "ben-page"}).status_code == 200
     changed = ("sagemaker.changed", {"collection": "templates"})
     made: list[str] = []
     deadline = time.monotonic() + 60

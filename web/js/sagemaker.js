@@ -30,6 +30,16 @@ function subscribeEvents(force = false) {
   });
 }
 
+// A visible page looks at this ComfyUI: it says so again every minute, and at once when shown again (the
+// server reads the store for other ComfyUIs' changes only while a page looks; a hidden page's subscription
+// lapses after 5 minutes: core/pages.py).
+const RENEW_MS = 60_000;
+function renewWhileVisible() {
+  const renew = () => document.visibilityState === "visible" && subscribeEvents(true);
+  setInterval(renew, RENEW_MS);
+  document.addEventListener("visibilitychange", renew);
+}
+
 // Asked for when this ComfyUI needs the token (configured, or listening beyond this machine).
 function tokenForm(onSaved) {
   const input = el("input", {
@@ -156,6 +166,7 @@ app.registerExtension({
     api.addEventListener("status", () => subscribeEvents());
     api.addEventListener("reconnected", () => subscribeEvents(true));
     subscribeEvents();
+    renewWhileVisible();
     const link = document.createElement("link");
     link.rel = "stylesheet";
     link.href = new URL("./sagemaker.css", import.meta.url).href;

@@ -1,0 +1,198 @@
+"""Async SageMaker runs watched by one loop per process, not one per run.
+
+An accepted async request's result lands at its OutputLocation (or FailureLocation) in S3; the worker writes
+its coarse progress to the store meanwhile (core/worker_contract.py). Each run is looked at on its own
+schedule (at once, then backing off by 1.5x to every LONGEST_S s), and whether its endpoint still exists is
+asked once per endpoint every DESCRIBE_EVERY_S s however many runs wait on it: one DescribeEndpoint poller
+per endpoint, not per run. Each run's events and its answer reach the thread that follows it, so a slow
+listener never holds up the other runs, and every run gets the answer a loop of its own would give.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..core.endpoints import InvocationFailed
+from ..core.store import Store
+from ..core.worker_contract import PROGRESS_PREFIX, WorkerEvent, WorkerResult, read_progress, read_result
+from .errors import error_code, error_message
+
+FIRST_LOOK_S = 0.2
+LONGEST_S = 5.0
+DESCRIBE_EVERY_S = 5.0
+
+
+def s3_location(uri: str) -> tuple[str, str]:
+    parts = urlsplit(uri)
+    return parts.netloc, parts.path.lstrip("/")
+
+
+def relay_progress(store: Store, execution_id: str, seen: tuple[int, int],
+                   on_event: Callable[[WorkerEvent], None]) -> tuple[int, int]:
+    """Relay what the worker wrote to the store since the last look: new events, and its latest preview if
+    it is newer than the one relayed. `seen` is (events relayed, preview sequence relayed)."""
+    try:
+        progress = read_progress(json.loads(store.get(f"{PROGRESS_PREFIX}{execution_id}.json").data))
+    except Exception:  # not written yet, mid-write, or cannot be read: look again next time
+        return seen
+    events, preview, sequence = progress["events"], progress.get("preview"), progress.get("preview_seq", 0)
+    for event in events[seen[0]:]:
+        on_event(event)
+    if preview is not None and sequence > seen[1]:
+        on_event(preview)
+    return max(seen[0], len(events)), max(seen[1], sequence)
+
+
+@dataclass(eq=False)
+class _Run:
+    endpoint: str
+    execution_id: str
+    output: tuple[str, str]
+    failure: tuple[str, str]
+    deadline: float  # monotonic
+    due: float
+    delay: float = FIRST_LOOK_S
+    seen: tuple[int, int] = (0, 0)
+    answers: queue.Queue = field(default_factory=queue.Queue)  # ("event", e) | ("result", r) | ("error", exc)
+
+
+class AsyncWatch:
+    """`s3`: a boto3 S3 client (the results); `store`: where the worker's progress is; `there(endpoint)`:
+    whether the endpoint still exists (a passing error is not a deletion: say True); `clock` and
+    `wait(event, seconds)`: the loop's time and sleep (tests: a fake clock's)."""
+
+    def __init__(self, s3: Any, store: Store, there: Callable[[str], bool],
+                 clock: Callable[[], float] = time.monotonic,
+                 wait: Callable[[threading.Event, float], object] | None = None):
+        self.s3 = s3
+        self.store = store
+        self._there = there
+        self._clock = clock
+        self._wait = wait or (lambda event, seconds: event.wait(seconds))
+        self._runs: list[_Run] = []
+        self._endpoints: dict[str, tuple[float, bool]] = {}  # endpoint -> (when asked, whether it was there)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def watching(self) -> int:
+        """How many runs wait on this loop."""
+        with self._lock:
+            return len(self._runs)
+
+    def follow(self, endpoint: str, execution_id: str, resume: dict[str, Any],
+               on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
+        """Wait for an accepted async request's result (`resume`: its output and failure locations and the
+        wall-clock time it is given up), relaying the worker's progress to `on_event` in this thread."""
+        try:
+            output, failure = s3_location(str(resume["output"])), s3_location(str(resume.get("failure") or ""))
+            until = float(resume["until"])
+        except (KeyError, TypeError, ValueError):
+            raise InvocationFailed("the async request cannot be followed: where its result lands is unknown") \
+                from None
+        now = self._clock()
+        run = _Run(endpoint, execution_id, output, failure, now + max(0.0, until - time.time()), now)
+        with self._lock:
+            self._runs.append(run)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, daemon=True, name="sagemaker-async-watch")
+                self._thread.start()
+        self._wake.set()
+        try:
+            while True:
+                kind, value = run.answers.get()
+                if kind == "event":
+                    on_event(value)
+                elif kind == "result":
+                    return value
+                else:
+                    raise value
+        finally:
+            self._forget(run)
+
+    def _forget(self, run: _Run) -> None:
+        with self._lock:
+            if run in self._runs:
+                self._runs.remove(run)
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                runs = list(self._runs)
+                if not runs:  # nothing to watch: the loop ends, the next run starts another
+                    self._thread = None
+                    return
+            for run in runs:
+                if run.due <= self._clock():
+                    self._look(run)
+            with self._lock:
+                dues = [r.due for r in self._runs]
+            if dues:
+                self._wait(self._wake, max(0.0, min(dues) - self._clock()))
+                self._wake.clear()
+
+    def _look(self, run: _Run) -> None:
+        def say(kind: str, value: object) -> None:
+            run.answers.put((kind, value))
+
+        try:
+            result = self._result(run, lambda event: say("event", event))
+            if result is None:
+                if self._clock() >= run.deadline:
+                    raise InvocationFailed("no async result in the time it was given; the run is marked failed")
+                run.seen = relay_progress(self.store, run.execution_id, run.seen, lambda event: say("event", event))
+                if not self._endpoint_there(run.endpoint):
+                    raise InvocationFailed(f"endpoint {run.endpoint} was deleted while the run waited")
+        except Exception as err:  # this run's answer, raised in its own thread
+            self._forget(run)
+            say("error", err)
+            return
+        if result is not None:
+            self._forget(run)
+            say("result", result)
+            return
+        run.due = self._clock() + run.delay
+        run.delay = min(run.delay * 1.5, LONGEST_S)
+
+    def _result(self, run: _Run, on_event: Callable[[WorkerEvent], None]) -> WorkerResult | None:
+        """The run's result if it has landed; InvocationFailed if its failure has."""
+        from botocore.exceptions import ClientError
+
+        for (bucket, key), failed in ((run.output, False), (run.failure, True)):
+            if not key:
+                continue
+            try:
+                data = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            except ClientError as err:
+                if error_code(err) in ("NoSuchKey", "404"):
+                    continue
+                raise InvocationFailed(f"cannot read the async result: {error_message(err)}") from None
+            if failed:
+                raise InvocationFailed(f"the endpoint reported a failure: {data.decode(errors='replace')[:2000]}")
+            relay_progress(self.store, run.execution_id, run.seen, on_event)  # what came after the last look
+            try:
+                return read_result(json.loads(data))
+            except (ValueError, RecursionError) as err:  # ShapeInvalid, ProtocolUnsupported, not JSON
+                raise InvocationFailed(f"the endpoint's result at s3://{bucket}/{key} cannot be read ({err})") \
+                    from None
+        return None
+
+    def _endpoint_there(self, endpoint: str) -> bool:
+        """Asked once per endpoint every DESCRIBE_EVERY_S s, for all the runs that wait on it."""
+        now = self._clock()
+        asked = self._endpoints.get(endpoint)
+        if asked is None or now - asked[0] >= DESCRIBE_EVERY_S:
+            try:
+                there = bool(self._there(endpoint))
+            except Exception:  # a passing error is not a deletion
+                there = True
+            asked = self._endpoints[endpoint] = (now, there)
+        return asked[1]

@@ -1,0 +1,297 @@
+"""Store requests per minute of a ComfyUI nobody looks at, of one a page looks at, and per async run in flight.
+
+Several ComfyUIs run side by side in this process over the same minutes, each as ComfyUI starts the extension
+(its Extension's start-up work and loops, its routes; harness/fake_comfy.py, no ComfyUI process), each on a
+store of its own:
+- S3: moto's server, every request counted at the server (a WSGI wrapper) by the bucket it names, SageMaker's
+  by the endpoint; the runtime emulator's own S3 reads (SageMaker's, not the ComfyUI's) are told apart by
+  their access key. A 304 is a request (S3 bills it as a GET).
+- folder: the folder store, every call of its interface counted (what would be a request on S3).
+Scenarios: no page open; one page open (it subscribes every minute as web/js/sagemaker.js does: the
+baseline, which is also what every ComfyUI did before, page or not); 1 and 4 async runs in flight on a
+SageMaker async endpoint (moto's control plane, the runtime emulator, a worker that holds every run), no page
+open. Prints the median requests per minute of each and the ratio to the baseline; the target is <= 1 per
+minute with no page open. A designer's hourly maintenance (template index, idempotency keys) is counted once
+at the end, apart.
+
+Run: ./dev python bench/idle_requests.py [minutes]   (default 4 minutes measured, after 20 s to settle)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from harness.comfyui import free_port  # noqa: E402
+from harness.fake_clock import CountingStore  # noqa: E402
+
+MINUTES = int(sys.argv[1]) if len(sys.argv) > 1 else 4
+SETTLE_S = 20.0
+TARGET = 1.0
+PREFIX = "studio"
+ROLE = "arn:aws:iam::123456789012:role/ComfySageMaker"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/comfyui-sagemaker-worker:test"
+RENEW_S = 60.0  # what a visible page does (web/js/sagemaker.js)
+EMULATOR_KEY = "emulator"
+ENDED = ("succeeded", "failed", "cancelled")
+CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/")
+
+
+class CountingMoto:
+    """moto's server with every request noted: (when, access key, service, bucket or endpoint, operation)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.seen: list[tuple[float, str, str, str, str]] = []
+        self._lock = threading.Lock()
+        self._server = None
+
+    def _counted(self, app):
+        def counted(environ, start_response):
+            found = CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
+            key, service = found.groups() if found else ("", "")
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
+            if service == "s3":
+                where, what = environ.get("PATH_INFO", "").lstrip("/").split("/", 1)[0], environ["REQUEST_METHOD"]
+            else:
+                body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+                environ["wsgi.input"] = io.BytesIO(body)
+                try:
+                    where = str(json.loads(body or b"{}").get("EndpointName", ""))
+                except ValueError:
+                    where = ""
+                what = target.rpartition(".")[2]
+            with self._lock:
+                self.seen.append((time.monotonic(), key, service, where, what))
+            return app(environ, start_response)
+
+        return counted
+
+    def start(self) -> CountingMoto:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        self._server = make_server("127.0.0.1", self.port, self._counted(DomainDispatcherApplication(
+            create_backend_app)), True, request_handler=MotoRequestHandler)
+        threading.Thread(target=self._server.serve_forever, daemon=True, name="counting-moto").start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+
+    def client(self, service: str, key: str = "testing"):
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.url, region_name="us-east-1", aws_access_key_id=key,
+                            aws_secret_access_key="testing")
+
+    def between(self, start: float, end: float, where: str, service: str = "s3") -> int:
+        with self._lock:
+            return sum(1 for at, key, s, w, _ in self.seen
+                       if start <= at < end and key != EMULATOR_KEY and s == service and w == where)
+
+
+class HeldWorker:
+    """A worker that takes every invocation and answers none until stopped: runs stay in flight."""
+
+    def __init__(self):
+        release = self.release = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                release.wait()
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True, name="held-worker").start()
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+
+
+class Scenario:
+    """One ComfyUI and what it is given: a page that looks, async runs in flight."""
+
+    def __init__(self, label: str, comfy, count: Callable[[float, float], int],
+                 describes: Callable[[float, float], int] | None = None):
+        self.label, self.comfy, self.count, self.describes = label, comfy, count, describes
+        self.runs: list[str] = []
+        self.page: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def open_page(self) -> None:
+        def look() -> None:
+            while True:
+                r = self.comfy.post("/sagemaker/events/subscribe", json={"client_id": f"page-{self.label}"})
+                r.raise_for_status()
+                if self._stop.wait(RENEW_S):
+                    return
+
+        self.page = threading.Thread(target=look, daemon=True, name=f"page-{self.label}")
+        self.page.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.comfy.close()
+
+
+def async_runs(comfy, emulator, worker: HeldWorker, bucket: str, runs: int) -> list[str]:
+    """An async SageMaker endpoint for Env1 (deployed on moto, its invocations held by `worker`) and `runs` runs
+    of T1 on it, each in flight once this returns."""
+    from comfyui_sagemaker.aws import naming
+    from comfyui_sagemaker.core.environments import manifest_key
+    from harness.fake_comfy import publish
+    from harness.waiting import wait_for
+
+    store = comfy.services.store
+    manifest = publish(store, "Env1", ("T1",))
+    manifest["endpoint"] = {"kind": "sagemaker", "instance_type": "ml.g4dn.xlarge", "initial_count": 1,
+                            "mode": "async", "autoscaling": None}
+    store.put(manifest_key("Env1", 1), json.dumps(manifest).encode())
+    endpoints = comfy.services.endpoints
+    endpoints.deploy(manifest)
+    wait_for(lambda: endpoints.get("Env1")["state"] == "InService", 120, "the async endpoint in service")
+    emulator.workers[naming.endpoint_name("Env1", f"s3://{bucket}/{PREFIX}")] = worker.url
+    comfy.template("T1", plain(0), "Env1")
+    made = [comfy.executions.create(plain(i + 1), template="T1")["id"] for i in range(runs)]
+    wait_for(lambda: all(comfy.executions.get(i, localise=False)["state"] == "running" for i in made), 120,
+             "the runs in flight")
+    return made
+
+
+def plain(color: int) -> dict:
+    return {"1": {"class_type": "EmptyImage", "inputs": {"width": 4, "height": 2, "batch_size": 1, "color": color}},
+            "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+            "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "bench"}}}
+
+
+def per_minute(count, start: float) -> list[int]:
+    return [count(start + 60 * m, start + 60 * (m + 1)) for m in range(MINUTES)]
+
+
+def main() -> None:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    work = Path(tempfile.mkdtemp(prefix="bench-idle-"))
+    moto = CountingMoto().start()
+    emulator_s3 = moto.client("s3", EMULATOR_KEY)
+    os.environ.update({"AWS_ENDPOINT_URL": moto.url, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_REGION": "us-east-1"})
+    from comfyui_sagemaker.aws import naming
+    from comfyui_sagemaker.aws.s3_store import S3Store
+    from comfyui_sagemaker.aws.sagemaker_endpoints import SageMakerEndpoints
+    from comfyui_sagemaker.local.folder_store import FolderStore
+    from harness.fake_comfy import FakeComfy
+    from harness.fake_endpoints import FakeEndpoints
+    from harness.runtime_emulator import RuntimeEmulator
+    from harness.waiting import wait_for
+
+    emulator = RuntimeEmulator(moto.client("sagemaker", EMULATOR_KEY), emulator_s3).start()
+    os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = emulator.url
+    worker = HeldWorker()
+    scenarios: list[Scenario] = []
+    fakes: list = []
+    try:
+        def on_s3(label: str, runs: int = 0) -> Scenario:
+            bucket = label.replace(" ", "-")
+            moto.client("s3").create_bucket(Bucket=bucket)
+            store = S3Store(bucket, PREFIX, s3_client=moto.client("s3"))
+            if runs:
+                provider = SageMakerEndpoints(f"s3://{bucket}/{PREFIX}", ROLE, IMAGE, "us-east-1", store=store)
+            else:
+                provider = FakeEndpoints(store)
+            fakes.append(provider)
+            comfy = FakeComfy(work / bucket, store, provider)
+            if not runs:
+                return Scenario(label, comfy, lambda a, b: moto.between(a, b, bucket))
+            made = async_runs(comfy, emulator, worker, bucket, runs)
+            s = Scenario(label, comfy, lambda a, b: moto.between(a, b, bucket),
+                         lambda a, b: moto.between(a, b, naming.endpoint_name("Env1", f"s3://{bucket}/{PREFIX}"),
+                                                   "sagemaker"))
+            s.runs = made
+            return s
+
+        def on_folder(label: str, runs: int = 0) -> Scenario:
+            store = FolderStore(work / label.replace(" ", "-") / "store")
+            fake = FakeEndpoints(store)
+            fakes.append(fake)
+            comfy = FakeComfy(work / label.replace(" ", "-"), store, fake)
+            counting = CountingStore(store)
+            comfy.services.store = counting  # the services' store, each call counted
+            return Scenario(label, comfy, lambda a, b: sum(1 for at in list(counting.times) if a <= at < b))
+
+        made = ((on_s3, "s3 idle", 0), (on_s3, "s3 page", 0), (on_s3, "s3 1 run", 1), (on_s3, "s3 4 runs", 4),
+                (on_folder, "folder idle", 0), (on_folder, "folder page", 0))
+        for make, label, runs in made:
+            scenarios.append(make(label, runs))
+        for s in scenarios:
+            s.comfy.background()  # the start-up work and loops of a ComfyUI
+            if s.label.endswith("page"):
+                s.open_page()
+        print(f"{len(scenarios)} ComfyUIs started; settling {SETTLE_S:.0f} s, then {MINUTES} minutes measured",
+              flush=True)
+        time.sleep(SETTLE_S)
+        start = time.monotonic()
+        time.sleep(60 * MINUTES)
+        counts = {s.label: per_minute(s.count, start) for s in scenarios}
+        describes = {s.label: per_minute(s.describes, start) for s in scenarios if s.describes is not None}
+
+        # A designer's hourly maintenance, once, on the idle S3 ComfyUI (10 templates)
+        idle = scenarios[0]
+        for i in range(10):
+            idle.comfy.template(f"T{i}", plain(i))
+        before = time.monotonic()
+        idle.comfy.services.templates.reconcile()
+        idle.comfy.services.idempotency.remove_expired()
+        maintenance = moto.between(before, time.monotonic() + 1, "s3-idle")
+    finally:
+        worker.stop()  # the held runs end (failed), written to the store while it is still there
+        for s in scenarios:
+            wait_for(lambda s=s: all(s.comfy.executions.get(i, localise=False)["state"] in ENDED
+                                     and not s.comfy.executions.live(i) for i in s.runs), 120, "the runs' end")
+            s.close()
+        emulator.stop()
+        moto.stop()
+        for fake in fakes:
+            getattr(fake, "close", lambda: None)()
+
+    median = {label: statistics.median(c) for label, c in counts.items()}
+    print(f"\nstore requests per minute (median of {MINUTES} minutes; each minute's count in brackets)")
+    for store in ("s3", "folder"):
+        base = median[f"{store} page"] or 1
+        for label in (f"{store} idle", f"{store} page"):
+            print(f"  {label:<14} {median[label]:>6.1f}  {counts[label]}  ratio to one page {median[label] / base:.3f}")
+    for label, runs in (("s3 1 run", 1), ("s3 4 runs", 4)):
+        extra = (median[label] - median["s3 idle"]) / runs
+        print(f"  {label:<14} {median[label]:>6.1f}  {counts[label]}  per run in flight {extra:.1f}; "
+              f"(SageMaker: {statistics.median(describes[label]):.0f}/min for the endpoint {describes[label]})")
+    print(f"  hourly maintenance of a designer (10 templates): {maintenance} requests once an hour")
+    verdict = "met" if max(median["s3 idle"], median["folder idle"]) <= TARGET else "NOT met"
+    print(f"target <= {TARGET:.0f} request a minute with no page open: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
