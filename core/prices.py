@@ -1,0 +1,123 @@
+"""What AWS charges, from the one price table shipped with the project (core/prices.json, dated).
+
+Every price the product shows comes through here: the endpoint form, the publish dialog, `aws setup`, the
+HTTP API and the Costs section. A region or instance type the table lacks is "price unknown" (None), never
+a neighbour's price: `comfyui-sagemaker aws prices refresh` fills the table from the AWS Price List API.
+An async endpoint bills the same instance-hours as a real-time one (SageMaker AI pricing, "Asynchronous
+Inference" uses the Real-Time Inference instance prices); a month is AWS's 730 hours.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TypedDict
+
+TABLE_PATH = Path(__file__).with_name("prices.json")
+UNKNOWN = "price unknown"
+
+
+@dataclass(frozen=True)
+class Table:
+    """The price table: when and where it was read, hourly hosting prices, and the stack's own rates."""
+
+    as_of: str  # the day the prices were read (YYYY-MM-DD)
+    source: str
+    currency: str
+    hours_per_month: float
+    hosting: dict[str, dict[str, float]]  # region -> instance type -> USD per instance-hour
+    stack: dict[str, dict[str, float]]  # region -> rate name (s3_gb_month, ecr_gb_month, ...) -> USD
+
+
+class Quote(TypedDict):
+    """The price of an instance type at a min/max instance count; None fields: price unknown."""
+
+    region: str
+    instance_type: str
+    min: int
+    max: int
+    hourly: float | None  # one instance
+    hourly_min: float | None
+    hourly_max: float | None
+    monthly_min: float | None
+    monthly_max: float | None
+    as_of: str
+    text: str  # the sentence the UI shows
+
+
+def parse(data: object) -> Table:
+    """A table from its JSON form; ValueError naming what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("the price table must be a JSON object")
+    try:
+        return Table(as_of=str(data["as_of"]), source=str(data["source"]), currency=str(data["currency"]),
+                     hours_per_month=float(data["hours_per_month"]),
+                     hosting={r: {t: float(p) for t, p in types.items()}
+                              for r, types in data["sagemaker_hosting"].items()},
+                     stack={r: {k: float(v) for k, v in rates.items()} for r, rates in data["stack"].items()})
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
+        raise ValueError(f"the price table is malformed: {err!r}") from None
+
+
+def dump(table: Table) -> dict[str, object]:
+    return {"as_of": table.as_of, "currency": table.currency, "source": table.source,
+            "hours_per_month": table.hours_per_month, "sagemaker_hosting": table.hosting, "stack": table.stack}
+
+
+@lru_cache(maxsize=1)
+def table() -> Table:
+    return parse(json.loads(TABLE_PATH.read_text(encoding="utf-8")))
+
+
+def reload() -> None:
+    """Forget the cached table (after `aws prices refresh` rewrote it)."""
+    table.cache_clear()
+
+
+def hourly(region: str, instance_type: str, count: int = 1) -> float | None:
+    """USD per hour for `count` instances of the type in the region; None: price unknown."""
+    price = table().hosting.get(region, {}).get(instance_type)
+    return None if price is None else price * count
+
+
+def monthly(region: str, instance_type: str, count: int = 1) -> float | None:
+    """USD per month (730 hours) for `count` instances running all month; None: price unknown."""
+    price = hourly(region, instance_type, count)
+    return None if price is None else price * table().hours_per_month
+
+
+def stack_rate(region: str, name: str) -> float | None:
+    """One of the stack's own rates (s3_gb_month, s3_get_per_1000, s3_put_per_1000, ecr_gb_month,
+    codebuild_minute, logs_ingested_gb, logs_stored_gb_month); None: price unknown."""
+    return table().stack.get(region, {}).get(name)
+
+
+def money(usd: float) -> str:
+    """$1.41 under $100, $1,028 from there: what a person reads, not cents of a monthly figure."""
+    return f"${usd:,.2f}" if usd < 100 else f"${usd:,.0f}"
+
+
+def quote(region: str, instance_type: str, minimum: int, maximum: int) -> Quote:
+    """The price of an endpoint that keeps `minimum` instances and may grow to `maximum`."""
+    one = hourly(region, instance_type)
+    lo, hi = hourly(region, instance_type, minimum), hourly(region, instance_type, maximum)
+    return Quote(region=region, instance_type=instance_type, min=minimum, max=maximum, hourly=one,
+                 hourly_min=lo, hourly_max=hi, monthly_min=monthly(region, instance_type, minimum),
+                 monthly_max=monthly(region, instance_type, maximum), as_of=table().as_of,
+                 text=sentence(region, instance_type, minimum, maximum))
+
+
+def sentence(region: str, instance_type: str, minimum: int, maximum: int) -> str:
+    """What the form says: the always-on floor in money, then what each instance costs while it runs."""
+    one = hourly(region, instance_type)
+    if one is None:
+        return f"{instance_type} in {region}: {UNKNOWN} (the price table of {table().as_of} lacks it)"
+    per = f"{money(one)}/h per instance while it runs"
+    if minimum == 0:
+        return (f"scales to zero: nothing billed while idle; {per}, at most {money(one * maximum)}/h "
+                f"with {maximum} × {instance_type}")
+    floor = monthly(region, instance_type, minimum) or 0.0
+    return (f"keeps {minimum} × {instance_type} running: about {money(one * minimum)}/h, "
+            f"{money(floor)}/month even when idle; at most {money(one * maximum)}/h with {maximum}")
