@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import config as config_mod
+from ..core import instance_allowlist
 from ..core.errors import SageMakerError
 from . import stack
 from .errors import error_code as _code
@@ -239,6 +240,8 @@ def configuration(out: dict[str, str], region: str) -> dict:
            "worker_image_uri": out["WorkerImageUri"]}
     if out.get("KmsKeyArn"):
         cfg.update(s3_sse="aws:kms", s3_kms_key_id=out["KmsKeyArn"])
+    if out.get("AllowedInstanceTypes"):  # the server holds the designer policy's list (a stack before 29: none)
+        cfg["allowed_instance_types"] = out["AllowedInstanceTypes"].split(",")
     return cfg
 
 
@@ -285,6 +288,11 @@ def check_parameters(parameters: dict[str, str]) -> None:
         if spec["Type"] == "Number":
             if not str(value).isdigit() or not spec.get("MinValue", 0) <= int(value) <= spec.get("MaxValue", 1 << 62):
                 raise SetupError(f"{key} must be a whole number from {spec.get('MinValue')} to {spec.get('MaxValue')}")
+        elif spec["Type"] == "CommaDelimitedList":
+            try:
+                instance_allowlist.entries(str(value).split(","))
+            except ValueError as err:
+                raise SetupError(f"{key}: {err}") from None
         elif "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], str(value)):
             raise SetupError(f"{key} {value!r} is not valid: {spec['Description']}")
 

@@ -20,6 +20,8 @@ import json
 import re
 from pathlib import Path
 
+from ..core import instance_allowlist
+
 IAM = Path(__file__).resolve().parent / "iam"
 TEMPLATE_FILE = Path(__file__).resolve().parent / "comfyui-sagemaker.template.json"
 SOURCE_KEY = "source/comfyui-sagemaker.zip"  # under the store prefix
@@ -41,6 +43,9 @@ SUBSTITUTIONS = {
 # (aws-cn, aws-us-gov): CloudFormation User Guide, "Pseudo parameters reference" (AWS::Partition, AWS::URLSuffix).
 PARTITION_ARN = re.compile(r"^arn:aws:")
 KMS_SID = "StoreKmsKeyWhenSseKms"
+# The designer policy's statement whose sagemaker:InstanceTypes condition is the configuration's
+# allowed_instance_types (core/instance_allowlist.py): in the stack, the AllowedInstanceTypes parameter.
+INSTANCE_TYPES_SID = "EndpointConfigsOnAllowedInstanceTypes"
 BUILDSPEC = """version: 0.2
 phases:
   pre_build:
@@ -81,6 +86,11 @@ def policy_document(name: str) -> dict:
             statement = {**statement, "Resource": {"Ref": "KmsKeyArn"},
                          "Condition": {"StringEquals": {"kms:ViaService": via}}}
             with_kms.append(_sub(statement))
+        elif statement.get("Sid") == INSTANCE_TYPES_SID:
+            condition = {**statement["Condition"], "ForAllValues:StringLike": {
+                "sagemaker:InstanceTypes": {"Ref": "AllowedInstanceTypes"}}}
+            without_kms.append({**statement, "Condition": condition})
+            with_kms.append({**statement, "Condition": condition})
         else:
             without_kms.append(_sub(statement))
             with_kms.append(_sub(statement))
@@ -133,6 +143,11 @@ def template() -> dict:
                 "Description": "a backstop: S3 removes execution records older than this even when no "
                                "designer's ComfyUI applies the retention (execution_retention_days, 30 by "
                                "default, which also removes their outputs); keep it above that"},
+            "AllowedInstanceTypes": {
+                "Type": "CommaDelimitedList", "Default": ",".join(instance_allowlist.DEFAULT),
+                "Description": "what designers may run endpoints on: instance types (ml.g5.xlarge) or families "
+                               "(ml.g5.*), the designer policy's sagemaker:InstanceTypes condition on "
+                               "CreateEndpointConfig and the configuration's allowed_instance_types"},
             "KmsKeyArn": {"Type": "String", "Default": "",
                           "Description": "a KMS key for the bucket (empty: SSE-S3)",
                           "AllowedPattern": "^$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$"},
@@ -253,6 +268,7 @@ def template() -> dict:
             "ArtistPolicyArn": {"Value": {"Ref": "ArtistPolicy"}},
             "GatewayPolicyArn": {"Value": {"Ref": "GatewayPolicy"}},
             "KmsKeyArn": {"Value": {"Ref": "KmsKeyArn"}},
+            "AllowedInstanceTypes": {"Value": {"Fn::Join": [",", {"Ref": "AllowedInstanceTypes"}]}},
         },
     }
 

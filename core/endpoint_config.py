@@ -85,10 +85,9 @@ class SageMakerEndpointSpec(_Closed):
     initial_count: int = Field(1, ge=1, description="at most the max_instances setting")
     mode: Literal["async", "realtime"] = Field("async", description="async: queued, an hour a run at most; "
                                                                     "realtime: 60 s at most")
-    autoscaling: AutoscalingSpec | None = Field(
-        AutoscalingSpec(min=0, max=1), description="absent: min 0 (async scales to zero when idle; real-time: 1) and max "
-                                          "initial_count; null: initial_count instances always on, billed "
-                                          "every hour; min 0 only for async endpoints")
+    autoscaling: AutoscalingSpec | None = Field(AutoscalingSpec(min=0, max=1), description=(
+        "absent: min 0 (async scales to zero when idle; real-time: 1) and max initial_count; null: "
+        "initial_count instances always on, billed every hour; min 0 only for async endpoints"))
 
     @model_validator(mode="before")
     @classmethod
