@@ -13,7 +13,8 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TypedDict
+
+from typing_extensions import TypedDict
 
 TABLE_PATH = Path(__file__).with_name("prices.json")
 UNKNOWN = "price unknown"
@@ -112,6 +113,8 @@ def quote(region: str, instance_type: str, minimum: int, maximum: int) -> Quote:
 def sentence(region: str, instance_type: str, minimum: int, maximum: int) -> str:
     """What the form says: the always-on floor in money, then what each instance costs while it runs."""
     one = hourly(region, instance_type)
+    if not region:
+        return f"{instance_type}: {UNKNOWN} (no region is configured)"
     if one is None:
         return f"{instance_type} in {region}: {UNKNOWN} (the price table of {table().as_of} lacks it)"
     per = f"{money(one)}/h per instance while it runs"
@@ -119,5 +122,6 @@ def sentence(region: str, instance_type: str, minimum: int, maximum: int) -> str
         return (f"scales to zero: nothing billed while idle; {per}, at most {money(one * maximum)}/h "
                 f"with {maximum} × {instance_type}")
     floor = monthly(region, instance_type, minimum) or 0.0
-    return (f"keeps {minimum} × {instance_type} running: about {money(one * minimum)}/h, "
-            f"{money(floor)}/month even when idle; at most {money(one * maximum)}/h with {maximum}")
+    kept = (f"keeps {minimum} × {instance_type} running: about {money(one * minimum)}/h, "
+            f"{money(floor)}/month even when idle")
+    return kept if maximum <= minimum else f"{kept}; at most {money(one * maximum)}/h with {maximum}"
