@@ -235,7 +235,7 @@ def build_log_tail(aws: Aws, build: dict, lines: int = 30) -> str:
 
 def configuration(out: dict[str, str], region: str) -> dict:
     """What config.json needs from the stack's outputs."""
-    cfg = {"store": "s3", "s3_bucket": out["StoreBucket"], "s3_prefix": out["StorePrefix"],
+    cfg: dict[str, object] = {"store": "s3", "s3_bucket": out["StoreBucket"], "s3_prefix": out["StorePrefix"],
            "region": out.get("Region") or region, "sagemaker_role_arn": out["SageMakerRoleArn"],
            "worker_image_uri": out["WorkerImageUri"]}
     if out.get("KmsKeyArn"):

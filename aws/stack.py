@@ -79,7 +79,8 @@ def _sub(value: object) -> object:
 def policy_document(name: str) -> dict:
     """aws/iam/<name>-policy.json for the stack: the KMS statement only when a key is given."""
     doc = json.loads((IAM / f"{name}-policy.json").read_text())
-    without_kms, with_kms = [], []
+    without_kms: list[object] = []
+    with_kms: list[object] = []
     for statement in doc["Statement"]:
         if statement.get("Sid") == KMS_SID:
             via = {"Fn::Sub": "s3.${AWS::Region}.${AWS::URLSuffix}"}
