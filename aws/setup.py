@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import config as config_mod
-from ..core import instance_allowlist
+from ..core import instance_allowlist, prices
 from ..core.errors import SageMakerError
 from . import stack
 from .errors import error_code as _code
@@ -319,6 +319,8 @@ def setup(aws: Aws, name: str, parameters: dict[str, str], config_dir: Path | No
             build_image(aws, out["BuildProject"], say, poll=max(poll, 1.0))
         else:
             say("image build skipped (--no-build): push the worker image yourself (README)")
+        for line in prices.stack_lines(aws.region):  # before anything bills by the hour
+            say(line)
         cfg = configuration(out, aws.region)
         if config_dir is not None:
             say(f"wrote {write_configuration(config_dir, cfg)}")

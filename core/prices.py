@@ -125,3 +125,28 @@ def sentence(region: str, instance_type: str, minimum: int, maximum: int) -> str
     kept = (f"keeps {minimum} × {instance_type} running: about {money(one * minimum)}/h, "
             f"{money(floor)}/month even when idle")
     return kept if maximum <= minimum else f"{kept}; at most {money(one * maximum)}/h with {maximum}"
+
+
+# What `aws setup` says the stack itself costs (aws/stack.py: the bucket, the ECR repository keeping 10 images,
+# a BUILD_GENERAL1_LARGE CodeBuild project, log groups). The worker image is about 8 GB; a build about 20 min.
+IMAGE_GB = 8
+BUILD_MINUTES = 20
+
+
+def stack_lines(region: str) -> list[str]:
+    """The stack's own prices in the region, one line each; "price unknown" where the table lacks one."""
+    rates = table().stack.get(region, {})
+
+    def usd(name: str, digits: int, times: float = 1.0) -> str:
+        return f"${rates[name] * times:,.{digits}f}" if name in rates else UNKNOWN
+
+    return [f"what the stack costs in {region or 'this region'} (prices of {table().as_of}, USD):",
+            f"  S3 store: {usd('s3_gb_month', 3)} per GB-month of models, packs and outputs kept; "
+            f"{usd('s3_get_per_1000', 4)} per 1,000 reads",
+            f"  ECR worker image: {usd('ecr_gb_month', 2)} per GB-month (an image of ~{IMAGE_GB} GB: "
+            f"{usd('ecr_gb_month', 2, IMAGE_GB)}/month; 10 are kept at most)",
+            f"  CodeBuild: {usd('codebuild_minute', 3)} per build-minute (a {BUILD_MINUTES}-minute image build: "
+            f"{usd('codebuild_minute', 2, BUILD_MINUTES)})",
+            f"  CloudWatch Logs: {usd('logs_ingested_gb', 2)} per GB written, {usd('logs_stored_gb_month', 2)} "
+            "per GB-month kept",
+            "  SageMaker endpoints: only while their instances run (the endpoint form prices them before a deploy)"]

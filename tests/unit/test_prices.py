@@ -70,3 +70,14 @@ def test_a_malformed_table_is_refused_saying_so():
         prices.parse({"as_of": "2026-01-01"})
     good = json.loads(prices.TABLE_PATH.read_text())
     assert prices.dump(prices.parse(good))["sagemaker_hosting"] == good["sagemaker_hosting"]
+
+
+def test_aws_setup_says_what_the_stack_costs_from_the_same_table():
+    lines = prices.stack_lines("us-east-1")
+    assert lines[0] == f"what the stack costs in us-east-1 (prices of {prices.table().as_of}, USD):"
+    assert "S3 store: $0.023 per GB-month" in lines[1]
+    assert "ECR worker image: $0.10 per GB-month (an image of ~8 GB: $0.80/month" in lines[2]
+    assert "CodeBuild: $0.020 per build-minute (a 20-minute image build: $0.40)" in lines[3]
+    assert "CloudWatch Logs: $0.50 per GB written, $0.03 per GB-month kept" in lines[4]
+    unknown = prices.stack_lines("ap-south-2")
+    assert "S3 store: price unknown per GB-month" in unknown[1] and "$" not in unknown[1]
