@@ -35,7 +35,7 @@ from typing import Any
 
 from typing_extensions import NotRequired, TypedDict
 
-from ..core import endpoint_config, instance_allowlist
+from ..core import endpoint_config, instance_allowlist, prices
 from ..core.cancel_tokens import marker
 from ..core.endpoint_config import EndpointConfigInvalid
 from ..core.endpoints import (
@@ -523,6 +523,10 @@ class SageMakerEndpoints(Endpoints):
             if scaling:
                 self._scaling().apply(endpoint, cfg["mode"], scaling["min"], scaling["max"],
                                       gpu_count(cfg["instance_type"]))
+            else:  # the explicit always-on choice (autoscaling null): said in money, never silently
+                count = cfg["initial_count"]
+                log.warning("comfyui-sagemaker: endpoint %s has no autoscaling (autoscaling null): %s", endpoint,
+                            prices.sentence(self.region, cfg["instance_type"], count, count))
             self._set_warning(env, None)
         except Exception as err:
             # Without it the endpoint never scales (never to zero, billed around the clock): say so on it.

@@ -118,3 +118,17 @@ def test_within_the_limits_the_request_is_made():
     endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", max_instances=2)
     variant = endpoints.endpoint_config_request(manifest(scaling={"min": 0, "max": 2}))["ProductionVariants"][0]
     assert variant["InstanceType"] == "ml.g5.xlarge" and variant["InitialInstanceCount"] == 1
+
+
+def test_an_endpoint_deployed_without_autoscaling_says_its_always_on_price(stubbed, caplog):
+    endpoints, sm, _ = stubbed
+    t0 = "2026-01-01T00:00:00Z"
+    sm.add_response("describe_endpoint", {
+        "EndpointName": ENDPOINT, "EndpointArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{ENDPOINT}",
+        "EndpointConfigName": f"{ENDPOINT}-v1", "EndpointStatus": "InService", "CreationTime": t0,
+        "LastModifiedTime": t0}, {"EndpointName": ENDPOINT})
+    sm.add_response("list_endpoint_configs", {"EndpointConfigs": []}, {"NameContains": f"{ENDPOINT}-v"})
+    sm.add_response("list_models", {"Models": []}, {"NameContains": f"{ENDPOINT}-v"})
+    endpoints.settle(manifest(count=2), ENDPOINT)  # no autoscaling request: the Stubber has none queued
+    assert ("has no autoscaling (autoscaling null): keeps 2 × ml.g5.xlarge running: about $2.82/h, $2,056/month"
+            in caplog.text)
