@@ -148,6 +148,24 @@ def _aws_doctor(args: argparse.Namespace) -> int:
     return 1 if failed(lines) else 0
 
 
+def _aws_prices_refresh(args: argparse.Namespace) -> int:
+    """The hosting prices of the shipped table, read again from the Price List API (aws/price_list.py)."""
+    from .aws.clients import client
+    from .aws.price_list import PRICING_REGION, refresh
+    from .core import prices
+
+    regions = set(args.price_region or prices.table().hosting)
+    if not args.price_region:  # and the region this ComfyUI runs its endpoints in
+        try:
+            configured = config_mod.load(_config_dir(args)).region
+        except SageMakerError:
+            configured = ""
+        regions |= {configured} if configured else set()
+    out = Path(args.out) if args.out else prices.TABLE_PATH
+    refresh(client("pricing", PRICING_REGION), regions, _say, out)
+    return 0
+
+
 def _translated(args: argparse.Namespace) -> int:
     """An `aws` command: AWS's errors in the same words as everywhere else (aws/errors.py)."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -440,6 +458,16 @@ def parser() -> argparse.ArgumentParser:
                     help="also read the store as this role (sts:AssumeRole), e.g. an artist's")
     dr.add_argument("--config-dir", help="when there is no stack: the configuration to check (default: as for config)")
     dr.set_defaults(func=_aws_doctor)
+    pr = aws_sub.add_parser("prices", help="the price table the endpoint form, the publish dialog and aws setup "
+                            "quote (core/prices.json)")
+    pr_sub = pr.add_subparsers(dest="prices_command", metavar="ACTION")
+    rf = pr_sub.add_parser("refresh", help="read SageMaker hosting prices again from the AWS Price List API "
+                           "(pricing:GetProducts)")
+    rf.add_argument("--region", dest="price_region", action="append", metavar="REGION",
+                    help="a region to price (repeatable; default: the table's and the configuration's)")
+    rf.add_argument("--out", help="write the table there (default: the one shipped, core/prices.json)")
+    rf.add_argument("--config-dir", help="the configuration whose region is priced (default: as for config)")
+    rf.set_defaults(func=_aws_prices_refresh)
     gw = sub.add_parser("gateway", help="serve the template API and the Comfy API v2 without ComfyUI (any number "
                         "of replicas on one store)")
     gw.add_argument("--config-dir", help="folder holding config.json (default: ComfyUI's user/__sagemaker when this "

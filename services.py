@@ -171,6 +171,7 @@ class Services:
         hooks = EndpointHooks(running=e.running, deploy=e.deploy, remove=e.remove, state=e.state, check=e.check)
         return EnvironmentService(self.store, self.templates, self.host, self.tasks, self.hash_cache,
                                   self.config.max_instances, hooks, leases=self.leases,
+                                  allowed_instance_types=self.config.allowed_instance_types,
                                   changed=lambda: self.changes.touch("environments"), temp=self.scratch)
 
     @cached_property
@@ -343,7 +344,8 @@ class Services:
             return SageMakerEndpoints(store_uri(c), c.sagemaker_role_arn, c.worker_image_uri, c.region,
                                       on_change=lambda endpoint: self.send_event("sagemaker.endpoint", endpoint),
                                       store=self.store if c.store == "s3" else None, sse=c.s3_sse,
-                                      kms_key_id=c.s3_kms_key_id, log_retention_days=LOG_RETENTION_DAYS)
+                                      kms_key_id=c.s3_kms_key_id, log_retention_days=LOG_RETENTION_DAYS,
+                                      max_instances=c.max_instances, allowed_instance_types=c.allowed_instance_types)
 
         listed = ("local", "sagemaker") if self.config.store == "s3" else ("local",)
         return EndpointsRouter({"local": self.local.provider, "sagemaker": sagemaker}, listed)

@@ -146,6 +146,8 @@ ADMIN: dict[tuple[str, str], list[str]] = {
     # aws/doctor.py (`aws doctor`, and the Connect panel's Doctor with a designer's credentials, where a call the
     # designer may not make is a line of the report with its fix, never a grant of the designer policy).
     ("service-quotas", "ListServiceQuotas"): ["servicequotas:ListServiceQuotas"],
+    # aws/price_list.py (`aws prices refresh`): whoever refreshes the price table, not a designer's ComfyUI.
+    ("pricing", "GetProducts"): ["pricing:GetProducts"],
     ("service-quotas", "ListAWSDefaultServiceQuotas"): ["servicequotas:ListAWSDefaultServiceQuotas"],
     ("sts", "AssumeRole"): ["sts:AssumeRole"],
     ("s3", "HeadObject"): ["s3:GetObject"],

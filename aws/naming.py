@@ -47,6 +47,10 @@ def alarm_name(endpoint: str) -> str:
     return f"{endpoint}-has-backlog-without-capacity"
 
 
+def idle_alarm_name(endpoint: str) -> str:
+    return f"{endpoint}-idle"
+
+
 def tags(environment: str, version: int | None, store_uri: str) -> list[dict]:
     out = [{"Key": TAG_STORE, "Value": store_digest(store_uri)}, {"Key": TAG_ENVIRONMENT, "Value": environment}]
     if version is not None:

@@ -37,6 +37,7 @@ from typing import Any
 
 from typing_extensions import NotRequired, TypedDict
 
+from ..core import endpoint_config, instance_allowlist, prices
 from ..core.cancel_tokens import marker
 from ..core.costs import Span
 from ..core.endpoint_config import EndpointConfigInvalid
@@ -116,8 +117,14 @@ class SageMakerEndpoints(Endpoints):
     def __init__(self, store_uri: str, role_arn: str, image_uri: str, region: str = "",
                  on_change: Callable[[EndpointView], None] | None = None, clients: dict[str, Any] | None = None,
                  poll_interval: float = 15.0, store: Any = None, sse: str = "", kms_key_id: str = "",
-                 log_retention_days: int | None = None):
+                 log_retention_days: int | None = None,
+                 max_instances: int | None = None,
+                 allowed_instance_types: tuple[str, ...] = instance_allowlist.DEFAULT):
         self.store_uri = store_uri
+        # The configuration's limits, held here too: every path that creates an endpoint config or an endpoint
+        # (deploy, a publish's deploy, start) passes through this provider, whatever face asked.
+        self.max_instances = max_instances
+        self.allowed_instance_types = allowed_instance_types
         self.role_arn = role_arn
         self.image_uri = image_uri
         self.region = region
@@ -404,9 +411,7 @@ class SageMakerEndpoints(Endpoints):
 
     def endpoint_config_request(self, manifest: Manifest) -> dict:
         env, version, cfg = manifest["name"], manifest["version"], _endpoint_config(manifest)
-        refused = refusal(cfg["instance_type"])
-        if refused:  # a version published before the type was refused is not deployed either
-            raise EndpointConfigInvalid(f"version {version} of environment {env}: {refused}")
+        self._within_limits(manifest)
         name = naming.versioned_name(env, version, self.store_uri)
         variant: dict[str, Any] = {
             "VariantName": naming.VARIANT, "ModelName": name, "InstanceType": cfg["instance_type"],
@@ -432,6 +437,19 @@ class SageMakerEndpoints(Endpoints):
                 "MaxConcurrentInvocationsPerInstance": gpu_count(cfg["instance_type"])}}
         return request
 
+    def _within_limits(self, manifest: Manifest) -> None:
+        """A version published before its type was refused, or before the configuration's max_instances or
+        allowed_instance_types narrowed, is not deployed or started either."""
+        cfg = _endpoint_config(manifest)
+        refused = refusal(cfg["instance_type"])
+        if refused:
+            raise EndpointConfigInvalid(f"version {manifest['version']} of environment {manifest['name']}: {refused}")
+        try:
+            endpoint_config.validate(cfg, self.max_instances, self.allowed_instance_types)
+        except EndpointConfigInvalid as err:
+            raise EndpointConfigInvalid(f"version {manifest['version']} of environment {manifest['name']}: "
+                                        f"{err.message}") from None
+
     def _create_version(self, model: dict, config: dict) -> None:
         """The version's model and config; ones left by an earlier try of the same version are reused."""
         from botocore.exceptions import ClientError
@@ -446,6 +464,7 @@ class SageMakerEndpoints(Endpoints):
     @aws_call
     def deploy(self, manifest: Manifest) -> EndpointView:
         self.check_configured()
+        self._within_limits(manifest)  # before anything is asked of SageMaker
         env, version = manifest["name"], manifest["version"]
         endpoint = naming.endpoint_name(env, self.store_uri)
         existing = self._describe(endpoint)
@@ -545,6 +564,10 @@ class SageMakerEndpoints(Endpoints):
             if scaling:
                 self._scaling().apply(endpoint, cfg["mode"], scaling["min"], scaling["max"],
                                       gpu_count(cfg["instance_type"]))
+            else:  # the explicit always-on choice (autoscaling null): said in money, never silently
+                count = cfg["initial_count"]
+                log.warning("comfyui-sagemaker: endpoint %s has no autoscaling (autoscaling null): %s", endpoint,
+                            prices.sentence(self.region, cfg["instance_type"], count, count))
             self._set_warning(env, None)
         except Exception as err:
             # Without it the endpoint never scales (never to zero, billed around the clock): say so on it.
@@ -655,6 +678,7 @@ class SageMakerEndpoints(Endpoints):
         if record.get("starting"):
             raise EndpointStateConflict(f"endpoint {record.get('environment') or name} is being started already")
         manifest = self._kept_manifest(name, record)
+        self._within_limits(manifest)
         if d is None:  # the usual case: SageMaker's delete has ended
             self._create_kept(name, endpoint, record, manifest)
         else:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import config as config_mod
+from ..core import instance_allowlist, prices
 from ..core.errors import SageMakerError
 from . import budget, stack
 from .errors import error_code as _code
@@ -236,11 +237,13 @@ def build_log_tail(aws: Aws, build: dict, lines: int = 30) -> str:
 
 def configuration(out: dict[str, str], region: str) -> dict:
     """What config.json needs from the stack's outputs."""
-    cfg = {"store": "s3", "s3_bucket": out["StoreBucket"], "s3_prefix": out["StorePrefix"],
+    cfg: dict[str, object] = {"store": "s3", "s3_bucket": out["StoreBucket"], "s3_prefix": out["StorePrefix"],
            "region": out.get("Region") or region, "sagemaker_role_arn": out["SageMakerRoleArn"],
            "worker_image_uri": out["WorkerImageUri"]}
     if out.get("KmsKeyArn"):
         cfg.update(s3_sse="aws:kms", s3_kms_key_id=out["KmsKeyArn"])
+    if out.get("AllowedInstanceTypes"):  # the server holds the designer policy's list (a stack before 29: none)
+        cfg["allowed_instance_types"] = out["AllowedInstanceTypes"].split(",")
     return cfg
 
 
@@ -290,6 +293,11 @@ def check_parameters(parameters: dict[str, str]) -> None:
         if spec["Type"] == "Number":
             if not str(value).isdigit() or not spec.get("MinValue", 0) <= int(value) <= spec.get("MaxValue", 1 << 62):
                 raise SetupError(f"{key} must be a whole number from {spec.get('MinValue')} to {spec.get('MaxValue')}")
+        elif spec["Type"] == "CommaDelimitedList":
+            try:
+                instance_allowlist.entries(str(value).split(","))
+            except ValueError as err:
+                raise SetupError(f"{key}: {err}") from None
         if "AllowedValues" in spec and str(value) not in {str(v) for v in spec["AllowedValues"]}:
             raise SetupError(f"{key} must be one of {', '.join(str(v) for v in spec['AllowedValues'])}")
         elif "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], str(value)):
@@ -318,6 +326,8 @@ def setup(aws: Aws, name: str, parameters: dict[str, str], config_dir: Path | No
             build_image(aws, out["BuildProject"], say, poll=max(poll, 1.0))
         else:
             say("image build skipped (--no-build): push the worker image yourself (README)")
+        for line in prices.stack_lines(aws.region):  # before anything bills by the hour
+            say(line)
         cfg = configuration(out, aws.region)
         if config_dir is not None:
             say(f"wrote {write_configuration(config_dir, cfg)}")

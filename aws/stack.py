@@ -21,6 +21,7 @@ import json
 import re
 from pathlib import Path
 
+from ..core import instance_allowlist
 from ..core.retention import RETENTION_DAYS, SYNCED_INPUTS
 from ..core.worker_contract import REPORTS
 from .endpoint_logs import LOG_RETENTION_DAYS, RETENTION_VALUES
@@ -51,6 +52,9 @@ KMS_SID = "StoreKmsKeyWhenSseKms"
 # an endpoint that lives on (one per instance start) and input-sync sets of a ComfyUI that is gone go too.
 RETAINED = (("expired-execution-records", "executions/"), ("async-requests-and-results", "async/"),
             ("worker-reports", REPORTS), ("input-sync-sets", SYNCED_INPUTS))
+# The designer policy's statement whose sagemaker:InstanceTypes condition is the configuration's
+# allowed_instance_types (core/instance_allowlist.py): in the stack, the AllowedInstanceTypes parameter.
+INSTANCE_TYPES_SID = "EndpointConfigsOnAllowedInstanceTypes"
 BUILDSPEC = """version: 0.2
 phases:
   pre_build:
@@ -116,13 +120,19 @@ def _sub(value: object) -> object:
 def policy_document(name: str) -> dict:
     """aws/iam/<name>-policy.json for the stack: the KMS statement only when a key is given."""
     doc = json.loads((IAM / f"{name}-policy.json").read_text())
-    without_kms, with_kms = [], []
+    without_kms: list[object] = []
+    with_kms: list[object] = []
     for statement in doc["Statement"]:
         if statement.get("Sid") == KMS_SID:
             via = {"Fn::Sub": "s3.${AWS::Region}.${AWS::URLSuffix}"}
             statement = {**statement, "Resource": {"Ref": "KmsKeyArn"},
                          "Condition": {"StringEquals": {"kms:ViaService": via}}}
             with_kms.append(_sub(statement))
+        elif statement.get("Sid") == INSTANCE_TYPES_SID:
+            condition = {**statement["Condition"], "ForAllValues:StringLike": {
+                "sagemaker:InstanceTypes": {"Ref": "AllowedInstanceTypes"}}}
+            without_kms.append({**statement, "Condition": condition})
+            with_kms.append({**statement, "Condition": condition})
         else:
             without_kms.append(_sub(statement))
             with_kms.append(_sub(statement))
@@ -182,6 +192,11 @@ def template() -> dict:
                 "AllowedValues": list(RETENTION_VALUES),
                 "Description": "days CloudWatch Logs keeps the image build's log (one of CloudWatch's "
                                "retention values)"},
+            "AllowedInstanceTypes": {
+                "Type": "CommaDelimitedList", "Default": ",".join(instance_allowlist.DEFAULT),
+                "Description": "what designers may run endpoints on: instance types (ml.g5.xlarge) or families "
+                               "(ml.g5.*), the designer policy's sagemaker:InstanceTypes condition on "
+                               "CreateEndpointConfig and the configuration's allowed_instance_types"},
             "KmsKeyArn": {"Type": "String", "Default": "",
                           "Description": "a KMS key for the bucket (empty: SSE-S3)",
                           "AllowedPattern": "^$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$"},
@@ -312,6 +327,7 @@ def template() -> dict:
             "GatewayPolicyArn": {"Value": {"Ref": "GatewayPolicy"}},
             "KmsKeyArn": {"Value": {"Ref": "KmsKeyArn"}},
             "BudgetName": {"Condition": "HasBudget", "Value": {"Ref": "Budget"}},
+            "AllowedInstanceTypes": {"Value": {"Fn::Join": [",", {"Ref": "AllowedInstanceTypes"}]}},
         },
     }
 

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from . import instance_allowlist
 from .errors import ConfigInvalid
 from .retention import RETENTION_DAYS
 
@@ -73,6 +74,9 @@ class Config(BaseModel):
     sagemaker_role_arn: str = Field("", description="empty or an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
     worker_image_uri: str = Field("", max_length=1024, description="empty or a container image URI (no spaces)")
     max_instances: int = _whole(4, 1, 100)
+    # What an endpoint may run on (core/instance_allowlist.py): the server and the designer policy enforce it.
+    allowed_instance_types: tuple[str, ...] = Field(instance_allowlist.DEFAULT, description=(
+        f"a list of at most {instance_allowlist.MAX_ENTRIES} instance types (ml.g5.xlarge) or families (ml.g5.*)"))
     allowed_hosts: Hosts = Field((), description=f"a list of at most {MAX_HOSTS} host names")
     token: str = Field("", description="empty or 8 to 256 printable ASCII characters without spaces")
     # Model downloads may reach these hosts (host or host:port) even on loopback or private addresses.
@@ -164,6 +168,11 @@ class Config(BaseModel):
             raise ValueError(f"it has {len(v)} entries")
         return tuple(host_entry(h) for h in v)
 
+    @field_validator("allowed_instance_types", mode="before")
+    @classmethod
+    def _instance_types(cls, v: object) -> tuple[str, ...]:
+        return instance_allowlist.entries(v)
+
     def public(self) -> dict:
         """What may be shown to a browser: never the token."""
         d = self.model_dump(mode="json")
@@ -247,9 +256,9 @@ class RoleRaiseRefused(ConfigRefused):
 # What the Connect panel may change. store_path is not: a folder a request names would let a caller
 # write anywhere this ComfyUI may write; it is set in the file or the environment only.
 EDITABLE = ("store", "s3_bucket", "s3_prefix", "s3_sse", "s3_kms_key_id", "s3_max_concurrency", "region",
-            "sagemaker_role_arn", "worker_image_uri", "max_instances", "allowed_hosts", "token",
-            "download_allowed_hosts", "role", "display_name", "execution_retention_days", "webhook_allowed_hosts",
-            "webhook_retry_seconds", "webhook_timeout_seconds")
+            "sagemaker_role_arn", "worker_image_uri", "max_instances", "allowed_instance_types", "allowed_hosts",
+            "token", "download_allowed_hosts", "role", "display_name", "execution_retention_days",
+            "webhook_allowed_hosts", "webhook_retry_seconds", "webhook_timeout_seconds")
 # What "replace the file" keeps unless the changes name it: what the panel cannot set or cannot show.
 KEPT_ON_REPLACE = ("store_path", "token")
 

@@ -6,6 +6,12 @@
 SageMaker cannot create an endpoint with 0 instances, so `initial_count` is
 at least 1; an async endpoint may scale in to 0 afterwards (autoscaling min 0),
 a real-time one may not.
+
+No surprise bills: a config that does not name `autoscaling` gets the safe default, min 0 (an async endpoint
+scales to zero when idle; real-time cannot, so min 1) and max `initial_count`. `"autoscaling": null` is the
+explicit choice of `initial_count` instances always on, which the form and GET /sagemaker/prices price
+before anything runs (core/prices.py). The instance type must be in the configuration's
+allowed_instance_types (core/instance_allowlist.py), and counts within its max_instances.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from . import instance_families
+from . import instance_allowlist, instance_families
 from .errors import BadRequest
 from .records import EndpointConfig
 
@@ -46,6 +52,10 @@ RULE = "endpoint_rule"  # a cross-field rule's or the cap's refusal: its message
 
 def _cap(info: Any) -> int | None:
     return (info.context or {}).get("max_instances")
+
+
+def _allowed(info: Any) -> tuple[str, ...]:
+    return (info.context or {}).get("allowed_instance_types") or instance_allowlist.DEFAULT
 
 
 class AutoscalingSpec(_Closed):
@@ -80,14 +90,25 @@ class SageMakerEndpointSpec(_Closed):
     initial_count: int = Field(1, ge=1, description="at most the max_instances setting")
     mode: Literal["async", "realtime"] = Field("async", description="async: queued, an hour a run at most; "
                                                                     "realtime: 60 s at most")
-    autoscaling: AutoscalingSpec | None = Field(None, description="null: initial_count instances, always; "
-                                                                  "min 0 only for async endpoints")
+    autoscaling: AutoscalingSpec | None = Field(AutoscalingSpec(min=0, max=1), description=(
+        "absent: min 0 (async scales to zero when idle; real-time: 1) and max initial_count; null: "
+        "initial_count instances always on, billed every hour; min 0 only for async endpoints"))
     idle_stop_minutes: int | None = Field(None, ge=0, description=IDLE_STOP)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scale_to_zero_unless_told(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "autoscaling" not in data:
+            count = data.get("initial_count", 1)
+            top = count if type(count) is int and count >= 1 else 1
+            data = {**data, "autoscaling": {"min": 1 if data.get("mode") == "realtime" else 0, "max": top}}
+        return data
 
     @field_validator("instance_type")
     @classmethod
-    def _supported(cls, instance_type: str) -> str:
-        refused = instance_families.refusal(instance_type)
+    def _supported(cls, instance_type: str, info: Any) -> str:
+        refused = instance_families.refusal(instance_type) or instance_allowlist.refusal(_allowed(info),
+                                                                                         instance_type)
         if refused:
             raise PydanticCustomError(RULE, "endpoint.instance_type: {reason}", {"reason": refused})
         return instance_type
@@ -132,11 +153,14 @@ ORDER = ("instance_type", "mode", "initial_count", "autoscaling", "idle_stop_min
 SHAPE_TYPES = ("missing", "extra_forbidden", "model_type", "model_attributes_type", "dict_type")
 
 
-def validate(config: object, max_instances: int) -> EndpointConfig:
+def validate(config: object, max_instances: int | None,
+             allowed_instance_types: tuple[str, ...] = instance_allowlist.DEFAULT) -> EndpointConfig:
     """The normalised config (the defaults filled in), or EndpointConfigInvalid saying which field is wrong
-    and why."""
+    and why: also for a stored config the configuration's limits have since narrowed (a deploy re-checks).
+    max_instances None: no cap on counts (the type is still checked)."""
     try:
-        spec = SPEC.validate_python(config, context={"max_instances": max_instances})
+        spec = SPEC.validate_python(config, context={"max_instances": max_instances,
+                                                     "allowed_instance_types": allowed_instance_types})
     except ValidationError as err:
         raise EndpointConfigInvalid(_message(err, config)) from None
     config = spec.model_dump()

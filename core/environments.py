@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import endpoint_config, publish, snapshot
+from . import endpoint_config, instance_allowlist, publish, snapshot
 from .errors import BadRequest, Conflict, EnvironmentCorrupt, EnvironmentNotFound, NameInvalid, SageMakerError
 from .fs.hashing import HashCache
 from .host import Host
@@ -87,13 +87,15 @@ def versions_of(store: Store, name: str) -> list[int]:
 class EnvironmentService:
     def __init__(self, store: Store, templates: TemplateService, host: Host, tasks: TaskManager,
                  hash_cache: HashCache, max_instances: int, hooks: EndpointHooks | None = None,
-                 leases: Leases | None = None, changed: Callable[[], None] = lambda: None, temp=None):
+                 leases: Leases | None = None, changed: Callable[[], None] = lambda: None, temp=None,
+                 allowed_instance_types: tuple[str, ...] = instance_allowlist.DEFAULT):
         self.store = store
         self.templates = templates
         self.host = host
         self.tasks = tasks
         self.hash_cache = hash_cache
         self.max_instances = max_instances
+        self.allowed_instance_types = allowed_instance_types
         self.hooks = hooks or EndpointHooks()
         self.leases = leases  # one publish/deploy of an environment at a time, across ComfyUIs
         self.changed = changed  # tell the other ComfyUIs on the store
@@ -222,7 +224,8 @@ class EnvironmentService:
         if include not in ("templates", "all"):
             raise BadRequest('include must be "templates" or "all"')
         # No endpoint config: publish only, deploy nothing.
-        endpoint = None if endpoint is None else endpoint_config.validate(endpoint, self.max_instances)
+        endpoint = None if endpoint is None else endpoint_config.validate(endpoint, self.max_instances,
+                                                                            self.allowed_instance_types)
         if endpoint is not None:
             self.hooks.check(endpoint)  # e.g. SageMaker without AWS configured: refused before anything is written
         if templates is None:

@@ -21,6 +21,7 @@ from . import (
     meta,
     models,
     openapi,
+    prices,
     template_executions,
     templates,
     v2,
@@ -31,7 +32,7 @@ from .http import middleware
 
 ROUTE_TABLES = [meta.ROUTES, templates.ROUTES, analysis.ROUTES, environments.ROUTES, endpoints.ROUTES,
                 executions.ROUTES, inputs.ROUTES, models.ROUTES, template_executions.ROUTES, openapi.ROUTES,
-                events.ROUTES, connect.ROUTES, costs.ROUTES, v2.ROUTES]
+                events.ROUTES, connect.ROUTES, costs.ROUTES, v2.ROUTES, prices.ROUTES]
 
 
 def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts) -> Context:

@@ -42,6 +42,7 @@ SUMMARIES = {
     ("GET", "/jobs/{id}"): "Deprecated: GET /tasks/{id}",
     ("POST", "/jobs/{id}/cancel"): "Deprecated: POST /tasks/{id}/cancel",
     ("GET", "/endpoints"): "List endpoints (local and SageMaker)",
+    ("GET", "/prices"): "What an endpoint would cost, hourly and monthly at min and max instances (dated table)",
     ("POST", "/endpoints"): "Deploy an environment's endpoint",
     ("GET", "/endpoints/{name}"): "An endpoint's state",
     ("GET", "/endpoints/{name}/logs"): "An endpoint's worker log",

@@ -266,6 +266,19 @@ class EnvironmentDeleteQuery(Query):
     force: Flag = Field(False, description="also while bound or running (1, true or yes)")
 
 
+class PricesQuery(Query):
+    MESSAGES: ClassVar[dict[str, str]] = {
+        "instance_type": "instance_type must be a SageMaker instance type such as ml.g5.xlarge",
+        "region": "region must be an AWS region such as us-east-1",
+        "min": "min must be a whole number from 0 to 100", "max": "max must be a whole number from 1 to 100"}
+    instance_type: str = Field(endpoint_config.DEFAULT_INSTANCE_TYPE,
+                               pattern=f"^{endpoint_config.INSTANCE_TYPE_RE.pattern}$")
+    region: Annotated[str | None, BeforeValidator(_empty_none)] = Field(
+        None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$", description="default: the configuration's region")
+    min: WholeNumber = Field(0, ge=0, le=100, description="instances kept when idle (0: scales to zero)")
+    max: WholeNumber = Field(1, ge=1, le=100, description="instances at most")
+
+
 class LogsQuery(Query):
     MESSAGES: ClassVar[dict[str, str]] = {"contains": "contains: at most 200 characters"}
     tail: WholeNumber = Field(200, ge=0, le=5000, description="last lines")

@@ -3,9 +3,10 @@ does not evaluate (its IAM enforcement matches actions and resources; of conditi
 StringEquals, and it never decides 404 against 403 by s3:ListBucket).
 
 Sources, IAM User Guide: "Policy evaluation logic" (an explicit Deny wins, else an Allow, else denied),
-"IAM JSON policy elements: Condition operators" (a key absent from the request context makes its condition
-false, except `Null` and the `...IfExists` operators; several values of one key are ORed, several keys and
-operators ANDed), "IAM policy elements: Variables and tags" (a Resource whose variable has no value in the
+"IAM JSON policy elements: Condition operators" and "Set operators for multivalued context keys" (a key
+absent from the request context makes its condition false, except `Null` and the `...IfExists` operators;
+several values of one key are ORed, several keys and operators ANDed; ForAllValues / ForAnyValue on a
+multivalued key), "IAM policy elements: Variables and tags" (a Resource whose variable has no value in the
 request does not match); S3 API Reference "HeadObject" / "GetObject", Permissions (a missing key answers 404
 only to a caller with s3:ListBucket on the bucket, else 403).
 """
@@ -17,6 +18,7 @@ import json
 import re
 
 from comfyui_sagemaker.aws import stack
+from comfyui_sagemaker.core import instance_allowlist
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -51,7 +53,8 @@ def resolve(value, kms: bool = False):
                                       "comfyui-sagemaker-worker-image:*",
                 }[tuple(value["Fn::GetAtt"])]
     if set(value) == {"Ref"}:
-        return {"KmsKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"}[value["Ref"]]
+        return {"KmsKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                "AllowedInstanceTypes": list(instance_allowlist.DEFAULT)}[value["Ref"]]
     return {k: resolve(v, kms) for k, v in value.items()}
 
 
@@ -88,6 +91,14 @@ def _substitute(text: str, context: dict) -> str | None:
 
 
 def _condition(operator: str, key: str, wanted, context: dict) -> bool:
+    # A multivalued key (IAM User Guide, "Set operators for multivalued context keys"): ForAllValues is true
+    # when every value of the request matches (so also when the key is absent or empty: pair it with Null);
+    # ForAnyValue when at least one does (false when absent).
+    qualifier, _, operator = operator.rpartition(":")
+    if qualifier:
+        values = {k.lower(): v for k, v in context.items()}.get(key.lower()) or []
+        each = [_condition(operator, key, wanted, {key: v}) for v in _list(values)]
+        return all(each) if qualifier == "ForAllValues" else any(each)
     present = {k.lower(): v for k, v in context.items()}
     actual = present.get(key.lower())
     if operator == "Null":

@@ -20,7 +20,8 @@ def manifest(instance_type: str) -> dict:
 def test_gpu_instances_run_on_the_inference_ami_whose_cuda_matches_the_worker_image(aws_env):
     """SageMaker's default inference AMI on GPU instances has driver 470 / CUDA 11.4: torch built for the
     image's CUDA would not see the GPU. The AMI set on GPU variants must carry the image's CUDA."""
-    endpoints = SageMakerEndpoints("s3://b/p", "arn:aws:iam::123456789012:role/R", "image", "us-east-1")
+    endpoints = SageMakerEndpoints("s3://b/p", "arn:aws:iam::123456789012:role/R", "image", "us-east-1",
+                                   allowed_instance_types=("ml.*",))  # CPU types too: the AMI is the point here
     for gpu in ("ml.g4dn.xlarge", "ml.g5.12xlarge", "ml.g6.xlarge", "ml.p4d.24xlarge"):
         variant = endpoints.endpoint_config_request(manifest(gpu))["ProductionVariants"][0]
         assert variant["InferenceAmiVersion"] == GPU_INFERENCE_AMI, gpu

@@ -56,6 +56,8 @@ def _placeholders_back(value):
     value = json.loads(text)
 
     def unsub(v):
+        if v == {"Ref": "AllowedInstanceTypes"}:  # the parameter's default is the file's list
+            return stack.template()["Parameters"]["AllowedInstanceTypes"]["Default"].split(",")
         if isinstance(v, dict) and set(v) == {"Fn::Sub"}:
             return v["Fn::Sub"]
         if isinstance(v, dict):
@@ -124,12 +126,13 @@ def test_the_outputs_make_a_configuration_the_extension_accepts(tmp_path):
         "StoreBucket": "team-store", "StorePrefix": "comfyui", "Region": "eu-west-1",
         "SageMakerRoleArn": "arn:aws:iam::123456789012:role/r",
         "WorkerImageUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/comfyui-sagemaker-worker:latest",
-        "KmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/abcd"}
+        "KmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/abcd", "AllowedInstanceTypes": "ml.g5.*,ml.g6.xlarge"}
     cfg = setup_mod.configuration(out, "eu-west-1")
     (tmp_path / "config.json").write_text(json.dumps({"token": "kept-token", "role": "designer"}))
     setup_mod.write_configuration(tmp_path, cfg)
     loaded = config_mod.load(tmp_path)
     assert (loaded.store, loaded.s3_bucket, loaded.s3_sse, loaded.role) == ("s3", "team-store", "aws:kms", "designer")
+    assert loaded.allowed_instance_types == ("ml.g5.*", "ml.g6.xlarge")  # the designer policy's list
     assert json.loads((tmp_path / "config.json").read_text())["token"] == "kept-token"
 
 

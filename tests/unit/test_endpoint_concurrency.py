@@ -107,10 +107,16 @@ def test_the_autoscaling_target_scales_with_the_gpus(stubbed, mode, metric, targ
     name = f"{ENDPOINT}-v1"
     sm.add_response("describe_endpoint", described(name), {"EndpointName": ENDPOINT})
     aas.add_response("register_scalable_target", {}, {**DIM, "MinCapacity": 1, "MaxCapacity": 3})
+    scale_in = {"DisableScaleIn": True} if mode == "async" else {"ScaleInCooldown": 300}
     aas.add_response("put_scaling_policy", {"PolicyARN": "arn:aws:autoscaling:us-east-1:123456789012:p"}, {
         **DIM, "PolicyName": autoscaling.TRACKING_POLICY, "PolicyType": "TargetTrackingScaling",
-        "TargetTrackingScalingPolicyConfiguration": {"TargetValue": target, "ScaleInCooldown": 300,
+        "TargetTrackingScalingPolicyConfiguration": {"TargetValue": target, **scale_in,
                                                      "ScaleOutCooldown": 60, **metric}})
+    if mode == "async":  # scaled in to min 1 once idle (aws/autoscaling.py; its requests: test_sagemaker_endpoints)
+        aas.add_response("put_scaling_policy", {"PolicyARN": "arn:aws:autoscaling:us-east-1:123456789012:i"},
+                         {**DIM, "PolicyName": autoscaling.IDLE_POLICY, "PolicyType": "StepScaling",
+                          "StepScalingPolicyConfiguration": ANY})
+        stubs["cloudwatch"].add_response("put_metric_alarm", {})
     sm.add_response("list_endpoint_configs", {"EndpointConfigs": []}, {"NameContains": f"{ENDPOINT}-v"})
     sm.add_response("list_models", {"Models": []}, {"NameContains": f"{ENDPOINT}-v"})
     endpoints.settle(manifest("ml.g4dn.12xlarge", mode, {"min": 1, "max": 3}), ENDPOINT)

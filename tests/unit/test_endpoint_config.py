@@ -3,9 +3,11 @@ from comfyui_sagemaker.core.endpoint_config import EndpointConfigInvalid, valida
 
 
 def test_local_and_sagemaker_defaults():
+    """A SageMaker endpoint is async and scales to zero unless told otherwise (issue 29: no surprise bills)."""
     assert validate({"kind": "local"}, 4) == {"kind": "local"}
     assert validate({"kind": "sagemaker"}, 4) == {"kind": "sagemaker", "instance_type": "ml.g5.xlarge",
-                                                  "initial_count": 1, "mode": "async", "autoscaling": None}
+                                                  "initial_count": 1, "mode": "async",
+                                                  "autoscaling": {"min": 0, "max": 1}}
     assert validate({"kind": "sagemaker", "instance_type": "ml.g4dn.xlarge", "mode": "async",
                      "autoscaling": {"min": 0, "max": 2}}, 4)["autoscaling"] == {"min": 0, "max": 2}
     # Types we do not list are accepted if well-formed: AWS is the judge.

@@ -81,7 +81,8 @@ class Cloud:
         self.aas.add_response("describe_scalable_targets", {"ScalableTargets": []},
                               {"ServiceNamespace": "sagemaker", "ResourceIds": [naming.resource_id(ENDPOINT)],
                                "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"})
-        self.cw.add_response("delete_alarms", {}, {"AlarmNames": [naming.alarm_name(ENDPOINT)]})
+        self.cw.add_response("delete_alarms", {}, {"AlarmNames": [naming.alarm_name(ENDPOINT),
+                                                                  naming.idle_alarm_name(ENDPOINT)]})
 
     def versions(self, *ns):
         self.sm.add_response("list_endpoint_configs", {"EndpointConfigs": [

@@ -60,7 +60,8 @@ class Cloud:
         self.aas.add_response("describe_scalable_targets", {"ScalableTargets": []},
                               {"ServiceNamespace": "sagemaker", "ResourceIds": [rid],
                                "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"})
-        self.cw.add_response("delete_alarms", {}, {"AlarmNames": [naming.alarm_name(ENDPOINT)]})
+        self.cw.add_response("delete_alarms", {}, {"AlarmNames": [naming.alarm_name(ENDPOINT),
+                                                                  naming.idle_alarm_name(ENDPOINT)]})
 
     def delete_endpoint(self):
         self.sm.add_response("delete_endpoint", {}, {"EndpointName": ENDPOINT})

@@ -35,8 +35,12 @@ def manifest(instance_type: str, mode: str = "async") -> dict:
                                                              "initial_count": 1, "mode": mode, "autoscaling": None}}
 
 
+EVERY = tuple(f"ml.{name}.*" for name in FAMILIES)  # these tests are the family table's, not the allow list's
+
+
 def endpoints() -> SageMakerEndpoints:
-    return SageMakerEndpoints("s3://b/p", "arn:aws:iam::123456789012:role/R", "image", "us-east-1")
+    return SageMakerEndpoints("s3://b/p", "arn:aws:iam::123456789012:role/R", "image", "us-east-1",
+                              allowed_instance_types=EVERY)
 
 
 def test_every_hosting_type_sagemaker_knows_has_a_row_and_no_row_names_one_it_lacks():
@@ -94,7 +98,7 @@ def test_supported_types_pass_and_the_variant_carries_the_familys_ami(aws_env):
             assert refusal(instance_type), instance_type
             continue
         assert refusal(instance_type) is None, instance_type
-        assert endpoint_config.validate(manifest(instance_type)["endpoint"], 4)["instance_type"] == instance_type
+        assert endpoint_config.validate(manifest(instance_type)["endpoint"], 4, EVERY)["instance_type"] == instance_type
         variant = endpoints().endpoint_config_request(manifest(instance_type))["ProductionVariants"][0]
         assert variant.get("InferenceAmiVersion") == family.ami == inference_ami(instance_type), instance_type
     assert inference_ami("ml.p5e.48xlarge") == GPU_AMI and inference_ami("ml.m5.xlarge") is None

@@ -164,7 +164,7 @@ def test_create_async_with_scale_to_zero_sends_exactly_these_requests(stubbed):
             "PolicyType": "TargetTrackingScaling",
             "TargetTrackingScalingPolicyConfiguration": {
                 "TargetValue": 2.0,
-                "ScaleInCooldown": 300,
+                "DisableScaleIn": True,  # the idle policy scales in (aws/autoscaling.py)
                 "ScaleOutCooldown": 60,
                 "CustomizedMetricSpecification": {
                     "MetricName": "ApproximateBacklogSizePerInstance",
@@ -173,6 +173,39 @@ def test_create_async_with_scale_to_zero_sends_exactly_these_requests(stubbed):
                     "Statistic": "Average",
                 },
             },
+        },
+    )
+    aas.add_response(
+        "put_scaling_policy",
+        {"PolicyARN": POLICY_ARN + "idle"},
+        {
+            **dim,
+            "PolicyName": "comfyui-sagemaker-scale-in-when-idle",
+            "PolicyType": "StepScaling",
+            "StepScalingPolicyConfiguration": {
+                "AdjustmentType": "ExactCapacity",
+                "MetricAggregationType": "Maximum",
+                "Cooldown": 60,
+                "StepAdjustments": [{"MetricIntervalUpperBound": 0, "ScalingAdjustment": 0}],
+            },
+        },
+    )
+    cw.add_response(
+        "put_metric_alarm",
+        {},
+        {
+            "AlarmName": f"{ENDPOINT}-idle",
+            "MetricName": "ApproximateBacklogSize",
+            "Namespace": "AWS/SageMaker",
+            "Dimensions": [{"Name": "EndpointName", "Value": ENDPOINT}],
+            "Statistic": "Maximum",
+            "Period": 60,
+            "EvaluationPeriods": 5,
+            "DatapointsToAlarm": 5,
+            "Threshold": 0.5,
+            "ComparisonOperator": "LessThanThreshold",
+            "TreatMissingData": "breaching",
+            "AlarmActions": [POLICY_ARN + "idle"],
         },
     )
     aas.add_response(
@@ -200,8 +233,8 @@ def test_create_async_with_scale_to_zero_sends_exactly_these_requests(stubbed):
             "Dimensions": [{"Name": "EndpointName", "Value": ENDPOINT}],
             "Statistic": "Average",
             "Period": 60,
-            "EvaluationPeriods": 2,
-            "DatapointsToAlarm": 2,
+            "EvaluationPeriods": 1,
+            "DatapointsToAlarm": 1,
             "Threshold": 1,
             "ComparisonOperator": "GreaterThanOrEqualToThreshold",
             "TreatMissingData": "missing",
@@ -293,7 +326,8 @@ def test_update_changing_instance_type_deregisters_autoscaling_first(stubbed):
         },
     )
     aas.add_response("deregister_scalable_target", {}, dim)
-    cw.add_response("delete_alarms", {}, {"AlarmNames": [f"{ENDPOINT}-has-backlog-without-capacity"]})
+    cw.add_response("delete_alarms", {}, {"AlarmNames": [f"{ENDPOINT}-has-backlog-without-capacity",
+                                                         f"{ENDPOINT}-idle"]})
     sm.add_response(
         "update_endpoint",
         {"EndpointArn": ARN + "endpoint/e"},
@@ -399,7 +433,8 @@ def test_lifecycle_on_moto(aws_env):
         config = sm.describe_endpoint_config(EndpointConfigName=f"{ENDPOINT}-v1")
         assert config["AsyncInferenceConfig"]["OutputConfig"]["S3OutputPath"] == f"{STORE}/async/outputs/"
         assert aas.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"][0]["MinCapacity"] == 0
-        assert cw.describe_alarms()["MetricAlarms"][0]["MetricName"] == "HasBacklogWithoutCapacity"
+        assert {a["MetricName"] for a in cw.describe_alarms()["MetricAlarms"]} == {
+            "HasBacklogWithoutCapacity", "ApproximateBacklogSize"}
         # Another store's endpoint in the same account is not ours.
         other = SageMakerEndpoints("s3://other-bucket/x", ROLE, IMAGE, "us-east-1", poll_interval=0)
         assert other.list() == []

@@ -1,6 +1,9 @@
 // @ts-check
 // The endpoint config fields of the New Environment dialog; they change with the kind.
 // The server validates the config again (core/endpoint_config.py) and its 400 message is shown.
+// No surprise bills: a new SageMaker endpoint is async with autoscaling min 0, max 1 (it scales to zero), and
+// what the chosen min/max costs is shown before Publish deploys it (GET /sagemaker/prices, core/prices.py).
+import { call } from "./api.js";
 import { field } from "./dialog.js";
 import { el } from "./dom.js";
 
@@ -65,11 +68,17 @@ export function endpointForm(initial, onChange) {
     el("option", { value: "async", selected: start.mode !== "realtime" }, "async"),
     el("option", { value: "realtime", selected: start.mode === "realtime" }, "real-time"),
   ]);
-  const scaling = el("input", { type: "checkbox", checked: Boolean(start.autoscaling), "data-testid": "sagemaker-endpoint-autoscaling" });
+  // On unless the config being edited chose null (always on), which it keeps, priced below.
+  const scaling = el("input", {
+    type: "checkbox",
+    checked: start.autoscaling !== null,
+    "data-testid": "sagemaker-endpoint-autoscaling",
+  });
   const min = number(start.autoscaling?.min ?? 0, "sagemaker-endpoint-min", "0");
-  const max = number(start.autoscaling?.max ?? 2, "sagemaker-endpoint-max", "1");
+  const max = number(start.autoscaling?.max ?? 1, "sagemaker-endpoint-max", "1");
   const range = el("div", { class: "sagemaker-inline" }, [field("Min", min), field("Max", max)]);
   const message = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-endpoint-error", hidden: true });
+  const price = el("div", { class: "sagemaker-note", "data-testid": "sagemaker-endpoint-price", hidden: true });
   const sagemaker = el("div", { class: "sagemaker-subfields", "data-testid": "sagemaker-endpoint-sagemaker" }, [
     field("Instance type", instanceType),
     datalist,
@@ -77,6 +86,7 @@ export function endpointForm(initial, onChange) {
     el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-endpoint-mode-note" }, MODE_NOTE),
     el("label", { class: "sagemaker-check" }, [scaling, "Autoscaling"]),
     range,
+    price,
   ]);
 
   const form = {
@@ -118,12 +128,39 @@ export function endpointForm(initial, onChange) {
       return null;
     },
   };
+  let asked = 0; // the newest price question wins: answers may come back out of order
+  const showPrice = async () => {
+    const c = form.value();
+    if (c.kind !== "sagemaker" || form.problem()) {
+      price.hidden = true;
+      return;
+    }
+    // Without autoscaling the initial count runs all the time: its floor is what the month costs.
+    const [lo, hi] = c.autoscaling ? [c.autoscaling.min, c.autoscaling.max] : [c.initial_count, c.initial_count];
+    const query = new URLSearchParams({ instance_type: c.instance_type, min: String(lo), max: String(hi) });
+    const mine = ++asked;
+    let text;
+    let floor = false;
+    try {
+      const quote = await call("GET", `/prices?${query}`);
+      text = `${quote.text} (prices of ${quote.as_of})`;
+      floor = lo > 0;
+    } catch (err) {
+      text = `price unknown: ${err?.message ?? err}`;
+    }
+    if (mine !== asked) return;
+    price.hidden = false;
+    price.textContent = text;
+    price.classList.toggle("sagemaker-warning", floor);
+    price.classList.toggle("sagemaker-muted", !floor);
+  };
   const sync = () => {
     sagemaker.hidden = kind.value !== "sagemaker";
     range.hidden = !scaling.checked;
     const problem = form.problem();
     message.hidden = !problem;
     message.textContent = problem ?? "";
+    showPrice();
     onChange?.();
   };
   for (const input of [kind, instanceType, count, mode, scaling, min, max]) {
