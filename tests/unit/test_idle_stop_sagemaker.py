@@ -81,7 +81,8 @@ def stop_calls(stubs) -> None:
         "CreationTime": T0}]}, {"ServiceNamespace": "sagemaker", "ResourceIds": [rid],
                                 "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"})
     aas.add_response("deregister_scalable_target", {}, dim)
-    cw.add_response("delete_alarms", {}, {"AlarmNames": [naming.alarm_name(ENDPOINT)]})
+    alarms = [naming.alarm_name(ENDPOINT), naming.idle_alarm_name(ENDPOINT)]  # scale-out from zero, scale-in
+    cw.add_response("delete_alarms", {}, {"AlarmNames": alarms})
     sm.add_response("delete_endpoint", {}, {"EndpointName": ENDPOINT})
     sm.add_client_error("describe_endpoint", "ValidationException", f'Could not find endpoint "{ENDPOINT}".',
                         expected_params={"EndpointName": ENDPOINT})
@@ -132,7 +133,7 @@ def test_the_execution_role_may_stop_only_this_projects_endpoints():
     assert [s["Resource"] for s in stops] == [f"arn:aws:sagemaker:REGION:ACCOUNT_ID:endpoint/{naming.PREFIX}-*"]
     alarms = [s for s in doc["Statement"] if "cloudwatch:DeleteAlarms" in s["Action"]]
     assert [s["Resource"] for s in alarms] == [f"arn:aws:cloudwatch:REGION:ACCOUNT_ID:alarm:{naming.PREFIX}-*"]
-    assert naming.alarm_name(ENDPOINT).startswith(f"{naming.PREFIX}-")
+    assert all(name(ENDPOINT).startswith(f"{naming.PREFIX}-") for name in (naming.alarm_name, naming.idle_alarm_name))
 
 
 def test_the_worker_keeps_its_idle_clock_and_only_a_sagemaker_worker_stops_itself(tmp_path, aws_env):
