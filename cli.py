@@ -103,17 +103,9 @@ def _aws_status(args: argparse.Namespace) -> int:
 
 
 def _aws_teardown(args: argparse.Namespace) -> int:
-    from .aws.sagemaker_endpoints import SageMakerEndpoints
-    from .aws.setup import describe, outputs, teardown
+    from .aws.teardown import teardown
 
-    aws = _aws(args)
-    d = describe(aws, args.stack)
-    endpoints = None
-    if d is not None:
-        out = outputs(d)
-        endpoints = SageMakerEndpoints(f"s3://{out['StoreBucket']}/{out['StorePrefix']}", out["SageMakerRoleArn"],
-                                       out["WorkerImageUri"], aws.region)
-    teardown(aws, args.stack, endpoints, _say, force=args.force, delete_data=args.delete_data)
+    teardown(_aws(args), args.stack, _say, force=args.force, delete_data=args.delete_data)
     return 0
 
 

@@ -126,6 +126,15 @@ ADMIN: dict[tuple[str, str], list[str]] = {
     ("ecr", "DescribeImages"): ["ecr:DescribeImages"],
     ("ecr", "ListImages"): ["ecr:ListImages"],
     ("ecr", "BatchDeleteImage"): ["ecr:BatchDeleteImage"],
+    # aws/teardown.py: this store's endpoints, and the configs and models stopped endpoints keep.
+    ("sagemaker", "ListEndpoints"): ["sagemaker:ListEndpoints"],
+    ("sagemaker", "ListEndpointConfigs"): ["sagemaker:ListEndpointConfigs"],
+    ("sagemaker", "ListModels"): ["sagemaker:ListModels"],
+    ("sagemaker", "ListTags"): ["sagemaker:ListTags"],
+    ("sagemaker", "DescribeEndpoint"): ["sagemaker:DescribeEndpoint"],
+    ("sagemaker", "DeleteEndpoint"): ["sagemaker:DeleteEndpoint"],
+    ("sagemaker", "DeleteEndpointConfig"): ["sagemaker:DeleteEndpointConfig"],
+    ("sagemaker", "DeleteModel"): ["sagemaker:DeleteModel"],
 }
 
 # When the configuration sets s3_sse to "aws:kms": what each S3 operation needs on the store's KMS key, besides

@@ -3,8 +3,7 @@
 setup: create or update the stack (aws/stack.py), upload this repository's source to the bucket, build
 the worker image with the stack's CodeBuild project and follow it, then write the stack's outputs into
 the ComfyUI's configuration. Each step checks what is there first, so running it again after any
-failure carries on. teardown: endpoints first, then the stack; it refuses while endpoints run, and
-never deletes a bucket that still holds objects, unless told.
+failure carries on. `aws teardown` is aws/teardown.py.
 """
 
 from __future__ import annotations
@@ -353,40 +352,6 @@ def status(aws: Aws, name: str) -> dict:
     except Exception as err:  # an endpoint without drift detection answers anything from an error to a 500
         report["drift"] = f"not available here ({_code(err) or type(err).__name__})"
     return report
-
-
-def teardown(aws: Aws, name: str, endpoints: Any, say: Callable[[str], None], force: bool = False,
-             delete_data: bool = False, poll: float = 5.0) -> None:
-    """Endpoints first (they bill), then the stack; the bucket only when empty or told to."""
-    d = describe(aws, name)
-    if d is None:
-        say(f"stack {name} does not exist: nothing to remove")
-        return
-    out = outputs(d)
-    running = endpoints.list() if endpoints is not None else []
-    if running and not force:
-        raise SetupError(f"{len(running)} endpoint(s) still run ({', '.join(e['name'] for e in running)}): "
-                         "delete them first, or run teardown with --force to delete them")
-    for e in running:
-        say(f"deleting endpoint {e['name']}")
-        endpoints.delete(e["name"])
-    bucket = out.get("StoreBucket")
-    if bucket:
-        objects = aws("s3").list_objects_v2(Bucket=bucket, MaxKeys=1).get("KeyCount", 0)
-        if objects and not delete_data:
-            raise SetupError(f"bucket {bucket} still holds objects (templates, environments, models): run teardown "
-                             "with --delete-data to delete them with it, or empty it yourself")
-    repository = out.get("RepositoryUri", "").rsplit("/", 1)[-1]
-    if repository:
-        ecr = aws("ecr")
-        images = ecr.list_images(repositoryName=repository).get("imageIds", [])
-        if images:
-            ecr.batch_delete_image(repositoryName=repository, imageIds=images)
-    say(f"deleting stack {name}")
-    aws("cloudformation").delete_stack(StackName=name)
-    _wait_deleted(aws, name, poll)
-    if bucket and delete_data:
-        _empty_and_delete(aws, bucket, say)
 
 
 def _empty_and_delete(aws: Aws, bucket: str, say: Callable[[str], None]) -> None:

@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 from comfyui_sagemaker.aws.s3_store import S3Store
-from comfyui_sagemaker.aws.setup import Aws, setup, teardown
+from comfyui_sagemaker.aws.setup import Aws, setup
+from comfyui_sagemaker.aws.teardown import teardown
 from comfyui_sagemaker.core.execution_records import ExecutionRecords
 from comfyui_sagemaker.core.executions import new_id
 from comfyui_sagemaker.core.identity import Owner
@@ -52,7 +53,7 @@ def stack(moto_server):
     try:
         yield cfg
     finally:
-        teardown(aws, name, None, said.append, force=True, delete_data=True, poll=0.2)
+        teardown(aws, name, said.append, force=True, delete_data=True, poll=0.2)
 
 
 @pytest.fixture

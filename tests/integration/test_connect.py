@@ -188,7 +188,7 @@ def test_the_token_is_write_only_and_changes_are_same_origin(designer):
     assert r.status_code == 200 and r.json()["effective"]["token"] is False
 
 
-def test_teardown_deletes_endpoints_first_and_a_bucket_with_data_only_when_told(designer, moto_server):
+def test_teardown_checks_first_deletes_endpoints_first_and_a_bucket_with_data_only_when_told(designer, moto_server):
     """It removes the S3 store the first test moved this ComfyUI to."""
     client = designer.client()
     assert client.get("/sagemaker/health").json()["store"]["kind"] == "s3"
@@ -209,9 +209,13 @@ def test_teardown_deletes_endpoints_first_and_a_bucket_with_data_only_when_told(
     assert "Traceback" not in r.stderr
     r = cli(moto_server, "aws", "teardown", "--stack", STACK, "--region", "us-east-1", "--force")
     assert r.returncode == 1 and f"bucket {bucket} still holds objects" in r.stderr, r.stdout + r.stderr
-    assert moto_server.client("sagemaker").list_endpoints()["Endpoints"] == []  # endpoints went first
+    assert "nothing was deleted" in r.stderr  # checked first: the endpoint still runs
+    assert len(moto_server.client("sagemaker").list_endpoints()["Endpoints"]) == 1
     r = cli(moto_server, "aws", "teardown", "--stack", STACK, "--region", "us-east-1", "--force", "--delete-data")
     assert r.returncode == 0, r.stdout + r.stderr
+    assert moto_server.client("sagemaker").list_endpoints()["Endpoints"] == []
+    models = moto_server.client("sagemaker").list_models()["Models"]
+    assert not [m for m in models if env.lower() in m["ModelName"]], models  # its config and model too
     assert f"deleted bucket {bucket}" in r.stdout
     assert bucket not in [b["Name"] for b in moto_server.client("s3").list_buckets()["Buckets"]]
     r = cli(moto_server, "aws", "status", "--stack", STACK, "--region", "us-east-1", "--json")
