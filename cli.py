@@ -109,6 +109,31 @@ def _aws_teardown(args: argparse.Namespace) -> int:
     return 0
 
 
+def _aws_doctor(args: argparse.Namespace) -> int:
+    """The self-check (aws/doctor.py) of the stack's store and image, or else of the configuration's."""
+    from .aws.doctor import Target, failed, run
+    from .aws.setup import describe, outputs
+
+    aws = _aws(args)
+    d = describe(aws, args.stack)
+    if d is not None:
+        out = outputs(d)
+        target = Target(out["StoreBucket"], out["StorePrefix"], aws.region, out.get("WorkerImageUri", ""),
+                        args.instance_type)
+    else:
+        cfg = config_mod.load(_config_dir(args))
+        if cfg.store != "s3" or not cfg.s3_bucket:
+            raise SageMakerError(f"no stack {args.stack} in {aws.region} and the configuration's store is not S3: "
+                                 "run aws setup, or pass --stack, --region or --config-dir")
+        target = Target(cfg.s3_bucket, cfg.s3_prefix, aws.region, cfg.worker_image_uri, args.instance_type)
+    lines = run(target, aws, args.assume_role or ())
+    for x in lines:
+        print(f"{x['status'].upper():4}  {x['name']}: {x['detail']}")
+        if x["fix"] and x["status"] != "pass":
+            print(f"      fix: {x['fix']}")
+    return 1 if failed(lines) else 0
+
+
 def _translated(args: argparse.Namespace) -> int:
     """An `aws` command: AWS's errors in the same words as everywhere else (aws/errors.py)."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -315,6 +340,13 @@ def parser() -> argparse.ArgumentParser:
     td.add_argument("--force", action="store_true", help="delete running endpoints too")
     td.add_argument("--delete-data", action="store_true", help="also empty and delete the store bucket")
     td.set_defaults(func=_aws_teardown)
+    dr = aws_sub.add_parser("doctor", parents=[common], help="check the account as the extension uses it (real "
+                            "calls on doctor/ keys of the store, deleted after); exits 1 on a failure")
+    dr.add_argument("--instance-type", help="the endpoints' instance type (default: an endpoint's, else ml.g5.xlarge)")
+    dr.add_argument("--assume-role", action="append", metavar="ROLE_ARN",
+                    help="also read the store as this role (sts:AssumeRole), e.g. an artist's")
+    dr.add_argument("--config-dir", help="when there is no stack: the configuration to check (default: as for config)")
+    dr.set_defaults(func=_aws_doctor)
     gw = sub.add_parser("gateway", help="serve the template API and the Comfy API v2 without ComfyUI (any number "
                         "of replicas on one store)")
     gw.add_argument("--config-dir", help="folder holding config.json (default: ComfyUI's user/__sagemaker when this "

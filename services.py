@@ -39,7 +39,7 @@ from .core.local_supervisor import LocalSupervisor
 from .core.models import ModelService
 from .core.store import Store
 from .core.tasks import TaskManager
-from .core.template_runs import TemplateExecutions
+from .core.template_executions import TemplateExecutions
 from .core.templates import TemplateService
 from .core.v2.assets import AssetService
 from .core.v2.idempotency import Idempotency
@@ -225,14 +225,14 @@ class Services:
         return Idempotency(self.store)
 
     @cached_property
-    def template_runs(self) -> TemplateExecutions:
+    def template_executions(self) -> TemplateExecutions:
         return TemplateExecutions(self.templates, self.store, lambda: self.host.input_dir() if self.host else None,
                             lambda: self.assets, self.scratch)
 
     @cached_property
     def jobs_v2(self) -> JobsV2:
-        return JobsV2(self.executions, self.assets, self.template_runs, self.idempotency, self.live_jobs, self.store,
-                      lambda: self.config.execution_retention_days)
+        return JobsV2(self.executions, self.assets, self.template_executions, self.idempotency, self.live_jobs,
+                      self.store, lambda: self.config.execution_retention_days)
 
     def apply_retention(self) -> int:
         """Execution records (and their outputs) older than execution_retention_days; a designer's job."""

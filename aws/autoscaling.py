@@ -7,7 +7,7 @@
   also a step scaling policy driven by an alarm on HasBacklogWithoutCapacity,
   so the first request after scaling in to zero brings an instance back.
 
-Targets are per GPU and multiplied by the instance's GPUs (core/endpoint_config.py GPUS_PER_INSTANCE):
+Targets are per GPU and multiplied by the instance's GPUs (core/instance_families.py):
 the worker runs one ComfyUI per GPU, so an instance with 4 GPUs does the work of 4 and should carry 4
 times the backlog (or invocations) before another instance is added.
 """

@@ -14,12 +14,28 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.config import Config
+from . import naming
 from .errors import translate
 
-# The designer's main actions, for IAM's simulator (the whole list is aws/iam/designer-policy.json).
-DESIGNER_ACTIONS = ("sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:CreateEndpoint",
-                    "sagemaker:UpdateEndpoint", "sagemaker:DeleteEndpoint", "sagemaker:InvokeEndpointAsync",
-                    "application-autoscaling:RegisterScalableTarget", "s3:PutObject", "iam:PassRole")
+# The designer's main actions, for IAM's simulator (the whole list is aws/iam/designer-policy.json), each on the
+# resource it acts on: the simulator evaluates every action of a call on every resource ARN of that call
+# (IAM API Reference, "SimulatePrincipalPolicy": ActionNames, ResourceArns), so a call per resource.
+# {kind: actions}; the kinds' ARNs are made by _simulated_resources.
+SIMULATED = {
+    "model": ("sagemaker:CreateModel",),
+    "endpoint-config": ("sagemaker:CreateEndpointConfig",),
+    "endpoint": ("sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DeleteEndpoint",
+                 "sagemaker:InvokeEndpointAsync"),
+    "scalable-target": ("application-autoscaling:RegisterScalableTarget",),
+    "store": ("s3:PutObject",),
+    "execution-role": ("iam:PassRole",),
+}
+DESIGNER_ACTIONS = tuple(a for actions in SIMULATED.values() for a in actions)
+# The request context AWS gives PassRole in CreateModel: the designer policy allows it only to SageMaker
+# ("Grant a user permissions to pass a role to an AWS service": iam:PassedToService). Without it the simulator
+# lists the key in MissingContextValues and answers implicitDeny.
+PASSED_TO_SAGEMAKER = [{"ContextKeyName": "iam:PassedToService", "ContextKeyValues": ["sagemaker.amazonaws.com"],
+                        "ContextKeyType": "string"}]
 IMAGE_URI = re.compile(r"(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([^:@]+)(?::([^@]+))?(?:@(.+))?")
 
 
@@ -43,7 +59,7 @@ def check(config: Config, client: Callable[[str], Any]) -> list[dict]:
     out.append(_bucket(config, client))
     out.append(_role(config, client, account))
     out.append(_image(config, client, account))
-    out.append(_permissions(me["Arn"], client))
+    out.append(_permissions(me["Arn"], config, client))
     return out
 
 
@@ -54,7 +70,9 @@ def _bucket(config: Config, client: Callable[[str], Any]) -> dict:
     prefix = config.s3_prefix.strip("/")
     probe = f"{prefix + '/' if prefix else ''}.connect-check-{uuid.uuid4().hex}"
     try:
-        s3.head_bucket(Bucket=config.s3_bucket)
+        # What the store does (a LIST under its prefix, then a write), not HeadBucket: the bucket's existence
+        # is not the question, and a LIST is what a policy scoped to the store's prefix still allows.
+        s3.list_objects_v2(Bucket=config.s3_bucket, Prefix=f"{prefix}/" if prefix else "", MaxKeys=1)
         s3.put_object(Bucket=config.s3_bucket, Key=probe, Body=b"")
         s3.delete_object(Bucket=config.s3_bucket, Key=probe)
     except Exception as err:
@@ -118,20 +136,51 @@ def _architecture(image: dict) -> str:
     return "architecture not stated in its manifest (SageMaker needs linux/amd64)"
 
 
-def _permissions(caller_arn: str, client: Callable[[str], Any]) -> dict:
-    """A dry run of the designer's main actions with IAM's policy simulator, where this identity may use it."""
+def _simulated_resources(partition: str, account: str, region: str, config: Config) -> dict[str, str]:
+    """The ARN each kind of SIMULATED acts on: a name like the extension's own (aws/naming.py), the store's
+    prefix, the configured execution role."""
+    name = f"{naming.PREFIX}-connect-check"
+    prefix = config.s3_prefix.strip("/")
+    sagemaker = f"arn:{partition}:sagemaker:{region}:{account}"
+    return {
+        "model": f"{sagemaker}:model/{name}",
+        "endpoint-config": f"{sagemaker}:endpoint-config/{name}",
+        "endpoint": f"{sagemaker}:endpoint/{name}",
+        # Application Auto Scaling has no resource-level permissions for it: "*" (Service Authorization Ref.).
+        "scalable-target": "*",
+        "store": f"arn:{partition}:s3:::{config.s3_bucket}/{prefix + '/' if prefix else ''}.connect-check",
+        "execution-role": config.sagemaker_role_arn or f"arn:{partition}:iam::{account}:role/unset",
+    }
+
+
+def _permissions(caller_arn: str, config: Config, client: Callable[[str], Any]) -> dict:
+    """A dry run of the designer's main actions with IAM's policy simulator, where this identity may use it:
+    each on its resource, PassRole with the context AWS gives it."""
     source = caller_arn
     assumed = re.fullmatch(r"arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([^/]+)/.+", caller_arn)
     if assumed:  # the simulator wants the role, not the session
         source = f"arn:{assumed.group(1)}:iam::{assumed.group(2)}:role/{assumed.group(3)}"
+    _, partition, _, _, account = caller_arn.split(":")[:5]
+    region = config.region or client("sts").meta.region_name
+    resources = _simulated_resources(partition, account, region, config)
+    iam = client("iam")
+    results = []
     try:
-        results = client("iam").simulate_principal_policy(PolicySourceArn=source,
-                                                          ActionNames=list(DESIGNER_ACTIONS))["EvaluationResults"]
+        for kind, actions in SIMULATED.items():
+            request: dict[str, Any] = {"PolicySourceArn": source, "ActionNames": list(actions)}
+            if resources[kind] != "*":  # omitted, the simulator uses "*"
+                request["ResourceArns"] = [resources[kind]]
+            if kind == "execution-role":
+                request["ContextEntries"] = PASSED_TO_SAGEMAKER
+            results += iam.simulate_principal_policy(**request)["EvaluationResults"]
     except Exception as err:
         return result("permissions", "warning", f"AWS did not run the permission simulation here "
                       f"({translate(err).message})", "attach aws/iam/designer-policy.json (the stack's DesignerPolicy)")
-    denied = sorted(r["EvalActionName"] for r in results if r.get("EvalDecision") != "allowed")
+    denied = sorted({r["EvalActionName"] for r in results if r.get("EvalDecision") != "allowed"})
     if denied:
-        return result("permissions", "failed", f"not allowed: {', '.join(denied)}",
+        missing = sorted({k for r in results if r.get("EvalDecision") != "allowed"
+                          for k in r.get("MissingContextValues") or []})
+        return result("permissions", "failed", f"not allowed: {', '.join(denied)}"
+                      + (f" (the simulation lacked {', '.join(missing)})" if missing else ""),
                       "attach the stack's DesignerPolicy (aws/iam/designer-policy.json) to this identity")
     return result("permissions", "ok", f"{len(results)} designer actions allowed")

@@ -35,6 +35,32 @@ class AwsNotConfigured(AwsError, EndpointsNotConfigured):
     code = "aws_not_configured"
 
 
+def answer(err: BaseException) -> dict:
+    """AWS's parsed answer that a botocore ClientError (EventStreamError among them) carries; {} for any other
+    failure (no answer came: a connection error, missing credentials, our own exception)."""
+    from botocore.exceptions import ClientError
+
+    return err.response if isinstance(err, ClientError) else {}
+
+
+def error_code(err: BaseException) -> str:
+    """AWS's error code ("AccessDenied", "ValidationException", ...), "" when AWS did not answer."""
+    return str(answer(err).get("Error", {}).get("Code", ""))
+
+
+def error_message(err: BaseException) -> str:
+    return str(answer(err).get("Error", {}).get("Message") or err)
+
+
+def http_status(err: BaseException) -> int:
+    return int(answer(err).get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+def retried(err: BaseException) -> bool:
+    """Whether botocore sent this call more than once (its ResponseMetadata counts the retries)."""
+    return bool(answer(err).get("ResponseMetadata", {}).get("RetryAttempts", 0))
+
+
 ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 
 

@@ -28,7 +28,10 @@ ACTIONS: dict[tuple[str, str], list[str]] = {
     # --- Amazon S3 ---------------------------------------------------------------------------------------------
     # "Actions, resources, and condition keys for Amazon S3"; the S3 API Reference pages of each operation.
     # A missing key answers 404 (what the code tells "not found" by) only to a caller allowed s3:ListBucket,
-    # else 403 ("HeadObject" / "GetObject": Permissions), so reads need s3:ListBucket on the bucket as well.
+    # else 403 ("HeadObject" / "GetObject": Permissions), so reads need s3:ListBucket on the bucket as well,
+    # granted without an s3:prefix condition: a GET or HEAD carries no s3:prefix, and a condition on a key
+    # absent from the request is false (IAM User Guide, "Condition operators"), so a prefix-conditioned
+    # grant would not count and a missing key would answer 403.
     ("s3", "GetObject"): ["s3:GetObject", "s3:ListBucket"],
     ("s3", "HeadObject"): ["s3:GetObject", "s3:ListBucket"],
     # Conditional writes (If-None-Match / If-Match) and ChecksumSHA256 are still s3:PutObject.
@@ -96,8 +99,7 @@ ACTIONS: dict[tuple[str, str], list[str]] = {
     # --- The Connect panel's Check (aws/connect.py) ----------------------------------------------------------------
     # STS API Reference "GetCallerIdentity": "No permissions are required to perform this operation."
     ("sts", "GetCallerIdentity"): [],
-    # S3 API Reference "HeadBucket": "you must have permissions to perform the s3:ListBucket action".
-    ("s3", "HeadBucket"): ["s3:ListBucket"],
+    # The bucket check is a ListObjectsV2 under the store's prefix and a PutObject / DeleteObject (above).
     ("iam", "GetRole"): ["iam:GetRole"],
     ("iam", "SimulatePrincipalPolicy"): ["iam:SimulatePrincipalPolicy"],
     ("ecr", "BatchGetImage"): ["ecr:BatchGetImage"],
@@ -126,12 +128,22 @@ ADMIN: dict[tuple[str, str], list[str]] = {
     ("ecr", "DescribeImages"): ["ecr:DescribeImages"],
     ("ecr", "ListImages"): ["ecr:ListImages"],
     ("ecr", "BatchDeleteImage"): ["ecr:BatchDeleteImage"],
-    # aws/teardown.py: this store's endpoints, and the configs and models stopped endpoints keep.
+    # aws/doctor.py (`aws doctor`, and the Connect panel's Doctor with a designer's credentials, where a call the
+    # designer may not make is a line of the report with its fix, never a grant of the designer policy).
+    ("service-quotas", "ListServiceQuotas"): ["servicequotas:ListServiceQuotas"],
+    ("service-quotas", "ListAWSDefaultServiceQuotas"): ["servicequotas:ListAWSDefaultServiceQuotas"],
+    ("sts", "AssumeRole"): ["sts:AssumeRole"],
+    ("s3", "HeadObject"): ["s3:GetObject"],
+    ("s3", "DeleteObject"): ["s3:DeleteObject"],
+    ("ecr", "BatchGetImage"): ["ecr:BatchGetImage"],
+    ("sagemaker", "DescribeEndpointConfig"): ["sagemaker:DescribeEndpointConfig"],
+    # aws/doctor.py and aws/teardown.py: this store's endpoints (teardown: and the configs and models stopped
+    # endpoints keep).
     ("sagemaker", "ListEndpoints"): ["sagemaker:ListEndpoints"],
-    ("sagemaker", "ListEndpointConfigs"): ["sagemaker:ListEndpointConfigs"],
-    ("sagemaker", "ListModels"): ["sagemaker:ListModels"],
     ("sagemaker", "ListTags"): ["sagemaker:ListTags"],
     ("sagemaker", "DescribeEndpoint"): ["sagemaker:DescribeEndpoint"],
+    ("sagemaker", "ListEndpointConfigs"): ["sagemaker:ListEndpointConfigs"],
+    ("sagemaker", "ListModels"): ["sagemaker:ListModels"],
     ("sagemaker", "DeleteEndpoint"): ["sagemaker:DeleteEndpoint"],
     ("sagemaker", "DeleteEndpointConfig"): ["sagemaker:DeleteEndpointConfig"],
     ("sagemaker", "DeleteModel"): ["sagemaker:DeleteModel"],
@@ -151,7 +163,6 @@ KMS_WHEN_SSE_KMS: dict[tuple[str, str], list[str]] = {
     ("s3", "ListObjectsV2"): [],
     ("s3", "upload_file"): ["kms:GenerateDataKey", "kms:Decrypt"],
     ("s3", "download_file"): ["kms:Decrypt"],
-    ("s3", "HeadBucket"): [],
 }
 
 # What the execution role passed to CreateModel must allow SageMaker to do for what the call creates (the

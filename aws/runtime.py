@@ -27,6 +27,9 @@ from ..core.worker_contract import (  # PROGRESS_PREFIX: where the async progres
     read_result,
     read_stream,
 )
+from .errors import answer
+from .errors import error_code as _code
+from .errors import error_message as _message
 
 REALTIME_LIMIT_S = 60
 NEAR_LIMIT_S = REALTIME_LIMIT_S - 5  # SageMaker's clock starts after ours: a cut from here on is the limit
@@ -38,15 +41,6 @@ REQUEST_PREFIX = "async/requests/"
 # sending the inference response in the allotted time." (stream) / "Your invocation timed out while waiting
 # for a response from container primary." (InvokeEndpoint).
 LIMIT_WORDS = ("in the allotted time", "timed out while waiting for a response")
-
-
-def _code(err: Exception) -> str:
-    return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
-
-
-def _message(err: Exception) -> str:
-    e = getattr(err, "response", {}).get("Error", {})
-    return e.get("Message") or str(err)
 
 
 def _over_the_limit(detail: str) -> InvocationFailed:
@@ -71,7 +65,7 @@ def realtime_error(err: Exception, elapsed: float) -> InvocationFailed:
     if code == "ModelError":  # 424: the container answered an error, or not in time
         if near_limit:
             return _over_the_limit(message)
-        response = getattr(err, "response", {})
+        response = answer(err)
         if "OriginalStatusCode" in response:
             return InvocationFailed(f"the worker answered HTTP {response['OriginalStatusCode']}: "
                                     f"{str(response.get('OriginalMessage', ''))[:2000]}")

@@ -20,6 +20,7 @@ import builtins
 import functools
 import io
 import os
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,8 @@ from ..core.store import (
     check_key,
 )
 from . import clients
+from .errors import error_code as _code
+from .errors import retried as _retried
 
 MULTIPART = 64 * 1024 * 1024
 
@@ -45,10 +48,10 @@ LOST_RACE = {"PreconditionFailed", "412"}  # the condition was checked and is fa
 CONFLICT = {"ConditionalRequestConflict", "409"}
 CONFLICT_BACKOFF = Backoff(0.05, attempts=5, jitter=0.5)  # pauses of 0.05, 0.1, 0.2, 0.4 s, each +-50 %
 MISSING = {"NoSuchKey", "404", "NotFound"}
-
-
-def _code(err: Exception) -> str:
-    return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
+# x-amz-meta-comfyui-sagemaker-write: the nonce of the conditional write that made this version of the
+# object. S3's reads are strongly consistent after a write (S3 User Guide, "Amazon S3 data consistency
+# model"), so a HEAD right after a 412 sees the version that made the condition false.
+WRITE_NONCE = "comfyui-sagemaker-write"
 
 
 def _unavailable_on_aws_error(fn):
@@ -194,19 +197,44 @@ class S3Store(Store):
         return r["ETag"]
 
     def _conditional_put(self, key: str, data: bytes, **condition: str) -> dict:
-        """A conditional PutObject, tried again while S3 answers 409 ConditionalRequestConflict."""
+        """A conditional PutObject, tried again while S3 answers 409 ConditionalRequestConflict. A 412
+        that follows an earlier attempt of this same write (botocore's retry after a lost answer, or ours
+        after a 409) is checked against the object's nonce: when the object is our own write, its answer
+        is returned as the write's."""
         from botocore.exceptions import ClientError
 
+        nonce, sent = uuid.uuid4().hex, 0
+
+        def put() -> dict:
+            nonlocal sent
+            sent += 1
+            return self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition,
+                                      Metadata={WRITE_NONCE: nonce}, **self.write_args)
+
         try:
-            return retry(lambda: self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition,
-                                                    **self.write_args),
-                         CONFLICT_BACKOFF, lambda err: isinstance(err, ClientError) and _code(err) in CONFLICT)
+            return retry(put, CONFLICT_BACKOFF, lambda err: isinstance(err, ClientError) and _code(err) in CONFLICT)
         except ClientError as err:
             if _code(err) in CONFLICT:
                 raise StoreUnavailable(f"S3 kept conflicting on {key!r} ({CONFLICT_BACKOFF.attempts} tries, "
                                        "409 ConditionalRequestConflict): another write is in progress; "
                                        "try again") from None
+            if _code(err) in LOST_RACE and (sent > 1 or _retried(err)):
+                etag = self._written_by(key, nonce)
+                if etag:
+                    return {"ETag": etag}
             raise
+
+    def _written_by(self, key: str, nonce: str) -> str | None:
+        """The object's ETag when its current version is the write that carried `nonce`; else None (also
+        when it cannot be read: the 412 then stands, as it would without this check). A version of ours
+        that another writer already replaced also counts as lost: that writer has moved on from it."""
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError:
+            return None
+        return head["ETag"] if head.get("Metadata", {}).get(WRITE_NONCE) == nonce else None
 
     @_unavailable_on_aws_error
     def put(self, key: str, data: bytes) -> str:

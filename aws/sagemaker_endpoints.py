@@ -36,7 +36,7 @@ from typing import Any
 from typing_extensions import NotRequired, TypedDict
 
 from ..core.cancel_tokens import marker
-from ..core.endpoint_config import EndpointConfigInvalid, gpu_count
+from ..core.endpoint_config import EndpointConfigInvalid
 from ..core.endpoints import (
     STOPPED,
     EndpointBusy,
@@ -47,6 +47,7 @@ from ..core.endpoints import (
 )
 from ..core.environments import manifest_key, read_manifest
 from ..core.executions import CANCEL_PREFIX
+from ..core.instance_families import gpu_count, inference_ami, refusal
 from ..core.records import EndpointConfig, EndpointView, Manifest
 from ..core.shapes import ShapeInvalid, validate
 from ..core.store import KeyNotFound
@@ -56,19 +57,12 @@ from ..core.worker_contract import Invocation, WorkerEvent, WorkerReport, Worker
 from . import autoscaling, endpoint_states, naming, runtime
 from .clients import client
 from .errors import ROLE_ARN, AwsError, AwsNotConfigured, aws_call, translate
+from .errors import error_code as _code
 
 log = logging.getLogger("comfyui_sagemaker")
 STARTUP_HEALTH_CHECK_S = 3600  # materialising an environment (models by digest) can take a while
-# The worker image is CUDA 12.4 (worker/Dockerfile); SageMaker's default inference AMI on GPU instances has
-# driver 470 / CUDA 11.4. This AMI has driver 550 / CUDA 12.4 (a test reads that from botocore's model).
-GPU_INFERENCE_AMI = "al2-ami-sagemaker-inference-gpu-3-1"
-GPU_FAMILIES = re.compile(r"ml\.(g\d|p\d)")
 GONE_TIMEOUT_S = 1800  # a DeleteEndpoint usually ends within minutes
 INVOCATION_TIMEOUT_S = {"realtime": 60, "async": 3600}  # SageMaker's limits per mode
-
-
-def _code(err: Exception) -> str:
-    return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
 
 
 def _not_found(err: Exception) -> bool:
@@ -352,6 +346,8 @@ class SageMakerEndpoints(Endpoints):
             "WORKER_INVOCATION_TIMEOUT": str(INVOCATION_TIMEOUT_S[_endpoint_config(manifest).get("mode", "async")]),
             # The extension cannot reach the container: its cold start report goes to the store.
             "WORKER_REPORT": "store"}
+        if _endpoint_config(manifest).get("mode") == "realtime":
+            environment["WORKER_DEADLINE_FROM_ARRIVAL"] = "1"  # its 60 s start when SageMaker sends the request
         if self.sse:
             environment["WORKER_S3_SSE"] = self.sse
             if self.sse == "aws:kms" and self.kms_key_id:
@@ -365,14 +361,22 @@ class SageMakerEndpoints(Endpoints):
 
     def endpoint_config_request(self, manifest: Manifest) -> dict:
         env, version, cfg = manifest["name"], manifest["version"], _endpoint_config(manifest)
+        refused = refusal(cfg["instance_type"])
+        if refused:  # a version published before the type was refused is not deployed either
+            raise EndpointConfigInvalid(f"version {version} of environment {env}: {refused}")
         name = naming.versioned_name(env, version, self.store_uri)
         variant: dict[str, Any] = {
             "VariantName": naming.VARIANT, "ModelName": name, "InstanceType": cfg["instance_type"],
             "InitialInstanceCount": cfg["initial_count"],
             "ContainerStartupHealthCheckTimeoutInSeconds": STARTUP_HEALTH_CHECK_S,
         }
-        if GPU_FAMILIES.match(cfg["instance_type"]):
-            variant["InferenceAmiVersion"] = GPU_INFERENCE_AMI
+        ami = inference_ami(cfg["instance_type"])
+        if ami:
+            variant["InferenceAmiVersion"] = ami
+        if cfg["mode"] == "realtime":
+            # A busy instance (every ComfyUI running) should not be sent more: SageMaker's default routing is
+            # random. API reference, ProductionVariantRoutingConfig.
+            variant["RoutingConfig"] = {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"}
         request: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": [variant],
                    "Tags": naming.tags(env, version, self.store_uri)}
         if cfg["mode"] == "async":

@@ -22,6 +22,7 @@ from typing import Any
 from ..core import config as config_mod
 from ..core.errors import SageMakerError
 from . import stack
+from .errors import error_code as _code
 from .errors import translate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,10 +49,6 @@ class Aws:
         if service not in self.clients:
             self.clients[service] = self.make(service)
         return self.clients[service]
-
-
-def _code(err: Exception) -> str:
-    return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
 
 
 def describe(aws: Aws, name: str) -> dict | None:
@@ -340,7 +337,7 @@ def status(aws: Aws, name: str) -> dict:
             images = aws("ecr").describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
             report["image_digest"] = images["imageDetails"][0]["imageDigest"]
         except (ClientError, BotoCoreError, IndexError, KeyError) as err:
-            report["image_digest"] = f"absent ({getattr(err, 'response', {}).get('Error', {}).get('Code') or err})"
+            report["image_digest"] = f"absent ({_code(err) or err})"
     try:
         detection = aws("cloudformation").detect_stack_drift(StackName=name)["StackDriftDetectionId"]
         for _ in range(30):

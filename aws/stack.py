@@ -6,7 +6,7 @@
   in use, removes them);
 - an ECR repository for the worker image (the newest 10 images are kept) and a CodeBuild project that
   builds the image from this repository's source (a zip the CLI uploads to the bucket) and pushes it;
-- the SageMaker execution role, and managed policies for designers and artists.
+- the SageMaker execution role, and managed policies for designers, artists and the gateway.
 
 The IAM documents are aws/iam/*.json themselves, their placeholders turned into CloudFormation
 references: one source of truth for the policies, whether applied by hand or by the stack.
@@ -23,6 +23,7 @@ from pathlib import Path
 IAM = Path(__file__).resolve().parent / "iam"
 TEMPLATE_FILE = Path(__file__).resolve().parent / "comfyui-sagemaker.template.json"
 SOURCE_KEY = "source/comfyui-sagemaker.zip"  # under the store prefix
+INSTANCE_TAG = "comfyui-sagemaker-instance"  # its value: the instance id of the artist's ComfyUI (core/identity.py)
 # Placeholders of aws/iam/*.json -> what the stack puts there.
 SUBSTITUTIONS = {
     "STORE_BUCKET": "${StoreBucket}",
@@ -31,8 +32,14 @@ SUBSTITUTIONS = {
     "REGION": "${AWS::Region}",
     "EXECUTION_ROLE_NAME": "${ExecutionRole}",
     "WORKER_REPOSITORY": "${Repository}",  # Ref of an ECR repository is its name
-    "ARTIST_INSTANCE_ID": "*",  # one managed policy for every artist: narrow it per machine by hand (README)
+    # One managed policy for every artist, each scoped to its own ComfyUI by a tag on the artist's IAM user or
+    # role (IAM User Guide, "IAM policy elements: Variables and tags": ${aws:PrincipalTag/...}; `${!` is
+    # CloudFormation's escape, IAM receives `${`). An artist without the tag writes none of the per-owner keys.
+    "ARTIST_INSTANCE_ID": "${!aws:PrincipalTag/" + INSTANCE_TAG + "}",
 }
+# aws/iam/*.json name the commercial partition; the stack's ARNs are in the partition it is deployed to
+# (aws-cn, aws-us-gov): CloudFormation User Guide, "Pseudo parameters reference" (AWS::Partition, AWS::URLSuffix).
+PARTITION_ARN = re.compile(r"^arn:aws:")
 KMS_SID = "StoreKmsKeyWhenSseKms"
 BUILDSPEC = """version: 0.2
 phases:
@@ -56,8 +63,8 @@ def _sub(value: object) -> object:
         return {k: _sub(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_sub(v) for v in value]
-    if isinstance(value, str) and any(p in value for p in SUBSTITUTIONS):
-        out = value
+    if isinstance(value, str) and (any(p in value for p in SUBSTITUTIONS) or PARTITION_ARN.match(value)):
+        out = PARTITION_ARN.sub("arn:${AWS::Partition}:", value)
         for placeholder, ref in SUBSTITUTIONS.items():
             out = re.sub(rf"\b{placeholder}\b", ref.replace("\\", "\\\\"), out)
         return {"Fn::Sub": out} if "${" in out else out
@@ -70,7 +77,7 @@ def policy_document(name: str) -> dict:
     without_kms, with_kms = [], []
     for statement in doc["Statement"]:
         if statement.get("Sid") == KMS_SID:
-            via = {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}
+            via = {"Fn::Sub": "s3.${AWS::Region}.${AWS::URLSuffix}"}
             statement = {**statement, "Resource": {"Ref": "KmsKeyArn"},
                          "Condition": {"StringEquals": {"kms:ViaService": via}}}
             with_kms.append(_sub(statement))
@@ -81,8 +88,12 @@ def policy_document(name: str) -> dict:
     return {"Version": doc["Version"], "Statement": {"Fn::If": ["HasKmsKey", with_kms, without_kms]}}
 
 
-# What CodeBuild does: read the source zip, push to the repository, log.
+# What CodeBuild does: read the source zip, push to the repository, log. CodeBuild reads the bucket's ACL and
+# location before it downloads an S3 source (CodeBuild User Guide, "Allow CodeBuild to interact with other AWS
+# services": the service role's S3BucketIdentity statement), granted here on the store's bucket only.
 BUILD_STATEMENTS = [
+    {"Effect": "Allow", "Action": ["s3:GetBucketAcl", "s3:GetBucketLocation"],
+     "Resource": {"Fn::GetAtt": ["StoreBucket", "Arn"]}},
     {"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
      "Resource": {"Fn::Sub": "${StoreBucket.Arn}/${StorePrefix}/" + SOURCE_KEY}},
     {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
@@ -103,7 +114,7 @@ def template() -> dict:
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "comfyui-sagemaker: store bucket, worker image build, SageMaker execution role, "
-                       "designer and artist policies",
+                       "designer, artist and gateway policies",
         "Parameters": {
             "BucketName": {"Type": "String", "Default": "",
                            "Description": "the store bucket's name (empty: CloudFormation makes one up)",
@@ -222,8 +233,13 @@ def template() -> dict:
                                "(aws/iam/designer-policy.json)",
                 "PolicyDocument": policy_document("designer")}},
             "ArtistPolicy": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {
-                "Description": "comfyui-sagemaker: read and run templates (aws/iam/artist-policy.json)",
+                "Description": "comfyui-sagemaker: read and run templates, writing only the runs of the ComfyUI "
+                               f"named by the artist's tag {INSTANCE_TAG} (aws/iam/artist-policy.json)",
                 "PolicyDocument": policy_document("artist")}},
+            "GatewayPolicy": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {
+                "Description": "comfyui-sagemaker: the gateway serves runs and the Comfy API v2 for every owner "
+                               "(aws/iam/gateway-policy.json)",
+                "PolicyDocument": policy_document("gateway")}},
         },
         "Outputs": {
             "StoreBucket": {"Value": {"Ref": "StoreBucket"}},
@@ -235,6 +251,7 @@ def template() -> dict:
             "BuildProject": {"Value": {"Ref": "ImageBuild"}},
             "DesignerPolicyArn": {"Value": {"Ref": "DesignerPolicy"}},
             "ArtistPolicyArn": {"Value": {"Ref": "ArtistPolicy"}},
+            "GatewayPolicyArn": {"Value": {"Ref": "GatewayPolicy"}},
             "KmsKeyArn": {"Value": {"Ref": "KmsKeyArn"}},
         },
     }

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 from . import endpoint_states, naming, stack
 from .autoscaling import Autoscaling
-from .setup import Aws, SetupError, _code, _empty_and_delete, _wait_deleted, describe, outputs
+from .errors import error_code, error_message
+from .setup import Aws, SetupError, _empty_and_delete, _wait_deleted, describe, outputs
 
 GONE_TIMEOUT_S = 1800.0  # SageMaker takes minutes to delete an endpoint; a stuck one is said, not waited on forever
 
@@ -38,7 +39,7 @@ class Inventory:
 
 def _not_found(err: Exception) -> bool:
     # DescribeEndpoint of a missing endpoint: ValidationException "Could not find endpoint ...".
-    return _code(err) == "ValidationException" and "Could not find" in str(err)
+    return error_code(err) == "ValidationException" and "Could not find" in error_message(err)
 
 
 def _ours(sm, arn: str, digest: str) -> bool:
@@ -140,7 +141,7 @@ def _delete_versions(aws: Aws, inv: Inventory, say: Callable[[str], None]) -> No
             try:
                 delete(**{key: name})
             except ClientError as err:
-                if _code(err) != "ValidationException":  # already gone
+                if error_code(err) != "ValidationException":  # already gone
                     raise
     if inv.configs or inv.models:
         say(f"deleted {len(inv.configs)} endpoint config(s) and {len(inv.models)} model(s)")

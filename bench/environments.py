@@ -46,11 +46,11 @@ class Host:
 
 def publish(svc: EnvironmentService) -> tuple[float, dict]:
     t0 = time.perf_counter()
-    job = svc.publish("Bench", include="all", endpoint={"kind": "local"})
-    job = svc.tasks.wait(job.id, 3600)
-    if job.state != "succeeded":
-        raise SystemExit(f"publish {job.state}: {job.error}")
-    return time.perf_counter() - t0, job.result
+    task = svc.publish("Bench", include="all", endpoint={"kind": "local"})
+    task = svc.tasks.wait(task.id, 3600)
+    if task.state != "succeeded":
+        raise SystemExit(f"publish {task.state}: {task.error}")
+    return time.perf_counter() - t0, task.result
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from comfyui_sagemaker.aws import naming  # noqa: E402
 from harness.comfyui import ComfyUI  # noqa: E402
-from harness.envs import publish_environment, unique, wait_job  # noqa: E402
+from harness.envs import publish_environment, unique, wait_task  # noqa: E402
 from harness.fixtures import install_test_models, install_test_pack  # noqa: E402
 from harness.moto import MotoServer  # noqa: E402
 from harness.reaper import reaping  # noqa: E402
@@ -112,7 +112,7 @@ def emulator_part(work: Path, baseline: list[float]) -> None:
             env = unique("E")
             r = client.post("/sagemaker/environments", json={"name": env, "templates": [t], "endpoint": {
                 "kind": "sagemaker", "instance_type": "ml.g4dn.xlarge", "initial_count": 1, "mode": mode}})
-            wait_job(client, r.json()["job"]["id"])
+            wait_task(client, r.json()["task"]["id"])
             wait_in_service(client, env)
             worker = WorkerProcess(f"s3://bench/p/environments/{env.lower()}/versions/v000001.json",
                                    work / f"w-{mode}", moto.env()).start()

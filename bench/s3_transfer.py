@@ -65,8 +65,8 @@ def main() -> None:
                                  HashCache(work / "hc.json"), 4)
         for attempt in ("first", "again"):
             puts.clear()
-            job = svc.tasks.wait(svc.publish("Bench", include="all").id, 3600)
-            assert job.state == "succeeded", job.error
+            task = svc.tasks.wait(svc.publish("Bench", include="all").id, 3600)
+            assert task.state == "succeeded", task.error
             blob_puts = [p for p in puts if "/blobs/" in p[1]]
             print(f"publish ({attempt}): {len(blob_puts)} blob PUT requests, {len(puts) - len(blob_puts)} other "
                   f"(target for the re-publish: 0 blob PUTs)")

@@ -11,44 +11,19 @@ a real-time one may not.
 from __future__ import annotations
 
 import re
+from typing import Annotated, Any, Literal, cast
 
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from . import instance_families
 from .errors import BadRequest
-from .records import Autoscaling, EndpointConfig
+from .records import EndpointConfig
 
-# Offered in the UI; any other well-formed ml.* type is accepted (AWS refuses what it does not know).
-COMMON_GPU_TYPES = (
-    "ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g5.xlarge", "ml.g5.2xlarge", "ml.g5.4xlarge",
-    "ml.g6.xlarge", "ml.g6.2xlarge", "ml.g6e.xlarge", "ml.g6e.2xlarge", "ml.p4d.24xlarge",
-)
-# GPUs per instance type, the one table: the worker runs one ComfyUI per GPU, so an async endpoint takes
-# this many requests per instance at once (MaxConcurrentInvocationsPerInstance) and its autoscaling target
-# scales with it. From AWS's instance specifications (EC2 User Guide "Accelerated computing instances",
-# AWS Batch "Run GPU jobs"); a type not listed counts as 1.
-GPUS_PER_INSTANCE = {
-    "ml.g4dn.xlarge": 1, "ml.g4dn.2xlarge": 1, "ml.g4dn.4xlarge": 1, "ml.g4dn.8xlarge": 1, "ml.g4dn.16xlarge": 1,
-    "ml.g4dn.12xlarge": 4,
-    "ml.g5.xlarge": 1, "ml.g5.2xlarge": 1, "ml.g5.4xlarge": 1, "ml.g5.8xlarge": 1, "ml.g5.16xlarge": 1,
-    "ml.g5.12xlarge": 4, "ml.g5.24xlarge": 4, "ml.g5.48xlarge": 8,
-    "ml.g6.xlarge": 1, "ml.g6.2xlarge": 1, "ml.g6.4xlarge": 1, "ml.g6.8xlarge": 1, "ml.g6.16xlarge": 1,
-    "ml.g6.12xlarge": 4, "ml.g6.24xlarge": 4, "ml.g6.48xlarge": 8,
-    "ml.g6e.xlarge": 1, "ml.g6e.2xlarge": 1, "ml.g6e.4xlarge": 1, "ml.g6e.8xlarge": 1, "ml.g6e.16xlarge": 1,
-    "ml.g6e.12xlarge": 4, "ml.g6e.24xlarge": 4, "ml.g6e.48xlarge": 8,
-    "ml.p3.2xlarge": 1, "ml.p3.8xlarge": 4, "ml.p3.16xlarge": 8,
-    "ml.p4d.24xlarge": 8, "ml.p4de.24xlarge": 8, "ml.p5.48xlarge": 8,
-}
-
-
-def gpu_count(instance_type: str) -> int:
-    """GPUs of an instance type (1 for a type not in GPUS_PER_INSTANCE, CPU types included)."""
-    return GPUS_PER_INSTANCE.get(instance_type, 1)
-
-
-INSTANCE_TYPE_RE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
+INSTANCE_TYPE_RE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")  # ml.p6-b200.48xlarge has a hyphen
 MODES = ("async", "realtime")
-KIND_FIELDS = {
-    "local": {"kind"},
-    "sagemaker": {"kind", "instance_type", "initial_count", "mode", "autoscaling"},
-}
+KINDS = ("local", "sagemaker")
+DEFAULT_INSTANCE_TYPE = "ml.g5.xlarge"
 
 
 class EndpointConfigInvalid(BadRequest):
@@ -57,56 +32,134 @@ class EndpointConfigInvalid(BadRequest):
     code = "invalid_endpoint_config"
 
 
-def _int(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise EndpointConfigInvalid(f"endpoint.{field} must be a whole number, got {value!r}")
-    return value
+# The request's shape, declared once: validate() checks with it and the HTTP API's document is its JSON schema
+# (server_routes/schemas.py). The stored shape is core/records.py's EndpointConfig (a TypedDict, what mypy
+# checks every reader against; what these models dump). The cap on instances is the configuration's
+# max_instances, handed in as the validation's context.
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)  # nothing coerced: "1" and true are not 1
+
+
+RULE = "endpoint_rule"  # a cross-field rule's or the cap's refusal: its message is the user's
+
+
+def _cap(info: Any) -> int | None:
+    return (info.context or {}).get("max_instances")
+
+
+class AutoscalingSpec(_Closed):
+    min: int = Field(ge=0, description="0: an async endpoint scales in to no instance when idle")
+    max: int = Field(ge=1, description="at most the max_instances setting")
+
+    @model_validator(mode="after")
+    def _range(self, info: Any) -> AutoscalingSpec:
+        if self.min > self.max:
+            raise PydanticCustomError(RULE, f"endpoint.autoscaling.min ({self.min}) is over max ({self.max})")
+        cap = _cap(info)
+        if cap is not None and self.max > cap:
+            raise PydanticCustomError(
+                RULE, f"endpoint.autoscaling.max ({self.max}) is over the cap of {cap} instances (max_instances)")
+        return self
+
+
+class LocalEndpointSpec(_Closed):
+    kind: Literal["local"]
+
+
+class SageMakerEndpointSpec(_Closed):
+    kind: Literal["sagemaker"]
+    instance_type: str = Field(DEFAULT_INSTANCE_TYPE, pattern=f"^{INSTANCE_TYPE_RE.pattern}$", description=(
+        "an ml.* type of a family core/instance_families.py supports (it refuses the others, saying why); GPU "
+        f"ones: {', '.join(instance_families.COMMON_GPU_TYPES)}"))
+    initial_count: int = Field(1, ge=1, description="at most the max_instances setting")
+    mode: Literal["async", "realtime"] = Field("async", description="async: queued, an hour a run at most; "
+                                                                    "realtime: 60 s at most")
+    autoscaling: AutoscalingSpec | None = Field(None, description="null: initial_count instances, always; "
+                                                                  "min 0 only for async endpoints")
+
+    @field_validator("instance_type")
+    @classmethod
+    def _supported(cls, instance_type: str) -> str:
+        refused = instance_families.refusal(instance_type)
+        if refused:
+            raise PydanticCustomError(RULE, "endpoint.instance_type: {reason}", {"reason": refused})
+        return instance_type
+
+    @field_validator("initial_count")
+    @classmethod
+    def _under_cap(cls, count: int, info: Any) -> int:
+        cap = _cap(info)
+        if cap is not None and count > cap:
+            raise PydanticCustomError(RULE, f"endpoint.initial_count {count} is over the cap of {cap} instances")
+        return count
+
+    @model_validator(mode="after")
+    def _realtime_floor(self) -> SageMakerEndpointSpec:
+        if self.autoscaling is not None and self.autoscaling.min == 0 and self.mode == "realtime":
+            raise PydanticCustomError(RULE, "endpoint.autoscaling.min 0 is only for async endpoints; "
+                                                      "real-time needs 1")
+        return self
+
+
+EndpointSpec = Annotated[LocalEndpointSpec | SageMakerEndpointSpec, Field(discriminator="kind")]
+SPEC: TypeAdapter[LocalEndpointSpec | SageMakerEndpointSpec] = TypeAdapter(EndpointSpec)
+
+SHAPE = 'endpoint.autoscaling must be {"min": N, "max": M} or null'
+# What a user reads for each of the model's own refusals, by field and pydantic's error type (None: any type).
+MESSAGES = {
+    ("instance_type", None): "endpoint.instance_type must look like ml.g5.xlarge, got {input!r}",
+    ("mode", None): "endpoint.mode must be async or realtime, got {input!r}",
+    ("initial_count", "int_type"): "endpoint.{field} must be a whole number, got {input!r}",
+    ("initial_count", "greater_than_equal"):
+        "endpoint.initial_count must be at least 1: SageMaker cannot create an endpoint with 0 instances "
+        "(an async endpoint scales to 0 afterwards with autoscaling min 0)",
+    ("autoscaling.min", "int_type"): "endpoint.{field} must be a whole number, got {input!r}",
+    ("autoscaling.max", "int_type"): "endpoint.{field} must be a whole number, got {input!r}",
+    ("autoscaling.min", "greater_than_equal"): "endpoint.autoscaling.min must be 0 or more",
+    ("autoscaling.max", "greater_than_equal"): "endpoint.autoscaling.max must be at least 1",
+}
+# The order the fields are judged in, so the first problem named is the same whatever else is wrong.
+ORDER = ("instance_type", "mode", "initial_count", "autoscaling", "")
+SHAPE_TYPES = ("missing", "extra_forbidden", "model_type", "model_attributes_type", "dict_type")
 
 
 def validate(config: object, max_instances: int) -> EndpointConfig:
-    """The normalised config, or EndpointConfigInvalid saying which field is wrong and why."""
-    if not isinstance(config, dict):
-        raise EndpointConfigInvalid('endpoint must be an object such as {"kind": "local"}')
-    kind = config.get("kind")
-    if kind not in KIND_FIELDS:
-        raise EndpointConfigInvalid(f"endpoint.kind must be one of {', '.join(KIND_FIELDS)}, got {kind!r}")
-    unknown = sorted(set(config) - KIND_FIELDS[kind])
+    """The normalised config (the defaults filled in), or EndpointConfigInvalid saying which field is wrong
+    and why."""
+    try:
+        spec = SPEC.validate_python(config, context={"max_instances": max_instances})
+    except ValidationError as err:
+        raise EndpointConfigInvalid(_message(err, config)) from None
+    return cast(EndpointConfig, spec.model_dump())
+
+
+def _message(err: ValidationError, config: object) -> str:
+    problems = err.errors()
+    first = problems[0]
+    if first["type"] == "model_attributes_type" and first["loc"] == ():
+        return 'endpoint must be an object such as {"kind": "local"}'
+    if first["type"].startswith("union_tag"):
+        kind = config.get("kind") if isinstance(config, dict) else None
+        return f"endpoint.kind must be one of {', '.join(KINDS)}, got {kind!r}"
+    unknown = sorted(str(p["loc"][1]) for p in problems if p["type"] == "extra_forbidden" and len(p["loc"]) == 2)
     if unknown:
-        raise EndpointConfigInvalid(f"unknown endpoint fields for kind {kind}: {', '.join(unknown)}")
-    if kind == "local":
-        return {"kind": "local"}
-    instance_type = config.get("instance_type", "ml.g5.xlarge")
-    if not isinstance(instance_type, str) or not INSTANCE_TYPE_RE.fullmatch(instance_type):
-        raise EndpointConfigInvalid(f"endpoint.instance_type must look like ml.g5.xlarge, got {instance_type!r}")
-    mode = config.get("mode", "async")
-    if mode not in MODES:
-        raise EndpointConfigInvalid(f"endpoint.mode must be async or realtime, got {mode!r}")
-    count = _int(config.get("initial_count", 1), "initial_count")
-    if count < 1:
-        raise EndpointConfigInvalid(
-            "endpoint.initial_count must be at least 1: SageMaker cannot create an endpoint with 0 instances "
-            "(an async endpoint scales to 0 afterwards with autoscaling min 0)"
-        )
-    if count > max_instances:
-        raise EndpointConfigInvalid(f"endpoint.initial_count {count} is over the cap of {max_instances} instances")
-    given = config.get("autoscaling")
-    scaling: Autoscaling | None = None
-    if given is not None:
-        if not isinstance(given, dict) or set(given) - {"min", "max"} or not {"min", "max"} <= set(given):
-            raise EndpointConfigInvalid('endpoint.autoscaling must be {"min": N, "max": M} or null')
-        lo, hi = _int(given["min"], "autoscaling.min"), _int(given["max"], "autoscaling.max")
-        if lo < 0:
-            raise EndpointConfigInvalid("endpoint.autoscaling.min must be 0 or more")
-        if lo > hi:
-            raise EndpointConfigInvalid(f"endpoint.autoscaling.min ({lo}) is over max ({hi})")
-        if hi > max_instances:
-            raise EndpointConfigInvalid(
-                f"endpoint.autoscaling.max ({hi}) is over the cap of {max_instances} instances (max_instances)"
-            )
-        if hi < 1:
-            raise EndpointConfigInvalid("endpoint.autoscaling.max must be at least 1")
-        if lo == 0 and mode == "realtime":
-            raise EndpointConfigInvalid("endpoint.autoscaling.min 0 is only for async endpoints; real-time needs 1")
-        scaling = {"min": lo, "max": hi}
-    return {"kind": "sagemaker", "instance_type": instance_type, "initial_count": count, "mode": mode,
-            "autoscaling": scaling}
+        return f"unknown endpoint fields for kind {first['loc'][0]}: {', '.join(unknown)}"
+    problem = min(problems, key=_rank)
+    if problem["type"] == RULE:
+        return problem["msg"]
+    field = ".".join(str(part) for part in problem["loc"][1:])
+    if problem["type"] in SHAPE_TYPES and field.startswith("autoscaling"):
+        return SHAPE
+    template = MESSAGES.get((field, problem["type"])) or MESSAGES.get((field, None))
+    if template is None:  # a refusal the table does not word (none today): pydantic's own words, with where
+        return f"endpoint.{field}: {problem['msg']}"
+    return template.format(field=field, input=problem.get("input"))
+
+
+def _rank(problem: Any) -> tuple[int, int]:
+    loc = [str(part) for part in problem["loc"][1:]]
+    where = ORDER.index(loc[0]) if loc and loc[0] in ORDER else len(ORDER) - 1
+    kind = 0 if problem["type"] in SHAPE_TYPES else 1 if problem["type"] == "int_type" else \
+        3 if problem["type"] == RULE else 2
+    return where, kind

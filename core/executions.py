@@ -454,7 +454,7 @@ class ExecutionService:
         self.send("sagemaker.execution", self.summary(record, user), None)
         self._native(self.native.started, record, prompt, workflow, outputs_to_execute)
         self._watch()
-        self.pool.submit(self._run, record, prompt)
+        self.pool.submit(self._invoke, record, prompt)
         return self.summary(record, user)
 
     def _relay(self, record: ExecutionRecord, event: WorkerEvent) -> None:
@@ -522,7 +522,7 @@ class ExecutionService:
             self._to_page(record, "execution_success",
                           {"prompt_id": record["prompt_id"], "timestamp": int(time.time() * 1000)})
 
-    def _run(self, record: ExecutionRecord, prompt: dict) -> None:
+    def _invoke(self, record: ExecutionRecord, prompt: dict) -> None:
         if record["state"] in FINAL:
             self._finished(record)
             return
@@ -611,7 +611,7 @@ class ExecutionService:
         if live is None:
             return self._cancel_elsewhere(record, user)
         was_running = live["state"] == "running"
-        # Mark it first: the worker's "interrupted" answer may reach _run before the cancel call returns.
+        # Mark it first: the worker's "interrupted" answer may reach _invoke before the cancel call returns.
         self._update(live, state="cancelled", finished_at=now(), error={"code": "cancelled",
                                                                         "message": "cancelled by the user"})
         self._stop(live, was_running)

@@ -122,6 +122,18 @@ class ExecutionProgress(TypedDict):
 WorkerState = Literal["starting", "ready", "failed"]
 
 
+class LocalDisk(TypedDict):
+    """Where a worker keeps its caches (worker/volumes.py): the largest writable local volume among its
+    candidates, and what it needs there (the manifest's blobs not cached yet; extracted packs counted twice)."""
+
+    path: str  # the chosen candidate (on SageMaker: /tmp, the instance's storage, when it is the largest)
+    cache_dir: str
+    free_bytes: int
+    total_bytes: int
+    candidates: NotRequired[dict[str, int]]  # each usable candidate's free bytes
+    needed_bytes: NotRequired[int]  # once the manifest is read
+
+
 class WorkerReport(TypedDict):
     """What a worker says about itself (worker/coldstart.py): `GET /status`, and in the store (REPORTS)."""
 
@@ -136,6 +148,7 @@ class WorkerReport(TypedDict):
     phases: NotRequired[list[dict[str, Any]]]  # the cold start, step by step
     activity: NotRequired[str | None]  # what it does now
     comfyuis: NotRequired[list[dict[str, Any]]]  # each ComfyUI's state
+    disk: NotRequired[LocalDisk]  # where the caches are, and the free bytes there
 
 
 def read_result(value: object) -> WorkerResult:

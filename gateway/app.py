@@ -31,7 +31,7 @@ from ..core.errors import ConfigInvalid, SageMakerError
 from ..core.fs import scratch
 from ..core.host_facts import InterruptDoor
 from ..core.version import __version__
-from ..server_routes import executions, meta, openapi, template_runs, templates, v2
+from ..server_routes import executions, meta, openapi, template_executions, templates, v2
 from ..server_routes.context import RouteContext
 from ..server_routes.errors import error_response
 from ..server_routes.http import is_ours, json_ok, middleware
@@ -57,7 +57,7 @@ async def gateway_openapi(request: web.Request, ctx) -> web.Response:
 ROUTE_TABLES = [
     _only(meta.ROUTES, ("GET", "/health"), ("GET", "/rules")),
     _only(templates.ROUTES, ("GET", "/templates"), ("GET", "/templates/{name}")),
-    _only(template_runs.ROUTES, ("POST", "/templates/{name}/executions")),
+    _only(template_executions.ROUTES, ("POST", "/templates/{name}/executions")),
     _only(executions.ROUTES, ("GET", "/executions"), ("GET", "/executions/{id}"), ("POST", "/executions/{id}/cancel")),
     v2.ROUTES,
     [("GET", "/openapi.json", gateway_openapi)],

@@ -332,6 +332,8 @@ class LocalEndpoints(Endpoints):
             "WORKER_HOST": "127.0.0.1",
             "WORKER_CACHE_DIR": str(self.cache),
             "WORKER_BASE_DIR": str(folder / "base"),
+            # The designer's cache folder is the only candidate: the worker never moves it (to a /tmp in RAM).
+            "WORKER_LOCAL_VOLUMES": str(self.cache),
             "COMFYUI_DIR": str(self.runtime.comfyui_dir),
             "WORKER_COMFYUI_ARGS": self.runtime.comfyui_args,
             "WORKER_EXTENSION_DIR": str(self.runtime.extension_dir),

@@ -20,7 +20,7 @@ from . import (
     meta,
     models,
     openapi,
-    template_runs,
+    template_executions,
     templates,
     v2,
     worker_door,
@@ -29,8 +29,8 @@ from .context import ComfyFacts, Context
 from .http import middleware
 
 ROUTE_TABLES = [meta.ROUTES, templates.ROUTES, analysis.ROUTES, environments.ROUTES, endpoints.ROUTES,
-                executions.ROUTES, inputs.ROUTES, models.ROUTES, template_runs.ROUTES, openapi.ROUTES, events.ROUTES,
-                connect.ROUTES, v2.ROUTES]
+                executions.ROUTES, inputs.ROUTES, models.ROUTES, template_executions.ROUTES, openapi.ROUTES,
+                events.ROUTES, connect.ROUTES, v2.ROUTES]
 
 
 def register(routes: web.RouteTableDef, app: web.Application, facts: ComfyFacts) -> Context:

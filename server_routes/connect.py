@@ -6,6 +6,8 @@ GET  /connect        {effective, startup_error, applied, from_environment, edita
                       set or not), for the panel to say what "Apply the file" changes
 POST /connect/check  {changes?, replace?} -> {results: [{name, status, detail, fix}]} for the configuration
                      the changes would make (nothing written)
+POST /connect/doctor {instance_type?} -> {lines: [{name, status: pass|fail|skip, detail, fix}]}: aws doctor
+                     (aws/doctor.py) on the configuration that runs, with real calls on doctor/ keys
 PUT  /config         {changes, replace?} -> writes config.json, applies it, {effective, applied}
 POST /config/reload  -> applies config.json as it is now (fixed or edited by hand), {effective, applied}
 
@@ -27,7 +29,7 @@ from ..core.errors import message_of
 from . import guard
 from .context import Context
 from .http import json_ok, shapes, the
-from .schemas import ConfigChange
+from .schemas import ConfigChange, Doctor
 
 
 def _view(cfg: Config) -> dict:
@@ -77,6 +79,24 @@ def run_checks(cfg: Config) -> list[dict]:
     return aws_check(cfg, lambda service: client(service, cfg.region))
 
 
+@shapes(body=Doctor)
+async def doctor(request: web.Request, ctx: Context) -> web.Response:
+    instance_type = the(request, Doctor).instance_type
+    return json_ok({"lines": await asyncio.to_thread(run_doctor, ctx.effective_config(), instance_type)})
+
+
+def run_doctor(cfg: Config, instance_type: str | None) -> list[dict]:
+    from ..aws.doctor import SKIP, Target, line, run
+
+    if cfg.store != "s3" or not cfg.s3_bucket:
+        return [line("store", SKIP, "the store is not S3: there is no AWS set-up to check",
+                     "set store to s3 (or run aws setup) for SageMaker endpoints")]
+    from ..aws.clients import client
+
+    target = Target(cfg.s3_bucket, cfg.s3_prefix, cfg.region, cfg.worker_image_uri, instance_type)
+    return run(target, lambda service: client(service, cfg.region))
+
+
 @shapes(body=ConfigChange)
 async def put_config(request: web.Request, ctx: Context) -> web.Response:
     body = the(request, ConfigChange)
@@ -102,6 +122,7 @@ async def _applied(ctx: Context, change: Callable[[], Config]) -> web.Response:
 ROUTES = [
     ("GET", "/connect", get_connect),
     ("POST", "/connect/check", check),
+    ("POST", "/connect/doctor", doctor),
     ("PUT", "/config", put_config),
     ("POST", "/config/reload", reload_config),
 ]

@@ -7,18 +7,19 @@ import asyncio
 from aiohttp import web
 
 from ..core.names import TEMPLATE_NAME
+from ..core.records import ExecutionSummary
 from .context import RouteContext
 from .http import json_ok, shapes, the
-from .schemas import ExecutionCreate, ExecutionsPage, ExecutionsQuery
+from .schemas import ExecutionAnswer, ExecutionCreate, ExecutionCreated, ExecutionsPage, ExecutionsQuery
 
 
-@shapes(body=ExecutionCreate)
+@shapes(body=ExecutionCreate, answer=ExecutionCreated)
 async def create_execution(request: web.Request, ctx: RouteContext) -> web.Response:
     body = the(request, ExecutionCreate)
     svc = ctx.services.executions
     record = await asyncio.to_thread(svc.create, body.prompt, body.workflow, body.template, body.environment,
                                      body.client_id, ctx.user(request), body.template_version)
-    return json_ok({"execution_id": record["id"], "prompt_id": record["prompt_id"], "execution": record},
+    return json_ok(ExecutionCreated(execution_id=record["id"], prompt_id=record["prompt_id"], execution=record),
                    status=202)
 
 
@@ -35,6 +36,7 @@ async def list_executions(request: web.Request, ctx: RouteContext) -> web.Respon
     return json_ok(ExecutionsPage(executions=records, next=cursor, skipped=skipped))
 
 
+@shapes(answer=ExecutionAnswer)
 async def get_execution(request: web.Request, ctx: RouteContext) -> web.Response:
     svc = ctx.services.executions
     user = ctx.user(request)
@@ -42,6 +44,7 @@ async def get_execution(request: web.Request, ctx: RouteContext) -> web.Response
     return json_ok({**{k: v for k, v in record.items() if k != "client_id"}, "mine": svc.is_mine(record, user)})
 
 
+@shapes(answer=ExecutionSummary)
 async def cancel_execution(request: web.Request, ctx: RouteContext) -> web.Response:
     return json_ok(await asyncio.to_thread(ctx.services.executions.cancel, request.match_info["id"],
                                            ctx.config.role, ctx.user(request), ctx.shared))

@@ -62,6 +62,7 @@ SUMMARIES = {
     ("GET", "/openapi.json"): "This document",
     ("GET", "/connect"): "The effective configuration (never a credential) and the file's state",
     ("POST", "/connect/check"): "Check each AWS prerequisite of a configuration (nothing written)",
+    ("POST", "/connect/doctor"): "aws doctor: check the AWS account as the extension uses it (designer)",
     ("PUT", "/config"): "Change the configuration and apply it without restarting ComfyUI (designer)",
     ("POST", "/config/reload"): "Apply config.json as it is now (the file is the authority, also for an artist)",
     ("POST", "/events/subscribe"): "Receive the extension's events on this page's websocket (with the token)",

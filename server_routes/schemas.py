@@ -16,10 +16,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from typing_extensions import NotRequired, TypedDict
 
 from ..core import config as config_mod
+from ..core import endpoint_config
 from ..core.config import Config
-from ..core.endpoint_config import INSTANCE_TYPE_RE, MODES
 from ..core.errors import BadRequest
-from ..core.records import EndpointView, ExecutionSummary
+from ..core.records import EndpointView, ExecutionRecord, ExecutionSummary
 from ..core.shapes import describe
 
 # A page's cursor: an index marker's name, or (runs in flight) an execution id.
@@ -85,21 +85,22 @@ STRINGS = {"type": "array", "items": {"type": "string"}}
 
 
 def _endpoint_config() -> dict:
-    # Its checks are core/endpoint_config.py's (cross-field rules, the instance cap, their own messages): this
-    # documents them, with its constants.
-    closed = {"type": "object", "additionalProperties": False}
-    autoscaling = {**closed, "required": ["min", "max"], "properties": {
-        "min": {"type": "integer", "minimum": 0}, "max": {"type": "integer", "minimum": 1}}}
-    return {"oneOf": [
-        {**closed, "required": ["kind"], "properties": {"kind": {"const": "local"}}},
-        {**closed, "required": ["kind"], "properties": {
-            "kind": {"const": "sagemaker"},
-            "instance_type": {"type": "string", "pattern": f"^{INSTANCE_TYPE_RE.pattern}$", "default": "ml.g5.xlarge"},
-            "initial_count": {"type": "integer", "minimum": 1, "default": 1},
-            "mode": {"enum": list(MODES), "default": "async"},
-            "autoscaling": {"oneOf": [{"type": "null"}, autoscaling]}}},
-    ], "description": "no endpoint config: publish only; instance counts are capped by the max_instances setting "
-                      "(validated by core/endpoint_config.py)"}
+    """The endpoint config's schema: its model's (core/endpoint_config.py, which validates it with its own
+    code and messages), the nested definitions put in place (this is one field's schema inside another's)."""
+    schema = endpoint_config.SPEC.json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.rsplit("/", 1)[1]])
+            return {k: inline(v) for k, v in node.items()}
+        return [inline(v) for v in node] if isinstance(node, list) else node
+
+    schema["discriminator"] = {"propertyName": "kind"}  # its mapping names the definitions inlined here
+    return {**inline(schema), "description": "no endpoint config: publish only; instance counts are capped by "
+                                             "the max_instances setting"}
 
 
 def _config_changes() -> dict:
@@ -138,7 +139,7 @@ class TemplateUpdate(Shape):
 MAX_WAIT = 3600
 
 
-class TemplateRun(Shape):
+class TemplateExecutionCreate(Shape):
     MESSAGES: ClassVar[dict[str, str]] = {
         "client_id": "client_id must be a websocket client id (a string of 1 to 200 characters)",
         "wait": f"wait must be a number of seconds from 0 to {MAX_WAIT}"}
@@ -146,7 +147,7 @@ class TemplateRun(Shape):
     client_id: str | None = Field(None, min_length=1, max_length=200, description=CLIENT_ID_DOC)
     webhook_url: Any = doc(WEBHOOK_URL, None)
     wait: float = Field(0, ge=0, le=MAX_WAIT,
-                        description="seconds to wait for the run to end (200 with outputs) before answering 202")
+                        description="seconds to wait for the execution to end (200 with outputs) before answering 202")
 
 
 class TemplatePrompt(Shape):
@@ -197,6 +198,15 @@ class ConfigChange(Shape):
     MESSAGES: ClassVar[dict[str, str]] = {"replace": "replace must be true or false"}
     changes: Any = doc(_config_changes(), None)
     replace: bool = Field(False, description="start from nothing but the store folder and the token (a broken file)")
+
+
+class Doctor(Shape):
+    """POST /connect/doctor: the instance type whose quota and region offer are checked (aws/doctor.py)."""
+
+    MESSAGES: ClassVar[dict[str, str]] = {"instance_type": "instance_type must be a SageMaker instance type such as "
+                                                           "ml.g5.xlarge"}
+    instance_type: str | None = Field(None, pattern=f"^{endpoint_config.INSTANCE_TYPE_RE.pattern}$",
+                                      description="default: an endpoint's of this store, else ml.g5.xlarge")
 
 
 class Subscribe(Shape):
@@ -294,6 +304,20 @@ class Error(TypedDict):
 class Unreadable(TypedDict):
     key: str
     reason: str
+
+
+class ExecutionAnswer(ExecutionRecord):
+    """GET /executions/{id}: the record as stored (its client_id left out) and whether it is the asker's."""
+
+    mine: bool
+
+
+class ExecutionCreated(TypedDict):
+    """POST /executions (202): the run queued."""
+
+    execution_id: str
+    prompt_id: str
+    execution: ExecutionRecord
 
 
 class ExecutionsPage(TypedDict):

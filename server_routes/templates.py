@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from ..core.templates import UNSET
+from ..core.templates import UNSET, Template
 from .context import RouteContext
 from .http import json_ok, shapes, the
 from .schemas import TemplateCreate, TemplatesList, TemplateUpdate
@@ -19,7 +19,7 @@ async def list_templates(request: web.Request, ctx: RouteContext) -> web.Respons
     return json_ok(TemplatesList(templates=templates, skipped=skipped))
 
 
-@shapes(body=TemplateCreate)
+@shapes(body=TemplateCreate, answer=Template)
 async def create_template(request: web.Request, ctx: RouteContext) -> web.Response:
     body = the(request, TemplateCreate)
     template = await asyncio.to_thread(ctx.services.templates.create, body.name, body.workflow, body.prompt,
@@ -27,12 +27,13 @@ async def create_template(request: web.Request, ctx: RouteContext) -> web.Respon
     return json_ok(template.to_json(), status=201)
 
 
+@shapes(answer=Template)
 async def get_template(request: web.Request, ctx: RouteContext) -> web.Response:
     template = await asyncio.to_thread(ctx.services.templates.get, request.match_info["name"])
     return json_ok(template.to_json())
 
 
-@shapes(body=TemplateUpdate)
+@shapes(body=TemplateUpdate, answer=Template)
 async def update_template(request: web.Request, ctx: RouteContext) -> web.Response:
     body = the(request, TemplateUpdate)
     template = await asyncio.to_thread(

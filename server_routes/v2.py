@@ -26,7 +26,7 @@ from ..core.v2.assets import MAX_UPLOAD_BYTES, Asset, AssetNotFound, parse_hash
 from ..core.v2.blob_reads import verified_pieces
 from ..core.v2.idempotency import Replay, fingerprint
 from ..core.v2.job_events import KEEPALIVE, JobEvents, frame
-from ..core.v2.job_view import URL_LIFETIME, Mount
+from ..core.v2.job_view import URL_LIFETIME, Job, Mount
 from ..core.v2.jobs_v2 import JobRequest
 from .context import RouteContext
 from .http import json_ok, log, read_json, shapes, the
@@ -68,7 +68,7 @@ def asset_json(asset: Asset, m: Mount, created_new: bool | None = None) -> dict:
 
 # jobs
 
-@shapes(body=JobRequest, read=False)  # core/jobs_v2.py checks it, as sent (the idempotency fingerprint)
+@shapes(body=JobRequest, answer=Job, read=False)  # core/jobs_v2.py checks it, as sent (the idempotency fingerprint)
 async def v2_create_job(request: web.Request, ctx: RouteContext) -> web.Response:
     body = await read_json(request)
     job = await asyncio.to_thread(ctx.services.jobs_v2.create, environment(request), body, mount(request),
@@ -87,11 +87,13 @@ async def v2_list_jobs(request: web.Request, ctx: RouteContext) -> web.Response:
     return json_ok(page)
 
 
+@shapes(answer=Job)
 async def v2_get_job(request: web.Request, ctx: RouteContext) -> web.Response:
     return json_ok(await asyncio.to_thread(ctx.services.jobs_v2.get, environment(request), request.match_info["id"],
                                            mount(request), ctx.user(request)))
 
 
+@shapes(answer=Job)
 async def v2_cancel_job(request: web.Request, ctx: RouteContext) -> web.Response:
     return json_ok(await asyncio.to_thread(ctx.services.jobs_v2.cancel, environment(request),
                                            request.match_info["id"], mount(request), ctx.config.role,

@@ -40,9 +40,11 @@ from ..core.packing import extract_archive
 from ..core.records import ManifestContent, ModelEntry
 from ..core.shapes import ShapeInvalid, validate
 from ..core.store import KeyNotFound, blob_key
+from ..core.worker_contract import LocalDisk
 from ..stores import split_manifest_uri
-from .coldstart import ColdStart
+from .coldstart import ColdStart, human_bytes
 from .fetch import DEFAULT_PART, RangedFetch, concurrency_for, s3_client
+from .volumes import Placement, free_bytes
 
 log = logging.getLogger("comfyui_sagemaker.worker")
 DIGEST_MARKER = ".sagemaker-digest"
@@ -78,7 +80,8 @@ class Report:
 
 class Materialiser:
     def __init__(self, manifest_uri: str, cache_dir: Path, base_dir: Path, coldstart: ColdStart | None = None,
-                 fetch_part: int = DEFAULT_PART, fetch_concurrency: int | None = None):
+                 fetch_part: int = DEFAULT_PART, fetch_concurrency: int | None = None,
+                 placement: Placement | None = None):
         self.store, self.manifest_key = split_manifest_uri(manifest_uri)
         self.cache = cache_dir
         self.base = base_dir
@@ -92,6 +95,9 @@ class Materialiser:
         self.fetch_concurrency = fetch_concurrency or concurrency_for()
         self._lock = threading.Lock()
         self._blob_locks: dict[str, threading.Lock] = {}
+        # Where the caches are (worker/volumes.py) and, once the manifest is read, what they need there.
+        self.placement = placement
+        self.disk: LocalDisk | None = placement.disk() if placement else None
 
     @property
     def environment(self) -> str:
@@ -238,6 +244,29 @@ class Materialiser:
         missing = {sha: size for sha, size in items if not self.cached(sha)}
         return len(missing), sum(size for size in missing.values() if size is not None)
 
+    def needed_bytes(self) -> int:
+        """What the manifest's blobs not cached yet will take: each model (lazy mode fetches them too, later),
+        each pack archive twice (the archive is kept, and its extracted tree is about as large or larger)."""
+        models = {m["sha256"]: m.get("size") or 0 for m in self.manifest["models"] if not self.cached(m["sha256"])}
+        packs = {p["archive"]["sha256"]: p["archive"].get("size") or 0 for p in self.manifest["custom_nodes"]
+                 if not self.cached(p["archive"]["sha256"])}
+        return sum(models.values()) + 2 * sum(size for sha, size in packs.items() if sha not in models)
+
+    def check_disk(self, phase: dict) -> None:
+        """Refuse the start now, with the numbers, rather than with ENOSPC halfway through the models; the
+        numbers go to the manifest's phase (`phase`) and the report's `disk`."""
+        if self.placement is None:
+            return
+        needed, free, where = self.needed_bytes(), free_bytes(self.cache), self.placement.volume.candidate
+        disk = self.disk = {**self.placement.disk(needed), "free_bytes": free}
+        phase.update(disk_path=str(where), free_bytes=free, needed_bytes=needed)
+        if needed > free:
+            raise MaterialiseError(
+                f"the environment needs {human_bytes(needed)} ({needed} bytes) of local disk but {where} "
+                f"(the largest of the worker's local volumes: {', '.join(disk.get('candidates', {}))}) has "
+                f"{human_bytes(free)} ({free} bytes) free; use an instance type with more instance storage, "
+                "or an endpoint storage volume (VolumeSizeInGB), or fewer models in the environment")
+
     def run(self, models: str, install_packages: bool) -> list[str]:
         """Every phase of the start, timed in the cold start report."""
         cold = self.coldstart
@@ -245,6 +274,7 @@ class Materialiser:
             self.load_manifest()
             phase["detail"] = (f"{len(self.manifest['custom_nodes'])} packs, {len(self.manifest['models'])} models, "
                                f"{len(self.manifest.get('python_packages') or [])} Python packages")
+            self.check_disk(phase)
         packs = [(p["archive"]["sha256"], p["archive"].get("size")) for p in self.manifest["custom_nodes"]]
         count, total = self._to_fetch(packs)
         with cold.phase("packs", "packs fetched and extracted", count=len(packs), fetched=count) as phase:

@@ -70,7 +70,7 @@ class Slot:
 class _Waiter:
     execution_id: str
     future: asyncio.Future
-    key: object = None  # what cancel_waiting names it by (the worker's Run: two may share an id)
+    key: object = None  # what cancel_waiting names it by (the worker's cancels.Execution: two may share an id)
 
 
 class ComfyPool:

@@ -5,10 +5,12 @@
 - `POST /invocations` `{protocol_version, execution_id, prompt, inputs: {filename: sha256}, cancel_sha256}`
   (core/worker_contract.py declares the wire and its version): runs one prompt
   on a free ComfyUI (as many at once as there are ComfyUIs; the rest queue in arrival order); outputs go
-  to the store. With `Accept: application/x-ndjson` the response streams ComfyUI's events, one JSON
+  to the store. On a real-time endpoint the time limit counts from arrival, queue included
+  (WORKER_DEADLINE_FROM_ARRIVAL), and a prompt whose caller hung up while it was queued is not started.
+  With `Accept: application/x-ndjson` the response streams ComfyUI's events, one JSON
   object a line, ending with `{"type": "result", "data": <result>}`. `{"action": "cancel", "execution_id",
   "cancel_token"}` cancels a queued or running execution, on whichever ComfyUI runs it, if the token is
-  the one whose sha256 its invocation carried (worker/cancels.py): only the run's invoker can.
+  the one whose sha256 its invocation carried (worker/cancels.py): only the execution's invoker can.
 - `GET /status`: state, reason, each ComfyUI's state (`comfyuis`), the queue, the cold start's phases
   (`phases`) and what the worker does now (`activity`), what materialisation downloaded, how many runs
   and early cancels the cancel book holds (`cancels`).
@@ -22,6 +24,7 @@ container. `/ping` stays open: it says ready or not, nothing else.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
@@ -52,14 +55,15 @@ from ..core.worker_contract import (
     WorkerState,
     speaks,
 )
-from .cancels import MAX_ID, CancelBook, Run, interrupt_until_done, marked
-from .coldstart import ColdStart, FirstPromptTimer, StoreReport, now_iso, report_key
+from .cancels import MAX_ID, CancelBook, Execution, interrupt_until_done, marked
+from .coldstart import ColdStart, FirstPromptTimer, StoreReport, human_bytes, now_iso, report_key
 from .comfy import ComfyProcess, PromptRejected
 from .devices import DevicesInvalid, plan
 from .materialise import EXTENSION_FOLDER, MaterialiseError, Materialiser, place_input, safe_relative
 from .outputs import AsyncProgress, describe_rejection, store_outputs
 from .pool import ComfyPool, NoComfyUI, QueuedCancelled, Slot
 from .settings import WorkerSettings
+from .volumes import candidates_from, place
 
 log = logging.getLogger("comfyui_sagemaker.worker")
 NDJSON = "application/x-ndjson"
@@ -73,12 +77,20 @@ def error(status: int, code: str, message: str) -> web.Response:
 
 class Worker:
     def __init__(self, settings: WorkerSettings):
+        # The caches go to the largest local volume (worker/volumes.py): on SageMaker, the instance's storage.
+        self.placement = place(settings.cache_dir, settings.base_dir,
+                               candidates_from(settings.local_volumes, settings.cache_dir))
+        if self.placement is not None:
+            settings = dataclasses.replace(settings, cache_dir=self.placement.cache_dir,
+                                           base_dir=self.placement.base_dir)
+            log.info("caches on %s (%s free)", self.placement.volume.candidate,
+                     human_bytes(self.placement.volume.free_bytes))
         self.s = settings
         self.state: WorkerState = "starting"
         self.reason: str | None = None
         self.coldstart = ColdStart()
         self.materialiser = Materialiser(settings.manifest_uri, settings.cache_dir, settings.base_dir, self.coldstart,
-                                         settings.fetch_part_bytes, settings.fetch_concurrency)
+                                         settings.fetch_part_bytes, settings.fetch_concurrency, self.placement)
         self.pool: ComfyPool | None = None
         self.node_types: set[str] = set()
         self.session: aiohttp.ClientSession | None = None
@@ -173,7 +185,7 @@ class Worker:
     def report_body(self) -> WorkerReport:
         """The cold start report, the same in /status and in the store."""
         pool = self.pool
-        return {
+        body: WorkerReport = {
             "protocol_version": PROTOCOL_VERSION, "state": self.state, "reason": self.reason,
             "ready_after_s": self.ready_after,
             "environment": {"name": self.materialiser.name or self.materialiser.environment,
@@ -182,6 +194,9 @@ class Worker:
             "phases": self.coldstart.to_json(), "activity": self.coldstart.activity,
             "comfyuis": pool.status() if pool else [],
         }
+        if self.materialiser.disk is not None:
+            body["disk"] = self.materialiser.disk
+        return body
 
     # routes
 
@@ -207,6 +222,7 @@ class Worker:
             raise ValueError("nested too deeply") from None
 
     async def invocations(self, request: web.Request) -> web.StreamResponse:
+        arrived = time.monotonic()
         if self.state != "ready":
             return error(503, "not_ready", f"worker is {self.state}: {self.reason or 'materialising'}")
         try:
@@ -255,7 +271,9 @@ class Worker:
                 event = {**event, "data": {**data, "output": output["n"]}}
             await response.write(json.dumps(event).encode() + b"\n")
 
-        result = await self.execute(execution_id, prompt, inputs, on_event, held, invocation.get(DIGEST_FIELD))
+        deadline = arrived + self.s.invocation_timeout if self.s.deadline_from_arrival else None
+        result = await self.execute(execution_id, prompt, inputs, on_event, held, invocation.get(DIGEST_FIELD),
+                                    deadline, lambda: request.transport is None or request.transport.is_closing())
         if progress is not None:
             await progress.flush()
         if response is None:
@@ -302,7 +320,7 @@ class Worker:
 
     def cancel(self, body: object) -> web.Response:
         """Cancel a queued or running execution (sent as an invocation: SageMaker has no other door), for
-        its invoker only: the cancel's token must be the run's."""
+        its invoker only: the cancel's token must be the execution's."""
         try:
             request = validate(CancelRequest, body)
             speaks(request.get("protocol_version"), "the caller")
@@ -316,73 +334,90 @@ class Worker:
         if not is_token(token):
             return error(403, "cancel_refused", f"a cancel needs the run's {TOKEN_FIELD}: only its invoker may "
                          "cancel it")
-        runs = self.cancels.cancel(execution_id, token)
-        if runs is None:
+        executions = self.cancels.cancel(execution_id, token)
+        if executions is None:
             return web.json_response({"cancelled": False, "state": "unknown", "message": f"no execution "
                                       f"{execution_id} here; the cancel holds {self.cancels.early_ttl:.0f} s for it"})
-        if not runs:
+        if not executions:
             return error(403, "cancel_refused", f"wrong {TOKEN_FIELD} for execution {execution_id} (or it was "
                          "invoked without one): only its invoker may cancel it")
         answer: dict = {}
-        for run in runs:
-            answer = self._stop(run)
+        for execution in executions:
+            answer = self._stop(execution)
         return web.json_response(answer)
 
-    def _stop(self, run: Run) -> dict:
-        slot = run.slot
+    def _stop(self, execution: Execution) -> dict:
+        slot = execution.slot
         if isinstance(slot, Slot):
-            asyncio.get_running_loop().create_task(interrupt_until_done(self.http(), slot, run))
+            asyncio.get_running_loop().create_task(interrupt_until_done(self.http(), slot, execution))
             return {"cancelled": True, "state": "running", "comfyui": slot.index}
         if self.pool is not None:
-            self.pool.cancel_waiting(run.execution_id, key=run)
+            self.pool.cancel_waiting(execution.execution_id, key=execution)
         return {"cancelled": True, "state": "queued"}
 
-    async def _marked(self, run: Run) -> bool:
-        """Whether the store holds a cancel marker with the run's token (worker/cancels.py)."""
-        return await asyncio.to_thread(marked, self.materialiser.store, run)
+    async def _marked(self, execution: Execution) -> bool:
+        """Whether the store holds a cancel marker with the execution's token (worker/cancels.py)."""
+        return await asyncio.to_thread(marked, self.materialiser.store, execution)
 
-    async def _watch_cancel(self, run: Run) -> None:
-        while not run.ended:
+    async def _watch_cancel(self, execution: Execution) -> None:
+        while not execution.ended:
             await asyncio.sleep(self.s.cancel_poll)
-            if not run.ended and await self._marked(run):
-                run.cancelled = True
-                self._stop(run)
+            if not execution.ended and await self._marked(execution):
+                execution.cancelled = True
+                self._stop(execution)
                 return
 
     async def execute(self, execution_id: str, prompt: dict, inputs: list[tuple[Path, str, str]],
                       on_event: Callable[[WorkerEvent], Awaitable[None]], held: list[Slot] | None = None,
-                      cancel_digest: str | None = None) -> WorkerResult:
-        run = self.cancels.begin(execution_id, cancel_digest)  # forgotten when the run ends
+                      cancel_digest: str | None = None, deadline: float | None = None,
+                      caller_gone: Callable[[], bool] = lambda: False) -> WorkerResult:
+        """Run the prompt on a free ComfyUI. `deadline` (monotonic): past it the prompt is not started, or is
+        interrupted; `caller_gone`: the caller hung up while it was queued, so it is not started."""
+        execution = self.cancels.begin(execution_id, cancel_digest)  # forgotten when the execution ends
         try:
-            return await self._execute(run, prompt, inputs, on_event, held)
+            return await self._execute(execution, prompt, inputs, on_event, held, deadline, caller_gone)
         finally:
-            self.cancels.end(run)
+            self.cancels.end(execution)
 
-    async def _execute(self, run: Run, prompt: dict, inputs: list[tuple[Path, str, str]],
-                       on_event: Callable[[WorkerEvent], Awaitable[None]], held: list[Slot] | None) -> WorkerResult:
+    async def _execute(self, execution: Execution, prompt: dict, inputs: list[tuple[Path, str, str]],
+                       on_event: Callable[[WorkerEvent], Awaitable[None]], held: list[Slot] | None,
+                       deadline: float | None = None, caller_gone: Callable[[], bool] = lambda: False) -> WorkerResult:
         t0 = time.monotonic()
-        execution_id = run.execution_id
+        execution_id = execution.execution_id
         cancelled: ExecutionError = {"code": "cancelled", "message": "cancelled"}
-        if run.cancelled:
+        if execution.cancelled:
             return self.result(execution_id, "failed", {}, cancelled, t0, t0)
         pool = self.pool
         if pool is None:  # served only once ready, when the pool exists
             return self.result(execution_id, "failed", {}, {"code": "worker_error", "message": "not ready"}, t0, t0)
+        timeout = self.s.invocation_timeout
         try:
-            slot = await pool.acquire(execution_id, key=run)
+            # acquire leaves the queue when wait_for cancels it (worker/pool.py)
+            slot = await asyncio.wait_for(pool.acquire(execution_id, key=execution),
+                                          None if deadline is None else max(0.0, deadline - time.monotonic()))
         except QueuedCancelled:
             return self.result(execution_id, "failed", {}, cancelled, t0, time.monotonic())
+        except asyncio.TimeoutError:
+            return self.result(execution_id, "failed", {}, {"code": "timeout", "message": f"queued for {timeout:.0f} s"
+                               " behind other prompts: the caller's time was up before it could start"}, t0,
+                               time.monotonic())
         except NoComfyUI as err:
             return self.result(execution_id, "failed", {}, {"code": "worker_error", "message": str(err)}, t0, t0)
-        run.slot = slot
+        execution.slot = slot
         if held is not None:
             held.append(slot)
         t_start = time.monotonic()
         try:
-            if run.cancelled or await self._marked(run):
+            if caller_gone():  # a prompt nobody waits for any more does not take the GPU
+                log.info("execution %s: its caller left while it was queued; not run", execution_id or "-")
+                return self.result(execution_id, "failed", {}, {"code": "cancelled", "message": "the caller went "
+                                   "away before the prompt started"}, t0, t_start, slot)
+            if execution.cancelled or await self._marked(execution):
                 return self.result(execution_id, "failed", {}, cancelled, t0, t_start, slot)
-            watcher = asyncio.get_running_loop().create_task(self._watch_cancel(run)) \
-                if run.digest and ID_RE.fullmatch(execution_id) else None
+            if deadline is not None:
+                timeout = min(timeout, max(0.0, deadline - time.monotonic()))
+            watcher = asyncio.get_running_loop().create_task(self._watch_cancel(execution)) \
+                if execution.digest and ID_RE.fullmatch(execution_id) else None
             for blob, name, sha in inputs:
                 await asyncio.to_thread(place_input, blob, name, sha, slot.comfy.folder("input"))
             timer = FirstPromptTimer(prompt) if not slot.first_prompt_done else None
@@ -394,7 +429,7 @@ class Worker:
 
             try:
                 final, outputs, comfy_error = await asyncio.wait_for(
-                    slot.comfy.run(self.http(), prompt, relay, slot.submitted), self.s.invocation_timeout)
+                    slot.comfy.run(self.http(), prompt, relay, slot.submitted), timeout)
             except asyncio.TimeoutError:
                 await slot.comfy.interrupt(self.http(), slot.prompt_id)
                 return self.result(execution_id, "failed", {}, {"code": "timeout", "message":
@@ -420,7 +455,7 @@ class Worker:
                 self.coldstart.record("first_prompt_model_load", "first prompt's model load", seconds,
                                       comfyui=slot.index, device=slot.device.label, detail=how)
         finally:
-            run.ended = True  # before its ComfyUI goes to another run: no interrupt of this one reaches that
+            execution.ended = True  # before its ComfyUI goes to another: no interrupt of this one reaches that
             pool.release(slot)
         try:
             files = await asyncio.to_thread(store_outputs, self.materialiser.store, slot.comfy, outputs)

@@ -15,11 +15,17 @@ class WorkerSettings:
     host: str = "0.0.0.0"
     cache_dir: Path = Path("/opt/ml/cache")
     base_dir: Path = Path("/opt/ml/comfyui")
+    # Where the caches may go besides cache_dir (worker/volumes.py: the largest wins), ":"-separated;
+    # "" is /tmp, where SageMaker mounts the instance's storage. Naming only cache_dir keeps it there.
+    local_volumes: str = ""
     comfyui_dir: Path = Path("/opt/ComfyUI")
     comfyui_args: list[str] = field(default_factory=list)
     models: str = "eager"  # eager | lazy
     install_packages: bool = True
     invocation_timeout: float = 3600.0
+    # Count invocation_timeout from the request's arrival, queue wait included: SageMaker abandons a
+    # real-time call 60 s after sending it, so a prompt still queued then must never run (set for real-time).
+    deadline_from_arrival: bool = False
     max_body_bytes: int = 6 * 1024 * 1024
     extension_dir: Path | None = None  # linked into the worker's custom_nodes (the worker has it built in)
     # A local endpoint's secret: /invocations and /status need it in X-Worker-Token. None on SageMaker,
@@ -28,8 +34,8 @@ class WorkerSettings:
     # After a failed start, keep answering /status and /ping (503) this long, then exit: SageMaker then
     # marks the deploy Failed at once instead of waiting for its startup health check to expire.
     exit_after_failure: float = 60.0
-    cancel_poll: float = 2.0  # how often a run looks for its cancel marker in the store
-    cancel_hold: float = 300.0  # how long a cancel that came before its run is kept (worker/cancels.py)
+    cancel_poll: float = 2.0  # how often an execution looks for its cancel marker in the store
+    cancel_hold: float = 300.0  # how long a cancel that came before its execution is kept (worker/cancels.py)
     # Sampler previews (ComfyUI's --preview-method): auto is latent2rgb unless TAESD decoders are installed;
     # none sends none. The page that queued a run shows them as for a local run.
     preview_method: str = "auto"
@@ -57,11 +63,13 @@ class WorkerSettings:
             host=env.get("WORKER_HOST", "0.0.0.0"),
             cache_dir=Path(env.get("WORKER_CACHE_DIR", "/opt/ml/cache")),
             base_dir=Path(env.get("WORKER_BASE_DIR", "/opt/ml/comfyui")),
+            local_volumes=env.get("WORKER_LOCAL_VOLUMES", ""),
             comfyui_dir=Path(env.get("COMFYUI_DIR", "/opt/ComfyUI")),
             comfyui_args=shlex.split(env.get("WORKER_COMFYUI_ARGS", "")),
             models=env.get("WORKER_MODELS", "eager"),
             install_packages=env.get("WORKER_INSTALL_PACKAGES", "1") == "1",
             invocation_timeout=float(env.get("WORKER_INVOCATION_TIMEOUT", "3600")),
+            deadline_from_arrival=env.get("WORKER_DEADLINE_FROM_ARRIVAL", "") == "1",
             max_body_bytes=int(env.get("WORKER_MAX_BODY_BYTES", str(6 * 1024 * 1024))),
             extension_dir=Path(env["WORKER_EXTENSION_DIR"]) if env.get("WORKER_EXTENSION_DIR") else
             Path(__file__).resolve().parent.parent,

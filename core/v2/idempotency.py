@@ -23,8 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from ..errors import BadRequest, Conflict, SageMakerError
 from ..store import KeyExists, KeyNotFound, PreconditionFailed, Store
@@ -149,7 +151,7 @@ class Idempotency:
             raise IdempotencyConflict("a request with this Idempotency-Key is still being handled; retry shortly")
         raise IdempotencyConflict("this Idempotency-Key is contended; retry shortly")
 
-    def finish(self, claim: Claim, status: int, response: dict) -> None:
+    def finish(self, claim: Claim, status: int, response: Mapping[str, Any]) -> None:
         # created_at stays the first request's: the key expires 24 hours after it, where its marker says.
         record = {"fingerprint": claim.fingerprint, "state": "done", "created_at": claim.created_at or self.clock(),
                   "status": status, "response": response}

@@ -106,11 +106,12 @@ class JobEvents:
             frames.append(("status", {"status": job["status"], "queue_position": None}))
         now = self.clock()
         due = terminal or self.progress is None or now - self.progress_at >= PROGRESS_EVERY_S
-        changed = bool(job["progress"]) and job["progress"] != self.progress
+        progress = job["progress"]
+        changed = bool(progress) and progress != self.progress
         self.pending = changed and not due  # held back by the throttle: look again soon
-        if changed and due:
-            self.progress, self.progress_at = job["progress"], now
-            frames.append(("progress", job["progress"]))
+        if progress and changed and due:
+            self.progress, self.progress_at = progress, now
+            frames.append(("progress", progress))
         if preview and preview["data_base64"][-64:] != self.preview and not terminal:
             self.preview = preview["data_base64"][-64:]
             frames.append(("preview", preview))

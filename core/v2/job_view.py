@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from typing_extensions import NotRequired, TypedDict
+
 from ..execution_records import FINAL
-from ..records import ExecutionRecord, ExecutionSummary
+from ..records import ExecutionRecord, ExecutionSummary, Webhook
 from ..store import KeyNotFound, Store
 from ..worker_contract import PROGRESS_PREFIX, read_progress
 from .assets import KINDS, OCTETS, output_id, output_items
@@ -234,7 +236,47 @@ def output_json(record: ExecutionRecord, node: str, key: str, item: dict, mount:
             "url_expires_at": _iso(datetime.now(timezone.utc) + URL_LIFETIME), "job_id": record["id"]}
 
 
-def job_error(error: object) -> dict | None:
+class JobError(TypedDict):
+    code: str  # node_execution_error for a node's failure, else the execution's own code
+    message: str
+    node_id: str | None
+    class_type: str | None
+    traceback: None
+
+
+class JobMetrics(TypedDict):
+    queue_ms: int | None
+    execution_ms: int | None
+
+
+class JobUrls(TypedDict):
+    self: str
+    events: str
+    cancel: str
+
+
+class Job(TypedDict):
+    """The Comfy API v2 Job of an execution (GET /jobs/{id}, and what POST /jobs and a cancel answer)."""
+
+    id: str
+    status: str  # queued, running, succeeded, failed, canceled
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+    expires_at: str
+    queue_position: None
+    progress: dict[str, Any] | None  # JobProgress.snapshot()
+    outputs: list[dict[str, Any]]  # output_json()
+    error: JobError | None
+    metrics: JobMetrics
+    urls: JobUrls
+    metadata: dict[str, str]
+    template: NotRequired[str]
+    environment: NotRequired[str]
+    webhook: NotRequired[Webhook]
+
+
+def job_error(error: object) -> JobError | None:
     if not isinstance(error, dict):
         return None
     code = str(error.get("code") or "failed")
@@ -246,7 +288,7 @@ def job_error(error: object) -> dict | None:
 
 
 def job_json(record: ExecutionRecord, mount: Mount, retention_days: int, progress: dict | None = None,
-             live_outputs: list[tuple[str, str, dict]] | None = None, sizes=None) -> dict:
+             live_outputs: list[tuple[str, str, dict]] | None = None, sizes=None) -> Job:
     """The v2 Job of an execution record. `progress` and `live_outputs` are what is known beyond the record
     while it runs; `sizes(sha256)` gives a blob's size for outputs recorded without one."""
     status = STATUS.get(record["state"], "failed")
@@ -266,7 +308,7 @@ def job_json(record: ExecutionRecord, mount: Mount, retention_days: int, progres
         progress = {"value": 1.0, "nodes_done": total, "nodes_total": total, "current_node": None,
                     "current_node_class": None, "step": None, "steps": None, "message": None}
     job_id = record["id"]
-    job: dict[str, Any] = {
+    job: Job = {
         "id": job_id, "status": status, "created_at": _iso(created),
         "started_at": _iso(started) if started else None, "completed_at": _iso(finished) if finished else None,
         "expires_at": _iso(created + timedelta(days=retention_days)), "queue_position": None,
@@ -277,10 +319,10 @@ def job_json(record: ExecutionRecord, mount: Mount, retention_days: int, progres
                  "cancel": mount.path(f"/jobs/{job_id}/cancel")},
         "metadata": record.get("labels") or {},
     }
-    if record.get("template"):
-        job["template"] = record["template"]
-    if record.get("environment"):
-        job["environment"] = record["environment"]
+    if template := record.get("template"):
+        job["template"] = template
+    if environment := record.get("environment"):
+        job["environment"] = environment
     if record.get("webhook"):
         job["webhook"] = record["webhook"]
     return job

@@ -3,7 +3,7 @@ the same ExecutionService as every other run (its checks, preflight, records, ca
 
 A job is `{"workflow": <API-format graph>}` whose inputs may hold `core/ASSET` references (resolved to input
 files whose bytes the store has), or, as this project's extension, `{"template": name, "inputs": {param:
-value}}` (core/template_runs.py). Both may carry `webhook_url` and `metadata` (string labels). The
+value}}` (core/template_executions.py). Both may carry `webhook_url` and `metadata` (string labels). The
 job id is the execution id; `GET /sagemaker/executions/{id}` shows the same run.
 
 Errors speak the v2 protocol: a UI-format graph is `workflow_format_ui`, anything else the graph or the
@@ -27,10 +27,10 @@ from ..names import ENVIRONMENT_NAME
 from ..preflight import EnvironmentLacks, PromptRefused
 from ..records import ExecutionExtra, ExecutionRecord
 from ..store import Store, blob_key
-from ..template_runs import TemplateExecutions
+from ..template_executions import TemplateExecutions
 from .assets import AssetService, input_name, is_reference
 from .idempotency import Claim, Idempotency, IdempotencyKeyReuse, Replay, fingerprint
-from .job_view import LiveJobs, Mount, job_json, stored_progress, summary_json
+from .job_view import Job, LiveJobs, Mount, job_json, stored_progress, summary_json
 
 MAX_LABELS = 16
 
@@ -119,7 +119,7 @@ class JobsV2:
     # creating
 
     def create(self, environment: str, body: object, mount: Mount, user: str | None = None,
-               idempotency_key: str | None = None) -> dict:
+               idempotency_key: str | None = None) -> Job:
         """The new Job. A key used before is IdempotencyKeyReuse (422) whatever the body; one still being
         handled IdempotencyConflict (409)."""
         environment = ENVIRONMENT_NAME.check(environment)
@@ -144,7 +144,7 @@ class JobsV2:
             self.idempotency.finish(claim, 201, job)
         return job
 
-    def _create(self, environment: str, body: object, mount: Mount, user: str | None) -> dict:
+    def _create(self, environment: str, body: object, mount: Mount, user: str | None) -> Job:
         if not isinstance(body, dict):
             raise BadRequest("the body must be a JSON object: {\"workflow\": <API-format graph>}")
         unknown = sorted(set(body) - FIELDS)
@@ -215,7 +215,7 @@ class JobsV2:
             raise JobNotFound(f"job {job_id} is not a job of environment {environment}")
         return record
 
-    def job(self, record: ExecutionRecord, mount: Mount) -> dict:
+    def job(self, record: ExecutionRecord, mount: Mount) -> Job:
         progress, outputs = None, None
         live = self.live.get(record["id"]) if record["state"] not in FINAL else None
         if live is not None:
@@ -225,7 +225,7 @@ class JobsV2:
         return job_json(record, mount, self.retention_days(), progress, outputs,
                         sizes=lambda digest: self.store.size(blob_key(digest)))
 
-    def get(self, environment: str, job_id: str, mount: Mount, user: str | None = None) -> dict:
+    def get(self, environment: str, job_id: str, mount: Mount, user: str | None = None) -> Job:
         return self.job(self._record(environment, job_id, user), mount)
 
     def record(self, environment: str, job_id: str, user: str | None = None) -> ExecutionRecord:
@@ -243,7 +243,7 @@ class JobsV2:
         return page
 
     def cancel(self, environment: str, job_id: str, mount: Mount, role: str, user: str | None = None,
-               shared: bool = False) -> dict:
+               shared: bool = False) -> Job:
         """Request cancellation; a job already ended is answered as it is (idempotent). Someone else's job is
         refused (NotYourExecution, 403) whatever its state, by the execution service's one check."""
         record = self._record(environment, job_id, user)

@@ -8,7 +8,7 @@ import re
 
 import pytest
 from harness.browser import open_sidebar
-from harness.envs import unique, wait_job
+from harness.envs import unique, wait_task
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -39,7 +39,7 @@ def test_an_endpoint_is_listed_from_creating_to_in_service_with_its_steps_and_lo
     try:
         r = client.post("/sagemaker/environments", json={"name": environment, "templates": [template]})
         assert r.status_code == 202, r.text
-        assert wait_job(client, r.json()["job"]["id"])["state"] == "succeeded"
+        assert wait_task(client, r.json()["task"]["id"])["state"] == "succeeded"
         open_sidebar(page)
         section = page.get_by_test_id("sagemaker-endpoints")
         expect(section).to_be_visible()

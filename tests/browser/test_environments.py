@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from harness.browser import human, open_sidebar, toasts
-from harness.envs import wait_job
+from harness.envs import wait_task
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -89,8 +89,8 @@ class Made:
         self.environments.append(name)
         r = self.client.post("/sagemaker/environments", json={"name": name, "templates": templates})
         assert r.status_code == 202, r.text
-        job = wait_job(self.client, r.json()["job"]["id"])
-        assert job["state"] == "succeeded", job
+        task = wait_task(self.client, r.json()["task"]["id"])
+        assert task["state"] == "succeeded", task
         return name
 
     def bind(self, template: str, environment: str | None) -> None:
@@ -159,12 +159,12 @@ def is_publish(response) -> bool:
 
 
 def publish(page: Page, dialog) -> str:
-    """Press Publish; the job's id from the 202 answer."""
+    """Press Publish; the task's id from the 202 answer."""
     with page.expect_response(is_publish) as answer:
         dialog.get_by_test_id("sagemaker-dialog-ok").click()
     assert answer.value.status == 202, answer.value.text()
     expect(dialog).to_have_count(0)  # the dialog closes: the progress lives in the section, ComfyUI stays usable
-    return answer.value.json()["job"]["id"]
+    return answer.value.json()["task"]["id"]
 
 
 def test_publish_from_a_template_shows_progress_and_lists_it(page: Page, client, made):
@@ -185,9 +185,9 @@ def test_publish_from_a_template_shows_progress_and_lists_it(page: Page, client,
     expect(dialog.get_by_test_id("sagemaker-environment-bind")).to_be_checked()
     expect(dialog.get_by_test_id("sagemaker-environment-bind-note")).to_have_text(
         "Once published, their runs go to this environment.")
-    job_id = publish(page, dialog)
+    task_id = publish(page, dialog)
 
-    card = page.locator(f'[data-testid="sagemaker-job"][data-job="{job_id}"]')
+    card = page.locator(f'[data-testid="sagemaker-job"][data-job="{task_id}"]')
     expect(card).to_have_attribute("data-state", "succeeded", timeout=60_000)
     expect(card.get_by_test_id("sagemaker-job-bar")).to_have_attribute("aria-valuenow", "100")
     expect(card.get_by_test_id("sagemaker-job-phase")).to_have_text("done: version 1")
@@ -233,8 +233,8 @@ def test_comfyui_runs_a_local_prompt_during_a_publish_which_cancel_stops(page: P
     dialog = new_environment(page, name, template)
     summary = dialog.get_by_test_id("sagemaker-environment-summary")
     expect(summary).to_have_text("1 template · 1 pack · 2 models · 4.0 GB")
-    job_id = publish(page, dialog)
-    card = page.locator(f'[data-testid="sagemaker-job"][data-job="{job_id}"]')
+    task_id = publish(page, dialog)
+    card = page.locator(f'[data-testid="sagemaker-job"][data-job="{task_id}"]')
     expect(card).to_have_attribute("data-state", "running")
 
     # Ordering, not timing: a local prompt queued with ComfyUI's own button finishes while the publish runs.
@@ -243,9 +243,9 @@ def test_comfyui_runs_a_local_prompt_during_a_publish_which_cancel_stops(page: P
         page.get_by_test_id("queue-button").click()
     prompt_id = queued.value.json()["prompt_id"]
     entry = client.history(prompt_id, timeout=60)
-    job = client.get(f"/sagemaker/jobs/{job_id}").json()
+    task = client.get(f"/sagemaker/tasks/{task_id}").json()
     assert entry["status"]["status_str"] == "success", entry["status"]
-    assert job["state"] == "running", f"the publish ended before the local prompt: {job}"
+    assert task["state"] == "running", f"the publish ended before the local prompt: {task}"
     expect(card.get_by_test_id("sagemaker-job-phase")).to_have_text(re.compile("hashing|packing|uploading"))
     expect(card.get_by_test_id("sagemaker-job-current")).not_to_have_text("")
 

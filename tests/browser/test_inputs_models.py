@@ -247,7 +247,7 @@ def test_download_by_url_refused_then_followed(page: Page, comfyui, client):
     expect(dialog.get_by_test_id("sagemaker-dialog-error")).to_have_text(message)
     expect(toasts(page, message)).to_be_visible()
 
-    # A host the configuration allows: the download is a job with a progress card, then it is listed.
+    # A host the configuration allows: the download is a task with a progress card, then it is listed.
     name = f"dl{uuid.uuid4().hex[:8]}.safetensors"
     data = bytes(range(256)) * 400
     path = comfyui.base / "models" / "checkpoints" / name
@@ -263,9 +263,9 @@ def test_download_by_url_refused_then_followed(page: Page, comfyui, client):
             with page.expect_response(lambda r: r.url.endswith("/api/sagemaker/models/download")) as answer:
                 ok.click()
             assert answer.value.status == 202, answer.value.text()
-            job_id = answer.value.json()["job"]["id"]
+            task_id = answer.value.json()["task"]["id"]
             expect(dialog).to_have_count(0)
-            card = section.locator(f'[data-testid="sagemaker-job"][data-job="{job_id}"]')
+            card = section.locator(f'[data-testid="sagemaker-job"][data-job="{task_id}"]')
             expect(card.get_by_test_id("sagemaker-job-title")).to_have_text(f"Downloading checkpoints/{name}")
             expect(card).to_have_attribute("data-state", "succeeded", timeout=30_000)
             expect(card.get_by_test_id("sagemaker-job-bar")).to_have_attribute("aria-valuenow", "100")

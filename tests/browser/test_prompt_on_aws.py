@@ -22,7 +22,7 @@ from harness.browser import (
     toast_count,
     toasts,
 )
-from harness.envs import unique, wait_endpoint, wait_job
+from harness.envs import unique, wait_endpoint, wait_task
 from harness.images import pixels
 from playwright.sync_api import Page, expect
 
@@ -96,15 +96,15 @@ def aws(module_page, comfyui, tmp_path_factory):
                                                        "prompt": built["output"]})
         assert r.status_code == 201, r.text
     environment, bare = unique("E"), unique("E")
-    jobs = [client.post("/sagemaker/environments", json=body) for body in (
+    tasks = [client.post("/sagemaker/environments", json=body) for body in (
         {"name": environment, "templates": [names["plain"], names["held"], names["form"]],
          "endpoint": {"kind": "local"}},
         {"name": bare, "templates": [names["loose"]]})]
     try:
-        for r in jobs:
+        for r in tasks:
             assert r.status_code == 202, r.text
-            job = wait_job(client, r.json()["job"]["id"])
-            assert job["state"] == "succeeded", job
+            task = wait_task(client, r.json()["task"]["id"])
+            assert task["state"] == "succeeded", task
         own_path.unlink()  # the artist's machine lacks it: only the environment has it
         for key in ("plain", "held", "form"):
             r = client.put(f"/sagemaker/templates/{names[key]}", json={"environment": environment})

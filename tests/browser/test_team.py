@@ -33,7 +33,7 @@ from harness.browser import (
     toasts,
 )
 from harness.comfyui import ComfyUI
-from harness.envs import unique, wait_job
+from harness.envs import unique, wait_task
 from harness.images import png
 from playwright.sync_api import Page, expect
 
@@ -67,13 +67,13 @@ def owner_of(server: ComfyUI) -> Owner:
 
 def publish_environments(client, templates: list[str], *names: str) -> None:
     """Publish each environment (of `templates`), side by side; back once all are published."""
-    jobs = []
+    tasks = []
     for name in names:
         r = client.post("/sagemaker/environments", json={"name": name, "templates": templates})
         assert r.status_code == 202, r.text
-        jobs.append(r.json()["job"]["id"])
-    for job in jobs:
-        assert wait_job(client, job)["state"] == "succeeded"
+        tasks.append(r.json()["task"]["id"])
+    for task in tasks:
+        assert wait_task(client, task)["state"] == "succeeded"
 
 
 # EmptyImage -> SaveImage as the frontend builds it (so the canvas loads it back).

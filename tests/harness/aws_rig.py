@@ -14,7 +14,7 @@ from comfyui_sagemaker.aws import naming
 from comfyui_sagemaker.core.webhook_signing import new_secret
 
 from .comfyui import ComfyUI
-from .envs import unique, wait_endpoint, wait_job
+from .envs import unique, wait_endpoint, wait_task
 from .fixtures import install_test_models, install_test_pack
 from .runtime_emulator import RuntimeEmulator
 from .waiting import wait_for
@@ -67,8 +67,8 @@ class AwsRig:
                                                                       "instance_type": "ml.g4dn.xlarge",
                                                                       "initial_count": 1}})
         assert r.status_code == 202, r.text
-        job = wait_job(client, r.json()["job"]["id"])
-        assert job["state"] == "succeeded", job
+        task = wait_task(client, r.json()["task"]["id"])
+        assert task["state"] == "succeeded", task
         assert wait_endpoint(client, name, ("InService",))["state"] == "InService"
         if self.worker is None:
             self.worker_manifest = f"{STORE_URI}/environments/{name.lower()}/versions/v000001.json"

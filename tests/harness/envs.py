@@ -17,19 +17,19 @@ def unique(prefix: str) -> str:
     return prefix + uuid.uuid4().hex[:8]
 
 
-def wait_job(client, job_id: str, timeout: float = 180) -> dict:
+def wait_task(client, task_id: str, timeout: float = 180) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = client.get(f"/sagemaker/tasks/{job_id}").json()
-        if job["state"] != "running":
-            return job
+        task = client.get(f"/sagemaker/tasks/{task_id}").json()
+        if task["state"] != "running":
+            return task
         time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still running")
+    raise AssertionError(f"task {task_id} still running")
 
 
 def publish_environment(client, prompt: dict, endpoint: dict | None = None) -> tuple[str, str, dict]:
     """A template made of `prompt` (API format also serves as its workflow), published into a new
-    environment (deployed when `endpoint` is given). Returns (template name, environment name, finished job)."""
+    environment (deployed when `endpoint` is given). Returns (template name, environment name, finished task)."""
     template = unique("T")
     r = client.post("/sagemaker/templates", json={"name": template, "workflow": prompt, "prompt": prompt})
     assert r.status_code == 201, r.text
@@ -39,9 +39,9 @@ def publish_environment(client, prompt: dict, endpoint: dict | None = None) -> t
         body["endpoint"] = endpoint
     r = client.post("/sagemaker/environments", json=body)
     assert r.status_code == 202, r.text
-    job = wait_job(client, r.json()["job"]["id"])
-    assert job["state"] == "succeeded", job
-    return template, env, job
+    task = wait_task(client, r.json()["task"]["id"])
+    assert task["state"] == "succeeded", task
+    return template, env, task
 
 
 def manifest_uri(comfyui, environment: str, version: int) -> str:
@@ -118,8 +118,8 @@ def publish_shared_environment(client) -> SharedEnvironment:
     r = client.post("/sagemaker/environments", json={"name": env, "templates": [held, params], "bind": True,
                                                      "endpoint": {"kind": "local"}})
     assert r.status_code == 202, r.text
-    job = wait_job(client, r.json()["job"]["id"])
-    assert job["state"] == "succeeded" and job["phase"] == "done", job
+    task = wait_task(client, r.json()["task"]["id"])
+    assert task["state"] == "succeeded" and task["phase"] == "done", task
     endpoint = wait_endpoint(client, env)
     assert endpoint["state"] == "InService", endpoint
     return SharedEnvironment(env, held, params)

@@ -63,8 +63,8 @@ def service(store, host, tmp_path):
 
 
 def publish_and_wait(svc, name="Env1", **kw):
-    job = svc.publish(name, include="all", endpoint={"kind": "local"}, **kw)
-    return svc.tasks.wait(job.id, 180)
+    task = svc.publish(name, include="all", endpoint={"kind": "local"}, **kw)
+    return svc.tasks.wait(task.id, 180)
 
 
 def model(host, name, data):

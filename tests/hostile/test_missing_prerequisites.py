@@ -8,7 +8,7 @@ import json
 
 import pytest
 from comfyui_sagemaker.local.folder_store import FolderStore
-from harness.envs import unique, wait_job
+from harness.envs import unique, wait_task
 
 pytestmark = pytest.mark.comfyui
 
@@ -37,8 +37,8 @@ def test_sagemaker_without_aws_configured_is_refused_before_anything_is_written(
                                                       "endpoint": {"kind": "local"}})
     assert r.status_code == 202, r.text
     try:
-        job = wait_job(client, r.json()["job"]["id"])
-        assert job["state"] == "succeeded", job
+        task = wait_task(client, r.json()["task"]["id"])
+        assert task["state"] == "succeeded", task
         assert client.get(f"/sagemaker/endpoints/{local}").status_code == 200
     finally:
         client.delete(f"/sagemaker/environments/{local}?force=true")

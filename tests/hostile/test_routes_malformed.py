@@ -16,7 +16,7 @@ CASES = [
     ("GET", "/sagemaker/executions/%D9%A3%D9%A3", None, 404),
     ("GET", "/sagemaker/executions/..%2F..%2Fconfig", None, 404),
     ("POST", "/sagemaker/executions/%00/cancel", b"{}", 404),
-    ("GET", "/sagemaker/jobs/%C3%A9", None, 404),
+    ("GET", "/sagemaker/tasks/%C3%A9", None, 404),
     ("GET", "/sagemaker/templates/%C3%A9", None, 400),
     ("GET", "/sagemaker/environments/a%0D%0Ab", None, 400),
     ("DELETE", "/sagemaker/endpoints/%2E%2E", None, 400),

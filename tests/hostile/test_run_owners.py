@@ -150,7 +150,7 @@ def live_run(store, owner: Owner, endpoints) -> tuple[ExecutionService, dict]:
               "created_at": "x", "outputs": {}, "error": None, "inputs": {}}
     svc._etags[record["id"]] = ExecutionRecords(store).create(record)
     svc._live[record["id"]] = record
-    svc.pool.submit(svc._run, record, {})
+    svc.pool.submit(svc._invoke, record, {})
     return svc, record
 
 

@@ -163,8 +163,8 @@ def test_the_cancel_book_keeps_a_bounded_number_of_early_cancels_for_a_while():
     assert book.begin("id4", digest_of(tokens["id4"])).cancelled
     now[0] = 10.0
     assert book.size()["early_cancels"] == 0  # id2 expired
-    run = book.begin("r", digest_of(tokens["id1"]))
-    assert book.cancel("r", new_token()) == [] and not run.cancelled
-    assert book.cancel("r", tokens["id1"]) == [run] and run.cancelled
-    book.end(run)  # forgotten with its run
-    assert "r" not in book.runs and run.ended
+    execution = book.begin("r", digest_of(tokens["id1"]))
+    assert book.cancel("r", new_token()) == [] and not execution.cancelled
+    assert book.cancel("r", tokens["id1"]) == [execution] and execution.cancelled
+    book.end(execution)  # forgotten with its execution
+    assert "r" not in book.executions and execution.ended

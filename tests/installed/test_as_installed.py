@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 from harness.comfyui import ComfyUI
-from harness.envs import unique, wait_endpoint, wait_execution, wait_job
+from harness.envs import unique, wait_endpoint, wait_execution, wait_task
 from harness.gateway import Gateway
 from harness.images import invert_prompt, pixels, png
 from harness.installed import (
@@ -99,8 +99,8 @@ def test_artist_flow_on_a_local_endpoint(installed):
     r = client.post("/sagemaker/environments", json={"name": env, "templates": [template],
                                                       "endpoint": {"kind": "local"}})
     assert r.status_code == 202, r.text
-    job = wait_job(client, r.json()["job"]["id"])
-    assert job["state"] == "succeeded", job
+    task = wait_task(client, r.json()["task"]["id"])
+    assert task["state"] == "succeeded", task
     try:
         assert client.put(f"/sagemaker/templates/{template}", json={"environment": env}).status_code == 200
         endpoint = wait_endpoint(client, env, timeout=300)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from harness.comfyui import ComfyUI
-from harness.envs import unique, wait_endpoint, wait_job
+from harness.envs import unique, wait_endpoint, wait_task
 from harness.fixtures import install_test_pack
 from harness.waiting import wait_for
 
@@ -61,7 +61,7 @@ def test_folder_store_to_s3_without_a_restart(designer, moto_server, tmp_path):
                                                      "prompt": held(signal)}).status_code == 201
     r = client.post("/sagemaker/environments", json={"name": env, "templates": [template],
                                                       "endpoint": {"kind": "local"}})
-    assert r.status_code == 202 and wait_job(client, r.json()["job"]["id"])["state"] == "succeeded"
+    assert r.status_code == 202 and wait_task(client, r.json()["task"]["id"])["state"] == "succeeded"
     assert client.put(f"/sagemaker/templates/{template}", json={"environment": env}).status_code == 200
     assert wait_endpoint(client, env, timeout=300)["state"] == "InService"
     r = client.post("/sagemaker/executions", json={"prompt": held(signal), "template": template,
@@ -199,7 +199,7 @@ def test_teardown_checks_first_deletes_endpoints_first_and_a_bucket_with_data_on
                                                      "prompt": prompt}).status_code == 201
     r = client.post("/sagemaker/environments", json={"name": env, "templates": [template], "endpoint": {
         "kind": "sagemaker", "instance_type": "ml.g4dn.xlarge", "initial_count": 1, "mode": "async"}})
-    assert r.status_code == 202 and wait_job(client, r.json()["job"]["id"])["state"] == "succeeded", r.text
+    assert r.status_code == 202 and wait_task(client, r.json()["task"]["id"])["state"] == "succeeded", r.text
     endpoint = wait_endpoint(client, env)
     assert endpoint["state"] == "InService", endpoint
     bucket = client.get("/sagemaker/health").json()["store"]["bucket"]

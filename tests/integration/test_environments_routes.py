@@ -1,10 +1,10 @@
-"""Environment routes on the real ComfyUI: templates -> analysis -> publish job -> manifest."""
+"""Environment routes on the real ComfyUI: templates -> analysis -> publish task -> manifest."""
 
 import hashlib
 import uuid
 
 import pytest
-from harness.envs import wait_job
+from harness.envs import wait_task
 from harness.fixtures import TEST_MODELS, TEST_PACK
 
 pytestmark = pytest.mark.comfyui
@@ -42,9 +42,9 @@ def test_publish_from_templates_lists_and_versions(client, comfyui):
     env = unique()
     r = publish(client, env, templates=[t])
     assert r.status_code == 202, r.text
-    job = wait_job(client, r.json()["job"]["id"])
-    assert job["state"] == "succeeded", job
-    assert job["bytes_done"] == job["bytes_total"] and job["files_done"] == job["files_total"]
+    task = wait_task(client, r.json()["task"]["id"])
+    assert task["state"] == "succeeded", task
+    assert task["bytes_done"] == task["bytes_total"] and task["files_done"] == task["files_total"]
     manifest = client.get(f"/sagemaker/environments/{env}").json()
     assert manifest["version"] == 1 and manifest["templates"] == [t]
     assert [p["folder"] for p in manifest["custom_nodes"]] == [TEST_PACK]
@@ -60,8 +60,8 @@ def test_publish_from_templates_lists_and_versions(client, comfyui):
 
     # Bind the template, then publish by binding alone: version 2, nothing new written.
     assert client.put(f"/sagemaker/templates/{t}", json={"environment": env}).status_code == 200
-    job = wait_job(client, publish(client, env).json()["job"]["id"])
-    assert job["result"]["version"] == 2 and job["result"]["bytes_written"] == 0
+    task = wait_task(client, publish(client, env).json()["task"]["id"])
+    assert task["result"]["version"] == 2 and task["result"]["bytes_written"] == 0
     assert client.get(f"/sagemaker/environments/{env}?version=1").json()["version"] == 1
     r = client.get(f"/sagemaker/environments/{env}?version=9")
     assert r.status_code == 404 and r.json()["error"]["code"] == "environment_not_found"
@@ -80,7 +80,7 @@ def test_publish_from_templates_lists_and_versions(client, comfyui):
 def test_name_differing_in_case_is_409(client):
     t = template(client)
     env = unique("Ab")
-    wait_job(client, publish(client, env, templates=[t]).json()["job"]["id"])
+    wait_task(client, publish(client, env, templates=[t]).json()["task"]["id"])
     r = publish(client, env.lower(), templates=[t])
     assert r.status_code == 409 and r.json()["error"]["code"] == "environment_exists"
 
@@ -133,8 +133,8 @@ def test_template_needing_a_missing_node_is_400_naming_it(client):
 def test_unknown_template_and_job(client):
     r = publish(client, unique(), templates=["NoSuchTemplate"])
     assert r.status_code == 404
-    assert client.get("/sagemaker/jobs/nope").status_code == 404
-    assert client.post("/sagemaker/jobs/nope/cancel").status_code == 404
+    assert client.get("/sagemaker/tasks/nope").status_code == 404
+    assert client.post("/sagemaker/tasks/nope/cancel").status_code == 404
 
 
 def test_publishing_with_bind_binds_the_templates_it_includes(client):
@@ -142,11 +142,11 @@ def test_publishing_with_bind_binds_the_templates_it_includes(client):
     env = unique()
     r = publish(client, env, templates=[first, second], bind=True)
     assert r.status_code == 202, r.text
-    job = wait_job(client, r.json()["job"]["id"])
-    assert job["state"] == "succeeded" and sorted(job["result"]["bound"]) == sorted([first, second]), job
+    task = wait_task(client, r.json()["task"]["id"])
+    assert task["state"] == "succeeded" and sorted(task["result"]["bound"]) == sorted([first, second]), task
     for name in (first, second):
         assert client.get(f"/sagemaker/templates/{name}").json()["environment"] == env
     unbound = template(client, workflow=PROMPT)
     r = publish(client, unique(), templates=[unbound])
-    assert wait_job(client, r.json()["job"]["id"])["state"] == "succeeded"
+    assert wait_task(client, r.json()["task"]["id"])["state"] == "succeeded"
     assert client.get(f"/sagemaker/templates/{unbound}").json()["environment"] is None  # bind is asked for

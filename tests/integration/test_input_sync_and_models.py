@@ -127,16 +127,16 @@ def test_download_by_url_with_progress_and_sha256(comfyui, client):
                 "folder": "checkpoints", "name": "dl.safetensors", "url": f"{server.url}/m.safetensors",
                 "sha256": hashlib.sha256(data).hexdigest()})
             assert r.status_code == 202, r.text
-            job_id = r.json()["job"]["id"]
-            job = wait_for(lambda: (j := client.get(f"/sagemaker/jobs/{job_id}").json())["state"] != "running" and j)
-            assert job["state"] == "succeeded" and job["bytes_done"] == len(data), job
+            task_id = r.json()["task"]["id"]
+            task = wait_for(lambda: (j := client.get(f"/sagemaker/tasks/{task_id}").json())["state"] != "running" and j)
+            assert task["state"] == "succeeded" and task["bytes_done"] == len(data), task
             assert (comfyui.base / "models" / "checkpoints" / "dl.safetensors").read_bytes() == data
             r = client.post("/sagemaker/models/download", json={
                 "folder": "checkpoints", "name": "bad.safetensors", "url": f"{server.url}/m.safetensors",
                 "sha256": "1" * 64})
-            job = wait_for(lambda: (j := client.get(f"/sagemaker/jobs/{r.json()['job']['id']}").json())["state"]
+            task = wait_for(lambda: (j := client.get(f"/sagemaker/tasks/{r.json()['task']['id']}").json())["state"]
                            != "running" and j)
-            assert job["state"] == "failed" and "sha256 mismatch" in job["error"]["message"]
+            assert task["state"] == "failed" and "sha256 mismatch" in task["error"]["message"]
             assert not (comfyui.base / "models" / "checkpoints" / "bad.safetensors").exists()
         finally:
             config.unlink()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from comfyui_sagemaker.aws import naming
 from harness.comfyui import ComfyUI
-from harness.envs import unique, wait_endpoint, wait_execution, wait_job
+from harness.envs import unique, wait_endpoint, wait_execution, wait_task
 from harness.fixtures import install_test_models, install_test_pack
 from harness.images import pixels
 from harness.runtime_emulator import RuntimeEmulator
@@ -78,7 +78,7 @@ def team(moto_server, tmp_path_factory):
             "name": t.environment, "templates": [t.template, t.held], "endpoint": {
                 "kind": "sagemaker", "instance_type": "ml.g4dn.xlarge", "initial_count": 1, "mode": "realtime"}})
         assert r.status_code == 202, r.text
-        assert wait_job(client, r.json()["job"]["id"])["state"] == "succeeded"
+        assert wait_task(client, r.json()["task"]["id"])["state"] == "succeeded"
         for name in (t.template, t.held):
             assert client.put(f"/sagemaker/templates/{name}", json={"environment": t.environment}).status_code == 200
         assert wait_endpoint(client, t.environment, timeout=60)["state"] == "InService"

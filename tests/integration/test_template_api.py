@@ -2,7 +2,7 @@
 parameters through POST /sagemaker/templates/{name}/executions on a real local endpoint or, filled by
 POST /sagemaker/templates/{name}/prompt, on this ComfyUI; pixels checked. The API's logic (the schema, defaults,
 waiting, a page that follows a run, every refusal, the OpenAPI document) is
-tests/unit/test_template_runs_api.py's, in-process on FakeEndpoints. The run shares the session's v2
+tests/unit/test_template_executions_api.py's, in-process on FakeEndpoints. The run shares the session's v2
 environment and its local endpoint (tests/integration/conftest.py): no endpoint of its own to start."""
 
 import base64

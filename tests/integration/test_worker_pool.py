@@ -76,9 +76,9 @@ def pool(comfyui, tmp_path_factory):
     published = held(str(signals / "never"))  # with SMTestScale, which names a lora: the environment has a model
     published["4"] = {"class_type": "SMTestScale", "inputs": {"image": ["2", 0], "lora_name": "style.safetensors",
                                                               "factor": 0.5}}
-    _, env, job = publish_environment(comfyui.client(), published)
+    _, env, task = publish_environment(comfyui.client(), published)
     store_dir = comfyui.user_dir / "__sagemaker" / "store"
-    uri = f"{store_dir.resolve().as_uri()}/environments/{env.lower()}/versions/v{job['result']['version']:06d}.json"
+    uri = f"{store_dir.resolve().as_uri()}/environments/{env.lower()}/versions/v{task['result']['version']:06d}.json"
     worker = WorkerProcess(uri, tmp_path_factory.mktemp("pool-worker"),
                            extra_env={"WORKER_COMFYUI_COUNT": str(N), "WORKER_CANCEL_POLL": "0.1",
                                       "WORKER_RESTART_BACKOFF": "1"})

@@ -30,9 +30,9 @@ START = ["manifest", "packs", "models", "python_packages", "comfyui_start"]
 @pytest.fixture
 def s3_copy(comfyui, client, moto_server):
     """An environment published on the session's folder store, copied into an S3 store on moto."""
-    _, env, job = publish_environment(client, PROMPT)
+    _, env, task = publish_environment(client, PROMPT)
     folder = FolderStore(comfyui.user_dir / "__sagemaker" / "store")
-    key = f"environments/{env.lower()}/versions/v{job['result']['version']:06d}.json"
+    key = f"environments/{env.lower()}/versions/v{task['result']['version']:06d}.json"
     manifest = json.loads(folder.get(key).data)
     bucket = f"report-{uuid.uuid4().hex[:8]}"
     s3 = moto_server.client("s3")

@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 import botocore.session
-from comfyui_sagemaker.aws.sagemaker_endpoints import GPU_INFERENCE_AMI, SageMakerEndpoints
+from comfyui_sagemaker.aws.sagemaker_endpoints import SageMakerEndpoints
+from comfyui_sagemaker.core.instance_families import GPU_AMI as GPU_INFERENCE_AMI
 
 ROOT = Path(__file__).resolve().parents[2]
 

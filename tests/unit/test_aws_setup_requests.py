@@ -14,6 +14,7 @@ from botocore.stub import ANY, Stubber
 from comfyui_sagemaker.aws import connect, stack
 from comfyui_sagemaker.aws.setup import Aws, SetupError, build_image, ensure_stack
 from comfyui_sagemaker.core.config import Config
+from harness.simulator import stub_simulations
 
 pytestmark = pytest.mark.stubber
 
@@ -162,7 +163,8 @@ def connect_responses(stub, caller="arn:aws:sts::123456789012:assumed-role/Desig
                       index=INDEX, decisions=None) -> None:
     stub("sts").add_response("get_caller_identity", {"Account": "123456789012", "Arn": caller, "UserId": "AROA:alice"})
     s3 = stub("s3")
-    s3.add_response("head_bucket", {}, {"Bucket": "team-store"})
+    s3.add_response("list_objects_v2", {"KeyCount": 0, "IsTruncated": False},
+                    {"Bucket": "team-store", "Prefix": "comfyui/", "MaxKeys": 1})
     s3.add_response("put_object", {}, {"Bucket": "team-store", "Key": ANY, "Body": b""})
     s3.add_response("delete_object", {}, {"Bucket": "team-store", "Key": ANY})
     iam = stub("iam")
@@ -179,10 +181,7 @@ def connect_responses(stub, caller="arn:aws:sts::123456789012:assumed-role/Desig
         iam.add_client_error("simulate_principal_policy", "AccessDenied", "not authorized to perform "
                              "iam:SimulatePrincipalPolicy", http_status_code=403)
     else:
-        iam.add_response("simulate_principal_policy", {"EvaluationResults": [
-            {"EvalActionName": a, "EvalDecision": decisions.get(a, "allowed")} for a in connect.DESIGNER_ACTIONS]},
-            {"PolicySourceArn": "arn:aws:iam::123456789012:role/Designer",
-             "ActionNames": list(connect.DESIGNER_ACTIONS)})
+        stub_simulations(iam, "arn:aws:iam::123456789012:role/Designer", ROLE, "team-store", "comfyui", decisions)
 
 
 def verdicts(results: list[dict]) -> dict[str, str]:
@@ -228,7 +227,7 @@ def test_credentials_of_another_account_than_the_roles(stubs):
     stub("sts").add_response("get_caller_identity", {"Account": "210987654321", "UserId": "AIDA",
                                                      "Arn": "arn:aws:iam::210987654321:user/bob"})
     s3 = stub("s3")
-    s3.add_client_error("head_bucket", "403", "Forbidden", http_status_code=403)
+    s3.add_client_error("list_objects_v2", "AccessDenied", "Access Denied", http_status_code=403)
     stub("ecr").add_client_error("batch_get_image", "RepositoryNotFoundException", "The repository with name "
                                  "'comfyui-sagemaker-worker' does not exist in the registry with id '210987654321'",
                                  http_status_code=400)

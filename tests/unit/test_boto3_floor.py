@@ -18,7 +18,9 @@ SUITES = ["tests/unit/test_endpoint_lifecycle.py", "tests/unit/test_sagemaker_en
           "tests/unit/test_runtime_errors.py", "tests/unit/test_s3_conditional.py",
           "tests/unit/test_aws_setup_requests.py", "tests/unit/test_endpoint_concurrency.py",
           "tests/unit/test_worker_fetch.py", "tests/unit/test_endpoint_stop_start.py",
-          "tests/unit/test_config.py", "tests/unit/test_route_shapes.py"]
+          "tests/unit/test_config.py", "tests/unit/test_route_shapes.py", "tests/unit/test_endpoint_config_model.py",
+          "tests/unit/test_route_answers.py", "tests/unit/test_config_changes_model.py",
+          "tests/unit/test_realtime_routing.py"]
 
 
 def floor_python() -> str:

@@ -1,5 +1,5 @@
 """A worker runs one ComfyUI per GPU, so an endpoint's config follows the instance type's GPUs (the table in
-core/endpoint_config.py): async endpoints take that many requests per instance at once
+core/instance_families.py): async endpoints take that many requests per instance at once
 (AsyncInferenceConfig.ClientConfig.MaxConcurrentInvocationsPerInstance), and the autoscaling target is per
 GPU. Requests checked with botocore's Stubber against the service models; the execution role may write
 the workers' reports where the worker writes them."""
@@ -15,7 +15,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 from comfyui_sagemaker.aws import autoscaling, naming
 from comfyui_sagemaker.aws.sagemaker_endpoints import SageMakerEndpoints
-from comfyui_sagemaker.core.endpoint_config import COMMON_GPU_TYPES, GPUS_PER_INSTANCE, gpu_count
+from comfyui_sagemaker.core.instance_families import COMMON_GPU_TYPES, FAMILIES, gpu_count
 from comfyui_sagemaker.worker.coldstart import REPORTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,8 +52,8 @@ def test_the_gpu_table():
     assert gpu_count("ml.g5.xlarge") == 1 and gpu_count("ml.g5.12xlarge") == 4 and gpu_count("ml.g5.48xlarge") == 8
     assert gpu_count("ml.p4d.24xlarge") == 8 and gpu_count("ml.g4dn.12xlarge") == 4
     assert gpu_count("ml.m5.large") == 1 and gpu_count("ml.g99.huge") == 1  # not listed: 1
-    assert set(COMMON_GPU_TYPES) <= set(GPUS_PER_INSTANCE)
-    assert all(isinstance(n, int) and 1 <= n <= 8 for n in GPUS_PER_INSTANCE.values())
+    assert all(gpu_count(t) >= 1 for t in COMMON_GPU_TYPES)
+    assert all(isinstance(n, int) and 1 <= n <= 8 for f in FAMILIES.values() for n in f.gpus.values())
 
 
 def test_targets_are_per_gpu():

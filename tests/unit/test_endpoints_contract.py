@@ -166,8 +166,8 @@ def _local(tmp: Path) -> Provider:
                                       HashCache(tmp / "hash-cache.json"), 4)
 
     def publish(name: str) -> dict:
-        job = environments.publish(name, include="all", endpoint={"kind": "local"})
-        assert environments.tasks.wait(job.id, 120).state == "succeeded", job.to_json()
+        task = environments.publish(name, include="all", endpoint={"kind": "local"})
+        assert environments.tasks.wait(task.id, 120).state == "succeeded", task.to_json()
         return environments.get(name)
 
     p = Provider(None, store, publish("Contract" + uuid.uuid4().hex[:6]), tmp / "signals", publish)

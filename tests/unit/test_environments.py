@@ -19,8 +19,8 @@ def test_publish_all_writes_blobs_then_manifest(tmp_path, host):
     sha = model(host, "a.safetensors", b"a" * 1000)
     store = FolderStore(tmp_path / "store")
     svc = service(store, host, tmp_path)
-    job = publish_and_wait(svc)
-    assert job.state == "succeeded", job.error
+    task = publish_and_wait(svc)
+    assert task.state == "succeeded", task.error
     m = svc.get("Env1")
     assert m["version"] == 1 and m["models"] == [{"folder": "loras", "name": "a.safetensors", "size": 1000,
                                                    "sha256": sha}]
@@ -39,8 +39,8 @@ def test_store_failing_midway_leaves_no_manifest_and_retry_writes_the_rest(tmp_p
     model(host, "b.safetensors", b"b" * 3_000_000)
     store = FailingStore(tmp_path / "store", budget=4_000_000)
     svc = service(store, host, tmp_path)
-    job = publish_and_wait(svc)
-    assert job.state == "failed" and "store went away" in job.error["message"]
+    task = publish_and_wait(svc)
+    assert task.state == "failed" and "store went away" in task.error["message"]
     assert not svc.exists("Env1") and svc.list() == []
     store.budget = 10**12
     retry = publish_and_wait(svc)
@@ -57,21 +57,21 @@ def test_cancelled_publish_leaves_nothing_and_frees_the_name(tmp_path, host):
     release = threading.Event()
     real_has_blob = store.has_blob
 
-    def slow_has_blob(sha256, size):  # hold the job in its upload phase until cancelled
+    def slow_has_blob(sha256, size):  # hold the task in its upload phase until cancelled
         started.set()
         release.wait(300)
         return real_has_blob(sha256, size)
 
     store.has_blob = slow_has_blob
-    job = svc.publish("Env1", include="all", endpoint={"kind": "local"})
+    task = svc.publish("Env1", include="all", endpoint={"kind": "local"})
     assert started.wait(120)
-    svc.tasks.cancel(job.id)
+    svc.tasks.cancel(task.id)
     release.set()
-    job = svc.tasks.wait(job.id, 120)
-    assert job.state == "cancelled"
+    task = svc.tasks.wait(task.id, 120)
+    assert task.state == "cancelled"
     assert not svc.exists("Env1") and store.list("environments/") == []
     with pytest.raises(errors.Conflict):
-        svc.tasks.cancel(job.id)
+        svc.tasks.cancel(task.id)
 
 
 def test_names_are_unique_regardless_of_case(tmp_path, host):
@@ -84,7 +84,7 @@ def test_names_are_unique_regardless_of_case(tmp_path, host):
 
 def test_concurrent_manifest_writes_never_share_a_version(tmp_path, host):
     svc = service(FolderStore(tmp_path / "store"), host, tmp_path)
-    svc._claim("Env1")  # as publish() does before its job runs
+    svc._claim("Env1")  # as publish() does before its task runs
     barrier = threading.Barrier(8)
     versions = []
 
@@ -143,9 +143,9 @@ def test_sparse_two_gigabyte_model_hashes_and_uploads_with_flat_memory(tmp_path,
     store = FolderStore(tmp_path / "store")
     svc = service(store, host, tmp_path)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    job = publish_and_wait(svc)
+    task = publish_and_wait(svc)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    assert job.state == "succeeded", job.error
+    assert task.state == "succeeded", task.error
     assert grown_mib < 100, f"peak RSS grew {grown_mib:.0f} MiB publishing a 2 GiB model"
     m = svc.get("Env1")["models"][0]
     assert m["size"] == 2 * 1024**3

@@ -39,8 +39,10 @@ LOG_READS = {"logs:DescribeLogStreams", "logs:FilterLogEvents", "logs:GetLogEven
 
 # --- what the code calls ---------------------------------------------------------------------------------------
 
-# What an administrator runs (`aws setup|status|teardown`), not a designer's ComfyUI: table.ADMIN.
-ADMIN_CODE = ("setup.py", "stack.py", "teardown.py")
+# What an administrator runs (`aws setup|status|teardown|doctor`), not a designer's ComfyUI: table.ADMIN. A
+# designer's Doctor button runs aws/doctor.py with the designer's credentials: what they may not call is a line
+# of its report (skip or fail, with the fix), not a permission the designer policy grants.
+ADMIN_CODE = ("setup.py", "stack.py", "doctor.py", "teardown.py")
 
 
 def extension_code() -> list[Path]:
@@ -211,7 +213,7 @@ def service_authorization_reference() -> dict[str, dict[str, bool]]:
     return out
 
 
-POLICIES = ("designer-policy.json", "artist-policy.json", "execution-role-policy.json")
+POLICIES = ("designer-policy.json", "artist-policy.json", "execution-role-policy.json", "gateway-policy.json")
 
 
 # --- tests -----------------------------------------------------------------------------------------------------
@@ -230,7 +232,7 @@ def test_what_the_admin_cli_calls_is_in_its_table():
     assert ops >= {("cloudformation", "CreateStack"), ("codebuild", "StartBuild")}, "the code walk found too little"
     missing = sorted(ops - set(table.ADMIN))
     assert not missing, f"aws/setup.py calls {missing}: add each to ADMIN in aws/iam_actions.py"
-    assert not set(table.ADMIN) - ops, "ADMIN lists operations aws/setup.py, teardown.py no longer call"
+    assert not set(table.ADMIN) - ops, "ADMIN lists operations the admin code no longer calls"
 
 
 def test_every_action_exists_in_the_service_authorization_reference():
@@ -280,17 +282,27 @@ def test_the_artist_policy_is_invoke_and_read_plus_its_own_uploads():
     assert artist <= allowed("designer-policy.json")
 
 
+# A create only, never over someone else's key: the request carries If-None-Match (S3 User Guide, "Enforce
+# conditional writes on Amazon S3 buckets", example 1).
+WRITE_ONCE = {"Null": {"s3:if-none-match": "false"}}
+
+
 def test_an_artists_writes_reach_only_its_own_runs():
-    """Content-addressed blobs and the executions change marker are shared; every other key an artist may
-    write or delete names its own instance (execution ids carry it: core/execution_records.py)."""
+    """Content-addressed blobs and the executions change marker are shared, v2 asset records only created
+    (their key names no owner); every other key an artist may write or delete names its own instance
+    (execution ids and idempotency scopes carry it: core/execution_records.py, core/v2/idempotency.py)."""
     shared = {"arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/blobs/*",
               "arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/changes/executions.json"}
     writes = [s for s in statements("artist-policy.json")
-              if {"s3:PutObject", "s3:DeleteObject"} & set(_list(s["Action"]))]
+              if {"s3:PutObject", "s3:DeleteObject"} & set(_list(s["Action"])) and s.get("Condition") != WRITE_ONCE]
     resources = {r for s in writes for r in _list(s["Resource"])}
     assert resources - shared and all("ARTIST_INSTANCE_ID" in r for r in resources - shared), resources
     deletes = {r for s in writes if "s3:DeleteObject" in _list(s["Action"]) for r in _list(s["Resource"])}
-    assert deletes == {"arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/executions/inflight/ARTIST_INSTANCE_ID*"}
+    assert "arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/executions/inflight/ARTIST_INSTANCE_ID*" in deletes
+    assert all(r.startswith(("arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/executions/inflight/",
+                             "arn:aws:s3:::STORE_BUCKET/STORE_PREFIX/idempotency/")) for r in deletes), deletes
+    once = [s for s in statements("artist-policy.json") if s.get("Condition") == WRITE_ONCE]
+    assert all(_list(s["Action"]) == ["s3:PutObject"] for s in once), once
 
 
 def test_the_execution_role_covers_the_worker_and_what_sagemaker_does_with_it():

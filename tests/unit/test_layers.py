@@ -182,7 +182,7 @@ def test_the_domain_does_not_import_the_v2_protocol():
     # The Comfy API v2 is one face of the executions: the domain never depends on it, except the template
     # executions, whose inputs may be v2 asset references (core/v2/assets.py).
     assert [str(i) for i in of("core") if core_package(i.source.split("/")) != "v2" and core_package(i.target) == "v2"
-            and i.source != "core/template_runs.py"] == []
+            and i.source != "core/template_executions.py"] == []
 
 
 def test_the_io_helpers_import_neither_each_other_nor_v2():

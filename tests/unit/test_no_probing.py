@@ -21,11 +21,6 @@ HOST_FACES = {"__init__.py", "comfy_facts.py", "comfy_queue.py", "comfy_interrup
 PLATFORM = {"os"}  # optional functions and flags of the platform
 # (file, object, attribute): a getattr/hasattr on something that is not ours.
 ALLOWED = {
-    # botocore's exceptions have `response` only when AWS answered
-    ("aws/runtime.py", "err", "response"),
-    ("aws/sagemaker_endpoints.py", "err", "response"),
-    ("aws/setup.py", "err", "response"),
-    ("aws/s3_store.py", "err", "response"),
     # argparse's Namespace holds a sub-command's options only when that sub-command was given; a module run as
     # a folder has __package__ ""
     ("cli.py", "args", "region"),

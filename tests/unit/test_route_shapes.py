@@ -15,7 +15,7 @@ def test_the_document_builds_from_the_models():
     doc = openapi.document(ROUTE_TABLES)
     limit = next(p for p in doc["paths"]["/sagemaker/executions"]["get"]["parameters"] if p["name"] == "limit")
     assert limit["schema"] == {"type": "integer", "minimum": 1, "maximum": 500, "default": 10}
-    assert doc["components"]["schemas"]["TemplateRun"]["additionalProperties"] is False
+    assert doc["components"]["schemas"]["TemplateExecutionCreate"]["additionalProperties"] is False
 
 
 @pytest.mark.parametrize("model, data, message", [
@@ -25,8 +25,8 @@ def test_the_document_builds_from_the_models():
                                                    "cancelled"),
     (schemas.EnvironmentQuery, {"version": "0"}, "version must be a whole number from 1 to 999999"),
     (schemas.LogsQuery, {"contains": "x" * 201}, "contains: at most 200 characters"),
-    (schemas.TemplateRun, {"wait": True}, "wait must be a number of seconds from 0 to 3600"),
-    (schemas.TemplateRun, {"surprise": 1}, "unknown fields: surprise (allowed: client_id, inputs, wait, "
+    (schemas.TemplateExecutionCreate, {"wait": True}, "wait must be a number of seconds from 0 to 3600"),
+    (schemas.TemplateExecutionCreate, {"surprise": 1}, "unknown fields: surprise (allowed: client_id, inputs, wait, "
                                            "webhook_url)"),
     (schemas.TemplateCreate, {"name": "A"}, "missing field: workflow"),
     (schemas.Watcher, {"enabled": 1}, "send {enabled: true | false}"),
@@ -45,7 +45,7 @@ def test_a_refusal_is_a_400_in_the_routes_words(model, data, message):
     (schemas.EnvironmentDeleteQuery, {"force": "no"}, {"force": False}),
     (schemas.ModelUploadQuery, {"overwrite": "True", "sha256": ""}, {"overwrite": False, "sha256": None}),
     (schemas.LogsQuery, {"contains": ""}, {"contains": None, "tail": 200}),
-    (schemas.TemplateRun, {"wait": 2, "client_id": None}, {"wait": 2, "client_id": None}),
+    (schemas.TemplateExecutionCreate, {"wait": 2, "client_id": None}, {"wait": 2, "client_id": None}),
 ])
 def test_what_is_accepted_reads_as_before(model, data, expected):
     got = schemas.parse(model, data)

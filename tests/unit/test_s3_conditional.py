@@ -4,18 +4,18 @@ in botocore's S3 model), so the store retries it before it gives up."""
 
 import boto3
 import pytest
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from comfyui_sagemaker.aws import s3_store
-from comfyui_sagemaker.aws.s3_store import S3Store
+from comfyui_sagemaker.aws.s3_store import WRITE_NONCE, S3Store
 from comfyui_sagemaker.core.errors import StoreUnavailable
 from comfyui_sagemaker.core.store import KeyExists, PreconditionFailed
 
 pytestmark = pytest.mark.stubber
 
 CREATE = {"Bucket": "bkt", "Key": "pre/templates/a.json", "Body": b"x", "IfNoneMatch": "*",
-          "ChecksumAlgorithm": "SHA256"}
+          "Metadata": {WRITE_NONCE: ANY}, "ChecksumAlgorithm": "SHA256"}
 REPLACE = {"Bucket": "bkt", "Key": "pre/templates/a.json", "Body": b"y", "IfMatch": '"e1"',
-           "ChecksumAlgorithm": "SHA256"}
+           "Metadata": {WRITE_NONCE: ANY}, "ChecksumAlgorithm": "SHA256"}
 
 
 @pytest.fixture
@@ -60,10 +60,13 @@ def test_conflicts_that_do_not_clear_are_store_unavailable(stubbed, write, param
 
 
 def test_a_conflict_then_the_other_writer_won_is_key_exists(stubbed):
+    """A 412 after an earlier attempt is read back: the object carries another write's nonce."""
     store, stub = stubbed
     conflict(stub, CREATE)
     stub.add_client_error("put_object", service_error_code="PreconditionFailed", http_status_code=412,
                           expected_params=CREATE)
+    stub.add_response("head_object", {"ETag": '"e9"', "Metadata": {WRITE_NONCE: "someone-else"}},
+                      {"Bucket": "bkt", "Key": "pre/templates/a.json"})
     with pytest.raises(KeyExists):
         store.create("templates/a.json", b"x")
 

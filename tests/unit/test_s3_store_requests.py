@@ -3,8 +3,8 @@ conditional check is not atomic, so on S3 the race is proven by the headers."""
 
 import boto3
 import pytest
-from botocore.stub import Stubber
-from comfyui_sagemaker.aws.s3_store import S3Store
+from botocore.stub import ANY, Stubber
+from comfyui_sagemaker.aws.s3_store import WRITE_NONCE, S3Store
 from comfyui_sagemaker.core.errors import StoreUnavailable
 from comfyui_sagemaker.core.store import KeyExists, KeyNotFound, PreconditionFailed
 
@@ -33,7 +33,7 @@ def test_create_sends_if_none_match_star(stubbed):
     store, stub = stubbed
     stub.add_response("put_object", {"ETag": '"e1"'},
                       {"Bucket": "bkt", "Key": "pre/templates/a.json", "Body": b"x", "IfNoneMatch": "*",
-                       "ChecksumAlgorithm": "SHA256"})
+                       "Metadata": {WRITE_NONCE: ANY}, "ChecksumAlgorithm": "SHA256"})
     assert store.create("templates/a.json", b"x") == '"e1"'
 
 
@@ -49,7 +49,7 @@ def test_replace_sends_if_match_etag(stubbed):
     store, stub = stubbed
     stub.add_response("put_object", {"ETag": '"e2"'},
                       {"Bucket": "bkt", "Key": "pre/templates/a.json", "Body": b"y", "IfMatch": '"e1"',
-                       "ChecksumAlgorithm": "SHA256"})
+                       "Metadata": {WRITE_NONCE: ANY}, "ChecksumAlgorithm": "SHA256"})
     assert store.replace("templates/a.json", b"y", if_match='"e1"') == '"e2"'
 
 

@@ -5,6 +5,7 @@
 // server runs with it at once (no restart). The store may then be another one: listeners of
 // onConfigChanged (sagemaker.js) draw the whole sidebar again, here and in every page of this ComfyUI.
 import { call, setToken, toast } from "./api.js";
+import { doctorButton } from "./connect_doctor.js";
 import { connectForm } from "./connect_form.js";
 import { facts, resultRow, summaryOf } from "./connect_view.js";
 import { openDialog } from "./dialog.js";
@@ -62,6 +63,7 @@ class ConnectSection extends Section {
   /** @type {HTMLDivElement} */ results;
   /** @type {HTMLDivElement} */ error;
   /** @type {HTMLButtonElement} */ checkButton;
+  /** @type {HTMLButtonElement} */ doctorButton;
   /** @type {HTMLButtonElement} */ applyButton;
   /** @type {HTMLButtonElement} */ replaceButton;
   /** @type {HTMLDivElement} */ replaceOffer;
@@ -244,6 +246,7 @@ class ConnectSection extends Section {
       },
       "Check",
     );
+    this.doctorButton = doctorButton(this);
     this.applyButton = el(
       "button",
       {
@@ -274,7 +277,7 @@ class ConnectSection extends Section {
     this.formChanged();
     return el("div", { class: "sagemaker-connect-edit" }, [
       this.form.root,
-      el("div", { class: "sagemaker-dialog-buttons" }, [this.checkButton, this.applyButton]),
+      el("div", { class: "sagemaker-dialog-buttons" }, [this.checkButton, this.doctorButton, this.applyButton]),
       this.error,
       this.replaceOffer,
       this.results,
@@ -299,7 +302,7 @@ class ConnectSection extends Section {
     this.busy = busy;
     if (this.form?.root.isConnected) {
       // an artist's page (or one running fail-safe) has no form
-      for (const b of [this.checkButton, this.replaceButton]) b.disabled = busy;
+      for (const b of [this.checkButton, this.doctorButton, this.replaceButton]) b.disabled = busy;
       this.applyButton.disabled = busy || Object.keys(this.form.changes()).length === 0;
     }
     this.body.setAttribute("aria-busy", String(busy));

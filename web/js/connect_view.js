@@ -5,7 +5,15 @@ import { envVariable } from "./connect_form.js";
 import { el } from "./dom.js";
 
 /** @type {Record<string, string>} */
-const ICONS = { ok: "pi-check-circle", warning: "pi-exclamation-triangle", failed: "pi-times-circle" };
+// Check's statuses, then aws doctor's (connect_doctor.js): a skip is a check not made here, never a pass.
+const ICONS = {
+  ok: "pi-check-circle",
+  warning: "pi-exclamation-triangle",
+  failed: "pi-times-circle",
+  pass: "pi-check-circle",
+  skip: "pi-minus-circle",
+  fail: "pi-times-circle",
+};
 
 function envBadge(key) {
   return el(

@@ -18,7 +18,7 @@ export const INSTANCE_TYPES = [
   "ml.p4d.24xlarge",
 ];
 export const MODE_NOTE = "real-time: SageMaker limits a request to 60 s; async: up to an hour, can scale to zero";
-const INSTANCE_TYPE = /^ml\.[a-z0-9]+\.[a-z0-9]+$/;
+const INSTANCE_TYPE = /^ml\.[a-z0-9-]+\.[a-z0-9]+$/; // ml.p6-b200.48xlarge has a hyphen
 
 let lists = 0; // datalist ids must be unique in the page
 

@@ -1,6 +1,6 @@
 """Running a template by its parameters: the caller's values checked against the template's schema, filled
-into its prompt, images put where the run will find them. One place for the template API
-(server_routes/template_runs.py) and the Comfy API v2's `{"template", "inputs"}` jobs.
+into its prompt, images put where the execution will find them. One place for the template API
+(server_routes/template_executions.py) and the Comfy API v2's `{"template", "inputs"}` jobs.
 
 An image value is a file of ComfyUI's input folder, base64 bytes (optionally a data: URL) or, from a v2
 job, an asset reference. Where there is an input folder (the extension) bytes are written there under a

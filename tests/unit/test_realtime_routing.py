@@ -1,0 +1,53 @@
+"""A real-time endpoint's variant routes by least outstanding requests (SageMaker's default is random, which
+sends prompts to an instance whose ComfyUIs are all busy while another idles); async endpoints take their
+requests from SageMaker's queue as the worker has room. The CreateEndpointConfig request through botocore's
+Stubber, which validates it against the service model (this suite also runs on the floor botocore)."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+from comfyui_sagemaker.aws import naming
+from comfyui_sagemaker.aws.sagemaker_endpoints import STARTUP_HEALTH_CHECK_S, SageMakerEndpoints
+
+STORE = "s3://team-bucket/comfy"
+ROLE = "arn:aws:iam::123456789012:role/ComfySageMaker"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/comfyui-sagemaker-worker:0.1.0"
+ENDPOINT = naming.endpoint_name("Portraits", STORE)
+ARN = "arn:aws:sagemaker:us-east-1:123456789012:"
+
+
+def manifest(mode: str) -> dict:
+    return {"name": "Portraits", "version": 1, "endpoint": {
+        "kind": "sagemaker", "instance_type": "ml.g5.12xlarge", "initial_count": 1, "mode": mode,
+        "autoscaling": None}}
+
+
+@pytest.mark.stubber
+@pytest.mark.parametrize("mode", ["realtime", "async"])
+def test_a_realtime_variant_routes_to_the_least_busy_instance(aws_env, mode):
+    # Every client it may make is given: none is made (and cached) outside the test.
+    clients = {s: boto3.client(s, region_name="us-east-1") for s in ("sagemaker", "application-autoscaling",
+                                                                     "cloudwatch")}
+    sm = clients["sagemaker"]
+    endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", lambda e: None, clients, poll_interval=0)
+    endpoints._monitor = lambda m, e, recreate=False: None
+    name = f"{ENDPOINT}-v1"
+    variant = {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.g5.12xlarge",
+               "InitialInstanceCount": 1, "ContainerStartupHealthCheckTimeoutInSeconds": STARTUP_HEALTH_CHECK_S,
+               "InferenceAmiVersion": "al2-ami-sagemaker-inference-gpu-3-1"}
+    if mode == "realtime":
+        variant["RoutingConfig"] = {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"}
+    config = {"EndpointConfigName": name, "Tags": ANY, "ProductionVariants": [variant]}
+    if mode == "async":
+        config["AsyncInferenceConfig"] = ANY
+    with Stubber(sm) as stub:
+        stub.add_client_error("describe_endpoint", "ValidationException", f'Could not find endpoint "{ENDPOINT}".',
+                              expected_params={"EndpointName": ENDPOINT})
+        stub.add_response("create_model", {"ModelArn": ARN + "model/m"}, None)
+        stub.add_response("create_endpoint_config", {"EndpointConfigArn": ARN + "endpoint-config/c"}, config)
+        stub.add_response("create_endpoint", {"EndpointArn": ARN + "endpoint/e"},
+                          {"EndpointName": ENDPOINT, "EndpointConfigName": name, "Tags": ANY})
+        endpoints.deploy(manifest(mode))
+        stub.assert_no_pending_responses()
