@@ -147,6 +147,9 @@ ADMIN: dict[tuple[str, str], list[str]] = {
     ("sagemaker", "DeleteEndpoint"): ["sagemaker:DeleteEndpoint"],
     ("sagemaker", "DeleteEndpointConfig"): ["sagemaker:DeleteEndpointConfig"],
     ("sagemaker", "DeleteModel"): ["sagemaker:DeleteModel"],
+    # aws/teardown.py: the log groups SageMaker made for the store's endpoints and CodeBuild for the build.
+    ("logs", "DescribeLogGroups"): ["logs:DescribeLogGroups"],
+    ("logs", "DeleteLogGroup"): ["logs:DeleteLogGroup"],
 }
 
 # When the configuration sets s3_sse to "aws:kms": what each S3 operation needs on the store's KMS key, besides

@@ -8,7 +8,8 @@ Do not delete or revoke the permissions for your ExecutionRoleArn, otherwise Sag
 these resources." (SageMaker API Reference, DeleteEndpoint:
 https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DeleteEndpoint.html). A stopped endpoint
 (aws/sagemaker_endpoints.py `stop`) has no endpoint but keeps its config and model: they are found by
-their names and store tag (aws/naming.py) and deleted too.
+their names and store tag (aws/naming.py) and deleted too, as are the CloudWatch log groups SageMaker
+and CodeBuild made for this store's endpoints and the image build.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import endpoint_states, naming, stack
+from . import endpoint_logs, endpoint_states, naming, stack
 from .autoscaling import Autoscaling
 from .errors import error_code, error_message
 from .setup import Aws, SetupError, _empty_and_delete, _wait_deleted, describe, outputs
@@ -35,6 +36,7 @@ class Inventory:
     models: list[str] = field(default_factory=list)
     data: list[str] = field(default_factory=list)  # bucket keys that are not the project's build artefacts
     data_count: int = 0
+    log_groups: list[str] = field(default_factory=list)
 
 
 def _not_found(err: Exception) -> bool:
@@ -75,12 +77,29 @@ def _data(aws: Aws, bucket: str, prefix: str, inv: Inventory) -> None:
                     inv.data.append(o["Key"])
 
 
+def _log_groups(aws: Aws, store_uri: str, project: str | None, inv: Inventory) -> None:
+    """The groups SageMaker made for this store's endpoints, live or gone (their names carry the store's
+    digest: aws/naming.py), and CodeBuild's for the image build (/aws/codebuild/<project>, CodeBuild's
+    group when the project names none; a build's `logs.groupName` says it). Neither service deletes them,
+    and the stack did not make them."""
+    digest = naming.store_digest(store_uri)
+    ours = re.compile(re.escape(endpoint_logs.log_group(f"{naming.PREFIX}-")) + rf".+-{digest}")
+    logs = aws("logs")
+    prefixes = [(endpoint_logs.log_group(f"{naming.PREFIX}-"), ours)]
+    if project:
+        prefixes.append((f"/aws/codebuild/{project}", re.compile(re.escape(f"/aws/codebuild/{project}"))))
+    for prefix, pattern in prefixes:
+        for page in logs.get_paginator("describe_log_groups").paginate(logGroupNamePrefix=prefix):
+            inv.log_groups += [g["logGroupName"] for g in page["logGroups"] if pattern.fullmatch(g["logGroupName"])]
+
+
 def inventory(aws: Aws, out: dict[str, str]) -> Inventory:
     inv = Inventory()
     bucket, prefix = out.get("StoreBucket"), out.get("StorePrefix", "")
     if bucket:
         _sagemaker_inventory(aws, f"s3://{bucket}/{prefix}", inv)
         _data(aws, bucket, prefix, inv)
+        _log_groups(aws, f"s3://{bucket}/{prefix}", out.get("BuildProject"), inv)
     return inv
 
 
@@ -147,10 +166,23 @@ def _delete_versions(aws: Aws, inv: Inventory, say: Callable[[str], None]) -> No
         say(f"deleted {len(inv.configs)} endpoint config(s) and {len(inv.models)} model(s)")
 
 
+def _delete_log_groups(aws: Aws, inv: Inventory, say: Callable[[str], None]) -> None:
+    from botocore.exceptions import ClientError
+
+    logs = aws("logs")
+    for group in inv.log_groups:
+        try:
+            logs.delete_log_group(logGroupName=group)
+        except ClientError as err:
+            if error_code(err) != "ResourceNotFoundException":
+                raise
+        say(f"deleted log group {group}")
+
+
 def teardown(aws: Aws, name: str, say: Callable[[str], None], force: bool = False, delete_data: bool = False,
              poll: float = 5.0, gone_timeout: float = GONE_TIMEOUT_S) -> None:
-    """Endpoints first (they bill), then their configs and models, then the stack; the bucket only when
-    it holds nothing but the build's source, or when told to."""
+    """Endpoints first (they bill), then their configs and models, then the stack, then the endpoints' and
+    the build's log groups; the bucket only when it holds nothing but the build's source, or when told to."""
     d = describe(aws, name)
     if d is None:
         say(f"stack {name} does not exist: nothing to remove")
@@ -172,5 +204,6 @@ def teardown(aws: Aws, name: str, say: Callable[[str], None], force: bool = Fals
     say(f"deleting stack {name}")
     aws("cloudformation").delete_stack(StackName=name)
     _wait_deleted(aws, name, poll)
+    _delete_log_groups(aws, inv, say)  # after the endpoints and the build project: nothing writes to them now
     if bucket:  # only the source zip, or everything when told (checked above)
         _empty_and_delete(aws, bucket, say)

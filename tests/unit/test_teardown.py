@@ -1,8 +1,9 @@
 """`aws teardown` against AWS's documented answers, every request checked by botocore's Stubber (its
 service models): it checks everything before deleting anything (the build's source zip is not data),
 waits until SageMaker has deleted the endpoints (DescribeEndpoint: Deleting, then ValidationException
-"Could not find endpoint") before deleting the stack and its execution role, and finds the configs and
-models a stopped endpoint keeps."""
+"Could not find endpoint") before deleting the stack and its execution role, finds the configs and
+models a stopped endpoint keeps, and removes the log groups of this store's endpoints and of the image
+build (and no other store's or project's)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,11 @@ VERSION = naming.versioned_name("Portraits", 3, f"s3://{BUCKET}/{PREFIX}")
 STOPPED = naming.versioned_name("Sketches", 1, f"s3://{BUCKET}/{PREFIX}")
 OTHER = f"backup-of-{DIGEST}-v1"  # a name ListModels matches that is not a version of ours: kept
 SM = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}"
+PROJECT = "ImageBuild-a1B2c3D4e5F6"
 OUTPUTS = {"StoreBucket": BUCKET, "StorePrefix": PREFIX, "RepositoryUri":
-           f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/{NAME}-worker"}
+           f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/{NAME}-worker", "BuildProject": PROJECT}
+ENDPOINT_LOGS = f"/aws/sagemaker/Endpoints/{ENDPOINT}"
+BUILD_LOGS = f"/aws/codebuild/{PROJECT}"
 SOURCE = f"{PREFIX}/source/comfyui-sagemaker.zip"
 
 
@@ -83,6 +87,15 @@ def sagemaker_inventory(sm, endpoints: dict[str, str], versions: list[str], othe
         tagged(sm, f"{SM}:model/{n}")
 
 
+def log_groups(logs, endpoints: list[str], builds: list[str]) -> None:
+    """DescribeLogGroups by prefix as CloudWatch Logs answers it: the endpoints' groups, then the build's."""
+    for prefix, names in (("/aws/sagemaker/Endpoints/cs-", endpoints), (BUILD_LOGS, builds)):
+        logs.add_response("describe_log_groups", {"logGroups": [
+            {"logGroupName": n, "creationTime": 1, "storedBytes": 1,
+             "arn": f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{n}:*"} for n in names]},
+            {"logGroupNamePrefix": prefix})
+
+
 def objects(s3, *keys: str) -> None:
     s3.add_response("list_objects_v2", {"KeyCount": len(keys), "IsTruncated": False, "Contents": [
         {"Key": k, "Size": 1, "LastModified": NOW} for k in keys]}, {"Bucket": BUCKET})
@@ -108,8 +121,8 @@ def gone(sm) -> None:
                         expected_params={"EndpointName": ENDPOINT})
 
 
-def stack_deleted(stub) -> None:
-    """After the versions: the images, the stack, then the bucket holding only the source zip."""
+def stack_deleted(stub, groups: list[str] = ()) -> None:
+    """After the versions: the images, the stack, the log groups, then the bucket holding only the source zip."""
     ecr, cf, s3 = stub("ecr"), stub("cloudformation"), stub("s3")
     ecr.add_response("list_images", {"imageIds": [{"imageDigest": "sha256:" + "a" * 64, "imageTag": "b1"}]},
                      {"repositoryName": f"{NAME}-worker"})
@@ -120,6 +133,8 @@ def stack_deleted(stub) -> None:
     cf.add_response("delete_stack", {}, {"StackName": NAME})
     cf.add_client_error("describe_stacks", "ValidationError", f"Stack with id {NAME} does not exist",
                         http_status_code=400, expected_params={"StackName": NAME})
+    for group in groups:
+        stub("logs").add_response("delete_log_group", {}, {"logGroupName": group})
     objects(s3, SOURCE)
     s3.add_response("delete_objects", {"Deleted": [{"Key": SOURCE}]},
                     {"Bucket": BUCKET, "Delete": {"Objects": [{"Key": SOURCE}]}})
@@ -131,6 +146,7 @@ def test_data_in_the_bucket_refuses_before_any_endpoint_is_deleted(stubs):
     stack_described(stub("cloudformation"))
     sagemaker_inventory(stub("sagemaker"), {ENDPOINT: "InService"}, [VERSION])
     objects(stub("s3"), SOURCE, f"{PREFIX}/templates/portrait.json")
+    log_groups(stub("logs"), [ENDPOINT_LOGS], [BUILD_LOGS])
     with pytest.raises(SetupError, match=rf"bucket {BUCKET} still holds objects \(1: {PREFIX}/templates/portrait"
                                          r".json.*--delete-data.*nothing was deleted"):
         teardown(aws, NAME, print, force=True, poll=0)
@@ -142,6 +158,7 @@ def test_a_busy_endpoint_refuses_before_anything_is_deleted(stubs):
     stack_described(stub("cloudformation"))
     sagemaker_inventory(stub("sagemaker"), {ENDPOINT: "SystemUpdating"}, [VERSION])
     objects(stub("s3"), SOURCE)
+    log_groups(stub("logs"), [], [])
     with pytest.raises(SetupError, match=f"no delete of {ENDPOINT} \\(SystemUpdating\\).*nothing was deleted"):
         teardown(aws, NAME, print, force=True, delete_data=True, poll=0)
     assert not [c for c in calls if ".Delete" in c], calls
@@ -153,6 +170,9 @@ def test_the_stack_and_its_role_wait_until_sagemaker_has_deleted_the_endpoint(st
     stack_described(stub("cloudformation"))
     sagemaker_inventory(sm, {ENDPOINT: "InService"}, [VERSION])
     objects(stub("s3"), SOURCE)  # only the build's source: no --delete-data needed
+    # Another store's endpoint and another project share the prefixes: theirs are kept.
+    log_groups(stub("logs"), [ENDPOINT_LOGS, "/aws/sagemaker/Endpoints/cs-portraits-0badf00d"],
+               [BUILD_LOGS, f"{BUILD_LOGS}-copy"])
     no_scaling(stub("application-autoscaling"), stub("cloudwatch"), ENDPOINT)
     sm.add_response("delete_endpoint", {}, {"EndpointName": ENDPOINT})
     described_endpoint(sm, "Deleting")
@@ -160,13 +180,15 @@ def test_the_stack_and_its_role_wait_until_sagemaker_has_deleted_the_endpoint(st
     gone(sm)
     sm.add_response("delete_endpoint_config", {}, {"EndpointConfigName": VERSION})
     sm.add_response("delete_model", {}, {"ModelName": VERSION})
-    stack_deleted(stub)
+    stack_deleted(stub, [ENDPOINT_LOGS, BUILD_LOGS])
     said: list[str] = []
     teardown(aws, NAME, said.append, force=True, poll=0)
     gone_at = max(i for i, c in enumerate(calls) if c == "sagemaker.DescribeEndpoint")
     assert calls.index("cloudformation.DeleteStack") > gone_at
     assert calls.index("sagemaker.DeleteModel") > gone_at  # the model the endpoint ran, too
+    assert calls.index("logs.DeleteLogGroup") > calls.index("cloudformation.DeleteStack")  # nothing writes there now
     assert f"endpoint {ENDPOINT} is gone" in said and f"deleted bucket {BUCKET}" in said
+    assert f"deleted log group {ENDPOINT_LOGS}" in said and f"deleted log group {BUILD_LOGS}" in said
 
 
 def test_an_endpoint_sagemaker_does_not_finish_deleting_keeps_the_stack(stubs):
@@ -175,6 +197,7 @@ def test_an_endpoint_sagemaker_does_not_finish_deleting_keeps_the_stack(stubs):
     stack_described(stub("cloudformation"))
     sagemaker_inventory(sm, {ENDPOINT: "InService"}, [])
     objects(stub("s3"), SOURCE)
+    log_groups(stub("logs"), [ENDPOINT_LOGS], [BUILD_LOGS])
     no_scaling(stub("application-autoscaling"), stub("cloudwatch"), ENDPOINT)
     sm.add_response("delete_endpoint", {}, {"EndpointName": ENDPOINT})
     described_endpoint(sm, "Deleting")
@@ -191,9 +214,11 @@ def test_a_stopped_endpoints_config_and_model_are_found_and_deleted(stubs):
     stack_described(stub("cloudformation"))
     sagemaker_inventory(sm, {}, [STOPPED], other=[OTHER])
     objects(stub("s3"), SOURCE)
+    stopped_logs = f"/aws/sagemaker/Endpoints/{STOPPED.rsplit('-v', 1)[0]}"  # its endpoint's, kept by SageMaker
+    log_groups(stub("logs"), [stopped_logs], [])
     sm.add_response("delete_endpoint_config", {}, {"EndpointConfigName": STOPPED})
     sm.add_response("delete_model", {}, {"ModelName": STOPPED})
-    stack_deleted(stub)
+    stack_deleted(stub, [stopped_logs])
     said: list[str] = []
     teardown(aws, NAME, said.append, poll=0)  # no endpoint runs: no --force; no data: no --delete-data
     assert "deleted 1 endpoint config(s) and 1 model(s)" in said

@@ -1,6 +1,7 @@
 """`aws teardown` end to end on moto (in process): the stack as `aws setup` makes it, a live endpoint
-and a stopped one's kept config and model. Moto accepts any order of calls, so the order is held by
-tests/unit/test_teardown.py (Stubber); this holds what is left afterwards."""
+and a stopped one's kept config and model, and the log groups SageMaker made for them. Moto accepts any
+order of calls, so the order is held by tests/unit/test_teardown.py (Stubber); this holds what is left
+afterwards."""
 
 from __future__ import annotations
 
@@ -13,6 +14,17 @@ from comfyui_sagemaker.aws.teardown import teardown
 moto = pytest.importorskip("moto")
 
 NAME = "td-moto"
+OTHER_LOGS = "/aws/sagemaker/Endpoints/cs-portraits-0badf00d"
+
+
+def ours(store: str) -> list[str]:
+    """The live and the stopped endpoint's groups. (Moto's CloudFormation makes no CodeBuild project, so the
+    stack has no BuildProject output here: the build's group is held by tests/unit/test_teardown.py.)"""
+    return [f"/aws/sagemaker/Endpoints/{naming.endpoint_name(e, store)}" for e in ("Portraits", "Sketches")]
+
+
+def groups(aws) -> list[str]:
+    return [g["logGroupName"] for g in aws("logs").describe_log_groups()["logGroups"]]
 
 
 @pytest.fixture
@@ -34,6 +46,9 @@ def made(aws_env):
             if live:
                 sm.create_endpoint(EndpointName=naming.endpoint_name(env, store), EndpointConfigName=version,
                                    Tags=naming.tags(env, None, store))
+        # What SageMaker logs to (moto makes no groups by itself), and another store's endpoint's.
+        for group in (*ours(store), OTHER_LOGS):
+            aws("logs").create_log_group(logGroupName=group)
         yield aws, out
 
 
@@ -44,6 +59,7 @@ def test_teardown_removes_live_and_stopped_endpoints_and_a_bucket_holding_only_t
     assert sm.list_endpoints()["Endpoints"] == []
     assert sm.list_endpoint_configs()["EndpointConfigs"] == [] and sm.list_models()["Models"] == []
     assert out["StoreBucket"] not in [b["Name"] for b in aws("s3").list_buckets()["Buckets"]]
+    assert groups(aws) == [OTHER_LOGS]  # the endpoints' went (live and stopped), another store's stays
 
 
 def test_data_refuses_and_leaves_everything_in_place(made):
@@ -53,5 +69,6 @@ def test_data_refuses_and_leaves_everything_in_place(made):
         teardown(aws, NAME, print, force=True, poll=0)
     sm = aws("sagemaker")
     assert len(sm.list_endpoints()["Endpoints"]) == 1 and len(sm.list_models()["Models"]) == 2
+    assert len(groups(aws)) == 3
     teardown(aws, NAME, print, force=True, delete_data=True, poll=0)
     assert sm.list_endpoints()["Endpoints"] == [] and sm.list_models()["Models"] == []
