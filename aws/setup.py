@@ -21,7 +21,7 @@ from typing import Any
 
 from ..core import config as config_mod
 from ..core.errors import SageMakerError
-from . import stack
+from . import stack, worker_image
 from .errors import error_code as _code
 from .errors import translate
 
@@ -113,6 +113,9 @@ def ensure_stack(aws: Aws, name: str, parameters: dict[str, str], say: Callable[
         params: list[dict[str, object]] = [{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()]
         if not creating:  # what this run does not set keeps its value (an omitted one would take the default)
             had = {p["ParameterKey"] for p in (current or {}).get("Parameters") or []}
+            # A parameter this template no longer declares (ImageTag, before tags were per build) is not
+            # sent: CloudFormation refuses a parameter its template does not have.
+            had &= set(stack.template()["Parameters"])
             params += [{"ParameterKey": k, "UsePreviousValue": True} for k in sorted(had - set(given))]
         return {**body, "Parameters": params}
 
@@ -191,8 +194,8 @@ def source_zip(root: Path = REPO) -> bytes:
     return buf.getvalue()
 
 
-def upload_source(aws: Aws, bucket: str, prefix: str, say: Callable[[str], None]) -> str:
-    data = source_zip()
+def upload_source(aws: Aws, bucket: str, prefix: str, say: Callable[[str], None], data: bytes | None = None) -> str:
+    data = source_zip() if data is None else data
     key = f"{prefix}/{stack.SOURCE_KEY}"
     aws("s3").put_object(Bucket=bucket, Key=key, Body=data)
     say(f"uploaded the source ({len(data) // 1024} KiB) to s3://{bucket}/{key}")
@@ -200,11 +203,14 @@ def upload_source(aws: Aws, bucket: str, prefix: str, say: Callable[[str], None]
 
 
 def build_image(aws: Aws, project: str, say: Callable[[str], None], poll: float = 10.0,
-                timeout: float = 3600) -> dict:
-    """Start the image build and follow it phase by phase; a failed build shows its log's tail."""
+                timeout: float = 3600, tag: str | None = None) -> dict:
+    """Start the image build (tagged `tag`: the buildspec's IMAGE_TAG) and follow it phase by phase; a
+    failed build shows its log's tail."""
     codebuild = aws("codebuild")
-    build = codebuild.start_build(projectName=project)["build"]
-    say(f"building the worker image ({build['id']})")
+    override = {"environmentVariablesOverride": [{"name": "IMAGE_TAG", "value": tag, "type": "PLAINTEXT"}]} \
+        if tag else {}
+    build = codebuild.start_build(projectName=project, **override)["build"]
+    say(f"building the worker image{f' {tag}' if tag else ''} ({build['id']})")
     deadline, phase = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         build = codebuild.batch_get_builds(ids=[build["id"]])["builds"][0]
@@ -231,11 +237,11 @@ def build_log_tail(aws: Aws, build: dict, lines: int = 30) -> str:
     return "\n".join(e["message"].rstrip() for e in events)
 
 
-def configuration(out: dict[str, str], region: str) -> dict:
-    """What config.json needs from the stack's outputs."""
+def configuration(out: dict[str, str], region: str, image_uri: str) -> dict:
+    """What config.json needs from the stack's outputs, and the worker image (aws/worker_image.py)."""
     cfg = {"store": "s3", "s3_bucket": out["StoreBucket"], "s3_prefix": out["StorePrefix"],
            "region": out.get("Region") or region, "sagemaker_role_arn": out["SageMakerRoleArn"],
-           "worker_image_uri": out["WorkerImageUri"]}
+           "worker_image_uri": image_uri}
     if out.get("KmsKeyArn"):
         cfg.update(s3_sse="aws:kms", s3_kms_key_id=out["KmsKeyArn"])
     return cfg
@@ -290,9 +296,15 @@ def check_parameters(parameters: dict[str, str]) -> None:
 
 def setup(aws: Aws, name: str, parameters: dict[str, str], config_dir: Path | None, say: Callable[[str], None],
           recreate: bool = False, build: bool = True, poll: float = 5.0,
-          confirm: Callable[[str], bool] | None = None) -> dict:
-    """The whole way; returns the configuration written (or that would be)."""
+          confirm: Callable[[str], bool] | None = None, image_tag: str | None = None) -> dict:
+    """The whole way; returns the configuration written (or that would be). The image is tagged
+    `image_tag`, by default the source's digest (aws/worker_image.py)."""
     check_parameters(parameters)
+    if image_tag is not None:
+        try:
+            worker_image.check_tag(image_tag)
+        except worker_image.ImageError as err:
+            raise SetupError(err.message) from None
     if not STACK_NAME.fullmatch(name):
         raise SetupError(f"{name!r} is not a stack name: letters, digits and hyphens, starting with a letter, "
                          "at most 128")
@@ -302,20 +314,25 @@ def setup(aws: Aws, name: str, parameters: dict[str, str], config_dir: Path | No
         _same_account(config_dir, account)
         d = ensure_stack(aws, name, parameters, say, recreate, poll, confirm)
         out = outputs(d)
-        upload_source(aws, out["StoreBucket"], out["StorePrefix"], say)
-        if build:
-            if not out.get("BuildProject"):
-                raise SetupError(f"stack {name} has no BuildProject output: update it (run setup again) or build "
-                                 "and push the image yourself and run setup with --no-build")
-            build_image(aws, out["BuildProject"], say, poll=max(poll, 1.0))
-        else:
-            say("image build skipped (--no-build): push the worker image yourself (README)")
-        cfg = configuration(out, aws.region)
+        source = source_zip()
+        upload_source(aws, out["StoreBucket"], out["StorePrefix"], say, source)
+        if build and not out.get("BuildProject"):
+            raise SetupError(f"stack {name} has no BuildProject output: update it (run setup again) or build "
+                             "and push the image yourself and run setup with --no-build")
+        if not build:
+            say("image build skipped (--no-build)")
+        image = worker_image.ensure(
+            aws, out["RepositoryUri"], image_tag or worker_image.source_tag(source),
+            (lambda tag: build_image(aws, out["BuildProject"], say, poll=max(poll, 1.0), tag=tag)) if build else None,
+            say, given=image_tag is not None)
+        cfg = configuration(out, aws.region, image)
         if config_dir is not None:
             say(f"wrote {write_configuration(config_dir, cfg)}")
         return cfg
     except SetupError:
         raise
+    except worker_image.ImageError as err:
+        raise SetupError(err.message) from None
     except Exception as err:
         raise SetupError(translate(err, aws.region).message) from None
 
@@ -330,13 +347,12 @@ def status(aws: Aws, name: str) -> dict:
     out = outputs(d)
     report: dict[str, Any] = {"stack": name, "status": d["StackStatus"], "outputs": out,
                               "account": d["StackId"].split(":")[4]}
-    image = out.get("WorkerImageUri", "")
-    if ":" in image.rsplit("/", 1)[-1]:
-        repository, tag = image.rsplit("/", 1)[-1].split(":", 1)
+    if out.get("RepositoryUri"):  # the image pushed last: what `aws setup` pinned, unless one was pushed since
         try:
-            images = aws("ecr").describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
-            report["image_digest"] = images["imageDetails"][0]["imageDigest"]
-        except (ClientError, BotoCoreError, IndexError, KeyError) as err:
+            last = worker_image.newest(aws("ecr"), worker_image.repository_of(out["RepositoryUri"]))
+            report["image_digest"] = last["imageDigest"] if last else "absent (no image in the repository)"
+            report["image_tags"] = (last or {}).get("imageTags", [])
+        except (ClientError, BotoCoreError, KeyError) as err:
             report["image_digest"] = f"absent ({_code(err) or err})"
     try:
         detection = aws("cloudformation").detect_stack_drift(StackName=name)["StackDriftDetectionId"]

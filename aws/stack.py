@@ -4,8 +4,9 @@
   records past a backstop age and multipart uploads left unfinished expire; execution outputs are
   content-addressed blobs an environment may share, so only a designer's retention, which knows what is
   in use, removes them);
-- an ECR repository for the worker image (the newest 10 images are kept) and a CodeBuild project that
-  builds the image from this repository's source (a zip the CLI uploads to the bucket) and pushes it;
+- an ECR repository for the worker image (immutable tags, one per build; only untagged images expire) and a
+  CodeBuild project that builds the image from this repository's source (a zip the CLI uploads to the
+  bucket) and pushes it;
 - the SageMaker execution role, and managed policies for designers, artists and the gateway.
 
 The IAM documents are aws/iam/*.json themselves, their placeholders turned into CloudFormation
@@ -41,11 +42,14 @@ SUBSTITUTIONS = {
 # (aws-cn, aws-us-gov): CloudFormation User Guide, "Pseudo parameters reference" (AWS::Partition, AWS::URLSuffix).
 PARTITION_ARN = re.compile(r"^arn:aws:")
 KMS_SID = "StoreKmsKeyWhenSseKms"
+# IMAGE_TAG comes with each build (aws setup: the source's digest, aws/worker_image.py); a build started by
+# hand gets one of its own. The repository's tags are immutable: a tag is never pushed twice.
 BUILDSPEC = """version: 0.2
 phases:
   pre_build:
     commands:
       - REGISTRY=${REPOSITORY_URI%%/*}
+      - IMAGE_TAG=${IMAGE_TAG:-build-$CODEBUILD_BUILD_NUMBER}
       - aws ecr get-login-password --region $AWS_REGION | docker login --username AWS --password-stdin $REGISTRY
   build:
     commands:
@@ -126,8 +130,6 @@ def template() -> dict:
                                "Description": "the ECR repository of the worker image (empty: CloudFormation "
                                               "makes one up, so two stacks in one account and region never "
                                               "collide)"},
-            "ImageTag": {"Type": "String", "Default": "latest", "AllowedPattern": "^[A-Za-z0-9._-]{1,128}$",
-                         "Description": "the worker image's tag"},
             "ExecutionRecordsExpireDays": {
                 "Type": "Number", "Default": 90, "MinValue": 1, "MaxValue": 3650,
                 "Description": "a backstop: S3 removes execution records older than this even when no "
@@ -182,9 +184,15 @@ def template() -> dict:
                     "RepositoryName": {"Fn::If": ["HasRepositoryName", {"Ref": "RepositoryName"},
                                                   {"Ref": "AWS::NoValue"}]},
                     "ImageScanningConfiguration": {"ScanOnPush": True},
+                    # One tag per build, never moved (aws/worker_image.py), and endpoint configs name images by
+                    # digest. The lifecycle rule selects untagged images only (left by a push that failed half
+                    # way), so it never expires an image an endpoint config names: ECR User Guide, "Lifecycle
+                    # policy properties" (tagStatus untagged, countType sinceImagePushed).
+                    "ImageTagMutability": "IMMUTABLE",
                     "LifecyclePolicy": {"LifecyclePolicyText": json.dumps({"rules": [{
-                        "rulePriority": 1, "description": "keep the newest 10 images",
-                        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 10},
+                        "rulePriority": 1, "description": "expire untagged images after 14 days",
+                        "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
+                                      "countUnit": "days", "countNumber": 14},
                         "action": {"type": "expire"}}]})},
                 },
             },
@@ -213,8 +221,7 @@ def template() -> dict:
                         "Type": "LINUX_CONTAINER", "ComputeType": "BUILD_GENERAL1_LARGE",
                         "Image": "aws/codebuild/standard:7.0", "PrivilegedMode": True,  # docker build
                         "EnvironmentVariables": [
-                            {"Name": "REPOSITORY_URI", "Value": {"Fn::GetAtt": ["Repository", "RepositoryUri"]}},
-                            {"Name": "IMAGE_TAG", "Value": {"Ref": "ImageTag"}}]},
+                            {"Name": "REPOSITORY_URI", "Value": {"Fn::GetAtt": ["Repository", "RepositoryUri"]}}]},
                     "TimeoutInMinutes": 60,
                 },
             },
@@ -247,7 +254,6 @@ def template() -> dict:
             "Region": {"Value": {"Ref": "AWS::Region"}},
             "SageMakerRoleArn": {"Value": {"Fn::GetAtt": ["ExecutionRole", "Arn"]}},
             "RepositoryUri": {"Value": {"Fn::GetAtt": ["Repository", "RepositoryUri"]}},
-            "WorkerImageUri": {"Value": {"Fn::Sub": "${Repository.RepositoryUri}:${ImageTag}"}},
             "BuildProject": {"Value": {"Ref": "ImageBuild"}},
             "DesignerPolicyArn": {"Value": {"Ref": "DesignerPolicy"}},
             "ArtistPolicyArn": {"Value": {"Ref": "ArtistPolicy"}},

@@ -47,8 +47,8 @@ def stack(moto_server):
     name = unique("cs-ui-")
     said: list[str] = []
     cfg = setup(aws, name, {"StorePrefix": "ui", "RepositoryName": name}, None, said.append, build=False, poll=0.2)
-    repository = cfg["worker_image_uri"].split("/", 1)[1].split(":")[0]
-    moto_server.client("ecr").put_image(repositoryName=repository, imageManifest=json.dumps(INDEX), imageTag="latest",
+    repository, tag = cfg["worker_image_uri"].split("/", 1)[1].split(":")  # --no-build: the tag to push
+    moto_server.client("ecr").put_image(repositoryName=repository, imageManifest=json.dumps(INDEX), imageTag=tag,
                                         imageManifestMediaType=INDEX["mediaType"])
     try:
         yield cfg

@@ -82,8 +82,8 @@ def test_folder_store_to_s3_without_a_restart(designer, moto_server, tmp_path):
     assert connect["file"]["values"]["s3_bucket"] == written["s3_bucket"]  # what applying the file would make
 
     # The image build, simulated: moto's CloudFormation makes no CodeBuild project, so push a manifest.
-    repository = written["worker_image_uri"].split("/", 1)[1].split(":")[0]
-    moto_server.client("ecr").put_image(repositoryName=repository, imageManifest=json.dumps(INDEX), imageTag="latest",
+    repository, tag = written["worker_image_uri"].split("/", 1)[1].split(":")  # --no-build: the tag to push
+    moto_server.client("ecr").put_image(repositoryName=repository, imageManifest=json.dumps(INDEX), imageTag=tag,
                                         imageManifestMediaType=INDEX["mediaType"])
     results = client.post("/sagemaker/connect/check", json={}).json()["results"]
     verdicts = {x["name"]: x["status"] for x in results}

@@ -42,7 +42,7 @@ LOG_READS = {"logs:DescribeLogStreams", "logs:FilterLogEvents", "logs:GetLogEven
 # What an administrator runs (`aws setup|status|teardown|doctor`), not a designer's ComfyUI: table.ADMIN. A
 # designer's Doctor button runs aws/doctor.py with the designer's credentials: what they may not call is a line
 # of its report (skip or fail, with the fix), not a permission the designer policy grants.
-ADMIN_CODE = ("setup.py", "stack.py", "doctor.py", "teardown.py")
+ADMIN_CODE = ("setup.py", "stack.py", "doctor.py", "teardown.py", "worker_image.py")
 
 
 def extension_code() -> list[Path]:

@@ -39,7 +39,7 @@ def made(aws_env):
             version = naming.versioned_name(env, 1, store)
             tags = naming.tags(env, 1, store)
             sm.create_model(ModelName=version, ExecutionRoleArn=out["SageMakerRoleArn"], Tags=tags,
-                            PrimaryContainer={"Image": out["WorkerImageUri"]})
+                            PrimaryContainer={"Image": f"{out['RepositoryUri']}@sha256:{64 * 'a'}"})
             sm.create_endpoint_config(EndpointConfigName=version, Tags=tags, ProductionVariants=[{
                 "VariantName": naming.VARIANT, "ModelName": version, "InstanceType": "ml.g4dn.xlarge",
                 "InitialInstanceCount": 1}])
