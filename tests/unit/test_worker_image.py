@@ -6,6 +6,7 @@ never expires an image an endpoint config names."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 
 import boto3
@@ -147,3 +148,14 @@ def test_setup_without_a_build_names_the_tag_to_push_then_pins_the_pushed_image(
         second = setup_mod.setup(aws, "wi-moto", {}, tmp_path, print, build=False, poll=0)
         assert second["worker_image_uri"] == first["worker_image_uri"].replace(f":{tag}", f"@{pushed}")
         assert json.loads((tmp_path / "config.json").read_text())["worker_image_uri"] == second["worker_image_uri"]
+
+
+def test_the_manual_repository_is_not_the_one_the_stack_makes_and_its_tags_are_immutable():
+    """Following docs/operations.md first must not make `aws setup` fail on an existing repository."""
+    manual = (stack.TEMPLATE_FILE.parents[1] / "docs" / "operations.md").read_text()
+    created = re.findall(r"aws ecr create-repository --repository-name (\S+)(.*)", manual)
+    assert created, "the manual no longer creates a repository: keep this test in step"
+    for name, rest in created:
+        assert name != setup_mod.repository_name("comfyui-sagemaker"), name
+        assert "--image-tag-mutability IMMUTABLE" in rest
+    assert ":latest" not in manual and "@sha256:" in manual  # the configuration names the image by digest
