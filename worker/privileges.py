@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,7 @@ def drop(settings: WorkerSettings, environ: MutableMapping[str, str] | None = No
     """Own the worker's folders as WORKER_USER, then become it; None when there is nothing to drop."""
     env = os.environ if environ is None else environ
     name = env.get("WORKER_USER", "")
-    if not name or not hasattr(ops, "geteuid") or ops.geteuid() != 0:  # not root, or Windows: nothing to give up
+    if not name or sys.platform == "win32" or ops.geteuid() != 0:  # not root (or Windows): nothing to give up
         return None
     account = lookup(name)
     owned, roots = writable_folders(settings)
