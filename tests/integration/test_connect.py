@@ -110,16 +110,20 @@ def test_folder_store_to_s3_without_a_restart(designer, moto_server, tmp_path):
     wait_for(lambda: json.loads(folder_record.read_text())["state"] == "succeeded")
     assert list((designer.output_dir / "sagemaker" / running).glob("*.png"))
 
-    # Running setup again is safe: same stack, same configuration. (CloudFormation answers "No updates are to
-    # be performed" to an unchanged template and parameters, tests/unit/test_aws_setup_requests.py.)
+    # Running setup again is safe: same stack, same configuration, but for the image pushed since, now named by
+    # its digest. (CloudFormation answers "No updates are to be performed" to an unchanged template and
+    # parameters, tests/unit/test_aws_setup_requests.py.)
     r = cli(moto_server, "aws", "setup", "--stack", STACK, "--region", "us-east-1", "--prefix", "studio",
             "--config-dir", str(config_dir), "--no-build")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert json.loads((config_dir / "config.json").read_text()) == written
+    again = json.loads((config_dir / "config.json").read_text())
+    pinned = again.pop("worker_image_uri")
+    assert again == {k: v for k, v in written.items() if k != "worker_image_uri"}
+    assert pinned.startswith(written["worker_image_uri"].replace(f":{tag}", "@sha256:")), pinned
     r = cli(moto_server, "aws", "status", "--stack", STACK, "--region", "us-east-1", "--json")
     assert r.returncode == 0, r.stderr
     status = json.loads(r.stdout)
-    assert status["status"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE") and status["image_digest"].startswith("sha256:")
+    assert status["status"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE") and pinned.endswith(f"@{status['image_digest']}")
     assert status["drift"].startswith("not available here")  # moto has no drift detection
     client.delete(f"/sagemaker/endpoints/{env}")
 
