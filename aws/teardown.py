@@ -24,6 +24,7 @@ from .autoscaling import Autoscaling
 from .errors import error_code, error_message
 from .setup import Aws, SetupError, _empty_and_delete, _wait_deleted, describe, outputs
 
+ECR_BATCH = 100  # BatchDeleteImage takes at most 100 image ids (ECR API Reference)
 GONE_TIMEOUT_S = 1800.0  # SageMaker takes minutes to delete an endpoint; a stuck one is said, not waited on forever
 
 
@@ -196,11 +197,12 @@ def teardown(aws: Aws, name: str, say: Callable[[str], None], force: bool = Fals
     _delete_endpoints(aws, inv, say, poll, gone_timeout)
     _delete_versions(aws, inv, say)
     repository = out.get("RepositoryUri", "").rsplit("/", 1)[-1]
-    if repository:
+    if repository:  # CloudFormation deletes only an empty repository; one tag per build: there may be many
         ecr = aws("ecr")
-        images = ecr.list_images(repositoryName=repository).get("imageIds", [])
-        if images:
-            ecr.batch_delete_image(repositoryName=repository, imageIds=images)
+        images = [i for page in ecr.get_paginator("list_images").paginate(repositoryName=repository)
+                  for i in page.get("imageIds", [])]
+        for start in range(0, len(images), ECR_BATCH):
+            ecr.batch_delete_image(repositoryName=repository, imageIds=images[start:start + ECR_BATCH])
     say(f"deleting stack {name}")
     aws("cloudformation").delete_stack(StackName=name)
     _wait_deleted(aws, name, poll)

@@ -121,15 +121,19 @@ def gone(sm) -> None:
                         expected_params={"EndpointName": ENDPOINT})
 
 
-def stack_deleted(stub, groups: list[str] = ()) -> None:
-    """After the versions: the images, the stack, the log groups, then the bucket holding only the source zip."""
+def stack_deleted(stub, groups: list[str] = (), images: int = 1) -> None:
+    """After the versions: the images (ListImages by pages of 100, BatchDeleteImage at most 100 ids a call),
+    the stack, the log groups, then the bucket holding only the source zip."""
     ecr, cf, s3 = stub("ecr"), stub("cloudformation"), stub("s3")
-    ecr.add_response("list_images", {"imageIds": [{"imageDigest": "sha256:" + "a" * 64, "imageTag": "b1"}]},
-                     {"repositoryName": f"{NAME}-worker"})
-    ecr.add_response("batch_delete_image", {"imageIds": [{"imageDigest": "sha256:" + "a" * 64, "imageTag": "b1"}],
-                                           "failures": []},
-                     {"repositoryName": f"{NAME}-worker",
-                      "imageIds": [{"imageDigest": "sha256:" + "a" * 64, "imageTag": "b1"}]})
+    ids = [{"imageDigest": f"sha256:{i:064x}", "imageTag": f"src-{i:016x}"} for i in range(images)]
+    pages = [ids[i:i + 100] for i in range(0, len(ids), 100)] or [[]]
+    for n, page in enumerate(pages):
+        more = {"nextToken": f"t{n + 1}"} if n + 1 < len(pages) else {}
+        ecr.add_response("list_images", {"imageIds": page, **more},
+                         {"repositoryName": f"{NAME}-worker", **({"nextToken": f"t{n}"} if n else {})})
+    for page in (p for p in pages if p):
+        ecr.add_response("batch_delete_image", {"imageIds": page, "failures": []},
+                         {"repositoryName": f"{NAME}-worker", "imageIds": page})
     cf.add_response("delete_stack", {}, {"StackName": NAME})
     cf.add_client_error("describe_stacks", "ValidationError", f"Stack with id {NAME} does not exist",
                         http_status_code=400, expected_params={"StackName": NAME})
@@ -218,7 +222,7 @@ def test_a_stopped_endpoints_config_and_model_are_found_and_deleted(stubs):
     log_groups(stub("logs"), [stopped_logs], [])
     sm.add_response("delete_endpoint_config", {}, {"EndpointConfigName": STOPPED})
     sm.add_response("delete_model", {}, {"ModelName": STOPPED})
-    stack_deleted(stub, [stopped_logs])
+    stack_deleted(stub, [stopped_logs], images=101)  # one tag per build: more than one BatchDeleteImage holds
     said: list[str] = []
     teardown(aws, NAME, said.append, poll=0)  # no endpoint runs: no --force; no data: no --delete-data
     assert "deleted 1 endpoint config(s) and 1 model(s)" in said
