@@ -226,6 +226,8 @@ class Extension:
                 continue
             for what, due, step in (("rebuilding the template index", True, services.templates.reconcile),
                                     ("removing expired idempotency keys", True, services.idempotency.remove_expired),
+                                    # once per store: then a list of one owner's runs in one state is one LIST
+                                    ("indexing ended runs by owner", True, services.executions.records.index_by_owner),
                                     ("applying the execution retention", hours % 24 == 1, services.apply_retention)):
                 if not due:
                     continue

@@ -1,7 +1,7 @@
 """A team's store grown large: start-up, the template list and the execution lists (target: <= 2x).
 
-One moto S3 server, two buckets: a small store (10 templates, 10 executions) and a large one
-(1,000 templates, 10,000 executions, ~1% still running), filled through the services' own code
+One moto S3 server, two buckets: a small store (10 templates, 20 executions) and a large one
+(1,000 templates, 10,010 executions, ~1% still running), filled through the services' own code
 without ComfyUI. A real ComfyUI on each measures start-up to /system_stats (median of 3 starts,
 small and large alternating) and the median of 20 calls of each list; the small store is the
 baseline of the large one's ratio. moto's own LIST of 10 keys in each bucket is printed beside
@@ -41,11 +41,15 @@ CALLS_MEASURED = {
     "GET /templates": "/sagemaker/templates",
     "GET /executions?state=running": "/sagemaker/executions?state=running&owner=all",
     "GET /executions?limit=10": "/sagemaker/executions?owner=all&limit=10",
+    # one owner's runs in one state: its own state folder (the owner is one of the other ComfyUIs, as cheap
+    # as this one's own)
+    "GET /executions?state=succeeded&owner=": f"/sagemaker/executions?state=succeeded&owner={OWNERS[0].key}",
 }
 
 
 # LIST requests each call makes (the templates list reads one index object).
-LISTS = {"GET /templates": 0, "GET /executions?state=running": 1, "GET /executions?limit=10": 1}
+LISTS = {"GET /templates": 0, "GET /executions?state=running": 1, "GET /executions?limit=10": 1,
+         "GET /executions?state=succeeded&owner=": 1}
 
 
 def median_ms(samples: list[float]) -> float:
@@ -59,13 +63,14 @@ def fill(store: S3Store, templates: int, executions: int) -> int:
     for i in range(templates):
         svc.create(f"T{i:04d}", WORKFLOW, PROMPT)
     records = ExecutionRecords(store)
+    records.index_by_owner()  # a new store: nothing to index, so owner-state lists are complete from the start
     # ~1% in flight, and at least 10 (a full page of running runs in the small store too: equal pages)
     running_every = max(1, executions // max(10, executions // 100))
 
     def one(i: int) -> bool:
-        owner = OWNERS[i % len(OWNERS)]
-        running = i % running_every == running_every - 1
-        state = "running" if running else ("failed" if i % 7 == 0 else "succeeded")
+        owner = OWNERS[i % len(OWNERS)] if i < executions else OWNERS[0]
+        running = i < executions and i % running_every == running_every - 1
+        state = "running" if running else ("failed" if i < executions and i % 7 == 0 else "succeeded")
         record = {"id": new_id(owner.instance), "prompt_id": f"p{i}", "template": f"T{i % templates:04d}",
                   "environment": "E1", "endpoint": "E1", "owner": owner.to_json(), "client_id": None,
                   "state": state, "created_at": "x", "outputs": {}, "error": None}
@@ -74,8 +79,9 @@ def fill(store: S3Store, templates: int, executions: int) -> int:
             records.ended(record)
         return running
 
+    # and 10 more that succeeded, of one owner: a full page of one owner's succeeded runs in the small store too
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return sum(pool.map(one, range(executions)))
+        return sum(pool.map(one, range(executions + 10)))
 
 
 def moto_list(s3, bucket: str) -> list[float]:
@@ -102,7 +108,8 @@ def start(base: Path, env: dict[str, str], bucket: str) -> tuple[ComfyUI, float]
 def calls(server: ComfyUI, templates: int, running: int) -> dict[str, list[float]]:
     client = server.client()
     expected = {"GET /templates": ("templates", templates), "GET /executions?state=running": ("executions",
-                min(10, running)), "GET /executions?limit=10": ("executions", 10)}
+                min(10, running)), "GET /executions?limit=10": ("executions", 10),
+                "GET /executions?state=succeeded&owner=": ("executions", 10)}
     out: dict[str, list[float]] = {}
     for label, path in CALLS_MEASURED.items():
         field, count = expected[label]

@@ -9,7 +9,11 @@
   written at creation; `<inv>` is the id under an inverted time, so a folder lists newest first and
   a page is one LIST request. The owner and template in the name let a list filter on them from
   the names alone.
-- `executions/index/state/<final state>/<inv>...`: written when a run ends.
+- `executions/index/state/<final state>/<inv>...`: written when a run ends, and beside it
+  `executions/index/owner-state/<owner>/<final state>/<inv>...`, so one owner's runs in one state are one
+  LIST too. Runs that ended before a store had these are indexed once by a designer's maintenance
+  (`index_by_owner`), which then writes `executions/index/owner-state.complete`; until then such a list
+  scans the state folder for the owner's markers.
 - `executions/inflight/<owner>/<id>`: while a run is queued or running. A ComfyUI restarting fails
   its own in-flight runs from here: its start-up work grows with its runs in flight, nothing else.
 - `executions/inflight/<owner>/<id>.<follower>`: beside it, the process that follows the run (its record's
@@ -38,6 +42,8 @@ ROOT = "executions/"
 RECORDS = ROOT + "records/"
 INDEX = ROOT + "index/"
 INFLIGHT = ROOT + "inflight/"
+OWNER_STATE = INDEX + "owner-state/"
+OWNER_STATE_COMPLETE = INDEX + "owner-state.complete"  # every ended run has its owner-state marker
 # <time>-<random>-<instance>; ids made before team mode lack the instance.
 ID_RE = re.compile(r"[0-9]{8}T[0-9]{12}-[0-9a-f]{8}(?:-[a-z0-9]{12})?")
 FINAL = ("succeeded", "failed", "cancelled")
@@ -94,6 +100,7 @@ def marker_name(execution_id: str, owner: Owner | None, template: str | None) ->
 class ExecutionRecords:
     def __init__(self, store: Store):
         self.store = store
+        self._by_owner_complete = False  # OWNER_STATE_COMPLETE seen (it is never removed)
 
     # one record
 
@@ -143,6 +150,7 @@ class ExecutionRecords:
         if record["state"] in FINAL:
             name = marker_name(record["id"], owner, record.get("template"))
             self.store.put(f"{INDEX}state/{record['state']}/{name}", b"")
+            self.store.put(f"{OWNER_STATE}{owner.key if owner else 'unowned'}/{record['state']}/{name}", b"")
         try:
             self.store.delete(f"{INFLIGHT}{owner.key if owner else 'unowned'}/{record['id']}")
         except KeyNotFound:
@@ -211,6 +219,41 @@ class ExecutionRecords:
                 ids.append(name)
         return sorted(ids, reverse=True)
 
+    def state_folder(self, state: str, owner_key: str | None) -> str:
+        """Where a page of runs in a final state is listed: one owner's own folder once the store has one for
+        every ended run, else the state's folder (filtered by owner name by name)."""
+        if owner_key is not None and self.indexed_by_owner():
+            return f"{OWNER_STATE}{owner_key}/{state}/"
+        return f"{INDEX}state/{state}/"
+
+    def indexed_by_owner(self) -> bool:
+        if not self._by_owner_complete:
+            try:
+                self.store.get(OWNER_STATE_COMPLETE)
+                self._by_owner_complete = True
+            except KeyNotFound:
+                pass
+        return self._by_owner_complete
+
+    def index_by_owner(self) -> int:
+        """Once per store (a designer's maintenance): the owner-state marker of every run that ended before this
+        version wrote them, then OWNER_STATE_COMPLETE. Returns how many markers it wrote; 0 when done before."""
+        if self.indexed_by_owner():
+            return 0
+        written = 0
+        for state in FINAL:
+            for key in self._all(f"{INDEX}state/{state}/"):
+                marker = Marker.parse(key)
+                if marker is not None:
+                    self.store.put(f"{OWNER_STATE}{marker.owner}/{state}/{key.rsplit('/', 1)[-1]}", b"")
+                    written += 1
+        try:
+            self.store.create(OWNER_STATE_COMPLETE, b"")
+        except KeyExists:
+            pass
+        self._by_owner_complete = True
+        return written
+
     def _all(self, folder: str) -> Iterator[str]:
         after = ""
         while True:
@@ -230,7 +273,7 @@ class ExecutionRecords:
         last = None
         # A folder that is the filter (all, one owner's, one template's) needs limit + 1 keys; a filtered
         # scan (a state folder narrowed by owner or template) reads full pages.
-        filtered = (owner_key is not None and not folder.startswith(f"{INDEX}owner/")) \
+        filtered = (owner_key is not None and not folder.startswith((f"{INDEX}owner/", OWNER_STATE))) \
             or (wanted_template is not None and not folder.startswith(f"{INDEX}template/"))
         page_size = 1000 if filtered else min(limit + 1, 1000)
         while len(ids) < limit:
@@ -270,6 +313,7 @@ class ExecutionRecords:
         if record.get("template"):
             keys.append(f"{INDEX}template/{template_part(record['template'])}/{name}")
         keys += [f"{INDEX}state/{state}/{name}" for state in FINAL]
+        keys += [f"{OWNER_STATE}{owner.key if owner else 'unowned'}/{state}/{name}" for state in FINAL]
         keys += [self.key(record["id"]), f"{ROOT}{record['id']}.json"]
         for key in keys:
             try:

@@ -39,8 +39,18 @@ from typing import TYPE_CHECKING, Any
 from typing_extensions import TypedDict, Unpack
 
 from . import cancel_tokens, followers, preflight
+from .daemon_pool import DaemonPool
 from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, InvocationFailed
-from .errors import BadRequest, Conflict, ExecutionCorrupt, Forbidden, NotFound, SageMakerError, message_of
+from .errors import (
+    BadRequest,
+    Conflict,
+    EnvironmentNotFound,
+    ExecutionCorrupt,
+    Forbidden,
+    NotFound,
+    SageMakerError,
+    message_of,
+)
 from .execution_outputs import OUTPUT_SUBFOLDER, OutputInvalid, Outputs
 from .execution_records import FINAL, ID_RE, INDEX, ExecutionRecords, parse_record
 from .fs.hashing import HashCache
@@ -190,7 +200,8 @@ class ExecutionService:
         self.owner = owner or Owner("local", "this ComfyUI")
         self.native = native or NoNativeQueue()
         self.outputs = Outputs(store, lambda: self.host.output_dir(), temp)
-        self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sagemaker-execution")
+        # Daemon threads: stopping ComfyUI never waits for its runs, which are taken over at its next start.
+        self.pool = DaemonPool(max_workers=max_workers, thread_name_prefix="sagemaker-execution")
         self._live: dict[str, ExecutionRecord] = {}
         self._etags: dict[str, str] = {}
         self._relayed: dict[str, dict] = {}
@@ -338,7 +349,7 @@ class ExecutionService:
             cursor = records[-1]["id"] if len(records) == limit else None
         else:
             if state:
-                folder = f"{INDEX}state/{state}/"
+                folder = self.records.state_folder(state, owner_key)
             elif template:
                 from .execution_records import template_part
 
@@ -405,9 +416,17 @@ class ExecutionService:
         manifest = self.environments.get(ENVIRONMENT_NAME.check(environment))  # EnvironmentNotFound -> 404
         name = manifest["name"]
         try:
-            self.endpoints.check_ready(name)
+            served = self.endpoints.check_ready(name).get("version")
         except EndpointNotFound:
             raise EndpointNotReady(f"no endpoint runs environment {name!r}: deploy one first") from None
+        # What runs is the version the endpoint serves, not the newest published (not deployed yet, or its deploy
+        # failed): the prompt is checked against that version's manifest and the record names it.
+        version_run = served if isinstance(served, int) else manifest["version"]
+        if version_run != manifest["version"]:
+            try:
+                manifest = self.environments.get(name, version_run)
+            except EnvironmentNotFound:  # that version's manifest was deleted since: the newest is the best check
+                pass
         input_dir = self.host.input_dir()  # None without ComfyUI (the gateway): inputs come from the store only
         if input_dir is not None and stored:
             get_inputs(self.store, input_dir, stored, self.hash_cache)  # so ComfyUI's own validation sees them
@@ -429,7 +448,7 @@ class ExecutionService:
         record: ExecutionRecord = {
             "id": new_id(self.owner.instance), "prompt_id": uuid.uuid4().hex, "template": template_name,
             "template_version": version, "follower": follower,
-            "environment": name, "environment_version": manifest.get("version"), "endpoint": name,
+            "environment": name, "environment_version": version_run, "endpoint": name,
             "owner": self.owner_for(user).to_json(), "client_id": client_id if isinstance(client_id, str) else None,
             "state": "queued", "created_at": now(), "started_at": None, "finished_at": None, "inputs": inputs,
             "outputs": {}, "error": None, "workflow_saved": workflow is not None,

@@ -18,9 +18,9 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .daemon_pool import DaemonPool
 from .errors import SageMakerError
 from .fs import scratch
 from .fs.hashing import HashCache
@@ -43,7 +43,9 @@ class InputSync:
         self.settle = settle
         self.retries = retries
         self.backoff = backoff
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sagemaker-input-sync")
+        # Daemon threads: ComfyUI's exit never waits for an upload (a file cut short is synced again at the next
+        # start: the index names only what was stored whole).
+        self.pool = DaemonPool(max_workers=workers, thread_name_prefix="sagemaker-input-sync")
         self._lock = threading.Lock()
         self._pending: set[str] = set()  # names queued or in flight (each at most once)
         self._again: set[str] = set()  # changed again while in flight

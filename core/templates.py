@@ -44,7 +44,7 @@ from .errors import (
 )
 from .names import ENVIRONMENT_NAME, TEMPLATE_NAME
 from .parameters import extract as extract_parameters
-from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
+from .store import KeyExists, KeyNotFound, PreconditionFailed, Store, Versioned
 from .unreadable import Unreadable, load_object, report, skipped_entry
 
 PREFIX = "templates/"
@@ -305,7 +305,16 @@ class TemplateService:
 
     def reconcile(self) -> dict:
         """Rebuild the index from the template objects themselves (the truth) and write it back where this
-        ComfyUI may; returns it ({"entries", "skipped"})."""
+        ComfyUI may; returns it ({"entries", "skipped"}).
+
+        The index is read before the listing, and the rebuilt one replaces only that version of it: a writer
+        that creates, updates or deletes a template while this lists and reads has set its entry by
+        compare-and-swap, which changed the index, so the rebuilt one (taken before that write) is dropped and
+        the writer's stands. Only an index nobody changed meanwhile is replaced."""
+        try:
+            current: Versioned | None = self.store.get(INDEX_KEY)
+        except KeyNotFound:
+            current = None
         keys = [k for k in self.store.list(PREFIX)
                 if k.endswith(".json") and "/" not in k[len(PREFIX):] and k != INDEX_KEY]
 
@@ -325,23 +334,18 @@ class TemplateService:
                  "skipped": [skip for _, _, skip in read_all if skip is not None]}
         body = json.dumps(index, separators=(",", ":")).encode()
         try:
-            current = self.store.get(INDEX_KEY)
-            try:
-                same = parse_index(current.data) == index
-            except Unreadable:
-                same = False
-            if not same:
-                self.store.replace(INDEX_KEY, body, if_match=current.etag)
-        except KeyNotFound:
-            try:
+            if current is None:
                 self.store.create(INDEX_KEY, body)
-            except KeyExists:
-                pass  # another ComfyUI built it at the same moment, from the same templates
-            except SageMakerError as err:  # e.g. an artist, who may not write templates/: the list still answers
-                log.warning("comfyui-sagemaker: the rebuilt template index could not be written: %s", err.message)
-        except PreconditionFailed:
-            pass  # changed meanwhile by a writer, who keeps it current
-        except SageMakerError as err:
+            else:
+                try:
+                    same = parse_index(current.data) == index
+                except Unreadable:
+                    same = False
+                if not same:
+                    self.store.replace(INDEX_KEY, body, if_match=current.etag)
+        except (KeyExists, PreconditionFailed, KeyNotFound):
+            pass  # a writer created or changed it meanwhile and keeps it current (or removed it: rebuilt when read)
+        except SageMakerError as err:  # e.g. an artist, who may not write templates/: the list still answers
             log.warning("comfyui-sagemaker: the rebuilt template index could not be written: %s", err.message)
         return index
 

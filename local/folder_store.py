@@ -2,8 +2,8 @@
 
 Atomicity: `create` writes a temporary file and hard-links it to the final
 name (`os.link` fails if the name exists), so exactly one creator wins and
-no reader sees half a file. `replace` and `delete` take a per-key lock file
-and check the ETag (sha256 of the content) under it.
+no reader sees half a file. `replace` and `delete` take a lock (one of 256 lock files under `.locks/`,
+by the key's hash) and check the ETag (sha256 of the content) under it.
 
 Blobs are hashed while they are copied in and renamed only if the digest
 matches; a present blob counts only once its content has been checked
@@ -21,7 +21,9 @@ from __future__ import annotations
 import builtins
 import functools
 import hashlib
+import heapq
 import os
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +46,9 @@ from .filelock import locked
 
 CHUNK = 8 * 1024 * 1024
 TEMP_PREFIX = scratch.HIDDEN
+LOCKS = ".locks"  # hidden: never listed
+LOCK_STRIPES = 256
+LEGACY_LOCK = re.compile(r"\.(.+)\.lock")  # `.<object>.lock`, beside the object, from earlier versions
 
 
 def etag_of(data: bytes) -> str:
@@ -81,8 +86,15 @@ class FolderStore(Store):
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*check_key(key).split("/"))
 
-    def _lock_path(self, path: Path) -> Path:
-        return path.with_name(f".{path.name}.lock")
+    def _lock_path(self, key: str) -> Path:
+        """The lock `replace` and `delete` hold on a key: one of LOCK_STRIPES files under `.locks/`, chosen by the
+        key's hash, made once and kept. A lock file per key was never removed (a waiter may hold it open, so
+        removing it would let two writers in), and stores filled with one per key ever replaced or deleted."""
+        stripe = hashlib.sha256(check_key(key).encode()).digest()[0] % LOCK_STRIPES
+        path = self.root / LOCKS / f"{stripe:02x}.lock"
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
     def _write_temp(self, path: Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +143,7 @@ class FolderStore(Store):
         path = self._path(key)
         if not path.parent.is_dir():
             raise KeyNotFound(key)
-        with locked(self._lock_path(path)):
+        with locked(self._lock_path(key)):
             current = self.get(key)
             if current.etag != if_match:
                 raise PreconditionFailed(key)
@@ -149,7 +161,7 @@ class FolderStore(Store):
         path = self._path(key)
         if not path.parent.is_dir():
             raise KeyNotFound(key)
-        with locked(self._lock_path(path)):
+        with locked(self._lock_path(key)):
             try:
                 path.unlink()
             except FileNotFoundError:
@@ -220,9 +232,21 @@ class FolderStore(Store):
 
     def sweep(self, older_than: float = scratch.UNKNOWN_AFTER_S) -> list[str]:
         """Remove temporary files a killed writer left: any age when their writer is known dead (this host),
-        else older than `older_than` s (another host's, an older version's); returns what was removed."""
-        return [os.path.relpath(p, self.root) for p in scratch.sweep(self.root, (TEMP_PREFIX,), recursive=True,
-                                                                      unknown_after=older_than)]
+        else older than `older_than` s (another host's, an older version's); and the per-key lock files earlier
+        versions left beside objects that no longer exist. Returns what was removed."""
+        removed = [os.path.relpath(p, self.root) for p in scratch.sweep(self.root, (TEMP_PREFIX,), recursive=True,
+                                                                         unknown_after=older_than)]
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in filenames:
+                m = LEGACY_LOCK.fullmatch(name)
+                if m and not os.path.lexists(os.path.join(dirpath, m.group(1))):
+                    try:
+                        os.unlink(os.path.join(dirpath, name))
+                    except FileNotFoundError:
+                        continue
+                    removed.append(os.path.relpath(os.path.join(dirpath, name), self.root))
+        return removed
 
     @_unavailable_on_oserror
     def get_file(self, key: str, path: str, on_bytes: Callable[[int], None] | None = None) -> None:
@@ -237,12 +261,17 @@ class FolderStore(Store):
     @_unavailable_on_oserror
     def list_page(self, folder: str, start_after: str = "", limit: int = 1000) -> builtins.list[str]:
         base = self.root.joinpath(*[p for p in folder.split("/") if p])
+        after = start_after[len(folder):] if start_after.startswith(folder) else ("" if start_after < folder else None)
+        if after is None:  # the cursor is past this folder
+            return []
         try:
-            names = sorted(e.name for e in os.scandir(base) if e.is_file() and not e.name.startswith("."))
+            with os.scandir(base) as entries:
+                # The page's names only, smallest first: a folder is read once, but never sorted whole.
+                names = heapq.nsmallest(limit, (e.name for e in entries if not e.name.startswith(".")
+                                                and e.name > after and e.is_file()))
         except (FileNotFoundError, NotADirectoryError):
             return []
-        keys = [f"{folder}{n}" for n in names]
-        return [k for k in keys if k > start_after][:limit]
+        return [f"{folder}{n}" for n in names]
 
     @_unavailable_on_oserror
     def get_if_changed(self, key: str, etag: str | None) -> Versioned | None:

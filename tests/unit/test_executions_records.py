@@ -146,3 +146,55 @@ def test_markers_sort_newest_first():
 def test_ids_sort_by_time():
     first, second = new_id(), new_id()
     assert first < second
+
+
+class CountingLists:
+    """The store, counting the LISTs (list_page calls) made through it and the keys they returned."""
+
+    def __init__(self, store):
+        self.store, self.lists, self.keys = store, 0, 0
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def list_page(self, *args, **kwargs):
+        self.lists += 1
+        page = self.store.list_page(*args, **kwargs)
+        self.keys += len(page)
+        return page
+
+
+def test_one_owners_runs_in_one_state_are_one_list_however_many_others_have(store):
+    """`state=succeeded&owner=me`: the owner's own state folder, not the state folder scanned for the owner's
+    markers (9 LISTs for 10 of one's own among 10,000 on S3): the keys listed are the page's, not everyone's. A
+    store whose runs ended before these markers lists them by the scan until a designer's maintenance indexes
+    them once."""
+    records = ExecutionRecords(store)
+    base = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    made = []
+    for i in range(60):
+        t = (base + timedelta(seconds=i)).strftime("%Y%m%dT%H%M%S%f")
+        r = record(ME if i < 3 else ARTIST, "succeeded", execution_id=f"{t}-{i:08x}")
+        made.append(r)
+    for r in made:
+        store.put(f"{INDEX}state/succeeded/" + _name(r), b"")  # as a version before the owner-state markers
+        store.create(records.key(r["id"]), json.dumps(r).encode())
+    mine = [r["id"] for r in reversed(made[:3])]
+    counting = CountingLists(store)
+    svc = service(counting)
+    assert [p["id"] for p in svc.list("me", state="succeeded", limit=10)[0]] == mine
+    assert counting.keys == 60  # the scan of everyone's markers
+    assert ExecutionRecords(store).index_by_owner() == 60
+    assert ExecutionRecords(store).index_by_owner() == 0  # once per store
+    counting, late = CountingLists(store), record(ME, "succeeded")
+    records.create(late)
+    records.ended(late)  # a run that ends now is in its owner's folder at once
+    svc = service(counting)
+    assert [p["id"] for p in svc.list("me", state="succeeded", limit=10)[0]] == [late["id"], *mine]
+    assert counting.lists == 1 and counting.keys == 4
+
+
+def _name(r):
+    from comfyui_sagemaker.core.execution_records import marker_name
+
+    return marker_name(r["id"], Owner.from_json(r["owner"]), r.get("template"))

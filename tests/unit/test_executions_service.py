@@ -103,6 +103,19 @@ def test_a_run_shows_on_the_page_that_queued_it_as_if_it_ran_locally(studio):
     assert not [e for e, d in s.comfy.page(None) if not e.startswith("sagemaker.")]
 
 
+def test_a_record_names_the_environment_version_its_endpoint_serves_not_the_newest(studio):
+    """A version published but not deployed (or whose deploy failed) is not what runs: the record says the
+    version of the endpoint that accepted the run."""
+    s = studio
+    v2 = publish(s.store, "Env1", ("T1",), version=2)  # published, never deployed: the endpoint serves v1
+    record = s.comfy.wait(s.run()["id"])
+    assert record["state"] == "succeeded" and record["environment_version"] == 1
+    s.fake.deploy(v2)
+    s.fake.wait_state("Env1")
+    record = s.comfy.wait(s.run()["id"])
+    assert record["environment_version"] == 2
+
+
 def test_events_go_only_to_the_page_that_queued_and_a_programs_run_paints_on_none(studio):
     s = studio
     mine = s.run(prompt(prefix="mine"), client_id="page-1")

@@ -188,3 +188,37 @@ def test_a_template_created_while_another_process_builds_the_index_is_listed(sto
     store.create = racing_create
     svc.create("Foo", WORKFLOW, PROMPT)
     assert raced and [t["name"] for t in svc.list()] == ["Foo"]
+
+
+@pytest.mark.parametrize("change", ["create", "update", "delete"])
+def test_a_reconcile_racing_a_change_never_undoes_it(store, change):
+    """The hourly reconcile lists the templates, reads each, then writes the index it built. A template created,
+    updated or deleted (its index entry set by compare-and-swap) while it reads is kept as the change left it:
+    the rebuilt index replaces only the index the reconcile started from."""
+    known = {"prod"}
+    svc = TemplateService(store, lambda name: name in known)
+    svc.create("Old", WORKFLOW, PROMPT)
+    svc.list()  # the index exists
+    real_get, raced = store.get, []
+
+    def racing_get(key, *args, **kwargs):
+        got = real_get(key, *args, **kwargs)
+        if key == key_of("Old") and not raced:  # another ComfyUI changes a template once the reconcile read Old
+            raced.append(change)
+            store.get = real_get
+            {"create": lambda: svc.create("New", WORKFLOW, PROMPT),
+             "update": lambda: svc.update("Old", environment="prod"),
+             "delete": lambda: svc.delete("Old")}[change]()
+        return got
+
+    store.get = racing_get
+    svc.reconcile()
+    store.get = real_get
+    listed = {t["name"]: t for t in svc.list()}
+    assert raced
+    if change == "create":
+        assert sorted(listed) == ["New", "Old"]
+    elif change == "update":
+        assert listed["Old"]["environment"] == "prod" and listed["Old"]["version"] == 2
+    else:
+        assert listed == {}
