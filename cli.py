@@ -65,7 +65,7 @@ def _ask(question: str) -> bool:
 def _aws_setup(args: argparse.Namespace) -> int:
     from .aws.setup import setup
 
-    parameters = {"StorePrefix": args.prefix, "ImageTag": args.image_tag}
+    parameters = {"StorePrefix": args.prefix}
     for item in args.parameter or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -83,7 +83,7 @@ def _aws_setup(args: argparse.Namespace) -> int:
     # The bucket keeps records as long as this ComfyUI's retention does (core/retention.py).
     parameters.setdefault("RetentionDays", str(config_mod.load(config_dir).execution_retention_days))
     cfg = setup(_aws(args), args.stack, parameters, config_dir, _say, recreate=args.recreate, build=not args.no_build,
-                confirm=_ask if sys.stdin.isatty() else None)
+                confirm=_ask if sys.stdin.isatty() else None, image_tag=args.image_tag)
     if config_dir is None:
         print("no ComfyUI configuration folder found (pass --config-dir); put this in its config.json:")
         print(json.dumps(cfg, indent=2))
@@ -109,18 +109,20 @@ def _aws_status(args: argparse.Namespace) -> int:
 
 
 def _aws_teardown(args: argparse.Namespace) -> int:
-    from .aws.sagemaker_endpoints import SageMakerEndpoints
-    from .aws.setup import describe, outputs, teardown
+    from .aws.teardown import teardown
 
-    aws = _aws(args)
-    d = describe(aws, args.stack)
-    endpoints = None
-    if d is not None:
-        out = outputs(d)
-        endpoints = SageMakerEndpoints(f"s3://{out['StoreBucket']}/{out['StorePrefix']}", out["SageMakerRoleArn"],
-                                       out["WorkerImageUri"], aws.region)
-    teardown(aws, args.stack, endpoints, _say, force=args.force, delete_data=args.delete_data)
+    teardown(_aws(args), args.stack, _say, force=args.force, delete_data=args.delete_data)
     return 0
+
+
+def _stack_image(out: dict[str, str], config_dir: Path | None) -> str:
+    """The image `aws setup` pinned for this stack: the configuration's, when it names the stack's repository
+    (the stack names a repository, not an image: each build has its own tag). Older stacks' output too."""
+    if out.get("WorkerImageUri"):
+        return out["WorkerImageUri"]
+    configured = config_mod.load(config_dir).worker_image_uri if config_dir is not None else ""
+    repository = out.get("RepositoryUri", "")
+    return configured if repository and configured.startswith((f"{repository}@", f"{repository}:")) else repository
 
 
 def _aws_doctor(args: argparse.Namespace) -> int:
@@ -132,7 +134,7 @@ def _aws_doctor(args: argparse.Namespace) -> int:
     d = describe(aws, args.stack)
     if d is not None:
         out = outputs(d)
-        target = Target(out["StoreBucket"], out["StorePrefix"], aws.region, out.get("WorkerImageUri", ""),
+        target = Target(out["StoreBucket"], out["StorePrefix"], aws.region, _stack_image(out, _config_dir(args)),
                         args.instance_type)
     else:
         cfg = config_mod.load(_config_dir(args))
@@ -433,7 +435,8 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--bucket", help="the store bucket's name (default: made up by CloudFormation)")
     st.add_argument("--prefix", default="comfyui", help="the store's key prefix (default %(default)s)")
     st.add_argument("--kms-key-arn", help="encrypt the bucket with this KMS key (default: SSE-S3)")
-    st.add_argument("--image-tag", default="latest", help="the worker image's tag (default %(default)s)")
+    st.add_argument("--image-tag", help="this build's image tag, never reused: the repository's tags are immutable "
+                                         "(default: src-<the source's digest>, so the same source is built once)")
     st.add_argument("--config-dir", help="ComfyUI's user/__sagemaker (default: the ComfyUI this extension is in)")
     st.add_argument("--recreate", action="store_true", help="delete a stack whose creation failed, then create it")
     st.add_argument("--no-build", action="store_true", help="skip the image build (an image is pushed already)")

@@ -153,12 +153,22 @@ ADMIN: dict[tuple[str, str], list[str]] = {
     ("s3", "HeadObject"): ["s3:GetObject"],
     ("s3", "DeleteObject"): ["s3:DeleteObject"],
     ("ecr", "BatchGetImage"): ["ecr:BatchGetImage"],
+    ("sagemaker", "DescribeEndpointConfig"): ["sagemaker:DescribeEndpointConfig"],
+    # aws/doctor.py and aws/teardown.py: this store's endpoints (teardown: and the configs and models stopped
+    # endpoints keep).
     ("sagemaker", "ListEndpoints"): ["sagemaker:ListEndpoints"],
     ("sagemaker", "ListTags"): ["sagemaker:ListTags"],
     ("sagemaker", "DescribeEndpoint"): ["sagemaker:DescribeEndpoint"],
-    ("sagemaker", "DescribeEndpointConfig"): ["sagemaker:DescribeEndpointConfig"],
     # `aws status` reads the stack's budget: "Actions, resources, and condition keys for AWS Budget Service".
     ("budgets", "DescribeBudget"): ["budgets:ViewBudget"],
+    ("sagemaker", "ListEndpointConfigs"): ["sagemaker:ListEndpointConfigs"],
+    ("sagemaker", "ListModels"): ["sagemaker:ListModels"],
+    ("sagemaker", "DeleteEndpoint"): ["sagemaker:DeleteEndpoint"],
+    ("sagemaker", "DeleteEndpointConfig"): ["sagemaker:DeleteEndpointConfig"],
+    ("sagemaker", "DeleteModel"): ["sagemaker:DeleteModel"],
+    # aws/teardown.py: the log groups SageMaker made for the store's endpoints and CodeBuild for the build.
+    ("logs", "DescribeLogGroups"): ["logs:DescribeLogGroups"],
+    ("logs", "DeleteLogGroup"): ["logs:DeleteLogGroup"],
 }
 
 # When the configuration sets s3_sse to "aws:kms": what each S3 operation needs on the store's KMS key, besides

@@ -3,8 +3,7 @@
 setup: create or update the stack (aws/stack.py), upload this repository's source to the bucket, build
 the worker image with the stack's CodeBuild project and follow it, then write the stack's outputs into
 the ComfyUI's configuration. Each step checks what is there first, so running it again after any
-failure carries on. teardown: endpoints first, then the stack; it refuses while endpoints run, and
-never deletes a bucket that still holds objects, unless told.
+failure carries on. `aws teardown` is aws/teardown.py.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from typing import Any
 from ..core import config as config_mod
 from ..core import instance_allowlist, prices
 from ..core.errors import SageMakerError
-from . import budget, stack
+from . import budget, stack, worker_image
 from .errors import error_code as _code
 from .errors import translate
 
@@ -116,6 +115,8 @@ def ensure_stack(aws: Aws, name: str, parameters: dict[str, str], say: Callable[
         if not creating:  # what this run does not set keeps its value (an omitted one would take the default)
             # ...if this template still declares it (ExecutionRecordsExpireDays became RetentionDays).
             had = {p["ParameterKey"] for p in (current or {}).get("Parameters") or []}
+            # (ImageTag, before tags were per build) is not sent: CloudFormation refuses a parameter its
+            # template does not have.
             had &= set(stack.template()["Parameters"])
             params += [{"ParameterKey": k, "UsePreviousValue": True} for k in sorted(had - set(given))]
         return {**body, "Parameters": params}
@@ -195,8 +196,8 @@ def source_zip(root: Path = REPO) -> bytes:
     return buf.getvalue()
 
 
-def upload_source(aws: Aws, bucket: str, prefix: str, say: Callable[[str], None]) -> str:
-    data = source_zip()
+def upload_source(aws: Aws, bucket: str, prefix: str, say: Callable[[str], None], data: bytes | None = None) -> str:
+    data = source_zip() if data is None else data
     key = f"{prefix}/{stack.SOURCE_KEY}"
     aws("s3").put_object(Bucket=bucket, Key=key, Body=data)
     say(f"uploaded the source ({len(data) // 1024} KiB) to s3://{bucket}/{key}")
@@ -204,11 +205,14 @@ def upload_source(aws: Aws, bucket: str, prefix: str, say: Callable[[str], None]
 
 
 def build_image(aws: Aws, project: str, say: Callable[[str], None], poll: float = 10.0,
-                timeout: float = 3600) -> dict:
-    """Start the image build and follow it phase by phase; a failed build shows its log's tail."""
+                timeout: float = 3600, tag: str | None = None) -> dict:
+    """Start the image build (tagged `tag`: the buildspec's IMAGE_TAG) and follow it phase by phase; a
+    failed build shows its log's tail."""
     codebuild = aws("codebuild")
-    build = codebuild.start_build(projectName=project)["build"]
-    say(f"building the worker image ({build['id']})")
+    override = {"environmentVariablesOverride": [{"name": "IMAGE_TAG", "value": tag, "type": "PLAINTEXT"}]} \
+        if tag else {}
+    build = codebuild.start_build(projectName=project, **override)["build"]
+    say(f"building the worker image{f' {tag}' if tag else ''} ({build['id']})")
     deadline, phase = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         build = codebuild.batch_get_builds(ids=[build["id"]])["builds"][0]
@@ -235,11 +239,11 @@ def build_log_tail(aws: Aws, build: dict, lines: int = 30) -> str:
     return "\n".join(e["message"].rstrip() for e in events)
 
 
-def configuration(out: dict[str, str], region: str) -> dict:
-    """What config.json needs from the stack's outputs."""
+def configuration(out: dict[str, str], region: str, image_uri: str) -> dict:
+    """What config.json needs from the stack's outputs, and the worker image (aws/worker_image.py)."""
     cfg: dict[str, object] = {"store": "s3", "s3_bucket": out["StoreBucket"], "s3_prefix": out["StorePrefix"],
            "region": out.get("Region") or region, "sagemaker_role_arn": out["SageMakerRoleArn"],
-           "worker_image_uri": out["WorkerImageUri"]}
+           "worker_image_uri": image_uri}
     if out.get("KmsKeyArn"):
         cfg.update(s3_sse="aws:kms", s3_kms_key_id=out["KmsKeyArn"])
     if out.get("AllowedInstanceTypes"):  # the server holds the designer policy's list (a stack before 29: none)
@@ -306,9 +310,15 @@ def check_parameters(parameters: dict[str, str]) -> None:
 
 def setup(aws: Aws, name: str, parameters: dict[str, str], config_dir: Path | None, say: Callable[[str], None],
           recreate: bool = False, build: bool = True, poll: float = 5.0,
-          confirm: Callable[[str], bool] | None = None) -> dict:
-    """The whole way; returns the configuration written (or that would be)."""
+          confirm: Callable[[str], bool] | None = None, image_tag: str | None = None) -> dict:
+    """The whole way; returns the configuration written (or that would be). The image is tagged
+    `image_tag`, by default the source's digest (aws/worker_image.py)."""
     check_parameters(parameters)
+    if image_tag is not None:
+        try:
+            worker_image.check_tag(image_tag)
+        except worker_image.ImageError as err:
+            raise SetupError(err.message) from None
     if not STACK_NAME.fullmatch(name):
         raise SetupError(f"{name!r} is not a stack name: letters, digits and hyphens, starting with a letter, "
                          "at most 128")
@@ -318,22 +328,27 @@ def setup(aws: Aws, name: str, parameters: dict[str, str], config_dir: Path | No
         _same_account(config_dir, account)
         d = ensure_stack(aws, name, parameters, say, recreate, poll, confirm)
         out = outputs(d)
-        upload_source(aws, out["StoreBucket"], out["StorePrefix"], say)
-        if build:
-            if not out.get("BuildProject"):
-                raise SetupError(f"stack {name} has no BuildProject output: update it (run setup again) or build "
-                                 "and push the image yourself and run setup with --no-build")
-            build_image(aws, out["BuildProject"], say, poll=max(poll, 1.0))
-        else:
-            say("image build skipped (--no-build): push the worker image yourself (README)")
+        source = source_zip()
+        upload_source(aws, out["StoreBucket"], out["StorePrefix"], say, source)
+        if build and not out.get("BuildProject"):
+            raise SetupError(f"stack {name} has no BuildProject output: update it (run setup again) or build "
+                             "and push the image yourself and run setup with --no-build")
+        if not build:
+            say("image build skipped (--no-build)")
+        image = worker_image.ensure(
+            aws, out["RepositoryUri"], image_tag or worker_image.source_tag(source),
+            (lambda tag: build_image(aws, out["BuildProject"], say, poll=max(poll, 1.0), tag=tag)) if build else None,
+            say, given=image_tag is not None)
         for line in prices.stack_lines(aws.region):  # before anything bills by the hour
             say(line)
-        cfg = configuration(out, aws.region)
+        cfg = configuration(out, aws.region, image)
         if config_dir is not None:
             say(f"wrote {write_configuration(config_dir, cfg)}")
         return cfg
     except SetupError:
         raise
+    except worker_image.ImageError as err:
+        raise SetupError(err.message) from None
     except Exception as err:
         raise SetupError(translate(err, aws.region).message) from None
 
@@ -349,13 +364,12 @@ def status(aws: Aws, name: str) -> dict:
     report: dict[str, Any] = {"stack": name, "status": d["StackStatus"], "outputs": out,
                               "account": d["StackId"].split(":")[4]}
     report["budget"] = budget.status(aws("budgets"), d)
-    image = out.get("WorkerImageUri", "")
-    if ":" in image.rsplit("/", 1)[-1]:
-        repository, tag = image.rsplit("/", 1)[-1].split(":", 1)
+    if out.get("RepositoryUri"):  # the image pushed last: what `aws setup` pinned, unless one was pushed since
         try:
-            images = aws("ecr").describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
-            report["image_digest"] = images["imageDetails"][0]["imageDigest"]
-        except (ClientError, BotoCoreError, IndexError, KeyError) as err:
+            last = worker_image.newest(aws("ecr"), worker_image.repository_of(out["RepositoryUri"]))
+            report["image_digest"] = last["imageDigest"] if last else "absent (no image in the repository)"
+            report["image_tags"] = (last or {}).get("imageTags", [])
+        except (ClientError, BotoCoreError, KeyError) as err:
             report["image_digest"] = f"absent ({_code(err) or err})"
     try:
         detection = aws("cloudformation").detect_stack_drift(StackName=name)["StackDriftDetectionId"]
@@ -368,40 +382,6 @@ def status(aws: Aws, name: str) -> dict:
     except Exception as err:  # an endpoint without drift detection answers anything from an error to a 500
         report["drift"] = f"not available here ({_code(err) or type(err).__name__})"
     return report
-
-
-def teardown(aws: Aws, name: str, endpoints: Any, say: Callable[[str], None], force: bool = False,
-             delete_data: bool = False, poll: float = 5.0) -> None:
-    """Endpoints first (they bill), then the stack; the bucket only when empty or told to."""
-    d = describe(aws, name)
-    if d is None:
-        say(f"stack {name} does not exist: nothing to remove")
-        return
-    out = outputs(d)
-    running = endpoints.list() if endpoints is not None else []
-    if running and not force:
-        raise SetupError(f"{len(running)} endpoint(s) still run ({', '.join(e['name'] for e in running)}): "
-                         "delete them first, or run teardown with --force to delete them")
-    for e in running:
-        say(f"deleting endpoint {e['name']}")
-        endpoints.delete(e["name"])
-    bucket = out.get("StoreBucket")
-    if bucket:
-        objects = aws("s3").list_objects_v2(Bucket=bucket, MaxKeys=1).get("KeyCount", 0)
-        if objects and not delete_data:
-            raise SetupError(f"bucket {bucket} still holds objects (templates, environments, models): run teardown "
-                             "with --delete-data to delete them with it, or empty it yourself")
-    repository = out.get("RepositoryUri", "").rsplit("/", 1)[-1]
-    if repository:
-        ecr = aws("ecr")
-        images = ecr.list_images(repositoryName=repository).get("imageIds", [])
-        if images:
-            ecr.batch_delete_image(repositoryName=repository, imageIds=images)
-    say(f"deleting stack {name}")
-    aws("cloudformation").delete_stack(StackName=name)
-    _wait_deleted(aws, name, poll)
-    if bucket and delete_data:
-        _empty_and_delete(aws, bucket, say)
 
 
 def _empty_and_delete(aws: Aws, bucket: str, say: Callable[[str], None]) -> None:

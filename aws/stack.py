@@ -5,8 +5,9 @@
   core/retention.py's one constant, the retention a designer's ComfyUI applies too; idempotency keys after a
   day, unfinished multipart uploads after 2; blobs have no rule: they are content-addressed and shared, so
   only the designer's blob sweep, which knows what still refers to them, removes them);
-- an ECR repository for the worker image (the newest 10 images are kept) and a CodeBuild project that
-  builds the image from this repository's source (a zip the CLI uploads to the bucket) and pushes it;
+- an ECR repository for the worker image (immutable tags, one per build; only untagged images expire) and a
+  CodeBuild project that builds the image from this repository's source (a zip the CLI uploads to the
+  bucket) and pushes it;
 - the SageMaker execution role, and managed policies for designers, artists and the gateway.
 
 The IAM documents are aws/iam/*.json themselves, their placeholders turned into CloudFormation
@@ -55,11 +56,14 @@ RETAINED = (("expired-execution-records", "executions/"), ("async-requests-and-r
 # The designer policy's statement whose sagemaker:InstanceTypes condition is the configuration's
 # allowed_instance_types (core/instance_allowlist.py): in the stack, the AllowedInstanceTypes parameter.
 INSTANCE_TYPES_SID = "EndpointConfigsOnAllowedInstanceTypes"
+# IMAGE_TAG comes with each build (aws setup: the source's digest, aws/worker_image.py); a build started by
+# hand gets one of its own. The repository's tags are immutable: a tag is never pushed twice.
 BUILDSPEC = """version: 0.2
 phases:
   pre_build:
     commands:
       - REGISTRY=${REPOSITORY_URI%%/*}
+      - IMAGE_TAG=${IMAGE_TAG:-build-$CODEBUILD_BUILD_NUMBER}
       - aws ecr get-login-password --region $AWS_REGION | docker login --username AWS --password-stdin $REGISTRY
   build:
     commands:
@@ -180,8 +184,6 @@ def template() -> dict:
                                "Description": "the ECR repository of the worker image (empty: CloudFormation "
                                               "makes one up, so two stacks in one account and region never "
                                               "collide)"},
-            "ImageTag": {"Type": "String", "Default": "latest", "AllowedPattern": "^[A-Za-z0-9._-]{1,128}$",
-                         "Description": "the worker image's tag"},
             "RetentionDays": {
                 "Type": "Number", "Default": RETENTION_DAYS, "MinValue": 1, "MaxValue": 3650,
                 "Description": "days S3 keeps execution records, async requests and results, and worker "
@@ -247,9 +249,15 @@ def template() -> dict:
                     "RepositoryName": {"Fn::If": ["HasRepositoryName", {"Ref": "RepositoryName"},
                                                   {"Ref": "AWS::NoValue"}]},
                     "ImageScanningConfiguration": {"ScanOnPush": True},
+                    # One tag per build, never moved (aws/worker_image.py), and endpoint configs name images by
+                    # digest. The lifecycle rule selects untagged images only (left by a push that failed half
+                    # way), so it never expires an image an endpoint config names: ECR User Guide, "Lifecycle
+                    # policy properties" (tagStatus untagged, countType sinceImagePushed).
+                    "ImageTagMutability": "IMMUTABLE",
                     "LifecyclePolicy": {"LifecyclePolicyText": json.dumps({"rules": [{
-                        "rulePriority": 1, "description": "keep the newest 10 images",
-                        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 10},
+                        "rulePriority": 1, "description": "expire untagged images after 14 days",
+                        "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
+                                      "countUnit": "days", "countNumber": 14},
                         "action": {"type": "expire"}}]})},
                 },
             },
@@ -285,8 +293,7 @@ def template() -> dict:
                         "Type": "LINUX_CONTAINER", "ComputeType": "BUILD_GENERAL1_LARGE",
                         "Image": "aws/codebuild/standard:7.0", "PrivilegedMode": True,  # docker build
                         "EnvironmentVariables": [
-                            {"Name": "REPOSITORY_URI", "Value": {"Fn::GetAtt": ["Repository", "RepositoryUri"]}},
-                            {"Name": "IMAGE_TAG", "Value": {"Ref": "ImageTag"}}]},
+                            {"Name": "REPOSITORY_URI", "Value": {"Fn::GetAtt": ["Repository", "RepositoryUri"]}}]},
                     "LogsConfig": {"CloudWatchLogs": {"Status": "ENABLED", "GroupName": {"Ref": "BuildLogs"}}},
                     "TimeoutInMinutes": 60,
                 },
@@ -320,7 +327,6 @@ def template() -> dict:
             "Region": {"Value": {"Ref": "AWS::Region"}},
             "SageMakerRoleArn": {"Value": {"Fn::GetAtt": ["ExecutionRole", "Arn"]}},
             "RepositoryUri": {"Value": {"Fn::GetAtt": ["Repository", "RepositoryUri"]}},
-            "WorkerImageUri": {"Value": {"Fn::Sub": "${Repository.RepositoryUri}:${ImageTag}"}},
             "BuildProject": {"Value": {"Ref": "ImageBuild"}},
             "DesignerPolicyArn": {"Value": {"Ref": "DesignerPolicy"}},
             "ArtistPolicyArn": {"Value": {"Ref": "ArtistPolicy"}},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from .privileges import drop
 from .server import serve
 from .settings import WorkerSettings
 
@@ -16,7 +17,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m comfyui_sagemaker
     p = argparse.ArgumentParser(prog=prog)
     p.add_argument("command", choices=["serve"], help="serve the environment named by SAGEMAKER_MANIFEST_URI")
     p.parse_args(argv)
-    serve(WorkerSettings.from_env())
+    settings = WorkerSettings.from_env()
+    drop(settings)  # started as root (SageMaker): the folders become WORKER_USER's, then so does the process
+    serve(settings)
     return 0
 
 

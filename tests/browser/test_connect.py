@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 from comfyui_sagemaker.aws.s3_store import S3Store
-from comfyui_sagemaker.aws.setup import Aws, setup, teardown
+from comfyui_sagemaker.aws.setup import Aws, setup
+from comfyui_sagemaker.aws.teardown import teardown
 from comfyui_sagemaker.core.execution_records import ExecutionRecords
 from comfyui_sagemaker.core.executions import new_id
 from comfyui_sagemaker.core.identity import Owner
@@ -46,13 +47,13 @@ def stack(moto_server):
     name = unique("cs-ui-")
     said: list[str] = []
     cfg = setup(aws, name, {"StorePrefix": "ui", "RepositoryName": name}, None, said.append, build=False, poll=0.2)
-    repository = cfg["worker_image_uri"].split("/", 1)[1].split(":")[0]
-    moto_server.client("ecr").put_image(repositoryName=repository, imageManifest=json.dumps(INDEX), imageTag="latest",
+    repository, tag = cfg["worker_image_uri"].split("/", 1)[1].split(":")  # --no-build: the tag to push
+    moto_server.client("ecr").put_image(repositoryName=repository, imageManifest=json.dumps(INDEX), imageTag=tag,
                                         imageManifestMediaType=INDEX["mediaType"])
     try:
         yield cfg
     finally:
-        teardown(aws, name, None, said.append, force=True, delete_data=True, poll=0.2)
+        teardown(aws, name, said.append, force=True, delete_data=True, poll=0.2)
 
 
 @pytest.fixture

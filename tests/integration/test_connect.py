@@ -82,8 +82,8 @@ def test_folder_store_to_s3_without_a_restart(designer, moto_server, tmp_path):
     assert connect["file"]["values"]["s3_bucket"] == written["s3_bucket"]  # what applying the file would make
 
     # The image build, simulated: moto's CloudFormation makes no CodeBuild project, so push a manifest.
-    repository = written["worker_image_uri"].split("/", 1)[1].split(":")[0]
-    moto_server.client("ecr").put_image(repositoryName=repository, imageManifest=json.dumps(INDEX), imageTag="latest",
+    repository, tag = written["worker_image_uri"].split("/", 1)[1].split(":")  # --no-build: the tag to push
+    moto_server.client("ecr").put_image(repositoryName=repository, imageManifest=json.dumps(INDEX), imageTag=tag,
                                         imageManifestMediaType=INDEX["mediaType"])
     results = client.post("/sagemaker/connect/check", json={}).json()["results"]
     verdicts = {x["name"]: x["status"] for x in results}
@@ -110,16 +110,20 @@ def test_folder_store_to_s3_without_a_restart(designer, moto_server, tmp_path):
     wait_for(lambda: json.loads(folder_record.read_text())["state"] == "succeeded")
     assert list((designer.output_dir / "sagemaker" / running).glob("*.png"))
 
-    # Running setup again is safe: same stack, same configuration. (CloudFormation answers "No updates are to
-    # be performed" to an unchanged template and parameters, tests/unit/test_aws_setup_requests.py.)
+    # Running setup again is safe: same stack, same configuration, but for the image pushed since, now named by
+    # its digest. (CloudFormation answers "No updates are to be performed" to an unchanged template and
+    # parameters, tests/unit/test_aws_setup_requests.py.)
     r = cli(moto_server, "aws", "setup", "--stack", STACK, "--region", "us-east-1", "--prefix", "studio",
             "--config-dir", str(config_dir), "--no-build")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert json.loads((config_dir / "config.json").read_text()) == written
+    again = json.loads((config_dir / "config.json").read_text())
+    pinned = again.pop("worker_image_uri")
+    assert again == {k: v for k, v in written.items() if k != "worker_image_uri"}
+    assert pinned.startswith(written["worker_image_uri"].replace(f":{tag}", "@sha256:")), pinned
     r = cli(moto_server, "aws", "status", "--stack", STACK, "--region", "us-east-1", "--json")
     assert r.returncode == 0, r.stderr
     status = json.loads(r.stdout)
-    assert status["status"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE") and status["image_digest"].startswith("sha256:")
+    assert status["status"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE") and pinned.endswith(f"@{status['image_digest']}")
     assert status["drift"].startswith("not available here")  # moto has no drift detection
     client.delete(f"/sagemaker/endpoints/{env}")
 
@@ -188,7 +192,7 @@ def test_the_token_is_write_only_and_changes_are_same_origin(designer):
     assert r.status_code == 200 and r.json()["effective"]["token"] is False
 
 
-def test_teardown_deletes_endpoints_first_and_a_bucket_with_data_only_when_told(designer, moto_server):
+def test_teardown_checks_first_deletes_endpoints_first_and_a_bucket_with_data_only_when_told(designer, moto_server):
     """It removes the S3 store the first test moved this ComfyUI to."""
     client = designer.client()
     assert client.get("/sagemaker/health").json()["store"]["kind"] == "s3"
@@ -209,9 +213,13 @@ def test_teardown_deletes_endpoints_first_and_a_bucket_with_data_only_when_told(
     assert "Traceback" not in r.stderr
     r = cli(moto_server, "aws", "teardown", "--stack", STACK, "--region", "us-east-1", "--force")
     assert r.returncode == 1 and f"bucket {bucket} still holds objects" in r.stderr, r.stdout + r.stderr
-    assert moto_server.client("sagemaker").list_endpoints()["Endpoints"] == []  # endpoints went first
+    assert "nothing was deleted" in r.stderr  # checked first: the endpoint still runs
+    assert len(moto_server.client("sagemaker").list_endpoints()["Endpoints"]) == 1
     r = cli(moto_server, "aws", "teardown", "--stack", STACK, "--region", "us-east-1", "--force", "--delete-data")
     assert r.returncode == 0, r.stdout + r.stderr
+    assert moto_server.client("sagemaker").list_endpoints()["Endpoints"] == []
+    models = moto_server.client("sagemaker").list_models()["Models"]
+    assert not [m for m in models if env.lower() in m["ModelName"]], models  # its config and model too
     assert f"deleted bucket {bucket}" in r.stdout
     assert bucket not in [b["Name"] for b in moto_server.client("s3").list_buckets()["Buckets"]]
     r = cli(moto_server, "aws", "status", "--stack", STACK, "--region", "us-east-1", "--json")

@@ -163,4 +163,4 @@ def test_dockerfile_runs_the_same_worker_command_as_local_endpoints():
     # The image runs the installed package's CLI, local endpoints the extension folder's: the same command.
     assert entrypoint[:3] == ["python", "-m", "comfyui_sagemaker"] and tuple(entrypoint[3:] + cmd) == WORKER_ARGS
     assert any("com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true" in v for v in directives["LABEL"])
-    assert directives["FROM"][0].startswith("pytorch/pytorch:")
+    assert directives["FROM"][0] == "${BASE}"  # the base: tests/unit/test_worker_dockerfile.py

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import botocore.session
 from comfyui_sagemaker.aws.sagemaker_endpoints import SageMakerEndpoints
 from comfyui_sagemaker.core.instance_families import GPU_AMI as GPU_INFERENCE_AMI
-
-ROOT = Path(__file__).resolve().parents[2]
+from harness.dockerfile import image_cuda
 
 
 def manifest(instance_type: str) -> dict:
@@ -32,6 +30,4 @@ def test_gpu_instances_run_on_the_inference_ami_whose_cuda_matches_the_worker_im
     assert GPU_INFERENCE_AMI in ami.enum
     section = ami.documentation.split(f"<dt>{GPU_INFERENCE_AMI}</dt>", 1)[1].split("</dd>", 1)[0]
     ami_cuda = re.search(r"CUDA version: ([\d.]+)", section).group(1)
-    dockerfile = (ROOT / "worker" / "Dockerfile").read_text()
-    image_cuda = re.search(r"^FROM \S+-cuda([\d.]+)-", dockerfile, re.M).group(1)
-    assert ami_cuda == image_cuda, (ami_cuda, image_cuda)
+    assert ami_cuda == image_cuda(), ami_cuda  # the base's, from its tag (harness/dockerfile.py)

@@ -65,10 +65,10 @@ CREATE = {"StackName": NAME, "TemplateBody": ANY, "Parameters": [
     {"ParameterKey": "StorePrefix", "ParameterValue": "comfyui"},
     {"ParameterKey": "RepositoryName", "ParameterValue": f"{NAME}-worker"}], "Capabilities": ["CAPABILITY_IAM"]}
 # An update keeps what this run does not set (an omitted parameter would take its default: a renamed
-# repository would be a new one, the old one and its images deleted).
+# repository would be a new one, the old one and its images deleted). A parameter the template no longer
+# declares (ImageTag: tags are per build now) is not sent: CloudFormation would refuse the update.
 UPDATE = {"StackName": NAME, "TemplateBody": ANY, "Parameters": [
     {"ParameterKey": "StorePrefix", "ParameterValue": "comfyui"},
-    {"ParameterKey": "ImageTag", "UsePreviousValue": True},
     {"ParameterKey": "RepositoryName", "UsePreviousValue": True}], "Capabilities": ["CAPABILITY_IAM"]}
 
 

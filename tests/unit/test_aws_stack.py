@@ -125,9 +125,9 @@ def test_the_outputs_make_a_configuration_the_extension_accepts(tmp_path):
     out = {k: "x" for k in outputs} | {
         "StoreBucket": "team-store", "StorePrefix": "comfyui", "Region": "eu-west-1",
         "SageMakerRoleArn": "arn:aws:iam::123456789012:role/r",
-        "WorkerImageUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/comfyui-sagemaker-worker:latest",
         "KmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/abcd", "AllowedInstanceTypes": "ml.g5.*,ml.g6.xlarge"}
-    cfg = setup_mod.configuration(out, "eu-west-1")
+    cfg = setup_mod.configuration(out, "eu-west-1", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/"
+                                  "comfyui-sagemaker-worker@sha256:" + "c" * 64)
     (tmp_path / "config.json").write_text(json.dumps({"token": "kept-token", "role": "designer"}))
     setup_mod.write_configuration(tmp_path, cfg)
     loaded = config_mod.load(tmp_path)

@@ -40,10 +40,11 @@ LOG_READS = {"logs:DescribeLogStreams", "logs:FilterLogEvents", "logs:GetLogEven
 
 # --- what the code calls ---------------------------------------------------------------------------------------
 
-# What an administrator runs (`aws setup|status|teardown|doctor|prices refresh`, the budget), not a designer's ComfyUI:
-# table.ADMIN. A designer's Doctor button runs aws/doctor.py with the designer's credentials: what they may not
-# call is a line of its report (skip or fail, with the fix), not a permission the designer policy grants.
-ADMIN_CODE = ("setup.py", "stack.py", "doctor.py", "budget.py", "price_list.py")
+# What an administrator runs (`aws setup|status|teardown|doctor|prices refresh`, the budget, the worker image),
+# not a designer's ComfyUI: table.ADMIN. A designer's Doctor button runs aws/doctor.py with the designer's
+# credentials: what they may not call is a line of its report (skip or fail, with the fix), not a permission the
+# designer policy grants.
+ADMIN_CODE = ("setup.py", "stack.py", "doctor.py", "budget.py", "price_list.py", "teardown.py", "worker_image.py")
 
 
 def extension_code() -> list[Path]:
@@ -233,7 +234,7 @@ def test_what_the_admin_cli_calls_is_in_its_table():
     assert ops >= {("cloudformation", "CreateStack"), ("codebuild", "StartBuild")}, "the code walk found too little"
     missing = sorted(ops - set(table.ADMIN))
     assert not missing, f"aws/setup.py calls {missing}: add each to ADMIN in aws/iam_actions.py"
-    assert not set(table.ADMIN) - ops, "ADMIN lists operations aws/setup.py no longer calls"
+    assert not set(table.ADMIN) - ops, "ADMIN lists operations the admin code no longer calls"
 
 
 def test_every_action_exists_in_the_service_authorization_reference():

@@ -22,6 +22,7 @@ from comfyui_sagemaker.core.instance_families import (
     inference_ami,
     refusal,
 )
+from harness.dockerfile import image_cuda
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = botocore.session.get_session().get_service_model("sagemaker")
@@ -53,11 +54,11 @@ def test_every_hosting_type_sagemaker_knows_has_a_row_and_no_row_names_one_it_la
 
 
 def test_each_ami_is_an_inference_ami_version_with_the_worker_images_cuda():
-    image_cuda = re.search(r"^FROM \S+-cuda([\d.]+)-", (ROOT / "worker" / "Dockerfile").read_text(), re.M).group(1)
+    cuda = image_cuda()  # the base's, from its tag (harness/dockerfile.py)
     for ami in {f.ami for f in FAMILIES.values() if f.ami}:
         assert ami in AMI.enum, ami
         section = AMI.documentation.split(f"<dt>{ami}</dt>", 1)[1].split("</dd>", 1)[0]
-        assert re.search(r"CUDA version: ([\d.]+)", section).group(1) == image_cuda, ami
+        assert re.search(r"CUDA version: ([\d.]+)", section).group(1) == cuda, ami
 
 
 # GPUs per size as AWS documents them (AWS Batch "Run GPU jobs", EC2 "Accelerated computing instances").
