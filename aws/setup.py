@@ -328,6 +328,11 @@ def setup(aws: Aws, name: str, parameters: dict[str, str], config_dir: Path | No
         _same_account(config_dir, account)
         d = ensure_stack(aws, name, parameters, say, recreate, poll, confirm)
         out = outputs(d)
+        # The allowed instance types as the stack keeps its list parameter (a comma-separated ParameterValue),
+        # which is what the output joins; moto's CloudFormation joins the value's characters instead.
+        kept = {p["ParameterKey"]: p.get("ParameterValue") for p in d.get("Parameters") or []}
+        if kept.get("AllowedInstanceTypes"):
+            out["AllowedInstanceTypes"] = str(kept["AllowedInstanceTypes"])
         source = source_zip()
         upload_source(aws, out["StoreBucket"], out["StorePrefix"], say, source)
         if build and not out.get("BuildProject"):

@@ -63,8 +63,9 @@ def test_the_stack_puts_its_parameter_in_the_condition_and_hands_the_list_to_the
     assert statement["Condition"]["ForAllValues:StringLike"]["sagemaker:InstanceTypes"] == {
         "Ref": "AllowedInstanceTypes"}
     out = {"StoreBucket": "b", "StorePrefix": "p", "SageMakerRoleArn": "arn:aws:iam::123456789012:role/R",
-           "WorkerImageUri": "i", "AllowedInstanceTypes": "ml.g5.xlarge,ml.g6.*"}
-    assert setup.configuration(out, "us-east-1")["allowed_instance_types"] == ["ml.g5.xlarge", "ml.g6.*"]
+           "AllowedInstanceTypes": "ml.g5.xlarge,ml.g6.*"}
+    cfg = setup.configuration(out, "us-east-1", "repo@sha256:" + "c" * 64)
+    assert cfg["allowed_instance_types"] == ["ml.g5.xlarge", "ml.g6.*"]
     setup.check_parameters({"AllowedInstanceTypes": "ml.g5.*,ml.g6e.2xlarge"})
     with pytest.raises(SetupError, match="AllowedInstanceTypes: 'g5' is not an instance type"):
         setup.check_parameters({"AllowedInstanceTypes": "ml.g5.*,g5"})

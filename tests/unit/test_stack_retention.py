@@ -55,6 +55,5 @@ def test_an_update_of_a_stack_made_with_the_old_parameter_does_not_send_it(cloud
     stub.add_client_error("update_stack", "ValidationError", "No updates are to be performed.", http_status_code=400,
                           expected_params={"StackName": NAME, "TemplateBody": ANY, "Capabilities": ["CAPABILITY_IAM"],
                                            "Parameters": [{"ParameterKey": "StorePrefix", "ParameterValue": "comfyui"},
-                                                          {"ParameterKey": "RetentionDays", "ParameterValue": "30"},
-                                                          {"ParameterKey": "ImageTag", "UsePreviousValue": True}]})
+                                                          {"ParameterKey": "RetentionDays", "ParameterValue": "30"}]})
     ensure_stack(aws, NAME, {"StorePrefix": "comfyui", "RetentionDays": "30"}, print, poll=0)

@@ -106,7 +106,8 @@ def no_scaling(aas, cw, endpoint: str) -> None:
     dim = {"ServiceNamespace": "sagemaker", "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}
     aas.add_response("describe_scaling_policies", {"ScalingPolicies": []}, {**dim, "ResourceId": rid})
     aas.add_response("describe_scalable_targets", {"ScalableTargets": []}, {**dim, "ResourceIds": [rid]})
-    cw.add_response("delete_alarms", {}, {"AlarmNames": [naming.alarm_name(endpoint)]})
+    alarms = [naming.alarm_name(endpoint), naming.idle_alarm_name(endpoint)]
+    cw.add_response("delete_alarms", {}, {"AlarmNames": alarms})
 
 
 def described_endpoint(sm, status: str) -> None:

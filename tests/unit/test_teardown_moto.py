@@ -19,7 +19,8 @@ OTHER_LOGS = "/aws/sagemaker/Endpoints/cs-portraits-0badf00d"
 
 def ours(store: str) -> list[str]:
     """The live and the stopped endpoint's groups. (Moto's CloudFormation makes no CodeBuild project, so the
-    stack has no BuildProject output here: the build's group is held by tests/unit/test_teardown.py.)"""
+    stack has no BuildProject output here: the build's group, a stack resource, goes with the stack; its
+    removal by name is held by tests/unit/test_teardown.py.)"""
     return [f"/aws/sagemaker/Endpoints/{naming.endpoint_name(e, store)}" for e in ("Portraits", "Sketches")]
 
 
@@ -69,6 +70,6 @@ def test_data_refuses_and_leaves_everything_in_place(made):
         teardown(aws, NAME, print, force=True, poll=0)
     sm = aws("sagemaker")
     assert len(sm.list_endpoints()["Endpoints"]) == 1 and len(sm.list_models()["Models"]) == 2
-    assert len(groups(aws)) == 3
+    assert len(groups(aws)) == 4  # the build's (a stack resource), the two endpoints', another store's
     teardown(aws, NAME, print, force=True, delete_data=True, poll=0)
     assert sm.list_endpoints()["Endpoints"] == [] and sm.list_models()["Models"] == []
