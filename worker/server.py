@@ -61,7 +61,7 @@ from ..core.worker_contract import (
 from .cancels import MAX_ID, CancelBook, Execution, interrupt_until_done, marked
 from .coldstart import ColdStart, FirstPromptTimer, StoreReport, human_bytes, now_iso, report_key
 from .comfy import ComfyProcess, PromptRejected
-from .devices import DevicesInvalid, plan
+from .devices import Device, DevicesInvalid, plan
 from .materialise import EXTENSION_FOLDER, MaterialiseError, Materialiser, place_input, safe_relative
 from .outputs import AsyncProgress, describe_rejection, store_outputs
 from .pool import ComfyPool, NoComfyUI, QueuedCancelled, Slot
@@ -124,16 +124,17 @@ class Worker:
         if not link.exists() and not link.is_symlink():
             link.symlink_to(self.s.extension_dir, target_is_directory=True)
 
+    def comfy_process(self, i: int, device: Device, count: int, layers: list[str]) -> ComfyProcess:
+        # One ComfyUI keeps the log name it always had; more get one log each.
+        log_path = self.s.base_dir / ("comfyui.log" if i == 0 else f"comfyui-{i}.log")
+        return ComfyProcess(self.s.comfyui_dir, self.s.base_dir, device.args(self.s.comfyui_args), layers, log_path,
+                            self.s.preview_method, slot_dir=self.s.base_dir / "comfyui" / str(i), env=device.env(),
+                            label=str(i) if count > 1 else "")
+
     def make_pool(self, layers: list[str]) -> ComfyPool:
         devices = plan(self.s.device_environ(), self.s.comfyui_args)
-        slots = []
-        for i, device in enumerate(devices):
-            # One ComfyUI keeps the log name it always had; more get one log each.
-            log_path = self.s.base_dir / ("comfyui.log" if i == 0 else f"comfyui-{i}.log")
-            comfy = ComfyProcess(self.s.comfyui_dir, self.s.base_dir, device.args(self.s.comfyui_args), layers,
-                                 log_path, self.s.preview_method, slot_dir=self.s.base_dir / "comfyui" / str(i),
-                                 env=device.env(), label=str(i) if len(devices) > 1 else "")
-            slots.append(Slot(i, device, comfy))
+        slots = [Slot(i, device, self.comfy_process(i, device, len(devices), layers))
+                 for i, device in enumerate(devices)]
         log.info("%d ComfyUI(s): %s", len(slots), ", ".join(d.label for d in devices))
         return ComfyPool(slots, self.coldstart, self.pool_changed, self.s.restart_backoff,
                          self.warm_slot if self.warmup is not None else None)
