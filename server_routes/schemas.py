@@ -167,6 +167,10 @@ class EnvironmentPublish(Shape):
                                                                       "node pack and model here"}, "templates")
     endpoint: Any = doc(_endpoint_config(), None)
     bind: Any = doc({"type": "boolean", "description": "bind the templates it includes to it once published"}, False)
+    warmup: Any = doc({"anyOf": [{"type": "string"}, {"const": False}],
+                       "description": "the template (one it serves) whose prompt, with its parameters' defaults, "
+                                      "each worker runs on each ComfyUI before it reports ready; default: the "
+                                      "first whose input files are here; false: none"}, None)
 
 
 class EndpointCreate(Shape):
