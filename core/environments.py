@@ -217,8 +217,8 @@ class EnvironmentService:
                 endpoint: object = None, bind: object = False, warmup: object = None) -> Task:
         """Validate and plan now (errors are immediate), then run the publish as a task. With `bind`, the
         templates it includes are bound to it once it is published (their runs go to its endpoint).
-        `warmup`: the template its workers warm with before ready (core/warmup.py; default the first usable,
-        false none)."""
+        `warmup`: what its workers run on each ComfyUI before ready (core/warmup.py: a prompt, a template's
+        name, true for the first template's; none by default)."""
         name = ENVIRONMENT_NAME.check(name)
         if not isinstance(bind, bool):
             raise BadRequest("bind must be true or false")

@@ -1,8 +1,8 @@
-"""Where a worker's warm-up comes from (core/warmup.py): the publish writes it into the manifest, made from
-a template the environment serves (the designer's choice, else the first whose input files are here) with
-its parameters' defaults, lowered as a run's prompt is, its input files in the store by content; `false`
-publishes none; a name that cannot be used is a 400 before anything is written. Through the real publish
-route and service on a ComfyUI face without ComfyUI (harness.fake_comfy)."""
+"""Where a worker's warm-up comes from (core/warmup.py): the designer's choice at publish, written into the
+manifest: their own prompt, or a template the environment serves (named, or `true` for the first whose input
+files are here) with its parameters' defaults, lowered as a run's prompt is; its input files in the store by
+content. None unless asked; a choice that cannot be used is a 400 before anything is written. Through the
+real publish route and service on a ComfyUI face without ComfyUI (harness.fake_comfy)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def designer(tmp_path):
 
 
 def test_the_manifest_carries_the_first_usable_templates_prompt_with_its_defaults_and_inputs(designer):
-    manifest = designer.publish("Env1", templates=["Missing", "First", "Second"])
+    manifest = designer.publish("Env1", templates=["Missing", "First", "Second"], warmup=True)
     warmup = manifest["warmup"]
     assert warmup["template"] == "First"  # Missing's input file is not here: passed over, and said
     assert any("Missing" in n and "gone.png" in n for n in manifest["notes"]), manifest["notes"]
@@ -69,16 +69,23 @@ def test_the_manifest_carries_the_first_usable_templates_prompt_with_its_default
     assert designer.store.get(blob_key(sha)).data == PNG  # the worker fetches it by content
 
 
-def test_the_designer_names_the_warm_up_or_none(designer):
+def test_the_designer_names_a_template_or_gives_a_prompt_and_without_a_choice_there_is_none(designer):
     assert designer.publish("Env2", templates=["First", "Second"], warmup="Second")["warmup"]["template"] == "Second"
-    assert designer.publish("Env3", templates=["First"], warmup=False)["warmup"] is None
+    own = designer.publish("Env3", templates=["First"], warmup=prompt("here.png", 9))["warmup"]
+    assert own["template"] is None and own["prompt"]["3"]["inputs"]["width"] == 9
+    assert own["inputs"] == {"here.png": hashlib.sha256(PNG).hexdigest()}
+    # A warm-up is a run nobody asked for (a generation per ComfyUI per cold start, and the workflow's side
+    # effects): none unless the designer asks.
+    assert designer.publish("Env5", templates=["First"])["warmup"] is None
+    assert designer.publish("Env6", templates=["First"], warmup=False)["warmup"] is None
 
 
-@pytest.mark.parametrize("name", ["Nope", "Missing"])
-def test_a_warm_up_that_cannot_be_used_is_refused_before_anything_is_written(designer, name):
+@pytest.mark.parametrize(("choice", "says"), [("Nope", "Nope"), ("Missing", "gone.png"),
+                                              (prompt("gone.png"), "gone.png"), (3, "warmup must be")])
+def test_a_warm_up_that_cannot_be_used_is_refused_before_anything_is_written(designer, choice, says):
     r = designer.comfy.post("/sagemaker/environments", json={"name": "Env4", "templates": ["Missing", "First"],
-                                                             "warmup": name})
-    assert r.status_code == 400 and r.json()["error"]["code"] == "publish_invalid", r.text
-    assert name in r.json()["error"]["message"]
+                                                             "warmup": choice})
+    assert r.status_code == 400 and r.json()["error"]["code"] in ("publish_invalid", "bad_request"), r.text
+    assert says in r.json()["error"]["message"]
     written = designer.store.list("environments/")
     assert not [k for k in written if "/versions/" in k or k.endswith("claim.json")], written  # no version, no claim
