@@ -146,10 +146,11 @@ class Worker:
     def load_warmup(self) -> Warmup | None:
         """The manifest's warm-up with its inputs fetched; None if it has none or they cannot be fetched (a
         failed phase says so: the worker starts unwarmed rather than not at all). Blocking."""
-        warmup = Warmup.of(self.materialiser.manifest.get("warmup"), self.s.warmup_timeout)
-        if warmup is None:
+        entry = self.materialiser.manifest.get("warmup")
+        warmup = Warmup.of(entry, self.s.warmup_timeout)
+        if warmup is None or entry is None:
             return None
-        inputs = (self.materialiser.manifest.get("warmup") or {}).get("inputs") or {}
+        inputs = entry.get("inputs") or {}
         if not inputs and self.s.models != "lazy":
             return warmup
         try:
