@@ -49,7 +49,7 @@ class Warmup:
     prompt: dict
     template: str | None = None
     inputs: list[tuple[Path, str, str]] = field(default_factory=list)
-    timeout: float = 900.0
+    timeout: float = 600.0
 
     @classmethod
     def of(cls, entry: WarmupPrompt | None, timeout: float) -> Warmup | None:
