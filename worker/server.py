@@ -194,8 +194,10 @@ class Worker:
         if pool is None:
             return
         ready = sum(1 for s in pool.slots if s.state in ("ready", "busy"))
-        starting = sum(1 for s in pool.slots if s.state in ("starting", "warming", "restarting"))
-        self.coldstart.set_activity(f"{ready} of {len(pool.slots)} ComfyUIs ready" if starting else None)
+        starting = sum(1 for s in pool.slots if s.state in ("starting", "restarting"))
+        warming = sum(1 for s in pool.slots if s.state == "warming")
+        self.coldstart.set_activity(f"warm-up prompt on {warming} of {len(pool.slots)} ComfyUIs" if warming else
+                                    f"{ready} of {len(pool.slots)} ComfyUIs ready" if starting else None)
         if self.report is not None:
             self.report.poke(urgent=True)
         if self.state == "ready" and pool.failed():

@@ -164,6 +164,7 @@ def test_ping_says_ready_only_after_each_comfyui_ran_the_warm_up_and_answers_whi
             assert await ping(client, journal) == 503  # answered while both warm-ups are held
             status = await (await client.get("/status")).json()
             assert [c["state"] for c in status["comfyuis"]] == ["warming", "warming"], status
+            assert status["activity"] == "warm-up prompt on 2 of 2 ComfyUIs"  # what the Endpoints section shows
             assert [p["state"] for p in status["phases"] if p["name"] == "warmup"] == ["running", "running"]
             w.comfys[0].gate.set()
             await until(lambda: ("ran", 0, "warm-up") in journal, "ComfyUI 0 warmed")
