@@ -33,6 +33,7 @@ from .store import KeyExists, KeyNotFound, PreconditionFailed, Store
 from .tasks import Task, TaskManager
 from .templates import TemplateService, now
 from .unreadable import Unreadable, load_object, report
+from .warmup import plan_warmup
 
 PREFIX = "environments/"
 VERSION_RE = re.compile(r"v(\d{6})\.json")
@@ -215,9 +216,11 @@ class EnvironmentService:
                 if t["environment"] and t["environment"].lower() == name.lower()]
 
     def publish(self, name: object, templates: object = None, include: object = "templates",
-                endpoint: object = None, bind: object = False) -> Task:
+                endpoint: object = None, bind: object = False, warmup: object = None) -> Task:
         """Validate and plan now (errors are immediate), then run the publish as a task. With `bind`, the
-        templates it includes are bound to it once it is published (their runs go to its endpoint)."""
+        templates it includes are bound to it once it is published (their runs go to its endpoint).
+        `warmup`: what its workers run on each ComfyUI before ready (core/warmup.py: a prompt, a template's
+        name, true for the first template's; none by default)."""
         name = ENVIRONMENT_NAME.check(name)
         if not isinstance(bind, bool):
             raise BadRequest("bind must be true or false")
@@ -244,6 +247,8 @@ class EnvironmentService:
             snap = {**self.host.snapshot(), "python_packages": snapshot.package_lock()}
             plan = publish.make_plan(name, chosen, include, endpoint, snap, self.host.model_index(),
                                      self.host.analyze)
+            plan.warmup, notes = plan_warmup(chosen, warmup, self.host.analyze, lambda: self.host.input_dir())
+            plan.notes += notes
             claimed = self._claim(name)
             self.changed()
             return self.tasks.start("publish", name.lower(), self._publish_task(name, plan, chosen, endpoint, bind,

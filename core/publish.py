@@ -21,10 +21,12 @@ from .analysis import BUILTIN
 from .errors import BadRequest, SageMakerError
 from .fs import scratch
 from .fs.hashing import HashCache, HashCancelled, hash_files
+from .inputs import put_inputs
 from .model_files import ModelFile, ModelIndex
-from .records import EndpointConfig, Manifest
+from .records import EndpointConfig, Manifest, WarmupPrompt
 from .store import BlobMismatch, Store
 from .tasks import Task, TaskCancelled
+from .warmup import WarmupPlan
 
 
 class PublishInvalid(BadRequest):
@@ -43,6 +45,7 @@ class Plan:
     models: list[ModelFile]
     snapshot: dict  # comfyui_version, python, platform, torch, python_packages
     notes: list[str] = field(default_factory=list)
+    warmup: WarmupPlan | None = None  # what its workers run before ready (core/warmup.py)
 
     @property
     def model_bytes(self) -> int:
@@ -98,6 +101,14 @@ def make_plan(
         models = sorted(wanted.values(), key=lambda f: (f.folder, f.name))
     return Plan(name, [t["name"] for t in templates], include, endpoint, [installed[p] for p in packs], models,
                 snapshot, notes)
+
+
+def warmup_entry(warmup: WarmupPlan | None, store: Store, cache: HashCache) -> WarmupPrompt | None:
+    """The manifest's `warmup`, its input files put in the store by content (as a run's are)."""
+    if warmup is None:
+        return None
+    inputs = put_inputs(store, warmup.input_dir, warmup.inputs, cache) if warmup.inputs and warmup.input_dir else {}
+    return {"template": warmup.template, "prompt": warmup.prompt, "inputs": inputs}
 
 
 def platform_note() -> dict:
@@ -184,6 +195,7 @@ def run_publish(
             "endpoint": plan.endpoint,
             "size": sum(u[2] for u in uploads),
             "notes": plan.notes,
+            "warmup": warmup_entry(plan.warmup, store, cache),
         }
         task.check_cancelled()  # last chance: after the manifest the environment exists
         version = write_manifest(manifest)

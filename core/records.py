@@ -168,12 +168,21 @@ class PackageEntry(TypedDict):
     platform_specific: NotRequired[bool]
 
 
+class WarmupPrompt(TypedDict):
+    """The prompt a worker runs on each of its ComfyUIs before it reports ready (core/warmup.py, worker/warmup.py)."""
+
+    prompt: dict[str, Any]  # API format, lowered: ComfyUI's core nodes and the environment's packs only
+    template: NotRequired[str | None]  # the template it was made from (its parameters' defaults)
+    inputs: NotRequired[dict[str, str]]  # input file name -> sha256 of its blob
+
+
 class ManifestContent(TypedDict):
     """What a worker makes of an environment (worker/materialise.py reads only this)."""
 
     custom_nodes: list[PackEntry]
     models: list[ModelEntry]
     python_packages: NotRequired[list[PackageEntry]]
+    warmup: NotRequired[WarmupPrompt | None]  # None or absent: no warm-up (an environment published before it)
 
 
 class Manifest(ManifestContent):

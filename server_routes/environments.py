@@ -24,6 +24,7 @@ async def publish_environment(request: web.Request, ctx: Context) -> web.Respons
     body = the(request, EnvironmentPublish)
     task = await asyncio.to_thread(
         ctx.services.environments.publish, body.name, body.templates, body.include, body.endpoint, body.bind,
+        body.warmup,
     )
     return json_ok(deprecation.task_started(task.to_json()), status=202)
 

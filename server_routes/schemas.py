@@ -167,6 +167,11 @@ class EnvironmentPublish(Shape):
                                                                       "node pack and model here"}, "templates")
     endpoint: Any = doc(_endpoint_config(), None)
     bind: Any = doc({"type": "boolean", "description": "bind the templates it includes to it once published"}, False)
+    warmup: Any = doc({"anyOf": [{"type": "object"}, {"type": "string"}, {"type": "boolean"}, {"type": "null"}],
+                       "description": "what each worker runs on each of its ComfyUIs before it reports ready, so "
+                                      "models are loaded before the first prompt: a prompt (API format), a "
+                                      "template's name (its prompt with its parameters' defaults), true (the "
+                                      "first template's), or false/null for none"}, None)
 
 
 class EndpointCreate(Shape):

@@ -4,9 +4,11 @@ Phases, in order: `manifest` (read and checked, also against the free bytes of t
 on: `disk_path`, `free_bytes`, `needed_bytes`; the report's `disk` says the same), `packs` (custom node
 archives fetched and extracted), `models` (fetched and verified: bytes, bytes per second), `python_packages`
 (the lock compared, missing pure-Python packages installed), `comfyui_start` (one per ComfyUI, with its
-device), and `first_prompt_model_load` (one per ComfyUI, at its first prompt: the time from the prompt's start
-to the sampler's first step, or in loader nodes when there is no sampler; ComfyUI loads models lazily, so a
-cold start ends there). `activity` says what is running now, with byte progress ("models 2.1 of 7.6 GB").
+device), `warmup_inputs` and `warmup` (with a warm-up, worker/warmup.py: one per ComfyUI, done or failed
+with its error), and `first_prompt_model_load` (one per ComfyUI not warmed, at its first prompt: the time from
+the prompt's start to the sampler's first step, or in loader nodes when there is no sampler; ComfyUI loads
+models lazily, so a cold start ends there). `activity` says what is running now, with byte progress ("models
+2.1 of 7.6 GB").
 
 Where it is seen: the worker's `GET /status` (`phases`, `activity`), its log (one line per phase), and,
 for SageMaker endpoints, whose containers the extension cannot reach, the store:

@@ -5,7 +5,9 @@
   cancelled (`cancel_waiting`) and leaves the queue at once.
 - A ComfyUI whose process ends is restarted (after 1, 2, 4, ... s; 5 failed starts in a row and it stays
   `failed`) while the others serve; the run it had fails with the reason (`died`), never silently.
-- States: `starting`, `ready` (idle), `busy`, `restarting`, `failed`.
+- With a warm-up (worker/warmup.py), a ComfyUI runs it once it answers and before it is handed out
+  (state `warming`), at its first start and after a restart; `settled()` waits for every first start.
+- States: `starting`, `warming`, `ready` (idle), `busy`, `restarting`, `failed`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -77,14 +79,18 @@ class ComfyPool:
     session: aiohttp.ClientSession  # the worker's, given to start() (before any ComfyUI starts)
 
     def __init__(self, slots: list[Slot], coldstart: ColdStart, on_change: Callable[[], None] = lambda: None,
-                 restart_backoff: float = 1.0):
+                 restart_backoff: float = 1.0, warm: Callable[[Slot, bool], Awaitable[None]] | None = None):
         self.slots = slots
+        # Run on a ComfyUI that answers, before it serves: (slot, first start?); raises if the ComfyUI died.
+        self.warm = warm
         self.coldstart = coldstart
         self.on_change = on_change
         self.restart_backoff = restart_backoff
         self.waiters: deque[_Waiter] = deque()
         self._tasks: set[asyncio.Task] = set()
         self._first_ready: asyncio.Future | None = None
+        self._settled: asyncio.Event | None = None
+        self._first_starts = 0
         self._supervisor: asyncio.Task | None = None
 
     # start-up and supervision
@@ -94,10 +100,22 @@ class ComfyPool:
         NoComfyUI if none comes up."""
         self.session = session
         self._first_ready = asyncio.get_running_loop().create_future()
+        self._settled, self._first_starts = asyncio.Event(), len(self.slots)
         for slot in self.slots:
             self._spawn(self._bring_up(slot, first=True))
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
         return await self._first_ready
+
+    async def settled(self) -> None:
+        """Every ComfyUI's first start has ended, ready (warmed) or failed."""
+        if self._settled is None:
+            raise RuntimeError("the pool has not started")
+        await self._settled.wait()
+
+    def _first_start_ended(self) -> None:
+        self._first_starts -= 1
+        if self._first_starts <= 0 and self._settled is not None:
+            self._settled.set()
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -106,6 +124,7 @@ class ComfyPool:
 
     async def _bring_up(self, slot: Slot, first: bool) -> None:
         pauses = Backoff(self.restart_backoff).pauses()  # 1, 2, 4, ... times restart_backoff
+        recorded = warm_recorded = False  # each phase once per first start, whatever the attempts
         for attempt in range(START_ATTEMPTS):
             if attempt or not first:  # a first start tries at once, a restart after the first pause
                 await asyncio.sleep(next(pauses))
@@ -113,16 +132,22 @@ class ComfyPool:
             try:
                 await asyncio.to_thread(slot.comfy.start)
                 await slot.comfy.wait_ready(self.session, READY_TIMEOUT_S)
+                seconds = time.monotonic() - t0
+                if first and not recorded:
+                    recorded = True
+                    self.coldstart.record("comfyui_start", "ComfyUI started", seconds, comfyui=slot.index,
+                                          device=slot.device.label)
+                if self.warm is not None:
+                    slot.set("warming")
+                    self._changed()
+                    report, warm_recorded = first and not warm_recorded, warm_recorded or first
+                    await self.warm(slot, report)
             except (RuntimeError, OSError, aiohttp.ClientError) as err:
                 slot.reason = f"ComfyUI {slot.index} ({slot.device.label}) did not start: {err}"
                 log.error("%s (attempt %d of %d)", slot.reason, attempt + 1, START_ATTEMPTS)
                 await asyncio.to_thread(slot.comfy.stop)
                 continue
-            seconds = time.monotonic() - t0
-            if first:
-                self.coldstart.record("comfyui_start", "ComfyUI started", seconds, comfyui=slot.index,
-                                      device=slot.device.label)
-            else:
+            if not first:
                 slot.restarts += 1
                 log.info("ComfyUI %d (%s) restarted in %.1f s", slot.index, slot.device.label, seconds)
             slot.reason, slot.died, slot.ready_at = None, None, time.monotonic()
@@ -130,10 +155,14 @@ class ComfyPool:
             self._changed()
             if self._first_ready is not None and not self._first_ready.done():
                 self._first_ready.set_result(slot)
+            if first:
+                self._first_start_ended()
             self._dispatch()
             return
         slot.set("failed")
         self._changed()
+        if first:
+            self._first_start_ended()
         if self.failed():
             reason = NoComfyUI(slot.reason or "no ComfyUI started")
             if self._first_ready and not self._first_ready.done():

@@ -1,7 +1,10 @@
 """SageMaker's container contract in front of the worker's headless ComfyUIs (one per GPU).
 
-- `GET /ping`: 200 when the environment is materialised and at least one ComfyUI answers, else 503;
-  answered from state (never waits on a prompt), so it stays fast while prompts run.
+- `GET /ping`: 200 when the environment is materialised, at least one ComfyUI answers and, when the manifest
+  names a warm-up (worker/warmup.py), every ComfyUI's first start has ended with it (warmed, or failed); else
+  503. Answered from state (never waits on a prompt or the warm-up), so it stays fast while either runs:
+  SageMaker's health check expects a quick answer and counts non-200 as not ready yet
+  (https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-inference-code.html#your-algorithms-inference-algo-ping-requests).
 - `POST /invocations` `{protocol_version, execution_id, prompt, inputs: {filename: sha256}, cancel_sha256}`
   (core/worker_contract.py declares the wire and its version): runs one prompt
   on a free ComfyUI (as many at once as there are ComfyUIs; the rest queue in arrival order); outputs go
@@ -60,12 +63,13 @@ from ..core.worker_contract import (
 from .cancels import MAX_ID, CancelBook, Execution, interrupt_until_done, marked
 from .coldstart import ColdStart, FirstPromptTimer, StoreReport, human_bytes, now_iso, report_key
 from .comfy import ComfyProcess, PromptRejected
-from .devices import DevicesInvalid, plan
+from .devices import Device, DevicesInvalid, plan
 from .materialise import EXTENSION_FOLDER, MaterialiseError, Materialiser, place_input, safe_relative
 from .outputs import AsyncProgress, describe_rejection, store_outputs
 from .pool import ComfyPool, NoComfyUI, QueuedCancelled, Slot
 from .settings import WorkerSettings
 from .volumes import candidates_from, place
+from .warmup import Warmup, warm
 
 log = logging.getLogger("comfyui_sagemaker.worker")
 NDJSON = "application/x-ndjson"
@@ -94,6 +98,7 @@ class Worker:
         self.materialiser = Materialiser(settings.manifest_uri, settings.cache_dir, settings.base_dir, self.coldstart,
                                          settings.fetch_part_bytes, settings.fetch_concurrency, self.placement)
         self.pool: ComfyPool | None = None
+        self.warmup: Warmup | None = None
         self.node_types: set[str] = set()
         self.session: aiohttp.ClientSession | None = None
         self.started = time.monotonic()
@@ -123,27 +128,58 @@ class Worker:
         if not link.exists() and not link.is_symlink():
             link.symlink_to(self.s.extension_dir, target_is_directory=True)
 
+    def comfy_process(self, i: int, device: Device, count: int, layers: list[str]) -> ComfyProcess:
+        # One ComfyUI keeps the log name it always had; more get one log each.
+        log_path = self.s.base_dir / ("comfyui.log" if i == 0 else f"comfyui-{i}.log")
+        return ComfyProcess(self.s.comfyui_dir, self.s.base_dir, device.args(self.s.comfyui_args), layers, log_path,
+                            self.s.preview_method, slot_dir=self.s.base_dir / "comfyui" / str(i), env=device.env(),
+                            label=str(i) if count > 1 else "")
+
     def make_pool(self, layers: list[str]) -> ComfyPool:
         devices = plan(self.s.device_environ(), self.s.comfyui_args)
-        slots = []
-        for i, device in enumerate(devices):
-            # One ComfyUI keeps the log name it always had; more get one log each.
-            log_path = self.s.base_dir / ("comfyui.log" if i == 0 else f"comfyui-{i}.log")
-            comfy = ComfyProcess(self.s.comfyui_dir, self.s.base_dir, device.args(self.s.comfyui_args), layers,
-                                 log_path, self.s.preview_method, slot_dir=self.s.base_dir / "comfyui" / str(i),
-                                 env=device.env(), label=str(i) if len(devices) > 1 else "")
-            slots.append(Slot(i, device, comfy))
+        slots = [Slot(i, device, self.comfy_process(i, device, len(devices), layers))
+                 for i, device in enumerate(devices)]
         log.info("%d ComfyUI(s): %s", len(slots), ", ".join(d.label for d in devices))
-        return ComfyPool(slots, self.coldstart, self.pool_changed, self.s.restart_backoff)
+        return ComfyPool(slots, self.coldstart, self.pool_changed, self.s.restart_backoff,
+                         self.warm_slot if self.warmup is not None else None)
+
+    async def warm_slot(self, slot: Slot, report: bool) -> None:
+        if self.warmup is not None:
+            await warm(slot, self.http(), self.warmup, self.coldstart if report else None)
+
+    def load_warmup(self) -> Warmup | None:
+        """The manifest's warm-up with its inputs fetched; None if it has none or they cannot be fetched (a
+        failed phase says so: the worker starts unwarmed rather than not at all). Blocking."""
+        entry = self.materialiser.manifest.get("warmup")
+        warmup = Warmup.of(entry, self.s.warmup_timeout)
+        if warmup is None or entry is None:
+            return None
+        inputs = entry.get("inputs") or {}
+        if not inputs and self.s.models != "lazy":
+            return warmup
+        try:
+            with self.coldstart.phase("warmup_inputs", "warm-up inputs", count=len(inputs)):
+                for name, sha in inputs.items():
+                    safe_relative(name)
+                    warmup.inputs.append((self.materialiser.blob(sha), name, sha))
+                if self.s.models == "lazy":
+                    self.materialiser.models_for(warmup.prompt)
+        except (MaterialiseError, SageMakerError, OSError) as err:
+            log.warning("no warm-up: %s", message_of(err))
+            return None
+        return warmup
 
     async def prepare(self) -> None:
         try:
             layers = await asyncio.to_thread(self.materialiser.run, self.s.models, self.s.install_packages)
             self.link_extension()
+            self.warmup = await asyncio.to_thread(self.load_warmup)
             self.pool = self.make_pool(layers)
             self.coldstart.set_activity(f"starting {len(self.pool.slots)} ComfyUI(s)")
             first = await self.pool.start(self.http())
             self.node_types = await first.comfy.node_types(self.http())
+            if self.warmup is not None:
+                await self.pool.settled()  # each ComfyUI warmed (or failed) before /ping says ready
             self.state = "ready"
             self.ready_after = time.monotonic() - self.started
             self.idleness.end()  # idle from now: a materialisation is not idleness
@@ -185,7 +221,9 @@ class Worker:
             return
         ready = sum(1 for s in pool.slots if s.state in ("ready", "busy"))
         starting = sum(1 for s in pool.slots if s.state in ("starting", "restarting"))
-        self.coldstart.set_activity(f"{ready} of {len(pool.slots)} ComfyUIs ready" if starting else None)
+        warming = sum(1 for s in pool.slots if s.state == "warming")
+        self.coldstart.set_activity(f"warm-up prompt on {warming} of {len(pool.slots)} ComfyUIs" if warming else
+                                    f"{ready} of {len(pool.slots)} ComfyUIs ready" if starting else None)
         if self.report is not None:
             self.report.poke(urgent=True)
         if self.state == "ready" and pool.failed():

@@ -50,6 +50,9 @@ class WorkerSettings:
     # Write the cold start report to the store (workers/<environment>/...): SageMaker endpoints, whose
     # containers the extension cannot reach, set it; local endpoints read /status instead.
     report_to_store: bool = False
+    # The warm-up prompt's time limit on each ComfyUI (worker/warmup.py): past it the prompt is interrupted and
+    # the ComfyUI serves unwarmed. SageMaker's start-up health check (3600 s here) covers it and materialising.
+    warmup_timeout: float = 600.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> WorkerSettings:
@@ -84,6 +87,7 @@ class WorkerSettings:
             fetch_part_bytes=int(float(env.get("WORKER_FETCH_PART_MB", "16")) * 1024 * 1024),
             fetch_concurrency=int(env["WORKER_FETCH_CONCURRENCY"]) if env.get("WORKER_FETCH_CONCURRENCY") else None,
             report_to_store=env.get("WORKER_REPORT", "") == "store",
+            warmup_timeout=float(env.get("WORKER_WARMUP_TIMEOUT", "600")),
         )
 
     def device_environ(self) -> dict[str, str]:

@@ -116,7 +116,7 @@ function connectOffer(close) {
   ]);
 }
 
-// options: {environments, name?, templates?: [names ticked], include?, endpoint?, onStarted(task, name)}.
+// options: {environments, name?, templates?: [names ticked], include?, endpoint?, warmup?, onStarted(task, name)}.
 export async function openEnvironmentDialog(slot, options) {
   const { environments, onStarted } = options;
   const [rules, templates, snapshot] = await Promise.all([
@@ -160,6 +160,8 @@ export async function openEnvironmentDialog(slot, options) {
   // Yes by default: a template is included to run there, and Run needs it bound.
   const bind = el("input", { type: "checkbox", checked: options.bind !== false, "data-testid": "sagemaker-environment-bind" });
   const bindNote = el("div", { class: "sagemaker-muted sagemaker-choice-detail", "data-testid": "sagemaker-environment-bind-note" });
+  // Off unless asked: a warm-up is a run nobody asked for, at every cold start (core/warmup.py).
+  const warmup = el("input", { type: "checkbox", checked: options.warmup === true, "data-testid": "sagemaker-environment-warmup" });
   const list = el(
     "div",
     { class: "sagemaker-choices", "data-testid": "sagemaker-environment-templates" },
@@ -189,6 +191,16 @@ export async function openEnvironmentDialog(slot, options) {
           "bind the ticked templates to it",
         ]),
         bindNote,
+        el(
+          "label",
+          {
+            class: "sagemaker-check",
+            title:
+              "Each worker runs it on each of its ComfyUIs before the endpoint is ready, so models are loaded before " +
+              "the first prompt; it costs one run per ComfyUI at every start, and does what the workflow does",
+          },
+          [warmup, "warm up: run the first ticked template (its defaults) before the endpoint is ready"],
+        ),
       ]),
       endpoint.root,
       summary,
@@ -230,6 +242,7 @@ export async function openEnvironmentDialog(slot, options) {
     blocker.textContent = block ?? "";
     summary.textContent = summarize(choices, all, snapshot).text;
     bind.disabled = all;
+    warmup.disabled = all;
     bindNote.textContent = bindConsequence(all || !bind.checked ? [] : chosen, templates, name.value);
     dialog.setOkEnabled(name.value !== "" && !problem && !block && endpoint.problem() === null);
   }
@@ -240,6 +253,7 @@ export async function openEnvironmentDialog(slot, options) {
     else {
       body.templates = choices.filter((c) => c.box.checked).map((c) => c.name);
       if (bind.checked) body.bind = true;
+      if (warmup.checked) body.warmup = true;
     }
     let task;
     try {
