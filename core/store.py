@@ -147,9 +147,11 @@ class Store(ABC):
         otherwise, with nothing left under the key."""
 
     @abstractmethod
-    def has_blob(self, sha256: str, size: int) -> bool:
-        """True if blob `sha256` is present with `size` bytes and, as far as the store can tell
-        (without reading it again and again), with that content: a corrupt blob is replaced."""
+    def has_blob(self, sha256: str, size: int, path: str | None = None) -> bool:
+        """True if blob `sha256` is present with `size` bytes and verified in full to hold that content (not by
+        its size; each verification done once per process); False for a corrupt blob, which `put_blob` then
+        replaces. `path`: the caller's own copy (it hashes to `sha256`), which a store may check against instead
+        of reading the blob back."""
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
         """Up to `length` bytes of the object from byte `start` (fewer at its end, none past it); KeyNotFound

@@ -36,7 +36,7 @@ def store_file(store, comfy: ComfyProcess, item: dict) -> dict:
     sub = item.get("subfolder") or ""
     path: Path = comfy.folder(folder) / (safe_relative(sub) if sub else "") / safe_relative(item["filename"])
     digest = file_sha256(path)
-    if not store.has_blob(digest, path.stat().st_size):
+    if not store.has_blob(digest, path.stat().st_size, str(path)):
         store.put_blob(digest, str(path))
     return {**item, "sha256": digest, "size": path.stat().st_size}
 
