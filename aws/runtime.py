@@ -20,6 +20,7 @@ from ..core.endpoints import InvocationFailed
 from ..core.store import Store
 from ..core.worker_contract import (  # PROGRESS_PREFIX: where the async progress is, for tests too
     PROGRESS_PREFIX,
+    RESULTS_PREFIX,
     Invocation,
     WorkerEvent,
     WorkerResult,
@@ -169,6 +170,7 @@ def follow_async(s3: Any, store: Store, endpoint: str, execution_id: str, resume
             if failed:
                 raise InvocationFailed(f"the endpoint reported a failure: {data.decode(errors='replace')[:2000]}")
             _relay_progress(store, execution_id, seen, on_event)  # what came after the last look
+            data = _kept_result(store, execution_id) or data
             try:
                 return read_result(json.loads(data))
             except (ValueError, RecursionError) as err:  # ShapeInvalid, ProtocolUnsupported, not JSON
@@ -182,6 +184,15 @@ def follow_async(s3: Any, store: Store, endpoint: str, execution_id: str, resume
         sleep(delay)
         delay = min(delay * 1.5, 5.0)
     raise InvocationFailed("no async result in the time it was given; the run is marked failed")
+
+
+def _kept_result(store: Store, execution_id: str) -> bytes | None:
+    """The result the worker created once (RESULTS_PREFIX), which no other environment's code can replace, unlike
+    SageMaker's upload; None from a worker that does not keep one (the caller then reads SageMaker's)."""
+    try:
+        return store.get(f"{RESULTS_PREFIX}{execution_id}.json").data
+    except Exception:  # missing, or unreadable here: SageMaker's copy
+        return None
 
 
 def _relay_progress(store: Store, execution_id: str, seen: tuple[int, int],
