@@ -200,11 +200,13 @@ ENDPOINT_LOG_GROUPS = f"arn:aws:logs:*:ACCOUNT_ID:log-group:/aws/sagemaker/Endpo
 WORKER_REPOSITORY_ARN = "arn:aws:ecr:REGION:ACCOUNT_ID:repository/WORKER_REPOSITORY"
 # Connect's Check simulates its caller (aws/connect.py: the user, or for a role session its role). A user may
 # simulate only itself (IAM User Guide, "IAM policy elements: Variables and tags": ${aws:username}, the example
-# "Allow IAM users to manage their own credentials"). A role session has no variable that names its role (its
+# "Allow IAM users to manage their own credentials"; a user name is unique in the account whatever its path, so
+# user/*/${aws:username} is that user under a path). A role session has no variable that names its role (its
 # aws:userid is the role's id and the session, and IAM takes only ARNs or "*" in Resource), so roles stay roles
 # of this account, never users: no more than a designer working through a role must simulate. Nothing simulates
 # the stack's own roles.
-SIMULATED_PRINCIPALS = ["arn:aws:iam::ACCOUNT_ID:user/${aws:username}", "arn:aws:iam::ACCOUNT_ID:role/*"]
+SIMULATED_PRINCIPALS = ["arn:aws:iam::ACCOUNT_ID:user/${aws:username}",
+                        "arn:aws:iam::ACCOUNT_ID:user/*/${aws:username}", "arn:aws:iam::ACCOUNT_ID:role/*"]
 
 # Every action a policy grants on Resource "*", and why it cannot be narrowed. Source of "takes no resource": the
 # Service Authorization Reference page of its service (the action's Resource types column is empty).

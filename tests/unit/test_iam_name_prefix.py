@@ -37,6 +37,25 @@ def test_the_policies_name_the_prefix_aws_naming_uses():
     assert naming.alarm_name(OURS).startswith(f"{naming.PREFIX}-")
 
 
+def _written(name: str) -> list[dict]:
+    return json.loads((stack.IAM / f"{name}-policy.json").read_text())["Statement"]
+
+
+def test_the_policy_files_name_the_tables_resources():
+    """aws/iam/*.json as written (by hand too) against aws/iam_actions.py's resources."""
+    named = sorted(iam_actions.SAGEMAKER_RESOURCES.values())
+    by_sid = {name: {s["Sid"]: s for s in _written(name)} for name in ("designer", "artist", "gateway",
+                                                                        "execution-role")}
+    assert sorted(by_sid["designer"]["EndpointsNamedByTheExtension"]["Resource"]) == named
+    for name in ("artist", "gateway"):
+        assert sorted(by_sid[name]["InvokeAndRead"]["Resource"]) == named[:2]  # configs and endpoints
+    for name in ("designer", "artist", "gateway"):
+        assert by_sid[name]["ReadEndpointLogs"]["Resource"] == iam_actions.ENDPOINT_LOG_GROUPS
+    assert by_sid["execution-role"]["EndpointLogs"]["Resource"] == iam_actions.ENDPOINT_LOG_GROUPS
+    assert by_sid["execution-role"]["PullTheWorkerImage"]["Resource"] == iam_actions.WORKER_REPOSITORY_ARN
+    assert by_sid["designer"]["ConnectCheckPermissions"]["Resource"] == iam_actions.SIMULATED_PRINCIPALS
+
+
 @pytest.mark.parametrize("role", ["designer", "artist", "gateway", "execution-role"])
 def test_every_action_on_every_resource_has_a_documented_reason(role):
     """An action on Resource "*" is one that takes no resource, or whose only check names none
@@ -92,7 +111,9 @@ def test_a_designer_simulates_itself_not_other_users():
     designer = stack_policy("designer")
     me = {"aws:username": "alice"}
     assert allows(designer, "iam:SimulatePrincipalPolicy", f"arn:aws:iam::{ACCOUNT}:user/alice", me)
+    assert allows(designer, "iam:SimulatePrincipalPolicy", f"arn:aws:iam::{ACCOUNT}:user/studio/alice", me)
     assert not allows(designer, "iam:SimulatePrincipalPolicy", f"arn:aws:iam::{ACCOUNT}:user/bob", me)
+    assert not allows(designer, "iam:SimulatePrincipalPolicy", f"arn:aws:iam::{ACCOUNT}:user/malice", me)
     assert not allows(designer, "iam:SimulatePrincipalPolicy", f"arn:aws:iam::{ACCOUNT}:user/alice"), "no username"
     # A role session has no variable naming its role: roles of this account, never another account's.
     assert allows(designer, "iam:SimulatePrincipalPolicy", f"arn:aws:iam::{ACCOUNT}:role/ComfyDesigner")
