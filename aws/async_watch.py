@@ -21,7 +21,14 @@ from urllib.parse import urlsplit
 
 from ..core.endpoints import InvocationFailed
 from ..core.store import Store
-from ..core.worker_contract import PROGRESS_PREFIX, WorkerEvent, WorkerResult, read_progress, read_result
+from ..core.worker_contract import (
+    PROGRESS_PREFIX,
+    RESULTS_PREFIX,
+    WorkerEvent,
+    WorkerResult,
+    read_progress,
+    read_result,
+)
 from .errors import error_code, error_message
 
 FIRST_LOOK_S = 0.2
@@ -32,6 +39,15 @@ DESCRIBE_EVERY_S = 5.0
 def s3_location(uri: str) -> tuple[str, str]:
     parts = urlsplit(uri)
     return parts.netloc, parts.path.lstrip("/")
+
+
+def kept_result(store: Store, execution_id: str) -> bytes | None:
+    """The result the worker created once (RESULTS_PREFIX), which no other environment's code can replace, unlike
+    SageMaker's upload; None from a worker that does not keep one (the caller then reads SageMaker's)."""
+    try:
+        return store.get(f"{RESULTS_PREFIX}{execution_id}.json").data
+    except Exception:  # missing, or unreadable here: SageMaker's copy
+        return None
 
 
 def relay_progress(store: Store, execution_id: str, seen: tuple[int, int],
@@ -178,6 +194,7 @@ class AsyncWatch:
             if failed:
                 raise InvocationFailed(f"the endpoint reported a failure: {data.decode(errors='replace')[:2000]}")
             relay_progress(self.store, run.execution_id, run.seen, on_event)  # what came after the last look
+            data = kept_result(self.store, run.execution_id) or data
             try:
                 return read_result(json.loads(data))
             except (ValueError, RecursionError) as err:  # ShapeInvalid, ProtocolUnsupported, not JSON

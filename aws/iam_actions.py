@@ -214,8 +214,55 @@ SCOPED: dict[str, dict] = {
     },
 }
 
-# The log groups SageMaker hosting writes an endpoint's logs to; readers are scoped to them.
-ENDPOINT_LOG_GROUPS = "arn:aws:logs:*:ACCOUNT_ID:log-group:/aws/sagemaker/Endpoints/*"
+# Everything SageMaker-side the extension makes is named with aws/naming.py's PREFIX (`cs-`): models, endpoint
+# configs, endpoints, the backlog alarm, and so the endpoints' log groups. The policies grant SageMaker's
+# resource-level actions on these names only (ARN formats: Service Authorization Reference, "Actions, resources,
+# and condition keys for Amazon SageMaker AI", Resource types; SageMaker lowercases names in ARNs, and so do ours).
+NAMED = "cs-*"
+SAGEMAKER_RESOURCES = {kind: f"arn:aws:sagemaker:*:ACCOUNT_ID:{kind}/{NAMED}"
+                       for kind in ("model", "endpoint-config", "endpoint")}
+# The log groups SageMaker hosting writes an endpoint's logs to (/aws/sagemaker/Endpoints/<endpoint>); readers and
+# the execution role are scoped to the extension's endpoints' groups (their streams' ARNs lie below the group's).
+ENDPOINT_LOG_GROUPS = f"arn:aws:logs:*:ACCOUNT_ID:log-group:/aws/sagemaker/Endpoints/{NAMED}"
+# What the execution role pulls: the stack's repository only (ECR User Guide, "Private repository policies";
+# Service Authorization Reference, "Actions, resources, and condition keys for Amazon ECR").
+WORKER_REPOSITORY_ARN = "arn:aws:ecr:REGION:ACCOUNT_ID:repository/WORKER_REPOSITORY"
+# Connect's Check simulates its caller (aws/connect.py: the user, or for a role session its role). A user may
+# simulate only itself (IAM User Guide, "IAM policy elements: Variables and tags": ${aws:username}, the example
+# "Allow IAM users to manage their own credentials"; a user name is unique in the account whatever its path, so
+# user/*/${aws:username} is that user under a path). A role session has no variable that names its role (its
+# aws:userid is the role's id and the session, and IAM takes only ARNs or "*" in Resource), so roles stay roles
+# of this account, never users: no more than a designer working through a role must simulate. Nothing simulates
+# the stack's own roles.
+SIMULATED_PRINCIPALS = ["arn:aws:iam::ACCOUNT_ID:user/${aws:username}",
+                        "arn:aws:iam::ACCOUNT_ID:user/*/${aws:username}", "arn:aws:iam::ACCOUNT_ID:role/*"]
+
+# Every action a policy grants on Resource "*", and why it cannot be narrowed. Source of "takes no resource": the
+# Service Authorization Reference page of its service (the action's Resource types column is empty).
+UNSCOPED: dict[str, str] = {
+    "sagemaker:ListEndpoints": "takes no resource (Actions, resources, and condition keys for Amazon SageMaker AI)",
+    "sagemaker:ListEndpointConfigs": "takes no resource (ibid.)",
+    "sagemaker:ListModels": "takes no resource (ibid.)",
+    "application-autoscaling:DescribeScalableTargets": "takes no resource (Actions, resources, and condition keys "
+                                                       "for AWS Application Auto Scaling)",
+    "application-autoscaling:DescribeScalingPolicies": "takes no resource (ibid.)",
+    # Scalable-target ARNs carry an id Application Auto Scaling assigns, not the endpoint's name. What limits
+    # them to the extension's endpoints is Application Auto Scaling's check, with the caller's permissions, of
+    # sagemaker:DescribeEndpoint / UpdateEndpointWeightsAndCapacities on the target (granted on cs-* only).
+    "application-autoscaling:RegisterScalableTarget": "its ScalableTarget ARN has no name to scope by (ibid.)",
+    "application-autoscaling:DeregisterScalableTarget": "its ScalableTarget ARN has no name to scope by (ibid.)",
+    "application-autoscaling:PutScalingPolicy": "its ScalableTarget ARN has no name to scope by (ibid.)",
+    "application-autoscaling:DeleteScalingPolicy": "its ScalableTarget ARN has no name to scope by (ibid.)",
+    # Application Auto Scaling User Guide, "Permissions validation for API calls on target resources": before
+    # RegisterScalableTarget / PutScalingPolicy it calls PutMetricAlarm and DeleteAlarms with no parameters and
+    # DescribeAlarms with MaxRecords 1, as the caller; a grant on alarm:cs-* does not cover an alarm that has no
+    # name, and every scaling set-up would fail.
+    "cloudwatch:DescribeAlarms": "Application Auto Scaling's permissions validation names no alarm",
+    "cloudwatch:PutMetricAlarm": "Application Auto Scaling's permissions validation names no alarm",
+    "cloudwatch:DeleteAlarms": "Application Auto Scaling's permissions validation names no alarm",
+    "cloudwatch:PutMetricData": "takes no resource (Actions, resources, and condition keys for Amazon CloudWatch)",
+    "ecr:GetAuthorizationToken": "takes no resource (Actions, resources, and condition keys for Amazon ECR)",
+}
 # The store's KMS key (placeholder, like STORE_BUCKET) and the statement that grants it, only used through S3.
 KMS_KEY_ARN = "arn:aws:kms:REGION:ACCOUNT_ID:key/KMS_KEY_ID"
 KMS_STATEMENT_SID = "StoreKmsKeyWhenSseKms"

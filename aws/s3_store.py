@@ -7,10 +7,17 @@ retry", and is retried), `replace` a PutObject with `If-Match: <etag>`.
 
 Blobs: up to the multipart threshold a PutObject carries the blob's own
 sha256 as `ChecksumSHA256`, so S3 itself refuses bytes that do not match it
-(BadDigest); larger files go up in parts, and the file must be unchanged
-(size, mtime, inode) from before to after the upload, else the object is
-removed. A present blob counts when S3's full-object checksum matches (or,
-for a multipart object, whose checksum is composite, its size).
+(BadDigest); larger files go up in parts, each with its SHA-256 checked by S3,
+and the file must be unchanged (size, mtime, inode) from before to after the
+upload, else the object is removed. Blobs are written once: the PutObject or
+CompleteMultipartUpload carries `If-None-Match: *` (the policies refuse a blob
+write without it), so nobody replaces a blob's bytes. A present blob counts
+only when verified in full: a single PUT's full-object checksum is the digest;
+a multipart object's checksum is composite (the SHA-256 of its parts'
+SHA-256s, "...-N"), so it is recomputed from the caller's file with the
+object's own part size, or, without a file, the object is read and hashed
+(once per ETag in this process). A blob that fails this is corrupt: a writer
+allowed to delete it (a designer's publish) replaces it; another is told so.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Any
 from ..core.errors import StoreUnavailable
 from ..core.net.retry import Backoff, retry
 from ..core.store import (
+    BlobCorrupt,
     BlobMismatch,
     KeyExists,
     KeyNotFound,
@@ -62,7 +70,7 @@ def _unavailable_on_aws_error(fn):
 
         try:
             return fn(self, *args, **kwargs)
-        except BlobMismatch:
+        except (BlobMismatch, BlobCorrupt):
             raise
         except NoCredentialsError:
             raise StoreUnavailable("no AWS credentials found (boto3's chain: environment, ~/.aws, role)") from None
@@ -122,6 +130,7 @@ class S3Store(Store):
         # Every write: encryption as configured, and a SHA-256 checksum S3 verifies on arrival
         # (per part for multipart uploads; the manifest's sha256 stays the identity).
         self.write_args: dict[str, str] = {"ChecksumAlgorithm": "SHA256", **encryption_args(sse, kms_key_id)}
+        self._verified: set[tuple[str, str]] = set()  # (blob key, ETag) read and hashed in full here
 
     @property
     def s3(self) -> Any:
@@ -279,41 +288,138 @@ class S3Store(Store):
         before = os.stat(path)
         changed = BlobMismatch(f"{path} changed after it was hashed: its bytes no longer hash to {sha256}; "
                                "nothing was stored (publish again once it is complete)")
-        if before.st_size <= MULTIPART:
+        try:
+            self._create_blob(key, sha256, path, before.st_size, on_bytes)
+        except ClientError as err:
+            if _code(err) in ("BadDigest", "InvalidRequest", "XAmzContentSHA256Mismatch"):
+                raise changed from None
+            if _code(err) not in LOST_RACE:
+                raise
+            self._settle_existing(key, sha256, path, before.st_size, on_bytes)
+            return
+        if before.st_size > MULTIPART:
+            after = os.stat(path)
+            if (before.st_size, before.st_mtime_ns, before.st_ino) != (after.st_size, after.st_mtime_ns, after.st_ino):
+                self.s3.delete_object(Bucket=self.bucket, Key=self._key(key))
+                raise changed
+
+    def _create_blob(self, key: str, sha256: str, path: str, size: int,
+                     on_bytes: Callable[[int], None] | None) -> None:
+        """Create the blob's object (If-None-Match: *; 409 tried again): one PutObject with the digest as its
+        checksum, or a multipart upload whose CompleteMultipartUpload carries the condition (boto3's transfer
+        manager does not pass it: it is added to that one request, for this key only). A 412 is raised as the
+        ClientError it is, from either path."""
+        from botocore.exceptions import ClientError
+
+        def conflict(err: BaseException) -> bool:
+            return isinstance(err, ClientError) and _code(err) in CONFLICT
+
+        if size <= MULTIPART:
             with open(path, "rb") as f:
                 data = f.read()
             args = {**self.write_args, "ChecksumSHA256": base64.b64encode(bytes.fromhex(sha256)).decode()}
-            body = ProgressBody(data, on_bytes)  # progress while it is sent, not only once it is stored
-            try:
-                self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=body, **args)
-            except ClientError as err:
-                if _code(err) in ("BadDigest", "InvalidRequest", "XAmzContentSHA256Mismatch"):
-                    raise changed from None
-                raise
-            body.finish()
-            return
-        self.put_file(key, path, on_bytes)
-        after = os.stat(path)
-        if (before.st_size, before.st_mtime_ns, before.st_ino) != (after.st_size, after.st_mtime_ns, after.st_ino):
-            self.s3.delete_object(Bucket=self.bucket, Key=self._key(key))
-            raise changed
 
-    @_unavailable_on_aws_error
-    def has_blob(self, sha256: str, size: int) -> bool:
+            def put() -> None:
+                body = ProgressBody(data, on_bytes)  # progress while it is sent, not only once it is stored
+                self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=body, IfNoneMatch="*", **args)
+                body.finish()
+
+            retry(put, CONFLICT_BACKOFF, conflict)
+            return
+        from boto3.exceptions import S3UploadFailedError
+
+        full_key = self._key(key)
+
+        def only_once(params: dict, **_: Any) -> None:
+            if params.get("Key") == full_key:
+                params["IfNoneMatch"] = "*"
+
+        event = "before-parameter-build.s3.CompleteMultipartUpload"
+        handler_id = f"comfyui-sagemaker-create-{uuid.uuid4().hex}"
+        self.s3.meta.events.register(event, only_once, unique_id=handler_id)
+        try:
+            self.put_file(key, path, on_bytes)
+        except S3UploadFailedError as err:
+            cause = err.__cause__ or err.__context__  # boto3 raises it while handling the ClientError
+            if isinstance(cause, ClientError):
+                raise cause from None
+            raise
+        finally:
+            self.s3.meta.events.unregister(event, unique_id=handler_id)
+
+    def _settle_existing(self, key: str, sha256: str, path: str, size: int,
+                         on_bytes: Callable[[int], None] | None) -> None:
+        """After a 412 the key holds an object: the same bytes (another writer's, or this write's own landed
+        attempt), or a corrupt one, replaced here when this caller may delete it (a designer); else BlobCorrupt."""
         from botocore.exceptions import ClientError
 
+        if self.has_blob(sha256, size, path):
+            return
         try:
-            head = self.s3.head_object(Bucket=self.bucket, Key=self._key(blob_key(sha256)), ChecksumMode="ENABLED")
+            self.s3.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as err:
+            if _code(err) in ("AccessDenied", "403"):
+                raise BlobCorrupt(f"blob {sha256} in the store does not hold the bytes of that digest and only a "
+                                  "designer may replace it: publish the environment again from a designer's "
+                                  "ComfyUI") from None
+            raise
+        self._create_blob(key, sha256, path, size, on_bytes)
+
+    @_unavailable_on_aws_error
+    def has_blob(self, sha256: str, size: int, path: str | None = None) -> bool:
+        from botocore.exceptions import ClientError
+
+        key = self._key(blob_key(sha256))
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
         except ClientError as err:
             if _code(err) in MISSING:
                 return False
             raise
         if head["ContentLength"] != size:
             return False
-        checksum = head.get("ChecksumSHA256")
-        if checksum and "-" not in checksum:  # a full-object checksum (a multipart one is composite: "...-N")
+        checksum, etag = head.get("ChecksumSHA256") or "", head.get("ETag") or ""
+        # S3 User Guide, "Checking object integrity": a single PUT's SHA-256 is the full object's (here, the
+        # digest S3 checked on arrival); a multipart upload's is composite, "...-N" (ETag "...-N" too).
+        multipart = "-" in etag or "-" in checksum or head.get("ChecksumType") == "COMPOSITE"
+        if checksum and not multipart:
             return base64.b64decode(checksum).hex() == sha256
-        return True
+        if (key, etag) in self._verified:
+            return True
+        if checksum and path is not None:
+            ok = self._composite_matches(key, checksum, sha256, path)
+        else:
+            ok = self._hashes_to(key, sha256)
+        if ok:
+            self._verified.add((key, etag))
+        return ok
+
+    def _composite_matches(self, key: str, checksum: str, sha256: str, path: str) -> bool:
+        """The object's composite SHA-256 against the one of the caller's file cut into the object's own parts
+        (part 1's size, from a HEAD of that part): equal only for the same bytes, as S3 checked each part's
+        SHA-256 on upload; and the file still hashes to the digest."""
+        import hashlib
+
+        first = self.s3.head_object(Bucket=self.bucket, Key=key, PartNumber=1)
+        part_size, parts = int(first["ContentLength"]), int(first.get("PartsCount") or 1)
+        whole, digests = hashlib.sha256(), []
+        with open(path, "rb") as f:
+            while chunk := f.read(part_size):
+                whole.update(chunk)
+                digests.append(hashlib.sha256(chunk).digest())
+        composite = base64.b64encode(hashlib.sha256(b"".join(digests)).digest()).decode()
+        return (whole.hexdigest() == sha256 and len(digests) == parts
+                and checksum.split("-")[0] == composite)
+
+    def _hashes_to(self, key: str, sha256: str) -> bool:
+        """Read the object and hash it: the check that needs no local copy (a multipart object without one)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+        while chunk := body.read(8 * 1024 * 1024):
+            h.update(chunk)
+        return h.hexdigest() == sha256
 
     @_unavailable_on_aws_error
     def get_file(self, key: str, path: str, on_bytes: Callable[[int], None] | None = None) -> None:

@@ -334,6 +334,8 @@ class SageMakerEndpoints(Endpoints):
         out = []
         for page in self.sm.get_paginator("list_endpoints").paginate(NameContains=f"{naming.PREFIX}-"):
             for e in page["Endpoints"]:
+                if not e["EndpointName"].startswith(f"{naming.PREFIX}-"):
+                    continue  # NameContains also finds `xcs-`: not ours, and ListTags is granted on cs-* only
                 tags = {t["Key"]: t["Value"] for t in self.sm.list_tags(ResourceArn=e["EndpointArn"])["Tags"]}
                 if tags.get(naming.TAG_STORE) != digest:
                     continue  # another store's endpoint, or not ours

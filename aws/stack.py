@@ -114,7 +114,8 @@ def _sub(value: object) -> object:
     if isinstance(value, list):
         return [_sub(v) for v in value]
     if isinstance(value, str) and (any(p in value for p in SUBSTITUTIONS) or PARTITION_ARN.match(value)):
-        out = PARTITION_ARN.sub("arn:${AWS::Partition}:", value)
+        # An IAM policy variable (${aws:username}) reaches IAM as it is written: `${!` is Fn::Sub's escape.
+        out = PARTITION_ARN.sub("arn:${AWS::Partition}:", value.replace("${aws:", "${!aws:"))
         for placeholder, ref in SUBSTITUTIONS.items():
             out = re.sub(rf"\b{placeholder}\b", ref.replace("\\", "\\\\"), out)
         return {"Fn::Sub": out} if "${" in out else out
@@ -161,6 +162,18 @@ BUILD_STATEMENTS = [
     {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
      "Resource": {"Fn::GetAtt": ["BuildLogs", "Arn"]}},
 ]
+
+# SageMaker assumes the execution role only for this account's SageMaker resources in the stack's region: SageMaker
+# Developer Guide, "Cross-service confused deputy prevention", SageMaker AI Inference (real-time, serverless and
+# async hosting): aws:SourceArn `arn:<partition>:sagemaker:<region>:<account>:*` in exactly that form ("do not
+# replace it with the full ARN of a specific model or endpoint"), with aws:SourceAccount (IAM User Guide, "AWS
+# global condition context keys": its account must be the one in aws:SourceArn).
+EXECUTION_ROLE_TRUST = {
+    "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole",
+    "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+                  "ArnLike": {"aws:SourceArn": {
+                      "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:*"}}},
+}
 
 
 def template() -> dict:
@@ -301,9 +314,7 @@ def template() -> dict:
             "ExecutionRole": {
                 "Type": "AWS::IAM::Role",
                 "Properties": {
-                    "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
-                        "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
-                        "Action": "sts:AssumeRole"}]},
+                    "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [EXECUTION_ROLE_TRUST]},
                     "Policies": [{"PolicyName": "comfyui-sagemaker-endpoint",
                                   "PolicyDocument": policy_document("execution-role")}],
                 },

@@ -60,7 +60,7 @@ def put_inputs(store: Store, input_dir: Path, names: Iterable[str], cache: HashC
         result = hashed[str(path)]
         if result.sha256 is None or result.size is None:
             raise InputMissing(f"input file {name}: {result.error}")
-        if not store.has_blob(result.sha256, result.size):
+        if not store.has_blob(result.sha256, result.size, str(path)):
             store.put_blob(result.sha256, str(path))
         out[name] = result.sha256
     return out

@@ -163,7 +163,7 @@ def run_publish(
         written = skipped = 0
         for i, (path, sha, size, label) in enumerate(uploads):
             task.update(current=label, files_done=i)
-            if store.has_blob(sha, size):  # content-addressed and checked: present means identical
+            if store.has_blob(sha, size, path):  # content-addressed and checked: present means identical
                 skipped += 1
                 task.add_bytes(size)
                 continue

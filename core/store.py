@@ -12,12 +12,13 @@ What every implementation promises:
   partly written object.
 - `replace` is compare-and-swap on the ETag returned by `get`/`create`/
   `replace`: it raises PreconditionFailed when the object changed since.
-- `put` overwrites unconditionally (content-addressed blobs, where any
-  writer writes the same bytes).
-- Blobs (`blobs/sha256/<hex>`) are written by `put_blob` only: the bytes that
-  land under a digest are the bytes of that digest, or nothing is written
+- `put` overwrites unconditionally.
+- Blobs (`blobs/sha256/<hex>`) are written by `put_blob` only, once: the bytes
+  that land under a digest are the bytes of that digest, or nothing is written
   (BlobMismatch) — a file changed during a publish never becomes a blob that
-  lies about its content.
+  lies about its content; a blob already there is never overwritten, only
+  deleted and created again by a writer allowed to delete (on S3, a designer)
+  when it is corrupt (BlobCorrupt for the others).
 - Nothing in the store is trusted because of where it lies: whoever can write the store can rewrite a
   blob, so every reader checks the bytes it hands out or uses against their digest
   (`core/v2/blob_reads.py` for reads served from the store, a fetched copy's sha256 elsewhere).
@@ -148,9 +149,11 @@ class Store(ABC):
         otherwise, with nothing left under the key."""
 
     @abstractmethod
-    def has_blob(self, sha256: str, size: int) -> bool:
-        """True if blob `sha256` is present with `size` bytes and, as far as the store can tell
-        (without reading it again and again), with that content: a corrupt blob is replaced."""
+    def has_blob(self, sha256: str, size: int, path: str | None = None) -> bool:
+        """True if blob `sha256` is present with `size` bytes and verified in full to hold that content (not by
+        its size; each verification done once per process); False for a corrupt blob, which `put_blob` then
+        replaces. `path`: the caller's own copy (it hashes to `sha256`), which a store may check against instead
+        of reading the blob back."""
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
         """Up to `length` bytes of the object from byte `start` (fewer at its end, none past it); KeyNotFound

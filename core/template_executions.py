@@ -57,7 +57,7 @@ def store_image(store: Store, data: bytes, temp: scratch.Scratch | None = None) 
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        if not store.has_blob(digest, len(data)):
+        if not store.has_blob(digest, len(data), tmp):
             store.put_blob(digest, tmp)
     finally:
         os.unlink(tmp)

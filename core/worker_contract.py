@@ -31,6 +31,11 @@ REPORTS = "workers/"
 
 # A non-streamed run's coarse progress (ExecutionProgress below): `async/progress/<execution id>.json`.
 PROGRESS_PREFIX = "async/progress/"
+# A non-streamed run's result as its worker made it, created once (`async/results/<execution id>.json`): SageMaker
+# uploads an async response to async/outputs/ with the execution role and no condition, so any environment's code
+# could replace that copy; this one nobody replaces (the execution role may only create it), and callers read it
+# first.
+RESULTS_PREFIX = "async/results/"
 
 
 def report_folder(environment: str) -> str:

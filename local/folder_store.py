@@ -210,10 +210,10 @@ class FolderStore(Store):
         self._remember(sha256, dest)
 
     @_unavailable_on_oserror
-    def has_blob(self, sha256: str, size: int) -> bool:
-        path = self._path(blob_key(sha256))
+    def has_blob(self, sha256: str, size: int, path: str | None = None) -> bool:
+        blob = self._path(blob_key(sha256))  # its own copy is read, not the caller's `path`
         try:
-            st = path.stat()
+            st = blob.stat()
         except (FileNotFoundError, NotADirectoryError):
             return False
         if st.st_size != size:
@@ -221,7 +221,7 @@ class FolderStore(Store):
         with self._verified_lock:
             if _signature(sha256, st) in self._verified:
                 return True
-        if file_sha256(path) != sha256 or _signature(sha256, path.stat()) != _signature(sha256, st):
+        if file_sha256(blob) != sha256 or _signature(sha256, blob.stat()) != _signature(sha256, st):
             return False  # corrupt, tampered with or changed while read: the caller writes it again
         with self._verified_lock:
             self._verified.add(_signature(sha256, st))

@@ -9,8 +9,17 @@ import logging
 import time
 from pathlib import Path
 
+from ..core.errors import StoreUnavailable
 from ..core.fs.hashing import file_sha256
-from ..core.worker_contract import PROGRESS_PREFIX, PROTOCOL_VERSION, ExecutionProgress, WorkerEvent
+from ..core.store import KeyExists
+from ..core.worker_contract import (
+    PROGRESS_PREFIX,
+    PROTOCOL_VERSION,
+    RESULTS_PREFIX,
+    ExecutionProgress,
+    WorkerEvent,
+    WorkerResult,
+)
 from .comfy import PREVIEW_EVENT, ComfyProcess
 from .materialise import safe_relative
 
@@ -36,7 +45,7 @@ def store_file(store, comfy: ComfyProcess, item: dict) -> dict:
     sub = item.get("subfolder") or ""
     path: Path = comfy.folder(folder) / (safe_relative(sub) if sub else "") / safe_relative(item["filename"])
     digest = file_sha256(path)
-    if not store.has_blob(digest, path.stat().st_size):
+    if not store.has_blob(digest, path.stat().st_size, str(path)):
         store.put_blob(digest, str(path))
     return {**item, "sha256": digest, "size": path.stat().st_size}
 
@@ -92,6 +101,23 @@ class AsyncProgress:
             await asyncio.to_thread(self.store.put, self.key, json.dumps(body).encode())
         except Exception as err:  # progress is a courtesy: never fail the run for it
             log.warning("cannot write progress: %s", err)
+
+
+def keep_result(store, execution_id: str, result: WorkerResult) -> bool:
+    """Create the run's result in the store (core/worker_contract.py RESULTS_PREFIX), once. False when another
+    result is already there (someone wrote it before this run ended: the run's answer must not be that one);
+    a store that refuses or fails is logged and the run's answer stands (a caller then reads SageMaker's copy)."""
+    key, data = f"{RESULTS_PREFIX}{execution_id}.json", json.dumps(result).encode()
+    try:
+        store.create(key, data)
+    except KeyExists:
+        try:
+            return store.get(key).data == data  # this run's own earlier attempt
+        except Exception:  # unreadable: not known to be ours
+            return False
+    except StoreUnavailable as err:
+        log.warning("cannot keep the result of %s: %s", execution_id, err)
+    return True
 
 
 def is_file_item(item: object) -> bool:

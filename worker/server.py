@@ -65,7 +65,7 @@ from .coldstart import ColdStart, FirstPromptTimer, StoreReport, human_bytes, no
 from .comfy import ComfyProcess, PromptRejected
 from .devices import Device, DevicesInvalid, plan
 from .materialise import EXTENSION_FOLDER, MaterialiseError, Materialiser, place_input, safe_relative
-from .outputs import AsyncProgress, describe_rejection, store_outputs
+from .outputs import AsyncProgress, describe_rejection, keep_result, store_outputs
 from .pool import ComfyPool, NoComfyUI, QueuedCancelled, Slot
 from .settings import WorkerSettings
 from .volumes import candidates_from, place
@@ -344,6 +344,10 @@ class Worker:
         if response is None:
             failure = result.get("error")
             status = 400 if failure is not None and failure["code"] == "prompt_invalid" else 200
+            if progress is not None and not await asyncio.to_thread(keep_result, self.materialiser.store,
+                                                                    execution_id, result):
+                return error(500, "result_taken", f"another result of execution {execution_id} is already in "
+                             "the store; this run's is not given as its answer")
             return web.json_response(result, status=status)
         await response.write(json.dumps({"type": "result", "data": result}).encode() + b"\n")
         await response.write_eof()

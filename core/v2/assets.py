@@ -177,7 +177,7 @@ class AssetService:
         if expected_hash is not None and expected_hash != "" and parse_hash(expected_hash) != blake3:
             raise HashMismatch(f"the bytes received hash to blake3:{blake3}, not {expected_hash}; nothing was "
                                "stored (the upload was cut or changed on the way)")
-        new = not self.store.has_blob(sha256, size)
+        new = not self.store.has_blob(sha256, size, path)
         if new:
             self.store.put_blob(sha256, path)  # BlobMismatch if the file changed under us
         self.store.put(BY_BLAKE3 + blake3, json.dumps({"sha256": sha256, "size": size}).encode())

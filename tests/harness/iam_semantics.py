@@ -53,6 +53,8 @@ def resolve(value, kms: bool = False):
                                       "comfyui-sagemaker-worker-image:*",
                 }[tuple(value["Fn::GetAtt"])]
     if set(value) == {"Ref"}:
+        if value["Ref"] in REFS:  # AWS::AccountId in the execution role's trust policy
+            return REFS[value["Ref"]]
         return {"KmsKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
                 "AllowedInstanceTypes": list(instance_allowlist.DEFAULT)}[value["Ref"]]
     return {k: resolve(v, kms) for k, v in value.items()}

@@ -22,9 +22,9 @@ MOTO_ALIASES = {"s3:GetObject": ["s3:HeadObject"], "s3:ListBucket": ["s3:ListObj
 
 
 def for_moto(document: dict, tags: dict[str, str] | None = None) -> dict:
-    """moto's names added; and the principal's tags put where the Resource names ${aws:PrincipalTag/<key>},
-    which moto does not substitute (IAM does, for the caller; a Resource whose tag the caller lacks matches
-    nothing, so it is dropped here)."""
+    """moto's names added; conditional Denies it cannot evaluate left out; and the principal's tags put where
+    the Resource names ${aws:PrincipalTag/<key>}, which moto does not substitute (IAM does, for the caller; a
+    Resource whose tag the caller lacks matches nothing, so it is dropped here)."""
     def resource(r: str) -> str | None:
         for key, value in (tags or {}).items():
             r = r.replace("${aws:PrincipalTag/" + key + "}", value)
@@ -35,7 +35,11 @@ def for_moto(document: dict, tags: dict[str, str] | None = None) -> dict:
         resources = [resource(r) for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])]
         return {**s, "Action": actions + [m for a in actions for m in MOTO_ALIASES.get(a, [])],
                 "Resource": [r for r in resources if r is not None] or ["arn:aws:s3:::no-such-resource"]}
-    return {**document, "Statement": [statement(s) for s in document["Statement"]]}
+    # moto treats a condition operator it does not model (all but StringEquals) as met: a Deny conditioned on
+    # s3:if-none-match would refuse every write under it. Such a Deny is held by iam_semantics instead.
+    kept = [s for s in document["Statement"]
+            if s["Effect"] == "Allow" or set(s.get("Condition") or {}) <= {"StringEquals"}]
+    return {**document, "Statement": [statement(s) for s in kept]}
 
 
 @contextmanager

@@ -22,10 +22,10 @@ def held(store: FolderStore):
     started, release = threading.Event(), threading.Event()
     real = store.has_blob
 
-    def slow(sha256, size):
+    def slow(sha256, size, path=None):
         started.set()
         release.wait(300)
-        return real(sha256, size)
+        return real(sha256, size, path)
 
     store.has_blob = slow
     return started, release

@@ -31,10 +31,10 @@ def test_a_model_rewritten_after_hashing_never_becomes_a_blob_under_its_old_dige
     store = FolderStore(tmp_path / "store")
     real = store.has_blob
 
-    def rewrite_first(sha256, size):  # the user's tool rewrites the file between hashing and upload
+    def rewrite_first(sha256, size, path=None):  # the user's tool rewrites the file between hashing and upload
         if sha256 == old:
             (host.root / "models" / "loras" / "a.safetensors").write_bytes(b"b" * 5000)
-        return real(sha256, size)
+        return real(sha256, size, path)
 
     store.has_blob = rewrite_first
     job = publish_and_wait(service(store, host, tmp_path))

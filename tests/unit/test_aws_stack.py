@@ -53,7 +53,7 @@ def _placeholders_back(value):
     text = json.dumps(value).replace("arn:${AWS::Partition}:", "arn:aws:")  # aws/iam/*.json name the commercial one
     for placeholder, ref in stack.SUBSTITUTIONS.items():
         text = text.replace(ref.replace("\\", "\\\\"), placeholder)
-    value = json.loads(text)
+    value = json.loads(text.replace("${!aws:", "${aws:"))  # an IAM policy variable, escaped for Fn::Sub
 
     def unsub(v):
         if v == {"Ref": "AllowedInstanceTypes"}:  # the parameter's default is the file's list

@@ -57,10 +57,10 @@ def test_cancelled_publish_leaves_nothing_and_frees_the_name(tmp_path, host):
     release = threading.Event()
     real_has_blob = store.has_blob
 
-    def slow_has_blob(sha256, size):  # hold the task in its upload phase until cancelled
+    def slow_has_blob(sha256, size, path=None):  # hold the task in its upload phase until cancelled
         started.set()
         release.wait(300)
-        return real_has_blob(sha256, size)
+        return real_has_blob(sha256, size, path)
 
     store.has_blob = slow_has_blob
     task = svc.publish("Env1", include="all", endpoint={"kind": "local"})

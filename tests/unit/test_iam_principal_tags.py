@@ -37,7 +37,7 @@ def test_an_artist_writes_its_own_keys_not_anothers(key):
 
 def test_an_untagged_artist_still_reads_and_shares_blobs():
     artist = stack_policy("artist")
-    assert allows(artist, "s3:PutObject", object_arn("blobs/sha256/" + "0" * 64))
+    assert allows(artist, "s3:PutObject", object_arn("blobs/sha256/" + "0" * 64), {"s3:if-none-match": "*"})
     assert allows(artist, "s3:GetObject", object_arn("templates/index.json"))
 
 

@@ -1,6 +1,8 @@
 """The exact requests the S3 store sends (botocore's Stubber): moto's own
 conditional check is not atomic, so on S3 the race is proven by the headers."""
 
+import io
+
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
@@ -102,7 +104,7 @@ def test_a_blob_carries_its_own_sha256_for_s3_to_check_and_a_mismatch_stores_not
     checksum = base64.b64encode(bytes.fromhex(digest)).decode()
     stub.add_response("put_object", {"ETag": '"e"', "ChecksumSHA256": checksum}, {
         "Bucket": "bkt", "Key": f"pre/blobs/sha256/{digest}", "Body": BodyOf(b"weights"), "ChecksumAlgorithm": "SHA256",
-        "ChecksumSHA256": checksum})
+        "ChecksumSHA256": checksum, "IfNoneMatch": "*"})  # written once
     store.put_blob(digest, str(path))
     stub.add_client_error("put_object", service_error_code="BadDigest", http_status_code=400,
                           service_message="The sha256 you specified did not match the calculated checksum.")
@@ -114,8 +116,6 @@ def test_a_blob_carries_its_own_sha256_for_s3_to_check_and_a_mismatch_stores_not
     ({"ContentLength": 7, "ChecksumSHA256": "full"}, True),
     ({"ContentLength": 7, "ChecksumSHA256": "other"}, False),
     ({"ContentLength": 8, "ChecksumSHA256": "full"}, False),
-    ({"ContentLength": 7, "ChecksumSHA256": "composite-3"}, True),  # multipart: size is all S3 can tell
-    ({"ContentLength": 7}, True),
 ])
 def test_has_blob_asks_for_s3s_checksum(stubbed, head, present):
     import base64
@@ -124,9 +124,34 @@ def test_has_blob_asks_for_s3s_checksum(stubbed, head, present):
     store, stub = stubbed
     digest = hashlib.sha256(b"weights").hexdigest()
     values = {"full": base64.b64encode(bytes.fromhex(digest)).decode(),
-              "other": base64.b64encode(hashlib.sha256(b"x").digest()).decode(), "composite-3": "abc=-3"}
-    if "ChecksumSHA256" in head:
-        head = {**head, "ChecksumSHA256": values[head["ChecksumSHA256"]]}
+              "other": base64.b64encode(hashlib.sha256(b"x").digest()).decode()}
+    head = {**head, "ChecksumSHA256": values[head["ChecksumSHA256"]]}
     stub.add_response("head_object", head, {"Bucket": "bkt", "Key": f"pre/blobs/sha256/{digest}",
                                             "ChecksumMode": "ENABLED"})
     assert store.has_blob(digest, 7) is present
+
+
+@pytest.mark.parametrize("stored, present", [(b"weights", True), (b"weighTs", False)])
+@pytest.mark.parametrize("head", [{"ChecksumSHA256": "abc=-3", "ETag": '"e-3"'}, {"ETag": '"e-3"'}, {"ETag": '"e"'}])
+def test_a_blob_without_a_full_object_checksum_is_read_and_hashed_not_trusted_by_its_size(stubbed, head, stored,
+                                                                                            present):
+    """A multipart blob's SHA-256 is composite (the parts' SHA-256s hashed: S3 User Guide, "Checking object
+    integrity"), and an object put without a checksum has none: with no local copy to compare, the blob is
+    read and hashed, once per ETag."""
+    import hashlib
+
+    from botocore.response import StreamingBody
+
+    store, stub = stubbed
+    digest = hashlib.sha256(b"weights").hexdigest()
+    key = f"pre/blobs/sha256/{digest}"
+    stub.add_response("head_object", {"ContentLength": 7, **head}, {"Bucket": "bkt", "Key": key,
+                                                                    "ChecksumMode": "ENABLED"})
+    stub.add_response("get_object", {"Body": StreamingBody(io.BytesIO(stored), 7)}, {"Bucket": "bkt", "Key": key})
+    assert store.has_blob(digest, 7) is present
+    stub.add_response("head_object", {"ContentLength": 7, **head}, {"Bucket": "bkt", "Key": key,
+                                                                    "ChecksumMode": "ENABLED"})
+    if not present:  # a corrupt blob is looked at again each time (a repair may have replaced it)
+        stub.add_response("get_object", {"Body": StreamingBody(io.BytesIO(stored), 7)}, {"Bucket": "bkt", "Key": key})
+    assert store.has_blob(digest, 7) is present
+    stub.assert_no_pending_responses()
