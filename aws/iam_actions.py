@@ -261,6 +261,7 @@ UNSCOPED: dict[str, str] = {
     "cloudwatch:PutMetricAlarm": "Application Auto Scaling's permissions validation names no alarm",
     "cloudwatch:DeleteAlarms": "Application Auto Scaling's permissions validation names no alarm",
     "cloudwatch:PutMetricData": "takes no resource (Actions, resources, and condition keys for Amazon CloudWatch)",
+    "cloudwatch:GetMetricData": "takes no resource (ibid.)",
     "ecr:GetAuthorizationToken": "takes no resource (Actions, resources, and condition keys for Amazon ECR)",
 }
 # The store's KMS key (placeholder, like STORE_BUCKET) and the statement that grants it, only used through S3.

@@ -136,8 +136,9 @@ def policy_document(name: str) -> dict:
         elif statement.get("Sid") == INSTANCE_TYPES_SID:
             condition = {**statement["Condition"], "ForAllValues:StringLike": {
                 "sagemaker:InstanceTypes": {"Ref": "AllowedInstanceTypes"}}}
-            without_kms.append({**statement, "Condition": condition})
-            with_kms.append({**statement, "Condition": condition})
+            statement = {**_sub({k: v for k, v in statement.items() if k != "Condition"}), "Condition": condition}
+            without_kms.append(statement)
+            with_kms.append(statement)
         else:
             without_kms.append(_sub(statement))
             with_kms.append(_sub(statement))

@@ -100,8 +100,10 @@ def test_a_designer_creates_updates_and_deletes_only_what_the_extension_names():
                           "endpoint": ("CreateEndpoint", "UpdateEndpoint", "DeleteEndpoint", "AddTags",
                                        "UpdateEndpointWeightsAndCapacities")}.items():
         for action in actions:
-            assert allows(designer, f"sagemaker:{action}", f"{SM}:{kind}/{OURS}-v2"), (kind, action)
-            assert not allows(designer, f"sagemaker:{action}", f"{SM}:{kind}/{THEIRS}"), (kind, action)
+            # A new endpoint config names its instance types (the designer policy allows only allowed ones).
+            types = {"sagemaker:InstanceTypes": ["ml.g5.xlarge"]} if action == "CreateEndpointConfig" else {}
+            assert allows(designer, f"sagemaker:{action}", f"{SM}:{kind}/{OURS}-v2", types), (kind, action)
+            assert not allows(designer, f"sagemaker:{action}", f"{SM}:{kind}/{THEIRS}", types), (kind, action)
     # CreateEndpoint and UpdateEndpoint are authorised on the endpoint and on its config (both required
     # resource types): a designer cannot point one of ours at someone else's config.
     assert not allows(designer, "sagemaker:UpdateEndpoint", f"{SM}:endpoint-config/{THEIRS}")
@@ -194,7 +196,11 @@ def requests_of(operation: str, service: str, params: dict) -> list[tuple[str, s
             endpoint = params["ResourceId"].split("/")[1]  # what Application Auto Scaling checks on the target
             out.append((action, f"{SM}:endpoint/{endpoint}", {}))
         elif prefix == "sagemaker":
-            out += [(action, arn, {}) for arn in _sagemaker_resources(operation, params)]
+            # CreateEndpointConfig carries the variants' instance types (Service Authorization Reference:
+            # sagemaker:InstanceTypes), which the designer policy's condition reads.
+            variants = params.get("ProductionVariants", []) if operation == "CreateEndpointConfig" else []
+            context = {"sagemaker:InstanceTypes": [v["InstanceType"] for v in variants]} if variants else {}
+            out += [(action, arn, context) for arn in _sagemaker_resources(operation, params)]
         else:  # application-autoscaling and cloudwatch: "*" (iam_actions.UNSCOPED)
             out.append((action, "*", {}))
     return out
