@@ -136,7 +136,9 @@ def policy_document(name: str) -> dict:
         elif statement.get("Sid") == INSTANCE_TYPES_SID:
             condition = {**statement["Condition"], "ForAllValues:StringLike": {
                 "sagemaker:InstanceTypes": {"Ref": "AllowedInstanceTypes"}}}
-            statement = {**_sub({k: v for k, v in statement.items() if k != "Condition"}), "Condition": condition}
+            rest = _sub({k: v for k, v in statement.items() if k != "Condition"})
+            assert isinstance(rest, dict)
+            statement = {**rest, "Condition": condition}
             without_kms.append(statement)
             with_kms.append(statement)
         else:

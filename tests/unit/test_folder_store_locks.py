@@ -28,7 +28,7 @@ def test_replacing_and_deleting_many_keys_leaves_no_lock_file_per_key(tmp_path):
 def test_writers_of_one_key_still_exclude_each_other(tmp_path):
     """Compare-and-swap under the striped lock: of 8 threads replacing from the same ETag, one wins."""
     store = FolderStore(tmp_path)
-    etag = store.create("k.json", b"0")
+    etag = store.create("k.json", b"before")  # no writer writes these bytes again (ETags are content digests)
     start, results = threading.Barrier(8), []
 
     def write(i):
