@@ -92,3 +92,19 @@ def test_cli_help(how):
     assert r.returncode == 0 and "check-name" in r.stdout
     r = subprocess.run([sys.executable, *how, "check-name", "template", "a_b"], capture_output=True, text=True)
     assert r.returncode == 1 and "invalid_name" in r.stderr
+
+
+def test_the_checkout_tracks_no_symlink_that_leaves_it():
+    """A symlink git tracks is its target's path: one to an absolute path or outside the checkout names a
+    machine's folders and breaks every other clone (the JS tools' node_modules once went in that way)."""
+    listed = subprocess.run(["git", "ls-files", "-s"], cwd=ROOT, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.fail(f"git ls-files failed: {listed.stderr}")
+    leaving = []
+    for line in listed.stdout.splitlines():
+        mode, _, _, path = line.split(None, 3)
+        if mode == "120000":  # a symlink
+            target = (ROOT / path).parent / Path((ROOT / path).readlink())
+            if Path((ROOT / path).readlink()).is_absolute() or ROOT not in target.resolve().parents:
+                leaving.append(path)
+    assert leaving == []
