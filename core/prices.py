@@ -144,7 +144,7 @@ def stack_lines(region: str) -> list[str]:
             f"  S3 store: {usd('s3_gb_month', 3)} per GB-month of models, packs and outputs kept; "
             f"{usd('s3_get_per_1000', 4)} per 1,000 reads",
             f"  ECR worker image: {usd('ecr_gb_month', 2)} per GB-month (an image of ~{IMAGE_GB} GB: "
-            f"{usd('ecr_gb_month', 2, IMAGE_GB)}/month; 10 are kept at most)",
+            f"{usd('ecr_gb_month', 2, IMAGE_GB)}/month; one per build, kept until `aws teardown`)",
             f"  CodeBuild: {usd('codebuild_minute', 3)} per build-minute (a {BUILD_MINUTES}-minute image build: "
             f"{usd('codebuild_minute', 2, BUILD_MINUTES)})",
             f"  CloudWatch Logs: {usd('logs_ingested_gb', 2)} per GB written, {usd('logs_stored_gb_month', 2)} "
