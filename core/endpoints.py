@@ -138,6 +138,11 @@ class Endpoints(ABC):
         again). Nothing by default: a kind whose endpoints live elsewhere has nothing to take back."""
         return None
 
+    def when_settled(self, name: str, done: Callable[[], None]) -> None:
+        """Call `done()` once the deploy of the endpoint under way has settled (ready, or failed and said so);
+        the environment's lease is held until then. At once by default: a kind whose deploy's answer ends it."""
+        done()
+
     def check_ready(self, name: str) -> EndpointView:
         endpoint = self.get(name)
         if endpoint["state"] == STOPPED:

@@ -132,6 +132,14 @@ class EndpointsRouter(Endpoints):
     def cancel(self, name: str, execution_id: str, token: str) -> None:
         self._owner(name).cancel(name, execution_id, token)
 
+    def when_settled(self, name: str, done: Callable[[], None]) -> None:
+        try:
+            owner = self._owner(name)
+        except SageMakerError:  # gone, or its provider cannot answer: nothing to wait for
+            done()
+            return
+        owner.when_settled(name, done)
+
     def adopt(self) -> None:
         """The providers whose endpoints outlive this process (local workers) take them back."""
         for p in self._made_providers():

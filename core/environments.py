@@ -54,6 +54,9 @@ class EndpointHooks:
     remove: Callable[[str], None] = lambda name: None
     state: Callable[[str], str | None] = lambda name: None
     check: Callable[[EndpointConfig], None] = lambda endpoint_config: None  # can this kind be deployed here at all?
+    # settled(name, done): done() once the deploy under way has settled (a local redeploy: traffic moved to the
+    # new worker, or it failed); at once where deploy's answer is the end of it.
+    settled: Callable[[str, Callable[[], None]], None] = lambda name, done: done()
 
 
 def _folder(name: str) -> str:
@@ -263,6 +266,7 @@ class EnvironmentService:
     def _publish_task(self, name: str, plan: Plan, chosen: builtins.list[dict], endpoint: EndpointConfig | None,
                       bind: bool, claimed: bool, lease) -> Callable[[Task], dict]:
         def work(task: Task) -> dict:
+            deployed = False
             try:
                 try:
                     result = publish.run_publish(task, plan, self.store, self.hash_cache, self._write_manifest,
@@ -281,10 +285,10 @@ class EnvironmentService:
                 if endpoint is not None:
                     task.update(phase="deploying")
                     self.hooks.deploy(self.get(name))
+                    deployed = True
                 return result
             finally:
-                if lease is not None and self.leases is not None:
-                    self.leases.release(lease)
+                self._release_when_settled(name, lease, deployed)
                 self.changed()
 
         return work
@@ -295,12 +299,25 @@ class EnvironmentService:
         if manifest.get("endpoint") is None:  # published without a config: the embedded default
             manifest = {**manifest, "endpoint": {"kind": "local"}}
         lease = self.leases.acquire(name, "deploying") if self.leases else None
+        deployed = False
         try:
-            return self.hooks.deploy(manifest)
+            view = self.hooks.deploy(manifest)
+            deployed = True
+            return view
         finally:
-            if lease is not None and self.leases is not None:
-                self.leases.release(lease)
+            self._release_when_settled(name, lease, deployed)
             self.changed()
+
+    def _release_when_settled(self, name: str, lease, deployed: bool) -> None:
+        """The lease covers the whole deploy: released once the endpoint has settled (a local redeploy's switch),
+        at once if nothing was deployed."""
+        if lease is None or self.leases is None:
+            return
+        leases = self.leases
+        if deployed:
+            self.hooks.settled(name, lambda: leases.release(lease))
+        else:
+            leases.release(lease)
 
     def _write_manifest(self, manifest: Manifest) -> int:
         """Create version n+1 exclusively: two publishes never both become n+1. The claim must still be

@@ -9,6 +9,15 @@ Each endpoint keeps `state.json`, its worker's log and its ComfyUI base under
 (`<state dir>/worker-cache`), so a restart downloads nothing. Workers run in
 their own session: they outlive a ComfyUI restart and are re-adopted by pid
 and /status, or restarted when they are gone.
+
+A redeploy while a worker serves (another version, or a version that did not
+deploy before) starts the new worker beside it, as SageMaker updates an
+endpoint: the endpoint is Updating and keeps its serving worker (url, pid,
+secret, version) with the new one in `next`; once that one is ready, traffic
+moves to it in one write of `state.json`, and the old worker is stopped when the
+invocations this process sent it have ended (or after DRAIN_LIMIT_S). A new
+worker that does not start is stopped and the old one serves on, the endpoint
+saying "version N did not deploy (...); still serving version M".
 """
 
 from __future__ import annotations
@@ -28,7 +37,15 @@ from typing import Any, Literal, TypeGuard
 from typing_extensions import Required, TypedDict, Unpack
 
 from ..core.cancel_tokens import TOKEN_FIELD
-from ..core.endpoints import STOPPED, STOPPING, EndpointNotFound, Endpoints, EndpointStateConflict, InvocationFailed
+from ..core.endpoints import (
+    STOPPED,
+    STOPPING,
+    EndpointNotFound,
+    EndpointNotReady,
+    Endpoints,
+    EndpointStateConflict,
+    InvocationFailed,
+)
 from ..core.environments import manifest_key
 from ..core.errors import message_of
 from ..core.fs import scratch
@@ -50,6 +67,7 @@ from ..core.worker_contract import (
     read_stream,
     refusal,
 )
+from .inflight import InFlight, Route
 
 READY_TIMEOUT = 900.0
 STATUS_POLL_IN_SERVICE = 2.0  # s between /status reads once InService (first prompts, ComfyUI restarts)
@@ -60,6 +78,9 @@ CANCEL_TIMEOUT_S = 10.0
 # compares them). Here the CLI is started by the extension's folder (see __main__.py), so the worker runs
 # this very copy's code whether or not a package `comfyui_sagemaker` is installed.
 WORKER_ARGS = ("worker", "serve")
+# How long a replaced worker may go on with this process's invocations before it is stopped anyway: the runs'
+# own time limit (the worker's WORKER_INVOCATION_TIMEOUT, which its process inherits from this one).
+DRAIN_LIMIT_S = float(os.environ.get("WORKER_INVOCATION_TIMEOUT") or 3600)
 
 
 class Report(TypedDict, total=False):
@@ -68,6 +89,23 @@ class Report(TypedDict, total=False):
     phases: list[dict[str, Any]] | None
     activity: str | None
     comfyuis: list[dict[str, Any]] | None
+
+
+class Worker(TypedDict):
+    """A worker process of an endpoint: how to reach it and the secret it asks for."""
+
+    pid: int
+    port: int
+    url: str
+    token: str
+
+
+class NextWorker(Worker):
+    """The worker a redeploy starts beside the serving one, and what it serves once traffic moves to it."""
+
+    version: int
+    manifest_uri: str
+    idle_stop_minutes: int
 
 
 class LocalState(Report, total=False):
@@ -89,6 +127,8 @@ class LocalState(Report, total=False):
     idle_stop_minutes: int  # core/idle_stop.py: 0, never
     stopped_at: str | None
     stopped_by: str | None
+    next: NextWorker | None  # a redeploy's worker while it starts beside the serving one
+    retiring: list[int] | None  # replaced workers finishing this process's runs (pids; stopped on adoption)
 
 
 class LocalChange(Report, total=False):
@@ -117,6 +157,15 @@ def _constant(value: str) -> Callable[[], str]:
     return lambda: value
 
 
+def _header(token: str | None) -> dict[str, str]:
+    return {TOKEN_HEADER: token} if token else {}
+
+
+def _serving(state: LocalState) -> bool:
+    """Whether the endpoint's state says a worker takes its invocations (Updating: the old one, beside `next`)."""
+    return state["state"] in ("InService", "Updating") and bool(state.get("url"))
+
+
 def _alive(pid: int | None) -> TypeGuard[int]:
     if not pid:
         return False
@@ -140,7 +189,10 @@ class LocalEndpoints(Endpoints):
         self.runtime = runtime
         self.on_change = on_change or (lambda endpoint: None)
         self._lock = threading.RLock()
-        self._procs: dict[str, subprocess.Popen] = {}
+        self._procs: dict[int, subprocess.Popen] = {}  # by pid: an endpoint has two workers during a redeploy
+        self._inflight = InFlight()
+        self._settled: dict[str, list[Callable[[], None]]] = {}  # by endpoint: told when its deploy has settled
+        self.drain_limit = DRAIN_LIMIT_S
         self.clock: Callable[[], float] = time.time  # the idle stop's (tests set a fake one)
         self.root.mkdir(parents=True, exist_ok=True)
 
@@ -168,8 +220,7 @@ class LocalEndpoints(Endpoints):
 
     def _headers(self, name: str) -> dict[str, str]:
         state = self._read(name)
-        token = state.get("token") if state else None
-        return {TOKEN_HEADER: token} if token else {}
+        return _header(state.get("token") if state else None)
 
     def _set(self, name: str, **fields: Unpack[LocalChange]) -> LocalState | None:
         """Change a known endpoint's state (None, nothing written, if it has none: deleted meanwhile)."""
@@ -213,24 +264,72 @@ class LocalEndpoints(Endpoints):
         return self.describe(state)
 
     def deploy(self, manifest: Manifest) -> EndpointView:
+        """A first deploy, or one after the worker is gone, starts a worker (Creating). A redeploy while a worker
+        serves starts the new one beside it (Updating; the module's docstring says what follows)."""
         name, version = manifest["name"], manifest["version"]
-        key = manifest_key(name, version)
+        uri = f"{self._store_uri()}/{manifest_key(name, version)}"
+        idle = minutes(manifest.get("endpoint"))
         with self._lock:
             old = self._read(name)
-            if old and old.get("version") == version and old["state"] in ("Creating", "InService") \
-                    and _alive(old.get("pid")):
-                return self.describe(old)
-            if old:
-                self._stop(old)
-            state = self._write({
-                "name": name, "kind": "local", "state": "Updating" if old else "Creating", "environment": name,
-                "version": version, "manifest_uri": f"{self._store_uri()}/{key}", "reason": None,
-                "created_at": (old.get("created_at") if old else None) or now(), "updated_at": now(),
-                "idle_stop_minutes": minutes(manifest.get("endpoint")), "stopped_at": None, "stopped_by": None,
-            })
-            self._start(state)
+            pending = (old.get("next") if old else None) or None
+            serving = old is not None and _serving(old) and self._running(name, old.get("pid"))
+            if old and old.get("version") == version and (
+                    serving or (old["state"] == "Creating" and _alive(old.get("pid")))):
+                if pending is None:
+                    return self.describe(old)
+                self._stop_pid(pending["pid"])  # back to the version that serves: the update is dropped
+                state = self._write({**old, "state": "InService", "reason": None, "next": None, "updated_at": now()})
+                settle = True
+            elif old and serving and pending and pending["version"] == version and \
+                    self._running(name, pending["pid"]):
+                return self.describe(old)  # this very update is under way
+            elif old and serving:
+                if pending:
+                    self._stop_pid(pending["pid"])  # superseded by this one
+                state = self._write({**old, "state": "Updating", "reason": None, "updated_at": now(),
+                                     "next": {**self._spawn(name, version, uri), "version": version,
+                                              "manifest_uri": uri, "idle_stop_minutes": idle}})
+                settle = False
+            else:
+                if old:
+                    self._stop(old)
+                # Creating, not Updating: no worker serves until this one is ready (Updating is a ready state).
+                state = self._write({
+                    "name": name, "kind": "local", "state": "Creating", "environment": name,
+                    "version": version, "manifest_uri": uri, "reason": None,
+                    "created_at": (old.get("created_at") if old else None) or now(), "updated_at": now(),
+                    "idle_stop_minutes": idle, "stopped_at": None, "stopped_by": None, "next": None,
+                    "retiring": None,  # stopped with the old worker
+                })
+                self._start(state)
+                settle = False
+        if state.get("next"):
+            threading.Thread(target=self._watch_next, args=(name, state["next"]["pid"]), daemon=True,
+                             name=f"endpoint-{name}-next").start()
         self.on_change(self.describe(state))
+        if settle:
+            self._settle(name)
         return self.describe(state)
+
+    def when_settled(self, name: str, done: Callable[[], None]) -> None:
+        """`done()` once the endpoint's deploy under way has settled: its worker ready or failed, traffic moved
+        to a redeploy's worker or that worker given up (at once if none is under way). The environment's lease
+        is held until then (core/environments.py)."""
+        with self._lock:
+            state = self._read(name)
+            if state is not None and (state["state"] == "Creating" or state.get("next")):
+                self._settled.setdefault(name.lower(), []).append(done)
+                return
+        done()
+
+    def _settle(self, name: str) -> None:
+        with self._lock:
+            waiting = self._settled.pop(name.lower(), [])
+        for done in waiting:
+            try:
+                done()
+            except Exception:  # one listener's failure never stops the others, nor the watcher
+                continue
 
     def delete(self, name: str) -> None:
         state = self._read(name)
@@ -238,9 +337,10 @@ class LocalEndpoints(Endpoints):
             raise EndpointNotFound(f"no endpoint runs environment {name!r}")
         self._set(name, state="Deleting")
         with self._lock:
-            self._stop(state)
+            self._stop(self._read(name) or state)
             shutil.rmtree(self._dir(name), ignore_errors=True)
         self.on_change({"name": state["name"], "kind": "local", "state": "Deleted"})
+        self._settle(name)
 
     def stop(self, name: str, by: str | None = None) -> EndpointView:
         """The worker stops; the endpoint stays (Stopped), its log and ComfyUI base with it. `by`: who stopped it
@@ -263,8 +363,9 @@ class LocalEndpoints(Endpoints):
             stamp = now()
             state = self._write({**state, "state": STOPPED, "pid": None, "port": None, "url": None,
                                  "token": None, "activity": None, "comfyuis": [], "updated_at": stamp,
-                                 "stopped_at": stamp, "stopped_by": by})
+                                 "stopped_at": stamp, "stopped_by": by, "next": None, "retiring": None})
         self.on_change(self.describe(state))
+        self._settle(name)
         return self.describe(state)
 
     def start(self, name: str) -> EndpointView:
@@ -296,11 +397,18 @@ class LocalEndpoints(Endpoints):
     def invoke(self, name: str, body: Invocation, on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
         import requests  # lazily: importing the extension stays light
 
-        url = self.check_ready(name).get("url") or ""
+        self.check_ready(name)
+        execution_id = body.get("execution_id") if isinstance(body, dict) else None
+        with self._lock:  # the worker is read and counted as one step: a switch of workers comes before or after
+            state = self._read(name)
+            if state is None or not _serving(state) or not state.get("pid"):
+                raise EndpointNotReady(f"endpoint {name} is {state['state'] if state else 'gone'}")
+            route = Route(state["pid"] or 0, state.get("url") or "", state.get("token"))
+            self._inflight.begin(route, execution_id)
         try:
-            with requests.post(url + "/invocations", data=json.dumps(body).encode(), stream=True, timeout=(10, None),
-                               headers={"Content-Type": "application/json", "Accept": "application/x-ndjson",
-                                        **self._headers(name)}) as r:
+            headers = {"Content-Type": "application/json", "Accept": "application/x-ndjson", **_header(route.token)}
+            with requests.post(route.url + "/invocations", data=json.dumps(body).encode(), stream=True,
+                               timeout=(10, None), headers=headers) as r:
                 if r.status_code != 200:
                     return {"execution_id": body.get("execution_id"), "status": "failed", "outputs": {},
                             "error": refusal(r.content, r.status_code)}
@@ -311,6 +419,8 @@ class LocalEndpoints(Endpoints):
         except (requests.RequestException, ValueError) as err:
             self._check_process(name)
             raise InvocationFailed(f"endpoint {name} stopped answering: {err}") from None
+        finally:
+            self._inflight.end(route, execution_id)
         if result is not None:
             return result
         self._check_process(name)
@@ -323,27 +433,35 @@ class LocalEndpoints(Endpoints):
         from ..core.net.http_deadline import request
 
         try:
-            url = self.get(name).get("url")
+            # The worker the run went to: after a redeploy, the old one may still be running it.
+            route = self._inflight.route(execution_id)
+            url, headers = (route.url, _header(route.token)) if route else (self.get(name).get("url"),
+                                                                          self._headers(name))
             if not url:  # stopped or stopping: its worker runs nothing any more
                 return
             request(url + "/invocations", "POST", {"action": "cancel", "execution_id": execution_id,
-                                                   TOKEN_FIELD: token}, self._headers(name), CANCEL_TIMEOUT_S)
+                                                   TOKEN_FIELD: token}, headers, CANCEL_TIMEOUT_S)
         except (OSError, ValueError, HTTPException, EndpointNotFound):
             pass
 
     # processes
 
-    def _start(self, state: LocalState) -> None:
-        folder = self._dir(state["name"])
+    def _base(self, name: str, version: int | None) -> Path:
+        """A worker's ComfyUI base, one per version: a redeploy's worker links its nodes and models beside the
+        serving one's, never under it."""
+        return self._dir(name) / f"base-v{version or 0}"
+
+    def _spawn(self, name: str, version: int | None, manifest_uri: str) -> Worker:
+        folder = self._dir(name)
         port = _free_port()
-        token = state["token"] = secrets.token_urlsafe(32)  # a new worker, a new secret
+        token = secrets.token_urlsafe(32)  # a new worker, a new secret
         env = {
             **os.environ,
-            "SAGEMAKER_MANIFEST_URI": state["manifest_uri"],
+            "SAGEMAKER_MANIFEST_URI": manifest_uri,
             "SAGEMAKER_BIND_TO_PORT": str(port),
             "WORKER_HOST": "127.0.0.1",
             "WORKER_CACHE_DIR": str(self.cache),
-            "WORKER_BASE_DIR": str(folder / "base"),
+            "WORKER_BASE_DIR": str(self._base(name, version)),
             # The designer's cache folder is the only candidate: the worker never moves it (to a /tmp in RAM).
             "WORKER_LOCAL_VOLUMES": str(self.cache),
             "COMFYUI_DIR": str(self.runtime.comfyui_dir),
@@ -357,19 +475,27 @@ class LocalEndpoints(Endpoints):
             "WORKER_COMFYUI_COUNT": os.environ.get("WORKER_COMFYUI_COUNT")
             or ("" if os.environ.get("WORKER_DEVICES") else "1"),
         }
+        folder.mkdir(parents=True, exist_ok=True)
         log = open(folder / "worker.log", "ab")
         proc = subprocess.Popen(worker_command(self.runtime.python, self.runtime.extension_dir), env=env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        self._procs[state["name"].lower()] = proc
-        state.update({"pid": proc.pid, "port": port, "url": f"http://127.0.0.1:{port}"})
+        self._procs[proc.pid] = proc
+        return {"pid": proc.pid, "port": port, "url": f"http://127.0.0.1:{port}", "token": token}
+
+    def _start(self, state: LocalState) -> None:
+        state.update(self._spawn(state["name"], state.get("version"), state["manifest_uri"]))
         self._write(state)
-        threading.Thread(target=self._watch, args=(state["name"], proc.pid), daemon=True,
+        threading.Thread(target=self._watch, args=(state["name"], state["pid"]), daemon=True,
                          name=f"endpoint-{state['name']}").start()
 
     def _stop(self, state: LocalState) -> None:
-        pid = state.get("pid")
-        proc = self._procs.pop(state["name"].lower(), None)
+        """Every worker of the endpoint: the serving one, a redeploy's next one, replaced ones finishing runs."""
+        for pid in [state.get("pid"), (state.get("next") or {}).get("pid"), *(state.get("retiring") or [])]:
+            self._stop_pid(pid)
+
+    def _stop_pid(self, pid: int | None) -> None:
+        proc = self._procs.pop(pid, None) if pid else None
         if _alive(pid):
             try:
                 os.killpg(pid, signal.SIGINT)
@@ -408,6 +534,12 @@ class LocalEndpoints(Endpoints):
         state = self._read(name)
         return state if state and state.get("pid") == pid and state["state"] != "Deleting" else None
 
+    def _pending(self, name: str, pid: int) -> LocalState | None:
+        """The endpoint's state while worker `pid` is its redeploy's next worker (None once it is not)."""
+        state = self._read(name)
+        return state if state and (state.get("next") or {}).get("pid") == pid and \
+            state["state"] not in ("Deleting", STOPPING, STOPPED) else None
+
     @staticmethod
     def _report(status: WorkerReport | None, state: LocalState) -> Report:
         """The worker's report fields that changed since `state` (nothing when /status did not answer)."""
@@ -418,34 +550,45 @@ class LocalEndpoints(Endpoints):
         return fresh if _changed(fresh, state) or fresh["activity"] != state.get("activity") else {}
 
     def _watch(self, name: str, pid: int) -> None:
-        """Creating/Updating -> InService or Failed; then InService -> Failed if the worker dies. The worker's
+        """Creating -> InService or Failed; then InService -> Failed if the worker dies. The worker's
         cold start report (phases, activity, ComfyUIs) is copied into the endpoint as it changes."""
         deadline, reported = time.monotonic() + READY_TIMEOUT, 0.0
-        while (state := self._current(name, pid)) and state["state"] in ("Creating", "Updating"):
+        # Updating without a next worker: a state.json of an earlier version of this extension.
+        while (state := self._current(name, pid)) and (
+                state["state"] == "Creating" or (state["state"] == "Updating" and not state.get("next"))):
             if not self._running(name, pid):
                 self._fail_if_current(name, pid, f"worker exited during start-up; {self._last_lines(name)}")
+                self._settle(name)
                 return
             status = self._status(state.get("url"), self._headers(name))
             report = self._report(status, state)
             if status and status["state"] == "ready":
                 self._set(name, state="InService", reason=None, **report)
+                self._settle(name)
             elif status and status["state"] == "failed":
                 self._set(name, state="Failed", reason=f"{status.get('reason')}; {self._last_lines(name)}", **report)
                 self._stop(state)
+                self._settle(name)
                 return
             elif time.monotonic() > deadline:
                 self._set(name, state="Failed", reason=f"not ready after {READY_TIMEOUT:.0f} s")
+                self._settle(name)
                 return
             elif report and (time.monotonic() - reported >= 0.5 or _changed(report, state)):
                 reported = time.monotonic()  # byte progress: at most twice a second
                 self._merge_report(name, pid, report)
             time.sleep(0.1)
+        self._watch_serving(name, pid)
+
+    def _watch_serving(self, name: str, pid: int) -> None:
+        """While worker `pid` serves: Failed if it dies; its report copied; the idle stop. During a redeploy
+        (`next`) the report shown is the new worker's cold start, and nothing is idle."""
         polled = time.monotonic()
-        while (state := self._current(name, pid)) and state["state"] == "InService":
+        while (state := self._current(name, pid)) and state["state"] in ("InService", "Updating"):
             if not self._running(name, pid):
                 self._fail_if_current(name, pid, f"worker exited; {self._last_lines(name)}")
                 return
-            if time.monotonic() - polled >= STATUS_POLL_IN_SERVICE:
+            if time.monotonic() - polled >= STATUS_POLL_IN_SERVICE and not state.get("next"):
                 polled = time.monotonic()
                 status = self._status(state.get("url"), self._headers(name))
                 report = self._report(status, state)
@@ -455,6 +598,91 @@ class LocalEndpoints(Endpoints):
                     self._stop_idle(name)
                     return
             time.sleep(0.5)
+
+    def _watch_next(self, name: str, pid: int) -> None:
+        """A redeploy's worker, started beside the serving one: ready -> traffic moves to it and the old one is
+        retired; exited, failed or never ready -> it is stopped and the old one serves on."""
+        deadline, reported = time.monotonic() + READY_TIMEOUT, 0.0
+        while (state := self._pending(name, pid)) is not None:
+            nxt = state.get("next") or {}
+            if not self._running(name, pid):
+                self._not_deployed(name, pid, f"its worker exited during start-up; {self._last_lines(name)}")
+                return
+            status = self._status(nxt.get("url"), _header(nxt.get("token")))
+            report = self._report(status, state)
+            if status and status["state"] == "ready":
+                self._switch(name, pid, report)
+                return
+            if status and status["state"] == "failed":
+                self._not_deployed(name, pid, f"{status.get('reason')}; {self._last_lines(name)}")
+                return
+            if time.monotonic() > deadline:
+                self._not_deployed(name, pid, f"not ready after {READY_TIMEOUT:.0f} s")
+                return
+            if report and (time.monotonic() - reported >= 0.5 or _changed(report, state)):
+                reported = time.monotonic()
+                self._merge_next_report(name, pid, report)
+            time.sleep(0.1)
+        if not self._current(name, pid):
+            self._stop_pid(pid)  # superseded, stopped or deleted meanwhile (whoever did so stopped it already)
+
+    def _switch(self, name: str, pid: int, report: Report) -> None:
+        """Traffic moves to the ready next worker in one write; the old one is retired in this thread."""
+        with self._lock:
+            state = self._pending(name, pid)
+            if state is None:
+                return
+            nxt = state.get("next") or {}
+            old = state.get("pid")
+            retiring = [p for p in [*(state.get("retiring") or []), old] if p]
+            state = self._write({
+                **state, **report, "state": "InService", "reason": None, "pid": pid, "port": nxt.get("port"),
+                "url": nxt.get("url"), "token": nxt.get("token"), "version": nxt.get("version"),
+                "manifest_uri": nxt.get("manifest_uri") or state.get("manifest_uri"),
+                "idle_stop_minutes": nxt.get("idle_stop_minutes") or 0, "next": None, "retiring": retiring,
+                "updated_at": now()})
+        self.on_change(self.describe(state))
+        self._settle(name)
+        if old:
+            threading.Thread(target=self._retire, args=(name, old), daemon=True,
+                             name=f"endpoint-{name}-retire").start()
+        self._watch_serving(name, pid)
+
+    def _retire(self, name: str, pid: int) -> None:
+        """A replaced worker: stopped once this process's invocations on it have ended, or after the runs' time
+        limit (self.drain_limit) if some are still going then (a run queued behind many may be one)."""
+        self._inflight.wait_drained(pid, self.drain_limit)
+        self._stop_pid(pid)
+        with self._lock:
+            state = self._read(name)
+            if state is not None and pid in (state.get("retiring") or []):
+                self._write({**state, "retiring": [p for p in state.get("retiring") or [] if p != pid]})
+
+    def _not_deployed(self, name: str, pid: int, why: str) -> None:
+        """The next worker did not start: it is stopped, the serving one goes on, the endpoint says so (in
+        SageMaker's words for a rolled-back update, aws/sagemaker_endpoints.py)."""
+        self._stop_pid(pid)
+        with self._lock:
+            state = self._pending(name, pid)
+            if state is None:
+                return
+            version = (state.get("next") or {}).get("version")
+            serving = _serving(state) and self._running(name, state.get("pid"))
+            reason = f"version {version} did not deploy ({why}); " + (
+                f"still serving version {state.get('version')}" if serving else "and no worker serves")
+            state = self._write({**state, "state": "InService" if serving else "Failed", "reason": reason,
+                                 "next": None, "updated_at": now()})
+        self.on_change(self.describe(state))
+        self._settle(name)
+
+    def _merge_next_report(self, name: str, pid: int, report: Report) -> None:
+        """The new worker's cold start into the endpoint while it starts (what the sidebar shows as Updating)."""
+        with self._lock:
+            state = self._pending(name, pid)
+            if state is None:
+                return
+            state = self._write({**state, **report, "updated_at": now()})
+        self.on_change(self.describe(state))
 
     def idle_due(self, state: LocalState, status: WorkerReport | None) -> bool:
         """Whether the worker has run nothing for the endpoint's idle_stop_minutes (core/idle_stop.py): read in
@@ -488,8 +716,8 @@ class LocalEndpoints(Endpoints):
         self.on_change(self.describe(state))
 
     def _running(self, name: str, pid: int | None) -> bool:
-        proc = self._procs.get(name.lower())
-        if proc is not None and proc.pid == pid:
+        proc = self._procs.get(pid) if pid else None
+        if proc is not None:
             return proc.poll() is None
         return _alive(pid)
 
@@ -507,7 +735,10 @@ class LocalEndpoints(Endpoints):
         return "last log lines: " + " | ".join(lines) if lines else "no log"
 
     def adopt(self) -> None:
-        """After a ComfyUI restart: keep workers that still answer, restart the others."""
+        """After a ComfyUI restart: keep workers that still answer, restart the others. A redeploy's next worker
+        is adopted too: watched on to its switch while the old one serves, or made the endpoint's worker if the
+        old one is gone; replaced workers still finishing runs are stopped (their invokers went with the old
+        process)."""
         for endpoint in self.list():
             state = self._read(endpoint["name"])
             if state is None or state["state"] in ("Deleting", STOPPED):
@@ -516,14 +747,35 @@ class LocalEndpoints(Endpoints):
                 with self._lock:
                     self._stop(state)
                     self._write({**state, "state": STOPPED, "pid": None, "port": None, "url": None, "token": None,
-                                 "activity": None, "comfyuis": [], "updated_at": now()})
+                                 "activity": None, "comfyuis": [], "updated_at": now(), "next": None,
+                                 "retiring": None})
                 continue
-            status = self._status(state.get("url"), self._headers(state["name"])) \
-                if _alive(state.get("pid")) else None
+            for pid in state.get("retiring") or []:
+                self._stop_pid(pid)
+            state["retiring"] = None
+            name, nxt = state["name"], state.get("next")
+            if nxt and not _alive(nxt["pid"]):
+                gone = "its worker was gone when ComfyUI restarted"
+                state.update({"next": None, "reason": f"version {nxt['version']} did not deploy ({gone}); "
+                                                      f"still serving version {state.get('version')}"})
+                nxt = None
+            self._write(state)
+            status = self._status(state.get("url"), self._headers(name)) if _alive(state.get("pid")) else None
             if status and status["state"] == "ready":
-                if state["state"] != "InService":
-                    self._set(state["name"], state="InService", reason=None)
-                threading.Thread(target=self._watch, args=(state["name"], state["pid"]), daemon=True).start()
+                if nxt is None and state["state"] != "InService":
+                    self._set(name, state="InService", reason=None)
+                threading.Thread(target=self._watch, args=(name, state["pid"]), daemon=True).start()
+                if nxt is not None:
+                    threading.Thread(target=self._watch_next, args=(name, nxt["pid"]), daemon=True).start()
+            elif nxt is not None:  # the old worker is gone: the new one becomes the endpoint's, still starting
+                self._stop_pid(state.get("pid"))
+                state.update({"state": "Creating", "reason": None, "pid": nxt["pid"], "port": nxt["port"],
+                              "url": nxt["url"], "token": nxt["token"], "version": nxt["version"],
+                              "manifest_uri": nxt["manifest_uri"], "idle_stop_minutes": nxt["idle_stop_minutes"],
+                              "next": None})
+                self._write(state)
+                threading.Thread(target=self._watch, args=(name, nxt["pid"]), daemon=True).start()
+                self.on_change(self.describe(state))
             elif state["state"] != "Failed" or _alive(state.get("pid")):
                 self._stop(state)
                 state.update({"state": "Creating", "reason": None})
