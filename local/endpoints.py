@@ -303,8 +303,8 @@ class LocalEndpoints(Endpoints):
                 })
                 self._start(state)
                 settle = False
-        if state.get("next"):
-            threading.Thread(target=self._watch_next, args=(name, state["next"]["pid"]), daemon=True,
+        if (started := state.get("next")) is not None:
+            threading.Thread(target=self._watch_next, args=(name, started["pid"]), daemon=True,
                              name=f"endpoint-{name}-next").start()
         self.on_change(self.describe(state))
         if settle:
@@ -484,14 +484,16 @@ class LocalEndpoints(Endpoints):
         return {"pid": proc.pid, "port": port, "url": f"http://127.0.0.1:{port}", "token": token}
 
     def _start(self, state: LocalState) -> None:
-        state.update(self._spawn(state["name"], state.get("version"), state["manifest_uri"]))
+        worker = self._spawn(state["name"], state.get("version"), state["manifest_uri"])
+        state.update({"pid": worker["pid"], "port": worker["port"], "url": worker["url"], "token": worker["token"]})
         self._write(state)
         threading.Thread(target=self._watch, args=(state["name"], state["pid"]), daemon=True,
                          name=f"endpoint-{state['name']}").start()
 
     def _stop(self, state: LocalState) -> None:
         """Every worker of the endpoint: the serving one, a redeploy's next one, replaced ones finishing runs."""
-        for pid in [state.get("pid"), (state.get("next") or {}).get("pid"), *(state.get("retiring") or [])]:
+        nxt = state.get("next")
+        for pid in [state.get("pid"), nxt["pid"] if nxt else None, *(state.get("retiring") or [])]:
             self._stop_pid(pid)
 
     def _stop_pid(self, pid: int | None) -> None:
@@ -537,7 +539,8 @@ class LocalEndpoints(Endpoints):
     def _pending(self, name: str, pid: int) -> LocalState | None:
         """The endpoint's state while worker `pid` is its redeploy's next worker (None once it is not)."""
         state = self._read(name)
-        return state if state and (state.get("next") or {}).get("pid") == pid and \
+        nxt = state.get("next") if state else None
+        return state if state and nxt and nxt["pid"] == pid and \
             state["state"] not in ("Deleting", STOPPING, STOPPED) else None
 
     @staticmethod
@@ -603,12 +606,11 @@ class LocalEndpoints(Endpoints):
         """A redeploy's worker, started beside the serving one: ready -> traffic moves to it and the old one is
         retired; exited, failed or never ready -> it is stopped and the old one serves on."""
         deadline, reported = time.monotonic() + READY_TIMEOUT, 0.0
-        while (state := self._pending(name, pid)) is not None:
-            nxt = state.get("next") or {}
+        while (state := self._pending(name, pid)) is not None and (nxt := state.get("next")) is not None:
             if not self._running(name, pid):
                 self._not_deployed(name, pid, f"its worker exited during start-up; {self._last_lines(name)}")
                 return
-            status = self._status(nxt.get("url"), _header(nxt.get("token")))
+            status = self._status(nxt["url"], _header(nxt["token"]))
             report = self._report(status, state)
             if status and status["state"] == "ready":
                 self._switch(name, pid, report)
@@ -630,16 +632,15 @@ class LocalEndpoints(Endpoints):
         """Traffic moves to the ready next worker in one write; the old one is retired in this thread."""
         with self._lock:
             state = self._pending(name, pid)
-            if state is None:
+            if state is None or (nxt := state.get("next")) is None:
                 return
-            nxt = state.get("next") or {}
             old = state.get("pid")
             retiring = [p for p in [*(state.get("retiring") or []), old] if p]
             state = self._write({
-                **state, **report, "state": "InService", "reason": None, "pid": pid, "port": nxt.get("port"),
-                "url": nxt.get("url"), "token": nxt.get("token"), "version": nxt.get("version"),
-                "manifest_uri": nxt.get("manifest_uri") or state.get("manifest_uri"),
-                "idle_stop_minutes": nxt.get("idle_stop_minutes") or 0, "next": None, "retiring": retiring,
+                **state, **report, "state": "InService", "reason": None, "pid": pid, "port": nxt["port"],
+                "url": nxt["url"], "token": nxt["token"], "version": nxt["version"],
+                "manifest_uri": nxt["manifest_uri"], "idle_stop_minutes": nxt["idle_stop_minutes"],
+                "next": None, "retiring": retiring,
                 "updated_at": now()})
         self.on_change(self.describe(state))
         self._settle(name)
@@ -666,7 +667,8 @@ class LocalEndpoints(Endpoints):
             state = self._pending(name, pid)
             if state is None:
                 return
-            version = (state.get("next") or {}).get("version")
+            nxt = state.get("next")
+            version = nxt["version"] if nxt else None
             serving = _serving(state) and self._running(name, state.get("pid"))
             reason = f"version {version} did not deploy ({why}); " + (
                 f"still serving version {state.get('version')}" if serving else "and no worker serves")
