@@ -4,9 +4,13 @@ tests/unit/test_endpoints_contract.py runs the same behavioural checks on it and
 real worker: the fake cannot drift from the real one. Only tests use it, so it lives here.
 
 As a local endpoint and its worker behave:
-- `deploy` answers Creating (Updating for another version) at once; the endpoint becomes InService in a
-  thread of its own, or when the test says so (`hold_starts`, `ready`, `fail`). stop, start and delete as
-  LocalEndpoints; `on_change(view)` on each change, `{"name", "kind", "state": "Deleted"}` once deleted.
+- `deploy` answers Creating at once; the endpoint becomes InService in a thread of its own, or when the test
+  says so (`hold_starts`, `ready`, `fail`). Another version deployed while it serves answers Updating: the
+  old version goes on serving (its runs, and runs sent meanwhile) until the new one is `ready` (traffic moves:
+  InService on the new version) or `fail`s (InService on the old one, the reason "version N did not deploy
+  (...); still serving version M"). With nothing serving a redeploy is Creating. `when_settled` calls back
+  once a start or an update has ended. stop, start and delete as LocalEndpoints; `on_change(view)` on each
+  change, `{"name", "kind", "state": "Deleted"}` once deleted.
 - `invoke` checks the body and the inputs as the worker does (bad_request; input_missing unless each input
   is a blob in the store) and plays the run as the worker and its ComfyUI do (tests/harness/fake_runs.py:
   ComfyUI's events in their order, output files put in the store by content, the worker's result; the test
@@ -16,8 +20,8 @@ As a local endpoint and its worker behave:
 - `cancel` needs the run's cancel token (core/cancel_tokens.py): a running run is interrupted
   (execution_interrupted, failed `interrupted`), a queued one ends `cancelled` without events, a wrong token
   changes nothing, and a cancel that comes before its invocation is kept for it.
-- The worker dying (`kill`), the endpoint stopped, deleted or redeployed: the invocations in flight raise
-  InvocationFailed; killed, the endpoint is Failed.
+- The worker dying (`kill`), the endpoint stopped or deleted: the invocations in flight raise
+  InvocationFailed; killed, the endpoint is Failed. A redeploy ends none of them.
 
 For tests: `manual = True` makes each run wait for the test's word (FakeRun: emit, progress, executed_node,
 succeed, fail, interrupt, answer, die), `run(execution_id)` / `next_run()` find a run once invoked,
@@ -74,6 +78,7 @@ class FakeEndpoints(Endpoints):
         self._all: list[FakeRun] = []
         self._early: dict[str, str] = {}  # execution id -> digest of a cancel that came before its run
         self._logs: dict[str, list[str]] = {}
+        self._settled: dict[str, list[Callable[[], None]]] = {}
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._closed = threading.Event()
@@ -125,21 +130,49 @@ class FakeEndpoints(Endpoints):
         name, version = manifest["name"], manifest["version"]
         with self._lock:
             old = self._endpoints.get(self._key(name))
-            if old and old["version"] == version and old["state"] in ("Creating", "InService"):
-                return self.describe(old)
-            if old:
-                self._end_runs(name, "the worker was replaced by a deploy")
-            state = {"name": name, "kind": self.kind, "state": "Updating" if old else "Creating", "environment": name,
-                     "version": version, "url": None, "reason": None, "phases": [], "activity": None,
-                     "comfyuis": [], "created_at": (old or {}).get("created_at") or now(), "updated_at": now(),
-                     "starts": (old or {}).get("starts", 0) + 1}
-            self._endpoints[self._key(name)] = state
+            serving = old is not None and old["state"] in ("InService", "Updating") and old.get("url")
+            if old and old["version"] == version and (serving or old["state"] == "Creating"):
+                if not old.get("next"):
+                    return self.describe(old)
+                old.update(state="InService", next=None, reason=None, starts=old["starts"] + 1)  # update dropped
+                view, settled = self.describe(old), True
+            elif old and serving and (old.get("next") or {}).get("version") == version:
+                return self.describe(old)  # this very update is under way
+            elif old and serving:
+                old.update(state="Updating", reason=None, starts=old["starts"] + 1,
+                           next={"version": version}, updated_at=now())
+                view, settled = self.describe(old), False
+            else:
+                if old:
+                    self._end_runs(name, "the worker was replaced by a deploy")
+                old = {"name": name, "kind": self.kind, "state": "Creating", "environment": name,
+                       "version": version, "url": None, "reason": None, "phases": [], "activity": None,
+                       "comfyuis": [], "created_at": (old or {}).get("created_at") or now(), "updated_at": now(),
+                       "starts": (old or {}).get("starts", 0) + 1, "next": None}
+                self._endpoints[self._key(name)] = old
+                view, settled = self.describe(old), False
             self._log(name, f"deploying {name} v{version}")
-            view = self.describe(state)
             self._changed.notify_all()
         self.on_change(view)
-        self._starting(name, state["starts"])
+        if settled:
+            self._settle(name)
+        else:
+            self._starting(name, old["starts"])
         return view
+
+    def when_settled(self, name: str, done: Callable[[], None]) -> None:
+        with self._lock:
+            state = self._endpoints.get(self._key(name))
+            if state is not None and (state["state"] == "Creating" or state.get("next")):
+                self._settled.setdefault(self._key(name), []).append(done)
+                return
+        done()
+
+    def _settle(self, name: str) -> None:
+        with self._lock:
+            waiting = self._settled.pop(self._key(name), [])
+        for done in waiting:
+            done()
 
     def delete(self, name: str) -> None:
         with self._lock:
@@ -151,6 +184,7 @@ class FakeEndpoints(Endpoints):
             self._logs.pop(self._key(name), None)
             self._changed.notify_all()
         self.on_change({"name": state["name"], "kind": self.kind, "state": "Deleted"})
+        self._settle(name)
 
     def stop(self, name: str) -> dict:
         with self._lock:
@@ -159,7 +193,9 @@ class FakeEndpoints(Endpoints):
                 raise EndpointStateConflict(f"endpoint {state['name']} is {state['state'].lower()} already")
             self._end_runs(name, "the endpoint was stopped")
             self._log(name, "stopped")
-        return self._set(name, state=STOPPED, reason=None, url=None, activity=None, comfyuis=[])
+        view = self._set(name, state=STOPPED, reason=None, url=None, activity=None, comfyuis=[], next=None)
+        self._settle(name)
+        return view
 
     def start(self, name: str) -> dict:
         with self._lock:
@@ -235,21 +271,43 @@ class FakeEndpoints(Endpoints):
     # what only tests call
 
     def ready(self, name: str) -> dict:
-        """A held start (hold_starts) ends: InService."""
+        """A held start (hold_starts) ends: InService (on the new version, for an update)."""
         self._log(name, "worker ready in 0.0 s (ComfyUI 0 first; 1 in all)")
-        return self._set(name, state="InService", reason=None, url=f"http://fake.invalid/{self._key(name)}",
+        with self._lock:
+            nxt = self._state(name).get("next")
+            version = nxt["version"] if nxt else self._state(name)["version"]
+            starts = self._state(name)["starts"]
+        view = self._set(name, state="InService", reason=None, version=version, next=None,
+                         url=f"http://fake.invalid/{self._key(name)}/{starts}",
                          comfyuis=[{"index": 0, "state": "ready"}])
+        self._settle(name)
+        return view
 
     def fail(self, name: str, reason: str) -> dict:
-        """The endpoint failed (its worker could not start, or died): Failed with `reason`."""
+        """The endpoint failed (its worker could not start, or died): Failed with `reason`. During an update,
+        the new version's worker failed: the old one serves on, and the endpoint says so."""
         with self._lock:
-            self._end_runs(name, reason)
-        return self._set(name, state="Failed", reason=reason)
+            state = self._state(name)
+            nxt = state.get("next")
+            if not nxt:
+                self._end_runs(name, reason)
+        if nxt:
+            serving = state["state"] in ("InService", "Updating")
+            view = self._set(name, state="InService" if serving else "Failed", next=None,
+                             reason=f"version {nxt['version']} did not deploy ({reason}); " +
+                             (f"still serving version {state['version']}" if serving else "and no worker serves"))
+        else:
+            view = self._set(name, state="Failed", reason=reason)
+        self._settle(name)
+        return view
 
     def kill(self, name: str) -> dict:
         """The worker dies: its runs' invocations fail, the endpoint is Failed (as LocalEndpoints' watcher says)."""
         self._log(name, "killed")
-        return self.fail(name, "worker exited; last log lines: killed")
+        reason = "worker exited; last log lines: killed"
+        with self._lock:
+            self._end_runs(name, reason)
+        return self._set(name, state="Failed", reason=reason)  # a redeploy's worker, if any, starts on
 
     def run(self, execution_id: str, timeout: float = DEADLINE) -> FakeRun:
         """The (last) run of that execution, once it has been invoked."""
@@ -302,7 +360,8 @@ class FakeEndpoints(Endpoints):
         def become_ready() -> None:
             with self._lock:
                 state = self._endpoints.get(self._key(name))
-                if state is None or state["starts"] != starts or state["state"] not in ("Creating", "Updating"):
+                starting = state is not None and (state["state"] == "Creating" or state.get("next"))
+                if not starting or state["starts"] != starts:
                     return  # stopped, deleted or deployed again meanwhile
             self.ready(name)
 

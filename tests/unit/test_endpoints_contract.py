@@ -382,3 +382,33 @@ def test_delete_removes_the_endpoint(provider):
         p.endpoints.delete(other["name"])
     assert other["name"] not in [e["name"] for e in p.endpoints.list()]
     assert p.endpoints.get(p.name)["state"] == "InService"  # the other endpoint is untouched
+
+
+def test_a_redeploy_serves_the_old_version_until_the_new_one_is_ready_and_ends_no_run(provider, signals):
+    p = provider
+    fake = isinstance(p.endpoints, FakeEndpoints)
+    serving = p.endpoints.get(p.name)
+    if fake:
+        p.endpoints.hold_starts = True  # the new version starts when the test says (a real one: when it is up)
+        newer = {**p.manifest, "version": serving["version"] + 1}
+    else:
+        newer = p.publish(p.name)  # the next version of the same environment
+    go = signals()
+    running = Invocation(p, body(held(go), cancel_tokens.new_token()))
+    running.reached("2")
+    try:
+        answer = p.endpoints.deploy(newer)
+        assert answer["state"] == "Updating" and answer["version"] == serving["version"], answer
+        assert answer["url"] == serving["url"]  # the old worker serves meanwhile
+        sent_during = Invocation(p, body(plain()))  # queued behind the held run, on the old worker
+        if fake:
+            p.endpoints.ready(p.name)
+        switched = p.wait_state("InService")
+        assert switched["version"] == newer["version"] and switched["reason"] is None
+        go.touch()
+        assert running.end()["status"] == "succeeded"
+        assert sent_during.end()["status"] == "succeeded"
+        assert p.endpoints.invoke(p.name, body(plain()), lambda e: None)["status"] == "succeeded"
+    finally:
+        if fake:
+            p.endpoints.hold_starts = False
