@@ -120,14 +120,14 @@ class Changes:
 
 
 class Rig:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, monkeypatch: pytest.MonkeyPatch):
         self.tmp = tmp
         self.store = FolderStore(tmp / "store")
         self.worker = tmp / "fake-worker"
         self.worker.mkdir()
         (self.worker / "__main__.py").write_text(FAKE_WORKER)
         self.cancels = tmp / "cancels.ndjson"
-        os.environ["FAKE_CANCELS"] = str(self.cancels)  # the workers inherit this process's environment
+        monkeypatch.setenv("FAKE_CANCELS", str(self.cancels))  # the workers inherit this process's environment
         self.changes = Changes()
         self.endpoints = self.make()
 
@@ -196,8 +196,8 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def rig(tmp_path):
-    rig = Rig(tmp_path)
+def rig(tmp_path, monkeypatch):
+    rig = Rig(tmp_path, monkeypatch)
     rig.endpoints.deploy(rig.publish(1))
     rig.serving(1)
     yield rig
