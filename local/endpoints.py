@@ -26,13 +26,11 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeGuard
+from typing import Any, Literal
 
 from typing_extensions import Required, TypedDict, Unpack
 
@@ -68,6 +66,7 @@ from ..core.worker_contract import (
     refusal,
 )
 from .inflight import InFlight, Route
+from .processes import Processes, alive, free_port
 
 READY_TIMEOUT = 900.0
 STATUS_POLL_IN_SERVICE = 2.0  # s between /status reads once InService (first prompts, ComfyUI restarts)
@@ -145,14 +144,6 @@ def worker_command(python: str, extension_dir: Path) -> list[str]:
     return [python, str(extension_dir), *WORKER_ARGS]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _constant(value: str) -> Callable[[], str]:
     return lambda: value
 
@@ -164,16 +155,6 @@ def _header(token: str | None) -> dict[str, str]:
 def _serving(state: LocalState) -> bool:
     """Whether the endpoint's state says a worker takes its invocations (Updating: the old one, beside `next`)."""
     return state["state"] in ("InService", "Updating") and bool(state.get("url"))
-
-
-def _alive(pid: int | None) -> TypeGuard[int]:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
 
 
 class LocalEndpoints(Endpoints):
@@ -189,7 +170,7 @@ class LocalEndpoints(Endpoints):
         self.runtime = runtime
         self.on_change = on_change or (lambda endpoint: None)
         self._lock = threading.RLock()
-        self._procs: dict[int, subprocess.Popen] = {}  # by pid: an endpoint has two workers during a redeploy
+        self._processes = Processes()  # by pid: an endpoint has two workers during a redeploy
         self._inflight = InFlight()
         self._settled: dict[str, list[Callable[[], None]]] = {}  # by endpoint: told when its deploy has settled
         self.drain_limit = DRAIN_LIMIT_S
@@ -274,7 +255,7 @@ class LocalEndpoints(Endpoints):
             pending = (old.get("next") if old else None) or None
             serving = old is not None and _serving(old) and self._running(name, old.get("pid"))
             if old and old.get("version") == version and (
-                    serving or (old["state"] == "Creating" and _alive(old.get("pid")))):
+                    serving or (old["state"] == "Creating" and alive(old.get("pid")))):
                 if pending is None:
                     return self.describe(old)
                 self._stop_pid(pending["pid"])  # back to the version that serves: the update is dropped
@@ -453,7 +434,7 @@ class LocalEndpoints(Endpoints):
 
     def _spawn(self, name: str, version: int | None, manifest_uri: str) -> Worker:
         folder = self._dir(name)
-        port = _free_port()
+        port = free_port()
         token = secrets.token_urlsafe(32)  # a new worker, a new secret
         env = {
             **os.environ,
@@ -476,12 +457,9 @@ class LocalEndpoints(Endpoints):
             or ("" if os.environ.get("WORKER_DEVICES") else "1"),
         }
         folder.mkdir(parents=True, exist_ok=True)
-        log = open(folder / "worker.log", "ab")
-        proc = subprocess.Popen(worker_command(self.runtime.python, self.runtime.extension_dir), env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        self._procs[proc.pid] = proc
-        return {"pid": proc.pid, "port": port, "url": f"http://127.0.0.1:{port}", "token": token}
+        pid = self._processes.start(worker_command(self.runtime.python, self.runtime.extension_dir), env,
+                                    folder / "worker.log")
+        return {"pid": pid, "port": port, "url": f"http://127.0.0.1:{port}", "token": token}
 
     def _start(self, state: LocalState) -> None:
         worker = self._spawn(state["name"], state.get("version"), state["manifest_uri"])
@@ -495,29 +473,6 @@ class LocalEndpoints(Endpoints):
         nxt = state.get("next")
         for pid in [state.get("pid"), nxt["pid"] if nxt else None, *(state.get("retiring") or [])]:
             self._stop_pid(pid)
-
-    def _stop_pid(self, pid: int | None) -> None:
-        proc = self._procs.pop(pid, None) if pid else None
-        if _alive(pid):
-            try:
-                os.killpg(pid, signal.SIGINT)
-            except OSError:
-                pass
-            deadline = time.monotonic() + 20
-            while _alive(pid) and time.monotonic() < deadline:
-                if proc is not None and proc.poll() is not None:
-                    break
-                time.sleep(0.05)
-            if _alive(pid) and (proc is None or proc.poll() is None):
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        if proc is not None:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
 
     def _status(self, url: str | None, headers: dict[str, str]) -> WorkerReport | None:
         """The worker's /status; None if it does not answer, or answers what cannot be read."""
@@ -718,10 +673,10 @@ class LocalEndpoints(Endpoints):
         self.on_change(self.describe(state))
 
     def _running(self, name: str, pid: int | None) -> bool:
-        proc = self._procs.get(pid) if pid else None
-        if proc is not None:
-            return proc.poll() is None
-        return _alive(pid)
+        return self._processes.running(pid)
+
+    def _stop_pid(self, pid: int | None) -> None:
+        self._processes.stop(pid)
 
     def _check_process(self, name: str) -> None:
         state = self._read(name)
@@ -756,13 +711,13 @@ class LocalEndpoints(Endpoints):
                 self._stop_pid(pid)
             state["retiring"] = None
             name, nxt = state["name"], state.get("next")
-            if nxt and not _alive(nxt["pid"]):
+            if nxt and not alive(nxt["pid"]):
                 gone = "its worker was gone when ComfyUI restarted"
                 state.update({"next": None, "reason": f"version {nxt['version']} did not deploy ({gone}); "
                                                       f"still serving version {state.get('version')}"})
                 nxt = None
             self._write(state)
-            status = self._status(state.get("url"), self._headers(name)) if _alive(state.get("pid")) else None
+            status = self._status(state.get("url"), self._headers(name)) if alive(state.get("pid")) else None
             if status and status["state"] == "ready":
                 if nxt is None and state["state"] != "InService":
                     self._set(name, state="InService", reason=None)
@@ -778,7 +733,7 @@ class LocalEndpoints(Endpoints):
                 self._write(state)
                 threading.Thread(target=self._watch, args=(name, nxt["pid"]), daemon=True).start()
                 self.on_change(self.describe(state))
-            elif state["state"] != "Failed" or _alive(state.get("pid")):
+            elif state["state"] != "Failed" or alive(state.get("pid")):
                 self._stop(state)
                 state.update({"state": "Creating", "reason": None})
                 self._write(state)
