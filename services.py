@@ -152,7 +152,8 @@ class Services:
 
     @cached_property
     def templates(self) -> TemplateService:
-        return TemplateService(self.store, lambda name: bool(versions_of(self.store, name)))
+        return TemplateService(self.store, lambda name: bool(versions_of(self.store, name)),
+                               lambda name: versions_of(self.store, name))
 
     @cached_property
     def tasks(self) -> TaskManager:

@@ -21,6 +21,9 @@ which holds a lease in the store while it lives: a run whose follower was killed
 Other faces (the Comfy API v2, the gateway) follow runs through `listeners` (every event of a run, with
 its execution id) and hand over inputs already in the store (`stored_inputs`); a run may carry a
 `webhook_url`, delivered by `webhooks` (core/webhooks.py) when the run ends, wherever it ends.
+
+A run of a template pinned to an environment version is refused unless the endpoint serves that version
+(core/pinning.py); every face runs templates through `create`, so every face obeys the pin.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import TypedDict, Unpack
 
-from . import cancel_tokens, followers, preflight
+from . import cancel_tokens, followers, pinning, preflight
 from .daemon_pool import DaemonPool
 from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, InvocationFailed
 from .errors import (
@@ -59,7 +62,7 @@ from .inputs import InputMissing, get_inputs, input_path, put_inputs
 from .names import ENVIRONMENT_NAME, TEMPLATE_NAME
 from .records import ExecutionError, ExecutionExtra, ExecutionRecord, ExecutionState, ExecutionSummary
 from .store import DIGEST_RE, KeyNotFound, PreconditionFailed, Store
-from .templates import TemplateService, now
+from .templates import Template, TemplateService, now
 from .unreadable import Unreadable, report
 from .webhooks import pending as pending_webhook
 from .worker_contract import PROTOCOL_VERSION, Invocation, WorkerEvent, WorkerResult
@@ -397,6 +400,7 @@ class ExecutionService:
                 raise BadRequest("template_version must be the version of the template loaded (an integer)")
             version = template_version
         template_name: str | None = None
+        loaded: Template | None = None
         if template is not None:
             template_name = TEMPLATE_NAME.check(template)
             loaded = self.templates.get(template_name)  # TemplateNotFound -> 404
@@ -414,6 +418,8 @@ class ExecutionService:
         # What runs is the version the endpoint serves, not the newest published (not deployed yet, or its deploy
         # failed): the prompt is checked against that version's manifest and the record names it.
         version_run = served if isinstance(served, int) else manifest["version"]
+        if loaded is not None:  # a pinned template runs only on its version (EndpointVersionMismatch: 409)
+            pinning.check_served(loaded, name, version_run, lambda: self.environments.versions(name))
         if version_run != manifest["version"]:
             try:
                 manifest = self.environments.get(name, version_run)

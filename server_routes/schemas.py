@@ -134,6 +134,10 @@ class TemplateUpdate(Shape):
     workflow: Any = doc(GRAPH, None)
     prompt: Any = doc(PROMPT, None)
     version: Any = doc({"type": "integer", "description": "the version you edited: 409 if it has moved on"}, None)
+    environment_version: Any = doc({"type": ["integer", "null"], "minimum": 1, "description": (
+        "pin the template to this version of its environment: its runs go only to an endpoint serving it (else "
+        "409 endpoint_version_mismatch); null follows the newest (the default); a version not published is 404; "
+        "rebinding to another environment unpins")}, None)
 
 
 MAX_WAIT = 3600
