@@ -5,6 +5,7 @@ checked against the installed service model before the Stubber answers."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import boto3
@@ -15,6 +16,7 @@ from botocore.validate import ParamValidator
 from comfyui_sagemaker.aws import deploy_guardrails, naming
 from comfyui_sagemaker.aws.errors import QuotaExceeded
 from comfyui_sagemaker.aws.sagemaker_endpoints import STARTUP_HEALTH_CHECK_S, SageMakerEndpoints
+from comfyui_sagemaker.local.folder_store import FolderStore
 
 pytestmark = pytest.mark.stubber
 
@@ -238,3 +240,19 @@ def test_a_failure_reason_that_names_the_alarm_needs_no_further_call():
 
 def test_the_rollback_alarm_is_the_extensions_and_goes_with_the_endpoint():
     assert ALARM.startswith(f"{naming.PREFIX}-") and ALARM in naming.alarm_names(ENDPOINT)
+
+
+def test_a_start_over_the_quota_is_refused_before_the_endpoint_is_created(cloud, tmp_path):
+    endpoints, stubs, events = cloud
+    sm, sq = stubs["sagemaker"], stubs["service-quotas"]
+    endpoints.store = store = FolderStore(tmp_path / "store")
+    store.put("environments/portraits/versions/v000001.json", json.dumps(
+        {**manifest(version=1, initial=2), "custom_nodes": [], "models": []}).encode())
+    store.put("endpoints/portraits/stopped.json", json.dumps(
+        {"environment": "Portraits", "endpoint_config": v(1), "version": 1}).encode())
+    sm.add_client_error("describe_endpoint", "ValidationException", f'Could not find endpoint "{ENDPOINT}".',
+                        expected_params={"EndpointName": ENDPOINT})
+    quota(sq, 1)
+    with pytest.raises(QuotaExceeded, match="is 1 in us-east-1, and this deploy needs 2 at once"):
+        endpoints.start("Portraits")
+    assert events == [] and json.loads(store.get("endpoints/portraits/stopped.json").data)["version"] == 1
