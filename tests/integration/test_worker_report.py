@@ -52,7 +52,7 @@ def test_a_sagemaker_endpoint_shows_the_report_its_worker_wrote_to_the_store(s3_
     for name, value in moto_server.env().items():
         monkeypatch.setenv(name, value)
     clients = {s: boto3.client(s, region_name="us-east-1") for s in ("sagemaker", "application-autoscaling",
-                                                                      "cloudwatch", "service-quotas")}
+                                                                      "cloudwatch")}
     store = S3Store(store_uri[5:].split("/")[0], "team", "us-east-1", s3_client=s3)
     endpoints = SageMakerEndpoints(store_uri, "arn:aws:iam::123456789012:role/R", "image:1", "us-east-1",
                                    clients=clients, poll_interval=0, store=store)
