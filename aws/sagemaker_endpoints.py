@@ -59,7 +59,7 @@ from ..core.store import KeyNotFound
 from ..core.templates import now
 from ..core.unreadable import Unreadable, load_object, report
 from ..core.worker_contract import Invocation, WorkerEvent, WorkerReport, WorkerResult, read_report, report_folder
-from . import autoscaling, endpoint_states, naming, runtime
+from . import autoscaling, deploy_guardrails, endpoint_states, naming, quotas, runtime
 from .async_watch import AsyncWatch
 from .clients import client
 from .errors import ROLE_ARN, AwsError, AwsNotConfigured, aws_call, translate
@@ -452,6 +452,14 @@ class SageMakerEndpoints(Endpoints):
             raise EndpointConfigInvalid(f"version {manifest['version']} of environment {manifest['name']}: "
                                         f"{err.message}") from None
 
+    def _check_quota(self, instance_type: str, need: int, detail: str, update: bool = False) -> str | None:
+        """Before anything is created: QuotaExceeded when the type's endpoint quota cannot hold `need`
+        instances at once; a warning (returned and logged) when the quota cannot be read."""
+        warning = quotas.check(self._client("service-quotas"), self.region, instance_type, need, detail, update)
+        if warning:
+            log.warning("comfyui-sagemaker: %s", warning)
+        return warning
+
     def _create_version(self, model: dict, config: dict) -> None:
         """The version's model and config; ones left by an earlier try of the same version are reused."""
         from botocore.exceptions import ClientError
@@ -482,6 +490,17 @@ class SageMakerEndpoints(Endpoints):
                 old = self.sm.describe_endpoint_config(EndpointConfigName=existing["EndpointConfigName"])
                 if ("AsyncInferenceConfig" in old) != (_endpoint_config(manifest).get("mode") == "async"):
                     action, reason = "recreate", "recreating: SageMaker cannot switch async and real-time in place"
+        cfg = _endpoint_config(manifest)
+        update = None
+        if action == "update":
+            assert existing is not None
+            current = (existing.get("ProductionVariants") or [{}])[0].get("CurrentInstanceCount", 0)
+            update = deploy_guardrails.plan(endpoint, current, cfg, old["ProductionVariants"][0]["InstanceType"]
+                                            == cfg["instance_type"], STARTUP_HEALTH_CHECK_S)
+            warning = self._check_quota(cfg["instance_type"], update.peak, update.detail, update=True)
+        else:
+            count = cfg["initial_count"]
+            warning = self._check_quota(cfg["instance_type"], count, f"a new fleet of {count}")
         model, config = self.model_request(manifest), self.endpoint_config_request(manifest)
         self._create_version(model, config)
         scaling = self._scaling()
@@ -492,13 +511,17 @@ class SageMakerEndpoints(Endpoints):
             scaling.remove(endpoint)
             self.sm.delete_endpoint(EndpointName=endpoint)
         else:
-            if old["ProductionVariants"][0]["InstanceType"] != _endpoint_config(manifest).get("instance_type"):
+            assert update is not None
+            if old["ProductionVariants"][0]["InstanceType"] != cfg.get("instance_type"):
                 # AWS refuses to change the instance type while autoscaling is registered on the variant.
                 scaling.remove(endpoint)
-            self.sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=config["EndpointConfigName"])
+            deploy_guardrails.put_errors_alarm(self.cloudwatch, endpoint)
+            self.sm.update_endpoint(**deploy_guardrails.update_request(endpoint, config["EndpointConfigName"], update))
         state: EndpointView = {"name": env, "kind": "sagemaker", "environment": env, "endpoint_name": endpoint,
                  "state": {"create": "Creating", "recreate": "Deleting", "update": "Updating"}[action],
                  "version": version, "reason": reason, "updated_at": now()}
+        if warning:
+            state["warning"] = warning
         self.on_change(state)
         self._monitor(manifest, endpoint, recreate=action == "recreate")
         return state
@@ -536,9 +559,7 @@ class SageMakerEndpoints(Endpoints):
                 view = self._view(env, d)
                 if d["EndpointConfigName"] != ours and endpoint_states.of(status).settled and status != "Failed":
                     # SageMaker rolled the update back: the old version serves, ours failed.
-                    why = d.get("FailureReason") or "no reason given"
-                    view["reason"] = (f"version {manifest['version']} did not deploy ({why}); still serving version "
-                                      f"{version_of(d['EndpointConfigName'])}")
+                    view["reason"] = self._rolled_back(manifest["version"], d)
                     self.on_change(view)
                     self._remove_version(ours)
                     return d
@@ -557,6 +578,20 @@ class SageMakerEndpoints(Endpoints):
             self.on_change({"name": env, "kind": "sagemaker", "state": "Failed", "environment": env,
                             "reason": f"following the deploy failed: {message}"})
             return None
+
+    def _rolled_back(self, version: int, d: dict) -> str:
+        """Why the old version still serves: an alarm SageMaker rolled back on (deploy_guardrails), or its
+        FailureReason."""
+        why = d.get("FailureReason") or "no reason given"
+        serving = version_of(d["EndpointConfigName"])
+        try:
+            alarm = deploy_guardrails.rollback_alarm(self.cloudwatch, d)
+        except Exception as err:  # the reason is still said, without the alarm's name
+            log.warning("comfyui-sagemaker: cannot read the rollback alarm of %s: %s", d["EndpointName"], err)
+            alarm = None
+        if alarm:
+            return f"version {version} rolled back by SageMaker (alarm {alarm}: {why}); still serving version {serving}"
+        return f"version {version} did not deploy ({why}); still serving version {serving}"
 
     def _after_in_service(self, manifest: Manifest, endpoint: str, d: dict) -> None:
         cfg = _endpoint_config(manifest)
@@ -681,6 +716,9 @@ class SageMakerEndpoints(Endpoints):
             raise EndpointStateConflict(f"endpoint {record.get('environment') or name} is being started already")
         manifest = self._kept_manifest(name, record)
         self._within_limits(manifest)
+        cfg = _endpoint_config(manifest)
+        count = cfg["initial_count"]
+        warning = self._check_quota(cfg["instance_type"], count, f"a new fleet of {count}")
         if d is None:  # the usual case: SageMaker's delete has ended
             self._create_kept(name, endpoint, record, manifest)
         else:
@@ -699,6 +737,8 @@ class SageMakerEndpoints(Endpoints):
 
             self._in_background(when_gone, f"sagemaker-start-{endpoint}")
         view: EndpointView = {**self._stopped_view(name, record, "Creating"), "reason": None, "updated_at": now()}
+        if warning:
+            view["warning"] = warning
         self.on_change(view)
         return view
 

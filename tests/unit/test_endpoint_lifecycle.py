@@ -81,8 +81,7 @@ class Cloud:
         self.aas.add_response("describe_scalable_targets", {"ScalableTargets": []},
                               {"ServiceNamespace": "sagemaker", "ResourceIds": [naming.resource_id(ENDPOINT)],
                                "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"})
-        self.cw.add_response("delete_alarms", {}, {"AlarmNames": [naming.alarm_name(ENDPOINT),
-                                                                  naming.idle_alarm_name(ENDPOINT)]})
+        self.cw.add_response("delete_alarms", {}, {"AlarmNames": naming.alarm_names(ENDPOINT)})
 
     def versions(self, *ns):
         self.sm.add_response("list_endpoint_configs", {"EndpointConfigs": [
@@ -100,7 +99,7 @@ class Cloud:
 @pytest.fixture
 def cloud(aws_env):
     clients = {s: boto3.client(s, region_name="us-east-1") for s in ("sagemaker", "application-autoscaling",
-                                                                      "cloudwatch")}
+                                                                      "cloudwatch", "service-quotas")}
     stubs = {s: Stubber(c) for s, c in clients.items()}
     for stub in stubs.values():
         stub.activate()
@@ -136,8 +135,10 @@ def test_a_serving_endpoint_is_updated_in_place(cloud, status):
     aws.describe(status)
     aws.config(v(1))
     aws.create_version(2)
+    aws.cw.add_response("put_metric_alarm", {}, None)  # the rollback alarm: tests/unit/test_deploy_guardrails.py
     aws.sm.add_response("update_endpoint", {"EndpointArn": ARN + "e"},
-                        {"EndpointName": ENDPOINT, "EndpointConfigName": v(2)})
+                        {"EndpointName": ENDPOINT, "EndpointConfigName": v(2), "RetainAllVariantProperties": True,
+                         "ExcludeRetainedVariantProperties": ANY, "DeploymentConfig": ANY})
     assert endpoints.deploy(manifest())["state"] == "Updating"
     assert monitored[0][2] is False
 
