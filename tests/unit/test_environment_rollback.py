@@ -5,7 +5,10 @@ each version, when, what changed and which one serves now."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from comfyui_sagemaker import cli
 from comfyui_sagemaker.core.identity import Owner
 from comfyui_sagemaker.core.leases import Leases
 from comfyui_sagemaker.local.folder_store import FolderStore
@@ -178,3 +181,21 @@ def test_the_openapi_document_lists_rollback_and_versions(studio):
     components = studio.designer.get("/sagemaker/openapi.json").json()["components"]["schemas"]
     assert list(components[ref]["properties"]) == ["to"]
     assert "get" in paths["/sagemaker/environments/{name}/versions"]
+
+
+def test_the_cli_rolls_back_through_a_running_comfyui(studio, capsys):
+    three_versions(studio)
+    studio.deploy()
+    url = studio.designer.serve().url
+    assert cli.main(["rollback", "Env1", "--url", url]) == 0
+    assert "goes back to version 2" in capsys.readouterr().out
+    assert studio.fake.wait_state("Env1")["version"] == 2
+    assert cli.main(["rollback", "Env1", "--to", "1", "--url", url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] == 1
+    studio.fake.wait_state("Env1")
+    assert cli.main(["rollback", "Env1", "--to", "9", "--url", url]) == 1
+    assert "error (environment_not_found)" in capsys.readouterr().err
+    assert cli.main(["versions", "Env1", "--url", url]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("v3: ") and "-loras/style.safetensors" in out[0] and "-T1" in out[0]
+    assert out[2].startswith("v1 (serving): ")
