@@ -169,11 +169,13 @@ class Services:
         if self.host is None:
             raise SageMakerError("environments need a running ComfyUI (its nodes and models)")
         e = self.endpoints
-        hooks = EndpointHooks(running=e.running, deploy=e.deploy, remove=e.remove, state=e.state, check=e.check)
+        hooks = EndpointHooks(running=e.running, deploy=e.deploy, remove=e.remove, state=e.state, check=e.check,
+                              view=e.get, rollback=e.rollback)
         return EnvironmentService(self.store, self.templates, self.host, self.tasks, self.hash_cache,
                                   self.config.max_instances, hooks, leases=self.leases,
                                   allowed_instance_types=self.config.allowed_instance_types,
-                                  changed=lambda: self.changes.touch("environments"), temp=self.scratch)
+                                  changed=lambda: self.changes.touch("environments"), temp=self.scratch,
+                                  owner=self.owner)
 
     @cached_property
     def owner(self) -> Owner:

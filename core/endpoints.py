@@ -85,6 +85,12 @@ class Endpoints(ABC):
         """Create the endpoint of `manifest`'s environment, or update it to this version. Returns at once
         (state Creating or Updating); progress arrives as state changes."""
 
+    def rollback(self, manifest: Manifest) -> EndpointView:
+        """Serve `manifest`, an older version of the endpoint's environment, again, reusing what was kept of it
+        (core/environments.py's rollback). Nothing is uploaded: the version's blobs are in the store. By
+        default a deploy of that version (a local worker restarts on it; its blobs are in the worker cache)."""
+        return self.deploy(manifest)
+
     @abstractmethod
     def delete(self, name: str) -> None:
         """Remove the endpoint and everything made for it; idempotent; EndpointNotFound if there is none."""

@@ -98,6 +98,13 @@ class EndpointsRouter(Endpoints):
         return self._owner(name).get(name)
 
     def deploy(self, manifest: Manifest) -> EndpointView:
+        return self._deploy(manifest, rollback=False)
+
+    def rollback(self, manifest: Manifest) -> EndpointView:
+        """Like deploy (an older version of another kind moves the endpoint), by the provider's rollback."""
+        return self._deploy(manifest, rollback=True)
+
+    def _deploy(self, manifest: Manifest, rollback: bool) -> EndpointView:
         endpoint = manifest.get("endpoint")
         if endpoint is None:  # environments deploy only what names an endpoint; said, not a TypeError
             raise SageMakerError(f"environment {manifest['name']} was published without an endpoint")
@@ -108,7 +115,8 @@ class EndpointsRouter(Endpoints):
                     p.delete(manifest["name"])
                 except (EndpointNotFound, EndpointsNotConfigured):  # a provider that cannot work made no endpoint
                     pass
-        return self.provider(kind).deploy(manifest)
+        provider = self.provider(kind)
+        return provider.rollback(manifest) if rollback else provider.deploy(manifest)
 
     def delete(self, name: str) -> None:
         self._owner(name).delete(name)

@@ -201,6 +201,7 @@ class Manifest(ManifestContent):
     size: NotRequired[int]
     notes: NotRequired[list[str]]
     created_at: NotRequired[str]
+    published_by: NotRequired[OwnerJson | None]  # the ComfyUI that published it (absent in older versions)
 
 
 # endpoints

@@ -178,6 +178,23 @@ class EnvironmentPublish(Shape):
                                       "first template's), or false/null for none"}, None)
 
 
+class EnvironmentRollback(Shape):
+    """The body of a rollback (optional: `?to=` says the same; an empty body takes the default)."""
+
+    MESSAGES: ClassVar[dict[str, str]] = {"to": "to must be a version number (a whole number from 1)"}
+    to: int | None = Field(None, ge=1, le=999_999, description="the version to serve again (default: the one "
+                                                               "before the version the endpoint serves)")
+
+
+class EnvironmentVersions(TypedDict):
+    """An environment's history: its versions newest first (who published each, when, what changed against the
+    one before: packs, models, templates), and the version its endpoint serves (null without an endpoint)."""
+
+    name: str
+    serving: int | None
+    versions: list[dict[str, Any]]
+
+
 class EndpointCreate(Shape):
     MESSAGE: ClassVar[str | None] = "send {environment: <name>}: the endpoint runs that environment's latest version"
     MESSAGES: ClassVar[dict[str, str]] = {"environment": "environment must be an environment name"}
@@ -269,6 +286,11 @@ class EnvironmentQuery(Query):
     # the bounds inside: pydantic cannot put them on a number that may be None once a validator wraps it
     version: Annotated[int, Field(ge=1, le=999_999), BeforeValidator(_digits)] | None = Field(
         None, description="default: the latest")
+
+
+class EnvironmentRollbackQuery(Query):
+    to: Annotated[int, Field(ge=1, le=999_999), BeforeValidator(_digits)] | None = Field(
+        None, description="the version to serve again (default: the one before the version the endpoint serves)")
 
 
 class EnvironmentDeleteQuery(Query):

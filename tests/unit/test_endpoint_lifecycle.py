@@ -162,8 +162,7 @@ def test_a_failed_endpoint_is_recreated_on_the_next_publish(cloud, status):
                         {"EndpointName": ENDPOINT, "EndpointConfigName": v(2), "Tags": ANY})
     aws.describe("Creating", v(2))
     aws.describe("InService", v(2))
-    aws.versions(1, 2)
-    aws.remove_version(1)
+    aws.versions(1, 2)  # v1's config and model are kept for a rollback (KEPT_VERSIONS)
     assert endpoints.settle(m, e, recreate=True)["EndpointStatus"] == "InService"
     assert [ev["state"] for ev in events] == ["Deleting", "Creating", "InService"]
 
@@ -196,8 +195,7 @@ def test_an_update_sagemaker_rolled_back_is_reported_and_only_the_new_version_re
 def test_update_rollback_failed_is_settled_and_still_serves(cloud):
     endpoints, aws, events, _ = cloud
     aws.describe("UpdateRollbackFailed", v(2), reason="mixed")
-    aws.versions(1, 2)
-    aws.remove_version(1)
+    aws.versions(1, 2)  # v1 is kept for a rollback (KEPT_VERSIONS): nothing removed
     assert endpoints.settle(manifest(), ENDPOINT)["EndpointStatus"] == "UpdateRollbackFailed"
     aws.describe("UpdateRollbackFailed", v(2))
     assert endpoints.check_ready("Portraits")["state"] == "UpdateRollbackFailed"

@@ -338,7 +338,8 @@ def test_update_changing_instance_type_deregisters_autoscaling_first(stubbed):
     )
     state = endpoints.deploy(manifest(version=2, instance_type="ml.g5.xlarge", mode="realtime"))
     assert state["state"] == "Updating"
-    # Once InService: autoscaling comes back, and version 1's config and model are removed.
+    # Once InService: autoscaling comes back; version 1's config and model are kept (KEPT_VERSIONS, for a
+    # rollback: tests/unit/test_sagemaker_rollback.py).
     v1, v2 = f"{ENDPOINT}-v1", f"{ENDPOINT}-v2"
     sm.add_response("describe_endpoint", described("InService", v2), {"EndpointName": ENDPOINT})
     sm.add_response(
@@ -364,8 +365,6 @@ def test_update_changing_instance_type_deregisters_autoscaling_first(stubbed):
         },
         {"NameContains": f"{ENDPOINT}-v"},
     )
-    sm.add_response("delete_endpoint_config", {}, {"EndpointConfigName": v1})
-    sm.add_response("delete_model", {}, {"ModelName": v1})
     endpoints.settle(manifest(version=2, instance_type="ml.g5.xlarge", mode="realtime"), ENDPOINT)
 
 

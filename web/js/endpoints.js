@@ -1,9 +1,11 @@
 // @ts-check
 // The sidebar's "Endpoints" section: every endpoint (a local worker, a SageMaker endpoint) with its state,
 // the environment version it serves, its instances, what it is doing while it starts (the worker's own
-// activity and cold start steps), its log, and Stop / Start, which keep the environment. States arrive as
-// "sagemaker.endpoint" events; while an endpoint starts, the section reads it every second for its steps.
+// activity and cold start steps), its log, Stop / Start, which keep the environment, and Rollback to the
+// version before the one it serves. States arrive as "sagemaker.endpoint" events; while an endpoint starts, the
+// section reads it every second for its steps.
 import { call, onServerEvent, toast, toastError } from "./api.js";
+import { openDialog } from "./dialog.js";
 import { el } from "./dom.js";
 import { formatBytes, formatDuration, timeAgo } from "./format.js";
 import { idleText } from "./idle_stop.js";
@@ -26,6 +28,12 @@ onShared("endpoints", () => {
 });
 
 const endpointPath = (name) => `/endpoints/${encodeURIComponent(name)}`;
+const environmentPath = (name) => `/environments/${encodeURIComponent(name)}`;
+// What happens to the runs in flight when it goes back, as each kind does it.
+const IN_FLIGHT = {
+  sagemaker: "Runs in flight finish on the version they started on; new runs go to the older one.",
+  local: "The worker restarts on the older version: a run in flight on it now ends, as with a deploy.",
+};
 
 function stateClass(state) {
   if (state === "InService") return "sagemaker-state-ok";
@@ -70,7 +78,7 @@ class EndpointsSection extends Section {
     this.logs = new Map(); // name -> text of its open log
     this.timer = undefined;
     this.list = el("div", { class: "sagemaker-endpoint-list", "data-testid": "sagemaker-endpoints-list" });
-    this.root.append(this.list);
+    this.root.append(this.slot, this.list);
   }
 
   read() {
@@ -165,6 +173,18 @@ class EndpointsSection extends Section {
                 "Start",
               )
             : null,
+          e.version > 1 && !STARTING.has(e.state) && e.state !== "Stopping"
+            ? el(
+                "button",
+                {
+                  class: "sagemaker-button",
+                  title: "Serve the version before this one again (what was kept of it is reused: nothing is uploaded)",
+                  "data-testid": "sagemaker-endpoint-rollback",
+                  onclick: () => this.confirmRollback(e),
+                },
+                "Rollback",
+              )
+            : null,
         ];
     return el(
       "div",
@@ -252,6 +272,37 @@ class EndpointsSection extends Section {
       if (this.logs.has(name)) this.logs.set(name, `Could not read the log: ${err.message}`);
     }
     if (draw) this.draw();
+  }
+
+  // Asks first, naming the version it goes back to: the newest readable one before the version it serves.
+  async confirmRollback(e) {
+    let target;
+    try {
+      const { versions } = await call("GET", `${environmentPath(e.name)}/versions`);
+      target = versions.find((v) => v.version < e.version && !v.problem)?.version;
+    } catch (err) {
+      toastError(`Could not read the versions of ${e.name}`, err);
+      return;
+    }
+    if (!target) {
+      toast("info", "Nothing to roll back to", `${e.name} serves v${e.version}, its oldest version`);
+      return;
+    }
+    openDialog(this.slot, {
+      title: `Roll back ${e.name} to version ${target}?`,
+      body: el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-endpoint-rollback-note" }, [
+        `It serves v${e.version} now; v${target} comes back from what was kept, nothing is uploaded. `,
+        IN_FLIGHT[e.kind] ?? "",
+      ]),
+      okLabel: `Roll back to v${target}`,
+      testid: "sagemaker-endpoint-rollback-dialog",
+      onOk: async () => {
+        const view = await call("POST", `${environmentPath(e.name)}/rollback`, { to: target });
+        if (view?.name) this.endpoints.set(view.name, { ...this.endpoints.get(view.name), ...view });
+        toast("success", "Rolling back", `${e.name} to v${target}`);
+        this.draw();
+      },
+    });
   }
 
   async act(e, action, button) {
