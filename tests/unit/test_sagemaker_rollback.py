@@ -9,7 +9,7 @@ from datetime import datetime
 
 import boto3
 import pytest
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from comfyui_sagemaker.aws import naming
 from comfyui_sagemaker.aws.sagemaker_endpoints import KEPT_VERSIONS, SageMakerEndpoints
 
@@ -39,12 +39,28 @@ def stubbed(aws_env):
     stub.activate()
     events: list[dict] = []
     # every client the provider may make is given: none is made (and cached for the process) here
-    clients = {"sagemaker": sm, **{s: boto3.client(s, region_name="us-east-1")
-                                   for s in ("application-autoscaling", "cloudwatch", "logs")}}
+    # Quotas unanswered (a warning, aws/quotas.py); the update's rollback alarm put on CloudWatch (its request
+    # is held by tests/unit/test_deploy_guardrails.py).
+    cw = boto3.client("cloudwatch", region_name="us-east-1")
+    alarms = Stubber(cw)
+    alarms.activate()
+    clients = {"sagemaker": sm, "cloudwatch": cw, **{s: boto3.client(s, region_name="us-east-1")
+                                                     for s in ("application-autoscaling", "logs", "service-quotas")}}
     endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", events.append, clients, poll_interval=0)
     endpoints._monitor = lambda m, e, recreate=False: None  # the test drives settle() itself
+    stub.alarms = alarms
     yield endpoints, stub, events
     stub.assert_no_pending_responses()
+    alarms.assert_no_pending_responses()
+
+
+def updated_to(stub, version: int) -> None:
+    """The update in place to `version`'s config: its rollback alarm, then UpdateEndpoint with the guardrails
+    (tests/unit/test_deploy_guardrails.py holds their exact shape; here the config it names)."""
+    stub.alarms.add_response("put_metric_alarm", {}, None)
+    stub.add_response("update_endpoint", {"EndpointArn": ARN + "endpoint/e"},
+                      {"EndpointName": ENDPOINT, "EndpointConfigName": v(version), "RetainAllVariantProperties": True,
+                       "ExcludeRetainedVariantProperties": ANY, "DeploymentConfig": ANY})
 
 
 def described(config: str, status: str = "InService") -> dict:
@@ -70,8 +86,7 @@ def test_a_kept_version_is_one_update_endpoint_to_its_config_and_nothing_is_crea
     endpoints, stub, events = stubbed
     stub.add_response("describe_endpoint_config", config(v(2)), {"EndpointConfigName": v(2)})  # kept
     serving_v3(stub)
-    stub.add_response("update_endpoint", {"EndpointArn": ARN + "endpoint/e"},
-                      {"EndpointName": ENDPOINT, "EndpointConfigName": v(2)})
+    updated_to(stub, 2)
     view = endpoints.rollback(manifest(2))
     assert view["state"] == "Updating" and view["version"] == 2 and events[-1]["version"] == 2
 
@@ -89,8 +104,7 @@ def test_a_version_whose_config_is_gone_is_made_again_from_its_manifest(stubbed)
     stub.add_response("create_model", {"ModelArn": ARN + "model/m"}, model)
     stub.add_response("create_endpoint_config", {"EndpointConfigArn": ARN + "endpoint-config/c"},
                       endpoints.endpoint_config_request(manifest(1)))
-    stub.add_response("update_endpoint", {"EndpointArn": ARN + "endpoint/e"},
-                      {"EndpointName": ENDPOINT, "EndpointConfigName": v(1)})
+    updated_to(stub, 1)
     assert endpoints.rollback(manifest(1))["version"] == 1
 
 
