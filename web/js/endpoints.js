@@ -5,6 +5,8 @@
 // "sagemaker.endpoint" events; while an endpoint starts, the section reads it every second for its steps.
 import { call, onServerEvent, toast, toastError } from "./api.js";
 import { el } from "./dom.js";
+import { comfyuisText, comfyuisTitle } from "./endpoint_busy.js";
+import { knownRun } from "./executions.js";
 import { formatBytes, formatDuration, timeAgo } from "./format.js";
 import { idleText } from "./idle_stop.js";
 import { onShared } from "./live.js";
@@ -137,6 +139,7 @@ class EndpointsSection extends Section {
     const doing = doingText(e);
     const idle = idleText(e);
     const phases = (e.phases ?? []).map(phaseText).join(" · ");
+    const busy = comfyuisText(e, knownRun);
     const log = this.logs.get(e.name);
     const actions = this.artist
       ? []
@@ -200,6 +203,9 @@ class EndpointsSection extends Section {
             : null,
         ]),
         doing ? el("div", { class: "sagemaker-endpoint-doing", "data-testid": "sagemaker-endpoint-activity" }, doing) : null,
+        busy
+          ? el("div", { class: "sagemaker-endpoint-busy", title: comfyuisTitle(e), "data-testid": "sagemaker-endpoint-comfyuis" }, busy)
+          : null,
         phases
           ? el(
               "div",

@@ -80,6 +80,9 @@ export function executionCreated(execution) {
   announce(execution.id); // its failure may have been heard before this answer
 }
 
+// A run this page has seen (its latest summary), or undefined: the Endpoints section names the run a ComfyUI is busy with.
+export const knownRun = (id) => records.get(id);
+
 // The live run this page queued under ComfyUI's prompt_id, or null.
 export function liveRunOf(promptId) {
   for (const id of queuedHere) {
