@@ -62,7 +62,7 @@ from .store import DIGEST_RE, KeyNotFound, PreconditionFailed, Store
 from .templates import TemplateService, now
 from .unreadable import Unreadable, report
 from .webhooks import pending as pending_webhook
-from .worker_contract import PROTOCOL_VERSION, Invocation, WorkerEvent, WorkerResult
+from .worker_contract import PROTOCOL_VERSION, RESTARTED, Invocation, WorkerEvent, WorkerResult
 
 if TYPE_CHECKING:
     from .environments import EnvironmentService
@@ -591,8 +591,21 @@ class ExecutionService:
                 self._to_page(record, "execution_error", page_error(record["prompt_id"], error))
         with self._lock:
             self._relayed.pop(record["id"], None)
+        self._restarted(record, error)
         self._update(record, state=status, finished_at=now(), outputs=outputs, error=error,
                      timings=result.get("timings"))
+
+    def _restarted(self, record: ExecutionRecord, error: ExecutionError | None) -> None:
+        """A cancelled run's worker restarted its ComfyUI to stop it (a node that ignores interrupts): the record
+        says so after who cancelled it, "cancelled by Ann (ComfyUI restarted to stop node X)"."""
+        if error is None or record["state"] != "cancelled" or error.get("code") != "cancelled":
+            return
+        message, ended = str(error.get("message") or ""), record.get("error")
+        if not ended or not message.startswith(f"cancelled ({RESTARTED}") or RESTARTED in str(ended.get("message")):
+            return
+        why = message.removeprefix("cancelled ")  # "(ComfyUI restarted to stop node X)"
+        self._update(record, state="cancelled",
+                     error={**ended, "message": f"{ended.get('message') or 'cancelled'} {why}"})
 
     def _ended_elsewhere(self, record: ExecutionRecord) -> None:
         """Take the stored end of a run someone ended through the store (a cancel, a Stop) before this process's

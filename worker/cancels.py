@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from ..core.cancel_tokens import MARKER_BYTES, digest_of, is_digest, matches, token_in_marker
 from ..core.executions import CANCEL_PREFIX, ID_RE
+from ..core.worker_contract import RESTARTED
 
 MAX_ID = 128  # characters of an execution id (the extension's are 43)
 MAX_EARLY = 256
@@ -44,8 +45,7 @@ class Execution:
     restarted: str | None = None  # set when its ComfyUI was restarted to stop it: what the run ends with
 
     def restart_message(self) -> str:
-        return f"cancelled (ComfyUI restarted to stop node {self.node})" if self.node else \
-            "cancelled (ComfyUI restarted to stop it)"
+        return f"cancelled ({RESTARTED} node {self.node})" if self.node else f"cancelled ({RESTARTED} it)"
 
 
 class CancelBook:

@@ -80,3 +80,22 @@ def test_a_designers_cancel_of_someone_elses_run_tells_the_owner_who(team):
     own = start(fake, ben, "ben-page", queued=True)  # the cancelled run may still hold the endpoint
     assert ben.post(f"/sagemaker/executions/{own['execution_id']}/cancel").status_code == 200
     assert ben.wait(own["execution_id"])["error"] == {"code": "cancelled", "message": "cancelled by the user"}
+
+
+def test_a_cancel_the_worker_had_to_restart_its_comfyui_for_says_so_in_the_record(team):
+    """worker/cancels.py: a node that ignores interrupts gets its ComfyUI restarted, and the worker answers
+    "cancelled (ComfyUI restarted to stop node X)": the record keeps who cancelled it and adds that."""
+    fake, _, ben = team
+    fake.manual = True  # the worker's answer is the test's word
+    cancels: list[str] = []
+    fake.cancel = lambda name, execution_id, token: cancels.append(execution_id)  # the worker takes its time
+    own = start(fake, ben, "ben-page")
+    run = fake.run(own["execution_id"])
+    assert ben.post(f"/sagemaker/executions/{own['execution_id']}/cancel").status_code == 200
+    assert cancels == [own["execution_id"]]
+    run.answer({"status": "failed", "outputs": {},
+                "error": {"code": "cancelled", "message": "cancelled (ComfyUI restarted to stop node SMTestStuck)"}})
+    record = ben.wait(own["execution_id"])
+    assert record["state"] == "cancelled"
+    assert record["error"] == {"code": "cancelled",
+                               "message": "cancelled by the user (ComfyUI restarted to stop node SMTestStuck)"}
