@@ -65,7 +65,7 @@ from .store import DIGEST_RE, KeyNotFound, PreconditionFailed, Store
 from .templates import Template, TemplateService, now
 from .unreadable import Unreadable, report
 from .webhooks import pending as pending_webhook
-from .worker_contract import PROTOCOL_VERSION, Invocation, WorkerEvent, WorkerResult
+from .worker_contract import PROTOCOL_VERSION, RESTARTED, Invocation, WorkerEvent, WorkerResult
 
 if TYPE_CHECKING:
     from .environments import EnvironmentService
@@ -166,6 +166,11 @@ def new_id(instance: str = "") -> str:
     """<UTC time to the microsecond>-<8 random hex digits>[-<instance id of the ComfyUI that made it>]."""
     made = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:8]
     return f"{made}-{instance}" if instance else made
+
+
+def who(owner: Owner) -> str:
+    """A person as runs name them: the ComfyUI's display name, with its --multi-user user if any."""
+    return f"{owner.name} ({owner.user})" if owner.user else owner.name
 
 
 def endpoint_of(record: ExecutionRecord) -> str:
@@ -585,13 +590,45 @@ class ExecutionService:
         if status == "succeeded" and record["state"] not in FINAL:
             self._finish_events(record, outputs)
         if status == "failed" and record["state"] not in FINAL:
+            self._ended_elsewhere(record)  # a designer's cancel or Stop broke the run: their end stands
+        if status == "failed" and record["state"] not in FINAL:
             if not error or error.get("code") not in ("node_error", "interrupted"):
                 # The worker never said why in ComfyUI's words: tell the page, so it stops "running".
                 self._to_page(record, "execution_error", page_error(record["prompt_id"], error))
         with self._lock:
             self._relayed.pop(record["id"], None)
+        self._restarted(record, error)
         self._update(record, state=status, finished_at=now(), outputs=outputs, error=error,
                      timings=result.get("timings"))
+
+    def _restarted(self, record: ExecutionRecord, error: ExecutionError | None) -> None:
+        """A cancelled run's worker restarted its ComfyUI to stop it (a node that ignores interrupts): the record
+        says so after who cancelled it, "cancelled by Ann (ComfyUI restarted to stop node X)"."""
+        if error is None or record["state"] != "cancelled" or error.get("code") != "cancelled":
+            return
+        message, ended = str(error.get("message") or ""), record.get("error")
+        if not ended or not message.startswith(f"cancelled ({RESTARTED}") or RESTARTED in str(ended.get("message")):
+            return
+        why = message.removeprefix("cancelled ")  # "(ComfyUI restarted to stop node X)"
+        self._update(record, state="cancelled",
+                     error={**ended, "message": f"{ended.get('message') or 'cancelled'} {why}"})
+
+    def _ended_elsewhere(self, record: ExecutionRecord) -> None:
+        """Take the stored end of a run someone ended through the store (a cancel, a Stop) before this process's
+        watch saw it: the failure it caused is not told to the page as ComfyUI's error."""
+        try:
+            got = self.records.read(record["id"])
+        except (ExecutionCorrupt, KeyNotFound, OSError, SageMakerError):
+            return
+        if got is None or got[0].get("state") not in FINAL:
+            return
+        stored, etag = got
+        with self._lock:
+            record.update({"state": stored["state"], "finished_at": stored.get("finished_at"),
+                           "error": stored.get("error")})
+            self._etags[record["id"]] = etag
+        self._stop(record, was_running=False)  # as the watch does: the page's canvas stops, interrupted
+        self.send("sagemaker.execution", self.summary(record), None)
 
     def _finished(self, record: ExecutionRecord) -> None:
         with self._lock:
@@ -623,14 +660,45 @@ class ExecutionService:
         if record["state"] in FINAL:
             raise Conflict(f"execution {execution_id} is {record['state']}; only a queued or running one can be "
                            "cancelled")
+        by = who(self.owner_for(user))
+        # Someone else's: the owner's page names who (web/js/run_notices.js).
+        error: ExecutionError | None = None if self.is_mine(record, user) else \
+            {"code": "cancelled", "message": f"cancelled by {by}", "by": by}
+        return self._end(record, error, user)
+
+    def end_runs_on(self, endpoint: str, user: str | None = None) -> int:
+        """Before a person stops `endpoint` (the caller checked they may): its runs in flight, everyone's, end
+        "stopped by <them>" instead of failing later with the worker's broken connection. How many it ended."""
+        by = who(self.owner_for(user))
+        ended = 0
+        for execution_id in self.records.inflight():
+            try:
+                got = self.records.read(execution_id)
+            except ExecutionCorrupt:
+                continue
+            if got is None or got[0].get("endpoint") != endpoint or got[0].get("state") in FINAL:
+                continue
+            error: ExecutionError = {"code": "endpoint_stopped", "message": f"stopped by {by}"}
+            if not self.is_mine(got[0], user):
+                error["by"] = by
+            try:
+                self._end(got[0], error, user)
+                ended += 1
+            except Conflict:  # it ended meanwhile
+                continue
+        return ended
+
+    def _end(self, record: ExecutionRecord, error: ExecutionError | None, user: str | None) -> ExecutionSummary:
+        """End a queued or running run cancelled (with `error`, else "cancelled by" the user): here if this
+        process follows it, else through the store (its follower stops it)."""
         with self._lock:
-            live = self._live.get(execution_id)
+            live = self._live.get(record["id"])
         if live is None:
-            return self._cancel_elsewhere(record, user)
+            return self._cancel_elsewhere(record, user, error)
         was_running = live["state"] == "running"
         # Mark it first: the worker's "interrupted" answer may reach _invoke before the cancel call returns.
-        self._update(live, state="cancelled", finished_at=now(), error={"code": "cancelled",
-                                                                        "message": "cancelled by the user"})
+        self._update(live, state="cancelled", finished_at=now(),
+                     error=error or {"code": "cancelled", "message": "cancelled by the user"})
         self._stop(live, was_running)
         return self.summary(live, user)
 
@@ -643,7 +711,8 @@ class ExecutionService:
         self._to_page(live, "execution_interrupted", {"prompt_id": live["prompt_id"], "node_id": None,
                                                       "node_type": None, "executed": []})
 
-    def _cancel_elsewhere(self, record: ExecutionRecord, user: str | None) -> ExecutionSummary:
+    def _cancel_elsewhere(self, record: ExecutionRecord, user: str | None,
+                          error: ExecutionError | None = None) -> ExecutionSummary:
         """A run another process follows (another ComfyUI, a gateway replica), checked by the caller: ended
         through compare-and-swap; its follower sees that and stops it at the worker with the run's cancel token,
         which only the follower holds (a run whose follower is gone runs on to its end there, its record
@@ -654,7 +723,7 @@ class ExecutionService:
             if stored.get("state") in FINAL:
                 return None
             return {**stored, "state": "cancelled", "finished_at": now(),
-                    "error": {"code": "cancelled", "message": f"cancelled by {by.name}"}}
+                    "error": error or {"code": "cancelled", "message": f"cancelled by {by.name}"}}
 
         done = self.records.swap(record["id"], cancelled)
         if done is None:

@@ -35,6 +35,7 @@ class ExecutionError(TypedDict):
     details: NotRequired[Any]  # the endpoint's own account (ComfyUI's validation answer)
     node_id: NotRequired[str | None]
     node_type: NotRequired[str | None]
+    by: NotRequired[str]  # who ended someone else's run (a designer's cancel or Stop): the owner's page says so
 
 
 WebhookState = Literal["pending", "sending", "delivered", "failed"]

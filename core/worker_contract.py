@@ -23,6 +23,9 @@ TOKEN_HEADER = "X-Worker-Token"
 WORKER_COMFYUI_ENV = "SM_WORKER_COMFYUI"
 INNER_SECRET_ENV = "SM_WORKER_COMFYUI_SECRET"
 INNER_SECRET_HEADER = "X-Worker-ComfyUI"
+# A cancelled run whose ComfyUI the worker restarted to stop it (worker/cancels.py) ends with error code
+# "cancelled" and the message "cancelled (<RESTARTED> node X)"; the extension adds that to the run's record.
+RESTARTED = "ComfyUI restarted to stop"
 
 # Cold start reports (worker/coldstart.py) of SageMaker endpoints, whose containers the extension cannot reach:
 # `workers/<environment>/<start key>.json`, newest first (aws/sagemaker_endpoints.py reads the first).

@@ -13,10 +13,12 @@
   With `Accept: application/x-ndjson` the response streams ComfyUI's events, one JSON
   object a line, ending with `{"type": "result", "data": <result>}`. `{"action": "cancel", "execution_id",
   "cancel_token"}` cancels a queued or running execution, on whichever ComfyUI runs it, if the token is
-  the one whose sha256 its invocation carried (worker/cancels.py): only the execution's invoker can.
-- `GET /status`: state, reason, each ComfyUI's state (`comfyuis`), the queue, the cold start's phases
-  (`phases`) and what the worker does now (`activity`), what materialisation downloaded, how many runs
-  and early cancels the cancel book holds (`cancels`).
+  the one whose sha256 its invocation carried (worker/cancels.py): only the execution's invoker can. A
+  running one whose ComfyUI has not stopped it within WORKER_CANCEL_GRACE_S (10 s) gets that ComfyUI
+  restarted, and ends "cancelled (ComfyUI restarted to stop node X)".
+- `GET /status`: state, reason, each ComfyUI's state (`comfyuis`, with the execution it is busy with), the
+  queue, the cold start's phases (`phases`) and what the worker does now (`activity`), what materialisation
+  downloaded, how many runs and early cancels the cancel book holds (`cancels`).
 
 Who may call: requests from a browser page (any `Origin` header) are refused;
 with a token (local endpoints set one each), `/invocations` and `/status` need
@@ -60,7 +62,7 @@ from ..core.worker_contract import (
     WorkerState,
     speaks,
 )
-from .cancels import MAX_ID, CancelBook, Execution, interrupt_until_done, marked
+from .cancels import MAX_ID, CancelBook, Execution, marked, stop_running
 from .coldstart import ColdStart, FirstPromptTimer, StoreReport, human_bytes, now_iso, report_key
 from .comfy import ComfyProcess, PromptRejected
 from .devices import Device, DevicesInvalid, plan
@@ -104,6 +106,7 @@ class Worker:
         self.started = time.monotonic()
         self.ready_after: float | None = None
         self.cancels = CancelBook(early_ttl=settings.cancel_hold)
+        self.stopping: set[asyncio.Task] = set()  # cancelled runs being stopped (held: the loop keeps weak refs)
         self.idleness = Idleness()  # the idle stop's clock (core/idle_stop.py)
         self.idle_task: asyncio.Task | None = None  # a SageMaker worker's idle stop (worker/idle_stop.py)
         self.report: StoreReport | None = None
@@ -417,8 +420,11 @@ class Worker:
 
     def _stop(self, execution: Execution) -> dict:
         slot = execution.slot
-        if isinstance(slot, Slot):
-            asyncio.get_running_loop().create_task(interrupt_until_done(self.http(), slot, execution))
+        if isinstance(slot, Slot) and self.pool is not None:
+            task = asyncio.get_running_loop().create_task(stop_running(self.http(), self.pool, slot, execution,
+                                                                       self.s.cancel_grace))
+            self.stopping.add(task)
+            task.add_done_callback(self.stopping.discard)
             return {"cancelled": True, "state": "running", "comfyui": slot.index}
         if self.pool is not None:
             self.pool.cancel_waiting(execution.execution_id, key=execution)
@@ -494,6 +500,9 @@ class Worker:
             timer = FirstPromptTimer(prompt) if not slot.first_prompt_done else None
 
             async def relay(event: WorkerEvent) -> None:
+                if event["type"] == "executing":  # which node a restart to stop it names
+                    node = prompt.get(str((event.get("data") or {}).get("node")))
+                    execution.node = node.get("class_type") if isinstance(node, dict) else None
                 if timer is not None:
                     timer.feed(event)
                 await on_event(event)
@@ -510,6 +519,9 @@ class Worker:
                 return self.result(execution_id, "failed", {}, {"code": "prompt_invalid", "message":
                                    describe_rejection(rej.body), "details": rej.body}, t0, t_start, slot)
             except (aiohttp.ClientError, RuntimeError) as e:
+                if execution.restarted:  # its ComfyUI was restarted to stop it (worker/cancels.py)
+                    return self.result(execution_id, "failed", {}, {"code": "cancelled", "message":
+                                       execution.restarted}, t0, t_start, slot)
                 died = await pool.death_of(slot)
                 if died:
                     return self.result(execution_id, "failed", {}, {"code": "comfyui_died", "message":

@@ -36,6 +36,9 @@ class WorkerSettings:
     exit_after_failure: float = 60.0
     cancel_poll: float = 2.0  # how often an execution looks for its cancel marker in the store
     cancel_hold: float = 300.0  # how long a cancel that came before its execution is kept (worker/cancels.py)
+    # A cancelled run whose ComfyUI has not stopped it this many seconds after the first interrupt (a node that
+    # never checks for interruption) gets its ComfyUI restarted: the GPU is freed, the run ends cancelled.
+    cancel_grace: float = 10.0
     # Sampler previews (ComfyUI's --preview-method): auto is latent2rgb unless TAESD decoders are installed;
     # none sends none. The page that queued a run shows them as for a local run.
     preview_method: str = "auto"
@@ -80,6 +83,7 @@ class WorkerSettings:
             exit_after_failure=float(env.get("WORKER_EXIT_AFTER_FAILURE", "60")),
             cancel_poll=float(env.get("WORKER_CANCEL_POLL", "2")),
             cancel_hold=float(env.get("WORKER_CANCEL_HOLD", "300")),
+            cancel_grace=float(env.get("WORKER_CANCEL_GRACE_S", "10")),
             preview_method=env.get("WORKER_PREVIEW_METHOD", "auto"),
             comfyui_count=env.get("WORKER_COMFYUI_COUNT", ""),
             devices=env.get("WORKER_DEVICES", ""),

@@ -345,6 +345,10 @@ def test_a_designer_cancels_others_runs_and_a_refused_cancel_is_a_toast(team, pa
     ended = records.swap(theirs["id"], lambda r: {**r, "state": "succeeded", "finished_at": now()})
     records.ended(ended)
     cancel.click()
+    # Someone else's run: the designer is asked first, told whose it is (issue 32: one click cancelled it).
+    dialog = page.get_by_test_id("sagemaker-execution-cancel-dialog")
+    expect(dialog.get_by_test_id("sagemaker-execution-cancel-note")).to_contain_text("This is Arti Artist's run of")
+    dialog.get_by_test_id("sagemaker-dialog-ok").click()
     message = "only a queued or running one can be cancelled"
     expect(toasts(page, message)).to_be_visible()
     assert toast_count(page, message) == 1

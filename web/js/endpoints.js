@@ -2,14 +2,18 @@
 // The sidebar's "Endpoints" section: every endpoint (a local worker, a SageMaker endpoint) with its state,
 // the environment version it serves, its instances, what it is doing while it starts (the worker's own
 // activity and cold start steps), its log, Stop / Start, which keep the environment, and Rollback to the
-// version before the one it serves. States arrive as "sagemaker.endpoint" events; while an endpoint starts, the
+// version before the one it serves; Stop asks first, saying which runs in flight it ends and whose (their owners
+// are told who stopped them). States arrive as "sagemaker.endpoint" events; while an endpoint starts, the
 // section reads it every second for its steps.
 import { call, onServerEvent, toast, toastError } from "./api.js";
 import { openDialog } from "./dialog.js";
 import { el } from "./dom.js";
+import { comfyuisText, comfyuisTitle } from "./endpoint_busy.js";
+import { isMine, knownRun } from "./executions.js";
 import { formatBytes, formatDuration, timeAgo } from "./format.js";
 import { idleText } from "./idle_stop.js";
 import { onShared } from "./live.js";
+import { stopQuestion } from "./run_notices.js";
 import { LiveSet, Section } from "./section.js";
 
 const STARTING = new Set(["Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"]);
@@ -145,6 +149,7 @@ class EndpointsSection extends Section {
     const doing = doingText(e);
     const idle = idleText(e);
     const phases = (e.phases ?? []).map(phaseText).join(" · ");
+    const busy = comfyuisText(e, knownRun);
     const log = this.logs.get(e.name);
     const actions = this.artist
       ? []
@@ -156,7 +161,7 @@ class EndpointsSection extends Section {
                   class: "sagemaker-button",
                   title: "Stop its instances; the environment stays and Start brings it back",
                   "data-testid": "sagemaker-endpoint-stop",
-                  onclick: (ev) => this.act(e, "stop", ev.currentTarget),
+                  onclick: (ev) => this.confirmStop(e, ev.currentTarget),
                 },
                 "Stop",
               )
@@ -220,6 +225,9 @@ class EndpointsSection extends Section {
             : null,
         ]),
         doing ? el("div", { class: "sagemaker-endpoint-doing", "data-testid": "sagemaker-endpoint-activity" }, doing) : null,
+        busy
+          ? el("div", { class: "sagemaker-endpoint-busy", title: comfyuisTitle(e), "data-testid": "sagemaker-endpoint-comfyuis" }, busy)
+          : null,
         phases
           ? el(
               "div",
@@ -302,6 +310,27 @@ class EndpointsSection extends Section {
         toast("success", "Rolling back", `${e.name} to v${target}`);
         this.draw();
       },
+    });
+  }
+
+  // Stop asks first, with the runs in flight on it (everyone's on the store) and whose.
+  async confirmStop(e, button) {
+    button.disabled = true;
+    let inFlight = [];
+    try {
+      const pages = await Promise.all(["running", "queued"].map((state) => call("GET", `/executions?owner=all&state=${state}&limit=100`)));
+      inFlight = pages.flatMap((p) => p.executions ?? []).filter((r) => r.environment === e.name);
+    } catch (err) {
+      toastError("Could not list the runs in flight", err); // still asked: Stop stays possible
+    }
+    button.disabled = false;
+    openDialog(this.slot, {
+      title: `Stop endpoint ${e.name}?`,
+      body: el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-endpoint-stop-note" }, stopQuestion(e.name, inFlight, isMine)),
+      okLabel: "Stop",
+      danger: true,
+      testid: "sagemaker-endpoint-stop-dialog",
+      onOk: () => this.act(e, "stop", button),
     });
   }
 
