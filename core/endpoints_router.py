@@ -18,13 +18,17 @@ from .errors import SageMakerError
 from .records import EndpointConfig, EndpointView, Manifest
 from .worker_contract import Invocation, WorkerEvent, WorkerResult
 
+SHARED = "shared"  # the team's local endpoints that other ComfyUIs run (local/shared_endpoints.py): asked last
+
 if TYPE_CHECKING:
     from .costs import Span
 
 
 class EndpointsRouter(Endpoints):
     """`providers` makes each kind's provider; the `listed` kinds are asked even before first use (SageMaker
-    when the store is S3)."""
+    when the store is S3). Providers are asked in the order given: this ComfyUI's own endpoints first, the
+    shared ones of other ComfyUIs (SHARED) last, so an environment runs on a shared endpoint only when this
+    ComfyUI has none."""
 
     kind = "any"
 
@@ -102,8 +106,8 @@ class EndpointsRouter(Endpoints):
         if endpoint is None:  # environments deploy only what names an endpoint; said, not a TypeError
             raise SageMakerError(f"environment {manifest['name']} was published without an endpoint")
         kind = endpoint["kind"]
-        for p in self._made_providers():  # a kind change moves the endpoint
-            if p.kind != kind:
+        for p in self._made_providers():  # a kind change moves the endpoint (never another ComfyUI's shared one)
+            if p.kind not in (kind, SHARED):
                 try:
                     p.delete(manifest["name"])
                 except (EndpointNotFound, EndpointsNotConfigured):  # a provider that cannot work made no endpoint
