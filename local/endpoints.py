@@ -249,7 +249,7 @@ class LocalEndpoints(Endpoints):
     def describe(state: LocalState) -> EndpointView:
         """What the sidebar shows; `phases`, `activity` and `comfyuis` are the worker's own (its /status:
         the cold start step by step, what it does now, each ComfyUI's state)."""
-        return {
+        view: EndpointView = {
             "name": state["name"], "kind": "local", "state": state["state"],
             "environment": state.get("environment") or state["name"],
             "version": state.get("version"), "url": state.get("url"), "reason": state.get("reason"),
@@ -258,8 +258,10 @@ class LocalEndpoints(Endpoints):
             "comfyuis": state.get("comfyuis") or [],
             "idle_stop_minutes": state.get("idle_stop_minutes") or 0,
             "stopped_at": state.get("stopped_at"), "stopped_by": state.get("stopped_by"),
-            **({"shared": True} if state.get("shared") else {}),
         }
+        if state.get("shared"):
+            view["shared"] = True
+        return view
 
     # the seam
 
@@ -280,11 +282,15 @@ class LocalEndpoints(Endpoints):
     def deploy(self, manifest: Manifest) -> EndpointView:
         name, version = manifest["name"], manifest["version"]
         key = manifest_key(name, version)
-        shared = bool((manifest.get("endpoint") or {}).get("shared"))
-        if shared:
-            self._check_share(name)
+        config = manifest.get("endpoint")
+        asked = config.get("shared") if config else None
         with self._lock:
             old = self._read(name)
+            # Sharing sticks to the endpoint through redeploys of configs that do not say (false is never stored):
+            # only the Share switch's explicit false makes it private again.
+            shared = asked if asked is not None else bool(old and old.get("shared"))
+            if shared:
+                self._check_share(name)
             if old and old.get("version") == version and old["state"] in ("Creating", "InService") \
                     and _alive(old.get("pid")) and bool(old.get("shared")) == shared:
                 return self.describe(old)

@@ -228,3 +228,70 @@ def test_nothing_running_tells_an_artist_who_can_help_not_to_deploy(store, tmp_p
 
 def test_config_default_shares_nothing():
     assert Config().share_host == ""
+
+
+class Recording(FakeEndpoints):
+    """FakeEndpoints that keeps the endpoint config of each deploy."""
+
+    def __init__(self, store) -> None:
+        super().__init__(store)
+        self.configs: list[dict] = []
+
+    def deploy(self, manifest: dict) -> dict:
+        self.configs.append(manifest["endpoint"])
+        return super().deploy(manifest)
+
+
+def test_the_share_switch_deploys_the_endpoint_shared_or_private_and_leaves_the_manifest(store, tmp_path):
+    publish(store, "Env1")
+    fake = Recording(store)
+    comfy = FakeComfy(tmp_path / "designer", store, fake, role="designer", name="designer")
+    try:
+        assert comfy.post("/sagemaker/endpoints", json={"environment": "Env1", "shared": True}).status_code == 202
+        assert comfy.post("/sagemaker/endpoints", json={"environment": "Env1", "shared": False}).status_code == 202
+        assert comfy.post("/sagemaker/endpoints", json={"environment": "Env1"}).status_code == 202
+        assert fake.configs == [{"kind": "local", "shared": True}, {"kind": "local", "shared": False},
+                                {"kind": "local"}]
+        stored = json.loads(store.get("environments/env1/versions/v000001.json").data)
+        assert stored["endpoint"] == {"kind": "local"}
+        r = comfy.post("/sagemaker/endpoints", json={"environment": "Env1", "shared": "yes"})
+        assert r.status_code == 400 and "shared must be true or false" in r.text
+    finally:
+        comfy.close()
+
+
+def test_only_a_local_endpoint_is_shared(store, tmp_path):
+    manifest = publish(store, "Env2", version=1)
+    store.put("environments/env2/versions/v000001.json", json.dumps(
+        {**manifest, "endpoint": {"kind": "sagemaker", "instance_type": "ml.g5.xlarge", "initial_count": 1,
+                                  "mode": "async", "autoscaling": {"min": 0, "max": 1}}}).encode())
+    comfy = FakeComfy(tmp_path / "designer", store, FakeEndpoints(store), role="designer", name="designer")
+    try:
+        r = comfy.post("/sagemaker/endpoints", json={"environment": "Env2", "shared": True})
+        assert r.status_code == 400 and "only a local endpoint is shared" in r.text
+    finally:
+        comfy.close()
+
+
+def test_an_artist_may_not_share(store, tmp_path):
+    publish(store, "Env1")
+    comfy = FakeComfy(tmp_path / "ana", store, FakeEndpoints(store), role="artist", name="ana")
+    try:
+        assert comfy.post("/sagemaker/endpoints", json={"environment": "Env1", "shared": True}).status_code == 403
+    finally:
+        comfy.close()
+
+
+def test_sharing_sticks_to_a_local_endpoint_through_redeploys_until_the_switch_says_false(store, tmp_path, clock):
+    registry = SharedRegistry(store, clock)
+    runtime = WorkerRuntime(tmp_path / "no-comfyui", "", tmp_path / "no-extension")
+    local = LocalEndpoints(tmp_path / "state", "file://store", runtime,
+                           sharing=lambda: Sharing(registry, "i-designer", "designer", ""))
+    manifest = publish(store, "Env1")
+    local._write({"name": "Env1", "kind": "local", "state": "Stopped", "version": 1, "shared": True})
+    with pytest.raises(Exception, match="set share_host"):  # a redeploy of {"kind": "local"} shares it again
+        local.deploy(manifest)
+    started = []
+    local._start = started.append  # no worker: what it would start with
+    local.deploy({**manifest, "endpoint": {"kind": "local", "shared": False}})
+    assert started[-1]["shared"] is False and "shared" not in local.get("Env1")
