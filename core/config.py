@@ -274,7 +274,7 @@ class RoleRaiseRefused(ConfigRefused):
 # write anywhere this ComfyUI may write; it is set in the file or the environment only.
 EDITABLE = ("store", "s3_bucket", "s3_prefix", "s3_sse", "s3_kms_key_id", "s3_max_concurrency", "region",
             "sagemaker_role_arn", "worker_image_uri", "max_instances", "allowed_instance_types", "allowed_hosts",
-            "token", "download_allowed_hosts", "role", "display_name", "execution_retention_days",
+            "token", "share_host", "download_allowed_hosts", "role", "display_name", "execution_retention_days",
             "webhook_allowed_hosts", "webhook_retry_seconds", "webhook_timeout_seconds")
 # What "replace the file" keeps unless the changes name it: what the panel cannot set or cannot show.
 KEPT_ON_REPLACE = ("store_path", "token")

@@ -80,8 +80,12 @@ class EndpointsRouter(Endpoints):
               end: datetime) -> dict[str, builtins.list[Span]]:
         """Each kind's history from its provider (the kinds of `endpoints`, which listing them made)."""
         found: dict[str, builtins.list[Span]] = {}
-        for kind in {e["kind"] for e in endpoints}:  # a kind listed was made
-            found.update(self.provider(kind).usage([e for e in endpoints if e["kind"] == kind], start, end))
+        for kind in {e["kind"] for e in endpoints}:
+            try:  # another ComfyUI's shared endpoint is of kind local where no local provider can be made (CLI)
+                provider = self.provider(kind)
+            except SageMakerError:
+                continue  # estimated from its view
+            found.update(provider.usage([e for e in endpoints if e["kind"] == kind], start, end))
         return found
 
     def check(self, endpoint_config: EndpointConfig) -> None:

@@ -258,9 +258,9 @@ class LocalEndpoints(Endpoints):
             "comfyuis": state.get("comfyuis") or [],
             "idle_stop_minutes": state.get("idle_stop_minutes") or 0,
             "stopped_at": state.get("stopped_at"), "stopped_by": state.get("stopped_by"),
+            # Always said (false too): a page merging a change into the view it has must not keep a stale true.
+            "shared": bool(state.get("shared")),
         }
-        if state.get("shared"):
-            view["shared"] = True
         return view
 
     # the seam
@@ -392,8 +392,8 @@ class LocalEndpoints(Endpoints):
         """This configuration's sharing, or why this ComfyUI cannot share `name` now."""
         sharing = self._sharing()
         if sharing is None or not sharing.host:
-            raise SageMakerError(f"endpoint {name} cannot be shared: set share_host (Connect) to this machine's "
-                                 "address on the team's network first")
+            raise SageMakerError(f"endpoint {name} cannot be shared: set \"Share endpoints at\" (share_host) in "
+                                 "Connect to this machine's address on the team's network first")
         entry = sharing.registry.entry(name)
         if entry and entry["owner_instance"] != sharing.instance and not sharing.registry.expired(entry):
             raise EndpointBusy(f"{entry['owner']} shares an endpoint of {name} already: stop it first")

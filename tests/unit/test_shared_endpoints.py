@@ -157,7 +157,7 @@ def test_a_shared_deploy_without_share_host_is_refused_before_any_worker_starts(
     sharing = Sharing(SharedRegistry(store, clock), "i-designer", "designer", "")
     local = LocalEndpoints(tmp_path / "state", "file://store", runtime, sharing=lambda: sharing)
     manifest = {**publish(store, "Env1"), "endpoint": {"kind": "local", "shared": True}}
-    with pytest.raises(Exception, match="set share_host"):
+    with pytest.raises(Exception, match=r"\(share_host\) in Connect"):
         local.deploy(manifest)
     assert local.list() == []
 
@@ -251,9 +251,28 @@ def test_sharing_sticks_to_a_local_endpoint_through_redeploys_until_the_switch_s
                            sharing=lambda: Sharing(registry, "i-designer", "designer", ""))
     manifest = publish(store, "Env1")
     local._write({"name": "Env1", "kind": "local", "state": "Stopped", "version": 1, "shared": True})
-    with pytest.raises(Exception, match="set share_host"):  # a redeploy of {"kind": "local"} shares it again
+    # A redeploy of {"kind": "local"} shares it again (here without share_host: refused, so it would have shared).
+    with pytest.raises(Exception, match=r"\(share_host\) in Connect"):
         local.deploy(manifest)
     started = []
     local._start = started.append  # no worker: what it would start with
     local.deploy({**manifest, "endpoint": {"kind": "local", "shared": False}})
-    assert started[-1]["shared"] is False and "shared" not in local.get("Env1")
+    assert started[-1]["shared"] is False and local.get("Env1")["shared"] is False
+
+
+def test_costs_without_a_comfyui_estimate_a_shared_endpoint_instead_of_failing(store, clock):
+    """The CLI has no local provider (no ComfyUI) but lists the team's shared endpoints, of kind local."""
+    from datetime import datetime, timezone
+
+    from comfyui_sagemaker.core.errors import SageMakerError
+
+    def no_local():
+        raise SageMakerError("local endpoints need a running ComfyUI")
+
+    registry = SharedRegistry(store, clock)
+    share(registry)
+    router = EndpointsRouter({"local": no_local, SHARED: lambda: SharedEndpoints(registry, "i-cli", "cli")},
+                             ("local", SHARED))
+    views, problems = router.list_with_problems()
+    assert [v["owner"] for v in views] == ["designer"] and [p["kind"] for p in problems] == ["local"]
+    assert router.usage(views, datetime(2026, 1, 1, tzinfo=timezone.utc), datetime.now(timezone.utc)) == {}

@@ -268,7 +268,7 @@ class EndpointsSection extends Section {
         input.disabled = true;
         try {
           const view = await call("POST", "/endpoints", { environment: e.name, shared: input.checked });
-          if (view?.name) this.endpoints.set(view.name, { ...this.endpoints.get(view.name), ...view });
+          if (view?.name) this.endpoints.set(view.name, view); // a new worker: nothing of the old view holds
           toast("success", input.checked ? "Endpoint shared with the team" : "Endpoint no longer shared", e.name);
           this.draw();
         } catch (err) {
