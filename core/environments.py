@@ -306,11 +306,17 @@ class EnvironmentService:
 
         return work
 
-    def deploy(self, name: str, version: int | None = None) -> EndpointView | None:
-        """Deploy (or update) the endpoint of an environment's version, under its lease."""
+    def deploy(self, name: str, version: int | None = None, shared: bool | None = None) -> EndpointView | None:
+        """Deploy (or update) the endpoint of an environment's version, under its lease. `shared` (a local
+        endpoint's Share switch) overrides the config's for this endpoint: the manifest stays as published."""
         manifest = self.get(name, version)
-        if manifest.get("endpoint") is None:  # published without a config: the embedded default
-            manifest = {**manifest, "endpoint": {"kind": "local"}}
+        endpoint = manifest.get("endpoint") or {"kind": "local"}  # published without a config: the embedded default
+        if shared is not None:
+            if endpoint["kind"] != "local":
+                raise BadRequest(f"environment {name}'s endpoint is {endpoint['kind']}: "
+                                 "only a local endpoint is shared")
+            endpoint = {**endpoint, "shared": shared}  # False said: a stored config never holds it (absent)
+        manifest = {**manifest, "endpoint": endpoint}
         lease = self.leases.acquire(name, "deploying") if self.leases else None
         try:
             return self.hooks.deploy(manifest)

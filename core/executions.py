@@ -198,6 +198,7 @@ class ExecutionService:
         self.send = send
         self.synced = synced
         self.owner = owner or Owner("local", "this ComfyUI")
+        self.role = role
         self.native = native or NoNativeQueue()
         self.outputs = Outputs(store, lambda: self.host.output_dir(), temp)
         # Daemon threads: stopping ComfyUI never waits for its runs, which are taken over at its next start.
@@ -419,7 +420,10 @@ class ExecutionService:
         try:
             served = self.endpoints.check_ready(name).get("version")
         except EndpointNotFound:
-            raise EndpointNotReady(f"no endpoint runs environment {name!r}: deploy one first") from None
+            # Only a designer may deploy: an artist is told who can help (shared endpoints were asked already).
+            then = "deploy one first, or share one from another ComfyUI" if self.role == "designer" else \
+                "ask a designer to deploy or share one"
+            raise EndpointNotReady(f"no endpoint runs environment {name!r}: {then}") from None
         # What runs is the version the endpoint serves, not the newest published (not deployed yet, or its deploy
         # failed): the prompt is checked against that version's manifest and the record names it.
         version_run = served if isinstance(served, int) else manifest["version"]

@@ -138,6 +138,7 @@ class EndpointConfig(TypedDict):
     mode: NotRequired[Literal["async", "realtime"]]
     autoscaling: NotRequired[Autoscaling | None]
     idle_stop_minutes: NotRequired[int]  # 0: never; absent: the kind's default (core/idle_stop.py)
+    shared: NotRequired[bool]  # local: the team's (core/shared_registry.py); absent: this ComfyUI's own
 
 
 class Archive(TypedDict):
@@ -234,4 +235,6 @@ class EndpointView(TypedDict):
     stopped_by: NotRequired[str | None]  # "idle": the idle stop (core/idle_stop.py), not a person
     idle_stop_minutes: NotRequired[int]  # 0: never
     worker: NotRequired[dict[str, Any] | None]
+    shared: NotRequired[bool]  # local: the team's (core/shared_registry.py)
+    owner: NotRequired[str]  # shared: the display name of the ComfyUI that runs it
 

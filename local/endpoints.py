@@ -14,6 +14,7 @@ and /status, or restarted when they are gone.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -28,15 +29,24 @@ from typing import Any, Literal, TypeGuard
 from typing_extensions import Required, TypedDict, Unpack
 
 from ..core.cancel_tokens import TOKEN_FIELD
-from ..core.endpoints import STOPPED, STOPPING, EndpointNotFound, Endpoints, EndpointStateConflict, InvocationFailed
+from ..core.endpoints import (
+    STOPPED,
+    STOPPING,
+    EndpointBusy,
+    EndpointNotFound,
+    Endpoints,
+    EndpointStateConflict,
+    InvocationFailed,
+)
 from ..core.environments import manifest_key
-from ..core.errors import message_of
+from ..core.errors import SageMakerError, message_of
 from ..core.fs import scratch
 from ..core.fs.files import NotARegularFile, read_regular
 from ..core.idle_stop import IDLE, due, minutes, parse
 from ..core.names import ENVIRONMENT_NAME
 from ..core.records import EndpointView, Manifest
 from ..core.shapes import ShapeInvalid, validate
+from ..core.shared_registry import HEARTBEAT_S, Sharing
 from ..core.templates import now
 from ..core.worker_contract import (
     TOKEN_HEADER,
@@ -89,6 +99,7 @@ class LocalState(Report, total=False):
     idle_stop_minutes: int  # core/idle_stop.py: 0, never
     stopped_at: str | None
     stopped_by: str | None
+    shared: bool  # the team's (core/shared_registry.py): its worker listens on share_host
 
 
 class LocalChange(Report, total=False):
@@ -105,12 +116,19 @@ def worker_command(python: str, extension_dir: Path) -> list[str]:
     return [python, str(extension_dir), *WORKER_ARGS]
 
 
-def _free_port() -> int:
+def _free_port(host: str = "127.0.0.1") -> int:
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+log = logging.getLogger("comfyui_sagemaker")
 
 
 def _constant(value: str) -> Callable[[], str]:
@@ -127,13 +145,59 @@ def _alive(pid: int | None) -> TypeGuard[int]:
     return True
 
 
+def invoke_worker(name: str, url: str, headers: dict[str, str], body: Invocation,
+                  on_event: Callable[[WorkerEvent], None], on_lost: Callable[[], None]) -> WorkerResult:
+    """One prompt on a worker at `url` (its /invocations stream); `on_lost` when it stopped answering."""
+    import requests  # lazily: importing the extension stays light
+
+    try:
+        # No redirects: the token header would follow them to wherever a worker's answer points.
+        with requests.post(url + "/invocations", data=json.dumps(body).encode(), stream=True, timeout=(10, None),
+                           allow_redirects=False,
+                           headers={"Content-Type": "application/json", "Accept": "application/x-ndjson",
+                                    **headers}) as r:
+            if r.status_code != 200:
+                return {"execution_id": body.get("execution_id"), "status": "failed", "outputs": {},
+                        "error": refusal(r.content, r.status_code)}
+            result = read_stream(r.iter_lines(), on_event)
+    except (ShapeInvalid, ProtocolUnsupported) as err:
+        raise InvocationFailed(f"endpoint {name}'s worker answered what this extension cannot read: {err}") \
+            from None
+    except (requests.RequestException, ValueError) as err:
+        on_lost()
+        raise InvocationFailed(f"endpoint {name} stopped answering: {err}") from None
+    if result is not None:
+        return result
+    on_lost()
+    raise InvocationFailed(f"endpoint {name} closed the stream without a result (did the worker die?)")
+
+
+def cancel_at_worker(url: str | None, headers: dict[str, str], execution_id: str, token: str) -> None:
+    """Ask the worker at `url` to interrupt (or skip) an execution, with the run's cancel token; best effort."""
+    from http.client import HTTPException  # lazily: importing the extension stays light
+
+    from ..core.net.http_deadline import request
+
+    if not url:  # stopped or stopping: its worker runs nothing any more
+        return
+    try:
+        request(url + "/invocations", "POST", {"action": "cancel", "execution_id": execution_id,
+                                               TOKEN_FIELD: token}, headers, CANCEL_TIMEOUT_S)
+    except (OSError, ValueError, HTTPException):
+        pass
+
+
 class LocalEndpoints(Endpoints):
     kind = "local"
 
     def __init__(self, state_dir: Path, store_uri: str | Callable[[], str], runtime: WorkerRuntime,
-                 on_change: Callable[[EndpointView], None] | None = None):
+                 on_change: Callable[[EndpointView], None] | None = None,
+                 sharing: Callable[[], Sharing | None] = lambda: None):
         """`store_uri`: where new deploys read their environment; a function for the process's one owner
-        (core/local_supervisor.py), whose store is that of the configuration that runs now."""
+        (core/local_supervisor.py), whose store is that of the configuration that runs now. `sharing`: that
+        configuration's registry of shared endpoints and share_host (None: nothing can be shared)."""
+        self._sharing = sharing
+        self._beats: dict[str, tuple[float, str]] = {}  # name -> (monotonic time, state) of its last heartbeat
         self.root = Path(state_dir) / "endpoints"
         self.cache = Path(state_dir) / "worker-cache"
         self._store_uri = _constant(store_uri) if isinstance(store_uri, str) else store_uri
@@ -185,7 +249,7 @@ class LocalEndpoints(Endpoints):
     def describe(state: LocalState) -> EndpointView:
         """What the sidebar shows; `phases`, `activity` and `comfyuis` are the worker's own (its /status:
         the cold start step by step, what it does now, each ComfyUI's state)."""
-        return {
+        view: EndpointView = {
             "name": state["name"], "kind": "local", "state": state["state"],
             "environment": state.get("environment") or state["name"],
             "version": state.get("version"), "url": state.get("url"), "reason": state.get("reason"),
@@ -194,7 +258,10 @@ class LocalEndpoints(Endpoints):
             "comfyuis": state.get("comfyuis") or [],
             "idle_stop_minutes": state.get("idle_stop_minutes") or 0,
             "stopped_at": state.get("stopped_at"), "stopped_by": state.get("stopped_by"),
+            # Always said (false too): a page merging a change into the view it has must not keep a stale true.
+            "shared": bool(state.get("shared")),
         }
+        return view
 
     # the seam
 
@@ -215,18 +282,28 @@ class LocalEndpoints(Endpoints):
     def deploy(self, manifest: Manifest) -> EndpointView:
         name, version = manifest["name"], manifest["version"]
         key = manifest_key(name, version)
+        config = manifest.get("endpoint")
+        asked = config.get("shared") if config else None
         with self._lock:
             old = self._read(name)
+            # Sharing sticks to the endpoint through redeploys of configs that do not say (false is never stored):
+            # only the Share switch's explicit false makes it private again.
+            shared = asked if asked is not None else bool(old and old.get("shared"))
+            if shared:
+                self._check_share(name)
             if old and old.get("version") == version and old["state"] in ("Creating", "InService") \
-                    and _alive(old.get("pid")):
+                    and _alive(old.get("pid")) and bool(old.get("shared")) == shared:
                 return self.describe(old)
             if old:
                 self._stop(old)
+                if old.get("shared") and not shared:
+                    self._withdraw(name)
             state = self._write({
                 "name": name, "kind": "local", "state": "Updating" if old else "Creating", "environment": name,
                 "version": version, "manifest_uri": f"{self._store_uri()}/{key}", "reason": None,
                 "created_at": (old.get("created_at") if old else None) or now(), "updated_at": now(),
                 "idle_stop_minutes": minutes(manifest.get("endpoint")), "stopped_at": None, "stopped_by": None,
+                "shared": shared,
             })
             self._start(state)
         self.on_change(self.describe(state))
@@ -240,6 +317,8 @@ class LocalEndpoints(Endpoints):
         with self._lock:
             self._stop(state)
             shutil.rmtree(self._dir(name), ignore_errors=True)
+        if state.get("shared"):
+            self._withdraw(name)
         self.on_change({"name": state["name"], "kind": "local", "state": "Deleted"})
 
     def stop(self, name: str, by: str | None = None) -> EndpointView:
@@ -264,6 +343,8 @@ class LocalEndpoints(Endpoints):
             state = self._write({**state, "state": STOPPED, "pid": None, "port": None, "url": None,
                                  "token": None, "activity": None, "comfyuis": [], "updated_at": stamp,
                                  "stopped_at": stamp, "stopped_by": by})
+        if state.get("shared"):
+            self._withdraw(name)
         self.on_change(self.describe(state))
         return self.describe(state)
 
@@ -294,54 +375,78 @@ class LocalEndpoints(Endpoints):
         return "\n".join(lines[-tail:]) + ("\n" if lines else "") if tail else ""
 
     def invoke(self, name: str, body: Invocation, on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
-        import requests  # lazily: importing the extension stays light
-
         url = self.check_ready(name).get("url") or ""
-        try:
-            with requests.post(url + "/invocations", data=json.dumps(body).encode(), stream=True, timeout=(10, None),
-                               headers={"Content-Type": "application/json", "Accept": "application/x-ndjson",
-                                        **self._headers(name)}) as r:
-                if r.status_code != 200:
-                    return {"execution_id": body.get("execution_id"), "status": "failed", "outputs": {},
-                            "error": refusal(r.content, r.status_code)}
-                result = read_stream(r.iter_lines(), on_event)
-        except (ShapeInvalid, ProtocolUnsupported) as err:
-            raise InvocationFailed(f"endpoint {name}'s worker answered what this extension cannot read: {err}") \
-                from None
-        except (requests.RequestException, ValueError) as err:
-            self._check_process(name)
-            raise InvocationFailed(f"endpoint {name} stopped answering: {err}") from None
-        if result is not None:
-            return result
-        self._check_process(name)
-        raise InvocationFailed(f"endpoint {name} closed the stream without a result (did the worker die?)")
+        return invoke_worker(name, url, self._headers(name), body, on_event, lambda: self._check_process(name))
 
     def cancel(self, name: str, execution_id: str, token: str) -> None:
         """Ask the worker to interrupt (or skip) an execution, with the run's cancel token; best effort."""
-        from http.client import HTTPException  # lazily: importing the extension stays light
-
-        from ..core.net.http_deadline import request
-
         try:
             url = self.get(name).get("url")
-            if not url:  # stopped or stopping: its worker runs nothing any more
-                return
-            request(url + "/invocations", "POST", {"action": "cancel", "execution_id": execution_id,
-                                                   TOKEN_FIELD: token}, self._headers(name), CANCEL_TIMEOUT_S)
-        except (OSError, ValueError, HTTPException, EndpointNotFound):
-            pass
+        except EndpointNotFound:
+            return
+        cancel_at_worker(url, self._headers(name), execution_id, token)
+
+    # sharing (core/shared_registry.py)
+
+    def _check_share(self, name: str) -> Sharing:
+        """This configuration's sharing, or why this ComfyUI cannot share `name` now."""
+        sharing = self._sharing()
+        if sharing is None or not sharing.host:
+            raise SageMakerError(f"endpoint {name} cannot be shared: set \"Share endpoints at\" (share_host) in "
+                                 "Connect to this machine's address on the team's network first")
+        entry = sharing.registry.entry(name)
+        if entry and entry["owner_instance"] != sharing.instance and not sharing.registry.expired(entry):
+            raise EndpointBusy(f"{entry['owner']} shares an endpoint of {name} already: stop it first")
+        return sharing
+
+    def _withdraw(self, name: str) -> None:
+        sharing = self._sharing()
+        self._beats.pop(name.lower(), None)
+        if sharing is not None:
+            try:
+                sharing.registry.withdraw(name)
+            except Exception as err:  # the store unreachable: the entry expires by itself (EXPIRES_S)
+                log.warning("comfyui-sagemaker: cannot withdraw shared endpoint %s: %s", name, message_of(err))
+
+    def _share(self, state: LocalState, force: bool = False) -> bool:
+        """For a shared endpoint, from its watcher: obey a stop a designer asked for on another ComfyUI, else write
+        the heartbeat (when the state changed or HEARTBEAT_S passed). False once stopped here."""
+        name = state["name"]
+        last = self._beats.get(name.lower())
+        if not state.get("shared") or (not force and last is not None and last[1] == state["state"]
+                                         and time.monotonic() - last[0] < HEARTBEAT_S):
+            return True
+        sharing = self._sharing()
+        if sharing is None:
+            return True
+        self._beats[name.lower()] = (time.monotonic(), state["state"])
+        try:
+            asked = sharing.registry.stop_asked(name)
+            if asked is not None and state["state"] not in ("Failed",):
+                try:
+                    self.stop(name, by=asked["by"])
+                except (EndpointNotFound, EndpointStateConflict):
+                    self._withdraw(name)
+                return False
+            sharing.registry.beat(name, state.get("version"), state["state"], state.get("url"), sharing.instance,
+                                  sharing.owner, state.get("token"))
+        except Exception as err:  # the store unreachable now: the next beat tries again; readers see it expire
+            log.warning("comfyui-sagemaker: shared endpoint %s: heartbeat failed: %s", name, message_of(err))
+        return True
 
     # processes
 
     def _start(self, state: LocalState) -> None:
         folder = self._dir(state["name"])
-        port = _free_port()
+        host = self._check_share(state["name"]).host if state.get("shared") else "127.0.0.1"
+        port = _free_port(host)
         token = state["token"] = secrets.token_urlsafe(32)  # a new worker, a new secret
         env = {
             **os.environ,
             "SAGEMAKER_MANIFEST_URI": state["manifest_uri"],
             "SAGEMAKER_BIND_TO_PORT": str(port),
-            "WORKER_HOST": "127.0.0.1",
+            # Beyond loopback only when shared, and then on the one address the designer chose (share_host).
+            "WORKER_HOST": host,
             "WORKER_CACHE_DIR": str(self.cache),
             "WORKER_BASE_DIR": str(folder / "base"),
             # The designer's cache folder is the only candidate: the worker never moves it (to a /tmp in RAM).
@@ -362,7 +467,7 @@ class LocalEndpoints(Endpoints):
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self._procs[state["name"].lower()] = proc
-        state.update({"pid": proc.pid, "port": port, "url": f"http://127.0.0.1:{port}"})
+        state.update({"pid": proc.pid, "port": port, "url": _url(host, port)})
         self._write(state)
         threading.Thread(target=self._watch, args=(state["name"], proc.pid), daemon=True,
                          name=f"endpoint-{state['name']}").start()
@@ -425,6 +530,7 @@ class LocalEndpoints(Endpoints):
             if not self._running(name, pid):
                 self._fail_if_current(name, pid, f"worker exited during start-up; {self._last_lines(name)}")
                 return
+            self._share(state)
             status = self._status(state.get("url"), self._headers(name))
             report = self._report(status, state)
             if status and status["state"] == "ready":
@@ -444,6 +550,8 @@ class LocalEndpoints(Endpoints):
         while (state := self._current(name, pid)) and state["state"] == "InService":
             if not self._running(name, pid):
                 self._fail_if_current(name, pid, f"worker exited; {self._last_lines(name)}")
+                return
+            if not self._share(state):  # a designer on another ComfyUI stopped it
                 return
             if time.monotonic() - polled >= STATUS_POLL_IN_SERVICE:
                 polled = time.monotonic()
@@ -475,6 +583,7 @@ class LocalEndpoints(Endpoints):
             if state is None or state["state"] in (STOPPED, STOPPING):
                 return
             state = self._write({**state, "state": "Failed", "reason": reason, "updated_at": now()})
+        self._share(state, force=True)
         self.on_change(self.describe(state))
 
     def _merge_report(self, name: str, pid: int, report: Report) -> None:

@@ -20,15 +20,15 @@ async def list_endpoints(request: web.Request, ctx: Context) -> web.Response:
     return json_ok(EndpointsList(endpoints=endpoints, unavailable=problems))
 
 
-def _deploy(ctx: Context, environment: object) -> dict:
-    if not isinstance(environment, str):
+def _deploy(ctx: Context, body: EndpointCreate) -> dict:
+    if not isinstance(body.environment, str):
         raise BadRequest("environment must be an environment name")
-    return ctx.services.environments.deploy(environment)
+    return ctx.services.environments.deploy(body.environment, shared=body.shared)
 
 
 @shapes(body=EndpointCreate)
 async def create_endpoint(request: web.Request, ctx: Context) -> web.Response:
-    return json_ok(await asyncio.to_thread(_deploy, ctx, the(request, EndpointCreate).environment), status=202)
+    return json_ok(await asyncio.to_thread(_deploy, ctx, the(request, EndpointCreate)), status=202)
 
 
 @shapes(answer=EndpointView)

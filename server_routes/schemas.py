@@ -197,8 +197,12 @@ class EnvironmentVersions(TypedDict):
 
 class EndpointCreate(Shape):
     MESSAGE: ClassVar[str | None] = "send {environment: <name>}: the endpoint runs that environment's latest version"
-    MESSAGES: ClassVar[dict[str, str]] = {"environment": "environment must be an environment name"}
+    MESSAGES: ClassVar[dict[str, str]] = {"environment": "environment must be an environment name",
+                                          "shared": "shared must be true or false"}
     environment: str
+    shared: bool | None = Field(None, description=(
+        "a local endpoint: true shares it with the team (every ComfyUI on the store runs on it), false makes it this "
+        "ComfyUI's own again; absent: as its environment's endpoint config says (the Endpoints section's Share)"))
 
 
 class ExecutionCreate(Shape):

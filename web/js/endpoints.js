@@ -46,7 +46,8 @@ function stateClass(state) {
 }
 
 function instancesText(e) {
-  if (e.kind === "local") return "a worker on this machine";
+  if (e.kind === "local" && e.owner) return `shared by ${e.owner}: a worker on their machine`;
+  if (e.kind === "local") return e.shared ? "a worker on this machine, shared with the team" : "a worker on this machine";
   const type = e.instance_type ? ` × ${e.instance_type}` : "";
   const count = Number.isFinite(e.instances) ? e.instances : "?";
   return `${count} instance${count === 1 ? "" : "s"}${type}`;
@@ -154,7 +155,7 @@ class EndpointsSection extends Section {
     const actions = this.artist
       ? []
       : [
-          e.state === "InService"
+          e.state === "InService" || (e.owner && e.state === "Gone")
             ? el(
                 "button",
                 {
@@ -190,6 +191,7 @@ class EndpointsSection extends Section {
                 "Rollback",
               )
             : null,
+          e.kind === "local" && !e.owner && !STARTING.has(e.state) && e.state !== "Stopping" ? this.shareSwitch(e) : null,
         ];
     return el(
       "div",
@@ -332,6 +334,33 @@ class EndpointsSection extends Section {
       testid: "sagemaker-endpoint-stop-dialog",
       onOk: () => this.act(e, "stop", button),
     });
+  }
+
+  // This ComfyUI's own local endpoint: Share starts its worker again for the team (every ComfyUI on the store
+  // lists it and runs on it, with a token), unticked it is this ComfyUI's own again. Another's shows its owner.
+  shareSwitch(e) {
+    const box = el("input", {
+      type: "checkbox",
+      checked: Boolean(e.shared),
+      "data-testid": "sagemaker-endpoint-share",
+      onchange: async (ev) => {
+        const input = /** @type {HTMLInputElement} */ (ev.currentTarget);
+        input.disabled = true;
+        try {
+          const view = await call("POST", "/endpoints", { environment: e.name, shared: input.checked });
+          if (view?.name) this.endpoints.set(view.name, view); // a new worker: nothing of the old view holds
+          toast("success", input.checked ? "Endpoint shared with the team" : "Endpoint no longer shared", e.name);
+          this.draw();
+        } catch (err) {
+          toastError(`Could not change the sharing of ${e.name}`, err);
+          this.refresh();
+        }
+      },
+    });
+    return el("label", { class: "sagemaker-muted", title: "Every ComfyUI on this store may run on it (its worker restarts)" }, [
+      box,
+      " Share",
+    ]);
   }
 
   async act(e, action, button) {
