@@ -726,7 +726,9 @@ class ExecutionService:
 
     def take_over(self, execution_id: str, is_dead: Callable[[str | None], bool], reason: str) -> str:
         """A run whose follower died (`is_dead(its follower id)`): followed from here if its endpoint can still
-        answer for it (Endpoints.resume), else failed with `reason`, by compare-and-swap. Returns "followed",
+        answer for it (Endpoints.resume: an async run's result in S3, a local worker's kept result), else failed
+        with `reason` and why its result is lost (NEVER_SENT, LOST_WITH_CONNECTION; UNKNOWN_TO_ENDPOINT once
+        followed), by compare-and-swap: nothing done and paid for is thrown away. Returns "followed",
         "failed", "ended" (it had ended: its in-flight markers are cleared), "stale" (no record, or another
         follower has it) or "live" (this process follows it)."""
         if self.live(execution_id):

@@ -8,7 +8,9 @@ Each endpoint keeps `state.json`, its worker's log and its ComfyUI base under
 `<state dir>/endpoints/<environment>/`; model and pack blobs share one cache
 (`<state dir>/worker-cache`), so a restart downloads nothing. Workers run in
 their own session: they outlive a ComfyUI restart and are re-adopted by pid
-and /status, or restarted when they are gone.
+and /status, or restarted when they are gone. A worker keeps each run's result
+a while (worker/results.py), so the runs a ComfyUI left in flight when it was
+killed or stopped are answered to its next start (`resume`).
 """
 
 from __future__ import annotations
