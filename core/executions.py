@@ -43,7 +43,7 @@ from typing_extensions import TypedDict, Unpack
 
 from . import cancel_tokens, followers, pinning, preflight
 from .daemon_pool import DaemonPool
-from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, InvocationFailed
+from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, InvocationFailed, RunUnknown
 from .errors import (
     BadRequest,
     Conflict,
@@ -146,6 +146,10 @@ RELAYED = ("execution_start", "execution_cached", "executing", "progress", "prog
 # A cancel request for an endpoint that cannot route it to the run (SageMaker): a marker the worker polls.
 CANCEL_PREFIX = "async/cancel/"
 WATCH_INTERVAL = 2.0  # how often the owner looks at its runs in flight for a cancel from another ComfyUI
+# Why a run taken over (take_over) failed, after the reason its follower stopped: a record says which.
+NEVER_SENT = "it never reached its endpoint"
+LOST_WITH_CONNECTION = "the result was lost with the connection"  # a stream (real-time) died with its follower
+UNKNOWN_TO_ENDPOINT = "the endpoint no longer knows the run"  # followed again, but its result is gone there
 __all__ = ["ExecutionService", "ExecutionNotFound", "OutputInvalid", "CANCEL_PREFIX", "ID_RE", "OUTPUT_SUBFOLDER",
            "new_id"]
 
@@ -230,9 +234,11 @@ class ExecutionService:
         owner = Owner.from_json(record.get("owner"))
         return owner is not None and owner.key == self.owner_for(user).key
 
-    def _update(self, record: ExecutionRecord, **fields: Unpack[ExecutionChange]) -> ExecutionRecord:
+    def _update(self, record: ExecutionRecord, quiet: bool = False,
+                **fields: Unpack[ExecutionChange]) -> ExecutionRecord:
         """Change a live run's record: compare-and-swap on its last ETag. If someone else (a designer)
-        ended it meanwhile, their state stands and this run takes it."""
+        ended it meanwhile, their state stands and this run takes it. `quiet`: nothing a page shows changed
+        (pages and listeners are not told)."""
         with self._lock:
             if record["state"] in FINAL and fields.get("state") not in (None, record["state"]):
                 return record  # cancelled meanwhile: the later outcome does not overwrite it
@@ -258,6 +264,8 @@ class ExecutionService:
                     self._etags[record["id"]] = etag
                 elif etag is not None:  # changed but not ended: ours to write again
                     self._etags[record["id"]] = self.records.replace(record, etag)
+        if quiet and not (record["state"] in FINAL and not was_final):
+            return record
         if record["state"] in FINAL:
             self.records.ended(record)
             self._native(self.native.ended, record)
@@ -490,8 +498,8 @@ class ExecutionService:
             return
         if kind == RESUMABLE:  # the endpoint accepted it and can answer for it to another follower: how
             resume = (event.get("data") or {}).get("resume")
-            if isinstance(resume, dict):
-                self._update(record, resume=resume)
+            if isinstance(resume, dict) and record["state"] not in FINAL:
+                self._update(record, quiet=True, resume=resume)
             return
         if kind == PREVIEW and record["state"] not in FINAL:
             self._preview(record, event.get("data") or {})
@@ -560,11 +568,18 @@ class ExecutionService:
                             "inputs": record["inputs"], cancel_tokens.DIGEST_FIELD: cancel_tokens.digest_of(token)}
         self._follow(record, lambda: self.endpoints.invoke(endpoint_of(record), body, lambda e: self._relay(record, e)))
 
-    def _resume(self, record: ExecutionRecord) -> None:
+    def _resume(self, record: ExecutionRecord, reason: str) -> None:
         """A run taken over from a follower that died: its endpoint answers for it from where it is. Its cancel
         token died with that follower: the endpoint cannot be asked to stop it (it runs to its end there)."""
-        self._follow(record, lambda: self.endpoints.resume(endpoint_of(record), record["id"], record["resume"],
-                                                           lambda e: self._relay(record, e)))
+        def answer() -> WorkerResult:
+            try:
+                return self.endpoints.resume(endpoint_of(record), record["id"], record["resume"],
+                                             lambda e: self._relay(record, e))
+            except RunUnknown as err:
+                return {"status": "failed", "outputs": {},
+                        "error": {"code": "interrupted", "message": f"{reason}: {UNKNOWN_TO_ENDPOINT} ({err.message})"}}
+
+        self._follow(record, answer)
 
     def _follow(self, record: ExecutionRecord, answer: Callable[[], WorkerResult]) -> None:
         try:
@@ -790,7 +805,9 @@ class ExecutionService:
 
     def take_over(self, execution_id: str, is_dead: Callable[[str | None], bool], reason: str) -> str:
         """A run whose follower died (`is_dead(its follower id)`): followed from here if its endpoint can still
-        answer for it (Endpoints.resume), else failed with `reason`, by compare-and-swap. Returns "followed",
+        answer for it (Endpoints.resume: an async run's result in S3, a local worker's kept result), else failed
+        with `reason` and why its result is lost (NEVER_SENT, LOST_WITH_CONNECTION; UNKNOWN_TO_ENDPOINT once
+        followed), by compare-and-swap: nothing done and paid for is thrown away. Returns "followed",
         "failed", "ended" (it had ended: its in-flight markers are cleared), "stale" (no record, or another
         follower has it) or "live" (this process follows it)."""
         if self.live(execution_id):
@@ -814,8 +831,11 @@ class ExecutionService:
         def failed(stored: ExecutionRecord) -> ExecutionRecord | None:
             if stored.get("state") not in ("queued", "running") or not is_dead(stored.get("follower")):
                 return None
+            # No endpoint said it could answer for the run to another follower: queued, it was never sent;
+            # running, its answer was a stream to the follower that died (the endpoint runs it on to its end).
+            why = NEVER_SENT if stored.get("state") == "queued" else LOST_WITH_CONNECTION
             return {**stored, "state": "failed", "finished_at": now(), "error": {"code": "interrupted",
-                                                                                 "message": reason}}
+                                                                                 "message": f"{reason}: {why}"}}
 
         done = self.records.swap(execution_id, failed)
         if done is None:
@@ -852,7 +872,7 @@ class ExecutionService:
             self._live[record["id"]] = mine
             self._etags[record["id"]] = got[1] if got else ""
         self._watch()
-        self.pool.submit(self._resume, mine)
+        self.pool.submit(self._resume, mine, reason)
         return "followed"
 
     def drain(self, timeout: float, why: str) -> int:

@@ -95,6 +95,22 @@ class CancelRequest(TypedDict):
     cancel_token: NotRequired[Any]  # 403 for a wrong token (it proves the invoker: no hint what is wrong)
 
 
+class ResultRequest(TypedDict):
+    """`POST /invocations` with `action: result`: a run's result, waited for while it runs (worker/results.py).
+    Answered 200 with the WorkerResult, 404 `run_unknown` if the worker does not have the run, 403 to anyone but
+    its invoker (`cancel_token`) or the worker's own process (its token at the door)."""
+
+    protocol_version: NotRequired[int]
+    action: Literal["result"]
+    execution_id: NotRequired[Any]
+    cancel_token: NotRequired[Any]
+
+
+# A streamed answer's header: the worker keeps the run's result this many seconds after it ends, for a caller
+# that went away (worker/results.py); its caller can then follow the run from another process.
+KEEPS_HEADER = "X-Worker-Keeps-Result"
+
+
 class WorkerEvent(TypedDict):
     """One of the run's events while it runs: ComfyUI's own (`executing`, `progress`, `executed`, ...) and the
     extension's (`sagemaker.preview`, `sagemaker.note`, `sagemaker.resumable`)."""

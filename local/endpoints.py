@@ -8,7 +8,9 @@ Each endpoint keeps `state.json`, its worker's log and its ComfyUI base under
 `<state dir>/endpoints/<environment>/`; model and pack blobs share one cache
 (`<state dir>/worker-cache`), so a restart downloads nothing. Workers run in
 their own session: they outlive a ComfyUI restart and are re-adopted by pid
-and /status, or restarted when they are gone.
+and /status, or restarted when they are gone. A worker keeps each run's result
+a while (worker/results.py), so the runs a ComfyUI left in flight when it was
+killed or stopped are answered to its next start (`resume`).
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ from ..core.endpoints import (
     Endpoints,
     EndpointStateConflict,
     InvocationFailed,
+    RunUnknown,
 )
 from ..core.environments import manifest_key
 from ..core.errors import SageMakerError, message_of
+from ..core.executions import RESUMABLE
 from ..core.fs import scratch
 from ..core.fs.files import NotARegularFile, read_regular
 from ..core.idle_stop import IDLE, due, minutes, parse
@@ -49,6 +53,7 @@ from ..core.shapes import ShapeInvalid, validate
 from ..core.shared_registry import HEARTBEAT_S, Sharing
 from ..core.templates import now
 from ..core.worker_contract import (
+    KEEPS_HEADER,
     TOKEN_HEADER,
     Invocation,
     ProtocolUnsupported,
@@ -57,6 +62,7 @@ from ..core.worker_contract import (
     WorkerResult,
     WorkerRuntime,
     read_report,
+    read_result,
     read_stream,
     refusal,
 )
@@ -66,6 +72,10 @@ STATUS_POLL_IN_SERVICE = 2.0  # s between /status reads once InService (first pr
 # Whole exchanges with a worker (core/net/http_deadline.py: a worker that trickles its answer cannot hold them).
 STATUS_TIMEOUT_S = 2.0
 CANCEL_TIMEOUT_S = 10.0
+# Each worker keeps its last KEEP_RESULTS results for KEEP_MINUTES (worker/results.py): a ComfyUI restarted with
+# runs in flight finds what its worker finished meanwhile (`resume`).
+KEEP_RESULTS = 100
+KEEP_MINUTES = 60
 # The CLI's arguments that serve a worker: the worker image's ENTRYPOINT + CMD end the same way (a test
 # compares them). Here the CLI is started by the extension's folder (see __main__.py), so the worker runs
 # this very copy's code whether or not a package `comfyui_sagemaker` is installed.
@@ -146,8 +156,11 @@ def _alive(pid: int | None) -> TypeGuard[int]:
 
 
 def invoke_worker(name: str, url: str, headers: dict[str, str], body: Invocation,
-                  on_event: Callable[[WorkerEvent], None], on_lost: Callable[[], None]) -> WorkerResult:
-    """One prompt on a worker at `url` (its /invocations stream); `on_lost` when it stopped answering."""
+                  on_event: Callable[[WorkerEvent], None], on_lost: Callable[[], None],
+                  resumable: bool = False) -> WorkerResult:
+    """One prompt on a worker at `url` (its /invocations stream); `on_lost` when it stopped answering. With
+    `resumable` (this ComfyUI's own worker), a worker that keeps results says so and the run's record carries
+    what LocalEndpoints.resume needs to ask for its result in this ComfyUI's next life."""
     import requests  # lazily: importing the extension stays light
 
     try:
@@ -159,6 +172,9 @@ def invoke_worker(name: str, url: str, headers: dict[str, str], body: Invocation
             if r.status_code != 200:
                 return {"execution_id": body.get("execution_id"), "status": "failed", "outputs": {},
                         "error": refusal(r.content, r.status_code)}
+            if resumable and r.headers.get(KEEPS_HEADER):  # accepted, and answered to this ComfyUI's next life
+                kept = int(r.headers[KEEPS_HEADER]) if r.headers[KEEPS_HEADER].isdigit() else 0
+                on_event({"type": RESUMABLE, "data": {"resume": {"kind": "local", "kept_s": kept}}})
             result = read_stream(r.iter_lines(), on_event)
     except (ShapeInvalid, ProtocolUnsupported) as err:
         raise InvocationFailed(f"endpoint {name}'s worker answered what this extension cannot read: {err}") \
@@ -376,7 +392,38 @@ class LocalEndpoints(Endpoints):
 
     def invoke(self, name: str, body: Invocation, on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
         url = self.check_ready(name).get("url") or ""
-        return invoke_worker(name, url, self._headers(name), body, on_event, lambda: self._check_process(name))
+        return invoke_worker(name, url, self._headers(name), body, on_event, lambda: self._check_process(name),
+                             resumable=True)
+
+    def resume(self, name: str, execution_id: str, resume: dict[str, Any],
+               on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
+        """A run this ComfyUI invoked before it was restarted: its worker kept its result (worker/results.py) and
+        answers it, once the run has ended if it is still going. RunUnknown if the worker that ran it is gone
+        (stopped, restarted, redeployed) or no longer has it. Its events were the stream's: none are relayed."""
+        import requests  # lazily: importing the extension stays light
+
+        state = self._read(name)
+        url = state.get("url") if state else None
+        if state is None or not url or not self._running(name, state.get("pid")):
+            what = "is gone" if state is None else f"is {state['state'].lower()}, its worker that ran the run gone"
+            raise RunUnknown(f"endpoint {name} {what}")
+        try:
+            # No read timeout: the worker answers when the run ends, within the run's own time limit.
+            r = requests.post(url + "/invocations", data=json.dumps({"action": "result", "execution_id": execution_id}),
+                              timeout=(10, None), headers={"Content-Type": "application/json", **self._headers(name)})
+        except requests.RequestException as err:
+            raise RunUnknown(f"endpoint {name}'s worker did not answer ({err}): the worker that ran it is gone") \
+                from None
+        if r.status_code == 404:
+            raise RunUnknown(f"endpoint {name}'s worker {refusal(r.content, 404).get('message')}")
+        if r.status_code != 200:
+            raise InvocationFailed(f"endpoint {name}'s worker would not give the result: "
+                                   f"{refusal(r.content, r.status_code).get('message')}")
+        try:
+            return read_result(r.json())
+        except (ValueError, RecursionError) as err:  # ShapeInvalid, ProtocolUnsupported, not JSON
+            raise InvocationFailed(f"endpoint {name}'s worker answered what this extension cannot read: {err}") \
+                from None
 
     def cancel(self, name: str, execution_id: str, token: str) -> None:
         """Ask the worker to interrupt (or skip) an execution, with the run's cancel token; best effort."""
@@ -457,6 +504,8 @@ class LocalEndpoints(Endpoints):
             # A local endpoint shares this Python: its packages are the designer's own.
             "WORKER_INSTALL_PACKAGES": "0",
             "WORKER_TOKEN": token,
+            "WORKER_KEEP_RESULTS": str(KEEP_RESULTS),
+            "WORKER_KEEP_MINUTES": str(KEEP_MINUTES),
             # One ComfyUI on the designer's machine (its own ComfyUI uses the GPU too), unless this ComfyUI's
             # environment asks for more (WORKER_COMFYUI_COUNT or WORKER_DEVICES, see worker/devices.py).
             "WORKER_COMFYUI_COUNT": os.environ.get("WORKER_COMFYUI_COUNT")

@@ -56,6 +56,11 @@ class WorkerSettings:
     # The warm-up prompt's time limit on each ComfyUI (worker/warmup.py): past it the prompt is interrupted and
     # the ComfyUI serves unwarmed. SageMaker's start-up health check (3600 s here) covers it and materialising.
     warmup_timeout: float = 600.0
+    # Each ended run's result is kept this many runs, for this long, for a caller that went away (worker/results.py):
+    # local endpoints (their ComfyUI restarted with runs in flight). 0 on SageMaker, whose front door cannot reach
+    # the instance that ran a run; a prompt whose caller left while it was queued is then not started at all.
+    keep_results: int = 0
+    keep_minutes: float = 60.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> WorkerSettings:
@@ -92,6 +97,8 @@ class WorkerSettings:
             fetch_concurrency=int(env["WORKER_FETCH_CONCURRENCY"]) if env.get("WORKER_FETCH_CONCURRENCY") else None,
             report_to_store=env.get("WORKER_REPORT", "") == "store",
             warmup_timeout=float(env.get("WORKER_WARMUP_TIMEOUT", "600")),
+            keep_results=int(env.get("WORKER_KEEP_RESULTS", "0")),
+            keep_minutes=float(env.get("WORKER_KEEP_MINUTES", "60")),
         )
 
     def device_environ(self) -> dict[str, str]:
