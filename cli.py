@@ -314,6 +314,53 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rollback(args: argparse.Namespace) -> int:
+    """The environment's endpoint serves an older version again (the running ComfyUI's route: its lease, its
+    endpoints, the same checks as the sidebar's button)."""
+    from urllib.parse import quote
+
+    names.ENVIRONMENT_NAME.check(args.environment)
+    view = _server(args, "POST", f"/environments/{quote(args.environment)}/rollback",
+                   {} if args.to is None else {"to": args.to})
+    if args.json:
+        print(json.dumps(view, indent=2))
+        return 0
+    print(f"endpoint {view['name']} goes back to version {view['version']} ({view['state']}); runs in flight finish "
+          "on the version they started on")
+    return 0
+
+
+def _versions(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    names.ENVIRONMENT_NAME.check(args.environment)
+    history = _server(args, "GET", f"/environments/{quote(args.environment)}/versions")
+    if args.json:
+        print(json.dumps(history, indent=2))
+        return 0
+    for line in history_lines(history):
+        print(line)
+    return 0
+
+
+def history_lines(history: dict) -> list[str]:
+    """An environment's history as a person reads it (the JSON is `--json`)."""
+    lines = []
+    for v in history["versions"]:
+        serving = " (serving)" if v.get("serving") else ""
+        if "problem" in v:
+            lines.append(f"v{v['version']}{serving}: {v['problem']}")
+            continue
+        who = (v.get("published_by") or {}).get("name") or "unknown"
+        changes = []
+        for what in ("packs", "models", "templates"):
+            for how, sign in (("added", "+"), ("removed", "-"), ("changed", "~")):
+                changes += [f"{sign}{item}" for item in v["changes"][what].get(how, [])]
+        lines.append(f"v{v['version']}{serving}: {v.get('created_at') or '?'} by {who}; "
+                     f"{' '.join(changes) or 'no pack, model or template changed'}")
+    return lines
+
+
 def _costs(args: argparse.Namespace) -> int:
     """What runs and what it costs: from a running ComfyUI (--url: its local endpoints too), or from a
     configuration without ComfyUI (--config-dir: SageMaker endpoints and the store)."""
@@ -420,6 +467,19 @@ def parser() -> argparse.ArgumentParser:
     an.add_argument("--url", **url)
     an.add_argument("--json", action="store_true", help="print JSON")
     an.set_defaults(func=_analyze)
+    rb = sub.add_parser("rollback", help="serve an older version of an environment again (what was kept of it is "
+                        "reused, nothing is uploaded)")
+    rb.add_argument("environment")
+    rb.add_argument("--to", type=int, help="the version (default: the one before the version the endpoint serves)")
+    rb.add_argument("--url", **url)
+    rb.add_argument("--json", action="store_true", help="print JSON (the endpoint as the route answers it)")
+    rb.set_defaults(func=_rollback)
+    ve = sub.add_parser("versions", help="an environment's versions: who published each, when, what changed, which "
+                        "serves now")
+    ve.add_argument("environment")
+    ve.add_argument("--url", **url)
+    ve.add_argument("--json", action="store_true", help="print JSON")
+    ve.set_defaults(func=_versions)
     co = sub.add_parser("costs", help="what runs and what it costs: endpoints, storage, today and this month")
     co.add_argument("--url", **url)
     co.add_argument("--config-dir", help="compute from this configuration without ComfyUI (SageMaker endpoints and "

@@ -24,7 +24,7 @@ from .core.changes import ChangeFeed
 from .core.config import Config
 from .core.costs import Costs, recent_runs
 from .core.endpoints import Endpoints
-from .core.endpoints_router import EndpointsRouter
+from .core.endpoints_router import SHARED, EndpointsRouter
 from .core.environments import EndpointHooks, EnvironmentService, versions_of
 from .core.errors import ConfigInvalid, NotFound, SageMakerError
 from .core.execution_records import ExecutionRecords
@@ -39,6 +39,7 @@ from .core.leases import Leases
 from .core.local_supervisor import LocalSupervisor
 from .core.models import ModelService
 from .core.pages import Pages
+from .core.shared_registry import SharedRegistry, Sharing
 from .core.store import Store
 from .core.tasks import TaskManager
 from .core.template_executions import TemplateExecutions
@@ -62,9 +63,11 @@ def local_supervisor(state_dir: Path, host: Host | None) -> LocalSupervisor:
 
         if host is None:
             raise SageMakerError("local endpoints need a running ComfyUI")
-        return LocalEndpoints(state_dir, store_uri, host.worker_runtime(), on_change=on_change)
+        return LocalEndpoints(state_dir, store_uri, host.worker_runtime(), on_change=on_change,
+                              sharing=supervisor.sharing)
 
-    return LocalSupervisor(make)
+    supervisor = LocalSupervisor(make)
+    return supervisor
 
 
 class Services:
@@ -100,7 +103,8 @@ class Services:
         self._providers = providers
         # From now on the local endpoints deploy from this configuration's store and tell these services.
         self.local = local or local_supervisor(self.state_dir, host)
-        self.local.serve(store_uri(config), lambda endpoint: self.send_event("sagemaker.endpoint", endpoint))
+        self.local.serve(store_uri(config), lambda endpoint: self.send_event("sagemaker.endpoint", endpoint),
+                         lambda: self.sharing)
         # A ComfyUI makes its webhook secret on first use; the gateway's replicas are given one (one each would
         # not do): core/webhook_secret.py.
         self.makes_webhook_secret = makes_webhook_secret
@@ -152,7 +156,8 @@ class Services:
 
     @cached_property
     def templates(self) -> TemplateService:
-        return TemplateService(self.store, lambda name: bool(versions_of(self.store, name)))
+        return TemplateService(self.store, lambda name: bool(versions_of(self.store, name)),
+                               lambda name: versions_of(self.store, name))
 
     @cached_property
     def tasks(self) -> TaskManager:
@@ -169,11 +174,12 @@ class Services:
             raise SageMakerError("environments need a running ComfyUI (its nodes and models)")
         e = self.endpoints
         hooks = EndpointHooks(running=e.running, deploy=e.deploy, remove=e.remove, state=e.state, check=e.check,
-                              settled=e.when_settled)
+                              view=e.get, rollback=e.rollback, settled=e.when_settled)
         return EnvironmentService(self.store, self.templates, self.host, self.tasks, self.hash_cache,
                                   self.config.max_instances, hooks, leases=self.leases,
                                   allowed_instance_types=self.config.allowed_instance_types,
-                                  changed=lambda: self.changes.touch("environments"), temp=self.scratch)
+                                  changed=lambda: self.changes.touch("environments"), temp=self.scratch,
+                                  owner=self.owner)
 
     @cached_property
     def owner(self) -> Owner:
@@ -333,6 +339,18 @@ class Services:
                      lambda limit: recent_runs(self.store, limit), self.store.sizes)
 
     @cached_property
+    def sharing(self) -> Sharing:
+        """This configuration's shared local endpoints (core/shared_registry.py): the store's registry, who this
+        ComfyUI is, the address its shared workers listen on."""
+        return Sharing(SharedRegistry(self.store), self.owner.instance, self.owner.name, self.config.share_host)
+
+    def shared_endpoints(self) -> Endpoints:
+        from .local.shared_endpoints import SharedEndpoints
+
+        return SharedEndpoints(self.sharing.registry, self.owner.instance, self.owner.name,
+                               on_change=lambda endpoint: self.send_event("sagemaker.endpoint", endpoint))
+
+    @cached_property
     def endpoints(self) -> EndpointsRouter:
         if self._providers is not None:
             return EndpointsRouter(self._providers, tuple(self._providers))
@@ -348,5 +366,6 @@ class Services:
                                       kms_key_id=c.s3_kms_key_id, log_retention_days=LOG_RETENTION_DAYS,
                                       max_instances=c.max_instances, allowed_instance_types=c.allowed_instance_types)
 
-        listed = ("local", "sagemaker") if self.config.store == "s3" else ("local",)
-        return EndpointsRouter({"local": self.local.provider, "sagemaker": sagemaker}, listed)
+        listed = ("local", "sagemaker", SHARED) if self.config.store == "s3" else ("local", SHARED)
+        return EndpointsRouter({"local": self.local.provider, "sagemaker": sagemaker, SHARED: self.shared_endpoints},
+                               listed)

@@ -114,7 +114,8 @@ class Autoscaling:
             AlarmActions=[policy["PolicyARN"]])
 
     def remove(self, endpoint: str) -> None:
-        """Policies, target and alarm; whatever is already gone is skipped."""
+        """Policies, target and the endpoint's alarms (the update guardrails' one too); whatever is already gone
+        is skipped."""
         from botocore.exceptions import ClientError
 
         rid = naming.resource_id(endpoint)
@@ -129,7 +130,7 @@ class Autoscaling:
             self.aas.deregister_scalable_target(ServiceNamespace=NAMESPACE, ResourceId=rid,
                                                 ScalableDimension=DIMENSION)
         try:
-            self.cw.delete_alarms(AlarmNames=[naming.alarm_name(endpoint), naming.idle_alarm_name(endpoint)])
+            self.cw.delete_alarms(AlarmNames=naming.alarm_names(endpoint))
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") != "ResourceNotFound":
                 raise

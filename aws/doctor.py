@@ -22,6 +22,7 @@ from .connect import IMAGE_URI
 from .errors import error_code as _code
 from .errors import http_status as _http
 from .errors import translate
+from .quotas import find_quota, quota_name
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 DEFAULT_INSTANCE_TYPE = "ml.g5.xlarge"  # the endpoint form's default (server_routes/schemas.py)
@@ -332,29 +333,13 @@ def _instance_type(sm: Any, described: dict | None) -> str | None:
 
 # --- the instance type: quota and region ----------------------------------------------------------------
 
-def quota_name(instance_type: str) -> str:
-    """Service Quotas' name for SageMaker's per-type endpoint quota (service code `sagemaker`); each type has
-    its own quota code (L-...), so it is found by name."""
-    return f"{instance_type} for endpoint usage"
-
-
-def _find_quota(sq: Any, name: str) -> dict | None:
-    # Applied values first; "for some quotas, only the default values are available" (ListServiceQuotas).
-    for paginator in (sq.get_paginator("list_service_quotas"), sq.get_paginator("list_aws_default_service_quotas")):
-        for page in paginator.paginate(ServiceCode="sagemaker"):
-            for q in page.get("Quotas", []):
-                if q.get("QuotaName") == name:
-                    return q
-    return None
-
-
 def _quota(target: Target, sq: Any, instance_type: str) -> tuple[dict, bool | None]:
     """The quota's line, and whether the region lists the type (None: not known)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     name = quota_name(instance_type)
     try:
-        q = _find_quota(sq, name)
+        q = find_quota(sq, name)
     except (ClientError, BotoCoreError, NotImplementedError) as err:  # the last: an emulator without the call
         denied = isinstance(err, ClientError) and _code(err) in DENIED
         why = "these credentials may not read Service Quotas" if denied else "Service Quotas did not answer"

@@ -89,6 +89,8 @@ ACTIONS: dict[tuple[str, str], list[str]] = {
     # --- Amazon CloudWatch ("Actions, resources, and condition keys for Amazon CloudWatch") ----------------------
     ("cloudwatch", "PutMetricAlarm"): ["cloudwatch:PutMetricAlarm"],
     ("cloudwatch", "DeleteAlarms"): ["cloudwatch:DeleteAlarms"],
+    # Which alarm rolled an update back (aws/deploy_guardrails.py's rollback_alarm).
+    ("cloudwatch", "DescribeAlarms"): ["cloudwatch:DescribeAlarms"],
     # What endpoints cost (aws/endpoint_usage.py): their instance metrics, read by designers and artists alike.
     # cloudwatch:GetMetricData has no resource type and no condition key: granted on "*".
     ("cloudwatch", "GetMetricData"): ["cloudwatch:GetMetricData"],
@@ -109,6 +111,12 @@ ACTIONS: dict[tuple[str, str], list[str]] = {
     ("iam", "GetRole"): ["iam:GetRole"],
     ("iam", "SimulatePrincipalPolicy"): ["iam:SimulatePrincipalPolicy"],
     ("ecr", "BatchGetImage"): ["ecr:BatchGetImage"],
+
+    # --- Service Quotas ---------------------------------------------------------------------------------------------
+    # A deploy reads the instance type's endpoint quota before it creates anything (aws/quotas.py, shared with
+    # `aws doctor`): the applied value, else AWS's default.
+    ("service-quotas", "ListServiceQuotas"): ["servicequotas:ListServiceQuotas"],
+    ("service-quotas", "ListAWSDefaultServiceQuotas"): ["servicequotas:ListAWSDefaultServiceQuotas"],
 }
 
 # `aws setup | status | teardown` (aws/setup.py) run by an account administrator, not by a designer's
@@ -143,12 +151,8 @@ ADMIN: dict[tuple[str, str], list[str]] = {
     ("ecr", "DescribeImages"): ["ecr:DescribeImages"],
     ("ecr", "ListImages"): ["ecr:ListImages"],
     ("ecr", "BatchDeleteImage"): ["ecr:BatchDeleteImage"],
-    # aws/doctor.py (`aws doctor`, and the Connect panel's Doctor with a designer's credentials, where a call the
-    # designer may not make is a line of the report with its fix, never a grant of the designer policy).
-    ("service-quotas", "ListServiceQuotas"): ["servicequotas:ListServiceQuotas"],
     # aws/price_list.py (`aws prices refresh`): whoever refreshes the price table, not a designer's ComfyUI.
     ("pricing", "GetProducts"): ["pricing:GetProducts"],
-    ("service-quotas", "ListAWSDefaultServiceQuotas"): ["servicequotas:ListAWSDefaultServiceQuotas"],
     ("sts", "AssumeRole"): ["sts:AssumeRole"],
     ("s3", "HeadObject"): ["s3:GetObject"],
     ("s3", "DeleteObject"): ["s3:DeleteObject"],
@@ -198,6 +202,10 @@ EXECUTION_ROLE: dict[tuple[str, str], list[str]] = {
         "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
     ("sagemaker", "CreateEndpointConfig"): [
         "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket"],
+    # Developer Guide, "Auto-Rollback Configuration and Monitoring": "Ensure that your IAM execution role has
+    # permission to perform the cloudwatch:DescribeAlarms action on the auto-rollback alarms you specify" (the
+    # alarm every UpdateEndpoint names, aws/deploy_guardrails.py; granted on alarm:cs-* only).
+    ("sagemaker", "UpdateEndpoint"): ["cloudwatch:DescribeAlarms"],
 }
 
 # Actions granted only on one resource and under one condition, wherever they appear.
@@ -263,6 +271,8 @@ UNSCOPED: dict[str, str] = {
     "cloudwatch:PutMetricData": "takes no resource (Actions, resources, and condition keys for Amazon CloudWatch)",
     "cloudwatch:GetMetricData": "takes no resource (ibid.)",
     "ecr:GetAuthorizationToken": "takes no resource (Actions, resources, and condition keys for Amazon ECR)",
+    "servicequotas:ListServiceQuotas": "takes no resource (Actions, resources, and condition keys for Service Quotas)",
+    "servicequotas:ListAWSDefaultServiceQuotas": "takes no resource (ibid.)",
 }
 # The store's KMS key (placeholder, like STORE_BUCKET) and the statement that grants it, only used through S3.
 KMS_KEY_ARN = "arn:aws:kms:REGION:ACCOUNT_ID:key/KMS_KEY_ID"

@@ -51,6 +51,16 @@ def idle_alarm_name(endpoint: str) -> str:
     return f"{endpoint}-idle"
 
 
+def errors_alarm_name(endpoint: str) -> str:
+    """The alarm on the endpoint's errors SageMaker watches during an update (aws/deploy_guardrails.py)."""
+    return f"{endpoint}-errors"
+
+
+def alarm_names(endpoint: str) -> list[str]:
+    """Every alarm the extension makes for an endpoint: they go with it (aws/autoscaling.py's remove)."""
+    return [alarm_name(endpoint), idle_alarm_name(endpoint), errors_alarm_name(endpoint)]
+
+
 def tags(environment: str, version: int | None, store_uri: str) -> list[dict]:
     out = [{"Key": TAG_STORE, "Value": store_digest(store_uri)}, {"Key": TAG_ENVIRONMENT, "Value": environment}]
     if version is not None:

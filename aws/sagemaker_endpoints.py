@@ -13,8 +13,10 @@ is busy. A monitor follows it to a settled state: an update SageMaker rolled
 back comes back InService on the old config with a FailureReason, which is
 reported as such (and the new version's model and config removed), never
 taken for success. Autoscaling is set up once InService; if that fails the
-endpoint carries a warning. Delete removes everything made for it once the
-endpoint is gone, never a config or model a live endpoint uses.
+endpoint carries a warning. Once a version serves, the models and configs of
+older versions are removed but for the KEPT_VERSIONS newest (a rollback to one
+of them is a single UpdateEndpoint). Delete removes everything made for it
+once the endpoint is gone, never a config or model a live endpoint uses.
 
 Stop deletes the SageMaker endpoint (billing stops) and keeps its EndpointConfig and Model; a record in
 the store (`endpoints/<environment>/stopped.json`) says so and names the config, so the endpoint is
@@ -59,7 +61,7 @@ from ..core.store import KeyNotFound
 from ..core.templates import now
 from ..core.unreadable import Unreadable, load_object, report
 from ..core.worker_contract import Invocation, WorkerEvent, WorkerReport, WorkerResult, read_report, report_folder
-from . import autoscaling, endpoint_states, naming, runtime
+from . import autoscaling, deploy_guardrails, endpoint_states, naming, quotas, runtime
 from .async_watch import AsyncWatch
 from .clients import client
 from .errors import ROLE_ARN, AwsError, AwsNotConfigured, aws_call, translate
@@ -69,6 +71,9 @@ log = logging.getLogger("comfyui_sagemaker")
 STARTUP_HEALTH_CHECK_S = 3600  # materialising an environment (models by digest) can take a while
 GONE_TIMEOUT_S = 1800  # a DeleteEndpoint usually ends within minutes
 INVOCATION_TIMEOUT_S = {"realtime": 60, "async": 3600}  # SageMaker's limits per mode
+# Versions whose model and endpoint config stay in SageMaker besides the serving one, the newest first, so a
+# rollback to them is one UpdateEndpoint. Models and configs cost nothing while no endpoint uses them.
+KEPT_VERSIONS = 2
 
 
 def _not_found(err: Exception) -> bool:
@@ -452,6 +457,14 @@ class SageMakerEndpoints(Endpoints):
             raise EndpointConfigInvalid(f"version {manifest['version']} of environment {manifest['name']}: "
                                         f"{err.message}") from None
 
+    def _check_quota(self, instance_type: str, need: int, detail: str, update: bool = False) -> str | None:
+        """Before anything is created: QuotaExceeded when the type's endpoint quota cannot hold `need`
+        instances at once; a warning (returned and logged) when the quota cannot be read."""
+        warning = quotas.check(self._client("service-quotas"), self.region, instance_type, need, detail, update)
+        if warning:
+            log.warning("comfyui-sagemaker: %s", warning)
+        return warning
+
     def _create_version(self, model: dict, config: dict) -> None:
         """The version's model and config; ones left by an earlier try of the same version are reused."""
         from botocore.exceptions import ClientError
@@ -465,6 +478,35 @@ class SageMakerEndpoints(Endpoints):
 
     @aws_call
     def deploy(self, manifest: Manifest) -> EndpointView:
+        return self._deploy(manifest, kept=False)
+
+    @aws_call
+    def rollback(self, manifest: Manifest) -> EndpointView:
+        """Serve an older version again: UpdateEndpoint to its kept EndpointConfig (KEPT_VERSIONS) when SageMaker
+        still has it, nothing created; else its model and config are made again from its manifest, as a deploy
+        makes them (the manifest and its blobs are in the store: nothing is uploaded). UpdateEndpoint lets the
+        requests in flight finish on the instances that took them ("Deploys the EndpointConfig ... to a new
+        fleet ... then deletes the old instances": SageMaker API reference, UpdateEndpoint)."""
+        self.check_configured()
+        self._within_limits(manifest)  # a kept config made under older limits is not served again past them
+        return self._deploy(manifest, kept=self._config_kept(manifest))
+
+    def _config_kept(self, manifest: Manifest) -> bool:
+        """Whether SageMaker still has the version's EndpointConfig. Its model goes after it (_remove_version):
+        a kept config has its model, unless someone deleted that by hand (then the update fails and
+        SageMaker rolls it back, which settle reports)."""
+        from botocore.exceptions import ClientError
+
+        name = naming.versioned_name(manifest["name"], manifest["version"], self.store_uri)
+        try:
+            self.sm.describe_endpoint_config(EndpointConfigName=name)
+            return True
+        except ClientError as err:
+            if _code(err) == "ValidationException" and "Could not find" in str(err):
+                return False
+            raise
+
+    def _deploy(self, manifest: Manifest, kept: bool) -> EndpointView:
         self.check_configured()
         self._within_limits(manifest)  # before anything is asked of SageMaker
         env, version = manifest["name"], manifest["version"]
@@ -482,23 +524,39 @@ class SageMakerEndpoints(Endpoints):
                 old = self.sm.describe_endpoint_config(EndpointConfigName=existing["EndpointConfigName"])
                 if ("AsyncInferenceConfig" in old) != (_endpoint_config(manifest).get("mode") == "async"):
                     action, reason = "recreate", "recreating: SageMaker cannot switch async and real-time in place"
-        model, config = self.model_request(manifest), self.endpoint_config_request(manifest)
-        self._create_version(model, config)
+        cfg = _endpoint_config(manifest)
+        update = None
+        if action == "update":
+            assert existing is not None
+            current = (existing.get("ProductionVariants") or [{}])[0].get("CurrentInstanceCount", 0)
+            update = deploy_guardrails.plan(endpoint, current, cfg, old["ProductionVariants"][0]["InstanceType"]
+                                            == cfg["instance_type"], STARTUP_HEALTH_CHECK_S)
+            warning = self._check_quota(cfg["instance_type"], update.peak, update.detail, update=True)
+        else:
+            count = cfg["initial_count"]
+            warning = self._check_quota(cfg["instance_type"], count, f"a new fleet of {count}")
+        config_name = naming.versioned_name(env, version, self.store_uri)
+        if not kept:  # a rollback to a kept version creates nothing
+            self._create_version(self.model_request(manifest), self.endpoint_config_request(manifest))
         scaling = self._scaling()
         if action == "create":
             self._clear_stopped(env)  # a deploy starts a stopped endpoint, on the new version
-            self._create_endpoint(endpoint, config["EndpointConfigName"], env)
+            self._create_endpoint(endpoint, config_name, env)
         elif action == "recreate":
             scaling.remove(endpoint)
             self.sm.delete_endpoint(EndpointName=endpoint)
         else:
-            if old["ProductionVariants"][0]["InstanceType"] != _endpoint_config(manifest).get("instance_type"):
+            assert update is not None
+            if old["ProductionVariants"][0]["InstanceType"] != cfg.get("instance_type"):
                 # AWS refuses to change the instance type while autoscaling is registered on the variant.
                 scaling.remove(endpoint)
-            self.sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=config["EndpointConfigName"])
+            deploy_guardrails.put_errors_alarm(self.cloudwatch, endpoint)
+            self.sm.update_endpoint(**deploy_guardrails.update_request(endpoint, config_name, update))
         state: EndpointView = {"name": env, "kind": "sagemaker", "environment": env, "endpoint_name": endpoint,
                  "state": {"create": "Creating", "recreate": "Deleting", "update": "Updating"}[action],
                  "version": version, "reason": reason, "updated_at": now()}
+        if warning:
+            state["warning"] = warning
         self.on_change(state)
         self._monitor(manifest, endpoint, recreate=action == "recreate")
         return state
@@ -516,7 +574,8 @@ class SageMakerEndpoints(Endpoints):
 
     def settle(self, manifest: Manifest, endpoint: str, timeout: float = 7200, recreate: bool = False) -> dict | None:
         """Follow the endpoint until it settles (after recreating it, if asked); then autoscaling, and the
-        versions it no longer uses are removed. Returns the last description (None if it is gone)."""
+        versions it no longer uses are removed (but the KEPT_VERSIONS newest). Returns the last description
+        (None if it is gone)."""
         env = manifest["name"]
         ours = naming.versioned_name(env, manifest["version"], self.store_uri)
         try:
@@ -536,9 +595,7 @@ class SageMakerEndpoints(Endpoints):
                 view = self._view(env, d)
                 if d["EndpointConfigName"] != ours and endpoint_states.of(status).settled and status != "Failed":
                     # SageMaker rolled the update back: the old version serves, ours failed.
-                    why = d.get("FailureReason") or "no reason given"
-                    view["reason"] = (f"version {manifest['version']} did not deploy ({why}); still serving version "
-                                      f"{version_of(d['EndpointConfigName'])}")
+                    view["reason"] = self._rolled_back(manifest["version"], d)
                     self.on_change(view)
                     self._remove_version(ours)
                     return d
@@ -557,6 +614,20 @@ class SageMakerEndpoints(Endpoints):
             self.on_change({"name": env, "kind": "sagemaker", "state": "Failed", "environment": env,
                             "reason": f"following the deploy failed: {message}"})
             return None
+
+    def _rolled_back(self, version: int, d: dict) -> str:
+        """Why the old version still serves: an alarm SageMaker rolled back on (deploy_guardrails), or its
+        FailureReason."""
+        why = d.get("FailureReason") or "no reason given"
+        serving = version_of(d["EndpointConfigName"])
+        try:
+            alarm = deploy_guardrails.rollback_alarm(self.cloudwatch, d)
+        except Exception as err:  # the reason is still said, without the alarm's name
+            log.warning("comfyui-sagemaker: cannot read the rollback alarm of %s: %s", d["EndpointName"], err)
+            alarm = None
+        if alarm:
+            return f"version {version} rolled back by SageMaker (alarm {alarm}: {why}); still serving version {serving}"
+        return f"version {version} did not deploy ({why}); still serving version {serving}"
 
     def _after_in_service(self, manifest: Manifest, endpoint: str, d: dict) -> None:
         cfg = _endpoint_config(manifest)
@@ -578,7 +649,7 @@ class SageMakerEndpoints(Endpoints):
             log.error("comfyui-sagemaker: endpoint %s: %s", endpoint, warning)
             self._set_warning(env, warning)
             self.on_change({**self._view(env, d), "warning": warning})
-        self._delete_versions(endpoint, keep=d["EndpointConfigName"])
+        self._delete_versions(endpoint, keep=d["EndpointConfigName"], kept=KEPT_VERSIONS)
 
     def _remove_version(self, name: str) -> None:
         from botocore.exceptions import ClientError
@@ -591,16 +662,19 @@ class SageMakerEndpoints(Endpoints):
                 if _code(err) != "ValidationException":
                     raise
 
-    def _delete_versions(self, endpoint: str, keep: str | None = None) -> None:
-        """Every version's config and model but `keep` (the one the live endpoint uses)."""
+    def _delete_versions(self, endpoint: str, keep: str | None = None, kept: int = 0) -> None:
+        """Every version's config and model but `keep` (the one the live endpoint uses) and the `kept` newest
+        others (for a rollback: KEPT_VERSIONS)."""
         prefix = f"{endpoint}-v"
         names = set()
         for page in self.sm.get_paginator("list_endpoint_configs").paginate(NameContains=prefix):
             names |= {c["EndpointConfigName"] for c in page["EndpointConfigs"]}
         for page in self.sm.get_paginator("list_models").paginate(NameContains=prefix):
             names |= {m["ModelName"] for m in page["Models"]}
-        for name in sorted(names):
-            if name != keep and name.startswith(prefix) and version_of(name) is not None:
+        others = {n for n in names if n != keep and n.startswith(prefix) and version_of(n) is not None}
+        spared = sorted({version_of(n) for n in others}, key=lambda v: v or 0, reverse=True)[:kept]
+        for name in sorted(others):
+            if version_of(name) not in spared:
                 self._remove_version(name)
 
     # stopping and starting
@@ -681,6 +755,9 @@ class SageMakerEndpoints(Endpoints):
             raise EndpointStateConflict(f"endpoint {record.get('environment') or name} is being started already")
         manifest = self._kept_manifest(name, record)
         self._within_limits(manifest)
+        cfg = _endpoint_config(manifest)
+        count = cfg["initial_count"]
+        warning = self._check_quota(cfg["instance_type"], count, f"a new fleet of {count}")
         if d is None:  # the usual case: SageMaker's delete has ended
             self._create_kept(name, endpoint, record, manifest)
         else:
@@ -699,6 +776,8 @@ class SageMakerEndpoints(Endpoints):
 
             self._in_background(when_gone, f"sagemaker-start-{endpoint}")
         view: EndpointView = {**self._stopped_view(name, record, "Creating"), "reason": None, "updated_at": now()}
+        if warning:
+            view["warning"] = warning
         self.on_change(view)
         return view
 

@@ -78,6 +78,10 @@ class Config(BaseModel):
     allowed_instance_types: tuple[str, ...] = Field(instance_allowlist.DEFAULT, description=(
         f"a list of at most {instance_allowlist.MAX_ENTRIES} instance types (ml.g5.xlarge) or families (ml.g5.*)"))
     allowed_hosts: Hosts = Field((), description=f"a list of at most {MAX_HOSTS} host names")
+    # The one address this machine's shared local endpoints listen on and the team reaches them at
+    # (core/shared_registry.py): chosen, never every address; empty: sharing is refused.
+    share_host: str = Field("", description="empty or this machine's IP address on the team's network (one address, "
+                                            "not 0.0.0.0)")
     token: str = Field("", description="empty or 8 to 256 printable ASCII characters without spaces")
     # Model downloads may reach these hosts (host or host:port) even on loopback or private addresses.
     download_allowed_hosts: Hosts = Field((), description=f"a list of at most {MAX_HOSTS} host names (host:port)")
@@ -91,6 +95,19 @@ class Config(BaseModel):
     webhook_allowed_hosts: Hosts = Field((), description=f"a list of at most {MAX_HOSTS} host names (host:port)")
     webhook_retry_seconds: int = _whole(900, 1, 86400, "seconds")
     webhook_timeout_seconds: int = _whole(10, 1, 86400, "seconds")
+
+    @field_validator("share_host")
+    @classmethod
+    def _share_host(cls, v: str) -> str:
+        if not v:
+            return v
+        try:
+            address = ipaddress.ip_address(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IP address") from None
+        if address.is_unspecified:
+            raise ValueError(f"{v} listens on every address: choose this machine's one address")
+        return v
 
     @field_validator("store_path")
     @classmethod
@@ -257,7 +274,7 @@ class RoleRaiseRefused(ConfigRefused):
 # write anywhere this ComfyUI may write; it is set in the file or the environment only.
 EDITABLE = ("store", "s3_bucket", "s3_prefix", "s3_sse", "s3_kms_key_id", "s3_max_concurrency", "region",
             "sagemaker_role_arn", "worker_image_uri", "max_instances", "allowed_instance_types", "allowed_hosts",
-            "token", "download_allowed_hosts", "role", "display_name", "execution_retention_days",
+            "token", "share_host", "download_allowed_hosts", "role", "display_name", "execution_retention_days",
             "webhook_allowed_hosts", "webhook_retry_seconds", "webhook_timeout_seconds")
 # What "replace the file" keeps unless the changes name it: what the panel cannot set or cannot show.
 KEPT_ON_REPLACE = ("store_path", "token")

@@ -79,6 +79,9 @@ IDLE_STOP = ("minutes without a run after which the endpoint is stopped (core/id
 
 class LocalEndpointSpec(_Closed):
     kind: Literal["local"]
+    shared: bool = Field(False, description=(
+        "true: the team's (core/shared_registry.py): every ComfyUI on the store lists it and runs on it; its worker "
+        "listens on this ComfyUI's share_host with a token; false or absent: this ComfyUI's own, on 127.0.0.1"))
     idle_stop_minutes: int | None = Field(None, ge=0, description=IDLE_STOP)
 
 
@@ -144,12 +147,13 @@ MESSAGES = {
     ("autoscaling.min", "int_type"): "endpoint.{field} must be a whole number, got {input!r}",
     ("autoscaling.max", "int_type"): "endpoint.{field} must be a whole number, got {input!r}",
     ("autoscaling.min", "greater_than_equal"): "endpoint.autoscaling.min must be 0 or more",
+    ("shared", None): "endpoint.shared must be true or false, got {input!r}",
     ("idle_stop_minutes", "int_type"): "endpoint.{field} must be a whole number, got {input!r}",
     ("idle_stop_minutes", "greater_than_equal"): "endpoint.idle_stop_minutes must be 0 (never) or more",
     ("autoscaling.max", "greater_than_equal"): "endpoint.autoscaling.max must be at least 1",
 }
 # The order the fields are judged in, so the first problem named is the same whatever else is wrong.
-ORDER = ("instance_type", "mode", "initial_count", "autoscaling", "idle_stop_minutes", "")
+ORDER = ("instance_type", "mode", "initial_count", "autoscaling", "shared", "idle_stop_minutes", "")
 SHAPE_TYPES = ("missing", "extra_forbidden", "model_type", "model_attributes_type", "dict_type")
 
 
@@ -166,6 +170,8 @@ def validate(config: object, max_instances: int | None,
     config = spec.model_dump()
     if config["idle_stop_minutes"] is None:  # absent stays absent: the kind's default (core/idle_stop.py) applies
         del config["idle_stop_minutes"]
+    if config.get("shared") is False:  # private stays `{"kind": "local"}`, as every stored config before it
+        del config["shared"]
     return cast(EndpointConfig, config)
 
 

@@ -62,6 +62,13 @@ class InvocationFailed(SageMakerError):
     code = "invocation_failed"
 
 
+class RunUnknown(InvocationFailed):
+    """The endpoint no longer has the run a follower asks for (its worker was restarted or stopped, or kept the
+    result past its limit): its result is lost."""
+
+    code = "run_unknown"
+
+
 class EndpointsNotConfigured(SageMakerError):
     """This configuration cannot make that kind of endpoint at all (AWS's prerequisites missing): such a
     provider has made no endpoint, so asking it for one finds none."""
@@ -85,6 +92,12 @@ class Endpoints(ABC):
         """Create the endpoint of `manifest`'s environment, or update it to this version. Returns at once
         (state Creating or Updating); progress arrives as state changes."""
 
+    def rollback(self, manifest: Manifest) -> EndpointView:
+        """Serve `manifest`, an older version of the endpoint's environment, again, reusing what was kept of it
+        (core/environments.py's rollback). Nothing is uploaded: the version's blobs are in the store. By
+        default a deploy of that version (a local worker restarts on it; its blobs are in the worker cache)."""
+        return self.deploy(manifest)
+
     @abstractmethod
     def delete(self, name: str) -> None:
         """Remove the endpoint and everything made for it; idempotent; EndpointNotFound if there is none."""
@@ -102,8 +115,11 @@ class Endpoints(ABC):
     def resume(self, name: str, execution_id: str, resume: dict[str, Any],
                on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
         """Follow a run an invocation started and its process stopped following (core/followers.py): `resume`
-        is what that invocation said in its `sagemaker.resumable` event. Like invoke's answer; InvocationFailed
-        where the endpoint cannot answer for a run to anyone but its invoker (streams: local, real-time)."""
+        is what that invocation said in its `sagemaker.resumable` event (an endpoint that can answer for its runs
+        after their invoker is gone says it once it has accepted the run: SageMaker's async endpoints, whose
+        results land in S3; local endpoints, whose worker keeps each result a while). Like invoke's answer,
+        waiting while the run goes on; RunUnknown when the endpoint no longer has the run (its result is lost),
+        InvocationFailed where it cannot answer for a run to anyone but its invoker (a real-time stream)."""
         raise InvocationFailed(f"{self.kind} endpoints answer a run only to the process that invoked it")
 
     def stop(self, name: str) -> EndpointView:

@@ -18,13 +18,17 @@ from .errors import SageMakerError
 from .records import EndpointConfig, EndpointView, Manifest
 from .worker_contract import Invocation, WorkerEvent, WorkerResult
 
+SHARED = "shared"  # the team's local endpoints that other ComfyUIs run (local/shared_endpoints.py): asked last
+
 if TYPE_CHECKING:
     from .costs import Span
 
 
 class EndpointsRouter(Endpoints):
     """`providers` makes each kind's provider; the `listed` kinds are asked even before first use (SageMaker
-    when the store is S3)."""
+    when the store is S3). Providers are asked in the order given: this ComfyUI's own endpoints first, the
+    shared ones of other ComfyUIs (SHARED) last, so an environment runs on a shared endpoint only when this
+    ComfyUI has none."""
 
     kind = "any"
 
@@ -76,8 +80,12 @@ class EndpointsRouter(Endpoints):
               end: datetime) -> dict[str, builtins.list[Span]]:
         """Each kind's history from its provider (the kinds of `endpoints`, which listing them made)."""
         found: dict[str, builtins.list[Span]] = {}
-        for kind in {e["kind"] for e in endpoints}:  # a kind listed was made
-            found.update(self.provider(kind).usage([e for e in endpoints if e["kind"] == kind], start, end))
+        for kind in {e["kind"] for e in endpoints}:
+            try:  # another ComfyUI's shared endpoint is of kind local where no local provider can be made (CLI)
+                provider = self.provider(kind)
+            except SageMakerError:
+                continue  # estimated from its view
+            found.update(provider.usage([e for e in endpoints if e["kind"] == kind], start, end))
         return found
 
     def check(self, endpoint_config: EndpointConfig) -> None:
@@ -98,17 +106,25 @@ class EndpointsRouter(Endpoints):
         return self._owner(name).get(name)
 
     def deploy(self, manifest: Manifest) -> EndpointView:
+        return self._deploy(manifest, rollback=False)
+
+    def rollback(self, manifest: Manifest) -> EndpointView:
+        """Like deploy (an older version of another kind moves the endpoint), by the provider's rollback."""
+        return self._deploy(manifest, rollback=True)
+
+    def _deploy(self, manifest: Manifest, rollback: bool) -> EndpointView:
         endpoint = manifest.get("endpoint")
         if endpoint is None:  # environments deploy only what names an endpoint; said, not a TypeError
             raise SageMakerError(f"environment {manifest['name']} was published without an endpoint")
         kind = endpoint["kind"]
-        for p in self._made_providers():  # a kind change moves the endpoint
-            if p.kind != kind:
+        for p in self._made_providers():  # a kind change moves the endpoint (never another ComfyUI's shared one)
+            if p.kind not in (kind, SHARED):
                 try:
                     p.delete(manifest["name"])
                 except (EndpointNotFound, EndpointsNotConfigured):  # a provider that cannot work made no endpoint
                     pass
-        return self.provider(kind).deploy(manifest)
+        provider = self.provider(kind)
+        return provider.rollback(manifest) if rollback else provider.deploy(manifest)
 
     def delete(self, name: str) -> None:
         self._owner(name).delete(name)

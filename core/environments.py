@@ -20,10 +20,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import endpoint_config, instance_allowlist, publish, snapshot
+from . import endpoint_config, environment_history, instance_allowlist, publish, snapshot
+from .endpoints import EndpointNotFound
 from .errors import BadRequest, Conflict, EnvironmentCorrupt, EnvironmentNotFound, NameInvalid, SageMakerError
 from .fs.hashing import HashCache
 from .host import Host
+from .identity import Owner
 from .leases import Leases
 from .names import ENVIRONMENT_NAME
 from .publish import Plan
@@ -45,6 +47,18 @@ class EnvironmentExists(SageMakerError):
     code = "environment_exists"
 
 
+class NoEndpoint(Conflict):
+    """No endpoint serves this environment: there is nothing to roll back (deploy a version instead)."""
+
+    code = "no_endpoint"
+
+
+class RollbackRefused(Conflict):
+    """The endpoint serves no older version than asked for (it serves the oldest, or that very version)."""
+
+    code = "rollback_refused"
+
+
 @dataclass(frozen=True)
 class EndpointHooks:
     """Filled in by the endpoints layer: is an endpoint running this environment, deploy, delete."""
@@ -57,6 +71,8 @@ class EndpointHooks:
     # settled(name, done): done() once the deploy under way has settled (a local redeploy: traffic moved to the
     # new worker, or it failed); at once where deploy's answer is the end of it.
     settled: Callable[[str, Callable[[], None]], None] = lambda name, done: done()
+    view: Callable[[str], EndpointView | None] = lambda name: None  # the endpoint of this environment, if any
+    rollback: Callable[[Manifest], EndpointView | None] = lambda manifest: None  # serve an older version again
 
 
 def _folder(name: str) -> str:
@@ -92,7 +108,7 @@ class EnvironmentService:
     def __init__(self, store: Store, templates: TemplateService, host: Host, tasks: TaskManager,
                  hash_cache: HashCache, max_instances: int, hooks: EndpointHooks | None = None,
                  leases: Leases | None = None, changed: Callable[[], None] = lambda: None, temp=None,
-                 allowed_instance_types: tuple[str, ...] = instance_allowlist.DEFAULT):
+                 allowed_instance_types: tuple[str, ...] = instance_allowlist.DEFAULT, owner: Owner | None = None):
         self.store = store
         self.templates = templates
         self.host = host
@@ -104,6 +120,7 @@ class EnvironmentService:
         self.leases = leases  # one publish/deploy of an environment at a time, across ComfyUIs
         self.changed = changed  # tell the other ComfyUIs on the store
         self.temp = temp  # core.fs.scratch.Scratch: where a publish makes its packs
+        self.owner = owner  # this ComfyUI: recorded in each version it publishes (the history says who)
 
     # reading
 
@@ -293,11 +310,17 @@ class EnvironmentService:
 
         return work
 
-    def deploy(self, name: str, version: int | None = None) -> EndpointView | None:
-        """Deploy (or update) the endpoint of an environment's version, under its lease."""
+    def deploy(self, name: str, version: int | None = None, shared: bool | None = None) -> EndpointView | None:
+        """Deploy (or update) the endpoint of an environment's version, under its lease. `shared` (a local
+        endpoint's Share switch) overrides the config's for this endpoint: the manifest stays as published."""
         manifest = self.get(name, version)
-        if manifest.get("endpoint") is None:  # published without a config: the embedded default
-            manifest = {**manifest, "endpoint": {"kind": "local"}}
+        endpoint = manifest.get("endpoint") or {"kind": "local"}  # published without a config: the embedded default
+        if shared is not None:
+            if endpoint["kind"] != "local":
+                raise BadRequest(f"environment {name}'s endpoint is {endpoint['kind']}: "
+                                 "only a local endpoint is shared")
+            endpoint = {**endpoint, "shared": shared}  # False said: a stored config never holds it (absent)
+        manifest = {**manifest, "endpoint": endpoint}
         lease = self.leases.acquire(name, "deploying") if self.leases else None
         deployed = False
         try:
@@ -319,6 +342,74 @@ class EnvironmentService:
         else:
             leases.release(lease)
 
+    def serving(self, name: str) -> int | None:
+        """The version the environment's endpoint serves now; None without an endpoint (or one that says none)."""
+        try:
+            view = self.hooks.view(name)
+        except EndpointNotFound:
+            return None
+        return view.get("version") if view else None
+
+    def rollback(self, name: str, to: int | None = None) -> EndpointView | None:
+        """Serve an older version again (`to`, default the newest before the serving one), under the lease as a
+        deploy: the endpoint's provider reuses what it kept of that version and uploads nothing (its manifest
+        and blobs are in the store). EnvironmentNotFound for a version that does not exist; NoEndpoint when no
+        endpoint serves the environment; RollbackRefused when there is nothing older to go back to."""
+        ENVIRONMENT_NAME.check(name)
+        versions = self.versions(name)
+        if not versions:
+            raise EnvironmentNotFound(f"environment {name!r} does not exist")
+        if to is not None and to not in versions:
+            raise EnvironmentNotFound(f"environment {name!r} has no version {to} (it has {versions})")
+        serving = self.serving(name)
+        if serving is None:
+            raise NoEndpoint(f"no endpoint serves environment {name!r}: there is nothing to roll back; "
+                             "deploy a version instead")
+        if to is None:
+            older = [v for v in versions if v < serving]
+            if not older:
+                raise RollbackRefused(f"the endpoint of {name!r} serves version {serving}, its oldest: there is "
+                                      "no version before it")
+            to = older[-1]
+        if to == serving:
+            raise RollbackRefused(f"the endpoint of {name!r} serves version {to} already")
+        manifest = self.get(name, to)
+        if manifest.get("endpoint") is None:  # published without a config: the embedded default, as deploy
+            manifest = {**manifest, "endpoint": {"kind": "local"}}
+        lease = self.leases.acquire(name, "rolling back") if self.leases else None
+        deployed = False
+        try:
+            view = self.hooks.rollback(manifest)
+            deployed = True
+            # The answer names the version it goes back to: a local endpoint's view names the serving one until
+            # traffic moves to the new worker (a redeploy side by side).
+            return {**view, "version": to} if view else view
+        finally:
+            self._release_when_settled(name, lease, deployed)
+            self.changed()
+
+    def history(self, name: str) -> dict:
+        """Every version, newest first: who published it, when, what changed against the one before, and which
+        version the endpoint serves now (`serving`, None without an endpoint)."""
+        ENVIRONMENT_NAME.check(name)
+        versions = self.versions(name)
+        if not versions:
+            raise EnvironmentNotFound(f"environment {name!r} does not exist")
+        serving = self.serving(name)
+        out: builtins.list[dict] = []
+        previous: Manifest | None = None
+        canonical = name
+        for version in versions:
+            try:
+                manifest = self.get(name, version)
+            except (EnvironmentCorrupt, EnvironmentNotFound) as err:  # listed with its problem, compared past
+                out.append({"version": version, "problem": err.message, "serving": version == serving})
+                continue
+            canonical = manifest["name"]
+            out.append(environment_history.entry(manifest, previous, serving))
+            previous = manifest
+        return {"name": canonical, "serving": serving, "versions": out[::-1]}
+
     def _write_manifest(self, manifest: Manifest) -> int:
         """Create version n+1 exclusively: two publishes never both become n+1. The claim must still be
         this name's: an environment deleted while it was being published does not come back."""
@@ -327,7 +418,8 @@ class EnvironmentService:
             raise Conflict(f"environment {name!r} was deleted while it was being published; nothing was written")
         for _ in range(10):
             version = (self.versions(name) or [0])[-1] + 1
-            body: Manifest = {**manifest, "version": version, "created_at": now()}
+            body: Manifest = {**manifest, "version": version, "created_at": now(),
+                              "published_by": self.owner.to_json() if self.owner else None}
             try:
                 self.store.create(manifest_key(name, version), json.dumps(body).encode())
                 return version

@@ -21,6 +21,9 @@ which holds a lease in the store while it lives: a run whose follower was killed
 Other faces (the Comfy API v2, the gateway) follow runs through `listeners` (every event of a run, with
 its execution id) and hand over inputs already in the store (`stored_inputs`); a run may carry a
 `webhook_url`, delivered by `webhooks` (core/webhooks.py) when the run ends, wherever it ends.
+
+A run of a template pinned to an environment version is refused unless the endpoint serves that version
+(core/pinning.py); every face runs templates through `create`, so every face obeys the pin.
 """
 
 from __future__ import annotations
@@ -38,9 +41,9 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import TypedDict, Unpack
 
-from . import cancel_tokens, followers, preflight
+from . import cancel_tokens, followers, pinning, preflight
 from .daemon_pool import DaemonPool
-from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, InvocationFailed
+from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, InvocationFailed, RunUnknown
 from .errors import (
     BadRequest,
     Conflict,
@@ -59,10 +62,10 @@ from .inputs import InputMissing, get_inputs, input_path, put_inputs
 from .names import ENVIRONMENT_NAME, TEMPLATE_NAME
 from .records import ExecutionError, ExecutionExtra, ExecutionRecord, ExecutionState, ExecutionSummary
 from .store import DIGEST_RE, KeyNotFound, PreconditionFailed, Store
-from .templates import TemplateService, now
+from .templates import Template, TemplateService, now
 from .unreadable import Unreadable, report
 from .webhooks import pending as pending_webhook
-from .worker_contract import PROTOCOL_VERSION, Invocation, WorkerEvent, WorkerResult
+from .worker_contract import PROTOCOL_VERSION, RESTARTED, Invocation, WorkerEvent, WorkerResult
 
 if TYPE_CHECKING:
     from .environments import EnvironmentService
@@ -143,6 +146,10 @@ RELAYED = ("execution_start", "execution_cached", "executing", "progress", "prog
 # A cancel request for an endpoint that cannot route it to the run (SageMaker): a marker the worker polls.
 CANCEL_PREFIX = "async/cancel/"
 WATCH_INTERVAL = 2.0  # how often the owner looks at its runs in flight for a cancel from another ComfyUI
+# Why a run taken over (take_over) failed, after the reason its follower stopped: a record says which.
+NEVER_SENT = "it never reached its endpoint"
+LOST_WITH_CONNECTION = "the result was lost with the connection"  # a stream (real-time) died with its follower
+UNKNOWN_TO_ENDPOINT = "the endpoint no longer knows the run"  # followed again, but its result is gone there
 __all__ = ["ExecutionService", "ExecutionNotFound", "OutputInvalid", "CANCEL_PREFIX", "ID_RE", "OUTPUT_SUBFOLDER",
            "new_id"]
 
@@ -163,6 +170,11 @@ def new_id(instance: str = "") -> str:
     """<UTC time to the microsecond>-<8 random hex digits>[-<instance id of the ComfyUI that made it>]."""
     made = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:8]
     return f"{made}-{instance}" if instance else made
+
+
+def who(owner: Owner) -> str:
+    """A person as runs name them: the ComfyUI's display name, with its --multi-user user if any."""
+    return f"{owner.name} ({owner.user})" if owner.user else owner.name
 
 
 def endpoint_of(record: ExecutionRecord) -> str:
@@ -190,6 +202,7 @@ class ExecutionService:
         self.send = send
         self.synced = synced
         self.owner = owner or Owner("local", "this ComfyUI")
+        self.role = role
         self.native = native or NoNativeQueue()
         self.outputs = Outputs(store, lambda: self.host.output_dir(), temp)
         # Daemon threads: stopping ComfyUI never waits for its runs, which are taken over at its next start.
@@ -221,9 +234,11 @@ class ExecutionService:
         owner = Owner.from_json(record.get("owner"))
         return owner is not None and owner.key == self.owner_for(user).key
 
-    def _update(self, record: ExecutionRecord, **fields: Unpack[ExecutionChange]) -> ExecutionRecord:
+    def _update(self, record: ExecutionRecord, quiet: bool = False,
+                **fields: Unpack[ExecutionChange]) -> ExecutionRecord:
         """Change a live run's record: compare-and-swap on its last ETag. If someone else (a designer)
-        ended it meanwhile, their state stands and this run takes it."""
+        ended it meanwhile, their state stands and this run takes it. `quiet`: nothing a page shows changed
+        (pages and listeners are not told)."""
         with self._lock:
             if record["state"] in FINAL and fields.get("state") not in (None, record["state"]):
                 return record  # cancelled meanwhile: the later outcome does not overwrite it
@@ -249,6 +264,8 @@ class ExecutionService:
                     self._etags[record["id"]] = etag
                 elif etag is not None:  # changed but not ended: ours to write again
                     self._etags[record["id"]] = self.records.replace(record, etag)
+        if quiet and not (record["state"] in FINAL and not was_final):
+            return record
         if record["state"] in FINAL:
             self.records.ended(record)
             self._native(self.native.ended, record)
@@ -397,6 +414,7 @@ class ExecutionService:
                 raise BadRequest("template_version must be the version of the template loaded (an integer)")
             version = template_version
         template_name: str | None = None
+        loaded: Template | None = None
         if template is not None:
             template_name = TEMPLATE_NAME.check(template)
             loaded = self.templates.get(template_name)  # TemplateNotFound -> 404
@@ -410,10 +428,15 @@ class ExecutionService:
         try:
             served = self.endpoints.check_ready(name).get("version")
         except EndpointNotFound:
-            raise EndpointNotReady(f"no endpoint runs environment {name!r}: deploy one first") from None
+            # Only a designer may deploy: an artist is told who can help (shared endpoints were asked already).
+            then = "deploy one first, or share one from another ComfyUI" if self.role == "designer" else \
+                "ask a designer to deploy or share one"
+            raise EndpointNotReady(f"no endpoint runs environment {name!r}: {then}") from None
         # What runs is the version the endpoint serves, not the newest published (not deployed yet, or its deploy
         # failed): the prompt is checked against that version's manifest and the record names it.
         version_run = served if isinstance(served, int) else manifest["version"]
+        if loaded is not None:  # a pinned template runs only on its version (EndpointVersionMismatch: 409)
+            pinning.check_served(loaded, name, version_run, lambda: self.environments.versions(name))
         if version_run != manifest["version"]:
             try:
                 manifest = self.environments.get(name, version_run)
@@ -475,8 +498,8 @@ class ExecutionService:
             return
         if kind == RESUMABLE:  # the endpoint accepted it and can answer for it to another follower: how
             resume = (event.get("data") or {}).get("resume")
-            if isinstance(resume, dict):
-                self._update(record, resume=resume)
+            if isinstance(resume, dict) and record["state"] not in FINAL:
+                self._update(record, quiet=True, resume=resume)
             return
         if kind == PREVIEW and record["state"] not in FINAL:
             self._preview(record, event.get("data") or {})
@@ -545,11 +568,18 @@ class ExecutionService:
                             "inputs": record["inputs"], cancel_tokens.DIGEST_FIELD: cancel_tokens.digest_of(token)}
         self._follow(record, lambda: self.endpoints.invoke(endpoint_of(record), body, lambda e: self._relay(record, e)))
 
-    def _resume(self, record: ExecutionRecord) -> None:
+    def _resume(self, record: ExecutionRecord, reason: str) -> None:
         """A run taken over from a follower that died: its endpoint answers for it from where it is. Its cancel
         token died with that follower: the endpoint cannot be asked to stop it (it runs to its end there)."""
-        self._follow(record, lambda: self.endpoints.resume(endpoint_of(record), record["id"], record["resume"],
-                                                           lambda e: self._relay(record, e)))
+        def answer() -> WorkerResult:
+            try:
+                return self.endpoints.resume(endpoint_of(record), record["id"], record["resume"],
+                                             lambda e: self._relay(record, e))
+            except RunUnknown as err:
+                return {"status": "failed", "outputs": {},
+                        "error": {"code": "interrupted", "message": f"{reason}: {UNKNOWN_TO_ENDPOINT} ({err.message})"}}
+
+        self._follow(record, answer)
 
     def _follow(self, record: ExecutionRecord, answer: Callable[[], WorkerResult]) -> None:
         try:
@@ -579,13 +609,45 @@ class ExecutionService:
         if status == "succeeded" and record["state"] not in FINAL:
             self._finish_events(record, outputs)
         if status == "failed" and record["state"] not in FINAL:
+            self._ended_elsewhere(record)  # a designer's cancel or Stop broke the run: their end stands
+        if status == "failed" and record["state"] not in FINAL:
             if not error or error.get("code") not in ("node_error", "interrupted"):
                 # The worker never said why in ComfyUI's words: tell the page, so it stops "running".
                 self._to_page(record, "execution_error", page_error(record["prompt_id"], error))
         with self._lock:
             self._relayed.pop(record["id"], None)
+        self._restarted(record, error)
         self._update(record, state=status, finished_at=now(), outputs=outputs, error=error,
                      timings=result.get("timings"))
+
+    def _restarted(self, record: ExecutionRecord, error: ExecutionError | None) -> None:
+        """A cancelled run's worker restarted its ComfyUI to stop it (a node that ignores interrupts): the record
+        says so after who cancelled it, "cancelled by Ann (ComfyUI restarted to stop node X)"."""
+        if error is None or record["state"] != "cancelled" or error.get("code") != "cancelled":
+            return
+        message, ended = str(error.get("message") or ""), record.get("error")
+        if not ended or not message.startswith(f"cancelled ({RESTARTED}") or RESTARTED in str(ended.get("message")):
+            return
+        why = message.removeprefix("cancelled ")  # "(ComfyUI restarted to stop node X)"
+        self._update(record, state="cancelled",
+                     error={**ended, "message": f"{ended.get('message') or 'cancelled'} {why}"})
+
+    def _ended_elsewhere(self, record: ExecutionRecord) -> None:
+        """Take the stored end of a run someone ended through the store (a cancel, a Stop) before this process's
+        watch saw it: the failure it caused is not told to the page as ComfyUI's error."""
+        try:
+            got = self.records.read(record["id"])
+        except (ExecutionCorrupt, KeyNotFound, OSError, SageMakerError):
+            return
+        if got is None or got[0].get("state") not in FINAL:
+            return
+        stored, etag = got
+        with self._lock:
+            record.update({"state": stored["state"], "finished_at": stored.get("finished_at"),
+                           "error": stored.get("error")})
+            self._etags[record["id"]] = etag
+        self._stop(record, was_running=False)  # as the watch does: the page's canvas stops, interrupted
+        self.send("sagemaker.execution", self.summary(record), None)
 
     def _finished(self, record: ExecutionRecord) -> None:
         with self._lock:
@@ -617,14 +679,45 @@ class ExecutionService:
         if record["state"] in FINAL:
             raise Conflict(f"execution {execution_id} is {record['state']}; only a queued or running one can be "
                            "cancelled")
+        by = who(self.owner_for(user))
+        # Someone else's: the owner's page names who (web/js/run_notices.js).
+        error: ExecutionError | None = None if self.is_mine(record, user) else \
+            {"code": "cancelled", "message": f"cancelled by {by}", "by": by}
+        return self._end(record, error, user)
+
+    def end_runs_on(self, endpoint: str, user: str | None = None) -> int:
+        """Before a person stops `endpoint` (the caller checked they may): its runs in flight, everyone's, end
+        "stopped by <them>" instead of failing later with the worker's broken connection. How many it ended."""
+        by = who(self.owner_for(user))
+        ended = 0
+        for execution_id in self.records.inflight():
+            try:
+                got = self.records.read(execution_id)
+            except ExecutionCorrupt:
+                continue
+            if got is None or got[0].get("endpoint") != endpoint or got[0].get("state") in FINAL:
+                continue
+            error: ExecutionError = {"code": "endpoint_stopped", "message": f"stopped by {by}"}
+            if not self.is_mine(got[0], user):
+                error["by"] = by
+            try:
+                self._end(got[0], error, user)
+                ended += 1
+            except Conflict:  # it ended meanwhile
+                continue
+        return ended
+
+    def _end(self, record: ExecutionRecord, error: ExecutionError | None, user: str | None) -> ExecutionSummary:
+        """End a queued or running run cancelled (with `error`, else "cancelled by" the user): here if this
+        process follows it, else through the store (its follower stops it)."""
         with self._lock:
-            live = self._live.get(execution_id)
+            live = self._live.get(record["id"])
         if live is None:
-            return self._cancel_elsewhere(record, user)
+            return self._cancel_elsewhere(record, user, error)
         was_running = live["state"] == "running"
         # Mark it first: the worker's "interrupted" answer may reach _invoke before the cancel call returns.
-        self._update(live, state="cancelled", finished_at=now(), error={"code": "cancelled",
-                                                                        "message": "cancelled by the user"})
+        self._update(live, state="cancelled", finished_at=now(),
+                     error=error or {"code": "cancelled", "message": "cancelled by the user"})
         self._stop(live, was_running)
         return self.summary(live, user)
 
@@ -637,7 +730,8 @@ class ExecutionService:
         self._to_page(live, "execution_interrupted", {"prompt_id": live["prompt_id"], "node_id": None,
                                                       "node_type": None, "executed": []})
 
-    def _cancel_elsewhere(self, record: ExecutionRecord, user: str | None) -> ExecutionSummary:
+    def _cancel_elsewhere(self, record: ExecutionRecord, user: str | None,
+                          error: ExecutionError | None = None) -> ExecutionSummary:
         """A run another process follows (another ComfyUI, a gateway replica), checked by the caller: ended
         through compare-and-swap; its follower sees that and stops it at the worker with the run's cancel token,
         which only the follower holds (a run whose follower is gone runs on to its end there, its record
@@ -648,7 +742,7 @@ class ExecutionService:
             if stored.get("state") in FINAL:
                 return None
             return {**stored, "state": "cancelled", "finished_at": now(),
-                    "error": {"code": "cancelled", "message": f"cancelled by {by.name}"}}
+                    "error": error or {"code": "cancelled", "message": f"cancelled by {by.name}"}}
 
         done = self.records.swap(record["id"], cancelled)
         if done is None:
@@ -711,7 +805,9 @@ class ExecutionService:
 
     def take_over(self, execution_id: str, is_dead: Callable[[str | None], bool], reason: str) -> str:
         """A run whose follower died (`is_dead(its follower id)`): followed from here if its endpoint can still
-        answer for it (Endpoints.resume), else failed with `reason`, by compare-and-swap. Returns "followed",
+        answer for it (Endpoints.resume: an async run's result in S3, a local worker's kept result), else failed
+        with `reason` and why its result is lost (NEVER_SENT, LOST_WITH_CONNECTION; UNKNOWN_TO_ENDPOINT once
+        followed), by compare-and-swap: nothing done and paid for is thrown away. Returns "followed",
         "failed", "ended" (it had ended: its in-flight markers are cleared), "stale" (no record, or another
         follower has it) or "live" (this process follows it)."""
         if self.live(execution_id):
@@ -735,8 +831,11 @@ class ExecutionService:
         def failed(stored: ExecutionRecord) -> ExecutionRecord | None:
             if stored.get("state") not in ("queued", "running") or not is_dead(stored.get("follower")):
                 return None
+            # No endpoint said it could answer for the run to another follower: queued, it was never sent;
+            # running, its answer was a stream to the follower that died (the endpoint runs it on to its end).
+            why = NEVER_SENT if stored.get("state") == "queued" else LOST_WITH_CONNECTION
             return {**stored, "state": "failed", "finished_at": now(), "error": {"code": "interrupted",
-                                                                                 "message": reason}}
+                                                                                 "message": f"{reason}: {why}"}}
 
         done = self.records.swap(execution_id, failed)
         if done is None:
@@ -773,7 +872,7 @@ class ExecutionService:
             self._live[record["id"]] = mine
             self._etags[record["id"]] = got[1] if got else ""
         self._watch()
-        self.pool.submit(self._resume, mine)
+        self.pool.submit(self._resume, mine, reason)
         return "followed"
 
     def drain(self, timeout: float, why: str) -> int:

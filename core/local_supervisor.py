@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .endpoints import Endpoints
+
+if TYPE_CHECKING:
+    from .shared_registry import Sharing
 
 # Makes the provider: from a function giving the store URI new deploys read, and one to tell of each change.
 MakeLocal = Callable[[Callable[[], str], Callable[[dict], None]], Endpoints]
@@ -25,12 +29,17 @@ class LocalSupervisor:
         self._provider: Endpoints | None = None
         self._store_uri = ""
         self._listener: Callable[[dict], None] = lambda endpoint: None
+        self._sharing: Callable[[], Sharing | None] = lambda: None
 
-    def serve(self, store_uri: str, on_change: Callable[[dict], None]) -> None:
+    def serve(self, store_uri: str, on_change: Callable[[dict], None],
+              sharing: Callable[[], Sharing | None] = lambda: None) -> None:
         """The configuration that runs from now on: new deploys read their environment from `store_uri`, every
-        change of a local endpoint goes to `on_change`."""
+        change of a local endpoint goes to `on_change`, shared endpoints beat in `sharing`'s registry."""
         with self._lock:
-            self._store_uri, self._listener = store_uri, on_change
+            self._store_uri, self._listener, self._sharing = store_uri, on_change, sharing
+
+    def sharing(self) -> Sharing | None:
+        return self._sharing()
 
     def provider(self) -> Endpoints:
         """The local endpoints, made on first use (a SageMakerError from `make`, where they cannot be made here,

@@ -35,6 +35,7 @@ class ExecutionError(TypedDict):
     details: NotRequired[Any]  # the endpoint's own account (ComfyUI's validation answer)
     node_id: NotRequired[str | None]
     node_type: NotRequired[str | None]
+    by: NotRequired[str]  # who ended someone else's run (a designer's cancel or Stop): the owner's page says so
 
 
 WebhookState = Literal["pending", "sending", "delivered", "failed"]
@@ -137,6 +138,7 @@ class EndpointConfig(TypedDict):
     mode: NotRequired[Literal["async", "realtime"]]
     autoscaling: NotRequired[Autoscaling | None]
     idle_stop_minutes: NotRequired[int]  # 0: never; absent: the kind's default (core/idle_stop.py)
+    shared: NotRequired[bool]  # local: the team's (core/shared_registry.py); absent: this ComfyUI's own
 
 
 class Archive(TypedDict):
@@ -201,6 +203,7 @@ class Manifest(ManifestContent):
     size: NotRequired[int]
     notes: NotRequired[list[str]]
     created_at: NotRequired[str]
+    published_by: NotRequired[OwnerJson | None]  # the ComfyUI that published it (absent in older versions)
 
 
 # endpoints
@@ -232,4 +235,6 @@ class EndpointView(TypedDict):
     stopped_by: NotRequired[str | None]  # "idle": the idle stop (core/idle_stop.py), not a person
     idle_stop_minutes: NotRequired[int]  # 0: never
     worker: NotRequired[dict[str, Any] | None]
+    shared: NotRequired[bool]  # local: the team's (core/shared_registry.py)
+    owner: NotRequired[str]  # shared: the display name of the ComfyUI that runs it
 

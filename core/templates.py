@@ -17,6 +17,10 @@ write whose index update fails still succeeds (the template is written) and
 removes the index, so the next reader rebuilds it. A template that cannot be
 read is listed in the index's `skipped`, and opening it answers
 `template_corrupt`.
+
+A template may be pinned to one version of its environment (`environment_version`; None follows the newest):
+its runs then go only to an endpoint serving that version (core/pinning.py). The pin names a version of the
+bound environment, so rebinding elsewhere or unbinding unpins, unless the same request pins again.
 """
 
 from __future__ import annotations
@@ -87,6 +91,8 @@ class Template:
     updated_at: str
     # JSON Schema of the template's parameter nodes (core/parameters.py); None without any.
     parameters: dict | None = None
+    # The environment version its runs need (core/pinning.py); None: the version the endpoint serves.
+    environment_version: int | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -95,6 +101,7 @@ class Template:
         return {
             "name": self.name,
             "environment": self.environment,
+            "environment_version": self.environment_version,
             "version": self.version,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -125,14 +132,22 @@ def _template_problem(raw: dict) -> str | None:
         return "parameters is not an object"
     if isinstance(raw.get("version"), bool) or not isinstance(raw.get("version"), int):
         return "version is not a whole number"
+    if not _is_pin(raw.get("environment_version")):
+        return "environment_version is not a version number"
     return None
+
+
+def _is_pin(value: object) -> bool:
+    """None (absent in a template written before pins) or a version number."""
+    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
 
 
 def _summary_problem(entry: object) -> str | None:
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
         return "an entry without a name"
     if isinstance(entry.get("version"), bool) or not isinstance(entry.get("version"), int) \
-            or not isinstance(entry.get("environment"), (str, type(None))):
+            or not isinstance(entry.get("environment"), (str, type(None))) \
+            or not _is_pin(entry.get("environment_version")):
         return f"the entry of {entry['name'][:40]!r} is malformed"
     return None
 
@@ -147,6 +162,7 @@ def parse_index(data: bytes) -> dict:
         problem = _summary_problem(entry)
         if problem:
             raise Unreadable(INDEX_KEY, problem)
+        entry.setdefault("environment_version", None)  # an index written before pins: every template followed
     if not isinstance(skipped, list) or not all(isinstance(s, dict) and isinstance(s.get("key"), str)
                                                 and isinstance(s.get("reason"), str) for s in skipped):
         raise Unreadable(INDEX_KEY, "its skipped list is malformed")
@@ -193,11 +209,29 @@ class TemplateService:
 
     `environment_exists(name)` answers whether an environment of that name
     (case-insensitive) exists; binding to an unknown one raises EnvironmentNotFound.
+    `environment_versions(name)`, where given, lists its published versions: pinning to
+    another raises EnvironmentNotFound.
     """
 
-    def __init__(self, store: Store, environment_exists: Callable[[str], bool]):
+    def __init__(self, store: Store, environment_exists: Callable[[str], bool],
+                 environment_versions: Callable[[str], builtins.list[int]] | None = None):
         self.store = store
         self.environment_exists = environment_exists
+        self.environment_versions = environment_versions
+
+    def _check_pin(self, environment: str | None, version: object) -> int | None:
+        if version is None:
+            return None
+        if not isinstance(version, int) or not _is_pin(version):
+            raise BadRequest("environment_version must be a version number (1, 2, ...) or null to follow the newest")
+        if environment is None:
+            raise BadRequest("a template bound to no environment cannot be pinned: bind it to one first")
+        if self.environment_versions is not None:
+            versions = self.environment_versions(environment)
+            if version not in versions:
+                raise EnvironmentNotFound(f"environment {environment!r} has no version {version} (it has "
+                                          f"{', '.join(map(str, versions)) or 'none'}): pin a published one")
+        return version
 
     def _check_environment(self, environment: object) -> str | None:
         if environment is None:
@@ -357,13 +391,15 @@ class TemplateService:
         workflow: object = None,
         prompt: object = None,
         expected_version: object = None,
+        environment_version: object = UNSET,
     ) -> Template:
-        """Rebind and/or replace workflow + prompt; version + 1. Conflict when
-        `expected_version` is given and stale, or when another update wins the race."""
+        """Rebind, pin (`environment_version`: a version of the bound environment, or None to follow the
+        newest) and/or replace workflow + prompt; version + 1. Conflict when `expected_version` is given and
+        stale, or when another update wins the race."""
         if (workflow is None) != (prompt is None):
             raise BadRequest("send workflow and prompt together (both formats of the same graph)")
-        if environment is UNSET and workflow is None:
-            raise BadRequest("nothing to change: send environment and/or workflow + prompt")
+        if environment is UNSET and workflow is None and environment_version is UNSET:
+            raise BadRequest("nothing to change: send environment, environment_version and/or workflow + prompt")
         bad_version = isinstance(expected_version, bool) or not isinstance(expected_version, int)
         if expected_version is not None and bad_version:
             raise BadRequest("version must be an integer")
@@ -373,7 +409,12 @@ class TemplateService:
                 f"template {name!r} is at version {template.version}, not {expected_version}; reload it and retry"
             )
         if environment is not UNSET:
-            template.environment = self._check_environment(environment)
+            bound = self._check_environment(environment)
+            if (bound or "").lower() != (template.environment or "").lower():
+                template.environment_version = None  # the pin named a version of the old environment
+            template.environment = bound
+        if environment_version is not UNSET:
+            template.environment_version = self._check_pin(template.environment, environment_version)
         if workflow is not None:
             template.workflow = check_workflow(workflow)
             template.prompt = check_prompt(prompt, template.workflow)

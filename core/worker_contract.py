@@ -23,6 +23,9 @@ TOKEN_HEADER = "X-Worker-Token"
 WORKER_COMFYUI_ENV = "SM_WORKER_COMFYUI"
 INNER_SECRET_ENV = "SM_WORKER_COMFYUI_SECRET"
 INNER_SECRET_HEADER = "X-Worker-ComfyUI"
+# A cancelled run whose ComfyUI the worker restarted to stop it (worker/cancels.py) ends with error code
+# "cancelled" and the message "cancelled (<RESTARTED> node X)"; the extension adds that to the run's record.
+RESTARTED = "ComfyUI restarted to stop"
 
 # Cold start reports (worker/coldstart.py) of SageMaker endpoints, whose containers the extension cannot reach:
 # `workers/<environment>/<start key>.json`, newest first (aws/sagemaker_endpoints.py reads the first).
@@ -90,6 +93,22 @@ class CancelRequest(TypedDict):
     action: Literal["cancel"]
     execution_id: NotRequired[Any]  # checked by the worker: 400 for a bad id,
     cancel_token: NotRequired[Any]  # 403 for a wrong token (it proves the invoker: no hint what is wrong)
+
+
+class ResultRequest(TypedDict):
+    """`POST /invocations` with `action: result`: a run's result, waited for while it runs (worker/results.py).
+    Answered 200 with the WorkerResult, 404 `run_unknown` if the worker does not have the run, 403 to anyone but
+    its invoker (`cancel_token`) or the worker's own process (its token at the door)."""
+
+    protocol_version: NotRequired[int]
+    action: Literal["result"]
+    execution_id: NotRequired[Any]
+    cancel_token: NotRequired[Any]
+
+
+# A streamed answer's header: the worker keeps the run's result this many seconds after it ends, for a caller
+# that went away (worker/results.py); its caller can then follow the run from another process.
+KEEPS_HEADER = "X-Worker-Keeps-Result"
 
 
 class WorkerEvent(TypedDict):

@@ -8,7 +8,9 @@ Each endpoint keeps `state.json`, its worker's log and its ComfyUI base under
 `<state dir>/endpoints/<environment>/`; model and pack blobs share one cache
 (`<state dir>/worker-cache`), so a restart downloads nothing. Workers run in
 their own session: they outlive a ComfyUI restart and are re-adopted by pid
-and /status, or restarted when they are gone.
+and /status, or restarted when they are gone. A worker keeps each run's result
+a while (worker/results.py), so the runs a ComfyUI left in flight when it was
+killed or stopped are answered to its next start (`resume`).
 
 A redeploy while a worker serves (another version, or a version that did not
 deploy before) starts the new worker beside it, as SageMaker updates an
@@ -23,6 +25,7 @@ saying "version N did not deploy (...); still serving version M".
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -38,22 +41,27 @@ from ..core.cancel_tokens import TOKEN_FIELD
 from ..core.endpoints import (
     STOPPED,
     STOPPING,
+    EndpointBusy,
     EndpointNotFound,
     EndpointNotReady,
     Endpoints,
     EndpointStateConflict,
     InvocationFailed,
+    RunUnknown,
 )
 from ..core.environments import manifest_key
-from ..core.errors import message_of
+from ..core.errors import SageMakerError, message_of
+from ..core.executions import RESUMABLE
 from ..core.fs import scratch
 from ..core.fs.files import NotARegularFile, read_regular
 from ..core.idle_stop import IDLE, due, minutes, parse
 from ..core.names import ENVIRONMENT_NAME
 from ..core.records import EndpointView, Manifest
 from ..core.shapes import ShapeInvalid, validate
+from ..core.shared_registry import HEARTBEAT_S, Sharing
 from ..core.templates import now
 from ..core.worker_contract import (
+    KEEPS_HEADER,
     TOKEN_HEADER,
     Invocation,
     ProtocolUnsupported,
@@ -62,6 +70,7 @@ from ..core.worker_contract import (
     WorkerResult,
     WorkerRuntime,
     read_report,
+    read_result,
     read_stream,
     refusal,
 )
@@ -73,6 +82,10 @@ STATUS_POLL_IN_SERVICE = 2.0  # s between /status reads once InService (first pr
 # Whole exchanges with a worker (core/net/http_deadline.py: a worker that trickles its answer cannot hold them).
 STATUS_TIMEOUT_S = 2.0
 CANCEL_TIMEOUT_S = 10.0
+# Each worker keeps its last KEEP_RESULTS results for KEEP_MINUTES (worker/results.py): a ComfyUI restarted with
+# runs in flight finds what its worker finished meanwhile (`resume`).
+KEEP_RESULTS = 100
+KEEP_MINUTES = 60
 # The CLI's arguments that serve a worker: the worker image's ENTRYPOINT + CMD end the same way (a test
 # compares them). Here the CLI is started by the extension's folder (see __main__.py), so the worker runs
 # this very copy's code whether or not a package `comfyui_sagemaker` is installed.
@@ -105,6 +118,7 @@ class NextWorker(Worker):
     version: int
     manifest_uri: str
     idle_stop_minutes: int
+    shared: bool  # the endpoint's once traffic moves to it: this worker listens on share_host if so
 
 
 class LocalState(Report, total=False):
@@ -126,6 +140,7 @@ class LocalState(Report, total=False):
     idle_stop_minutes: int  # core/idle_stop.py: 0, never
     stopped_at: str | None
     stopped_by: str | None
+    shared: bool  # the team's (core/shared_registry.py): its worker listens on share_host
     next: NextWorker | None  # a redeploy's worker while it starts beside the serving one
     retiring: list[int] | None  # replaced workers finishing this process's runs (pids; stopped on adoption)
 
@@ -144,6 +159,13 @@ def worker_command(python: str, extension_dir: Path) -> list[str]:
     return [python, str(extension_dir), *WORKER_ARGS]
 
 
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+log = logging.getLogger("comfyui_sagemaker")
+
+
 def _constant(value: str) -> Callable[[], str]:
     return lambda: value
 
@@ -157,13 +179,65 @@ def _serving(state: LocalState) -> bool:
     return state["state"] in ("InService", "Updating") and bool(state.get("url"))
 
 
+def invoke_worker(name: str, url: str, headers: dict[str, str], body: Invocation,
+                  on_event: Callable[[WorkerEvent], None], on_lost: Callable[[], None],
+                  resumable: bool = False) -> WorkerResult:
+    """One prompt on a worker at `url` (its /invocations stream); `on_lost` when it stopped answering. With
+    `resumable` (this ComfyUI's own worker), a worker that keeps results says so and the run's record carries
+    what LocalEndpoints.resume needs to ask for its result in this ComfyUI's next life."""
+    import requests  # lazily: importing the extension stays light
+
+    try:
+        # No redirects: the token header would follow them to wherever a worker's answer points.
+        with requests.post(url + "/invocations", data=json.dumps(body).encode(), stream=True, timeout=(10, None),
+                           allow_redirects=False,
+                           headers={"Content-Type": "application/json", "Accept": "application/x-ndjson",
+                                    **headers}) as r:
+            if r.status_code != 200:
+                return {"execution_id": body.get("execution_id"), "status": "failed", "outputs": {},
+                        "error": refusal(r.content, r.status_code)}
+            if resumable and r.headers.get(KEEPS_HEADER):  # accepted, and answered to this ComfyUI's next life
+                kept = int(r.headers[KEEPS_HEADER]) if r.headers[KEEPS_HEADER].isdigit() else 0
+                on_event({"type": RESUMABLE, "data": {"resume": {"kind": "local", "kept_s": kept}}})
+            result = read_stream(r.iter_lines(), on_event)
+    except (ShapeInvalid, ProtocolUnsupported) as err:
+        raise InvocationFailed(f"endpoint {name}'s worker answered what this extension cannot read: {err}") \
+            from None
+    except (requests.RequestException, ValueError) as err:
+        on_lost()
+        raise InvocationFailed(f"endpoint {name} stopped answering: {err}") from None
+    if result is not None:
+        return result
+    on_lost()
+    raise InvocationFailed(f"endpoint {name} closed the stream without a result (did the worker die?)")
+
+
+def cancel_at_worker(url: str | None, headers: dict[str, str], execution_id: str, token: str) -> None:
+    """Ask the worker at `url` to interrupt (or skip) an execution, with the run's cancel token; best effort."""
+    from http.client import HTTPException  # lazily: importing the extension stays light
+
+    from ..core.net.http_deadline import request
+
+    if not url:  # stopped or stopping: its worker runs nothing any more
+        return
+    try:
+        request(url + "/invocations", "POST", {"action": "cancel", "execution_id": execution_id,
+                                               TOKEN_FIELD: token}, headers, CANCEL_TIMEOUT_S)
+    except (OSError, ValueError, HTTPException):
+        pass
+
+
 class LocalEndpoints(Endpoints):
     kind = "local"
 
     def __init__(self, state_dir: Path, store_uri: str | Callable[[], str], runtime: WorkerRuntime,
-                 on_change: Callable[[EndpointView], None] | None = None):
+                 on_change: Callable[[EndpointView], None] | None = None,
+                 sharing: Callable[[], Sharing | None] = lambda: None):
         """`store_uri`: where new deploys read their environment; a function for the process's one owner
-        (core/local_supervisor.py), whose store is that of the configuration that runs now."""
+        (core/local_supervisor.py), whose store is that of the configuration that runs now. `sharing`: that
+        configuration's registry of shared endpoints and share_host (None: nothing can be shared)."""
+        self._sharing = sharing
+        self._beats: dict[str, tuple[float, str]] = {}  # name -> (monotonic time, state) of its last heartbeat
         self.root = Path(state_dir) / "endpoints"
         self.cache = Path(state_dir) / "worker-cache"
         self._store_uri = _constant(store_uri) if isinstance(store_uri, str) else store_uri
@@ -217,7 +291,7 @@ class LocalEndpoints(Endpoints):
     def describe(state: LocalState) -> EndpointView:
         """What the sidebar shows; `phases`, `activity` and `comfyuis` are the worker's own (its /status:
         the cold start step by step, what it does now, each ComfyUI's state)."""
-        return {
+        view: EndpointView = {
             "name": state["name"], "kind": "local", "state": state["state"],
             "environment": state.get("environment") or state["name"],
             "version": state.get("version"), "url": state.get("url"), "reason": state.get("reason"),
@@ -226,7 +300,10 @@ class LocalEndpoints(Endpoints):
             "comfyuis": state.get("comfyuis") or [],
             "idle_stop_minutes": state.get("idle_stop_minutes") or 0,
             "stopped_at": state.get("stopped_at"), "stopped_by": state.get("stopped_by"),
+            # Always said (false too): a page merging a change into the view it has must not keep a stale true.
+            "shared": bool(state.get("shared")),
         }
+        return view
 
     # the seam
 
@@ -250,11 +327,18 @@ class LocalEndpoints(Endpoints):
         name, version = manifest["name"], manifest["version"]
         uri = f"{self._store_uri()}/{manifest_key(name, version)}"
         idle = minutes(manifest.get("endpoint"))
+        config = manifest.get("endpoint")
+        asked = config.get("shared") if config else None
         with self._lock:
             old = self._read(name)
+            # Sharing sticks to the endpoint through redeploys of configs that do not say (false is never stored):
+            # only the Share switch's explicit false makes it private again.
+            shared = asked if asked is not None else bool(old and old.get("shared"))
+            if shared:
+                self._check_share(name)
             pending = (old.get("next") if old else None) or None
             serving = old is not None and _serving(old) and self._running(name, old.get("pid"))
-            if old and old.get("version") == version and (
+            if old and old.get("version") == version and bool(old.get("shared")) == shared and (
                     serving or (old["state"] == "Creating" and alive(old.get("pid")))):
                 if pending is None:
                     return self.describe(old)
@@ -262,25 +346,28 @@ class LocalEndpoints(Endpoints):
                 state = self._write({**old, "state": "InService", "reason": None, "next": None, "updated_at": now()})
                 settle = True
             elif old and serving and pending and pending["version"] == version and \
-                    self._running(name, pending["pid"]):
+                    pending.get("shared", False) == shared and self._running(name, pending["pid"]):
                 return self.describe(old)  # this very update is under way
             elif old and serving:
                 if pending:
                     self._stop_pid(pending["pid"])  # superseded by this one
+                # The endpoint's `shared` changes with the switch of workers (the serving one listens where it did).
                 state = self._write({**old, "state": "Updating", "reason": None, "updated_at": now(),
-                                     "next": {**self._spawn(name, version, uri), "version": version,
-                                              "manifest_uri": uri, "idle_stop_minutes": idle}})
+                                     "next": {**self._spawn(name, version, uri, shared), "version": version,
+                                              "manifest_uri": uri, "idle_stop_minutes": idle, "shared": shared}})
                 settle = False
             else:
                 if old:
                     self._stop(old)
+                    if old.get("shared") and not shared:
+                        self._withdraw(name)
                 # Creating, not Updating: no worker serves until this one is ready (Updating is a ready state).
                 state = self._write({
                     "name": name, "kind": "local", "state": "Creating", "environment": name,
                     "version": version, "manifest_uri": uri, "reason": None,
                     "created_at": (old.get("created_at") if old else None) or now(), "updated_at": now(),
-                    "idle_stop_minutes": idle, "stopped_at": None, "stopped_by": None, "next": None,
-                    "retiring": None,  # stopped with the old worker
+                    "idle_stop_minutes": idle, "stopped_at": None, "stopped_by": None, "shared": shared,
+                    "next": None, "retiring": None,  # stopped with the old worker
                 })
                 self._start(state)
                 settle = False
@@ -320,6 +407,8 @@ class LocalEndpoints(Endpoints):
         with self._lock:
             self._stop(self._read(name) or state)
             shutil.rmtree(self._dir(name), ignore_errors=True)
+        if state.get("shared"):
+            self._withdraw(name)
         self.on_change({"name": state["name"], "kind": "local", "state": "Deleted"})
         self._settle(name)
 
@@ -345,6 +434,8 @@ class LocalEndpoints(Endpoints):
             state = self._write({**state, "state": STOPPED, "pid": None, "port": None, "url": None,
                                  "token": None, "activity": None, "comfyuis": [], "updated_at": stamp,
                                  "stopped_at": stamp, "stopped_by": by, "next": None, "retiring": None})
+        if state.get("shared"):
+            self._withdraw(name)
         self.on_change(self.describe(state))
         self._settle(name)
         return self.describe(state)
@@ -376,8 +467,6 @@ class LocalEndpoints(Endpoints):
         return "\n".join(lines[-tail:]) + ("\n" if lines else "") if tail else ""
 
     def invoke(self, name: str, body: Invocation, on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
-        import requests  # lazily: importing the extension stays light
-
         self.check_ready(name)
         execution_id = body.get("execution_id") if isinstance(body, dict) else None
         with self._lock:  # the worker is read and counted as one step: a switch of workers comes before or after
@@ -386,44 +475,124 @@ class LocalEndpoints(Endpoints):
                 raise EndpointNotReady(f"endpoint {name} is {state['state'] if state else 'gone'}")
             route = Route(state["pid"] or 0, state.get("url") or "", state.get("token"))
             self._inflight.begin(route, execution_id)
+
+        def relay(event: WorkerEvent) -> None:
+            resume = (event.get("data") or {}).get("resume") if event.get("type") == RESUMABLE else None
+            if isinstance(resume, dict):  # the worker that keeps its result: a redeploy may replace it meanwhile
+                event = {**event, "data": {**(event.get("data") or {}), "resume": {**resume, "worker_pid": route.pid}}}
+            on_event(event)
+
         try:
-            headers = {"Content-Type": "application/json", "Accept": "application/x-ndjson", **_header(route.token)}
-            with requests.post(route.url + "/invocations", data=json.dumps(body).encode(), stream=True,
-                               timeout=(10, None), headers=headers) as r:
-                if r.status_code != 200:
-                    return {"execution_id": body.get("execution_id"), "status": "failed", "outputs": {},
-                            "error": refusal(r.content, r.status_code)}
-                result = read_stream(r.iter_lines(), on_event)
-        except (ShapeInvalid, ProtocolUnsupported) as err:
-            raise InvocationFailed(f"endpoint {name}'s worker answered what this extension cannot read: {err}") \
-                from None
-        except (requests.RequestException, ValueError) as err:
-            self._check_process(name)
-            raise InvocationFailed(f"endpoint {name} stopped answering: {err}") from None
+            return invoke_worker(name, route.url, _header(route.token), body, relay,
+                                 lambda: self._check_process(name), resumable=True)
         finally:
             self._inflight.end(route, execution_id)
-        if result is not None:
-            return result
-        self._check_process(name)
-        raise InvocationFailed(f"endpoint {name} closed the stream without a result (did the worker die?)")
+
+    def resume(self, name: str, execution_id: str, resume: dict[str, Any],
+               on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
+        """A run this ComfyUI invoked before it was restarted: its worker kept its result (worker/results.py) and
+        answers it, once the run has ended if it is still going. RunUnknown if the worker that ran it is gone
+        (stopped, restarted, redeployed) or no longer has it. Its events were the stream's: none are relayed."""
+        import requests  # lazily: importing the extension stays light
+
+        state = self._read(name)
+        if state is None:
+            raise RunUnknown(f"endpoint {name} is gone")
+        url, headers = self._worker_of(state, execution_id, resume)
+        if not url:
+            raise RunUnknown(f"endpoint {name} is {state['state'].lower()}, its worker that ran the run gone")
+        try:
+            # No read timeout: the worker answers when the run ends, within the run's own time limit.
+            r = requests.post(url + "/invocations", data=json.dumps({"action": "result", "execution_id": execution_id}),
+                              timeout=(10, None), headers={"Content-Type": "application/json", **headers})
+        except requests.RequestException as err:
+            raise RunUnknown(f"endpoint {name}'s worker did not answer ({err}): the worker that ran it is gone") \
+                from None
+        if r.status_code == 404:
+            raise RunUnknown(f"endpoint {name}'s worker {refusal(r.content, 404).get('message')}")
+        if r.status_code != 200:
+            raise InvocationFailed(f"endpoint {name}'s worker would not give the result: "
+                                   f"{refusal(r.content, r.status_code).get('message')}")
+        try:
+            return read_result(r.json())
+        except (ValueError, RecursionError) as err:  # ShapeInvalid, ProtocolUnsupported, not JSON
+            raise InvocationFailed(f"endpoint {name}'s worker answered what this extension cannot read: {err}") \
+                from None
+
+    def _worker_of(self, state: LocalState, execution_id: str, resume: dict[str, Any]) -> tuple[str | None,
+                                                                                               dict[str, str]]:
+        """Where to ask for a run's result: the worker it was sent to (this process's route, else the pid its
+        record kept) while that one still runs; without either, the endpoint's serving worker (a record of an
+        earlier version of this extension). (None, {}) when the worker that ran it is gone."""
+        route = self._inflight.route(execution_id)
+        if route is not None:
+            return (route.url, _header(route.token)) if self._running(state["name"], route.pid) else (None, {})
+        pid = resume.get("worker_pid")
+        nxt = state.get("next")
+        if isinstance(pid, int) and nxt and nxt["pid"] == pid:
+            return (nxt["url"], _header(nxt["token"])) if self._running(state["name"], pid) else (None, {})
+        if (isinstance(pid, int) and pid != state.get("pid")) or not self._running(state["name"], state.get("pid")):
+            return None, {}  # replaced by a redeploy since (or stopped): its results went with it
+        return state.get("url"), _header(state.get("token"))
 
     def cancel(self, name: str, execution_id: str, token: str) -> None:
         """Ask the worker to interrupt (or skip) an execution, with the run's cancel token; best effort."""
-        from http.client import HTTPException  # lazily: importing the extension stays light
-
-        from ..core.net.http_deadline import request
-
         try:
             # The worker the run went to: after a redeploy, the old one may still be running it.
             route = self._inflight.route(execution_id)
             url, headers = (route.url, _header(route.token)) if route else (self.get(name).get("url"),
                                                                           self._headers(name))
-            if not url:  # stopped or stopping: its worker runs nothing any more
-                return
-            request(url + "/invocations", "POST", {"action": "cancel", "execution_id": execution_id,
-                                                   TOKEN_FIELD: token}, headers, CANCEL_TIMEOUT_S)
-        except (OSError, ValueError, HTTPException, EndpointNotFound):
-            pass
+        except EndpointNotFound:
+            return
+        cancel_at_worker(url, headers, execution_id, token)
+
+    # sharing (core/shared_registry.py)
+
+    def _check_share(self, name: str) -> Sharing:
+        """This configuration's sharing, or why this ComfyUI cannot share `name` now."""
+        sharing = self._sharing()
+        if sharing is None or not sharing.host:
+            raise SageMakerError(f"endpoint {name} cannot be shared: set \"Share endpoints at\" (share_host) in "
+                                 "Connect to this machine's address on the team's network first")
+        entry = sharing.registry.entry(name)
+        if entry and entry["owner_instance"] != sharing.instance and not sharing.registry.expired(entry):
+            raise EndpointBusy(f"{entry['owner']} shares an endpoint of {name} already: stop it first")
+        return sharing
+
+    def _withdraw(self, name: str) -> None:
+        sharing = self._sharing()
+        self._beats.pop(name.lower(), None)
+        if sharing is not None:
+            try:
+                sharing.registry.withdraw(name)
+            except Exception as err:  # the store unreachable: the entry expires by itself (EXPIRES_S)
+                log.warning("comfyui-sagemaker: cannot withdraw shared endpoint %s: %s", name, message_of(err))
+
+    def _share(self, state: LocalState, force: bool = False) -> bool:
+        """For a shared endpoint, from its watcher: obey a stop a designer asked for on another ComfyUI, else write
+        the heartbeat (when the state changed or HEARTBEAT_S passed). False once stopped here."""
+        name = state["name"]
+        last = self._beats.get(name.lower())
+        if not state.get("shared") or (not force and last is not None and last[1] == state["state"]
+                                         and time.monotonic() - last[0] < HEARTBEAT_S):
+            return True
+        sharing = self._sharing()
+        if sharing is None:
+            return True
+        self._beats[name.lower()] = (time.monotonic(), state["state"])
+        try:
+            asked = sharing.registry.stop_asked(name)
+            if asked is not None and state["state"] not in ("Failed",):
+                try:
+                    self.stop(name, by=asked["by"])
+                except (EndpointNotFound, EndpointStateConflict):
+                    self._withdraw(name)
+                return False
+            sharing.registry.beat(name, state.get("version"), state["state"], state.get("url"), sharing.instance,
+                                  sharing.owner, state.get("token"))
+        except Exception as err:  # the store unreachable now: the next beat tries again; readers see it expire
+            log.warning("comfyui-sagemaker: shared endpoint %s: heartbeat failed: %s", name, message_of(err))
+        return True
 
     # processes
 
@@ -432,15 +601,17 @@ class LocalEndpoints(Endpoints):
         serving one's, never under it."""
         return self._dir(name) / f"base-v{version or 0}"
 
-    def _spawn(self, name: str, version: int | None, manifest_uri: str) -> Worker:
+    def _spawn(self, name: str, version: int | None, manifest_uri: str, shared: bool) -> Worker:
         folder = self._dir(name)
-        port = free_port()
+        host = self._check_share(name).host if shared else "127.0.0.1"
+        port = free_port(host)
         token = secrets.token_urlsafe(32)  # a new worker, a new secret
         env = {
             **os.environ,
             "SAGEMAKER_MANIFEST_URI": manifest_uri,
             "SAGEMAKER_BIND_TO_PORT": str(port),
-            "WORKER_HOST": "127.0.0.1",
+            # Beyond loopback only when shared, and then on the one address the designer chose (share_host).
+            "WORKER_HOST": host,
             "WORKER_CACHE_DIR": str(self.cache),
             "WORKER_BASE_DIR": str(self._base(name, version)),
             # The designer's cache folder is the only candidate: the worker never moves it (to a /tmp in RAM).
@@ -451,6 +622,8 @@ class LocalEndpoints(Endpoints):
             # A local endpoint shares this Python: its packages are the designer's own.
             "WORKER_INSTALL_PACKAGES": "0",
             "WORKER_TOKEN": token,
+            "WORKER_KEEP_RESULTS": str(KEEP_RESULTS),
+            "WORKER_KEEP_MINUTES": str(KEEP_MINUTES),
             # One ComfyUI on the designer's machine (its own ComfyUI uses the GPU too), unless this ComfyUI's
             # environment asks for more (WORKER_COMFYUI_COUNT or WORKER_DEVICES, see worker/devices.py).
             "WORKER_COMFYUI_COUNT": os.environ.get("WORKER_COMFYUI_COUNT")
@@ -459,10 +632,10 @@ class LocalEndpoints(Endpoints):
         folder.mkdir(parents=True, exist_ok=True)
         pid = self._processes.start(worker_command(self.runtime.python, self.runtime.extension_dir), env,
                                     folder / "worker.log")
-        return {"pid": pid, "port": port, "url": f"http://127.0.0.1:{port}", "token": token}
+        return {"pid": pid, "port": port, "url": _url(host, port), "token": token}
 
     def _start(self, state: LocalState) -> None:
-        worker = self._spawn(state["name"], state.get("version"), state["manifest_uri"])
+        worker = self._spawn(state["name"], state.get("version"), state["manifest_uri"], bool(state.get("shared")))
         state.update({"pid": worker["pid"], "port": worker["port"], "url": worker["url"], "token": worker["token"]})
         self._write(state)
         threading.Thread(target=self._watch, args=(state["name"], state["pid"]), daemon=True,
@@ -518,6 +691,7 @@ class LocalEndpoints(Endpoints):
                 self._fail_if_current(name, pid, f"worker exited during start-up; {self._last_lines(name)}")
                 self._settle(name)
                 return
+            self._share(state)
             status = self._status(state.get("url"), self._headers(name))
             report = self._report(status, state)
             if status and status["state"] == "ready":
@@ -545,6 +719,8 @@ class LocalEndpoints(Endpoints):
         while (state := self._current(name, pid)) and state["state"] in ("InService", "Updating"):
             if not self._running(name, pid):
                 self._fail_if_current(name, pid, f"worker exited; {self._last_lines(name)}")
+                return
+            if not self._share(state):  # a designer on another ComfyUI stopped it
                 return
             if time.monotonic() - polled >= STATUS_POLL_IN_SERVICE and not state.get("next"):
                 polled = time.monotonic()
@@ -590,13 +766,18 @@ class LocalEndpoints(Endpoints):
             if state is None or (nxt := state.get("next")) is None:
                 return
             old = state.get("pid")
+            was_shared = bool(state.get("shared"))
             retiring = [p for p in [*(state.get("retiring") or []), old] if p]
             state = self._write({
                 **state, **report, "state": "InService", "reason": None, "pid": pid, "port": nxt["port"],
                 "url": nxt["url"], "token": nxt["token"], "version": nxt["version"],
                 "manifest_uri": nxt["manifest_uri"], "idle_stop_minutes": nxt["idle_stop_minutes"],
-                "next": None, "retiring": retiring,
+                "shared": nxt["shared"], "next": None, "retiring": retiring,
                 "updated_at": now()})
+        if was_shared and not state["shared"]:
+            self._withdraw(name)
+        else:
+            self._share(state, force=True)  # the team's entry points at the new worker now
         self.on_change(self.describe(state))
         self._settle(name)
         if old:
@@ -660,6 +841,7 @@ class LocalEndpoints(Endpoints):
             if state is None or state["state"] in (STOPPED, STOPPING):
                 return
             state = self._write({**state, "state": "Failed", "reason": reason, "updated_at": now()})
+        self._share(state, force=True)
         self.on_change(self.describe(state))
 
     def _merge_report(self, name: str, pid: int, report: Report) -> None:
@@ -726,10 +908,12 @@ class LocalEndpoints(Endpoints):
                     threading.Thread(target=self._watch_next, args=(name, nxt["pid"]), daemon=True).start()
             elif nxt is not None:  # the old worker is gone: the new one becomes the endpoint's, still starting
                 self._stop_pid(state.get("pid"))
+                if state.get("shared") and not nxt["shared"]:
+                    self._withdraw(name)
                 state.update({"state": "Creating", "reason": None, "pid": nxt["pid"], "port": nxt["port"],
                               "url": nxt["url"], "token": nxt["token"], "version": nxt["version"],
                               "manifest_uri": nxt["manifest_uri"], "idle_stop_minutes": nxt["idle_stop_minutes"],
-                              "next": None})
+                              "shared": nxt["shared"], "next": None})
                 self._write(state)
                 threading.Thread(target=self._watch, args=(name, nxt["pid"]), daemon=True).start()
                 self.on_change(self.describe(state))

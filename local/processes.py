@@ -18,11 +18,12 @@ from typing import TypeGuard
 STOP_GRACE_S = 20.0  # after SIGINT, before SIGKILL
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A free port on `host` (loopback, or a shared endpoint's share_host, IPv4 or IPv6)."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 

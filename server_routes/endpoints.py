@@ -20,15 +20,15 @@ async def list_endpoints(request: web.Request, ctx: Context) -> web.Response:
     return json_ok(EndpointsList(endpoints=endpoints, unavailable=problems))
 
 
-def _deploy(ctx: Context, environment: object) -> dict:
-    if not isinstance(environment, str):
+def _deploy(ctx: Context, body: EndpointCreate) -> dict:
+    if not isinstance(body.environment, str):
         raise BadRequest("environment must be an environment name")
-    return ctx.services.environments.deploy(environment)
+    return ctx.services.environments.deploy(body.environment, shared=body.shared)
 
 
 @shapes(body=EndpointCreate)
 async def create_endpoint(request: web.Request, ctx: Context) -> web.Response:
-    return json_ok(await asyncio.to_thread(_deploy, ctx, the(request, EndpointCreate).environment), status=202)
+    return json_ok(await asyncio.to_thread(_deploy, ctx, the(request, EndpointCreate)), status=202)
 
 
 @shapes(answer=EndpointView)
@@ -43,9 +43,18 @@ async def endpoint_logs(request: web.Request, ctx: Context) -> web.Response:
     return json_ok({"name": request.match_info["name"], "logs": logs})
 
 
+def _stop(ctx: Context, name: str, user: str | None) -> EndpointView:
+    services = ctx.services
+    name = services.endpoints.get(name)["name"]  # a missing one is a 404 before any run is touched
+    # Its runs in flight end "stopped by <this person>" first, not "stopped answering" once the worker is gone.
+    services.executions.end_runs_on(name, user)
+    return services.endpoints.stop(name)
+
+
 async def stop_endpoint(request: web.Request, ctx: Context) -> web.Response:
-    """Stop an endpoint without removing its environment (billing stops); state Stopped"""
-    return json_ok(await asyncio.to_thread(ctx.services.endpoints.stop, request.match_info["name"]))
+    """Stop an endpoint without removing its environment (billing stops); state Stopped. Its runs in flight
+    end cancelled, "stopped by" whoever stopped it."""
+    return json_ok(await asyncio.to_thread(_stop, ctx, request.match_info["name"], ctx.user(request)))
 
 
 async def start_endpoint(request: web.Request, ctx: Context) -> web.Response:

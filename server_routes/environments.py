@@ -6,10 +6,20 @@ import asyncio
 
 from aiohttp import web
 
+from ..core.errors import BadRequest
 from . import deprecation
 from .context import Context
-from .http import json_ok, shapes, the
-from .schemas import EnvironmentDeleteQuery, EnvironmentPublish, EnvironmentQuery, EnvironmentsList
+from .http import json_ok, read_object, shapes, the
+from .schemas import (
+    EnvironmentDeleteQuery,
+    EnvironmentPublish,
+    EnvironmentQuery,
+    EnvironmentRollback,
+    EnvironmentRollbackQuery,
+    EnvironmentsList,
+    EnvironmentVersions,
+    parse,
+)
 
 
 @shapes(answer=EnvironmentsList)
@@ -42,6 +52,25 @@ async def delete_environment(request: web.Request, ctx: Context) -> web.Response
     return web.Response(status=204)
 
 
+@shapes(body=EnvironmentRollback, query=EnvironmentRollbackQuery, read=False, required=False)
+async def rollback_environment(request: web.Request, ctx: Context) -> web.Response:
+    """The endpoint serves an older version again (`to` in the body or the query; default the one before the
+    serving version): what was kept of it is reused, nothing is uploaded. 202: it follows as a deploy does."""
+    to = the(request, EnvironmentRollbackQuery).to
+    if request.body_exists:  # the body is optional: an empty POST takes the default
+        body = parse(EnvironmentRollback, await read_object(request)).to
+        if body is not None and to is not None and body != to:
+            raise BadRequest(f"the body says to={body} and the query to={to}: say it once")
+        to = body if body is not None else to
+    view = await asyncio.to_thread(ctx.services.environments.rollback, request.match_info["name"], to)
+    return json_ok(view, status=202)
+
+
+@shapes(answer=EnvironmentVersions)
+async def environment_versions(request: web.Request, ctx: Context) -> web.Response:
+    return json_ok(await asyncio.to_thread(ctx.services.environments.history, request.match_info["name"]))
+
+
 async def diff_environment(request: web.Request, ctx: Context) -> web.Response:
     return json_ok(await asyncio.to_thread(ctx.services.environments.diff, request.match_info["name"]))
 
@@ -61,6 +90,8 @@ ROUTES = [
     ("GET", "/environments/{name}", get_environment),
     ("DELETE", "/environments/{name}", delete_environment),
     ("GET", "/environments/{name}/diff", diff_environment),
+    ("POST", "/environments/{name}/rollback", rollback_environment),
+    ("GET", "/environments/{name}/versions", environment_versions),
     ("GET", "/tasks/{id}", get_task),
     ("POST", "/tasks/{id}/cancel", cancel_task),
 ]

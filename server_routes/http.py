@@ -198,13 +198,15 @@ class Declared:
     answer: Any  # a TypedDict of the answer, or None
     media: str  # the body's media type
     read: bool  # False: the handler reads the body itself (multipart, raw bytes, a service that wants it as sent)
+    required: bool = True  # False: a body is optional (the handler reads it itself, `read` False)
 
 
 DECLARED: dict[Callable[..., Any], Declared] = {}
 
 
 def shapes(body: type[BaseModel] | None = None, query: type[Query] | None = None, answer: Any = None,
-           media: str = "application/json", read: bool = True) -> Callable[[Handler], Handler]:
+           media: str = "application/json", read: bool = True,
+           required: bool = True) -> Callable[[Handler], Handler]:
     """Declare what a handler takes and answers. The query (always) and a JSON body (`read`) are validated
     first: a 400 bad_request in the route's words, never the handler's concern; the handler gets them with
     `the(request, Model)`."""
@@ -218,7 +220,7 @@ def shapes(body: type[BaseModel] | None = None, query: type[Query] | None = None
                 request[BODY] = parse(body, await read_object(request))
             return await fn(request, ctx)
 
-        DECLARED[handler] = Declared(body, query, answer, media, read)
+        DECLARED[handler] = Declared(body, query, answer, media, read, required)
         return handler
 
     return declare

@@ -37,6 +37,10 @@ SUMMARIES = {
     ("GET", "/environments/{name}"): "An environment's manifest (?version=n)",
     ("DELETE", "/environments/{name}"): "Delete an environment (?force=true while bound or running)",
     ("GET", "/environments/{name}/diff"): "This ComfyUI against an environment",
+    ("POST", "/environments/{name}/rollback"): "Serve an older version again (?to=n or {to}; default the one "
+                                               "before the serving version): kept resources reused, no upload",
+    ("GET", "/environments/{name}/versions"): "An environment's history: who published each version, when, what "
+                                              "changed, which serves now",
     ("GET", "/tasks/{id}"): "A background task's progress (a publish, a model download)",
     ("POST", "/tasks/{id}/cancel"): "Cancel a background task",
     ("GET", "/jobs/{id}"): "Deprecated: GET /tasks/{id}",
@@ -146,7 +150,7 @@ def request_body(shape: Declared, schemas: Schemas) -> dict:
         schema: dict = {"type": "string", "format": "binary", "description": "the file's bytes"}
     else:
         schema = schemas.named(shape.body)
-    return {"required": True, "content": {shape.media: {"schema": schema}}}
+    return {"required": shape.required, "content": {shape.media: {"schema": schema}}}
 
 
 def document(tables: list[list[tuple]]) -> dict:

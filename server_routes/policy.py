@@ -35,7 +35,7 @@ ARTIST_CHANGES = frozenset({
 })
 WHAT = {
     "/templates": "publish, replace, rebind or delete templates",
-    "/environments": "publish or delete environments",
+    "/environments": "publish, roll back or delete environments",
     "/endpoints": "deploy, stop, start or delete endpoints",
     "/tasks": "cancel publish or download tasks",
     "/jobs": "cancel publish or download tasks",  # the deprecated /tasks (server_routes/deprecation.py)

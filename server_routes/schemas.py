@@ -134,6 +134,10 @@ class TemplateUpdate(Shape):
     workflow: Any = doc(GRAPH, None)
     prompt: Any = doc(PROMPT, None)
     version: Any = doc({"type": "integer", "description": "the version you edited: 409 if it has moved on"}, None)
+    environment_version: Any = doc({"type": ["integer", "null"], "minimum": 1, "description": (
+        "pin the template to this version of its environment: its runs go only to an endpoint serving it (else "
+        "409 endpoint_version_mismatch); null follows the newest (the default); a version not published is 404; "
+        "rebinding to another environment unpins")}, None)
 
 
 MAX_WAIT = 3600
@@ -174,10 +178,31 @@ class EnvironmentPublish(Shape):
                                       "first template's), or false/null for none"}, None)
 
 
+class EnvironmentRollback(Shape):
+    """The body of a rollback (optional: `?to=` says the same; an empty body takes the default)."""
+
+    MESSAGES: ClassVar[dict[str, str]] = {"to": "to must be a version number (a whole number from 1)"}
+    to: int | None = Field(None, ge=1, le=999_999, description="the version to serve again (default: the one "
+                                                               "before the version the endpoint serves)")
+
+
+class EnvironmentVersions(TypedDict):
+    """An environment's history: its versions newest first (who published each, when, what changed against the
+    one before: packs, models, templates), and the version its endpoint serves (null without an endpoint)."""
+
+    name: str
+    serving: int | None
+    versions: list[dict[str, Any]]
+
+
 class EndpointCreate(Shape):
     MESSAGE: ClassVar[str | None] = "send {environment: <name>}: the endpoint runs that environment's latest version"
-    MESSAGES: ClassVar[dict[str, str]] = {"environment": "environment must be an environment name"}
+    MESSAGES: ClassVar[dict[str, str]] = {"environment": "environment must be an environment name",
+                                          "shared": "shared must be true or false"}
     environment: str
+    shared: bool | None = Field(None, description=(
+        "a local endpoint: true shares it with the team (every ComfyUI on the store runs on it), false makes it this "
+        "ComfyUI's own again; absent: as its environment's endpoint config says (the Endpoints section's Share)"))
 
 
 class ExecutionCreate(Shape):
@@ -265,6 +290,11 @@ class EnvironmentQuery(Query):
     # the bounds inside: pydantic cannot put them on a number that may be None once a validator wraps it
     version: Annotated[int, Field(ge=1, le=999_999), BeforeValidator(_digits)] | None = Field(
         None, description="default: the latest")
+
+
+class EnvironmentRollbackQuery(Query):
+    to: Annotated[int, Field(ge=1, le=999_999), BeforeValidator(_digits)] | None = Field(
+        None, description="the version to serve again (default: the one before the version the endpoint serves)")
 
 
 class EnvironmentDeleteQuery(Query):

@@ -43,6 +43,7 @@ async def update_template(request: web.Request, ctx: RouteContext) -> web.Respon
         workflow=body.workflow,
         prompt=body.prompt,
         expected_version=body.version,
+        environment_version=body.environment_version if "environment_version" in body.model_fields_set else UNSET,
     )
     return json_ok(template.to_json())
 

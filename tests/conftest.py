@@ -68,13 +68,15 @@ def client(comfyui):
 
 
 @pytest.fixture(scope="session")
-def local_environment(comfyui) -> SharedEnvironment:
+def local_environment(integration_comfyui) -> SharedEnvironment:
     """One environment on a local endpoint of the session's ComfyUI, deployed once (a worker and its ComfyUI
-    cost seconds of CPU each). It carries the test pack, its lora and the extension's parameter nodes, so
-    any test-pack prompt runs on it: a test binds its own template to it (`harness.envs.template_on`) or
-    runs prompts on it by name, and releases what it holds. A test that stops, kills, restarts or watches
-    an endpoint's cold start publishes its own."""
-    client = comfyui.client()
+    cost seconds of CPU each). It hangs on integration_comfyui itself, never on `comfyui`, which the browser
+    tier parametrizes by frontend: a session fixture on a parametrized one is made and torn down again per
+    frontend, and the integration tests then got an environment of another ComfyUI. It carries the test pack,
+    its lora and the extension's parameter nodes, so any test-pack prompt runs on it: a test binds its own
+    template to it (`harness.envs.template_on`) or runs prompts on it by name, and releases what it holds. A
+    test that stops, kills, restarts or watches an endpoint's cold start publishes its own."""
+    client = integration_comfyui.client()
     shared = publish_shared_environment(client)
     try:
         yield shared
@@ -89,11 +91,12 @@ WORKER_PROMPT = {"1": {"class_type": "EmptyImage", "inputs": {"width": 4, "heigh
 
 
 @pytest.fixture(scope="session")
-def worker_environment(comfyui) -> tuple[str, str]:
+def worker_environment(integration_comfyui) -> tuple[str, str]:
     """An environment with the test pack and its lora (two blobs), published on the session's folder store
-    without an endpoint: (its name, its manifest's URI), for worker processes the tests start themselves."""
-    _, env, job = publish_environment(comfyui.client(), WORKER_PROMPT)
-    return env, manifest_uri(comfyui, env, job["result"]["version"])
+    without an endpoint: (its name, its manifest's URI), for worker processes the tests start themselves
+    (on integration_comfyui itself, as local_environment)."""
+    _, env, job = publish_environment(integration_comfyui.client(), WORKER_PROMPT)
+    return env, manifest_uri(integration_comfyui, env, job["result"]["version"])
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,9 @@
   follows): a cancel for an id the worker does not have is kept EARLY_TTL seconds, at most MAX_EARLY of
   them (the oldest go first), and an execution arriving with that id takes it only if the token is its own.
 - Ids are at most MAX_ID characters and tokens at most MAX_TOKEN: memory stays bounded whoever calls.
+- A running execution is interrupted; if its ComfyUI has not stopped it within the grace (a node that never
+  checks for interruption: ComfyUI's interrupt is a flag its nodes must poll), that ComfyUI is restarted
+  (`stop_running`) and the execution ends "cancelled (ComfyUI restarted to stop node X)".
 - SageMaker cannot route a cancel to the instance that runs a prompt: the invoker leaves a marker in the
   store (async/cancel/<execution id>) with the execution's token, which its worker looks for (`marked`).
 """
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 
 from ..core.cancel_tokens import MARKER_BYTES, digest_of, is_digest, matches, token_in_marker
 from ..core.executions import CANCEL_PREFIX, ID_RE
+from ..core.worker_contract import RESTARTED
 
 MAX_ID = 128  # characters of an execution id (the extension's are 43)
 MAX_EARLY = 256
@@ -37,6 +41,11 @@ class Execution:
     cancelled: bool = False
     slot: object | None = None  # the pool's Slot that runs it, once it has one
     ended: bool = False
+    node: str | None = None  # the class_type of the node its ComfyUI runs now (its last "executing" event)
+    restarted: str | None = None  # set when its ComfyUI was restarted to stop it: what the run ends with
+
+    def restart_message(self) -> str:
+        return f"cancelled ({RESTARTED} node {self.node})" if self.node else f"cancelled ({RESTARTED} it)"
 
 
 class CancelBook:
@@ -105,12 +114,26 @@ def marked(store, execution: Execution) -> bool:
     return matches(token_in_marker(data), execution.digest)
 
 
-async def interrupt_until_done(session, slot, execution: Execution, limit: float = 60) -> None:
-    """Interrupt `execution` on `slot`'s ComfyUI until it has ended. ComfyUI clears its interrupt flag when a
-    prompt starts, so one interrupt sent between submit and start would be lost: it is repeated, aimed at
-    this prompt only; the execution ends before its ComfyUI is given to another execution."""
+async def interrupt_until_done(session, slot, execution: Execution, limit: float = 60) -> bool:
+    """Interrupt `execution` on `slot`'s ComfyUI until it has ended; whether it did within `limit` s. ComfyUI
+    clears its interrupt flag when a prompt starts, so one interrupt sent between submit and start would be
+    lost: it is repeated, aimed at this prompt only; the execution ends before its ComfyUI is given to another
+    execution."""
     deadline = time.monotonic() + limit
     while not execution.ended and time.monotonic() < deadline:
         if slot.prompt_id:
             await slot.comfy.interrupt(session, slot.prompt_id)
         await asyncio.sleep(0.1)
+    return execution.ended
+
+
+async def stop_running(session, pool, slot, execution: Execution, grace: float) -> None:
+    """Stop a cancelled running execution: interrupt it; if its ComfyUI still runs it after `grace` s, restart
+    that ComfyUI (`pool.restart`: the run's connection to it breaks, and the run ends with
+    `execution.restarted`). The slot is the execution's as long as it has not ended (execute releases it only
+    after marking it ended), so the ComfyUI killed is never another run's."""
+    if await interrupt_until_done(session, slot, execution, grace):
+        return
+    execution.restarted = execution.restart_message()
+    await pool.restart(slot, f"a cancelled run ({execution.execution_id}) did not stop in node "
+                             f"{execution.node or '?'} within {grace:g} s")

@@ -191,6 +191,13 @@ class ComfyProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
 
+    def kill(self) -> None:
+        """End it at once (SIGKILL): for a ComfyUI stuck in a node that ignores interrupts, whose only state is
+        in memory (models stay on disk); the kernel frees its GPU memory with the process."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     async def node_types(self, session: aiohttp.ClientSession) -> set[str]:
         try:
             async with session.get(self.url + "/object_info", headers=self.headers, timeout=NODE_TYPES_TIMEOUT) as r:

@@ -5,6 +5,8 @@
   cancelled (`cancel_waiting`) and leaves the queue at once.
 - A ComfyUI whose process ends is restarted (after 1, 2, 4, ... s; 5 failed starts in a row and it stays
   `failed`) while the others serve; the run it had fails with the reason (`died`), never silently.
+- A busy ComfyUI that does not stop a cancelled prompt is killed (`restart`) and started again once its run
+  has let it go, so it is never handed to another run while the old prompt could still be in it.
 - With a warm-up (worker/warmup.py), a ComfyUI runs it once it answers and before it is handed out
   (state `warming`), at its first start and after a restart; `settled()` waits for every first start.
 - States: `starting`, `warming`, `ready` (idle), `busy`, `restarting`, `failed`.
@@ -51,6 +53,7 @@ class Slot:
     reason: str | None = None
     first_prompt_done: bool = False
     died: str | None = None  # why the process ended, for the run it had
+    restart_on_release: bool = False  # killed by `restart`: started again when its run releases it
     ready_at: float | None = None
     since: float = field(default_factory=time.monotonic)
 
@@ -200,6 +203,18 @@ class ComfyPool:
         self._died(slot)
         return slot.died or f"ComfyUI {slot.index} ({slot.device.label}) exited with code {slot.comfy.exit_code()}"
 
+    async def restart(self, slot: Slot, reason: str) -> bool:
+        """Kill `slot`'s ComfyUI, busy with a prompt it does not stop, and start it again once its run has
+        released it (`release`); the others serve meanwhile. False if it was not busy any more."""
+        if slot.state != "busy":
+            return False
+        slot.reason, slot.restart_on_release = reason, True
+        slot.set("restarting")  # before the kill: the supervisor leaves a restarting ComfyUI alone
+        log.warning("%s; restarting ComfyUI %d (%s)", reason, slot.index, slot.device.label)
+        self._changed()
+        await asyncio.to_thread(slot.comfy.kill)
+        return True
+
     def healthy(self) -> bool:
         return any(s.state in ("ready", "busy") and s.alive() for s in self.slots)
 
@@ -262,7 +277,10 @@ class ComfyPool:
 
     def release(self, slot: Slot) -> None:
         slot.execution = slot.prompt_id = None
-        if slot.state == "busy":
+        if slot.restart_on_release:
+            slot.restart_on_release = False
+            self._spawn(self._bring_up(slot, first=False))
+        elif slot.state == "busy":
             if slot.alive():
                 slot.set("ready")
                 self._changed()

@@ -13,10 +13,15 @@
   With `Accept: application/x-ndjson` the response streams ComfyUI's events, one JSON
   object a line, ending with `{"type": "result", "data": <result>}`. `{"action": "cancel", "execution_id",
   "cancel_token"}` cancels a queued or running execution, on whichever ComfyUI runs it, if the token is
-  the one whose sha256 its invocation carried (worker/cancels.py): only the execution's invoker can.
-- `GET /status`: state, reason, each ComfyUI's state (`comfyuis`), the queue, the cold start's phases
-  (`phases`) and what the worker does now (`activity`), what materialisation downloaded, how many runs
-  and early cancels the cancel book holds (`cancels`).
+  the one whose sha256 its invocation carried (worker/cancels.py): only the execution's invoker can. A
+  running one whose ComfyUI has not stopped it within WORKER_CANCEL_GRACE_S (10 s) gets that ComfyUI
+  restarted, and ends "cancelled (ComfyUI restarted to stop node X)".
+  `{"action": "result", "execution_id", "cancel_token"?}` answers a run's result, waiting while it is queued or
+  running, where the worker keeps results (worker/results.py: local endpoints, for a caller that went away);
+  such a worker runs a prompt on when its caller hangs up, and streams nothing more to it.
+- `GET /status`: state, reason, each ComfyUI's state (`comfyuis`, with the execution it is busy with), the
+  queue, the cold start's phases (`phases`) and what the worker does now (`activity`), what materialisation
+  downloaded, how many runs and early cancels the cancel book holds (`cancels`).
 
 Who may call: requests from a browser page (any `Origin` header) are refused;
 with a token (local endpoints set one each), `/invocations` and `/status` need
@@ -49,24 +54,27 @@ from ..core.idle_stop import minutes as idle_minutes
 from ..core.records import EndpointConfig, ExecutionError
 from ..core.shapes import ShapeInvalid, validate
 from ..core.worker_contract import (
+    KEEPS_HEADER,
     PROTOCOL_VERSION,
     TOKEN_HEADER,
     CancelRequest,
     Invocation,
     ProtocolUnsupported,
+    ResultRequest,
     WorkerEvent,
     WorkerReport,
     WorkerResult,
     WorkerState,
     speaks,
 )
-from .cancels import MAX_ID, CancelBook, Execution, interrupt_until_done, marked
+from .cancels import MAX_ID, CancelBook, Execution, marked, stop_running
 from .coldstart import ColdStart, FirstPromptTimer, StoreReport, human_bytes, now_iso, report_key
 from .comfy import ComfyProcess, PromptRejected
 from .devices import Device, DevicesInvalid, plan
 from .materialise import EXTENSION_FOLDER, MaterialiseError, Materialiser, place_input, safe_relative
 from .outputs import AsyncProgress, describe_rejection, keep_result, store_outputs
 from .pool import ComfyPool, NoComfyUI, QueuedCancelled, Slot
+from .results import ResultBook
 from .settings import WorkerSettings
 from .volumes import candidates_from, place
 from .warmup import Warmup, warm
@@ -104,6 +112,8 @@ class Worker:
         self.started = time.monotonic()
         self.ready_after: float | None = None
         self.cancels = CancelBook(early_ttl=settings.cancel_hold)
+        self.stopping: set[asyncio.Task] = set()  # cancelled runs being stopped (held: the loop keeps weak refs)
+        self.results = ResultBook(settings.keep_results, settings.keep_minutes)
         self.idleness = Idleness()  # the idle stop's clock (core/idle_stop.py)
         self.idle_task: asyncio.Task | None = None  # a SageMaker worker's idle stop (worker/idle_stop.py)
         self.report: StoreReport | None = None
@@ -288,7 +298,7 @@ class Worker:
 
     async def invocations(self, request: web.Request) -> web.StreamResponse:
         arrived = time.monotonic()
-        if self.state != "ready":
+        if self.state != "ready" and not self.results.keeps:
             return error(503, "not_ready", f"worker is {self.state}: {self.reason or 'materialising'}")
         try:
             body = await self.read_request(request)
@@ -296,6 +306,10 @@ class Worker:
             return error(413, "payload_too_large", f"request body is over {self.s.max_body_bytes} bytes")
         except (ValueError, UnicodeDecodeError) as err:
             return error(400, "bad_request", f"request body is not JSON: {err}")
+        if isinstance(body, dict) and body.get("action") == "result":  # what it knows, ready or not
+            return await self.result_of(body)
+        if self.state != "ready":
+            return error(503, "not_ready", f"worker is {self.state}: {self.reason or 'materialising'}")
         if isinstance(body, dict) and body.get("action") == "cancel":
             return self.cancel(body)
         invocation = self.check(body)
@@ -313,8 +327,22 @@ class Worker:
         stream = NDJSON in request.headers.get("Accept", "")
         response: web.StreamResponse | None = None
         if stream:
-            response = web.StreamResponse(headers={"Content-Type": NDJSON})
+            headers = {"Content-Type": NDJSON}
+            if self.results.keeps and execution_id:
+                headers[KEEPS_HEADER] = str(round(self.results.ttl))
+            response = web.StreamResponse(headers=headers)
             await response.prepare(request)
+        gone: list[bool] = []  # the caller hung up: the run goes on, its result is kept (worker/results.py)
+
+        async def write(line: bytes) -> None:
+            if response is None or gone:
+                return
+            try:
+                await response.write(line)
+            except ConnectionError as err:  # aiohttp's "Cannot write to closing transport" among them
+                gone.append(True)
+                log.info("execution %s: its caller went away (%s); %s", execution_id or "-", err,
+                         "it runs on, its result kept" if self.results.keeps else "it runs on")
 
         progress = AsyncProgress(self.materialiser.store, execution_id) if not stream and execution_id else None
         held: list[Slot] = []  # the ComfyUI running this execution, once it has one
@@ -334,11 +362,14 @@ class Worker:
                     log.warning("cannot store an output of %s: %s", execution_id, err)
                     return
                 event = {**event, "data": {**data, "output": output["n"]}}
-            await response.write(json.dumps(event).encode() + b"\n")
+            await write(json.dumps(event).encode() + b"\n")
 
         deadline = arrived + self.s.invocation_timeout if self.s.deadline_from_arrival else None
+        # A prompt whose caller hung up while it was queued is not started, unless its result is kept for it.
+        caller_gone = (lambda: False) if self.results.keeps else \
+            (lambda: request.transport is None or request.transport.is_closing())
         result = await self.execute(execution_id, prompt, inputs, on_event, held, invocation.get(DIGEST_FIELD),
-                                    deadline, lambda: request.transport is None or request.transport.is_closing())
+                                    deadline, caller_gone)
         if progress is not None:
             await progress.flush()
         if response is None:
@@ -349,8 +380,12 @@ class Worker:
                 return error(500, "result_taken", f"another result of execution {execution_id} is already in "
                              "the store; this run's is not given as its answer")
             return web.json_response(result, status=status)
-        await response.write(json.dumps({"type": "result", "data": result}).encode() + b"\n")
-        await response.write_eof()
+        await write(json.dumps({"type": "result", "data": result}).encode() + b"\n")
+        if not gone:
+            try:
+                await response.write_eof()
+            except ConnectionError:
+                pass
         return response
 
     def check(self, body: object) -> Invocation | web.Response:
@@ -415,10 +450,43 @@ class Worker:
             answer = self._stop(execution)
         return web.json_response(answer)
 
+    async def result_of(self, body: object) -> web.Response:
+        """A run's result for a caller that went away (worker/results.py), waited for while the run goes on."""
+        if not self.results.keeps:
+            return error(404, "run_unknown", "this worker keeps no results: a run is answered only to its invoker's "
+                         "connection")
+        try:
+            request = validate(ResultRequest, body)
+            speaks(request.get("protocol_version"), "the caller")
+        except ProtocolUnsupported as err:
+            return error(400, "protocol_unsupported", str(err))
+        except ShapeInvalid as err:
+            return error(400, "bad_request", f"a result request is {{action, execution_id, {TOKEN_FIELD}?}}: "
+                         f"{err.reason}")
+        execution_id, token = request.get("execution_id"), request.get(TOKEN_FIELD)
+        if not isinstance(execution_id, str) or not 0 < len(execution_id) <= MAX_ID:
+            return error(400, "bad_request", f"a result request needs an execution_id of 1 to {MAX_ID} characters")
+        if token is not None and not is_token(token):
+            return error(400, "bad_request", f"{TOKEN_FIELD} must be the run's cancel token")
+        if not self.results.known(execution_id):
+            return error(404, "run_unknown", f"this worker has no run {execution_id}: it never ran here, the worker "
+                         f"was restarted since, or its result was kept past {self.results.ttl / 60:.0f} minutes "
+                         f"or {self.results.size} runs")
+        if not self.results.allowed(execution_id, token, bool(self.s.token)):
+            return error(403, "result_refused", f"only the invoker of execution {execution_id} (its "
+                         f"{TOKEN_FIELD}) or the worker's own process may read its result")
+        result = await self.results.wait(execution_id)
+        if result is None:  # kept past its limit while waited for: cannot happen while it runs
+            return error(404, "run_unknown", f"this worker no longer has execution {execution_id}'s result")
+        return web.json_response(result)
+
     def _stop(self, execution: Execution) -> dict:
         slot = execution.slot
-        if isinstance(slot, Slot):
-            asyncio.get_running_loop().create_task(interrupt_until_done(self.http(), slot, execution))
+        if isinstance(slot, Slot) and self.pool is not None:
+            task = asyncio.get_running_loop().create_task(stop_running(self.http(), self.pool, slot, execution,
+                                                                       self.s.cancel_grace))
+            self.stopping.add(task)
+            task.add_done_callback(self.stopping.discard)
             return {"cancelled": True, "state": "running", "comfyui": slot.index}
         if self.pool is not None:
             self.pool.cancel_waiting(execution.execution_id, key=execution)
@@ -443,12 +511,18 @@ class Worker:
         """Run the prompt on a free ComfyUI. `deadline` (monotonic): past it the prompt is not started, or is
         interrupted; `caller_gone`: the caller hung up while it was queued, so it is not started."""
         execution = self.cancels.begin(execution_id, cancel_digest)  # forgotten when the execution ends
+        self.results.begin(execution_id, execution.digest)
         self.idleness.begin()  # a run, queued or running, is not idleness (core/idle_stop.py)
+        result: WorkerResult | None = None
         try:
-            return await self._execute(execution, prompt, inputs, on_event, held, deadline, caller_gone)
+            result = await self._execute(execution, prompt, inputs, on_event, held, deadline, caller_gone)
+            return result
         finally:
             self.idleness.end()
             self.cancels.end(execution)
+            self.results.end(execution_id, execution.digest, result or self.result(
+                execution_id, "failed", {}, {"code": "worker_error", "message": "the run broke off in the worker"},
+                time.monotonic(), time.monotonic()))
 
     async def _execute(self, execution: Execution, prompt: dict, inputs: list[tuple[Path, str, str]],
                        on_event: Callable[[WorkerEvent], Awaitable[None]], held: list[Slot] | None,
@@ -494,6 +568,9 @@ class Worker:
             timer = FirstPromptTimer(prompt) if not slot.first_prompt_done else None
 
             async def relay(event: WorkerEvent) -> None:
+                if event["type"] == "executing":  # which node a restart to stop it names
+                    node = prompt.get(str((event.get("data") or {}).get("node")))
+                    execution.node = node.get("class_type") if isinstance(node, dict) else None
                 if timer is not None:
                     timer.feed(event)
                 await on_event(event)
@@ -510,6 +587,9 @@ class Worker:
                 return self.result(execution_id, "failed", {}, {"code": "prompt_invalid", "message":
                                    describe_rejection(rej.body), "details": rej.body}, t0, t_start, slot)
             except (aiohttp.ClientError, RuntimeError) as e:
+                if execution.restarted:  # its ComfyUI was restarted to stop it (worker/cancels.py)
+                    return self.result(execution_id, "failed", {}, {"code": "cancelled", "message":
+                                       execution.restarted}, t0, t_start, slot)
                 died = await pool.death_of(slot)
                 if died:
                     return self.result(execution_id, "failed", {}, {"code": "comfyui_died", "message":

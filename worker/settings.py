@@ -36,6 +36,9 @@ class WorkerSettings:
     exit_after_failure: float = 60.0
     cancel_poll: float = 2.0  # how often an execution looks for its cancel marker in the store
     cancel_hold: float = 300.0  # how long a cancel that came before its execution is kept (worker/cancels.py)
+    # A cancelled run whose ComfyUI has not stopped it this many seconds after the first interrupt (a node that
+    # never checks for interruption) gets its ComfyUI restarted: the GPU is freed, the run ends cancelled.
+    cancel_grace: float = 10.0
     # Sampler previews (ComfyUI's --preview-method): auto is latent2rgb unless TAESD decoders are installed;
     # none sends none. The page that queued a run shows them as for a local run.
     preview_method: str = "auto"
@@ -53,6 +56,11 @@ class WorkerSettings:
     # The warm-up prompt's time limit on each ComfyUI (worker/warmup.py): past it the prompt is interrupted and
     # the ComfyUI serves unwarmed. SageMaker's start-up health check (3600 s here) covers it and materialising.
     warmup_timeout: float = 600.0
+    # Each ended run's result is kept this many runs, for this long, for a caller that went away (worker/results.py):
+    # local endpoints (their ComfyUI restarted with runs in flight). 0 on SageMaker, whose front door cannot reach
+    # the instance that ran a run; a prompt whose caller left while it was queued is then not started at all.
+    keep_results: int = 0
+    keep_minutes: float = 60.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> WorkerSettings:
@@ -80,6 +88,7 @@ class WorkerSettings:
             exit_after_failure=float(env.get("WORKER_EXIT_AFTER_FAILURE", "60")),
             cancel_poll=float(env.get("WORKER_CANCEL_POLL", "2")),
             cancel_hold=float(env.get("WORKER_CANCEL_HOLD", "300")),
+            cancel_grace=float(env.get("WORKER_CANCEL_GRACE_S", "10")),
             preview_method=env.get("WORKER_PREVIEW_METHOD", "auto"),
             comfyui_count=env.get("WORKER_COMFYUI_COUNT", ""),
             devices=env.get("WORKER_DEVICES", ""),
@@ -88,6 +97,8 @@ class WorkerSettings:
             fetch_concurrency=int(env["WORKER_FETCH_CONCURRENCY"]) if env.get("WORKER_FETCH_CONCURRENCY") else None,
             report_to_store=env.get("WORKER_REPORT", "") == "store",
             warmup_timeout=float(env.get("WORKER_WARMUP_TIMEOUT", "600")),
+            keep_results=int(env.get("WORKER_KEEP_RESULTS", "0")),
+            keep_minutes=float(env.get("WORKER_KEEP_MINUTES", "60")),
         )
 
     def device_environ(self) -> dict[str, str]:

@@ -5,17 +5,35 @@ from __future__ import annotations
 
 import pytest
 from harness.browser import open_sidebar
+from harness.envs import publish_environment, wait_endpoint
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
 
+PROMPT = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+          "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "costs"}}}
 
-def test_the_costs_section_shows_a_row_per_running_endpoint_and_the_plot(page: Page, client, local_environment):
+
+@pytest.fixture
+def endpoint(client):
+    """A local endpoint of this test's own (never the session's shared environment: that one belongs to the
+    integration tier's ComfyUI, and a browser fixture asking for it would tie it to a frontend's)."""
+    template, environment, _ = publish_environment(client, PROMPT, {"kind": "local"})
+    try:
+        assert wait_endpoint(client, environment)["state"] == "InService"
+        yield environment
+    finally:
+        client.delete(f"/sagemaker/endpoints/{environment}")
+        client.delete(f"/sagemaker/environments/{environment}?force=true")
+        client.delete(f"/sagemaker/templates/{template}")
+
+
+def test_the_costs_section_shows_a_row_per_running_endpoint_and_the_plot(page: Page, client, endpoint):
     open_sidebar(page)
     section = page.get_by_test_id("sagemaker-costs")
     expect(section).to_be_visible(timeout=15_000)
     running = [e["name"] for e in client.get("/sagemaker/endpoints").json()["endpoints"] if e["state"] == "InService"]
-    assert local_environment.name in running
+    assert endpoint in running
     section.get_by_test_id("sagemaker-costs-refresh").click()  # computed now, not the answer kept a minute
     for name in running:
         row = section.locator(f'[data-testid="sagemaker-cost-row"][data-endpoint="{name}"]')

@@ -70,8 +70,13 @@ def test_an_endpoint_is_listed_from_creating_to_in_service_with_its_steps_and_lo
         row.get_by_test_id("sagemaker-endpoint-log-toggle").click()
         expect(log).to_have_count(0)
 
-        # Stop keeps the environment and the endpoint (Stopped); Start brings it back to InService.
+        # Stop asks first, saying what it ends (issue 32: it stopped at one click, killing runs unannounced);
+        # it keeps the environment and the endpoint (Stopped); Start brings it back to InService.
         row.get_by_test_id("sagemaker-endpoint-stop").click()
+        dialog = page.get_by_test_id("sagemaker-endpoint-stop-dialog")
+        expect(dialog.get_by_test_id("sagemaker-endpoint-stop-note")).to_have_text(
+            f"No run is in flight on {environment}. Start brings it back later.")
+        dialog.get_by_test_id("sagemaker-dialog-ok").click()
         expect(row).to_have_attribute("data-state", "Stopped", timeout=60_000)
         assert client.get(f"/sagemaker/endpoints/{environment}").json()["state"] == "Stopped"
         expect(row.get_by_test_id("sagemaker-endpoint-stop")).to_have_count(0)

@@ -184,11 +184,14 @@ def test_an_artist_sees_no_designer_action_and_runs_on_the_environment_it_loaded
     expect(section.get_by_test_id("sagemaker-target-template")).to_have_text(team.template)
     expect(section.get_by_test_id("sagemaker-target-version")).to_have_text("v2")
     expect(section.get_by_test_id("sagemaker-target-environment")).to_have_text(team.first)
-    expect(section.get_by_test_id("sagemaker-prompt-on-aws-note")).to_contain_text(team.first)
+    # Nothing runs it (no designer shares an endpoint of it): the artist is told who can help, never to deploy.
+    expect(section.get_by_test_id("sagemaker-prompt-on-aws-note")).to_have_text(
+        f"{team.first} has no endpoint yet: ask a designer to deploy or share one.")
     sent = run(page)
     assert (sent["template"], sent["environment"]) == (team.template, team.first)
-    # Local endpoints are their own machine's: the artist's ComfyUI has none, and says so in a toast.
-    expect(toasts(page, f"no endpoint runs environment '{team.first}'")).to_be_visible()
+    # Local endpoints are their own machine's unless shared: the artist's ComfyUI has none, and says so in a toast.
+    expect(toasts(page, f"no endpoint runs environment '{team.first}': ask a designer to deploy or share one")
+           ).to_be_visible()
     dismiss_toasts(page)  # it stands over Run on 1.32
 
     # The designer rebinds it elsewhere: the open page says so, and the loaded template still runs where
@@ -345,6 +348,10 @@ def test_a_designer_cancels_others_runs_and_a_refused_cancel_is_a_toast(team, pa
     ended = records.swap(theirs["id"], lambda r: {**r, "state": "succeeded", "finished_at": now()})
     records.ended(ended)
     cancel.click()
+    # Someone else's run: the designer is asked first, told whose it is (issue 32: one click cancelled it).
+    dialog = page.get_by_test_id("sagemaker-execution-cancel-dialog")
+    expect(dialog.get_by_test_id("sagemaker-execution-cancel-note")).to_contain_text("This is Arti Artist's run of")
+    dialog.get_by_test_id("sagemaker-dialog-ok").click()
     message = "only a queued or running one can be cancelled"
     expect(toasts(page, message)).to_be_visible()
     assert toast_count(page, message) == 1

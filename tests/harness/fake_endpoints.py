@@ -25,8 +25,12 @@ As a local endpoint and its worker behave:
 
 For tests: `manual = True` makes each run wait for the test's word (FakeRun: emit, progress, executed_node,
 succeed, fail, interrupt, answer, die), `run(execution_id)` / `next_run()` find a run once invoked,
-`cancels` and `invocations` say what reached the endpoint; `resumable = True` answers a run to another
-follower (`resume`) as SageMaker's async endpoints do, and `FakeRun.sever()` is its first follower killed.
+`cancels` and `invocations` say what reached the endpoint. A run is answered to another follower (`resume`) as
+the real endpoints do (`resumable`, on by default): once accepted it says so (sagemaker.resumable), and `resume`
+answers it, waiting while it goes on; a local one as a local endpoint's worker keeps its results (its result
+only, RunUnknown once the worker that ran it is gone, or after `forget`), another kind as SageMaker's async
+endpoints (its events too). `resumable = False` stands for a real-time stream, answered to its invoker only.
+`FakeRun.sever()` is its first follower killed.
 Every wait has a deadline: a test that forgets a run fails instead of hanging.
 """
 
@@ -44,6 +48,7 @@ from comfyui_sagemaker.core.endpoints import (
     Endpoints,
     EndpointStateConflict,
     InvocationFailed,
+    RunUnknown,
 )
 from comfyui_sagemaker.core.store import DIGEST_RE, blob_key
 from comfyui_sagemaker.core.templates import now
@@ -71,7 +76,8 @@ class FakeEndpoints(Endpoints):
         self.slots = slots
         self.hold_starts = hold_starts  # deploys stay Creating until `ready` (or `fail`)
         self.manual = False  # runs wait for the test's word instead of playing their prompt
-        self.resumable = False  # runs say how to follow them (sagemaker.resumable) and `resume` answers them
+        self.resumable = True  # runs say how to follow them (sagemaker.resumable) and `resume` answers them
+        self._forgotten: set[str] = set()  # results the worker no longer keeps (forget)
         self.invocations: list[dict] = []  # every body invoked, in order
         self.cancels: list[dict] = []  # {endpoint, execution_id, outcome: running|queued|refused|unknown}
         self._endpoints: dict[str, dict] = {}
@@ -241,6 +247,8 @@ class FakeEndpoints(Endpoints):
     def resume(self, name: str, execution_id: str, resume: dict, on_event: Callable[[dict], None]) -> dict:
         if not self.resumable:
             return super().resume(name, execution_id, resume, on_event)
+        if self.kind == "local":
+            return self._kept(name, execution_id)
         self.get(name)
         with self._lock:
             found = [r for r in self._all if r.execution_id == execution_id]
@@ -248,6 +256,25 @@ class FakeEndpoints(Endpoints):
             raise InvocationFailed(f"the run {execution_id} cannot be followed: where its result lands is unknown")
         run = found[-1]
         return self._relay(run, run.follow(), on_event)
+
+    def _kept(self, name: str, execution_id: str) -> dict:
+        """As LocalEndpoints.resume: the worker's kept result, once the run has ended (no events)."""
+        with self._lock:
+            state = self._endpoints.get(self._key(name))
+            found = [r for r in self._all if r.execution_id == execution_id and r.endpoint.lower() == name.lower()]
+            if state is None or state["state"] not in ("InService", "Updating") or not found \
+                    or execution_id in self._forgotten:
+                raise RunUnknown(f"endpoint {name}'s worker has no run {execution_id}")
+        run = found[-1]
+        result = run.wait_ended(DEADLINE * 5)
+        if result is None or execution_id in self._forgotten:  # its worker died with it
+            raise RunUnknown(f"endpoint {name}'s worker that ran {execution_id} is gone")
+        return result
+
+    def forget(self, execution_id: str) -> None:
+        """The worker no longer keeps that run's result (kept past its limit): `resume` raises RunUnknown."""
+        with self._lock:
+            self._forgotten.add(execution_id)
 
     def cancel(self, name: str, execution_id: str, token: str) -> None:
         """Best effort, as LocalEndpoints' (which does not look at the worker's answer)."""
@@ -419,8 +446,10 @@ class FakeEndpoints(Endpoints):
     def _play(self, run: FakeRun) -> None:
         """The worker's side of one run: queued, then its prompt played (or the test's word), then its result."""
         try:
-            if self.resumable:
-                run.send({"type": "sagemaker.resumable", "data": {"resume": {"execution_id": run.execution_id}}})
+            if self.resumable:  # accepted: a local worker keeps its result, an async one's lands in S3
+                resume = {"kind": "local", "kept_s": 3600} if self.kind == "local" else \
+                    {"execution_id": run.execution_id}
+                run.send({"type": "sagemaker.resumable", "data": {"resume": resume}}, keep=False)
             if not self._acquire(run):
                 result = run.result_body("failed", {"code": "cancelled", "message": "cancelled"})
             else:

@@ -184,8 +184,9 @@ class FakeRun:
             if item[0] == "event" and item[2] is not None:
                 item[2]()
 
-    def send(self, event: dict) -> None:
-        """An event to every follower, in order; returns once each has taken it in."""
+    def send(self, event: dict, keep: bool = True) -> None:
+        """An event to every follower, in order; returns once each has taken it in. `keep`: one of the run's own
+        (in `events`, told to a follower that takes it up later), not the endpoint's word to its invoker."""
         done = threading.Event()
 
         def taken_in() -> None:
@@ -195,7 +196,8 @@ class FakeRun:
                     done.set()
 
         with self._lock:  # a follower leaving (unfollow, sever) drains its inbox under this lock: none is missed
-            self.events.append(event)
+            if keep:
+                self.events.append(event)
             pending = [len(self._followers)]
             if not self._followers:
                 return

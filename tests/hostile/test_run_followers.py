@@ -107,7 +107,8 @@ def test_a_run_whose_follower_was_killed_is_failed_once_its_lease_expires(store)
         assert wait_for(lambda: designer.sweeper.sweep(), 120, "the designer's sweep to fail it") == 1
         record = records.read(run["id"])[0]
         assert record["state"] == "failed" and record["error"]["code"] == "interrupted"
-        assert record["error"]["message"] == "the process following this run (artist box) stopped before it ended"
+        assert record["error"]["message"] == "the process following this run (artist box) stopped before it ended: " \
+            "the result was lost with the connection"
         # Its cancel token died with its follower: the endpoint is not asked to stop it (it runs to its end there).
         assert designer.endpoints.cancelled == []
         assert records.inflight() == [] and not store.exists(lease_key(follower))

@@ -36,7 +36,7 @@ def manifest(instance_type: str, mode: str = "async", scaling: dict | None = Non
 @pytest.fixture
 def stubbed(aws_env):
     clients = {s: boto3.client(s, region_name="us-east-1")
-               for s in ("sagemaker", "application-autoscaling", "cloudwatch")}
+               for s in ("sagemaker", "application-autoscaling", "cloudwatch", "service-quotas")}
     stubs = {s: Stubber(c) for s, c in clients.items()}
     for stub in stubs.values():
         stub.activate()

@@ -67,8 +67,8 @@ def test_what_is_stored_is_the_records_shape_with_the_defaults_filled_in():
                     "autoscaling": {"min": 0, "max": 2}}
     assert list(full) == ["kind", "instance_type", "initial_count", "mode", "autoscaling"]  # the stored order
     # The model's fields are the stored TypedDict's keys (core/records.py), so the two cannot part.
-    model = endpoint_config.SageMakerEndpointSpec.model_fields
-    assert set(model) == EndpointConfig.__required_keys__ | EndpointConfig.__optional_keys__
+    model = {*endpoint_config.SageMakerEndpointSpec.model_fields, *endpoint_config.LocalEndpointSpec.model_fields}
+    assert model == EndpointConfig.__required_keys__ | EndpointConfig.__optional_keys__
     assert set(endpoint_config.AutoscalingSpec.model_fields) == Autoscaling.__required_keys__
     assert validate({**SM, "initial_count": 100}, 100)["initial_count"] == 100  # the cap is the caller's
 

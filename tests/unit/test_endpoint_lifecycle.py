@@ -81,8 +81,7 @@ class Cloud:
         self.aas.add_response("describe_scalable_targets", {"ScalableTargets": []},
                               {"ServiceNamespace": "sagemaker", "ResourceIds": [naming.resource_id(ENDPOINT)],
                                "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"})
-        self.cw.add_response("delete_alarms", {}, {"AlarmNames": [naming.alarm_name(ENDPOINT),
-                                                                  naming.idle_alarm_name(ENDPOINT)]})
+        self.cw.add_response("delete_alarms", {}, {"AlarmNames": naming.alarm_names(ENDPOINT)})
 
     def versions(self, *ns):
         self.sm.add_response("list_endpoint_configs", {"EndpointConfigs": [
@@ -100,7 +99,7 @@ class Cloud:
 @pytest.fixture
 def cloud(aws_env):
     clients = {s: boto3.client(s, region_name="us-east-1") for s in ("sagemaker", "application-autoscaling",
-                                                                      "cloudwatch")}
+                                                                      "cloudwatch", "service-quotas")}
     stubs = {s: Stubber(c) for s, c in clients.items()}
     for stub in stubs.values():
         stub.activate()
@@ -136,8 +135,10 @@ def test_a_serving_endpoint_is_updated_in_place(cloud, status):
     aws.describe(status)
     aws.config(v(1))
     aws.create_version(2)
+    aws.cw.add_response("put_metric_alarm", {}, None)  # the rollback alarm: tests/unit/test_deploy_guardrails.py
     aws.sm.add_response("update_endpoint", {"EndpointArn": ARN + "e"},
-                        {"EndpointName": ENDPOINT, "EndpointConfigName": v(2)})
+                        {"EndpointName": ENDPOINT, "EndpointConfigName": v(2), "RetainAllVariantProperties": True,
+                         "ExcludeRetainedVariantProperties": ANY, "DeploymentConfig": ANY})
     assert endpoints.deploy(manifest())["state"] == "Updating"
     assert monitored[0][2] is False
 
@@ -161,8 +162,7 @@ def test_a_failed_endpoint_is_recreated_on_the_next_publish(cloud, status):
                         {"EndpointName": ENDPOINT, "EndpointConfigName": v(2), "Tags": ANY})
     aws.describe("Creating", v(2))
     aws.describe("InService", v(2))
-    aws.versions(1, 2)
-    aws.remove_version(1)
+    aws.versions(1, 2)  # v1's config and model are kept for a rollback (KEPT_VERSIONS)
     assert endpoints.settle(m, e, recreate=True)["EndpointStatus"] == "InService"
     assert [ev["state"] for ev in events] == ["Deleting", "Creating", "InService"]
 
@@ -195,8 +195,7 @@ def test_an_update_sagemaker_rolled_back_is_reported_and_only_the_new_version_re
 def test_update_rollback_failed_is_settled_and_still_serves(cloud):
     endpoints, aws, events, _ = cloud
     aws.describe("UpdateRollbackFailed", v(2), reason="mixed")
-    aws.versions(1, 2)
-    aws.remove_version(1)
+    aws.versions(1, 2)  # v1 is kept for a rollback (KEPT_VERSIONS): nothing removed
     assert endpoints.settle(manifest(), ENDPOINT)["EndpointStatus"] == "UpdateRollbackFailed"
     aws.describe("UpdateRollbackFailed", v(2))
     assert endpoints.check_ready("Portraits")["state"] == "UpdateRollbackFailed"

@@ -77,7 +77,7 @@ def test_the_allow_list_is_a_configuration_key(tmp_path):
 @pytest.fixture
 def stubbed(aws_env, tmp_path):
     clients = {s: boto3.client(s, region_name="us-east-1") for s in ("sagemaker", "application-autoscaling",
-                                                                      "cloudwatch")}
+                                                                      "cloudwatch", "service-quotas")}
     stubs = {s: Stubber(c) for s, c in clients.items()}
     for stub in stubs.values():
         stub.activate()

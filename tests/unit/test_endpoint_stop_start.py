@@ -60,8 +60,7 @@ class Cloud:
         self.aas.add_response("describe_scalable_targets", {"ScalableTargets": []},
                               {"ServiceNamespace": "sagemaker", "ResourceIds": [rid],
                                "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"})
-        self.cw.add_response("delete_alarms", {}, {"AlarmNames": [naming.alarm_name(ENDPOINT),
-                                                                  naming.idle_alarm_name(ENDPOINT)]})
+        self.cw.add_response("delete_alarms", {}, {"AlarmNames": naming.alarm_names(ENDPOINT)})
 
     def delete_endpoint(self):
         self.sm.add_response("delete_endpoint", {}, {"EndpointName": ENDPOINT})
@@ -79,7 +78,7 @@ class Cloud:
 @pytest.fixture
 def cloud(aws_env, tmp_path):
     clients = {s: boto3.client(s, region_name="us-east-1") for s in ("sagemaker", "application-autoscaling",
-                                                                      "cloudwatch")}
+                                                                      "cloudwatch", "service-quotas")}
     stubs = {s: Stubber(c) for s, c in clients.items()}
     for stub in stubs.values():
         stub.activate()

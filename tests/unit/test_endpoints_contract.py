@@ -21,6 +21,7 @@ from comfyui_sagemaker.core.endpoints import (
     EndpointNotReady,
     EndpointStateConflict,
     InvocationFailed,
+    RunUnknown,
 )
 from comfyui_sagemaker.core.store import blob_key
 from comfyui_sagemaker.local.folder_store import FolderStore
@@ -82,22 +83,52 @@ def body(prompt: dict, token: str | None = None, inputs: dict | None = None) -> 
     return out
 
 
-class Invocation:
-    """An invocation in a thread of its own (invoke blocks), its events as they come."""
+class Events(list):
+    """A run's events as its invoker gets them (an on_event); the endpoint's own word that it can answer the run to
+    another follower (sagemaker.resumable, before any of them) kept aside, in `said`."""
 
-    def __init__(self, provider: Provider, request: dict):
+    def __init__(self):
+        super().__init__()
+        self.said: list[dict] = []
+
+    def __call__(self, event: dict) -> None:
+        (self.said if event["type"] == "sagemaker.resumable" else self).append(event)
+
+
+class Gone(Exception):
+    """The invoker stopped listening: its process died (its connection to the endpoint closes)."""
+
+
+class Invocation:
+    """An invocation in a thread of its own (invoke blocks), its events as they come. `leave_at`: the invoker
+    goes away once an event of that type (for `executing`, of that node) has come."""
+
+    def __init__(self, provider: Provider, request: dict, leave_at: str | None = None):
         self.request = request
-        self.events: list[dict] = []
+        self.events = Events()
         self.result: dict | None = None
         self.error: Exception | None = None
+        self.leave_at = leave_at
         self.thread = threading.Thread(target=self._run, args=(provider,), daemon=True)
         self.thread.start()
 
+    def _take(self, event: dict) -> None:
+        self.events(event)
+        node = (event.get("data") or {}).get("node") if event["type"] == "executing" else None
+        if self.leave_at is not None and self.leave_at in (event["type"], node):
+            raise Gone()
+
     def _run(self, provider: Provider) -> None:
         try:
-            self.result = provider.endpoints.invoke(provider.name, self.request, self.events.append)
+            self.result = provider.endpoints.invoke(provider.name, self.request, self._take)
         except Exception as err:
             self.error = err
+
+    def resume(self) -> dict:
+        """What the endpoint said it needs to answer the run to another follower, once it accepted it."""
+        said = self.events.said
+        assert said, f"the endpoint never said the run can be followed: {self.types()}"
+        return said[0]["data"]["resume"]
 
     def reached(self, node: str, timeout: float = 120) -> None:
         wait_for(lambda: any(e["type"] == "executing" and (e.get("data") or {}).get("node") == node
@@ -232,9 +263,9 @@ def test_deploy_answers_at_once_and_the_endpoint_comes_into_service(provider):
 
 def test_a_run_relays_comfyuis_events_in_order_and_its_files_are_in_the_store(provider):
     p = provider
-    events: list[dict] = []
+    events = Events()
     request = body(plain(), cancel_tokens.new_token())
-    result = p.endpoints.invoke(p.name, request, events.append)
+    result = p.endpoints.invoke(p.name, request, events)
     types = [e["type"] for e in events]
     assert types[0] == "execution_start" and types[-1] == "execution_success", types
     assert "executing" in types and "status" not in types
@@ -254,8 +285,8 @@ def test_a_node_that_fails_fails_the_run_with_its_message(provider):
     p = provider
     prompt = plain()
     prompt["2"] = {"class_type": "SMTestFail", "inputs": {"image": ["1", 0], "message": "contract boom"}}
-    events: list[dict] = []
-    result = p.endpoints.invoke(p.name, body(prompt), events.append)
+    events = Events()
+    result = p.endpoints.invoke(p.name, body(prompt), events)
     assert events[-1]["type"] == "execution_error", [e["type"] for e in events]
     assert events[-1]["data"]["node_id"] == "2" and "contract boom" in events[-1]["data"]["exception_message"]
     assert result["status"] == "failed" and result["outputs"] == {}
@@ -272,16 +303,16 @@ def test_inputs_come_from_the_store_by_digest(provider):
     prompt["1"] = {"class_type": "LoadImage", "inputs": {"image": "contract-in.png"}}
     result = p.endpoints.invoke(p.name, body(prompt, inputs={"contract-in.png": digest}), lambda e: None)
     assert result["status"] == "succeeded", result
-    events: list[dict] = []
+    events = Events()
     absent = hashlib.sha256(b"not in the store " + uuid.uuid4().bytes).hexdigest()
-    result = p.endpoints.invoke(p.name, body(prompt, inputs={"contract-in.png": absent}), events.append)
+    result = p.endpoints.invoke(p.name, body(prompt, inputs={"contract-in.png": absent}), events)
     assert result["status"] == "failed" and result["error"]["code"] == "input_missing" and events == [], result
 
 
 def test_a_prompt_without_an_output_is_refused_by_comfyui(provider):
     p = provider
-    events: list[dict] = []
-    result = p.endpoints.invoke(p.name, body({"1": plain()["1"]}), events.append)
+    events = Events()
+    result = p.endpoints.invoke(p.name, body({"1": plain()["1"]}), events)
     assert result["status"] == "failed" and result["error"]["code"] == "prompt_invalid", result
     assert events == []
 
@@ -324,8 +355,8 @@ def test_a_cancel_that_comes_before_its_run_is_kept_for_it(provider):
     token = cancel_tokens.new_token()
     request = body(plain(), token)
     p.endpoints.cancel(p.name, request["execution_id"], token)
-    events: list[dict] = []
-    result = p.endpoints.invoke(p.name, request, events.append)
+    events = Events()
+    result = p.endpoints.invoke(p.name, request, events)
     assert result["status"] == "failed" and result["error"]["code"] == "cancelled" and events == []
 
 
@@ -341,9 +372,46 @@ def test_logs_are_the_last_lines_filtered(provider):
         p.endpoints.logs("NoSuchEnv1")
 
 
-def test_a_run_is_answered_only_to_its_invoker(provider):
-    with pytest.raises(InvocationFailed):
-        provider.endpoints.resume(provider.name, "contract-x", {"output": "s3://b/k"}, lambda e: None)
+def test_a_run_whose_invoker_went_away_runs_on_and_its_result_is_answered_to_the_next_follower(provider, signals):
+    """A ComfyUI killed with runs in flight: the one running and the one queued behind it run on at the endpoint
+    (nothing is lost writing to the invoker's closed connection), and the runs are answered to the process that
+    takes them over (resume), waited for while they go on, with their outputs."""
+    p = provider
+    go = signals()
+    running = Invocation(p, body(held(go), cancel_tokens.new_token()), leave_at="2")
+    queued = Invocation(p, body(plain(), cancel_tokens.new_token()), leave_at="sagemaker.resumable")
+    for left in (running, queued):
+        left.thread.join(120)
+        assert isinstance(left.error, Gone), (left.result, left.error)
+    answers: dict[str, dict | Exception] = {}
+
+    def follow(left: Invocation) -> None:
+        try:
+            answers[left.request["execution_id"]] = p.endpoints.resume(p.name, left.request["execution_id"],
+                                                                       left.resume(), lambda e: None)
+        except Exception as err:
+            answers[left.request["execution_id"]] = err
+
+    followers = [threading.Thread(target=follow, args=(left,), daemon=True) for left in (running, queued)]
+    for thread in followers:
+        thread.start()
+    go.touch()  # the held run goes on only now: its follower waited for it
+    for thread in followers:
+        thread.join(120)
+    first, second = answers[running.request["execution_id"]], answers[queued.request["execution_id"]]
+    assert isinstance(first, dict) and first["status"] == "succeeded", first
+    assert isinstance(second, dict) and second["status"] == "succeeded", second
+    assert first["execution_id"] == running.request["execution_id"]
+    item = first["outputs"]["3"]["images"][0]
+    assert hashlib.sha256(p.store.get(blob_key(item["sha256"])).data).hexdigest() == item["sha256"]
+    # Answered again while it is kept (a follower that died in turn), the same result.
+    assert p.endpoints.resume(p.name, queued.request["execution_id"], queued.resume(), lambda e: None) == second
+
+
+def test_a_run_the_endpoint_does_not_have_is_unknown_to_it(provider):
+    with pytest.raises(RunUnknown):
+        provider.endpoints.resume(provider.name, f"contract-{uuid.uuid4().hex[:12]}", {"kind": "local"},
+                                  lambda e: None)
 
 
 def test_a_worker_that_dies_fails_its_run_and_the_endpoint_which_stops_and_starts_again(provider, signals):

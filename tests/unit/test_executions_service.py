@@ -418,6 +418,7 @@ def test_a_run_whose_follower_died_is_taken_over_where_the_endpoint_answers_for_
 
 def test_a_run_whose_follower_died_is_failed_where_the_endpoint_cannot_answer_for_it(studio):
     s = studio
+    s.fake.resumable = False  # a real-time stream: answered to its invoker's connection only
     r = s.run(prompt(prefix="lost", wait_for=str(s.tmp / "never")))
     run = s.fake.run(r["id"]).wait_started()
     dead = ExecutionRecords(s.store).read(r["id"])[0]["follower"]
@@ -426,8 +427,8 @@ def test_a_run_whose_follower_died_is_failed_where_the_endpoint_cannot_answer_fo
     try:
         assert other.executions.take_over(r["id"], lambda f: f == dead, "its follower stopped") == "failed"
         record = ExecutionRecords(s.store).read(r["id"])[0]
-        assert record["state"] == "failed" and record["error"] == {"code": "interrupted",
-                                                                   "message": "its follower stopped"}
+        assert record["state"] == "failed" and record["error"] == {
+            "code": "interrupted", "message": "its follower stopped: the result was lost with the connection"}
         assert s.fake.cancels == []  # the endpoint runs it to its end: only its invoker had the token
         assert other.executions.take_over(r["id"], lambda f: f == dead, "again") == "ended"
     finally:

@@ -40,7 +40,7 @@ class Clock:
 @pytest.fixture
 def cloud(aws_env, tmp_path):
     clients = {s: boto3.client(s, region_name="us-east-1") for s in ("sagemaker", "application-autoscaling",
-                                                                      "cloudwatch")}
+                                                                      "cloudwatch", "service-quotas")}
     stubs = {s: Stubber(c) for s, c in clients.items()}
     for stub in stubs.values():
         stub.activate()
@@ -81,7 +81,7 @@ def stop_calls(stubs) -> None:
         "CreationTime": T0}]}, {"ServiceNamespace": "sagemaker", "ResourceIds": [rid],
                                 "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"})
     aas.add_response("deregister_scalable_target", {}, dim)
-    alarms = [naming.alarm_name(ENDPOINT), naming.idle_alarm_name(ENDPOINT)]  # scale-out from zero, scale-in
+    alarms = naming.alarm_names(ENDPOINT)  # scale-out from zero, scale-in, the update's rollback
     cw.add_response("delete_alarms", {}, {"AlarmNames": alarms})
     sm.add_response("delete_endpoint", {}, {"EndpointName": ENDPOINT})
     sm.add_client_error("describe_endpoint", "ValidationException", f'Could not find endpoint "{ENDPOINT}".',

@@ -28,7 +28,7 @@ MANIFEST = {"name": "Portraits", "version": 1, "custom_nodes": [], "models": [],
 @pytest.fixture
 def cloud(aws_env):
     """SageMaker and CloudWatch Logs behind Stubbers; `calls` lists every operation in the order sent."""
-    clients = {s: boto3.client(s, region_name="us-east-1") for s in ("sagemaker", "logs")}
+    clients = {s: boto3.client(s, region_name="us-east-1") for s in ("sagemaker", "logs", "service-quotas")}
     calls: list[str] = []
     for c in clients.values():
         c.meta.events.register("before-call.*.*", lambda model, **kw: calls.append(model.name))

@@ -29,7 +29,7 @@ def manifest(mode: str) -> dict:
 def test_a_realtime_variant_routes_to_the_least_busy_instance(aws_env, mode):
     # Every client it may make is given: none is made (and cached) outside the test.
     clients = {s: boto3.client(s, region_name="us-east-1") for s in ("sagemaker", "application-autoscaling",
-                                                                     "cloudwatch")}
+                                                                     "cloudwatch", "service-quotas")}
     sm = clients["sagemaker"]
     endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", lambda e: None, clients, poll_interval=0)
     endpoints._monitor = lambda m, e, recreate=False: None

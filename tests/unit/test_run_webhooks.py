@@ -120,12 +120,14 @@ def test_a_run_cancelled_from_another_comfyui_is_posted_once(setup):
 def test_a_run_whose_follower_died_is_posted_by_the_process_that_failed_it(setup):
     store, fake, comfys, receiver = setup
     ana, designer = comfys["ana"], comfys["designer"]
+    fake.resumable = False  # a real-time stream: the run cannot be followed again, so it is failed
     run = ana.executions.create(held(), environment="Env1", webhook_url=receiver.url)
     fake.run(run["id"]).wait_started().sever()
     dead = ExecutionRecords(store).read(run["id"])[0]["follower"]
     assert designer.executions.take_over(run["id"], lambda f: f == dead, "its follower stopped") == "failed"
     assert delivered(store, run["id"])["state"] == "delivered"
-    assert receiver.bodies()[0]["execution"]["error"]["message"] == "its follower stopped"
+    assert receiver.bodies()[0]["execution"]["error"]["message"] == \
+        "its follower stopped: the result was lost with the connection"
 
 
 def test_a_webhook_url_inside_the_network_is_refused_before_anything_is_spent(setup):

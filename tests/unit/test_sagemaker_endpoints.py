@@ -4,7 +4,7 @@ from datetime import datetime
 
 import boto3
 import pytest
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from comfyui_sagemaker.aws import naming
 from comfyui_sagemaker.aws.errors import AwsNotConfigured, InstanceTypeRefused, QuotaExceeded
 from comfyui_sagemaker.aws.sagemaker_endpoints import STARTUP_HEALTH_CHECK_S, SageMakerEndpoints
@@ -50,7 +50,8 @@ def test_names_are_short_lowercase_and_store_specific():
 @pytest.fixture
 def stubbed(aws_env):
     clients = {
-        s: boto3.client(s, region_name="us-east-1") for s in ("sagemaker", "application-autoscaling", "cloudwatch")
+        s: boto3.client(s, region_name="us-east-1")
+        for s in ("sagemaker", "application-autoscaling", "cloudwatch", "service-quotas")
     }
     stubs = {s: Stubber(c) for s, c in clients.items()}
     for s in stubs.values():
@@ -327,15 +328,18 @@ def test_update_changing_instance_type_deregisters_autoscaling_first(stubbed):
     )
     aas.add_response("deregister_scalable_target", {}, dim)
     cw.add_response("delete_alarms", {}, {"AlarmNames": [f"{ENDPOINT}-has-backlog-without-capacity",
-                                                         f"{ENDPOINT}-idle"]})
+                                                         f"{ENDPOINT}-idle", f"{ENDPOINT}-errors"]})
+    cw.add_response("put_metric_alarm", {}, None)  # the rollback alarm: tests/unit/test_deploy_guardrails.py
     sm.add_response(
         "update_endpoint",
         {"EndpointArn": ARN + "endpoint/e"},
-        {"EndpointName": ENDPOINT, "EndpointConfigName": f"{ENDPOINT}-v2"},
+        {"EndpointName": ENDPOINT, "EndpointConfigName": f"{ENDPOINT}-v2", "RetainAllVariantProperties": True,
+         "ExcludeRetainedVariantProperties": ANY, "DeploymentConfig": ANY},
     )
     state = endpoints.deploy(manifest(version=2, instance_type="ml.g5.xlarge", mode="realtime"))
     assert state["state"] == "Updating"
-    # Once InService: autoscaling comes back, and version 1's config and model are removed.
+    # Once InService: autoscaling comes back; version 1's config and model are kept (KEPT_VERSIONS, for a
+    # rollback: tests/unit/test_sagemaker_rollback.py).
     v1, v2 = f"{ENDPOINT}-v1", f"{ENDPOINT}-v2"
     sm.add_response("describe_endpoint", described("InService", v2), {"EndpointName": ENDPOINT})
     sm.add_response(
@@ -361,8 +365,6 @@ def test_update_changing_instance_type_deregisters_autoscaling_first(stubbed):
         },
         {"NameContains": f"{ENDPOINT}-v"},
     )
-    sm.add_response("delete_endpoint_config", {}, {"EndpointConfigName": v1})
-    sm.add_response("delete_model", {}, {"ModelName": v1})
     endpoints.settle(manifest(version=2, instance_type="ml.g5.xlarge", mode="realtime"), ENDPOINT)
 
 

@@ -106,7 +106,7 @@ def no_scaling(aas, cw, endpoint: str) -> None:
     dim = {"ServiceNamespace": "sagemaker", "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}
     aas.add_response("describe_scaling_policies", {"ScalingPolicies": []}, {**dim, "ResourceId": rid})
     aas.add_response("describe_scalable_targets", {"ScalableTargets": []}, {**dim, "ResourceIds": [rid]})
-    alarms = [naming.alarm_name(endpoint), naming.idle_alarm_name(endpoint)]
+    alarms = naming.alarm_names(endpoint)
     cw.add_response("delete_alarms", {}, {"AlarmNames": alarms})
 
 

@@ -57,6 +57,7 @@ const FIELDS = [
   { key: "display_name", label: "Display name", group: "more", placeholder: "this machine's host name" },
   { key: "execution_retention_days", label: "Keep execution records (days)", kind: "number", group: "more", fallback: 30 },
   { key: "token", label: "Token", kind: "password", group: "more" },
+  { key: "share_host", label: "Share endpoints at (this machine's address)", group: "more", placeholder: "192.168.1.20" },
   { key: "allowed_hosts", label: "Allowed Host names", kind: "list", group: "more", placeholder: "comfy.example.com, 10.0.0.5" },
   { key: "download_allowed_hosts", label: "Model downloads may also reach", kind: "list", group: "more", placeholder: "models.lan:8080" },
   { key: "webhook_allowed_hosts", label: "Webhooks may also reach", kind: "list", group: "more", placeholder: "hooks.lan:9000" },

@@ -1,13 +1,19 @@
 // @ts-check
 // The sidebar's "Endpoints" section: every endpoint (a local worker, a SageMaker endpoint) with its state,
 // the environment version it serves, its instances, what it is doing while it starts (the worker's own
-// activity and cold start steps), its log, and Stop / Start, which keep the environment. States arrive as
-// "sagemaker.endpoint" events; while an endpoint starts, the section reads it every second for its steps.
+// activity and cold start steps), its log, Stop / Start, which keep the environment, and Rollback to the
+// version before the one it serves; Stop asks first, saying which runs in flight it ends and whose (their owners
+// are told who stopped them). States arrive as "sagemaker.endpoint" events; while an endpoint starts, the
+// section reads it every second for its steps.
 import { call, onServerEvent, toast, toastError } from "./api.js";
+import { openDialog } from "./dialog.js";
 import { el } from "./dom.js";
+import { comfyuisText, comfyuisTitle } from "./endpoint_busy.js";
+import { isMine, knownRun } from "./executions.js";
 import { formatBytes, formatDuration, timeAgo } from "./format.js";
 import { idleText } from "./idle_stop.js";
 import { onShared } from "./live.js";
+import { stopQuestion } from "./run_notices.js";
 import { LiveSet, Section } from "./section.js";
 
 const STARTING = new Set(["Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"]);
@@ -26,6 +32,12 @@ onShared("endpoints", () => {
 });
 
 const endpointPath = (name) => `/endpoints/${encodeURIComponent(name)}`;
+const environmentPath = (name) => `/environments/${encodeURIComponent(name)}`;
+// What happens to the runs in flight when it goes back, as each kind does it.
+const IN_FLIGHT = {
+  sagemaker: "Runs in flight finish on the version they started on; new runs go to the older one.",
+  local: "The worker restarts on the older version: a run in flight on it now ends, as with a deploy.",
+};
 
 function stateClass(state) {
   if (state === "InService") return "sagemaker-state-ok";
@@ -34,7 +46,8 @@ function stateClass(state) {
 }
 
 function instancesText(e) {
-  if (e.kind === "local") return "a worker on this machine";
+  if (e.kind === "local" && e.owner) return `shared by ${e.owner}: a worker on their machine`;
+  if (e.kind === "local") return e.shared ? "a worker on this machine, shared with the team" : "a worker on this machine";
   const type = e.instance_type ? ` × ${e.instance_type}` : "";
   const count = Number.isFinite(e.instances) ? e.instances : "?";
   return `${count} instance${count === 1 ? "" : "s"}${type}`;
@@ -70,7 +83,7 @@ class EndpointsSection extends Section {
     this.logs = new Map(); // name -> text of its open log
     this.timer = undefined;
     this.list = el("div", { class: "sagemaker-endpoint-list", "data-testid": "sagemaker-endpoints-list" });
-    this.root.append(this.list);
+    this.root.append(this.slot, this.list);
   }
 
   read() {
@@ -137,18 +150,19 @@ class EndpointsSection extends Section {
     const doing = doingText(e);
     const idle = idleText(e);
     const phases = (e.phases ?? []).map(phaseText).join(" · ");
+    const busy = comfyuisText(e, knownRun);
     const log = this.logs.get(e.name);
     const actions = this.artist
       ? []
       : [
-          e.state === "InService"
+          e.state === "InService" || (e.owner && e.state === "Gone")
             ? el(
                 "button",
                 {
                   class: "sagemaker-button",
                   title: "Stop its instances; the environment stays and Start brings it back",
                   "data-testid": "sagemaker-endpoint-stop",
-                  onclick: (ev) => this.act(e, "stop", ev.currentTarget),
+                  onclick: (ev) => this.confirmStop(e, ev.currentTarget),
                 },
                 "Stop",
               )
@@ -165,6 +179,19 @@ class EndpointsSection extends Section {
                 "Start",
               )
             : null,
+          e.version > 1 && !STARTING.has(e.state) && e.state !== "Stopping"
+            ? el(
+                "button",
+                {
+                  class: "sagemaker-button",
+                  title: "Serve the version before this one again (what was kept of it is reused: nothing is uploaded)",
+                  "data-testid": "sagemaker-endpoint-rollback",
+                  onclick: () => this.confirmRollback(e),
+                },
+                "Rollback",
+              )
+            : null,
+          e.kind === "local" && !e.owner && !STARTING.has(e.state) && e.state !== "Stopping" ? this.shareSwitch(e) : null,
         ];
     return el(
       "div",
@@ -200,6 +227,9 @@ class EndpointsSection extends Section {
             : null,
         ]),
         doing ? el("div", { class: "sagemaker-endpoint-doing", "data-testid": "sagemaker-endpoint-activity" }, doing) : null,
+        busy
+          ? el("div", { class: "sagemaker-endpoint-busy", title: comfyuisTitle(e), "data-testid": "sagemaker-endpoint-comfyuis" }, busy)
+          : null,
         phases
           ? el(
               "div",
@@ -252,6 +282,85 @@ class EndpointsSection extends Section {
       if (this.logs.has(name)) this.logs.set(name, `Could not read the log: ${err.message}`);
     }
     if (draw) this.draw();
+  }
+
+  // Asks first, naming the version it goes back to: the newest readable one before the version it serves.
+  async confirmRollback(e) {
+    let target;
+    try {
+      const { versions } = await call("GET", `${environmentPath(e.name)}/versions`);
+      target = versions.find((v) => v.version < e.version && !v.problem)?.version;
+    } catch (err) {
+      toastError(`Could not read the versions of ${e.name}`, err);
+      return;
+    }
+    if (!target) {
+      toast("info", "Nothing to roll back to", `${e.name} serves v${e.version}, its oldest version`);
+      return;
+    }
+    openDialog(this.slot, {
+      title: `Roll back ${e.name} to version ${target}?`,
+      body: el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-endpoint-rollback-note" }, [
+        `It serves v${e.version} now; v${target} comes back from what was kept, nothing is uploaded. `,
+        IN_FLIGHT[e.kind] ?? "",
+      ]),
+      okLabel: `Roll back to v${target}`,
+      testid: "sagemaker-endpoint-rollback-dialog",
+      onOk: async () => {
+        const view = await call("POST", `${environmentPath(e.name)}/rollback`, { to: target });
+        if (view?.name) this.endpoints.set(view.name, { ...this.endpoints.get(view.name), ...view });
+        toast("success", "Rolling back", `${e.name} to v${target}`);
+        this.draw();
+      },
+    });
+  }
+
+  // Stop asks first, with the runs in flight on it (everyone's on the store) and whose.
+  async confirmStop(e, button) {
+    button.disabled = true;
+    let inFlight = [];
+    try {
+      const pages = await Promise.all(["running", "queued"].map((state) => call("GET", `/executions?owner=all&state=${state}&limit=100`)));
+      inFlight = pages.flatMap((p) => p.executions ?? []).filter((r) => r.environment === e.name);
+    } catch (err) {
+      toastError("Could not list the runs in flight", err); // still asked: Stop stays possible
+    }
+    button.disabled = false;
+    openDialog(this.slot, {
+      title: `Stop endpoint ${e.name}?`,
+      body: el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-endpoint-stop-note" }, stopQuestion(e.name, inFlight, isMine)),
+      okLabel: "Stop",
+      danger: true,
+      testid: "sagemaker-endpoint-stop-dialog",
+      onOk: () => this.act(e, "stop", button),
+    });
+  }
+
+  // This ComfyUI's own local endpoint: Share starts its worker again for the team (every ComfyUI on the store
+  // lists it and runs on it, with a token), unticked it is this ComfyUI's own again. Another's shows its owner.
+  shareSwitch(e) {
+    const box = el("input", {
+      type: "checkbox",
+      checked: Boolean(e.shared),
+      "data-testid": "sagemaker-endpoint-share",
+      onchange: async (ev) => {
+        const input = /** @type {HTMLInputElement} */ (ev.currentTarget);
+        input.disabled = true;
+        try {
+          const view = await call("POST", "/endpoints", { environment: e.name, shared: input.checked });
+          if (view?.name) this.endpoints.set(view.name, view); // a new worker: nothing of the old view holds
+          toast("success", input.checked ? "Endpoint shared with the team" : "Endpoint no longer shared", e.name);
+          this.draw();
+        } catch (err) {
+          toastError(`Could not change the sharing of ${e.name}`, err);
+          this.refresh();
+        }
+      },
+    });
+    return el("label", { class: "sagemaker-muted", title: "Every ComfyUI on this store may run on it (its worker restarts)" }, [
+      box,
+      " Share",
+    ]);
   }
 
   async act(e, action, button) {

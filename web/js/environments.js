@@ -7,6 +7,7 @@ import { openDialog } from "./dialog.js";
 import { el, find, findAll, iconButton } from "./dom.js";
 import { openEnvironmentDialog } from "./environment_dialog.js";
 import { renderDiff } from "./environment_diff.js";
+import { renderHistory } from "./environment_history.js";
 import { formatBytes, plural } from "./format.js";
 import { changedHere, onShared } from "./live.js";
 import { boundTo, environmentPath } from "./needs.js";
@@ -174,6 +175,9 @@ class EnvironmentsSection extends Section {
         iconButton("pi pi-arrow-right-arrow-left", `Compare ${e.name} with this ComfyUI`, "sagemaker-environment-diff", () =>
           this.openDiff(e),
         ),
+        iconButton("pi pi-history", `Versions of ${e.name}: who, when, what changed`, "sagemaker-environment-history-open", () =>
+          this.openHistory(e),
+        ),
         busy,
         ...actions,
       ]),
@@ -227,6 +231,22 @@ class EnvironmentsSection extends Section {
       openPanel(this.slot, `${diff.name} v${diff.version} compared with this ComfyUI`, renderDiff(diff), "sagemaker-diff-panel");
     } catch (err) {
       toastError(`Could not compare ${e.name}`, err);
+      if (err.status === 404) this.refresh();
+    }
+  }
+
+  async openHistory(e) {
+    try {
+      const history = await call("GET", `${environmentPath(e.name)}/versions`);
+      const serving = history.serving ? `, v${history.serving} serving` : ", no endpoint";
+      openPanel(
+        this.slot,
+        `${history.name}: ${plural(history.versions.length, "version")}${serving}`,
+        renderHistory(history),
+        "sagemaker-history-panel",
+      );
+    } catch (err) {
+      toastError(`Could not read the versions of ${e.name}`, err);
       if (err.status === 404) this.refresh();
     }
   }

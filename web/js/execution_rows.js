@@ -47,7 +47,7 @@ const ownerName = (owner) => (owner ? `${owner.name}${owner.user ? ` (${owner.us
 // Someone else's outputs are on this ComfyUI only once the run was opened here (the GET copies them).
 const imagesHere = (r, ctx) => (ctx.isMine(r) || ctx.copied.has(r.id) ? outputImages(r.outputs) : []);
 
-// ctx: {isMine(r), queuedHere, copied, opening, cancel(id) -> Promise<bool>, select(id)}.
+// ctx: {isMine(r), queuedHere, copied, opening, cancel(r) -> Promise<bool>, select(id)}.
 export function rowOf(r, selected, ctx) {
   const mine = ctx.isMine(r);
   const first = imagesHere(r, ctx)[0];
@@ -67,7 +67,7 @@ export function rowOf(r, selected, ctx) {
     stop.addEventListener("click", (event) => {
       event.stopPropagation();
       stop.disabled = true;
-      ctx.cancel(r.id).then((accepted) => {
+      ctx.cancel(r).then((accepted) => {
         stop.disabled = accepted;
       });
     });

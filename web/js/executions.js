@@ -4,12 +4,15 @@
 // ComfyUI's runs from the websocket event "sagemaker.execution" (sent to every browser), everyone's from
 // "sagemaker.changed" (another ComfyUI changed the list). Rows are drawn by execution_rows.js. The canvas
 // follows only the latest run of this page (ComfyUI's frontend follows one prompt at a time). A run this
-// page queued that fails is a toast, and so is a cancel that fails.
+// page queued that fails is a toast, and so is a cancel that fails; so is a run of this ComfyUI that someone else
+// cancelled or stopped (run_notices.js). Cancelling someone else's run asks first.
 import { call, onServerEvent, toast, toastError } from "./api.js";
+import { openDialog } from "./dialog.js";
 import { el, find, findAll } from "./dom.js";
 import { detailOf, duration, isFinal, rowOf } from "./execution_rows.js";
 import { timeAgo } from "./format.js";
 import { onShared } from "./live.js";
+import { cancelQuestion, endedByOther } from "./run_notices.js";
 import { LiveSet, Section } from "./section.js";
 
 export { outputImages, viewUrl } from "./execution_rows.js";
@@ -21,6 +24,7 @@ const RANK = { queued: 0, running: 1, succeeded: 2, failed: 2, cancelled: 2 };
 const records = new Map(); // id -> latest summary
 const queuedHere = new Set(); // ids of the runs this page queued
 const announced = new Set(); // failed runs of this page already shown as a toast
+const noticed = new Set(); // runs of this ComfyUI someone else ended, already shown as a toast
 const copied = new Set(); // someone else's finished runs whose outputs this ComfyUI copied (GET /executions/{id})
 const opening = new Set(); // ... being copied now
 /** @type {LiveSet<ExecutionsSection>} */
@@ -58,8 +62,21 @@ function announce(id) {
 }
 
 onServerEvent("sagemaker.execution", (record) => {
-  if (record?.id) upsert(record);
+  if (!record?.id) return;
+  const before = records.get(record.id);
+  upsert(record);
+  noticeEnd(record.id, before);
 });
+
+// A run of this ComfyUI that this page saw in flight, ended by someone else (a designer's cancel or Stop): say who.
+function noticeEnd(id, before) {
+  const r = records.get(id);
+  if (!r || noticed.has(id) || !isMine(r) || !(queuedHere.has(id) || (before && !isFinal(before)))) return;
+  const text = endedByOther(r);
+  if (!text) return;
+  noticed.add(id);
+  toast("warn", "Run ended by someone else", text);
+}
 
 // Another ComfyUI's runs changed: shown only when listing everyone's.
 onShared("executions", () => {
@@ -79,6 +96,9 @@ export function executionCreated(execution) {
   upsert(execution);
   announce(execution.id); // its failure may have been heard before this answer
 }
+
+// A run this page has seen (its latest summary), or undefined: the Endpoints section names the run a ComfyUI is busy with.
+export const knownRun = (id) => records.get(id);
 
 // The live run this page queued under ComfyUI's prompt_id, or null.
 export function liveRunOf(promptId) {
@@ -159,7 +179,7 @@ class ExecutionsSection extends Section {
     this.beside(
       el("label", { class: "sagemaker-check sagemaker-note", title: "Every ComfyUI's runs on this store" }, [this.everyone, "Everyone's"]),
     );
-    this.root.append(this.list, this.pager);
+    this.root.append(this.slot, this.list, this.pager);
     this.timer = setInterval(() => this.tick(), 1000);
     this.draw();
   }
@@ -242,12 +262,26 @@ class ExecutionsSection extends Section {
       this.list.replaceChildren(el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-executions-empty" }, empty));
       return;
     }
-    const context = { isMine, queuedHere, copied, opening, cancel: cancelExecution, select: (id) => this.select(id) };
+    const context = { isMine, queuedHere, copied, opening, cancel: (r) => this.cancel(r), select: (id) => this.select(id) };
     this.list.replaceChildren(
       ...shown
         .flatMap((r) => [rowOf(r, r.id === this.selected, context), r.id === this.selected ? detailOf(r, context) : null])
         .filter((node) => node !== null),
     );
+  }
+
+  // One's own run is cancelled at once; someone else's asks first, saying whose it is and that they are told.
+  cancel(r) {
+    if (isMine(r)) return cancelExecution(r.id);
+    openDialog(this.slot, {
+      title: "Cancel someone else's run?",
+      body: el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-execution-cancel-note" }, cancelQuestion(r)),
+      okLabel: "Cancel their run",
+      danger: true,
+      testid: "sagemaker-execution-cancel-dialog",
+      onOk: () => cancelExecution(r.id),
+    });
+    return Promise.resolve(false);
   }
 
   select(id) {

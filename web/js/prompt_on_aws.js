@@ -111,7 +111,11 @@ function note(t, on) {
   if (t.problem) return t.problem;
   if (!t.template) return "No template in the canvas: load one from Templates below.";
   if (!t.environment) return `${t.template} is bound to no environment${forced ? ": a designer binds it" : ": rebind it below"}.`;
-  if (!t.endpoint) return `${t.environment} has no endpoint${forced ? " yet" : ": publish it with an endpoint config"}.`;
+  // An artist cannot deploy: told who can (a designer deploys one, or shares theirs), never to deploy.
+  if (!t.endpoint) {
+    const then = forced ? " yet: ask a designer to deploy or share one" : ": publish it with an endpoint config";
+    return `${t.environment} has no endpoint${then}.`;
+  }
   if (t.endpoint.state !== "InService") return `${t.environment}'s endpoint is ${t.endpoint.state}: it takes runs once InService.`;
   return forced ? `Runs on ${t.environment}'s endpoint.` : `Run sends the canvas to ${t.environment}.`;
 }

@@ -1,14 +1,15 @@
 // @ts-check
-// The sidebar's "Templates" section: publish the canvas as a template; list, load (and analyze), rebind, delete.
+// The sidebar's "Templates" section: publish the canvas as a template; list, load (and analyze), rebind, pin, delete.
 import { app } from "../../../scripts/app.js";
 import { AnalysisPanel } from "./analysis.js";
-import { call, getRules, toast, toastError } from "./api.js";
+import { call, getRules, onServerEvent, toast, toastError } from "./api.js";
 import { field, openDialog } from "./dialog.js";
 import { el, find, findAll, iconButton } from "./dom.js";
 import { onShared } from "./live.js";
 import { ParameterForm } from "./parameter_form.js";
 import { bindingPreflight } from "./preflight.js";
 import { Latest, LiveSet, Section } from "./section.js";
+import { pinLine } from "./template_pin.js";
 
 // Live sections: their "loaded" marker follows the canvas (see canvasChanged).
 /** @type {LiveSet<TemplatesSection>} */
@@ -144,6 +145,8 @@ class TemplatesSection extends Section {
       failure: "Could not list templates",
     });
     this.templates = [];
+    this.newest = new Map(); // environment (lower case) -> its newest version, for the pin lines
+    this.endpoints = new Map(); // environment (lower case) -> its endpoint's view
     this.following = new Latest(); // only the latest canvas change may choose the form
     this.list = el("div", { class: "sagemaker-template-list", "data-testid": "sagemaker-templates-list" });
     this.analysis = new AnalysisPanel({
@@ -155,14 +158,31 @@ class TemplatesSection extends Section {
     this.root.append(this.slot, this.list, this.form.root, this.analysis.root);
   }
 
+  // The templates, and what the pin lines show: each environment's newest version and its endpoint (either
+  // may fail to read: the list still shows, its pin lines say less).
   async read() {
-    return (await call("GET", "/templates")).templates;
+    const [templates, environments, endpoints] = await Promise.all([
+      call("GET", "/templates"),
+      call("GET", "/environments").catch(() => ({ environments: [] })),
+      call("GET", "/endpoints").catch(() => ({ endpoints: [] })),
+    ]);
+    return { templates: templates.templates, environments: environments.environments ?? [], endpoints: endpoints.endpoints ?? [] };
   }
 
-  show(templates) {
+  show({ templates, environments, endpoints }) {
     this.templates = templates;
+    this.newest = new Map(environments.filter((e) => Number.isInteger(e.version)).map((e) => [e.name.toLowerCase(), e.version]));
+    this.endpoints = new Map(endpoints.map((e) => [e.name.toLowerCase(), e]));
     this.renderList();
     this.analysis.sync(templates);
+  }
+
+  // A "sagemaker.endpoint" event: the pin lines follow what the endpoint serves now.
+  endpointChanged(endpoint) {
+    const key = endpoint.name.toLowerCase();
+    if (endpoint.state === "Deleted") this.endpoints.delete(key);
+    else this.endpoints.set(key, { ...this.endpoints.get(key), ...endpoint });
+    if (this.templates.some((t) => t.environment?.toLowerCase() === key)) this.renderList();
   }
 
   plus() {
@@ -218,7 +238,27 @@ class TemplatesSection extends Section {
       el("span", { class: "sagemaker-muted", title: "version", "data-testid": "sagemaker-template-version" }, `v${t.version}`),
       this.artist ? null : iconButton("pi pi-pencil", `Rebind ${t.name}`, "sagemaker-template-rebind", () => this.openRebind(t)),
       this.artist ? null : iconButton("pi pi-trash", `Delete ${t.name}`, "sagemaker-template-delete", () => this.confirmDelete(t)),
+      t.environment
+        ? pinLine(t, {
+            newest: this.newest.get(t.environment.toLowerCase()) ?? null,
+            endpoint: this.endpoints.get(t.environment.toLowerCase()) ?? null,
+            artist: this.artist,
+            onPin: (version) => this.pin(t, version),
+          })
+        : null,
     ]);
+  }
+
+  // Pins the template to an environment version (null: follows the newest); `version` is the one shown, so a
+  // change made meanwhile elsewhere is refused (409) rather than overwritten.
+  async pin(t, environmentVersion) {
+    try {
+      await call("PUT", templatePath(t.name), { environment_version: environmentVersion, version: t.version });
+      toast("success", environmentVersion === null ? `${t.name} follows the newest version` : `${t.name} pinned to v${environmentVersion}`);
+    } catch (err) {
+      toastError(`Could not pin ${t.name}`, err);
+    }
+    await this.refresh(); // the row shows what the server holds, whichever way it went
   }
 
   markLoaded() {
@@ -452,9 +492,14 @@ class TemplatesSection extends Section {
   }
 }
 
-// Another ComfyUI published, rebound or deleted a template: the open lists follow.
-onShared("templates", () => {
+// Another ComfyUI published, rebound, pinned or deleted a template, or published or deployed a version: the
+// open lists follow.
+onShared(["templates", "environments", "endpoints"], () => {
   for (const section of sections.all()) section.refresh();
+});
+
+onServerEvent("sagemaker.endpoint", (endpoint) => {
+  if (endpoint?.name) for (const section of sections.all()) section.endpointChanged(endpoint);
 });
 
 // The section's root element; its list loads at once.
