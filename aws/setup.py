@@ -114,10 +114,13 @@ def ensure_stack(aws: Aws, name: str, parameters: dict[str, str], say: Callable[
         params: list[dict[str, object]] = [{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()]
         if not creating:  # what this run does not set keeps its value (an omitted one would take the default)
             # ...if this template still declares it (ExecutionRecordsExpireDays became RetentionDays).
-            had = {p["ParameterKey"] for p in (current or {}).get("Parameters") or []}
             # (ImageTag, before tags were per build) is not sent: CloudFormation refuses a parameter its
-            # template does not have.
-            had &= set(stack.template()["Parameters"])
+            # template does not have. One still at this template's default is left to the default: the same
+            # value, and moto's CloudFormation keeps no previous value of a list parameter given by default.
+            declared = stack.template()["Parameters"]
+            had = {p["ParameterKey"] for p in (current or {}).get("Parameters") or []
+                   if p["ParameterKey"] in declared
+                   and str(p.get("ParameterValue")) != str(declared[p["ParameterKey"]].get("Default"))}
             params += [{"ParameterKey": k, "UsePreviousValue": True} for k in sorted(had - set(given))]
         return {**body, "Parameters": params}
 

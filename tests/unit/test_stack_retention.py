@@ -57,3 +57,22 @@ def test_an_update_of_a_stack_made_with_the_old_parameter_does_not_send_it(cloud
                                            "Parameters": [{"ParameterKey": "StorePrefix", "ParameterValue": "comfyui"},
                                                           {"ParameterKey": "RetentionDays", "ParameterValue": "30"}]})
     ensure_stack(aws, NAME, {"StorePrefix": "comfyui", "RetentionDays": "30"}, print, poll=0)
+
+
+def test_an_update_keeps_only_the_previous_values_that_differ_from_the_templates_defaults(cloudformation):
+    """A parameter the run does not set keeps its value: UsePreviousValue where it differs from the template's
+    default, nothing where it equals it (the same value; moto's CloudFormation keeps no previous value of a list
+    parameter given by default, and answered such an update with a 500)."""
+    aws, stub = cloudformation
+    allowed = stack.template()["Parameters"]["AllowedInstanceTypes"]["Default"]
+    old = [{"ParameterKey": "StorePrefix", "ParameterValue": "studio"},  # not the default (comfyui): kept
+           {"ParameterKey": "AllowedInstanceTypes", "ParameterValue": allowed},  # the default: left to it
+           {"ParameterKey": "RetentionDays", "ParameterValue": "30"}]  # given by this run
+    stub.add_response("describe_stacks", {"Stacks": [{
+        "StackName": NAME, "CreationTime": "2026-12-01T00:00:00Z", "StackStatus": "CREATE_COMPLETE",
+        "Parameters": old}]}, {"StackName": NAME})
+    stub.add_client_error("update_stack", "ValidationError", "No updates are to be performed.", http_status_code=400,
+                          expected_params={"StackName": NAME, "TemplateBody": ANY, "Capabilities": ["CAPABILITY_IAM"],
+                                           "Parameters": [{"ParameterKey": "RetentionDays", "ParameterValue": "30"},
+                                                          {"ParameterKey": "StorePrefix", "UsePreviousValue": True}]})
+    ensure_stack(aws, NAME, {"RetentionDays": "30"}, print, poll=0)
