@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from harness.browser import open_sidebar
-from harness.envs import publish_environment
+from harness.envs import publish_environment, wait_endpoint
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -18,7 +18,8 @@ PROMPT = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, 
 def test_a_running_endpoint_says_after_how_long_idle_it_stops(page: Page, client):
     template, environment, _ = publish_environment(client, PROMPT, {"kind": "local", "idle_stop_minutes": 45})
     try:
-        assert client.post("/sagemaker/endpoints", json={"environment": environment}).status_code == 202
+        # The publish deploys it (and holds the environment's lease until the endpoint has settled).
+        assert wait_endpoint(client, environment)["state"] == "InService"
         open_sidebar(page)
         row = page.get_by_test_id("sagemaker-endpoints").locator(
             f'[data-testid="sagemaker-endpoint-row"][data-endpoint="{environment}"]')

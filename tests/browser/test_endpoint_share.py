@@ -16,7 +16,10 @@ from playwright.sync_api import Page, expect
 pytestmark = pytest.mark.browser
 
 
-def test_the_share_switch_shares_this_comfyuis_local_endpoint_and_takes_it_back(page: Page, client):
+def test_the_share_switch_shares_this_comfyuis_local_endpoint_and_takes_it_back(page: Page, client, comfyui):
+    # The session's ComfyUI is shared with other modules: its configuration file is put back as it was after.
+    config_file = comfyui.user_dir / "__sagemaker" / "config.json"
+    before = config_file.read_text() if config_file.exists() else None
     template, environment = unique("T"), unique("E")
     prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
               "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "share"}}}
@@ -57,5 +60,9 @@ def test_the_share_switch_shares_this_comfyuis_local_endpoint_and_takes_it_back(
         client.delete(f"/sagemaker/endpoints/{environment}")
         client.delete(f"/sagemaker/environments/{environment}?force=true")
         client.delete(f"/sagemaker/templates/{template}")
-        client.put("/sagemaker/config", json={"changes": {"share_host": None}})
+        if before is None:
+            config_file.unlink(missing_ok=True)
+        else:
+            config_file.write_text(before)
+        assert client.post("/sagemaker/config/reload").status_code == 200
     assert page.console.errors_from("sagemaker") == []
