@@ -251,6 +251,8 @@ def test_deploy_answers_at_once_and_the_endpoint_comes_into_service(provider):
     assert p.deployed["state"] == "Creating" and p.deployed["name"] == p.name
     assert p.deployed["kind"] == "local" and p.deployed["environment"] == p.name and p.deployed["version"] == 1
     assert isinstance(p.early, EndpointNotReady) and "Creating" in p.early.message  # nothing was sent
+    # The InService event is sent once the state is written: a reader of the state may be there first.
+    wait_for(lambda: "InService" in [c["state"] for c in p.changes if c.get("name") == p.name])
     states = [c["state"] for c in p.changes if c.get("name") == p.name]
     assert states[0] == "Creating" and "InService" in states
     assert p.endpoints.get(p.name.upper())["state"] == "InService"  # names ignore case
