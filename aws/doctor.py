@@ -17,12 +17,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import endpoint_logs, naming
+from . import endpoint_logs, naming, quotas
 from .connect import IMAGE_URI
 from .errors import error_code as _code
 from .errors import http_status as _http
 from .errors import translate
-from .quotas import find_quota, quota_name
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 DEFAULT_INSTANCE_TYPE = "ml.g5.xlarge"  # the endpoint form's default (server_routes/schemas.py)
@@ -335,16 +334,12 @@ def _instance_type(sm: Any, described: dict | None) -> str | None:
 
 def _quota(target: Target, sq: Any, instance_type: str) -> tuple[dict, bool | None]:
     """The quota's line, and whether the region lists the type (None: not known)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    name = quota_name(instance_type)
-    try:
-        q = find_quota(sq, name)
-    except (ClientError, BotoCoreError, NotImplementedError) as err:  # the last: an emulator without the call
-        denied = isinstance(err, ClientError) and _code(err) in DENIED
-        why = "these credentials may not read Service Quotas" if denied else "Service Quotas did not answer"
-        said = _words(err, target.region) if isinstance(err, (ClientError, BotoCoreError)) else str(err)
-        return line("instance quota", SKIP, f"{why} ({said})",
+    reading = quotas.read(sq, instance_type)
+    name, q, err = reading.name, reading.quota, reading.failure
+    if err is not None:
+        why = ("these credentials may not read Service Quotas" if _code(err) in DENIED
+               else "Service Quotas did not answer")
+        return line("instance quota", SKIP, f"{why} ({_words(err, target.region)})",
                     "run aws doctor with credentials allowed servicequotas:ListServiceQuotas and "
                     "servicequotas:ListAWSDefaultServiceQuotas, or look in the Service Quotas console"), None
     if q is None:

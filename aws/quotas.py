@@ -8,6 +8,7 @@ region, across every endpoint.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 SERVICE_CODE = "sagemaker"
@@ -29,20 +30,39 @@ def find_quota(sq: Any, name: str) -> dict | None:
     return None
 
 
+@dataclass(frozen=True)
+class Reading:
+    """What Service Quotas said of one instance type's endpoint quota: the quota, not listed (quota None), or
+    the botocore error that kept it from answering (`failure`: no right to ask, no answer)."""
+
+    name: str
+    quota: dict | None = None
+    failure: Exception | None = None
+
+
+def read(sq: Any, instance_type: str) -> Reading:
+    """The type's endpoint quota, for a deploy's check and for `aws doctor` alike; only botocore's errors are
+    caught (anything else is a bug, not an unanswered quota)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    name = quota_name(instance_type)
+    try:
+        return Reading(name, find_quota(sq, name))
+    except (ClientError, BotoCoreError) as err:
+        return Reading(name, failure=err)
+
+
 def check(sq: Any, region: str, instance_type: str, need: int, detail: str, update: bool = False) -> str | None:
     """Refuse (QuotaExceeded, before anything is created) a deploy that needs more instances of the type at
     once than the quota allows; a quota that cannot be read is a warning (returned), never a refusal:
     SageMaker itself still refuses what does not fit (ResourceLimitExceeded). Counts the instances this
     deploy needs, not other endpoints' of the same type (Service Quotas does not say their usage)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     from .errors import QuotaExceeded, translate
 
-    name = quota_name(instance_type)
-    try:
-        q = find_quota(sq, name)
-    except (ClientError, BotoCoreError, NotImplementedError) as err:  # the last: an emulator without the call
-        said = translate(err, region).message if isinstance(err, (ClientError, BotoCoreError)) else str(err)
+    reading = read(sq, instance_type)
+    name, q = reading.name, reading.quota
+    if reading.failure is not None:
+        said = translate(reading.failure, region).message
         return f"the quota '{name}' could not be read ({said}): this deploy needs {need} at once ({detail})"
     if q is None:
         return f"Service Quotas lists no '{name}' in {region}: this deploy needs {need} at once ({detail})"

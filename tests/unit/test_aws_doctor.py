@@ -1,6 +1,7 @@
 """`aws doctor` (aws/doctor.py) against AWS's documented answers, each request checked by botocore's Stubber
 (its service models): each check's pass and each failure's message and fix; then one run end to end on moto,
-where what moto cannot answer is a skip with the reason, never a pass."""
+where what moto cannot answer is a skip with the reason, never a pass (Service Quotas, which moto lacks, is
+answered there by the Stubber as its API reference says)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 from comfyui_sagemaker.aws import doctor, naming
 from comfyui_sagemaker.aws.doctor import FAIL, PASS, SKIP, Target
+from harness import service_quotas
 
 pytestmark = pytest.mark.stubber
 
@@ -110,11 +112,10 @@ def image(ecr, digest=DIGEST, images=True):
 
 
 def quota(sq, value=4.0, instance_type="ml.g5.xlarge", listed=True):
-    name = f"{instance_type} for endpoint usage"
-    found = [{"ServiceCode": "sagemaker", "QuotaName": name, "QuotaCode": "L-1234ABCD", "Value": value}]
-    sq.add_response("list_service_quotas", {"Quotas": found if listed else []}, {"ServiceCode": "sagemaker"})
-    if not listed:
-        sq.add_response("list_aws_default_service_quotas", {"Quotas": []}, {"ServiceCode": "sagemaker"})
+    if listed:
+        service_quotas.listed(sq, [service_quotas.quota(instance_type, value)])
+    else:
+        service_quotas.listed(sq, [], defaults=[])
 
 
 def all_ok(stub):
@@ -259,10 +260,9 @@ def test_a_type_the_region_does_not_list_fails_the_region_line(stubs):
     assert region["status"] == FAIL and "lists no endpoint quota" in region["detail"]
 
 
-def test_unreadable_quotas_are_a_skip_and_an_unknown_type_a_failure(stubs):
-    client, stub = stubs
-    stub("service-quotas").add_client_error("list_service_quotas", "AccessDeniedException", "not authorized", 400)
-    line, offered = doctor._quota(TARGET, client("service-quotas"), "ml.g5.xlarge")
+def test_unreadable_quotas_are_a_skip_and_an_unknown_type_a_failure(aws_env):
+    sq, _ = service_quotas.refusing("AccessDeniedException", "not authorized")  # through botocore's parser
+    line, offered = doctor._quota(TARGET, sq, "ml.g5.xlarge")
     assert line["status"] == SKIP and "may not read Service Quotas" in line["detail"] and offered is None
     assert doctor._region(TARGET, "ml.g5.xlarge", None)["status"] == SKIP
     assert doctor._region(TARGET, "ml.zz9.huge", None)["status"] == FAIL
@@ -287,8 +287,8 @@ def test_an_assumed_role_reads_the_store_with_its_own_credentials(stubs):
 
 
 def test_end_to_end_on_moto(aws_env):
-    """moto answers S3's conditional writes, ECR, SageMaker and Logs; it has no Service Quotas list, so the
-    quota and the region's offer are skips with the reason, never passes."""
+    """moto answers S3's conditional writes, ECR, SageMaker and Logs (no endpoint there: their lines are skips
+    with the reason, never passes); Service Quotas, which moto lacks, is the Stubber's documented answer."""
     from moto import mock_aws
 
     with mock_aws():
@@ -300,11 +300,13 @@ def test_end_to_end_on_moto(aws_env):
                     '{"mediaType":"application/vnd.docker.container.image.v1+json","size":1,"digest":"' + DIGEST
                     + '"},"layers":[]}')
         ecr.put_image(repositoryName=REPO, imageManifest=manifest, imageTag="latest")
-        lines = doctor.run(TARGET, lambda service: boto3.client(service, region_name=REGION))
+        sq, quotas = service_quotas.stubbed_client([service_quotas.quota("ml.g5.xlarge", 4)])
+        lines = doctor.run(TARGET, lambda service: sq if service == "service-quotas"
+                           else boto3.client(service, region_name=REGION))
+        quotas.assert_no_pending_responses()
         status = {x["name"]: x["status"] for x in lines}
         assert status == {
             "missing key reads as 404": PASS, "conditional create": PASS, "create of an existing key": PASS,
             "replace with a wrong ETag": PASS, "list the prefix": PASS, "clean-up": PASS, "describe endpoint": SKIP,
-            "endpoint log": SKIP, "worker image": PASS, "instance quota": SKIP, "region offers the type": SKIP}, lines
-        assert "Service Quotas did not answer" in by_name(lines)["instance quota"]["detail"]
+            "endpoint log": SKIP, "worker image": PASS, "instance quota": PASS, "region offers the type": PASS}, lines
         assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0  # the doctor's keys are gone

@@ -18,6 +18,7 @@ from comfyui_sagemaker.aws.s3_store import S3Store
 from comfyui_sagemaker.aws.sagemaker_endpoints import SageMakerEndpoints
 from comfyui_sagemaker.core import costs, prices
 from harness.fake_comfy import FakeComfy, publish
+from harness.service_quotas import answering
 
 STORE = "s3://team-bucket/comfy"
 ROLE = "arn:aws:iam::123456789012:role/ComfySageMaker"
@@ -40,7 +41,8 @@ def on_moto(tmp_path, aws_env, monkeypatch):
         manifest["endpoint"] = {"kind": "sagemaker", "instance_type": "ml.g4dn.xlarge", "initial_count": 1,
                                 "mode": "async", "autoscaling": None}
         store.put(f"environments/portraits/versions/v{1:06d}.json", json.dumps(manifest).encode())
-        endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", poll_interval=0, store=store)
+        endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", poll_interval=0, store=store,
+                                       clients={"service-quotas": answering("ml.g4dn.xlarge")})
         endpoints._monitor = lambda m, e, recreate=False: None  # moto is InService at once
         endpoints.deploy(manifest)
         designer = FakeComfy(tmp_path / "designer", store, endpoints).serve()  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ import pytest
 from comfyui_sagemaker.aws import iam_actions, naming, stack
 from comfyui_sagemaker.aws.sagemaker_endpoints import SageMakerEndpoints
 from harness.iam_semantics import ACCOUNT, REFS, REGION, allows, resolve, stack_policy
+from harness.service_quotas import answering
 
 SM = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
 OURS, THEIRS = f"{naming.PREFIX}-portraits-0a1b2c3d", "fraud-model-prod"
@@ -227,6 +228,7 @@ def test_the_designers_lifecycle_calls_only_what_the_designer_policy_allows(aws_
         clients["sagemaker"].create_endpoint(EndpointName="abcs-fraud", EndpointConfigName="abcs-fraud")
         for client in clients.values():
             client.meta.events.register("before-parameter-build", record)
+        clients["service-quotas"] = answering("ml.g4dn.xlarge")  # moto has none (its read: test_iam_guardrails)
         endpoints = SageMakerEndpoints("s3://team-store/comfyui", role, "img:1", REGION, clients=clients,
                                        poll_interval=0)
         endpoints._monitor = lambda m, e, recreate=False: endpoints.settle(m, e, recreate=recreate)

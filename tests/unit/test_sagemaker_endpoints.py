@@ -9,6 +9,7 @@ from comfyui_sagemaker.aws import naming
 from comfyui_sagemaker.aws.errors import AwsNotConfigured, InstanceTypeRefused, QuotaExceeded
 from comfyui_sagemaker.aws.sagemaker_endpoints import STARTUP_HEALTH_CHECK_S, SageMakerEndpoints
 from comfyui_sagemaker.core.endpoints import EndpointNotFound
+from harness.service_quotas import answering
 
 STORE = "s3://team-bucket/comfy"
 ROLE = "arn:aws:iam::123456789012:role/ComfySageMaker"
@@ -422,7 +423,8 @@ def test_lifecycle_on_moto(aws_env):
 
     with mock_aws():
         events = []
-        endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", events.append, poll_interval=0)
+        endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", events.append, poll_interval=0,
+                                       clients={"service-quotas": answering("ml.g4dn.xlarge")})
         endpoints._monitor = lambda m, e, recreate=False: endpoints.settle(m, e, recreate=recreate)
         endpoints._in_background = lambda fn, name: fn()  # moto is InService at once
         endpoints.deploy(manifest(scaling={"min": 0, "max": 2}))
@@ -464,7 +466,8 @@ def test_an_async_run_on_an_endpoint_scaled_to_zero_says_it_waits_for_an_instanc
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="team-bucket")
         store = S3Store("team-bucket", "comfy", s3_client=s3)
-        endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", poll_interval=0, store=store)
+        endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", poll_interval=0, store=store,
+                                       clients={"service-quotas": answering("ml.g4dn.xlarge")})
         endpoints._monitor = lambda m, e, recreate=False: None
         endpoints.deploy(manifest(scaling={"min": 0, "max": 2}))
         endpoints.get = lambda name: {**SageMakerEndpoints.get(endpoints, name), "instances": 0}
@@ -501,7 +504,8 @@ def test_the_view_says_the_instance_type_the_serving_version_asked_for(aws_env):
         store = S3Store("team-bucket", "comfy", s3_client=s3)
         deployed = manifest(instance_type="ml.g4dn.12xlarge")
         store.create(manifest_key("Portraits", 1), json.dumps(deployed).encode())
-        endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", poll_interval=0, store=store)
+        endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", poll_interval=0, store=store,
+                                       clients={"service-quotas": answering("ml.g4dn.12xlarge")})
         endpoints._monitor = lambda m, e, recreate=False: None
         endpoints.deploy(deployed)
         assert endpoints.get("Portraits")["instance_type"] == "ml.g4dn.12xlarge"
