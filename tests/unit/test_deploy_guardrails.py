@@ -8,22 +8,20 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-import boto3
 import botocore.session
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 from botocore.validate import ParamValidator
 from comfyui_sagemaker.aws import deploy_guardrails, naming
 from comfyui_sagemaker.aws.errors import QuotaExceeded
-from comfyui_sagemaker.aws.sagemaker_endpoints import STARTUP_HEALTH_CHECK_S, SageMakerEndpoints
+from comfyui_sagemaker.aws.sagemaker_endpoints import STARTUP_HEALTH_CHECK_S
 from comfyui_sagemaker.local.folder_store import FolderStore
+from harness.sagemaker_stub import ENDPOINT, ROLE, STORE, stubbed_endpoints
+from harness.service_quotas import listed
+from harness.service_quotas import quota as service_quota
 
 pytestmark = pytest.mark.stubber
 
-STORE = "s3://team-bucket/comfy"
-ROLE = "arn:aws:iam::123456789012:role/ComfySageMaker"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/comfyui-sagemaker-worker:0.1.0"
-ENDPOINT = naming.endpoint_name("Portraits", STORE)
 ALARM = f"{ENDPOINT}-errors"
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:"
 T0 = datetime(2026, 1, 1)
@@ -42,18 +40,8 @@ def manifest(version=2, mode="async", instance_type=TYPE, initial=1, scaling=Non
 
 @pytest.fixture
 def cloud(aws_env):
-    clients = {s: boto3.client(s, region_name="us-east-1")
-               for s in ("sagemaker", "application-autoscaling", "cloudwatch", "service-quotas")}
-    stubs = {s: Stubber(c) for s, c in clients.items()}
-    for stub in stubs.values():
-        stub.activate()
-    events: list[dict] = []
-    endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", events.append, clients, poll_interval=0)
-    endpoints._monitor = lambda m, e, recreate=False: None
-    endpoints._in_background = lambda fn, name: fn()
-    yield endpoints, stubs, events
-    for stub in stubs.values():
-        stub.assert_no_pending_responses()
+    with stubbed_endpoints() as cloud:
+        yield cloud.endpoints, cloud.stubs, cloud.events
 
 
 def running(sm, count, instance_type=TYPE, mode="async", status="InService", config=None):
@@ -72,10 +60,7 @@ def running(sm, count, instance_type=TYPE, mode="async", status="InService", con
 
 
 def quota(sq, value, instance_type=TYPE):
-    sq.add_response("list_service_quotas", {"Quotas": [
-        {"ServiceCode": "sagemaker", "QuotaName": "ml.g4dn.xlarge for endpoint usage", "QuotaCode": "L-1", "Value": 9},
-        {"ServiceCode": "sagemaker", "QuotaName": f"{instance_type} for endpoint usage", "QuotaCode": "L-2",
-         "Value": value}]}, {"ServiceCode": "sagemaker"})
+    listed(sq, [service_quota("ml.g4dn.xlarge", 9, "L-1"), service_quota(instance_type, value, "L-2")])
 
 
 def new_version(sm, n=2):
@@ -180,10 +165,7 @@ def test_a_new_endpoint_over_the_quota_is_refused_before_its_model_is_created(cl
     sm, sq = stubs["sagemaker"], stubs["service-quotas"]
     sm.add_client_error("describe_endpoint", "ValidationException", f'Could not find endpoint "{ENDPOINT}".',
                         expected_params={"EndpointName": ENDPOINT})
-    sq.add_response("list_service_quotas", {"Quotas": []}, {"ServiceCode": "sagemaker"})
-    sq.add_response("list_aws_default_service_quotas", {"Quotas": [
-        {"ServiceCode": "sagemaker", "QuotaName": f"{TYPE} for endpoint usage", "QuotaCode": "L-2", "Value": 0}]},
-        {"ServiceCode": "sagemaker"})
+    listed(sq, [], defaults=[[service_quota(TYPE, 0, "L-2")]])
     with pytest.raises(QuotaExceeded, match="is 0 in us-east-1, and this deploy needs 1 at once"):
         endpoints.deploy(manifest(version=1))
     assert events == []

@@ -10,19 +10,14 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 from comfyui_sagemaker.aws import autoscaling, naming
-from comfyui_sagemaker.aws.sagemaker_endpoints import SageMakerEndpoints
 from comfyui_sagemaker.core.instance_families import COMMON_GPU_TYPES, FAMILIES, gpu_count
 from comfyui_sagemaker.worker.coldstart import REPORTS
+from harness.sagemaker_stub import ENDPOINT, IMAGE, ROLE, STORE, stubbed_endpoints
 
 ROOT = Path(__file__).resolve().parents[2]
-STORE = "s3://team-bucket/comfy"
-ROLE = "arn:aws:iam::123456789012:role/ComfySageMaker"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/comfyui-sagemaker-worker:0.1.0"
-ENDPOINT = naming.endpoint_name("Portraits", STORE)
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:"
 DIM = {"ServiceNamespace": "sagemaker", "ResourceId": naming.resource_id(ENDPOINT),
        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}
@@ -35,17 +30,8 @@ def manifest(instance_type: str, mode: str = "async", scaling: dict | None = Non
 
 @pytest.fixture
 def stubbed(aws_env):
-    clients = {s: boto3.client(s, region_name="us-east-1")
-               for s in ("sagemaker", "application-autoscaling", "cloudwatch", "service-quotas")}
-    stubs = {s: Stubber(c) for s, c in clients.items()}
-    for stub in stubs.values():
-        stub.activate()
-    endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", lambda e: None, clients, poll_interval=0)
-    endpoints._monitor = lambda m, e, recreate=False: None
-    endpoints._in_background = lambda fn, name: fn()
-    yield endpoints, stubs
-    for stub in stubs.values():
-        stub.assert_no_pending_responses()
+    with stubbed_endpoints() as cloud:
+        yield cloud.endpoints, cloud.stubs
 
 
 def test_the_gpu_table():

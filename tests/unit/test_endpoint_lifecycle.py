@@ -7,20 +7,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import boto3
 import botocore.session
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 from comfyui_sagemaker.aws import endpoint_states, naming
 from comfyui_sagemaker.aws.sagemaker_endpoints import SageMakerEndpoints
 from comfyui_sagemaker.core.endpoints import READY_STATES, EndpointBusy, EndpointNotFound, EndpointNotReady
+from harness.sagemaker_stub import ENDPOINT, IMAGE, ROLE, STORE, stubbed_endpoints
 
 pytestmark = pytest.mark.stubber
 
-STORE = "s3://team-bucket/comfy"
-ROLE = "arn:aws:iam::123456789012:role/ComfySageMaker"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/comfyui-sagemaker-worker:0.1.0"
-ENDPOINT = naming.endpoint_name("Portraits", STORE)
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:"
 T0 = datetime(2026, 1, 1)
 
@@ -98,19 +94,8 @@ class Cloud:
 
 @pytest.fixture
 def cloud(aws_env):
-    clients = {s: boto3.client(s, region_name="us-east-1") for s in ("sagemaker", "application-autoscaling",
-                                                                      "cloudwatch", "service-quotas")}
-    stubs = {s: Stubber(c) for s, c in clients.items()}
-    for stub in stubs.values():
-        stub.activate()
-    events: list[dict] = []
-    endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", events.append, clients, poll_interval=0)
-    monitored = []
-    endpoints._monitor = lambda m, e, recreate=False: monitored.append((m, e, recreate))
-    endpoints._in_background = lambda fn, name: fn()
-    yield endpoints, Cloud(stubs), events, monitored
-    for stub in stubs.values():
-        stub.assert_no_pending_responses()
+    with stubbed_endpoints() as cloud:
+        yield cloud.endpoints, Cloud(cloud.stubs), cloud.events, cloud.monitored
 
 
 def test_every_documented_status_has_a_meaning_here():

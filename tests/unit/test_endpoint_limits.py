@@ -8,21 +8,15 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
-from botocore.stub import Stubber
-from comfyui_sagemaker.aws import naming
 from comfyui_sagemaker.aws.sagemaker_endpoints import SageMakerEndpoints
 from comfyui_sagemaker.core import config as config_module
 from comfyui_sagemaker.core import instance_allowlist
 from comfyui_sagemaker.core.endpoint_config import EndpointConfigInvalid, validate
 from comfyui_sagemaker.core.errors import ConfigInvalid
 from comfyui_sagemaker.local.folder_store import FolderStore
+from harness.sagemaker_stub import ENDPOINT, IMAGE, ROLE, STORE, stubbed_endpoints
 
-STORE = "s3://team-bucket/comfy"
-ROLE = "arn:aws:iam::123456789012:role/ComfySageMaker"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/comfyui-sagemaker-worker:0.1.0"
-ENDPOINT = naming.endpoint_name("Portraits", STORE)
 SM = {"kind": "sagemaker"}
 
 
@@ -76,18 +70,9 @@ def test_the_allow_list_is_a_configuration_key(tmp_path):
 
 @pytest.fixture
 def stubbed(aws_env, tmp_path):
-    clients = {s: boto3.client(s, region_name="us-east-1") for s in ("sagemaker", "application-autoscaling",
-                                                                      "cloudwatch", "service-quotas")}
-    stubs = {s: Stubber(c) for s, c in clients.items()}
-    for stub in stubs.values():
-        stub.activate()
     store = FolderStore(tmp_path / "store")
-    endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", lambda view: None, clients, poll_interval=0,
-                                   store=store, max_instances=2)
-    endpoints._in_background = lambda fn, name: fn()
-    yield endpoints, stubs["sagemaker"], store
-    for stub in stubs.values():
-        stub.assert_no_pending_responses()
+    with stubbed_endpoints(monitor=True, store=store, max_instances=2) as cloud:
+        yield cloud.endpoints, cloud.stubs["sagemaker"], store
 
 
 @pytest.mark.parametrize("stored, why", [

@@ -8,12 +8,10 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-import boto3
 import botocore.session
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 from comfyui_sagemaker.aws import naming
-from comfyui_sagemaker.aws.sagemaker_endpoints import SageMakerEndpoints
 from comfyui_sagemaker.core.endpoints import (
     EndpointBusy,
     EndpointNotFound,
@@ -21,13 +19,10 @@ from comfyui_sagemaker.core.endpoints import (
     EndpointStateConflict,
 )
 from comfyui_sagemaker.local.folder_store import FolderStore
+from harness.sagemaker_stub import ENDPOINT, ROLE, STORE, stubbed_endpoints
 
 pytestmark = pytest.mark.stubber
 
-STORE = "s3://team-bucket/comfy"
-ROLE = "arn:aws:iam::123456789012:role/ComfySageMaker"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/comfyui-sagemaker-worker:0.1.0"
-ENDPOINT = naming.endpoint_name("Portraits", STORE)
 V1 = f"{ENDPOINT}-v1"
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:"
 T0 = datetime(2026, 1, 1)
@@ -77,22 +72,10 @@ class Cloud:
 
 @pytest.fixture
 def cloud(aws_env, tmp_path):
-    clients = {s: boto3.client(s, region_name="us-east-1") for s in ("sagemaker", "application-autoscaling",
-                                                                      "cloudwatch", "service-quotas")}
-    stubs = {s: Stubber(c) for s, c in clients.items()}
-    for stub in stubs.values():
-        stub.activate()
     store = FolderStore(tmp_path / "store")
     store.put("environments/portraits/versions/v000001.json", json.dumps(MANIFEST).encode())
-    events: list[dict] = []
-    endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", events.append, clients, poll_interval=0,
-                                   store=store)
-    monitored = []
-    endpoints._monitor = lambda m, e, recreate=False: monitored.append((m, e, recreate))
-    endpoints._in_background = lambda fn, name: fn()
-    yield endpoints, Cloud(stubs), store, events, monitored
-    for stub in stubs.values():
-        stub.assert_no_pending_responses()
+    with stubbed_endpoints(store=store) as cloud:
+        yield cloud.endpoints, Cloud(cloud.stubs), store, cloud.events, cloud.monitored
 
 
 def stop(endpoints, aws, status="InService"):

@@ -9,19 +9,15 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-import boto3
 import pytest
-from botocore.stub import Stubber
 from comfyui_sagemaker.aws import iam_actions, naming
-from comfyui_sagemaker.aws.sagemaker_endpoints import SageMakerEndpoints
 from comfyui_sagemaker.core.idle_stop import IDLE, Idleness
 from comfyui_sagemaker.local.folder_store import FolderStore
 from comfyui_sagemaker.worker import idle_stop
+from harness.sagemaker_stub import ENDPOINT, STORE, stubbed_endpoints
 
 pytestmark = pytest.mark.stubber
 
-STORE = "s3://team-bucket/comfy"
-ENDPOINT = naming.endpoint_name("Portraits", STORE)
 V1 = f"{ENDPOINT}-v1"
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:"
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
@@ -39,19 +35,11 @@ class Clock:
 
 @pytest.fixture
 def cloud(aws_env, tmp_path):
-    clients = {s: boto3.client(s, region_name="us-east-1") for s in ("sagemaker", "application-autoscaling",
-                                                                      "cloudwatch", "service-quotas")}
-    stubs = {s: Stubber(c) for s, c in clients.items()}
-    for stub in stubs.values():
-        stub.activate()
     store = FolderStore(tmp_path / "store")
     manifest = {"name": "Portraits", "version": 1, "custom_nodes": [], "models": [], "endpoint": REALTIME}
     store.put("environments/portraits/versions/v000001.json", json.dumps(manifest).encode())
-    endpoints = SageMakerEndpoints(STORE, "", "", "us-east-1", clients=clients, poll_interval=0, store=store)
-    endpoints._in_background = lambda fn, name: fn()  # the stop's follow-up, here and now
-    yield endpoints, stubs, store
-    for stub in stubs.values():
-        stub.assert_no_pending_responses()
+    with stubbed_endpoints(role="", image="", monitor=True, store=store) as cloud:  # a stop's follow-up: here
+        yield cloud.endpoints, cloud.stubs, store
 
 
 def metrics(stubs, now: float, minutes: int, values: list[float], mode: str = "realtime") -> None:

@@ -9,15 +9,11 @@ import json
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
-from comfyui_sagemaker.aws import iam_actions, naming, stack
+from comfyui_sagemaker.aws import iam_actions, stack
 from comfyui_sagemaker.aws.endpoint_logs import LOG_RETENTION_DAYS, RETENTION_VALUES, keep_logs
-from comfyui_sagemaker.aws.sagemaker_endpoints import SageMakerEndpoints
 from comfyui_sagemaker.aws.setup import SetupError, check_parameters
+from harness.sagemaker_stub import ENDPOINT, stubbed_endpoints
 
-STORE = "s3://team-bucket/comfy"
-ROLE = "arn:aws:iam::123456789012:role/ComfySageMaker"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/comfyui-sagemaker-worker:0.1.0"
-ENDPOINT = naming.endpoint_name("Portraits", STORE)
 GROUP = f"/aws/sagemaker/Endpoints/{ENDPOINT}"
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:"
 MANIFEST = {"name": "Portraits", "version": 1, "custom_nodes": [], "models": [],
@@ -28,19 +24,11 @@ MANIFEST = {"name": "Portraits", "version": 1, "custom_nodes": [], "models": [],
 @pytest.fixture
 def cloud(aws_env):
     """SageMaker and CloudWatch Logs behind Stubbers; `calls` lists every operation in the order sent."""
-    clients = {s: boto3.client(s, region_name="us-east-1") for s in ("sagemaker", "logs", "service-quotas")}
     calls: list[str] = []
-    for c in clients.values():
-        c.meta.events.register("before-call.*.*", lambda model, **kw: calls.append(model.name))
-    stubs = {s: Stubber(c) for s, c in clients.items()}
-    for stub in stubs.values():
-        stub.activate()
-    endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", clients=clients, poll_interval=0,
-                                   log_retention_days=LOG_RETENTION_DAYS)
-    endpoints._monitor = lambda m, e, recreate=False: None
-    yield endpoints, stubs["sagemaker"], stubs["logs"], calls
-    for stub in stubs.values():
-        stub.assert_no_pending_responses()
+    with stubbed_endpoints(("sagemaker", "logs", "service-quotas"), log_retention_days=LOG_RETENTION_DAYS) as cloud:
+        for c in cloud.clients.values():
+            c.meta.events.register_first("before-call.*.*", lambda model, **kw: calls.append(model.name))
+        yield cloud.endpoints, cloud.stubs["sagemaker"], cloud.stubs["logs"], calls
 
 
 def a_new_endpoint(sm) -> None:

@@ -5,16 +5,11 @@ Stubber, which validates it against the service model (this suite also runs on t
 
 from __future__ import annotations
 
-import boto3
 import pytest
-from botocore.stub import ANY, Stubber
-from comfyui_sagemaker.aws import naming
-from comfyui_sagemaker.aws.sagemaker_endpoints import STARTUP_HEALTH_CHECK_S, SageMakerEndpoints
+from botocore.stub import ANY
+from comfyui_sagemaker.aws.sagemaker_endpoints import STARTUP_HEALTH_CHECK_S
+from harness.sagemaker_stub import ENDPOINT, stubbed_endpoints
 
-STORE = "s3://team-bucket/comfy"
-ROLE = "arn:aws:iam::123456789012:role/ComfySageMaker"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/comfyui-sagemaker-worker:0.1.0"
-ENDPOINT = naming.endpoint_name("Portraits", STORE)
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:"
 
 
@@ -27,12 +22,6 @@ def manifest(mode: str) -> dict:
 @pytest.mark.stubber
 @pytest.mark.parametrize("mode", ["realtime", "async"])
 def test_a_realtime_variant_routes_to_the_least_busy_instance(aws_env, mode):
-    # Every client it may make is given: none is made (and cached) outside the test.
-    clients = {s: boto3.client(s, region_name="us-east-1") for s in ("sagemaker", "application-autoscaling",
-                                                                     "cloudwatch", "service-quotas")}
-    sm = clients["sagemaker"]
-    endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", lambda e: None, clients, poll_interval=0)
-    endpoints._monitor = lambda m, e, recreate=False: None
     name = f"{ENDPOINT}-v1"
     variant = {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": "ml.g5.12xlarge",
                "InitialInstanceCount": 1, "ContainerStartupHealthCheckTimeoutInSeconds": STARTUP_HEALTH_CHECK_S,
@@ -42,12 +31,12 @@ def test_a_realtime_variant_routes_to_the_least_busy_instance(aws_env, mode):
     config = {"EndpointConfigName": name, "Tags": ANY, "ProductionVariants": [variant]}
     if mode == "async":
         config["AsyncInferenceConfig"] = ANY
-    with Stubber(sm) as stub:
+    with stubbed_endpoints() as cloud:
+        stub = cloud.stubs["sagemaker"]
         stub.add_client_error("describe_endpoint", "ValidationException", f'Could not find endpoint "{ENDPOINT}".',
                               expected_params={"EndpointName": ENDPOINT})
         stub.add_response("create_model", {"ModelArn": ARN + "model/m"}, None)
         stub.add_response("create_endpoint_config", {"EndpointConfigArn": ARN + "endpoint-config/c"}, config)
         stub.add_response("create_endpoint", {"EndpointArn": ARN + "endpoint/e"},
                           {"EndpointName": ENDPOINT, "EndpointConfigName": name, "Tags": ANY})
-        endpoints.deploy(manifest(mode))
-        stub.assert_no_pending_responses()
+        cloud.endpoints.deploy(manifest(mode))

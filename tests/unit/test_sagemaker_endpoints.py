@@ -9,12 +9,9 @@ from comfyui_sagemaker.aws import naming
 from comfyui_sagemaker.aws.errors import AwsNotConfigured, InstanceTypeRefused, QuotaExceeded
 from comfyui_sagemaker.aws.sagemaker_endpoints import STARTUP_HEALTH_CHECK_S, SageMakerEndpoints
 from comfyui_sagemaker.core.endpoints import EndpointNotFound
+from harness.sagemaker_stub import ENDPOINT, IMAGE, ROLE, STORE, stubbed_endpoints
 from harness.service_quotas import answering
 
-STORE = "s3://team-bucket/comfy"
-ROLE = "arn:aws:iam::123456789012:role/ComfySageMaker"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/comfyui-sagemaker-worker:0.1.0"
-ENDPOINT = naming.endpoint_name("Portraits", STORE)
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:"
 RID = f"endpoint/{ENDPOINT}/variant/AllTraffic"
 DIM = {
@@ -50,20 +47,8 @@ def test_names_are_short_lowercase_and_store_specific():
 
 @pytest.fixture
 def stubbed(aws_env):
-    clients = {
-        s: boto3.client(s, region_name="us-east-1")
-        for s in ("sagemaker", "application-autoscaling", "cloudwatch", "service-quotas")
-    }
-    stubs = {s: Stubber(c) for s, c in clients.items()}
-    for s in stubs.values():
-        s.activate()
-    events = []
-    endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", events.append, clients, poll_interval=0)
-    endpoints._monitor = lambda m, e, recreate=False: None  # the tests drive settle() themselves
-    endpoints._in_background = lambda fn, name: fn()
-    yield endpoints, stubs, events
-    for s in stubs.values():
-        s.assert_no_pending_responses()
+    with stubbed_endpoints() as cloud:  # the tests drive settle() themselves
+        yield cloud.endpoints, cloud.stubs, cloud.events
 
 
 def not_found(stub, name=ENDPOINT):

@@ -7,16 +7,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import boto3
 import pytest
-from botocore.stub import ANY, Stubber
-from comfyui_sagemaker.aws import naming
-from comfyui_sagemaker.aws.sagemaker_endpoints import KEPT_VERSIONS, SageMakerEndpoints
+from botocore.stub import ANY
+from comfyui_sagemaker.aws.sagemaker_endpoints import KEPT_VERSIONS
+from harness.sagemaker_stub import ENDPOINT, SERVICES, STORE, stubbed_endpoints
 
-STORE = "s3://team-bucket/comfy"
-ROLE = "arn:aws:iam::123456789012:role/ComfySageMaker"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/comfyui-sagemaker-worker:0.1.0"
-ENDPOINT = naming.endpoint_name("Portraits", STORE)
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:"
 WHEN = datetime(2026, 1, 1)
 pytestmark = pytest.mark.stubber
@@ -34,24 +29,12 @@ def manifest(version: int) -> dict:
 
 @pytest.fixture
 def stubbed(aws_env):
-    sm = boto3.client("sagemaker", region_name="us-east-1")
-    stub = Stubber(sm)
-    stub.activate()
-    events: list[dict] = []
-    # every client the provider may make is given: none is made (and cached for the process) here
     # Quotas unanswered (a warning, aws/quotas.py); the update's rollback alarm put on CloudWatch (its request
-    # is held by tests/unit/test_deploy_guardrails.py).
-    cw = boto3.client("cloudwatch", region_name="us-east-1")
-    alarms = Stubber(cw)
-    alarms.activate()
-    clients = {"sagemaker": sm, "cloudwatch": cw, **{s: boto3.client(s, region_name="us-east-1")
-                                                     for s in ("application-autoscaling", "logs", "service-quotas")}}
-    endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", events.append, clients, poll_interval=0)
-    endpoints._monitor = lambda m, e, recreate=False: None  # the test drives settle() itself
-    stub.alarms = alarms
-    yield endpoints, stub, events
-    stub.assert_no_pending_responses()
-    alarms.assert_no_pending_responses()
+    # is held by tests/unit/test_deploy_guardrails.py); the test drives settle() itself.
+    with stubbed_endpoints(SERVICES + ("logs",)) as cloud:
+        stub = cloud.stubs["sagemaker"]
+        stub.alarms = cloud.stubs["cloudwatch"]
+        yield cloud.endpoints, stub, cloud.events
 
 
 def updated_to(stub, version: int) -> None:
