@@ -1,12 +1,11 @@
 """Idle stop of a local endpoint on the folder store (core/idle_stop.py): the owning ComfyUI's watcher reads the
 worker's `idle_since` in the /status it polls anyway and, on a fake clock past the endpoint's idle_stop_minutes,
-calls the endpoint's own Stop; the view then says who stopped it and when. The worker is a stand-in (a few
-lines of http.server in this test's Python) that reports itself ready and idle since a fixed time."""
+calls the endpoint's own Stop; the view then says who stopped it and when. The worker is a stand-in
+(tests/harness/fake_worker.py) that reports itself ready and idle since a fixed time."""
 
 from __future__ import annotations
 
 import json
-import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -15,28 +14,11 @@ from comfyui_sagemaker.core.environments import manifest_key
 from comfyui_sagemaker.core.worker_contract import WorkerRuntime
 from comfyui_sagemaker.local.endpoints import LocalEndpoints
 from comfyui_sagemaker.local.folder_store import FolderStore
+from harness import fake_worker
+from harness.fake_worker import Changes
 
 IDLE_SINCE = "2026-01-01T00:00:00+00:00"
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
-FAKE_WORKER = f'''
-import json, os
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
-class Status(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = json.dumps({{"state": "ready", "idle_since": "{IDLE_SINCE}"}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-HTTPServer(("127.0.0.1", int(os.environ["SAGEMAKER_BIND_TO_PORT"])), Status).serve_forever()
-'''
-
-
 class Clock:
     def __init__(self, now: float):
         self.now = now
@@ -45,40 +27,20 @@ class Clock:
         return self.now
 
 
-class Changes:
-    """The endpoint's change events, waited on by state (never on time)."""
-
-    def __init__(self):
-        self.seen: list[dict] = []
-        self.cond = threading.Condition()
-
-    def __call__(self, view: dict) -> None:
-        with self.cond:
-            self.seen.append(view)
-            self.cond.notify_all()
-
-    def wait(self, state: str, timeout: float = 60) -> dict:
-        with self.cond:
-            assert self.cond.wait_for(lambda: any(v["state"] == state for v in self.seen), timeout), self.seen
-            return next(v for v in self.seen if v["state"] == state)
-
-
 @pytest.fixture
 def local(tmp_path):
     store = FolderStore(tmp_path / "store")
-    worker = tmp_path / "fake-worker"
-    worker.mkdir()
-    (worker / "__main__.py").write_text(FAKE_WORKER)
     changes = Changes()
     endpoints = LocalEndpoints(tmp_path / "state", store.root.resolve().as_uri(),
-                               WorkerRuntime(tmp_path, "", worker), on_change=changes)
+                               WorkerRuntime(tmp_path, "", fake_worker.install(tmp_path)), on_change=changes)
     endpoints.clock = Clock(T0 + 59 * 60)
     yield store, endpoints, changes
     endpoints.stop_all()
 
 
 def publish(store: FolderStore, endpoint: dict) -> dict:
-    manifest = {"name": "Portraits", "version": 1, "custom_nodes": [], "models": [], "endpoint": endpoint}
+    manifest = {"name": "Portraits", "version": 1, "custom_nodes": [], "models": [], "endpoint": endpoint,
+                "fake": {"idle_since": IDLE_SINCE}}  # the stand-in worker reports itself idle since then
     store.put(manifest_key("Portraits", 1), json.dumps(manifest).encode())
     return manifest
 

@@ -1,10 +1,9 @@
 """A local endpoint's redeploy starts the new worker beside the serving one (local/endpoints.py): the old one
 serves until the new one is ready, runs in flight finish on it, a new version that does not start leaves it
 serving (in SageMaker's words for a rolled-back update), the environment's lease is held until the switch, and
-a restart of ComfyUI mid-update adopts the new worker. The workers are stand-ins (http.server in this test's
-Python, started as the real ones are: `python <folder> worker serve`) that serve the version their manifest
-says, start when a signal file exists and hold each run until its own signal file exists: orderings, never
-timings."""
+a restart of ComfyUI mid-update adopts the new worker. The workers are stand-ins (tests/harness/fake_worker.py,
+started as the real ones are) that serve the version their manifest says, start when a signal file exists and
+hold each run until its own signal file exists: orderings, never timings."""
 
 from __future__ import annotations
 
@@ -23,109 +22,16 @@ from comfyui_sagemaker.core.leases import DeployInProgress, Leases
 from comfyui_sagemaker.core.worker_contract import WorkerRuntime
 from comfyui_sagemaker.local.endpoints import LocalEndpoints
 from comfyui_sagemaker.local.folder_store import FolderStore
+from harness import fake_worker
+from harness.fake_worker import Changes
 from harness.waiting import wait_for
 
 NAME = "Portraits"
-FAKE_WORKER = '''
-import json, os, sys, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from urllib.parse import unquote, urlparse
-
-uri = os.environ["SAGEMAKER_MANIFEST_URI"]
-manifest = json.loads(Path(unquote(urlparse(uri).path)).read_text())
-fake = manifest.get("fake") or {}
-
-
-def until(path):
-    deadline = time.monotonic() + 600
-    while path and not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
-class Worker(BaseHTTPRequestHandler):
-    def allowed(self):
-        if self.headers.get("X-Worker-Token") == os.environ["WORKER_TOKEN"]:
-            return True
-        self.answer(403, {"error": {"code": "forbidden", "message": "wrong token"}})
-        return False
-
-    def answer(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):
-        if not self.allowed():
-            return
-        if fake.get("fail"):
-            self.answer(200, {"state": "failed", "reason": fake["fail"]})
-        elif fake.get("ready_when") and not os.path.exists(fake["ready_when"]):
-            self.answer(200, {"state": "starting"})
-        else:
-            self.answer(200, {"state": "ready"})
-
-    def do_POST(self):
-        if not self.allowed():
-            return
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if body.get("action") == "cancel":
-            with open(os.environ["FAKE_CANCELS"], "a") as f:
-                f.write(json.dumps({"execution_id": body.get("execution_id"), "version": manifest["version"]}) + "\\n")
-            self.answer(200, {})
-            return
-        prompt = body["prompt"]
-        if prompt.get("arrived"):
-            Path(prompt["arrived"]).write_text(str(os.getpid()))
-        until(prompt.get("wait"))
-        self.send_response(200)
-        self.end_headers()
-        result = {"execution_id": body.get("execution_id"), "status": "succeeded",
-                  "outputs": {"version": manifest["version"], "pid": os.getpid()}}
-        for line in ({"type": "execution_start", "data": {}}, {"type": "result", "data": result}):
-            self.wfile.write(json.dumps(line).encode() + b"\\n")
-            self.wfile.flush()
-
-    def log_message(self, *args):
-        pass
-
-
-server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["SAGEMAKER_BIND_TO_PORT"])), Worker)
-print("worker ready", flush=True)
-try:
-    server.serve_forever()
-except KeyboardInterrupt:
-    pass
-'''
-
-
-class Changes:
-    """The endpoint's change events, waited on by what they say (never on time)."""
-
-    def __init__(self):
-        self.seen: list[dict] = []
-        self.cond = threading.Condition()
-
-    def __call__(self, view: dict) -> None:
-        with self.cond:
-            self.seen.append(view)
-            self.cond.notify_all()
-
-    def wait(self, check, what: str, timeout: float = 60) -> dict:
-        with self.cond:
-            assert self.cond.wait_for(lambda: any(check(v) for v in self.seen), timeout), (what, self.seen)
-            return next(v for v in self.seen if check(v))
-
-
 class Rig:
     def __init__(self, tmp: Path, monkeypatch: pytest.MonkeyPatch):
         self.tmp = tmp
         self.store = FolderStore(tmp / "store")
-        self.worker = tmp / "fake-worker"
-        self.worker.mkdir()
-        (self.worker / "__main__.py").write_text(FAKE_WORKER)
+        self.worker = fake_worker.install(tmp)
         self.cancels = tmp / "cancels.ndjson"
         monkeypatch.setenv("FAKE_CANCELS", str(self.cancels))  # the workers inherit this process's environment
         self.changes = Changes()
