@@ -30,8 +30,9 @@ SESSION_NAME = "comfyui-sagemaker-doctor"
 MEDIA_TYPES = ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json",
                "application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"]
 DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "403")
-# Answers that say "this service did not do the check", not "the account is wrong": an emulator's missing
-# operation, or AWS's own 5xx. The line is a skip with the reason, never a pass.
+# Answers that say "this service did not do the check", not "the account is wrong": S3's 501 NotImplemented
+# ("a header you provided implies functionality that is not implemented": an S3-compatible store without
+# conditional writes), or AWS's own 5xx. The line is a skip with the reason, never a pass.
 UNANSWERED = ("NotImplemented", "InternalFailure", "InternalError", "ServiceUnavailable")
 
 Client = Callable[[str], Any]
@@ -152,7 +153,7 @@ def _expect_412(name: str, write: Callable[[], Any], what: str) -> dict:
     except ClientError as err:
         if _http(err) == 412 or _code(err) == "PreconditionFailed":
             return line(name, PASS, f"{what} answered 412 Precondition Failed, as AWS documents")
-        if _unanswered(err) or _code(err) == "NotImplemented":
+        if _unanswered(err):
             return line(name, SKIP, f"this S3 did not evaluate {what} ({_code(err) or _http(err)})",
                         "run the doctor against AWS itself")
         return line(name, FAIL, f"{what}: {_words(err)}", "the store needs S3's conditional writes: use AWS S3 itself")

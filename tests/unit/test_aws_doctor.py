@@ -170,6 +170,16 @@ def test_a_conditional_write_that_is_accepted_is_a_failure(stubs, which):
     assert line["status"] == FAIL and "ignores conditional writes" in line["detail"] and "S3" in line["fix"]
 
 
+def test_an_s3_that_does_not_implement_conditional_writes_is_a_skip(stubs):
+    """S3's 501 NotImplemented ("a header you provided implies functionality that is not implemented"): the
+    check was not made there, so a skip, neither a pass nor the account's failure."""
+    client, stub = stubs
+    s3_error(stub("s3"), "put_object", 501, "NotImplemented", {**KEY, "Body": b"x", "IfNoneMatch": "*"})
+    line = doctor._expect_412("conditional create", lambda: client("s3").put_object(
+        Bucket=BUCKET, Key="k", Body=b"x", IfNoneMatch="*"), "If-None-Match: *")
+    assert line["status"] == SKIP and "did not evaluate If-None-Match: * (NotImplemented)" in line["detail"]
+
+
 def test_a_refused_create_and_listing_say_which_permission(stubs):
     client, stub = stubs
     s3 = stub("s3")
