@@ -8,6 +8,16 @@ import time
 from .waiting import wait_for
 
 
+class Clock:
+    """A time function (time.time's shape) that says `now` until the test moves it."""
+
+    def __init__(self, now: float = 0.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class FakeClock:
     """Time that moves when the test says. A loop's sleep, `wait(event, seconds)`, ends when its event is set
     or the clock has moved past its end; `advance` returns once every loop sleeps again."""

@@ -15,16 +15,11 @@ from comfyui_sagemaker.core.worker_contract import WorkerRuntime
 from comfyui_sagemaker.local.endpoints import LocalEndpoints
 from comfyui_sagemaker.local.folder_store import FolderStore
 from harness import fake_worker
+from harness.fake_clock import Clock
 from harness.fake_worker import Changes
 
 IDLE_SINCE = "2026-01-01T00:00:00+00:00"
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
-class Clock:
-    def __init__(self, now: float):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

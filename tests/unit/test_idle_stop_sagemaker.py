@@ -14,6 +14,7 @@ from comfyui_sagemaker.aws import iam_actions, naming
 from comfyui_sagemaker.core.idle_stop import IDLE, Idleness
 from comfyui_sagemaker.local.folder_store import FolderStore
 from comfyui_sagemaker.worker import idle_stop
+from harness.fake_clock import Clock
 from harness.sagemaker_stub import ENDPOINT, STORE, stubbed_endpoints
 
 pytestmark = pytest.mark.stubber
@@ -23,14 +24,6 @@ ARN = "arn:aws:sagemaker:us-east-1:123456789012:"
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
 REALTIME = {"kind": "sagemaker", "instance_type": "ml.g5.xlarge", "initial_count": 1, "mode": "realtime",
             "autoscaling": {"min": 1, "max": 2}}
-
-
-class Clock:
-    def __init__(self, now: float):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
