@@ -45,3 +45,17 @@ def store(request, tmp_path, aws_env):
         bucket = f"contract-{uuid.uuid4().hex[:12]}"
         s3.create_bucket(Bucket=bucket)
         yield S3Store(bucket, "team/a", s3_client=s3)
+
+
+@pytest.fixture
+def stubbed_s3(aws_env):
+    """An S3Store (bucket "bkt", prefix "pre") on a client behind botocore's Stubber, and the Stubber: every
+    request checked against S3's service model; a queued answer nobody asked for fails the test."""
+    import boto3
+    from botocore.stub import Stubber
+    from comfyui_sagemaker.aws.s3_store import S3Store
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    with Stubber(s3) as stub:
+        yield S3Store("bkt", "pre", s3_client=s3), stub
+        stub.assert_no_pending_responses()

@@ -23,16 +23,8 @@ class BodyOf:
         return (other.getvalue() if hasattr(other, "getvalue") else other) == self.data
 
 
-@pytest.fixture
-def stubbed(aws_env):
-    s3 = boto3.client("s3", region_name="us-east-1")
-    with Stubber(s3) as stub:
-        yield S3Store("bkt", "pre", s3_client=s3), stub
-        stub.assert_no_pending_responses()
-
-
-def test_create_sends_if_none_match_star(stubbed):
-    store, stub = stubbed
+def test_create_sends_if_none_match_star(stubbed_s3):
+    store, stub = stubbed_s3
     stub.add_response("put_object", {"ETag": '"e1"'},
                       {"Bucket": "bkt", "Key": "pre/templates/a.json", "Body": b"x", "IfNoneMatch": "*",
                        "Metadata": {WRITE_NONCE: ANY}, "ChecksumAlgorithm": "SHA256"})
@@ -40,15 +32,15 @@ def test_create_sends_if_none_match_star(stubbed):
 
 
 @pytest.mark.parametrize("status, code", [(412, "PreconditionFailed")])  # 409 is retried: test_s3_conditional
-def test_create_lost_race_is_key_exists(stubbed, status, code):
-    store, stub = stubbed
+def test_create_lost_race_is_key_exists(stubbed_s3, status, code):
+    store, stub = stubbed_s3
     stub.add_client_error("put_object", service_error_code=code, http_status_code=status)
     with pytest.raises(KeyExists):
         store.create("templates/a.json", b"x")
 
 
-def test_replace_sends_if_match_etag(stubbed):
-    store, stub = stubbed
+def test_replace_sends_if_match_etag(stubbed_s3):
+    store, stub = stubbed_s3
     stub.add_response("put_object", {"ETag": '"e2"'},
                       {"Bucket": "bkt", "Key": "pre/templates/a.json", "Body": b"y", "IfMatch": '"e1"',
                        "Metadata": {WRITE_NONCE: ANY}, "ChecksumAlgorithm": "SHA256"})
@@ -59,16 +51,16 @@ def test_replace_sends_if_match_etag(stubbed):
     (412, "PreconditionFailed", PreconditionFailed),
     (404, "NoSuchKey", KeyNotFound),
 ])
-def test_replace_failures(stubbed, status, code, exc):
-    store, stub = stubbed
+def test_replace_failures(stubbed_s3, status, code, exc):
+    store, stub = stubbed_s3
     stub.add_client_error("put_object", service_error_code=code, http_status_code=status)
     with pytest.raises(exc):
         store.replace("templates/a.json", b"y", if_match='"e1"')
 
 
 @pytest.mark.parametrize("code, needle", [("NoSuchBucket", "does not exist"), ("AccessDenied", "access denied")])
-def test_bucket_problems_are_store_unavailable(stubbed, code, needle):
-    store, stub = stubbed
+def test_bucket_problems_are_store_unavailable(stubbed_s3, code, needle):
+    store, stub = stubbed_s3
     stub.add_client_error("get_object", service_error_code=code, http_status_code=403)
     with pytest.raises(StoreUnavailable, match=needle):
         store.get("templates/a.json")
@@ -89,7 +81,7 @@ def test_uploads_carry_encryption_and_a_checksum(aws_env, tmp_path):
         stub.assert_no_pending_responses()
 
 
-def test_a_blob_carries_its_own_sha256_for_s3_to_check_and_a_mismatch_stores_nothing(stubbed, tmp_path):
+def test_a_blob_carries_its_own_sha256_for_s3_to_check_and_a_mismatch_stores_nothing(stubbed_s3, tmp_path):
     """moto stores a body whatever x-amz-checksum-sha256 says; S3 answers 400 BadDigest ("The sha256 you
     specified did not match the calculated checksum"). Here: the header we send, and that answer."""
     import base64
@@ -97,7 +89,7 @@ def test_a_blob_carries_its_own_sha256_for_s3_to_check_and_a_mismatch_stores_not
 
     from comfyui_sagemaker.core.store import BlobMismatch
 
-    store, stub = stubbed
+    store, stub = stubbed_s3
     path = tmp_path / "model"
     path.write_bytes(b"weights")
     digest = hashlib.sha256(b"weights").hexdigest()
@@ -117,11 +109,11 @@ def test_a_blob_carries_its_own_sha256_for_s3_to_check_and_a_mismatch_stores_not
     ({"ContentLength": 7, "ChecksumSHA256": "other"}, False),
     ({"ContentLength": 8, "ChecksumSHA256": "full"}, False),
 ])
-def test_has_blob_asks_for_s3s_checksum(stubbed, head, present):
+def test_has_blob_asks_for_s3s_checksum(stubbed_s3, head, present):
     import base64
     import hashlib
 
-    store, stub = stubbed
+    store, stub = stubbed_s3
     digest = hashlib.sha256(b"weights").hexdigest()
     values = {"full": base64.b64encode(bytes.fromhex(digest)).decode(),
               "other": base64.b64encode(hashlib.sha256(b"x").digest()).decode()}
@@ -133,7 +125,7 @@ def test_has_blob_asks_for_s3s_checksum(stubbed, head, present):
 
 @pytest.mark.parametrize("stored, present", [(b"weights", True), (b"weighTs", False)])
 @pytest.mark.parametrize("head", [{"ChecksumSHA256": "abc=-3", "ETag": '"e-3"'}, {"ETag": '"e-3"'}, {"ETag": '"e"'}])
-def test_a_blob_without_a_full_object_checksum_is_read_and_hashed_not_trusted_by_its_size(stubbed, head, stored,
+def test_a_blob_without_a_full_object_checksum_is_read_and_hashed_not_trusted_by_its_size(stubbed_s3, head, stored,
                                                                                             present):
     """A multipart blob's SHA-256 is composite (the parts' SHA-256s hashed: S3 User Guide, "Checking object
     integrity"), and an object put without a checksum has none: with no local copy to compare, the blob is
@@ -142,7 +134,7 @@ def test_a_blob_without_a_full_object_checksum_is_read_and_hashed_not_trusted_by
 
     from botocore.response import StreamingBody
 
-    store, stub = stubbed
+    store, stub = stubbed_s3
     digest = hashlib.sha256(b"weights").hexdigest()
     key = f"pre/blobs/sha256/{digest}"
     stub.add_response("head_object", {"ContentLength": 7, **head}, {"Bucket": "bkt", "Key": key,

@@ -65,6 +65,17 @@ def serving_v3(stub) -> None:
     stub.add_response("describe_endpoint_config", config(v(3)), {"EndpointConfigName": v(3)})
 
 
+def versions(stub, *ns: int) -> None:
+    """The endpoint's versions SageMaker lists, each a config and a model."""
+    names = [v(n) for n in ns]
+    stub.add_response("list_endpoint_configs", {"EndpointConfigs": [
+        {"EndpointConfigName": n, "EndpointConfigArn": ARN + f"endpoint-config/{n}", "CreationTime": WHEN}
+        for n in names]}, {"NameContains": f"{ENDPOINT}-v"})
+    stub.add_response("list_models", {"Models": [
+        {"ModelName": n, "ModelArn": ARN + f"model/{n}", "CreationTime": WHEN} for n in names]},
+        {"NameContains": f"{ENDPOINT}-v"})
+
+
 def test_a_kept_version_is_one_update_endpoint_to_its_config_and_nothing_is_created(stubbed):
     endpoints, stub, events = stubbed
     stub.add_response("describe_endpoint_config", config(v(2)), {"EndpointConfigName": v(2)})  # kept
@@ -95,13 +106,7 @@ def test_once_a_version_serves_the_newest_others_are_kept_and_older_ones_removed
     endpoints, stub, events = stubbed
     assert KEPT_VERSIONS == 2
     stub.add_response("describe_endpoint", described(v(5)), {"EndpointName": ENDPOINT})
-    names = [v(n) for n in range(1, 6)]
-    stub.add_response("list_endpoint_configs", {"EndpointConfigs": [
-        {"EndpointConfigName": n, "EndpointConfigArn": ARN + f"endpoint-config/{n}", "CreationTime": WHEN}
-        for n in names]}, {"NameContains": f"{ENDPOINT}-v"})
-    stub.add_response("list_models", {"Models": [
-        {"ModelName": n, "ModelArn": ARN + f"model/{n}", "CreationTime": WHEN} for n in names]},
-        {"NameContains": f"{ENDPOINT}-v"})
+    versions(stub, *range(1, 6))
     for gone in (v(1), v(2)):  # versions 3 and 4 stay: a rollback to them is one UpdateEndpoint
         stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": gone})
         stub.add_response("delete_model", {}, {"ModelName": gone})
@@ -112,13 +117,7 @@ def test_once_a_version_serves_the_newest_others_are_kept_and_older_ones_removed
 def test_after_a_rollback_the_version_rolled_back_from_is_kept(stubbed):
     endpoints, stub, events = stubbed
     stub.add_response("describe_endpoint", described(v(4)), {"EndpointName": ENDPOINT})  # rolled back from 5
-    names = [v(n) for n in (2, 3, 4, 5)]
-    stub.add_response("list_endpoint_configs", {"EndpointConfigs": [
-        {"EndpointConfigName": n, "EndpointConfigArn": ARN + f"endpoint-config/{n}", "CreationTime": WHEN}
-        for n in names]}, {"NameContains": f"{ENDPOINT}-v"})
-    stub.add_response("list_models", {"Models": [
-        {"ModelName": n, "ModelArn": ARN + f"model/{n}", "CreationTime": WHEN} for n in names]},
-        {"NameContains": f"{ENDPOINT}-v"})
+    versions(stub, 2, 3, 4, 5)
     stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": v(2)})
     stub.add_response("delete_model", {}, {"ModelName": v(2)})
     # settle reports a failed step on the endpoint rather than raising: none may have failed
