@@ -8,16 +8,12 @@ from datetime import datetime, timedelta, timezone
 
 import boto3
 import pytest
-from botocore.stub import Stubber
 from comfyui_sagemaker.aws import naming
 from comfyui_sagemaker.aws.endpoint_usage import NAMESPACE, usage
 from comfyui_sagemaker.aws.errors import AwsError
-from comfyui_sagemaker.aws.sagemaker_endpoints import SageMakerEndpoints
 from comfyui_sagemaker.core import costs
+from harness.sagemaker_stub import STORE, stubbed_endpoints
 
-STORE = "s3://team-bucket/comfy"
-ROLE = "arn:aws:iam::123456789012:role/ComfySageMaker"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/comfyui-sagemaker-worker:0.1.0"
 NOW = datetime(2026, 12, 7, 15, 30, tzinfo=timezone.utc)
 START = datetime(2026, 11, 8, tzinfo=timezone.utc)
 
@@ -37,12 +33,8 @@ def query(i: int, name: str) -> dict:
 
 @pytest.fixture
 def stubbed(aws_env):
-    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
-    stub = Stubber(cloudwatch)
-    stub.activate()
-    endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", clients={"cloudwatch": cloudwatch})
-    yield endpoints, stub
-    stub.assert_no_pending_responses()
+    with stubbed_endpoints(("cloudwatch",)) as cloud:
+        yield cloud.endpoints, cloud.stubs["cloudwatch"]
 
 
 @pytest.mark.stubber
