@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import endpoint_config, environment_history, instance_allowlist, publish, snapshot
+from . import endpoint_config, environment_history, instance_allowlist, publish
 from .endpoints import EndpointNotFound
 from .errors import BadRequest, Conflict, EnvironmentCorrupt, EnvironmentNotFound, NameInvalid, SageMakerError
 from .fs.hashing import HashCache
@@ -264,7 +264,7 @@ class EnvironmentService:
         lease = self.leases.acquire(name, "publishing") if self.leases else None  # DeployInProgress: 409
         claimed = False
         try:
-            snap = {**self.host.snapshot(), "python_packages": snapshot.package_lock()}
+            snap = self.host.snapshot()
             plan = publish.make_plan(name, chosen, include, endpoint, snap, self.host.model_index(),
                                      self.host.analyze)
             plan.warmup, notes = plan_warmup(chosen, warmup, self.host.analyze, lambda: self.host.input_dir())

@@ -176,30 +176,43 @@ def custom_node_packs(dirs: Iterable[str], this_extension: str) -> list[dict]:
     return packs
 
 
-def distributions() -> list[dict]:
-    seen = {}
-    for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"] if "Name" in dist.metadata else None
-        if name and name.lower() not in seen:
-            seen[name.lower()] = {"name": name, "version": dist.version}
-    return sorted(seen.values(), key=lambda d: d["name"].lower())
-
-
 BINARY_SUFFIXES = (".so", ".pyd", ".dylib", ".dll")
 
 
 def package_lock() -> list[dict]:
-    """Installed distributions, each marked `platform_specific` when it ships compiled code
-    (a wheel built for this OS and CPU, which the Linux x86_64 endpoint may not be able to use)."""
-    out = []
-    for entry in distributions():
-        try:
-            files = importlib.metadata.distribution(entry["name"]).files or []
-        except importlib.metadata.PackageNotFoundError:
-            files = []
+    """Installed distributions (the first of a name on sys.path, as the import system finds it), each marked
+    `platform_specific` when it ships compiled code (a wheel built for this OS and CPU, which the Linux x86_64
+    endpoint may not be able to use). Kept while no folder on sys.path changes (an install or uninstall adds or
+    removes a .dist-info folder, which changes its folder's mtime): reading every package's RECORD is about a
+    second of each publish."""
+    key = tuple((entry, _mtime(entry)) for entry in sys.path)
+    if _lock_cache.get("key") != key:
+        _lock_cache.update(key=key, lock=_read_package_lock())
+    return [dict(entry) for entry in _lock_cache["lock"]]
+
+
+_lock_cache: dict = {}
+
+
+def _mtime(entry: str) -> int | None:
+    try:
+        return os.stat(entry or ".").st_mtime_ns
+    except OSError:
+        return None
+
+
+def _read_package_lock() -> list[dict]:
+    # One pass over sys.path: looking each name up again (distribution(name)) scanned every path entry per
+    # package, seconds of a publish with a few hundred packages.
+    seen: dict[str, dict] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"] if "Name" in dist.metadata else None
+        if not name or name.lower() in seen:
+            continue
+        files = dist.files or []
         binary = any(str(f).endswith(BINARY_SUFFIXES) or ".so." in str(f) for f in files)
-        out.append({**entry, "platform_specific": binary})
-    return out
+        seen[name.lower()] = {"name": name, "version": dist.version, "platform_specific": binary}
+    return sorted(seen.values(), key=lambda d: d["name"].lower())
 
 
 def take(facts: SnapshotFacts) -> dict:
@@ -214,7 +227,7 @@ def take(facts: SnapshotFacts) -> dict:
         "platform": {"system": platform.system(), "machine": platform.machine(), "sys_platform": sys.platform},
         "torch": torch_version,
         "custom_nodes": custom_node_packs(facts.custom_node_dirs, facts.this_extension),
-        "python_packages": distributions(),
+        "python_packages": package_lock(),
         "models": [f.to_json() for folder in index.files.values() for f in folder.values()],
         "problems": index.problems,
     }
