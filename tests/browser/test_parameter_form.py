@@ -380,3 +380,34 @@ def test_comfyuis_refusal_shows_on_the_field_and_outlines_the_node(page: Page, c
     finally:
         client.delete(f"/sagemaker/templates/{name}")
     assert console_errors(page, (400, "/api/prompt")) == []
+
+
+def test_a_parameter_wider_than_its_input_is_published_with_a_warning_and_the_form_takes_the_inputs_limits(
+        page: Page, client):
+    """max 100 on ImageBlur's blur_radius (max 31 in ComfyUI's object_info): the publish answers a warning, and
+    the form's limits are the intersection, so 40 is refused before it runs."""
+    name = unique_name()
+    prompt = {
+        "1": {"class_type": "SageMakerParamInt", "inputs": {"name": "radius", "default": 5, "min": 0, "max": 100,
+                                                            "step": 1, "description": "", "required": False}},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": RED}},
+        "3": {"class_type": "ImageBlur", "inputs": {"image": ["2", 0], "blur_radius": ["1", 0], "sigma": 1.0}},
+        "4": {"class_type": "SageMakerTemplateOutput", "inputs": {"images": ["3", 0], "name": "blurred",
+                                                                  "description": ""}},
+    }
+    created = client.post("/sagemaker/templates", json={"name": name, "workflow": EMPTY_GRAPH, "prompt": prompt})
+    assert created.status_code == 201, created.text
+    assert created.json()["warnings"] == ["parameter radius: its range 0 to 100 exceeds what ImageBlur's blur_radius "
+                                          "(node #3) accepts (1 to 31); the form and the API accept 1 to 31"]
+    try:
+        form = select(page, name)
+        radius = param(form, "radius")
+        expect(radius).to_have_attribute("min", "1")
+        expect(radius).to_have_attribute("max", "31")
+        radius.fill("40")
+        expect(form.locator('[data-testid="sagemaker-param-error"][data-param="radius"]')).to_have_text(
+            "must be from 1 to 31")
+        expect(form.get_by_test_id("sagemaker-param-run")).to_be_disabled()
+    finally:
+        client.delete(f"/sagemaker/templates/{name}")
+    assert console_errors(page) == []
