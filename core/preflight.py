@@ -138,7 +138,7 @@ class NodeTypeNotInstalled(PromptRefused):
 
 
 def _pack_of(node_type: str, manifest: Manifest | None) -> str | None:
-    for pack in (manifest or {}).get("custom_nodes") or []:
+    for pack in manifest["custom_nodes"] if manifest is not None else []:
         if node_type in (pack.get("node_types") or []):
             return pack["folder"]
     return None
