@@ -155,7 +155,8 @@ def not_installed(prompt: dict, workflow: object, manifest: Manifest | None) -> 
         node = ui_node(workflow, node_id) or {}
         node_type = node.get("type") if isinstance(node.get("type"), str) else None
         if node_type is None:
-            message = f"node #{node_id} is of a node type that is not installed here"
+            message = f"node #{node_id} has no class_type: a node type not installed here (ComfyUI's frontend sends " \
+                      "those without one)"
         else:
             message = f"node type {node_type} is not installed here"
             pack = _pack_of(node_type, manifest)
