@@ -17,6 +17,7 @@ import { call, toast, toastError } from "./api.js";
 import { el } from "./dom.js";
 import { executionCreated, outputImages, viewUrl } from "./executions.js";
 import { formatDuration } from "./format.js";
+import { nodeReasons, parameterOf, parameterTargets, refusalBody } from "./node_errors.js";
 import { clearOutlines, outlineNodes } from "./node_outline.js";
 import { isPromptOnAws, onSwitch } from "./switch.js";
 
@@ -122,53 +123,12 @@ function historyError(entry) {
   return "failed";
 }
 
-// A refusal that carries ComfyUI's /prompt answer ({error, node_errors}): ours (the endpoint's validation) or
-// ComfyUI's own POST /prompt.
-function refusalBody(err) {
-  return err?.body && typeof err.body === "object" && err.body.node_errors && typeof err.body.node_errors === "object" ? err.body : null;
-}
-
-// Each node error's reasons as "message: details", by "node id/input name" ("node id/" for a node's own).
-function nodeReasons(nodeErrors) {
-  const out = new Map();
-  for (const [id, entry] of Object.entries(nodeErrors ?? {})) {
-    for (const error of entry?.errors ?? []) {
-      const key = `${id}/${error?.extra_info?.input_name ?? ""}`;
-      const text = [error?.message, error?.details].filter(Boolean).join(": ");
-      out.set(key, out.has(key) ? `${out.get(key)}; ${text}` : text);
-    }
-  }
-  return out;
-}
-
 // ComfyUI's POST /prompt refusal ({error: {message, details}, node_errors}) in one line.
 function promptRefusal(data, status) {
   const first = Object.values(data?.node_errors ?? {})[0];
   const detail = first?.errors?.[0];
   const what = data?.error?.message ?? `${status}`;
   return detail ? `${what}: ${first.class_type ?? "a node"}: ${detail.message} ${detail.details ?? ""}`.trim() : what;
-}
-
-// Where each parameter's value is checked by ComfyUI: its own node's input ("node id/input", and "node id/" for
-// the node's own errors) and, once an endpoint's prompt has the value written in (core/parameters.py `lower`),
-// every input its node is linked to.
-function parameterTargets(props, prompt) {
-  const targets = new Map();
-  const byNode = new Map();
-  for (const [name, prop] of Object.entries(props)) {
-    const at = prop["x-node"];
-    if (!at) continue;
-    targets.set(`${at.id}/${at.input}`, name);
-    targets.set(`${at.id}/`, name);
-    byNode.set(String(at.id), name);
-  }
-  for (const [id, node] of Object.entries(prompt ?? {})) {
-    for (const [input, value] of Object.entries(node?.inputs ?? {})) {
-      const name = Array.isArray(value) && value.length === 2 ? byNode.get(String(value[0])) : undefined;
-      if (name !== undefined && !targets.has(`${id}/${input}`)) targets.set(`${id}/${input}`, name);
-    }
-  }
-  return targets;
 }
 
 export class ParameterForm {
@@ -394,7 +354,7 @@ export class ParameterForm {
     const shown = new Set();
     const rest = [];
     for (const [key, reason] of nodeReasons(body.node_errors)) {
-      const param = this.targets.get(key) ?? this.targets.get(`${key.split("/")[0]}/`);
+      const param = parameterOf(this.targets, key);
       if (param && this.fields.has(param)) {
         this.setMessage(param, reason);
         shown.add(param);
