@@ -362,11 +362,12 @@ export class ParameterForm {
         rest.push(`${body.node_errors[key.split("/")[0]]?.class_type ?? "a node"}: ${reason}`);
       }
     }
+    if (shown.size === 0 && rest.length === 0) return false; // a refusal of the prompt as a whole: the caller says it
     if (this.isLoaded(this.name)) outlineNodes(app, Object.keys(body.node_errors));
     const said = body.error?.message ?? "ComfyUI refused the run";
-    this.setStatus(rest.length || shown.size === 0 ? `${said}: ${rest.join("; ") || "see the fields"}` : "", "refused");
+    this.setStatus(rest.length ? `${said} (${rest.join("; ")})` : "", "refused");
     this.drawRun();
-    return shown.size > 0 || rest.length > 0;
+    return true;
   }
 
   // Where Run sends the run: follows the Prompt on AWS switch.
