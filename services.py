@@ -156,8 +156,10 @@ class Services:
 
     @cached_property
     def templates(self) -> TemplateService:
+        host = self.host  # a ComfyUI's registry narrows parameters to their inputs (core/parameter_limits.py)
         return TemplateService(self.store, lambda name: bool(versions_of(self.store, name)),
-                               lambda name: versions_of(self.store, name))
+                               lambda name: versions_of(self.store, name),
+                               host.node_info if host is not None else None)
 
     @cached_property
     def tasks(self) -> TaskManager:

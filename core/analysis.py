@@ -40,6 +40,8 @@ class InputSpec:
     options: tuple[str, ...] | None = None  # a combo's choices
     upload: bool = False  # an upload combo (its values are input files)
     extra_widgets: int = 0  # widgets the frontend adds after it (control_after_generate, upload button)
+    minimum: float | None = None  # an INT or FLOAT input's limits (ComfyUI checks a value against them)
+    maximum: float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,13 @@ def input_specs(input_types: dict) -> tuple[InputSpec, ...]:
             widget = (options is not None or kind in WIDGET_TYPES) and not opts.get("forceInput")
             upload = any(opts.get(flag) for flag in UPLOAD_FLAGS)
             extra = int(bool(opts.get("control_after_generate"))) + int(upload)
-            out.append(InputSpec(name, widget, options, upload, extra if widget else 0))
+            lo, hi = (_limit(opts.get("min")), _limit(opts.get("max"))) if kind in ("INT", "FLOAT") else (None, None)
+            out.append(InputSpec(name, widget, options, upload, extra if widget else 0, lo, hi))
     return tuple(out)
+
+
+def _limit(value: object) -> float | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 @dataclass
@@ -109,13 +116,25 @@ class FlatNode:
     properties: dict
 
 
+class NodeTypeUnknown(BadRequest):
+    """An API-format node has no class_type: ComfyUI's frontend writes none for a node type it lacks."""
+
+    code = "node_type_not_installed"
+
+
+def untyped(node: object) -> bool:
+    """An API-format node without its type: the frontend's prompt of a node type this ComfyUI does not have
+    (`class_type: node.comfyClass`, undefined for such a node, is left out of the JSON); it keeps its inputs."""
+    return isinstance(node, dict) and node.get("class_type") is None and isinstance(node.get("inputs"), dict)
+
+
 def detect_format(workflow: object) -> str:
     if isinstance(workflow, dict) and isinstance(workflow.get("nodes"), list):
         return "ui"
     if isinstance(workflow, dict) and workflow and all(
-        isinstance(n, dict) and isinstance(n.get("class_type"), str) for n in workflow.values()
+        (isinstance(n, dict) and isinstance(n.get("class_type"), str)) or untyped(n) for n in workflow.values()
     ):
-        return "api"
+        return "api"  # an untyped node is a node type not installed here, not another format
     raise BadRequest(
         "unknown workflow format: expected ComfyUI's UI format (an object with a `nodes` list) "
         "or API format (an object of {node_id: {class_type, inputs}})"
@@ -151,7 +170,28 @@ def flatten_ui(workflow: dict, warnings: list[str]) -> list[FlatNode]:
     return out
 
 
+def ui_node(workflow: object, node_id: object) -> dict | None:
+    """The UI-format node behind an API prompt's node id ("12" or, inside subgraphs, "12:5")."""
+    if not isinstance(workflow, dict):
+        return None
+    subgraphs = {sg.get("id"): sg for sg in (workflow.get("definitions") or {}).get("subgraphs") or []
+                 if isinstance(sg, dict)}
+    nodes: object = workflow.get("nodes")
+    found = None
+    for part in str(node_id).split(":"):
+        found = next((n for n in nodes if isinstance(n, dict) and str(n.get("id")) == part), None) \
+            if isinstance(nodes, list) else None
+        if found is None:
+            return None
+        nodes = (subgraphs.get(found.get("type")) or {}).get("nodes")
+    return found
+
+
 def flatten_api(prompt: dict) -> list[FlatNode]:
+    missing = sorted(str(node_id) for node_id, node in prompt.items() if untyped(node))
+    if missing:
+        raise NodeTypeUnknown(f"node{'s' if len(missing) > 1 else ''} #{', #'.join(missing)}: the node type is not "
+                              "installed here (ComfyUI's frontend sends such a node without its type)")
     return [
         FlatNode(str(node_id), node["class_type"],
                  node.get("inputs") if isinstance(node.get("inputs"), dict) else {},

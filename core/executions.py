@@ -445,6 +445,7 @@ class ExecutionService:
         input_dir = self.host.input_dir()  # None without ComfyUI (the gateway): inputs come from the store only
         if input_dir is not None and stored:
             get_inputs(self.store, input_dir, stored, self.hash_cache)  # so ComfyUI's own validation sees them
+        preflight.not_installed(prompt, workflow, manifest)  # before analysis: it cannot read an untyped node
         analysis = self.host.analyze(prompt, manifest)
         names = preflight.check(prompt, analysis, manifest)
         if input_dir is not None:

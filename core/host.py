@@ -65,6 +65,10 @@ class Host(Protocol):
         """ComfyUI's own queue and history, told of remote runs; None where there is none."""
         return None
 
+    def node_info(self, node_type: str) -> analysis.NodeInfo | None:
+        """An installed node type's pack and inputs (ComfyUI's /object_info); None where unknown."""
+        return None
+
 
 class ComfyHost(Host):
     """A ComfyUI's Host, built from the facts its face gathered."""
@@ -102,6 +106,9 @@ class ComfyHost(Host):
 
     def native_queue(self) -> NativeQueue | None:
         return self.facts.native_queue
+
+    def node_info(self, node_type: str) -> analysis.NodeInfo | None:
+        return self.facts.catalog.info(node_type) if self.facts.catalog else None
 
     def analyze(self, workflow: object, manifest: Manifest | None = None) -> dict:
         """By this ComfyUI's node registry (the manifest a run targets is judged by preflight, not here)."""

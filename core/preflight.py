@@ -2,6 +2,8 @@
 
 Checked against the environment's manifest, never against what this
 ComfyUI happens to have (an artist's machine may have no models at all):
+- every node has its type: ComfyUI's frontend sends a node type this ComfyUI lacks without one, and that
+  is said as "node type X is not installed here" in /prompt's 400 shape (`not_installed`);
 - every node type is core, or belongs to a pack the manifest carries;
 - every model the prompt names is one of the manifest's models;
 - every input file it names is in ComfyUI's input folder (it will be uploaded);
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from .analysis import BUILTIN
+from .analysis import BUILTIN, ui_node, untyped
 from .errors import BadRequest, SageMakerError
 from .records import Manifest
 
@@ -118,3 +120,54 @@ def comfy_validation(result: tuple | None, manifest: Manifest) -> list[str] | No
         raise PromptRefused(error or {"type": "prompt_invalid", "message": "the prompt is not valid",
                                       "details": "", "extra_info": {}}, remaining)
     return None
+
+
+MISSING_NODE_TYPE = "missing_node_type"  # newer ComfyUIs' /prompt error type for a node type they lack
+
+
+class NodeTypeNotInstalled(PromptRefused):
+    """A node's type is not installed in this ComfyUI, so its frontend sent the node without it: said per
+    node in /prompt's 400 shape (`node_errors`), naming the pack and environment that have it, if known."""
+
+    code = "node_type_not_installed"
+
+    def __init__(self, comfy_error: dict, node_errors: dict):
+        super().__init__(comfy_error, node_errors)
+        self.message = str(comfy_error["message"])  # said once: the node errors say the same per node
+        self.args = (self.message,)
+
+
+def _pack_of(node_type: str, manifest: Manifest | None) -> str | None:
+    for pack in manifest["custom_nodes"] if manifest is not None else []:
+        if node_type in (pack.get("node_types") or []):
+            return pack["folder"]
+    return None
+
+
+def not_installed(prompt: dict, workflow: object, manifest: Manifest | None) -> None:
+    """Raise NodeTypeNotInstalled when a node of the prompt has no type; the UI workflow names it."""
+    ids = [str(node_id) for node_id, node in prompt.items() if untyped(node)]
+    if not ids:
+        return
+    said: list[str] = []
+    node_errors: dict[str, dict] = {}
+    for node_id in ids:
+        node = ui_node(workflow, node_id) or {}
+        node_type = node.get("type") if isinstance(node.get("type"), str) else None
+        if node_type is None:
+            message = f"node #{node_id} has no class_type: a node type not installed here (ComfyUI's frontend sends " \
+                      "those without one)"
+        else:
+            message = f"node type {node_type} is not installed here"
+            pack = _pack_of(node_type, manifest)
+            if pack is not None and manifest is not None:
+                message += f" (it is in pack {pack} of environment {manifest['name']})"
+        if message not in said:
+            said.append(message)
+        extra = {"node_id": node_id, "class_type": node_type,
+                 "node_title": node.get("title") if isinstance(node.get("title"), str) else None}
+        node_errors[node_id] = {"errors": [{"type": MISSING_NODE_TYPE, "message": message,
+                                            "details": f"Node ID '#{node_id}'", "extra_info": extra}],
+                                "dependent_outputs": [], "class_type": node_type}
+    first = node_errors[ids[0]]["errors"][0]
+    raise NodeTypeNotInstalled({**first, "message": "; ".join(said)}, node_errors)

@@ -33,9 +33,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime, timezone
 from typing import Any
 
+from .analysis import NodeInfo, ui_node
 from .errors import (
     BadRequest,
     Conflict,
@@ -47,6 +49,7 @@ from .errors import (
     message_of,
 )
 from .names import ENVIRONMENT_NAME, TEMPLATE_NAME
+from .parameter_limits import narrow
 from .parameters import extract as extract_parameters
 from .store import KeyExists, KeyNotFound, PreconditionFailed, Store, Versioned
 from .unreadable import Unreadable, load_object, report, skipped_entry
@@ -93,6 +96,8 @@ class Template:
     parameters: dict | None = None
     # The environment version its runs need (core/pinning.py); None: the version the endpoint serves.
     environment_version: int | None = None
+    # What its publish said without refusing it: a parameter narrowed to its inputs (core/parameter_limits.py).
+    warnings: list[str] = dataclass_field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -115,6 +120,7 @@ class Template:
         if problem:
             raise Unreadable(key, problem)
         fields: dict[str, Any] = {f: raw.get(f) for f in cls.__dataclass_fields__}  # checked above
+        fields["warnings"] = fields["warnings"] or []  # a template written before warnings has none
         return cls(**fields)
 
     def to_bytes(self) -> bytes:
@@ -134,6 +140,9 @@ def _template_problem(raw: dict) -> str | None:
         return "version is not a whole number"
     if not _is_pin(raw.get("environment_version")):
         return "environment_version is not a version number"
+    warnings = raw.get("warnings")
+    if warnings is not None and not (isinstance(warnings, list) and all(isinstance(w, str) for w in warnings)):
+        return "warnings is not a list of texts"
     return None
 
 
@@ -198,10 +207,8 @@ def check_prompt(prompt: object, workflow: dict | None = None) -> dict:
 
 
 def _workflow_type(workflow: dict | None, node_id: object) -> str | None:
-    for node in (workflow or {}).get("nodes") or []:
-        if isinstance(node, dict) and str(node.get("id")) == str(node_id) and isinstance(node.get("type"), str):
-            return node["type"]
-    return None
+    node = ui_node(workflow, node_id)
+    return node["type"] if node is not None and isinstance(node.get("type"), str) else None
 
 
 class TemplateService:
@@ -210,14 +217,22 @@ class TemplateService:
     `environment_exists(name)` answers whether an environment of that name
     (case-insensitive) exists; binding to an unknown one raises EnvironmentNotFound.
     `environment_versions(name)`, where given, lists its published versions: pinning to
-    another raises EnvironmentNotFound.
+    another raises EnvironmentNotFound. `node_info(node type)`, where given (a ComfyUI's registry),
+    narrows each parameter to what the inputs it is wired to accept (core/parameter_limits.py).
     """
 
     def __init__(self, store: Store, environment_exists: Callable[[str], bool],
-                 environment_versions: Callable[[str], builtins.list[int]] | None = None):
+                 environment_versions: Callable[[str], builtins.list[int]] | None = None,
+                 node_info: Callable[[str], NodeInfo | None] | None = None):
         self.store = store
         self.environment_exists = environment_exists
         self.environment_versions = environment_versions
+        self.node_info = node_info
+
+    def _parameters(self, prompt: dict) -> tuple[dict | None, builtins.list[str]]:
+        """The prompt's parameter schema (ParametersInvalid: refused) and what publishing it warns of."""
+        schema = extract_parameters(prompt)
+        return narrow(schema, prompt, self.node_info) if self.node_info is not None else (schema, [])
 
     def _check_pin(self, environment: str | None, version: object) -> int | None:
         if version is None:
@@ -246,6 +261,7 @@ class TemplateService:
         stamp = now()
         workflow = check_workflow(workflow)
         prompt = check_prompt(prompt, workflow)
+        parameters, warnings = self._parameters(prompt)
         template = Template(
             name=name,
             workflow=workflow,
@@ -254,7 +270,8 @@ class TemplateService:
             version=1,
             created_at=stamp,
             updated_at=stamp,
-            parameters=extract_parameters(prompt),  # ParametersInvalid: refused
+            parameters=parameters,
+            warnings=warnings,
         )
         try:
             self.store.create(key_of(name), template.to_bytes())
@@ -418,7 +435,7 @@ class TemplateService:
         if workflow is not None:
             template.workflow = check_workflow(workflow)
             template.prompt = check_prompt(prompt, template.workflow)
-            template.parameters = extract_parameters(template.prompt)
+            template.parameters, template.warnings = self._parameters(template.prompt)
         template.version += 1
         template.updated_at = now()
         try:

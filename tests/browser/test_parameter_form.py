@@ -9,7 +9,7 @@ import uuid
 from io import BytesIO
 
 import pytest
-from harness.browser import toasts
+from harness.browser import toast_count, toasts
 from harness.images import png
 from playwright.sync_api import Page, expect
 
@@ -83,15 +83,12 @@ def test_form_from_the_schema_shows_the_422_reason_and_refusals(page: Page, clie
     without = {"name": plain, "workflow": EMPTY_GRAPH, "prompt": {
         "1": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}}}
     assert client.post("/sagemaker/templates", json=without).status_code == 201
-    # What the server says about width=999 (the form must show exactly that).
-    bad = client.post(f"/sagemaker/templates/{name}/prompt", json={"inputs": {"width": 999}})
-    assert bad.status_code == 422, bad.text
-    reason = bad.json()["error"]["fields"]["width"]
     unbound = client.post(f"/sagemaker/templates/{name}/executions", json={"inputs": {"width": 16}})
     assert unbound.status_code == 400, unbound.text
     try:
         form = select(page, name)
         width = param(form, "width")
+        run = form.get_by_test_id("sagemaker-param-run")
         expect(width).to_have_attribute("type", "number")
         expect(width).to_have_value("8")
         expect(width).to_have_attribute("min", "1")
@@ -100,20 +97,35 @@ def test_form_from_the_schema_shows_the_422_reason_and_refusals(page: Page, clie
         message = form.locator('[data-testid="sagemaker-param-error"][data-param="width"]')
         expect(message).to_be_hidden()
 
+        # Checked as typed: Run is off while the value is invalid, and the line under it says why.
         width.fill("999")
-        expect(message).to_be_visible()  # checked as typed
+        expect(message).to_have_text("must be from 1 to 64")
+        expect(run).to_be_disabled()
+        expect(form.get_by_test_id("sagemaker-param-blocked")).to_have_text(
+            "Run waits for valid values: width (must be from 1 to 64)")
+
+        # The server has the last word: republished meanwhile with a narrower range, its 422 reason shows and
+        # Run stays off until the value changes.
+        narrower = form_prompt()
+        narrower["1"]["inputs"]["max"] = 8
+        assert client.put(f"/sagemaker/templates/{name}", json={"workflow": EMPTY_GRAPH, "prompt": narrower,
+                                                                "version": 1}).status_code == 200
+        reason = client.post(f"/sagemaker/templates/{name}/prompt", json={"inputs": {"width": 16}}).json()
+        width.fill("16")
+        expect(run).to_be_enabled()
         with page.expect_response(lambda r: r.url.endswith(f"/templates/{name}/prompt")) as answer:
-            form.get_by_test_id("sagemaker-param-run").click()
+            run.click()
         assert answer.value.status == 422
-        assert answer.value.request.post_data_json == {"inputs": {"width": 999, "color": 0}}
-        expect(message).to_have_text(reason)
+        assert answer.value.request.post_data_json == {"inputs": {"width": 16, "color": 0}}
+        expect(message).to_have_text(reason["error"]["fields"]["width"])
+        expect(run).to_be_disabled()
 
         # On AWS, a valid value: the template is bound to no environment, so the 400 is a toast.
         page.get_by_test_id("sagemaker-prompt-on-aws-check").check()
         expect(form.get_by_test_id("sagemaker-param-where")).to_have_attribute("data-target", "endpoint")
-        width.fill("16")
+        width.fill("6")
         expect(message).to_be_hidden()
-        form.get_by_test_id("sagemaker-param-run").click()
+        run.click()
         expect(toasts(page, unbound.json()["error"]["message"])).to_be_visible()
         expect(form.get_by_test_id("sagemaker-param-result")).to_be_hidden()
 
@@ -260,6 +272,142 @@ def test_the_form_and_the_canvas_hold_the_same_values(page: Page, client):
         expect(form).to_be_visible()
         expect(width).to_have_value("24")
         assert page.evaluate(CANVAS_VALUE, node) == 24
+    finally:
+        client.delete(f"/sagemaker/templates/{name}")
+    assert console_errors(page) == []
+
+
+def test_an_invalid_value_turns_run_off_and_stays_as_typed(page: Page, client):
+    """Strength 1.5 in a 0-to-1 field was reset to the canvas's value by Run, which then ran that: now Run is
+    off while a field is invalid, and nothing (Run, a canvas change) replaces what the person typed."""
+    import json
+
+    built = json.loads(page.evaluate(BUILD_FORM_GRAPH))
+    node = built["node"]
+    name = unique_name()
+    created = client.post("/sagemaker/templates", json={"name": name, "workflow": built["workflow"],
+                                                         "prompt": built["output"]})
+    assert created.status_code == 201, created.text
+    try:
+        form = select(page, name)
+        width, run = param(form, "width"), form.get_by_test_id("sagemaker-param-run")
+        expect(run).to_be_enabled()
+        width.fill("999")
+        expect(run).to_be_disabled()
+        expect(form.get_by_test_id("sagemaker-param-blocked")).to_contain_text("width (must be from 1 to 64)")
+        # The sidebar reads the canvas again (a refresh of the list does): the typed value stays, the canvas
+        # keeps its valid one.
+        with page.expect_response(lambda r: r.url.endswith("/api/sagemaker/templates")):
+            page.get_by_test_id("sagemaker-templates-refresh").click()
+        expect(width).to_have_value("999")
+        assert page.evaluate(CANVAS_VALUE, node) == 8
+        # Valid again: Run runs exactly what is shown.
+        width.fill("12")
+        with page.expect_request(lambda r: r.url.endswith("/api/prompt") and r.method == "POST") as queued:
+            run.click()
+        assert queued.value.post_data_json["prompt"][str(node)]["inputs"]["default"] == 12
+        the_result(page, form, client, (12, 4), (0, 0, 0))
+    finally:
+        client.delete(f"/sagemaker/templates/{name}")
+    assert console_errors(page) == []
+
+
+# A checkpoint parameter -> CheckpointLoaderSimple -> VAEDecode -> the template's output, built by the frontend.
+BUILD_MODEL_GRAPH = f"""async () => {{
+    const app = {APP};
+    app.graph.clear();
+    const add = (type, x) => {{
+        const node = window.LiteGraph.createNode(type);
+        node.pos = [x, 0];
+        app.graph.add(node);
+        return node;
+    }};
+    const ckpt = add("SageMakerParamCheckpoint", 0);
+    ckpt.widgets.find((w) => w.name === "name").value = "ckpt";
+    ckpt.widgets.find((w) => w.name === "default").value = "absent.safetensors";
+    const loader = add("CheckpointLoaderSimple", 320);
+    ckpt.connect(0, loader, loader.findInputSlot("ckpt_name"));
+    const latent = add("EmptyLatentImage", 320);
+    const decode = add("VAEDecode", 640);
+    latent.connect(0, decode, decode.findInputSlot("samples"));
+    loader.connect(2, decode, decode.findInputSlot("vae"));
+    const out = add("SageMakerTemplateOutput", 960);
+    out.widgets.find((w) => w.name === "name").value = "result";
+    decode.connect(0, out, 0);
+    const {{ workflow, output }} = await app.graphToPrompt();
+    return JSON.stringify({{ workflow, output, node: ckpt.id, loader: loader.id }});
+}}"""
+# Whether the canvas strokes a node red: every stroke style its node has, as LGraphCanvas.drawNode calls them.
+OUTLINED = f"""(id) => {{
+    const node = {APP}.graph.getNodeById(id);
+    return Object.values(node?.strokeStyles ?? {{}}).some((style) => style.call(node)?.color === "red");
+}}"""
+
+
+def test_comfyuis_refusal_shows_on_the_field_and_outlines_the_node(page: Page, client):
+    """ComfyUI's /prompt refuses the form's run (a model it does not list): its node_errors show under the
+    parameter's field (by node id and input name), not as a toast, and the canvas outlines the node red."""
+    import json
+
+    built = json.loads(page.evaluate(BUILD_MODEL_GRAPH))
+    node, loader = built["node"], built["loader"]
+    name = unique_name()
+    created = client.post("/sagemaker/templates", json={"name": name, "workflow": built["workflow"],
+                                                         "prompt": built["output"]})
+    assert created.status_code == 201, created.text
+    try:
+        form = select(page, name)
+        ckpt = param(form, "ckpt")
+        expect(ckpt).to_have_value("absent.safetensors")
+        assert not page.evaluate(OUTLINED, node)
+        with page.expect_response(lambda r: r.url.endswith("/api/prompt") and r.request.method == "POST") as answer:
+            form.get_by_test_id("sagemaker-param-run").click()
+        assert answer.value.status == 400
+        refusal = answer.value.json()["node_errors"][str(node)]["errors"][0]
+        assert refusal["extra_info"]["input_name"] == "default"
+        message = form.locator('[data-testid="sagemaker-param-error"][data-param="ckpt"]')
+        expect(message).to_have_text(f"{refusal['message']}: {refusal['details']}")
+        page.wait_for_function(OUTLINED, arg=node)
+        assert not page.evaluate(OUTLINED, loader)
+        expect(form.get_by_test_id("sagemaker-param-run")).to_be_disabled()
+        assert toast_count(page, "Could not run") == 0
+        # Another value is refused in its own words (the outline is drawn again for this refusal).
+        ckpt.fill("other.safetensors")
+        with page.expect_response(lambda r: r.url.endswith("/api/prompt") and r.request.method == "POST"):
+            form.get_by_test_id("sagemaker-param-run").click()
+        expect(message).to_contain_text("other.safetensors")
+        page.wait_for_function(OUTLINED, arg=node)
+    finally:
+        client.delete(f"/sagemaker/templates/{name}")
+    assert console_errors(page, (400, "/api/prompt")) == []
+
+
+def test_a_parameter_wider_than_its_input_is_published_with_a_warning_and_the_form_takes_the_inputs_limits(
+        page: Page, client):
+    """max 100 on ImageBlur's blur_radius (max 31 in ComfyUI's object_info): the publish answers a warning, and
+    the form's limits are the intersection, so 40 is refused before it runs."""
+    name = unique_name()
+    prompt = {
+        "1": {"class_type": "SageMakerParamInt", "inputs": {"name": "radius", "default": 5, "min": 0, "max": 100,
+                                                            "step": 1, "description": "", "required": False}},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": RED}},
+        "3": {"class_type": "ImageBlur", "inputs": {"image": ["2", 0], "blur_radius": ["1", 0], "sigma": 1.0}},
+        "4": {"class_type": "SageMakerTemplateOutput", "inputs": {"images": ["3", 0], "name": "blurred",
+                                                                  "description": ""}},
+    }
+    created = client.post("/sagemaker/templates", json={"name": name, "workflow": EMPTY_GRAPH, "prompt": prompt})
+    assert created.status_code == 201, created.text
+    assert created.json()["warnings"] == ["parameter radius: its range 0 to 100 exceeds what ImageBlur's blur_radius "
+                                          "(node #3) accepts (1 to 31); the form and the API accept 1 to 31"]
+    try:
+        form = select(page, name)
+        radius = param(form, "radius")
+        expect(radius).to_have_attribute("min", "1")
+        expect(radius).to_have_attribute("max", "31")
+        radius.fill("40")
+        expect(form.locator('[data-testid="sagemaker-param-error"][data-param="radius"]')).to_have_text(
+            "must be from 1 to 31")
+        expect(form.get_by_test_id("sagemaker-param-run")).to_be_disabled()
     finally:
         client.delete(f"/sagemaker/templates/{name}")
     assert console_errors(page) == []

@@ -68,7 +68,7 @@ export async function call(method, path, body) {
 
 /** @param {"success" | "info" | "warn" | "error"} severity @param {string} summary @param {string} [detail] */
 export function toast(severity, summary, detail) {
-  app.extensionManager?.toast?.add({ severity, summary, detail, life: severity === "error" ? 8000 : 3000 });
+  app.extensionManager?.toast?.add({ severity, summary, detail, life: severity === "error" || severity === "warn" ? 8000 : 3000 });
 }
 
 /** @param {string} summary @param {any} err */

@@ -4,8 +4,11 @@
 // as the user types, and a Run button. With Prompt on AWS ticked, Run POSTs
 // /templates/{name}/executions {"inputs": {...}} (the template's endpoint runs it); unticked, it asks
 // /templates/{name}/prompt for the filled prompt and queues that on this ComfyUI (POST /prompt).
-// Either way the server checks the values and has the last word: its 422 reasons show next to the
-// inputs. The run's images show under the form when it ends. When the canvas holds the same template,
+// The form never runs a value other than the one shown: Run is off while a field is invalid (the field says
+// why, and so does the line under Run). The server has the last word: its 422 reasons, and ComfyUI's
+// validation refusals (/prompt's `node_errors`, mapped to the fields by node id and input name), show under
+// the fields, and the refused nodes are outlined on the canvas as ComfyUI's Run outlines them
+// (node_outline.js). The run's images show under the form when it ends. When the canvas holds the same template,
 // the run carries this page's client id, so the canvas follows it as it follows Queue Prompt; otherwise
 // the run is the form's alone (another workflow's nodes must not show its progress or outputs).
 import { api } from "../../../scripts/api.js";
@@ -14,6 +17,8 @@ import { call, toast, toastError } from "./api.js";
 import { el } from "./dom.js";
 import { executionCreated, outputImages, viewUrl } from "./executions.js";
 import { formatDuration } from "./format.js";
+import { nodeReasons, parameterOf, parameterTargets, refusalBody } from "./node_errors.js";
+import { clearOutlines, outlineNodes } from "./node_outline.js";
 import { isPromptOnAws, onSwitch } from "./switch.js";
 
 const NUMERIC = new Set(["integer", "seed", "float"]);
@@ -134,6 +139,9 @@ export class ParameterForm {
   /** @type {HTMLDivElement | undefined} */ where;
   /** @type {HTMLDivElement} */ result;
   /** @type {HTMLButtonElement} */ run;
+  /** @type {HTMLDivElement} */ blocked;
+  /** @type {Map<string, string>} */ targets = new Map(); // "node id/input name" -> the parameter it carries
+  running = false;
   wasShown = false; // in the page once: a form that left it for good stops hearing the switch
 
   // isLoaded(name): whether the canvas holds that template.
@@ -142,7 +150,7 @@ export class ParameterForm {
     this.isLoaded = isLoaded;
     this.root = el("div", { class: "sagemaker-param-form", "data-testid": "sagemaker-param-form", hidden: true });
     this.name = null;
-    this.fields = new Map(); // name -> {input, message, prop, kind}
+    this.fields = new Map(); // name -> {input, message, prop, kind, synced}
     this.runs = 0; // only the latest run of the shown template may draw its result
     // Until the sidebar drops this form (a new one comes with the next sidebar).
     onSwitch(() => (this.root.isConnected || !this.wasShown ? this.drawWhere() : false));
@@ -152,6 +160,7 @@ export class ParameterForm {
   show(template) {
     const props = template?.parameters?.properties ?? {};
     this.fields.clear();
+    clearOutlines(app);
     if (!template || Object.keys(props).length === 0) {
       this.name = null;
       this.root.hidden = true;
@@ -163,6 +172,7 @@ export class ParameterForm {
     this.required = new Set(template.parameters.required ?? []);
     const outputs = Object.values(template.parameters["x-outputs"] ?? {}).map((o) => String(o.node));
     this.outputNodes = outputs.length ? outputs : null;
+    this.targets = parameterTargets(props, template.prompt);
     const rows = Object.entries(props).map(([name, prop]) => this.row(name, prop));
     this.status = el("div", { class: "sagemaker-muted", "data-testid": "sagemaker-param-status", hidden: true });
     this.where = el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-param-where" });
@@ -176,10 +186,13 @@ export class ParameterForm {
       { class: "sagemaker-button sagemaker-primary", "data-testid": "sagemaker-param-run", onclick: () => this.submit() },
       "Run",
     );
+    this.blocked = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-param-blocked", hidden: true });
+    this.running = false;
     this.root.replaceChildren(
       el("div", { class: "sagemaker-dialog-title" }, `Run ${template.name}`),
       ...rows,
       el("div", { class: "sagemaker-dialog-buttons" }, [this.run]),
+      this.blocked,
       this.where,
       this.status,
       this.result,
@@ -187,22 +200,27 @@ export class ParameterForm {
     this.drawWhere();
     this.root.dataset.template = template.name;
     this.root.hidden = false;
+    for (const name of this.fields.keys()) this.check(name);
     this.readCanvas();
+    this.drawRun();
   }
 
   // One truth with the canvas: while it holds this template, the form shows its parameter nodes' values
-  // (read when shown, when the canvas changes and before Run) and writes each edit into them, so the
-  // form's Run and ComfyUI's Run run the same values.
+  // (read when shown, when the canvas changes and before Run) and writes each valid edit into them, so the
+  // form's Run and ComfyUI's Run run the same values. A value the canvas has not changed since the form last
+  // read or wrote it is not read again: an invalid value being typed (which the canvas never gets) stays.
   readCanvas() {
     if (!this.name || !this.isLoaded(this.name)) return;
     const nodes = canvasParameters();
     for (const [name, field] of this.fields) {
       const value = nodes.get(name)?.widget.value;
-      if (value === undefined) continue;
+      if (value === undefined || Object.is(value, field.synced)) continue;
+      field.synced = value;
       if (field.kind === "boolean") field.input.checked = value === true;
       else field.input.value = String(value);
       this.check(name);
     }
+    this.drawRun();
   }
 
   writeCanvas(name) {
@@ -212,6 +230,7 @@ export class ParameterForm {
     if (!found || !field) return;
     const [value, reason] = readValue(field.input, field.prop, field.kind, false);
     if (value === undefined || reason) return; // the canvas keeps a valid value; the form shows why not
+    field.synced = value;
     found.widget.value = value;
     found.widget.callback?.(value);
     app.graph.setDirtyCanvas?.(true, true);
@@ -226,6 +245,7 @@ export class ParameterForm {
     input.addEventListener(kind === "boolean" || input.tagName === "SELECT" ? "change" : "input", () => {
       this.check(name);
       this.writeCanvas(name);
+      this.drawRun();
     });
     const label = `${name}${this.required.has(name) ? " *" : ""}`;
     const title = el("span", { class: "sagemaker-label sagemaker-param-label" }, label);
@@ -275,6 +295,7 @@ export class ParameterForm {
         list.append(el("option", { value: input.value }));
         this.check(name);
         this.writeCanvas(name);
+        this.drawRun();
       } catch (err) {
         toastError("Could not upload the image", err);
       } finally {
@@ -300,14 +321,53 @@ export class ParameterForm {
     return [value, reason];
   }
 
-  // The values as they stand; client-side reasons are shown but do not stop the run (the server decides).
+  // The values as shown, or null while a field says what is wrong with its value (nothing else is run).
   values() {
     const inputs = {};
     for (const name of this.fields.keys()) {
       const [value] = this.check(name);
       if (value !== undefined) inputs[name] = value;
     }
-    return inputs;
+    return this.invalid().length ? null : inputs;
+  }
+
+  // The fields whose message shows (the form's own check, or the server's reason since the last edit).
+  invalid() {
+    return [...this.fields].filter(([, field]) => !field.message.hidden).map(([name]) => name);
+  }
+
+  // Run is off while a run is starting or a field is invalid; the line under it says which fields.
+  drawRun() {
+    if (!this.run) return;
+    const invalid = this.invalid();
+    this.run.disabled = this.running || invalid.length > 0;
+    this.blocked.hidden = invalid.length === 0;
+    this.blocked.textContent = invalid.length
+      ? `Run waits for valid values: ${invalid.map((name) => `${name} (${this.fields.get(name).message.textContent})`).join(", ")}`
+      : "";
+    this.run.title = this.blocked.textContent;
+  }
+
+  // ComfyUI's validation refused the run: each reason under the field of the parameter it concerns (by node id
+  // and input name), the rest in the status line, and the refused nodes outlined on the canvas it came from.
+  showNodeErrors(body) {
+    const shown = new Set();
+    const rest = [];
+    for (const [key, reason] of nodeReasons(body.node_errors)) {
+      const param = parameterOf(this.targets, key);
+      if (param && this.fields.has(param)) {
+        this.setMessage(param, reason);
+        shown.add(param);
+      } else {
+        rest.push(`${body.node_errors[key.split("/")[0]]?.class_type ?? "a node"}: ${reason}`);
+      }
+    }
+    if (shown.size === 0 && rest.length === 0) return false; // a refusal of the prompt as a whole: the caller says it
+    if (this.isLoaded(this.name)) outlineNodes(app, Object.keys(body.node_errors));
+    const said = body.error?.message ?? "ComfyUI refused the run";
+    this.setStatus(rest.length ? `${said} (${rest.join("; ")})` : "", "refused");
+    this.drawRun();
+    return true;
   }
 
   // Where Run sends the run: follows the Prompt on AWS switch.
@@ -385,7 +445,10 @@ export class ParameterForm {
       body: JSON.stringify({ prompt, client_id: clientId, extra_data: { extra_pnginfo: { workflow } } }),
     });
     const queued = await res.json().catch(() => null);
-    if (!res.ok || !queued?.prompt_id) throw new Error(`ComfyUI did not queue it: ${promptRefusal(queued, res.status)}`);
+    if (!res.ok || !queued?.prompt_id) {
+      const refused = new Error(`ComfyUI did not queue it: ${promptRefusal(queued, res.status)}`);
+      throw Object.assign(refused, { status: res.status, body: queued });
+    }
     if (!still()) return;
     this.setStatus("Running on this ComfyUI…", "running");
     for (;;) {
@@ -407,11 +470,14 @@ export class ParameterForm {
     // Follow the run while this form shows it: not once another template (or another run) is shown,
     // nor once the sidebar is closed (its form goes with it).
     const still = () => name === this.name && ticket === this.runs && this.root.isConnected;
-    this.readCanvas(); // edited on the canvas since: those values run, as ComfyUI's Run would
+    this.readCanvas(); // edited on the canvas since: those values show, and run, as ComfyUI's Run would
     const inputs = this.values();
+    if (!inputs) return this.drawRun(); // Run was off: nothing runs but what is shown, and that is not valid
     const onAws = isPromptOnAws();
     const follow = this.isLoaded(name);
-    this.run.disabled = true;
+    clearOutlines(app);
+    this.running = true;
+    this.drawRun();
     this.result.hidden = true;
     this.result.replaceChildren();
     this.setStatus("Starting…", "starting");
@@ -421,16 +487,20 @@ export class ParameterForm {
     } catch (err) {
       if (!still()) return;
       this.setStatus("");
+      const refusal = refusalBody(err);
       if (err.status === 422) {
         const reasons = fieldReasons(err);
         const shown = Object.entries(reasons).filter(([param]) => this.fields.has(param));
         for (const [param, reason] of shown) this.setMessage(param, reason);
         if (shown.length === 0) toastError(`Could not run ${name}`, err);
-      } else {
+      } else if (!(refusal && this.showNodeErrors(refusal))) {
         toastError(`Could not run ${name}`, err);
       }
     } finally {
-      if (name === this.name) this.run.disabled = false;
+      if (name === this.name) {
+        this.running = false;
+        this.drawRun();
+      }
     }
   }
 }

@@ -108,6 +108,19 @@ function newest(environments) {
   return sorted[0]?.name ?? null;
 }
 
+// A publish's answer: what the server narrowed or doubts (a parameter wider than the input it feeds) is a
+// warning that stays until read; otherwise a short success.
+function announce(template, summary) {
+  const warnings = template?.warnings ?? [];
+  if (warnings.length)
+    toast(
+      "warn",
+      `${summary} with ${warnings.length === 1 ? "a warning" : `${warnings.length} warnings`}`,
+      `${template.name}: ${warnings.join("\n")}`,
+    );
+  else toast("success", summary, template?.name);
+}
+
 // Runs a change; a failure becomes a toast and is rethrown so the dialog shows it too.
 async function change(summary, fn) {
   try {
@@ -426,7 +439,7 @@ class TemplatesSection extends Section {
       call("POST", "/templates", { name, workflow: withTemplate(workflow, { name }), prompt: output, environment }),
     );
     recordInCanvas(published); // the canvas now is this template, so the marker shows it
-    toast("success", "Template published", name);
+    announce(published, "Template published");
     await this.refresh();
   }
 
@@ -465,7 +478,7 @@ class TemplatesSection extends Section {
     }
     // Rebound here, by this designer: the canvas holding it follows (a rebind elsewhere does not).
     if (replace || loadedTemplate() === t.name) recordInCanvas(updated);
-    toast("success", "Template updated", t.name);
+    announce(updated, "Template updated");
     await this.refresh();
   }
 
