@@ -337,6 +337,7 @@ def test_root_folder_entries_count_toward_the_cap(tmp_path, box):
     assert_refused(path, box, "more than 10 entries", max_members=10)
 
 
+@pytest.mark.slow  # writes and reads 409,600 headers (seconds of CPU): the whole suite runs it
 def test_the_issues_archive_of_409600_root_entries_stops_at_the_cap(tmp_path, box, monkeypatch):
     end = tarfile.NUL * (2 * tarfile.BLOCKSIZE)
     first, _ = f("__init__.py")

@@ -361,6 +361,7 @@ def test_progress_error_stops_the_workers(tmp_path, monkeypatch):
     assert not [t for t in threading.enumerate() if t.name.startswith("sha256-")]  # joined before raising
 
 
+@pytest.mark.slow  # hashes 2 GiB (seconds of CPU): the whole suite runs it, the fast tier does not
 def test_2gib_sparse_file_hashes_with_flat_memory(tmp_path):
     p = tmp_path / "sparse.safetensors"
     with open(p, "wb") as f:

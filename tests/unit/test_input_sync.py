@@ -120,6 +120,7 @@ print(len(store.list("blobs/")), grew)
 """
 
 
+@pytest.mark.slow  # another Python process syncing 1,000 files: the whole suite runs it, the fast tier does not
 def test_a_thousand_files_at_once_with_bounded_memory(tmp_path):
     # A fresh process, its peak RSS measured around the burst (ru_maxrss is a lifetime peak): tracing every
     # allocation instead (tracemalloc) made this one test cost a minute.
