@@ -233,3 +233,16 @@ def test_only_a_designer_makes_a_succeeded_run_of_the_template_its_proof(studio,
     assert studio.use(good, hash_tolerance=None).json()["proof"]["hash_tolerance"] is None
     r = httpx.delete(studio.url("/sagemaker/templates/T/proof"), timeout=60)
     assert r.status_code == 200 and r.json()["proof"] is None
+
+
+def test_the_clis_history_says_each_versions_proofs():
+    from comfyui_sagemaker.cli import history_lines
+
+    base = {"created_at": "t", "published_by": {"name": "Dana"}, "serving": False,
+            "changes": {"packs": {}, "models": {}, "templates": {}}}
+    failed = {"results": [{"template": "T", "passed": False, "problems": ["node 2 (X): boom"]}]}
+    passed = {"results": [{"template": "T", "passed": True, "problems": []}]}
+    lines = history_lines({"versions": [{**base, "version": 3, "proofs": failed},
+                                        {**base, "version": 2, "proofs": passed}, {**base, "version": 1}]})
+    same = "t by Dana; no pack, model or template changed"
+    assert lines == [f"v3: {same}; proof failed: T (node 2 (X): boom)", f"v2: {same}; proofs passed", f"v1: {same}"]
