@@ -455,6 +455,8 @@ class EnvironmentService:
         self.changed()
         for v in self.versions(name):
             self.store.delete(manifest_key(name, v))
+        for key in self.store.list(proofs.proofs_folder(name)):  # a name published again is proven afresh
+            self.store.delete(key)
         try:
             self.store.delete(_folder(name) + "claim.json")
         except KeyNotFound:

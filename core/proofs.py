@@ -34,9 +34,13 @@ DEFAULT_TOLERANCE = 10  # bits of 64: the same picture re-encoded or a pixel off
 ReadBlob = Callable[[str], bytes]  # sha256 -> the blob's bytes
 
 
+def proofs_folder(environment: str) -> str:
+    """Where an environment's proof results are kept: beside its versions (core/environments.py), gone with them."""
+    return f"environments/{environment.lower()}/proofs/"
+
+
 def proofs_key(environment: str, version: int) -> str:
-    """Where a version's proof results are kept (beside its manifest, core/environments.py)."""
-    return f"environments/{environment.lower()}/proofs/v{version:06d}.json"
+    return f"{proofs_folder(environment)}v{version:06d}.json"
 
 
 # what a file looks like

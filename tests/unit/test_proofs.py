@@ -172,6 +172,9 @@ def test_a_succeeded_run_becomes_the_proof_and_a_version_that_passes_it_takes_th
     assert len(studio.fake.invocations) == sent  # the proof ran on the new worker, not the serving one
     history = httpx.get(studio.url(f"/sagemaker/environments/{ENV}/versions"), timeout=60).json()
     assert history["versions"][0]["proofs"]["passed"] and history["versions"][1]["proofs"] is None
+    r = httpx.delete(studio.url(f"/sagemaker/environments/{ENV}?force=true"), timeout=60)
+    assert r.status_code == 204, r.text
+    assert studio.store.list(proofs.proofs_folder(ENV)) == []  # published again under this name: proven afresh
 
 
 def test_a_version_whose_proof_fails_is_not_switched_to_and_says_which_template_and_node(studio):
