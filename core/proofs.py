@@ -263,11 +263,26 @@ class Prover:
             problems = [f"its outputs cannot be read from the store: {message_of(err)}"]
         return {"template": template.name, "passed": not problems, "problems": problems}
 
+    def _prove_safely(self, template: Template, invoke: Callable[[Invocation], WorkerResult]) -> ProofResult:
+        """`prove`, whose unforeseen failure fails this proof instead of leaving the deploy unsettled."""
+        try:
+            return self.prove(template, invoke)
+        except Exception as err:
+            log.warning("comfyui-sagemaker: the proof of %s could not run", template.name, exc_info=True)
+            return {"template": template.name, "passed": False, "problems": [f"it could not run: {message_of(err)}"]}
+
     def run(self, environment: str, version: int, invoke: Callable[[Invocation], WorkerResult]) -> ProofRun:
-        """Every proof of `environment`'s templates on `version`, one after the other; kept in the store."""
-        results = [self.prove(t, invoke) for t in self.bound(environment, version)]
+        """Every proof of `environment`'s templates on `version`, one after the other; kept in the store (when
+        there was one to run)."""
+        try:
+            results = [self._prove_safely(t, invoke) for t in self.bound(environment, version)]
+        except SageMakerError as err:  # which proofs to run is unknown: the switch is not proven, so it waits
+            results = [{"template": "*", "passed": False,
+                        "problems": [f"the templates could not be read from the store: {err.message}"]}]
         run: ProofRun = {"environment": environment, "version": version, "passed": all(r["passed"] for r in results),
                          "results": results, "finished_at": now()}
+        if not results:  # no template has a proof: the history says "not proven", not "passed"
+            return run
         try:
             self.store.put(proofs_key(environment, version), json.dumps(run).encode())
         except SageMakerError as err:  # the endpoint still says it; only the history misses it

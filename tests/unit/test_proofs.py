@@ -249,3 +249,17 @@ def test_the_clis_history_says_each_versions_proofs():
                                         {**base, "version": 2, "proofs": passed}, {**base, "version": 1}]})
     same = "t by Dana; no pack, model or template changed"
     assert lines == [f"v3: {same}; proof failed: T (node 2 (X): boom)", f"v2: {same}; proofs passed", f"v1: {same}"]
+
+
+def test_a_version_with_no_proof_to_run_is_not_kept_as_proven_and_a_proof_that_cannot_run_fails(studio):
+    prover = studio.comfy.services.prover
+    nothing = prover.run(ENV, 2, lambda body: pytest.fail("no proof to run"))
+    assert nothing["passed"] and nothing["results"] == [] and prover.results(ENV, 2) is None
+
+    def broken(body):
+        raise RuntimeError("the socket went away")
+
+    assert studio.use(studio.run()["id"]).status_code == 200
+    run = prover.run(ENV, 2, broken)
+    assert not run["passed"] and "the socket went away" in run["results"][0]["problems"][0], run
+    assert prover.results(ENV, 2) == run
