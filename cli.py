@@ -356,8 +356,12 @@ def history_lines(history: dict) -> list[str]:
         for what in ("packs", "models", "templates"):
             for how, sign in (("added", "+"), ("removed", "-"), ("changed", "~")):
                 changes += [f"{sign}{item}" for item in v["changes"][what].get(how, [])]
+        proofs = v.get("proofs")  # core/proofs.py: run before traffic moved to it (None: not proven)
+        failed = [f"{r['template']} ({(r.get('problems') or ['failed'])[0]})" for r in (proofs or {}).get("results", [])
+                  if not r.get("passed")]
+        proven = "" if not proofs else f"; proof failed: {'; '.join(failed)}" if failed else "; proofs passed"
         lines.append(f"v{v['version']}{serving}: {v.get('created_at') or '?'} by {who}; "
-                     f"{' '.join(changes) or 'no pack, model or template changed'}")
+                     f"{' '.join(changes) or 'no pack, model or template changed'}{proven}")
     return lines
 
 

@@ -39,6 +39,7 @@ from .core.leases import Leases
 from .core.local_supervisor import LocalSupervisor
 from .core.models import ModelService
 from .core.pages import Pages
+from .core.proofs import Prover
 from .core.shared_registry import SharedRegistry, Sharing
 from .core.store import Store
 from .core.tasks import TaskManager
@@ -64,7 +65,7 @@ def local_supervisor(state_dir: Path, host: Host | None) -> LocalSupervisor:
         if host is None:
             raise SageMakerError("local endpoints need a running ComfyUI")
         return LocalEndpoints(state_dir, store_uri, host.worker_runtime(), on_change=on_change,
-                              sharing=supervisor.sharing)
+                              sharing=supervisor.sharing, prover=supervisor.prover)
 
     supervisor = LocalSupervisor(make)
     return supervisor
@@ -104,7 +105,7 @@ class Services:
         # From now on the local endpoints deploy from this configuration's store and tell these services.
         self.local = local or local_supervisor(self.state_dir, host)
         self.local.serve(store_uri(config), lambda endpoint: self.send_event("sagemaker.endpoint", endpoint),
-                         lambda: self.sharing)
+                         lambda: self.sharing, lambda: self.prover)
         # A ComfyUI makes its webhook secret on first use; the gateway's replicas are given one (one each would
         # not do): core/webhook_secret.py.
         self.makes_webhook_secret = makes_webhook_secret
@@ -160,6 +161,11 @@ class Services:
         return TemplateService(self.store, lambda name: bool(versions_of(self.store, name)),
                                lambda name: versions_of(self.store, name),
                                host.node_info if host is not None else None)
+
+    @cached_property
+    def prover(self) -> Prover:
+        """Runs the proofs of an environment's templates on a new version before traffic moves to it."""
+        return Prover(self.store, self.templates)
 
     @cached_property
     def tasks(self) -> TaskManager:

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import endpoint_config, environment_history, instance_allowlist, publish
+from . import endpoint_config, environment_history, instance_allowlist, proofs, publish
 from .endpoints import EndpointNotFound
 from .errors import BadRequest, Conflict, EnvironmentCorrupt, EnvironmentNotFound, NameInvalid, SageMakerError
 from .fs.hashing import HashCache
@@ -389,8 +389,8 @@ class EnvironmentService:
             self.changed()
 
     def history(self, name: str) -> dict:
-        """Every version, newest first: who published it, when, what changed against the one before, and which
-        version the endpoint serves now (`serving`, None without an endpoint)."""
+        """Every version, newest first: who published it, when, what changed against the one before, its proof
+        results (core/proofs.py), and which version the endpoint serves now (`serving`, None without an endpoint)."""
         ENVIRONMENT_NAME.check(name)
         versions = self.versions(name)
         if not versions:
@@ -406,7 +406,8 @@ class EnvironmentService:
                 out.append({"version": version, "problem": err.message, "serving": version == serving})
                 continue
             canonical = manifest["name"]
-            out.append(environment_history.entry(manifest, previous, serving))
+            out.append({**environment_history.entry(manifest, previous, serving),
+                        "proofs": proofs.kept(self.store, name, version)})  # null: not proven
             previous = manifest
         return {"name": canonical, "serving": serving, "versions": out[::-1]}
 
@@ -454,6 +455,8 @@ class EnvironmentService:
         self.changed()
         for v in self.versions(name):
             self.store.delete(manifest_key(name, v))
+        for key in self.store.list(proofs.proofs_folder(name)):  # a name published again is proven afresh
+            self.store.delete(key)
         try:
             self.store.delete(_folder(name) + "claim.json")
         except KeyNotFound:

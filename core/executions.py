@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import TypedDict, Unpack
 
-from . import cancel_tokens, followers, pinning, preflight
+from . import cancel_tokens, followers, pinning, preflight, proofs
 from .daemon_pool import DaemonPool
 from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, InvocationFailed, RunUnknown
 from .errors import (
@@ -468,6 +468,7 @@ class ExecutionService:
             "owner": self.owner_for(user).to_json(), "client_id": client_id if isinstance(client_id, str) else None,
             "state": "queued", "created_at": now(), "started_at": None, "finished_at": None, "inputs": inputs,
             "outputs": {}, "error": None, "workflow_saved": workflow is not None,
+            "parameters": proofs.values_in(loaded, prompt) if loaded is not None else None,  # a proof keeps them
         }
         if extra is not None:  # what another face keeps on its runs' records: these fields only
             if "api" in extra:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from .endpoints import Endpoints
 
 if TYPE_CHECKING:
+    from .proofs import Prover
     from .shared_registry import Sharing
 
 # Makes the provider: from a function giving the store URI new deploys read, and one to tell of each change.
@@ -30,16 +31,22 @@ class LocalSupervisor:
         self._store_uri = ""
         self._listener: Callable[[dict], None] = lambda endpoint: None
         self._sharing: Callable[[], Sharing | None] = lambda: None
+        self._prover: Callable[[], Prover | None] = lambda: None
 
     def serve(self, store_uri: str, on_change: Callable[[dict], None],
-              sharing: Callable[[], Sharing | None] = lambda: None) -> None:
+              sharing: Callable[[], Sharing | None] = lambda: None,
+              prover: Callable[[], Prover | None] = lambda: None) -> None:
         """The configuration that runs from now on: new deploys read their environment from `store_uri`, every
-        change of a local endpoint goes to `on_change`, shared endpoints beat in `sharing`'s registry."""
+        change of a local endpoint goes to `on_change`, shared endpoints beat in `sharing`'s registry, and a
+        redeploy's new worker runs `prover`'s proofs (core/proofs.py) before traffic moves to it."""
         with self._lock:
-            self._store_uri, self._listener, self._sharing = store_uri, on_change, sharing
+            self._store_uri, self._listener, self._sharing, self._prover = store_uri, on_change, sharing, prover
 
     def sharing(self) -> Sharing | None:
         return self._sharing()
+
+    def prover(self) -> Prover | None:
+        return self._prover()
 
     def provider(self) -> Endpoints:
         """The local endpoints, made on first use (a SageMakerError from `make`, where they cannot be made here,

@@ -93,6 +93,8 @@ class ExecutionRecord(ExecutionExtra):
     note: NotRequired[str | None]  # a remark shown in the list (waiting for an instance)
     resume: NotRequired[dict[str, Any]]  # what Endpoints.resume needs to follow it from another process
     webhook: NotRequired[Webhook]
+    # a template's run: the values its parameters had (what "Use this run as the proof" keeps; core/proofs.py)
+    parameters: NotRequired[dict[str, Any] | None]
     outputs_error: NotRequired[str]  # never stored: why get() could not copy someone else's outputs here
 
 
@@ -206,6 +208,63 @@ class Manifest(ManifestContent):
     published_by: NotRequired[OwnerJson | None]  # the ComfyUI that published it (absent in older versions)
 
 
+# proofs (core/proofs.py)
+
+
+class ProofFile(TypedDict):
+    """One output file a proof expects: its format and size, and optionally its look (a 64-bit difference hash,
+    16 hex digits, matched within the proof's tolerance). A file that is no image has only its format."""
+
+    format: str  # Pillow's ("PNG", "JPEG"), or the file's extension for what is no image
+    width: NotRequired[int]
+    height: NotRequired[int]
+    hash: NotRequired[str | None]
+
+
+class ProofNode(TypedDict):
+    """What one output node of the template must give: its kind of output (ComfyUI's ui key, "images") and its
+    files, in order (their count is the node's count)."""
+
+    kind: str
+    files: list[ProofFile]
+
+
+class Proof(TypedDict):
+    """A template's proof: its parameters' example values and the outputs they must give, recorded from one
+    of its successful runs by a designer ("Use this run as the proof")."""
+
+    execution: str  # the run it was recorded from
+    template_version: int | None
+    environment_version: int | None  # the version that run ran on
+    values: dict[str, Any]  # parameter name -> value
+    inputs: dict[str, str]  # input file name -> sha256 of its blob (image parameters' files)
+    outputs: dict[str, ProofNode]  # output node id -> what it must give
+    hash_tolerance: int | None  # bits of the difference hash that may differ; None: the look is not compared
+    recorded_at: str
+    recorded_by: NotRequired[str | None]
+
+
+class ProofResult(TypedDict):
+    """One template's proof on one version: passed, or why not (a node's error as ComfyUI said it, or what
+    differs from the proof)."""
+
+    template: str
+    passed: bool
+    problems: list[str]
+    node_id: NotRequired[str | None]
+    node_type: NotRequired[str | None]
+
+
+class ProofRun(TypedDict):
+    """The proofs of every template bound to an environment, run on a new version before traffic moves to it."""
+
+    environment: str
+    version: int
+    passed: bool  # every proof passed (true with none to run)
+    results: list[ProofResult]
+    finished_at: str
+
+
 # endpoints
 
 
@@ -237,4 +296,6 @@ class EndpointView(TypedDict):
     worker: NotRequired[dict[str, Any] | None]
     shared: NotRequired[bool]  # local: the team's (core/shared_registry.py)
     owner: NotRequired[str]  # shared: the display name of the ComfyUI that runs it
+    proofs: NotRequired[ProofRun | None]  # the proof run of the version it serves (None: not proven)
+    proof_failed: NotRequired[ProofRun | None]  # the proof run that stopped the last switch (until the next one)
 

@@ -51,6 +51,8 @@ from .errors import (
 from .names import ENVIRONMENT_NAME, TEMPLATE_NAME
 from .parameter_limits import narrow
 from .parameters import extract as extract_parameters
+from .records import Proof
+from .shapes import ShapeInvalid, validate
 from .store import KeyExists, KeyNotFound, PreconditionFailed, Store, Versioned
 from .unreadable import Unreadable, load_object, report, skipped_entry
 
@@ -98,6 +100,8 @@ class Template:
     environment_version: int | None = None
     # What its publish said without refusing it: a parameter narrowed to its inputs (core/parameter_limits.py).
     warnings: list[str] = dataclass_field(default_factory=list)
+    # Its example run and what it must give, proven on each new environment version (core/proofs.py).
+    proof: Proof | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -107,6 +111,7 @@ class Template:
             "name": self.name,
             "environment": self.environment,
             "environment_version": self.environment_version,
+            "proof": self.proof is not None,
             "version": self.version,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -143,6 +148,11 @@ def _template_problem(raw: dict) -> str | None:
     warnings = raw.get("warnings")
     if warnings is not None and not (isinstance(warnings, list) and all(isinstance(w, str) for w in warnings)):
         return "warnings is not a list of texts"
+    if raw.get("proof") is not None:
+        try:
+            validate(Proof, raw["proof"])
+        except ShapeInvalid as err:
+            return f"its proof is malformed ({err.reason})"
     return None
 
 
@@ -409,13 +419,15 @@ class TemplateService:
         prompt: object = None,
         expected_version: object = None,
         environment_version: object = UNSET,
+        proof: Proof | None | object = UNSET,
     ) -> Template:
         """Rebind, pin (`environment_version`: a version of the bound environment, or None to follow the
-        newest) and/or replace workflow + prompt; version + 1. Conflict when `expected_version` is given and
-        stale, or when another update wins the race."""
+        newest), set or drop its proof (core/proofs.py makes it) and/or replace workflow + prompt, which drops
+        the proof (the new graph's outputs are not the old one's); version + 1. Conflict when
+        `expected_version` is given and stale, or when another update wins the race."""
         if (workflow is None) != (prompt is None):
             raise BadRequest("send workflow and prompt together (both formats of the same graph)")
-        if environment is UNSET and workflow is None and environment_version is UNSET:
+        if environment is UNSET and workflow is None and environment_version is UNSET and proof is UNSET:
             raise BadRequest("nothing to change: send environment, environment_version and/or workflow + prompt")
         bad_version = isinstance(expected_version, bool) or not isinstance(expected_version, int)
         if expected_version is not None and bad_version:
@@ -436,6 +448,9 @@ class TemplateService:
             template.workflow = check_workflow(workflow)
             template.prompt = check_prompt(prompt, template.workflow)
             template.parameters, template.warnings = self._parameters(template.prompt)
+            template.proof = None
+        if proof is not UNSET:
+            template.proof = proof  # type: ignore[assignment]  # a Proof or None, from core/proofs.py
         template.version += 1
         template.updated_at = now()
         try:

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from typing_extensions import Required, TypedDict, Unpack
+from typing_extensions import NotRequired, Required, TypedDict, Unpack
 
 from ..core.cancel_tokens import TOKEN_FIELD
 from ..core.endpoints import (
@@ -56,7 +56,8 @@ from ..core.fs import scratch
 from ..core.fs.files import NotARegularFile, read_regular
 from ..core.idle_stop import IDLE, due, minutes, parse
 from ..core.names import ENVIRONMENT_NAME
-from ..core.records import EndpointView, Manifest
+from ..core.proofs import Prover, summary
+from ..core.records import EndpointView, Manifest, ProofRun
 from ..core.shapes import ShapeInvalid, validate
 from ..core.shared_registry import HEARTBEAT_S, Sharing
 from ..core.templates import now
@@ -119,6 +120,7 @@ class NextWorker(Worker):
     manifest_uri: str
     idle_stop_minutes: int
     shared: bool  # the endpoint's once traffic moves to it: this worker listens on share_host if so
+    prove: NotRequired[bool]  # run the templates' proofs before traffic moves (not for a rollback; absent: yes)
 
 
 class LocalState(Report, total=False):
@@ -143,6 +145,8 @@ class LocalState(Report, total=False):
     shared: bool  # the team's (core/shared_registry.py): its worker listens on share_host
     next: NextWorker | None  # a redeploy's worker while it starts beside the serving one
     retiring: list[int] | None  # replaced workers finishing this process's runs (pids; stopped on adoption)
+    proofs: ProofRun | None  # the proof run of the version it serves
+    proof_failed: ProofRun | None  # the proof run that stopped the last switch
 
 
 class LocalChange(Report, total=False):
@@ -232,11 +236,14 @@ class LocalEndpoints(Endpoints):
 
     def __init__(self, state_dir: Path, store_uri: str | Callable[[], str], runtime: WorkerRuntime,
                  on_change: Callable[[EndpointView], None] | None = None,
-                 sharing: Callable[[], Sharing | None] = lambda: None):
+                 sharing: Callable[[], Sharing | None] = lambda: None,
+                 prover: Callable[[], Prover | None] = lambda: None):
         """`store_uri`: where new deploys read their environment; a function for the process's one owner
         (core/local_supervisor.py), whose store is that of the configuration that runs now. `sharing`: that
-        configuration's registry of shared endpoints and share_host (None: nothing can be shared)."""
+        configuration's registry of shared endpoints and share_host (None: nothing can be shared). `prover`: its
+        templates' proofs, run on a redeploy's new worker before traffic moves to it (None: none)."""
         self._sharing = sharing
+        self._prover = prover
         self._beats: dict[str, tuple[float, str]] = {}  # name -> (monotonic time, state) of its last heartbeat
         self.root = Path(state_dir) / "endpoints"
         self.cache = Path(state_dir) / "worker-cache"
@@ -302,6 +309,7 @@ class LocalEndpoints(Endpoints):
             "stopped_at": state.get("stopped_at"), "stopped_by": state.get("stopped_by"),
             # Always said (false too): a page merging a change into the view it has must not keep a stale true.
             "shared": bool(state.get("shared")),
+            "proofs": state.get("proofs"), "proof_failed": state.get("proof_failed"),
         }
         return view
 
@@ -321,9 +329,13 @@ class LocalEndpoints(Endpoints):
             raise EndpointNotFound(f"no endpoint runs environment {name!r}")
         return self.describe(state)
 
-    def deploy(self, manifest: Manifest) -> EndpointView:
+    def rollback(self, manifest: Manifest) -> EndpointView:
+        """A deploy of an older version whose new worker takes traffic once ready, unproven: artists ran on it."""
+        return self.deploy(manifest, prove=False)
+
+    def deploy(self, manifest: Manifest, prove: bool = True) -> EndpointView:
         """A first deploy, or one after the worker is gone, starts a worker (Creating). A redeploy while a worker
-        serves starts the new one beside it (Updating; the module's docstring says what follows)."""
+        serves starts the new one beside it (Updating; the module's docstring says what follows), proven first."""
         name, version = manifest["name"], manifest["version"]
         uri = f"{self._store_uri()}/{manifest_key(name, version)}"
         idle = minutes(manifest.get("endpoint"))
@@ -354,7 +366,8 @@ class LocalEndpoints(Endpoints):
                 # The endpoint's `shared` changes with the switch of workers (the serving one listens where it did).
                 state = self._write({**old, "state": "Updating", "reason": None, "updated_at": now(),
                                      "next": {**self._spawn(name, version, uri, shared), "version": version,
-                                              "manifest_uri": uri, "idle_stop_minutes": idle, "shared": shared}})
+                                              "manifest_uri": uri, "idle_stop_minutes": idle, "shared": shared,
+                                              "prove": prove}, "proof_failed": None})
                 settle = False
             else:
                 if old:
@@ -744,7 +757,11 @@ class LocalEndpoints(Endpoints):
             status = self._status(nxt["url"], _header(nxt["token"]))
             report = self._report(status, state)
             if status and status["state"] == "ready":
-                self._switch(name, pid, report)
+                proofs = self._prove(name, pid, nxt)
+                if proofs is not None and not proofs["passed"] and nxt.get("prove", True):
+                    self._not_deployed(name, pid, summary(proofs), proofs)
+                    return
+                self._switch(name, pid, report, proofs)
                 return
             if status and status["state"] == "failed":
                 self._not_deployed(name, pid, f"{status.get('reason')}; {self._last_lines(name)}")
@@ -759,7 +776,23 @@ class LocalEndpoints(Endpoints):
         if not self._current(name, pid):
             self._stop_pid(pid)  # superseded, stopped or deleted meanwhile (whoever did so stopped it already)
 
-    def _switch(self, name: str, pid: int, report: Report) -> None:
+    def _prove(self, name: str, pid: int, nxt: NextWorker) -> ProofRun | None:
+        """The proofs of the environment's templates on the ready next worker (core/proofs.py), before traffic
+        moves to it; a rollback's are those kept for its version. None: nothing proves it here."""
+        prover = self._prover()
+        if prover is None or not nxt.get("prove", True):
+            return prover.results(name, nxt["version"]) if prover else None
+        with self._lock:
+            if (state := self._pending(name, pid)) is None:
+                return None
+            state = self._write({**state, "activity": f"proving version {nxt['version']} with its templates",
+                                 "updated_at": now()})
+        self.on_change(self.describe(state))
+        headers = _header(nxt["token"])
+        return prover.run(name, nxt["version"], lambda body: invoke_worker(
+            name, nxt["url"], headers, body, lambda event: None, lambda: None))
+
+    def _switch(self, name: str, pid: int, report: Report, proofs: ProofRun | None = None) -> None:
         """Traffic moves to the ready next worker in one write; the old one is retired in this thread."""
         with self._lock:
             state = self._pending(name, pid)
@@ -772,8 +805,8 @@ class LocalEndpoints(Endpoints):
                 **state, **report, "state": "InService", "reason": None, "pid": pid, "port": nxt["port"],
                 "url": nxt["url"], "token": nxt["token"], "version": nxt["version"],
                 "manifest_uri": nxt["manifest_uri"], "idle_stop_minutes": nxt["idle_stop_minutes"],
-                "shared": nxt["shared"], "next": None, "retiring": retiring,
-                "updated_at": now()})
+                "shared": nxt["shared"], "next": None, "retiring": retiring, "proofs": proofs,
+                "proof_failed": None, "updated_at": now()})
         if was_shared and not state["shared"]:
             self._withdraw(name)
         else:
@@ -795,7 +828,7 @@ class LocalEndpoints(Endpoints):
             if state is not None and pid in (state.get("retiring") or []):
                 self._write({**state, "retiring": [p for p in state.get("retiring") or [] if p != pid]})
 
-    def _not_deployed(self, name: str, pid: int, why: str) -> None:
+    def _not_deployed(self, name: str, pid: int, why: str, proofs: ProofRun | None = None) -> None:
         """The next worker did not start: it is stopped, the serving one goes on, the endpoint says so (in
         SageMaker's words for a rolled-back update, aws/sagemaker_endpoints.py)."""
         self._stop_pid(pid)
@@ -809,7 +842,7 @@ class LocalEndpoints(Endpoints):
             reason = f"version {version} did not deploy ({why}); " + (
                 f"still serving version {state.get('version')}" if serving else "and no worker serves")
             state = self._write({**state, "state": "InService" if serving else "Failed", "reason": reason,
-                                 "next": None, "updated_at": now()})
+                                 "next": None, "proof_failed": proofs, "activity": None, "updated_at": now()})
         self.on_change(self.describe(state))
         self._settle(name)
 

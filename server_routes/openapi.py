@@ -28,6 +28,8 @@ SUMMARIES = {
     ("GET", "/templates/{name}"): "A template: workflow, prompt, environment, version, parameters",
     ("PUT", "/templates/{name}"): "Rebind a template or replace its workflow and prompt",
     ("DELETE", "/templates/{name}"): "Delete a template",
+    ("POST", "/templates/{name}/proof"): "Use a succeeded run of the template as its proof (designer)",
+    ("DELETE", "/templates/{name}/proof"): "Drop the template's proof (designer)",
     ("POST", "/templates/{name}/executions"): "Run a template on its endpoint with parameter values",
     ("POST", "/templates/{name}/prompt"): "A template's prompt with parameter values filled in, for POST /prompt",
     ("GET", "/snapshot"): "This ComfyUI: versions, custom node packs, Python packages, models",

@@ -19,6 +19,8 @@ from ..core import config as config_mod
 from ..core import endpoint_config
 from ..core.config import Config
 from ..core.errors import BadRequest
+from ..core.execution_records import ID_RE
+from ..core.proofs import DEFAULT_TOLERANCE, HASH_BITS
 from ..core.records import EndpointView, ExecutionRecord, ExecutionSummary
 from ..core.shapes import describe
 
@@ -138,6 +140,18 @@ class TemplateUpdate(Shape):
         "pin the template to this version of its environment: its runs go only to an endpoint serving it (else "
         "409 endpoint_version_mismatch); null follows the newest (the default); a version not published is 404; "
         "rebinding to another environment unpins")}, None)
+
+
+class TemplateProofCreate(Shape):
+    """Use one of the template's runs as its proof (core/proofs.py)."""
+
+    MESSAGES: ClassVar[dict[str, str]] = {
+        "execution_id": "execution_id must be the id of a run of this template",
+        "hash_tolerance": "hash_tolerance must be a number of bits from 0 to 64, or null"}
+    execution_id: str = Field(pattern=f"^{ID_RE.pattern}$", description="a succeeded run of this template")
+    hash_tolerance: int | None = Field(DEFAULT_TOLERANCE, ge=0, le=HASH_BITS, description=(
+        "bits of each image's 64-bit difference hash that may differ on a new version; null: the look is not "
+        "compared (count, kind, format and size still are)"))
 
 
 MAX_WAIT = 3600

@@ -6,10 +6,11 @@ import asyncio
 
 from aiohttp import web
 
+from ..core import proofs
 from ..core.templates import UNSET, Template
 from .context import RouteContext
 from .http import json_ok, shapes, the
-from .schemas import TemplateCreate, TemplatesList, TemplateUpdate
+from .schemas import TemplateCreate, TemplateProofCreate, TemplatesList, TemplateUpdate
 
 
 @shapes(answer=TemplatesList)
@@ -48,6 +49,25 @@ async def update_template(request: web.Request, ctx: RouteContext) -> web.Respon
     return json_ok(template.to_json())
 
 
+@shapes(body=TemplateProofCreate, answer=Template)
+async def use_as_proof(request: web.Request, ctx: RouteContext) -> web.Response:
+    """Use one of the template's succeeded runs as its proof: its parameters' values, its input files and what
+    each output node gave, proven on each new version of its environment before traffic moves (core/proofs.py)."""
+    body, name, svc = the(request, TemplateProofCreate), request.match_info["name"], ctx.services
+
+    def record() -> Template:
+        run = svc.executions.get(body.execution_id, ctx.user(request), localise=False)
+        return proofs.use_run(svc.templates, run, svc.prover.read_blob, name, body.hash_tolerance, svc.owner.name)
+
+    return json_ok((await asyncio.to_thread(record)).to_json())
+
+
+@shapes(answer=Template)
+async def drop_proof(request: web.Request, ctx: RouteContext) -> web.Response:
+    template = await asyncio.to_thread(ctx.services.templates.update, request.match_info["name"], proof=None)
+    return json_ok(template.to_json())
+
+
 async def delete_template(request: web.Request, ctx: RouteContext) -> web.Response:
     await asyncio.to_thread(ctx.services.templates.delete, request.match_info["name"])
     return web.Response(status=204)
@@ -59,4 +79,6 @@ ROUTES = [
     ("GET", "/templates/{name}", get_template),
     ("PUT", "/templates/{name}", update_template),
     ("DELETE", "/templates/{name}", delete_template),
+    ("POST", "/templates/{name}/proof", use_as_proof),
+    ("DELETE", "/templates/{name}/proof", drop_proof),
 ]

@@ -1,6 +1,7 @@
 """Pinning a template to an environment version from the sidebar's Templates list, in the real ComfyUI frontend:
 each bound template's row says its version (pinned, or following the newest) and whether its environment's
-endpoint serves it; the pin control changes it, and the server then refuses runs the endpoint cannot serve."""
+endpoint serves it; the pin control changes it, and the server then refuses runs the endpoint cannot serve. A
+succeeded run's "Use this run as the proof" gives the template its proof, and the row says where it stands."""
 
 from __future__ import annotations
 
@@ -62,6 +63,22 @@ def test_the_pin_control_pins_and_the_row_says_what_the_endpoint_serves(page: Pa
         row.get_by_test_id("sagemaker-template-pin").select_option("")
         expect(row.get_by_test_id("sagemaker-template-env-version")).to_have_attribute("data-pinned", "")
         assert client.get(f"/sagemaker/templates/{template}").json()["environment_version"] is None
+
+        # Its proof (issue 30): none yet; "Use this run as the proof" in a succeeded run's detail makes one, and
+        # the row says it has not run on the version served (the next redeploy runs it before traffic moves).
+        proof = row.get_by_test_id("sagemaker-template-proof")
+        expect(proof).to_have_attribute("data-proof", "none")
+        r = client.post("/sagemaker/executions", json={"prompt": PROMPT, "template": template})
+        assert r.status_code == 202, r.text
+        execution_id = r.json()["execution_id"]
+        run = page.locator(f'[data-testid="sagemaker-execution-row"][data-execution="{execution_id}"]')
+        expect(run).to_have_attribute("data-state", "succeeded", timeout=60_000)
+        run.click()
+        page.locator(f'[data-testid="sagemaker-execution-detail"][data-execution="{execution_id}"]') \
+            .get_by_test_id("sagemaker-execution-proof").click()
+        expect(proof).to_have_attribute("data-proof", "unproven")
+        expect(proof).to_have_text("proof not run on this version")
+        assert client.get(f"/sagemaker/templates/{template}").json()["proof"]["execution"] == execution_id
         assert not page.console.errors_from("sagemaker")
     finally:
         client.delete(f"/sagemaker/endpoints/{environment}")

@@ -75,6 +75,8 @@ class FakeEndpoints(Endpoints):
         self.store_uri = ""  # set by Services, as on LocalEndpoints
         self.slots = slots
         self.hold_starts = hold_starts  # deploys stay Creating until `ready` (or `fail`)
+        self.prover = None  # core.proofs.Prover: a redeploy's proofs run on the new version before traffic moves
+        self.lacking: dict[int, set[str]] = {}  # version -> node types its ComfyUI lacks (refused as ComfyUI does)
         self.manual = False  # runs wait for the test's word instead of playing their prompt
         self.resumable = True  # runs say how to follow them (sagemaker.resumable) and `resume` answers them
         self._forgotten: set[str] = set()  # results the worker no longer keeps (forget)
@@ -104,7 +106,8 @@ class FakeEndpoints(Endpoints):
     @staticmethod
     def describe(state: dict) -> dict:
         return {k: state.get(k) for k in ("name", "kind", "state", "environment", "version", "url", "reason",
-                                          "created_at", "updated_at", "phases", "activity", "comfyuis")}
+                                          "created_at", "updated_at", "phases", "activity", "comfyuis", "proofs",
+                                          "proof_failed")}
 
     def _set(self, name: str, **fields) -> dict:
         with self._lock:
@@ -132,7 +135,7 @@ class FakeEndpoints(Endpoints):
         with self._lock:
             return self.describe(self._state(name))
 
-    def deploy(self, manifest: dict) -> dict:
+    def deploy(self, manifest: dict, prove: bool = True) -> dict:
         name, version = manifest["name"], manifest["version"]
         with self._lock:
             old = self._endpoints.get(self._key(name))
@@ -146,7 +149,7 @@ class FakeEndpoints(Endpoints):
                 return self.describe(old)  # this very update is under way
             elif old and serving:
                 old.update(state="Updating", reason=None, starts=old["starts"] + 1,
-                           next={"version": version}, updated_at=now())
+                           next={"version": version, "prove": prove}, proof_failed=None, updated_at=now())
                 view, settled = self.describe(old), False
             else:
                 if old:
@@ -297,14 +300,30 @@ class FakeEndpoints(Endpoints):
 
     # what only tests call
 
+    def rollback(self, manifest: dict) -> dict:
+        return self.deploy(manifest, prove=False)  # as LocalEndpoints: back to a version artists ran on, unproven
+
     def ready(self, name: str) -> dict:
-        """A held start (hold_starts) ends: InService (on the new version, for an update)."""
+        """A held start (hold_starts) ends: InService (on the new version, for an update, once its proofs pass:
+        else the old version serves on, as LocalEndpoints does)."""
         self._log(name, "worker ready in 0.0 s (ComfyUI 0 first; 1 in all)")
         with self._lock:
             nxt = self._state(name).get("next")
             version = nxt["version"] if nxt else self._state(name)["version"]
             starts = self._state(name)["starts"]
-        view = self._set(name, state="InService", reason=None, version=version, next=None,
+        proofs = None
+        if nxt and self.prover is not None:
+            if nxt.get("prove", True):
+                proofs = self.prover.run(name, version, lambda body: self._on_version(version, body))
+                if not proofs["passed"]:
+                    from comfyui_sagemaker.core.proofs import summary
+
+                    self._set(name, proof_failed=proofs)
+                    return self.fail(name, summary(proofs))
+            else:
+                proofs = self.prover.results(name, version)
+        view = self._set(name, state="InService", reason=None, version=version, next=None, proofs=proofs,
+                         proof_failed=None,
                          url=f"http://fake.invalid/{self._key(name)}/{starts}",
                          comfyuis=[{"index": 0, "state": "ready"}])
         self._settle(name)
@@ -393,6 +412,20 @@ class FakeEndpoints(Endpoints):
             self.ready(name)
 
         threading.Thread(target=become_ready, daemon=True, name=f"fake-start-{name}").start()
+
+    def _on_version(self, version: int, body: dict) -> dict:
+        """A run on a redeploy's new worker (its proofs): played at once, beside the serving worker's runs; a node
+        type that version lacks is refused as ComfyUI's validation does."""
+        for node_id, node in body["prompt"].items():
+            if node.get("class_type") in self.lacking.get(version, set()):
+                message = f"Cannot execute because node {node['class_type']} does not exist."
+                return failed(body.get("execution_id"), "prompt_invalid", message, details={
+                    "error": {"type": "invalid_prompt", "message": message}, "node_errors": {node_id: {
+                        "errors": [{"message": message, "details": f"Node ID '#{node_id}'"}],
+                        "class_type": node["class_type"]}}})
+        run = FakeRun("next", body, self.store)
+        run.begin()
+        return run.play()
 
     def _end_runs(self, name: str, why: str) -> None:
         """The worker is gone (called under the lock): its runs die, queued ones too."""

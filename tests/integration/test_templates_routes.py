@@ -35,7 +35,8 @@ def test_publish_get_list_put_delete(client):
     assert (t["name"], t["version"], t["environment"], t["prompt"]) == (name, 1, None, PROMPT)
     listed = {x["name"]: x for x in client.get("/sagemaker/templates").json()["templates"]}
     summary = ("name", "environment", "environment_version", "version", "created_at", "updated_at")
-    assert listed[name] == {k: t[k] for k in summary} and t["environment_version"] is None  # follows the newest
+    assert listed[name] == {**{k: t[k] for k in summary}, "proof": False}  # no proof yet (core/proofs.py)
+    assert t["environment_version"] is None and t["proof"] is None  # follows the newest
     assert client.get(f"/sagemaker/templates/{name}").json()["workflow"] == WORKFLOW
     r = client.put(f"/sagemaker/templates/{name}", json={"workflow": WORKFLOW, "prompt": PROMPT, "version": 1})
     assert r.status_code == 200 and r.json()["version"] == 2

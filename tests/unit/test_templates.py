@@ -35,8 +35,8 @@ def test_publish_get_list(templates):
     assert (t.name, t.version, t.environment) == ("Foo", 1, None)
     assert templates.get("Foo").workflow == WORKFLOW
     listed = templates.list()
-    assert listed == [{"name": "Foo", "environment": None, "environment_version": None, "version": 1,
-                       "created_at": t.created_at, "updated_at": t.updated_at}]
+    assert listed == [{"name": "Foo", "environment": None, "environment_version": None, "proof": False,
+                       "version": 1, "created_at": t.created_at, "updated_at": t.updated_at}]
 
 
 def test_foo_and_foo_are_distinct(templates):

@@ -47,7 +47,25 @@ function item(v) {
   return el("li", attrs, [
     head,
     el("div", { class: "sagemaker-history-changes", "data-testid": "sagemaker-environment-history-changes" }, changesText(v.changes)),
+    v.proofs ? proofsLine(v.proofs) : null,
   ]);
+}
+
+// The proofs run on the version before traffic moved to it (core/proofs.py): passed, or which template failed.
+function proofsLine(run) {
+  const failed = run.results.filter((r) => !r.passed);
+  const text = failed.length
+    ? `proof failed: ${failed.map((r) => `${r.template} (${r.problems[0] ?? "failed"})`).join("; ")}`
+    : `proofs passed (${run.results.length} template${run.results.length === 1 ? "" : "s"})`;
+  return el(
+    "div",
+    {
+      class: failed.length ? "sagemaker-error" : "sagemaker-muted",
+      "data-testid": "sagemaker-environment-history-proofs",
+      "data-passed": String(run.passed),
+    },
+    text,
+  );
 }
 
 /** @param {{name: string, serving: number | null, versions: any[]}} history */

@@ -4,6 +4,7 @@
 import { api } from "../../../scripts/api.js";
 import { el } from "./dom.js";
 import { formatDuration, timeAgo } from "./format.js";
+import { proofButton } from "./proofs.js";
 import { isArtist } from "./role.js";
 
 const STATE_ICON = {
@@ -171,5 +172,6 @@ export function detailOf(r, ctx) {
         )
       : null,
     el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-execution-versions" }, `${versions(r)} · ${r.id}`),
+    r.state === "succeeded" && r.template && !isArtist() ? proofButton(r) : null,
   ]);
 }

@@ -8,6 +8,7 @@ import { el, find, findAll, iconButton } from "./dom.js";
 import { onShared } from "./live.js";
 import { ParameterForm } from "./parameter_form.js";
 import { bindingPreflight } from "./preflight.js";
+import { proofNote } from "./proofs.js";
 import { Latest, LiveSet, Section } from "./section.js";
 import { pinLine } from "./template_pin.js";
 
@@ -259,6 +260,7 @@ class TemplatesSection extends Section {
             onPin: (version) => this.pin(t, version),
           })
         : null,
+      t.environment ? proofNote(t, this.endpoints.get(t.environment.toLowerCase()) ?? null) : null,
     ]);
   }
 
