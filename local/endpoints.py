@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from typing_extensions import Required, TypedDict, Unpack
 
@@ -49,7 +49,7 @@ from ..core.endpoints import (
     InvocationFailed,
     RunUnknown,
 )
-from ..core.environments import manifest_key
+from ..core.environments import manifest_key, read_manifest
 from ..core.errors import SageMakerError, message_of
 from ..core.executions import RESUMABLE
 from ..core.fs import scratch
@@ -59,7 +59,9 @@ from ..core.names import ENVIRONMENT_NAME
 from ..core.records import EndpointView, Manifest
 from ..core.shapes import ShapeInvalid, validate
 from ..core.shared_registry import HEARTBEAT_S, Sharing
+from ..core.store import KeyNotFound
 from ..core.templates import now
+from ..core.unreadable import Unreadable
 from ..core.worker_contract import (
     KEEPS_HEADER,
     TOKEN_HEADER,
@@ -172,6 +174,16 @@ def _constant(value: str) -> Callable[[], str]:
 
 def _header(token: str | None) -> dict[str, str]:
     return {TOKEN_HEADER: token} if token else {}
+
+
+def local_manifest(manifest: Manifest, shared: bool | None = None) -> Manifest:
+    """`manifest` as a local endpoint serves it: its local config (or the default one, for an environment
+    published for another kind), shared or private when `shared` says."""
+    endpoint = manifest.get("endpoint")
+    config = dict(endpoint) if endpoint and endpoint["kind"] == "local" else {"kind": "local"}
+    if shared is not None:
+        config["shared"] = shared
+    return cast(Manifest, {**manifest, "endpoint": config})
 
 
 def _serving(state: LocalState) -> bool:
@@ -588,11 +600,37 @@ class LocalEndpoints(Endpoints):
                 except (EndpointNotFound, EndpointStateConflict):
                     self._withdraw(name)
                 return False
+            if state["state"] == "InService" and not state.get("next"):  # one update at a time
+                self._redeploy_if_asked(sharing, name)
             sharing.registry.beat(name, state.get("version"), state["state"], state.get("url"), sharing.instance,
                                   sharing.owner, state.get("token"))
         except Exception as err:  # the store unreachable now: the next beat tries again; readers see it expire
             log.warning("comfyui-sagemaker: shared endpoint %s: heartbeat failed: %s", name, message_of(err))
         return True
+
+    def _redeploy_if_asked(self, sharing: Sharing, name: str) -> None:
+        """A designer on another ComfyUI asked for a version: it starts beside the serving one (deploy), and the
+        ask goes. A version that cannot be read is said in the log and the ask goes too (it would never deploy)."""
+        asked = sharing.registry.redeploy_asked(name)
+        if asked is None:
+            return
+        wanted, etag = asked
+        key = manifest_key(name, wanted["version"])
+        try:
+            manifest = read_manifest(sharing.registry.store.get(key).data, key, name, wanted["version"])
+        except (KeyNotFound, Unreadable) as err:
+            why = "it does not exist" if isinstance(err, KeyNotFound) else err.reason
+            log.warning("comfyui-sagemaker: %s asked endpoint %s for version %d: %s", wanted["by"], name,
+                        wanted["version"], why)
+        else:
+            log.info("comfyui-sagemaker: %s asked endpoint %s for version %d: deploying it", wanted["by"], name,
+                     wanted["version"])
+            try:
+                self.deploy(local_manifest(manifest, shared=True))
+            except SageMakerError as err:
+                log.warning("comfyui-sagemaker: endpoint %s: the redeploy %s asked for failed: %s", name,
+                            wanted["by"], err.message)
+        sharing.registry.redeployed(name, etag)
 
     # processes
 
