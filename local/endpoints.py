@@ -261,6 +261,9 @@ class LocalEndpoints(Endpoints):
         self._settled: dict[str, list[Callable[[], None]]] = {}  # by endpoint: told when its deploy has settled
         self.drain_limit = DRAIN_LIMIT_S
         self.clock: Callable[[], float] = time.time  # the idle stop's (tests set a fake one)
+        # One ComfyUI per worker where a designer's own ComfyUI uses the GPU too; a machine serving without one
+        # (local/on_premises.py) runs one per GPU (worker/devices.py).
+        self.one_comfyui = True
         self.root.mkdir(parents=True, exist_ok=True)
 
     # state on disk
@@ -641,7 +644,8 @@ class LocalEndpoints(Endpoints):
 
     def _spawn(self, name: str, version: int | None, manifest_uri: str, shared: bool) -> Worker:
         folder = self._dir(name)
-        host = self._check_share(name).host if shared else "127.0.0.1"
+        sharing = self._check_share(name) if shared else None
+        host = sharing.host if sharing else "127.0.0.1"
         port = free_port(host)
         token = secrets.token_urlsafe(32)  # a new worker, a new secret
         env = {
@@ -665,12 +669,14 @@ class LocalEndpoints(Endpoints):
             # One ComfyUI on the designer's machine (its own ComfyUI uses the GPU too), unless this ComfyUI's
             # environment asks for more (WORKER_COMFYUI_COUNT or WORKER_DEVICES, see worker/devices.py).
             "WORKER_COMFYUI_COUNT": os.environ.get("WORKER_COMFYUI_COUNT")
-            or ("" if os.environ.get("WORKER_DEVICES") else "1"),
+            or ("" if os.environ.get("WORKER_DEVICES") or not self.one_comfyui else "1"),
         }
         folder.mkdir(parents=True, exist_ok=True)
         pid = self._processes.start(worker_command(self.runtime.python, self.runtime.extension_dir), env,
                                     folder / "worker.log")
-        return {"pid": pid, "port": port, "url": _url(host, port), "token": token}
+        # The address the team reaches it at: share_host itself, or the one advertised for every address.
+        return {"pid": pid, "port": port, "url": _url((sharing.advertise if sharing else "") or host, port),
+                "token": token}
 
     def _start(self, state: LocalState) -> None:
         worker = self._spawn(state["name"], state.get("version"), state["manifest_uri"], bool(state.get("shared")))
