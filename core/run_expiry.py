@@ -18,7 +18,9 @@ DEFAULT_LIMIT_S, the longest of them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from .records import EndpointConfig
 
@@ -54,7 +56,7 @@ def reason(instance: str, limit: float) -> str:
     return f"expired: ComfyUI {instance} did not come back within {duration(limit)}"
 
 
-def began(record: dict) -> float | None:
+def began(record: Mapping[str, Any]) -> float | None:
     """When a run began to count against its limit (started, else queued), as epoch seconds; None if unreadable."""
     for field in ("started_at", "created_at"):
         value = record.get(field)

@@ -180,7 +180,7 @@ def local_manifest(manifest: Manifest, shared: bool | None = None) -> Manifest:
     """`manifest` as a local endpoint serves it: its local config (or the default one, for an environment
     published for another kind), shared or private when `shared` says."""
     endpoint = manifest.get("endpoint")
-    config = dict(endpoint) if endpoint and endpoint["kind"] == "local" else {"kind": "local"}
+    config: dict[str, Any] = dict(endpoint) if endpoint and endpoint["kind"] == "local" else {"kind": "local"}
     if shared is not None:
         config["shared"] = shared
     return cast(Manifest, {**manifest, "endpoint": config})
