@@ -313,7 +313,7 @@ def _serve(args: argparse.Namespace) -> int:
     endpoints = LocalEndpoints(folder, store_uri(cfg), WorkerRuntime(comfyui, args.comfyui_args, PACKAGE_DIR),
                                on_change=serving.changed, sharing=lambda: sharing)
     endpoints.cache = state_dir / "worker-cache"  # the environments served here share their models' cache
-    endpoints.one_comfyui = False
+    endpoints.dedicated = True  # one ComfyUI per GPU, no idle stop
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: serving.interrupt())
     _say(f"serving {manifest['name']} version {version} from {store_uri(cfg)}" +

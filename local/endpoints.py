@@ -261,9 +261,10 @@ class LocalEndpoints(Endpoints):
         self._settled: dict[str, list[Callable[[], None]]] = {}  # by endpoint: told when its deploy has settled
         self.drain_limit = DRAIN_LIMIT_S
         self.clock: Callable[[], float] = time.time  # the idle stop's (tests set a fake one)
-        # One ComfyUI per worker where a designer's own ComfyUI uses the GPU too; a machine serving without one
-        # (local/on_premises.py) runs one per GPU (worker/devices.py).
-        self.one_comfyui = True
+        # A machine serving without a ComfyUI (local/on_premises.py): its workers run one ComfyUI per GPU
+        # (worker/devices.py), where a designer's own ComfyUI would use the GPU too, and never stop idle (owned
+        # hardware costs nothing idle, and nobody is there to start it again).
+        self.dedicated = False
         self.root.mkdir(parents=True, exist_ok=True)
 
     # state on disk
@@ -341,7 +342,7 @@ class LocalEndpoints(Endpoints):
         serves starts the new one beside it (Updating; the module's docstring says what follows)."""
         name, version = manifest["name"], manifest["version"]
         uri = f"{self._store_uri()}/{manifest_key(name, version)}"
-        idle = minutes(manifest.get("endpoint"))
+        idle = 0 if self.dedicated else minutes(manifest.get("endpoint"))
         config = manifest.get("endpoint")
         asked = config.get("shared") if config else None
         with self._lock:
@@ -669,7 +670,7 @@ class LocalEndpoints(Endpoints):
             # One ComfyUI on the designer's machine (its own ComfyUI uses the GPU too), unless this ComfyUI's
             # environment asks for more (WORKER_COMFYUI_COUNT or WORKER_DEVICES, see worker/devices.py).
             "WORKER_COMFYUI_COUNT": os.environ.get("WORKER_COMFYUI_COUNT")
-            or ("" if os.environ.get("WORKER_DEVICES") or not self.one_comfyui else "1"),
+            or ("" if os.environ.get("WORKER_DEVICES") or self.dedicated else "1"),
         }
         folder.mkdir(parents=True, exist_ok=True)
         pid = self._processes.start(worker_command(self.runtime.python, self.runtime.extension_dir), env,

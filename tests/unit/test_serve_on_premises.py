@@ -73,20 +73,22 @@ def test_a_name_that_resolves_to_nothing_reachable_asks_for_advertise():
 
 
 def test_a_worker_on_every_address_is_registered_at_the_address_told(tmp_path, monkeypatch):
-    """Nothing binds beyond loopback: the port finder and the process start are stubbed."""
+    """Nothing binds beyond loopback: the port finder and the process start are stubbed. A machine's worker runs a
+    ComfyUI per GPU and never stops idle."""
     store = FolderStore(tmp_path / "store")
     bound, started = [], []
     monkeypatch.setattr(local_endpoints, "free_port", lambda host: bound.append(host) or 41234)
     sharing = Sharing(SharedRegistry(store), "i-gpu", "gpu-box", "0.0.0.0", "192.168.1.20")
     local = LocalEndpoints(tmp_path / "state", "file://store", WorkerRuntime(tmp_path, "", tmp_path),
                            sharing=lambda: sharing)
-    local.one_comfyui = False
+    local.dedicated = True
     monkeypatch.setattr(local._processes, "start", lambda argv, env, log: started.append(env) or 4242)
     monkeypatch.setattr(local, "_watch", lambda name, pid: None)  # no worker to watch
-    local.deploy({**publish(store, "Env1"), "endpoint": {"kind": "local", "shared": True}})
+    local.deploy({**publish(store, "Env1"), "endpoint": {"kind": "local", "shared": True, "idle_stop_minutes": 5}})
     assert bound == ["0.0.0.0"] and started[0]["WORKER_HOST"] == "0.0.0.0"
     assert started[0]["WORKER_COMFYUI_COUNT"] == ""  # one ComfyUI per GPU, none of them a designer's own
     assert local.get("Env1")["url"] == "http://192.168.1.20:41234"
+    assert local.get("Env1")["idle_stop_minutes"] == 0  # nobody would start it again
     local._share(local._read("Env1"), force=True)
     assert b"http://192.168.1.20:41234" in store.get(entry_key("Env1")).data
 
