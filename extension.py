@@ -219,8 +219,8 @@ class Extension:
     def _maintain(self) -> None:
         """A designer's ComfyUI keeps the shared store tidy, starting an hour after start-up (no start-up work
         grows with the store): the template index checked against the templates themselves (hourly),
-        idempotency keys past their 24 hours removed (hourly), execution records past their retention removed
-        (daily)."""
+        idempotency keys past their 24 hours removed (hourly), runs of ComfyUIs that never came back expired past
+        their endpoint's run time limit (hourly), execution records past their retention removed (daily)."""
         hours = 0
         while not self._stopping.wait(self.maintenance_every):
             hours += 1
@@ -232,6 +232,8 @@ class Extension:
                                     ("removing expired idempotency keys", True, services.idempotency.remove_expired),
                                     # once per store: then a list of one owner's runs in one state is one LIST
                                     ("indexing ended runs by owner", True, services.executions.records.index_by_owner),
+                                    # the safety net under the follower sweep (core/run_expiry.py)
+                                    ("expiring runs of ComfyUIs that did not come back", True, services.expire_runs),
                                     ("applying the execution retention", hours % 24 == 1, services.apply_retention)):
                 if not due:
                     continue

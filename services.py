@@ -270,6 +270,13 @@ class Services:
         retention.sweep_blobs(self.store, retention_days=days)
         return removed
 
+    def expire_runs(self) -> int:
+        """Runs left in flight by ComfyUIs that never came back, past their endpoint's run time limit, failed with
+        the reason (core/run_expiry.py); a designer's job. The number expired."""
+        if self.config.role != "designer":
+            return 0
+        return self.executions.expire_abandoned()
+
     @cached_property
     def input_sync(self) -> InputSync:
         if self.host is None:

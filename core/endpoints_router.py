@@ -117,6 +117,8 @@ class EndpointsRouter(Endpoints):
         if endpoint is None:  # environments deploy only what names an endpoint; said, not a TypeError
             raise SageMakerError(f"environment {manifest['name']} was published without an endpoint")
         kind = endpoint["kind"]
+        if kind == "local" and endpoint.get("shared") is not False and (shared := self._shared_elsewhere(manifest)):
+            return shared.rollback(manifest) if rollback else shared.deploy(manifest)
         for p in self._made_providers():  # a kind change moves the endpoint (never another ComfyUI's shared one)
             if p.kind not in (kind, SHARED):
                 try:
@@ -125,6 +127,28 @@ class EndpointsRouter(Endpoints):
                     pass
         provider = self.provider(kind)
         return provider.rollback(manifest) if rollback else provider.deploy(manifest)
+
+    def _shared_elsewhere(self, manifest: Manifest) -> Endpoints | None:
+        """The provider of another ComfyUI's shared endpoint of this environment, when this ComfyUI has no local
+        endpoint of its own: a deploy there is that endpoint's redeploy, which its owner carries out (the team
+        has one endpoint of an environment; only the Share switch's explicit false makes one of this ComfyUI's)."""
+        if SHARED not in self._factories or self._owns_local(manifest["name"]):
+            return None
+        shared = self.provider(SHARED)
+        try:
+            shared.get(manifest["name"])
+        except EndpointNotFound:
+            return None
+        return shared
+
+    def _owns_local(self, name: str) -> bool:
+        if "local" not in self._factories:
+            return False
+        try:
+            self.provider("local").get(name)
+            return True
+        except SageMakerError:  # none here (EndpointNotFound), or local endpoints cannot be made here
+            return False
 
     def delete(self, name: str) -> None:
         self._owner(name).delete(name)

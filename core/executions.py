@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import json
 import logging
 import threading
 import time
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import TypedDict, Unpack
 
-from . import cancel_tokens, followers, pinning, preflight, proofs
+from . import cancel_tokens, followers, pinning, preflight, proofs, run_expiry
 from .daemon_pool import DaemonPool
 from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, InvocationFailed, RunUnknown
 from .errors import (
@@ -59,6 +60,7 @@ from .execution_records import FINAL, ID_RE, INDEX, ExecutionRecords, parse_reco
 from .fs.hashing import HashCache
 from .identity import Owner, may_change_execution
 from .inputs import InputMissing, get_inputs, input_path, put_inputs
+from .leases import expired as leases_expired
 from .names import ENVIRONMENT_NAME, TEMPLATE_NAME
 from .records import ExecutionError, ExecutionExtra, ExecutionRecord, ExecutionState, ExecutionSummary
 from .store import DIGEST_RE, KeyNotFound, PreconditionFailed, Store
@@ -842,13 +844,81 @@ class ExecutionService:
         done = self.records.swap(execution_id, failed)
         if done is None:
             return "stale"
+        # Its cancel token died with its follower: the endpoint runs it to its end (within its time limit).
+        self._ended_orphan(done)
+        return "failed"
+
+    def _ended_orphan(self, done: ExecutionRecord) -> None:
+        """A run another process followed was ended here: its markers, its webhook, its pages told."""
         self.records.ended(done)
         self._ended(done)
-        # Its cancel token died with its follower: the endpoint runs it to its end (within its time limit).
         summary = self.summary(done)
         self.send("sagemaker.execution", summary, None)
-        self._tell(execution_id, "sagemaker.execution", summary)
-        return "failed"
+        self._tell(done["id"], "sagemaker.execution", summary)
+
+    def expire_abandoned(self, clock: Callable[[], float] = time.time) -> int:
+        """A designer's maintenance (core/run_expiry.py): every run in flight whose follower's lease is gone or
+        expired and that began longer ago than its endpoint's run time limit is failed, "expired: ComfyUI <its
+        owner's instance> did not come back within <limit>", by compare-and-swap (a follower that came back, or a
+        sweep that took the run over meanwhile, wins). The number expired."""
+        limits: dict[tuple[str, int | None], float] = {}
+        expired = 0
+        for execution_id in self.records.inflight():
+            if self.live(execution_id):
+                continue
+            try:
+                got = self.records.read(execution_id)
+            except ExecutionCorrupt:  # logged; a person looks at it
+                continue
+            record = got[0] if got else None
+            if record is None or record.get("state") not in ("queued", "running"):
+                continue
+            follower = record.get("follower")
+            if follower and self._follows(follower, clock()):
+                continue
+            limit = self._run_limit(record, limits)
+            began = run_expiry.began(record)
+            if began is None or clock() - began < limit:
+                continue
+            owner = Owner.from_json(record.get("owner"))
+            why = run_expiry.reason(owner.instance if owner else "unknown", limit)
+
+            def expire(stored: ExecutionRecord, follower: str | None = follower,
+                       why: str = why) -> ExecutionRecord | None:
+                if stored.get("state") not in ("queued", "running") or stored.get("follower") != follower:
+                    return None
+                return {**stored, "state": "failed", "finished_at": now(),
+                        "error": {"code": run_expiry.CODE, "message": why}}
+
+            done = self.records.swap(execution_id, expire)
+            if done is not None:
+                self._ended_orphan(done)
+                expired += 1
+        if expired:
+            logging.getLogger("comfyui_sagemaker").info("comfyui-sagemaker: expired %d run(s) of ComfyUIs that did "
+                                                        "not come back", expired)
+        return expired
+
+    def _follows(self, follower: str, at: float) -> bool:
+        """Whether `follower`'s lease (its process's heartbeat) is held and unexpired at `at`."""
+        try:
+            body = json.loads(self.store.get(followers.lease_key(follower)).data)
+        except KeyNotFound:
+            return False
+        except ValueError:  # unreadable: its holder cannot renew it either
+            return False
+        return not leases_expired(body, at)
+
+    def _run_limit(self, record: ExecutionRecord, limits: dict[tuple[str, int | None], float]) -> float:
+        """The run time limit of the endpoint the run went to, by its environment version's config."""
+        name, version = record.get("environment") or "", record.get("environment_version")
+        if (name, version) not in limits:
+            try:
+                manifest = self.environments.get(name, version) if name else None
+            except SageMakerError:  # deleted, unreadable: the longest limit
+                manifest = None
+            limits[(name, version)] = run_expiry.limit_of(manifest.get("endpoint") if manifest else None)
+        return limits[(name, version)]
 
     def _follow_again(self, record: ExecutionRecord, is_dead: Callable[[str | None], bool], reason: str) -> str:
         me = self.follower.hold()

@@ -10,7 +10,11 @@ anyone who can read the store reads every template, input and output and may run
 ComfyUI; the token keeps out the rest of the network, which cannot read the store.
 
 A designer on another ComfyUI stops it by creating `endpoints/<environment>/shared-stop.json`; the owner's
-watcher obeys it within a heartbeat and withdraws the entry. An entry whose heartbeat is older than EXPIRES_S
+watcher obeys it within a heartbeat and withdraws the entry. A redeploy is asked the same way:
+`endpoints/<environment>/shared-redeploy.json` names the version wanted (a later ask replaces an earlier one);
+the owner's watcher starts that version beside the serving one, as its own redeploys do, and removes the ask.
+The owner is a ComfyUI or a machine that serves without one (`worker serve --share`, local/on_premises.py):
+the same entry, heartbeat and asks. An entry whose heartbeat is older than EXPIRES_S
 (its ComfyUI gone) shows as Gone everywhere and takes no runs.
 
 Everything read here was written by whoever can write the store: each entry is checked against its shape, its
@@ -59,6 +63,12 @@ class StopAsked(TypedDict):
     at: str
 
 
+class RedeployAsked(TypedDict):
+    by: str
+    at: str
+    version: int
+
+
 def folder(name: str) -> str:
     return f"endpoints/{ENVIRONMENT_NAME.check(name).lower()}/"
 
@@ -73,6 +83,14 @@ def token_key(name: str) -> str:
 
 def stop_key(name: str) -> str:
     return folder(name) + "shared-stop.json"
+
+
+def redeploy_key(name: str) -> str:
+    return folder(name) + "shared-redeploy.json"
+
+
+def _printable(text: str) -> str:
+    return "".join(c for c in text if c.isprintable())[:64] or "a designer"
 
 
 def _iso(t: float) -> str:
@@ -107,7 +125,7 @@ class SharedRegistry:
 
     def withdraw(self, name: str) -> None:
         """The endpoint is no longer shared (stopped, deleted, made private): its keys go."""
-        for key in (entry_key(name), token_key(name), stop_key(name)):
+        for key in (entry_key(name), token_key(name), stop_key(name), redeploy_key(name)):
             try:
                 self.store.delete(key)
             except KeyNotFound:
@@ -120,9 +138,34 @@ class SharedRegistry:
             return None
         try:
             asked = validate(StopAsked, json.loads(data))
-            return {"by": "".join(c for c in asked["by"] if c.isprintable())[:64] or "a designer", "at": asked["at"]}
+            return {"by": _printable(asked["by"]), "at": asked["at"]}
         except (ValueError, RecursionError):  # ShapeInvalid is a ValueError; a marker, whatever it says, stops
             return {"by": "a designer", "at": ""}
+
+    def redeploy_asked(self, name: str) -> tuple[RedeployAsked, str] | None:
+        """The redeploy a designer asked for, and the ask's ETag (to remove that very ask once carried out); None
+        if none was asked, or the ask is not one (removed: whatever it says, a malformed ask deploys nothing)."""
+        try:
+            got = self.store.get(redeploy_key(name))
+        except KeyNotFound:
+            return None
+        try:
+            asked = validate(RedeployAsked, json.loads(got.data))
+        except (ValueError, RecursionError):
+            asked = None
+        if asked is None or isinstance(asked["version"], bool) or asked["version"] < 1:
+            self.redeployed(name, got.etag)
+            return None
+        return {"by": _printable(asked["by"]), "at": asked["at"], "version": asked["version"]}, got.etag
+
+    def redeployed(self, name: str, etag: str) -> None:
+        """The ask with `etag` was carried out (or refused): it goes, unless a newer ask replaced it meanwhile."""
+        try:
+            current = self.store.get(redeploy_key(name))
+            if current.etag == etag:
+                self.store.delete(redeploy_key(name))
+        except KeyNotFound:
+            pass
 
     # everyone's side
 
@@ -170,12 +213,21 @@ class SharedRegistry:
             pass
 
 
+    def ask_redeploy(self, name: str, version: int, by: str) -> None:
+        """A designer's redeploy from any ComfyUI: the owner's watcher deploys `version` (the newest ask wins)."""
+        asked: RedeployAsked = {"by": by, "at": _iso(self.clock()), "version": version}
+        self.store.put(redeploy_key(name), json.dumps(asked).encode())
+
+
 @dataclass(frozen=True)
 class Sharing:
     """What a ComfyUI needs to share its local endpoints: the store's registry, who it is, and the one address
-    its shared workers listen on (the configuration's share_host; empty: sharing is refused)."""
+    its shared workers listen on (the configuration's share_host; empty: sharing is refused). `advertise`: the
+    address the team reaches them at, when `host` is every address (0.0.0.0: `worker serve --share`); else
+    `host` itself."""
 
     registry: SharedRegistry
     instance: str
     owner: str
     host: str
+    advertise: str = ""

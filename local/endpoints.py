@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from typing_extensions import NotRequired, Required, TypedDict, Unpack
 
@@ -49,7 +49,7 @@ from ..core.endpoints import (
     InvocationFailed,
     RunUnknown,
 )
-from ..core.environments import manifest_key
+from ..core.environments import manifest_key, read_manifest
 from ..core.errors import SageMakerError, message_of
 from ..core.executions import RESUMABLE
 from ..core.fs import scratch
@@ -60,7 +60,9 @@ from ..core.proofs import Prover, summary
 from ..core.records import EndpointView, Manifest, ProofRun
 from ..core.shapes import ShapeInvalid, validate
 from ..core.shared_registry import HEARTBEAT_S, Sharing
+from ..core.store import KeyNotFound
 from ..core.templates import now
+from ..core.unreadable import Unreadable
 from ..core.worker_contract import (
     KEEPS_HEADER,
     TOKEN_HEADER,
@@ -178,6 +180,16 @@ def _header(token: str | None) -> dict[str, str]:
     return {TOKEN_HEADER: token} if token else {}
 
 
+def local_manifest(manifest: Manifest, shared: bool | None = None) -> Manifest:
+    """`manifest` as a local endpoint serves it: its local config (or the default one, for an environment
+    published for another kind), shared or private when `shared` says."""
+    endpoint = manifest.get("endpoint")
+    config: dict[str, Any] = dict(endpoint) if endpoint and endpoint["kind"] == "local" else {"kind": "local"}
+    if shared is not None:
+        config["shared"] = shared
+    return cast(Manifest, {**manifest, "endpoint": config})
+
+
 def _serving(state: LocalState) -> bool:
     """Whether the endpoint's state says a worker takes its invocations (Updating: the old one, beside `next`)."""
     return state["state"] in ("InService", "Updating") and bool(state.get("url"))
@@ -256,6 +268,10 @@ class LocalEndpoints(Endpoints):
         self._settled: dict[str, list[Callable[[], None]]] = {}  # by endpoint: told when its deploy has settled
         self.drain_limit = DRAIN_LIMIT_S
         self.clock: Callable[[], float] = time.time  # the idle stop's (tests set a fake one)
+        # A machine serving without a ComfyUI (local/on_premises.py): its workers run one ComfyUI per GPU
+        # (worker/devices.py), where a designer's own ComfyUI would use the GPU too, and never stop idle (owned
+        # hardware costs nothing idle, and nobody is there to start it again).
+        self.dedicated = False
         self.root.mkdir(parents=True, exist_ok=True)
 
     # state on disk
@@ -338,7 +354,7 @@ class LocalEndpoints(Endpoints):
         serves starts the new one beside it (Updating; the module's docstring says what follows), proven first."""
         name, version = manifest["name"], manifest["version"]
         uri = f"{self._store_uri()}/{manifest_key(name, version)}"
-        idle = minutes(manifest.get("endpoint"))
+        idle = 0 if self.dedicated else minutes(manifest.get("endpoint"))
         config = manifest.get("endpoint")
         asked = config.get("shared") if config else None
         with self._lock:
@@ -601,11 +617,37 @@ class LocalEndpoints(Endpoints):
                 except (EndpointNotFound, EndpointStateConflict):
                     self._withdraw(name)
                 return False
+            if state["state"] == "InService" and not state.get("next"):  # one update at a time
+                self._redeploy_if_asked(sharing, name)
             sharing.registry.beat(name, state.get("version"), state["state"], state.get("url"), sharing.instance,
                                   sharing.owner, state.get("token"))
         except Exception as err:  # the store unreachable now: the next beat tries again; readers see it expire
             log.warning("comfyui-sagemaker: shared endpoint %s: heartbeat failed: %s", name, message_of(err))
         return True
+
+    def _redeploy_if_asked(self, sharing: Sharing, name: str) -> None:
+        """A designer on another ComfyUI asked for a version: it starts beside the serving one (deploy), and the
+        ask goes. A version that cannot be read is said in the log and the ask goes too (it would never deploy)."""
+        asked = sharing.registry.redeploy_asked(name)
+        if asked is None:
+            return
+        wanted, etag = asked
+        key = manifest_key(name, wanted["version"])
+        try:
+            manifest = read_manifest(sharing.registry.store.get(key).data, key, name, wanted["version"])
+        except (KeyNotFound, Unreadable) as err:
+            why = "it does not exist" if isinstance(err, KeyNotFound) else err.reason
+            log.warning("comfyui-sagemaker: %s asked endpoint %s for version %d: %s", wanted["by"], name,
+                        wanted["version"], why)
+        else:
+            log.info("comfyui-sagemaker: %s asked endpoint %s for version %d: deploying it", wanted["by"], name,
+                     wanted["version"])
+            try:
+                self.deploy(local_manifest(manifest, shared=True))
+            except SageMakerError as err:
+                log.warning("comfyui-sagemaker: endpoint %s: the redeploy %s asked for failed: %s", name,
+                            wanted["by"], err.message)
+        sharing.registry.redeployed(name, etag)
 
     # processes
 
@@ -616,7 +658,8 @@ class LocalEndpoints(Endpoints):
 
     def _spawn(self, name: str, version: int | None, manifest_uri: str, shared: bool) -> Worker:
         folder = self._dir(name)
-        host = self._check_share(name).host if shared else "127.0.0.1"
+        sharing = self._check_share(name) if shared else None
+        host = sharing.host if sharing else "127.0.0.1"
         port = free_port(host)
         token = secrets.token_urlsafe(32)  # a new worker, a new secret
         env = {
@@ -640,12 +683,14 @@ class LocalEndpoints(Endpoints):
             # One ComfyUI on the designer's machine (its own ComfyUI uses the GPU too), unless this ComfyUI's
             # environment asks for more (WORKER_COMFYUI_COUNT or WORKER_DEVICES, see worker/devices.py).
             "WORKER_COMFYUI_COUNT": os.environ.get("WORKER_COMFYUI_COUNT")
-            or ("" if os.environ.get("WORKER_DEVICES") else "1"),
+            or ("" if os.environ.get("WORKER_DEVICES") or self.dedicated else "1"),
         }
         folder.mkdir(parents=True, exist_ok=True)
         pid = self._processes.start(worker_command(self.runtime.python, self.runtime.extension_dir), env,
                                     folder / "worker.log")
-        return {"pid": pid, "port": port, "url": _url(host, port), "token": token}
+        # The address the team reaches it at: share_host itself, or the one advertised for every address.
+        return {"pid": pid, "port": port, "url": _url((sharing.advertise if sharing else "") or host, port),
+                "token": token}
 
     def _start(self, state: LocalState) -> None:
         worker = self._spawn(state["name"], state.get("version"), state["manifest_uri"], bool(state.get("shared")))

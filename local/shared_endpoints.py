@@ -2,7 +2,8 @@
 
 Each is a designer's local endpoint on another ComfyUI (this ComfyUI's own shared endpoints are its local
 provider's): listed from the store, run on at the URL its owner wrote with the token the store keeps for the
-team, stopped by a marker the owner's watcher obeys. Its view is a local endpoint's with `shared: true` and
+team, stopped or redeployed by an ask in the store the owner's watcher carries out (the owner: another ComfyUI, or
+a machine serving without one, `worker serve --share`). Its view is a local endpoint's with `shared: true` and
 `owner`; one whose owner stopped beating is Gone, with a reason, and takes no runs.
 """
 
@@ -92,7 +93,18 @@ class SharedEndpoints(Endpoints):
                                     "there can it be started")
 
     def deploy(self, manifest: Manifest) -> EndpointView:
-        raise EndpointStateConflict(f"endpoint {manifest['name']} is shared by another ComfyUI: deploy from there")
+        """Asked through the store: the owner's watcher starts this version beside the serving one within a
+        heartbeat (its runs in flight finish on the old one), as its own redeploys do."""
+        view = self.get(manifest["name"])
+        if view["state"] == GONE:
+            raise EndpointStateConflict(f"endpoint {view['name']} runs on {view['owner']}'s ComfyUI, which has not "
+                                        "been heard from: it cannot deploy; stop it (its entry goes), then deploy "
+                                        "here")
+        self.registry.ask_redeploy(manifest["name"], manifest["version"], self.me)
+        view = {**view, "reason": f"version {manifest['version']} asked of {view['owner']} by {self.me}: it "
+                                  "starts beside the serving version"}
+        self.on_change(view)
+        return view
 
     def logs(self, name: str, tail: int = 200, contains: str | None = None) -> str:
         owner = self._entry(name)["owner"]

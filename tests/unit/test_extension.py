@@ -17,6 +17,7 @@ from comfyui_sagemaker.core.local_supervisor import LocalSupervisor
 from comfyui_sagemaker.core.templates import TemplateService
 from comfyui_sagemaker.extension import Extension
 from comfyui_sagemaker.local.folder_store import FolderStore
+from comfyui_sagemaker.services import Services
 from harness.fake_endpoints import FakeEndpoints
 from harness.waiting import wait_for
 
@@ -191,3 +192,16 @@ def test_the_maintenance_runs_on_the_designers_services_that_run_now(tmp_path, m
     reconciled.clear()
     time.sleep(0.2)
     assert reconciled == []  # stopped: no more rounds
+
+
+def test_the_maintenance_expires_runs_of_comfyuis_that_never_came_back(tmp_path, monkeypatch):
+    expired: list[str] = []
+    monkeypatch.setattr(Services, "expire_runs", lambda self: expired.append(self.config.role) or 0)
+    comfy = Comfy(tmp_path / "comfy", folder(tmp_path, "a"))
+    ext = comfy.extension(maintenance_every=0.02)
+    try:
+        ext.start(wait=True)
+        wait_for(lambda: expired, 30, "the maintenance's expiry of abandoned runs (core/run_expiry.py)")
+    finally:
+        ext.stop()
+        comfy.close()
