@@ -1,5 +1,6 @@
 """The real ComfyUI frontend in headless Chromium, as a user clicks."""
 
+import re
 import uuid
 
 import pytest
@@ -17,6 +18,11 @@ def test_sidebar_tab_shows_store_and_version(page):
     assert tabs.count(TAB_ID) == 1, tabs
     button = sidebar_button(page)
     expect(button).to_have_count(1)
+    # Its label (shown under the icon when the sidebar is not small) and tooltip say whose templates these are:
+    # ComfyUI's own "Templates" tab sits next to it (issue 32).
+    title = page.evaluate(f"() => {APP}.extensionManager.sidebarTab.sidebarTabs.find((t) => t.id === {TAB_ID!r}).title")
+    assert title == "SageMaker templates"
+    expect(button).to_have_attribute("aria-label", re.compile(r"^SageMaker templates: .*not ComfyUI's example Templates"))
     button.click()
     expect(page.get_by_test_id("sagemaker-panel")).to_be_visible()
     assert page.evaluate(f"() => {APP}.extensionManager.sidebarTab.activeSidebarTabId") == TAB_ID

@@ -1,5 +1,5 @@
 // @ts-check
-// comfyui-sagemaker's frontend: registers the "SageMaker" sidebar tab.
+// comfyui-sagemaker's frontend: registers the "SageMaker templates" sidebar tab.
 import { api } from "../../../scripts/api.js";
 import { app } from "../../../scripts/app.js";
 import { call, getRules, setToken, toastError } from "./api.js";
@@ -18,6 +18,9 @@ import { showS3Uris } from "./s3_uris.js";
 import { canvasChanged, mountTemplates } from "./templates.js";
 
 const TAB_ID = "sagemaker";
+// ComfyUI's own "Templates" tab (its example workflows) sits next to ours: the label says whose templates these are.
+const TAB_TITLE = "SageMaker templates";
+const TAB_TOOLTIP = "SageMaker templates: publish workflows, run them on endpoints (not ComfyUI's example Templates)";
 
 // The extension's broadcasts reach this page once it subscribed (with the token where one is needed).
 let subscribedAs = null;
@@ -118,7 +121,7 @@ async function render(container) {
   drawnIn = container;
   const status = el("div", { class: "sagemaker-status" });
   const panel = el("div", { class: "sagemaker-panel", "data-testid": "sagemaker-panel" }, [
-    el("h3", { class: "sagemaker-title" }, "SageMaker"),
+    el("h3", { class: "sagemaker-title" }, TAB_TITLE),
     status,
   ]);
   container.replaceChildren(panel);
@@ -174,8 +177,8 @@ app.registerExtension({
     app.extensionManager.registerSidebarTab({
       id: TAB_ID,
       icon: "pi pi-cloud",
-      title: "SageMaker",
-      tooltip: "SageMaker: templates, environments, endpoints",
+      title: TAB_TITLE, // the host shows it under the icon (its label, when none is given)
+      tooltip: TAB_TOOLTIP,
       type: "custom",
       render,
     });
