@@ -81,11 +81,12 @@ async function renderStatus(box) {
     }
     learnRole(health); // before the sections are drawn: an artist's show no designer actions
     const store = health.store ? health.store.kind : "unconfigured";
-    const where = health.store?.kind === "s3" ? `s3://${health.store.bucket}/${health.store.prefix || ""}` : "";
+    // Which one: two ComfyUIs of a team see whether they share it.
+    const where = health.store?.kind === "s3" ? `s3://${health.store.bucket}/${health.store.prefix || ""}` : (health.store?.path ?? "");
     box.replaceChildren(
       el("div", { class: "sagemaker-row", "data-testid": "sagemaker-store" }, [
         el("span", { class: "sagemaker-label" }, "Store"),
-        el("span", { class: "sagemaker-value" }, store + (where ? ` (${where})` : "")),
+        el("span", { class: "sagemaker-value", title: where }, store + (where ? ` (${where})` : "")),
       ]),
       el("div", { class: "sagemaker-row", "data-testid": "sagemaker-version" }, [
         el("span", { class: "sagemaker-label" }, "Version"),
