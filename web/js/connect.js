@@ -57,6 +57,23 @@ export function openConnect() {
   return true;
 }
 
+/** "Open Connect" beside a refusal a setting there would lift: `before` (e.g. closing the dialog) runs first.
+ * @param {() => void} before */
+export function openConnectButton(before) {
+  return el(
+    "button",
+    {
+      class: "sagemaker-button",
+      "data-testid": "sagemaker-open-connect",
+      onclick: () => {
+        before();
+        openConnect();
+      },
+    },
+    "Open Connect",
+  );
+}
+
 class ConnectSection extends Section {
   // A designer's form and what goes with it (formArea), and the file's Apply / Reload error (problems).
   /** @type {ReturnType<typeof connectForm>} */ form;
