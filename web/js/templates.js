@@ -74,12 +74,14 @@ async function listEnvironments() {
   }
 }
 
+const UNBOUND = "Bound to no environment: listed, but it cannot run until a designer binds it (Rebind)";
+
 function environmentSelect(environments, selected, testid) {
   const names = environments.map((e) => e.name);
   // A template may be bound to an environment the list does not show (deleted, or not listed yet).
   if (selected && !names.includes(selected)) names.push(selected);
   return el("select", { class: "sagemaker-input", "data-testid": testid }, [
-    el("option", { value: "" }, "(unbound)"),
+    el("option", { value: "", title: UNBOUND }, "(unbound: runs nowhere yet)"),
     ...names.map((name) => el("option", { value: name, selected: name === selected }, name)),
   ]);
 }
@@ -95,6 +97,19 @@ function templateTab(name) {
   return (
     open.find((w) => w.path === tabPath(name) && w.isTemporary && (w.activeState?.extra?.sagemaker?.template ?? name) === name) ?? null
   );
+}
+
+// The unsaved tab a template was published from is named after it ("Unsaved Workflow (2)" said nothing), as a
+// loaded template's tab is; a saved file keeps its name, and a tab or file of that name is left alone.
+async function nameTabAfter(name) {
+  const store = workflows();
+  const active = store?.activeWorkflow;
+  if (!active?.isTemporary || active.path === tabPath(name) || store.getWorkflowByPath?.(tabPath(name))) return;
+  try {
+    await store.renameWorkflow(active, tabPath(name));
+  } catch (err) {
+    console.warn("comfyui-sagemaker: could not name the tab after the template", err); // the tab keeps its name
+  }
 }
 
 function savedWorkflow(name) {
@@ -212,7 +227,7 @@ class TemplatesSection extends Section {
           "span",
           {
             class: "sagemaker-badge sagemaker-unbound",
-            title: "bound to no environment yet",
+            title: UNBOUND,
             "data-testid": "sagemaker-template-environment",
           },
           "unbound",
@@ -377,6 +392,7 @@ class TemplatesSection extends Section {
       title: loaded ? `Publish the canvas (${loaded.name} is loaded)` : "Publish the canvas as a template",
       body: [mode, nameField, message, note, field("Environment", environment)],
       okLabel: "Publish",
+      busyLabel: "Publishing…",
       testid: "sagemaker-publish-dialog",
       onOk: () =>
         loaded && update.checked
@@ -392,7 +408,8 @@ class TemplatesSection extends Section {
       message.textContent = invalid ? (rule.description ?? `must match ${rule.pattern}`) : "";
       dialog.setOkEnabled(updating || (name.value !== "" && !invalid));
       note.hidden = true;
-      if (!updating && name.value !== "" && !invalid) this.checkName(name.value, checks.begin(), note);
+      // A taken name would be refused: Publish waits for another (the server still refuses a late one).
+      if (!updating && name.value !== "" && !invalid) this.checkName(name.value, checks.begin(), note, () => dialog.setOkEnabled(false));
     };
     for (const input of [name, update, asNew]) input.addEventListener("input", validate);
     for (const input of [update, asNew]) input.addEventListener("change", validate);
@@ -401,7 +418,7 @@ class TemplatesSection extends Section {
 
   // The server's word on a free name: taken, or differing only in case from one (names are case-sensitive,
   // so "Slow" and "slow" would be two templates). Said under the name; only the latest check is shown.
-  async checkName(value, isLatest, note) {
+  async checkName(value, isLatest, note, onTaken) {
     let answer;
     try {
       answer = await call("POST", "/names/check", { kind: "template", name: value });
@@ -411,8 +428,10 @@ class TemplatesSection extends Section {
     if (!isLatest()) return;
     const similar = answer.similar ?? [];
     let text = "";
-    if (answer.exists) text = `${value} exists: publishing would be refused. Load it and use + to update it.`;
-    else if (similar.length)
+    if (answer.exists) {
+      text = `${value} exists: publishing would be refused. Load it and use + to update it.`;
+      onTaken();
+    } else if (similar.length)
       text =
         `${similar.join(", ")} already ${similar.length === 1 ? "exists" : "exist"}: ` +
         "names that differ only in case are different templates.";
@@ -426,6 +445,7 @@ class TemplatesSection extends Section {
       call("POST", "/templates", { name, workflow: withTemplate(workflow, { name }), prompt: output, environment }),
     );
     recordInCanvas(published); // the canvas now is this template, so the marker shows it
+    await nameTabAfter(name);
     toast("success", "Template published", name);
     await this.refresh();
   }
