@@ -293,6 +293,7 @@ class TemplatesSection extends Section {
     const isLatest = this.following.begin();
     if (loaded && loaded === this.form.name) {
       this.form.readCanvas();
+      this.followAnalysis(loaded, null);
       return;
     }
     if (!loaded || !this.templates.some((t) => t.name === loaded)) {
@@ -305,7 +306,19 @@ class TemplatesSection extends Section {
     } catch {
       template = null; // listed a moment ago: gone meanwhile, and the list will say so
     }
-    if (isLatest() && loadedTemplate() === loaded) this.form.show(template);
+    if (isLatest() && loadedTemplate() === loaded) {
+      this.form.show(template);
+      this.followAnalysis(loaded, template);
+    }
+  }
+
+  // An open analysis follows the canvas to another template (it kept the previous one); a graph that is no
+  // template keeps it (its node ids load the template first).
+  followAnalysis(loaded, template) {
+    const shown = this.analysis.name;
+    if (shown === null || shown === loaded) return;
+    if (template) this.analysis.show(template);
+    else this.analysis.showByName(loaded);
   }
 
   markAnalyzed() {
