@@ -328,6 +328,8 @@ def test_a_broken_start_a_token_and_a_designer_who_makes_this_comfyui_an_artists
     # A key set by the environment is shown fixed.
     expect(fact(connect, "display_name").get_by_test_id("sagemaker-connect-env")).to_have_text(
         "set by COMFYUI_SAGEMAKER_DISPLAY_NAME")
+    expect(fact(connect, "display_name").get_by_test_id("sagemaker-connect-env")).to_have_attribute(
+        "title", "set by COMFYUI_SAGEMAKER_DISPLAY_NAME: environment variables win over config.json")
     expect(fact(connect, "display_name")).to_contain_text("Env Name")
     connect.get_by_test_id("sagemaker-connect-more-toggle").click()
     name = connect.get_by_test_id("sagemaker-connect-display-name")
