@@ -228,10 +228,14 @@ def test_bad_input_is_refused_in_the_servers_words_and_a_broken_file_is_replaced
     assert path.read_text() == '{"store": "s3", '
     offer = connect.get_by_test_id("sagemaker-connect-replace-offer")
     expect(offer).to_be_visible()
+    # The store and the role stay: the other sections are not drawn again (issue 32: an open form and the
+    # models' hashes were thrown away); this mark on the Templates section stays on the same element.
+    page.get_by_test_id("sagemaker-templates").evaluate("(s) => { s.dataset.smKept = '1'; }")
     offer.get_by_test_id("sagemaker-connect-replace").click()
     expect(toasts(page, "Configuration applied")).to_be_visible(timeout=APPLY)
     connect = page.get_by_test_id("sagemaker-connect")
     expect(fact(connect, "display_name")).to_contain_text("Studio A", timeout=APPLY)
+    expect(page.get_by_test_id("sagemaker-templates")).to_have_attribute("data-sm-kept", "1")
     expect(connect.get_by_test_id("sagemaker-connect-file-error")).to_have_count(0)
     fixed = json.loads(path.read_text())
     assert fixed["store"] == "folder" and fixed["display_name"] == "Studio A", fixed

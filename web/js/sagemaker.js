@@ -3,7 +3,7 @@
 import { api } from "../../../scripts/api.js";
 import { app } from "../../../scripts/app.js";
 import { call, getRules, setToken, toastError } from "./api.js";
-import { mountConnect, onConfigChanged } from "./connect.js";
+import { mountConnect, onConfigChanged, refreshConnect } from "./connect.js";
 import { mountCosts } from "./costs.js";
 import { el } from "./dom.js";
 import { mountEndpoints } from "./endpoints.js";
@@ -117,6 +117,12 @@ async function renderStatus(box) {
 }
 
 let drawnIn = null; // the container the tab last drew into (the host gives one at every open)
+let drawnFor = null; // what its sections were drawn for (basis)
+
+// What the sections depend on: the store, the role, whether this page may read. A configuration applied without
+// changing them (a display name, allowed hosts, idle stop) redraws only the status and Connect: an open form, the
+// models' hashes and the rest stay (issue 32: Apply threw them away).
+const basis = (health) => JSON.stringify([health?.authorized ?? null, health?.store ?? null, health?.role ?? null]);
 
 async function render(container) {
   drawnIn = container;
@@ -127,6 +133,7 @@ async function render(container) {
   ]);
   container.replaceChildren(panel);
   const health = await renderStatus(status);
+  drawnFor = health ? basis(health) : null;
   if (health?.authorized === false) {
     status.append(tokenForm(() => render(container)));
     return;
@@ -146,12 +153,24 @@ async function render(container) {
 
 // A configuration applied (Connect, here or in another page): the store, the role and the token may have
 // changed. Everything is read again from the new one, without a page reload.
-onConfigChanged(() => {
+onConfigChanged(async () => {
   subscribeEvents(true); // with the token as it is now
   reloadRole(); // Run is routed by the role, whether or not the tab is open
   resolveTarget(); // Prompt on AWS's target, on the new store
-  forgetRuns(); // the old store's runs are not listed on the new one
-  if (drawnIn?.isConnected) render(drawnIn);
+  const container = drawnIn;
+  if (!container?.isConnected) {
+    forgetRuns(); // the old store's runs are not listed on the new one
+    return;
+  }
+  const status = container.querySelector(".sagemaker-status");
+  const health = await call("GET", "/health").catch(() => null);
+  if (health && drawnFor !== null && basis(health) === drawnFor && status instanceof HTMLElement && !health.config_error) {
+    await renderStatus(status);
+    refreshConnect();
+    return;
+  }
+  forgetRuns();
+  if (container.isConnected) render(container);
 });
 
 app.registerExtension({
