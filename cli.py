@@ -18,11 +18,18 @@ SERVER_TIMEOUT_S = 300.0  # one call to a running ComfyUI (a snapshot hashes not
 
 def default_config_dir() -> Path | None:
     """ComfyUI's `user/__sagemaker` when this copy sits in `<ComfyUI>/custom_nodes/<folder>`
-    (a ComfyUI started with --user-directory or --base-directory keeps it elsewhere: pass --config-dir)."""
-    if PACKAGE_DIR.parent.name != "custom_nodes":
-        return None
-    candidate = PACKAGE_DIR.parent.parent / "user" / "__sagemaker"
-    return candidate if candidate.is_dir() else None
+    (a ComfyUI started with --user-directory or --base-directory keeps it elsewhere: pass --config-dir). The
+    folder counts as it was called, too: a symlink to a checkout (the dev environment's `.dev/base/custom_nodes/
+    comfyui-sagemaker`) sits in that ComfyUI although the checkout does not."""
+    called = Path(sys.argv[0]).absolute() if sys.argv and sys.argv[0] else PACKAGE_DIR  # absolute, not resolved
+    if called.name == "__main__.py":
+        called = called.parent
+    for folder in (called, PACKAGE_DIR):
+        if folder.parent.name == "custom_nodes":
+            candidate = folder.parent.parent / "user" / "__sagemaker"
+            if candidate.is_dir():
+                return candidate
+    return None
 
 
 def _config(args: argparse.Namespace) -> int:

@@ -409,7 +409,12 @@ class ExecutionService:
                 raise BadRequest("webhooks are not available here")
             webhook = pending_webhook(self.webhooks.check(webhook_url))  # WebhookRefused before anything is spent
         if template is None and environment is None:
-            raise BadRequest("choose a template (load one from the SageMaker sidebar) or an environment to run on")
+            # The page offers no environment to pick: it names what it offers (an API caller may name either).
+            raise BadRequest(
+                "load a template from the SageMaker templates tab to run it: this canvas is not one (a designer "
+                "publishes them)" if self.role == "artist" else
+                "load a template from the SageMaker templates tab, or publish this canvas as one (an API call names "
+                "a template or an environment)")
         version: int | None = None
         if template_version is not None:
             if isinstance(template_version, bool) or not isinstance(template_version, int):

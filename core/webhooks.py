@@ -45,6 +45,8 @@ from .webhook_signing import HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, head
 
 log = logging.getLogger("comfyui_sagemaker")
 
+WEBHOOK_HOSTS = ("webhook_allowed_hosts", "Webhooks may also reach")  # its key, its label in the Connect panel
+
 __all__ = ["HEADER_ID", "HEADER_SIGNATURE", "HEADER_TIMESTAMP", "WebhookRefused", "Webhooks", "pending", "verify"]
 
 MAX_URL = 2048
@@ -102,10 +104,9 @@ class Webhooks:
         if not isinstance(url, str) or not url or len(url) > MAX_URL:
             raise WebhookRefused(f"webhook_url must be an http(s) URL of at most {MAX_URL} characters")
         try:
-            check_url(url, self.allowed_hosts(), self.resolve)
+            check_url(url, self.allowed_hosts(), self.resolve, WEBHOOK_HOSTS)
         except DownloadRefused as err:
-            reason = err.message.replace("download_allowed_hosts", "webhook_allowed_hosts")
-            raise WebhookRefused(f"webhook_url refused: {reason}") from None
+            raise WebhookRefused(f"webhook_url refused: {err.message}") from None
         try:
             self.secret.keys()
         except WebhookSecretUnavailable as err:
@@ -212,7 +213,7 @@ class Webhooks:
             return None, f"not signed: {err.message}"
         seconds = self.timeout()
         try:
-            parts, address = check_url(url, self.allowed_hosts(), self.resolve)
+            parts, address = check_url(url, self.allowed_hosts(), self.resolve, WEBHOOK_HOSTS)
             deadline = Deadline(seconds, f"timed out: no whole answer within {seconds:g} s")
             response = open_checked(parts, address, {"Content-Type": "application/json", **signed}, deadline,
                                     method="POST", body=body)
@@ -221,7 +222,7 @@ class Webhooks:
             finally:
                 response.close()
         except DownloadRefused as err:
-            return None, err.message.replace("download_allowed_hosts", "webhook_allowed_hosts")
+            return None, err.message
         except (OSError, ValueError, http.client.HTTPException) as err:  # refused, reset, timed out, TLS, bad HTTP
             return None, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         if 200 <= response.status < 300:

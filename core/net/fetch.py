@@ -104,9 +104,15 @@ def _blocked(ip: IPAddress) -> str | None:
     return None
 
 
+# The setting that lets a host inside this machine's network through: (its key, its label in the Connect panel).
+DOWNLOAD_HOSTS = ("download_allowed_hosts", "Model downloads may also reach")
+
+
 def check_url(url: str, allowed_hosts: Iterable[str] = (),
-              resolve: Callable[..., list] = socket.getaddrinfo) -> tuple[urllib.parse.SplitResult, str]:
-    """(parsed URL, the one address to connect to). DownloadRefused saying why."""
+              resolve: Callable[..., list] = socket.getaddrinfo,
+              setting: tuple[str, str] = DOWNLOAD_HOSTS) -> tuple[urllib.parse.SplitResult, str]:
+    """(parsed URL, the one address to connect to). DownloadRefused saying why; refused for its address, it names
+    `setting` in the panel's words and carries `details` {setting, host} (the page offers to open Connect)."""
     # urlsplit silently drops tabs and newlines (and a request line would carry a CR LF): refuse them.
     if not isinstance(url, str) or any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
         raise DownloadRefused("the URL holds spaces or control characters")
@@ -133,8 +139,12 @@ def check_url(url: str, allowed_hosts: Iterable[str] = (),
         for address in addresses:
             why = _blocked(ipaddress.ip_address(address.split("%")[0]))
             if why:
-                raise DownloadRefused(f"{parts.hostname} resolves to {address}, {why}; add the host to "
-                                      "download_allowed_hosts in the configuration to allow it")
+                key, label = setting
+                refused = DownloadRefused(f"{parts.hostname} resolves to {address}, {why}; to allow it, add "
+                                          f"{parts.hostname} to \"{label}\" in Connect (more settings; {key} in "
+                                          "config.json)")
+                refused.details = {"setting": key, "host": parts.hostname}
+                raise refused
     return parts, addresses[0]
 
 

@@ -140,7 +140,7 @@ def test_selecting_a_template_shows_its_analysis(page: Page, template):
     assert console_errors(page) == []
 
 
-def test_a_node_id_while_another_graph_is_shown_loads_the_template_first(page: Page, template):
+def test_a_node_id_while_another_graph_is_shown_loads_the_template_first(page: Page, template, client):
     row = open_templates(page, template["name"])
     row.get_by_test_id("sagemaker-template-name").click()
     panel = page.get_by_test_id("sagemaker-analysis")
@@ -161,4 +161,19 @@ def test_a_node_id_while_another_graph_is_shown_loads_the_template_first(page: P
         if (!focusNode(`${id}:7`)) throw new Error("not focused");
     }""", template["save"])
     assert page.evaluate(SELECTED) == [str(template["save"])]
+
+    # Another template in the canvas (its tab, a load): the open analysis follows it (issue 32).
+    other = "B" + uuid.uuid4().hex[:12]
+    workflow = page.evaluate(f"() => {APP}.graph.serialize()")
+    workflow["extra"] = {**(workflow.get("extra") or {}), "sagemaker": {"template": other, "version": 1}}
+    assert client.post("/sagemaker/templates", json={"name": other, "workflow": workflow, "prompt": {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}},
+        "environment": None}).status_code == 201
+    try:
+        page.get_by_test_id("sagemaker-templates-refresh").click()
+        expect(page.locator(f'[data-testid="sagemaker-template-row"][data-template="{other}"]')).to_have_count(1)
+        page.evaluate(f"(w) => {APP}.loadGraphData(w)", workflow)
+        expect(panel.get_by_test_id("sagemaker-analysis-title")).to_have_text(f"Analysis: {other}")
+    finally:
+        client.delete(f"/sagemaker/templates/{other}")
     assert console_errors(page) == []

@@ -55,5 +55,8 @@ def test_a_new_sagemaker_endpoint_scales_to_zero_and_its_price_is_shown(priced):
     expect(price).to_contain_text("price unknown")
     dialog.get_by_test_id("sagemaker-endpoint-kind").select_option("local")
     expect(price).to_be_hidden()
+    # The narrow sidebar cuts the select's text: the kind chosen is its tooltip (issue 32).
+    kind = dialog.get_by_test_id("sagemaker-endpoint-kind")
+    expect(kind).to_have_attribute("title", "local (a worker on this computer)")
     dialog.get_by_test_id("sagemaker-dialog-cancel").click()
     expect(dialog).to_have_count(0)

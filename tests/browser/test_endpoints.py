@@ -67,6 +67,8 @@ def test_an_endpoint_is_listed_from_creating_to_in_service_with_its_steps_and_lo
         shown = [line for line in log.inner_text().splitlines() if line.strip()]
         logged = client.get(f"/sagemaker/endpoints/{environment}/logs?tail=5000").json()["logs"]
         assert shown and shown[0] in logged, shown[:3]
+        # ... about the work: the extension's own status polls are not in it (issue 32).
+        assert '"GET /status ' not in logged and '"GET /ping ' not in logged
         row.get_by_test_id("sagemaker-endpoint-log-toggle").click()
         expect(log).to_have_count(0)
 

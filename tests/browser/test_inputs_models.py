@@ -247,6 +247,16 @@ def test_download_by_url_refused_then_followed(page: Page, comfyui, client):
     expect(dialog.get_by_test_id("sagemaker-dialog-error")).to_have_text(message)
     expect(toasts(page, message)).to_be_visible()
 
+    # A host inside this machine's network: the dialog names Connect's setting for it, in the panel's words, and
+    # offers to open it (issue 32).
+    dialog.get_by_test_id("sagemaker-model-url").fill("http://127.0.0.1:9/m.safetensors")
+    with page.expect_response(lambda r: r.url.endswith("/api/sagemaker/models/download")) as answer:
+        ok.click()
+    assert answer.value.status == 400 and answer.value.json()["error"]["details"]["setting"] == "download_allowed_hosts"
+    error = dialog.get_by_test_id("sagemaker-dialog-error")
+    expect(error).to_contain_text('"Model downloads may also reach" in Connect')
+    expect(error.get_by_test_id("sagemaker-open-connect")).to_be_visible()
+
     # A host the configuration allows: the download is a task with a progress card, then it is listed.
     name = f"dl{uuid.uuid4().hex[:8]}.safetensors"
     data = bytes(range(256)) * 400

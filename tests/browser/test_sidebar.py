@@ -1,5 +1,6 @@
 """The real ComfyUI frontend in headless Chromium, as a user clicks."""
 
+import re
 import uuid
 
 import pytest
@@ -17,12 +18,21 @@ def test_sidebar_tab_shows_store_and_version(page):
     assert tabs.count(TAB_ID) == 1, tabs
     button = sidebar_button(page)
     expect(button).to_have_count(1)
+    # Its label (shown under the icon when the sidebar is not small) and tooltip say whose templates these are:
+    # ComfyUI's own "Templates" tab sits next to it (issue 32).
+    title = page.evaluate(f"() => {APP}.extensionManager.sidebarTab.sidebarTabs.find((t) => t.id === {TAB_ID!r}).title")
+    assert title == "SageMaker templates"
+    expect(button).to_have_attribute("aria-label",
+                                     re.compile(r"^SageMaker templates: .*not ComfyUI's example Templates"))
     button.click()
     expect(page.get_by_test_id("sagemaker-panel")).to_be_visible()
     assert page.evaluate(f"() => {APP}.extensionManager.sidebarTab.activeSidebarTabId") == TAB_ID
     store = page.get_by_test_id("sagemaker-store")
     store.wait_for(timeout=15_000)
     assert "folder" in store.inner_text()
+    # ... which folder: a second designer sees whether the team shares it (issue 32).
+    folder = page.evaluate("() => fetch('/sagemaker/health').then((r) => r.json()).then((h) => h.store.path)")
+    assert folder and folder in store.inner_text()
     version = page.get_by_test_id("sagemaker-version").inner_text()
     assert "0.1.0" in version and "ComfyUI" in version
 

@@ -320,6 +320,10 @@ def test_executions_list_own_or_everyones_runs_a_page_at_a_time(team, browser, t
         # Someone else's finished run, opened: its outputs are copied here and shown through /view.
         execution_row(page, shown["id"]).click()
         detail = page.locator(f'[data-testid="sagemaker-execution-detail"][data-execution="{shown["id"]}"]')
+        # Its id in a short form, the whole id in the tooltip (and copied by a click): issue 32.
+        run_id = detail.get_by_test_id("sagemaker-execution-id")
+        expect(run_id).to_have_text(f"run {shown['id'].split('-')[1]}")
+        expect(run_id).to_have_attribute("title", re.compile(f"^{re.escape(shown['id'])}\n"))
         image = detail.get_by_test_id("sagemaker-execution-image").locator("img")
         expect(image).to_have_attribute("src", re.compile(r"/view\?filename=team\.png"))
         page.wait_for_function("(img) => img.complete && img.naturalWidth === 6", arg=image.element_handle())

@@ -3,6 +3,7 @@ publish the canvas, load it back, rebind, delete; name rules and duplicates."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -65,10 +66,28 @@ def test_publish_load_rebind_delete(page: Page, client):
     name = unique_name()
     open_templates(page)
 
-    publish(page, name)
+    # Publish says it is at it until done (the OK button's texts are recorded as they change), then the unsaved tab
+    # it was published from is named after the template (issue 32).
+    page.get_by_test_id("sagemaker-templates-publish").click()
+    dialog = page.get_by_test_id("sagemaker-publish-dialog")
+    dialog.get_by_test_id("sagemaker-publish-name").fill(name)
+    choose = dialog.get_by_test_id("sagemaker-publish-environment")
+    choose.select_option("")
+    expect(choose.locator('option[value=""]')).to_have_attribute("title", re.compile("cannot run until"))
+    ok = dialog.get_by_test_id("sagemaker-dialog-ok")
+    ok.evaluate("""(ok) => {
+        window.__smOkTexts = [];
+        new MutationObserver((records) => window.__smOkTexts.push(
+            ...records.flatMap((r) => [...r.addedNodes].map((n) => n.textContent)))).observe(ok, { childList: true });
+    }""")
+    ok.click()
     expect(page.get_by_test_id("sagemaker-publish-dialog")).to_have_count(0)
+    assert page.evaluate("() => window.__smOkTexts") == ["Publishing…", "Publish"]
+    page.wait_for_function(f"(p) => ({ACTIVE_TAB})() === p", arg=f"workflows/{name}.json")
     template_row = row(page, name)
     expect(template_row.get_by_test_id("sagemaker-template-environment")).to_have_text("unbound")
+    expect(template_row.get_by_test_id("sagemaker-template-environment")).to_have_attribute(
+        "title", re.compile("cannot run until a designer binds it"))
     expect(template_row.get_by_test_id("sagemaker-template-version")).to_have_text("v1")
     published = client.get(f"/sagemaker/templates/{name}").json()
     assert published["environment"] is None and published["version"] == 1
@@ -169,20 +188,35 @@ def test_duplicate_name_shows_the_409_message(page: Page, client):
     assert first.status_code == 201, first.text
     again = client.post("/sagemaker/templates", json=body)
     assert again.status_code == 409 and again.json()["error"]["code"] == "template_exists"
-    conflict = again.json()["error"]["message"]
+    late = unique_name()
+    conflict = again.json()["error"]["message"].replace(name, late)
     try:
         open_templates(page)
         expect(row(page, name)).to_have_count(1)
-        publish(page, name)
-        expect(toasts(page, conflict)).to_be_visible()
+        page.get_by_test_id("sagemaker-templates-publish").click()
         dialog = page.get_by_test_id("sagemaker-publish-dialog")
+        dialog.get_by_test_id("sagemaker-publish-environment").select_option("")
+        name_input = dialog.get_by_test_id("sagemaker-publish-name")
+        ok = dialog.get_by_test_id("sagemaker-dialog-ok")
+        # The name check says it first, and Publish waits for another name (issue 32).
+        name_input.fill(name)
+        expect(dialog.get_by_test_id("sagemaker-publish-name-note")).to_contain_text("publishing would be refused")
+        expect(ok).to_be_disabled()
+        # A name taken after its check (by someone else meanwhile): the server's 409 is said.
+        with page.expect_response(lambda r: r.url.endswith("/api/sagemaker/names/check")):
+            name_input.fill(late)
+        expect(ok).to_be_enabled()
+        assert client.post("/sagemaker/templates", json={**body, "name": late}).status_code == 201
+        ok.click()
+        expect(toasts(page, conflict)).to_be_visible()
         expect(dialog.get_by_test_id("sagemaker-dialog-error")).to_have_text(conflict)
-        expect(dialog.get_by_test_id("sagemaker-dialog-ok")).to_be_enabled()  # fix the name and retry
-        assert client.get(f"/sagemaker/templates/{name}").json()["version"] == 1  # untouched
+        expect(ok).to_be_enabled()  # fix the name and retry
+        assert client.get(f"/sagemaker/templates/{late}").json()["version"] == 1  # untouched
         # A failed publish does not claim the canvas for the template.
-        assert page.evaluate(LOADED_TEMPLATE) != name
+        assert page.evaluate(LOADED_TEMPLATE) != late
     finally:
         client.delete(f"/sagemaker/templates/{name}")
+        client.delete(f"/sagemaker/templates/{late}")
     assert console_errors(page, (409, "/api/sagemaker/templates")) == []
 
 

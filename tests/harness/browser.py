@@ -111,7 +111,7 @@ def open_sidebar(page) -> None:
 
 def sidebar_button(page):
     """The host's button for our tab, by its accessible name (our tooltip): what a user clicks."""
-    return page.get_by_role("button", name=re.compile(r"^SageMaker: templates"))
+    return page.get_by_role("button", name=re.compile(r"^SageMaker templates"))
 
 
 SPY_TOASTS = f"""() => {{

@@ -197,8 +197,8 @@ def test_an_endpoint_that_shows_only_the_end_still_gives_the_page_its_outputs_an
 
 def test_nothing_chosen_unknown_template_and_environment(studio):
     c = studio.comfy
-    assert "choose a template" in error(c.post("/sagemaker/executions", json={"prompt": prompt()}), 400,
-                                        "bad_request")
+    assert "load a template from the SageMaker templates tab" in error(
+        c.post("/sagemaker/executions", json={"prompt": prompt()}), 400, "bad_request")
     error(c.post("/sagemaker/executions", json={"prompt": prompt(), "template": "NoSuchT1"}), 404, "not_found")
     error(c.post("/sagemaker/executions", json={"prompt": prompt(), "environment": "NoSuchE1"}), 404,
           "environment_not_found")

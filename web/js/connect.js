@@ -3,7 +3,8 @@
 // as set or not), what is wrong with config.json, and for a designer a form to change it. Check tries each
 // prerequisite of the configuration the form would make (nothing written); Apply writes config.json and the
 // server runs with it at once (no restart). The store may then be another one: listeners of
-// onConfigChanged (sagemaker.js) draw the whole sidebar again, here and in every page of this ComfyUI.
+// onConfigChanged (sagemaker.js) draw the sidebar again (all of it when the store or the role changed), here and
+// in every page of this ComfyUI.
 import { call, setToken, toast } from "./api.js";
 import { doctorButton } from "./connect_doctor.js";
 import { connectForm } from "./connect_form.js";
@@ -43,6 +44,12 @@ onShared("config", async () => {
   configChanged();
 });
 
+// Read the configuration again in every Connect section of this page (a configuration applied that left the rest
+// of the sidebar as it was).
+export function refreshConnect() {
+  for (const section of sections.all()) section.refresh();
+}
+
 // Expand the section and bring it into view (e.g. from the New Environment dialog); false if not shown.
 export function openConnect() {
   expanded = true;
@@ -55,6 +62,23 @@ export function openConnect() {
   section.root.scrollIntoView({ block: "start" });
   section.toggle.focus({ preventScroll: true });
   return true;
+}
+
+/** "Open Connect" beside a refusal a setting there would lift: `before` (e.g. closing the dialog) runs first.
+ * @param {() => void} before */
+export function openConnectButton(before) {
+  return el(
+    "button",
+    {
+      class: "sagemaker-button",
+      "data-testid": "sagemaker-open-connect",
+      onclick: () => {
+        before();
+        openConnect();
+      },
+    },
+    "Open Connect",
+  );
 }
 
 class ConnectSection extends Section {

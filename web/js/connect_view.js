@@ -20,7 +20,7 @@ function envBadge(key) {
     "span",
     {
       class: "sagemaker-badge sagemaker-connect-env",
-      title: "environment variables win over config.json",
+      title: `set by ${envVariable(key)}: environment variables win over config.json`,
       "data-testid": "sagemaker-connect-env",
     },
     `set by ${envVariable(key)}`,

@@ -8,6 +8,7 @@ import { el } from "./dom.js";
  * @property {string} title
  * @property {import("./dom.js").Child | import("./dom.js").Child[]} [body]
  * @property {string} [okLabel]
+ * @property {string} [busyLabel] the OK button's text while onOk runs (e.g. "Publishing…")
  * @property {boolean} [danger]
  * @property {(dialog: Dialog) => Promise<unknown> | unknown} onOk the dialog closes when it resolves and shows the
  *   error when it rejects (with the error's `action` element, if it carries one)
@@ -19,7 +20,7 @@ import { el } from "./dom.js";
  * openDialog(slot, {title, body, okLabel, onOk, testid}) -> {setError, setOkEnabled, close}.
  * @param {HTMLElement} slot @param {DialogOptions} options
  */
-export function openDialog(slot, { title, body = [], okLabel = "OK", danger = false, onOk, testid = "sagemaker-dialog" }) {
+export function openDialog(slot, { title, body = [], okLabel = "OK", busyLabel, danger = false, onOk, testid = "sagemaker-dialog" }) {
   const error = el("div", { class: "sagemaker-error", "data-testid": "sagemaker-dialog-error", hidden: true });
   const ok = el(
     "button",
@@ -59,6 +60,8 @@ export function openDialog(slot, { title, body = [], okLabel = "OK", danger = fa
       if (ok.disabled) return;
       busy = true;
       sync();
+      const label = ok.textContent;
+      if (busyLabel) ok.textContent = busyLabel; // says it is at it until the dialog closes or shows why not
       handle.setError("");
       try {
         await onOk(handle);
@@ -67,6 +70,7 @@ export function openDialog(slot, { title, body = [], okLabel = "OK", danger = fa
         handle.setError(err?.message ?? String(err), err?.action);
       } finally {
         busy = false;
+        ok.textContent = label;
         sync();
       }
     },

@@ -41,13 +41,21 @@ function whole(input) {
   return /^-?\d+$/.test(text) ? Number(text) : NaN;
 }
 
+const LOCAL = "local (a worker on this computer)";
+
 // endpointForm(initial config or null, onChange) -> {root, value(), problem()}.
 export function endpointForm(initial, onChange) {
   const start = initial?.kind === "sagemaker" ? initial : { kind: initial?.kind ?? "local" };
+  // A narrow sidebar cuts a select's text: the chosen kind is also its tooltip.
   const kind = el("select", { class: "sagemaker-input", "data-testid": "sagemaker-endpoint-kind" }, [
-    el("option", { value: "local", selected: start.kind === "local" }, "local (a worker on this computer)"),
-    el("option", { value: "sagemaker", selected: start.kind === "sagemaker" }, "SageMaker"),
+    el("option", { value: "local", selected: start.kind === "local", title: LOCAL }, LOCAL),
+    el("option", { value: "sagemaker", selected: start.kind === "sagemaker", title: "SageMaker" }, "SageMaker"),
   ]);
+  const titleKind = () => {
+    kind.title = kind.selectedOptions[0]?.textContent ?? "";
+  };
+  kind.addEventListener("change", titleKind);
+  titleKind();
   const listId = `sagemaker-instance-types-${++lists}`;
   const instanceType = el("input", {
     type: "text",

@@ -15,6 +15,7 @@ import { idleText } from "./idle_stop.js";
 import { onShared } from "./live.js";
 import { stopQuestion } from "./run_notices.js";
 import { LiveSet, Section } from "./section.js";
+import { StepClock } from "./step_clock.js";
 
 const STARTING = new Set(["Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"]);
 const POLL_MS = 1000;
@@ -82,6 +83,7 @@ class EndpointsSection extends Section {
     this.unavailable = [];
     this.logs = new Map(); // name -> text of its open log
     this.timer = undefined;
+    this.clock = new StepClock(); // how long each endpoint's start-up step has run
     this.list = el("div", { class: "sagemaker-endpoint-list", "data-testid": "sagemaker-endpoints-list" });
     this.root.append(this.slot, this.list);
   }
@@ -147,7 +149,7 @@ class EndpointsSection extends Section {
   }
 
   row(e) {
-    const doing = doingText(e);
+    const doing = this.clock.label(e.name, doingText(e));
     const idle = idleText(e);
     const phases = (e.phases ?? []).map(phaseText).join(" · ");
     const busy = comfyuisText(e, knownRun);

@@ -207,6 +207,7 @@ export async function openEnvironmentDialog(slot, options) {
       blocker,
     ],
     okLabel: "Publish",
+    busyLabel: "Publishing…", // until its job card shows (the server snapshots the packs first)
     testid: "sagemaker-environment-dialog",
     onOk: () => publish(),
   });

@@ -2,6 +2,7 @@
 // How the Executions list draws a run: its row (state, template, owner when it is not this ComfyUI's,
 // duration, age, first image, Cancel) and, when selected, its detail (error, images, versions).
 import { api } from "../../../scripts/api.js";
+import { toast } from "./api.js";
 import { el } from "./dom.js";
 import { formatDuration, timeAgo } from "./format.js";
 import { proofButton } from "./proofs.js";
@@ -129,6 +130,33 @@ function versions(r) {
   return [template, environment].filter(Boolean).join(" on ");
 }
 
+// A run's id (<time>-<8 random hex digits>-<its ComfyUI>) is long: shown by its random part; the whole id is the
+// tooltip and is copied by a click (said in a toast where the page may not use the clipboard).
+export const shortId = (id) => String(id).split("-")[1] ?? String(id);
+
+function copyId(id) {
+  const said = () => toast("info", "Run id copied", id);
+  const shown = () => toast("info", "Run id (select it to copy)", id);
+  if (navigator.clipboard?.writeText) navigator.clipboard.writeText(id).then(said, shown);
+  else shown();
+}
+
+function idButton(id) {
+  return el(
+    "button",
+    {
+      class: "sagemaker-execution-id",
+      title: `${id}\nclick to copy`,
+      "data-testid": "sagemaker-execution-id",
+      onclick: (event) => {
+        event.stopPropagation(); // the row's click selects
+        copyId(id);
+      },
+    },
+    `run ${shortId(id)}`,
+  );
+}
+
 export function detailOf(r, ctx) {
   const shown = imagesHere(r, ctx);
   let empty = isFinal(r) ? "No images." : "Outputs appear when it is done.";
@@ -171,7 +199,10 @@ export function detailOf(r, ctx) {
           shown[0].subfolder ? `In ComfyUI's output folder, under ${shown[0].subfolder}/` : "In ComfyUI's output folder",
         )
       : null,
-    el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-execution-versions" }, `${versions(r)} · ${r.id}`),
+    el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-execution-versions" }, [
+      `${versions(r)} · `,
+      idButton(r.id),
+    ]),
     r.state === "succeeded" && r.template && !isArtist() ? proofButton(r) : null,
   ]);
 }

@@ -3,6 +3,7 @@
 // download one by URL on the server (a task: its progress card lives in the Models section).
 import { api } from "../../../scripts/api.js";
 import { call, getToken, SageMakerError, toast, toastError } from "./api.js";
+import { openConnectButton } from "./connect.js";
 import { field, openDialog } from "./dialog.js";
 import { el, find } from "./dom.js";
 import { formatBytes } from "./format.js";
@@ -211,7 +212,9 @@ export function openAddModel(slot, { folders, onUploaded, onDownload }) {
       const { task } = await call("POST", "/models/download", body);
       onDownload(task);
     } catch (err) {
-      toastError(`Could not download ${body.folder}/${body.name}`, err);
+      // Refused for the host's address: the dialog names the Connect setting that allows it, and opens it.
+      if (err?.body?.error?.details?.setting) err.action = openConnectButton(() => dialog.close());
+      else toastError(`Could not download ${body.folder}/${body.name}`, err);
       throw err;
     }
   }

@@ -1,9 +1,9 @@
 // @ts-check
-// comfyui-sagemaker's frontend: registers the "SageMaker" sidebar tab.
+// comfyui-sagemaker's frontend: registers the "SageMaker templates" sidebar tab.
 import { api } from "../../../scripts/api.js";
 import { app } from "../../../scripts/app.js";
 import { call, getRules, setToken, toastError } from "./api.js";
-import { mountConnect, onConfigChanged } from "./connect.js";
+import { mountConnect, onConfigChanged, refreshConnect } from "./connect.js";
 import { mountCosts } from "./costs.js";
 import { el } from "./dom.js";
 import { mountEndpoints } from "./endpoints.js";
@@ -18,6 +18,9 @@ import { showS3Uris } from "./s3_uris.js";
 import { canvasChanged, mountTemplates } from "./templates.js";
 
 const TAB_ID = "sagemaker";
+// ComfyUI's own "Templates" tab (its example workflows) sits next to ours: the label says whose templates these are.
+const TAB_TITLE = "SageMaker templates";
+const TAB_TOOLTIP = "SageMaker templates: publish workflows, run them on endpoints (not ComfyUI's example Templates)";
 
 // The extension's broadcasts reach this page once it subscribed (with the token where one is needed).
 let subscribedAs = null;
@@ -78,11 +81,12 @@ async function renderStatus(box) {
     }
     learnRole(health); // before the sections are drawn: an artist's show no designer actions
     const store = health.store ? health.store.kind : "unconfigured";
-    const where = health.store?.kind === "s3" ? `s3://${health.store.bucket}/${health.store.prefix || ""}` : "";
+    // Which one: two ComfyUIs of a team see whether they share it.
+    const where = health.store?.kind === "s3" ? `s3://${health.store.bucket}/${health.store.prefix || ""}` : (health.store?.path ?? "");
     box.replaceChildren(
       el("div", { class: "sagemaker-row", "data-testid": "sagemaker-store" }, [
         el("span", { class: "sagemaker-label" }, "Store"),
-        el("span", { class: "sagemaker-value" }, store + (where ? ` (${where})` : "")),
+        el("span", { class: "sagemaker-value", title: where }, store + (where ? ` (${where})` : "")),
       ]),
       el("div", { class: "sagemaker-row", "data-testid": "sagemaker-version" }, [
         el("span", { class: "sagemaker-label" }, "Version"),
@@ -113,16 +117,23 @@ async function renderStatus(box) {
 }
 
 let drawnIn = null; // the container the tab last drew into (the host gives one at every open)
+let drawnFor = null; // what its sections were drawn for (basis)
+
+// What the sections depend on: the store, the role, whether this page may read. A configuration applied without
+// changing them (a display name, allowed hosts, idle stop) redraws only the status and Connect: an open form, the
+// models' hashes and the rest stay (issue 32: Apply threw them away).
+const basis = (health) => JSON.stringify([health?.authorized ?? null, health?.store ?? null, health?.role ?? null]);
 
 async function render(container) {
   drawnIn = container;
   const status = el("div", { class: "sagemaker-status" });
   const panel = el("div", { class: "sagemaker-panel", "data-testid": "sagemaker-panel" }, [
-    el("h3", { class: "sagemaker-title" }, "SageMaker"),
+    el("h3", { class: "sagemaker-title" }, TAB_TITLE),
     status,
   ]);
   container.replaceChildren(panel);
   const health = await renderStatus(status);
+  drawnFor = health ? basis(health) : null;
   if (health?.authorized === false) {
     status.append(tokenForm(() => render(container)));
     return;
@@ -142,12 +153,24 @@ async function render(container) {
 
 // A configuration applied (Connect, here or in another page): the store, the role and the token may have
 // changed. Everything is read again from the new one, without a page reload.
-onConfigChanged(() => {
+onConfigChanged(async () => {
   subscribeEvents(true); // with the token as it is now
   reloadRole(); // Run is routed by the role, whether or not the tab is open
   resolveTarget(); // Prompt on AWS's target, on the new store
-  forgetRuns(); // the old store's runs are not listed on the new one
-  if (drawnIn?.isConnected) render(drawnIn);
+  const container = drawnIn;
+  if (!container?.isConnected) {
+    forgetRuns(); // the old store's runs are not listed on the new one
+    return;
+  }
+  const status = container.querySelector(".sagemaker-status");
+  const health = await call("GET", "/health").catch(() => null);
+  if (health && drawnFor !== null && basis(health) === drawnFor && status instanceof HTMLElement && !health.config_error) {
+    await renderStatus(status);
+    refreshConnect();
+    return;
+  }
+  forgetRuns();
+  if (container.isConnected) render(container);
 });
 
 app.registerExtension({
@@ -174,8 +197,8 @@ app.registerExtension({
     app.extensionManager.registerSidebarTab({
       id: TAB_ID,
       icon: "pi pi-cloud",
-      title: "SageMaker",
-      tooltip: "SageMaker: templates, environments, endpoints",
+      title: TAB_TITLE, // the host shows it under the icon (its label, when none is given)
+      tooltip: TAB_TOOLTIP,
       type: "custom",
       render,
     });

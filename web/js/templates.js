@@ -75,12 +75,14 @@ async function listEnvironments() {
   }
 }
 
+const UNBOUND = "Bound to no environment: listed, but it cannot run until a designer binds it (Rebind)";
+
 function environmentSelect(environments, selected, testid) {
   const names = environments.map((e) => e.name);
   // A template may be bound to an environment the list does not show (deleted, or not listed yet).
   if (selected && !names.includes(selected)) names.push(selected);
   return el("select", { class: "sagemaker-input", "data-testid": testid }, [
-    el("option", { value: "" }, "(unbound)"),
+    el("option", { value: "", title: UNBOUND }, "(unbound: runs nowhere yet)"),
     ...names.map((name) => el("option", { value: name, selected: name === selected }, name)),
   ]);
 }
@@ -96,6 +98,19 @@ function templateTab(name) {
   return (
     open.find((w) => w.path === tabPath(name) && w.isTemporary && (w.activeState?.extra?.sagemaker?.template ?? name) === name) ?? null
   );
+}
+
+// The unsaved tab a template was published from is named after it ("Unsaved Workflow (2)" said nothing), as a
+// loaded template's tab is; a saved file keeps its name, and a tab or file of that name is left alone.
+async function nameTabAfter(name) {
+  const store = workflows();
+  const active = store?.activeWorkflow;
+  if (!active?.isTemporary || active.path === tabPath(name) || store.getWorkflowByPath?.(tabPath(name))) return;
+  try {
+    await store.renameWorkflow(active, tabPath(name));
+  } catch (err) {
+    console.warn("comfyui-sagemaker: could not name the tab after the template", err); // the tab keeps its name
+  }
 }
 
 function savedWorkflow(name) {
@@ -226,7 +241,7 @@ class TemplatesSection extends Section {
           "span",
           {
             class: "sagemaker-badge sagemaker-unbound",
-            title: "bound to no environment yet",
+            title: UNBOUND,
             "data-testid": "sagemaker-template-environment",
           },
           "unbound",
@@ -293,6 +308,7 @@ class TemplatesSection extends Section {
     const isLatest = this.following.begin();
     if (loaded && loaded === this.form.name) {
       this.form.readCanvas();
+      this.followAnalysis(loaded, null);
       return;
     }
     if (!loaded || !this.templates.some((t) => t.name === loaded)) {
@@ -305,7 +321,19 @@ class TemplatesSection extends Section {
     } catch {
       template = null; // listed a moment ago: gone meanwhile, and the list will say so
     }
-    if (isLatest() && loadedTemplate() === loaded) this.form.show(template);
+    if (isLatest() && loadedTemplate() === loaded) {
+      this.form.show(template);
+      this.followAnalysis(loaded, template);
+    }
+  }
+
+  // An open analysis follows the canvas to another template (it kept the previous one); a graph that is no
+  // template keeps it (its node ids load the template first).
+  followAnalysis(loaded, template) {
+    const shown = this.analysis.name;
+    if (shown === null || shown === loaded) return;
+    if (template) this.analysis.show(template);
+    else this.analysis.showByName(loaded);
   }
 
   markAnalyzed() {
@@ -392,6 +420,7 @@ class TemplatesSection extends Section {
       title: loaded ? `Publish the canvas (${loaded.name} is loaded)` : "Publish the canvas as a template",
       body: [mode, nameField, message, note, field("Environment", environment)],
       okLabel: "Publish",
+      busyLabel: "Publishing…",
       testid: "sagemaker-publish-dialog",
       onOk: () =>
         loaded && update.checked
@@ -407,7 +436,8 @@ class TemplatesSection extends Section {
       message.textContent = invalid ? (rule.description ?? `must match ${rule.pattern}`) : "";
       dialog.setOkEnabled(updating || (name.value !== "" && !invalid));
       note.hidden = true;
-      if (!updating && name.value !== "" && !invalid) this.checkName(name.value, checks.begin(), note);
+      // A taken name would be refused: Publish waits for another (the server still refuses a late one).
+      if (!updating && name.value !== "" && !invalid) this.checkName(name.value, checks.begin(), note, () => dialog.setOkEnabled(false));
     };
     for (const input of [name, update, asNew]) input.addEventListener("input", validate);
     for (const input of [update, asNew]) input.addEventListener("change", validate);
@@ -416,7 +446,7 @@ class TemplatesSection extends Section {
 
   // The server's word on a free name: taken, or differing only in case from one (names are case-sensitive,
   // so "Slow" and "slow" would be two templates). Said under the name; only the latest check is shown.
-  async checkName(value, isLatest, note) {
+  async checkName(value, isLatest, note, onTaken) {
     let answer;
     try {
       answer = await call("POST", "/names/check", { kind: "template", name: value });
@@ -426,8 +456,10 @@ class TemplatesSection extends Section {
     if (!isLatest()) return;
     const similar = answer.similar ?? [];
     let text = "";
-    if (answer.exists) text = `${value} exists: publishing would be refused. Load it and use + to update it.`;
-    else if (similar.length)
+    if (answer.exists) {
+      text = `${value} exists: publishing would be refused. Load it and use + to update it.`;
+      onTaken();
+    } else if (similar.length)
       text =
         `${similar.join(", ")} already ${similar.length === 1 ? "exists" : "exist"}: ` +
         "names that differ only in case are different templates.";
@@ -441,6 +473,7 @@ class TemplatesSection extends Section {
       call("POST", "/templates", { name, workflow: withTemplate(workflow, { name }), prompt: output, environment }),
     );
     recordInCanvas(published); // the canvas now is this template, so the marker shows it
+    await nameTabAfter(name);
     announce(published, "Template published");
     await this.refresh();
   }
