@@ -199,23 +199,18 @@ class SageMakerProofs:
                     switch()
                 except Exception as err:
                     message = err.message if isinstance(err, AwsError) else translate(err, self.owner.region).message
-                    self._refuse(env, plan.version, serving, f"its proofs passed, then the update failed: {message}",
-                                 run)
+                    self._not_deployed(env, plan, serving, f"its proofs passed, then the update failed: {message}",
+                                       run)
                     return
                 self.owner._monitor(manifest, naming.endpoint_name(env, self.owner.store_uri))
                 return
             if run is not None and not run["passed"]:
                 why = summary(run)
-            self._refuse(env, plan.version, serving, why or "its proofs did not run", run)
-            self.owner._remove_version(ours)
+            self._not_deployed(env, plan, serving, why or "its proofs did not run", run)
         except Exception as err:  # shown on the endpoint, never lost in a thread; the old version serves on
             message = err.message if isinstance(err, AwsError) else translate(err, self.owner.region).message
             log.error("comfyui-sagemaker: proving version %d of %s failed: %s", plan.version, env, message)
-            self._refuse(env, plan.version, serving, f"proving it failed: {message}", None)
-            try:
-                self.owner._remove_version(ours)
-            except Exception as gone:  # the next deploy of that version reuses them; teardown removes them
-                log.warning("comfyui-sagemaker: version %d of %s was not removed: %s", plan.version, env, gone)
+            self._not_deployed(env, plan, serving, f"proving it failed: {message}", None)
         finally:
             self._done(env)
 
@@ -293,6 +288,15 @@ class SageMakerProofs:
         except (ClientError, BotoCoreError) as err:
             log.error("comfyui-sagemaker: the temporary endpoint %s could not be deleted (teardown removes it): %s",
                       plan.endpoint, translate(err, self.owner.region).message)
+
+    def _not_deployed(self, env: str, plan: ProofPlan, serving: int | None, why: str, run: ProofRun | None) -> None:
+        """The new version's model and config go (as those of an update SageMaker rolled back), then the endpoint
+        says why: once it says so, nothing is left to happen."""
+        try:
+            self.owner._remove_version(naming.versioned_name(env, plan.version, self.owner.store_uri))
+        except Exception as err:  # a deploy of that version reuses them; the endpoint's delete and teardown remove them
+            log.warning("comfyui-sagemaker: version %d of %s was not removed: %s", plan.version, env, err)
+        self._refuse(env, plan.version, serving, why, run)
 
     def _refuse(self, env: str, version: int, serving: int | None, why: str, run: ProofRun | None) -> None:
         reason = f"version {version} did not deploy ({why}); still serving version {serving}"

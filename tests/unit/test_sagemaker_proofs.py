@@ -228,8 +228,8 @@ def test_a_failing_proof_stops_the_update_and_says_which_template_failed_with_it
     async_invoked(rt)
     studio.answering(lambda: NODE_ERROR)
     temporary_deleted(sm)
-    sm.add_response("describe_endpoint", described(ENDPOINT, "InService", v(1)), {"EndpointName": ENDPOINT})
     version_removed(sm)  # and no PutMetricAlarm, no UpdateEndpoint: the Stubber refuses any call not queued
+    sm.add_response("describe_endpoint", described(ENDPOINT, "InService", v(1)), {"EndpointName": ENDPOINT})
     studio.endpoints.deploy(manifest(scaling=SCALING))
 
     said = studio.events[-1]
@@ -257,8 +257,8 @@ def test_the_temporary_endpoint_is_deleted_when_it_cannot_start_and_the_old_vers
     temporary_made(sm, state="Failed", reason="The primary container for production variant AllTraffic did not pass "
                                                "the ping health check.")
     temporary_deleted(sm)
-    sm.add_response("describe_endpoint", described(ENDPOINT, "InService", v(1)), {"EndpointName": ENDPOINT})
     version_removed(sm)
+    sm.add_response("describe_endpoint", described(ENDPOINT, "InService", v(1)), {"EndpointName": ENDPOINT})
     studio.endpoints.deploy(manifest(scaling=SCALING))
     assert studio.events[-1]["reason"] == (
         "version 2 did not deploy (its temporary endpoint did not start: Failed (The primary container for "
@@ -280,8 +280,8 @@ def test_the_temporary_endpoint_is_deleted_when_sagemaker_refuses_it_midway(stud
                         "and a request delta of 1 Instances.", expected_params={
                             "EndpointName": TEMP, "EndpointConfigName": TEMP_CONFIG, "Tags": TAGS})
     temporary_deleted(sm, already_gone=True)
-    sm.add_response("describe_endpoint", described(ENDPOINT, "InService", v(1)), {"EndpointName": ENDPOINT})
     version_removed(sm)
+    sm.add_response("describe_endpoint", described(ENDPOINT, "InService", v(1)), {"EndpointName": ENDPOINT})
     studio.endpoints.deploy(manifest(scaling=SCALING))
     reason = studio.events[-1]["reason"]
     assert reason.startswith("version 2 did not deploy (proving it failed: ") and "ml.g5.xlarge" in reason
@@ -415,8 +415,8 @@ def test_a_realtime_endpoints_version_is_proven_on_its_temporary_endpoint_throug
     new_version(sm, mode="realtime")
     temporary_made(sm, mode="realtime")
     temporary_deleted(sm)
-    sm.add_response("describe_endpoint", described(ENDPOINT, "InService", v(1)), {"EndpointName": ENDPOINT})
     version_removed(sm)
+    sm.add_response("describe_endpoint", described(ENDPOINT, "InService", v(1)), {"EndpointName": ENDPOINT})
     studio.endpoints.deploy(manifest(mode="realtime", scaling=SCALING))
     assert emulator.calls == [("InvokeEndpointWithResponseStream", TEMP)]
     assert worker.bodies[0]["prompt"]["8"]["inputs"]["width"] == 8  # the template's prompt, as its proof runs it
