@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from typing_extensions import NotRequired, TypedDict
@@ -66,8 +66,7 @@ from .async_watch import AsyncWatch
 from .clients import client
 from .errors import ROLE_ARN, AwsError, AwsNotConfigured, aws_call, translate
 from .errors import error_code as _code
-from .sagemaker_proofs import SageMakerProofs
-from .sagemaker_proofs import need as proof_need
+from .sagemaker_proofs import SageMakerProofs, instances_needed
 
 log = logging.getLogger("comfyui_sagemaker")
 STARTUP_HEALTH_CHECK_S = 3600  # materialising an environment (models by digest) can take a while
@@ -536,7 +535,7 @@ class SageMakerEndpoints(Endpoints):
             same_type = old["ProductionVariants"][0]["InstanceType"] == cfg["instance_type"]
             update = deploy_guardrails.plan(endpoint, current, cfg, same_type, STARTUP_HEALTH_CHECK_S)
             proving = self.proofs.plan(manifest, current, same_type) if prove else None
-            warning = self._check_quota(cfg["instance_type"], *proof_need(update, proving), update=True)
+            warning = self._check_quota(cfg["instance_type"], *instances_needed(update, proving), update=True)
         else:
             count = cfg["initial_count"]
             warning = self._check_quota(cfg["instance_type"], count, f"a new fleet of {count}")
@@ -553,15 +552,8 @@ class SageMakerEndpoints(Endpoints):
             self.sm.delete_endpoint(EndpointName=endpoint)
         else:
             assert update is not None and existing is not None
-            guarded = update
-
-            def switch() -> None:
-                if old["ProductionVariants"][0]["InstanceType"] != cfg.get("instance_type"):
-                    # AWS refuses to change the instance type while autoscaling is registered on the variant.
-                    scaling.remove(endpoint)
-                deploy_guardrails.put_errors_alarm(self.cloudwatch, endpoint)
-                self.sm.update_endpoint(**deploy_guardrails.update_request(endpoint, config_name, guarded))
-
+            switch = partial(deploy_guardrails.apply, self.sm, self.cloudwatch, scaling, endpoint, config_name, update,
+                             old["ProductionVariants"][0]["InstanceType"] != cfg.get("instance_type"))
             if proving is not None:  # the update waits for the proofs of the templates bound to the environment
                 return self.proofs.start(manifest, proving, version_of(existing["EndpointConfigName"]), switch, warning)
             switch()

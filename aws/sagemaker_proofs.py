@@ -107,7 +107,7 @@ def price_text(region: str, instance_type: str, minutes: int) -> str:
            f"{minutes} min"
 
 
-def need(update: Plan, proving: ProofPlan | None) -> tuple[int, str]:
+def instances_needed(update: Plan, proving: ProofPlan | None) -> tuple[int, str]:
     """The instances of the new version's type the deploy needs at once: the update's peak, or the temporary
     endpoint's beside the serving fleet if that is more (they never run together: the temporary one is gone
     before the update starts)."""
