@@ -379,7 +379,8 @@ class Services:
                                       on_change=lambda endpoint: self.send_event("sagemaker.endpoint", endpoint),
                                       store=self.store if c.store == "s3" else None, sse=c.s3_sse,
                                       kms_key_id=c.s3_kms_key_id, log_retention_days=LOG_RETENTION_DAYS,
-                                      max_instances=c.max_instances, allowed_instance_types=c.allowed_instance_types)
+                                      max_instances=c.max_instances, allowed_instance_types=c.allowed_instance_types,
+                                      prover=lambda: self.prover)
 
         listed = ("local", "sagemaker", SHARED) if self.config.store == "s3" else ("local", SHARED)
         return EndpointsRouter({"local": self.local.provider, "sagemaker": sagemaker, SHARED: self.shared_endpoints},

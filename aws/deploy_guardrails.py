@@ -116,6 +116,15 @@ def update_request(endpoint: str, config_name: str, update: Plan) -> dict[str, A
     return request
 
 
+def apply(sm: Any, cw: Any, scaling: Any, endpoint: str, config_name: str, update: Plan, new_type: bool) -> None:
+    """Send the update: the alarm SageMaker watches first, and `scaling` (aws/autoscaling.py) removed first when
+    the instance type changes (`new_type`): AWS refuses that while autoscaling is registered on the variant."""
+    if new_type:
+        scaling.remove(endpoint)
+    put_errors_alarm(cw, endpoint)
+    sm.update_endpoint(**update_request(endpoint, config_name, update))
+
+
 def put_errors_alarm(cw: Any, endpoint: str) -> str:
     """The alarm SageMaker watches during an update (put again before each: PutMetricAlarm replaces it)."""
     name = naming.errors_alarm_name(endpoint)

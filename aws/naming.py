@@ -39,6 +39,19 @@ def versioned_name(environment: str, version: int, store_uri: str) -> str:
     return name
 
 
+def proof_endpoint_name(environment: str, store_uri: str) -> str:
+    """The temporary endpoint a new version is proven on before an update (aws/sagemaker_proofs.py): ends with
+    the store's digest like the environment's endpoint (teardown finds it), never another environment's name
+    (environment names have no `-`)."""
+    name = f"{PREFIX}-{_clean(environment)}-proof-{store_digest(store_uri)}"
+    assert len(name) <= 63, name
+    return name
+
+
+def is_proof_endpoint(name: str) -> bool:
+    return re.fullmatch(rf"{PREFIX}-[a-z0-9]+-proof-[0-9a-f]{{8}}", name) is not None
+
+
 def resource_id(endpoint: str) -> str:
     return f"endpoint/{endpoint}/variant/{VARIANT}"
 

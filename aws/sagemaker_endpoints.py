@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from typing_extensions import NotRequired, TypedDict
@@ -66,6 +66,7 @@ from .async_watch import AsyncWatch
 from .clients import client
 from .errors import ROLE_ARN, AwsError, AwsNotConfigured, aws_call, translate
 from .errors import error_code as _code
+from .sagemaker_proofs import SageMakerProofs, instances_needed
 
 log = logging.getLogger("comfyui_sagemaker")
 STARTUP_HEALTH_CHECK_S = 3600  # materialising an environment (models by digest) can take a while
@@ -124,8 +125,10 @@ class SageMakerEndpoints(Endpoints):
                  poll_interval: float = 15.0, store: Any = None, sse: str = "", kms_key_id: str = "",
                  log_retention_days: int | None = None,
                  max_instances: int | None = None,
-                 allowed_instance_types: tuple[str, ...] = instance_allowlist.DEFAULT):
+                 allowed_instance_types: tuple[str, ...] = instance_allowlist.DEFAULT,
+                 prover: Callable[[], Any] = lambda: None):
         self.store_uri = store_uri
+        self.proofs = SageMakerProofs(self, prover)  # an update's proofs run before it (aws/sagemaker_proofs.py)
         # The configuration's limits, held here too: every path that creates an endpoint config or an endpoint
         # (deploy, a publish's deploy, start) passes through this provider, whatever face asked.
         self.max_instances = max_instances
@@ -249,7 +252,7 @@ class SageMakerEndpoints(Endpoints):
     def _view(self, environment: str, d: dict) -> EndpointView:
         variants = d.get("ProductionVariants") or [{}]
         report = self.worker_report(environment)
-        return {
+        return self.proofs.view(environment, {
             "name": environment, "kind": "sagemaker", "state": d["EndpointStatus"],
             "environment": environment, "endpoint_name": d["EndpointName"],
             "endpoint_config": d.get("EndpointConfigName"), "version": version_of(d.get("EndpointConfigName")),
@@ -262,7 +265,7 @@ class SageMakerEndpoints(Endpoints):
             "activity": report.get("activity") if report else None,
             "comfyuis": (report.get("comfyuis") if report else None) or [],
             "worker": worker_summary(report),
-        }
+        })
 
     # stopped endpoints: a record in the store, the config and model kept in SageMaker
 
@@ -339,7 +342,7 @@ class SageMakerEndpoints(Endpoints):
         out = []
         for page in self.sm.get_paginator("list_endpoints").paginate(NameContains=f"{naming.PREFIX}-"):
             for e in page["Endpoints"]:
-                if not e["EndpointName"].startswith(f"{naming.PREFIX}-"):
+                if not e["EndpointName"].startswith(f"{naming.PREFIX}-") or naming.is_proof_endpoint(e["EndpointName"]):
                     continue  # NameContains also finds `xcs-`: not ours, and ListTags is granted on cs-* only
                 tags = {t["Key"]: t["Value"] for t in self.sm.list_tags(ResourceArn=e["EndpointArn"])["Tags"]}
                 if tags.get(naming.TAG_STORE) != digest:
@@ -489,7 +492,7 @@ class SageMakerEndpoints(Endpoints):
         fleet ... then deletes the old instances": SageMaker API reference, UpdateEndpoint)."""
         self.check_configured()
         self._within_limits(manifest)  # a kept config made under older limits is not served again past them
-        return self._deploy(manifest, kept=self._config_kept(manifest))
+        return self._deploy(manifest, kept=self._config_kept(manifest), prove=False)
 
     def _config_kept(self, manifest: Manifest) -> bool:
         """Whether SageMaker still has the version's EndpointConfig. Its model goes after it (_remove_version):
@@ -506,7 +509,7 @@ class SageMakerEndpoints(Endpoints):
                 return False
             raise
 
-    def _deploy(self, manifest: Manifest, kept: bool) -> EndpointView:
+    def _deploy(self, manifest: Manifest, kept: bool, prove: bool = True) -> EndpointView:
         self.check_configured()
         self._within_limits(manifest)  # before anything is asked of SageMaker
         env, version = manifest["name"], manifest["version"]
@@ -525,17 +528,19 @@ class SageMakerEndpoints(Endpoints):
                 if ("AsyncInferenceConfig" in old) != (_endpoint_config(manifest).get("mode") == "async"):
                     action, reason = "recreate", "recreating: SageMaker cannot switch async and real-time in place"
         cfg = _endpoint_config(manifest)
-        update = None
+        update, proving = None, None
         if action == "update":
             assert existing is not None
             current = (existing.get("ProductionVariants") or [{}])[0].get("CurrentInstanceCount", 0)
-            update = deploy_guardrails.plan(endpoint, current, cfg, old["ProductionVariants"][0]["InstanceType"]
-                                            == cfg["instance_type"], STARTUP_HEALTH_CHECK_S)
-            warning = self._check_quota(cfg["instance_type"], update.peak, update.detail, update=True)
+            same_type = old["ProductionVariants"][0]["InstanceType"] == cfg["instance_type"]
+            update = deploy_guardrails.plan(endpoint, current, cfg, same_type, STARTUP_HEALTH_CHECK_S)
+            proving = self.proofs.plan(manifest, current, same_type) if prove else None
+            warning = self._check_quota(cfg["instance_type"], *instances_needed(update, proving), update=True)
         else:
             count = cfg["initial_count"]
             warning = self._check_quota(cfg["instance_type"], count, f"a new fleet of {count}")
         config_name = naming.versioned_name(env, version, self.store_uri)
+        self.proofs.begin(env)
         if not kept:  # a rollback to a kept version creates nothing
             self._create_version(self.model_request(manifest), self.endpoint_config_request(manifest))
         scaling = self._scaling()
@@ -546,12 +551,12 @@ class SageMakerEndpoints(Endpoints):
             scaling.remove(endpoint)
             self.sm.delete_endpoint(EndpointName=endpoint)
         else:
-            assert update is not None
-            if old["ProductionVariants"][0]["InstanceType"] != cfg.get("instance_type"):
-                # AWS refuses to change the instance type while autoscaling is registered on the variant.
-                scaling.remove(endpoint)
-            deploy_guardrails.put_errors_alarm(self.cloudwatch, endpoint)
-            self.sm.update_endpoint(**deploy_guardrails.update_request(endpoint, config_name, update))
+            assert update is not None and existing is not None
+            switch = partial(deploy_guardrails.apply, self.sm, self.cloudwatch, scaling, endpoint, config_name, update,
+                             old["ProductionVariants"][0]["InstanceType"] != cfg.get("instance_type"))
+            if proving is not None:  # the update waits for the proofs of the templates bound to the environment
+                return self.proofs.start(manifest, proving, version_of(existing["EndpointConfigName"]), switch, warning)
+            switch()
         state: EndpointView = {"name": env, "kind": "sagemaker", "environment": env, "endpoint_name": endpoint,
                  "state": {"create": "Creating", "recreate": "Deleting", "update": "Updating"}[action],
                  "version": version, "reason": reason, "updated_at": now()}
@@ -688,6 +693,7 @@ class SageMakerEndpoints(Endpoints):
         if self.store is None:
             raise AwsNotConfigured("stopping a SageMaker endpoint needs the S3 store (set store to s3)")
         endpoint = naming.endpoint_name(name, self.store_uri)
+        self.proofs.cancel(name)
         d = self._describe(endpoint)
         record = self._stopped(name, strict=True)
         if record is not None and self._hides(d):
@@ -793,6 +799,7 @@ class SageMakerEndpoints(Endpoints):
         from botocore.exceptions import ClientError
 
         endpoint = naming.endpoint_name(name, self.store_uri)
+        self.proofs.cancel(name)
         existing = self._describe(endpoint)
         stopped = self._stopped(name, strict=True) if self._hides(existing) else None
         if stopped is not None:  # a stopped endpoint: its kept config and model go, and the record
@@ -844,6 +851,9 @@ class SageMakerEndpoints(Endpoints):
                 self.store.delete(key)
         except Exception as err:  # leftovers cost a few bytes; the next endpoint's reports sort before them
             log.warning("cannot remove the worker reports of %s: %s", environment, err)
+
+    def when_settled(self, name: str, done: Callable[[], None]) -> None:
+        self.proofs.when_settled(name, done)
 
     def _in_background(self, fn: Callable[[], object], name: str) -> None:
         threading.Thread(target=fn, daemon=True, name=name).start()
