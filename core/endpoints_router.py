@@ -50,9 +50,7 @@ class EndpointsRouter(Endpoints):
     def stop_listening(self) -> None:
         """The made providers stop listening for this process (SageMaker's notices queue); runs in flight go on."""
         for provider in list(self._made.values()):
-            stop = getattr(provider, "stop_listening", None)
-            if stop is not None:
-                stop()
+            provider.stop_listening()
 
     def _owner(self, name: str) -> Endpoints:
         unavailable = None
