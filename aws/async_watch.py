@@ -15,6 +15,7 @@ only every NOTICE_FALLBACK_S s (a notice lost is still found); its looks in betw
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 import time
@@ -35,6 +36,7 @@ from ..core.worker_contract import (
 )
 from .errors import error_code, error_message
 
+log = logging.getLogger("comfyui_sagemaker")
 FIRST_LOOK_S = 0.2
 LONGEST_S = 5.0
 DESCRIBE_EVERY_S = 5.0
@@ -115,6 +117,7 @@ class AsyncWatch:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.notices: Notices | None = None  # set by whoever receives the notices (SageMakerEndpoints)
+        self._said_missed = False
 
     @property
     def watching(self) -> int:
@@ -206,8 +209,11 @@ class AsyncWatch:
         try:
             result = None
             if not run.notified or run.nudged or self._clock() >= run.result_due:
+                unnoticed = run.notified and not run.nudged
                 run.nudged, run.result_due = False, self._clock() + NOTICE_FALLBACK_S
                 result = self._result(run, lambda event: say("event", event))
+                if result is not None and unnoticed:
+                    self._missed(run)
             if result is None:
                 if self._clock() >= run.deadline:
                     raise InvocationFailed("no async result in the time it was given; the run is marked failed")
@@ -225,6 +231,16 @@ class AsyncWatch:
         with self._lock:  # a notice that came during this look is looked at now
             run.due = self._clock() + (0.0 if run.nudged else run.delay)
         run.delay = min(run.delay * 1.5, LONGEST_S)
+
+    def _missed(self, run: _Run) -> None:
+        """A notified run ended without its notice: said once per process, since every run is then late by up to
+        NOTICE_FALLBACK_S s (a topic the execution role may not publish to, a queue the topic may not send to)."""
+        if not self._said_missed:
+            self._said_missed = True
+            log.warning("comfyui-sagemaker: async run %s ended without SageMaker's notice and was found up to %.0f s "
+                        "late: check that the endpoint's execution role may sns:Publish to the notification topic "
+                        "and that the topic delivers to this ComfyUI's queue (aws/notifications.py)", run.execution_id,
+                        NOTICE_FALLBACK_S)
 
     def _result(self, run: _Run, on_event: Callable[[WorkerEvent], None]) -> WorkerResult | None:
         """The run's result if it has landed; InvocationFailed if its failure has."""

@@ -79,7 +79,7 @@ def test_a_notified_run_reads_its_result_only_when_its_notice_comes(tmp_path):
     assert notices.done == ["r1"]
 
 
-def test_a_lost_notice_is_found_by_the_fallback_look(tmp_path):
+def test_a_lost_notice_is_found_by_the_fallback_look_and_said(tmp_path, caplog):
     w, clock, s3, _, _ = watched(tmp_path)
     answers = follow(w, "r2", notified=True)
     wait_for(lambda: w.watching == 1 and clock.settled(), 60, "the run on the loop")
@@ -88,6 +88,7 @@ def test_a_lost_notice_is_found_by_the_fallback_look(tmp_path):
     assert "r2" not in answers and s3.gets == 0
     clock.advance(2 * LONGEST_S, settle=False)
     wait_for(lambda: "r2" in answers, 60, "the run's answer without its notice")
+    assert "ended without SageMaker's notice" in caplog.text and "sns:Publish" in caplog.text
 
 
 def test_a_run_not_notified_is_polled_for_as_before(tmp_path):
