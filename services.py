@@ -127,6 +127,11 @@ class Services:
                     stop()
                 except Exception:
                     logging.getLogger("comfyui_sagemaker").exception("comfyui-sagemaker: stopping %s failed", name)
+        if self._made("endpoints"):  # SageMaker's notices queue (aws/notifications.py) goes; runs are polled for
+            try:
+                self.endpoints.stop_listening()
+            except Exception:
+                logging.getLogger("comfyui_sagemaker").exception("comfyui-sagemaker: closing the endpoints failed")
         if self._made("input_sync"):
             threading.Thread(target=self.input_sync.close, name="sagemaker-input-sync-close", daemon=True).start()
 
@@ -380,7 +385,8 @@ class Services:
                                       store=self.store if c.store == "s3" else None, sse=c.s3_sse,
                                       kms_key_id=c.s3_kms_key_id, log_retention_days=LOG_RETENTION_DAYS,
                                       max_instances=c.max_instances, allowed_instance_types=c.allowed_instance_types,
-                                      prover=lambda: self.prover)
+                                      prover=lambda: self.prover,
+                                      notification_topic=c.notification_topic_arn, instance=self.owner.instance)
 
         listed = ("local", "sagemaker", SHARED) if self.config.store == "s3" else ("local", SHARED)
         return EndpointsRouter({"local": self.local.provider, "sagemaker": sagemaker, SHARED: self.shared_endpoints},

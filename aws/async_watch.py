@@ -6,17 +6,22 @@ schedule (at once, then backing off by 1.5x to every LONGEST_S s), and whether i
 asked once per endpoint every DESCRIBE_EVERY_S s however many runs wait on it: one DescribeEndpoint poller
 per endpoint, not per run. Each run's events and its answer reach the thread that follows it, so a slow
 listener never holds up the other runs, and every run gets the answer a loop of its own would give.
+
+With notices (aws/notifications.py: SageMaker's SNS notice of each run's end, received from an SQS queue),
+a run invoked once the queue was there is looked at for its result when its notice comes, and otherwise
+only every NOTICE_FALLBACK_S s (a notice lost is still found); its looks in between read only its progress.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..core.endpoints import InvocationFailed
@@ -31,9 +36,20 @@ from ..core.worker_contract import (
 )
 from .errors import error_code, error_message
 
+log = logging.getLogger("comfyui_sagemaker")
 FIRST_LOOK_S = 0.2
 LONGEST_S = 5.0
 DESCRIBE_EVERY_S = 5.0
+NOTIFIED_FIRST_LOOK_S = 1.0  # a run whose end is notified: no progress look for a run done within a second
+NOTICE_FALLBACK_S = 60.0
+
+
+class Notices(Protocol):
+    """What the watch asks of aws/notifications.py's Notices."""
+
+    def want(self, inference_id: str) -> None: ...
+
+    def done(self, inference_id: str) -> None: ...
 
 
 def s3_location(uri: str) -> tuple[str, str]:
@@ -76,6 +92,9 @@ class _Run:
     due: float
     delay: float = FIRST_LOOK_S
     seen: tuple[int, int] = (0, 0)
+    notified: bool = False  # its end comes as a notice: its result is looked for then (and as a fallback)
+    result_due: float = 0.0  # monotonic; when a notified run's result is looked for without a notice
+    nudged: bool = False  # its notice came
     answers: queue.Queue = field(default_factory=queue.Queue)  # ("event", e) | ("result", r) | ("error", exc)
 
 
@@ -97,6 +116,8 @@ class AsyncWatch:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self.notices: Notices | None = None  # set by whoever receives the notices (SageMakerEndpoints)
+        self._said_missed = False
 
     @property
     def watching(self) -> int:
@@ -105,9 +126,10 @@ class AsyncWatch:
             return len(self._runs)
 
     def follow(self, endpoint: str, execution_id: str, resume: dict[str, Any],
-               on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
+               on_event: Callable[[WorkerEvent], None], notified: bool = False) -> WorkerResult:
         """Wait for an accepted async request's result (`resume`: its output and failure locations and the
-        wall-clock time it is given up), relaying the worker's progress to `on_event` in this thread."""
+        wall-clock time it is given up), relaying the worker's progress to `on_event` in this thread.
+        `notified`: the run was invoked with the notices' queue in place, so its end will be noticed."""
         try:
             output, failure = s3_location(str(resume["output"])), s3_location(str(resume.get("failure") or ""))
             until = float(resume["until"])
@@ -115,12 +137,19 @@ class AsyncWatch:
             raise InvocationFailed("the async request cannot be followed: where its result lands is unknown") \
                 from None
         now = self._clock()
-        run = _Run(endpoint, execution_id, output, failure, now + max(0.0, until - time.time()), now)
+        notices = self.notices if notified else None
+        run = _Run(endpoint, execution_id, output, failure, now + max(0.0, until - time.time()), now,
+                   notified=notices is not None)
+        if notices is not None:
+            run.due, run.delay = now + NOTIFIED_FIRST_LOOK_S, NOTIFIED_FIRST_LOOK_S * 1.5
+            run.result_due = now + NOTICE_FALLBACK_S
         with self._lock:
             self._runs.append(run)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, daemon=True, name="sagemaker-async-watch")
                 self._thread.start()
+        if notices is not None:  # once the run is there to be nudged
+            notices.want(execution_id[:64])  # SageMaker's InferenceId: what the notice names
         self._wake.set()
         try:
             while True:
@@ -133,6 +162,24 @@ class AsyncWatch:
                     raise value
         finally:
             self._forget(run)
+            if notices is not None:
+                notices.done(execution_id[:64])
+
+    def nudge(self, inference_id: str) -> None:
+        """A run's notice came: its result is looked for now."""
+        with self._lock:
+            for run in self._runs:
+                if run.execution_id[:64] == inference_id:
+                    run.nudged, run.due = True, self._clock()
+        self._wake.set()
+
+    def poll_all(self) -> None:
+        """No more notices will come (their queue is gone): every run's result is looked for on the poll's
+        schedule, from now on."""
+        with self._lock:
+            for run in self._runs:
+                run.notified, run.due = False, self._clock()
+        self._wake.set()
 
     def _forget(self, run: _Run) -> None:
         with self._lock:
@@ -160,7 +207,13 @@ class AsyncWatch:
             run.answers.put((kind, value))
 
         try:
-            result = self._result(run, lambda event: say("event", event))
+            result = None
+            if not run.notified or run.nudged or self._clock() >= run.result_due:
+                unnoticed = run.notified and not run.nudged
+                run.nudged, run.result_due = False, self._clock() + NOTICE_FALLBACK_S
+                result = self._result(run, lambda event: say("event", event))
+                if result is not None and unnoticed:
+                    self._missed(run)
             if result is None:
                 if self._clock() >= run.deadline:
                     raise InvocationFailed("no async result in the time it was given; the run is marked failed")
@@ -175,8 +228,19 @@ class AsyncWatch:
             self._forget(run)
             say("result", result)
             return
-        run.due = self._clock() + run.delay
+        with self._lock:  # a notice that came during this look is looked at now
+            run.due = self._clock() + (0.0 if run.nudged else run.delay)
         run.delay = min(run.delay * 1.5, LONGEST_S)
+
+    def _missed(self, run: _Run) -> None:
+        """A notified run ended without its notice: said once per process, since every run is then late by up to
+        NOTICE_FALLBACK_S s (a topic the execution role may not publish to, a queue the topic may not send to)."""
+        if not self._said_missed:
+            self._said_missed = True
+            log.warning("comfyui-sagemaker: async run %s ended without SageMaker's notice and was found up to %.0f s "
+                        "late: check that the endpoint's execution role may sns:Publish to the notification topic "
+                        "and that the topic delivers to this ComfyUI's queue (aws/notifications.py)", run.execution_id,
+                        NOTICE_FALLBACK_S)
 
     def _result(self, run: _Run, on_event: Callable[[WorkerEvent], None]) -> WorkerResult | None:
         """The run's result if it has landed; InvocationFailed if its failure has."""

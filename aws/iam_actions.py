@@ -72,6 +72,15 @@ ACTIONS: dict[tuple[str, str], list[str]] = {
     # SageMaker's "Asynchronous inference" prerequisites: sagemaker:InvokeEndpointAsync.
     ("sagemaker-runtime", "InvokeEndpointAsync"): ["sagemaker:InvokeEndpointAsync"],
 
+    # --- Amazon SQS and Amazon SNS: async results by notification (aws/notifications.py) -------------------------
+    # "Actions, resources, and condition keys for Amazon SQS" / "... for Amazon SNS". The queue is made with its
+    # policy as one of its attributes: sqs:SetQueueAttributes is granted too, so either evaluation allows the call.
+    ("sqs", "CreateQueue"): ["sqs:CreateQueue", "sqs:SetQueueAttributes"],
+    ("sqs", "ReceiveMessage"): ["sqs:ReceiveMessage"],
+    ("sqs", "DeleteMessage"): ["sqs:DeleteMessage"],
+    ("sqs", "DeleteQueue"): ["sqs:DeleteQueue"],
+    ("sns", "Subscribe"): ["sns:Subscribe"],
+
     # --- Application Auto Scaling ------------------------------------------------------------------------------
     # "Service-linked roles for Application Auto Scaling" / "Permissions required to create a service-linked
     # role": the first RegisterScalableTarget for SageMaker in an account creates
@@ -200,8 +209,10 @@ EXECUTION_ROLE: dict[tuple[str, str], list[str]] = {
         "cloudwatch:PutMetricData", "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
         "logs:DescribeLogStreams", "s3:GetObject", "s3:ListBucket", "ecr:GetAuthorizationToken",
         "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
+    # An async config's NotificationConfig: "In order to receive Amazon SNS notifications, your IAM role must have
+    # sns:Publish permissions" (Developer Guide, "Check prediction results"), on the stack's topic only.
     ("sagemaker", "CreateEndpointConfig"): [
-        "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket"],
+        "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket", "sns:Publish"],
     # Developer Guide, "Auto-Rollback Configuration and Monitoring": "Ensure that your IAM execution role has
     # permission to perform the cloudwatch:DescribeAlarms action on the auto-rollback alarms you specify" (the
     # alarm every UpdateEndpoint names, aws/deploy_guardrails.py; granted on alarm:cs-* only).

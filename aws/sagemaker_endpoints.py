@@ -27,6 +27,7 @@ the endpoint again from that config and follows it as a deploy does.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import logging
 import re
@@ -61,7 +62,7 @@ from ..core.store import KeyNotFound
 from ..core.templates import now
 from ..core.unreadable import Unreadable, load_object, report
 from ..core.worker_contract import Invocation, WorkerEvent, WorkerReport, WorkerResult, read_report, report_folder
-from . import autoscaling, deploy_guardrails, endpoint_states, naming, quotas, runtime
+from . import autoscaling, deploy_guardrails, endpoint_states, naming, notifications, quotas, runtime
 from .async_watch import AsyncWatch
 from .clients import client
 from .errors import ROLE_ARN, AwsError, AwsNotConfigured, aws_call, translate
@@ -126,7 +127,8 @@ class SageMakerEndpoints(Endpoints):
                  log_retention_days: int | None = None,
                  max_instances: int | None = None,
                  allowed_instance_types: tuple[str, ...] = instance_allowlist.DEFAULT,
-                 prover: Callable[[], Any] = lambda: None):
+                 prover: Callable[[], Any] = lambda: None,
+                 notification_topic: str = "", instance: str = ""):
         self.store_uri = store_uri
         self.proofs = SageMakerProofs(self, prover)  # an update's proofs run before it (aws/sagemaker_proofs.py)
         # The configuration's limits, held here too: every path that creates an endpoint config or an endpoint
@@ -145,6 +147,9 @@ class SageMakerEndpoints(Endpoints):
         self.kms_key_id = kms_key_id
         # Days an endpoint's log is kept (aws/endpoint_logs.py); None leaves the group to SageMaker (kept for good).
         self.log_retention_days = log_retention_days
+        # Async runs' ends notified on this SNS topic, received by this process (`instance`): aws/notifications.py.
+        self.notification_topic = notification_topic
+        self.instance = instance
 
     def _client(self, service: str) -> Any:
         if service not in self._clients:
@@ -438,10 +443,12 @@ class SageMakerEndpoints(Endpoints):
         request: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": [variant],
                    "Tags": naming.tags(env, version, self.store_uri)}
         if cfg["mode"] == "async":
-            output = {"S3OutputPath": f"{self.store_uri}/async/outputs/",
-                      "S3FailurePath": f"{self.store_uri}/async/failures/"}
+            output: dict[str, Any] = {"S3OutputPath": f"{self.store_uri}/async/outputs/",
+                                      "S3FailurePath": f"{self.store_uri}/async/failures/"}
             if self.sse == "aws:kms" and self.kms_key_id:
                 output["KmsKeyId"] = self.kms_key_id
+            if self.notification_topic:
+                output["NotificationConfig"] = notifications.notification_config(self.notification_topic)
             # The worker runs one ComfyUI per GPU: as many requests at once as the instance has GPUs.
             request["AsyncInferenceConfig"] = {"OutputConfig": output, "ClientConfig": {
                 "MaxConcurrentInvocationsPerInstance": gpu_count(cfg["instance_type"])}}
@@ -881,8 +888,13 @@ class SageMakerEndpoints(Endpoints):
             on_event({"type": "sagemaker.note", "data": {
                 "message": "waiting for an instance: the endpoint scaled in to zero and is scaling out for this run"}})
 
+        # Its end is noticed if its endpoint announces it on the topic this process's queue listens to.
+        announced = (config["AsyncInferenceConfig"].get("OutputConfig", {}).get("NotificationConfig") or {}) \
+            .get("SuccessTopic")
+        notified = bool(self.notices and announced == self.notification_topic and self.notices.ready())
         return runtime.invoke_async(runtime_client, self.store.s3, self.store, self.store_uri,
-                                    endpoint["endpoint_name"], body, on_event, follow=self.watch.follow)
+                                    endpoint["endpoint_name"], body, on_event,
+                                    follow=functools.partial(self.watch.follow, notified=notified))
 
     @cached_property
     def watch(self) -> AsyncWatch:
@@ -893,7 +905,27 @@ class SageMakerEndpoints(Endpoints):
             except Exception:  # a passing error is not a deletion
                 return True
 
-        return AsyncWatch(self.store.s3, self.store, there)
+        watch = AsyncWatch(self.store.s3, self.store, there)
+        watch.notices = self.notices
+        return watch
+
+    @cached_property
+    def notices(self) -> notifications.Notices | None:
+        """This process's queue on the notification topic (None without a topic): made at its first async run."""
+        if not (self.notification_topic and self.instance):
+            return None
+        name = notifications.queue_name(naming.store_digest(self.store_uri), self.instance)
+        # The topic is in the endpoints' region (the stack makes both): the queue is made there too.
+        return notifications.Notices(self._client("sqs"), self._client("sns"), self.notification_topic, name,
+                                     self.instance, lambda inference_id: self.watch.nudge(inference_id))
+
+    def stop_listening(self) -> None:
+        """The services close: this process's notices queue goes, and the runs still in flight are polled for."""
+        notices = self.__dict__.get("notices")
+        if notices is not None:
+            notices.close()
+            if "watch" in self.__dict__:
+                self.watch.poll_all()
 
     def resume(self, name: str, execution_id: str, resume: dict[str, Any],
                on_event: Callable[[WorkerEvent], None]) -> WorkerResult:

@@ -249,6 +249,8 @@ def configuration(out: dict[str, str], region: str, image_uri: str) -> dict:
            "worker_image_uri": image_uri}
     if out.get("KmsKeyArn"):
         cfg.update(s3_sse="aws:kms", s3_kms_key_id=out["KmsKeyArn"])
+    if out.get("NotificationTopicArn"):  # async runs' ends by notification (a stack before 33: polled for)
+        cfg["notification_topic_arn"] = out["NotificationTopicArn"]
     if out.get("AllowedInstanceTypes"):  # the server holds the designer policy's list (a stack before 29: none)
         cfg["allowed_instance_types"] = out["AllowedInstanceTypes"].split(",")
     return cfg

@@ -8,7 +8,9 @@
 - an ECR repository for the worker image (immutable tags, one per build; only untagged images expire) and a
   CodeBuild project that builds the image from this repository's source (a zip the CLI uploads to the
   bucket) and pushes it;
-- the SageMaker execution role, and managed policies for designers, artists and the gateway.
+- the SageMaker execution role, and managed policies for designers, artists and the gateway;
+- the SNS topic async endpoints announce each run's end on (aws/notifications.py: each ComfyUI subscribes a
+  queue of its own to it while it runs; a topic bills per message published, nothing while idle).
 
 The IAM documents are aws/iam/*.json themselves, their placeholders turned into CloudFormation
 references: one source of truth for the policies, whether applied by hand or by the stack.
@@ -39,6 +41,7 @@ SUBSTITUTIONS = {
     "REGION": "${AWS::Region}",
     "EXECUTION_ROLE_NAME": "${ExecutionRole}",
     "WORKER_REPOSITORY": "${Repository}",  # Ref of an ECR repository is its name
+    "NOTIFICATION_TOPIC": "${AsyncResultsTopic.TopicName}",
     # One managed policy for every artist, each scoped to its own ComfyUI by a tag on the artist's IAM user or
     # role (IAM User Guide, "IAM policy elements: Variables and tags": ${aws:PrincipalTag/...}; `${!` is
     # CloudFormation's escape, IAM receives `${`). An artist without the tag writes none of the per-owner keys.
@@ -314,6 +317,10 @@ def template() -> dict:
                     "TimeoutInMinutes": 60,
                 },
             },
+            # Unencrypted: a notice names a run and where its result is, never its content (the topic would need
+            # a KMS key policy letting SageMaker's role use the key).
+            "AsyncResultsTopic": {"Type": "AWS::SNS::Topic", "Properties": {
+                "DisplayName": "comfyui-sagemaker async results"}},
             "ExecutionRole": {
                 "Type": "AWS::IAM::Role",
                 "Properties": {
@@ -330,6 +337,12 @@ def template() -> dict:
                 "Description": "comfyui-sagemaker: read and run templates, writing only the runs of the ComfyUI "
                                f"named by the artist's tag {INSTANCE_TAG} (aws/iam/artist-policy.json)",
                 "PolicyDocument": policy_document("artist")}},
+            # A second policy for artists: IAM's 6,144 characters of a managed policy leave no room in the first
+            # with the longest bucket name and prefix the stack accepts (IAM User Guide, "IAM and AWS STS quotas").
+            "ArtistNoticesPolicy": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {
+                "Description": "comfyui-sagemaker: an artist's ComfyUI receives its async runs' ends on a queue of its "
+                               f"own, named by the artist's tag {INSTANCE_TAG} (aws/iam/artist-notices-policy.json)",
+                "PolicyDocument": policy_document("artist-notices")}},
             "GatewayPolicy": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {
                 "Description": "comfyui-sagemaker: the gateway serves runs and the Comfy API v2 for every owner "
                                "(aws/iam/gateway-policy.json)",
@@ -344,8 +357,10 @@ def template() -> dict:
             "BuildProject": {"Value": {"Ref": "ImageBuild"}},
             "DesignerPolicyArn": {"Value": {"Ref": "DesignerPolicy"}},
             "ArtistPolicyArn": {"Value": {"Ref": "ArtistPolicy"}},
+            "ArtistNoticesPolicyArn": {"Value": {"Ref": "ArtistNoticesPolicy"}},
             "GatewayPolicyArn": {"Value": {"Ref": "GatewayPolicy"}},
             "KmsKeyArn": {"Value": {"Ref": "KmsKeyArn"}},
+            "NotificationTopicArn": {"Value": {"Ref": "AsyncResultsTopic"}},
             "BudgetName": {"Condition": "HasBudget", "Value": {"Ref": "Budget"}},
             "AllowedInstanceTypes": {"Value": {"Fn::Join": [",", {"Ref": "AllowedInstanceTypes"}]}},
         },

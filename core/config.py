@@ -51,6 +51,7 @@ def _whole(default: int, low: int, high: int, unit: str = "") -> Any:
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9!_.*'()=+-]{1,255}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+_TOPIC_ARN = re.compile(r"arn:aws[a-z\-]*:sns:[a-z0-9\-]+:[0-9]{12}:[a-zA-Z0-9_.-]+")  # SnsTopicArn's pattern
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}")
 _VISIBLE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space: what an HTTP header carries unchanged
 _LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
@@ -73,6 +74,9 @@ class Config(BaseModel):
     region: str = Field("", description="empty or an AWS region such as us-east-1")
     sagemaker_role_arn: str = Field("", description="empty or an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
     worker_image_uri: str = Field("", max_length=1024, description="empty or a container image URI (no spaces)")
+    # The SNS topic async endpoints announce each run's end on (aws/notifications.py); empty: results are polled.
+    notification_topic_arn: str = Field("", max_length=2048, description=(
+        "empty or an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)"))
     max_instances: int = _whole(4, 1, 100)
     # What an endpoint may run on (core/instance_allowlist.py): the server and the designer policy enforce it.
     allowed_instance_types: tuple[str, ...] = Field(instance_allowlist.DEFAULT, description=(
@@ -151,6 +155,13 @@ class Config(BaseModel):
     def _role_arn(cls, v: str) -> str:
         if v and not _ROLE_ARN.fullmatch(v):
             raise ValueError(f"{v!r} is not a role ARN")
+        return v
+
+    @field_validator("notification_topic_arn")
+    @classmethod
+    def _topic_arn(cls, v: str) -> str:
+        if v and not _TOPIC_ARN.fullmatch(v):
+            raise ValueError(f"{v!r} is not an SNS topic ARN")
         return v
 
     @field_validator("token")
@@ -273,7 +284,8 @@ class RoleRaiseRefused(ConfigRefused):
 # What the Connect panel may change. store_path is not: a folder a request names would let a caller
 # write anywhere this ComfyUI may write; it is set in the file or the environment only.
 EDITABLE = ("store", "s3_bucket", "s3_prefix", "s3_sse", "s3_kms_key_id", "s3_max_concurrency", "region",
-            "sagemaker_role_arn", "worker_image_uri", "max_instances", "allowed_instance_types", "allowed_hosts",
+            "sagemaker_role_arn", "worker_image_uri", "notification_topic_arn", "max_instances",
+            "allowed_instance_types", "allowed_hosts",
             "token", "share_host", "download_allowed_hosts", "role", "display_name", "execution_retention_days",
             "webhook_allowed_hosts", "webhook_retry_seconds", "webhook_timeout_seconds")
 # What "replace the file" keeps unless the changes name it: what the panel cannot set or cannot show.

@@ -137,6 +137,11 @@ class Endpoints(ABC):
         raises for a run the endpoint no longer has. Nothing by default: the run goes on to its end."""
         return None
 
+    def stop_listening(self) -> None:
+        """This process's services close: stop receiving what the provider keeps for it (SageMaker's async
+        notices queue, aws/notifications.py). Runs in flight go on. Nothing by default."""
+        return None
+
     def usage(self, endpoints: builtins.list[EndpointView], start: datetime,
               end: datetime) -> dict[str, builtins.list[Span]]:
         """The instances each of `endpoints` (views of this kind) ran between `start` and `end`, by name, from

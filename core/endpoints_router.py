@@ -47,6 +47,11 @@ class EndpointsRouter(Endpoints):
     def _made_providers(self) -> builtins.list[Endpoints]:
         return [self.provider(k) for k in self._factories if k in self._listed or k in self._made]
 
+    def stop_listening(self) -> None:
+        """The made providers stop listening for this process (SageMaker's notices queue); runs in flight go on."""
+        for provider in list(self._made.values()):
+            provider.stop_listening()
+
     def _owner(self, name: str) -> Endpoints:
         unavailable = None
         for p in self._made_providers():

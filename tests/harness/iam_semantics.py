@@ -27,7 +27,8 @@ PREFIX = "comfyui"
 REFS = {"StoreBucket": BUCKET, "StorePrefix": PREFIX, "AWS::AccountId": ACCOUNT, "AWS::Region": REGION,
         "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com",
         "ExecutionRole": "comfyui-sagemaker-ExecutionRole-ABC",
-        "Repository": "comfyui-sagemaker-worker", "StoreBucket.Arn": f"arn:aws:s3:::{BUCKET}"}
+        "Repository": "comfyui-sagemaker-worker", "StoreBucket.Arn": f"arn:aws:s3:::{BUCKET}",
+        "AsyncResultsTopic.TopicName": "comfyui-sagemaker-AsyncResultsTopic-ABC"}
 VARIABLE = re.compile(r"\$\{([^}]+)\}")
 
 
@@ -158,7 +159,8 @@ def hand_policy(name: str, instance: str = "") -> dict:
     text = (stack.IAM / f"{name}-policy.json").read_text()
     values = {"STORE_BUCKET": BUCKET, "STORE_PREFIX": PREFIX, "ACCOUNT_ID": ACCOUNT, "REGION": REGION,
               "EXECUTION_ROLE_NAME": REFS["ExecutionRole"], "WORKER_REPOSITORY": REFS["Repository"],
-              "ARTIST_INSTANCE_ID": instance, "KMS_KEY_ID": "1234abcd-12ab-34cd-56ef-1234567890ab"}
+              "NOTIFICATION_TOPIC": REFS["AsyncResultsTopic.TopicName"], "ARTIST_INSTANCE_ID": instance,
+              "KMS_KEY_ID": "1234abcd-12ab-34cd-56ef-1234567890ab"}
     for placeholder, value in values.items():
         text = re.sub(rf"\b{placeholder}\b", value, text)
     return json.loads(text)

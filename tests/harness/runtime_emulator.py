@@ -8,7 +8,9 @@ in a random bucket, so this stands in for `runtime.sagemaker.<region>.amazonaws.
   the worker's bytes framed as `application/vnd.amazon.eventstream` PayloadPart events;
 - POST /endpoints/{name}/async-invocations: InvokeEndpointAsync, 202 with the
   output and failure locations taken from the endpoint config on moto, the input
-  read from and the result written to moto's S3.
+  read from and the result written to moto's S3; with the config's NotificationConfig, the run's end
+  published to its SNS topic on moto, the message as SageMaker documents it (Developer Guide, "Check
+  prediction results": invocationStatus, inferenceId, requestParameters, responseParameters).
 Errors have AWS's shapes and texts: `x-amzn-ErrorType` plus a JSON body with the
 modeled fields. The texts are the ones AWS's users quote from real endpoints
 (aws/amazon-sagemaker-examples issues #293, #559; aws/sagemaker-python-sdk #1119;
@@ -32,6 +34,7 @@ import binascii
 import json
 import struct
 import threading
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,6 +63,10 @@ def event_message(headers: dict[str, str], payload: bytes) -> bytes:
     return message + struct.pack(">I", binascii.crc32(message) & 0xFFFFFFFF)
 
 
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def payload_part(data: bytes) -> bytes:
     return event_message({":event-type": "PayloadPart", ":content-type": "application/octet-stream",
                           ":message-type": "event"}, data)
@@ -79,10 +86,30 @@ def model_error(endpoint: str, region: str, status: int, original: str) -> web.R
                      OriginalMessage=original, LogStreamArn=f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{group}")
 
 
+def async_notice(region: str, name: str, location: str, request: dict, target: str, status: int,
+                 data: bytes = b"") -> dict:
+    """SageMaker's notification of an async run's end (Developer Guide, "Check prediction results"): `request`
+    holds the run's inferenceId, contentType and receivedTime; `target` is where its result or failure is."""
+    message: dict[str, Any] = {
+        "awsRegion": region, "eventTime": _now(), "receivedTime": request.get("receivedTime") or _now(),
+        "invocationStatus": "Completed" if status == 200 else "Failed",
+        "requestParameters": {"contentType": request.get("contentType", "application/json"), "endpointName": name,
+                              "inputLocation": location},
+        "responseParameters": {"contentType": "application/json",
+                               "outputLocation" if status == 200 else "failureLocation": target},
+        "inferenceId": request["inferenceId"], "eventVersion": "1.0", "eventSource": "aws:sagemaker",
+        "eventName": "InferenceResult"}
+    if status != 200:
+        message["failureReason"] = (f"ClientError: Received server error ({status}) from primary with message "
+                                    f"\"{data.decode(errors='replace')[:200]}\".")
+    return message
+
+
 class RuntimeEmulator:
-    def __init__(self, sagemaker: Any, s3: Any, realtime_limit: float = 60.0):
+    def __init__(self, sagemaker: Any, s3: Any, realtime_limit: float = 60.0, sns: Any = None):
         self.sagemaker = sagemaker  # a boto3 client on moto: which endpoints exist, their async config
         self.s3 = s3
+        self.sns = sns  # publishes the async notices (None: a client made like `sagemaker`, on the same moto)
         self.realtime_limit = realtime_limit
         self.workers: dict[str, str] = {}  # endpoint name -> worker URL
         self.port = free_port()
@@ -194,12 +221,16 @@ class RuntimeEmulator:
         outputs = async_config["OutputConfig"]
         output = f"{outputs['S3OutputPath'].rstrip('/')}/{inference_id}.out"
         failure = f"{outputs.get('S3FailurePath', outputs['S3OutputPath']).rstrip('/')}/{inference_id}-error.out"
-        asyncio.get_running_loop().create_task(self._run_async(name, location, output, failure))
+        notices = outputs.get("NotificationConfig") or {}
+        asyncio.get_running_loop().create_task(self._run_async(name, location, output, failure, {
+            "inferenceId": inference_id, "notices": notices,
+            "contentType": request.headers.get("X-Amzn-SageMaker-Content-Type", "application/octet-stream"),
+            "receivedTime": _now()}))
         return web.json_response({"InferenceId": inference_id}, status=202,
                                  headers={"X-Amzn-SageMaker-OutputLocation": output,
                                           "X-Amzn-SageMaker-FailureLocation": failure})
 
-    async def _run_async(self, name: str, location: str, output: str, failure: str) -> None:
+    async def _run_async(self, name: str, location: str, output: str, failure: str, request: dict) -> None:
         def s3_parts(uri: str) -> tuple[str, str]:
             p = urlsplit(uri)
             return p.netloc, p.path.lstrip("/")
@@ -215,6 +246,20 @@ class RuntimeEmulator:
                                "OriginalMessage": data.decode(errors="replace")}).encode()
         out_bucket, out_key = s3_parts(target)
         await asyncio.to_thread(self.s3.put_object, Bucket=out_bucket, Key=out_key, Body=data)
+        topic = request["notices"].get("SuccessTopic" if response.status == 200 else "ErrorTopic")
+        if topic:
+            region = getattr(getattr(self.sagemaker, "meta", None), "region_name", None) or "us-east-1"
+            message = async_notice(region, name, location, request, target, response.status, data)
+            await asyncio.to_thread(self._sns().publish, TopicArn=topic, Message=json.dumps(message))
+
+    def _sns(self) -> Any:
+        if self.sns is None:
+            import boto3
+
+            meta = self.sagemaker.meta
+            self.sns = boto3.client("sns", endpoint_url=meta.endpoint_url, region_name=meta.region_name,
+                                    aws_access_key_id="testing", aws_secret_access_key="testing")
+        return self.sns
 
     def start(self) -> RuntimeEmulator:
         def run() -> None:

@@ -125,7 +125,8 @@ def test_the_outputs_make_a_configuration_the_extension_accepts(tmp_path):
     out = {k: "x" for k in outputs} | {
         "StoreBucket": "team-store", "StorePrefix": "comfyui", "Region": "eu-west-1",
         "SageMakerRoleArn": "arn:aws:iam::123456789012:role/r",
-        "KmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/abcd", "AllowedInstanceTypes": "ml.g5.*,ml.g6.xlarge"}
+        "KmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/abcd", "AllowedInstanceTypes": "ml.g5.*,ml.g6.xlarge",
+        "NotificationTopicArn": "arn:aws:sns:eu-west-1:123456789012:stack-AsyncResultsTopic-ABC"}
     cfg = setup_mod.configuration(out, "eu-west-1", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/"
                                   "comfyui-sagemaker-worker@sha256:" + "c" * 64)
     (tmp_path / "config.json").write_text(json.dumps({"token": "kept-token", "role": "designer"}))
@@ -133,6 +134,7 @@ def test_the_outputs_make_a_configuration_the_extension_accepts(tmp_path):
     loaded = config_mod.load(tmp_path)
     assert (loaded.store, loaded.s3_bucket, loaded.s3_sse, loaded.role) == ("s3", "team-store", "aws:kms", "designer")
     assert loaded.allowed_instance_types == ("ml.g5.*", "ml.g6.xlarge")  # the designer policy's list
+    assert loaded.notification_topic_arn == out["NotificationTopicArn"]  # async results by notification
     assert json.loads((tmp_path / "config.json").read_text())["token"] == "kept-token"
 
 

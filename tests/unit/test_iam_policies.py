@@ -160,7 +160,9 @@ def designer_operations() -> set[tuple[str, str]]:
 
 def artist_operations() -> set[tuple[str, str]]:
     # DeleteObject: an artist's runs leave its in-flight folder (core/execution_records.py); scoped below.
-    run_path = called([ROOT / "aws" / "runtime.py", ROOT / "aws" / "s3_store.py", *(ROOT / "nodes").glob("*.py")])
+    # notifications.py: the queue an artist's ComfyUI receives its async runs' notices from, scoped to its own.
+    run_path = called([ROOT / "aws" / "runtime.py", ROOT / "aws" / "s3_store.py", ROOT / "aws" / "notifications.py",
+                       *(ROOT / "nodes").glob("*.py")])
     return run_path | ARTIST_READS
 
 
@@ -278,7 +280,8 @@ def test_the_designer_policy_is_exactly_what_the_code_calls():
 
 def test_the_artist_policy_is_invoke_and_read_plus_its_own_uploads():
     ops = artist_operations()
-    artist = allowed("artist-policy.json")
+    # Its async results queue is granted by a second policy (IAM's size quota: aws/stack.py).
+    artist = allowed("artist-policy.json") | allowed("artist-notices-policy.json")
     assert artist == actions(ops)
     assert set(_list(kms_statement("artist-policy.json")["Action"])) == kms_actions(ops)
     # Metrics are read (what endpoints cost), alarms never touched.
