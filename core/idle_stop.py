@@ -7,7 +7,7 @@ when its config asks (an explicit `idle_stop_minutes`), to give its GPU memory b
 
 Who decides: the one thing that runs whenever the endpoint runs, so that it works with every ComfyUI closed and
 polls nothing while idle. The worker keeps when its last run ended (`Idleness`, in its report as `idle_since`).
-A local endpoint's owning ComfyUI reads it in the /status it polls anyway (local/endpoints.py); a SageMaker
+A local endpoint's owning ComfyUI reads it in the /status it polls anyway (local/endpoint_idle.py); a SageMaker
 worker decides itself (worker/idle_stop.py), asking CloudWatch once, at the deadline, whether the endpoint's
 other instances ran anything meanwhile. A CloudWatch alarm cannot stop an endpoint: its actions are SNS, EC2
 Auto Scaling, EC2 instance actions, Application Auto Scaling policies, Systems Manager and Lambda

@@ -6,7 +6,7 @@ files, each file's format and size and, optionally, its look as a 64-bit differe
 tolerance in bits (a new version's library or driver may change a few pixels, not the picture).
 
 A redeploy runs the proof of every template bound to the environment on the new version before any run goes
-there (a local endpoint's second worker: local/endpoints.py); one that fails stops the switch, and the endpoint
+there (a local endpoint's second worker: local/endpoint_redeploy.py); one that fails stops the switch, and the endpoint
 says which template failed and why. Each version's results are kept in the store, for its history.
 """
 

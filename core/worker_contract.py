@@ -56,7 +56,7 @@ class WorkerRuntime:
     python: str = sys.executable
 
 
-# The wire: what crosses between the worker and its callers (local/endpoints.py, aws/runtime.py), each shape
+# The wire: what crosses between the worker and its callers (local/endpoint_runs.py, aws/runtime.py), each shape
 # declared once. PROTOCOL_VERSION rises when a shape changes in a way a peer of the version before would
 # misread (a new optional field does not); each side checks the peer's in one place (`speaks`). 0 is a peer
 # from before the field: the same shapes, except that its async progress was the bare list of its events.

@@ -15,7 +15,7 @@ from ..core.endpoints import EndpointNotFound, EndpointNotReady, Endpoints, Endp
 from ..core.records import EndpointView, Manifest
 from ..core.shared_registry import GONE, SharedEntry, SharedRegistry
 from ..core.worker_contract import TOKEN_HEADER, Invocation, WorkerEvent, WorkerResult
-from .endpoints import cancel_at_worker, invoke_worker
+from .endpoint_runs import cancel_at_worker, invoke_worker
 
 
 class SharedEndpoints(Endpoints):

@@ -1,6 +1,6 @@
 """Results kept for a caller that went away: a local endpoint's ComfyUI killed (or stopped with Ctrl+C) while
 its runs were in flight takes them over at its next start and asks the worker for their results
-(local/endpoints.py's `resume`) instead of failing runs that were done and paid for.
+(local/endpoint_runs.py's `resume`) instead of failing runs that were done and paid for.
 
 - Each run's result is kept once it ends, keyed by execution id, at most KEEP_RESULTS of them for at most
   KEEP_MINUTES (the oldest go first): memory stays bounded whoever calls. A run still queued or running is

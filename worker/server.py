@@ -32,247 +32,46 @@ container. `/ping` stays open: it says ready or not, nothing else.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hmac
 import json
 import logging
-import os
-import signal
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Literal, cast
 
 import aiohttp
 from aiohttp import web
 
 from ..core.cancel_tokens import DIGEST_FIELD, TOKEN_FIELD, is_digest, is_token
-from ..core.errors import SageMakerError, message_of
-from ..core.executions import ID_RE
-from ..core.idle_stop import Idleness, stamp
-from ..core.idle_stop import minutes as idle_minutes
-from ..core.records import EndpointConfig, ExecutionError
 from ..core.shapes import ShapeInvalid, validate
 from ..core.worker_contract import (
     KEEPS_HEADER,
-    PROTOCOL_VERSION,
     TOKEN_HEADER,
     CancelRequest,
     Invocation,
     ProtocolUnsupported,
     ResultRequest,
     WorkerEvent,
-    WorkerReport,
-    WorkerResult,
-    WorkerState,
     speaks,
 )
 from .access_log import QuietPollsAccessLogger
-from .cancels import MAX_ID, CancelBook, Execution, marked, stop_running
-from .coldstart import ColdStart, FirstPromptTimer, StoreReport, human_bytes, now_iso, report_key
-from .comfy import ComfyProcess, PromptRejected
-from .devices import Device, DevicesInvalid, plan
-from .materialise import EXTENSION_FOLDER, MaterialiseError, Materialiser, place_input, safe_relative
-from .outputs import AsyncProgress, describe_rejection, keep_result, store_outputs
-from .pool import ComfyPool, NoComfyUI, QueuedCancelled, Slot
-from .results import ResultBook
+from .cancels import MAX_ID
+from .coldstart import now_iso
+from .materialise import MaterialiseError, safe_relative
+from .outputs import AsyncProgress, keep_result, store_outputs
+from .pool import Slot
+from .runs import OUTPUT_ERRORS, WorkerRuns
 from .settings import WorkerSettings
-from .volumes import candidates_from, place
-from .warmup import Warmup, warm
 
 log = logging.getLogger("comfyui_sagemaker.worker")
 NDJSON = "application/x-ndjson"
-# An output file that is missing, unsafely named, or not a regular file (a FIFO would hang the read).
-OUTPUT_ERRORS = (OSError, SageMakerError, MaterialiseError)
 
 
 def error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-class Worker:
-    def __init__(self, settings: WorkerSettings):
-        # The caches go to the largest local volume (worker/volumes.py): on SageMaker, the instance's storage.
-        self.placement = place(settings.cache_dir, settings.base_dir,
-                               candidates_from(settings.local_volumes, settings.cache_dir))
-        if self.placement is not None:
-            settings = dataclasses.replace(settings, cache_dir=self.placement.cache_dir,
-                                           base_dir=self.placement.base_dir)
-            log.info("caches on %s (%s free)", self.placement.volume.candidate,
-                     human_bytes(self.placement.volume.free_bytes))
-        self.s = settings
-        self.state: WorkerState = "starting"
-        self.reason: str | None = None
-        self.coldstart = ColdStart()
-        self.materialiser = Materialiser(settings.manifest_uri, settings.cache_dir, settings.base_dir, self.coldstart,
-                                         settings.fetch_part_bytes, settings.fetch_concurrency, self.placement)
-        self.pool: ComfyPool | None = None
-        self.warmup: Warmup | None = None
-        self.node_types: set[str] = set()
-        self.session: aiohttp.ClientSession | None = None
-        self.started = time.monotonic()
-        self.ready_after: float | None = None
-        self.cancels = CancelBook(early_ttl=settings.cancel_hold)
-        self.stopping: set[asyncio.Task] = set()  # cancelled runs being stopped (held: the loop keeps weak refs)
-        self.results = ResultBook(settings.keep_results, settings.keep_minutes)
-        self.idleness = Idleness()  # the idle stop's clock (core/idle_stop.py)
-        self.idle_task: asyncio.Task | None = None  # a SageMaker worker's idle stop (worker/idle_stop.py)
-        self.report: StoreReport | None = None
-        if settings.report_to_store:
-            key = report_key(self.materialiser.environment, self.coldstart.started_epoch, StoreReport.instance_name())
-            self.report = StoreReport(self.materialiser.store, key, self.report_body).start()
-            self.coldstart.on_change = self.report.poke
-
-    def http(self) -> aiohttp.ClientSession:
-        """The session to this worker's ComfyUIs (made at start-up, before any request is served)."""
-        if self.session is None:
-            raise RuntimeError("the worker has not started")
-        return self.session
-
-    # start-up
-
-    def link_extension(self) -> None:
-        if not self.s.extension_dir:
-            return
-        link = self.s.base_dir / "custom_nodes" / EXTENSION_FOLDER
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.exists() and not link.is_symlink():
-            link.symlink_to(self.s.extension_dir, target_is_directory=True)
-
-    def comfy_process(self, i: int, device: Device, count: int, layers: list[str]) -> ComfyProcess:
-        # One ComfyUI keeps the log name it always had; more get one log each.
-        log_path = self.s.base_dir / ("comfyui.log" if i == 0 else f"comfyui-{i}.log")
-        return ComfyProcess(self.s.comfyui_dir, self.s.base_dir, device.args(self.s.comfyui_args), layers, log_path,
-                            self.s.preview_method, slot_dir=self.s.base_dir / "comfyui" / str(i), env=device.env(),
-                            label=str(i) if count > 1 else "")
-
-    def make_pool(self, layers: list[str]) -> ComfyPool:
-        devices = plan(self.s.device_environ(), self.s.comfyui_args)
-        slots = [Slot(i, device, self.comfy_process(i, device, len(devices), layers))
-                 for i, device in enumerate(devices)]
-        log.info("%s: %s", comfyuis(len(slots)), ", ".join(d.label for d in devices))
-        return ComfyPool(slots, self.coldstart, self.pool_changed, self.s.restart_backoff,
-                         self.warm_slot if self.warmup is not None else None)
-
-    async def warm_slot(self, slot: Slot, report: bool) -> None:
-        if self.warmup is not None:
-            await warm(slot, self.http(), self.warmup, self.coldstart if report else None)
-
-    def load_warmup(self) -> Warmup | None:
-        """The manifest's warm-up with its inputs fetched; None if it has none or they cannot be fetched (a
-        failed phase says so: the worker starts unwarmed rather than not at all). Blocking."""
-        entry = self.materialiser.manifest.get("warmup")
-        warmup = Warmup.of(entry, self.s.warmup_timeout)
-        if warmup is None or entry is None:
-            return None
-        inputs = entry.get("inputs") or {}
-        if not inputs and self.s.models != "lazy":
-            return warmup
-        try:
-            with self.coldstart.phase("warmup_inputs", "warm-up inputs", count=len(inputs)):
-                for name, sha in inputs.items():
-                    safe_relative(name)
-                    warmup.inputs.append((self.materialiser.blob(sha), name, sha))
-                if self.s.models == "lazy":
-                    self.materialiser.models_for(warmup.prompt)
-        except (MaterialiseError, SageMakerError, OSError) as err:
-            log.warning("no warm-up: %s", message_of(err))
-            return None
-        return warmup
-
-    async def prepare(self) -> None:
-        try:
-            layers = await asyncio.to_thread(self.materialiser.run, self.s.models, self.s.install_packages)
-            self.link_extension()
-            self.warmup = await asyncio.to_thread(self.load_warmup)
-            self.pool = self.make_pool(layers)
-            self.coldstart.set_activity(f"starting {comfyuis(len(self.pool.slots))}")
-            first = await self.pool.start(self.http())
-            self.node_types = await first.comfy.node_types(self.http())
-            if self.warmup is not None:
-                await self.pool.settled()  # each ComfyUI warmed (or failed) before /ping says ready
-            self.state = "ready"
-            self.ready_after = time.monotonic() - self.started
-            self.idleness.end()  # idle from now: a materialisation is not idleness
-            self.start_idle_stop()
-            self.pool_changed()
-            log.info("worker ready in %.1f s (ComfyUI %d first; %d in all)", self.ready_after, first.index,
-                     len(self.pool.slots))
-        except (MaterialiseError, SageMakerError, RuntimeError, OSError, aiohttp.ClientError, NoComfyUI,
-                DevicesInvalid) as err:
-            self.fail(message_of(err))
-        except Exception as err:  # whatever it is, the start ends with a reason the endpoint shows
-            log.exception("materialisation failed")
-            self.fail(f"{type(err).__name__}: {err}")
-
-    def start_idle_stop(self) -> None:
-        """On SageMaker (its report goes to the store: nothing of the extension's runs beside it), the worker
-        stops its endpoint once idle for the config's idle_stop_minutes (worker/idle_stop.py)."""
-        if not self.s.report_to_store or self.materialiser.store.kind != "s3":
-            return
-        try:
-            limit = idle_minutes(cast(EndpointConfig, self.materialiser.endpoint))
-        except (KeyError, TypeError, AttributeError) as err:  # a manifest written by hand: never fail the start
-            log.warning("idle stop off: the manifest's endpoint config cannot be read (%s)", err)
-            return
-        if limit == 0:
-            return
-        from .idle_stop import for_sagemaker
-
-        store_uri = self.s.manifest_uri.split("/environments/", 1)[0]
-        mode = str((self.materialiser.endpoint or {}).get("mode") or "async")
-        idle = for_sagemaker(self.idleness, limit, self.materialiser.store, store_uri,
-                             self.materialiser.name or self.materialiser.environment, mode)
-        self.idle_task = asyncio.get_running_loop().create_task(idle.run())
-
-    def pool_changed(self) -> None:
-        """A ComfyUI changed state: the activity line, the store report, and a worker left without any."""
-        pool = self.pool
-        if pool is None:
-            return
-        ready = sum(1 for s in pool.slots if s.state in ("ready", "busy"))
-        starting = sum(1 for s in pool.slots if s.state in ("starting", "restarting"))
-        warming = sum(1 for s in pool.slots if s.state == "warming")
-        self.coldstart.set_activity(f"warm-up prompt on {warming} of {len(pool.slots)} ComfyUIs" if warming else
-                                    f"{ready} of {len(pool.slots)} ComfyUIs ready" if starting else None)
-        if self.report is not None:
-            self.report.poke(urgent=True)
-        if self.state == "ready" and pool.failed():
-            self.fail("every ComfyUI of this worker failed: " + "; ".join(s.reason or "" for s in pool.slots))
-
-    def fail(self, reason: str) -> None:
-        self.state, self.reason = "failed", reason
-        log.error("worker failed: %s", reason)
-        self.coldstart.set_activity(None)
-        if self.report is not None:
-            self.report.poke(urgent=True)
-        if self.s.exit_after_failure >= 0:
-            log.info("exiting in %.0f s", self.s.exit_after_failure)
-            asyncio.get_running_loop().call_later(self.s.exit_after_failure, self.exit_failed)
-
-    @staticmethod
-    def exit_failed() -> None:
-        # aiohttp's run_app stops on SIGINT; the container (or local endpoint) then sees the exit code.
-        os.kill(os.getpid(), signal.SIGINT)
-
-    # what the worker says about itself
-
-    def report_body(self) -> WorkerReport:
-        """The cold start report, the same in /status and in the store."""
-        pool = self.pool
-        body: WorkerReport = {
-            "protocol_version": PROTOCOL_VERSION, "state": self.state, "reason": self.reason,
-            "ready_after_s": self.ready_after,
-            "environment": {"name": self.materialiser.name or self.materialiser.environment,
-                            "version": self.materialiser.version},
-            "instance": StoreReport.instance_name(), "started_at": self.coldstart.started_at,
-            "phases": self.coldstart.to_json(), "activity": self.coldstart.activity,
-            "comfyuis": pool.status() if pool else [],
-            "idle_since": stamp(self.idleness.since()),
-        }
-        if self.materialiser.disk is not None:
-            body["disk"] = self.materialiser.disk
-        return body
+class Worker(WorkerRuns):
+    """The worker (its state and start-up: worker/lifecycle.py; its runs: worker/runs.py) and its routes."""
 
     # routes
 
@@ -481,158 +280,6 @@ class Worker:
             return error(404, "run_unknown", f"this worker no longer has execution {execution_id}'s result")
         return web.json_response(result)
 
-    def _stop(self, execution: Execution) -> dict:
-        slot = execution.slot
-        if isinstance(slot, Slot) and self.pool is not None:
-            task = asyncio.get_running_loop().create_task(stop_running(self.http(), self.pool, slot, execution,
-                                                                       self.s.cancel_grace))
-            self.stopping.add(task)
-            task.add_done_callback(self.stopping.discard)
-            return {"cancelled": True, "state": "running", "comfyui": slot.index}
-        if self.pool is not None:
-            self.pool.cancel_waiting(execution.execution_id, key=execution)
-        return {"cancelled": True, "state": "queued"}
-
-    async def _marked(self, execution: Execution) -> bool:
-        """Whether the store holds a cancel marker with the execution's token (worker/cancels.py)."""
-        return await asyncio.to_thread(marked, self.materialiser.store, execution)
-
-    async def _watch_cancel(self, execution: Execution) -> None:
-        while not execution.ended:
-            await asyncio.sleep(self.s.cancel_poll)
-            if not execution.ended and await self._marked(execution):
-                execution.cancelled = True
-                self._stop(execution)
-                return
-
-    async def execute(self, execution_id: str, prompt: dict, inputs: list[tuple[Path, str, str]],
-                      on_event: Callable[[WorkerEvent], Awaitable[None]], held: list[Slot] | None = None,
-                      cancel_digest: str | None = None, deadline: float | None = None,
-                      caller_gone: Callable[[], bool] = lambda: False) -> WorkerResult:
-        """Run the prompt on a free ComfyUI. `deadline` (monotonic): past it the prompt is not started, or is
-        interrupted; `caller_gone`: the caller hung up while it was queued, so it is not started."""
-        execution = self.cancels.begin(execution_id, cancel_digest)  # forgotten when the execution ends
-        self.results.begin(execution_id, execution.digest)
-        self.idleness.begin()  # a run, queued or running, is not idleness (core/idle_stop.py)
-        result: WorkerResult | None = None
-        try:
-            result = await self._execute(execution, prompt, inputs, on_event, held, deadline, caller_gone)
-            return result
-        finally:
-            self.idleness.end()
-            self.cancels.end(execution)
-            self.results.end(execution_id, execution.digest, result or self.result(
-                execution_id, "failed", {}, {"code": "worker_error", "message": "the run broke off in the worker"},
-                time.monotonic(), time.monotonic()))
-
-    async def _execute(self, execution: Execution, prompt: dict, inputs: list[tuple[Path, str, str]],
-                       on_event: Callable[[WorkerEvent], Awaitable[None]], held: list[Slot] | None,
-                       deadline: float | None = None, caller_gone: Callable[[], bool] = lambda: False) -> WorkerResult:
-        t0 = time.monotonic()
-        execution_id = execution.execution_id
-        cancelled: ExecutionError = {"code": "cancelled", "message": "cancelled"}
-        if execution.cancelled:
-            return self.result(execution_id, "failed", {}, cancelled, t0, t0)
-        pool = self.pool
-        if pool is None:  # served only once ready, when the pool exists
-            return self.result(execution_id, "failed", {}, {"code": "worker_error", "message": "not ready"}, t0, t0)
-        timeout = self.s.invocation_timeout
-        try:
-            # acquire leaves the queue when wait_for cancels it (worker/pool.py)
-            slot = await asyncio.wait_for(pool.acquire(execution_id, key=execution),
-                                          None if deadline is None else max(0.0, deadline - time.monotonic()))
-        except QueuedCancelled:
-            return self.result(execution_id, "failed", {}, cancelled, t0, time.monotonic())
-        except asyncio.TimeoutError:
-            return self.result(execution_id, "failed", {}, {"code": "timeout", "message": f"queued for {timeout:.0f} s"
-                               " behind other prompts: the caller's time was up before it could start"}, t0,
-                               time.monotonic())
-        except NoComfyUI as err:
-            return self.result(execution_id, "failed", {}, {"code": "worker_error", "message": str(err)}, t0, t0)
-        execution.slot = slot
-        if held is not None:
-            held.append(slot)
-        t_start = time.monotonic()
-        try:
-            if caller_gone():  # a prompt nobody waits for any more does not take the GPU
-                log.info("execution %s: its caller left while it was queued; not run", execution_id or "-")
-                return self.result(execution_id, "failed", {}, {"code": "cancelled", "message": "the caller went "
-                                   "away before the prompt started"}, t0, t_start, slot)
-            if execution.cancelled or await self._marked(execution):
-                return self.result(execution_id, "failed", {}, cancelled, t0, t_start, slot)
-            if deadline is not None:
-                timeout = min(timeout, max(0.0, deadline - time.monotonic()))
-            watcher = asyncio.get_running_loop().create_task(self._watch_cancel(execution)) \
-                if execution.digest and ID_RE.fullmatch(execution_id) else None
-            for blob, name, sha in inputs:
-                await asyncio.to_thread(place_input, blob, name, sha, slot.comfy.folder("input"))
-            timer = FirstPromptTimer(prompt) if not slot.first_prompt_done else None
-
-            async def relay(event: WorkerEvent) -> None:
-                if event["type"] == "executing":  # which node a restart to stop it names
-                    node = prompt.get(str((event.get("data") or {}).get("node")))
-                    execution.node = node.get("class_type") if isinstance(node, dict) else None
-                if timer is not None:
-                    timer.feed(event)
-                await on_event(event)
-
-            try:
-                final, outputs, comfy_error = await asyncio.wait_for(
-                    slot.comfy.run(self.http(), prompt, relay, slot.submitted), timeout)
-            except asyncio.TimeoutError:
-                await slot.comfy.interrupt(self.http(), slot.prompt_id)
-                return self.result(execution_id, "failed", {}, {"code": "timeout", "message":
-                                   f"the prompt ran over {self.s.invocation_timeout:.0f} s and was interrupted"}, t0,
-                                   t_start, slot)
-            except PromptRejected as rej:
-                return self.result(execution_id, "failed", {}, {"code": "prompt_invalid", "message":
-                                   describe_rejection(rej.body), "details": rej.body}, t0, t_start, slot)
-            except (aiohttp.ClientError, RuntimeError) as e:
-                if execution.restarted:  # its ComfyUI was restarted to stop it (worker/cancels.py)
-                    return self.result(execution_id, "failed", {}, {"code": "cancelled", "message":
-                                       execution.restarted}, t0, t_start, slot)
-                died = await pool.death_of(slot)
-                if died:
-                    return self.result(execution_id, "failed", {}, {"code": "comfyui_died", "message":
-                                       f"{died} while running this prompt; it is being restarted (the worker's other "
-                                       "ComfyUIs go on serving)"}, t0, t_start, slot)
-                return self.result(execution_id, "failed", {}, {"code": "worker_error", "message": str(e)}, t0,
-                                   t_start, slot)
-            finally:
-                if watcher is not None:
-                    watcher.cancel()
-            if timer is not None and final == "execution_success":
-                slot.first_prompt_done = True
-                seconds, how = timer.finish()
-                self.coldstart.record("first_prompt_model_load", "first prompt's model load", seconds,
-                                      comfyui=slot.index, device=slot.device.label, detail=how)
-        finally:
-            execution.ended = True  # before its ComfyUI goes to another: no interrupt of this one reaches that
-            pool.release(slot)
-        try:
-            files = await asyncio.to_thread(store_outputs, self.materialiser.store, slot.comfy, outputs)
-        except OUTPUT_ERRORS as err:
-            return self.result(execution_id, "failed", {}, {"code": "bad_output", "message": "an output could not "
-                               f"be stored: {message_of(err)}"}, t0, t_start, slot)
-        if final == "execution_success":
-            return self.result(execution_id, "succeeded", files, None, t0, t_start, slot)
-        failure: ExecutionError = {"code": "node_error" if final == "execution_error" else "interrupted",
-                                   **(comfy_error or {})}
-        return self.result(execution_id, "failed", files, failure, t0, t_start, slot)
-
-    @staticmethod
-    def result(execution_id: str, status: Literal["succeeded", "failed"], outputs: dict,
-               err: ExecutionError | None, t0: float, t_start: float, slot: Slot | None = None) -> WorkerResult:
-        now = time.monotonic()
-        body: WorkerResult = {
-            "protocol_version": PROTOCOL_VERSION, "execution_id": execution_id, "status": status, "outputs": outputs,
-            "timings": {"queued_ms": round((t_start - t0) * 1000, 1), "run_ms": round((now - t_start) * 1000, 1)}}
-        if slot is not None:
-            body["comfyui"] = slot.index
-        if err:
-            body["error"] = err
-        return body
-
 
 @web.middleware
 async def json_errors(request: web.Request, handler) -> web.StreamResponse:
@@ -644,10 +291,6 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
     except Exception as err:
         log.exception("%s %s failed", request.method, request.path)
         return error(500, "worker_error", f"{type(err).__name__}: {err}")
-
-
-def comfyuis(n: int) -> str:
-    return f"{n} ComfyUI" + ("" if n == 1 else "s")
 
 
 def guard(settings: WorkerSettings):

@@ -21,7 +21,7 @@ import pytest
 from comfyui_sagemaker import cli
 from comfyui_sagemaker.core.net import http_deadline
 from comfyui_sagemaker.core.net.fetch import DownloadFailed, download
-from comfyui_sagemaker.local import endpoints as local_endpoints
+from comfyui_sagemaker.local import endpoint_runs
 from comfyui_sagemaker.local.endpoints import LocalEndpoints, WorkerRuntime
 from comfyui_sagemaker.worker import comfy as worker_comfy
 from comfyui_sagemaker.worker.comfy import ComfyProcess
@@ -86,7 +86,7 @@ def local_endpoint(tmp_path: Path, url: str) -> LocalEndpoints:
 
 @pytest.mark.parametrize("trickle", TRICKLES)
 def test_a_local_endpoints_calls_to_a_trickling_worker_end(tmp_path, monkeypatch, trickle):
-    monkeypatch.setattr(local_endpoints, "CANCEL_TIMEOUT_S", 1.0, raising=False)
+    monkeypatch.setattr(endpoint_runs, "CANCEL_TIMEOUT_S", 1.0)
     with TrickleServer(interval=0.1, **trickle) as worker:
         endpoints = local_endpoint(tmp_path, worker.url)
         # best effort: it just returns

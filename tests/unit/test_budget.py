@@ -13,7 +13,7 @@ import botocore.session
 import jsonschema
 import pytest
 from botocore.stub import Stubber
-from comfyui_sagemaker import cli
+from comfyui_sagemaker import cli, cli_aws
 from comfyui_sagemaker.aws import budget, stack
 from comfyui_sagemaker.aws import setup as setup_mod
 
@@ -82,7 +82,7 @@ def test_the_cli_passes_the_budget_to_the_stack(monkeypatch, tmp_path):
         return {}
 
     monkeypatch.setattr(setup_mod, "setup", setup)
-    monkeypatch.setattr(cli, "_aws", lambda args: None)
+    monkeypatch.setattr(cli_aws, "_aws", lambda args: None)
     args = cli.parser().parse_args(["aws", "setup", "--monthly-budget", "300", "--budget-email", "studio@example.com",
                                     "--config-dir", str(tmp_path)])
     assert args.func(args) == 0

@@ -1,4 +1,4 @@
-"""The proof gate of a local redeploy (local/endpoints.py, core/proofs.py's Prover): once the new worker is
+"""The proof gate of a local redeploy (local/endpoint_redeploy.py, core/proofs.py's Prover): once the new worker is
 ready, and before traffic moves, the proofs run on that worker; a failing one stops the switch (the new worker is
 stopped, the old one serves on, the endpoint says which template failed and keeps the results), a passing one
 switches with its results, and a rollback is not held to proofs. On test_local_redeploy.py's stand-in workers,

@@ -1,4 +1,4 @@
-"""A local endpoint's redeploy starts the new worker beside the serving one (local/endpoints.py): the old one
+"""A local endpoint's redeploy starts the new worker beside the serving one (local/endpoint_redeploy.py): the old one
 serves until the new one is ready, runs in flight finish on it, a new version that does not start leaves it
 serving (in SageMaker's words for a rolled-back update), the environment's lease is held until the switch, and
 a restart of ComfyUI mid-update adopts the new worker. The workers are stand-ins (tests/harness/fake_worker.py,

@@ -1,4 +1,4 @@
-"""A local redeploy side by side meets shared endpoints and kept results (local/endpoints.py): the next worker
+"""A local redeploy side by side meets shared endpoints and kept results (local/endpoint_redeploy.py): the next worker
 of a shared endpoint listens on share_host as its first one did, the endpoint's `shared` changes with the switch
 of workers, and a run's result is asked of the worker it was sent to (never of the one that replaced it). No
 worker runs here: the process start is recorded, and the next worker's watcher is left out."""
@@ -111,7 +111,7 @@ def test_a_result_is_asked_of_the_worker_the_run_was_sent_to(local, monkeypatch)
 
 
 def test_an_invocation_says_which_worker_keeps_its_result(local, monkeypatch):
-    from comfyui_sagemaker.local import endpoints as module
+    from comfyui_sagemaker.local import endpoint_runs as module
 
     serving(local, shared=False)
     seen: list[dict] = []

@@ -23,7 +23,7 @@ PLATFORM = {"os"}  # optional functions and flags of the platform
 ALLOWED = {
     # argparse's Namespace holds a sub-command's options only when that sub-command was given; a module run as
     # a folder has __package__ ""
-    ("cli.py", "args", "region"),
+    ("cli_aws.py", "args", "region"),
     ("cli.py", "args", "func"),
     ("cli.py", "args", "aws_command"),
     ("cli.py", "main_module", "__package__"),

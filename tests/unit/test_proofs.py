@@ -239,7 +239,7 @@ def test_only_a_designer_makes_a_succeeded_run_of_the_template_its_proof(studio,
 
 
 def test_the_clis_history_says_each_versions_proofs():
-    from comfyui_sagemaker.cli import history_lines
+    from comfyui_sagemaker.cli_environments import history_lines
 
     base = {"created_at": "t", "published_by": {"name": "Dana"}, "serving": False,
             "changes": {"packs": {}, "models": {}, "templates": {}}}
