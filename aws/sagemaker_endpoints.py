@@ -151,16 +151,16 @@ class SageMakerEndpoints(Endpoints):
         self.notification_topic = notification_topic
         self.instance = instance
 
-    def _client(self, service: str) -> Any:
+    def aws_client(self, service: str) -> Any:
         if service not in self._clients:
             self._clients[service] = client(service, self.region)
         return self._clients[service]
 
     @property
     def sm(self) -> Any:
-        return self._client("sagemaker")
+        return self.aws_client("sagemaker")
 
-    def _create_endpoint(self, endpoint: str, config_name: str, env: str) -> None:
+    def create_endpoint(self, endpoint: str, config_name: str, env: str) -> None:
         """CreateEndpoint, its log group made first with a retention. A caller not allowed that (a designer
         policy older than the log retention) still deploys: its log is then SageMaker's, kept for good."""
         from botocore.exceptions import BotoCoreError, ClientError
@@ -169,7 +169,7 @@ class SageMakerEndpoints(Endpoints):
 
         if self.log_retention_days is not None:
             try:
-                keep_logs(self._client("logs"), endpoint, self.log_retention_days)
+                keep_logs(self.aws_client("logs"), endpoint, self.log_retention_days)
             except (ClientError, BotoCoreError) as err:
                 log.warning("comfyui-sagemaker: endpoint %s's log group keeps its events for good: %s", endpoint,
                             translate(err, self.region).message)
@@ -178,14 +178,14 @@ class SageMakerEndpoints(Endpoints):
 
     @property
     def cloudwatch(self) -> Any:
-        return self._client("cloudwatch")
+        return self.aws_client("cloudwatch")
 
     def _scaling(self) -> autoscaling.Autoscaling:
-        return autoscaling.Autoscaling(self._client("application-autoscaling"), self._client("cloudwatch"))
+        return autoscaling.Autoscaling(self.aws_client("application-autoscaling"), self.aws_client("cloudwatch"))
 
     # reading state from AWS
 
-    def _describe(self, endpoint: str) -> dict | None:
+    def describe_endpoint(self, endpoint: str) -> dict | None:
         from botocore.exceptions import ClientError
 
         try:
@@ -254,7 +254,7 @@ class SageMakerEndpoints(Endpoints):
         key = manifest_key(environment, version)
         return read_manifest(self.store.get(key).data, key, environment, version)
 
-    def _view(self, environment: str, d: dict) -> EndpointView:
+    def view_of(self, environment: str, d: dict) -> EndpointView:
         variants = d.get("ProductionVariants") or [{}]
         report = self.worker_report(environment)
         return self.proofs.view(environment, {
@@ -331,14 +331,14 @@ class SageMakerEndpoints(Endpoints):
 
     @aws_call
     def get(self, name: str) -> EndpointView:
-        d = self._describe(naming.endpoint_name(name, self.store_uri))
+        d = self.describe_endpoint(naming.endpoint_name(name, self.store_uri))
         if self._hides(d):
             record = self._stopped(name)
             if record is not None:
                 return self._stopped_view(name, record)
         if d is None:
             raise EndpointNotFound(f"no SageMaker endpoint runs environment {name!r} (deleted outside?)")
-        return self._view(name, d)
+        return self.view_of(name, d)
 
     @aws_call
     def list(self) -> builtins.list[EndpointView]:
@@ -352,10 +352,10 @@ class SageMakerEndpoints(Endpoints):
                 tags = {t["Key"]: t["Value"] for t in self.sm.list_tags(ResourceArn=e["EndpointArn"])["Tags"]}
                 if tags.get(naming.TAG_STORE) != digest:
                     continue  # another store's endpoint, or not ours
-                d = self._describe(e["EndpointName"])
+                d = self.describe_endpoint(e["EndpointName"])
                 name = tags.get(naming.TAG_ENVIRONMENT, e["EndpointName"])
                 if d is not None and not (self._hides(d) and name.lower() in stopped):
-                    out.append(self._view(name, d))
+                    out.append(self.view_of(name, d))
         listed = {e["name"].lower() for e in out}
         out += [self._stopped_view(env, record) for env, record in sorted(stopped.items()) if env not in listed]
         return out
@@ -380,7 +380,7 @@ class SageMakerEndpoints(Endpoints):
     def logs(self, name: str, tail: int = 200, contains: str | None = None) -> str:
         from .endpoint_logs import read_logs
 
-        return read_logs(self._client("logs"), naming.endpoint_name(name, self.store_uri), tail, contains)
+        return read_logs(self.aws_client("logs"), naming.endpoint_name(name, self.store_uri), tail, contains)
 
     # deploying
 
@@ -390,7 +390,7 @@ class SageMakerEndpoints(Endpoints):
         """From CloudWatch, when someone asks what the endpoints cost (aws/endpoint_usage.py)."""
         from .endpoint_usage import usage
 
-        return usage(self._client("cloudwatch"), endpoints, start, end)
+        return usage(self.aws_client("cloudwatch"), endpoints, start, end)
 
     def check_configured(self) -> None:
         if not self.store_uri.startswith("s3://"):
@@ -470,7 +470,7 @@ class SageMakerEndpoints(Endpoints):
     def _check_quota(self, instance_type: str, need: int, detail: str, update: bool = False) -> str | None:
         """Before anything is created: QuotaExceeded when the type's endpoint quota cannot hold `need`
         instances at once; a warning (returned and logged) when the quota cannot be read."""
-        warning = quotas.check(self._client("service-quotas"), self.region, instance_type, need, detail, update)
+        warning = quotas.check(self.aws_client("service-quotas"), self.region, instance_type, need, detail, update)
         if warning:
             log.warning("comfyui-sagemaker: %s", warning)
         return warning
@@ -521,7 +521,7 @@ class SageMakerEndpoints(Endpoints):
         self._within_limits(manifest)  # before anything is asked of SageMaker
         env, version = manifest["name"], manifest["version"]
         endpoint = naming.endpoint_name(env, self.store_uri)
-        existing = self._describe(endpoint)
+        existing = self.describe_endpoint(endpoint)
         action, reason, old = "create", None, {}
         if existing is not None:
             status = existing["EndpointStatus"]
@@ -553,7 +553,7 @@ class SageMakerEndpoints(Endpoints):
         scaling = self._scaling()
         if action == "create":
             self._clear_stopped(env)  # a deploy starts a stopped endpoint, on the new version
-            self._create_endpoint(endpoint, config_name, env)
+            self.create_endpoint(endpoint, config_name, env)
         elif action == "recreate":
             scaling.remove(endpoint)
             self.sm.delete_endpoint(EndpointName=endpoint)
@@ -570,16 +570,16 @@ class SageMakerEndpoints(Endpoints):
         if warning:
             state["warning"] = warning
         self.on_change(state)
-        self._monitor(manifest, endpoint, recreate=action == "recreate")
+        self.monitor(manifest, endpoint, recreate=action == "recreate")
         return state
 
-    def _monitor(self, manifest: Manifest, endpoint: str, recreate: bool = False) -> None:
-        self._in_background(lambda: self.settle(manifest, endpoint, recreate=recreate), f"sagemaker-monitor-{endpoint}")
+    def monitor(self, manifest: Manifest, endpoint: str, recreate: bool = False) -> None:
+        self.in_background(lambda: self.settle(manifest, endpoint, recreate=recreate), f"sagemaker-monitor-{endpoint}")
 
-    def _wait_gone(self, endpoint: str, timeout: float) -> bool:
+    def wait_gone(self, endpoint: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._describe(endpoint) is None:
+            if self.describe_endpoint(endpoint) is None:
                 return True
             time.sleep(self.poll_interval)
         return False
@@ -592,24 +592,24 @@ class SageMakerEndpoints(Endpoints):
         ours = naming.versioned_name(env, manifest["version"], self.store_uri)
         try:
             if recreate:
-                if not self._wait_gone(endpoint, GONE_TIMEOUT_S):
+                if not self.wait_gone(endpoint, GONE_TIMEOUT_S):
                     self.on_change({"name": env, "kind": "sagemaker", "state": "Failed", "environment": env,
                                     "reason": f"endpoint {endpoint} was not deleted within {GONE_TIMEOUT_S} s"})
                     return None
-                self._create_endpoint(endpoint, ours, env)
+                self.create_endpoint(endpoint, ours, env)
             deadline = time.monotonic() + timeout
             last = None
             while time.monotonic() < deadline:
-                d = self._describe(endpoint)
+                d = self.describe_endpoint(endpoint)
                 if d is None:
                     return None
                 status = d["EndpointStatus"]
-                view = self._view(env, d)
+                view = self.view_of(env, d)
                 if d["EndpointConfigName"] != ours and endpoint_states.of(status).settled and status != "Failed":
                     # SageMaker rolled the update back: the old version serves, ours failed.
                     view["reason"] = self._rolled_back(manifest["version"], d)
                     self.on_change(view)
-                    self._remove_version(ours)
+                    self.remove_version(ours)
                     return d
                 if status != last:
                     last = status
@@ -660,10 +660,10 @@ class SageMakerEndpoints(Endpoints):
             warning = f"autoscaling was not set up: {message}"
             log.error("comfyui-sagemaker: endpoint %s: %s", endpoint, warning)
             self._set_warning(env, warning)
-            self.on_change({**self._view(env, d), "warning": warning})
+            self.on_change({**self.view_of(env, d), "warning": warning})
         self._delete_versions(endpoint, keep=d["EndpointConfigName"], kept=KEPT_VERSIONS)
 
-    def _remove_version(self, name: str) -> None:
+    def remove_version(self, name: str) -> None:
         from botocore.exceptions import ClientError
 
         for delete, key in ((self.sm.delete_endpoint_config, "EndpointConfigName"),
@@ -687,7 +687,7 @@ class SageMakerEndpoints(Endpoints):
         spared = sorted({version_of(n) for n in others}, key=lambda v: v or 0, reverse=True)[:kept]
         for name in sorted(others):
             if version_of(name) not in spared:
-                self._remove_version(name)
+                self.remove_version(name)
 
     # stopping and starting
 
@@ -701,7 +701,7 @@ class SageMakerEndpoints(Endpoints):
             raise AwsNotConfigured("stopping a SageMaker endpoint needs the S3 store (set store to s3)")
         endpoint = naming.endpoint_name(name, self.store_uri)
         self.proofs.cancel(name)
-        d = self._describe(endpoint)
+        d = self.describe_endpoint(endpoint)
         record = self._stopped(name, strict=True)
         if record is not None and self._hides(d):
             what = "being started" if record.get("starting") else "stopped already"
@@ -733,12 +733,12 @@ class SageMakerEndpoints(Endpoints):
 
         def gone() -> None:  # the instances are released when SageMaker has deleted the endpoint
             try:
-                if self._wait_gone(endpoint, GONE_TIMEOUT_S) and (rec := self._stopped(name)) is not None:
+                if self.wait_gone(endpoint, GONE_TIMEOUT_S) and (rec := self._stopped(name)) is not None:
                     self.on_change(self._stopped_view(name, rec))
             except Exception as err:
                 log.warning("comfyui-sagemaker: following the stop of %s failed: %s", endpoint, err)
 
-        self._in_background(gone, f"sagemaker-stop-{endpoint}")
+        self.in_background(gone, f"sagemaker-stop-{endpoint}")
         return view
 
     def _kept_manifest(self, name: str, record: Stopped) -> Manifest:
@@ -757,7 +757,7 @@ class SageMakerEndpoints(Endpoints):
         """CreateEndpoint again with the kept EndpointConfig (once SageMaker has finished deleting the old
         one), then followed as a deploy is. Returns at once, state Creating."""
         endpoint = naming.endpoint_name(name, self.store_uri)
-        d = self._describe(endpoint)
+        d = self.describe_endpoint(endpoint)
         record = self._stopped(name, strict=True)
         if record is None or not self._hides(d):
             if d is None:
@@ -778,7 +778,7 @@ class SageMakerEndpoints(Endpoints):
 
             def when_gone() -> None:
                 try:
-                    if not self._wait_gone(endpoint, GONE_TIMEOUT_S):
+                    if not self.wait_gone(endpoint, GONE_TIMEOUT_S):
                         raise RuntimeError(f"SageMaker did not finish deleting {endpoint} within {GONE_TIMEOUT_S} s")
                     self._create_kept(name, endpoint, record, manifest)
                 except Exception as err:  # shown on the endpoint, which stays stopped
@@ -787,7 +787,7 @@ class SageMakerEndpoints(Endpoints):
                                                     "updated_at": now()})
                     self.on_change(self._stopped_view(name, back))
 
-            self._in_background(when_gone, f"sagemaker-start-{endpoint}")
+            self.in_background(when_gone, f"sagemaker-start-{endpoint}")
         view: EndpointView = {**self._stopped_view(name, record, "Creating"), "reason": None, "updated_at": now()}
         if warning:
             view["warning"] = warning
@@ -795,9 +795,9 @@ class SageMakerEndpoints(Endpoints):
         return view
 
     def _create_kept(self, name: str, endpoint: str, record: Stopped, manifest: Manifest) -> None:
-        self._create_endpoint(endpoint, record["endpoint_config"], name)
+        self.create_endpoint(endpoint, record["endpoint_config"], name)
         self._clear_stopped(name)
-        self._monitor(manifest, endpoint)
+        self.monitor(manifest, endpoint)
 
     @aws_call
     def delete(self, name: str) -> None:
@@ -807,13 +807,13 @@ class SageMakerEndpoints(Endpoints):
 
         endpoint = naming.endpoint_name(name, self.store_uri)
         self.proofs.cancel(name)
-        existing = self._describe(endpoint)
+        existing = self.describe_endpoint(endpoint)
         stopped = self._stopped(name, strict=True) if self._hides(existing) else None
         if stopped is not None:  # a stopped endpoint: its kept config and model go, and the record
             self._clear_stopped(name)
             if existing is not None:  # SageMaker is still deleting it: the rest once it is gone
                 self.on_change({"name": name, "kind": "sagemaker", "state": "Deleting", "environment": name})
-                self._in_background(lambda: self._clean_up(name, endpoint), f"sagemaker-delete-{endpoint}")
+                self.in_background(lambda: self._clean_up(name, endpoint), f"sagemaker-delete-{endpoint}")
                 return
             self._scaling().remove(endpoint)
             self._clean_up(name, endpoint)
@@ -836,11 +836,11 @@ class SageMakerEndpoints(Endpoints):
                     raise EndpointBusy(f"SageMaker refused to delete {endpoint}: {err}") from None
                 raise
         self.on_change({"name": name, "kind": "sagemaker", "state": "Deleting", "environment": name})
-        self._in_background(lambda: self._clean_up(name, endpoint), f"sagemaker-delete-{endpoint}")
+        self.in_background(lambda: self._clean_up(name, endpoint), f"sagemaker-delete-{endpoint}")
 
     def _clean_up(self, name: str, endpoint: str) -> None:
         try:
-            if self._wait_gone(endpoint, GONE_TIMEOUT_S):
+            if self.wait_gone(endpoint, GONE_TIMEOUT_S):
                 self._delete_versions(endpoint)
                 self._set_warning(name, None)
                 self._delete_reports(name)
@@ -862,7 +862,7 @@ class SageMakerEndpoints(Endpoints):
     def when_settled(self, name: str, done: Callable[[], None]) -> None:
         self.proofs.when_settled(name, done)
 
-    def _in_background(self, fn: Callable[[], object], name: str) -> None:
+    def in_background(self, fn: Callable[[], object], name: str) -> None:
         threading.Thread(target=fn, daemon=True, name=name).start()
 
     def cancel(self, name: str, execution_id: str, token: str) -> None:
@@ -878,7 +878,7 @@ class SageMakerEndpoints(Endpoints):
             config = self.sm.describe_endpoint_config(EndpointConfigName=endpoint.get("endpoint_config"))
         except Exception as err:
             raise InvocationFailed(f"cannot read endpoint {endpoint['endpoint_name']}'s config: {err}") from None
-        runtime_client = self._client("sagemaker-runtime")
+        runtime_client = self.aws_client("sagemaker-runtime")
         if "AsyncInferenceConfig" not in config:
             return runtime.invoke_realtime(runtime_client, endpoint["endpoint_name"], body, on_event)
         if self.store is None:
@@ -901,7 +901,7 @@ class SageMakerEndpoints(Endpoints):
         """This process's async runs, all watched by one loop; DescribeEndpoint once per endpoint for them all."""
         def there(endpoint_name: str) -> bool:
             try:
-                return self._describe(endpoint_name) is not None
+                return self.describe_endpoint(endpoint_name) is not None
             except Exception:  # a passing error is not a deletion
                 return True
 
@@ -916,7 +916,7 @@ class SageMakerEndpoints(Endpoints):
             return None
         name = notifications.queue_name(naming.store_digest(self.store_uri), self.instance)
         # The topic is in the endpoints' region (the stack makes both): the queue is made there too.
-        return notifications.Notices(self._client("sqs"), self._client("sns"), self.notification_topic, name,
+        return notifications.Notices(self.aws_client("sqs"), self.aws_client("sns"), self.notification_topic, name,
                                      self.instance, lambda inference_id: self.watch.nudge(inference_id))
 
     def stop_listening(self) -> None:

@@ -176,7 +176,7 @@ class SageMakerProofs:
         if warning:
             view["warning"] = warning
         self.owner.on_change(view)
-        self.owner._in_background(lambda: self._run(manifest, plan, serving, switch, cancelled),
+        self.owner.in_background(lambda: self._run(manifest, plan, serving, switch, cancelled),
                                   f"sagemaker-proof-{plan.endpoint}")
         return view
 
@@ -191,7 +191,7 @@ class SageMakerProofs:
                 self._delete(plan)
             if cancelled.is_set():
                 self._clear(env)
-                self.owner._remove_version(ours)
+                self.owner.remove_version(ours)
                 return
             if why is None and run is not None and run["passed"]:
                 self._clear(env)
@@ -202,7 +202,7 @@ class SageMakerProofs:
                     self._not_deployed(env, plan, serving, f"its proofs passed, then the update failed: {message}",
                                        run)
                     return
-                self.owner._monitor(manifest, naming.endpoint_name(env, self.owner.store_uri))
+                self.owner.monitor(manifest, naming.endpoint_name(env, self.owner.store_uri))
                 return
             if run is not None and not run["passed"]:
                 why = summary(run)
@@ -219,19 +219,19 @@ class SageMakerProofs:
         """(the proof run, None) once the temporary endpoint served the proofs; (None, why) if it never served."""
         from .sagemaker_endpoints import STARTUP_HEALTH_CHECK_S
 
-        if self.owner._describe(plan.endpoint) is not None:  # a leftover of a process that died while proving
+        if self.owner.describe_endpoint(plan.endpoint) is not None:  # a leftover of a process that died while proving
             self._delete(plan)
         request = self.owner.endpoint_config_request(manifest)
         variant = {**request["ProductionVariants"][0], "InitialInstanceCount": 1}
         self._create_config({**request, "EndpointConfigName": plan.config, "ProductionVariants": [variant]})
         if cancelled.is_set():
             return None, "cancelled"
-        self.owner._create_endpoint(plan.endpoint, plan.config, manifest["name"])
+        self.owner.create_endpoint(plan.endpoint, plan.config, manifest["name"])
         deadline = time.monotonic() + STARTUP_HEALTH_CHECK_S + GONE_TIMEOUT_S
         while True:
             if cancelled.is_set():
                 return None, "cancelled"
-            d = self.owner._describe(plan.endpoint)
+            d = self.owner.describe_endpoint(plan.endpoint)
             status = d["EndpointStatus"] if d else "Deleted"
             if status == "InService":
                 break
@@ -249,7 +249,7 @@ class SageMakerProofs:
         return prover.run(manifest["name"], plan.version, invoke), None
 
     def _invoker(self, endpoint: str, manifest: Manifest) -> Callable[[Invocation], WorkerResult]:
-        client = self.owner._client("sagemaker-runtime")
+        client = self.owner.aws_client("sagemaker-runtime")
         if _config(manifest).get("mode") == "realtime":
             return lambda body: runtime.invoke_realtime(client, endpoint, body, lambda event: None)
         store, follow = self.owner.store, self.owner.watch.follow
@@ -282,7 +282,7 @@ class SageMakerProofs:
             except ClientError as err:
                 if _code(err) != "ValidationException":
                     raise
-            if not self.owner._wait_gone(plan.endpoint, GONE_TIMEOUT_S):
+            if not self.owner.wait_gone(plan.endpoint, GONE_TIMEOUT_S):
                 log.error("comfyui-sagemaker: the temporary endpoint %s was not deleted within %d s", plan.endpoint,
                           GONE_TIMEOUT_S)
         except (ClientError, BotoCoreError) as err:
@@ -293,7 +293,7 @@ class SageMakerProofs:
         """The new version's model and config go (as those of an update SageMaker rolled back), then the endpoint
         says why: once it says so, nothing is left to happen."""
         try:
-            self.owner._remove_version(naming.versioned_name(env, plan.version, self.owner.store_uri))
+            self.owner.remove_version(naming.versioned_name(env, plan.version, self.owner.store_uri))
         except Exception as err:  # a deploy of that version reuses them; the endpoint's delete and teardown remove them
             log.warning("comfyui-sagemaker: version %d of %s was not removed: %s", plan.version, env, err)
         self._refuse(env, plan.version, serving, why, run)
@@ -302,10 +302,10 @@ class SageMakerProofs:
         reason = f"version {version} did not deploy ({why}); still serving version {serving}"
         self._put(env, {"proving": None, "failed": run, "reason": reason})
         try:
-            d = self.owner._describe(naming.endpoint_name(env, self.owner.store_uri))
+            d = self.owner.describe_endpoint(naming.endpoint_name(env, self.owner.store_uri))
         except Exception:  # the record says it; the view follows at the next look
             d = None
-        view: EndpointView = self.owner._view(env, d) if d else {
+        view: EndpointView = self.owner.view_of(env, d) if d else {
             "name": env, "kind": "sagemaker", "environment": env, "state": "InService", "version": serving}
         self.owner.on_change({**view, "reason": reason, "proof_failed": run, "activity": None})
 

@@ -53,8 +53,8 @@ def stubbed_endpoints(services: tuple[str, ...] = SERVICES, *, role: str = ROLE,
     monitored: list[tuple] = []
     endpoints = SageMakerEndpoints(STORE, role, image, REGION, events.append, clients, poll_interval=0, **options)
     if not monitor:
-        endpoints._monitor = lambda m, e, recreate=False: monitored.append((m, e, recreate))
-    endpoints._in_background = lambda fn, name: fn()
+        endpoints.monitor = lambda m, e, recreate=False: monitored.append((m, e, recreate))
+    endpoints.in_background = lambda fn, name: fn()
     cloud = StubbedCloud(endpoints, clients, stubs, events, monitored)
     yield cloud
     cloud.assert_done()

@@ -56,7 +56,7 @@ def test_a_sagemaker_endpoint_shows_the_report_its_worker_wrote_to_the_store(s3_
     store = S3Store(store_uri[5:].split("/")[0], "team", "us-east-1", s3_client=s3)
     endpoints = SageMakerEndpoints(store_uri, "arn:aws:iam::123456789012:role/R", "image:1", "us-east-1",
                                    clients=clients, poll_interval=0, store=store)
-    endpoints._monitor = lambda m, e, recreate=False: endpoints.settle(m, e, recreate=recreate)
+    endpoints.monitor = lambda m, e, recreate=False: endpoints.settle(m, e, recreate=recreate)
     endpoints.deploy(manifest)
     container = clients["sagemaker"].describe_model(
         ModelName=naming.versioned_name(manifest["name"], manifest["version"], store_uri))["PrimaryContainer"]

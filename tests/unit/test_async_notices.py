@@ -150,7 +150,7 @@ def test_a_notice_wakes_the_runs_watcher_on_moto(aws_env, monkeypatch):
                                                     "sagemaker-runtime", region_name=REGION,
                                                     endpoint_url=emulator.url)},
                                        notification_topic=TOPIC, instance=INSTANCE)
-        endpoints._monitor = lambda m, e, recreate=False: None
+        endpoints.monitor = lambda m, e, recreate=False: None
         try:
             endpoints.deploy(manifest())
             config = boto3.client("sagemaker", region_name=REGION).describe_endpoint_config(

@@ -43,7 +43,7 @@ def on_moto(tmp_path, aws_env, monkeypatch):
         store.put(f"environments/portraits/versions/v{1:06d}.json", json.dumps(manifest).encode())
         endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", poll_interval=0, store=store,
                                        clients={"service-quotas": answering("ml.g4dn.xlarge")})
-        endpoints._monitor = lambda m, e, recreate=False: None  # moto is InService at once
+        endpoints.monitor = lambda m, e, recreate=False: None  # moto is InService at once
         endpoints.deploy(manifest)
         designer = FakeComfy(tmp_path / "designer", store, endpoints).serve()  # type: ignore[arg-type]
         artist = FakeComfy(tmp_path / "artist", store, endpoints, role="artist").serve()  # type: ignore[arg-type]

@@ -110,7 +110,7 @@ def test_while_sagemaker_deletes_it_the_endpoint_is_stopped_already(cloud):
     aws.describe("InService")
     aws.no_scaling()
     aws.delete_endpoint()
-    endpoints._wait_gone = lambda endpoint, timeout: False  # SageMaker is still deleting it
+    endpoints.wait_gone = lambda endpoint, timeout: False  # SageMaker is still deleting it
     endpoints.stop("Portraits")
     aws.describe("Deleting")
     assert endpoints.get("Portraits")["state"] == "Stopped"
@@ -151,7 +151,7 @@ def test_start_while_sagemaker_still_deletes_creates_once_it_is_gone(cloud):
     aws.no_scaling()
     aws.delete_endpoint()
     waits = iter([False, True])  # still deleting after the stop; gone when the start looks again
-    endpoints._wait_gone = lambda endpoint, timeout: next(waits)
+    endpoints.wait_gone = lambda endpoint, timeout: next(waits)
     endpoints.stop("Portraits")
     aws.describe("Deleting")
     aws.create_endpoint(V1)

@@ -231,8 +231,8 @@ def test_the_designers_lifecycle_calls_only_what_the_designer_policy_allows(aws_
         clients["service-quotas"] = answering("ml.g4dn.xlarge")  # moto has none (its read: test_iam_guardrails)
         endpoints = SageMakerEndpoints("s3://team-store/comfyui", role, "img:1", REGION, clients=clients,
                                        poll_interval=0)
-        endpoints._monitor = lambda m, e, recreate=False: endpoints.settle(m, e, recreate=recreate)
-        endpoints._in_background = lambda fn, name: fn()  # moto is InService at once
+        endpoints.monitor = lambda m, e, recreate=False: endpoints.settle(m, e, recreate=recreate)
+        endpoints.in_background = lambda fn, name: fn()  # moto is InService at once
         endpoints.deploy({"name": "Portraits", "version": 1, "custom_nodes": [], "models": [],
                           "endpoint": {"kind": "sagemaker", "instance_type": "ml.g4dn.xlarge", "initial_count": 1,
                                        "mode": "async", "autoscaling": {"min": 0, "max": 2}}})

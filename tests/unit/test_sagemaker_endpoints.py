@@ -410,8 +410,8 @@ def test_lifecycle_on_moto(aws_env):
         events = []
         endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", events.append, poll_interval=0,
                                        clients={"service-quotas": answering("ml.g4dn.xlarge")})
-        endpoints._monitor = lambda m, e, recreate=False: endpoints.settle(m, e, recreate=recreate)
-        endpoints._in_background = lambda fn, name: fn()  # moto is InService at once
+        endpoints.monitor = lambda m, e, recreate=False: endpoints.settle(m, e, recreate=recreate)
+        endpoints.in_background = lambda fn, name: fn()  # moto is InService at once
         endpoints.deploy(manifest(scaling={"min": 0, "max": 2}))
         listed = endpoints.list()
         assert [(e["name"], e["state"]) for e in listed] == [("Portraits", "InService")]
@@ -453,7 +453,7 @@ def test_an_async_run_on_an_endpoint_scaled_to_zero_says_it_waits_for_an_instanc
         store = S3Store("team-bucket", "comfy", s3_client=s3)
         endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", poll_interval=0, store=store,
                                        clients={"service-quotas": answering("ml.g4dn.xlarge")})
-        endpoints._monitor = lambda m, e, recreate=False: None
+        endpoints.monitor = lambda m, e, recreate=False: None
         endpoints.deploy(manifest(scaling={"min": 0, "max": 2}))
         endpoints.get = lambda name: {**SageMakerEndpoints.get(endpoints, name), "instances": 0}
 
@@ -491,7 +491,7 @@ def test_the_view_says_the_instance_type_the_serving_version_asked_for(aws_env):
         store.create(manifest_key("Portraits", 1), json.dumps(deployed).encode())
         endpoints = SageMakerEndpoints(STORE, ROLE, IMAGE, "us-east-1", poll_interval=0, store=store,
                                        clients={"service-quotas": answering("ml.g4dn.12xlarge")})
-        endpoints._monitor = lambda m, e, recreate=False: None
+        endpoints.monitor = lambda m, e, recreate=False: None
         endpoints.deploy(deployed)
         assert endpoints.get("Portraits")["instance_type"] == "ml.g4dn.12xlarge"
         s3.delete_object(Bucket="team-bucket", Key="comfy/" + manifest_key("Portraits", 1))
