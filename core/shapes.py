@@ -8,6 +8,8 @@ not know (written by a newer one) are kept, so a read-modify-write never drops t
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
@@ -27,13 +29,26 @@ class ShapeInvalid(ValueError):
 _adapters: dict[object, TypeAdapter[Any]] = {}
 
 
-def _adapter(shape: Any) -> TypeAdapter[Any]:
-    adapter = _adapters.get(shape)
-    if adapter is None:  # built once per shape, when first used (two threads may both build it: no harm)
+def adapter(shape: Any) -> TypeAdapter[Any]:
+    """pydantic's adapter of a shape (a TypedDict or a dataclass), built once per shape when first used (two
+    threads may both build it: no harm)."""
+    built = _adapters.get(shape)
+    if built is None:
         from pydantic import TypeAdapter
 
-        adapter = _adapters[shape] = TypeAdapter(shape)
-    return adapter
+        built = _adapters[shape] = TypeAdapter(_resolved(shape))
+    return built
+
+
+def _resolved(shape: Any) -> Any:
+    """A dataclass's string annotations (`from __future__ import annotations`) resolved in its own module, once:
+    pydantic 2.0 (the floor requirements.txt allows) looks them up where the adapter is built instead, so a field
+    of a type imported by the dataclass's module (Template.proof: Proof) was "not defined" there."""
+    if isinstance(shape, type) and dataclasses.is_dataclass(shape):
+        hints = typing.get_type_hints(shape)
+        for field in dataclasses.fields(shape):
+            field.type = hints[field.name]
+    return shape
 
 
 def validate(shape: type[T], value: object) -> T:
@@ -41,7 +56,7 @@ def validate(shape: type[T], value: object) -> T:
     from pydantic import ValidationError
 
     try:
-        _adapter(shape).validate_python(value, strict=True)
+        adapter(shape).validate_python(value, strict=True)
     except ValidationError as err:
         raise ShapeInvalid(describe(err)) from None
     return cast(T, value)  # checked: the value itself, not pydantic's copy (which drops unknown fields)

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from ..core.shapes import adapter
 from ..core.version import __version__
 from . import deprecation
 from .context import RouteContext
@@ -105,10 +106,8 @@ class Schemas:
     def of(self, shape: Any) -> dict:
         if isinstance(shape, type) and issubclass(shape, BaseModel):
             schema = shape.model_json_schema(ref_template=REF)
-        else:  # a TypedDict (an answer)
-            from pydantic import TypeAdapter  # only when the document is asked for: it imports much of pydantic
-
-            schema = TypeAdapter(shape).json_schema(ref_template=REF)
+        else:  # a TypedDict or a dataclass (an answer)
+            schema = adapter(shape).json_schema(ref_template=REF)
         self.components.update(schema.pop("$defs", {}))
         for prop in schema.get("properties", {}).values():
             if prop.get("default", ...) is None:
