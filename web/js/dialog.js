@@ -70,7 +70,7 @@ export function openDialog(slot, { title, body = [], okLabel = "OK", busyLabel, 
         handle.setError(err?.message ?? String(err), err?.action);
       } finally {
         busy = false;
-        ok.textContent = label;
+        if (busyLabel && ok.textContent === busyLabel) ok.textContent = label; // onOk may have renamed it ("Delete anyway")
         sync();
       }
     },
