@@ -414,8 +414,20 @@ def cmd_test(args: list[str]) -> None:
     env = dict(test_env(), COMFYUI_DIR=str(comfy), COMFYUI_USER_PYTHON=str(USER_PY),
                COMFYUI_NEWEST_FRONTEND=str(newest), SM_FLOOR_PYTHON=str(FLOOR_PY))
     # -P: the repo root must never be on sys.path (its nodes/ shadows ComfyUI's).
-    rc = subprocess.run([str(PY), "-P", "-m", "pytest", *args], cwd=ROOT, env=env).returncode
+    rc = subprocess.run([str(PY), "-P", "-m", "pytest", *whole_suite_workers(args), *args], cwd=ROOT,
+                        env=env).returncode
     sys.exit(rc)
+
+
+def whole_suite_workers(args: list[str]) -> list[str]:
+    """Three pytest-xdist workers over the groups of tests/conftest.py: the tests on the session's shared
+    processes (one worker starts them once), each frontend's browser tests, and the as-installed ones are
+    groups; every other test goes to the first free worker. Three on two cores: much of a browser or endpoint
+    test waits on another process. Not when the caller chose (-n, -p no:xdist) or debugs (--pdb, --trace)."""
+    if any(a.startswith(("-n", "--numprocesses", "--pdb", "--trace")) or a in ("no:xdist", "-pno:xdist")
+           for a in args):
+        return []
+    return ["-n", "3", "--dist", "loadgroup"]
 
 
 def test_env() -> dict[str, str]:

@@ -5,24 +5,11 @@ newest comfyui-frontend-package, which `./dev test` downloads and ComfyUI serves
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from harness.browser import FRONTENDS, frontend_args
 from harness.comfyui import ComfyUI
 from harness.fixtures import install_odd_packs, install_test_models, install_test_pack
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`-n 2 --dist loadgroup`) each frontend's browser tests go to one worker, which then
-    starts that frontend's ComfyUIs only, once."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    here = Path(__file__).parent
-    for item in items:
-        frontend = getattr(item, "callspec", None) and item.callspec.params.get("frontend")
-        if frontend and here in item.path.parents:
-            item.add_marker(pytest.mark.xdist_group(f"browser-{frontend}"))
 
 
 @pytest.fixture(scope="session", params=FRONTENDS)
