@@ -8,7 +8,7 @@ import logging
 
 import aiohttp
 from aiohttp import web
-from comfyui_sagemaker.worker import server
+from comfyui_sagemaker.worker import lifecycle, server
 from comfyui_sagemaker.worker.access_log import QuietPollsAccessLogger
 
 
@@ -60,5 +60,5 @@ def test_the_worker_serves_with_the_quiet_access_log(monkeypatch, tmp_path):
 
 
 def test_comfyuis_are_counted_in_words():
-    assert server.comfyuis(1) == "1 ComfyUI"
-    assert server.comfyuis(4) == "4 ComfyUIs"
+    assert lifecycle.comfyuis(1) == "1 ComfyUI"
+    assert lifecycle.comfyuis(4) == "4 ComfyUIs"
