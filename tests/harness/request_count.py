@@ -195,6 +195,8 @@ class AsyncRig:
 
     def __init__(self, work: Path, lasts: float = 0.0,
                  setenv: Callable[[str, str], None] = lambda name, value: os.environ.__setitem__(name, value)):
+        from comfyui_sagemaker.aws import clients
+
         from .runtime_emulator import RuntimeEmulator
 
         self.work = work
@@ -208,6 +210,7 @@ class AsyncRig:
                                         self.moto.client("s3", EMULATOR_KEY),
                                         sns=self.moto.client("sns", EMULATOR_KEY)).start()
         setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", self.emulator.url)
+        clients.reset()  # the process's clients are made anew, on this moto (another test's may be kept)
         self.worker = AnsweringWorker(lasts)
         self.comfys: list = []
 
@@ -260,9 +263,12 @@ class AsyncRig:
         return Ran(seen, asked, took, state)
 
     def close(self) -> None:
+        from comfyui_sagemaker.aws import clients
+
         for comfy in self.comfys:
             comfy.services.endpoints.stop_listening()
             comfy.close()
         self.worker.stop()
         self.emulator.stop()
         self.moto.stop()
+        clients.reset()
