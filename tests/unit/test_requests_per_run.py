@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from harness.request_count import AsyncRig
 
-# Measured: 22 to 24 (its record written 4 times, 5 index markers, 2 in-flight markers put and removed, one change
+# Measured: 23 (its record written 4 times, 5 index markers, 2 in-flight markers put and removed, one change
 # notice, the template and the served version's manifest read, the request uploaded and invoked, its notice
-# received and deleted, its result and progress read). It was 54 before they were counted.
-CEILING = 26
+# received and deleted, its result and progress read). It was 50 before they were counted.
+CEILING = 25
 
 
 def test_a_short_async_run_makes_a_handful_of_requests_and_none_that_does_not_depend_on_it(tmp_path, monkeypatch):
@@ -33,5 +33,6 @@ def test_a_short_async_run_makes_a_handful_of_requests_and_none_that_does_not_de
     assert "endpoints/" not in asked and "proofs/" not in asked, second.asked
     # A run's own writes, once each: its change notice once, no HEAD before a removal, no lease of its own.
     assert second.asked["s3 PUT changes/executions.json"] == 1, second.asked
+    assert second.asked["s3 GET count-notices"] == 0, second.asked  # no LIST: the served version is read by key
     assert not [w for w in second.asked if w.startswith("s3 HEAD ")], second.asked
     assert not [w for w in second.asked if w.startswith("s3 ") and w.endswith("-<id>.json")], second.asked
