@@ -181,11 +181,15 @@ class SageMakerEndpoints(Endpoints):
             if kept is not None:
                 self._endpoint_configs.pop(kept[1].get("endpoint_config") or "", None)
 
+    def forget(self) -> None:
+        self.forget_views()
+
     def known(self, name: str) -> EndpointView:
         """The endpoint's view for a run, kept for VIEW_KEPT_S s once read ready (a run's DescribeEndpoint, its
         warning, worker report and proofs do not depend on the run): shared by every run of this process,
         checked against SageMaker by the async watch's DescribeEndpoint while runs wait (`watch`), and dropped on
-        a change (`on_change`) or an invocation that fails (`invoke`)."""
+        a change here (`on_change`) or elsewhere (`forget`: another ComfyUI's notice), or an invocation that fails
+        (`invoke`)."""
         kept = self._views.get(naming.endpoint_name(name, self.store_uri))
         if kept is not None and time.monotonic() - kept[0] < VIEW_KEPT_S:
             return kept[1]

@@ -172,6 +172,10 @@ class Endpoints(ABC):
     def check_ready(self, name: str) -> EndpointView:
         return self.check_serving(self.known(name))
 
+    def forget(self) -> None:
+        """The endpoints changed elsewhere (another ComfyUI's change notice): what `known` kept is dropped."""
+        return None
+
     @staticmethod
     def check_serving(endpoint: EndpointView) -> EndpointView:
         """`endpoint` if it takes invocations; EndpointNotReady saying why not."""

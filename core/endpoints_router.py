@@ -52,6 +52,10 @@ class EndpointsRouter(Endpoints):
         for provider in list(self._made.values()):
             provider.stop_listening()
 
+    def forget(self) -> None:
+        for provider in list(self._made.values()):
+            provider.forget()
+
     def _owner(self, name: str, known: bool = False) -> Endpoints:
         """The provider whose endpoint `name` is; `known`: from what each keeps for runs (Endpoints.known)."""
         unavailable = None
