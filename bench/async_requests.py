@@ -6,8 +6,10 @@ emulator forwards to a worker that answers at once: one deployed with the SNS to
 this ComfyUI's SQS queue), one without (its result is polled for, the baseline). Each runs the same short prompt
 N times, one run at a time; every request the ComfyUI makes during a run is counted at moto's server by the
 access key that signs it (the emulator's own S3 and SNS calls, SageMaker's side, are told apart by theirs), plus
-the InvokeEndpointAsync calls the emulator received. The first run of each is left out of the median: it makes
-the queue (CreateQueue, Subscribe) once per process life. Printed: all the requests of a run, and those of its
+the InvokeEndpointAsync calls the emulator received, from the run's creation to half a second after its end
+(harness/request_count.py's AsyncRig, which tests/unit/test_requests_per_run.py holds to its ceiling). The first
+run of each is left out of the median: it makes what a process's runs share once (the queue: CreateQueue,
+Subscribe; the endpoint's view and config; the follower lease). Printed: all the requests of a run, and those of its
 async completion alone (the request, the invocation, the queue, async/ reads: what polling or notices change),
 then what the last run of each asked. Target: <= 10 requests per short run with notifications.
 
