@@ -204,7 +204,7 @@ class SageMakerEndpoints(Endpoints):
 
     def _still(self, endpoint: str, d: dict | None) -> None:
         """A DescribeEndpoint of the async watch: what runs kept of the endpoint goes if SageMaker now says
-        otherwise (another ComfyUI stopped, deleted, updated or scaled it)."""
+        otherwise (another ComfyUI stopped, deleted, updated or scaled it), and is kept VIEW_KEPT_S s more if not."""
         kept = self._views.get(endpoint)
         if kept is None:
             return
@@ -213,6 +213,8 @@ class SageMakerEndpoints(Endpoints):
         if d is None or (d["EndpointStatus"], d.get("EndpointConfigName"), variants[0].get("CurrentInstanceCount", 0)) \
                 != (view["state"], view.get("endpoint_config"), view.get("instances")):
             self.forget_views(endpoint)
+        else:
+            self._views[endpoint] = (time.monotonic(), view)
 
     def _client(self, service: str) -> Any:
         if service not in self._clients:

@@ -62,7 +62,8 @@ def test_the_async_watch_drops_the_view_when_sagemaker_says_otherwise(moto):
     endpoints, asked = provider(*moto)
     endpoints.deploy(MANIFEST)
     endpoints.check_ready("Portraits")
-    assert endpoints.watch._there(ENDPOINT)  # the watch's DescribeEndpoint: as kept, kept
+    endpoints._views[ENDPOINT] = (0.0, endpoints._views[ENDPOINT][1])  # kept long ago: a run would describe it
+    assert endpoints.watch._there(ENDPOINT)  # the watch's DescribeEndpoint: as kept, kept anew
     asked.clear()
     endpoints.check_ready("Portraits")
     assert asked.count("DescribeEndpoint") == 0, asked
