@@ -951,6 +951,9 @@ class SageMakerEndpoints(Endpoints):
 
         try:
             return self._invoke(name, body, told)
+        except (EndpointNotReady, EndpointNotFound):  # said of the endpoint already
+            self.forget_views(naming.endpoint_name(name, self.store_uri))
+            raise
         except Exception:
             self.forget_views(naming.endpoint_name(name, self.store_uri))
             if not accepted:
