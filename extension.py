@@ -205,8 +205,7 @@ class Extension:
             "looking for runs whose follower stopped": lambda: services.executions.sweeper.start(),
             "starting the input watcher": watch,
             # Other ComfyUIs' changes on the store reach this one's browsers.
-            "watching the store for changes": lambda: services.changes.start(
-                lambda collection: services.send_event("sagemaker.changed", {"collection": collection})),
+            "watching the store for changes": lambda: services.changes.start(services.changed_elsewhere),
         }
         for what, step in steps.items():
             if services.closed.is_set():  # replaced meanwhile: the new services do their own

@@ -160,6 +160,13 @@ class Services:
         if sid is None and event in self.MARKS:
             self.changes.touch(self.MARKS[event])
 
+    def changed_elsewhere(self, collection: str) -> None:
+        """Another ComfyUI changed a shared list (core/changes.py): this one's browsers reload it, and an endpoint
+        changed there is described afresh for the next run here (Endpoints.known)."""
+        if collection == "endpoints" and self._made("endpoints"):
+            self.endpoints.forget()
+        self.send_event("sagemaker.changed", {"collection": collection})
+
     @cached_property
     def templates(self) -> TemplateService:
         host = self.host  # a ComfyUI's registry narrows parameters to their inputs (core/parameter_limits.py)

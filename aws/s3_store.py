@@ -264,6 +264,11 @@ class S3Store(Store):
         self.s3.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     @_unavailable_on_aws_error
+    def discard(self, key: str) -> None:
+        # DeleteObject answers 204 for a missing key too (S3 API reference, DeleteObject): no HEAD first.
+        self.s3.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    @_unavailable_on_aws_error
     def size(self, key: str) -> int | None:
         from botocore.exceptions import ClientError
 

@@ -45,9 +45,11 @@ from ..core.cancel_tokens import marker
 from ..core.costs import Span
 from ..core.endpoint_config import EndpointConfigInvalid
 from ..core.endpoints import (
+    READY_STATES,
     STOPPED,
     EndpointBusy,
     EndpointNotFound,
+    EndpointNotReady,
     Endpoints,
     EndpointStateConflict,
     InvocationFailed,
@@ -76,6 +78,9 @@ INVOCATION_TIMEOUT_S = {"realtime": 60, "async": 3600}  # SageMaker's limits per
 # Versions whose model and endpoint config stay in SageMaker besides the serving one, the newest first, so a
 # rollback to them is one UpdateEndpoint. Models and configs cost nothing while no endpoint uses them.
 KEPT_VERSIONS = 2
+# How long a run trusts the endpoint's view read for an earlier run of this process (Endpoints.known): beyond it,
+# a run describes the endpoint again (another ComfyUI may have stopped or updated it meanwhile).
+VIEW_KEPT_S = 60.0
 
 
 def _not_found(err: Exception) -> bool:
@@ -138,6 +143,10 @@ class SageMakerEndpoints(Endpoints):
         self.role_arn = role_arn
         self.image_uri = image_uri
         self.region = region
+        # What runs need of each endpoint (its view while it takes invocations, its config), kept per endpoint
+        # name and dropped on any change this process makes or sees (`known`).
+        self._views: dict[str, tuple[float, EndpointView]] = {}
+        self._endpoint_configs: dict[str, dict] = {}
         self.on_change = on_change or (lambda endpoint: None)
         self._clients = clients or {}
         self._configs: dict[tuple[str, int], EndpointConfig | None] = {}  # (environment, version) -> its config
@@ -150,6 +159,62 @@ class SageMakerEndpoints(Endpoints):
         # Async runs' ends notified on this SNS topic, received by this process (`instance`): aws/notifications.py.
         self.notification_topic = notification_topic
         self.instance = instance
+
+    @property
+    def on_change(self) -> Callable[[EndpointView], None]:
+        """Told of each change of an endpoint (deploy, stop, start, delete, a proof's end): what runs kept of the
+        endpoints is dropped first (whoever wraps it later)."""
+        return self._told
+
+    @on_change.setter
+    def on_change(self, told: Callable[[EndpointView], None]) -> None:
+        def changed(view: EndpointView) -> None:
+            self.forget_views()
+            told(view)
+
+        self._told = changed
+
+    def forget_views(self, endpoint: str | None = None) -> None:
+        """Drop what runs kept of one endpoint (by SageMaker name), or of all: the next run describes it again."""
+        for name in [endpoint] if endpoint else list(self._views):
+            kept = self._views.pop(name, None)
+            if kept is not None:
+                self._endpoint_configs.pop(kept[1].get("endpoint_config") or "", None)
+
+    def forget(self) -> None:
+        self.forget_views()
+
+    def known(self, name: str) -> EndpointView:
+        """The endpoint's view for a run, kept for VIEW_KEPT_S s once read ready (a run's DescribeEndpoint, its
+        warning, worker report and proofs do not depend on the run): shared by every run of this process,
+        checked against SageMaker by the async watch's DescribeEndpoint while runs wait (`watch`), and dropped on
+        a change here (`on_change`) or elsewhere (`forget`: another ComfyUI's notice), or an invocation that fails
+        (`invoke`)."""
+        kept = self._views.get(naming.endpoint_name(name, self.store_uri))
+        if kept is not None and time.monotonic() - kept[0] < VIEW_KEPT_S:
+            return kept[1]
+        return self.get(name)
+
+    def _keep(self, view: EndpointView) -> EndpointView:
+        if view["state"] in READY_STATES:
+            self._views[view["endpoint_name"]] = (time.monotonic(), view)
+        else:
+            self.forget_views(view["endpoint_name"])
+        return view
+
+    def _still(self, endpoint: str, d: dict | None) -> None:
+        """A DescribeEndpoint of the async watch: what runs kept of the endpoint goes if SageMaker now says
+        otherwise (another ComfyUI stopped, deleted, updated or scaled it), and is kept VIEW_KEPT_S s more if not."""
+        kept = self._views.get(endpoint)
+        if kept is None:
+            return
+        view = kept[1]
+        variants = (d or {}).get("ProductionVariants") or [{}]
+        if d is None or (d["EndpointStatus"], d.get("EndpointConfigName"), variants[0].get("CurrentInstanceCount", 0)) \
+                != (view["state"], view.get("endpoint_config"), view.get("instances")):
+            self.forget_views(endpoint)
+        else:
+            self._views[endpoint] = (time.monotonic(), view)
 
     def aws_client(self, service: str) -> Any:
         if service not in self._clients:
@@ -337,8 +402,9 @@ class SageMakerEndpoints(Endpoints):
             if record is not None:
                 return self._stopped_view(name, record)
         if d is None:
+            self.forget_views(naming.endpoint_name(name, self.store_uri))
             raise EndpointNotFound(f"no SageMaker endpoint runs environment {name!r} (deleted outside?)")
-        return self.view_of(name, d)
+        return self._keep(self.view_of(name, d))
 
     @aws_call
     def list(self) -> builtins.list[EndpointView]:
@@ -873,11 +939,48 @@ class SageMakerEndpoints(Endpoints):
             self.store.put(f"{CANCEL_PREFIX}{execution_id}", marker(token))
 
     def invoke(self, name: str, body: Invocation, on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
-        endpoint = self.check_ready(name)
+        """On the endpoint as this process knows it (`known`). An invocation that fails drops that; one that
+        SageMaker did not accept is then checked against a fresh DescribeEndpoint, so a run on an endpoint stopped
+        or deleted elsewhere fails saying so (EndpointNotReady, EndpointNotFound), as it did before it was kept."""
+        accepted = False
+
+        def told(event: WorkerEvent) -> None:
+            nonlocal accepted
+            accepted = accepted or event.get("type") == "sagemaker.resumable"
+            on_event(event)
+
         try:
-            config = self.sm.describe_endpoint_config(EndpointConfigName=endpoint.get("endpoint_config"))
-        except Exception as err:
-            raise InvocationFailed(f"cannot read endpoint {endpoint['endpoint_name']}'s config: {err}") from None
+            return self._invoke(name, body, told)
+        except (EndpointNotReady, EndpointNotFound):  # said of the endpoint already
+            self.forget_views(naming.endpoint_name(name, self.store_uri))
+            raise
+        except Exception:
+            self.forget_views(naming.endpoint_name(name, self.store_uri))
+            if not accepted:
+                try:
+                    self.check_ready(name)  # described afresh (nothing is kept now): is the endpoint why?
+                except (EndpointNotReady, EndpointNotFound):
+                    raise
+                except Exception:  # cannot tell: the invocation's own error stands
+                    pass
+            raise
+
+    def _endpoint_config_of(self, endpoint: EndpointView) -> dict:
+        """DescribeEndpointConfig of the config the endpoint serves, once per config while its view is kept."""
+        name = endpoint.get("endpoint_config") or ""
+        config = self._endpoint_configs.get(name)
+        if config is None:
+            try:
+                config = self.sm.describe_endpoint_config(EndpointConfigName=name)
+            except Exception as err:
+                raise InvocationFailed(f"cannot read endpoint {endpoint['endpoint_name']}'s config: {err}") from None
+            if endpoint["endpoint_name"] in self._views:
+                self._endpoint_configs[name] = config
+        return config
+
+    def _invoke(self, name: str, body: Invocation, on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
+        endpoint = self.check_ready(name)
+        config = self._endpoint_config_of(endpoint)
         runtime_client = self.aws_client("sagemaker-runtime")
         if "AsyncInferenceConfig" not in config:
             return runtime.invoke_realtime(runtime_client, endpoint["endpoint_name"], body, on_event)
@@ -901,9 +1004,11 @@ class SageMakerEndpoints(Endpoints):
         """This process's async runs, all watched by one loop; DescribeEndpoint once per endpoint for them all."""
         def there(endpoint_name: str) -> bool:
             try:
-                return self.describe_endpoint(endpoint_name) is not None
+                d = self.describe_endpoint(endpoint_name)
             except Exception:  # a passing error is not a deletion
                 return True
+            self._still(endpoint_name, d)
+            return d is not None
 
         watch = AsyncWatch(self.store.s3, self.store, there)
         watch.notices = self.notices

@@ -19,11 +19,9 @@ Run: ./dev python bench/idle_requests.py [minutes]   (default 4 minutes measured
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -36,73 +34,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from harness.comfyui import free_port  # noqa: E402
 from harness.fake_clock import CountingStore  # noqa: E402
+from harness.request_count import EMULATOR_KEY, IMAGE, PREFIX, ROLE, CountingMoto, plain  # noqa: E402
 
 MINUTES = int(sys.argv[1]) if len(sys.argv) > 1 else 4
 SETTLE_S = 20.0
 TARGET = 1.0
-PREFIX = "studio"
-ROLE = "arn:aws:iam::123456789012:role/ComfySageMaker"
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/comfyui-sagemaker-worker:test"
 RENEW_S = 60.0  # what a visible page does (web/js/sagemaker.js)
-EMULATOR_KEY = "emulator"
 ENDED = ("succeeded", "failed", "cancelled")
-CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/")
-
-
-class CountingMoto:
-    """moto's server with every request noted: (when, access key, service, bucket or endpoint, operation)."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.seen: list[tuple[float, str, str, str, str]] = []
-        self._lock = threading.Lock()
-        self._server = None
-
-    def _counted(self, app):
-        def counted(environ, start_response):
-            found = CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
-            key, service = found.groups() if found else ("", "")
-            target = environ.get("HTTP_X_AMZ_TARGET", "")
-            if service == "s3":
-                where, what = environ.get("PATH_INFO", "").lstrip("/").split("/", 1)[0], environ["REQUEST_METHOD"]
-            else:
-                body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-                environ["wsgi.input"] = io.BytesIO(body)
-                try:
-                    where = str(json.loads(body or b"{}").get("EndpointName", ""))
-                except ValueError:
-                    where = ""
-                what = target.rpartition(".")[2]
-            with self._lock:
-                self.seen.append((time.monotonic(), key, service, where, what))
-            return app(environ, start_response)
-
-        return counted
-
-    def start(self) -> CountingMoto:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-        from werkzeug.serving import make_server
-
-        self._server = make_server("127.0.0.1", self.port, self._counted(DomainDispatcherApplication(
-            create_backend_app)), True, request_handler=MotoRequestHandler)
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="counting-moto").start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-
-    def client(self, service: str, key: str = "testing"):
-        import boto3
-
-        return boto3.client(service, endpoint_url=self.url, region_name="us-east-1", aws_access_key_id=key,
-                            aws_secret_access_key="testing")
-
-    def between(self, start: float, end: float, where: str, service: str = "s3") -> int:
-        with self._lock:
-            return sum(1 for at, key, s, w, _ in self.seen
-                       if start <= at < end and key != EMULATOR_KEY and s == service and w == where)
 
 
 class HeldWorker:
@@ -180,12 +118,6 @@ def async_runs(comfy, emulator, worker: HeldWorker, bucket: str, runs: int) -> l
     wait_for(lambda: all(comfy.executions.get(i, localise=False)["state"] == "running" for i in made), 120,
              "the runs in flight")
     return made
-
-
-def plain(color: int) -> dict:
-    return {"1": {"class_type": "EmptyImage", "inputs": {"width": 4, "height": 2, "batch_size": 1, "color": color}},
-            "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
-            "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "bench"}}}
 
 
 def per_minute(count, start: float) -> list[int]:

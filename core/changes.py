@@ -33,6 +33,9 @@ MARKERS = {
     "endpoints": "changes/endpoints.json",
     "executions": "changes/executions.json",
 }
+# Collections whose changes come in bursts (a run is created, starts and ends within a second): their marker is
+# written once, this many seconds after the first change of a burst, instead of once per change.
+COALESCE_S = {"executions": 0.5}
 INTERVAL = 1.5  # seconds: a change elsewhere shows within ~2 s (the issue asks for 5)
 IDLE_S = 60.0  # while no page looks: how often the feed asks whether one does (no store request)
 
@@ -52,11 +55,38 @@ class ChangeFeed:
         if pages is not None:
             pages.waking(self._wake)
         self._thread: threading.Thread | None = None
+        self._pending: dict[str, threading.Timer] = {}  # collection -> the write that will say its changes
+        self._pending_lock = threading.Lock()
 
     def touch(self, collection: str) -> None:
-        """Say `collection` changed (templates say it by their index already)."""
+        """Say `collection` changed (templates say it by their index already); a collection of COALESCE_S is
+        said by one write after a burst's first change (any change made before that write is said by it)."""
         if collection == "templates":
             return
+        delay = COALESCE_S.get(collection)
+        if delay is None:
+            self._mark(collection)
+            return
+        with self._pending_lock:
+            if collection in self._pending:
+                return
+            timer = self._pending[collection] = threading.Timer(delay, self._flush, args=(collection,))
+        timer.daemon = True
+        timer.start()
+
+    def _flush(self, collection: str) -> None:
+        with self._pending_lock:
+            timer = self._pending.pop(collection, None)
+        if timer is not None:
+            timer.cancel()
+            self._mark(collection)
+
+    def flush(self) -> None:
+        """Write the markers still pending now (the feed's services close)."""
+        for collection in list(self._pending):
+            self._flush(collection)
+
+    def _mark(self, collection: str) -> None:
         try:
             self.store.put(MARKERS[collection], json.dumps({"at": now(), "by": self.by}).encode())
         except Exception as err:  # liveness is a courtesy: a change never fails for it
@@ -70,6 +100,7 @@ class ChangeFeed:
         self._thread.start()
 
     def stop(self) -> None:
+        self.flush()
         self._stop.set()
         self._wake.set()
         if self.pages is not None:

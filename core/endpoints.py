@@ -164,8 +164,21 @@ class Endpoints(ABC):
         the environment's lease is held until then. At once by default: a kind whose deploy's answer ends it."""
         done()
 
+    def known(self, name: str) -> EndpointView:
+        """The endpoint's view as a run needs it (its state, the version it serves): `get` by default; a provider
+        whose `get` costs requests answers from what it keeps per endpoint (aws/sagemaker_endpoints.py)."""
+        return self.get(name)
+
     def check_ready(self, name: str) -> EndpointView:
-        endpoint = self.get(name)
+        return self.check_serving(self.known(name))
+
+    def forget(self) -> None:
+        """The endpoints changed elsewhere (another ComfyUI's change notice): what `known` kept is dropped."""
+        return None
+
+    @staticmethod
+    def check_serving(endpoint: EndpointView) -> EndpointView:
+        """`endpoint` if it takes invocations; EndpointNotReady saying why not."""
         if endpoint["state"] == STOPPED:
             raise EndpointNotReady(f"endpoint {endpoint['name']} is stopped: start it to run prompts")
         if endpoint["state"] not in READY_STATES:

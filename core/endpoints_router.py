@@ -52,11 +52,16 @@ class EndpointsRouter(Endpoints):
         for provider in list(self._made.values()):
             provider.stop_listening()
 
-    def _owner(self, name: str) -> Endpoints:
+    def forget(self) -> None:
+        for provider in list(self._made.values()):
+            provider.forget()
+
+    def _owner(self, name: str, known: bool = False) -> Endpoints:
+        """The provider whose endpoint `name` is; `known`: from what each keeps for runs (Endpoints.known)."""
         unavailable = None
         for p in self._made_providers():
             try:
-                p.get(name)
+                p.known(name) if known else p.get(name)
                 return p
             except (EndpointNotFound, EndpointsNotConfigured):  # not configured: no endpoint of that kind is ours
                 continue
@@ -167,8 +172,14 @@ class EndpointsRouter(Endpoints):
     def logs(self, name: str, tail: int = 200, contains: str | None = None) -> str:
         return self._owner(name).logs(name, tail, contains)
 
+    def known(self, name: str) -> EndpointView:
+        return self._owner(name, known=True).known(name)
+
+    def check_ready(self, name: str) -> EndpointView:
+        return self._owner(name, known=True).check_ready(name)
+
     def invoke(self, name: str, body: Invocation, on_event: Callable[[WorkerEvent], None]) -> WorkerResult:
-        return self._owner(name).invoke(name, body, on_event)
+        return self._owner(name, known=True).invoke(name, body, on_event)
 
     def resume(self, name: str, execution_id: str, resume: dict[str, Any],
                on_event: Callable[[WorkerEvent], None]) -> WorkerResult:

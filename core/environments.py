@@ -138,11 +138,20 @@ class EnvironmentService:
         version = versions[-1] if version is None else version
         if version not in versions:
             raise EnvironmentNotFound(f"environment {name!r} has no version {version} (it has {versions})")
+        manifest = self.at(name, version)
+        if manifest is None:
+            raise EnvironmentNotFound(f"environment {name!r} version {version} was deleted meanwhile")
+        return manifest
+
+    def at(self, name: str, version: int) -> Manifest | None:
+        """One version's manifest, read by its key (one request: no listing of the versions), or None if there is
+        none; EnvironmentCorrupt if it cannot be read. For a version known to exist (the one an endpoint serves)."""
+        ENVIRONMENT_NAME.check(name)
         key = manifest_key(name, version)
         try:
             manifest = read_manifest(self.store.get(key).data, key, name, version)
         except KeyNotFound:
-            raise EnvironmentNotFound(f"environment {name!r} version {version} was deleted meanwhile") from None
+            return None
         except Unreadable as err:
             report(err.key, err.reason)
             raise EnvironmentCorrupt(f"environment {name!r} version {version} cannot be read from the store "

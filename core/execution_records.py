@@ -151,10 +151,7 @@ class ExecutionRecords:
             name = marker_name(record["id"], owner, record.get("template"))
             self.store.put(f"{INDEX}state/{record['state']}/{name}", b"")
             self.store.put(f"{OWNER_STATE}{owner.key if owner else 'unowned'}/{record['state']}/{name}", b"")
-        try:
-            self.store.delete(f"{INFLIGHT}{owner.key if owner else 'unowned'}/{record['id']}")
-        except KeyNotFound:
-            pass
+        self.store.discard(f"{INFLIGHT}{owner.key if owner else 'unowned'}/{record['id']}")
         if record.get("follower"):
             self.unmark_follower(record, record["follower"])
 
@@ -177,12 +174,8 @@ class ExecutionRecords:
         self.store.put(self.follower_key(record, follower), b"")
 
     def unmark_follower(self, record: ExecutionRecord, follower: str | None) -> None:
-        if not follower:
-            return
-        try:
-            self.store.delete(self.follower_key(record, follower))
-        except KeyNotFound:
-            pass
+        if follower:
+            self.store.discard(self.follower_key(record, follower))
 
     def swap(self, execution_id: str, change: Callable[[ExecutionRecord], ExecutionRecord | None],
              attempts: int = 5) -> ExecutionRecord | None:

@@ -48,7 +48,6 @@ from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints, Invocation
 from .errors import (
     BadRequest,
     Conflict,
-    EnvironmentNotFound,
     ExecutionCorrupt,
     Forbidden,
     NotFound,
@@ -430,25 +429,24 @@ class ExecutionService:
                 environment = loaded.environment
             if environment is None:
                 raise BadRequest(f"template {template!r} is bound to no environment: bind it to one first")
-        manifest = self.environments.get(ENVIRONMENT_NAME.check(environment))  # EnvironmentNotFound -> 404
-        name = manifest["name"]
+        requested = ENVIRONMENT_NAME.check(environment)
         try:
-            served = self.endpoints.check_ready(name).get("version")
+            served = self.endpoints.check_ready(requested).get("version")
         except EndpointNotFound:
+            name = self.environments.get(requested)["name"]  # EnvironmentNotFound -> 404 first
             # Only a designer may deploy: an artist is told who can help (shared endpoints were asked already).
             then = "deploy one first, or share one from another ComfyUI" if self.role == "designer" else \
                 "ask a designer to deploy or share one"
             raise EndpointNotReady(f"no endpoint runs environment {name!r}: {then}") from None
         # What runs is the version the endpoint serves, not the newest published (not deployed yet, or its deploy
-        # failed): the prompt is checked against that version's manifest and the record names it.
+        # failed): the prompt is checked against that version's manifest (read by its key) and the record names it.
+        # Its manifest deleted since (or a version not known): the newest is the best check.
+        manifest = (self.environments.at(requested, served) if isinstance(served, int) else None) \
+            or self.environments.get(requested)  # EnvironmentNotFound -> 404
+        name = manifest["name"]
         version_run = served if isinstance(served, int) else manifest["version"]
         if loaded is not None:  # a pinned template runs only on its version (EndpointVersionMismatch: 409)
             pinning.check_served(loaded, name, version_run, lambda: self.environments.versions(name))
-        if version_run != manifest["version"]:
-            try:
-                manifest = self.environments.get(name, version_run)
-            except EnvironmentNotFound:  # that version's manifest was deleted since: the newest is the best check
-                pass
         input_dir = self.host.input_dir()  # None without ComfyUI (the gateway): inputs come from the store only
         if input_dir is not None and stored:
             get_inputs(self.store, input_dir, stored, self.hash_cache)  # so ComfyUI's own validation sees them

@@ -36,6 +36,9 @@ from .leases import Lease, Leases, expired
 from .store import KeyNotFound, Store
 
 TTL = 60.0
+# The lease outlives the last run it follows by this much: runs one after another (a queue worked through) share
+# one lease instead of each creating, reading and removing its own (4 requests a run).
+LINGER_S = 2.0
 IDLE_PERIOD = 60.0  # while no page looks: a dead follower's runs end within TTL + IDLE_PERIOD
 FOLLOWER_ID = re.compile(r"[a-z0-9]+-[0-9a-f]{12}")  # <instance id>-<token>
 WHAT = "following runs"
@@ -57,6 +60,7 @@ class Follower:
         self._lease: Lease | None = None
         self._count = 0
         self._lock = threading.Lock()
+        self._linger: threading.Timer | None = None  # removes the lease LINGER_S s after the last run ended
 
     def _new_id(self) -> str:
         return f"{self.owner.instance}-{uuid.uuid4().hex[:12]}"
@@ -64,6 +68,7 @@ class Follower:
     def hold(self) -> str:
         """One more run followed here; returns the follower id its record names (the lease exists by then)."""
         with self._lock:
+            self._stay()
             if self._lease is not None and self._lease.lost.is_set():
                 # Judged dead meanwhile (a pause longer than the TTL): its runs were handled; start afresh.
                 self._lease.stop.set()
@@ -79,12 +84,26 @@ class Follower:
             if self._count == 0:
                 return
             self._count -= 1
-            if self._count == 0:
+            if self._count == 0 and self._lease is not None:
+                self._linger = threading.Timer(LINGER_S, self._idle)
+                self._linger.daemon = True
+                self._linger.start()
+
+    def _stay(self) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+
+    def _idle(self) -> None:
+        with self._lock:
+            if self._count == 0 and self._linger is not None:
+                self._linger = None
                 self._release()
 
     def close(self) -> None:
         """This process stops following (a gateway replica stopping, once its runs are ended)."""
         with self._lock:
+            self._stay()
             self._count = 0
             self._release()
 

@@ -141,7 +141,7 @@ class Leases:
             with lease.lock:
                 if remove:
                     if self.store.get(lease.key).etag == lease.etag:
-                        self.store.delete(lease.key)
+                        self.store.discard(lease.key)
                 else:
                     self.store.replace(lease.key, self._body(lease.token, lease.what, released=True),
                                        if_match=lease.etag)

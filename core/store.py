@@ -110,6 +110,14 @@ class Store(ABC):
     def delete(self, key: str) -> None:
         """Remove the object; KeyNotFound if absent."""
 
+    def discard(self, key: str) -> None:
+        """Remove the object if it is there (a caller that does not need to know whether it was): on S3 one
+        request where `delete` makes two."""
+        try:
+            self.delete(key)
+        except KeyNotFound:
+            pass
+
     @abstractmethod
     def list(self, prefix: str) -> list[str]:
         """Keys under `prefix` (a folder-like prefix ending in `/`), sorted, recursively."""

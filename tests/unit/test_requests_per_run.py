@@ -1,0 +1,38 @@
+"""What one short async SageMaker run costs in store and SageMaker requests, counted at moto's server as
+bench/async_requests.py counts them (harness/request_count.py): a ComfyUI as ComfyUI starts the extension, an
+async endpoint deployed on moto with SageMaker's notices, the runtime emulator and a worker that answers at once.
+
+Counted, never timed: a change that adds a request to every run (a describe, a marker written twice, a read of
+what does not depend on the run) fails here. The first run of a process makes what later runs share (the notices'
+queue, the endpoint's view and config, the follower lease); the second is the one held to the ceiling.
+"""
+
+from __future__ import annotations
+
+from harness.request_count import AsyncRig
+
+# Measured: 23 (its record written 4 times, 5 index markers, 2 in-flight markers put and removed, one change
+# notice, the template and the served version's manifest read, the request uploaded and invoked, its notice
+# received and deleted, its result and progress read). It was 50 before they were counted.
+CEILING = 25
+
+
+def test_a_short_async_run_makes_a_handful_of_requests_and_none_that_does_not_depend_on_it(tmp_path, monkeypatch):
+    rig = AsyncRig(tmp_path, setenv=monkeypatch.setenv)
+    try:
+        comfy = rig.comfy("count-notices", notified=True)
+        first = rig.run(comfy, 1)
+        second = rig.run(comfy, 2)
+    finally:
+        rig.close()
+    assert first.state == second.state == "succeeded"
+    assert second.total <= CEILING, sorted(second.asked.items())
+    # The endpoint's view, config, warning, worker report and proofs are the first run's, shared by the next.
+    asked = " ".join(second.asked.elements())
+    assert "sagemaker DescribeEndpoint" not in asked and "DescribeEndpointConfig" not in asked, second.asked
+    assert "endpoints/" not in asked and "proofs/" not in asked, second.asked
+    # A run's own writes, once each: its change notice once, no HEAD before a removal, no lease of its own.
+    assert second.asked["s3 PUT changes/executions.json"] == 1, second.asked
+    assert second.asked["s3 GET count-notices"] == 0, second.asked  # no LIST: the served version is read by key
+    assert not [w for w in second.asked if w.startswith("s3 HEAD ")], second.asked
+    assert not [w for w in second.asked if w.startswith("s3 ") and w.endswith("-<id>.json")], second.asked
