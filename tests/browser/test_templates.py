@@ -231,9 +231,9 @@ def test_a_template_opens_in_its_own_tab_and_plus_offers_to_update_it(page: Page
         template_row.get_by_test_id("sagemaker-template-name").click()
         page.wait_for_function(f"(p) => ({ACTIVE_TAB})() === p", arg=f"workflows/{name}.json")
         tabs = page.evaluate(OPEN_TABS)
-        # Another tab meanwhile (loadGraphData() would reuse the template's own tab, which the publish named and
-        # left unsaved, on the newest frontend).
-        page.evaluate(f"() => {APP}.extensionManager.command.execute('Comfy.NewBlankWorkflow')")
+        # Another tab meanwhile, named as the extension names a template's (loadGraphData() with no name reuses the
+        # template's own tab on the newest frontend: the publish named it and left it unsaved).
+        page.evaluate(f"(n) => {APP}.loadGraphData({APP}.graph.serialize(), true, true, n)", f"other-{name}")
         page.wait_for_function(f"(p) => ({ACTIVE_TAB})() !== p", arg=f"workflows/{name}.json")
         template_row.get_by_test_id("sagemaker-template-name").click()
         page.wait_for_function(f"(p) => ({ACTIVE_TAB})() === p", arg=f"workflows/{name}.json")
