@@ -53,6 +53,9 @@ _PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9!_.*'()=+-]{1,255}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 _TOPIC_ARN = re.compile(r"arn:aws[a-z\-]*:sns:[a-z0-9\-]+:[0-9]{12}:[a-zA-Z0-9_.-]+")  # SnsTopicArn's pattern
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}")
+# Values that are empty or one of AWS's names: the field, its pattern and what it must be.
+_NAMED = {"region": (_REGION, "a region name"), "sagemaker_role_arn": (_ROLE_ARN, "a role ARN"),
+          "notification_topic_arn": (_TOPIC_ARN, "an SNS topic ARN")}
 _VISIBLE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space: what an HTTP header carries unchanged
 _LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 
@@ -143,25 +146,12 @@ class Config(BaseModel):
             raise ValueError("it holds spaces or characters outside printable ASCII")
         return v
 
-    @field_validator("region")
+    @field_validator(*_NAMED)
     @classmethod
-    def _region(cls, v: str) -> str:
-        if v and not _REGION.fullmatch(v):
-            raise ValueError(f"{v!r} is not a region name")
-        return v
-
-    @field_validator("sagemaker_role_arn")
-    @classmethod
-    def _role_arn(cls, v: str) -> str:
-        if v and not _ROLE_ARN.fullmatch(v):
-            raise ValueError(f"{v!r} is not a role ARN")
-        return v
-
-    @field_validator("notification_topic_arn")
-    @classmethod
-    def _topic_arn(cls, v: str) -> str:
-        if v and not _TOPIC_ARN.fullmatch(v):
-            raise ValueError(f"{v!r} is not an SNS topic ARN")
+    def _named(cls, v: str, info) -> str:
+        pattern, what = _NAMED[info.field_name]
+        if v and not pattern.fullmatch(v):
+            raise ValueError(f"{v!r} is not {what}")
         return v
 
     @field_validator("token")
