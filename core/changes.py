@@ -133,7 +133,10 @@ class ChangeFeed:
                 continue
             if got is not None:
                 etags[collection] = got.etag
-                on_change(collection)
+                try:
+                    on_change(collection)
+                except Exception:  # a listener's error is its own: the feed goes on telling the next changes
+                    log.exception("comfyui-sagemaker: telling the pages that %s changed failed", collection)
 
     def _etag(self, key: str) -> str | None:
         try:

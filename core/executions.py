@@ -794,8 +794,12 @@ class ExecutionService:
                         record.update({"state": stored["state"], "finished_at": stored.get("finished_at"),
                                        "error": stored.get("error")})
                         self._etags[record["id"]] = got.etag
-                    self._stop(record, was_running)
-                    self.send("sagemaker.execution", self.summary(record), None)
+                    try:
+                        self._stop(record, was_running)
+                        self.send("sagemaker.execution", self.summary(record), None)
+                    except Exception:  # this run's stop is its own: the watch goes on for the others
+                        logging.getLogger("comfyui_sagemaker").exception(
+                            "comfyui-sagemaker: stopping run %s, cancelled elsewhere, failed", record["id"])
 
     def fail_interrupted(self) -> int:
         """At start-up: this ComfyUI's runs (its --multi-user users' too) left queued or running by its previous

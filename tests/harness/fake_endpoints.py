@@ -274,7 +274,7 @@ class FakeEndpoints(Endpoints):
             raise RunUnknown(f"endpoint {name}'s worker that ran {execution_id} is gone")
         return result
 
-    def forget(self, execution_id: str) -> None:
+    def forget_result(self, execution_id: str) -> None:
         """The worker no longer keeps that run's result (kept past its limit): `resume` raises RunUnknown."""
         with self._lock:
             self._forgotten.add(execution_id)

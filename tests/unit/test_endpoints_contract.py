@@ -482,3 +482,23 @@ def test_a_redeploy_serves_the_old_version_until_the_new_one_is_ready_and_ends_n
     finally:
         if fake:
             p.endpoints.hold_starts = False
+
+
+def test_the_fake_keeps_the_signature_of_every_method_it_overrides():
+    """Callers reach FakeEndpoints through the Endpoints interface (a change notice calls `forget()` on whatever
+    provider is made): a method of the same name taking other arguments breaks them only at run time."""
+    import inspect
+
+    from comfyui_sagemaker.core.endpoints import Endpoints
+
+    def takes_the_same(fake, real) -> bool:  # the interface's parameters first, as it names them; extra ones optional
+        mine = list(inspect.signature(fake).parameters.values())
+        theirs = list(inspect.signature(real).parameters.values())
+        return [(p.name, p.kind) for p in mine[:len(theirs)]] == [(p.name, p.kind) for p in theirs] \
+            and all(p.default is not inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                    for p in mine[len(theirs):])
+
+    differ = [name for name, fn in vars(FakeEndpoints).items()
+              if callable(fn) and not name.startswith("__") and callable(getattr(Endpoints, name, None))
+              and not takes_the_same(fn, getattr(Endpoints, name))]
+    assert differ == []

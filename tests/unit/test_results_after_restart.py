@@ -102,7 +102,7 @@ def test_a_run_the_worker_no_longer_knows_is_failed_saying_so(box):
     box.kill(run)
     run.release()
     run.wait_ended()
-    box.fake.forget(r["id"])  # kept past the worker's limit (or the worker restarted since)
+    box.fake.forget_result(r["id"])  # kept past the worker's limit (or the worker restarted since)
     done = box.restart().wait(r["id"])
     assert done["state"] == "failed" and done["error"]["code"] == "interrupted", done
     assert done["error"]["message"].startswith(f"{RESTARTED}: the endpoint no longer knows the run"), done
