@@ -251,27 +251,34 @@ def environment(local_environment):
 
 
 @pytest.mark.comfyui
-def test_a_v2_job_of_a_sigkilled_gateway_is_failed_by_another_replica(comfyui, environment, tmp_path):
+def test_a_v2_job_of_a_sigkilled_gateway_is_finished_by_another_replica(comfyui, environment, tmp_path):
+    """Once the local endpoint has said it can answer for the run (the record's `resume`), the replica that takes
+    the run over follows it to its end: nothing done is thrown away. (Killed before that, the run is failed with
+    the reason: the tests above, on the service every face calls; with a real gateway that moment is a race.)"""
     signal = tmp_path / "release"
     config = comfyui.user_dir / "__sagemaker"
+    store = FolderStore(config / "store")
     first = Gateway(tmp_path, config_dir=config, args=["--run-lease-seconds", "3"]).start()
     second = None
     try:
         r = first.post(f"/sagemaker/v2/{environment}/api/v2/jobs", json={"workflow": held(str(signal))})
         assert r.status_code == 201, r.text
         job = r.json()["id"]
-        wait_for(lambda: first.get(f"/sagemaker/v2/{environment}/api/v2/jobs/{job}").json()["status"] == "running",
-                 120, "the job running")
+        wait_for(lambda: (got := ExecutionRecords(store).read(job)) is not None and got[0].get("resume"), 120,
+                 "the endpoint saying it can answer for the run")
+        killed = ExecutionRecords(store).read(job)[0]["follower"]
         first.proc.kill()  # SIGKILL: no drain, nothing written on the way out
         first.proc.wait(60)
         second = Gateway(tmp_path, config_dir=config, args=["--run-lease-seconds", "3"]).start()
+        wait_for(lambda: ExecutionRecords(store).read(job)[0].get("follower") not in (killed, None), 180,
+                 "another replica to take the killed replica's run over")
+        signal.write_text("go")
         url = f"/sagemaker/v2/{environment}/api/v2/jobs/{job}"
-        ended = wait_for(lambda: (j := second.get(url).json())["status"] not in ("pending", "running") and j, 180,
-                         "another replica to fail the killed replica's job")
-        assert ended["status"] == "failed", ended
-        assert "the process following this run" in ended["error"]["message"], ended
+        ended = wait_for(lambda: (j := second.get(url).json())["status"] not in ("queued", "running") and j, 180,
+                         "the run to end, followed by the other replica")
+        assert ended["status"] == "succeeded", ended
         record = comfyui.client().get(f"/sagemaker/executions/{job}").json()
-        assert record["state"] == "failed" and record["error"]["code"] == "interrupted"
+        assert record["state"] == "succeeded", record
         assert requests.get(second.url + "/health", timeout=30).ok
     finally:
         signal.write_text("go")
