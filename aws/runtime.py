@@ -1,8 +1,9 @@
 """Running one prompt on a SageMaker endpoint: real-time (streamed) or async (through S3).
 
 Real-time: InvokeEndpointWithResponseStream carries the worker's NDJSON
-event stream, so progress shows live. Async: the request JSON goes to the
-store, InvokeEndpointAsync points at it, and the run is followed through
+event stream, so progress shows live. Async: InvokeEndpointAsync carries the
+request JSON inline (up to INLINE_LIMIT bytes; a larger one goes to the store
+and the call points at it), and the run is followed through
 the OutputLocation / FailureLocation that the call returns (with backoff),
 relaying the coarse progress the worker writes to the store meanwhile.
 """
@@ -35,6 +36,9 @@ NEAR_LIMIT_S = REALTIME_LIMIT_S - 5  # SageMaker's clock starts after ours: a cu
 REQUEST_TTL_S = (60, 21600)
 INVOCATION_TIMEOUT_S = (1, 3600)
 REQUEST_PREFIX = "async/requests/"
+# InvokeEndpointAsync takes a request of up to this many bytes inline (`Body`, exclusive with `InputLocation`;
+# Developer Guide, "Invoke an Asynchronous Endpoint"): an artist's prompt is a few kB. Larger ones go through S3.
+INLINE_LIMIT = 128_000
 # What SageMaker says when a real-time invocation runs over its limit: "Your model primary did not complete
 # sending the inference response in the allotted time." (stream) / "Your invocation timed out while waiting
 # for a response from container primary." (InvokeEndpoint).
@@ -109,6 +113,13 @@ def invoke_realtime(runtime: Any, endpoint: str, body: Invocation, on_event: Cal
     return result
 
 
+def takes_inline(runtime: Any) -> bool:
+    """Whether this client's InvokeEndpointAsync has `Body` (botocore's service model: newer than the lowest
+    boto3 allowed, whose requests all go through S3)."""
+    shape = runtime.meta.service_model.operation_model("InvokeEndpointAsync").input_shape
+    return "Body" in shape.members
+
+
 def invoke_async(runtime: Any, s3: Any, store: Store, store_uri: str, endpoint: str, body: Invocation,
                  on_event: Callable[[WorkerEvent], None], timeout: float = 3900,
                  still_there: Callable[[], bool] = lambda: True,
@@ -123,13 +134,17 @@ def invoke_async(runtime: Any, s3: Any, store: Store, store_uri: str, endpoint: 
     patience = math.ceil(timeout)
     ttl = min(max(patience, REQUEST_TTL_S[0]), REQUEST_TTL_S[1])
     run_limit = min(max(patience, INVOCATION_TIMEOUT_S[0]), INVOCATION_TIMEOUT_S[1])
-    request_key = f"{REQUEST_PREFIX}{execution_id}.json"
-    store.put(request_key, json.dumps(body).encode())
+    payload = json.dumps(body).encode()
+    if len(payload) <= INLINE_LIMIT and takes_inline(runtime):  # no PUT to the store, no wait for it
+        where: dict[str, Any] = {"Body": payload}
+    else:
+        request_key = f"{REQUEST_PREFIX}{execution_id}.json"
+        store.put(request_key, payload)
+        where = {"InputLocation": f"{store_uri}/{request_key}"}
     try:
         r = runtime.invoke_endpoint_async(
-            EndpointName=endpoint, InputLocation=f"{store_uri}/{request_key}", ContentType="application/json",
-            Accept="application/json", InferenceId=execution_id[:64], InvocationTimeoutSeconds=run_limit,
-            RequestTTLSeconds=ttl)
+            EndpointName=endpoint, ContentType="application/json", Accept="application/json",
+            InferenceId=execution_id[:64], InvocationTimeoutSeconds=run_limit, RequestTTLSeconds=ttl, **where)
     except (ClientError, BotoCoreError) as err:
         raise InvocationFailed(f"SageMaker refused the async request: {_message(err)}") from None
     # Accepted: the result lands in S3 whoever waits for it, so another process can follow the run from here

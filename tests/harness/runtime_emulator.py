@@ -8,7 +8,8 @@ in a random bucket, so this stands in for `runtime.sagemaker.<region>.amazonaws.
   the worker's bytes framed as `application/vnd.amazon.eventstream` PayloadPart events;
 - POST /endpoints/{name}/async-invocations: InvokeEndpointAsync, 202 with the
   output and failure locations taken from the endpoint config on moto, the input
-  read from and the result written to moto's S3; with the config's NotificationConfig, the run's end
+  inline (Body, up to 128,000 bytes) or read from moto's S3 (InputLocation; exactly one
+  of them), the result written to moto's S3; with the config's NotificationConfig, the run's end
   published to its SNS topic on moto, the message as SageMaker documents it (Developer Guide, "Check
   prediction results": invocationStatus, inferenceId, requestParameters, responseParameters).
 Errors have AWS's shapes and texts: `x-amzn-ErrorType` plus a JSON body with the
@@ -40,6 +41,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
+from comfyui_sagemaker.aws.runtime import INLINE_LIMIT
 
 from .comfyui import free_port
 
@@ -115,6 +117,7 @@ class RuntimeEmulator:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.calls: list[tuple[str, str]] = []  # (operation, endpoint)
+        self.inline: list[bool] = []  # per accepted async request: whether it came inline (Body) or from S3
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._started = threading.Event()
@@ -217,12 +220,20 @@ class RuntimeEmulator:
         if not async_config:
             return aws_error(400, "ValidationError", f"Endpoint {name} is not an async endpoint.")
         location = request.headers.get("X-Amzn-SageMaker-InputLocation", "")
+        inline = await request.read()
+        if bool(location) == bool(inline):  # exactly one of them (Developer Guide, "Invoke an Asynchronous Endpoint")
+            return aws_error(400, "ValidationError", "Provide the request either inline (Body) or in S3 "
+                             "(InputLocation), not both and not neither.")
+        if len(inline) > INLINE_LIMIT:
+            return aws_error(400, "ValidationError", f"The inline Body is {len(inline)} bytes; the limit is "
+                             f"{INLINE_LIMIT}: use InputLocation.")
+        self.inline.append(bool(inline))
         inference_id = request.headers.get("X-Amzn-SageMaker-Inference-Id") or "emulated"
         outputs = async_config["OutputConfig"]
         output = f"{outputs['S3OutputPath'].rstrip('/')}/{inference_id}.out"
         failure = f"{outputs.get('S3FailurePath', outputs['S3OutputPath']).rstrip('/')}/{inference_id}-error.out"
         notices = outputs.get("NotificationConfig") or {}
-        asyncio.get_running_loop().create_task(self._run_async(name, location, output, failure, {
+        asyncio.get_running_loop().create_task(self._run_async(name, location or inline, output, failure, {
             "inferenceId": inference_id, "notices": notices,
             "contentType": request.headers.get("X-Amzn-SageMaker-Content-Type", "application/octet-stream"),
             "receivedTime": _now()}))
@@ -230,13 +241,19 @@ class RuntimeEmulator:
                                  headers={"X-Amzn-SageMaker-OutputLocation": output,
                                           "X-Amzn-SageMaker-FailureLocation": failure})
 
-    async def _run_async(self, name: str, location: str, output: str, failure: str, request: dict) -> None:
+    async def _run_async(self, name: str, request_from: str | bytes, output: str, failure: str,
+                         request: dict) -> None:
+        """`request_from`: the request's S3 location, or the request itself (inline)."""
         def s3_parts(uri: str) -> tuple[str, str]:
             p = urlsplit(uri)
             return p.netloc, p.path.lstrip("/")
 
-        bucket, key = s3_parts(location)
-        body = await asyncio.to_thread(lambda: self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        location = request_from if isinstance(request_from, str) else ""
+        if isinstance(request_from, bytes):
+            body = request_from
+        else:
+            bucket, key = s3_parts(request_from)
+            body = await asyncio.to_thread(lambda: self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         response = await self._forward(name, body, "application/json")
         data = await response.read()
         await self._close(response)

@@ -258,18 +258,70 @@ def test_async_request_expires_when_the_client_gives_up(aws_env, tmp_path, timeo
     sm_runtime = boto3.client("sagemaker-runtime", region_name="us-east-1")
     s3 = boto3.client("s3", region_name="us-east-1")
     store = FolderStore(tmp_path / "store")
+    request = {"execution_id": "x", "prompt": {}}
+    where = {"Body": json.dumps(request).encode()} if runtime.takes_inline(sm_runtime) \
+        else {"InputLocation": "s3://bkt/pre/async/requests/x.json"}
     with Stubber(sm_runtime) as rt, Stubber(s3) as s3_stub:
         rt.add_response("invoke_endpoint_async", {
             "InferenceId": "x", "OutputLocation": "s3://bkt/out/x.out", "FailureLocation": "s3://bkt/fail/x.out"}, {
-            "EndpointName": ENDPOINT, "InputLocation": "s3://bkt/pre/async/requests/x.json",
-            "ContentType": "application/json", "Accept": "application/json", "InferenceId": "x",
-            "InvocationTimeoutSeconds": invocation, "RequestTTLSeconds": ttl})
+            "EndpointName": ENDPOINT, "ContentType": "application/json", "Accept": "application/json",
+            "InferenceId": "x", "InvocationTimeoutSeconds": invocation, "RequestTTLSeconds": ttl, **where})
         s3_stub.add_response("get_object", {"Body": StreamingBody(_bytes(b'{"status": "succeeded"}'), 23)},
                              {"Bucket": "bkt", "Key": "out/x.out"})
         result = runtime.invoke_async(sm_runtime, s3, store, "s3://bkt/pre", ENDPOINT,
-                                      {"execution_id": "x", "prompt": {}}, lambda e: None, timeout=timeout)
+                                      request, lambda e: None, timeout=timeout)
         rt.assert_no_pending_responses()
     assert result == {"status": "succeeded"}
+
+
+# async: a request goes inline when it fits and the client's model has `Body`, else through the store
+
+def _async_call(tmp_path, request: dict, sm_runtime=None) -> tuple[dict, list[str]]:
+    """The InvokeEndpointAsync parameters sent for `request`, and the store's keys after it (botocore's Stubber
+    holds the parameters to the client's service model: a `Body` over its limit is refused there too)."""
+    from comfyui_sagemaker.local.folder_store import FolderStore
+
+    sm_runtime = sm_runtime or boto3.client("sagemaker-runtime", region_name="us-east-1")
+    s3 = boto3.client("s3", region_name="us-east-1")
+    store = FolderStore(tmp_path / "store")
+    sent: list[dict] = []
+    with Stubber(sm_runtime) as rt:
+        rt.add_response("invoke_endpoint_async", {"InferenceId": "x", "OutputLocation": "s3://bkt/out/x.out"})
+        sm_runtime.meta.events.register("provide-client-params.sagemaker-runtime.InvokeEndpointAsync",
+                                        lambda params, **_: sent.append(dict(params)))
+        runtime.invoke_async(sm_runtime, s3, store, "s3://bkt/pre", ENDPOINT, request, lambda e: None,
+                             follow=lambda *args: {"status": "succeeded"})
+        rt.assert_no_pending_responses()
+    return sent[0], store.list("async/")
+
+
+def test_a_small_async_request_goes_inline_and_writes_nothing_to_the_store(aws_env, tmp_path):
+    sm_runtime = boto3.client("sagemaker-runtime", region_name="us-east-1")
+    if not runtime.takes_inline(sm_runtime):  # the lowest boto3 allowed: every request goes through S3
+        params, keys = _async_call(tmp_path, {"execution_id": "x", "prompt": {}}, sm_runtime)
+        assert "Body" not in params and params["InputLocation"] == "s3://bkt/pre/async/requests/x.json"
+        assert keys == ["async/requests/x.json"]
+        return
+    request = {"execution_id": "x", "prompt": {"1": {"inputs": {"text": "a" * 1000}}}}
+    params, keys = _async_call(tmp_path, request, sm_runtime)
+    assert params["Body"] == json.dumps(request).encode() and "InputLocation" not in params
+    assert keys == []
+
+
+def test_an_async_request_over_the_inline_limit_goes_through_the_store(aws_env, tmp_path):
+    limit = botocore.session.get_session().get_service_model("sagemaker-runtime") \
+        .operation_model("InvokeEndpointAsync").input_shape.members
+    if "Body" in limit:  # the limit is the model's own
+        assert limit["Body"].metadata["max"] == runtime.INLINE_LIMIT
+    request = {"execution_id": "x", "prompt": {}, "pad": ""}
+    request["pad"] = "a" * (runtime.INLINE_LIMIT + 1 - len(json.dumps(request)))
+    assert len(json.dumps(request).encode()) == runtime.INLINE_LIMIT + 1
+    params, keys = _async_call(tmp_path, request)
+    assert "Body" not in params and params["InputLocation"] == "s3://bkt/pre/async/requests/x.json"
+    assert keys == ["async/requests/x.json"]
+    request["pad"] = request["pad"][1:]  # at the limit: inline where the client can
+    params, _ = _async_call(tmp_path / "at", request)
+    assert ("Body" in params) == runtime.takes_inline(boto3.client("sagemaker-runtime", region_name="us-east-1"))
 
 
 def _bytes(data: bytes):

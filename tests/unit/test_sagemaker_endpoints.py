@@ -7,6 +7,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 from comfyui_sagemaker.aws import naming
 from comfyui_sagemaker.aws.errors import AwsNotConfigured, InstanceTypeRefused, QuotaExceeded
+from comfyui_sagemaker.aws.runtime import takes_inline
 from comfyui_sagemaker.aws.sagemaker_endpoints import STARTUP_HEALTH_CHECK_S, SageMakerEndpoints
 from comfyui_sagemaker.core.endpoints import EndpointNotFound
 from harness.sagemaker_stub import ENDPOINT, IMAGE, ROLE, STORE, stubbed_endpoints
@@ -466,9 +467,9 @@ def test_an_async_run_on_an_endpoint_scaled_to_zero_says_it_waits_for_an_instanc
             stub.add_response("invoke_endpoint_async", {
                 "InferenceId": "x", "OutputLocation": "s3://team-bucket/comfy/async/outputs/x.out",
                 "FailureLocation": "s3://team-bucket/comfy/async/failures/x-error.out"}, {
-                "EndpointName": ENDPOINT, "InputLocation": f"{STORE}/async/requests/x.json",
-                "ContentType": "application/json", "Accept": "application/json", "InferenceId": "x",
-                "InvocationTimeoutSeconds": 3600, "RequestTTLSeconds": 3900})
+                "EndpointName": ENDPOINT, "ContentType": "application/json", "Accept": "application/json",
+                "InferenceId": "x", "InvocationTimeoutSeconds": 3600, "RequestTTLSeconds": 3900,
+                **({"Body": ANY} if takes_inline(runtime) else {"InputLocation": f"{STORE}/async/requests/x.json"})})
             result = endpoints.invoke("Portraits", {"execution_id": "x", "prompt": {}}, events.append)
         assert result["status"] == "succeeded"
         assert events[0]["type"] == "sagemaker.note" and "waiting for an instance" in events[0]["data"]["message"]

@@ -19,7 +19,7 @@ import boto3
 import botocore.session
 import pytest
 from botocore.stub import ANY
-from comfyui_sagemaker.aws import naming
+from comfyui_sagemaker.aws import naming, runtime
 from comfyui_sagemaker.aws.errors import QuotaExceeded
 from comfyui_sagemaker.core.endpoints import EndpointBusy
 from comfyui_sagemaker.core.proofs import Prover, proofs_key
@@ -157,8 +157,9 @@ def async_invoked(rt):
     rt.add_response("invoke_endpoint_async", {
         "InferenceId": "p", "OutputLocation": f"{STORE}/async/outputs/p.out",
         "FailureLocation": f"{STORE}/async/failures/p-error.out"}, {
-        "EndpointName": TEMP, "InputLocation": ANY, "ContentType": "application/json", "Accept": "application/json",
-        "InferenceId": ANY, "InvocationTimeoutSeconds": 3600, "RequestTTLSeconds": ANY})
+        "EndpointName": TEMP, "ContentType": "application/json", "Accept": "application/json",
+        "InferenceId": ANY, "InvocationTimeoutSeconds": 3600, "RequestTTLSeconds": ANY,
+        ("Body" if runtime.takes_inline(rt.client) else "InputLocation"): ANY})
 
 
 def temporary_deleted(sm, already_gone=False):
