@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import endpoint_logs, naming, quotas
+from . import endpoint_logs, instance_pools, naming, quotas
 from .connect import IMAGE_URI
 from .errors import error_code as _code
 from .errors import http_status as _http
@@ -328,7 +328,8 @@ def _instance_type(sm: Any, described: dict | None) -> str | None:
     except Exception:  # noqa: BLE001 - only a default for the quota: the default type is checked instead
         return None
     variants = config.get("ProductionVariants") or [{}]
-    return variants[0].get("InstanceType")
+    types = instance_pools.variant_types(variants[0])  # with pools: the preferred type first
+    return types[0] if types else None
 
 
 # --- the instance type: quota and region ----------------------------------------------------------------

@@ -74,3 +74,25 @@ def check(sq: Any, region: str, instance_type: str, need: int, detail: str, upda
             + (", or stop the endpoint first (a stopped endpoint is created anew on the new version, without the "
                "old fleet beside it)" if update else ""))
     return None
+
+
+def check_each(sq: Any, region: str, instance_types: list[str], need: int, detail: str,
+               update: bool = False) -> str | None:
+    """`check` for each type of an endpoint's capacity fallback (aws/instance_pools.py), the preferred first.
+    Every type must hold the whole need: SageMaker may place any of the fleet on any pool (a fleet can be mixed),
+    and falls back on a lack of capacity, not of quota, so a fallback type without quota would fail just when it
+    is needed. The warnings of quotas that cannot be read are joined."""
+    from .errors import QuotaExceeded
+
+    warnings = []
+    for i, instance_type in enumerate(instance_types):
+        try:
+            warning = check(sq, region, instance_type, need, detail, update)
+        except QuotaExceeded as err:
+            if i == 0:
+                raise
+            raise QuotaExceeded(f"{err.message}; {instance_type} is fallback {i + 1} of the endpoint's "
+                                "instance_types: every type listed must hold the fleet, or leave it out") from None
+        if warning:
+            warnings.append(warning)
+    return "; ".join(warnings) or None

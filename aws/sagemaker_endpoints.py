@@ -58,13 +58,13 @@ from ..core.environments import manifest_key, read_manifest
 from ..core.executions import CANCEL_PREFIX
 from ..core.idle_stop import minutes as idle_minutes
 from ..core.instance_families import gpu_count, inference_ami, refusal
-from ..core.records import EndpointConfig, EndpointView, Manifest
+from ..core.records import EndpointConfig, EndpointView, InstancePoolView, Manifest
 from ..core.shapes import ShapeInvalid, validate
 from ..core.store import KeyNotFound
 from ..core.templates import now
 from ..core.unreadable import Unreadable, load_object, report
 from ..core.worker_contract import Invocation, WorkerEvent, WorkerReport, WorkerResult, read_report, report_folder
-from . import autoscaling, deploy_guardrails, endpoint_states, naming, notifications, quotas, runtime
+from . import autoscaling, deploy_guardrails, endpoint_states, instance_pools, naming, notifications, quotas, runtime
 from .async_watch import AsyncWatch
 from .clients import client
 from .errors import ROLE_ARN, AwsError, AwsNotConfigured, aws_call, translate
@@ -314,6 +314,16 @@ class SageMakerEndpoints(Endpoints):
         cfg = self._config(environment, version)
         return cfg.get("instance_type") if cfg else None
 
+    def _instances(self, environment: str, version: int | None,
+                   summary: dict) -> tuple[str | None, list[InstancePoolView] | None]:
+        """The view's instance type: the config's; with instance pools, the one most instances run on (the
+        preferred when none runs), and the instances per type (aws/instance_pools.py)."""
+        cfg = self._config(environment, version)
+        configured = instance_pools.types(cfg) if cfg and cfg.get("instance_type") else []
+        preferred = configured[0] if configured else None
+        pools = instance_pools.serving(summary, configured)
+        return (instance_pools.serving_type(pools) or preferred if pools else preferred), pools
+
     def _manifest(self, environment: str, version: int) -> Manifest:
         """A version's manifest from the store; KeyNotFound, Unreadable."""
         key = manifest_key(environment, version)
@@ -322,12 +332,13 @@ class SageMakerEndpoints(Endpoints):
     def view_of(self, environment: str, d: dict) -> EndpointView:
         variants = d.get("ProductionVariants") or [{}]
         report = self.worker_report(environment)
-        return self.proofs.view(environment, {
+        instance_type, pools = self._instances(environment, version_of(d.get("EndpointConfigName")), variants[0])
+        view: EndpointView = {
             "name": environment, "kind": "sagemaker", "state": d["EndpointStatus"],
             "environment": environment, "endpoint_name": d["EndpointName"],
             "endpoint_config": d.get("EndpointConfigName"), "version": version_of(d.get("EndpointConfigName")),
             "reason": d.get("FailureReason"), "instances": variants[0].get("CurrentInstanceCount", 0),
-            "instance_type": self._instance_type(environment, version_of(d.get("EndpointConfigName"))),
+            "instance_type": instance_type,
             "idle_stop_minutes": idle_minutes(self._config(environment, version_of(d.get("EndpointConfigName")))),
             "warning": self._warning(environment), "updated_at": str(d.get("LastModifiedTime", "")),
             # The newest instance's cold start, as its worker reported it (see worker/coldstart.py).
@@ -335,7 +346,10 @@ class SageMakerEndpoints(Endpoints):
             "activity": report.get("activity") if report else None,
             "comfyuis": (report.get("comfyuis") if report else None) or [],
             "worker": worker_summary(report),
-        })
+        }
+        if pools is not None:
+            view["instance_pools"] = pools
+        return self.proofs.view(environment, view)
 
     # stopped endpoints: a record in the store, the config and model kept in SageMaker
 
@@ -495,7 +509,7 @@ class SageMakerEndpoints(Endpoints):
         self._within_limits(manifest)
         name = naming.versioned_name(env, version, self.store_uri)
         variant: dict[str, Any] = {
-            "VariantName": naming.VARIANT, "ModelName": name, "InstanceType": cfg["instance_type"],
+            "VariantName": naming.VARIANT, "ModelName": name, **instance_pools.variant_fields(cfg, self.sm),
             "InitialInstanceCount": cfg["initial_count"],
             "ContainerStartupHealthCheckTimeoutInSeconds": STARTUP_HEALTH_CHECK_S,
         }
@@ -533,10 +547,12 @@ class SageMakerEndpoints(Endpoints):
             raise EndpointConfigInvalid(f"version {manifest['version']} of environment {manifest['name']}: "
                                         f"{err.message}") from None
 
-    def _check_quota(self, instance_type: str, need: int, detail: str, update: bool = False) -> str | None:
-        """Before anything is created: QuotaExceeded when the type's endpoint quota cannot hold `need`
-        instances at once; a warning (returned and logged) when the quota cannot be read."""
-        warning = quotas.check(self.aws_client("service-quotas"), self.region, instance_type, need, detail, update)
+    def _check_quota(self, cfg: EndpointConfig, need: int, detail: str, update: bool = False) -> str | None:
+        """Before anything is created: QuotaExceeded when the endpoint quota of a type of the config (each of its
+        fallback types too: quotas.check_each) cannot hold `need` instances at once; a warning (returned and
+        logged) when a quota cannot be read."""
+        warning = quotas.check_each(self.aws_client("service-quotas"), self.region, instance_pools.types(cfg), need,
+                                    detail, update)
         if warning:
             log.warning("comfyui-sagemaker: %s", warning)
         return warning
@@ -585,6 +601,8 @@ class SageMakerEndpoints(Endpoints):
     def _deploy(self, manifest: Manifest, kept: bool, prove: bool = True) -> EndpointView:
         self.check_configured()
         self._within_limits(manifest)  # before anything is asked of SageMaker
+        if not kept:  # a fallback list this botocore cannot send: said before anything is asked either
+            instance_pools.check_sendable(_endpoint_config(manifest), self.sm)
         env, version = manifest["name"], manifest["version"]
         endpoint = naming.endpoint_name(env, self.store_uri)
         existing = self.describe_endpoint(endpoint)
@@ -601,17 +619,17 @@ class SageMakerEndpoints(Endpoints):
                 if ("AsyncInferenceConfig" in old) != (_endpoint_config(manifest).get("mode") == "async"):
                     action, reason = "recreate", "recreating: SageMaker cannot switch async and real-time in place"
         cfg = _endpoint_config(manifest)
-        update, proving = None, None
+        update, proving, same_type = None, None, True
         if action == "update":
             assert existing is not None
             current = (existing.get("ProductionVariants") or [{}])[0].get("CurrentInstanceCount", 0)
-            same_type = old["ProductionVariants"][0]["InstanceType"] == cfg["instance_type"]
+            same_type = instance_pools.variant_types(old["ProductionVariants"][0]) == instance_pools.types(cfg)
             update = deploy_guardrails.plan(endpoint, current, cfg, same_type, STARTUP_HEALTH_CHECK_S)
             proving = self.proofs.plan(manifest, current, same_type) if prove else None
-            warning = self._check_quota(cfg["instance_type"], *instances_needed(update, proving), update=True)
+            warning = self._check_quota(cfg, *instances_needed(update, proving), update=True)
         else:
             count = cfg["initial_count"]
-            warning = self._check_quota(cfg["instance_type"], count, f"a new fleet of {count}")
+            warning = self._check_quota(cfg, count, f"a new fleet of {count}")
         config_name = naming.versioned_name(env, version, self.store_uri)
         self.proofs.begin(env)
         if not kept:  # a rollback to a kept version creates nothing
@@ -626,7 +644,7 @@ class SageMakerEndpoints(Endpoints):
         else:
             assert update is not None and existing is not None
             switch = partial(deploy_guardrails.apply, self.sm, self.cloudwatch, scaling, endpoint, config_name, update,
-                             old["ProductionVariants"][0]["InstanceType"] != cfg.get("instance_type"))
+                             not same_type)
             if proving is not None:  # the update waits for the proofs of the templates bound to the environment
                 return self.proofs.start(manifest, proving, version_of(existing["EndpointConfigName"]), switch, warning)
             switch()
@@ -836,7 +854,7 @@ class SageMakerEndpoints(Endpoints):
         self._within_limits(manifest)
         cfg = _endpoint_config(manifest)
         count = cfg["initial_count"]
-        warning = self._check_quota(cfg["instance_type"], count, f"a new fleet of {count}")
+        warning = self._check_quota(cfg, count, f"a new fleet of {count}")
         if d is None:  # the usual case: SageMaker's delete has ended
             self._create_kept(name, endpoint, record, manifest)
         else:

@@ -1,7 +1,7 @@
 """The endpoint config an environment is published with, validated in one place.
 
 `{"kind": "local"}` or
-`{"kind": "sagemaker", "instance_type": "ml.g5.xlarge", "initial_count": 1,
+`{"kind": "sagemaker", "instance_type": "ml.g5.xlarge", "instance_types": [...]?, "initial_count": 1,
   "mode": "async" | "realtime", "autoscaling": {"min": 0, "max": 2} | null}`.
 SageMaker cannot create an endpoint with 0 instances, so `initial_count` is
 at least 1; an async endpoint may scale in to 0 afterwards (autoscaling min 0),
@@ -12,6 +12,13 @@ scales to zero when idle; real-time cannot, so min 1) and max `initial_count`. `
 explicit choice of `initial_count` instances always on, which the form and GET /sagemaker/prices price
 before anything runs (core/prices.py). The instance type must be in the configuration's
 allowed_instance_types (core/instance_allowlist.py), and counts within its max_instances.
+
+Capacity fallback: `instance_types` is an ordered list of up to five types, the first preferred, sent as one
+variant's InstancePools (aws/instance_pools.py): SageMaker provisions from the first type with capacity. Each is
+checked as `instance_type` is; `instance_type` is the first of the list (absent: taken from it), so every reader
+of `instance_type` (price, quota, AMI, GPUs) reads the preferred type. The types must share their GPU count and
+AMI: one variant has one InferenceAmiVersion, one async MaxConcurrentInvocationsPerInstance and one autoscaling
+target per instance. A list of one is stored as today's single `instance_type`.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ INSTANCE_TYPE_RE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")  # ml.p6-b200.48xlar
 MODES = ("async", "realtime")
 KINDS = ("local", "sagemaker")
 DEFAULT_INSTANCE_TYPE = "ml.g5.xlarge"
+MAX_INSTANCE_TYPES = 5  # ProductionVariant.InstancePools: 1 to 5 pools, priorities 1 to 5 (SageMaker API reference)
 
 
 class EndpointConfigInvalid(BadRequest):
@@ -90,6 +98,11 @@ class SageMakerEndpointSpec(_Closed):
     instance_type: str = Field(DEFAULT_INSTANCE_TYPE, pattern=f"^{INSTANCE_TYPE_RE.pattern}$", description=(
         "an ml.* type of a family core/instance_families.py supports (it refuses the others, saying why); GPU "
         f"ones: {', '.join(instance_families.COMMON_GPU_TYPES)}"))
+    instance_types: list[str] | None = Field(None, min_length=1, max_length=MAX_INSTANCE_TYPES, description=(
+        "capacity fallback: up to 5 types, the preferred first (instance_type is the first; absent: taken from "
+        "it); SageMaker provisions from the first type that has capacity (InstancePools). Each is checked as "
+        "instance_type is, none twice, all with the same GPUs per instance; absent or one type: instance_type "
+        "alone"))
     initial_count: int = Field(1, ge=1, description="at most the max_instances setting")
     mode: Literal["async", "realtime"] = Field("async", description="async: queued, an hour a run at most; "
                                                                     "realtime: 60 s at most")
@@ -107,6 +120,15 @@ class SageMakerEndpointSpec(_Closed):
             data = {**data, "autoscaling": {"min": 1 if data.get("mode") == "realtime" else 0, "max": top}}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _first_of_the_list(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "instance_type" not in data:
+            types = data.get("instance_types")
+            if isinstance(types, list) and types and isinstance(types[0], str):
+                data = {**data, "instance_type": types[0]}
+        return data
+
     @field_validator("instance_type")
     @classmethod
     def _supported(cls, instance_type: str, info: Any) -> str:
@@ -115,6 +137,22 @@ class SageMakerEndpointSpec(_Closed):
         if refused:
             raise PydanticCustomError(RULE, "endpoint.instance_type: {reason}", {"reason": refused})
         return instance_type
+
+    @field_validator("instance_types")
+    @classmethod
+    def _each_supported(cls, types: list[str] | None, info: Any) -> list[str] | None:
+        listed = types or []
+        for i, instance_type in enumerate(listed):
+            where = f"endpoint.instance_types[{i}]"
+            if not INSTANCE_TYPE_RE.fullmatch(instance_type):
+                raise PydanticCustomError(RULE, f"{where} must look like ml.g5.xlarge, got {instance_type[:80]!r}")
+            if instance_type in listed[:i]:
+                raise PydanticCustomError(RULE, f"{where}: {instance_type} is listed twice")
+            refused = instance_families.refusal(instance_type) or instance_allowlist.refusal(_allowed(info),
+                                                                                             instance_type)
+            if refused:
+                raise PydanticCustomError(RULE, "{where}: {reason}", {"where": where, "reason": refused})
+        return types
 
     @field_validator("initial_count")
     @classmethod
@@ -131,6 +169,29 @@ class SageMakerEndpointSpec(_Closed):
                                                       "real-time needs 1")
         return self
 
+    @model_validator(mode="after")
+    def _one_kind_of_instance(self) -> SageMakerEndpointSpec:
+        types = self.instance_types or [self.instance_type]
+        if types[0] != self.instance_type:
+            raise PydanticCustomError(RULE, f"endpoint.instance_type ({self.instance_type}) must be the first of "
+                                            f"endpoint.instance_types ({types[0]}), or left out")
+        first = types[0]
+        for other in types[1:]:
+            gpus = (instance_families.gpu_count(first), instance_families.gpu_count(other))
+            if gpus[0] != gpus[1] or instance_families.inference_ami(first) != instance_families.inference_ami(other):
+                raise PydanticCustomError(RULE, (
+                    f"endpoint.instance_types: {other} does not run the worker as {first} does ({_kind(other)} "
+                    f"against {_kind(first)}): the fallback types of one endpoint share its AMI and its requests "
+                    "per instance, so they need the same number of GPUs"))
+        return self
+
+
+def _kind(instance_type: str) -> str:
+    if instance_families.inference_ami(instance_type) is None:
+        return "no GPU"
+    gpus = instance_families.gpu_count(instance_type)
+    return f"{gpus} GPU{'s' if gpus != 1 else ''}"
+
 
 EndpointSpec = Annotated[LocalEndpointSpec | SageMakerEndpointSpec, Field(discriminator="kind")]
 SPEC: TypeAdapter[LocalEndpointSpec | SageMakerEndpointSpec] = TypeAdapter(EndpointSpec)
@@ -139,6 +200,11 @@ SHAPE = 'endpoint.autoscaling must be {"min": N, "max": M} or null'
 # What a user reads for each of the model's own refusals, by field and pydantic's error type (None: any type).
 MESSAGES = {
     ("instance_type", None): "endpoint.instance_type must look like ml.g5.xlarge, got {input!r}",
+    ("instance_types", "too_short"): "endpoint.instance_types must name at least one instance type",
+    ("instance_types", "too_long"): f"endpoint.instance_types names at most {MAX_INSTANCE_TYPES} instance types "
+                                    "(SageMaker's InstancePools)",
+    ("instance_types", None): 'endpoint.instance_types must be a list of instance types such as '
+                              '["ml.g5.xlarge", "ml.g6.xlarge"], got {input!r}',
     ("mode", None): "endpoint.mode must be async or realtime, got {input!r}",
     ("initial_count", "int_type"): "endpoint.{field} must be a whole number, got {input!r}",
     ("initial_count", "greater_than_equal"):
@@ -153,7 +219,7 @@ MESSAGES = {
     ("autoscaling.max", "greater_than_equal"): "endpoint.autoscaling.max must be at least 1",
 }
 # The order the fields are judged in, so the first problem named is the same whatever else is wrong.
-ORDER = ("instance_type", "mode", "initial_count", "autoscaling", "shared", "idle_stop_minutes", "")
+ORDER = ("instance_type", "instance_types", "mode", "initial_count", "autoscaling", "shared", "idle_stop_minutes", "")
 SHAPE_TYPES = ("missing", "extra_forbidden", "model_type", "model_attributes_type", "dict_type")
 
 
@@ -172,6 +238,8 @@ def validate(config: object, max_instances: int | None,
         del config["idle_stop_minutes"]
     if config.get("shared") is False:  # private stays `{"kind": "local"}`, as every stored config before it
         del config["shared"]
+    if config.get("kind") == "sagemaker" and len(config.get("instance_types") or []) <= 1:
+        del config["instance_types"]  # no fallback: the config as it was before instance_types
     return cast(EndpointConfig, config)
 
 
@@ -192,6 +260,9 @@ def _message(err: ValidationError, config: object) -> str:
     field = ".".join(str(part) for part in problem["loc"][1:])
     if problem["type"] in SHAPE_TYPES and field.startswith("autoscaling"):
         return SHAPE
+    if field.startswith("instance_types."):  # an entry that is not a string: the list is what is wrong
+        given = config.get("instance_types") if isinstance(config, dict) else None
+        field, problem = "instance_types", {**problem, "input": given}
     template = MESSAGES.get((field, problem["type"])) or MESSAGES.get((field, None))
     if template is None:  # a refusal the table does not word (none today): pydantic's own words, with where
         return f"endpoint.{field}: {problem['msg']}"

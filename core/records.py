@@ -136,6 +136,7 @@ class EndpointConfig(TypedDict):
 
     kind: EndpointKind
     instance_type: NotRequired[str]  # the sagemaker fields
+    instance_types: NotRequired[list[str]]  # capacity fallback: 2 to 5 types, instance_type first (InstancePools)
     initial_count: NotRequired[int]
     mode: NotRequired[Literal["async", "realtime"]]
     autoscaling: NotRequired[Autoscaling | None]
@@ -268,6 +269,14 @@ class ProofRun(TypedDict):
 # endpoints
 
 
+class InstancePoolView(TypedDict):
+    """One type of an endpoint's capacity fallback (aws/instance_pools.py), as DescribeEndpoint counts it."""
+
+    instance_type: str
+    priority: int | None  # its place in the config's instance_types (1: preferred); None: not in the config
+    instances: int
+
+
 class EndpointView(TypedDict):
     """An endpoint as the sidebar, the routes and `sagemaker.endpoint` events show it (core/endpoints.py).
     A change event may carry only the first fields (name, kind, state: Deleting, Deleted)."""
@@ -288,7 +297,8 @@ class EndpointView(TypedDict):
     endpoint_name: NotRequired[str]  # sagemaker: the resources and how the endpoint is now
     endpoint_config: NotRequired[str | None]
     instances: NotRequired[int]
-    instance_type: NotRequired[str | None]
+    instance_type: NotRequired[str | None]  # with instance pools: the type most of its instances run on
+    instance_pools: NotRequired[list[InstancePoolView] | None]  # capacity fallback: instances per type, in order
     warning: NotRequired[str | None]
     stopped_at: NotRequired[str | None]
     stopped_by: NotRequired[str | None]  # "idle": the idle stop (core/idle_stop.py), not a person

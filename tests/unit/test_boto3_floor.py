@@ -20,7 +20,8 @@ SUITES = ["tests/unit/test_endpoint_lifecycle.py", "tests/unit/test_sagemaker_en
           "tests/unit/test_worker_fetch.py", "tests/unit/test_endpoint_stop_start.py",
           "tests/unit/test_config.py", "tests/unit/test_route_shapes.py", "tests/unit/test_endpoint_config_model.py",
           "tests/unit/test_route_answers.py", "tests/unit/test_config_changes_model.py",
-          "tests/unit/test_realtime_routing.py", "tests/unit/test_endpoint_usage.py"]
+          "tests/unit/test_realtime_routing.py", "tests/unit/test_endpoint_usage.py",
+          "tests/unit/test_instance_pools.py"]
 
 
 def floor_python() -> str:
