@@ -229,14 +229,26 @@ def test_an_endpoint_without_pools_has_no_pools_in_its_view(viewed):
     assert view["instance_type"] == "ml.g5.xlarge" and "instance_pools" not in view
 
 
-def test_an_update_of_a_pooled_endpoint_compares_its_pools_not_an_instance_type(aws_env):
-    """DescribeEndpointConfig of a pooled variant has no InstanceType: the update reads its pools (the same list:
-    the same types, the fleet kept beside; another list: the scaling target goes first, as for a new type)."""
-    from comfyui_sagemaker.aws.instance_pools import variant_types
-
-    pooled = {"VariantName": "AllTraffic", "ModelName": V1,
-              "InstancePools": [{"InstanceType": "ml.g6.xlarge", "Priority": 2},
-                                {"InstanceType": "ml.g5.xlarge", "Priority": 1}]}
-    assert variant_types(pooled) == ["ml.g5.xlarge", "ml.g6.xlarge"]
-    assert variant_types({"InstanceType": "ml.g5.xlarge"}) == ["ml.g5.xlarge"]
-    assert instance_pools.types(manifest(["ml.g5.xlarge", "ml.g6.xlarge"])["endpoint"]) == variant_types(pooled)
+def test_an_update_of_a_pooled_endpoint_on_the_same_types_keeps_its_autoscaling(aws_env):
+    """DescribeEndpointConfig of a pooled variant has no InstanceType: the update compares the pools, in their
+    priorities, with the new version's list; the same list is no new type (the scaling target stays; another
+    list deregisters it first, as a new type does: aws/deploy_guardrails.py)."""
+    types = ["ml.g5.xlarge", "ml.g6.xlarge"]
+    pooled = [{"InstanceType": "ml.g6.xlarge", "Priority": 2}, {"InstanceType": "ml.g5.xlarge", "Priority": 1}]
+    assert instance_pools.variant_types({"InstancePools": pooled}) == types
+    with stubbed_endpoints() as cloud:
+        sm, cw = cloud.stubs["sagemaker"], cloud.stubs["cloudwatch"]
+        sm.add_response("describe_endpoint", described([("ml.g5.xlarge", 1)], 1), {"EndpointName": ENDPOINT})
+        sm.add_response("describe_endpoint_config", {
+            "EndpointConfigName": V1, "EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/c",
+            "CreationTime": datetime(2026, 1, 1), "AsyncInferenceConfig": {"OutputConfig": {}},
+            "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": V1, "InstancePools": pooled,
+                                    "InitialInstanceCount": 1}]}, {"EndpointConfigName": V1})
+        sm.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m"}, None)
+        sm.add_response("create_endpoint_config",
+                        {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/d"}, None)
+        cw.add_response("put_metric_alarm", {}, None)  # the rollback alarm; no autoscaling call before the update
+        arn = f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{ENDPOINT}"
+        sm.add_response("update_endpoint", {"EndpointArn": arn}, None)
+        state = cloud.endpoints.deploy({**manifest(types), "version": 2})
+    assert state["state"] == "Updating"
