@@ -2,10 +2,12 @@
 // The endpoint config fields of the New Environment dialog; they change with the kind.
 // The server validates the config again (core/endpoint_config.py) and its 400 message is shown.
 // No surprise bills: a new SageMaker endpoint is async with autoscaling min 0, max 1 (it scales to zero), and
-// what the chosen min/max costs is shown before Publish deploys it (GET /sagemaker/prices, core/prices.py).
+// what the chosen min/max costs is shown before Publish deploys it (GET /sagemaker/prices, core/prices.py), for
+// each fallback type too (web/js/instance_pools.js: the types tried in order when the first has no capacity).
 import { call } from "./api.js";
 import { field } from "./dialog.js";
 import { el } from "./dom.js";
+import { fallbackPriceText, fallbackProblem, fallbackTypes, instanceFields } from "./instance_pools.js";
 
 // Offered in the list; any other ml.* type may be typed.
 export const INSTANCE_TYPES = [
@@ -66,6 +68,17 @@ export function endpointForm(initial, onChange) {
     value: start.instance_type ?? "ml.g5.xlarge",
     "data-testid": "sagemaker-endpoint-instance-type",
   });
+  // Capacity fallback: the types after the first of the config's instance_types, in order.
+  const fallback = el("input", {
+    type: "text",
+    class: "sagemaker-input",
+    autocomplete: "off",
+    spellcheck: "false",
+    placeholder: "none, or e.g. ml.g6.xlarge, ml.g4dn.xlarge",
+    title: "tried in order when the instance type above has no capacity (same GPUs per instance)",
+    value: (start.instance_types ?? []).slice(1).join(", "),
+    "data-testid": "sagemaker-endpoint-fallback-types",
+  });
   const datalist = el(
     "datalist",
     { id: listId },
@@ -89,6 +102,7 @@ export function endpointForm(initial, onChange) {
   const price = el("div", { class: "sagemaker-note", "data-testid": "sagemaker-endpoint-price", hidden: true });
   const sagemaker = el("div", { class: "sagemaker-subfields", "data-testid": "sagemaker-endpoint-sagemaker" }, [
     field("Instance type", instanceType),
+    field("Fallback types (comma-separated)", fallback),
     datalist,
     el("div", { class: "sagemaker-inline" }, [field("Initial count", count), field("Mode", mode)]),
     el("div", { class: "sagemaker-muted sagemaker-note", "data-testid": "sagemaker-endpoint-mode-note" }, MODE_NOTE),
@@ -104,13 +118,13 @@ export function endpointForm(initial, onChange) {
       sagemaker,
       message,
     ]),
-    /** @returns {{kind: "local"} | {kind: "sagemaker", instance_type: string, initial_count: number, mode: string,
-     *   autoscaling: {min: number, max: number} | null}} */
+    /** @returns {{kind: "local"} | {kind: "sagemaker", instance_type: string, instance_types?: string[],
+     *   initial_count: number, mode: string, autoscaling: {min: number, max: number} | null}} */
     value() {
       if (kind.value === "local") return { kind: "local" };
       return {
         kind: "sagemaker",
-        instance_type: instanceType.value.trim(),
+        ...instanceFields(instanceType.value.trim(), fallbackTypes(fallback.value)),
         initial_count: whole(count),
         mode: mode.value,
         autoscaling: scaling.checked ? { min: whole(min), max: whole(max) } : null,
@@ -121,6 +135,8 @@ export function endpointForm(initial, onChange) {
       const c = form.value();
       if (c.kind === "local") return null;
       if (!INSTANCE_TYPE.test(c.instance_type)) return "Instance type must look like ml.g5.xlarge";
+      const fallbackWrong = fallbackProblem(c.instance_type, (c.instance_types ?? []).slice(1));
+      if (fallbackWrong) return fallbackWrong;
       if (!Number.isInteger(c.initial_count) || c.initial_count < 1) {
         return (
           "Initial count must be at least 1: SageMaker cannot create an endpoint with 0 instances " +
@@ -145,20 +161,25 @@ export function endpointForm(initial, onChange) {
     }
     // Without autoscaling the initial count runs all the time: its floor is what the month costs.
     const [lo, hi] = c.autoscaling ? [c.autoscaling.min, c.autoscaling.max] : [c.initial_count, c.initial_count];
-    const query = new URLSearchParams({ instance_type: c.instance_type, min: String(lo), max: String(hi) });
+    const ask = (type) => call("GET", `/prices?${new URLSearchParams({ instance_type: type, min: String(lo), max: String(hi) })}`);
     const mine = ++asked;
     let text;
     let floor = false;
+    /** @type {HTMLElement[]} */
+    let fallbacks = [];
     try {
-      const quote = await call("GET", `/prices?${query}`);
+      const [quote, ...others] = await Promise.all((c.instance_types ?? [c.instance_type]).map(ask));
       text = `${quote.text} (prices of ${quote.as_of})`;
       floor = lo > 0;
+      fallbacks = others.map((q) =>
+        el("div", { "data-testid": "sagemaker-endpoint-fallback-price" }, fallbackPriceText(q.instance_type, q.text)),
+      );
     } catch (err) {
       text = `price unknown: ${err?.message ?? err}`;
     }
     if (mine !== asked) return;
     price.hidden = false;
-    price.textContent = text;
+    price.replaceChildren(el("div", {}, text), ...fallbacks);
     price.classList.toggle("sagemaker-warning", floor);
     price.classList.toggle("sagemaker-muted", !floor);
   };
@@ -171,7 +192,7 @@ export function endpointForm(initial, onChange) {
     showPrice();
     onChange?.();
   };
-  for (const input of [kind, instanceType, count, mode, scaling, min, max]) {
+  for (const input of [kind, instanceType, fallback, count, mode, scaling, min, max]) {
     input.addEventListener("input", sync);
     input.addEventListener("change", sync);
   }

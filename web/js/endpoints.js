@@ -12,6 +12,7 @@ import { comfyuisText, comfyuisTitle } from "./endpoint_busy.js";
 import { isMine, knownRun } from "./executions.js";
 import { formatBytes, formatDuration, timeAgo } from "./format.js";
 import { idleText } from "./idle_stop.js";
+import { poolsText } from "./instance_pools.js";
 import { onShared } from "./live.js";
 import { stopQuestion } from "./run_notices.js";
 import { LiveSet, Section } from "./section.js";
@@ -51,7 +52,8 @@ function instancesText(e) {
   if (e.kind === "local") return e.shared ? "a worker on this machine, shared with the team" : "a worker on this machine";
   const type = e.instance_type ? ` × ${e.instance_type}` : "";
   const count = Number.isFinite(e.instances) ? e.instances : "?";
-  return `${count} instance${count === 1 ? "" : "s"}${type}`;
+  const pools = poolsText(e); // capacity fallback: which types serve (web/js/instance_pools.js)
+  return pools ? `${count} instance${count === 1 ? "" : "s"} ${pools}` : `${count} instance${count === 1 ? "" : "s"}${type}`;
 }
 
 // One cold start step: "models 2.1 GB in 31 s", or "models..." while it runs.

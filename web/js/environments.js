@@ -66,7 +66,11 @@ function endpointLabel(config) {
   if (!config) return { text: "no endpoint", title: "published without an endpoint" };
   if (config.kind !== "sagemaker") return { text: config.kind, title: "a worker process on this machine" };
   const scaling = config.autoscaling ? `, autoscaling ${config.autoscaling.min}-${config.autoscaling.max}` : "";
-  return { text: `sagemaker ${config.mode}`, title: `${config.instance_type} × ${config.initial_count}, ${config.mode}${scaling}` };
+  const fallback = config.instance_types?.length > 1 ? ` (fallback: ${config.instance_types.slice(1).join(", ")})` : "";
+  return {
+    text: `sagemaker ${config.mode}`,
+    title: `${config.instance_type}${fallback} × ${config.initial_count}, ${config.mode}${scaling}`,
+  };
 }
 
 // An info panel in the section's slot: a title, its content, Close.
