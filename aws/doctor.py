@@ -84,9 +84,9 @@ def run(target: Target, client: Client, assume_roles: Iterable[str] = (),
     described = _describe(target, client("sagemaker"), endpoint, out)
     out.append(_logs(target, client("logs"), endpoint))
     out.append(_image(target, client("ecr"), described))
-    instance_type = target.instance_type or _instance_type(client("sagemaker"), described) or DEFAULT_INSTANCE_TYPE
-    quota, offered = _quota(target, client("service-quotas"), instance_type)
-    out += [quota, _region(target, instance_type, offered)]
+    types = [target.instance_type] if target.instance_type else \
+        _instance_types(client("sagemaker"), described) or [DEFAULT_INSTANCE_TYPE]
+    out += type_lines(target, client("service-quotas"), types)
     return out
 
 
@@ -320,16 +320,27 @@ def _image(target: Target, ecr: Any, described: dict | None) -> dict:
                                                                         else ""))
 
 
-def _instance_type(sm: Any, described: dict | None) -> str | None:
+def _instance_types(sm: Any, described: dict | None) -> list[str]:
+    """The endpoint's instance types: its one type, or its capacity fallback's pools by priority."""
     if not described or not described.get("EndpointConfigName"):
-        return None
+        return []
     try:
         config = sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
     except Exception:  # noqa: BLE001 - only a default for the quota: the default type is checked instead
-        return None
+        return []
     variants = config.get("ProductionVariants") or [{}]
-    types = instance_pools.variant_types(variants[0])  # with pools: the preferred type first
-    return types[0] if types else None
+    return instance_pools.variant_types(variants[0])
+
+
+def type_lines(target: Target, sq: Any, instance_types: list[str]) -> list[dict]:
+    """The quota and region lines of each type, the preferred first; a fallback type's named after it (each
+    needs its own quota: aws/quotas.py check_each)."""
+    out = []
+    for i, instance_type in enumerate(instance_types):
+        quota, offered = _quota(target, sq, instance_type)
+        pair = [quota, _region(target, instance_type, offered)]
+        out += pair if i == 0 else [{**x, "name": f"{x['name']}, fallback {instance_type}"} for x in pair]
+    return out
 
 
 # --- the instance type: quota and region ----------------------------------------------------------------

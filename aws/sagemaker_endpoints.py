@@ -736,7 +736,8 @@ class SageMakerEndpoints(Endpoints):
             else:  # the explicit always-on choice (autoscaling null): said in money, never silently
                 count = cfg["initial_count"]
                 log.warning("comfyui-sagemaker: endpoint %s has no autoscaling (autoscaling null): %s", endpoint,
-                            prices.sentence(self.region, cfg["instance_type"], count, count))
+                            "; if it falls back to ".join(prices.sentence(self.region, t, count, count)
+                                                          for t in instance_pools.types(cfg)))
             self._set_warning(env, None)
         except Exception as err:
             # Without it the endpoint never scales (never to zero, billed around the clock): say so on it.

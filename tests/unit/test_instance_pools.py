@@ -252,3 +252,21 @@ def test_an_update_of_a_pooled_endpoint_on_the_same_types_keeps_its_autoscaling(
         sm.add_response("update_endpoint", {"EndpointArn": arn}, None)
         state = cloud.endpoints.deploy({**manifest(types), "version": 2})
     assert state["state"] == "Updating"
+
+
+# aws doctor: each type of a pooled endpoint's config is checked
+
+def test_aws_doctor_checks_the_quota_of_every_fallback_type(aws_env):
+    from comfyui_sagemaker.aws import doctor
+
+    target = doctor.Target("team-bucket", "comfy", "us-east-1", "")
+    sq, stub = stubbed_client()
+    listed(stub, [quota("ml.g5.xlarge", 2)])
+    listed(stub, [quota("ml.g6.xlarge", 0)])
+    lines = {x["name"]: x for x in doctor.type_lines(target, sq, ["ml.g5.xlarge", "ml.g6.xlarge"])}
+    assert list(lines) == ["instance quota", "region offers the type", "instance quota, fallback ml.g6.xlarge",
+                           "region offers the type, fallback ml.g6.xlarge"]
+    assert lines["instance quota"]["status"] == doctor.PASS
+    assert lines["instance quota, fallback ml.g6.xlarge"]["status"] == doctor.FAIL
+    assert "'ml.g6.xlarge for endpoint usage' is 0" in lines["instance quota, fallback ml.g6.xlarge"]["detail"]
+    stub.assert_no_pending_responses()
