@@ -12,7 +12,7 @@ from harness.fixtures import install_odd_packs, install_test_models, install_tes
 from harness.loops import outside_playwrights_loop
 from harness.worker import SharedWorker
 
-pytest_plugins = ["harness.browser", "harness.stores", "harness.moto", "harness.groups"]
+pytest_plugins = ["harness.checkout", "harness.browser", "harness.stores", "harness.moto", "harness.groups"]
 
 
 def pytest_configure(config):

@@ -42,9 +42,9 @@ def test_the_aws_request_suites_pass_on_the_lowest_boto3_allowed(tmp_path):
     (tmp_path / "comfyui_sagemaker").symlink_to(ROOT, target_is_directory=True)  # the package, by its name
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "tests")])}
     suites = [s for s in SUITES if (ROOT / s).exists()]
-    r = subprocess.run([python, "-P", "-m", "pytest", "-q", "-m", "stubber or floor", "--noconftest", "-p",
-                        "harness.stores", "-p", "no:cacheprovider", *suites], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=600)
+    r = subprocess.run([python, "-P", "-m", "pytest", "-q", "-m", "stubber or floor", "--noconftest",
+                        "-p", "harness.checkout", "-p", "harness.stores", "-p", "no:cacheprovider", *suites],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
     assert " passed" in r.stdout and " skipped" not in r.stdout, r.stdout[-2000:]
     assert sys.executable != python
