@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import copy
 import json
 import logging
 import threading
@@ -61,7 +62,7 @@ from .identity import Owner, may_change_execution
 from .inputs import InputMissing, get_inputs, input_path, put_inputs
 from .leases import expired as leases_expired
 from .names import ENVIRONMENT_NAME, TEMPLATE_NAME
-from .records import ExecutionError, ExecutionExtra, ExecutionRecord, ExecutionState, ExecutionSummary
+from .records import ExecutionError, ExecutionExtra, ExecutionRecord, ExecutionState, ExecutionSummary, Manifest
 from .store import DIGEST_RE, KeyNotFound, PreconditionFailed, Store
 from .templates import Template, TemplateService, now
 from .unreadable import Unreadable, report
@@ -142,6 +143,7 @@ class ExecutionChange(TypedDict, total=False):
 PREVIEW = "sagemaker.preview"  # a sampler preview from the worker (worker/comfy.py)
 RESUMABLE = "sagemaker.resumable"  # from an endpoint (aws/runtime.py): {resume: what Endpoints.resume needs}
 MAX_PREVIEW_BYTES = 4 * 1024 * 1024
+MANIFESTS_KEPT = 16  # served versions' manifests kept per process (one per endpoint and version)
 RELAYED = ("execution_start", "execution_cached", "executing", "progress", "progress_state", "executed",
            "execution_success", "execution_error", "execution_interrupted")
 # A cancel request for an endpoint that cannot route it to the run (SageMaker): a marker the worker polls.
@@ -214,6 +216,7 @@ class ExecutionService:
         # Each run's cancel token while it runs: only this process, its invoker, can cancel it at the worker.
         self._cancel_tokens: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._manifests: dict[tuple[str, int], Manifest] = {}  # (environment, version) served: _served_manifest
         self._watcher: threading.Thread | None = None
         self.webhooks = webhooks  # core.webhooks.Webhooks, or None where webhooks are not offered
         # Called with (execution id, event kind, data) for every event of a run this process follows, and
@@ -441,7 +444,7 @@ class ExecutionService:
         # What runs is the version the endpoint serves, not the newest published (not deployed yet, or its deploy
         # failed): the prompt is checked against that version's manifest (read by its key) and the record names it.
         # Its manifest deleted since (or a version not known): the newest is the best check.
-        manifest = (self.environments.at(requested, served) if isinstance(served, int) else None) \
+        manifest = (self._served_manifest(requested, served) if isinstance(served, int) else None) \
             or self.environments.get(requested)  # EnvironmentNotFound -> 404
         name = manifest["name"]
         version_run = served if isinstance(served, int) else manifest["version"]
@@ -497,6 +500,21 @@ class ExecutionService:
         self._watch()
         self.pool.submit(self._invoke, record, prompt)
         return self.summary(record, user)
+
+    def _served_manifest(self, environment: str, version: int) -> Manifest | None:
+        """The manifest of the version an endpoint serves, read once per process: a published version is never
+        rewritten (core/publish.py creates it exclusively, last), so every run of it after the first reads nothing."""
+        key = (environment.lower(), version)
+        with self._lock:
+            manifest = self._manifests.get(key)
+        if manifest is None:
+            manifest = self.environments.at(environment, version)
+            if manifest is not None:
+                with self._lock:
+                    while len(self._manifests) >= MANIFESTS_KEPT:
+                        self._manifests.pop(next(iter(self._manifests)))
+                    self._manifests[key] = manifest
+        return copy.deepcopy(manifest) if manifest is not None else None
 
     def _relay(self, record: ExecutionRecord, event: WorkerEvent) -> None:
         kind = event.get("type")

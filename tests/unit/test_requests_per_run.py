@@ -34,5 +34,7 @@ def test_a_short_async_run_makes_a_handful_of_requests_and_none_that_does_not_de
     # A run's own writes, once each: its change notice once, no HEAD before a removal, no lease of its own.
     assert second.asked["s3 PUT changes/executions.json"] == 1, second.asked
     assert second.asked["s3 GET count-notices"] == 0, second.asked  # no LIST: the served version is read by key
+    # A published version never changes: its manifest is read by the process's first run of it only.
+    assert not [w for w in second.asked if "/versions/" in w], second.asked
     assert not [w for w in second.asked if w.startswith("s3 HEAD ")], second.asked
     assert not [w for w in second.asked if w.startswith("s3 ") and w.endswith("-<id>.json")], second.asked
