@@ -31,6 +31,9 @@ def test_a_short_async_run_makes_a_handful_of_requests_and_none_that_does_not_de
     asked = " ".join(second.asked.elements())
     assert "sagemaker DescribeEndpoint" not in asked and "DescribeEndpointConfig" not in asked, second.asked
     assert "endpoints/" not in asked and "proofs/" not in asked, second.asked
+    # A short async run's record is written twice: created, and ended (its "running" and where its result lands
+    # are written a second into a run that lasts, core/executions.py _settle).
+    assert second.asked["s3 PUT executions/records/<id>/<id>.json"] == 2, second.asked
     # A run's own writes, once each: its change notice once, no HEAD before a removal, no lease of its own.
     assert second.asked["s3 PUT changes/executions.json"] == 1, second.asked
     assert second.asked["s3 GET count-notices"] == 0, second.asked  # no LIST: the served version is read by key
