@@ -642,11 +642,11 @@ class ExecutionService:
             settle = threading.Timer(SETTLE_S, self._settle, (record,))
             settle.daemon = True
             self._settling[record["id"]] = settle
-        settle.start()
         # An async run's "running" is stored with its first second (or its end): nothing reads it before, and a
         # short run (a queue worked through) is created and ended in two writes. Other runs say it at once: their
         # follower's death says "lost with the connection" (a stream) rather than "never reached its endpoint".
         self._update(record, state="running", started_at=now(), stored=not deferred)
+        settle.start()
         body: Invocation = {"protocol_version": PROTOCOL_VERSION, "execution_id": record["id"], "prompt": prompt,
                             "inputs": record["inputs"], cancel_tokens.DIGEST_FIELD: cancel_tokens.digest_of(token)}
         self._follow(record, lambda: self.endpoints.invoke(endpoint_of(record), body, lambda e: self._relay(record, e)))
