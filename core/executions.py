@@ -837,7 +837,7 @@ class ExecutionService:
             stored = self.records.read(record["id"])
             state = stored[0].get("state") if stored else "gone"
             raise Conflict(f"execution {record['id']} is {state}; only a queued or running one can be cancelled")
-        self.records.ended(done)
+        self.records.ended(done, earlier=True)
         self._ended(done)
         self.send("sagemaker.execution", self.summary(done, user), None)
         return self.summary(done, user)
@@ -913,7 +913,7 @@ class ExecutionService:
             return "stale"
         record = got[0]
         if record.get("state") in FINAL:
-            self.records.ended(record)
+            self.records.ended(record, earlier=True)
             return "ended"
         if record.get("state") not in ("queued", "running") or not is_dead(record.get("follower")):
             return "stale"
@@ -938,7 +938,7 @@ class ExecutionService:
 
     def _ended_orphan(self, done: ExecutionRecord) -> None:
         """A run another process followed was ended here: its markers, its webhook, its pages told."""
-        self.records.ended(done)
+        self.records.ended(done, earlier=True)
         self._ended(done)
         summary = self.summary(done)
         self.send("sagemaker.execution", summary, None)
@@ -1027,6 +1027,7 @@ class ExecutionService:
         if mine is None:
             return "stale"
         self.records.unmark_follower(record, record.get("follower"))
+        self.records.unmark_earlier(record, record.get("follower"))  # from here on its marker is of this layout
         got = self.records.read(record["id"])
         with self._lock:
             self._live[record["id"]] = mine

@@ -34,6 +34,10 @@ def test_a_short_async_run_makes_a_handful_of_requests_and_none_that_does_not_de
     # A short async run's record is written twice: created, and ended (its "running" and where its result lands
     # are written a second into a run that lasts, core/executions.py _settle).
     assert second.asked["s3 PUT executions/records/<id>/<id>.json"] == 2, second.asked
+    # One in-flight marker, naming its follower: put at its creation, removed at its end.
+    assert [w for w in second.asked if "executions/inflight/" in w] == [
+        "s3 PUT executions/inflight/<id>/<id>.<id>-<id>", "s3 DELETE executions/inflight/<id>/<id>.<id>-<id>"], \
+        second.asked
     # A run's own writes, once each: its change notice once, no HEAD before a removal, no lease of its own.
     assert second.asked["s3 PUT changes/executions.json"] == 1, second.asked
     assert second.asked["s3 GET count-notices"] == 0, second.asked  # no LIST: the served version is read by key
