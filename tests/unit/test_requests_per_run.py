@@ -38,6 +38,9 @@ def test_a_short_async_run_makes_a_handful_of_requests_and_none_that_does_not_de
     assert [w for w in second.asked if "executions/inflight/" in w] == [
         "s3 PUT executions/inflight/<id>/<id>.<id>-<id>", "s3 DELETE executions/inflight/<id>/<id>.<id>-<id>"], \
         second.asked
+    # Its notice came: the result its worker kept is read, SageMaker's copy is not.
+    assert second.asked["s3 GET async/results/<id>.json"] == 1 and second.asked["s3 GET async/outputs/<id>.out"] == 0, \
+        second.asked
     # A run's own writes, once each: its change notice once, no HEAD before a removal, no lease of its own.
     assert second.asked["s3 PUT changes/executions.json"] == 1, second.asked
     assert second.asked["s3 GET count-notices"] == 0, second.asked  # no LIST: the served version is read by key
