@@ -210,8 +210,9 @@ class AsyncWatch:
             result = None
             if not run.notified or run.nudged or self._clock() >= run.result_due:
                 unnoticed = run.notified and not run.nudged
+                noticed = run.nudged
                 run.nudged, run.result_due = False, self._clock() + NOTICE_FALLBACK_S
-                result = self._result(run, lambda event: say("event", event))
+                result = self._result(run, lambda event: say("event", event), noticed)
                 if result is not None and unnoticed:
                     self._missed(run)
             if result is None:
@@ -242,10 +243,17 @@ class AsyncWatch:
                         "and that the topic delivers to this ComfyUI's queue (aws/notifications.py)", run.execution_id,
                         NOTICE_FALLBACK_S)
 
-    def _result(self, run: _Run, on_event: Callable[[WorkerEvent], None]) -> WorkerResult | None:
-        """The run's result if it has landed; InvocationFailed if its failure has."""
+    def _result(self, run: _Run, on_event: Callable[[WorkerEvent], None],
+                noticed: bool = False) -> WorkerResult | None:
+        """The run's result if it has landed; InvocationFailed if its failure has. `noticed`: SageMaker's notice of
+        its end came, so the result the worker kept is there if it keeps one: read first, it is the answer (the
+        one the run's result would be replaced by), and SageMaker's copy is not read at all."""
         from botocore.exceptions import ClientError
 
+        kept = kept_result(self.store, run.execution_id) if noticed else None
+        if kept is not None:
+            relay_progress(self.store, run.execution_id, run.seen, on_event)
+            return self._read(kept, f"{RESULTS_PREFIX}{run.execution_id}.json")
         for (bucket, key), failed in ((run.output, False), (run.failure, True)):
             if not key:
                 continue
@@ -258,13 +266,16 @@ class AsyncWatch:
             if failed:
                 raise InvocationFailed(f"the endpoint reported a failure: {data.decode(errors='replace')[:2000]}")
             relay_progress(self.store, run.execution_id, run.seen, on_event)  # what came after the last look
-            data = kept_result(self.store, run.execution_id) or data
-            try:
-                return read_result(json.loads(data))
-            except (ValueError, RecursionError) as err:  # ShapeInvalid, ProtocolUnsupported, not JSON
-                raise InvocationFailed(f"the endpoint's result at s3://{bucket}/{key} cannot be read ({err})") \
-                    from None
+            kept = None if noticed else kept_result(self.store, run.execution_id)  # noticed: looked for above
+            return self._read(kept or data, f"s3://{bucket}/{key}")
         return None
+
+    @staticmethod
+    def _read(data: bytes, where: str) -> WorkerResult:
+        try:
+            return read_result(json.loads(data))
+        except (ValueError, RecursionError) as err:  # ShapeInvalid, ProtocolUnsupported, not JSON
+            raise InvocationFailed(f"the endpoint's result at {where} cannot be read ({err})") from None
 
     def _endpoint_there(self, endpoint: str) -> bool:
         """Asked once per endpoint every DESCRIBE_EVERY_S s, for all the runs that wait on it."""

@@ -14,11 +14,15 @@
   LIST too. Runs that ended before a store had these are indexed once by a designer's maintenance
   (`index_by_owner`), which then writes `executions/index/owner-state.complete`; until then such a list
   scans the state folder for the owner's markers.
-- `executions/inflight/<owner>/<id>`: while a run is queued or running. A ComfyUI restarting fails
-  its own in-flight runs from here: its start-up work grows with its runs in flight, nothing else.
-- `executions/inflight/<owner>/<id>.<follower>`: beside it, the process that follows the run (its record's
-  `follower`, whose lease is `executions/inflight/<follower>.json`, core/followers.py): one listing of the
-  in-flight folder tells who follows what, without reading a record.
+- `executions/inflight/<owner>/<id>.<follower>`: while a run is queued or running, one marker that names the
+  process following it (its record's `follower`, whose lease is `executions/inflight/<follower>.json`,
+  core/followers.py). A ComfyUI restarting takes over its own in-flight runs from here, and one listing of the
+  in-flight folder tells who follows what, without reading a record: work that grows with the runs in flight.
+  Versions before it wrote a second marker beside it, `executions/inflight/<owner>/<id>` (and a record of an
+  older one names no follower: that marker alone). Both are read (a store shared with them), and the second is
+  removed when such a run is followed again or ended from here (`ended(..., earlier=True)`). Those versions do
+  not count a run of this layout among the runs in flight (their lists of queued or running runs, a Stop's end of
+  an endpoint's runs, expiry); their sweep does take it over.
 - `executions/<id>.json`: records an older version wrote (no owner); readable by id, never
   rewritten, not listed, removed by retention.
 """
@@ -125,14 +129,12 @@ class ExecutionRecords:
         return None
 
     def create(self, record: ExecutionRecord) -> str:
-        """The new record and its index markers; returns the record's ETag. Its follower's marker goes first:
-        a run is never in the store without one once it names a follower."""
+        """The new record, its in-flight marker and its index markers; returns the record's ETag. The marker goes
+        first: a run is never in the store without one (its follower's lease is held before)."""
         owner = Owner.from_json(record.get("owner"))
         name = marker_name(record["id"], owner, record.get("template"))
-        if follower := record.get("follower"):
-            self.mark_follower(record, follower)
+        self.store.put(self.inflight_key(record, record.get("follower")), b"")
         etag = self.store.create(self.key(record["id"]), _dump(record))
-        self.store.put(f"{INFLIGHT}{owner.key if owner else 'unowned'}/{record['id']}", b"")
         folders = [f"{INDEX}all/", f"{INDEX}owner/{owner.key if owner else 'unowned'}/"]
         if record.get("template"):
             folders.append(f"{INDEX}template/{template_part(record['template'])}/")
@@ -144,20 +146,21 @@ class ExecutionRecords:
         """Compare-and-swap; PreconditionFailed if the record changed since `etag`."""
         return self.store.replace(self.key(record["id"]), _dump(record), if_match=etag)
 
-    def ended(self, record: ExecutionRecord) -> None:
-        """A run ended: its state marker, and it leaves the in-flight folder (with its follower's marker)."""
+    def ended(self, record: ExecutionRecord, earlier: bool = False) -> None:
+        """A run ended: its state markers, and it leaves the in-flight folder. `earlier`: it may have markers of
+        the earlier layout (a run this process did not create: ended by a sweep, a cancel from here, a restart)."""
         owner = Owner.from_json(record.get("owner"))
         if record["state"] in FINAL:
             name = marker_name(record["id"], owner, record.get("template"))
             self.store.put(f"{INDEX}state/{record['state']}/{name}", b"")
             self.store.put(f"{OWNER_STATE}{owner.key if owner else 'unowned'}/{record['state']}/{name}", b"")
-        self.store.discard(f"{INFLIGHT}{owner.key if owner else 'unowned'}/{record['id']}")
-        if record.get("follower"):
-            self.unmark_follower(record, record["follower"])
+        self.unmark_follower(record, record.get("follower"))
+        if earlier:
+            self.unmark_earlier(record, record.get("follower"))
 
     def forget_inflight(self, execution_id: str) -> None:
-        """A run whose record cannot be read leaves the in-flight folder (its markers, whoever's): nobody can end
-        it by its record. Rare: one listing of the in-flight folder."""
+        """A run whose record cannot be read leaves the in-flight folder (its markers, whoever's, of either layout):
+        nobody can end it by its record. Rare: one listing of the in-flight folder."""
         for key in self.store.list(INFLIGHT):
             name = key.rsplit("/", 1)[-1]
             if name == execution_id or name.startswith(execution_id + "."):
@@ -166,16 +169,22 @@ class ExecutionRecords:
                 except KeyNotFound:
                     pass
 
-    def follower_key(self, record: ExecutionRecord, follower: str) -> str:
+    def inflight_key(self, record: ExecutionRecord, follower: str | None) -> str:
+        """The run's in-flight marker, naming its follower (a record that names none: its id alone)."""
         owner = Owner.from_json(record.get("owner"))
-        return f"{INFLIGHT}{owner.key if owner else 'unowned'}/{record['id']}.{follower}"
+        folder = f"{INFLIGHT}{owner.key if owner else 'unowned'}/"
+        return f"{folder}{record['id']}.{follower}" if follower else f"{folder}{record['id']}"
 
     def mark_follower(self, record: ExecutionRecord, follower: str) -> None:
-        self.store.put(self.follower_key(record, follower), b"")
+        self.store.put(self.inflight_key(record, follower), b"")
 
     def unmark_follower(self, record: ExecutionRecord, follower: str | None) -> None:
+        self.store.discard(self.inflight_key(record, follower))
+
+    def unmark_earlier(self, record: ExecutionRecord, follower: str | None) -> None:
+        """The in-flight marker an earlier version wrote beside the follower's, `<owner>/<id>`."""
         if follower:
-            self.store.discard(self.follower_key(record, follower))
+            self.store.discard(self.inflight_key(record, None))
 
     def swap(self, execution_id: str, change: Callable[[ExecutionRecord], ExecutionRecord | None],
              attempts: int = 5) -> ExecutionRecord | None:
@@ -201,15 +210,15 @@ class ExecutionRecords:
         """Ids of runs queued or running (of one owner, or everyone's), newest first: the in-flight folder
         holds only those, so this grows with runs in flight, not with the records."""
         keys = list(self._all(f"{INFLIGHT}{owner_key}/")) if owner_key else self.store.list(INFLIGHT)
-        return sorted((k.rsplit("/", 1)[-1] for k in keys if ID_RE.fullmatch(k.rsplit("/", 1)[-1])), reverse=True)
+        return sorted({i for i in (_inflight_id(k) for k in keys) if i}, reverse=True)
 
     def inflight_of(self, instance: str) -> list[str]:
         """Ids of runs in flight of one ComfyUI, all its --multi-user users included, newest first."""
-        ids = []
+        ids = set()
         for key in self.store.list(INFLIGHT):
-            owner, _, name = key[len(INFLIGHT):].rpartition("/")
-            if (owner == instance or owner.startswith(instance + ".")) and ID_RE.fullmatch(name):
-                ids.append(name)
+            owner = key[len(INFLIGHT):].rpartition("/")[0]
+            if (owner == instance or owner.startswith(instance + ".")) and (execution_id := _inflight_id(key)):
+                ids.add(execution_id)
         return sorted(ids, reverse=True)
 
     def state_folder(self, state: str, owner_key: str | None) -> str:
@@ -303,6 +312,8 @@ class ExecutionRecords:
         name = marker_name(record["id"], owner, record.get("template"))
         keys = [f"{INDEX}all/{name}", f"{INDEX}owner/{owner.key if owner else 'unowned'}/{name}",
                 f"{INFLIGHT}{owner.key if owner else 'unowned'}/{record['id']}"]
+        if record.get("follower"):
+            keys.append(self.inflight_key(record, record["follower"]))
         if record.get("template"):
             keys.append(f"{INDEX}template/{template_part(record['template'])}/{name}")
         keys += [f"{INDEX}state/{state}/{name}" for state in FINAL]
@@ -313,6 +324,14 @@ class ExecutionRecords:
                 self.store.delete(key)
             except KeyNotFound:
                 pass
+
+
+def _inflight_id(key: str) -> str | None:
+    """The run of an in-flight marker (`<owner>/<id>.<follower>`, or an earlier version's `<owner>/<id>`); None
+    for a follower's lease (`<follower>.json`, beside the owners' folders)."""
+    folder, _, name = key[len(INFLIGHT):].rpartition("/")
+    execution_id = name.split(".", 1)[0]
+    return execution_id if folder and ID_RE.fullmatch(execution_id) else None
 
 
 def _dump(record: ExecutionRecord) -> bytes:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import copy
 import json
 import logging
 import threading
@@ -61,7 +62,7 @@ from .identity import Owner, may_change_execution
 from .inputs import InputMissing, get_inputs, input_path, put_inputs
 from .leases import expired as leases_expired
 from .names import ENVIRONMENT_NAME, TEMPLATE_NAME
-from .records import ExecutionError, ExecutionExtra, ExecutionRecord, ExecutionState, ExecutionSummary
+from .records import ExecutionError, ExecutionExtra, ExecutionRecord, ExecutionState, ExecutionSummary, Manifest
 from .store import DIGEST_RE, KeyNotFound, PreconditionFailed, Store
 from .templates import Template, TemplateService, now
 from .unreadable import Unreadable, report
@@ -142,6 +143,8 @@ class ExecutionChange(TypedDict, total=False):
 PREVIEW = "sagemaker.preview"  # a sampler preview from the worker (worker/comfy.py)
 RESUMABLE = "sagemaker.resumable"  # from an endpoint (aws/runtime.py): {resume: what Endpoints.resume needs}
 MAX_PREVIEW_BYTES = 4 * 1024 * 1024
+SETTLE_S = 1.0  # what a run says in its first second is written then (_settle), or with its end if sooner
+MANIFESTS_KEPT = 16  # served versions' manifests kept per process (one per endpoint and version)
 RELAYED = ("execution_start", "execution_cached", "executing", "progress", "progress_state", "executed",
            "execution_success", "execution_error", "execution_interrupted")
 # A cancel request for an endpoint that cannot route it to the run (SageMaker): a marker the worker polls.
@@ -176,6 +179,12 @@ def new_id(instance: str = "") -> str:
 def who(owner: Owner) -> str:
     """A person as runs name them: the ComfyUI's display name, with its --multi-user user if any."""
     return f"{owner.name} ({owner.user})" if owner.user else owner.name
+
+
+def is_async(manifest: Manifest) -> bool:
+    """Whether the version's endpoint takes runs asynchronously (SageMaker async: its result lands in S3)."""
+    endpoint = manifest.get("endpoint")
+    return isinstance(endpoint, dict) and endpoint.get("kind") == "sagemaker" and endpoint.get("mode") == "async"
 
 
 def endpoint_of(record: ExecutionRecord) -> str:
@@ -214,6 +223,12 @@ class ExecutionService:
         # Each run's cancel token while it runs: only this process, its invoker, can cancel it at the worker.
         self._cancel_tokens: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._manifests: dict[tuple[str, int], Manifest] = {}  # (environment, version) served: _served_manifest
+        # A run's first SETTLE_S s (_settle): its timer, how to follow it once written, and runs whose record here
+        # has changes not yet written.
+        self._settling: dict[str, threading.Timer] = {}
+        self._resumes: dict[str, dict[str, Any]] = {}
+        self._unstored: set[str] = set()
         self._watcher: threading.Thread | None = None
         self.webhooks = webhooks  # core.webhooks.Webhooks, or None where webhooks are not offered
         # Called with (execution id, event kind, data) for every event of a run this process follows, and
@@ -235,36 +250,20 @@ class ExecutionService:
         owner = Owner.from_json(record.get("owner"))
         return owner is not None and owner.key == self.owner_for(user).key
 
-    def _update(self, record: ExecutionRecord, quiet: bool = False,
+    def _update(self, record: ExecutionRecord, quiet: bool = False, stored: bool = True,
                 **fields: Unpack[ExecutionChange]) -> ExecutionRecord:
         """Change a live run's record: compare-and-swap on its last ETag. If someone else (a designer)
         ended it meanwhile, their state stands and this run takes it. `quiet`: nothing a page shows changed
-        (pages and listeners are not told)."""
+        (pages and listeners are not told). `stored=False`: pages are told, the store at the next write."""
         with self._lock:
             if record["state"] in FINAL and fields.get("state") not in (None, record["state"]):
                 return record  # cancelled meanwhile: the later outcome does not overwrite it
             was_final = record["state"] in FINAL
             record.update(fields)
-            try:
-                self._etags[record["id"]] = self.records.replace(record, self._etags[record["id"]])
-            except (PreconditionFailed, KeyNotFound):
-                stored: ExecutionRecord | None = None
-                etag: str | None = None
-                try:
-                    got = self.records.read(record["id"])
-                    if got is not None:
-                        stored, etag = got
-                except ExecutionCorrupt:  # rewritten unreadable under a live run: this run's record is the truth
-                    try:
-                        etag = self.store.get(self.records.key(record["id"])).etag
-                    except KeyNotFound:
-                        pass
-                if stored is not None and etag is not None and stored["state"] in FINAL:
-                    record.update({"state": stored["state"], "finished_at": stored.get("finished_at"),
-                                   "error": stored.get("error")})
-                    self._etags[record["id"]] = etag
-                elif etag is not None:  # changed but not ended: ours to write again
-                    self._etags[record["id"]] = self.records.replace(record, etag)
+            if not stored and record["state"] not in FINAL:
+                self._unstored.add(record["id"])
+            else:
+                self._store(record)
         if quiet and not (record["state"] in FINAL and not was_final):
             return record
         if record["state"] in FINAL:
@@ -276,6 +275,30 @@ class ExecutionService:
         if record["state"] in FINAL and not was_final:
             self._ended(record)
         return record
+
+    def _store(self, record: ExecutionRecord) -> None:
+        """Write a live run's record (under the lock): see _update."""
+        self._unstored.discard(record["id"])
+        try:
+            self._etags[record["id"]] = self.records.replace(record, self._etags[record["id"]])
+        except (PreconditionFailed, KeyNotFound):
+            stored: ExecutionRecord | None = None
+            etag: str | None = None
+            try:
+                got = self.records.read(record["id"])
+                if got is not None:
+                    stored, etag = got
+            except ExecutionCorrupt:  # rewritten unreadable under a live run: this run's record is the truth
+                try:
+                    etag = self.store.get(self.records.key(record["id"])).etag
+                except KeyNotFound:
+                    pass
+            if stored is not None and etag is not None and stored["state"] in FINAL:
+                record.update({"state": stored["state"], "finished_at": stored.get("finished_at"),
+                               "error": stored.get("error")})
+                self._etags[record["id"]] = etag
+            elif etag is not None:  # changed but not ended: ours to write again
+                self._etags[record["id"]] = self.records.replace(record, etag)
 
     def _tell(self, execution_id: str, kind: str, data: Mapping[str, Any]) -> None:
         for listener in list(self.listeners):
@@ -352,8 +375,11 @@ class ExecutionService:
             ids = [i for i in self.records.inflight(owner_key) if not after or i < after]
             records: list[ExecutionRecord] = []
             batch, taken = limit, 0  # read what the page needs; more only if some ended meanwhile
+            with self._lock:  # a run followed here is in the state it is in here (its store may lag: _settle)
+                states = {i: r["state"] for i, r in self._live.items()}
             while len(records) < limit and taken < len(ids):
-                records += [r for r in self._read_many(ids[taken:taken + batch], skipped) if r.get("state") == state]
+                records += [r for r in self._read_many(ids[taken:taken + batch], skipped)
+                            if states.get(r["id"], r.get("state")) == state]
                 taken, batch = taken + batch, batch * 2
             records = records[:limit]
             cursor = records[-1]["id"] if len(records) == limit else None
@@ -441,7 +467,7 @@ class ExecutionService:
         # What runs is the version the endpoint serves, not the newest published (not deployed yet, or its deploy
         # failed): the prompt is checked against that version's manifest (read by its key) and the record names it.
         # Its manifest deleted since (or a version not known): the newest is the best check.
-        manifest = (self.environments.at(requested, served) if isinstance(served, int) else None) \
+        manifest = (self._served_manifest(requested, served) if isinstance(served, int) else None) \
             or self.environments.get(requested)  # EnvironmentNotFound -> 404
         name = manifest["name"]
         version_run = served if isinstance(served, int) else manifest["version"]
@@ -495,8 +521,23 @@ class ExecutionService:
         self.send("sagemaker.execution", self.summary(record, user), None)
         self._native(self.native.started, record, prompt, workflow, outputs_to_execute)
         self._watch()
-        self.pool.submit(self._invoke, record, prompt)
+        self.pool.submit(self._invoke, record, prompt, is_async(manifest))
         return self.summary(record, user)
+
+    def _served_manifest(self, environment: str, version: int) -> Manifest | None:
+        """The manifest of the version an endpoint serves, read once per process: a published version is never
+        rewritten (core/publish.py creates it exclusively, last), so every run of it after the first reads nothing."""
+        key = (environment.lower(), version)
+        with self._lock:
+            manifest = self._manifests.get(key)
+        if manifest is None:
+            manifest = self.environments.at(environment, version)
+            if manifest is not None:
+                with self._lock:
+                    while len(self._manifests) >= MANIFESTS_KEPT:
+                        self._manifests.pop(next(iter(self._manifests)))
+                    self._manifests[key] = manifest
+        return copy.deepcopy(manifest) if manifest is not None else None
 
     def _relay(self, record: ExecutionRecord, event: WorkerEvent) -> None:
         kind = event.get("type")
@@ -506,7 +547,7 @@ class ExecutionService:
         if kind == RESUMABLE:  # the endpoint accepted it and can answer for it to another follower: how
             resume = (event.get("data") or {}).get("resume")
             if isinstance(resume, dict) and record["state"] not in FINAL:
-                self._update(record, quiet=True, resume=resume)
+                self._keep_resume(record, resume)
             return
         if kind == PREVIEW and record["state"] not in FINAL:
             self._preview(record, event.get("data") or {})
@@ -521,6 +562,33 @@ class ExecutionService:
         if kind in ("execution_success", "execution_error", "execution_interrupted"):
             self._seen(record)["ended"] = True
         self._to_page(record, kind, data)
+
+    def _keep_resume(self, record: ExecutionRecord, resume: dict[str, Any]) -> None:
+        """How another follower can answer for the run: stored at once in a run older than SETTLE_S s, else kept
+        for _settle (a run that ends sooner never needs it: its end is written instead)."""
+        with self._lock:
+            if record["id"] in self._settling:
+                self._resumes[record["id"]] = resume
+                return
+        self._update(record, quiet=True, resume=resume)
+
+    def _settle(self, record: ExecutionRecord) -> None:
+        """SETTLE_S s into a run that has not ended: what was kept from the store meanwhile is written (its
+        "running" where it was kept, how to follow it again), one write; from now on each change is written."""
+        with self._lock:
+            self._settling.pop(record["id"], None)
+            resume = self._resumes.pop(record["id"], None)
+            unstored = record["id"] in self._unstored
+            if record["id"] not in self._live or record["state"] in FINAL or not (unstored or resume):
+                return  # it ended first (its end wrote it), or nothing waits
+        try:
+            if resume is not None:
+                self._update(record, quiet=True, resume=resume)
+            else:
+                self._update(record, quiet=True)
+        except Exception:  # a passing store error: the run goes on, and its end is written
+            logging.getLogger("comfyui_sagemaker").warning(
+                "comfyui-sagemaker: could not write run %s a second into it", record["id"], exc_info=True)
 
     def _preview(self, record: ExecutionRecord, data: dict[str, Any]) -> None:
         """A sampler preview, as bytes, to the page that queued the run (the ComfyUI face sends it as
@@ -563,14 +631,22 @@ class ExecutionService:
             self._to_page(record, "execution_success",
                           {"prompt_id": record["prompt_id"], "timestamp": int(time.time() * 1000)})
 
-    def _invoke(self, record: ExecutionRecord, prompt: dict) -> None:
+    def _invoke(self, record: ExecutionRecord, prompt: dict, deferred: bool = False) -> None:
         if record["state"] in FINAL:
             self._finished(record)
             return
         token = cancel_tokens.new_token()
         with self._lock:  # before "running": a cancel that sees it running has the token to send
             self._cancel_tokens[record["id"]] = token
-        self._update(record, state="running", started_at=now())
+        with self._lock:  # before "running": what the run says in its first second is kept for _settle
+            settle = threading.Timer(SETTLE_S, self._settle, (record,))
+            settle.daemon = True
+            self._settling[record["id"]] = settle
+        # An async run's "running" is stored with its first second (or its end): nothing reads it before, and a
+        # short run (a queue worked through) is created and ended in two writes. Other runs say it at once: their
+        # follower's death says "lost with the connection" (a stream) rather than "never reached its endpoint".
+        self._update(record, state="running", started_at=now(), stored=not deferred)
+        settle.start()
         body: Invocation = {"protocol_version": PROTOCOL_VERSION, "execution_id": record["id"], "prompt": prompt,
                             "inputs": record["inputs"], cancel_tokens.DIGEST_FIELD: cancel_tokens.digest_of(token)}
         self._follow(record, lambda: self.endpoints.invoke(endpoint_of(record), body, lambda e: self._relay(record, e)))
@@ -661,6 +737,11 @@ class ExecutionService:
             self._live.pop(record["id"], None)
             self._etags.pop(record["id"], None)
             self._cancel_tokens.pop(record["id"], None)
+            timer = self._settling.pop(record["id"], None)
+            self._resumes.pop(record["id"], None)
+            self._unstored.discard(record["id"])
+        if timer is not None:
+            timer.cancel()
         self.follower.drop()
 
     def check_may_change(self, record: ExecutionRecord, role: str, user: str | None, shared: bool = False) -> None:
@@ -756,7 +837,7 @@ class ExecutionService:
             stored = self.records.read(record["id"])
             state = stored[0].get("state") if stored else "gone"
             raise Conflict(f"execution {record['id']} is {state}; only a queued or running one can be cancelled")
-        self.records.ended(done)
+        self.records.ended(done, earlier=True)
         self._ended(done)
         self.send("sagemaker.execution", self.summary(done, user), None)
         return self.summary(done, user)
@@ -832,7 +913,7 @@ class ExecutionService:
             return "stale"
         record = got[0]
         if record.get("state") in FINAL:
-            self.records.ended(record)
+            self.records.ended(record, earlier=True)
             return "ended"
         if record.get("state") not in ("queued", "running") or not is_dead(record.get("follower")):
             return "stale"
@@ -857,7 +938,7 @@ class ExecutionService:
 
     def _ended_orphan(self, done: ExecutionRecord) -> None:
         """A run another process followed was ended here: its markers, its webhook, its pages told."""
-        self.records.ended(done)
+        self.records.ended(done, earlier=True)
         self._ended(done)
         summary = self.summary(done)
         self.send("sagemaker.execution", summary, None)
@@ -946,6 +1027,7 @@ class ExecutionService:
         if mine is None:
             return "stale"
         self.records.unmark_follower(record, record.get("follower"))
+        self.records.unmark_earlier(record, record.get("follower"))  # from here on its marker is of this layout
         got = self.records.read(record["id"])
         with self._lock:
             self._live[record["id"]] = mine

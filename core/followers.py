@@ -3,9 +3,10 @@
 A process that follows runs (a ComfyUI, a gateway replica: it waits on their endpoint, relays their events,
 writes how they end) holds a follower lease while it follows any: `executions/inflight/<instance>-<token>.json`
 (core/leases.py), expiring TTL s after its last renewal, renewed every TTL/4 s, removed when it follows no
-run. Each run's record names its follower (`follower`) and so does a marker beside the run's in-flight marker
-(core/execution_records.py); the lease is made before that marker and removed after the last one. Both sit in
-the in-flight folder, where an artist's IAM policy lets it write (`executions/inflight/<its instance>*`).
+run. Each run's record names its follower (`follower`) and so does the run's in-flight marker
+(core/execution_records.py: `<owner>/<id>.<follower>`); the lease is made before that marker and removed after
+the last one. Both sit in the in-flight folder, where an artist's IAM policy lets it write
+(`executions/inflight/<its instance>*`).
 
 A process killed outright (SIGKILL, power loss, the OOM killer) stops renewing. Every process sweeps every
 TTL/2 s: one listing of the in-flight folder (its requests grow with the runs in flight, never with the

@@ -90,14 +90,17 @@ class CountingMoto:
 
 
 class AnsweringWorker:
-    """The container: answers each invocation with a result at once (a short run)."""
+    """The container: answers each invocation with a result at once (a short run), and keeps it first, as the
+    worker does (worker/outputs.py keep_result): `keep(execution id, result)`."""
 
-    def __init__(self, lasts: float):
+    def __init__(self, lasts: float, keep: Callable[[str, dict], None] = lambda execution_id, result: None):
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's name)
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 time.sleep(lasts)
-                body = json.dumps({"status": "succeeded", "outputs": {}}).encode()
+                result = {"status": "succeeded", "outputs": {}}
+                keep(str(request.get("execution_id") or ""), result)
+                body = json.dumps(result).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -211,8 +214,18 @@ class AsyncRig:
                                         sns=self.moto.client("sns", EMULATOR_KEY)).start()
         setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", self.emulator.url)
         clients.reset()  # the process's clients are made anew, on this moto (another test's may be kept)
-        self.worker = AnsweringWorker(lasts)
+        self.worker = AnsweringWorker(lasts, self._keep)
         self.comfys: list = []
+        self._buckets: dict[str, str] = {}  # instance id -> its ComfyUI's bucket (a run's id ends with its instance)
+
+    def _keep(self, execution_id: str, result: dict) -> None:
+        """The worker's kept result, in the store of the ComfyUI whose run it is (signed as SageMaker's side)."""
+        from comfyui_sagemaker.core.worker_contract import RESULTS_PREFIX
+
+        bucket = self._buckets.get(execution_id[31:])
+        if bucket:
+            self.moto.client("s3", EMULATOR_KEY).put_object(
+                Bucket=bucket, Key=f"{PREFIX}/{RESULTS_PREFIX}{execution_id}.json", Body=json.dumps(result).encode())
 
     def comfy(self, bucket: str, notified: bool):
         """A ComfyUI on its own store with template T1 on an async endpoint of environment Env1, InService."""
@@ -231,6 +244,7 @@ class AsyncRig:
         comfy = FakeComfy(self.work / bucket, store, provider)
         self.comfys.append(comfy)
         provider.instance = comfy.owner().instance  # what services.py gives it
+        self._buckets[comfy.owner().instance] = bucket
         manifest = publish(store, "Env1", ("T1",))
         manifest["endpoint"] = {"kind": "sagemaker", "instance_type": "ml.g4dn.xlarge", "initial_count": 1,
                                 "mode": "async", "autoscaling": None}

@@ -125,6 +125,8 @@ def test_a_run_the_endpoint_can_still_answer_for_is_taken_over_and_completes(sto
     first = service(store, gateway, endpoint, role="artist")  # a replica; the other replica is the same owner
     try:
         run = started(first, endpoint)
+        # The endpoint said it can answer for the run; the record says so once the run has lived a second.
+        wait_for(lambda: ExecutionRecords(store).read(run["id"])[0].get("resume"), 120, "the record's resume")
         killed(first)
         second_endpoint = Endpoint()
         second = service(store, gateway, second_endpoint, role="artist")
