@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from harness.request_count import AsyncRig
 
-# Measured: 17 (its record created and ended, 5 index markers, its in-flight marker put and removed, one change
-# notice, the template read, the request uploaded and invoked, its notice received and deleted, the result its
-# worker kept and its progress read). It was 23 before a run's first second was kept from the store, its two
-# in-flight markers were one, the served manifest was kept and the kept result was read alone; 50 before they
-# were counted. One more for a loaded machine (a run that outlasts 2 s reads its record once, for a cancel from
-# another ComfyUI).
-CEILING = 18
+# Measured: 16 (its record created and ended, 5 index markers, its in-flight marker put and removed, one change
+# notice, the template read, the invocation with its request inline, its notice received and deleted, the result
+# its worker kept and its progress read). It was 23 before a run's first second was kept from the store, its two
+# in-flight markers were one, the served manifest was kept, the kept result was read alone and the request went
+# inline; 50 before they were counted. One more for a loaded machine (a run that outlasts 2 s reads its record
+# once, for a cancel from another ComfyUI).
+CEILING = 17
 
 
 def test_a_short_async_run_makes_a_handful_of_requests_and_none_that_does_not_depend_on_it(tmp_path, monkeypatch):
@@ -50,4 +50,5 @@ def test_a_short_async_run_makes_a_handful_of_requests_and_none_that_does_not_de
     # A published version never changes: its manifest is read by the process's first run of it only.
     assert not [w for w in second.asked if "/versions/" in w], second.asked
     assert not [w for w in second.asked if w.startswith("s3 HEAD ")], second.asked
+    assert not [w for w in second.asked if "async/requests" in w], second.asked  # a short request goes inline
     assert not [w for w in second.asked if w.startswith("s3 ") and w.endswith("-<id>.json")], second.asked
