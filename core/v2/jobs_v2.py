@@ -29,7 +29,7 @@ from ..records import ExecutionExtra, ExecutionRecord
 from ..store import Store, blob_key
 from ..template_executions import TemplateExecutions
 from .assets import AssetService, input_name, is_reference
-from .idempotency import Claim, Idempotency, IdempotencyKeyReuse, Replay, fingerprint
+from .idempotency import Claim, Idempotency, IdempotencyConflict, IdempotencyKeyReuse, Replay, fingerprint
 from .job_view import Job, LiveJobs, Mount, job_json, stored_progress, summary_json
 
 MAX_LABELS = 16
@@ -120,13 +120,17 @@ class JobsV2:
 
     def create(self, environment: str, body: object, mount: Mount, user: str | None = None,
                idempotency_key: str | None = None) -> Job:
-        """The new Job. A key used before is IdempotencyKeyReuse (422) whatever the body; one still being
-        handled IdempotencyConflict (409)."""
+        """The new Job. A key used before is IdempotencyKeyReuse (422) whatever the body, also while its first
+        request is still being handled: the protocol's keys are single-use and it lists no 409 for POST /jobs."""
         environment = ENVIRONMENT_NAME.check(environment)
         claim: Claim | None = None
         if idempotency_key is not None:
             scope = f"jobs.{environment.lower()}.{self.executions.owner_for(user).key}"
-            got = self.idempotency.begin(scope, idempotency_key, fingerprint(body))
+            try:
+                got = self.idempotency.begin(scope, idempotency_key, fingerprint(body))
+            except IdempotencyConflict:
+                raise IdempotencyKeyReuse("this Idempotency-Key was already used by a request still being "
+                                          "handled; do not resubmit (list the jobs to find the one it makes)") from None
             if isinstance(got, Replay):
                 # The protocol (comfy-sdk: "a reused key is rejected, not replayed"): 422 even for the same
                 # body; the job the first request made is named, so the caller need not list to find it.

@@ -1,0 +1,78 @@
+"""The Comfy API v2 routes and refusals that comfy-sdk calls beyond submitting and following a job: the
+workflow a job ran (GET /jobs/{id}/workflow), deleting an asset (DELETE /assets/{id}: 204, 404 on the
+second, 409 asset_in_use), the job list's status filter, and an Idempotency-Key still in flight (a reuse,
+422, as the protocol lists no 409). In-process on FakeEndpoints, driven by the SDK's own client and models
+where a client would be (tests/unit/test_jobs_v2.py holds the rest of the surface)."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from comfyui_sagemaker.local.folder_store import FolderStore
+from harness.fake_comfy import FakeComfy, publish
+from harness.fake_endpoints import FakeEndpoints
+from harness.images import png
+from harness.prompts import scale_prompt
+
+ENV = "V2Done"
+
+
+class V2:
+    def __init__(self, tmp_path):
+        self.store = FolderStore(tmp_path / "store")
+        self.fake = FakeEndpoints(self.store)
+        self.comfy = FakeComfy(tmp_path / "designer", self.store, self.fake)
+        (self.comfy.base / "input" / "v2-seed.png").write_bytes(png(4, 4, (200, 100, 50)))
+        self.fake.deploy(publish(self.store, ENV))
+        self.fake.wait_state(ENV)
+        self.base = f"{self.comfy.serve().url}/sagemaker/v2/{ENV}"
+        self.jobs = f"{self.base}/api/v2/jobs"
+        self.assets = f"{self.base}/api/v2/assets"
+
+    def close(self) -> None:
+        self.comfy.close()
+        self.fake.close()
+
+
+@pytest.fixture
+def v2(tmp_path):
+    v = V2(tmp_path)
+    yield v
+    v.close()
+
+
+@pytest.fixture
+def sdk(v2, monkeypatch):
+    from comfy_sdk import Comfy
+
+    monkeypatch.setenv("COMFY_BASE_URL", v2.base)
+    monkeypatch.delenv("COMFY_API_KEY", raising=False)
+    with Comfy(timeout=120) as client:
+        yield client
+
+
+def held(prefix: str = "held") -> dict:
+    """Held open by SMTestWait until the test releases it."""
+    return scale_prompt("v2-seed.png", prefix=prefix, wait_for="/nonexistent/never", timeout=600)
+
+
+def error(r, status, code):
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code, r.text
+    return r.json()["error"]
+
+
+# Idempotency-Key
+
+def test_a_key_still_in_flight_is_a_reuse_not_a_conflict(v2):
+    from comfyui_sagemaker.core.v2.idempotency import fingerprint
+
+    services = v2.comfy.services
+    key, body = str(uuid.uuid4()), {"workflow": scale_prompt("v2-seed.png")}
+    scope = f"jobs.{ENV.lower()}.{services.executions.owner_for(None).key}"
+    services.idempotency.begin(scope, key, fingerprint(body))  # the same request, its first still being handled
+    r = httpx.post(v2.jobs, json=body, headers={"Idempotency-Key": key})
+    error(r, 422, "idempotency_key_reuse")
+    assert "Retry-After" not in r.headers and v2.fake.invocations == []
