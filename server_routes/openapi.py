@@ -80,6 +80,7 @@ SUMMARIES = {
     ("POST", V2 + "/jobs"): "Comfy API v2: submit a job (an API-format graph, or a template with inputs)",
     ("GET", V2 + "/jobs"): "Comfy API v2: a page of jobs, newest first",
     ("GET", V2 + "/jobs/{id}"): "Comfy API v2: a job (status, progress, outputs, error)",
+    ("GET", V2 + "/jobs/{id}/workflow"): "Comfy API v2: the graph a job ran ({format: api, workflow})",
     ("GET", V2 + "/jobs/{id}/events"): "Comfy API v2: a job's live events (server-sent events)",
     ("POST", V2 + "/jobs/{id}/cancel"): "Comfy API v2: cancel a job (idempotent)",
     ("POST", V2 + "/assets"): "Comfy API v2: upload an asset (multipart, expected_hash checked)",

@@ -14,10 +14,15 @@ environment cannot run (unknown node types, models the environment lacks, ComfyU
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import os
+import tempfile
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
 
 from ..analysis import detect_format
 from ..errors import BadRequest, Conflict, NotFound, SageMakerError
@@ -26,7 +31,7 @@ from ..executions import ExecutionService
 from ..names import ENVIRONMENT_NAME
 from ..preflight import EnvironmentLacks, PromptRefused
 from ..records import ExecutionExtra, ExecutionRecord
-from ..store import Store, blob_key
+from ..store import KeyNotFound, Store, blob_key
 from ..template_executions import TemplateExecutions
 from .assets import AssetService, input_name, is_reference
 from .idempotency import Claim, Idempotency, IdempotencyConflict, IdempotencyKeyReuse, Replay, fingerprint
@@ -79,6 +84,15 @@ class JobNotFound(NotFound):
     """No job of this environment has this id."""
 
     code = "not_found"
+
+
+class JobWorkflow(TypedDict):
+    """GET /jobs/{id}/workflow: the graph a job ran. Always `api` here (the prompt the endpoint ran, asset
+    references resolved to the input files they became); `save` is for a job pinned to an editor's workflow
+    version, which no job here is."""
+
+    format: Literal["api", "save"]
+    workflow: dict[str, Any]
 
 
 def comfy_node_errors(node_errors: dict) -> dict:
@@ -167,7 +181,8 @@ class JobsV2:
                 raise BadRequest("inputs are a template's parameter values: name the template too")
             prompt = self._graph(body.get("workflow"), stored)
         extra: ExecutionExtra = {"api": "v2", "labels": labels,
-                                 "v2": {"origin": mount.origin, "prefix": mount.prefix, "nodes": len(prompt)}}
+                                 "v2": {"origin": mount.origin, "prefix": mount.prefix, "nodes": len(prompt),
+                                        "prompt": self._keep(prompt)}}
         try:
             record = self.executions.create(prompt, None, template, environment, None, user, stored_inputs=stored,
                                             webhook_url=body.get("webhook_url"), extra=extra)
@@ -178,6 +193,22 @@ class JobsV2:
         self.live.track(record["id"], prompt)
         full = self.executions.get(record["id"], user, localise=False)
         return self.job(full, mount)
+
+    def _keep(self, prompt: dict) -> str:
+        """The prompt as a blob (its sha256): the record names it, which keeps it as long as the record
+        (core/retention.py); the same prompt twice is one blob. One refused after this leaves a blob that
+        nothing names, swept after the grace period."""
+        data = json.dumps(prompt, separators=(",", ":")).encode()
+        digest = hashlib.sha256(data).hexdigest()
+        fd, path = tempfile.mkstemp(prefix="sagemaker-prompt-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            if not self.store.has_blob(digest, len(data), path):
+                self.store.put_blob(digest, path)
+        finally:
+            os.unlink(path)
+        return digest
 
     def _graph(self, workflow: object, stored: dict[str, str]) -> dict:
         """The prompt of a v2 graph: checked for its format, asset references made input file names."""
@@ -234,6 +265,23 @@ class JobsV2:
 
     def record(self, environment: str, job_id: str, user: str | None = None) -> ExecutionRecord:
         return self._record(environment, job_id, user)
+
+    def workflow(self, environment: str, job_id: str, user: str | None = None) -> JobWorkflow:
+        """The graph the job ran, read back from the store by the digest its record keeps. A job whose record
+        keeps none (not queued through the v2 API, or by a version before it kept them) is JobNotFound, as the
+        protocol says of a workflow not there; so is one whose blob is gone or does not match its digest."""
+        record = self._record(environment, job_id, user)
+        digest = (record.get("v2") or {}).get("prompt")
+        if not digest:
+            raise JobNotFound(f"job {job_id} keeps no workflow (it was not queued through the Comfy API v2)")
+        try:
+            data = self.store.get(blob_key(digest)).data
+            if hashlib.sha256(data).hexdigest() != digest:  # rewritten in the store: not the graph it ran
+                raise ValueError("digest mismatch")
+            prompt = json.loads(data)
+        except (KeyNotFound, ValueError):
+            raise JobNotFound(f"the workflow of job {job_id} is no longer in the store") from None
+        return {"format": "api", "workflow": prompt}
 
     def list(self, environment: str, mount: Mount, limit: int = 50, cursor: str | None = None,
              user: str | None = None) -> dict:

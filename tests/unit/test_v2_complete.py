@@ -10,6 +10,7 @@ import uuid
 
 import httpx
 import pytest
+from comfyui_sagemaker.core.store import blob_key
 from comfyui_sagemaker.local.folder_store import FolderStore
 from harness.fake_comfy import FakeComfy, publish
 from harness.fake_endpoints import FakeEndpoints
@@ -62,6 +63,44 @@ def error(r, status, code):
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code, r.text
     return r.json()["error"]
+
+
+# GET /jobs/{id}/workflow
+
+def test_the_sdk_reads_back_the_graph_a_job_ran(sdk, v2):
+    from comfy_low import ComfyLow
+    from comfy_low.errors import NotFound
+    from comfy_low.models import JobWorkflowResponse
+
+    image = png(5, 3, (10, 200, 30))
+    asset = sdk.assets.from_bytes(image, filename="in.png", content_type="image/png")
+    workflow = sdk.workflows.from_json(scale_prompt("placeholder.png", factor=0.3, prefix="wf"))
+    workflow.set_input("1", "image", asset)
+    job = sdk.submit(workflow).result()
+    got = job.get_workflow()
+    # The executed graph: what the endpoint ran, the asset reference become the input file it was sent as.
+    assert got.format == "api" and got.graph == v2.fake.invocations[-1]["prompt"]
+    assert got.graph["1"]["inputs"]["image"] in v2.fake.invocations[-1]["inputs"]
+    # Unknown, of another environment, or a run not queued through the v2 API: 404 in the protocol's envelope.
+    with ComfyLow(v2.base, None) as low:  # the generated model validates the answer as the spec writes it
+        assert isinstance(low.get_job_workflow(job.id), JobWorkflowResponse)
+        with pytest.raises(NotFound):
+            low.get_job_workflow("20250101T000000000000-00000000")
+    other = f"{v2.comfy.url}/sagemaker/v2/Elsewhere/api/v2/jobs/{job.id}/workflow"
+    error(httpx.get(other), 404, "not_found")
+    sidebar = v2.comfy.post("/sagemaker/executions", json={"prompt": scale_prompt("v2-seed.png"), "environment": ENV})
+    assert sidebar.status_code == 202, sidebar.text
+    v2.comfy.wait(sidebar.json()["execution_id"])
+    assert "no workflow" in error(httpx.get(f"{v2.jobs}/{sidebar.json()['execution_id']}/workflow"), 404,
+                                  "not_found")["message"]
+
+
+def test_a_workflow_whose_blob_was_rewritten_is_not_served(sdk, v2):
+    job = sdk.run(sdk.workflows.from_json(scale_prompt("v2-seed.png", prefix="rw")), timeout=120)
+    stored = v2.comfy.services.executions.get(job.id, localise=False)["v2"]["prompt"]
+    assert v2.store.exists(blob_key(stored))
+    v2.store.put(blob_key(stored), b'{"1": {"class_type": "Other", "inputs": {}}}')  # someone rewrote the blob
+    error(httpx.get(f"{v2.jobs}/{job.id}/workflow"), 404, "not_found")
 
 
 # Idempotency-Key
