@@ -87,6 +87,8 @@ SUMMARIES = {
     ("HEAD", V2 + "/assets/by-hash/{hash}"): "Comfy API v2: is a blob with this blake3 hash here",
     ("POST", V2 + "/assets/from-hash"): "Comfy API v2: an asset over bytes already here",
     ("GET", V2 + "/assets/{id}"): "Comfy API v2: an asset's metadata",
+    ("DELETE", V2 + "/assets/{id}"): "Comfy API v2: delete an uploaded asset's record (204; 409 asset_in_use "
+                                     "while a job in flight reads it, or for an output)",
     ("GET", V2 + "/assets/{id}/content"): "Comfy API v2: an asset's bytes (Range requests served)",
 }
 

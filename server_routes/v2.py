@@ -5,7 +5,7 @@ write; the guard, the policy and the error mapping (errors.py, the v2 face) are 
 
 Jobs: POST/GET /jobs (?metadata[k]=), GET /jobs/{id}, GET /jobs/{id}/workflow, GET
 /jobs/{id}/events (SSE), POST /jobs/{id}/cancel. Assets: POST /assets (multipart: file, content_type,
-file_path, expected_hash, tags), HEAD /assets/by-hash/{hash}, POST /assets/from-hash, GET
+file_path, expected_hash, tags), HEAD /assets/by-hash/{hash}, POST /assets/from-hash, GET|DELETE
 /assets/{id}, GET /assets/{id}/content (Range). `Idempotency-Key` on POST /jobs and POST /assets.
 """
 
@@ -266,6 +266,12 @@ async def v2_get_asset(request: web.Request, ctx: RouteContext) -> web.Response:
     return json_ok(asset_json(asset, mount(request)))
 
 
+async def v2_delete_asset(request: web.Request, ctx: RouteContext) -> web.Response:
+    environment(request)
+    await asyncio.to_thread(ctx.services.jobs_v2.delete_asset, request.match_info["id"], ctx.user(request))
+    return web.Response(status=204)
+
+
 def byte_range(request: web.BaseRequest, size: int) -> tuple[int, int] | None:
     """(first, last) of the request's one `bytes=` range, as aiohttp reads it (`request.http_range`); None for
     the whole: no Range, or one that is not served (several ranges, another unit, no numbers), which RFC 9110
@@ -359,5 +365,6 @@ ROUTES = [
     ("HEAD", PREFIX + "/assets/by-hash/{hash}", v2_head_by_hash),
     ("POST", PREFIX + "/assets/from-hash", v2_asset_from_hash),
     ("GET", PREFIX + "/assets/{id}", v2_get_asset),
+    ("DELETE", PREFIX + "/assets/{id}", v2_delete_asset),
     ("GET", PREFIX + "/assets/{id}/content", v2_asset_content),
 ]

@@ -294,6 +294,22 @@ class JobsV2:
             page["next_cursor"] = after
         return page
 
+    def delete_asset(self, asset_id: str, user: str | None = None) -> None:
+        """DELETE /assets/{id}: refused (AssetInUse) while one of this owner's jobs in flight reads its bytes."""
+        owner_key = self.executions.owner_for(user).key
+
+        def reads(sha256: str) -> str | None:
+            for job_id in self.executions.records.inflight(owner_key):
+                try:
+                    record = self.executions.get(job_id, user, localise=False)
+                except NotFound:
+                    continue  # ended and gone meanwhile
+                if record.get("state") not in FINAL and sha256 in (record.get("inputs") or {}).values():
+                    return job_id
+            return None
+
+        self.assets.delete(asset_id, user, reads)
+
     def cancel(self, environment: str, job_id: str, mount: Mount, role: str, user: str | None = None,
                shared: bool = False) -> Job:
         """Request cancellation; a job already ended is answered as it is (idempotent). Someone else's job is

@@ -6,11 +6,14 @@ where a client would be (tests/unit/test_jobs_v2.py holds the rest of the surfac
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 import httpx
 import pytest
+from comfyui_sagemaker.core.identity import Owner
 from comfyui_sagemaker.core.store import blob_key
+from comfyui_sagemaker.core.v2.assets import AssetNotFound, AssetService
 from comfyui_sagemaker.local.folder_store import FolderStore
 from harness.fake_comfy import FakeComfy, publish
 from harness.fake_endpoints import FakeEndpoints
@@ -101,6 +104,59 @@ def test_a_workflow_whose_blob_was_rewritten_is_not_served(sdk, v2):
     assert v2.store.exists(blob_key(stored))
     v2.store.put(blob_key(stored), b'{"1": {"class_type": "Other", "inputs": {}}}')  # someone rewrote the blob
     error(httpx.get(f"{v2.jobs}/{job.id}/workflow"), 404, "not_found")
+
+
+# DELETE /assets/{id}
+
+def test_an_asset_is_deleted_once_and_refused_while_a_job_reads_it(sdk, v2):
+    from comfy_sdk.exceptions import ComfyError, NotFound
+
+    image = png(4, 6, (90, 90, 250))
+    asset = sdk.assets.from_bytes(image, filename="keep.png", content_type="image/png")
+    workflow = sdk.workflows.from_json(held("inuse"))
+    workflow.set_input("1", "image", asset)
+    job = sdk.submit(workflow)
+    run = v2.fake.run(job.id).wait_started()
+    with pytest.raises(ComfyError) as refused:
+        sdk.assets.delete(asset.id)
+    assert refused.value.code == "asset_in_use" and refused.value.http_status == 409
+    assert job.id in str(refused.value)
+    run.release()
+    job.wait(timeout=120)
+    assert sdk.assets.delete(asset.id) is None  # 204
+    with pytest.raises(NotFound):
+        sdk.assets.delete(asset.id)  # the second: 404
+    error(httpx.get(f"{v2.assets}/{asset.id}"), 404, "not_found")
+    # The bytes stay: the job's record still names them (retention by reachability removes them later).
+    assert v2.store.exists(blob_key(hashlib.sha256(image).hexdigest()))
+    # An output is kept as long as its job: refused, and still served.
+    (output,) = job.refresh().outputs
+    error(httpx.delete(f"{v2.assets}/{output.id}"), 409, "asset_in_use")
+    assert httpx.get(f"{v2.assets}/{output.id}").status_code == 200
+    error(httpx.delete(f"{v2.assets}/{uuid.uuid4()}"), 404, "not_found")
+
+
+def test_an_asset_is_deleted_only_by_its_owner(tmp_path):
+    store = FolderStore(tmp_path / "store")
+    owners = {None: Owner("aaaaaaaaaaaa", "me"), "bob": Owner("aaaaaaaaaaaa", "me", "bob")}
+    assets = AssetService(store, lambda user: owners[user], lambda execution_id: None)
+    data = b"bytes of mine"
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    asset, _ = assets.ingest(str(path), hashlib.sha256(data).hexdigest(), "c" * 64, len(data), None, "f.bin")
+    with pytest.raises(AssetNotFound):  # another user of the same ComfyUI: as if it never was
+        assets.delete(asset.id, "bob", lambda sha256: None)
+    assets.delete(asset.id, None, lambda sha256: None)
+    with pytest.raises(AssetNotFound):
+        assets.get(asset.id)
+
+
+def test_an_artist_cannot_delete_assets():
+    from comfyui_sagemaker.server_routes import policy
+    from comfyui_sagemaker.server_routes.policy import ForbiddenForRole
+
+    with pytest.raises(ForbiddenForRole):
+        policy.check("artist", "DELETE", "/v2/{environment}/api/v2/assets/{id}")
 
 
 # Idempotency-Key
