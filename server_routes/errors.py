@@ -16,7 +16,7 @@ from ..core.preflight import PromptRefused
 from ..core.store import BlobCorrupt, BlobMismatch
 from ..core.v2.assets import BlobNotFound, HashMismatch, MissingAsset
 from ..core.v2.idempotency import IdempotencyConflict, IdempotencyKeyReuse
-from ..core.v2.jobs_v2 import InvalidWorkflow
+from ..core.v2.jobs_v2 import InvalidWorkflow, StatusFilterInvalid
 from .guard import TokenRefused
 from .policy import ForbiddenForRole
 from .schemas import Error, ErrorDetail
@@ -57,6 +57,7 @@ STATUS: dict[type[e.SageMakerError], int] = {
     BlobNotFound: 404,
     IdempotencyKeyReuse: 422,
     IdempotencyConflict: 409,
+    StatusFilterInvalid: 400,  # a list filter the protocol's way (its invalid_metadata_filter is a 400 too)
 }
 
 # The v2 face (server_routes/v2.py) speaks the Comfy API v2's protocol: validation failures are 422, a

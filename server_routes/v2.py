@@ -3,7 +3,7 @@ deployment: point Comfy's SDK at `COMFY_BASE_URL=<ComfyUI>/sagemaker/v2/<environ
 the same routes. Handlers parse, call the services (core/v2/jobs_v2.py, core/v2/assets.py, core/v2/job_events.py) and
 write; the guard, the policy and the error mapping (errors.py, the v2 face) are the extension's own.
 
-Jobs: POST/GET /jobs (?metadata[k]=), GET /jobs/{id}, GET /jobs/{id}/workflow, GET
+Jobs: POST/GET /jobs (?status=, ?metadata[k]=), GET /jobs/{id}, GET /jobs/{id}/workflow, GET
 /jobs/{id}/events (SSE), POST /jobs/{id}/cancel. Assets: POST /assets (multipart: file, content_type,
 file_path, expected_hash, tags), HEAD /assets/by-hash/{hash}, POST /assets/from-hash, GET|DELETE
 /assets/{id}, GET /assets/{id}/content (Range). `Idempotency-Key` on POST /jobs and POST /assets.
@@ -80,7 +80,7 @@ async def v2_create_job(request: web.Request, ctx: RouteContext) -> web.Response
 async def v2_list_jobs(request: web.Request, ctx: RouteContext) -> web.Response:
     q = the(request, V2JobsQuery)
     page = await asyncio.to_thread(ctx.services.jobs_v2.list, environment(request), mount(request), q.limit, q.cursor,
-                                   ctx.user(request))
+                                   ctx.user(request), q.status)
     wanted = {m.group(1): v for k, v in request.query.items() if (m := METADATA_FILTER.fullmatch(k))}
     if wanted:
         page["jobs"] = [j for j in page["jobs"] if all(j["metadata"].get(k) == v for k, v in wanted.items())]

@@ -35,7 +35,7 @@ from ..store import KeyNotFound, Store, blob_key
 from ..template_executions import TemplateExecutions
 from .assets import AssetService, input_name, is_reference
 from .idempotency import Claim, Idempotency, IdempotencyConflict, IdempotencyKeyReuse, Replay, fingerprint
-from .job_view import Job, LiveJobs, Mount, job_json, stored_progress, summary_json
+from .job_view import STATUS, Job, LiveJobs, Mount, job_json, stored_progress, summary_json
 
 MAX_LABELS = 16
 
@@ -93,6 +93,20 @@ class JobWorkflow(TypedDict):
 
     format: Literal["api", "save"]
     workflow: dict[str, Any]
+
+
+# The protocol's job statuses (`?status=` of GET /jobs) -> the execution states that show as each. `canceling`
+# and `expired` are never shown here (a cancel is final at once; an expired record is gone), so they list
+# nothing rather than being refused.
+STATES: dict[str, tuple[str, ...]] = {status: tuple(s for s, v in STATUS.items() if v == status)
+                                      for status in ("queued", "running", "succeeded", "canceling", "canceled",
+                                                     "failed", "expired")}
+
+
+class StatusFilterInvalid(BadRequest):
+    """`status` of GET /jobs is not one of the protocol's job statuses."""
+
+    code = "invalid_status_filter"
 
 
 def comfy_node_errors(node_errors: dict) -> dict:
@@ -284,10 +298,16 @@ class JobsV2:
         return {"format": "api", "workflow": prompt}
 
     def list(self, environment: str, mount: Mount, limit: int = 50, cursor: str | None = None,
-             user: str | None = None) -> dict:
-        """A page of this owner's jobs on this environment, newest first; `next_cursor` when there may be more."""
+             user: str | None = None, status: str | None = None) -> dict:
+        """A page of this owner's jobs on this environment, newest first; `next_cursor` when there may be more.
+        `status`: only the jobs in that status (one of the protocol's; StatusFilterInvalid otherwise)."""
         environment = ENVIRONMENT_NAME.check(environment)
-        records, after, skipped = self.executions.listing("me", None, None, limit, cursor, user)
+        if status is not None and status not in STATES:
+            raise StatusFilterInvalid(f"status must be one of {', '.join(STATES)}")
+        if status is not None and not STATES[status]:
+            return {"jobs": [], "skipped": []}
+        state = STATES[status][0] if status is not None else None
+        records, after, skipped = self.executions.listing("me", state, None, limit, cursor, user)
         jobs = [summary_json(r) for r in records if str(r.get("environment") or "").lower() == environment.lower()]
         page: dict = {"jobs": jobs, "skipped": skipped}
         if after:

@@ -159,6 +159,29 @@ def test_an_artist_cannot_delete_assets():
         policy.check("artist", "DELETE", "/v2/{environment}/api/v2/assets/{id}")
 
 
+# GET /jobs?status=
+
+def test_the_job_list_filters_by_status(sdk, v2):
+    done = sdk.run(sdk.workflows.from_json(scale_prompt("v2-seed.png", prefix="done")), timeout=120)
+    running = sdk.submit(sdk.workflows.from_json(held("running")))
+    run = v2.fake.run(running.id).wait_started()
+    try:
+        def listed(status: str) -> list[str]:
+            r = httpx.get(v2.jobs, params={"status": status})
+            assert r.status_code == 200, r.text
+            assert all(j["status"] == status for j in r.json()["jobs"])
+            return [j["id"] for j in r.json()["jobs"]]
+
+        assert listed("succeeded") == [done.id]
+        assert listed("running") == [running.id]
+        assert listed("canceled") == [] and listed("expired") == [] and listed("queued") == []
+        assert [j["id"] for j in httpx.get(v2.jobs).json()["jobs"]] == [running.id, done.id]  # no filter: all
+        assert "queued" in error(httpx.get(v2.jobs, params={"status": "done"}), 400, "invalid_status_filter")["message"]
+    finally:
+        run.release()
+        running.wait(timeout=120)
+
+
 # Idempotency-Key
 
 def test_a_key_still_in_flight_is_a_reuse_not_a_conflict(v2):
