@@ -194,3 +194,33 @@ def test_a_key_still_in_flight_is_a_reuse_not_a_conflict(v2):
     r = httpx.post(v2.jobs, json=body, headers={"Idempotency-Key": key})
     error(r, 422, "idempotency_key_reuse")
     assert "Retry-After" not in r.headers and v2.fake.invocations == []
+
+
+# errors
+
+def test_the_store_or_aws_failing_is_upstream_error_naming_nothing_inside(sdk, v2, monkeypatch, caplog):
+    from comfy_sdk.exceptions import ComfyError
+    from comfyui_sagemaker.aws.errors import AwsError
+    from comfyui_sagemaker.core.errors import StoreUnavailable
+
+    job = sdk.run(sdk.workflows.from_json(scale_prompt("v2-seed.png", prefix="up")), timeout=120)
+    services = v2.comfy.services
+
+    def store_down(*args, **kwargs):
+        raise StoreUnavailable("bucket studio-secret-bucket refused GetObject: AccessDenied")
+
+    def aws_down(*args, **kwargs):
+        raise AwsError("sagemaker-runtime.eu-west-1.amazonaws.com: ThrottlingException")
+
+    monkeypatch.setattr(services.jobs_v2, "get", store_down)
+    monkeypatch.setattr(services.assets, "get", aws_down)
+    with pytest.raises(ComfyError) as failed:
+        sdk.jobs.get(job.id)
+    assert failed.value.code == "upstream_error" and failed.value.http_status == 500
+    for r in (httpx.get(f"{v2.jobs}/{job.id}"), httpx.get(f"{v2.assets}/{uuid.uuid4()}")):
+        message = error(r, 500, "upstream_error")["message"]
+        assert "secret" not in r.text and "amazonaws" not in r.text and "retry" in message
+    assert "studio-secret-bucket" in caplog.text  # the operator finds what failed in the log
+    # The extension's own routes keep their codes and words.
+    monkeypatch.setattr(services.executions, "get", store_down)
+    assert v2.comfy.get(f"/sagemaker/executions/{job.id}").json()["error"]["code"] == "store_unavailable"
