@@ -92,6 +92,18 @@ SUMMARIES = {
     ("GET", V2 + "/assets/{id}/content"): "Comfy API v2: an asset's bytes (Range requests served)",
 }
 
+# Where the Comfy API v2 routes say more than the protocol (comfy-sdk's spec/openapi.yaml): said on each
+# operation (`x-comfyui-sagemaker-extension`), so a client written against the protocol knows what it may ignore.
+V2_EXTENSIONS = {
+    ("POST", V2 + "/jobs"): "body: template with inputs (run a template by its parameters), webhook_url (a signed "
+                            "POST when the job ends); answer: template, environment, webhook",
+    ("GET", V2 + "/jobs"): "query: status; answer: skipped (records the store holds but cannot read); items: "
+                           "template, environment",
+    ("GET", V2 + "/jobs/{id}"): "answer: template, environment, webhook",
+    ("POST", V2 + "/jobs/{id}/cancel"): "answer: template, environment, webhook",
+}
+
+
 def openapi_path(path: str) -> str:
     return "/sagemaker" + re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
 
@@ -181,6 +193,8 @@ def document(tables: list[list[tuple]]) -> dict:
                     "default": {"description": "an error", "content": {"application/json": {"schema": error}}},
                 },
             }
+            if key in V2_EXTENSIONS:
+                op["x-comfyui-sagemaker-extension"] = V2_EXTENSIONS[key]
             if key[1] in deprecation.SUCCESSORS:  # the successor's handler: its operationId is taken
                 op.update(deprecated=True, operationId=fn.__name__ + "_deprecated")
             if shape is not None and (shape.body is not None or shape.media != "application/json"):

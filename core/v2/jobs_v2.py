@@ -50,9 +50,10 @@ class JobRequest(BaseModel):
     template: Any = Field(None, json_schema_extra={
         "type": "string", "description": "or: run this template (this project's extension)"})
     inputs: Any = Field(None, json_schema_extra={
-        "type": "object", "description": "the template's parameter values (name -> value)"})
+        "type": "object", "description": "the template's parameter values (name -> value; this project's extension)"})
     webhook_url: Any = Field(None, json_schema_extra={
-        "type": "string", "format": "uri", "description": "gets a signed POST of the run when it ends"})
+        "type": "string", "format": "uri",
+        "description": "gets a signed POST of the run when it ends (this project's extension)"})
     metadata: Any = Field(None, json_schema_extra={
         "type": "object", "additionalProperties": {"type": "string", "maxLength": 512}, "maxProperties": MAX_LABELS,
         "description": "string labels (keys of 1 to 64 characters)"})

@@ -224,3 +224,18 @@ def test_the_store_or_aws_failing_is_upstream_error_naming_nothing_inside(sdk, v
     # The extension's own routes keep their codes and words.
     monkeypatch.setattr(services.executions, "get", store_down)
     assert v2.comfy.get(f"/sagemaker/executions/{job.id}").json()["error"]["code"] == "store_unavailable"
+
+
+def test_the_openapi_document_says_where_the_v2_routes_extend_the_protocol():
+    from comfyui_sagemaker.server_routes import ROUTE_TABLES, openapi
+
+    paths = openapi.document(ROUTE_TABLES)["paths"]
+    v2 = "/sagemaker/v2/{environment}/api/v2"
+    said = {(method, path) for path, ops in paths.items() if path.startswith(v2) for method, op in ops.items()
+            if "x-comfyui-sagemaker-extension" in op}
+    assert said == {("post", v2 + "/jobs"), ("get", v2 + "/jobs"), ("get", v2 + "/jobs/{id}"),
+                    ("post", v2 + "/jobs/{id}/cancel")}
+    assert "status" in paths[v2 + "/jobs"]["get"]["x-comfyui-sagemaker-extension"]
+    assert "template" in paths[v2 + "/jobs"]["post"]["x-comfyui-sagemaker-extension"]
+    assert {"workflow", "format"} <= set(
+        openapi.document(ROUTE_TABLES)["components"]["schemas"]["JobWorkflow"]["properties"])
