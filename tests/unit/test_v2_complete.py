@@ -239,3 +239,40 @@ def test_the_openapi_document_says_where_the_v2_routes_extend_the_protocol():
     assert "template" in paths[v2 + "/jobs"]["post"]["x-comfyui-sagemaker-extension"]
     assert {"workflow", "format"} <= set(
         openapi.document(ROUTE_TABLES)["components"]["schemas"]["JobWorkflow"]["properties"])
+
+
+def test_a_designers_maintenance_removes_idempotency_keys_past_24_hours(tmp_path):
+    """Not a new behaviour: extension.py's hourly maintenance (here every 20 ms) already sweeps them
+    (Idempotency.remove_expired); checked end to end, a key of a day and a second ago gone, a fresh one kept."""
+    import json
+    import time
+
+    from comfyui_sagemaker.core import config as config_mod
+    from comfyui_sagemaker.core.host_facts import ComfyFacts
+    from comfyui_sagemaker.core.local_supervisor import LocalSupervisor
+    from comfyui_sagemaker.core.v2.idempotency import TTL_S, Idempotency
+    from comfyui_sagemaker.extension import Extension
+    from harness.waiting import wait_for
+
+    base = tmp_path / "comfy"
+    for sub in ("input", "output", "config"):
+        (base / sub).mkdir(parents=True)
+    (base / "config" / config_mod.CONFIG_FILE).write_text(json.dumps({"store": "folder",
+                                                                      "store_path": str(tmp_path / "store")}))
+    store = FolderStore(tmp_path / "store")
+    old = Idempotency(store, clock=lambda: time.time() - TTL_S - 1).begin("jobs.env.me", "old", "fp")
+    fresh = Idempotency(store).begin("jobs.env.me", "fresh", "fp")
+    facts = ComfyFacts(version="0.3.75", listen=("127.0.0.1",), config_dir=base / "config", input_dir=base / "input",
+                       output_dir=base / "output", extension_dir=base)
+    made: list[FakeEndpoints] = []
+    ext = Extension.load(facts, lambda event, data, sid=None: None, maintenance_every=0.02,
+                         local=LocalSupervisor(lambda uri, on_change: made.append(FakeEndpoints(on_change=on_change))
+                                               or made[-1]))
+    try:
+        ext.start(wait=True)
+        wait_for(lambda: not store.exists(old.key), 30, "the maintenance's sweep of the expired key")
+        assert store.exists(fresh.key)
+    finally:
+        ext.stop()
+        for endpoints in made:
+            endpoints.close()
