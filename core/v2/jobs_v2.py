@@ -286,7 +286,8 @@ class JobsV2:
         keeps none (not queued through the v2 API, or by a version before it kept them) is JobNotFound, as the
         protocol says of a workflow not there; so is one whose blob is gone or does not match its digest."""
         record = self._record(environment, job_id, user)
-        digest = (record.get("v2") or {}).get("prompt")
+        run = record.get("v2")
+        digest = run.get("prompt") if run is not None else None
         if not digest:
             raise JobNotFound(f"job {job_id} keeps no workflow (it was not queued through the Comfy API v2)")
         try:
