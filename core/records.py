@@ -58,6 +58,7 @@ class V2Run(TypedDict):
     origin: str
     prefix: str
     nodes: int
+    prompt: NotRequired[str]  # sha256 of the prompt it ran, a blob (GET /jobs/{id}/workflow)
 
 
 class ExecutionExtra(TypedDict, total=False):

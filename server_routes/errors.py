@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
 from ..aws.errors import AwsError, AwsNotConfigured, InstanceTypeRefused, QuotaExceeded
@@ -16,10 +18,12 @@ from ..core.preflight import PromptRefused
 from ..core.store import BlobCorrupt, BlobMismatch
 from ..core.v2.assets import BlobNotFound, HashMismatch, MissingAsset
 from ..core.v2.idempotency import IdempotencyConflict, IdempotencyKeyReuse
-from ..core.v2.jobs_v2 import InvalidWorkflow
+from ..core.v2.jobs_v2 import InvalidWorkflow, StatusFilterInvalid
 from .guard import TokenRefused
 from .policy import ForbiddenForRole
 from .schemas import Error, ErrorDetail
+
+log = logging.getLogger("comfyui_sagemaker")
 
 STATUS: dict[type[e.SageMakerError], int] = {
     e.BadRequest: 400,
@@ -57,17 +61,27 @@ STATUS: dict[type[e.SageMakerError], int] = {
     BlobNotFound: 404,
     IdempotencyKeyReuse: 422,
     IdempotencyConflict: 409,
+    StatusFilterInvalid: 400,  # a list filter the protocol's way (its invalid_metadata_filter is a 400 too)
 }
 
 # The v2 face (server_routes/v2.py) speaks the Comfy API v2's protocol: validation failures are 422, a
 # missing token 401 `unauthorized`, an endpoint not serving yet 429 `deployment_not_ready` with Retry-After
-# (clients retry), none at all 422 `deployment_stopped`. Everything else as above.
+# (clients retry), none at all 422 `deployment_stopped`, the store, AWS or an endpoint failing 500
+# `upstream_error` with a generic message (what failed, which names buckets, keys and hosts, goes to the log
+# only). Everything else as above: what the store holds but cannot be read stays a 502 that names it (a corrupt
+# record, `blob_corrupt`), since it fails that one thing, not the service.
+UPSTREAM = (500, "upstream_error")
 V2: dict[type[e.SageMakerError], tuple[int, str | None]] = {
     e.BadRequest: (422, None),
     TokenRefused: (401, "unauthorized"),
     EndpointNotReady: (429, "deployment_not_ready"),
     EndpointNotFound: (422, "deployment_stopped"),
+    e.StoreUnavailable: UPSTREAM,
+    AwsError: UPSTREAM,
+    InvocationFailed: UPSTREAM,
+    DownloadFailed: UPSTREAM,
 }
+UPSTREAM_MESSAGE = "the service behind this API failed; retry later"
 RETRY_AFTER = {EndpointNotReady: 10}
 
 
@@ -97,6 +111,9 @@ def from_exception(err: e.SageMakerError, face: str = "sagemaker") -> web.Respon
     """The error's JSON answer; `face` "v2" for the Comfy API v2 routes (their statuses, `details`)."""
     if face == "v2":
         status, code = _v2(err)
+        if code == UPSTREAM[1]:
+            log.warning("comfyui-sagemaker: a Comfy API v2 request failed upstream: %s: %s", err.code, err.message)
+            return error_response(code, UPSTREAM_MESSAGE, status)
         details, fields = err.details, err.fields
         if isinstance(fields, dict):
             details = {**(details or {}), "fields": fields}

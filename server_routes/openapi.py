@@ -80,14 +80,29 @@ SUMMARIES = {
     ("POST", V2 + "/jobs"): "Comfy API v2: submit a job (an API-format graph, or a template with inputs)",
     ("GET", V2 + "/jobs"): "Comfy API v2: a page of jobs, newest first",
     ("GET", V2 + "/jobs/{id}"): "Comfy API v2: a job (status, progress, outputs, error)",
+    ("GET", V2 + "/jobs/{id}/workflow"): "Comfy API v2: the graph a job ran ({format: api, workflow})",
     ("GET", V2 + "/jobs/{id}/events"): "Comfy API v2: a job's live events (server-sent events)",
     ("POST", V2 + "/jobs/{id}/cancel"): "Comfy API v2: cancel a job (idempotent)",
     ("POST", V2 + "/assets"): "Comfy API v2: upload an asset (multipart, expected_hash checked)",
     ("HEAD", V2 + "/assets/by-hash/{hash}"): "Comfy API v2: is a blob with this blake3 hash here",
     ("POST", V2 + "/assets/from-hash"): "Comfy API v2: an asset over bytes already here",
     ("GET", V2 + "/assets/{id}"): "Comfy API v2: an asset's metadata",
+    ("DELETE", V2 + "/assets/{id}"): "Comfy API v2: delete an uploaded asset's record (204; 409 asset_in_use "
+                                     "while a job in flight reads it, or for an output)",
     ("GET", V2 + "/assets/{id}/content"): "Comfy API v2: an asset's bytes (Range requests served)",
 }
+
+# Where the Comfy API v2 routes say more than the protocol (comfy-sdk's spec/openapi.yaml): said on each
+# operation (`x-comfyui-sagemaker-extension`), so a client written against the protocol knows what it may ignore.
+V2_EXTENSIONS = {
+    ("POST", V2 + "/jobs"): "body: template with inputs (run a template by its parameters), webhook_url (a signed "
+                            "POST when the job ends); answer: template, environment, webhook",
+    ("GET", V2 + "/jobs"): "query: status; answer: skipped (records the store holds but cannot read); items: "
+                           "template, environment",
+    ("GET", V2 + "/jobs/{id}"): "answer: template, environment, webhook",
+    ("POST", V2 + "/jobs/{id}/cancel"): "answer: template, environment, webhook",
+}
+
 
 def openapi_path(path: str) -> str:
     return "/sagemaker" + re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
@@ -178,6 +193,8 @@ def document(tables: list[list[tuple]]) -> dict:
                     "default": {"description": "an error", "content": {"application/json": {"schema": error}}},
                 },
             }
+            if key in V2_EXTENSIONS:
+                op["x-comfyui-sagemaker-extension"] = V2_EXTENSIONS[key]
             if key[1] in deprecation.SUCCESSORS:  # the successor's handler: its operationId is taken
                 op.update(deprecated=True, operationId=fn.__name__ + "_deprecated")
             if shape is not None and (shape.body is not None or shape.media != "application/json"):

@@ -350,6 +350,9 @@ class V2JobsQuery(Query):
     MESSAGES: ClassVar[dict[str, str]] = {"cursor": "cursor must be the next_cursor of a previous page"}
     limit: WholeNumber = Field(50, ge=1, le=100)
     cursor: str | None = Field(None, pattern=f"^{CURSOR}$", description="the next_cursor of the previous page")
+    status: str | None = Field(None, description="only jobs in this status: queued, running, succeeded, canceling, "
+                               "canceled, failed or expired (this project's extension; another value is a 400 "
+                               "invalid_status_filter)")
 
 
 # responses (TypedDicts: a handler builds its answer as one, at no cost; the document shows its schema)

@@ -3,10 +3,10 @@ deployment: point Comfy's SDK at `COMFY_BASE_URL=<ComfyUI>/sagemaker/v2/<environ
 the same routes. Handlers parse, call the services (core/v2/jobs_v2.py, core/v2/assets.py, core/v2/job_events.py) and
 write; the guard, the policy and the error mapping (errors.py, the v2 face) are the extension's own.
 
-Jobs: POST/GET /jobs, GET /jobs/{id}, GET /jobs/{id}/events (SSE), POST /jobs/{id}/cancel. Assets: POST
-/assets (multipart: file, content_type, file_path, expected_hash, tags), HEAD /assets/by-hash/{hash}, POST
-/assets/from-hash, GET /assets/{id}, GET /assets/{id}/content (Range). `Idempotency-Key` on POST /jobs and
-POST /assets.
+Jobs: POST/GET /jobs (?status=, ?metadata[k]=), GET /jobs/{id}, GET /jobs/{id}/workflow, GET
+/jobs/{id}/events (SSE), POST /jobs/{id}/cancel. Assets: POST /assets (multipart: file, content_type,
+file_path, expected_hash, tags), HEAD /assets/by-hash/{hash}, POST /assets/from-hash, GET|DELETE
+/assets/{id}, GET /assets/{id}/content (Range). `Idempotency-Key` on POST /jobs and POST /assets.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ..core.v2.blob_reads import verified_pieces
 from ..core.v2.idempotency import Replay, fingerprint
 from ..core.v2.job_events import KEEPALIVE, JobEvents, frame
 from ..core.v2.job_view import URL_LIFETIME, Job, Mount
-from ..core.v2.jobs_v2 import JobRequest
+from ..core.v2.jobs_v2 import JobRequest, JobWorkflow
 from .context import RouteContext
 from .http import json_ok, log, read_json, shapes, the
 from .schemas import AssetFromHash, AssetUpload, V2JobsQuery
@@ -80,7 +80,7 @@ async def v2_create_job(request: web.Request, ctx: RouteContext) -> web.Response
 async def v2_list_jobs(request: web.Request, ctx: RouteContext) -> web.Response:
     q = the(request, V2JobsQuery)
     page = await asyncio.to_thread(ctx.services.jobs_v2.list, environment(request), mount(request), q.limit, q.cursor,
-                                   ctx.user(request))
+                                   ctx.user(request), q.status)
     wanted = {m.group(1): v for k, v in request.query.items() if (m := METADATA_FILTER.fullmatch(k))}
     if wanted:
         page["jobs"] = [j for j in page["jobs"] if all(j["metadata"].get(k) == v for k, v in wanted.items())]
@@ -91,6 +91,12 @@ async def v2_list_jobs(request: web.Request, ctx: RouteContext) -> web.Response:
 async def v2_get_job(request: web.Request, ctx: RouteContext) -> web.Response:
     return json_ok(await asyncio.to_thread(ctx.services.jobs_v2.get, environment(request), request.match_info["id"],
                                            mount(request), ctx.user(request)))
+
+
+@shapes(answer=JobWorkflow)
+async def v2_job_workflow(request: web.Request, ctx: RouteContext) -> web.Response:
+    return json_ok(await asyncio.to_thread(ctx.services.jobs_v2.workflow, environment(request),
+                                           request.match_info["id"], ctx.user(request)))
 
 
 @shapes(answer=Job)
@@ -260,6 +266,12 @@ async def v2_get_asset(request: web.Request, ctx: RouteContext) -> web.Response:
     return json_ok(asset_json(asset, mount(request)))
 
 
+async def v2_delete_asset(request: web.Request, ctx: RouteContext) -> web.Response:
+    environment(request)
+    await asyncio.to_thread(ctx.services.jobs_v2.delete_asset, request.match_info["id"], ctx.user(request))
+    return web.Response(status=204)
+
+
 def byte_range(request: web.BaseRequest, size: int) -> tuple[int, int] | None:
     """(first, last) of the request's one `bytes=` range, as aiohttp reads it (`request.http_range`); None for
     the whole: no Range, or one that is not served (several ranges, another unit, no numbers), which RFC 9110
@@ -346,11 +358,13 @@ ROUTES = [
     ("POST", PREFIX + "/jobs", v2_create_job),
     ("GET", PREFIX + "/jobs", v2_list_jobs),
     ("GET", PREFIX + "/jobs/{id}", v2_get_job),
+    ("GET", PREFIX + "/jobs/{id}/workflow", v2_job_workflow),
     ("GET", PREFIX + "/jobs/{id}/events", v2_job_events),
     ("POST", PREFIX + "/jobs/{id}/cancel", v2_cancel_job),
     ("POST", PREFIX + "/assets", v2_upload_asset),
     ("HEAD", PREFIX + "/assets/by-hash/{hash}", v2_head_by_hash),
     ("POST", PREFIX + "/assets/from-hash", v2_asset_from_hash),
     ("GET", PREFIX + "/assets/{id}", v2_get_asset),
+    ("DELETE", PREFIX + "/assets/{id}", v2_delete_asset),
     ("GET", PREFIX + "/assets/{id}/content", v2_asset_content),
 ]

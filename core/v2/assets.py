@@ -72,6 +72,13 @@ class AssetNotFound(NotFound):
     code = "not_found"
 
 
+class AssetInUse(Conflict):
+    """The asset cannot be deleted now: a job in flight reads its bytes, or it is a job's output (kept as long
+    as its job)."""
+
+    code = "asset_in_use"
+
+
 class AssetCorrupt(RecordCorrupt):
     """The asset's record in the store cannot be read."""
 
@@ -249,6 +256,24 @@ class AssetService:
                     if item["sha256"].startswith(match.group(2)):
                         return self.output_asset(record, node, key, item)
         raise AssetNotFound(f"asset {str(asset_id)[:120]!r} does not exist")
+
+    def delete(self, asset_id: object, user: str | None, reads: Callable[[str], str | None]) -> None:
+        """Delete an uploaded asset's record (its bytes stay while anything else refers to them: retention by
+        reachability, core/retention.py). Only its owner may: someone else's is AssetNotFound, as one that never
+        was. AssetInUse for an output, or while `reads(sha256)` names a job in flight that reads its bytes."""
+        asset = self.get(asset_id)  # AssetNotFound
+        if asset.job_id is not None:
+            raise AssetInUse(f"asset {asset.id} is an output of job {asset.job_id}: it is kept as long as the job")
+        owner = Owner.from_json(asset.owner)  # None: a record of a version before owners (anyone's)
+        if owner is not None and owner.key != self.owner(user).key:
+            raise AssetNotFound(f"asset {asset.id} does not exist")
+        job = reads(asset.sha256)
+        if job is not None:
+            raise AssetInUse(f"job {job}, still in flight, reads asset {asset.id}: delete it once the job ended")
+        try:
+            self.store.delete(f"{RECORDS}{asset.id}.json")
+        except KeyNotFound:  # deleted meanwhile
+            raise AssetNotFound(f"asset {asset.id} does not exist") from None
 
     def output_asset(self, record: ExecutionRecord, node: str, key: str, item: dict) -> Asset:
         size = item.get("size")

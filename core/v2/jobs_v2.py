@@ -14,10 +14,15 @@ environment cannot run (unknown node types, models the environment lacks, ComfyU
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import os
+import tempfile
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
 
 from ..analysis import detect_format
 from ..errors import BadRequest, Conflict, NotFound, SageMakerError
@@ -26,11 +31,11 @@ from ..executions import ExecutionService
 from ..names import ENVIRONMENT_NAME
 from ..preflight import EnvironmentLacks, PromptRefused
 from ..records import ExecutionExtra, ExecutionRecord
-from ..store import Store, blob_key
+from ..store import KeyNotFound, Store, blob_key
 from ..template_executions import TemplateExecutions
 from .assets import AssetService, input_name, is_reference
-from .idempotency import Claim, Idempotency, IdempotencyKeyReuse, Replay, fingerprint
-from .job_view import Job, LiveJobs, Mount, job_json, stored_progress, summary_json
+from .idempotency import Claim, Idempotency, IdempotencyConflict, IdempotencyKeyReuse, Replay, fingerprint
+from .job_view import STATUS, Job, LiveJobs, Mount, job_json, stored_progress, summary_json
 
 MAX_LABELS = 16
 
@@ -45,9 +50,10 @@ class JobRequest(BaseModel):
     template: Any = Field(None, json_schema_extra={
         "type": "string", "description": "or: run this template (this project's extension)"})
     inputs: Any = Field(None, json_schema_extra={
-        "type": "object", "description": "the template's parameter values (name -> value)"})
+        "type": "object", "description": "the template's parameter values (name -> value; this project's extension)"})
     webhook_url: Any = Field(None, json_schema_extra={
-        "type": "string", "format": "uri", "description": "gets a signed POST of the run when it ends"})
+        "type": "string", "format": "uri",
+        "description": "gets a signed POST of the run when it ends (this project's extension)"})
     metadata: Any = Field(None, json_schema_extra={
         "type": "object", "additionalProperties": {"type": "string", "maxLength": 512}, "maxProperties": MAX_LABELS,
         "description": "string labels (keys of 1 to 64 characters)"})
@@ -79,6 +85,29 @@ class JobNotFound(NotFound):
     """No job of this environment has this id."""
 
     code = "not_found"
+
+
+class JobWorkflow(TypedDict):
+    """GET /jobs/{id}/workflow: the graph a job ran. Always `api` here (the prompt the endpoint ran, asset
+    references resolved to the input files they became); `save` is for a job pinned to an editor's workflow
+    version, which no job here is."""
+
+    format: Literal["api", "save"]
+    workflow: dict[str, Any]
+
+
+# The protocol's job statuses (`?status=` of GET /jobs) -> the execution states that show as each. `canceling`
+# and `expired` are never shown here (a cancel is final at once; an expired record is gone), so they list
+# nothing rather than being refused.
+STATES: dict[str, tuple[str, ...]] = {status: tuple(s for s, v in STATUS.items() if v == status)
+                                      for status in ("queued", "running", "succeeded", "canceling", "canceled",
+                                                     "failed", "expired")}
+
+
+class StatusFilterInvalid(BadRequest):
+    """`status` of GET /jobs is not one of the protocol's job statuses."""
+
+    code = "invalid_status_filter"
 
 
 def comfy_node_errors(node_errors: dict) -> dict:
@@ -120,13 +149,17 @@ class JobsV2:
 
     def create(self, environment: str, body: object, mount: Mount, user: str | None = None,
                idempotency_key: str | None = None) -> Job:
-        """The new Job. A key used before is IdempotencyKeyReuse (422) whatever the body; one still being
-        handled IdempotencyConflict (409)."""
+        """The new Job. A key used before is IdempotencyKeyReuse (422) whatever the body, also while its first
+        request is still being handled: the protocol's keys are single-use and it lists no 409 for POST /jobs."""
         environment = ENVIRONMENT_NAME.check(environment)
         claim: Claim | None = None
         if idempotency_key is not None:
             scope = f"jobs.{environment.lower()}.{self.executions.owner_for(user).key}"
-            got = self.idempotency.begin(scope, idempotency_key, fingerprint(body))
+            try:
+                got = self.idempotency.begin(scope, idempotency_key, fingerprint(body))
+            except IdempotencyConflict:
+                raise IdempotencyKeyReuse("this Idempotency-Key was already used by a request still being "
+                                          "handled; do not resubmit (list the jobs to find the one it makes)") from None
             if isinstance(got, Replay):
                 # The protocol (comfy-sdk: "a reused key is rejected, not replayed"): 422 even for the same
                 # body; the job the first request made is named, so the caller need not list to find it.
@@ -163,7 +196,8 @@ class JobsV2:
                 raise BadRequest("inputs are a template's parameter values: name the template too")
             prompt = self._graph(body.get("workflow"), stored)
         extra: ExecutionExtra = {"api": "v2", "labels": labels,
-                                 "v2": {"origin": mount.origin, "prefix": mount.prefix, "nodes": len(prompt)}}
+                                 "v2": {"origin": mount.origin, "prefix": mount.prefix, "nodes": len(prompt),
+                                        "prompt": self._keep(prompt)}}
         try:
             record = self.executions.create(prompt, None, template, environment, None, user, stored_inputs=stored,
                                             webhook_url=body.get("webhook_url"), extra=extra)
@@ -174,6 +208,22 @@ class JobsV2:
         self.live.track(record["id"], prompt)
         full = self.executions.get(record["id"], user, localise=False)
         return self.job(full, mount)
+
+    def _keep(self, prompt: dict) -> str:
+        """The prompt as a blob (its sha256): the record names it, which keeps it as long as the record
+        (core/retention.py); the same prompt twice is one blob. One refused after this leaves a blob that
+        nothing names, swept after the grace period."""
+        data = json.dumps(prompt, separators=(",", ":")).encode()
+        digest = hashlib.sha256(data).hexdigest()
+        fd, path = tempfile.mkstemp(prefix="sagemaker-prompt-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            if not self.store.has_blob(digest, len(data), path):
+                self.store.put_blob(digest, path)
+        finally:
+            os.unlink(path)
+        return digest
 
     def _graph(self, workflow: object, stored: dict[str, str]) -> dict:
         """The prompt of a v2 graph: checked for its format, asset references made input file names."""
@@ -231,16 +281,56 @@ class JobsV2:
     def record(self, environment: str, job_id: str, user: str | None = None) -> ExecutionRecord:
         return self._record(environment, job_id, user)
 
+    def workflow(self, environment: str, job_id: str, user: str | None = None) -> JobWorkflow:
+        """The graph the job ran, read back from the store by the digest its record keeps. A job whose record
+        keeps none (not queued through the v2 API, or by a version before it kept them) is JobNotFound, as the
+        protocol says of a workflow not there; so is one whose blob is gone or does not match its digest."""
+        record = self._record(environment, job_id, user)
+        run = record.get("v2")
+        digest = run.get("prompt") if run is not None else None
+        if not digest:
+            raise JobNotFound(f"job {job_id} keeps no workflow (it was not queued through the Comfy API v2)")
+        try:
+            data = self.store.get(blob_key(digest)).data
+            if hashlib.sha256(data).hexdigest() != digest:  # rewritten in the store: not the graph it ran
+                raise ValueError("digest mismatch")
+            prompt = json.loads(data)
+        except (KeyNotFound, ValueError):
+            raise JobNotFound(f"the workflow of job {job_id} is no longer in the store") from None
+        return {"format": "api", "workflow": prompt}
+
     def list(self, environment: str, mount: Mount, limit: int = 50, cursor: str | None = None,
-             user: str | None = None) -> dict:
-        """A page of this owner's jobs on this environment, newest first; `next_cursor` when there may be more."""
+             user: str | None = None, status: str | None = None) -> dict:
+        """A page of this owner's jobs on this environment, newest first; `next_cursor` when there may be more.
+        `status`: only the jobs in that status (one of the protocol's; StatusFilterInvalid otherwise)."""
         environment = ENVIRONMENT_NAME.check(environment)
-        records, after, skipped = self.executions.listing("me", None, None, limit, cursor, user)
+        if status is not None and status not in STATES:
+            raise StatusFilterInvalid(f"status must be one of {', '.join(STATES)}")
+        if status is not None and not STATES[status]:
+            return {"jobs": [], "skipped": []}
+        state = STATES[status][0] if status is not None else None
+        records, after, skipped = self.executions.listing("me", state, None, limit, cursor, user)
         jobs = [summary_json(r) for r in records if str(r.get("environment") or "").lower() == environment.lower()]
         page: dict = {"jobs": jobs, "skipped": skipped}
         if after:
             page["next_cursor"] = after
         return page
+
+    def delete_asset(self, asset_id: str, user: str | None = None) -> None:
+        """DELETE /assets/{id}: refused (AssetInUse) while one of this owner's jobs in flight reads its bytes."""
+        owner_key = self.executions.owner_for(user).key
+
+        def reads(sha256: str) -> str | None:
+            for job_id in self.executions.records.inflight(owner_key):
+                try:
+                    record = self.executions.get(job_id, user, localise=False)
+                except NotFound:
+                    continue  # ended and gone meanwhile
+                if record.get("state") not in FINAL and sha256 in (record.get("inputs") or {}).values():
+                    return job_id
+            return None
+
+        self.assets.delete(asset_id, user, reads)
 
     def cancel(self, environment: str, job_id: str, mount: Mount, role: str, user: str | None = None,
                shared: bool = False) -> Job:
