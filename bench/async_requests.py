@@ -13,15 +13,15 @@ Subscribe; the endpoint's view and config; the follower lease). Printed: all the
 async completion alone (the request, the invocation, the queue, async/ reads: what polling or notices change),
 then what the last run of each asked. Target: <= 10 requests per short run with notifications.
 
-With notices a short run makes 16 (`tests/unit/test_requests_per_run.py` holds it): its record created and ended
-(2 PUTs: its "running" and where its result lands are written a second into a run that lasts, never for one that
-ends sooner), its index markers (all, owner, template at its creation; state and owner-state at its end: 5 PUTs),
-its one in-flight marker naming its follower (a PUT and a DELETE), one change notice for the other ComfyUIs, the
-template (a GET: a template changes under its name, and a process with no page open hears of no change), the
-invocation (its request inline: no PUT of it up to 128,000 bytes), its notice (ReceiveMessage, DeleteMessage), and the result its worker kept and its progress
-(2 GETs: SageMaker's copy of the result is not read once the notice came). The served version's manifest is read
-by a process's first run of it only. What is left above the target is the index (5 writes: each list a page reads
-is one folder, newest first) and the template read.
+With notices a short run makes 16 (`tests/unit/test_requests_per_run.py` holds it): its record created and ended (2
+PUTs: its "running" and where its result lands are written a second into a run that lasts, never for one that ends
+sooner), its index markers (all, owner, template at its creation; state and owner-state at its end: 5 PUTs), its one
+in-flight marker naming its follower (a PUT and a DELETE), one change notice for the other ComfyUIs, the template (a
+GET: a template changes under its name, and a process with no page open hears of no change), the invocation (its
+request inline: no PUT of it up to 128,000 bytes), its notice (ReceiveMessage, DeleteMessage), and the result its
+worker kept and its progress (2 GETs: SageMaker's copy of the result is not read once the notice came). The served
+version's manifest is read by a process's first run of it only. What is left above the target is the index (5 writes:
+each list a page reads is one folder, newest first) and the template read.
 
 Run: ./dev python bench/async_requests.py [runs] [seconds each run lasts in the worker]   (default 10, 0)
 """
