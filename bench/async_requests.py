@@ -23,7 +23,9 @@ worker kept and its progress (2 GETs: SageMaker's copy of the result is not read
 version's manifest is read by a process's first run of it only. What is left above the target is the index (5 writes:
 each list a page reads is one folder, newest first) and the template read.
 
-Run: ./dev python bench/async_requests.py [runs] [seconds each run lasts in the worker]   (default 10, 0)
+Run: ./dev python bench/async_requests.py [runs] [seconds each run lasts in the worker] [--record]   (default 10, 0)
+--record writes the figures (requests per run, of its completion; run times shown) to bench/figures.json, where
+bench/guard.py holds later runs to them.
 """
 
 from __future__ import annotations
@@ -35,22 +37,26 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.append(str(Path(__file__).resolve().parent))  # figures.py, when imported by guard.py
+from figures import Figure, record  # noqa: E402
 from harness.request_count import AsyncRig, completion  # noqa: E402
 
-RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-LASTS_S = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0  # how long the worker takes over each run
 TARGET = 10
+# The guard's allowance on a polled run's requests: whether a poll finds the result at once or one poll later
+# changes its count (21 to 25 in 10 runs on a busy machine); with notices the count is the same run after run.
+POLLING_ALLOWANCE = 4
 
 
-def main() -> None:
+def run(runs: int, lasts: float, modes: tuple[str, ...] = ("notices", "polling")) -> dict[str, dict]:
+    """`runs` + 1 short runs with notices, as many polled for; what each asked, and its time."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    rig = AsyncRig(Path(tempfile.mkdtemp(prefix="bench-async-requests-")), LASTS_S)
+    rig = AsyncRig(Path(tempfile.mkdtemp(prefix="bench-async-requests-")), lasts)
     figures: dict[str, dict] = {}
     try:
-        for label, notified in (("notices", True), ("polling", False)):
-            comfy = rig.comfy(f"bench-{label}", notified)
+        for label in modes:
+            comfy = rig.comfy(f"bench-{label}", label == "notices")
             counts, times, completions = [], [], []
-            for i in range(RUNS + 1):
+            for i in range(runs + 1):
                 ran = rig.run(comfy, i + 1, settle=0.5)
                 assert ran.state == "succeeded", f"{label} run {i}: {ran.state}"
                 counts.append(ran.seen)
@@ -59,8 +65,11 @@ def main() -> None:
             figures[label] = {"counts": counts, "times": times, "asked": ran.asked, "completion": completions}
     finally:
         rig.close()
+    return figures
 
-    print(f"requests the ComfyUI makes per short async run (median of {RUNS}, after a first run)")
+
+def report(figures: dict[str, dict], runs: int) -> None:
+    print(f"requests the ComfyUI makes per short async run (median of {runs}, after a first run)")
     for label, f in figures.items():
         totals = [sum(c.values()) for c in f["counts"]]
         services = sorted({s for c in f["counts"] for s in c})
@@ -75,10 +84,55 @@ def main() -> None:
         print(f"  what the last {label} run asked:")
         for what, n in sorted(f["asked"].items()):
             print(f"    {n:>3}  {what}")
+    if len(figures) < 2:
+        return
     notices = statistics.median([sum(c.values()) for c in figures["notices"]["counts"][1:]])
     polling = statistics.median([sum(c.values()) for c in figures["polling"]["counts"][1:]])
     verdict = "met" if notices <= TARGET else "NOT met"
     print(f"ratio notices / polling: {notices / polling:.2f}; target <= {TARGET} with notices: {verdict}")
+
+
+def guarded(figures: dict[str, dict]) -> dict[str, Figure]:
+    """The figures bench/guard.py holds: the request counts (with notices exactly: each request is a step of the
+    run, not a poll of the clock; polled for, give or take a poll), the run time shown."""
+    out = {}
+    for label, f in figures.items():
+        total = statistics.median([sum(c.values()) for c in f["counts"][1:]])
+        allowance = POLLING_ALLOWANCE if label == "polling" else 0
+        why = "a poll more or less" if allowance else "the same run after run"
+        out[f"{label}.requests"] = Figure(total, "count", "requests", f"requests per short async run, {label}",
+                                          allowance=allowance, why=f"counted at moto's server; {why}")
+        out[f"{label}.completion"] = Figure(statistics.median(f["completion"][1:]), "count", "requests",
+                                            f"of which its async completion, {label}", allowance=allowance,
+                                            why="the request, its invocation, the queue, async/ reads")
+        out[f"{label}.ms"] = Figure(round(statistics.median(f["times"][1:]) * 1000), "shown", "ms",
+                                    f"run time (creation to end event), {label}", why="absolute: not compared")
+    if "polling" in out and "notices" in out:
+        out["notices_to_polling"] = Figure(round(out["notices.requests"].value / out["polling.requests"].value, 3),
+                                           "shown", "x", "requests per short async run, notices",
+                                           baseline="the same run polled for", why="both sides guarded above")
+    return out
+
+
+def measure(quick: bool) -> dict[str, Figure]:
+    """Quick (the test suite's): one run with notices after the first, its counts being the same run after run;
+    the polled runs, whose counts vary by a poll, only in the whole bench (median of 10)."""
+    runs = 1 if quick else 10
+    figures = run(runs, 0.0, ("notices",) if quick else ("notices", "polling"))
+    report(figures, runs)
+    return guarded(figures)
+
+
+def main() -> None:
+    args = [a for a in sys.argv[1:] if a != "--record"]
+    runs = int(args[0]) if args else 10
+    lasts = float(args[1]) if len(args) > 1 else 0.0  # how long the worker takes over each run
+    figures = run(runs, lasts)
+    report(figures, runs)
+    if "--record" in sys.argv:
+        if lasts:
+            raise SystemExit("--record: the guard's figures are of short runs (no seconds each run lasts)")
+        record("async_requests", guarded(figures))
 
 
 if __name__ == "__main__":

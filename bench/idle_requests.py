@@ -14,7 +14,8 @@ open. Prints the median requests per minute of each and the ratio to the baselin
 minute with no page open. A designer's hourly maintenance (template index, idempotency keys) is counted once
 at the end, apart.
 
-Run: ./dev python bench/idle_requests.py [minutes]   (default 4 minutes measured, after 20 s to settle)
+Run: ./dev python bench/idle_requests.py [minutes] [--record]   (default 4 minutes measured, after 20 s to settle)
+--record writes the figures to bench/figures.json, where bench/guard.py holds later runs to them.
 """
 
 from __future__ import annotations
@@ -32,14 +33,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.append(str(Path(__file__).resolve().parent))  # figures.py, when imported by guard.py
+from figures import Figure, record  # noqa: E402
 from harness.comfyui import free_port  # noqa: E402
 from harness.fake_clock import CountingStore  # noqa: E402
 from harness.request_count import EMULATOR_KEY, IMAGE, PREFIX, ROLE, CountingMoto, plain  # noqa: E402
 
-MINUTES = int(sys.argv[1]) if len(sys.argv) > 1 else 4
+MINUTES = 4
 SETTLE_S = 20.0
 TARGET = 1.0
 RENEW_S = 60.0  # what a visible page does (web/js/sagemaker.js)
+# The guard's allowances (requests a minute, only a rise fails): the idle LIST is once a minute, so a minute's
+# window holds one or two; a page's 4 GETs every 1.5 s and a run's reads are paced by the clock, and a change
+# that adds a request to each look adds about 40 a minute.
+IDLE_ALLOWANCE = 1
+PAGE_ALLOWANCE = 8
+RUN_ALLOWANCE = 6
 ENDED = ("succeeded", "failed", "cancelled")
 
 
@@ -120,11 +129,11 @@ def async_runs(comfy, emulator, worker: HeldWorker, bucket: str, runs: int) -> l
     return made
 
 
-def per_minute(count, start: float) -> list[int]:
-    return [count(start + 60 * m, start + 60 * (m + 1)) for m in range(MINUTES)]
+def per_minute(count, start: float, minutes: int) -> list[int]:
+    return [count(start + 60 * m, start + 60 * (m + 1)) for m in range(minutes)]
 
 
-def main() -> None:
+def run(minutes: int) -> dict[str, Figure]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     work = Path(tempfile.mkdtemp(prefix="bench-idle-"))
     moto = CountingMoto().start()
@@ -132,7 +141,7 @@ def main() -> None:
     os.environ.update({"AWS_ENDPOINT_URL": moto.url, "AWS_ACCESS_KEY_ID": "testing",
                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
                        "AWS_REGION": "us-east-1"})
-    from comfyui_sagemaker.aws import naming
+    from comfyui_sagemaker.aws import clients, naming
     from comfyui_sagemaker.aws.s3_store import S3Store
     from comfyui_sagemaker.aws.sagemaker_endpoints import SageMakerEndpoints
     from comfyui_sagemaker.local.folder_store import FolderStore
@@ -143,6 +152,7 @@ def main() -> None:
 
     emulator = RuntimeEmulator(moto.client("sagemaker", EMULATOR_KEY), emulator_s3).start()
     os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = emulator.url
+    clients.reset()  # the process's clients are made anew, on this moto (bench/guard.py ran others before)
     worker = HeldWorker()
     scenarios: list[Scenario] = []
     fakes: list = []
@@ -183,13 +193,13 @@ def main() -> None:
             s.comfy.background()  # the start-up work and loops of a ComfyUI
             if s.label.endswith("page"):
                 s.open_page()
-        print(f"{len(scenarios)} ComfyUIs started; settling {SETTLE_S:.0f} s, then {MINUTES} minutes measured",
+        print(f"{len(scenarios)} ComfyUIs started; settling {SETTLE_S:.0f} s, then {minutes} minutes measured",
               flush=True)
         time.sleep(SETTLE_S)
         start = time.monotonic()
-        time.sleep(60 * MINUTES)
-        counts = {s.label: per_minute(s.count, start) for s in scenarios}
-        describes = {s.label: per_minute(s.describes, start) for s in scenarios if s.describes is not None}
+        time.sleep(60 * minutes)
+        counts = {s.label: per_minute(s.count, start, minutes) for s in scenarios}
+        describes = {s.label: per_minute(s.describes, start, minutes) for s in scenarios if s.describes is not None}
 
         # A designer's hourly maintenance, once, on the idle S3 ComfyUI (10 templates)
         idle = scenarios[0]
@@ -209,20 +219,54 @@ def main() -> None:
         moto.stop()
         for fake in fakes:
             getattr(fake, "close", lambda: None)()
+        clients.reset()
 
     median = {label: statistics.median(c) for label, c in counts.items()}
-    print(f"\nstore requests per minute (median of {MINUTES} minutes; each minute's count in brackets)")
+    figures: dict[str, Figure] = {}
+    print(f"\nstore requests per minute (median of {minutes} minutes; each minute's count in brackets)")
     for store in ("s3", "folder"):
         base = median[f"{store} page"] or 1
         for label in (f"{store} idle", f"{store} page"):
             print(f"  {label:<14} {median[label]:>6.1f}  {counts[label]}  ratio to one page {median[label] / base:.3f}")
+        figures[f"{store}.idle"] = Figure(median[f"{store} idle"], "rate", "requests/min",
+                                          f"{store} store, a ComfyUI with no page open", allowance=IDLE_ALLOWANCE,
+                                          why="one LIST a minute; a minute's window may hold two")
+        figures[f"{store}.page"] = Figure(median[f"{store} page"], "rate", "requests/min",
+                                          f"{store} store, a ComfyUI with a page open", allowance=PAGE_ALLOWANCE,
+                                          why="looks paced by the clock: a busy machine makes fewer")
+        figures[f"{store}.idle_to_page"] = Figure(round(median[f"{store} idle"] / base, 4), "shown", "x",
+                                                  f"{store} store, no page open", baseline="a page open",
+                                                  why="both sides guarded above")
     for label, runs in (("s3 1 run", 1), ("s3 4 runs", 4)):
         extra = (median[label] - median["s3 idle"]) / runs
         print(f"  {label:<14} {median[label]:>6.1f}  {counts[label]}  per run in flight {extra:.1f}; "
               f"(SageMaker: {statistics.median(describes[label]):.0f}/min for the endpoint {describes[label]})")
+        key = label.replace("s3 ", "").replace(" ", "_")
+        figures[f"{key}.per_run"] = Figure(extra, "rate", "requests/min", f"each async run in flight ({label})",
+                                           allowance=RUN_ALLOWANCE, why="a record and progress read paced by the "
+                                           "clock; a busy machine makes fewer")
+        figures[f"{key}.describes"] = Figure(statistics.median(describes[label]), "rate", "requests/min",
+                                             f"DescribeEndpoint of the endpoint ({label})", allowance=2,
+                                             why="one every 5 s, however many runs")
     print(f"  hourly maintenance of a designer (10 templates): {maintenance} requests once an hour")
+    figures["maintenance"] = Figure(maintenance, "count", "requests", "a designer's hourly maintenance, 10 templates",
+                                    allowance=1, why="the same each time, but for the idle LIST of a minute that may "
+                                    "fall in its count")
     verdict = "met" if max(median["s3 idle"], median["folder idle"]) <= TARGET else "NOT met"
     print(f"target <= {TARGET:.0f} request a minute with no page open: {verdict}")
+    return figures
+
+
+def measure(quick: bool) -> dict[str, Figure]:
+    """Quick: one minute measured (after the 20 s to settle), else four."""
+    return run(1 if quick else MINUTES)
+
+
+def main() -> None:
+    args = [a for a in sys.argv[1:] if a != "--record"]
+    figures = run(int(args[0]) if args else MINUTES)
+    if "--record" in sys.argv:
+        record("idle_requests", figures)
 
 
 if __name__ == "__main__":

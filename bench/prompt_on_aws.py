@@ -4,7 +4,9 @@
 AWS on a local endpoint (median and p95 of 20; target: median added < 150 ms);
 then (c) through the SageMaker runtime emulator, real-time and async (the
 emulator's async polling), vs (b), median of 20.
-Run: ./dev python bench/prompt_on_aws.py
+Run: ./dev python bench/prompt_on_aws.py [--record]   (--record: the medians and their
+ratios to the baseline of the same run to bench/figures.json, where bench/guard.py holds
+later runs to them)
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.append(str(Path(__file__).resolve().parent))  # figures.py, when imported by guard.py
 from comfyui_sagemaker.aws import naming  # noqa: E402
+from figures import Figure, record  # noqa: E402
 from harness.comfyui import ComfyUI  # noqa: E402
 from harness.envs import publish_environment, unique, wait_task  # noqa: E402
 from harness.fixtures import install_test_models, install_test_pack  # noqa: E402
@@ -28,6 +32,11 @@ from harness.runtime_emulator import RuntimeEmulator  # noqa: E402
 from harness.worker import WorkerProcess  # noqa: E402
 
 N = 20
+QUICK_N = 5
+# The guard's margin on each ratio: the issue's two runs on a quiet machine differed by 10% in added time, a
+# busy machine slows the runs through more processes (two ComfyUIs, the worker, the emulator) than their
+# baseline; the regression the issue found (real-time 2.3x the added time) is far beyond it.
+MARGIN = 0.5
 
 
 def prompt(i: int) -> dict:
@@ -65,7 +74,22 @@ def wait_in_service(client, env: str) -> None:
         time.sleep(0.1)
 
 
-def local_endpoint_part(work: Path) -> list[float]:
+PATHS = {"local_endpoint": "Prompt on AWS, local endpoint", "realtime": "SageMaker real-time (emulator)",
+         "async": "SageMaker async (emulator)"}
+
+
+def ratio(path: str, samples: list[float], baseline: list[float], against: str) -> dict[str, Figure]:
+    median, base = statistics.median(samples), statistics.median(baseline)
+    return {f"{path}.ratio": Figure(round(median / base, 3), "ratio", "x", f"{PATHS[path]}: run time, median",
+                                    baseline=against, margin=MARGIN,
+                                    why="the issue's two quiet runs were 10% apart; a busy machine slows the "
+                                    "path's processes more than its baseline's"),
+            f"{path}.added_ms": Figure(round((median - base) * 1000, 1), "shown", "ms",
+                                       f"{PATHS[path]}: added time", baseline=against,
+                                       why="absolute: not compared")}
+
+
+def local_endpoint_part(work: Path, n: int, figures: dict[str, Figure]) -> list[float]:
     install_test_pack(work / "base")
     server = ComfyUI(work / "base").start()
     try:
@@ -75,7 +99,7 @@ def local_endpoint_part(work: Path) -> list[float]:
         remote(client, env, 1)  # warm both ComfyUIs
         client.run(prompt(2))
         local, via = [], []
-        for i in range(N):
+        for i in range(n):
             t0 = time.perf_counter()
             client.run(prompt(100 + i))
             local.append(time.perf_counter() - t0)
@@ -84,13 +108,14 @@ def local_endpoint_part(work: Path) -> list[float]:
         print(f"(b) Prompt on AWS, local endpoint: {stats(via)}")
         print(f"    added: median {(statistics.median(via) - statistics.median(local)) * 1000:+.1f} ms "
               "(target < 150 ms)")
+        figures.update(ratio("local_endpoint", via, local, "the same workflow run locally in ComfyUI"))
         client.delete(f"/sagemaker/endpoints/{env}")
         return via
     finally:
         server.stop()
 
 
-def emulator_part(work: Path, baseline: list[float]) -> None:
+def emulator_part(work: Path, baseline: list[float], n: int, figures: dict[str, Figure]) -> None:
     moto = MotoServer().start()
     s3, sm = moto.client("s3"), moto.client("sagemaker")
     s3.create_bucket(Bucket="bench")
@@ -120,9 +145,10 @@ def emulator_part(work: Path, baseline: list[float]) -> None:
             worker.wait_state()
             emulator.workers[naming.endpoint_name(env, "s3://bench/p")] = worker.url
             remote(client, env, 1)
-            samples = [remote(client, env, 300 + i) for i in range(N)]
+            samples = [remote(client, env, 300 + i) for i in range(n)]
             added = (statistics.median(samples) - statistics.median(baseline)) * 1000
             print(f"(c) SageMaker {mode:8s} via emulator: {stats(samples)}; vs local endpoint {added:+.1f} ms")
+            figures.update(ratio(mode, samples, baseline, "the same workflow on a local endpoint"))
     finally:
         for w in workers:
             w.stop()
@@ -131,10 +157,20 @@ def emulator_part(work: Path, baseline: list[float]) -> None:
         moto.stop()
 
 
-def main() -> None:
+def measure(quick: bool) -> dict[str, Figure]:
+    """Median of 20 runs per path (quick: of 5); each path's ratio to its baseline in this run."""
+    n = QUICK_N if quick else N
     work = Path(tempfile.mkdtemp(prefix="bench-poa-"))
-    baseline = local_endpoint_part(work)
-    emulator_part(work, baseline)
+    figures: dict[str, Figure] = {}
+    baseline = local_endpoint_part(work, n, figures)
+    emulator_part(work, baseline, n, figures)
+    return figures
+
+
+def main() -> None:
+    figures = measure(quick=False)
+    if "--record" in sys.argv:
+        record("prompt_on_aws", figures)
 
 
 if __name__ == "__main__":
