@@ -107,7 +107,7 @@ def guarded(figures: dict[str, dict]) -> dict[str, Figure]:
                                             why="the request, its invocation, the queue, async/ reads")
         out[f"{label}.ms"] = Figure(round(statistics.median(f["times"][1:]) * 1000), "shown", "ms",
                                     f"run time (creation to end event), {label}", why="absolute: not compared")
-    if "polling" in out and "notices" in out:
+    if "polling" in figures and "notices" in figures:
         out["notices_to_polling"] = Figure(round(out["notices.requests"].value / out["polling.requests"].value, 3),
                                            "shown", "x", "requests per short async run, notices",
                                            baseline="the same run polled for", why="both sides guarded above")

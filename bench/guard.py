@@ -94,8 +94,8 @@ def measure(names: list[str], quick: bool) -> dict[str, dict[str, Figure]]:
 
 
 def value(f: Figure) -> str:
-    if f.kind == "ratio":
-        return f"{f.value:.2f}x"
+    if f.unit == "x":
+        return f"{f.value:.3g}x"
     return f"{f.value:g} {f.unit}"
 
 
@@ -161,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     with reaping("bench/guard.py"):
         if not args.record:
             return check(names, args.quick)
-        for name, figures in measure(names, args.quick).items():
-            record(name, figures, note=args.note, merge=args.quick)
+        for name in names:  # each recorded as it ends: the load average said is the one it ran in
+            record(name, measure([name], args.quick)[name], note=args.note, merge=args.quick)
         return 0
 
 

@@ -33,10 +33,14 @@ from harness.worker import WorkerProcess  # noqa: E402
 
 N = 20
 QUICK_N = 5
-# The guard's margin on each ratio: the issue's two runs on a quiet machine differed by 10% in added time, a
-# busy machine slows the runs through more processes (two ComfyUIs, the worker, the emulator) than their
-# baseline; the regression the issue found (real-time 2.3x the added time) is far beyond it.
+# The guard's margin on each ratio (bench/guard.py, the CLI only): the issue's two runs on a quiet machine
+# differed by 10% in added time, and the regression it found (real-time 2.3x the added time) is far beyond 50%.
+# The ratios fall as the machine's load rises (real-time 4.5 at load 2 to 9, 2.3 at load 12; the local endpoint's
+# baseline slows more than the path): a busy check passes, a busy recording fails a quiet check, so record them
+# on a quiet machine. The async path waits for the watch's polls, the clock's time and not the machine's: its
+# ratio moves more (11.2 and 16.6 in two quiet runs, 4.3 at load 12), hence twice the margin.
 MARGIN = 0.5
+MARGINS = {"async": 1.0}
 
 
 def prompt(i: int) -> dict:
@@ -80,10 +84,10 @@ PATHS = {"local_endpoint": "Prompt on AWS, local endpoint", "realtime": "SageMak
 
 def ratio(path: str, samples: list[float], baseline: list[float], against: str) -> dict[str, Figure]:
     median, base = statistics.median(samples), statistics.median(baseline)
+    why = ("the watch's polls take the clock's time, the baseline the machine's: 11.2 and 16.6 in two quiet runs"
+           if path in MARGINS else "the issue's two quiet runs were 10% apart; falls as the load rises")
     return {f"{path}.ratio": Figure(round(median / base, 3), "ratio", "x", f"{PATHS[path]}: run time, median",
-                                    baseline=against, margin=MARGIN,
-                                    why="the issue's two quiet runs were 10% apart; a busy machine slows the "
-                                    "path's processes more than its baseline's"),
+                                    baseline=against, margin=MARGINS.get(path, MARGIN), why=why),
             f"{path}.added_ms": Figure(round((median - base) * 1000, 1), "shown", "ms",
                                        f"{PATHS[path]}: added time", baseline=against,
                                        why="absolute: not compared")}
