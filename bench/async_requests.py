@@ -43,8 +43,11 @@ from harness.request_count import AsyncRig, completion  # noqa: E402
 
 TARGET = 10
 # The guard's allowance on a polled run's requests: whether a poll finds the result at once or one poll later
-# changes its count (21 to 25 in 10 runs when the median was 24); with notices it is the same run after run.
+# changes its count (21 to 25 in 10 runs when the median was 24). With notices each request is a step of the run,
+# but on a loaded machine a run that outlasts 2 s reads its record once more (a cancel from another ComfyUI), and a
+# burst's change notice may be written twice: one more (tests/unit/test_requests_per_run.py allows the same).
 POLLING_ALLOWANCE = 4
+NOTICES_ALLOWANCE = 1
 
 
 def run(runs: int, lasts: float, modes: tuple[str, ...] = ("notices", "polling")) -> dict[str, dict]:
@@ -93,13 +96,13 @@ def report(figures: dict[str, dict], runs: int) -> None:
 
 
 def guarded(figures: dict[str, dict]) -> dict[str, Figure]:
-    """The figures bench/guard.py holds: the request counts (with notices exactly: each request is a step of the
-    run, not a poll of the clock; polled for, give or take a poll), the run time shown."""
+    """The figures bench/guard.py holds: the request counts (with notices give or take one on a loaded machine;
+    polled for, give or take a poll), the run time shown."""
     out = {}
     for label, f in figures.items():
         total = statistics.median([sum(c.values()) for c in f["counts"][1:]])
-        allowance = POLLING_ALLOWANCE if label == "polling" else 0
-        why = "a poll more or less" if allowance else "the same run after run"
+        allowance = POLLING_ALLOWANCE if label == "polling" else NOTICES_ALLOWANCE
+        why = "a poll more or less" if label == "polling" else "a record read more on a loaded machine"
         out[f"{label}.requests"] = Figure(total, "count", "requests", f"requests per short async run, {label}",
                                           allowance=allowance, why=f"counted at moto's server; {why}")
         out[f"{label}.completion"] = Figure(statistics.median(f["completion"][1:]), "count", "requests",
