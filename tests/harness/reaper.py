@@ -14,11 +14,15 @@ from contextlib import contextmanager
 import psutil
 
 MARK = "SM_TEST_RUN_ID"
+OWNER = "SM_TEST_RUN_OWNER"  # the pid whose run the mark is
 
 
 def start() -> str:
-    """Mark every process started from now on; the run's id."""
-    os.environ.setdefault(MARK, uuid.uuid4().hex)
+    """Mark every process started from now on; the run's id. A run started again in the same process (a bench's
+    `reaping` inside a test) keeps its mark; a run in a process the mark was inherited by (a pytest a test starts)
+    gets its own, so its end reaps only what it started, never the processes of the run around it."""
+    if os.environ.get(OWNER) != str(os.getpid()) or MARK not in os.environ:
+        os.environ[MARK], os.environ[OWNER] = uuid.uuid4().hex, str(os.getpid())
     return os.environ[MARK]
 
 

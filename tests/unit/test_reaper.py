@@ -21,3 +21,16 @@ def test_a_process_tree_left_behind_is_found_and_killed():
     leaked = reaper.reap(run_id, grace=0.2)
     assert len(leaked) == 1 and f"pid {grandchild}" in leaked[0] and "time.sleep(120)" in leaked[0]
     assert reaper.marked(run_id) == []
+
+
+def test_a_run_inside_another_reaps_only_its_own(monkeypatch):
+    """A pytest that a test starts (tests/unit/test_checkout_name.py) inherits the session's mark: its own run must
+    get another, or its end kills the session's browsers and ComfyUIs; a second start in one process keeps it."""
+    monkeypatch.delenv(reaper.MARK, raising=False)
+    monkeypatch.delenv(reaper.OWNER, raising=False)
+    outer = reaper.start()
+    assert reaper.start() == outer
+    inner = subprocess.run([sys.executable, "-c", "from harness import reaper; print(reaper.start())"],
+                           env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(reaper.__file__))},
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert inner and inner != outer
