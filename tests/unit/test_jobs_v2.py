@@ -15,12 +15,11 @@ import httpx
 import pytest
 from blake3 import blake3
 from comfyui_sagemaker.core.store import blob_key
-from comfyui_sagemaker.local.folder_store import FolderStore
 from harness.fake_comfy import FakeComfy, publish
-from harness.fake_endpoints import FakeEndpoints
 from harness.gateway import WebhookReceiver
 from harness.images import png
 from harness.prompts import scale_prompt
+from harness.v2_rig import V2Rig, error, held, sdk_on
 from harness.waiting import wait_for
 
 ENV = "V2Env"
@@ -41,29 +40,16 @@ def param_template() -> dict:
     }
 
 
-class V2:
+class V2(V2Rig):
     def __init__(self, tmp_path):
-        self.store = FolderStore(tmp_path / "store")
-        self.fake = FakeEndpoints(self.store)
-        self.comfy = FakeComfy(tmp_path / "designer", self.store, self.fake,
-                               config={"webhook_allowed_hosts": ["127.0.0.1"]})
-        (self.comfy.base / "input" / "v2-seed.png").write_bytes(png(4, 4, (200, 100, 50)))
-        manifest = publish(self.store, ENV, ("Params",))
-        self.comfy.template("Params", param_template(), ENV)
-        self.fake.deploy(manifest)
-        self.fake.wait_state(ENV)
-        self.base = f"{self.comfy.serve().url}/sagemaker/v2/{ENV}"
-        self.jobs = f"{self.base}/api/v2/jobs"
+        super().__init__(tmp_path, ENV, config={"webhook_allowed_hosts": ["127.0.0.1"]}, templates=("Params",),
+                         bind=lambda comfy: comfy.template("Params", param_template(), ENV))
 
     def artist(self, tmp_path) -> FakeComfy:
         """An artist's ComfyUI on the same store and endpoint, with the same input image in its own folder."""
         artist = FakeComfy(tmp_path / "artist", self.store, self.fake, role="artist", name="artist")
         (artist.base / "input" / "v2-seed.png").write_bytes((self.comfy.base / "input" / "v2-seed.png").read_bytes())
         return artist
-
-    def close(self) -> None:
-        self.comfy.close()
-        self.fake.close()
 
 
 @pytest.fixture
@@ -75,23 +61,7 @@ def v2(tmp_path):
 
 @pytest.fixture
 def sdk(v2, monkeypatch):
-    from comfy_sdk import Comfy
-
-    monkeypatch.setenv("COMFY_BASE_URL", v2.base)
-    monkeypatch.delenv("COMFY_API_KEY", raising=False)
-    with Comfy(timeout=120) as client:
-        yield client
-
-
-def held(prefix: str = "held") -> dict:
-    """Held open by SMTestWait until the test releases it (its signal file never exists)."""
-    return scale_prompt("v2-seed.png", prefix=prefix, wait_for="/nonexistent/never", timeout=600)
-
-
-def error(r, status, code):
-    assert r.status_code == status, r.text
-    assert r.json()["error"]["code"] == code, r.text
-    return r.json()["error"]
+    yield from sdk_on(v2.base, monkeypatch)
 
 
 def test_the_sdk_runs_a_graph_on_an_uploaded_asset_and_reads_its_outputs(sdk, v2):

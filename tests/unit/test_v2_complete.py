@@ -15,57 +15,24 @@ from comfyui_sagemaker.core.identity import Owner
 from comfyui_sagemaker.core.store import blob_key
 from comfyui_sagemaker.core.v2.assets import AssetNotFound, AssetService
 from comfyui_sagemaker.local.folder_store import FolderStore
-from harness.fake_comfy import FakeComfy, publish
 from harness.fake_endpoints import FakeEndpoints
 from harness.images import png
 from harness.prompts import scale_prompt
+from harness.v2_rig import V2Rig, error, held, sdk_on
 
 ENV = "V2Done"
 
 
-class V2:
-    def __init__(self, tmp_path):
-        self.store = FolderStore(tmp_path / "store")
-        self.fake = FakeEndpoints(self.store)
-        self.comfy = FakeComfy(tmp_path / "designer", self.store, self.fake)
-        (self.comfy.base / "input" / "v2-seed.png").write_bytes(png(4, 4, (200, 100, 50)))
-        self.fake.deploy(publish(self.store, ENV))
-        self.fake.wait_state(ENV)
-        self.base = f"{self.comfy.serve().url}/sagemaker/v2/{ENV}"
-        self.jobs = f"{self.base}/api/v2/jobs"
-        self.assets = f"{self.base}/api/v2/assets"
-
-    def close(self) -> None:
-        self.comfy.close()
-        self.fake.close()
-
-
 @pytest.fixture
 def v2(tmp_path):
-    v = V2(tmp_path)
+    v = V2Rig(tmp_path, ENV)
     yield v
     v.close()
 
 
 @pytest.fixture
 def sdk(v2, monkeypatch):
-    from comfy_sdk import Comfy
-
-    monkeypatch.setenv("COMFY_BASE_URL", v2.base)
-    monkeypatch.delenv("COMFY_API_KEY", raising=False)
-    with Comfy(timeout=120) as client:
-        yield client
-
-
-def held(prefix: str = "held") -> dict:
-    """Held open by SMTestWait until the test releases it."""
-    return scale_prompt("v2-seed.png", prefix=prefix, wait_for="/nonexistent/never", timeout=600)
-
-
-def error(r, status, code):
-    assert r.status_code == status, r.text
-    assert r.json()["error"]["code"] == code, r.text
-    return r.json()["error"]
+    yield from sdk_on(v2.base, monkeypatch)
 
 
 # GET /jobs/{id}/workflow
