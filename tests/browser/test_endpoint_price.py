@@ -60,3 +60,35 @@ def test_a_new_sagemaker_endpoint_scales_to_zero_and_its_price_is_shown(priced):
     expect(kind).to_have_attribute("title", "local (a worker on this computer)")
     dialog.get_by_test_id("sagemaker-dialog-cancel").click()
     expect(dialog).to_have_count(0)
+
+
+# Capacity fallback: the fallback types typed after the instance type are each priced before Publish, in their
+# order, and a list the server would refuse is said in the form first.
+
+def test_each_fallback_type_is_priced_in_its_order_and_a_repeat_is_refused(priced):
+    page = priced
+    page.get_by_test_id("sagemaker-environments-new").click()
+    dialog = page.get_by_test_id("sagemaker-environment-dialog")
+    dialog.get_by_test_id("sagemaker-endpoint-kind").select_option("sagemaker")
+    fallback = dialog.get_by_test_id("sagemaker-endpoint-fallback-types")
+    expect(fallback).to_have_value("")
+    lines = dialog.get_by_test_id("sagemaker-endpoint-fallback-price")
+    expect(lines).to_have_count(0)
+
+    fallback.fill("ml.g6.xlarge, ml.g4dn.xlarge")
+    expect(lines).to_have_count(2)
+    for line, instance_type in zip((lines.nth(0), lines.nth(1)), ("ml.g6.xlarge", "ml.g4dn.xlarge"), strict=True):
+        expect(line).to_have_text(f"if it falls back to {instance_type}: "
+                                  f"{prices.sentence('us-east-1', instance_type, 0, 1)}")
+    price = dialog.get_by_test_id("sagemaker-endpoint-price")
+    expect(price).to_contain_text("scales to zero: nothing billed while idle; $1.41/h per instance")  # the first
+
+    fallback.fill("ml.g6.xlarge, ml.g5.xlarge")  # the instance type again
+    error = dialog.get_by_test_id("sagemaker-endpoint-error")
+    expect(error).to_have_text("ml.g5.xlarge is listed twice")
+    expect(price).to_be_hidden()
+    fallback.fill("")
+    expect(error).to_be_hidden()
+    expect(lines).to_have_count(0)
+    dialog.get_by_test_id("sagemaker-dialog-cancel").click()
+    expect(dialog).to_have_count(0)
