@@ -5,34 +5,18 @@ On a fake clock: every request counted, none waited for."""
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 import time
 
-from botocore.exceptions import ClientError
 from comfyui_sagemaker.aws.async_watch import AsyncWatch
 from comfyui_sagemaker.core.worker_contract import RESULTS_PREFIX
 from comfyui_sagemaker.local.folder_store import FolderStore
+from harness.async_results import Results
 from harness.fake_clock import CountingStore, FakeClock
 from harness.waiting import wait_for
 
 KEPT = {"status": "succeeded", "outputs": {"3": {"images": []}}}
-
-
-class Results:
-    """S3 as the watch reads it (GetObject of what SageMaker wrote, NoSuchKey before), its reads counted."""
-
-    def __init__(self):
-        self.objects: dict[tuple[str, str], bytes] = {}
-        self.gets = 0
-
-    def get_object(self, Bucket: str, Key: str) -> dict:  # noqa: N803 (boto3's names)
-        self.gets += 1
-        if (Bucket, Key) not in self.objects:
-            raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "The specified key does not exist."}},
-                              "GetObject")
-        return {"Body": io.BytesIO(self.objects[(Bucket, Key)])}
 
 
 def watched(tmp_path):

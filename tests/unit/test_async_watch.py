@@ -3,38 +3,17 @@ endpoint however many runs wait on it, and each run gets its own events and answ
 
 from __future__ import annotations
 
-import io
 import json
 import threading
-import time
 
 import pytest
-from botocore.exceptions import ClientError
 from comfyui_sagemaker.aws.async_watch import DESCRIBE_EVERY_S, LONGEST_S, AsyncWatch
 from comfyui_sagemaker.core.endpoints import InvocationFailed
 from comfyui_sagemaker.core.worker_contract import PROGRESS_PREFIX
 from comfyui_sagemaker.local.folder_store import FolderStore
+from harness.async_results import Results, resume
 from harness.fake_clock import FakeClock
 from harness.waiting import wait_for
-
-
-class Results:
-    """S3 as the watch reads it: GetObject of what SageMaker wrote, NoSuchKey before."""
-
-    def __init__(self):
-        self.objects: dict[tuple[str, str], bytes] = {}
-        self.gets = 0
-
-    def get_object(self, Bucket: str, Key: str) -> dict:  # noqa: N803 (boto3's names)
-        self.gets += 1
-        if (Bucket, Key) not in self.objects:
-            raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "The specified key does not exist."}},
-                              "GetObject")
-        return {"Body": io.BytesIO(self.objects[(Bucket, Key)])}
-
-
-def resume(run: str) -> dict:
-    return {"output": f"s3://bkt/out/{run}.out", "failure": f"s3://bkt/fail/{run}.out", "until": time.time() + 3600}
 
 
 @pytest.fixture
