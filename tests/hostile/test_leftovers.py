@@ -48,26 +48,31 @@ def comfyui(store_root, host, tmp_path, who: str) -> EnvironmentService:
 
 
 def test_two_comfyuis_publishing_one_environment_at_once_one_is_refused(tmp_path):
-    first_done = threading.Event()
-    host_a, host_b = FolderHost(tmp_path / "a"), SlowSnapshot(tmp_path / "b", first_done)
+    first_done, b_tried = threading.Event(), threading.Event()
+    # A plans until B has asked (its lease held all along, as from the moment it is asked for); B plans until A ends.
+    host_a, host_b = SlowSnapshot(tmp_path / "a", b_tried), SlowSnapshot(tmp_path / "b", first_done)
     for host in (host_a, host_b):
         model(host, "a.safetensors", b"a" * 1000)
     a = comfyui(tmp_path / "store", host_a, tmp_path, "a")
     b = comfyui(tmp_path / "store", host_b, tmp_path, "b")
     answers: dict = {}
 
-    def publish_b():
+    def publish(who: str, service: EnvironmentService) -> None:
         try:
-            answers["b"] = b.publish("Env1", include="all")
+            answers[who] = service.publish("Env1", include="all")
         except Exception as err:  # noqa: BLE001 - the answer under test
-            answers["b"] = err
+            answers[who] = err
 
-    job_a = a.publish("Env1", include="all")  # 202
-    second = threading.Thread(target=publish_b)
+    first = threading.Thread(target=publish, args=("a", a))
+    first.start()
+    wait_for(host_a.planning.is_set, 120, "the first publish planning")
+    second = threading.Thread(target=publish, args=("b", b))
     second.start()
     # B is planning (or already answered) while A's publish is in flight; then A ends.
     wait_for(lambda: host_b.planning.is_set() or "b" in answers, 120, "the second publish planning or answered")
-    assert a.tasks.wait(job_a.id, 120).state == "succeeded"
+    b_tried.set()
+    first.join(120)
+    assert a.tasks.wait(answers["a"].id, 120).state == "succeeded"
     first_done.set()
     second.join(120)
     assert isinstance(answers["b"], DeployInProgress), answers["b"]  # 409 deploy_in_progress, as the README says

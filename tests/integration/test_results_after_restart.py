@@ -121,6 +121,10 @@ def test_a_client_killed_with_runs_in_flight_finds_their_results_at_its_next_sta
         url, headers = endpoints.get(name)["url"], endpoints._headers(name)
         wait_for(lambda: len(requests.get(url + "/status", headers=headers, timeout=30).json()["queue"]) == RUNS - 1,
                  600, "the other runs queued at the worker")  # a busy machine: the client queues them slowly
+        # Where each result will be is written a second into its run (core/executions.py: a run that ends sooner
+        # never needs it); a ComfyUI killed before that has its run failed instead: test_run_first_second.py.
+        wait_for(lambda: all(ExecutionRecords(store).read(i)[0].get("resume") for i in ids), 300,
+                 "each run's resume location written")
         os.kill(client.pid, signal.SIGKILL)  # the ComfyUI dies with its runs in flight
         client.wait(60)
         records = ExecutionRecords(store)
