@@ -107,13 +107,21 @@ def _v2(err: e.SageMakerError) -> tuple[int, str]:
     return status_of(err), err.code
 
 
+def v2_message(err: e.SageMakerError) -> str:
+    """What the v2 face says of `err`, in an answer or an event stream: an upstream failure's generic words (its
+    own, which name buckets, keys and hosts, go to the log), else its message."""
+    if _v2(err)[1] != UPSTREAM[1]:
+        return err.message
+    log.warning("comfyui-sagemaker: a Comfy API v2 request failed upstream: %s: %s", err.code, err.message)
+    return UPSTREAM_MESSAGE
+
+
 def from_exception(err: e.SageMakerError, face: str = "sagemaker") -> web.Response:
     """The error's JSON answer; `face` "v2" for the Comfy API v2 routes (their statuses, `details`)."""
     if face == "v2":
         status, code = _v2(err)
         if code == UPSTREAM[1]:
-            log.warning("comfyui-sagemaker: a Comfy API v2 request failed upstream: %s: %s", err.code, err.message)
-            return error_response(code, UPSTREAM_MESSAGE, status)
+            return error_response(code, v2_message(err), status)
         details, fields = err.details, err.fields
         if isinstance(fields, dict):
             details = {**(details or {}), "fields": fields}

@@ -29,6 +29,7 @@ from ..core.v2.job_events import KEEPALIVE, JobEvents, frame
 from ..core.v2.job_view import URL_LIFETIME, Job, Mount
 from ..core.v2.jobs_v2 import JobRequest, JobWorkflow
 from .context import RouteContext
+from .errors import v2_message
 from .http import json_ok, log, read_json, shapes, the
 from .schemas import AssetFromHash, AssetUpload, V2JobsQuery
 
@@ -137,7 +138,7 @@ async def v2_job_events(request: web.Request, ctx: RouteContext) -> web.StreamRe
         pass  # the client went away
     except SageMakerError as err:  # the store failing mid-stream: say so as an event, then end
         try:
-            await response.write(frame("log", {"level": "error", "message": err.message}))
+            await response.write(frame("log", {"level": "error", "message": v2_message(err)}))
         except ConnectionError:
             pass
     except Exception:

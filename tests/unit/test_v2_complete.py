@@ -243,3 +243,34 @@ def test_a_designers_maintenance_removes_idempotency_keys_past_24_hours(tmp_path
         ext.stop()
         for endpoints in made:
             endpoints.close()
+
+
+# An event stream whose store fails says so in the protocol's generic words, as an answer does (upstream_error)
+
+def test_a_store_failing_mid_stream_is_said_without_its_detail(v2, monkeypatch, caplog):
+    from comfyui_sagemaker.core.errors import StoreUnavailable
+    from comfyui_sagemaker.core.v2 import job_events
+    from comfyui_sagemaker.server_routes import v2 as v2_routes
+    from comfyui_sagemaker.server_routes.errors import UPSTREAM_MESSAGE
+
+    job = httpx.post(v2.jobs, json={"workflow": held("stream")}).json()["id"]
+    v2.fake.run(job).wait_started()
+    secret = "s3://studio-secret-bucket/executions/records/x.json: AccessDenied for role arn:aws:iam::1:role/R"
+
+    polled = job_events.JobEvents.poll
+    calls = []
+
+    def failing(self):  # the stream's first look answers; a later one meets the store failing
+        calls.append(1)
+        if len(calls) > 1:
+            raise StoreUnavailable(secret)
+        return polled(self)
+
+    monkeypatch.setattr(job_events.JobEvents, "poll", failing)
+    monkeypatch.setattr(v2_routes, "HEARTBEAT_S", 0.1)  # the held run says nothing: the stream's next look is soon
+    with httpx.stream("GET", f"{v2.jobs}/{job}/events", timeout=60) as r:
+        text = "".join(r.iter_text())
+    assert "event: log" in text and UPSTREAM_MESSAGE in text, text
+    assert "studio-secret-bucket" not in text and "arn:aws" not in text, text
+    assert "studio-secret-bucket" in caplog.text  # the detail goes to the log
+    v2.fake.run(job).release()
