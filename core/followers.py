@@ -15,7 +15,7 @@ last look. A ComfyUI sweeps at IDLE_PERIOD s instead while no page looks at it (
 one request a minute when nobody looks. A follower whose lease has expired or is gone is dead: each of its
 runs is taken over here when its endpoint can still answer for it (an async SageMaker run: its result lands in
 S3; a local one: its worker keeps the result a while), else failed with the reason, by compare-and-swap
-(core/executions.py, `take_over`); then its markers and
+(core/execution_takeover.py, `take_over`); then its markers and
 lease go. A process takes the runs of its own instance (a gateway's replicas are one instance; a ComfyUI's
 --multi-user users are its own), and a designer's those of everyone (core/identity.py: nothing else rewrites
 another owner's record).

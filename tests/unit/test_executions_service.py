@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from comfyui_sagemaker.core import cancel_tokens, executions, retention
+from comfyui_sagemaker.core import cancel_tokens, execution_cancels, executions, retention
 from comfyui_sagemaker.core.execution_records import INFLIGHT, ExecutionRecords
 from comfyui_sagemaker.core.executions import PREVIEW, ExecutionService, new_id
 from comfyui_sagemaker.core.identity import Owner
@@ -62,7 +62,7 @@ def studio(tmp_path):
 @pytest.fixture
 def quick_watch(monkeypatch):
     """The owner looks at its runs in flight often (a cancel from elsewhere is seen sooner; nothing is timed)."""
-    monkeypatch.setattr(executions, "WATCH_INTERVAL", 0.05)
+    monkeypatch.setattr(execution_cancels, "WATCH_INTERVAL", 0.05)
 
 
 def error(r, status, code):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import standardwebhooks
-from comfyui_sagemaker.core import executions
+from comfyui_sagemaker.core import execution_cancels
 from comfyui_sagemaker.core.execution_records import ExecutionRecords
 from comfyui_sagemaker.core.webhooks import HEADER_ID, WebhookRefused, verify
 from comfyui_sagemaker.local.folder_store import FolderStore
@@ -47,7 +47,7 @@ def receiver():
 
 @pytest.fixture
 def setup(tmp_path, monkeypatch, receiver):
-    monkeypatch.setattr(executions, "WATCH_INTERVAL", 0.05)  # the owner looks often: nothing here is timed
+    monkeypatch.setattr(execution_cancels, "WATCH_INTERVAL", 0.05)  # the owner looks often: nothing here is timed
     store = FolderStore(tmp_path / "store")
     fake = FakeEndpoints(store)
     comfys = {"ana": FakeComfy(tmp_path / "ana", store, fake, role="artist", name="ana", config=HOOKS),

@@ -9,7 +9,7 @@ designer and an artist, each a FakeComfy on one store, one shared FakeEndpoints 
 from __future__ import annotations
 
 import pytest
-from comfyui_sagemaker.core import executions
+from comfyui_sagemaker.core import execution_cancels
 from harness.fake_comfy import FakeComfy, publish
 from harness.fake_endpoints import FakeEndpoints
 
@@ -24,7 +24,7 @@ def held() -> dict:
 
 @pytest.fixture
 def team(store, tmp_path, monkeypatch):
-    monkeypatch.setattr(executions, "WATCH_INTERVAL", 0.05)
+    monkeypatch.setattr(execution_cancels, "WATCH_INTERVAL", 0.05)
     fake = FakeEndpoints(store)
     comfys = {who: FakeComfy(tmp_path / who, store, fake, role=role, name=name)
               for who, role, name in (("designer", "designer", "Dana"), ("ben", "artist", "Ben"))}

@@ -11,7 +11,7 @@ import hashlib
 import time
 
 import pytest
-from comfyui_sagemaker.core import executions
+from comfyui_sagemaker.core import execution_cancels
 from comfyui_sagemaker.core.changes import ChangeFeed
 from comfyui_sagemaker.core.execution_records import ExecutionRecords
 from comfyui_sagemaker.core.executions import new_id
@@ -64,7 +64,7 @@ class Team:
 @pytest.fixture
 def team(store, tmp_path, monkeypatch):
     # The owner looks at its runs in flight often: a cancel from elsewhere is seen sooner (nothing is timed).
-    monkeypatch.setattr(executions, "WATCH_INTERVAL", 0.05)
+    monkeypatch.setattr(execution_cancels, "WATCH_INTERVAL", 0.05)
     t = Team(store, tmp_path)
     yield t
     t.close()
