@@ -30,8 +30,6 @@ import builtins
 import functools
 import json
 import logging
-import re
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -40,17 +38,15 @@ from typing import Any
 
 from typing_extensions import NotRequired, TypedDict
 
-from ..core import endpoint_config, instance_allowlist, prices
+from ..core import endpoint_config, prices
 from ..core.cancel_tokens import marker
 from ..core.costs import Span
 from ..core.endpoint_config import EndpointConfigInvalid
 from ..core.endpoints import (
-    READY_STATES,
     STOPPED,
     EndpointBusy,
     EndpointNotFound,
     EndpointNotReady,
-    Endpoints,
     EndpointStateConflict,
     InvocationFailed,
 )
@@ -64,32 +60,24 @@ from ..core.store import KeyNotFound
 from ..core.templates import now
 from ..core.unreadable import Unreadable, load_object, report
 from ..core.worker_contract import Invocation, WorkerEvent, WorkerReport, WorkerResult, read_report, report_folder
-from . import autoscaling, deploy_guardrails, endpoint_states, instance_pools, naming, notifications, quotas, runtime
+from . import deploy_guardrails, endpoint_states, instance_pools, naming, notifications, quotas, runtime
 from .async_watch import AsyncWatch
-from .clients import client
 from .errors import ROLE_ARN, AwsError, AwsNotConfigured, aws_call, translate
 from .errors import error_code as _code
-from .sagemaker_proofs import SageMakerProofs, instances_needed
+from .sagemaker_base import (
+    GONE_TIMEOUT_S,
+    INVOCATION_TIMEOUT_S,
+    KEPT_VERSIONS,
+    STARTUP_HEALTH_CHECK_S,
+    VIEW_KEPT_S,
+    SageMakerBase,
+    _endpoint_config,
+    _not_found,
+    version_of,
+)
+from .sagemaker_proofs import instances_needed
 
 log = logging.getLogger("comfyui_sagemaker")
-STARTUP_HEALTH_CHECK_S = 3600  # materialising an environment (models by digest) can take a while
-GONE_TIMEOUT_S = 1800  # a DeleteEndpoint usually ends within minutes
-INVOCATION_TIMEOUT_S = {"realtime": 60, "async": 3600}  # SageMaker's limits per mode
-# Versions whose model and endpoint config stay in SageMaker besides the serving one, the newest first, so a
-# rollback to them is one UpdateEndpoint. Models and configs cost nothing while no endpoint uses them.
-KEPT_VERSIONS = 2
-# How long a run trusts the endpoint's view read for an earlier run of this process (Endpoints.known): beyond it,
-# a run describes the endpoint again (another ComfyUI may have stopped or updated it meanwhile).
-VIEW_KEPT_S = 60.0
-
-
-def _not_found(err: Exception) -> bool:
-    return _code(err) == "ValidationException" and "Could not find" in str(err)
-
-
-def version_of(config_name: str | None) -> int | None:
-    m = re.search(r"-v(\d+)$", config_name or "")
-    return int(m.group(1)) if m else None
 
 
 def worker_summary(report: WorkerReport | None) -> dict[str, Any] | None:
@@ -114,93 +102,12 @@ class Stopped(TypedDict):
     stopped_by: NotRequired[str | None]  # "idle": the worker's idle stop (worker/idle_stop.py)
 
 
-def _endpoint_config(manifest: Manifest) -> EndpointConfig:
-    """The manifest's endpoint config: a SageMaker deploy is asked only of one that has one."""
-    cfg = manifest.get("endpoint")
-    if cfg is None or cfg["kind"] != "sagemaker":
-        raise EndpointConfigInvalid(f"version {manifest['version']} of environment {manifest['name']} has no "
-                                    "SageMaker endpoint config")
-    return cfg
+__all__ = ["GONE_TIMEOUT_S", "INVOCATION_TIMEOUT_S", "KEPT_VERSIONS", "STARTUP_HEALTH_CHECK_S", "VIEW_KEPT_S",
+           "SageMakerEndpoints", "Stopped", "version_of", "worker_summary"]
 
 
-class SageMakerEndpoints(Endpoints):
+class SageMakerEndpoints(SageMakerBase):
     kind = "sagemaker"
-
-    def __init__(self, store_uri: str, role_arn: str, image_uri: str, region: str = "",
-                 on_change: Callable[[EndpointView], None] | None = None, clients: dict[str, Any] | None = None,
-                 poll_interval: float = 15.0, store: Any = None, sse: str = "", kms_key_id: str = "",
-                 log_retention_days: int | None = None,
-                 max_instances: int | None = None,
-                 allowed_instance_types: tuple[str, ...] = instance_allowlist.DEFAULT,
-                 prover: Callable[[], Any] = lambda: None,
-                 notification_topic: str = "", instance: str = ""):
-        self.store_uri = store_uri
-        self.proofs = SageMakerProofs(self, prover)  # an update's proofs run before it (aws/sagemaker_proofs.py)
-        # The configuration's limits, held here too: every path that creates an endpoint config or an endpoint
-        # (deploy, a publish's deploy, start) passes through this provider, whatever face asked.
-        self.max_instances = max_instances
-        self.allowed_instance_types = allowed_instance_types
-        self.role_arn = role_arn
-        self.image_uri = image_uri
-        self.region = region
-        # What runs need of each endpoint (its view while it takes invocations, its config), kept per endpoint
-        # name and dropped on any change this process makes or sees (`known`).
-        self._views: dict[str, tuple[float, EndpointView]] = {}
-        self._endpoint_configs: dict[str, dict] = {}
-        self.on_change = on_change or (lambda endpoint: None)
-        self._clients = clients or {}
-        self._configs: dict[tuple[str, int], EndpointConfig | None] = {}  # (environment, version) -> its config
-        self.poll_interval = poll_interval
-        self.store = store  # the S3 store: async requests, cancel markers, warnings
-        self.sse = sse  # the store's server-side encryption: the worker's writes and async results use it too
-        self.kms_key_id = kms_key_id
-        # Days an endpoint's log is kept (aws/endpoint_logs.py); None leaves the group to SageMaker (kept for good).
-        self.log_retention_days = log_retention_days
-        # Async runs' ends notified on this SNS topic, received by this process (`instance`): aws/notifications.py.
-        self.notification_topic = notification_topic
-        self.instance = instance
-
-    @property
-    def on_change(self) -> Callable[[EndpointView], None]:
-        """Told of each change of an endpoint (deploy, stop, start, delete, a proof's end): what runs kept of the
-        endpoints is dropped first (whoever wraps it later)."""
-        return self._told
-
-    @on_change.setter
-    def on_change(self, told: Callable[[EndpointView], None]) -> None:
-        def changed(view: EndpointView) -> None:
-            self.forget_views()
-            told(view)
-
-        self._told = changed
-
-    def forget_views(self, endpoint: str | None = None) -> None:
-        """Drop what runs kept of one endpoint (by SageMaker name), or of all: the next run describes it again."""
-        for name in [endpoint] if endpoint else list(self._views):
-            kept = self._views.pop(name, None)
-            if kept is not None:
-                self._endpoint_configs.pop(kept[1].get("endpoint_config") or "", None)
-
-    def forget(self) -> None:
-        self.forget_views()
-
-    def known(self, name: str) -> EndpointView:
-        """The endpoint's view for a run, kept for VIEW_KEPT_S s once read ready (a run's DescribeEndpoint, its
-        warning, worker report and proofs do not depend on the run): shared by every run of this process,
-        checked against SageMaker by the async watch's DescribeEndpoint while runs wait (`watch`), and dropped on
-        a change here (`on_change`) or elsewhere (`forget`: another ComfyUI's notice), or an invocation that fails
-        (`invoke`)."""
-        kept = self._views.get(naming.endpoint_name(name, self.store_uri))
-        if kept is not None and time.monotonic() - kept[0] < VIEW_KEPT_S:
-            return kept[1]
-        return self.get(name)
-
-    def _keep(self, view: EndpointView) -> EndpointView:
-        if view["state"] in READY_STATES:
-            self._views[view["endpoint_name"]] = (time.monotonic(), view)
-        else:
-            self.forget_views(view["endpoint_name"])
-        return view
 
     def _still(self, endpoint: str, d: dict | None) -> None:
         """A DescribeEndpoint of the async watch: what runs kept of the endpoint goes if SageMaker now says
@@ -215,50 +122,6 @@ class SageMakerEndpoints(Endpoints):
             self.forget_views(endpoint)
         else:
             self._views[endpoint] = (time.monotonic(), view)
-
-    def aws_client(self, service: str) -> Any:
-        if service not in self._clients:
-            self._clients[service] = client(service, self.region)
-        return self._clients[service]
-
-    @property
-    def sm(self) -> Any:
-        return self.aws_client("sagemaker")
-
-    def create_endpoint(self, endpoint: str, config_name: str, env: str) -> None:
-        """CreateEndpoint, its log group made first with a retention. A caller not allowed that (a designer
-        policy older than the log retention) still deploys: its log is then SageMaker's, kept for good."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        from .endpoint_logs import keep_logs
-
-        if self.log_retention_days is not None:
-            try:
-                keep_logs(self.aws_client("logs"), endpoint, self.log_retention_days)
-            except (ClientError, BotoCoreError) as err:
-                log.warning("comfyui-sagemaker: endpoint %s's log group keeps its events for good: %s", endpoint,
-                            translate(err, self.region).message)
-        self.sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config_name,
-                                Tags=naming.tags(env, None, self.store_uri))
-
-    @property
-    def cloudwatch(self) -> Any:
-        return self.aws_client("cloudwatch")
-
-    def _scaling(self) -> autoscaling.Autoscaling:
-        return autoscaling.Autoscaling(self.aws_client("application-autoscaling"), self.aws_client("cloudwatch"))
-
-    # reading state from AWS
-
-    def describe_endpoint(self, endpoint: str) -> dict | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            return self.sm.describe_endpoint(EndpointName=endpoint)
-        except ClientError as err:
-            if _not_found(err):
-                return None
-            raise
 
     def _warning_key(self, environment: str) -> str:
         return f"endpoints/{environment.lower()}/warning.json"
@@ -462,8 +325,6 @@ class SageMakerEndpoints(Endpoints):
 
         return read_logs(self.aws_client("logs"), naming.endpoint_name(name, self.store_uri), tail, contains)
 
-    # deploying
-
     @aws_call
     def usage(self, endpoints: builtins.list[EndpointView], start: datetime,
               end: datetime) -> dict[str, builtins.list[Span]]:
@@ -660,14 +521,6 @@ class SageMakerEndpoints(Endpoints):
     def monitor(self, manifest: Manifest, endpoint: str, recreate: bool = False) -> None:
         self.in_background(lambda: self.settle(manifest, endpoint, recreate=recreate), f"sagemaker-monitor-{endpoint}")
 
-    def wait_gone(self, endpoint: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.describe_endpoint(endpoint) is None:
-                return True
-            time.sleep(self.poll_interval)
-        return False
-
     def settle(self, manifest: Manifest, endpoint: str, timeout: float = 7200, recreate: bool = False) -> dict | None:
         """Follow the endpoint until it settles (after recreating it, if asked); then autoscaling, and the
         versions it no longer uses are removed (but the KEPT_VERSIONS newest). Returns the last description
@@ -773,8 +626,6 @@ class SageMakerEndpoints(Endpoints):
         for name in sorted(others):
             if version_of(name) not in spared:
                 self.remove_version(name)
-
-    # stopping and starting
 
     @aws_call
     def stop(self, name: str, by: str | None = None) -> EndpointView:
@@ -943,12 +794,6 @@ class SageMakerEndpoints(Endpoints):
                 self.store.delete(key)
         except Exception as err:  # leftovers cost a few bytes; the next endpoint's reports sort before them
             log.warning("cannot remove the worker reports of %s: %s", environment, err)
-
-    def when_settled(self, name: str, done: Callable[[], None]) -> None:
-        self.proofs.when_settled(name, done)
-
-    def in_background(self, fn: Callable[[], object], name: str) -> None:
-        threading.Thread(target=fn, daemon=True, name=name).start()
 
     def cancel(self, name: str, execution_id: str, token: str) -> None:
         """SageMaker sends each invocation to any instance, so a second one cannot reach the run: the
