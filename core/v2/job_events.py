@@ -63,6 +63,10 @@ class JobEvents:
                 return record, live.tracker.snapshot(), live.preview, live.outputs
             return record, None, None, None
         if self._record is None:
+            # Its ETag before the record: a write between the two is seen at the next look. (The ETag read after
+            # the record could be a later write's: every look then matched it and the stream never saw the end.)
+            read = executions.records.read(self.job_id)
+            self._etag = read[1] if read else None
             self._record = self.jobs.record(self.environment, self.job_id, self.user)  # JobNotFound -> 404
         else:  # a conditional GET: nothing comes back unless the record changed
             key = executions.records.key(self.job_id)
