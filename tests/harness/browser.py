@@ -222,7 +222,8 @@ def close_host_dialogs(page) -> None:
     empty store means no dialog is coming, without waiting for one that does not."""
     from playwright.sync_api import expect
 
-    opened = f"() => {DIALOG_STORE}?.dialogStack?.length ?? -1"
+    # The dialogs shown: an entry stays in the stack, not visible, until its hide animation has ended.
+    opened = f"() => {DIALOG_STORE}?.dialogStack?.filter((d) => d.visible).length ?? -1"
     dialogs = host_dialogs(page)
     if page.evaluate(opened) == -1:  # a host without that store: give a dialog a moment to show
         from playwright.sync_api import TimeoutError as PlaywrightTimeout
