@@ -227,8 +227,14 @@ def test_a_template_opens_in_its_own_tab_and_plus_offers_to_update_it(page: Page
     template_row = row(page, name)
     expect(template_row.get_by_test_id("sagemaker-template-version")).to_have_text("v1")
     try:
-        # Loading opens a tab named after the template; loading it again goes back to that tab.
-        template_row.get_by_test_id("sagemaker-template-name").click()
+        # Loading opens a tab named after the template; loading it again goes back to that tab. A load has ended
+        # when its analysis is asked for (web/js/templates.js select(): the analysis follows the loaded graph): the
+        # publish left this very tab active, and a load still under way would take it back from the tab opened next.
+        def analyzed(response) -> bool:
+            return response.url.endswith("/api/sagemaker/analyze")
+
+        with page.expect_response(analyzed):
+            template_row.get_by_test_id("sagemaker-template-name").click()
         page.wait_for_function(f"(p) => ({ACTIVE_TAB})() === p", arg=f"workflows/{name}.json")
         tabs = page.evaluate(OPEN_TABS)
         # Another tab meanwhile: a new blank workflow, as the user opens one (loadGraphData() into a named temporary
@@ -236,7 +242,8 @@ def test_a_template_opens_in_its_own_tab_and_plus_offers_to_update_it(page: Page
         # frontend's change tracker has marked it modified yet: both frontends failed that way now and then).
         page.evaluate(f"() => {APP}.extensionManager.command.execute('Comfy.NewBlankWorkflow')")
         page.wait_for_function(f"(p) => ({ACTIVE_TAB})() !== p", arg=f"workflows/{name}.json")
-        template_row.get_by_test_id("sagemaker-template-name").click()
+        with page.expect_response(analyzed):
+            template_row.get_by_test_id("sagemaker-template-name").click()
         page.wait_for_function(f"(p) => ({ACTIVE_TAB})() === p", arg=f"workflows/{name}.json")
         assert page.evaluate(OPEN_TABS).count(f"workflows/{name}.json") == 1
         assert page.evaluate(LOADED_TEMPLATE) == name
