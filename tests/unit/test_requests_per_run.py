@@ -15,9 +15,9 @@ from harness.request_count import AsyncRig
 # notice, the template read, the invocation with its request inline, its notice received and deleted, the result
 # its worker kept and its progress read). It was 23 before a run's first second was kept from the store, its two
 # in-flight markers were one, the served manifest was kept, the kept result was read alone and the request went
-# inline; 50 before they were counted. One more for a loaded machine (a run that outlasts 2 s reads its record
-# once, for a cancel from another ComfyUI).
-CEILING = 17
+# inline; 50 before they were counted. Two more for a loaded machine (a run that outlasts 2 s reads its record
+# once, for a cancel from another ComfyUI; one that spans more than half a second writes its change notice twice).
+CEILING = 18
 
 
 def test_a_short_async_run_makes_a_handful_of_requests_and_none_that_does_not_depend_on_it(tmp_path, monkeypatch):
@@ -45,7 +45,8 @@ def test_a_short_async_run_makes_a_handful_of_requests_and_none_that_does_not_de
     assert second.asked["s3 GET async/results/<id>.json"] == 1 and second.asked["s3 GET async/outputs/<id>.out"] == 0, \
         second.asked
     # A run's own writes, once each: its change notice once, no HEAD before a removal, no lease of its own.
-    assert second.asked["s3 PUT changes/executions.json"] == 1, second.asked
+    # once per half second of changes (core/changes.py COALESCE_S): a run that spans more on a loaded machine, twice
+    assert second.asked["s3 PUT changes/executions.json"] in (1, 2), second.asked
     assert second.asked["s3 GET count-notices"] == 0, second.asked  # no LIST: the served version is read by key
     # A published version never changes: its manifest is read by the process's first run of it only.
     assert not [w for w in second.asked if "/versions/" in w], second.asked
