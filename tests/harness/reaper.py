@@ -1,11 +1,17 @@
 """Every process a test session or a bench starts carries a mark in its environment (inherited by
 its children, grandchildren and processes in their own session, such as local endpoint workers).
 At the end, whatever still carries the mark was left running: it is killed and reported, so a
-leak fails the run instead of outliving it."""
+leak fails the run instead of outliving it.
+
+The processes a run starts are stopped with SIGINT (ComfyUI, the fake worker) and must take it, however the
+run was started: a command started in the background of a non-interactive shell (`cmd &`, as CI or a script may)
+inherits SIGINT ignored, every process it starts after it too, and each stop then waited its whole grace
+(20 s) for a SIGKILL: 51 tests of a whole run at 20 s or more. A run restores Python's own handler first."""
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,10 +23,19 @@ MARK = "SM_TEST_RUN_ID"
 OWNER = "SM_TEST_RUN_OWNER"  # the pid whose run the mark is
 
 
+def take_interrupts() -> None:
+    """SIGINT handled in this process, so the processes it starts take it (an ignored signal is inherited
+    through exec, a handler is not: a child gets the default and Python installs its KeyboardInterrupt)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def start() -> str:
     """Mark every process started from now on; the run's id. A run started again in the same process (a bench's
     `reaping` inside a test) keeps its mark; a run in a process the mark was inherited by (a pytest a test starts)
-    gets its own, so its end reaps only what it started, never the processes of the run around it."""
+    gets its own, so its end reaps only what it started, never the processes of the run around it. The run's
+    processes take SIGINT (take_interrupts)."""
+    take_interrupts()
     if os.environ.get(OWNER) != str(os.getpid()) or MARK not in os.environ:
         os.environ[MARK], os.environ[OWNER] = uuid.uuid4().hex, str(os.getpid())
     return os.environ[MARK]

@@ -34,3 +34,17 @@ def test_a_run_inside_another_reaps_only_its_own(monkeypatch):
                            env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(reaper.__file__))},
                            capture_output=True, text=True, check=True).stdout.strip()
     assert inner and inner != outer
+
+
+def test_a_run_started_with_sigint_ignored_starts_processes_that_take_it():
+    """A run started in the background of a non-interactive shell (`./dev test &`) inherits SIGINT ignored, and so
+    would every ComfyUI and worker it starts: each stop then waited its whole grace for a SIGKILL."""
+    child = ("import signal, subprocess, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+             "probe = [sys.executable, '-c', "
+             "'import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)']; "
+             "before = subprocess.run(probe, capture_output=True, text=True).stdout.strip(); "
+             "from harness import reaper; reaper.start(); "
+             "after = subprocess.run(probe, capture_output=True, text=True).stdout.strip(); print(before, after)")
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(reaper.__file__))})
+    assert out.stdout.split() == ["True", "False"], out
