@@ -27,6 +27,9 @@ from comfyui_sagemaker.worker import comfy as worker_comfy
 from comfyui_sagemaker.worker.comfy import ComfyProcess
 from harness.http_server import TrickleServer
 
+# Each test waits out a deadline of seconds against a trickling peer: the whole suite runs them, the fast tier does not.
+pytestmark = pytest.mark.slow
+
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
 # Trickled from the first byte of the status line, or after the headers came at once (the body).
 TRICKLES = [pytest.param({"answer": b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 200}, id="status-line"),

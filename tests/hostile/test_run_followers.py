@@ -87,6 +87,7 @@ def started(svc: ExecutionService, endpoint: Endpoint, user: str | None = None) 
     return record
 
 
+@pytest.mark.slow  # waits out a follower's lease: the whole suite runs it, the fast tier does not
 def test_a_run_whose_follower_was_killed_is_failed_once_its_lease_expires(store):
     endpoint = Endpoint()
     # A lease of 3 s: "alive" below must not depend on a renewal arriving within a second on a busy machine.
@@ -119,6 +120,7 @@ def test_a_run_whose_follower_was_killed_is_failed_once_its_lease_expires(store)
     assert records.read(run["id"])[0]["state"] == "failed"  # the killed process's late answer changes nothing
 
 
+@pytest.mark.slow  # waits out a follower's lease: the whole suite runs it, the fast tier does not
 def test_a_run_the_endpoint_can_still_answer_for_is_taken_over_and_completes(store):
     endpoint = Endpoint(resumable=True)
     gateway = Owner("9999aaaa9999", "gateway")

@@ -40,6 +40,7 @@ def publish(store: FolderStore, endpoint: dict) -> dict:
     return manifest
 
 
+@pytest.mark.slow  # waits seconds for the endpoint's watcher: the whole suite runs it, the fast tier does not
 def test_an_idle_local_endpoint_is_stopped_once_its_minutes_have_passed(local):
     store, endpoints, changes = local
     endpoints.deploy(publish(store, {"kind": "local", "idle_stop_minutes": 60}))

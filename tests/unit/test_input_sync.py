@@ -67,6 +67,7 @@ def test_zero_byte_file(rig):
     assert store.size(f"blobs/sha256/{hashlib.sha256(b'').hexdigest()}") == 0
 
 
+@pytest.mark.slow  # waits out a writer's seconds: the whole suite runs it, the fast tier does not
 def test_slow_writer_is_uploaded_once_complete(rig):
     store, sync, folder = rig
     data = b""

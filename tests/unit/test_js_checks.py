@@ -10,9 +10,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / "tools" / "js"
 WEB_JS = ROOT / "web" / "js"
+
+# Node processes (tsc alone is seconds of CPU) and tools only `./dev test` installs: the fast tier runs none.
+pytestmark = pytest.mark.slow
 
 
 def node() -> str:

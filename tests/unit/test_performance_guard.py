@@ -123,6 +123,8 @@ def fresh_guard(names: str, monkeypatch, capsys) -> None:
     assert code == 0, "\n".join(said) + "\n" + capsys.readouterr().out[-4000:]
 
 
+# A run through moto's server (seconds): the fast tier holds the same run to its ceiling (test_requests_per_run.py).
+@pytest.mark.slow
 def test_a_short_async_runs_requests_are_the_committed_ones(monkeypatch, capsys):
     """Counted, never timed: one run with notices after a first, its requests against bench/figures.json. After a
     change that moves them on purpose: ./dev python bench/guard.py --only async_requests --record."""

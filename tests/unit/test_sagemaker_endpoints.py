@@ -404,6 +404,7 @@ def test_configuration_is_checked_before_any_call(aws_env, role, image, store, n
         endpoints.deploy(manifest())
 
 
+@pytest.mark.slow  # an endpoint's whole life on moto (seconds): the whole suite runs it, the fast tier does not
 def test_lifecycle_on_moto(aws_env):
     from moto import mock_aws
 
