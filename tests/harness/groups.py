@@ -13,6 +13,7 @@ load-by-scope, with our groups as the scopes) reads them once every worker has c
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -57,12 +58,33 @@ def pytest_configure_node(node):
         node.workerinput[FOLDER] = node.config._sm_groups_dir
 
 
+def write_groups(folder: Path, worker: str, groups: dict[str, str]) -> None:
+    """Whole or not at all: written aside and renamed, so the controller never reads half a file."""
+    part = folder / f"{worker}.json.part"
+    part.write_text(json.dumps(groups))
+    os.replace(part, folder / f"{worker}.json")
+
+
+def read_groups(folder: Path, workers: Iterable[str]) -> dict[str, str]:
+    """Every worker's groups; a worker's missing file is an error (its tests would be scheduled without their
+    groups, apart from the processes they share), never a silent fallback."""
+    groups: dict[str, str] = {}
+    for worker in sorted(workers):
+        path = folder / f"{worker}.json"
+        if not path.exists():
+            raise RuntimeError(f"worker {worker} wrote no groups to {folder} before it reported its collection")
+        groups.update(json.loads(path.read_text()))
+    return groups
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_finish(session):
-    """Worker: writes the groups of what it collected (every worker collects the same tests)."""
+    """Worker: writes the groups of what it collected (every worker collects the same tests), before xdist's own
+    hook of this name tells the controller the collection is done (tryfirst): the controller reads them then.
+    Written after it, a whole run once died at its start reading half a file (JSONDecodeError)."""
     folder = getattr(session.config, "workerinput", {}).get(FOLDER)
     if folder:
-        worker = session.config.workerinput.get("workerid", "worker")
-        (Path(folder) / f"{worker}.json").write_text(json.dumps(groups_of(session.items)))
+        write_groups(Path(folder), session.config.workerinput.get("workerid", "worker"), groups_of(session.items))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -78,9 +100,8 @@ def pytest_xdist_make_scheduler(config, log):
 
         def _split_scope(self, nodeid: str) -> str:
             if self.groups is None:  # asked once every worker has collected (and written its groups)
-                self.groups = {}
-                for written in Path(config._sm_groups_dir).glob("*.json"):
-                    self.groups.update(json.loads(written.read_text()))
+                self.groups = read_groups(Path(config._sm_groups_dir),
+                                          (node.gateway.id for node in self.registered_collections))
             return self.groups.get(nodeid, nodeid)
 
     return GroupScheduling(config, log)
