@@ -60,15 +60,18 @@ def prompt(i):
     return {"1": {"class_type": "EmptyImage", "inputs": empty}, "2": second,
             "3": {"class_type": "SaveImage", "inputs": save}}
 
-runs = [comfy.executions.create(prompt(i), environment=env, client_id="page") for i in range(int(runs))]
+# The held run first, alone: runs created together reach the worker in any order (a dispatch thread each), and
+# one that got there before it ran and ended (a whole run's failure: the queue never held the others).
+held = comfy.executions.create(prompt(0), environment=env, client_id="page")
 deadline = time.monotonic() + 300
 def ready():
-    return [e for e in comfy.page_events("page", runs[0]["prompt_id"])
+    return [e for e in comfy.page_events("page", held["prompt_id"])
             if e["type"] == "executing" and e["data"].get("node") == "2"]
 while not ready():
     if time.monotonic() > deadline:
-        raise SystemExit("the runs were never accepted")
+        raise SystemExit("the held run never reached its wait")
     time.sleep(0.05)
+runs = [held] + [comfy.executions.create(prompt(i), environment=env, client_id="page") for i in range(1, int(runs))]
 print(json.dumps([r["id"] for r in runs]), flush=True)
 time.sleep(3600)
 """
