@@ -5,7 +5,7 @@
 // server runs with it at once (no restart). The store may then be another one: listeners of
 // onConfigChanged (sagemaker.js) draw the sidebar again (all of it when the store or the role changed), here and
 // in every page of this ComfyUI.
-import { call, setToken, toast } from "./api.js";
+import { call, getToken, setToken, toast } from "./api.js";
 import { doctorButton } from "./connect_doctor.js";
 import { connectForm } from "./connect_form.js";
 import { facts, resultRow, summaryOf } from "./connect_view.js";
@@ -404,11 +404,20 @@ class ConnectSection extends Section {
   async send(body, button) {
     if (this.error?.isConnected) this.showError("");
     this.setBusy(true, button, "Applying...");
+    const typed = body && "token" in body.changes ? body.changes.token || "" : null;
+    const previous = getToken();
     try {
-      const answer = body ? await call("PUT", "/config", body) : await call("POST", "/config/reload");
+      const request = body ? call("PUT", "/config", body) : call("POST", "/config/reload");
+      // A new token is kept as soon as the PUT has gone (with the one it replaces): the change notice the PUT
+      // causes reaches this page before its answer, and the refreshes it starts would go without it (403s).
+      // One taken away is dropped only once the server has dropped it.
+      if (typed) setToken(typed);
+      const answer = await request.catch((err) => {
+        if (typed) setToken(previous);
+        throw err;
+      });
       seen = answer.applied;
-      // This browser's requests need the token from now on (or no longer): keep what was typed.
-      if (body && "token" in body.changes) setToken(body.changes.token || "");
+      if (typed === "") setToken("");
       expanded = this.open;
       const cfg = answer.effective;
       toast(
