@@ -35,14 +35,13 @@ died, and expiry), execution_pages.py (what pages are shown of a failed run, Com
 from __future__ import annotations
 
 import copy
+import functools
 import time
 import uuid
-from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
 
 from . import followers, pinning, preflight, proofs
-from .endpoints import EndpointNotFound, EndpointNotReady, Endpoints
+from .endpoints import EndpointNotFound, EndpointNotReady
 from .errors import BadRequest, ExecutionCorrupt, SageMakerError
 from .execution_base import ExecutionNotFound
 from .execution_cancels import CANCEL_PREFIX, NotYourExecution
@@ -51,18 +50,12 @@ from .execution_outputs import OUTPUT_SUBFOLDER, OutputInvalid
 from .execution_pages import FAILURE_TITLES, NativeQueue, NoNativeQueue, page_error, who
 from .execution_records import FINAL, ID_RE
 from .execution_takeover import ExecutionTakeOvers
-from .fs.hashing import HashCache
-from .identity import Owner
 from .inputs import InputMissing, get_inputs, input_path, put_inputs
 from .names import ENVIRONMENT_NAME, TEMPLATE_NAME
 from .records import ExecutionExtra, ExecutionRecord, ExecutionSummary, Manifest
-from .store import DIGEST_RE, Store
-from .templates import Template, TemplateService, now
+from .store import DIGEST_RE
+from .templates import Template, now
 from .webhooks import pending as pending_webhook
-
-if TYPE_CHECKING:
-    from .environments import EnvironmentService
-    from .host import Host
 
 MANIFESTS_KEPT = 16  # served versions' manifests kept per process (one per endpoint and version)
 # Other modules import these from here; they live where they change (core/execution_*.py).
@@ -86,17 +79,12 @@ def is_async(manifest: Manifest) -> bool:
 class ExecutionService(ExecutionTakeOvers):
     """Every face's runs: started here, followed, cancelled and taken over through its bases."""
 
-    def __init__(self, store: Store, templates: TemplateService, environments: EnvironmentService,
-                 endpoints: Endpoints, host: Host, hash_cache: HashCache,
-                 send: Callable[[str, Mapping[str, Any], str | None], None], max_workers: int = 32,
-                 synced: Callable[[str], str | None] = lambda name: None, owner: Owner | None = None,
-                 native: NativeQueue | None = None, webhooks=None, role: str = "designer",
-                 follow_ttl: float = followers.TTL, temp=None):
-        super().__init__(store, templates, environments, endpoints, host, hash_cache, send, max_workers, synced,
-                         owner, native, webhooks, role, follow_ttl, temp)
-        # The sweep that finds the runs of followers that died (core/followers.py); it runs once its owner starts it.
-        self.sweeper = followers.Sweeper(store, self.follower, self.take_over,
-                                         lambda f: role == "designer" or f.startswith(self.owner.instance + "-"))
+    @functools.cached_property
+    def sweeper(self) -> followers.Sweeper:
+        """The sweep that finds the runs of followers that died (core/followers.py); it runs once its owner starts
+        it. A designer's takes over or fails anyone's; an artist's only its own instance's."""
+        return followers.Sweeper(self.store, self.follower, self.take_over,
+                                 lambda f: self.role == "designer" or f.startswith(self.owner.instance + "-"))
 
     def create(self, prompt: object, workflow: object = None, template: object = None, environment: object = None,
                client_id: object = None, user: str | None = None, template_version: object = None, *,
