@@ -26,6 +26,8 @@ def heavy(argv: list[str], root: Path) -> str | None:
     exe = Path(argv[0]).name
     if "playwright" in argv[0] or exe in ("chromium", "chrome"):
         return "a browser (mark it browser)"
+    if exe in ("node", "npm", "npx") or f"node_modules{os.sep}.bin" in argv[0]:
+        return "Node.js or a tool of tools/js, which only `./dev test` installs (mark it slow)"
     if any(a.endswith(os.sep + "main.py") or a == "main.py" for a in argv[1:3]):
         return "a ComfyUI (mark it comfyui)"
     if str(root) in argv[1:2] and len(argv) > 2 and argv[2] in ("worker", "gateway"):

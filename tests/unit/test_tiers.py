@@ -19,6 +19,8 @@ ROOT = Path("/repo")
     (["/usr/lib/node_modules/playwright/driver/node", "cli.js"], "browser"),
     (["/usr/bin/chromium", "--headless"], "browser"),
     (["/somewhere/.dev/floor-venv/bin/python", "-m", "pytest"], "slow"),
+    (["/usr/bin/node", "--test", "tests/js/a.test.mjs"], "slow"),
+    (["/repo/tools/js/node_modules/.bin/tsc", "-p", "tools/js"], "slow"),
 ])
 def test_what_the_fast_tier_refuses_names_its_marker(argv, marker):
     assert marker in (heavy(argv, ROOT) or "")
