@@ -525,14 +525,16 @@ class TemplatesSection extends Section {
       danger: true,
       testid: "sagemaker-delete-dialog",
       onOk: async () => {
+        // Out of the list before the DELETE goes (its form too): the canvas's template is not asked for again
+        // by a change notice meanwhile (a 404 in the console of a page on a busy machine). A refusal lists it again.
+        this.templates = this.templates.filter((x) => x.name !== t.name);
         try {
           await change(`Could not delete ${t.name}`, () => call("DELETE", templatePath(t.name)));
         } catch (err) {
-          if (err.status === 404) this.refresh();
+          this.refresh();
           throw err;
         }
         toast("success", "Template deleted", t.name);
-        this.templates = this.templates.filter((x) => x.name !== t.name); // its form goes too
         if (loadedTemplate() === t.name) canvasChanged(); // Prompt on AWS's target is gone
         await this.refresh();
       },
