@@ -115,19 +115,24 @@ class EndpointsSection extends Section {
     clearTimeout(this.timer);
     const busy = [...this.endpoints.values()].filter((e) => STARTING.has(e.state));
     if (!busy.length || !this.root.isConnected) return;
+    // One that is going is followed in the list (refresh): its own GET, or its log's, ends in a 404 once it has gone.
+    const going = busy.some((e) => e.state === "Deleting");
     this.timer = setTimeout(async () => {
       await Promise.all(
-        busy.map(async (e) => {
-          try {
-            const view = await call("GET", endpointPath(e.name));
-            if (this.endpoints.has(e.name)) this.endpoints.set(e.name, view);
-          } catch (err) {
-            if (err.status === 404) this.endpoints.delete(e.name);
-          }
-          if (this.logs.has(e.name)) await this.readLog(e.name, false);
-        }),
+        busy
+          .filter((e) => e.state !== "Deleting")
+          .map(async (e) => {
+            try {
+              const view = await call("GET", endpointPath(e.name));
+              if (this.endpoints.has(e.name)) this.endpoints.set(e.name, view);
+            } catch (err) {
+              if (err.status === 404) this.endpoints.delete(e.name);
+            }
+            if (this.logs.has(e.name)) await this.readLog(e.name, false);
+          }),
       );
-      this.draw();
+      if (going) await this.refresh();
+      else this.draw();
     }, POLL_MS);
   }
 
