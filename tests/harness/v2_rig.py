@@ -1,6 +1,7 @@
 """The Comfy API v2 in-process (harness.fake_comfy) on FakeEndpoints, for the modules that drive it with Comfy's SDK
-(tests/unit/test_jobs_v2.py, tests/unit/test_v2_complete.py): a designer's ComfyUI serving its routes, an input image,
-an environment deployed, the SDK's client on it, and the helpers those tests share."""
+(tests/unit/test_jobs_v2.py, test_v2_complete.py, test_job_events.py): a designer's ComfyUI serving its routes, an
+input image, an environment deployed, the SDK's client on it, and the helpers those tests share. A rig is a context
+manager (closed also when its test fails)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,12 @@ class V2Rig:
     def close(self) -> None:
         self.comfy.close()
         self.fake.close()
+
+    def __enter__(self) -> V2Rig:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def sdk_on(base: str, monkeypatch) -> Iterator:

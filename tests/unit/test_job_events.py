@@ -17,9 +17,8 @@ ENV = "Events"
 
 @pytest.fixture
 def v2(tmp_path):
-    v = V2Rig(tmp_path, ENV)
-    yield v
-    v.close()
+    with V2Rig(tmp_path, ENV) as v:  # closed also when the test fails
+        yield v
 
 
 def test_an_end_written_while_the_stream_first_reads_the_job_is_seen(v2, monkeypatch):

@@ -25,9 +25,8 @@ ENV = "V2Done"
 
 @pytest.fixture
 def v2(tmp_path):
-    v = V2Rig(tmp_path, ENV)
-    yield v
-    v.close()
+    with V2Rig(tmp_path, ENV) as v:  # closed also when the test fails
+        yield v
 
 
 @pytest.fixture
